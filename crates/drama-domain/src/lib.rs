@@ -1,0 +1,19 @@
+#![doc = include_str!("../README.md")]
+
+mod error;
+mod ids;
+mod job;
+mod model;
+mod patch;
+mod user;
+mod validate;
+
+pub use error::{DomainError, FieldError};
+pub use ids::{AssetId, CharacterId, ClientIdError, DramaId, EpisodeId, SceneId, UserId};
+pub use job::{JobStatus, JobType};
+pub use model::{
+    Asset, AssetKind, AssetOwner, Character, Drama, DramaSummary, Episode, Scene,
+    STORYBOARD_MAX_CHARACTERS, VIDEO_DURATIONS,
+};
+pub use patch::{AssetPatch, CharacterPatch, DramaPatch, EpisodePatch, ScenePatch};
+pub use user::{ApiKeyId, ApiKeyMeta, User};

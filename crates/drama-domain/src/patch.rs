@@ -1,0 +1,168 @@
+//! PATCH models: only the fields the peer let clients change.
+//!
+//! A key that is absent leaves the field alone. A key that is present sets it; for a field the
+//! model requires, `null` and empty text are refused (the peer accepted them and then could no
+//! longer read the drama back).
+
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+
+use crate::error::DomainError;
+
+/// Present-and-null is an error for required fields.
+fn required<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    match Option::<String>::deserialize(d)? {
+        None => Err(serde::de::Error::custom("must not be null")),
+        Some(s) if s.trim().is_empty() => Err(serde::de::Error::custom("must not be empty")),
+        Some(s) => Ok(Some(s)),
+    }
+}
+
+/// Present-and-null clears a nullable field; absent (the `default`) leaves it alone.
+fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+macro_rules! patch_parse {
+    ($name:ident) => {
+        impl $name {
+            /// Parses a PATCH body.
+            ///
+            /// # Errors
+            /// A [`DomainError`] naming the field that is null, empty or of the wrong type.
+            pub fn from_json(json: &[u8]) -> Result<Self, DomainError> {
+                DomainError::parse_json(json)
+            }
+
+            /// Converts an already parsed PATCH body.
+            ///
+            /// # Errors
+            /// As `from_json`.
+            pub fn from_value(value: Value) -> Result<Self, DomainError> {
+                DomainError::from_value(value)
+            }
+        }
+    };
+}
+
+/// Changes to a drama's own fields.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct DramaPatch {
+    /// New title.
+    #[serde(default, deserialize_with = "required")]
+    pub title: Option<String>,
+    /// New logline.
+    #[serde(default, deserialize_with = "required")]
+    pub description: Option<String>,
+    /// New premise.
+    #[serde(default, deserialize_with = "required")]
+    pub premise: Option<String>,
+    /// New metadata (replaced wholesale; `null` clears it).
+    #[serde(default, deserialize_with = "nullable")]
+    pub metadata: Option<Option<Value>>,
+}
+patch_parse!(DramaPatch);
+
+/// Changes to a character (gender, voice, `main` and `url` are not patchable, as in the peer).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct CharacterPatch {
+    /// New name.
+    #[serde(default, deserialize_with = "required")]
+    pub name: Option<String>,
+    /// New description.
+    #[serde(default, deserialize_with = "required")]
+    pub description: Option<String>,
+    /// New metadata.
+    #[serde(default, deserialize_with = "nullable")]
+    pub metadata: Option<Option<Value>>,
+}
+patch_parse!(CharacterPatch);
+
+/// Changes to an episode.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct EpisodePatch {
+    /// New title.
+    #[serde(default, deserialize_with = "required")]
+    pub title: Option<String>,
+    /// New description.
+    #[serde(default, deserialize_with = "required")]
+    pub description: Option<String>,
+    /// New premise (`null` clears it).
+    #[serde(default, deserialize_with = "nullable")]
+    pub premise: Option<Option<String>>,
+    /// New metadata.
+    #[serde(default, deserialize_with = "nullable")]
+    pub metadata: Option<Option<Value>>,
+}
+patch_parse!(EpisodePatch);
+
+/// Changes to a scene.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct ScenePatch {
+    /// New description.
+    #[serde(default, deserialize_with = "required")]
+    pub description: Option<String>,
+    /// New storyboard url (`null` clears it).
+    #[serde(default, deserialize_with = "nullable")]
+    pub image_url: Option<Option<String>>,
+    /// New clip url (`null` clears it).
+    #[serde(default, deserialize_with = "nullable")]
+    pub video_url: Option<Option<String>>,
+    /// New metadata.
+    #[serde(default, deserialize_with = "nullable")]
+    pub metadata: Option<Option<Value>>,
+}
+patch_parse!(ScenePatch);
+
+/// Changes to an asset (kind, dependencies and duration are not patchable, as in the peer).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct AssetPatch {
+    /// New prompt.
+    #[serde(default, deserialize_with = "required")]
+    pub prompt: Option<String>,
+    /// New url (`null` clears it).
+    #[serde(default, deserialize_with = "nullable")]
+    pub url: Option<Option<String>>,
+    /// New metadata.
+    #[serde(default, deserialize_with = "nullable")]
+    pub metadata: Option<Option<Value>>,
+}
+patch_parse!(AssetPatch);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absent_keeps_present_sets_null_clears() {
+        let p = ScenePatch::from_json(br#"{"image_url": null, "description": "d"}"#).unwrap();
+        assert_eq!(p.description.as_deref(), Some("d"));
+        assert_eq!(p.image_url, Some(None));
+        assert_eq!(p.video_url, None);
+        assert_eq!(p.metadata, None);
+    }
+
+    #[test]
+    fn null_for_a_required_field_names_it() {
+        let e = DramaPatch::from_json(br#"{"title": null}"#).unwrap_err();
+        assert_eq!(e.first_field(), "title");
+        assert!(e.to_string().contains("must not be null"), "{e}");
+        let e = CharacterPatch::from_json(br#"{"name": "  "}"#).unwrap_err();
+        assert_eq!(e.first_field(), "name");
+    }
+
+    #[test]
+    fn unknown_keys_are_ignored_and_wrong_types_named() {
+        assert_eq!(
+            AssetPatch::from_json(br#"{"kind": "video", "prompt": "p"}"#)
+                .unwrap()
+                .prompt
+                .as_deref(),
+            Some("p")
+        );
+        let e = EpisodePatch::from_json(br#"{"premise": 5}"#).unwrap_err();
+        assert_eq!(e.first_field(), "premise");
+    }
+}

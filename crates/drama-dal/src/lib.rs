@@ -1,1 +1,15 @@
 #![doc = include_str!("../README.md")]
+
+pub mod api_key;
+mod error;
+mod memory;
+mod page;
+mod repos;
+
+pub use error::{Entity, RepoError};
+pub use memory::MemoryStore;
+pub use page::{Cursor, MAX_PAGE_SIZE, Page, PageRequest};
+pub use repos::{
+    ApiKeyRepository, AssetObject, CreatedApiKey, DEFAULT_TOKENS, DramaRepository, NewUser, Store,
+    StoredApiKey, StoredDrama, UserRepository, Version,
+};

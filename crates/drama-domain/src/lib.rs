@@ -5,6 +5,7 @@ mod ids;
 mod job;
 mod model;
 mod patch;
+mod text;
 mod user;
 mod validate;
 

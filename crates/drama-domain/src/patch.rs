@@ -33,7 +33,7 @@ macro_rules! patch_parse {
             /// # Errors
             /// A [`DomainError`] naming the field that is null, empty or of the wrong type.
             pub fn from_json(json: &[u8]) -> Result<Self, DomainError> {
-                DomainError::parse_json(json)
+                Self::from_value(DomainError::parse_json(json)?)
             }
 
             /// Converts an already parsed PATCH body.
@@ -41,6 +41,9 @@ macro_rules! patch_parse {
             /// # Errors
             /// As `from_json`.
             pub fn from_value(value: Value) -> Result<Self, DomainError> {
+                if let Some(nul) = crate::text::find_nul(&value) {
+                    return Err(DomainError { errors: vec![nul] });
+                }
                 DomainError::from_value(value)
             }
         }
@@ -164,5 +167,7 @@ mod tests {
         );
         let e = EpisodePatch::from_json(br#"{"premise": 5}"#).unwrap_err();
         assert_eq!(e.first_field(), "premise");
+        let e = ScenePatch::from_json(br#"{"metadata": {"note": "a\u0000b"}}"#).unwrap_err();
+        assert_eq!(e.first_field(), "metadata.note");
     }
 }

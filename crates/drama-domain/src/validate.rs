@@ -72,6 +72,10 @@ impl Drama {
     /// A [`DomainError`] listing every violation with its field path.
     pub fn validate(&self) -> Result<(), DomainError> {
         let mut c = Checker::default();
+        match serde_json::to_value(self) {
+            Ok(doc) => c.errors.extend(crate::text::find_nul(&doc)),
+            Err(e) => c.errors.push(FieldError::new("", e.to_string())),
+        }
         c.non_empty("", "title", &self.title);
         c.non_empty("", "description", &self.description);
         c.non_empty("", "premise", &self.premise);

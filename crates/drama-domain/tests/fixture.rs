@@ -132,3 +132,13 @@ fn every_violation_is_reported() {
     let fields: Vec<_> = e.errors.iter().map(|f| f.field.as_str()).collect();
     assert_eq!(fields, ["title", "premise"]);
 }
+
+#[test]
+fn nul_characters_are_refused_wherever_they_are() {
+    let mut v = base();
+    v["episodes"][0]["scenes"][0]["description"] = json!("a\u{0}b");
+    assert_eq!(error_field(v), "episodes[0].scenes[0].description");
+    let mut v = base();
+    v["metadata"] = json!({"k": ["ok", "bad\u{0}"]});
+    assert_eq!(error_field(v), "metadata.k[1]");
+}

@@ -1,0 +1,657 @@
+//! The in-memory implementation: same contract as Postgres, for tests and the embedded mode.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use drama_domain::{
+    ApiKeyId, ApiKeyMeta, Asset, AssetId, AssetOwner, AssetPatch, CharacterId, CharacterPatch,
+    Drama, DramaId, DramaPatch, DramaSummary, EpisodeId, EpisodePatch, SceneId, ScenePatch, User,
+    UserId,
+};
+use uuid::Uuid;
+
+use crate::api_key;
+use crate::error::{Entity, RepoError};
+use crate::page::{Cursor, Page, PageRequest};
+use crate::repos::{
+    ApiKeyRepository, AssetObject, CreatedApiKey, DramaRepository, NewUser, StoredApiKey,
+    StoredDrama, UserRepository, Version,
+};
+
+#[derive(Default)]
+struct State {
+    dramas: HashMap<DramaId, StoredDrama>,
+    objects: HashMap<DramaId, HashMap<AssetId, AssetObject>>,
+    users: HashMap<UserId, User>,
+    keys: HashMap<ApiKeyId, StoredApiKey>,
+    last_tick: Option<DateTime<Utc>>,
+}
+
+impl State {
+    /// Wall-clock time at microsecond precision (like Postgres), strictly increasing so that
+    /// list order is deterministic.
+    fn tick(&mut self) -> DateTime<Utc> {
+        let now = Utc::now();
+        let now = DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
+        let next = match self.last_tick {
+            Some(last) if now <= last => last + chrono::Duration::microseconds(1),
+            _ => now,
+        };
+        self.last_tick = Some(next);
+        next
+    }
+
+    fn owned(&self, owner: UserId, id: &DramaId) -> Result<&StoredDrama, RepoError> {
+        self.dramas
+            .get(id)
+            .filter(|d| d.owner == owner)
+            .ok_or_else(|| RepoError::not_found(Entity::Drama, id))
+    }
+
+    /// Runs `change` on an owned drama after the version check; bumps version and timestamp.
+    fn write(
+        &mut self,
+        owner: UserId,
+        id: &DramaId,
+        expected: Option<Version>,
+        change: impl FnOnce(&mut Drama) -> Result<(), RepoError>,
+    ) -> Result<StoredDrama, RepoError> {
+        let current = self.owned(owner, id)?;
+        if let Some(expected) = expected
+            && expected != current.version
+        {
+            return Err(RepoError::VersionConflict {
+                expected,
+                actual: current.version,
+            });
+        }
+        let mut drama = current.drama.clone();
+        change(&mut drama)?;
+        let now = self.tick();
+        let stored = self
+            .dramas
+            .get_mut(id)
+            .ok_or_else(|| RepoError::not_found(Entity::Drama, id))?;
+        stored.drama = drama;
+        stored.version += 1;
+        stored.updated_at = now;
+        Ok(stored.clone())
+    }
+}
+
+/// All repositories in memory. Cheap to create; nothing survives the process.
+#[derive(Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave a half-applied change: every write
+        // builds its result before it mutates, so the state behind a poisoned lock is sound.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+fn find_asset<'a>(assets: &'a mut [Asset], id: &AssetId) -> Option<&'a mut Asset> {
+    assets.iter_mut().find(|a| &a.id == id)
+}
+
+fn assets_of<'a>(drama: &'a mut Drama, owner: &AssetOwner) -> Result<&'a mut Vec<Asset>, RepoError> {
+    Ok(match owner {
+        AssetOwner::Drama => &mut drama.assets,
+        AssetOwner::Character(c) => {
+            &mut drama
+                .characters
+                .iter_mut()
+                .find(|x| &x.id == c)
+                .ok_or_else(|| RepoError::not_found(Entity::Character, c))?
+                .assets
+        }
+        AssetOwner::Episode(e) => {
+            &mut drama
+                .episodes
+                .iter_mut()
+                .find(|x| &x.id == e)
+                .ok_or_else(|| RepoError::not_found(Entity::Episode, e))?
+                .assets
+        }
+        AssetOwner::Scene(s) => {
+            &mut drama
+                .episodes
+                .iter_mut()
+                .flat_map(|e| e.scenes.iter_mut())
+                .find(|x| &x.id == s)
+                .ok_or_else(|| RepoError::not_found(Entity::Scene, s))?
+                .assets
+        }
+    })
+}
+
+fn every_asset_mut(drama: &mut Drama) -> impl Iterator<Item = &mut Asset> {
+    drama
+        .assets
+        .iter_mut()
+        .chain(drama.characters.iter_mut().flat_map(|c| c.assets.iter_mut()))
+        .chain(drama.episodes.iter_mut().flat_map(|e| {
+            e.assets
+                .iter_mut()
+                .chain(e.scenes.iter_mut().flat_map(|s| s.assets.iter_mut()))
+        }))
+}
+
+fn page_of<T>(
+    mut rows: Vec<(DateTime<Utc>, DramaId, T)>,
+    page: &PageRequest,
+) -> Result<Page<T>, RepoError> {
+    page.validate()?;
+    rows.sort_by(|a, b| (b.0, &b.1).cmp(&(a.0, &a.1)));
+    let after = page.after.as_ref();
+    let mut selected: Vec<_> = rows
+        .into_iter()
+        .filter(|(at, id, _)| after.is_none_or(|c| (*at, id) < (c.updated_at, &c.id)))
+        .skip(page.offset as usize)
+        .take(page.limit as usize + 1)
+        .collect();
+    let more = selected.len() > page.limit as usize;
+    selected.truncate(page.limit as usize);
+    let next = if more {
+        selected.last().map(|(at, id, _)| Cursor {
+            updated_at: *at,
+            id: id.clone(),
+        })
+    } else {
+        None
+    };
+    Ok(Page {
+        items: selected.into_iter().map(|(_, _, t)| t).collect(),
+        next,
+    })
+}
+
+#[async_trait]
+impl DramaRepository for MemoryStore {
+    async fn create(&self, owner: UserId, drama: &Drama) -> Result<StoredDrama, RepoError> {
+        drama.validate()?;
+        let mut s = self.lock();
+        if !s.users.contains_key(&owner) {
+            return Err(RepoError::not_found(Entity::User, owner));
+        }
+        if s.dramas.contains_key(&drama.id) {
+            return Err(RepoError::AlreadyExists {
+                entity: Entity::Drama,
+                id: drama.id.to_string(),
+            });
+        }
+        let now = s.tick();
+        let stored = StoredDrama {
+            drama: drama.clone(),
+            owner,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        s.dramas.insert(drama.id.clone(), stored.clone());
+        Ok(stored)
+    }
+
+    async fn get_complete(&self, owner: UserId, id: &DramaId) -> Result<StoredDrama, RepoError> {
+        self.lock().owned(owner, id).cloned()
+    }
+
+    async fn save_complete(
+        &self,
+        owner: UserId,
+        drama: &Drama,
+        expected: Option<Version>,
+    ) -> Result<Version, RepoError> {
+        drama.validate()?;
+        let mut s = self.lock();
+        let stored = s.write(owner, &drama.id, expected, |d| {
+            *d = drama.clone();
+            Ok(())
+        })?;
+        let present: std::collections::HashSet<&AssetId> =
+            drama.assets_with_owner().map(|(_, a)| &a.id).collect();
+        if let Some(objects) = s.objects.get_mut(&drama.id) {
+            objects.retain(|id, _| present.contains(id));
+        }
+        Ok(stored.version)
+    }
+
+    async fn patch_drama(
+        &self,
+        owner: UserId,
+        id: &DramaId,
+        patch: &DramaPatch,
+        expected: Option<Version>,
+    ) -> Result<StoredDrama, RepoError> {
+        self.lock().write(owner, id, expected, |d| {
+            if let Some(v) = &patch.title {
+                d.title.clone_from(v);
+            }
+            if let Some(v) = &patch.description {
+                d.description.clone_from(v);
+            }
+            if let Some(v) = &patch.premise {
+                d.premise.clone_from(v);
+            }
+            if let Some(v) = &patch.metadata {
+                d.metadata.clone_from(v);
+            }
+            Ok(())
+        })
+    }
+
+    async fn patch_character(
+        &self,
+        owner: UserId,
+        drama: &DramaId,
+        character: &CharacterId,
+        patch: &CharacterPatch,
+        expected: Option<Version>,
+    ) -> Result<StoredDrama, RepoError> {
+        self.lock().write(owner, drama, expected, |d| {
+            let c = d
+                .characters
+                .iter_mut()
+                .find(|c| &c.id == character)
+                .ok_or_else(|| RepoError::not_found(Entity::Character, character))?;
+            if let Some(v) = &patch.name {
+                c.name.clone_from(v);
+            }
+            if let Some(v) = &patch.description {
+                c.description.clone_from(v);
+            }
+            if let Some(v) = &patch.metadata {
+                c.metadata.clone_from(v);
+            }
+            Ok(())
+        })
+    }
+
+    async fn patch_episode(
+        &self,
+        owner: UserId,
+        drama: &DramaId,
+        episode: &EpisodeId,
+        patch: &EpisodePatch,
+        expected: Option<Version>,
+    ) -> Result<StoredDrama, RepoError> {
+        self.lock().write(owner, drama, expected, |d| {
+            let e = d
+                .episodes
+                .iter_mut()
+                .find(|e| &e.id == episode)
+                .ok_or_else(|| RepoError::not_found(Entity::Episode, episode))?;
+            if let Some(v) = &patch.title {
+                e.title.clone_from(v);
+            }
+            if let Some(v) = &patch.description {
+                e.description.clone_from(v);
+            }
+            if let Some(v) = &patch.premise {
+                e.premise.clone_from(v);
+            }
+            if let Some(v) = &patch.metadata {
+                e.metadata.clone_from(v);
+            }
+            Ok(())
+        })
+    }
+
+    async fn patch_scene(
+        &self,
+        owner: UserId,
+        drama: &DramaId,
+        episode: &EpisodeId,
+        scene: &SceneId,
+        patch: &ScenePatch,
+        expected: Option<Version>,
+    ) -> Result<StoredDrama, RepoError> {
+        self.lock().write(owner, drama, expected, |d| {
+            let e = d
+                .episodes
+                .iter_mut()
+                .find(|e| &e.id == episode)
+                .ok_or_else(|| RepoError::not_found(Entity::Episode, episode))?;
+            let s = e
+                .scenes
+                .iter_mut()
+                .find(|s| &s.id == scene)
+                .ok_or_else(|| RepoError::not_found(Entity::Scene, scene))?;
+            if let Some(v) = &patch.description {
+                s.description.clone_from(v);
+            }
+            if let Some(v) = &patch.image_url {
+                s.image_url.clone_from(v);
+            }
+            if let Some(v) = &patch.video_url {
+                s.video_url.clone_from(v);
+            }
+            if let Some(v) = &patch.metadata {
+                s.metadata.clone_from(v);
+            }
+            Ok(())
+        })
+    }
+
+    async fn patch_asset(
+        &self,
+        owner: UserId,
+        drama: &DramaId,
+        asset_owner: &AssetOwner,
+        asset: &AssetId,
+        patch: &AssetPatch,
+        expected: Option<Version>,
+    ) -> Result<StoredDrama, RepoError> {
+        self.lock().write(owner, drama, expected, |d| {
+            let a = find_asset(assets_of(d, asset_owner)?, asset)
+                .ok_or_else(|| RepoError::not_found(Entity::Asset, asset))?;
+            if let Some(v) = &patch.prompt {
+                a.prompt.clone_from(v);
+            }
+            if let Some(v) = &patch.url {
+                a.url.clone_from(v);
+            }
+            if let Some(v) = &patch.metadata {
+                a.metadata.clone_from(v);
+            }
+            Ok(())
+        })
+    }
+
+    async fn attach_asset_object(
+        &self,
+        owner: UserId,
+        drama: &DramaId,
+        asset: &AssetId,
+        url: &str,
+        object: &AssetObject,
+    ) -> Result<Version, RepoError> {
+        let mut s = self.lock();
+        let stored = s.write(owner, drama, None, |d| {
+            let a = every_asset_mut(d)
+                .find(|a| &a.id == asset)
+                .ok_or_else(|| RepoError::not_found(Entity::Asset, asset))?;
+            a.url = Some(url.to_owned());
+            Ok(())
+        })?;
+        s.objects
+            .entry(drama.clone())
+            .or_default()
+            .insert(asset.clone(), object.clone());
+        Ok(stored.version)
+    }
+
+    async fn asset_objects(
+        &self,
+        owner: UserId,
+        drama: &DramaId,
+    ) -> Result<HashMap<AssetId, AssetObject>, RepoError> {
+        let s = self.lock();
+        s.owned(owner, drama)?;
+        Ok(s.objects.get(drama).cloned().unwrap_or_default())
+    }
+
+    async fn delete(&self, owner: UserId, id: &DramaId) -> Result<Vec<String>, RepoError> {
+        let mut s = self.lock();
+        s.owned(owner, id)?;
+        s.dramas.remove(id);
+        let mut keys: Vec<String> = s
+            .objects
+            .remove(id)
+            .unwrap_or_default()
+            .into_values()
+            .map(|o| o.storage_key)
+            .collect();
+        keys.sort();
+        Ok(keys)
+    }
+
+    async fn list_summaries(
+        &self,
+        owner: UserId,
+        page: &PageRequest,
+    ) -> Result<Page<DramaSummary>, RepoError> {
+        let rows = self
+            .lock()
+            .dramas
+            .values()
+            .filter(|d| d.owner == owner)
+            .map(|d| {
+                (
+                    d.updated_at,
+                    d.drama.id.clone(),
+                    d.drama.summary(d.created_at, d.updated_at),
+                )
+            })
+            .collect();
+        page_of(rows, page)
+    }
+
+    async fn list_complete(
+        &self,
+        owner: UserId,
+        page: &PageRequest,
+    ) -> Result<Page<StoredDrama>, RepoError> {
+        let rows = self
+            .lock()
+            .dramas
+            .values()
+            .filter(|d| d.owner == owner)
+            .map(|d| (d.updated_at, d.drama.id.clone(), d.clone()))
+            .collect();
+        page_of(rows, page)
+    }
+}
+
+fn check_amount(amount: i64) -> Result<(), RepoError> {
+    if amount <= 0 {
+        return Err(RepoError::invalid(
+            "amount",
+            format!("must be positive, got {amount}"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_new_user(user: &NewUser) -> Result<(), RepoError> {
+    if user.tokens < 0 {
+        return Err(RepoError::invalid("tokens", "must not be negative"));
+    }
+    if user.subscription_tier.trim().is_empty() {
+        return Err(RepoError::invalid("subscription_tier", "must not be empty"));
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl UserRepository for MemoryStore {
+    async fn get_user(&self, id: UserId) -> Result<User, RepoError> {
+        self.lock()
+            .users
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| RepoError::not_found(Entity::User, id))
+    }
+
+    async fn create_user(&self, user: &NewUser) -> Result<User, RepoError> {
+        check_new_user(user)?;
+        let mut s = self.lock();
+        if s.users.contains_key(&user.id) {
+            return Err(RepoError::AlreadyExists {
+                entity: Entity::User,
+                id: user.id.to_string(),
+            });
+        }
+        let now = s.tick();
+        let created = User {
+            id: user.id,
+            email: user.email.clone(),
+            display_name: user.display_name.clone(),
+            tokens: user.tokens,
+            subscription_tier: user.subscription_tier.clone(),
+            created_at: now,
+            updated_at: now,
+        };
+        s.users.insert(user.id, created.clone());
+        Ok(created)
+    }
+
+    async fn upsert_from_auth(
+        &self,
+        subject: UserId,
+        email: Option<&str>,
+    ) -> Result<User, RepoError> {
+        let mut s = self.lock();
+        let now = s.tick();
+        let user = s.users.entry(subject).or_insert_with(|| {
+            let new = NewUser::new(subject);
+            User {
+                id: subject,
+                email: None,
+                display_name: None,
+                tokens: new.tokens,
+                subscription_tier: new.subscription_tier,
+                created_at: now,
+                updated_at: now,
+            }
+        });
+        if let Some(email) = email
+            && user.email.as_deref() != Some(email)
+        {
+            user.email = Some(email.to_owned());
+            user.updated_at = now;
+        }
+        Ok(user.clone())
+    }
+
+    async fn debit_tokens(&self, id: UserId, amount: i64) -> Result<i64, RepoError> {
+        check_amount(amount)?;
+        let mut s = self.lock();
+        let now = s.tick();
+        let user = s
+            .users
+            .get_mut(&id)
+            .ok_or_else(|| RepoError::not_found(Entity::User, id))?;
+        if user.tokens < amount {
+            return Err(RepoError::InsufficientTokens {
+                balance: user.tokens,
+                needed: amount,
+            });
+        }
+        user.tokens -= amount;
+        user.updated_at = now;
+        Ok(user.tokens)
+    }
+
+    async fn credit_tokens(&self, id: UserId, amount: i64) -> Result<i64, RepoError> {
+        check_amount(amount)?;
+        let mut s = self.lock();
+        let now = s.tick();
+        let user = s
+            .users
+            .get_mut(&id)
+            .ok_or_else(|| RepoError::not_found(Entity::User, id))?;
+        user.tokens = user.tokens.saturating_add(amount);
+        user.updated_at = now;
+        Ok(user.tokens)
+    }
+}
+
+#[async_trait]
+impl ApiKeyRepository for MemoryStore {
+    async fn create_api_key(
+        &self,
+        owner: UserId,
+        name: &str,
+        scopes: &[String],
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<CreatedApiKey, RepoError> {
+        if name.trim().is_empty() {
+            return Err(RepoError::invalid("name", "must not be empty"));
+        }
+        let mut s = self.lock();
+        if !s.users.contains_key(&owner) {
+            return Err(RepoError::not_found(Entity::User, owner));
+        }
+        let (key, prefix, secret_hash) = loop {
+            let generated = api_key::generate();
+            if !s.keys.values().any(|k| k.meta.prefix == generated.1) {
+                break generated;
+            }
+        };
+        let meta = ApiKeyMeta {
+            id: Uuid::new_v4(),
+            owner,
+            name: name.to_owned(),
+            prefix,
+            scopes: scopes.to_vec(),
+            created_at: s.tick(),
+            last_used_at: None,
+            expires_at,
+            revoked_at: None,
+        };
+        s.keys.insert(
+            meta.id,
+            StoredApiKey {
+                meta: meta.clone(),
+                secret_hash,
+            },
+        );
+        Ok(CreatedApiKey { meta, key })
+    }
+
+    async fn find_api_key(&self, prefix: &str) -> Result<Option<StoredApiKey>, RepoError> {
+        Ok(self
+            .lock()
+            .keys
+            .values()
+            .find(|k| k.meta.prefix == prefix)
+            .cloned())
+    }
+
+    async fn list_api_keys(&self, owner: UserId) -> Result<Vec<ApiKeyMeta>, RepoError> {
+        let mut keys: Vec<ApiKeyMeta> = self
+            .lock()
+            .keys
+            .values()
+            .filter(|k| k.meta.owner == owner)
+            .map(|k| k.meta.clone())
+            .collect();
+        keys.sort_by(|a, b| (b.created_at, b.id).cmp(&(a.created_at, a.id)));
+        Ok(keys)
+    }
+
+    async fn revoke_api_key(&self, owner: UserId, id: ApiKeyId) -> Result<ApiKeyMeta, RepoError> {
+        let mut s = self.lock();
+        let now = s.tick();
+        let key = s
+            .keys
+            .get_mut(&id)
+            .filter(|k| k.meta.owner == owner)
+            .ok_or_else(|| RepoError::not_found(Entity::ApiKey, id))?;
+        key.meta.revoked_at.get_or_insert(now);
+        Ok(key.meta.clone())
+    }
+
+    async fn record_api_key_use(&self, id: ApiKeyId, at: DateTime<Utc>) -> Result<(), RepoError> {
+        let mut s = self.lock();
+        let key = s
+            .keys
+            .get_mut(&id)
+            .ok_or_else(|| RepoError::not_found(Entity::ApiKey, id))?;
+        key.meta.last_used_at = Some(at);
+        Ok(())
+    }
+}

@@ -1,1 +1,63 @@
-fn main() {}
+//! `drama-server`: the one binary of the service.
+
+mod check;
+mod cli;
+mod settings;
+mod telemetry;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+use crate::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    // `.env` is a development convenience; it never overrides the real environment, and it is
+    // read before any thread exists (setting variables is not thread-safe).
+    if std::env::var("ENVIRONMENT").as_deref() != Ok("production") {
+        let _ = dotenvy::dotenv();
+    }
+    let cli = Cli::parse();
+    let settings = match settings::Settings::load(cli.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            report_error(&e);
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(&settings.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            report_error(&anyhow::Error::new(e).context("cannot start the async runtime"));
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(run(cli.command, settings));
+    match outcome {
+        Ok(code) => code,
+        Err(e) => {
+            report_error(&e);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, settings: settings::Settings) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Migrate => check::migrate(&settings).await,
+        Command::Check => check::check(&settings).await,
+    }
+}
+
+/// Prints an error and its causes, one per line, for a person at a terminal.
+#[allow(clippy::print_stderr)]
+fn report_error(e: &anyhow::Error) {
+    eprintln!("error: {e}");
+    for cause in e.chain().skip(1) {
+        eprintln!("  caused by: {cause}");
+    }
+}

@@ -49,7 +49,10 @@ pub fn lookup_of(presented: &str) -> Option<&str> {
     let (lookup, secret) = rest.split_once('_')?;
     let well_formed = lookup.len() == LOOKUP_LEN
         && secret.len() == SECRET_LEN
-        && lookup.bytes().chain(secret.bytes()).all(|b| b.is_ascii_alphanumeric());
+        && lookup
+            .bytes()
+            .chain(secret.bytes())
+            .all(|b| b.is_ascii_alphanumeric());
     well_formed.then_some(lookup)
 }
 

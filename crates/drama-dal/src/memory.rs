@@ -106,7 +106,10 @@ fn find_asset<'a>(assets: &'a mut [Asset], id: &AssetId) -> Option<&'a mut Asset
     assets.iter_mut().find(|a| &a.id == id)
 }
 
-fn assets_of<'a>(drama: &'a mut Drama, owner: &AssetOwner) -> Result<&'a mut Vec<Asset>, RepoError> {
+fn assets_of<'a>(
+    drama: &'a mut Drama,
+    owner: &AssetOwner,
+) -> Result<&'a mut Vec<Asset>, RepoError> {
     Ok(match owner {
         AssetOwner::Drama => &mut drama.assets,
         AssetOwner::Character(c) => {
@@ -141,7 +144,12 @@ fn every_asset_mut(drama: &mut Drama) -> impl Iterator<Item = &mut Asset> {
     drama
         .assets
         .iter_mut()
-        .chain(drama.characters.iter_mut().flat_map(|c| c.assets.iter_mut()))
+        .chain(
+            drama
+                .characters
+                .iter_mut()
+                .flat_map(|c| c.assets.iter_mut()),
+        )
         .chain(drama.episodes.iter_mut().flat_map(|e| {
             e.assets
                 .iter_mut()
@@ -629,7 +637,7 @@ impl ApiKeyRepository for MemoryStore {
             .filter(|k| k.meta.owner == owner)
             .map(|k| k.meta.clone())
             .collect();
-        keys.sort_by(|a, b| (b.created_at, b.id).cmp(&(a.created_at, a.id)));
+        keys.sort_by_key(|k| std::cmp::Reverse((k.created_at, k.id)));
         Ok(keys)
     }
 

@@ -187,7 +187,18 @@ mod tests {
 
     #[test]
     fn accepts_the_edges_of_the_alphabet() {
-        for ok in ["a", "Z", "0", "9", "_", ".", "-", "char-corgi", "ep1-sc1-img", "a.b_c-D"] {
+        for ok in [
+            "a",
+            "Z",
+            "0",
+            "9",
+            "_",
+            ".",
+            "-",
+            "char-corgi",
+            "ep1-sc1-img",
+            "a.b_c-D",
+        ] {
             assert!(DramaId::parse(ok).is_ok(), "{ok}");
         }
         assert!(DramaId::parse("x".repeat(128)).is_ok());

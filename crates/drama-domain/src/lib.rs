@@ -13,8 +13,8 @@ pub use error::{DomainError, FieldError};
 pub use ids::{AssetId, CharacterId, ClientIdError, DramaId, EpisodeId, SceneId, UserId};
 pub use job::{JobStatus, JobType};
 pub use model::{
-    Asset, AssetKind, AssetOwner, Character, Drama, DramaSummary, Episode, Scene,
-    STORYBOARD_MAX_CHARACTERS, VIDEO_DURATIONS,
+    Asset, AssetKind, AssetOwner, Character, Drama, DramaSummary, Episode,
+    STORYBOARD_MAX_CHARACTERS, Scene, VIDEO_DURATIONS,
 };
 pub use patch::{AssetPatch, CharacterPatch, DramaPatch, EpisodePatch, ScenePatch};
 pub use user::{ApiKeyId, ApiKeyMeta, User};

@@ -219,9 +219,12 @@ impl Drama {
 
     /// The scene with this id and the episode that holds it.
     pub fn scene(&self, id: &str) -> Option<(&Episode, &Scene)> {
-        self.episodes
-            .iter()
-            .find_map(|e| e.scenes.iter().find(|s| s.id.as_str() == id).map(|s| (e, s)))
+        self.episodes.iter().find_map(|e| {
+            e.scenes
+                .iter()
+                .find(|s| s.id.as_str() == id)
+                .map(|s| (e, s))
+        })
     }
 
     /// Every asset of the drama with its owner, in document order.

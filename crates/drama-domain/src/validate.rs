@@ -4,8 +4,7 @@ use std::collections::HashMap;
 
 use crate::error::{DomainError, FieldError};
 use crate::model::{
-    Asset, AssetKind, Character, Drama, Episode, STORYBOARD_MAX_CHARACTERS, Scene,
-    VIDEO_DURATIONS,
+    Asset, AssetKind, Character, Drama, Episode, STORYBOARD_MAX_CHARACTERS, Scene, VIDEO_DURATIONS,
 };
 
 /// Collects problems with their paths while walking a drama.
@@ -17,8 +16,10 @@ struct Checker {
 impl Checker {
     fn non_empty(&mut self, path: &str, field: &str, value: &str) {
         if value.trim().is_empty() {
-            self.errors
-                .push(FieldError::new(format!("{path}{field}"), "must not be empty"));
+            self.errors.push(FieldError::new(
+                format!("{path}{field}"),
+                "must not be empty",
+            ));
         }
     }
 

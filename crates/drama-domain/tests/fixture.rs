@@ -14,7 +14,12 @@ fn legacy_fixture_parses_and_serialises_back_to_the_same_structure() {
     assert_eq!(drama.episodes.len(), 3);
     let scenes: usize = drama.episodes.iter().map(|e| e.scenes.len()).sum();
     assert_eq!(scenes, 16);
-    assert!(drama.characters.iter().all(|c| c.voice_description.is_empty()));
+    assert!(
+        drama
+            .characters
+            .iter()
+            .all(|c| c.voice_description.is_empty())
+    );
 
     // The only difference is the documented default for the missing `voice_description`.
     let mut expected: Value = serde_json::from_str(FIXTURE).unwrap();

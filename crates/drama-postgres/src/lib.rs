@@ -1,1 +1,43 @@
 #![doc = include_str!("../README.md")]
+
+mod api_keys;
+mod dramas;
+mod error;
+mod health;
+mod settings;
+mod users;
+
+pub use error::PgError;
+pub use health::{AppliedMigration, SchemaReport, schema_report};
+pub use settings::PgSettings;
+
+use sqlx::PgPool;
+
+/// The migrations of `/migrations`, embedded at build time.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+
+/// All repositories on one PostgreSQL pool.
+#[derive(Clone, Debug)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Repositories on an existing pool.
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// The pool, for components that share it (the job engine, health checks).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+/// Applies every pending migration.
+///
+/// # Errors
+/// [`PgError::Migrate`] when a migration fails or an applied file was changed.
+pub async fn migrate(pool: &PgPool) -> Result<(), PgError> {
+    MIGRATOR.run(pool).await.map_err(PgError::Migrate)
+}

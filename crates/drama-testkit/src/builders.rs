@@ -26,7 +26,11 @@ pub fn drama_json(id: &str, characters: usize, episodes: usize, scenes: usize) -
             let scenes: Vec<Value> = (0..scenes)
                 .map(|s| {
                     let sid = format!("e{e}-s{s}");
-                    let deps = if characters > 0 { json!(["c0"]) } else { json!([]) };
+                    let deps = if characters > 0 {
+                        json!(["c0"])
+                    } else {
+                        json!([])
+                    };
                     json!({"id": sid, "description": format!("Scene {s} of episode {e}"),
                            "assets": [
                              {"id": format!("{sid}-img"), "kind": "image", "depends_on": deps,
@@ -46,7 +50,8 @@ pub fn drama_json(id: &str, characters: usize, episodes: usize, scenes: usize) -
 
 /// [`drama_json`] as a drama.
 pub fn drama(id: &str, characters: usize, episodes: usize, scenes: usize) -> Drama {
-    Drama::from_value(drama_json(id, characters, episodes, scenes)).expect("builder output is valid")
+    Drama::from_value(drama_json(id, characters, episodes, scenes))
+        .expect("builder output is valid")
 }
 
 /// A small drama: 2 characters, 1 episode with 2 scenes.

@@ -94,10 +94,7 @@ pub async fn crud_round_trips_every_part(store: Arc<dyn Store>) {
     changed.characters[0].voice_description = "gravelly, fast".into();
     changed.episodes[1].scenes[2].assets[0].url = Some("https://cdn/x.png".into());
     changed.metadata = Some(json!({"tags": ["space"]}));
-    let v2 = store
-        .save_complete(owner, &changed, Some(1))
-        .await
-        .unwrap();
+    let v2 = store.save_complete(owner, &changed, Some(1)).await.unwrap();
     assert_eq!(v2, 2);
     assert_eq!(
         store.get_complete(owner, &original.id).await.unwrap().drama,
@@ -174,8 +171,7 @@ pub async fn crud_round_trips_every_part(store: Arc<dyn Store>) {
             id,
             &AssetOwner::Scene(first_scene.id.clone()),
             &asset,
-            &AssetPatch::from_json(br#"{"prompt":"slow pan","url":"https://cdn/v.mp4"}"#)
-                .unwrap(),
+            &AssetPatch::from_json(br#"{"prompt":"slow pan","url":"https://cdn/v.mp4"}"#).unwrap(),
             Some(6),
         )
         .await
@@ -209,12 +205,7 @@ pub async fn create_rejects_taken_ids_and_invalid_dramas_without_writing(store: 
         }
     }
     assert_eq!(
-        store
-            .get_complete(owner, &d.id)
-            .await
-            .unwrap()
-            .drama
-            .title,
+        store.get_complete(owner, &d.id).await.unwrap().drama.title,
         d.title
     );
 
@@ -254,11 +245,23 @@ pub async fn replacing_a_tree_removes_children_that_are_gone(store: Arc<dyn Stor
     let kept_asset = big.episodes[2].scenes[0].assets[0].id.clone();
     let gone_asset = big.episodes[0].scenes[0].assets[0].id.clone();
     store
-        .attach_asset_object(owner, &big.id, &kept_asset, "https://cdn/k.png", &object("k/1"))
+        .attach_asset_object(
+            owner,
+            &big.id,
+            &kept_asset,
+            "https://cdn/k.png",
+            &object("k/1"),
+        )
         .await
         .unwrap();
     store
-        .attach_asset_object(owner, &big.id, &gone_asset, "https://cdn/g.png", &object("g/1"))
+        .attach_asset_object(
+            owner,
+            &big.id,
+            &gone_asset,
+            "https://cdn/g.png",
+            &object("g/1"),
+        )
         .await
         .unwrap();
 
@@ -285,14 +288,23 @@ pub async fn replacing_a_tree_removes_children_that_are_gone(store: Arc<dyn Stor
     assert_eq!(read.episodes.len(), 2);
     assert_eq!(read.episodes[1].scenes[0].id, moved.id);
     let objects = store.asset_objects(owner, &big.id).await.unwrap();
-    assert!(objects.contains_key(&kept_asset), "kept asset lost its object");
-    assert!(!objects.contains_key(&gone_asset), "removed asset kept its object");
+    assert!(
+        objects.contains_key(&kept_asset),
+        "kept asset lost its object"
+    );
+    assert!(
+        !objects.contains_key(&gone_asset),
+        "removed asset kept its object"
+    );
 
     let mut empty = read.clone();
     empty.characters.clear();
     empty.episodes.clear();
     store.save_complete(owner, &empty, None).await.unwrap();
-    assert_eq!(store.get_complete(owner, &big.id).await.unwrap().drama, empty);
+    assert_eq!(
+        store.get_complete(owner, &big.id).await.unwrap().drama,
+        empty
+    );
 }
 
 /// Two writers based on the same version: one wins, the other conflicts, nothing is lost.
@@ -309,7 +321,10 @@ pub async fn concurrent_writers_with_one_version_exactly_one_wins(store: Arc<dyn
             d.title = format!("round {round} writer {writer}");
             d.episodes[writer].scenes.clear();
             tasks.push(tokio::spawn(async move {
-                (d.clone(), store.save_complete(owner, &d, Some(version)).await)
+                (
+                    d.clone(),
+                    store.save_complete(owner, &d, Some(version)).await,
+                )
             }));
         }
         let mut winners = Vec::new();
@@ -329,7 +344,10 @@ pub async fn concurrent_writers_with_one_version_exactly_one_wins(store: Arc<dyn
         }
         assert_eq!(winners.len(), 1, "exactly one writer wins");
         let stored = store.get_complete(owner, &base.id).await.unwrap();
-        assert_eq!(stored.drama, winners[0], "the stored tree is the winner's, whole");
+        assert_eq!(
+            stored.drama, winners[0],
+            "the stored tree is the winner's, whole"
+        );
         assert_eq!(stored.version, version + 1);
     }
 }
@@ -352,7 +370,13 @@ pub async fn stale_patches_conflict_and_change_nothing(store: Arc<dyn Store>) {
     let patch = DramaPatch::from_json(br#"{"title":"lost"}"#).unwrap();
     let r = store.patch_drama(owner, &d.id, &patch, Some(1)).await;
     assert!(
-        matches!(r, Err(RepoError::VersionConflict { expected: 1, actual: 2 })),
+        matches!(
+            r,
+            Err(RepoError::VersionConflict {
+                expected: 1,
+                actual: 2
+            })
+        ),
         "{r:?}"
     );
     let r = store
@@ -365,7 +389,9 @@ pub async fn stale_patches_conflict_and_change_nothing(store: Arc<dyn Store>) {
         )
         .await;
     assert!(r.is_err_and(|e| e.is_conflict()));
-    let r = store.save_complete(owner, &small_drama("stale"), Some(1)).await;
+    let r = store
+        .save_complete(owner, &small_drama("stale"), Some(1))
+        .await;
     assert!(r.is_err_and(|e| e.is_conflict()));
     assert_eq!(store.get_complete(owner, &d.id).await.unwrap(), before);
 }
@@ -440,13 +466,7 @@ pub async fn patches_find_only_their_own_entities(store: Arc<dyn Store>) {
     );
     assert_not_found(
         store
-            .patch_episode(
-                owner,
-                &did("nope"),
-                &e1,
-                &EpisodePatch::default(),
-                None,
-            )
+            .patch_episode(owner, &did("nope"), &e1, &EpisodePatch::default(), None)
             .await,
         Entity::Drama,
     );
@@ -485,7 +505,10 @@ pub async fn cursor_pages_are_stable_under_concurrent_inserts(store: Arc<dyn Sto
         }
         let encoded = cursor.encode();
         let page = store
-            .list_summaries(owner, &PageRequest::after(10, Cursor::decode(&encoded).unwrap()))
+            .list_summaries(
+                owner,
+                &PageRequest::after(10, Cursor::decode(&encoded).unwrap()),
+            )
             .await
             .unwrap();
         seen.extend(page.items.iter().map(|s| s.id.to_string()));
@@ -544,7 +567,9 @@ pub async fn offset_and_limits_are_honoured(store: Arc<dyn Store>) {
     assert_eq!(last.items.len(), 2);
     assert!(last.next.is_none());
     for limit in [0, 1001] {
-        let r = store.list_summaries(owner, &PageRequest::first(limit)).await;
+        let r = store
+            .list_summaries(owner, &PageRequest::first(limit))
+            .await;
         assert!(
             matches!(r, Err(RepoError::Invalid(ref e)) if e.first_field() == "limit"),
             "{r:?}"
@@ -604,13 +629,25 @@ pub async fn owners_are_isolated(store: Arc<dyn Store>) {
     );
     assert_not_found(
         store
-            .patch_character(bob, &d.id, &d.characters[0].id, &CharacterPatch::default(), None)
+            .patch_character(
+                bob,
+                &d.id,
+                &d.characters[0].id,
+                &CharacterPatch::default(),
+                None,
+            )
             .await,
         Entity::Drama,
     );
     assert_not_found(
         store
-            .patch_episode(bob, &d.id, &d.episodes[0].id, &EpisodePatch::default(), None)
+            .patch_episode(
+                bob,
+                &d.id,
+                &d.episodes[0].id,
+                &EpisodePatch::default(),
+                None,
+            )
             .await,
         Entity::Drama,
     );
@@ -629,7 +666,14 @@ pub async fn owners_are_isolated(store: Arc<dyn Store>) {
     );
     assert_not_found(
         store
-            .patch_asset(bob, &d.id, &AssetOwner::Drama, &asset, &AssetPatch::default(), None)
+            .patch_asset(
+                bob,
+                &d.id,
+                &AssetOwner::Drama,
+                &asset,
+                &AssetPatch::default(),
+                None,
+            )
             .await,
         Entity::Drama,
     );
@@ -642,8 +686,22 @@ pub async fn owners_are_isolated(store: Arc<dyn Store>) {
     assert_not_found(store.asset_objects(bob, &d.id).await, Entity::Drama);
     assert_not_found(store.delete(bob, &d.id).await, Entity::Drama);
     for page in [PageRequest::first(100)] {
-        assert!(store.list_summaries(bob, &page).await.unwrap().items.is_empty());
-        assert!(store.list_complete(bob, &page).await.unwrap().items.is_empty());
+        assert!(
+            store
+                .list_summaries(bob, &page)
+                .await
+                .unwrap()
+                .items
+                .is_empty()
+        );
+        assert!(
+            store
+                .list_complete(bob, &page)
+                .await
+                .unwrap()
+                .items
+                .is_empty()
+        );
     }
     let still = store.get_complete(alice, &d.id).await.unwrap();
     assert_eq!((still.drama, still.version), (d, 1));
@@ -666,14 +724,23 @@ pub async fn concurrent_debits_never_overdraw(store: Arc<dyn Store>) {
                 assert!(balance >= 0);
                 ok += 1;
             }
-            Err(RepoError::InsufficientTokens { balance: 0, needed: 1 }) => refused += 1,
+            Err(RepoError::InsufficientTokens {
+                balance: 0,
+                needed: 1,
+            }) => refused += 1,
             Err(e) => panic!("unexpected {e:?}"),
         }
     }
     assert_eq!((ok, refused), (30, 20));
     assert_eq!(store.get_user(owner).await.unwrap().tokens, 0);
     let r = store.debit_tokens(owner, 1).await;
-    assert!(matches!(r, Err(RepoError::InsufficientTokens { balance: 0, needed: 1 })));
+    assert!(matches!(
+        r,
+        Err(RepoError::InsufficientTokens {
+            balance: 0,
+            needed: 1
+        })
+    ));
 }
 
 /// Users: create, duplicate, upsert from auth, credit, bad amounts.
@@ -690,29 +757,53 @@ pub async fn users_are_created_upserted_and_credited(store: Arc<dyn Store>) {
     );
     assert!(matches!(
         store.create_user(&new).await,
-        Err(RepoError::AlreadyExists { entity: Entity::User, .. })
+        Err(RepoError::AlreadyExists {
+            entity: Entity::User,
+            ..
+        })
     ));
     assert_not_found(store.get_user(UserId::random()).await, Entity::User);
 
     let again = store.upsert_from_auth(id, None).await.unwrap();
-    assert_eq!((again.tokens, again.email.as_deref()), (5, Some("ana@example.com")));
-    let changed = store.upsert_from_auth(id, Some("ana@new.example")).await.unwrap();
+    assert_eq!(
+        (again.tokens, again.email.as_deref()),
+        (5, Some("ana@example.com"))
+    );
+    let changed = store
+        .upsert_from_auth(id, Some("ana@new.example"))
+        .await
+        .unwrap();
     assert_eq!(changed.email.as_deref(), Some("ana@new.example"));
 
     let fresh_id = UserId::random();
-    let fresh = store.upsert_from_auth(fresh_id, Some("x@y.z")).await.unwrap();
-    assert_eq!((fresh.id, fresh.tokens), (fresh_id, drama_dal::DEFAULT_TOKENS));
+    let fresh = store
+        .upsert_from_auth(fresh_id, Some("x@y.z"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (fresh.id, fresh.tokens),
+        (fresh_id, drama_dal::DEFAULT_TOKENS)
+    );
 
     assert_eq!(store.credit_tokens(id, 7).await.unwrap(), 12);
     assert_eq!(store.debit_tokens(id, 12).await.unwrap(), 0);
     for bad in [0, -3] {
-        assert!(matches!(store.debit_tokens(id, bad).await, Err(RepoError::Invalid(_))));
-        assert!(matches!(store.credit_tokens(id, bad).await, Err(RepoError::Invalid(_))));
+        assert!(matches!(
+            store.debit_tokens(id, bad).await,
+            Err(RepoError::Invalid(_))
+        ));
+        assert!(matches!(
+            store.credit_tokens(id, bad).await,
+            Err(RepoError::Invalid(_))
+        ));
     }
     assert_not_found(store.debit_tokens(UserId::random(), 1).await, Entity::User);
     let mut negative = NewUser::new(UserId::random());
     negative.tokens = -1;
-    assert!(matches!(store.create_user(&negative).await, Err(RepoError::Invalid(_))));
+    assert!(matches!(
+        store.create_user(&negative).await,
+        Err(RepoError::Invalid(_))
+    ));
 }
 
 /// Multi-byte text and a 1 MB field are stored and read back byte for byte.
@@ -781,7 +872,10 @@ pub async fn api_keys_store_only_hashes_and_refuse_revoked_and_expired(store: Ar
         .await
         .unwrap();
     assert!(created.key.starts_with("dk_"));
-    assert_eq!(api_key::lookup_of(&created.key), Some(created.meta.prefix.as_str()));
+    assert_eq!(
+        api_key::lookup_of(&created.key),
+        Some(created.meta.prefix.as_str())
+    );
     let stored = store
         .find_api_key(&created.meta.prefix)
         .await
@@ -794,7 +888,9 @@ pub async fn api_keys_store_only_hashes_and_refuse_revoked_and_expired(store: Ar
     assert!(store.find_api_key("nosuchprefix").await.unwrap().is_none());
 
     let now = Utc::now();
-    let meta = api_key::authenticate(&*store, &created.key, now).await.unwrap();
+    let meta = api_key::authenticate(&*store, &created.key, now)
+        .await
+        .unwrap();
     assert_eq!(meta.owner, owner);
     let mut forged = created.key.clone();
     forged.pop();
@@ -817,7 +913,10 @@ pub async fn api_keys_store_only_hashes_and_refuse_revoked_and_expired(store: Ar
     let revoked = store.revoke_api_key(owner, meta.id).await.unwrap();
     assert!(revoked.revoked_at.is_some());
     let again = store.revoke_api_key(owner, meta.id).await.unwrap();
-    assert_eq!(again.revoked_at, revoked.revoked_at, "revoking twice keeps the first time");
+    assert_eq!(
+        again.revoked_at, revoked.revoked_at,
+        "revoking twice keeps the first time"
+    );
     assert!(matches!(
         api_key::authenticate(&*store, &created.key, now).await,
         Err(KeyRejected::Revoked)
@@ -827,7 +926,11 @@ pub async fn api_keys_store_only_hashes_and_refuse_revoked_and_expired(store: Ar
         .create_api_key(owner, "short", &[], Some(now + Duration::minutes(5)))
         .await
         .unwrap();
-    assert!(api_key::authenticate(&*store, &expiring.key, now).await.is_ok());
+    assert!(
+        api_key::authenticate(&*store, &expiring.key, now)
+            .await
+            .is_ok()
+    );
     assert!(matches!(
         api_key::authenticate(&*store, &expiring.key, now + Duration::minutes(6)).await,
         Err(KeyRejected::Expired)
@@ -849,7 +952,13 @@ pub async fn asset_objects_follow_their_assets(store: Arc<dyn Store>) {
     store.create(owner, &d).await.unwrap();
     let asset = d.episodes[0].scenes[0].assets[1].id.clone();
     let v = store
-        .attach_asset_object(owner, &d.id, &asset, "https://cdn/clip.mp4", &object("a/b.mp4"))
+        .attach_asset_object(
+            owner,
+            &d.id,
+            &asset,
+            "https://cdn/clip.mp4",
+            &object("a/b.mp4"),
+        )
         .await
         .unwrap();
     assert_eq!(v, 2);

@@ -58,9 +58,7 @@ impl StatementCounter {
             Some((auth, host)) => (format!("{auth}@"), host),
             None => (String::new(), rest),
         };
-        let path = after_host
-            .find(['/', '?'])
-            .map_or("", |i| &after_host[i..]);
+        let path = after_host.find(['/', '?']).map_or("", |i| &after_host[i..]);
         let sep = if path.contains('?') { '&' } else { '?' };
         format!("{scheme}://{auth}{}{path}{sep}sslmode=disable", self.addr)
     }

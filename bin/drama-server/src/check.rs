@@ -1,0 +1,150 @@
+//! `migrate` and `check`: the database as an operator sees it.
+
+use std::io::Write as _;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use drama_postgres::{PgError, PgSettings, SchemaReport};
+
+use crate::settings::Settings;
+
+/// How long `check` and `migrate` wait for the server before giving up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connects, translating the usual failures into sentences an operator can act on.
+pub(crate) async fn connect(settings: &PgSettings) -> anyhow::Result<sqlx::PgPool> {
+    if settings.url.trim().is_empty() {
+        anyhow::bail!(
+            "DATABASE_URL is not set. Set it to the database to use, e.g. \
+             postgres://postgres:PASSWORD@db.<project-ref>.supabase.co:5432/postgres"
+        );
+    }
+    let mut settings = settings.clone();
+    settings.acquire_timeout = CONNECT_TIMEOUT;
+    settings.max_connections = 2;
+    match settings.connect().await {
+        Ok(pool) => Ok(pool),
+        Err(PgError::Connect(e)) => Err(anyhow::anyhow!(
+            "cannot connect to PostgreSQL at {}: {}",
+            settings.redacted_url(),
+            explain(&e)
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn explain(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            "connection refused (is the server running, and is the host and port right?)".into()
+        }
+        sqlx::Error::Io(io) => format!("network error: {io}"),
+        sqlx::Error::PoolTimedOut => format!(
+            "no answer within {} s (is the host reachable? Supabase's direct host is IPv6-only; \
+             use the session pooler on an IPv4-only network)",
+            CONNECT_TIMEOUT.as_secs()
+        ),
+        sqlx::Error::Tls(t) => format!("TLS failed: {t}"),
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            Some("28P01") => "password authentication failed".into(),
+            Some("28000") => format!("not allowed to connect: {}", db.message()),
+            Some("3D000") => format!("{} (create it, or fix the URL)", db.message()),
+            _ => db.message().to_owned(),
+        },
+        other => other.to_string(),
+    }
+}
+
+pub(crate) async fn migrate(settings: &Settings) -> anyhow::Result<ExitCode> {
+    let pool = connect(&settings.database).await?;
+    let before = drama_postgres::schema_report(&pool).await?;
+    drama_postgres::migrate(&pool)
+        .await
+        .context("migrating the database")?;
+    let after = drama_postgres::schema_report(&pool).await?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "applied {} migration(s); schema is at {}",
+        before.pending.len(),
+        after.applied.last().map_or_else(
+            || "nothing".to_owned(),
+            |m| format!("{} {}", m.version, m.description)
+        )
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
+    let pool = connect(&settings.database).await?;
+    let report = drama_postgres::schema_report(&pool).await?;
+    let mut out = std::io::stdout().lock();
+    print_report(&mut out, &settings.database.redacted_url(), &report)?;
+    Ok(if report.is_healthy() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn print_report(
+    out: &mut impl std::io::Write,
+    url: &str,
+    report: &SchemaReport,
+) -> std::io::Result<()> {
+    writeln!(out, "database: {url}")?;
+    writeln!(
+        out,
+        "  server version: PostgreSQL {}",
+        report.server_version
+    )?;
+    writeln!(out, "  applied migrations: {}", report.applied.len())?;
+    for m in &report.applied {
+        writeln!(out, "    {} {}", m.version, m.description)?;
+    }
+    if report.pending.is_empty() {
+        writeln!(out, "  pending migrations: none")?;
+    } else {
+        writeln!(
+            out,
+            "  pending migrations: {} (run `drama-server migrate`)",
+            report.pending.len()
+        )?;
+        for m in &report.pending {
+            writeln!(out, "    {} {}", m.version, m.description)?;
+        }
+    }
+    for m in &report.modified {
+        writeln!(
+            out,
+            "  MODIFIED after it was applied: {} {} (never edit an applied migration)",
+            m.version, m.description
+        )?;
+    }
+    for m in &report.unknown {
+        writeln!(
+            out,
+            "  applied but unknown to this binary: {} {} (the database is newer than this build)",
+            m.version, m.description
+        )?;
+    }
+    if report.tables_without_rls.is_empty() {
+        writeln!(out, "  row level security: on for every table")?;
+    } else {
+        writeln!(
+            out,
+            "  row level security OFF for: {}",
+            report.tables_without_rls.join(", ")
+        )?;
+    }
+    writeln!(
+        out,
+        "  status: {}",
+        if report.is_healthy() {
+            "healthy"
+        } else {
+            "NOT healthy"
+        }
+    )
+}

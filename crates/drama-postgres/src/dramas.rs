@@ -1,0 +1,933 @@
+//! `DramaRepository` on PostgreSQL.
+//!
+//! Reads aggregate a whole tree into one JSON document inside the database (one statement);
+//! writes send each kind of child as one JSON array and upsert it with `jsonb_to_recordset`, so
+//! the number of statements never depends on the size of the drama.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use drama_dal::{
+    AssetObject, DramaRepository, Entity, Page, PageRequest, RepoError, StoredDrama, Version,
+};
+use drama_domain::{
+    AssetId, AssetOwner, AssetPatch, CharacterId, CharacterPatch, Drama, DramaId, DramaPatch,
+    DramaSummary, EpisodeId, EpisodePatch, SceneId, ScenePatch, UserId,
+};
+use futures::future::BoxFuture;
+use serde_json::{Value, json};
+use sqlx::postgres::PgRow;
+use sqlx::{AssertSqlSafe, PgConnection, Row as _};
+use uuid::Uuid;
+
+use crate::PgStore;
+use crate::error::{db, map_err};
+
+/// JSON of one asset row `a`, in the field order of the REST model.
+macro_rules! asset_json {
+    () => {
+        "json_build_object('id', a.id, 'kind', a.kind, 'depends_on', to_json(a.depends_on), \
+         'prompt', a.prompt, 'duration', a.duration, 'url', a.url, 'metadata', a.metadata)"
+    };
+}
+
+/// `select owner_id, version, created_at, updated_at, body` for every drama row `d` of `$from`.
+macro_rules! drama_select {
+    ($from:expr) => {
+        concat!(
+            "select d.owner_id, d.version, d.created_at, d.updated_at, json_build_object(\
+               'id', d.id, 'title', d.title, 'description', d.description, \
+               'premise', d.premise, 'url', d.url, \
+               'characters', coalesce((select json_agg(json_build_object(\
+                   'id', c.id, 'name', c.name, 'description', c.description, \
+                   'gender', c.gender, 'voice_description', c.voice_description, \
+                   'main', c.main, 'url', c.url, 'premise_url', c.premise_url, \
+                   'assets', coalesce((select json_agg(",
+            asset_json!(),
+            " order by a.position) \
+                       from public.assets a \
+                       where a.drama_id = c.drama_id and a.character_id = c.id), '[]'::json), \
+                   'metadata', c.metadata) order by c.position) \
+                 from public.characters c where c.drama_id = d.id), '[]'::json), \
+               'episodes', coalesce((select json_agg(json_build_object(\
+                   'id', e.id, 'title', e.title, 'description', e.description, \
+                   'premise', e.premise, 'url', e.url, \
+                   'scenes', coalesce((select json_agg(json_build_object(\
+                       'id', s.id, 'description', s.description, \
+                       'image_url', s.image_url, 'video_url', s.video_url, \
+                       'assets', coalesce((select json_agg(",
+            asset_json!(),
+            " order by a.position) \
+                           from public.assets a \
+                           where a.drama_id = s.drama_id and a.scene_id = s.id), '[]'::json), \
+                       'metadata', s.metadata) order by s.position) \
+                     from public.scenes s \
+                     where s.drama_id = e.drama_id and s.episode_id = e.id), '[]'::json), \
+                   'assets', coalesce((select json_agg(",
+            asset_json!(),
+            " order by a.position) \
+                       from public.assets a \
+                       where a.drama_id = e.drama_id and a.episode_id = e.id), '[]'::json), \
+                   'metadata', e.metadata) order by e.position) \
+                 from public.episodes e where e.drama_id = d.id), '[]'::json), \
+               'assets', coalesce((select json_agg(",
+            asset_json!(),
+            " order by a.position) \
+                   from public.assets a \
+                   where a.drama_id = d.id and a.character_id is null \
+                     and a.episode_id is null and a.scene_id is null), '[]'::json), \
+               'metadata', d.metadata)::text as body \
+             from ",
+            $from
+        )
+    };
+}
+
+const GET_COMPLETE: &str = drama_select!("public.dramas d where d.id = $1 and d.owner_id = $2");
+
+const LIST_COMPLETE_FIRST: &str = drama_select!(
+    "(select * from public.dramas where owner_id = $1 \
+      order by updated_at desc, id desc limit $2 offset $3) d \
+     order by d.updated_at desc, d.id desc"
+);
+
+const LIST_COMPLETE_AFTER: &str = drama_select!(
+    "(select * from public.dramas where owner_id = $1 and (updated_at, id) < ($4, $5) \
+      order by updated_at desc, id desc limit $2 offset $3) d \
+     order by d.updated_at desc, d.id desc"
+);
+
+const SUMMARY_COLUMNS: &str = "select id, title, description, premise, url, metadata, created_at, updated_at \
+     from public.dramas where owner_id = $1";
+
+fn stored_from_row(row: &PgRow) -> Result<StoredDrama, RepoError> {
+    let body: String = row.try_get("body").map_err(db)?;
+    let drama: Drama = serde_json::from_str(&body)
+        .map_err(|e| RepoError::Unexpected(format!("stored drama does not parse: {e}").into()))?;
+    Ok(StoredDrama {
+        drama,
+        owner: UserId(row.try_get::<Uuid, _>("owner_id").map_err(db)?),
+        version: row.try_get("version").map_err(db)?,
+        created_at: row.try_get("created_at").map_err(db)?,
+        updated_at: row.try_get("updated_at").map_err(db)?,
+    })
+}
+
+fn summary_from_row(row: &PgRow) -> Result<DramaSummary, RepoError> {
+    let id: String = row.try_get("id").map_err(db)?;
+    Ok(DramaSummary {
+        id: DramaId::parse(id).map_err(|e| RepoError::Unexpected(e.into()))?,
+        title: row.try_get("title").map_err(db)?,
+        description: row.try_get("description").map_err(db)?,
+        premise: row.try_get("premise").map_err(db)?,
+        url: row.try_get("url").map_err(db)?,
+        metadata: row.try_get("metadata").map_err(db)?,
+        created_at: row.try_get("created_at").map_err(db)?,
+        updated_at: row.try_get("updated_at").map_err(db)?,
+    })
+}
+
+async fn read_complete(
+    conn: &mut PgConnection,
+    owner: UserId,
+    id: &DramaId,
+) -> Result<StoredDrama, RepoError> {
+    let row = sqlx::query(GET_COMPLETE)
+        .bind(id.as_str())
+        .bind(owner.0)
+        .fetch_optional(conn)
+        .await
+        .map_err(db)?
+        .ok_or_else(|| RepoError::not_found(Entity::Drama, id))?;
+    stored_from_row(&row)
+}
+
+/// The rows of each child table, as JSON arrays for `jsonb_to_recordset`.
+struct ChildRows {
+    characters: Value,
+    episodes: Value,
+    scenes: Value,
+    assets: Value,
+    character_ids: Vec<String>,
+    episode_ids: Vec<String>,
+    scene_ids: Vec<String>,
+    asset_ids: Vec<String>,
+}
+
+fn child_rows(d: &Drama) -> ChildRows {
+    let characters: Vec<Value> = d
+        .characters
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            json!({"id": c.id, "position": i, "name": c.name, "description": c.description,
+                   "gender": c.gender, "voice_description": c.voice_description, "main": c.main,
+                   "url": c.url, "premise_url": c.premise_url, "metadata": c.metadata})
+        })
+        .collect();
+    let episodes: Vec<Value> = d
+        .episodes
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            json!({"id": e.id, "position": i, "title": e.title, "description": e.description,
+                   "premise": e.premise, "url": e.url, "metadata": e.metadata})
+        })
+        .collect();
+    let scenes: Vec<Value> = d
+        .episodes
+        .iter()
+        .flat_map(|e| {
+            e.scenes.iter().enumerate().map(move |(i, s)| {
+                json!({"id": s.id, "episode_id": e.id, "position": i,
+                       "description": s.description, "image_url": s.image_url,
+                       "video_url": s.video_url, "metadata": s.metadata})
+            })
+        })
+        .collect();
+    let mut positions: HashMap<AssetOwner, usize> = HashMap::new();
+    let assets: Vec<Value> = d
+        .assets_with_owner()
+        .map(|(owner, a)| {
+            let position = positions.entry(owner.clone()).or_default();
+            let (character_id, episode_id, scene_id) = match &owner {
+                AssetOwner::Drama => (None, None, None),
+                AssetOwner::Character(c) => (Some(c.as_str()), None, None),
+                AssetOwner::Episode(e) => (None, Some(e.as_str()), None),
+                AssetOwner::Scene(s) => (None, None, Some(s.as_str())),
+            };
+            let row = json!({"id": a.id, "character_id": character_id, "episode_id": episode_id,
+                   "scene_id": scene_id, "position": *position, "kind": a.kind,
+                   "depends_on": a.depends_on, "prompt": a.prompt, "duration": a.duration,
+                   "url": a.url, "metadata": a.metadata});
+            *position += 1;
+            row
+        })
+        .collect();
+    ChildRows {
+        character_ids: d.characters.iter().map(|c| c.id.to_string()).collect(),
+        episode_ids: d.episodes.iter().map(|e| e.id.to_string()).collect(),
+        scene_ids: d
+            .episodes
+            .iter()
+            .flat_map(|e| e.scenes.iter().map(|s| s.id.to_string()))
+            .collect(),
+        asset_ids: d
+            .assets_with_owner()
+            .map(|(_, a)| a.id.to_string())
+            .collect(),
+        characters: Value::Array(characters),
+        episodes: Value::Array(episodes),
+        scenes: Value::Array(scenes),
+        assets: Value::Array(assets),
+    }
+}
+
+const UPSERT_CHARACTERS: &str = "\
+insert into public.characters as t (drama_id, id, position, name, description, gender, \
+    voice_description, main, url, premise_url, metadata) \
+select $1, x.id, x.position, x.name, x.description, x.gender, x.voice_description, x.main, \
+    x.url, x.premise_url, x.metadata \
+from jsonb_to_recordset($2) as x(id text, position int, name text, description text, \
+    gender text, voice_description text, main boolean, url text, premise_url text, metadata jsonb) \
+on conflict (drama_id, id) do update set position = excluded.position, name = excluded.name, \
+    description = excluded.description, gender = excluded.gender, \
+    voice_description = excluded.voice_description, main = excluded.main, url = excluded.url, \
+    premise_url = excluded.premise_url, metadata = excluded.metadata \
+where (t.position, t.name, t.description, t.gender, t.voice_description, t.main, t.url, \
+       t.premise_url, t.metadata) is distinct from \
+      (excluded.position, excluded.name, excluded.description, excluded.gender, \
+       excluded.voice_description, excluded.main, excluded.url, excluded.premise_url, \
+       excluded.metadata)";
+
+const UPSERT_EPISODES: &str = "\
+insert into public.episodes as t (drama_id, id, position, title, description, premise, url, metadata) \
+select $1, x.id, x.position, x.title, x.description, x.premise, x.url, x.metadata \
+from jsonb_to_recordset($2) as x(id text, position int, title text, description text, \
+    premise text, url text, metadata jsonb) \
+on conflict (drama_id, id) do update set position = excluded.position, title = excluded.title, \
+    description = excluded.description, premise = excluded.premise, url = excluded.url, \
+    metadata = excluded.metadata \
+where (t.position, t.title, t.description, t.premise, t.url, t.metadata) is distinct from \
+      (excluded.position, excluded.title, excluded.description, excluded.premise, excluded.url, \
+       excluded.metadata)";
+
+const UPSERT_SCENES: &str = "\
+insert into public.scenes as t (drama_id, id, episode_id, position, description, image_url, \
+    video_url, metadata) \
+select $1, x.id, x.episode_id, x.position, x.description, x.image_url, x.video_url, x.metadata \
+from jsonb_to_recordset($2) as x(id text, episode_id text, position int, description text, \
+    image_url text, video_url text, metadata jsonb) \
+on conflict (drama_id, id) do update set episode_id = excluded.episode_id, \
+    position = excluded.position, description = excluded.description, \
+    image_url = excluded.image_url, video_url = excluded.video_url, metadata = excluded.metadata \
+where (t.episode_id, t.position, t.description, t.image_url, t.video_url, t.metadata) \
+      is distinct from (excluded.episode_id, excluded.position, excluded.description, \
+      excluded.image_url, excluded.video_url, excluded.metadata)";
+
+const UPSERT_ASSETS: &str = "\
+insert into public.assets as t (drama_id, id, character_id, episode_id, scene_id, position, kind, \
+    depends_on, prompt, duration, url, metadata) \
+select $1, x.id, x.character_id, x.episode_id, x.scene_id, x.position, x.kind, \
+    array(select jsonb_array_elements_text(x.depends_on)), x.prompt, x.duration, x.url, x.metadata \
+from jsonb_to_recordset($2) as x(id text, character_id text, episode_id text, scene_id text, \
+    position int, kind text, depends_on jsonb, prompt text, duration int, url text, metadata jsonb) \
+on conflict (drama_id, id) do update set character_id = excluded.character_id, \
+    episode_id = excluded.episode_id, scene_id = excluded.scene_id, position = excluded.position, \
+    kind = excluded.kind, depends_on = excluded.depends_on, prompt = excluded.prompt, \
+    duration = excluded.duration, url = excluded.url, metadata = excluded.metadata \
+where (t.character_id, t.episode_id, t.scene_id, t.position, t.kind, t.depends_on, t.prompt, \
+       t.duration, t.url, t.metadata) is distinct from \
+      (excluded.character_id, excluded.episode_id, excluded.scene_id, excluded.position, \
+       excluded.kind, excluded.depends_on, excluded.prompt, excluded.duration, excluded.url, \
+       excluded.metadata)";
+
+/// Everything absent from the new tree, deepest first so that moved children survive.
+const DELETE_GONE: &str = "\
+with gone_assets as (delete from public.assets where drama_id = $1 and not (id = any($2)) returning 1), \
+     gone_scenes as (delete from public.scenes where drama_id = $1 and not (id = any($3)) returning 1), \
+     gone_episodes as (delete from public.episodes where drama_id = $1 and not (id = any($4)) returning 1), \
+     gone_characters as (delete from public.characters where drama_id = $1 and not (id = any($5)) returning 1) \
+select (select count(*) from gone_assets) + (select count(*) from gone_scenes) \
+     + (select count(*) from gone_episodes) + (select count(*) from gone_characters)";
+
+/// Upserts every child of `d` (parents before children), then deletes what is gone.
+async fn write_children(
+    conn: &mut PgConnection,
+    d: &Drama,
+    delete_gone: bool,
+) -> Result<(), RepoError> {
+    let rows = child_rows(d);
+    let id = d.id.as_str();
+    for (sql, rows) in [
+        (UPSERT_CHARACTERS, &rows.characters),
+        (UPSERT_EPISODES, &rows.episodes),
+        (UPSERT_SCENES, &rows.scenes),
+        (UPSERT_ASSETS, &rows.assets),
+    ] {
+        sqlx::query(sql)
+            .bind(id)
+            .bind(rows)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| map_err(e, Entity::Drama, id))?;
+    }
+    if delete_gone {
+        sqlx::query(DELETE_GONE)
+            .bind(id)
+            .bind(&rows.asset_ids)
+            .bind(&rows.scene_ids)
+            .bind(&rows.episode_ids)
+            .bind(&rows.character_ids)
+            .execute(&mut *conn)
+            .await
+            .map_err(db)?;
+    }
+    Ok(())
+}
+
+/// Bumps the version of an owned drama, checking `expected`; the row stays locked until the
+/// transaction ends. Returns the new version.
+async fn bump_version(
+    conn: &mut PgConnection,
+    owner: UserId,
+    id: &DramaId,
+    expected: Option<Version>,
+) -> Result<Version, RepoError> {
+    let bumped: Option<Version> = sqlx::query_scalar(
+        "update public.dramas set version = version + 1 \
+         where id = $1 and owner_id = $2 and ($3::bigint is null or version = $3) \
+         returning version",
+    )
+    .bind(id.as_str())
+    .bind(owner.0)
+    .bind(expected)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db)?;
+    match bumped {
+        Some(v) => Ok(v),
+        None => Err(why_not_written(conn, owner, id, expected).await),
+    }
+}
+
+/// After a guarded write touched no row: the drama is missing (or not the owner's), or the
+/// expected version is stale.
+async fn why_not_written(
+    conn: &mut PgConnection,
+    owner: UserId,
+    id: &DramaId,
+    expected: Option<Version>,
+) -> RepoError {
+    let actual: Result<Option<Version>, _> =
+        sqlx::query_scalar("select version from public.dramas where id = $1 and owner_id = $2")
+            .bind(id.as_str())
+            .bind(owner.0)
+            .fetch_optional(conn)
+            .await;
+    match (actual, expected) {
+        (Ok(Some(actual)), Some(expected)) => RepoError::VersionConflict { expected, actual },
+        (Ok(_), _) => RepoError::not_found(Entity::Drama, id),
+        (Err(e), _) => db(e),
+    }
+}
+
+/// `case when <present> then <value> else <column> end` binds for a nullable PATCH field.
+fn nullable<T: Clone>(field: &Option<Option<T>>) -> (bool, Option<T>) {
+    match field {
+        Some(v) => (true, v.clone()),
+        None => (false, None),
+    }
+}
+
+async fn exists(
+    conn: &mut PgConnection,
+    sql: &'static str,
+    drama: &DramaId,
+    id: &str,
+) -> Result<bool, RepoError> {
+    sqlx::query_scalar(sql)
+        .bind(drama.as_str())
+        .bind(id)
+        .fetch_one(conn)
+        .await
+        .map_err(db)
+}
+
+impl PgStore {
+    /// Runs `write` in a transaction after bumping the drama's version; returns the whole drama
+    /// as committed.
+    async fn patch_with<F>(
+        &self,
+        owner: UserId,
+        id: &DramaId,
+        expected: Option<Version>,
+        write: F,
+    ) -> Result<StoredDrama, RepoError>
+    where
+        F: for<'c> FnOnce(&'c mut PgConnection) -> BoxFuture<'c, Result<(), RepoError>> + Send,
+    {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        bump_version(&mut tx, owner, id, expected).await?;
+        write(&mut tx).await?;
+        let stored = read_complete(&mut tx, owner, id).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(stored)
+    }
+}
+
+#[async_trait]
+impl DramaRepository for PgStore {
+    #[tracing::instrument(skip_all, fields(drama.id = %drama.id))]
+    async fn create(&self, owner: UserId, drama: &Drama) -> Result<StoredDrama, RepoError> {
+        drama.validate()?;
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let row = sqlx::query(
+            "insert into public.dramas (id, owner_id, title, description, premise, url, metadata) \
+             values ($1, $2, $3, $4, $5, $6, $7) returning version, created_at, updated_at",
+        )
+        .bind(drama.id.as_str())
+        .bind(owner.0)
+        .bind(&drama.title)
+        .bind(&drama.description)
+        .bind(&drama.premise)
+        .bind(&drama.url)
+        .bind(&drama.metadata)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| match map_err(e, Entity::Drama, drama.id.as_str()) {
+            RepoError::NotFound {
+                entity: Entity::User,
+                ..
+            } => RepoError::not_found(Entity::User, owner),
+            other => other,
+        })?;
+        write_children(&mut tx, drama, false).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(StoredDrama {
+            drama: drama.clone(),
+            owner,
+            version: row.try_get("version").map_err(db)?,
+            created_at: row.try_get("created_at").map_err(db)?,
+            updated_at: row.try_get("updated_at").map_err(db)?,
+        })
+    }
+
+    #[tracing::instrument(skip_all, fields(drama.id = %id))]
+    async fn get_complete(&self, owner: UserId, id: &DramaId) -> Result<StoredDrama, RepoError> {
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        read_complete(&mut conn, owner, id).await
+    }
+
+    #[tracing::instrument(skip_all, fields(drama.id = %drama.id, expected))]
+    async fn save_complete(
+        &self,
+        owner: UserId,
+        drama: &Drama,
+        expected: Option<Version>,
+    ) -> Result<Version, RepoError> {
+        drama.validate()?;
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let version: Option<Version> = sqlx::query_scalar(
+            "update public.dramas set title = $4, description = $5, premise = $6, url = $7, \
+                 metadata = $8, version = version + 1 \
+             where id = $1 and owner_id = $2 and ($3::bigint is null or version = $3) \
+             returning version",
+        )
+        .bind(drama.id.as_str())
+        .bind(owner.0)
+        .bind(expected)
+        .bind(&drama.title)
+        .bind(&drama.description)
+        .bind(&drama.premise)
+        .bind(&drama.url)
+        .bind(&drama.metadata)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        let Some(version) = version else {
+            return Err(why_not_written(&mut tx, owner, &drama.id, expected).await);
+        };
+        write_children(&mut tx, drama, true).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(version)
+    }
+
+    #[tracing::instrument(skip_all, fields(drama.id = %id))]
+    async fn patch_drama(
+        &self,
+        owner: UserId,
+        id: &DramaId,
+        patch: &DramaPatch,
+        expected: Option<Version>,
+    ) -> Result<StoredDrama, RepoError> {
+        let patch = patch.clone();
+        let drama = id.clone();
+        self.patch_with(owner, id, expected, move |conn| {
+            Box::pin(async move {
+                let (set_metadata, metadata) = nullable(&patch.metadata);
+                sqlx::query(
+                    "update public.dramas set title = coalesce($2, title), \
+                         description = coalesce($3, description), \
+                         premise = coalesce($4, premise), \
+                         metadata = case when $5 then $6 else metadata end \
+                     where id = $1",
+                )
+                .bind(drama.as_str())
+                .bind(&patch.title)
+                .bind(&patch.description)
+                .bind(&patch.premise)
+                .bind(set_metadata)
+                .bind(metadata)
+                .execute(conn)
+                .await
+                .map_err(db)?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(drama.id = %drama, character.id = %character))]
+    async fn patch_character(
+        &self,
+        owner: UserId,
+        drama: &DramaId,
+        character: &CharacterId,
+        patch: &CharacterPatch,
+        expected: Option<Version>,
+    ) -> Result<StoredDrama, RepoError> {
+        let patch = patch.clone();
+        let (drama_id, character) = (drama.clone(), character.clone());
+        self.patch_with(owner, drama, expected, move |conn| {
+            Box::pin(async move {
+                let (set_metadata, metadata) = nullable(&patch.metadata);
+                let done = sqlx::query(
+                    "update public.characters set name = coalesce($3, name), \
+                         description = coalesce($4, description), \
+                         metadata = case when $5 then $6 else metadata end \
+                     where drama_id = $1 and id = $2",
+                )
+                .bind(drama_id.as_str())
+                .bind(character.as_str())
+                .bind(&patch.name)
+                .bind(&patch.description)
+                .bind(set_metadata)
+                .bind(metadata)
+                .execute(conn)
+                .await
+                .map_err(db)?;
+                if done.rows_affected() == 0 {
+                    return Err(RepoError::not_found(Entity::Character, &character));
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(drama.id = %drama, episode.id = %episode))]
+    async fn patch_episode(
+        &self,
+        owner: UserId,
+        drama: &DramaId,
+        episode: &EpisodeId,
+        patch: &EpisodePatch,
+        expected: Option<Version>,
+    ) -> Result<StoredDrama, RepoError> {
+        let patch = patch.clone();
+        let (drama_id, episode) = (drama.clone(), episode.clone());
+        self.patch_with(owner, drama, expected, move |conn| {
+            Box::pin(async move {
+                let (set_premise, premise) = nullable(&patch.premise);
+                let (set_metadata, metadata) = nullable(&patch.metadata);
+                let done = sqlx::query(
+                    "update public.episodes set title = coalesce($3, title), \
+                         description = coalesce($4, description), \
+                         premise = case when $5 then $6 else premise end, \
+                         metadata = case when $7 then $8 else metadata end \
+                     where drama_id = $1 and id = $2",
+                )
+                .bind(drama_id.as_str())
+                .bind(episode.as_str())
+                .bind(&patch.title)
+                .bind(&patch.description)
+                .bind(set_premise)
+                .bind(premise)
+                .bind(set_metadata)
+                .bind(metadata)
+                .execute(conn)
+                .await
+                .map_err(db)?;
+                if done.rows_affected() == 0 {
+                    return Err(RepoError::not_found(Entity::Episode, &episode));
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(drama.id = %drama, scene.id = %scene))]
+    async fn patch_scene(
+        &self,
+        owner: UserId,
+        drama: &DramaId,
+        episode: &EpisodeId,
+        scene: &SceneId,
+        patch: &ScenePatch,
+        expected: Option<Version>,
+    ) -> Result<StoredDrama, RepoError> {
+        let patch = patch.clone();
+        let (drama_id, episode, scene) = (drama.clone(), episode.clone(), scene.clone());
+        self.patch_with(owner, drama, expected, move |conn| {
+            Box::pin(async move {
+                let (set_image, image_url) = nullable(&patch.image_url);
+                let (set_video, video_url) = nullable(&patch.video_url);
+                let (set_metadata, metadata) = nullable(&patch.metadata);
+                let done = sqlx::query(
+                    "update public.scenes set description = coalesce($4, description), \
+                         image_url = case when $5 then $6 else image_url end, \
+                         video_url = case when $7 then $8 else video_url end, \
+                         metadata = case when $9 then $10 else metadata end \
+                     where drama_id = $1 and episode_id = $2 and id = $3",
+                )
+                .bind(drama_id.as_str())
+                .bind(episode.as_str())
+                .bind(scene.as_str())
+                .bind(&patch.description)
+                .bind(set_image)
+                .bind(image_url)
+                .bind(set_video)
+                .bind(video_url)
+                .bind(set_metadata)
+                .bind(metadata)
+                .execute(&mut *conn)
+                .await
+                .map_err(db)?;
+                if done.rows_affected() == 0 {
+                    let episode_exists = exists(
+                        conn,
+                        "select exists (select 1 from public.episodes \
+                         where drama_id = $1 and id = $2)",
+                        &drama_id,
+                        episode.as_str(),
+                    )
+                    .await?;
+                    return Err(if episode_exists {
+                        RepoError::not_found(Entity::Scene, &scene)
+                    } else {
+                        RepoError::not_found(Entity::Episode, &episode)
+                    });
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(drama.id = %drama, asset.id = %asset))]
+    async fn patch_asset(
+        &self,
+        owner: UserId,
+        drama: &DramaId,
+        asset_owner: &AssetOwner,
+        asset: &AssetId,
+        patch: &AssetPatch,
+        expected: Option<Version>,
+    ) -> Result<StoredDrama, RepoError> {
+        let patch = patch.clone();
+        let (drama_id, asset_owner, asset) = (drama.clone(), asset_owner.clone(), asset.clone());
+        self.patch_with(owner, drama, expected, move |conn| {
+            Box::pin(async move {
+                let (set_url, url) = nullable(&patch.url);
+                let (set_metadata, metadata) = nullable(&patch.metadata);
+                let (owner_filter, owner_id, owner_exists) = match &asset_owner {
+                    AssetOwner::Drama => (
+                        "character_id is null and episode_id is null and scene_id is null \
+                         and $7::text is null",
+                        None,
+                        None,
+                    ),
+                    AssetOwner::Character(c) => (
+                        "character_id = $7",
+                        Some(c.as_str()),
+                        Some((
+                            Entity::Character,
+                            "select exists (select 1 from public.characters \
+                             where drama_id = $1 and id = $2)",
+                        )),
+                    ),
+                    AssetOwner::Episode(e) => (
+                        "episode_id = $7",
+                        Some(e.as_str()),
+                        Some((
+                            Entity::Episode,
+                            "select exists (select 1 from public.episodes \
+                             where drama_id = $1 and id = $2)",
+                        )),
+                    ),
+                    AssetOwner::Scene(s) => (
+                        "scene_id = $7",
+                        Some(s.as_str()),
+                        Some((
+                            Entity::Scene,
+                            "select exists (select 1 from public.scenes \
+                             where drama_id = $1 and id = $2)",
+                        )),
+                    ),
+                };
+                let sql = format!(
+                    "update public.assets set prompt = coalesce($3, prompt), \
+                         url = case when $4 then $5 else url end, \
+                         metadata = case when $6 then $8 else metadata end \
+                     where drama_id = $1 and id = $2 and {owner_filter}"
+                );
+                let done = sqlx::query(AssertSqlSafe(sql))
+                    .bind(drama_id.as_str())
+                    .bind(asset.as_str())
+                    .bind(&patch.prompt)
+                    .bind(set_url)
+                    .bind(url)
+                    .bind(set_metadata)
+                    .bind(owner_id)
+                    .bind(metadata)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db)?;
+                if done.rows_affected() == 0 {
+                    if let (Some((entity, sql)), Some(id)) = (owner_exists, owner_id)
+                        && !exists(conn, sql, &drama_id, id).await?
+                    {
+                        return Err(RepoError::not_found(entity, id));
+                    }
+                    return Err(RepoError::not_found(Entity::Asset, &asset));
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(drama.id = %drama, asset.id = %asset))]
+    async fn attach_asset_object(
+        &self,
+        owner: UserId,
+        drama: &DramaId,
+        asset: &AssetId,
+        url: &str,
+        object: &AssetObject,
+    ) -> Result<Version, RepoError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let version = bump_version(&mut tx, owner, drama, None).await?;
+        let done = sqlx::query(
+            "update public.assets set url = $3, storage_key = $4, content_type = $5, \
+                 size_bytes = $6, checksum = $7, input_hash = $8, usage = $9 \
+             where drama_id = $1 and id = $2",
+        )
+        .bind(drama.as_str())
+        .bind(asset.as_str())
+        .bind(url)
+        .bind(&object.storage_key)
+        .bind(&object.content_type)
+        .bind(object.size_bytes)
+        .bind(&object.checksum)
+        .bind(&object.input_hash)
+        .bind(&object.usage)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| map_err(e, Entity::Asset, asset.as_str()))?;
+        if done.rows_affected() == 0 {
+            return Err(RepoError::not_found(Entity::Asset, asset));
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(version)
+    }
+
+    #[tracing::instrument(skip_all, fields(drama.id = %drama))]
+    async fn asset_objects(
+        &self,
+        owner: UserId,
+        drama: &DramaId,
+    ) -> Result<HashMap<AssetId, AssetObject>, RepoError> {
+        let rows = sqlx::query(
+            "select a.id, a.storage_key, a.content_type, a.size_bytes, a.checksum, a.input_hash, \
+                    a.usage \
+             from public.dramas d \
+             left join public.assets a on a.drama_id = d.id and a.storage_key is not null \
+             where d.id = $1 and d.owner_id = $2",
+        )
+        .bind(drama.as_str())
+        .bind(owner.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        if rows.is_empty() {
+            return Err(RepoError::not_found(Entity::Drama, drama));
+        }
+        let mut objects = HashMap::new();
+        for row in rows {
+            let Some(id) = row.try_get::<Option<String>, _>("id").map_err(db)? else {
+                continue;
+            };
+            let id = AssetId::parse(id).map_err(|e| RepoError::Unexpected(e.into()))?;
+            objects.insert(
+                id,
+                AssetObject {
+                    storage_key: row.try_get("storage_key").map_err(db)?,
+                    content_type: row.try_get("content_type").map_err(db)?,
+                    size_bytes: row.try_get("size_bytes").map_err(db)?,
+                    checksum: row.try_get("checksum").map_err(db)?,
+                    input_hash: row.try_get("input_hash").map_err(db)?,
+                    usage: row.try_get("usage").map_err(db)?,
+                },
+            );
+        }
+        Ok(objects)
+    }
+
+    #[tracing::instrument(skip_all, fields(drama.id = %id))]
+    async fn delete(&self, owner: UserId, id: &DramaId) -> Result<Vec<String>, RepoError> {
+        // The CTE's snapshot still sees the assets the cascade removes.
+        let row = sqlx::query(
+            "with gone as (delete from public.dramas where id = $1 and owner_id = $2 returning id) \
+             select exists (select 1 from gone) as deleted, \
+                    array(select a.storage_key from public.assets a join gone g on a.drama_id = g.id \
+                          where a.storage_key is not null order by a.storage_key) as keys",
+        )
+        .bind(id.as_str())
+        .bind(owner.0)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        if !row.try_get::<bool, _>("deleted").map_err(db)? {
+            return Err(RepoError::not_found(Entity::Drama, id));
+        }
+        row.try_get("keys").map_err(db)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_summaries(
+        &self,
+        owner: UserId,
+        page: &PageRequest,
+    ) -> Result<Page<DramaSummary>, RepoError> {
+        page.validate()?;
+        let rows = match &page.after {
+            None => sqlx::query(AssertSqlSafe(format!(
+                "{SUMMARY_COLUMNS} order by updated_at desc, id desc limit $2 offset $3"
+            ))),
+            Some(_) => sqlx::query(AssertSqlSafe(format!(
+                "{SUMMARY_COLUMNS} and (updated_at, id) < ($4, $5) \
+                 order by updated_at desc, id desc limit $2 offset $3"
+            ))),
+        };
+        let rows = bind_page(rows, owner, page)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        let items = rows
+            .iter()
+            .map(summary_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(paginate(items, page, |s| (s.updated_at, &s.id)))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_complete(
+        &self,
+        owner: UserId,
+        page: &PageRequest,
+    ) -> Result<Page<StoredDrama>, RepoError> {
+        page.validate()?;
+        let query = match &page.after {
+            None => sqlx::query(LIST_COMPLETE_FIRST),
+            Some(_) => sqlx::query(LIST_COMPLETE_AFTER),
+        };
+        let rows = bind_page(query, owner, page)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        let items = rows
+            .iter()
+            .map(stored_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(paginate(items, page, |d| (d.updated_at, &d.drama.id)))
+    }
+}
+
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+/// Binds owner, limit + 1 (to learn whether another page follows), offset and the cursor.
+fn bind_page<'q>(query: PgQuery<'q>, owner: UserId, page: &PageRequest) -> PgQuery<'q> {
+    let query = query
+        .bind(owner.0)
+        .bind(i64::from(page.limit) + 1)
+        .bind(i64::from(page.offset));
+    match &page.after {
+        Some(cursor) => query.bind(cursor.updated_at).bind(cursor.id.to_string()),
+        None => query,
+    }
+}
+
+fn paginate<T>(
+    mut items: Vec<T>,
+    page: &PageRequest,
+    key: impl Fn(&T) -> (DateTime<Utc>, &DramaId),
+) -> Page<T> {
+    let more = items.len() > page.limit as usize;
+    items.truncate(page.limit as usize);
+    let next = if more {
+        items.last().map(|last| {
+            let (updated_at, id) = key(last);
+            drama_dal::Cursor {
+                updated_at,
+                id: id.clone(),
+            }
+        })
+    } else {
+        None
+    };
+    Page { items, next }
+}

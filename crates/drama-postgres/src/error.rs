@@ -1,0 +1,75 @@
+use drama_dal::{Entity, RepoError};
+
+/// Failures of this crate's own operations (connecting, migrating); repository methods return
+/// [`RepoError`].
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    /// The configured URL cannot work; the message says what to use instead.
+    #[error("{0}")]
+    Config(String),
+    /// The server could not be reached or refused the connection.
+    #[error("cannot connect to PostgreSQL: {0}")]
+    Connect(#[source] sqlx::Error),
+    /// A migration failed or an applied migration file was modified.
+    #[error("migration failed: {0}")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+    /// A query failed.
+    #[error("query failed: {0}")]
+    Query(#[source] sqlx::Error),
+}
+
+/// Maps a driver error to what a caller can act on. `entity`/`id` name the record the statement
+/// was about, for constraint violations.
+pub(crate) fn map_err(err: sqlx::Error, entity: Entity, id: &str) -> RepoError {
+    match &err {
+        sqlx::Error::Database(db) => {
+            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            let constraint = db.constraint().unwrap_or_default().to_owned();
+            match code.as_str() {
+                "23505" => {
+                    let entity = match constraint.as_str() {
+                        "users_pkey" => Entity::User,
+                        "api_keys_pkey" | "api_keys_prefix_key" => Entity::ApiKey,
+                        "dramas_pkey" => Entity::Drama,
+                        _ => entity,
+                    };
+                    RepoError::AlreadyExists {
+                        entity,
+                        id: id.to_owned(),
+                    }
+                }
+                "23503" if constraint.ends_with("owner_id_fkey") => {
+                    RepoError::not_found(Entity::User, id)
+                }
+                // check_violation, not_null_violation: a rule the domain checks missed.
+                "23514" | "23502" => RepoError::invalid(
+                    constraint.clone(),
+                    format!("violates the database rule {constraint}"),
+                ),
+                // Text the server cannot store (e.g. an unpaired surrogate escape).
+                "22021" | "22P05" | "22P02" | "22001" => {
+                    RepoError::invalid("", "contains text the database cannot store")
+                }
+                // Serialization failures, deadlocks, shutdowns, resource exhaustion: retry later.
+                "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "53300" | "53400" => {
+                    RepoError::Unavailable(format!("database busy ({code})"))
+                }
+                c if c.starts_with("08") => {
+                    RepoError::Unavailable(format!("database connection failed ({code})"))
+                }
+                _ => RepoError::Unexpected(Box::new(err)),
+            }
+        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => RepoError::Unavailable(err.to_string()),
+        _ => RepoError::Unexpected(Box::new(err)),
+    }
+}
+
+/// `map_err` for statements that are not about one particular record.
+pub(crate) fn db(err: sqlx::Error) -> RepoError {
+    map_err(err, Entity::Drama, "")
+}

@@ -1,0 +1,144 @@
+//! `UserRepository` on PostgreSQL.
+
+use async_trait::async_trait;
+use drama_dal::{Entity, NewUser, RepoError, UserRepository};
+use drama_domain::{User, UserId};
+use sqlx::Row as _;
+use sqlx::postgres::PgRow;
+
+use crate::PgStore;
+use crate::error::{db, map_err};
+
+fn user_from_row(row: &PgRow) -> Result<User, RepoError> {
+    Ok(User {
+        id: UserId(row.try_get("id").map_err(db)?),
+        email: row.try_get("email").map_err(db)?,
+        display_name: row.try_get("display_name").map_err(db)?,
+        tokens: row.try_get("tokens").map_err(db)?,
+        subscription_tier: row.try_get("subscription_tier").map_err(db)?,
+        created_at: row.try_get("created_at").map_err(db)?,
+        updated_at: row.try_get("updated_at").map_err(db)?,
+    })
+}
+
+fn positive(amount: i64) -> Result<(), RepoError> {
+    if amount <= 0 {
+        return Err(RepoError::invalid(
+            "amount",
+            format!("must be positive, got {amount}"),
+        ));
+    }
+    Ok(())
+}
+
+impl PgStore {
+    async fn balance(&self, id: UserId) -> Result<i64, RepoError> {
+        sqlx::query_scalar("select tokens from public.users where id = $1")
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| RepoError::not_found(Entity::User, id))
+    }
+}
+
+#[async_trait]
+impl UserRepository for PgStore {
+    #[tracing::instrument(skip_all, fields(user.id = %id))]
+    async fn get_user(&self, id: UserId) -> Result<User, RepoError> {
+        let row = sqlx::query(
+            "select id, email, display_name, tokens, subscription_tier, created_at, updated_at \
+             from public.users where id = $1",
+        )
+        .bind(id.0)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?
+        .ok_or_else(|| RepoError::not_found(Entity::User, id))?;
+        user_from_row(&row)
+    }
+
+    #[tracing::instrument(skip_all, fields(user.id = %user.id))]
+    async fn create_user(&self, user: &NewUser) -> Result<User, RepoError> {
+        if user.tokens < 0 {
+            return Err(RepoError::invalid("tokens", "must not be negative"));
+        }
+        if user.subscription_tier.trim().is_empty() {
+            return Err(RepoError::invalid("subscription_tier", "must not be empty"));
+        }
+        let row = sqlx::query(
+            "insert into public.users (id, email, display_name, tokens, subscription_tier) \
+             values ($1, $2, $3, $4, $5) \
+             returning id, email, display_name, tokens, subscription_tier, created_at, updated_at",
+        )
+        .bind(user.id.0)
+        .bind(&user.email)
+        .bind(&user.display_name)
+        .bind(user.tokens)
+        .bind(&user.subscription_tier)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| map_err(e, Entity::User, &user.id.to_string()))?;
+        user_from_row(&row)
+    }
+
+    #[tracing::instrument(skip_all, fields(user.id = %subject))]
+    async fn upsert_from_auth(
+        &self,
+        subject: UserId,
+        email: Option<&str>,
+    ) -> Result<User, RepoError> {
+        // The no-op update makes `returning` yield the existing row; it writes only when the
+        // email actually changes.
+        let row = sqlx::query(
+            "insert into public.users as u (id, email) values ($1, $2) \
+             on conflict (id) do update set email = coalesce(excluded.email, u.email) \
+             where u.email is distinct from coalesce(excluded.email, u.email) \
+             returning id, email, display_name, tokens, subscription_tier, created_at, updated_at",
+        )
+        .bind(subject.0)
+        .bind(email)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        match row {
+            Some(row) => user_from_row(&row),
+            None => self.get_user(subject).await,
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(user.id = %id, amount))]
+    async fn debit_tokens(&self, id: UserId, amount: i64) -> Result<i64, RepoError> {
+        positive(amount)?;
+        let balance: Option<i64> = sqlx::query_scalar(
+            "update public.users set tokens = tokens - $2 where id = $1 and tokens >= $2 \
+             returning tokens",
+        )
+        .bind(id.0)
+        .bind(amount)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        match balance {
+            Some(b) => Ok(b),
+            None => Err(RepoError::InsufficientTokens {
+                balance: self.balance(id).await?,
+                needed: amount,
+            }),
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(user.id = %id, amount))]
+    async fn credit_tokens(&self, id: UserId, amount: i64) -> Result<i64, RepoError> {
+        positive(amount)?;
+        sqlx::query_scalar(
+            "update public.users set tokens = tokens + $2 where id = $1 returning tokens",
+        )
+        .bind(id.0)
+        .bind(amount)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?
+        .ok_or_else(|| RepoError::not_found(Entity::User, id))
+    }
+}

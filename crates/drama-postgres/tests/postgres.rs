@@ -1,0 +1,218 @@
+//! drama-postgres against a real PostgreSQL: the shared conformance suite, round-trip bounds
+//! and schema health. Each test gets a fresh, migrated database (`#[sqlx::test]`).
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::sync::Arc;
+
+use drama_dal::{DramaRepository, NewUser, PageRequest, UserRepository};
+use drama_domain::UserId;
+use drama_postgres::{MIGRATOR, PgSettings, PgStore};
+use drama_testkit::StatementCounter;
+use drama_testkit::builders::{drama, fixture_drama};
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+
+macro_rules! pg_case {
+    ($name:ident) => {
+        #[sqlx::test(migrator = "drama_postgres::MIGRATOR")]
+        async fn $name(pool: PgPool) {
+            drama_testkit::conformance::$name(Arc::new(PgStore::new(pool))).await;
+        }
+    };
+}
+
+drama_testkit::for_each_scenario!(pg_case);
+
+/// A one-connection store whose statements are counted, on the same test database as `pool`.
+async fn counted(pool: &PgPool) -> (PgStore, StatementCounter) {
+    let db: String = sqlx::query_scalar("select current_database()")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for database tests");
+    let (without_db, _) = base.rsplit_once('/').unwrap();
+    let url = format!("{without_db}/{db}");
+    let counter = StatementCounter::start(&url).await;
+    let counted_pool = PgPoolOptions::new()
+        .max_connections(1)
+        .test_before_acquire(false)
+        .connect(&counter.url(&url))
+        .await
+        .unwrap();
+    (PgStore::new(counted_pool), counter)
+}
+
+async fn owner(store: &PgStore) -> UserId {
+    let id = UserId::random();
+    store.create_user(&NewUser::new(id)).await.unwrap();
+    id
+}
+
+#[sqlx::test(migrator = "drama_postgres::MIGRATOR")]
+async fn get_complete_is_one_statement_whatever_the_size(pool: PgPool) {
+    let (store, counter) = counted(&pool).await;
+    let owner = owner(&store).await;
+    for (id, chars, eps, scenes) in [("tiny", 1, 1, 1), ("huge", 8, 10, 12)] {
+        store
+            .create(owner, &drama(id, chars, eps, scenes))
+            .await
+            .unwrap();
+        store
+            .get_complete(owner, &drama(id, 1, 1, 1).id)
+            .await
+            .unwrap();
+        counter.reset();
+        let read = store
+            .get_complete(owner, &drama(id, 1, 1, 1).id)
+            .await
+            .unwrap();
+        assert_eq!(read.drama, drama(id, chars, eps, scenes));
+        assert_eq!(
+            counter.statements(),
+            1,
+            "{id}: {:#?}",
+            counter.statement_sql()
+        );
+    }
+}
+
+#[sqlx::test(migrator = "drama_postgres::MIGRATOR")]
+async fn save_complete_statement_count_does_not_grow_with_children(pool: PgPool) {
+    let (store, counter) = counted(&pool).await;
+    let owner = owner(&store).await;
+    let mut counts = Vec::new();
+    for (id, chars, eps, scenes) in [("small", 1, 1, 1), ("large", 6, 8, 15)] {
+        let mut d = drama(id, chars, eps, scenes);
+        store.create(owner, &d).await.unwrap();
+        // Warm the connection's statement cache so only the save itself is counted.
+        store.save_complete(owner, &d, None).await.unwrap();
+        d.title = format!("{id} v2");
+        d.episodes.pop();
+        d.characters[0].name = "Renamed".into();
+        counter.reset();
+        store.save_complete(owner, &d, None).await.unwrap();
+        counts.push((counter.statements(), counter.transaction_control()));
+        assert_eq!(store.get_complete(owner, &d.id).await.unwrap().drama, d);
+    }
+    assert_eq!(counts[0], counts[1], "statements must not depend on size");
+    assert_eq!(counts[0], (6, 2), "one transaction of six statements");
+}
+
+#[sqlx::test(migrator = "drama_postgres::MIGRATOR")]
+async fn a_page_of_complete_dramas_is_one_statement(pool: PgPool) {
+    let (store, counter) = counted(&pool).await;
+    let owner = owner(&store).await;
+    for i in 0..20 {
+        store
+            .create(owner, &drama(&format!("d{i:02}"), 3, 2, 4))
+            .await
+            .unwrap();
+    }
+    let first = store
+        .list_complete(owner, &PageRequest::first(12))
+        .await
+        .unwrap();
+    counter.reset();
+    let second = store
+        .list_complete(owner, &PageRequest::after(12, first.next.clone().unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(second.items.len(), 8);
+    assert_eq!(counter.statements(), 1, "{:#?}", counter.statement_sql());
+    counter.reset();
+    store
+        .list_complete(owner, &PageRequest::first(20))
+        .await
+        .unwrap();
+    assert_eq!(counter.statements(), 1);
+}
+
+#[sqlx::test(migrator = "drama_postgres::MIGRATOR")]
+async fn the_legacy_fixture_survives_a_round_trip(pool: PgPool) {
+    let store = PgStore::new(pool);
+    let owner = owner(&store).await;
+    let d = fixture_drama();
+    store.create(owner, &d).await.unwrap();
+    let read = store.get_complete(owner, &d.id).await.unwrap();
+    assert_eq!(read.drama, d);
+    assert_eq!(
+        serde_json::to_value(&read.drama).unwrap(),
+        serde_json::to_value(&d).unwrap()
+    );
+}
+
+#[sqlx::test(migrator = "drama_postgres::MIGRATOR")]
+async fn a_migrated_database_reports_healthy_and_rls_everywhere(pool: PgPool) {
+    let report = drama_postgres::schema_report(&pool).await.unwrap();
+    assert!(report.is_healthy(), "{report:#?}");
+    assert_eq!(report.applied.len(), MIGRATOR.iter().count());
+    assert!(report.server_version.starts_with(char::is_numeric));
+    // Running the migrator again is a no-op.
+    drama_postgres::migrate(&pool).await.unwrap();
+    let roles: i64 = sqlx::query_scalar(
+        "select count(*) from pg_roles where rolname in ('anon', 'authenticated', 'service_role')",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(roles, 3);
+    let published: bool = sqlx::query_scalar(
+        "select exists (select 1 from pg_publication_tables \
+         where pubname = 'supabase_realtime' and tablename = 'dramas')",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(published);
+}
+
+#[sqlx::test(migrator = "drama_postgres::MIGRATOR")]
+async fn owner_policies_hide_other_users_rows_from_authenticated_clients(pool: PgPool) {
+    let store = PgStore::new(pool.clone());
+    let alice = owner(&store).await;
+    let bob = owner(&store).await;
+    store
+        .create(alice, &drama("alices", 2, 1, 2))
+        .await
+        .unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("set local role authenticated")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let visible = |who: UserId| format!("set local request.jwt.claim.sub = '{who}'");
+    sqlx::query(sqlx::AssertSqlSafe(visible(bob)))
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let seen_by_bob: i64 = sqlx::query_scalar(
+        "select (select count(*) from dramas) + (select count(*) from scenes) \
+         + (select count(*) from assets)",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    assert_eq!(seen_by_bob, 0);
+    sqlx::query(sqlx::AssertSqlSafe(visible(alice)))
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let seen_by_alice: i64 = sqlx::query_scalar("select count(*) from scenes")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(seen_by_alice, 2);
+    // Balances are not the client's to change.
+    let denied = sqlx::query("update users set tokens = 1000000")
+        .execute(&mut *tx)
+        .await;
+    assert!(denied.is_err());
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_reported_not_hung_on() {
+    let mut settings = PgSettings::from_url("postgres://postgres@127.0.0.1:1/postgres");
+    settings.acquire_timeout = std::time::Duration::from_secs(5);
+    let err = settings.connect().await.unwrap_err();
+    assert!(err.to_string().contains("cannot connect"), "{err}");
+}

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use drama_postgres::{PgError, PgSettings, SchemaReport};
+use sqlx::ConnectOptions as _;
 
 use crate::settings::Settings;
 
@@ -23,15 +24,24 @@ pub(crate) async fn connect(settings: &PgSettings) -> anyhow::Result<sqlx::PgPoo
     let mut settings = settings.clone();
     settings.acquire_timeout = CONNECT_TIMEOUT;
     settings.max_connections = 2;
-    match settings.connect().await {
-        Ok(pool) => Ok(pool),
-        Err(PgError::Connect(e)) => Err(anyhow::anyhow!(
-            "cannot connect to PostgreSQL at {}: {}",
-            settings.redacted_url(),
-            explain(&e)
-        )),
-        Err(e) => Err(e.into()),
+    // One direct attempt first: a pool retries until its timeout and then reports only that,
+    // hiding the reason (refused, authentication, missing database).
+    let options = settings.connect_options()?;
+    let fail = |reason: String| {
+        anyhow::anyhow!(
+            "cannot connect to PostgreSQL at {}: {reason}",
+            settings.redacted_url()
+        )
+    };
+    match tokio::time::timeout(CONNECT_TIMEOUT, options.connect()).await {
+        Ok(Ok(conn)) => drop(conn),
+        Ok(Err(e)) => return Err(fail(explain(&e))),
+        Err(_) => return Err(fail(explain(&sqlx::Error::PoolTimedOut))),
     }
+    settings.connect().await.map_err(|e| match e {
+        PgError::Connect(e) => fail(explain(&e)),
+        other => other.into(),
+    })
 }
 
 fn explain(e: &sqlx::Error) -> String {

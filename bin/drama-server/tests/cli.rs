@@ -1,0 +1,143 @@
+//! The binary's admin commands against a real PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::process::{Command, Output};
+
+use sqlx::{AssertSqlSafe, Connection as _, PgConnection};
+
+fn base_url() -> String {
+    std::env::var("DATABASE_URL").expect("DATABASE_URL points at a server for database tests")
+}
+
+/// A database created for one test and dropped afterwards.
+struct ScratchDb {
+    name: String,
+}
+
+impl ScratchDb {
+    async fn create() -> Self {
+        let name = format!("cli_{}", uuid_like());
+        let mut admin = PgConnection::connect(&base_url()).await.unwrap();
+        sqlx::query(AssertSqlSafe(format!("create database {name}")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        Self { name }
+    }
+
+    fn url(&self) -> String {
+        let base = base_url();
+        let (server, _) = base.rsplit_once('/').unwrap();
+        format!("{server}/{}", self.name)
+    }
+
+    async fn drop_it(self) {
+        let mut admin = PgConnection::connect(&base_url()).await.unwrap();
+        sqlx::query(AssertSqlSafe(format!(
+            "drop database if exists {} with (force)",
+            self.name
+        )))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    }
+}
+
+fn uuid_like() -> String {
+    format!(
+        "{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+}
+
+fn drama_server(args: &[&str], database_url: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_drama-server"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", database_url)
+        .env("ENVIRONMENT", "production")
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[tokio::test]
+async fn migrate_then_check_reports_a_healthy_schema() {
+    let db = ScratchDb::create().await;
+
+    let before = drama_server(&["check"], &db.url());
+    assert!(!before.status.success(), "{}", text(&before));
+    assert!(
+        text(&before).contains("pending migrations"),
+        "{}",
+        text(&before)
+    );
+
+    let migrate = drama_server(&["migrate"], &db.url());
+    assert!(migrate.status.success(), "{}", text(&migrate));
+    assert!(text(&migrate).contains("applied"), "{}", text(&migrate));
+
+    let check = drama_server(&["check"], &db.url());
+    let out = text(&check);
+    assert!(check.status.success(), "{out}");
+    assert!(out.contains("server version: PostgreSQL"), "{out}");
+    assert!(out.contains("pending migrations: none"), "{out}");
+    assert!(
+        out.contains("row level security: on for every table"),
+        "{out}"
+    );
+    assert!(out.contains("status: healthy"), "{out}");
+
+    let again = drama_server(&["migrate"], &db.url());
+    assert!(again.status.success());
+    assert!(
+        text(&again).contains("applied 0 migration(s)"),
+        "{}",
+        text(&again)
+    );
+    db.drop_it().await;
+}
+
+#[test]
+fn check_against_a_stopped_database_fails_with_a_reason() {
+    let out = drama_server(&["check"], "postgres://postgres:pw@127.0.0.1:1/postgres");
+    assert!(!out.status.success());
+    let msg = text(&out);
+    assert!(msg.contains("cannot connect to PostgreSQL"), "{msg}");
+    assert!(msg.contains("connection refused"), "{msg}");
+    assert!(!msg.contains(":pw@"), "password leaked: {msg}");
+}
+
+#[test]
+fn the_transaction_pooler_is_refused_before_connecting() {
+    let out = drama_server(
+        &["check"],
+        "postgres://postgres.ref:pw@aws-0-eu.pooler.supabase.com:6543/postgres",
+    );
+    assert!(!out.status.success());
+    assert!(text(&out).contains("session pooler"), "{}", text(&out));
+}
+
+#[test]
+fn a_missing_database_url_is_explained() {
+    let out = drama_server(&["check"], "");
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("DATABASE_URL is not set"),
+        "{}",
+        text(&out)
+    );
+}

@@ -1,1 +1,27 @@
 #![doc = include_str!("../README.md")]
+
+mod error;
+mod intake;
+pub mod keys;
+mod limits;
+mod local;
+mod media;
+mod memory;
+mod s3;
+mod settings;
+mod signing;
+mod store;
+
+pub use error::{AssetError, AssetResult};
+pub use keys::{Category, KeyPrefix, ObjectKey, Scope};
+pub use limits::{SizeLimits, parse_size};
+pub use local::LocalStore;
+pub use media::{MediaKind, MediaType, SNIFF_LEN};
+pub use memory::MemoryStore;
+pub use s3::{MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE, MultipartSettings, S3Options, S3Store};
+pub use settings::{AssetSettings, BackendKind, VARIABLES, open_store};
+pub use signing::{FILES_PATH, MIN_SECRET_LEN, SignedRequest, UrlSigner};
+pub use store::{
+    AssetStore, ByteRange, ByteStream, CheckReport, CheckStep, ContentRange, MAX_PRESIGN_EXPIRY,
+    ObjectInfo, ObjectStream, ObjectSummary, PresignMethod, PresignedRequest, verify_upload,
+};

@@ -1,1 +1,36 @@
 #![doc = include_str!("../README.md")]
+
+mod error;
+pub mod http;
+mod json;
+mod lite;
+mod llm;
+mod offline;
+pub mod prompts;
+mod registry;
+mod settings;
+mod traits;
+mod types;
+mod usage;
+pub mod validate;
+
+pub use error::{AiError, Provider};
+pub use http::retry::RetryPolicy;
+pub use offline::{
+    COLOUR_KEY, OFFLINE_IMAGE_SIZE, OFFLINE_MODEL, OFFLINE_VIDEO_FPS, OFFLINE_VIDEO_SIZE,
+    OfflineProvider,
+};
+pub use prompts::PROMPT_VERSION;
+pub use registry::{
+    AiProviders, DEFAULT_GPT_MODEL, DEFAULT_SCRIPT_MODEL, ScriptModelChoice, choose_script_model,
+};
+pub use settings::{AiSettings, ApiKey, ENV_VARS, ImageProviderChoice};
+pub use traits::{
+    DramaRequest, ImageModel, ScriptModel, VideoModel, VideoPolling, VoiceModel, generate_video,
+    wait_for_video,
+};
+pub use types::{
+    GeneratedAudio, GeneratedImage, GeneratedVideo, ImageKind, ImageRequest, ReferenceImage,
+    VideoDuration, VideoOutput, VideoRequest, VideoStatus, VideoTask, VoiceRequest, sniff_mime,
+};
+pub use usage::{CallKind, CostTable, Generated, ModelInfo, Usage};

@@ -1,0 +1,276 @@
+//! The HTTP clients and what they share: one reqwest client per provider, status classification,
+//! `Retry-After`, retries.
+
+pub mod gemini;
+pub mod nano_banana;
+pub mod openai;
+pub mod retry;
+pub mod sora;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::HeaderMap;
+use reqwest::{RequestBuilder, StatusCode};
+use serde_json::Value;
+
+use crate::error::{AiError, Provider, shorten};
+use crate::http::retry::RetryPolicy;
+
+/// Transport settings shared by a provider's calls.
+#[derive(Debug, Clone)]
+pub(crate) struct HttpCore {
+    pub provider: Provider,
+    pub client: reqwest::Client,
+    pub retry: RetryPolicy,
+    /// Limit for one request/response of the provider's main call.
+    pub timeout: Duration,
+    /// Limit for downloading a result file.
+    pub download_timeout: Duration,
+}
+
+impl HttpCore {
+    pub(crate) fn new(
+        provider: Provider,
+        connect_timeout: Duration,
+        timeout: Duration,
+        download_timeout: Duration,
+        retry: RetryPolicy,
+    ) -> Result<Self, AiError> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(connect_timeout)
+            .user_agent(concat!("drama-server/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| AiError::Config(format!("cannot build the {provider} HTTP client: {e}")))?;
+        Ok(Self {
+            provider,
+            client,
+            retry,
+            timeout,
+            download_timeout,
+        })
+    }
+
+    /// Sends one request and returns its JSON body, classifying every failure.
+    pub(crate) async fn send_json(
+        &self,
+        request: RequestBuilder,
+        timeout: Duration,
+    ) -> Result<Value, AiError> {
+        let response = request
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(&e, timeout))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(&e, timeout))?;
+        if !status.is_success() {
+            return Err(self.status_error(status, &headers, &body));
+        }
+        serde_json::from_slice(&body).map_err(|e| AiError::InvalidResponse {
+            provider: self.provider,
+            message: format!(
+                "the body is not JSON ({e}): {}",
+                shorten(&String::from_utf8_lossy(&body), 200)
+            ),
+        })
+    }
+
+    /// Downloads a result file (retried like any call), refusing an empty body.
+    pub(crate) async fn download(&self, url: &str) -> Result<(Bytes, Option<String>), AiError> {
+        let provider = self.provider;
+        self.retry
+            .run(|_| async move {
+                let response = self
+                    .client
+                    .get(url)
+                    .timeout(self.download_timeout)
+                    .send()
+                    .await
+                    .map_err(|e| self.transport_error(&e, self.download_timeout))?;
+                let status = response.status();
+                let headers = response.headers().clone();
+                let body = response
+                    .bytes()
+                    .await
+                    .map_err(|e| self.transport_error(&e, self.download_timeout))?;
+                if !status.is_success() {
+                    return Err(self.status_error(status, &headers, &body));
+                }
+                if body.is_empty() {
+                    return Err(AiError::InvalidResponse {
+                        provider,
+                        message: format!("the file at {url} is empty"),
+                    });
+                }
+                let content_type = headers
+                    .get(reqwest::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(|v| v.split(';').next().unwrap_or(v).trim().to_owned());
+                Ok((body, content_type))
+            })
+            .await
+    }
+
+    fn transport_error(&self, e: &reqwest::Error, timeout: Duration) -> AiError {
+        if e.is_timeout() {
+            AiError::Timeout {
+                provider: self.provider,
+                after: timeout,
+            }
+        } else {
+            AiError::Network {
+                provider: self.provider,
+                message: error_chain(e),
+            }
+        }
+    }
+
+    /// Classifies a non-success status.
+    pub(crate) fn status_error(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> AiError {
+        let provider = self.provider;
+        let text = String::from_utf8_lossy(body);
+        let message = provider_message(&text);
+        match status.as_u16() {
+            429 => AiError::RateLimited {
+                provider,
+                retry_after: retry_after(headers).or_else(|| gemini_retry_delay(&text)),
+            },
+            401 | 403 => AiError::Unauthorized {
+                provider,
+                status: status.as_u16(),
+                message,
+            },
+            500..=599 => AiError::Server {
+                provider,
+                status: status.as_u16(),
+                message,
+            },
+            code if looks_like_moderation(&message) => {
+                let _ = code;
+                AiError::Refused {
+                    provider,
+                    reason: message,
+                }
+            }
+            408 => AiError::Timeout {
+                provider,
+                after: self.timeout,
+            },
+            code => AiError::BadRequest {
+                provider,
+                status: code,
+                message,
+            },
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// The `error.message` of an OpenAI/Gemini error body, or the body itself, shortened.
+fn provider_message(body: &str) -> String {
+    let parsed: Option<Value> = serde_json::from_str(body).ok();
+    let message = parsed.as_ref().and_then(|v| {
+        let error = v.get("error")?;
+        let message = error
+            .get("message")
+            .and_then(Value::as_str)
+            .or_else(|| error.as_str())?;
+        let code = error
+            .get("code")
+            .and_then(|c| c.as_str().map(str::to_owned).or_else(|| Some(c.to_string())))
+            .filter(|c| c != "null");
+        Some(match code {
+            Some(code) => format!("{message} ({code})"),
+            None => message.to_owned(),
+        })
+    });
+    shorten(&message.unwrap_or_else(|| body.trim().to_owned()), 500)
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<f64>() {
+        return (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let wait = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(wait.to_std().unwrap_or(Duration::ZERO))
+}
+
+/// Gemini puts its advice in the body: `details[].retryDelay: "7s"`.
+fn gemini_retry_delay(body: &str) -> Option<Duration> {
+    let v: Value = serde_json::from_str(body).ok()?;
+    v.pointer("/error/details")?
+        .as_array()?
+        .iter()
+        .find_map(|d| d.get("retryDelay")?.as_str())
+        .and_then(|s| s.trim_end_matches('s').parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
+}
+
+/// Whether a provider's words describe a moderation or safety refusal.
+pub(crate) fn looks_like_moderation(text: &str) -> bool {
+    const WORDS: [&str; 12] = [
+        "moderation",
+        "content policy",
+        "content_policy",
+        "safety",
+        "violat",
+        "prohibited",
+        "sensitive",
+        "inappropriate",
+        "nsfw",
+        "blocked",
+        "policy",
+        "not allowed",
+    ];
+    let lower = text.to_lowercase();
+    WORDS.iter().any(|w| lower.contains(w))
+}
+
+/// Builds the URL `base` + `path`, tolerating a trailing slash on the base.
+pub(crate) fn join(base: &str, path: &str) -> String {
+    format!("{}{}", base.trim_end_matches('/'), path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        let mut h = HeaderMap::new();
+        h.insert(reqwest::header::RETRY_AFTER, "7".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        h.insert(
+            reqwest::header::RETRY_AFTER,
+            "Sun, 06 Nov 1994 08:49:37 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::ZERO));
+        h.insert(reqwest::header::RETRY_AFTER, "soon".parse().unwrap());
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn gemini_retry_delay_is_read_from_the_body() {
+        let body = r#"{"error":{"code":429,"status":"RESOURCE_EXHAUSTED","message":"quota","details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"12s"}]}}"#;
+        assert_eq!(gemini_retry_delay(body), Some(Duration::from_secs(12)));
+    }
+}

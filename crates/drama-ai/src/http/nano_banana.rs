@@ -1,0 +1,262 @@
+//! The OpenAI-compatible image proxy ("nano banana").
+//!
+//! `POST {NANO_BANANA_API_BASE}/v1/chat/completions` with `Authorization: Bearer`. The image
+//! comes back inside `choices[0].message.content`: a Markdown image link (downloaded) or a
+//! `data:image/…;base64,…` URL.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use crate::error::{AiError, Provider, shorten};
+use crate::http::{HttpCore, join, looks_like_moderation};
+use crate::prompts::{self, PROMPT_VERSION};
+use crate::settings::{AiSettings, ApiKey};
+use crate::traits::ImageModel;
+use crate::types::{GeneratedImage, ImageRequest, sniff_mime};
+use crate::usage::{Generated, ModelInfo, Usage};
+
+const PROVIDER: Provider = Provider::NanoBanana;
+
+/// The nano banana proxy as an [`ImageModel`].
+///
+/// # Errors
+/// [`AiError::NotConfigured`] without `NANO_BANANA_API_KEY`; [`AiError::Config`] for bad
+/// settings.
+pub fn image_model(settings: &AiSettings) -> Result<Arc<dyn ImageModel>, AiError> {
+    let key = settings
+        .nano_banana_api_key
+        .clone()
+        .ok_or(AiError::NotConfigured {
+            provider: PROVIDER,
+            variable: "NANO_BANANA_API_KEY",
+        })?;
+    let core = HttpCore::new(
+        PROVIDER,
+        settings.connect_timeout(),
+        std::time::Duration::from_secs(settings.image_timeout_secs),
+        settings.download_timeout(),
+        settings.retry_policy(),
+    )?;
+    Ok(Arc::new(NanoBanana {
+        core,
+        key,
+        base: settings.nano_banana_api_base.clone(),
+        model: settings.nano_banana_model.clone(),
+        max_references: settings.max_reference_images,
+    }))
+}
+
+/// Rejects requests no image model should receive.
+pub(crate) fn check_image_request(request: &ImageRequest, max: usize) -> Result<(), AiError> {
+    if request.prompt.trim().is_empty() {
+        return Err(AiError::InvalidRequest("the image prompt is empty".to_owned()));
+    }
+    if request.references.len() > max {
+        return Err(AiError::InvalidRequest(format!(
+            "{} reference images; at most {max}",
+            request.references.len()
+        )));
+    }
+    if let Some(bad) = request.references.iter().find(|r| r.bytes.is_empty()) {
+        return Err(AiError::InvalidRequest(format!(
+            "an empty reference image ({})",
+            bad.mime_type
+        )));
+    }
+    Ok(())
+}
+
+struct NanoBanana {
+    core: HttpCore,
+    key: ApiKey,
+    base: String,
+    model: String,
+    max_references: usize,
+}
+
+/// Where the answer says the image is.
+enum Found {
+    Link(String),
+    Inline(Vec<u8>),
+}
+
+fn find_image(content: &str) -> Result<Option<Found>, AiError> {
+    // A Markdown image: ![alt](http…)
+    let mut rest = content;
+    while let Some(start) = rest.find("](") {
+        let after = &rest[start + 2..];
+        if let Some(end) = after.find(')') {
+            let target = after[..end].trim();
+            if target.starts_with("http://") || target.starts_with("https://") {
+                return Ok(Some(Found::Link(target.to_owned())));
+            }
+        }
+        rest = after;
+    }
+    if let Some(start) = content.find("data:image/") {
+        let url = &content[start..];
+        let Some(comma) = url.find(";base64,") else {
+            return Ok(None);
+        };
+        let data: String = url[comma + 8..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '='))
+            .collect();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(data.as_bytes())
+            .map_err(|e| AiError::InvalidResponse {
+                provider: PROVIDER,
+                message: format!("the data URL is not base64: {e}"),
+            })?;
+        return Ok(Some(Found::Inline(bytes)));
+    }
+    Ok(None)
+}
+
+fn message_text(answer: &Value) -> String {
+    match answer.pointer("/choices/0/message/content") {
+        Some(Value::String(s)) => s.clone(),
+        // Some proxies answer with content parts.
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .filter_map(|p| {
+                p.get("text")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                    .or_else(|| {
+                        p.pointer("/image_url/url")
+                            .and_then(Value::as_str)
+                            .map(|u| format!("![image]({u}) {u}"))
+                    })
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    }
+}
+
+#[async_trait]
+impl ImageModel for NanoBanana {
+    fn model(&self) -> ModelInfo {
+        ModelInfo::new(PROVIDER, &self.model)
+    }
+
+    fn max_references(&self) -> usize {
+        self.max_references
+    }
+
+    #[tracing::instrument(skip_all, fields(provider = "nano-banana", kind = request.kind.as_str(), references = request.references.len()))]
+    async fn generate_image(
+        &self,
+        request: &ImageRequest,
+    ) -> Result<Generated<GeneratedImage>, AiError> {
+        check_image_request(request, self.max_references)?;
+        let text = prompts::image_prompt(request.kind, &request.prompt, request.references.len());
+        let mut content = vec![json!({"type": "text", "text": text})];
+        content.extend(
+            request
+                .references
+                .iter()
+                .map(|r| json!({"type": "image_url", "image_url": {"url": r.data_url()}})),
+        );
+        let body = json!({
+            "model": self.model,
+            "stream": false,
+            "messages": [{"role": "user", "content": content}]
+        });
+        let url = join(&self.base, "/v1/chat/completions");
+        let mut attempts = 0;
+        let (image, mut usage) = self
+            .core
+            .retry
+            .run(|_| {
+                attempts += 1;
+                let http = self
+                    .core
+                    .client
+                    .post(&url)
+                    .bearer_auth(self.key.expose())
+                    .json(&body);
+                async move {
+                    let answer = self.core.send_json(http, self.core.timeout).await?;
+                    let image = self.image_from(&answer).await?;
+                    let n = |p: &str| answer.pointer(p).and_then(Value::as_u64).unwrap_or(0);
+                    Ok((
+                        image,
+                        Usage {
+                            input_tokens: n("/usage/prompt_tokens"),
+                            output_tokens: n("/usage/completion_tokens"),
+                            ..Usage::default()
+                        },
+                    ))
+                }
+            })
+            .await?;
+        usage.images = 1;
+        usage.requests = attempts;
+        Ok(Generated {
+            output: image,
+            usage,
+            model: self.model(),
+            prompt_version: PROMPT_VERSION,
+        })
+    }
+}
+
+impl NanoBanana {
+    async fn image_from(&self, answer: &Value) -> Result<GeneratedImage, AiError> {
+        let choice = answer.pointer("/choices/0");
+        if let Some(refusal) = choice
+            .and_then(|c| c.pointer("/message/refusal"))
+            .and_then(Value::as_str)
+        {
+            return Err(AiError::Refused {
+                provider: PROVIDER,
+                reason: refusal.to_owned(),
+            });
+        }
+        if choice.and_then(|c| c.get("finish_reason")).and_then(Value::as_str)
+            == Some("content_filter")
+        {
+            return Err(AiError::Refused {
+                provider: PROVIDER,
+                reason: "the answer was stopped by the content filter".to_owned(),
+            });
+        }
+        let content = message_text(answer);
+        let bytes = match find_image(&content)? {
+            Some(Found::Link(link)) => self.core.download(&link).await?.0,
+            Some(Found::Inline(bytes)) => Bytes::from(bytes),
+            None if looks_like_moderation(&content) => {
+                return Err(AiError::Refused {
+                    provider: PROVIDER,
+                    reason: shorten(&content, 300),
+                });
+            }
+            None => {
+                return Err(AiError::NoImage {
+                    provider: PROVIDER,
+                    detail: if content.is_empty() {
+                        shorten(&answer.to_string(), 200)
+                    } else {
+                        shorten(&content, 200)
+                    },
+                });
+            }
+        };
+        let mime_type = sniff_mime(&bytes)
+            .filter(|m| m.starts_with("image/"))
+            .ok_or_else(|| AiError::InvalidResponse {
+                provider: PROVIDER,
+                message: format!("the returned file ({} bytes) is not an image", bytes.len()),
+            })?;
+        Ok(GeneratedImage {
+            bytes,
+            mime_type: mime_type.to_owned(),
+        })
+    }
+}

@@ -1,0 +1,369 @@
+//! Configuration of the providers, with the peer's environment variable names.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::AiError;
+use crate::http::retry::RetryPolicy;
+use crate::traits::VideoPolling;
+
+/// A secret (API key). `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    /// Wraps a key.
+    pub fn new(key: impl Into<String>) -> Self {
+        Self(key.into())
+    }
+
+    /// The key itself, for an `Authorization` header.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
+/// Which image backend draws.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImageProviderChoice {
+    /// Nano banana if `NANO_BANANA_API_KEY` is set, else Gemini if `GEMINI_API_KEY` is set,
+    /// else offline.
+    Auto,
+    /// The OpenAI-compatible proxy ("nano banana").
+    NanoBanana,
+    /// Gemini image generation.
+    Gemini,
+    /// The offline provider.
+    Offline,
+}
+
+/// Every setting of the AI providers. Field names are the lower-cased environment variables
+/// (`GEMINI_API_KEY` → `gemini_api_key`); [`AiSettings::from_env`] reads those variables.
+#[derive(Clone, Deserialize)]
+#[serde(default)]
+pub struct AiSettings {
+    /// `AI_OFFLINE`: use the offline provider for everything, whatever keys are set.
+    pub ai_offline: bool,
+    /// `GEMINI_API_KEY`.
+    pub gemini_api_key: Option<ApiKey>,
+    /// `GEMINI_API_BASE`: default `https://generativelanguage.googleapis.com`.
+    pub gemini_api_base: String,
+    /// `GEMINI_DRAMA_MODEL`: the model behind the name `gemini-3-pro-preview`.
+    pub gemini_drama_model: String,
+    /// `GEMINI_IMAGE_MODEL`: default `gemini-2.5-flash-image`.
+    pub gemini_image_model: String,
+    /// `OPENAI_API_KEY`.
+    pub openai_api_key: Option<ApiKey>,
+    /// `OPENAI_API_BASE`, including `/v1` as for the OpenAI SDK: default `https://api.openai.com/v1`.
+    pub openai_api_base: String,
+    /// `GPT_MODEL`: the model behind the name `gpt-5.1`.
+    pub gpt_model: String,
+    /// `NANO_BANANA_API_KEY`.
+    pub nano_banana_api_key: Option<ApiKey>,
+    /// `NANO_BANANA_API_BASE`, without `/v1`: default `https://ai.t8star.cn`.
+    pub nano_banana_api_base: String,
+    /// `NANO_BANANA_MODEL`: default `gemini-2.5-flash-image`.
+    pub nano_banana_model: String,
+    /// `IMAGE_PROVIDER`: `auto` (default), `nano-banana`, `gemini` or `offline`.
+    pub image_provider: ImageProviderChoice,
+    /// `SORA_API_KEY`.
+    pub sora_api_key: Option<ApiKey>,
+    /// `SORA_API_BASE`: default `https://ai.t8star.cn`.
+    pub sora_api_base: String,
+    /// `SORA_MODEL`: default `sora-2`.
+    pub sora_model: String,
+    /// `SORA_HD`: default false.
+    pub sora_hd: bool,
+    /// `DEFAULT_ASPECT_RATIO`: default `9:16`, sent to the video and Gemini image APIs.
+    pub default_aspect_ratio: String,
+    /// `MAX_RETRIES`: extra attempts after a transient failure, default 2.
+    pub max_retries: u32,
+    /// `RETRY_BASE_DELAY_MS`: first backoff, doubling, default 500.
+    pub retry_base_delay_ms: u64,
+    /// `RETRY_MAX_DELAY_MS`: longest backoff, default 20000.
+    pub retry_max_delay_ms: u64,
+    /// `MAX_RETRY_AFTER_SECS`: longest `Retry-After` honoured inside a call, default 60.
+    pub max_retry_after_secs: u64,
+    /// `CONNECT_TIMEOUT_SECS`: default 10.
+    pub connect_timeout_secs: u64,
+    /// `TEXT_TIMEOUT_SECS`: one text-model request, default 180.
+    pub text_timeout_secs: u64,
+    /// `IMAGE_TIMEOUT_SECS`: one image request, default 120.
+    pub image_timeout_secs: u64,
+    /// `VIDEO_REQUEST_TIMEOUT_SECS`: one submit or poll request, default 30.
+    pub video_request_timeout_secs: u64,
+    /// `DOWNLOAD_TIMEOUT_SECS`: fetching a result file, default 60.
+    pub download_timeout_secs: u64,
+    /// `VIDEO_POLL_INTERVAL_MS`: pause between polls, default 5000.
+    pub video_poll_interval_ms: u64,
+    /// `VIDEO_DEADLINE_SECS`: give up waiting for a task, default 600.
+    pub video_deadline_secs: u64,
+    /// `MAX_OUTPUT_TOKENS`: output limit of a script call, default 32000.
+    pub max_output_tokens: u32,
+    /// `MAX_REFERENCE_IMAGES`: most references per image request, default 4.
+    pub max_reference_images: usize,
+    /// `OFFLINE_SEED`: varies the offline provider's output, default 0.
+    pub offline_seed: u64,
+}
+
+impl Default for AiSettings {
+    fn default() -> Self {
+        Self {
+            ai_offline: false,
+            gemini_api_key: None,
+            gemini_api_base: "https://generativelanguage.googleapis.com".to_owned(),
+            gemini_drama_model: "gemini-3-pro-preview".to_owned(),
+            gemini_image_model: "gemini-2.5-flash-image".to_owned(),
+            openai_api_key: None,
+            openai_api_base: "https://api.openai.com/v1".to_owned(),
+            gpt_model: "gpt-5.1".to_owned(),
+            nano_banana_api_key: None,
+            nano_banana_api_base: "https://ai.t8star.cn".to_owned(),
+            nano_banana_model: "gemini-2.5-flash-image".to_owned(),
+            image_provider: ImageProviderChoice::Auto,
+            sora_api_key: None,
+            sora_api_base: "https://ai.t8star.cn".to_owned(),
+            sora_model: "sora-2".to_owned(),
+            sora_hd: false,
+            default_aspect_ratio: "9:16".to_owned(),
+            max_retries: 2,
+            retry_base_delay_ms: 500,
+            retry_max_delay_ms: 20_000,
+            max_retry_after_secs: 60,
+            connect_timeout_secs: 10,
+            text_timeout_secs: 180,
+            image_timeout_secs: 120,
+            video_request_timeout_secs: 30,
+            download_timeout_secs: 60,
+            video_poll_interval_ms: 5_000,
+            video_deadline_secs: 600,
+            max_output_tokens: 32_000,
+            max_reference_images: 4,
+            offline_seed: 0,
+        }
+    }
+}
+
+impl fmt::Debug for AiSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Keys show only whether they are set.
+        let set = |k: &Option<ApiKey>| if k.is_some() { "<set>" } else { "<unset>" };
+        f.debug_struct("AiSettings")
+            .field("ai_offline", &self.ai_offline)
+            .field("gemini_api_key", &set(&self.gemini_api_key))
+            .field("gemini_api_base", &self.gemini_api_base)
+            .field("gemini_drama_model", &self.gemini_drama_model)
+            .field("gemini_image_model", &self.gemini_image_model)
+            .field("openai_api_key", &set(&self.openai_api_key))
+            .field("openai_api_base", &self.openai_api_base)
+            .field("gpt_model", &self.gpt_model)
+            .field("nano_banana_api_key", &set(&self.nano_banana_api_key))
+            .field("nano_banana_api_base", &self.nano_banana_api_base)
+            .field("nano_banana_model", &self.nano_banana_model)
+            .field("image_provider", &self.image_provider)
+            .field("sora_api_key", &set(&self.sora_api_key))
+            .field("sora_api_base", &self.sora_api_base)
+            .field("sora_model", &self.sora_model)
+            .field("sora_hd", &self.sora_hd)
+            .field("default_aspect_ratio", &self.default_aspect_ratio)
+            .field("max_retries", &self.max_retries)
+            .field("retry_base_delay_ms", &self.retry_base_delay_ms)
+            .field("retry_max_delay_ms", &self.retry_max_delay_ms)
+            .field("max_retry_after_secs", &self.max_retry_after_secs)
+            .field("connect_timeout_secs", &self.connect_timeout_secs)
+            .field("text_timeout_secs", &self.text_timeout_secs)
+            .field("image_timeout_secs", &self.image_timeout_secs)
+            .field("video_request_timeout_secs", &self.video_request_timeout_secs)
+            .field("download_timeout_secs", &self.download_timeout_secs)
+            .field("video_poll_interval_ms", &self.video_poll_interval_ms)
+            .field("video_deadline_secs", &self.video_deadline_secs)
+            .field("max_output_tokens", &self.max_output_tokens)
+            .field("max_reference_images", &self.max_reference_images)
+            .field("offline_seed", &self.offline_seed)
+            .finish()
+    }
+}
+
+/// The environment variables [`AiSettings::from_env`] reads, in field order.
+pub const ENV_VARS: [&str; 31] = [
+    "AI_OFFLINE",
+    "GEMINI_API_KEY",
+    "GEMINI_API_BASE",
+    "GEMINI_DRAMA_MODEL",
+    "GEMINI_IMAGE_MODEL",
+    "OPENAI_API_KEY",
+    "OPENAI_API_BASE",
+    "GPT_MODEL",
+    "NANO_BANANA_API_KEY",
+    "NANO_BANANA_API_BASE",
+    "NANO_BANANA_MODEL",
+    "IMAGE_PROVIDER",
+    "SORA_API_KEY",
+    "SORA_API_BASE",
+    "SORA_MODEL",
+    "SORA_HD",
+    "DEFAULT_ASPECT_RATIO",
+    "MAX_RETRIES",
+    "RETRY_BASE_DELAY_MS",
+    "RETRY_MAX_DELAY_MS",
+    "MAX_RETRY_AFTER_SECS",
+    "CONNECT_TIMEOUT_SECS",
+    "TEXT_TIMEOUT_SECS",
+    "IMAGE_TIMEOUT_SECS",
+    "VIDEO_REQUEST_TIMEOUT_SECS",
+    "DOWNLOAD_TIMEOUT_SECS",
+    "VIDEO_POLL_INTERVAL_MS",
+    "VIDEO_DEADLINE_SECS",
+    "MAX_OUTPUT_TOKENS",
+    "MAX_REFERENCE_IMAGES",
+    "OFFLINE_SEED",
+];
+
+impl AiSettings {
+    /// Reads the variables of [`ENV_VARS`] from the process environment.
+    ///
+    /// # Errors
+    /// [`AiError::Config`] naming a variable whose value does not parse.
+    pub fn from_env() -> Result<Self, AiError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the variables of [`ENV_VARS`] through `lookup` (tests pass a map). Unset and
+    /// empty variables keep their defaults.
+    ///
+    /// # Errors
+    /// [`AiError::Config`] naming a variable whose value does not parse.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, AiError> {
+        let mut map = serde_json::Map::new();
+        for name in ENV_VARS {
+            let Some(value) = lookup(name).map(|v| v.trim().to_owned()) else {
+                continue;
+            };
+            if value.is_empty() {
+                continue;
+            }
+            let key = name.to_lowercase();
+            let typed = match Self::default_value_kind(&key) {
+                Kind::Text => serde_json::Value::String(value),
+                Kind::Number => value.parse::<u64>().map(serde_json::Value::from).map_err(|_| {
+                    AiError::Config(format!("{name} must be a whole number, got {value:?}"))
+                })?,
+                Kind::Flag => serde_json::Value::Bool(parse_flag(&value).ok_or_else(|| {
+                    AiError::Config(format!("{name} must be true or false, got {value:?}"))
+                })?),
+            };
+            map.insert(key, typed);
+        }
+        let settings: Self = serde_json::from_value(serde_json::Value::Object(map))
+            .map_err(|e| AiError::Config(e.to_string()))?;
+        settings.check()?;
+        Ok(settings)
+    }
+
+    fn default_value_kind(key: &str) -> Kind {
+        match key {
+            "ai_offline" | "sora_hd" => Kind::Flag,
+            k if k.ends_with("_ms")
+                || k.ends_with("_secs")
+                || k.starts_with("max_")
+                || k == "offline_seed" =>
+            {
+                Kind::Number
+            }
+            _ => Kind::Text,
+        }
+    }
+
+    /// Checks values that would make calls fail later.
+    ///
+    /// # Errors
+    /// [`AiError::Config`] naming the setting.
+    pub fn check(&self) -> Result<(), AiError> {
+        for (name, url) in [
+            ("GEMINI_API_BASE", &self.gemini_api_base),
+            ("OPENAI_API_BASE", &self.openai_api_base),
+            ("NANO_BANANA_API_BASE", &self.nano_banana_api_base),
+            ("SORA_API_BASE", &self.sora_api_base),
+        ] {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(AiError::Config(format!(
+                    "{name} must be an http(s) URL, got {url:?}"
+                )));
+            }
+        }
+        for (name, secs) in [
+            ("TEXT_TIMEOUT_SECS", self.text_timeout_secs),
+            ("IMAGE_TIMEOUT_SECS", self.image_timeout_secs),
+            ("VIDEO_REQUEST_TIMEOUT_SECS", self.video_request_timeout_secs),
+            ("DOWNLOAD_TIMEOUT_SECS", self.download_timeout_secs),
+            ("CONNECT_TIMEOUT_SECS", self.connect_timeout_secs),
+            ("VIDEO_DEADLINE_SECS", self.video_deadline_secs),
+        ] {
+            if secs == 0 {
+                return Err(AiError::Config(format!("{name} must be at least 1")));
+            }
+        }
+        if self.max_output_tokens == 0 {
+            return Err(AiError::Config("MAX_OUTPUT_TOKENS must be at least 1".into()));
+        }
+        if self.default_aspect_ratio.trim().is_empty() {
+            return Err(AiError::Config("DEFAULT_ASPECT_RATIO must not be empty".into()));
+        }
+        Ok(())
+    }
+
+    /// The retry policy these settings describe.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_retries: self.max_retries,
+            base_delay: Duration::from_millis(self.retry_base_delay_ms),
+            max_delay: Duration::from_millis(self.retry_max_delay_ms),
+            max_retry_after: Duration::from_secs(self.max_retry_after_secs),
+        }
+    }
+
+    /// The video polling these settings describe.
+    pub fn video_polling(&self) -> VideoPolling {
+        VideoPolling {
+            interval: Duration::from_millis(self.video_poll_interval_ms),
+            deadline: Duration::from_secs(self.video_deadline_secs),
+        }
+    }
+
+    /// Whether any script provider (Gemini or OpenAI) has a key.
+    pub fn has_script_provider(&self) -> bool {
+        !self.ai_offline && (self.gemini_api_key.is_some() || self.openai_api_key.is_some())
+    }
+
+    pub(crate) fn connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.connect_timeout_secs)
+    }
+
+    pub(crate) fn download_timeout(&self) -> Duration {
+        Duration::from_secs(self.download_timeout_secs)
+    }
+}
+
+enum Kind {
+    Text,
+    Number,
+    Flag,
+}
+
+fn parse_flag(value: &str) -> Option<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}

@@ -19,8 +19,12 @@ use crate::media::{MediaKind, MediaType};
 /// Longest key S3 and R2 accept, in bytes.
 pub const MAX_KEY_BYTES: usize = 1024;
 
-/// Longest asset id or sanitised name inside a key, in characters.
+/// Longest asset id inside a key, in characters (the domain's id limit).
 pub const MAX_SEGMENT_CHARS: usize = 128;
+
+/// Longest sanitised user-supplied name (project name), in characters. Short enough that a
+/// whole key stays well under the file-name limits of disk-backed S3 servers.
+pub const MAX_NAME_CHARS: usize = 64;
 
 /// What an object is for; the third segment of a built key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -414,12 +418,12 @@ fn check_asset_id(id: &str) -> Result<(), AssetError> {
 /// Turns a name typed by a user (a project name) into a key segment: ASCII letters and
 /// digits lowercased, `-` kept, everything else (dots, slashes, spaces, non-ASCII look-alikes)
 /// becomes `_`; runs of `_` collapse; `_` and `-` are trimmed from both ends; the result is
-/// cut to [`MAX_SEGMENT_CHARS`].
+/// cut to [`MAX_NAME_CHARS`].
 ///
 /// # Errors
 /// [`AssetError::InvalidKey`] when nothing is left (the name had no letter or digit).
 pub fn sanitize_name(raw: &str) -> Result<String, AssetError> {
-    let mut out = String::with_capacity(raw.len().min(MAX_SEGMENT_CHARS));
+    let mut out = String::with_capacity(raw.len().min(MAX_NAME_CHARS));
     for c in raw.chars() {
         let mapped = if c.is_ascii_alphanumeric() {
             c.to_ascii_lowercase()
@@ -432,14 +436,14 @@ pub fn sanitize_name(raw: &str) -> Result<String, AssetError> {
             continue;
         }
         out.push(mapped);
-        if out.len() > MAX_SEGMENT_CHARS * 2 {
+        if out.len() > MAX_NAME_CHARS * 2 {
             break;
         }
     }
     let trimmed: String = out
         .trim_matches(|c| c == '_' || c == '-')
         .chars()
-        .take(MAX_SEGMENT_CHARS)
+        .take(MAX_NAME_CHARS)
         .collect();
     let trimmed = trimmed.trim_end_matches(['_', '-']).to_owned();
     if !trimmed.chars().any(|c| c.is_ascii_alphanumeric()) {
@@ -592,7 +596,10 @@ mod tests {
     fn sanitises_names() {
         assert_eq!(sanitize_name("My Project!").unwrap(), "my_project");
         assert_eq!(sanitize_name("  ../Über--Ding__ ").unwrap(), "ber--ding");
-        assert_eq!(sanitize_name(&"a".repeat(2048)).unwrap().len(), 128);
+        assert_eq!(
+            sanitize_name(&"a".repeat(2048)).unwrap().len(),
+            MAX_NAME_CHARS
+        );
         assert!(sanitize_name("../..").is_err());
         assert!(sanitize_name("").is_err());
         assert_eq!(

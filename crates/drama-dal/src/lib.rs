@@ -10,6 +10,6 @@ pub use error::{Entity, RepoError};
 pub use memory::MemoryStore;
 pub use page::{Cursor, MAX_PAGE_SIZE, Page, PageRequest};
 pub use repos::{
-    ApiKeyRepository, AssetObject, CreatedApiKey, DEFAULT_TOKENS, DramaRepository, NewUser, Store,
-    StoredApiKey, StoredDrama, UserRepository, Version,
+    ApiKeyRepository, AssetObject, CreatedApiKey, DEFAULT_TOKENS, DramaRepository, NewUser,
+    OrphanRepository, Store, StoredApiKey, StoredDrama, UserRepository, Version,
 };

@@ -16,8 +16,8 @@ use crate::api_key;
 use crate::error::{Entity, RepoError};
 use crate::page::{Cursor, Page, PageRequest};
 use crate::repos::{
-    ApiKeyRepository, AssetObject, CreatedApiKey, DramaRepository, NewUser, StoredApiKey,
-    StoredDrama, UserRepository, Version,
+    ApiKeyRepository, AssetObject, CreatedApiKey, DramaRepository, NewUser, OrphanRepository,
+    StoredApiKey, StoredDrama, UserRepository, Version,
 };
 
 #[derive(Default)]
@@ -26,6 +26,8 @@ struct State {
     objects: HashMap<DramaId, HashMap<AssetId, AssetObject>>,
     users: HashMap<UserId, User>,
     keys: HashMap<ApiKeyId, StoredApiKey>,
+    /// Orphaned storage keys with the tick they were recorded at.
+    orphans: HashMap<String, DateTime<Utc>>,
     last_tick: Option<DateTime<Utc>>,
 }
 
@@ -41,6 +43,11 @@ impl State {
         };
         self.last_tick = Some(next);
         next
+    }
+
+    fn orphan(&mut self, key: String) {
+        let now = self.tick();
+        self.orphans.entry(key).or_insert(now);
     }
 
     fn owned(&self, owner: UserId, id: &DramaId) -> Result<&StoredDrama, RepoError> {
@@ -230,8 +237,18 @@ impl DramaRepository for MemoryStore {
         })?;
         let present: std::collections::HashSet<&AssetId> =
             drama.assets_with_owner().map(|(_, a)| &a.id).collect();
+        let mut dropped = Vec::new();
         if let Some(objects) = s.objects.get_mut(&drama.id) {
-            objects.retain(|id, _| present.contains(id));
+            objects.retain(|id, o| {
+                let keep = present.contains(id);
+                if !keep {
+                    dropped.push(o.storage_key.clone());
+                }
+                keep
+            });
+        }
+        for key in dropped {
+            s.orphan(key);
         }
         Ok(stored.version)
     }
@@ -394,10 +411,17 @@ impl DramaRepository for MemoryStore {
             a.url = Some(url.to_owned());
             Ok(())
         })?;
-        s.objects
+        let previous = s
+            .objects
             .entry(drama.clone())
             .or_default()
             .insert(asset.clone(), object.clone());
+        if let Some(previous) = previous
+            && previous.storage_key != object.storage_key
+        {
+            s.orphan(previous.storage_key);
+        }
+        s.orphans.remove(&object.storage_key);
         Ok(stored.version)
     }
 
@@ -423,6 +447,9 @@ impl DramaRepository for MemoryStore {
             .map(|o| o.storage_key)
             .collect();
         keys.sort();
+        for key in &keys {
+            s.orphan(key.clone());
+        }
         Ok(keys)
     }
 
@@ -661,5 +688,41 @@ impl ApiKeyRepository for MemoryStore {
             .ok_or_else(|| RepoError::not_found(Entity::ApiKey, id))?;
         key.meta.last_used_at = Some(at);
         Ok(())
+    }
+}
+
+#[async_trait]
+impl OrphanRepository for MemoryStore {
+    async fn record_orphans(&self, keys: &[String], _reason: &str) -> Result<(), RepoError> {
+        let mut s = self.lock();
+        for key in keys {
+            s.orphan(key.clone());
+        }
+        Ok(())
+    }
+
+    async fn claim_orphans(&self, limit: u32) -> Result<Vec<String>, RepoError> {
+        if limit == 0 {
+            return Err(RepoError::invalid("limit", "must be positive"));
+        }
+        let mut s = self.lock();
+        let referenced: std::collections::HashSet<&String> = s
+            .objects
+            .values()
+            .flat_map(|o| o.values().map(|o| &o.storage_key))
+            .collect();
+        let mut claimable: Vec<(DateTime<Utc>, String)> = s
+            .orphans
+            .iter()
+            .filter(|(k, _)| !referenced.contains(k))
+            .map(|(k, at)| (*at, k.clone()))
+            .collect();
+        claimable.sort();
+        claimable.truncate(limit as usize);
+        let keys: Vec<String> = claimable.into_iter().map(|(_, k)| k).collect();
+        for key in &keys {
+            s.orphans.remove(key);
+        }
+        Ok(keys)
     }
 }

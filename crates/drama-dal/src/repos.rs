@@ -173,8 +173,9 @@ pub trait DramaRepository: Send + Sync {
         drama: &DramaId,
     ) -> Result<HashMap<AssetId, AssetObject>, RepoError>;
 
-    /// Deletes a drama and everything in it. Returns the storage keys of its assets so the
-    /// caller can delete the objects.
+    /// Deletes a drama and everything in it. Returns the storage keys of its assets, which are
+    /// also recorded as orphans in the same transaction: the caller deletes the objects now,
+    /// and the sweeper does if the caller cannot.
     ///
     /// # Errors
     /// `NotFound` (Drama); `Unavailable`.
@@ -329,7 +330,31 @@ pub trait ApiKeyRepository: Send + Sync {
     async fn record_api_key_use(&self, id: ApiKeyId, at: DateTime<Utc>) -> Result<(), RepoError>;
 }
 
-/// Every repository at once: what the server wires and the conformance suite exercises.
-pub trait Store: DramaRepository + UserRepository + ApiKeyRepository {}
+/// Objects in the asset store that no record refers to any more.
+///
+/// Every write that drops a storage key (deleting a drama or an asset, attaching a new object
+/// to an asset that had another) records the old key here in the same transaction; a sweeper
+/// claims them and deletes the objects. Keys should be unique per generated object, so that a
+/// key being swept is never written again.
+#[async_trait]
+pub trait OrphanRepository: Send + Sync {
+    /// Records keys whose objects must be deleted (e.g. after a failed write left an object
+    /// behind). Keys already recorded stay recorded once.
+    ///
+    /// # Errors
+    /// `Unavailable`.
+    async fn record_orphans(&self, keys: &[String], reason: &str) -> Result<(), RepoError>;
 
-impl<T: DramaRepository + UserRepository + ApiKeyRepository> Store for T {}
+    /// Removes up to `limit` recorded keys, oldest first, that no asset refers to, and
+    /// returns them: the caller now owns deleting those objects (and records them again if
+    /// that fails).
+    ///
+    /// # Errors
+    /// `Invalid` for a zero limit; `Unavailable`.
+    async fn claim_orphans(&self, limit: u32) -> Result<Vec<String>, RepoError>;
+}
+
+/// Every repository at once: what the server wires and the conformance suite exercises.
+pub trait Store: DramaRepository + UserRepository + ApiKeyRepository + OrphanRepository {}
+
+impl<T: DramaRepository + UserRepository + ApiKeyRepository + OrphanRepository> Store for T {}

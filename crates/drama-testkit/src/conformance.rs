@@ -47,6 +47,7 @@ macro_rules! for_each_scenario {
         $m!(ids_at_the_edges_of_the_alphabet_round_trip);
         $m!(api_keys_store_only_hashes_and_refuse_revoked_and_expired);
         $m!(asset_objects_follow_their_assets);
+        $m!(dropped_objects_become_orphans_claimed_once);
     };
 }
 
@@ -991,4 +992,61 @@ pub async fn asset_objects_follow_their_assets(store: Arc<dyn Store>) {
             .await,
         Entity::Asset,
     );
+}
+
+/// Deleting a drama, removing an asset or replacing its object records the old keys as
+/// orphans; each is claimed once; keys still referenced are never claimed.
+pub async fn dropped_objects_become_orphans_claimed_once(store: Arc<dyn Store>) {
+    let owner = user(&*store).await;
+    let d = drama("orphans", 1, 1, 3);
+    store.create(owner, &d).await.unwrap();
+    let assets: Vec<AssetId> = d.episodes[0]
+        .scenes
+        .iter()
+        .map(|s| s.assets[0].id.clone())
+        .collect();
+    for (i, a) in assets.iter().enumerate() {
+        store
+            .attach_asset_object(owner, &d.id, a, "https://cdn/x", &object(&format!("k/{i}")))
+            .await
+            .unwrap();
+    }
+    assert!(store.claim_orphans(10).await.unwrap().is_empty());
+
+    // Regenerating asset 0 under a new key orphans the old one.
+    store
+        .attach_asset_object(owner, &d.id, &assets[0], "https://cdn/y", &object("k/0b"))
+        .await
+        .unwrap();
+    // Removing scene 1 orphans its object.
+    let mut smaller = store.get_complete(owner, &d.id).await.unwrap().drama;
+    smaller.episodes[0].scenes.remove(1);
+    store.save_complete(owner, &smaller, None).await.unwrap();
+    let mut claimed = store.claim_orphans(10).await.unwrap();
+    claimed.sort();
+    assert_eq!(claimed, ["k/0", "k/1"]);
+    assert!(
+        store.claim_orphans(10).await.unwrap().is_empty(),
+        "claimed once"
+    );
+
+    // A manually recorded key that is still referenced is not claimable.
+    store
+        .record_orphans(&["k/2".to_owned(), "k/9".to_owned()], "test")
+        .await
+        .unwrap();
+    assert_eq!(store.claim_orphans(10).await.unwrap(), ["k/9"]);
+
+    // Deleting the drama orphans everything it still referenced.
+    let mut keys = store.delete(owner, &d.id).await.unwrap();
+    keys.sort();
+    assert_eq!(keys, ["k/0b", "k/2"]);
+    let mut claimed = store.claim_orphans(1).await.unwrap();
+    claimed.extend(store.claim_orphans(5).await.unwrap());
+    claimed.sort();
+    assert_eq!(claimed, ["k/0b", "k/2"]);
+    assert!(matches!(
+        store.claim_orphans(0).await,
+        Err(RepoError::Invalid(_))
+    ));
 }

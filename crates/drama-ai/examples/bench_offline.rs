@@ -43,7 +43,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut times = Vec::new();
     let mut drama = None;
     for i in 0..50 {
-        let request = DramaRequest::new(DramaId::parse(format!("bench-{i}"))?, format!("{premise} Variant {i}."));
+        let request = DramaRequest::new(
+            DramaId::parse(format!("bench-{i}"))?,
+            format!("{premise} Variant {i}."),
+        );
         let t = Instant::now();
         let d = provider.generate_drama(&request).await?;
         times.push(t.elapsed());
@@ -162,7 +165,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         });
         std::fs::write(format!("{dir}/clip15.mp4"), &fifteen.bytes)?;
         std::fs::write(format!("{dir}/speech.wav"), &speech.output.bytes)?;
-        std::fs::write(format!("{dir}/drama.json"), serde_json::to_vec_pretty(&drama)?)?;
+        std::fs::write(
+            format!("{dir}/drama.json"),
+            serde_json::to_vec_pretty(&drama)?,
+        )?;
         eprintln!("samples written to {dir}");
     }
     Ok(())

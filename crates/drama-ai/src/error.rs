@@ -45,7 +45,9 @@ impl fmt::Display for Provider {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum AiError {
     /// The requested model name routes to no provider (the API answers 422).
-    #[error("unknown model {name:?}: use gemini-3-pro-preview, gemini-*, gpt-5.1, gpt-* or offline")]
+    #[error(
+        "unknown model {name:?}: use gemini-3-pro-preview, gemini-*, gpt-5.1, gpt-* or offline"
+    )]
     UnknownModel {
         /// The name as requested.
         name: String,
@@ -127,7 +129,9 @@ pub enum AiError {
         reason: String,
     },
     /// The answer hit the output limit, also after the repair attempt.
-    #[error("{provider}: the answer was cut off ({reason}) twice; shorten the premise or ask for fewer episodes")]
+    #[error(
+        "{provider}: the answer was cut off ({reason}) twice; shorten the premise or ask for fewer episodes"
+    )]
     Truncated {
         /// Who answered.
         provider: Provider,

@@ -60,7 +60,10 @@ mod tests {
 
     #[test]
     fn cut_off_answers_are_unbalanced() {
-        assert_eq!(extract("{\"title\": \"A\", \"episodes\": [{\"id\""), JsonShape::Unbalanced);
+        assert_eq!(
+            extract("{\"title\": \"A\", \"episodes\": [{\"id\""),
+            JsonShape::Unbalanced
+        );
         assert_eq!(extract("{\"title\": \"A long sto"), JsonShape::Unbalanced);
         assert_eq!(extract("no json here"), JsonShape::Missing);
     }

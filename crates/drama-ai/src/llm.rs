@@ -192,8 +192,7 @@ impl<B: TextBackend> ScriptModel for LlmScript<B> {
             images: Vec::new(),
             schema: Some((lite::DRAMA_SCHEMA_NAME, lite::drama_schema())),
         };
-        let parse =
-            |text: &str| validate::drama_from_json(text, new_id, &drama.premise, episodes);
+        let parse = |text: &str| validate::drama_from_json(text, new_id, &drama.premise, episodes);
         let (improved, usage) = self.structured(call, &parse).await?;
         Ok(self.generated(improved, usage))
     }

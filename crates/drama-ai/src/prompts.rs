@@ -17,7 +17,8 @@ use crate::validate::EpisodeCount;
 pub const PROMPT_VERSION: &str = "drama-prompts/2026-11-25.1";
 
 /// The visual style every image and clip shares.
-pub const STYLE: &str = "Anime illustration style: clean lines, vibrant colours, cinematic lighting.";
+pub const STYLE: &str =
+    "Anime illustration style: clean lines, vibrant colours, cinematic lighting.";
 
 /// System prompt for writing a drama from a premise.
 pub fn drama_system(episodes: EpisodeCount) -> String {
@@ -141,7 +142,13 @@ pub fn scenes_user(drama: &Drama, episode: &Episode) -> String {
         drama.title, drama.description
     );
     for c in &drama.characters {
-        let _ = writeln!(out, "- {} (id {}): {}", c.name, c.id, clip(&c.description, 200));
+        let _ = writeln!(
+            out,
+            "- {} (id {}): {}",
+            c.name,
+            c.id,
+            clip(&c.description, 200)
+        );
     }
     let earlier: Vec<&Episode> = drama
         .episodes
@@ -151,7 +158,13 @@ pub fn scenes_user(drama: &Drama, episode: &Episode) -> String {
     if !earlier.is_empty() {
         out.push_str("\nEarlier episodes:\n");
         for (i, e) in earlier.iter().enumerate() {
-            let _ = writeln!(out, "Ep{} '{}': {}", i + 1, e.title, clip(&e.description, 200));
+            let _ = writeln!(
+                out,
+                "Ep{} '{}': {}",
+                i + 1,
+                e.title,
+                clip(&e.description, 200)
+            );
             for s in &e.scenes {
                 let _ = writeln!(out, "   - {}: {}", s.id, clip(&s.description, 120));
             }

@@ -35,7 +35,10 @@ pub fn choose_script_model(
     name: Option<&str>,
     settings: &AiSettings,
 ) -> Result<ScriptModelChoice, AiError> {
-    let name = name.map(str::trim).filter(|n| !n.is_empty()).unwrap_or(DEFAULT_SCRIPT_MODEL);
+    let name = name
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .unwrap_or(DEFAULT_SCRIPT_MODEL);
     let valid_suffix = |rest: &str| {
         !rest.is_empty()
             && rest
@@ -43,7 +46,9 @@ pub fn choose_script_model(
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
     };
     match name {
-        DEFAULT_SCRIPT_MODEL => Ok(ScriptModelChoice::Gemini(settings.gemini_drama_model.clone())),
+        DEFAULT_SCRIPT_MODEL => Ok(ScriptModelChoice::Gemini(
+            settings.gemini_drama_model.clone(),
+        )),
         DEFAULT_GPT_MODEL => Ok(ScriptModelChoice::OpenAi(settings.gpt_model.clone())),
         "offline" => Ok(ScriptModelChoice::Offline),
         n if n.strip_prefix("gemini-").is_some_and(valid_suffix) => {
@@ -94,7 +99,9 @@ impl AiProviders {
         let offline = Arc::new(OfflineProvider::new(settings.offline_seed));
         let image: Arc<dyn ImageModel> = match (settings.ai_offline, settings.image_provider) {
             (true, _) | (false, ImageProviderChoice::Offline) => offline.clone(),
-            (false, ImageProviderChoice::NanoBanana) => crate::http::nano_banana::image_model(settings)?,
+            (false, ImageProviderChoice::NanoBanana) => {
+                crate::http::nano_banana::image_model(settings)?
+            }
             (false, ImageProviderChoice::Gemini) => crate::http::gemini::image_model(settings)?,
             (false, ImageProviderChoice::Auto) => {
                 if settings.nano_banana_api_key.is_some() {
@@ -106,7 +113,8 @@ impl AiProviders {
                 }
             }
         };
-        let video: Arc<dyn VideoModel> = if !settings.ai_offline && settings.sora_api_key.is_some() {
+        let video: Arc<dyn VideoModel> = if !settings.ai_offline && settings.sora_api_key.is_some()
+        {
             crate::http::sora::video_model(settings)?
         } else {
             offline.clone()
@@ -120,7 +128,9 @@ impl AiProviders {
         };
         tracing::info!(?providers, "AI providers ready");
         if providers.offline_scripts() {
-            tracing::warn!("no GEMINI_API_KEY or OPENAI_API_KEY: scripts are written by the offline provider");
+            tracing::warn!(
+                "no GEMINI_API_KEY or OPENAI_API_KEY: scripts are written by the offline provider"
+            );
         }
         Ok(providers)
     }
@@ -158,8 +168,12 @@ impl AiProviders {
         }
         match choice {
             ScriptModelChoice::Offline => Ok(self.offline.clone()),
-            ScriptModelChoice::Gemini(model) => crate::http::gemini::script_model(&self.settings, &model),
-            ScriptModelChoice::OpenAi(model) => crate::http::openai::script_model(&self.settings, &model),
+            ScriptModelChoice::Gemini(model) => {
+                crate::http::gemini::script_model(&self.settings, &model)
+            }
+            ScriptModelChoice::OpenAi(model) => {
+                crate::http::openai::script_model(&self.settings, &model)
+            }
         }
     }
 

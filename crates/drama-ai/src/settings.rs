@@ -183,7 +183,10 @@ impl fmt::Debug for AiSettings {
             .field("connect_timeout_secs", &self.connect_timeout_secs)
             .field("text_timeout_secs", &self.text_timeout_secs)
             .field("image_timeout_secs", &self.image_timeout_secs)
-            .field("video_request_timeout_secs", &self.video_request_timeout_secs)
+            .field(
+                "video_request_timeout_secs",
+                &self.video_request_timeout_secs,
+            )
             .field("download_timeout_secs", &self.download_timeout_secs)
             .field("video_poll_interval_ms", &self.video_poll_interval_ms)
             .field("video_deadline_secs", &self.video_deadline_secs)
@@ -255,9 +258,14 @@ impl AiSettings {
             let key = name.to_lowercase();
             let typed = match Self::default_value_kind(&key) {
                 Kind::Text => serde_json::Value::String(value),
-                Kind::Number => value.parse::<u64>().map(serde_json::Value::from).map_err(|_| {
-                    AiError::Config(format!("{name} must be a whole number, got {value:?}"))
-                })?,
+                Kind::Number => {
+                    value
+                        .parse::<u64>()
+                        .map(serde_json::Value::from)
+                        .map_err(|_| {
+                            AiError::Config(format!("{name} must be a whole number, got {value:?}"))
+                        })?
+                }
                 Kind::Flag => serde_json::Value::Bool(parse_flag(&value).ok_or_else(|| {
                     AiError::Config(format!("{name} must be true or false, got {value:?}"))
                 })?),
@@ -304,7 +312,10 @@ impl AiSettings {
         for (name, secs) in [
             ("TEXT_TIMEOUT_SECS", self.text_timeout_secs),
             ("IMAGE_TIMEOUT_SECS", self.image_timeout_secs),
-            ("VIDEO_REQUEST_TIMEOUT_SECS", self.video_request_timeout_secs),
+            (
+                "VIDEO_REQUEST_TIMEOUT_SECS",
+                self.video_request_timeout_secs,
+            ),
             ("DOWNLOAD_TIMEOUT_SECS", self.download_timeout_secs),
             ("CONNECT_TIMEOUT_SECS", self.connect_timeout_secs),
             ("VIDEO_DEADLINE_SECS", self.video_deadline_secs),
@@ -314,10 +325,14 @@ impl AiSettings {
             }
         }
         if self.max_output_tokens == 0 {
-            return Err(AiError::Config("MAX_OUTPUT_TOKENS must be at least 1".into()));
+            return Err(AiError::Config(
+                "MAX_OUTPUT_TOKENS must be at least 1".into(),
+            ));
         }
         if self.default_aspect_ratio.trim().is_empty() {
-            return Err(AiError::Config("DEFAULT_ASPECT_RATIO must not be empty".into()));
+            return Err(AiError::Config(
+                "DEFAULT_ASPECT_RATIO must not be empty".into(),
+            ));
         }
         Ok(())
     }

@@ -380,11 +380,23 @@ fn sorted(ids: &HashSet<&str>) -> String {
 ///
 /// # Errors
 /// Every problem found.
-pub fn check_scenes(drama: &Drama, episode_id: &EpisodeId, scenes: &[Scene]) -> Result<(), Vec<String>> {
+pub fn check_scenes(
+    drama: &Drama,
+    episode_id: &EpisodeId,
+    scenes: &[Scene],
+) -> Result<(), Vec<String>> {
     let mut problems = Vec::new();
     for (i, s) in scenes.iter().enumerate() {
-        let images: Vec<&Asset> = s.assets.iter().filter(|a| a.kind == AssetKind::Image).collect();
-        let videos: Vec<&Asset> = s.assets.iter().filter(|a| a.kind == AssetKind::Video).collect();
+        let images: Vec<&Asset> = s
+            .assets
+            .iter()
+            .filter(|a| a.kind == AssetKind::Image)
+            .collect();
+        let videos: Vec<&Asset> = s
+            .assets
+            .iter()
+            .filter(|a| a.kind == AssetKind::Video)
+            .collect();
         if images.len() != 1 || videos.len() != 1 || s.assets.len() != 2 {
             problems.push(format!(
                 "scenes[{i}] has {} images and {} videos; exactly one of each",
@@ -395,18 +407,26 @@ pub fn check_scenes(drama: &Drama, episode_id: &EpisodeId, scenes: &[Scene]) -> 
         }
         for cid in &images[0].depends_on {
             if drama.character(cid).is_none() {
-                problems.push(format!("scenes[{i}] storyboard depends on unknown character {cid:?}"));
+                problems.push(format!(
+                    "scenes[{i}] storyboard depends on unknown character {cid:?}"
+                ));
             }
         }
         if videos[0].depends_on != [images[0].id.as_str().to_owned()] {
-            problems.push(format!("scenes[{i}] clip must depend on exactly its storyboard"));
+            problems.push(format!(
+                "scenes[{i}] clip must depend on exactly its storyboard"
+            ));
         }
         if !matches!(videos[0].duration, Some(10 | 15)) {
             problems.push(format!("scenes[{i}] clip duration must be 10 or 15"));
         }
     }
     let mut with_scenes = drama.clone();
-    match with_scenes.episodes.iter_mut().find(|e| &e.id == episode_id) {
+    match with_scenes
+        .episodes
+        .iter_mut()
+        .find(|e| &e.id == episode_id)
+    {
         Some(episode) => episode.scenes = scenes.to_vec(),
         None => problems.push(format!("the drama has no episode {episode_id}")),
     }
@@ -427,7 +447,10 @@ mod tests {
     #[test]
     fn finds_the_episode_count_in_words_and_digits() {
         assert_eq!(requested_episode_count("A heist in 5 episodes."), Some(5));
-        assert_eq!(requested_episode_count("one episode and 1 character"), Some(1));
+        assert_eq!(
+            requested_episode_count("one episode and 1 character"),
+            Some(1)
+        );
         assert_eq!(requested_episode_count("a 3-episode arc"), Some(3));
         assert_eq!(requested_episode_count("Twelve Episodes of fun"), Some(12));
         assert_eq!(requested_episode_count("an episode about cats"), None);

@@ -5,8 +5,8 @@ mod common;
 use std::time::Duration;
 
 use drama_ai::{
-    AiError, AiProviders, DramaRequest, ImageKind, ImageRequest, Provider, ReferenceImage,
-    PROMPT_VERSION,
+    AiError, AiProviders, DramaRequest, ImageKind, ImageRequest, PROMPT_VERSION, Provider,
+    ReferenceImage,
 };
 use drama_domain::{AssetKind, DramaId, EpisodeId};
 use serde_json::{Value, json};
@@ -46,7 +46,8 @@ async fn generates_a_drama_with_a_json_schema_and_the_premise_images() {
     let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
     let model = providers.script_model(None).unwrap();
     let mut req = request("A corgi runs a rocket company.");
-    req.references.push(ReferenceImage::new(common::png("ref"), "image/png"));
+    req.references
+        .push(ReferenceImage::new(common::png("ref"), "image/png"));
     let drama = model.generate_drama(&req).await.unwrap();
 
     assert_eq!(drama.output.id.as_str(), "d1");
@@ -58,7 +59,10 @@ async fn generates_a_drama_with_a_json_schema_and_the_premise_images() {
     assert_eq!(drama.model.model, "gemini-3-pro-preview");
     assert_eq!(drama.prompt_version, PROMPT_VERSION);
     assert_eq!(drama.usage.input_tokens, 120);
-    assert_eq!(drama.usage.output_tokens, 100, "thinking tokens are billed output");
+    assert_eq!(
+        drama.usage.output_tokens, 100,
+        "thinking tokens are billed output"
+    );
     assert_eq!(drama.usage.requests, 1);
 
     let body = &bodies(&server).await[0];
@@ -73,14 +77,24 @@ async fn generates_a_drama_with_a_json_schema_and_the_premise_images() {
         .collect();
     required.sort_unstable();
     assert_eq!(required, ["characters", "description", "episodes", "title"]);
-    assert!(config.get("responseSchema").is_none(), "one schema field only");
+    assert!(
+        config.get("responseSchema").is_none(),
+        "one schema field only"
+    );
     assert_eq!(config["thinkingConfig"]["thinkingLevel"], "low");
     assert_eq!(config["maxOutputTokens"], 32000);
-    let system = body["systemInstruction"]["parts"][0]["text"].as_str().unwrap();
+    let system = body["systemInstruction"]["parts"][0]["text"]
+        .as_str()
+        .unwrap();
     assert!(system.contains("2-3 episodes"), "{system}");
     let parts = body["contents"][0]["parts"].as_array().unwrap();
     assert_eq!(body["contents"][0]["role"], "user");
-    assert!(parts[0]["text"].as_str().unwrap().contains("A corgi runs a rocket company."));
+    assert!(
+        parts[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("A corgi runs a rocket company.")
+    );
     assert_eq!(parts[1]["inlineData"]["mimeType"], "image/png");
     assert!(!parts[1]["inlineData"]["data"].as_str().unwrap().is_empty());
 }
@@ -147,7 +161,9 @@ async fn server_error_then_success() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path(PATH))
-        .respond_with(ResponseTemplate::new(500).set_body_json(json!({"error": {"code": 500, "message": "internal", "status": "INTERNAL"}})))
+        .respond_with(ResponseTemplate::new(500).set_body_json(
+            json!({"error": {"code": 500, "message": "internal", "status": "INTERNAL"}}),
+        ))
         .up_to_n_times(1)
         .mount(&server)
         .await;
@@ -157,7 +173,12 @@ async fn server_error_then_success() {
         .mount(&server)
         .await;
     let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
-    let drama = providers.script_model(None).unwrap().generate_drama(&request("x")).await.unwrap();
+    let drama = providers
+        .script_model(None)
+        .unwrap()
+        .generate_drama(&request("x"))
+        .await
+        .unwrap();
     assert_eq!(drama.output.episodes.len(), 2);
     assert_eq!(server.received_requests().await.unwrap().len(), 2);
 }
@@ -167,13 +188,27 @@ async fn persistent_server_errors_give_up_after_the_retries() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path(PATH))
-        .respond_with(ResponseTemplate::new(503).set_body_json(json!({"error": {"code": 503, "message": "overloaded", "status": "UNAVAILABLE"}})))
+        .respond_with(ResponseTemplate::new(503).set_body_json(
+            json!({"error": {"code": 503, "message": "overloaded", "status": "UNAVAILABLE"}}),
+        ))
         .mount(&server)
         .await;
     let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
-    let err = providers.script_model(None).unwrap().generate_drama(&request("x")).await.unwrap_err();
-    assert!(matches!(err, AiError::Server { status: 503, ref message, .. } if message.contains("overloaded")), "{err:?}");
-    assert_eq!(server.received_requests().await.unwrap().len(), 3, "1 attempt + MAX_RETRIES=2");
+    let err = providers
+        .script_model(None)
+        .unwrap()
+        .generate_drama(&request("x"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, AiError::Server { status: 503, ref message, .. } if message.contains("overloaded")),
+        "{err:?}"
+    );
+    assert_eq!(
+        server.received_requests().await.unwrap().len(),
+        3,
+        "1 attempt + MAX_RETRIES=2"
+    );
 }
 
 #[tokio::test]
@@ -188,8 +223,19 @@ async fn a_slow_answer_times_out() {
     settings.text_timeout_secs = 1;
     settings.max_retries = 0;
     let providers = AiProviders::from_settings(&settings).unwrap();
-    let err = providers.script_model(None).unwrap().generate_drama(&request("x")).await.unwrap_err();
-    assert_eq!(err, AiError::Timeout { provider: Provider::Gemini, after: Duration::from_secs(1) });
+    let err = providers
+        .script_model(None)
+        .unwrap()
+        .generate_drama(&request("x"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        AiError::Timeout {
+            provider: Provider::Gemini,
+            after: Duration::from_secs(1)
+        }
+    );
     assert!(err.is_retryable());
 }
 
@@ -202,8 +248,16 @@ async fn an_invalid_key_is_permanent_and_not_retried() {
         .mount(&server)
         .await;
     let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
-    let err = providers.script_model(None).unwrap().generate_drama(&request("x")).await.unwrap_err();
-    assert!(matches!(err, AiError::Unauthorized { status: 403, .. }), "{err:?}");
+    let err = providers
+        .script_model(None)
+        .unwrap()
+        .generate_drama(&request("x"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, AiError::Unauthorized { status: 403, .. }),
+        "{err:?}"
+    );
     assert!(!err.is_retryable());
     assert_eq!(server.received_requests().await.unwrap().len(), 1);
 }
@@ -215,18 +269,36 @@ async fn truncated_answers_are_never_half_parsed() {
     let cut = &full[..full.len() / 2];
     Mock::given(method("POST"))
         .and(path(PATH))
-        .respond_with(ResponseTemplate::new(200).set_body_json(common::gemini_answer(cut, "MAX_TOKENS")))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(common::gemini_answer(cut, "MAX_TOKENS")),
+        )
         .mount(&server)
         .await;
     let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
-    let err = providers.script_model(None).unwrap().generate_drama(&request("x")).await.unwrap_err();
-    assert_eq!(err, AiError::Truncated { provider: Provider::Gemini, reason: "MAX_TOKENS".into() });
+    let err = providers
+        .script_model(None)
+        .unwrap()
+        .generate_drama(&request("x"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        AiError::Truncated {
+            provider: Provider::Gemini,
+            reason: "MAX_TOKENS".into()
+        }
+    );
     assert!(!err.is_retryable());
     let bodies = bodies(&server).await;
     assert_eq!(bodies.len(), 2, "one repair attempt");
     let repair = bodies[1]["contents"].as_array().unwrap().last().unwrap();
     assert_eq!(repair["role"], "user");
-    assert!(repair["parts"][0]["text"].as_str().unwrap().contains("cut off"));
+    assert!(
+        repair["parts"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("cut off")
+    );
 }
 
 #[tokio::test]
@@ -235,13 +307,25 @@ async fn unbalanced_json_without_a_finish_reason_is_repaired() {
     let full = common::drama_json(2).to_string();
     Mock::given(method("POST"))
         .and(path(PATH))
-        .respond_with(ResponseTemplate::new(200).set_body_json(common::gemini_answer(&full[..full.len() - 40], "STOP")))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(common::gemini_answer(&full[..full.len() - 40], "STOP")),
+        )
         .up_to_n_times(1)
         .mount(&server)
         .await;
-    Mock::given(method("POST")).and(path(PATH)).respond_with(ok(&full)).mount(&server).await;
+    Mock::given(method("POST"))
+        .and(path(PATH))
+        .respond_with(ok(&full))
+        .mount(&server)
+        .await;
     let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
-    let drama = providers.script_model(None).unwrap().generate_drama(&request("x")).await.unwrap();
+    let drama = providers
+        .script_model(None)
+        .unwrap()
+        .generate_drama(&request("x"))
+        .await
+        .unwrap();
     assert_eq!(drama.output.title, "The Corgi CEO");
     assert_eq!(drama.usage.requests, 2);
     assert_eq!(drama.usage.input_tokens, 240, "usage sums both calls");
@@ -253,19 +337,38 @@ async fn schema_violations_get_one_repair_that_names_them_then_fail() {
     let mut no_characters = common::drama_json(2);
     no_characters["characters"] = json!([]);
     let mut duplicates = common::drama_json(2);
-    duplicates["characters"] = json!([common::character("char-mara", "Mara", true), common::character("char-mara", "Mara Two", false)]);
+    duplicates["characters"] = json!([
+        common::character("char-mara", "Mara", true),
+        common::character("char-mara", "Mara Two", false)
+    ]);
     Mock::given(method("POST"))
         .and(path(PATH))
         .respond_with(ok(&no_characters.to_string()))
         .up_to_n_times(1)
         .mount(&server)
         .await;
-    Mock::given(method("POST")).and(path(PATH)).respond_with(ok(&duplicates.to_string())).mount(&server).await;
+    Mock::given(method("POST"))
+        .and(path(PATH))
+        .respond_with(ok(&duplicates.to_string()))
+        .mount(&server)
+        .await;
     let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
-    let err = providers.script_model(None).unwrap().generate_drama(&request("x")).await.unwrap_err();
-    let AiError::SchemaViolation { provider, problems } = &err else { panic!("{err:?}") };
+    let err = providers
+        .script_model(None)
+        .unwrap()
+        .generate_drama(&request("x"))
+        .await
+        .unwrap_err();
+    let AiError::SchemaViolation { provider, problems } = &err else {
+        panic!("{err:?}")
+    };
     assert_eq!(*provider, Provider::Gemini);
-    assert!(problems.iter().any(|p| p.contains("duplicate character id \"char-mara\"")), "{problems:?}");
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("duplicate character id \"char-mara\"")),
+        "{problems:?}"
+    );
     assert!(!err.is_retryable());
 
     let bodies = bodies(&server).await;
@@ -287,7 +390,11 @@ async fn the_episode_count_of_the_premise_is_enforced() {
         .up_to_n_times(1)
         .mount(&server)
         .await;
-    Mock::given(method("POST")).and(path(PATH)).respond_with(ok(&common::drama_json(5).to_string())).mount(&server).await;
+    Mock::given(method("POST"))
+        .and(path(PATH))
+        .respond_with(ok(&common::drama_json(5).to_string()))
+        .mount(&server)
+        .await;
     let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
     let drama = providers
         .script_model(None)
@@ -297,9 +404,19 @@ async fn the_episode_count_of_the_premise_is_enforced() {
         .unwrap();
     assert_eq!(drama.output.episodes.len(), 5);
     let bodies = bodies(&server).await;
-    assert!(bodies[0]["systemInstruction"]["parts"][0]["text"].as_str().unwrap().contains("exactly 5 episodes"));
-    let repair = bodies[1]["contents"][2]["parts"][0]["text"].as_str().unwrap();
-    assert!(repair.contains("3 episodes were written; the premise asks for exactly 5 episodes"), "{repair}");
+    assert!(
+        bodies[0]["systemInstruction"]["parts"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("exactly 5 episodes")
+    );
+    let repair = bodies[1]["contents"][2]["parts"][0]["text"]
+        .as_str()
+        .unwrap();
+    assert!(
+        repair.contains("3 episodes were written; the premise asks for exactly 5 episodes"),
+        "{repair}"
+    );
 }
 
 #[tokio::test]
@@ -314,8 +431,16 @@ async fn a_blocked_prompt_is_a_permanent_refusal() {
         .mount(&server)
         .await;
     let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
-    let err = providers.script_model(None).unwrap().generate_drama(&request("x")).await.unwrap_err();
-    assert!(matches!(&err, AiError::Refused { provider: Provider::Gemini, reason } if reason.contains("PROHIBITED_CONTENT")), "{err:?}");
+    let err = providers
+        .script_model(None)
+        .unwrap()
+        .generate_drama(&request("x"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, AiError::Refused { provider: Provider::Gemini, reason } if reason.contains("PROHIBITED_CONTENT")),
+        "{err:?}"
+    );
     assert!(!err.is_retryable());
     assert_eq!(server.received_requests().await.unwrap().len(), 1);
 }
@@ -323,21 +448,40 @@ async fn a_blocked_prompt_is_a_permanent_refusal() {
 #[tokio::test]
 async fn writes_episode_scenes_with_one_storyboard_and_one_clip_each() {
     let server = MockServer::start().await;
-    Mock::given(method("POST")).and(path(PATH)).respond_with(ok(&common::drama_json(2).to_string())).up_to_n_times(1).mount(&server).await;
+    Mock::given(method("POST"))
+        .and(path(PATH))
+        .respond_with(ok(&common::drama_json(2).to_string()))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
     let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
-    let model = providers.script_model(Some("gemini-3-pro-preview")).unwrap();
+    let model = providers
+        .script_model(Some("gemini-3-pro-preview"))
+        .unwrap();
     let mut drama = model.generate_drama(&request("x")).await.unwrap().output;
     let mut bad = common::scenes_json("ep2");
     bad["scenes"][0]["storyboard"]["character_ids"] = json!(["char-nobody"]);
     bad["scenes"][1]["clip"]["duration"] = json!(12);
-    Mock::given(method("POST")).and(path(PATH)).respond_with(ok(&bad.to_string())).up_to_n_times(1).mount(&server).await;
-    Mock::given(method("POST")).and(path(PATH)).respond_with(ok(&common::scenes_json("ep2").to_string())).mount(&server).await;
+    Mock::given(method("POST"))
+        .and(path(PATH))
+        .respond_with(ok(&bad.to_string()))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(PATH))
+        .respond_with(ok(&common::scenes_json("ep2").to_string()))
+        .mount(&server)
+        .await;
 
     drama.episodes[0].scenes = drama_domain::Drama::from_value(json!({
         "id": "x", "title": "t", "description": "d", "premise": "p",
         "episodes": [{"id": "ep1", "title": "t", "description": "d", "scenes": [{"id": "ep1-s1", "description": "Earlier scene in the rain"}]}]
     })).unwrap().episodes[0].scenes.clone();
-    let scenes = model.write_episode_scenes(&drama, &EpisodeId::parse("ep2").unwrap()).await.unwrap();
+    let scenes = model
+        .write_episode_scenes(&drama, &EpisodeId::parse("ep2").unwrap())
+        .await
+        .unwrap();
     assert_eq!(scenes.output.len(), 3);
     for s in &scenes.output {
         assert_eq!(s.assets.len(), 2);
@@ -349,20 +493,42 @@ async fn writes_episode_scenes_with_one_storyboard_and_one_clip_each() {
     }
     let bodies = bodies(&server).await;
     let scene_call = &bodies[1];
-    assert_eq!(scene_call["generationConfig"]["responseJsonSchema"]["required"], json!(["scenes"]));
-    let user = scene_call["contents"][0]["parts"][0]["text"].as_str().unwrap();
-    assert!(user.contains("Earlier episodes") && user.contains("Earlier scene in the rain"), "{user}");
+    assert_eq!(
+        scene_call["generationConfig"]["responseJsonSchema"]["required"],
+        json!(["scenes"])
+    );
+    let user = scene_call["contents"][0]["parts"][0]["text"]
+        .as_str()
+        .unwrap();
+    assert!(
+        user.contains("Earlier episodes") && user.contains("Earlier scene in the rain"),
+        "{user}"
+    );
     assert!(user.contains("id char-mara"), "{user}");
-    let repair = bodies[2]["contents"][2]["parts"][0]["text"].as_str().unwrap();
-    assert!(repair.contains("\"char-nobody\", which is not a character id"), "{repair}");
+    let repair = bodies[2]["contents"][2]["parts"][0]["text"]
+        .as_str()
+        .unwrap();
+    assert!(
+        repair.contains("\"char-nobody\", which is not a character id"),
+        "{repair}"
+    );
     assert!(repair.contains("duration is 12"), "{repair}");
 }
 
 #[tokio::test]
 async fn critique_is_plain_text_without_a_schema() {
     let server = MockServer::start().await;
-    Mock::given(method("POST")).and(path(PATH)).respond_with(ok(&common::drama_json(2).to_string())).up_to_n_times(1).mount(&server).await;
-    Mock::given(method("POST")).and(path(PATH)).respond_with(ok("Strong hook; weak middle.")).mount(&server).await;
+    Mock::given(method("POST"))
+        .and(path(PATH))
+        .respond_with(ok(&common::drama_json(2).to_string()))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(PATH))
+        .respond_with(ok("Strong hook; weak middle."))
+        .mount(&server)
+        .await;
     let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
     let model = providers.script_model(None).unwrap();
     let drama = model.generate_drama(&request("x")).await.unwrap().output;
@@ -370,25 +536,46 @@ async fn critique_is_plain_text_without_a_schema() {
     assert_eq!(critique.output, "Strong hook; weak middle.");
     let body = &bodies(&server).await[1];
     assert!(body["generationConfig"].get("responseJsonSchema").is_none());
-    assert!(body["contents"][0]["parts"][0]["text"].as_str().unwrap().contains("low, measured, dry"));
+    assert!(
+        body["contents"][0]["parts"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("low, measured, dry")
+    );
 }
 
 #[tokio::test]
 async fn improves_into_a_new_id_keeping_the_premise() {
     let server = MockServer::start().await;
-    Mock::given(method("POST")).and(path(PATH)).respond_with(ok(&common::drama_json(2).to_string())).mount(&server).await;
+    Mock::given(method("POST"))
+        .and(path(PATH))
+        .respond_with(ok(&common::drama_json(2).to_string()))
+        .mount(&server)
+        .await;
     let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
     let model = providers.script_model(None).unwrap();
-    let drama = model.generate_drama(&request("Original premise")).await.unwrap().output;
+    let drama = model
+        .generate_drama(&request("Original premise"))
+        .await
+        .unwrap()
+        .output;
     let improved = model
-        .improve_drama(&drama, "More tension in the middle.", &DramaId::parse("d1_improved_1").unwrap())
+        .improve_drama(
+            &drama,
+            "More tension in the middle.",
+            &DramaId::parse("d1_improved_1").unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(improved.output.id.as_str(), "d1_improved_1");
     assert_eq!(improved.output.premise, "Original premise");
     let body = &bodies(&server).await[1];
     let user = body["contents"][0]["parts"][0]["text"].as_str().unwrap();
-    assert!(user.contains("- char-mara: Mara (Main, female)") && user.contains("More tension in the middle."), "{user}");
+    assert!(
+        user.contains("- char-mara: Mara (Main, female)")
+            && user.contains("More tension in the middle."),
+        "{user}"
+    );
 }
 
 #[tokio::test]
@@ -416,29 +603,48 @@ async fn gemini_image_returns_inline_data_and_sends_references() {
         ReferenceImage::new(common::png("b"), "image/png"),
     ];
     let image = image_model
-        .generate_image(&ImageRequest { kind: ImageKind::Storyboard, prompt: "Two friends at dawn.".into(), label: "ep1-s1".into(), references: refs.clone() })
+        .generate_image(&ImageRequest {
+            kind: ImageKind::Storyboard,
+            prompt: "Two friends at dawn.".into(),
+            label: "ep1-s1".into(),
+            references: refs.clone(),
+        })
         .await
         .unwrap();
     assert_eq!(image.output.bytes.as_ref(), png.as_slice());
     assert_eq!(image.output.mime_type, "image/png");
     assert_eq!(image.usage.images, 1);
     let body = &bodies(&server).await[0];
-    assert_eq!(body["generationConfig"]["responseModalities"], json!(["TEXT", "IMAGE"]));
-    assert_eq!(body["generationConfig"]["imageConfig"]["aspectRatio"], "9:16");
+    assert_eq!(
+        body["generationConfig"]["responseModalities"],
+        json!(["TEXT", "IMAGE"])
+    );
+    assert_eq!(
+        body["generationConfig"]["imageConfig"]["aspectRatio"],
+        "9:16"
+    );
     let parts = body["contents"][0]["parts"].as_array().unwrap();
     assert_eq!(parts.len(), 3);
     let text = parts[0]["text"].as_str().unwrap();
     assert_eq!(text.matches("9:16").count(), 1, "{text}");
     assert!(text.contains("Two friends at dawn."));
-    assert_eq!(parts[1]["inlineData"]["data"], base64::engine::general_purpose::STANDARD.encode(&refs[0].bytes));
-    assert_eq!(parts[2]["inlineData"]["data"], base64::engine::general_purpose::STANDARD.encode(&refs[1].bytes));
+    assert_eq!(
+        parts[1]["inlineData"]["data"],
+        base64::engine::general_purpose::STANDARD.encode(&refs[0].bytes)
+    );
+    assert_eq!(
+        parts[2]["inlineData"]["data"],
+        base64::engine::general_purpose::STANDARD.encode(&refs[1].bytes)
+    );
 }
 
 #[tokio::test]
 async fn gemini_image_safety_is_a_refusal_and_text_only_is_no_image() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
-        .and(path("/v1beta/models/gemini-2.5-flash-image:generateContent"))
+        .and(path(
+            "/v1beta/models/gemini-2.5-flash-image:generateContent",
+        ))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "candidates": [{"content": {"parts": []}, "finishReason": "IMAGE_SAFETY"}]
         })))
@@ -455,10 +661,33 @@ async fn gemini_image_safety_is_a_refusal_and_text_only_is_no_image() {
     let mut settings = common::settings(&server);
     settings.image_provider = drama_ai::ImageProviderChoice::Gemini;
     let providers = AiProviders::from_settings(&settings).unwrap();
-    let req = ImageRequest { kind: ImageKind::Portrait, prompt: "Mara".into(), label: "Mara".into(), references: vec![] };
-    let err = providers.image_model().generate_image(&req).await.unwrap_err();
-    assert!(matches!(&err, AiError::Refused { reason, .. } if reason.contains("IMAGE_SAFETY")), "{err:?}");
-    let err = providers.image_model().generate_image(&req).await.unwrap_err();
-    assert!(matches!(&err, AiError::NoImage { detail, .. } if detail.contains("describe it instead")), "{err:?}");
-    assert_eq!(server.received_requests().await.unwrap().len(), 1 + 3, "no-image answers are retried");
+    let req = ImageRequest {
+        kind: ImageKind::Portrait,
+        prompt: "Mara".into(),
+        label: "Mara".into(),
+        references: vec![],
+    };
+    let err = providers
+        .image_model()
+        .generate_image(&req)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, AiError::Refused { reason, .. } if reason.contains("IMAGE_SAFETY")),
+        "{err:?}"
+    );
+    let err = providers
+        .image_model()
+        .generate_image(&req)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, AiError::NoImage { detail, .. } if detail.contains("describe it instead")),
+        "{err:?}"
+    );
+    assert_eq!(
+        server.received_requests().await.unwrap().len(),
+        1 + 3,
+        "no-image answers are retried"
+    );
 }

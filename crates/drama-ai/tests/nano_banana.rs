@@ -30,13 +30,20 @@ async fn downloads_the_markdown_link_and_sends_references_as_data_urls() {
     Mock::given(method("POST"))
         .and(path(PATH))
         .and(header("authorization", "Bearer nb-key"))
-        .respond_with(answer(&format!("Here is your image:\n\n![image]({}/files/out.png)\n", server.uri())))
+        .respond_with(answer(&format!(
+            "Here is your image:\n\n![image]({}/files/out.png)\n",
+            server.uri()
+        )))
         .expect(1)
         .mount(&server)
         .await;
     Mock::given(method("GET"))
         .and(path("/files/out.png"))
-        .respond_with(ResponseTemplate::new(200).insert_header("content-type", "image/png").set_body_bytes(png.clone()))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("content-type", "image/png")
+                .set_body_bytes(png.clone()),
+        )
         .expect(1)
         .mount(&server)
         .await;
@@ -47,7 +54,11 @@ async fn downloads_the_markdown_link_and_sends_references_as_data_urls() {
         ReferenceImage::new(common::png("leo"), "image/png"),
         ReferenceImage::new(vec![0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3], "image/jpeg"),
     ];
-    let image = providers.image_model().generate_image(&storyboard(refs.clone())).await.unwrap();
+    let image = providers
+        .image_model()
+        .generate_image(&storyboard(refs.clone()))
+        .await
+        .unwrap();
     assert_eq!(image.output.bytes.as_ref(), png.as_slice());
     assert_eq!(image.output.mime_type, "image/png");
     assert_eq!(image.usage.images, 1);
@@ -60,14 +71,23 @@ async fn downloads_the_markdown_link_and_sends_references_as_data_urls() {
     let content = body["messages"][0]["content"].as_array().unwrap();
     assert_eq!(content.len(), 4);
     let text = content[0]["text"].as_str().unwrap();
-    assert_eq!(text.matches("9:16").count(), 1, "the frame is said once: {text}");
+    assert_eq!(
+        text.matches("9:16").count(),
+        1,
+        "the frame is said once: {text}"
+    );
     assert!(text.contains("The 3 attached image(s) are reference sheets"));
     assert!(text.contains("Mara and Leo on the launch pad at dawn."));
     for (part, reference) in content[1..].iter().zip(&refs) {
         assert_eq!(part["type"], "image_url");
         assert_eq!(part["image_url"]["url"], reference.data_url());
     }
-    assert!(content[3]["image_url"]["url"].as_str().unwrap().starts_with("data:image/jpeg;base64,"));
+    assert!(
+        content[3]["image_url"]["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("data:image/jpeg;base64,")
+    );
 }
 
 #[tokio::test]
@@ -77,15 +97,26 @@ async fn reads_a_data_url_answer() {
     let data = base64::engine::general_purpose::STANDARD.encode(&png);
     Mock::given(method("POST"))
         .and(path(PATH))
-        .respond_with(answer(&format!("![generated](data:image/png;base64,{data})")))
+        .respond_with(answer(&format!(
+            "![generated](data:image/png;base64,{data})"
+        )))
         .mount(&server)
         .await;
     let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
-    let image = providers.image_model().generate_image(&storyboard(vec![])).await.unwrap();
+    let image = providers
+        .image_model()
+        .generate_image(&storyboard(vec![]))
+        .await
+        .unwrap();
     assert_eq!(image.output.bytes.as_ref(), png.as_slice());
-    let body: Value = server.received_requests().await.unwrap()[0].body_json().unwrap();
+    let body: Value = server.received_requests().await.unwrap()[0]
+        .body_json()
+        .unwrap();
     let text = body["messages"][0]["content"][0]["text"].as_str().unwrap();
-    assert!(!text.contains("attached"), "no references, no reference sentence: {text}");
+    assert!(
+        !text.contains("attached"),
+        "no references, no reference sentence: {text}"
+    );
 }
 
 #[tokio::test]
@@ -93,12 +124,21 @@ async fn an_answer_without_an_image_is_no_image_after_the_retries() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path(PATH))
-        .respond_with(answer("I'd love to draw that! Imagine a sunrise over a launch pad..."))
+        .respond_with(answer(
+            "I'd love to draw that! Imagine a sunrise over a launch pad...",
+        ))
         .mount(&server)
         .await;
     let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
-    let err = providers.image_model().generate_image(&storyboard(vec![])).await.unwrap_err();
-    assert!(matches!(&err, AiError::NoImage { provider: Provider::NanoBanana, detail } if detail.contains("sunrise")), "{err:?}");
+    let err = providers
+        .image_model()
+        .generate_image(&storyboard(vec![]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, AiError::NoImage { provider: Provider::NanoBanana, detail } if detail.contains("sunrise")),
+        "{err:?}"
+    );
     assert!(err.is_retryable());
     assert_eq!(server.received_requests().await.unwrap().len(), 3);
 }
@@ -108,12 +148,31 @@ async fn a_content_filter_stop_is_a_refusal() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path(PATH))
-        .respond_with(ResponseTemplate::new(200).set_body_json(common::openai_answer(Some(""), None, "content_filter")))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(common::openai_answer(
+                Some(""),
+                None,
+                "content_filter",
+            )),
+        )
         .mount(&server)
         .await;
     let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
-    let err = providers.image_model().generate_image(&storyboard(vec![])).await.unwrap_err();
-    assert!(matches!(err, AiError::Refused { provider: Provider::NanoBanana, .. }), "{err:?}");
+    let err = providers
+        .image_model()
+        .generate_image(&storyboard(vec![]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AiError::Refused {
+                provider: Provider::NanoBanana,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert_eq!(server.received_requests().await.unwrap().len(), 1);
 }
 
@@ -126,7 +185,11 @@ async fn a_refusal_in_words_is_a_refusal() {
         .mount(&server)
         .await;
     let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
-    let err = providers.image_model().generate_image(&storyboard(vec![])).await.unwrap_err();
+    let err = providers
+        .image_model()
+        .generate_image(&storyboard(vec![]))
+        .await
+        .unwrap_err();
     assert!(matches!(err, AiError::Refused { .. }), "{err:?}");
 }
 
@@ -153,7 +216,11 @@ async fn server_error_then_success_and_429_with_retry_after() {
         .mount(&server)
         .await;
     let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
-    let image = providers.image_model().generate_image(&storyboard(vec![])).await.unwrap();
+    let image = providers
+        .image_model()
+        .generate_image(&storyboard(vec![]))
+        .await
+        .unwrap();
     assert_eq!(image.output.bytes.as_ref(), png.as_slice());
     assert_eq!(image.usage.requests, 3);
 }
@@ -170,8 +237,21 @@ async fn a_slow_image_times_out() {
     settings.image_timeout_secs = 1;
     settings.max_retries = 0;
     let providers = AiProviders::from_settings(&settings).unwrap();
-    let err = providers.image_model().generate_image(&storyboard(vec![])).await.unwrap_err();
-    assert!(matches!(err, AiError::Timeout { provider: Provider::NanoBanana, .. }), "{err:?}");
+    let err = providers
+        .image_model()
+        .generate_image(&storyboard(vec![]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AiError::Timeout {
+                provider: Provider::NanoBanana,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -179,8 +259,15 @@ async fn too_many_references_are_refused_before_any_request() {
     let server = MockServer::start().await;
     let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
     let refs = vec![ReferenceImage::new(common::png("a"), "image/png"); 5];
-    let err = providers.image_model().generate_image(&storyboard(refs)).await.unwrap_err();
-    assert!(matches!(&err, AiError::InvalidRequest(m) if m.contains("at most 4")), "{err:?}");
+    let err = providers
+        .image_model()
+        .generate_image(&storyboard(refs))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, AiError::InvalidRequest(m) if m.contains("at most 4")),
+        "{err:?}"
+    );
     assert!(server.received_requests().await.unwrap().is_empty());
 }
 
@@ -200,6 +287,13 @@ async fn a_link_to_something_that_is_not_an_image_is_rejected() {
     let mut settings = common::settings(&server);
     settings.max_retries = 0;
     let providers = AiProviders::from_settings(&settings).unwrap();
-    let err = providers.image_model().generate_image(&storyboard(vec![])).await.unwrap_err();
-    assert!(matches!(&err, AiError::InvalidResponse { message, .. } if message.contains("not an image")), "{err:?}");
+    let err = providers
+        .image_model()
+        .generate_image(&storyboard(vec![]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, AiError::InvalidResponse { message, .. } if message.contains("not an image")),
+        "{err:?}"
+    );
 }

@@ -33,7 +33,12 @@ fn decode_png(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
 }
 
 fn request(kind: ImageKind, label: &str, references: Vec<ReferenceImage>) -> ImageRequest {
-    ImageRequest { kind, prompt: format!("{label} under the launch tower"), label: label.into(), references }
+    ImageRequest {
+        kind,
+        prompt: format!("{label} under the launch tower"),
+        label: label.into(),
+        references,
+    }
 }
 
 #[tokio::test]
@@ -41,7 +46,11 @@ async fn same_premise_and_seed_give_the_same_drama_and_bytes() {
     let a = OfflineProvider::new(42);
     let b = OfflineProvider::new(42);
     let other = OfflineProvider::new(43);
-    let (da, db, dother) = (drama(&a, PREMISE).await, drama(&b, PREMISE).await, drama(&other, PREMISE).await);
+    let (da, db, dother) = (
+        drama(&a, PREMISE).await,
+        drama(&b, PREMISE).await,
+        drama(&other, PREMISE).await,
+    );
     assert_eq!(da, db);
     assert_ne!(da, dother, "the seed changes the drama");
 
@@ -54,7 +63,12 @@ async fn same_premise_and_seed_give_the_same_drama_and_bytes() {
     assert_eq!(ia, b.generate_image(&img).await.unwrap().output);
     assert_ne!(ia, other.generate_image(&img).await.unwrap().output);
 
-    let clip = VideoRequest { prompt: "Push in.".into(), label: "ep1-s1".into(), reference: Some(ReferenceImage::new(ia.bytes.clone(), "image/png")), duration: VideoDuration::Ten };
+    let clip = VideoRequest {
+        prompt: "Push in.".into(),
+        label: "ep1-s1".into(),
+        reference: Some(ReferenceImage::new(ia.bytes.clone(), "image/png")),
+        duration: VideoDuration::Ten,
+    };
     let va = generate_video(&a, &clip).await.unwrap();
     let vb = generate_video(&b, &clip).await.unwrap();
     assert_eq!(va.output, vb.output);
@@ -71,19 +85,45 @@ async fn the_drama_uses_the_premise_and_honours_the_episode_count() {
     d.validate().unwrap();
     let mains = d.characters.iter().filter(|c| c.main).count();
     assert!((1..=2).contains(&mains), "{mains} mains");
-    assert!(d.characters.iter().all(|c| !c.voice_description.is_empty() && !c.gender.is_empty()));
+    assert!(
+        d.characters
+            .iter()
+            .all(|c| !c.voice_description.is_empty() && !c.gender.is_empty())
+    );
     let text = serde_json::to_string(&d).unwrap().to_lowercase();
     for word in ["corgi", "rocket", "launch"] {
         assert!(text.contains(word), "the drama never mentions {word}");
     }
-    assert!(d.characters[0].description.contains("corgi"), "the animal lead is drawn as one: {}", d.characters[0].description);
+    assert!(
+        d.characters[0].description.contains("corgi"),
+        "the animal lead is drawn as one: {}",
+        d.characters[0].description
+    );
 
-    assert_eq!(drama(&provider, "A duel at dawn in three episodes.").await.episodes.len(), 3);
-    assert_eq!(drama(&provider, "A young detective, 1 episode and 1 character.").await.characters.len(), 1);
-    let free = drama(&provider, "Two chefs fall in love.").await.episodes.len();
+    assert_eq!(
+        drama(&provider, "A duel at dawn in three episodes.")
+            .await
+            .episodes
+            .len(),
+        3
+    );
+    assert_eq!(
+        drama(&provider, "A young detective, 1 episode and 1 character.")
+            .await
+            .characters
+            .len(),
+        1
+    );
+    let free = drama(&provider, "Two chefs fall in love.")
+        .await
+        .episodes
+        .len();
     assert!((2..=3).contains(&free), "{free}");
     let err = provider
-        .generate_drama(&DramaRequest::new(DramaId::parse("d2").unwrap(), "An epic in 400 episodes"))
+        .generate_drama(&DramaRequest::new(
+            DramaId::parse("d2").unwrap(),
+            "An epic in 400 episodes",
+        ))
         .await
         .unwrap_err();
     assert!(err.to_string().contains("at most 30"), "{err}");
@@ -98,8 +138,20 @@ async fn scenes_have_one_storyboard_and_one_clip_with_unique_ids() {
         let scenes = provider.write_episode_scenes(&d, &id).await.unwrap().output;
         validate::check_scenes(&d, &id, &scenes).unwrap();
         for s in &scenes {
-            assert_eq!(s.assets.iter().filter(|a| a.kind == AssetKind::Image).count(), 1);
-            assert_eq!(s.assets.iter().filter(|a| a.kind == AssetKind::Video).count(), 1);
+            assert_eq!(
+                s.assets
+                    .iter()
+                    .filter(|a| a.kind == AssetKind::Image)
+                    .count(),
+                1
+            );
+            assert_eq!(
+                s.assets
+                    .iter()
+                    .filter(|a| a.kind == AssetKind::Video)
+                    .count(),
+                1
+            );
             assert!(s.assets[0].depends_on.len() <= 3 && !s.assets[0].depends_on.is_empty());
             assert_eq!(s.assets[1].depends_on, [s.assets[0].id.as_str()]);
         }
@@ -115,7 +167,11 @@ async fn improve_and_critique_work_offline() {
     let provider = OfflineProvider::new(5);
     let d = drama(&provider, PREMISE).await;
     let improved = provider
-        .improve_drama(&d, "Cut it to 2 episodes and raise the stakes.", &DramaId::parse("d1_improved_1").unwrap())
+        .improve_drama(
+            &d,
+            "Cut it to 2 episodes and raise the stakes.",
+            &DramaId::parse("d1_improved_1").unwrap(),
+        )
         .await
         .unwrap()
         .output;
@@ -124,14 +180,23 @@ async fn improve_and_critique_work_offline() {
     assert_eq!(improved.premise, d.premise);
     assert!(improved.description.contains("raise the stakes"));
     let critique = provider.critique_drama(&d).await.unwrap().output;
-    assert!(critique.contains(&d.title) && critique.contains("5 episodes"), "{critique}");
+    assert!(
+        critique.contains(&d.title) && critique.contains("5 episodes"),
+        "{critique}"
+    );
 }
 
 #[tokio::test]
 async fn images_are_9_16_pngs_with_distinct_colours_and_text() {
     let provider = OfflineProvider::new(9);
-    let mara = provider.generate_image(&request(ImageKind::Portrait, "Mara Vale", vec![])).await.unwrap();
-    let leo = provider.generate_image(&request(ImageKind::Portrait, "Leo Hart", vec![])).await.unwrap();
+    let mara = provider
+        .generate_image(&request(ImageKind::Portrait, "Mara Vale", vec![]))
+        .await
+        .unwrap();
+    let leo = provider
+        .generate_image(&request(ImageKind::Portrait, "Leo Hart", vec![]))
+        .await
+        .unwrap();
     assert_eq!(mara.usage.images, 1);
     for image in [&mara.output, &leo.output] {
         assert_eq!(image.mime_type, "image/png");
@@ -141,25 +206,47 @@ async fn images_are_9_16_pngs_with_distinct_colours_and_text() {
     assert_eq!((w, h), (720, 1280));
     let (_, _, leo_px) = decode_png(&leo.output.bytes);
     let at = |px: &[u8], x: usize, y: usize| px[(y * 720 + x) * 3..(y * 720 + x) * 3 + 3].to_vec();
-    assert_ne!(at(&mara_px, 360, 800), at(&leo_px, 360, 800), "different characters, different colours");
+    assert_ne!(
+        at(&mara_px, 360, 800),
+        at(&leo_px, 360, 800),
+        "different characters, different colours"
+    );
     // The caption band carries white glyph pixels and the dark band colour.
-    let band: Vec<Vec<u8>> = (1030..1070).flat_map(|y| (0..720).map(move |x| (x, y))).map(|(x, y)| at(&mara_px, x, y)).collect();
-    let ink = band.iter().filter(|p| p.as_slice() == [255, 255, 255]).count();
-    assert!(ink > 300 && ink < band.len() / 2, "{ink} text pixels in the name band");
+    let band: Vec<Vec<u8>> = (1030..1070)
+        .flat_map(|y| (0..720).map(move |x| (x, y)))
+        .map(|(x, y)| at(&mara_px, x, y))
+        .collect();
+    let ink = band
+        .iter()
+        .filter(|p| p.as_slice() == [255, 255, 255])
+        .count();
+    assert!(
+        ink > 300 && ink < band.len() / 2,
+        "{ink} text pixels in the name band"
+    );
 
     let story = provider
         .generate_image(&request(
             ImageKind::Storyboard,
             "ep1-s1",
-            vec![ReferenceImage::new(mara.output.bytes.clone(), "image/png"), ReferenceImage::new(leo.output.bytes.clone(), "image/png")],
+            vec![
+                ReferenceImage::new(mara.output.bytes.clone(), "image/png"),
+                ReferenceImage::new(leo.output.bytes.clone(), "image/png"),
+            ],
         ))
         .await
         .unwrap();
     let (_, _, story_px) = decode_png(&story.output.bytes);
     // The portraits' body colours reappear in the storyboard: consistency by reference.
     let mara_body = at(&mara_px, 360, 800);
-    assert!(story_px.chunks_exact(3).any(|p| p == mara_body.as_slice()), "storyboard lacks Mara's colour {mara_body:?}");
-    let cover = provider.generate_image(&request(ImageKind::Cover, "The Corgi CEO", vec![])).await.unwrap();
+    assert!(
+        story_px.chunks_exact(3).any(|p| p == mara_body.as_slice()),
+        "storyboard lacks Mara's colour {mara_body:?}"
+    );
+    let cover = provider
+        .generate_image(&request(ImageKind::Cover, "The Corgi CEO", vec![]))
+        .await
+        .unwrap();
     let (cw, ch, _) = decode_png(&cover.output.bytes);
     assert_eq!((cw, ch), (720, 1280));
     assert_ne!(cover.output.bytes, story.output.bytes);
@@ -168,11 +255,20 @@ async fn images_are_9_16_pngs_with_distinct_colours_and_text() {
 #[tokio::test]
 async fn clips_are_h264_mp4_files_of_the_requested_length() {
     let provider = OfflineProvider::new(9);
-    let board = provider.generate_image(&request(ImageKind::Storyboard, "ep1-s1", vec![])).await.unwrap().output;
+    let board = provider
+        .generate_image(&request(ImageKind::Storyboard, "ep1-s1", vec![]))
+        .await
+        .unwrap()
+        .output;
     let dir = tempfile::tempdir().unwrap();
     let mut files = Vec::new();
     for (duration, seconds) in [(VideoDuration::Ten, 10.0), (VideoDuration::Fifteen, 15.0)] {
-        let req = VideoRequest { prompt: "Push in.".into(), label: "ep1-s1".into(), reference: Some(ReferenceImage::new(board.bytes.clone(), "image/png")), duration };
+        let req = VideoRequest {
+            prompt: "Push in.".into(),
+            label: "ep1-s1".into(),
+            reference: Some(ReferenceImage::new(board.bytes.clone(), "image/png")),
+            duration,
+        };
         let video = generate_video(&provider, &req).await.unwrap().output;
         assert_eq!(video.mime_type, "video/mp4");
         assert_eq!(sniff_mime(&video.bytes), Some("video/mp4"));
@@ -187,15 +283,34 @@ async fn clips_are_h264_mp4_files_of_the_requested_length() {
         std::fs::write(&file, &video.bytes).unwrap();
         if let Some(probe) = common::ffprobe(&file) {
             let probe = probe.unwrap();
-            assert!(probe.contains("codec_name=h264") && probe.contains("width=288") && probe.contains("height=512"), "{probe}");
-            assert!(probe.contains(&format!("nb_frames={}", (seconds as usize) * 24)), "{probe}");
+            assert!(
+                probe.contains("codec_name=h264")
+                    && probe.contains("width=288")
+                    && probe.contains("height=512"),
+                "{probe}"
+            );
+            assert!(
+                probe.contains(&format!("nb_frames={}", (seconds as usize) * 24)),
+                "{probe}"
+            );
         }
         files.push(file);
     }
     // Clips of the same format join with ffmpeg's concat demuxer without re-encoding.
-    if std::process::Command::new("ffmpeg").arg("-version").output().is_ok() {
+    if std::process::Command::new("ffmpeg")
+        .arg("-version")
+        .output()
+        .is_ok()
+    {
         let list = dir.path().join("list.txt");
-        std::fs::write(&list, files.iter().map(|f| format!("file '{}'\n", f.display())).collect::<String>()).unwrap();
+        std::fs::write(
+            &list,
+            files
+                .iter()
+                .map(|f| format!("file '{}'\n", f.display()))
+                .collect::<String>(),
+        )
+        .unwrap();
         let joined = dir.path().join("joined.mp4");
         let out = std::process::Command::new("ffmpeg")
             .args(["-v", "error", "-y", "-f", "concat", "-safe", "0", "-i"])
@@ -204,17 +319,40 @@ async fn clips_are_h264_mp4_files_of_the_requested_length() {
             .arg(&joined)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let decode = std::process::Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(&joined).args(["-f", "null", "-"]).output().unwrap();
-        assert!(decode.status.success() && decode.stderr.is_empty(), "{}", String::from_utf8_lossy(&decode.stderr));
-        assert!(common::ffprobe(&joined).unwrap().unwrap().contains("nb_frames=600"));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let decode = std::process::Command::new("ffmpeg")
+            .args(["-v", "error", "-i"])
+            .arg(&joined)
+            .args(["-f", "null", "-"])
+            .output()
+            .unwrap();
+        assert!(
+            decode.status.success() && decode.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&decode.stderr)
+        );
+        assert!(
+            common::ffprobe(&joined)
+                .unwrap()
+                .unwrap()
+                .contains("nb_frames=600")
+        );
     }
 }
 
 #[tokio::test]
 async fn the_structural_check_catches_broken_files() {
     let provider = OfflineProvider::new(9);
-    let req = VideoRequest { prompt: "Push in.".into(), label: "x".into(), reference: None, duration: VideoDuration::Ten };
+    let req = VideoRequest {
+        prompt: "Push in.".into(),
+        label: "x".into(),
+        reference: None,
+        duration: VideoDuration::Ten,
+    };
     let good = provider.render_video(&req).bytes.to_vec();
     common::check_mp4(&good).unwrap();
     let truncated = &good[..good.len() - 100];
@@ -233,7 +371,10 @@ async fn the_structural_check_catches_broken_files() {
 async fn speech_is_a_wav_file() {
     let provider = OfflineProvider::new(1);
     let audio = provider
-        .speak(&VoiceRequest { text: "We can't go back now.".into(), voice_description: "Deep, slow".into() })
+        .speak(&VoiceRequest {
+            text: "We can't go back now.".into(),
+            voice_description: "Deep, slow".into(),
+        })
         .await
         .unwrap();
     let bytes = &audio.output.bytes;
@@ -241,7 +382,10 @@ async fn speech_is_a_wav_file() {
     assert_eq!(&bytes[12..16], b"fmt ");
     let data_len = u32::from_le_bytes(bytes[40..44].try_into().unwrap()) as usize;
     assert_eq!(data_len + 44, bytes.len());
-    assert_eq!(audio.output.duration_ms as usize, data_len / 2 * 1000 / 16_000);
+    assert_eq!(
+        audio.output.duration_ms as usize,
+        data_len / 2 * 1000 / 16_000
+    );
     assert!(audio.usage.audio_seconds >= 1);
 }
 
@@ -258,10 +402,21 @@ async fn offline_tasks_from_another_process_fail_clearly() {
 async fn with_no_keys_everything_is_offline() {
     let providers = AiProviders::from_settings(&drama_ai::AiSettings::default()).unwrap();
     assert!(providers.offline_scripts());
-    for name in [None, Some("gemini-3-pro-preview"), Some("gpt-5.1"), Some("offline")] {
-        assert_eq!(providers.script_model(name).unwrap().model().provider, Provider::Offline);
+    for name in [
+        None,
+        Some("gemini-3-pro-preview"),
+        Some("gpt-5.1"),
+        Some("offline"),
+    ] {
+        assert_eq!(
+            providers.script_model(name).unwrap().model().provider,
+            Provider::Offline
+        );
     }
     assert_eq!(providers.image_model().model().provider, Provider::Offline);
     assert_eq!(providers.video_model().model().provider, Provider::Offline);
-    assert!(providers.script_model(Some("claude-3")).is_err(), "unknown names stay errors offline");
+    assert!(
+        providers.script_model(Some("claude-3")).is_err(),
+        "unknown names stay errors offline"
+    );
 }

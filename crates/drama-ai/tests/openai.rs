@@ -21,7 +21,13 @@ fn request(premise: &str) -> DramaRequest {
 }
 
 async fn bodies(server: &MockServer) -> Vec<Value> {
-    server.received_requests().await.unwrap().iter().map(|r| r.body_json::<Value>().unwrap()).collect()
+    server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.body_json::<Value>().unwrap())
+        .collect()
 }
 
 #[tokio::test]
@@ -38,8 +44,14 @@ async fn gpt_5_1_sends_gpt_model_with_a_strict_json_schema() {
     settings.gpt_model = "gpt-5.1-2025-11-13".into();
     let providers = AiProviders::from_settings(&settings).unwrap();
     let mut req = request("A corgi runs a rocket company.");
-    req.references.push(ReferenceImage::new(common::png("ref"), "image/png"));
-    let drama = providers.script_model(Some("gpt-5.1")).unwrap().generate_drama(&req).await.unwrap();
+    req.references
+        .push(ReferenceImage::new(common::png("ref"), "image/png"));
+    let drama = providers
+        .script_model(Some("gpt-5.1"))
+        .unwrap()
+        .generate_drama(&req)
+        .await
+        .unwrap();
     assert_eq!(drama.model.provider, Provider::OpenAi);
     assert_eq!(drama.model.model, "gpt-5.1-2025-11-13");
     assert_eq!(drama.usage.input_tokens, 100);
@@ -55,25 +67,54 @@ async fn gpt_5_1_sends_gpt_model_with_a_strict_json_schema() {
     assert_eq!(format["json_schema"]["strict"], true);
     let character = &format["json_schema"]["schema"]["properties"]["characters"]["items"];
     assert_eq!(character["additionalProperties"], false);
-    assert_eq!(character["required"].as_array().unwrap().len(), character["properties"].as_object().unwrap().len(), "strict: every property required");
-    assert_eq!(character["properties"]["premise_url"]["type"], json!(["string", "null"]));
+    assert_eq!(
+        character["required"].as_array().unwrap().len(),
+        character["properties"].as_object().unwrap().len(),
+        "strict: every property required"
+    );
+    assert_eq!(
+        character["properties"]["premise_url"]["type"],
+        json!(["string", "null"])
+    );
     assert_eq!(body["messages"][0]["role"], "system");
     let user = &body["messages"][1];
     assert_eq!(user["role"], "user");
-    assert!(user["content"][0]["text"].as_str().unwrap().contains("A corgi runs a rocket company."));
-    assert!(user["content"][1]["image_url"]["url"].as_str().unwrap().starts_with("data:image/png;base64,iVBOR"));
+    assert!(
+        user["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("A corgi runs a rocket company.")
+    );
+    assert!(
+        user["content"][1]["image_url"]["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("data:image/png;base64,iVBOR")
+    );
 }
 
 #[tokio::test]
 async fn other_gpt_names_are_sent_verbatim() {
     let server = MockServer::start().await;
-    Mock::given(method("POST")).and(path(PATH)).respond_with(ok(&common::drama_json(2).to_string())).mount(&server).await;
+    Mock::given(method("POST"))
+        .and(path(PATH))
+        .respond_with(ok(&common::drama_json(2).to_string()))
+        .mount(&server)
+        .await;
     let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
-    let drama = providers.script_model(Some("gpt-4o")).unwrap().generate_drama(&request("x")).await.unwrap();
+    let drama = providers
+        .script_model(Some("gpt-4o"))
+        .unwrap()
+        .generate_drama(&request("x"))
+        .await
+        .unwrap();
     assert_eq!(drama.model.model, "gpt-4o");
     let body = &bodies(&server).await[0];
     assert_eq!(body["model"], "gpt-4o");
-    assert!(body["messages"][1]["content"].is_string(), "no images: plain string content");
+    assert!(
+        body["messages"][1]["content"].is_string(),
+        "no images: plain string content"
+    );
 }
 
 #[tokio::test]
@@ -82,15 +123,37 @@ async fn finish_reason_length_is_truncation() {
     let full = common::drama_json(2).to_string();
     Mock::given(method("POST"))
         .and(path(PATH))
-        .respond_with(ResponseTemplate::new(200).set_body_json(common::openai_answer(Some(&full[..30]), None, "length")))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(common::openai_answer(
+                Some(&full[..30]),
+                None,
+                "length",
+            )),
+        )
         .mount(&server)
         .await;
     let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
-    let err = providers.script_model(Some("gpt-5.1")).unwrap().generate_drama(&request("x")).await.unwrap_err();
-    assert_eq!(err, AiError::Truncated { provider: Provider::OpenAi, reason: "length".into() });
+    let err = providers
+        .script_model(Some("gpt-5.1"))
+        .unwrap()
+        .generate_drama(&request("x"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        AiError::Truncated {
+            provider: Provider::OpenAi,
+            reason: "length".into()
+        }
+    );
     let bodies = bodies(&server).await;
     assert_eq!(bodies.len(), 2);
-    let last = bodies[1]["messages"].as_array().unwrap().last().unwrap().clone();
+    let last = bodies[1]["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
     assert_eq!(last["role"], "user");
     assert!(last["content"].as_str().unwrap().contains("cut off"));
 }
@@ -100,12 +163,29 @@ async fn a_refusal_is_permanent() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path(PATH))
-        .respond_with(ResponseTemplate::new(200).set_body_json(common::openai_answer(None, Some("I can't help with that request."), "stop")))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(common::openai_answer(
+                None,
+                Some("I can't help with that request."),
+                "stop",
+            )),
+        )
         .mount(&server)
         .await;
     let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
-    let err = providers.script_model(Some("gpt-5.1")).unwrap().generate_drama(&request("x")).await.unwrap_err();
-    assert_eq!(err, AiError::Refused { provider: Provider::OpenAi, reason: "I can't help with that request.".into() });
+    let err = providers
+        .script_model(Some("gpt-5.1"))
+        .unwrap()
+        .generate_drama(&request("x"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        AiError::Refused {
+            provider: Provider::OpenAi,
+            reason: "I can't help with that request.".into()
+        }
+    );
     assert!(!err.is_retryable());
     assert_eq!(server.received_requests().await.unwrap().len(), 1);
 }
@@ -119,8 +199,16 @@ async fn a_moderation_400_is_a_refusal() {
         .mount(&server)
         .await;
     let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
-    let err = providers.script_model(Some("gpt-5.1")).unwrap().generate_drama(&request("x")).await.unwrap_err();
-    assert!(matches!(&err, AiError::Refused { reason, .. } if reason.contains("content_policy_violation")), "{err:?}");
+    let err = providers
+        .script_model(Some("gpt-5.1"))
+        .unwrap()
+        .generate_drama(&request("x"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, AiError::Refused { reason, .. } if reason.contains("content_policy_violation")),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -132,8 +220,16 @@ async fn a_plain_400_is_a_bad_request() {
         .mount(&server)
         .await;
     let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
-    let err = providers.script_model(Some("gpt-5.1")).unwrap().generate_drama(&request("x")).await.unwrap_err();
-    assert!(matches!(&err, AiError::BadRequest { status: 400, message, .. } if message.contains("unsupported_parameter")), "{err:?}");
+    let err = providers
+        .script_model(Some("gpt-5.1"))
+        .unwrap()
+        .generate_drama(&request("x"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, AiError::BadRequest { status: 400, message, .. } if message.contains("unsupported_parameter")),
+        "{err:?}"
+    );
     assert!(!err.is_retryable());
     assert_eq!(server.received_requests().await.unwrap().len(), 1);
 }
@@ -153,9 +249,18 @@ async fn rate_limit_then_server_error_then_success() {
         .up_to_n_times(1)
         .mount(&server)
         .await;
-    Mock::given(method("POST")).and(path(PATH)).respond_with(ok(&common::drama_json(2).to_string())).mount(&server).await;
+    Mock::given(method("POST"))
+        .and(path(PATH))
+        .respond_with(ok(&common::drama_json(2).to_string()))
+        .mount(&server)
+        .await;
     let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
-    let drama = providers.script_model(Some("gpt-5.1")).unwrap().generate_drama(&request("x")).await.unwrap();
+    let drama = providers
+        .script_model(Some("gpt-5.1"))
+        .unwrap()
+        .generate_drama(&request("x"))
+        .await
+        .unwrap();
     assert_eq!(drama.usage.requests, 3);
     assert_eq!(server.received_requests().await.unwrap().len(), 3);
 }
@@ -169,9 +274,18 @@ async fn a_retry_after_longer_than_the_cap_is_returned_at_once() {
         .mount(&server)
         .await;
     let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
-    let err = providers.script_model(Some("gpt-5.1")).unwrap().generate_drama(&request("x")).await.unwrap_err();
+    let err = providers
+        .script_model(Some("gpt-5.1"))
+        .unwrap()
+        .generate_drama(&request("x"))
+        .await
+        .unwrap_err();
     assert_eq!(err.retry_after(), Some(Duration::from_secs(3600)));
-    assert_eq!(server.received_requests().await.unwrap().len(), 1, "the scheduler waits, not the worker");
+    assert_eq!(
+        server.received_requests().await.unwrap().len(),
+        1,
+        "the scheduler waits, not the worker"
+    );
 }
 
 #[tokio::test]
@@ -186,8 +300,19 @@ async fn a_slow_answer_times_out_after_each_retry() {
     settings.text_timeout_secs = 1;
     settings.max_retries = 1;
     let providers = AiProviders::from_settings(&settings).unwrap();
-    let err = providers.script_model(Some("gpt-5.1")).unwrap().generate_drama(&request("x")).await.unwrap_err();
-    assert_eq!(err, AiError::Timeout { provider: Provider::OpenAi, after: Duration::from_secs(1) });
+    let err = providers
+        .script_model(Some("gpt-5.1"))
+        .unwrap()
+        .generate_drama(&request("x"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        AiError::Timeout {
+            provider: Provider::OpenAi,
+            after: Duration::from_secs(1)
+        }
+    );
     assert_eq!(server.received_requests().await.unwrap().len(), 2);
 }
 
@@ -196,17 +321,38 @@ async fn duplicate_ids_after_the_repair_fail_with_the_problem() {
     let server = MockServer::start().await;
     let mut duplicates = common::drama_json(2);
     duplicates["episodes"] = json!([common::episode("ep1"), common::episode("ep1")]);
-    Mock::given(method("POST")).and(path(PATH)).respond_with(ok(&duplicates.to_string())).mount(&server).await;
+    Mock::given(method("POST"))
+        .and(path(PATH))
+        .respond_with(ok(&duplicates.to_string()))
+        .mount(&server)
+        .await;
     let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
-    let err = providers.script_model(Some("gpt-5.1")).unwrap().generate_drama(&request("x")).await.unwrap_err();
-    let AiError::SchemaViolation { problems, .. } = &err else { panic!("{err:?}") };
-    assert!(problems.iter().any(|p| p.contains("episodes[1].id: duplicate episode id \"ep1\"")), "{problems:?}");
+    let err = providers
+        .script_model(Some("gpt-5.1"))
+        .unwrap()
+        .generate_drama(&request("x"))
+        .await
+        .unwrap_err();
+    let AiError::SchemaViolation { problems, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("episodes[1].id: duplicate episode id \"ep1\"")),
+        "{problems:?}"
+    );
     let bodies = bodies(&server).await;
     assert_eq!(bodies.len(), 2);
     let messages = bodies[1]["messages"].as_array().unwrap();
     assert_eq!(messages[2]["role"], "assistant");
     assert_eq!(messages[2]["content"], duplicates.to_string());
-    assert!(messages[3]["content"].as_str().unwrap().contains("duplicate episode id"));
+    assert!(
+        messages[3]["content"]
+            .as_str()
+            .unwrap()
+            .contains("duplicate episode id")
+    );
 }
 
 #[tokio::test]
@@ -218,10 +364,31 @@ async fn three_main_characters_and_bad_ids_are_violations() {
         common::character("char-b", "B", true),
         common::character("char c", "C", true)
     ]);
-    Mock::given(method("POST")).and(path(PATH)).respond_with(ok(&bad.to_string())).mount(&server).await;
+    Mock::given(method("POST"))
+        .and(path(PATH))
+        .respond_with(ok(&bad.to_string()))
+        .mount(&server)
+        .await;
     let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
-    let err = providers.script_model(Some("gpt-5.1")).unwrap().generate_drama(&request("x")).await.unwrap_err();
-    let AiError::SchemaViolation { problems, .. } = &err else { panic!("{err:?}") };
-    assert!(problems.iter().any(|p| p.contains("3 characters have main=true")), "{problems:?}");
-    assert!(problems.iter().any(|p| p.contains("characters[2].id \"char c\" is not a valid id")), "{problems:?}");
+    let err = providers
+        .script_model(Some("gpt-5.1"))
+        .unwrap()
+        .generate_drama(&request("x"))
+        .await
+        .unwrap_err();
+    let AiError::SchemaViolation { problems, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("3 characters have main=true")),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("characters[2].id \"char c\" is not a valid id")),
+        "{problems:?}"
+    );
 }

@@ -8,42 +8,99 @@ use drama_ai::{
 };
 
 fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-    let map: HashMap<String, String> = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    let map: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
     move |name| map.get(name).cloned()
 }
 
 #[test]
 fn model_names_route_like_the_peer_and_unknown_names_fail() {
-    let s = AiSettings { gemini_drama_model: "gemini-3-pro-preview-11-2025".into(), gpt_model: "gpt-5".into(), ..AiSettings::default() };
-    assert_eq!(choose_script_model(None, &s).unwrap(), ScriptModelChoice::Gemini("gemini-3-pro-preview-11-2025".into()));
-    assert_eq!(choose_script_model(Some(" "), &s).unwrap(), ScriptModelChoice::Gemini("gemini-3-pro-preview-11-2025".into()));
-    assert_eq!(choose_script_model(Some("gemini-2.5-pro"), &s).unwrap(), ScriptModelChoice::Gemini("gemini-2.5-pro".into()));
-    assert_eq!(choose_script_model(Some("gpt-5.1"), &s).unwrap(), ScriptModelChoice::OpenAi("gpt-5".into()));
-    assert_eq!(choose_script_model(Some("gpt-4o-mini"), &s).unwrap(), ScriptModelChoice::OpenAi("gpt-4o-mini".into()));
-    assert_eq!(choose_script_model(Some("offline"), &s).unwrap(), ScriptModelChoice::Offline);
+    let s = AiSettings {
+        gemini_drama_model: "gemini-3-pro-preview-11-2025".into(),
+        gpt_model: "gpt-5".into(),
+        ..AiSettings::default()
+    };
+    assert_eq!(
+        choose_script_model(None, &s).unwrap(),
+        ScriptModelChoice::Gemini("gemini-3-pro-preview-11-2025".into())
+    );
+    assert_eq!(
+        choose_script_model(Some(" "), &s).unwrap(),
+        ScriptModelChoice::Gemini("gemini-3-pro-preview-11-2025".into())
+    );
+    assert_eq!(
+        choose_script_model(Some("gemini-2.5-pro"), &s).unwrap(),
+        ScriptModelChoice::Gemini("gemini-2.5-pro".into())
+    );
+    assert_eq!(
+        choose_script_model(Some("gpt-5.1"), &s).unwrap(),
+        ScriptModelChoice::OpenAi("gpt-5".into())
+    );
+    assert_eq!(
+        choose_script_model(Some("gpt-4o-mini"), &s).unwrap(),
+        ScriptModelChoice::OpenAi("gpt-4o-mini".into())
+    );
+    assert_eq!(
+        choose_script_model(Some("offline"), &s).unwrap(),
+        ScriptModelChoice::Offline
+    );
     for bad in ["claude-3", "gpt-", "GPT-5", "gemini-x/../y", "llama"] {
-        assert_eq!(choose_script_model(Some(bad), &s), Err(AiError::UnknownModel { name: bad.into() }), "{bad}");
+        assert_eq!(
+            choose_script_model(Some(bad), &s),
+            Err(AiError::UnknownModel { name: bad.into() }),
+            "{bad}"
+        );
     }
 }
 
 #[test]
 fn a_selected_provider_without_a_key_is_not_configured() {
-    let settings = AiSettings { gemini_api_key: Some(ApiKey::new("k")), ..AiSettings::default() };
+    let settings = AiSettings {
+        gemini_api_key: Some(ApiKey::new("k")),
+        ..AiSettings::default()
+    };
     let providers = AiProviders::from_settings(&settings).unwrap();
     assert!(!providers.offline_scripts());
-    assert_eq!(providers.script_model(None).unwrap().model().provider, Provider::Gemini);
+    assert_eq!(
+        providers.script_model(None).unwrap().model().provider,
+        Provider::Gemini
+    );
     let err = providers.script_model(Some("gpt-5.1")).err().unwrap();
-    assert_eq!(err, AiError::NotConfigured { provider: Provider::OpenAi, variable: "OPENAI_API_KEY" });
-    assert_eq!(err.to_string(), "openai is not configured: set OPENAI_API_KEY");
-    assert_eq!(providers.script_model(Some("offline")).unwrap().model().provider, Provider::Offline);
+    assert_eq!(
+        err,
+        AiError::NotConfigured {
+            provider: Provider::OpenAi,
+            variable: "OPENAI_API_KEY"
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "openai is not configured: set OPENAI_API_KEY"
+    );
+    assert_eq!(
+        providers
+            .script_model(Some("offline"))
+            .unwrap()
+            .model()
+            .provider,
+        Provider::Offline
+    );
     // Gemini key, no nano banana key: images from Gemini; no Sora key: offline clips.
     assert_eq!(providers.image_provider(), Provider::Gemini);
     assert_eq!(providers.video_model().model().provider, Provider::Offline);
 
-    let forced = AiSettings { image_provider: ImageProviderChoice::NanoBanana, ..AiSettings::default() };
+    let forced = AiSettings {
+        image_provider: ImageProviderChoice::NanoBanana,
+        ..AiSettings::default()
+    };
     assert_eq!(
         AiProviders::from_settings(&forced).err().unwrap(),
-        AiError::NotConfigured { provider: Provider::NanoBanana, variable: "NANO_BANANA_API_KEY" }
+        AiError::NotConfigured {
+            provider: Provider::NanoBanana,
+            variable: "NANO_BANANA_API_KEY"
+        }
     );
 }
 
@@ -101,7 +158,12 @@ fn bad_values_name_their_variable() {
 
 #[test]
 fn ai_offline_wins_over_keys() {
-    let s = AiSettings::from_lookup(lookup(&[("AI_OFFLINE", "1"), ("GEMINI_API_KEY", "k"), ("SORA_API_KEY", "k")])).unwrap();
+    let s = AiSettings::from_lookup(lookup(&[
+        ("AI_OFFLINE", "1"),
+        ("GEMINI_API_KEY", "k"),
+        ("SORA_API_KEY", "k"),
+    ]))
+    .unwrap();
     let providers = AiProviders::from_settings(&s).unwrap();
     assert!(providers.offline_scripts());
     assert_eq!(providers.image_provider(), Provider::Offline);
@@ -111,25 +173,104 @@ fn ai_offline_wins_over_keys() {
 #[test]
 fn the_cost_table_charges_successes_and_nothing_offline() {
     let table = CostTable::default();
-    let paid = |provider, usage| Generated { output: (), usage, model: ModelInfo::new(provider, "m"), prompt_version: "v" };
-    assert_eq!(table.charge(CallKind::GenerateDrama, &paid(Provider::Gemini, Usage::default())), 10);
-    assert_eq!(table.charge(CallKind::Image, &paid(Provider::NanoBanana, Usage { images: 1, ..Usage::default() })), 4);
-    assert_eq!(table.charge(CallKind::Video, &paid(Provider::Sora, Usage { video_seconds: 15, ..Usage::default() })), 150);
-    assert_eq!(table.charge(CallKind::Video, &paid(Provider::Offline, Usage { video_seconds: 15, ..Usage::default() })), 0);
+    let paid = |provider, usage| Generated {
+        output: (),
+        usage,
+        model: ModelInfo::new(provider, "m"),
+        prompt_version: "v",
+    };
+    assert_eq!(
+        table.charge(
+            CallKind::GenerateDrama,
+            &paid(Provider::Gemini, Usage::default())
+        ),
+        10
+    );
+    assert_eq!(
+        table.charge(
+            CallKind::Image,
+            &paid(
+                Provider::NanoBanana,
+                Usage {
+                    images: 1,
+                    ..Usage::default()
+                }
+            )
+        ),
+        4
+    );
+    assert_eq!(
+        table.charge(
+            CallKind::Video,
+            &paid(
+                Provider::Sora,
+                Usage {
+                    video_seconds: 15,
+                    ..Usage::default()
+                }
+            )
+        ),
+        150
+    );
+    assert_eq!(
+        table.charge(
+            CallKind::Video,
+            &paid(
+                Provider::Offline,
+                Usage {
+                    video_seconds: 15,
+                    ..Usage::default()
+                }
+            )
+        ),
+        0
+    );
     assert_eq!(table.estimate(CallKind::Video, Provider::Sora, 10), 100);
-    assert_eq!(table.estimate(CallKind::CritiqueDrama, Provider::Offline, 0), 0);
-    let sum = Usage { input_tokens: 1, requests: 1, ..Usage::default() } + Usage { input_tokens: 2, images: 1, ..Usage::default() };
-    assert_eq!(sum, Usage { input_tokens: 3, images: 1, requests: 1, ..Usage::default() });
+    assert_eq!(
+        table.estimate(CallKind::CritiqueDrama, Provider::Offline, 0),
+        0
+    );
+    let sum = Usage {
+        input_tokens: 1,
+        requests: 1,
+        ..Usage::default()
+    } + Usage {
+        input_tokens: 2,
+        images: 1,
+        ..Usage::default()
+    };
+    assert_eq!(
+        sum,
+        Usage {
+            input_tokens: 3,
+            images: 1,
+            requests: 1,
+            ..Usage::default()
+        }
+    );
 }
 
 #[test]
 fn errors_are_classified_for_the_scheduler() {
-    let refused = AiError::Refused { provider: Provider::Sora, reason: "policy".into() };
+    let refused = AiError::Refused {
+        provider: Provider::Sora,
+        reason: "policy".into(),
+    };
     assert!(!refused.is_retryable());
     assert_eq!(refused.code(), "moderation_refusal");
-    let schema = AiError::SchemaViolation { provider: Provider::Gemini, problems: vec!["characters is empty".into()] };
+    let schema = AiError::SchemaViolation {
+        provider: Provider::Gemini,
+        problems: vec!["characters is empty".into()],
+    };
     assert!(!schema.is_retryable());
     assert!(schema.to_string().contains("characters is empty"));
-    assert!(AiError::Server { provider: Provider::OpenAi, status: 502, message: String::new() }.is_retryable());
+    assert!(
+        AiError::Server {
+            provider: Provider::OpenAi,
+            status: 502,
+            message: String::new()
+        }
+        .is_retryable()
+    );
     assert!(!AiError::UnknownModel { name: "x".into() }.is_retryable());
 }

@@ -38,7 +38,10 @@ fn status(body: Value) -> ResponseTemplate {
 
 /// A real MP4 (offline clip) to download.
 fn mp4() -> Vec<u8> {
-    drama_ai::OfflineProvider::new(3).render_video(&clip(None, VideoDuration::Ten)).bytes.to_vec()
+    drama_ai::OfflineProvider::new(3)
+        .render_video(&clip(None, VideoDuration::Ten))
+        .bytes
+        .to_vec()
 }
 
 #[tokio::test]
@@ -46,21 +49,44 @@ async fn submits_polls_through_the_status_words_and_downloads() {
     let server = MockServer::start().await;
     submit_ok(&server, "task_abc").await;
     let poll = format!("{SUBMIT}/task_abc");
-    Mock::given(method("GET")).and(path(&poll)).respond_with(status(json!({"task_id": "task_abc", "status": "NOT_START", "progress": "0%"}))).up_to_n_times(1).mount(&server).await;
-    Mock::given(method("GET")).and(path(&poll)).respond_with(status(json!({"task_id": "task_abc", "status": "IN_PROGRESS", "progress": "40%"}))).up_to_n_times(1).mount(&server).await;
+    Mock::given(method("GET"))
+        .and(path(&poll))
+        .respond_with(status(
+            json!({"task_id": "task_abc", "status": "NOT_START", "progress": "0%"}),
+        ))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(&poll))
+        .respond_with(status(
+            json!({"task_id": "task_abc", "status": "IN_PROGRESS", "progress": "40%"}),
+        ))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
     Mock::given(method("GET"))
         .and(path(&poll))
         .respond_with(status(json!({"task_id": "task_abc", "status": "SUCCESS", "progress": "100%", "data": {"output": format!("{}/files/v.mp4", server.uri())}})))
         .mount(&server)
         .await;
     let video_bytes = mp4();
-    Mock::given(method("GET")).and(path("/files/v.mp4")).respond_with(ResponseTemplate::new(200).set_body_bytes(video_bytes.clone())).mount(&server).await;
+    Mock::given(method("GET"))
+        .and(path("/files/v.mp4"))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(video_bytes.clone()))
+        .mount(&server)
+        .await;
 
     let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
     let model = providers.video_model();
     assert_eq!(model.model().provider, Provider::Sora);
     let reference = ReferenceImage::new(common::png("board"), "image/png");
-    let video = generate_video(model.as_ref(), &clip(Some(reference.clone()), VideoDuration::Fifteen)).await.unwrap();
+    let video = generate_video(
+        model.as_ref(),
+        &clip(Some(reference.clone()), VideoDuration::Fifteen),
+    )
+    .await
+    .unwrap();
     assert_eq!(video.output.bytes.as_ref(), video_bytes.as_slice());
     assert_eq!(video.output.mime_type, "video/mp4");
     assert_eq!(video.usage.video_seconds, 15);
@@ -70,15 +96,28 @@ async fn submits_polls_through_the_status_words_and_downloads() {
     let body: Value = requests[0].body_json().unwrap();
     assert_eq!(body["model"], "sora-2");
     assert_eq!(body["aspect_ratio"], "9:16");
-    assert_eq!(body["duration"], "15", "the API takes the duration as a string");
+    assert_eq!(
+        body["duration"], "15",
+        "the API takes the duration as a string"
+    );
     assert_eq!(body["hd"], false);
     assert_eq!(body["images"], json!([reference.data_url()]));
     let prompt = body["prompt"].as_str().unwrap();
     assert_eq!(prompt.matches("9:16").count(), 1);
-    assert!(prompt.contains("Animate the attached frame") && prompt.contains("Slow push-in as Mara turns."));
-    let polls: Vec<_> = requests.iter().filter(|r| r.method == wiremock::http::Method::GET && r.url.path() == poll).collect();
+    assert!(
+        prompt.contains("Animate the attached frame")
+            && prompt.contains("Slow push-in as Mara turns.")
+    );
+    let polls: Vec<_> = requests
+        .iter()
+        .filter(|r| r.method == wiremock::http::Method::GET && r.url.path() == poll)
+        .collect();
     assert_eq!(polls.len(), 3);
-    assert!(polls.iter().all(|r| r.headers.get("authorization").unwrap() == "Bearer sora-key"));
+    assert!(
+        polls
+            .iter()
+            .all(|r| r.headers.get("authorization").unwrap() == "Bearer sora-key")
+    );
 }
 
 #[tokio::test]
@@ -86,11 +125,21 @@ async fn a_reference_url_is_preferred_to_inline_bytes() {
     let server = MockServer::start().await;
     submit_ok(&server, "t1").await;
     let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
-    let reference = ReferenceImage::new(common::png("board"), "image/png").with_url("https://bucket.example/board.png?sig=1");
-    let task = providers.video_model().submit(&clip(Some(reference), VideoDuration::Ten)).await.unwrap();
+    let reference = ReferenceImage::new(common::png("board"), "image/png")
+        .with_url("https://bucket.example/board.png?sig=1");
+    let task = providers
+        .video_model()
+        .submit(&clip(Some(reference), VideoDuration::Ten))
+        .await
+        .unwrap();
     assert_eq!(task.output.task_id, "t1");
-    let body: Value = server.received_requests().await.unwrap()[0].body_json().unwrap();
-    assert_eq!(body["images"], json!(["https://bucket.example/board.png?sig=1"]));
+    let body: Value = server.received_requests().await.unwrap()[0]
+        .body_json()
+        .unwrap();
+    assert_eq!(
+        body["images"],
+        json!(["https://bucket.example/board.png?sig=1"])
+    );
     assert_eq!(body["duration"], "10");
 }
 
@@ -99,8 +148,14 @@ async fn no_reference_sends_no_images_field() {
     let server = MockServer::start().await;
     submit_ok(&server, "t2").await;
     let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
-    providers.video_model().submit(&clip(None, VideoDuration::Ten)).await.unwrap();
-    let body: Value = server.received_requests().await.unwrap()[0].body_json().unwrap();
+    providers
+        .video_model()
+        .submit(&clip(None, VideoDuration::Ten))
+        .await
+        .unwrap();
+    let body: Value = server.received_requests().await.unwrap()[0]
+        .body_json()
+        .unwrap();
     assert!(body.get("images").is_none());
     assert!(!body["prompt"].as_str().unwrap().contains("attached"));
 }
@@ -115,10 +170,19 @@ async fn a_failed_task_reports_its_reason() {
         .mount(&server)
         .await;
     let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
-    let err = generate_video(providers.video_model().as_ref(), &clip(None, VideoDuration::Ten)).await.unwrap_err();
+    let err = generate_video(
+        providers.video_model().as_ref(),
+        &clip(None, VideoDuration::Ten),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(
         err,
-        AiError::VideoFailed { provider: Provider::Sora, task_id: "t3".into(), reason: "upstream render node crashed".into() }
+        AiError::VideoFailed {
+            provider: Provider::Sora,
+            task_id: "t3".into(),
+            reason: "upstream render node crashed".into()
+        }
     );
     assert!(err.is_retryable());
 }
@@ -133,8 +197,16 @@ async fn a_task_failed_by_moderation_is_a_refusal() {
         .mount(&server)
         .await;
     let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
-    let err = generate_video(providers.video_model().as_ref(), &clip(None, VideoDuration::Ten)).await.unwrap_err();
-    assert!(matches!(&err, AiError::Refused { provider: Provider::Sora, reason } if reason.contains("content policies")), "{err:?}");
+    let err = generate_video(
+        providers.video_model().as_ref(),
+        &clip(None, VideoDuration::Ten),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, AiError::Refused { provider: Provider::Sora, reason } if reason.contains("content policies")),
+        "{err:?}"
+    );
     assert!(!err.is_retryable());
 }
 
@@ -150,13 +222,31 @@ async fn a_task_pending_past_the_deadline_keeps_its_id() {
     let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
     let model = providers.video_model();
     let task = model.submit(&clip(None, VideoDuration::Ten)).await.unwrap();
-    let polling = drama_ai::VideoPolling { interval: Duration::from_millis(20), deadline: Duration::from_millis(150) };
-    let err = wait_for_video(model.as_ref(), &task.output, polling).await.unwrap_err();
-    let AiError::VideoDeadline { task_id, last_status, .. } = &err else { panic!("{err:?}") };
+    let polling = drama_ai::VideoPolling {
+        interval: Duration::from_millis(20),
+        deadline: Duration::from_millis(150),
+    };
+    let err = wait_for_video(model.as_ref(), &task.output, polling)
+        .await
+        .unwrap_err();
+    let AiError::VideoDeadline {
+        task_id,
+        last_status,
+        ..
+    } = &err
+    else {
+        panic!("{err:?}")
+    };
     assert_eq!(task_id, "t5");
     assert_eq!(last_status, "pending");
     assert!(err.is_retryable());
-    let polls = server.received_requests().await.unwrap().iter().filter(|r| r.method == wiremock::http::Method::GET).count();
+    let polls = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.method == wiremock::http::Method::GET)
+        .count();
     assert!(polls >= 2, "polled {polls} times");
 }
 
@@ -165,7 +255,11 @@ async fn submit_rate_limit_timeout_and_missing_task_id() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path(SUBMIT))
-        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "9").set_body_json(json!({"error": {"message": "too many tasks"}})))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("retry-after", "9")
+                .set_body_json(json!({"error": {"message": "too many tasks"}})),
+        )
         .up_to_n_times(1)
         .mount(&server)
         .await;
@@ -175,27 +269,62 @@ async fn submit_rate_limit_timeout_and_missing_task_id() {
         .up_to_n_times(1)
         .mount(&server)
         .await;
-    Mock::given(method("POST")).and(path(SUBMIT)).respond_with(status(json!({"status": "ok"}))).mount(&server).await;
+    Mock::given(method("POST"))
+        .and(path(SUBMIT))
+        .respond_with(status(json!({"status": "ok"})))
+        .mount(&server)
+        .await;
     let mut settings = common::settings(&server);
     settings.max_retries = 0;
     settings.video_request_timeout_secs = 1;
     let providers = AiProviders::from_settings(&settings).unwrap();
     let model = providers.video_model();
-    let err = model.submit(&clip(None, VideoDuration::Ten)).await.unwrap_err();
-    assert_eq!(err, AiError::RateLimited { provider: Provider::Sora, retry_after: Some(Duration::from_secs(9)) });
-    let err = model.submit(&clip(None, VideoDuration::Ten)).await.unwrap_err();
-    assert_eq!(err, AiError::Timeout { provider: Provider::Sora, after: Duration::from_secs(1) });
-    let err = model.submit(&clip(None, VideoDuration::Ten)).await.unwrap_err();
-    assert!(matches!(&err, AiError::InvalidResponse { message, .. } if message.contains("no task_id")), "{err:?}");
+    let err = model
+        .submit(&clip(None, VideoDuration::Ten))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        AiError::RateLimited {
+            provider: Provider::Sora,
+            retry_after: Some(Duration::from_secs(9))
+        }
+    );
+    let err = model
+        .submit(&clip(None, VideoDuration::Ten))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        AiError::Timeout {
+            provider: Provider::Sora,
+            after: Duration::from_secs(1)
+        }
+    );
+    let err = model
+        .submit(&clip(None, VideoDuration::Ten))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, AiError::InvalidResponse { message, .. } if message.contains("no task_id")),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
 async fn poll_retries_a_server_error_then_reads_running_progress() {
     let server = MockServer::start().await;
-    Mock::given(method("GET")).and(path(format!("{SUBMIT}/t6"))).respond_with(ResponseTemplate::new(500)).up_to_n_times(1).mount(&server).await;
     Mock::given(method("GET"))
         .and(path(format!("{SUBMIT}/t6")))
-        .respond_with(status(json!({"task_id": "t6", "status": "RUNNING", "progress": 55})))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("{SUBMIT}/t6")))
+        .respond_with(status(
+            json!({"task_id": "t6", "status": "RUNNING", "progress": 55}),
+        ))
         .mount(&server)
         .await;
     let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
@@ -209,14 +338,40 @@ async fn poll_retries_a_server_error_then_reads_running_progress() {
 #[tokio::test]
 async fn a_download_that_is_not_a_video_is_rejected() {
     let server = MockServer::start().await;
-    Mock::given(method("GET")).and(path("/files/empty.mp4")).respond_with(ResponseTemplate::new(200)).mount(&server).await;
-    Mock::given(method("GET")).and(path("/files/page.mp4")).respond_with(ResponseTemplate::new(200).set_body_string("<html>expired link</html>")).mount(&server).await;
+    Mock::given(method("GET"))
+        .and(path("/files/empty.mp4"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/files/page.mp4"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("<html>expired link</html>"))
+        .mount(&server)
+        .await;
     let mut settings = common::settings(&server);
     settings.max_retries = 0;
     let providers = AiProviders::from_settings(&settings).unwrap();
     let model = providers.video_model();
-    let err = model.download(&drama_ai::VideoOutput::Url(format!("{}/files/empty.mp4", server.uri()))).await.unwrap_err();
-    assert!(matches!(&err, AiError::InvalidResponse { message, .. } if message.contains("empty")), "{err:?}");
-    let err = model.download(&drama_ai::VideoOutput::Url(format!("{}/files/page.mp4", server.uri()))).await.unwrap_err();
-    assert!(matches!(&err, AiError::InvalidResponse { message, .. } if message.contains("not a video")), "{err:?}");
+    let err = model
+        .download(&drama_ai::VideoOutput::Url(format!(
+            "{}/files/empty.mp4",
+            server.uri()
+        )))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, AiError::InvalidResponse { message, .. } if message.contains("empty")),
+        "{err:?}"
+    );
+    let err = model
+        .download(&drama_ai::VideoOutput::Url(format!(
+            "{}/files/page.mp4",
+            server.uri()
+        )))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, AiError::InvalidResponse { message, .. } if message.contains("not a video")),
+        "{err:?}"
+    );
 }

@@ -99,14 +99,23 @@ fn usage_of(body: &Value) -> Usage {
 
 /// Refusals Gemini reports in a 200 answer.
 fn refusal(body: &Value) -> Option<String> {
-    if let Some(reason) = body.pointer("/promptFeedback/blockReason").and_then(Value::as_str) {
+    if let Some(reason) = body
+        .pointer("/promptFeedback/blockReason")
+        .and_then(Value::as_str)
+    {
         let message = body
             .pointer("/promptFeedback/blockReasonMessage")
             .and_then(Value::as_str)
             .unwrap_or("");
-        return Some(format!("prompt blocked: {reason} {message}").trim().to_owned());
+        return Some(
+            format!("prompt blocked: {reason} {message}")
+                .trim()
+                .to_owned(),
+        );
     }
-    let finish = body.pointer("/candidates/0/finishReason").and_then(Value::as_str)?;
+    let finish = body
+        .pointer("/candidates/0/finishReason")
+        .and_then(Value::as_str)?;
     matches!(
         finish,
         "SAFETY"
@@ -122,7 +131,9 @@ fn refusal(body: &Value) -> Option<String> {
             .pointer("/candidates/0/finishMessage")
             .and_then(Value::as_str)
             .unwrap_or("");
-        format!("answer blocked: {finish} {message}").trim().to_owned()
+        format!("answer blocked: {finish} {message}")
+            .trim()
+            .to_owned()
     })
 }
 
@@ -197,12 +208,13 @@ impl TextBackend for GeminiText {
                 reason,
             });
         }
-        let candidate = answer
-            .pointer("/candidates/0")
-            .ok_or_else(|| AiError::InvalidResponse {
-                provider: PROVIDER,
-                message: format!("no candidates in {}", shorten(&answer.to_string(), 200)),
-            })?;
+        let candidate =
+            answer
+                .pointer("/candidates/0")
+                .ok_or_else(|| AiError::InvalidResponse {
+                    provider: PROVIDER,
+                    message: format!("no candidates in {}", shorten(&answer.to_string(), 200)),
+                })?;
         // Thinking models add thought parts; only the visible text is the answer.
         let text: String = candidate
             .pointer("/content/parts")

@@ -41,7 +41,9 @@ impl HttpCore {
             .connect_timeout(connect_timeout)
             .user_agent(concat!("drama-server/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| AiError::Config(format!("cannot build the {provider} HTTP client: {e}")))?;
+            .map_err(|e| {
+                AiError::Config(format!("cannot build the {provider} HTTP client: {e}"))
+            })?;
         Ok(Self {
             provider,
             client,
@@ -131,7 +133,12 @@ impl HttpCore {
     }
 
     /// Classifies a non-success status.
-    pub(crate) fn status_error(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> AiError {
+    pub(crate) fn status_error(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> AiError {
         let provider = self.provider;
         let text = String::from_utf8_lossy(body);
         let message = provider_message(&text);
@@ -150,13 +157,10 @@ impl HttpCore {
                 status: status.as_u16(),
                 message,
             },
-            code if looks_like_moderation(&message) => {
-                let _ = code;
-                AiError::Refused {
-                    provider,
-                    reason: message,
-                }
-            }
+            _ if looks_like_moderation(&message) => AiError::Refused {
+                provider,
+                reason: message,
+            },
             408 => AiError::Timeout {
                 provider,
                 after: self.timeout,
@@ -192,7 +196,11 @@ fn provider_message(body: &str) -> String {
             .or_else(|| error.as_str())?;
         let code = error
             .get("code")
-            .and_then(|c| c.as_str().map(str::to_owned).or_else(|| Some(c.to_string())))
+            .and_then(|c| {
+                c.as_str()
+                    .map(str::to_owned)
+                    .or_else(|| Some(c.to_string()))
+            })
             .filter(|c| c != "null");
         Some(match code {
             Some(code) => format!("{message} ({code})"),
@@ -204,7 +212,11 @@ fn provider_message(body: &str) -> String {
 
 /// `Retry-After` as seconds or an HTTP date.
 pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let value = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
     if let Ok(seconds) = value.parse::<f64>() {
         return (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds));
     }

@@ -53,7 +53,9 @@ pub fn image_model(settings: &AiSettings) -> Result<Arc<dyn ImageModel>, AiError
 /// Rejects requests no image model should receive.
 pub(crate) fn check_image_request(request: &ImageRequest, max: usize) -> Result<(), AiError> {
     if request.prompt.trim().is_empty() {
-        return Err(AiError::InvalidRequest("the image prompt is empty".to_owned()));
+        return Err(AiError::InvalidRequest(
+            "the image prompt is empty".to_owned(),
+        ));
     }
     if request.references.len() > max {
         return Err(AiError::InvalidRequest(format!(
@@ -219,7 +221,9 @@ impl NanoBanana {
                 reason: refusal.to_owned(),
             });
         }
-        if choice.and_then(|c| c.get("finish_reason")).and_then(Value::as_str)
+        if choice
+            .and_then(|c| c.get("finish_reason"))
+            .and_then(Value::as_str)
             == Some("content_filter")
         {
             return Err(AiError::Refused {

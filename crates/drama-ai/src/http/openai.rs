@@ -59,12 +59,16 @@ impl OpenAiText {
     fn body(&self, call: &TextCall) -> Value {
         let mut messages = vec![json!({"role": "system", "content": call.system})];
         for (i, turn) in call.turns.iter().enumerate() {
-            let role = if turn.role == Role::User { "user" } else { "assistant" };
+            let role = if turn.role == Role::User {
+                "user"
+            } else {
+                "assistant"
+            };
             let content = if i == 0 && !call.images.is_empty() {
                 let mut parts = vec![json!({"type": "text", "text": turn.text})];
-                parts.extend(call.images.iter().map(|image| {
-                    json!({"type": "image_url", "image_url": {"url": image.data_url()}})
-                }));
+                parts.extend(call.images.iter().map(
+                    |image| json!({"type": "image_url", "image_url": {"url": image.data_url()}}),
+                ));
                 Value::Array(parts)
             } else {
                 Value::String(turn.text.clone())

@@ -17,9 +17,7 @@ use crate::http::{HttpCore, join};
 use crate::prompts::{self, PROMPT_VERSION};
 use crate::settings::{AiSettings, ApiKey};
 use crate::traits::{VideoModel, VideoPolling};
-use crate::types::{
-    GeneratedVideo, VideoOutput, VideoRequest, VideoStatus, VideoTask, sniff_mime,
-};
+use crate::types::{GeneratedVideo, VideoOutput, VideoRequest, VideoStatus, VideoTask, sniff_mime};
 use crate::usage::{Generated, ModelInfo, Usage};
 
 const PROVIDER: Provider = Provider::Sora;
@@ -107,10 +105,9 @@ fn status_of(answer: &Value) -> Result<VideoStatus, AiError> {
                 .iter()
                 .find_map(|k| match task.get(*k) {
                     Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
-                    Some(Value::Object(o)) => o
-                        .get("message")
-                        .and_then(Value::as_str)
-                        .map(str::to_owned),
+                    Some(Value::Object(o)) => {
+                        o.get("message").and_then(Value::as_str).map(str::to_owned)
+                    }
                     _ => None,
                 })
                 .unwrap_or_else(|| "no reason given".to_owned()),
@@ -153,7 +150,9 @@ impl VideoModel for Sora {
     #[tracing::instrument(skip_all, fields(provider = "sora", duration = request.duration.seconds()))]
     async fn submit(&self, request: &VideoRequest) -> Result<Generated<VideoTask>, AiError> {
         if request.prompt.trim().is_empty() {
-            return Err(AiError::InvalidRequest("the video prompt is empty".to_owned()));
+            return Err(AiError::InvalidRequest(
+                "the video prompt is empty".to_owned(),
+            ));
         }
         let mut body = json!({
             "prompt": prompts::video_prompt(&request.prompt, request.reference.is_some()),
@@ -163,7 +162,10 @@ impl VideoModel for Sora {
             "hd": self.hd
         });
         if let Some(reference) = &request.reference {
-            let image = reference.url.clone().unwrap_or_else(|| reference.data_url());
+            let image = reference
+                .url
+                .clone()
+                .unwrap_or_else(|| reference.data_url());
             body["images"] = json!([image]);
         }
         let url = join(&self.base, "/v2/videos/generations");
@@ -263,7 +265,7 @@ mod tests {
     #[test]
     fn progress_reads_every_spelling() {
         assert_eq!(progress_of(Some(&json!("45%"))), Some(45));
-        assert_eq!(progress_of(Some(&json!(45)))    , Some(45));
+        assert_eq!(progress_of(Some(&json!(45))), Some(45));
         assert_eq!(progress_of(Some(&json!(0.5))), Some(50));
         assert_eq!(progress_of(Some(&json!("soon"))), None);
     }
@@ -273,17 +275,24 @@ mod tests {
         let done = status_of(&json!({"status": "success", "data": {"output": "https://x/v.mp4"}}));
         assert_eq!(
             done,
-            Ok(VideoStatus::Done { output: VideoOutput::Url("https://x/v.mp4".into()) })
+            Ok(VideoStatus::Done {
+                output: VideoOutput::Url("https://x/v.mp4".into())
+            })
         );
         assert_eq!(
             status_of(&json!({"status": "FAILURE", "fail_reason": "boom"})),
-            Ok(VideoStatus::Failed { reason: "boom".into() })
+            Ok(VideoStatus::Failed {
+                reason: "boom".into()
+            })
         );
         assert_eq!(
             status_of(&json!({"status": "IN_PROGRESS", "progress": "10%"})),
             Ok(VideoStatus::Running { progress: Some(10) })
         );
-        assert_eq!(status_of(&json!({"status": "NOT_START"})), Ok(VideoStatus::Pending));
+        assert_eq!(
+            status_of(&json!({"status": "NOT_START"})),
+            Ok(VideoStatus::Pending)
+        );
         assert!(status_of(&json!({"status": "DONE"})).is_err());
     }
 }

@@ -54,7 +54,9 @@ struct TaskStore {
 
 impl std::fmt::Debug for OfflineProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OfflineProvider").field("seed", &self.seed).finish()
+        f.debug_struct("OfflineProvider")
+            .field("seed", &self.seed)
+            .finish()
     }
 }
 
@@ -92,7 +94,9 @@ impl OfflineProvider {
     /// encoding fails.
     pub fn draw_image(&self, request: &ImageRequest) -> Result<GeneratedImage, AiError> {
         if request.prompt.trim().is_empty() {
-            return Err(AiError::InvalidRequest("the image prompt is empty".to_owned()));
+            return Err(AiError::InvalidRequest(
+                "the image prompt is empty".to_owned(),
+            ));
         }
         let (canvas, colour) = draw(self.seed, request);
         let png = canvas
@@ -128,13 +132,16 @@ impl OfflineProvider {
                 &request.prompt,
                 &request.label,
                 &request.duration.seconds().to_string(),
-                &reference.map_or(String::new(), |r| format!("{}:{}", r.mime_type, r.bytes.len())),
+                &reference.map_or(String::new(), |r| {
+                    format!("{}:{}", r.mime_type, r.bytes.len())
+                }),
             ],
         );
         let mut h = rng.next();
         if let Some(r) = reference {
             for chunk in r.bytes.chunks(4096) {
-                h = h.rotate_left(5) ^ Rng::from_parts(h, &[&String::from_utf8_lossy(chunk)]).next();
+                h = h.rotate_left(5)
+                    ^ Rng::from_parts(h, &[&String::from_utf8_lossy(chunk)]).next();
             }
         }
         format!("offline-{h:016x}")
@@ -157,13 +164,31 @@ fn reference_colour(seed: u64, reference: &ReferenceImage) -> Rgb {
 
 fn draw(seed: u64, request: &ImageRequest) -> (Canvas, Rgb) {
     let (w, h) = (OFFLINE_IMAGE_SIZE.0 as usize, OFFLINE_IMAGE_SIZE.1 as usize);
-    let mut rng = Rng::from_parts(seed, &["image", request.kind.as_str(), &request.label, &request.prompt]);
+    let mut rng = Rng::from_parts(
+        seed,
+        &[
+            "image",
+            request.kind.as_str(),
+            &request.label,
+            &request.prompt,
+        ],
+    );
     let hue = hue_of(seed, &request.label);
     let top = Rgb::hsv(hue + 180.0, 0.35, 0.95);
     let bottom = Rgb::hsv(hue + 210.0, 0.55, 0.45);
     let mut canvas = Canvas::new(w, h, top);
-    let skin_tones = [Rgb(241, 204, 170), Rgb(224, 172, 130), Rgb(176, 122, 86), Rgb(120, 80, 56)];
-    let hair_tones = [Rgb(30, 26, 24), Rgb(110, 60, 30), Rgb(200, 160, 90), Rgb(150, 150, 160)];
+    let skin_tones = [
+        Rgb(241, 204, 170),
+        Rgb(224, 172, 130),
+        Rgb(176, 122, 86),
+        Rgb(120, 80, 56),
+    ];
+    let hair_tones = [
+        Rgb(30, 26, 24),
+        Rgb(110, 60, 30),
+        Rgb(200, 160, 90),
+        Rgb(150, 150, 160),
+    ];
     match request.kind {
         ImageKind::Portrait => {
             let body = Rgb::hsv(hue, 0.65, 0.85);
@@ -171,51 +196,158 @@ fn draw(seed: u64, request: &ImageRequest) -> (Canvas, Rgb) {
             let band = Rgb(25, 25, 35);
             canvas.rect(0, 0, 720, 110, band);
             canvas.paragraph(20, 35, 680, 5, 1, "PORTRAIT", band.ink(), true);
-            canvas.figure(360, 1010, 800, body, skin_tones[rng.below(4)], hair_tones[rng.below(4)]);
+            canvas.figure(
+                360,
+                1010,
+                800,
+                body,
+                skin_tones[rng.below(4)],
+                hair_tones[rng.below(4)],
+            );
             canvas.rect(0, 1010, 720, 270, band);
-            let y = canvas.paragraph(20, 1030, 680, 5, 2, &request.label, Rgb(255, 255, 255), true);
-            canvas.paragraph(24, y + 10, 672, 2, 6, &request.prompt, Rgb(220, 220, 230), false);
+            let y = canvas.paragraph(
+                20,
+                1030,
+                680,
+                5,
+                2,
+                &request.label,
+                Rgb(255, 255, 255),
+                true,
+            );
+            canvas.paragraph(
+                24,
+                y + 10,
+                672,
+                2,
+                6,
+                &request.prompt,
+                Rgb(220, 220, 230),
+                false,
+            );
             (canvas, body)
         }
         ImageKind::Storyboard => {
             canvas.vertical_gradient(0, 780, top, top.mix(bottom, 0.5));
-            canvas.vertical_gradient(780, h, bottom.mix(Rgb(0, 0, 0), 0.2), bottom.mix(Rgb(0, 0, 0), 0.6));
+            canvas.vertical_gradient(
+                780,
+                h,
+                bottom.mix(Rgb(0, 0, 0), 0.2),
+                bottom.mix(Rgb(0, 0, 0), 0.6),
+            );
             let sun = Rgb::hsv(hue + 40.0, 0.6, 1.0);
-            canvas.ellipse(560 - i64::try_from(rng.below(400)).unwrap_or(0), 180, 70, 70, sun);
+            canvas.ellipse(
+                560 - i64::try_from(rng.below(400)).unwrap_or(0),
+                180,
+                70,
+                70,
+                sun,
+            );
             let colours: Vec<Rgb> = if request.references.is_empty() {
                 vec![Rgb::hsv(hue + 90.0, 0.6, 0.8)]
             } else {
-                request.references.iter().map(|r| reference_colour(seed, r)).collect()
+                request
+                    .references
+                    .iter()
+                    .map(|r| reference_colour(seed, r))
+                    .collect()
             };
             let n = i64::try_from(colours.len()).unwrap_or(1);
             for (i, colour) in colours.iter().enumerate() {
                 let i = i64::try_from(i).unwrap_or(0);
                 let cx = 720 * (2 * i + 1) / (2 * n);
                 let height = if n > 2 { 480 } else { 580 };
-                canvas.figure(cx, 930, height, *colour, skin_tones[rng.below(4)], hair_tones[rng.below(4)]);
+                canvas.figure(
+                    cx,
+                    930,
+                    height,
+                    *colour,
+                    skin_tones[rng.below(4)],
+                    hair_tones[rng.below(4)],
+                );
             }
             let band = Rgb(20, 20, 28);
             canvas.rect(0, 0, 720, 100, band);
-            canvas.paragraph(20, 30, 680, 4, 1, &format!("SCENE {}", request.label), band.ink(), true);
+            canvas.paragraph(
+                20,
+                30,
+                680,
+                4,
+                1,
+                &format!("SCENE {}", request.label),
+                band.ink(),
+                true,
+            );
             canvas.rect(0, 950, 720, 330, band);
-            canvas.paragraph(24, 975, 672, 3, 9, &request.prompt, Rgb(240, 240, 240), false);
+            canvas.paragraph(
+                24,
+                975,
+                672,
+                3,
+                9,
+                &request.prompt,
+                Rgb(240, 240, 240),
+                false,
+            );
             (canvas, Rgb::hsv(hue, 0.65, 0.85))
         }
         ImageKind::Cover => {
             let rich_top = Rgb::hsv(hue, 0.75, 0.55);
             let rich_bottom = Rgb::hsv(hue + 40.0, 0.85, 0.2);
             canvas.vertical_gradient(0, h, rich_top, rich_bottom);
-            let y = canvas.paragraph(20, 80, 680, 7, 4, &request.label.to_uppercase(), Rgb(255, 244, 214), true);
+            let y = canvas.paragraph(
+                20,
+                80,
+                680,
+                7,
+                4,
+                &request.label.to_uppercase(),
+                Rgb(255, 244, 214),
+                true,
+            );
             canvas.rect(160, y + 10, 400, 6, Rgb::hsv(hue + 40.0, 0.7, 1.0));
-            canvas.paragraph(40, y + 40, 640, 2, 6, &request.prompt, Rgb(235, 235, 240), true);
-            let colours: Vec<Rgb> = request.references.iter().map(|r| reference_colour(seed, r)).collect();
-            let colours = if colours.is_empty() { vec![Rgb::hsv(hue + 180.0, 0.6, 0.9)] } else { colours };
+            canvas.paragraph(
+                40,
+                y + 40,
+                640,
+                2,
+                6,
+                &request.prompt,
+                Rgb(235, 235, 240),
+                true,
+            );
+            let colours: Vec<Rgb> = request
+                .references
+                .iter()
+                .map(|r| reference_colour(seed, r))
+                .collect();
+            let colours = if colours.is_empty() {
+                vec![Rgb::hsv(hue + 180.0, 0.6, 0.9)]
+            } else {
+                colours
+            };
             let n = i64::try_from(colours.len()).unwrap_or(1);
             for (i, colour) in colours.iter().enumerate() {
                 let i = i64::try_from(i).unwrap_or(0);
-                canvas.figure(720 * (2 * i + 1) / (2 * n), 1240, 620, *colour, skin_tones[rng.below(4)], hair_tones[rng.below(4)]);
+                canvas.figure(
+                    720 * (2 * i + 1) / (2 * n),
+                    1240,
+                    620,
+                    *colour,
+                    skin_tones[rng.below(4)],
+                    hair_tones[rng.below(4)],
+                );
             }
-            canvas.paragraph(20, 1250, 680, 2, 1, "A DRAMA-SERVER ORIGINAL", Rgb(255, 255, 255), true);
+            canvas.paragraph(
+                20,
+                1250,
+                680,
+                2,
+                1,
+                "A DRAMA-SERVER ORIGINAL",
+                Rgb(255, 255, 255),
+                true,
+            );
             (canvas, rich_top)
         }
     }
@@ -252,11 +384,32 @@ fn render_clip(seed: u64, request: &VideoRequest) -> Vec<u8> {
     let mut frame = h264::Yuv::from_rgb(w, h, &canvas.pixels);
     for f in 0..frames {
         // Only the bottom strip changes: a clock and a progress bar.
-        canvas.rect(0, i64::try_from(strip_top).unwrap_or(0), 288, 32, Rgb(15, 15, 20));
+        canvas.rect(
+            0,
+            i64::try_from(strip_top).unwrap_or(0),
+            288,
+            32,
+            Rgb(15, 15, 20),
+        );
         let elapsed = f / OFFLINE_VIDEO_FPS;
-        canvas.text(8, i64::try_from(strip_top).unwrap_or(0) + 4, 1, &format!("{elapsed:02}s / {seconds:02}s  {}", crate::error::shorten(&request.label, 16)), Rgb(230, 230, 230));
+        canvas.text(
+            8,
+            i64::try_from(strip_top).unwrap_or(0) + 4,
+            1,
+            &format!(
+                "{elapsed:02}s / {seconds:02}s  {}",
+                crate::error::shorten(&request.label, 16)
+            ),
+            Rgb(230, 230, 230),
+        );
         let filled = i64::from(272 * f / (frames - 1).max(1));
-        canvas.rect(8, i64::try_from(strip_top).unwrap_or(0) + 20, filled, 6, accent);
+        canvas.rect(
+            8,
+            i64::try_from(strip_top).unwrap_or(0) + 20,
+            filled,
+            6,
+            accent,
+        );
         frame.update_rows(&canvas.pixels, strip_top, h);
         let (nal, sync) = encoder.encode(&frame);
         let mut data = Vec::with_capacity(nal.len() + 4);
@@ -337,7 +490,8 @@ impl ScriptModel for OfflineProvider {
         if request.premise.trim().is_empty() {
             return Err(AiError::InvalidRequest("the premise is empty".to_owned()));
         }
-        let episodes = EpisodeCount::from_texts(&[&request.premise]).map_err(AiError::InvalidRequest)?;
+        let episodes =
+            EpisodeCount::from_texts(&[&request.premise]).map_err(AiError::InvalidRequest)?;
         let drama = script::drama(self.seed, &request.drama_id, &request.premise, episodes)
             .map_err(AiError::InvalidRequest)?;
         Ok(Self::generated(drama, Usage::default()))
@@ -353,8 +507,8 @@ impl ScriptModel for OfflineProvider {
         if feedback.trim().is_empty() {
             return Err(AiError::InvalidRequest("the feedback is empty".to_owned()));
         }
-        let episodes =
-            EpisodeCount::from_texts(&[&drama.premise, feedback]).map_err(AiError::InvalidRequest)?;
+        let episodes = EpisodeCount::from_texts(&[&drama.premise, feedback])
+            .map_err(AiError::InvalidRequest)?;
         let improved = script::improve(self.seed, drama, feedback, new_id, episodes)
             .map_err(AiError::InvalidRequest)?;
         Ok(Self::generated(improved, Usage::default()))
@@ -427,7 +581,9 @@ impl VideoModel for OfflineProvider {
     #[tracing::instrument(skip_all, fields(provider = "offline", duration = request.duration.seconds()))]
     async fn submit(&self, request: &VideoRequest) -> Result<Generated<VideoTask>, AiError> {
         if request.prompt.trim().is_empty() {
-            return Err(AiError::InvalidRequest("the video prompt is empty".to_owned()));
+            return Err(AiError::InvalidRequest(
+                "the video prompt is empty".to_owned(),
+            ));
         }
         let task_id = self.task_id(request);
         let seed = self.seed;
@@ -439,8 +595,15 @@ impl VideoModel for OfflineProvider {
                 message: format!("rendering stopped: {e}"),
             })?;
         {
-            let mut tasks = self.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if tasks.videos.insert(task_id.clone(), Bytes::from(video)).is_none() {
+            let mut tasks = self
+                .tasks
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if tasks
+                .videos
+                .insert(task_id.clone(), Bytes::from(video))
+                .is_none()
+            {
                 tasks.order.push_back(task_id.clone());
             }
             while tasks.order.len() > MAX_TASKS {
@@ -462,7 +625,10 @@ impl VideoModel for OfflineProvider {
     }
 
     async fn poll(&self, task_id: &str) -> Result<VideoStatus, AiError> {
-        let tasks = self.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let tasks = self
+            .tasks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         Ok(match tasks.videos.get(task_id) {
             Some(bytes) => VideoStatus::Done {
                 output: VideoOutput::Bytes {
@@ -499,7 +665,9 @@ impl VoiceModel for OfflineProvider {
 
     async fn speak(&self, request: &VoiceRequest) -> Result<Generated<GeneratedAudio>, AiError> {
         if request.text.trim().is_empty() {
-            return Err(AiError::InvalidRequest("the line to speak is empty".to_owned()));
+            return Err(AiError::InvalidRequest(
+                "the line to speak is empty".to_owned(),
+            ));
         }
         let (wav, duration_ms) = speak(&request.text, &request.voice_description);
         Ok(Self::generated(

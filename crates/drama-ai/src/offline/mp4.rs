@@ -242,7 +242,12 @@ fn moov(track: &Track<'_>, samples: &[Sample], chunk_offset: u32) -> Vec<u8> {
         stss_body.u32(*n);
     }
     let stss = full_box(b"stss", 0, 0, &stss_body.0);
-    let stsc = full_box(b"stsc", 0, 0, &Bytes::new().u32(1).u32(1).u32(count).u32(1).0);
+    let stsc = full_box(
+        b"stsc",
+        0,
+        0,
+        &Bytes::new().u32(1).u32(1).u32(count).u32(1).0,
+    );
     let mut stsz_body = Bytes::new();
     stsz_body.u32(0).u32(count);
     for s in samples {

@@ -130,8 +130,20 @@ impl Canvas {
         let head_r = height / 7;
         let body_w = height * 2 / 5;
         let body_top = base_y - height + 2 * head_r + head_r / 3;
-        self.ellipse(cx, base_y - height / 12, body_w / 2, height / 12, body.mix(Rgb(0, 0, 0), 0.3));
-        self.rect(cx - body_w / 2, body_top, body_w, base_y - body_top - height / 12, body);
+        self.ellipse(
+            cx,
+            base_y - height / 12,
+            body_w / 2,
+            height / 12,
+            body.mix(Rgb(0, 0, 0), 0.3),
+        );
+        self.rect(
+            cx - body_w / 2,
+            body_top,
+            body_w,
+            base_y - body_top - height / 12,
+            body,
+        );
         self.ellipse(cx, body_top, body_w / 2, head_r / 2, body);
         let head_y = base_y - height + head_r;
         self.ellipse(cx, head_y, head_r, head_r, skin);
@@ -146,7 +158,11 @@ impl Canvas {
     pub fn text(&mut self, x: i64, y: i64, scale: i64, text: &str, c: Rgb) -> i64 {
         let mut cx = x;
         for ch in ascii(text).chars() {
-            let code = if ch.is_ascii() && !ch.is_ascii_control() { ch as usize } else { '?' as usize };
+            let code = if ch.is_ascii() && !ch.is_ascii_control() {
+                ch as usize
+            } else {
+                '?' as usize
+            };
             let glyph = BASIC_LEGACY.get(code).copied().unwrap_or([0; 8]);
             for (row, bits) in glyph.iter().enumerate() {
                 for col in 0..8 {
@@ -280,7 +296,11 @@ pub(crate) fn wrap(text: &str, per_line: usize, max_lines: usize) -> Vec<String>
     let mut words = text.split_whitespace().peekable();
     while let Some(word) = words.next() {
         let word: String = word.chars().take(per_line).collect();
-        let needed = if current.is_empty() { word.len() } else { current.len() + 1 + word.len() };
+        let needed = if current.is_empty() {
+            word.len()
+        } else {
+            current.len() + 1 + word.len()
+        };
         if needed > per_line && !current.is_empty() {
             lines.push(std::mem::take(&mut current));
             if lines.len() == max_lines {

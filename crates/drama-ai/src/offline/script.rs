@@ -51,14 +51,86 @@ impl Rng {
 }
 
 const STOPWORDS: &[&str] = &[
-    "about", "after", "again", "against", "along", "also", "among", "and", "around", "because",
-    "been", "before", "being", "between", "both", "but", "called", "can", "could", "does",
-    "down", "during", "each", "episode", "episodes", "every", "from", "have", "having", "here",
-    "into", "just", "like", "more", "most", "must", "only", "other", "over", "same", "should",
-    "some", "such", "than", "that", "their", "them", "then", "there", "these", "they", "this",
-    "those", "through", "under", "until", "very", "what", "when", "where", "which", "while",
-    "whose", "with", "within", "without", "would", "your", "story", "drama", "character",
-    "characters", "short", "series", "make", "write", "please", "want", "where", "will",
+    "about",
+    "after",
+    "again",
+    "against",
+    "along",
+    "also",
+    "among",
+    "and",
+    "around",
+    "because",
+    "been",
+    "before",
+    "being",
+    "between",
+    "both",
+    "but",
+    "called",
+    "can",
+    "could",
+    "does",
+    "down",
+    "during",
+    "each",
+    "episode",
+    "episodes",
+    "every",
+    "from",
+    "have",
+    "having",
+    "here",
+    "into",
+    "just",
+    "like",
+    "more",
+    "most",
+    "must",
+    "only",
+    "other",
+    "over",
+    "same",
+    "should",
+    "some",
+    "such",
+    "than",
+    "that",
+    "their",
+    "them",
+    "then",
+    "there",
+    "these",
+    "they",
+    "this",
+    "those",
+    "through",
+    "under",
+    "until",
+    "very",
+    "what",
+    "when",
+    "where",
+    "which",
+    "while",
+    "whose",
+    "with",
+    "within",
+    "without",
+    "would",
+    "your",
+    "story",
+    "drama",
+    "character",
+    "characters",
+    "short",
+    "series",
+    "make",
+    "write",
+    "please",
+    "want",
+    "where",
+    "will",
 ];
 
 const ANIMALS: &[&str] = &[
@@ -119,39 +191,90 @@ const MALE: &[&str] = &[
     "Leo", "Kai", "Marcus", "Ravi", "Tomas", "Jonah", "Felix", "Hiro", "Omar", "Daniel", "Arlo",
     "Mateo", "Theo", "Idris", "Sami",
 ];
-const OTHER: &[&str] = &["Rowan", "Sky", "Ash", "Quinn", "Nova", "Sage", "River", "Wren"];
+const OTHER: &[&str] = &[
+    "Rowan", "Sky", "Ash", "Quinn", "Nova", "Sage", "River", "Wren",
+];
 const FAMILY: &[&str] = &[
-    "Vale", "Okafor", "Tanaka", "Reyes", "Lindqvist", "Moreau", "Castell", "Hart", "Novak",
-    "Sato", "Black", "Quill", "Ferrand", "Adeyemi",
+    "Vale",
+    "Okafor",
+    "Tanaka",
+    "Reyes",
+    "Lindqvist",
+    "Moreau",
+    "Castell",
+    "Hart",
+    "Novak",
+    "Sato",
+    "Black",
+    "Quill",
+    "Ferrand",
+    "Adeyemi",
 ];
 const HAIR: &[&str] = &[
-    "short black", "long auburn", "silver-streaked", "curly dark", "cropped blond",
-    "wavy chestnut", "sleek blue-black", "tousled copper",
+    "short black",
+    "long auburn",
+    "silver-streaked",
+    "curly dark",
+    "cropped blond",
+    "wavy chestnut",
+    "sleek blue-black",
+    "tousled copper",
 ];
 const CLOTHES: &[&str] = &[
-    "a red wool coat", "a worn leather jacket", "a crisp white shirt and grey vest",
-    "a yellow raincoat", "a navy suit with a silver pin", "a green hoodie", "a long black dress",
+    "a red wool coat",
+    "a worn leather jacket",
+    "a crisp white shirt and grey vest",
+    "a yellow raincoat",
+    "a navy suit with a silver pin",
+    "a green hoodie",
+    "a long black dress",
     "a denim jacket covered in patches",
 ];
 const TRAITS: &[&str] = &[
-    "stubborn and warm-hearted", "quiet, watchful and clever", "charming but hiding a secret",
-    "fearless to the point of recklessness", "kind, anxious and fiercely loyal",
-    "cold on the surface, soft underneath", "funny, restless and impulsive",
+    "stubborn and warm-hearted",
+    "quiet, watchful and clever",
+    "charming but hiding a secret",
+    "fearless to the point of recklessness",
+    "kind, anxious and fiercely loyal",
+    "cold on the surface, soft underneath",
+    "funny, restless and impulsive",
 ];
 const SUPPORT_ROLES: &[&str] = &[
-    "rival", "mentor", "best friend", "mysterious stranger", "younger sibling", "ex-partner",
+    "rival",
+    "mentor",
+    "best friend",
+    "mysterious stranger",
+    "younger sibling",
+    "ex-partner",
     "boss",
 ];
-const PITCH: &[&str] = &["low", "warm mid-range", "bright high", "husky low", "clear mid"];
+const PITCH: &[&str] = &[
+    "low",
+    "warm mid-range",
+    "bright high",
+    "husky low",
+    "clear mid",
+];
 const PACE: &[&str] = &["measured", "quick", "unhurried", "clipped", "lilting"];
-const TONE: &[&str] = &["velvety", "crisp", "gravelly", "soft", "resonant", "breathy"];
+const TONE: &[&str] = &[
+    "velvety", "crisp", "gravelly", "soft", "resonant", "breathy",
+];
 const ACCENT: &[&str] = &[
-    "neutral American", "soft British", "light Irish", "Australian", "Spanish-tinged",
-    "Japanese-tinged", "West African",
+    "neutral American",
+    "soft British",
+    "light Irish",
+    "Australian",
+    "Spanish-tinged",
+    "Japanese-tinged",
+    "West African",
 ];
 const STYLE: &[&str] = &[
-    "dry wit and short sentences", "long thoughtful pauses", "playful teasing",
-    "formal, precise wording", "bursts of nervous laughter", "whispered intensity",
+    "dry wit and short sentences",
+    "long thoughtful pauses",
+    "playful teasing",
+    "formal, precise wording",
+    "bursts of nervous laughter",
+    "whispered intensity",
 ];
 
 fn gender_names(gender: &str) -> &'static [&'static str] {
@@ -180,7 +303,11 @@ pub(crate) fn drama(
     let lower = premise.to_lowercase();
     let animal = ANIMALS
         .iter()
-        .find(|a| lower.split(|c: char| !c.is_alphanumeric()).any(|w| w == **a || w == format!("{a}s")))
+        .find(|a| {
+            lower
+                .split(|c: char| !c.is_alphanumeric())
+                .any(|w| w == **a || w == format!("{a}s"))
+        })
         .copied();
 
     let total = requested_character_count(premise).unwrap_or(3 + rng.below(3));
@@ -266,7 +393,9 @@ pub(crate) fn drama(
         }
     };
     let lead = characters.first().map_or("the lead", |c| c.name.as_str());
-    let second = characters.get(1).map_or("an old friend", |c| c.name.as_str());
+    let second = characters
+        .get(1)
+        .map_or("an old friend", |c| c.name.as_str());
     let episode_list = (0..count)
         .map(|i| -> Result<Episode, String> {
             let n = i + 1;
@@ -302,7 +431,11 @@ pub(crate) fn drama(
 
     let title = match rng.below(3) {
         0 => format!("The {} {}", capitalise(&word(0)), capitalise(&word(1))),
-        1 => format!("{} and the {}", lead.split(' ').next().unwrap_or(lead), capitalise(&word(0))),
+        1 => format!(
+            "{} and the {}",
+            lead.split(' ').next().unwrap_or(lead),
+            capitalise(&word(0))
+        ),
         _ => format!("Secrets of the {}", capitalise(&word(0))),
     };
     let drama = Drama {
@@ -349,7 +482,12 @@ pub(crate) fn improve(
         if out.episodes.len() > n {
             out.episodes.truncate(n);
         } else if out.episodes.len() < n {
-            let extra = self::drama(seed, new_id, &drama.premise, EpisodeCount::Exactly(u32::try_from(n).unwrap_or(1)))?;
+            let extra = self::drama(
+                seed,
+                new_id,
+                &drama.premise,
+                EpisodeCount::Exactly(u32::try_from(n).unwrap_or(1)),
+            )?;
             let have = out.episodes.len();
             out.episodes.extend(extra.episodes.into_iter().skip(have));
         }
@@ -366,8 +504,17 @@ pub(crate) fn improve(
 
 /// A plain-text critique from the drama's shape.
 pub(crate) fn critique(drama: &Drama) -> String {
-    let mains: Vec<&str> = drama.characters.iter().filter(|c| c.main).map(|c| c.name.as_str()).collect();
-    let mut voices: Vec<&str> = drama.characters.iter().map(|c| c.voice_description.as_str()).collect();
+    let mains: Vec<&str> = drama
+        .characters
+        .iter()
+        .filter(|c| c.main)
+        .map(|c| c.name.as_str())
+        .collect();
+    let mut voices: Vec<&str> = drama
+        .characters
+        .iter()
+        .map(|c| c.voice_description.as_str())
+        .collect();
     voices.sort_unstable();
     voices.dedup();
     let scenes: usize = drama.episodes.iter().map(|e| e.scenes.len()).sum();
@@ -382,7 +529,9 @@ pub(crate) fn critique(drama: &Drama) -> String {
     );
     out.push_str("Strengths: the premise gives a clear hook, and the leads have concrete looks that will stay consistent on screen.\n");
     if voices.len() < drama.characters.len() {
-        out.push_str("Weakness: some characters share a voice description; make each voice distinct.\n");
+        out.push_str(
+            "Weakness: some characters share a voice description; make each voice distinct.\n",
+        );
     } else {
         out.push_str("Voices: every character has a distinct voice description.\n");
     }
@@ -397,17 +546,32 @@ pub(crate) fn critique(drama: &Drama) -> String {
 
 /// Scenes for one episode: storyboard + clip each, ids unique within the drama.
 pub(crate) fn scenes(seed: u64, drama: &Drama, episode: &Episode) -> Result<Vec<Scene>, String> {
-    let mut rng = Rng::from_parts(seed, &["scenes", &drama.id.to_string(), episode.id.as_str(), &episode.description]);
+    let mut rng = Rng::from_parts(
+        seed,
+        &[
+            "scenes",
+            drama.id.as_str(),
+            episode.id.as_str(),
+            &episode.description,
+        ],
+    );
     let taken: std::collections::HashSet<String> = drama
         .episodes
         .iter()
         .filter(|e| e.id != episode.id)
         .flat_map(|e| {
             e.scenes.iter().map(|s| s.id.as_str().to_owned()).chain(
-                e.scenes.iter().flat_map(|s| s.assets.iter().map(|a| a.id.as_str().to_owned())),
+                e.scenes
+                    .iter()
+                    .flat_map(|s| s.assets.iter().map(|a| a.id.as_str().to_owned())),
             )
         })
-        .chain(drama.assets_with_owner().filter(|(o, _)| !matches!(o, drama_domain::AssetOwner::Scene(_))).map(|(_, a)| a.id.as_str().to_owned()))
+        .chain(
+            drama
+                .assets_with_owner()
+                .filter(|(o, _)| !matches!(o, drama_domain::AssetOwner::Scene(_)))
+                .map(|(_, a)| a.id.as_str().to_owned()),
+        )
         .collect();
     let unique = |base: String| -> String {
         let mut candidate = base.clone();
@@ -423,27 +587,44 @@ pub(crate) fn scenes(seed: u64, drama: &Drama, episode: &Episode) -> Result<Vec<
     let names: Vec<String> = drama
         .characters
         .iter()
-        .flat_map(|c| c.name.split_whitespace().map(str::to_lowercase).collect::<Vec<_>>())
+        .flat_map(|c| {
+            c.name
+                .split_whitespace()
+                .map(str::to_lowercase)
+                .collect::<Vec<_>>()
+        })
         .collect();
     let words: Vec<String> = keywords(&episode.description)
         .into_iter()
         .filter(|w| !names.iter().any(|n| w.starts_with(n.as_str())))
         .collect();
     let count = 3 + rng.below(2);
-    let shots = ["wide establishing shot", "tense close-up", "over-the-shoulder two-shot", "low-angle hero shot", "rain-streaked window reflection"];
-    let moves = ["slow push-in", "handheld follow", "whip pan", "crane up and away", "static frame, then a sudden cut"];
+    let shots = [
+        "wide establishing shot",
+        "tense close-up",
+        "over-the-shoulder two-shot",
+        "low-angle hero shot",
+        "rain-streaked window reflection",
+    ];
+    let moves = [
+        "slow push-in",
+        "handheld follow",
+        "whip pan",
+        "crane up and away",
+        "static frame, then a sudden cut",
+    ];
     let mut out = Vec::new();
     for i in 0..count {
         let scene_id = unique(format!("{}-s{}", episode.id, i + 1));
         let mut cast: Vec<&Character> = mains.clone();
         if let Some(extra) = support.get((i + rng.below(3)) % support.len().max(1)) {
-            if !support.is_empty() {
-                cast.push(extra);
-            }
+            cast.push(extra);
         }
         cast.truncate(drama_domain::STORYBOARD_MAX_CHARACTERS);
         let names: Vec<&str> = cast.iter().map(|c| c.name.as_str()).collect();
-        let word = words.get(i % words.len().max(1)).map_or("moment", String::as_str);
+        let word = words
+            .get(i % words.len().max(1))
+            .map_or("moment", String::as_str);
         let description = format!(
             "{} confront{} the {word}. \"We can't go back now,\" {} says, and the room goes silent.",
             names.join(" and "),
@@ -454,8 +635,10 @@ pub(crate) fn scenes(seed: u64, drama: &Drama, episode: &Episode) -> Result<Vec<
             .iter()
             .map(|c| format!("{} ({})", c.name, crate::error::shorten(&c.description, 90)))
             .collect();
-        let board_id = AssetId::parse(unique(format!("{scene_id}-storyboard"))).map_err(|e| e.to_string())?;
-        let clip_id = AssetId::parse(unique(format!("{scene_id}-clip"))).map_err(|e| e.to_string())?;
+        let board_id =
+            AssetId::parse(unique(format!("{scene_id}-storyboard"))).map_err(|e| e.to_string())?;
+        let clip_id =
+            AssetId::parse(unique(format!("{scene_id}-clip"))).map_err(|e| e.to_string())?;
         let duration = if rng.below(2) == 0 { 10 } else { 15 };
         out.push(Scene {
             id: SceneId::parse(scene_id).map_err(|e| e.to_string())?,
@@ -467,7 +650,12 @@ pub(crate) fn scenes(seed: u64, drama: &Drama, episode: &Episode) -> Result<Vec<
                     id: board_id.clone(),
                     kind: AssetKind::Image,
                     depends_on: cast.iter().map(|c| c.id.as_str().to_owned()).collect(),
-                    prompt: format!("{}: {} around the {word}; {}.", shots[rng.below(shots.len())], names.join(", "), looks.join("; ")),
+                    prompt: format!(
+                        "{}: {} around the {word}; {}.",
+                        shots[rng.below(shots.len())],
+                        names.join(", "),
+                        looks.join("; ")
+                    ),
                     duration: None,
                     url: None,
                     metadata: None,
@@ -476,7 +664,11 @@ pub(crate) fn scenes(seed: u64, drama: &Drama, episode: &Episode) -> Result<Vec<
                     id: clip_id,
                     kind: AssetKind::Video,
                     depends_on: vec![board_id.into_inner()],
-                    prompt: format!("{}; {} react as the {word} changes everything.", moves[rng.below(moves.len())], names.join(" and ")),
+                    prompt: format!(
+                        "{}; {} react as the {word} changes everything.",
+                        moves[rng.below(moves.len())],
+                        names.join(" and ")
+                    ),
                     duration: Some(duration),
                     url: None,
                     metadata: None,

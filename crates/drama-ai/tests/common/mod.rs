@@ -108,7 +108,10 @@ pub fn png(label: &str) -> Vec<u8> {
 }
 
 /// Walks ISO-BMFF boxes: (type, payload range) at one level.
-pub fn boxes(data: &[u8]) -> Result<Vec<([u8; 4], std::ops::Range<usize>)>, String> {
+/// A box type and the byte range of its payload.
+pub type BoxSpan = ([u8; 4], std::ops::Range<usize>);
+
+pub fn boxes(data: &[u8]) -> Result<Vec<BoxSpan>, String> {
     let mut out = Vec::new();
     let mut at = 0;
     while at < data.len() {
@@ -168,7 +171,11 @@ pub fn check_mp4(data: &[u8]) -> Result<Mp4Facts, String> {
     }
     let brand = String::from_utf8_lossy(&data[ftyp.start..ftyp.start + 4]).into_owned();
     let moov = child(data, b"moov")?;
-    let mdat = top.iter().find(|(k, _)| k == b"mdat").map(|(_, r)| r.clone()).ok_or("missing mdat")?;
+    let mdat = top
+        .iter()
+        .find(|(k, _)| k == b"mdat")
+        .map(|(_, r)| r.clone())
+        .ok_or("missing mdat")?;
     let mdhd = path(moov, &[b"trak", b"mdia", b"mdhd"])?;
     let timescale = be32(mdhd, 12) as f64;
     let duration = be32(mdhd, 16) as f64;
@@ -185,7 +192,9 @@ pub fn check_mp4(data: &[u8]) -> Result<Mp4Facts, String> {
     let stts = child(stbl, b"stts")?;
     let stts_total: usize = (0..be32(stts, 4)).map(|i| be32(stts, 8 + 8 * i)).sum();
     if stts_total != count {
-        return Err(format!("stts covers {stts_total} samples, stsz lists {count}"));
+        return Err(format!(
+            "stts covers {stts_total} samples, stsz lists {count}"
+        ));
     }
     let stco = child(stbl, b"stco")?;
     if be32(stco, 4) != 1 {
@@ -273,7 +282,11 @@ pub fn sps_dimensions(sps: &[u8]) -> Result<(u32, u32), String> {
         rbsp.push(b);
         zeros = if b == 0 { zeros + 1 } else { 0 };
     }
-    let mut r = Bits { data: rbsp, at: 0, _p: std::marker::PhantomData };
+    let mut r = Bits {
+        data: rbsp,
+        at: 0,
+        _p: std::marker::PhantomData,
+    };
     let profile = r.bits(8)?;
     if profile != 66 {
         return Err(format!("profile {profile}, expected Baseline (66)"));
@@ -295,7 +308,14 @@ pub fn sps_dimensions(sps: &[u8]) -> Result<(u32, u32), String> {
 /// ffprobe's view of a file, when ffprobe is installed.
 pub fn ffprobe(path: &std::path::Path) -> Option<Result<String, String>> {
     let output = std::process::Command::new("ffprobe")
-        .args(["-v", "error", "-show_entries", "stream=codec_name,width,height,nb_frames:format=duration", "-of", "compact"])
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name,width,height,nb_frames:format=duration",
+            "-of",
+            "compact",
+        ])
         .arg(path)
         .output()
         .ok()?;

@@ -1,1 +1,60 @@
 #![doc = include_str!("../README.md")]
+
+pub mod auth;
+mod error;
+mod rest;
+mod state;
+
+pub use auth::{AuthError, AuthSettings, Authenticator};
+pub use error::ApiError;
+pub use state::{ApiState, Auth, HttpSettings};
+
+use std::sync::Arc;
+
+use actix_web::{HttpResponse, web};
+
+/// The whole route table, used by the server and by in-process tests alike.
+pub fn configure(state: Arc<ApiState>) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        let json_limit = state.settings.json_limit;
+        cfg.app_data(web::Data::from(state))
+            .app_data(web::PayloadConfig::new(json_limit))
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(json_limit)
+                    .error_handler(|e, _| json_error(e)),
+            )
+            .app_data(web::QueryConfig::default().error_handler(|e, _| {
+                ApiError::validation(
+                    &drama_domain::DomainError::field("query", e.to_string()),
+                    "query",
+                )
+                .into()
+            }))
+            .app_data(
+                web::PathConfig::default()
+                    .error_handler(|e, _| ApiError::bad_request(e.to_string()).into()),
+            );
+        rest::configure(cfg);
+        cfg.default_service(web::to(not_found));
+    }
+}
+
+fn json_error(e: actix_web::error::JsonPayloadError) -> actix_web::Error {
+    use actix_web::error::JsonPayloadError;
+    match e {
+        JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
+            ApiError::message(
+                actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                "Request body is too large",
+            )
+            .into()
+        }
+        other => ApiError::bad_request(format!("Invalid JSON body: {other}")).into(),
+    }
+}
+
+async fn not_found() -> HttpResponse {
+    HttpResponse::NotFound().json(serde_json::json!({"detail": "Not Found", "code": "not_found"}))
+}

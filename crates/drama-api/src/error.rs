@@ -1,0 +1,257 @@
+//! Errors on the wire: the peer's `{"detail": …}` envelope plus a stable `code`.
+//!
+//! Every error body is JSON. Not-found details are objects (`{"error": "Drama not found",
+//! "message": "Drama d1 not found", "code": "not_found"}`) as the peer sent them; validation
+//! failures are FastAPI-style lists naming each field; server-side failures never carry the
+//! text of the underlying error (it is logged once, with the request id).
+
+use std::fmt;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use drama_app::AppError;
+use drama_dal::Entity;
+use drama_domain::{DomainError, FieldError};
+use serde_json::{Value, json};
+
+/// Seconds a client should wait before retrying a 503.
+const RETRY_AFTER_UNAVAILABLE: u64 = 5;
+
+/// An error answer of the API.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    detail: Value,
+    retry_after: Option<u64>,
+    /// The cause, for the log line only.
+    cause: Option<String>,
+}
+
+impl ApiError {
+    /// An error with a string detail, as the peer's cover-photo and auth errors.
+    pub fn message(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            detail: Value::String(message.into()),
+            retry_after: None,
+            cause: None,
+        }
+    }
+
+    /// An error with an object detail `{error, message, code}`.
+    pub fn object(
+        status: StatusCode,
+        code: &'static str,
+        error: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            status,
+            code,
+            detail: json!({"error": error.into(), "message": message.into(), "code": code}),
+            retry_after: None,
+            cause: None,
+        }
+    }
+
+    /// 404 for a missing (or someone else's) entity, in the peer's words.
+    pub fn not_found(entity: Entity, id: impl fmt::Display) -> Self {
+        let kind = entity.as_str();
+        Self::object(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{kind} not found"),
+            format!("{kind} {id} not found"),
+        )
+    }
+
+    /// 401.
+    pub fn unauthenticated(message: impl Into<String>) -> Self {
+        Self::message(StatusCode::UNAUTHORIZED, "unauthenticated", message)
+    }
+
+    /// 400 for a request that cannot be understood.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::message(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    /// 422 naming the fields, FastAPI style.
+    pub fn validation(errors: &DomainError, location: &str) -> Self {
+        let items: Vec<Value> = errors
+            .errors
+            .iter()
+            .map(|e| field_item(e, location))
+            .collect();
+        Self {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "validation_failed",
+            detail: Value::Array(items),
+            retry_after: None,
+            cause: None,
+        }
+    }
+
+    /// 503 with `Retry-After`.
+    pub fn unavailable(cause: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "unavailable",
+            detail: json!({"error": "Service unavailable",
+                           "message": "A dependency is unavailable; retry shortly.",
+                           "code": "unavailable"}),
+            retry_after: Some(RETRY_AFTER_UNAVAILABLE),
+            cause: Some(cause.into()),
+        }
+    }
+
+    /// 500 that hides its cause from the client.
+    pub fn internal(cause: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "internal",
+            detail: json!({"error": "Internal error",
+                           "message": "The server failed; the request id identifies the failure in its logs.",
+                           "code": "internal"}),
+            retry_after: None,
+            cause: Some(cause.into()),
+        }
+    }
+
+    /// Adds `Retry-After` (seconds).
+    #[must_use]
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+
+    /// The stable machine code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The detail sent to the client.
+    pub fn detail(&self) -> &Value {
+        &self.detail
+    }
+
+    /// The hidden cause, if any (for logs).
+    pub fn cause(&self) -> Option<&str> {
+        self.cause.as_deref()
+    }
+}
+
+/// `field` = `drama.characters[0].name` → `loc` = `["body", "drama", "characters", 0, "name"]`.
+fn field_item(e: &FieldError, location: &str) -> Value {
+    let mut loc = vec![Value::String(location.to_owned())];
+    for part in e.field.split('.').filter(|p| !p.is_empty()) {
+        let mut rest = part;
+        if let Some(open) = rest.find('[') {
+            loc.push(Value::String(rest[..open].to_owned()));
+            rest = &rest[open..];
+            while let Some(inner) = rest.strip_prefix('[') {
+                let close = inner.find(']').unwrap_or(inner.len());
+                match inner[..close].parse::<u64>() {
+                    Ok(n) => loc.push(json!(n)),
+                    Err(_) => loc.push(Value::String(inner[..close].to_owned())),
+                }
+                rest = inner.get(close + 1..).unwrap_or("");
+            }
+        } else {
+            loc.push(Value::String(rest.to_owned()));
+        }
+    }
+    loc.retain(|v| v.as_str() != Some(""));
+    json!({"type": "value_error", "loc": loc, "msg": e.message, "field": e.field})
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.status.as_u16(), self.code)?;
+        if let Some(cause) = &self.cause {
+            write!(f, ": {cause}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status);
+        if let Some(seconds) = self.retry_after
+            && let Ok(v) = HeaderValue::from_str(&seconds.to_string())
+        {
+            response.insert_header((header::RETRY_AFTER, v));
+        }
+        response.json(json!({"detail": self.detail, "code": self.code}))
+    }
+}
+
+impl From<AppError> for ApiError {
+    fn from(e: AppError) -> Self {
+        match e {
+            AppError::NotFound { entity, id } => Self::not_found(entity, id),
+            AppError::AlreadyExists { entity, id } => Self::object(
+                StatusCode::CONFLICT,
+                "already_exists",
+                format!("{} already exists", entity.as_str()),
+                format!("{} {id} already exists", entity.as_str()),
+            ),
+            AppError::VersionConflict { expected, actual } => Self::object(
+                StatusCode::CONFLICT,
+                "version_conflict",
+                "Version conflict",
+                format!(
+                    "The drama changed since version {expected}; it is now at version \
+                     {actual}. Reload it and apply the change again."
+                ),
+            ),
+            AppError::Invalid(d) => Self::validation(&d, "body"),
+            AppError::Precondition(message) => {
+                Self::message(StatusCode::BAD_REQUEST, "precondition_failed", message)
+            }
+            AppError::InsufficientTokens { balance, needed } => Self::object(
+                StatusCode::PAYMENT_REQUIRED,
+                "insufficient_tokens",
+                "Insufficient tokens",
+                format!("This request costs {needed} tokens; the balance is {balance}."),
+            ),
+            AppError::TooLarge(message) => {
+                Self::message(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
+            }
+            AppError::Unavailable(cause) => Self::unavailable(cause),
+            other => Self::internal(other.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_paths_become_fastapi_locations() {
+        let item = field_item(
+            &FieldError::new("drama.episodes[1].scenes[0].id", "bad"),
+            "body",
+        );
+        assert_eq!(
+            item["loc"],
+            json!(["body", "drama", "episodes", 1, "scenes", 0, "id"])
+        );
+        assert_eq!(item["field"], "drama.episodes[1].scenes[0].id");
+        let item = field_item(&FieldError::new("", "not JSON"), "body");
+        assert_eq!(item["loc"], json!(["body"]));
+    }
+}

@@ -1,0 +1,73 @@
+//! REST routes: the old server's paths and shapes, with its bugs fixed.
+
+mod dramas;
+mod health;
+mod nested;
+
+use actix_web::http::header::{self, HeaderMap};
+use actix_web::{HttpResponse, web};
+use drama_dal::Version;
+use drama_domain::{DomainError, DramaId};
+use serde_json::Value;
+
+use crate::error::ApiError;
+
+/// Registers every REST route.
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
+    health::configure(cfg);
+    dramas::configure(cfg);
+    nested::configure(cfg);
+}
+
+/// Parses a path id, answering 404 like a missing entity when it cannot be one.
+pub(crate) fn path_id<T: std::str::FromStr>(
+    raw: &str,
+    entity: drama_dal::Entity,
+) -> Result<T, ApiError> {
+    raw.parse().map_err(|_| ApiError::not_found(entity, raw))
+}
+
+pub(crate) fn drama_id(raw: &str) -> Result<DramaId, ApiError> {
+    path_id(raw, drama_dal::Entity::Drama)
+}
+
+/// The version a write is based on: `If-Match: "3"` or a `version` field in the body.
+pub(crate) fn expected_version(
+    headers: &HeaderMap,
+    body: Option<&Value>,
+) -> Result<Option<Version>, ApiError> {
+    if let Some(value) = headers.get(header::IF_MATCH) {
+        let text = value
+            .to_str()
+            .map_err(|_| ApiError::bad_request("If-Match is not text"))?
+            .trim();
+        if text == "*" {
+            return Ok(None);
+        }
+        let unquoted = text.trim_start_matches("W/").trim_matches('"');
+        return unquoted.parse().map(Some).map_err(|_| {
+            ApiError::bad_request(format!(
+                "If-Match must be a drama version as sent in ETag, e.g. \"3\"; got {text}"
+            ))
+        });
+    }
+    match body.and_then(|b| b.get("version")) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v.as_i64().map(Some).ok_or_else(|| {
+            ApiError::validation(&DomainError::field("version", "must be an integer"), "body")
+        }),
+    }
+}
+
+/// Parses a JSON body, answering 400 when it is not JSON at all.
+pub(crate) fn json_body(bytes: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("Invalid JSON body: {e}")))
+}
+
+/// A 200 JSON answer carrying the drama's version as its ETag.
+pub(crate) fn with_etag(version: Version, body: &impl serde::Serialize) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::ETAG, format!("\"{version}\"")))
+        .json(body)
+}

@@ -1,0 +1,273 @@
+//! Characters, episodes, scenes and scene assets of a drama: reads and PATCHes.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use drama_dal::{Entity, StoredDrama};
+use drama_domain::{
+    AssetId, AssetOwner, AssetPatch, CharacterId, CharacterPatch, Drama, EpisodeId, EpisodePatch,
+    Scene, SceneId, ScenePatch,
+};
+use serde_json::json;
+
+use super::{drama_id, expected_version, json_body, path_id, with_etag};
+use crate::error::ApiError;
+use crate::state::{ApiState, Auth};
+
+pub(super) fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/dramas/{d}/characters", web::get().to(characters))
+        .service(
+            web::resource("/dramas/{d}/characters/{c}")
+                .route(web::get().to(character))
+                .route(web::patch().to(patch_character)),
+        )
+        .route("/dramas/{d}/episodes", web::get().to(episodes))
+        .service(
+            web::resource("/dramas/{d}/episodes/{e}")
+                .route(web::get().to(episode))
+                .route(web::patch().to(patch_episode)),
+        )
+        .route("/dramas/{d}/episodes/{e}/scenes", web::get().to(scenes))
+        .service(
+            web::resource("/dramas/{d}/episodes/{e}/scenes/{s}")
+                .route(web::get().to(scene))
+                .route(web::patch().to(patch_scene)),
+        )
+        .route(
+            "/dramas/{d}/episodes/{e}/scenes/{s}/assets",
+            web::get().to(scene_assets),
+        )
+        .service(
+            web::resource("/dramas/{d}/episodes/{e}/scenes/{s}/assets/{a}")
+                .route(web::get().to(scene_asset))
+                .route(web::patch().to(patch_scene_asset)),
+        );
+}
+
+async fn load(
+    state: &ApiState,
+    caller: &drama_app::Caller,
+    raw: &str,
+) -> Result<StoredDrama, ApiError> {
+    Ok(state.app().get_drama(caller, None, &drama_id(raw)?).await?)
+}
+
+fn find_scene<'a>(drama: &'a Drama, episode: &str, scene: &str) -> Result<&'a Scene, ApiError> {
+    let ep = drama
+        .episode(episode)
+        .ok_or_else(|| ApiError::not_found(Entity::Episode, episode))?;
+    ep.scenes
+        .iter()
+        .find(|s| s.id.as_str() == scene)
+        .ok_or_else(|| ApiError::not_found(Entity::Scene, scene))
+}
+
+async fn characters(
+    state: web::Data<ApiState>,
+    Auth(caller): Auth,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let stored = load(&state, &caller, &path).await?;
+    Ok(with_etag(
+        stored.version,
+        &json!({"characters": stored.drama.characters}),
+    ))
+}
+
+async fn character(
+    state: web::Data<ApiState>,
+    Auth(caller): Auth,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (d, c) = path.into_inner();
+    let stored = load(&state, &caller, &d).await?;
+    let character = stored
+        .drama
+        .character(&c)
+        .ok_or_else(|| ApiError::not_found(Entity::Character, &c))?;
+    Ok(with_etag(stored.version, character))
+}
+
+async fn patch_character(
+    state: web::Data<ApiState>,
+    Auth(caller): Auth,
+    path: web::Path<(String, String)>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let (d, c) = path.into_inner();
+    let (drama, character): (_, CharacterId) = (drama_id(&d)?, path_id(&c, Entity::Character)?);
+    let body = json_body(&body)?;
+    let expected = expected_version(req.headers(), Some(&body))?;
+    let patch = CharacterPatch::from_value(body).map_err(|e| ApiError::validation(&e, "body"))?;
+    let stored = state
+        .app()
+        .patch_character(&caller, &drama, &character, &patch, expected)
+        .await?;
+    let updated = stored
+        .drama
+        .character(character.as_str())
+        .ok_or_else(|| ApiError::not_found(Entity::Character, &c))?;
+    Ok(with_etag(stored.version, updated))
+}
+
+async fn episodes(
+    state: web::Data<ApiState>,
+    Auth(caller): Auth,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let stored = load(&state, &caller, &path).await?;
+    Ok(with_etag(
+        stored.version,
+        &json!({"episodes": stored.drama.episodes}),
+    ))
+}
+
+async fn episode(
+    state: web::Data<ApiState>,
+    Auth(caller): Auth,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (d, e) = path.into_inner();
+    let stored = load(&state, &caller, &d).await?;
+    let episode = stored
+        .drama
+        .episode(&e)
+        .ok_or_else(|| ApiError::not_found(Entity::Episode, &e))?;
+    Ok(with_etag(stored.version, episode))
+}
+
+async fn patch_episode(
+    state: web::Data<ApiState>,
+    Auth(caller): Auth,
+    path: web::Path<(String, String)>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let (d, e) = path.into_inner();
+    let (drama, episode): (_, EpisodeId) = (drama_id(&d)?, path_id(&e, Entity::Episode)?);
+    let body = json_body(&body)?;
+    let expected = expected_version(req.headers(), Some(&body))?;
+    let patch = EpisodePatch::from_value(body).map_err(|e| ApiError::validation(&e, "body"))?;
+    let stored = state
+        .app()
+        .patch_episode(&caller, &drama, &episode, &patch, expected)
+        .await?;
+    let updated = stored
+        .drama
+        .episode(episode.as_str())
+        .ok_or_else(|| ApiError::not_found(Entity::Episode, &e))?;
+    Ok(with_etag(stored.version, updated))
+}
+
+async fn scenes(
+    state: web::Data<ApiState>,
+    Auth(caller): Auth,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (d, e) = path.into_inner();
+    let stored = load(&state, &caller, &d).await?;
+    let episode = stored
+        .drama
+        .episode(&e)
+        .ok_or_else(|| ApiError::not_found(Entity::Episode, &e))?;
+    Ok(with_etag(
+        stored.version,
+        &json!({"scenes": episode.scenes}),
+    ))
+}
+
+async fn scene(
+    state: web::Data<ApiState>,
+    Auth(caller): Auth,
+    path: web::Path<(String, String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (d, e, s) = path.into_inner();
+    let stored = load(&state, &caller, &d).await?;
+    let scene = find_scene(&stored.drama, &e, &s)?;
+    Ok(with_etag(stored.version, scene))
+}
+
+async fn patch_scene(
+    state: web::Data<ApiState>,
+    Auth(caller): Auth,
+    path: web::Path<(String, String, String)>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let (d, e, s) = path.into_inner();
+    let drama = drama_id(&d)?;
+    let episode: EpisodeId = path_id(&e, Entity::Episode)?;
+    let scene: SceneId = path_id(&s, Entity::Scene)?;
+    let body = json_body(&body)?;
+    let expected = expected_version(req.headers(), Some(&body))?;
+    let patch = ScenePatch::from_value(body).map_err(|e| ApiError::validation(&e, "body"))?;
+    let stored = state
+        .app()
+        .patch_scene(&caller, &drama, &episode, &scene, &patch, expected)
+        .await?;
+    let updated = find_scene(&stored.drama, &e, &s)?;
+    Ok(with_etag(stored.version, updated))
+}
+
+async fn scene_assets(
+    state: web::Data<ApiState>,
+    Auth(caller): Auth,
+    path: web::Path<(String, String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (d, e, s) = path.into_inner();
+    let stored = load(&state, &caller, &d).await?;
+    let scene = find_scene(&stored.drama, &e, &s)?;
+    Ok(with_etag(stored.version, &json!({"assets": scene.assets})))
+}
+
+async fn scene_asset(
+    state: web::Data<ApiState>,
+    Auth(caller): Auth,
+    path: web::Path<(String, String, String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (d, e, s, a) = path.into_inner();
+    let stored = load(&state, &caller, &d).await?;
+    let scene = find_scene(&stored.drama, &e, &s)?;
+    let asset = scene
+        .assets
+        .iter()
+        .find(|x| x.id.as_str() == a)
+        .ok_or_else(|| ApiError::not_found(Entity::Asset, &a))?;
+    Ok(with_etag(stored.version, asset))
+}
+
+async fn patch_scene_asset(
+    state: web::Data<ApiState>,
+    Auth(caller): Auth,
+    path: web::Path<(String, String, String, String)>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let (d, e, s, a) = path.into_inner();
+    let drama = drama_id(&d)?;
+    let _: EpisodeId = path_id(&e, Entity::Episode)?;
+    let scene: SceneId = path_id(&s, Entity::Scene)?;
+    let asset: AssetId = path_id(&a, Entity::Asset)?;
+    let body = json_body(&body)?;
+    let expected = expected_version(req.headers(), Some(&body))?;
+    let patch = AssetPatch::from_value(body).map_err(|e| ApiError::validation(&e, "body"))?;
+    // The scene must be in the episode of the path, as the read requires.
+    let current = state.app().get_drama(&caller, None, &drama).await?;
+    find_scene(&current.drama, &e, &s)?;
+    let stored = state
+        .app()
+        .patch_asset(
+            &caller,
+            &drama,
+            &AssetOwner::Scene(scene),
+            &asset,
+            &patch,
+            expected,
+        )
+        .await?;
+    let updated = find_scene(&stored.drama, &e, &s)?
+        .assets
+        .iter()
+        .find(|x| x.id == asset)
+        .ok_or_else(|| ApiError::not_found(Entity::Asset, &a))?;
+    Ok(with_etag(stored.version, updated))
+}

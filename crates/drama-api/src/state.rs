@@ -1,0 +1,144 @@
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Payload;
+use actix_web::http::StatusCode;
+use actix_web::{FromRequest, HttpRequest, web};
+use drama_app::{App, Caller};
+use futures::future::LocalBoxFuture;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use serde::Deserialize;
+
+use crate::auth::{AuthError, AuthSettings, Authenticator};
+use crate::error::ApiError;
+
+/// HTTP settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Largest JSON body, in bytes (larger → 413 before the body is read).
+    pub json_limit: usize,
+    /// Largest upload, in bytes.
+    pub upload_limit: u64,
+    /// Requests per second allowed per caller (0 turns rate limiting off).
+    pub rate_per_second: u32,
+    /// Burst above the steady rate.
+    pub rate_burst: u32,
+    /// Longest a non-streaming request may take before it fails with 503.
+    #[serde(with = "seconds")]
+    pub request_timeout: Duration,
+    /// Authentication.
+    pub auth: AuthSettings,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            json_limit: 4 * 1024 * 1024,
+            upload_limit: 512 * 1024 * 1024,
+            rate_per_second: 50,
+            rate_burst: 100,
+            request_timeout: Duration::from_secs(30),
+            auth: AuthSettings::default(),
+        }
+    }
+}
+
+mod seconds {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        f64::deserialize(d).and_then(|s| {
+            Duration::try_from_secs_f64(s).map_err(|e| serde::de::Error::custom(e.to_string()))
+        })
+    }
+}
+
+/// Everything the handlers share; built once at startup.
+pub struct ApiState {
+    pub(crate) app: App,
+    pub(crate) auth: Authenticator,
+    pub(crate) settings: HttpSettings,
+    limiter: Option<DefaultKeyedRateLimiter<drama_domain::UserId>>,
+}
+
+impl ApiState {
+    /// The shared state for `app` with `settings`.
+    pub fn new(app: App, settings: HttpSettings) -> Arc<Self> {
+        let limiter = NonZeroU32::new(settings.rate_per_second).map(|rate| {
+            let burst =
+                NonZeroU32::new(settings.rate_burst.max(settings.rate_per_second)).unwrap_or(rate);
+            RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
+        });
+        Arc::new(Self {
+            auth: Authenticator::new(app.store().clone(), &settings.auth),
+            app,
+            settings,
+            limiter,
+        })
+    }
+
+    /// The use cases.
+    pub fn app(&self) -> &App {
+        &self.app
+    }
+
+    /// Authenticates a request and applies the caller's rate limit.
+    pub(crate) async fn caller(&self, req: &HttpRequest) -> Result<Caller, ApiError> {
+        let header = |name: &str| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let caller = self
+            .auth
+            .authenticate(
+                header("authorization").as_deref(),
+                header("x-api-key").as_deref(),
+            )
+            .await
+            .map_err(|e| match e {
+                AuthError::Unavailable(cause) => ApiError::unavailable(cause),
+                other => ApiError::unauthenticated(other.to_string()),
+            })?;
+        if let Some(limiter) = &self.limiter
+            && let Err(not_until) = limiter.check_key(&caller.user)
+        {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ));
+            return Err(ApiError::message(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "Too many requests; slow down.",
+            )
+            .with_retry_after(wait.as_secs().max(1)));
+        }
+        Ok(caller)
+    }
+}
+
+/// The authenticated caller of a request (an extractor: a handler that takes it requires
+/// credentials).
+#[derive(Debug, Clone, Copy)]
+pub struct Auth(pub Caller);
+
+impl FromRequest for Auth {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let state = req
+                .app_data::<web::Data<ApiState>>()
+                .ok_or_else(|| ApiError::internal("ApiState is not registered"))?
+                .clone();
+            state.caller(&req).await.map(Auth)
+        })
+    }
+}

@@ -1,0 +1,53 @@
+use drama_domain::UserId;
+
+/// Who is asking: always taken from verified credentials, never from a request argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    /// The authenticated user.
+    pub user: UserId,
+    /// A service caller (an API key with the `service` scope, or a Supabase `service_role`
+    /// token) may act for another user.
+    pub service: bool,
+}
+
+impl Caller {
+    /// A person or an ordinary key.
+    pub fn user(user: UserId) -> Self {
+        Self {
+            user,
+            service: false,
+        }
+    }
+
+    /// A service caller.
+    pub fn service(user: UserId) -> Self {
+        Self {
+            user,
+            service: true,
+        }
+    }
+
+    /// The owner whose data a request reads or writes: `requested` when a service caller
+    /// names one, the caller otherwise (a `userId` argument from anyone else is ignored, so
+    /// old clients that send one keep working and see only their own data).
+    pub fn owner(&self, requested: Option<UserId>) -> UserId {
+        match requested {
+            Some(other) if self.service => other,
+            _ => self.user,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_service_callers_act_for_others() {
+        let (me, other) = (UserId::random(), UserId::random());
+        assert_eq!(Caller::user(me).owner(Some(other)), me);
+        assert_eq!(Caller::user(me).owner(None), me);
+        assert_eq!(Caller::service(me).owner(Some(other)), other);
+        assert_eq!(Caller::service(me).owner(None), me);
+    }
+}

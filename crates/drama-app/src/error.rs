@@ -1,0 +1,106 @@
+use drama_assets::AssetError;
+use drama_dal::{Entity, RepoError, Version};
+use drama_domain::DomainError;
+
+/// What a use case reports; the API maps each variant to one status code.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AppError {
+    /// The entity does not exist or is not the caller's (indistinguishable on purpose).
+    #[error("{entity} {id} not found")]
+    NotFound {
+        /// Kind of entity (`Drama`, `Character`, …).
+        entity: Entity,
+        /// Its id.
+        id: String,
+    },
+    /// Creating something whose id is taken.
+    #[error("{entity} {id} already exists")]
+    AlreadyExists {
+        /// Kind of entity.
+        entity: Entity,
+        /// Its id.
+        id: String,
+    },
+    /// An optimistic write carried a stale version; nothing changed.
+    #[error("version conflict: expected version {expected}, current version is {actual}")]
+    VersionConflict {
+        /// The version the client based its change on.
+        expected: Version,
+        /// The stored version.
+        actual: Version,
+    },
+    /// The input breaks a rule; names the field.
+    #[error(transparent)]
+    Invalid(#[from] DomainError),
+    /// A precondition of the operation does not hold (the message is for the client, e.g.
+    /// "All main characters must have images generated first. …").
+    #[error("{0}")]
+    Precondition(String),
+    /// Not enough credit for the work asked for; nothing was started.
+    #[error("insufficient tokens: balance {balance}, needed {needed}")]
+    InsufficientTokens {
+        /// Current balance.
+        balance: i64,
+        /// Cost of the request.
+        needed: i64,
+    },
+    /// An uploaded or generated object is too large.
+    #[error("{0}")]
+    TooLarge(String),
+    /// A dependency (database, bucket, provider) is unavailable; retry later.
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    /// A bug or an unexpected failure of a dependency. Never shown to clients in detail.
+    #[error("internal error: {0}")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl AppError {
+    /// `NotFound` for `entity` with `id`.
+    pub fn not_found(entity: Entity, id: impl std::fmt::Display) -> Self {
+        Self::NotFound {
+            entity,
+            id: id.to_string(),
+        }
+    }
+}
+
+impl From<RepoError> for AppError {
+    fn from(e: RepoError) -> Self {
+        match e {
+            RepoError::NotFound { entity, id } => Self::NotFound { entity, id },
+            RepoError::AlreadyExists { entity, id } => Self::AlreadyExists { entity, id },
+            RepoError::VersionConflict { expected, actual } => {
+                Self::VersionConflict { expected, actual }
+            }
+            RepoError::Invalid(d) => Self::Invalid(d),
+            RepoError::InsufficientTokens { balance, needed } => {
+                Self::InsufficientTokens { balance, needed }
+            }
+            RepoError::Unavailable(m) => Self::Unavailable(m),
+            other => Self::Internal(Box::new(other)),
+        }
+    }
+}
+
+impl From<AssetError> for AppError {
+    fn from(e: AssetError) -> Self {
+        if e.is_retryable() {
+            return Self::Unavailable(e.to_string());
+        }
+        match e {
+            AssetError::NotFound { .. } => Self::NotFound {
+                entity: Entity::Asset,
+                id: e.to_string(),
+            },
+            AssetError::TooLarge { .. } => Self::TooLarge(e.to_string()),
+            AssetError::ContentMismatch { .. }
+            | AssetError::UnsupportedContentType(_)
+            | AssetError::InvalidKey { .. }
+            | AssetError::InvalidRequest(_)
+            | AssetError::Input(_) => Self::Invalid(DomainError::field("file", e.to_string())),
+            other => Self::Internal(Box::new(other)),
+        }
+    }
+}

@@ -121,11 +121,20 @@ impl Intake {
             }
             match part.as_mut() {
                 None if chunk.len() == size => return Ok(Some(chunk)),
-                None => {
-                    let mut buf = BytesMut::with_capacity(size);
-                    buf.extend_from_slice(&chunk);
-                    part = Some(buf);
-                }
+                None => match self.next_chunk().await? {
+                    // The whole rest fitted in one chunk: no copy.
+                    None => return Ok(Some(chunk)),
+                    Some(following) => {
+                        self.queued.push_front(following);
+                        // With a known length, never reserve more than the object needs.
+                        let capacity = self
+                            .size_hint
+                            .map_or(size, |h| size.min(usize::try_from(h).unwrap_or(size)));
+                        let mut buf = BytesMut::with_capacity(capacity);
+                        buf.extend_from_slice(&chunk);
+                        part = Some(buf);
+                    }
+                },
                 Some(buf) => buf.extend_from_slice(&chunk),
             }
         }

@@ -104,13 +104,20 @@ pub struct TestS3 {
     pub endpoint: String,
     pub log: Arc<Mutex<UploadLog>>,
     server: tokio::task::JoinHandle<()>,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl TestS3 {
     pub async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let fs = s3s_fs::FileSystem::new(dir.path()).unwrap();
+        let mut s3 = Self::start_in(dir.path()).await;
+        s3._dir = Some(dir);
+        s3
+    }
+
+    /// A server over an existing data directory (which it does not remove).
+    pub async fn start_in(dir: &std::path::Path) -> Self {
+        let fs = s3s_fs::FileSystem::new(dir).unwrap();
         let rules = R2Rules::default();
         let log = rules.log.clone();
         let service = {
@@ -127,6 +134,8 @@ impl TestS3 {
                 let Ok((socket, _)) = listener.accept().await else {
                     continue;
                 };
+                // Without this, small responses wait for the peer's delayed ACK (~40 ms).
+                let _ = socket.set_nodelay(true);
                 let conn = http
                     .serve_connection(TokioIo::new(socket), service.clone())
                     .into_owned();
@@ -139,7 +148,7 @@ impl TestS3 {
             endpoint,
             log,
             server,
-            _dir: dir,
+            _dir: None,
         };
         s3.store(SizeLimits::default())
             .create_bucket()

@@ -20,4 +20,50 @@ pub(crate) enum Command {
     Migrate,
     /// Check the configuration and connectivity: database version, migrations, RLS.
     Check,
+    /// Serve the REST and GraphQL API.
+    Serve(ServeArgs),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ServeArgs {
+    /// Apply pending migrations before serving (otherwise a schema that is behind is refused).
+    #[arg(long)]
+    pub(crate) migrate: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeysCommand {
+    /// Create a key and print it (the only time it is shown).
+    Create {
+        /// A label for the key.
+        #[arg(long)]
+        name: String,
+        /// The user the key acts as; created if missing. Default: a new user.
+        #[arg(long)]
+        owner: Option<drama_domain::UserId>,
+        /// Let the key act for other users (`userId` arguments).
+        #[arg(long)]
+        service: bool,
+        /// Days until the key expires (default: never).
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+    },
+    /// List a user's keys (never their secrets).
+    List {
+        /// Whose keys.
+        #[arg(long)]
+        owner: drama_domain::UserId,
+    },
+    /// Revoke a key.
+    Revoke {
+        /// Whose key.
+        #[arg(long)]
+        owner: drama_domain::UserId,
+        /// The key's id (from `keys list`).
+        #[arg(long)]
+        id: uuid::Uuid,
+    },
 }

@@ -2,6 +2,8 @@
 
 mod check;
 mod cli;
+mod keys;
+mod serve;
 mod settings;
 mod telemetry;
 
@@ -50,6 +52,8 @@ async fn run(command: Command, settings: settings::Settings) -> anyhow::Result<E
     match command {
         Command::Migrate => check::migrate(&settings).await,
         Command::Check => check::check(&settings).await,
+        Command::Serve(args) => serve::serve(settings, args).await,
+        Command::Keys(command) => keys::run(&settings, command).await,
     }
 }
 

@@ -1,24 +1,49 @@
 //! Configuration: built-in defaults < optional TOML file < `DRAMA__*` variables < the
-//! conventional variable names (`DATABASE_URL`, `PORT`, …) the old server used.
+//! conventional variable names (`DATABASE_URL`, `PORT`, `R2_BUCKET`, `GEMINI_API_KEY`, …)
+//! the old server and the Supabase guide use.
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::Context as _;
 use config::{Config, Environment, File, FileFormat};
+use drama_ai::AiSettings;
+use drama_api::HttpSettings;
+use drama_assets::AssetSettings;
 use drama_postgres::PgSettings;
 use serde::Deserialize;
 
 const DEFAULTS: &str = include_str!("defaults.toml");
 
 /// Everything the binary needs, validated at startup.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub(crate) struct Settings {
     /// PostgreSQL; an empty URL selects the embedded in-memory store where a command allows it.
     pub(crate) database: PgSettings,
     /// Logging.
     pub(crate) log: LogSettings,
+    /// Listening address and process roles.
+    pub(crate) server: ServerSettings,
+    /// HTTP limits and authentication.
+    pub(crate) http: HttpSettings,
+    /// Object storage (`[assets]` in a file, `R2_*`/`ASSETS_*` in the environment).
+    pub(crate) assets: AssetSettings,
+    /// AI providers (`[ai]` in a file, `GEMINI_*`/`OPENAI_*`/… in the environment).
+    pub(crate) ai: AiSettings,
+}
+
+/// The part of the settings the `config` crate layers.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Layered {
+    database: PgSettings,
+    log: LogSettings,
+    server: ServerSettings,
+    http: HttpSettings,
+    #[serde(default)]
+    assets: HashMap<String, String>,
+    #[serde(default)]
+    ai: HashMap<String, String>,
 }
 
 /// How logs look.
@@ -38,12 +63,32 @@ pub(crate) enum LogFormat {
     Json,
 }
 
-/// Conventional names that map onto a settings key, as the seed documents them.
+/// Where `serve` listens.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ServerSettings {
+    /// Interface to bind.
+    pub(crate) host: String,
+    /// Port to bind (`PORT`).
+    pub(crate) port: u16,
+    /// HTTP worker threads; 0 = one per CPU.
+    pub(crate) http_workers: usize,
+    /// Seconds between orphaned-object sweeps.
+    pub(crate) sweep_interval: u64,
+}
+
+/// Conventional names that map onto a settings key.
 const PLAIN_VARIABLES: &[(&str, &str)] = &[
     ("DATABASE_URL", "database.url"),
     ("DATABASE_MAX_CONNECTIONS", "database.max_connections"),
     ("DATABASE_SSL_ROOT_CERT", "database.ssl_root_cert"),
     ("LOG_FORMAT", "log.format"),
+    ("HOST", "server.host"),
+    ("PORT", "server.port"),
+    ("SUPABASE_JWT_SECRET", "http.auth.jwt_secret"),
+    ("SUPABASE_URL", "http.auth.supabase_url"),
+    ("RATE_LIMIT_PER_SECOND", "http.rate_per_second"),
+    ("RATE_LIMIT_BURST", "http.rate_burst"),
 ];
 
 impl Settings {
@@ -83,13 +128,48 @@ impl Settings {
                     .with_context(|| format!("cannot use {variable}"))?;
             }
         }
-        let settings: Self = builder
+        let layered: Layered = builder
             .build()
             .context("cannot read the configuration")?
             .try_deserialize()
             .context("invalid configuration")?;
-        Ok(settings)
+
+        // File sections use the lower-cased variable names; the environment wins over them.
+        let assets =
+            AssetSettings::from_vars(overlay(&layered.assets, env, &drama_assets::VARIABLES))
+                .context("invalid asset-store configuration")?;
+        let ai_vars = overlay(&layered.ai, env, &drama_ai::ENV_VARS);
+        let ai_map: HashMap<String, String> = ai_vars.into_iter().collect();
+        let ai = AiSettings::from_lookup(|name| ai_map.get(name).cloned())
+            .context("invalid AI provider configuration")?;
+        Ok(Self {
+            database: layered.database,
+            log: layered.log,
+            server: layered.server,
+            http: layered.http,
+            assets,
+            ai,
+        })
     }
+}
+
+/// `(NAME, value)` pairs for `names`: the file section's (lower-case keys) first, then the
+/// environment's.
+fn overlay(
+    section: &HashMap<String, String>,
+    env: &HashMap<String, String>,
+    names: &[&str],
+) -> Vec<(String, String)> {
+    names
+        .iter()
+        .filter_map(|name| {
+            let from_env = env.get(*name).filter(|v| !v.is_empty());
+            let from_file = section.get(&name.to_ascii_lowercase());
+            from_env
+                .or(from_file)
+                .map(|v| ((*name).to_owned(), v.clone()))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -112,6 +192,8 @@ mod tests {
         assert!(s.database.url.is_empty());
         assert_eq!(s.database.max_connections, 10);
         assert_eq!(s.log.format, LogFormat::Pretty);
+        assert_eq!(s.server.port, 8000);
+        assert_eq!(s.assets.backend(), drama_assets::BackendKind::Local);
     }
 
     #[test]
@@ -120,11 +202,27 @@ mod tests {
             ("DATABASE_URL", "postgres://u:p@db:5432/x"),
             ("LOG_FORMAT", "json"),
             ("DATABASE_MAX_CONNECTIONS", "4"),
+            ("PORT", "9001"),
+            ("SUPABASE_URL", "https://abc.supabase.co"),
+            ("SUPABASE_JWT_SECRET", "jwt-secret"),
+            ("R2_ACCOUNT_ID", "acct"),
+            ("R2_BUCKET", "sfd-production"),
+            ("R2_ACCESS_KEY_ID", "id"),
+            ("R2_SECRET_ACCESS_KEY", "secret"),
+            ("GEMINI_API_KEY", "gk"),
         ])
         .unwrap();
         assert_eq!(s.database.url, "postgres://u:p@db:5432/x");
         assert_eq!(s.database.max_connections, 4);
         assert_eq!(s.log.format, LogFormat::Json);
+        assert_eq!(s.server.port, 9001);
+        assert_eq!(
+            s.http.auth.supabase_url.as_deref(),
+            Some("https://abc.supabase.co")
+        );
+        assert_eq!(s.assets.backend(), drama_assets::BackendKind::S3);
+        assert_eq!(s.assets.r2_bucket.as_deref(), Some("sfd-production"));
+        assert!(s.ai.gemini_api_key.is_some());
     }
 
     #[test]
@@ -133,19 +231,31 @@ mod tests {
         let path = dir.path().join("drama.toml");
         std::fs::write(
             &path,
-            "[database]\nurl = \"postgres://file@db/x\"\nmax_connections = 3\n",
+            "[database]\nurl = \"postgres://file@db/x\"\nmax_connections = 3\n\n\
+             [assets]\nassets_backend = \"memory\"\n\n[ai]\ngpt_model = \"gpt-file\"\n",
         )
         .unwrap();
         let from_file = Settings::load_from(Some(&path), &env(&[])).unwrap();
         assert_eq!(from_file.database.url, "postgres://file@db/x");
         assert_eq!(from_file.database.max_connections, 3);
+        assert_eq!(
+            from_file.assets.backend(),
+            drama_assets::BackendKind::Memory
+        );
+        assert_eq!(from_file.ai.gpt_model, "gpt-file");
         let from_env = Settings::load_from(
             Some(&path),
-            &env(&[("DATABASE_URL", "postgres://env@db/x")]),
+            &env(&[
+                ("DATABASE_URL", "postgres://env@db/x"),
+                ("ASSETS_BACKEND", "local"),
+                ("GPT_MODEL", "gpt-env"),
+            ]),
         )
         .unwrap();
         assert_eq!(from_env.database.url, "postgres://env@db/x");
         assert_eq!(from_env.database.max_connections, 3);
+        assert_eq!(from_env.assets.backend(), drama_assets::BackendKind::Local);
+        assert_eq!(from_env.ai.gpt_model, "gpt-env");
         let prefixed = load(&[("DRAMA__DATABASE__MAX_CONNECTIONS", "7")]).unwrap();
         assert_eq!(prefixed.database.max_connections, 7);
         assert!(Settings::load_from(Some(&dir.path().join("missing.toml")), &env(&[])).is_err());
@@ -155,11 +265,29 @@ mod tests {
     fn bad_values_name_the_key() {
         let e = load(&[("LOG_FORMAT", "xml")]).unwrap_err();
         assert!(format!("{e:#}").contains("xml"), "{e:#}");
+        let e = load(&[("ASSETS_BACKEND", "tape")]).unwrap_err();
+        assert!(format!("{e:#}").contains("ASSETS_BACKEND"), "{e:#}");
+        let e = load(&[("PORT", "eighty")]).unwrap_err();
+        assert!(format!("{e:#}").contains("port"), "{e:#}");
     }
 
     #[test]
     fn secrets_do_not_appear_in_debug_output() {
-        let s = load(&[("DATABASE_URL", "postgres://u:topsecret@db:5432/x")]).unwrap();
-        assert!(!format!("{s:?}").contains("topsecret"));
+        let s = load(&[
+            ("DATABASE_URL", "postgres://u:topsecret@db:5432/x"),
+            ("SUPABASE_JWT_SECRET", "jwtsecretvalue"),
+            ("R2_SECRET_ACCESS_KEY", "r2secretvalue"),
+            ("OPENAI_API_KEY", "sk-openaisecret"),
+        ])
+        .unwrap();
+        let debug = format!("{s:?}");
+        for secret in [
+            "topsecret",
+            "jwtsecretvalue",
+            "r2secretvalue",
+            "sk-openaisecret",
+        ] {
+            assert!(!debug.contains(secret), "{secret} leaked: {debug}");
+        }
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod auth;
 mod error;
+pub mod middleware;
 mod rest;
 mod state;
 

@@ -1,0 +1,108 @@
+//! Per-request context: an id, a tracing span, a deadline, and one log line per failure.
+
+use std::time::{Duration, Instant};
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{Error, HttpMessage as _, web};
+use tracing::Instrument as _;
+
+use crate::error::ApiError;
+use crate::state::ApiState;
+
+/// Header carrying the request id, in and out.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The id of the current request (also in its log lines and its `x-request-id` header).
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+fn incoming_id(req: &ServiceRequest) -> Option<String> {
+    let value = req.headers().get(&REQUEST_ID)?.to_str().ok()?;
+    let ok = !value.is_empty()
+        && value.len() <= 64
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    ok.then(|| value.to_owned())
+}
+
+/// Requests whose handler legitimately outlives the deadline: streams and uploads.
+fn is_long_lived(req: &ServiceRequest) -> bool {
+    let path = req.path();
+    let multipart = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/"));
+    multipart
+        || path.ends_with("/events")
+        || path.starts_with("/subscriptions")
+        || req.headers().contains_key("upgrade")
+}
+
+/// Assigns the request id, opens the request span, enforces the deadline and logs the outcome.
+pub async fn request_context(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let id = incoming_id(&req).unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let span = tracing::info_span!(
+        "request",
+        request.id = %id,
+        http.method = %req.method(),
+        http.path = %req.path(),
+        http.status = tracing::field::Empty,
+    );
+    let deadline = req
+        .app_data::<web::Data<ApiState>>()
+        .map(|s| s.settings.request_timeout)
+        .filter(|_| !is_long_lived(&req))
+        .unwrap_or(Duration::MAX);
+    let started = Instant::now();
+    // The request must not be cloned before routing (routing needs it unshared), so a request
+    // that outlives its deadline is answered by the error itself, without the id header.
+    let outcome = tokio::time::timeout(deadline, next.call(req))
+        .instrument(span.clone())
+        .await;
+    let _entered = span.enter();
+    let mut response = match outcome {
+        Ok(Ok(response)) => response.map_into_boxed_body(),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "request failed in a middleware");
+            return Err(e);
+        }
+        Err(_) => {
+            let error = ApiError::unavailable(format!(
+                "the request took longer than {} s",
+                deadline.as_secs()
+            ));
+            tracing::error!(error = %error, "request timed out");
+            return Err(error.into());
+        }
+    };
+    let status = response.status();
+    span.record("http.status", status.as_u16());
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
+    if let Some(error) = response.response().error() {
+        let cause = error
+            .as_error::<ApiError>()
+            .and_then(ApiError::cause)
+            .map(str::to_owned)
+            .unwrap_or_else(|| error.to_string());
+        if status.is_server_error() {
+            tracing::error!(error = %cause, duration_ms = elapsed_ms, "request failed");
+        } else {
+            tracing::info!(error = %cause, duration_ms = elapsed_ms, "request refused");
+        }
+    } else {
+        tracing::debug!(duration_ms = elapsed_ms, "request served");
+    }
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    Ok(response)
+}

@@ -2,6 +2,7 @@
 
 pub mod auth;
 mod error;
+pub mod graphql;
 pub mod middleware;
 mod rest;
 mod state;
@@ -37,6 +38,7 @@ pub fn configure(state: Arc<ApiState>) -> impl FnOnce(&mut web::ServiceConfig) {
                     .error_handler(|e, _| ApiError::bad_request(e.to_string()).into()),
             );
         rest::configure(cfg);
+        graphql::configure(cfg);
         cfg.default_service(web::to(not_found));
     }
 }

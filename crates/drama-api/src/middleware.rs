@@ -43,6 +43,31 @@ fn is_long_lived(req: &ServiceRequest) -> bool {
         || req.headers().contains_key("upgrade")
 }
 
+/// A body announced larger than the JSON limit is refused before a byte of it is read.
+/// (Uploads have their own, larger limit, enforced while streaming.)
+fn oversized(req: &ServiceRequest) -> Option<ApiError> {
+    let limit = req.app_data::<web::Data<ApiState>>()?.settings.json_limit;
+    let length: u64 = req
+        .headers()
+        .get("content-length")?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()?;
+    let multipart = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/"));
+    (!multipart && length > limit as u64).then(|| {
+        ApiError::message(
+            actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("Request body is too large: {length} bytes, the limit is {limit}"),
+        )
+    })
+}
+
 /// Assigns the request id, opens the request span, enforces the deadline and logs the outcome.
 pub async fn request_context(
     req: ServiceRequest,
@@ -57,6 +82,14 @@ pub async fn request_context(
         http.path = %req.path(),
         http.status = tracing::field::Empty,
     );
+    if let Some(refusal) = oversized(&req) {
+        tracing::info!(request.id = %id, error = %refusal, "request refused");
+        let mut response = req.error_response(refusal);
+        if let Ok(value) = HeaderValue::from_str(&id) {
+            response.headers_mut().insert(REQUEST_ID, value);
+        }
+        return Ok(response);
+    }
     let deadline = req
         .app_data::<web::Data<ApiState>>()
         .map(|s| s.settings.request_timeout)

@@ -62,6 +62,7 @@ pub struct ApiState {
     pub(crate) app: App,
     pub(crate) auth: Authenticator,
     pub(crate) settings: HttpSettings,
+    pub(crate) schema: Arc<crate::graphql::Schema>,
     limiter: Option<DefaultKeyedRateLimiter<drama_domain::UserId>>,
 }
 
@@ -77,6 +78,7 @@ impl ApiState {
             auth: Authenticator::new(app.store().clone(), &settings.auth),
             app,
             settings,
+            schema: crate::graphql::shared_schema(),
             limiter,
         })
     }

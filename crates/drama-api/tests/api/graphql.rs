@@ -1,0 +1,304 @@
+//! GraphQL through `/graphql`: the old server's test cases and ours.
+
+use actix_web::test::TestRequest;
+use drama_testkit::builders::drama_json;
+use serde_json::{Value, json};
+
+use crate::support::{Harness, bearer, send};
+
+async fn gql(
+    svc: &impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse,
+        Error = actix_web::Error,
+    >,
+    key: &str,
+    query: &str,
+    variables: Value,
+) -> (u16, Value) {
+    let (status, _, body) = send(
+        svc,
+        TestRequest::post()
+            .uri("/graphql")
+            .insert_header(bearer(key))
+            .set_json(json!({"query": query, "variables": variables})),
+    )
+    .await;
+    (status, body)
+}
+
+async fn seeded() -> Harness {
+    let h = Harness::new().await;
+    let svc = h.service(Harness::settings()).await;
+    for (key, id) in [
+        (&h.alice_key, "a1"),
+        (&h.alice_key, "a2"),
+        (&h.bob_key, "b1"),
+    ] {
+        let (status, _, _) = send(
+            &svc,
+            TestRequest::post()
+                .uri("/dramas")
+                .insert_header(bearer(key))
+                .set_json(json!({"drama": drama_json(id, 2, 2, 2)})),
+        )
+        .await;
+        assert_eq!(status, 201);
+    }
+    h
+}
+
+#[actix_web::test]
+async fn the_old_servers_graphql_tests_answer_as_described() {
+    let h = seeded().await;
+    let svc = h.service(Harness::settings()).await;
+    let k = &h.alice_key;
+
+    let (s, b) = gql(
+        &svc,
+        k,
+        "{ dramaSummaries(limit: 10) { id title createdAt updatedAt } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let ids: Vec<&str> = b["data"]["dramaSummaries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["a2", "a1"]);
+    assert!(
+        b["data"]["dramaSummaries"][0]["createdAt"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z')
+    );
+
+    let (s, b) = gql(
+        &svc,
+        k,
+        "query($userId: String) { dramaSummaries(limit: 10, userId: $userId) { id } }",
+        json!({"userId": h.bob.to_string()}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        b["data"]["dramaSummaries"].as_array().unwrap().len(),
+        2,
+        "userId from an ordinary caller is ignored: still Alice's dramas"
+    );
+
+    let (s, b) = gql(
+        &svc,
+        k,
+        "query($limit: Int!, $offset: Int!) { dramas(limit: $limit, offset: $offset) \
+         { id characters { id voiceDescription } episodes { id scenes { id imageUrl } } } }",
+        json!({"limit": 10, "offset": 1}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(b["data"]["dramas"][0]["id"], "a1");
+    assert_eq!(
+        b["data"]["dramas"][0]["episodes"][1]["scenes"][0]["id"],
+        "e1-s0"
+    );
+
+    let (s, b) = gql(
+        &svc,
+        k,
+        r#"{ drama(id: "non-existent-drama-id") { id } }"#,
+        json!({}),
+    )
+    .await;
+    assert_eq!((s, &b["data"]["drama"]), (200, &Value::Null));
+    let (s, b) = gql(&svc, k, r#"{ drama(id: "b1") { id } }"#, json!({})).await;
+    assert_eq!(
+        (s, &b["data"]["drama"]),
+        (200, &Value::Null),
+        "Bob's drama is invisible"
+    );
+
+    let (s, b) = gql(
+        &svc,
+        k,
+        "{ __schema { queryType { name } mutationType { name } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(b["data"]["__schema"]["queryType"]["name"], "Query");
+    assert_eq!(b["data"]["__schema"]["mutationType"]["name"], "Mutation");
+    let (_, b) = gql(
+        &svc,
+        k,
+        r#"{ __type(name: "Query") { fields { name } } }"#,
+        json!({}),
+    )
+    .await;
+    let fields: Vec<&str> = b["data"]["__type"]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    for f in ["drama", "dramas", "dramaSummaries"] {
+        assert!(fields.contains(&f), "{f} in {fields:?}");
+    }
+
+    let (s, b) = gql(&svc, k, "{ dramas { nonexistentField } }", json!({})).await;
+    assert_eq!(s, 200);
+    assert!(b["errors"].as_array().is_some_and(|e| !e.is_empty()), "{b}");
+    let (s, b) = gql(&svc, k, "{ drama { id } }", json!({})).await;
+    assert_eq!(s, 200);
+    assert!(b["errors"].as_array().is_some_and(|e| !e.is_empty()), "{b}");
+
+    let (s, _, _) = send(
+        &svc,
+        TestRequest::post()
+            .uri("/graphql")
+            .insert_header(bearer(k))
+            .insert_header(("content-type", "application/json"))
+            .set_payload("invalid json"),
+    )
+    .await;
+    assert_eq!(s, 400);
+}
+
+#[actix_web::test]
+async fn service_callers_may_name_the_owner() {
+    let h = seeded().await;
+    let svc = h.service(Harness::settings()).await;
+    let (s, b) = gql(
+        &svc,
+        &h.service_key,
+        "query($u: String) { dramaSummaries(userId: $u) { id } }",
+        json!({"u": h.bob.to_string()}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(b["data"]["dramaSummaries"], json!([{"id": "b1"}]));
+    let (_, b) = gql(
+        &svc,
+        &h.service_key,
+        r#"{ dramaSummaries(userId: "not-a-uuid") { id } }"#,
+        json!({}),
+    )
+    .await;
+    assert_eq!(b["errors"][0]["extensions"]["code"], "BAD_USER_INPUT");
+}
+
+#[actix_web::test]
+async fn mutations_update_and_delete_with_versions() {
+    let h = seeded().await;
+    let svc = h.service(Harness::settings()).await;
+    let k = &h.alice_key;
+    let (_, b) = gql(
+        &svc,
+        k,
+        r#"mutation { updateDrama(id: "a1", input: {title: "New"}, version: 1) { title version } }"#,
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        b["data"]["updateDrama"],
+        json!({"title": "New", "version": 2})
+    );
+    let (_, b) = gql(
+        &svc,
+        k,
+        r#"mutation { updateDrama(id: "a1", input: {title: "Stale"}, version: 1) { title } }"#,
+        json!({}),
+    )
+    .await;
+    assert_eq!(b["errors"][0]["extensions"]["code"], "CONFLICT", "{b}");
+    let (_, b) = gql(
+        &svc,
+        k,
+        r#"mutation { updateDrama(id: "a1", input: {title: ""}) { title } }"#,
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        b["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+        "{b}"
+    );
+    let (_, b) = gql(&svc, k, r#"mutation { deleteDrama(id: "b1") }"#, json!({})).await;
+    assert_eq!(
+        b["errors"][0]["extensions"]["code"], "NOT_FOUND",
+        "Bob's drama"
+    );
+    let (_, b) = gql(&svc, k, r#"mutation { deleteDrama(id: "a2") }"#, json!({})).await;
+    assert_eq!(b["data"]["deleteDrama"], true);
+}
+
+#[actix_web::test]
+async fn deep_queries_and_oversized_pages_are_refused() {
+    let h = seeded().await;
+    let svc = h.service(Harness::settings()).await;
+    let deep = format!(
+        "{{ {} __typename {} }}",
+        "dramas { episodes { scenes { ".repeat(5),
+        "} } } ".repeat(5)
+    );
+    let (s, b) = gql(&svc, &h.alice_key, &deep, json!({})).await;
+    assert_eq!(s, 200);
+    assert!(
+        b["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nesting"),
+        "{b}"
+    );
+    let (_, b) = gql(
+        &svc,
+        &h.alice_key,
+        "{ dramas(limit: 5000) { id } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(b["errors"][0]["extensions"]["code"], "BAD_USER_INPUT");
+}
+
+#[actix_web::test]
+async fn get_runs_queries_and_serves_graphiql_to_browsers() {
+    let h = seeded().await;
+    let svc = h.service(Harness::settings()).await;
+    let (s, _, b) = send(
+        &svc,
+        TestRequest::get()
+            .uri("/graphql?query=%7B%20dramaSummaries%20%7B%20id%20%7D%20%7D")
+            .insert_header(bearer(&h.alice_key)),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(b["data"]["dramaSummaries"].as_array().unwrap().len(), 2);
+    let response = actix_web::test::call_service(
+        &svc,
+        TestRequest::get()
+            .uri("/graphql")
+            .insert_header(("accept", "text/html"))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let html = actix_web::test::read_body(response).await;
+    assert!(String::from_utf8_lossy(&html).contains("GraphiQL"));
+}
+
+#[test]
+fn the_committed_sdl_matches_the_schema() {
+    let sdl = drama_api::graphql::schema().as_sdl();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql");
+    if std::env::var_os("UPDATE_SDL").is_some() {
+        std::fs::write(path, &sdl).unwrap();
+    }
+    let committed = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        committed == sdl,
+        "crates/drama-api/schema.graphql is out of date; regenerate it with \
+         `UPDATE_SDL=1 cargo test -p drama-api --test api the_committed_sdl_matches_the_schema` \
+         and review the diff"
+    );
+}

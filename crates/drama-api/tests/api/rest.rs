@@ -1,0 +1,605 @@
+//! REST routes: success paths and their 400/401/404/409/413/422 paths.
+
+use actix_web::test::TestRequest;
+use drama_testkit::builders::{LEGACY_FIXTURE, drama_json};
+use serde_json::{Value, json};
+
+use crate::support::{Harness, bearer, send};
+
+fn create_body(id: &str) -> Value {
+    json!({ "drama": drama_json(id, 2, 2, 2) })
+}
+
+#[actix_web::test]
+async fn health_and_readiness_need_no_credentials() {
+    let h = Harness::new().await;
+    let svc = h.service(Harness::settings()).await;
+    let (status, headers, body) = send(&svc, TestRequest::get().uri("/health")).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["status"], "ok");
+    assert!(body["timestamp"].as_str().unwrap().ends_with('Z'));
+    assert!(body["version"].is_string());
+    assert!(headers.contains_key("x-request-id"));
+    let (status, _, body) = send(&svc, TestRequest::get().uri("/ready")).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("ready")));
+}
+
+#[actix_web::test]
+async fn every_drama_route_requires_credentials() {
+    let h = Harness::new().await;
+    let svc = h.service(Harness::settings()).await;
+    for (method, uri) in [
+        ("GET", "/dramas"),
+        ("POST", "/dramas"),
+        ("GET", "/dramas/d1"),
+        ("PATCH", "/dramas/d1"),
+        ("DELETE", "/dramas/d1"),
+        ("GET", "/dramas/d1/characters"),
+        ("GET", "/dramas/d1/episodes/e1/scenes/s1/assets/a1"),
+        ("POST", "/graphql"),
+    ] {
+        let req = TestRequest::default()
+            .method(method.parse().unwrap())
+            .uri(uri);
+        let (status, _, body) = send(&svc, req).await;
+        assert_eq!(status, 401, "{method} {uri}");
+        assert_eq!(body["code"], "unauthenticated");
+        assert!(body["detail"].as_str().unwrap().contains("Missing API key"));
+    }
+    let (status, _, body) = send(
+        &svc,
+        TestRequest::get().uri("/dramas").insert_header(bearer(
+            "dk_AAAAAAAAAAAA_BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB",
+        )),
+    )
+    .await;
+    assert_eq!(
+        (status, body["detail"].as_str()),
+        (401, Some("Invalid API key"))
+    );
+    let (status, _, _) = send(
+        &svc,
+        TestRequest::get()
+            .uri("/dramas")
+            .insert_header(("Authorization", format!("Basic {}", h.alice_key))),
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, _, _) = send(
+        &svc,
+        TestRequest::get()
+            .uri("/dramas")
+            .insert_header(("X-API-Key", h.alice_key.clone())),
+    )
+    .await;
+    assert_eq!(status, 200, "X-API-Key is accepted");
+}
+
+#[actix_web::test]
+async fn create_read_patch_and_delete_a_drama() {
+    let h = Harness::new().await;
+    let svc = h.service(Harness::settings()).await;
+    let auth = bearer(&h.alice_key);
+
+    let (status, headers, body) = send(
+        &svc,
+        TestRequest::post()
+            .uri("/dramas")
+            .insert_header(auth.clone())
+            .set_payload(format!("{{\"drama\": {LEGACY_FIXTURE}}}")),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["id"], "corgi_musk_v5");
+    assert_eq!(body["characters"][0]["voice_description"], "");
+    assert_eq!(headers.get("etag").unwrap(), "\"1\"");
+
+    let (status, headers, body) = send(
+        &svc,
+        TestRequest::get()
+            .uri("/dramas/corgi_musk_v5")
+            .insert_header(auth.clone()),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let mut expected: Value = serde_json::from_str(LEGACY_FIXTURE).unwrap();
+    for c in expected["characters"].as_array_mut().unwrap() {
+        c["voice_description"] = json!("");
+    }
+    assert_eq!(body, expected, "the stored drama reads back as sent");
+    assert_eq!(headers.get("etag").unwrap(), "\"1\"");
+
+    // A stale version is refused and changes nothing.
+    let (status, _, body) = send(
+        &svc,
+        TestRequest::patch()
+            .uri("/dramas/corgi_musk_v5")
+            .insert_header(auth.clone())
+            .insert_header(("If-Match", "\"7\""))
+            .set_payload(r#"{"title": "Lost"}"#),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("version_conflict"))
+    );
+    let (status, headers, body) = send(
+        &svc,
+        TestRequest::patch()
+            .uri("/dramas/corgi_musk_v5")
+            .insert_header(auth.clone())
+            .set_payload(r#"{"title": "Corgi II", "version": 1, "unknown": true}"#),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["title"], "Corgi II");
+    assert_eq!(headers.get("etag").unwrap(), "\"2\"");
+
+    let (status, _, body) = send(
+        &svc,
+        TestRequest::patch()
+            .uri("/dramas/corgi_musk_v5")
+            .insert_header(auth.clone())
+            .set_payload(r#"{"title": null}"#),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert_eq!(body["detail"][0]["loc"], json!(["body", "title"]));
+    assert_eq!(body["detail"][0]["msg"], "must not be null");
+
+    let (status, _, body) = send(
+        &svc,
+        TestRequest::delete()
+            .uri("/dramas/corgi_musk_v5")
+            .insert_header(auth.clone()),
+    )
+    .await;
+    assert_eq!((status, body), (200, json!({"success": true})));
+    for req in [
+        TestRequest::delete().uri("/dramas/corgi_musk_v5"),
+        TestRequest::get().uri("/dramas/corgi_musk_v5"),
+    ] {
+        let (status, _, body) = send(&svc, req.insert_header(auth.clone())).await;
+        assert_eq!(status, 404);
+        assert_eq!(
+            body["detail"],
+            json!({"error": "Drama not found", "message": "Drama corgi_musk_v5 not found",
+                   "code": "not_found"})
+        );
+    }
+}
+
+#[actix_web::test]
+async fn invalid_creations_name_the_problem_and_write_nothing() {
+    let h = Harness::new().await;
+    let svc = h.service(Harness::settings()).await;
+    let auth = bearer(&h.alice_key);
+    let mut bad = create_body("bad");
+    bad["drama"]["characters"][1]["id"] = json!("has space");
+    let (status, _, body) = send(
+        &svc,
+        TestRequest::post()
+            .uri("/dramas")
+            .insert_header(auth.clone())
+            .set_json(&bad),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert_eq!(body["code"], "validation_failed");
+    assert_eq!(body["detail"][0]["field"], "drama.characters[1].id");
+    assert_eq!(
+        body["detail"][0]["loc"],
+        json!(["body", "drama", "characters", 1, "id"])
+    );
+
+    let mut bad = create_body("bad");
+    bad["drama"]["episodes"][0]["scenes"][0]["assets"][0]["kind"] = json!("hologram");
+    let (status, _, body) = send(
+        &svc,
+        TestRequest::post()
+            .uri("/dramas")
+            .insert_header(auth.clone())
+            .set_json(&bad),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert_eq!(
+        body["detail"][0]["field"],
+        "drama.episodes[0].scenes[0].assets[0].kind"
+    );
+
+    let mut bad = create_body("bad");
+    bad["drama"].as_object_mut().unwrap().remove("title");
+    let (status, _, body) = send(
+        &svc,
+        TestRequest::post()
+            .uri("/dramas")
+            .insert_header(auth.clone())
+            .set_json(&bad),
+    )
+    .await;
+    assert_eq!(
+        (status, body["detail"][0]["field"].as_str()),
+        (422, Some("drama.title"))
+    );
+
+    let (status, _, body) = send(
+        &svc,
+        TestRequest::post()
+            .uri("/dramas")
+            .insert_header(auth.clone())
+            .set_payload("{not json"),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("Invalid JSON body")
+    );
+
+    let (status, _, body) = send(
+        &svc,
+        TestRequest::post()
+            .uri("/dramas")
+            .insert_header(auth.clone())
+            .set_json(json!({"title": "neither"})),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["detail"],
+        "Must provide either 'premise' (async mode) or 'drama' (sync mode)"
+    );
+
+    let (status, _, body) = send(
+        &svc,
+        TestRequest::get()
+            .uri("/dramas")
+            .insert_header(auth.clone()),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["dramas"], json!([]), "nothing was written");
+
+    // An existing id is a conflict, also for another user.
+    send(
+        &svc,
+        TestRequest::post()
+            .uri("/dramas")
+            .insert_header(auth.clone())
+            .set_json(create_body("taken")),
+    )
+    .await;
+    let (status, _, body) = send(
+        &svc,
+        TestRequest::post()
+            .uri("/dramas")
+            .insert_header(bearer(&h.bob_key))
+            .set_json(create_body("taken")),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("already_exists"))
+    );
+}
+
+#[actix_web::test]
+async fn nested_reads_and_patches_follow_the_path() {
+    let h = Harness::new().await;
+    let svc = h.service(Harness::settings()).await;
+    let auth = bearer(&h.alice_key);
+    send(
+        &svc,
+        TestRequest::post()
+            .uri("/dramas")
+            .insert_header(auth.clone())
+            .set_json(create_body("nest")),
+    )
+    .await;
+    let get = |uri: &str| TestRequest::get().uri(uri).insert_header(auth.clone());
+
+    let (s, _, b) = send(&svc, get("/dramas/nest/characters")).await;
+    assert_eq!((s, b["characters"].as_array().unwrap().len()), (200, 2));
+    let (s, _, b) = send(&svc, get("/dramas/nest/characters/c1")).await;
+    assert_eq!((s, b["name"].as_str()), (200, Some("Character 1")));
+    let (s, _, b) = send(&svc, get("/dramas/nest/episodes")).await;
+    assert_eq!((s, b["episodes"].as_array().unwrap().len()), (200, 2));
+    let (s, _, b) = send(&svc, get("/dramas/nest/episodes/e1")).await;
+    assert_eq!((s, b["title"].as_str()), (200, Some("Episode 1")));
+    let (s, _, b) = send(&svc, get("/dramas/nest/episodes/e1/scenes")).await;
+    assert_eq!((s, b["scenes"].as_array().unwrap().len()), (200, 2));
+    let (s, _, b) = send(&svc, get("/dramas/nest/episodes/e1/scenes/e1-s0")).await;
+    assert_eq!((s, b["id"].as_str()), (200, Some("e1-s0")));
+    let (s, _, b) = send(&svc, get("/dramas/nest/episodes/e1/scenes/e1-s0/assets")).await;
+    assert_eq!((s, b["assets"].as_array().unwrap().len()), (200, 2));
+    let (s, _, b) = send(
+        &svc,
+        get("/dramas/nest/episodes/e1/scenes/e1-s0/assets/e1-s0-vid"),
+    )
+    .await;
+    assert_eq!((s, b["duration"].as_i64()), (200, Some(10)));
+
+    for (uri, kind) in [
+        ("/dramas/nest/characters/nobody", "Character"),
+        ("/dramas/nest/episodes/e9", "Episode"),
+        ("/dramas/nest/episodes/e9/scenes", "Episode"),
+        ("/dramas/nest/episodes/e0/scenes/e1-s0", "Scene"),
+        ("/dramas/nest/episodes/e1/scenes/e1-s0/assets/zzz", "Asset"),
+        ("/dramas/other/episodes", "Drama"),
+    ] {
+        let (s, _, b) = send(&svc, get(uri)).await;
+        assert_eq!(s, 404, "{uri}");
+        assert_eq!(b["detail"]["error"], format!("{kind} not found"), "{uri}");
+    }
+
+    let patch = |uri: &str, body: Value| {
+        TestRequest::patch()
+            .uri(uri)
+            .insert_header(auth.clone())
+            .set_json(body)
+    };
+    let (s, _, b) = send(
+        &svc,
+        patch(
+            "/dramas/nest/characters/c0",
+            json!({"name": "Ana", "gender": "ignored"}),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (s, b["name"].as_str(), b["gender"].as_str()),
+        (200, Some("Ana"), Some("female"))
+    );
+    let (s, _, b) = send(
+        &svc,
+        patch(
+            "/dramas/nest/episodes/e0",
+            json!({"premise": "more", "metadata": {"k": 1}}),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (s, b["premise"].as_str(), &b["metadata"]),
+        (200, Some("more"), &json!({"k": 1}))
+    );
+    let (s, _, b) = send(
+        &svc,
+        patch(
+            "/dramas/nest/episodes/e0/scenes/e0-s1",
+            json!({"image_url": "https://cdn/x.png"}),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (s, b["image_url"].as_str()),
+        (200, Some("https://cdn/x.png"))
+    );
+    let (s, _, b) = send(
+        &svc,
+        patch(
+            "/dramas/nest/episodes/e0/scenes/e0-s1/assets/e0-s1-img",
+            json!({"prompt": "wide shot", "url": null}),
+        ),
+    )
+    .await;
+    assert_eq!((s, b["prompt"].as_str()), (200, Some("wide shot")));
+    // The scene exists, but not in that episode.
+    let (s, _, _) = send(
+        &svc,
+        patch(
+            "/dramas/nest/episodes/e1/scenes/e0-s1/assets/e0-s1-img",
+            json!({"prompt": "x"}),
+        ),
+    )
+    .await;
+    assert_eq!(s, 404);
+    let (s, _, b) = send(
+        &svc,
+        patch("/dramas/nest/characters/c0", json!({"description": ""})),
+    )
+    .await;
+    assert_eq!(
+        (s, b["detail"][0]["field"].as_str()),
+        (422, Some("description"))
+    );
+    let (s, h_, _) = send(&svc, get("/dramas/nest")).await;
+    assert_eq!(s, 200);
+    assert_eq!(h_.get("etag").unwrap(), "\"5\"", "four successful patches");
+}
+
+#[actix_web::test]
+async fn another_users_drama_is_invisible_through_every_route() {
+    let h = Harness::new().await;
+    let svc = h.service(Harness::settings()).await;
+    send(
+        &svc,
+        TestRequest::post()
+            .uri("/dramas")
+            .insert_header(bearer(&h.alice_key))
+            .set_json(create_body("private")),
+    )
+    .await;
+    let bob = bearer(&h.bob_key);
+    for (method, uri, body) in [
+        ("GET", "/dramas/private", None),
+        ("PATCH", "/dramas/private", Some(json!({"title": "x"}))),
+        ("DELETE", "/dramas/private", None),
+        ("GET", "/dramas/private/characters", None),
+        ("GET", "/dramas/private/characters/c0", None),
+        (
+            "PATCH",
+            "/dramas/private/characters/c0",
+            Some(json!({"name": "x"})),
+        ),
+        ("GET", "/dramas/private/episodes", None),
+        ("GET", "/dramas/private/episodes/e0", None),
+        (
+            "PATCH",
+            "/dramas/private/episodes/e0",
+            Some(json!({"title": "x"})),
+        ),
+        ("GET", "/dramas/private/episodes/e0/scenes", None),
+        ("GET", "/dramas/private/episodes/e0/scenes/e0-s0", None),
+        (
+            "PATCH",
+            "/dramas/private/episodes/e0/scenes/e0-s0",
+            Some(json!({"description": "x"})),
+        ),
+        (
+            "GET",
+            "/dramas/private/episodes/e0/scenes/e0-s0/assets",
+            None,
+        ),
+        (
+            "PATCH",
+            "/dramas/private/episodes/e0/scenes/e0-s0/assets/e0-s0-img",
+            Some(json!({"prompt": "x"})),
+        ),
+    ] {
+        let mut req = TestRequest::default()
+            .method(method.parse().unwrap())
+            .uri(uri)
+            .insert_header(bob.clone());
+        if let Some(body) = body {
+            req = req.set_json(body);
+        }
+        let (status, _, body) = send(&svc, req).await;
+        assert_eq!(status, 404, "{method} {uri}");
+        assert_eq!(body["detail"]["error"], "Drama not found", "{method} {uri}");
+    }
+    let (_, _, list) = send(&svc, TestRequest::get().uri("/dramas").insert_header(bob)).await;
+    assert_eq!(list["dramas"], json!([]));
+    let (status, _, body) = send(
+        &svc,
+        TestRequest::get()
+            .uri("/dramas/private")
+            .insert_header(bearer(&h.alice_key)),
+    )
+    .await;
+    assert_eq!(
+        (status, body["title"].as_str()),
+        (200, Some("Drama private"))
+    );
+}
+
+#[actix_web::test]
+async fn the_list_pages_with_an_opaque_cursor() {
+    let h = Harness::new().await;
+    let svc = h.service(Harness::settings()).await;
+    let auth = bearer(&h.alice_key);
+    for i in 0..5 {
+        send(
+            &svc,
+            TestRequest::post()
+                .uri("/dramas")
+                .insert_header(auth.clone())
+                .set_json(create_body(&format!("p{i}"))),
+        )
+        .await;
+    }
+    let (s, _, first) = send(
+        &svc,
+        TestRequest::get()
+            .uri("/dramas?limit=2")
+            .insert_header(auth.clone()),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let ids: Vec<&str> = first["dramas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["p4", "p3"]);
+    assert_eq!(
+        first["dramas"][0]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
+        ["description", "id", "metadata", "premise", "title", "url"]
+    );
+    let cursor = first["cursor"].as_str().unwrap();
+    let (_, _, second) = send(
+        &svc,
+        TestRequest::get()
+            .uri(&format!("/dramas?limit=10&cursor={cursor}"))
+            .insert_header(auth.clone()),
+    )
+    .await;
+    assert_eq!(second["dramas"].as_array().unwrap().len(), 3);
+    assert_eq!(second["cursor"], Value::Null);
+    for bad in [
+        "/dramas?limit=0",
+        "/dramas?limit=1001",
+        "/dramas?cursor=100",
+        "/dramas?limit=x",
+    ] {
+        let (s, _, b) = send(
+            &svc,
+            TestRequest::get().uri(bad).insert_header(auth.clone()),
+        )
+        .await;
+        assert_eq!(s, 422, "{bad}: {b}");
+    }
+}
+
+#[actix_web::test]
+async fn oversized_bodies_are_refused_before_they_are_read() {
+    let h = Harness::new().await;
+    let svc = h.service(Harness::settings()).await;
+    // Content-Length announces 10 MB; the body itself is never sent.
+    let (status, _, body) = send(
+        &svc,
+        TestRequest::post()
+            .uri("/dramas")
+            .insert_header(bearer(&h.alice_key))
+            .insert_header(("Content-Length", "10485760"))
+            .insert_header(("Content-Type", "application/json")),
+    )
+    .await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["code"], "too_large");
+}
+
+#[actix_web::test]
+async fn callers_over_their_rate_get_429_with_retry_after() {
+    let h = Harness::new().await;
+    let settings = drama_api::HttpSettings {
+        rate_per_second: 1,
+        rate_burst: 2,
+        ..Harness::settings()
+    };
+    let svc = h.service(settings).await;
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for _ in 0..4 {
+        let (status, headers, _) = send(
+            &svc,
+            TestRequest::get()
+                .uri("/dramas")
+                .insert_header(bearer(&h.alice_key)),
+        )
+        .await;
+        statuses.push(status);
+        if status == 429 {
+            retry_after = headers.get("retry-after").cloned();
+        }
+    }
+    assert_eq!(&statuses[..2], &[200, 200]);
+    assert!(statuses[2..].contains(&429), "{statuses:?}");
+    assert!(retry_after.is_some());
+    // Another caller has its own budget.
+    let (status, _, _) = send(
+        &svc,
+        TestRequest::get()
+            .uri("/dramas")
+            .insert_header(bearer(&h.bob_key)),
+    )
+    .await;
+    assert_eq!(status, 200);
+}

@@ -1,0 +1,88 @@
+use std::sync::Arc;
+
+use actix_http::Request;
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::middleware::from_fn;
+use actix_web::test;
+use drama_api::{ApiState, HttpSettings};
+use drama_app::App;
+use drama_dal::{ApiKeyRepository, MemoryStore, NewUser, Store, UserRepository};
+use drama_domain::UserId;
+use serde_json::Value;
+
+/// An API over in-memory ports, with two users and a key each.
+pub struct Harness {
+    pub store: Arc<MemoryStore>,
+    pub alice: UserId,
+    pub alice_key: String,
+    pub bob: UserId,
+    pub bob_key: String,
+    pub service_key: String,
+}
+
+pub async fn user_with_key(store: &MemoryStore, scopes: &[&str]) -> (UserId, String) {
+    let id = UserId::random();
+    store.create_user(&NewUser::new(id)).await.unwrap();
+    let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
+    let key = store
+        .create_api_key(id, "test", &scopes, None)
+        .await
+        .unwrap();
+    (id, key.key)
+}
+
+impl Harness {
+    pub async fn new() -> Self {
+        let store = Arc::new(MemoryStore::new());
+        let (alice, alice_key) = user_with_key(&store, &[]).await;
+        let (bob, bob_key) = user_with_key(&store, &[]).await;
+        let (_, service_key) = user_with_key(&store, &["service"]).await;
+        Self {
+            store,
+            alice,
+            alice_key,
+            bob,
+            bob_key,
+            service_key,
+        }
+    }
+
+    pub fn settings() -> HttpSettings {
+        HttpSettings {
+            rate_per_second: 0,
+            ..HttpSettings::default()
+        }
+    }
+
+    pub async fn service(
+        &self,
+        settings: HttpSettings,
+    ) -> impl Service<Request, Response = ServiceResponse, Error = actix_web::Error> + use<> {
+        let store: Arc<dyn Store> = self.store.clone();
+        let app = App::new(store, Arc::new(drama_assets::MemoryStore::default()));
+        let state = ApiState::new(app, settings);
+        test::init_service(
+            actix_web::App::new()
+                .wrap(from_fn(drama_api::middleware::request_context))
+                .configure(drama_api::configure(state)),
+        )
+        .await
+    }
+}
+
+/// Sends a request and returns status, headers and the JSON body (Null when empty or not JSON).
+pub async fn send(
+    service: &impl Service<Request, Response = ServiceResponse, Error = actix_web::Error>,
+    request: test::TestRequest,
+) -> (u16, actix_web::http::header::HeaderMap, Value) {
+    let response = test::call_service(service, request.to_request()).await;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let bytes = test::read_body(response).await;
+    let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (status, headers, json)
+}
+
+pub fn bearer(key: &str) -> (&'static str, String) {
+    ("Authorization", format!("Bearer {key}"))
+}

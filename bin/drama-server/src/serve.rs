@@ -117,7 +117,8 @@ pub(crate) async fn serve(settings: Settings, args: ServeArgs) -> anyhow::Result
     if let Backend::Memory(memory) = &backend {
         announce_embedded(memory, &settings).await?;
     }
-    let app = App::new(backend.store(), assets);
+    let app =
+        App::new(backend.store(), assets).with_public_base_url(settings.server.public_origin());
     let state = ApiState::new(app.clone(), settings.http.clone());
 
     let sweeper = tokio::spawn(

@@ -75,6 +75,20 @@ pub(crate) struct ServerSettings {
     pub(crate) http_workers: usize,
     /// Seconds between orphaned-object sweeps.
     pub(crate) sweep_interval: u64,
+    /// The origin clients reach this API at (`PUBLIC_URL`), used in URLs the server hands out;
+    /// empty means `http://localhost:{port}`.
+    pub(crate) public_url: String,
+}
+
+impl ServerSettings {
+    /// The public origin, without a trailing slash.
+    pub(crate) fn public_origin(&self) -> String {
+        if self.public_url.trim().is_empty() {
+            format!("http://localhost:{}", self.port)
+        } else {
+            self.public_url.trim().trim_end_matches('/').to_owned()
+        }
+    }
 }
 
 /// Conventional names that map onto a settings key.
@@ -85,6 +99,7 @@ const PLAIN_VARIABLES: &[(&str, &str)] = &[
     ("LOG_FORMAT", "log.format"),
     ("HOST", "server.host"),
     ("PORT", "server.port"),
+    ("PUBLIC_URL", "server.public_url"),
     ("SUPABASE_JWT_SECRET", "http.auth.jwt_secret"),
     ("SUPABASE_URL", "http.auth.supabase_url"),
     ("RATE_LIMIT_PER_SECOND", "http.rate_per_second"),

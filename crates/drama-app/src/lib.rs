@@ -3,11 +3,13 @@
 mod caller;
 mod dramas;
 mod error;
+mod library;
 mod readiness;
 mod sweeper;
 
 pub use caller::Caller;
 pub use error::AppError;
+pub use library::{LibraryItem, LibraryTag, LibraryType, LibraryUpload};
 pub use readiness::Readiness;
 
 use std::sync::Arc;
@@ -22,12 +24,28 @@ use drama_dal::Store;
 pub struct App {
     store: Arc<dyn Store>,
     assets: Arc<dyn AssetStore>,
+    public_base_url: String,
 }
+
+/// Where clients reach the API when nothing else is configured.
+pub const DEFAULT_PUBLIC_BASE_URL: &str = "http://localhost:8000";
 
 impl App {
     /// Use cases on these ports.
     pub fn new(store: Arc<dyn Store>, assets: Arc<dyn AssetStore>) -> Self {
-        Self { store, assets }
+        Self {
+            store,
+            assets,
+            public_base_url: DEFAULT_PUBLIC_BASE_URL.to_owned(),
+        }
+    }
+
+    /// Sets the API's public origin (e.g. `https://api.example.com`), used in the URLs of
+    /// objects that have no public URL of their own.
+    #[must_use]
+    pub fn with_public_base_url(mut self, base: impl Into<String>) -> Self {
+        self.public_base_url = base.into().trim_end_matches('/').to_owned();
+        self
     }
 
     /// The repositories (authentication and health checks use them directly).

@@ -2,7 +2,10 @@
 
 mod dramas;
 mod health;
+mod library;
+mod media;
 mod nested;
+mod streaming;
 
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::{HttpResponse, web};
@@ -17,6 +20,8 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     health::configure(cfg);
     dramas::configure(cfg);
     nested::configure(cfg);
+    library::configure(cfg);
+    media::configure(cfg);
 }
 
 /// Parses a path id, answering 404 like a missing entity when it cannot be one.

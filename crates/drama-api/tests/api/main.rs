@@ -3,5 +3,6 @@
 
 mod auth;
 mod graphql;
+mod library;
 mod rest;
 mod support;

@@ -1,0 +1,292 @@
+//! `/asset-library/*`: uploads into named projects (the old server's routes 32–36).
+
+use actix_multipart::Multipart;
+use actix_web::http::header;
+use actix_web::{HttpResponse, web};
+use drama_app::{Caller, LibraryItem, LibraryTag, LibraryType, LibraryUpload};
+use drama_domain::{DomainError, UserId};
+use futures::StreamExt as _;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::streaming::{object_response, spool_channel};
+use crate::error::ApiError;
+use crate::state::{ApiState, Auth};
+
+pub(super) fn configure(cfg: &mut web::ServiceConfig) {
+    // `list` is registered before `{asset_id}` so that it is never taken for an id.
+    cfg.route("/asset-library/list", web::get().to(list))
+        .route("/asset-library/upload", web::post().to(upload))
+        .route(
+            "/asset-library/{asset_id}/metadata",
+            web::get().to(metadata),
+        )
+        .service(
+            web::resource("/asset-library/{asset_id}")
+                .route(web::get().to(download))
+                .route(web::delete().to(delete)),
+        );
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> ApiError {
+    ApiError::validation(&DomainError::field(field, message.into()), "query")
+}
+
+/// A `user_id` argument counts only for service callers; the old default `10000` and any other
+/// value from anyone else is ignored.
+fn owner_arg(caller: &Caller, user_id: Option<&str>) -> Result<Option<UserId>, ApiError> {
+    match user_id.filter(|u| !u.is_empty() && caller.service) {
+        None => Ok(None),
+        Some(u) => u
+            .parse()
+            .map(Some)
+            .map_err(|_| invalid("user_id", format!("{u:?} is not a user id"))),
+    }
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    user_id: Option<String>,
+    project_name: Option<String>,
+    asset_type: Option<String>,
+    tag: Option<String>,
+}
+
+async fn list(
+    state: web::Data<ApiState>,
+    Auth(caller): Auth,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let project = query
+        .project_name
+        .as_deref()
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| ApiError::bad_request("project_name is required"))?;
+    let asset_type = query
+        .asset_type
+        .as_deref()
+        .map(LibraryType::parse)
+        .transpose()
+        .map_err(|e| ApiError::bad_request(e.to_string().replace("asset_type: ", "")))?;
+    let tag = query
+        .tag
+        .as_deref()
+        .map(LibraryTag::parse)
+        .transpose()
+        .map_err(|e| ApiError::bad_request(e.to_string().replace("tag: ", "")))?;
+    let owner = owner_arg(&caller, query.user_id.as_deref())?;
+    let assets = state
+        .app()
+        .library_list(&caller, owner, project, asset_type, tag)
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "total": assets.len(),
+        "assets": assets,
+        "user_id": caller.owner(owner).to_string(),
+        "project_name": project,
+    })))
+}
+
+#[derive(Deserialize)]
+struct ItemQuery {
+    user_id: Option<String>,
+    project_name: Option<String>,
+    asset_type: Option<String>,
+}
+
+fn item(
+    caller: &Caller,
+    asset_id: String,
+    q: &ItemQuery,
+) -> Result<(Option<UserId>, LibraryItem), ApiError> {
+    let (Some(project), Some(asset_type)) = (
+        q.project_name.as_deref().filter(|p| !p.is_empty()),
+        q.asset_type.as_deref().filter(|t| !t.is_empty()),
+    ) else {
+        return Err(ApiError::bad_request(
+            "project_name and asset_type are required",
+        ));
+    };
+    let asset_type = LibraryType::parse(asset_type)
+        .map_err(|e| ApiError::bad_request(e.to_string().replace("asset_type: ", "")))?;
+    Ok((
+        owner_arg(caller, q.user_id.as_deref())?,
+        LibraryItem {
+            project: project.to_owned(),
+            asset_type,
+            asset_id,
+        },
+    ))
+}
+
+async fn metadata(
+    state: web::Data<ApiState>,
+    Auth(caller): Auth,
+    path: web::Path<String>,
+    query: web::Query<ItemQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (owner, item) = item(&caller, path.into_inner(), &query)?;
+    let record = state.app().library_metadata(&caller, owner, &item).await?;
+    Ok(HttpResponse::Ok().json(record))
+}
+
+async fn download(
+    state: web::Data<ApiState>,
+    Auth(caller): Auth,
+    path: web::Path<String>,
+    query: web::Query<ItemQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (owner, item) = item(&caller, path.into_inner(), &query)?;
+    let object = state.app().library_download(&caller, owner, &item).await?;
+    Ok(object_response(object))
+}
+
+async fn delete(
+    state: web::Data<ApiState>,
+    Auth(caller): Auth,
+    path: web::Path<String>,
+    query: web::Query<ItemQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (owner, item) = item(&caller, path.into_inner(), &query)?;
+    state.app().library_delete(&caller, owner, &item).await?;
+    Ok(HttpResponse::Ok().json(json!({"success": true, "message": "Asset deleted successfully"})))
+}
+
+/// Text fields of the upload form.
+#[derive(Default)]
+struct Form {
+    user_id: Option<String>,
+    project_name: Option<String>,
+    asset_type: Option<String>,
+    tag: Option<String>,
+    metadata: Option<String>,
+}
+
+impl Form {
+    fn set(&mut self, name: &str, value: String) {
+        match name {
+            "user_id" => self.user_id = Some(value),
+            "project_name" => self.project_name = Some(value),
+            "asset_type" => self.asset_type = Some(value),
+            "tag" => self.tag = Some(value),
+            "metadata" => self.metadata = Some(value),
+            _ => {}
+        }
+    }
+
+    fn required(&self) -> Result<(String, LibraryType, LibraryTag), ApiError> {
+        let mut missing = Vec::new();
+        for (name, value) in [
+            ("project_name", &self.project_name),
+            ("asset_type", &self.asset_type),
+            ("tag", &self.tag),
+        ] {
+            if value.as_deref().is_none_or(str::is_empty) {
+                missing.push(drama_domain::FieldError::new(name, "Field required"));
+            }
+        }
+        if !missing.is_empty() {
+            return Err(ApiError::validation(
+                &DomainError { errors: missing },
+                "body",
+            ));
+        }
+        let asset_type = LibraryType::parse(self.asset_type.as_deref().unwrap_or_default())
+            .map_err(|e| ApiError::bad_request(e.to_string().replace("asset_type: ", "")))?;
+        let tag = LibraryTag::parse(self.tag.as_deref().unwrap_or_default())
+            .map_err(|e| ApiError::bad_request(e.to_string().replace("tag: ", "")))?;
+        Ok((
+            self.project_name.clone().unwrap_or_default(),
+            asset_type,
+            tag,
+        ))
+    }
+
+    fn metadata(&self) -> Result<Map<String, Value>, ApiError> {
+        match self.metadata.as_deref().filter(|m| !m.trim().is_empty()) {
+            None => Ok(Map::new()),
+            Some(text) => match serde_json::from_str(text) {
+                Ok(Value::Object(map)) => Ok(map),
+                _ => Err(ApiError::validation(
+                    &DomainError::field("metadata", "must be a JSON object"),
+                    "body",
+                )),
+            },
+        }
+    }
+}
+
+/// `POST /asset-library/upload` (multipart): the file is streamed to the store; text fields
+/// may come before or after it.
+async fn upload(
+    state: web::Data<ApiState>,
+    Auth(caller): Auth,
+    mut form_data: Multipart,
+) -> Result<HttpResponse, ApiError> {
+    let limit = state.settings.upload_limit;
+    let mut form = Form::default();
+    let mut file: Option<(Option<String>, Option<String>, super::streaming::Spooled)> = None;
+    while let Some(field) = form_data.next().await {
+        let mut field =
+            field.map_err(|e| ApiError::bad_request(format!("malformed multipart body: {e}")))?;
+        let name = field.name().unwrap_or_default().to_owned();
+        if name == "file" {
+            let filename = field
+                .content_disposition()
+                .and_then(|d| d.get_filename())
+                .map(str::to_owned);
+            let content_type = field.content_type().map(ToString::to_string);
+            let spooled = spool_channel(&mut field, limit).await?;
+            file = Some((filename, content_type, spooled));
+        } else {
+            let mut value = Vec::new();
+            while let Some(chunk) = field.next().await {
+                let chunk = chunk
+                    .map_err(|e| ApiError::bad_request(format!("malformed multipart body: {e}")))?;
+                if value.len() + chunk.len() > 64 * 1024 {
+                    return Err(ApiError::bad_request(format!(
+                        "form field {name} is too long"
+                    )));
+                }
+                value.extend_from_slice(&chunk);
+            }
+            form.set(&name, String::from_utf8_lossy(&value).into_owned());
+        }
+    }
+    let (project, asset_type, tag) = form.required()?;
+    let Some((filename, content_type, spooled)) = file else {
+        return Err(ApiError::validation(
+            &DomainError::field("file", "Field required"),
+            "body",
+        ));
+    };
+    let owner = owner_arg(&caller, form.user_id.as_deref())?;
+    let metadata = form.metadata()?;
+    let record = state
+        .app()
+        .library_upload(
+            &caller,
+            owner,
+            LibraryUpload {
+                project,
+                asset_type,
+                tag,
+                filename,
+                content_type,
+                metadata,
+                size_hint: Some(spooled.len),
+                body: spooled.into_stream(),
+            },
+        )
+        .await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(json!({
+            "asset_id": record["asset_id"],
+            "asset_type": record["asset_type"],
+            "tag": record["tag"],
+            "r2_key": record["r2_key"],
+            "public_url": record["public_url"],
+            "created_at": record["created_at"],
+        })))
+}

@@ -1,0 +1,103 @@
+//! Moving bytes without holding them: uploads spooled to disk, objects streamed out.
+
+use std::path::PathBuf;
+
+use actix_web::HttpResponse;
+use actix_web::http::header;
+use bytes::Bytes;
+use drama_assets::{ByteStream, ObjectStream};
+use futures::StreamExt as _;
+use tokio::io::AsyncWriteExt as _;
+
+use crate::error::ApiError;
+
+/// An upload written to a temporary file (multipart fields may arrive in any order, so the
+/// file cannot always be forwarded while the form is read). The file is removed when the
+/// value, or the stream made from it, is dropped.
+pub(crate) struct Spooled {
+    file: RemoveOnDrop,
+    /// Bytes written.
+    pub(crate) len: u64,
+}
+
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+impl Spooled {
+    /// The file as a byte stream; the file disappears once the stream is dropped.
+    pub(crate) fn into_stream(self) -> ByteStream {
+        let guard = self.file;
+        async_stream::try_stream! {
+            let file = tokio::fs::File::open(&guard.0).await?;
+            let mut chunks = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024);
+            while let Some(chunk) = chunks.next().await {
+                yield chunk?;
+            }
+            drop(guard);
+        }
+        .boxed()
+    }
+}
+
+/// Writes a multipart field to a temporary file, refusing it past `limit` bytes.
+pub(crate) async fn spool_channel(
+    field: &mut actix_multipart::Field,
+    limit: u64,
+) -> Result<Spooled, ApiError> {
+    let path = std::env::temp_dir().join(format!("drama-upload-{}", uuid::Uuid::new_v4()));
+    let guard = RemoveOnDrop(path.clone());
+    let mut file = tokio::fs::File::create(&path)
+        .await
+        .map_err(|e| ApiError::internal(format!("cannot spool the upload: {e}")))?;
+    let mut len: u64 = 0;
+    while let Some(chunk) = field.next().await {
+        let chunk: Bytes =
+            chunk.map_err(|e| ApiError::bad_request(format!("malformed multipart body: {e}")))?;
+        len += chunk.len() as u64;
+        if len > limit {
+            return Err(ApiError::message(
+                actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("The upload is larger than the limit of {limit} bytes"),
+            ));
+        }
+        file.write_all(&chunk)
+            .await
+            .map_err(|e| ApiError::internal(format!("cannot spool the upload: {e}")))?;
+    }
+    file.flush()
+        .await
+        .map_err(|e| ApiError::internal(format!("cannot spool the upload: {e}")))?;
+    Ok(Spooled { file: guard, len })
+}
+
+/// A streamed 200 (or 206 for a range) with the object's type and length.
+pub(crate) fn object_response(object: ObjectStream) -> HttpResponse {
+    let length = object.body_len();
+    let mut response = match object.range {
+        Some(range) => {
+            let mut r = HttpResponse::PartialContent();
+            r.insert_header((
+                header::CONTENT_RANGE,
+                format!("bytes {}-{}/{}", range.start, range.end, range.total),
+            ));
+            r
+        }
+        None => HttpResponse::Ok(),
+    };
+    response
+        .insert_header((header::CONTENT_TYPE, object.info.content_type.clone()))
+        .insert_header((header::ACCEPT_RANGES, "bytes"))
+        .insert_header(("X-Content-Type-Options", "nosniff"))
+        .no_chunking(length)
+        .streaming(
+            object
+                .body
+                .map(|chunk| chunk.map_err(actix_web::error::ErrorInternalServerError)),
+        )
+}

@@ -1,0 +1,307 @@
+//! The asset library and object routes.
+
+use actix_web::test::TestRequest;
+use serde_json::{Value, json};
+
+use crate::support::{Harness, bearer, send};
+
+/// A 1×1 PNG.
+const PNG: &[u8] = &[
+    0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44, 0x52,
+    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1F, 0x15, 0xC4,
+    0x89, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9C, 0x63, 0xF8, 0xCF, 0xC0, 0xF0,
+    0x1F, 0x00, 0x05, 0x00, 0x01, 0xFF, 0x89, 0x99, 0x3D, 0x1D, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45,
+    0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
+];
+
+const BOUNDARY: &str = "----drama-test-boundary";
+
+fn multipart(
+    fields: &[(&str, &str)],
+    file: Option<(&str, &str, &[u8])>,
+    file_first: bool,
+) -> Vec<u8> {
+    let mut body = Vec::new();
+    let push_file = |body: &mut Vec<u8>| {
+        if let Some((name, content_type, bytes)) = file {
+            body.extend_from_slice(
+                format!(
+                    "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; \
+                     filename=\"{name}\"\r\nContent-Type: {content_type}\r\n\r\n"
+                )
+                .as_bytes(),
+            );
+            body.extend_from_slice(bytes);
+            body.extend_from_slice(b"\r\n");
+        }
+    };
+    if file_first {
+        push_file(&mut body);
+    }
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!(
+                "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    if !file_first {
+        push_file(&mut body);
+    }
+    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    body
+}
+
+fn upload(key: &str, body: Vec<u8>) -> TestRequest {
+    TestRequest::post()
+        .uri("/asset-library/upload")
+        .insert_header(bearer(key))
+        .insert_header((
+            "content-type",
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        ))
+        .set_payload(body)
+}
+
+#[actix_web::test]
+async fn uploads_are_stored_listed_read_and_deleted() {
+    let h = Harness::new().await;
+    let svc = h.service(Harness::settings()).await;
+    let fields = [
+        ("project_name", "My Project"),
+        ("asset_type", "image"),
+        ("tag", "character"),
+        ("user_id", "10000"),
+        (
+            "metadata",
+            r#"{"drama_id": "d1", "asset_id": "forged", "source": "reference_image"}"#,
+        ),
+    ];
+    for file_first in [true, false] {
+        let (status, _, body) = send(
+            &svc,
+            upload(
+                &h.alice_key,
+                multipart(&fields, Some(("Boy.PNG", "image/png", PNG)), file_first),
+            ),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            body["r2_key"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{}/~my_project/uploads/", h.alice))
+        );
+        assert!(body["public_url"].as_str().unwrap().contains("/media/"));
+    }
+    let list = |key: &str, query: &str| {
+        TestRequest::get()
+            .uri(&format!("/asset-library/list?{query}"))
+            .insert_header(bearer(key))
+    };
+    let (status, _, body) = send(
+        &svc,
+        list(&h.alice_key, "project_name=My%20Project&tag=character"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["total"], 2);
+    let record = &body["assets"][0];
+    assert_eq!(record["content_type"], "image/png");
+    assert_eq!(record["file_size"], PNG.len());
+    assert_eq!(record["drama_id"], "d1", "caller metadata is kept");
+    assert_ne!(
+        record["asset_id"], "forged",
+        "but cannot overwrite core fields"
+    );
+    assert_eq!(record["filename"], "boy.png");
+    let id = record["asset_id"].as_str().unwrap().to_owned();
+
+    let (_, _, other) = send(&svc, list(&h.bob_key, "project_name=My%20Project")).await;
+    assert_eq!(other["total"], 0, "Bob sees none of Alice's uploads");
+    let (status, _, body) = send(&svc, list(&h.alice_key, "tag=character")).await;
+    assert_eq!(
+        (status, body["detail"].as_str()),
+        (400, Some("project_name is required"))
+    );
+    let (status, _, body) = send(&svc, list(&h.alice_key, "project_name=p&asset_type=sound")).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["detail"],
+        "Invalid asset_type 'sound'. Must be one of: image, video, text"
+    );
+
+    let item = format!("/asset-library/{id}?project_name=My%20Project&asset_type=image");
+    let response = actix_web::test::call_service(
+        &svc,
+        TestRequest::get()
+            .uri(&item)
+            .insert_header(bearer(&h.alice_key))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers().get("content-type").unwrap(), "image/png");
+    assert_eq!(&actix_web::test::read_body(response).await[..], PNG);
+    let (status, _, meta) = send(
+        &svc,
+        TestRequest::get()
+            .uri(&format!(
+                "/asset-library/{id}/metadata?project_name=My%20Project&asset_type=image"
+            ))
+            .insert_header(bearer(&h.alice_key)),
+    )
+    .await;
+    assert_eq!(
+        (status, meta["asset_id"].as_str()),
+        (200, Some(id.as_str()))
+    );
+    let (status, _, _) = send(
+        &svc,
+        TestRequest::get()
+            .uri(&item)
+            .insert_header(bearer(&h.bob_key)),
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    let (status, _, body) = send(
+        &svc,
+        TestRequest::delete()
+            .uri(&item)
+            .insert_header(bearer(&h.alice_key)),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (
+            200,
+            json!({"success": true, "message": "Asset deleted successfully"})
+        )
+    );
+    let (status, _, _) = send(
+        &svc,
+        TestRequest::delete()
+            .uri(&item)
+            .insert_header(bearer(&h.alice_key)),
+    )
+    .await;
+    assert_eq!(status, 404);
+}
+
+#[actix_web::test]
+async fn bad_uploads_are_refused_and_nothing_is_kept() {
+    let h = Harness::new().await;
+    let svc = h.service(Harness::settings()).await;
+    // Missing tag → 422 naming it.
+    let (status, _, body) = send(
+        &svc,
+        upload(
+            &h.alice_key,
+            multipart(
+                &[("project_name", "p"), ("asset_type", "image")],
+                Some(("a.png", "image/png", PNG)),
+                false,
+            ),
+        ),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert_eq!(body["detail"][0]["field"], "tag");
+    // Bytes that are not what they claim.
+    let (status, _, body) = send(
+        &svc,
+        upload(
+            &h.alice_key,
+            multipart(
+                &[
+                    ("project_name", "p"),
+                    ("asset_type", "image"),
+                    ("tag", "clip"),
+                ],
+                Some(("a.png", "image/png", b"GIF89a not really a png")),
+                false,
+            ),
+        ),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    // A video file as an image.
+    let mp4 = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2mp41";
+    let (status, _, _) = send(
+        &svc,
+        upload(
+            &h.alice_key,
+            multipart(
+                &[
+                    ("project_name", "p"),
+                    ("asset_type", "image"),
+                    ("tag", "clip"),
+                ],
+                Some(("a.mp4", "video/mp4", mp4)),
+                false,
+            ),
+        ),
+    )
+    .await;
+    assert_eq!(status, 422);
+    let (_, _, listed) = send(
+        &svc,
+        TestRequest::get()
+            .uri("/asset-library/list?project_name=p")
+            .insert_header(bearer(&h.alice_key)),
+    )
+    .await;
+    assert_eq!(listed["total"], 0);
+    assert_eq!(listed["assets"], Value::Array(vec![]));
+}
+
+#[actix_web::test]
+async fn media_serves_only_the_callers_objects() {
+    let h = Harness::new().await;
+    let svc = h.service(Harness::settings()).await;
+    let (_, _, body) = send(
+        &svc,
+        upload(
+            &h.alice_key,
+            multipart(
+                &[
+                    ("project_name", "p"),
+                    ("asset_type", "image"),
+                    ("tag", "clip"),
+                ],
+                Some(("a.png", "image/png", PNG)),
+                false,
+            ),
+        ),
+    )
+    .await;
+    let key = body["r2_key"].as_str().unwrap().to_owned();
+    let response = actix_web::test::call_service(
+        &svc,
+        TestRequest::get()
+            .uri(&format!("/media/{key}"))
+            .insert_header(bearer(&h.alice_key))
+            .insert_header(("range", "bytes=0-7"))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(response.status(), 206);
+    assert_eq!(&actix_web::test::read_body(response).await[..], &PNG[..8]);
+    let (status, _, _) = send(
+        &svc,
+        TestRequest::get()
+            .uri(&format!("/media/{key}"))
+            .insert_header(bearer(&h.bob_key)),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, _, _) = send(
+        &svc,
+        TestRequest::get().uri(&format!("/files/{key}?expires=1&sig=forged")),
+    )
+    .await;
+    assert_eq!(status, 403);
+}

@@ -2,11 +2,13 @@
 
 pub mod api_key;
 mod error;
+pub mod legacy;
 mod memory;
 mod page;
 mod repos;
 
 pub use error::{Entity, RepoError};
+pub use legacy::{LegacyImportRepository, MemoryLegacyImports};
 pub use memory::MemoryStore;
 pub use page::{Cursor, MAX_PAGE_SIZE, Page, PageRequest};
 pub use repos::{

@@ -4,6 +4,7 @@ mod api_keys;
 mod dramas;
 mod error;
 mod health;
+mod legacy;
 mod orphans;
 mod settings;
 mod users;

@@ -1,0 +1,242 @@
+//! `export-r2`: the repositories' dramas back into the old layout, so that the old server can
+//! run again on current data.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use chrono::Utc;
+use drama_assets::{AssetStore, MediaType};
+use drama_dal::{MAX_PAGE_SIZE, PageRequest, RepoError};
+use drama_domain::{DramaId, UserId};
+use futures::StreamExt as _;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::LegacyError;
+use crate::format::{IndexEntry, LegacyIndex, drama_file};
+use crate::import::rate;
+use crate::report::{ExportReport, ExportedDrama, Reason, ReasonCode};
+use crate::source::Layout;
+use crate::{Progress, Repositories};
+
+/// How an export runs.
+#[derive(Debug, Clone)]
+pub struct ExportOptions {
+    /// Where to write the old layout in the bucket.
+    pub layout: Layout,
+    /// Read and serialise everything, write nothing.
+    pub dry_run: bool,
+    /// Dramas handled at once (at least 1).
+    pub jobs: usize,
+}
+
+/// Writes every drama of the repositories as `dramas/{id}/drama.json` and rebuilds
+/// `dramas/index.json`.
+pub struct Exporter {
+    bucket: Arc<dyn AssetStore>,
+    repos: Repositories,
+    options: ExportOptions,
+}
+
+const EXPORTED: &str = "exported";
+const FAILED: &str = "failed";
+const GONE: &str = "gone";
+
+impl Exporter {
+    /// An exporter writing to `bucket` from `repos`.
+    ///
+    /// # Errors
+    /// [`LegacyError::InvalidOption`] (`--jobs`) for zero jobs.
+    pub fn new(
+        bucket: Arc<dyn AssetStore>,
+        repos: Repositories,
+        options: ExportOptions,
+    ) -> Result<Self, LegacyError> {
+        if options.jobs == 0 {
+            return Err(LegacyError::option("--jobs", "must be at least 1"));
+        }
+        Ok(Self {
+            bucket,
+            repos,
+            options,
+        })
+    }
+
+    /// Exports every drama of every owner, `jobs` at a time, then rewrites the index with the
+    /// dramas written (not in a dry run, nor after an interruption: the old index then stays).
+    /// Dramas are listed first and then read one by one, so each is exported as it is when
+    /// read; stop writers for an exact snapshot.
+    ///
+    /// # Errors
+    /// [`LegacyError`] when the dramas cannot be listed, or the bucket cannot be listed or the
+    /// index written.
+    #[tracing::instrument(skip_all, fields(prefix = self.options.layout.prefix(), dry_run = self.options.dry_run))]
+    pub async fn run(
+        &self,
+        progress: &dyn Progress,
+        stop: &CancellationToken,
+    ) -> Result<ExportReport, LegacyError> {
+        let started_at = Utc::now();
+        let clock = Instant::now();
+        let dramas = self.list_dramas().await.map_err(LegacyError::Target)?;
+        let total = dramas.len();
+        progress.start(total);
+        let mut results: Vec<(ExportedDrama, Option<IndexEntry>)> =
+            futures::stream::iter(dramas)
+                .map(|(owner, id)| async move {
+                    if stop.is_cancelled() {
+                        return None;
+                    }
+                    let done = self.export_one(owner, id).await;
+                    progress.step(&done.0.drama_id, done.0.outcome, done.0.reason.as_ref());
+                    Some(done)
+                })
+                .buffer_unordered(self.options.jobs)
+                .filter_map(|r| async move { r })
+                .collect()
+                .await;
+        results.sort_by(|a, b| a.0.drama_id.cmp(&b.0.drama_id));
+        let reached = results.len();
+        let interrupted = reached < total;
+
+        let layout = &self.options.layout;
+        let in_database: BTreeSet<String> =
+            results.iter().map(|(d, _)| d.drama_id.clone()).collect();
+        let stale_files: Vec<String> = self
+            .bucket
+            .list(&layout.dramas_prefix()?)
+            .await
+            .map_err(LegacyError::Bucket)?
+            .into_iter()
+            .filter_map(|o| {
+                let id = layout.drama_id_of(o.key.as_str())?;
+                (!in_database.contains(id)).then(|| o.key.to_string())
+            })
+            .collect();
+
+        let mut index = LegacyIndex::default();
+        for (_, entry) in &results {
+            if let Some(entry) = entry {
+                index.dramas.insert(entry.id.clone(), entry.clone());
+            }
+        }
+        let index_written = !self.options.dry_run && !interrupted;
+        if index_written {
+            let now = Utc::now();
+            let bytes = index.to_file(now).map_err(|e| {
+                LegacyError::option("index", format!("cannot serialise the index: {e}"))
+            })?;
+            self.bucket
+                .put_bytes(
+                    &layout.index_key()?,
+                    Bytes::from(bytes),
+                    MediaType::Json.mime(),
+                )
+                .await
+                .map_err(LegacyError::Bucket)?;
+        }
+        let dramas: Vec<ExportedDrama> = results.into_iter().map(|(d, _)| d).collect();
+        let exported = dramas.iter().filter(|d| d.outcome == EXPORTED).count();
+        let failed = dramas.iter().filter(|d| d.outcome == FAILED).count();
+        let elapsed = clock.elapsed().as_secs_f64();
+        let report = ExportReport {
+            command: "export-r2",
+            dry_run: self.options.dry_run,
+            interrupted,
+            prefix: layout.prefix().to_owned(),
+            started_at,
+            finished_at: Utc::now(),
+            elapsed_seconds: elapsed,
+            dramas_per_second: rate(reached, elapsed),
+            total,
+            exported,
+            failed,
+            not_started: total - reached,
+            index_written,
+            index_entries: index.dramas.len(),
+            stale_files,
+            dramas,
+        };
+        tracing::info!(
+            exported = report.exported,
+            failed = report.failed,
+            not_started = report.not_started,
+            "export finished"
+        );
+        Ok(report)
+    }
+
+    /// Every (owner, drama) pair, owner by owner.
+    async fn list_dramas(&self) -> Result<Vec<(UserId, DramaId)>, RepoError> {
+        let mut out = Vec::new();
+        for owner in self.repos.imports.drama_owners().await? {
+            let mut page = PageRequest::first(MAX_PAGE_SIZE);
+            loop {
+                let got = self.repos.dramas.list_summaries(owner, &page).await?;
+                out.extend(got.items.into_iter().map(|s| (owner, s.id)));
+                match got.next {
+                    Some(cursor) => page = PageRequest::after(MAX_PAGE_SIZE, cursor),
+                    None => break,
+                }
+            }
+        }
+        // A drama whose update moved it across a page boundary may have been listed twice.
+        let mut seen = BTreeMap::new();
+        out.retain(|(owner, id)| seen.insert(id.clone(), *owner).is_none());
+        Ok(out)
+    }
+
+    #[tracing::instrument(skip_all, fields(drama.id = %id))]
+    async fn export_one(&self, owner: UserId, id: DramaId) -> (ExportedDrama, Option<IndexEntry>) {
+        let layout = &self.options.layout;
+        let mut done = ExportedDrama {
+            drama_id: id.to_string(),
+            owner,
+            key: layout.drama_key_text(id.as_str()),
+            version: None,
+            outcome: FAILED,
+            reason: None,
+        };
+        let stored = match self.repos.dramas.get_complete(owner, &id).await {
+            Ok(stored) => stored,
+            Err(RepoError::NotFound { .. }) => {
+                done.outcome = GONE;
+                return (done, None);
+            }
+            Err(e) => {
+                done.reason = Some(Reason::new(ReasonCode::Database, e.to_string()));
+                return (done, None);
+            }
+        };
+        done.version = Some(stored.version);
+        let written = async {
+            let bytes = drama_file(&stored.drama, owner)
+                .map_err(|e| Reason::new(ReasonCode::InvalidDrama, e.to_string()))?;
+            if self.options.dry_run {
+                return Ok(());
+            }
+            let key = layout
+                .drama_key(&id)
+                .map_err(|e| Reason::new(ReasonCode::InvalidDrama, e.to_string()))?;
+            self.bucket
+                .put_bytes(&key, Bytes::from(bytes), MediaType::Json.mime())
+                .await
+                .map(|_| ())
+                .map_err(|e| Reason::new(ReasonCode::TargetUnavailable, e.to_string()))
+        }
+        .await;
+        match written {
+            Ok(()) => {
+                done.outcome = EXPORTED;
+                let entry = IndexEntry::of(&stored.drama, stored.created_at, stored.updated_at);
+                (done, Some(entry))
+            }
+            Err(reason) => {
+                tracing::warn!(reason = reason.message, "export failed");
+                done.reason = Some(reason);
+                (done, None)
+            }
+        }
+    }
+}

@@ -1,0 +1,735 @@
+//! `import-r2`: the old bucket's dramas into the repositories.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use chrono::Utc;
+use drama_assets::{AssetStore, MediaType, ObjectKey, ObjectSummary};
+use drama_dal::legacy::{ImportWrite, LegacyImport, RecordedImport};
+use drama_dal::{AssetObject, Entity, NewUser, RepoError};
+use drama_domain::{AssetId, Drama, UserId};
+use futures::StreamExt as _;
+use sha2::{Digest as _, Sha256};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::LegacyError;
+use crate::format::{IndexEntry, LegacyIndex};
+use crate::parse::{LegacyDrama, LegacyFileError, field_pattern};
+use crate::report::{
+    AssetLinks, Counts, DramaReport, ImportReport, Outcome, Reason, ReasonCode, SourceSummary,
+};
+use crate::source::{BucketUrls, Layout, OwnerMap, OwnerTarget, UrlTarget};
+use crate::{Progress, Repositories};
+
+/// How an import runs.
+#[derive(Debug, Clone)]
+pub struct ImportOptions {
+    /// Where the old layout is in the bucket.
+    pub layout: Layout,
+    /// Who the old owners become.
+    pub owners: OwnerMap,
+    /// URL bases that point into the bucket.
+    pub bucket_urls: BucketUrls,
+    /// Read and check everything, write nothing.
+    pub dry_run: bool,
+    /// Replace dramas edited (or deleted) in the database since their import.
+    pub overwrite: bool,
+    /// Files handled at once (at least 1).
+    pub jobs: usize,
+}
+
+impl ImportOptions {
+    /// Options for the bucket's root layout, with nothing mapped, one file at a time.
+    pub fn new(owners: OwnerMap) -> Self {
+        Self {
+            layout: Layout::default(),
+            owners,
+            bucket_urls: BucketUrls::default(),
+            dry_run: false,
+            overwrite: false,
+            jobs: 1,
+        }
+    }
+}
+
+/// A file to import, found through the index, the listing or both.
+struct Candidate {
+    key: String,
+    id: String,
+    index_entry: Option<IndexEntry>,
+    listed: Option<ObjectSummary>,
+}
+
+/// An asset whose URL points into the bucket.
+struct BucketAsset {
+    asset: AssetId,
+    key: ObjectKey,
+    url: String,
+}
+
+/// Reads the old bucket and writes its dramas through the repositories.
+pub struct Importer {
+    bucket: Arc<dyn AssetStore>,
+    repos: Repositories,
+    options: ImportOptions,
+    /// Whether users named directly by files exist.
+    known_users: Mutex<HashMap<UserId, bool>>,
+}
+
+impl Importer {
+    /// An importer reading `bucket` and writing to `repos`.
+    ///
+    /// # Errors
+    /// [`LegacyError::InvalidOption`] (`--jobs`) for zero jobs.
+    pub fn new(
+        bucket: Arc<dyn AssetStore>,
+        repos: Repositories,
+        options: ImportOptions,
+    ) -> Result<Self, LegacyError> {
+        if options.jobs == 0 {
+            return Err(LegacyError::option("--jobs", "must be at least 1"));
+        }
+        Ok(Self {
+            bucket,
+            repos,
+            options,
+            known_users: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Imports every drama of the old layout. Files are handled `jobs` at a time, each in its
+    /// own transaction; one bad file never stops the others. When `stop` is cancelled, files
+    /// in progress finish and no new one starts; a later run continues where this one stopped.
+    ///
+    /// # Errors
+    /// [`LegacyError`] only for what stops the whole run: the bucket cannot be listed, the
+    /// import records cannot be read, an owner cannot be created.
+    #[tracing::instrument(skip_all, fields(prefix = self.options.layout.prefix(), dry_run = self.options.dry_run))]
+    pub async fn run(
+        &self,
+        progress: &dyn Progress,
+        stop: &CancellationToken,
+    ) -> Result<ImportReport, LegacyError> {
+        let started_at = Utc::now();
+        let clock = Instant::now();
+        let mut users_created = Vec::new();
+        for user in self.options.owners.users() {
+            if self.ensure_user(user).await? {
+                users_created.push(user);
+            }
+            self.remember_user(user, true);
+        }
+        let (index, index_status) = self.read_index().await?;
+        let layout = &self.options.layout;
+        let listed = self
+            .bucket
+            .list(&layout.dramas_prefix()?)
+            .await
+            .map_err(LegacyError::Bucket)?;
+        let mut candidates: BTreeMap<String, Candidate> = BTreeMap::new();
+        for (id, entry) in index.dramas {
+            let key = layout.drama_key_text(&id);
+            candidates.insert(
+                key.clone(),
+                Candidate {
+                    key,
+                    id,
+                    index_entry: Some(entry),
+                    listed: None,
+                },
+            );
+        }
+        let mut files_listed = 0;
+        let mut not_in_index = 0;
+        for object in listed {
+            let Some(id) = layout.drama_id_of(object.key.as_str()).map(str::to_owned) else {
+                continue;
+            };
+            files_listed += 1;
+            let key = object.key.to_string();
+            let candidate = candidates.entry(key.clone()).or_insert_with(|| {
+                not_in_index += 1;
+                Candidate {
+                    key,
+                    id,
+                    index_entry: None,
+                    listed: None,
+                }
+            });
+            candidate.listed = Some(object);
+        }
+        let source = SourceSummary {
+            prefix: layout.prefix().to_owned(),
+            index: index_status,
+            index_entries: candidates
+                .values()
+                .filter(|c| c.index_entry.is_some())
+                .count(),
+            files_listed,
+            not_in_index,
+            bucket_urls: self.options.bucket_urls.bases().to_vec(),
+        };
+        let recorded: HashMap<String, RecordedImport> = self
+            .repos
+            .imports
+            .recorded_imports(layout.prefix())
+            .await
+            .map_err(LegacyError::Target)?
+            .into_iter()
+            .map(|r| (r.record.source_key.clone(), r))
+            .collect();
+        tracing::info!(
+            files = candidates.len(),
+            recorded = recorded.len(),
+            "import started"
+        );
+
+        let total = candidates.len();
+        progress.start(total);
+        let recorded = &recorded;
+        let mut dramas: Vec<DramaReport> = futures::stream::iter(candidates.into_values())
+            .map(|candidate| async move {
+                if stop.is_cancelled() {
+                    return None;
+                }
+                let report = self.import_one(candidate, recorded).await;
+                progress.step(
+                    &report.drama_id,
+                    report.outcome.as_str(),
+                    report.reason.as_ref(),
+                );
+                Some(report)
+            })
+            .buffer_unordered(self.options.jobs)
+            .filter_map(|r| async move { r })
+            .collect()
+            .await;
+        dramas.sort_by(|a, b| a.source_key.cmp(&b.source_key));
+
+        let mut counts = Counts {
+            total,
+            ..Counts::default()
+        };
+        let mut defaulted_fields: BTreeMap<String, usize> = BTreeMap::new();
+        for d in &dramas {
+            counts.add(d.outcome);
+            for path in &d.defaulted {
+                *defaulted_fields.entry(field_pattern(path)).or_default() += 1;
+            }
+        }
+        counts.not_started = total - counts.done();
+        let elapsed = clock.elapsed().as_secs_f64();
+        let report = ImportReport {
+            command: "import-r2",
+            dry_run: self.options.dry_run,
+            overwrite: self.options.overwrite,
+            interrupted: counts.not_started > 0,
+            started_at,
+            finished_at: Utc::now(),
+            elapsed_seconds: elapsed,
+            dramas_per_second: rate(counts.done(), elapsed),
+            source,
+            users_created,
+            counts,
+            defaulted_fields,
+            dramas,
+        };
+        tracing::info!(
+            imported = report.counts.imported,
+            updated = report.counts.updated,
+            unchanged = report.counts.unchanged,
+            skipped = report.counts.skipped,
+            failed = report.counts.failed,
+            not_started = report.counts.not_started,
+            "import finished"
+        );
+        Ok(report)
+    }
+
+    /// Creates a mapped owner if missing; returns whether it was (or, dry, would be) created.
+    async fn ensure_user(&self, user: UserId) -> Result<bool, LegacyError> {
+        match self.repos.users.get_user(user).await {
+            Ok(_) => return Ok(false),
+            Err(RepoError::NotFound { .. }) => {}
+            Err(e) => return Err(LegacyError::Target(e)),
+        }
+        if self.options.dry_run {
+            return Ok(true);
+        }
+        let mut new = NewUser::new(user);
+        new.display_name = Some("legacy import".to_owned());
+        match self.repos.users.create_user(&new).await {
+            Ok(_) => {
+                tracing::info!(%user, "created the owner of imported dramas");
+                Ok(true)
+            }
+            Err(RepoError::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(LegacyError::Target(e)),
+        }
+    }
+
+    fn remember_user(&self, user: UserId, exists: bool) {
+        self.known_users
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(user, exists);
+    }
+
+    async fn user_exists(&self, user: UserId) -> Result<bool, RepoError> {
+        let known = self
+            .known_users
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&user)
+            .copied();
+        if let Some(known) = known {
+            return Ok(known);
+        }
+        let exists = match self.repos.users.get_user(user).await {
+            Ok(_) => true,
+            Err(RepoError::NotFound { .. }) => false,
+            Err(e) => return Err(e),
+        };
+        self.remember_user(user, exists);
+        Ok(exists)
+    }
+
+    /// The old index, or an empty one (with why) when it is missing or unreadable, as the old
+    /// server treated it.
+    async fn read_index(&self) -> Result<(LegacyIndex, String), LegacyError> {
+        let key = self.options.layout.index_key()?;
+        match self.bucket.get_bytes(&key).await {
+            Ok((_, bytes)) => match LegacyIndex::parse(&bytes) {
+                Ok(index) => Ok((index, "read".to_owned())),
+                Err(why) => {
+                    tracing::warn!(%key, why, "the old index is unreadable; listing files only");
+                    Ok((LegacyIndex::default(), format!("unreadable: {why}")))
+                }
+            },
+            Err(e) if e.is_not_found() => Ok((LegacyIndex::default(), "missing".to_owned())),
+            Err(e) => Err(LegacyError::Bucket(e)),
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(source = candidate.key))]
+    async fn import_one(
+        &self,
+        candidate: Candidate,
+        recorded: &HashMap<String, RecordedImport>,
+    ) -> DramaReport {
+        let report = DramaReport::new(
+            candidate.key.clone(),
+            candidate.id.clone(),
+            candidate.index_entry.is_some(),
+        );
+        let outcome = self.try_import(&candidate, recorded, report).await;
+        let report = match outcome {
+            Ok(report) | Err(report) => report,
+        };
+        if report.outcome == Outcome::Failed {
+            tracing::warn!(
+                source = report.source_key,
+                reason = report.reason.as_ref().map(|r| r.message.as_str()),
+                "import failed"
+            );
+        }
+        report
+    }
+
+    /// `Err` carries a finished report (skipped or failed) so that `?` can end the attempt.
+    async fn try_import(
+        &self,
+        candidate: &Candidate,
+        recorded: &HashMap<String, RecordedImport>,
+        mut report: DramaReport,
+    ) -> Result<DramaReport, DramaReport> {
+        let fail = |report: DramaReport, code, message: String| {
+            report.done(Outcome::Failed, Some(Reason::new(code, message)))
+        };
+        let key = match ObjectKey::parse(candidate.key.as_str()) {
+            Ok(key) => key,
+            Err(e) => {
+                return Err(fail(
+                    report,
+                    ReasonCode::InvalidDrama,
+                    format!("the index names a drama id that cannot be a key: {e}"),
+                ));
+            }
+        };
+        let bytes = match self.bucket.get_bytes(&key).await {
+            Ok((_, bytes)) => bytes,
+            Err(e) if e.is_not_found() => {
+                return Err(report.done(
+                    Outcome::Skipped,
+                    Some(Reason::new(
+                        ReasonCode::MissingFile,
+                        format!("listed in dramas/index.json, but {key} does not exist"),
+                    )),
+                ));
+            }
+            Err(e) => {
+                return Err(fail(
+                    report,
+                    ReasonCode::SourceUnavailable,
+                    format!("reading {key}: {e}"),
+                ));
+            }
+        };
+        let hash = hex::encode(Sha256::digest(&bytes));
+        let parsed = match LegacyDrama::parse(&bytes) {
+            Ok(parsed) => parsed,
+            Err(LegacyFileError::NotJson(e)) => {
+                return Err(fail(report, ReasonCode::NotJson, format!("not JSON: {e}")));
+            }
+            Err(LegacyFileError::Invalid(e)) => {
+                return Err(fail(report, ReasonCode::InvalidDrama, e.to_string()));
+            }
+        };
+        report.defaulted.clone_from(&parsed.defaulted);
+        report.kept_extra.clone_from(&parsed.kept_extra);
+        report.repairs.clone_from(&parsed.repairs);
+        if parsed.drama.id.as_str() != candidate.id {
+            let message = format!(
+                "the file's id is {:?}, its key says {:?}",
+                parsed.drama.id.as_str(),
+                candidate.id
+            );
+            return Err(fail(report, ReasonCode::IdMismatch, message));
+        }
+        let owner = match self.options.owners.resolve(&parsed.owner) {
+            Some(owner) => owner,
+            None => {
+                let message = format!(
+                    "owner {:?} has no mapping: pass --owner for the old default user 10000, or \
+                     map it in --owner-map",
+                    parsed.owner
+                );
+                return Err(fail(report, ReasonCode::OwnerUnmapped, message));
+            }
+        };
+        if let OwnerTarget::Direct(user) = owner {
+            match self.user_exists(user).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    let message = format!("the file names user {user}, who does not exist");
+                    return Err(fail(report, ReasonCode::OwnerMissing, message));
+                }
+                Err(e) => return Err(fail(report, ReasonCode::Database, e.to_string())),
+            }
+        }
+        report.owner = Some(owner.user());
+        let in_bucket = self.bucket_assets(&parsed.drama, &mut report.assets);
+        let file = ParsedFile {
+            candidate,
+            hash,
+            owner: owner.user(),
+            drama: parsed.drama,
+            in_bucket,
+        };
+        self.write(file, recorded.get(&candidate.key), report).await
+    }
+
+    /// Sorts the asset URLs into bucket and foreign ones.
+    fn bucket_assets(&self, drama: &Drama, links: &mut AssetLinks) -> Vec<BucketAsset> {
+        let mut found = Vec::new();
+        for (_, asset) in drama.assets_with_owner() {
+            let Some(url) = asset.url.as_deref() else {
+                continue;
+            };
+            match self.options.bucket_urls.target(url) {
+                UrlTarget::Bucket(key) => {
+                    links.in_bucket += 1;
+                    found.push(BucketAsset {
+                        asset: asset.id.clone(),
+                        key,
+                        url: url.to_owned(),
+                    });
+                }
+                UrlTarget::BucketUnusable(why) => {
+                    links.unusable.push(format!("{url} ({why})"));
+                }
+                UrlTarget::Foreign => links.foreign += 1,
+            }
+        }
+        found
+    }
+
+    /// Decides what to do with a parsed file and does it.
+    async fn write(
+        &self,
+        file: ParsedFile<'_>,
+        record: Option<&RecordedImport>,
+        mut report: DramaReport,
+    ) -> Result<DramaReport, DramaReport> {
+        let id = &file.drama.id;
+        let overwrite = self.options.overwrite;
+        // The record of an earlier import of this very file into this very drama and owner.
+        let imported_here = record.filter(|r| r.record.drama_id == *id && r.record.owner == file.owner);
+        if let Some(r) = imported_here
+            && r.record.source_hash == file.hash
+            && !overwrite
+        {
+            match r.current {
+                Some(now) if now.owner == file.owner => {
+                    report.version = Some(now.version);
+                    let note = (now.version != r.record.version).then(|| {
+                        Reason::new(
+                            ReasonCode::EditedSinceImport,
+                            format!(
+                                "file unchanged; the drama was edited in the database since its \
+                                 import (version {}, imported as version {}) and is left as it is",
+                                now.version, r.record.version
+                            ),
+                        )
+                    });
+                    return Ok(report.done(Outcome::Unchanged, note));
+                }
+                None => return Err(deleted_since_import(report)),
+                Some(_) => {}
+            }
+        }
+
+        let state = match self.repos.imports.drama_state(id).await {
+            Ok(state) => state,
+            Err(e) => return Err(database_failure(report, &e)),
+        };
+        let Some(state) = state else {
+            if imported_here.is_some() && !overwrite {
+                return Err(deleted_since_import(report));
+            }
+            let objects = self
+                .head_objects(&file.in_bucket, &HashMap::new(), &mut report.assets)
+                .await
+                .map_err(|reason| report.clone().done(Outcome::Failed, Some(reason)))?;
+            let listed_at = file.candidate.listed.as_ref().and_then(|l| l.last_modified);
+            let entry = file.candidate.index_entry.as_ref();
+            let write = ImportWrite::Create {
+                created_at: entry.and_then(|e| e.created_at).or(listed_at),
+                updated_at: entry.and_then(|e| e.updated_at).or(listed_at),
+            };
+            return self.apply(file, write, objects, Outcome::Imported, report).await;
+        };
+        if state.owner != file.owner {
+            return Err(report.done(
+                Outcome::Failed,
+                Some(Reason::new(
+                    ReasonCode::IdTaken,
+                    format!(
+                        "drama {id} belongs to another user; change the id in the file, or map \
+                         the file's owner to that user"
+                    ),
+                )),
+            ));
+        }
+        let stored = match self.repos.dramas.get_complete(file.owner, id).await {
+            Ok(stored) => stored,
+            Err(e) => return Err(database_failure(report, &e)),
+        };
+        let existing = match self.repos.dramas.asset_objects(file.owner, id).await {
+            Ok(existing) => existing,
+            Err(e) => return Err(database_failure(report, &e)),
+        };
+        let (write, outcome) = if stored.drama == file.drama {
+            (
+                ImportWrite::Keep {
+                    expected: stored.version,
+                },
+                Outcome::Unchanged,
+            )
+        } else {
+            match imported_here {
+                Some(r) if r.record.version == stored.version => {}
+                Some(r) if !overwrite => {
+                    return Err(report.done(
+                        Outcome::Skipped,
+                        Some(Reason::new(
+                            ReasonCode::EditedSinceImport,
+                            format!(
+                                "the file changed, and the drama was edited in the database \
+                                 since its import (version {}, imported as version {}); \
+                                 --overwrite replaces it with the file",
+                                stored.version, r.record.version
+                            ),
+                        )),
+                    ));
+                }
+                None if !overwrite => {
+                    return Err(report.done(
+                        Outcome::Skipped,
+                        Some(Reason::new(
+                            ReasonCode::ExistsNotImported,
+                            "a drama with this id and owner exists, was not imported from this \
+                             file and differs from it; --overwrite replaces it with the file",
+                        )),
+                    ));
+                }
+                _ => {}
+            }
+            (
+                ImportWrite::Replace {
+                    expected: stored.version,
+                },
+                Outcome::Updated,
+            )
+        };
+        report.version = Some(stored.version);
+        let existing_keys: HashMap<AssetId, String> = existing
+            .into_iter()
+            .map(|(asset, object)| (asset, object.storage_key))
+            .collect();
+        let objects = self
+            .head_objects(&file.in_bucket, &existing_keys, &mut report.assets)
+            .await
+            .map_err(|reason| report.clone().done(Outcome::Failed, Some(reason)))?;
+        let outcome = if outcome == Outcome::Unchanged && !objects.is_empty() {
+            Outcome::Updated
+        } else {
+            outcome
+        };
+        self.apply(file, write, objects, outcome, report).await
+    }
+
+    /// Looks up the objects of bucket URLs that have no record with the same key yet.
+    async fn head_objects(
+        &self,
+        in_bucket: &[BucketAsset],
+        existing: &HashMap<AssetId, String>,
+        links: &mut AssetLinks,
+    ) -> Result<Vec<(AssetId, AssetObject)>, Reason> {
+        let mut seen: HashMap<ObjectKey, Option<AssetObject>> = HashMap::new();
+        let mut objects = Vec::new();
+        for linked in in_bucket {
+            if existing.get(&linked.asset).map(String::as_str) == Some(linked.key.as_str()) {
+                continue;
+            }
+            if !seen.contains_key(&linked.key) {
+                let object = match self.bucket.head(&linked.key).await {
+                    Ok(info) => Some(AssetObject {
+                        storage_key: linked.key.to_string(),
+                        content_type: content_type_of(&linked.key, &info.content_type),
+                        size_bytes: i64::try_from(info.size).unwrap_or(i64::MAX),
+                        checksum: info.checksum,
+                        input_hash: None,
+                        usage: None,
+                    }),
+                    Err(e) if e.is_not_found() => None,
+                    Err(e) => {
+                        return Err(Reason::new(
+                            ReasonCode::SourceUnavailable,
+                            format!("looking up {}: {e}", linked.key),
+                        ));
+                    }
+                };
+                seen.insert(linked.key.clone(), object);
+            }
+            match seen.get(&linked.key).cloned().flatten() {
+                Some(object) => objects.push((linked.asset.clone(), object)),
+                None => links.missing_objects.push(linked.url.clone()),
+            }
+        }
+        links.recorded = objects.len();
+        Ok(objects)
+    }
+
+    async fn apply(
+        &self,
+        file: ParsedFile<'_>,
+        write: ImportWrite,
+        objects: Vec<(AssetId, AssetObject)>,
+        outcome: Outcome,
+        mut report: DramaReport,
+    ) -> Result<DramaReport, DramaReport> {
+        if self.options.dry_run {
+            return Ok(report.done(outcome, None));
+        }
+        let import = LegacyImport {
+            source_key: file.candidate.key.clone(),
+            source_hash: file.hash,
+            owner: file.owner,
+            drama: file.drama,
+            write,
+            objects,
+        };
+        match self.repos.imports.apply_import(&import).await {
+            Ok(record) => {
+                report.version = Some(record.version);
+                Ok(report.done(outcome, None))
+            }
+            Err(e) => {
+                let (code, message) = match &e {
+                    RepoError::AlreadyExists { .. } => (
+                        ReasonCode::IdTaken,
+                        format!(
+                            "drama {} was created by another user during the import",
+                            import.drama.id
+                        ),
+                    ),
+                    RepoError::VersionConflict { .. }
+                    | RepoError::NotFound {
+                        entity: Entity::Drama | Entity::Asset,
+                        ..
+                    } => (
+                        ReasonCode::Conflict,
+                        format!("the drama changed in the database during the import ({e}); run again"),
+                    ),
+                    RepoError::NotFound {
+                        entity: Entity::User,
+                        ..
+                    } => (ReasonCode::OwnerMissing, e.to_string()),
+                    RepoError::Invalid(_) => (ReasonCode::InvalidDrama, e.to_string()),
+                    _ => (ReasonCode::Database, e.to_string()),
+                };
+                Err(report.done(Outcome::Failed, Some(Reason::new(code, message))))
+            }
+        }
+    }
+}
+
+/// A file that parsed, with everything decided about it but what to write.
+struct ParsedFile<'c> {
+    candidate: &'c Candidate,
+    hash: String,
+    owner: UserId,
+    drama: Drama,
+    in_bucket: Vec<BucketAsset>,
+}
+
+fn deleted_since_import(report: DramaReport) -> DramaReport {
+    report.done(
+        Outcome::Skipped,
+        Some(Reason::new(
+            ReasonCode::DeletedSinceImport,
+            "deleted in the database since its import; --overwrite creates it again",
+        )),
+    )
+}
+
+fn database_failure(report: DramaReport, e: &RepoError) -> DramaReport {
+    report.done(
+        Outcome::Failed,
+        Some(Reason::new(ReasonCode::Database, e.to_string())),
+    )
+}
+
+/// The stored content type, or the one the key's extension names when the store knows none.
+fn content_type_of(key: &ObjectKey, stored: &str) -> String {
+    let vague = stored.trim().is_empty()
+        || stored.eq_ignore_ascii_case("application/octet-stream")
+        || stored.eq_ignore_ascii_case("binary/octet-stream");
+    match key.media_type() {
+        Some(media) if vague => media.mime().to_owned(),
+        _ if vague => MediaType::Binary.mime().to_owned(),
+        _ => stored.to_owned(),
+    }
+}
+
+pub(crate) fn rate(done: usize, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        #[allow(clippy::cast_precision_loss)]
+        let done = done as f64;
+        done / seconds
+    } else {
+        0.0
+    }
+}

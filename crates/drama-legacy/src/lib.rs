@@ -1,0 +1,71 @@
+#![doc = include_str!("../README.md")]
+
+mod error;
+mod export;
+pub mod format;
+mod import;
+pub mod parse;
+mod report;
+mod source;
+
+use std::sync::Arc;
+
+use drama_dal::legacy::LegacyImportRepository;
+use drama_dal::{DramaRepository, UserRepository};
+
+pub use error::LegacyError;
+pub use export::{ExportOptions, Exporter};
+pub use import::{ImportOptions, Importer};
+pub use parse::{LegacyDrama, LegacyFileError};
+pub use report::{
+    AssetLinks, Counts, DramaReport, ExportReport, ExportedDrama, ImportReport, Outcome, Reason,
+    ReasonCode, SourceSummary,
+};
+pub use source::{BucketUrls, Layout, OwnerMap, OwnerTarget, UrlTarget};
+pub use tokio_util::sync::CancellationToken;
+
+/// Hears about a run's progress (a progress bar, log lines). Called from several tasks at
+/// once.
+pub trait Progress: Send + Sync {
+    /// The run found `total` items to handle.
+    fn start(&self, total: usize) {
+        let _ = total;
+    }
+
+    /// One item finished: its id, its outcome (`imported`, `unchanged`, `failed`, …) and why,
+    /// for skipped and failed ones.
+    fn step(&self, item: &str, outcome: &str, reason: Option<&Reason>) {
+        let _ = (item, outcome, reason);
+    }
+}
+
+/// A [`Progress`] that ignores everything.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Silent;
+
+impl Progress for Silent {}
+
+/// The repositories a run reads and writes.
+#[derive(Clone)]
+pub struct Repositories {
+    /// Whole dramas.
+    pub dramas: Arc<dyn DramaRepository>,
+    /// Owners.
+    pub users: Arc<dyn UserRepository>,
+    /// Import bookkeeping, and the transactional write of an imported drama.
+    pub imports: Arc<dyn LegacyImportRepository>,
+}
+
+impl Repositories {
+    /// All three from one store (e.g. `drama_postgres::PgStore`).
+    pub fn of<S>(store: Arc<S>) -> Self
+    where
+        S: DramaRepository + UserRepository + LegacyImportRepository + 'static,
+    {
+        Self {
+            dramas: store.clone(),
+            users: store.clone(),
+            imports: store,
+        }
+    }
+}

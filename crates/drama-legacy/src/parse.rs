@@ -1,0 +1,592 @@
+//! Tolerant reading of an old `drama.json`.
+//!
+//! Old files vary: older ones lack fields the model gained later (`voice_description`), some
+//! carry keys the model never had, some repeat an asset (the old server appended a new record
+//! each time a portrait or cover was regenerated). The reader
+//!
+//! - gives every missing field that has a default its default, and says which ones it filled;
+//! - moves unknown keys of an entity into that entity's `metadata`, under [`EXTRA_KEY`];
+//! - keeps only the last of several assets that share an id within one list (the newest
+//!   regeneration; its object was written over the older ones in place);
+//! - takes the owner from a top-level `user_id` (absent: the old default user `10000`);
+//! - refuses what it cannot repair (not JSON, a required field missing, a value of the wrong
+//!   type, a broken model rule) with the path of the offending field.
+
+use std::collections::HashMap;
+
+use drama_domain::{DomainError, Drama};
+use serde_json::{Map, Value};
+
+/// Key, inside an entity's `metadata`, that holds the entity's unknown keys.
+pub const EXTRA_KEY: &str = "legacy_extra";
+
+/// Key, inside `metadata`, that holds an old `metadata` that was not an object when unknown
+/// keys had to be added next to it.
+pub const PREVIOUS_METADATA_KEY: &str = "legacy_metadata";
+
+/// Top-level key naming the drama's owner in the old layout (written by the export).
+pub const OWNER_KEY: &str = "user_id";
+
+/// The owner of every drama of the old single-user server.
+pub const LEGACY_DEFAULT_OWNER: &str = "10000";
+
+/// What a missing field becomes.
+#[derive(Clone, Copy)]
+enum Fallback {
+    /// No default: the file is refused.
+    Required,
+    /// `null`.
+    Null,
+    /// `[]`.
+    EmptyList,
+    /// `""`.
+    EmptyText,
+    /// `false`.
+    False,
+}
+
+impl Fallback {
+    fn value(self) -> Option<Value> {
+        match self {
+            Self::Required => None,
+            Self::Null => Some(Value::Null),
+            Self::EmptyList => Some(Value::Array(Vec::new())),
+            Self::EmptyText => Some(Value::String(String::new())),
+            Self::False => Some(Value::Bool(false)),
+        }
+    }
+}
+
+type Spec = &'static [(&'static str, Fallback)];
+
+use Fallback::{EmptyList, EmptyText, False, Null, Required};
+
+/// The fields of each entity, in the old model's order, with their defaults.
+const DRAMA: Spec = &[
+    ("id", Required),
+    ("title", Required),
+    ("description", Required),
+    ("premise", Required),
+    ("url", Null),
+    ("characters", EmptyList),
+    ("episodes", EmptyList),
+    ("assets", EmptyList),
+    ("metadata", Null),
+];
+const CHARACTER: Spec = &[
+    ("id", Required),
+    ("name", Required),
+    ("description", Required),
+    ("gender", Required),
+    ("voice_description", EmptyText),
+    ("main", False),
+    ("url", Null),
+    ("premise_url", Null),
+    ("assets", EmptyList),
+    ("metadata", Null),
+];
+const EPISODE: Spec = &[
+    ("id", Required),
+    ("title", Required),
+    ("description", Required),
+    ("premise", Null),
+    ("url", Null),
+    ("scenes", EmptyList),
+    ("assets", EmptyList),
+    ("metadata", Null),
+];
+const SCENE: Spec = &[
+    ("id", Required),
+    ("description", Required),
+    ("image_url", Null),
+    ("video_url", Null),
+    ("assets", EmptyList),
+    ("metadata", Null),
+];
+const ASSET: Spec = &[
+    ("id", Required),
+    ("kind", Required),
+    ("depends_on", EmptyList),
+    ("prompt", Required),
+    ("duration", Null),
+    ("url", Null),
+    ("metadata", Null),
+];
+
+/// The defaults, as documented (`docs/MIGRATION.md` prints this table).
+pub fn documented_defaults() -> Vec<(String, &'static str)> {
+    let mut out = Vec::new();
+    for (entity, spec) in [
+        ("drama", DRAMA),
+        ("character", CHARACTER),
+        ("episode", EPISODE),
+        ("scene", SCENE),
+        ("asset", ASSET),
+    ] {
+        for (field, fallback) in spec {
+            let shown = match fallback {
+                Required => "required (the file is refused)",
+                Null => "null",
+                EmptyList => "[]",
+                EmptyText => "\"\"",
+                False => "false",
+            };
+            out.push((format!("{entity}.{field}"), shown));
+        }
+    }
+    out
+}
+
+/// An old file, read and repaired.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LegacyDrama {
+    /// The drama, valid under the current model.
+    pub drama: Drama,
+    /// The owner as the file names it (`10000` when it names none).
+    pub owner: String,
+    /// Paths of the fields that were missing (or `null` where the model allows no null) and
+    /// took their default, e.g. `characters[0].voice_description`.
+    pub defaulted: Vec<String>,
+    /// Paths of the unknown keys kept in `metadata`, e.g. `episodes[1].mood`.
+    pub kept_extra: Vec<String>,
+    /// Other repairs, in words.
+    pub repairs: Vec<String>,
+}
+
+/// Why an old file could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LegacyFileError {
+    /// The bytes are not JSON.
+    #[error("not JSON: {0}")]
+    NotJson(String),
+    /// The JSON does not describe a drama (a required field is missing, a value has the wrong
+    /// type, or a model rule is broken); names the field.
+    #[error("{0}")]
+    Invalid(DomainError),
+}
+
+impl LegacyDrama {
+    /// Reads an old `drama.json`.
+    ///
+    /// # Errors
+    /// [`LegacyFileError`] naming what is wrong.
+    pub fn parse(bytes: &[u8]) -> Result<Self, LegacyFileError> {
+        let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+        let value: Value =
+            serde_json::from_slice(bytes).map_err(|e| LegacyFileError::NotJson(e.to_string()))?;
+        let Value::Object(mut top) = value else {
+            return Err(LegacyFileError::Invalid(DomainError::field(
+                "",
+                format!("expected a JSON object, found {}", kind_of(&value)),
+            )));
+        };
+        let owner = match top.remove(OWNER_KEY) {
+            None | Some(Value::Null) => LEGACY_DEFAULT_OWNER.to_owned(),
+            Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_owned(),
+            Some(Value::Number(n)) => n.to_string(),
+            Some(other) => {
+                return Err(LegacyFileError::Invalid(DomainError::field(
+                    OWNER_KEY,
+                    format!(
+                        "expected a user id (text or number), found {}",
+                        kind_of(&other)
+                    ),
+                )));
+            }
+        };
+        let mut notes = Notes::default();
+        notes.entity(&mut top, DRAMA, "");
+        for (list, spec) in [("characters", CHARACTER), ("episodes", EPISODE)] {
+            notes.each(&mut top, list, "", spec);
+        }
+        if let Some(Value::Array(episodes)) = top.get_mut("episodes") {
+            for (i, episode) in episodes.iter_mut().enumerate() {
+                if let Value::Object(episode) = episode {
+                    notes.each(episode, "scenes", &format!("episodes[{i}]"), SCENE);
+                }
+            }
+        }
+        notes.assets_everywhere(&mut top);
+        let drama: Drama =
+            DomainError::from_value(Value::Object(top)).map_err(LegacyFileError::Invalid)?;
+        drama.validate().map_err(LegacyFileError::Invalid)?;
+        Ok(Self {
+            drama,
+            owner,
+            defaulted: notes.defaulted,
+            kept_extra: notes.kept_extra,
+            repairs: notes.repairs,
+        })
+    }
+}
+
+/// `characters[3].voice_description` → `characters[].voice_description`: the field without the
+/// positions, for counting across dramas.
+pub fn field_pattern(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut in_index = false;
+    for c in path.chars() {
+        match c {
+            '[' => {
+                in_index = true;
+                out.push('[');
+            }
+            ']' => {
+                in_index = false;
+                out.push(']');
+            }
+            _ if in_index => {}
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "text",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn join(path: &str, field: &str) -> String {
+    if path.is_empty() {
+        field.to_owned()
+    } else {
+        format!("{path}.{field}")
+    }
+}
+
+#[derive(Default)]
+struct Notes {
+    defaulted: Vec<String>,
+    kept_extra: Vec<String>,
+    repairs: Vec<String>,
+}
+
+impl Notes {
+    /// Fills defaults and moves unknown keys of one entity (not its children).
+    fn entity(&mut self, map: &mut Map<String, Value>, spec: Spec, path: &str) {
+        let extra_keys: Vec<String> = map
+            .keys()
+            .filter(|k| !spec.iter().any(|(name, _)| name == k))
+            .cloned()
+            .collect();
+        let mut extra = Map::new();
+        for key in extra_keys {
+            if let Some(value) = map.remove(&key) {
+                self.kept_extra.push(join(path, &key));
+                extra.insert(key, value);
+            }
+        }
+        for (field, fallback) in spec {
+            let Some(default) = fallback.value() else {
+                continue;
+            };
+            let missing = match map.get(*field) {
+                None => true,
+                Some(Value::Null) => !default.is_null(),
+                Some(_) => false,
+            };
+            if missing {
+                map.insert((*field).to_owned(), default);
+                self.defaulted.push(join(path, field));
+            }
+        }
+        if !extra.is_empty() {
+            self.keep_extra(map, extra, path);
+        }
+    }
+
+    /// Puts unknown keys into `metadata.legacy_extra`.
+    fn keep_extra(&mut self, map: &mut Map<String, Value>, extra: Map<String, Value>, path: &str) {
+        let metadata = map.remove("metadata").unwrap_or(Value::Null);
+        let mut metadata = match metadata {
+            Value::Object(m) => m,
+            Value::Null => Map::new(),
+            other => {
+                self.repairs.push(format!(
+                    "{}: was {}, not an object; kept under {PREVIOUS_METADATA_KEY} next to the \
+                     unknown keys",
+                    join(path, "metadata"),
+                    kind_of(&other)
+                ));
+                let mut m = Map::new();
+                m.insert(PREVIOUS_METADATA_KEY.to_owned(), other);
+                m
+            }
+        };
+        match metadata.get_mut(EXTRA_KEY) {
+            Some(Value::Object(existing)) => existing.extend(extra),
+            Some(existing) => {
+                self.repairs.push(format!(
+                    "{}.{EXTRA_KEY}: was {}, replaced by the unknown keys",
+                    join(path, "metadata"),
+                    kind_of(existing)
+                ));
+                *existing = Value::Object(extra);
+            }
+            None => {
+                metadata.insert(EXTRA_KEY.to_owned(), Value::Object(extra));
+            }
+        }
+        map.insert("metadata".to_owned(), Value::Object(metadata));
+    }
+
+    /// Applies `entity` to every object of the list `list` of `map`.
+    fn each(&mut self, map: &mut Map<String, Value>, list: &str, path: &str, spec: Spec) {
+        if let Some(Value::Array(items)) = map.get_mut(list) {
+            for (i, item) in items.iter_mut().enumerate() {
+                if let Value::Object(item) = item {
+                    self.entity(item, spec, &format!("{}[{i}]", join(path, list)));
+                }
+            }
+        }
+    }
+
+    /// Fills asset defaults and drops earlier duplicates in every asset list of the drama.
+    fn assets_everywhere(&mut self, top: &mut Map<String, Value>) {
+        self.assets_of(top, "");
+        for list in ["characters", "episodes"] {
+            let Some(Value::Array(items)) = top.get_mut(list) else {
+                continue;
+            };
+            for (i, item) in items.iter_mut().enumerate() {
+                let Value::Object(item) = item else {
+                    continue;
+                };
+                let path = format!("{list}[{i}]");
+                self.assets_of(item, &path);
+                if list == "episodes"
+                    && let Some(Value::Array(scenes)) = item.get_mut("scenes")
+                {
+                    for (k, scene) in scenes.iter_mut().enumerate() {
+                        if let Value::Object(scene) = scene {
+                            self.assets_of(scene, &format!("{path}.scenes[{k}]"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn assets_of(&mut self, owner: &mut Map<String, Value>, path: &str) {
+        let list_path = join(path, "assets");
+        let Some(Value::Array(assets)) = owner.get_mut("assets") else {
+            return;
+        };
+        // Keep the last record of each id, where it stands.
+        let mut last: HashMap<String, usize> = HashMap::new();
+        for (i, asset) in assets.iter().enumerate() {
+            if let Some(id) = asset.get("id").and_then(Value::as_str) {
+                last.insert(id.to_owned(), i);
+            }
+        }
+        let mut dropped: Vec<(String, usize)> = Vec::new();
+        let mut index = 0;
+        assets.retain(|asset| {
+            let i = index;
+            index += 1;
+            match asset.get("id").and_then(Value::as_str) {
+                Some(id) if last.get(id).is_some_and(|&keep| keep != i) => {
+                    match dropped.iter_mut().find(|(d, _)| d == id) {
+                        Some((_, n)) => *n += 1,
+                        None => dropped.push((id.to_owned(), 1)),
+                    }
+                    false
+                }
+                _ => true,
+            }
+        });
+        for (id, n) in dropped {
+            self.repairs.push(format!(
+                "{list_path}: {n} earlier record(s) of asset {id:?} dropped, the last one kept"
+            ));
+        }
+        for (j, asset) in assets.iter_mut().enumerate() {
+            if let Value::Object(asset) = asset {
+                self.entity(asset, ASSET, &format!("{list_path}[{j}]"));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use serde_json::json;
+
+    const FIXTURE: &str = include_str!("../../../fixtures/legacy-r2/corgi_musk_v5.json");
+
+    fn parse(v: Value) -> Result<LegacyDrama, LegacyFileError> {
+        LegacyDrama::parse(&serde_json::to_vec(&v).unwrap())
+    }
+
+    #[test]
+    fn the_fixture_gets_empty_voice_descriptions_and_nothing_else() {
+        let parsed = LegacyDrama::parse(FIXTURE.as_bytes()).unwrap();
+        assert_eq!(parsed.owner, LEGACY_DEFAULT_OWNER);
+        let n = parsed.drama.characters.len();
+        assert!(n > 0);
+        let expected: Vec<String> = (0..n)
+            .map(|i| format!("characters[{i}].voice_description"))
+            .collect();
+        assert_eq!(parsed.defaulted, expected);
+        assert!(parsed.kept_extra.is_empty());
+        assert!(parsed.repairs.is_empty());
+        assert!(
+            parsed
+                .drama
+                .characters
+                .iter()
+                .all(|c| c.voice_description.is_empty())
+        );
+    }
+
+    #[test]
+    fn unknown_keys_move_into_metadata_at_every_level() {
+        let parsed = parse(json!({
+            "id": "d", "title": "T", "description": "D", "premise": "P", "rating": 5,
+            "metadata": {"source": "old"},
+            "characters": [{"id": "c", "name": "N", "description": "X", "gender": "f",
+                            "voice_description": "v", "age": 3, "metadata": "loose"}],
+            "episodes": [{"id": "e", "title": "T", "description": "D",
+                          "scenes": [{"id": "s", "description": "S", "mood": "dark",
+                                      "assets": [{"id": "a", "kind": "image", "prompt": "p",
+                                                  "seed": 7}]}]}]
+        }))
+        .unwrap();
+        assert_eq!(
+            parsed.kept_extra,
+            [
+                "rating",
+                "characters[0].age",
+                "episodes[0].scenes[0].mood",
+                "episodes[0].scenes[0].assets[0].seed"
+            ]
+        );
+        let d = &parsed.drama;
+        assert_eq!(
+            d.metadata,
+            Some(json!({"source": "old", "legacy_extra": {"rating": 5}}))
+        );
+        assert_eq!(
+            d.characters[0].metadata,
+            Some(json!({"legacy_extra": {"age": 3}, "legacy_metadata": "loose"}))
+        );
+        assert_eq!(
+            d.episodes[0].scenes[0].metadata,
+            Some(json!({"legacy_extra": {"mood": "dark"}}))
+        );
+        assert_eq!(
+            d.episodes[0].scenes[0].assets[0].metadata,
+            Some(json!({"legacy_extra": {"seed": 7}}))
+        );
+        assert_eq!(parsed.repairs.len(), 1, "{:?}", parsed.repairs);
+        assert!(parsed.repairs[0].starts_with("characters[0].metadata"));
+    }
+
+    #[test]
+    fn missing_and_null_fields_take_defaults_and_are_listed() {
+        let parsed = parse(json!({
+            "id": "d", "title": "T", "description": "D", "premise": "P", "characters": null,
+            "episodes": [{"id": "e", "title": "T", "description": "D", "scenes": [
+                {"id": "s", "description": "S", "assets": [
+                    {"id": "a", "kind": "video", "prompt": "p", "depends_on": null}]}]}]
+        }))
+        .unwrap();
+        assert_eq!(
+            parsed.defaulted,
+            [
+                "url",
+                "characters",
+                "assets",
+                "metadata",
+                "episodes[0].premise",
+                "episodes[0].url",
+                "episodes[0].assets",
+                "episodes[0].metadata",
+                "episodes[0].scenes[0].image_url",
+                "episodes[0].scenes[0].video_url",
+                "episodes[0].scenes[0].metadata",
+                "episodes[0].scenes[0].assets[0].depends_on",
+                "episodes[0].scenes[0].assets[0].duration",
+                "episodes[0].scenes[0].assets[0].url",
+                "episodes[0].scenes[0].assets[0].metadata",
+            ]
+        );
+        assert!(parsed.drama.characters.is_empty());
+    }
+
+    #[test]
+    fn duplicate_assets_keep_the_last_record() {
+        let parsed = parse(json!({
+            "id": "d", "title": "T", "description": "D", "premise": "P",
+            "characters": [{"id": "c", "name": "N", "description": "X", "gender": "f",
+                "voice_description": "v", "assets": [
+                    {"id": "c_portrait", "kind": "image", "prompt": "p", "url": "https://x/1.png"},
+                    {"id": "c_audition", "kind": "video", "prompt": "p"},
+                    {"id": "c_portrait", "kind": "image", "prompt": "p", "url": "https://x/2.png"},
+                    {"id": "c_portrait", "kind": "image", "prompt": "p", "url": "https://x/3.png"}]}]
+        }))
+        .unwrap();
+        let assets = &parsed.drama.characters[0].assets;
+        assert_eq!(assets.len(), 2);
+        assert_eq!(assets[0].id.as_str(), "c_audition");
+        assert_eq!(assets[1].url.as_deref(), Some("https://x/3.png"));
+        assert_eq!(
+            parsed.repairs,
+            [
+                "characters[0].assets: 2 earlier record(s) of asset \"c_portrait\" dropped, the last one kept"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_owner_comes_from_user_id() {
+        let base = json!({"id": "d", "title": "T", "description": "D", "premise": "P"});
+        let mut named = base.clone();
+        named["user_id"] = json!("alice");
+        assert_eq!(parse(named).unwrap().owner, "alice");
+        let mut numeric = base.clone();
+        numeric["user_id"] = json!(10000);
+        assert_eq!(parse(numeric).unwrap().owner, "10000");
+        let mut bad = base;
+        bad["user_id"] = json!([1]);
+        let e = parse(bad).unwrap_err();
+        assert!(e.to_string().starts_with("user_id: expected a user id"), "{e}");
+    }
+
+    #[test]
+    fn what_cannot_be_repaired_is_refused_with_its_field() {
+        let e = LegacyDrama::parse(b"<html>nope</html>").unwrap_err();
+        assert!(matches!(e, LegacyFileError::NotJson(_)), "{e}");
+        let e = LegacyDrama::parse(b"[1, 2]").unwrap_err();
+        assert_eq!(e.to_string(), "expected a JSON object, found a list");
+        let e = parse(json!({"id": "d", "title": "T", "description": "D"})).unwrap_err();
+        assert_eq!(e.to_string(), "premise: missing field `premise`");
+        let e = parse(json!({"id": "d", "title": "T", "description": "D", "premise": "P",
+            "characters": [{"id": "c", "name": "N", "description": "X"}]}))
+        .unwrap_err();
+        assert!(e.to_string().starts_with("characters[0].gender"), "{e}");
+        let e = parse(json!({"id": "d", "title": "T", "description": "D", "premise": "P",
+            "assets": [{"id": "a", "kind": "video", "prompt": "p", "duration": 7}]}))
+        .unwrap_err();
+        assert!(e.to_string().starts_with("assets[0].duration"), "{e}");
+    }
+
+    #[test]
+    fn field_patterns_drop_positions() {
+        assert_eq!(
+            field_pattern("episodes[12].scenes[0].assets[3].url"),
+            "episodes[].scenes[].assets[].url"
+        );
+        assert_eq!(field_pattern("title"), "title");
+    }
+}

@@ -1,0 +1,334 @@
+//! What a run did, drama by drama: printed at the end and written as JSON (`--report FILE`).
+//! The JSON shape is documented in `docs/MIGRATION.md`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use drama_dal::Version;
+use drama_domain::UserId;
+use serde::Serialize;
+
+/// What happened to one source file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// A new drama was created.
+    Imported,
+    /// An existing drama was rewritten (its file changed, or `--overwrite`), or object records
+    /// were added to it.
+    Updated,
+    /// Nothing needed writing.
+    Unchanged,
+    /// Deliberately left alone; the reason says why and what would change it.
+    Skipped,
+    /// Could not be imported; the reason says why.
+    Failed,
+}
+
+impl Outcome {
+    /// The JSON name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Imported => "imported",
+            Self::Updated => "updated",
+            Self::Unchanged => "unchanged",
+            Self::Skipped => "skipped",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a file was skipped or failed, as a stable code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReasonCode {
+    /// Skipped: the drama was edited in the database since its import (`--overwrite` replaces
+    /// it with the file).
+    EditedSinceImport,
+    /// Skipped: the drama was deleted in the database since its import (`--overwrite`
+    /// creates it again).
+    DeletedSinceImport,
+    /// Skipped: a drama with this id and owner exists but was not imported from this file, and
+    /// differs from it (`--overwrite` replaces it).
+    ExistsNotImported,
+    /// Skipped: listed in `dramas/index.json`, but its `drama.json` does not exist.
+    MissingFile,
+    /// Failed: the file is not JSON.
+    NotJson,
+    /// Failed: the JSON is not a valid drama (the message names the field).
+    InvalidDrama,
+    /// Failed: the id inside the file differs from the one in its key.
+    IdMismatch,
+    /// Failed: the file's owner has no mapping (`--owner`, `--owner-map`).
+    OwnerUnmapped,
+    /// Failed: the file names a user id that does not exist.
+    OwnerMissing,
+    /// Failed: the id belongs to a drama of another user.
+    IdTaken,
+    /// Failed: the drama changed in the database while it was being imported; run again.
+    Conflict,
+    /// Failed: the bucket could not be read; run again.
+    SourceUnavailable,
+    /// Failed: the database refused or could not be reached; run again.
+    Database,
+    /// Failed: the bucket could not be written (export); run again.
+    TargetUnavailable,
+}
+
+/// A skip or failure reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reason {
+    /// Stable code.
+    pub code: ReasonCode,
+    /// For people.
+    pub message: String,
+}
+
+impl Reason {
+    /// A reason.
+    pub fn new(code: ReasonCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// What became of the asset URLs of one drama.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AssetLinks {
+    /// Assets whose URL points into the bucket at an existing object: they carry a storage
+    /// record (size, content type, key) after the import.
+    pub in_bucket: usize,
+    /// Of those, how many records this run wrote (0 when they were already there).
+    pub recorded: usize,
+    /// Asset URLs pointing elsewhere, kept as they are.
+    pub foreign: usize,
+    /// Asset URLs pointing into the bucket at no object: kept as they are, no record.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missing_objects: Vec<String>,
+    /// Asset URLs pointing into the bucket at a path the asset store cannot use as a key:
+    /// kept as they are, no record.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unusable: Vec<String>,
+}
+
+/// One source file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DramaReport {
+    /// Key of the file in the bucket.
+    pub source_key: String,
+    /// The drama id.
+    pub drama_id: String,
+    /// The owner, once resolved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<UserId>,
+    /// What happened.
+    pub outcome: Outcome,
+    /// Why, for skipped and failed files (and notes on some unchanged ones).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+    /// The drama's version after this run, when it exists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<Version>,
+    /// Whether `dramas/index.json` lists it.
+    pub in_index: bool,
+    /// Fields that took their default.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub defaulted: Vec<String>,
+    /// Unknown keys kept in `metadata.legacy_extra`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub kept_extra: Vec<String>,
+    /// Other repairs.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub repairs: Vec<String>,
+    /// Asset URLs.
+    pub assets: AssetLinks,
+}
+
+impl DramaReport {
+    pub(crate) fn new(source_key: String, drama_id: String, in_index: bool) -> Self {
+        Self {
+            source_key,
+            drama_id,
+            owner: None,
+            outcome: Outcome::Failed,
+            reason: None,
+            version: None,
+            in_index,
+            defaulted: Vec::new(),
+            kept_extra: Vec::new(),
+            repairs: Vec::new(),
+            assets: AssetLinks::default(),
+        }
+    }
+
+    pub(crate) fn done(mut self, outcome: Outcome, reason: Option<Reason>) -> Self {
+        self.outcome = outcome;
+        self.reason = reason;
+        self
+    }
+}
+
+/// Files per outcome.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Files found (index entries and listed files, without repeats).
+    pub total: usize,
+    /// Created.
+    pub imported: usize,
+    /// Rewritten.
+    pub updated: usize,
+    /// Left as they were.
+    pub unchanged: usize,
+    /// Left alone on purpose.
+    pub skipped: usize,
+    /// Could not be imported.
+    pub failed: usize,
+    /// Not reached because the run was interrupted.
+    pub not_started: usize,
+}
+
+impl Counts {
+    pub(crate) fn add(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Imported => self.imported += 1,
+            Outcome::Updated => self.updated += 1,
+            Outcome::Unchanged => self.unchanged += 1,
+            Outcome::Skipped => self.skipped += 1,
+            Outcome::Failed => self.failed += 1,
+        }
+    }
+
+    /// Files finished (every outcome).
+    pub fn done(&self) -> usize {
+        self.imported + self.updated + self.unchanged + self.skipped + self.failed
+    }
+}
+
+/// What the run found in the bucket.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SourceSummary {
+    /// Bucket key prefix of the old layout (empty for the bucket's root).
+    pub prefix: String,
+    /// `read`, `missing` or `unreadable: <why>` (a missing or unreadable index counts as empty,
+    /// as on the old server).
+    pub index: String,
+    /// Entries in `dramas/index.json`.
+    pub index_entries: usize,
+    /// `dramas/*/drama.json` files found by listing.
+    pub files_listed: usize,
+    /// Listed files the index lacks (imported all the same).
+    pub not_in_index: usize,
+    /// URL bases taken to point into the bucket.
+    pub bucket_urls: Vec<String>,
+}
+
+/// The result of `import-r2`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ImportReport {
+    /// Always `import-r2`.
+    pub command: &'static str,
+    /// Nothing was written.
+    pub dry_run: bool,
+    /// Database edits were overwritten by changed files.
+    pub overwrite: bool,
+    /// The run was stopped before every file was handled; run again to continue.
+    pub interrupted: bool,
+    /// When the run started.
+    pub started_at: DateTime<Utc>,
+    /// When it ended.
+    pub finished_at: DateTime<Utc>,
+    /// Wall-clock seconds.
+    pub elapsed_seconds: f64,
+    /// Files handled per second.
+    pub dramas_per_second: f64,
+    /// The bucket side.
+    pub source: SourceSummary,
+    /// Users created for mapped owners (in a dry run: that would be created).
+    pub users_created: Vec<UserId>,
+    /// Files per outcome.
+    pub counts: Counts,
+    /// How often each field took its default, across all dramas (`characters[].voice_description`).
+    pub defaulted_fields: BTreeMap<String, usize>,
+    /// Every file, in key order.
+    pub dramas: Vec<DramaReport>,
+}
+
+impl ImportReport {
+    /// Whether anything failed or the run was interrupted (the command then exits non-zero).
+    pub fn is_failure(&self) -> bool {
+        self.counts.failed > 0 || self.interrupted
+    }
+}
+
+/// One exported drama.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExportedDrama {
+    /// The drama id.
+    pub drama_id: String,
+    /// Its owner.
+    pub owner: UserId,
+    /// Key written.
+    pub key: String,
+    /// The version exported.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<Version>,
+    /// `exported` or `failed`.
+    pub outcome: &'static str,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+}
+
+/// The result of `export-r2`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExportReport {
+    /// Always `export-r2`.
+    pub command: &'static str,
+    /// Nothing was written.
+    pub dry_run: bool,
+    /// The run was stopped early; the index was not rewritten. Run again.
+    pub interrupted: bool,
+    /// Bucket key prefix of the old layout.
+    pub prefix: String,
+    /// When the run started.
+    pub started_at: DateTime<Utc>,
+    /// When it ended.
+    pub finished_at: DateTime<Utc>,
+    /// Wall-clock seconds.
+    pub elapsed_seconds: f64,
+    /// Dramas exported per second.
+    pub dramas_per_second: f64,
+    /// Dramas in the database.
+    pub total: usize,
+    /// Files written (in a dry run: that would be written).
+    pub exported: usize,
+    /// Dramas that could not be exported.
+    pub failed: usize,
+    /// Not reached because the run was interrupted.
+    pub not_started: usize,
+    /// Whether `dramas/index.json` was rewritten.
+    pub index_written: bool,
+    /// Entries in the rewritten index.
+    pub index_entries: usize,
+    /// `drama.json` files already in the bucket for dramas the database does not have
+    /// (deleted since the import, or never imported): left in place, not in the index.
+    pub stale_files: Vec<String>,
+    /// Every drama, by id.
+    pub dramas: Vec<ExportedDrama>,
+}
+
+impl ExportReport {
+    /// Whether anything failed or the run was interrupted.
+    pub fn is_failure(&self) -> bool {
+        self.failed > 0 || self.interrupted
+    }
+}

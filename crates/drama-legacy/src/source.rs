@@ -1,0 +1,377 @@
+//! Where things are in the old bucket: the key layout under an optional prefix, the URLs that
+//! point into the bucket, and the owners of the old dramas.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use drama_assets::{AssetSettings, BackendKind, KeyPrefix, ObjectKey};
+use drama_domain::{DramaId, UserId};
+
+use crate::error::LegacyError;
+use crate::parse::LEGACY_DEFAULT_OWNER;
+
+/// The old layout (`dramas/{id}/drama.json`, `dramas/index.json`) under an optional prefix.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Layout {
+    /// Empty, or whole key segments ending in `/`.
+    prefix: String,
+}
+
+impl Layout {
+    /// The layout at the root of the bucket (`""`) or under `prefix` (`legacy` and `legacy/`
+    /// mean the same).
+    ///
+    /// # Errors
+    /// [`LegacyError::InvalidOption`] (`--prefix`) when the prefix breaks the key rules.
+    pub fn new(prefix: &str) -> Result<Self, LegacyError> {
+        let trimmed = prefix.trim();
+        if trimmed.is_empty() {
+            return Ok(Self::default());
+        }
+        let with_slash = if trimmed.ends_with('/') {
+            trimmed.to_owned()
+        } else {
+            format!("{trimmed}/")
+        };
+        KeyPrefix::parse(with_slash.clone())
+            .map_err(|e| LegacyError::option("--prefix", e.to_string()))?;
+        Ok(Self { prefix: with_slash })
+    }
+
+    /// The prefix (empty or ending in `/`).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Where the drama files are: `{prefix}dramas/`.
+    ///
+    /// # Errors
+    /// Never for a layout built by [`Layout::new`].
+    pub fn dramas_prefix(&self) -> Result<KeyPrefix, LegacyError> {
+        KeyPrefix::parse(format!("{}dramas/", self.prefix))
+            .map_err(|e| LegacyError::option("--prefix", e.to_string()))
+    }
+
+    /// `{prefix}dramas/index.json`.
+    ///
+    /// # Errors
+    /// Never for a layout built by [`Layout::new`].
+    pub fn index_key(&self) -> Result<ObjectKey, LegacyError> {
+        ObjectKey::parse(format!("{}dramas/index.json", self.prefix))
+            .map_err(|e| LegacyError::option("--prefix", e.to_string()))
+    }
+
+    /// `{prefix}dramas/{id}/drama.json`.
+    pub fn drama_key_text(&self, id: &str) -> String {
+        format!("{}dramas/{id}/drama.json", self.prefix)
+    }
+
+    /// The key of a drama's file.
+    ///
+    /// # Errors
+    /// Never for a valid drama id and a layout built by [`Layout::new`].
+    pub fn drama_key(&self, id: &DramaId) -> Result<ObjectKey, LegacyError> {
+        ObjectKey::parse(self.drama_key_text(id.as_str()))
+            .map_err(|e| LegacyError::option("--prefix", e.to_string()))
+    }
+
+    /// The drama id of a key of the form `{prefix}dramas/{id}/drama.json`.
+    pub fn drama_id_of<'k>(&self, key: &'k str) -> Option<&'k str> {
+        let rest = key.strip_prefix(self.prefix.as_str())?;
+        let id = rest.strip_prefix("dramas/")?.strip_suffix("/drama.json")?;
+        (!id.is_empty() && !id.contains('/')).then_some(id)
+    }
+}
+
+/// The URL bases under which objects of the bucket are reachable (`{base}/{key}`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BucketUrls {
+    bases: Vec<String>,
+}
+
+/// Where a URL points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UrlTarget {
+    /// Into the bucket, at this key.
+    Bucket(ObjectKey),
+    /// Into the bucket, but the path is not a key the asset store accepts (the reason).
+    BucketUnusable(String),
+    /// Somewhere else.
+    Foreign,
+}
+
+impl BucketUrls {
+    /// Bases given explicitly (`https://pub-….r2.dev`, `http://127.0.0.1:9000/bucket`); a
+    /// trailing `/` is ignored.
+    ///
+    /// # Errors
+    /// [`LegacyError::InvalidOption`] (`--bucket-url`) for a base that is not an http(s) URL.
+    pub fn new(bases: impl IntoIterator<Item = String>) -> Result<Self, LegacyError> {
+        let mut out = BTreeSet::new();
+        for base in bases {
+            let base = base.trim().trim_end_matches('/').to_owned();
+            let rest = base
+                .strip_prefix("https://")
+                .or_else(|| base.strip_prefix("http://"));
+            match rest {
+                Some(rest) if !rest.is_empty() && !rest.contains(['?', '#']) => {
+                    out.insert(base);
+                }
+                _ => {
+                    return Err(LegacyError::option(
+                        "--bucket-url",
+                        format!("{base:?} is not an http(s) URL base"),
+                    ));
+                }
+            }
+        }
+        Ok(Self {
+            bases: out.into_iter().collect(),
+        })
+    }
+
+    /// The bases of the configured asset store: `R2_PUBLIC_URL`, the S3 endpoint with the
+    /// bucket as first path segment, and the bucket as a subdomain of the endpoint; for the
+    /// local and memory backends, `ASSETS_PUBLIC_URL`. `extra` adds more (for example the old
+    /// server's default `r2.dev` base when the bucket now has a custom domain).
+    ///
+    /// # Errors
+    /// As [`BucketUrls::new`].
+    pub fn for_store(settings: &AssetSettings, extra: &[String]) -> Result<Self, LegacyError> {
+        let mut bases: Vec<String> = extra.to_vec();
+        match settings.backend() {
+            BackendKind::S3 => {
+                bases.extend(settings.r2_public_url.clone());
+                let endpoint = settings.r2_endpoint_url.clone().or_else(|| {
+                    settings
+                        .r2_account_id
+                        .as_ref()
+                        .map(|a| format!("https://{a}.r2.cloudflarestorage.com"))
+                });
+                if let (Some(endpoint), Some(bucket)) = (endpoint, &settings.r2_bucket) {
+                    let endpoint = endpoint.trim_end_matches('/');
+                    bases.push(format!("{endpoint}/{bucket}"));
+                    if let Some((scheme, host)) = endpoint.split_once("://") {
+                        bases.push(format!("{scheme}://{bucket}.{host}"));
+                    }
+                }
+            }
+            BackendKind::Local | BackendKind::Memory => {
+                bases.extend(settings.assets_public_url.clone());
+            }
+        }
+        Self::new(bases)
+    }
+
+    /// The bases, sorted.
+    pub fn bases(&self) -> &[String] {
+        &self.bases
+    }
+
+    /// Where `url` points. The query and fragment are ignored; the path is percent-decoded.
+    pub fn target(&self, url: &str) -> UrlTarget {
+        let url = url.trim();
+        let Some(rest) = self.bases.iter().find_map(|base| {
+            let head = url.get(..base.len())?;
+            let rest = url.get(base.len()..)?;
+            (head.eq_ignore_ascii_case(base) && rest.starts_with('/')).then(|| &rest[1..])
+        }) else {
+            return UrlTarget::Foreign;
+        };
+        let path = rest.split(['?', '#']).next().unwrap_or_default();
+        let decoded = match percent_decode(path) {
+            Some(p) => p,
+            None => return UrlTarget::BucketUnusable(format!("{path:?} is not valid UTF-8")),
+        };
+        match ObjectKey::parse(decoded) {
+            Ok(key) => UrlTarget::Bucket(key),
+            Err(e) => UrlTarget::BucketUnusable(e.to_string()),
+        }
+    }
+}
+
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%'
+            && let Some(hex) = text.get(i + 1..i + 3)
+            && let Ok(v) = u8::from_str_radix(hex, 16)
+        {
+            out.push(v);
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Who the old owners become.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct OwnerMap {
+    map: BTreeMap<String, UserId>,
+}
+
+/// The user an old owner becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnerTarget {
+    /// Named by the map (or `--owner`): created if missing.
+    Mapped(UserId),
+    /// Not in the map, but itself a user id (files written by the export): must exist.
+    Direct(UserId),
+}
+
+impl OwnerTarget {
+    /// The user.
+    pub fn user(self) -> UserId {
+        match self {
+            Self::Mapped(u) | Self::Direct(u) => u,
+        }
+    }
+}
+
+impl OwnerMap {
+    /// Reads a map file: a JSON object from old owner ids to user UUIDs, e.g.
+    /// `{"10000": "6f1c…", "alice": "0b9e…"}`.
+    ///
+    /// # Errors
+    /// [`LegacyError::InvalidOption`] (`--owner-map`) naming the bad entry.
+    pub fn parse(json: &[u8]) -> Result<Self, LegacyError> {
+        let bad = |m: String| LegacyError::option("--owner-map", m);
+        let value: serde_json::Value = serde_json::from_slice(json)
+            .map_err(|e| bad(format!("not JSON: {e}")))?;
+        let serde_json::Value::Object(entries) = value else {
+            return Err(bad(
+                "expected a JSON object mapping old owner ids to user UUIDs".to_owned(),
+            ));
+        };
+        let mut map = BTreeMap::new();
+        for (old, new) in entries {
+            let user = new
+                .as_str()
+                .and_then(|s| s.trim().parse::<UserId>().ok())
+                .ok_or_else(|| bad(format!("{old:?} maps to {new}, which is not a UUID")))?;
+            map.insert(old.trim().to_owned(), user);
+        }
+        Ok(Self { map })
+    }
+
+    /// Maps the old default owner `10000` to `user` (what `--owner` does).
+    #[must_use]
+    pub fn with_default_owner(mut self, user: UserId) -> Self {
+        self.map.insert(LEGACY_DEFAULT_OWNER.to_owned(), user);
+        self
+    }
+
+    /// The user `old` becomes, if any.
+    pub fn resolve(&self, old: &str) -> Option<OwnerTarget> {
+        if let Some(user) = self.map.get(old) {
+            return Some(OwnerTarget::Mapped(*user));
+        }
+        old.parse::<UserId>().ok().map(OwnerTarget::Direct)
+    }
+
+    /// The users the map names, without repeats.
+    pub fn users(&self) -> Vec<UserId> {
+        let set: BTreeSet<UserId> = self.map.values().copied().collect();
+        set.into_iter().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn the_layout_finds_drama_files_only() {
+        let root = Layout::new("").unwrap();
+        assert_eq!(root.drama_id_of("dramas/d1/drama.json"), Some("d1"));
+        assert_eq!(root.drama_id_of("dramas/d1/cover.png"), None);
+        assert_eq!(root.drama_id_of("dramas/d1/x/drama.json"), None);
+        assert_eq!(root.drama_id_of("dramas/index.json"), None);
+        assert_eq!(root.index_key().unwrap().as_str(), "dramas/index.json");
+        let nested = Layout::new("old/copy").unwrap();
+        assert_eq!(nested.prefix(), "old/copy/");
+        assert_eq!(nested.drama_id_of("old/copy/dramas/d1/drama.json"), Some("d1"));
+        assert_eq!(nested.drama_id_of("dramas/d1/drama.json"), None);
+        assert_eq!(
+            nested.dramas_prefix().unwrap().as_str(),
+            "old/copy/dramas/"
+        );
+        assert!(Layout::new("../up").is_err());
+        assert!(Layout::new("/abs").is_err());
+    }
+
+    #[test]
+    fn bucket_urls_become_keys_and_others_stay_foreign() {
+        let settings = AssetSettings::from_vars([
+            ("R2_ENDPOINT_URL".to_owned(), "http://127.0.0.1:9000/".to_owned()),
+            ("R2_BUCKET".to_owned(), "sfd".to_owned()),
+            ("R2_PUBLIC_URL".to_owned(), "https://cdn.example.com".to_owned()),
+        ])
+        .unwrap();
+        let urls = BucketUrls::for_store(
+            &settings,
+            &["https://pub-82a9.r2.dev/".to_owned()],
+        )
+        .unwrap();
+        assert_eq!(
+            urls.bases(),
+            [
+                "http://127.0.0.1:9000/sfd",
+                "http://sfd.127.0.0.1:9000",
+                "https://cdn.example.com",
+                "https://pub-82a9.r2.dev"
+            ]
+        );
+        let key = |k: &str| UrlTarget::Bucket(ObjectKey::parse(k).unwrap());
+        assert_eq!(
+            urls.target("https://cdn.example.com/dramas/d1/cover.png"),
+            key("dramas/d1/cover.png")
+        );
+        assert_eq!(
+            urls.target("HTTPS://CDN.example.com/dramas/d1/cover.png?v=2#x"),
+            key("dramas/d1/cover.png")
+        );
+        assert_eq!(
+            urls.target("http://127.0.0.1:9000/sfd/dramas/d1/characters/c%2Dx.png"),
+            key("dramas/d1/characters/c-x.png")
+        );
+        assert_eq!(
+            urls.target("https://pub-82a9.r2.dev/dramas/d1/cover.png"),
+            key("dramas/d1/cover.png")
+        );
+        assert_eq!(
+            urls.target("https://cdn.example.com.evil.net/x.png"),
+            UrlTarget::Foreign
+        );
+        assert_eq!(urls.target("https://images.example.org/x.png"), UrlTarget::Foreign);
+        assert!(matches!(
+            urls.target("https://cdn.example.com/a%20b/../x.png"),
+            UrlTarget::BucketUnusable(_)
+        ));
+        assert!(BucketUrls::new(["ftp://x".to_owned()]).is_err());
+    }
+
+    #[test]
+    fn owners_map_by_name_and_uuids_pass_through() {
+        let a = UserId(uuid::Uuid::from_u128(1));
+        let b = UserId(uuid::Uuid::from_u128(2));
+        let map = OwnerMap::parse(format!(r#"{{"alice": "{a}", "10000": "{a}"}}"#).as_bytes())
+            .unwrap()
+            .with_default_owner(b);
+        assert_eq!(map.resolve("alice"), Some(OwnerTarget::Mapped(a)));
+        assert_eq!(map.resolve("10000"), Some(OwnerTarget::Mapped(b)));
+        assert_eq!(map.resolve(&a.to_string()), Some(OwnerTarget::Direct(a)));
+        assert_eq!(map.resolve("bob"), None);
+        assert_eq!(map.users(), vec![a, b]);
+        let e = OwnerMap::parse(br#"{"alice": "nope"}"#).unwrap_err();
+        assert!(e.to_string().contains("\"alice\" maps to \"nope\""), "{e}");
+        assert!(OwnerMap::parse(b"[]").is_err());
+    }
+}

@@ -1,0 +1,487 @@
+//! `LegacyImportRepository` on PostgreSQL: an imported drama, its object records and its
+//! import record are written in one transaction.
+//!
+//! The tree is written the way `save_complete` writes it (one JSON array per kind of child,
+//! upserted with `jsonb_to_recordset`, then one statement for everything that is gone), so an
+//! import costs a constant number of statements whatever the size of the drama.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use drama_dal::legacy::{
+    DramaState, ImportRecord, ImportWrite, LegacyImport, LegacyImportRepository, RecordedImport,
+};
+use drama_dal::{Entity, RepoError, Version};
+use drama_domain::{AssetOwner, Drama, DramaId, UserId};
+use serde_json::{Value, json};
+use sqlx::{PgConnection, Row as _};
+use uuid::Uuid;
+
+use crate::PgStore;
+use crate::error::{db, map_err};
+
+/// The rows of each child table as JSON arrays, and the ids that stay.
+struct Children {
+    characters: Value,
+    episodes: Value,
+    scenes: Value,
+    assets: Value,
+    character_ids: Vec<String>,
+    episode_ids: Vec<String>,
+    scene_ids: Vec<String>,
+    asset_ids: Vec<String>,
+}
+
+fn children(d: &Drama) -> Children {
+    let characters = d
+        .characters
+        .iter()
+        .enumerate()
+        .map(|(position, c)| {
+            json!({"id": c.id, "position": position, "name": c.name,
+                   "description": c.description, "gender": c.gender,
+                   "voice_description": c.voice_description, "main": c.main, "url": c.url,
+                   "premise_url": c.premise_url, "metadata": c.metadata})
+        })
+        .collect();
+    let episodes = d
+        .episodes
+        .iter()
+        .enumerate()
+        .map(|(position, e)| {
+            json!({"id": e.id, "position": position, "title": e.title,
+                   "description": e.description, "premise": e.premise, "url": e.url,
+                   "metadata": e.metadata})
+        })
+        .collect();
+    let scenes = d
+        .episodes
+        .iter()
+        .flat_map(|e| {
+            e.scenes.iter().enumerate().map(move |(position, s)| {
+                json!({"id": s.id, "episode_id": e.id, "position": position,
+                       "description": s.description, "image_url": s.image_url,
+                       "video_url": s.video_url, "metadata": s.metadata})
+            })
+        })
+        .collect();
+    let mut next_position: HashMap<AssetOwner, usize> = HashMap::new();
+    let assets = d
+        .assets_with_owner()
+        .map(|(owner, a)| {
+            let slot = next_position.entry(owner.clone()).or_default();
+            let position = *slot;
+            *slot += 1;
+            let (character_id, episode_id, scene_id) = match &owner {
+                AssetOwner::Drama => (None, None, None),
+                AssetOwner::Character(c) => (Some(c.as_str()), None, None),
+                AssetOwner::Episode(e) => (None, Some(e.as_str()), None),
+                AssetOwner::Scene(s) => (None, None, Some(s.as_str())),
+            };
+            json!({"id": a.id, "character_id": character_id, "episode_id": episode_id,
+                   "scene_id": scene_id, "position": position, "kind": a.kind,
+                   "depends_on": a.depends_on, "prompt": a.prompt, "duration": a.duration,
+                   "url": a.url, "metadata": a.metadata})
+        })
+        .collect();
+    Children {
+        characters: Value::Array(characters),
+        episodes: Value::Array(episodes),
+        scenes: Value::Array(scenes),
+        assets: Value::Array(assets),
+        character_ids: d.characters.iter().map(|c| c.id.to_string()).collect(),
+        episode_ids: d.episodes.iter().map(|e| e.id.to_string()).collect(),
+        scene_ids: d
+            .episodes
+            .iter()
+            .flat_map(|e| e.scenes.iter().map(|s| s.id.to_string()))
+            .collect(),
+        asset_ids: d
+            .assets_with_owner()
+            .map(|(_, a)| a.id.to_string())
+            .collect(),
+    }
+}
+
+const INSERT_DRAMA: &str = "\
+insert into public.dramas (id, owner_id, title, description, premise, url, metadata, \
+    created_at, updated_at) \
+values ($1, $2, $3, $4, $5, $6, $7, coalesce($8, now()), coalesce($9, $8, now())) \
+returning version";
+
+const REPLACE_DRAMA: &str = "\
+update public.dramas set title = $4, description = $5, premise = $6, url = $7, metadata = $8, \
+    version = version + 1 \
+where id = $1 and owner_id = $2 and version = $3 \
+returning version";
+
+const LOCK_DRAMA: &str =
+    "select version from public.dramas where id = $1 and owner_id = $2 for update";
+
+const BUMP_VERSION: &str =
+    "update public.dramas set version = version + 1 where id = $1 returning version";
+
+const UPSERT_CHARACTERS: &str = "\
+insert into public.characters as t (drama_id, id, position, name, description, gender, \
+    voice_description, main, url, premise_url, metadata) \
+select $1, x.id, x.position, x.name, x.description, x.gender, x.voice_description, x.main, \
+    x.url, x.premise_url, x.metadata \
+from jsonb_to_recordset($2) as x(id text, position int, name text, description text, \
+    gender text, voice_description text, main boolean, url text, premise_url text, metadata jsonb) \
+on conflict (drama_id, id) do update set position = excluded.position, name = excluded.name, \
+    description = excluded.description, gender = excluded.gender, \
+    voice_description = excluded.voice_description, main = excluded.main, url = excluded.url, \
+    premise_url = excluded.premise_url, metadata = excluded.metadata \
+where (t.position, t.name, t.description, t.gender, t.voice_description, t.main, t.url, \
+       t.premise_url, t.metadata) is distinct from \
+      (excluded.position, excluded.name, excluded.description, excluded.gender, \
+       excluded.voice_description, excluded.main, excluded.url, excluded.premise_url, \
+       excluded.metadata)";
+
+const UPSERT_EPISODES: &str = "\
+insert into public.episodes as t (drama_id, id, position, title, description, premise, url, \
+    metadata) \
+select $1, x.id, x.position, x.title, x.description, x.premise, x.url, x.metadata \
+from jsonb_to_recordset($2) as x(id text, position int, title text, description text, \
+    premise text, url text, metadata jsonb) \
+on conflict (drama_id, id) do update set position = excluded.position, title = excluded.title, \
+    description = excluded.description, premise = excluded.premise, url = excluded.url, \
+    metadata = excluded.metadata \
+where (t.position, t.title, t.description, t.premise, t.url, t.metadata) is distinct from \
+      (excluded.position, excluded.title, excluded.description, excluded.premise, excluded.url, \
+       excluded.metadata)";
+
+const UPSERT_SCENES: &str = "\
+insert into public.scenes as t (drama_id, id, episode_id, position, description, image_url, \
+    video_url, metadata) \
+select $1, x.id, x.episode_id, x.position, x.description, x.image_url, x.video_url, x.metadata \
+from jsonb_to_recordset($2) as x(id text, episode_id text, position int, description text, \
+    image_url text, video_url text, metadata jsonb) \
+on conflict (drama_id, id) do update set episode_id = excluded.episode_id, \
+    position = excluded.position, description = excluded.description, \
+    image_url = excluded.image_url, video_url = excluded.video_url, metadata = excluded.metadata \
+where (t.episode_id, t.position, t.description, t.image_url, t.video_url, t.metadata) \
+      is distinct from (excluded.episode_id, excluded.position, excluded.description, \
+      excluded.image_url, excluded.video_url, excluded.metadata)";
+
+const UPSERT_ASSETS: &str = "\
+insert into public.assets as t (drama_id, id, character_id, episode_id, scene_id, position, kind, \
+    depends_on, prompt, duration, url, metadata) \
+select $1, x.id, x.character_id, x.episode_id, x.scene_id, x.position, x.kind, \
+    array(select jsonb_array_elements_text(x.depends_on)), x.prompt, x.duration, x.url, x.metadata \
+from jsonb_to_recordset($2) as x(id text, character_id text, episode_id text, scene_id text, \
+    position int, kind text, depends_on jsonb, prompt text, duration int, url text, metadata jsonb) \
+on conflict (drama_id, id) do update set character_id = excluded.character_id, \
+    episode_id = excluded.episode_id, scene_id = excluded.scene_id, position = excluded.position, \
+    kind = excluded.kind, depends_on = excluded.depends_on, prompt = excluded.prompt, \
+    duration = excluded.duration, url = excluded.url, metadata = excluded.metadata \
+where (t.character_id, t.episode_id, t.scene_id, t.position, t.kind, t.depends_on, t.prompt, \
+       t.duration, t.url, t.metadata) is distinct from \
+      (excluded.character_id, excluded.episode_id, excluded.scene_id, excluded.position, \
+       excluded.kind, excluded.depends_on, excluded.prompt, excluded.duration, excluded.url, \
+       excluded.metadata)";
+
+/// Deepest first, so that a child moved to another parent survives.
+const DELETE_GONE: &str = "\
+with gone_assets as (delete from public.assets where drama_id = $1 and not (id = any($2)) returning 1), \
+     gone_scenes as (delete from public.scenes where drama_id = $1 and not (id = any($3)) returning 1), \
+     gone_episodes as (delete from public.episodes where drama_id = $1 and not (id = any($4)) returning 1), \
+     gone_characters as (delete from public.characters where drama_id = $1 and not (id = any($5)) returning 1) \
+select (select count(*) from gone_assets) + (select count(*) from gone_scenes) \
+     + (select count(*) from gone_episodes) + (select count(*) from gone_characters)";
+
+/// Sets the object columns of the named assets where they differ; counts the assets named,
+/// those that exist and those changed.
+const ATTACH_OBJECTS: &str = "\
+with x as (select * from jsonb_to_recordset($2) as x(id text, storage_key text, \
+        content_type text, size_bytes bigint, checksum text, input_hash text, usage jsonb)), \
+     changed as (update public.assets a set storage_key = x.storage_key, \
+            content_type = x.content_type, size_bytes = x.size_bytes, checksum = x.checksum, \
+            input_hash = x.input_hash, usage = x.usage \
+        from x \
+        where a.drama_id = $1 and a.id = x.id \
+          and (a.storage_key, a.content_type, a.size_bytes, a.checksum, a.input_hash, a.usage) \
+              is distinct from \
+              (x.storage_key, x.content_type, x.size_bytes, x.checksum, x.input_hash, x.usage) \
+        returning a.id) \
+select (select count(*) from x) as named, \
+       (select count(*) from public.assets a join x on a.drama_id = $1 and a.id = x.id) as present, \
+       (select count(*) from changed) as changed, \
+       (select min(x.id) from x where not exists \
+           (select 1 from public.assets a where a.drama_id = $1 and a.id = x.id)) as missing";
+
+const UPSERT_RECORD: &str = "\
+insert into public.legacy_imports as r (source_key, source_hash, drama_id, owner_id, \
+    drama_version, imported_at) \
+values ($1, $2, $3, $4, $5, now()) \
+on conflict (source_key) do update set source_hash = excluded.source_hash, \
+    drama_id = excluded.drama_id, owner_id = excluded.owner_id, \
+    drama_version = excluded.drama_version, imported_at = excluded.imported_at \
+returning imported_at";
+
+const RECORDED_IMPORTS: &str = "\
+select r.source_key, r.source_hash, r.drama_id, r.owner_id, r.drama_version, r.imported_at, \
+       d.owner_id as current_owner, d.version as current_version \
+from public.legacy_imports r left join public.dramas d on d.id = r.drama_id \
+where starts_with(r.source_key, $1) \
+order by r.source_key";
+
+async fn write_tree(
+    conn: &mut PgConnection,
+    drama: &Drama,
+    delete_gone: bool,
+) -> Result<(), RepoError> {
+    let rows = children(drama);
+    let id = drama.id.as_str();
+    for (sql, rows) in [
+        (UPSERT_CHARACTERS, &rows.characters),
+        (UPSERT_EPISODES, &rows.episodes),
+        (UPSERT_SCENES, &rows.scenes),
+        (UPSERT_ASSETS, &rows.assets),
+    ] {
+        sqlx::query(sql)
+            .bind(id)
+            .bind(rows)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| map_err(e, Entity::Drama, id))?;
+    }
+    if delete_gone {
+        sqlx::query(DELETE_GONE)
+            .bind(id)
+            .bind(&rows.asset_ids)
+            .bind(&rows.scene_ids)
+            .bind(&rows.episode_ids)
+            .bind(&rows.character_ids)
+            .execute(&mut *conn)
+            .await
+            .map_err(db)?;
+    }
+    Ok(())
+}
+
+/// Why a guarded write of the owner's drama touched nothing.
+async fn not_written(
+    conn: &mut PgConnection,
+    owner: UserId,
+    id: &DramaId,
+    expected: Version,
+) -> RepoError {
+    let actual: Result<Option<Version>, _> =
+        sqlx::query_scalar("select version from public.dramas where id = $1 and owner_id = $2")
+            .bind(id.as_str())
+            .bind(owner.0)
+            .fetch_optional(conn)
+            .await;
+    match actual {
+        Ok(Some(actual)) => RepoError::VersionConflict { expected, actual },
+        Ok(None) => RepoError::not_found(Entity::Drama, id),
+        Err(e) => db(e),
+    }
+}
+
+/// Writes the drama row as `write` says; returns its version afterwards.
+async fn write_drama_row(
+    conn: &mut PgConnection,
+    import: &LegacyImport,
+) -> Result<Version, RepoError> {
+    let d = &import.drama;
+    match &import.write {
+        ImportWrite::Create {
+            created_at,
+            updated_at,
+        } => sqlx::query_scalar(INSERT_DRAMA)
+            .bind(d.id.as_str())
+            .bind(import.owner.0)
+            .bind(&d.title)
+            .bind(&d.description)
+            .bind(&d.premise)
+            .bind(&d.url)
+            .bind(&d.metadata)
+            .bind(created_at)
+            .bind(updated_at)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| match map_err(e, Entity::Drama, d.id.as_str()) {
+                RepoError::NotFound {
+                    entity: Entity::User,
+                    ..
+                } => RepoError::not_found(Entity::User, import.owner),
+                other => other,
+            }),
+        ImportWrite::Replace { expected } => {
+            let version: Option<Version> = sqlx::query_scalar(REPLACE_DRAMA)
+                .bind(d.id.as_str())
+                .bind(import.owner.0)
+                .bind(expected)
+                .bind(&d.title)
+                .bind(&d.description)
+                .bind(&d.premise)
+                .bind(&d.url)
+                .bind(&d.metadata)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(db)?;
+            match version {
+                Some(v) => Ok(v),
+                None => Err(not_written(conn, import.owner, &d.id, *expected).await),
+            }
+        }
+        ImportWrite::Keep { expected } => {
+            let version: Option<Version> = sqlx::query_scalar(LOCK_DRAMA)
+                .bind(d.id.as_str())
+                .bind(import.owner.0)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(db)?;
+            match version {
+                Some(v) if v == *expected => Ok(v),
+                Some(actual) => Err(RepoError::VersionConflict {
+                    expected: *expected,
+                    actual,
+                }),
+                None => Err(RepoError::not_found(Entity::Drama, &d.id)),
+            }
+        }
+    }
+}
+
+/// Attaches the import's objects; returns how many assets changed.
+async fn attach_objects(conn: &mut PgConnection, import: &LegacyImport) -> Result<i64, RepoError> {
+    if import.objects.is_empty() {
+        return Ok(0);
+    }
+    let rows: Vec<Value> = import
+        .objects
+        .iter()
+        .map(|(asset, o)| {
+            json!({"id": asset, "storage_key": o.storage_key, "content_type": o.content_type,
+                   "size_bytes": o.size_bytes, "checksum": o.checksum,
+                   "input_hash": o.input_hash, "usage": o.usage})
+        })
+        .collect();
+    let row = sqlx::query(ATTACH_OBJECTS)
+        .bind(import.drama.id.as_str())
+        .bind(Value::Array(rows))
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| map_err(e, Entity::Asset, import.drama.id.as_str()))?;
+    let named: i64 = row.try_get("named").map_err(db)?;
+    let present: i64 = row.try_get("present").map_err(db)?;
+    if present < named {
+        let missing: Option<String> = row.try_get("missing").map_err(db)?;
+        return Err(RepoError::not_found(
+            Entity::Asset,
+            missing.unwrap_or_default(),
+        ));
+    }
+    row.try_get("changed").map_err(db)
+}
+
+fn parse_drama_id(id: String) -> Result<DramaId, RepoError> {
+    DramaId::parse(id).map_err(|e| RepoError::Unexpected(e.into()))
+}
+
+#[async_trait]
+impl LegacyImportRepository for PgStore {
+    #[tracing::instrument(skip_all, fields(prefix = source_prefix))]
+    async fn recorded_imports(
+        &self,
+        source_prefix: &str,
+    ) -> Result<Vec<RecordedImport>, RepoError> {
+        let rows = sqlx::query(RECORDED_IMPORTS)
+            .bind(source_prefix)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter()
+            .map(|row| {
+                let current_owner: Option<Uuid> = row.try_get("current_owner").map_err(db)?;
+                let current_version: Option<Version> =
+                    row.try_get("current_version").map_err(db)?;
+                Ok(RecordedImport {
+                    record: ImportRecord {
+                        source_key: row.try_get("source_key").map_err(db)?,
+                        source_hash: row.try_get("source_hash").map_err(db)?,
+                        drama_id: parse_drama_id(row.try_get("drama_id").map_err(db)?)?,
+                        owner: UserId(row.try_get("owner_id").map_err(db)?),
+                        version: row.try_get("drama_version").map_err(db)?,
+                        imported_at: row.try_get("imported_at").map_err(db)?,
+                    },
+                    current: current_owner.zip(current_version).map(|(owner, version)| {
+                        DramaState {
+                            owner: UserId(owner),
+                            version,
+                        }
+                    }),
+                })
+            })
+            .collect()
+    }
+
+    #[tracing::instrument(skip_all, fields(drama.id = %id))]
+    async fn drama_state(&self, id: &DramaId) -> Result<Option<DramaState>, RepoError> {
+        let row = sqlx::query("select owner_id, version from public.dramas where id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.map(|row| {
+            Ok(DramaState {
+                owner: UserId(row.try_get("owner_id").map_err(db)?),
+                version: row.try_get("version").map_err(db)?,
+            })
+        })
+        .transpose()
+    }
+
+    #[tracing::instrument(skip_all, fields(drama.id = %import.drama.id, source = import.source_key))]
+    async fn apply_import(&self, import: &LegacyImport) -> Result<ImportRecord, RepoError> {
+        import.drama.validate()?;
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut version = write_drama_row(&mut tx, import).await?;
+        match import.write {
+            ImportWrite::Create { .. } => write_tree(&mut tx, &import.drama, false).await?,
+            ImportWrite::Replace { .. } => write_tree(&mut tx, &import.drama, true).await?,
+            ImportWrite::Keep { .. } => {}
+        }
+        let changed = attach_objects(&mut tx, import).await?;
+        if changed > 0 && matches!(import.write, ImportWrite::Keep { .. }) {
+            version = sqlx::query_scalar(BUMP_VERSION)
+                .bind(import.drama.id.as_str())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        let imported_at = sqlx::query_scalar(UPSERT_RECORD)
+            .bind(&import.source_key)
+            .bind(&import.source_hash)
+            .bind(import.drama.id.as_str())
+            .bind(import.owner.0)
+            .bind(version)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| {
+                map_err(e, Entity::Drama, import.drama.id.as_str())
+            })?;
+        tx.commit().await.map_err(db)?;
+        Ok(ImportRecord {
+            source_key: import.source_key.clone(),
+            source_hash: import.source_hash.clone(),
+            drama_id: import.drama.id.clone(),
+            owner: import.owner,
+            version,
+            imported_at,
+        })
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn drama_owners(&self) -> Result<Vec<UserId>, RepoError> {
+        let owners: Vec<Uuid> =
+            sqlx::query_scalar("select distinct owner_id from public.dramas order by owner_id")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
+        Ok(owners.into_iter().map(UserId).collect())
+    }
+}

@@ -457,7 +457,28 @@ impl DramaRepository for PgStore {
     #[tracing::instrument(skip_all, fields(drama.id = %id))]
     async fn get_complete(&self, owner: UserId, id: &DramaId) -> Result<StoredDrama, RepoError> {
         let mut conn = self.pool.acquire().await.map_err(db)?;
-        read_complete(&mut conn, owner, id).await
+        if let Some(cache) = &self.cache {
+            // Version and creation time together identify one state of one incarnation of
+            // the drama (a deleted and re-created drama starts at version 1 again).
+            let current: Option<(Version, DateTime<Utc>)> = sqlx::query_as(
+                "select version, created_at from public.dramas where id = $1 and owner_id = $2",
+            )
+            .bind(id.as_str())
+            .bind(owner.0)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db)?;
+            let (version, created_at) =
+                current.ok_or_else(|| RepoError::not_found(Entity::Drama, id))?;
+            if let Some(hit) = cache.get(id, version, created_at) {
+                return Ok((*hit).clone());
+            }
+        }
+        let stored = read_complete(&mut conn, owner, id).await?;
+        if let Some(cache) = &self.cache {
+            cache.put(&stored);
+        }
+        Ok(stored)
     }
 
     #[tracing::instrument(skip_all, fields(drama.id = %drama.id, expected))]
@@ -843,6 +864,9 @@ impl DramaRepository for PgStore {
         .map_err(db)?;
         if !row.try_get::<bool, _>("deleted").map_err(db)? {
             return Err(RepoError::not_found(Entity::Drama, id));
+        }
+        if let Some(cache) = &self.cache {
+            cache.forget(id);
         }
         row.try_get("keys").map_err(db)
     }

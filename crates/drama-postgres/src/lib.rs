@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod api_keys;
+mod cache;
 mod dramas;
 mod error;
 mod health;
@@ -22,12 +23,24 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations"
 #[derive(Clone, Debug)]
 pub struct PgStore {
     pool: PgPool,
+    cache: Option<cache::DramaCache>,
 }
 
+pub use cache::DEFAULT_CACHE_BYTES;
+
 impl PgStore {
-    /// Repositories on an existing pool.
+    /// Repositories on an existing pool, with a drama cache of [`DEFAULT_CACHE_BYTES`].
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self::with_cache(pool, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Repositories whose drama cache holds up to `max_bytes` (0 turns it off). Cached
+    /// dramas are checked against the stored version on every read.
+    pub fn with_cache(pool: PgPool, max_bytes: u64) -> Self {
+        Self {
+            pool,
+            cache: (max_bytes > 0).then(|| cache::DramaCache::new(max_bytes)),
+        }
     }
 
     /// The pool, for components that share it (the job engine, health checks).

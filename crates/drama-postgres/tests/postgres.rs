@@ -49,24 +49,26 @@ async fn owner(store: &PgStore) -> UserId {
 }
 
 #[sqlx::test(migrator = "drama_postgres::MIGRATOR")]
-async fn get_complete_is_one_statement_whatever_the_size(pool: PgPool) {
+async fn get_complete_is_at_most_two_statements_whatever_the_size(pool: PgPool) {
     let (store, counter) = counted(&pool).await;
     let owner = owner(&store).await;
     for (id, chars, eps, scenes) in [("tiny", 1, 1, 1), ("huge", 8, 10, 12)] {
-        store
-            .create(owner, &drama(id, chars, eps, scenes))
-            .await
-            .unwrap();
-        store
-            .get_complete(owner, &drama(id, 1, 1, 1).id)
-            .await
-            .unwrap();
+        let expected = drama(id, chars, eps, scenes);
+        store.create(owner, &expected).await.unwrap();
+        // First read: the version check, then the tree aggregated to JSON.
         counter.reset();
-        let read = store
-            .get_complete(owner, &drama(id, 1, 1, 1).id)
-            .await
-            .unwrap();
-        assert_eq!(read.drama, drama(id, chars, eps, scenes));
+        let read = store.get_complete(owner, &expected.id).await.unwrap();
+        assert_eq!(read.drama, expected);
+        assert_eq!(
+            counter.statements(),
+            2,
+            "{id}: {:#?}",
+            counter.statement_sql()
+        );
+        // Unchanged since: the version check alone.
+        counter.reset();
+        let again = store.get_complete(owner, &expected.id).await.unwrap();
+        assert_eq!(again, read);
         assert_eq!(
             counter.statements(),
             1,
@@ -74,6 +76,46 @@ async fn get_complete_is_one_statement_whatever_the_size(pool: PgPool) {
             counter.statement_sql()
         );
     }
+}
+
+#[sqlx::test(migrator = "drama_postgres::MIGRATOR")]
+async fn the_drama_cache_never_serves_a_stale_or_foreign_state(pool: PgPool) {
+    let owner_id = UserId::random();
+    let a = PgStore::new(pool.clone());
+    let b = PgStore::new(pool.clone());
+    a.create_user(&NewUser::new(owner_id)).await.unwrap();
+    let first = drama("cached", 2, 1, 2);
+    a.create(owner_id, &first).await.unwrap();
+    assert_eq!(
+        a.get_complete(owner_id, &first.id).await.unwrap().drama,
+        first
+    );
+    // Another process changes it: the next read here sees the change.
+    let mut second = first.clone();
+    second.title = "Changed elsewhere".into();
+    b.save_complete(owner_id, &second, None).await.unwrap();
+    assert_eq!(
+        a.get_complete(owner_id, &first.id).await.unwrap().drama,
+        second
+    );
+    // Deleted and re-created elsewhere (version 1 again): still no stale hit.
+    b.delete(owner_id, &first.id).await.unwrap();
+    let reborn = drama("cached", 1, 1, 1);
+    b.create(owner_id, &reborn).await.unwrap();
+    b.patch_drama(
+        owner_id,
+        &reborn.id,
+        &drama_domain::DramaPatch::default(),
+        None,
+    )
+    .await
+    .unwrap();
+    let read = a.get_complete(owner_id, &first.id).await.unwrap();
+    assert_eq!(read.drama, reborn);
+    // Another owner never reads it through the cache.
+    let stranger = UserId::random();
+    a.create_user(&NewUser::new(stranger)).await.unwrap();
+    assert!(a.get_complete(stranger, &first.id).await.is_err());
 }
 
 #[sqlx::test(migrator = "drama_postgres::MIGRATOR")]

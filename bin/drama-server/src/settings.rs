@@ -306,3 +306,21 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod documentation {
+    /// Every variable the binary reads is documented in docs/CONFIG.md.
+    #[test]
+    fn config_md_lists_every_variable() {
+        let doc = include_str!("../../../docs/CONFIG.md");
+        let names = super::PLAIN_VARIABLES
+            .iter()
+            .map(|(name, _)| *name)
+            .chain(drama_assets::VARIABLES)
+            .chain(drama_ai::ENV_VARS);
+        let missing: Vec<&str> = names
+            .filter(|name| !doc.contains(&format!("`{name}`")))
+            .collect();
+        assert!(missing.is_empty(), "not in docs/CONFIG.md: {missing:?}");
+    }
+}

@@ -221,7 +221,11 @@ struct RunIndex {
 }
 
 impl RunIndex {
-    fn load(ws: &mut Workset<'_>, _run: RunId, nodes: &[(JobId, NodeType)]) -> Result<Self, CoreError> {
+    fn load(
+        ws: &mut Workset<'_>,
+        _run: RunId,
+        nodes: &[(JobId, NodeType)],
+    ) -> Result<Self, CoreError> {
         let mut index = Self::default();
         let mut by_id = HashMap::with_capacity(nodes.len());
         let mut raw_prerequisites = Vec::with_capacity(nodes.len());
@@ -231,7 +235,11 @@ impl RunIndex {
                 (g.key.clone(), g.ancestors.len(), Vec::new())
             } else {
                 let task = ws.task(*id)?;
-                (task.key.clone(), task.ancestors.len(), task.prerequisites.clone())
+                (
+                    task.key.clone(),
+                    task.ancestors.len(),
+                    task.prerequisites.clone(),
+                )
             };
             by_id.insert(*id, i);
             index.ids.push(*id);
@@ -473,8 +481,8 @@ impl<'a> Workset<'a> {
         let task = self.task(id)?;
         let from = task.state;
         task.state = to;
-        let refundable = (i64::from(to.is_unsuccessful()) - i64::from(from.is_unsuccessful()))
-            * task.cost;
+        let refundable =
+            (i64::from(to.is_unsuccessful()) - i64::from(from.is_unsuccessful())) * task.cost;
         let mut charged = 0;
         if to == JobState::Running && !task.charged {
             task.charged = true;
@@ -809,7 +817,14 @@ impl<'a> Workset<'a> {
             self.end_running(id, JobState::Failed, &msg)?;
         } else {
             let detail = json!({"worker": worker.map(|w| w.to_string())});
-            self.requeue(id, Duration::ZERO, false, EventKind::LeaseExpired, None, detail)?;
+            self.requeue(
+                id,
+                Duration::ZERO,
+                false,
+                EventKind::LeaseExpired,
+                None,
+                detail,
+            )?;
         }
         Ok(true)
     }
@@ -867,7 +882,8 @@ impl<'a> Workset<'a> {
                     task.cancel_requested = true;
                     let (run_id, key, attempt) = (task.run_id, task.key.clone(), task.attempts);
                     self.touch_task(id);
-                    self.event((run_id, id, &key),
+                    self.event(
+                        (run_id, id, &key),
                         EventKind::CancelRequested,
                         JobState::Running,
                         attempt,
@@ -963,7 +979,10 @@ impl<'a> Workset<'a> {
             match blocked {
                 Some((state, key)) => {
                     let (to, reason) = if state == JobState::Cancelled {
-                        (JobState::Cancelled, format!("dependency `{key}` was cancelled"))
+                        (
+                            JobState::Cancelled,
+                            format!("dependency `{key}` was cancelled"),
+                        )
                     } else {
                         (
                             JobState::Skipped,
@@ -1050,7 +1069,11 @@ impl<'a> Workset<'a> {
     ///
     /// # Errors
     /// [`JobError::InvalidGraph`] for an invalid graph.
-    pub fn submit(&mut self, graph: &Graph, run_id: RunId) -> Result<BTreeMap<String, JobId>, CoreError> {
+    pub fn submit(
+        &mut self,
+        graph: &Graph,
+        run_id: RunId,
+    ) -> Result<BTreeMap<String, JobId>, CoreError> {
         graph::check_run(&graph.run)?;
         let resolved = graph::resolve(&graph.nodes, &[], &graph::NoExistingNodes)?;
         let root = GroupRow {
@@ -1090,7 +1113,8 @@ impl<'a> Workset<'a> {
             idempotency_key: graph.run.idempotency_key.clone(),
         });
         let ids = self.insert_nodes(run_id, &graph.nodes, &resolved, &RunIndex::default())?;
-        self.event((run_id, run_id, ""),
+        self.event(
+            (run_id, run_id, ""),
             EventKind::Submitted,
             JobState::Waiting,
             0,
@@ -1129,7 +1153,8 @@ impl<'a> Workset<'a> {
             (t.key.clone(), t.attempts)
         };
         let added: Vec<&String> = expansion.nodes.iter().map(|n| &n.key).collect();
-        self.event((run, by, &key),
+        self.event(
+            (run, by, &key),
             EventKind::Expanded,
             JobState::Completed,
             attempt,
@@ -1170,7 +1195,8 @@ impl<'a> Workset<'a> {
                         json!({"waits_for": pkey}),
                     )?;
                 } else {
-                    self.event((run, dependent, &dkey),
+                    self.event(
+                        (run, dependent, &dkey),
                         EventKind::Expanded,
                         dstate,
                         dattempt,
@@ -1265,8 +1291,10 @@ impl<'a> Workset<'a> {
                 self.changed_groups.insert(id);
                 continue;
             }
-            let prerequisites: Vec<JobId> =
-                resolved.dependencies[i].iter().map(|&r| resolve_ref(r)).collect();
+            let prerequisites: Vec<JobId> = resolved.dependencies[i]
+                .iter()
+                .map(|&r| resolve_ref(r))
+                .collect();
             let mut remaining = 0;
             let mut blocked: Option<(JobState, String)> = None;
             for p in &prerequisites {
@@ -1277,7 +1305,10 @@ impl<'a> Workset<'a> {
                 match s {
                     JobState::Completed => {}
                     s if s.is_unsuccessful() => {
-                        if blocked.as_ref().is_none_or(|(b, _)| *b == JobState::Skipped) {
+                        if blocked
+                            .as_ref()
+                            .is_none_or(|(b, _)| *b == JobState::Skipped)
+                        {
                             blocked = Some((s, k));
                         }
                     }
@@ -1675,8 +1706,7 @@ mod tests {
 
     fn start(rows: &mut Rows, key: &str, worker: WorkerId) -> Fence {
         let id = rows.id(key);
-        let (changes, started) =
-            apply_claims(rows, Utc::now(), &[id], worker, 1).unwrap();
+        let (changes, started) = apply_claims(rows, Utc::now(), &[id], worker, 1).unwrap();
         assert_eq!(started, vec![id], "{key} should start");
         rows.apply(changes);
         let t = &rows.tasks[&id];
@@ -1705,9 +1735,18 @@ mod tests {
         Graph::new(RunSpec::new("test", Uuid::nil()).budget(100))
             .with(NodeSpec::group("g", "grp"))
             .with(NodeSpec::task("a", "k", json!(1)).cost(5))
-            .with(NodeSpec::task("b", "k", json!(2)).after(["a"]).parent("g").cost(7))
+            .with(
+                NodeSpec::task("b", "k", json!(2))
+                    .after(["a"])
+                    .parent("g")
+                    .cost(7),
+            )
             .with(NodeSpec::task("c", "k", json!(3)).after(["a"]).parent("g"))
-            .with(NodeSpec::task("d", "k", json!(4)).after(["b", "c"]).cost(11))
+            .with(
+                NodeSpec::task("d", "k", json!(4))
+                    .after(["b", "c"])
+                    .cost(11),
+            )
     }
 
     #[test]
@@ -1774,13 +1813,23 @@ mod tests {
         .unwrap();
         assert_eq!(rows.state("b"), JobState::Failed);
         assert_eq!(rows.state("d"), JobState::Skipped);
-        assert_eq!(rows.state("c"), JobState::Ready, "independent work continues");
+        assert_eq!(
+            rows.state("c"),
+            JobState::Ready,
+            "independent work continues"
+        );
         let fc = start(&mut rows, "c", w);
         finish(&mut rows, fc, ok(3)).unwrap();
         let root = &rows.groups[&rows.run];
         assert_eq!(root.state, JobState::Failed);
         assert_eq!(root.costs.refundable, 18);
-        assert!(rows.tasks[&rows.id("d")].error.as_deref().unwrap().contains("`b`"));
+        assert!(
+            rows.tasks[&rows.id("d")]
+                .error
+                .as_deref()
+                .unwrap()
+                .contains("`b`")
+        );
     }
 
     #[test]
@@ -1837,13 +1886,18 @@ mod tests {
         let mut rows = new_run(&g);
         let w = WorkerId::new();
         start(&mut rows, "a", w);
-        let (changes, started) =
-            apply_claims(&rows, Utc::now(), &[rows.id("b")], w, 1).unwrap();
+        let (changes, started) = apply_claims(&rows, Utc::now(), &[rows.id("b")], w, 1).unwrap();
         rows.apply(changes);
         assert!(started.is_empty());
         assert_eq!(rows.state("b"), JobState::Cancelled);
         assert_eq!(rows.state("c"), JobState::Cancelled);
-        assert!(rows.tasks[&rows.id("b")].error.as_deref().unwrap().contains("budget"));
+        assert!(
+            rows.tasks[&rows.id("b")]
+                .error
+                .as_deref()
+                .unwrap()
+                .contains("budget")
+        );
     }
 
     #[test]
@@ -1859,7 +1913,11 @@ mod tests {
         let changes = ws.into_changes();
         rows.apply(changes);
         assert_eq!(rows.state("c"), JobState::Cancelled);
-        assert_eq!(rows.state("d"), JobState::Cancelled, "dependents outside follow");
+        assert_eq!(
+            rows.state("d"),
+            JobState::Cancelled,
+            "dependents outside follow"
+        );
         assert!(rows.tasks[&rows.id("b")].cancel_requested);
         // The running task sees the cancellation and stops.
         finish(
@@ -1877,7 +1935,11 @@ mod tests {
         assert_eq!(ws.resume(run, run).unwrap(), 3);
         let changes = ws.into_changes();
         rows.apply(changes);
-        assert_eq!(rows.state("a"), JobState::Completed, "completed never reruns");
+        assert_eq!(
+            rows.state("a"),
+            JobState::Completed,
+            "completed never reruns"
+        );
         assert_eq!(rows.state("b"), JobState::Ready);
         assert_eq!(rows.state("d"), JobState::Waiting);
         assert_eq!(rows.groups[&run].state, JobState::Running);
@@ -1888,13 +1950,21 @@ mod tests {
         let g = Graph::new(RunSpec::new("t", Uuid::nil()))
             .with(NodeSpec::group("ep", "episode"))
             .with(NodeSpec::task("write", "k", json!(1)).parent("ep"))
-            .with(NodeSpec::task("stitch", "k", json!(1)).parent("ep").after(["write"]));
+            .with(
+                NodeSpec::task("stitch", "k", json!(1))
+                    .parent("ep")
+                    .after(["write"]),
+            );
         let mut rows = new_run(&g);
         let w = WorkerId::new();
         let f = start(&mut rows, "write", w);
         let expansion = Expansion::new()
             .with(NodeSpec::task("clip1", "k", json!(1)).parent("ep"))
-            .with(NodeSpec::task("clip2", "k", json!(1)).parent("ep").after(["write"]))
+            .with(
+                NodeSpec::task("clip2", "k", json!(1))
+                    .parent("ep")
+                    .after(["write"]),
+            )
             .add_dependency("stitch", "clip1")
             .add_dependency("stitch", "clip2");
         finish(

@@ -55,7 +55,9 @@ pub enum GraphError {
         parent: String,
     },
     /// Groups neither depend on anything nor are depended on; depend on their tasks instead.
-    #[error("dependency between {node:?} and {dependency:?} involves a group; only tasks have dependencies")]
+    #[error(
+        "dependency between {node:?} and {dependency:?} involves a group; only tasks have dependencies"
+    )]
     GroupDependency {
         /// The dependent.
         node: String,

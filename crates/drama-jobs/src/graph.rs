@@ -303,6 +303,14 @@ fn check_name(what: &'static str, value: &str, max: usize) -> Result<(), GraphEr
     Ok(())
 }
 
+/// Checks a resource class name (the rules of kinds: 1–200 bytes of `A-Z a-z 0-9 _ . : - /`).
+///
+/// # Errors
+/// [`GraphError::InvalidName`].
+pub fn check_class_name(class: &str) -> Result<(), GraphError> {
+    check_name("resource class", class, MAX_NAME_LEN)
+}
+
 fn check_key(key: &str) -> Result<(), GraphError> {
     let bad = |reason: &str| GraphError::InvalidName {
         what: "key",
@@ -394,7 +402,10 @@ pub(crate) fn check_node(node: &NodeSpec) -> Result<(), GraphError> {
     if !(1..=MAX_ATTEMPTS).contains(&node.max_attempts) {
         return Err(field(
             "max_attempts",
-            format!("must be between 1 and {MAX_ATTEMPTS}, got {}", node.max_attempts),
+            format!(
+                "must be between 1 and {MAX_ATTEMPTS}, got {}",
+                node.max_attempts
+            ),
         ));
     }
     if node.cost < 0 {
@@ -788,7 +799,10 @@ mod tests {
         let r = resolve(&g.nodes, &[], &NoExistingNodes).unwrap();
         let pos = |i| r.order.iter().position(|&x| x == i).unwrap();
         assert!(pos(1) < pos(0) && pos(1) < pos(2) && pos(2) < pos(0));
-        assert!(r.rank[2] > r.rank[0], "a prerequisite ranks above its dependent");
+        assert!(
+            r.rank[2] > r.rank[0],
+            "a prerequisite ranks above its dependent"
+        );
     }
 
     #[test]

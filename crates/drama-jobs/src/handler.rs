@@ -344,10 +344,11 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// The delay after attempt `attempt` (1-based) failed.
     pub fn delay(&self, attempt: u32) -> Duration {
-        let exp = self
-            .multiplier
-            .max(1.0)
-            .powi(i32::try_from(attempt.saturating_sub(1)).unwrap_or(i32::MAX).min(64));
+        let exp = self.multiplier.max(1.0).powi(
+            i32::try_from(attempt.saturating_sub(1))
+                .unwrap_or(i32::MAX)
+                .min(64),
+        );
         let base = (self.initial.as_secs_f64() * exp).min(self.max.as_secs_f64());
         let jitter = self.jitter.clamp(0.0, 1.0);
         let factor = if jitter > 0.0 {

@@ -210,9 +210,14 @@ impl Mem {
             let Some(ids) = self.runs.get(&run) else {
                 continue;
             };
-            let tasks: Vec<TaskRow> = ids.iter().filter_map(|i| self.tasks.get(i).cloned()).collect();
-            let groups: Vec<GroupRow> =
-                ids.iter().filter_map(|i| self.groups.get(i).cloned()).collect();
+            let tasks: Vec<TaskRow> = ids
+                .iter()
+                .filter_map(|i| self.tasks.get(i).cloned())
+                .collect();
+            let groups: Vec<GroupRow> = ids
+                .iter()
+                .filter_map(|i| self.groups.get(i).cloned())
+                .collect();
             if let Err(v) = core::check_invariants(&tasks, &groups) {
                 self.violations.push(v);
             }
@@ -289,9 +294,9 @@ impl Mem {
             return;
         };
         let capacity = f64::from(rate.max(1));
-        let elapsed = class
-            .refilled_at
-            .map_or(0.0, |t| (now - t).num_microseconds().unwrap_or(0) as f64 / 60e6);
+        let elapsed = class.refilled_at.map_or(0.0, |t| {
+            (now - t).num_microseconds().unwrap_or(0) as f64 / 60e6
+        });
         class.tokens = (class.tokens + elapsed * f64::from(rate)).min(capacity);
         if class.refilled_at.is_none() {
             class.tokens = capacity;
@@ -474,9 +479,9 @@ impl JobStore for MemoryJobStore {
                 cap = 0;
             }
             if let Some(max) = class.max_running {
-                cap = cap.min(max.saturating_sub(
-                    running_per_class.get(name).copied().unwrap_or_default(),
-                ));
+                cap = cap.min(
+                    max.saturating_sub(running_per_class.get(name).copied().unwrap_or_default()),
+                );
             }
             if class.per_minute.is_some() {
                 cap = cap.min(class.tokens.floor() as u32);
@@ -620,11 +625,10 @@ impl JobStore for MemoryJobStore {
 
     async fn set_resource_limits(&self, limits: &[ResourceLimit]) -> Result<(), JobError> {
         for l in limits {
-            graph::check_node(&graph::NodeSpec::task("k", "k", Value::Null).class(&l.class))
-                .map_err(|e| JobError::Invalid {
-                    field: "class",
-                    reason: e.to_string(),
-                })?;
+            graph::check_class_name(&l.class).map_err(|e| JobError::Invalid {
+                field: "class",
+                reason: e.to_string(),
+            })?;
         }
         let mut mem = self.lock();
         for l in limits {
@@ -642,7 +646,12 @@ impl JobStore for MemoryJobStore {
     async fn cancel(&self, job: JobId, reason: &str) -> Result<CancelReport, JobError> {
         let now = self.clock.now();
         let mut mem = self.lock();
-        let run = mem.nodes.get(&job).ok_or(JobError::NotFound(job))?.fixed.run_id;
+        let run = mem
+            .nodes
+            .get(&job)
+            .ok_or(JobError::NotFound(job))?
+            .fixed
+            .run_id;
         let mut ws = Workset::new(&*mem, now);
         let (cancelled, signalled) = ws.cancel(run, job, reason).map_err(core_error)?;
         let changes = ws.into_changes();
@@ -657,7 +666,12 @@ impl JobStore for MemoryJobStore {
     async fn resume(&self, job: JobId) -> Result<ResumeReport, JobError> {
         let now = self.clock.now();
         let mut mem = self.lock();
-        let run = mem.nodes.get(&job).ok_or(JobError::NotFound(job))?.fixed.run_id;
+        let run = mem
+            .nodes
+            .get(&job)
+            .ok_or(JobError::NotFound(job))?
+            .fixed
+            .run_id;
         let mut ws = Workset::new(&*mem, now);
         let queued = ws.resume(run, job).map_err(core_error)?;
         let changes = ws.into_changes();
@@ -668,7 +682,11 @@ impl JobStore for MemoryJobStore {
     async fn take_refund(&self, run: RunId) -> Result<i64, JobError> {
         let now = self.clock.now();
         let mut mem = self.lock();
-        if mem.nodes.get(&run).is_none_or(|n| n.fixed.node_type != NodeType::Run) {
+        if mem
+            .nodes
+            .get(&run)
+            .is_none_or(|n| n.fixed.node_type != NodeType::Run)
+        {
             return Err(JobError::NotFound(run));
         }
         let mut ws = Workset::new(&*mem, now);

@@ -316,8 +316,10 @@ pub trait JobStore: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`JobError::Unavailable`].
-    fn deregister_worker(&self, worker: WorkerId)
-    -> impl Future<Output = Result<(), JobError>> + Send;
+    fn deregister_worker(
+        &self,
+        worker: WorkerId,
+    ) -> impl Future<Output = Result<(), JobError>> + Send;
 
     /// Claims up to `limit` ready tasks of the given kinds, highest priority first, within the
     /// resource classes' limits.
@@ -419,8 +421,10 @@ pub trait JobStore: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`JobError::Unavailable`].
-    fn run_tree(&self, run: RunId)
-    -> impl Future<Output = Result<Option<RunTree>, JobError>> + Send;
+    fn run_tree(
+        &self,
+        run: RunId,
+    ) -> impl Future<Output = Result<Option<RunTree>, JobError>> + Send;
 
     /// A run's events after `after`, oldest first; with `scope`, only those of that node and
     /// its descendants.

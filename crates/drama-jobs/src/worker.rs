@@ -217,11 +217,12 @@ impl Worker {
     ) -> Result<WorkerHandle<S>, JobError> {
         config.validate()?;
         for kind in registry.kinds() {
-            graph::check_node(&graph::NodeSpec::task("k", kind, serde_json::Value::Null))
-                .map_err(|e| JobError::Invalid {
+            graph::check_node(&graph::NodeSpec::task("k", kind, serde_json::Value::Null)).map_err(
+                |e| JobError::Invalid {
                     field: "kind",
                     reason: e.to_string(),
-                })?;
+                },
+            )?;
         }
         if !config.resource_limits.is_empty() {
             store.set_resource_limits(&config.resource_limits).await?;
@@ -536,7 +537,8 @@ fn start_handler<S: JobStore>(
     let registered: Option<Registered> = shared.registry.get(&job.kind).cloned();
     let attempt = job.attempt;
     let class = job.resource_class.clone();
-    let span = tracing::info_span!("job", job = %fence.job_id, key = %job.key, kind = %job.kind, attempt);
+    let span =
+        tracing::info_span!("job", job = %fence.job_id, key = %job.key, kind = %job.kind, attempt);
     let ctx = JobContext::new(job, cancel.clone(), shared.sink.clone());
     let (timeout, retry) = registered.as_ref().map_or((None, None), |r| {
         (r.options.timeout, r.options.retry.clone())
@@ -754,7 +756,10 @@ async fn maintenance<S: JobStore>(shared: Arc<Shared<S>>) {
             Ok(0) => {}
             Ok(n) => {
                 bump(&shared.stats.reaped, n as u64);
-                info!(tasks = n, "requeued tasks of workers that stopped heartbeating");
+                info!(
+                    tasks = n,
+                    "requeued tasks of workers that stopped heartbeating"
+                );
                 shared.wake.notify_one();
             }
             Err(e) => warn!(error = %e, "reaping expired leases failed"),
@@ -773,4 +778,3 @@ async fn maintenance<S: JobStore>(shared: Arc<Shared<S>>) {
         }
     }
 }
-

@@ -5,6 +5,7 @@ mod cache;
 mod dramas;
 mod error;
 mod health;
+pub mod jobs;
 mod legacy;
 mod orphans;
 mod settings;

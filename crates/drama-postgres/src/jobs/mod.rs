@@ -1,0 +1,342 @@
+//! The PostgreSQL job store: [`PgJobStore`] implements `drama_jobs::JobStore`, and the
+//! `*_in_tx` functions run the same operations inside a caller's transaction.
+//!
+//! Every operation that changes a run locks the run's root row in `job_groups` first
+//! (`for no key update`, in id order when several runs are involved), then loads the rows it
+//! touches, applies `drama_jobs::core` and writes all changes — inserted nodes and edges,
+//! updated tasks, group counters, events and one `NOTIFY` per run — in a single statement.
+//! A completion batch is therefore 3–4 statements whatever its size, a claim batch 3–6.
+//!
+//! Notifications go to channel [`NOTIFY_CHANNEL`] with a JSON payload
+//! `{"run": "<uuid>", "event": <newest event id>, "wake": <bool>}` (well under NOTIFY's 8000
+//! bytes); read the events with `events(run, after)`.
+
+mod error;
+mod ops;
+mod query;
+mod rows;
+mod write;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use drama_jobs::core::Finish;
+use drama_jobs::{
+    CancelReport, ClaimRequest, ClaimedJob, Event, EventId, Expansion, Fence, Graph, Heartbeat,
+    JobError, JobId, JobStore, JobView, Notification, NotificationStream, PruneReport,
+    ResourceLimit, ResumeReport, RunFilter, RunId, RunTree, Submitted, WorkerId,
+    WorkerRegistration,
+};
+use futures::StreamExt as _;
+use serde::Deserialize;
+use serde_json::Value;
+use sqlx::postgres::PgListener;
+use sqlx::{PgConnection, PgPool};
+use tracing::warn;
+
+use error::Error;
+
+/// The channel every job transaction notifies; the API `LISTEN`s to it for server-sent
+/// events and workers for wake-ups.
+pub const NOTIFY_CHANNEL: &str = "drama_jobs";
+
+/// Deadlocks and serialization failures between concurrent transactions are retried this
+/// many times.
+const ATTEMPTS: u32 = 4;
+
+/// The job store on a PostgreSQL pool.
+#[derive(Clone, Debug)]
+pub struct PgJobStore {
+    pool: PgPool,
+}
+
+impl PgJobStore {
+    /// A store on `pool` (migrated with `drama_postgres::MIGRATOR`).
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+/// Runs `$body` (an expression using `$conn: &mut PgConnection`) in a transaction of
+/// `$store`'s pool, retrying deadlocks and serialization failures.
+macro_rules! in_tx {
+    ($store:expr, |$conn:ident| $body:expr) => {{
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result: Result<_, Error> = async {
+                let mut tx = $store.pool.begin().await?;
+                let out = {
+                    let $conn: &mut PgConnection = &mut tx;
+                    $body.await?
+                };
+                tx.commit().await?;
+                Ok(out)
+            }
+            .await;
+            match result {
+                Err(e) if e.is_transient_conflict() && attempt < ATTEMPTS => continue,
+                other => break other.map_err(Error::into_job_error),
+            }
+        }
+    }};
+}
+
+/// Runs `$body` on a pooled connection outside a transaction (single-statement reads).
+macro_rules! on_conn {
+    ($store:expr, |$conn:ident| $body:expr) => {{
+        let result: Result<_, Error> = async {
+            let mut c = $store.pool.acquire().await?;
+            let $conn: &mut PgConnection = &mut c;
+            $body.await
+        }
+        .await;
+        result.map_err(Error::into_job_error)
+    }};
+}
+
+/// Submits a graph inside the caller's transaction, so that a use case writes its own rows,
+/// debits credits and submits jobs atomically. Workers are notified when it commits.
+///
+/// # Errors
+/// [`JobError::InvalidGraph`] before anything is written; database errors otherwise (roll
+/// the transaction back).
+#[tracing::instrument(skip_all, fields(kind = %graph.run.kind, nodes = graph.nodes.len()))]
+pub async fn submit_in_tx(conn: &mut PgConnection, graph: &Graph) -> Result<Submitted, JobError> {
+    ops::submit(conn, graph)
+        .await
+        .map_err(Error::into_job_error)
+}
+
+/// Completes a task inside the caller's transaction under its fence, optionally expanding
+/// the run — so a handler can write its own rows (an asset, a drama's URL) and the
+/// completion atomically, then return `Outcome::CommittedExternally`.
+///
+/// Call it last in the transaction (it locks the run until commit), once per transaction.
+///
+/// # Errors
+/// [`JobError::FenceLost`] when the attempt lost its lease (the task was retaken or already
+/// finished): roll the whole transaction back. [`JobError::InvalidGraph`] for an invalid
+/// expansion. [`JobError::Unavailable`] for deadlocks and connection failures (retry the
+/// transaction).
+#[tracing::instrument(skip_all, fields(job = %fence.job_id, epoch = fence.epoch))]
+pub async fn complete_in_tx(
+    conn: &mut PgConnection,
+    fence: &Fence,
+    result: Value,
+    expansion: Option<Expansion>,
+) -> Result<(), JobError> {
+    ops::complete(conn, fence, result, expansion)
+        .await
+        .map_err(Error::into_job_error)
+}
+
+/// Applies finished attempts inside the caller's transaction (see `JobStore::finish`).
+///
+/// # Errors
+/// Database errors; per-item [`JobError::FenceLost`] in the result.
+pub async fn finish_in_tx(
+    conn: &mut PgConnection,
+    items: &[Finish],
+) -> Result<Vec<Result<(), JobError>>, JobError> {
+    ops::finish(conn, items)
+        .await
+        .map_err(Error::into_job_error)
+}
+
+/// Cancels a task, group or run inside the caller's transaction.
+///
+/// # Errors
+/// [`JobError::NotFound`]; database errors.
+pub async fn cancel_in_tx(
+    conn: &mut PgConnection,
+    job: JobId,
+    reason: &str,
+) -> Result<CancelReport, JobError> {
+    let (cancelled, signalled) = ops::cancel(conn, job, reason)
+        .await
+        .map_err(Error::into_job_error)?;
+    Ok(CancelReport {
+        cancelled,
+        signalled,
+    })
+}
+
+/// Resumes a task, group or run inside the caller's transaction.
+///
+/// # Errors
+/// [`JobError::NotFound`]; database errors.
+pub async fn resume_in_tx(conn: &mut PgConnection, job: JobId) -> Result<ResumeReport, JobError> {
+    let queued = ops::resume(conn, job)
+        .await
+        .map_err(Error::into_job_error)?;
+    Ok(ResumeReport { queued })
+}
+
+/// Records the run's refundable cost as refunded inside the caller's transaction and returns
+/// the amount to credit now (see `JobStore::take_refund`) — credit it in the same
+/// transaction and the refund is exact and idempotent.
+///
+/// # Errors
+/// [`JobError::NotFound`] for an unknown run; database errors.
+pub async fn take_refund_in_tx(conn: &mut PgConnection, run: RunId) -> Result<i64, JobError> {
+    ops::take_refund(conn, run)
+        .await
+        .map_err(Error::into_job_error)
+}
+
+#[derive(Deserialize)]
+struct Payload {
+    run: uuid::Uuid,
+    event: i64,
+    wake: bool,
+}
+
+/// Parses a payload sent on [`NOTIFY_CHANNEL`].
+pub fn parse_notification(payload: &str) -> Option<Notification> {
+    let p: Payload = serde_json::from_str(payload).ok()?;
+    Some(Notification {
+        run_id: JobId(p.run),
+        event_id: EventId(p.event),
+        wake: p.wake,
+    })
+}
+
+impl JobStore for PgJobStore {
+    #[tracing::instrument(skip_all, fields(kind = %graph.run.kind, nodes = graph.nodes.len()))]
+    async fn submit(&self, graph: &Graph) -> Result<Submitted, JobError> {
+        in_tx!(self, |conn| ops::submit(conn, graph))
+    }
+
+    async fn register_worker(&self, worker: &WorkerRegistration) -> Result<(), JobError> {
+        on_conn!(self, |conn| ops::register(conn, worker))
+    }
+
+    async fn heartbeat(&self, worker: WorkerId, ttl: Duration) -> Result<Heartbeat, JobError> {
+        on_conn!(self, |conn| ops::heartbeat(conn, worker, ttl))
+    }
+
+    async fn deregister_worker(&self, worker: WorkerId) -> Result<(), JobError> {
+        on_conn!(self, |conn| async {
+            sqlx::query("delete from public.job_workers where id = $1")
+                .bind(worker.0)
+                .execute(&mut *conn)
+                .await?;
+            Ok(())
+        })
+    }
+
+    #[tracing::instrument(skip_all, fields(worker = %request.worker, limit = request.limit))]
+    async fn claim(&self, request: &ClaimRequest) -> Result<Vec<ClaimedJob>, JobError> {
+        in_tx!(self, |conn| ops::claim(conn, request))
+    }
+
+    #[tracing::instrument(skip_all, fields(items = items.len()))]
+    async fn finish(&self, items: Vec<Finish>) -> Result<Vec<Result<(), JobError>>, JobError> {
+        in_tx!(self, |conn| ops::finish(conn, &items))
+    }
+
+    async fn checkpoint(&self, fence: &Fence, value: &Value) -> Result<(), JobError> {
+        on_conn!(self, |conn| ops::checkpoint(conn, fence, value))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn reap_expired(&self, limit: usize) -> Result<usize, JobError> {
+        in_tx!(self, |conn| ops::reap(conn, limit))
+    }
+
+    async fn throttle_class(&self, class: &str, delay: Duration) -> Result<(), JobError> {
+        on_conn!(self, |conn| ops::throttle(conn, class, delay))
+    }
+
+    async fn set_resource_limits(&self, limits: &[ResourceLimit]) -> Result<(), JobError> {
+        on_conn!(self, |conn| ops::set_limits(conn, limits))
+    }
+
+    #[tracing::instrument(skip_all, fields(job = %job))]
+    async fn cancel(&self, job: JobId, reason: &str) -> Result<CancelReport, JobError> {
+        let (cancelled, signalled) = in_tx!(self, |conn| ops::cancel(conn, job, reason))?;
+        Ok(CancelReport {
+            cancelled,
+            signalled,
+        })
+    }
+
+    #[tracing::instrument(skip_all, fields(job = %job))]
+    async fn resume(&self, job: JobId) -> Result<ResumeReport, JobError> {
+        let queued = in_tx!(self, |conn| ops::resume(conn, job))?;
+        Ok(ResumeReport { queued })
+    }
+
+    #[tracing::instrument(skip_all, fields(run = %run))]
+    async fn take_refund(&self, run: RunId) -> Result<i64, JobError> {
+        in_tx!(self, |conn| ops::take_refund(conn, run))
+    }
+
+    async fn job(&self, id: JobId) -> Result<Option<JobView>, JobError> {
+        on_conn!(self, |conn| query::job(conn, id))
+    }
+
+    async fn children(
+        &self,
+        parent: JobId,
+        after: Option<JobId>,
+        limit: usize,
+    ) -> Result<Vec<JobView>, JobError> {
+        on_conn!(self, |conn| query::children(conn, parent, after, limit))
+    }
+
+    async fn run_tree(&self, run: RunId) -> Result<Option<RunTree>, JobError> {
+        on_conn!(self, |conn| query::run_tree(conn, run))
+    }
+
+    async fn events(
+        &self,
+        run: RunId,
+        after: Option<EventId>,
+        scope: Option<JobId>,
+        limit: usize,
+    ) -> Result<Vec<Event>, JobError> {
+        on_conn!(self, |conn| query::events(conn, run, after, scope, limit))
+    }
+
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<JobView>, JobError> {
+        on_conn!(self, |conn| query::list_runs(conn, filter))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn prune(
+        &self,
+        settled_before: DateTime<Utc>,
+        max_runs: usize,
+    ) -> Result<PruneReport, JobError> {
+        in_tx!(self, |conn| query::prune(conn, settled_before, max_runs))
+    }
+
+    async fn subscribe(&self) -> Result<NotificationStream, JobError> {
+        let mut listener = PgListener::connect_with(&self.pool)
+            .await
+            .map_err(|e| Error::from(e).into_job_error())?;
+        listener
+            .listen(NOTIFY_CHANNEL)
+            .await
+            .map_err(|e| Error::from(e).into_job_error())?;
+        Ok(listener
+            .into_stream()
+            .filter_map(|n| async move {
+                match n {
+                    Ok(n) => parse_notification(n.payload()),
+                    Err(e) => {
+                        warn!(error = %e, "job notification listener failed; reconnecting");
+                        None
+                    }
+                }
+            })
+            .boxed())
+    }
+}

@@ -1,0 +1,293 @@
+//! Read queries: single nodes, children, whole runs, events, run lists; and retention.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use drama_jobs::{
+    CostTotals, Counts, Event, EventId, EventKind, JobId, JobView, PruneReport, RunFilter, RunId,
+    RunTree,
+};
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Row as _};
+use uuid::Uuid;
+
+use super::error::{Error, unexpected};
+use super::rows::{node_type, state};
+
+const VIEW_COLUMNS: &str = "j.id, j.run_id, j.parent_id, j.node_type, j.key, j.kind, j.state, \
+     j.owner_id, j.subject, j.idempotency_key, j.payload, j.result, j.error, j.checkpoint, \
+     j.resource_class, j.priority, j.attempts, j.max_attempts, j.cost, j.run_after, \
+     j.cancel_requested, j.created_at, j.started_at, j.finished_at, j.updated_at, \
+     g.state as g_state, g.total, g.pending, g.running, g.completed, g.failed, g.skipped, \
+     g.cancelled, g.cost_total, g.cost_charged, g.cost_refundable, g.cost_refunded, g.budget, \
+     g.cancel_requested as g_cancel, g.started_at as g_started, g.finished_at as g_finished, \
+     g.updated_at as g_updated";
+
+const DEPENDENCY_KEYS: &str = "array(select p.key from public.job_edges e \
+     join public.jobs p on p.id = e.depends_on_id where e.job_id = j.id order by p.id) \
+     as dependencies";
+
+fn view_from_row(row: &PgRow, dependencies: Option<Vec<String>>) -> Result<JobView, Error> {
+    let nt: String = row.try_get("node_type")?;
+    let node_type = node_type(&nt)?;
+    let dependencies = match dependencies {
+        Some(d) => d,
+        None => row.try_get("dependencies")?,
+    };
+    let mut view = JobView {
+        id: JobId(row.try_get("id")?),
+        run_id: JobId(row.try_get("run_id")?),
+        parent_id: row.try_get::<Option<Uuid>, _>("parent_id")?.map(JobId),
+        node_type,
+        key: row.try_get("key")?,
+        kind: row.try_get("kind")?,
+        state: drama_jobs::JobState::Waiting,
+        owner: row.try_get("owner_id")?,
+        subject: row.try_get("subject")?,
+        idempotency_key: row.try_get("idempotency_key")?,
+        payload: row.try_get("payload")?,
+        result: row.try_get("result")?,
+        error: row.try_get("error")?,
+        checkpoint: row.try_get("checkpoint")?,
+        dependencies,
+        resource_class: row.try_get("resource_class")?,
+        priority: row.try_get("priority")?,
+        attempts: row.try_get("attempts")?,
+        max_attempts: row.try_get("max_attempts")?,
+        cost: row.try_get("cost")?,
+        run_after: None,
+        cancel_requested: row.try_get("cancel_requested")?,
+        counts: None,
+        costs: None,
+        budget: None,
+        created_at: row.try_get("created_at")?,
+        started_at: row.try_get("started_at")?,
+        finished_at: row.try_get("finished_at")?,
+        updated_at: row.try_get("updated_at")?,
+    };
+    if node_type.is_group() {
+        let gs: String = row.try_get("g_state")?;
+        let count = |c: &str| -> Result<i64, Error> { Ok(i64::from(row.try_get::<i32, _>(c)?)) };
+        view.state = state(&gs)?;
+        view.counts = Some(Counts {
+            total: count("total")?,
+            pending: count("pending")?,
+            running: count("running")?,
+            completed: count("completed")?,
+            failed: count("failed")?,
+            skipped: count("skipped")?,
+            cancelled: count("cancelled")?,
+        });
+        view.costs = Some(CostTotals {
+            total: row.try_get("cost_total")?,
+            charged: row.try_get("cost_charged")?,
+            refundable: row.try_get("cost_refundable")?,
+            refunded: row.try_get("cost_refunded")?,
+        });
+        view.budget = row.try_get("budget")?;
+        view.cancel_requested = row.try_get("g_cancel")?;
+        view.started_at = row.try_get("g_started")?;
+        view.finished_at = row.try_get("g_finished")?;
+        view.updated_at = row.try_get("g_updated")?;
+    } else {
+        let st: Option<String> = row.try_get("state")?;
+        view.state = state(st.as_deref().unwrap_or_default())?;
+        if view.state == drama_jobs::JobState::Ready {
+            view.run_after = Some(row.try_get("run_after")?);
+        }
+    }
+    Ok(view)
+}
+
+pub(super) async fn job(conn: &mut PgConnection, id: JobId) -> Result<Option<JobView>, Error> {
+    let sql = format!(
+        "select {VIEW_COLUMNS}, {DEPENDENCY_KEYS} from public.jobs j \
+         left join public.job_groups g on g.id = j.id where j.id = $1"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id.0)
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.map(|r| view_from_row(&r, None)).transpose()
+}
+
+pub(super) async fn children(
+    conn: &mut PgConnection,
+    parent: JobId,
+    after: Option<JobId>,
+    limit: usize,
+) -> Result<Vec<JobView>, Error> {
+    let sql = format!(
+        "select {VIEW_COLUMNS}, {DEPENDENCY_KEYS} from public.jobs j \
+         left join public.job_groups g on g.id = j.id \
+         where j.parent_id = $1 and j.id > coalesce($2, '00000000-0000-0000-0000-000000000000'::uuid) \
+         order by j.id limit $3"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(parent.0)
+        .bind(after.map(|a| a.0))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter().map(|r| view_from_row(r, None)).collect()
+}
+
+pub(super) async fn run_tree(
+    conn: &mut PgConnection,
+    run: RunId,
+) -> Result<Option<RunTree>, Error> {
+    // One statement, so the nodes and edges are one snapshot.
+    let sql = format!(
+        "select {VIEW_COLUMNS}, \
+           array(select e.depends_on_id from public.job_edges e where e.job_id = j.id \
+                 order by e.depends_on_id) as prerequisites \
+         from public.jobs j left join public.job_groups g on g.id = j.id \
+         where j.run_id = $1 order by j.id"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(run.0)
+        .fetch_all(&mut *conn)
+        .await?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let mut keys: HashMap<Uuid, String> = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        keys.insert(row.try_get("id")?, row.try_get("key")?);
+    }
+    let mut nodes = Vec::with_capacity(rows.len());
+    let mut edges = Vec::new();
+    for row in &rows {
+        let id: Uuid = row.try_get("id")?;
+        let prerequisites: Vec<Uuid> = row.try_get("prerequisites")?;
+        let dependencies = prerequisites
+            .iter()
+            .map(|p| {
+                keys.get(p)
+                    .cloned()
+                    .ok_or_else(|| unexpected("dangling edge"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        edges.extend(prerequisites.iter().map(|p| (JobId(id), JobId(*p))));
+        nodes.push(view_from_row(row, Some(dependencies))?);
+    }
+    Ok(Some(RunTree { nodes, edges }))
+}
+
+pub(super) async fn events(
+    conn: &mut PgConnection,
+    run: RunId,
+    after: Option<EventId>,
+    scope: Option<JobId>,
+    limit: usize,
+) -> Result<Vec<Event>, Error> {
+    let after = after.map_or(0, |e| e.0);
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = match scope {
+        None => {
+            sqlx::query(
+                "select id, run_id, job_id, key, kind, state, attempt, at, detail \
+                 from public.job_events where run_id = $1 and id > $2 order by id limit $3",
+            )
+            .bind(run.0)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&mut *conn)
+            .await?
+        }
+        Some(scope) => sqlx::query(
+            "select e.id, e.run_id, e.job_id, e.key, e.kind, e.state, e.attempt, e.at, e.detail \
+                 from public.job_events e where e.run_id = $1 and e.id > $2 \
+                   and (e.job_id = $4 or exists (select 1 from public.jobs j \
+                        where j.id = e.job_id and $4 = any(j.ancestors))) \
+                 order by e.id limit $3",
+        )
+        .bind(run.0)
+        .bind(after)
+        .bind(limit)
+        .bind(scope.0)
+        .fetch_all(&mut *conn)
+        .await?,
+    };
+    rows.iter()
+        .map(|row| {
+            let kind: String = row.try_get("kind")?;
+            let st: String = row.try_get("state")?;
+            let detail: Option<serde_json::Value> = row.try_get("detail")?;
+            Ok(Event {
+                id: EventId(row.try_get("id")?),
+                run_id: JobId(row.try_get("run_id")?),
+                job_id: JobId(row.try_get("job_id")?),
+                key: row.try_get("key")?,
+                kind: EventKind::parse(&kind)
+                    .ok_or_else(|| unexpected(format!("unknown event kind {kind:?}")))?,
+                state: state(&st)?,
+                attempt: row.try_get("attempt")?,
+                at: row.try_get("at")?,
+                detail: detail.unwrap_or(serde_json::Value::Null),
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn list_runs(
+    conn: &mut PgConnection,
+    filter: &RunFilter,
+) -> Result<Vec<JobView>, Error> {
+    let limit = i64::try_from(if filter.limit == 0 { 100 } else { filter.limit }).unwrap_or(100);
+    // One statement per filter shape, so each uses its index with a stable plan.
+    let condition = match (&filter.subject, filter.owner) {
+        (Some(_), Some(_)) => "j.subject = $1 and j.owner_id = $2",
+        (Some(_), None) => "j.subject = $1",
+        (None, Some(_)) => "j.owner_id = $2",
+        (None, None) => "true",
+    };
+    let active = if filter.active_only {
+        " and g.finished_at is null"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "select {VIEW_COLUMNS}, '{{}}'::text[] as dependencies from public.jobs j \
+         join public.job_groups g on g.id = j.id \
+         where j.node_type = 'run' and {condition}{active} \
+           and ($1::text is null or true) and ($2::uuid is null or true) \
+         order by j.id desc limit $3"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(&filter.subject)
+        .bind(filter.owner)
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter().map(|r| view_from_row(r, None)).collect()
+}
+
+pub(super) async fn prune(
+    conn: &mut PgConnection,
+    settled_before: DateTime<Utc>,
+    max_runs: usize,
+) -> Result<PruneReport, Error> {
+    let (runs, nodes, events): (i64, i64, i64) = sqlx::query_as(
+        "with runs as ( \
+           select g.id from public.job_groups g \
+           where g.id = g.run_id and g.finished_at < $1 \
+           order by g.finished_at limit $2 for update skip locked), \
+         nodes as (delete from public.jobs j using runs r where j.run_id = r.id returning j.id), \
+         edges as (delete from public.job_edges e using nodes n where e.job_id = n.id), \
+         groups as (delete from public.job_groups g using runs r where g.run_id = r.id), \
+         events as (delete from public.job_events e using runs r where e.run_id = r.id returning 1) \
+         select (select count(*) from runs), (select count(*) from nodes), \
+                (select count(*) from events)",
+    )
+    .bind(settled_before)
+    .bind(i64::try_from(max_runs).unwrap_or(i64::MAX))
+    .fetch_one(&mut *conn)
+    .await?;
+    let n = |v: i64| usize::try_from(v).unwrap_or_default();
+    Ok(PruneReport {
+        runs: n(runs),
+        nodes: n(nodes),
+        events: n(events),
+    })
+}

@@ -1,0 +1,119 @@
+//! Helpers shared by the job store tests: pools on the test database, and a commit-time
+//! invariant check installed as a deferred constraint trigger.
+#![allow(dead_code)]
+
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+
+/// The URL of the database `pool` is connected to.
+pub async fn url_of(pool: &PgPool) -> String {
+    let db: String = sqlx::query_scalar("select current_database()")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for database tests");
+    let (without_db, _) = base.rsplit_once('/').unwrap();
+    format!("{without_db}/{db}")
+}
+
+/// A pool with room for several workers (the test pool has five connections).
+pub async fn wide_pool(pool: &PgPool, connections: u32) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(connections)
+        .connect(&url_of(pool).await)
+        .await
+        .unwrap()
+}
+
+/// After every transaction that appends job events, checks the runs it touched: each group's
+/// counters and costs equal what its descendant tasks add up to, no task runs or completed
+/// before all of its dependencies completed, and waiting tasks count their unfinished
+/// dependencies. Violations are recorded in `test_invariant_violations`.
+pub async fn install_invariant_checks(pool: &PgPool) {
+    sqlx::raw_sql(
+        r#"
+        create table test_invariant_violations (at timestamptz default now(), message text);
+        create unlogged table test_checked (tx xid8, run uuid, primary key (tx, run));
+        create function test_check_run() returns trigger language plpgsql as $fn$
+        declare
+          bad text;
+        begin
+          insert into test_checked values (pg_current_xact_id(), new.run_id) on conflict do nothing;
+          if not found then
+            return null;
+          end if;
+          select string_agg(format('group %s has %s, its tasks add up to %s', g.id,
+                   row(g.total, g.pending, g.running, g.completed, g.failed, g.skipped,
+                       g.cancelled, g.cost_total, g.cost_charged, g.cost_refundable),
+                   row(c.total, c.pending, c.running, c.completed, c.failed, c.skipped,
+                       c.cancelled, c.cost_total, c.cost_charged, c.cost_refundable)), '; ')
+            into bad
+          from public.job_groups g
+          cross join lateral (
+            select count(*)::int as total,
+              count(*) filter (where t.state in ('waiting', 'ready'))::int as pending,
+              count(*) filter (where t.state = 'running')::int as running,
+              count(*) filter (where t.state = 'completed')::int as completed,
+              count(*) filter (where t.state = 'failed')::int as failed,
+              count(*) filter (where t.state = 'skipped')::int as skipped,
+              count(*) filter (where t.state = 'cancelled')::int as cancelled,
+              coalesce(sum(t.cost), 0)::bigint as cost_total,
+              coalesce(sum(t.cost) filter (where t.charged), 0)::bigint as cost_charged,
+              coalesce(sum(t.cost) filter (where t.state in ('failed', 'skipped', 'cancelled')), 0)::bigint
+                as cost_refundable
+            from public.jobs t
+            where t.run_id = g.run_id and t.node_type = 'task' and g.id = any(t.ancestors)) c
+          where g.run_id = new.run_id
+            and row(g.total, g.pending, g.running, g.completed, g.failed, g.skipped, g.cancelled,
+                    g.cost_total, g.cost_charged, g.cost_refundable)
+                is distinct from
+                row(c.total, c.pending, c.running, c.completed, c.failed, c.skipped, c.cancelled,
+                    c.cost_total, c.cost_charged, c.cost_refundable);
+          if bad is not null then
+            insert into test_invariant_violations (message) values (bad);
+          end if;
+          select string_agg(format('%s is %s before %s completed', t.key, t.state, p.key), '; ')
+            into bad
+          from public.jobs t
+          join public.job_edges e on e.job_id = t.id
+          join public.jobs p on p.id = e.depends_on_id
+          where t.run_id = new.run_id and t.state in ('ready', 'running', 'completed')
+            and p.state <> 'completed';
+          if bad is not null then
+            insert into test_invariant_violations (message) values (bad);
+          end if;
+          select string_agg(format('%s waits for %s, %s are unfinished', t.key, t.deps_remaining, u.n), '; ')
+            into bad
+          from public.jobs t
+          cross join lateral (
+            select count(*) as n from public.job_edges e join public.jobs p on p.id = e.depends_on_id
+            where e.job_id = t.id and p.state <> 'completed') u
+          where t.run_id = new.run_id and t.state = 'waiting' and (t.deps_remaining <> u.n or u.n = 0);
+          if bad is not null then
+            insert into test_invariant_violations (message) values (bad);
+          end if;
+          return null;
+        end
+        $fn$;
+        create constraint trigger test_check_run after insert on public.job_events
+          deferrable initially deferred for each row execute function test_check_run();
+        "#,
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+/// The violations recorded so far, and how many transactions were checked.
+pub async fn violations(pool: &PgPool) -> (Vec<String>, i64) {
+    let v: Vec<String> =
+        sqlx::query_scalar("select message from test_invariant_violations order by at")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    let checked: i64 = sqlx::query_scalar("select count(*) from test_checked")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    (v, checked)
+}

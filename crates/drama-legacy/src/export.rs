@@ -82,20 +82,19 @@ impl Exporter {
         let dramas = self.list_dramas().await.map_err(LegacyError::Target)?;
         let total = dramas.len();
         progress.start(total);
-        let mut results: Vec<(ExportedDrama, Option<IndexEntry>)> =
-            futures::stream::iter(dramas)
-                .map(|(owner, id)| async move {
-                    if stop.is_cancelled() {
-                        return None;
-                    }
-                    let done = self.export_one(owner, id).await;
-                    progress.step(&done.0.drama_id, done.0.outcome, done.0.reason.as_ref());
-                    Some(done)
-                })
-                .buffer_unordered(self.options.jobs)
-                .filter_map(|r| async move { r })
-                .collect()
-                .await;
+        let mut results: Vec<(ExportedDrama, Option<IndexEntry>)> = futures::stream::iter(dramas)
+            .map(|(owner, id)| async move {
+                if stop.is_cancelled() {
+                    return None;
+                }
+                let done = self.export_one(owner, id).await;
+                progress.step(&done.0.drama_id, done.0.outcome, done.0.reason.as_ref());
+                Some(done)
+            })
+            .buffer_unordered(self.options.jobs)
+            .filter_map(|r| async move { r })
+            .collect()
+            .await;
         results.sort_by(|a, b| a.0.drama_id.cmp(&b.0.drama_id));
         let reached = results.len();
         let interrupted = reached < total;

@@ -204,9 +204,8 @@ impl LegacyIndex {
         let Value::Object(top) = value else {
             return Err("not a JSON object".to_owned());
         };
-        let text = |m: &Map<String, Value>, k: &str| {
-            m.get(k).and_then(Value::as_str).map(str::to_owned)
-        };
+        let text =
+            |m: &Map<String, Value>, k: &str| m.get(k).and_then(Value::as_str).map(str::to_owned);
         let time = |m: &Map<String, Value>, k: &str| {
             m.get(k).and_then(Value::as_str).and_then(parse_timestamp)
         };
@@ -257,7 +256,10 @@ impl LegacyIndex {
             let mut entry = Map::new();
             entry.insert("id".to_owned(), Value::String(e.id.clone()));
             entry.insert("title".to_owned(), Value::String(e.title.clone()));
-            entry.insert("description".to_owned(), Value::String(e.description.clone()));
+            entry.insert(
+                "description".to_owned(),
+                Value::String(e.description.clone()),
+            );
             entry.insert("premise".to_owned(), Value::String(e.premise.clone()));
             entry.insert(
                 "url".to_owned(),
@@ -299,7 +301,10 @@ mod tests {
         let bytes = drama_file(&parsed.drama, owner).unwrap();
         let text = std::str::from_utf8(&bytes).unwrap();
         assert!(text.is_ascii());
-        assert!(text.starts_with("{\n  \"id\": \"corgi_musk_v5\",\n  \"title\""), "{text:.80}");
+        assert!(
+            text.starts_with("{\n  \"id\": \"corgi_musk_v5\",\n  \"title\""),
+            "{text:.80}"
+        );
         assert!(text.contains("\\u2014"), "non-ASCII is escaped");
         let keys: Vec<&str> = text
             .lines()
@@ -377,9 +382,14 @@ mod tests {
             index.dramas["b"].updated_at.unwrap().to_rfc3339(),
             "2025-01-02T01:04:05+00:00"
         );
-        let listed = LegacyIndex::parse(br#"{"dramas": [{"id": "x"}, {"title": "no id"}]}"#).unwrap();
+        let listed =
+            LegacyIndex::parse(br#"{"dramas": [{"id": "x"}, {"title": "no id"}]}"#).unwrap();
         assert_eq!(listed.dramas.keys().collect::<Vec<_>>(), ["x"]);
         assert!(LegacyIndex::parse(b"{}").unwrap_err().contains("dramas"));
-        assert!(LegacyIndex::parse(b"nope").unwrap_err().starts_with("not JSON"));
+        assert!(
+            LegacyIndex::parse(b"nope")
+                .unwrap_err()
+                .starts_with("not JSON")
+        );
     }
 }

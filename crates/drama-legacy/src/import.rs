@@ -465,7 +465,8 @@ impl Importer {
         let id = &file.drama.id;
         let overwrite = self.options.overwrite;
         // The record of an earlier import of this very file into this very drama and owner.
-        let imported_here = record.filter(|r| r.record.drama_id == *id && r.record.owner == file.owner);
+        let imported_here =
+            record.filter(|r| r.record.drama_id == *id && r.record.owner == file.owner);
         if let Some(r) = imported_here
             && r.record.source_hash == file.hash
             && !overwrite
@@ -508,7 +509,9 @@ impl Importer {
                 created_at: entry.and_then(|e| e.created_at).or(listed_at),
                 updated_at: entry.and_then(|e| e.updated_at).or(listed_at),
             };
-            return self.apply(file, write, objects, Outcome::Imported, report).await;
+            return self
+                .apply(file, write, objects, Outcome::Imported, report)
+                .await;
         };
         if state.owner != file.owner {
             return Err(report.done(
@@ -671,7 +674,9 @@ impl Importer {
                         ..
                     } => (
                         ReasonCode::Conflict,
-                        format!("the drama changed in the database during the import ({e}); run again"),
+                        format!(
+                            "the drama changed in the database during the import ({e}); run again"
+                        ),
                     ),
                     RepoError::NotFound {
                         entity: Entity::User,

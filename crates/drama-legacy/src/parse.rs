@@ -560,7 +560,10 @@ mod tests {
         let mut bad = base;
         bad["user_id"] = json!([1]);
         let e = parse(bad).unwrap_err();
-        assert!(e.to_string().starts_with("user_id: expected a user id"), "{e}");
+        assert!(
+            e.to_string().starts_with("user_id: expected a user id"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -571,12 +574,16 @@ mod tests {
         assert_eq!(e.to_string(), "expected a JSON object, found a list");
         let e = parse(json!({"id": "d", "title": "T", "description": "D"})).unwrap_err();
         assert_eq!(e.to_string(), "premise: missing field `premise`");
-        let e = parse(json!({"id": "d", "title": "T", "description": "D", "premise": "P",
-            "characters": [{"id": "c", "name": "N", "description": "X"}]}))
+        let e = parse(
+            json!({"id": "d", "title": "T", "description": "D", "premise": "P",
+            "characters": [{"id": "c", "name": "N", "description": "X"}]}),
+        )
         .unwrap_err();
         assert!(e.to_string().starts_with("characters[0].gender"), "{e}");
-        let e = parse(json!({"id": "d", "title": "T", "description": "D", "premise": "P",
-            "assets": [{"id": "a", "kind": "video", "prompt": "p", "duration": 7}]}))
+        let e = parse(
+            json!({"id": "d", "title": "T", "description": "D", "premise": "P",
+            "assets": [{"id": "a", "kind": "video", "prompt": "p", "duration": 7}]}),
+        )
         .unwrap_err();
         assert!(e.to_string().starts_with("assets[0].duration"), "{e}");
     }

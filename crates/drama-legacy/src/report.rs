@@ -256,7 +256,8 @@ pub struct ImportReport {
     pub users_created: Vec<UserId>,
     /// Files per outcome.
     pub counts: Counts,
-    /// How often each field took its default, across all dramas (`characters[].voice_description`).
+    /// How often each field took its default (`characters[].voice_description`), over every
+    /// file that parsed, whatever became of it.
     pub defaulted_fields: BTreeMap<String, usize>,
     /// Every file, in key order.
     pub dramas: Vec<DramaReport>,

@@ -241,8 +241,8 @@ impl OwnerMap {
     /// [`LegacyError::InvalidOption`] (`--owner-map`) naming the bad entry.
     pub fn parse(json: &[u8]) -> Result<Self, LegacyError> {
         let bad = |m: String| LegacyError::option("--owner-map", m);
-        let value: serde_json::Value = serde_json::from_slice(json)
-            .map_err(|e| bad(format!("not JSON: {e}")))?;
+        let value: serde_json::Value =
+            serde_json::from_slice(json).map_err(|e| bad(format!("not JSON: {e}")))?;
         let serde_json::Value::Object(entries) = value else {
             return Err(bad(
                 "expected a JSON object mapping old owner ids to user UUIDs".to_owned(),
@@ -297,12 +297,12 @@ mod tests {
         assert_eq!(root.index_key().unwrap().as_str(), "dramas/index.json");
         let nested = Layout::new("old/copy").unwrap();
         assert_eq!(nested.prefix(), "old/copy/");
-        assert_eq!(nested.drama_id_of("old/copy/dramas/d1/drama.json"), Some("d1"));
-        assert_eq!(nested.drama_id_of("dramas/d1/drama.json"), None);
         assert_eq!(
-            nested.dramas_prefix().unwrap().as_str(),
-            "old/copy/dramas/"
+            nested.drama_id_of("old/copy/dramas/d1/drama.json"),
+            Some("d1")
         );
+        assert_eq!(nested.drama_id_of("dramas/d1/drama.json"), None);
+        assert_eq!(nested.dramas_prefix().unwrap().as_str(), "old/copy/dramas/");
         assert!(Layout::new("../up").is_err());
         assert!(Layout::new("/abs").is_err());
     }
@@ -310,16 +310,19 @@ mod tests {
     #[test]
     fn bucket_urls_become_keys_and_others_stay_foreign() {
         let settings = AssetSettings::from_vars([
-            ("R2_ENDPOINT_URL".to_owned(), "http://127.0.0.1:9000/".to_owned()),
+            (
+                "R2_ENDPOINT_URL".to_owned(),
+                "http://127.0.0.1:9000/".to_owned(),
+            ),
             ("R2_BUCKET".to_owned(), "sfd".to_owned()),
-            ("R2_PUBLIC_URL".to_owned(), "https://cdn.example.com".to_owned()),
+            (
+                "R2_PUBLIC_URL".to_owned(),
+                "https://cdn.example.com".to_owned(),
+            ),
         ])
         .unwrap();
-        let urls = BucketUrls::for_store(
-            &settings,
-            &["https://pub-82a9.r2.dev/".to_owned()],
-        )
-        .unwrap();
+        let urls =
+            BucketUrls::for_store(&settings, &["https://pub-82a9.r2.dev/".to_owned()]).unwrap();
         assert_eq!(
             urls.bases(),
             [
@@ -350,7 +353,10 @@ mod tests {
             urls.target("https://cdn.example.com.evil.net/x.png"),
             UrlTarget::Foreign
         );
-        assert_eq!(urls.target("https://images.example.org/x.png"), UrlTarget::Foreign);
+        assert_eq!(
+            urls.target("https://images.example.org/x.png"),
+            UrlTarget::Foreign
+        );
         assert!(matches!(
             urls.target("https://cdn.example.com/a%20b/../x.png"),
             UrlTarget::BucketUnusable(_)

@@ -117,3 +117,51 @@ pub async fn violations(pool: &PgPool) -> (Vec<String>, i64) {
         .unwrap();
     (v, checked)
 }
+
+/// A migrated database of its own, for tests that cannot use `#[sqlx::test]`.
+pub struct TempDatabase {
+    pub pool: PgPool,
+    name: String,
+    admin: String,
+}
+
+impl TempDatabase {
+    pub async fn create() -> Self {
+        let admin = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for database tests");
+        let name = format!("jobs_tmp_{}", uuid::Uuid::new_v4().simple());
+        let admin_pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&admin)
+            .await
+            .unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("create database {name}")))
+            .execute(&admin_pool)
+            .await
+            .unwrap();
+        admin_pool.close().await;
+        let (without_db, _) = admin.rsplit_once('/').unwrap();
+        let pool = PgPoolOptions::new()
+            .max_connections(10)
+            .connect(&format!("{without_db}/{name}"))
+            .await
+            .unwrap();
+        drama_postgres::MIGRATOR.run(&pool).await.unwrap();
+        Self { pool, name, admin }
+    }
+
+    pub async fn drop(self) {
+        self.pool.close().await;
+        let admin_pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&self.admin)
+            .await
+            .unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "drop database {} with (force)",
+            self.name
+        )))
+        .execute(&admin_pool)
+        .await
+        .unwrap();
+    }
+}

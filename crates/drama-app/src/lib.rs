@@ -4,6 +4,7 @@ mod caller;
 mod dramas;
 mod error;
 mod library;
+pub mod pipeline;
 mod readiness;
 mod sweeper;
 

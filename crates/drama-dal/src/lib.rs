@@ -2,12 +2,16 @@
 
 pub mod api_key;
 mod error;
+pub mod generation;
 pub mod legacy;
 mod memory;
 mod page;
 mod repos;
 
 pub use error::{Entity, RepoError};
+pub use generation::{
+    Applied, DramaWrite, EntityUrl, GeneratedAsset, GenerationError, GenerationStore, Refund,
+};
 pub use legacy::{LegacyImportRepository, MemoryLegacyImports};
 pub use memory::MemoryStore;
 pub use page::{Cursor, MAX_PAGE_SIZE, Page, PageRequest};

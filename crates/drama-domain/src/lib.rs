@@ -10,7 +10,9 @@ mod user;
 mod validate;
 
 pub use error::{DomainError, FieldError};
-pub use ids::{AssetId, CharacterId, ClientIdError, DramaId, EpisodeId, SceneId, UserId};
+pub use ids::{
+    AssetId, CharacterId, ClientIdError, DramaId, EpisodeId, MAX_ID_LEN, SceneId, UserId,
+};
 pub use job::{JobStatus, JobType};
 pub use model::{
     Asset, AssetKind, AssetOwner, Character, Drama, DramaSummary, Episode,

@@ -128,7 +128,7 @@ fn summary_from_row(row: &PgRow) -> Result<DramaSummary, RepoError> {
     })
 }
 
-async fn read_complete(
+pub(crate) async fn read_complete(
     conn: &mut PgConnection,
     owner: UserId,
     id: &DramaId,
@@ -293,7 +293,7 @@ select (select count(*) from gone_assets) + (select count(*) from gone_scenes) \
      + (select count(*) from gone_episodes) + (select count(*) from gone_characters)";
 
 /// Upserts every child of `d` (parents before children), then deletes what is gone.
-async fn write_children(
+pub(crate) async fn write_children(
     conn: &mut PgConnection,
     d: &Drama,
     delete_gone: bool,
@@ -329,7 +329,7 @@ async fn write_children(
 
 /// Bumps the version of an owned drama, checking `expected`; the row stays locked until the
 /// transaction ends. Returns the new version.
-async fn bump_version(
+pub(crate) async fn bump_version(
     conn: &mut PgConnection,
     owner: UserId,
     id: &DramaId,

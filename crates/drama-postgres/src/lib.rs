@@ -4,6 +4,7 @@ mod api_keys;
 mod cache;
 mod dramas;
 mod error;
+mod generation;
 mod health;
 pub mod jobs;
 mod legacy;

@@ -1,0 +1,9 @@
+//! The generation pipeline: planning a drama into a job graph, the job handlers, and the use
+//! cases that start and follow runs.
+
+pub mod hash;
+pub mod normalize;
+pub mod plan;
+pub mod spec;
+
+pub use plan::{Models, Planned, Planner, Scope};

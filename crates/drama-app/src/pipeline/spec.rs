@@ -1,0 +1,173 @@
+//! The node kinds of the pipeline, their payloads, and how they appear to clients.
+
+use drama_dal::EntityUrl;
+use drama_domain::{CharacterId, EpisodeId, JobType, SceneId};
+use serde::{Deserialize, Serialize};
+
+/// Node and run kinds (stored with every job; never rename one that has been used).
+pub mod kind {
+    /// Run: write a drama from a premise (then portraits and cover).
+    pub const CREATE_DRAMA: &str = "create_drama";
+    /// Run: write an improved copy of a drama.
+    pub const IMPROVE_DRAMA: &str = "improve_drama";
+    /// Run and task: critique a drama.
+    pub const CRITIQUE_DRAMA: &str = "critique_drama";
+    /// Run: generate assets of a drama (all of it, or a scope).
+    pub const GENERATE: &str = "generate";
+    /// Task: the script model writes a drama.
+    pub const WRITE_DRAMA: &str = "write_drama";
+    /// Task: the script model writes an episode's scenes.
+    pub const WRITE_SCENES: &str = "write_scenes";
+    /// Task: a character portrait.
+    pub const PORTRAIT: &str = "portrait";
+    /// Task: a character audition video.
+    pub const AUDITION: &str = "audition";
+    /// Task: a scene storyboard.
+    pub const STORYBOARD: &str = "storyboard";
+    /// Task: a scene clip.
+    pub const CLIP: &str = "clip";
+    /// Task: the drama cover.
+    pub const COVER: &str = "cover";
+    /// Task: an episode's clips stitched into one video.
+    pub const STITCH: &str = "stitch";
+    /// Group: a character's or an episode's nodes.
+    pub const GROUP: &str = "group";
+}
+
+/// Resource classes (their concurrency limits hold across every worker process).
+pub mod class {
+    /// Language-model calls.
+    pub const SCRIPT: &str = "script";
+    /// Image generation.
+    pub const IMAGE: &str = "image";
+    /// Video generation.
+    pub const VIDEO: &str = "video";
+    /// ffmpeg.
+    pub const STITCH: &str = "stitch";
+}
+
+/// The wire type of a run or node kind (`JobStatusRecord.type`).
+pub fn job_type(kind: &str) -> JobType {
+    match kind {
+        kind::CREATE_DRAMA | kind::WRITE_DRAMA | kind::GENERATE => JobType::GenerateDrama,
+        kind::IMPROVE_DRAMA => JobType::ImproveDrama,
+        kind::CRITIQUE_DRAMA => JobType::CritiqueDrama,
+        kind::WRITE_SCENES => JobType::WriteScenes,
+        kind::AUDITION | kind::CLIP => JobType::GenerateVideo,
+        kind::STITCH => JobType::StitchVideo,
+        _ => JobType::GenerateImage,
+    }
+}
+
+/// The entity url a media task sets, in a form that survives a payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "entity", content = "id", rename_all = "snake_case")]
+pub enum UrlTarget {
+    /// Only the asset's url.
+    None,
+    /// The drama's cover url.
+    Drama,
+    /// A character's portrait url.
+    Character(CharacterId),
+    /// A scene's `image_url`.
+    SceneImage(SceneId),
+    /// A scene's `video_url`.
+    SceneVideo(SceneId),
+    /// An episode's `url`.
+    Episode(EpisodeId),
+}
+
+impl From<&UrlTarget> for EntityUrl {
+    fn from(t: &UrlTarget) -> Self {
+        match t {
+            UrlTarget::None => Self::None,
+            UrlTarget::Drama => Self::Drama,
+            UrlTarget::Character(c) => Self::Character(c.clone()),
+            UrlTarget::SceneImage(s) => Self::SceneImage(s.clone()),
+            UrlTarget::SceneVideo(s) => Self::SceneVideo(s.clone()),
+            UrlTarget::Episode(e) => Self::Episode(e.clone()),
+        }
+    }
+}
+
+/// Payload of an image or video task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MediaTask {
+    /// The drama.
+    pub drama: String,
+    /// The asset the result belongs to.
+    pub asset: String,
+    /// Content prompt (the provider adds the 9:16 framing).
+    pub prompt: String,
+    /// A short caption (the offline provider draws it).
+    pub label: String,
+    /// Assets whose objects are passed as reference images, in order.
+    pub references: Vec<String>,
+    /// Seconds, for videos.
+    pub duration: Option<i64>,
+    /// The entity url set with the asset's.
+    pub target: UrlTarget,
+}
+
+/// Payload of a scene-writing task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScenesTask {
+    /// The drama.
+    pub drama: String,
+    /// The episode whose scenes are written.
+    pub episode: String,
+    /// Script model name (`None`: the default).
+    pub model: Option<String>,
+    /// Characters whose portraits are generated in this run (their storyboards wait for them).
+    pub portraits_in_run: Vec<String>,
+    /// The episode's stitch node, which gains dependencies on the new clips.
+    pub stitch: Option<String>,
+    /// The parent group of the new nodes.
+    pub group: Option<String>,
+}
+
+/// Payload of a stitching task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StitchTask {
+    /// The drama.
+    pub drama: String,
+    /// The episode.
+    pub episode: String,
+    /// The episode-video asset that records the result.
+    pub asset: String,
+}
+
+/// Payload of a drama-writing task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DramaTask {
+    /// Id of the drama to write.
+    pub drama: String,
+    /// The premise (create) or the original's premise (improve).
+    pub premise: String,
+    /// Script model name.
+    pub model: Option<String>,
+    /// For an improvement: the drama improved, and the feedback.
+    pub improve: Option<ImproveSpec>,
+    /// Storage key of a reference image uploaded with the premise.
+    pub reference_key: Option<String>,
+    /// Its public url (kept in `metadata.reference_image_url`).
+    pub reference_url: Option<String>,
+}
+
+/// What an improvement starts from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImproveSpec {
+    /// The original drama.
+    pub original: String,
+    /// The feedback to apply.
+    pub feedback: String,
+}
+
+/// Payload of a critique task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CritiqueTask {
+    /// The drama.
+    pub drama: String,
+    /// Script model name.
+    pub model: Option<String>,
+}

@@ -1,0 +1,173 @@
+//! The writes of the generation pipeline that must commit together with a job transition.
+//!
+//! A handler that produced an asset must record it (the asset row, the entity's url, the
+//! drama's version) and complete its job in one transaction: either both happen or neither,
+//! and a worker that lost its lease (a zombie) changes nothing. Credits are debited in the
+//! same transaction as the jobs they pay for are created.
+
+use async_trait::async_trait;
+use drama_domain::{AssetId, CharacterId, Drama, DramaId, EpisodeId, Scene, SceneId, UserId};
+use drama_jobs::{Expansion, Fence, Graph, JobError, Submitted};
+use serde_json::Value;
+
+use crate::error::RepoError;
+use crate::repos::{AssetObject, Version};
+
+/// Which url field of the drama a generated asset also sets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntityUrl {
+    /// Only the asset's own `url`.
+    None,
+    /// `drama.url` (the cover).
+    Drama,
+    /// `characters[id].url` (the portrait).
+    Character(CharacterId),
+    /// `scenes[id].image_url` (the storyboard).
+    SceneImage(SceneId),
+    /// `scenes[id].video_url` (the clip).
+    SceneVideo(SceneId),
+    /// `episodes[id].url` (the stitched episode).
+    Episode(EpisodeId),
+}
+
+/// A generated object to record on an asset.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GeneratedAsset {
+    /// The asset the object belongs to.
+    pub asset_id: AssetId,
+    /// The url clients fetch it from.
+    pub url: String,
+    /// Where the bytes are and how they were made.
+    pub object: AssetObject,
+    /// The entity url set along with the asset's.
+    pub entity_url: EntityUrl,
+}
+
+/// What happened to a generated asset when its job completed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// Recorded; the drama is now at this version.
+    Recorded(Version),
+    /// The asset (or the whole drama) was deleted while the job ran: the job completed, and
+    /// the object was recorded as an orphan.
+    AssetGone,
+}
+
+/// How a written drama is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DramaWrite {
+    /// A new drama (its id must be free).
+    Create,
+    /// Replaces an existing drama of the owner.
+    Replace,
+}
+
+/// Failures of the combined writes.
+#[derive(Debug, thiserror::Error)]
+pub enum GenerationError {
+    /// The job's attempt lost its lease (it was retaken or already finished); nothing was
+    /// written.
+    #[error("the job's lease was lost; nothing was written")]
+    FenceLost,
+    /// A repository error (including `InsufficientTokens`, `AlreadyExists`, `NotFound`).
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    /// A job-engine error other than a lost fence.
+    #[error(transparent)]
+    Jobs(JobError),
+}
+
+impl From<JobError> for GenerationError {
+    fn from(e: JobError) -> Self {
+        match e {
+            JobError::FenceLost(_) => Self::FenceLost,
+            JobError::Unavailable(m) => Self::Repo(RepoError::Unavailable(m)),
+            other => Self::Jobs(other),
+        }
+    }
+}
+
+/// A credit returned to an owner when a run's failed, skipped or cancelled work is settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refund {
+    /// Who gets the tokens back.
+    pub owner: UserId,
+    /// How many (negative when resumed work completed after an earlier refund, in which case
+    /// that much was debited again).
+    pub amount: i64,
+}
+
+/// The pipeline's atomic writes. One method, one transaction.
+#[async_trait]
+pub trait GenerationStore: Send + Sync {
+    /// Debits `cost` tokens from `owner` (nothing when 0) and submits `graph`.
+    ///
+    /// # Errors
+    /// `InsufficientTokens` (nothing submitted); `Invalid` for a bad graph; `Unavailable`.
+    async fn submit_charged(
+        &self,
+        owner: UserId,
+        cost: i64,
+        graph: &Graph,
+    ) -> Result<Submitted, GenerationError>;
+
+    /// Records a generated asset (object, urls, version bump) and completes the job with
+    /// `result`. A deleted asset or drama does not fail the job: see [`Applied::AssetGone`].
+    ///
+    /// # Errors
+    /// `FenceLost` (nothing written); `Unavailable`.
+    async fn complete_asset(
+        &self,
+        fence: &Fence,
+        owner: UserId,
+        drama: &DramaId,
+        generated: &GeneratedAsset,
+        result: Value,
+    ) -> Result<Applied, GenerationError>;
+
+    /// Stores the scenes written for an episode (replacing its scenes), debits `expansion_cost`
+    /// and completes the job with `expansion`. When the owner cannot pay for the expansion,
+    /// the scenes are still stored and the job completes without it; the return value says
+    /// whether the expansion was added.
+    ///
+    /// # Errors
+    /// `FenceLost`; `NotFound` (drama or episode gone: nothing written); `Unavailable`.
+    #[allow(clippy::too_many_arguments)]
+    async fn complete_scenes(
+        &self,
+        fence: &Fence,
+        owner: UserId,
+        drama: &DramaId,
+        episode: &EpisodeId,
+        scenes: &[Scene],
+        expansion: Expansion,
+        expansion_cost: i64,
+        result: Value,
+    ) -> Result<bool, GenerationError>;
+
+    /// Stores a written drama, debits `expansion_cost` and completes the job with
+    /// `expansion` (the portraits and cover that follow). Without enough tokens for the
+    /// expansion, the drama is stored and the job completes without it.
+    ///
+    /// # Errors
+    /// `FenceLost`; `AlreadyExists` (create: the id was taken meanwhile; nothing written);
+    /// `Invalid`; `Unavailable`.
+    #[allow(clippy::too_many_arguments)]
+    async fn complete_drama(
+        &self,
+        fence: &Fence,
+        owner: UserId,
+        drama: &Drama,
+        write: DramaWrite,
+        expansion: Expansion,
+        expansion_cost: i64,
+        result: Value,
+    ) -> Result<bool, GenerationError>;
+
+    /// Credits the refunds of up to `limit` runs whose refundable cost changed, each in the
+    /// same transaction that records it as refunded (so a crash never refunds twice).
+    ///
+    /// # Errors
+    /// `Unavailable`.
+    async fn settle_refunds(&self, limit: u32) -> Result<Vec<Refund>, GenerationError>;
+}

@@ -1,0 +1,318 @@
+//! `GenerationStore` on PostgreSQL: each method is one transaction that writes domain rows,
+//! moves credits and transitions jobs together.
+
+use async_trait::async_trait;
+use drama_dal::{
+    Applied, DramaWrite, Entity, EntityUrl, GeneratedAsset, GenerationError, GenerationStore,
+    Refund, RepoError,
+};
+use drama_domain::{Drama, DramaId, EpisodeId, Scene, UserId};
+use drama_jobs::{Expansion, Fence, Graph, RunId, Submitted};
+use serde_json::Value;
+use sqlx::{PgConnection, Row as _};
+use uuid::Uuid;
+
+use crate::PgStore;
+use crate::dramas::{bump_version, read_complete, write_children};
+use crate::error::{db, map_err};
+use crate::jobs::{complete_in_tx, submit_in_tx, take_refund_in_tx};
+
+/// Takes `amount` tokens if the balance allows; `Ok(false)` when it does not.
+async fn try_debit(conn: &mut PgConnection, owner: UserId, amount: i64) -> Result<bool, RepoError> {
+    if amount <= 0 {
+        return Ok(true);
+    }
+    let debited: Option<i64> = sqlx::query_scalar(
+        "update public.users set tokens = tokens - $2 where id = $1 and tokens >= $2 \
+         returning tokens",
+    )
+    .bind(owner.0)
+    .bind(amount)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db)?;
+    Ok(debited.is_some())
+}
+
+async fn balance(conn: &mut PgConnection, owner: UserId) -> Result<i64, RepoError> {
+    sqlx::query_scalar("select tokens from public.users where id = $1")
+        .bind(owner.0)
+        .fetch_optional(conn)
+        .await
+        .map_err(db)?
+        .ok_or_else(|| RepoError::not_found(Entity::User, owner))
+}
+
+fn with_applied(mut result: Value, applied: bool) -> Value {
+    if let Value::Object(map) = &mut result {
+        map.insert("applied".to_owned(), Value::Bool(applied));
+    }
+    result
+}
+
+/// Sets the entity url that goes with a generated asset.
+async fn set_entity_url(
+    conn: &mut PgConnection,
+    drama: &DramaId,
+    target: &EntityUrl,
+    url: &str,
+) -> Result<(), RepoError> {
+    let (sql, id): (&'static str, Option<&str>) = match target {
+        EntityUrl::None => return Ok(()),
+        EntityUrl::Drama => (
+            "update public.dramas set url = $3 where id = $1 and $2::text is null",
+            None,
+        ),
+        EntityUrl::Character(c) => (
+            "update public.characters set url = $3 where drama_id = $1 and id = $2",
+            Some(c.as_str()),
+        ),
+        EntityUrl::SceneImage(s) => (
+            "update public.scenes set image_url = $3 where drama_id = $1 and id = $2",
+            Some(s.as_str()),
+        ),
+        EntityUrl::SceneVideo(s) => (
+            "update public.scenes set video_url = $3 where drama_id = $1 and id = $2",
+            Some(s.as_str()),
+        ),
+        EntityUrl::Episode(e) => (
+            "update public.episodes set url = $3 where drama_id = $1 and id = $2",
+            Some(e.as_str()),
+        ),
+    };
+    sqlx::query(sql)
+        .bind(drama.as_str())
+        .bind(id)
+        .bind(url)
+        .execute(conn)
+        .await
+        .map_err(db)?;
+    Ok(())
+}
+
+impl PgStore {
+    /// Debits the expansion's cost when the owner can pay; returns whether it was paid.
+    async fn pay_for_expansion(
+        conn: &mut PgConnection,
+        owner: UserId,
+        expansion: &Expansion,
+        cost: i64,
+    ) -> Result<bool, RepoError> {
+        if expansion.is_empty() {
+            return Ok(false);
+        }
+        try_debit(conn, owner, cost).await
+    }
+}
+
+#[async_trait]
+impl GenerationStore for PgStore {
+    #[tracing::instrument(skip_all, fields(user.id = %owner, cost, nodes = graph.nodes.len()))]
+    async fn submit_charged(
+        &self,
+        owner: UserId,
+        cost: i64,
+        graph: &Graph,
+    ) -> Result<Submitted, GenerationError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        if !try_debit(&mut tx, owner, cost).await? {
+            return Err(RepoError::InsufficientTokens {
+                balance: balance(&mut tx, owner).await?,
+                needed: cost,
+            }
+            .into());
+        }
+        let submitted = submit_in_tx(&mut tx, graph).await?;
+        if !submitted.created && cost > 0 {
+            // The idempotency key matched an existing run: it was paid for already.
+            tx.rollback().await.map_err(db)?;
+            return Ok(submitted);
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(submitted)
+    }
+
+    #[tracing::instrument(skip_all, fields(drama.id = %drama, asset.id = %generated.asset_id))]
+    async fn complete_asset(
+        &self,
+        fence: &Fence,
+        owner: UserId,
+        drama: &DramaId,
+        generated: &GeneratedAsset,
+        result: Value,
+    ) -> Result<Applied, GenerationError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let o = &generated.object;
+        let updated = sqlx::query(
+            "update public.assets a set url = $4, storage_key = $5, content_type = $6, \
+                 size_bytes = $7, checksum = $8, input_hash = $9, usage = $10 \
+             from public.dramas d \
+             where a.drama_id = $1 and a.id = $2 and d.id = a.drama_id and d.owner_id = $3",
+        )
+        .bind(drama.as_str())
+        .bind(generated.asset_id.as_str())
+        .bind(owner.0)
+        .bind(&generated.url)
+        .bind(&o.storage_key)
+        .bind(&o.content_type)
+        .bind(o.size_bytes)
+        .bind(&o.checksum)
+        .bind(&o.input_hash)
+        .bind(&o.usage)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| map_err(e, Entity::Asset, generated.asset_id.as_str()))?;
+        let applied = if updated.rows_affected() == 0 {
+            sqlx::query(
+                "insert into public.orphaned_objects (storage_key, reason) values ($1, $2) \
+                 on conflict (storage_key) do nothing",
+            )
+            .bind(&o.storage_key)
+            .bind(format!(
+                "asset {drama}/{} deleted during generation",
+                generated.asset_id
+            ))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            Applied::AssetGone
+        } else {
+            set_entity_url(&mut tx, drama, &generated.entity_url, &generated.url).await?;
+            Applied::Recorded(bump_version(&mut tx, owner, drama, None).await?)
+        };
+        complete_in_tx(
+            &mut tx,
+            fence,
+            with_applied(result, applied != Applied::AssetGone),
+            None,
+        )
+        .await?;
+        tx.commit().await.map_err(db)?;
+        Ok(applied)
+    }
+
+    #[tracing::instrument(skip_all, fields(drama.id = %drama, episode.id = %episode))]
+    async fn complete_scenes(
+        &self,
+        fence: &Fence,
+        owner: UserId,
+        drama: &DramaId,
+        episode: &EpisodeId,
+        scenes: &[Scene],
+        expansion: Expansion,
+        expansion_cost: i64,
+        result: Value,
+    ) -> Result<bool, GenerationError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut stored = read_complete(&mut tx, owner, drama).await?;
+        let ep = stored
+            .drama
+            .episodes
+            .iter_mut()
+            .find(|e| &e.id == episode)
+            .ok_or_else(|| RepoError::not_found(Entity::Episode, episode))?;
+        ep.scenes = scenes.to_vec();
+        stored.drama.validate().map_err(RepoError::from)?;
+        bump_version(&mut tx, owner, drama, None).await?;
+        write_children(&mut tx, &stored.drama, true).await?;
+        let paid = Self::pay_for_expansion(&mut tx, owner, &expansion, expansion_cost).await?;
+        let result = with_applied(result, paid);
+        complete_in_tx(&mut tx, fence, result, paid.then_some(expansion)).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(paid)
+    }
+
+    #[tracing::instrument(skip_all, fields(drama.id = %drama.id))]
+    async fn complete_drama(
+        &self,
+        fence: &Fence,
+        owner: UserId,
+        drama: &Drama,
+        write: DramaWrite,
+        expansion: Expansion,
+        expansion_cost: i64,
+        result: Value,
+    ) -> Result<bool, GenerationError> {
+        drama.validate().map_err(RepoError::from)?;
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        match write {
+            DramaWrite::Create => {
+                sqlx::query(
+                    "insert into public.dramas (id, owner_id, title, description, premise, url, \
+                         metadata) values ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(drama.id.as_str())
+                .bind(owner.0)
+                .bind(&drama.title)
+                .bind(&drama.description)
+                .bind(&drama.premise)
+                .bind(&drama.url)
+                .bind(&drama.metadata)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| map_err(e, Entity::Drama, drama.id.as_str()))?;
+                write_children(&mut tx, drama, false).await?;
+            }
+            DramaWrite::Replace => {
+                bump_version(&mut tx, owner, &drama.id, None).await?;
+                sqlx::query(
+                    "update public.dramas set title = $2, description = $3, premise = $4, \
+                         url = $5, metadata = $6 where id = $1",
+                )
+                .bind(drama.id.as_str())
+                .bind(&drama.title)
+                .bind(&drama.description)
+                .bind(&drama.premise)
+                .bind(&drama.url)
+                .bind(&drama.metadata)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                write_children(&mut tx, drama, true).await?;
+            }
+        }
+        let paid = Self::pay_for_expansion(&mut tx, owner, &expansion, expansion_cost).await?;
+        let result = with_applied(result, paid);
+        complete_in_tx(&mut tx, fence, result, paid.then_some(expansion)).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(paid)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn settle_refunds(&self, limit: u32) -> Result<Vec<Refund>, GenerationError> {
+        let due = sqlx::query(
+            "select g.run_id, j.owner_id from public.job_groups g \
+             join public.jobs j on j.id = g.run_id \
+             where g.id = g.run_id and g.cost_refundable <> g.cost_refunded \
+             limit $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let mut refunds = Vec::new();
+        for row in due {
+            let run: RunId = drama_jobs::JobId(row.try_get::<Uuid, _>("run_id").map_err(db)?);
+            let owner = UserId(row.try_get("owner_id").map_err(db)?);
+            let mut tx = self.pool.begin().await.map_err(db)?;
+            let amount = take_refund_in_tx(&mut tx, run).await?;
+            if amount != 0 {
+                // A negative amount (resumed work completed after a refund) may take the
+                // balance below what it was, never below zero.
+                sqlx::query(
+                    "update public.users set tokens = greatest(tokens + $2, 0) where id = $1",
+                )
+                .bind(owner.0)
+                .bind(amount)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            }
+            tx.commit().await.map_err(db)?;
+            if amount != 0 {
+                refunds.push(Refund { owner, amount });
+            }
+        }
+        Ok(refunds)
+    }
+}

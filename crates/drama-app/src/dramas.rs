@@ -163,8 +163,9 @@ impl App {
     }
 
     /// Deletes a drama, its rows and its stored objects. The rows go first, in one
-    /// transaction that also records every object key as an orphan; then the objects are
-    /// deleted. If the bucket is unreachable now, the sweeper deletes them later.
+    /// transaction that also records every object key as an orphan; then everything under
+    /// the drama's key prefix is deleted. If the bucket is unreachable now, the sweeper
+    /// deletes the recorded objects later.
     ///
     /// # Errors
     /// `NotFound`; `Unavailable` (database).
@@ -181,7 +182,6 @@ impl App {
             }
             Err(e) => tracing::warn!(error = %e, "no object prefix for the drama"),
         }
-        self.sweep_orphans(100).await;
         Ok(())
     }
 }

@@ -6,12 +6,16 @@ use drama_assets::ObjectKey;
 
 use crate::App;
 
+/// How long a recorded orphan waits before it is swept: longer than any generation takes
+/// between recording its object's key and attaching the object.
+pub const ORPHAN_GRACE: Duration = Duration::from_secs(3600);
+
 impl App {
     /// Claims up to `limit` orphaned keys and deletes their objects. Keys whose deletion
     /// fails are recorded again for a later sweep. Returns how many objects were deleted.
     #[tracing::instrument(skip_all)]
     pub async fn sweep_orphans(&self, limit: u32) -> usize {
-        let keys = match self.store.claim_orphans(limit).await {
+        let keys = match self.store.claim_orphans(limit, ORPHAN_GRACE).await {
             Ok(keys) => keys,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot claim orphaned objects");

@@ -701,10 +701,16 @@ impl OrphanRepository for MemoryStore {
         Ok(())
     }
 
-    async fn claim_orphans(&self, limit: u32) -> Result<Vec<String>, RepoError> {
+    async fn claim_orphans(
+        &self,
+        limit: u32,
+        min_age: std::time::Duration,
+    ) -> Result<Vec<String>, RepoError> {
         if limit == 0 {
             return Err(RepoError::invalid("limit", "must be positive"));
         }
+        let cutoff =
+            Utc::now() - chrono::Duration::from_std(min_age).unwrap_or(chrono::Duration::MAX);
         let mut s = self.lock();
         let referenced: std::collections::HashSet<&String> = s
             .objects
@@ -714,7 +720,7 @@ impl OrphanRepository for MemoryStore {
         let mut claimable: Vec<(DateTime<Utc>, String)> = s
             .orphans
             .iter()
-            .filter(|(k, _)| !referenced.contains(k))
+            .filter(|(k, at)| !referenced.contains(k) && **at <= cutoff)
             .map(|(k, at)| (*at, k.clone()))
             .collect();
         claimable.sort();

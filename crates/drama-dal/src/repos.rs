@@ -345,13 +345,19 @@ pub trait OrphanRepository: Send + Sync {
     /// `Unavailable`.
     async fn record_orphans(&self, keys: &[String], reason: &str) -> Result<(), RepoError>;
 
-    /// Removes up to `limit` recorded keys, oldest first, that no asset refers to, and
-    /// returns them: the caller now owns deleting those objects (and records them again if
-    /// that fails).
+    /// Removes up to `limit` recorded keys, oldest first, that no asset refers to and that
+    /// were recorded at least `min_age` ago, and returns them: the caller now owns deleting
+    /// those objects (and records them again if that fails). The age lets a writer record a
+    /// key *before* it writes the object, so a crash between the two never leaks it, without
+    /// the sweeper deleting an object that is about to be attached.
     ///
     /// # Errors
     /// `Invalid` for a zero limit; `Unavailable`.
-    async fn claim_orphans(&self, limit: u32) -> Result<Vec<String>, RepoError>;
+    async fn claim_orphans(
+        &self,
+        limit: u32,
+        min_age: std::time::Duration,
+    ) -> Result<Vec<String>, RepoError>;
 }
 
 /// Every repository at once: what the server wires and the conformance suite exercises.

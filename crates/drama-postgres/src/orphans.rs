@@ -24,7 +24,11 @@ impl OrphanRepository for PgStore {
     }
 
     #[tracing::instrument(skip_all, fields(limit))]
-    async fn claim_orphans(&self, limit: u32) -> Result<Vec<String>, RepoError> {
+    async fn claim_orphans(
+        &self,
+        limit: u32,
+        min_age: std::time::Duration,
+    ) -> Result<Vec<String>, RepoError> {
         if limit == 0 {
             return Err(RepoError::invalid("limit", "must be positive"));
         }
@@ -33,10 +37,12 @@ impl OrphanRepository for PgStore {
             "delete from public.orphaned_objects where storage_key in ( \
                  select o.storage_key from public.orphaned_objects o \
                  where not exists (select 1 from public.assets a where a.storage_key = o.storage_key) \
+                   and o.recorded_at <= now() - make_interval(secs => $2) \
                  order by o.recorded_at, o.storage_key limit $1 for update skip locked) \
              returning storage_key",
         )
         .bind(i64::from(limit))
+        .bind(min_age.as_secs_f64())
         .fetch_all(&self.pool)
         .await
         .map_err(db)

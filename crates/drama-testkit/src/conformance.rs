@@ -1011,7 +1011,13 @@ pub async fn dropped_objects_become_orphans_claimed_once(store: Arc<dyn Store>) 
             .await
             .unwrap();
     }
-    assert!(store.claim_orphans(10).await.unwrap().is_empty());
+    assert!(
+        store
+            .claim_orphans(10, std::time::Duration::ZERO)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // Regenerating asset 0 under a new key orphans the old one.
     store
@@ -1022,11 +1028,18 @@ pub async fn dropped_objects_become_orphans_claimed_once(store: Arc<dyn Store>) 
     let mut smaller = store.get_complete(owner, &d.id).await.unwrap().drama;
     smaller.episodes[0].scenes.remove(1);
     store.save_complete(owner, &smaller, None).await.unwrap();
-    let mut claimed = store.claim_orphans(10).await.unwrap();
+    let mut claimed = store
+        .claim_orphans(10, std::time::Duration::ZERO)
+        .await
+        .unwrap();
     claimed.sort();
     assert_eq!(claimed, ["k/0", "k/1"]);
     assert!(
-        store.claim_orphans(10).await.unwrap().is_empty(),
+        store
+            .claim_orphans(10, std::time::Duration::ZERO)
+            .await
+            .unwrap()
+            .is_empty(),
         "claimed once"
     );
 
@@ -1035,18 +1048,46 @@ pub async fn dropped_objects_become_orphans_claimed_once(store: Arc<dyn Store>) 
         .record_orphans(&["k/2".to_owned(), "k/9".to_owned()], "test")
         .await
         .unwrap();
-    assert_eq!(store.claim_orphans(10).await.unwrap(), ["k/9"]);
+    assert_eq!(
+        store
+            .claim_orphans(10, std::time::Duration::ZERO)
+            .await
+            .unwrap(),
+        ["k/9"]
+    );
 
     // Deleting the drama orphans everything it still referenced.
     let mut keys = store.delete(owner, &d.id).await.unwrap();
     keys.sort();
     assert_eq!(keys, ["k/0b", "k/2"]);
-    let mut claimed = store.claim_orphans(1).await.unwrap();
-    claimed.extend(store.claim_orphans(5).await.unwrap());
+    let mut claimed = store
+        .claim_orphans(1, std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    claimed.extend(
+        store
+            .claim_orphans(5, std::time::Duration::ZERO)
+            .await
+            .unwrap(),
+    );
     claimed.sort();
     assert_eq!(claimed, ["k/0b", "k/2"]);
     assert!(matches!(
-        store.claim_orphans(0).await,
+        store.claim_orphans(0, std::time::Duration::ZERO).await,
         Err(RepoError::Invalid(_))
     ));
+    // Young orphans wait: a writer records a key just before it writes the object.
+    store
+        .record_orphans(&["k/young".to_owned()], "test")
+        .await
+        .unwrap();
+    let hour = std::time::Duration::from_secs(3600);
+    assert!(store.claim_orphans(10, hour).await.unwrap().is_empty());
+    assert_eq!(
+        store
+            .claim_orphans(10, std::time::Duration::ZERO)
+            .await
+            .unwrap(),
+        ["k/young"]
+    );
 }

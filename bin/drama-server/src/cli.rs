@@ -25,6 +25,10 @@ pub(crate) enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Import the old server's dramas (`dramas/*/drama.json` in the bucket) into PostgreSQL.
+    ImportR2(crate::legacy::ImportArgs),
+    /// Write PostgreSQL's dramas back to the bucket in the old layout (rollback).
+    ExportR2(crate::legacy::ExportArgs),
 }
 
 #[derive(Debug, clap::Args)]

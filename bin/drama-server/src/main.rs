@@ -3,6 +3,7 @@
 mod check;
 mod cli;
 mod keys;
+mod legacy;
 mod serve;
 mod settings;
 mod telemetry;
@@ -54,6 +55,8 @@ async fn run(command: Command, settings: settings::Settings) -> anyhow::Result<E
         Command::Check => check::check(&settings).await,
         Command::Serve(args) => serve::serve(settings, args).await,
         Command::Keys(command) => keys::run(&settings, command).await,
+        Command::ImportR2(args) => legacy::import(&settings, args).await,
+        Command::ExportR2(args) => legacy::export(&settings, args).await,
     }
 }
 

@@ -232,7 +232,7 @@ impl Exporter {
                 (done, Some(entry))
             }
             Err(reason) => {
-                tracing::warn!(reason = reason.message, "export failed");
+                tracing::debug!(reason = reason.message, "export failed");
                 done.reason = Some(reason);
                 (done, None)
             }

@@ -328,7 +328,8 @@ impl Importer {
             Ok(report) | Err(report) => report,
         };
         if report.outcome == Outcome::Failed {
-            tracing::warn!(
+            // The report carries every failure; the log line is for tracing one file.
+            tracing::debug!(
                 source = report.source_key,
                 reason = report.reason.as_ref().map(|r| r.message.as_str()),
                 "import failed"

@@ -461,9 +461,7 @@ impl LegacyImportRepository for PgStore {
             .bind(version)
             .fetch_one(&mut *tx)
             .await
-            .map_err(|e| {
-                map_err(e, Entity::Drama, import.drama.id.as_str())
-            })?;
+            .map_err(|e| map_err(e, Entity::Drama, import.drama.id.as_str()))?;
         tx.commit().await.map_err(db)?;
         Ok(ImportRecord {
             source_key: import.source_key.clone(),

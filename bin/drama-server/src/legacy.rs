@@ -1,0 +1,455 @@
+//! `import-r2` and `export-r2`: the data migration from the old server's bucket, and back
+//! (runbook: `docs/MIGRATION.md`).
+//!
+//! The old bucket is the configured asset store (`R2_*`, or any S3 endpoint through
+//! `R2_ENDPOINT_URL`): binaries stay where they are, and the storage records the import writes
+//! name keys of the bucket the server serves from.
+
+use std::fmt::Write as _;
+use std::io::{IsTerminal as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use drama_domain::UserId;
+use drama_legacy::{
+    BucketUrls, CancellationToken, ExportOptions, ExportReport, Exporter, ImportOptions,
+    ImportReport, Importer, Layout, OwnerMap, Progress, Reason, Repositories,
+};
+use drama_postgres::PgStore;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use crate::serve::{Backend, backend};
+use crate::settings::Settings;
+
+/// Exit status of a run stopped by Ctrl-C (128 + SIGINT), as shells report it.
+const INTERRUPTED: u8 = 130;
+
+/// `import-r2` options.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ImportArgs {
+    /// Key prefix under which the old layout (`dramas/…`) sits in the bucket.
+    #[arg(long, default_value = "")]
+    pub(crate) prefix: String,
+    /// The user that the old default owner `10000` becomes; created if missing.
+    #[arg(long)]
+    pub(crate) owner: Option<UserId>,
+    /// JSON file mapping other old owner ids to user UUIDs (`{"alice": "<uuid>"}`); the users
+    /// are created if missing.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) owner_map: Option<PathBuf>,
+    /// Another URL base that points into the bucket (repeatable), e.g. the old server's
+    /// `https://pub-….r2.dev` when `R2_PUBLIC_URL` is now a custom domain.
+    #[arg(long = "bucket-url", value_name = "URL")]
+    pub(crate) bucket_urls: Vec<String>,
+    /// Read and check everything, write nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// Replace dramas edited (or recreate dramas deleted) in the database since their import.
+    #[arg(long)]
+    pub(crate) overwrite: bool,
+    /// Dramas imported at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub(crate) jobs: u16,
+    /// Write the full report as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) report: Option<PathBuf>,
+}
+
+/// `export-r2` options.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ExportArgs {
+    /// Key prefix under which to write the old layout (`dramas/…`).
+    #[arg(long, default_value = "")]
+    pub(crate) prefix: String,
+    /// Read and serialise everything, write nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// Dramas exported at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub(crate) jobs: u16,
+    /// Write the full report as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) report: Option<PathBuf>,
+}
+
+/// The database and the bucket, with a pool large enough for `jobs` concurrent dramas.
+async fn connect(
+    settings: &Settings,
+    jobs: u16,
+) -> anyhow::Result<(Repositories, Arc<dyn drama_assets::AssetStore>)> {
+    if settings.database.url.trim().is_empty() {
+        anyhow::bail!(
+            "the legacy migration works on PostgreSQL: set DATABASE_URL (the embedded in-memory \
+             mode keeps nothing)"
+        );
+    }
+    // Checks the connection and that the schema is current.
+    let Backend::Postgres(_) = backend(settings, false).await? else {
+        anyhow::bail!("the legacy migration needs PostgreSQL");
+    };
+    let mut database = settings.database.clone();
+    database.max_connections = database.max_connections.max(u32::from(jobs) + 2);
+    let store = Arc::new(PgStore::new(database.pool()?));
+    let bucket = drama_assets::open_store(&settings.assets)
+        .await
+        .context("opening the bucket (R2_* / ASSETS_* settings)")?;
+    Ok((Repositories::of(store), bucket))
+}
+
+/// Cancels `stop` on the first Ctrl-C (dramas in progress finish); exits on the second.
+fn stop_on_ctrl_c(stop: &CancellationToken) {
+    let stop = stop.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_err() {
+            return;
+        }
+        tracing::warn!("interrupted: finishing the dramas in progress (Ctrl-C again to abort)");
+        stop.cancel();
+        if tokio::signal::ctrl_c().await.is_ok() {
+            std::process::exit(i32::from(INTERRUPTED));
+        }
+    });
+}
+
+pub(crate) async fn import(settings: &Settings, args: ImportArgs) -> anyhow::Result<ExitCode> {
+    let mut owners = match &args.owner_map {
+        Some(path) => {
+            let bytes = std::fs::read(path)
+                .with_context(|| format!("reading the owner map {}", path.display()))?;
+            OwnerMap::parse(&bytes)?
+        }
+        None => OwnerMap::default(),
+    };
+    if let Some(owner) = args.owner {
+        owners = owners.with_default_owner(owner);
+    }
+    let layout = Layout::new(&args.prefix)?;
+    let bucket_urls = BucketUrls::for_store(&settings.assets, &args.bucket_urls)?;
+    let (repos, bucket) = connect(settings, args.jobs).await?;
+    let options = ImportOptions {
+        layout,
+        owners,
+        bucket_urls,
+        dry_run: args.dry_run,
+        overwrite: args.overwrite,
+        jobs: usize::from(args.jobs),
+    };
+    let stop = CancellationToken::new();
+    stop_on_ctrl_c(&stop);
+    let progress = Meter::new("import");
+    let report = Importer::new(bucket, repos, options)?
+        .run(&progress, &stop)
+        .await?;
+    progress.finish();
+    if let Some(path) = &args.report {
+        write_json(path, &report)?;
+    }
+    print(&import_summary(&report, args.report.as_deref()))?;
+    Ok(if report.interrupted {
+        ExitCode::from(INTERRUPTED)
+    } else if report.is_failure() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+pub(crate) async fn export(settings: &Settings, args: ExportArgs) -> anyhow::Result<ExitCode> {
+    let layout = Layout::new(&args.prefix)?;
+    let (repos, bucket) = connect(settings, args.jobs).await?;
+    let options = ExportOptions {
+        layout,
+        dry_run: args.dry_run,
+        jobs: usize::from(args.jobs),
+    };
+    let stop = CancellationToken::new();
+    stop_on_ctrl_c(&stop);
+    let progress = Meter::new("export");
+    let report = Exporter::new(bucket, repos, options)?
+        .run(&progress, &stop)
+        .await?;
+    progress.finish();
+    if let Some(path) = &args.report {
+        write_json(path, &report)?;
+    }
+    print(&export_summary(&report, args.report.as_deref()))?;
+    Ok(if report.interrupted {
+        ExitCode::from(INTERRUPTED)
+    } else if report.is_failure() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Writes `value` as pretty JSON, through a temporary file so a reader never sees half of it.
+fn write_json<T: Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
+    let json = serde_json::to_vec_pretty(value).context("serialising the report")?;
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, json).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+fn print(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+fn import_summary(r: &ImportReport, report_file: Option<&Path>) -> String {
+    let mut s = String::new();
+    let c = &r.counts;
+    if r.dry_run {
+        let _ = writeln!(
+            s,
+            "DRY RUN: nothing was written; counts say what a run would do."
+        );
+    }
+    let _ = writeln!(
+        s,
+        "import-r2: {} files under {}dramas/ (index {}, {} entries; {} files listed, {} not in \
+         the index)",
+        c.total,
+        r.source.prefix,
+        r.source.index,
+        r.source.index_entries,
+        r.source.files_listed,
+        r.source.not_in_index
+    );
+    let _ = writeln!(
+        s,
+        "  imported {}, updated {}, unchanged {}, skipped {}, failed {}, not started {}",
+        c.imported, c.updated, c.unchanged, c.skipped, c.failed, c.not_started
+    );
+    let _ = writeln!(
+        s,
+        "  {:.1} s, {:.1} dramas/s",
+        r.elapsed_seconds, r.dramas_per_second
+    );
+    for user in &r.users_created {
+        let verb = if r.dry_run { "would create" } else { "created" };
+        let _ = writeln!(s, "  {verb} user {user}");
+    }
+    if !r.defaulted_fields.is_empty() {
+        let _ = writeln!(s, "  fields that took their default (times):");
+        for (field, n) in &r.defaulted_fields {
+            let _ = writeln!(s, "    {field}: {n}");
+        }
+    }
+    for (title, outcome) in [
+        ("skipped", drama_legacy::Outcome::Skipped),
+        ("failed", drama_legacy::Outcome::Failed),
+    ] {
+        let items: Vec<_> = r.dramas.iter().filter(|d| d.outcome == outcome).collect();
+        if items.is_empty() {
+            continue;
+        }
+        let _ = writeln!(s, "  {title}:");
+        for d in items {
+            let why = d
+                .reason
+                .as_ref()
+                .map(|r| format!("{}: {}", code(r), r.message))
+                .unwrap_or_default();
+            let _ = writeln!(s, "    {}: {why}", d.source_key);
+        }
+    }
+    if r.interrupted {
+        let _ = writeln!(
+            s,
+            "  interrupted: run the same command again to continue where it stopped"
+        );
+    }
+    if let Some(path) = report_file {
+        let _ = writeln!(s, "  report: {}", path.display());
+    }
+    s
+}
+
+fn export_summary(r: &ExportReport, report_file: Option<&Path>) -> String {
+    let mut s = String::new();
+    if r.dry_run {
+        let _ = writeln!(s, "DRY RUN: nothing was written.");
+    }
+    let _ = writeln!(
+        s,
+        "export-r2: {} dramas to {}dramas/: exported {}, failed {}, not started {}",
+        r.total, r.prefix, r.exported, r.failed, r.not_started
+    );
+    let _ = writeln!(
+        s,
+        "  {:.1} s, {:.1} dramas/s",
+        r.elapsed_seconds, r.dramas_per_second
+    );
+    let _ = writeln!(
+        s,
+        "  index: {}",
+        if r.index_written {
+            format!("rewritten with {} entries", r.index_entries)
+        } else {
+            "left as it was".to_owned()
+        }
+    );
+    if !r.stale_files.is_empty() {
+        let _ = writeln!(
+            s,
+            "  {} drama file(s) in the bucket for dramas the database does not have (left in \
+             place, not in the index):",
+            r.stale_files.len()
+        );
+        for key in &r.stale_files {
+            let _ = writeln!(s, "    {key}");
+        }
+    }
+    for d in r.dramas.iter().filter(|d| d.reason.is_some()) {
+        if let Some(reason) = &d.reason {
+            let _ = writeln!(
+                s,
+                "  failed {}: {}: {}",
+                d.key,
+                code(reason),
+                reason.message
+            );
+        }
+    }
+    if r.interrupted {
+        let _ = writeln!(s, "  interrupted: run the same command again");
+    }
+    if let Some(path) = report_file {
+        let _ = writeln!(s, "  report: {}", path.display());
+    }
+    s
+}
+
+fn code(reason: &Reason) -> String {
+    serde_json::to_value(reason.code)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// Progress on stderr: a bar with counts and rate on a terminal, plain lines otherwise.
+struct Meter {
+    what: &'static str,
+    bar: Option<ProgressBar>,
+    state: Mutex<MeterState>,
+}
+
+struct MeterState {
+    total: usize,
+    done: usize,
+    by_outcome: std::collections::BTreeMap<String, usize>,
+    started: Instant,
+    last_line: Instant,
+}
+
+impl Meter {
+    fn new(what: &'static str) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(0);
+            if let Ok(style) = ProgressStyle::with_template(
+                "{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} {per_sec} eta {eta} {msg}",
+            ) {
+                bar.set_style(style);
+            }
+            bar.set_prefix(what);
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        });
+        Self {
+            what,
+            bar,
+            state: Mutex::new(MeterState {
+                total: 0,
+                done: 0,
+                by_outcome: std::collections::BTreeMap::new(),
+                started: Instant::now(),
+                last_line: Instant::now(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, MeterState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+
+    #[allow(clippy::print_stderr)]
+    fn line(&self, text: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(text),
+            None => eprintln!("{text}"),
+        }
+    }
+}
+
+fn counts_text(by_outcome: &std::collections::BTreeMap<String, usize>) -> String {
+    by_outcome
+        .iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Progress for Meter {
+    fn start(&self, total: usize) {
+        let mut state = self.lock();
+        state.total = total;
+        state.started = Instant::now();
+        drop(state);
+        match &self.bar {
+            Some(bar) => bar.set_length(total as u64),
+            None => self.line(&format!("{}: {total} to do", self.what)),
+        }
+    }
+
+    fn step(&self, item: &str, outcome: &str, reason: Option<&Reason>) {
+        let mut state = self.lock();
+        state.done += 1;
+        *state.by_outcome.entry(outcome.to_owned()).or_default() += 1;
+        let counts = counts_text(&state.by_outcome);
+        let (done, total) = (state.done, state.total);
+        // Plain output: a line every 5 % (or 10 s), plus every skip and failure.
+        let every = (total / 20).max(1);
+        let periodic = done % every == 0
+            || done == total
+            || state.last_line.elapsed() >= Duration::from_secs(10);
+        let rate = {
+            #[allow(clippy::cast_precision_loss)]
+            let done = done as f64;
+            done / state.started.elapsed().as_secs_f64().max(1e-9)
+        };
+        if periodic {
+            state.last_line = Instant::now();
+        }
+        drop(state);
+        if let Some(reason) = reason {
+            self.line(&format!("{outcome} {item}: {}", reason.message));
+        }
+        match &self.bar {
+            Some(bar) => {
+                bar.inc(1);
+                bar.set_message(counts);
+            }
+            None if periodic => self.line(&format!(
+                "{}: {done}/{total} ({counts}), {rate:.1}/s",
+                self.what
+            )),
+            None => {}
+        }
+    }
+}

@@ -1,0 +1,475 @@
+//! `import-r2` and `export-r2` through the binary: an S3 server in this process, a scratch
+//! PostgreSQL database, the command's exit codes, printed summary and JSON report, and a run
+//! killed with SIGKILL that the next run completes.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use drama_assets::{AssetStore, MultipartSettings, ObjectKey, S3Options, S3Store, SizeLimits};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use s3s::access::{S3Access, S3AccessContext};
+use s3s::auth::SimpleAuth;
+use s3s::dto::GetObjectInput;
+use s3s::service::S3ServiceBuilder;
+use s3s::{S3Request, S3Result, s3_error};
+use serde_json::{Value, json};
+use sqlx::{AssertSqlSafe, Connection as _, PgConnection};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+const ACCESS_KEY: &str = "cli-legacy-key";
+const SECRET_KEY: &str = "cli-legacy-secret-0123456789";
+const BUCKET: &str = "sfd-production";
+const PUBLIC_URL: &str = "https://cdn.example.com";
+const FIXTURE: &str = include_str!("../../../fixtures/legacy-r2/corgi_musk_v5.json");
+
+fn base_url() -> String {
+    std::env::var("DATABASE_URL").expect("DATABASE_URL points at a server for database tests")
+}
+
+/// A database created for one test and dropped afterwards.
+struct ScratchDb {
+    name: String,
+}
+
+impl ScratchDb {
+    async fn create() -> Self {
+        let name = format!(
+            "legacy_cli_{}_{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        );
+        let mut admin = PgConnection::connect(&base_url()).await.unwrap();
+        sqlx::query(AssertSqlSafe(format!("create database {name}")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        Self { name }
+    }
+
+    fn url(&self) -> String {
+        let base = base_url();
+        let (server, _) = base.rsplit_once('/').unwrap();
+        format!("{server}/{}", self.name)
+    }
+
+    async fn count(&self, table: &str) -> i64 {
+        let mut conn = PgConnection::connect(&self.url()).await.unwrap();
+        sqlx::query_scalar(AssertSqlSafe(format!(
+            "select count(*) from public.{table}"
+        )))
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+    }
+
+    async fn drop_it(self) {
+        let mut admin = PgConnection::connect(&base_url()).await.unwrap();
+        sqlx::query(AssertSqlSafe(format!(
+            "drop database if exists {} with (force)",
+            self.name
+        )))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    }
+}
+
+/// Lets a number of object reads through, then holds the rest until opened.
+#[derive(Default)]
+struct Gate {
+    remaining: AtomicI64,
+    closed: AtomicBool,
+    opened: Notify,
+}
+
+impl Gate {
+    fn close_after(&self, reads: i64) {
+        self.remaining.store(reads, Ordering::SeqCst);
+        self.closed.store(true, Ordering::SeqCst);
+    }
+
+    fn open(&self) {
+        self.closed.store(false, Ordering::SeqCst);
+        self.opened.notify_waiters();
+    }
+}
+
+#[derive(Clone)]
+struct GatedAccess(Arc<Gate>);
+
+#[async_trait::async_trait]
+impl S3Access for GatedAccess {
+    async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
+        match cx.credentials() {
+            Some(_) => Ok(()),
+            None => Err(s3_error!(AccessDenied, "Signature is required")),
+        }
+    }
+
+    async fn get_object(&self, _req: &mut S3Request<GetObjectInput>) -> S3Result<()> {
+        let gate = &self.0;
+        if gate.closed.load(Ordering::SeqCst) && gate.remaining.fetch_sub(1, Ordering::SeqCst) <= 0
+        {
+            loop {
+                let opened = gate.opened.notified();
+                if !gate.closed.load(Ordering::SeqCst) {
+                    break;
+                }
+                opened.await;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An S3 server on 127.0.0.1 whose reads can be held; stopped when dropped.
+struct TestS3 {
+    endpoint: String,
+    store: S3Store,
+    gate: Arc<Gate>,
+    server: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestS3 {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let gate = Arc::new(Gate::default());
+        let service = {
+            let mut b = S3ServiceBuilder::new(s3s_fs::FileSystem::new(dir.path()).unwrap());
+            b.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+            b.set_access(GatedAccess(gate.clone()));
+            b.build()
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let http = ConnBuilder::new(TokioExecutor::new());
+            loop {
+                let Ok((socket, _)) = listener.accept().await else {
+                    continue;
+                };
+                let _ = socket.set_nodelay(true);
+                let conn = http
+                    .serve_connection(TokioIo::new(socket), service.clone())
+                    .into_owned();
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+        });
+        let store = S3Store::new(S3Options {
+            endpoint_url: endpoint.clone(),
+            region: "auto".to_owned(),
+            bucket: BUCKET.to_owned(),
+            access_key_id: ACCESS_KEY.to_owned(),
+            secret_access_key: secrecy::SecretString::from(SECRET_KEY),
+            public_base_url: Some(PUBLIC_URL.to_owned()),
+            multipart: MultipartSettings::default(),
+            limits: SizeLimits::default(),
+            connect_timeout: Duration::from_secs(5),
+            attempt_timeout: Duration::from_secs(60),
+            max_attempts: 2,
+        })
+        .unwrap();
+        store.create_bucket().await.unwrap();
+        Self {
+            endpoint,
+            store,
+            gate,
+            server,
+            _dir: dir,
+        }
+    }
+
+    async fn put(&self, key: &str, bytes: Vec<u8>, content_type: &str) {
+        self.store
+            .put_bytes(
+                &ObjectKey::parse(key).unwrap(),
+                Bytes::from(bytes),
+                content_type,
+            )
+            .await
+            .unwrap();
+    }
+
+    async fn get_json(&self, key: &str) -> Value {
+        let (_, bytes) = self
+            .store
+            .get_bytes(&ObjectKey::parse(key).unwrap())
+            .await
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    /// The binary, configured for this bucket and `database_url`.
+    fn command(&self, args: &[&str], database_url: &str) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_drama-server"));
+        c.args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DATABASE_URL", database_url)
+            .env("ENVIRONMENT", "production")
+            .env("RUST_LOG", "warn")
+            .env("R2_ENDPOINT_URL", &self.endpoint)
+            .env("R2_BUCKET", BUCKET)
+            .env("R2_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("R2_SECRET_ACCESS_KEY", SECRET_KEY)
+            .env("R2_PUBLIC_URL", PUBLIC_URL)
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Runs the binary to completion without blocking this test's runtime (which serves S3).
+    async fn run(&self, args: &[&str], database_url: &str) -> Output {
+        let mut command = self.command(args, database_url);
+        tokio::task::spawn_blocking(move || command.output().unwrap())
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for TestS3 {
+    fn drop(&mut self) {
+        self.gate.open();
+        self.server.abort();
+    }
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn fixture_as(id: &str) -> Vec<u8> {
+    let mut v: Value = serde_json::from_str(FIXTURE).unwrap();
+    v["id"] = json!(id);
+    serde_json::to_vec(&v).unwrap()
+}
+
+fn read_report(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_and_export_through_the_binary() {
+    let s3 = TestS3::start().await;
+    let db = ScratchDb::create().await;
+    let migrated = s3.run(&["migrate"], &db.url()).await;
+    assert!(migrated.status.success(), "{}", text(&migrated));
+    let work = tempfile::tempdir().unwrap();
+    let report = work.path().join("import.json");
+    let report_arg = report.to_str().unwrap();
+    let owner = uuid::Uuid::new_v4().to_string();
+
+    s3.put(
+        "dramas/corgi_musk_v5/drama.json",
+        FIXTURE.as_bytes().to_vec(),
+        "application/json",
+    )
+    .await;
+    for id in ["one", "two", "three"] {
+        s3.put(
+            &format!("dramas/{id}/drama.json"),
+            fixture_as(id),
+            "application/json",
+        )
+        .await;
+    }
+    s3.put(
+        "dramas/index.json",
+        serde_json::to_vec(&json!({"version": 1, "dramas": {"one": {"id": "one"}}})).unwrap(),
+        "application/json",
+    )
+    .await;
+
+    // A dry run writes nothing.
+    let dry = s3
+        .run(
+            &[
+                "import-r2",
+                "--owner",
+                &owner,
+                "--dry-run",
+                "--report",
+                report_arg,
+            ],
+            &db.url(),
+        )
+        .await;
+    assert!(dry.status.success(), "{}", text(&dry));
+    assert!(text(&dry).contains("DRY RUN"), "{}", text(&dry));
+    assert_eq!(read_report(&report)["counts"]["imported"], 4);
+    assert_eq!(db.count("dramas").await, 0);
+    assert_eq!(db.count("users").await, 0);
+
+    // The import: plain progress lines (stderr is not a terminal), summary, report.
+    let run = s3
+        .run(
+            &[
+                "import-r2",
+                "--owner",
+                &owner,
+                "--jobs",
+                "3",
+                "--report",
+                report_arg,
+            ],
+            &db.url(),
+        )
+        .await;
+    let out = text(&run);
+    assert!(run.status.success(), "{out}");
+    assert!(out.contains("import: 4 to do"), "{out}");
+    assert!(out.contains("import: 4/4 (imported 4)"), "{out}");
+    assert!(out.contains("imported 4, updated 0, unchanged 0"), "{out}");
+    assert!(out.contains("characters[].voice_description: 20"), "{out}");
+    assert!(out.contains(&format!("created user {owner}")), "{out}");
+    let json = read_report(&report);
+    assert_eq!(json["command"], "import-r2");
+    assert_eq!(json["counts"]["imported"], 4);
+    assert_eq!(json["source"]["not_in_index"], 3);
+    assert_eq!(db.count("dramas").await, 4);
+
+    // Again: nothing to do.
+    let again = s3.run(&["import-r2", "--owner", &owner], &db.url()).await;
+    assert!(again.status.success(), "{}", text(&again));
+    assert!(
+        text(&again).contains("imported 0, updated 0, unchanged 4"),
+        "{}",
+        text(&again)
+    );
+
+    // A bad file: the others are fine, the exit code says something failed.
+    s3.put(
+        "dramas/bad/drama.json",
+        b"not json at all".to_vec(),
+        "text/plain",
+    )
+    .await;
+    let failing = s3
+        .run(
+            &["import-r2", "--owner", &owner, "--report", report_arg],
+            &db.url(),
+        )
+        .await;
+    let out = text(&failing);
+    assert_eq!(failing.status.code(), Some(1), "{out}");
+    assert!(out.contains("dramas/bad/drama.json: not_json"), "{out}");
+    assert_eq!(read_report(&report)["counts"]["failed"], 1);
+    assert_eq!(read_report(&report)["counts"]["unchanged"], 4);
+
+    // Export: the old layout with a rebuilt index.
+    let export_report = work.path().join("export.json");
+    let exported = s3
+        .run(
+            &["export-r2", "--report", export_report.to_str().unwrap()],
+            &db.url(),
+        )
+        .await;
+    let out = text(&exported);
+    assert!(exported.status.success(), "{out}");
+    assert!(out.contains("exported 4, failed 0"), "{out}");
+    assert!(out.contains("rewritten with 4 entries"), "{out}");
+    assert!(
+        out.contains("dramas/bad/drama.json"),
+        "stale files are listed: {out}"
+    );
+    let index = s3.get_json("dramas/index.json").await;
+    assert_eq!(index["count"], 4);
+    let one = s3.get_json("dramas/one/drama.json").await;
+    assert_eq!(one["user_id"], json!(owner));
+    assert_eq!(read_report(&export_report)["exported"], 4);
+
+    // Options are checked before anything runs.
+    let bad = s3
+        .run(&["import-r2", "--prefix", "../escape"], &db.url())
+        .await;
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        text(&bad).contains("invalid option --prefix"),
+        "{}",
+        text(&bad)
+    );
+    db.drop_it().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_import_is_completed_by_the_next_run() {
+    let s3 = TestS3::start().await;
+    let db = ScratchDb::create().await;
+    let migrated = s3.run(&["migrate"], &db.url()).await;
+    assert!(migrated.status.success(), "{}", text(&migrated));
+    let owner = uuid::Uuid::new_v4().to_string();
+    const TOTAL: i64 = 200;
+    for i in 0..TOTAL {
+        let id = format!("d{i:03}");
+        s3.put(
+            &format!("dramas/{id}/drama.json"),
+            fixture_as(&id),
+            "application/json",
+        )
+        .await;
+    }
+
+    // The index read plus 40 drama files go through; then reads hang until the gate opens.
+    s3.gate.close_after(41);
+    let mut child = s3
+        .command(&["import-r2", "--owner", &owner, "--jobs", "4"], &db.url())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut imported = 0;
+    for _ in 0..600 {
+        imported = db.count("legacy_imports").await;
+        if imported >= 40 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(imported, 40, "the reads that went through were imported");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the import is held, not finished"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    s3.gate.open();
+    assert_eq!(db.count("dramas").await, 40);
+
+    let work = tempfile::tempdir().unwrap();
+    let report = work.path().join("resume.json");
+    let rerun = s3
+        .run(
+            &[
+                "import-r2",
+                "--owner",
+                &owner,
+                "--report",
+                report.to_str().unwrap(),
+            ],
+            &db.url(),
+        )
+        .await;
+    assert!(rerun.status.success(), "{}", text(&rerun));
+    let json = read_report(&report);
+    assert_eq!(json["counts"]["unchanged"], 40);
+    assert_eq!(json["counts"]["imported"], TOTAL - 40);
+    assert_eq!(db.count("dramas").await, TOTAL);
+    assert_eq!(db.count("legacy_imports").await, TOTAL);
+    db.drop_it().await;
+}

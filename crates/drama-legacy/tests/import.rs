@@ -73,6 +73,17 @@ async fn a_seeded_bucket_imports_with_defaults_extras_links_and_reasons(pool: Pg
     s3.put_json(&drama_key("corgi_voiced"), &voiced).await;
     s3.put("dramas/corgi_voiced/cover.png", png(2048), "image/png")
         .await;
+    // A variant where only the first two characters have a voice_description.
+    let mut partial = fixture_as("corgi_partial");
+    for c in partial["characters"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .take(2)
+    {
+        c["voice_description"] = json!("soft");
+    }
+    s3.put_json(&drama_key("corgi_partial"), &partial).await;
     // Not JSON at all.
     s3.put(
         &drama_key("broken"),
@@ -99,12 +110,12 @@ async fn a_seeded_bucket_imports_with_defaults_extras_links_and_reasons(pool: Pg
             report.source.files_listed,
             report.source.not_in_index
         ),
-        (4, 4, 1)
+        (4, 5, 2)
     );
     let c = &report.counts;
     assert_eq!(
         (c.total, c.imported, c.failed, c.skipped, c.not_started),
-        (5, 2, 2, 1, 0),
+        (6, 3, 2, 1, 0),
         "{report:#?}"
     );
     assert!(report.is_failure());
@@ -124,13 +135,30 @@ async fn a_seeded_bucket_imports_with_defaults_extras_links_and_reasons(pool: Pg
     // The fixture: every voice_description defaulted and reported.
     let parsed = LegacyDrama::parse(common::FIXTURE.as_bytes()).unwrap();
     let characters = parsed.drama.characters.len();
-    // Counted over every file that parsed: the fixture and the colliding copy of it.
+    // Counted over every file that parsed: the fixture, the colliding copy of it and the
+    // partial variant.
     assert_eq!(
         report
             .defaulted_fields
             .get("characters[].voice_description"),
-        Some(&(2 * characters))
+        Some(&(3 * characters - 2))
     );
+    let partial_report = report
+        .dramas
+        .iter()
+        .find(|d| d.drama_id == "corgi_partial")
+        .unwrap();
+    let expected: Vec<String> = (2..characters)
+        .map(|i| format!("characters[{i}].voice_description"))
+        .collect();
+    assert_eq!(partial_report.defaulted, expected);
+    let stored = repos
+        .dramas
+        .get_complete(owner, &id("corgi_partial"))
+        .await
+        .unwrap();
+    assert_eq!(stored.drama.characters[1].voice_description, "soft");
+    assert_eq!(stored.drama.characters[2].voice_description, "");
     let fixture_report = report
         .dramas
         .iter()
@@ -224,7 +252,7 @@ async fn a_seeded_bucket_imports_with_defaults_extras_links_and_reasons(pool: Pg
         .unwrap();
     assert_eq!(still.drama, theirs);
     assert_eq!(still.version, 1);
-    assert_eq!(count(&pool, "legacy_imports").await, 2);
+    assert_eq!(count(&pool, "legacy_imports").await, 3);
 }
 
 /// A generated drama of the fixture's size.

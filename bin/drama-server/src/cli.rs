@@ -20,8 +20,10 @@ pub(crate) enum Command {
     Migrate,
     /// Check the configuration and connectivity: database version, migrations, RLS.
     Check,
-    /// Serve the REST and GraphQL API.
+    /// Serve the REST and GraphQL API, with job workers in the same process.
     Serve(ServeArgs),
+    /// Run job workers only (scale-out; needs DATABASE_URL).
+    Worker,
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -36,6 +38,9 @@ pub(crate) struct ServeArgs {
     /// Apply pending migrations before serving (otherwise a schema that is behind is refused).
     #[arg(long)]
     pub(crate) migrate: bool,
+    /// Serve only; run the jobs in `worker` processes.
+    #[arg(long)]
+    pub(crate) no_workers: bool,
 }
 
 #[derive(Debug, Subcommand)]

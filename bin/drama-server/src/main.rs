@@ -54,6 +54,7 @@ async fn run(command: Command, settings: settings::Settings) -> anyhow::Result<E
         Command::Migrate => check::migrate(&settings).await,
         Command::Check => check::check(&settings).await,
         Command::Serve(args) => serve::serve(settings, args).await,
+        Command::Worker => serve::worker(settings).await,
         Command::Keys(command) => keys::run(&settings, command).await,
         Command::ImportR2(args) => legacy::import(&settings, args).await,
         Command::ExportR2(args) => legacy::export(&settings, args).await,

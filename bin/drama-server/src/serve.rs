@@ -1,4 +1,4 @@
-//! `serve`: the HTTP API (and, with the job engine, in-process workers).
+//! `serve` and `worker`: wiring the ports, the workers and the HTTP server.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -7,10 +7,14 @@ use std::time::Duration;
 use actix_web::middleware::from_fn;
 use anyhow::Context as _;
 use drama_api::ApiState;
-use drama_app::App;
-use drama_dal::{MemoryStore, NewUser, Store, UserRepository as _};
+use drama_app::pipeline::engine::EngineJobs;
+use drama_app::pipeline::spec::class;
+use drama_app::{App, Ports};
+use drama_dal::{ApiKeyRepository as _, MemoryStore, NewUser, UserRepository as _};
 use drama_domain::UserId;
+use drama_jobs::{JobStore, MemoryJobStore, ResourceLimit, Worker, WorkerConfig, WorkerHandle};
 use drama_postgres::PgStore;
+use drama_postgres::jobs::PgJobStore;
 
 use crate::check;
 use crate::cli::ServeArgs;
@@ -21,24 +25,15 @@ pub(crate) enum Backend {
     /// PostgreSQL: data is kept.
     Postgres(PgStore),
     /// Process memory: nothing survives a restart.
-    Memory(Arc<MemoryStore>),
+    Memory,
 }
 
-impl Backend {
-    pub(crate) fn store(&self) -> Arc<dyn Store> {
-        match self {
-            Self::Postgres(pg) => Arc::new(pg.clone()),
-            Self::Memory(m) => m.clone(),
-        }
-    }
-}
-
-/// Connects to PostgreSQL, or — with no `DATABASE_URL` — sets up the embedded in-memory store.
+/// Connects to PostgreSQL, or — with no `DATABASE_URL` — selects the embedded in-memory mode.
 /// Refuses a schema that is behind this binary unless `migrate` is set, in which case it
 /// applies the pending migrations.
 pub(crate) async fn backend(settings: &Settings, migrate: bool) -> anyhow::Result<Backend> {
     if settings.database.url.trim().is_empty() {
-        return Ok(Backend::Memory(Arc::new(MemoryStore::new())));
+        return Ok(Backend::Memory);
     }
     let pool = check::connect(&settings.database).await?;
     let report = drama_postgres::schema_report(&pool).await?;
@@ -69,40 +64,55 @@ pub(crate) async fn backend(settings: &Settings, migrate: bool) -> anyhow::Resul
     Ok(Backend::Postgres(PgStore::new(pool)))
 }
 
-/// Prints what an operator of the embedded mode needs, loudly.
-#[allow(clippy::print_stderr)]
-async fn announce_embedded(store: &MemoryStore, settings: &Settings) -> anyhow::Result<()> {
-    let user = UserId::random();
-    let mut new = NewUser::new(user);
-    new.display_name = Some("local".to_owned());
-    new.tokens = 1_000_000;
-    store.create_user(&new).await?;
-    let key = drama_dal::ApiKeyRepository::create_api_key(
-        store,
-        user,
-        "embedded",
-        &["service".to_owned()],
-        None,
-    )
-    .await?;
-    let base = format!("http://localhost:{}", settings.server.port);
-    eprintln!(
-        "\n  ================================================================\n  \
-         EMBEDDED MODE: no DATABASE_URL is set. Data lives in memory and is\n  \
-         LOST when the process stops. Assets go to the {} store.\n  \n  \
-         API key (shown once):  {}\n  \
-         REST:                  curl -H 'Authorization: Bearer {}' {base}/dramas\n  \
-         GraphiQL:              {base}/graphql\n  \
-         ================================================================\n",
-        format!("{:?}", settings.assets.backend()).to_lowercase(),
-        key.key,
-        key.key,
-    );
-    Ok(())
+/// Workers of either store.
+enum Workers {
+    Postgres(WorkerHandle<PgJobStore>),
+    Memory(WorkerHandle<MemoryJobStore>),
 }
 
-pub(crate) async fn serve(settings: Settings, args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let backend = backend(&settings, args.migrate).await?;
+impl Workers {
+    async fn shutdown(self) {
+        let report = match self {
+            Self::Postgres(w) => w.shutdown().await,
+            Self::Memory(w) => w.shutdown().await,
+        };
+        tracing::info!(?report, "workers stopped");
+    }
+}
+
+fn worker_config(settings: &Settings) -> WorkerConfig {
+    let w = &settings.worker;
+    WorkerConfig {
+        concurrency: w.concurrency.max(1),
+        lease_ttl: Duration::from_secs(w.lease_seconds.max(5)),
+        heartbeat_interval: Duration::from_secs((w.lease_seconds / 3).max(1)),
+        retention: Some(Duration::from_secs(w.retention_days.max(1) * 86_400)),
+        resource_limits: vec![
+            ResourceLimit::concurrency(class::IMAGE, w.image_limit.max(1)),
+            ResourceLimit::concurrency(class::VIDEO, w.video_limit.max(1)),
+            ResourceLimit::concurrency(class::SCRIPT, w.script_limit.max(1)),
+            ResourceLimit::concurrency(class::STITCH, w.stitch_limit.max(1)),
+        ],
+        ..WorkerConfig::default()
+    }
+}
+
+async fn start_workers<S: JobStore>(
+    store: Arc<S>,
+    app: &App,
+    settings: &Settings,
+) -> anyhow::Result<WorkerHandle<S>> {
+    Worker::start(store, app.registry(), worker_config(settings))
+        .await
+        .context("starting the job workers")
+}
+
+/// The use cases and (when asked) the workers of this process.
+async fn wire(
+    settings: &Settings,
+    backend: &Backend,
+    with_workers: bool,
+) -> anyhow::Result<(App, Option<Workers>, Option<Arc<MemoryStore>>)> {
     let assets = drama_assets::open_store(&settings.assets)
         .await
         .context("opening the asset store")?;
@@ -114,37 +124,159 @@ pub(crate) async fn serve(settings: Settings, args: ServeArgs) -> anyhow::Result
         videos = ?ai.video_model().model().provider,
         "AI providers ready"
     );
-    if let Backend::Memory(memory) = &backend {
-        announce_embedded(memory, &settings).await?;
+    let finish = |ports: Ports| {
+        App::new(ports)
+            .with_public_base_url(settings.server.public_origin())
+            .with_ffmpeg(settings.worker.ffmpeg.clone())
+    };
+    match backend {
+        Backend::Postgres(pg) => {
+            let jobs = Arc::new(PgJobStore::new(pg.pool().clone()));
+            let pg = Arc::new(pg.clone());
+            let app = finish(Ports {
+                store: pg.clone(),
+                assets,
+                generation: pg,
+                jobs: Arc::new(EngineJobs(jobs.clone())),
+                ai,
+            });
+            let workers = if with_workers {
+                Some(Workers::Postgres(
+                    start_workers(jobs, &app, settings).await?,
+                ))
+            } else {
+                None
+            };
+            Ok((app, workers, None))
+        }
+        Backend::Memory => {
+            let (ports, store, jobs) = Ports::memory(assets, ai);
+            let app = finish(ports);
+            let workers = if with_workers {
+                Some(Workers::Memory(start_workers(jobs, &app, settings).await?))
+            } else {
+                None
+            };
+            Ok((app, workers, Some(store)))
+        }
     }
-    let app =
-        App::new(backend.store(), assets).with_public_base_url(settings.server.public_origin());
-    let state = ApiState::new(app.clone(), settings.http.clone());
+}
 
-    let sweeper = tokio::spawn(
-        app.clone()
-            .run_sweeper(Duration::from_secs(settings.server.sweep_interval.max(1))),
+/// Prints what an operator of the embedded mode needs, loudly.
+#[allow(clippy::print_stderr)]
+async fn announce_embedded(store: &MemoryStore, settings: &Settings) -> anyhow::Result<()> {
+    let user = UserId::random();
+    let mut new = NewUser::new(user);
+    new.display_name = Some("local".to_owned());
+    new.tokens = 1_000_000;
+    store.create_user(&new).await?;
+    let key = store
+        .create_api_key(user, "embedded", &["service".to_owned()], None)
+        .await?;
+    let base = settings.server.public_origin();
+    eprintln!(
+        "\n  ================================================================\n  \
+         EMBEDDED MODE: no DATABASE_URL is set. Data and jobs live in memory\n  \
+         and are LOST when the process stops. Assets go to the {} store.\n  \n  \
+         API key (shown once):  {}\n  \
+         REST:                  curl -H 'Authorization: Bearer {}' {base}/dramas\n  \
+         GraphiQL:              {base}/graphql\n  \
+         ================================================================\n",
+        format!("{:?}", settings.assets.backend()).to_lowercase(),
+        key.key,
+        key.key,
     );
+    Ok(())
+}
 
-    let workers = match settings.server.http_workers {
+/// Sweeps orphaned objects and settles refunds until dropped.
+fn background(app: &App, settings: &Settings) -> Vec<tokio::task::JoinHandle<()>> {
+    vec![
+        tokio::spawn(
+            app.clone()
+                .run_sweeper(Duration::from_secs(settings.server.sweep_interval.max(1))),
+        ),
+        tokio::spawn(app.clone().run_refunds(Duration::from_secs(5))),
+    ]
+}
+
+pub(crate) async fn serve(settings: Settings, args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let backend = backend(&settings, args.migrate).await?;
+    let (app, workers, memory) = wire(&settings, &backend, !args.no_workers).await?;
+    if let Some(store) = &memory {
+        announce_embedded(store, &settings).await?;
+    }
+    let tasks = background(&app, &settings);
+    let state = ApiState::new(app.clone(), settings.http.clone());
+    let http_workers = match settings.server.http_workers {
         0 => std::thread::available_parallelism().map_or(2, usize::from),
         n => n,
     };
     let bind = (settings.server.host.clone(), settings.server.port);
-    tracing::info!(host = %bind.0, port = bind.1, workers, "serving HTTP");
+    tracing::info!(host = %bind.0, port = bind.1, http_workers, job_workers = workers.is_some(), "serving HTTP");
     let server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .wrap(from_fn(drama_api::middleware::request_context))
             .configure(drama_api::configure(state.clone()))
     })
-    .workers(workers)
+    .workers(http_workers)
     .shutdown_timeout(30)
     .bind(&bind)
     .with_context(|| format!("cannot listen on {}:{}", bind.0, bind.1))?
     .run();
-    // actix stops accepting on SIGINT/SIGTERM and drains in-flight requests.
+    // actix stops accepting on SIGINT/SIGTERM and drains in-flight requests; then the jobs
+    // this process holds are finished or handed back.
     server.await.context("HTTP server failed")?;
-    sweeper.abort();
+    if let Some(workers) = workers {
+        workers.shutdown().await;
+    }
+    for t in tasks {
+        t.abort();
+    }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn worker(settings: Settings) -> anyhow::Result<ExitCode> {
+    let backend = backend(&settings, false).await?;
+    if matches!(backend, Backend::Memory) {
+        anyhow::bail!(
+            "a separate worker needs the shared database: set DATABASE_URL (the embedded mode \
+             runs its workers inside `serve`)"
+        );
+    }
+    let (app, workers, _) = wire(&settings, &backend, true).await?;
+    let tasks = background(&app, &settings);
+    tracing::info!("worker running; stop it with SIGTERM or Ctrl-C");
+    shutdown_signal().await;
+    if let Some(workers) = workers {
+        workers.shutdown().await;
+    }
+    for t in tasks {
+        t.abort();
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
 }

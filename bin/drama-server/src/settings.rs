@@ -30,6 +30,31 @@ pub(crate) struct Settings {
     pub(crate) assets: AssetSettings,
     /// AI providers (`[ai]` in a file, `GEMINI_*`/`OPENAI_*`/… in the environment).
     pub(crate) ai: AiSettings,
+    /// Job workers.
+    pub(crate) worker: WorkerSettings,
+}
+
+/// How this process runs jobs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WorkerSettings {
+    /// Handlers running at once in this process.
+    pub(crate) concurrency: usize,
+    /// Image generations at once, across every process.
+    pub(crate) image_limit: u32,
+    /// Video generations at once, across every process (the provider's quota).
+    pub(crate) video_limit: u32,
+    /// Script-model calls at once, across every process.
+    pub(crate) script_limit: u32,
+    /// Stitching jobs at once, across every process.
+    pub(crate) stitch_limit: u32,
+    /// Seconds a job's lease lives without a heartbeat (a dead worker's job is retaken after
+    /// about this long).
+    pub(crate) lease_seconds: u64,
+    /// Days settled runs are kept.
+    pub(crate) retention_days: u64,
+    /// The ffmpeg binary for stitching.
+    pub(crate) ffmpeg: String,
 }
 
 /// The part of the settings the `config` crate layers.
@@ -44,6 +69,7 @@ struct Layered {
     assets: HashMap<String, String>,
     #[serde(default)]
     ai: HashMap<String, String>,
+    worker: WorkerSettings,
 }
 
 /// How logs look.
@@ -104,6 +130,10 @@ const PLAIN_VARIABLES: &[(&str, &str)] = &[
     ("SUPABASE_URL", "http.auth.supabase_url"),
     ("RATE_LIMIT_PER_SECOND", "http.rate_per_second"),
     ("RATE_LIMIT_BURST", "http.rate_burst"),
+    ("WORKER_CONCURRENCY", "worker.concurrency"),
+    ("VIDEO_CONCURRENCY", "worker.video_limit"),
+    ("IMAGE_CONCURRENCY", "worker.image_limit"),
+    ("FFMPEG_PATH", "worker.ffmpeg"),
 ];
 
 impl Settings {
@@ -164,6 +194,7 @@ impl Settings {
             http: layered.http,
             assets,
             ai,
+            worker: layered.worker,
         })
     }
 }

@@ -45,6 +45,10 @@ pub enum AppError {
         /// Cost of the request.
         needed: i64,
     },
+    /// A generation the client waited for failed (the message says why, in the old server's
+    /// words where it had some).
+    #[error("{0}")]
+    GenerationFailed(String),
     /// An uploaded or generated object is too large.
     #[error("{0}")]
     TooLarge(String),

@@ -13,18 +13,63 @@ pub use error::AppError;
 pub use library::{LibraryItem, LibraryTag, LibraryType, LibraryUpload};
 pub use readiness::Readiness;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
+use drama_ai::{AiProviders, CostTable};
 use drama_assets::AssetStore;
-use drama_dal::Store;
+use drama_dal::{GenerationStore, MemoryStore, Store};
+use drama_jobs::MemoryJobStore;
 
-/// The use cases, on the ports the binary wires: repositories and the asset store.
+use crate::pipeline::engine::{EngineJobs, JobsPort, MemoryGeneration};
+
+/// The ports an [`App`] runs on. The binary builds them once; tests build them in memory.
+pub struct Ports {
+    /// Repositories.
+    pub store: Arc<dyn Store>,
+    /// Object storage.
+    pub assets: Arc<dyn AssetStore>,
+    /// The pipeline's atomic writes.
+    pub generation: Arc<dyn GenerationStore>,
+    /// The job engine.
+    pub jobs: Arc<dyn JobsPort>,
+    /// AI providers.
+    pub ai: AiProviders,
+}
+
+impl Ports {
+    /// Everything in memory with `assets` and `ai`; also returns the concrete stores (a
+    /// worker needs the job store, tests the repositories).
+    pub fn memory(
+        assets: Arc<dyn AssetStore>,
+        ai: AiProviders,
+    ) -> (Self, Arc<MemoryStore>, Arc<MemoryJobStore>) {
+        let store = Arc::new(MemoryStore::new());
+        let jobs = Arc::new(MemoryJobStore::new());
+        let ports = Self {
+            store: store.clone(),
+            assets,
+            generation: Arc::new(MemoryGeneration::new(store.clone(), jobs.clone())),
+            jobs: Arc::new(EngineJobs(jobs.clone())),
+            ai,
+        };
+        (ports, store, jobs)
+    }
+}
+
+/// The use cases, on ports wired by the binary.
 ///
-/// Cheap to clone (every port is an `Arc`); build one at startup and share it.
+/// Cheap to clone (every port is shared); build one at startup and share it between the API
+/// and the workers.
 #[derive(Clone)]
 pub struct App {
     store: Arc<dyn Store>,
     assets: Arc<dyn AssetStore>,
+    generation: Arc<dyn GenerationStore>,
+    jobs: Arc<dyn JobsPort>,
+    ai: AiProviders,
+    costs: CostTable,
+    ffmpeg: PathBuf,
     public_base_url: String,
 }
 
@@ -32,11 +77,16 @@ pub struct App {
 pub const DEFAULT_PUBLIC_BASE_URL: &str = "http://localhost:8000";
 
 impl App {
-    /// Use cases on these ports.
-    pub fn new(store: Arc<dyn Store>, assets: Arc<dyn AssetStore>) -> Self {
+    /// Use cases on these ports, with the default cost table and `ffmpeg` from `PATH`.
+    pub fn new(ports: Ports) -> Self {
         Self {
-            store,
-            assets,
+            store: ports.store,
+            assets: ports.assets,
+            generation: ports.generation,
+            jobs: ports.jobs,
+            ai: ports.ai,
+            costs: CostTable::default(),
+            ffmpeg: PathBuf::from("ffmpeg"),
             public_base_url: DEFAULT_PUBLIC_BASE_URL.to_owned(),
         }
     }
@@ -49,6 +99,20 @@ impl App {
         self
     }
 
+    /// Sets the ffmpeg binary used to stitch episodes.
+    #[must_use]
+    pub fn with_ffmpeg(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ffmpeg = path.into();
+        self
+    }
+
+    /// Sets the token prices of provider calls.
+    #[must_use]
+    pub fn with_costs(mut self, costs: CostTable) -> Self {
+        self.costs = costs;
+        self
+    }
+
     /// The repositories (authentication and health checks use them directly).
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
@@ -57,5 +121,10 @@ impl App {
     /// The asset store.
     pub fn assets(&self) -> &Arc<dyn AssetStore> {
         &self.assets
+    }
+
+    /// The job engine port (realtime feeds subscribe through it).
+    pub fn jobs(&self) -> &Arc<dyn JobsPort> {
+        &self.jobs
     }
 }

@@ -21,6 +21,8 @@ pub enum Entity {
     User,
     /// An API key.
     ApiKey,
+    /// A job.
+    Job,
 }
 
 impl Entity {
@@ -34,6 +36,7 @@ impl Entity {
             Self::Asset => "Asset",
             Self::User => "User",
             Self::ApiKey => "API key",
+            Self::Job => "Job",
         }
     }
 }

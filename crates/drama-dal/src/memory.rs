@@ -219,6 +219,10 @@ impl DramaRepository for MemoryStore {
         Ok(stored)
     }
 
+    async fn id_taken(&self, id: &DramaId) -> Result<bool, RepoError> {
+        Ok(self.lock().dramas.contains_key(id))
+    }
+
     async fn get_complete(&self, owner: UserId, id: &DramaId) -> Result<StoredDrama, RepoError> {
         self.lock().owned(owner, id).cloned()
     }

@@ -62,6 +62,13 @@ pub trait DramaRepository: Send + Sync {
     /// anyone); `NotFound` (User) when the owner does not exist; `Unavailable`.
     async fn create(&self, owner: UserId, drama: &Drama) -> Result<StoredDrama, RepoError>;
 
+    /// Whether any owner has a drama with this id (ids are global; creating one with a taken
+    /// id is a conflict).
+    ///
+    /// # Errors
+    /// `Unavailable`.
+    async fn id_taken(&self, id: &DramaId) -> Result<bool, RepoError>;
+
     /// Reads a drama with its whole tree, in a constant number of round trips.
     ///
     /// # Errors

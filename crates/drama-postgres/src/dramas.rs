@@ -454,6 +454,14 @@ impl DramaRepository for PgStore {
         })
     }
 
+    async fn id_taken(&self, id: &DramaId) -> Result<bool, RepoError> {
+        sqlx::query_scalar("select exists (select 1 from public.dramas where id = $1)")
+            .bind(id.as_str())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)
+    }
+
     #[tracing::instrument(skip_all, fields(drama.id = %id))]
     async fn get_complete(&self, owner: UserId, id: &DramaId) -> Result<StoredDrama, RepoError> {
         let mut conn = self.pool.acquire().await.map_err(db)?;

@@ -197,6 +197,8 @@ pub async fn create_rejects_taken_ids_and_invalid_dramas_without_writing(store: 
     let other = user(&*store).await;
     let d = small_drama("taken");
     store.create(owner, &d).await.unwrap();
+    assert!(store.id_taken(&d.id).await.unwrap());
+    assert!(!store.id_taken(&did("free")).await.unwrap());
     let mut again = small_drama("taken");
     again.title = "Another".into();
     for who in [owner, other] {

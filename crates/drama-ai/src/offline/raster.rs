@@ -295,18 +295,19 @@ pub(crate) fn wrap(text: &str, per_line: usize, max_lines: usize) -> Vec<String>
     let mut current = String::new();
     let mut words = text.split_whitespace().peekable();
     while let Some(word) = words.next() {
+        // Widths are in characters (one glyph each), not bytes.
         let word: String = word.chars().take(per_line).collect();
         let needed = if current.is_empty() {
-            word.len()
+            word.chars().count()
         } else {
-            current.len() + 1 + word.len()
+            current.chars().count() + 1 + word.chars().count()
         };
         if needed > per_line && !current.is_empty() {
             lines.push(std::mem::take(&mut current));
             if lines.len() == max_lines {
                 if let Some(last) = lines.last_mut() {
-                    let keep = per_line.saturating_sub(3).min(last.len());
-                    last.truncate(keep);
+                    let keep = per_line.saturating_sub(3);
+                    *last = last.chars().take(keep).collect();
                     last.push_str("...");
                 }
                 return lines;
@@ -345,4 +346,21 @@ pub(crate) fn png_text(bytes: &[u8], keyword: &str) -> Option<String> {
         at += 12 + len;
     }
     None
+}
+
+#[cfg(test)]
+mod wrap_tests {
+    use super::wrap;
+
+    #[test]
+    fn multibyte_text_wraps_by_characters() {
+        let lines = wrap(
+            "Épisode · scène — «Fetch» ⭐⭐⭐ long text here that keeps going on",
+            10,
+            2,
+        );
+        assert_eq!(lines.len(), 2);
+        assert!(lines.iter().all(|l| l.chars().count() <= 10), "{lines:?}");
+        assert!(lines[1].ends_with("..."));
+    }
 }

@@ -5,14 +5,15 @@ use actix_web::dev::{Service, ServiceResponse};
 use actix_web::middleware::from_fn;
 use actix_web::test;
 use drama_api::{ApiState, HttpSettings};
-use drama_app::App;
-use drama_dal::{ApiKeyRepository, MemoryStore, NewUser, Store, UserRepository};
+use drama_app::{App, Ports};
+use drama_dal::{ApiKeyRepository, MemoryStore, NewUser, UserRepository};
 use drama_domain::UserId;
 use serde_json::Value;
 
 /// An API over in-memory ports, with two users and a key each.
 pub struct Harness {
     pub store: Arc<MemoryStore>,
+    pub app: App,
     pub alice: UserId,
     pub alice_key: String,
     pub bob: UserId,
@@ -33,12 +34,17 @@ pub async fn user_with_key(store: &MemoryStore, scopes: &[&str]) -> (UserId, Str
 
 impl Harness {
     pub async fn new() -> Self {
-        let store = Arc::new(MemoryStore::new());
+        let (ports, store, _jobs) = Ports::memory(
+            Arc::new(drama_assets::MemoryStore::default()),
+            drama_ai::AiProviders::offline(0),
+        );
+        let app = App::new(ports);
         let (alice, alice_key) = user_with_key(&store, &[]).await;
         let (bob, bob_key) = user_with_key(&store, &[]).await;
         let (_, service_key) = user_with_key(&store, &["service"]).await;
         Self {
             store,
+            app,
             alice,
             alice_key,
             bob,
@@ -58,9 +64,7 @@ impl Harness {
         &self,
         settings: HttpSettings,
     ) -> impl Service<Request, Response = ServiceResponse, Error = actix_web::Error> + use<> {
-        let store: Arc<dyn Store> = self.store.clone();
-        let app = App::new(store, Arc::new(drama_assets::MemoryStore::default()));
-        let state = ApiState::new(app, settings);
+        let state = ApiState::new(self.app.clone(), settings);
         test::init_service(
             actix_web::App::new()
                 .wrap(from_fn(drama_api::middleware::request_context))

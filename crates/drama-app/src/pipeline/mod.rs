@@ -1,9 +1,14 @@
 //! The generation pipeline: planning a drama into a job graph, the job handlers, and the use
 //! cases that start and follow runs.
 
+pub mod engine;
+mod handlers;
 pub mod hash;
 pub mod normalize;
 pub mod plan;
 pub mod spec;
+pub mod stitch;
+mod usecases;
 
 pub use plan::{Models, Planned, Planner, Scope};
+pub use usecases::{PremiseRequest, ReferenceUpload, Started, wire_status};

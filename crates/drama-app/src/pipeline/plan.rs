@@ -634,6 +634,59 @@ impl<'a> Planner<'a> {
     }
 }
 
+impl Planner<'_> {
+    /// What follows a freshly written drama, as the old server did: every character's
+    /// portrait, then the cover (after the main characters' portraits). Other assets wait for
+    /// a `generate` request.
+    ///
+    /// # Errors
+    /// `Internal` (payload).
+    pub fn first_images(&self) -> Result<(Expansion, i64), AppError> {
+        let primary: HashSet<String> = self
+            .drama
+            .characters
+            .iter()
+            .filter_map(|c| {
+                primary_image(&c.assets).map(|a| media_key(kind::PORTRAIT, a.id.as_str()))
+            })
+            .collect();
+        let chosen: Vec<&Task> = self
+            .tasks
+            .iter()
+            .filter(|t| primary.contains(&t.key) || t.kind == kind::COVER)
+            .collect();
+        let keys: HashSet<&str> = chosen.iter().map(|t| t.key.as_str()).collect();
+        let mut expansion = Expansion::new();
+        let mut groups = HashSet::new();
+        let mut cost = 0;
+        for t in &chosen {
+            if let Some((group, _)) = &t.group
+                && groups.insert(group.clone())
+            {
+                expansion = expansion.with(NodeSpec::group(group.clone(), kind::GROUP));
+            }
+        }
+        for t in chosen {
+            let mut node = NodeSpec::task(t.key.clone(), t.kind, t.payload.clone())
+                .class(t.class)
+                .cost(t.cost)
+                .duration_hint(t.hint)
+                .after(
+                    t.upstream
+                        .iter()
+                        .filter(|u| keys.contains(u.as_str()))
+                        .cloned(),
+                );
+            if let Some((group, _)) = &t.group {
+                node = node.parent(group.clone());
+            }
+            cost += t.cost;
+            expansion = expansion.with(node);
+        }
+        Ok((expansion, cost))
+    }
+}
+
 /// Stitching is local work; its inputs are the clips themselves.
 pub(crate) fn stitch_model() -> ModelInfo {
     ModelInfo::new(drama_ai::Provider::Offline, "ffmpeg-concat")

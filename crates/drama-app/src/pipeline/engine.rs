@@ -1,0 +1,375 @@
+//! The job engine as the use cases see it: a dyn-safe port over any `JobStore`, and the
+//! in-memory twin of the pipeline's atomic writes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use drama_dal::{
+    Applied, DramaRepository as _, DramaWrite, EntityUrl, GeneratedAsset, GenerationError,
+    GenerationStore, MemoryStore, OrphanRepository as _, Refund, RepoError, UserRepository as _,
+};
+use drama_domain::{Drama, DramaId, EpisodeId, Scene, UserId};
+use drama_jobs::core::{Finish, FinishKind};
+use drama_jobs::{
+    CancelReport, Event, EventId, Expansion, Fence, Graph, JobError, JobId, JobStore, JobView,
+    MemoryJobStore, NotificationStream, ResumeReport, RunFilter, RunId, RunTree, Submitted,
+};
+use serde_json::Value;
+
+/// What the use cases need from the job engine (reads, control, notifications).
+#[async_trait]
+pub trait JobsPort: Send + Sync {
+    /// One job.
+    async fn job(&self, id: JobId) -> Result<Option<JobView>, JobError>;
+    /// A node's children, in key order.
+    async fn children(
+        &self,
+        parent: JobId,
+        after: Option<JobId>,
+        limit: usize,
+    ) -> Result<Vec<JobView>, JobError>;
+    /// A run's nodes and edges.
+    async fn run_tree(&self, run: RunId) -> Result<Option<RunTree>, JobError>;
+    /// A run's events after `after` (optionally only those of the subtree `scope`).
+    async fn events(
+        &self,
+        run: RunId,
+        after: Option<EventId>,
+        scope: Option<JobId>,
+        limit: usize,
+    ) -> Result<Vec<Event>, JobError>;
+    /// Runs, newest first.
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<JobView>, JobError>;
+    /// Cancels a run or a subtree.
+    async fn cancel(&self, id: JobId, reason: &str) -> Result<CancelReport, JobError>;
+    /// Re-queues what failed, was skipped or was cancelled.
+    async fn resume(&self, id: JobId) -> Result<ResumeReport, JobError>;
+    /// Notifications of new events, from every process.
+    async fn subscribe(&self) -> Result<NotificationStream, JobError>;
+}
+
+/// [`JobsPort`] over a concrete store.
+pub struct EngineJobs<S>(pub Arc<S>);
+
+#[async_trait]
+impl<S: JobStore> JobsPort for EngineJobs<S> {
+    async fn job(&self, id: JobId) -> Result<Option<JobView>, JobError> {
+        self.0.job(id).await
+    }
+    async fn children(
+        &self,
+        parent: JobId,
+        after: Option<JobId>,
+        limit: usize,
+    ) -> Result<Vec<JobView>, JobError> {
+        self.0.children(parent, after, limit).await
+    }
+    async fn run_tree(&self, run: RunId) -> Result<Option<RunTree>, JobError> {
+        self.0.run_tree(run).await
+    }
+    async fn events(
+        &self,
+        run: RunId,
+        after: Option<EventId>,
+        scope: Option<JobId>,
+        limit: usize,
+    ) -> Result<Vec<Event>, JobError> {
+        self.0.events(run, after, scope, limit).await
+    }
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<JobView>, JobError> {
+        self.0.list_runs(filter).await
+    }
+    async fn cancel(&self, id: JobId, reason: &str) -> Result<CancelReport, JobError> {
+        self.0.cancel(id, reason).await
+    }
+    async fn resume(&self, id: JobId) -> Result<ResumeReport, JobError> {
+        self.0.resume(id).await
+    }
+    async fn subscribe(&self) -> Result<NotificationStream, JobError> {
+        self.0.subscribe().await
+    }
+}
+
+/// The pipeline's writes on the in-memory stores (tests, embedded mode). Each method applies
+/// its domain write and then the job transition; the two are not one transaction as in
+/// PostgreSQL, which a single process without crashes does not need.
+pub struct MemoryGeneration {
+    store: Arc<MemoryStore>,
+    jobs: Arc<MemoryJobStore>,
+}
+
+impl MemoryGeneration {
+    /// Writes on these stores.
+    pub fn new(store: Arc<MemoryStore>, jobs: Arc<MemoryJobStore>) -> Self {
+        Self { store, jobs }
+    }
+
+    async fn finish(&self, fence: &Fence, kind: FinishKind) -> Result<(), GenerationError> {
+        let results = self
+            .jobs
+            .finish(vec![Finish {
+                fence: *fence,
+                kind,
+            }])
+            .await?;
+        match results.into_iter().next() {
+            Some(Err(e)) => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Applies `change` to the stored drama with optimistic retries.
+    async fn update(
+        &self,
+        owner: UserId,
+        id: &DramaId,
+        change: impl Fn(&mut Drama) -> Result<(), RepoError>,
+    ) -> Result<(), RepoError> {
+        for _ in 0..16 {
+            let current = self.store.get_complete(owner, id).await?;
+            let mut drama = current.drama;
+            change(&mut drama)?;
+            match self
+                .store
+                .save_complete(owner, &drama, Some(current.version))
+                .await
+            {
+                Err(RepoError::VersionConflict { .. }) => tokio::task::yield_now().await,
+                other => return other.map(|_| ()),
+            }
+        }
+        Err(RepoError::Unavailable(
+            "the drama keeps changing".to_owned(),
+        ))
+    }
+
+    /// Takes `amount` tokens if the owner has them.
+    async fn pay(&self, owner: UserId, amount: i64) -> Result<bool, RepoError> {
+        if amount <= 0 {
+            return Ok(true);
+        }
+        match self.store.debit_tokens(owner, amount).await {
+            Ok(_) => Ok(true),
+            Err(RepoError::InsufficientTokens { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn with_applied(mut result: Value, applied: bool) -> Value {
+    if let Value::Object(map) = &mut result {
+        map.insert("applied".to_owned(), Value::Bool(applied));
+    }
+    result
+}
+
+fn set_entity_url(drama: &mut Drama, target: &EntityUrl, url: &str) {
+    let url = Some(url.to_owned());
+    match target {
+        EntityUrl::None => {}
+        EntityUrl::Drama => drama.url = url,
+        EntityUrl::Character(id) => {
+            if let Some(c) = drama.characters.iter_mut().find(|c| &c.id == id) {
+                c.url = url;
+            }
+        }
+        EntityUrl::SceneImage(id) | EntityUrl::SceneVideo(id) => {
+            let video = matches!(target, EntityUrl::SceneVideo(_));
+            if let Some(s) = drama
+                .episodes
+                .iter_mut()
+                .flat_map(|e| e.scenes.iter_mut())
+                .find(|s| &s.id == id)
+            {
+                if video {
+                    s.video_url = url;
+                } else {
+                    s.image_url = url;
+                }
+            }
+        }
+        EntityUrl::Episode(id) => {
+            if let Some(e) = drama.episodes.iter_mut().find(|e| &e.id == id) {
+                e.url = url;
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl GenerationStore for MemoryGeneration {
+    async fn submit_charged(
+        &self,
+        owner: UserId,
+        cost: i64,
+        graph: &Graph,
+    ) -> Result<Submitted, GenerationError> {
+        if cost > 0 {
+            self.store.debit_tokens(owner, cost).await?;
+        }
+        let submitted = self.jobs.submit(graph).await;
+        let refund = match &submitted {
+            Ok(s) => !s.created,
+            Err(_) => true,
+        };
+        if refund && cost > 0 {
+            self.store.credit_tokens(owner, cost).await?;
+        }
+        Ok(submitted?)
+    }
+
+    async fn complete_asset(
+        &self,
+        fence: &Fence,
+        owner: UserId,
+        drama: &DramaId,
+        generated: &GeneratedAsset,
+        result: Value,
+    ) -> Result<Applied, GenerationError> {
+        let attached = self
+            .store
+            .attach_asset_object(
+                owner,
+                drama,
+                &generated.asset_id,
+                &generated.url,
+                &generated.object,
+            )
+            .await;
+        let applied = match attached {
+            Ok(_) => {
+                let (target, url) = (&generated.entity_url, generated.url.as_str());
+                match self
+                    .update(owner, drama, |d| {
+                        set_entity_url(d, target, url);
+                        Ok(())
+                    })
+                    .await
+                {
+                    Ok(()) => {
+                        Applied::Recorded(self.store.get_complete(owner, drama).await?.version)
+                    }
+                    Err(RepoError::NotFound { .. }) => Applied::AssetGone,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Err(RepoError::NotFound { .. }) => {
+                self.store
+                    .record_orphans(
+                        std::slice::from_ref(&generated.object.storage_key),
+                        "asset deleted during generation",
+                    )
+                    .await?;
+                Applied::AssetGone
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.finish(
+            fence,
+            FinishKind::Complete {
+                result: with_applied(result, applied != Applied::AssetGone),
+                expansion: None,
+            },
+        )
+        .await?;
+        Ok(applied)
+    }
+
+    async fn complete_scenes(
+        &self,
+        fence: &Fence,
+        owner: UserId,
+        drama: &DramaId,
+        episode: &EpisodeId,
+        scenes: &[Scene],
+        expansion: Expansion,
+        expansion_cost: i64,
+        result: Value,
+    ) -> Result<bool, GenerationError> {
+        self.update(owner, drama, |d| {
+            let e = d
+                .episodes
+                .iter_mut()
+                .find(|e| &e.id == episode)
+                .ok_or_else(|| RepoError::not_found(drama_dal::Entity::Episode, episode))?;
+            e.scenes = scenes.to_vec();
+            Ok(())
+        })
+        .await?;
+        let paid = !expansion.is_empty() && self.pay(owner, expansion_cost).await?;
+        self.finish(
+            fence,
+            FinishKind::Complete {
+                result: with_applied(result, paid),
+                expansion: paid.then_some(expansion),
+            },
+        )
+        .await?;
+        Ok(paid)
+    }
+
+    async fn complete_drama(
+        &self,
+        fence: &Fence,
+        owner: UserId,
+        drama: &Drama,
+        write: DramaWrite,
+        expansion: Expansion,
+        expansion_cost: i64,
+        result: Value,
+    ) -> Result<bool, GenerationError> {
+        match write {
+            DramaWrite::Create => {
+                self.store.create(owner, drama).await?;
+            }
+            DramaWrite::Replace => {
+                self.store.save_complete(owner, drama, None).await?;
+            }
+        }
+        let paid = !expansion.is_empty() && self.pay(owner, expansion_cost).await?;
+        self.finish(
+            fence,
+            FinishKind::Complete {
+                result: with_applied(result, paid),
+                expansion: paid.then_some(expansion),
+            },
+        )
+        .await?;
+        Ok(paid)
+    }
+
+    async fn settle_refunds(&self, limit: u32) -> Result<Vec<Refund>, GenerationError> {
+        let runs = self
+            .jobs
+            .list_runs(&RunFilter {
+                owner: None,
+                subject: None,
+                active_only: false,
+                limit: limit as usize,
+            })
+            .await?;
+        let mut refunds = Vec::new();
+        for run in runs {
+            let amount = self.jobs.take_refund(run.id).await?;
+            let owner = UserId(run.owner);
+            if amount > 0 {
+                self.store.credit_tokens(owner, amount).await?;
+            } else if amount < 0 {
+                let balance = self.store.get_user(owner).await?.tokens;
+                let take = (-amount).min(balance);
+                if take > 0 {
+                    self.store.debit_tokens(owner, take).await?;
+                }
+            }
+            if amount != 0 {
+                refunds.push(Refund { owner, amount });
+            }
+        }
+        Ok(refunds)
+    }
+}
+
+/// How long a synchronous use case waits for its run (portrait, cover) before it answers
+/// with the run still going.
+pub const SYNC_WAIT: Duration = Duration::from_secs(180);

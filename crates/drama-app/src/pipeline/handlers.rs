@@ -1,0 +1,706 @@
+//! The job handlers: each turns one node of a run into provider calls, stored objects and,
+//! in one transaction with the job's completion, the rows that point at them.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use drama_ai::{
+    AiError, DramaRequest, ImageKind, ImageRequest, ReferenceImage, VideoDuration, VideoRequest,
+    VideoTask,
+};
+use drama_assets::{Category, MediaType, ObjectKey, Scope as KeyScope, keys};
+use drama_dal::{AssetObject, DramaWrite, GeneratedAsset, GenerationError, RepoError};
+use drama_domain::{AssetId, AssetKind, Drama, DramaId, EpisodeId, UserId};
+use drama_jobs::{HandlerOptions, JobContext, Outcome, Registry};
+use serde_json::{Value, json};
+
+use super::hash::{Inputs, checksum, input_hash};
+use super::normalize::ensure_assets;
+use super::plan::{Planner, model_tag, stitch_model};
+use super::spec::{CritiqueTask, DramaTask, MediaTask, ScenesTask, StitchTask, kind};
+use super::stitch;
+use crate::App;
+
+/// Maps a provider error onto the engine's retry semantics.
+fn ai_outcome(e: &AiError) -> Outcome {
+    if let Some(delay) = e.retry_after() {
+        return Outcome::throttle(delay, e);
+    }
+    if e.is_retryable() {
+        Outcome::retry(e)
+    } else {
+        Outcome::fail(e)
+    }
+}
+
+fn repo_outcome(e: &RepoError) -> Outcome {
+    if e.is_retryable() {
+        Outcome::retry(e)
+    } else {
+        Outcome::fail(e)
+    }
+}
+
+fn generation_outcome(e: &GenerationError) -> Outcome {
+    match e {
+        // The task was retaken by another worker; whatever is answered here is ignored.
+        GenerationError::FenceLost => Outcome::fail("the lease was lost"),
+        GenerationError::Repo(r) => repo_outcome(r),
+        GenerationError::Jobs(j) => Outcome::retry(j),
+    }
+}
+
+/// `?` for handler steps: the error becomes the outcome.
+macro_rules! step {
+    ($e:expr, $map:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(e) => return $map(&e),
+        }
+    };
+}
+
+fn category(kind: &str) -> Category {
+    match kind {
+        kind::PORTRAIT => Category::Portraits,
+        kind::AUDITION => Category::Auditions,
+        kind::STORYBOARD => Category::Storyboards,
+        kind::CLIP => Category::Clips,
+        kind::COVER => Category::Covers,
+        _ => Category::Episodes,
+    }
+}
+
+fn image_kind(kind: &str) -> ImageKind {
+    match kind {
+        kind::PORTRAIT => ImageKind::Portrait,
+        kind::COVER => ImageKind::Cover,
+        _ => ImageKind::Storyboard,
+    }
+}
+
+/// Keys are unique per object (the asset id plus the start of the content hash), so a key
+/// being swept is never one being written.
+fn object_key(
+    owner: UserId,
+    drama: &DramaId,
+    kind: &str,
+    asset: &str,
+    sum: &str,
+    media: MediaType,
+) -> Result<ObjectKey, String> {
+    let scope = KeyScope::drama(drama).map_err(|e| e.to_string())?;
+    let digest = sum.trim_start_matches("sha256:");
+    let stem: String = asset.chars().take(110).collect();
+    let name = format!("{stem}-{}", &digest[..digest.len().min(12)]);
+    keys::asset_key(owner, &scope, category(kind), &name, media).map_err(|e| e.to_string())
+}
+
+impl App {
+    /// Every handler of the pipeline, ready for a worker.
+    pub fn registry(&self) -> Registry {
+        let mut registry = Registry::new();
+        let opts = |minutes: u64| HandlerOptions {
+            timeout: Some(Duration::from_secs(minutes * 60)),
+            ..HandlerOptions::default()
+        };
+        for k in [kind::PORTRAIT, kind::STORYBOARD, kind::COVER] {
+            let app = self.clone();
+            registry.register_with(
+                k,
+                move |ctx: JobContext| {
+                    let app = app.clone();
+                    async move { app.run_image(ctx).await }
+                },
+                opts(10),
+            );
+        }
+        for k in [kind::CLIP, kind::AUDITION] {
+            let app = self.clone();
+            registry.register_with(
+                k,
+                move |ctx: JobContext| {
+                    let app = app.clone();
+                    async move { app.run_video(ctx).await }
+                },
+                opts(45),
+            );
+        }
+        let app = self.clone();
+        registry.register_with(
+            kind::STITCH,
+            move |ctx: JobContext| {
+                let app = app.clone();
+                async move { app.run_stitch(ctx).await }
+            },
+            opts(15),
+        );
+        let app = self.clone();
+        registry.register_with(
+            kind::WRITE_SCENES,
+            move |ctx: JobContext| {
+                let app = app.clone();
+                async move { app.run_scenes(ctx).await }
+            },
+            opts(10),
+        );
+        let app = self.clone();
+        registry.register_with(
+            kind::WRITE_DRAMA,
+            move |ctx: JobContext| {
+                let app = app.clone();
+                async move { app.run_write_drama(ctx).await }
+            },
+            opts(10),
+        );
+        let app = self.clone();
+        registry.register_with(
+            kind::CRITIQUE_DRAMA,
+            move |ctx: JobContext| {
+                let app = app.clone();
+                async move { app.run_critique(ctx).await }
+            },
+            opts(10),
+        );
+        registry
+    }
+
+    /// Loads the reference objects of a task: their images and checksums, in order.
+    async fn references(
+        &self,
+        owner: UserId,
+        drama: &DramaId,
+        refs: &[String],
+    ) -> Result<(Vec<ReferenceImage>, Vec<String>), Outcome> {
+        if refs.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let objects = self
+            .store
+            .asset_objects(owner, drama)
+            .await
+            .map_err(|e| repo_outcome(&e))?;
+        let mut images = Vec::new();
+        let mut sums = Vec::new();
+        for r in refs {
+            let object = objects
+                .iter()
+                .find(|(id, _)| id.as_str() == r)
+                .map(|(_, o)| o)
+                .ok_or_else(|| Outcome::fail(format!("reference {r} has no generated object")))?;
+            let key = ObjectKey::parse(object.storage_key.clone())
+                .map_err(|e| Outcome::fail(format!("reference {r}: {e}")))?;
+            let (info, bytes) = self.assets.get_bytes(&key).await.map_err(|e| {
+                if e.is_retryable() {
+                    Outcome::retry(&e)
+                } else {
+                    Outcome::fail(format!("reference {r}: {e}"))
+                }
+            })?;
+            let sum = info
+                .checksum
+                .or_else(|| object.checksum.clone())
+                .unwrap_or_else(|| checksum(&bytes));
+            let mut image = ReferenceImage::new(bytes, info.content_type);
+            if let Ok(presigned) = self
+                .assets
+                .presign_get(&key, Duration::from_secs(3600))
+                .await
+            {
+                image = image.with_url(presigned.url);
+            }
+            images.push(image);
+            sums.push(sum);
+        }
+        Ok((images, sums))
+    }
+
+    /// Stores generated bytes and records them with the job's completion.
+    #[allow(clippy::too_many_arguments)]
+    async fn store_result(
+        &self,
+        ctx: &JobContext,
+        task: &MediaTask,
+        kind: &str,
+        bytes: Bytes,
+        mime: &str,
+        input_hash: String,
+        usage: Value,
+    ) -> Outcome {
+        let owner = UserId(ctx.owner());
+        let drama = step!(
+            DramaId::parse(task.drama.as_str()),
+            |e: &drama_domain::ClientIdError| Outcome::fail(e)
+        );
+        let media = step!(
+            MediaType::from_mime(mime),
+            |e: &drama_assets::AssetError| Outcome::fail(e)
+        );
+        let sum = checksum(&bytes);
+        let key = step!(
+            object_key(owner, &drama, kind, &task.asset, &sum, media),
+            |e: &String| Outcome::fail(e)
+        );
+        // Recorded before the object exists, so that a crash between the two never leaks it;
+        // attaching the object below takes the key off the list in the same transaction.
+        step!(
+            self.store
+                .record_orphans(
+                    std::slice::from_ref(&key.as_str().to_owned()),
+                    "generation in progress"
+                )
+                .await,
+            repo_outcome
+        );
+        let info = step!(
+            self.assets.put_bytes(&key, bytes, media.mime()).await,
+            |e: &drama_assets::AssetError| if e.is_retryable() {
+                Outcome::retry(e)
+            } else {
+                Outcome::fail(e)
+            }
+        );
+        let asset_id = step!(
+            AssetId::parse(task.asset.as_str()),
+            |e: &drama_domain::ClientIdError| Outcome::fail(e)
+        );
+        let url = self.object_url(&key);
+        let generated = GeneratedAsset {
+            asset_id,
+            url: url.clone(),
+            object: AssetObject {
+                storage_key: key.as_str().to_owned(),
+                content_type: info.content_type.clone(),
+                size_bytes: i64::try_from(info.size).unwrap_or(i64::MAX),
+                checksum: Some(sum.clone()),
+                input_hash: Some(input_hash),
+                usage: Some(usage),
+            },
+            entity_url: (&task.target).into(),
+        };
+        let result = json!({
+            "assetId": task.asset, "url": url, "storageKey": key.as_str(),
+            "contentType": info.content_type, "size": info.size, "checksum": sum,
+        });
+        match self
+            .generation
+            .complete_asset(&ctx.fence(), owner, &drama, &generated, result)
+            .await
+        {
+            Ok(_) => Outcome::committed_externally(),
+            Err(e) => generation_outcome(&e),
+        }
+    }
+
+    async fn run_image(&self, ctx: JobContext) -> Outcome {
+        let task: MediaTask = match ctx.payload_as() {
+            Ok(t) => t,
+            Err(outcome) => return outcome,
+        };
+        let owner = UserId(ctx.owner());
+        let drama = step!(
+            DramaId::parse(task.drama.as_str()),
+            |e: &drama_domain::ClientIdError| Outcome::fail(e)
+        );
+        let (references, sums) = match self.references(owner, &drama, &task.references).await {
+            Ok(found) => found,
+            Err(outcome) => return outcome,
+        };
+        let model = self.ai.image_model();
+        let sum_refs: Vec<&str> = sums.iter().map(String::as_str).collect();
+        let hash = input_hash(&Inputs {
+            kind: ctx.kind(),
+            prompt: &task.prompt,
+            model: &model_tag(&model.model()),
+            references: &sum_refs,
+            duration: None,
+        });
+        let request = ImageRequest {
+            kind: image_kind(ctx.kind()),
+            prompt: task.prompt.clone(),
+            label: task.label.clone(),
+            references,
+        };
+        let generated = tokio::select! {
+            r = model.generate_image(&request) => step!(r, ai_outcome),
+            () = ctx.cancellation().cancelled() => return Outcome::cancelled("cancelled"),
+        };
+        let usage = serde_json::to_value(generated.usage).unwrap_or(Value::Null);
+        let kind = ctx.kind().to_owned();
+        self.store_result(
+            &ctx,
+            &task,
+            &kind,
+            generated.output.bytes,
+            &generated.output.mime_type,
+            hash,
+            usage,
+        )
+        .await
+    }
+
+    async fn run_video(&self, ctx: JobContext) -> Outcome {
+        let task: MediaTask = match ctx.payload_as() {
+            Ok(t) => t,
+            Err(outcome) => return outcome,
+        };
+        let owner = UserId(ctx.owner());
+        let drama = step!(
+            DramaId::parse(task.drama.as_str()),
+            |e: &drama_domain::ClientIdError| Outcome::fail(e)
+        );
+        let (mut references, sums) = match self.references(owner, &drama, &task.references).await {
+            Ok(found) => found,
+            Err(outcome) => return outcome,
+        };
+        let model = self.ai.video_model();
+        let sum_refs: Vec<&str> = sums.iter().map(String::as_str).collect();
+        let hash = input_hash(&Inputs {
+            kind: ctx.kind(),
+            prompt: &task.prompt,
+            model: &model_tag(&model.model()),
+            references: &sum_refs,
+            duration: task.duration,
+        });
+        let duration = step!(
+            VideoDuration::from_seconds(task.duration.unwrap_or(10)),
+            ai_outcome
+        );
+        // A task submitted by an earlier attempt is polled, not paid for again.
+        let submitted = ctx
+            .last_checkpoint()
+            .and_then(|c| c.get("task_id").and_then(Value::as_str).map(str::to_owned));
+        let (video_task, mut usage) = match submitted {
+            Some(task_id) => (VideoTask { task_id, duration }, drama_ai::Usage::default()),
+            None => {
+                let request = VideoRequest {
+                    prompt: task.prompt.clone(),
+                    label: task.label.clone(),
+                    reference: references.drain(..).next(),
+                    duration,
+                };
+                let submitted = step!(model.submit(&request).await, ai_outcome);
+                if let Err(e) = ctx
+                    .checkpoint(json!({ "task_id": submitted.output.task_id }))
+                    .await
+                {
+                    return Outcome::retry(e);
+                }
+                (submitted.output, submitted.usage)
+            }
+        };
+        let waited = tokio::select! {
+            r = drama_ai::wait_for_video(model.as_ref(), &video_task, model.polling()) => r,
+            () = ctx.cancellation().cancelled() => return Outcome::cancelled("cancelled"),
+        };
+        let video = match waited {
+            Ok(v) => v,
+            Err(AiError::VideoDeadline { .. }) => {
+                // Still running at the provider: the next attempt polls the same task.
+                return Outcome::retry("the video is not ready yet");
+            }
+            Err(e) => {
+                // A failed task is submitted anew by the next attempt.
+                let _ = ctx.checkpoint(json!({ "task_id": null })).await;
+                return ai_outcome(&e);
+            }
+        };
+        usage.video_seconds = usage.video_seconds.max(duration.seconds());
+        let usage = serde_json::to_value(usage).unwrap_or(Value::Null);
+        let kind = ctx.kind().to_owned();
+        self.store_result(
+            &ctx,
+            &task,
+            &kind,
+            video.bytes,
+            &video.mime_type,
+            hash,
+            usage,
+        )
+        .await
+    }
+
+    async fn run_stitch(&self, ctx: JobContext) -> Outcome {
+        let task: StitchTask = match ctx.payload_as() {
+            Ok(t) => t,
+            Err(outcome) => return outcome,
+        };
+        let owner = UserId(ctx.owner());
+        let drama_id = step!(
+            DramaId::parse(task.drama.as_str()),
+            |e: &drama_domain::ClientIdError| Outcome::fail(e)
+        );
+        let stored = step!(
+            self.store.get_complete(owner, &drama_id).await,
+            repo_outcome
+        );
+        let objects = step!(
+            self.store.asset_objects(owner, &drama_id).await,
+            repo_outcome
+        );
+        let Some(episode) = stored.drama.episode(&task.episode) else {
+            return Outcome::fail(format!("episode {} no longer exists", task.episode));
+        };
+        let mut clips = Vec::new();
+        for scene in &episode.scenes {
+            let Some(clip) = scene.assets.iter().find(|a| a.kind == AssetKind::Video) else {
+                return Outcome::fail(format!("scene {} has no clip", scene.id));
+            };
+            let Some(object) = objects.get(&clip.id) else {
+                return Outcome::fail(format!(
+                    "the clip of scene {} has not been generated",
+                    scene.id
+                ));
+            };
+            clips.push(object.clone());
+        }
+        if clips.is_empty() {
+            return Outcome::fail(format!("episode {} has no scenes to stitch", task.episode));
+        }
+        let mut files = Vec::new();
+        for clip in &clips {
+            let key = step!(
+                ObjectKey::parse(clip.storage_key.clone()),
+                |e: &drama_assets::AssetError| Outcome::fail(e)
+            );
+            let (_, bytes) = step!(
+                self.assets.get_bytes(&key).await,
+                |e: &drama_assets::AssetError| {
+                    if e.is_retryable() {
+                        Outcome::retry(e)
+                    } else {
+                        Outcome::fail(e)
+                    }
+                }
+            );
+            files.push(bytes);
+        }
+        let stitched = tokio::select! {
+            r = stitch::concat(&self.ffmpeg, &files) => step!(r, |e: &stitch::StitchError| {
+                if e.is_retryable() { Outcome::retry(e) } else { Outcome::fail(e) }
+            }),
+            () = ctx.cancellation().cancelled() => return Outcome::cancelled("cancelled"),
+        };
+        let sums: Vec<&str> = clips.iter().filter_map(|c| c.checksum.as_deref()).collect();
+        let Some(video_asset) = episode.assets.iter().find(|a| a.id.as_str() == task.asset) else {
+            return Outcome::fail(format!("asset {} no longer exists", task.asset));
+        };
+        let hash = input_hash(&Inputs {
+            kind: kind::STITCH,
+            prompt: &video_asset.prompt,
+            model: &model_tag(&stitch_model()),
+            references: &sums,
+            duration: None,
+        });
+        let media = MediaTask {
+            drama: task.drama.clone(),
+            asset: task.asset.clone(),
+            prompt: video_asset.prompt.clone(),
+            label: episode.title.clone(),
+            references: Vec::new(),
+            duration: None,
+            target: super::spec::UrlTarget::Episode(episode.id.clone()),
+        };
+        let usage = json!({ "clips": clips.len() });
+        self.store_result(
+            &ctx,
+            &media,
+            kind::STITCH,
+            stitched,
+            "video/mp4",
+            hash,
+            usage,
+        )
+        .await
+    }
+
+    async fn run_scenes(&self, ctx: JobContext) -> Outcome {
+        let spec: ScenesTask = match ctx.payload_as() {
+            Ok(t) => t,
+            Err(outcome) => return outcome,
+        };
+        let owner = UserId(ctx.owner());
+        let drama_id = step!(
+            DramaId::parse(spec.drama.as_str()),
+            |e: &drama_domain::ClientIdError| Outcome::fail(e)
+        );
+        let episode_id = step!(
+            EpisodeId::parse(spec.episode.as_str()),
+            |e: &drama_domain::ClientIdError| Outcome::fail(e)
+        );
+        let stored = step!(
+            self.store.get_complete(owner, &drama_id).await,
+            repo_outcome
+        );
+        let mut drama = stored.drama;
+        let Some(episode) = drama.episode(episode_id.as_str()) else {
+            return Outcome::fail(format!("episode {episode_id} no longer exists"));
+        };
+        let mut usage = Value::Null;
+        // Scenes written by an earlier attempt (or by the user meanwhile) are kept.
+        if episode.scenes.is_empty() {
+            let script = step!(self.ai.script_model(spec.model.as_deref()), ai_outcome);
+            let written = tokio::select! {
+                r = script.write_episode_scenes(&drama, &episode_id) => step!(r, ai_outcome),
+                () = ctx.cancellation().cancelled() => return Outcome::cancelled("cancelled"),
+            };
+            usage = serde_json::to_value(written.usage).unwrap_or(Value::Null);
+            if let Some(e) = drama.episodes.iter_mut().find(|e| e.id == episode_id) {
+                e.scenes = written.output;
+            }
+        }
+        step!(
+            ensure_assets(&mut drama),
+            |e: &drama_domain::DomainError| Outcome::fail(e)
+        );
+        if let Err(e) = drama.validate() {
+            return Outcome::fail(format!("the written scenes are invalid: {e}"));
+        }
+        let objects = HashMap::new();
+        let models = self.models(spec.model.clone());
+        let planner = step!(
+            Planner::new(&drama, &objects, &models, &self.costs),
+            |e: &crate::AppError| Outcome::fail(e)
+        );
+        let (expansion, cost) = step!(
+            planner.scene_expansion(&episode_id, &spec),
+            |e: &crate::AppError| Outcome::fail(e)
+        );
+        let Some(episode) = drama.episode(episode_id.as_str()) else {
+            return Outcome::fail(format!("episode {episode_id} no longer exists"));
+        };
+        let result =
+            json!({ "episodeId": episode_id, "scenes": episode.scenes.len(), "usage": usage });
+        match self
+            .generation
+            .complete_scenes(
+                &ctx.fence(),
+                owner,
+                &drama_id,
+                &episode_id,
+                &episode.scenes,
+                expansion,
+                cost,
+                result,
+            )
+            .await
+        {
+            Ok(_) => Outcome::committed_externally(),
+            Err(e) => generation_outcome(&e),
+        }
+    }
+
+    async fn run_write_drama(&self, ctx: JobContext) -> Outcome {
+        let spec: DramaTask = match ctx.payload_as() {
+            Ok(t) => t,
+            Err(outcome) => return outcome,
+        };
+        let owner = UserId(ctx.owner());
+        let drama_id = step!(
+            DramaId::parse(spec.drama.as_str()),
+            |e: &drama_domain::ClientIdError| Outcome::fail(e)
+        );
+        let script = step!(self.ai.script_model(spec.model.as_deref()), ai_outcome);
+        let generated = match &spec.improve {
+            Some(improve) => {
+                let original_id = step!(
+                    DramaId::parse(improve.original.as_str()),
+                    |e: &drama_domain::ClientIdError| Outcome::fail(e)
+                );
+                let original = match self.store.get_complete(owner, &original_id).await {
+                    Ok(o) => o.drama,
+                    Err(RepoError::NotFound { .. }) => {
+                        return Outcome::fail(format!("Original drama {original_id} not found"));
+                    }
+                    Err(e) => return repo_outcome(&e),
+                };
+                tokio::select! {
+                    r = script.improve_drama(&original, &improve.feedback, &drama_id) => step!(r, ai_outcome),
+                    () = ctx.cancellation().cancelled() => return Outcome::cancelled("cancelled"),
+                }
+            }
+            None => {
+                let mut request = DramaRequest::new(drama_id.clone(), spec.premise.clone());
+                if let Some(key) = &spec.reference_key
+                    && let Ok(key) = ObjectKey::parse(key.clone())
+                    && let Ok((info, bytes)) = self.assets.get_bytes(&key).await
+                {
+                    request
+                        .references
+                        .push(ReferenceImage::new(bytes, info.content_type));
+                }
+                tokio::select! {
+                    r = script.generate_drama(&request) => step!(r, ai_outcome),
+                    () = ctx.cancellation().cancelled() => return Outcome::cancelled("cancelled"),
+                }
+            }
+        };
+        let mut drama: Drama = generated.output;
+        drama.id = drama_id.clone();
+        if let Some(url) = &spec.reference_url {
+            let mut metadata = drama.metadata.take().unwrap_or_else(|| json!({}));
+            if let Value::Object(map) = &mut metadata {
+                map.insert("reference_image_url".to_owned(), Value::String(url.clone()));
+            }
+            drama.metadata = Some(metadata);
+        }
+        step!(
+            ensure_assets(&mut drama),
+            |e: &drama_domain::DomainError| Outcome::fail(e)
+        );
+        let objects = HashMap::new();
+        let models = self.models(spec.model.clone());
+        let planner = step!(
+            Planner::new(&drama, &objects, &models, &self.costs),
+            |e: &crate::AppError| Outcome::fail(e)
+        );
+        let (expansion, cost) = step!(planner.first_images(), |e: &crate::AppError| Outcome::fail(
+            e
+        ));
+        let usage = serde_json::to_value(generated.usage).unwrap_or(Value::Null);
+        let result = json!({ "dramaId": drama_id, "usage": usage });
+        match self
+            .generation
+            .complete_drama(
+                &ctx.fence(),
+                owner,
+                &drama,
+                DramaWrite::Create,
+                expansion,
+                cost,
+                result,
+            )
+            .await
+        {
+            Ok(_) => Outcome::committed_externally(),
+            Err(GenerationError::Repo(RepoError::AlreadyExists { .. })) => Outcome::fail(format!(
+                "drama id {drama_id} was taken while the drama was being written"
+            )),
+            Err(e) => generation_outcome(&e),
+        }
+    }
+
+    async fn run_critique(&self, ctx: JobContext) -> Outcome {
+        let spec: CritiqueTask = match ctx.payload_as() {
+            Ok(t) => t,
+            Err(outcome) => return outcome,
+        };
+        let owner = UserId(ctx.owner());
+        let drama_id = step!(
+            DramaId::parse(spec.drama.as_str()),
+            |e: &drama_domain::ClientIdError| Outcome::fail(e)
+        );
+        let drama = step!(
+            self.store.get_complete(owner, &drama_id).await,
+            repo_outcome
+        )
+        .drama;
+        let script = step!(self.ai.script_model(spec.model.as_deref()), ai_outcome);
+        let critique = tokio::select! {
+            r = script.critique_drama(&drama) => step!(r, ai_outcome),
+            () = ctx.cancellation().cancelled() => return Outcome::cancelled("cancelled"),
+        };
+        Outcome::success(json!({ "feedback": critique.output }))
+    }
+}

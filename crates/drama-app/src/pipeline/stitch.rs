@@ -1,0 +1,122 @@
+//! Stitching an episode's clips into one video with ffmpeg (Debian package `ffmpeg`).
+//!
+//! The clips are concatenated with the concat demuxer, copying the streams when they share
+//! their codec parameters (the offline provider's clips do), and re-encoding to H.264/AAC
+//! when they do not (clips from different providers).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use bytes::Bytes;
+
+/// Why stitching failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StitchError {
+    /// ffmpeg is not installed (or not at the configured path).
+    #[error(
+        "ffmpeg was not found at {0}: install the Debian package `ffmpeg` (apt-get install \
+         ffmpeg) or set FFMPEG_PATH"
+    )]
+    Missing(PathBuf),
+    /// ffmpeg ran and failed.
+    #[error("ffmpeg failed: {0}")]
+    Failed(String),
+    /// Temporary files could not be written.
+    #[error("stitching I/O failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl StitchError {
+    /// Only local I/O trouble is worth retrying.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Io(_))
+    }
+}
+
+async fn run(ffmpeg: &Path, args: &[&str]) -> Result<(), StitchError> {
+    let output = tokio::process::Command::new(ffmpeg)
+        .args(args)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
+                StitchError::Missing(ffmpeg.to_path_buf())
+            }
+            _ => StitchError::Io(e),
+        })?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let tail: String = stderr.lines().rev().take(5).collect::<Vec<_>>().join(" | ");
+        Err(StitchError::Failed(tail))
+    }
+}
+
+/// Concatenates MP4 clips, in order, into one MP4.
+///
+/// # Errors
+/// [`StitchError::Missing`] without ffmpeg; [`StitchError::Failed`] when ffmpeg cannot read or
+/// join the clips.
+pub async fn concat(ffmpeg: &Path, clips: &[Bytes]) -> Result<Bytes, StitchError> {
+    let dir = std::env::temp_dir().join(format!("drama-stitch-{}", uuid::Uuid::new_v4()));
+    tokio::fs::create_dir_all(&dir).await?;
+    let result = concat_in(ffmpeg, clips, &dir).await;
+    let _ = tokio::fs::remove_dir_all(&dir).await;
+    result
+}
+
+async fn concat_in(ffmpeg: &Path, clips: &[Bytes], dir: &Path) -> Result<Bytes, StitchError> {
+    let mut list = String::new();
+    for (i, clip) in clips.iter().enumerate() {
+        let name = format!("clip{i:04}.mp4");
+        tokio::fs::write(dir.join(&name), clip).await?;
+        list.push_str(&format!("file '{name}'\n"));
+    }
+    let list_path = dir.join("clips.txt");
+    tokio::fs::write(&list_path, list).await?;
+    let out = dir.join("episode.mp4");
+    let (list_arg, out_arg) = (list_path.to_string_lossy(), out.to_string_lossy());
+    let common = [
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-y",
+        "-f",
+        "concat",
+        "-safe",
+        "0",
+        "-i",
+    ];
+    let mut copy: Vec<&str> = common.to_vec();
+    copy.extend([
+        list_arg.as_ref(),
+        "-c",
+        "copy",
+        "-movflags",
+        "+faststart",
+        out_arg.as_ref(),
+    ]);
+    if let Err(first) = run(ffmpeg, &copy).await {
+        if matches!(first, StitchError::Missing(_)) {
+            return Err(first);
+        }
+        let mut encode: Vec<&str> = common.to_vec();
+        encode.extend([
+            list_arg.as_ref(),
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-movflags",
+            "+faststart",
+            out_arg.as_ref(),
+        ]);
+        run(ffmpeg, &encode).await?;
+    }
+    Ok(Bytes::from(tokio::fs::read(&out).await?))
+}

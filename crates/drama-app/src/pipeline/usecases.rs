@@ -1,0 +1,734 @@
+//! Starting and following generation runs.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chrono::Utc;
+use drama_ai::{AiError, CallKind};
+use drama_assets::{Category, MediaType, Scope as KeyScope, keys};
+use drama_dal::{Entity, GenerationError, RepoError, StoredDrama};
+use drama_domain::{AssetKind, CharacterId, DomainError, DramaId, EpisodeId, JobStatus, UserId};
+use drama_jobs::{
+    CoarseStatus, Event, EventId, Graph, JobError, JobId, JobView, NodeSpec, RunFilter, RunSpec,
+    RunTree,
+};
+use rand::Rng as _;
+use rand::distr::Alphanumeric;
+use serde_json::{Value, json};
+
+use super::engine::SYNC_WAIT;
+use super::normalize::ensure_assets;
+use super::plan::{Models, Planner, Scope};
+use super::spec::{CritiqueTask, DramaTask, ImproveSpec, class, kind};
+use crate::{App, AppError, Caller};
+
+/// A started run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Started {
+    /// The run (its root job).
+    pub job_id: JobId,
+    /// The drama it is about.
+    pub drama_id: DramaId,
+}
+
+/// An image uploaded with a premise.
+#[derive(Debug, Clone)]
+pub struct ReferenceUpload {
+    /// The bytes.
+    pub bytes: Bytes,
+    /// Declared MIME type, if any.
+    pub content_type: Option<String>,
+}
+
+/// `POST /dramas` with a premise.
+#[derive(Debug, Clone, Default)]
+pub struct PremiseRequest {
+    /// What the drama is about.
+    pub premise: String,
+    /// The id to give it (default: generated).
+    pub id: Option<String>,
+    /// Script model name (default `gemini-3-pro-preview`).
+    pub model: Option<String>,
+    /// A reference image.
+    pub reference: Option<ReferenceUpload>,
+}
+
+/// Maps an engine error.
+pub(crate) fn job_error(e: JobError) -> AppError {
+    match e {
+        JobError::NotFound(id) => AppError::not_found(Entity::Job, id),
+        JobError::Unavailable(m) => AppError::Unavailable(m),
+        JobError::InvalidGraph(g) => AppError::Internal(Box::new(g)),
+        other => AppError::Internal(Box::new(other)),
+    }
+}
+
+fn generation_error(e: GenerationError) -> AppError {
+    match e {
+        GenerationError::Repo(r) => r.into(),
+        GenerationError::Jobs(j) => job_error(j),
+        GenerationError::FenceLost => AppError::Unavailable("lease lost".to_owned()),
+    }
+}
+
+fn model_error(e: AiError) -> AppError {
+    match e {
+        AiError::UnknownModel { .. } | AiError::NotConfigured { .. } => {
+            AppError::Invalid(DomainError::field("model", e.to_string()))
+        }
+        other => AppError::Unavailable(other.to_string()),
+    }
+}
+
+/// The wire status of a job.
+pub fn wire_status(view: &JobView) -> JobStatus {
+    match view.coarse_status() {
+        CoarseStatus::Pending => JobStatus::Pending,
+        CoarseStatus::Processing => JobStatus::Processing,
+        CoarseStatus::Completed => JobStatus::Completed,
+        CoarseStatus::Failed => JobStatus::Failed,
+        CoarseStatus::Cancelled => JobStatus::Cancelled,
+    }
+}
+
+fn generated_drama_id() -> String {
+    let suffix: String = rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(12)
+        .map(|b| char::from(b).to_ascii_lowercase())
+        .collect();
+    format!("drama_{suffix}")
+}
+
+impl App {
+    /// The models that generate right now (their identity is part of every input hash).
+    pub(crate) fn models(&self, script_name: Option<String>) -> Models {
+        let script = self
+            .ai
+            .script_model(script_name.as_deref())
+            .map(|m| m.model())
+            .unwrap_or_else(|_| drama_ai::ModelInfo::new(drama_ai::Provider::Offline, "offline"));
+        Models {
+            image: self.ai.image_model().model(),
+            video: self.ai.video_model().model(),
+            script,
+            script_name,
+        }
+    }
+
+    fn script_cost(&self, call: CallKind, name: Option<&str>) -> Result<i64, AppError> {
+        let model = self.ai.script_model(name).map_err(model_error)?;
+        Ok(i64::from(self.costs.estimate(
+            call,
+            model.model().provider,
+            0,
+        )))
+    }
+
+    async fn submit(&self, owner: UserId, cost: i64, graph: Graph) -> Result<JobId, AppError> {
+        Ok(self
+            .generation
+            .submit_charged(owner, cost, &graph)
+            .await
+            .map_err(generation_error)?
+            .run_id)
+    }
+
+    async fn ensure_free(&self, id: &DramaId) -> Result<(), AppError> {
+        if self.store.id_taken(id).await? {
+            return Err(AppError::AlreadyExists {
+                entity: Entity::Drama,
+                id: id.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Starts writing a drama from a premise; its portraits and cover follow in the same run.
+    ///
+    /// # Errors
+    /// `Invalid` (premise, id, model, reference image); `AlreadyExists` (id);
+    /// `InsufficientTokens`; `Unavailable`.
+    #[tracing::instrument(skip_all)]
+    pub async fn create_from_premise(
+        &self,
+        caller: &Caller,
+        request: PremiseRequest,
+    ) -> Result<Started, AppError> {
+        if request.premise.trim().is_empty() {
+            return Err(AppError::Invalid(DomainError::field(
+                "premise",
+                "must not be empty",
+            )));
+        }
+        let id = request
+            .id
+            .filter(|i| !i.is_empty())
+            .unwrap_or_else(generated_drama_id);
+        let drama_id = DramaId::parse(id)
+            .map_err(|e| AppError::Invalid(DomainError::field("id", e.to_string())))?;
+        let model = request.model.filter(|m| !m.is_empty());
+        let cost = self.script_cost(CallKind::GenerateDrama, model.as_deref())?;
+        self.ensure_free(&drama_id).await?;
+        let (reference_key, reference_url) = match request.reference {
+            Some(upload) => {
+                let (key, url) = self.store_reference(caller.user, &drama_id, upload).await?;
+                (Some(key), Some(url))
+            }
+            None => (None, None),
+        };
+        let task = DramaTask {
+            drama: drama_id.to_string(),
+            premise: request.premise,
+            model,
+            improve: None,
+            reference_key,
+            reference_url,
+        };
+        let graph = Graph {
+            run: RunSpec::new(kind::CREATE_DRAMA, caller.user.0)
+                .subject(drama_id.as_str())
+                .payload(json!({ "dramaId": drama_id })),
+            nodes: vec![self.write_node(&drama_id, &task, cost)?],
+        };
+        let job_id = self.submit(caller.user, cost, graph).await?;
+        Ok(Started { job_id, drama_id })
+    }
+
+    fn write_node(&self, id: &DramaId, task: &DramaTask, cost: i64) -> Result<NodeSpec, AppError> {
+        Ok(NodeSpec::task(
+            format!("write:{id}"),
+            kind::WRITE_DRAMA,
+            serde_json::to_value(task).map_err(|e| AppError::Internal(Box::new(e)))?,
+        )
+        .class(class::SCRIPT)
+        .cost(cost)
+        .max_attempts(3)
+        .duration_hint(Duration::from_secs(30)))
+    }
+
+    async fn store_reference(
+        &self,
+        user: UserId,
+        drama: &DramaId,
+        upload: ReferenceUpload,
+    ) -> Result<(String, String), AppError> {
+        let media = match upload
+            .content_type
+            .as_deref()
+            .filter(|t| !t.is_empty() && *t != "application/octet-stream")
+        {
+            Some(t) => MediaType::from_mime(t)?,
+            None => MediaType::detect(&upload.bytes).ok_or_else(|| {
+                AppError::Invalid(DomainError::field(
+                    "reference_image",
+                    "not a recognised image",
+                ))
+            })?,
+        };
+        let scope = KeyScope::drama(drama)?;
+        let name = uuid::Uuid::new_v4().to_string();
+        let key = keys::asset_key(user, &scope, Category::References, &name, media)?;
+        self.assets
+            .put_bytes(&key, upload.bytes, media.mime())
+            .await?;
+        let url = self.object_url(&key);
+        Ok((key.into_inner(), url))
+    }
+
+    /// Starts writing an improved copy of a drama under a new id (default
+    /// `{id}_improved_{epoch millis}`); its portraits and cover follow.
+    ///
+    /// # Errors
+    /// `NotFound` (original); `Invalid`; `AlreadyExists` (new id); `InsufficientTokens`.
+    #[tracing::instrument(skip_all, fields(drama.id = %id))]
+    pub async fn improve_drama(
+        &self,
+        caller: &Caller,
+        id: &DramaId,
+        feedback: &str,
+        new_id: Option<String>,
+        model: Option<String>,
+    ) -> Result<Started, AppError> {
+        let original = self.store.get_complete(caller.user, id).await?;
+        if feedback.trim().is_empty() {
+            return Err(AppError::Invalid(DomainError::field(
+                "feedback",
+                "must not be empty",
+            )));
+        }
+        let improved = new_id.filter(|n| !n.is_empty()).unwrap_or_else(|| {
+            let suffix = format!("_improved_{}", Utc::now().timestamp_millis());
+            let keep = drama_domain::MAX_ID_LEN
+                .saturating_sub(suffix.len())
+                .min(id.as_str().len());
+            format!("{}{suffix}", &id.as_str()[..keep])
+        });
+        let improved = DramaId::parse(improved)
+            .map_err(|e| AppError::Invalid(DomainError::field("newDramaId", e.to_string())))?;
+        let model = model.filter(|m| !m.is_empty());
+        let cost = self.script_cost(CallKind::ImproveDrama, model.as_deref())?;
+        self.ensure_free(&improved).await?;
+        let task = DramaTask {
+            drama: improved.to_string(),
+            premise: original.drama.premise,
+            model,
+            improve: Some(ImproveSpec {
+                original: id.to_string(),
+                feedback: feedback.to_owned(),
+            }),
+            reference_key: None,
+            reference_url: None,
+        };
+        let graph = Graph {
+            run: RunSpec::new(kind::IMPROVE_DRAMA, caller.user.0)
+                .subject(improved.as_str())
+                .payload(json!({ "originalId": id, "dramaId": improved })),
+            nodes: vec![self.write_node(&improved, &task, cost)?],
+        };
+        let job_id = self.submit(caller.user, cost, graph).await?;
+        Ok(Started {
+            job_id,
+            drama_id: improved,
+        })
+    }
+
+    /// Starts a critique of a drama; the job's result is `{"feedback": …}`.
+    ///
+    /// # Errors
+    /// `NotFound`; `Invalid` (model); `InsufficientTokens`.
+    #[tracing::instrument(skip_all, fields(drama.id = %id))]
+    pub async fn critique_drama(
+        &self,
+        caller: &Caller,
+        id: &DramaId,
+        model: Option<String>,
+    ) -> Result<Started, AppError> {
+        self.store.get_complete(caller.user, id).await?;
+        let model = model.filter(|m| !m.is_empty());
+        let cost = self.script_cost(CallKind::CritiqueDrama, model.as_deref())?;
+        let task = CritiqueTask {
+            drama: id.to_string(),
+            model,
+        };
+        let node = NodeSpec::task(
+            format!("critique:{id}"),
+            kind::CRITIQUE_DRAMA,
+            serde_json::to_value(&task).map_err(|e| AppError::Internal(Box::new(e)))?,
+        )
+        .class(class::SCRIPT)
+        .cost(cost)
+        .duration_hint(Duration::from_secs(20));
+        let graph = Graph {
+            run: RunSpec::new(kind::CRITIQUE_DRAMA, caller.user.0)
+                .subject(id.as_str())
+                .payload(json!({ "dramaId": id })),
+            nodes: vec![node],
+        };
+        let job_id = self.submit(caller.user, cost, graph).await?;
+        Ok(Started {
+            job_id,
+            drama_id: id.clone(),
+        })
+    }
+
+    /// Plans and starts the generation of a drama's assets (all of them, or a scope),
+    /// skipping those whose inputs did not change unless `force`. The run's estimated cost is
+    /// debited when it starts and refunded for work that fails, is skipped or cancelled.
+    ///
+    /// # Errors
+    /// `NotFound` (drama or scope); `InsufficientTokens` (nothing started); `Unavailable`.
+    #[tracing::instrument(skip_all, fields(drama.id = %id, ?scope, force))]
+    pub async fn generate(
+        &self,
+        caller: &Caller,
+        id: &DramaId,
+        scope: Scope,
+        force: bool,
+    ) -> Result<Started, AppError> {
+        let owner = caller.user;
+        let drama = self.prepare(owner, id).await?;
+        let objects = self.store.asset_objects(owner, id).await?;
+        let models = self.models(None);
+        let planner = Planner::new(&drama, &objects, &models, &self.costs)?;
+        let planned = planner.plan(&scope, force)?;
+        let graph = Graph {
+            run: RunSpec::new(kind::GENERATE, owner.0)
+                .subject(id.as_str())
+                .payload(json!({ "dramaId": id, "scope": format!("{scope:?}"), "force": force })),
+            nodes: planned.nodes,
+        };
+        tracing::info!(
+            tasks = planned.tasks,
+            cost = planned.cost,
+            "generation planned"
+        );
+        let job_id = self.submit(owner, planned.cost, graph).await?;
+        Ok(Started {
+            job_id,
+            drama_id: id.clone(),
+        })
+    }
+
+    /// The drama with every generation target in place (added and saved when missing).
+    async fn prepare(&self, owner: UserId, id: &DramaId) -> Result<drama_domain::Drama, AppError> {
+        for _ in 0..3 {
+            let stored = self.store.get_complete(owner, id).await?;
+            let mut drama = stored.drama;
+            if !ensure_assets(&mut drama)? {
+                return Ok(drama);
+            }
+            match self
+                .store
+                .save_complete(owner, &drama, Some(stored.version))
+                .await
+            {
+                Ok(_) => return Ok(drama),
+                Err(RepoError::VersionConflict { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(AppError::Unavailable(
+            "the drama keeps changing; try again".to_owned(),
+        ))
+    }
+
+    /// Starts the audition video of a character (after its portrait when that is missing).
+    ///
+    /// # Errors
+    /// `NotFound` (drama or character); `InsufficientTokens`.
+    pub async fn audition(
+        &self,
+        caller: &Caller,
+        id: &DramaId,
+        character: &CharacterId,
+    ) -> Result<Started, AppError> {
+        let drama = self.prepare(caller.user, id).await?;
+        let c = drama
+            .character(character.as_str())
+            .ok_or_else(|| AppError::not_found(Entity::Character, character))?;
+        let asset = c
+            .assets
+            .iter()
+            .find(|a| a.kind == AssetKind::Video)
+            .map(|a| a.id.clone())
+            .ok_or_else(|| AppError::not_found(Entity::Asset, character))?;
+        self.generate(caller, id, Scope::Asset(asset), true).await
+    }
+
+    /// Starts stitching an episode's clips into its video (generating missing clips first).
+    ///
+    /// # Errors
+    /// `NotFound` (drama or episode); `InsufficientTokens`.
+    pub async fn stitch_episode(
+        &self,
+        caller: &Caller,
+        id: &DramaId,
+        episode: &EpisodeId,
+    ) -> Result<Started, AppError> {
+        let drama = self.prepare(caller.user, id).await?;
+        let e = drama
+            .episode(episode.as_str())
+            .ok_or_else(|| AppError::not_found(Entity::Episode, episode))?;
+        let asset = e
+            .assets
+            .iter()
+            .find(|a| a.kind == AssetKind::Video)
+            .map(|a| a.id.clone())
+            .ok_or_else(|| AppError::not_found(Entity::Asset, episode))?;
+        self.generate(caller, id, Scope::Asset(asset), true).await
+    }
+
+    /// Generates a character's portrait now and answers when it is done (the old server's
+    /// synchronous route); the work still runs as a job, visible like any other.
+    ///
+    /// # Errors
+    /// `NotFound`; `GenerationFailed` with the provider's reason; `Unavailable` when no worker
+    /// finished it in time.
+    pub async fn portrait_now(
+        &self,
+        caller: &Caller,
+        id: &DramaId,
+        character: &CharacterId,
+    ) -> Result<StoredDrama, AppError> {
+        let drama = self.prepare(caller.user, id).await?;
+        let c = drama
+            .character(character.as_str())
+            .ok_or_else(|| AppError::not_found(Entity::Character, character))?;
+        let asset = c
+            .assets
+            .iter()
+            .find(|a| a.kind == AssetKind::Image)
+            .map(|a| a.id.clone())
+            .ok_or_else(|| AppError::not_found(Entity::Asset, character))?;
+        let started = self.generate(caller, id, Scope::Asset(asset), true).await?;
+        self.wait_for(caller, started.job_id)
+            .await
+            .map_err(|e| match e {
+                AppError::GenerationFailed(m) => {
+                    AppError::GenerationFailed(format!("Image generation failed: {m}"))
+                }
+                other => other,
+            })?;
+        Ok(self.store.get_complete(caller.user, id).await?)
+    }
+
+    /// Generates the cover now (after the main characters' portraits exist), as the old
+    /// server's synchronous route did, with its messages.
+    ///
+    /// # Errors
+    /// `Precondition` when there is no main character or one lacks a portrait; `NotFound`;
+    /// `GenerationFailed`; `Unavailable`.
+    pub async fn cover_now(&self, caller: &Caller, id: &DramaId) -> Result<StoredDrama, AppError> {
+        let drama = self.prepare(caller.user, id).await?;
+        let mains: Vec<&drama_domain::Character> =
+            drama.characters.iter().filter(|c| c.main).collect();
+        if mains.is_empty() {
+            return Err(AppError::Precondition(
+                "Drama must have at least one main character".to_owned(),
+            ));
+        }
+        let missing: Vec<&str> = mains
+            .iter()
+            .filter(|c| c.url.is_none())
+            .map(|c| c.name.as_str())
+            .collect();
+        if !missing.is_empty() {
+            return Err(AppError::Precondition(format!(
+                "All main characters must have images generated first. Missing images for: {}",
+                missing.join(", ")
+            )));
+        }
+        let cover = drama
+            .assets
+            .iter()
+            .find(|a| a.kind == AssetKind::Image)
+            .map(|a| a.id.clone())
+            .ok_or_else(|| AppError::not_found(Entity::Asset, id))?;
+        let started = self.generate(caller, id, Scope::Asset(cover), true).await?;
+        self.wait_for(caller, started.job_id)
+            .await
+            .map_err(|e| match e {
+                AppError::GenerationFailed(m) => {
+                    AppError::GenerationFailed(format!("Failed to generate cover photo: {m}"))
+                }
+                other => other,
+            })?;
+        Ok(self.store.get_complete(caller.user, id).await?)
+    }
+
+    /// Waits until a run settles; fails with the first failure's reason.
+    async fn wait_for(&self, caller: &Caller, run: JobId) -> Result<JobView, AppError> {
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(20);
+        loop {
+            let view = self.job(caller, run).await?;
+            if view.state.is_settled() {
+                return match wire_status(&view) {
+                    JobStatus::Completed => Ok(view),
+                    _ => Err(AppError::GenerationFailed(self.failure_reason(&view).await)),
+                };
+            }
+            if started.elapsed() > SYNC_WAIT {
+                return Err(AppError::Unavailable(format!(
+                    "job {run} is still running; follow it at /jobs/{run}"
+                )));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    async fn failure_reason(&self, run: &JobView) -> String {
+        if let Some(e) = &run.error {
+            return e.clone();
+        }
+        match self.jobs.run_tree(run.id).await {
+            Ok(Some(tree)) => tree
+                .nodes
+                .iter()
+                .find_map(|n| n.error.clone())
+                .unwrap_or_else(|| "the job did not complete".to_owned()),
+            _ => "the job did not complete".to_owned(),
+        }
+    }
+
+    /// A job of the caller (a run or any node of one).
+    ///
+    /// # Errors
+    /// `NotFound` (also for another user's job); `Unavailable`.
+    pub async fn job(&self, caller: &Caller, id: JobId) -> Result<JobView, AppError> {
+        match self.jobs.job(id).await.map_err(job_error)? {
+            Some(view) if view.owner == caller.user.0 => Ok(view),
+            _ => Err(AppError::not_found(Entity::Job, id)),
+        }
+    }
+
+    /// A job of the caller that belongs to `drama`.
+    ///
+    /// # Errors
+    /// `NotFound` when the drama or job is missing or they do not belong together.
+    pub async fn job_of_drama(
+        &self,
+        caller: &Caller,
+        drama: &DramaId,
+        id: JobId,
+    ) -> Result<JobView, AppError> {
+        let view = self.job(caller, id).await?;
+        if view.subject.as_deref() != Some(drama.as_str()) {
+            return Err(AppError::not_found(Entity::Job, id));
+        }
+        Ok(view)
+    }
+
+    /// The runs of a drama, newest first (the drama must be the caller's, except for the
+    /// runs that create it).
+    ///
+    /// # Errors
+    /// `Unavailable`.
+    pub async fn jobs_of_drama(
+        &self,
+        caller: &Caller,
+        drama: &DramaId,
+        active_only: bool,
+    ) -> Result<Vec<JobView>, AppError> {
+        self.jobs
+            .list_runs(&RunFilter {
+                owner: Some(caller.user.0),
+                subject: Some(drama.to_string()),
+                active_only,
+                limit: 100,
+            })
+            .await
+            .map_err(job_error)
+    }
+
+    /// The runs of several dramas at once (GraphQL loads nested `jobs` fields this way).
+    ///
+    /// # Errors
+    /// `Unavailable`.
+    pub async fn trees_of_dramas(
+        &self,
+        caller: &Caller,
+        dramas: &[DramaId],
+    ) -> Result<HashMap<DramaId, Vec<JobView>>, AppError> {
+        let mut out = HashMap::new();
+        for d in dramas {
+            let runs = self.jobs_of_drama(caller, d, false).await?;
+            let mut all = Vec::new();
+            for run in runs {
+                match self.jobs.run_tree(run.id).await.map_err(job_error)? {
+                    Some(tree) => all.extend(tree.nodes),
+                    None => all.push(run),
+                }
+            }
+            out.insert(d.clone(), all);
+        }
+        Ok(out)
+    }
+
+    /// A run's nodes and edges.
+    ///
+    /// # Errors
+    /// `NotFound`.
+    pub async fn run_tree(&self, caller: &Caller, id: JobId) -> Result<RunTree, AppError> {
+        let view = self.job(caller, id).await?;
+        self.jobs
+            .run_tree(view.run_id)
+            .await
+            .map_err(job_error)?
+            .ok_or_else(|| AppError::not_found(Entity::Job, id))
+    }
+
+    /// The direct children of a job.
+    ///
+    /// # Errors
+    /// `NotFound`.
+    pub async fn job_children(&self, caller: &Caller, id: JobId) -> Result<Vec<JobView>, AppError> {
+        self.job(caller, id).await?;
+        self.jobs.children(id, None, 1000).await.map_err(job_error)
+    }
+
+    /// Cancels a run or a subtree: nothing new starts, running handlers are told to stop.
+    ///
+    /// # Errors
+    /// `NotFound`.
+    pub async fn cancel_job(&self, caller: &Caller, id: JobId) -> Result<JobView, AppError> {
+        self.job(caller, id).await?;
+        self.jobs
+            .cancel(id, "cancelled by the user")
+            .await
+            .map_err(job_error)?;
+        self.job(caller, id).await
+    }
+
+    /// Re-queues what failed, was skipped or was cancelled (never what completed), after
+    /// charging for it again.
+    ///
+    /// # Errors
+    /// `NotFound`.
+    pub async fn resume_job(&self, caller: &Caller, id: JobId) -> Result<JobView, AppError> {
+        self.job(caller, id).await?;
+        self.jobs.resume(id).await.map_err(job_error)?;
+        self.job(caller, id).await
+    }
+
+    /// A run's events after `after` (for server-sent events and their replay).
+    ///
+    /// # Errors
+    /// `NotFound`.
+    pub async fn job_events(
+        &self,
+        caller: &Caller,
+        id: JobId,
+        after: Option<EventId>,
+        limit: usize,
+    ) -> Result<Vec<Event>, AppError> {
+        let view = self.job(caller, id).await?;
+        let scope = (view.id != view.run_id).then_some(view.id);
+        self.jobs
+            .events(view.run_id, after, scope, limit)
+            .await
+            .map_err(job_error)
+    }
+
+    /// Credits refunds that are due; returns how many owners were credited.
+    pub async fn settle_refunds(&self) -> usize {
+        match self.generation.settle_refunds(100).await {
+            Ok(refunds) => {
+                for r in &refunds {
+                    tracing::info!(user.id = %r.owner, amount = r.amount, "refund credited");
+                }
+                refunds.len()
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "refunds not settled");
+                0
+            }
+        }
+    }
+
+    /// Settles refunds every `period` until the task is dropped.
+    pub async fn run_refunds(self, period: Duration) {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            self.settle_refunds().await;
+        }
+    }
+
+    /// Checks that `value` names a known script model.
+    ///
+    /// # Errors
+    /// `Invalid` naming `model`.
+    pub fn check_model(&self, model: Option<&str>) -> Result<(), AppError> {
+        self.ai.script_model(model).map(|_| ()).map_err(model_error)
+    }
+
+    /// The result to show for a job: the engine's result, plus the drama id for runs.
+    pub fn job_result(view: &JobView) -> Option<Value> {
+        view.result.clone()
+    }
+}

@@ -22,6 +22,9 @@ use crate::report::{
 use crate::source::{BucketUrls, Layout, OwnerMap, OwnerTarget, UrlTarget};
 use crate::{Progress, Repositories};
 
+/// Largest `drama.json` read (the fixture is 38 KB; the biggest generated dramas a few MB).
+pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
 /// How an import runs.
 #[derive(Debug, Clone)]
 pub struct ImportOptions {
@@ -358,6 +361,15 @@ impl Importer {
                 ));
             }
         };
+        if let Some(listed) = &candidate.listed
+            && listed.size > MAX_FILE_BYTES
+        {
+            let message = format!(
+                "{key} is {} bytes; a drama file may have at most {MAX_FILE_BYTES}",
+                listed.size
+            );
+            return Err(fail(report, ReasonCode::InvalidDrama, message));
+        }
         let bytes = match self.bucket.get_bytes(&key).await {
             Ok((_, bytes)) => bytes,
             Err(e) if e.is_not_found() => {

@@ -15,7 +15,7 @@ use drama_dal::{DramaRepository, UserRepository};
 
 pub use error::LegacyError;
 pub use export::{ExportOptions, Exporter};
-pub use import::{ImportOptions, Importer};
+pub use import::{ImportOptions, Importer, MAX_FILE_BYTES};
 pub use parse::{LegacyDrama, LegacyFileError};
 pub use report::{
     AssetLinks, Counts, DramaReport, ExportReport, ExportedDrama, ImportReport, Outcome, Reason,

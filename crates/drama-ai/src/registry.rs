@@ -151,6 +151,21 @@ impl AiProviders {
         }
     }
 
+    /// The same providers with another image model (a wrapper that adds latency, counts
+    /// calls or fails on purpose, in tests and benchmarks).
+    #[must_use]
+    pub fn with_image_model(mut self, model: Arc<dyn ImageModel>) -> Self {
+        self.image = model;
+        self
+    }
+
+    /// The same providers with another video model.
+    #[must_use]
+    pub fn with_video_model(mut self, model: Arc<dyn VideoModel>) -> Self {
+        self.video = model;
+        self
+    }
+
     /// Whether scripts are served offline whatever model is asked for.
     pub fn offline_scripts(&self) -> bool {
         !self.settings.has_script_provider()

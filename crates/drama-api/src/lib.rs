@@ -4,6 +4,7 @@ pub mod auth;
 mod error;
 pub mod graphql;
 pub mod middleware;
+pub mod realtime;
 mod rest;
 mod state;
 

@@ -63,6 +63,7 @@ pub struct ApiState {
     pub(crate) auth: Authenticator,
     pub(crate) settings: HttpSettings,
     pub(crate) schema: Arc<crate::graphql::Schema>,
+    pub(crate) realtime: Arc<crate::realtime::Realtime>,
     limiter: Option<DefaultKeyedRateLimiter<drama_domain::UserId>>,
 }
 
@@ -79,6 +80,7 @@ impl ApiState {
             app,
             settings,
             schema: crate::graphql::shared_schema(),
+            realtime: Arc::new(crate::realtime::Realtime::new()),
             limiter,
         })
     }

@@ -69,6 +69,7 @@ pub struct App {
     jobs: Arc<dyn JobsPort>,
     ai: AiProviders,
     costs: CostTable,
+    price_offline: bool,
     ffmpeg: PathBuf,
     public_base_url: String,
 }
@@ -86,6 +87,7 @@ impl App {
             jobs: ports.jobs,
             ai: ports.ai,
             costs: CostTable::default(),
+            price_offline: false,
             ffmpeg: PathBuf::from("ffmpeg"),
             public_base_url: DEFAULT_PUBLIC_BASE_URL.to_owned(),
         }
@@ -113,6 +115,14 @@ impl App {
         self
     }
 
+    /// Prices offline calls as if a real provider made them, so that credits can be
+    /// exercised (and demonstrated) without paid providers.
+    #[must_use]
+    pub fn with_offline_pricing(mut self, price: bool) -> Self {
+        self.price_offline = price;
+        self
+    }
+
     /// The repositories (authentication and health checks use them directly).
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
@@ -121,6 +131,11 @@ impl App {
     /// The asset store.
     pub fn assets(&self) -> &Arc<dyn AssetStore> {
         &self.assets
+    }
+
+    /// The API's public origin.
+    pub fn public_base_url(&self) -> &str {
+        &self.public_base_url
     }
 
     /// The job engine port (realtime feeds subscribe through it).

@@ -4,13 +4,93 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use drama_ai::AiProviders;
+use std::sync::Mutex;
+
+use drama_ai::{
+    AiError, AiProviders, Generated, GeneratedImage, GeneratedVideo, ImageModel, ImageRequest,
+    ModelInfo, OfflineProvider, VideoModel, VideoOutput, VideoPolling, VideoRequest, VideoStatus,
+    VideoTask,
+};
 use drama_app::pipeline::{PremiseRequest, Scope, wire_status};
 use drama_app::{App, AppError, Caller, Ports};
 use drama_assets::{AssetStore, MediaType, ObjectKey};
 use drama_dal::{DramaRepository, MemoryStore, NewUser, UserRepository};
 use drama_domain::{AssetKind, DramaId, JobStatus, UserId};
 use drama_jobs::{MemoryJobStore, Worker, WorkerConfig, WorkerHandle};
+
+/// Wraps the offline provider: records every call's prompt and refuses prompts that contain
+/// `refuse` (a permanent failure, as a moderation refusal would be).
+struct Instrumented {
+    inner: Arc<OfflineProvider>,
+    calls: Mutex<Vec<String>>,
+    refuse: Option<String>,
+}
+
+impl Instrumented {
+    fn new(refuse: Option<&str>) -> Arc<Self> {
+        Arc::new(Self {
+            inner: Arc::new(OfflineProvider::new(7)),
+            calls: Mutex::new(Vec::new()),
+            refuse: refuse.map(str::to_owned),
+        })
+    }
+
+    fn check(&self, prompt: &str) -> Result<(), AiError> {
+        self.calls.lock().unwrap().push(prompt.to_owned());
+        match &self.refuse {
+            Some(word) if prompt.contains(word.as_str()) => Err(AiError::Refused {
+                provider: drama_ai::Provider::Offline,
+                reason: format!("the prompt mentions {word}"),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    fn reset(&self) {
+        self.calls.lock().unwrap().clear();
+    }
+}
+
+#[async_trait::async_trait]
+impl ImageModel for Instrumented {
+    fn model(&self) -> ModelInfo {
+        ImageModel::model(self.inner.as_ref())
+    }
+    fn max_references(&self) -> usize {
+        self.inner.max_references()
+    }
+    async fn generate_image(
+        &self,
+        request: &ImageRequest,
+    ) -> Result<Generated<GeneratedImage>, AiError> {
+        self.check(&request.prompt)?;
+        self.inner.generate_image(request).await
+    }
+}
+
+#[async_trait::async_trait]
+impl VideoModel for Instrumented {
+    fn model(&self) -> ModelInfo {
+        VideoModel::model(self.inner.as_ref())
+    }
+    fn polling(&self) -> VideoPolling {
+        self.inner.polling()
+    }
+    async fn submit(&self, request: &VideoRequest) -> Result<Generated<VideoTask>, AiError> {
+        self.check(&request.prompt)?;
+        self.inner.submit(request).await
+    }
+    async fn poll(&self, task_id: &str) -> Result<VideoStatus, AiError> {
+        self.inner.poll(task_id).await
+    }
+    async fn download(&self, output: &VideoOutput) -> Result<GeneratedVideo, AiError> {
+        self.inner.download(output).await
+    }
+}
 
 struct World {
     app: App,
@@ -21,9 +101,16 @@ struct World {
 }
 
 async fn world(tokens: i64) -> World {
+    world_with(tokens, Instrumented::new(None), false).await
+}
+
+async fn world_with(tokens: i64, provider: Arc<Instrumented>, priced: bool) -> World {
     let assets = Arc::new(drama_assets::MemoryStore::default());
-    let (ports, store, jobs) = Ports::memory(assets.clone(), AiProviders::offline(7));
-    let app = App::new(ports);
+    let ai = AiProviders::offline(7)
+        .with_image_model(provider.clone())
+        .with_video_model(provider);
+    let (ports, store, jobs) = Ports::memory(assets.clone(), ai);
+    let app = App::new(ports).with_offline_pricing(priced);
     let user = UserId::random();
     let mut new = NewUser::new(user);
     new.tokens = tokens;
@@ -179,5 +266,160 @@ async fn cover_before_portraits_answers_the_old_servers_message() {
     }
     let after = w.app.cover_now(&w.caller, &d.id).await.unwrap();
     assert!(after.drama.url.is_some());
+    w.stop().await;
+}
+
+async fn balance(w: &World) -> i64 {
+    w.store.get_user(w.caller.user).await.unwrap().tokens
+}
+
+async fn settle_refunds(w: &World) {
+    // Refunds are credited by a background task in the server; here, by hand.
+    w.app.settle_refunds().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credits_are_held_by_the_estimate_and_refunded_for_what_fails() {
+    // One scene's storyboard is refused: its clip and the episode video are skipped.
+    let provider = Instrumented::new(Some("doomed"));
+    let w = world_with(10_000, provider.clone(), true).await;
+    let mut d = drama_testkit::builders::drama("paid", 1, 1, 2);
+    d.episodes[0].scenes[1].assets[0].prompt = "a doomed storyboard".into();
+    w.store.create(w.caller.user, &d).await.unwrap();
+    let before = balance(&w).await;
+    let run = w
+        .app
+        .generate(&w.caller, &d.id, Scope::Drama, false)
+        .await
+        .unwrap();
+    let held = before - balance(&w).await;
+    // portrait 4 + audition 100 + cover 4 + 2 storyboards × 4 + 2 clips × 100.
+    assert_eq!(held, 4 + 100 + 4 + 8 + 200);
+    assert_eq!(w.settle(run.job_id).await, JobStatus::Failed);
+    let tree = w.app.run_tree(&w.caller, run.job_id).await.unwrap();
+    let state = |key: &str| {
+        let n = tree
+            .nodes
+            .iter()
+            .find(|n| n.key == key)
+            .unwrap_or_else(|| panic!("{key}"));
+        (n.state.as_str().to_owned(), n.error.clone())
+    };
+    let (s, e) = state("storyboard:e0-s1-img");
+    assert_eq!(s, "failed");
+    assert!(e.unwrap().contains("doomed"));
+    assert_eq!(state("clip:e0-s1-vid").0, "skipped");
+    assert_eq!(state("stitch:e0_episode_video").0, "skipped");
+    // The rest of the drama was generated.
+    let done = w.app.get_drama(&w.caller, None, &d.id).await.unwrap().drama;
+    let scene0 = &done.episodes[0].scenes[0];
+    assert!(scene0.image_url.is_some() && scene0.video_url.is_some());
+    assert!(done.characters[0].url.is_some() && done.url.is_some());
+    assert!(done.episodes[0].scenes[1].image_url.is_none());
+    settle_refunds(&w).await;
+    // Refunded: the failed storyboard (4), the skipped clip (100); stitching is free.
+    assert_eq!(before - balance(&w).await, held - 104);
+    settle_refunds(&w).await;
+    assert_eq!(
+        before - balance(&w).await,
+        held - 104,
+        "refunds are not paid twice"
+    );
+
+    // Not enough tokens: nothing is submitted, nothing is debited.
+    let poor = UserId::random();
+    let mut new = NewUser::new(poor);
+    new.tokens = 5;
+    w.store.create_user(&new).await.unwrap();
+    let poor_caller = Caller::user(poor);
+    let mine = drama_testkit::builders::drama("poor", 1, 1, 1);
+    w.store.create(poor, &mine).await.unwrap();
+    match w
+        .app
+        .generate(&poor_caller, &mine.id, Scope::Drama, false)
+        .await
+    {
+        Err(AppError::InsufficientTokens { balance: 5, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(w.store.get_user(poor).await.unwrap().tokens, 5);
+    assert!(
+        w.app
+            .jobs_of_drama(&poor_caller, &mine.id, false)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edited_prompt_reruns_exactly_its_storyboard_and_clip() {
+    let provider = Instrumented::new(None);
+    let w = world_with(1000, provider.clone(), false).await;
+    let d = drama_testkit::builders::drama("edit", 2, 2, 2);
+    w.store.create(w.caller.user, &d).await.unwrap();
+    let run = w
+        .app
+        .generate(&w.caller, &d.id, Scope::Drama, false)
+        .await
+        .unwrap();
+    assert_eq!(w.settle(run.job_id).await, JobStatus::Completed);
+    provider.reset();
+
+    let again = w
+        .app
+        .generate(&w.caller, &d.id, Scope::Drama, false)
+        .await
+        .unwrap();
+    assert_eq!(w.settle(again.job_id).await, JobStatus::Completed);
+    assert_eq!(
+        provider.calls(),
+        Vec::<String>::new(),
+        "nothing changed: no provider call"
+    );
+
+    let patch =
+        drama_domain::AssetPatch::from_json(br#"{"prompt": "a new angle on the rocket"}"#).unwrap();
+    w.app
+        .patch_asset(
+            &w.caller,
+            &d.id,
+            &drama_domain::AssetOwner::Scene(d.episodes[1].scenes[0].id.clone()),
+            &d.episodes[1].scenes[0].assets[0].id,
+            &patch,
+            None,
+        )
+        .await
+        .unwrap();
+    let edited = w
+        .app
+        .generate(&w.caller, &d.id, Scope::Drama, false)
+        .await
+        .unwrap();
+    assert_eq!(w.settle(edited.job_id).await, JobStatus::Completed);
+    let calls = provider.calls();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert!(
+        calls[0].contains("a new angle on the rocket"),
+        "the storyboard first: {calls:?}"
+    );
+    assert_eq!(calls[1], "clip e1-s0", "then its clip");
+    let tree = w.app.run_tree(&w.caller, edited.job_id).await.unwrap();
+    let keys: Vec<&str> = tree
+        .nodes
+        .iter()
+        .map(|n| n.key.as_str())
+        .filter(|k| !k.is_empty())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "episode:e1",
+            "storyboard:e1-s0-img",
+            "clip:e1-s0-vid",
+            "stitch:e1_episode_video"
+        ]
+    );
     w.stop().await;
 }

@@ -1,10 +1,15 @@
+use actix_multipart::Multipart;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
+use bytes::{Bytes, BytesMut};
+use drama_app::pipeline::{PremiseRequest, ReferenceUpload};
 use drama_dal::{Cursor, PageRequest};
 use drama_domain::{Drama, DramaPatch};
+use futures::StreamExt as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::generate::{accepted, premise_fields};
 use super::{drama_id, expected_version, json_body, with_etag};
 use crate::error::ApiError;
 use crate::state::{ApiState, Auth};
@@ -61,15 +66,41 @@ async fn list(
     })))
 }
 
-/// `POST /dramas`: `{"drama": {…}}` stores a complete drama (201).
+/// `POST /dramas`: a premise (JSON or multipart with a reference image) starts a generation
+/// job (202); `{"drama": {…}}` stores a complete drama (201).
 async fn create(
     state: web::Data<ApiState>,
     Auth(caller): Auth,
-    body: web::Bytes,
+    req: HttpRequest,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    let multipart = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("multipart/form-data"));
+    if multipart {
+        let form = Multipart::new(req.headers(), payload);
+        let request = premise_form(form).await?;
+        return start_premise(&state, &caller, request).await;
+    }
+    let body = read_limited(payload, state.settings.json_limit).await?;
     let body = json_body(&body)?;
+    if let Some((premise, id, model)) = premise_fields(&body) {
+        return start_premise(
+            &state,
+            &caller,
+            PremiseRequest {
+                premise,
+                id,
+                model,
+                reference: None,
+            },
+        )
+        .await;
+    }
     match body {
-        Value::Object(mut map) if map.contains_key("drama") && !map.contains_key("premise") => {
+        Value::Object(mut map) if map.contains_key("drama") => {
             let drama = Drama::from_value(map.remove("drama").unwrap_or(Value::Null))
                 .map_err(|e| ApiError::validation(&e.within("drama"), "body"))?;
             let stored = state.app().create_drama(&caller, &drama).await?;
@@ -83,6 +114,87 @@ async fn create(
             "Must provide either 'premise' (async mode) or 'drama' (sync mode)",
         )),
     }
+}
+
+async fn start_premise(
+    state: &ApiState,
+    caller: &drama_app::Caller,
+    request: PremiseRequest,
+) -> Result<HttpResponse, ApiError> {
+    if request.premise.trim().is_empty() {
+        return Err(ApiError::validation(
+            &drama_domain::DomainError::field("premise", "must not be empty"),
+            "body",
+        ));
+    }
+    let started = state.app().create_from_premise(caller, request).await?;
+    Ok(accepted(state, &started, "Drama generation job queued."))
+}
+
+/// Reads a body up to `limit` bytes (413 beyond).
+async fn read_limited(mut payload: web::Payload, limit: usize) -> Result<Bytes, ApiError> {
+    let mut body = BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::bad_request(format!("reading the body failed: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::message(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("Request body is too large; the limit is {limit} bytes"),
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// Largest reference image accepted with a premise.
+const REFERENCE_LIMIT: usize = 20 * 1024 * 1024;
+
+/// The multipart form of a premise: `premise`, `id`, `model`, `reference_image`.
+async fn premise_form(mut form: Multipart) -> Result<PremiseRequest, ApiError> {
+    let mut request = PremiseRequest::default();
+    let mut premise = None;
+    while let Some(field) = form.next().await {
+        let mut field =
+            field.map_err(|e| ApiError::bad_request(format!("malformed multipart body: {e}")))?;
+        let name = field.name().unwrap_or_default().to_owned();
+        let content_type = field.content_type().map(ToString::to_string);
+        let has_file = field
+            .content_disposition()
+            .and_then(|d| d.get_filename())
+            .is_some_and(|f| !f.is_empty());
+        let mut value = BytesMut::new();
+        while let Some(chunk) = field.next().await {
+            let chunk = chunk
+                .map_err(|e| ApiError::bad_request(format!("malformed multipart body: {e}")))?;
+            if value.len() + chunk.len() > REFERENCE_LIMIT {
+                return Err(ApiError::message(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_large",
+                    format!("{name} is larger than {REFERENCE_LIMIT} bytes"),
+                ));
+            }
+            value.extend_from_slice(&chunk);
+        }
+        let text = || String::from_utf8_lossy(&value).trim().to_owned();
+        match name.as_str() {
+            "premise" => premise = Some(text()).filter(|p| !p.is_empty()),
+            "id" => request.id = Some(text()).filter(|p| !p.is_empty()),
+            "model" => request.model = Some(text()).filter(|p| !p.is_empty()),
+            "reference_image" if has_file && !value.is_empty() => {
+                request.reference = Some(ReferenceUpload {
+                    bytes: value.freeze(),
+                    content_type,
+                });
+            }
+            _ => {}
+        }
+    }
+    request.premise = premise
+        .ok_or_else(|| ApiError::bad_request("Field 'premise' is required in multipart request"))?;
+    Ok(request)
 }
 
 /// `GET /dramas/{id}`.

@@ -1,7 +1,10 @@
 //! REST routes: the old server's paths and shapes, with its bugs fixed.
 
 mod dramas;
+mod events;
+mod generate;
 mod health;
+mod jobs;
 mod library;
 mod media;
 mod nested;
@@ -22,6 +25,8 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     nested::configure(cfg);
     library::configure(cfg);
     media::configure(cfg);
+    generate::configure(cfg);
+    jobs::configure(cfg);
 }
 
 /// Parses a path id, answering 404 like a missing entity when it cannot be one.

@@ -49,6 +49,8 @@ pub struct Models {
     pub script: ModelInfo,
     /// The script model name requested (for scene-writing tasks).
     pub script_name: Option<String>,
+    /// Price offline calls as if a real provider made them (demos and tests of credits).
+    pub price_offline: bool,
 }
 
 pub(crate) fn model_tag(m: &ModelInfo) -> String {
@@ -96,6 +98,16 @@ fn media_key(kind: &str, asset: &str) -> String {
 struct Context<'a> {
     objects: &'a HashMap<AssetId, AssetObject>,
     costs: &'a CostTable,
+    price_offline: bool,
+}
+
+/// The provider a call is priced as: offline calls are free unless pricing asks otherwise.
+pub(crate) fn priced(provider: drama_ai::Provider, price_offline: bool) -> drama_ai::Provider {
+    if price_offline && provider == drama_ai::Provider::Offline {
+        drama_ai::Provider::Gemini
+    } else {
+        provider
+    }
 }
 
 impl Context<'_> {
@@ -136,7 +148,10 @@ impl Context<'_> {
     }
 
     fn cost(&self, call: CallKind, model: &ModelInfo, seconds: u32) -> i64 {
-        i64::from(self.costs.estimate(call, model.provider, seconds))
+        i64::from(
+            self.costs
+                .estimate(call, priced(model.provider, self.price_offline), seconds),
+        )
     }
 }
 
@@ -160,7 +175,11 @@ impl<'a> Planner<'a> {
         models: &'a Models,
         costs: &'a CostTable,
     ) -> Result<Self, AppError> {
-        let cx = Context { objects, costs };
+        let cx = Context {
+            objects,
+            costs,
+            price_offline: models.price_offline,
+        };
         let mut planner = Self {
             drama,
             tasks: Vec::new(),
@@ -714,6 +733,7 @@ mod tests {
             video: ModelInfo::new(Provider::Sora, "vid"),
             script: ModelInfo::new(Provider::Gemini, "txt"),
             script_name: None,
+            price_offline: false,
         }
     }
 

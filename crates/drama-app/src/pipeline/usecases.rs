@@ -114,6 +114,7 @@ impl App {
             video: self.ai.video_model().model(),
             script,
             script_name,
+            price_offline: self.price_offline,
         }
     }
 

@@ -1,0 +1,136 @@
+//! `GET /jobs/{id}/events`: a run's (or subtree's) events as Server-Sent Events. Replays
+//! from `Last-Event-ID` (or `?after=`), then follows live until the run settles.
+
+use std::time::{Duration, Instant};
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use bytes::Bytes;
+use drama_app::AppError;
+use drama_app::pipeline::wire_status;
+use drama_jobs::{Event, EventId, JobView};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::jobs::job_id;
+use crate::error::ApiError;
+use crate::state::{ApiState, Auth};
+
+/// How often a follower looks at the log even without a notification (NOTIFY is a hint).
+const POLL: Duration = Duration::from_secs(2);
+/// How often a comment keeps idle connections (and proxies) alive.
+const KEEPALIVE: Duration = Duration::from_secs(15);
+
+#[derive(Deserialize)]
+pub(crate) struct EventsQuery {
+    after: Option<i64>,
+}
+
+/// One event in the wire format of the stream.
+pub(crate) fn event_json(e: &Event) -> serde_json::Value {
+    json!({
+        "id": e.id.0,
+        "runId": e.run_id.to_string(),
+        "jobId": e.job_id.to_string(),
+        "key": e.key,
+        "event": e.kind,
+        "state": e.state.as_str(),
+        "attempt": e.attempt,
+        "at": e.at.timestamp_millis(),
+        "detail": e.detail,
+    })
+}
+
+fn frame(e: &Event) -> Bytes {
+    Bytes::from(format!(
+        "id: {}\nevent: {}\ndata: {}\n\n",
+        e.id.0,
+        serde_json::to_value(e.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_else(|| "event".to_owned()),
+        event_json(e)
+    ))
+}
+
+fn end_frame(view: &JobView) -> Bytes {
+    Bytes::from(format!(
+        "event: end\ndata: {}\n\n",
+        json!({"jobId": view.id.to_string(), "status": wire_status(view).as_str()})
+    ))
+}
+
+pub(crate) async fn events(
+    state: web::Data<ApiState>,
+    Auth(caller): Auth,
+    req: HttpRequest,
+    path: web::Path<String>,
+    query: web::Query<EventsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let id = job_id(&path)?;
+    let app = state.app().clone();
+    let run = app.job(&caller, id).await?.run_id;
+    let after = req
+        .headers()
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+        .or(query.after)
+        .map(EventId);
+    let mut notifications = state.realtime.subscribe(&app).await;
+    let stream = async_stream::stream! {
+        let mut last = after;
+        let mut last_sent = Instant::now();
+        loop {
+            // Everything the log has after the last event sent.
+            loop {
+                match app.job_events(&caller, id, last, 500).await {
+                    Ok(events) if events.is_empty() => break,
+                    Ok(events) => {
+                        for e in &events {
+                            last = Some(e.id);
+                            yield Ok::<Bytes, actix_web::Error>(frame(e));
+                        }
+                        last_sent = Instant::now();
+                    }
+                    Err(AppError::NotFound { .. }) => return,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reading job events failed");
+                        break;
+                    }
+                }
+            }
+            match app.job(&caller, id).await {
+                Ok(view) if view.state.is_settled() => {
+                    // A settled run may still be resumed; a client reconnects to follow that.
+                    yield Ok(end_frame(&view));
+                    return;
+                }
+                Err(AppError::NotFound { .. }) => return,
+                _ => {}
+            }
+            let wait = tokio::time::sleep(POLL);
+            tokio::pin!(wait);
+            loop {
+                tokio::select! {
+                    n = notifications.recv() => match n {
+                        Ok(n) if n.run_id != run || Some(n.event_id) <= last => continue,
+                        Ok(_) | Err(RecvError::Lagged(_)) => break,
+                        Err(RecvError::Closed) => { (&mut wait).await; break; }
+                    },
+                    () = &mut wait => break,
+                }
+            }
+            if last_sent.elapsed() >= KEEPALIVE {
+                last_sent = Instant::now();
+                yield Ok(Bytes::from_static(b": keep-alive\n\n"));
+            }
+        }
+    };
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "text/event-stream"))
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(stream))
+}

@@ -1,0 +1,408 @@
+//! Starting work: improve, critique, generate (drama, episode, scene, asset), audition,
+//! cover, portrait and stitching. Long work answers 202 with a job to follow; the old
+//! server's synchronous routes (portrait, cover) still answer with the result.
+
+use actix_web::{HttpResponse, web};
+use drama_app::Caller;
+use drama_app::pipeline::{Scope, Started};
+use drama_dal::Entity;
+use drama_domain::{AssetId, AssetKind, CharacterId, DomainError, EpisodeId, SceneId};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{drama_id, path_id};
+use crate::error::ApiError;
+use crate::state::{ApiState, Auth};
+
+pub(super) fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/dramas/{d}/improve", web::post().to(improve))
+        .route("/dramas/{d}/generate", web::post().to(generate_drama))
+        .route("/dramas/{d}/critic", web::post().to(critique))
+        .route("/dramas/{d}/critique", web::post().to(critique))
+        .service(
+            web::resource("/dramas/{d}/characters/{c}/audition")
+                .route(web::get().to(get_audition))
+                .route(web::post().to(audition)),
+        )
+        .route(
+            "/dramas/{d}/characters/{c}/generate",
+            web::post().to(portrait),
+        )
+        .service(
+            web::resource("/dramas/{d}/cover_photo")
+                .route(web::get().to(get_cover))
+                .route(web::post().to(cover)),
+        )
+        .route(
+            "/dramas/{d}/episodes/{e}/generate",
+            web::post().to(generate_episode),
+        )
+        .route("/dramas/{d}/episodes/{e}/stitch", web::post().to(stitch))
+        .route(
+            "/dramas/{d}/episodes/{e}/scenes/{s}/generate",
+            web::post().to(generate_scene),
+        )
+        .route(
+            "/dramas/{d}/episodes/{e}/scenes/{s}/assets/{a}/generate",
+            web::post().to(generate_asset),
+        );
+}
+
+/// Where a client follows a job.
+pub(crate) fn job_url(state: &ApiState, started: &Started) -> String {
+    format!(
+        "{}/dramas/{}/jobs/{}",
+        state.app().public_base_url(),
+        started.drama_id,
+        started.job_id
+    )
+}
+
+/// 202 with the old server's `JobResponse`.
+pub(crate) fn accepted(state: &ApiState, started: &Started, what: &str) -> HttpResponse {
+    HttpResponse::Accepted().json(json!({
+        "dramaId": started.drama_id,
+        "jobId": started.job_id.to_string(),
+        "status": "pending",
+        "message": format!("{what} Check status at: {}", job_url(state, started)),
+    }))
+}
+
+/// Optional JSON body: `{}` or nothing is the same as no options.
+fn options<T: for<'de> Deserialize<'de> + Default>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::validation(&DomainError::field("", e.to_string()), "body"))
+}
+
+#[derive(Deserialize, Default)]
+struct GenerateOptions {
+    /// Regenerate even what is up to date.
+    #[serde(default)]
+    force: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ImproveRequest {
+    feedback: String,
+    new_drama_id: Option<String>,
+    model: Option<String>,
+}
+
+async fn improve(
+    state: web::Data<ApiState>,
+    Auth(caller): Auth,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let id = drama_id(&path)?;
+    let request: ImproveRequest = drama_domain::DomainError::parse_json(&body)
+        .map_err(|e| ApiError::validation(&e, "body"))?;
+    let started = state
+        .app()
+        .improve_drama(
+            &caller,
+            &id,
+            &request.feedback,
+            request.new_drama_id,
+            request.model,
+        )
+        .await?;
+    Ok(HttpResponse::Accepted().json(json!({
+        "originalId": id,
+        "improvedId": started.drama_id,
+        "jobId": started.job_id.to_string(),
+        "status": "pending",
+        "message": format!(
+            "Drama improvement job queued. Check status at: {}",
+            job_url(&state, &started)
+        ),
+    })))
+}
+
+#[derive(Deserialize, Default)]
+struct ModelOptions {
+    model: Option<String>,
+}
+
+async fn critique(
+    state: web::Data<ApiState>,
+    Auth(caller): Auth,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let id = drama_id(&path)?;
+    let request: ModelOptions = options(&body)?;
+    let started = state
+        .app()
+        .critique_drama(&caller, &id, request.model)
+        .await?;
+    Ok(HttpResponse::Accepted().json(json!({
+        "dramaId": id,
+        "jobId": started.job_id.to_string(),
+        "status": "pending",
+        "message": format!(
+            "Drama critique job queued. Check status and retrieve feedback at: {}",
+            job_url(&state, &started)
+        ),
+    })))
+}
+
+async fn run_generate(
+    state: &ApiState,
+    caller: &Caller,
+    raw_drama: &str,
+    scope: Scope,
+    body: &[u8],
+    what: &str,
+) -> Result<HttpResponse, ApiError> {
+    let id = drama_id(raw_drama)?;
+    let options: GenerateOptions = options(body)?;
+    let started = state
+        .app()
+        .generate(caller, &id, scope, options.force)
+        .await?;
+    Ok(accepted(state, &started, what))
+}
+
+async fn generate_drama(
+    state: web::Data<ApiState>,
+    Auth(caller): Auth,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    run_generate(
+        &state,
+        &caller,
+        &path,
+        Scope::Drama,
+        &body,
+        "Drama asset generation DAG queued.",
+    )
+    .await
+}
+
+async fn generate_episode(
+    state: web::Data<ApiState>,
+    Auth(caller): Auth,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let (d, e) = path.into_inner();
+    let episode: EpisodeId = path_id(&e, Entity::Episode)?;
+    run_generate(
+        &state,
+        &caller,
+        &d,
+        Scope::Episode(episode),
+        &body,
+        "Episode asset generation queued.",
+    )
+    .await
+}
+
+async fn generate_scene(
+    state: web::Data<ApiState>,
+    Auth(caller): Auth,
+    path: web::Path<(String, String, String)>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let (d, e, s) = path.into_inner();
+    let scene: SceneId = path_id(&s, Entity::Scene)?;
+    scene_in_episode(&state, &caller, &d, &e, &s).await?;
+    run_generate(
+        &state,
+        &caller,
+        &d,
+        Scope::Scene(scene),
+        &body,
+        "Scene asset generation queued.",
+    )
+    .await
+}
+
+async fn generate_asset(
+    state: web::Data<ApiState>,
+    Auth(caller): Auth,
+    path: web::Path<(String, String, String, String)>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let (d, e, s, a) = path.into_inner();
+    let asset: AssetId = path_id(&a, Entity::Asset)?;
+    let scene = scene_in_episode(&state, &caller, &d, &e, &s).await?;
+    if !scene.assets.iter().any(|x| x.id == asset) {
+        return Err(ApiError::not_found(Entity::Asset, &a));
+    }
+    // A single asset is generated again whenever it is asked for; the body may still say so.
+    let _: GenerateOptions = options(&body)?;
+    let started = state
+        .app()
+        .generate(&caller, &drama_id(&d)?, Scope::Asset(asset), true)
+        .await?;
+    Ok(accepted(&state, &started, "Asset generation queued."))
+}
+
+async fn scene_in_episode(
+    state: &ApiState,
+    caller: &Caller,
+    d: &str,
+    e: &str,
+    s: &str,
+) -> Result<drama_domain::Scene, ApiError> {
+    let stored = state.app().get_drama(caller, None, &drama_id(d)?).await?;
+    let episode = stored
+        .drama
+        .episode(e)
+        .ok_or_else(|| ApiError::not_found(Entity::Episode, e))?;
+    episode
+        .scenes
+        .iter()
+        .find(|x| x.id.as_str() == s)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(Entity::Scene, s))
+}
+
+async fn stitch(
+    state: web::Data<ApiState>,
+    Auth(caller): Auth,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (d, e) = path.into_inner();
+    let episode: EpisodeId = path_id(&e, Entity::Episode)?;
+    let started = state
+        .app()
+        .stitch_episode(&caller, &drama_id(&d)?, &episode)
+        .await?;
+    Ok(accepted(&state, &started, "Episode stitching queued."))
+}
+
+async fn audition(
+    state: web::Data<ApiState>,
+    Auth(caller): Auth,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (d, c) = path.into_inner();
+    let character: CharacterId = path_id(&c, Entity::Character)?;
+    let started = state
+        .app()
+        .audition(&caller, &drama_id(&d)?, &character)
+        .await?;
+    Ok(accepted(
+        &state,
+        &started,
+        "Character audition video generation queued.",
+    ))
+}
+
+/// `GET …/audition`: the character's audition asset.
+async fn get_audition(
+    state: web::Data<ApiState>,
+    Auth(caller): Auth,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (d, c) = path.into_inner();
+    let stored = state.app().get_drama(&caller, None, &drama_id(&d)?).await?;
+    let character = stored
+        .drama
+        .character(&c)
+        .ok_or_else(|| ApiError::not_found(Entity::Character, &c))?;
+    let audition = character
+        .assets
+        .iter()
+        .find(|a| a.kind == AssetKind::Video && a.url.is_some())
+        .ok_or_else(|| {
+            ApiError::object(
+                actix_web::http::StatusCode::NOT_FOUND,
+                "not_found",
+                "Audition video not found",
+                format!("Audition video for character {c} not found"),
+            )
+        })?;
+    Ok(HttpResponse::Ok().json(audition))
+}
+
+/// `POST …/characters/{c}/generate`: the portrait, synchronously; answers the character.
+async fn portrait(
+    state: web::Data<ApiState>,
+    Auth(caller): Auth,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (d, c) = path.into_inner();
+    let character: CharacterId = path_id(&c, Entity::Character)?;
+    let stored = state
+        .app()
+        .portrait_now(&caller, &drama_id(&d)?, &character)
+        .await?;
+    let updated = stored
+        .drama
+        .character(&c)
+        .ok_or_else(|| ApiError::not_found(Entity::Character, &c))?;
+    Ok(HttpResponse::Ok().json(updated))
+}
+
+async fn get_cover(
+    state: web::Data<ApiState>,
+    Auth(caller): Auth,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = drama_id(&path)?;
+    let stored = match state.app().get_drama(&caller, None, &id).await {
+        Ok(s) => s,
+        Err(drama_app::AppError::NotFound { .. }) => {
+            return Err(ApiError::message(
+                actix_web::http::StatusCode::NOT_FOUND,
+                "not_found",
+                format!("Drama {id} not found"),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    match stored.drama.url {
+        Some(url) => Ok(HttpResponse::Ok().json(json!({ "url": url }))),
+        None => Err(ApiError::message(
+            actix_web::http::StatusCode::NOT_FOUND,
+            "not_found",
+            format!(
+                "Cover photo not generated yet. Call POST /dramas/{id}/cover_photo to generate it."
+            ),
+        )),
+    }
+}
+
+/// `POST …/cover_photo`: the cover, synchronously; answers the drama.
+async fn cover(
+    state: web::Data<ApiState>,
+    Auth(caller): Auth,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = drama_id(&path)?;
+    let stored = match state.app().cover_now(&caller, &id).await {
+        Err(drama_app::AppError::NotFound {
+            entity: Entity::Drama,
+            ..
+        }) => {
+            return Err(ApiError::message(
+                actix_web::http::StatusCode::NOT_FOUND,
+                "not_found",
+                format!("Drama {id} not found"),
+            ));
+        }
+        other => other?,
+    };
+    Ok(HttpResponse::Ok().json(&stored.drama))
+}
+
+/// The body of a premise request, in any of its three forms.
+pub(crate) fn premise_fields(body: &Value) -> Option<(String, Option<String>, Option<String>)> {
+    let premise = body.get("premise")?.as_str()?.to_owned();
+    let text = |k: &str| {
+        body.get(k)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    Some((premise, text("id"), text("model")))
+}

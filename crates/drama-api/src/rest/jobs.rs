@@ -1,0 +1,138 @@
+//! Jobs: the old server's `JobStatusRecord` per drama, and the job routes it lacked (a job
+//! with its children, cancel, resume, and its events as Server-Sent Events).
+
+use actix_web::{HttpResponse, web};
+use drama_app::pipeline::spec::job_type;
+use drama_app::pipeline::wire_status;
+use drama_dal::Entity;
+use drama_jobs::{JobId, JobView};
+use serde_json::{Value, json};
+
+use super::drama_id;
+use crate::error::ApiError;
+use crate::state::{ApiState, Auth};
+
+pub(super) fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/dramas/{d}/jobs", web::get().to(jobs_of_drama))
+        .route("/dramas/{d}/jobs/{job}", web::get().to(job_of_drama))
+        .route("/jobs/{job}", web::get().to(job))
+        .route("/jobs/{job}/cancel", web::post().to(cancel))
+        .route("/jobs/{job}/resume", web::post().to(resume))
+        .route("/jobs/{job}/events", web::get().to(super::events::events));
+}
+
+pub(crate) fn job_id(raw: &str) -> Result<JobId, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::not_found(Entity::Job, raw))
+}
+
+fn millis(t: chrono::DateTime<chrono::Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+/// The old server's `JobStatusRecord`, in its field order, with the engine's extra facts.
+pub(crate) fn record(view: &JobView) -> Value {
+    let mut record = json!({
+        "jobId": view.id.to_string(),
+        "type": job_type(&view.kind).as_str(),
+        "status": wire_status(view).as_str(),
+        "dramaId": view.subject,
+        "createdAt": millis(view.created_at),
+        "startedAt": view.started_at.map(millis),
+        "completedAt": view.finished_at.filter(|_| view.state.is_settled()).map(millis),
+        "error": view.error,
+        "result": view.result,
+    });
+    if let Value::Object(map) = &mut record {
+        map.insert("kind".into(), json!(view.kind));
+        map.insert("key".into(), json!(view.key));
+        map.insert("state".into(), json!(view.state.as_str()));
+        map.insert(
+            "parentJobId".into(),
+            json!(view.parent_id.map(|p| p.to_string())),
+        );
+        map.insert("runId".into(), json!(view.run_id.to_string()));
+        map.insert("attempts".into(), json!(view.attempts));
+        if let Some(counts) = &view.counts {
+            map.insert(
+                "counts".into(),
+                json!({
+                    "total": counts.total, "pending": counts.pending, "running": counts.running,
+                    "completed": counts.completed, "failed": counts.failed,
+                    "skipped": counts.skipped, "cancelled": counts.cancelled,
+                }),
+            );
+        }
+        if let Some(costs) = &view.costs {
+            map.insert(
+                "cost".into(),
+                json!({ "total": costs.total, "charged": costs.charged,
+                        "refundable": costs.refundable, "refunded": costs.refunded }),
+            );
+        }
+    }
+    record
+}
+
+async fn jobs_of_drama(
+    state: web::Data<ApiState>,
+    Auth(caller): Auth,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let drama = drama_id(&path)?;
+    let mut runs = state.app().jobs_of_drama(&caller, &drama, false).await?;
+    // Creation order, as the old server listed them.
+    runs.reverse();
+    let jobs: Vec<Value> = runs.iter().map(record).collect();
+    Ok(HttpResponse::Ok().json(json!({ "jobs": jobs })))
+}
+
+async fn job_of_drama(
+    state: web::Data<ApiState>,
+    Auth(caller): Auth,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (d, j) = path.into_inner();
+    let view = state
+        .app()
+        .job_of_drama(&caller, &drama_id(&d)?, job_id(&j)?)
+        .await?;
+    Ok(HttpResponse::Ok().json(record(&view)))
+}
+
+/// `GET /jobs/{id}`: the job, its counts and its direct children.
+async fn job(
+    state: web::Data<ApiState>,
+    Auth(caller): Auth,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = job_id(&path)?;
+    let view = state.app().job(&caller, id).await?;
+    let children = state.app().job_children(&caller, id).await?;
+    let mut body = record(&view);
+    if let Value::Object(map) = &mut body {
+        map.insert(
+            "children".into(),
+            Value::Array(children.iter().map(record).collect()),
+        );
+    }
+    Ok(HttpResponse::Ok().json(body))
+}
+
+async fn cancel(
+    state: web::Data<ApiState>,
+    Auth(caller): Auth,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let view = state.app().cancel_job(&caller, job_id(&path)?).await?;
+    Ok(HttpResponse::Ok().json(record(&view)))
+}
+
+async fn resume(
+    state: web::Data<ApiState>,
+    Auth(caller): Auth,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let view = state.app().resume_job(&caller, job_id(&path)?).await?;
+    Ok(HttpResponse::Ok().json(record(&view)))
+}

@@ -3,6 +3,7 @@
 
 mod auth;
 mod graphql;
+mod jobs;
 mod library;
 mod rest;
 mod support;

@@ -13,6 +13,7 @@ use serde_json::Value;
 /// An API over in-memory ports, with two users and a key each.
 pub struct Harness {
     pub store: Arc<MemoryStore>,
+    pub jobs: Arc<drama_jobs::MemoryJobStore>,
     pub app: App,
     pub alice: UserId,
     pub alice_key: String,
@@ -34,7 +35,7 @@ pub async fn user_with_key(store: &MemoryStore, scopes: &[&str]) -> (UserId, Str
 
 impl Harness {
     pub async fn new() -> Self {
-        let (ports, store, _jobs) = Ports::memory(
+        let (ports, store, jobs) = Ports::memory(
             Arc::new(drama_assets::MemoryStore::default()),
             drama_ai::AiProviders::offline(0),
         );
@@ -44,6 +45,7 @@ impl Harness {
         let (_, service_key) = user_with_key(&store, &["service"]).await;
         Self {
             store,
+            jobs,
             app,
             alice,
             alice_key,
@@ -51,6 +53,17 @@ impl Harness {
             bob_key,
             service_key,
         }
+    }
+
+    /// A worker on the harness's job store.
+    pub async fn worker(&self) -> drama_jobs::WorkerHandle<drama_jobs::MemoryJobStore> {
+        let config = drama_jobs::WorkerConfig {
+            poll_interval: std::time::Duration::from_millis(20),
+            ..drama_jobs::WorkerConfig::default()
+        };
+        drama_jobs::Worker::start(self.jobs.clone(), self.app.registry(), config)
+            .await
+            .unwrap()
     }
 
     pub fn settings() -> HttpSettings {

@@ -560,10 +560,20 @@ impl App {
     /// # Errors
     /// `NotFound` (also for another user's job); `Unavailable`.
     pub async fn job(&self, caller: &Caller, id: JobId) -> Result<JobView, AppError> {
-        match self.jobs.job(id).await.map_err(job_error)? {
-            Some(view) if view.owner == caller.user.0 => Ok(view),
-            _ => Err(AppError::not_found(Entity::Job, id)),
+        let mut view = match self.jobs.job(id).await.map_err(job_error)? {
+            Some(view) if view.owner == caller.user.0 => view,
+            _ => return Err(AppError::not_found(Entity::Job, id)),
+        };
+        // A settled run shows what it produced, as the old server's jobs did: the result of
+        // its one task (a critique's feedback, a written drama's id), or the drama it is about.
+        if view.result.is_none() && view.id == view.run_id && view.state.is_settled() {
+            let children = self.jobs.children(id, None, 2).await.map_err(job_error)?;
+            view.result = match children.as_slice() {
+                [only] if only.result.is_some() => only.result.clone(),
+                _ => view.subject.as_ref().map(|d| json!({ "dramaId": d })),
+            };
         }
+        Ok(view)
     }
 
     /// A job of the caller that belongs to `drama`.

@@ -1,0 +1,453 @@
+//! Generation and jobs over REST: premise to drama, generate, job records, cancel, resume,
+//! Server-Sent Events.
+
+use actix_web::test::TestRequest;
+use serde_json::{Value, json};
+
+use crate::support::{Harness, bearer, send};
+
+async fn follow(
+    svc: &impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse,
+        Error = actix_web::Error,
+    >,
+    key: &str,
+    drama: &str,
+    job: &str,
+) -> Value {
+    for _ in 0..1000 {
+        let (status, _, body) = send(
+            svc,
+            TestRequest::get()
+                .uri(&format!("/dramas/{drama}/jobs/{job}"))
+                .insert_header(bearer(key)),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        if ["completed", "failed", "cancelled"].contains(&body["status"].as_str().unwrap()) {
+            return body;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("job {job} did not finish");
+}
+
+#[actix_web::test]
+async fn a_premise_becomes_a_drama_and_a_generated_one() {
+    let h = Harness::new().await;
+    let worker = h.worker().await;
+    let svc = h.service(Harness::settings()).await;
+    let k = &h.alice_key;
+    let (status, _, body) = send(
+        &svc,
+        TestRequest::post()
+            .uri("/dramas")
+            .insert_header(bearer(k))
+            .set_json(
+                json!({"premise": "A young detective solves a case in 1 episode.", "id": "det"}),
+            ),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["status"], "pending");
+    assert_eq!(body["dramaId"], "det");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("/dramas/det/jobs/")
+    );
+    let job = body["jobId"].as_str().unwrap().to_owned();
+    let record = follow(&svc, k, "det", &job).await;
+    assert_eq!(record["status"], "completed", "{record}");
+    assert_eq!(record["type"], "generate_drama");
+    assert!(record["createdAt"].as_i64().unwrap() > 1_700_000_000_000);
+    assert!(record["completedAt"].is_i64());
+    let (_, _, drama) = send(
+        &svc,
+        TestRequest::get()
+            .uri("/dramas/det")
+            .insert_header(bearer(k)),
+    )
+    .await;
+    assert_eq!(drama["episodes"].as_array().unwrap().len(), 1);
+    assert!(drama["characters"][0]["url"].is_string());
+
+    let (status, _, body) = send(
+        &svc,
+        TestRequest::post()
+            .uri("/dramas/det/generate")
+            .insert_header(bearer(k)),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let job = body["jobId"].as_str().unwrap().to_owned();
+    assert_eq!(follow(&svc, k, "det", &job).await["status"], "completed");
+    let (_, _, drama) = send(
+        &svc,
+        TestRequest::get()
+            .uri("/dramas/det")
+            .insert_header(bearer(k)),
+    )
+    .await;
+    let scene = &drama["episodes"][0]["scenes"][0];
+    assert!(
+        scene["image_url"].is_string() && scene["video_url"].is_string(),
+        "{scene}"
+    );
+    assert!(drama["episodes"][0]["url"].is_string());
+
+    let (status, _, run) = send(
+        &svc,
+        TestRequest::get()
+            .uri(&format!("/jobs/{job}"))
+            .insert_header(bearer(k)),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let counts = &run["counts"];
+    assert_eq!(counts["completed"], counts["total"], "{run}");
+    assert!(!run["children"].as_array().unwrap().is_empty());
+
+    let (_, _, list) = send(
+        &svc,
+        TestRequest::get()
+            .uri("/dramas/det/jobs")
+            .insert_header(bearer(k)),
+    )
+    .await;
+    let types: Vec<&str> = list["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["generate_drama", "generate_drama"]);
+
+    // The job belongs to that drama only, and to its owner only.
+    let (status, _, _) = send(
+        &svc,
+        TestRequest::get()
+            .uri(&format!("/dramas/other/jobs/{job}"))
+            .insert_header(bearer(k)),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, _, body) = send(
+        &svc,
+        TestRequest::get()
+            .uri(&format!("/jobs/{job}"))
+            .insert_header(bearer(&h.bob_key)),
+    )
+    .await;
+    assert_eq!(
+        (status, body["detail"]["error"].as_str()),
+        (404, Some("Job not found"))
+    );
+    for path in [format!("/jobs/{job}/cancel"), format!("/jobs/{job}/resume")] {
+        let (status, _, _) = send(
+            &svc,
+            TestRequest::post()
+                .uri(&path)
+                .insert_header(bearer(&h.bob_key)),
+        )
+        .await;
+        assert_eq!(status, 404, "{path}");
+    }
+    worker.shutdown().await;
+}
+
+#[actix_web::test]
+async fn critique_improve_cover_and_audition_follow_the_old_contract() {
+    let h = Harness::new().await;
+    let worker = h.worker().await;
+    let svc = h.service(Harness::settings()).await;
+    let k = &h.alice_key;
+    send(
+        &svc,
+        TestRequest::post()
+            .uri("/dramas")
+            .insert_header(bearer(k))
+            .set_json(json!({"drama": drama_testkit::builders::drama_json("old", 2, 1, 1)})),
+    )
+    .await;
+
+    let (status, _, body) = send(
+        &svc,
+        TestRequest::post()
+            .uri("/dramas/old/critic")
+            .insert_header(bearer(k))
+            .set_json(json!({})),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let done = follow(&svc, k, "old", body["jobId"].as_str().unwrap()).await;
+    assert!(
+        done["result"]["feedback"].as_str().unwrap().len() > 20,
+        "{done}"
+    );
+    let (status, _, _) = send(
+        &svc,
+        TestRequest::post()
+            .uri("/dramas/old/critique")
+            .insert_header(bearer(k))
+            .set_json(json!({})),
+    )
+    .await;
+    assert_eq!(status, 202, "critique is an alias of critic");
+
+    let (status, _, body) = send(
+        &svc,
+        TestRequest::post()
+            .uri("/dramas/old/improve")
+            .insert_header(bearer(k))
+            .set_json(json!({"feedback": "More suspense", "newDramaId": "old-v2"})),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(
+        (body["originalId"].as_str(), body["improvedId"].as_str()),
+        (Some("old"), Some("old-v2"))
+    );
+    assert_eq!(
+        follow(&svc, k, "old-v2", body["jobId"].as_str().unwrap()).await["status"],
+        "completed"
+    );
+    let (status, _, body) = send(
+        &svc,
+        TestRequest::post()
+            .uri("/dramas/old/improve")
+            .insert_header(bearer(k))
+            .set_json(json!({"feedback": "Again", "newDramaId": "old-v2"})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("already_exists"))
+    );
+    let (status, _, body) = send(
+        &svc,
+        TestRequest::post()
+            .uri("/dramas/old/improve")
+            .insert_header(bearer(k))
+            .set_json(json!({})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["detail"][0]["field"].as_str()),
+        (422, Some("feedback"))
+    );
+    let (status, _, body) = send(
+        &svc,
+        TestRequest::post()
+            .uri("/dramas/old/critic")
+            .insert_header(bearer(k))
+            .set_json(json!({"model": "llama-9000"})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["detail"][0]["field"].as_str()),
+        (422, Some("model"))
+    );
+
+    // Cover before the portraits: the old server's 400.
+    let (status, _, body) = send(
+        &svc,
+        TestRequest::post()
+            .uri("/dramas/old/cover_photo")
+            .insert_header(bearer(k)),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["detail"],
+        "All main characters must have images generated first. Missing images for: Character 0, Character 1"
+    );
+    let (status, _, body) = send(
+        &svc,
+        TestRequest::get()
+            .uri("/dramas/old/cover_photo")
+            .insert_header(bearer(k)),
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("Cover photo not generated yet")
+    );
+    for c in ["c0", "c1"] {
+        let (status, _, body) = send(
+            &svc,
+            TestRequest::post()
+                .uri(&format!("/dramas/old/characters/{c}/generate"))
+                .insert_header(bearer(k)),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body["url"].is_string());
+    }
+    let (status, _, body) = send(
+        &svc,
+        TestRequest::post()
+            .uri("/dramas/old/cover_photo")
+            .insert_header(bearer(k)),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let cover = body["url"].as_str().unwrap().to_owned();
+    let (_, _, body) = send(
+        &svc,
+        TestRequest::get()
+            .uri("/dramas/old/cover_photo")
+            .insert_header(bearer(k)),
+    )
+    .await;
+    assert_eq!(body["url"], cover);
+
+    let (status, _, body) = send(
+        &svc,
+        TestRequest::get()
+            .uri("/dramas/old/characters/c0/audition")
+            .insert_header(bearer(k)),
+    )
+    .await;
+    assert_eq!(
+        (status, body["detail"]["message"].as_str()),
+        (404, Some("Audition video for character c0 not found"))
+    );
+    let (status, _, body) = send(
+        &svc,
+        TestRequest::post()
+            .uri("/dramas/old/characters/c0/audition")
+            .insert_header(bearer(k)),
+    )
+    .await;
+    assert_eq!(status, 202);
+    assert_eq!(
+        follow(&svc, k, "old", body["jobId"].as_str().unwrap()).await["status"],
+        "completed"
+    );
+    let (status, _, body) = send(
+        &svc,
+        TestRequest::get()
+            .uri("/dramas/old/characters/c0/audition")
+            .insert_header(bearer(k)),
+    )
+    .await;
+    assert_eq!((status, body["kind"].as_str()), (200, Some("video")));
+    worker.shutdown().await;
+}
+
+#[actix_web::test]
+async fn cancel_and_resume_a_run() {
+    let h = Harness::new().await;
+    let svc = h.service(Harness::settings()).await;
+    let k = &h.alice_key;
+    send(
+        &svc,
+        TestRequest::post()
+            .uri("/dramas")
+            .insert_header(bearer(k))
+            .set_json(json!({"drama": drama_testkit::builders::drama_json("c", 1, 1, 2)})),
+    )
+    .await;
+    // No worker yet: the run waits.
+    let (_, _, body) = send(
+        &svc,
+        TestRequest::post()
+            .uri("/dramas/c/generate")
+            .insert_header(bearer(k)),
+    )
+    .await;
+    let job = body["jobId"].as_str().unwrap().to_owned();
+    let (status, _, body) = send(
+        &svc,
+        TestRequest::post()
+            .uri(&format!("/jobs/{job}/cancel"))
+            .insert_header(bearer(k)),
+    )
+    .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("cancelled")),
+        "{body}"
+    );
+    let (status, _, body) = send(
+        &svc,
+        TestRequest::post()
+            .uri(&format!("/jobs/{job}/resume"))
+            .insert_header(bearer(k)),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_ne!(body["status"], "cancelled");
+    let worker = h.worker().await;
+    assert_eq!(follow(&svc, k, "c", &job).await["status"], "completed");
+    worker.shutdown().await;
+}
+
+#[actix_web::test]
+async fn events_stream_in_order_and_resume_after_a_reconnect() {
+    let h = Harness::new().await;
+    let worker = h.worker().await;
+    let svc = h.service(Harness::settings()).await;
+    let k = &h.alice_key;
+    send(
+        &svc,
+        TestRequest::post()
+            .uri("/dramas")
+            .insert_header(bearer(k))
+            .set_json(json!({"drama": drama_testkit::builders::drama_json("ev", 1, 1, 1)})),
+    )
+    .await;
+    let (_, _, body) = send(
+        &svc,
+        TestRequest::post()
+            .uri("/dramas/ev/generate")
+            .insert_header(bearer(k)),
+    )
+    .await;
+    let job = body["jobId"].as_str().unwrap().to_owned();
+
+    let read = |last: Option<i64>| {
+        let mut req = TestRequest::get()
+            .uri(&format!("/jobs/{job}/events"))
+            .insert_header(bearer(k));
+        if let Some(last) = last {
+            req = req.insert_header(("Last-Event-ID", last.to_string()));
+        }
+        req.to_request()
+    };
+    let response = actix_web::test::call_service(&svc, read(None)).await;
+    assert_eq!(
+        response.headers().get("content-type").unwrap(),
+        "text/event-stream"
+    );
+    let text = String::from_utf8(actix_web::test::read_body(response).await.to_vec()).unwrap();
+    let ids: Vec<i64> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("id: "))
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert!(ids.len() > 5, "{text}");
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "in order: {ids:?}");
+    assert!(
+        text.trim_end().ends_with(r#""status":"completed"}"#),
+        "ends with the outcome: {text}"
+    );
+    assert!(text.contains("event: submitted"), "{text}");
+
+    // Reconnecting with the id of the fourth event replays only what came after it.
+    let response = actix_web::test::call_service(&svc, read(Some(ids[3]))).await;
+    let text = String::from_utf8(actix_web::test::read_body(response).await.to_vec()).unwrap();
+    let replayed: Vec<i64> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("id: "))
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert_eq!(replayed, ids[4..].to_vec());
+    worker.shutdown().await;
+}

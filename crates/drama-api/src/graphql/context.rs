@@ -1,16 +1,30 @@
+use std::sync::Arc;
+
 use drama_app::{App, Caller};
 
-/// Per-request context: the use cases and the authenticated caller. Built for every request,
-/// never shared between requests, so nothing cached in it can leak across callers.
+use super::jobs::JobsLoader;
+use crate::realtime::Realtime;
+
+/// Per-request context: the use cases, the authenticated caller, and the request's loaders.
+/// Built for every request (and every subscription), never shared between callers, so
+/// nothing cached in it can leak across them.
+#[derive(Clone)]
 pub struct Ctx {
     pub(crate) app: App,
     pub(crate) caller: Caller,
+    pub(crate) jobs: Arc<JobsLoader>,
+    pub(crate) realtime: Arc<Realtime>,
 }
 
 impl Ctx {
     /// A context for one request.
-    pub fn new(app: App, caller: Caller) -> Self {
-        Self { app, caller }
+    pub fn new(app: App, caller: Caller, realtime: Arc<Realtime>) -> Self {
+        Self {
+            app,
+            caller,
+            jobs: Arc::new(JobsLoader::default()),
+            realtime,
+        }
     }
 }
 

@@ -5,7 +5,9 @@
 
 mod context;
 mod error;
+mod jobs;
 mod schema;
+mod subscription;
 
 use std::sync::Arc;
 
@@ -24,7 +26,8 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         web::resource("/graphql")
             .route(web::post().to(post))
             .route(web::get().to(get)),
-    );
+    )
+    .route("/subscriptions", web::get().to(subscription::websocket));
 }
 
 async fn execute(
@@ -32,7 +35,7 @@ async fn execute(
     caller: drama_app::Caller,
     request: GraphQLBatchRequest,
 ) -> HttpResponse {
-    let ctx = Ctx::new(state.app().clone(), caller);
+    let ctx = Ctx::new(state.app().clone(), caller, state.realtime.clone());
     let response = request.execute(&state.schema, &ctx).await;
     // Validation and resolver errors are answered with 200 and `errors`, as the old server
     // (and the GraphQL-over-HTTP convention for application/json) did.

@@ -2,15 +2,20 @@ use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use drama_app::AppError;
+use drama_app::pipeline::{PremiseRequest, Scope, Started};
 use drama_dal::{PageRequest, StoredDrama};
 use drama_domain::{self as domain, DramaId, DramaPatch, UserId};
-use juniper::{EmptySubscription, FieldResult, GraphQLInputObject, RootNode, graphql_object};
+use drama_domain::{AssetId, CharacterId, EpisodeId, SceneId};
+use drama_jobs::JobId;
+use juniper::{FieldResult, GraphQLInputObject, RootNode, graphql_object};
 
 use super::context::Ctx;
 use super::error::{GqlError, bad_input};
+use super::jobs::{Job, with_children};
+use super::subscription::Subscription;
 
 /// The schema type.
-pub type Schema = RootNode<Query, Mutation, EmptySubscription<Ctx>>;
+pub type Schema = RootNode<Query, Mutation, Subscription>;
 
 /// Deepest query accepted.
 pub const MAX_DEPTH: usize = 12;
@@ -21,7 +26,7 @@ const MAX_LIMIT: i32 = 100;
 
 /// Builds the schema (once per process).
 pub fn schema() -> Schema {
-    Schema::new(Query, Mutation, EmptySubscription::new())
+    Schema::new(Query, Mutation, Subscription)
         .limit_depth(MAX_DEPTH)
         .limit_fields(MAX_FIELDS)
 }
@@ -127,10 +132,33 @@ impl Drama {
     fn cover_photo(&self) -> Option<&str> {
         self.0.drama.url.as_deref()
     }
+    /// Every job of the drama (runs, groups and tasks), newest first.
+    async fn jobs(&self, ctx: &Ctx) -> Result<Vec<Job>, GqlError> {
+        Ok(ctx.jobs.of(ctx, &self.0.drama.id).await?.to_vec())
+    }
     /// The version for optimistic concurrency (send it back with updates).
     fn version(&self) -> i32 {
         i32::try_from(self.0.version).unwrap_or(i32::MAX)
     }
+}
+
+/// The jobs of a drama whose asset is one of `assets` or whose key is one of `keys`.
+async fn jobs_about(
+    ctx: &Ctx,
+    drama: &StoredDrama,
+    assets: &[&domain::Asset],
+    keys: &[String],
+) -> Result<Vec<Job>, GqlError> {
+    let all = ctx.jobs.of(ctx, &drama.drama.id).await?;
+    Ok(all
+        .iter()
+        .filter(|j| {
+            j.asset()
+                .is_some_and(|a| assets.iter().any(|x| x.id.as_str() == a))
+                || keys.iter().any(|k| k == j.node_key())
+        })
+        .cloned()
+        .collect())
 }
 
 #[graphql_object(context = Ctx)]
@@ -155,6 +183,12 @@ impl Character {
     }
     fn url(&self) -> Option<&str> {
         self.get().url.as_deref()
+    }
+    /// The jobs that make this character's assets.
+    async fn jobs(&self, ctx: &Ctx) -> Result<Vec<Job>, GqlError> {
+        let c = self.get();
+        let assets: Vec<&domain::Asset> = c.assets.iter().collect();
+        jobs_about(ctx, &self.drama, &assets, &[format!("character:{}", c.id)]).await
     }
 }
 
@@ -181,6 +215,17 @@ impl Episode {
             })
             .collect()
     }
+    /// The jobs of this episode: its group, scene writing, its scenes' assets and stitching.
+    async fn jobs(&self, ctx: &Ctx) -> Result<Vec<Job>, GqlError> {
+        let e = self.get();
+        let assets: Vec<&domain::Asset> = e
+            .assets
+            .iter()
+            .chain(e.scenes.iter().flat_map(|s| s.assets.iter()))
+            .collect();
+        let keys = [format!("episode:{}", e.id), format!("scenes:{}", e.id)];
+        jobs_about(ctx, &self.drama, &assets, &keys).await
+    }
 }
 
 #[graphql_object(context = Ctx)]
@@ -196,6 +241,11 @@ impl Scene {
     }
     fn video_url(&self) -> Option<&str> {
         self.get().video_url.as_deref()
+    }
+    /// The jobs that make this scene's storyboard and clip.
+    async fn jobs(&self, ctx: &Ctx) -> Result<Vec<Job>, GqlError> {
+        let assets: Vec<&domain::Asset> = self.get().assets.iter().collect();
+        jobs_about(ctx, &self.drama, &assets, &[]).await
     }
 }
 
@@ -238,7 +288,10 @@ impl Query {
             return Ok(None);
         };
         match ctx.app.get_drama(&ctx.caller, None, &id).await {
-            Ok(stored) => Ok(Some(Drama(Arc::new(stored)))),
+            Ok(stored) => {
+                ctx.jobs.want([stored.drama.id.clone()]);
+                Ok(Some(Drama(Arc::new(stored))))
+            }
             Err(AppError::NotFound { .. }) => Ok(None),
             Err(e) => Err(e.into()),
         }
@@ -278,7 +331,44 @@ impl Query {
             .list_dramas(&ctx.caller, None, &page)
             .await
             .map_err(|e| juniper::IntoFieldError::into_field_error(GqlError(e)))?;
+        ctx.jobs.want(page.items.iter().map(|d| d.drama.id.clone()));
         Ok(page.items.into_iter().map(|d| Drama(Arc::new(d))).collect())
+    }
+
+    /// A job of the caller, or null.
+    async fn job(ctx: &Ctx, id: String) -> Result<Option<Job>, GqlError> {
+        let Ok(id) = id.parse::<JobId>() else {
+            return Ok(None);
+        };
+        match ctx.app.job(&ctx.caller, id).await {
+            Ok(view) => Ok(Some(Job::new(view))),
+            Err(AppError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every job of a drama (runs, groups and tasks), newest first, optionally only those with
+    /// a status (`pending`, `processing`, `completed`, `failed`, `cancelled`).
+    async fn jobs(
+        ctx: &Ctx,
+        drama_id: String,
+        status: Option<String>,
+    ) -> Result<Vec<Job>, GqlError> {
+        let Ok(id) = drama_id.parse::<DramaId>() else {
+            return Ok(Vec::new());
+        };
+        let trees = ctx
+            .app
+            .trees_of_dramas(&ctx.caller, std::slice::from_ref(&id))
+            .await?;
+        let jobs = with_children(trees.into_iter().flat_map(|(_, v)| v).collect());
+        Ok(match status {
+            None => jobs,
+            Some(wanted) => jobs
+                .into_iter()
+                .filter(|j| j.status_str() == wanted)
+                .collect(),
+        })
     }
 }
 
@@ -330,10 +420,239 @@ impl Mutation {
 
     /// Deletes a drama with its parts and stored objects.
     async fn delete_drama(ctx: &Ctx, id: String) -> Result<bool, GqlError> {
-        let id = id
-            .parse::<DramaId>()
-            .map_err(|_| GqlError(AppError::not_found(drama_dal::Entity::Drama, &id)))?;
+        let id = parse_drama(&id)?;
         ctx.app.delete_drama(&ctx.caller, &id).await?;
         Ok(true)
+    }
+
+    /// Starts writing a drama from a premise (its portraits and cover follow).
+    async fn create_drama(
+        ctx: &Ctx,
+        premise: String,
+        id: Option<String>,
+        model: Option<String>,
+    ) -> Result<JobAccepted, GqlError> {
+        let request = PremiseRequest {
+            premise,
+            id,
+            model,
+            reference: None,
+        };
+        let started = ctx.app.create_from_premise(&ctx.caller, request).await?;
+        Ok(JobAccepted::new(
+            ctx,
+            started,
+            "Drama generation job queued.",
+        ))
+    }
+
+    /// Starts writing an improved copy of a drama under a new id.
+    async fn improve_drama(
+        ctx: &Ctx,
+        id: String,
+        feedback: String,
+        new_drama_id: Option<String>,
+        model: Option<String>,
+    ) -> Result<JobAccepted, GqlError> {
+        let id = parse_drama(&id)?;
+        let started = ctx
+            .app
+            .improve_drama(&ctx.caller, &id, &feedback, new_drama_id, model)
+            .await?;
+        Ok(JobAccepted::new(
+            ctx,
+            started,
+            "Drama improvement job queued.",
+        ))
+    }
+
+    /// Starts a critique; the job's result carries the feedback.
+    async fn critique_drama(
+        ctx: &Ctx,
+        id: String,
+        model: Option<String>,
+    ) -> Result<JobAccepted, GqlError> {
+        let id = parse_drama(&id)?;
+        let started = ctx.app.critique_drama(&ctx.caller, &id, model).await?;
+        Ok(JobAccepted::new(ctx, started, "Drama critique job queued."))
+    }
+
+    /// Generates every asset of a drama that is missing or out of date (`force`: all).
+    async fn generate_drama(ctx: &Ctx, id: String, force: Option<bool>) -> Result<Job, GqlError> {
+        let id = parse_drama(&id)?;
+        let force = force.unwrap_or(false);
+        started_job(
+            ctx,
+            ctx.app
+                .generate(&ctx.caller, &id, Scope::Drama, force)
+                .await?,
+        )
+        .await
+    }
+
+    /// Generates one episode (writing its scenes first when it has none).
+    async fn generate_episode(
+        ctx: &Ctx,
+        drama_id: String,
+        episode_id: String,
+        force: Option<bool>,
+    ) -> Result<Job, GqlError> {
+        let id = parse_drama(&drama_id)?;
+        let episode = EpisodeId::parse(episode_id.clone())
+            .map_err(|_| GqlError(AppError::not_found(drama_dal::Entity::Episode, &episode_id)))?;
+        let scope = Scope::Episode(episode);
+        let force = force.unwrap_or(false);
+        started_job(ctx, ctx.app.generate(&ctx.caller, &id, scope, force).await?).await
+    }
+
+    /// Generates one scene's storyboard and clip.
+    async fn generate_scene(
+        ctx: &Ctx,
+        drama_id: String,
+        scene_id: String,
+        force: Option<bool>,
+    ) -> Result<Job, GqlError> {
+        let id = parse_drama(&drama_id)?;
+        let scene = SceneId::parse(scene_id.clone())
+            .map_err(|_| GqlError(AppError::not_found(drama_dal::Entity::Scene, &scene_id)))?;
+        let scope = Scope::Scene(scene);
+        let force = force.unwrap_or(false);
+        started_job(ctx, ctx.app.generate(&ctx.caller, &id, scope, force).await?).await
+    }
+
+    /// Generates one asset again.
+    async fn generate_asset(
+        ctx: &Ctx,
+        drama_id: String,
+        asset_id: String,
+    ) -> Result<Job, GqlError> {
+        let id = parse_drama(&drama_id)?;
+        let asset = AssetId::parse(asset_id.clone())
+            .map_err(|_| GqlError(AppError::not_found(drama_dal::Entity::Asset, &asset_id)))?;
+        let started = ctx
+            .app
+            .generate(&ctx.caller, &id, Scope::Asset(asset), true)
+            .await?;
+        started_job(ctx, started).await
+    }
+
+    /// Cancels a job (a run or a subtree).
+    async fn cancel_job(ctx: &Ctx, id: String) -> Result<Job, GqlError> {
+        Ok(Job::new(
+            ctx.app.cancel_job(&ctx.caller, parse_job(&id)?).await?,
+        ))
+    }
+
+    /// Resumes what failed, was skipped or was cancelled in a job.
+    async fn resume_job(ctx: &Ctx, id: String) -> Result<Job, GqlError> {
+        Ok(Job::new(
+            ctx.app.resume_job(&ctx.caller, parse_job(&id)?).await?,
+        ))
+    }
+
+    /// Generates a character's portrait and answers with the character (null when the drama
+    /// or character does not exist), as the old server did. `userId` counts for service
+    /// callers only.
+    async fn generate_character_image(
+        ctx: &Ctx,
+        drama_id: String,
+        character_id: String,
+        user_id: Option<String>,
+    ) -> FieldResult<Option<Character>> {
+        requested_owner(user_id.as_deref())?;
+        let (Ok(id), Ok(character)) = (
+            drama_id.parse::<DramaId>(),
+            CharacterId::parse(character_id.clone()),
+        ) else {
+            return Ok(None);
+        };
+        match ctx.app.portrait_now(&ctx.caller, &id, &character).await {
+            Ok(stored) => {
+                let stored = Arc::new(stored);
+                let index = stored
+                    .drama
+                    .characters
+                    .iter()
+                    .position(|c| c.id == character);
+                Ok(index.map(|index| Character {
+                    drama: stored.clone(),
+                    index,
+                }))
+            }
+            Err(AppError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(juniper::IntoFieldError::into_field_error(GqlError(e))),
+        }
+    }
+
+    /// Generates the cover and answers with the drama (null when it does not exist).
+    async fn generate_cover_photo(
+        ctx: &Ctx,
+        drama_id: String,
+        user_id: Option<String>,
+    ) -> FieldResult<Option<Drama>> {
+        requested_owner(user_id.as_deref())?;
+        let Ok(id) = drama_id.parse::<DramaId>() else {
+            return Ok(None);
+        };
+        match ctx.app.cover_now(&ctx.caller, &id).await {
+            Ok(stored) => Ok(Some(Drama(Arc::new(stored)))),
+            Err(AppError::NotFound {
+                entity: drama_dal::Entity::Drama,
+                ..
+            }) => Ok(None),
+            Err(e) => Err(juniper::IntoFieldError::into_field_error(GqlError(e))),
+        }
+    }
+}
+
+fn parse_drama(id: &str) -> Result<DramaId, GqlError> {
+    id.parse()
+        .map_err(|_| GqlError(AppError::not_found(drama_dal::Entity::Drama, id)))
+}
+
+fn parse_job(id: &str) -> Result<JobId, GqlError> {
+    id.parse()
+        .map_err(|_| GqlError(AppError::not_found(drama_dal::Entity::Job, id)))
+}
+
+async fn started_job(ctx: &Ctx, started: Started) -> Result<Job, GqlError> {
+    Ok(Job::new(ctx.app.job(&ctx.caller, started.job_id).await?))
+}
+
+/// A job that was accepted (the REST `JobResponse`).
+pub struct JobAccepted {
+    drama_id: String,
+    job_id: String,
+    message: String,
+}
+
+impl JobAccepted {
+    fn new(ctx: &Ctx, started: Started, what: &str) -> Self {
+        Self {
+            message: format!(
+                "{what} Check status at: {}/dramas/{}/jobs/{}",
+                ctx.app.public_base_url(),
+                started.drama_id,
+                started.job_id
+            ),
+            drama_id: started.drama_id.to_string(),
+            job_id: started.job_id.to_string(),
+        }
+    }
+}
+
+#[graphql_object(context = Ctx)]
+impl JobAccepted {
+    fn drama_id(&self) -> &str {
+        &self.drama_id
+    }
+    fn job_id(&self) -> &str {
+        &self.job_id
+    }
+    fn status(&self) -> &str {
+        "pending"
+    }
+    fn message(&self) -> &str {
+        &self.message
     }
 }

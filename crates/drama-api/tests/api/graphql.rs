@@ -302,3 +302,157 @@ fn the_committed_sdl_matches_the_schema() {
          and review the diff"
     );
 }
+
+#[actix_web::test]
+async fn generation_mutations_and_nested_jobs() {
+    let h = seeded().await;
+    let worker = h.worker().await;
+    let svc = h.service(Harness::settings()).await;
+    let k = &h.alice_key;
+
+    let (_, b) = gql(
+        &svc,
+        k,
+        r#"mutation { generateCharacterImage(dramaId: "missing", characterId: "c0") { id } }"#,
+        json!({}),
+    )
+    .await;
+    assert_eq!(b["data"]["generateCharacterImage"], Value::Null, "{b}");
+    let (_, b) = gql(
+        &svc,
+        k,
+        r#"mutation { generateCoverPhoto(dramaId: "missing") { id } }"#,
+        json!({}),
+    )
+    .await;
+    assert_eq!(b["data"]["generateCoverPhoto"], Value::Null, "{b}");
+    let (_, b) = gql(
+        &svc,
+        k,
+        r#"mutation { generateCoverPhoto(dramaId: "a1") { id } }"#,
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        b["errors"][0]["extensions"]["code"], "PRECONDITION_FAILED",
+        "{b}"
+    );
+    let (_, b) = gql(
+        &svc,
+        k,
+        r#"mutation { generateCharacterImage(dramaId: "a1", characterId: "c0") { id url } }"#,
+        json!({}),
+    )
+    .await;
+    assert!(
+        b["data"]["generateCharacterImage"]["url"].is_string(),
+        "{b}"
+    );
+
+    let (_, b) = gql(
+        &svc,
+        k,
+        r#"mutation { generateDrama(id: "a1") { jobId status } }"#,
+        json!({}),
+    )
+    .await;
+    let job = b["data"]["generateDrama"]["jobId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut status = String::new();
+    for _ in 0..500 {
+        let (_, b) = gql(
+            &svc,
+            k,
+            "query($id: String!) { job(id: $id) { status totalJobs completedJobs } }",
+            json!({"id": job}),
+        )
+        .await;
+        status = b["data"]["job"]["status"].as_str().unwrap().to_owned();
+        if status == "completed" || status == "failed" {
+            assert_eq!(
+                b["data"]["job"]["totalJobs"],
+                b["data"]["job"]["completedJobs"]
+            );
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(status, "completed");
+
+    let (_, b) = gql(
+        &svc,
+        k,
+        r#"{ drama(id: "a1") { jobs { jobId type status key }
+              characters { id jobs { key status } }
+              episodes { id jobs { key } scenes { id imageUrl jobs { key type r2Url } } } } }"#,
+        json!({}),
+    )
+    .await;
+    let drama = &b["data"]["drama"];
+    assert!(drama["jobs"].as_array().unwrap().len() > 10, "{b}");
+    let scene_jobs: Vec<&str> = drama["episodes"][0]["scenes"][0]["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["key"].as_str().unwrap())
+        .collect();
+    assert!(
+        scene_jobs.contains(&"storyboard:e0-s0-img"),
+        "the scene's own storyboard: {scene_jobs:?}"
+    );
+    assert!(scene_jobs.contains(&"clip:e0-s0-vid"));
+    let portrait_jobs = drama["characters"][0]["jobs"].as_array().unwrap();
+    assert!(
+        portrait_jobs
+            .iter()
+            .any(|j| j["key"] == "portrait:c0_portrait_front_halfbody")
+    );
+    let episode_keys: Vec<&str> = drama["episodes"][0]["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["key"].as_str().unwrap())
+        .collect();
+    assert!(
+        episode_keys.contains(&"episode:e0") && episode_keys.contains(&"stitch:e0_episode_video"),
+        "{episode_keys:?}"
+    );
+
+    let (_, b) = gql(
+        &svc,
+        k,
+        r#"{ jobs(dramaId: "a1", status: "completed") { key status } }"#,
+        json!({}),
+    )
+    .await;
+    assert!(
+        b["data"]["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|j| j["status"] == "completed")
+    );
+    let (_, b) = gql(
+        &svc,
+        &h.bob_key,
+        "query($id: String!) { job(id: $id) { jobId } }",
+        json!({"id": job}),
+    )
+    .await;
+    assert_eq!(b["data"]["job"], Value::Null, "Bob cannot see Alice's job");
+    let (_, b) = gql(
+        &svc,
+        &h.bob_key,
+        r#"{ jobs(dramaId: "a1") { key } }"#,
+        json!({}),
+    )
+    .await;
+    assert_eq!(b["data"]["jobs"], json!([]));
+
+    let (_, b) = gql(&svc, k, r#"mutation { createDrama(premise: "Two robots fall in love. 1 episode.", id: "robots") { dramaId jobId status message } }"#, json!({})).await;
+    assert_eq!(b["data"]["createDrama"]["dramaId"], "robots", "{b}");
+    assert_eq!(b["data"]["createDrama"]["status"], "pending");
+    worker.shutdown().await;
+}

@@ -1,0 +1,182 @@
+//! `jobProgress` over WebSocket (`graphql-transport-ws`, or the legacy `graphql-ws` when the
+//! client asks for it). Browsers cannot set headers on a WebSocket, so the credentials come
+//! in the `connection_init` payload: `{"authorization": "Bearer …"}` (or `"x-api-key"`).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use drama_app::pipeline::wire_status;
+use drama_jobs::{EventId, JobId};
+use futures::Stream;
+use juniper::{FieldError, ScalarValue, Variables, graphql_object, graphql_subscription};
+use juniper_graphql_ws::ConnectionConfig;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::context::Ctx;
+use super::error::{GqlError, bad_input};
+use crate::state::ApiState;
+
+/// One step of a job's progress.
+pub struct JobEvent {
+    id: i64,
+    job_id: String,
+    key: String,
+    event: String,
+    state: String,
+    status: String,
+    at: String,
+}
+
+#[graphql_object(context = Ctx)]
+impl JobEvent {
+    /// The event's id (monotonic; resume after it with `after`).
+    fn event_id(&self) -> String {
+        self.id.to_string()
+    }
+    /// The job the event is about (the run or one of its nodes).
+    fn job_id(&self) -> &str {
+        &self.job_id
+    }
+    /// That node's key within its run.
+    fn key(&self) -> &str {
+        &self.key
+    }
+    /// What happened: submitted, started, completed, failed, retrying, …
+    fn event(&self) -> &str {
+        &self.event
+    }
+    /// The node's engine state after the event.
+    fn state(&self) -> &str {
+        &self.state
+    }
+    /// The followed job's wire status after the event.
+    fn status(&self) -> &str {
+        &self.status
+    }
+    /// When, as an ISO-8601 timestamp.
+    fn at(&self) -> &str {
+        &self.at
+    }
+}
+
+type JobEventStream = Pin<Box<dyn Stream<Item = Result<JobEvent, FieldError>> + Send>>;
+
+/// Live operations.
+pub struct Subscription;
+
+#[graphql_subscription(context = Ctx)]
+impl Subscription {
+    /// The events of a job (a run or any node of one) after `after`, then live until it
+    /// settles. Progress made by workers in any process arrives here.
+    async fn job_progress(
+        ctx: &Ctx,
+        job_id: String,
+        after: Option<String>,
+    ) -> Result<JobEventStream, FieldError> {
+        let id: JobId = job_id
+            .parse()
+            .map_err(|_| bad_input(format!("jobId {job_id:?} is not a job id")))?;
+        let mut last = after
+            .map(|a| a.parse::<i64>().map(EventId))
+            .transpose()
+            .map_err(|_| bad_input("after must be an event id"))?;
+        let (app, caller) = (ctx.app.clone(), ctx.caller);
+        let run = app
+            .job(&caller, id)
+            .await
+            .map_err(|e| juniper::IntoFieldError::into_field_error(GqlError(e)))?
+            .run_id;
+        let mut notifications = ctx.realtime.subscribe(&app).await;
+        let stream = async_stream::stream! {
+            loop {
+                let status = match app.job(&caller, id).await {
+                    Ok(view) => view,
+                    Err(e) => {
+                        yield Err(juniper::IntoFieldError::into_field_error(GqlError(e)));
+                        return;
+                    }
+                };
+                match app.job_events(&caller, id, last, 500).await {
+                    Ok(events) => {
+                        for e in events {
+                            last = Some(e.id);
+                            yield Ok(JobEvent {
+                                id: e.id.0,
+                                job_id: e.job_id.to_string(),
+                                key: e.key.clone(),
+                                event: serde_json::to_value(e.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+                                state: e.state.as_str().to_owned(),
+                                status: wire_status(&status).as_str().to_owned(),
+                                at: e.at.to_rfc3339(),
+                            });
+                        }
+                    }
+                    Err(e) => {
+                        yield Err(juniper::IntoFieldError::into_field_error(GqlError(e)));
+                        return;
+                    }
+                }
+                if status.state.is_settled() {
+                    return;
+                }
+                let wait = tokio::time::sleep(Duration::from_secs(2));
+                tokio::pin!(wait);
+                loop {
+                    tokio::select! {
+                        n = notifications.recv() => match n {
+                            Ok(n) if n.run_id != run => continue,
+                            Ok(_) | Err(RecvError::Lagged(_)) => break,
+                            Err(RecvError::Closed) => { (&mut wait).await; break; }
+                        },
+                        () = &mut wait => break,
+                    }
+                }
+            }
+        };
+        Ok(Box::pin(stream))
+    }
+}
+
+fn credential<S: ScalarValue>(params: &Variables<S>, name: &str) -> Option<String> {
+    params
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .and_then(|(_, v)| {
+            v.as_scalar()
+                .and_then(ScalarValue::try_as_str)
+                .map(str::to_owned)
+        })
+}
+
+/// Why a WebSocket was not accepted.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(String);
+
+/// `GET /subscriptions`: the GraphQL WebSocket endpoint.
+pub(crate) async fn websocket(
+    state: web::Data<ApiState>,
+    req: HttpRequest,
+    stream: web::Payload,
+) -> Result<HttpResponse, actix_web::Error> {
+    let state: Arc<ApiState> = state.into_inner();
+    let schema = state.schema.clone();
+    let init = move |params: Variables| async move {
+        let authorization = credential(&params, "authorization");
+        let api_key = credential(&params, "x-api-key");
+        let caller = state
+            .auth
+            .authenticate(authorization.as_deref(), api_key.as_deref())
+            .await
+            .map_err(|e| Refused(e.to_string()))?;
+        let ctx = Ctx::new(state.app().clone(), caller, state.realtime.clone());
+        Ok::<_, Refused>(
+            ConnectionConfig::new(ctx)
+                .with_keep_alive_interval(Duration::from_secs(15))
+                .with_max_in_flight_operations(16),
+        )
+    };
+    juniper_actix::subscriptions::ws_handler(req, stream, schema, init).await
+}

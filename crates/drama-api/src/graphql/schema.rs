@@ -361,7 +361,7 @@ impl Query {
             .app
             .trees_of_dramas(&ctx.caller, std::slice::from_ref(&id))
             .await?;
-        let jobs = with_children(trees.into_iter().flat_map(|(_, v)| v).collect());
+        let jobs = with_children(trees.into_values().flatten().collect());
         Ok(match status {
             None => jobs,
             Some(wanted) => jobs

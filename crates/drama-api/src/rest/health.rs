@@ -7,6 +7,8 @@ use crate::state::ApiState;
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/health", web::get().to(health))
         .route("/ready", web::get().to(ready))
+        .route("/openapi.json", web::get().to(openapi))
+        .route("/docs", web::get().to(docs))
         .route("/", web::get().to(root));
 }
 
@@ -43,4 +45,26 @@ async fn root() -> HttpResponse {
         "docs": "/docs",
         "openapi": "/openapi.json",
     }))
+}
+
+/// The OpenAPI document of the REST routes (kept in step with the route table by a test).
+pub(crate) const OPENAPI: &str = include_str!("../../openapi.json");
+
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(OPENAPI)
+}
+
+/// A browsable rendering of the document (Redoc, loaded from its CDN).
+async fn docs() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(
+            "<!doctype html><html><head><title>drama-server API</title><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"></head>\
+         <body><redoc spec-url=\"/openapi.json\"></redoc>\
+         <script src=\"https://cdn.redoc.ly/redoc/latest/bundles/redoc.standalone.js\"></script>\
+         </body></html>",
+        )
 }

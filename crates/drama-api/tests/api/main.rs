@@ -5,5 +5,6 @@ mod auth;
 mod graphql;
 mod jobs;
 mod library;
+mod openapi;
 mod rest;
 mod support;

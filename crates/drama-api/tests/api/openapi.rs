@@ -1,0 +1,126 @@
+//! The OpenAPI document and the route table agree.
+
+use std::collections::BTreeSet;
+
+use actix_web::test::TestRequest;
+use serde_json::Value;
+
+use crate::support::{Harness, bearer, send};
+
+const DOC: &str = include_str!("../../openapi.json");
+
+/// Every route path registered in the source (`.route("…"` and `web::resource("…"`).
+fn routes_in_source() -> BTreeSet<String> {
+    let sources = [
+        include_str!("../../src/rest/health.rs"),
+        include_str!("../../src/rest/dramas.rs"),
+        include_str!("../../src/rest/nested.rs"),
+        include_str!("../../src/rest/library.rs"),
+        include_str!("../../src/rest/media.rs"),
+        include_str!("../../src/rest/generate.rs"),
+        include_str!("../../src/rest/jobs.rs"),
+        include_str!("../../src/graphql/mod.rs"),
+    ];
+    let mut found = BTreeSet::new();
+    for source in sources {
+        for marker in [".route(", "web::resource("] {
+            for (i, _) in source.match_indices(marker) {
+                // rustfmt may put the path on the next line.
+                let rest = source[i + marker.len()..].trim_start();
+                if let Some(quoted) = rest.strip_prefix('"')
+                    && let Some(end) = quoted.find('"')
+                {
+                    found.insert(normalize(&quoted[..end]));
+                }
+            }
+        }
+    }
+    found
+}
+
+/// `{d}`, `{drama_id}`, `{key:.+}` … all become `{}`.
+fn normalize(path: &str) -> String {
+    let mut out = String::new();
+    let mut depth = 0;
+    for ch in path.chars() {
+        match ch {
+            '{' => {
+                depth += 1;
+                if depth == 1 {
+                    out.push_str("{}");
+                }
+            }
+            '}' => depth -= 1,
+            _ if depth == 0 => out.push(ch),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn documented() -> Value {
+    serde_json::from_str(DOC).unwrap()
+}
+
+#[test]
+fn every_route_is_documented_and_every_documented_path_exists() {
+    let doc = documented();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths: BTreeSet<String> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| normalize(k))
+        .collect();
+    let routes = routes_in_source();
+    let undocumented: Vec<_> = routes.difference(&paths).collect();
+    let unrouted: Vec<_> = paths.difference(&routes).collect();
+    assert!(
+        undocumented.is_empty(),
+        "routes missing from openapi.json: {undocumented:?}"
+    );
+    assert!(
+        unrouted.is_empty(),
+        "documented paths that are not routed: {unrouted:?}"
+    );
+}
+
+#[actix_web::test]
+async fn every_documented_operation_is_answered_by_its_route() {
+    let h = Harness::new().await;
+    let svc = h.service(Harness::settings()).await;
+    let doc = documented();
+    for (path, methods) in doc["paths"].as_object().unwrap() {
+        let concrete = path
+            .replace("{drama_id}", "d")
+            .replace("{character_id}", "c")
+            .replace("{episode_id}", "e")
+            .replace("{scene_id}", "s")
+            .replace("{asset_id}", "a")
+            .replace("{job_id}", "00000000-0000-0000-0000-000000000000")
+            .replace("{key}", "k/x");
+        for method in methods.as_object().unwrap().keys() {
+            if path == "/subscriptions" {
+                continue;
+            }
+            let req = TestRequest::default()
+                .method(method.to_uppercase().parse().unwrap())
+                .uri(&concrete)
+                .insert_header(bearer(&h.alice_key));
+            let (status, _, body) = send(&svc, req).await;
+            assert_ne!(status, 405, "{method} {path}");
+            assert!(
+                !(status == 404 && body["detail"] == "Not Found"),
+                "{method} {path} is not routed"
+            );
+        }
+    }
+    let (status, _, body) = send(&svc, TestRequest::get().uri("/openapi.json")).await;
+    assert_eq!(
+        (status, body["info"]["title"].as_str()),
+        (200, Some("drama-server"))
+    );
+    let response =
+        actix_web::test::call_service(&svc, TestRequest::get().uri("/docs").to_request()).await;
+    assert_eq!(response.status(), 200);
+}

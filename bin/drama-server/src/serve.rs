@@ -128,6 +128,7 @@ async fn wire(
         App::new(ports)
             .with_public_base_url(settings.server.public_origin())
             .with_ffmpeg(settings.worker.ffmpeg.clone())
+            .with_offline_pricing(settings.worker.price_offline_calls)
     };
     match backend {
         Backend::Postgres(pg) => {

@@ -55,6 +55,8 @@ pub(crate) struct WorkerSettings {
     pub(crate) retention_days: u64,
     /// The ffmpeg binary for stitching.
     pub(crate) ffmpeg: String,
+    /// Charge credits for offline calls as if a paid provider made them (demos, load tests).
+    pub(crate) price_offline_calls: bool,
 }
 
 /// The part of the settings the `config` crate layers.
@@ -134,6 +136,7 @@ const PLAIN_VARIABLES: &[(&str, &str)] = &[
     ("VIDEO_CONCURRENCY", "worker.video_limit"),
     ("IMAGE_CONCURRENCY", "worker.image_limit"),
     ("FFMPEG_PATH", "worker.ffmpeg"),
+    ("PRICE_OFFLINE_CALLS", "worker.price_offline_calls"),
 ];
 
 impl Settings {
@@ -240,6 +243,7 @@ mod tests {
         assert_eq!(s.log.format, LogFormat::Pretty);
         assert_eq!(s.server.port, 8000);
         assert_eq!(s.assets.backend(), drama_assets::BackendKind::Local);
+        assert!(!s.worker.price_offline_calls);
     }
 
     #[test]
@@ -256,8 +260,12 @@ mod tests {
             ("R2_ACCESS_KEY_ID", "id"),
             ("R2_SECRET_ACCESS_KEY", "secret"),
             ("GEMINI_API_KEY", "gk"),
+            ("PRICE_OFFLINE_CALLS", "true"),
+            ("OFFLINE_VIDEO_DELAY_MS", "2500"),
         ])
         .unwrap();
+        assert!(s.worker.price_offline_calls);
+        assert_eq!(s.ai.offline_video_delay_ms, 2500);
         assert_eq!(s.database.url, "postgres://u:p@db:5432/x");
         assert_eq!(s.database.max_connections, 4);
         assert_eq!(s.log.format, LogFormat::Json);

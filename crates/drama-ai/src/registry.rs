@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::error::{AiError, Provider};
-use crate::offline::OfflineProvider;
+use crate::offline::{OfflineLatency, OfflineProvider};
 use crate::settings::{AiSettings, ImageProviderChoice};
 use crate::traits::{ImageModel, ScriptModel, VideoModel, VoiceModel};
 
@@ -96,7 +96,12 @@ impl AiProviders {
     /// `IMAGE_PROVIDER` names a provider without a key.
     pub fn from_settings(settings: &AiSettings) -> Result<Self, AiError> {
         settings.check()?;
-        let offline = Arc::new(OfflineProvider::new(settings.offline_seed));
+        let offline = Arc::new(OfflineProvider::new(settings.offline_seed).with_latency(
+            OfflineLatency {
+                image: std::time::Duration::from_millis(settings.offline_image_delay_ms),
+                video: std::time::Duration::from_millis(settings.offline_video_delay_ms),
+            },
+        ));
         let image: Arc<dyn ImageModel> = match (settings.ai_offline, settings.image_provider) {
             (true, _) | (false, ImageProviderChoice::Offline) => offline.clone(),
             (false, ImageProviderChoice::NanoBanana) => {

@@ -114,6 +114,10 @@ pub struct AiSettings {
     pub max_reference_images: usize,
     /// `OFFLINE_SEED`: varies the offline provider's output, default 0.
     pub offline_seed: u64,
+    /// `OFFLINE_IMAGE_DELAY_MS`: how long an offline image takes, default 0.
+    pub offline_image_delay_ms: u64,
+    /// `OFFLINE_VIDEO_DELAY_MS`: how long an offline clip takes to finish, default 0.
+    pub offline_video_delay_ms: u64,
 }
 
 impl Default for AiSettings {
@@ -150,6 +154,8 @@ impl Default for AiSettings {
             max_output_tokens: 32_000,
             max_reference_images: 4,
             offline_seed: 0,
+            offline_image_delay_ms: 0,
+            offline_video_delay_ms: 0,
         }
     }
 }
@@ -193,12 +199,14 @@ impl fmt::Debug for AiSettings {
             .field("max_output_tokens", &self.max_output_tokens)
             .field("max_reference_images", &self.max_reference_images)
             .field("offline_seed", &self.offline_seed)
+            .field("offline_image_delay_ms", &self.offline_image_delay_ms)
+            .field("offline_video_delay_ms", &self.offline_video_delay_ms)
             .finish()
     }
 }
 
 /// The environment variables [`AiSettings::from_env`] reads, in field order.
-pub const ENV_VARS: [&str; 31] = [
+pub const ENV_VARS: [&str; 33] = [
     "AI_OFFLINE",
     "GEMINI_API_KEY",
     "GEMINI_API_BASE",
@@ -230,6 +238,8 @@ pub const ENV_VARS: [&str; 31] = [
     "MAX_OUTPUT_TOKENS",
     "MAX_REFERENCE_IMAGES",
     "OFFLINE_SEED",
+    "OFFLINE_IMAGE_DELAY_MS",
+    "OFFLINE_VIDEO_DELAY_MS",
 ];
 
 impl AiSettings {

@@ -3,11 +3,12 @@
 mod common;
 
 use std::collections::HashSet;
+use std::time::{Duration, Instant};
 
 use drama_ai::{
-    AiProviders, DramaRequest, ImageKind, ImageModel, ImageRequest, OfflineProvider, Provider,
-    ReferenceImage, ScriptModel, VideoDuration, VideoModel, VideoRequest, VoiceModel, VoiceRequest,
-    generate_video, sniff_mime, validate,
+    AiProviders, DramaRequest, ImageKind, ImageModel, ImageRequest, OfflineLatency,
+    OfflineProvider, Provider, ReferenceImage, ScriptModel, VideoDuration, VideoModel,
+    VideoRequest, VoiceModel, VoiceRequest, generate_video, sniff_mime, validate,
 };
 use drama_domain::{AssetKind, Drama, DramaId};
 
@@ -396,6 +397,64 @@ async fn offline_tasks_from_another_process_fail_clearly() {
         drama_ai::VideoStatus::Failed { reason } => assert!(reason.contains("submit again")),
         other => panic!("{other:?}"),
     }
+}
+
+#[tokio::test]
+async fn simulated_latency_delays_images_and_keeps_clips_running_until_due() {
+    let latency = OfflineLatency {
+        image: Duration::from_millis(150),
+        video: Duration::from_millis(400),
+    };
+    let slow = OfflineProvider::new(2).with_latency(latency);
+    let fast = OfflineProvider::new(2);
+    let req = request(ImageKind::Portrait, "Mira", vec![]);
+    let started = Instant::now();
+    let image = slow.generate_image(&req).await.unwrap().output;
+    assert!(started.elapsed() >= latency.image);
+    assert_eq!(
+        image.bytes,
+        fast.generate_image(&req).await.unwrap().output.bytes,
+        "latency changes the timing, never the bytes"
+    );
+
+    let clip = VideoRequest {
+        prompt: "Push in.".into(),
+        label: "ep1-s1".into(),
+        reference: None,
+        duration: VideoDuration::Ten,
+    };
+    let task = slow.submit(&clip).await.unwrap().output;
+    match slow.poll(&task.task_id).await.unwrap() {
+        drama_ai::VideoStatus::Running { progress } => assert!(progress.unwrap() < 100),
+        other => panic!("a clip due in 400 ms is done at once: {other:?}"),
+    }
+    assert!(slow.polling().deadline > latency.video);
+    let submitted = Instant::now();
+    let video = generate_video(&slow, &clip).await.unwrap().output;
+    assert!(submitted.elapsed() >= latency.video);
+    assert_eq!(video.bytes, fast.render_video(&clip).bytes);
+}
+
+#[tokio::test]
+async fn latency_comes_from_the_settings() {
+    let settings = drama_ai::AiSettings::from_lookup(|name| match name {
+        "OFFLINE_IMAGE_DELAY_MS" => Some("120".to_owned()),
+        "OFFLINE_VIDEO_DELAY_MS" => Some("30000".to_owned()),
+        _ => None,
+    })
+    .unwrap();
+    let providers = AiProviders::from_settings(&settings).unwrap();
+    let polling = providers.video_model().polling();
+    assert_eq!(polling.interval, Duration::from_millis(1500));
+    assert_eq!(polling.deadline, Duration::from_secs(120));
+    let bad = drama_ai::AiSettings::from_lookup(|name| {
+        (name == "OFFLINE_VIDEO_DELAY_MS").then(|| "soon".to_owned())
+    });
+    assert!(
+        bad.unwrap_err()
+            .to_string()
+            .contains("OFFLINE_VIDEO_DELAY_MS")
+    );
 }
 
 #[tokio::test]

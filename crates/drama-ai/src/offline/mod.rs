@@ -43,19 +43,31 @@ const MAX_TASKS: usize = 64;
 /// Deterministic for a given seed and input; no network; fast.
 pub struct OfflineProvider {
     seed: u64,
+    latency: OfflineLatency,
     tasks: Mutex<TaskStore>,
+}
+
+/// How long offline calls pretend to take, so load tests and demos see the waits a real
+/// provider has (an image in seconds, a clip in minutes) without paying for them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OfflineLatency {
+    /// Added to every image.
+    pub image: std::time::Duration,
+    /// Between submitting a clip and its task reporting done.
+    pub video: std::time::Duration,
 }
 
 #[derive(Default)]
 struct TaskStore {
     order: VecDeque<String>,
-    videos: HashMap<String, Bytes>,
+    videos: HashMap<String, (Bytes, std::time::Instant)>,
 }
 
 impl std::fmt::Debug for OfflineProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OfflineProvider")
             .field("seed", &self.seed)
+            .field("latency", &self.latency)
             .finish()
     }
 }
@@ -65,8 +77,16 @@ impl OfflineProvider {
     pub fn new(seed: u64) -> Self {
         Self {
             seed,
+            latency: OfflineLatency::default(),
             tasks: Mutex::new(TaskStore::default()),
         }
+    }
+
+    /// The same provider, taking this long per image and per clip.
+    #[must_use]
+    pub fn with_latency(mut self, latency: OfflineLatency) -> Self {
+        self.latency = latency;
+        self
     }
 
     /// The seed.
@@ -554,6 +574,9 @@ impl ImageModel for OfflineProvider {
         request: &ImageRequest,
     ) -> Result<Generated<GeneratedImage>, AiError> {
         crate::http::nano_banana::check_image_request(request, self.max_references())?;
+        if !self.latency.image.is_zero() {
+            tokio::time::sleep(self.latency.image).await;
+        }
         let image = self.draw_image(request)?;
         Ok(Self::generated(
             image,
@@ -573,8 +596,11 @@ impl VideoModel for OfflineProvider {
 
     fn polling(&self) -> VideoPolling {
         VideoPolling {
-            interval: std::time::Duration::from_millis(10),
-            deadline: std::time::Duration::from_secs(60),
+            interval: (self.latency.video / 20).clamp(
+                std::time::Duration::from_millis(10),
+                std::time::Duration::from_secs(5),
+            ),
+            deadline: std::time::Duration::from_secs(60) + self.latency.video * 2,
         }
     }
 
@@ -599,9 +625,10 @@ impl VideoModel for OfflineProvider {
                 .tasks
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let ready_at = std::time::Instant::now() + self.latency.video;
             if tasks
                 .videos
-                .insert(task_id.clone(), Bytes::from(video))
+                .insert(task_id.clone(), (Bytes::from(video), ready_at))
                 .is_none()
             {
                 tasks.order.push_back(task_id.clone());
@@ -630,7 +657,17 @@ impl VideoModel for OfflineProvider {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         Ok(match tasks.videos.get(task_id) {
-            Some(bytes) => VideoStatus::Done {
+            Some((_, ready_at)) if *ready_at > std::time::Instant::now() => {
+                let total = self.latency.video.as_secs_f64().max(f64::EPSILON);
+                let left = ready_at
+                    .saturating_duration_since(std::time::Instant::now())
+                    .as_secs_f64();
+                let done = (100.0 * (1.0 - left / total)).clamp(0.0, 99.0);
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                let progress = Some(done as u8);
+                VideoStatus::Running { progress }
+            }
+            Some((bytes, _)) => VideoStatus::Done {
                 output: VideoOutput::Bytes {
                     bytes: bytes.clone(),
                     mime_type: "video/mp4".to_owned(),

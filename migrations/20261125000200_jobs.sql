@@ -46,7 +46,9 @@ create table public.jobs (
   started_at timestamptz,
   finished_at timestamptz,
   updated_at timestamptz not null default now(),
-  -- Node keys are unique within a run; also serves loading a whole run (`where run_id = $1`).
+  -- Node keys are unique within a run; also serves loading a whole run (`where run_id = $1`)
+  -- and children(parent), which scans the parent's run (no index on parent_id: every task
+  -- transition would have to maintain it).
   constraint jobs_run_key unique (run_id, key),
   constraint jobs_state_only_on_tasks check ((node_type = 'task') = (state is not null)),
   constraint jobs_parent_unless_root check ((node_type = 'run') = (parent_id is null)),
@@ -55,8 +57,6 @@ create table public.jobs (
   constraint jobs_lease_while_running check (state is distinct from 'running' or lease_owner is not null)
 );
 
--- children(parent, after): a group's children in creation order.
-create index jobs_children_idx on public.jobs (parent_id, id) where parent_id is not null;
 -- claim: which runs have runnable tasks, best first.
 create index jobs_ready_idx on public.jobs (priority desc, rank desc, id) where state = 'ready';
 -- claim: runnable tasks of the locked runs, best first.
@@ -116,8 +116,10 @@ create table public.job_edges (
 -- Completion and failure propagation: the dependents of a task.
 create index job_edges_dependents_idx on public.job_edges (depends_on_id, job_id);
 
+-- Append-only; read by run. No primary-key index: ids come from the identity sequence and
+-- every lookup goes through (run_id, id).
 create table public.job_events (
-  id bigint generated always as identity primary key,
+  id bigint generated always as identity,
   run_id uuid not null,
   job_id uuid not null,
   key text not null,

@@ -1136,6 +1136,45 @@ pub async fn idempotent_and_invalid_submissions<S: JobStore>(store: Arc<S>) {
             other => panic!("{check} accepted: {other:?}"),
         }
     }
+    // Bulk submission: one transaction; a known key returns its run; one bad graph rejects all.
+    let batch = vec![
+        Graph::new(RunSpec::new("t", who).subject("drama-3")).with(NodeSpec::task(
+            "a",
+            "k",
+            json!({}),
+        )),
+        graph.clone(),
+        Graph::new(RunSpec::new("t", who).subject("drama-3"))
+            .with(NodeSpec::group("g", "grp"))
+            .with(NodeSpec::task("b", "k", json!({})).parent("g")),
+    ];
+    let many = store.submit_many(&batch).await.unwrap();
+    assert_eq!(
+        many.iter().map(|s| s.created).collect::<Vec<_>>(),
+        [true, false, true]
+    );
+    assert_eq!(many[1].run_id, first.run_id);
+    assert_eq!(many[2].ids.len(), 3);
+    assert_eq!(
+        store
+            .job(many[2].run_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .counts
+            .unwrap()
+            .pending,
+        1
+    );
+    let mut with_bad = batch.clone();
+    with_bad.push(
+        Graph::new(RunSpec::new("t", who).subject("drama-2"))
+            .with(NodeSpec::task("a", "k", json!({})).after(["nope"])),
+    );
+    assert!(matches!(
+        store.submit_many(&with_bad).await,
+        Err(JobError::InvalidGraph(_))
+    ));
     let written = store
         .list_runs(&RunFilter {
             subject: Some("drama-2".into()),

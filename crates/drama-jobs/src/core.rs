@@ -1415,8 +1415,11 @@ impl<'a> Workset<'a> {
                 None
             };
             g.state = state;
+            // Only settling (or leaving a settled state) is worth an event: a group starts
+            // running with the first task event below it.
             let before = self.group_state_before.get(id).copied();
-            if before != Some(state) || self.changes.created.contains(id) {
+            let settles = state.is_settled() || before.is_some_and(JobState::is_settled);
+            if settles && (before != Some(state) || self.changes.created.contains(id)) {
                 group_events.push(NewEvent {
                     run_id: g.run_id,
                     job_id: g.id,
@@ -1429,8 +1432,6 @@ impl<'a> Workset<'a> {
             }
         }
         // Group state changes come after the task events that caused them.
-        let created = &self.changes.created;
-        group_events.retain(|e| !created.contains(&e.job_id) || e.state != JobState::Waiting);
         self.changes.events.extend(group_events);
         self.changes.tasks = self
             .changed_tasks

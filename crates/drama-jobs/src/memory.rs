@@ -417,6 +417,17 @@ impl JobStore for MemoryJobStore {
         })
     }
 
+    async fn submit_many(&self, graphs: &[Graph]) -> Result<Vec<Submitted>, JobError> {
+        for g in graphs {
+            g.validate()?;
+        }
+        let mut out = Vec::with_capacity(graphs.len());
+        for g in graphs {
+            out.push(self.submit(g).await?);
+        }
+        Ok(out)
+    }
+
     async fn register_worker(&self, worker: &WorkerRegistration) -> Result<(), JobError> {
         let expires = self.clock.now() + chrono::Duration::from_std(worker.ttl).unwrap_or_default();
         self.lock().workers.insert(worker.id, expires);

@@ -258,7 +258,8 @@ pub enum EventKind {
     CancelRequested,
     /// A settled task was queued again by resume.
     Resumed,
-    /// A group's derived state changed (`detail` carries its counts).
+    /// A group (or the run) settled, or became unsettled again after a resume or an
+    /// expansion (`detail` carries its counts).
     GroupState,
 }
 

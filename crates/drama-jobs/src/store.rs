@@ -293,6 +293,15 @@ pub trait JobStore: Send + Sync + 'static {
     /// [`JobError::InvalidGraph`] (nothing written), [`JobError::Unavailable`].
     fn submit(&self, graph: &Graph) -> impl Future<Output = Result<Submitted, JobError>> + Send;
 
+    /// Submits many graphs in one transaction (bulk enqueue); results are in input order.
+    ///
+    /// # Errors
+    /// [`JobError::InvalidGraph`] if any graph is invalid (nothing written).
+    fn submit_many(
+        &self,
+        graphs: &[Graph],
+    ) -> impl Future<Output = Result<Vec<Submitted>, JobError>> + Send;
+
     /// Registers a worker process.
     ///
     /// # Errors

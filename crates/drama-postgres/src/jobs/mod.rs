@@ -213,6 +213,11 @@ impl JobStore for PgJobStore {
         in_tx!(self, |conn| ops::submit(conn, graph))
     }
 
+    #[tracing::instrument(skip_all, fields(runs = graphs.len()))]
+    async fn submit_many(&self, graphs: &[Graph]) -> Result<Vec<Submitted>, JobError> {
+        in_tx!(self, |conn| ops::submit_many(conn, graphs))
+    }
+
     async fn register_worker(&self, worker: &WorkerRegistration) -> Result<(), JobError> {
         on_conn!(self, |conn| ops::register(conn, worker))
     }

@@ -102,6 +102,83 @@ pub(super) async fn submit(conn: &mut PgConnection, graph: &Graph) -> Result<Sub
     })
 }
 
+/// Submits many graphs at once: roots with one statement (idempotency keys that exist return
+/// their runs), everything else with one write.
+pub(super) async fn submit_many(
+    conn: &mut PgConnection,
+    graphs: &[Graph],
+) -> Result<Vec<Submitted>, Error> {
+    for g in graphs {
+        g.validate().map_err(JobError::from)?;
+    }
+    let mut planned = Vec::with_capacity(graphs.len());
+    for g in graphs {
+        let run_id = JobId::new();
+        let mut ws = Workset::new(&EmptySource, Utc::now());
+        match ws.submit(g, run_id) {
+            Ok(mut ids) => {
+                ids.insert(String::new(), run_id);
+                planned.push((run_id, ids, ws.into_changes()));
+            }
+            Err(CoreError::Job(e)) => return Err(e.into()),
+            Err(_) => return Err(unexpected("submission needed stored rows")),
+        }
+    }
+    let inserted: Vec<Uuid> = sqlx::query_scalar(
+        "insert into public.jobs (id, run_id, node_type, key, kind, owner_id, subject,            idempotency_key, payload)          select r.id, r.id, 'run', '', r.kind, r.owner_id, r.subject, r.idempotency_key, r.payload          from unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::jsonb[])            as r(id, kind, owner_id, subject, idempotency_key, payload)          on conflict (owner_id, idempotency_key) where idempotency_key is not null do nothing          returning id",
+    )
+    .bind(planned.iter().map(|p| p.0.0).collect::<Vec<_>>())
+    .bind(graphs.iter().map(|g| g.run.kind.clone()).collect::<Vec<_>>())
+    .bind(graphs.iter().map(|g| g.run.owner).collect::<Vec<_>>())
+    .bind(graphs.iter().map(|g| g.run.subject.clone()).collect::<Vec<_>>())
+    .bind(graphs.iter().map(|g| g.run.idempotency_key.clone()).collect::<Vec<_>>())
+    .bind(graphs.iter().map(|g| g.run.payload.clone()).collect::<Vec<_>>())
+    .fetch_all(&mut *conn)
+    .await?;
+    let inserted: HashSet<Uuid> = inserted.into_iter().collect();
+    let mut merged = Changes::default();
+    let mut out = Vec::with_capacity(graphs.len());
+    for ((run_id, ids, changes), graph) in planned.into_iter().zip(graphs) {
+        if !inserted.contains(&run_id.0) {
+            // The owner used this idempotency key before (or twice in this batch).
+            let existing: Uuid = sqlx::query_scalar(
+                "select id from public.jobs where owner_id = $1 and idempotency_key = $2",
+            )
+            .bind(graph.run.owner)
+            .bind(&graph.run.idempotency_key)
+            .fetch_one(&mut *conn)
+            .await?;
+            let rows: Vec<(String, Uuid)> =
+                sqlx::query_as("select key, id from public.jobs where run_id = $1")
+                    .bind(existing)
+                    .fetch_all(&mut *conn)
+                    .await?;
+            out.push(Submitted {
+                run_id: JobId(existing),
+                created: false,
+                ids: rows.into_iter().map(|(k, i)| (k, JobId(i))).collect(),
+            });
+            continue;
+        }
+        merged
+            .new_nodes
+            .extend(changes.new_nodes.into_iter().filter(|n| n.id != run_id));
+        merged.new_edges.extend(changes.new_edges);
+        merged.created.extend(changes.created);
+        merged.tasks.extend(changes.tasks);
+        merged.groups.extend(changes.groups);
+        merged.events.extend(changes.events);
+        merged.wake.extend(changes.wake);
+        out.push(Submitted {
+            run_id,
+            created: true,
+            ids,
+        });
+    }
+    write_changes(conn, &merged, None).await?;
+    Ok(out)
+}
+
 /// Locks the runs of `items` and loads what finishing them touches.
 async fn load_for_finish(conn: &mut PgConnection, items: &[Finish]) -> Result<PgSource, Error> {
     let mut source = PgSource::default();
@@ -180,27 +257,30 @@ struct Candidate {
     cost: i64,
 }
 
-const PICK_RUNS: &str = "\
-with full_classes as (
-  select c.name from public.job_resource_classes c
-  where c.throttled_until > now()
-     or c.max_running <= (select count(*) from public.jobs r
-                          where r.state = 'running' and r.resource_class = c.name)
-     or (c.per_minute is not null
-         and c.tokens + extract(epoch from now() - coalesce(c.refilled_at, now()))
-                        * c.per_minute / 60.0 < 1)
-)
-select g.id, now() as now,
-  exists (select 1 from public.job_workers w where w.id = $3 and w.expires_at > now()) as alive,
+/// The transaction's time, whether the worker is alive, and which limited classes look full
+/// (a hint, read without locks, to skip runs whose only runnable tasks could not start).
+const CLAIM_CONTEXT: &str = "\
+select now() as now,
+  exists (select 1 from public.job_workers w where w.id = $1 and w.expires_at > now()) as alive,
   exists (select 1 from public.job_resource_classes c
           where c.max_running is not null or c.per_minute is not null
-             or c.throttled_until > now()) as limited
-from public.job_groups g
-where g.id in (
-  select j.run_id from public.jobs j
-  where j.state = 'ready' and j.run_after <= now() and j.kind = any($1)
-    and j.resource_class <> all(array(select name from full_classes))
-  order by j.priority desc, j.rank desc, j.id limit $2)
+             or c.throttled_until > now()) as limited,
+  array(select c.name from public.job_resource_classes c
+        where c.throttled_until > now()
+           or c.max_running <= (select count(*) from public.jobs r
+                                where r.state = 'running' and r.resource_class = c.name)
+           or (c.per_minute is not null
+               and c.tokens + extract(epoch from now() - coalesce(c.refilled_at, now()))
+                              * c.per_minute / 60.0 < 1)) as full_classes";
+
+/// Locks the runs of the best runnable tasks, skipping runs other transactions hold.
+const PICK_RUNS: &str = "\
+select GROUP_COLUMNS from public.job_groups g join public.jobs j on j.id = g.id
+where g.id = any(array(
+  select t.run_id from public.jobs t
+  where t.state = 'ready' and t.run_after <= now() and t.kind = any($1)
+    and t.resource_class <> all($3)
+  order by t.priority desc, t.rank desc, t.id limit $2))
 order by g.id";
 
 const CANDIDATES: &str = "\
@@ -243,34 +323,47 @@ pub(super) async fn claim(
         return Ok(Vec::new());
     }
     let limit = i64::try_from(request.limit).unwrap_or(i64::MAX);
+    let context = sqlx::query(CLAIM_CONTEXT)
+        .bind(request.worker.0)
+        .fetch_one(&mut *conn)
+        .await?;
+    if !context.try_get::<bool, _>("alive")? {
+        return Err(JobError::WorkerExpired(request.worker).into());
+    }
+    let now: DateTime<Utc> = context.try_get("now")?;
+    let limited: bool = context.try_get("limited")?;
+    let full: Vec<String> = context.try_get("full_classes")?;
     let pick = |blocking: bool| {
+        let base = PICK_RUNS.replace("GROUP_COLUMNS", super::rows::GROUP_COLUMNS);
         let sql = if blocking {
-            format!("{PICK_RUNS} limit 1 for no key update of g")
+            format!("{base} limit 1 for no key update of g")
         } else {
-            format!("{PICK_RUNS} for no key update of g skip locked")
+            format!("{base} for no key update of g skip locked")
         };
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(&request.kinds)
             .bind(limit)
-            .bind(request.worker.0)
+            .bind(&full)
     };
     let mut rows = pick(false).fetch_all(&mut *conn).await?;
     if rows.is_empty() {
         // Every run with runnable tasks is held by another transaction: wait for one.
         rows = pick(true).fetch_all(&mut *conn).await?;
     }
-    let Some(first) = rows.first() else {
+    if rows.is_empty() {
         return Ok(Vec::new());
-    };
-    if !first.try_get::<bool, _>("alive")? {
-        return Err(JobError::WorkerExpired(request.worker).into());
     }
-    let now: DateTime<Utc> = first.try_get("now")?;
-    let limited: bool = first.try_get("limited")?;
-    let runs: Vec<Uuid> = rows
-        .iter()
-        .map(|r| r.try_get("id"))
-        .collect::<Result<_, _>>()?;
+    let mut source = PgSource {
+        now,
+        ..PgSource::default()
+    };
+    let mut runs = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let (g, owner, subject) = super::rows::group_from_row(row)?;
+        runs.push(g.id.0);
+        source.identity.insert(g.id, (owner, subject));
+        source.groups.insert(g.id, g);
+    }
 
     // Limited classes are locked (by name, after the runs) so that two claimers never both
     // see the same free slot.
@@ -322,10 +415,6 @@ pub(super) async fn claim(
         .bind(limit)
         .fetch_all(&mut *conn)
         .await?;
-    let mut source = PgSource {
-        now,
-        ..PgSource::default()
-    };
     let run_ids: Vec<RunId> = runs.iter().map(|r| JobId(*r)).collect();
     let mut order = Vec::with_capacity(candidate_rows.len());
     let mut extras: HashMap<JobId, Candidate> = HashMap::new();
@@ -338,7 +427,6 @@ pub(super) async fn claim(
     if order.is_empty() {
         return Ok(Vec::new());
     }
-    load_roots(conn, &mut source, &run_ids).await?;
     source.load_ancestor_groups(conn).await?;
     let (changes, started) = run_op(conn, &mut source, &run_ids, |s, now| {
         core::apply_claims(s, now, &order, request.worker, request.limit)
@@ -435,29 +523,6 @@ fn candidate(row: &PgRow, key: &str, kind: &str, cost: i64) -> Result<Candidate,
         kind: kind.to_owned(),
         cost,
     })
-}
-
-/// Reads root rows that this transaction already locked.
-async fn load_roots(
-    conn: &mut PgConnection,
-    source: &mut PgSource,
-    runs: &[RunId],
-) -> Result<(), Error> {
-    let sql = format!(
-        "select {} from public.job_groups g join public.jobs j on j.id = g.id \
-         where g.id = any($1)",
-        super::rows::GROUP_COLUMNS
-    );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(runs.iter().map(|r| r.0).collect::<Vec<_>>())
-        .fetch_all(&mut *conn)
-        .await?;
-    for row in &rows {
-        let (g, owner, subject) = super::rows::group_from_row(row)?;
-        source.identity.insert(g.id, (owner, subject));
-        source.groups.insert(g.id, g);
-    }
-    Ok(())
 }
 
 pub(super) async fn reap(conn: &mut PgConnection, limit: usize) -> Result<usize, Error> {

@@ -120,7 +120,9 @@ pub(super) async fn children(
     let sql = format!(
         "select {VIEW_COLUMNS}, {DEPENDENCY_KEYS} from public.jobs j \
          left join public.job_groups g on g.id = j.id \
-         where j.parent_id = $1 and j.id > coalesce($2, '00000000-0000-0000-0000-000000000000'::uuid) \
+         where j.run_id = (select p.run_id from public.jobs p where p.id = $1) \
+           and j.parent_id = $1 \
+           and j.id > coalesce($2, '00000000-0000-0000-0000-000000000000'::uuid) \
          order by j.id limit $3"
     );
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))

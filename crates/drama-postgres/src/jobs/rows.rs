@@ -184,16 +184,19 @@ impl PgSource {
         transitive: &[JobId],
     ) -> Result<(), Error> {
         let raw = |v: &[JobId]| v.iter().map(|i| i.0).collect::<Vec<Uuid>>();
+        // A join on the collected ids, so every lookup is an index probe.
         let sql = format!(
             "with recursive closure(id) as ( \
                  select e.job_id from public.job_edges e where e.depends_on_id = any($3) \
                  union \
                  select e.job_id from public.job_edges e join closure c on e.depends_on_id = c.id \
+             ), ids as ( \
+                 select unnest($1::uuid[]) as id \
+                 union select e.job_id from public.job_edges e where e.depends_on_id = any($2) \
+                 union select id from closure \
              ) \
-             select {TASK_COLUMNS} from public.jobs j \
-             where j.node_type = 'task' and (j.id = any($1) \
-                or j.id in (select e.job_id from public.job_edges e where e.depends_on_id = any($2)) \
-                or j.id in (select id from closure))"
+             select {TASK_COLUMNS} from ids join public.jobs j on j.id = ids.id \
+             where j.node_type = 'task'"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(raw(tasks))

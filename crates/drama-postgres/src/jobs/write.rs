@@ -44,23 +44,35 @@ with new_nodes as (
               $34::timestamptz[], $35::bool[], $36::jsonb[])
     as u(id, state, deps_remaining, attempts, epoch, charged, lease_owner, run_after,
          cancel_requested, error, started_at, finished_at, set_result, result)
-  where j.id = u.id
-), group_rows as (
-  insert into public.job_groups as g (id, run_id, state, total, pending, running, completed,
+  where j.id = any($23) and j.id = u.id
+), new_groups as (
+  insert into public.job_groups (id, run_id, state, total, pending, running, completed,
     failed, skipped, cancelled, cost_total, cost_charged, cost_refundable, cost_refunded,
     budget, cancel_requested, started_at, finished_at)
   select * from unnest($37::uuid[], $38::uuid[], $39::text[], $40::int[], $41::int[],
                        $42::int[], $43::int[], $44::int[], $45::int[], $46::int[],
                        $47::bigint[], $48::bigint[], $49::bigint[], $50::bigint[],
                        $51::bigint[], $52::bool[], $53::timestamptz[], $54::timestamptz[])
-  on conflict (id) do update set
-    state = excluded.state, total = excluded.total, pending = excluded.pending,
-    running = excluded.running, completed = excluded.completed, failed = excluded.failed,
-    skipped = excluded.skipped, cancelled = excluded.cancelled,
-    cost_total = excluded.cost_total, cost_charged = excluded.cost_charged,
-    cost_refundable = excluded.cost_refundable, cost_refunded = excluded.cost_refunded,
-    cancel_requested = excluded.cancel_requested, started_at = excluded.started_at,
-    finished_at = excluded.finished_at, updated_at = now()
+    as n(id, run_id, state, total, pending, running, completed, failed, skipped, cancelled,
+         cost_total, cost_charged, cost_refundable, cost_refunded, budget, cancel_requested,
+         started_at, finished_at)
+  where n.id = any($64)
+), group_updates as (
+  update public.job_groups g set
+    state = u.state, total = u.total, pending = u.pending, running = u.running,
+    completed = u.completed, failed = u.failed, skipped = u.skipped,
+    cancelled = u.cancelled, cost_total = u.cost_total, cost_charged = u.cost_charged,
+    cost_refundable = u.cost_refundable, cost_refunded = u.cost_refunded,
+    cancel_requested = u.cancel_requested, started_at = u.started_at,
+    finished_at = u.finished_at, updated_at = now()
+  from unnest($37::uuid[], $39::text[], $40::int[], $41::int[], $42::int[], $43::int[],
+              $44::int[], $45::int[], $46::int[], $47::bigint[], $48::bigint[],
+              $49::bigint[], $50::bigint[], $52::bool[], $53::timestamptz[],
+              $54::timestamptz[])
+    as u(id, state, total, pending, running, completed, failed, skipped, cancelled,
+         cost_total, cost_charged, cost_refundable, cost_refunded, cancel_requested,
+         started_at, finished_at)
+  where g.id = any($37) and g.id = u.id and not (u.id = any($64))
 ), events as (
   insert into public.job_events (run_id, job_id, key, kind, state, attempt, detail)
   select * from unnest($55::uuid[], $56::uuid[], $57::text[], $58::text[], $59::text[],
@@ -247,6 +259,12 @@ pub(super) async fn write_changes(
         ev_detail.push((!e.detail.is_null()).then(|| e.detail.clone()));
     }
     let wake: Vec<Uuid> = changes.wake.iter().map(|r| r.0).collect();
+    let created_groups: Vec<Uuid> = changes
+        .groups
+        .iter()
+        .filter(|g| changes.created.contains(&g.id))
+        .map(|g| g.id.0)
+        .collect();
 
     let [
         c_total,
@@ -322,6 +340,7 @@ pub(super) async fn write_changes(
         .bind(ev_detail)
         .bind(NOTIFY_CHANNEL)
         .bind(wake)
+        .bind(created_groups)
         .execute(&mut *conn)
         .await?;
     Ok(())

@@ -10,21 +10,15 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use drama_assets::{AssetStore, MultipartSettings, ObjectKey, S3Options, S3Store, SizeLimits};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use drama_assets::{AssetStore, ObjectKey, S3Store};
+use drama_testkit::s3::{S3Server, require_signature};
 use s3s::access::{S3Access, S3AccessContext};
-use s3s::auth::SimpleAuth;
 use s3s::dto::GetObjectInput;
-use s3s::service::S3ServiceBuilder;
-use s3s::{S3Request, S3Result, s3_error};
+use s3s::{S3Request, S3Result};
 use serde_json::{Value, json};
 use sqlx::{AssertSqlSafe, Connection as _, PgConnection};
-use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
-const ACCESS_KEY: &str = "cli-legacy-key";
-const SECRET_KEY: &str = "cli-legacy-secret-0123456789";
 const BUCKET: &str = "sfd-production";
 const PUBLIC_URL: &str = "https://cdn.example.com";
 const FIXTURE: &str = include_str!("../../../fixtures/legacy-r2/corgi_musk_v5.json");
@@ -110,10 +104,7 @@ struct GatedAccess(Arc<Gate>);
 #[async_trait::async_trait]
 impl S3Access for GatedAccess {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
-        match cx.credentials() {
-            Some(_) => Ok(()),
-            None => Err(s3_error!(AccessDenied, "Signature is required")),
-        }
+        require_signature(cx)
     }
 
     async fn get_object(&self, _req: &mut S3Request<GetObjectInput>) -> S3Result<()> {
@@ -134,61 +125,19 @@ impl S3Access for GatedAccess {
 
 /// An S3 server on 127.0.0.1 whose reads can be held; stopped when dropped.
 struct TestS3 {
-    endpoint: String,
+    server: S3Server,
     store: S3Store,
     gate: Arc<Gate>,
-    server: tokio::task::JoinHandle<()>,
-    _dir: tempfile::TempDir,
 }
 
 impl TestS3 {
     async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
         let gate = Arc::new(Gate::default());
-        let service = {
-            let mut b = S3ServiceBuilder::new(s3s_fs::FileSystem::new(dir.path()).unwrap());
-            b.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
-            b.set_access(GatedAccess(gate.clone()));
-            b.build()
-        };
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let endpoint = format!("http://{}", listener.local_addr().unwrap());
-        let server = tokio::spawn(async move {
-            let http = ConnBuilder::new(TokioExecutor::new());
-            loop {
-                let Ok((socket, _)) = listener.accept().await else {
-                    continue;
-                };
-                let _ = socket.set_nodelay(true);
-                let conn = http
-                    .serve_connection(TokioIo::new(socket), service.clone())
-                    .into_owned();
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
-            }
-        });
-        let store = S3Store::new(S3Options {
-            endpoint_url: endpoint.clone(),
-            region: "auto".to_owned(),
-            bucket: BUCKET.to_owned(),
-            access_key_id: ACCESS_KEY.to_owned(),
-            secret_access_key: secrecy::SecretString::from(SECRET_KEY),
-            public_base_url: Some(PUBLIC_URL.to_owned()),
-            multipart: MultipartSettings::default(),
-            limits: SizeLimits::default(),
-            connect_timeout: Duration::from_secs(5),
-            attempt_timeout: Duration::from_secs(60),
-            max_attempts: 2,
-        })
-        .unwrap();
-        store.create_bucket().await.unwrap();
+        let server = S3Server::start_with(BUCKET, None, GatedAccess(gate.clone())).await;
         Self {
-            endpoint,
-            store,
-            gate,
+            store: server.store(Some(PUBLIC_URL)),
             server,
-            _dir: dir,
+            gate,
         }
     }
 
@@ -221,10 +170,7 @@ impl TestS3 {
             .env("DATABASE_URL", database_url)
             .env("ENVIRONMENT", "production")
             .env("RUST_LOG", "warn")
-            .env("R2_ENDPOINT_URL", &self.endpoint)
-            .env("R2_BUCKET", BUCKET)
-            .env("R2_ACCESS_KEY_ID", ACCESS_KEY)
-            .env("R2_SECRET_ACCESS_KEY", SECRET_KEY)
+            .envs(self.server.env())
             .env("R2_PUBLIC_URL", PUBLIC_URL)
             .stdin(Stdio::null());
         c
@@ -241,8 +187,8 @@ impl TestS3 {
 
 impl Drop for TestS3 {
     fn drop(&mut self) {
+        // Held reads must not outlive the test; the server itself stops when dropped.
         self.gate.open();
-        self.server.abort();
     }
 }
 

@@ -5,22 +5,16 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use bytes::Bytes;
-use drama_assets::{MultipartSettings, S3Options, S3Store, SizeLimits};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use drama_assets::{S3Options, S3Store, SizeLimits};
+#[allow(unused_imports)]
+pub use drama_testkit::s3::{ACCESS_KEY, SECRET_KEY};
+use drama_testkit::s3::{S3Server, require_signature};
 use s3s::access::{S3Access, S3AccessContext};
-use s3s::auth::SimpleAuth;
 use s3s::dto::{AbortMultipartUploadInput, CompleteMultipartUploadInput, UploadPartInput};
-use s3s::service::S3ServiceBuilder;
 use s3s::{S3Request, S3Result, s3_error};
-use secrecy::SecretString;
-use tokio::net::TcpListener;
 
-pub const ACCESS_KEY: &str = "test-access-key";
-pub const SECRET_KEY: &str = "test-secret-key-0123456789";
 pub const BUCKET: &str = "drama-test";
 
 /// What the server saw of multipart uploads.
@@ -44,10 +38,7 @@ struct R2Rules {
 #[async_trait::async_trait]
 impl S3Access for R2Rules {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
-        match cx.credentials() {
-            Some(_) => Ok(()),
-            None => Err(s3_error!(AccessDenied, "Signature is required")),
-        }
+        require_signature(cx)
     }
 
     async fn upload_part(&self, req: &mut S3Request<UploadPartInput>) -> S3Result<()> {
@@ -99,88 +90,42 @@ impl S3Access for R2Rules {
     }
 }
 
-/// A running S3 server on 127.0.0.1 with one bucket; stopped when dropped.
+/// A running S3 server on 127.0.0.1 with one bucket, R2's multipart rule enforced; stopped when
+/// dropped.
 pub struct TestS3 {
     pub endpoint: String,
     pub log: Arc<Mutex<UploadLog>>,
-    server: tokio::task::JoinHandle<()>,
-    _dir: Option<tempfile::TempDir>,
+    server: S3Server,
 }
 
 impl TestS3 {
     pub async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s3 = Self::start_in(dir.path()).await;
-        s3._dir = Some(dir);
-        s3
+        Self::serve(None).await
     }
 
     /// A server over an existing data directory (which it does not remove).
     pub async fn start_in(dir: &std::path::Path) -> Self {
-        let fs = s3s_fs::FileSystem::new(dir).unwrap();
+        Self::serve(Some(dir)).await
+    }
+
+    async fn serve(dir: Option<&std::path::Path>) -> Self {
         let rules = R2Rules::default();
         let log = rules.log.clone();
-        let service = {
-            let mut b = S3ServiceBuilder::new(fs);
-            b.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
-            b.set_access(rules);
-            b.build()
-        };
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let endpoint = format!("http://{}", listener.local_addr().unwrap());
-        let server = tokio::spawn(async move {
-            let http = ConnBuilder::new(TokioExecutor::new());
-            loop {
-                let Ok((socket, _)) = listener.accept().await else {
-                    continue;
-                };
-                // Without this, small responses wait for the peer's delayed ACK (~40 ms).
-                let _ = socket.set_nodelay(true);
-                let conn = http
-                    .serve_connection(TokioIo::new(socket), service.clone())
-                    .into_owned();
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
-            }
-        });
-        let s3 = Self {
-            endpoint,
+        let server = S3Server::start_with(BUCKET, dir, rules).await;
+        Self {
+            endpoint: server.endpoint().to_owned(),
             log,
             server,
-            _dir: None,
-        };
-        s3.store(SizeLimits::default())
-            .create_bucket()
-            .await
-            .unwrap();
-        s3
+        }
     }
 
     pub fn options(&self, limits: SizeLimits) -> S3Options {
-        S3Options {
-            endpoint_url: self.endpoint.clone(),
-            region: "auto".to_owned(),
-            bucket: BUCKET.to_owned(),
-            access_key_id: ACCESS_KEY.to_owned(),
-            secret_access_key: SecretString::from(SECRET_KEY),
-            public_base_url: Some("https://assets.example.com".to_owned()),
-            multipart: MultipartSettings::default(),
-            limits,
-            connect_timeout: Duration::from_secs(5),
-            attempt_timeout: Duration::from_secs(60),
-            max_attempts: 2,
-        }
+        self.server
+            .options(Some("https://assets.example.com"), limits)
     }
 
     pub fn store(&self, limits: SizeLimits) -> S3Store {
         S3Store::new(self.options(limits)).unwrap()
-    }
-}
-
-impl Drop for TestS3 {
-    fn drop(&mut self) {
-        self.server.abort();
     }
 }
 

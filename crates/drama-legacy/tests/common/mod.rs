@@ -5,10 +5,9 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
-use drama_assets::{AssetStore, MultipartSettings, ObjectKey, S3Options, S3Store, SizeLimits};
+use drama_assets::{AssetStore, ObjectKey};
 use drama_dal::MemoryLegacyImports;
 use drama_domain::UserId;
 use drama_legacy::{
@@ -16,18 +15,11 @@ use drama_legacy::{
     ImportReport, Importer, Layout, OwnerMap, Repositories, Silent,
 };
 use drama_postgres::PgStore;
+use drama_testkit::s3::S3Server;
 use futures::StreamExt as _;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder as ConnBuilder;
-use s3s::auth::SimpleAuth;
-use s3s::service::S3ServiceBuilder;
-use secrecy::SecretString;
 use serde_json::Value;
 use sqlx::PgPool;
-use tokio::net::TcpListener;
 
-pub const ACCESS_KEY: &str = "legacy-access-key";
-pub const SECRET_KEY: &str = "legacy-secret-key-0123456789";
 pub const BUCKET: &str = "sfd-production";
 /// The old server's public URL base for drama objects.
 pub const PUBLIC_BASE: &str = "https://pub-82a9c3c68d1a421f8e31796087e04132.r2.dev";
@@ -38,56 +30,16 @@ pub const FIXTURE: &str = include_str!("../../../../fixtures/legacy-r2/corgi_mus
 pub struct TestS3 {
     pub endpoint: String,
     pub store: Arc<dyn AssetStore>,
-    server: tokio::task::JoinHandle<()>,
-    _dir: tempfile::TempDir,
+    _server: S3Server,
 }
 
 impl TestS3 {
     pub async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let fs = s3s_fs::FileSystem::new(dir.path()).unwrap();
-        let service = {
-            let mut b = S3ServiceBuilder::new(fs);
-            b.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
-            b.build()
-        };
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let endpoint = format!("http://{}", listener.local_addr().unwrap());
-        let server = tokio::spawn(async move {
-            let http = ConnBuilder::new(TokioExecutor::new());
-            loop {
-                let Ok((socket, _)) = listener.accept().await else {
-                    continue;
-                };
-                let _ = socket.set_nodelay(true);
-                let conn = http
-                    .serve_connection(TokioIo::new(socket), service.clone())
-                    .into_owned();
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
-            }
-        });
-        let s3 = S3Store::new(S3Options {
-            endpoint_url: endpoint.clone(),
-            region: "auto".to_owned(),
-            bucket: BUCKET.to_owned(),
-            access_key_id: ACCESS_KEY.to_owned(),
-            secret_access_key: SecretString::from(SECRET_KEY),
-            public_base_url: Some(PUBLIC_BASE.to_owned()),
-            multipart: MultipartSettings::default(),
-            limits: SizeLimits::default(),
-            connect_timeout: Duration::from_secs(5),
-            attempt_timeout: Duration::from_secs(60),
-            max_attempts: 2,
-        })
-        .unwrap();
-        s3.create_bucket().await.unwrap();
+        let server = S3Server::start(BUCKET).await;
         Self {
-            endpoint,
-            store: Arc::new(s3),
-            server,
-            _dir: dir,
+            endpoint: server.endpoint().to_owned(),
+            store: Arc::new(server.store(Some(PUBLIC_BASE))),
+            _server: server,
         }
     }
 
@@ -146,12 +98,6 @@ impl TestS3 {
             );
         }
         out
-    }
-}
-
-impl Drop for TestS3 {
-    fn drop(&mut self) {
-        self.server.abort();
     }
 }
 

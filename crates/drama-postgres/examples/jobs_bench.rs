@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release -p drama-postgres --example jobs_bench -- throughput --jobs 20000 --concurrency 8 --processes 1 --shape runs
 //! cargo run --release -p drama-postgres --example jobs_bench -- throughput --jobs 20000 --concurrency 8 --processes 1 --shape one-run
+//! cargo run --release -p drama-postgres --example jobs_bench -- throughput --jobs 20000 --concurrency 8 --defaults
 //! cargo run --release -p drama-postgres --example jobs_bench -- dag --nodes 10000 --concurrency 32
 //! cargo run --release -p drama-postgres --example jobs_bench -- makespan
 //! cargo run --release -p drama-postgres --example jobs_bench -- latency --samples 500
@@ -46,7 +47,11 @@ impl Opts {
         let mut it = args.iter();
         while let Some(a) = it.next() {
             if let Some(k) = a.strip_prefix("--") {
-                map.insert(k.to_owned(), it.next().cloned().unwrap_or_default());
+                if k == "defaults" {
+                    map.insert(k.to_owned(), String::new());
+                } else {
+                    map.insert(k.to_owned(), it.next().cloned().unwrap_or_default());
+                }
             }
         }
         Self(map)
@@ -104,12 +109,22 @@ async fn quiesce(pool: &PgPool) {
     sqlx::raw_sql("checkpoint").execute(pool).await.unwrap();
 }
 
+/// `--defaults`: `WorkerConfig::default()` with the given concurrency. Otherwise batched
+/// settings comparable to Graphile Worker's `localQueue.size: 500`: claims of up to 500 and up
+/// to 500 claimed tasks waiting for a handler slot.
 fn worker_config(opts: &Opts) -> WorkerConfig {
+    let concurrency = opts.num("concurrency", 8);
+    if opts.0.contains_key("defaults") {
+        return WorkerConfig {
+            concurrency,
+            ..WorkerConfig::default()
+        };
+    }
     WorkerConfig {
         name: format!("bench-{}", std::process::id()),
-        concurrency: opts.num("concurrency", 8),
+        concurrency,
         prefetch: opts.num("prefetch", 500),
-        claim_batch: opts.num("claim-batch", 250),
+        claim_batch: opts.num("claim-batch", 500),
         finish_batch: opts.num("finish-batch", 1000),
         poll_interval: Duration::from_millis(500),
         ..WorkerConfig::default()
@@ -271,9 +286,14 @@ async fn throughput(opts: Opts, raw: &[String]) {
     let (m, lo, hi) = median(rates);
     let (e, elo, ehi) = median(enqueue);
     println!(
-        "throughput shape={shape} jobs={jobs} concurrency={} processes={processes}: \
+        "throughput shape={shape} jobs={jobs} concurrency={} processes={processes}{}: \
          median {m:.0} jobs/s ({lo:.0}–{hi:.0}); enqueue {e:.0}/s ({elo:.0}–{ehi:.0})",
-        opts.num("concurrency", 8)
+        opts.num("concurrency", 8),
+        if opts.0.contains_key("defaults") {
+            " (worker defaults)"
+        } else {
+            ""
+        }
     );
 }
 

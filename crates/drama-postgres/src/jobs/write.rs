@@ -44,7 +44,7 @@ with new_nodes as (
               $34::timestamptz[], $35::bool[], $36::jsonb[])
     as u(id, state, deps_remaining, attempts, epoch, charged, lease_owner, run_after,
          cancel_requested, error, started_at, finished_at, set_result, result)
-  where j.id = any($23) and j.id = u.id
+  where j.id = u.id
 ), new_groups as (
   insert into public.job_groups (id, run_id, state, total, pending, running, completed,
     failed, skipped, cancelled, cost_total, cost_charged, cost_refundable, cost_refunded,

@@ -3,56 +3,7 @@
 
 use std::process::{Command, Output};
 
-use sqlx::{AssertSqlSafe, Connection as _, PgConnection};
-
-fn base_url() -> String {
-    std::env::var("DATABASE_URL").expect("DATABASE_URL points at a server for database tests")
-}
-
-/// A database created for one test and dropped afterwards.
-struct ScratchDb {
-    name: String,
-}
-
-impl ScratchDb {
-    async fn create() -> Self {
-        let name = format!("cli_{}", uuid_like());
-        let mut admin = PgConnection::connect(&base_url()).await.unwrap();
-        sqlx::query(AssertSqlSafe(format!("create database {name}")))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        Self { name }
-    }
-
-    fn url(&self) -> String {
-        let base = base_url();
-        let (server, _) = base.rsplit_once('/').unwrap();
-        format!("{server}/{}", self.name)
-    }
-
-    async fn drop_it(self) {
-        let mut admin = PgConnection::connect(&base_url()).await.unwrap();
-        sqlx::query(AssertSqlSafe(format!(
-            "drop database if exists {} with (force)",
-            self.name
-        )))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    }
-}
-
-fn uuid_like() -> String {
-    format!(
-        "{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    )
-}
+use drama_testkit::pg::ScratchDb;
 
 fn drama_server(args: &[&str], database_url: &str) -> Output {
     Command::new(env!("CARGO_BIN_EXE_drama-server"))
@@ -76,7 +27,7 @@ fn text(output: &Output) -> String {
 
 #[tokio::test]
 async fn migrate_then_check_reports_a_healthy_schema() {
-    let db = ScratchDb::create().await;
+    let db = ScratchDb::create("cli").await;
 
     let before = drama_server(&["check"], &db.url());
     assert!(!before.status.success(), "{}", text(&before));

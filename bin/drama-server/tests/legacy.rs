@@ -11,72 +11,18 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use drama_assets::{AssetStore, ObjectKey, S3Store};
+use drama_testkit::pg::ScratchDb;
 use drama_testkit::s3::{S3Server, require_signature};
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::dto::GetObjectInput;
 use s3s::{S3Request, S3Result};
 use serde_json::{Value, json};
-use sqlx::{AssertSqlSafe, Connection as _, PgConnection};
+
 use tokio::sync::Notify;
 
 const BUCKET: &str = "sfd-production";
 const PUBLIC_URL: &str = "https://cdn.example.com";
 const FIXTURE: &str = include_str!("../../../fixtures/legacy-r2/corgi_musk_v5.json");
-
-fn base_url() -> String {
-    std::env::var("DATABASE_URL").expect("DATABASE_URL points at a server for database tests")
-}
-
-/// A database created for one test and dropped afterwards.
-struct ScratchDb {
-    name: String,
-}
-
-impl ScratchDb {
-    async fn create() -> Self {
-        let name = format!(
-            "legacy_cli_{}_{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        );
-        let mut admin = PgConnection::connect(&base_url()).await.unwrap();
-        sqlx::query(AssertSqlSafe(format!("create database {name}")))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        Self { name }
-    }
-
-    fn url(&self) -> String {
-        let base = base_url();
-        let (server, _) = base.rsplit_once('/').unwrap();
-        format!("{server}/{}", self.name)
-    }
-
-    async fn count(&self, table: &str) -> i64 {
-        let mut conn = PgConnection::connect(&self.url()).await.unwrap();
-        sqlx::query_scalar(AssertSqlSafe(format!(
-            "select count(*) from public.{table}"
-        )))
-        .fetch_one(&mut conn)
-        .await
-        .unwrap()
-    }
-
-    async fn drop_it(self) {
-        let mut admin = PgConnection::connect(&base_url()).await.unwrap();
-        sqlx::query(AssertSqlSafe(format!(
-            "drop database if exists {} with (force)",
-            self.name
-        )))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    }
-}
 
 /// Lets a number of object reads through, then holds the rest until opened.
 #[derive(Default)]
@@ -213,7 +159,7 @@ fn read_report(path: &Path) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn import_and_export_through_the_binary() {
     let s3 = TestS3::start().await;
-    let db = ScratchDb::create().await;
+    let db = ScratchDb::create("legacy_cli").await;
     let migrated = s3.run(&["migrate"], &db.url()).await;
     assert!(migrated.status.success(), "{}", text(&migrated));
     let work = tempfile::tempdir().unwrap();
@@ -356,7 +302,7 @@ async fn import_and_export_through_the_binary() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_import_is_completed_by_the_next_run() {
     let s3 = TestS3::start().await;
-    let db = ScratchDb::create().await;
+    let db = ScratchDb::create("legacy_cli").await;
     let migrated = s3.run(&["migrate"], &db.url()).await;
     assert!(migrated.status.success(), "{}", text(&migrated));
     let owner = uuid::Uuid::new_v4().to_string();

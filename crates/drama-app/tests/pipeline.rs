@@ -1,4 +1,5 @@
-//! The pipeline end to end on in-memory ports, with the offline provider and a real worker.
+//! The pipeline end to end with the offline provider and a real worker, on in-memory ports and
+//! on PostgreSQL (every scenario runs on both).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::sync::Arc;
@@ -11,12 +12,16 @@ use drama_ai::{
     ModelInfo, OfflineProvider, VideoModel, VideoOutput, VideoPolling, VideoRequest, VideoStatus,
     VideoTask,
 };
+use drama_app::pipeline::engine::EngineJobs;
 use drama_app::pipeline::{PremiseRequest, Scope, wire_status};
 use drama_app::{App, AppError, Caller, Ports};
 use drama_assets::{AssetStore, MediaType, ObjectKey};
-use drama_dal::{DramaRepository, MemoryStore, NewUser, UserRepository};
+use drama_dal::{NewUser, Store};
 use drama_domain::{AssetKind, DramaId, JobStatus, UserId};
 use drama_jobs::{MemoryJobStore, Worker, WorkerConfig, WorkerHandle};
+use drama_postgres::PgStore;
+use drama_postgres::jobs::PgJobStore;
+use drama_testkit::pg::ScratchDb;
 
 /// Wraps the offline provider: records every call's prompt and refuses prompts that contain
 /// `refuse` (a permanent failure, as a moderation refusal would be).
@@ -92,40 +97,85 @@ impl VideoModel for Instrumented {
     }
 }
 
+/// Where the pipeline runs: in memory, or on PostgreSQL (a database made for the test).
+enum Backend {
+    Memory,
+    Postgres(ScratchDb),
+}
+
+enum Workers {
+    Memory(WorkerHandle<MemoryJobStore>),
+    Postgres(WorkerHandle<PgJobStore>),
+}
+
 struct World {
     app: App,
-    store: Arc<MemoryStore>,
+    store: Arc<dyn Store>,
     assets: Arc<drama_assets::MemoryStore>,
-    worker: Option<WorkerHandle<MemoryJobStore>>,
+    worker: Option<Workers>,
+    database: Option<(ScratchDb, sqlx::PgPool)>,
     caller: Caller,
 }
 
-async fn world(tokens: i64) -> World {
-    world_with(tokens, Instrumented::new(None), false).await
+async fn world(backend: Backend, tokens: i64) -> World {
+    world_with(backend, tokens, Instrumented::new(None), false).await
 }
 
-async fn world_with(tokens: i64, provider: Arc<Instrumented>, priced: bool) -> World {
+async fn world_with(
+    backend: Backend,
+    tokens: i64,
+    provider: Arc<Instrumented>,
+    priced: bool,
+) -> World {
     let assets = Arc::new(drama_assets::MemoryStore::default());
     let ai = AiProviders::offline(7)
         .with_image_model(provider.clone())
         .with_video_model(provider);
-    let (ports, store, jobs) = Ports::memory(assets.clone(), ai);
-    let app = App::new(ports).with_offline_pricing(priced);
-    let user = UserId::random();
-    let mut new = NewUser::new(user);
-    new.tokens = tokens;
-    store.create_user(&new).await.unwrap();
     let config = WorkerConfig {
         concurrency: 8,
         poll_interval: Duration::from_millis(20),
         ..WorkerConfig::default()
     };
-    let worker = Worker::start(jobs, app.registry(), config).await.unwrap();
+    let (app, store, worker, database) = match backend {
+        Backend::Memory => {
+            let (ports, store, jobs) = Ports::memory(assets.clone(), ai);
+            let app = App::new(ports).with_offline_pricing(priced);
+            let worker = Worker::start(jobs, app.registry(), config).await.unwrap();
+            let store: Arc<dyn Store> = store;
+            (app, store, Workers::Memory(worker), None)
+        }
+        Backend::Postgres(db) => {
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(16)
+                .connect(&db.url())
+                .await
+                .unwrap();
+            drama_postgres::migrate(&pool).await.unwrap();
+            let pg = Arc::new(PgStore::new(pool.clone()));
+            let jobs = Arc::new(PgJobStore::new(pool.clone()));
+            let ports = Ports {
+                store: pg.clone(),
+                assets: assets.clone(),
+                generation: pg.clone(),
+                jobs: Arc::new(EngineJobs(jobs.clone())),
+                ai,
+            };
+            let app = App::new(ports).with_offline_pricing(priced);
+            let worker = Worker::start(jobs, app.registry(), config).await.unwrap();
+            let store: Arc<dyn Store> = pg;
+            (app, store, Workers::Postgres(worker), Some((db, pool)))
+        }
+    };
+    let user = UserId::random();
+    let mut new = NewUser::new(user);
+    new.tokens = tokens;
+    store.create_user(&new).await.unwrap();
     World {
         app,
         store,
         assets,
         worker: Some(worker),
+        database,
         caller: Caller::user(user),
     }
 }
@@ -143,15 +193,50 @@ impl World {
     }
 
     async fn stop(mut self) {
-        if let Some(w) = self.worker.take() {
-            w.shutdown().await;
+        match self.worker.take() {
+            Some(Workers::Memory(w)) => drop(w.shutdown().await),
+            Some(Workers::Postgres(w)) => drop(w.shutdown().await),
+            None => {}
+        }
+        if let Some((db, pool)) = self.database.take() {
+            pool.close().await;
+            db.drop_it().await;
         }
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn premise_to_a_fully_generated_drama() {
-    let w = world(1000).await;
+/// Runs each scenario on every backend: `memory::name` and `postgres::name`.
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backend::Memory).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let db = drama_testkit::pg::ScratchDb::create("pipeline").await;
+                    super::$name(super::Backend::Postgres(db)).await;
+                }
+            )*
+        }
+    };
+}
+
+on_every_backend!(
+    premise_to_a_fully_generated_drama,
+    cover_before_portraits_answers_the_old_servers_message,
+    credits_are_held_by_the_estimate_and_refunded_for_what_fails,
+    an_edited_prompt_reruns_exactly_its_storyboard_and_clip,
+);
+
+async fn premise_to_a_fully_generated_drama(backend: Backend) {
+    let w = world(backend, 1000).await;
     let started = w
         .app
         .create_from_premise(
@@ -238,9 +323,8 @@ async fn premise_to_a_fully_generated_drama() {
     w.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cover_before_portraits_answers_the_old_servers_message() {
-    let w = world(100).await;
+async fn cover_before_portraits_answers_the_old_servers_message(backend: Backend) {
+    let w = world(backend, 100).await;
     let d = drama_testkit::builders::drama("cov", 2, 1, 1);
     w.store.create(w.caller.user, &d).await.unwrap();
     match w.app.cover_now(&w.caller, &d.id).await {
@@ -278,11 +362,10 @@ async fn settle_refunds(w: &World) {
     w.app.settle_refunds().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn credits_are_held_by_the_estimate_and_refunded_for_what_fails() {
+async fn credits_are_held_by_the_estimate_and_refunded_for_what_fails(backend: Backend) {
     // One scene's storyboard is refused: its clip and the episode video are skipped.
     let provider = Instrumented::new(Some("doomed"));
-    let w = world_with(10_000, provider.clone(), true).await;
+    let w = world_with(backend, 10_000, provider.clone(), true).await;
     let mut d = drama_testkit::builders::drama("paid", 1, 1, 2);
     d.episodes[0].scenes[1].assets[0].prompt = "a doomed storyboard".into();
     w.store.create(w.caller.user, &d).await.unwrap();
@@ -353,10 +436,9 @@ async fn credits_are_held_by_the_estimate_and_refunded_for_what_fails() {
     w.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_edited_prompt_reruns_exactly_its_storyboard_and_clip() {
+async fn an_edited_prompt_reruns_exactly_its_storyboard_and_clip(backend: Backend) {
     let provider = Instrumented::new(None);
-    let w = world_with(1000, provider.clone(), false).await;
+    let w = world_with(backend, 1000, provider.clone(), false).await;
     let d = drama_testkit::builders::drama("edit", 2, 2, 2);
     w.store.create(w.caller.user, &d).await.unwrap();
     let run = w

@@ -204,6 +204,9 @@ impl GenerationStore for PgStore {
         result: Value,
     ) -> Result<bool, GenerationError> {
         let mut tx = self.pool.begin().await.map_err(db)?;
+        // Lock the drama before reading it: two episodes' scenes written at once must both
+        // land, and a read taken before the lock would let the later writer drop the other's.
+        bump_version(&mut tx, owner, drama, None).await?;
         let mut stored = read_complete(&mut tx, owner, drama).await?;
         let ep = stored
             .drama
@@ -213,7 +216,6 @@ impl GenerationStore for PgStore {
             .ok_or_else(|| RepoError::not_found(Entity::Episode, episode))?;
         ep.scenes = scenes.to_vec();
         stored.drama.validate().map_err(RepoError::from)?;
-        bump_version(&mut tx, owner, drama, None).await?;
         write_children(&mut tx, &stored.drama, true).await?;
         let paid = Self::pay_for_expansion(&mut tx, owner, &expansion, expansion_cost).await?;
         let result = with_applied(result, paid);

@@ -3,6 +3,7 @@
 
 pub mod builders;
 pub mod conformance;
+pub mod pg;
 pub mod s3;
 mod statement_counter;
 

@@ -51,7 +51,8 @@ impl JobEvent {
     fn state(&self) -> &str {
         &self.state
     }
-    /// The followed job's wire status after the event.
+    /// The followed job's wire status when the event was delivered (the run's final events
+    /// carry its final status).
     fn status(&self) -> &str {
         &self.status
     }
@@ -62,6 +63,27 @@ impl JobEvent {
 }
 
 type JobEventStream = Pin<Box<dyn Stream<Item = Result<JobEvent, FieldError>> + Send>>;
+
+/// Appends every logged event after `last` to `batch`, advancing `last`.
+async fn drain(
+    app: &drama_app::App,
+    caller: &drama_app::Caller,
+    id: JobId,
+    last: &mut Option<EventId>,
+    batch: &mut Vec<drama_jobs::Event>,
+) -> Result<(), FieldError> {
+    loop {
+        let events = app
+            .job_events(caller, id, *last, 500)
+            .await
+            .map_err(|e| juniper::IntoFieldError::into_field_error(GqlError(e)))?;
+        let Some(newest) = events.last() else {
+            return Ok(());
+        };
+        *last = Some(newest.id);
+        batch.extend(events);
+    }
+}
 
 /// Live operations.
 pub struct Subscription;
@@ -91,34 +113,41 @@ impl Subscription {
         let mut notifications = ctx.realtime.subscribe(&app).await;
         let stream = async_stream::stream! {
             loop {
-                let status = match app.job(&caller, id).await {
+                // Events first, then the status they are stamped with: a status read before
+                // the events would call the run's final events "processing".
+                let mut batch = Vec::new();
+                if let Err(e) = drain(&app, &caller, id, &mut last, &mut batch).await {
+                    yield Err(e);
+                    return;
+                }
+                let view = match app.job(&caller, id).await {
                     Ok(view) => view,
                     Err(e) => {
                         yield Err(juniper::IntoFieldError::into_field_error(GqlError(e)));
                         return;
                     }
                 };
-                match app.job_events(&caller, id, last, 500).await {
-                    Ok(events) => {
-                        for e in events {
-                            last = Some(e.id);
-                            yield Ok(JobEvent {
-                                id: e.id.0,
-                                job_id: e.job_id.to_string(),
-                                key: e.key.clone(),
-                                event: serde_json::to_value(e.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
-                                state: e.state.as_str().to_owned(),
-                                status: wire_status(&status).as_str().to_owned(),
-                                at: e.at.to_rfc3339(),
-                            });
-                        }
-                    }
-                    Err(e) => {
-                        yield Err(juniper::IntoFieldError::into_field_error(GqlError(e)));
-                        return;
-                    }
+                let settled = view.state.is_settled();
+                // Events appended between the read above and the status belong to this batch.
+                if settled
+                    && let Err(e) = drain(&app, &caller, id, &mut last, &mut batch).await
+                {
+                    yield Err(e);
+                    return;
                 }
-                if status.state.is_settled() {
+                let status = wire_status(&view).as_str();
+                for e in batch {
+                    yield Ok(JobEvent {
+                        id: e.id.0,
+                        job_id: e.job_id.to_string(),
+                        key: e.key.clone(),
+                        event: serde_json::to_value(e.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+                        state: e.state.as_str().to_owned(),
+                        status: status.to_owned(),
+                        at: e.at.to_rfc3339(),
+                    });
+                }
+                if settled {
                     return;
                 }
                 let wait = tokio::time::sleep(Duration::from_secs(2));
@@ -175,6 +204,10 @@ pub(crate) async fn websocket(
         Ok::<_, Refused>(
             ConnectionConfig::new(ctx)
                 .with_keep_alive_interval(Duration::from_secs(15))
+                // The protocol does not oblige clients to ping (most do not by default); with
+                // a timeout, every subscription longer than it would be cut off. A vanished
+                // client is noticed when a keep-alive write fails.
+                .with_keep_alive_timeout(Duration::ZERO)
                 .with_max_in_flight_operations(16),
         )
     };

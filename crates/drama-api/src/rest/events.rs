@@ -103,6 +103,14 @@ pub(crate) async fn events(
             }
             match app.job(&caller, id).await {
                 Ok(view) if view.state.is_settled() => {
+                    // Events logged between the drain above and this read come before the end.
+                    while let Ok(events) = app.job_events(&caller, id, last, 500).await {
+                        let Some(newest) = events.last() else { break };
+                        last = Some(newest.id);
+                        for e in &events {
+                            yield Ok(frame(e));
+                        }
+                    }
                     // A settled run may still be resumed; a client reconnects to follow that.
                     yield Ok(end_frame(&view));
                     return;

@@ -1,0 +1,520 @@
+//! The whole system as it is deployed: `serve --no-workers` and separate `worker` processes on
+//! one PostgreSQL database, assets in an S3 server, offline AI with realistic clip latency.
+//! A worker is killed with SIGKILL in the middle of rendering clips; another finishes the run
+//! without losing or duplicating work, objects or charges, and a GraphQL subscription on the
+//! API process follows progress made in the worker processes.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::collections::BTreeSet;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use drama_assets::AssetStore as _;
+use drama_testkit::pg::ScratchDb;
+use drama_testkit::s3::S3Server;
+use futures::{SinkExt as _, StreamExt as _};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+
+/// A child process killed (SIGKILL) when dropped, so a failing test leaves nothing running.
+struct Process {
+    name: &'static str,
+    child: Child,
+}
+
+impl Process {
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The deployment under test: its database, bucket and processes.
+struct Deployment {
+    db: ScratchDb,
+    pool: PgPool,
+    s3: S3Server,
+    logs: tempfile::TempDir,
+    port: u16,
+    http: reqwest::Client,
+}
+
+impl Deployment {
+    async fn start() -> Self {
+        let db = ScratchDb::create("e2e").await;
+        let s3 = S3Server::start("drama-e2e").await;
+        let logs = tempfile::tempdir().unwrap();
+        let port = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            probe.local_addr().unwrap().port()
+        };
+        let mut d = Self {
+            pool: db.pool().await,
+            db,
+            s3,
+            logs,
+            port,
+            http: reqwest::Client::new(),
+        };
+        let out = d.run(&["migrate"]).await;
+        assert!(out.status.success(), "migrate: {}", text(&out));
+        d.pool = d.db.pool().await;
+        d
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_drama-server"));
+        c.args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DATABASE_URL", self.db.url())
+            .envs(self.s3.env())
+            .env("HOST", "127.0.0.1")
+            .env("PORT", self.port.to_string())
+            .env("AI_OFFLINE", "true")
+            .env("PRICE_OFFLINE_CALLS", "true")
+            .env("OFFLINE_VIDEO_DELAY_MS", "1500")
+            .env("DRAMA__WORKER__LEASE_SECONDS", "5")
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Runs a command to completion without blocking the runtime that serves S3.
+    async fn run(&self, args: &[&str]) -> std::process::Output {
+        let mut command = self.command(args);
+        tokio::task::spawn_blocking(move || command.output().unwrap())
+            .await
+            .unwrap()
+    }
+
+    /// Starts a long-running command; its output goes to a log file shown on failure.
+    fn spawn(&self, name: &'static str, args: &[&str]) -> Process {
+        let log = std::fs::File::create(self.log_path(name)).unwrap();
+        let child = self
+            .command(args)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Process { name, child }
+    }
+
+    fn log_path(&self, name: &str) -> std::path::PathBuf {
+        self.logs.path().join(format!("{name}.log"))
+    }
+
+    fn logs_of(&self, processes: &[&Process]) -> String {
+        processes
+            .iter()
+            .map(|p| {
+                let log = std::fs::read_to_string(self.log_path(p.name)).unwrap_or_default();
+                format!("--- {} ---\n{}", p.name, tail(&log, 4000))
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    async fn wait_until_serving(&self, server: &mut Process) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = self.http.get(self.url("/health")).send().await
+                && r.status().is_success()
+            {
+                return;
+            }
+            if let Some(status) = server.child.try_wait().unwrap() {
+                panic!("serve exited with {status}\n{}", self.logs_of(&[&*server]));
+            }
+            assert!(Instant::now() < deadline, "serve did not answer /health");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self.http.request(method, self.url(path)).bearer_auth(key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    /// Polls a run until it settles.
+    async fn settle(&self, key: &str, job: &str, limit: Duration, watch: &[&Process]) -> Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            let (status, body) = self
+                .call(reqwest::Method::GET, &format!("/jobs/{job}"), key, None)
+                .await;
+            assert_eq!(status, 200, "{body}");
+            if ["completed", "failed", "cancelled"].contains(&body["status"].as_str().unwrap()) {
+                return body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "job {job} did not settle: {body}\n{}",
+                self.logs_of(watch)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The keys of the run's video tasks that a worker is rendering now.
+    async fn videos_in_flight(&self, run: uuid::Uuid) -> Vec<String> {
+        sqlx::query_scalar(
+            "select key from public.jobs
+             where run_id = $1 and node_type = 'task' and state = 'running' and resource_class = 'video'",
+        )
+        .bind(run)
+        .fetch_all(&self.pool)
+        .await
+        .unwrap()
+    }
+
+    async fn tokens(&self, user: uuid::Uuid) -> i64 {
+        sqlx::query_scalar("select tokens from public.users where id = $1")
+            .bind(user)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+}
+
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn tail(s: &str, max: usize) -> &str {
+    let mut start = s.len().saturating_sub(max);
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    &s[start..]
+}
+
+/// `keys create` → (owner, key).
+async fn create_key(d: &Deployment) -> (uuid::Uuid, String) {
+    let out = d.run(&["keys", "create", "--name", "e2e"]).await;
+    assert!(out.status.success(), "keys create: {}", text(&out));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let owner = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("owner:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let key = stdout.lines().last().unwrap().trim().to_owned();
+    (owner, key)
+}
+
+/// Follows `jobProgress` over `graphql-transport-ws` until the server completes it; returns
+/// every `next` payload.
+async fn follow_over_websocket(url: String, key: String, job: String) -> Vec<Value> {
+    let mut request = url.into_client_request().unwrap();
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    let (mut ws, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(
+        response
+            .headers()
+            .get("sec-websocket-protocol")
+            .and_then(|v| v.to_str().ok()),
+        Some("graphql-transport-ws")
+    );
+    let send = |v: Value| Message::Text(v.to_string().into());
+    ws.send(send(json!({
+        "type": "connection_init",
+        "payload": {"authorization": format!("Bearer {key}")}
+    })))
+    .await
+    .unwrap();
+    let query = format!(
+        r#"subscription {{ jobProgress(jobId: "{job}") {{ eventId jobId key event state status at }} }}"#
+    );
+    let mut events = Vec::new();
+    while let Some(message) = ws.next().await {
+        let body = match message.unwrap() {
+            Message::Text(body) => body,
+            Message::Close(frame) => panic!("the server closed the subscription: {frame:?}"),
+            _ => continue,
+        };
+        let body: Value = serde_json::from_str(&body).unwrap();
+        match body["type"].as_str().unwrap() {
+            "connection_ack" => ws
+                .send(send(
+                    json!({"id": "1", "type": "subscribe", "payload": {"query": query}}),
+                ))
+                .await
+                .unwrap(),
+            "ping" => ws.send(send(json!({"type": "pong"}))).await.unwrap(),
+            // The server's keep-alive (a unidirectional pong is allowed by the protocol).
+            "pong" => {}
+            "next" => {
+                assert!(body["payload"]["errors"].is_null(), "{body}");
+                events.push(body["payload"]["data"]["jobProgress"].clone());
+            }
+            "complete" => break,
+            other => panic!("unexpected {other} message: {body}"),
+        }
+    }
+    let _ = ws.close(None).await;
+    events
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_killed_mid_render_loses_and_duplicates_nothing() {
+    let d = Deployment::start().await;
+    let (owner, key) = create_key(&d).await;
+    sqlx::query("update public.users set tokens = 1000000 where id = $1")
+        .bind(owner)
+        .execute(&d.pool)
+        .await
+        .unwrap();
+    let tokens_before = d.tokens(owner).await;
+
+    let mut server = d.spawn("serve", &["serve", "--no-workers"]);
+    d.wait_until_serving(&mut server).await;
+    let mut first_worker = d.spawn("worker-1", &["worker"]);
+
+    let (status, created) = d
+        .call(
+            reqwest::Method::POST,
+            "/dramas",
+            &key,
+            Some(json!({"premise": "Two rival bakers share one oven for a week, in 2 episodes.", "id": "oven"})),
+        )
+        .await;
+    assert_eq!(status, 202, "{created}");
+    let written = d
+        .settle(
+            &key,
+            created["jobId"].as_str().unwrap(),
+            Duration::from_secs(60),
+            &[&server, &first_worker],
+        )
+        .await;
+    assert_eq!(written["status"], "completed", "{written}");
+
+    let (status, started) = d
+        .call(reqwest::Method::POST, "/dramas/oven/generate", &key, None)
+        .await;
+    assert_eq!(status, 202, "{started}");
+    let job = started["jobId"].as_str().unwrap().to_owned();
+    let run: uuid::Uuid = job.parse().unwrap();
+    let subscription = tokio::spawn(follow_over_websocket(
+        format!("ws://127.0.0.1:{}/subscriptions", d.port),
+        key.clone(),
+        job.clone(),
+    ));
+
+    // Kill the worker while it renders clips: their provider tasks are half done, their
+    // leases are held by a process that no longer exists.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let interrupted = loop {
+        let running = d.videos_in_flight(run).await;
+        if !running.is_empty() {
+            break running;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no clip started\n{}",
+            d.logs_of(&[&server, &first_worker])
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    first_worker.kill();
+    let second_worker = d.spawn("worker-2", &["worker"]);
+
+    let done = d
+        .settle(
+            &key,
+            &job,
+            Duration::from_secs(120),
+            &[&server, &second_worker],
+        )
+        .await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(
+        done["counts"]["completed"], done["counts"]["total"],
+        "{done}"
+    );
+
+    // The interrupted clips were taken again and finished.
+    let retaken: Vec<(String, i32, String)> = sqlx::query_as(
+        "select key, attempts, state from public.jobs where run_id = $1 and key = any($2)",
+    )
+    .bind(run)
+    .bind(&interrupted)
+    .fetch_all(&d.pool)
+    .await
+    .unwrap();
+    assert_eq!(retaken.len(), interrupted.len());
+    for (task, attempts, state) in &retaken {
+        assert_eq!(state, "completed", "{task}");
+        assert!(*attempts >= 2, "{task} finished without being taken again");
+    }
+
+    // Every part of the drama has its media, and every URL serves it.
+    let (status, drama) = d
+        .call(reqwest::Method::GET, "/dramas/oven", &key, None)
+        .await;
+    assert_eq!(status, 200);
+    let mut urls = Vec::new();
+    for character in drama["characters"].as_array().unwrap() {
+        urls.push(character["url"].as_str().expect("a portrait").to_owned());
+    }
+    for episode in drama["episodes"].as_array().unwrap() {
+        urls.push(
+            episode["url"]
+                .as_str()
+                .expect("a stitched episode")
+                .to_owned(),
+        );
+        for scene in episode["scenes"].as_array().unwrap() {
+            urls.push(
+                scene["image_url"]
+                    .as_str()
+                    .expect("a storyboard")
+                    .to_owned(),
+            );
+            urls.push(scene["video_url"].as_str().expect("a clip").to_owned());
+        }
+    }
+    for url in &urls {
+        let response = d.http.get(url).bearer_auth(&key).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{url}");
+        let bytes = response.bytes().await.unwrap();
+        assert!(
+            drama_assets::MediaType::detect(&bytes).is_some(),
+            "{url} does not serve media"
+        );
+    }
+
+    // Every object in the bucket is referenced by the drama, or is on the orphan list that the
+    // sweeper empties: a retaken task wrote no second copy that nothing tracks.
+    let referenced: BTreeSet<String> =
+        sqlx::query_scalar("select storage_key from public.assets where storage_key is not null")
+            .fetch_all(&d.pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+    let orphaned: BTreeSet<String> =
+        sqlx::query_scalar("select storage_key from public.orphaned_objects")
+            .fetch_all(&d.pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+    let store = d.s3.store(None);
+    let stored: BTreeSet<String> = store
+        .list(&drama_assets::keys::user_prefix(drama_domain::UserId(
+            owner,
+        )))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key.to_string())
+        .collect();
+    assert!(!stored.is_empty());
+    let untracked: Vec<&String> = stored
+        .iter()
+        .filter(|k| !referenced.contains(*k) && !orphaned.contains(*k))
+        .collect();
+    assert!(
+        untracked.is_empty(),
+        "objects nothing tracks: {untracked:?}"
+    );
+    assert!(
+        referenced.is_subset(&stored),
+        "assets whose object is missing: {:?}",
+        referenced.difference(&stored).collect::<Vec<_>>()
+    );
+    assert!(
+        orphaned.is_disjoint(&referenced),
+        "a referenced object is queued for deletion"
+    );
+
+    // Each task was paid for once, at submission: the crash cost the user nothing extra.
+    let (charged, refunded): (i64, i64) = sqlx::query_as(
+        "select coalesce(sum(cost), 0)::bigint,
+                (select coalesce(sum(cost_refunded), 0)::bigint from public.job_groups
+                  where id = run_id and run_id in (select run_id from public.jobs where owner_id = $1))
+         from public.jobs where owner_id = $1 and node_type = 'task' and charged",
+    )
+    .bind(owner)
+    .fetch_one(&d.pool)
+    .await
+    .unwrap();
+    assert!(charged > 0, "offline calls are priced in this deployment");
+    assert_eq!(refunded, 0, "nothing failed, nothing is refunded");
+    assert_eq!(tokens_before - d.tokens(owner).await, charged);
+
+    // The API process saw the worker processes' progress over the subscription.
+    let events = tokio::time::timeout(Duration::from_secs(30), subscription)
+        .await
+        .expect("the subscription ends when the run settles")
+        .unwrap();
+    assert!(events.len() > 2, "{events:?}");
+    let ids: Vec<i64> = events
+        .iter()
+        .map(|e| e["eventId"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "events repeat or go back: {ids:?}"
+    );
+    assert!(
+        events.iter().any(
+            |e| interrupted.contains(&e["key"].as_str().unwrap().to_owned())
+                && e["event"] == "completed"
+        ),
+        "the retaken clips' completions arrive: {events:?}"
+    );
+    assert_eq!(
+        events.last().unwrap()["status"],
+        "completed",
+        "the last event carries the final status: {:?}\n{}",
+        &events[events.len().saturating_sub(5)..],
+        d.logs_of(&[&server])
+    );
+
+    drop(second_worker);
+    drop(server);
+    drop(first_worker);
+    d.pool.close().await;
+    let Deployment { db, .. } = d;
+    db.drop_it().await;
+}

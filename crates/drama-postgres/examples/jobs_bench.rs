@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release -p drama-postgres --example jobs_bench -- throughput --jobs 20000 --concurrency 8 --processes 1 --shape runs
 //! cargo run --release -p drama-postgres --example jobs_bench -- throughput --jobs 20000 --concurrency 8 --processes 1 --shape one-run
+//! cargo run --release -p drama-postgres --example jobs_bench -- throughput --jobs 20000 --concurrency 8 --processes 2 --shape runs-of:1000
 //! cargo run --release -p drama-postgres --example jobs_bench -- throughput --jobs 20000 --concurrency 8 --defaults
 //! cargo run --release -p drama-postgres --example jobs_bench -- dag --nodes 10000 --concurrency 32
 //! cargo run --release -p drama-postgres --example jobs_bench -- makespan
@@ -192,6 +193,13 @@ impl Children {
         Self(children)
     }
 
+    fn pids(&self) -> Vec<u32> {
+        self.0
+            .iter()
+            .filter_map(tokio::process::Child::id)
+            .collect()
+    }
+
     async fn go(&mut self) {
         for c in &mut self.0 {
             c.stdin.as_mut().unwrap().write_all(b"GO\n").await.unwrap();
@@ -225,6 +233,37 @@ async fn wait_all_done(pool: &PgPool) {
     }
 }
 
+/// User + system CPU seconds a process has used so far (Linux `/proc`, 100 ticks a second).
+fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// CPU seconds used by the bench database's server processes (other than `except`).
+async fn database_cpu(pool: &PgPool) -> f64 {
+    let pids: Vec<i32> = sqlx::query_scalar(
+        "select pid from pg_stat_activity where datname = current_database() \
+         and pid <> pg_backend_pid()",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    pids.into_iter()
+        .map(|p| cpu_seconds(u32::try_from(p).unwrap()))
+        .sum()
+}
+
 fn median(mut v: Vec<f64>) -> (f64, f64, f64) {
     v.sort_by(|a, b| a.total_cmp(b));
     (v[v.len() / 2], v[0], v[v.len() - 1])
@@ -236,17 +275,35 @@ async fn throughput(opts: Opts, raw: &[String]) {
     let shape = opts.text("shape", "runs");
     let reps = opts.num("reps", 3);
     let (mut rates, mut enqueue) = (Vec::new(), Vec::new());
+    let (mut cpu, mut db_cpus) = (Vec::new(), Vec::new());
     for rep in 0..reps {
         let pool = fresh_database(4).await;
         let store = PgJobStore::new(pool.clone());
         let owner = Uuid::new_v4();
         let started = Instant::now();
-        if shape == "one-run" {
-            let mut g = Graph::new(RunSpec::new("bench", owner));
-            for i in 0..jobs {
-                g.add(NodeSpec::task(format!("t{i}"), "noop", json!({})));
+        // `one-run`: one run of `jobs` tasks; `runs-of:N`: runs of N tasks each; `runs`: one
+        // run per task.
+        let per_run = match shape.as_str() {
+            "one-run" => jobs,
+            "runs" => 1,
+            other => other
+                .strip_prefix("runs-of:")
+                .and_then(|n| n.parse().ok())
+                .expect("--shape one-run, runs or runs-of:N"),
+        };
+        if per_run > 1 {
+            let graphs: Vec<Graph> = (0..jobs.div_ceil(per_run))
+                .map(|r| {
+                    let mut g = Graph::new(RunSpec::new("bench", owner));
+                    for i in (r * per_run)..((r + 1) * per_run).min(jobs) {
+                        g.add(NodeSpec::task(format!("t{i}"), "noop", json!({})));
+                    }
+                    g
+                })
+                .collect();
+            for chunk in graphs.chunks((1000 / per_run).max(1)) {
+                store.submit_many(chunk).await.unwrap();
             }
-            store.submit(&g).await.unwrap();
         } else {
             let graphs: Vec<Graph> = (0..jobs)
                 .map(|i| {
@@ -264,11 +321,25 @@ async fn throughput(opts: Opts, raw: &[String]) {
         let enqueue_rate = jobs as f64 / started.elapsed().as_secs_f64();
         quiesce(&pool).await;
         let mut children = Children::spawn(processes, raw).await;
+        let db_before = database_cpu(&pool).await;
+        let workers_before: f64 = children.pids().into_iter().map(cpu_seconds).sum();
         let t0 = Instant::now();
         children.go().await;
         wait_all_done(&pool).await;
         let secs = t0.elapsed().as_secs_f64();
+        // Worker connections open after `GO`; count what their server processes used.
+        let db_cpu = database_cpu(&pool).await - db_before;
+        let workers_cpu: f64 =
+            children.pids().into_iter().map(cpu_seconds).sum::<f64>() - workers_before;
         children.stop().await;
+        let per_job = |s: f64| s * 1e6 / jobs as f64;
+        eprintln!(
+            "rep {rep}: CPU per job {:.1} µs in PostgreSQL, {:.1} µs in workers",
+            per_job(db_cpu),
+            per_job(workers_cpu)
+        );
+        cpu.push(per_job(db_cpu + workers_cpu));
+        db_cpus.push(per_job(db_cpu));
         let completed: i64 =
             sqlx::query_scalar("select count(*) from jobs where state = 'completed'")
                 .fetch_one(&pool)
@@ -285,15 +356,19 @@ async fn throughput(opts: Opts, raw: &[String]) {
     }
     let (m, lo, hi) = median(rates);
     let (e, elo, ehi) = median(enqueue);
+    let (c, _, _) = median(cpu);
+    let (d, _, _) = median(db_cpus);
     println!(
         "throughput shape={shape} jobs={jobs} concurrency={} processes={processes}{}: \
-         median {m:.0} jobs/s ({lo:.0}–{hi:.0}); enqueue {e:.0}/s ({elo:.0}–{ehi:.0})",
+         median {m:.0} jobs/s ({lo:.0}–{hi:.0}); enqueue {e:.0}/s ({elo:.0}–{ehi:.0}); \
+         CPU {c:.0} µs/job ({d:.0} in PostgreSQL) = at most {:.0} jobs/s on 2 idle cores",
         opts.num("concurrency", 8),
         if opts.0.contains_key("defaults") {
             " (worker defaults)"
         } else {
             ""
-        }
+        },
+        2e6 / c
     );
 }
 
@@ -399,7 +474,7 @@ async fn dag(opts: Opts) {
     let reps = opts.num("reps", 3);
     // 50 characters (101 nodes), then 49-scene episodes (99 nodes each) up to `nodes`.
     let episodes = (nodes.saturating_sub(101)).div_ceil(99).max(1);
-    let mut rates = Vec::new();
+    let (mut rates, mut cpus) = (Vec::new(), Vec::new());
     let mut total = 0;
     for rep in 0..reps {
         let pool = fresh_database(12).await;
@@ -419,6 +494,7 @@ async fn dag(opts: Opts) {
         let run = store.submit(&graph).await.unwrap();
         let submit_secs = t_submit.elapsed().as_secs_f64();
         quiesce(&pool).await;
+        let own_before = cpu_seconds(std::process::id());
         let t0 = Instant::now();
         let worker = Worker::start(
             store.clone(),
@@ -427,22 +503,32 @@ async fn dag(opts: Opts) {
         )
         .await
         .unwrap();
+        // The worker's connections exist now; measure from here.
+        let db_before = database_cpu(&pool).await;
         wait_run(&store, run.run_id).await;
         let secs = t0.elapsed().as_secs_f64();
+        let db_cpu = database_cpu(&pool).await - db_before;
+        let own_cpu = cpu_seconds(std::process::id()) - own_before;
         worker.shutdown().await;
         let tasks = total - episodes - 1;
         let rate = tasks as f64 / secs;
         eprintln!(
             "rep {rep}: {total} nodes ({tasks} tasks) in {secs:.3} s = {rate:.0} tasks/s, \
-             {:.0} µs per task; submit {submit_secs:.3} s",
-            secs * 1e6 / tasks as f64
+             {:.0} µs per task; submit {submit_secs:.3} s; CPU per task {:.0} µs in \
+             PostgreSQL, {:.0} µs in the worker",
+            secs * 1e6 / tasks as f64,
+            db_cpu * 1e6 / tasks as f64,
+            own_cpu * 1e6 / tasks as f64
         );
+        cpus.push((db_cpu + own_cpu) * 1e6 / tasks as f64);
         rates.push(rate);
         pool.close().await;
     }
     let (m, lo, hi) = median(rates);
+    let (c, _, _) = median(cpus);
     println!(
-        "dag nodes={total} concurrency={}: median {m:.0} tasks/s ({lo:.0}–{hi:.0}), {:.0} µs per task",
+        "dag nodes={total} concurrency={}: median {m:.0} tasks/s ({lo:.0}–{hi:.0}), {:.0} µs \
+         per task wall clock, {c:.0} µs CPU per task (PostgreSQL and worker)",
         opts.num("concurrency", 8),
         1e6 / m
     );
@@ -622,7 +708,7 @@ async fn main() {
         Some("latency") => latency(opts).await,
         _ => eprintln!(
             "usage: jobs_bench throughput|dag|makespan|latency [--jobs N] [--concurrency C] \
-             [--processes P] [--shape runs|one-run] [--reps R] [--prefetch N] [--claim-batch N] \
+             [--processes P] [--shape runs|one-run|runs-of:N] [--reps R] [--prefetch N] [--claim-batch N] \
              [--finish-batch N] [--nodes N] [--samples N]"
         ),
     }

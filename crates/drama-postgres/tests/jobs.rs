@@ -451,3 +451,15 @@ async fn clients_read_only_their_own_runs_through_rls(pool: PgPool) {
         report.tables_without_rls
     );
 }
+
+/// The in-memory store runs 3,000 random DAGs through the same rules; here the PostgreSQL
+/// store's own loading and locking get a few hundred, checked at every commit.
+#[sqlx::test(migrator = "drama_postgres::MIGRATOR")]
+async fn hundreds_of_random_dags_never_start_a_task_early(pool: PgPool) {
+    install_invariant_checks(&pool).await;
+    let store = Arc::new(PgJobStore::new(wide_pool(&pool, 16).await));
+    drama_jobs::conformance::random_dags(store, 300, 7_2026).await;
+    let (found, checked) = violations(&pool).await;
+    assert_eq!(found, Vec::<String>::new());
+    assert!(checked > 300, "every transaction was checked: {checked}");
+}

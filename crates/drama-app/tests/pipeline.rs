@@ -13,7 +13,7 @@ use drama_ai::{
     VideoTask,
 };
 use drama_app::pipeline::engine::EngineJobs;
-use drama_app::pipeline::{PremiseRequest, Scope, wire_status};
+use drama_app::pipeline::{GenerateOptions, PremiseRequest, Scope, wire_status};
 use drama_app::{App, AppError, Caller, Ports};
 use drama_assets::{AssetStore, MediaType, ObjectKey};
 use drama_dal::{NewUser, Store};
@@ -233,6 +233,7 @@ on_every_backend!(
     cover_before_portraits_answers_the_old_servers_message,
     credits_are_held_by_the_estimate_and_refunded_for_what_fails,
     an_edited_prompt_reruns_exactly_its_storyboard_and_clip,
+    a_budget_caps_what_a_run_spends,
 );
 
 async fn premise_to_a_fully_generated_drama(backend: Backend) {
@@ -503,5 +504,72 @@ async fn an_edited_prompt_reruns_exactly_its_storyboard_and_clip(backend: Backen
             "stitch:e1_episode_video"
         ]
     );
+    w.stop().await;
+}
+
+async fn a_budget_caps_what_a_run_spends(backend: Backend) {
+    let w = world_with(backend, 10_000, Instrumented::new(None), true).await;
+    let d = drama_testkit::builders::drama("thrifty", 1, 1, 2);
+    w.store.create(w.caller.user, &d).await.unwrap();
+    match w
+        .app
+        .generate_with(
+            &w.caller,
+            &d.id,
+            Scope::Drama,
+            GenerateOptions {
+                force: false,
+                budget: Some(0),
+            },
+        )
+        .await
+    {
+        Err(AppError::Invalid(e)) => assert!(e.to_string().contains("budget"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    let before = balance(&w).await;
+    let run = w
+        .app
+        .generate_with(
+            &w.caller,
+            &d.id,
+            Scope::Drama,
+            GenerateOptions {
+                force: false,
+                budget: Some(120),
+            },
+        )
+        .await
+        .unwrap();
+    w.settle(run.job_id).await;
+    settle_refunds(&w).await;
+    let spent = before - balance(&w).await;
+    assert!(
+        (1..=120).contains(&spent),
+        "spent {spent} of a budget of 120"
+    );
+    let tree = w.app.run_tree(&w.caller, run.job_id).await.unwrap();
+    let stopped: Vec<_> = tree
+        .nodes
+        .iter()
+        .filter(|n| n.state.as_str() == "cancelled")
+        .collect();
+    assert!(!stopped.is_empty(), "the plan costs more than the budget");
+    assert!(
+        stopped
+            .iter()
+            .any(|n| n.error.as_deref().is_some_and(|e| e.contains("budget"))),
+        "{:?}",
+        stopped
+            .iter()
+            .map(|n| (&n.key, &n.error))
+            .collect::<Vec<_>>()
+    );
+    let completed = tree
+        .nodes
+        .iter()
+        .filter(|n| n.state.as_str() == "completed" && !n.key.is_empty())
+        .count();
+    assert!(completed > 0, "what fits in the budget was made");
     w.stop().await;
 }

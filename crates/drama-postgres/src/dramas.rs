@@ -5,6 +5,7 @@
 //! the number of statements never depends on the size of the drama.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -98,6 +99,17 @@ const LIST_COMPLETE_AFTER: &str = drama_select!(
      order by d.updated_at desc, d.id desc"
 );
 
+/// The page of `LIST_COMPLETE_*` without the documents: what the cache is checked against.
+const LIST_HEADS_FIRST: &str = "select id, version, created_at, updated_at from public.dramas \
+     where owner_id = $1 order by updated_at desc, id desc limit $2 offset $3";
+
+const LIST_HEADS_AFTER: &str = "select id, version, created_at, updated_at from public.dramas \
+     where owner_id = $1 and (updated_at, id) < ($4, $5) \
+     order by updated_at desc, id desc limit $2 offset $3";
+
+const GET_MANY_COMPLETE: &str =
+    drama_select!("public.dramas d where d.owner_id = $1 and d.id = any($2)");
+
 const SUMMARY_COLUMNS: &str = "select id, title, description, premise, url, metadata, created_at, updated_at \
      from public.dramas where owner_id = $1";
 
@@ -112,6 +124,26 @@ fn stored_from_row(row: &PgRow) -> Result<StoredDrama, RepoError> {
         created_at: row.try_get("created_at").map_err(db)?,
         updated_at: row.try_get("updated_at").map_err(db)?,
     })
+}
+
+/// Identity and version of a listed drama.
+struct Head {
+    id: DramaId,
+    version: Version,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl Head {
+    fn from_row(row: &PgRow) -> Result<Self, RepoError> {
+        let id: String = row.try_get("id").map_err(db)?;
+        Ok(Self {
+            id: DramaId::parse(id).map_err(|e| RepoError::Unexpected(e.into()))?,
+            version: row.try_get("version").map_err(db)?,
+            created_at: row.try_get("created_at").map_err(db)?,
+            updated_at: row.try_get("updated_at").map_err(db)?,
+        })
+    }
 }
 
 fn summary_from_row(row: &PgRow) -> Result<DramaSummary, RepoError> {
@@ -913,19 +945,73 @@ impl DramaRepository for PgStore {
         page: &PageRequest,
     ) -> Result<Page<StoredDrama>, RepoError> {
         page.validate()?;
-        let query = match &page.after {
-            None => sqlx::query(LIST_COMPLETE_FIRST),
-            Some(_) => sqlx::query(LIST_COMPLETE_AFTER),
+        let Some(cache) = &self.cache else {
+            let query = match &page.after {
+                None => sqlx::query(LIST_COMPLETE_FIRST),
+                Some(_) => sqlx::query(LIST_COMPLETE_AFTER),
+            };
+            let rows = bind_page(query, owner, page)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
+            let items = rows
+                .iter()
+                .map(stored_from_row)
+                .collect::<Result<Vec<_>, _>>()?;
+            return Ok(paginate(items, page, |d| (d.updated_at, &d.drama.id)));
         };
-        let rows = bind_page(query, owner, page)
-            .fetch_all(&self.pool)
+        // The page's ids and versions first; only dramas the cache does not hold at that
+        // version are aggregated, all in one more statement.
+        let query = match &page.after {
+            None => sqlx::query(LIST_HEADS_FIRST),
+            Some(_) => sqlx::query(LIST_HEADS_AFTER),
+        };
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        let heads = bind_page(query, owner, page)
+            .fetch_all(&mut *conn)
             .await
             .map_err(db)?;
-        let items = rows
-            .iter()
-            .map(stored_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(paginate(items, page, |d| (d.updated_at, &d.drama.id)))
+        let mut found: Vec<(Head, Option<Arc<StoredDrama>>)> = Vec::with_capacity(heads.len());
+        let mut missing: Vec<String> = Vec::new();
+        for row in &heads {
+            let head = Head::from_row(row)?;
+            let hit = cache.get(&head.id, head.version, head.created_at);
+            if hit.is_none() {
+                missing.push(head.id.as_str().to_owned());
+            }
+            found.push((head, hit));
+        }
+        let mut fetched: HashMap<DramaId, Arc<StoredDrama>> = HashMap::new();
+        if !missing.is_empty() {
+            let rows = sqlx::query(GET_MANY_COMPLETE)
+                .bind(owner.0)
+                .bind(&missing)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(db)?;
+            for row in &rows {
+                let stored = stored_from_row(row)?;
+                cache.put(&stored);
+                fetched.insert(stored.drama.id.clone(), Arc::new(stored));
+            }
+        }
+        // A drama deleted between the two statements is left out.
+        let listed: Vec<(Head, Arc<StoredDrama>)> = found
+            .into_iter()
+            .filter_map(|(head, hit)| {
+                let stored = hit.or_else(|| fetched.remove(&head.id))?;
+                Some((head, stored))
+            })
+            .collect();
+        let page = paginate(listed, page, |(head, _)| (head.updated_at, &head.id));
+        Ok(Page {
+            items: page
+                .items
+                .into_iter()
+                .map(|(_, stored)| Arc::unwrap_or_clone(stored))
+                .collect(),
+            next: page.next,
+        })
     }
 }
 

@@ -477,17 +477,16 @@ impl Mutation {
         Ok(JobAccepted::new(ctx, started, "Drama critique job queued."))
     }
 
-    /// Generates every asset of a drama that is missing or out of date (`force`: all).
-    async fn generate_drama(ctx: &Ctx, id: String, force: Option<bool>) -> Result<Job, GqlError> {
+    /// Generates every asset of a drama that is missing or out of date (`force`: all). A
+    /// `budget` caps the tokens the run may spend.
+    async fn generate_drama(
+        ctx: &Ctx,
+        id: String,
+        force: Option<bool>,
+        budget: Option<i32>,
+    ) -> Result<Job, GqlError> {
         let id = parse_drama(&id)?;
-        let force = force.unwrap_or(false);
-        started_job(
-            ctx,
-            ctx.app
-                .generate(&ctx.caller, &id, Scope::Drama, force)
-                .await?,
-        )
-        .await
+        generate_scope(ctx, &id, Scope::Drama, force, budget).await
     }
 
     /// Generates one episode (writing its scenes first when it has none).
@@ -496,13 +495,12 @@ impl Mutation {
         drama_id: String,
         episode_id: String,
         force: Option<bool>,
+        budget: Option<i32>,
     ) -> Result<Job, GqlError> {
         let id = parse_drama(&drama_id)?;
         let episode = EpisodeId::parse(episode_id.clone())
             .map_err(|_| GqlError(AppError::not_found(drama_dal::Entity::Episode, &episode_id)))?;
-        let scope = Scope::Episode(episode);
-        let force = force.unwrap_or(false);
-        started_job(ctx, ctx.app.generate(&ctx.caller, &id, scope, force).await?).await
+        generate_scope(ctx, &id, Scope::Episode(episode), force, budget).await
     }
 
     /// Generates one scene's storyboard and clip.
@@ -511,13 +509,12 @@ impl Mutation {
         drama_id: String,
         scene_id: String,
         force: Option<bool>,
+        budget: Option<i32>,
     ) -> Result<Job, GqlError> {
         let id = parse_drama(&drama_id)?;
         let scene = SceneId::parse(scene_id.clone())
             .map_err(|_| GqlError(AppError::not_found(drama_dal::Entity::Scene, &scene_id)))?;
-        let scope = Scope::Scene(scene);
-        let force = force.unwrap_or(false);
-        started_job(ctx, ctx.app.generate(&ctx.caller, &id, scope, force).await?).await
+        generate_scope(ctx, &id, Scope::Scene(scene), force, budget).await
     }
 
     /// Generates one asset again.
@@ -617,6 +614,26 @@ fn parse_job(id: &str) -> Result<JobId, GqlError> {
 
 async fn started_job(ctx: &Ctx, started: Started) -> Result<Job, GqlError> {
     Ok(Job::new(ctx.app.job(&ctx.caller, started.job_id).await?))
+}
+
+async fn generate_scope(
+    ctx: &Ctx,
+    id: &DramaId,
+    scope: Scope,
+    force: Option<bool>,
+    budget: Option<i32>,
+) -> Result<Job, GqlError> {
+    let options = drama_app::pipeline::GenerateOptions {
+        force: force.unwrap_or(false),
+        budget: budget.map(i64::from),
+    };
+    started_job(
+        ctx,
+        ctx.app
+            .generate_with(&ctx.caller, id, scope, options)
+            .await?,
+    )
+    .await
 }
 
 /// A job that was accepted (the REST `JobResponse`).

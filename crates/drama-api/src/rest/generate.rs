@@ -73,8 +73,12 @@ fn options<T: for<'de> Deserialize<'de> + Default>(body: &[u8]) -> Result<T, Api
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::validation(&DomainError::field("", e.to_string()), "body"))
+    let mut input = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut input).map_err(|e| {
+        let field = e.path().to_string();
+        let field = if field == "." { String::new() } else { field };
+        ApiError::validation(&DomainError::field(field, e.inner().to_string()), "body")
+    })
 }
 
 #[derive(Deserialize, Default)]
@@ -82,6 +86,8 @@ struct GenerateOptions {
     /// Regenerate even what is up to date.
     #[serde(default)]
     force: bool,
+    /// Most tokens the run may spend.
+    budget: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -163,7 +169,15 @@ async fn run_generate(
     let options: GenerateOptions = options(body)?;
     let started = state
         .app()
-        .generate(caller, &id, scope, options.force)
+        .generate_with(
+            caller,
+            &id,
+            scope,
+            drama_app::pipeline::GenerateOptions {
+                force: options.force,
+                budget: options.budget,
+            },
+        )
         .await?;
     Ok(accepted(state, &started, what))
 }

@@ -354,6 +354,19 @@ async fn cancel_and_resume_a_run() {
             .set_json(json!({"drama": drama_testkit::builders::drama_json("c", 1, 1, 2)})),
     )
     .await;
+    // A budget must be a positive number of tokens.
+    for (budget, expected) in [(json!(0), "at least 1"), (json!("lots"), "budget")] {
+        let (status, _, body) = send(
+            &svc,
+            TestRequest::post()
+                .uri("/dramas/c/generate")
+                .insert_header(bearer(k))
+                .set_json(json!({ "budget": budget })),
+        )
+        .await;
+        assert_eq!(status, 422, "{body}");
+        assert!(body.to_string().contains(expected), "{body}");
+    }
     // No worker yet: the run waits.
     let (_, _, body) = send(
         &svc,

@@ -11,4 +11,4 @@ pub mod stitch;
 mod usecases;
 
 pub use plan::{Models, Planned, Planner, Scope};
-pub use usecases::{PremiseRequest, ReferenceUpload, Started, wire_status};
+pub use usecases::{GenerateOptions, PremiseRequest, ReferenceUpload, Started, wire_status};

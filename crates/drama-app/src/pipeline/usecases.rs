@@ -23,6 +23,15 @@ use super::plan::{Models, Planner, Scope};
 use super::spec::{CritiqueTask, DramaTask, ImproveSpec, class, kind};
 use crate::{App, AppError, Caller};
 
+/// How to generate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GenerateOptions {
+    /// Regenerate even what is up to date.
+    pub force: bool,
+    /// Most tokens the run may spend; tasks past it are cancelled and refunded.
+    pub budget: Option<i64>,
+}
+
 /// A started run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Started {
@@ -348,16 +357,55 @@ impl App {
         scope: Scope,
         force: bool,
     ) -> Result<Started, AppError> {
+        self.generate_with(
+            caller,
+            id,
+            scope,
+            GenerateOptions {
+                force,
+                budget: None,
+            },
+        )
+        .await
+    }
+
+    /// [`App::generate`] with every option: `budget` caps what the run may spend, tasks that
+    /// would go past it are cancelled (and refunded) instead of started.
+    ///
+    /// # Errors
+    /// `NotFound`; `Invalid` for a budget below 1; `InsufficientTokens`.
+    pub async fn generate_with(
+        &self,
+        caller: &Caller,
+        id: &DramaId,
+        scope: Scope,
+        options: GenerateOptions,
+    ) -> Result<Started, AppError> {
+        let GenerateOptions { force, budget } = options;
+        if let Some(b) = budget
+            && b < 1
+        {
+            return Err(AppError::Invalid(DomainError::field(
+                "budget",
+                format!("must be at least 1 token, got {b}"),
+            )));
+        }
         let owner = caller.user;
         let drama = self.prepare(owner, id).await?;
         let objects = self.store.asset_objects(owner, id).await?;
         let models = self.models(None);
         let planner = Planner::new(&drama, &objects, &models, &self.costs)?;
         let planned = planner.plan(&scope, force)?;
+        let mut run = RunSpec::new(kind::GENERATE, owner.0)
+            .subject(id.as_str())
+            .payload(json!({
+                "dramaId": id, "scope": format!("{scope:?}"), "force": force, "budget": budget,
+            }));
+        if let Some(b) = budget {
+            run = run.budget(b);
+        }
         let graph = Graph {
-            run: RunSpec::new(kind::GENERATE, owner.0)
-                .subject(id.as_str())
-                .payload(json!({ "dramaId": id, "scope": format!("{scope:?}"), "force": force })),
+            run,
             nodes: planned.nodes,
         };
         tracing::info!(

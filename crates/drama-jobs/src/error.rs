@@ -123,14 +123,6 @@ pub enum JobError {
     /// The worker's registration expired (it missed heartbeats); register again.
     #[error("worker {0} is not registered or its registration expired")]
     WorkerExpired(crate::ids::WorkerId),
-    /// The operation does not apply to the job in its current state.
-    #[error("job {job}: {reason}")]
-    Conflict {
-        /// The job.
-        job: JobId,
-        /// Why.
-        reason: String,
-    },
     /// The store cannot be reached, or a transaction lost a race (deadlock, serialization);
     /// retrying the whole operation may succeed.
     #[error("job store unavailable: {0}")]

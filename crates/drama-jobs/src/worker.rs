@@ -343,10 +343,13 @@ impl<S: JobStore> WorkerHandle<S> {
                 break;
             }
         }
-        // Past the grace period: stop the rest and hand their tasks back.
+        // Past the grace period: stop the handlers still running and hand their tasks back.
+        // (Entries without a running handler were released already, or their finish is
+        // queued.)
         let leftovers: Vec<(Fence, Option<tokio::task::AbortHandle>, CancellationToken)> = shared
             .in_flight()
             .values()
+            .filter(|f| f.handler.as_ref().is_some_and(|h| !h.is_finished()))
             .map(|f| (f.fence, f.handler.clone(), f.cancel.clone()))
             .collect();
         for (fence, handler, cancel) in &leftovers {
@@ -360,10 +363,18 @@ impl<S: JobStore> WorkerHandle<S> {
             });
         }
         drop(l.finish_tx);
-        // The completer drains its queue, then ends when every sender is gone.
+        // The completer drains its queue, then ends when every sender is gone (a handler
+        // that never yields keeps its sender; do not wait for it forever).
         let mut tasks = l.tasks.into_iter();
         if let Some(completer) = tasks.next() {
-            let _ = completer.await;
+            let abort = completer.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(10), completer)
+                .await
+                .is_err()
+            {
+                warn!("pending completions were not all written; their leases will expire");
+                abort.abort();
+            }
         }
         for t in tasks {
             t.abort();

@@ -130,21 +130,30 @@ async fn main() {
     // Longest path ending at each task (its own duration included), and its level.
     let mut finish: HashMap<&str, f64> = HashMap::new();
     let mut level: HashMap<&str, usize> = HashMap::new();
-    // `tree.nodes` lists every task after what it needs.
-    for (key, t) in &tasks {
-        let before = t
-            .dependencies
-            .iter()
-            .map(|d| finish[d.as_str()])
-            .fold(0.0, f64::max);
-        finish.insert(key, before + duration(t));
-        let l = t
-            .dependencies
-            .iter()
-            .map(|d| level[d.as_str()] + 1)
-            .max()
-            .unwrap_or(0);
-        level.insert(key, l);
+    while finish.len() < tasks.len() {
+        for (key, t) in &tasks {
+            if finish.contains_key(key)
+                || !t
+                    .dependencies
+                    .iter()
+                    .all(|d| finish.contains_key(d.as_str()))
+            {
+                continue;
+            }
+            let before = t
+                .dependencies
+                .iter()
+                .map(|d| finish[d.as_str()])
+                .fold(0.0, f64::max);
+            finish.insert(key, before + duration(t));
+            let l = t
+                .dependencies
+                .iter()
+                .map(|d| level[d.as_str()] + 1)
+                .max()
+                .unwrap_or(0);
+            level.insert(key, l);
+        }
     }
     let critical_path = finish.values().copied().fold(0.0, f64::max);
 

@@ -231,6 +231,12 @@ impl From<AppError> for ApiError {
                 Self::message(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
             }
             AppError::Unavailable(cause) => Self::unavailable(cause),
+            // The provider's reason is the client's business (a refused prompt can be edited).
+            AppError::GenerationFailed(message) => Self::message(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "generation_failed",
+                message,
+            ),
             other => Self::internal(other.to_string()),
         }
     }

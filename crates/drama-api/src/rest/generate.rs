@@ -2,9 +2,10 @@
 //! cover, portrait and stitching. Long work answers 202 with a job to follow; the old
 //! server's synchronous routes (portrait, cover) still answer with the result.
 
+use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
-use drama_app::Caller;
 use drama_app::pipeline::{Scope, Started};
+use drama_app::{AppError, Caller};
 use drama_dal::Entity;
 use drama_domain::{AssetId, AssetKind, CharacterId, DomainError, EpisodeId, SceneId};
 use serde::Deserialize;
@@ -349,7 +350,17 @@ async fn portrait(
     let stored = state
         .app()
         .portrait_now(&caller, &drama_id(&d)?, &character)
-        .await?;
+        .await
+        .map_err(|e| match e {
+            // The old server's shape for this route.
+            AppError::GenerationFailed(reason) => ApiError::object(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "generation_failed",
+                "Image generation failed",
+                reason,
+            ),
+            other => other.into(),
+        })?;
     let updated = stored
         .drama
         .character(&c)

@@ -4,7 +4,7 @@
 use actix_web::test::TestRequest;
 use serde_json::{Value, json};
 
-use crate::support::{Harness, bearer, send};
+use crate::support::{Harness, Refusing, bearer, send};
 
 async fn follow(
     svc: &impl actix_web::dev::Service<
@@ -462,5 +462,50 @@ async fn events_stream_in_order_and_resume_after_a_reconnect() {
         .map(|v| v.parse().unwrap())
         .collect();
     assert_eq!(replayed, ids[4..].to_vec());
+    worker.shutdown().await;
+}
+
+#[actix_web::test]
+async fn a_refused_synchronous_generation_says_why_in_the_old_shapes() {
+    let refusing = Refusing {
+        inner: drama_ai::OfflineProvider::new(0),
+        word: "forbidden",
+    };
+    let h = Harness::with_ai(
+        drama_ai::AiProviders::offline(0).with_image_model(std::sync::Arc::new(refusing)),
+    )
+    .await;
+    let worker = h.worker().await;
+    let svc = h.service(Harness::settings()).await;
+    let k = &h.alice_key;
+    let mut drama = drama_testkit::builders::drama_json("refused", 1, 1, 1);
+    drama["characters"][0]["description"] = json!("A forbidden figure in a long coat");
+    let (status, _, body) = send(
+        &svc,
+        TestRequest::post()
+            .uri("/dramas")
+            .insert_header(bearer(k))
+            .set_json(json!({ "drama": drama })),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let character = body["characters"][0]["id"].as_str().unwrap().to_owned();
+    let (status, _, body) = send(
+        &svc,
+        TestRequest::post()
+            .uri(&format!("/dramas/refused/characters/{character}/generate"))
+            .insert_header(bearer(k)),
+    )
+    .await;
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(body["code"], "generation_failed");
+    assert_eq!(body["detail"]["error"], "Image generation failed");
+    assert!(
+        body["detail"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("the prompt mentions forbidden"),
+        "{body}"
+    );
     worker.shutdown().await;
 }

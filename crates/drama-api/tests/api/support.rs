@@ -35,10 +35,13 @@ pub async fn user_with_key(store: &MemoryStore, scopes: &[&str]) -> (UserId, Str
 
 impl Harness {
     pub async fn new() -> Self {
-        let (ports, store, jobs) = Ports::memory(
-            Arc::new(drama_assets::MemoryStore::default()),
-            drama_ai::AiProviders::offline(0),
-        );
+        Self::with_ai(drama_ai::AiProviders::offline(0)).await
+    }
+
+    /// A harness whose generations go to `ai`.
+    pub async fn with_ai(ai: drama_ai::AiProviders) -> Self {
+        let (ports, store, jobs) =
+            Ports::memory(Arc::new(drama_assets::MemoryStore::default()), ai);
         let app = App::new(ports);
         let (alice, alice_key) = user_with_key(&store, &[]).await;
         let (bob, bob_key) = user_with_key(&store, &[]).await;
@@ -102,4 +105,33 @@ pub async fn send(
 
 pub fn bearer(key: &str) -> (&'static str, String) {
     ("Authorization", format!("Bearer {key}"))
+}
+
+/// The offline image model, except that it refuses every prompt containing `word` (as a
+/// provider's moderation would).
+pub struct Refusing {
+    pub inner: drama_ai::OfflineProvider,
+    pub word: &'static str,
+}
+
+#[async_trait::async_trait]
+impl drama_ai::ImageModel for Refusing {
+    fn model(&self) -> drama_ai::ModelInfo {
+        drama_ai::ImageModel::model(&self.inner)
+    }
+    fn max_references(&self) -> usize {
+        self.inner.max_references()
+    }
+    async fn generate_image(
+        &self,
+        request: &drama_ai::ImageRequest,
+    ) -> Result<drama_ai::Generated<drama_ai::GeneratedImage>, drama_ai::AiError> {
+        if request.prompt.contains(self.word) {
+            return Err(drama_ai::AiError::Refused {
+                provider: drama_ai::Provider::Offline,
+                reason: format!("the prompt mentions {}", self.word),
+            });
+        }
+        self.inner.generate_image(request).await
+    }
 }

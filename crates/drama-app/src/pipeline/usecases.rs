@@ -512,14 +512,7 @@ impl App {
             .map(|a| a.id.clone())
             .ok_or_else(|| AppError::not_found(Entity::Asset, character))?;
         let started = self.generate(caller, id, Scope::Asset(asset), true).await?;
-        self.wait_for(caller, started.job_id)
-            .await
-            .map_err(|e| match e {
-                AppError::GenerationFailed(m) => {
-                    AppError::GenerationFailed(format!("Image generation failed: {m}"))
-                }
-                other => other,
-            })?;
+        self.wait_for(caller, started.job_id).await?;
         Ok(self.store.get_complete(caller.user, id).await?)
     }
 

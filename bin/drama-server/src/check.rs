@@ -1,4 +1,4 @@
-//! `migrate` and `check`: the database as an operator sees it.
+//! `migrate` and `check`: the database, the bucket and the providers as an operator sees them.
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -86,16 +86,73 @@ pub(crate) async fn migrate(settings: &Settings) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The database, the bucket and the providers, as `serve` would use them.
 pub(crate) async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
     let pool = connect(&settings.database).await?;
     let report = drama_postgres::schema_report(&pool).await?;
     let mut out = std::io::stdout().lock();
     print_report(&mut out, &settings.database.redacted_url(), &report)?;
-    Ok(if report.is_healthy() {
+    // A store that cannot even be opened (a bad setting) is a failed check, not an error.
+    let assets_ok = match drama_assets::open_store(&settings.assets).await {
+        Ok(store) => {
+            let assets = store.check().await;
+            write!(out, "{assets}")?;
+            assets.ok()
+        }
+        Err(e) => {
+            writeln!(out, "assets: FAILED: {e}")?;
+            false
+        }
+    };
+    let ai_ok = match drama_ai::AiProviders::from_settings(&settings.ai) {
+        Ok(ai) => {
+            print_providers(&mut out, &ai)?;
+            true
+        }
+        Err(e) => {
+            writeln!(out, "AI providers: FAILED: {e}")?;
+            false
+        }
+    };
+    Ok(if report.is_healthy() && assets_ok && ai_ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Which provider serves each kind of call (configured, not called: calls cost money).
+fn print_providers(
+    out: &mut impl std::io::Write,
+    ai: &drama_ai::AiProviders,
+) -> std::io::Result<()> {
+    let scripts = if ai.offline_scripts() {
+        "offline (no GEMINI_API_KEY or OPENAI_API_KEY)".to_owned()
+    } else {
+        match ai.script_model(None) {
+            Ok(m) => {
+                let info = m.model();
+                format!("{} {}", info.provider.as_str(), info.model)
+            }
+            Err(e) => format!("FAILED: {e}"),
+        }
+    };
+    let images = ai.image_model().model();
+    let videos = ai.video_model().model();
+    writeln!(out, "AI providers (configured; not called):")?;
+    writeln!(out, "  scripts: {scripts}")?;
+    writeln!(
+        out,
+        "  images:  {} {}",
+        images.provider.as_str(),
+        images.model
+    )?;
+    writeln!(
+        out,
+        "  videos:  {} {}",
+        videos.provider.as_str(),
+        videos.model
+    )
 }
 
 fn print_report(

@@ -209,6 +209,7 @@ pub(crate) async fn serve(settings: Settings, args: ServeArgs) -> anyhow::Result
     }
     let tasks = background(&app, &settings);
     let state = ApiState::new(app.clone(), settings.http.clone());
+    let cors = settings.http.clone();
     let http_workers = match settings.server.http_workers {
         0 => std::thread::available_parallelism().map_or(2, usize::from),
         n => n,
@@ -218,6 +219,7 @@ pub(crate) async fn serve(settings: Settings, args: ServeArgs) -> anyhow::Result
     let server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .wrap(from_fn(drama_api::middleware::request_context))
+            .wrap(drama_api::middleware::cors(&cors))
             .configure(drama_api::configure(state.clone()))
     })
     .workers(http_workers)

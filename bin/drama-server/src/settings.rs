@@ -132,6 +132,7 @@ const PLAIN_VARIABLES: &[(&str, &str)] = &[
     ("SUPABASE_URL", "http.auth.supabase_url"),
     ("RATE_LIMIT_PER_SECOND", "http.rate_per_second"),
     ("RATE_LIMIT_BURST", "http.rate_burst"),
+    ("CORS_ALLOWED_ORIGINS", "http.cors_origins"),
     ("WORKER_CONCURRENCY", "worker.concurrency"),
     ("VIDEO_CONCURRENCY", "worker.video_limit"),
     ("IMAGE_CONCURRENCY", "worker.image_limit"),

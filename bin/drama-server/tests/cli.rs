@@ -6,9 +6,11 @@ use std::process::{Command, Output};
 use drama_testkit::pg::ScratchDb;
 
 fn drama_server(args: &[&str], database_url: &str) -> Output {
+    let assets = std::env::temp_dir().join(format!("drama-cli-assets-{}", std::process::id()));
     Command::new(env!("CARGO_BIN_EXE_drama-server"))
         .args(args)
         .env_clear()
+        .env("ASSETS_DIR", assets)
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("DATABASE_URL", database_url)
         .env("ENVIRONMENT", "production")
@@ -51,6 +53,27 @@ async fn migrate_then_check_reports_a_healthy_schema() {
         "{out}"
     );
     assert!(out.contains("status: healthy"), "{out}");
+    assert!(out.contains("assets (local"), "{out}");
+    assert!(out.contains("scripts: offline"), "{out}");
+    assert!(out.contains("videos:  offline"), "{out}");
+
+    // A bucket that cannot be reached fails the check, and says which one.
+    let unreachable = Command::new(env!("CARGO_BIN_EXE_drama-server"))
+        .arg("check")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", db.url())
+        .env("ENVIRONMENT", "production")
+        .env("RUST_LOG", "warn")
+        .env("R2_ENDPOINT_URL", "http://127.0.0.1:1")
+        .env("R2_BUCKET", "nowhere")
+        .env("R2_ACCESS_KEY_ID", "id")
+        .env("R2_SECRET_ACCESS_KEY", "secret")
+        .output()
+        .unwrap();
+    let out = text(&unreachable);
+    assert!(!unreachable.status.success(), "{out}");
+    assert!(out.contains("nowhere") && out.contains("FAILED"), "{out}");
 
     let again = drama_server(&["migrate"], &db.url());
     assert!(again.status.success());

@@ -293,6 +293,30 @@ async fn follow_over_websocket(url: String, key: String, job: String) -> Vec<Val
     events
 }
 
+/// Versions seen by [`follow_drama_versions`] (read after its task is aborted).
+static VERSIONS: std::sync::Mutex<Vec<i64>> = std::sync::Mutex::new(Vec::new());
+
+/// Reads `GET /dramas/{id}/events` and records every version it announces.
+async fn follow_drama_versions(http: reqwest::Client, url: String, key: String) {
+    let response = http.get(url).bearer_auth(key).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.bytes_stream();
+    let mut pending = String::new();
+    while let Some(chunk) = body.next().await {
+        pending.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        while let Some(end) = pending.find("\n\n") {
+            let frame: String = pending.drain(..end + 2).collect();
+            if let Some(data) = frame.lines().find_map(|l| l.strip_prefix("data: ")) {
+                let data: Value = serde_json::from_str(data).unwrap();
+                VERSIONS
+                    .lock()
+                    .unwrap()
+                    .push(data["version"].as_i64().unwrap());
+            }
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_worker_killed_mid_render_loses_and_duplicates_nothing() {
     let d = Deployment::start().await;
@@ -327,6 +351,12 @@ async fn a_worker_killed_mid_render_loses_and_duplicates_nothing() {
         .await;
     assert_eq!(written["status"], "completed", "{written}");
 
+    // Follow the drama itself: every asset a worker process writes bumps its version.
+    let versions = tokio::spawn(follow_drama_versions(
+        d.http.clone(),
+        d.url("/dramas/oven/events"),
+        key.clone(),
+    ));
     let (status, started) = d
         .call(reqwest::Method::POST, "/dramas/oven/generate", &key, None)
         .await;
@@ -510,6 +540,31 @@ async fn a_worker_killed_mid_render_loses_and_duplicates_nothing() {
         &events[events.len().saturating_sub(5)..],
         d.logs_of(&[&server])
     );
+
+    // The API process told its follower about the versions the workers wrote, in order, up
+    // to the final one.
+    versions.abort();
+    let seen = match versions.await {
+        Err(e) if e.is_cancelled() => VERSIONS.lock().unwrap().clone(),
+        other => panic!("the drama stream ended early: {other:?}"),
+    };
+    let (_, latest) = d
+        .call(reqwest::Method::GET, "/dramas/oven", &key, None)
+        .await;
+    let final_version: i64 =
+        sqlx::query_scalar("select version from public.dramas where id = 'oven'")
+            .fetch_one(&d.pool)
+            .await
+            .unwrap();
+    assert!(latest["title"].is_string());
+    assert!(
+        seen.len() > urls.len() / 2,
+        "{} versions for {} assets",
+        seen.len(),
+        urls.len()
+    );
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+    assert_eq!(seen.last().copied(), Some(final_version), "{seen:?}");
 
     drop(second_worker);
     drop(server);

@@ -139,3 +139,34 @@ pub async fn request_context(
     }
     Ok(response)
 }
+
+/// The cross-origin policy of `settings.cors_origins`. Wrap it outermost, so preflights are
+/// answered before authentication and every answer, errors included, carries its headers.
+/// Any method and header is allowed; clients can read the request id, the drama version
+/// (`ETag`), `Retry-After` and redirects.
+pub fn cors(settings: &crate::HttpSettings) -> actix_cors::Cors {
+    let policy = actix_cors::Cors::default()
+        .allow_any_method()
+        .allow_any_header()
+        .expose_headers([
+            REQUEST_ID,
+            actix_web::http::header::ETAG,
+            actix_web::http::header::RETRY_AFTER,
+            actix_web::http::header::LOCATION,
+        ])
+        .max_age(3600);
+    let origins = settings.cors_origins.trim();
+    if origins == "*" {
+        // Credentials are allowed as the old server allowed them; the origin is echoed (a
+        // wildcard may not be combined with credentials). The API uses no cookies, so no
+        // ambient authority comes with them.
+        return policy.allow_any_origin().supports_credentials();
+    }
+    origins
+        .split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .fold(policy.supports_credentials(), |p, origin| {
+            p.allowed_origin(origin)
+        })
+}

@@ -28,6 +28,9 @@ pub struct HttpSettings {
     /// Longest a non-streaming request may take before it fails with 503.
     #[serde(with = "seconds")]
     pub request_timeout: Duration,
+    /// Browser origins allowed to call the API: `*` (any, as the old server allowed), a
+    /// comma-separated list of origins, or empty for none.
+    pub cors_origins: String,
     /// Authentication.
     pub auth: AuthSettings,
 }
@@ -40,6 +43,7 @@ impl Default for HttpSettings {
             rate_per_second: 50,
             rate_burst: 100,
             request_timeout: Duration::from_secs(30),
+            cors_origins: "*".to_owned(),
             auth: AuthSettings::default(),
         }
     }

@@ -25,6 +25,20 @@ impl App {
         Ok(self.store.get_complete(caller.owner(owner), id).await?)
     }
 
+    /// Notices of every drama change from now on (any owner: callers filter by
+    /// [`App::may_follow`]). One subscription per process is enough; the API fans it out.
+    ///
+    /// # Errors
+    /// `Unavailable`.
+    pub async fn drama_changes(&self) -> Result<drama_dal::DramaChangeStream, AppError> {
+        Ok(self.store.drama_changes().await?)
+    }
+
+    /// Whether `caller` may see a change notice (their own dramas; a service caller, all).
+    pub fn may_follow(caller: &Caller, change: &drama_dal::DramaChange) -> bool {
+        caller.service || change.owner == caller.user
+    }
+
     /// A page of summaries, newest first.
     ///
     /// # Errors

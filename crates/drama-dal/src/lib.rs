@@ -16,6 +16,7 @@ pub use legacy::{LegacyImportRepository, MemoryLegacyImports};
 pub use memory::MemoryStore;
 pub use page::{Cursor, MAX_PAGE_SIZE, Page, PageRequest};
 pub use repos::{
-    ApiKeyRepository, AssetObject, CreatedApiKey, DEFAULT_TOKENS, DramaRepository, NewUser,
-    OrphanRepository, Store, StoredApiKey, StoredDrama, UserRepository, Version,
+    ApiKeyRepository, AssetObject, CreatedApiKey, DEFAULT_TOKENS, DramaChange, DramaChangeStream,
+    DramaFeed, DramaRepository, NewUser, OrphanRepository, Store, StoredApiKey, StoredDrama,
+    UserRepository, Version,
 };

@@ -10,14 +10,16 @@ use drama_domain::{
     Drama, DramaId, DramaPatch, DramaSummary, EpisodeId, EpisodePatch, SceneId, ScenePatch, User,
     UserId,
 };
+use futures::StreamExt as _;
+use futures::channel::mpsc::{UnboundedSender, unbounded};
 use uuid::Uuid;
 
 use crate::api_key;
 use crate::error::{Entity, RepoError};
 use crate::page::{Cursor, Page, PageRequest};
 use crate::repos::{
-    ApiKeyRepository, AssetObject, CreatedApiKey, DramaRepository, NewUser, OrphanRepository,
-    StoredApiKey, StoredDrama, UserRepository, Version,
+    ApiKeyRepository, AssetObject, CreatedApiKey, DramaChange, DramaChangeStream, DramaFeed,
+    DramaRepository, NewUser, OrphanRepository, StoredApiKey, StoredDrama, UserRepository, Version,
 };
 
 #[derive(Default)]
@@ -29,6 +31,8 @@ struct State {
     /// Orphaned storage keys with the tick they were recorded at.
     orphans: HashMap<String, DateTime<Utc>>,
     last_tick: Option<DateTime<Utc>>,
+    /// Followers of drama changes (closed ones are dropped on the next change).
+    followers: Vec<UnboundedSender<DramaChange>>,
 }
 
 impl State {
@@ -43,6 +47,17 @@ impl State {
         };
         self.last_tick = Some(next);
         next
+    }
+
+    fn announce(&mut self, stored: &StoredDrama, deleted: bool) {
+        let change = DramaChange {
+            drama_id: stored.drama.id.clone(),
+            owner: stored.owner,
+            version: stored.version,
+            deleted,
+        };
+        self.followers
+            .retain(|f| f.unbounded_send(change.clone()).is_ok());
     }
 
     fn orphan(&mut self, key: String) {
@@ -84,7 +99,9 @@ impl State {
         stored.drama = drama;
         stored.version += 1;
         stored.updated_at = now;
-        Ok(stored.clone())
+        let stored = stored.clone();
+        self.announce(&stored, false);
+        Ok(stored)
     }
 }
 
@@ -216,6 +233,7 @@ impl DramaRepository for MemoryStore {
             updated_at: now,
         };
         s.dramas.insert(drama.id.clone(), stored.clone());
+        s.announce(&stored, false);
         Ok(stored)
     }
 
@@ -442,7 +460,9 @@ impl DramaRepository for MemoryStore {
     async fn delete(&self, owner: UserId, id: &DramaId) -> Result<Vec<String>, RepoError> {
         let mut s = self.lock();
         s.owned(owner, id)?;
-        s.dramas.remove(id);
+        if let Some(gone) = s.dramas.remove(id) {
+            s.announce(&gone, true);
+        }
         let mut keys: Vec<String> = s
             .objects
             .remove(id)
@@ -734,5 +754,14 @@ impl OrphanRepository for MemoryStore {
             s.orphans.remove(key);
         }
         Ok(keys)
+    }
+}
+
+#[async_trait]
+impl DramaFeed for MemoryStore {
+    async fn drama_changes(&self) -> Result<DramaChangeStream, RepoError> {
+        let (tx, rx) = unbounded();
+        self.lock().followers.push(tx);
+        Ok(rx.boxed())
     }
 }

@@ -367,7 +367,41 @@ pub trait OrphanRepository: Send + Sync {
     ) -> Result<Vec<String>, RepoError>;
 }
 
-/// Every repository at once: what the server wires and the conformance suite exercises.
-pub trait Store: DramaRepository + UserRepository + ApiKeyRepository + OrphanRepository {}
+/// A drama was created, changed (its version grew) or deleted, by any process.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DramaChange {
+    /// Which drama.
+    pub drama_id: DramaId,
+    /// Its owner (subscribers show a change only to its owner).
+    pub owner: UserId,
+    /// The version after the change (the last one, for a deletion).
+    pub version: Version,
+    /// Whether the drama is gone.
+    pub deleted: bool,
+}
 
-impl<T: DramaRepository + UserRepository + ApiKeyRepository + OrphanRepository> Store for T {}
+/// Notices of drama changes, from now on, in commit order per drama.
+pub type DramaChangeStream = futures::stream::BoxStream<'static, DramaChange>;
+
+/// Notices of changes to dramas, so clients can follow a drama live.
+#[async_trait]
+pub trait DramaFeed: Send + Sync {
+    /// Every change committed after the call, by this process or any other sharing the
+    /// store. A notice says only which version is current; a subscriber that falls behind
+    /// re-reads the drama rather than replaying notices.
+    ///
+    /// # Errors
+    /// `Unavailable` when the store cannot be listened to.
+    async fn drama_changes(&self) -> Result<DramaChangeStream, RepoError>;
+}
+
+/// Every repository at once: what the server wires and the conformance suite exercises.
+pub trait Store:
+    DramaRepository + UserRepository + ApiKeyRepository + OrphanRepository + DramaFeed
+{
+}
+
+impl<T: DramaRepository + UserRepository + ApiKeyRepository + OrphanRepository + DramaFeed> Store
+    for T
+{
+}

@@ -457,6 +457,41 @@ pub trait JobStore: Send + Sync + 'static {
         filter: &RunFilter,
     ) -> impl Future<Output = Result<Vec<JobView>, JobError>> + Send;
 
+    /// Every node of the newest `runs_per_subject` runs of each subject (only `owner`'s when
+    /// given): each run's root first, then its groups and tasks in creation order. For pages of
+    /// entities that show their jobs; a store answers it in one query, whatever the number of
+    /// subjects (this default, in one query per run).
+    ///
+    /// # Errors
+    /// [`JobError::Unavailable`].
+    fn nodes_of_subjects(
+        &self,
+        subjects: &[String],
+        owner: Option<Uuid>,
+        runs_per_subject: usize,
+    ) -> impl Future<Output = Result<Vec<JobView>, JobError>> + Send {
+        async move {
+            let mut nodes = Vec::new();
+            for subject in subjects {
+                let runs = self
+                    .list_runs(&RunFilter {
+                        owner,
+                        subject: Some(subject.clone()),
+                        active_only: false,
+                        limit: runs_per_subject,
+                    })
+                    .await?;
+                for run in runs {
+                    match self.run_tree(run.run_id).await? {
+                        Some(tree) => nodes.extend(tree.nodes),
+                        None => nodes.push(run),
+                    }
+                }
+            }
+            Ok(nodes)
+        }
+    }
+
     /// Deletes up to `max_runs` runs that settled before `settled_before`, with their nodes,
     /// edges and events.
     ///

@@ -4,6 +4,7 @@ mod api_keys;
 mod cache;
 mod dramas;
 mod error;
+mod feed;
 mod generation;
 mod health;
 pub mod jobs;

@@ -18,11 +18,12 @@ use std::sync::Arc;
 
 use chrono::{Duration, Utc};
 use drama_dal::api_key::{self, KeyRejected};
-use drama_dal::{AssetObject, Cursor, Entity, NewUser, PageRequest, RepoError, Store};
+use drama_dal::{AssetObject, Cursor, DramaChange, Entity, NewUser, PageRequest, RepoError, Store};
 use drama_domain::{
     AssetId, AssetOwner, AssetPatch, CharacterId, CharacterPatch, Drama, DramaId, DramaPatch,
     EpisodeId, EpisodePatch, SceneId, ScenePatch, UserId,
 };
+use futures::StreamExt as _;
 use serde_json::json;
 
 use crate::builders::{drama, drama_json, fixture_drama, small_drama};
@@ -48,6 +49,7 @@ macro_rules! for_each_scenario {
         $m!(api_keys_store_only_hashes_and_refuse_revoked_and_expired);
         $m!(asset_objects_follow_their_assets);
         $m!(dropped_objects_become_orphans_claimed_once);
+        $m!(changes_are_announced_to_followers);
     };
 }
 
@@ -1091,5 +1093,63 @@ pub async fn dropped_objects_become_orphans_claimed_once(store: Arc<dyn Store>) 
             .await
             .unwrap(),
         ["k/young"]
+    );
+}
+
+/// Creation, every committed change and deletion are announced once each, in order, with the
+/// version they produced; a refused write announces nothing.
+pub async fn changes_are_announced_to_followers(store: Arc<dyn Store>) {
+    let alice = user(&*store).await;
+    let mut changes = store.drama_changes().await.unwrap();
+    let d = small_drama("followed");
+    store.create(alice, &d).await.unwrap();
+    let mut edited = d.clone();
+    edited.title = "Edited".into();
+    store.save_complete(alice, &edited, None).await.unwrap();
+    assert!(
+        store.save_complete(alice, &edited, Some(1)).await.is_err(),
+        "a stale write is refused"
+    );
+    store
+        .patch_drama(
+            alice,
+            &d.id,
+            &DramaPatch::from_json(br#"{"title": "Patched"}"#).unwrap(),
+            None,
+        )
+        .await
+        .unwrap();
+    store.delete(alice, &d.id).await.unwrap();
+    // A later drama's notice fences the stream: whatever was announced about the first one
+    // arrived before it.
+    let fence = small_drama("fence");
+    store.create(alice, &fence).await.unwrap();
+    let mut seen = Vec::new();
+    loop {
+        let change = tokio::time::timeout(std::time::Duration::from_secs(10), changes.next())
+            .await
+            .expect("a notice within 10 s")
+            .expect("the feed stays open");
+        if change.drama_id == fence.id {
+            break;
+        }
+        if change.drama_id == d.id {
+            seen.push(change);
+        }
+    }
+    let notice = |version, deleted| DramaChange {
+        drama_id: d.id.clone(),
+        owner: alice,
+        version,
+        deleted,
+    };
+    assert_eq!(
+        seen,
+        [
+            notice(1, false),
+            notice(2, false),
+            notice(3, false),
+            notice(3, true)
+        ]
     );
 }

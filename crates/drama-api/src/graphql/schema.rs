@@ -58,6 +58,13 @@ fn page_limit(limit: i32) -> FieldResult<u32> {
 #[derive(Clone)]
 pub struct Drama(Arc<StoredDrama>);
 
+impl Drama {
+    /// The GraphQL view of a stored drama.
+    pub(crate) fn new(stored: StoredDrama) -> Self {
+        Self(Arc::new(stored))
+    }
+}
+
 /// A character of a drama.
 pub struct Character {
     drama: Arc<StoredDrama>,

@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use drama_app::pipeline::wire_status;
+use drama_app::{App, AppError};
+use drama_dal::{DramaChange, Entity};
+use drama_domain::DramaId;
 use drama_jobs::{EventId, JobId};
 use futures::Stream;
 use juniper::{FieldError, ScalarValue, Variables, graphql_object, graphql_subscription};
@@ -16,6 +19,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::context::Ctx;
 use super::error::{GqlError, bad_input};
+use super::schema::Drama;
 use crate::state::ApiState;
 
 /// One step of a job's progress.
@@ -64,6 +68,45 @@ impl JobEvent {
 
 type JobEventStream = Pin<Box<dyn Stream<Item = Result<JobEvent, FieldError>> + Send>>;
 
+/// A drama's new state: which version is current, or that it is gone.
+pub struct DramaChanged {
+    drama_id: DramaId,
+    version: i64,
+    deleted: bool,
+}
+
+#[graphql_object(context = Ctx)]
+impl DramaChanged {
+    /// The drama.
+    fn drama_id(&self) -> &str {
+        self.drama_id.as_str()
+    }
+    /// Its version now (its last one, when deleted).
+    fn version(&self) -> i32 {
+        i32::try_from(self.version).unwrap_or(i32::MAX)
+    }
+    /// Whether it was deleted (the last event of the subscription).
+    fn deleted(&self) -> bool {
+        self.deleted
+    }
+    /// The drama as it is when this field is resolved; null once deleted.
+    async fn drama(&self, ctx: &Ctx) -> Result<Option<Drama>, GqlError> {
+        if self.deleted {
+            return Ok(None);
+        }
+        match ctx.app.get_drama(&ctx.caller, None, &self.drama_id).await {
+            Ok(stored) => {
+                ctx.jobs.want([stored.drama.id.clone()]);
+                Ok(Some(Drama::new(stored)))
+            }
+            Err(AppError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(GqlError(e)),
+        }
+    }
+}
+
+type DramaChangedStream = Pin<Box<dyn Stream<Item = Result<DramaChanged, FieldError>> + Send>>;
+
 /// Appends every logged event after `last` to `batch`, advancing `last`.
 async fn drain(
     app: &drama_app::App,
@@ -90,6 +133,66 @@ pub struct Subscription;
 
 #[graphql_subscription(context = Ctx)]
 impl Subscription {
+    /// A drama's current version at once, then every change to it, from any process, until
+    /// it is deleted. Select `drama { … }` to receive its content with each change.
+    async fn drama_changed(ctx: &Ctx, id: String) -> Result<DramaChangedStream, FieldError> {
+        let not_found = || {
+            juniper::IntoFieldError::into_field_error(GqlError(AppError::not_found(
+                Entity::Drama,
+                &id,
+            )))
+        };
+        let drama_id: DramaId = id.parse().map_err(|_| not_found())?;
+        let (app, caller) = (ctx.app.clone(), ctx.caller);
+        // Listen first, then read: a change between the two is seen, not lost.
+        let mut changes = ctx.realtime.drama_changes(&app).await;
+        let current = app
+            .get_drama(&caller, None, &drama_id)
+            .await
+            .map_err(|e| juniper::IntoFieldError::into_field_error(GqlError(e)))?;
+        let stream = async_stream::stream! {
+            let mut last = current.version;
+            yield Ok(DramaChanged { drama_id: drama_id.clone(), version: last, deleted: false });
+            loop {
+                let change = match changes.recv().await {
+                    Ok(c) if c.drama_id == drama_id && App::may_follow(&caller, &c) => c,
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(_)) => {
+                        // Notices were dropped: the stored drama says where it is now.
+                        match app.get_drama(&caller, None, &drama_id).await {
+                            Ok(now) => DramaChange {
+                                drama_id: drama_id.clone(),
+                                owner: now.owner,
+                                version: now.version,
+                                deleted: false,
+                            },
+                            Err(AppError::NotFound { .. }) => DramaChange {
+                                drama_id: drama_id.clone(),
+                                owner: caller.user,
+                                version: last,
+                                deleted: true,
+                            },
+                            Err(e) => {
+                                yield Err(juniper::IntoFieldError::into_field_error(GqlError(e)));
+                                return;
+                            }
+                        }
+                    }
+                    Err(RecvError::Closed) => return,
+                };
+                if change.deleted {
+                    yield Ok(DramaChanged { drama_id: drama_id.clone(), version: change.version, deleted: true });
+                    return;
+                }
+                if change.version > last {
+                    last = change.version;
+                    yield Ok(DramaChanged { drama_id: drama_id.clone(), version: last, deleted: false });
+                }
+            }
+        };
+        Ok(Box::pin(stream))
+    }
+
     /// The events of a job (a run or any node of one) after `after`, then live until it
     /// settles. Progress made by workers in any process arrives here.
     async fn job_progress(

@@ -1,13 +1,15 @@
-//! `GET /jobs/{id}/events`: a run's (or subtree's) events as Server-Sent Events. Replays
-//! from `Last-Event-ID` (or `?after=`), then follows live until the run settles.
+//! Server-Sent Events. `GET /jobs/{id}/events`: a run's (or subtree's) events, replayed from
+//! `Last-Event-ID` (or `?after=`), then live until the run settles. `GET /dramas/{id}/events`:
+//! the drama's current version, then each new one, until it is deleted.
 
 use std::time::{Duration, Instant};
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
-use drama_app::AppError;
 use drama_app::pipeline::wire_status;
+use drama_app::{App, AppError};
+use drama_domain::DramaId;
 use drama_jobs::{Event, EventId, JobView};
 use serde::Deserialize;
 use serde_json::json;
@@ -133,6 +135,75 @@ pub(crate) async fn events(
             if last_sent.elapsed() >= KEEPALIVE {
                 last_sent = Instant::now();
                 yield Ok(Bytes::from_static(b": keep-alive\n\n"));
+            }
+        }
+    };
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "text/event-stream"))
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(stream))
+}
+
+fn version_frame(kind: &str, drama: &DramaId, version: i64) -> Bytes {
+    Bytes::from(format!(
+        "id: {version}\nevent: {kind}\ndata: {}\n\n",
+        json!({"dramaId": drama, "version": version, "deleted": kind == "deleted"})
+    ))
+}
+
+/// `GET /dramas/{id}/events`: `current` with the version now, `changed` with each newer
+/// version (written by any process), `deleted` last. A client that reconnects re-reads the
+/// drama if the `current` version differs from what it has.
+pub(crate) async fn drama_events(
+    state: web::Data<ApiState>,
+    Auth(caller): Auth,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = super::drama_id(&path)?;
+    let app = state.app().clone();
+    // Listen first, then read: a change between the two is seen, not lost.
+    let mut changes = state.realtime.drama_changes(&app).await;
+    let current = app.get_drama(&caller, None, &id).await?;
+    let stream = async_stream::stream! {
+        let mut last = current.version;
+        yield Ok::<Bytes, actix_web::Error>(version_frame("current", &id, last));
+        loop {
+            let next = tokio::time::timeout(KEEPALIVE, changes.recv()).await;
+            let change = match next {
+                Err(_) => {
+                    yield Ok(Bytes::from_static(b": keep-alive\n\n"));
+                    continue;
+                }
+                Ok(Ok(c)) if c.drama_id == id && App::may_follow(&caller, &c) => c,
+                Ok(Ok(_)) => continue,
+                Ok(Err(RecvError::Lagged(_))) => {
+                    // Notices were dropped: the stored drama says where it is now.
+                    match app.get_drama(&caller, None, &id).await {
+                        Ok(now) if now.version > last => {
+                            last = now.version;
+                            yield Ok(version_frame("changed", &id, last));
+                        }
+                        Ok(_) => {}
+                        Err(AppError::NotFound { .. }) => {
+                            yield Ok(version_frame("deleted", &id, last));
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "reading a followed drama failed");
+                        }
+                    }
+                    continue;
+                }
+                Ok(Err(RecvError::Closed)) => return,
+            };
+            if change.deleted {
+                yield Ok(version_frame("deleted", &id, change.version));
+                return;
+            }
+            if change.version > last {
+                last = change.version;
+                yield Ok(version_frame("changed", &id, last));
             }
         }
     };

@@ -18,7 +18,11 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
         .route("/jobs/{job}", web::get().to(job))
         .route("/jobs/{job}/cancel", web::post().to(cancel))
         .route("/jobs/{job}/resume", web::post().to(resume))
-        .route("/jobs/{job}/events", web::get().to(super::events::events));
+        .route("/jobs/{job}/events", web::get().to(super::events::events))
+        .route(
+            "/dramas/{d}/events",
+            web::get().to(super::events::drama_events),
+        );
 }
 
 pub(crate) fn job_id(raw: &str) -> Result<JobId, ApiError> {

@@ -509,3 +509,88 @@ async fn a_refused_synchronous_generation_says_why_in_the_old_shapes() {
     );
     worker.shutdown().await;
 }
+
+#[actix_web::test]
+async fn a_drama_can_be_followed_until_it_is_deleted() {
+    let h = Harness::new().await;
+    let svc = h.service(Harness::settings()).await;
+    let k = &h.alice_key;
+    send(
+        &svc,
+        TestRequest::post()
+            .uri("/dramas")
+            .insert_header(bearer(k))
+            .set_json(json!({"drama": drama_testkit::builders::drama_json("live", 1, 1, 1)})),
+    )
+    .await;
+    // Someone else's drama cannot be followed.
+    let (status, _, _) = send(
+        &svc,
+        TestRequest::get()
+            .uri("/dramas/live/events")
+            .insert_header(bearer(&h.bob_key)),
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    let response = actix_web::test::call_service(
+        &svc,
+        TestRequest::get()
+            .uri("/dramas/live/events")
+            .insert_header(bearer(k))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    // Two edits (one of them on a scene) and the deletion, made after the stream opened.
+    for (uri, body) in [
+        ("/dramas/live", json!({"title": "Live v2"})),
+        (
+            "/dramas/live/episodes/e0/scenes/e0-s0",
+            json!({"description": "Rewritten"}),
+        ),
+    ] {
+        let (status, _, body) = send(
+            &svc,
+            TestRequest::patch()
+                .uri(uri)
+                .insert_header(bearer(k))
+                .set_json(body),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, _, _) = send(
+        &svc,
+        TestRequest::delete()
+            .uri("/dramas/live")
+            .insert_header(bearer(k)),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let text = String::from_utf8(actix_web::test::read_body(response).await.to_vec()).unwrap();
+    let events: Vec<(&str, serde_json::Value)> = text
+        .split("\n\n")
+        .filter(|f| f.contains("event: "))
+        .map(|f| {
+            let kind = f.lines().find_map(|l| l.strip_prefix("event: ")).unwrap();
+            let data = f.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+            (kind, serde_json::from_str(data).unwrap())
+        })
+        .collect();
+    let kinds: Vec<(&str, i64)> = events
+        .iter()
+        .map(|(k, d)| (*k, d["version"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("current", 1),
+            ("changed", 2),
+            ("changed", 3),
+            ("deleted", 3)
+        ],
+        "{text}"
+    );
+    assert_eq!(events[0].1["dramaId"], "live");
+}

@@ -6,5 +6,7 @@ mod graphql;
 mod jobs;
 mod library;
 mod openapi;
+mod postgres;
 mod rest;
 mod support;
+mod websocket;

@@ -603,3 +603,75 @@ async fn callers_over_their_rate_get_429_with_retry_after() {
     .await;
     assert_eq!(status, 200);
 }
+
+#[actix_web::test]
+async fn browsers_may_call_from_any_origin_unless_configured_otherwise() {
+    let h = Harness::new().await;
+    let svc = h.service(Harness::settings()).await;
+    // A preflight is answered before authentication.
+    let (status, headers, _) = send(
+        &svc,
+        TestRequest::default()
+            .method(actix_web::http::Method::OPTIONS)
+            .uri("/dramas")
+            .insert_header(("Origin", "https://viewer.example.com"))
+            .insert_header(("Access-Control-Request-Method", "POST"))
+            .insert_header((
+                "Access-Control-Request-Headers",
+                "authorization,content-type",
+            )),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        headers.get("access-control-allow-origin").unwrap(),
+        "https://viewer.example.com"
+    );
+    // Answers, errors included, carry the headers; the request id is readable.
+    let (status, headers, _) = send(
+        &svc,
+        TestRequest::get()
+            .uri("/dramas")
+            .insert_header(("Origin", "https://viewer.example.com")),
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        headers.get("access-control-allow-origin").unwrap(),
+        "https://viewer.example.com"
+    );
+    let exposed = headers
+        .get("access-control-expose-headers")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_lowercase();
+    assert!(
+        exposed.contains("x-request-id") && exposed.contains("etag"),
+        "{exposed}"
+    );
+
+    // Restricted to a list: another origin gets no permission.
+    let mut settings = Harness::settings();
+    settings.cors_origins = "https://app.example.com".to_owned();
+    let svc = h.service(settings).await;
+    let (_, headers, _) = send(
+        &svc,
+        TestRequest::get()
+            .uri("/health")
+            .insert_header(("Origin", "https://app.example.com")),
+    )
+    .await;
+    assert_eq!(
+        headers.get("access-control-allow-origin").unwrap(),
+        "https://app.example.com"
+    );
+    let (_, headers, _) = send(
+        &svc,
+        TestRequest::get()
+            .uri("/health")
+            .insert_header(("Origin", "https://elsewhere.example.com")),
+    )
+    .await;
+    assert!(headers.get("access-control-allow-origin").is_none());
+}

@@ -1,8 +1,9 @@
 use std::sync::Arc;
 
 use actix_http::Request;
-use actix_web::dev::{Service, ServiceResponse};
-use actix_web::middleware::from_fn;
+use actix_web::body::MessageBody;
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
+use actix_web::middleware::{Next, from_fn};
 use actix_web::test;
 use drama_api::{ApiState, HttpSettings};
 use drama_app::{App, Ports};
@@ -80,13 +81,60 @@ impl Harness {
         &self,
         settings: HttpSettings,
     ) -> impl Service<Request, Response = ServiceResponse, Error = actix_web::Error> + use<> {
+        let cors = settings.clone();
         let state = ApiState::new(self.app.clone(), settings);
         test::init_service(
             actix_web::App::new()
                 .wrap(from_fn(drama_api::middleware::request_context))
+                .wrap(drama_api::middleware::cors(&cors))
+                .wrap(from_fn(boxed))
                 .configure(drama_api::configure(state)),
         )
         .await
+    }
+}
+
+/// Gives every response one body type, so tests can name the service's type.
+async fn boxed(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse, actix_web::Error> {
+    Ok(next.call(req).await?.map_into_boxed_body())
+}
+
+/// The API on a real loopback socket (for WebSocket clients); stopped when dropped.
+pub struct Listening {
+    pub base: String,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        let handle = self.handle.clone();
+        actix_web::rt::spawn(async move { handle.stop(false).await });
+    }
+}
+
+impl Harness {
+    /// Serves the API on 127.0.0.1 (one HTTP worker) inside the current actix system.
+    pub fn listen(&self, settings: HttpSettings) -> Listening {
+        let cors = settings.clone();
+        let state = ApiState::new(self.app.clone(), settings);
+        let server = actix_web::HttpServer::new(move || {
+            actix_web::App::new()
+                .wrap(from_fn(drama_api::middleware::request_context))
+                .wrap(drama_api::middleware::cors(&cors))
+                .configure(drama_api::configure(state.clone()))
+        })
+        .workers(1)
+        .disable_signals()
+        .bind(("127.0.0.1", 0))
+        .unwrap();
+        let base = format!("127.0.0.1:{}", server.addrs()[0].port());
+        let running = server.run();
+        let handle = running.handle();
+        actix_web::rt::spawn(running);
+        Listening { base, handle }
     }
 }
 

@@ -41,6 +41,13 @@ pub trait JobsPort: Send + Sync {
     ) -> Result<Vec<Event>, JobError>;
     /// Runs, newest first.
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<JobView>, JobError>;
+    /// Every node of the newest runs of each subject (one query on PostgreSQL).
+    async fn nodes_of_subjects(
+        &self,
+        subjects: &[String],
+        owner: Option<uuid::Uuid>,
+        runs_per_subject: usize,
+    ) -> Result<Vec<JobView>, JobError>;
     /// Cancels a run or a subtree.
     async fn cancel(&self, id: JobId, reason: &str) -> Result<CancelReport, JobError>;
     /// Re-queues what failed, was skipped or was cancelled.
@@ -79,6 +86,16 @@ impl<S: JobStore> JobsPort for EngineJobs<S> {
     }
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<JobView>, JobError> {
         self.0.list_runs(filter).await
+    }
+    async fn nodes_of_subjects(
+        &self,
+        subjects: &[String],
+        owner: Option<uuid::Uuid>,
+        runs_per_subject: usize,
+    ) -> Result<Vec<JobView>, JobError> {
+        self.0
+            .nodes_of_subjects(subjects, owner, runs_per_subject)
+            .await
     }
     async fn cancel(&self, id: JobId, reason: &str) -> Result<CancelReport, JobError> {
         self.0.cancel(id, reason).await

@@ -10,8 +10,8 @@ use drama_assets::{Category, MediaType, Scope as KeyScope, keys};
 use drama_dal::{Entity, GenerationError, RepoError, StoredDrama};
 use drama_domain::{AssetKind, CharacterId, DomainError, DramaId, EpisodeId, JobStatus, UserId};
 use drama_jobs::{
-    CoarseStatus, Event, EventId, Graph, JobError, JobId, JobView, NodeSpec, RunFilter, RunSpec,
-    RunTree,
+    CoarseStatus, Event, EventId, Graph, JobError, JobId, JobView, NodeSpec, NodeType, RunFilter,
+    RunId, RunSpec, RunTree,
 };
 use rand::Rng as _;
 use rand::distr::Alphanumeric;
@@ -665,17 +665,26 @@ impl App {
         caller: &Caller,
         dramas: &[DramaId],
     ) -> Result<HashMap<DramaId, Vec<JobView>>, AppError> {
-        let mut out = HashMap::new();
-        for d in dramas {
-            let runs = self.jobs_of_drama(caller, d, false).await?;
-            let mut all = Vec::new();
-            for run in runs {
-                match self.jobs.run_tree(run.id).await.map_err(job_error)? {
-                    Some(tree) => all.extend(tree.nodes),
-                    None => all.push(run),
-                }
+        let mut out: HashMap<DramaId, Vec<JobView>> =
+            dramas.iter().map(|d| (d.clone(), Vec::new())).collect();
+        let subjects: Vec<String> = dramas.iter().map(ToString::to_string).collect();
+        let nodes = self
+            .jobs
+            .nodes_of_subjects(&subjects, Some(caller.user.0), 100)
+            .await
+            .map_err(job_error)?;
+        // Only a run's root names its subject; its nodes follow it.
+        let mut drama_of_run: HashMap<RunId, DramaId> = HashMap::new();
+        for node in nodes {
+            if node.node_type == NodeType::Run
+                && let Some(subject) = node.subject.as_deref()
+                && let Ok(drama) = DramaId::parse(subject)
+            {
+                drama_of_run.insert(node.run_id, drama);
             }
-            out.insert(d.clone(), all);
+            if let Some(list) = drama_of_run.get(&node.run_id).and_then(|d| out.get_mut(d)) {
+                list.push(node);
+            }
         }
         Ok(out)
     }

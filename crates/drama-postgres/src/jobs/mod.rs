@@ -33,6 +33,7 @@ use serde_json::Value;
 use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, PgPool};
 use tracing::warn;
+use uuid::Uuid;
 
 use error::Error;
 
@@ -312,6 +313,20 @@ impl JobStore for PgJobStore {
 
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<JobView>, JobError> {
         on_conn!(self, |conn| query::list_runs(conn, filter))
+    }
+
+    async fn nodes_of_subjects(
+        &self,
+        subjects: &[String],
+        owner: Option<Uuid>,
+        runs_per_subject: usize,
+    ) -> Result<Vec<JobView>, JobError> {
+        on_conn!(self, |conn| query::nodes_of_subjects(
+            conn,
+            subjects,
+            owner,
+            runs_per_subject
+        ))
     }
 
     #[tracing::instrument(skip_all)]

@@ -265,6 +265,44 @@ pub(super) async fn list_runs(
     rows.iter().map(|r| view_from_row(r, None)).collect()
 }
 
+pub(super) async fn nodes_of_subjects(
+    conn: &mut PgConnection,
+    subjects: &[String],
+    owner: Option<Uuid>,
+    runs_per_subject: usize,
+) -> Result<Vec<JobView>, Error> {
+    if subjects.is_empty() {
+        return Ok(Vec::new());
+    }
+    let per_subject = i64::try_from(runs_per_subject.max(1)).unwrap_or(i64::MAX);
+    // The newest runs of each subject through the subject index (a lateral limit per
+    // subject), then all their nodes through the run index; dependency keys per task.
+    let sql = format!(
+        "select {VIEW_COLUMNS}, {DEPENDENCY_KEYS} \
+         from unnest($1::text[]) as s(subject) \
+         cross join lateral ( \
+           select r.id from public.jobs r \
+           where r.node_type = 'run' and r.subject = s.subject \
+             and ($2::uuid is null or r.owner_id = $2) \
+           order by r.id desc limit $3) runs \
+         join public.jobs j on j.run_id = runs.id \
+         left join public.job_groups g on g.id = j.id \
+         order by s.subject, j.run_id desc, j.id"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(subjects)
+        .bind(owner)
+        .bind(per_subject)
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let dependencies: Vec<String> = r.try_get("dependencies")?;
+            view_from_row(r, Some(dependencies))
+        })
+        .collect()
+}
+
 pub(super) async fn prune(
     conn: &mut PgConnection,
     settled_before: DateTime<Utc>,

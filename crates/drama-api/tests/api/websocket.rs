@@ -1,0 +1,187 @@
+//! GraphQL subscriptions over a real WebSocket (graphql-transport-ws): a drama followed
+//! through edits to its deletion, and the credentials and errors of the protocol.
+
+use std::time::Duration;
+
+use futures::{SinkExt as _, StreamExt as _};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+
+use crate::support::{Harness, Listening};
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(server: &Listening) -> Socket {
+    let mut request = format!("ws://{}/subscriptions", server.base)
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    tokio_tungstenite::connect_async(request).await.unwrap().0
+}
+
+async fn send(ws: &mut Socket, message: Value) {
+    ws.send(Message::Text(message.to_string().into()))
+        .await
+        .unwrap();
+}
+
+/// The next protocol message other than keep-alives; `None` when the server closed.
+async fn next(ws: &mut Socket) -> Option<Value> {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a message within 10 s")?
+            .unwrap();
+        match message {
+            Message::Text(text) => {
+                let value: Value = serde_json::from_str(&text).unwrap();
+                if value["type"] != "pong" && value["type"] != "ping" {
+                    return Some(value);
+                }
+            }
+            Message::Close(frame) => {
+                return Some(
+                    json!({"type": "close", "reason": frame.map(|f| f.reason.to_string())}),
+                );
+            }
+            _ => {}
+        }
+    }
+}
+
+async fn http(
+    server: &Listening,
+    method: reqwest::Method,
+    path: &str,
+    key: &str,
+    body: Value,
+) -> u16 {
+    reqwest::Client::new()
+        .request(method, format!("http://{}{path}", server.base))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[actix_web::test]
+async fn a_drama_is_followed_through_its_edits_to_its_deletion() {
+    let h = Harness::new().await;
+    let server = h.listen(Harness::settings());
+    let k = h.alice_key.clone();
+    let created = http(
+        &server,
+        reqwest::Method::POST,
+        "/dramas",
+        &k,
+        json!({"drama": drama_testkit::builders::drama_json("ws", 1, 1, 1)}),
+    )
+    .await;
+    assert_eq!(created, 201);
+
+    let mut ws = connect(&server).await;
+    send(
+        &mut ws,
+        json!({"type": "connection_init", "payload": {"authorization": format!("Bearer {k}")}}),
+    )
+    .await;
+    assert_eq!(next(&mut ws).await.unwrap()["type"], "connection_ack");
+    send(
+        &mut ws,
+        json!({"id": "d", "type": "subscribe", "payload": {
+            "query": r#"subscription { dramaChanged(id: "ws") { dramaId version deleted drama { title } } }"#
+        }}),
+    )
+    .await;
+    let first = next(&mut ws).await.unwrap();
+    assert_eq!(first["type"], "next", "{first}");
+    let current = &first["payload"]["data"]["dramaChanged"];
+    assert_eq!(current["deleted"], false);
+    let start = current["version"].as_i64().unwrap();
+    assert_eq!(current["drama"]["title"], "Drama ws");
+
+    assert_eq!(
+        http(
+            &server,
+            reqwest::Method::PATCH,
+            "/dramas/ws",
+            &k,
+            json!({"title": "Renamed"})
+        )
+        .await,
+        200
+    );
+    let changed = next(&mut ws).await.unwrap();
+    let changed = &changed["payload"]["data"]["dramaChanged"];
+    assert_eq!(changed["version"].as_i64().unwrap(), start + 1, "{changed}");
+    assert_eq!(changed["drama"]["title"], "Renamed");
+
+    assert_eq!(
+        http(
+            &server,
+            reqwest::Method::DELETE,
+            "/dramas/ws",
+            &k,
+            json!({})
+        )
+        .await,
+        200
+    );
+    let gone = next(&mut ws).await.unwrap();
+    let gone = &gone["payload"]["data"]["dramaChanged"];
+    assert_eq!(gone["deleted"], true, "{gone}");
+    assert!(gone["drama"].is_null());
+    assert_eq!(next(&mut ws).await.unwrap()["type"], "complete");
+}
+
+#[actix_web::test]
+async fn subscriptions_need_credentials_and_an_own_drama() {
+    let h = Harness::new().await;
+    let server = h.listen(Harness::settings());
+    let created = http(
+        &server,
+        reqwest::Method::POST,
+        "/dramas",
+        &h.alice_key,
+        json!({"drama": drama_testkit::builders::drama_json("mine", 1, 1, 1)}),
+    )
+    .await;
+    assert_eq!(created, 201);
+
+    // No credentials: the connection is refused in the protocol's way.
+    let mut ws = connect(&server).await;
+    send(&mut ws, json!({"type": "connection_init", "payload": {}})).await;
+    let refused = next(&mut ws).await.unwrap();
+    assert_eq!(refused["type"], "close", "{refused}");
+
+    // Bob cannot follow Alice's drama: the subscription answers NOT_FOUND.
+    let mut ws = connect(&server).await;
+    send(
+        &mut ws,
+        json!({"type": "connection_init", "payload": {"x-api-key": h.bob_key}}),
+    )
+    .await;
+    assert_eq!(next(&mut ws).await.unwrap()["type"], "connection_ack");
+    send(
+        &mut ws,
+        json!({"id": "x", "type": "subscribe", "payload": {
+            "query": r#"subscription { dramaChanged(id: "mine") { version } }"#
+        }}),
+    )
+    .await;
+    let answer = next(&mut ws).await.unwrap();
+    let errors = if answer["type"] == "error" {
+        answer["payload"].clone()
+    } else {
+        answer["payload"]["errors"].clone()
+    };
+    assert_eq!(errors[0]["extensions"]["code"], "NOT_FOUND", "{answer}");
+}

@@ -5,103 +5,19 @@
 //! upserted with `jsonb_to_recordset`, then one statement for everything that is gone), so an
 //! import costs a constant number of statements whatever the size of the drama.
 
-use std::collections::HashMap;
-
 use async_trait::async_trait;
 use drama_dal::legacy::{
     DramaState, ImportRecord, ImportWrite, LegacyImport, LegacyImportRepository, RecordedImport,
 };
 use drama_dal::{Entity, RepoError, Version};
-use drama_domain::{AssetOwner, Drama, DramaId, UserId};
+use drama_domain::{DramaId, UserId};
 use serde_json::{Value, json};
 use sqlx::{PgConnection, Row as _};
 use uuid::Uuid;
 
 use crate::PgStore;
+use crate::dramas::write_children;
 use crate::error::{db, map_err};
-
-/// The rows of each child table as JSON arrays, and the ids that stay.
-struct Children {
-    characters: Value,
-    episodes: Value,
-    scenes: Value,
-    assets: Value,
-    character_ids: Vec<String>,
-    episode_ids: Vec<String>,
-    scene_ids: Vec<String>,
-    asset_ids: Vec<String>,
-}
-
-fn children(d: &Drama) -> Children {
-    let characters = d
-        .characters
-        .iter()
-        .enumerate()
-        .map(|(position, c)| {
-            json!({"id": c.id, "position": position, "name": c.name,
-                   "description": c.description, "gender": c.gender,
-                   "voice_description": c.voice_description, "main": c.main, "url": c.url,
-                   "premise_url": c.premise_url, "metadata": c.metadata})
-        })
-        .collect();
-    let episodes = d
-        .episodes
-        .iter()
-        .enumerate()
-        .map(|(position, e)| {
-            json!({"id": e.id, "position": position, "title": e.title,
-                   "description": e.description, "premise": e.premise, "url": e.url,
-                   "metadata": e.metadata})
-        })
-        .collect();
-    let scenes = d
-        .episodes
-        .iter()
-        .flat_map(|e| {
-            e.scenes.iter().enumerate().map(move |(position, s)| {
-                json!({"id": s.id, "episode_id": e.id, "position": position,
-                       "description": s.description, "image_url": s.image_url,
-                       "video_url": s.video_url, "metadata": s.metadata})
-            })
-        })
-        .collect();
-    let mut next_position: HashMap<AssetOwner, usize> = HashMap::new();
-    let assets = d
-        .assets_with_owner()
-        .map(|(owner, a)| {
-            let slot = next_position.entry(owner.clone()).or_default();
-            let position = *slot;
-            *slot += 1;
-            let (character_id, episode_id, scene_id) = match &owner {
-                AssetOwner::Drama => (None, None, None),
-                AssetOwner::Character(c) => (Some(c.as_str()), None, None),
-                AssetOwner::Episode(e) => (None, Some(e.as_str()), None),
-                AssetOwner::Scene(s) => (None, None, Some(s.as_str())),
-            };
-            json!({"id": a.id, "character_id": character_id, "episode_id": episode_id,
-                   "scene_id": scene_id, "position": position, "kind": a.kind,
-                   "depends_on": a.depends_on, "prompt": a.prompt, "duration": a.duration,
-                   "url": a.url, "metadata": a.metadata})
-        })
-        .collect();
-    Children {
-        characters: Value::Array(characters),
-        episodes: Value::Array(episodes),
-        scenes: Value::Array(scenes),
-        assets: Value::Array(assets),
-        character_ids: d.characters.iter().map(|c| c.id.to_string()).collect(),
-        episode_ids: d.episodes.iter().map(|e| e.id.to_string()).collect(),
-        scene_ids: d
-            .episodes
-            .iter()
-            .flat_map(|e| e.scenes.iter().map(|s| s.id.to_string()))
-            .collect(),
-        asset_ids: d
-            .assets_with_owner()
-            .map(|(_, a)| a.id.to_string())
-            .collect(),
-    }
-}
 
 const INSERT_DRAMA: &str = "\
 insert into public.dramas (id, owner_id, title, description, premise, url, metadata, \
@@ -120,75 +36,6 @@ const LOCK_DRAMA: &str =
 
 const BUMP_VERSION: &str =
     "update public.dramas set version = version + 1 where id = $1 returning version";
-
-const UPSERT_CHARACTERS: &str = "\
-insert into public.characters as t (drama_id, id, position, name, description, gender, \
-    voice_description, main, url, premise_url, metadata) \
-select $1, x.id, x.position, x.name, x.description, x.gender, x.voice_description, x.main, \
-    x.url, x.premise_url, x.metadata \
-from jsonb_to_recordset($2) as x(id text, position int, name text, description text, \
-    gender text, voice_description text, main boolean, url text, premise_url text, metadata jsonb) \
-on conflict (drama_id, id) do update set position = excluded.position, name = excluded.name, \
-    description = excluded.description, gender = excluded.gender, \
-    voice_description = excluded.voice_description, main = excluded.main, url = excluded.url, \
-    premise_url = excluded.premise_url, metadata = excluded.metadata \
-where (t.position, t.name, t.description, t.gender, t.voice_description, t.main, t.url, \
-       t.premise_url, t.metadata) is distinct from \
-      (excluded.position, excluded.name, excluded.description, excluded.gender, \
-       excluded.voice_description, excluded.main, excluded.url, excluded.premise_url, \
-       excluded.metadata)";
-
-const UPSERT_EPISODES: &str = "\
-insert into public.episodes as t (drama_id, id, position, title, description, premise, url, \
-    metadata) \
-select $1, x.id, x.position, x.title, x.description, x.premise, x.url, x.metadata \
-from jsonb_to_recordset($2) as x(id text, position int, title text, description text, \
-    premise text, url text, metadata jsonb) \
-on conflict (drama_id, id) do update set position = excluded.position, title = excluded.title, \
-    description = excluded.description, premise = excluded.premise, url = excluded.url, \
-    metadata = excluded.metadata \
-where (t.position, t.title, t.description, t.premise, t.url, t.metadata) is distinct from \
-      (excluded.position, excluded.title, excluded.description, excluded.premise, excluded.url, \
-       excluded.metadata)";
-
-const UPSERT_SCENES: &str = "\
-insert into public.scenes as t (drama_id, id, episode_id, position, description, image_url, \
-    video_url, metadata) \
-select $1, x.id, x.episode_id, x.position, x.description, x.image_url, x.video_url, x.metadata \
-from jsonb_to_recordset($2) as x(id text, episode_id text, position int, description text, \
-    image_url text, video_url text, metadata jsonb) \
-on conflict (drama_id, id) do update set episode_id = excluded.episode_id, \
-    position = excluded.position, description = excluded.description, \
-    image_url = excluded.image_url, video_url = excluded.video_url, metadata = excluded.metadata \
-where (t.episode_id, t.position, t.description, t.image_url, t.video_url, t.metadata) \
-      is distinct from (excluded.episode_id, excluded.position, excluded.description, \
-      excluded.image_url, excluded.video_url, excluded.metadata)";
-
-const UPSERT_ASSETS: &str = "\
-insert into public.assets as t (drama_id, id, character_id, episode_id, scene_id, position, kind, \
-    depends_on, prompt, duration, url, metadata) \
-select $1, x.id, x.character_id, x.episode_id, x.scene_id, x.position, x.kind, \
-    array(select jsonb_array_elements_text(x.depends_on)), x.prompt, x.duration, x.url, x.metadata \
-from jsonb_to_recordset($2) as x(id text, character_id text, episode_id text, scene_id text, \
-    position int, kind text, depends_on jsonb, prompt text, duration int, url text, metadata jsonb) \
-on conflict (drama_id, id) do update set character_id = excluded.character_id, \
-    episode_id = excluded.episode_id, scene_id = excluded.scene_id, position = excluded.position, \
-    kind = excluded.kind, depends_on = excluded.depends_on, prompt = excluded.prompt, \
-    duration = excluded.duration, url = excluded.url, metadata = excluded.metadata \
-where (t.character_id, t.episode_id, t.scene_id, t.position, t.kind, t.depends_on, t.prompt, \
-       t.duration, t.url, t.metadata) is distinct from \
-      (excluded.character_id, excluded.episode_id, excluded.scene_id, excluded.position, \
-       excluded.kind, excluded.depends_on, excluded.prompt, excluded.duration, excluded.url, \
-       excluded.metadata)";
-
-/// Deepest first, so that a child moved to another parent survives.
-const DELETE_GONE: &str = "\
-with gone_assets as (delete from public.assets where drama_id = $1 and not (id = any($2)) returning 1), \
-     gone_scenes as (delete from public.scenes where drama_id = $1 and not (id = any($3)) returning 1), \
-     gone_episodes as (delete from public.episodes where drama_id = $1 and not (id = any($4)) returning 1), \
-     gone_characters as (delete from public.characters where drama_id = $1 and not (id = any($5)) returning 1) \
-select (select count(*) from gone_assets) + (select count(*) from gone_scenes) \
-     + (select count(*) from gone_episodes) + (select count(*) from gone_characters)";
 
 /// Sets the object columns of the named assets where they differ; counts the assets named,
 /// those that exist and those changed.
@@ -225,40 +72,6 @@ select r.source_key, r.source_hash, r.drama_id, r.owner_id, r.drama_version, r.i
 from public.legacy_imports r left join public.dramas d on d.id = r.drama_id \
 where starts_with(r.source_key, $1) \
 order by r.source_key";
-
-async fn write_tree(
-    conn: &mut PgConnection,
-    drama: &Drama,
-    delete_gone: bool,
-) -> Result<(), RepoError> {
-    let rows = children(drama);
-    let id = drama.id.as_str();
-    for (sql, rows) in [
-        (UPSERT_CHARACTERS, &rows.characters),
-        (UPSERT_EPISODES, &rows.episodes),
-        (UPSERT_SCENES, &rows.scenes),
-        (UPSERT_ASSETS, &rows.assets),
-    ] {
-        sqlx::query(sql)
-            .bind(id)
-            .bind(rows)
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| map_err(e, Entity::Drama, id))?;
-    }
-    if delete_gone {
-        sqlx::query(DELETE_GONE)
-            .bind(id)
-            .bind(&rows.asset_ids)
-            .bind(&rows.scene_ids)
-            .bind(&rows.episode_ids)
-            .bind(&rows.character_ids)
-            .execute(&mut *conn)
-            .await
-            .map_err(db)?;
-    }
-    Ok(())
-}
 
 /// Why a guarded write of the owner's drama touched nothing.
 async fn not_written(
@@ -441,8 +254,8 @@ impl LegacyImportRepository for PgStore {
         let mut tx = self.pool.begin().await.map_err(db)?;
         let mut version = write_drama_row(&mut tx, import).await?;
         match import.write {
-            ImportWrite::Create { .. } => write_tree(&mut tx, &import.drama, false).await?,
-            ImportWrite::Replace { .. } => write_tree(&mut tx, &import.drama, true).await?,
+            ImportWrite::Create { .. } => write_children(&mut tx, &import.drama, false).await?,
+            ImportWrite::Replace { .. } => write_children(&mut tx, &import.drama, true).await?,
             ImportWrite::Keep { .. } => {}
         }
         let changed = attach_objects(&mut tx, import).await?;

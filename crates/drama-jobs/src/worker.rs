@@ -709,11 +709,18 @@ async fn completer<S: JobStore>(shared: Arc<Shared<S>>, mut rx: mpsc::UnboundedR
 async fn heartbeats<S: JobStore>(shared: Arc<Shared<S>>) {
     let mut tick = tokio::time::interval(shared.config.heartbeat_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Notifications for runs this worker holds arrive with every transaction of those runs;
+    // checking for cancellations a few times a second is enough.
+    let min_gap = Duration::from_millis(250).min(shared.config.heartbeat_interval);
+    let mut last = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            () = shared.poke.notified() => {}
+            () = shared.poke.notified() => {
+                tokio::time::sleep_until(last + min_gap).await;
+            }
         }
+        last = tokio::time::Instant::now();
         let worker = shared.worker_id();
         match shared
             .store

@@ -218,9 +218,14 @@ impl Children {
 
 async fn wait_all_done(pool: &PgPool) {
     loop {
+        // Through the engine's partial indexes: a sequential scan here would cost milliseconds
+        // per poll on the same two cores and count as engine time. The `waiting` scan runs only
+        // once nothing is ready or running.
         let busy: bool = sqlx::query_scalar(
-            "select exists (select 1 from jobs where state = 'ready') \
-                 or exists (select 1 from jobs where state = 'running') \
+            "select (select id from jobs where state = 'ready' \
+                     order by priority desc, rank desc, id limit 1) is not null \
+                 or (select id from jobs where state = 'running' \
+                     order by lease_owner, resource_class limit 1) is not null \
                  or exists (select 1 from jobs where state = 'waiting')",
         )
         .fetch_one(pool)

@@ -274,13 +274,18 @@ select now() as now,
                               * c.per_minute / 60.0 < 1)) as full_classes";
 
 /// Locks the runs of the best runnable tasks, skipping runs other transactions hold.
+///
+/// The ready index is read in its order and filtered outside (`offset 0` keeps the filter out
+/// of the scan): a generic plan cannot know how selective the kind and class filters are, and
+/// with the filters inside it would sort every ready task instead of stopping at the limit.
 const PICK_RUNS: &str = "\
 select GROUP_COLUMNS from public.job_groups g join public.jobs j on j.id = g.id
 where g.id = any(array(
-  select t.run_id from public.jobs t
-  where t.state = 'ready' and t.run_after <= now() and t.kind = any($1)
-    and t.resource_class <> all($3)
-  order by t.priority desc, t.rank desc, t.id limit $2))
+  select s.run_id from (
+    select t.run_id, t.run_after, t.kind, t.resource_class from public.jobs t
+    where t.state = 'ready' order by t.priority desc, t.rank desc, t.id offset 0) s
+  where s.run_after <= now() and s.kind = any($1) and s.resource_class <> all($3)
+  limit $2))
 order by g.id";
 
 const CANDIDATES: &str = "\
@@ -307,6 +312,15 @@ select TASK_COLUMNS, j.payload, j.checkpoint, j.resource_class, j.parent_id, j.o
   j.subject, exists (select 1 from public.job_edges e where e.job_id = j.id) as has_deps
 from cand join public.jobs j on j.id = cand.id
 order by cand.priority desc, cand.rank desc, cand.id limit $6";
+
+/// [`CANDIDATES`] when no class is limited (the common case): one index range per run, and a
+/// statement that plans in a fraction of the time of the one with per-class caps.
+const CANDIDATES_UNLIMITED: &str = "\
+select TASK_COLUMNS, j.payload, j.checkpoint, j.resource_class, j.parent_id, j.owner_id,
+  j.subject, exists (select 1 from public.job_edges e where e.job_id = j.id) as has_deps
+from public.jobs j
+where j.run_id = any($1) and j.state = 'ready' and j.run_after <= now() and j.kind = any($2)
+order by j.priority desc, j.rank desc, j.id limit $3";
 
 struct ClassState {
     name: String,
@@ -400,21 +414,31 @@ pub(super) async fn claim(
             });
         }
     }
-    let sql = CANDIDATES.replace("TASK_COLUMNS", TASK_COLUMNS);
-    let candidate_rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(&runs)
-        .bind(&request.kinds)
-        .bind(classes.iter().map(|c| c.name.clone()).collect::<Vec<_>>())
-        .bind(classes.iter().map(|c| c.max_running).collect::<Vec<_>>())
-        .bind(
-            classes
-                .iter()
-                .map(|c| c.tokens.floor().clamp(0.0, f64::from(i32::MAX)) as i32)
-                .collect::<Vec<_>>(),
-        )
-        .bind(limit)
-        .fetch_all(&mut *conn)
-        .await?;
+    let candidate_rows = if classes.is_empty() {
+        let sql = CANDIDATES_UNLIMITED.replace("TASK_COLUMNS", TASK_COLUMNS);
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&runs)
+            .bind(&request.kinds)
+            .bind(limit)
+            .fetch_all(&mut *conn)
+            .await?
+    } else {
+        let sql = CANDIDATES.replace("TASK_COLUMNS", TASK_COLUMNS);
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&runs)
+            .bind(&request.kinds)
+            .bind(classes.iter().map(|c| c.name.clone()).collect::<Vec<_>>())
+            .bind(classes.iter().map(|c| c.max_running).collect::<Vec<_>>())
+            .bind(
+                classes
+                    .iter()
+                    .map(|c| c.tokens.floor().clamp(0.0, f64::from(i32::MAX)) as i32)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(limit)
+            .fetch_all(&mut *conn)
+            .await?
+    };
     let run_ids: Vec<RunId> = runs.iter().map(|r| JobId(*r)).collect();
     let mut order = Vec::with_capacity(candidate_rows.len());
     let mut extras: HashMap<JobId, Candidate> = HashMap::new();

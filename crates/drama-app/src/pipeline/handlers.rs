@@ -101,69 +101,58 @@ impl App {
     /// Every handler of the pipeline, ready for a worker.
     pub fn registry(&self) -> Registry {
         let mut registry = Registry::new();
-        let opts = |minutes: u64| HandlerOptions {
+        let image = [kind::PORTRAIT, kind::STORYBOARD, kind::COVER];
+        self.handle(&mut registry, &image, 10, |app, ctx| async move {
+            app.run_image(ctx).await
+        });
+        self.handle(
+            &mut registry,
+            &[kind::CLIP, kind::AUDITION],
+            45,
+            |app, ctx| async move { app.run_video(ctx).await },
+        );
+        self.handle(&mut registry, &[kind::STITCH], 15, |app, ctx| async move {
+            app.run_stitch(ctx).await
+        });
+        self.handle(
+            &mut registry,
+            &[kind::WRITE_SCENES],
+            10,
+            |app, ctx| async move { app.run_scenes(ctx).await },
+        );
+        self.handle(
+            &mut registry,
+            &[kind::WRITE_DRAMA],
+            10,
+            |app, ctx| async move { app.run_write_drama(ctx).await },
+        );
+        self.handle(
+            &mut registry,
+            &[kind::CRITIQUE_DRAMA],
+            10,
+            |app, ctx| async move { app.run_critique(ctx).await },
+        );
+        registry
+    }
+
+    /// Registers `run` for `kinds`, each attempt cut off after `minutes`.
+    fn handle<F, Fut>(&self, registry: &mut Registry, kinds: &[&str], minutes: u64, run: F)
+    where
+        F: Fn(App, JobContext) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Outcome> + Send + 'static,
+    {
+        let options = HandlerOptions {
             timeout: Some(Duration::from_secs(minutes * 60)),
             ..HandlerOptions::default()
         };
-        for k in [kind::PORTRAIT, kind::STORYBOARD, kind::COVER] {
-            let app = self.clone();
+        for kind in kinds {
+            let (app, run) = (self.clone(), run.clone());
             registry.register_with(
-                k,
-                move |ctx: JobContext| {
-                    let app = app.clone();
-                    async move { app.run_image(ctx).await }
-                },
-                opts(10),
+                *kind,
+                move |ctx: JobContext| run(app.clone(), ctx),
+                options.clone(),
             );
         }
-        for k in [kind::CLIP, kind::AUDITION] {
-            let app = self.clone();
-            registry.register_with(
-                k,
-                move |ctx: JobContext| {
-                    let app = app.clone();
-                    async move { app.run_video(ctx).await }
-                },
-                opts(45),
-            );
-        }
-        let app = self.clone();
-        registry.register_with(
-            kind::STITCH,
-            move |ctx: JobContext| {
-                let app = app.clone();
-                async move { app.run_stitch(ctx).await }
-            },
-            opts(15),
-        );
-        let app = self.clone();
-        registry.register_with(
-            kind::WRITE_SCENES,
-            move |ctx: JobContext| {
-                let app = app.clone();
-                async move { app.run_scenes(ctx).await }
-            },
-            opts(10),
-        );
-        let app = self.clone();
-        registry.register_with(
-            kind::WRITE_DRAMA,
-            move |ctx: JobContext| {
-                let app = app.clone();
-                async move { app.run_write_drama(ctx).await }
-            },
-            opts(10),
-        );
-        let app = self.clone();
-        registry.register_with(
-            kind::CRITIQUE_DRAMA,
-            move |ctx: JobContext| {
-                let app = app.clone();
-                async move { app.run_critique(ctx).await }
-            },
-            opts(10),
-        );
-        registry
     }
 
     /// Loads the reference objects of a task: their images and checksums, in order.

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::generate::{accepted, premise_fields};
-use super::{drama_id, expected_version, json_body, with_etag};
+use super::{drama_id, json_body, patch_body, with_etag};
 use crate::error::ApiError;
 use crate::state::{ApiState, Auth};
 
@@ -217,9 +217,7 @@ async fn patch(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let id = drama_id(&path)?;
-    let body = json_body(&body)?;
-    let expected = expected_version(req.headers(), Some(&body))?;
-    let patch = DramaPatch::from_value(body).map_err(|e| ApiError::validation(&e, "body"))?;
+    let (patch, expected) = patch_body(req.headers(), &body, DramaPatch::from_value)?;
     let stored = state
         .app()
         .patch_drama(&caller, &id, &patch, expected)

@@ -70,6 +70,19 @@ pub(crate) fn expected_version(
 }
 
 /// Parses a JSON body, answering 400 when it is not JSON at all.
+/// A PATCH body read by `parse`, and the version the client expects (`If-Match` or the body's
+/// `version`).
+pub(crate) fn patch_body<P>(
+    headers: &HeaderMap,
+    bytes: &[u8],
+    parse: fn(Value) -> Result<P, DomainError>,
+) -> Result<(P, Option<Version>), ApiError> {
+    let body = json_body(bytes)?;
+    let expected = expected_version(headers, Some(&body))?;
+    let patch = parse(body).map_err(|e| ApiError::validation(&e, "body"))?;
+    Ok((patch, expected))
+}
+
 pub(crate) fn json_body(bytes: &[u8]) -> Result<Value, ApiError> {
     serde_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_request(format!("Invalid JSON body: {e}")))

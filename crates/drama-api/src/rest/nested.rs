@@ -8,7 +8,7 @@ use drama_domain::{
 };
 use serde_json::json;
 
-use super::{drama_id, expected_version, json_body, path_id, with_etag};
+use super::{drama_id, patch_body, path_id, with_etag};
 use crate::error::ApiError;
 use crate::state::{ApiState, Auth};
 
@@ -95,9 +95,7 @@ async fn patch_character(
 ) -> Result<HttpResponse, ApiError> {
     let (d, c) = path.into_inner();
     let (drama, character): (_, CharacterId) = (drama_id(&d)?, path_id(&c, Entity::Character)?);
-    let body = json_body(&body)?;
-    let expected = expected_version(req.headers(), Some(&body))?;
-    let patch = CharacterPatch::from_value(body).map_err(|e| ApiError::validation(&e, "body"))?;
+    let (patch, expected) = patch_body(req.headers(), &body, CharacterPatch::from_value)?;
     let stored = state
         .app()
         .patch_character(&caller, &drama, &character, &patch, expected)
@@ -144,9 +142,7 @@ async fn patch_episode(
 ) -> Result<HttpResponse, ApiError> {
     let (d, e) = path.into_inner();
     let (drama, episode): (_, EpisodeId) = (drama_id(&d)?, path_id(&e, Entity::Episode)?);
-    let body = json_body(&body)?;
-    let expected = expected_version(req.headers(), Some(&body))?;
-    let patch = EpisodePatch::from_value(body).map_err(|e| ApiError::validation(&e, "body"))?;
+    let (patch, expected) = patch_body(req.headers(), &body, EpisodePatch::from_value)?;
     let stored = state
         .app()
         .patch_episode(&caller, &drama, &episode, &patch, expected)
@@ -197,9 +193,7 @@ async fn patch_scene(
     let drama = drama_id(&d)?;
     let episode: EpisodeId = path_id(&e, Entity::Episode)?;
     let scene: SceneId = path_id(&s, Entity::Scene)?;
-    let body = json_body(&body)?;
-    let expected = expected_version(req.headers(), Some(&body))?;
-    let patch = ScenePatch::from_value(body).map_err(|e| ApiError::validation(&e, "body"))?;
+    let (patch, expected) = patch_body(req.headers(), &body, ScenePatch::from_value)?;
     let stored = state
         .app()
         .patch_scene(&caller, &drama, &episode, &scene, &patch, expected)
@@ -247,9 +241,7 @@ async fn patch_scene_asset(
     let _: EpisodeId = path_id(&e, Entity::Episode)?;
     let scene: SceneId = path_id(&s, Entity::Scene)?;
     let asset: AssetId = path_id(&a, Entity::Asset)?;
-    let body = json_body(&body)?;
-    let expected = expected_version(req.headers(), Some(&body))?;
-    let patch = AssetPatch::from_value(body).map_err(|e| ApiError::validation(&e, "body"))?;
+    let (patch, expected) = patch_body(req.headers(), &body, AssetPatch::from_value)?;
     // The scene must be in the episode of the path, as the read requires.
     let current = state.app().get_drama(&caller, None, &drama).await?;
     find_scene(&current.drama, &e, &s)?;

@@ -5,11 +5,10 @@ mod common;
 use std::time::Duration;
 
 use drama_ai::{
-    AiError, AiProviders, DramaRequest, ImageKind, ImageRequest, PROMPT_VERSION, Provider,
-    ReferenceImage,
+    AiError, AiProviders, ImageKind, ImageRequest, PROMPT_VERSION, Provider, ReferenceImage,
 };
 use drama_domain::{AssetKind, DramaId, EpisodeId};
-use serde_json::{Value, json};
+use serde_json::json;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -17,20 +16,6 @@ const PATH: &str = "/v1beta/models/gemini-3-pro-preview:generateContent";
 
 fn ok(text: &str) -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_json(common::gemini_answer(text, "STOP"))
-}
-
-async fn bodies(server: &MockServer) -> Vec<Value> {
-    server
-        .received_requests()
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.body_json::<Value>().unwrap())
-        .collect()
-}
-
-fn request(premise: &str) -> DramaRequest {
-    DramaRequest::new(DramaId::parse("d1").unwrap(), premise)
 }
 
 #[tokio::test]
@@ -45,7 +30,7 @@ async fn generates_a_drama_with_a_json_schema_and_the_premise_images() {
         .await;
     let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
     let model = providers.script_model(None).unwrap();
-    let mut req = request("A corgi runs a rocket company.");
+    let mut req = common::request("A corgi runs a rocket company.");
     req.references
         .push(ReferenceImage::new(common::png("ref"), "image/png"));
     let drama = model.generate_drama(&req).await.unwrap();
@@ -65,7 +50,7 @@ async fn generates_a_drama_with_a_json_schema_and_the_premise_images() {
     );
     assert_eq!(drama.usage.requests, 1);
 
-    let body = &bodies(&server).await[0];
+    let body = &common::bodies(&server).await[0];
     let config = &body["generationConfig"];
     assert_eq!(config["responseMimeType"], "application/json");
     assert_eq!(config["responseJsonSchema"]["additionalProperties"], false);
@@ -102,26 +87,12 @@ async fn generates_a_drama_with_a_json_schema_and_the_premise_images() {
 #[tokio::test]
 async fn rate_limit_is_retried_after_the_advertised_pause() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(PATH))
-        .respond_with(
-            ResponseTemplate::new(429)
-                .insert_header("retry-after", "1")
-                .set_body_json(json!({"error": {"code": 429, "message": "Resource exhausted", "status": "RESOURCE_EXHAUSTED"}})),
-        )
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path(PATH))
-        .respond_with(ok(&common::drama_json(2).to_string()))
-        .mount(&server)
-        .await;
-    let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
-    let drama = providers
-        .script_model(None)
-        .unwrap()
-        .generate_drama(&request("A heist."))
+    let answer = ResponseTemplate::new(429).insert_header("retry-after", "1").set_body_json(
+        json!({"error": {"code": 429, "message": "Resource exhausted", "status": "RESOURCE_EXHAUSTED"}}),
+    );
+    common::reply(&server, PATH, answer, Some(1)).await;
+    common::reply(&server, PATH, ok(&common::drama_json(2).to_string()), None).await;
+    let drama = common::generate_drama(&server, None, "A heist.")
         .await
         .unwrap();
     assert_eq!(drama.usage.requests, 2);
@@ -131,18 +102,20 @@ async fn rate_limit_is_retried_after_the_advertised_pause() {
 #[tokio::test]
 async fn rate_limit_without_retries_reports_retry_after() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(PATH))
-        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "7"))
-        .mount(&server)
-        .await;
+    common::reply(
+        &server,
+        PATH,
+        ResponseTemplate::new(429).insert_header("retry-after", "7"),
+        None,
+    )
+    .await;
     let mut settings = common::settings(&server);
     settings.max_retries = 0;
     let providers = AiProviders::from_settings(&settings).unwrap();
     let err = providers
         .script_model(None)
         .unwrap()
-        .generate_drama(&request("A heist."))
+        .generate_drama(&common::request("A heist."))
         .await
         .unwrap_err();
     assert_eq!(
@@ -159,26 +132,17 @@ async fn rate_limit_without_retries_reports_retry_after() {
 #[tokio::test]
 async fn server_error_then_success() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(PATH))
-        .respond_with(ResponseTemplate::new(500).set_body_json(
+    common::reply(
+        &server,
+        PATH,
+        ResponseTemplate::new(500).set_body_json(
             json!({"error": {"code": 500, "message": "internal", "status": "INTERNAL"}}),
-        ))
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path(PATH))
-        .respond_with(ok(&common::drama_json(2).to_string()))
-        .mount(&server)
-        .await;
-    let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
-    let drama = providers
-        .script_model(None)
-        .unwrap()
-        .generate_drama(&request("x"))
-        .await
-        .unwrap();
+        ),
+        Some(1),
+    )
+    .await;
+    common::reply(&server, PATH, ok(&common::drama_json(2).to_string()), None).await;
+    let drama = common::generate_drama(&server, None, "x").await.unwrap();
     assert_eq!(drama.output.episodes.len(), 2);
     assert_eq!(server.received_requests().await.unwrap().len(), 2);
 }
@@ -186,18 +150,16 @@ async fn server_error_then_success() {
 #[tokio::test]
 async fn persistent_server_errors_give_up_after_the_retries() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(PATH))
-        .respond_with(ResponseTemplate::new(503).set_body_json(
+    common::reply(
+        &server,
+        PATH,
+        ResponseTemplate::new(503).set_body_json(
             json!({"error": {"code": 503, "message": "overloaded", "status": "UNAVAILABLE"}}),
-        ))
-        .mount(&server)
-        .await;
-    let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
-    let err = providers
-        .script_model(None)
-        .unwrap()
-        .generate_drama(&request("x"))
+        ),
+        None,
+    )
+    .await;
+    let err = common::generate_drama(&server, None, "x")
         .await
         .unwrap_err();
     assert!(
@@ -214,11 +176,13 @@ async fn persistent_server_errors_give_up_after_the_retries() {
 #[tokio::test]
 async fn a_slow_answer_times_out() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(PATH))
-        .respond_with(ok(&common::drama_json(2).to_string()).set_delay(Duration::from_secs(3)))
-        .mount(&server)
-        .await;
+    common::reply(
+        &server,
+        PATH,
+        ok(&common::drama_json(2).to_string()).set_delay(Duration::from_secs(3)),
+        None,
+    )
+    .await;
     let mut settings = common::settings(&server);
     settings.text_timeout_secs = 1;
     settings.max_retries = 0;
@@ -226,7 +190,7 @@ async fn a_slow_answer_times_out() {
     let err = providers
         .script_model(None)
         .unwrap()
-        .generate_drama(&request("x"))
+        .generate_drama(&common::request("x"))
         .await
         .unwrap_err();
     assert_eq!(
@@ -242,16 +206,11 @@ async fn a_slow_answer_times_out() {
 #[tokio::test]
 async fn an_invalid_key_is_permanent_and_not_retried() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(PATH))
-        .respond_with(ResponseTemplate::new(403).set_body_json(json!({"error": {"code": 403, "message": "API key not valid. Please pass a valid API key.", "status": "PERMISSION_DENIED"}})))
-        .mount(&server)
-        .await;
-    let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
-    let err = providers
-        .script_model(None)
-        .unwrap()
-        .generate_drama(&request("x"))
+    let answer = ResponseTemplate::new(403).set_body_json(
+        json!({"error": {"code": 403, "message": "API key not valid. Please pass a valid API key.", "status": "PERMISSION_DENIED"}}),
+    );
+    common::reply(&server, PATH, answer, None).await;
+    let err = common::generate_drama(&server, None, "x")
         .await
         .unwrap_err();
     assert!(
@@ -267,18 +226,14 @@ async fn truncated_answers_are_never_half_parsed() {
     let server = MockServer::start().await;
     let full = common::drama_json(2).to_string();
     let cut = &full[..full.len() / 2];
-    Mock::given(method("POST"))
-        .and(path(PATH))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(common::gemini_answer(cut, "MAX_TOKENS")),
-        )
-        .mount(&server)
-        .await;
-    let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
-    let err = providers
-        .script_model(None)
-        .unwrap()
-        .generate_drama(&request("x"))
+    common::reply(
+        &server,
+        PATH,
+        ResponseTemplate::new(200).set_body_json(common::gemini_answer(cut, "MAX_TOKENS")),
+        None,
+    )
+    .await;
+    let err = common::generate_drama(&server, None, "x")
         .await
         .unwrap_err();
     assert_eq!(
@@ -289,7 +244,7 @@ async fn truncated_answers_are_never_half_parsed() {
         }
     );
     assert!(!err.is_retryable());
-    let bodies = bodies(&server).await;
+    let bodies = common::bodies(&server).await;
     assert_eq!(bodies.len(), 2, "one repair attempt");
     let repair = bodies[1]["contents"].as_array().unwrap().last().unwrap();
     assert_eq!(repair["role"], "user");
@@ -305,27 +260,16 @@ async fn truncated_answers_are_never_half_parsed() {
 async fn unbalanced_json_without_a_finish_reason_is_repaired() {
     let server = MockServer::start().await;
     let full = common::drama_json(2).to_string();
-    Mock::given(method("POST"))
-        .and(path(PATH))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(common::gemini_answer(&full[..full.len() - 40], "STOP")),
-        )
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path(PATH))
-        .respond_with(ok(&full))
-        .mount(&server)
-        .await;
-    let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
-    let drama = providers
-        .script_model(None)
-        .unwrap()
-        .generate_drama(&request("x"))
-        .await
-        .unwrap();
+    common::reply(
+        &server,
+        PATH,
+        ResponseTemplate::new(200)
+            .set_body_json(common::gemini_answer(&full[..full.len() - 40], "STOP")),
+        Some(1),
+    )
+    .await;
+    common::reply(&server, PATH, ok(&full), None).await;
+    let drama = common::generate_drama(&server, None, "x").await.unwrap();
     assert_eq!(drama.output.title, "The Corgi CEO");
     assert_eq!(drama.usage.requests, 2);
     assert_eq!(drama.usage.input_tokens, 240, "usage sums both calls");
@@ -341,22 +285,9 @@ async fn schema_violations_get_one_repair_that_names_them_then_fail() {
         common::character("char-mara", "Mara", true),
         common::character("char-mara", "Mara Two", false)
     ]);
-    Mock::given(method("POST"))
-        .and(path(PATH))
-        .respond_with(ok(&no_characters.to_string()))
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path(PATH))
-        .respond_with(ok(&duplicates.to_string()))
-        .mount(&server)
-        .await;
-    let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
-    let err = providers
-        .script_model(None)
-        .unwrap()
-        .generate_drama(&request("x"))
+    common::reply(&server, PATH, ok(&no_characters.to_string()), Some(1)).await;
+    common::reply(&server, PATH, ok(&duplicates.to_string()), None).await;
+    let err = common::generate_drama(&server, None, "x")
         .await
         .unwrap_err();
     let AiError::SchemaViolation { provider, problems } = &err else {
@@ -371,7 +302,7 @@ async fn schema_violations_get_one_repair_that_names_them_then_fail() {
     );
     assert!(!err.is_retryable());
 
-    let bodies = bodies(&server).await;
+    let bodies = common::bodies(&server).await;
     assert_eq!(bodies.len(), 2);
     let turns = bodies[1]["contents"].as_array().unwrap();
     assert_eq!(turns.len(), 3);
@@ -384,26 +315,19 @@ async fn schema_violations_get_one_repair_that_names_them_then_fail() {
 #[tokio::test]
 async fn the_episode_count_of_the_premise_is_enforced() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(PATH))
-        .respond_with(ok(&common::drama_json(3).to_string()))
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path(PATH))
-        .respond_with(ok(&common::drama_json(5).to_string()))
-        .mount(&server)
-        .await;
-    let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
-    let drama = providers
-        .script_model(None)
-        .unwrap()
-        .generate_drama(&request("A space opera in 5 episodes."))
+    common::reply(
+        &server,
+        PATH,
+        ok(&common::drama_json(3).to_string()),
+        Some(1),
+    )
+    .await;
+    common::reply(&server, PATH, ok(&common::drama_json(5).to_string()), None).await;
+    let drama = common::generate_drama(&server, None, "A space opera in 5 episodes.")
         .await
         .unwrap();
     assert_eq!(drama.output.episodes.len(), 5);
-    let bodies = bodies(&server).await;
+    let bodies = common::bodies(&server).await;
     assert!(
         bodies[0]["systemInstruction"]["parts"][0]["text"]
             .as_str()
@@ -422,19 +346,11 @@ async fn the_episode_count_of_the_premise_is_enforced() {
 #[tokio::test]
 async fn a_blocked_prompt_is_a_permanent_refusal() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(PATH))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "promptFeedback": {"blockReason": "PROHIBITED_CONTENT"},
-            "usageMetadata": {"promptTokenCount": 12, "totalTokenCount": 12}
-        })))
-        .mount(&server)
-        .await;
-    let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
-    let err = providers
-        .script_model(None)
-        .unwrap()
-        .generate_drama(&request("x"))
+    let answer = ResponseTemplate::new(200).set_body_json(
+        json!({ "promptFeedback": {"blockReason": "PROHIBITED_CONTENT"}, "usageMetadata": {"promptTokenCount": 12, "totalTokenCount": 12} }),
+    );
+    common::reply(&server, PATH, answer, None).await;
+    let err = common::generate_drama(&server, None, "x")
         .await
         .unwrap_err();
     assert!(
@@ -448,31 +364,33 @@ async fn a_blocked_prompt_is_a_permanent_refusal() {
 #[tokio::test]
 async fn writes_episode_scenes_with_one_storyboard_and_one_clip_each() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(PATH))
-        .respond_with(ok(&common::drama_json(2).to_string()))
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
+    common::reply(
+        &server,
+        PATH,
+        ok(&common::drama_json(2).to_string()),
+        Some(1),
+    )
+    .await;
     let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
     let model = providers
         .script_model(Some("gemini-3-pro-preview"))
         .unwrap();
-    let mut drama = model.generate_drama(&request("x")).await.unwrap().output;
+    let mut drama = model
+        .generate_drama(&common::request("x"))
+        .await
+        .unwrap()
+        .output;
     let mut bad = common::scenes_json("ep2");
     bad["scenes"][0]["storyboard"]["character_ids"] = json!(["char-nobody"]);
     bad["scenes"][1]["clip"]["duration"] = json!(12);
-    Mock::given(method("POST"))
-        .and(path(PATH))
-        .respond_with(ok(&bad.to_string()))
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path(PATH))
-        .respond_with(ok(&common::scenes_json("ep2").to_string()))
-        .mount(&server)
-        .await;
+    common::reply(&server, PATH, ok(&bad.to_string()), Some(1)).await;
+    common::reply(
+        &server,
+        PATH,
+        ok(&common::scenes_json("ep2").to_string()),
+        None,
+    )
+    .await;
 
     drama.episodes[0].scenes = drama_domain::Drama::from_value(json!({
         "id": "x", "title": "t", "description": "d", "premise": "p",
@@ -491,7 +409,7 @@ async fn writes_episode_scenes_with_one_storyboard_and_one_clip_each() {
         assert_eq!(s.assets[1].depends_on, [s.assets[0].id.as_str()]);
         assert!(matches!(s.assets[1].duration, Some(10 | 15)));
     }
-    let bodies = bodies(&server).await;
+    let bodies = common::bodies(&server).await;
     let scene_call = &bodies[1];
     assert_eq!(
         scene_call["generationConfig"]["responseJsonSchema"]["required"],
@@ -518,23 +436,24 @@ async fn writes_episode_scenes_with_one_storyboard_and_one_clip_each() {
 #[tokio::test]
 async fn critique_is_plain_text_without_a_schema() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(PATH))
-        .respond_with(ok(&common::drama_json(2).to_string()))
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path(PATH))
-        .respond_with(ok("Strong hook; weak middle."))
-        .mount(&server)
-        .await;
+    common::reply(
+        &server,
+        PATH,
+        ok(&common::drama_json(2).to_string()),
+        Some(1),
+    )
+    .await;
+    common::reply(&server, PATH, ok("Strong hook; weak middle."), None).await;
     let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
     let model = providers.script_model(None).unwrap();
-    let drama = model.generate_drama(&request("x")).await.unwrap().output;
+    let drama = model
+        .generate_drama(&common::request("x"))
+        .await
+        .unwrap()
+        .output;
     let critique = model.critique_drama(&drama).await.unwrap();
     assert_eq!(critique.output, "Strong hook; weak middle.");
-    let body = &bodies(&server).await[1];
+    let body = &common::bodies(&server).await[1];
     assert!(body["generationConfig"].get("responseJsonSchema").is_none());
     assert!(
         body["contents"][0]["parts"][0]["text"]
@@ -547,15 +466,11 @@ async fn critique_is_plain_text_without_a_schema() {
 #[tokio::test]
 async fn improves_into_a_new_id_keeping_the_premise() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(PATH))
-        .respond_with(ok(&common::drama_json(2).to_string()))
-        .mount(&server)
-        .await;
+    common::reply(&server, PATH, ok(&common::drama_json(2).to_string()), None).await;
     let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
     let model = providers.script_model(None).unwrap();
     let drama = model
-        .generate_drama(&request("Original premise"))
+        .generate_drama(&common::request("Original premise"))
         .await
         .unwrap()
         .output;
@@ -569,7 +484,7 @@ async fn improves_into_a_new_id_keeping_the_premise() {
         .unwrap();
     assert_eq!(improved.output.id.as_str(), "d1_improved_1");
     assert_eq!(improved.output.premise, "Original premise");
-    let body = &bodies(&server).await[1];
+    let body = &common::bodies(&server).await[1];
     let user = body["contents"][0]["parts"][0]["text"].as_str().unwrap();
     assert!(
         user.contains("- char-mara: Mara (Main, female)")
@@ -614,7 +529,7 @@ async fn gemini_image_returns_inline_data_and_sends_references() {
     assert_eq!(image.output.bytes.as_ref(), png.as_slice());
     assert_eq!(image.output.mime_type, "image/png");
     assert_eq!(image.usage.images, 1);
-    let body = &bodies(&server).await[0];
+    let body = &common::bodies(&server).await[0];
     assert_eq!(
         body["generationConfig"]["responseModalities"],
         json!(["TEXT", "IMAGE"])
@@ -651,13 +566,16 @@ async fn gemini_image_safety_is_a_refusal_and_text_only_is_no_image() {
         .up_to_n_times(1)
         .mount(&server)
         .await;
-    Mock::given(method("POST"))
-        .and(path("/v1beta/models/gemini-2.5-flash-image:generateContent"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "candidates": [{"content": {"parts": [{"text": "I can describe it instead."}]}, "finishReason": "STOP"}]
-        })))
-        .mount(&server)
-        .await;
+    let answer = ResponseTemplate::new(200).set_body_json(
+        json!({ "candidates": [{"content": {"parts": [{"text": "I can describe it instead."}]}, "finishReason": "STOP"}] }),
+    );
+    common::reply(
+        &server,
+        "/v1beta/models/gemini-2.5-flash-image:generateContent",
+        answer,
+        None,
+    )
+    .await;
     let mut settings = common::settings(&server);
     settings.image_provider = drama_ai::ImageProviderChoice::Gemini;
     let providers = AiProviders::from_settings(&settings).unwrap();

@@ -95,13 +95,13 @@ async fn reads_a_data_url_answer() {
     let server = MockServer::start().await;
     let png = common::png("inline");
     let data = base64::engine::general_purpose::STANDARD.encode(&png);
-    Mock::given(method("POST"))
-        .and(path(PATH))
-        .respond_with(answer(&format!(
-            "![generated](data:image/png;base64,{data})"
-        )))
-        .mount(&server)
-        .await;
+    common::reply(
+        &server,
+        PATH,
+        answer(&format!("![generated](data:image/png;base64,{data})")),
+        None,
+    )
+    .await;
     let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
     let image = providers
         .image_model()
@@ -122,13 +122,13 @@ async fn reads_a_data_url_answer() {
 #[tokio::test]
 async fn an_answer_without_an_image_is_no_image_after_the_retries() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(PATH))
-        .respond_with(answer(
-            "I'd love to draw that! Imagine a sunrise over a launch pad...",
-        ))
-        .mount(&server)
-        .await;
+    common::reply(
+        &server,
+        PATH,
+        answer("I'd love to draw that! Imagine a sunrise over a launch pad..."),
+        None,
+    )
+    .await;
     let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
     let err = providers
         .image_model()
@@ -146,17 +146,17 @@ async fn an_answer_without_an_image_is_no_image_after_the_retries() {
 #[tokio::test]
 async fn a_content_filter_stop_is_a_refusal() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(PATH))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(common::openai_answer(
-                Some(""),
-                None,
-                "content_filter",
-            )),
-        )
-        .mount(&server)
-        .await;
+    common::reply(
+        &server,
+        PATH,
+        ResponseTemplate::new(200).set_body_json(common::openai_answer(
+            Some(""),
+            None,
+            "content_filter",
+        )),
+        None,
+    )
+    .await;
     let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
     let err = providers
         .image_model()
@@ -179,11 +179,13 @@ async fn a_content_filter_stop_is_a_refusal() {
 #[tokio::test]
 async fn a_refusal_in_words_is_a_refusal() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(PATH))
-        .respond_with(answer("Sorry, this request violates our content policy."))
-        .mount(&server)
-        .await;
+    common::reply(
+        &server,
+        PATH,
+        answer("Sorry, this request violates our content policy."),
+        None,
+    )
+    .await;
     let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
     let err = providers
         .image_model()
@@ -198,23 +200,27 @@ async fn server_error_then_success_and_429_with_retry_after() {
     let server = MockServer::start().await;
     let png = common::png("x");
     let data = base64::engine::general_purpose::STANDARD.encode(&png);
-    Mock::given(method("POST"))
-        .and(path(PATH))
-        .respond_with(ResponseTemplate::new(502).set_body_string("<html>Bad gateway</html>"))
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path(PATH))
-        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "1"))
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path(PATH))
-        .respond_with(answer(&format!("data:image/png;base64,{data}")))
-        .mount(&server)
-        .await;
+    common::reply(
+        &server,
+        PATH,
+        ResponseTemplate::new(502).set_body_string("<html>Bad gateway</html>"),
+        Some(1),
+    )
+    .await;
+    common::reply(
+        &server,
+        PATH,
+        ResponseTemplate::new(429).insert_header("retry-after", "1"),
+        Some(1),
+    )
+    .await;
+    common::reply(
+        &server,
+        PATH,
+        answer(&format!("data:image/png;base64,{data}")),
+        None,
+    )
+    .await;
     let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
     let image = providers
         .image_model()
@@ -228,11 +234,13 @@ async fn server_error_then_success_and_429_with_retry_after() {
 #[tokio::test]
 async fn a_slow_image_times_out() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(PATH))
-        .respond_with(answer("x").set_delay(std::time::Duration::from_secs(3)))
-        .mount(&server)
-        .await;
+    common::reply(
+        &server,
+        PATH,
+        answer("x").set_delay(std::time::Duration::from_secs(3)),
+        None,
+    )
+    .await;
     let mut settings = common::settings(&server);
     settings.image_timeout_secs = 1;
     settings.max_retries = 0;
@@ -274,11 +282,13 @@ async fn too_many_references_are_refused_before_any_request() {
 #[tokio::test]
 async fn a_link_to_something_that_is_not_an_image_is_rejected() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(PATH))
-        .respond_with(answer(&format!("![x]({}/files/page.html)", server.uri())))
-        .mount(&server)
-        .await;
+    common::reply(
+        &server,
+        PATH,
+        answer(&format!("![x]({}/files/page.html)", server.uri())),
+        None,
+    )
+    .await;
     Mock::given(method("GET"))
         .and(path("/files/page.html"))
         .respond_with(ResponseTemplate::new(200).set_body_string("<html>expired</html>"))

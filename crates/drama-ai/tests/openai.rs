@@ -4,9 +4,8 @@ mod common;
 
 use std::time::Duration;
 
-use drama_ai::{AiError, AiProviders, DramaRequest, Provider, ReferenceImage};
-use drama_domain::DramaId;
-use serde_json::{Value, json};
+use drama_ai::{AiError, AiProviders, Provider, ReferenceImage};
+use serde_json::json;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -14,20 +13,6 @@ const PATH: &str = "/v1/chat/completions";
 
 fn ok(content: &str) -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_json(common::openai_answer(Some(content), None, "stop"))
-}
-
-fn request(premise: &str) -> DramaRequest {
-    DramaRequest::new(DramaId::parse("d1").unwrap(), premise)
-}
-
-async fn bodies(server: &MockServer) -> Vec<Value> {
-    server
-        .received_requests()
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.body_json::<Value>().unwrap())
-        .collect()
 }
 
 #[tokio::test]
@@ -43,7 +28,7 @@ async fn gpt_5_1_sends_gpt_model_with_a_strict_json_schema() {
     let mut settings = common::settings(&server);
     settings.gpt_model = "gpt-5.1-2025-11-13".into();
     let providers = AiProviders::from_settings(&settings).unwrap();
-    let mut req = request("A corgi runs a rocket company.");
+    let mut req = common::request("A corgi runs a rocket company.");
     req.references
         .push(ReferenceImage::new(common::png("ref"), "image/png"));
     let drama = providers
@@ -58,7 +43,7 @@ async fn gpt_5_1_sends_gpt_model_with_a_strict_json_schema() {
     assert_eq!(drama.usage.output_tokens, 50);
     assert_eq!(drama.output.characters.len(), 2);
 
-    let body = &bodies(&server).await[0];
+    let body = &common::bodies(&server).await[0];
     assert_eq!(body["model"], "gpt-5.1-2025-11-13");
     assert_eq!(body["max_completion_tokens"], 32000);
     let format = &body["response_format"];
@@ -96,20 +81,12 @@ async fn gpt_5_1_sends_gpt_model_with_a_strict_json_schema() {
 #[tokio::test]
 async fn other_gpt_names_are_sent_verbatim() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(PATH))
-        .respond_with(ok(&common::drama_json(2).to_string()))
-        .mount(&server)
-        .await;
-    let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
-    let drama = providers
-        .script_model(Some("gpt-4o"))
-        .unwrap()
-        .generate_drama(&request("x"))
+    common::reply(&server, PATH, ok(&common::drama_json(2).to_string()), None).await;
+    let drama = common::generate_drama(&server, Some("gpt-4o"), "x")
         .await
         .unwrap();
     assert_eq!(drama.model.model, "gpt-4o");
-    let body = &bodies(&server).await[0];
+    let body = &common::bodies(&server).await[0];
     assert_eq!(body["model"], "gpt-4o");
     assert!(
         body["messages"][1]["content"].is_string(),
@@ -121,22 +98,18 @@ async fn other_gpt_names_are_sent_verbatim() {
 async fn finish_reason_length_is_truncation() {
     let server = MockServer::start().await;
     let full = common::drama_json(2).to_string();
-    Mock::given(method("POST"))
-        .and(path(PATH))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(common::openai_answer(
-                Some(&full[..30]),
-                None,
-                "length",
-            )),
-        )
-        .mount(&server)
-        .await;
-    let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
-    let err = providers
-        .script_model(Some("gpt-5.1"))
-        .unwrap()
-        .generate_drama(&request("x"))
+    common::reply(
+        &server,
+        PATH,
+        ResponseTemplate::new(200).set_body_json(common::openai_answer(
+            Some(&full[..30]),
+            None,
+            "length",
+        )),
+        None,
+    )
+    .await;
+    let err = common::generate_drama(&server, Some("gpt-5.1"), "x")
         .await
         .unwrap_err();
     assert_eq!(
@@ -146,7 +119,7 @@ async fn finish_reason_length_is_truncation() {
             reason: "length".into()
         }
     );
-    let bodies = bodies(&server).await;
+    let bodies = common::bodies(&server).await;
     assert_eq!(bodies.len(), 2);
     let last = bodies[1]["messages"]
         .as_array()
@@ -161,22 +134,18 @@ async fn finish_reason_length_is_truncation() {
 #[tokio::test]
 async fn a_refusal_is_permanent() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(PATH))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(common::openai_answer(
-                None,
-                Some("I can't help with that request."),
-                "stop",
-            )),
-        )
-        .mount(&server)
-        .await;
-    let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
-    let err = providers
-        .script_model(Some("gpt-5.1"))
-        .unwrap()
-        .generate_drama(&request("x"))
+    common::reply(
+        &server,
+        PATH,
+        ResponseTemplate::new(200).set_body_json(common::openai_answer(
+            None,
+            Some("I can't help with that request."),
+            "stop",
+        )),
+        None,
+    )
+    .await;
+    let err = common::generate_drama(&server, Some("gpt-5.1"), "x")
         .await
         .unwrap_err();
     assert_eq!(
@@ -193,16 +162,11 @@ async fn a_refusal_is_permanent() {
 #[tokio::test]
 async fn a_moderation_400_is_a_refusal() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(PATH))
-        .respond_with(ResponseTemplate::new(400).set_body_json(json!({"error": {"message": "Your request was rejected as a result of our safety system.", "type": "invalid_request_error", "param": null, "code": "content_policy_violation"}})))
-        .mount(&server)
-        .await;
-    let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
-    let err = providers
-        .script_model(Some("gpt-5.1"))
-        .unwrap()
-        .generate_drama(&request("x"))
+    let answer = ResponseTemplate::new(400).set_body_json(
+        json!({"error": {"message": "Your request was rejected as a result of our safety system.", "type": "invalid_request_error", "param": null, "code": "content_policy_violation"}}),
+    );
+    common::reply(&server, PATH, answer, None).await;
+    let err = common::generate_drama(&server, Some("gpt-5.1"), "x")
         .await
         .unwrap_err();
     assert!(
@@ -214,16 +178,11 @@ async fn a_moderation_400_is_a_refusal() {
 #[tokio::test]
 async fn a_plain_400_is_a_bad_request() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(PATH))
-        .respond_with(ResponseTemplate::new(400).set_body_json(json!({"error": {"message": "Unsupported parameter: 'max_tokens'", "type": "invalid_request_error", "param": "max_tokens", "code": "unsupported_parameter"}})))
-        .mount(&server)
-        .await;
-    let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
-    let err = providers
-        .script_model(Some("gpt-5.1"))
-        .unwrap()
-        .generate_drama(&request("x"))
+    let answer = ResponseTemplate::new(400).set_body_json(
+        json!({"error": {"message": "Unsupported parameter: 'max_tokens'", "type": "invalid_request_error", "param": "max_tokens", "code": "unsupported_parameter"}}),
+    );
+    common::reply(&server, PATH, answer, None).await;
+    let err = common::generate_drama(&server, Some("gpt-5.1"), "x")
         .await
         .unwrap_err();
     assert!(
@@ -237,28 +196,19 @@ async fn a_plain_400_is_a_bad_request() {
 #[tokio::test]
 async fn rate_limit_then_server_error_then_success() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(PATH))
-        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "0.05").set_body_json(json!({"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}})))
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path(PATH))
-        .respond_with(ResponseTemplate::new(500).set_body_string("upstream error"))
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path(PATH))
-        .respond_with(ok(&common::drama_json(2).to_string()))
-        .mount(&server)
-        .await;
-    let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
-    let drama = providers
-        .script_model(Some("gpt-5.1"))
-        .unwrap()
-        .generate_drama(&request("x"))
+    let answer = ResponseTemplate::new(429).insert_header("retry-after", "0.05").set_body_json(
+        json!({"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}}),
+    );
+    common::reply(&server, PATH, answer, Some(1)).await;
+    common::reply(
+        &server,
+        PATH,
+        ResponseTemplate::new(500).set_body_string("upstream error"),
+        Some(1),
+    )
+    .await;
+    common::reply(&server, PATH, ok(&common::drama_json(2).to_string()), None).await;
+    let drama = common::generate_drama(&server, Some("gpt-5.1"), "x")
         .await
         .unwrap();
     assert_eq!(drama.usage.requests, 3);
@@ -268,16 +218,14 @@ async fn rate_limit_then_server_error_then_success() {
 #[tokio::test]
 async fn a_retry_after_longer_than_the_cap_is_returned_at_once() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(PATH))
-        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "3600"))
-        .mount(&server)
-        .await;
-    let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
-    let err = providers
-        .script_model(Some("gpt-5.1"))
-        .unwrap()
-        .generate_drama(&request("x"))
+    common::reply(
+        &server,
+        PATH,
+        ResponseTemplate::new(429).insert_header("retry-after", "3600"),
+        None,
+    )
+    .await;
+    let err = common::generate_drama(&server, Some("gpt-5.1"), "x")
         .await
         .unwrap_err();
     assert_eq!(err.retry_after(), Some(Duration::from_secs(3600)));
@@ -291,11 +239,13 @@ async fn a_retry_after_longer_than_the_cap_is_returned_at_once() {
 #[tokio::test]
 async fn a_slow_answer_times_out_after_each_retry() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(PATH))
-        .respond_with(ok("{}").set_delay(Duration::from_secs(3)))
-        .mount(&server)
-        .await;
+    common::reply(
+        &server,
+        PATH,
+        ok("{}").set_delay(Duration::from_secs(3)),
+        None,
+    )
+    .await;
     let mut settings = common::settings(&server);
     settings.text_timeout_secs = 1;
     settings.max_retries = 1;
@@ -303,7 +253,7 @@ async fn a_slow_answer_times_out_after_each_retry() {
     let err = providers
         .script_model(Some("gpt-5.1"))
         .unwrap()
-        .generate_drama(&request("x"))
+        .generate_drama(&common::request("x"))
         .await
         .unwrap_err();
     assert_eq!(
@@ -321,16 +271,8 @@ async fn duplicate_ids_after_the_repair_fail_with_the_problem() {
     let server = MockServer::start().await;
     let mut duplicates = common::drama_json(2);
     duplicates["episodes"] = json!([common::episode("ep1"), common::episode("ep1")]);
-    Mock::given(method("POST"))
-        .and(path(PATH))
-        .respond_with(ok(&duplicates.to_string()))
-        .mount(&server)
-        .await;
-    let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
-    let err = providers
-        .script_model(Some("gpt-5.1"))
-        .unwrap()
-        .generate_drama(&request("x"))
+    common::reply(&server, PATH, ok(&duplicates.to_string()), None).await;
+    let err = common::generate_drama(&server, Some("gpt-5.1"), "x")
         .await
         .unwrap_err();
     let AiError::SchemaViolation { problems, .. } = &err else {
@@ -342,7 +284,7 @@ async fn duplicate_ids_after_the_repair_fail_with_the_problem() {
             .any(|p| p.contains("episodes[1].id: duplicate episode id \"ep1\"")),
         "{problems:?}"
     );
-    let bodies = bodies(&server).await;
+    let bodies = common::bodies(&server).await;
     assert_eq!(bodies.len(), 2);
     let messages = bodies[1]["messages"].as_array().unwrap();
     assert_eq!(messages[2]["role"], "assistant");
@@ -364,16 +306,8 @@ async fn three_main_characters_and_bad_ids_are_violations() {
         common::character("char-b", "B", true),
         common::character("char c", "C", true)
     ]);
-    Mock::given(method("POST"))
-        .and(path(PATH))
-        .respond_with(ok(&bad.to_string()))
-        .mount(&server)
-        .await;
-    let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
-    let err = providers
-        .script_model(Some("gpt-5.1"))
-        .unwrap()
-        .generate_drama(&request("x"))
+    common::reply(&server, PATH, ok(&bad.to_string()), None).await;
+    let err = common::generate_drama(&server, Some("gpt-5.1"), "x")
         .await
         .unwrap_err();
     let AiError::SchemaViolation { problems, .. } = &err else {

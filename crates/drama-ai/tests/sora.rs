@@ -253,27 +253,23 @@ async fn a_task_pending_past_the_deadline_keeps_its_id() {
 #[tokio::test]
 async fn submit_rate_limit_timeout_and_missing_task_id() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(SUBMIT))
-        .respond_with(
-            ResponseTemplate::new(429)
-                .insert_header("retry-after", "9")
-                .set_body_json(json!({"error": {"message": "too many tasks"}})),
-        )
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path(SUBMIT))
-        .respond_with(status(json!({"task_id": "slow"})).set_delay(Duration::from_secs(3)))
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path(SUBMIT))
-        .respond_with(status(json!({"status": "ok"})))
-        .mount(&server)
-        .await;
+    common::reply(
+        &server,
+        SUBMIT,
+        ResponseTemplate::new(429)
+            .insert_header("retry-after", "9")
+            .set_body_json(json!({"error": {"message": "too many tasks"}})),
+        Some(1),
+    )
+    .await;
+    common::reply(
+        &server,
+        SUBMIT,
+        status(json!({"task_id": "slow"})).set_delay(Duration::from_secs(3)),
+        Some(1),
+    )
+    .await;
+    common::reply(&server, SUBMIT, status(json!({"status": "ok"})), None).await;
     let mut settings = common::settings(&server);
     settings.max_retries = 0;
     settings.video_request_timeout_secs = 1;

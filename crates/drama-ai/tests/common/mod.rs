@@ -1,8 +1,56 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs, dead_code)]
 
-use drama_ai::{AiSettings, ApiKey, ImageKind, ImageRequest, OfflineProvider};
+use drama_ai::{
+    AiError, AiProviders, AiSettings, ApiKey, DramaRequest, Generated, ImageKind, ImageRequest,
+    OfflineProvider,
+};
+use drama_domain::{Drama, DramaId};
 use serde_json::{Value, json};
-use wiremock::MockServer;
+use wiremock::matchers;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+/// Answers POSTs to `at` with `answer`: the first `times` of them, or all.
+pub async fn reply(server: &MockServer, at: &str, answer: ResponseTemplate, times: Option<u64>) {
+    let mock = Mock::given(matchers::method("POST"))
+        .and(matchers::path(at))
+        .respond_with(answer);
+    match times {
+        Some(n) => mock.up_to_n_times(n),
+        None => mock,
+    }
+    .mount(server)
+    .await;
+}
+
+/// The JSON bodies `server` received, in order.
+pub async fn bodies(server: &MockServer) -> Vec<Value> {
+    server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.body_json::<Value>().unwrap())
+        .collect()
+}
+
+/// A drama request for the id `d1`.
+pub fn request(premise: &str) -> DramaRequest {
+    DramaRequest::new(DramaId::parse("d1").unwrap(), premise)
+}
+
+/// A drama from `premise` by `model`, with every provider at `server`.
+pub async fn generate_drama(
+    server: &MockServer,
+    model: Option<&str>,
+    premise: &str,
+) -> Result<Generated<Drama>, AiError> {
+    let providers = AiProviders::from_settings(&settings(server)).unwrap();
+    providers
+        .script_model(model)
+        .unwrap()
+        .generate_drama(&request(premise))
+        .await
+}
 
 /// Settings pointing every provider at `server`, with fast retries.
 pub fn settings(server: &MockServer) -> AiSettings {

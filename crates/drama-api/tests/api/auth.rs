@@ -1,6 +1,5 @@
 //! Supabase JWTs (HS256 secret, ES256 through the JWKS) and API keys.
 
-use actix_web::test::TestRequest;
 use chrono::Utc;
 use drama_api::{AuthSettings, HttpSettings};
 use drama_dal::{ApiKeyRepository, UserRepository};
@@ -10,7 +9,7 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::support::{Harness, bearer, send};
+use crate::support::{Harness, get, send};
 
 const SECRET: &str = "super-secret-jwt-token-with-at-least-32-characters";
 const ISSUER_BASE: &str = "https://project.supabase.co";
@@ -53,13 +52,7 @@ async fn a_valid_supabase_token_authenticates_and_creates_the_user() {
     let svc = h.service(settings(ISSUER_BASE)).await;
     let subject = UserId::random();
     assert!(h.store.get_user(subject).await.is_err());
-    let (status, _, body) = send(
-        &svc,
-        TestRequest::get()
-            .uri("/dramas")
-            .insert_header(bearer(&hs256(&claims(subject, json!({}))))),
-    )
-    .await;
+    let (status, _, body) = send(&svc, get("/dramas", &hs256(&claims(subject, json!({}))))).await;
     assert_eq!(status, 200, "{body}");
     let user = h.store.get_user(subject).await.unwrap();
     assert_eq!(user.email.as_deref(), Some("ana@example.com"));
@@ -95,13 +88,7 @@ async fn bad_tokens_are_refused_with_the_reason() {
         ),
         ("not.a.jwt".to_owned(), "Invalid"),
     ] {
-        let (status, _, body) = send(
-            &svc,
-            TestRequest::get()
-                .uri("/dramas")
-                .insert_header(bearer(&token)),
-        )
-        .await;
+        let (status, _, body) = send(&svc, get("/dramas", &token)).await;
         assert_eq!(status, 401, "{reason}");
         let detail = body["detail"].as_str().unwrap();
         assert!(detail.contains(reason), "{reason}: {detail}");
@@ -133,13 +120,8 @@ async fn es256_tokens_are_verified_with_the_project_jwks_and_rotation_is_picked_
         encode(&header, &c, &key).unwrap()
     };
     for _ in 0..3 {
-        let (status, _, body) = send(
-            &svc,
-            TestRequest::get()
-                .uri("/dramas")
-                .insert_header(bearer(&sign("test-key-1", UserId::random()))),
-        )
-        .await;
+        let (status, _, body) =
+            send(&svc, get("/dramas", &sign("test-key-1", UserId::random()))).await;
         assert_eq!(status, 200, "{body}");
     }
     assert_eq!(
@@ -148,13 +130,8 @@ async fn es256_tokens_are_verified_with_the_project_jwks_and_rotation_is_picked_
         "the JWKS is cached"
     );
     // A kid the JWKS does not have triggers one refetch, then a refusal.
-    let (status, _, body) = send(
-        &svc,
-        TestRequest::get()
-            .uri("/dramas")
-            .insert_header(bearer(&sign("rotated-key", UserId::random()))),
-    )
-    .await;
+    let (status, _, body) =
+        send(&svc, get("/dramas", &sign("rotated-key", UserId::random()))).await;
     assert_eq!(status, 401);
     assert!(
         body["detail"]
@@ -183,13 +160,7 @@ async fn revoked_and_expired_keys_are_refused() {
         )
         .await
         .unwrap();
-    let (status, _, body) = send(
-        &svc,
-        TestRequest::get()
-            .uri("/dramas")
-            .insert_header(bearer(&key.key)),
-    )
-    .await;
+    let (status, _, body) = send(&svc, get("/dramas", &key.key)).await;
     assert_eq!(
         (status, body["detail"].as_str()),
         (401, Some("API key expired"))
@@ -201,13 +172,7 @@ async fn revoked_and_expired_keys_are_refused() {
         .await
         .unwrap();
     h.store.revoke_api_key(owner, live.meta.id).await.unwrap();
-    let (status, _, body) = send(
-        &svc,
-        TestRequest::get()
-            .uri("/dramas")
-            .insert_header(bearer(&live.key)),
-    )
-    .await;
+    let (status, _, body) = send(&svc, get("/dramas", &live.key)).await;
     assert_eq!(
         (status, body["detail"].as_str()),
         (401, Some("API key revoked"))
@@ -218,13 +183,7 @@ async fn revoked_and_expired_keys_are_refused() {
 async fn a_key_records_its_last_use() {
     let h = Harness::new().await;
     let svc = h.service(Harness::settings()).await;
-    send(
-        &svc,
-        TestRequest::get()
-            .uri("/dramas")
-            .insert_header(bearer(&h.alice_key)),
-    )
-    .await;
+    send(&svc, get("/dramas", &h.alice_key)).await;
     let mut used = None;
     for _ in 0..50 {
         let keys = h.store.list_api_keys(h.alice).await.unwrap();

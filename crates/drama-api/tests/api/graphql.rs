@@ -4,7 +4,7 @@ use actix_web::test::TestRequest;
 use drama_testkit::builders::drama_json;
 use serde_json::{Value, json};
 
-use crate::support::{Harness, bearer, send};
+use crate::support::{Harness, bearer, get, post_json, send};
 
 async fn gql(
     svc: &impl actix_web::dev::Service<
@@ -18,10 +18,11 @@ async fn gql(
 ) -> (u16, Value) {
     let (status, _, body) = send(
         svc,
-        TestRequest::post()
-            .uri("/graphql")
-            .insert_header(bearer(key))
-            .set_json(json!({"query": query, "variables": variables})),
+        post_json(
+            "/graphql",
+            key,
+            json!({"query": query, "variables": variables}),
+        ),
     )
     .await;
     (status, body)
@@ -37,10 +38,7 @@ async fn seeded() -> Harness {
     ] {
         let (status, _, _) = send(
             &svc,
-            TestRequest::post()
-                .uri("/dramas")
-                .insert_header(bearer(key))
-                .set_json(json!({"drama": drama_json(id, 2, 2, 2)})),
+            post_json("/dramas", key, json!({"drama": drama_json(id, 2, 2, 2)})),
         )
         .await;
         assert_eq!(status, 201);
@@ -267,9 +265,10 @@ async fn get_runs_queries_and_serves_graphiql_to_browsers() {
     let svc = h.service(Harness::settings()).await;
     let (s, _, b) = send(
         &svc,
-        TestRequest::get()
-            .uri("/graphql?query=%7B%20dramaSummaries%20%7B%20id%20%7D%20%7D")
-            .insert_header(bearer(&h.alice_key)),
+        get(
+            "/graphql?query=%7B%20dramaSummaries%20%7B%20id%20%7D%20%7D",
+            &h.alice_key,
+        ),
     )
     .await;
     assert_eq!(s, 200);

@@ -4,7 +4,7 @@
 use actix_web::test::TestRequest;
 use serde_json::{Value, json};
 
-use crate::support::{Harness, Refusing, bearer, send};
+use crate::support::{Harness, Refusing, bearer, get, post, post_json, send};
 
 async fn follow(
     svc: &impl actix_web::dev::Service<
@@ -17,13 +17,7 @@ async fn follow(
     job: &str,
 ) -> Value {
     for _ in 0..1000 {
-        let (status, _, body) = send(
-            svc,
-            TestRequest::get()
-                .uri(&format!("/dramas/{drama}/jobs/{job}"))
-                .insert_header(bearer(key)),
-        )
-        .await;
+        let (status, _, body) = send(svc, get(&format!("/dramas/{drama}/jobs/{job}"), key)).await;
         assert_eq!(status, 200, "{body}");
         if ["completed", "failed", "cancelled"].contains(&body["status"].as_str().unwrap()) {
             return body;
@@ -41,12 +35,11 @@ async fn a_premise_becomes_a_drama_and_a_generated_one() {
     let k = &h.alice_key;
     let (status, _, body) = send(
         &svc,
-        TestRequest::post()
-            .uri("/dramas")
-            .insert_header(bearer(k))
-            .set_json(
-                json!({"premise": "A young detective solves a case in 1 episode.", "id": "det"}),
-            ),
+        post_json(
+            "/dramas",
+            k,
+            json!({"premise": "A young detective solves a case in 1 episode.", "id": "det"}),
+        ),
     )
     .await;
     assert_eq!(status, 202, "{body}");
@@ -64,33 +57,15 @@ async fn a_premise_becomes_a_drama_and_a_generated_one() {
     assert_eq!(record["type"], "generate_drama");
     assert!(record["createdAt"].as_i64().unwrap() > 1_700_000_000_000);
     assert!(record["completedAt"].is_i64());
-    let (_, _, drama) = send(
-        &svc,
-        TestRequest::get()
-            .uri("/dramas/det")
-            .insert_header(bearer(k)),
-    )
-    .await;
+    let (_, _, drama) = send(&svc, get("/dramas/det", k)).await;
     assert_eq!(drama["episodes"].as_array().unwrap().len(), 1);
     assert!(drama["characters"][0]["url"].is_string());
 
-    let (status, _, body) = send(
-        &svc,
-        TestRequest::post()
-            .uri("/dramas/det/generate")
-            .insert_header(bearer(k)),
-    )
-    .await;
+    let (status, _, body) = send(&svc, post("/dramas/det/generate", k)).await;
     assert_eq!(status, 202, "{body}");
     let job = body["jobId"].as_str().unwrap().to_owned();
     assert_eq!(follow(&svc, k, "det", &job).await["status"], "completed");
-    let (_, _, drama) = send(
-        &svc,
-        TestRequest::get()
-            .uri("/dramas/det")
-            .insert_header(bearer(k)),
-    )
-    .await;
+    let (_, _, drama) = send(&svc, get("/dramas/det", k)).await;
     let scene = &drama["episodes"][0]["scenes"][0];
     assert!(
         scene["image_url"].is_string() && scene["video_url"].is_string(),
@@ -98,25 +73,13 @@ async fn a_premise_becomes_a_drama_and_a_generated_one() {
     );
     assert!(drama["episodes"][0]["url"].is_string());
 
-    let (status, _, run) = send(
-        &svc,
-        TestRequest::get()
-            .uri(&format!("/jobs/{job}"))
-            .insert_header(bearer(k)),
-    )
-    .await;
+    let (status, _, run) = send(&svc, get(&format!("/jobs/{job}"), k)).await;
     assert_eq!(status, 200);
     let counts = &run["counts"];
     assert_eq!(counts["completed"], counts["total"], "{run}");
     assert!(!run["children"].as_array().unwrap().is_empty());
 
-    let (_, _, list) = send(
-        &svc,
-        TestRequest::get()
-            .uri("/dramas/det/jobs")
-            .insert_header(bearer(k)),
-    )
-    .await;
+    let (_, _, list) = send(&svc, get("/dramas/det/jobs", k)).await;
     let types: Vec<&str> = list["jobs"]
         .as_array()
         .unwrap()
@@ -126,33 +89,15 @@ async fn a_premise_becomes_a_drama_and_a_generated_one() {
     assert_eq!(types, ["generate_drama", "generate_drama"]);
 
     // The job belongs to that drama only, and to its owner only.
-    let (status, _, _) = send(
-        &svc,
-        TestRequest::get()
-            .uri(&format!("/dramas/other/jobs/{job}"))
-            .insert_header(bearer(k)),
-    )
-    .await;
+    let (status, _, _) = send(&svc, get(&format!("/dramas/other/jobs/{job}"), k)).await;
     assert_eq!(status, 404);
-    let (status, _, body) = send(
-        &svc,
-        TestRequest::get()
-            .uri(&format!("/jobs/{job}"))
-            .insert_header(bearer(&h.bob_key)),
-    )
-    .await;
+    let (status, _, body) = send(&svc, get(&format!("/jobs/{job}"), &h.bob_key)).await;
     assert_eq!(
         (status, body["detail"]["error"].as_str()),
         (404, Some("Job not found"))
     );
     for path in [format!("/jobs/{job}/cancel"), format!("/jobs/{job}/resume")] {
-        let (status, _, _) = send(
-            &svc,
-            TestRequest::post()
-                .uri(&path)
-                .insert_header(bearer(&h.bob_key)),
-        )
-        .await;
+        let (status, _, _) = send(&svc, post(&path, &h.bob_key)).await;
         assert_eq!(status, 404, "{path}");
     }
     worker.shutdown().await;
@@ -166,43 +111,31 @@ async fn critique_improve_cover_and_audition_follow_the_old_contract() {
     let k = &h.alice_key;
     send(
         &svc,
-        TestRequest::post()
-            .uri("/dramas")
-            .insert_header(bearer(k))
-            .set_json(json!({"drama": drama_testkit::builders::drama_json("old", 2, 1, 1)})),
+        post_json(
+            "/dramas",
+            k,
+            json!({"drama": drama_testkit::builders::drama_json("old", 2, 1, 1)}),
+        ),
     )
     .await;
 
-    let (status, _, body) = send(
-        &svc,
-        TestRequest::post()
-            .uri("/dramas/old/critic")
-            .insert_header(bearer(k))
-            .set_json(json!({})),
-    )
-    .await;
+    let (status, _, body) = send(&svc, post_json("/dramas/old/critic", k, json!({}))).await;
     assert_eq!(status, 202, "{body}");
     let done = follow(&svc, k, "old", body["jobId"].as_str().unwrap()).await;
     assert!(
         done["result"]["feedback"].as_str().unwrap().len() > 20,
         "{done}"
     );
-    let (status, _, _) = send(
-        &svc,
-        TestRequest::post()
-            .uri("/dramas/old/critique")
-            .insert_header(bearer(k))
-            .set_json(json!({})),
-    )
-    .await;
+    let (status, _, _) = send(&svc, post_json("/dramas/old/critique", k, json!({}))).await;
     assert_eq!(status, 202, "critique is an alias of critic");
 
     let (status, _, body) = send(
         &svc,
-        TestRequest::post()
-            .uri("/dramas/old/improve")
-            .insert_header(bearer(k))
-            .set_json(json!({"feedback": "More suspense", "newDramaId": "old-v2"})),
+        post_json(
+            "/dramas/old/improve",
+            k,
+            json!({"feedback": "More suspense", "newDramaId": "old-v2"}),
+        ),
     )
     .await;
     assert_eq!(status, 202, "{body}");
@@ -216,34 +149,25 @@ async fn critique_improve_cover_and_audition_follow_the_old_contract() {
     );
     let (status, _, body) = send(
         &svc,
-        TestRequest::post()
-            .uri("/dramas/old/improve")
-            .insert_header(bearer(k))
-            .set_json(json!({"feedback": "Again", "newDramaId": "old-v2"})),
+        post_json(
+            "/dramas/old/improve",
+            k,
+            json!({"feedback": "Again", "newDramaId": "old-v2"}),
+        ),
     )
     .await;
     assert_eq!(
         (status, body["code"].as_str()),
         (409, Some("already_exists"))
     );
-    let (status, _, body) = send(
-        &svc,
-        TestRequest::post()
-            .uri("/dramas/old/improve")
-            .insert_header(bearer(k))
-            .set_json(json!({})),
-    )
-    .await;
+    let (status, _, body) = send(&svc, post_json("/dramas/old/improve", k, json!({}))).await;
     assert_eq!(
         (status, body["detail"][0]["field"].as_str()),
         (422, Some("feedback"))
     );
     let (status, _, body) = send(
         &svc,
-        TestRequest::post()
-            .uri("/dramas/old/critic")
-            .insert_header(bearer(k))
-            .set_json(json!({"model": "llama-9000"})),
+        post_json("/dramas/old/critic", k, json!({"model": "llama-9000"})),
     )
     .await;
     assert_eq!(
@@ -252,25 +176,13 @@ async fn critique_improve_cover_and_audition_follow_the_old_contract() {
     );
 
     // Cover before the portraits: the old server's 400.
-    let (status, _, body) = send(
-        &svc,
-        TestRequest::post()
-            .uri("/dramas/old/cover_photo")
-            .insert_header(bearer(k)),
-    )
-    .await;
+    let (status, _, body) = send(&svc, post("/dramas/old/cover_photo", k)).await;
     assert_eq!(status, 400);
     assert_eq!(
         body["detail"],
         "All main characters must have images generated first. Missing images for: Character 0, Character 1"
     );
-    let (status, _, body) = send(
-        &svc,
-        TestRequest::get()
-            .uri("/dramas/old/cover_photo")
-            .insert_header(bearer(k)),
-    )
-    .await;
+    let (status, _, body) = send(&svc, get("/dramas/old/cover_photo", k)).await;
     assert_eq!(status, 404);
     assert!(
         body["detail"]
@@ -281,62 +193,30 @@ async fn critique_improve_cover_and_audition_follow_the_old_contract() {
     for c in ["c0", "c1"] {
         let (status, _, body) = send(
             &svc,
-            TestRequest::post()
-                .uri(&format!("/dramas/old/characters/{c}/generate"))
-                .insert_header(bearer(k)),
+            post(&format!("/dramas/old/characters/{c}/generate"), k),
         )
         .await;
         assert_eq!(status, 200, "{body}");
         assert!(body["url"].is_string());
     }
-    let (status, _, body) = send(
-        &svc,
-        TestRequest::post()
-            .uri("/dramas/old/cover_photo")
-            .insert_header(bearer(k)),
-    )
-    .await;
+    let (status, _, body) = send(&svc, post("/dramas/old/cover_photo", k)).await;
     assert_eq!(status, 200, "{body}");
     let cover = body["url"].as_str().unwrap().to_owned();
-    let (_, _, body) = send(
-        &svc,
-        TestRequest::get()
-            .uri("/dramas/old/cover_photo")
-            .insert_header(bearer(k)),
-    )
-    .await;
+    let (_, _, body) = send(&svc, get("/dramas/old/cover_photo", k)).await;
     assert_eq!(body["url"], cover);
 
-    let (status, _, body) = send(
-        &svc,
-        TestRequest::get()
-            .uri("/dramas/old/characters/c0/audition")
-            .insert_header(bearer(k)),
-    )
-    .await;
+    let (status, _, body) = send(&svc, get("/dramas/old/characters/c0/audition", k)).await;
     assert_eq!(
         (status, body["detail"]["message"].as_str()),
         (404, Some("Audition video for character c0 not found"))
     );
-    let (status, _, body) = send(
-        &svc,
-        TestRequest::post()
-            .uri("/dramas/old/characters/c0/audition")
-            .insert_header(bearer(k)),
-    )
-    .await;
+    let (status, _, body) = send(&svc, post("/dramas/old/characters/c0/audition", k)).await;
     assert_eq!(status, 202);
     assert_eq!(
         follow(&svc, k, "old", body["jobId"].as_str().unwrap()).await["status"],
         "completed"
     );
-    let (status, _, body) = send(
-        &svc,
-        TestRequest::get()
-            .uri("/dramas/old/characters/c0/audition")
-            .insert_header(bearer(k)),
-    )
-    .await;
+    let (status, _, body) = send(&svc, get("/dramas/old/characters/c0/audition", k)).await;
     assert_eq!((status, body["kind"].as_str()), (200, Some("video")));
     worker.shutdown().await;
 }
@@ -348,53 +228,33 @@ async fn cancel_and_resume_a_run() {
     let k = &h.alice_key;
     send(
         &svc,
-        TestRequest::post()
-            .uri("/dramas")
-            .insert_header(bearer(k))
-            .set_json(json!({"drama": drama_testkit::builders::drama_json("c", 1, 1, 2)})),
+        post_json(
+            "/dramas",
+            k,
+            json!({"drama": drama_testkit::builders::drama_json("c", 1, 1, 2)}),
+        ),
     )
     .await;
     // A budget must be a positive number of tokens.
     for (budget, expected) in [(json!(0), "at least 1"), (json!("lots"), "budget")] {
         let (status, _, body) = send(
             &svc,
-            TestRequest::post()
-                .uri("/dramas/c/generate")
-                .insert_header(bearer(k))
-                .set_json(json!({ "budget": budget })),
+            post_json("/dramas/c/generate", k, json!({ "budget": budget })),
         )
         .await;
         assert_eq!(status, 422, "{body}");
         assert!(body.to_string().contains(expected), "{body}");
     }
     // No worker yet: the run waits.
-    let (_, _, body) = send(
-        &svc,
-        TestRequest::post()
-            .uri("/dramas/c/generate")
-            .insert_header(bearer(k)),
-    )
-    .await;
+    let (_, _, body) = send(&svc, post("/dramas/c/generate", k)).await;
     let job = body["jobId"].as_str().unwrap().to_owned();
-    let (status, _, body) = send(
-        &svc,
-        TestRequest::post()
-            .uri(&format!("/jobs/{job}/cancel"))
-            .insert_header(bearer(k)),
-    )
-    .await;
+    let (status, _, body) = send(&svc, post(&format!("/jobs/{job}/cancel"), k)).await;
     assert_eq!(
         (status, body["status"].as_str()),
         (200, Some("cancelled")),
         "{body}"
     );
-    let (status, _, body) = send(
-        &svc,
-        TestRequest::post()
-            .uri(&format!("/jobs/{job}/resume"))
-            .insert_header(bearer(k)),
-    )
-    .await;
+    let (status, _, body) = send(&svc, post(&format!("/jobs/{job}/resume"), k)).await;
     assert_eq!(status, 200, "{body}");
     assert_ne!(body["status"], "cancelled");
     let worker = h.worker().await;
@@ -410,25 +270,18 @@ async fn events_stream_in_order_and_resume_after_a_reconnect() {
     let k = &h.alice_key;
     send(
         &svc,
-        TestRequest::post()
-            .uri("/dramas")
-            .insert_header(bearer(k))
-            .set_json(json!({"drama": drama_testkit::builders::drama_json("ev", 1, 1, 1)})),
+        post_json(
+            "/dramas",
+            k,
+            json!({"drama": drama_testkit::builders::drama_json("ev", 1, 1, 1)}),
+        ),
     )
     .await;
-    let (_, _, body) = send(
-        &svc,
-        TestRequest::post()
-            .uri("/dramas/ev/generate")
-            .insert_header(bearer(k)),
-    )
-    .await;
+    let (_, _, body) = send(&svc, post("/dramas/ev/generate", k)).await;
     let job = body["jobId"].as_str().unwrap().to_owned();
 
     let read = |last: Option<i64>| {
-        let mut req = TestRequest::get()
-            .uri(&format!("/jobs/{job}/events"))
-            .insert_header(bearer(k));
+        let mut req = get(&format!("/jobs/{job}/events"), k);
         if let Some(last) = last {
             req = req.insert_header(("Last-Event-ID", last.to_string()));
         }
@@ -480,21 +333,15 @@ async fn a_refused_synchronous_generation_says_why_in_the_old_shapes() {
     let k = &h.alice_key;
     let mut drama = drama_testkit::builders::drama_json("refused", 1, 1, 1);
     drama["characters"][0]["description"] = json!("A forbidden figure in a long coat");
-    let (status, _, body) = send(
-        &svc,
-        TestRequest::post()
-            .uri("/dramas")
-            .insert_header(bearer(k))
-            .set_json(json!({ "drama": drama })),
-    )
-    .await;
+    let (status, _, body) = send(&svc, post_json("/dramas", k, json!({ "drama": drama }))).await;
     assert_eq!(status, 201, "{body}");
     let character = body["characters"][0]["id"].as_str().unwrap().to_owned();
     let (status, _, body) = send(
         &svc,
-        TestRequest::post()
-            .uri(&format!("/dramas/refused/characters/{character}/generate"))
-            .insert_header(bearer(k)),
+        post(
+            &format!("/dramas/refused/characters/{character}/generate"),
+            k,
+        ),
     )
     .await;
     assert_eq!(status, 500, "{body}");
@@ -517,20 +364,15 @@ async fn a_drama_can_be_followed_until_it_is_deleted() {
     let k = &h.alice_key;
     send(
         &svc,
-        TestRequest::post()
-            .uri("/dramas")
-            .insert_header(bearer(k))
-            .set_json(json!({"drama": drama_testkit::builders::drama_json("live", 1, 1, 1)})),
+        post_json(
+            "/dramas",
+            k,
+            json!({"drama": drama_testkit::builders::drama_json("live", 1, 1, 1)}),
+        ),
     )
     .await;
     // Someone else's drama cannot be followed.
-    let (status, _, _) = send(
-        &svc,
-        TestRequest::get()
-            .uri("/dramas/live/events")
-            .insert_header(bearer(&h.bob_key)),
-    )
-    .await;
+    let (status, _, _) = send(&svc, get("/dramas/live/events", &h.bob_key)).await;
     assert_eq!(status, 404);
 
     let response = actix_web::test::call_service(

@@ -3,7 +3,7 @@
 use actix_web::test::TestRequest;
 use serde_json::{Value, json};
 
-use crate::support::{Harness, bearer, send};
+use crate::support::{Harness, bearer, get, send};
 
 /// A 1×1 PNG.
 const PNG: &[u8] = &[
@@ -96,11 +96,7 @@ async fn uploads_are_stored_listed_read_and_deleted() {
         );
         assert!(body["public_url"].as_str().unwrap().contains("/media/"));
     }
-    let list = |key: &str, query: &str| {
-        TestRequest::get()
-            .uri(&format!("/asset-library/list?{query}"))
-            .insert_header(bearer(key))
-    };
+    let list = |key: &str, query: &str| get(&format!("/asset-library/list?{query}"), key);
     let (status, _, body) = send(
         &svc,
         list(&h.alice_key, "project_name=My%20Project&tag=character"),
@@ -147,24 +143,17 @@ async fn uploads_are_stored_listed_read_and_deleted() {
     assert_eq!(&actix_web::test::read_body(response).await[..], PNG);
     let (status, _, meta) = send(
         &svc,
-        TestRequest::get()
-            .uri(&format!(
-                "/asset-library/{id}/metadata?project_name=My%20Project&asset_type=image"
-            ))
-            .insert_header(bearer(&h.alice_key)),
+        get(
+            &format!("/asset-library/{id}/metadata?project_name=My%20Project&asset_type=image"),
+            &h.alice_key,
+        ),
     )
     .await;
     assert_eq!(
         (status, meta["asset_id"].as_str()),
         (200, Some(id.as_str()))
     );
-    let (status, _, _) = send(
-        &svc,
-        TestRequest::get()
-            .uri(&item)
-            .insert_header(bearer(&h.bob_key)),
-    )
-    .await;
+    let (status, _, _) = send(&svc, get(&item, &h.bob_key)).await;
     assert_eq!(status, 404);
 
     let (status, _, body) = send(
@@ -249,9 +238,7 @@ async fn bad_uploads_are_refused_and_nothing_is_kept() {
     assert_eq!(status, 422);
     let (_, _, listed) = send(
         &svc,
-        TestRequest::get()
-            .uri("/asset-library/list?project_name=p")
-            .insert_header(bearer(&h.alice_key)),
+        get("/asset-library/list?project_name=p", &h.alice_key),
     )
     .await;
     assert_eq!(listed["total"], 0);
@@ -290,13 +277,7 @@ async fn media_serves_only_the_callers_objects() {
     .await;
     assert_eq!(response.status(), 206);
     assert_eq!(&actix_web::test::read_body(response).await[..], &PNG[..8]);
-    let (status, _, _) = send(
-        &svc,
-        TestRequest::get()
-            .uri(&format!("/media/{key}"))
-            .insert_header(bearer(&h.bob_key)),
-    )
-    .await;
+    let (status, _, _) = send(&svc, get(&format!("/media/{key}"), &h.bob_key)).await;
     assert_eq!(status, 404);
     let (status, _, _) = send(
         &svc,

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use actix_web::middleware::from_fn;
-use actix_web::test::{self, TestRequest};
+use actix_web::test;
 use drama_api::ApiState;
 use drama_app::pipeline::Scope;
 use drama_app::pipeline::engine::EngineJobs;
@@ -17,7 +17,7 @@ use drama_testkit::StatementCounter;
 use drama_testkit::pg::ScratchDb;
 use serde_json::json;
 
-use crate::support::{Harness, bearer, send};
+use crate::support::{Harness, post_json, send};
 
 const NESTED: &str = "{ dramas(limit: 50) { id title jobs { type status } \
     characters { name url jobs { type status } } \
@@ -86,20 +86,14 @@ async fn a_nested_page_of_dramas_and_their_jobs_is_a_few_statements() {
         // Warm: the key and the dramas are cached after the first request, as in a server.
         let (status, _, body) = send(
             &svc,
-            TestRequest::post()
-                .uri("/graphql")
-                .insert_header(bearer(&key))
-                .set_json(json!({ "query": NESTED })),
+            post_json("/graphql", &key, json!({ "query": NESTED })),
         )
         .await;
         assert_eq!(status, 200, "{body}");
         counter.reset();
         let (_, _, body) = send(
             &svc,
-            TestRequest::post()
-                .uri("/graphql")
-                .insert_header(bearer(&key))
-                .set_json(json!({ "query": NESTED })),
+            post_json("/graphql", &key, json!({ "query": NESTED })),
         )
         .await;
         assert!(body["errors"].is_null(), "{body}");

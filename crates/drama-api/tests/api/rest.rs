@@ -4,7 +4,7 @@ use actix_web::test::TestRequest;
 use drama_testkit::builders::{LEGACY_FIXTURE, drama_json};
 use serde_json::{Value, json};
 
-use crate::support::{Harness, bearer, send};
+use crate::support::{Harness, bearer, get, post_json, send};
 
 fn create_body(id: &str) -> Value {
     json!({ "drama": drama_json(id, 2, 2, 2) })
@@ -48,9 +48,10 @@ async fn every_drama_route_requires_credentials() {
     }
     let (status, _, body) = send(
         &svc,
-        TestRequest::get().uri("/dramas").insert_header(bearer(
+        get(
+            "/dramas",
             "dk_AAAAAAAAAAAA_BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB",
-        )),
+        ),
     )
     .await;
     assert_eq!(
@@ -272,14 +273,8 @@ async fn invalid_creations_name_the_problem_and_write_nothing() {
             .set_json(create_body("taken")),
     )
     .await;
-    let (status, _, body) = send(
-        &svc,
-        TestRequest::post()
-            .uri("/dramas")
-            .insert_header(bearer(&h.bob_key))
-            .set_json(create_body("taken")),
-    )
-    .await;
+    let (status, _, body) =
+        send(&svc, post_json("/dramas", &h.bob_key, create_body("taken"))).await;
     assert_eq!(
         (status, body["code"].as_str()),
         (409, Some("already_exists"))
@@ -416,10 +411,7 @@ async fn another_users_drama_is_invisible_through_every_route() {
     let svc = h.service(Harness::settings()).await;
     send(
         &svc,
-        TestRequest::post()
-            .uri("/dramas")
-            .insert_header(bearer(&h.alice_key))
-            .set_json(create_body("private")),
+        post_json("/dramas", &h.alice_key, create_body("private")),
     )
     .await;
     let bob = bearer(&h.bob_key);
@@ -472,13 +464,7 @@ async fn another_users_drama_is_invisible_through_every_route() {
     }
     let (_, _, list) = send(&svc, TestRequest::get().uri("/dramas").insert_header(bob)).await;
     assert_eq!(list["dramas"], json!([]));
-    let (status, _, body) = send(
-        &svc,
-        TestRequest::get()
-            .uri("/dramas/private")
-            .insert_header(bearer(&h.alice_key)),
-    )
-    .await;
+    let (status, _, body) = send(&svc, get("/dramas/private", &h.alice_key)).await;
     assert_eq!(
         (status, body["title"].as_str()),
         (200, Some("Drama private"))
@@ -578,13 +564,7 @@ async fn callers_over_their_rate_get_429_with_retry_after() {
     let mut statuses = Vec::new();
     let mut retry_after = None;
     for _ in 0..4 {
-        let (status, headers, _) = send(
-            &svc,
-            TestRequest::get()
-                .uri("/dramas")
-                .insert_header(bearer(&h.alice_key)),
-        )
-        .await;
+        let (status, headers, _) = send(&svc, get("/dramas", &h.alice_key)).await;
         statuses.push(status);
         if status == 429 {
             retry_after = headers.get("retry-after").cloned();
@@ -594,13 +574,7 @@ async fn callers_over_their_rate_get_429_with_retry_after() {
     assert!(statuses[2..].contains(&429), "{statuses:?}");
     assert!(retry_after.is_some());
     // Another caller has its own budget.
-    let (status, _, _) = send(
-        &svc,
-        TestRequest::get()
-            .uri("/dramas")
-            .insert_header(bearer(&h.bob_key)),
-    )
-    .await;
+    let (status, _, _) = send(&svc, get("/dramas", &h.bob_key)).await;
     assert_eq!(status, 200);
 }
 

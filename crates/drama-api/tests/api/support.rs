@@ -155,6 +155,23 @@ pub fn bearer(key: &str) -> (&'static str, String) {
     ("Authorization", format!("Bearer {key}"))
 }
 
+/// `GET uri` by the holder of `key`.
+pub fn get(uri: &str, key: &str) -> test::TestRequest {
+    test::TestRequest::get().uri(uri).insert_header(bearer(key))
+}
+
+/// `POST uri` without a body, by the holder of `key`.
+pub fn post(uri: &str, key: &str) -> test::TestRequest {
+    test::TestRequest::post()
+        .uri(uri)
+        .insert_header(bearer(key))
+}
+
+/// `POST uri` with a JSON body, by the holder of `key`.
+pub fn post_json(uri: &str, key: &str, body: impl serde::Serialize) -> test::TestRequest {
+    post(uri, key).set_json(body)
+}
+
 /// The offline image model, except that it refuses every prompt containing `word` (as a
 /// provider's moderation would).
 pub struct Refusing {

@@ -218,10 +218,7 @@ impl App {
         usage: Value,
     ) -> Outcome {
         let owner = UserId(ctx.owner());
-        let drama = step!(
-            DramaId::parse(task.drama.as_str()),
-            |e: &drama_domain::ClientIdError| Outcome::fail(e)
-        );
+        let drama = step!(DramaId::parse(task.drama.as_str()), Outcome::fail);
         let media = step!(
             MediaType::from_mime(mime),
             |e: &drama_assets::AssetError| Outcome::fail(e)
@@ -250,10 +247,7 @@ impl App {
                 Outcome::fail(e)
             }
         );
-        let asset_id = step!(
-            AssetId::parse(task.asset.as_str()),
-            |e: &drama_domain::ClientIdError| Outcome::fail(e)
-        );
+        let asset_id = step!(AssetId::parse(task.asset.as_str()), Outcome::fail);
         let url = self.object_url(&key);
         let generated = GeneratedAsset {
             asset_id,
@@ -288,10 +282,7 @@ impl App {
             Err(outcome) => return outcome,
         };
         let owner = UserId(ctx.owner());
-        let drama = step!(
-            DramaId::parse(task.drama.as_str()),
-            |e: &drama_domain::ClientIdError| Outcome::fail(e)
-        );
+        let drama = step!(DramaId::parse(task.drama.as_str()), Outcome::fail);
         let (references, sums) = match self.references(owner, &drama, &task.references).await {
             Ok(found) => found,
             Err(outcome) => return outcome,
@@ -335,10 +326,7 @@ impl App {
             Err(outcome) => return outcome,
         };
         let owner = UserId(ctx.owner());
-        let drama = step!(
-            DramaId::parse(task.drama.as_str()),
-            |e: &drama_domain::ClientIdError| Outcome::fail(e)
-        );
+        let drama = step!(DramaId::parse(task.drama.as_str()), Outcome::fail);
         let (mut references, sums) = match self.references(owner, &drama, &task.references).await {
             Ok(found) => found,
             Err(outcome) => return outcome,
@@ -416,10 +404,7 @@ impl App {
             Err(outcome) => return outcome,
         };
         let owner = UserId(ctx.owner());
-        let drama_id = step!(
-            DramaId::parse(task.drama.as_str()),
-            |e: &drama_domain::ClientIdError| Outcome::fail(e)
-        );
+        let drama_id = step!(DramaId::parse(task.drama.as_str()), Outcome::fail);
         let stored = step!(
             self.store.get_complete(owner, &drama_id).await,
             repo_outcome
@@ -510,14 +495,8 @@ impl App {
             Err(outcome) => return outcome,
         };
         let owner = UserId(ctx.owner());
-        let drama_id = step!(
-            DramaId::parse(spec.drama.as_str()),
-            |e: &drama_domain::ClientIdError| Outcome::fail(e)
-        );
-        let episode_id = step!(
-            EpisodeId::parse(spec.episode.as_str()),
-            |e: &drama_domain::ClientIdError| Outcome::fail(e)
-        );
+        let drama_id = step!(DramaId::parse(spec.drama.as_str()), Outcome::fail);
+        let episode_id = step!(EpisodeId::parse(spec.episode.as_str()), Outcome::fail);
         let stored = step!(
             self.store.get_complete(owner, &drama_id).await,
             repo_outcome
@@ -586,17 +565,11 @@ impl App {
             Err(outcome) => return outcome,
         };
         let owner = UserId(ctx.owner());
-        let drama_id = step!(
-            DramaId::parse(spec.drama.as_str()),
-            |e: &drama_domain::ClientIdError| Outcome::fail(e)
-        );
+        let drama_id = step!(DramaId::parse(spec.drama.as_str()), Outcome::fail);
         let script = step!(self.ai.script_model(spec.model.as_deref()), ai_outcome);
         let generated = match &spec.improve {
             Some(improve) => {
-                let original_id = step!(
-                    DramaId::parse(improve.original.as_str()),
-                    |e: &drama_domain::ClientIdError| Outcome::fail(e)
-                );
+                let original_id = step!(DramaId::parse(improve.original.as_str()), Outcome::fail);
                 let original = match self.store.get_complete(owner, &original_id).await {
                     Ok(o) => o.drama,
                     Err(RepoError::NotFound { .. }) => {
@@ -676,10 +649,7 @@ impl App {
             Err(outcome) => return outcome,
         };
         let owner = UserId(ctx.owner());
-        let drama_id = step!(
-            DramaId::parse(spec.drama.as_str()),
-            |e: &drama_domain::ClientIdError| Outcome::fail(e)
-        );
+        let drama_id = step!(DramaId::parse(spec.drama.as_str()), Outcome::fail);
         let drama = step!(
             self.store.get_complete(owner, &drama_id).await,
             repo_outcome

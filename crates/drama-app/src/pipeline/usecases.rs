@@ -8,7 +8,9 @@ use chrono::Utc;
 use drama_ai::{AiError, CallKind};
 use drama_assets::{Category, MediaType, Scope as KeyScope, keys};
 use drama_dal::{Entity, GenerationError, RepoError, StoredDrama};
-use drama_domain::{AssetKind, CharacterId, DomainError, DramaId, EpisodeId, JobStatus, UserId};
+use drama_domain::{
+    Asset, AssetId, AssetKind, CharacterId, DomainError, DramaId, EpisodeId, JobStatus, UserId,
+};
 use drama_jobs::{
     CoarseStatus, Event, EventId, Graph, JobError, JobId, JobView, NodeSpec, NodeType, RunFilter,
     RunId, RunSpec, RunTree,
@@ -457,12 +459,7 @@ impl App {
         let c = drama
             .character(character.as_str())
             .ok_or_else(|| AppError::not_found(Entity::Character, character))?;
-        let asset = c
-            .assets
-            .iter()
-            .find(|a| a.kind == AssetKind::Video)
-            .map(|a| a.id.clone())
-            .ok_or_else(|| AppError::not_found(Entity::Asset, character))?;
+        let asset = first_asset(&c.assets, AssetKind::Video, character)?;
         self.generate(caller, id, Scope::Asset(asset), true).await
     }
 
@@ -480,12 +477,7 @@ impl App {
         let e = drama
             .episode(episode.as_str())
             .ok_or_else(|| AppError::not_found(Entity::Episode, episode))?;
-        let asset = e
-            .assets
-            .iter()
-            .find(|a| a.kind == AssetKind::Video)
-            .map(|a| a.id.clone())
-            .ok_or_else(|| AppError::not_found(Entity::Asset, episode))?;
+        let asset = first_asset(&e.assets, AssetKind::Video, episode)?;
         self.generate(caller, id, Scope::Asset(asset), true).await
     }
 
@@ -505,12 +497,7 @@ impl App {
         let c = drama
             .character(character.as_str())
             .ok_or_else(|| AppError::not_found(Entity::Character, character))?;
-        let asset = c
-            .assets
-            .iter()
-            .find(|a| a.kind == AssetKind::Image)
-            .map(|a| a.id.clone())
-            .ok_or_else(|| AppError::not_found(Entity::Asset, character))?;
+        let asset = first_asset(&c.assets, AssetKind::Image, character)?;
         let started = self.generate(caller, id, Scope::Asset(asset), true).await?;
         self.wait_for(caller, started.job_id).await?;
         Ok(self.store.get_complete(caller.user, id).await?)
@@ -542,12 +529,7 @@ impl App {
                 missing.join(", ")
             )));
         }
-        let cover = drama
-            .assets
-            .iter()
-            .find(|a| a.kind == AssetKind::Image)
-            .map(|a| a.id.clone())
-            .ok_or_else(|| AppError::not_found(Entity::Asset, id))?;
+        let cover = first_asset(&drama.assets, AssetKind::Image, id)?;
         let started = self.generate(caller, id, Scope::Asset(cover), true).await?;
         self.wait_for(caller, started.job_id)
             .await
@@ -792,4 +774,17 @@ impl App {
     pub fn job_result(view: &JobView) -> Option<Value> {
         view.result.clone()
     }
+}
+
+/// The first asset of `kind` among the assets of `holder`; NotFound names the holder.
+fn first_asset(
+    assets: &[Asset],
+    kind: AssetKind,
+    holder: impl std::fmt::Display,
+) -> Result<AssetId, AppError> {
+    assets
+        .iter()
+        .find(|a| a.kind == kind)
+        .map(|a| a.id.clone())
+        .ok_or_else(|| AppError::not_found(Entity::Asset, holder))
 }

@@ -26,7 +26,7 @@ use crate::media::MediaType;
 use crate::signing::UrlSigner;
 use crate::store::{
     AssetStore, ByteRange, ByteStream, CheckReport, CheckStep, ContentRange, ObjectInfo,
-    ObjectStream, ObjectSummary, PresignMethod, PresignedRequest, presign_deadline,
+    ObjectStream, ObjectSummary, PresignedRequest,
 };
 
 const READ_CHUNK: usize = 256 * 1024;
@@ -396,8 +396,7 @@ impl AssetStore for LocalStore {
         key: &ObjectKey,
         expires_in: Duration,
     ) -> Result<PresignedRequest, AssetError> {
-        let deadline = presign_deadline(expires_in)?;
-        Ok(self.signer.sign(PresignMethod::Get, key, None, deadline))
+        self.signer.presign_get(key, expires_in)
     }
 
     async fn presign_put(
@@ -406,11 +405,7 @@ impl AssetStore for LocalStore {
         content_type: &str,
         expires_in: Duration,
     ) -> Result<PresignedRequest, AssetError> {
-        let deadline = presign_deadline(expires_in)?;
-        key.check_media(MediaType::from_mime(content_type)?)?;
-        Ok(self
-            .signer
-            .sign(PresignMethod::Put, key, Some(content_type), deadline))
+        self.signer.presign_put(key, content_type, expires_in)
     }
 
     fn public_url(&self, key: &ObjectKey) -> Option<String> {

@@ -17,7 +17,7 @@ use crate::media::MediaType;
 use crate::signing::UrlSigner;
 use crate::store::{
     AssetStore, ByteRange, ByteStream, CheckReport, CheckStep, ContentRange, ObjectInfo,
-    ObjectStream, ObjectSummary, PresignMethod, PresignedRequest, presign_deadline,
+    ObjectStream, ObjectSummary, PresignedRequest,
 };
 
 #[derive(Clone)]
@@ -244,8 +244,7 @@ impl AssetStore for MemoryStore {
         key: &ObjectKey,
         expires_in: Duration,
     ) -> Result<PresignedRequest, AssetError> {
-        let deadline = presign_deadline(expires_in)?;
-        Ok(self.signer.sign(PresignMethod::Get, key, None, deadline))
+        self.signer.presign_get(key, expires_in)
     }
 
     async fn presign_put(
@@ -254,11 +253,7 @@ impl AssetStore for MemoryStore {
         content_type: &str,
         expires_in: Duration,
     ) -> Result<PresignedRequest, AssetError> {
-        let deadline = presign_deadline(expires_in)?;
-        key.check_media(MediaType::from_mime(content_type)?)?;
-        Ok(self
-            .signer
-            .sign(PresignMethod::Put, key, Some(content_type), deadline))
+        self.signer.presign_put(key, content_type, expires_in)
     }
 
     fn public_url(&self, key: &ObjectKey) -> Option<String> {

@@ -17,7 +17,8 @@ use sha2::Sha256;
 
 use crate::error::AssetError;
 use crate::keys::ObjectKey;
-use crate::store::{PresignMethod, PresignedRequest};
+use crate::media::MediaType;
+use crate::store::{PresignMethod, PresignedRequest, presign_deadline};
 
 /// Path segment under which the API serves signed file URLs.
 pub const FILES_PATH: &str = "/files/";
@@ -90,6 +91,35 @@ impl UrlSigner {
     /// The origin URLs are made under.
     pub fn base_url(&self) -> &str {
         &self.base_url
+    }
+
+    /// [`crate::AssetStore::presign_get`] for the stores whose URLs the API serves.
+    ///
+    /// # Errors
+    /// `InvalidRequest` when `expires_in` is zero or longer than seven days.
+    pub fn presign_get(
+        &self,
+        key: &ObjectKey,
+        expires_in: std::time::Duration,
+    ) -> Result<PresignedRequest, AssetError> {
+        let deadline = presign_deadline(expires_in)?;
+        Ok(self.sign(PresignMethod::Get, key, None, deadline))
+    }
+
+    /// [`crate::AssetStore::presign_put`] for the stores whose URLs the API serves.
+    ///
+    /// # Errors
+    /// `InvalidRequest` for a bad expiry; `UnsupportedContentType` for an unknown content
+    /// type; `ContentMismatch` when the key cannot hold it.
+    pub fn presign_put(
+        &self,
+        key: &ObjectKey,
+        content_type: &str,
+        expires_in: std::time::Duration,
+    ) -> Result<PresignedRequest, AssetError> {
+        let deadline = presign_deadline(expires_in)?;
+        key.check_media(MediaType::from_mime(content_type)?)?;
+        Ok(self.sign(PresignMethod::Put, key, Some(content_type), deadline))
     }
 
     /// A signed URL for `method` on `key`, valid until `expires_at`. `content_type` is bound

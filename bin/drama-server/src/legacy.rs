@@ -146,17 +146,14 @@ pub(crate) async fn import(settings: &Settings, args: ImportArgs) -> anyhow::Res
         .run(&progress, &stop)
         .await?;
     progress.finish();
-    if let Some(path) = &args.report {
-        write_json(path, &report)?;
-    }
-    print(&import_summary(&report, args.report.as_deref()))?;
-    Ok(if report.interrupted {
-        ExitCode::from(INTERRUPTED)
-    } else if report.is_failure() {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    let summary = import_summary(&report, args.report.as_deref());
+    conclude(
+        args.report.as_deref(),
+        &report,
+        &summary,
+        report.interrupted,
+        report.is_failure(),
+    )
 }
 
 pub(crate) async fn export(settings: &Settings, args: ExportArgs) -> anyhow::Result<ExitCode> {
@@ -174,13 +171,32 @@ pub(crate) async fn export(settings: &Settings, args: ExportArgs) -> anyhow::Res
         .run(&progress, &stop)
         .await?;
     progress.finish();
-    if let Some(path) = &args.report {
-        write_json(path, &report)?;
+    let summary = export_summary(&report, args.report.as_deref());
+    conclude(
+        args.report.as_deref(),
+        &report,
+        &summary,
+        report.interrupted,
+        report.is_failure(),
+    )
+}
+
+/// Writes the report where asked, prints the summary and answers the exit code: interrupted
+/// before failed before success.
+fn conclude(
+    report_path: Option<&Path>,
+    report: &impl Serialize,
+    summary: &str,
+    interrupted: bool,
+    failed: bool,
+) -> anyhow::Result<ExitCode> {
+    if let Some(path) = report_path {
+        write_json(path, report)?;
     }
-    print(&export_summary(&report, args.report.as_deref()))?;
-    Ok(if report.interrupted {
+    print(summary)?;
+    Ok(if interrupted {
         ExitCode::from(INTERRUPTED)
-    } else if report.is_failure() {
+    } else if failed {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS

@@ -95,6 +95,24 @@ fn media_key(kind: &str, asset: &str) -> String {
     format!("{kind}:{asset}")
 }
 
+/// How one media asset is made: its task kind and resource class, the provider call and
+/// model, the assets it references (made by tasks of `upstream_kind`), where its URL goes,
+/// the seconds of video it is priced at and the duration it asks for.
+struct Media<'m> {
+    kind: &'static str,
+    class: &'static str,
+    call: CallKind,
+    model: &'m ModelInfo,
+    refs: Vec<String>,
+    upstream_kind: &'static str,
+    target: UrlTarget,
+    seconds: u32,
+    duration: Option<i64>,
+}
+
+/// A task's group (key, label), episode and scene.
+type Placement = (Option<(String, String)>, Option<EpisodeId>, Option<SceneId>);
+
 struct Context<'a> {
     objects: &'a HashMap<AssetId, AssetObject>,
     costs: &'a CostTable,
@@ -247,31 +265,19 @@ impl<'a> Planner<'a> {
                     }
                     AssetKind::Audio => continue,
                 };
-                let upstream = refs.iter().map(|r| media_key(kind::PORTRAIT, r)).collect();
-                let stale = cx.stale(k, a, model, &refs, &a.prompt);
-                let task = MediaTask {
-                    drama: drama.id.to_string(),
-                    asset: a.id.to_string(),
-                    prompt: a.prompt.clone(),
-                    label: c.name.clone(),
-                    references: refs,
-                    duration: a.duration.map(i64::from),
-                    target,
-                };
-                planner.push(Task {
-                    key: media_key(k, a.id.as_str()),
+                let media = Media {
                     kind: k,
                     class: cls,
-                    group: group.clone(),
-                    upstream,
-                    payload: payload(&task)?,
-                    cost: cx.cost(call, model, seconds),
-                    hint: hint(call),
-                    stale,
-                    episode: None,
-                    scene: None,
-                    asset: Some(a.id.clone()),
-                });
+                    call,
+                    model,
+                    refs,
+                    upstream_kind: kind::PORTRAIT,
+                    target,
+                    seconds,
+                    duration: a.duration.map(i64::from),
+                };
+                let place = (group.clone(), None, None);
+                planner.push_media(&cx, a, media, c.name.clone(), place)?;
             }
         }
 
@@ -283,31 +289,18 @@ impl<'a> Planner<'a> {
                 .filter_map(|c| portrait_of.get(c.id.as_str()).map(|a| a.id.to_string()))
                 .take(COVER_REFERENCES)
                 .collect();
-            let upstream = refs.iter().map(|r| media_key(kind::PORTRAIT, r)).collect();
-            let stale = cx.stale(kind::COVER, cover, &models.image, &refs, &cover.prompt);
-            let task = MediaTask {
-                drama: drama.id.to_string(),
-                asset: cover.id.to_string(),
-                prompt: cover.prompt.clone(),
-                label: drama.title.clone(),
-                references: refs,
-                duration: None,
-                target: UrlTarget::Drama,
-            };
-            planner.push(Task {
-                key: media_key(kind::COVER, cover.id.as_str()),
+            let media = Media {
                 kind: kind::COVER,
                 class: class::IMAGE,
-                group: None,
-                upstream,
-                payload: payload(&task)?,
-                cost: cx.cost(CallKind::Image, &models.image, 0),
-                hint: hint(CallKind::Image),
-                stale,
-                episode: None,
-                scene: None,
-                asset: Some(cover.id.clone()),
-            });
+                call: CallKind::Image,
+                model: &models.image,
+                refs,
+                upstream_kind: kind::PORTRAIT,
+                target: UrlTarget::Drama,
+                seconds: 0,
+                duration: None,
+            };
+            planner.push_media(&cx, cover, media, drama.title.clone(), (None, None, None))?;
         }
 
         for e in &drama.episodes {
@@ -396,31 +389,20 @@ impl<'a> Planner<'a> {
                         }
                         AssetKind::Audio => continue,
                     };
-                    let upstream = refs.iter().map(|r| media_key(upstream_kind, r)).collect();
-                    let stale = cx.stale(k, a, model, &refs, &a.prompt);
-                    let task = MediaTask {
-                        drama: drama.id.to_string(),
-                        asset: a.id.to_string(),
-                        prompt: a.prompt.clone(),
-                        label: format!("{} · {}", e.title, s.id),
-                        references: refs,
-                        duration: a.duration.map(i64::from),
-                        target,
-                    };
-                    planner.push(Task {
-                        key: media_key(k, a.id.as_str()),
+                    let media = Media {
                         kind: k,
                         class: cls,
-                        group: group.clone(),
-                        upstream,
-                        payload: payload(&task)?,
-                        cost: cx.cost(call, model, seconds),
-                        hint: hint(call),
-                        stale,
-                        episode: Some(e.id.clone()),
-                        scene: Some(s.id.clone()),
-                        asset: Some(a.id.clone()),
-                    });
+                        call,
+                        model,
+                        refs,
+                        upstream_kind,
+                        target,
+                        seconds,
+                        duration: a.duration.map(i64::from),
+                    };
+                    let label = format!("{} · {}", e.title, s.id);
+                    let place = (group.clone(), Some(e.id.clone()), Some(s.id.clone()));
+                    planner.push_media(&cx, a, media, label, place)?;
                 }
             }
             if let Some(video) = e.assets.iter().find(|a| a.kind == AssetKind::Video) {
@@ -464,6 +446,47 @@ impl<'a> Planner<'a> {
     fn push(&mut self, task: Task) {
         self.index.insert(task.key.clone(), self.tasks.len());
         self.tasks.push(task);
+    }
+
+    /// Adds the task that makes `asset` as `media` says, under its group, episode and scene.
+    fn push_media(
+        &mut self,
+        cx: &Context<'_>,
+        asset: &Asset,
+        media: Media<'_>,
+        label: String,
+        (group, episode, scene): Placement,
+    ) -> Result<(), AppError> {
+        let upstream = media
+            .refs
+            .iter()
+            .map(|r| media_key(media.upstream_kind, r))
+            .collect();
+        let stale = cx.stale(media.kind, asset, media.model, &media.refs, &asset.prompt);
+        let task = MediaTask {
+            drama: self.drama.id.to_string(),
+            asset: asset.id.to_string(),
+            prompt: asset.prompt.clone(),
+            label,
+            references: media.refs,
+            duration: media.duration,
+            target: media.target,
+        };
+        self.push(Task {
+            key: media_key(media.kind, asset.id.as_str()),
+            kind: media.kind,
+            class: media.class,
+            group,
+            upstream,
+            payload: payload(&task)?,
+            cost: cx.cost(media.call, media.model, media.seconds),
+            hint: hint(media.call),
+            stale,
+            episode,
+            scene,
+            asset: Some(asset.id.clone()),
+        });
+        Ok(())
     }
 
     fn in_scope(&self, task: &Task, scope: &Scope) -> bool {

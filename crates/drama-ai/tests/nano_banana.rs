@@ -3,7 +3,10 @@
 mod common;
 
 use base64::Engine as _;
-use drama_ai::{AiError, AiProviders, ImageKind, ImageRequest, Provider, ReferenceImage};
+use drama_ai::{
+    AiError, AiProviders, Generated, GeneratedImage, ImageKind, ImageRequest, Provider,
+    ReferenceImage,
+};
 use serde_json::Value;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -21,6 +24,18 @@ fn storyboard(references: Vec<ReferenceImage>) -> ImageRequest {
         label: "ep1-s1".into(),
         references,
     }
+}
+
+/// A storyboard with `references` from the image model, with every provider at `server`.
+async fn storyboard_image(
+    server: &MockServer,
+    references: Vec<ReferenceImage>,
+) -> Result<Generated<GeneratedImage>, AiError> {
+    let providers = AiProviders::from_settings(&common::settings(server)).unwrap();
+    providers
+        .image_model()
+        .generate_image(&storyboard(references))
+        .await
 }
 
 #[tokio::test]
@@ -102,12 +117,7 @@ async fn reads_a_data_url_answer() {
         None,
     )
     .await;
-    let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
-    let image = providers
-        .image_model()
-        .generate_image(&storyboard(vec![]))
-        .await
-        .unwrap();
+    let image = storyboard_image(&server, vec![]).await.unwrap();
     assert_eq!(image.output.bytes.as_ref(), png.as_slice());
     let body: Value = server.received_requests().await.unwrap()[0]
         .body_json()
@@ -129,12 +139,7 @@ async fn an_answer_without_an_image_is_no_image_after_the_retries() {
         None,
     )
     .await;
-    let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
-    let err = providers
-        .image_model()
-        .generate_image(&storyboard(vec![]))
-        .await
-        .unwrap_err();
+    let err = storyboard_image(&server, vec![]).await.unwrap_err();
     assert!(
         matches!(&err, AiError::NoImage { provider: Provider::NanoBanana, detail } if detail.contains("sunrise")),
         "{err:?}"
@@ -157,12 +162,7 @@ async fn a_content_filter_stop_is_a_refusal() {
         None,
     )
     .await;
-    let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
-    let err = providers
-        .image_model()
-        .generate_image(&storyboard(vec![]))
-        .await
-        .unwrap_err();
+    let err = storyboard_image(&server, vec![]).await.unwrap_err();
     assert!(
         matches!(
             err,
@@ -186,12 +186,7 @@ async fn a_refusal_in_words_is_a_refusal() {
         None,
     )
     .await;
-    let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
-    let err = providers
-        .image_model()
-        .generate_image(&storyboard(vec![]))
-        .await
-        .unwrap_err();
+    let err = storyboard_image(&server, vec![]).await.unwrap_err();
     assert!(matches!(err, AiError::Refused { .. }), "{err:?}");
 }
 
@@ -221,12 +216,7 @@ async fn server_error_then_success_and_429_with_retry_after() {
         None,
     )
     .await;
-    let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
-    let image = providers
-        .image_model()
-        .generate_image(&storyboard(vec![]))
-        .await
-        .unwrap();
+    let image = storyboard_image(&server, vec![]).await.unwrap();
     assert_eq!(image.output.bytes.as_ref(), png.as_slice());
     assert_eq!(image.usage.requests, 3);
 }

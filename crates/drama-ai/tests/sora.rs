@@ -32,8 +32,17 @@ async fn submit_ok(server: &MockServer, task: &str) {
         .await;
 }
 
-fn status(body: Value) -> ResponseTemplate {
-    ResponseTemplate::new(200).set_body_json(body)
+/// Answers polls of `task` with `body`: the first `times` of them, or all.
+async fn task_status(server: &MockServer, task: &str, body: Value, times: Option<u64>) {
+    let mock = Mock::given(method("GET"))
+        .and(path(format!("{SUBMIT}/{task}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(body));
+    match times {
+        Some(n) => mock.up_to_n_times(n),
+        None => mock,
+    }
+    .mount(server)
+    .await;
 }
 
 /// A real MP4 (offline clip) to download.
@@ -48,28 +57,14 @@ fn mp4() -> Vec<u8> {
 async fn submits_polls_through_the_status_words_and_downloads() {
     let server = MockServer::start().await;
     submit_ok(&server, "task_abc").await;
-    let poll = format!("{SUBMIT}/task_abc");
-    Mock::given(method("GET"))
-        .and(path(&poll))
-        .respond_with(status(
-            json!({"task_id": "task_abc", "status": "NOT_START", "progress": "0%"}),
-        ))
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path(&poll))
-        .respond_with(status(
-            json!({"task_id": "task_abc", "status": "IN_PROGRESS", "progress": "40%"}),
-        ))
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path(&poll))
-        .respond_with(status(json!({"task_id": "task_abc", "status": "SUCCESS", "progress": "100%", "data": {"output": format!("{}/files/v.mp4", server.uri())}})))
-        .mount(&server)
-        .await;
+    let (task, output) = ("task_abc", format!("{}/files/v.mp4", server.uri()));
+    let poll = format!("{SUBMIT}/{task}");
+    let not_started = json!({"task_id": task, "status": "NOT_START", "progress": "0%"});
+    task_status(&server, task, not_started, Some(1)).await;
+    let running = json!({"task_id": task, "status": "IN_PROGRESS", "progress": "40%"});
+    task_status(&server, task, running, Some(1)).await;
+    let done = json!({"task_id": task, "status": "SUCCESS", "progress": "100%", "data": {"output": output}});
+    task_status(&server, task, done, None).await;
     let video_bytes = mp4();
     Mock::given(method("GET"))
         .and(path("/files/v.mp4"))
@@ -164,11 +159,7 @@ async fn no_reference_sends_no_images_field() {
 async fn a_failed_task_reports_its_reason() {
     let server = MockServer::start().await;
     submit_ok(&server, "t3").await;
-    Mock::given(method("GET"))
-        .and(path(format!("{SUBMIT}/t3")))
-        .respond_with(status(json!({"task_id": "t3", "status": "FAILURE", "fail_reason": "upstream render node crashed"})))
-        .mount(&server)
-        .await;
+    task_status(&server, "t3", json!({"task_id": "t3", "status": "FAILURE", "fail_reason": "upstream render node crashed"}), None).await;
     let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
     let err = generate_video(
         providers.video_model().as_ref(),
@@ -191,11 +182,7 @@ async fn a_failed_task_reports_its_reason() {
 async fn a_task_failed_by_moderation_is_a_refusal() {
     let server = MockServer::start().await;
     submit_ok(&server, "t4").await;
-    Mock::given(method("GET"))
-        .and(path(format!("{SUBMIT}/t4")))
-        .respond_with(status(json!({"task_id": "t4", "status": "FAILED", "fail_reason": "This content may violate our content policies."})))
-        .mount(&server)
-        .await;
+    task_status(&server, "t4", json!({"task_id": "t4", "status": "FAILED", "fail_reason": "This content may violate our content policies."}), None).await;
     let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
     let err = generate_video(
         providers.video_model().as_ref(),
@@ -214,11 +201,13 @@ async fn a_task_failed_by_moderation_is_a_refusal() {
 async fn a_task_pending_past_the_deadline_keeps_its_id() {
     let server = MockServer::start().await;
     submit_ok(&server, "t5").await;
-    Mock::given(method("GET"))
-        .and(path(format!("{SUBMIT}/t5")))
-        .respond_with(status(json!({"task_id": "t5", "status": "QUEUED"})))
-        .mount(&server)
-        .await;
+    task_status(
+        &server,
+        "t5",
+        json!({"task_id": "t5", "status": "QUEUED"}),
+        None,
+    )
+    .await;
     let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
     let model = providers.video_model();
     let task = model.submit(&clip(None, VideoDuration::Ten)).await.unwrap();
@@ -265,11 +254,19 @@ async fn submit_rate_limit_timeout_and_missing_task_id() {
     common::reply(
         &server,
         SUBMIT,
-        status(json!({"task_id": "slow"})).set_delay(Duration::from_secs(3)),
+        ResponseTemplate::new(200)
+            .set_body_json(json!({"task_id": "slow"}))
+            .set_delay(Duration::from_secs(3)),
         Some(1),
     )
     .await;
-    common::reply(&server, SUBMIT, status(json!({"status": "ok"})), None).await;
+    common::reply(
+        &server,
+        SUBMIT,
+        ResponseTemplate::new(200).set_body_json(json!({"status": "ok"})),
+        None,
+    )
+    .await;
     let mut settings = common::settings(&server);
     settings.max_retries = 0;
     settings.video_request_timeout_secs = 1;
@@ -316,13 +313,8 @@ async fn poll_retries_a_server_error_then_reads_running_progress() {
         .up_to_n_times(1)
         .mount(&server)
         .await;
-    Mock::given(method("GET"))
-        .and(path(format!("{SUBMIT}/t6")))
-        .respond_with(status(
-            json!({"task_id": "t6", "status": "RUNNING", "progress": 55}),
-        ))
-        .mount(&server)
-        .await;
+    let running = json!({"task_id": "t6", "status": "RUNNING", "progress": 55});
+    task_status(&server, "t6", running, None).await;
     let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
     let state = providers.video_model().poll("t6").await.unwrap();
     assert_eq!(state, VideoStatus::Running { progress: Some(55) });

@@ -63,7 +63,8 @@ async fn submits_polls_through_the_status_words_and_downloads() {
     task_status(&server, task, not_started, Some(1)).await;
     let running = json!({"task_id": task, "status": "IN_PROGRESS", "progress": "40%"});
     task_status(&server, task, running, Some(1)).await;
-    let done = json!({"task_id": task, "status": "SUCCESS", "progress": "100%", "data": {"output": output}});
+    let data = json!({"output": output});
+    let done = json!({"task_id": task, "status": "SUCCESS", "progress": "100%", "data": data});
     task_status(&server, task, done, None).await;
     let video_bytes = mp4();
     Mock::given(method("GET"))

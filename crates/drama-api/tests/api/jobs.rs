@@ -4,7 +4,7 @@
 use actix_web::test::TestRequest;
 use serde_json::{Value, json};
 
-use crate::support::{Harness, Refusing, bearer, get, post, post_json, send};
+use crate::support::{Harness, Refusing, bearer, create_drama, get, post, post_json, send};
 
 async fn follow(
     svc: &impl actix_web::dev::Service<
@@ -109,15 +109,7 @@ async fn critique_improve_cover_and_audition_follow_the_old_contract() {
     let worker = h.worker().await;
     let svc = h.service(Harness::settings()).await;
     let k = &h.alice_key;
-    send(
-        &svc,
-        post_json(
-            "/dramas",
-            k,
-            json!({"drama": drama_testkit::builders::drama_json("old", 2, 1, 1)}),
-        ),
-    )
-    .await;
+    create_drama(&svc, k, "old", (2, 1, 1)).await;
 
     let (status, _, body) = send(&svc, post_json("/dramas/old/critic", k, json!({}))).await;
     assert_eq!(status, 202, "{body}");
@@ -226,15 +218,7 @@ async fn cancel_and_resume_a_run() {
     let h = Harness::new().await;
     let svc = h.service(Harness::settings()).await;
     let k = &h.alice_key;
-    send(
-        &svc,
-        post_json(
-            "/dramas",
-            k,
-            json!({"drama": drama_testkit::builders::drama_json("c", 1, 1, 2)}),
-        ),
-    )
-    .await;
+    create_drama(&svc, k, "c", (1, 1, 2)).await;
     // A budget must be a positive number of tokens.
     for (budget, expected) in [(json!(0), "at least 1"), (json!("lots"), "budget")] {
         let (status, _, body) = send(
@@ -268,15 +252,7 @@ async fn events_stream_in_order_and_resume_after_a_reconnect() {
     let worker = h.worker().await;
     let svc = h.service(Harness::settings()).await;
     let k = &h.alice_key;
-    send(
-        &svc,
-        post_json(
-            "/dramas",
-            k,
-            json!({"drama": drama_testkit::builders::drama_json("ev", 1, 1, 1)}),
-        ),
-    )
-    .await;
+    create_drama(&svc, k, "ev", (1, 1, 1)).await;
     let (_, _, body) = send(&svc, post("/dramas/ev/generate", k)).await;
     let job = body["jobId"].as_str().unwrap().to_owned();
 
@@ -362,15 +338,7 @@ async fn a_drama_can_be_followed_until_it_is_deleted() {
     let h = Harness::new().await;
     let svc = h.service(Harness::settings()).await;
     let k = &h.alice_key;
-    send(
-        &svc,
-        post_json(
-            "/dramas",
-            k,
-            json!({"drama": drama_testkit::builders::drama_json("live", 1, 1, 1)}),
-        ),
-    )
-    .await;
+    create_drama(&svc, k, "live", (1, 1, 1)).await;
     // Someone else's drama cannot be followed.
     let (status, _, _) = send(&svc, get("/dramas/live/events", &h.bob_key)).await;
     assert_eq!(status, 404);

@@ -9,7 +9,7 @@ use drama_api::{ApiState, HttpSettings};
 use drama_app::{App, Ports};
 use drama_dal::{ApiKeyRepository, MemoryStore, NewUser, UserRepository};
 use drama_domain::UserId;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// An API over in-memory ports, with two users and a key each.
 pub struct Harness {
@@ -153,6 +153,18 @@ pub async fn send(
 
 pub fn bearer(key: &str) -> (&'static str, String) {
     ("Authorization", format!("Bearer {key}"))
+}
+
+/// Creates, as the holder of `key`, the drama `id` built by `drama_testkit::builders`.
+pub async fn create_drama(
+    service: &impl Service<Request, Response = ServiceResponse, Error = actix_web::Error>,
+    key: &str,
+    id: &str,
+    (characters, episodes, scenes): (usize, usize, usize),
+) {
+    let drama = drama_testkit::builders::drama_json(id, characters, episodes, scenes);
+    let (status, _, body) = send(service, post_json("/dramas", key, json!({"drama": drama}))).await;
+    assert_eq!(status, 201, "{body}");
 }
 
 /// `GET uri` by the holder of `key`.

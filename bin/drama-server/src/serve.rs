@@ -165,7 +165,11 @@ async fn wire(
 
 /// Prints what an operator of the embedded mode needs, loudly.
 #[allow(clippy::print_stderr)]
-async fn announce_embedded(store: &MemoryStore, settings: &Settings) -> anyhow::Result<()> {
+async fn announce_embedded(
+    store: &MemoryStore,
+    settings: &Settings,
+    state: &ApiState,
+) -> anyhow::Result<()> {
     let user = UserId::random();
     let mut new = NewUser::new(user);
     new.display_name = Some("local".to_owned());
@@ -182,10 +186,13 @@ async fn announce_embedded(store: &MemoryStore, settings: &Settings) -> anyhow::
          API key (shown once):  {}\n  \
          REST:                  curl -H 'Authorization: Bearer {}' {base}/dramas\n  \
          GraphiQL:              {base}/graphql\n  \
+         Console:               {}\n  \
+                                (signs this browser in once, within 10 minutes)\n  \
          ================================================================\n",
         format!("{:?}", settings.assets.backend()).to_lowercase(),
         key.key,
         key.key,
+        state.console_sign_in_link(&base, &key.key),
     );
     Ok(())
 }
@@ -204,11 +211,11 @@ fn background(app: &App, settings: &Settings) -> Vec<tokio::task::JoinHandle<()>
 pub(crate) async fn serve(settings: Settings, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let backend = backend(&settings, args.migrate).await?;
     let (app, workers, memory) = wire(&settings, &backend, !args.no_workers).await?;
+    let state = ApiState::new(app.clone(), settings.http.clone());
     if let Some(store) = &memory {
-        announce_embedded(store, &settings).await?;
+        announce_embedded(store, &settings, &state).await?;
     }
     let tasks = background(&app, &settings);
-    let state = ApiState::new(app.clone(), settings.http.clone());
     let cors = settings.http.clone();
     let http_workers = match settings.server.http_workers {
         0 => std::thread::available_parallelism().map_or(2, usize::from),

@@ -38,6 +38,16 @@ whenUnauthorized(() => {
   route();
 });
 
+// Following the link of the page already shown reloads its data.
+for (const link of nav.querySelectorAll("a")) {
+  link.addEventListener("click", (e) => {
+    if (link.getAttribute("href") === (location.hash || "#/")) {
+      e.preventDefault();
+      route().then(() => main.focus());
+    }
+  });
+}
+
 document.getElementById("sign-out").addEventListener("click", () => {
   setToken(null);
   ctx.notice("Signed out.");

@@ -103,8 +103,9 @@ export async function render(main, ctx, id) {
       // Events that arrived while the graph was read are as new as it or newer: replay them.
       for (const e of model.log.slice(mark)) model.applyState(e);
       paint();
-    } catch (e) {
-      replace(actionStatus, message(e.message));
+    } catch {
+      // The server is away (the stream is reconnecting meanwhile): try again shortly.
+      if (!stopped) setTimeout(refresh, 2000);
     }
   }, 300);
   const costs = throttle(async () => {

@@ -70,9 +70,7 @@ fn serve(req: &HttpRequest, file: &files::File) -> HttpResponse {
     let response = if fresh {
         response.finish()
     } else {
-        response
-            .content_type(file.content_type)
-            .body(file.bytes)
+        response.content_type(file.content_type).body(file.bytes)
     };
     hardened(response)
 }

@@ -40,7 +40,10 @@ impl SignInCodes {
             uuid::Uuid::new_v4().simple(),
             uuid::Uuid::new_v4().simple()
         );
-        let mut codes = self.codes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut codes = self
+            .codes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         codes.retain(|_, (_, made)| made.elapsed() < LIFETIME);
         if codes.len() >= MAX_CODES
             && let Some(oldest) = codes
@@ -56,7 +59,10 @@ impl SignInCodes {
 
     /// The secret for `code`, once; `None` for an unknown, used or expired code.
     pub fn redeem(&self, code: &str) -> Option<String> {
-        let mut codes = self.codes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut codes = self
+            .codes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let (secret, made) = codes.remove(code)?;
         (made.elapsed() < LIFETIME).then_some(secret)
     }

@@ -239,7 +239,12 @@ async fn a_generation_is_watched_played_edited_and_cancelled_in_the_browser() {
         "return [...document.querySelectorAll('main img')].filter(i => i.getBoundingClientRect().top < innerHeight).every(i => i.complete && i.naturalWidth > 0)",
     )
     .await;
+    // A taller window shows the characters and the first scenes too.
+    b.client.set_window_size(1280, 2200).await.unwrap();
+    b.until("the pictures below", Duration::from_secs(20),
+        "return [...document.querySelectorAll('main img')].filter(i => i.getBoundingClientRect().top < innerHeight).every(i => i.complete && i.naturalWidth > 0)").await;
     b.screenshot(&screenshots().join("drama.png")).await;
+    b.client.set_window_size(1280, 1000).await.unwrap();
 
     // An edit based on a version that is no longer current: the conflict is explained and
     // nothing is written.

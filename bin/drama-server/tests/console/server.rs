@@ -103,8 +103,7 @@ impl Server {
             .unwrap();
         let key = created
             .lines()
-            .filter(|l| l.trim().starts_with("dk_"))
-            .next_back()
+            .rfind(|l| l.trim().starts_with("dk_"))
             .unwrap()
             .trim()
             .to_owned();

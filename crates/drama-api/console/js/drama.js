@@ -112,8 +112,8 @@ class DramaPage {
             this.field(this.base, "description", "description", d.description, true)),
           h("div", {}, h("strong", { text: "Premise" }),
             this.field(this.base, "premise", "premise", d.premise, true)),
-          facts([["Id", h("span", { class: "mono", text: d.id })], ["Version", String(this.version ?? "—")]]))),
-      this.generatePanel(),
+          facts([["Id", h("span", { class: "mono", text: d.id })], ["Version", String(this.version ?? "—")]])),
+        this.generatePanel()),
       this.runsPanel(),
       h("h2", { text: `Characters (${d.characters.length})` }),
       h("div", { class: "cards", id: "characters" }, d.characters.map((c) => this.character(c))),
@@ -159,7 +159,7 @@ class DramaPage {
       }
     });
     refresh();
-    return h("section", { class: "panel stack", "aria-labelledby": "gen-title" },
+    return h("section", { class: "gen stack", "aria-labelledby": "gen-title" },
       h("h2", { id: "gen-title", text: "Generate" }),
       h("div", { class: "row" }, force, h("label", { for: "force", text: "Also remake what is up to date" })),
       h("label", { for: "budget", text: "Budget (credits, optional)" }), budget,

@@ -82,10 +82,9 @@ async fn index(req: HttpRequest) -> HttpResponse {
 async fn file(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
     match files::find(&path) {
         Some(file) => serve(&req, file),
-        None => hardened(
-            HttpResponse::NotFound()
-                .json(serde_json::json!({"detail": "Not Found", "code": "not_found"})),
-        ),
+        None => hardened(HttpResponse::NotFound().json(serde_json::json!({
+            "detail": format!("The console has no file {path}"), "code": "not_found",
+        }))),
     }
 }
 

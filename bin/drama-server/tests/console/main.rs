@@ -154,6 +154,7 @@ async fn a_generation_is_watched_played_edited_and_cancelled_in_the_browser() {
     // Nodes change state while the page stays the same page (no reload, no polling).
     b.js("document.body.dataset.marker = 'kept'; return true")
         .await;
+    b.js(WATCH_STATES).await;
     let before = b.js("return [...document.querySelectorAll('svg.graph .node')].filter(n => n.dataset.state === 'completed').length").await;
     b.until("tasks completing live", Duration::from_secs(60), &format!(
         "return document.body.dataset.marker === 'kept' && [...document.querySelectorAll('svg.graph .node')].filter(n => n.dataset.state === 'completed').length >= {} + 2",
@@ -173,6 +174,8 @@ async fn a_generation_is_watched_played_edited_and_cancelled_in_the_browser() {
     let watched = b
         .js("return document.querySelector('#details h2').textContent")
         .await;
+    let seen = b.js("return window.seenStates").await;
+    let cut = chrono_now_ms();
     s.restart().await;
     b.until("the stream to reconnect", Duration::from_secs(30),
         "return document.querySelector('#live').textContent === 'live' && document.body.dataset.marker === 'kept'").await;
@@ -207,6 +210,7 @@ async fn a_generation_is_watched_played_edited_and_cancelled_in_the_browser() {
         shown.contains(&format!("Events ({expected})")),
         "{shown} vs {expected} events"
     );
+    report_latency(&s, &run, &seen, cut).await;
     let graph_reads = b.js("return performance.getEntriesByType('resource').filter(r => r.name.endsWith('/graph')).length").await;
     assert!(
         graph_reads.as_u64().unwrap() <= 12,
@@ -243,6 +247,9 @@ async fn a_generation_is_watched_played_edited_and_cancelled_in_the_browser() {
     b.client.set_window_size(1280, 2200).await.unwrap();
     b.until("the pictures below", Duration::from_secs(20),
         "return [...document.querySelectorAll('main img')].filter(i => i.getBoundingClientRect().top < innerHeight).every(i => i.complete && i.naturalWidth > 0)").await;
+    // Decoded pictures only: a loaded image may not be painted yet.
+    b.js("return Promise.all([...document.querySelectorAll('main img')].map(i => i.decode().catch(() => null))).then(() => true)").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     b.screenshot(&screenshots().join("drama.png")).await;
     b.client.set_window_size(1280, 1000).await.unwrap();
 
@@ -303,6 +310,71 @@ async fn a_generation_is_watched_played_edited_and_cancelled_in_the_browser() {
             .unwrap()
     );
     b.assert_clean_console("cancelling", |_| false).await;
+}
+
+/// Records, in the page, when each graph node took each state (for the latency report).
+const WATCH_STATES: &str = "window.seenStates = []; \
+    new MutationObserver((changes) => { for (const c of changes) { \
+      window.seenStates.push([c.target.dataset.key, c.target.dataset.state, Date.now()]); } }) \
+    .observe(document.querySelector('svg.graph'), \
+      {subtree: true, attributes: true, attributeFilter: ['data-state']}); return true";
+
+fn chrono_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or_default()
+}
+
+/// Prints how long a state change took from the server's event (its commit time) to the
+/// page's graph, for every change before `cut` that the page showed (docs/benchmarks/console.md
+/// reports it; nothing is asserted about time).
+async fn report_latency(s: &Server, run: &str, seen: &Value, cut: i64) {
+    let text = s
+        .http
+        .get(s.url(&format!("/jobs/{run}/events")))
+        .bearer_auth(&s.key)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let seen: Vec<(String, String, i64)> = seen
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r[0].as_str().unwrap_or_default().to_owned(),
+                r[1].as_str().unwrap_or_default().to_owned(),
+                r[2].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let mut latencies: Vec<i64> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter(|e| e["at"].as_i64().is_some_and(|at| at < cut - 1000))
+        .filter_map(|e| {
+            let at = e["at"].as_i64()?;
+            seen.iter()
+                .find(|(key, state, t)| e["key"] == *key && e["state"] == *state && *t >= at)
+                .map(|(_, _, t)| t - at)
+        })
+        .collect();
+    latencies.sort_unstable();
+    if let (Some(max), false) = (latencies.last(), latencies.is_empty()) {
+        let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+        println!(
+            "console bench: {} state changes from event to graph: p50 {} ms, p90 {} ms, max {} ms",
+            latencies.len(),
+            at(0.5),
+            at(0.9),
+            max
+        );
+    }
 }
 
 /// How many events the run's stream has for the task with `key`.

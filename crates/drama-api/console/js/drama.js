@@ -194,7 +194,7 @@ class DramaPage {
     return h("article", { class: "card", "data-character": c.id },
       h("div", { class: "body" },
         h("h3", {}, this.field(path, "name", `${c.name}'s name`, c.name)),
-        h("div", { class: "row" }, image(c.url, `portrait of ${c.name}`), video(audition?.url, `audition of ${c.name}`)),
+        h("div", { class: "row" }, image(c.url, `portrait of ${c.name}`), video(audition?.url, `audition of ${c.name}`, "media", c.url)),
         this.field(path, "description", `${c.name}'s description`, c.description, true),
         c.voice_description ? h("p", { class: "muted small", text: `Voice: ${c.voice_description}` }) : null,
         h("div", { class: "row" }, portrait, redo)));
@@ -211,7 +211,7 @@ class DramaPage {
     return h("section", { class: "panel", "data-episode": e.id },
       h("h3", {}, this.field(path, "title", `title of episode ${e.id}`, e.title)),
       this.field(path, "description", `description of episode ${e.id}`, e.description, true),
-      h("div", { class: "row" }, video(e.url, `episode ${e.title}`, "media wide")),
+      h("div", { class: "row" }, video(e.url, `episode ${e.title}`, "media wide", e.scenes?.[0]?.image_url)),
       h("div", { class: "row" }, gen, stitch),
       (e.scenes || []).map((scene, i) => this.scene(e, scene, i)));
   }
@@ -237,7 +237,7 @@ class DramaPage {
       : null;
     return h("div", { class: "scene", "data-scene": scene.id },
       image(scene.image_url, `storyboard of scene ${i + 1}`),
-      video(scene.video_url, `clip of scene ${i + 1}`),
+      video(scene.video_url, `clip of scene ${i + 1}`, "media", scene.image_url),
       h("div", { class: "text stack" },
         h("strong", { text: `Scene ${i + 1}` }),
         this.field(path, "description", `description of scene ${i + 1}`, scene.description, true),

@@ -68,11 +68,13 @@ function start(video) {
   });
 }
 
-/** A clip with controls, loaded when it comes into view. */
-export function video(url, label, cls = "media") {
+/** A clip with controls, loaded when it comes into view; `poster` is the picture it was made
+ * from (a storyboard, a portrait), shown until it plays. */
+export function video(url, label, cls = "media", poster = null) {
   if (!url) return missing(`No ${label} yet`);
   const el = h("video", { class: cls, controls: true, preload: "auto", playsinline: true,
     "aria-label": label, "data-src": url });
+  if (poster) loadable(poster).then((src) => { if (src) el.poster = src; });
   if (observer) observer.observe(el);
   else start(el);
   return el;

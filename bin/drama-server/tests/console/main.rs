@@ -248,7 +248,9 @@ async fn a_generation_is_watched_played_edited_and_cancelled_in_the_browser() {
     b.until("the pictures below", Duration::from_secs(20),
         "return [...document.querySelectorAll('main img')].filter(i => i.getBoundingClientRect().top < innerHeight).every(i => i.complete && i.naturalWidth > 0)").await;
     // Decoded pictures only: a loaded image may not be painted yet.
-    b.js("return Promise.all([...document.querySelectorAll('main img')].map(i => i.decode().catch(() => null))).then(() => true)").await;
+    b.js("const shown = [...document.querySelectorAll('main img')].filter(i => i.getBoundingClientRect().top < innerHeight); \
+         return Promise.race([Promise.all(shown.map(i => i.decode().catch(() => null))), \
+           new Promise(r => setTimeout(r, 3000))]).then(() => true)").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     b.screenshot(&screenshots().join("drama.png")).await;
     b.client.set_window_size(1280, 1000).await.unwrap();

@@ -37,11 +37,26 @@ fn item(o: &DramaOverview) -> Value {
     })
 }
 
+/// Largest overview page: each item is read as a whole drama.
+const MAX_OVERVIEW: u32 = 100;
+
 pub(super) async fn page(
     state: &ApiState,
     caller: &Caller,
     request: &PageRequest,
 ) -> Result<HttpResponse, ApiError> {
+    if request.limit > MAX_OVERVIEW {
+        return Err(ApiError::validation(
+            &drama_domain::DomainError::field(
+                "limit",
+                format!(
+                    "must be at most {MAX_OVERVIEW} with view=overview, got {}",
+                    request.limit
+                ),
+            ),
+            "query",
+        ));
+    }
     let page = state.app().drama_overview(caller, request).await?;
     Ok(HttpResponse::Ok().json(json!({
         "dramas": page.items.iter().map(item).collect::<Vec<_>>(),

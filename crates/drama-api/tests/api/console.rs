@@ -515,6 +515,9 @@ async fn the_overview_shows_counts_and_the_latest_run() {
     assert_ne!(second["dramas"][0]["id"], first["dramas"][0]["id"]);
     let (_, _, bobs) = send(&svc, get("/dramas?view=overview", &h.bob_key)).await;
     assert_eq!(bobs["dramas"], json!([]));
+    let (status, _, body) = send(&svc, get("/dramas?view=overview&limit=101", k)).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.to_string().contains("at most 100"), "{body}");
     let (status, _, body) = send(&svc, get("/dramas?view=everything", k)).await;
     assert_eq!(status, 422, "{body}");
     assert!(body.to_string().contains("view"), "{body}");

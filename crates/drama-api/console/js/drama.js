@@ -55,9 +55,15 @@ class DramaPage {
       return;
     }
     if (typeof version !== "number" || version <= (this.version ?? 0)) return;
-    const busy = editing() || [...this.main.querySelectorAll("video")].some((v) => !v.paused);
-    if (busy) {
+    if (editing()) {
       this.ctx.notice(`This drama changed (version ${version}). Your open editor still saves against version ${this.version}.`);
+      return;
+    }
+    // Someone is typing or watching: look again in a moment instead of redrawing under them.
+    const typing = this.main.contains(document.activeElement) && /^(INPUT|TEXTAREA|SELECT)$/.test(document.activeElement.tagName);
+    if (typing || [...this.main.querySelectorAll("video")].some((v) => !v.paused)) {
+      clearTimeout(this.timer);
+      this.timer = setTimeout(() => this.changed(frame), 2000);
       return;
     }
     // Many changes arrive during a run; redraw at most every two seconds.
@@ -113,13 +119,22 @@ class DramaPage {
           h("div", {}, h("strong", { text: "Premise" }),
             this.field(this.base, "premise", "premise", d.premise, true)),
           facts([["Id", h("span", { class: "mono", text: d.id })], ["Version", String(this.version ?? "—")]])),
-        this.generatePanel()),
+        this.generator()),
       this.runsPanel(),
       h("h2", { text: `Characters (${d.characters.length})` }),
       h("div", { class: "cards", id: "characters" }, d.characters.map((c) => this.character(c))),
       h("h2", { text: `Episodes (${d.episodes.length})` }),
       d.episodes.map((e) => this.episode(e)));
     window.scrollTo(0, scroll);
+  }
+
+  /** The generate panel, kept across redraws (what was typed stays) and re-estimated only
+   * when the drama's version moved. */
+  generator() {
+    if (!this.gen) this.gen = this.generatePanel();
+    else if (this.gen.estimatedAt !== this.version) this.gen.refresh();
+    this.gen.estimatedAt = this.version;
+    return this.gen;
   }
 
   generatePanel() {
@@ -159,12 +174,14 @@ class DramaPage {
       }
     });
     refresh();
-    return h("section", { class: "gen stack", "aria-labelledby": "gen-title" },
+    const panel = h("section", { class: "gen stack", "aria-labelledby": "gen-title" },
       h("h2", { id: "gen-title", text: "Generate" }),
       h("div", { class: "row" }, force, h("label", { for: "force", text: "Also remake what is up to date" })),
       h("label", { for: "budget", text: "Budget (credits, optional)" }), budget,
       h("p", { class: "hint", text: "Tasks that would go past the budget are cancelled and refunded." }),
       estimate, h("div", { class: "row" }, go));
+    panel.refresh = refresh;
+    return panel;
   }
 
   runsPanel() {

@@ -118,7 +118,7 @@ async fn a_generation_is_watched_played_edited_and_cancelled_in_the_browser() {
     b.until(
         "the storm card",
         Duration::from_secs(10),
-        "return document.querySelector('article[data-drama=storm] img.thumb')?.complete",
+        "return document.querySelector('article[data-drama=storm] img.thumb')?.naturalWidth > 0",
     )
     .await;
     b.screenshot(&screenshots().join("dramas.png")).await;

@@ -1,54 +1,69 @@
 // Pictures and clips. URLs that load as they are (a public bucket, signed links) are used as
 // they are. A `/media/{key}` URL of this server needs the credential header, which an <img> or
-// <video> cannot send: those are fetched with it and shown from a blob: URL. Clips are fetched
-// only when they scroll into view.
+// <video> cannot send: those are fetched with it and shown from a blob: URL. Everything loads
+// only when it scrolls into view, a few at a time, so a long drama stays within the API's
+// per-user rate limit (a 429 is retried after its Retry-After).
 
 import { authHeaders } from "./api.js";
 import { h } from "./dom.js";
 
 const blobs = new Map();
+const PARALLEL = 4;
+let running = 0;
+const waiting = [];
 
 /** Releases the blob URLs made for the previous page. */
 export function releaseMedia() {
   for (const url of blobs.values()) url.then((u) => u && URL.revokeObjectURL(u)).catch(() => {});
   blobs.clear();
+  waiting.length = 0;
 }
 
 function needsHeader(url) {
   try {
-    const u = new URL(url, location.href);
-    return u.pathname.startsWith("/media/");
+    return new URL(url, location.href).pathname.startsWith("/media/");
   } catch {
     return false;
   }
+}
+
+/** Runs `task` when fewer than PARALLEL fetches are under way. */
+function queued(task) {
+  return new Promise((resolve) => {
+    const run = () => {
+      running += 1;
+      task().then(resolve, () => resolve(null)).finally(() => {
+        running -= 1;
+        const next = waiting.shift();
+        if (next) next();
+      });
+    };
+    if (running < PARALLEL) run();
+    else waiting.push(run);
+  });
+}
+
+async function fetchBlob(path) {
+  for (let attempt = 0; attempt < 4; attempt += 1) {
+    const response = await fetch(path, { headers: authHeaders(), cache: "no-store" });
+    if (response.ok) return URL.createObjectURL(await response.blob());
+    if (response.status !== 429) return null;
+    const wait = Number.parseFloat(response.headers.get("Retry-After")) || 1;
+    await new Promise((r) => setTimeout(r, wait * 1000));
+  }
+  return null;
 }
 
 /** A URL an element can load: the URL itself, or a blob: URL of the bytes. */
 export function loadable(url) {
   if (!needsHeader(url)) return Promise.resolve(url);
   const path = new URL(url, location.href).pathname;
-  if (!blobs.has(path)) {
-    blobs.set(path, fetch(path, { headers: authHeaders(), cache: "no-store" })
-      .then((r) => (r.ok ? r.blob() : null))
-      .then((b) => (b ? URL.createObjectURL(b) : null))
-      .catch(() => null));
-  }
+  if (!blobs.has(path)) blobs.set(path, queued(() => fetchBlob(path)));
   return blobs.get(path);
 }
 
 function missing(text) {
   return h("div", { class: "placeholder", text });
-}
-
-/** An image, or a placeholder saying what is missing. */
-export function image(url, alt, cls = "media") {
-  if (!url) return missing(`No ${alt} yet`);
-  const img = h("img", { class: cls, alt, loading: "lazy", decoding: "async" });
-  loadable(url).then((src) => {
-    if (src) img.src = src;
-    else img.replaceWith(missing(`${alt} could not be loaded`));
-  });
-  return img;
 }
 
 const observer = "IntersectionObserver" in window
@@ -58,24 +73,34 @@ const observer = "IntersectionObserver" in window
       observer.unobserve(entry.target);
       start(entry.target);
     }
-  }, { rootMargin: "200px" })
+  }, { rootMargin: "300px" })
   : null;
 
-function start(video) {
-  loadable(video.dataset.src).then((src) => {
-    if (src) video.src = src;
-    else video.replaceWith(missing("The clip could not be loaded"));
+function start(el) {
+  const { src, poster, what } = el.dataset;
+  if (poster) loadable(poster).then((p) => { if (p) el.poster = p; });
+  loadable(src).then((s) => {
+    if (s) el.src = s;
+    else el.replaceWith(missing(`${what} could not be loaded`));
   });
 }
 
-/** A clip with controls, loaded when it comes into view; `poster` is the picture it was made
- * from (a storyboard, a portrait), shown until it plays. */
-export function video(url, label, cls = "media", poster = null) {
-  if (!url) return missing(`No ${label} yet`);
-  const el = h("video", { class: cls, controls: true, preload: "auto", playsinline: true,
-    "aria-label": label, "data-src": url });
-  if (poster) loadable(poster).then((src) => { if (src) el.poster = src; });
+function watch(el) {
   if (observer) observer.observe(el);
   else start(el);
   return el;
+}
+
+/** An image, or a placeholder saying what is missing. */
+export function image(url, alt, cls = "media") {
+  if (!url) return missing(`No ${alt} yet`);
+  return watch(h("img", { class: cls, alt, decoding: "async", "data-src": url, "data-what": alt }));
+}
+
+/** A clip with controls; `poster` is the picture it was made from (a storyboard, a portrait),
+ * shown until it plays. */
+export function video(url, label, cls = "media", poster = null) {
+  if (!url) return missing(`No ${label} yet`);
+  return watch(h("video", { class: cls, controls: true, preload: "auto", playsinline: true,
+    "aria-label": label, "data-src": url, "data-poster": poster || undefined, "data-what": label }));
 }

@@ -53,10 +53,13 @@ impl WebDriverCompatibleCommand for BrowserLog {
     }
 }
 
-/// One headless browser; the driver is killed when this is dropped.
+/// One headless browser; its session is closed (which ends the browser) and the driver killed
+/// when this is dropped, also when a test fails.
 pub struct Browser {
     pub client: Client,
     driver: Child,
+    port: u16,
+    session: String,
     _profile: tempfile::TempDir,
     /// Console entries read so far that a test allowed (kept for the report on failure).
     pub seen: Vec<Value>,
@@ -64,6 +67,26 @@ pub struct Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        // Killing chromedriver would leave its browser running: delete the session first. Drop
+        // cannot await, and the test's runtime may be unwinding: a thread of its own does it.
+        let url = format!("http://127.0.0.1:{}/session/{}", self.port, self.session);
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            // The request is made inside the runtime: its timeout needs the runtime's timer.
+            let _ = runtime.block_on(async move {
+                reqwest::Client::new()
+                    .delete(url)
+                    .timeout(Duration::from_secs(20))
+                    .send()
+                    .await
+            });
+        })
+        .join();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
@@ -124,9 +147,12 @@ impl Browser {
                 }
             }
         };
+        let session = client.session_id().await.unwrap().unwrap_or_default();
         Self {
             client,
             driver,
+            port,
+            session,
             _profile: profile,
             seen: Vec::new(),
         }

@@ -11,9 +11,20 @@ const blobs = new Map();
 const PARALLEL = 4;
 let running = 0;
 const waiting = [];
+/** Elements showing media of the current page, and which page that is. */
+const shown = new Set();
+let page = 0;
 
-/** Releases the blob URLs made for the previous page. */
+/** Releases the previous page's media: its elements let go of their sources first (a detached
+ * clip may still be reading), then the blob URLs are revoked. */
 export function releaseMedia() {
+  page += 1;
+  for (const el of shown) {
+    el.removeAttribute("src");
+    el.removeAttribute("poster");
+    if (el instanceof HTMLMediaElement) el.load();
+  }
+  shown.clear();
   for (const url of blobs.values()) url.then((u) => u && URL.revokeObjectURL(u)).catch(() => {});
   blobs.clear();
   waiting.length = 0;
@@ -78,8 +89,13 @@ const observer = "IntersectionObserver" in window
 
 function start(el) {
   const { src, poster, what } = el.dataset;
-  if (poster) loadable(poster).then((p) => { if (p) el.poster = p; });
+  const mine = page;
+  // A source that arrives after its page was left is not used (its URL is being revoked).
+  const current = () => mine === page && el.isConnected;
+  if (poster) loadable(poster).then((p) => { if (p && current()) el.poster = p; });
   loadable(src).then((s) => {
+    if (!current()) return;
+    shown.add(el);
     if (s) el.src = s;
     else el.replaceWith(missing(`${what} could not be loaded`));
   });

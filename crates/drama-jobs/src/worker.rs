@@ -749,11 +749,13 @@ async fn listener<S: JobStore>(shared: Arc<Shared<S>>) {
                     if n.wake {
                         shared.wake.notify_one();
                     }
-                    let holds_run = shared
-                        .in_flight()
-                        .values()
-                        .any(|f| f.fence.run_id == n.run_id);
-                    if holds_run {
+                    // Only a cancellation needs a look before the next heartbeat.
+                    if n.cancel
+                        && shared
+                            .in_flight()
+                            .values()
+                            .any(|f| f.fence.run_id == n.run_id)
+                    {
                         shared.poke.notify_one();
                     }
                 }

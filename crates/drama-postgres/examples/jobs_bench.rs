@@ -95,6 +95,16 @@ async fn fresh_database(connections: u32) -> PgPool {
         .execute(&admin)
         .await
         .unwrap();
+    // `JOBS_BENCH_LOG_STATEMENTS=1`: every statement of the bench database goes to the server
+    // log with its duration (for finding where the time goes; it slows the run down).
+    if std::env::var("JOBS_BENCH_LOG_STATEMENTS").is_ok_and(|v| v == "1") {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "alter database {BENCH_DB} set log_min_duration_statement = 0"
+        )))
+        .execute(&admin)
+        .await
+        .unwrap();
+    }
     admin.close().await;
     let pool = PgPoolOptions::new()
         .max_connections(connections)
@@ -223,9 +233,10 @@ async fn wait_all_done(pool: &PgPool) {
         // once nothing is ready or running.
         let busy: bool = sqlx::query_scalar(
             "select (select id from jobs where state = 'ready' \
-                     order by priority desc, rank desc, id limit 1) is not null \
+                     order by resource_class, kind, priority desc, rank desc, id limit 1) \
+                     is not null \
                  or (select id from jobs where state = 'running' \
-                     order by lease_owner, resource_class limit 1) is not null \
+                     order by resource_class, lease_owner limit 1) is not null \
                  or exists (select 1 from jobs where state = 'waiting')",
         )
         .fetch_one(pool)

@@ -168,6 +168,16 @@ impl Changes {
     pub fn is_empty(&self) -> bool {
         self.new_nodes.is_empty() && self.tasks.is_empty() && self.groups.is_empty()
     }
+
+    /// Runs in which cancellation was requested for a running task (their workers should
+    /// be told at once).
+    pub fn cancel_requested(&self) -> BTreeSet<RunId> {
+        self.events
+            .iter()
+            .filter(|e| e.kind == EventKind::CancelRequested)
+            .map(|e| e.run_id)
+            .collect()
+    }
 }
 
 /// Where a [`Workset`] loads rows from.

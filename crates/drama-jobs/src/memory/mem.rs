@@ -100,6 +100,7 @@ impl Mem {
 
     /// Writes an operation's changes; returns the notifications to send.
     pub(super) fn apply(&mut self, changes: Changes, now: DateTime<Utc>) -> Vec<Notification> {
+        let cancels = changes.cancel_requested();
         let mut touched: BTreeSet<RunId> = BTreeSet::new();
         for n in changes.new_nodes {
             self.runs.entry(n.run_id).or_default().push(n.id);
@@ -189,6 +190,7 @@ impl Mem {
                 run_id,
                 event_id,
                 wake: changes.wake.contains(&run_id),
+                cancel: cancels.contains(&run_id),
             })
             .collect()
     }

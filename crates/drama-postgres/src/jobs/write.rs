@@ -403,7 +403,11 @@ fn groups(st: &mut Statement, changes: &Changes) -> Result<(), Error> {
     Ok(())
 }
 
-/// The events CTE and the final select that notifies once per run.
+/// Runs per NOTIFY payload: an entry is about 60 bytes and a payload must stay under 8000.
+const RUNS_PER_NOTIFICATION: usize = 100;
+
+/// The events CTE (one batch row per run) and the final select that notifies: one NOTIFY per
+/// 100 runs, each entry `[run, newest event id, flags]` (see [`super::parse_notification`]).
 fn events(st: &mut Statement, changes: &Changes) -> Result<String, Error> {
     let ev = &changes.events;
     if ev.is_empty() {
@@ -433,17 +437,46 @@ fn events(st: &mut Statement, changes: &Changes) -> Result<String, Error> {
         )?,
     ]
     .join(", ");
+    // The sequence value is taken under the run's lock, so ids grow in commit order per run.
     st.ctes.push(format!(
-        "events as (insert into public.job_events (run_id, job_id, key, kind, state, attempt, \
-           detail) select * from unnest({c}) returning id, run_id)"
+        "event_rows as (select * from unnest({c}) with ordinality \
+           as e(run_id, job_id, key, kind, state, attempt, detail, position)), \
+         event_batches as (select run_id, \
+             nextval('public.job_event_batch_seq') * 1048576 as first_id, \
+             array_agg(job_id order by position) as job_ids, \
+             array_agg(key order by position) as keys, \
+             array_agg(kind order by position) as kinds, \
+             array_agg(state order by position) as states, \
+             array_agg(attempt order by position) as attempts, \
+             array_agg(detail order by position) as details \
+           from event_rows group by run_id), \
+         events as (insert into public.job_event_batches (run_id, first_id, last_id, job_ids, \
+             keys, kinds, states, attempts, details) \
+           select run_id, first_id, first_id + cardinality(job_ids) - 1, job_ids, keys, kinds, \
+             states, attempts, details from event_batches \
+           returning run_id, last_id)"
     ));
     let channel = st.bind(NOTIFY_CHANNEL, "text")?;
     let wake = st.bind(
         changes.wake.iter().map(|r| r.0).collect::<Vec<_>>(),
         "uuid[]",
     )?;
+    let cancel = st.bind(
+        changes
+            .cancel_requested()
+            .iter()
+            .map(|r| r.0)
+            .collect::<Vec<_>>(),
+        "uuid[]",
+    )?;
     Ok(format!(
-        "select pg_notify({channel}, json_build_object('run', run_id, 'event', max(id), \
-           'wake', run_id = any({wake}))::text) from events group by run_id"
+        "select pg_notify({channel}, json_build_object('runs', json_agg(json_build_array(\
+           run_id, last_id, \
+           (case when run_id = any({wake}) then 1 else 0 end) \
+             + (case when run_id = any({cancel}) then 2 else 0 end))))::text) \
+         from (select run_id, last_id, \
+                 (row_number() over (order by run_id) - 1) / {RUNS_PER_NOTIFICATION} as chunk \
+               from events) e \
+         group by chunk"
     ))
 }

@@ -25,6 +25,14 @@ drop index public.jobs_running_idx;
 -- the group) are HOT: no new index entries, and old versions pruned in place.
 alter table public.job_groups set (fillfactor = 50);
 
+-- Every claim and completion writes a new version of its task rows, and each version is
+-- entered in every index of `jobs`; a unique index also looks the key up again. Keys are
+-- unique within a run by construction (graphs are validated before anything is written, and
+-- an expansion is checked against its whole run under the run's lock), so the run index need
+-- not enforce it. It still serves loading a whole run and a group's children.
+create index jobs_run_idx on public.jobs (run_id);
+alter table public.jobs drop constraint jobs_run_key;
+
 -- Task rows are updated twice per attempt and their state moves them between partial
 -- indexes; vacuum them sooner than the default 20 % of the table, so dead versions do not
 -- pile up in a table of millions of rows.

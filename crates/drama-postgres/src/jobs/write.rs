@@ -3,9 +3,8 @@
 //! the parts an operation needs are in the statement (a claim writes tasks, groups and
 //! events), which keeps planning cheap for small batches.
 
-use chrono::{DateTime, Utc};
 use drama_jobs::JobId;
-use drama_jobs::core::{Changes, TaskRow};
+use drama_jobs::core::{Changes, NewNode, TaskRow};
 use serde_json::Value;
 use sqlx::postgres::PgArguments;
 use sqlx::{Arguments as _, PgConnection};
@@ -33,6 +32,14 @@ impl Statement {
             .map_err(|e| unexpected(format!("cannot encode an argument: {e}")))?;
         self.next += 1;
         Ok(format!("${}::{cast}", self.next))
+    }
+
+    /// Binds one column of `rows` (what `f` picks from each row) as an array.
+    fn col<R, T>(&mut self, rows: &[R], f: impl Fn(&R) -> T, cast: &str) -> Result<String, Error>
+    where
+        Vec<T>: for<'q> sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + 'static,
+    {
+        self.bind(rows.iter().map(f).collect::<Vec<T>>(), cast)
     }
 }
 
@@ -90,7 +97,7 @@ fn new_nodes(
     tasks: &HashMap<JobId, &TaskRow>,
     skip: Option<JobId>,
 ) -> Result<(), Error> {
-    let nodes: Vec<_> = changes
+    let nodes: Vec<&NewNode> = changes
         .new_nodes
         .iter()
         .filter(|n| Some(n.id) != skip)
@@ -98,101 +105,34 @@ fn new_nodes(
     if nodes.is_empty() {
         return Ok(());
     }
-    let task = |id: JobId| tasks.get(&id).copied();
+    let task = |n: &&NewNode| tasks.get(&n.id).copied();
     let c = [
-        st.bind(nodes.iter().map(|n| n.id.0).collect::<Vec<_>>(), "uuid[]")?,
-        st.bind(
-            nodes.iter().map(|n| n.run_id.0).collect::<Vec<_>>(),
-            "uuid[]",
-        )?,
-        st.bind(
-            nodes
-                .iter()
-                .map(|n| n.parent_id.map(|p| p.0))
-                .collect::<Vec<_>>(),
-            "uuid[]",
-        )?,
-        st.bind(
-            nodes
-                .iter()
-                .map(|n| uuid_array(&n.ancestors))
-                .collect::<Vec<_>>(),
+        st.col(&nodes, |n| n.id.0, "uuid[]")?,
+        st.col(&nodes, |n| n.run_id.0, "uuid[]")?,
+        st.col(&nodes, |n| n.parent_id.map(|p| p.0), "uuid[]")?,
+        st.col(&nodes, |n| uuid_array(&n.ancestors), "text[]")?,
+        st.col(&nodes, |n| n.node_type.as_str().to_owned(), "text[]")?,
+        st.col(&nodes, |n| n.key.clone(), "text[]")?,
+        st.col(&nodes, |n| n.kind.clone(), "text[]")?,
+        st.col(&nodes, |n| n.owner, "uuid[]")?,
+        st.col(&nodes, |n| n.subject.clone(), "text[]")?,
+        st.col(&nodes, |n| n.idempotency_key.clone(), "text[]")?,
+        st.col(&nodes, |n| n.payload.clone(), "jsonb[]")?,
+        st.col(
+            &nodes,
+            |n| task(n).map(|t| t.state.as_str().to_owned()),
             "text[]",
         )?,
-        st.bind(
-            nodes
-                .iter()
-                .map(|n| n.node_type.as_str())
-                .collect::<Vec<_>>(),
-            "text[]",
-        )?,
-        st.bind(
-            nodes.iter().map(|n| n.key.as_str()).collect::<Vec<_>>(),
-            "text[]",
-        )?,
-        st.bind(
-            nodes.iter().map(|n| n.kind.as_str()).collect::<Vec<_>>(),
-            "text[]",
-        )?,
-        st.bind(nodes.iter().map(|n| n.owner).collect::<Vec<_>>(), "uuid[]")?,
-        st.bind(
-            nodes.iter().map(|n| n.subject.clone()).collect::<Vec<_>>(),
-            "text[]",
-        )?,
-        st.bind(
-            nodes
-                .iter()
-                .map(|n| n.idempotency_key.clone())
-                .collect::<Vec<_>>(),
-            "text[]",
-        )?,
-        st.bind(
-            nodes.iter().map(|n| n.payload.clone()).collect::<Vec<_>>(),
-            "jsonb[]",
-        )?,
-        st.bind(
-            nodes
-                .iter()
-                .map(|n| task(n.id).map(|t| t.state.as_str()))
-                .collect::<Vec<_>>(),
-            "text[]",
-        )?,
-        st.bind(
-            nodes.iter().map(|n| n.priority).collect::<Vec<_>>(),
-            "int[]",
-        )?,
-        st.bind(nodes.iter().map(|n| n.rank).collect::<Vec<_>>(), "bigint[]")?,
-        st.bind(
-            nodes
-                .iter()
-                .map(|n| n.resource_class.as_str())
-                .collect::<Vec<_>>(),
-            "text[]",
-        )?,
-        st.bind(
-            nodes.iter().map(|n| n.max_attempts).collect::<Vec<_>>(),
-            "int[]",
-        )?,
-        st.bind(nodes.iter().map(|n| n.cost).collect::<Vec<_>>(), "bigint[]")?,
-        st.bind(
-            nodes
-                .iter()
-                .map(|n| task(n.id).map_or(0, |t| t.deps_remaining))
-                .collect::<Vec<_>>(),
-            "int[]",
-        )?,
-        st.bind(
-            nodes
-                .iter()
-                .map(|n| task(n.id).and_then(|t| t.error.clone()))
-                .collect::<Vec<_>>(),
-            "text[]",
-        )?,
-        st.bind(
-            nodes
-                .iter()
-                .map(|n| task(n.id).and_then(|t| t.finished_at))
-                .collect::<Vec<Option<DateTime<Utc>>>>(),
+        st.col(&nodes, |n| n.priority, "int[]")?,
+        st.col(&nodes, |n| n.rank, "bigint[]")?,
+        st.col(&nodes, |n| n.resource_class.clone(), "text[]")?,
+        st.col(&nodes, |n| n.max_attempts, "int[]")?,
+        st.col(&nodes, |n| n.cost, "bigint[]")?,
+        st.col(&nodes, |n| task(n).map_or(0, |t| t.deps_remaining), "int[]")?,
+        st.col(&nodes, |n| task(n).and_then(|t| t.error.clone()), "text[]")?,
+        st.col(
+            &nodes,
+            |n| task(n).and_then(|t| t.finished_at),
             "timestamptz[]",
         )?,
     ]

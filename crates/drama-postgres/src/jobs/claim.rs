@@ -9,14 +9,16 @@
 //!    capacity): the cost depends on the number of pairs and the claim's size, never on how
 //!    many tasks wait in full classes.
 //! 2. Lock the runs of those tasks (`for no key update skip locked`, in id order), waiting for
-//!    one run only when all are held.
+//!    one run only when all are held (and looking again when its picked tasks were taken
+//!    meanwhile).
 //! 3. Read the picked tasks of the locked runs again (a fresh snapshot after the locks), with
 //!    what their handlers need, including their dependencies' results.
 //! 4. Write the transitions (tasks, counters, events, notifications) in one statement.
 //!
 //! Limited classes add two statements: their rows are locked by name after the runs, and the
-//! exact free capacity (running count, tokens) is computed under that lock, so two claimers
-//! never both see the same free slot; the tokens spent are written back.
+//! exact free capacity (running count, tokens) is computed under that lock and applied to the
+//! candidates, so two claimers never both see the same free slot; the tokens spent are written
+//! back.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -114,6 +116,10 @@ struct Picked {
     runs: Vec<Uuid>,
 }
 
+/// Looks for work again when every picked task was taken while the claim waited for its run
+/// (another claimer held it): the second look sees that claimer's commit.
+const PICK_ATTEMPTS: usize = 3;
+
 pub(super) async fn claim(
     conn: &mut PgConnection,
     request: &ClaimRequest,
@@ -121,27 +127,38 @@ pub(super) async fn claim(
     if request.limit == 0 {
         return Ok(Vec::new());
     }
-    let picked = pick(conn, request).await?;
-    if picked.ids.is_empty() {
-        return Ok(Vec::new());
+    let mut source = PgSource::default();
+    let mut runs: Vec<Uuid> = Vec::new();
+    let mut limited = false;
+    let mut candidates = (Vec::new(), HashMap::new());
+    for _ in 0..PICK_ATTEMPTS {
+        let picked = pick(conn, request).await?;
+        if picked.ids.is_empty() {
+            break;
+        }
+        source.now = picked.now;
+        limited = picked.limited;
+        // Waiting while holding another run could deadlock with a claimer doing the opposite.
+        let may_wait = runs.is_empty();
+        let locked = lock_picked_runs(conn, &mut source, &picked.runs, may_wait).await?;
+        runs.extend(&locked);
+        candidates = load_candidates(conn, &mut source, &picked.ids, &locked).await?;
+        if !candidates.0.is_empty() || locked.is_empty() {
+            break;
+        }
     }
-    let mut source = PgSource {
-        now: picked.now,
-        ..PgSource::default()
-    };
-    let runs = lock_picked_runs(conn, &mut source, &picked.runs).await?;
-    if runs.is_empty() {
-        return Ok(Vec::new());
-    }
-    let caps = if picked.limited {
-        lock_classes(conn, picked.now).await?
-    } else {
-        Vec::new()
-    };
-    let (order, mut extras) = load_candidates(conn, &mut source, &picked.ids, &runs, &caps).await?;
+    let (order, mut extras) = candidates;
     if order.is_empty() {
         return Ok(Vec::new());
     }
+    // Limited classes are locked after the runs, by name; their exact free capacity is known
+    // only under that lock.
+    let caps = if limited {
+        lock_classes(conn, source.now).await?
+    } else {
+        Vec::new()
+    };
+    let order = within_capacity(order, &extras, &caps);
     source.load_ancestor_groups(conn).await?;
     if may_cancel(&source, &order) {
         // A budget or a cancelled group may end candidates cancelled, and their dependents
@@ -162,6 +179,31 @@ pub(super) async fn claim(
         .collect())
 }
 
+/// The candidates (best first) that fit their limited classes' free capacity.
+fn within_capacity(
+    order: Vec<JobId>,
+    extras: &HashMap<JobId, Candidate>,
+    caps: &[ClassCap],
+) -> Vec<JobId> {
+    let mut free: HashMap<&str, i64> = caps.iter().map(|c| (c.name.as_str(), c.free)).collect();
+    order
+        .into_iter()
+        .filter(|id| {
+            let Some(class) = extras.get(id).map(|x| x.resource_class.as_str()) else {
+                return false;
+            };
+            match free.get_mut(class) {
+                Some(n) if *n <= 0 => false,
+                Some(n) => {
+                    *n -= 1;
+                    true
+                }
+                None => true,
+            }
+        })
+        .collect()
+}
+
 async fn pick(conn: &mut PgConnection, request: &ClaimRequest) -> Result<Picked, Error> {
     let row = sqlx::query(PICK)
         .bind(request.worker.0)
@@ -180,16 +222,19 @@ async fn pick(conn: &mut PgConnection, request: &ClaimRequest) -> Result<Picked,
     })
 }
 
-/// Locks the runs that other transactions do not hold; when every one is held, waits for the
-/// first (so a busy run delays a claim instead of starving it). Returns the locked runs.
+/// Locks the runs that other transactions do not hold; when every one is held and `may_wait`,
+/// waits for the first (so a busy run delays a claim instead of starving it). Returns the
+/// locked runs.
 async fn lock_picked_runs(
     conn: &mut PgConnection,
     source: &mut PgSource,
     runs: &[Uuid],
+    may_wait: bool,
 ) -> Result<Vec<Uuid>, Error> {
     let ids: Vec<RunId> = runs.iter().map(|r| JobId(*r)).collect();
     let mut locked = source.lock_runs_skip_locked(conn, &ids).await?;
     if locked.is_empty()
+        && may_wait
         && let Some(first) = ids.first()
     {
         locked = source.lock_runs(conn, &[*first]).await?;
@@ -238,35 +283,28 @@ async fn lock_classes(conn: &mut PgConnection, now: DateTime<Utc>) -> Result<Vec
     Ok(caps)
 }
 
-/// Reads the candidates (the picked tasks of the locked runs, best first) into `source`,
-/// within each limited class's free capacity.
+/// Reads the candidates (the picked tasks of the locked runs, best first) into `source`.
 async fn load_candidates(
     conn: &mut PgConnection,
     source: &mut PgSource,
     ids: &[Uuid],
     runs: &[Uuid],
-    caps: &[ClassCap],
 ) -> Result<(Vec<JobId>, HashMap<JobId, Candidate>), Error> {
+    if runs.is_empty() {
+        return Ok((Vec::new(), HashMap::new()));
+    }
     let sql = CANDIDATES.replace("COLUMNS", TASK_COLUMNS_WITHOUT_DEPENDENTS);
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(ids)
         .bind(runs)
         .fetch_all(&mut *conn)
         .await?;
-    let mut free: HashMap<&str, i64> = caps.iter().map(|c| (c.name.as_str(), c.free)).collect();
     let mut order = Vec::with_capacity(rows.len());
     let mut extras = HashMap::with_capacity(rows.len());
     for row in &rows {
-        let candidate = candidate(row)?;
-        if let Some(n) = free.get_mut(candidate.resource_class.as_str()) {
-            if *n <= 0 {
-                continue;
-            }
-            *n -= 1;
-        }
         let task = task_from_row(row, false)?;
         order.push(task.id);
-        extras.insert(task.id, candidate);
+        extras.insert(task.id, candidate(row)?);
         source.tasks.insert(task.id, task);
     }
     Ok((order, extras))

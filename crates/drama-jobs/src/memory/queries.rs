@@ -15,17 +15,16 @@ impl Mem {
         after: Option<JobId>,
         limit: usize,
     ) -> Result<Vec<JobView>, JobError> {
-        let mem = &*self;
-        let Some(run) = mem.nodes.get(&parent).map(|n| n.fixed.run_id) else {
+        let Some(run) = self.nodes.get(&parent).map(|n| n.fixed.run_id) else {
             return Ok(Vec::new());
         };
-        let mut ids: Vec<JobId> = mem
+        let mut ids: Vec<JobId> = self
             .runs
             .get(&run)
             .into_iter()
             .flatten()
             .filter(|id| {
-                mem.nodes
+                self.nodes
                     .get(id)
                     .is_some_and(|n| n.fixed.parent_id == Some(parent))
                     && after.is_none_or(|a| **id > a)
@@ -36,25 +35,24 @@ impl Mem {
         Ok(ids
             .into_iter()
             .take(limit)
-            .filter_map(|id| mem.view(id))
+            .filter_map(|id| self.view(id))
             .collect())
     }
 
     pub(super) fn run_tree(&self, run: RunId) -> Result<Option<RunTree>, JobError> {
-        let mem = &*self;
-        let Some(ids) = mem.runs.get(&run) else {
+        let Some(ids) = self.runs.get(&run) else {
             return Ok(None);
         };
         let mut ids = ids.clone();
         ids.sort();
         let mut edges = Vec::new();
         for id in &ids {
-            if let Some(t) = mem.tasks.get(id) {
+            if let Some(t) = self.tasks.get(id) {
                 edges.extend(t.prerequisites.iter().map(|p| (*id, *p)));
             }
         }
         Ok(Some(RunTree {
-            nodes: ids.iter().filter_map(|id| mem.view(*id)).collect(),
+            nodes: ids.iter().filter_map(|id| self.view(*id)).collect(),
             edges,
         }))
     }
@@ -66,19 +64,18 @@ impl Mem {
         scope: Option<JobId>,
         limit: usize,
     ) -> Result<Vec<Event>, JobError> {
-        let mem = &*self;
         let after = after.unwrap_or(EventId(0));
-        Ok(mem
+        Ok(self
             .run_events
             .get(&run)
             .into_iter()
             .flatten()
-            .filter_map(|&i| mem.events.get(i))
+            .filter_map(|&i| self.events.get(i))
             .filter(|e| e.id > after)
             .filter(|e| {
                 scope.is_none_or(|s| {
                     e.job_id == s
-                        || mem
+                        || self
                             .nodes
                             .get(&e.job_id)
                             .is_some_and(|n| n.fixed.ancestors.contains(&s))
@@ -90,13 +87,12 @@ impl Mem {
     }
 
     pub(super) fn list_runs(&self, filter: &RunFilter) -> Result<Vec<JobView>, JobError> {
-        let mem = &*self;
         let limit = if filter.limit == 0 { 100 } else { filter.limit };
-        let mut runs: Vec<RunId> = mem
+        let mut runs: Vec<RunId> = self
             .runs
             .keys()
             .filter(|id| {
-                let (Some(n), Some(g)) = (mem.nodes.get(id), mem.groups.get(id)) else {
+                let (Some(n), Some(g)) = (self.nodes.get(id), self.groups.get(id)) else {
                     return false;
                 };
                 filter.owner.is_none_or(|o| n.fixed.owner == o)
@@ -112,7 +108,7 @@ impl Mem {
         Ok(runs
             .into_iter()
             .take(limit)
-            .filter_map(|id| mem.view(id))
+            .filter_map(|id| self.view(id))
             .collect())
     }
 
@@ -121,12 +117,11 @@ impl Mem {
         settled_before: DateTime<Utc>,
         max_runs: usize,
     ) -> Result<PruneReport, JobError> {
-        let mem = self;
-        let old: Vec<RunId> = mem
+        let old: Vec<RunId> = self
             .runs
             .keys()
             .filter(|id| {
-                mem.groups.get(id).is_some_and(|g| {
+                self.groups.get(id).is_some_and(|g| {
                     g.state.is_settled() && g.finished_at.is_some_and(|f| f < settled_before)
                 })
             })
@@ -135,22 +130,22 @@ impl Mem {
             .collect();
         let mut report = PruneReport::default();
         for run in old {
-            let ids = mem.runs.remove(&run).unwrap_or_default();
+            let ids = self.runs.remove(&run).unwrap_or_default();
             for id in &ids {
-                if let Some(n) = mem.nodes.remove(id)
+                if let Some(n) = self.nodes.remove(id)
                     && let Some(k) = n.fixed.idempotency_key
                 {
-                    mem.idempotency.remove(&(n.fixed.owner, k));
+                    self.idempotency.remove(&(n.fixed.owner, k));
                 }
-                if let Some(k) = mem.ready_key(*id) {
-                    mem.ready.remove(&k);
+                if let Some(k) = self.ready_key(*id) {
+                    self.ready.remove(&k);
                 }
-                mem.tasks.remove(id);
-                mem.groups.remove(id);
-                mem.running.remove(id);
+                self.tasks.remove(id);
+                self.groups.remove(id);
+                self.running.remove(id);
             }
             report.nodes += ids.len();
-            report.events += mem.run_events.remove(&run).map_or(0, |e| e.len());
+            report.events += self.run_events.remove(&run).map_or(0, |e| e.len());
             report.runs += 1;
         }
         Ok(report)

@@ -276,6 +276,9 @@ pub struct Notification {
     pub event_id: EventId,
     /// Whether tasks became runnable (workers should claim).
     pub wake: bool,
+    /// Whether cancellation was requested for running tasks of the run (workers holding
+    /// them should look at once instead of at their next heartbeat).
+    pub cancel: bool,
 }
 
 /// A stream of notifications.

@@ -227,7 +227,7 @@ async fn submit_in_tx_commits_or_rolls_back_with_the_callers_rows(pool: PgPool) 
         .unwrap()
         .unwrap();
     assert!(n.payload().len() < 200, "{}", n.payload());
-    let parsed = pgjobs::parse_notification(n.payload()).unwrap();
+    let parsed = pgjobs::parse_notification(n.payload()).remove(0);
     assert_eq!(parsed.run_id, run.run_id);
     assert!(parsed.wake);
     let events = store.events(run.run_id, None, None, 10).await.unwrap();

@@ -4,17 +4,20 @@
 //! Every operation that changes a run locks the run's root row in `job_groups` first
 //! (`for no key update`, in id order when several runs are involved), then loads the rows it
 //! touches, applies `drama_jobs::core` and writes all changes — inserted nodes and edges,
-//! updated tasks, group counters, events and one `NOTIFY` per run — in a single statement.
+//! updated tasks, group counters, events and notifications — in a single statement.
 //! A completion batch is therefore 3–4 statements whatever its size, a claim batch 3–6.
 //!
-//! Notifications go to channel [`NOTIFY_CHANNEL`] with a JSON payload
-//! `{"run": "<uuid>", "event": <newest event id>, "wake": <bool>}` (well under NOTIFY's 8000
-//! bytes); read the events with `events(run, after)`.
+//! Notifications go to channel [`NOTIFY_CHANNEL`], one per transaction (per 100 runs it
+//! touched), with a JSON payload `{"runs": [["<uuid>", <newest event id>, <flags>], ...]}`
+//! (under NOTIFY's 8000 bytes; see [`parse_notification`]); read the events with
+//! `events(run, after)`.
 
+mod claim;
 mod error;
 mod ops;
 mod query;
 mod rows;
+mod workers;
 mod write;
 
 use std::time::Duration;
@@ -95,7 +98,7 @@ macro_rules! in_tx {
 /// filter by arrays of ids, and custom plans for those cost more to plan than to run (a
 /// quarter to a third of a millisecond each, the larger part of a small batch's database
 /// time); their generic plans are the same index lookups. The statements are written so that
-/// their generic plans stay right (see `PICK_RUNS`).
+/// their generic plans stay right (see `claim::PICK`).
 const HOT_PATH_BEGIN: &str = "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan";
 
 /// Runs `$body` on a pooled connection outside a transaction (single-statement reads).
@@ -201,21 +204,43 @@ pub async fn take_refund_in_tx(conn: &mut PgConnection, run: RunId) -> Result<i6
         .map_err(Error::into_job_error)
 }
 
+/// A payload on [`NOTIFY_CHANNEL`]: `{"runs": [[run, newest event id, flags], ...]}` with flag
+/// 1 for "tasks became runnable" and 2 for "cancellation was requested for running tasks".
+/// Processes of the previous version sent one run per payload
+/// (`{"run": .., "event": .., "wake": ..}`); both are read.
 #[derive(Deserialize)]
-struct Payload {
-    run: uuid::Uuid,
-    event: i64,
-    wake: bool,
+#[serde(untagged)]
+enum Payload {
+    Runs {
+        runs: Vec<(uuid::Uuid, i64, u8)>,
+    },
+    Run {
+        run: uuid::Uuid,
+        event: i64,
+        wake: bool,
+    },
 }
 
-/// Parses a payload sent on [`NOTIFY_CHANNEL`].
-pub fn parse_notification(payload: &str) -> Option<Notification> {
-    let p: Payload = serde_json::from_str(payload).ok()?;
-    Some(Notification {
-        run_id: JobId(p.run),
-        event_id: EventId(p.event),
-        wake: p.wake,
-    })
+/// Parses a payload sent on [`NOTIFY_CHANNEL`] (empty when it is not one).
+pub fn parse_notification(payload: &str) -> Vec<Notification> {
+    match serde_json::from_str::<Payload>(payload) {
+        Ok(Payload::Runs { runs }) => runs
+            .into_iter()
+            .map(|(run, event, flags)| Notification {
+                run_id: JobId(run),
+                event_id: EventId(event),
+                wake: flags & 1 != 0,
+                cancel: flags & 2 != 0,
+            })
+            .collect(),
+        Ok(Payload::Run { run, event, wake }) => vec![Notification {
+            run_id: JobId(run),
+            event_id: EventId(event),
+            wake,
+            cancel: false,
+        }],
+        Err(_) => Vec::new(),
+    }
 }
 
 impl JobStore for PgJobStore {
@@ -230,11 +255,11 @@ impl JobStore for PgJobStore {
     }
 
     async fn register_worker(&self, worker: &WorkerRegistration) -> Result<(), JobError> {
-        on_conn!(self, |conn| ops::register(conn, worker))
+        on_conn!(self, |conn| workers::register(conn, worker))
     }
 
     async fn heartbeat(&self, worker: WorkerId, ttl: Duration) -> Result<Heartbeat, JobError> {
-        on_conn!(self, |conn| ops::heartbeat(conn, worker, ttl))
+        on_conn!(self, |conn| workers::heartbeat(conn, worker, ttl))
     }
 
     async fn deregister_worker(&self, worker: WorkerId) -> Result<(), JobError> {
@@ -249,7 +274,7 @@ impl JobStore for PgJobStore {
 
     #[tracing::instrument(skip_all, fields(worker = %request.worker, limit = request.limit))]
     async fn claim(&self, request: &ClaimRequest) -> Result<Vec<ClaimedJob>, JobError> {
-        in_tx!(self, HOT_PATH_BEGIN, |conn| ops::claim(conn, request))
+        in_tx!(self, HOT_PATH_BEGIN, |conn| claim::claim(conn, request))
     }
 
     #[tracing::instrument(skip_all, fields(items = items.len()))]
@@ -258,20 +283,20 @@ impl JobStore for PgJobStore {
     }
 
     async fn checkpoint(&self, fence: &Fence, value: &Value) -> Result<(), JobError> {
-        on_conn!(self, |conn| ops::checkpoint(conn, fence, value))
+        on_conn!(self, |conn| workers::checkpoint(conn, fence, value))
     }
 
     #[tracing::instrument(skip_all)]
     async fn reap_expired(&self, limit: usize) -> Result<usize, JobError> {
-        in_tx!(self, |conn| ops::reap(conn, limit))
+        in_tx!(self, |conn| workers::reap(conn, limit))
     }
 
     async fn throttle_class(&self, class: &str, delay: Duration) -> Result<(), JobError> {
-        on_conn!(self, |conn| ops::throttle(conn, class, delay))
+        on_conn!(self, |conn| workers::throttle(conn, class, delay))
     }
 
     async fn set_resource_limits(&self, limits: &[ResourceLimit]) -> Result<(), JobError> {
-        on_conn!(self, |conn| ops::set_limits(conn, limits))
+        on_conn!(self, |conn| workers::set_limits(conn, limits))
     }
 
     #[tracing::instrument(skip_all, fields(job = %job))]
@@ -358,14 +383,14 @@ impl JobStore for PgJobStore {
             .map_err(|e| Error::from(e).into_job_error())?;
         Ok(listener
             .into_stream()
-            .filter_map(|n| async move {
-                match n {
+            .flat_map(|n| {
+                futures::stream::iter(match n {
                     Ok(n) => parse_notification(n.payload()),
                     Err(e) => {
                         warn!(error = %e, "job notification listener failed; reconnecting");
-                        None
+                        Vec::new()
                     }
-                }
+                })
             })
             .boxed())
     }

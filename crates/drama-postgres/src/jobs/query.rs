@@ -1,6 +1,6 @@
 //! Read queries: single nodes, children, whole runs, events, run lists; and retention.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use drama_jobs::{
@@ -176,6 +176,9 @@ pub(super) async fn run_tree(
     Ok(Some(RunTree { nodes, edges }))
 }
 
+/// Event batches read per round trip while paging through a run's events.
+const BATCHES_PER_READ: i64 = 64;
+
 pub(super) async fn events(
     conn: &mut PgConnection,
     run: RunId,
@@ -184,52 +187,89 @@ pub(super) async fn events(
     limit: usize,
 ) -> Result<Vec<Event>, Error> {
     let after = after.map_or(0, |e| e.0);
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let rows = match scope {
-        None => {
-            sqlx::query(
-                "select id, run_id, job_id, key, kind, state, attempt, at, detail \
-                 from public.job_events where run_id = $1 and id > $2 order by id limit $3",
+    let in_scope: Option<HashSet<Uuid>> = match scope {
+        None => None,
+        Some(scope) => Some(
+            sqlx::query_scalar(
+                "select id from public.jobs where run_id = $1 and (id = $2 or $2 = any(ancestors))",
             )
             .bind(run.0)
-            .bind(after)
-            .bind(limit)
+            .bind(scope.0)
             .fetch_all(&mut *conn)
             .await?
-        }
-        Some(scope) => sqlx::query(
-            "select e.id, e.run_id, e.job_id, e.key, e.kind, e.state, e.attempt, e.at, e.detail \
-                 from public.job_events e where e.run_id = $1 and e.id > $2 \
-                   and (e.job_id = $4 or exists (select 1 from public.jobs j \
-                        where j.id = e.job_id and $4 = any(j.ancestors))) \
-                 order by e.id limit $3",
+            .into_iter()
+            .collect(),
+        ),
+    };
+    let mut out = Vec::new();
+    let mut cursor = after;
+    while out.len() < limit {
+        let rows = sqlx::query(
+            "select first_id, last_id, at, job_ids, keys, kinds, states, attempts, details \
+             from public.job_event_batches where run_id = $1 and last_id > $2 \
+             order by last_id limit $3",
         )
         .bind(run.0)
-        .bind(after)
-        .bind(limit)
-        .bind(scope.0)
+        .bind(cursor)
+        .bind(BATCHES_PER_READ)
         .fetch_all(&mut *conn)
-        .await?,
-    };
-    rows.iter()
-        .map(|row| {
-            let kind: String = row.try_get("kind")?;
-            let st: String = row.try_get("state")?;
-            let detail: Option<serde_json::Value> = row.try_get("detail")?;
-            Ok(Event {
-                id: EventId(row.try_get("id")?),
-                run_id: JobId(row.try_get("run_id")?),
-                job_id: JobId(row.try_get("job_id")?),
-                key: row.try_get("key")?,
-                kind: EventKind::parse(&kind)
-                    .ok_or_else(|| unexpected(format!("unknown event kind {kind:?}")))?,
-                state: state(&st)?,
-                attempt: row.try_get("attempt")?,
-                at: row.try_get("at")?,
-                detail: detail.unwrap_or(serde_json::Value::Null),
-            })
-        })
-        .collect()
+        .await?;
+        for row in &rows {
+            cursor = row.try_get("last_id")?;
+            unpack_batch(row, run, after, in_scope.as_ref(), limit, &mut out)?;
+        }
+        if i64::try_from(rows.len()).unwrap_or(0) < BATCHES_PER_READ {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Appends the events of one batch row after `after` (of the nodes in `scope`) to `out`, up
+/// to `limit` events in all.
+fn unpack_batch(
+    row: &PgRow,
+    run: RunId,
+    after: i64,
+    scope: Option<&HashSet<Uuid>>,
+    limit: usize,
+    out: &mut Vec<Event>,
+) -> Result<(), Error> {
+    let first: i64 = row.try_get("first_id")?;
+    let at: DateTime<Utc> = row.try_get("at")?;
+    let job_ids: Vec<Uuid> = row.try_get("job_ids")?;
+    let keys: Vec<String> = row.try_get("keys")?;
+    let kinds: Vec<String> = row.try_get("kinds")?;
+    let states: Vec<String> = row.try_get("states")?;
+    let attempts: Vec<i32> = row.try_get("attempts")?;
+    let details: Vec<Option<serde_json::Value>> = row.try_get("details")?;
+    let events = job_ids
+        .into_iter()
+        .zip(keys)
+        .zip(kinds.iter().zip(&states))
+        .zip(attempts.into_iter().zip(details));
+    for (position, (((job_id, key), (kind, st)), (attempt, detail))) in events.enumerate() {
+        let id = first + i64::try_from(position).unwrap_or(i64::MAX);
+        if id <= after || scope.is_some_and(|s| !s.contains(&job_id)) {
+            continue;
+        }
+        if out.len() >= limit {
+            break;
+        }
+        out.push(Event {
+            id: EventId(id),
+            run_id: run,
+            job_id: JobId(job_id),
+            key,
+            kind: EventKind::parse(kind)
+                .ok_or_else(|| unexpected(format!("unknown event kind {kind:?}")))?,
+            state: state(st)?,
+            attempt,
+            at,
+            detail: detail.unwrap_or(serde_json::Value::Null),
+        });
+    }
+    Ok(())
 }
 
 pub(super) async fn list_runs(
@@ -316,9 +356,10 @@ pub(super) async fn prune(
          nodes as (delete from public.jobs j using runs r where j.run_id = r.id returning j.id), \
          edges as (delete from public.job_edges e using nodes n where e.job_id = n.id), \
          groups as (delete from public.job_groups g using runs r where g.run_id = r.id), \
-         events as (delete from public.job_events e using runs r where e.run_id = r.id returning 1) \
+         events as (delete from public.job_event_batches e using runs r where e.run_id = r.id \
+           returning cardinality(e.job_ids) as n) \
          select (select count(*) from runs), (select count(*) from nodes), \
-                (select count(*) from events)",
+                (select coalesce(sum(n), 0)::bigint from events)",
     )
     .bind(settled_before)
     .bind(i64::try_from(max_runs).unwrap_or(i64::MAX))

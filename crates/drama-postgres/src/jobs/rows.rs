@@ -18,6 +18,20 @@ pub(super) const TASK_COLUMNS: &str = "j.id, j.run_id, j.key, j.kind, j.ancestor
      array(select e.job_id from public.job_edges e where e.depends_on_id = j.id \
            order by e.job_id) as dependents";
 
+/// [`TASK_COLUMNS`] without the dependents (an index probe per task): for claims, which
+/// need them only when a start can end cancelled (see [`PgSource::load_dependents`]).
+pub(super) const TASK_COLUMNS_WITHOUT_DEPENDENTS: &str = "j.id, j.run_id, j.key, j.kind, \
+     j.ancestors, j.state, j.deps_remaining, j.attempts, j.max_attempts, j.epoch, j.cost, \
+     j.charged, j.lease_owner, j.run_after, j.cancel_requested, j.error, j.started_at, \
+     j.finished_at, '{}'::uuid[] as dependents";
+
+/// Columns of a run's root in `job_groups g`, without its `jobs` row (a root's key, type and
+/// ancestors are known; its owner and subject are read only with whole runs).
+const ROOT_COLUMNS: &str = "g.id, g.run_id, '' as key, 'run' as node_type, \
+     '{}'::uuid[] as ancestors, g.state, g.total, g.pending, g.running, g.completed, g.failed, \
+     g.skipped, g.cancelled, g.cost_total, g.cost_charged, g.cost_refundable, g.cost_refunded, \
+     g.budget, g.cancel_requested, g.started_at, g.finished_at";
+
 /// Group columns of `job_groups g join jobs j on j.id = g.id`.
 pub(super) const GROUP_COLUMNS: &str = "g.id, g.run_id, j.key, j.node_type, j.ancestors, \
      j.owner_id, j.subject, g.state, g.total, g.pending, g.running, g.completed, g.failed, \
@@ -67,40 +81,45 @@ pub(super) fn task_from_row(row: &PgRow, with_prerequisites: bool) -> Result<Tas
 }
 
 pub(super) fn group_from_row(row: &PgRow) -> Result<(GroupRow, Uuid, Option<String>), Error> {
-    let st: String = row.try_get("state")?;
-    let nt: String = row.try_get("node_type")?;
-    let count = |c: &str| -> Result<i64, Error> { Ok(i64::from(row.try_get::<i32, _>(c)?)) };
     Ok((
-        GroupRow {
-            id: JobId(row.try_get("id")?),
-            run_id: JobId(row.try_get("run_id")?),
-            key: row.try_get("key")?,
-            node_type: node_type(&nt)?,
-            ancestors: ids(row.try_get("ancestors")?),
-            state: state(&st)?,
-            counts: Counts {
-                total: count("total")?,
-                pending: count("pending")?,
-                running: count("running")?,
-                completed: count("completed")?,
-                failed: count("failed")?,
-                skipped: count("skipped")?,
-                cancelled: count("cancelled")?,
-            },
-            costs: CostTotals {
-                total: row.try_get("cost_total")?,
-                charged: row.try_get("cost_charged")?,
-                refundable: row.try_get("cost_refundable")?,
-                refunded: row.try_get("cost_refunded")?,
-            },
-            budget: row.try_get("budget")?,
-            cancel_requested: row.try_get("cancel_requested")?,
-            started_at: row.try_get("started_at")?,
-            finished_at: row.try_get("finished_at")?,
-        },
+        group_row(row)?,
         row.try_get("owner_id")?,
         row.try_get("subject")?,
     ))
+}
+
+/// A run or group row of [`GROUP_COLUMNS`] or [`ROOT_COLUMNS`].
+fn group_row(row: &PgRow) -> Result<GroupRow, Error> {
+    let st: String = row.try_get("state")?;
+    let nt: String = row.try_get("node_type")?;
+    let count = |c: &str| -> Result<i64, Error> { Ok(i64::from(row.try_get::<i32, _>(c)?)) };
+    Ok(GroupRow {
+        id: JobId(row.try_get("id")?),
+        run_id: JobId(row.try_get("run_id")?),
+        key: row.try_get("key")?,
+        node_type: node_type(&nt)?,
+        ancestors: ids(row.try_get("ancestors")?),
+        state: state(&st)?,
+        counts: Counts {
+            total: count("total")?,
+            pending: count("pending")?,
+            running: count("running")?,
+            completed: count("completed")?,
+            failed: count("failed")?,
+            skipped: count("skipped")?,
+            cancelled: count("cancelled")?,
+        },
+        costs: CostTotals {
+            total: row.try_get("cost_total")?,
+            charged: row.try_get("cost_charged")?,
+            refundable: row.try_get("cost_refundable")?,
+            refunded: row.try_get("cost_refunded")?,
+        },
+        budget: row.try_get("budget")?,
+        cancel_requested: row.try_get("cancel_requested")?,
+        started_at: row.try_get("started_at")?,
+        finished_at: row.try_get("finished_at")?,
+    })
 }
 
 /// Rows loaded for one operation. Runs listed in `whole` are loaded completely.
@@ -145,6 +164,24 @@ impl PgSource {
         conn: &mut PgConnection,
         runs: &[RunId],
     ) -> Result<Vec<RunId>, Error> {
+        self.lock_roots(conn, runs, "").await
+    }
+
+    /// [`Self::lock_runs`], leaving out the runs other transactions hold.
+    pub async fn lock_runs_skip_locked(
+        &mut self,
+        conn: &mut PgConnection,
+        runs: &[RunId],
+    ) -> Result<Vec<RunId>, Error> {
+        self.lock_roots(conn, runs, " skip locked").await
+    }
+
+    async fn lock_roots(
+        &mut self,
+        conn: &mut PgConnection,
+        runs: &[RunId],
+        wait: &str,
+    ) -> Result<Vec<RunId>, Error> {
         let sorted: Vec<Uuid> = runs
             .iter()
             .map(|r| r.0)
@@ -152,9 +189,8 @@ impl PgSource {
             .into_iter()
             .collect();
         let sql = format!(
-            "select now() as now, {GROUP_COLUMNS} from public.job_groups g \
-             join public.jobs j on j.id = g.id \
-             where g.id = any($1) and g.id = g.run_id order by g.id for no key update of g"
+            "select now() as now, {ROOT_COLUMNS} from public.job_groups g \
+             where g.id = any($1) and g.id = g.run_id order by g.id for no key update{wait}"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(&sorted)
@@ -163,8 +199,9 @@ impl PgSource {
         let mut locked = Vec::with_capacity(rows.len());
         for row in &rows {
             self.now = row.try_get("now")?;
-            self.add_group(row)?;
-            locked.push(JobId(row.try_get("id")?));
+            let g = group_row(row)?;
+            locked.push(g.id);
+            self.groups.insert(g.id, g);
         }
         if rows.is_empty() {
             self.now = sqlx::query_scalar("select now()")
@@ -172,6 +209,27 @@ impl PgSource {
                 .await?;
         }
         Ok(locked)
+    }
+
+    /// Loads the direct dependents of loaded tasks that were read without them.
+    pub async fn load_dependents(
+        &mut self,
+        conn: &mut PgConnection,
+        tasks: &[JobId],
+    ) -> Result<(), Error> {
+        let rows: Vec<(Uuid, Vec<Uuid>)> = sqlx::query_as(
+            "select depends_on_id, array_agg(job_id order by job_id) from public.job_edges \
+             where depends_on_id = any($1) group by depends_on_id",
+        )
+        .bind(tasks.iter().map(|t| t.0).collect::<Vec<_>>())
+        .fetch_all(&mut *conn)
+        .await?;
+        for (id, dependents) in rows {
+            if let Some(t) = self.tasks.get_mut(&JobId(id)) {
+                t.dependents = ids(dependents);
+            }
+        }
+        Ok(())
     }
 
     /// Loads tasks by id, the direct dependents of `direct`, and every transitive dependent

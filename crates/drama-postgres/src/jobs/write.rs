@@ -3,9 +3,8 @@
 //! the parts an operation needs are in the statement (a claim writes tasks, groups and
 //! events), which keeps planning cheap for small batches.
 
-use chrono::{DateTime, Utc};
 use drama_jobs::JobId;
-use drama_jobs::core::{Changes, TaskRow};
+use drama_jobs::core::{Changes, NewNode, TaskRow};
 use serde_json::Value;
 use sqlx::postgres::PgArguments;
 use sqlx::{Arguments as _, PgConnection};
@@ -33,6 +32,14 @@ impl Statement {
             .map_err(|e| unexpected(format!("cannot encode an argument: {e}")))?;
         self.next += 1;
         Ok(format!("${}::{cast}", self.next))
+    }
+
+    /// Binds one column of `rows` (what `f` picks from each row) as an array.
+    fn col<R, T>(&mut self, rows: &[R], f: impl Fn(&R) -> T, cast: &str) -> Result<String, Error>
+    where
+        Vec<T>: for<'q> sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + 'static,
+    {
+        self.bind(rows.iter().map(f).collect::<Vec<T>>(), cast)
     }
 }
 
@@ -90,7 +97,7 @@ fn new_nodes(
     tasks: &HashMap<JobId, &TaskRow>,
     skip: Option<JobId>,
 ) -> Result<(), Error> {
-    let nodes: Vec<_> = changes
+    let nodes: Vec<&NewNode> = changes
         .new_nodes
         .iter()
         .filter(|n| Some(n.id) != skip)
@@ -98,101 +105,34 @@ fn new_nodes(
     if nodes.is_empty() {
         return Ok(());
     }
-    let task = |id: JobId| tasks.get(&id).copied();
+    let task = |n: &&NewNode| tasks.get(&n.id).copied();
     let c = [
-        st.bind(nodes.iter().map(|n| n.id.0).collect::<Vec<_>>(), "uuid[]")?,
-        st.bind(
-            nodes.iter().map(|n| n.run_id.0).collect::<Vec<_>>(),
-            "uuid[]",
-        )?,
-        st.bind(
-            nodes
-                .iter()
-                .map(|n| n.parent_id.map(|p| p.0))
-                .collect::<Vec<_>>(),
-            "uuid[]",
-        )?,
-        st.bind(
-            nodes
-                .iter()
-                .map(|n| uuid_array(&n.ancestors))
-                .collect::<Vec<_>>(),
+        st.col(&nodes, |n| n.id.0, "uuid[]")?,
+        st.col(&nodes, |n| n.run_id.0, "uuid[]")?,
+        st.col(&nodes, |n| n.parent_id.map(|p| p.0), "uuid[]")?,
+        st.col(&nodes, |n| uuid_array(&n.ancestors), "text[]")?,
+        st.col(&nodes, |n| n.node_type.as_str().to_owned(), "text[]")?,
+        st.col(&nodes, |n| n.key.clone(), "text[]")?,
+        st.col(&nodes, |n| n.kind.clone(), "text[]")?,
+        st.col(&nodes, |n| n.owner, "uuid[]")?,
+        st.col(&nodes, |n| n.subject.clone(), "text[]")?,
+        st.col(&nodes, |n| n.idempotency_key.clone(), "text[]")?,
+        st.col(&nodes, |n| n.payload.clone(), "jsonb[]")?,
+        st.col(
+            &nodes,
+            |n| task(n).map(|t| t.state.as_str().to_owned()),
             "text[]",
         )?,
-        st.bind(
-            nodes
-                .iter()
-                .map(|n| n.node_type.as_str())
-                .collect::<Vec<_>>(),
-            "text[]",
-        )?,
-        st.bind(
-            nodes.iter().map(|n| n.key.as_str()).collect::<Vec<_>>(),
-            "text[]",
-        )?,
-        st.bind(
-            nodes.iter().map(|n| n.kind.as_str()).collect::<Vec<_>>(),
-            "text[]",
-        )?,
-        st.bind(nodes.iter().map(|n| n.owner).collect::<Vec<_>>(), "uuid[]")?,
-        st.bind(
-            nodes.iter().map(|n| n.subject.clone()).collect::<Vec<_>>(),
-            "text[]",
-        )?,
-        st.bind(
-            nodes
-                .iter()
-                .map(|n| n.idempotency_key.clone())
-                .collect::<Vec<_>>(),
-            "text[]",
-        )?,
-        st.bind(
-            nodes.iter().map(|n| n.payload.clone()).collect::<Vec<_>>(),
-            "jsonb[]",
-        )?,
-        st.bind(
-            nodes
-                .iter()
-                .map(|n| task(n.id).map(|t| t.state.as_str()))
-                .collect::<Vec<_>>(),
-            "text[]",
-        )?,
-        st.bind(
-            nodes.iter().map(|n| n.priority).collect::<Vec<_>>(),
-            "int[]",
-        )?,
-        st.bind(nodes.iter().map(|n| n.rank).collect::<Vec<_>>(), "bigint[]")?,
-        st.bind(
-            nodes
-                .iter()
-                .map(|n| n.resource_class.as_str())
-                .collect::<Vec<_>>(),
-            "text[]",
-        )?,
-        st.bind(
-            nodes.iter().map(|n| n.max_attempts).collect::<Vec<_>>(),
-            "int[]",
-        )?,
-        st.bind(nodes.iter().map(|n| n.cost).collect::<Vec<_>>(), "bigint[]")?,
-        st.bind(
-            nodes
-                .iter()
-                .map(|n| task(n.id).map_or(0, |t| t.deps_remaining))
-                .collect::<Vec<_>>(),
-            "int[]",
-        )?,
-        st.bind(
-            nodes
-                .iter()
-                .map(|n| task(n.id).and_then(|t| t.error.clone()))
-                .collect::<Vec<_>>(),
-            "text[]",
-        )?,
-        st.bind(
-            nodes
-                .iter()
-                .map(|n| task(n.id).and_then(|t| t.finished_at))
-                .collect::<Vec<Option<DateTime<Utc>>>>(),
+        st.col(&nodes, |n| n.priority, "int[]")?,
+        st.col(&nodes, |n| n.rank, "bigint[]")?,
+        st.col(&nodes, |n| n.resource_class.clone(), "text[]")?,
+        st.col(&nodes, |n| n.max_attempts, "int[]")?,
+        st.col(&nodes, |n| n.cost, "bigint[]")?,
+        st.col(&nodes, |n| task(n).map_or(0, |t| t.deps_remaining), "int[]")?,
+        st.col(&nodes, |n| task(n).and_then(|t| t.error.clone()), "text[]")?,
+        st.col(
+            &nodes,
+            |n| task(n).and_then(|t| t.finished_at),
             "timestamptz[]",
         )?,
     ]
@@ -403,7 +343,11 @@ fn groups(st: &mut Statement, changes: &Changes) -> Result<(), Error> {
     Ok(())
 }
 
-/// The events CTE and the final select that notifies once per run.
+/// Runs per NOTIFY payload: an entry is about 60 bytes and a payload must stay under 8000.
+const RUNS_PER_NOTIFICATION: usize = 100;
+
+/// The events CTE (one batch row per run) and the final select that notifies: one NOTIFY per
+/// 100 runs, each entry `[run, newest event id, flags]` (see [`super::parse_notification`]).
 fn events(st: &mut Statement, changes: &Changes) -> Result<String, Error> {
     let ev = &changes.events;
     if ev.is_empty() {
@@ -433,17 +377,46 @@ fn events(st: &mut Statement, changes: &Changes) -> Result<String, Error> {
         )?,
     ]
     .join(", ");
+    // The sequence value is taken under the run's lock, so ids grow in commit order per run.
     st.ctes.push(format!(
-        "events as (insert into public.job_events (run_id, job_id, key, kind, state, attempt, \
-           detail) select * from unnest({c}) returning id, run_id)"
+        "event_rows as (select * from unnest({c}) with ordinality \
+           as e(run_id, job_id, key, kind, state, attempt, detail, position)), \
+         event_batches as (select run_id, \
+             nextval('public.job_event_batch_seq') * 1048576 as first_id, \
+             array_agg(job_id order by position) as job_ids, \
+             array_agg(key order by position) as keys, \
+             array_agg(kind order by position) as kinds, \
+             array_agg(state order by position) as states, \
+             array_agg(attempt order by position) as attempts, \
+             array_agg(detail order by position) as details \
+           from event_rows group by run_id), \
+         events as (insert into public.job_event_batches (run_id, first_id, last_id, job_ids, \
+             keys, kinds, states, attempts, details) \
+           select run_id, first_id, first_id + cardinality(job_ids) - 1, job_ids, keys, kinds, \
+             states, attempts, details from event_batches \
+           returning run_id, last_id)"
     ));
     let channel = st.bind(NOTIFY_CHANNEL, "text")?;
     let wake = st.bind(
         changes.wake.iter().map(|r| r.0).collect::<Vec<_>>(),
         "uuid[]",
     )?;
+    let cancel = st.bind(
+        changes
+            .cancel_requested()
+            .iter()
+            .map(|r| r.0)
+            .collect::<Vec<_>>(),
+        "uuid[]",
+    )?;
     Ok(format!(
-        "select pg_notify({channel}, json_build_object('run', run_id, 'event', max(id), \
-           'wake', run_id = any({wake}))::text) from events group by run_id"
+        "select pg_notify({channel}, json_build_object('runs', json_agg(json_build_array(\
+           run_id, last_id, \
+           (case when run_id = any({wake}) then 1 else 0 end) \
+             + (case when run_id = any({cancel}) then 2 else 0 end))))::text) \
+         from (select run_id, last_id, \
+                 (row_number() over (order by run_id) - 1) / {RUNS_PER_NOTIFICATION} as chunk \
+               from events) e \
+         group by chunk"
     ))
 }

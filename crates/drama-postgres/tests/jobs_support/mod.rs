@@ -95,7 +95,7 @@ pub async fn install_invariant_checks(pool: &PgPool) {
           return null;
         end
         $fn$;
-        create constraint trigger test_check_run after insert on public.job_events
+        create constraint trigger test_check_run after insert on public.job_event_batches
           deferrable initially deferred for each row execute function test_check_run();
         "#,
     )

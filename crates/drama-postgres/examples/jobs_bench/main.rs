@@ -8,7 +8,11 @@
 //! cargo run --release -p drama-postgres --example jobs_bench -- dag --nodes 10000 --concurrency 32
 //! cargo run --release -p drama-postgres --example jobs_bench -- makespan
 //! cargo run --release -p drama-postgres --example jobs_bench -- latency --samples 500
+//! cargo run --release -p drama-postgres --example jobs_bench -- claim-cost --waiting 100000
+//! cargo run --release -p drama-postgres --example jobs_bench -- retention --runs 1000000
 //! ```
+//!
+//! `--json` prints one JSON line per repetition (for `bench/jobs-compare/run.sh`).
 //!
 //! It drops and recreates the database `bench_jobs` on the server of `DATABASE_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`) before every repetition. Worker processes
@@ -38,6 +42,8 @@ use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::process::Command;
 use uuid::Uuid;
 
+mod limits;
+
 const BENCH_DB: &str = "bench_jobs";
 
 struct Opts(HashMap<String, String>);
@@ -48,7 +54,7 @@ impl Opts {
         let mut it = args.iter();
         while let Some(a) = it.next() {
             if let Some(k) = a.strip_prefix("--") {
-                if k == "defaults" {
+                if k == "defaults" || k == "json" {
                     map.insert(k.to_owned(), String::new());
                 } else {
                     map.insert(k.to_owned(), it.next().cloned().unwrap_or_default());
@@ -95,6 +101,16 @@ async fn fresh_database(connections: u32) -> PgPool {
         .execute(&admin)
         .await
         .unwrap();
+    // `JOBS_BENCH_LOG_STATEMENTS=1`: every statement of the bench database goes to the server
+    // log with its duration (for finding where the time goes; it slows the run down).
+    if std::env::var("JOBS_BENCH_LOG_STATEMENTS").is_ok_and(|v| v == "1") {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "alter database {BENCH_DB} set log_min_duration_statement = 0"
+        )))
+        .execute(&admin)
+        .await
+        .unwrap();
+    }
     admin.close().await;
     let pool = PgPoolOptions::new()
         .max_connections(connections)
@@ -223,9 +239,10 @@ async fn wait_all_done(pool: &PgPool) {
         // once nothing is ready or running.
         let busy: bool = sqlx::query_scalar(
             "select (select id from jobs where state = 'ready' \
-                     order by priority desc, rank desc, id limit 1) is not null \
+                     order by resource_class, kind, priority desc, rank desc, id limit 1) \
+                     is not null \
                  or (select id from jobs where state = 'running' \
-                     order by lease_owner, resource_class limit 1) is not null \
+                     order by resource_class, lease_owner limit 1) is not null \
                  or exists (select 1 from jobs where state = 'waiting')",
         )
         .fetch_one(pool)
@@ -355,9 +372,28 @@ async fn throughput(opts: Opts, raw: &[String]) {
         eprintln!(
             "rep {rep}: {jobs} jobs in {secs:.3} s = {rate:.0} jobs/s (enqueue {enqueue_rate:.0}/s)"
         );
+        if opts.0.contains_key("json") {
+            let label = match shape.as_str() {
+                "runs" => format!("drama-jobs, {jobs} one-task runs"),
+                "one-run" => format!("drama-jobs, one run of {jobs} tasks"),
+                other => format!("drama-jobs, {other}"),
+            };
+            println!(
+                "{}",
+                json!({
+                    "system": "drama-jobs", "label": label, "shape": shape, "jobs": jobs,
+                    "secs": secs, "rate": rate, "enqueue": enqueue_rate,
+                    "cpu_us_per_job": per_job(db_cpu + workers_cpu),
+                    "db_cpu_us_per_job": per_job(db_cpu),
+                })
+            );
+        }
         rates.push(rate);
         enqueue.push(enqueue_rate);
         pool.close().await;
+    }
+    if opts.0.contains_key("json") {
+        return;
     }
     let (m, lo, hi) = median(rates);
     let (e, elo, ehi) = median(enqueue);
@@ -527,7 +563,23 @@ async fn dag(opts: Opts) {
         );
         cpus.push((db_cpu + own_cpu) * 1e6 / tasks as f64);
         rates.push(rate);
+        if opts.0.contains_key("json") {
+            println!(
+                "{}",
+                json!({
+                    "system": "drama-jobs", "shape": "dag", "unit": "tasks/s",
+                    "label": format!("drama-jobs, a {total}-node drama DAG (concurrency {})",
+                                     opts.num("concurrency", 8)),
+                    "jobs": tasks, "secs": secs, "rate": rate,
+                    "cpu_us_per_job": (db_cpu + own_cpu) * 1e6 / tasks as f64,
+                    "db_cpu_us_per_job": db_cpu * 1e6 / tasks as f64,
+                })
+            );
+        }
         pool.close().await;
+    }
+    if opts.0.contains_key("json") {
+        return;
     }
     let (m, lo, hi) = median(rates);
     let (c, _, _) = median(cpus);
@@ -711,10 +763,13 @@ async fn main() {
         Some("dag") => dag(opts).await,
         Some("makespan") => makespan(opts).await,
         Some("latency") => latency(opts).await,
+        Some("claim-cost") => limits::claim_cost(opts).await,
+        Some("retention") => limits::retention(opts).await,
         _ => eprintln!(
-            "usage: jobs_bench throughput|dag|makespan|latency [--jobs N] [--concurrency C] \
+            "usage: jobs_bench throughput|dag|makespan|latency|claim-cost|retention [--jobs N] [--concurrency C] \
              [--processes P] [--shape runs|one-run|runs-of:N] [--reps R] [--prefetch N] [--claim-batch N] \
-             [--finish-batch N] [--nodes N] [--samples N]"
+             [--finish-batch N] [--nodes N] [--samples N] [--waiting N] [--runs N] [--batch N] \
+             [--json]"
         ),
     }
 }

@@ -1,0 +1,258 @@
+//! Cancellation, resumption and refunds: operations on a whole run or a part of it.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use serde_json::{Value, json};
+
+use crate::error::JobError;
+use crate::ids::{JobId, RunId};
+use crate::state::{EventKind, JobState, NodeType};
+
+use super::{CoreError, Workset};
+
+impl Workset<'_> {
+    pub(super) fn run_nodes(&self, run: RunId) -> Result<Vec<(JobId, NodeType)>, CoreError> {
+        self.source
+            .run_nodes(run)
+            .ok_or(CoreError::RunNotLoaded(run))
+    }
+
+    /// Cancels `target` (a task, a group or the whole run): pending tasks below it end
+    /// cancelled (and their dependents elsewhere too), running ones see the cancellation.
+    /// Returns how many tasks were cancelled and how many running ones were signalled.
+    ///
+    /// # Errors
+    /// [`CoreError::RunNotLoaded`] unless the whole run is loaded; `NotFound` for an unknown
+    /// target.
+    pub fn cancel(
+        &mut self,
+        run: RunId,
+        target: JobId,
+        reason: &str,
+    ) -> Result<(usize, usize), CoreError> {
+        let nodes = self.run_nodes(run)?;
+        let target_type = nodes
+            .iter()
+            .find(|(id, _)| *id == target)
+            .map(|(_, t)| *t)
+            .ok_or(CoreError::Job(JobError::NotFound(target)))?;
+        let mut tasks = Vec::new();
+        if target_type == NodeType::Task {
+            tasks.push(target);
+        } else {
+            for (id, t) in &nodes {
+                if t.is_group() {
+                    let g = self.group(*id)?;
+                    if g.id == target || g.ancestors.contains(&target) {
+                        g.cancel_requested = true;
+                        self.changed_groups.insert(*id);
+                    }
+                } else if self.task(*id)?.ancestors.contains(&target) {
+                    tasks.push(*id);
+                }
+            }
+        }
+        let (mut cancelled, mut signalled) = (0, 0);
+        for id in tasks {
+            let task = self.task(id)?;
+            match task.state {
+                JobState::Waiting | JobState::Ready => {
+                    self.end_pending(id, JobState::Cancelled, reason)?;
+                    cancelled += 1;
+                }
+                JobState::Running if !task.cancel_requested => {
+                    task.cancel_requested = true;
+                    let (run_id, key, attempt) = (task.run_id, task.key.clone(), task.attempts);
+                    self.touch_task(id);
+                    self.event(
+                        (run_id, id, &key),
+                        EventKind::CancelRequested,
+                        JobState::Running,
+                        attempt,
+                        json!({"reason": reason}),
+                    );
+                    signalled += 1;
+                }
+                _ => {}
+            }
+        }
+        Ok((cancelled, signalled))
+    }
+
+    /// Queues again the failed, skipped and cancelled tasks below `target` and the tasks
+    /// elsewhere that were skipped or cancelled because of them; completed tasks never run
+    /// again. Returns how many tasks were queued.
+    ///
+    /// # Errors
+    /// [`CoreError::RunNotLoaded`] unless the whole run is loaded; `NotFound` for an unknown
+    /// target.
+    pub fn resume(&mut self, run: RunId, target: JobId) -> Result<usize, CoreError> {
+        let seeds = self.resume_seeds(run, target)?;
+        // Everything downstream that did not run because of a seed joins it.
+        let mut reset: BTreeSet<JobId> = BTreeSet::new();
+        let mut queue: VecDeque<JobId> = seeds.into();
+        while let Some(id) = queue.pop_front() {
+            if !reset.insert(id) {
+                continue;
+            }
+            for d in self.task(id)?.dependents.clone() {
+                let s = self.task(d)?.state;
+                if matches!(s, JobState::Skipped | JobState::Cancelled) {
+                    queue.push_back(d);
+                }
+            }
+        }
+        // Settle the reset tasks in dependency order, so each sees its prerequisites' new
+        // states.
+        let mut queued = 0;
+        for id in self.order_by_dependencies(&reset)? {
+            if self.requeue_reset(id)? {
+                queued += 1;
+            }
+        }
+        Ok(queued)
+    }
+
+    /// Clears the cancellation of the groups below `target` and above it; returns the
+    /// unsuccessful tasks below it.
+    fn resume_seeds(&mut self, run: RunId, target: JobId) -> Result<Vec<JobId>, CoreError> {
+        let nodes = self.run_nodes(run)?;
+        let target_type = nodes
+            .iter()
+            .find(|(id, _)| *id == target)
+            .map(|(_, t)| *t)
+            .ok_or(CoreError::Job(JobError::NotFound(target)))?;
+        let target_ancestors = match target_type {
+            NodeType::Task => self.task(target)?.ancestors.clone(),
+            NodeType::Group => self.group(target)?.ancestors.clone(),
+            NodeType::Run => Vec::new(),
+        };
+        let mut seeds = Vec::new();
+        for (id, t) in &nodes {
+            if t.is_group() {
+                let g = self.group(*id)?;
+                let below = g.id == target || g.ancestors.contains(&target);
+                if (below || target_ancestors.contains(id)) && g.cancel_requested {
+                    g.cancel_requested = false;
+                    self.changed_groups.insert(*id);
+                }
+            } else {
+                let task = self.task(*id)?;
+                let below = *id == target || task.ancestors.contains(&target);
+                if below && task.state.is_unsuccessful() {
+                    seeds.push(*id);
+                }
+            }
+        }
+        Ok(seeds)
+    }
+
+    /// Resets one task for a resume: it waits or is ready again (`true`), or, when a
+    /// prerequisite stays unsuccessful, is skipped or cancelled again (`false`).
+    fn requeue_reset(&mut self, id: JobId) -> Result<bool, CoreError> {
+        let now = self.now;
+        let prerequisites = self.task(id)?.prerequisites.clone();
+        let mut remaining = 0;
+        let mut blocked: Option<(JobState, String)> = None;
+        for p in prerequisites {
+            let pt = self.task(p)?;
+            match pt.state {
+                JobState::Completed => {}
+                s if s.is_unsuccessful() => {
+                    blocked.get_or_insert((s, pt.key.clone()));
+                }
+                _ => remaining += 1,
+            }
+        }
+        let task = self.task(id)?;
+        task.attempts = 0;
+        task.error = None;
+        task.cancel_requested = false;
+        task.lease_owner = None;
+        task.run_after = now;
+        task.deps_remaining = remaining;
+        let run_id = task.run_id;
+        if let Some((state, key)) = blocked {
+            let (to, reason) = if state == JobState::Cancelled {
+                (
+                    JobState::Cancelled,
+                    format!("dependency `{key}` was cancelled"),
+                )
+            } else {
+                (
+                    JobState::Skipped,
+                    format!("dependency `{key}` did not complete ({state})"),
+                )
+            };
+            let task = self.task(id)?;
+            task.error = Some(reason.clone());
+            let current = task.state;
+            self.touch_task(id);
+            if current != to {
+                let kind = if to == JobState::Skipped {
+                    EventKind::Skipped
+                } else {
+                    EventKind::Cancelled
+                };
+                self.set_state(id, to, kind, json!({"reason": reason}))?;
+            }
+            return Ok(false);
+        }
+        let to = if remaining == 0 {
+            JobState::Ready
+        } else {
+            JobState::Waiting
+        };
+        self.set_state(id, to, EventKind::Resumed, Value::Null)?;
+        if to == JobState::Ready {
+            self.changes.wake.insert(run_id);
+        }
+        Ok(true)
+    }
+
+    fn order_by_dependencies(&mut self, set: &BTreeSet<JobId>) -> Result<Vec<JobId>, CoreError> {
+        let mut indegree: BTreeMap<JobId, usize> = set.iter().map(|&id| (id, 0)).collect();
+        for &id in set {
+            for p in self.task(id)?.prerequisites.clone() {
+                if set.contains(&p)
+                    && let Some(n) = indegree.get_mut(&id)
+                {
+                    *n += 1;
+                }
+            }
+        }
+        let mut ready: VecDeque<JobId> = indegree
+            .iter()
+            .filter(|(_, n)| **n == 0)
+            .map(|(id, _)| *id)
+            .collect();
+        let mut order = Vec::with_capacity(set.len());
+        while let Some(id) = ready.pop_front() {
+            order.push(id);
+            for d in self.task(id)?.dependents.clone() {
+                if let Some(n) = indegree.get_mut(&d) {
+                    *n -= 1;
+                    if *n == 0 {
+                        ready.push_back(d);
+                    }
+                }
+            }
+        }
+        Ok(order)
+    }
+
+    /// Records the run's refundable cost as refunded and returns the difference to what was
+    /// refunded before (negative when resumed tasks completed after a refund).
+    ///
+    /// # Errors
+    /// [`CoreError::NotLoaded`] when the run is missing.
+    pub fn take_refund(&mut self, run: RunId) -> Result<i64, CoreError> {
+        let g = self.group(run)?;
+        let delta = g.costs.refundable - g.costs.refunded;
+        if delta != 0 {
+            g.costs.refunded = g.costs.refundable;
+            self.changed_groups.insert(run);
+        }
+        Ok(delta)
+    }
+}

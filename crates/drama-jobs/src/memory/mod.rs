@@ -1,0 +1,400 @@
+//! [`MemoryJobStore`]: the whole store in one process's memory, for tests and the embedded
+//! mode. Time follows tokio's clock, so tests with paused time are deterministic.
+mod mem;
+mod queries;
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt as _;
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+use crate::core::{self, Changes, CoreError, Finish, Workset};
+use crate::error::JobError;
+use crate::graph::{self, Graph};
+use crate::ids::{EventId, Fence, JobId, RunId, WorkerId};
+use crate::state::{JobState, NodeType};
+use crate::store::{
+    CancelReport, ClaimRequest, ClaimedJob, Event, Heartbeat, JobStore, JobView, Notification,
+    NotificationStream, PruneReport, ResourceLimit, ResumeReport, RunFilter, RunTree, Submitted,
+    WorkerRegistration,
+};
+
+use mem::{Clock, Mem};
+
+/// A complete job store in memory.
+pub struct MemoryJobStore {
+    state: Mutex<Mem>,
+    notify: broadcast::Sender<Notification>,
+    clock: Clock,
+    verify: bool,
+}
+
+impl Default for MemoryJobStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for MemoryJobStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryJobStore").finish_non_exhaustive()
+    }
+}
+
+impl MemoryJobStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        let (notify, _) = broadcast::channel(4096);
+        Self {
+            state: Mutex::new(Mem::default()),
+            notify,
+            clock: Clock::new(),
+            verify: false,
+        }
+    }
+
+    /// An empty store that checks every run's invariants after every change (see
+    /// [`core::check_invariants`]) and records violations, for tests.
+    pub fn with_invariant_checks() -> Self {
+        Self {
+            verify: true,
+            ..Self::new()
+        }
+    }
+
+    /// Invariant violations seen so far (always empty without invariant checks).
+    pub fn violations(&self) -> Vec<String> {
+        self.lock().violations.clone()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Mem> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn commit(&self, mem: &mut Mem, changes: Changes, now: DateTime<Utc>) {
+        let runs: BTreeSet<RunId> = changes
+            .tasks
+            .iter()
+            .map(|t| t.run_id)
+            .chain(changes.groups.iter().map(|g| g.run_id))
+            .collect();
+        let notes = mem.apply(changes, now);
+        if self.verify {
+            mem.check(runs);
+        }
+        for n in notes {
+            // Nobody listening is fine.
+            let _ = self.notify.send(n);
+        }
+    }
+}
+
+fn core_error(e: CoreError) -> JobError {
+    match e {
+        CoreError::Job(e) => e,
+        CoreError::NotLoaded(id) => JobError::NotFound(id),
+        CoreError::RunNotLoaded(id) => JobError::NotFound(id),
+    }
+}
+
+impl JobStore for MemoryJobStore {
+    #[tracing::instrument(skip_all, fields(kind = %graph.run.kind, nodes = graph.nodes.len()))]
+    async fn submit(&self, graph: &Graph) -> Result<Submitted, JobError> {
+        let now = self.clock.now();
+        let mut mem = self.lock();
+        if let Some(key) = &graph.run.idempotency_key
+            && let Some(&run_id) = mem.idempotency.get(&(graph.run.owner, key.clone()))
+        {
+            let ids = mem
+                .runs
+                .get(&run_id)
+                .map(|ids| {
+                    ids.iter()
+                        .filter_map(|i| mem.nodes.get(i).map(|n| (n.fixed.key.clone(), *i)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            return Ok(Submitted {
+                run_id,
+                created: false,
+                ids,
+            });
+        }
+        let run_id = JobId::new();
+        let mut ws = Workset::new(&core::EmptySource, now);
+        let mut ids = ws.submit(graph, run_id).map_err(core_error)?;
+        ids.insert(String::new(), run_id);
+        let changes = ws.into_changes();
+        self.commit(&mut mem, changes, now);
+        Ok(Submitted {
+            run_id,
+            created: true,
+            ids,
+        })
+    }
+
+    async fn submit_many(&self, graphs: &[Graph]) -> Result<Vec<Submitted>, JobError> {
+        for g in graphs {
+            g.validate()?;
+        }
+        let mut out = Vec::with_capacity(graphs.len());
+        for g in graphs {
+            out.push(self.submit(g).await?);
+        }
+        Ok(out)
+    }
+
+    async fn register_worker(&self, worker: &WorkerRegistration) -> Result<(), JobError> {
+        let expires = self.clock.now() + chrono::Duration::from_std(worker.ttl).unwrap_or_default();
+        self.lock().workers.insert(worker.id, expires);
+        Ok(())
+    }
+
+    async fn heartbeat(&self, worker: WorkerId, ttl: Duration) -> Result<Heartbeat, JobError> {
+        let now = self.clock.now();
+        let mut mem = self.lock();
+        match mem.workers.get_mut(&worker) {
+            Some(expires) if *expires > now => {
+                *expires = now + chrono::Duration::from_std(ttl).unwrap_or_default();
+            }
+            _ => return Ok(Heartbeat::default()),
+        }
+        let cancel_requested = mem
+            .running
+            .iter()
+            .filter_map(|id| mem.tasks.get(id))
+            .filter(|t| t.lease_owner == Some(worker) && t.cancel_requested)
+            .map(|t| t.id)
+            .collect();
+        Ok(Heartbeat {
+            alive: true,
+            cancel_requested,
+        })
+    }
+
+    async fn deregister_worker(&self, worker: WorkerId) -> Result<(), JobError> {
+        self.lock().workers.remove(&worker);
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(worker = %request.worker, limit = request.limit))]
+    async fn claim(&self, request: &ClaimRequest) -> Result<Vec<ClaimedJob>, JobError> {
+        let now = self.clock.now();
+        let mut mem = self.lock();
+        match mem.workers.get(&request.worker) {
+            Some(expires) if *expires > now => {}
+            _ => return Err(JobError::WorkerExpired(request.worker)),
+        }
+        if request.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let candidates = mem.claim_candidates(request, now);
+        let (changes, started) =
+            core::apply_claims(&*mem, now, &candidates, request.worker, request.limit)
+                .map_err(core_error)?;
+        self.commit(&mut mem, changes, now);
+        Ok(started
+            .into_iter()
+            .filter_map(|id| mem.take_claimed(id))
+            .collect())
+    }
+
+    #[tracing::instrument(skip_all, fields(items = items.len()))]
+    async fn finish(&self, items: Vec<Finish>) -> Result<Vec<Result<(), JobError>>, JobError> {
+        let now = self.clock.now();
+        let mut mem = self.lock();
+        let (changes, results) = core::apply_finishes(&*mem, now, &items).map_err(core_error)?;
+        self.commit(&mut mem, changes, now);
+        Ok(results)
+    }
+
+    async fn checkpoint(&self, fence: &Fence, value: &Value) -> Result<(), JobError> {
+        let now = self.clock.now();
+        let mut mem = self.lock();
+        let valid = mem.tasks.get(&fence.job_id).is_some_and(|t| {
+            t.run_id == fence.run_id && t.state == JobState::Running && t.epoch == fence.epoch
+        });
+        match mem.nodes.get_mut(&fence.job_id) {
+            Some(node) if valid => {
+                node.checkpoint = Some(value.clone());
+                node.updated_at = now;
+                Ok(())
+            }
+            _ => Err(JobError::FenceLost(*fence)),
+        }
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn reap_expired(&self, limit: usize) -> Result<usize, JobError> {
+        let now = self.clock.now();
+        let mut mem = self.lock();
+        let dead: HashSet<WorkerId> = mem
+            .workers
+            .iter()
+            .filter(|(_, e)| **e <= now)
+            .map(|(w, _)| *w)
+            .collect();
+        let expired: Vec<JobId> = mem
+            .running
+            .iter()
+            .filter_map(|id| mem.tasks.get(id))
+            .filter(|t| {
+                t.lease_owner
+                    .is_none_or(|w| dead.contains(&w) || !mem.workers.contains_key(&w))
+            })
+            .map(|t| t.id)
+            .take(limit)
+            .collect();
+        let mut ws = Workset::new(&*mem, now);
+        let mut n = 0;
+        for id in expired {
+            if ws.lease_expired(id).map_err(core_error)? {
+                n += 1;
+            }
+        }
+        let changes = ws.into_changes();
+        self.commit(&mut mem, changes, now);
+        for w in dead {
+            mem.workers.remove(&w);
+        }
+        Ok(n)
+    }
+
+    async fn throttle_class(&self, class: &str, delay: Duration) -> Result<(), JobError> {
+        let until = self.clock.now() + chrono::Duration::from_std(delay).unwrap_or_default();
+        let mut mem = self.lock();
+        let c = mem.classes.entry(class.to_owned()).or_default();
+        c.throttled_until = Some(c.throttled_until.map_or(until, |t| t.max(until)));
+        Ok(())
+    }
+
+    async fn set_resource_limits(&self, limits: &[ResourceLimit]) -> Result<(), JobError> {
+        for l in limits {
+            graph::check_class_name(&l.class).map_err(|e| JobError::Invalid {
+                field: "class",
+                reason: e.to_string(),
+            })?;
+        }
+        let mut mem = self.lock();
+        for l in limits {
+            let c = mem.classes.entry(l.class.clone()).or_default();
+            c.max_running = l.max_running;
+            if c.per_minute != l.per_minute {
+                c.per_minute = l.per_minute;
+                c.refilled_at = None;
+            }
+        }
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(job = %job))]
+    async fn cancel(&self, job: JobId, reason: &str) -> Result<CancelReport, JobError> {
+        let now = self.clock.now();
+        let mut mem = self.lock();
+        let run = mem
+            .nodes
+            .get(&job)
+            .ok_or(JobError::NotFound(job))?
+            .fixed
+            .run_id;
+        let mut ws = Workset::new(&*mem, now);
+        let (cancelled, signalled) = ws.cancel(run, job, reason).map_err(core_error)?;
+        let changes = ws.into_changes();
+        self.commit(&mut mem, changes, now);
+        Ok(CancelReport {
+            cancelled,
+            signalled,
+        })
+    }
+
+    #[tracing::instrument(skip_all, fields(job = %job))]
+    async fn resume(&self, job: JobId) -> Result<ResumeReport, JobError> {
+        let now = self.clock.now();
+        let mut mem = self.lock();
+        let run = mem
+            .nodes
+            .get(&job)
+            .ok_or(JobError::NotFound(job))?
+            .fixed
+            .run_id;
+        let mut ws = Workset::new(&*mem, now);
+        let queued = ws.resume(run, job).map_err(core_error)?;
+        let changes = ws.into_changes();
+        self.commit(&mut mem, changes, now);
+        Ok(ResumeReport { queued })
+    }
+
+    async fn take_refund(&self, run: RunId) -> Result<i64, JobError> {
+        let now = self.clock.now();
+        let mut mem = self.lock();
+        if mem
+            .nodes
+            .get(&run)
+            .is_none_or(|n| n.fixed.node_type != NodeType::Run)
+        {
+            return Err(JobError::NotFound(run));
+        }
+        let mut ws = Workset::new(&*mem, now);
+        let delta = ws.take_refund(run).map_err(core_error)?;
+        let changes = ws.into_changes();
+        self.commit(&mut mem, changes, now);
+        Ok(delta)
+    }
+
+    async fn job(&self, id: JobId) -> Result<Option<JobView>, JobError> {
+        Ok(self.lock().view(id))
+    }
+
+    async fn children(
+        &self,
+        parent: JobId,
+        after: Option<JobId>,
+        limit: usize,
+    ) -> Result<Vec<JobView>, JobError> {
+        self.lock().children(parent, after, limit)
+    }
+
+    async fn run_tree(&self, run: RunId) -> Result<Option<RunTree>, JobError> {
+        self.lock().run_tree(run)
+    }
+
+    async fn events(
+        &self,
+        run: RunId,
+        after: Option<EventId>,
+        scope: Option<JobId>,
+        limit: usize,
+    ) -> Result<Vec<Event>, JobError> {
+        self.lock().events(run, after, scope, limit)
+    }
+
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<JobView>, JobError> {
+        self.lock().list_runs(filter)
+    }
+
+    async fn prune(
+        &self,
+        settled_before: DateTime<Utc>,
+        max_runs: usize,
+    ) -> Result<PruneReport, JobError> {
+        self.lock().prune(settled_before, max_runs)
+    }
+
+    async fn subscribe(&self) -> Result<NotificationStream, JobError> {
+        let rx = self.notify.subscribe();
+        Ok(futures::stream::unfold(rx, |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(n) => return Some((n, rx)),
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        })
+        .boxed())
+    }
+}

@@ -1,0 +1,254 @@
+//! The loops of a worker process: claiming, writing finishes, heartbeats, notifications and
+//! maintenance (reaping expired leases, pruning).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::core::{Finish, FinishKind};
+use crate::error::JobError;
+use crate::ids::WorkerId;
+use crate::store::{ClaimRequest, ClaimedJob, JobStore, WorkerRegistration};
+
+use super::{InFlight, Shared, bump};
+
+pub(super) async fn claimer<S: JobStore>(
+    shared: Arc<Shared<S>>,
+    queue: mpsc::UnboundedSender<ClaimedJob>,
+) {
+    let capacity = shared.config.concurrency + shared.config.prefetch;
+    let kinds = shared.registry.kinds();
+    loop {
+        if shared.stop.is_cancelled() {
+            return;
+        }
+        let held = shared.in_flight().len();
+        // With prefetch, claim again once half of the prefetched tasks were started, not for
+        // every freed slot: fewer and larger claims, each a transaction on its runs' locks.
+        let low_water = shared.config.concurrency + shared.config.prefetch / 2;
+        let want = if held > low_water {
+            0
+        } else {
+            capacity.saturating_sub(held).min(shared.config.claim_batch)
+        };
+        if want == 0 {
+            wait(&shared, shared.config.poll_interval).await;
+            continue;
+        }
+        let request = ClaimRequest {
+            worker: shared.worker_id(),
+            kinds: kinds.clone(),
+            limit: want,
+        };
+        match shared.store.claim(&request).await {
+            Ok(jobs) => {
+                let full = jobs.len() == want;
+                bump(&shared.stats.claimed, jobs.len() as u64);
+                {
+                    let mut in_flight = shared.in_flight();
+                    for job in &jobs {
+                        in_flight.insert(
+                            job.fence.job_id,
+                            InFlight {
+                                fence: job.fence,
+                                cancel: CancellationToken::new(),
+                                handler: None,
+                            },
+                        );
+                    }
+                }
+                for job in jobs {
+                    if queue.send(job).is_err() {
+                        return;
+                    }
+                }
+                if !full {
+                    wait(&shared, shared.config.poll_interval).await;
+                }
+            }
+            Err(JobError::WorkerExpired(_)) => reregister(&shared).await,
+            Err(e) => {
+                warn!(error = %e, "claim failed");
+                wait(&shared, shared.config.poll_interval).await;
+            }
+        }
+    }
+}
+
+async fn wait<S>(shared: &Shared<S>, timeout: Duration) {
+    tokio::select! {
+        () = shared.wake.notified() => {}
+        () = tokio::time::sleep(timeout) => {}
+        () = shared.stop.cancelled() => {}
+    }
+}
+
+/// Registers again under a new id after the store dropped the registration: every task held
+/// under the old id was (or will be) retaken, so its handlers are told to stop.
+async fn reregister<S: JobStore>(shared: &Arc<Shared<S>>) {
+    let old = shared.worker_id();
+    warn!(worker = %old, "worker registration lost; cancelling its handlers and registering again");
+    for f in shared.in_flight().values() {
+        f.cancel.cancel();
+    }
+    let id = WorkerId::new();
+    let registration = WorkerRegistration {
+        id,
+        name: shared.config.name.clone(),
+        kinds: shared.registry.kinds(),
+        ttl: shared.config.lease_ttl,
+    };
+    match shared.store.register_worker(&registration).await {
+        Ok(()) => *shared.worker.lock().unwrap_or_else(|e| e.into_inner()) = id,
+        Err(e) => {
+            warn!(error = %e, "could not register again");
+            tokio::time::sleep(shared.config.poll_interval).await;
+        }
+    }
+}
+
+pub(super) async fn completer<S: JobStore>(
+    shared: Arc<Shared<S>>,
+    mut rx: mpsc::UnboundedReceiver<Finish>,
+) {
+    let max = shared.config.finish_batch;
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < max {
+            match rx.try_recv() {
+                Ok(f) => batch.push(f),
+                Err(_) => break,
+            }
+        }
+        let mut backoff = Duration::from_millis(50);
+        let results = loop {
+            match shared.store.finish(batch.clone()).await {
+                Ok(results) => break Some(results),
+                Err(e) if e.is_retryable() => {
+                    warn!(error = %e, items = batch.len(), "completion failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => {
+                    warn!(error = %e, items = batch.len(), "completion failed; the leases will expire");
+                    break None;
+                }
+            }
+        };
+        let mut in_flight = shared.in_flight();
+        for (i, item) in batch.iter().enumerate() {
+            in_flight.remove(&item.fence.job_id);
+            match results.as_ref().and_then(|r| r.get(i)) {
+                Some(Ok(())) if item.kind == FinishKind::Release => {
+                    bump(&shared.stats.released, 1);
+                }
+                Some(Err(JobError::FenceLost(fence))) => {
+                    bump(&shared.stats.fenced_out, 1);
+                    debug!(%fence, "finish rejected: the attempt had lost its lease");
+                }
+                Some(Err(e)) => warn!(error = %e, job = %item.fence.job_id, "finish rejected"),
+                _ => {}
+            }
+        }
+        drop(in_flight);
+        shared.drained.notify_waiters();
+        shared.wake.notify_one();
+    }
+}
+
+pub(super) async fn heartbeats<S: JobStore>(shared: Arc<Shared<S>>) {
+    let mut tick = tokio::time::interval(shared.config.heartbeat_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Notifications that request cancellation for runs this worker holds poke it;
+    // they are looked at no more than four times a second.
+    let min_gap = Duration::from_millis(250).min(shared.config.heartbeat_interval);
+    let mut last = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shared.poke.notified() => {
+                tokio::time::sleep_until(last + min_gap).await;
+            }
+        }
+        last = tokio::time::Instant::now();
+        let worker = shared.worker_id();
+        match shared
+            .store
+            .heartbeat(worker, shared.config.lease_ttl)
+            .await
+        {
+            Ok(hb) if hb.alive => {
+                let in_flight = shared.in_flight();
+                for id in hb.cancel_requested {
+                    if let Some(f) = in_flight.get(&id) {
+                        f.cancel.cancel();
+                    }
+                }
+            }
+            Ok(_) => reregister(&shared).await,
+            Err(e) => warn!(error = %e, "heartbeat failed"),
+        }
+    }
+}
+
+pub(super) async fn listener<S: JobStore>(shared: Arc<Shared<S>>) {
+    loop {
+        match shared.store.subscribe().await {
+            Ok(mut stream) => {
+                while let Some(n) = stream.next().await {
+                    if n.wake {
+                        shared.wake.notify_one();
+                    }
+                    // Only a cancellation needs a look before the next heartbeat.
+                    if n.cancel
+                        && shared
+                            .in_flight()
+                            .values()
+                            .any(|f| f.fence.run_id == n.run_id)
+                    {
+                        shared.poke.notify_one();
+                    }
+                }
+            }
+            Err(e) => debug!(error = %e, "cannot subscribe to notifications; polling"),
+        }
+        tokio::time::sleep(shared.config.poll_interval).await;
+    }
+}
+
+pub(super) async fn maintenance<S: JobStore>(shared: Arc<Shared<S>>) {
+    let mut reap = tokio::time::interval(shared.config.reap_interval);
+    reap.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_prune: Option<tokio::time::Instant> = None;
+    loop {
+        reap.tick().await;
+        match shared.store.reap_expired(1000).await {
+            Ok(0) => {}
+            Ok(n) => {
+                bump(&shared.stats.reaped, n as u64);
+                info!(
+                    tasks = n,
+                    "requeued tasks of workers that stopped heartbeating"
+                );
+                shared.wake.notify_one();
+            }
+            Err(e) => warn!(error = %e, "reaping expired leases failed"),
+        }
+        if let Some(retention) = shared.config.retention
+            && last_prune.is_none_or(|t| t.elapsed() >= shared.config.prune_interval)
+        {
+            last_prune = Some(tokio::time::Instant::now());
+            let cutoff =
+                chrono::Utc::now() - chrono::Duration::from_std(retention).unwrap_or_default();
+            match shared.store.prune(cutoff, 1000).await {
+                Ok(r) if r.runs > 0 => info!(runs = r.runs, nodes = r.nodes, "pruned settled runs"),
+                Ok(_) => {}
+                Err(e) => warn!(error = %e, "pruning failed"),
+            }
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! Worker processes and resource classes: registration, heartbeats, reaping expired leases,
+//! checkpoints, throttling and limits.
+
+use std::collections::{BTreeSet, HashSet};
+use std::time::Duration;
+
+use drama_jobs::core::Workset;
+use drama_jobs::{
+    Fence, Heartbeat, JobError, JobId, ResourceLimit, RunId, WorkerId, WorkerRegistration,
+};
+use serde_json::Value;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::error::Error;
+use super::ops::run_op;
+use super::rows::PgSource;
+use super::write::write_changes;
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+pub(super) async fn reap(conn: &mut PgConnection, limit: usize) -> Result<usize, Error> {
+    let rows: Vec<(Uuid, Uuid)> = sqlx::query_as(
+        "select j.id, j.run_id from public.jobs j \
+         where j.state = 'running' and not exists ( \
+           select 1 from public.job_workers w where w.id = j.lease_owner and w.expires_at > now()) \
+         limit $1",
+    )
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(&mut *conn)
+    .await?;
+    if rows.is_empty() {
+        sqlx::query("delete from public.job_workers where expires_at <= now()")
+            .execute(&mut *conn)
+            .await?;
+        return Ok(0);
+    }
+    let ids: Vec<JobId> = rows.iter().map(|(id, _)| JobId(*id)).collect();
+    let runs: Vec<RunId> = rows.iter().map(|(_, r)| JobId(*r)).collect();
+    let mut source = PgSource::default();
+    source.lock_runs(conn, &runs).await?;
+    source.load_tasks(conn, &ids, &[], &ids).await?;
+    source.load_ancestor_groups(conn).await?;
+    // Fresh look after the lock: the task may have been finished and claimed again since.
+    let owners: Vec<Uuid> = ids
+        .iter()
+        .filter_map(|id| source.tasks.get(id).and_then(|t| t.lease_owner))
+        .map(|w| w.0)
+        .collect();
+    let alive: Vec<Uuid> = sqlx::query_scalar(
+        "select id from public.job_workers where id = any($1) and expires_at > now()",
+    )
+    .bind(owners)
+    .fetch_all(&mut *conn)
+    .await?;
+    let alive: HashSet<WorkerId> = alive.into_iter().map(WorkerId).collect();
+    let expired: Vec<JobId> = ids
+        .into_iter()
+        .filter(|id| {
+            source
+                .tasks
+                .get(id)
+                .is_some_and(|t| t.lease_owner.is_none_or(|w| !alive.contains(&w)))
+        })
+        .collect();
+    let (changes, n) = run_op(conn, &mut source, &runs, |s, now| {
+        let mut ws = Workset::new(s, now);
+        let mut n = 0;
+        for id in &expired {
+            if ws.lease_expired(*id)? {
+                n += 1;
+            }
+        }
+        Ok((ws.into_changes(), n))
+    })
+    .await?;
+    write_changes(conn, &changes, None).await?;
+    sqlx::query("delete from public.job_workers where expires_at <= now()")
+        .execute(&mut *conn)
+        .await?;
+    Ok(n)
+}
+
+pub(super) async fn checkpoint(
+    conn: &mut PgConnection,
+    fence: &Fence,
+    value: &Value,
+) -> Result<(), Error> {
+    let done = sqlx::query(
+        "update public.jobs set checkpoint = $4, updated_at = now() \
+         where id = $1 and run_id = $2 and epoch = $3 and state = 'running'",
+    )
+    .bind(fence.job_id.0)
+    .bind(fence.run_id.0)
+    .bind(fence.epoch)
+    .bind(value)
+    .execute(&mut *conn)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(JobError::FenceLost(*fence).into());
+    }
+    Ok(())
+}
+
+pub(super) async fn register(
+    conn: &mut PgConnection,
+    worker: &WorkerRegistration,
+) -> Result<(), Error> {
+    sqlx::query(
+        "insert into public.job_workers (id, name, kinds, expires_at) \
+         values ($1, $2, $3, now() + make_interval(secs => $4)) \
+         on conflict (id) do update set expires_at = excluded.expires_at, heartbeat_at = now()",
+    )
+    .bind(worker.id.0)
+    .bind(&worker.name)
+    .bind(&worker.kinds)
+    .bind(secs(worker.ttl))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn heartbeat(
+    conn: &mut PgConnection,
+    worker: WorkerId,
+    ttl: Duration,
+) -> Result<Heartbeat, Error> {
+    let (alive, cancels): (bool, Vec<Uuid>) = sqlx::query_as(
+        "with w as ( \
+           update public.job_workers set expires_at = now() + make_interval(secs => $2), \
+             heartbeat_at = now() \
+           where id = $1 and expires_at > now() returning id) \
+         select exists (select 1 from w), \
+           array(select j.id from public.jobs j \
+                 where j.lease_owner = $1 and j.state = 'running' and j.cancel_requested)",
+    )
+    .bind(worker.0)
+    .bind(secs(ttl))
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(Heartbeat {
+        alive,
+        cancel_requested: if alive {
+            cancels.into_iter().map(JobId).collect()
+        } else {
+            Vec::new()
+        },
+    })
+}
+
+pub(super) async fn throttle(
+    conn: &mut PgConnection,
+    class: &str,
+    delay: Duration,
+) -> Result<(), Error> {
+    sqlx::query(
+        "insert into public.job_resource_classes (name, throttled_until) \
+         values ($1, now() + make_interval(secs => $2)) \
+         on conflict (name) do update set \
+           throttled_until = greatest(coalesce(job_resource_classes.throttled_until, now()), \
+                                      excluded.throttled_until), \
+           updated_at = now()",
+    )
+    .bind(class)
+    .bind(secs(delay))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn set_limits(
+    conn: &mut PgConnection,
+    limits: &[ResourceLimit],
+) -> Result<(), Error> {
+    let mut seen = BTreeSet::new();
+    for l in limits {
+        drama_jobs::graph::check_class_name(&l.class).map_err(|e| JobError::Invalid {
+            field: "class",
+            reason: e.to_string(),
+        })?;
+        if !seen.insert(l.class.as_str()) {
+            return Err(JobError::Invalid {
+                field: "class",
+                reason: format!("{:?} is listed twice", l.class),
+            }
+            .into());
+        }
+    }
+    let names: Vec<&str> = limits.iter().map(|l| l.class.as_str()).collect();
+    let max: Vec<Option<i32>> = limits
+        .iter()
+        .map(|l| l.max_running.map(|n| i32::try_from(n).unwrap_or(i32::MAX)))
+        .collect();
+    let rate: Vec<Option<i32>> = limits
+        .iter()
+        .map(|l| l.per_minute.map(|n| i32::try_from(n).unwrap_or(i32::MAX)))
+        .collect();
+    sqlx::query(
+        "insert into public.job_resource_classes (name, max_running, per_minute, tokens, refilled_at) \
+         select l.name, l.max_running, l.per_minute, coalesce(l.per_minute, 0), now() \
+         from unnest($1::text[], $2::int[], $3::int[]) as l(name, max_running, per_minute) \
+         on conflict (name) do update set \
+           max_running = excluded.max_running, \
+           tokens = case when job_resource_classes.per_minute is distinct from excluded.per_minute \
+                         then excluded.tokens else job_resource_classes.tokens end, \
+           refilled_at = case when job_resource_classes.per_minute is distinct from excluded.per_minute \
+                              then now() else job_resource_classes.refilled_at end, \
+           per_minute = excluded.per_minute, updated_at = now()",
+    )
+    .bind(names)
+    .bind(max)
+    .bind(rate)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}

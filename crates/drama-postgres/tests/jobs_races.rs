@@ -1,0 +1,227 @@
+//! The guarantees the batched hot path relies on, under contention: several claimers on the
+//! same runs at once, batches of every size, leases that expire while their holders are still
+//! working (zombies that try to finish afterwards), and a reaper running all along. Every task
+//! must be completed exactly once, by the attempt that held it, and the counters, events and
+//! fences must agree.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod jobs_support;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use drama_jobs::core::{Finish, FinishKind};
+use drama_jobs::{
+    ClaimRequest, ClaimedJob, Graph, JobError, JobId, JobState, JobStore, NodeSpec, RunSpec,
+    WorkerId, WorkerRegistration,
+};
+use drama_postgres::jobs::PgJobStore;
+use jobs_support::{install_invariant_checks, violations, wide_pool};
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng as _};
+use serde_json::json;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// Successful completions per task, from every claimer.
+type Ledger = Arc<Mutex<HashMap<JobId, usize>>>;
+
+async fn register(store: &PgJobStore, ttl: Duration) -> WorkerId {
+    let id = WorkerId::new();
+    store
+        .register_worker(&WorkerRegistration {
+            id,
+            name: "race".into(),
+            kinds: vec!["k".into()],
+            ttl,
+        })
+        .await
+        .unwrap();
+    id
+}
+
+async fn complete(store: &PgJobStore, jobs: &[ClaimedJob], ledger: &Ledger) -> (usize, usize) {
+    let items = jobs
+        .iter()
+        .map(|j| Finish {
+            fence: j.fence,
+            kind: FinishKind::Complete {
+                result: json!({"epoch": j.fence.epoch}),
+                expansion: None,
+            },
+        })
+        .collect();
+    let results = store.finish(items).await.unwrap();
+    let (mut ok, mut fenced) = (0, 0);
+    let mut ledger = ledger.lock().unwrap();
+    for (job, result) in jobs.iter().zip(results) {
+        match result {
+            Ok(()) => {
+                *ledger.entry(job.fence.job_id).or_default() += 1;
+                ok += 1;
+            }
+            Err(JobError::FenceLost(_)) => fenced += 1,
+            Err(e) => panic!("unexpected finish error: {e}"),
+        }
+    }
+    (ok, fenced)
+}
+
+/// A claimer that heartbeats and completes what it claims, in batches of random size.
+async fn steady(store: Arc<PgJobStore>, ledger: Ledger, seed: u64, total: usize) -> usize {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let worker = register(&store, Duration::from_secs(60)).await;
+    let mut done = 0;
+    while ledger.lock().unwrap().len() < total {
+        let request = ClaimRequest {
+            worker,
+            kinds: vec!["k".into()],
+            limit: rng.random_range(1..60),
+        };
+        let jobs = store.claim(&request).await.unwrap();
+        if jobs.is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        }
+        done += complete(&store, &jobs, &ledger).await.0;
+    }
+    done
+}
+
+/// A claimer whose leases expire: it claims, stops heartbeating until its registration is
+/// reaped, then tries to finish anyway (a zombie) and registers again.
+async fn flaky(store: Arc<PgJobStore>, ledger: Ledger, seed: u64, total: usize) -> usize {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut fenced_out = 0;
+    while ledger.lock().unwrap().len() < total {
+        let worker = register(&store, Duration::from_millis(300)).await;
+        let request = ClaimRequest {
+            worker,
+            kinds: vec!["k".into()],
+            limit: rng.random_range(1..40),
+        };
+        let jobs = match store.claim(&request).await {
+            Ok(jobs) => jobs,
+            Err(JobError::WorkerExpired(_)) => continue,
+            Err(e) => panic!("claim failed: {e}"),
+        };
+        tokio::time::sleep(Duration::from_millis(rng.random_range(350..700))).await;
+        // Some of these were retaken (and maybe completed) by others meanwhile.
+        fenced_out += complete(&store, &jobs, &ledger).await.1;
+    }
+    fenced_out
+}
+
+#[sqlx::test(migrator = "drama_postgres::MIGRATOR")]
+async fn concurrent_claims_and_expiring_leases_complete_every_task_once(pool: PgPool) {
+    install_invariant_checks(&pool).await;
+    let store = Arc::new(PgJobStore::new(wide_pool(&pool, 16).await));
+    // One run of many tasks (its claims and completions contend for one lock) and many
+    // one-task runs (claims lock hundreds of runs at once).
+    let mut big = Graph::new(RunSpec::new("race", Uuid::new_v4()));
+    for i in 0..250 {
+        big.add(NodeSpec::task(format!("t{i}"), "k", json!({})).max_attempts(100));
+    }
+    let small: Vec<Graph> = (0..250)
+        .map(|i| {
+            Graph::new(RunSpec::new("race", Uuid::new_v4()))
+                .with(NodeSpec::task(format!("s{i}"), "k", json!({})).max_attempts(100))
+        })
+        .collect();
+    let mut runs = vec![store.submit(&big).await.unwrap().run_id];
+    runs.extend(
+        store
+            .submit_many(&small)
+            .await
+            .unwrap()
+            .iter()
+            .map(|s| s.run_id),
+    );
+    let total = 500;
+
+    let ledger: Ledger = Arc::default();
+    let reaper = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            loop {
+                store.reap_expired(1000).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let mut steady_claimers = Vec::new();
+    for seed in 0..3 {
+        steady_claimers.push(tokio::spawn(steady(
+            store.clone(),
+            ledger.clone(),
+            seed,
+            total,
+        )));
+    }
+    let mut flaky_claimers = Vec::new();
+    for seed in 10..13 {
+        flaky_claimers.push(tokio::spawn(flaky(
+            store.clone(),
+            ledger.clone(),
+            seed,
+            total,
+        )));
+    }
+    let race = async {
+        let mut completed = 0;
+        for c in steady_claimers {
+            completed += c.await.unwrap();
+        }
+        let mut fenced_out = 0;
+        for c in flaky_claimers {
+            fenced_out += c.await.unwrap();
+        }
+        (completed, fenced_out)
+    };
+    let (_, fenced_out) = tokio::time::timeout(Duration::from_secs(240), race)
+        .await
+        .expect("every task completes");
+    reaper.abort();
+
+    // Exactly one successful completion per task, and nothing else.
+    let ledger = ledger.lock().unwrap().clone();
+    assert_eq!(ledger.len(), total);
+    let doubled: Vec<_> = ledger.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(doubled.is_empty(), "completed more than once: {doubled:?}");
+    assert!(fenced_out > 0, "some zombies tried to finish retaken tasks");
+
+    // The rows agree: every run settled completed with its counters, every task completed
+    // once in the event log, with as many starts as claims (its epoch), and the stored
+    // result is the one of the attempt that held the lease.
+    for run in &runs {
+        let tree = drama_jobs::conformance::assert_consistent(&*store, *run).await;
+        assert_eq!(tree.nodes[0].state, JobState::Completed);
+    }
+    let per_task: Vec<(Uuid, i64, i64, i64, serde_json::Value)> = sqlx::query_as(
+        "select j.id, j.epoch, \
+           (select count(*) from job_events e where e.job_id = j.id and e.kind = 'completed'), \
+           (select count(*) from job_events e where e.job_id = j.id and e.kind = 'started'), \
+           j.result \
+         from jobs j where j.node_type = 'task'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(per_task.len(), total);
+    for (id, epoch, completed, started, result) in per_task {
+        assert_eq!(completed, 1, "task {id} has {completed} completed events");
+        assert_eq!(
+            started, epoch,
+            "task {id}: {started} starts for epoch {epoch}"
+        );
+        assert_eq!(
+            result,
+            json!({"epoch": epoch}),
+            "task {id} kept a stale result"
+        );
+    }
+    let (found, checked) = violations(&pool).await;
+    assert_eq!(found, Vec::<String>::new());
+    assert!(checked > 0);
+}

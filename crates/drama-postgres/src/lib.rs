@@ -10,11 +10,16 @@ mod health;
 pub mod jobs;
 mod legacy;
 mod orphans;
+mod schema;
 mod settings;
 mod users;
 
 pub use error::PgError;
 pub use health::{AppliedMigration, SchemaReport, schema_report};
+pub use schema::{
+    LEGACY_SCHEMA, LEGACY_TABLES, LegacySchema, LegacyTable, adopt_legacy_schema, legacy_schema,
+    migrate,
+};
 pub use settings::PgSettings;
 
 use sqlx::PgPool;
@@ -50,12 +55,4 @@ impl PgStore {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
-}
-
-/// Applies every pending migration.
-///
-/// # Errors
-/// [`PgError::Migrate`] when a migration fails or an applied file was changed.
-pub async fn migrate(pool: &PgPool) -> Result<(), PgError> {
-    MIGRATOR.run(pool).await.map_err(PgError::Migrate)
 }

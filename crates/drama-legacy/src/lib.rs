@@ -4,9 +4,11 @@ mod error;
 mod export;
 pub mod format;
 mod import;
+mod origin;
 pub mod parse;
 mod report;
 mod source;
+mod tables;
 
 use std::sync::Arc;
 
@@ -15,7 +17,8 @@ use drama_dal::{DramaRepository, UserRepository};
 
 pub use error::LegacyError;
 pub use export::{ExportOptions, Exporter};
-pub use import::{ImportOptions, Importer, MAX_FILE_BYTES};
+pub use import::{ImportOptions, Importer};
+pub use origin::MAX_FILE_BYTES;
 pub use parse::{LegacyDrama, LegacyFileError};
 pub use report::{
     AssetLinks, Counts, DramaReport, ExportReport, ExportedDrama, ImportReport, Outcome, Reason,

@@ -216,6 +216,8 @@ impl Counts {
 /// What the run found in the bucket.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct SourceSummary {
+    /// `bucket` (the old layout's files) or `database` (the old server's tables).
+    pub origin: &'static str,
     /// Bucket key prefix of the old layout (empty for the bucket's root).
     pub prefix: String,
     /// `read`, `missing` or `unreadable: <why>` (a missing or unreadable index counts as empty,
@@ -252,8 +254,13 @@ pub struct ImportReport {
     pub dramas_per_second: f64,
     /// The bucket side.
     pub source: SourceSummary,
-    /// Users created for mapped owners (in a dry run: that would be created).
+    /// Users created for mapped owners, and (from the old database) its users and the UUIDs
+    /// owning its dramas (in a dry run: that would be created).
     pub users_created: Vec<UserId>,
+    /// What the run noticed beyond single dramas (old user rows that cannot become users,
+    /// tables that are not imported).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     /// Files per outcome.
     pub counts: Counts,
     /// How often each field took its default (`characters[].voice_description`), over every

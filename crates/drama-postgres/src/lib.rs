@@ -9,6 +9,7 @@ mod generation;
 mod health;
 pub mod jobs;
 mod legacy;
+mod legacy_tables;
 mod orphans;
 mod schema;
 mod settings;
@@ -16,6 +17,7 @@ mod users;
 
 pub use error::PgError;
 pub use health::{AppliedMigration, SchemaReport, schema_report};
+pub use legacy_tables::PgLegacyTables;
 pub use schema::{
     LEGACY_SCHEMA, LEGACY_TABLES, LegacySchema, LegacyTable, adopt_legacy_schema, legacy_schema,
     migrate,

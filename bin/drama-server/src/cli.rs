@@ -16,8 +16,9 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Apply pending database migrations.
-    Migrate,
+    /// Apply pending database migrations (`--adopt-legacy`: first move the old server's
+    /// tables aside and import their rows).
+    Migrate(crate::migrate::MigrateArgs),
     /// Check the configuration and connectivity: database version, migrations, RLS.
     Check,
     /// Serve the REST and GraphQL API, with job workers in the same process.

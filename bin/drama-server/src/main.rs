@@ -4,6 +4,7 @@ mod check;
 mod cli;
 mod keys;
 mod legacy;
+mod migrate;
 mod serve;
 mod settings;
 mod telemetry;
@@ -51,7 +52,7 @@ fn main() -> ExitCode {
 
 async fn run(command: Command, settings: settings::Settings) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Migrate => check::migrate(&settings).await,
+        Command::Migrate(args) => migrate::run(&settings, args).await,
         Command::Check => check::check(&settings).await,
         Command::Serve(args) => serve::serve(settings, args).await,
         Command::Worker => serve::worker(settings).await,

@@ -37,6 +37,12 @@ pub(crate) async fn backend(settings: &Settings, migrate: bool) -> anyhow::Resul
     }
     let pool = check::connect(&settings.database).await?;
     let report = drama_postgres::schema_report(&pool).await?;
+    if let Some(legacy) = report.legacy.as_ref().filter(|l| l.in_public()) {
+        anyhow::bail!(
+            "this database holds the old server's schema ({legacy}), not this server's; {}",
+            crate::migrate::adopt_hint()
+        );
+    }
     if !report.pending.is_empty() {
         if migrate {
             drama_postgres::migrate(&pool)

@@ -17,7 +17,8 @@ use anyhow::Context as _;
 use drama_domain::UserId;
 use drama_legacy::{
     BucketUrls, CancellationToken, ExportOptions, ExportReport, Exporter, ImportOptions,
-    ImportReport, Importer, Layout, OwnerMap, Progress, Reason, Repositories,
+    ImportReport, Importer, Layout, LibraryImporter, LibraryOptions, LibraryReport, OwnerMap,
+    Progress, Reason, Repositories,
 };
 use drama_postgres::PgStore;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -94,6 +95,9 @@ pub(crate) struct ImportArgs {
     /// Key prefix under which the old layout (`dramas/…`) sits in the bucket.
     #[arg(long, default_value = "")]
     pub(crate) prefix: String,
+    /// Leave the old asset library (`10000/{project}/…`) alone.
+    #[arg(long)]
+    pub(crate) skip_library: bool,
     #[command(flatten)]
     pub(crate) flags: ImportFlags,
 }
@@ -161,10 +165,27 @@ pub(crate) async fn import(settings: &Settings, args: ImportArgs) -> anyhow::Res
     let stop = CancellationToken::new();
     stop_on_ctrl_c(&stop);
     let progress = Meter::new("import");
-    let report = Importer::new(bucket, repos, options)?
+    let library = LibraryOptions {
+        layout: options.layout.clone(),
+        owners: options.owners.clone(),
+        api_origin: settings.server.public_origin(),
+        dry_run: options.dry_run,
+        jobs: options.jobs,
+    };
+    let mut report = Importer::new(bucket.clone(), repos, options)?
         .run(&progress, &stop)
         .await?;
     progress.finish();
+    if !args.skip_library && !stop.is_cancelled() {
+        let progress = Meter::new("library");
+        report.library = Some(
+            LibraryImporter::new(bucket, library)?
+                .run(&progress, &stop)
+                .await?,
+        );
+        progress.finish();
+        report.interrupted |= stop.is_cancelled();
+    }
     let summary = import_summary(&report, args.flags.report.as_deref());
     conclude(
         args.flags.report.as_deref(),
@@ -304,6 +325,9 @@ pub(crate) fn import_summary(r: &ImportReport, report_file: Option<&Path>) -> St
             let _ = writeln!(s, "    {}: {why}", d.source_key);
         }
     }
+    if let Some(library) = &r.library {
+        library_summary(&mut s, library, r.dry_run);
+    }
     if r.interrupted {
         let _ = writeln!(
             s,
@@ -314,6 +338,32 @@ pub(crate) fn import_summary(r: &ImportReport, report_file: Option<&Path>) -> St
         let _ = writeln!(s, "  report: {}", path.display());
     }
     s
+}
+
+fn library_summary(s: &mut String, r: &LibraryReport, dry_run: bool) {
+    let owners = if r.owners.is_empty() {
+        "no old owner is mapped (--owner, --owner-map)".to_owned()
+    } else {
+        format!("owners {}", r.owners.join(", "))
+    };
+    let verb = if dry_run { "would copy" } else { "copied" };
+    let _ = writeln!(
+        s,
+        "asset library ({owners}): {} records; {verb} {}, again {}, unchanged {}, failed {}, \
+         not started {}",
+        r.total, r.imported, r.updated, r.unchanged, r.failed, r.not_started
+    );
+    for item in r.items.iter().filter(|i| i.reason.is_some()) {
+        if let Some(reason) = &item.reason {
+            let _ = writeln!(
+                s,
+                "    {}: {}: {}",
+                item.source_key,
+                code(reason),
+                reason.message
+            );
+        }
+    }
 }
 
 fn export_summary(r: &ExportReport, report_file: Option<&Path>) -> String {

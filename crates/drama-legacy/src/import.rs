@@ -197,6 +197,7 @@ impl Importer {
             counts,
             defaulted_fields,
             dramas,
+            library: None,
         };
         tracing::info!(
             imported = report.counts.imported,

@@ -4,6 +4,7 @@ mod error;
 mod export;
 pub mod format;
 mod import;
+mod library;
 mod origin;
 pub mod parse;
 mod report;
@@ -18,6 +19,7 @@ use drama_dal::{DramaRepository, UserRepository};
 pub use error::LegacyError;
 pub use export::{ExportOptions, Exporter};
 pub use import::{ImportOptions, Importer};
+pub use library::{LibraryImporter, LibraryItemReport, LibraryOptions, LibraryReport};
 pub use origin::MAX_FILE_BYTES;
 pub use parse::{LegacyDrama, LegacyFileError};
 pub use report::{

@@ -78,8 +78,10 @@ pub enum ReasonCode {
     SourceUnavailable,
     /// Failed: the database refused or could not be reached; run again.
     Database,
-    /// Failed: the bucket could not be written (export); run again.
+    /// Failed: the bucket could not be written (export, library copies); run again.
     TargetUnavailable,
+    /// Failed: an asset-library record cannot be used (its type, tag or id is not valid).
+    InvalidRecord,
 }
 
 /// A skip or failure reason.
@@ -268,12 +270,20 @@ pub struct ImportReport {
     pub defaulted_fields: BTreeMap<String, usize>,
     /// Every file, in key order.
     pub dramas: Vec<DramaReport>,
+    /// The old asset library, when it was imported too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub library: Option<crate::library::LibraryReport>,
 }
 
 impl ImportReport {
     /// Whether anything failed or the run was interrupted (the command then exits non-zero).
     pub fn is_failure(&self) -> bool {
-        self.counts.failed > 0 || self.interrupted
+        self.counts.failed > 0
+            || self.interrupted
+            || self
+                .library
+                .as_ref()
+                .is_some_and(crate::library::LibraryReport::is_failure)
     }
 }
 

@@ -2,11 +2,14 @@
 
 mod check;
 mod cli;
+mod config_cmd;
 mod keys;
 mod legacy;
 mod migrate;
+mod provenance;
 mod serve;
 mod settings;
+mod supabase;
 mod telemetry;
 
 use std::process::ExitCode;
@@ -54,6 +57,7 @@ async fn run(command: Command, settings: settings::Settings) -> anyhow::Result<E
     match command {
         Command::Migrate(args) => migrate::run(&settings, args).await,
         Command::Check => check::check(&settings).await,
+        Command::Config(args) => config_cmd::run(&settings, &args),
         Command::Serve(args) => serve::serve(settings, args).await,
         Command::Worker => serve::worker(settings).await,
         Command::Keys(command) => keys::run(&settings, command).await,

@@ -207,7 +207,15 @@ fn background(app: &App, settings: &Settings) -> Vec<tokio::task::JoinHandle<()>
     ]
 }
 
-pub(crate) async fn serve(settings: Settings, args: ServeArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn serve(mut settings: Settings, args: ServeArgs) -> anyhow::Result<ExitCode> {
+    if let Some(host) = &args.host {
+        settings.server.host.clone_from(host);
+        settings.set_from_command_line("server.host", "--host", host.clone());
+    }
+    if let Some(port) = args.port {
+        settings.server.port = port;
+        settings.set_from_command_line("server.port", "--port", port.to_string());
+    }
     let backend = backend(&settings, args.migrate).await?;
     let (app, workers, memory) = wire(&settings, &backend, !args.no_workers).await?;
     if let Some(store) = &memory {

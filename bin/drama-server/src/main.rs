@@ -3,10 +3,12 @@
 mod check;
 mod cli;
 mod config_cmd;
+mod embedded;
 mod keys;
 mod legacy;
 mod migrate;
 mod provenance;
+mod quickstart;
 mod serve;
 mod settings;
 mod supabase;

@@ -10,14 +10,14 @@ use drama_api::ApiState;
 use drama_app::pipeline::engine::EngineJobs;
 use drama_app::pipeline::spec::class;
 use drama_app::{App, Ports};
-use drama_dal::{ApiKeyRepository as _, MemoryStore, NewUser, UserRepository as _};
-use drama_domain::UserId;
+use drama_dal::MemoryStore;
 use drama_jobs::{JobStore, MemoryJobStore, ResourceLimit, Worker, WorkerConfig, WorkerHandle};
-use drama_postgres::PgStore;
 use drama_postgres::jobs::PgJobStore;
+use drama_postgres::{PgSettings, PgStore};
 
 use crate::check;
 use crate::cli::ServeArgs;
+use crate::quickstart;
 use crate::settings::Settings;
 
 /// The store the process runs on.
@@ -28,14 +28,21 @@ pub(crate) enum Backend {
     Memory,
 }
 
-/// Connects to PostgreSQL, or — with no `DATABASE_URL` — selects the embedded in-memory mode.
+/// Connects to PostgreSQL, or — with no `DATABASE_URL` — selects the in-memory store.
 /// Refuses a schema that is behind this binary unless `migrate` is set, in which case it
 /// applies the pending migrations.
 pub(crate) async fn backend(settings: &Settings, migrate: bool) -> anyhow::Result<Backend> {
     if settings.database.url.trim().is_empty() {
         return Ok(Backend::Memory);
     }
-    let pool = check::connect(&settings.database).await?;
+    Ok(Backend::Postgres(
+        database(&settings.database, migrate).await?,
+    ))
+}
+
+/// The configured database, its schema checked (and, with `migrate`, brought up to date).
+async fn database(database: &PgSettings, migrate: bool) -> anyhow::Result<PgStore> {
+    let pool = check::connect(database).await?;
     let report = drama_postgres::schema_report(&pool).await?;
     if let Some(legacy) = report.legacy.as_ref().filter(|l| l.in_public()) {
         anyhow::bail!(
@@ -66,8 +73,45 @@ pub(crate) async fn backend(settings: &Settings, migrate: bool) -> anyhow::Resul
         );
     }
     // The pool for requests gets the configured size; `connect` above used a small one.
-    let pool = settings.database.pool()?;
-    Ok(Backend::Postgres(PgStore::new(pool)))
+    Ok(PgStore::new(database.pool()?))
+}
+
+/// What `serve` runs on, and the quick start's store when there is no `DATABASE_URL`.
+async fn serve_backend(
+    settings: &mut Settings,
+    migrate: bool,
+) -> anyhow::Result<(Backend, Option<quickstart::Store>)> {
+    if !settings.database.url.trim().is_empty() {
+        return Ok((
+            Backend::Postgres(database(&settings.database, migrate).await?),
+            None,
+        ));
+    }
+    quickstart::guard(settings)?;
+    if !settings.source_of("server.host").is_explicit() {
+        settings.server.host = "127.0.0.1".to_owned();
+    }
+    match quickstart::choose(settings).await {
+        quickstart::Store::Embedded(cluster) => {
+            if settings.assets.assets_signing_secret.is_none() {
+                settings.assets.assets_signing_secret =
+                    cluster.state.signing_secret.clone().map(Into::into);
+            }
+            let mut pg = settings.database.clone();
+            pg.url.clone_from(&cluster.url);
+            match database(&pg, true).await {
+                Ok(store) => Ok((
+                    Backend::Postgres(store),
+                    Some(quickstart::Store::Embedded(cluster)),
+                )),
+                Err(e) => {
+                    cluster.stop();
+                    Err(e.context("preparing the embedded PostgreSQL"))
+                }
+            }
+        }
+        memory => Ok((Backend::Memory, Some(memory))),
+    }
 }
 
 /// Workers of either store.
@@ -169,30 +213,26 @@ async fn wire(
     }
 }
 
-/// Prints what an operator of the embedded mode needs, loudly.
-#[allow(clippy::print_stderr)]
-async fn announce_embedded(store: &MemoryStore, settings: &Settings) -> anyhow::Result<()> {
-    let user = UserId::random();
-    let mut new = NewUser::new(user);
-    new.display_name = Some("local".to_owned());
-    new.tokens = 1_000_000;
-    store.create_user(&new).await?;
-    let key = store
-        .create_api_key(user, "embedded", &["service".to_owned()], None)
-        .await?;
-    let base = settings.server.public_origin();
-    eprintln!(
-        "\n  ================================================================\n  \
-         EMBEDDED MODE: no DATABASE_URL is set. Data and jobs live in memory\n  \
-         and are LOST when the process stops. Assets go to the {} store.\n  \n  \
-         API key (shown once):  {}\n  \
-         REST:                  curl -H 'Authorization: Bearer {}' {base}/dramas\n  \
-         GraphiQL:              {base}/graphql\n  \
-         ================================================================\n",
-        format!("{:?}", settings.assets.backend()).to_lowercase(),
-        key.key,
-        key.key,
-    );
+/// Creates (or finds again) the quick-start user and key, and says loudly what runs where.
+async fn announce_quick_start(
+    settings: &Settings,
+    quick: &mut quickstart::Store,
+    backend: &Backend,
+    memory: Option<&Arc<MemoryStore>>,
+) -> anyhow::Result<()> {
+    let (user, key) = match (backend, memory, &mut *quick) {
+        (Backend::Postgres(store), _, quickstart::Store::Embedded(cluster)) => {
+            let kept = cluster.state.user.zip(cluster.state.api_key.clone());
+            let (user, key) = quickstart::user_key(store, kept).await?;
+            cluster.state.user = Some(user.0);
+            cluster.state.api_key = Some(key.clone());
+            cluster.state.save(&cluster.dir)?;
+            (user, key)
+        }
+        (_, Some(store), _) => quickstart::user_key(store.as_ref(), None).await?,
+        _ => anyhow::bail!("the quick start has no store"),
+    };
+    quickstart::announce(settings, quick, user, &key);
     Ok(())
 }
 
@@ -216,10 +256,10 @@ pub(crate) async fn serve(mut settings: Settings, args: ServeArgs) -> anyhow::Re
         settings.server.port = port;
         settings.set_from_command_line("server.port", "--port", port.to_string());
     }
-    let backend = backend(&settings, args.migrate).await?;
+    let (backend, mut quick) = serve_backend(&mut settings, args.migrate).await?;
     let (app, workers, memory) = wire(&settings, &backend, !args.no_workers).await?;
-    if let Some(store) = &memory {
-        announce_embedded(store, &settings).await?;
+    if let Some(quick) = &mut quick {
+        announce_quick_start(&settings, quick, &backend, memory.as_ref()).await?;
     }
     let tasks = background(&app, &settings);
     let state = ApiState::new(app.clone(), settings.http.clone());
@@ -249,6 +289,11 @@ pub(crate) async fn serve(mut settings: Settings, args: ServeArgs) -> anyhow::Re
     }
     for t in tasks {
         t.abort();
+    }
+    drop(app);
+    drop(backend);
+    if let Some(quickstart::Store::Embedded(cluster)) = quick {
+        tokio::task::spawn_blocking(move || cluster.stop()).await?;
     }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)

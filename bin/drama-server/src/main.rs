@@ -6,6 +6,7 @@ mod config_cmd;
 mod embedded;
 mod keys;
 mod legacy;
+mod metrics;
 mod migrate;
 mod provenance;
 mod quickstart;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use actix_web::middleware::from_fn;
 use anyhow::Context as _;
 use drama_api::ApiState;
+use drama_api::metrics::{HttpMetrics, MetricsEndpoint};
 use drama_app::pipeline::engine::EngineJobs;
 use drama_app::pipeline::spec::class;
 use drama_app::{App, Ports};
@@ -236,6 +237,23 @@ async fn announce_quick_start(
     Ok(())
 }
 
+/// `/metrics`: the request counters, and on PostgreSQL the job tables and the pool.
+fn metrics_endpoint(settings: &Settings, backend: &Backend) -> MetricsEndpoint {
+    let mut sources: Vec<Arc<dyn drama_api::metrics::MetricsSource>> = Vec::new();
+    if let Backend::Postgres(store) = backend {
+        sources.push(crate::metrics::DatabaseMetrics::new(store.pool().clone()));
+    }
+    let token = settings.metrics.token.trim();
+    if token.is_empty() && settings.is_production() {
+        tracing::warn!("METRICS_TOKEN is not set: /metrics answers anyone who reaches it");
+    }
+    MetricsEndpoint {
+        http: HttpMetrics::new(),
+        sources,
+        token: (!token.is_empty()).then(|| token.to_owned()),
+    }
+}
+
 /// Sweeps orphaned objects and settles refunds until dropped.
 fn background(app: &App, settings: &Settings) -> Vec<tokio::task::JoinHandle<()>> {
     vec![
@@ -269,11 +287,14 @@ pub(crate) async fn serve(mut settings: Settings, args: ServeArgs) -> anyhow::Re
         n => n,
     };
     let bind = (settings.server.host.clone(), settings.server.port);
+    let metrics = metrics_endpoint(&settings, &backend);
     tracing::info!(host = %bind.0, port = bind.1, http_workers, job_workers = workers.is_some(), "serving HTTP");
     let server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
+            .wrap(from_fn(drama_api::metrics::observe))
             .wrap(from_fn(drama_api::middleware::request_context))
             .wrap(drama_api::middleware::cors(&cors))
+            .configure(drama_api::metrics::configure(metrics.clone()))
             .configure(drama_api::configure(state.clone()))
     })
     .workers(http_workers)

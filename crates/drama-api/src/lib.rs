@@ -3,6 +3,7 @@
 pub mod auth;
 mod error;
 pub mod graphql;
+pub mod metrics;
 pub mod middleware;
 pub mod realtime;
 mod rest;

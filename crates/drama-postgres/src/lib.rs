@@ -10,6 +10,7 @@ mod health;
 pub mod jobs;
 mod legacy;
 mod legacy_tables;
+mod metrics;
 mod orphans;
 mod schema;
 mod settings;
@@ -18,6 +19,7 @@ mod users;
 pub use error::PgError;
 pub use health::{AppliedMigration, SchemaReport, schema_report};
 pub use legacy_tables::PgLegacyTables;
+pub use metrics::{ClassWork, JobMetrics, job_metrics};
 pub use schema::{
     LEGACY_SCHEMA, LEGACY_TABLES, LegacySchema, LegacyTable, adopt_legacy_schema, legacy_schema,
     migrate,

@@ -188,12 +188,13 @@ pub(crate) fn flat(
             Effective {
                 name: name.to_owned(),
                 variable: Some(name.to_owned()),
-                value: value.map(|v| {
-                    if v.starts_with('<') {
-                        v
-                    } else {
-                        shown(name, &v)
-                    }
+                // The crates say `<set>`/`<unset>` for secrets and `<…>` for defaults that
+                // are not values (`<random per process>`).
+                value: value.and_then(|v| match v.as_str() {
+                    "<set>" => Some("***".to_owned()),
+                    "<unset>" => None,
+                    _ if v.starts_with('<') => Some(v),
+                    _ => Some(shown(name, &v)),
                 }),
                 source,
             }

@@ -60,7 +60,7 @@ pub(crate) fn guard(settings: &Settings) -> anyhow::Result<()> {
 /// Which quick-start store runs, and why.
 pub(crate) enum Store {
     /// A private cluster.
-    Embedded(Cluster),
+    Embedded(Box<Cluster>),
     /// Process memory; the reason it is not a cluster.
     Memory(String),
 }
@@ -79,7 +79,7 @@ pub(crate) async fn choose(settings: &Settings) -> Store {
     };
     let dir = Path::new(&settings.server.data_dir).to_owned();
     match tokio::task::spawn_blocking(move || Cluster::start(binaries, &dir)).await {
-        Ok(Ok(cluster)) => Store::Embedded(cluster),
+        Ok(Ok(cluster)) => Store::Embedded(Box::new(cluster)),
         Ok(Err(e)) => {
             tracing::warn!(
                 error = format!("{e:#}"),
@@ -92,24 +92,36 @@ pub(crate) async fn choose(settings: &Settings) -> Store {
 }
 
 /// The quick-start user's key: the one kept with the cluster while it still works, else a
-/// new ordinary key (no service scope) for a user with [`QUICK_START_CREDITS`].
+/// new ordinary key (no service scope) for the kept user, or for a new user with
+/// [`QUICK_START_CREDITS`].
 pub(crate) async fn user_key<S>(
     store: &S,
-    kept: Option<(uuid::Uuid, String)>,
+    kept_user: Option<uuid::Uuid>,
+    kept_key: Option<String>,
 ) -> anyhow::Result<(UserId, String)>
 where
     S: ApiKeyRepository + UserRepository + ?Sized,
 {
-    if let Some((user, key)) = kept
+    if let (Some(user), Some(key)) = (kept_user, kept_key)
         && authenticate(store, &key, chrono::Utc::now()).await.is_ok()
     {
         return Ok((UserId(user), key));
     }
-    let user = UserId::random();
-    let mut new = NewUser::new(user);
-    new.display_name = Some("quick start".to_owned());
-    new.tokens = QUICK_START_CREDITS;
-    store.create_user(&new).await?;
+    let existing = match kept_user {
+        Some(user) => store.get_user(UserId(user)).await.ok().map(|u| u.id),
+        None => None,
+    };
+    let user = match existing {
+        Some(user) => user,
+        None => {
+            let user = UserId::random();
+            let mut new = NewUser::new(user);
+            new.display_name = Some("quick start".to_owned());
+            new.tokens = QUICK_START_CREDITS;
+            store.create_user(&new).await?;
+            user
+        }
+    };
     let key = store.create_api_key(user, "quick start", &[], None).await?;
     Ok((user, key.key))
 }

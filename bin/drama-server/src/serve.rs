@@ -223,14 +223,15 @@ async fn announce_quick_start(
 ) -> anyhow::Result<()> {
     let (user, key) = match (backend, memory, &mut *quick) {
         (Backend::Postgres(store), _, quickstart::Store::Embedded(cluster)) => {
-            let kept = cluster.state.user.zip(cluster.state.api_key.clone());
-            let (user, key) = quickstart::user_key(store, kept).await?;
+            let (user, key) =
+                quickstart::user_key(store, cluster.state.user, cluster.state.api_key.clone())
+                    .await?;
             cluster.state.user = Some(user.0);
             cluster.state.api_key = Some(key.clone());
             cluster.state.save(&cluster.dir)?;
             (user, key)
         }
-        (_, Some(store), _) => quickstart::user_key(store.as_ref(), None).await?,
+        (_, Some(store), _) => quickstart::user_key(store.as_ref(), None, None).await?,
         _ => anyhow::bail!("the quick start has no store"),
     };
     quickstart::announce(settings, quick, user, &key);

@@ -66,7 +66,21 @@ fn explain(e: &sqlx::Error) -> String {
 }
 
 /// The database, the bucket and the providers, as `serve` would use them.
+/// With a Supabase project configured but no `DATABASE_URL`, says where the URL is.
+pub(crate) fn require_database(settings: &Settings) -> anyhow::Result<()> {
+    if settings.database.url.trim().is_empty()
+        && let Some(url) = settings.http.auth.supabase_url.as_deref()
+    {
+        anyhow::bail!(
+            "DATABASE_URL is not set: {}",
+            crate::supabase::database_hint(Some(url))
+        );
+    }
+    Ok(())
+}
+
 pub(crate) async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
+    require_database(settings)?;
     let pool = connect(&settings.database).await?;
     let report = drama_postgres::schema_report(&pool).await?;
     let mut out = std::io::stdout().lock();

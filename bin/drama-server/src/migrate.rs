@@ -42,6 +42,7 @@ pub(crate) fn adopt_hint() -> String {
 }
 
 pub(crate) async fn run(settings: &Settings, args: MigrateArgs) -> anyhow::Result<ExitCode> {
+    crate::check::require_database(settings)?;
     if args.adopt_legacy {
         return adopt(settings, args.flags).await;
     }

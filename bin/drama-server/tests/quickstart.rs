@@ -211,3 +211,20 @@ async fn without_postgres_the_store_is_memory_and_the_banner_says_so() {
     );
     open.stop().await;
 }
+
+#[tokio::test]
+async fn check_and_migrate_say_where_a_supabase_projects_database_url_is() {
+    for command in ["check", "migrate"] {
+        let out = output({
+            let mut c = binary(&[command]);
+            c.env("SUPABASE_URL", "https://abcdefgh.supabase.co");
+            c
+        })
+        .await;
+        let said = text(&out);
+        assert!(!out.status.success(), "{said}");
+        assert!(said.contains("DATABASE_URL is not set"), "{said}");
+        assert!(said.contains("dashboard/project/abcdefgh"), "{said}");
+        assert!(said.contains("Session pooler"), "{said}");
+    }
+}

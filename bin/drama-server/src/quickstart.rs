@@ -146,7 +146,7 @@ pub(crate) fn store_line(store: &Store) -> String {
 
 /// Prints the quick start's banner on stderr.
 #[allow(clippy::print_stderr)]
-pub(crate) fn announce(settings: &Settings, store: &Store, user: UserId, key: &str) {
+pub(crate) fn announce(settings: &Settings, store: &Store, user: UserId, key: &str, console: &str) {
     let base = format!("http://{}:{}", settings.server.host, settings.server.port);
     let exposure = if settings.server.host == "127.0.0.1" {
         "Listening on 127.0.0.1 only (HOST or --host to change).".to_owned()
@@ -162,6 +162,8 @@ pub(crate) fn announce(settings: &Settings, store: &Store, user: UserId, key: &s
          API key of user {user} ({QUICK_START_CREDITS} credits):\n    {key}\n  \
          REST:      curl -H 'Authorization: Bearer {key}' {base}/dramas\n  \
          GraphiQL:  {base}/graphql\n  \
+         Console:   {console}\n  \
+         {:11}(signs this browser in once, within 10 minutes)\n  \
          For production set DATABASE_URL (docs/DEPLOY.md).\n  \
          ================================================================\n",
         store_line(store),
@@ -171,5 +173,6 @@ pub(crate) fn announce(settings: &Settings, store: &Store, user: UserId, key: &s
         } else {
             "offline provider"
         },
+        "",
     );
 }

@@ -220,6 +220,7 @@ async fn announce_quick_start(
     quick: &mut quickstart::Store,
     backend: &Backend,
     memory: Option<&Arc<MemoryStore>>,
+    state: &ApiState,
 ) -> anyhow::Result<()> {
     let (user, key) = match (backend, memory, &mut *quick) {
         (Backend::Postgres(store), _, quickstart::Store::Embedded(cluster)) => {
@@ -234,7 +235,8 @@ async fn announce_quick_start(
         (_, Some(store), _) => quickstart::user_key(store.as_ref(), None, None).await?,
         _ => anyhow::bail!("the quick start has no store"),
     };
-    quickstart::announce(settings, quick, user, &key);
+    let console = state.console_sign_in_link(&settings.server.public_origin(), &key);
+    quickstart::announce(settings, quick, user, &key, &console);
     Ok(())
 }
 
@@ -277,11 +279,11 @@ pub(crate) async fn serve(mut settings: Settings, args: ServeArgs) -> anyhow::Re
     }
     let (backend, mut quick) = serve_backend(&mut settings, args.migrate).await?;
     let (app, workers, memory) = wire(&settings, &backend, !args.no_workers).await?;
+    let state = ApiState::new(app.clone(), settings.http.clone());
     if let Some(quick) = &mut quick {
-        announce_quick_start(&settings, quick, &backend, memory.as_ref()).await?;
+        announce_quick_start(&settings, quick, &backend, memory.as_ref(), &state).await?;
     }
     let tasks = background(&app, &settings);
-    let state = ApiState::new(app.clone(), settings.http.clone());
     let cors = settings.http.clone();
     let http_workers = match settings.server.http_workers {
         0 => std::thread::available_parallelism().map_or(2, usize::from),

@@ -167,6 +167,7 @@ impl Authenticator {
             keys: moka::future::Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(KEY_CACHE_TTL)
+                .support_invalidation_closures()
                 .build(),
             recent_use: moka::future::Cache::builder()
                 .max_capacity(10_000)
@@ -207,9 +208,16 @@ impl Authenticator {
         }
     }
 
-    /// Forgets a key in this process at once (after it was revoked here).
-    pub async fn forget_key(&self, presented_hash: &[u8]) {
-        self.keys.invalidate(presented_hash).await;
+    /// Forgets a key in this process at once (after it was revoked here). The cache is keyed
+    /// by the presented key's hash, which a revocation by id does not know, so entries are
+    /// matched by id.
+    pub fn forget_key_id(&self, id: drama_domain::ApiKeyId) {
+        if let Err(e) = self
+            .keys
+            .invalidate_entries_if(move |_, meta| meta.id == id)
+        {
+            tracing::warn!(error = %e, api_key.id = %id, "revoked key not evicted from the cache");
+        }
     }
 
     async fn api_key(&self, presented: &str) -> Result<Caller, AuthError> {

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod auth;
+pub mod console;
 mod error;
 pub mod graphql;
 pub mod metrics;
@@ -40,6 +41,7 @@ pub fn configure(state: Arc<ApiState>) -> impl FnOnce(&mut web::ServiceConfig) {
                     .error_handler(|e, _| ApiError::bad_request(e.to_string()).into()),
             );
         rest::configure(cfg);
+        console::configure(cfg);
         graphql::configure(cfg);
         cfg.default_service(web::to(not_found));
     }

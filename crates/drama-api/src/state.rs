@@ -68,6 +68,7 @@ pub struct ApiState {
     pub(crate) settings: HttpSettings,
     pub(crate) schema: Arc<crate::graphql::Schema>,
     pub(crate) realtime: Arc<crate::realtime::Realtime>,
+    pub(crate) sign_in: crate::console::SignInCodes,
     limiter: Option<DefaultKeyedRateLimiter<drama_domain::UserId>>,
 }
 
@@ -85,6 +86,7 @@ impl ApiState {
             settings,
             schema: crate::graphql::shared_schema(),
             realtime: Arc::new(crate::realtime::Realtime::new()),
+            sign_in: crate::console::SignInCodes::default(),
             limiter,
         })
     }

@@ -3,6 +3,7 @@
 mod caller;
 mod dramas;
 mod error;
+mod keys;
 mod library;
 pub mod pipeline;
 mod readiness;
@@ -10,6 +11,7 @@ mod sweeper;
 
 pub use caller::Caller;
 pub use error::AppError;
+pub use keys::{MAX_ACTIVE_KEYS, MAX_KEY_DAYS, MAX_KEY_NAME, NewKey};
 pub use library::{LibraryItem, LibraryTag, LibraryType, LibraryUpload};
 pub use readiness::Readiness;
 

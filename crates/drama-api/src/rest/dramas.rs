@@ -32,6 +32,8 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
 struct ListQuery {
     limit: Option<u32>,
     cursor: Option<String>,
+    /// `overview`: each drama with its counts, last change and latest run.
+    view: Option<String>,
 }
 
 /// `GET /dramas?limit&cursor`: summaries, newest first, with an opaque keyset cursor.
@@ -48,18 +50,25 @@ async fn list(
         .map(Cursor::decode)
         .transpose()
         .map_err(|e| ApiError::from(drama_app::AppError::from(e)))?;
-    let page = state
-        .app()
-        .list_summaries(
-            &caller,
-            None,
-            &PageRequest {
-                limit,
-                after,
-                offset: 0,
-            },
-        )
-        .await?;
+    let request = PageRequest {
+        limit,
+        after,
+        offset: 0,
+    };
+    match query.view.as_deref() {
+        None | Some("") => {}
+        Some("overview") => return super::overview::page(&state, &caller, &request).await,
+        Some(other) => {
+            return Err(ApiError::validation(
+                &drama_domain::DomainError::field(
+                    "view",
+                    format!("must be `overview` or absent, got `{other}`"),
+                ),
+                "query",
+            ));
+        }
+    }
+    let page = state.app().list_summaries(&caller, None, &request).await?;
     Ok(HttpResponse::Ok().json(json!({
         "dramas": page.items,
         "cursor": page.next.map(|c| c.encode()),

@@ -70,7 +70,7 @@ pub(crate) fn accepted(state: &ApiState, started: &Started, what: &str) -> HttpR
 }
 
 /// Optional JSON body: `{}` or nothing is the same as no options.
-fn options<T: for<'de> Deserialize<'de> + Default>(body: &[u8]) -> Result<T, ApiError> {
+pub(super) fn options<T: for<'de> Deserialize<'de> + Default>(body: &[u8]) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }

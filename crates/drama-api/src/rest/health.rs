@@ -1,4 +1,5 @@
-use actix_web::{HttpResponse, web};
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{SecondsFormat, Utc};
 use serde_json::json;
 
@@ -38,12 +39,24 @@ async fn ready(state: web::Data<ApiState>) -> HttpResponse {
     }
 }
 
-async fn root() -> HttpResponse {
+/// The old server's greeting for API clients; a browser (asking for HTML first) gets a page
+/// with links to the console and the docs.
+async fn root(req: HttpRequest) -> HttpResponse {
+    let wants_html = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .is_some_and(|first| first.trim().starts_with("text/html"));
+    if wants_html {
+        return crate::console::landing();
+    }
     HttpResponse::Ok().json(json!({
         "message": "Drama API Worker",
         "version": env!("CARGO_PKG_VERSION"),
         "docs": "/docs",
         "openapi": "/openapi.json",
+        "console": "/ui",
     }))
 }
 

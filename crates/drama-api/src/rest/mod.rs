@@ -5,9 +5,12 @@ mod events;
 mod generate;
 mod health;
 mod jobs;
+mod keys;
 mod library;
 mod media;
 mod nested;
+mod overview;
+mod runs;
 mod streaming;
 
 use actix_web::http::header::{self, HeaderMap};
@@ -27,6 +30,8 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     media::configure(cfg);
     generate::configure(cfg);
     jobs::configure(cfg);
+    runs::configure(cfg);
+    keys::configure(cfg);
 }
 
 /// Parses a path id, answering 404 like a missing entity when it cannot be one.

@@ -23,42 +23,87 @@ const NESTED: &str = "{ dramas(limit: 50) { id title jobs { type status } \
     characters { name url jobs { type status } } \
     episodes { title url jobs { type status } scenes { imageUrl videoUrl jobs { type status } } } } }";
 
+/// The API over PostgreSQL through a statement-counting proxy, with one user and a key.
+struct PgApi {
+    db: ScratchDb,
+    setup: sqlx::PgPool,
+    pool: sqlx::PgPool,
+    counter: StatementCounter,
+    store: Arc<PgStore>,
+    app: App,
+    user: UserId,
+    key: String,
+}
+
+impl PgApi {
+    async fn start(name: &str) -> Self {
+        let db = ScratchDb::create(name).await;
+        let setup = db.pool().await;
+        drama_postgres::migrate(&setup).await.unwrap();
+        let counter = StatementCounter::start(&db.url()).await;
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&counter.url(&db.url()))
+            .await
+            .unwrap();
+        let store = Arc::new(PgStore::new(pool.clone()));
+        let jobs = Arc::new(PgJobStore::new(pool.clone()));
+        let app = App::new(Ports {
+            store: store.clone(),
+            assets: Arc::new(drama_assets::MemoryStore::default()),
+            generation: store.clone(),
+            jobs: Arc::new(EngineJobs(jobs)),
+            ai: drama_ai::AiProviders::offline(0),
+        });
+        let user = UserId::random();
+        store.create_user(&NewUser::new(user)).await.unwrap();
+        let key = store
+            .create_api_key(user, "pg", &[], None)
+            .await
+            .unwrap()
+            .key;
+        Self {
+            db,
+            setup,
+            pool,
+            counter,
+            store,
+            app,
+            user,
+            key,
+        }
+    }
+
+    async fn service(
+        &self,
+    ) -> impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse,
+        Error = actix_web::Error,
+    > + use<> {
+        test::init_service(
+            actix_web::App::new()
+                .wrap(from_fn(drama_api::middleware::request_context))
+                .configure(drama_api::configure(ApiState::new(
+                    self.app.clone(),
+                    Harness::settings(),
+                ))),
+        )
+        .await
+    }
+
+    async fn finish(self) {
+        self.pool.close().await;
+        self.setup.close().await;
+        self.db.drop_it().await;
+    }
+}
+
 #[actix_web::test]
 async fn a_nested_page_of_dramas_and_their_jobs_is_a_few_statements() {
-    let db = ScratchDb::create("api_nested").await;
-    let setup = db.pool().await;
-    drama_postgres::migrate(&setup).await.unwrap();
-    let counter = StatementCounter::start(&db.url()).await;
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&counter.url(&db.url()))
-        .await
-        .unwrap();
-    let store = Arc::new(PgStore::new(pool.clone()));
-    let jobs = Arc::new(PgJobStore::new(pool.clone()));
-    let app = App::new(Ports {
-        store: store.clone(),
-        assets: Arc::new(drama_assets::MemoryStore::default()),
-        generation: store.clone(),
-        jobs: Arc::new(EngineJobs(jobs)),
-        ai: drama_ai::AiProviders::offline(0),
-    });
-    let user = UserId::random();
-    store.create_user(&NewUser::new(user)).await.unwrap();
-    let key = store
-        .create_api_key(user, "nested", &[], None)
-        .await
-        .unwrap()
-        .key;
-    let svc = test::init_service(
-        actix_web::App::new()
-            .wrap(from_fn(drama_api::middleware::request_context))
-            .configure(drama_api::configure(ApiState::new(
-                app.clone(),
-                Harness::settings(),
-            ))),
-    )
-    .await;
+    let pg = PgApi::start("api_nested").await;
+    let (store, app, user, key, counter) = (&pg.store, &pg.app, pg.user, &pg.key, &pg.counter);
+    let svc = pg.service().await;
 
     let mut counts = Vec::new();
     for total in [5, 20] {
@@ -84,18 +129,11 @@ async fn a_nested_page_of_dramas_and_their_jobs_is_a_few_statements() {
                 .unwrap();
         }
         // Warm: the key and the dramas are cached after the first request, as in a server.
-        let (status, _, body) = send(
-            &svc,
-            post_json("/graphql", &key, json!({ "query": NESTED })),
-        )
-        .await;
+        let (status, _, body) =
+            send(&svc, post_json("/graphql", key, json!({ "query": NESTED }))).await;
         assert_eq!(status, 200, "{body}");
         counter.reset();
-        let (_, _, body) = send(
-            &svc,
-            post_json("/graphql", &key, json!({ "query": NESTED })),
-        )
-        .await;
+        let (_, _, body) = send(&svc, post_json("/graphql", key, json!({ "query": NESTED }))).await;
         assert!(body["errors"].is_null(), "{body}");
         let dramas = body["data"]["dramas"].as_array().unwrap();
         assert_eq!(dramas.len(), total);
@@ -117,7 +155,87 @@ async fn a_nested_page_of_dramas_and_their_jobs_is_a_few_statements() {
     );
     assert!(*twenty <= 3, "{sql:#?}");
     drop(svc);
-    pool.close().await;
-    setup.close().await;
-    db.drop_it().await;
+    pg.finish().await;
+}
+
+/// What the console reads and writes, on PostgreSQL: the overview page costs the same few
+/// statements whatever its size; keys, estimates and run graphs behave as in memory.
+#[actix_web::test]
+async fn the_console_api_on_postgres() {
+    let pg = PgApi::start("api_console").await;
+    let (store, app, user, key) = (&pg.store, &pg.app, pg.user, pg.key.clone());
+    let svc = pg.service().await;
+    let mut counts = Vec::new();
+    for total in [4, 16] {
+        for n in counts.len() * 4..total {
+            let d = drama_testkit::builders::drama(&format!("o{n:02}"), 1, 1, 2);
+            store.create(user, &d).await.unwrap();
+            if n % 2 == 0 {
+                app.generate(&Caller::user(user), &d.id, Scope::Drama, false)
+                    .await
+                    .unwrap();
+            }
+        }
+        let page = "/dramas?view=overview&limit=50";
+        send(&svc, crate::support::get(page, &key)).await;
+        pg.counter.reset();
+        let (status, _, body) = send(&svc, crate::support::get(page, &key)).await;
+        assert_eq!(status, 200, "{body}");
+        let dramas = body["dramas"].as_array().unwrap();
+        assert_eq!(dramas.len(), total);
+        let with_runs = dramas.iter().filter(|d| d["latestRun"].is_object()).count();
+        assert_eq!(with_runs, total / 2, "{body}");
+        counts.push((total, pg.counter.statements(), pg.counter.statement_sql()));
+    }
+    assert_eq!(counts[0].1, counts[1].1, "{counts:#?}");
+    assert!(counts[1].1 <= 3, "{counts:#?}");
+
+    // Keys: made, listed without secrets, revoked and refused.
+    let (status, _, made) = send(
+        &svc,
+        post_json("/api-keys", &key, json!({"name": "pg key"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{made}");
+    let secret = made["key"].as_str().unwrap().to_owned();
+    let (_, _, list) = send(&svc, crate::support::get("/api-keys", &key)).await;
+    assert_eq!(list["keys"].as_array().unwrap().len(), 2, "{list}");
+    let (status, _, _) = send(&svc, crate::support::get("/dramas", &secret)).await;
+    assert_eq!(status, 200);
+    let revoke = test::TestRequest::delete()
+        .uri(&format!("/api-keys/{}", made["id"].as_str().unwrap()))
+        .insert_header(crate::support::bearer(&key));
+    let (status, _, _) = send(&svc, revoke).await;
+    assert_eq!(status, 200);
+    let (status, _, _) = send(&svc, crate::support::get("/dramas", &secret)).await;
+    assert_eq!(status, 401);
+
+    // An estimate, then the run it describes, as a graph.
+    let (status, _, estimate) =
+        send(&svc, crate::support::post("/dramas/o01/estimate", &key)).await;
+    assert_eq!(status, 200, "{estimate}");
+    let (_, _, started) = send(&svc, crate::support::post("/dramas/o01/generate", &key)).await;
+    let job = started["jobId"].as_str().unwrap();
+    let (status, _, graph) = send(
+        &svc,
+        crate::support::get(&format!("/jobs/{job}/graph"), &key),
+    )
+    .await;
+    assert_eq!(status, 200, "{graph}");
+    let tasks = graph["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["nodeType"] == "task")
+        .count();
+    assert_eq!(tasks as u64, estimate["tasks"].as_u64().unwrap(), "{graph}");
+    let deps: usize = graph["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["dependencies"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(deps, graph["edges"].as_array().unwrap().len());
+    drop(svc);
+    pg.finish().await;
 }

@@ -4,11 +4,13 @@
 pub mod engine;
 mod handlers;
 pub mod hash;
+mod inspect;
 pub mod normalize;
 pub mod plan;
 pub mod spec;
 pub mod stitch;
 mod usecases;
 
+pub use inspect::{DramaOverview, Estimate, KindEstimate};
 pub use plan::{Models, Planned, Planner, Scope};
 pub use usecases::{GenerateOptions, PremiseRequest, ReferenceUpload, Started, wire_status};

@@ -1,0 +1,205 @@
+//! A real `serve` on a scratch PostgreSQL database, offline AI with slow clips (so a run can be
+//! watched), local assets; and a user with a key and credits.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use drama_testkit::pg::ScratchDb;
+use serde_json::Value;
+
+pub struct Server {
+    pub db: ScratchDb,
+    child: Child,
+    pub port: u16,
+    pub key: String,
+    pub http: reqwest::Client,
+    _assets: tempfile::TempDir,
+    log: std::path::PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn command(db: &ScratchDb, port: u16, assets: &std::path::Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_drama-server"));
+    c.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", db.url())
+        .env("HOST", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .env("PUBLIC_URL", format!("http://127.0.0.1:{port}"))
+        .env("ASSETS_BACKEND", "local")
+        .env("ASSETS_DIR", assets)
+        .env("AI_OFFLINE", "true")
+        .env("PRICE_OFFLINE_CALLS", "true")
+        .env("OFFLINE_VIDEO_DELAY_MS", "1500")
+        // A killed process's tasks are taken over within seconds.
+        .env("DRAMA__WORKER__LEASE_SECONDS", "5")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null());
+    c
+}
+
+fn output(c: &mut Command) -> String {
+    let out = c.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{c:?} failed: {text}");
+    text
+}
+
+fn spawn_serve(
+    db: &ScratchDb,
+    port: u16,
+    assets: &std::path::Path,
+    log: &std::path::Path,
+) -> Child {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    command(db, port, assets, &["serve"])
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .unwrap()
+}
+
+impl Server {
+    /// Kills `serve` (SIGKILL, mid-work) and starts a new one on the same port and database.
+    pub async fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn_serve(&self.db, self.port, self._assets.path(), &self.log);
+        self.wait_until_serving().await;
+    }
+
+    pub async fn start(name: &str) -> Self {
+        let db = ScratchDb::create(name).await;
+        let assets = tempfile::tempdir().unwrap();
+        let port = super::browser::free_port();
+        output(&mut command(&db, port, assets.path(), &["migrate"]));
+        let created = output(&mut command(
+            &db,
+            port,
+            assets.path(),
+            &["keys", "create", "--name", "console"],
+        ));
+        let owner: uuid::Uuid = created
+            .lines()
+            .find_map(|l| l.strip_prefix("owner:"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let key = created
+            .lines()
+            .rfind(|l| l.trim().starts_with("dk_"))
+            .unwrap()
+            .trim()
+            .to_owned();
+        // Enough credits for several priced generations.
+        let pool = db.pool().await;
+        sqlx::query("update public.users set tokens = 1000000 where id = $1")
+            .bind(owner)
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        let log = assets.path().join("serve.log");
+        let child = spawn_serve(&db, port, assets.path(), &log);
+        let mut server = Self {
+            db,
+            child,
+            port,
+            key,
+            http: reqwest::Client::new(),
+            _assets: assets,
+            log,
+        };
+        server.wait_until_serving().await;
+        server
+    }
+
+    async fn wait_until_serving(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = self.http.get(self.url("/health")).send().await
+                && r.status().is_success()
+            {
+                return;
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("serve exited with {status}: {}", self.logs());
+            }
+            assert!(Instant::now() < deadline, "serve did not answer /health");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// An API call as the test user: (status, JSON body, ETag).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value, Option<String>) {
+        let mut request = self
+            .http
+            .request(method, self.url(path))
+            .bearer_auth(&self.key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let etag = response
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let bytes = response.bytes().await.unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            etag,
+        )
+    }
+
+    /// Waits until a run settles; returns its record.
+    pub async fn settle(&self, job: &str, limit: Duration) -> Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            let (status, body, _) = self
+                .call(reqwest::Method::GET, &format!("/jobs/{job}"), None)
+                .await;
+            assert_eq!(status, 200, "{body}");
+            if ["completed", "failed", "cancelled"].contains(&body["status"].as_str().unwrap()) {
+                return body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "run {job} did not settle: {body}\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}

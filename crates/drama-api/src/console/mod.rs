@@ -1,0 +1,108 @@
+//! The console: a web page served at `/ui` from files compiled into the binary (no build
+//! step, no CDN), under a Content-Security-Policy that allows only this origin's scripts and
+//! styles. It talks to the same API as every client, with the credential the user signs in
+//! with (kept in the tab's sessionStorage, sent as a header, never in a URL).
+
+mod files;
+mod signin;
+
+pub use signin::SignInCodes;
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use crate::state::ApiState;
+
+/// What the console's pages may load: scripts and styles from this origin only (no inline
+/// code, no `eval`), API calls to this origin, media from this origin, blobs made from it, or
+/// any https store (buckets and their signed URLs).
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+     style-src 'self'; img-src 'self' blob: https:; media-src 'self' blob: https:; \
+     connect-src 'self'; font-src 'self'; manifest-src 'self'; base-uri 'none'; \
+     form-action 'none'; frame-ancestors 'none'";
+
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/ui", web::get().to(index))
+        .route("/ui/", web::get().to(index))
+        .route("/ui/sign-in", web::post().to(signin::exchange))
+        .route("/ui/{file:.+}", web::get().to(file));
+}
+
+/// Headers every console response carries.
+fn hardened(mut response: HttpResponse) -> HttpResponse {
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (
+            header::HeaderName::from_static("cross-origin-opener-policy"),
+            "same-origin",
+        ),
+        (
+            header::HeaderName::from_static("permissions-policy"),
+            "camera=(), microphone=(), geolocation=(), payment=()",
+        ),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+/// A file answered with its ETag; `If-None-Match` with the same tag answers 304.
+fn serve(req: &HttpRequest, file: &files::File) -> HttpResponse {
+    let etag = file.etag();
+    let fresh = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
+    let mut response = if fresh {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
+    response
+        .insert_header((header::ETAG, etag))
+        // Revalidated on every load, so a new binary's console is picked up at once.
+        .insert_header((header::CACHE_CONTROL, "no-cache"));
+    let response = if fresh {
+        response.finish()
+    } else {
+        response.content_type(file.content_type).body(file.bytes)
+    };
+    hardened(response)
+}
+
+async fn index(req: HttpRequest) -> HttpResponse {
+    serve(&req, &files::INDEX)
+}
+
+async fn file(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
+    match files::find(&path) {
+        Some(file) => serve(&req, file),
+        None => hardened(HttpResponse::NotFound().json(serde_json::json!({
+            "detail": format!("The console has no file {path}"), "code": "not_found",
+        }))),
+    }
+}
+
+/// A short page for browsers that open `/`: where the console and the API docs are.
+pub(crate) fn landing() -> HttpResponse {
+    hardened(
+        HttpResponse::Ok()
+            .content_type("text/html; charset=utf-8")
+            .body(files::LANDING),
+    )
+}
+
+impl ApiState {
+    /// A one-time code that signs a browser in as the holder of `secret` at `/ui#signin=CODE`
+    /// (the fragment never reaches a server; the code is exchanged by a POST, works once,
+    /// within ten minutes, in this process). For the embedded quick start's printed link.
+    pub fn console_sign_in_link(&self, base: &str, secret: &str) -> String {
+        let code = self.sign_in.issue(secret);
+        format!("{}/ui#signin={code}", base.trim_end_matches('/'))
+    }
+}

@@ -1,0 +1,149 @@
+//! What a client needs to show a run and to decide on one: `GET /jobs/{id}/graph` (every node
+//! of the run with its dependencies, attempts, errors, provider task ids and timings) and
+//! `POST /dramas/{id}/estimate` (what a generation would run and cost, without starting it).
+
+use actix_web::{HttpResponse, web};
+use drama_app::pipeline::spec::job_type;
+use drama_app::pipeline::{Scope, wire_status};
+use drama_dal::Entity;
+use drama_domain::{AssetId, EpisodeId, SceneId};
+use drama_jobs::{JobView, NodeType};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::generate::options;
+use super::jobs::{job_id, record};
+use super::{drama_id, path_id};
+use crate::error::ApiError;
+use crate::state::{ApiState, Auth};
+
+pub(super) fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/jobs/{job}/graph", web::get().to(graph))
+        .route("/dramas/{d}/estimate", web::post().to(estimate));
+}
+
+fn millis(t: Option<chrono::DateTime<chrono::Utc>>) -> Value {
+    json!(t.map(|t| t.timestamp_millis()))
+}
+
+fn node_type(t: NodeType) -> &'static str {
+    match t {
+        NodeType::Run => "run",
+        NodeType::Group => "group",
+        NodeType::Task => "task",
+    }
+}
+
+/// One node of a run as the graph shows it (no payloads: prompts are read from the drama).
+fn node_json(n: &JobView) -> Value {
+    let text = |v: Option<&Value>, key: &str| v.and_then(|v| v.get(key)).cloned();
+    json!({
+        "id": n.id.to_string(),
+        "key": n.key,
+        "kind": n.kind,
+        "nodeType": node_type(n.node_type),
+        "type": job_type(&n.kind).as_str(),
+        "parentId": n.parent_id.map(|p| p.to_string()),
+        "state": n.state.as_str(),
+        "status": wire_status(n).as_str(),
+        "resourceClass": n.resource_class,
+        "attempts": n.attempts,
+        "maxAttempts": n.max_attempts,
+        "cost": n.cost,
+        "dependencies": n.dependencies,
+        "error": n.error,
+        "cancelRequested": n.cancel_requested,
+        "providerTaskId": text(n.checkpoint.as_ref(), "task_id"),
+        "assetId": text(Some(&n.payload), "asset").or_else(|| text(n.result.as_ref(), "assetId")),
+        "url": text(n.result.as_ref(), "url"),
+        "counts": n.counts.as_ref().map(|c| json!({
+            "total": c.total, "pending": c.pending, "running": c.running,
+            "completed": c.completed, "failed": c.failed, "skipped": c.skipped,
+            "cancelled": c.cancelled,
+        })),
+        "createdAt": n.created_at.timestamp_millis(),
+        "startedAt": millis(n.started_at),
+        "finishedAt": millis(n.finished_at.filter(|_| n.state.is_settled())),
+        "runAfter": millis(n.run_after),
+        "updatedAt": n.updated_at.timestamp_millis(),
+    })
+}
+
+/// `GET /jobs/{id}/graph`: the whole run the job belongs to.
+async fn graph(
+    state: web::Data<ApiState>,
+    Auth(caller): Auth,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let tree = state.app().run_tree(&caller, job_id(&path)?).await?;
+    let root = tree
+        .nodes
+        .iter()
+        .find(|n| n.node_type == NodeType::Run)
+        .ok_or_else(|| ApiError::not_found(Entity::Job, path.as_str()))?;
+    let mut run = record(root);
+    if let Value::Object(map) = &mut run {
+        map.insert("budget".into(), json!(root.budget));
+    }
+    let edges: Vec<Value> = tree
+        .edges
+        .iter()
+        .map(|(dependent, prerequisite)| {
+            json!({"from": prerequisite.to_string(), "to": dependent.to_string()})
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "run": run,
+        "nodes": tree.nodes.iter().map(node_json).collect::<Vec<_>>(),
+        "edges": edges,
+    })))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct EstimateRequest {
+    #[serde(default)]
+    force: bool,
+    episode_id: Option<String>,
+    scene_id: Option<String>,
+    asset_id: Option<String>,
+}
+
+impl EstimateRequest {
+    /// The narrowest scope named (asset, then scene, then episode; none: the whole drama).
+    fn scope(&self) -> Result<Scope, ApiError> {
+        Ok(match (&self.asset_id, &self.scene_id, &self.episode_id) {
+            (Some(a), _, _) => Scope::Asset(path_id::<AssetId>(a, Entity::Asset)?),
+            (None, Some(s), _) => Scope::Scene(path_id::<SceneId>(s, Entity::Scene)?),
+            (None, None, Some(e)) => Scope::Episode(path_id::<EpisodeId>(e, Entity::Episode)?),
+            (None, None, None) => Scope::Drama,
+        })
+    }
+}
+
+/// `POST /dramas/{id}/estimate` `{"force", "episodeId" | "sceneId" | "assetId"}`: the tasks
+/// and credits the matching `generate` call would start and debit now.
+async fn estimate(
+    state: web::Data<ApiState>,
+    Auth(caller): Auth,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let id = drama_id(&path)?;
+    let request: EstimateRequest = options(&body)?;
+    let estimate = state
+        .app()
+        .estimate(&caller, &id, request.scope()?, request.force)
+        .await?;
+    let by_kind: serde_json::Map<String, Value> = estimate
+        .by_kind
+        .iter()
+        .map(|(kind, k)| (kind.clone(), json!({"tasks": k.tasks, "cost": k.cost})))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "dramaId": id,
+        "tasks": estimate.tasks,
+        "cost": estimate.cost,
+        "byKind": by_kind,
+    })))
+}

@@ -1,0 +1,116 @@
+//! API keys of the signed-in user: list, create, revoke. Always the caller's own keys; keys
+//! made here never carry the `service` scope (only an operator's `keys create --service` does).
+
+use chrono::{Duration, Utc};
+use drama_dal::{CreatedApiKey, Entity};
+use drama_domain::{ApiKeyId, ApiKeyMeta, DomainError};
+
+use crate::{App, AppError, Caller};
+
+/// Most keys one user may hold that are neither revoked nor expired (bounds listing and
+/// authentication caches; revoke one to make another).
+pub const MAX_ACTIVE_KEYS: usize = 50;
+/// Longest key name, in characters.
+pub const MAX_KEY_NAME: usize = 100;
+/// Longest lifetime a key may be given, in days.
+pub const MAX_KEY_DAYS: u32 = 3650;
+
+/// A key to create.
+#[derive(Debug, Clone, Default)]
+pub struct NewKey {
+    /// A label that says where the key is used.
+    pub name: String,
+    /// Days until the key stops working (`None`: never).
+    pub expires_in_days: Option<u32>,
+}
+
+impl App {
+    /// The caller's keys, newest first (revoked and expired ones included, marked as such).
+    ///
+    /// # Errors
+    /// `Unavailable`.
+    #[tracing::instrument(skip_all)]
+    pub async fn api_keys(&self, caller: &Caller) -> Result<Vec<ApiKeyMeta>, AppError> {
+        Ok(self.store.list_api_keys(caller.user).await?)
+    }
+
+    /// Creates a key for the caller; the secret is in the answer and nowhere else.
+    ///
+    /// # Errors
+    /// `Invalid` naming `name` or `expires_in_days`, or when the caller already holds
+    /// [`MAX_ACTIVE_KEYS`] usable keys; `Unavailable`.
+    #[tracing::instrument(skip_all)]
+    pub async fn create_api_key(
+        &self,
+        caller: &Caller,
+        key: NewKey,
+    ) -> Result<CreatedApiKey, AppError> {
+        let name = key.name.trim();
+        if name.is_empty() {
+            return Err(invalid("name", "must not be empty".to_owned()));
+        }
+        if name.chars().count() > MAX_KEY_NAME || name.chars().any(char::is_control) {
+            return Err(invalid(
+                "name",
+                format!("must be at most {MAX_KEY_NAME} characters without control characters"),
+            ));
+        }
+        let expires_at = match key.expires_in_days {
+            None => None,
+            Some(days) if (1..=MAX_KEY_DAYS).contains(&days) => {
+                Some(Utc::now() + Duration::days(i64::from(days)))
+            }
+            Some(days) => {
+                return Err(invalid(
+                    "expires_in_days",
+                    format!("must be between 1 and {MAX_KEY_DAYS}, got {days}"),
+                ));
+            }
+        };
+        let now = Utc::now();
+        let active = self
+            .store
+            .list_api_keys(caller.user)
+            .await?
+            .iter()
+            .filter(|k| k.is_usable_at(now))
+            .count();
+        if active >= MAX_ACTIVE_KEYS {
+            return Err(invalid(
+                "name",
+                format!(
+                    "you already have {active} active keys (the most allowed is \
+                     {MAX_ACTIVE_KEYS}); revoke one first"
+                ),
+            ));
+        }
+        Ok(self
+            .store
+            .create_api_key(caller.user, name, &[], expires_at)
+            .await?)
+    }
+
+    /// Revokes one of the caller's keys (again is harmless). Another user's key answers
+    /// `NotFound`, exactly as a missing one does.
+    ///
+    /// # Errors
+    /// `NotFound`; `Unavailable`.
+    #[tracing::instrument(skip_all, fields(api_key.id = %id))]
+    pub async fn revoke_api_key(
+        &self,
+        caller: &Caller,
+        id: ApiKeyId,
+    ) -> Result<ApiKeyMeta, AppError> {
+        self.store
+            .revoke_api_key(caller.user, id)
+            .await
+            .map_err(|e| match AppError::from(e) {
+                AppError::NotFound { .. } => AppError::not_found(Entity::ApiKey, id),
+                other => other,
+            })
+    }
+}
+
+fn invalid(field: &str, message: String) -> AppError {
+    AppError::Invalid(DomainError::field(field, message))
+}

@@ -4,7 +4,6 @@ use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use drama_postgres::{PgError, PgSettings, SchemaReport};
 use sqlx::ConnectOptions as _;
 
@@ -66,28 +65,22 @@ fn explain(e: &sqlx::Error) -> String {
     }
 }
 
-pub(crate) async fn migrate(settings: &Settings) -> anyhow::Result<ExitCode> {
-    let pool = connect(&settings.database).await?;
-    let before = drama_postgres::schema_report(&pool).await?;
-    drama_postgres::migrate(&pool)
-        .await
-        .context("migrating the database")?;
-    let after = drama_postgres::schema_report(&pool).await?;
-    let mut out = std::io::stdout().lock();
-    writeln!(
-        out,
-        "applied {} migration(s); schema is at {}",
-        before.pending.len(),
-        after.applied.last().map_or_else(
-            || "nothing".to_owned(),
-            |m| format!("{} {}", m.version, m.description)
-        )
-    )?;
-    Ok(ExitCode::SUCCESS)
+/// The database, the bucket and the providers, as `serve` would use them.
+/// With a Supabase project configured but no `DATABASE_URL`, says where the URL is.
+pub(crate) fn require_database(settings: &Settings) -> anyhow::Result<()> {
+    if settings.database.url.trim().is_empty()
+        && let Some(url) = settings.http.auth.supabase_url.as_deref()
+    {
+        anyhow::bail!(
+            "DATABASE_URL is not set: {}",
+            crate::supabase::database_hint(Some(url))
+        );
+    }
+    Ok(())
 }
 
-/// The database, the bucket and the providers, as `serve` would use them.
 pub(crate) async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
+    require_database(settings)?;
     let pool = connect(&settings.database).await?;
     let report = drama_postgres::schema_report(&pool).await?;
     let mut out = std::io::stdout().lock();
@@ -168,7 +161,12 @@ fn print_report(
     )?;
     writeln!(out, "  applied migrations: {}", report.applied.len())?;
     for m in &report.applied {
-        writeln!(out, "    {} {}", m.version, m.description)?;
+        let by = if report.applied_by_supabase_cli.contains(m) {
+            " (by the Supabase CLI)"
+        } else {
+            ""
+        };
+        writeln!(out, "    {} {}{by}", m.version, m.description)?;
     }
     if report.pending.is_empty() {
         writeln!(out, "  pending migrations: none")?;
@@ -195,6 +193,20 @@ fn print_report(
             "  applied but unknown to this binary: {} {} (the database is newer than this build)",
             m.version, m.description
         )?;
+    }
+    match &report.legacy {
+        Some(legacy) if legacy.in_public() => writeln!(
+            out,
+            "  the old server's schema is in public: {legacy}\n  to adopt it, {}",
+            crate::migrate::adopt_hint().replace('\n', "\n  ")
+        )?,
+        Some(legacy) => writeln!(
+            out,
+            "  the old server's tables, moved aside: {legacy} (`drama-server migrate \
+             --adopt-legacy` imports what changed; drop schema {} when done)",
+            legacy.schema
+        )?,
+        None => {}
     }
     if report.tables_without_rls.is_empty() {
         writeln!(out, "  row level security: on for every table")?;

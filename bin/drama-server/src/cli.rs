@@ -16,10 +16,13 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Apply pending database migrations.
-    Migrate,
+    /// Apply pending database migrations (`--adopt-legacy`: first move the old server's
+    /// tables aside and import their rows).
+    Migrate(crate::migrate::MigrateArgs),
     /// Check the configuration and connectivity: database version, migrations, RLS.
     Check,
+    /// Print every setting in effect and where it comes from (secrets redacted).
+    Config(crate::config_cmd::ConfigArgs),
     /// Serve the REST and GraphQL API, with job workers in the same process.
     Serve(ServeArgs),
     /// Run job workers only (scale-out; needs DATABASE_URL).
@@ -41,6 +44,12 @@ pub(crate) struct ServeArgs {
     /// Serve only; run the jobs in `worker` processes.
     #[arg(long)]
     pub(crate) no_workers: bool,
+    /// Interface to bind (default `HOST`, else 0.0.0.0 — or 127.0.0.1 without a database).
+    #[arg(long)]
+    pub(crate) host: Option<String>,
+    /// Port to bind (default `PORT`, else 8000).
+    #[arg(long)]
+    pub(crate) port: Option<u16>,
 }
 
 #[derive(Debug, Subcommand)]

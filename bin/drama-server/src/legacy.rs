@@ -17,7 +17,8 @@ use anyhow::Context as _;
 use drama_domain::UserId;
 use drama_legacy::{
     BucketUrls, CancellationToken, ExportOptions, ExportReport, Exporter, ImportOptions,
-    ImportReport, Importer, Layout, OwnerMap, Progress, Reason, Repositories,
+    ImportReport, Importer, Layout, LibraryImporter, LibraryOptions, LibraryReport, OwnerMap,
+    Progress, Reason, Repositories,
 };
 use drama_postgres::PgStore;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -29,12 +30,10 @@ use crate::settings::Settings;
 /// Exit status of a run stopped by Ctrl-C (128 + SIGINT), as shells report it.
 const INTERRUPTED: u8 = 130;
 
-/// `import-r2` options.
+/// What `import-r2` and `migrate --adopt-legacy` share: whom the old dramas belong to, how
+/// the run goes, and where the report goes.
 #[derive(Debug, clap::Args)]
-pub(crate) struct ImportArgs {
-    /// Key prefix under which the old layout (`dramas/…`) sits in the bucket.
-    #[arg(long, default_value = "")]
-    pub(crate) prefix: String,
+pub(crate) struct ImportFlags {
     /// The user that the old default owner `10000` becomes; created if missing.
     #[arg(long)]
     pub(crate) owner: Option<UserId>,
@@ -58,6 +57,49 @@ pub(crate) struct ImportArgs {
     /// Write the full report as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub(crate) report: Option<PathBuf>,
+}
+
+impl ImportFlags {
+    /// `--owner-map` read, with `--owner` as the entry for `10000`.
+    pub(crate) fn owners(&self) -> anyhow::Result<OwnerMap> {
+        let mut owners = match &self.owner_map {
+            Some(path) => {
+                let bytes = std::fs::read(path)
+                    .with_context(|| format!("reading the owner map {}", path.display()))?;
+                OwnerMap::parse(&bytes)?
+            }
+            None => OwnerMap::default(),
+        };
+        if let Some(owner) = self.owner {
+            owners = owners.with_default_owner(owner);
+        }
+        Ok(owners)
+    }
+
+    /// Import options (bucket root layout) for these flags.
+    pub(crate) fn options(&self, settings: &Settings) -> anyhow::Result<ImportOptions> {
+        Ok(ImportOptions {
+            layout: Layout::default(),
+            owners: self.owners()?,
+            bucket_urls: BucketUrls::for_store(&settings.assets, &self.bucket_urls)?,
+            dry_run: self.dry_run,
+            overwrite: self.overwrite,
+            jobs: usize::from(self.jobs),
+        })
+    }
+}
+
+/// `import-r2` options.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ImportArgs {
+    /// Key prefix under which the old layout (`dramas/…`) sits in the bucket.
+    #[arg(long, default_value = "")]
+    pub(crate) prefix: String,
+    /// Leave the old asset library (`10000/{project}/…`) alone.
+    #[arg(long)]
+    pub(crate) skip_library: bool,
+    #[command(flatten)]
+    pub(crate) flags: ImportFlags,
 }
 
 /// `export-r2` options.
@@ -102,7 +144,7 @@ async fn connect(
 }
 
 /// Cancels `stop` on the first Ctrl-C (dramas in progress finish); exits on the second.
-fn stop_on_ctrl_c(stop: &CancellationToken) {
+pub(crate) fn stop_on_ctrl_c(stop: &CancellationToken) {
     let stop = stop.clone();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_err() {
@@ -117,38 +159,36 @@ fn stop_on_ctrl_c(stop: &CancellationToken) {
 }
 
 pub(crate) async fn import(settings: &Settings, args: ImportArgs) -> anyhow::Result<ExitCode> {
-    let mut owners = match &args.owner_map {
-        Some(path) => {
-            let bytes = std::fs::read(path)
-                .with_context(|| format!("reading the owner map {}", path.display()))?;
-            OwnerMap::parse(&bytes)?
-        }
-        None => OwnerMap::default(),
-    };
-    if let Some(owner) = args.owner {
-        owners = owners.with_default_owner(owner);
-    }
-    let layout = Layout::new(&args.prefix)?;
-    let bucket_urls = BucketUrls::for_store(&settings.assets, &args.bucket_urls)?;
-    let (repos, bucket) = connect(settings, args.jobs).await?;
-    let options = ImportOptions {
-        layout,
-        owners,
-        bucket_urls,
-        dry_run: args.dry_run,
-        overwrite: args.overwrite,
-        jobs: usize::from(args.jobs),
-    };
+    let mut options = args.flags.options(settings)?;
+    options.layout = Layout::new(&args.prefix)?;
+    let (repos, bucket) = connect(settings, args.flags.jobs).await?;
     let stop = CancellationToken::new();
     stop_on_ctrl_c(&stop);
     let progress = Meter::new("import");
-    let report = Importer::new(bucket, repos, options)?
+    let library = LibraryOptions {
+        layout: options.layout.clone(),
+        owners: options.owners.clone(),
+        api_origin: settings.server.public_origin(),
+        dry_run: options.dry_run,
+        jobs: options.jobs,
+    };
+    let mut report = Importer::new(bucket.clone(), repos, options)?
         .run(&progress, &stop)
         .await?;
     progress.finish();
-    let summary = import_summary(&report, args.report.as_deref());
+    if !args.skip_library && !stop.is_cancelled() {
+        let progress = Meter::new("library");
+        report.library = Some(
+            LibraryImporter::new(bucket, library)?
+                .run(&progress, &stop)
+                .await?,
+        );
+        progress.finish();
+        report.interrupted |= stop.is_cancelled();
+    }
+    let summary = import_summary(&report, args.flags.report.as_deref());
     conclude(
-        args.report.as_deref(),
+        args.flags.report.as_deref(),
         &report,
         &summary,
         report.interrupted,
@@ -183,7 +223,7 @@ pub(crate) async fn export(settings: &Settings, args: ExportArgs) -> anyhow::Res
 
 /// Writes the report where asked, prints the summary and answers the exit code: interrupted
 /// before failed before success.
-fn conclude(
+pub(crate) fn conclude(
     report_path: Option<&Path>,
     report: &impl Serialize,
     summary: &str,
@@ -212,14 +252,14 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print(text: &str) -> anyhow::Result<()> {
+pub(crate) fn print(text: &str) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())?;
     out.flush()?;
     Ok(())
 }
 
-fn import_summary(r: &ImportReport, report_file: Option<&Path>) -> String {
+pub(crate) fn import_summary(r: &ImportReport, report_file: Option<&Path>) -> String {
     let mut s = String::new();
     let c = &r.counts;
     if r.dry_run {
@@ -228,17 +268,22 @@ fn import_summary(r: &ImportReport, report_file: Option<&Path>) -> String {
             "DRY RUN: nothing was written; counts say what a run would do."
         );
     }
-    let _ = writeln!(
-        s,
-        "import-r2: {} files under {}dramas/ (index {}, {} entries; {} files listed, {} not in \
-         the index)",
-        c.total,
-        r.source.prefix,
-        r.source.index,
-        r.source.index_entries,
-        r.source.files_listed,
-        r.source.not_in_index
-    );
+    if r.source.origin == "database" {
+        let _ = writeln!(s, "{}: {} dramas in {}", r.command, c.total, r.source.index);
+    } else {
+        let _ = writeln!(
+            s,
+            "{}: {} files under {}dramas/ (index {}, {} entries; {} files listed, {} not in \
+             the index)",
+            r.command,
+            c.total,
+            r.source.prefix,
+            r.source.index,
+            r.source.index_entries,
+            r.source.files_listed,
+            r.source.not_in_index
+        );
+    }
     let _ = writeln!(
         s,
         "  imported {}, updated {}, unchanged {}, skipped {}, failed {}, not started {}",
@@ -252,6 +297,9 @@ fn import_summary(r: &ImportReport, report_file: Option<&Path>) -> String {
     for user in &r.users_created {
         let verb = if r.dry_run { "would create" } else { "created" };
         let _ = writeln!(s, "  {verb} user {user}");
+    }
+    for note in &r.notes {
+        let _ = writeln!(s, "  note: {note}");
     }
     if !r.defaulted_fields.is_empty() {
         let _ = writeln!(s, "  fields that took their default (times):");
@@ -277,6 +325,9 @@ fn import_summary(r: &ImportReport, report_file: Option<&Path>) -> String {
             let _ = writeln!(s, "    {}: {why}", d.source_key);
         }
     }
+    if let Some(library) = &r.library {
+        library_summary(&mut s, library, r.dry_run);
+    }
     if r.interrupted {
         let _ = writeln!(
             s,
@@ -287,6 +338,32 @@ fn import_summary(r: &ImportReport, report_file: Option<&Path>) -> String {
         let _ = writeln!(s, "  report: {}", path.display());
     }
     s
+}
+
+fn library_summary(s: &mut String, r: &LibraryReport, dry_run: bool) {
+    let owners = if r.owners.is_empty() {
+        "no old owner is mapped (--owner, --owner-map)".to_owned()
+    } else {
+        format!("owners {}", r.owners.join(", "))
+    };
+    let verb = if dry_run { "would copy" } else { "copied" };
+    let _ = writeln!(
+        s,
+        "asset library ({owners}): {} records; {verb} {}, again {}, unchanged {}, failed {}, \
+         not started {}",
+        r.total, r.imported, r.updated, r.unchanged, r.failed, r.not_started
+    );
+    for item in r.items.iter().filter(|i| i.reason.is_some()) {
+        if let Some(reason) = &item.reason {
+            let _ = writeln!(
+                s,
+                "    {}: {}: {}",
+                item.source_key,
+                code(reason),
+                reason.message
+            );
+        }
+    }
 }
 
 fn export_summary(r: &ExportReport, report_file: Option<&Path>) -> String {
@@ -352,7 +429,7 @@ fn code(reason: &Reason) -> String {
 }
 
 /// Progress on stderr: a bar with counts and rate on a terminal, plain lines otherwise.
-struct Meter {
+pub(crate) struct Meter {
     what: &'static str,
     bar: Option<ProgressBar>,
     state: Mutex<MeterState>,
@@ -367,7 +444,7 @@ struct MeterState {
 }
 
 impl Meter {
-    fn new(what: &'static str) -> Self {
+    pub(crate) fn new(what: &'static str) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(0);
             if let Ok(style) = ProgressStyle::with_template(
@@ -398,7 +475,7 @@ impl Meter {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn finish(&self) {
+    pub(crate) fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }

@@ -2,10 +2,17 @@
 
 mod check;
 mod cli;
+mod config_cmd;
+mod embedded;
 mod keys;
 mod legacy;
+mod metrics;
+mod migrate;
+mod provenance;
+mod quickstart;
 mod serve;
 mod settings;
+mod supabase;
 mod telemetry;
 
 use std::process::ExitCode;
@@ -51,8 +58,9 @@ fn main() -> ExitCode {
 
 async fn run(command: Command, settings: settings::Settings) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Migrate => check::migrate(&settings).await,
+        Command::Migrate(args) => migrate::run(&settings, args).await,
         Command::Check => check::check(&settings).await,
+        Command::Config(args) => config_cmd::run(&settings, &args),
         Command::Serve(args) => serve::serve(settings, args).await,
         Command::Worker => serve::worker(settings).await,
         Command::Keys(command) => keys::run(&settings, command).await,

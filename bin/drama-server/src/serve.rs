@@ -7,17 +7,18 @@ use std::time::Duration;
 use actix_web::middleware::from_fn;
 use anyhow::Context as _;
 use drama_api::ApiState;
+use drama_api::metrics::{HttpMetrics, MetricsEndpoint};
 use drama_app::pipeline::engine::EngineJobs;
 use drama_app::pipeline::spec::class;
 use drama_app::{App, Ports};
-use drama_dal::{ApiKeyRepository as _, MemoryStore, NewUser, UserRepository as _};
-use drama_domain::UserId;
+use drama_dal::MemoryStore;
 use drama_jobs::{JobStore, MemoryJobStore, ResourceLimit, Worker, WorkerConfig, WorkerHandle};
-use drama_postgres::PgStore;
 use drama_postgres::jobs::PgJobStore;
+use drama_postgres::{PgSettings, PgStore};
 
 use crate::check;
 use crate::cli::ServeArgs;
+use crate::quickstart;
 use crate::settings::Settings;
 
 /// The store the process runs on.
@@ -28,15 +29,28 @@ pub(crate) enum Backend {
     Memory,
 }
 
-/// Connects to PostgreSQL, or — with no `DATABASE_URL` — selects the embedded in-memory mode.
+/// Connects to PostgreSQL, or — with no `DATABASE_URL` — selects the in-memory store.
 /// Refuses a schema that is behind this binary unless `migrate` is set, in which case it
 /// applies the pending migrations.
 pub(crate) async fn backend(settings: &Settings, migrate: bool) -> anyhow::Result<Backend> {
     if settings.database.url.trim().is_empty() {
         return Ok(Backend::Memory);
     }
-    let pool = check::connect(&settings.database).await?;
+    Ok(Backend::Postgres(
+        database(&settings.database, migrate).await?,
+    ))
+}
+
+/// The configured database, its schema checked (and, with `migrate`, brought up to date).
+async fn database(database: &PgSettings, migrate: bool) -> anyhow::Result<PgStore> {
+    let pool = check::connect(database).await?;
     let report = drama_postgres::schema_report(&pool).await?;
+    if let Some(legacy) = report.legacy.as_ref().filter(|l| l.in_public()) {
+        anyhow::bail!(
+            "this database holds the old server's schema ({legacy}), not this server's; {}",
+            crate::migrate::adopt_hint()
+        );
+    }
     if !report.pending.is_empty() {
         if migrate {
             drama_postgres::migrate(&pool)
@@ -60,8 +74,45 @@ pub(crate) async fn backend(settings: &Settings, migrate: bool) -> anyhow::Resul
         );
     }
     // The pool for requests gets the configured size; `connect` above used a small one.
-    let pool = settings.database.pool()?;
-    Ok(Backend::Postgres(PgStore::new(pool)))
+    Ok(PgStore::new(database.pool()?))
+}
+
+/// What `serve` runs on, and the quick start's store when there is no `DATABASE_URL`.
+async fn serve_backend(
+    settings: &mut Settings,
+    migrate: bool,
+) -> anyhow::Result<(Backend, Option<quickstart::Store>)> {
+    if !settings.database.url.trim().is_empty() {
+        return Ok((
+            Backend::Postgres(database(&settings.database, migrate).await?),
+            None,
+        ));
+    }
+    quickstart::guard(settings)?;
+    if !settings.source_of("server.host").is_explicit() {
+        settings.server.host = "127.0.0.1".to_owned();
+    }
+    match quickstart::choose(settings).await {
+        quickstart::Store::Embedded(cluster) => {
+            if settings.assets.assets_signing_secret.is_none() {
+                settings.assets.assets_signing_secret =
+                    cluster.state.signing_secret.clone().map(Into::into);
+            }
+            let mut pg = settings.database.clone();
+            pg.url.clone_from(&cluster.url);
+            match database(&pg, true).await {
+                Ok(store) => Ok((
+                    Backend::Postgres(store),
+                    Some(quickstart::Store::Embedded(cluster)),
+                )),
+                Err(e) => {
+                    cluster.stop();
+                    Err(e.context("preparing the embedded PostgreSQL"))
+                }
+            }
+        }
+        memory => Ok((Backend::Memory, Some(memory))),
+    }
 }
 
 /// Workers of either store.
@@ -163,38 +214,47 @@ async fn wire(
     }
 }
 
-/// Prints what an operator of the embedded mode needs, loudly.
-#[allow(clippy::print_stderr)]
-async fn announce_embedded(
-    store: &MemoryStore,
+/// Creates (or finds again) the quick-start user and key, and says loudly what runs where.
+async fn announce_quick_start(
     settings: &Settings,
+    quick: &mut quickstart::Store,
+    backend: &Backend,
+    memory: Option<&Arc<MemoryStore>>,
     state: &ApiState,
 ) -> anyhow::Result<()> {
-    let user = UserId::random();
-    let mut new = NewUser::new(user);
-    new.display_name = Some("local".to_owned());
-    new.tokens = 1_000_000;
-    store.create_user(&new).await?;
-    let key = store
-        .create_api_key(user, "embedded", &["service".to_owned()], None)
-        .await?;
-    let base = settings.server.public_origin();
-    eprintln!(
-        "\n  ================================================================\n  \
-         EMBEDDED MODE: no DATABASE_URL is set. Data and jobs live in memory\n  \
-         and are LOST when the process stops. Assets go to the {} store.\n  \n  \
-         API key (shown once):  {}\n  \
-         REST:                  curl -H 'Authorization: Bearer {}' {base}/dramas\n  \
-         GraphiQL:              {base}/graphql\n  \
-         Console:               {}\n  \
-                                (signs this browser in once, within 10 minutes)\n  \
-         ================================================================\n",
-        format!("{:?}", settings.assets.backend()).to_lowercase(),
-        key.key,
-        key.key,
-        state.console_sign_in_link(&base, &key.key),
-    );
+    let (user, key) = match (backend, memory, &mut *quick) {
+        (Backend::Postgres(store), _, quickstart::Store::Embedded(cluster)) => {
+            let (user, key) =
+                quickstart::user_key(store, cluster.state.user, cluster.state.api_key.clone())
+                    .await?;
+            cluster.state.user = Some(user.0);
+            cluster.state.api_key = Some(key.clone());
+            cluster.state.save(&cluster.dir)?;
+            (user, key)
+        }
+        (_, Some(store), _) => quickstart::user_key(store.as_ref(), None, None).await?,
+        _ => anyhow::bail!("the quick start has no store"),
+    };
+    let console = state.console_sign_in_link(&settings.server.public_origin(), &key);
+    quickstart::announce(settings, quick, user, &key, &console);
     Ok(())
+}
+
+/// `/metrics`: the request counters, and on PostgreSQL the job tables and the pool.
+fn metrics_endpoint(settings: &Settings, backend: &Backend) -> MetricsEndpoint {
+    let mut sources: Vec<Arc<dyn drama_api::metrics::MetricsSource>> = Vec::new();
+    if let Backend::Postgres(store) = backend {
+        sources.push(crate::metrics::DatabaseMetrics::new(store.pool().clone()));
+    }
+    let token = settings.metrics.token.trim();
+    if token.is_empty() && settings.is_production() {
+        tracing::warn!("METRICS_TOKEN is not set: /metrics answers anyone who reaches it");
+    }
+    MetricsEndpoint {
+        http: HttpMetrics::new(),
+        sources,
+        token: (!token.is_empty()).then(|| token.to_owned()),
+    }
 }
 
 /// Sweeps orphaned objects and settles refunds until dropped.
@@ -208,12 +268,20 @@ fn background(app: &App, settings: &Settings) -> Vec<tokio::task::JoinHandle<()>
     ]
 }
 
-pub(crate) async fn serve(settings: Settings, args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let backend = backend(&settings, args.migrate).await?;
+pub(crate) async fn serve(mut settings: Settings, args: ServeArgs) -> anyhow::Result<ExitCode> {
+    if let Some(host) = &args.host {
+        settings.server.host.clone_from(host);
+        settings.set_from_command_line("server.host", "--host", host.clone());
+    }
+    if let Some(port) = args.port {
+        settings.server.port = port;
+        settings.set_from_command_line("server.port", "--port", port.to_string());
+    }
+    let (backend, mut quick) = serve_backend(&mut settings, args.migrate).await?;
     let (app, workers, memory) = wire(&settings, &backend, !args.no_workers).await?;
     let state = ApiState::new(app.clone(), settings.http.clone());
-    if let Some(store) = &memory {
-        announce_embedded(store, &settings, &state).await?;
+    if let Some(quick) = &mut quick {
+        announce_quick_start(&settings, quick, &backend, memory.as_ref(), &state).await?;
     }
     let tasks = background(&app, &settings);
     let cors = settings.http.clone();
@@ -222,11 +290,14 @@ pub(crate) async fn serve(settings: Settings, args: ServeArgs) -> anyhow::Result
         n => n,
     };
     let bind = (settings.server.host.clone(), settings.server.port);
+    let metrics = metrics_endpoint(&settings, &backend);
     tracing::info!(host = %bind.0, port = bind.1, http_workers, job_workers = workers.is_some(), "serving HTTP");
     let server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
+            .wrap(from_fn(drama_api::metrics::observe))
             .wrap(from_fn(drama_api::middleware::request_context))
             .wrap(drama_api::middleware::cors(&cors))
+            .configure(drama_api::metrics::configure(metrics.clone()))
             .configure(drama_api::configure(state.clone()))
     })
     .workers(http_workers)
@@ -242,6 +313,11 @@ pub(crate) async fn serve(settings: Settings, args: ServeArgs) -> anyhow::Result
     }
     for t in tasks {
         t.abort();
+    }
+    drop(app);
+    drop(backend);
+    if let Some(quickstart::Store::Embedded(cluster)) = quick {
+        tokio::task::spawn_blocking(move || cluster.stop()).await?;
     }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)

@@ -2,7 +2,7 @@
 //! conventional variable names (`DATABASE_URL`, `PORT`, `R2_BUCKET`, `GEMINI_API_KEY`, …)
 //! the old server and the Supabase guide use.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use anyhow::Context as _;
@@ -12,6 +12,9 @@ use drama_api::HttpSettings;
 use drama_assets::AssetSettings;
 use drama_postgres::PgSettings;
 use serde::Deserialize;
+
+use crate::provenance::{self, Effective, Source, flatten};
+use crate::supabase;
 
 const DEFAULTS: &str = include_str!("defaults.toml");
 
@@ -32,6 +35,22 @@ pub(crate) struct Settings {
     pub(crate) ai: AiSettings,
     /// Job workers.
     pub(crate) worker: WorkerSettings,
+    /// `/metrics`.
+    pub(crate) metrics: MetricsSettings,
+    /// `ENVIRONMENT` (`development` unless set): `production` refuses what is only fit for
+    /// trying the server out.
+    pub(crate) environment: String,
+    /// Every setting with its source, secrets redacted (`drama-server config`).
+    pub(crate) effective: Vec<Effective>,
+}
+
+/// Who may read `/metrics`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MetricsSettings {
+    /// A bearer token `/metrics` requires; empty: no token (keep the path off the public
+    /// internet at the proxy).
+    pub(crate) token: String,
 }
 
 /// How this process runs jobs.
@@ -72,6 +91,7 @@ struct Layered {
     #[serde(default)]
     ai: HashMap<String, String>,
     worker: WorkerSettings,
+    metrics: MetricsSettings,
 }
 
 /// How logs look.
@@ -106,6 +126,12 @@ pub(crate) struct ServerSettings {
     /// The origin clients reach this API at (`PUBLIC_URL`), used in URLs the server hands out;
     /// empty means `http://localhost:{port}`.
     pub(crate) public_url: String,
+    /// Where local data lives (`DATA_DIR`): the embedded PostgreSQL cluster under
+    /// `postgres/`.
+    pub(crate) data_dir: String,
+    /// With no `DATABASE_URL`, start a private PostgreSQL cluster when its binaries are
+    /// installed (`EMBEDDED_POSTGRES`); off: the in-memory store.
+    pub(crate) embedded_postgres: bool,
 }
 
 impl ServerSettings {
@@ -138,6 +164,19 @@ const PLAIN_VARIABLES: &[(&str, &str)] = &[
     ("IMAGE_CONCURRENCY", "worker.image_limit"),
     ("FFMPEG_PATH", "worker.ffmpeg"),
     ("PRICE_OFFLINE_CALLS", "worker.price_offline_calls"),
+    ("DATA_DIR", "server.data_dir"),
+    ("EMBEDDED_POSTGRES", "server.embedded_postgres"),
+    ("METRICS_TOKEN", "metrics.token"),
+];
+
+/// Variables the binary reads that set no key of its own: they choose the environment, the
+/// file and the log filter, or are checked and derived from (the Supabase keys).
+pub(crate) const OTHER_VARIABLES: &[&str] = &[
+    "ENVIRONMENT",
+    "DRAMA_CONFIG",
+    "RUST_LOG",
+    "SUPABASE_ANON_KEY",
+    "SUPABASE_SERVICE_KEY",
 ];
 
 impl Settings {
@@ -151,12 +190,23 @@ impl Settings {
         file: Option<&Path>,
         env: &HashMap<String, String>,
     ) -> anyhow::Result<Self> {
-        let mut builder = Config::builder().add_source(File::from_str(DEFAULTS, FileFormat::Toml));
+        let defaults = File::from_str(DEFAULTS, FileFormat::Toml);
+        let mut builder = Config::builder().add_source(defaults);
+        let mut from_file = BTreeMap::new();
         if let Some(path) = file {
             if !path.is_file() {
                 anyhow::bail!("configuration file {} does not exist", path.display());
             }
-            builder = builder.add_source(File::from(path).format(FileFormat::Toml));
+            let source = File::from(path).format(FileFormat::Toml);
+            from_file = flatten(
+                &Config::builder()
+                    .add_source(source.clone())
+                    .build()
+                    .with_context(|| format!("cannot read {}", path.display()))?
+                    .try_deserialize::<serde_json::Value>()
+                    .with_context(|| format!("cannot read {}", path.display()))?,
+            );
+            builder = builder.add_source(source);
         }
         let prefixed: HashMap<String, String> = env
             .iter()
@@ -177,11 +227,12 @@ impl Settings {
                     .with_context(|| format!("cannot use {variable}"))?;
             }
         }
-        let layered: Layered = builder
-            .build()
-            .context("cannot read the configuration")?
+        let merged = builder.build().context("cannot read the configuration")?;
+        let tree: serde_json::Value = merged
+            .clone()
             .try_deserialize()
             .context("invalid configuration")?;
+        let mut layered: Layered = merged.try_deserialize().context("invalid configuration")?;
 
         // File sections use the lower-cased variable names; the environment wins over them.
         let assets =
@@ -191,6 +242,47 @@ impl Settings {
         let ai_map: HashMap<String, String> = ai_vars.into_iter().collect();
         let ai = AiSettings::from_lookup(|name| ai_map.get(name).cloned())
             .context("invalid AI provider configuration")?;
+
+        let mut effective = provenance::layered(&flatten(&tree), &from_file, env, PLAIN_VARIABLES);
+        let derived = supabase::check(
+            env,
+            layered.http.auth.supabase_url.as_deref(),
+            layered.http.auth.jwt_secret.as_deref(),
+        )
+        .map_err(anyhow::Error::msg)?;
+        if let Some((url, from)) = derived.url {
+            layered.http.auth.supabase_url = Some(url.clone());
+            if let Some(e) = effective
+                .iter_mut()
+                .find(|e| e.name == "http.auth.supabase_url")
+            {
+                e.value = Some(url);
+                e.source = Source::Derived(from.to_owned());
+            }
+        }
+        effective.extend(provenance::flat(assets.effective(), &layered.assets, env));
+        effective.extend(provenance::flat(
+            ai.effective()
+                .into_iter()
+                .map(|(n, v)| (n, Some(v)))
+                .collect(),
+            &layered.ai,
+            env,
+        ));
+        for name in OTHER_VARIABLES {
+            let value = env.get(*name).filter(|v| !v.is_empty());
+            effective.push(Effective {
+                name: (*name).to_owned(),
+                variable: Some((*name).to_owned()),
+                value: value.map(|v| provenance::shown(name, v)),
+                source: value.map_or(Source::Default, |_| Source::Environment((*name).to_owned())),
+            });
+        }
+        let environment = env
+            .get("ENVIRONMENT")
+            .map(|e| e.trim().to_ascii_lowercase())
+            .filter(|e| !e.is_empty())
+            .unwrap_or_else(|| "development".to_owned());
         Ok(Self {
             database: layered.database,
             log: layered.log,
@@ -199,7 +291,32 @@ impl Settings {
             assets,
             ai,
             worker: layered.worker,
+            metrics: layered.metrics,
+            environment,
+            effective,
         })
+    }
+
+    /// Where the value of `name` (a `section.key` or a variable of the asset and AI groups)
+    /// comes from.
+    pub(crate) fn source_of(&self, name: &str) -> Source {
+        self.effective
+            .iter()
+            .find(|e| e.name == name)
+            .map_or(Source::Default, |e| e.source.clone())
+    }
+
+    /// Records a value given on the command line (`serve --host`).
+    pub(crate) fn set_from_command_line(&mut self, name: &str, option: &str, value: String) {
+        if let Some(e) = self.effective.iter_mut().find(|e| e.name == name) {
+            e.value = Some(provenance::shown(name, &value));
+            e.source = Source::CommandLine(option.to_owned());
+        }
+    }
+
+    /// Whether this is a production deployment (`ENVIRONMENT=production`).
+    pub(crate) fn is_production(&self) -> bool {
+        self.environment == "production"
     }
 }
 
@@ -317,6 +434,105 @@ mod tests {
     }
 
     #[test]
+    fn every_setting_says_where_it_comes_from_with_secrets_hidden() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("drama.toml");
+        std::fs::write(
+            &path,
+            "[server]\nport = 9100\n\n[assets]\nr2_bucket = \"from-file\"\n\
+             r2_secret_access_key = \"file-secret\"\n",
+        )
+        .unwrap();
+        let s = Settings::load_from(
+            Some(&path),
+            &env(&[
+                ("DATABASE_URL", "postgres://u:topsecret@db:5432/x"),
+                ("DRAMA__WORKER__CONCURRENCY", "3"),
+                ("GEMINI_API_KEY", "sk-geminisecret"),
+                ("SUPABASE_JWT_SECRET", "jwtsecretvalue"),
+                ("R2_ENDPOINT_URL", "http://127.0.0.1:9000"),
+                ("R2_ACCESS_KEY_ID", "id"),
+                ("ENVIRONMENT", "Production"),
+            ]),
+        )
+        .unwrap();
+        assert!(s.is_production());
+        assert_eq!(s.source_of("server.port"), Source::File);
+        assert_eq!(s.source_of("server.host"), Source::Default);
+        assert_eq!(
+            s.source_of("database.url"),
+            Source::Environment("DATABASE_URL".to_owned())
+        );
+        assert_eq!(
+            s.source_of("worker.concurrency"),
+            Source::Environment("DRAMA__WORKER__CONCURRENCY".to_owned())
+        );
+        assert_eq!(s.source_of("R2_BUCKET"), Source::File);
+        assert_eq!(
+            s.source_of("GEMINI_API_KEY"),
+            Source::Environment("GEMINI_API_KEY".to_owned())
+        );
+        let value = |name: &str| {
+            s.effective
+                .iter()
+                .find(|e| e.name == name)
+                .and_then(|e| e.value.clone())
+        };
+        assert_eq!(
+            value("database.url").as_deref(),
+            Some("postgres://u:***@db:5432/x")
+        );
+        assert_eq!(value("http.auth.jwt_secret").as_deref(), Some("***"));
+        assert_eq!(value("R2_BUCKET").as_deref(), Some("from-file"));
+        assert_eq!(value("worker.concurrency").as_deref(), Some("3"));
+        let all = serde_json::to_string(&s.effective).unwrap();
+        for secret in [
+            "topsecret",
+            "sk-geminisecret",
+            "jwtsecretvalue",
+            "file-secret",
+        ] {
+            assert!(!all.contains(secret), "{secret} shown: {all}");
+        }
+        // Every variable and key appears once.
+        let mut names: Vec<&str> = s.effective.iter().map(|e| e.name.as_str()).collect();
+        let count = names.len();
+        names.dedup();
+        assert_eq!(names.len(), count);
+        assert!(names.contains(&"SUPABASE_SERVICE_KEY"));
+    }
+
+    #[test]
+    fn the_supabase_keys_give_the_project_url() {
+        use base64::Engine as _;
+        let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        // Unsigned is enough without SUPABASE_JWT_SECRET: only the claims are read.
+        let anon = format!(
+            "{}.{}.c2ln",
+            b64(r#"{"alg":"HS256"}"#),
+            b64(r#"{"iss":"supabase","ref":"abcdefgh","role":"anon"}"#)
+        );
+        let s = load(&[("SUPABASE_ANON_KEY", &anon)]).unwrap();
+        assert_eq!(
+            s.http.auth.supabase_url.as_deref(),
+            Some("https://abcdefgh.supabase.co")
+        );
+        assert_eq!(
+            s.source_of("http.auth.supabase_url"),
+            Source::Derived("SUPABASE_ANON_KEY".to_owned())
+        );
+        let e = load(&[
+            ("SUPABASE_ANON_KEY", &anon),
+            ("SUPABASE_JWT_SECRET", "not-the-secret"),
+        ])
+        .unwrap_err();
+        assert!(
+            format!("{e:#}").contains("SUPABASE_JWT_SECRET did not sign"),
+            "{e:#}"
+        );
+    }
+
+    #[test]
     fn bad_values_name_the_key() {
         let e = load(&[("LOG_FORMAT", "xml")]).unwrap_err();
         assert!(format!("{e:#}").contains("xml"), "{e:#}");
@@ -349,18 +565,98 @@ mod tests {
 
 #[cfg(test)]
 mod documentation {
-    /// Every variable the binary reads is documented in docs/CONFIG.md.
-    #[test]
-    fn config_md_lists_every_variable() {
-        let doc = include_str!("../../../docs/CONFIG.md");
-        let names = super::PLAIN_VARIABLES
+    //! docs/CONFIG.md and .env.example against the code: a variable or key added to the code
+    //! and not to both files (or a name in them the code does not know) fails here.
+
+    use std::collections::BTreeSet;
+
+    const CONFIG_MD: &str = include_str!("../../../docs/CONFIG.md");
+    const ENV_EXAMPLE: &str = include_str!("../../../.env.example");
+
+    /// Every variable the binary reads.
+    fn variables() -> BTreeSet<&'static str> {
+        super::PLAIN_VARIABLES
             .iter()
             .map(|(name, _)| *name)
             .chain(drama_assets::VARIABLES)
-            .chain(drama_ai::ENV_VARS);
-        let missing: Vec<&str> = names
-            .filter(|name| !doc.contains(&format!("`{name}`")))
+            .chain(drama_ai::ENV_VARS)
+            .chain(super::OTHER_VARIABLES.iter().copied())
+            .collect()
+    }
+
+    /// Every leaf key of the built-in defaults.
+    fn keys() -> BTreeSet<String> {
+        let tree: serde_json::Value = config::Config::builder()
+            .add_source(config::File::from_str(
+                super::DEFAULTS,
+                config::FileFormat::Toml,
+            ))
+            .build()
+            .unwrap()
+            .try_deserialize()
+            .unwrap();
+        crate::provenance::flatten(&tree).into_keys().collect()
+    }
+
+    /// Names assigned in .env.example, commented out or not.
+    fn in_env_example() -> BTreeSet<String> {
+        ENV_EXAMPLE
+            .lines()
+            .filter_map(|line| {
+                let line = line.trim().trim_start_matches('#').trim();
+                let (name, _) = line.split_once('=')?;
+                let ok = !name.is_empty()
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+                ok.then(|| name.to_owned())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn config_md_lists_every_variable_and_key() {
+        let missing: Vec<String> = variables()
+            .into_iter()
+            .map(str::to_owned)
+            .chain(keys())
+            .filter(|name| !CONFIG_MD.contains(&format!("`{name}`")))
             .collect();
         assert!(missing.is_empty(), "not in docs/CONFIG.md: {missing:?}");
+    }
+
+    #[test]
+    fn env_example_lists_every_variable_and_nothing_else() {
+        let listed = in_env_example();
+        let missing: Vec<&str> = variables()
+            .into_iter()
+            .filter(|v| !listed.contains(*v))
+            .collect();
+        assert!(missing.is_empty(), "not in .env.example: {missing:?}");
+        let known = variables();
+        let unknown: Vec<&String> = listed
+            .iter()
+            .filter(|v| !known.contains(v.as_str()) && !v.starts_with("DRAMA__"))
+            .collect();
+        assert!(
+            unknown.is_empty(),
+            "in .env.example but read by nothing: {unknown:?}"
+        );
+    }
+
+    #[test]
+    fn the_example_environment_loads() {
+        let env = in_env_example_values();
+        super::Settings::load_from(None, &env).unwrap();
+    }
+
+    /// The uncommented assignments of .env.example.
+    fn in_env_example_values() -> std::collections::HashMap<String, String> {
+        ENV_EXAMPLE
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+            .collect()
     }
 }

@@ -20,6 +20,8 @@ use serde_json::{Value, json};
 
 use tokio::sync::Notify;
 
+mod support;
+
 const BUCKET: &str = "sfd-production";
 const PUBLIC_URL: &str = "https://cdn.example.com";
 const FIXTURE: &str = include_str!("../../../fixtures/legacy-r2/corgi_musk_v5.json");
@@ -363,5 +365,95 @@ async fn a_killed_import_is_completed_by_the_next_run() {
     assert_eq!(json["counts"]["imported"], TOTAL - 40);
     assert_eq!(db.count("dramas").await, TOTAL);
     assert_eq!(db.count("legacy_imports").await, TOTAL);
+    db.drop_it().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_old_asset_library_reaches_its_new_owner_through_the_api() {
+    let s3 = TestS3::start().await;
+    let db = ScratchDb::create("legacy_library").await;
+    let migrated = s3.run(&["migrate"], &db.url()).await;
+    assert!(migrated.status.success(), "{}", text(&migrated));
+    let owner = uuid::Uuid::new_v4().to_string();
+    let id = "5d0c3f64-1b1e-4a44-9a57-3d2b8e6f0c11";
+    let png: Vec<u8> = [b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".as_slice(), &[7u8; 200]].concat();
+    s3.put(
+        &format!("10000/my-project/images/{id}.png"),
+        png.clone(),
+        "image/png",
+    )
+    .await;
+    s3.put(
+        &format!("10000/my-project/images/{id}.json"),
+        serde_json::to_vec(&json!({
+            "asset_id": id, "user_id": "10000", "project_name": "my-project",
+            "asset_type": "image", "tag": "character", "filename": "hero.png",
+            "created_at": "2025-11-02T10:00:00.000000Z", "updated_at": "2025-11-02T10:00:00.000000Z",
+            "file_size": png.len(), "r2_key": format!("10000/my-project/images/{id}.png"),
+            "content_type": "image/png"}))
+        .unwrap(),
+        "application/json",
+    )
+    .await;
+
+    let run = s3.run(&["import-r2", "--owner", &owner], &db.url()).await;
+    let out = text(&run);
+    assert!(run.status.success(), "{out}");
+    assert!(
+        out.contains("asset library (owners 10000): 1 records; copied 1"),
+        "{out}"
+    );
+    let again = s3.run(&["import-r2", "--owner", &owner], &db.url()).await;
+    assert!(
+        text(&again).contains("unchanged 1, failed 0"),
+        "{}",
+        text(&again)
+    );
+
+    let created = s3
+        .run(
+            &["keys", "create", "--name", "app", "--owner", &owner],
+            &db.url(),
+        )
+        .await;
+    let key = text(&created)
+        .lines()
+        .find(|l| l.starts_with("dk_"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let port = support::free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = s3.command(&["serve"], &db.url());
+    command
+        .env("HOST", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .env("AI_OFFLINE", "true");
+    let mut server = support::Server::spawn(command, port, dir.path(), "serve");
+    server.wait_for("/ready").await;
+    let http = reqwest::Client::new();
+    let list: Value = http
+        .get(server.url("/asset-library/list?project_name=my-project"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["total"], 1, "{list}");
+    assert_eq!(list["assets"][0]["asset_id"], id);
+    assert_eq!(list["assets"][0]["filename"], "hero.png");
+    let bytes = http
+        .get(server.url(&format!(
+            "/asset-library/{id}?project_name=my-project&asset_type=image"
+        )))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert!(bytes.status().is_success(), "{}", bytes.status());
+    assert_eq!(bytes.bytes().await.unwrap().to_vec(), png);
+    server.stop().await;
     db.drop_it().await;
 }

@@ -243,6 +243,87 @@ pub const ENV_VARS: [&str; 33] = [
 ];
 
 impl AiSettings {
+    /// Every variable of [`ENV_VARS`] with the value in effect, defaults included, for
+    /// `drama-server config`. Keys show only whether they are set.
+    pub fn effective(&self) -> Vec<(&'static str, String)> {
+        let key = |k: &Option<ApiKey>| if k.is_some() { "<set>" } else { "<unset>" }.to_owned();
+        let image_provider = match self.image_provider {
+            ImageProviderChoice::Auto => "auto",
+            ImageProviderChoice::NanoBanana => "nano-banana",
+            ImageProviderChoice::Gemini => "gemini",
+            ImageProviderChoice::Offline => "offline",
+        };
+        vec![
+            ("AI_OFFLINE", self.ai_offline.to_string()),
+            ("GEMINI_API_KEY", key(&self.gemini_api_key)),
+            ("GEMINI_API_BASE", self.gemini_api_base.clone()),
+            ("GEMINI_DRAMA_MODEL", self.gemini_drama_model.clone()),
+            ("GEMINI_IMAGE_MODEL", self.gemini_image_model.clone()),
+            ("OPENAI_API_KEY", key(&self.openai_api_key)),
+            ("OPENAI_API_BASE", self.openai_api_base.clone()),
+            ("GPT_MODEL", self.gpt_model.clone()),
+            ("NANO_BANANA_API_KEY", key(&self.nano_banana_api_key)),
+            ("NANO_BANANA_API_BASE", self.nano_banana_api_base.clone()),
+            ("NANO_BANANA_MODEL", self.nano_banana_model.clone()),
+            ("IMAGE_PROVIDER", image_provider.to_owned()),
+            ("SORA_API_KEY", key(&self.sora_api_key)),
+            ("SORA_API_BASE", self.sora_api_base.clone()),
+            ("SORA_MODEL", self.sora_model.clone()),
+            ("SORA_HD", self.sora_hd.to_string()),
+            ("DEFAULT_ASPECT_RATIO", self.default_aspect_ratio.clone()),
+            ("MAX_RETRIES", self.max_retries.to_string()),
+            ("RETRY_BASE_DELAY_MS", self.retry_base_delay_ms.to_string()),
+            ("RETRY_MAX_DELAY_MS", self.retry_max_delay_ms.to_string()),
+            (
+                "MAX_RETRY_AFTER_SECS",
+                self.max_retry_after_secs.to_string(),
+            ),
+            (
+                "CONNECT_TIMEOUT_SECS",
+                self.connect_timeout_secs.to_string(),
+            ),
+            ("TEXT_TIMEOUT_SECS", self.text_timeout_secs.to_string()),
+            ("IMAGE_TIMEOUT_SECS", self.image_timeout_secs.to_string()),
+            (
+                "VIDEO_REQUEST_TIMEOUT_SECS",
+                self.video_request_timeout_secs.to_string(),
+            ),
+            (
+                "DOWNLOAD_TIMEOUT_SECS",
+                self.download_timeout_secs.to_string(),
+            ),
+            (
+                "VIDEO_POLL_INTERVAL_MS",
+                self.video_poll_interval_ms.to_string(),
+            ),
+            ("VIDEO_DEADLINE_SECS", self.video_deadline_secs.to_string()),
+            ("MAX_OUTPUT_TOKENS", self.max_output_tokens.to_string()),
+            (
+                "MAX_REFERENCE_IMAGES",
+                self.max_reference_images.to_string(),
+            ),
+            ("OFFLINE_SEED", self.offline_seed.to_string()),
+            (
+                "OFFLINE_IMAGE_DELAY_MS",
+                self.offline_image_delay_ms.to_string(),
+            ),
+            (
+                "OFFLINE_VIDEO_DELAY_MS",
+                self.offline_video_delay_ms.to_string(),
+            ),
+        ]
+    }
+
+    /// Whether a paid provider is configured (a key set and `AI_OFFLINE` off): calls then
+    /// cost money.
+    pub fn uses_paid_providers(&self) -> bool {
+        !self.ai_offline
+            && (self.gemini_api_key.is_some()
+                || self.openai_api_key.is_some()
+                || self.nano_banana_api_key.is_some()
+                || self.sora_api_key.is_some())
+    }
+
     /// Reads the variables of [`ENV_VARS`] from the process environment.
     ///
     /// # Errors
@@ -390,5 +471,25 @@ fn parse_flag(value: &str) -> Option<bool> {
         "1" | "true" | "yes" | "on" => Some(true),
         "0" | "false" | "no" | "off" => Some(false),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_effective_listing_names_every_variable_once_and_hides_keys() {
+        let settings = AiSettings::from_lookup(|name| {
+            (name == "SORA_API_KEY").then(|| "sk-secret".to_owned())
+        })
+        .unwrap_or_default();
+        let listed = settings.effective();
+        let names: Vec<&str> = listed.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, ENV_VARS);
+        assert!(listed.iter().all(|(_, v)| !v.contains("sk-secret")));
+        assert!(listed.contains(&("SORA_API_KEY", "<set>".to_owned())));
+        assert!(settings.uses_paid_providers());
+        assert!(!AiSettings::default().uses_paid_providers());
     }
 }

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod console;
 mod error;
 pub mod graphql;
+pub mod metrics;
 pub mod middleware;
 pub mod realtime;
 mod rest;

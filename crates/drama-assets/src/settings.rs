@@ -177,6 +177,84 @@ impl AssetSettings {
         })
     }
 
+    /// Every variable of [`VARIABLES`] with the value in effect, defaults included, for
+    /// `drama-server config`. Secrets show only whether they are set; `None` means unset with
+    /// no default.
+    pub fn effective(&self) -> Vec<(&'static str, Option<String>)> {
+        let multipart = MultipartSettings::default();
+        let set = |s: &Option<SecretString>| s.as_ref().map(|_| "<set>".to_owned());
+        let or = |v: &Option<u64>, default: u64| Some(v.unwrap_or(default).to_string());
+        vec![
+            (
+                "ASSETS_BACKEND",
+                Some(format!("{:?}", self.backend()).to_ascii_lowercase()),
+            ),
+            ("R2_ACCOUNT_ID", self.r2_account_id.clone()),
+            ("R2_ACCESS_KEY_ID", self.r2_access_key_id.clone()),
+            ("R2_SECRET_ACCESS_KEY", set(&self.r2_secret_access_key)),
+            ("R2_BUCKET", self.r2_bucket.clone()),
+            ("R2_PUBLIC_URL", self.r2_public_url.clone()),
+            ("R2_ENDPOINT_URL", self.r2_endpoint_url.clone()),
+            (
+                "R2_REGION",
+                Some(self.r2_region.clone().unwrap_or_else(|| "auto".to_owned())),
+            ),
+            (
+                "ASSETS_DIR",
+                Some(
+                    self.assets_dir
+                        .clone()
+                        .unwrap_or_else(|| DEFAULT_DIR.to_owned()),
+                ),
+            ),
+            (
+                "ASSETS_BASE_URL",
+                Some(
+                    self.assets_base_url
+                        .clone()
+                        .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned()),
+                ),
+            ),
+            (
+                "ASSETS_SIGNING_SECRET",
+                Some(
+                    set(&self.assets_signing_secret)
+                        .unwrap_or_else(|| "<random per process>".to_owned()),
+                ),
+            ),
+            ("ASSETS_PUBLIC_URL", self.assets_public_url.clone()),
+            (
+                "ASSETS_MULTIPART_THRESHOLD",
+                or(&self.assets_multipart_threshold, multipart.threshold),
+            ),
+            (
+                "ASSETS_MULTIPART_PART_SIZE",
+                or(&self.assets_multipart_part_size, multipart.part_size),
+            ),
+            (
+                "ASSETS_MULTIPART_CONCURRENCY",
+                or(
+                    &self.assets_multipart_concurrency,
+                    multipart.concurrency as u64,
+                ),
+            ),
+            (
+                "ASSETS_CONNECT_TIMEOUT_SECS",
+                or(&self.assets_connect_timeout_secs, 5),
+            ),
+            ("ASSETS_TIMEOUT_SECS", or(&self.assets_timeout_secs, 120)),
+            ("ASSETS_MAX_ATTEMPTS", or(&self.assets_max_attempts, 4)),
+            (
+                "ASSETS_SIZE_LIMITS",
+                Some(
+                    self.assets_size_limits
+                        .clone()
+                        .unwrap_or_else(|| "<built-in>".to_owned()),
+                ),
+            ),
+        ]
+    }
+
     /// The backend these settings select.
     pub fn backend(&self) -> BackendKind {
         self.assets_backend.unwrap_or(
@@ -377,6 +455,19 @@ fn opt_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_effective_listing_names_every_variable_once() {
+        let settings = vars(&[("R2_SECRET_ACCESS_KEY", "hidden"), ("R2_BUCKET", "b")]).unwrap();
+        let listed = settings.effective();
+        let names: Vec<&str> = listed.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, VARIABLES);
+        let value = |name: &str| listed.iter().find(|(n, _)| *n == name).unwrap().1.clone();
+        assert_eq!(value("R2_SECRET_ACCESS_KEY").as_deref(), Some("<set>"));
+        assert_eq!(value("ASSETS_BACKEND").as_deref(), Some("s3"));
+        assert_eq!(value("ASSETS_MAX_ATTEMPTS").as_deref(), Some("4"));
+        assert_eq!(value("R2_PUBLIC_URL"), None);
+    }
 
     fn vars(pairs: &[(&str, &str)]) -> Result<AssetSettings, AssetError> {
         AssetSettings::from_vars(

@@ -4,6 +4,7 @@ pub mod api_key;
 mod error;
 pub mod generation;
 pub mod legacy;
+pub mod legacy_tables;
 mod memory;
 mod page;
 mod repos;

@@ -5,8 +5,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use chrono::Utc;
-use drama_assets::{AssetStore, MediaType, ObjectKey, ObjectSummary};
+use drama_assets::{AssetStore, MediaType, ObjectKey};
 use drama_dal::legacy::{ImportWrite, LegacyImport, RecordedImport};
+use drama_dal::legacy_tables::LegacyTables;
 use drama_dal::{AssetObject, Entity, NewUser, RepoError};
 use drama_domain::{AssetId, Drama, UserId};
 use futures::StreamExt as _;
@@ -14,16 +15,11 @@ use sha2::{Digest as _, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::LegacyError;
-use crate::format::{IndexEntry, LegacyIndex};
+use crate::origin::{Candidate, Origin};
 use crate::parse::{LegacyDrama, LegacyFileError, field_pattern};
-use crate::report::{
-    AssetLinks, Counts, DramaReport, ImportReport, Outcome, Reason, ReasonCode, SourceSummary,
-};
+use crate::report::{AssetLinks, Counts, DramaReport, ImportReport, Outcome, Reason, ReasonCode};
 use crate::source::{BucketUrls, Layout, OwnerMap, OwnerTarget, UrlTarget};
 use crate::{Progress, Repositories};
-
-/// Largest `drama.json` read (the fixture is 38 KB; the biggest generated dramas a few MB).
-pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// How an import runs.
 #[derive(Debug, Clone)]
@@ -56,14 +52,6 @@ impl ImportOptions {
     }
 }
 
-/// A file to import, found through the index, the listing or both.
-struct Candidate {
-    key: String,
-    id: String,
-    index_entry: Option<IndexEntry>,
-    listed: Option<ObjectSummary>,
-}
-
 /// An asset whose URL points into the bucket.
 struct BucketAsset {
     asset: AssetId,
@@ -76,6 +64,7 @@ pub struct Importer {
     bucket: Arc<dyn AssetStore>,
     repos: Repositories,
     options: ImportOptions,
+    origin: Origin,
     /// Whether users named directly by files exist.
     known_users: Mutex<HashMap<UserId, bool>>,
 }
@@ -96,9 +85,19 @@ impl Importer {
         Ok(Self {
             bucket,
             repos,
+            origin: Origin::Bucket(options.layout.clone()),
             options,
             known_users: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Reads the dramas from the old server's database tables instead of the bucket's layout
+    /// (`options.layout` is then unused). Source keys are `db:{schema}/dramas/{id}`; the
+    /// bucket is still where asset URLs are looked up.
+    #[must_use]
+    pub fn from_tables(mut self, tables: Arc<dyn LegacyTables>) -> Self {
+        self.origin = Origin::Tables(tables);
+        self
     }
 
     /// Imports every drama of the old layout. Files are handled `jobs` at a time, each in its
@@ -108,7 +107,7 @@ impl Importer {
     /// # Errors
     /// [`LegacyError`] only for what stops the whole run: the bucket cannot be listed, the
     /// import records cannot be read, an owner cannot be created.
-    #[tracing::instrument(skip_all, fields(prefix = self.options.layout.prefix(), dry_run = self.options.dry_run))]
+    #[tracing::instrument(skip_all, fields(source = self.origin.source_prefix(), dry_run = self.options.dry_run))]
     pub async fn run(
         &self,
         progress: &dyn Progress,
@@ -123,60 +122,17 @@ impl Importer {
             }
             self.remember_user(user, true);
         }
-        let (index, index_status) = self.read_index().await?;
-        let layout = &self.options.layout;
-        let listed = self
-            .bucket
-            .list(&layout.dramas_prefix()?)
-            .await
-            .map_err(LegacyError::Bucket)?;
-        let mut candidates: BTreeMap<String, Candidate> = BTreeMap::new();
-        for (id, entry) in index.dramas {
-            let key = layout.drama_key_text(&id);
-            candidates.insert(
-                key.clone(),
-                Candidate {
-                    key,
-                    id,
-                    index_entry: Some(entry),
-                    listed: None,
-                },
-            );
+        let (candidates, mut source) = self.origin.gather(self.bucket.as_ref()).await?;
+        source.bucket_urls = self.options.bucket_urls.bases().to_vec();
+        let mut notes = Vec::new();
+        if let Origin::Tables(tables) = &self.origin {
+            self.adopt_users(tables.as_ref(), &mut users_created, &mut notes)
+                .await?;
         }
-        let mut files_listed = 0;
-        let mut not_in_index = 0;
-        for object in listed {
-            let Some(id) = layout.drama_id_of(object.key.as_str()).map(str::to_owned) else {
-                continue;
-            };
-            files_listed += 1;
-            let key = object.key.to_string();
-            let candidate = candidates.entry(key.clone()).or_insert_with(|| {
-                not_in_index += 1;
-                Candidate {
-                    key,
-                    id,
-                    index_entry: None,
-                    listed: None,
-                }
-            });
-            candidate.listed = Some(object);
-        }
-        let source = SourceSummary {
-            prefix: layout.prefix().to_owned(),
-            index: index_status,
-            index_entries: candidates
-                .values()
-                .filter(|c| c.index_entry.is_some())
-                .count(),
-            files_listed,
-            not_in_index,
-            bucket_urls: self.options.bucket_urls.bases().to_vec(),
-        };
         let recorded: HashMap<String, RecordedImport> = self
             .repos
             .imports
-            .recorded_imports(layout.prefix())
+            .recorded_imports(&self.origin.source_prefix())
             .await
             .map_err(LegacyError::Target)?
             .into_iter()
@@ -191,7 +147,7 @@ impl Importer {
         let total = candidates.len();
         progress.start(total);
         let recorded = &recorded;
-        let mut dramas: Vec<DramaReport> = futures::stream::iter(candidates.into_values())
+        let mut dramas: Vec<DramaReport> = futures::stream::iter(candidates)
             .map(|candidate| async move {
                 if stop.is_cancelled() {
                     return None;
@@ -224,7 +180,11 @@ impl Importer {
         counts.not_started = total - counts.done();
         let elapsed = clock.elapsed().as_secs_f64();
         let report = ImportReport {
-            command: "import-r2",
+            command: match self.origin {
+                Origin::Bucket(_) => "import-r2",
+                Origin::Tables(_) => "migrate --adopt-legacy",
+            },
+            notes,
             dry_run: self.options.dry_run,
             overwrite: self.options.overwrite,
             interrupted: counts.not_started > 0,
@@ -237,6 +197,7 @@ impl Importer {
             counts,
             defaulted_fields,
             dramas,
+            library: None,
         };
         tracing::info!(
             imported = report.counts.imported,
@@ -252,7 +213,52 @@ impl Importer {
 
     /// Creates a mapped owner if missing; returns whether it was (or, dry, would be) created.
     async fn ensure_user(&self, user: UserId) -> Result<bool, LegacyError> {
-        match self.repos.users.get_user(user).await {
+        let mut new = NewUser::new(user);
+        new.display_name = Some("legacy import".to_owned());
+        self.create_user(new).await
+    }
+
+    /// Brings over the old database's users: every row of its `users` table whose id is a
+    /// UUID (the Supabase Auth id), with its email, name, balance and plan, and every UUID that
+    /// owns an old drama (Supabase Auth users the old table does not list). Existing users are
+    /// left as they are. Rows that cannot become users are noted.
+    async fn adopt_users(
+        &self,
+        tables: &dyn LegacyTables,
+        created: &mut Vec<UserId>,
+        notes: &mut Vec<String>,
+    ) -> Result<(), LegacyError> {
+        let rows = tables.legacy_users().await.map_err(LegacyError::Target)?;
+        let mut wanted: Vec<NewUser> = Vec::new();
+        for row in &rows {
+            match crate::tables::new_user(row) {
+                Ok(user) => wanted.push(user),
+                Err(why) => notes.push(why),
+            }
+        }
+        let owners = tables.legacy_dramas().await.map_err(LegacyError::Target)?;
+        for owner in owners.iter().filter_map(|d| d.owner.as_deref()) {
+            if let Some(OwnerTarget::Direct(user)) = self.options.owners.resolve(owner)
+                && !wanted.iter().any(|w| w.id == user)
+            {
+                let mut new = NewUser::new(user);
+                new.display_name = Some("legacy import".to_owned());
+                wanted.push(new);
+            }
+        }
+        for new in wanted {
+            let user = new.id;
+            if self.create_user(new).await? {
+                created.push(user);
+            }
+            self.remember_user(user, true);
+        }
+        Ok(())
+    }
+
+    /// Creates `new` unless the user exists; whether it was (or, dry, would be) created.
+    async fn create_user(&self, new: NewUser) -> Result<bool, LegacyError> {
+        match self.repos.users.get_user(new.id).await {
             Ok(_) => return Ok(false),
             Err(RepoError::NotFound { .. }) => {}
             Err(e) => return Err(LegacyError::Target(e)),
@@ -260,11 +266,9 @@ impl Importer {
         if self.options.dry_run {
             return Ok(true);
         }
-        let mut new = NewUser::new(user);
-        new.display_name = Some("legacy import".to_owned());
         match self.repos.users.create_user(&new).await {
             Ok(_) => {
-                tracing::info!(%user, "created the owner of imported dramas");
+                tracing::info!(user = %new.id, "created a user of the old server");
                 Ok(true)
             }
             Err(RepoError::AlreadyExists { .. }) => Ok(false),
@@ -298,23 +302,6 @@ impl Importer {
         Ok(exists)
     }
 
-    /// The old index, or an empty one (with why) when it is missing or unreadable, as the old
-    /// server treated it.
-    async fn read_index(&self) -> Result<(LegacyIndex, String), LegacyError> {
-        let key = self.options.layout.index_key()?;
-        match self.bucket.get_bytes(&key).await {
-            Ok((_, bytes)) => match LegacyIndex::parse(&bytes) {
-                Ok(index) => Ok((index, "read".to_owned())),
-                Err(why) => {
-                    tracing::warn!(%key, why, "the old index is unreadable; listing files only");
-                    Ok((LegacyIndex::default(), format!("unreadable: {why}")))
-                }
-            },
-            Err(e) if e.is_not_found() => Ok((LegacyIndex::default(), "missing".to_owned())),
-            Err(e) => Err(LegacyError::Bucket(e)),
-        }
-    }
-
     #[tracing::instrument(skip_all, fields(source = candidate.key))]
     async fn import_one(
         &self,
@@ -324,7 +311,7 @@ impl Importer {
         let report = DramaReport::new(
             candidate.key.clone(),
             candidate.id.clone(),
-            candidate.index_entry.is_some(),
+            candidate.in_index,
         );
         let outcome = self.try_import(&candidate, recorded, report).await;
         let report = match outcome {
@@ -351,44 +338,12 @@ impl Importer {
         let fail = |report: DramaReport, code, message: String| {
             report.done(Outcome::Failed, Some(Reason::new(code, message)))
         };
-        let key = match ObjectKey::parse(candidate.key.as_str()) {
-            Ok(key) => key,
-            Err(e) => {
-                return Err(fail(
-                    report,
-                    ReasonCode::InvalidDrama,
-                    format!("the index names a drama id that cannot be a key: {e}"),
-                ));
-            }
+        let document = match self.origin.read(self.bucket.as_ref(), candidate).await {
+            Ok(document) => document,
+            Err((reason, true)) => return Err(report.done(Outcome::Skipped, Some(reason))),
+            Err((reason, false)) => return Err(report.done(Outcome::Failed, Some(reason))),
         };
-        if let Some(listed) = &candidate.listed
-            && listed.size > MAX_FILE_BYTES
-        {
-            let message = format!(
-                "{key} is {} bytes; a drama file may have at most {MAX_FILE_BYTES}",
-                listed.size
-            );
-            return Err(fail(report, ReasonCode::InvalidDrama, message));
-        }
-        let bytes = match self.bucket.get_bytes(&key).await {
-            Ok((_, bytes)) => bytes,
-            Err(e) if e.is_not_found() => {
-                return Err(report.done(
-                    Outcome::Skipped,
-                    Some(Reason::new(
-                        ReasonCode::MissingFile,
-                        format!("listed in dramas/index.json, but {key} does not exist"),
-                    )),
-                ));
-            }
-            Err(e) => {
-                return Err(fail(
-                    report,
-                    ReasonCode::SourceUnavailable,
-                    format!("reading {key}: {e}"),
-                ));
-            }
-        };
+        let bytes = document.bytes;
         let hash = hex::encode(Sha256::digest(&bytes));
         let parsed = match LegacyDrama::parse(&bytes) {
             Ok(parsed) => parsed,
@@ -401,7 +356,8 @@ impl Importer {
         };
         report.defaulted.clone_from(&parsed.defaulted);
         report.kept_extra.clone_from(&parsed.kept_extra);
-        report.repairs.clone_from(&parsed.repairs);
+        report.repairs = document.repairs;
+        report.repairs.extend(parsed.repairs.iter().cloned());
         if parsed.drama.id.as_str() != candidate.id {
             let message = format!(
                 "the file's id is {:?}, its key says {:?}",
@@ -516,11 +472,9 @@ impl Importer {
                 .head_objects(&file.in_bucket, &HashMap::new(), &mut report.assets)
                 .await
                 .map_err(|reason| report.clone().done(Outcome::Failed, Some(reason)))?;
-            let listed_at = file.candidate.listed.as_ref().and_then(|l| l.last_modified);
-            let entry = file.candidate.index_entry.as_ref();
             let write = ImportWrite::Create {
-                created_at: entry.and_then(|e| e.created_at).or(listed_at),
-                updated_at: entry.and_then(|e| e.updated_at).or(listed_at),
+                created_at: file.candidate.created_at,
+                updated_at: file.candidate.updated_at,
             };
             return self
                 .apply(file, write, objects, Outcome::Imported, report)

@@ -4,9 +4,12 @@ mod error;
 mod export;
 pub mod format;
 mod import;
+mod library;
+mod origin;
 pub mod parse;
 mod report;
 mod source;
+mod tables;
 
 use std::sync::Arc;
 
@@ -15,7 +18,9 @@ use drama_dal::{DramaRepository, UserRepository};
 
 pub use error::LegacyError;
 pub use export::{ExportOptions, Exporter};
-pub use import::{ImportOptions, Importer, MAX_FILE_BYTES};
+pub use import::{ImportOptions, Importer};
+pub use library::{LibraryImporter, LibraryItemReport, LibraryOptions, LibraryReport};
+pub use origin::MAX_FILE_BYTES;
 pub use parse::{LegacyDrama, LegacyFileError};
 pub use report::{
     AssetLinks, Counts, DramaReport, ExportReport, ExportedDrama, ImportReport, Outcome, Reason,

@@ -78,8 +78,10 @@ pub enum ReasonCode {
     SourceUnavailable,
     /// Failed: the database refused or could not be reached; run again.
     Database,
-    /// Failed: the bucket could not be written (export); run again.
+    /// Failed: the bucket could not be written (export, library copies); run again.
     TargetUnavailable,
+    /// Failed: an asset-library record cannot be used (its type, tag or id is not valid).
+    InvalidRecord,
 }
 
 /// A skip or failure reason.
@@ -216,6 +218,8 @@ impl Counts {
 /// What the run found in the bucket.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct SourceSummary {
+    /// `bucket` (the old layout's files) or `database` (the old server's tables).
+    pub origin: &'static str,
     /// Bucket key prefix of the old layout (empty for the bucket's root).
     pub prefix: String,
     /// `read`, `missing` or `unreadable: <why>` (a missing or unreadable index counts as empty,
@@ -252,8 +256,13 @@ pub struct ImportReport {
     pub dramas_per_second: f64,
     /// The bucket side.
     pub source: SourceSummary,
-    /// Users created for mapped owners (in a dry run: that would be created).
+    /// Users created for mapped owners, and (from the old database) its users and the UUIDs
+    /// owning its dramas (in a dry run: that would be created).
     pub users_created: Vec<UserId>,
+    /// What the run noticed beyond single dramas (old user rows that cannot become users,
+    /// tables that are not imported).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     /// Files per outcome.
     pub counts: Counts,
     /// How often each field took its default (`characters[].voice_description`), over every
@@ -261,12 +270,20 @@ pub struct ImportReport {
     pub defaulted_fields: BTreeMap<String, usize>,
     /// Every file, in key order.
     pub dramas: Vec<DramaReport>,
+    /// The old asset library, when it was imported too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub library: Option<crate::library::LibraryReport>,
 }
 
 impl ImportReport {
     /// Whether anything failed or the run was interrupted (the command then exits non-zero).
     pub fn is_failure(&self) -> bool {
-        self.counts.failed > 0 || self.interrupted
+        self.counts.failed > 0
+            || self.interrupted
+            || self
+                .library
+                .as_ref()
+                .is_some_and(crate::library::LibraryReport::is_failure)
     }
 }
 

@@ -274,6 +274,11 @@ impl OwnerMap {
         old.parse::<UserId>().ok().map(OwnerTarget::Direct)
     }
 
+    /// Every mapping: old owner id → user, by old id.
+    pub fn entries(&self) -> impl Iterator<Item = (&str, UserId)> + '_ {
+        self.map.iter().map(|(old, user)| (old.as_str(), *user))
+    }
+
     /// The users the map names, without repeats.
     pub fn users(&self) -> Vec<UserId> {
         let set: BTreeSet<UserId> = self.map.values().copied().collect();

@@ -16,6 +16,19 @@ pub enum PgError {
     /// A query failed.
     #[error("query failed: {0}")]
     Query(#[source] sqlx::Error),
+    /// `public` holds the old server's tables, which our migrations would collide with.
+    #[error(
+        "this database holds the old server's schema ({0}); its tables must be moved aside \
+         and their rows imported before it can be migrated"
+    )]
+    LegacySchema(crate::schema::LegacySchema),
+    /// Tables our migrations create already exist, but our history does not record them.
+    #[error(
+        "tables our migrations create already exist in public without our migration history: \
+         {}; rename or drop them, or migrate another database",
+        .0.join(", ")
+    )]
+    Collision(Vec<String>),
 }
 
 /// Maps a driver error to what a caller can act on. `entity`/`id` name the record the statement

@@ -1,11 +1,12 @@
-//! What `drama-server check` reports about the database.
+//! What `drama-server check` (and `serve` before it starts) reports about the database.
 
 use std::collections::HashMap;
 
-use sqlx::{PgPool, Row as _};
+use sqlx::PgPool;
 
 use crate::MIGRATOR;
 use crate::error::PgError;
+use crate::schema::{LegacySchema, legacy_schema, read_history};
 
 /// One migration as the database and the binary see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,8 +22,11 @@ pub struct AppliedMigration {
 pub struct SchemaReport {
     /// `SHOW server_version`.
     pub server_version: String,
-    /// Migrations recorded as applied, oldest first.
+    /// Migrations recorded as applied (by sqlx or by the Supabase CLI), oldest first.
     pub applied: Vec<AppliedMigration>,
+    /// Of those, the ones only the Supabase CLI recorded (`supabase db push`); `migrate`
+    /// records them for sqlx too.
+    pub applied_by_supabase_cli: Vec<AppliedMigration>,
     /// Embedded migrations not yet applied.
     pub pending: Vec<AppliedMigration>,
     /// Applied migrations whose file changed since (sqlx will refuse to migrate).
@@ -31,6 +35,8 @@ pub struct SchemaReport {
     pub unknown: Vec<AppliedMigration>,
     /// Tables of the `public` schema without Row Level Security.
     pub tables_without_rls: Vec<String>,
+    /// The old server's tables: still in `public` (to adopt), or moved aside.
+    pub legacy: Option<LegacySchema>,
 }
 
 impl SchemaReport {
@@ -40,43 +46,38 @@ impl SchemaReport {
             && self.modified.is_empty()
             && self.unknown.is_empty()
             && self.tables_without_rls.is_empty()
+            && !self.legacy.as_ref().is_some_and(LegacySchema::in_public)
     }
 }
 
-/// Reads the server version, the migration history and RLS status.
+/// Reads the server version, the migration history of both tools and RLS status.
 ///
 /// # Errors
 /// [`PgError::Query`] when the database cannot be queried.
 pub async fn schema_report(pool: &PgPool) -> Result<SchemaReport, PgError> {
+    let mut conn = pool.acquire().await.map_err(PgError::Connect)?;
     let server_version: String = sqlx::query_scalar("show server_version")
-        .fetch_one(pool)
+        .fetch_one(&mut *conn)
         .await
         .map_err(PgError::Query)?;
-    let history_exists: bool =
-        sqlx::query_scalar("select to_regclass('public._sqlx_migrations') is not null")
-            .fetch_one(pool)
-            .await
-            .map_err(PgError::Query)?;
-    let mut recorded: HashMap<i64, (String, Vec<u8>)> = HashMap::new();
-    if history_exists {
-        let rows = sqlx::query(
-            "select version, description, checksum from public._sqlx_migrations \
-             where success order by version",
-        )
-        .fetch_all(pool)
-        .await
-        .map_err(PgError::Query)?;
-        for row in rows {
-            recorded.insert(row.get(0), (row.get(1), row.get(2)));
-        }
-    }
+    let history = read_history(&mut conn).await.map_err(PgError::Query)?;
+    let mut recorded: HashMap<i64, (String, Vec<u8>)> = history
+        .sqlx
+        .iter()
+        .filter(|(_, (_, _, success))| *success)
+        .map(|(version, (description, checksum, _))| {
+            (*version, (description.clone(), checksum.clone()))
+        })
+        .collect();
     let mut report = SchemaReport {
         server_version,
         applied: Vec::new(),
+        applied_by_supabase_cli: Vec::new(),
         pending: Vec::new(),
         modified: Vec::new(),
         unknown: Vec::new(),
         tables_without_rls: Vec::new(),
+        legacy: None,
     };
     for m in MIGRATOR.iter() {
         let entry = AppliedMigration {
@@ -88,6 +89,12 @@ pub async fn schema_report(pool: &PgPool) -> Result<SchemaReport, PgError> {
                 if checksum != m.checksum.as_ref() {
                     report.modified.push(entry.clone());
                 }
+                report.applied.push(entry);
+            }
+            // The Supabase CLI keeps the statements, not a checksum: such a file counts as
+            // applied as it is.
+            None if history.supabase.contains(&m.version) => {
+                report.applied_by_supabase_cli.push(entry.clone());
                 report.applied.push(entry);
             }
             None => report.pending.push(entry),
@@ -106,8 +113,10 @@ pub async fn schema_report(pool: &PgPool) -> Result<SchemaReport, PgError> {
         "select c.relname::text from pg_class c join pg_namespace n on n.oid = c.relnamespace \
          where n.nspname = 'public' and c.relkind = 'r' and not c.relrowsecurity order by 1",
     )
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await
     .map_err(PgError::Query)?;
+    drop(conn);
+    report.legacy = legacy_schema(pool).await?;
     Ok(report)
 }

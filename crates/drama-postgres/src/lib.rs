@@ -9,12 +9,21 @@ mod generation;
 mod health;
 pub mod jobs;
 mod legacy;
+mod legacy_tables;
+mod metrics;
 mod orphans;
+mod schema;
 mod settings;
 mod users;
 
 pub use error::PgError;
 pub use health::{AppliedMigration, SchemaReport, schema_report};
+pub use legacy_tables::PgLegacyTables;
+pub use metrics::{ClassWork, JobMetrics, job_metrics};
+pub use schema::{
+    LEGACY_SCHEMA, LEGACY_TABLES, LegacySchema, LegacyTable, adopt_legacy_schema, legacy_schema,
+    migrate,
+};
 pub use settings::PgSettings;
 
 use sqlx::PgPool;
@@ -50,12 +59,4 @@ impl PgStore {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
-}
-
-/// Applies every pending migration.
-///
-/// # Errors
-/// [`PgError::Migrate`] when a migration fails or an applied file was changed.
-pub async fn migrate(pool: &PgPool) -> Result<(), PgError> {
-    MIGRATOR.run(pool).await.map_err(PgError::Migrate)
 }

@@ -131,3 +131,51 @@ async fn drop_database(name: &str) {
     .await
     .expect("dropping the scratch database");
 }
+
+/// The old server's schema as its `migrations/001_initial_schema.sql` created it (text keys
+/// per table, `jobs` keyed by `job_id`, no `users`).
+pub const OLD_SCHEMA_SQL: &str = include_str!("../../../fixtures/legacy-db/old_schema.sql");
+
+/// Rows for [`OLD_SCHEMA_SQL`]: three dramas of the old default user (one the new model
+/// refuses), with parts and assets at every level, and historical jobs.
+pub const OLD_ROWS_SQL: &str = include_str!("../../../fixtures/legacy-db/old_rows.sql");
+
+/// Runs a script of several statements.
+///
+/// # Panics
+/// When a statement fails.
+pub async fn run_script(pool: &PgPool, sql: &str) {
+    sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
+        .execute(pool)
+        .await
+        .expect("running an SQL script");
+}
+
+/// Applies `migrator`'s files the way `supabase db push` does: each file's SQL, then a row in
+/// `supabase_migrations.schema_migrations` (version as text, name, statements), and no sqlx
+/// history.
+///
+/// # Panics
+/// When a file fails.
+pub async fn push_like_supabase_cli(pool: &PgPool, migrator: &sqlx::migrate::Migrator) {
+    run_script(
+        pool,
+        "create schema if not exists supabase_migrations;
+         create table if not exists supabase_migrations.schema_migrations (
+           version text not null primary key, statements text[], name text);",
+    )
+    .await;
+    for m in migrator.iter() {
+        run_script(pool, m.sql.as_str()).await;
+        sqlx::query(
+            "insert into supabase_migrations.schema_migrations (version, statements, name) \
+             values ($1, array[$2], $3)",
+        )
+        .bind(m.version.to_string())
+        .bind(m.sql.as_str())
+        .bind(m.description.as_ref())
+        .execute(pool)
+        .await
+        .expect("recording a migration as the Supabase CLI does");
+    }
+}

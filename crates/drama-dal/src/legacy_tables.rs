@@ -1,0 +1,68 @@
+//! The read port of the old server's database: its tables (`dramas`, `characters`,
+//! `episodes`, `scenes`, `assets`, `users`), wherever they sit, row by row. The old schema
+//! varies between projects (the repository code of the old server wrote columns its SQL file
+//! never created: `user_id`, `is_main`, `sequence_number`, …), so rows are handed over as the
+//! JSON objects of their columns and the caller decides what each column means.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+
+use crate::error::RepoError;
+
+/// One row: column name → value.
+pub type LegacyRow = Map<String, Value>;
+
+/// A drama listed in the old tables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegacyDramaEntry {
+    /// Its id (any text the old schema allowed).
+    pub id: String,
+    /// Its `user_id` column, when the table has one and it is set (text or number).
+    pub owner: Option<String>,
+    /// `created_at`, when the table has it.
+    pub created_at: Option<DateTime<Utc>>,
+    /// `updated_at`, when the table has it.
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+/// The rows of one drama, children in their stored order (`sequence_number`, then
+/// `created_at`, then id, as far as the tables have those columns).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LegacyDramaRows {
+    /// The `dramas` row.
+    pub drama: LegacyRow,
+    /// Its `characters` rows.
+    pub characters: Vec<LegacyRow>,
+    /// Its `episodes` rows.
+    pub episodes: Vec<LegacyRow>,
+    /// The `scenes` rows of its episodes.
+    pub scenes: Vec<LegacyRow>,
+    /// Its `assets` rows (of the drama and of every part of it).
+    pub assets: Vec<LegacyRow>,
+}
+
+/// Read access to the old server's tables.
+#[async_trait]
+pub trait LegacyTables: Send + Sync {
+    /// Where the tables are (the schema name), for reports and source keys.
+    fn location(&self) -> &str;
+
+    /// Every drama, by id.
+    ///
+    /// # Errors
+    /// `Unavailable`; `Unexpected` when the tables do not have the old shape.
+    async fn legacy_dramas(&self) -> Result<Vec<LegacyDramaEntry>, RepoError>;
+
+    /// The rows of one drama, `None` when it is gone. One round trip.
+    ///
+    /// # Errors
+    /// `Unavailable`; `Unexpected`.
+    async fn legacy_drama(&self, id: &str) -> Result<Option<LegacyDramaRows>, RepoError>;
+
+    /// The rows of the old `users` table (empty when there is none).
+    ///
+    /// # Errors
+    /// `Unavailable`; `Unexpected`.
+    async fn legacy_users(&self) -> Result<Vec<LegacyRow>, RepoError>;
+}

@@ -1,0 +1,252 @@
+//! The import from the old server's database tables: a scratch database with the old schema
+//! and its rows, moved aside by `adopt_legacy_schema`, imported through the same decisions and
+//! reports as the bucket's files, with an S3 server in this process for the asset URLs.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{TestS3, database_snapshot, memory_repos, png, repos};
+use drama_domain::{DramaId, UserId};
+use drama_legacy::{
+    CancellationToken, ImportOptions, ImportReport, Importer, Outcome, OwnerMap, ReasonCode,
+    Repositories, Silent,
+};
+use drama_postgres::PgLegacyTables;
+use drama_testkit::pg::{OLD_ROWS_SQL, OLD_SCHEMA_SQL, run_script};
+use sqlx::PgPool;
+
+async fn old_database(pool: &PgPool) {
+    run_script(pool, OLD_SCHEMA_SQL).await;
+    run_script(pool, OLD_ROWS_SQL).await;
+}
+
+async fn run(
+    s3: &TestS3,
+    repos: &Repositories,
+    pool: &PgPool,
+    schema: &str,
+    options: ImportOptions,
+) -> ImportReport {
+    let tables = PgLegacyTables::open(pool.clone(), schema).await.unwrap();
+    Importer::new(s3.store.clone(), repos.clone(), options)
+        .unwrap()
+        .from_tables(Arc::new(tables))
+        .run(&Silent, &CancellationToken::new())
+        .await
+        .unwrap()
+}
+
+fn options(s3: &TestS3, owners: OwnerMap, dry_run: bool) -> ImportOptions {
+    let mut o = ImportOptions::new(owners);
+    o.bucket_urls = s3.bucket_urls();
+    o.jobs = 2;
+    o.dry_run = dry_run;
+    o
+}
+
+fn id(s: &str) -> DramaId {
+    DramaId::parse(s).unwrap()
+}
+
+#[sqlx::test(migrations = false)]
+async fn every_row_of_the_old_tables_lands_with_the_mapped_owner(pool: PgPool) {
+    old_database(&pool).await;
+    let s3 = TestS3::start().await;
+    s3.put("dramas/corgi/cover.png", png(300), "image/png")
+        .await;
+    s3.put(
+        "dramas/corgi/characters/corgi-c1.png",
+        png(200),
+        "image/png",
+    )
+    .await;
+    let owner = UserId::random();
+    let owners = OwnerMap::default().with_default_owner(owner);
+
+    // A dry run against the tables still in public, into memory: the real run's decisions.
+    let dry = run(
+        &s3,
+        &memory_repos(),
+        &pool,
+        "public",
+        options(&s3, owners.clone(), true),
+    )
+    .await;
+    assert!(dry.dry_run);
+    assert_eq!(dry.command, "migrate --adopt-legacy");
+    assert_eq!(dry.source.origin, "database");
+    assert_eq!((dry.counts.imported, dry.counts.failed), (2, 1));
+
+    drama_postgres::adopt_legacy_schema(&pool).await.unwrap();
+    let repos = repos(&pool);
+    let report = run(
+        &s3,
+        &repos,
+        &pool,
+        "legacy",
+        options(&s3, owners.clone(), false),
+    )
+    .await;
+    assert_eq!(report.counts.total, 3);
+    assert_eq!(report.counts.imported, 2, "{report:#?}");
+    assert_eq!(report.counts.failed, 1);
+    assert_eq!(report.users_created, vec![owner]);
+    let broken = report
+        .dramas
+        .iter()
+        .find(|d| d.drama_id == "broken")
+        .unwrap();
+    assert_eq!(broken.source_key, "db:legacy/dramas/broken");
+    assert_eq!(broken.outcome, Outcome::Failed);
+    let reason = broken.reason.as_ref().unwrap();
+    assert_eq!(reason.code, ReasonCode::InvalidDrama);
+    assert!(reason.message.contains("duration"), "{}", reason.message);
+
+    // Every row, in its place, with the owner.
+    let corgi = repos
+        .dramas
+        .get_complete(owner, &id("corgi"))
+        .await
+        .unwrap()
+        .drama;
+    assert_eq!(corgi.title, "Corgi Tycoon");
+    assert_eq!(corgi.characters.len(), 2);
+    assert!(corgi.characters[0].main);
+    assert_eq!(corgi.characters[1].voice_description, "");
+    assert_eq!(corgi.characters[0].assets.len(), 1);
+    assert_eq!(corgi.episodes.len(), 2);
+    assert_eq!(corgi.episodes[0].scenes.len(), 2);
+    assert_eq!(corgi.episodes[0].assets.len(), 1);
+    assert_eq!(corgi.episodes[0].scenes[0].assets.len(), 2);
+    assert_eq!(corgi.episodes[1].premise.as_deref(), Some("rivalry"));
+    assert_eq!(corgi.assets.len(), 1);
+    assert_eq!(
+        corgi.metadata.as_ref().unwrap()["genre"],
+        serde_json::json!("comedy")
+    );
+    let heist = repos
+        .dramas
+        .get_complete(owner, &id("heist"))
+        .await
+        .unwrap()
+        .drama;
+    assert_eq!(heist.episodes[0].scenes[0].id.as_str(), "heist-e1-s1");
+    // Bucket URLs became storage records; the foreign one stayed a URL.
+    let objects = repos
+        .dramas
+        .asset_objects(owner, &id("corgi"))
+        .await
+        .unwrap();
+    assert_eq!(objects.len(), 2, "{objects:?}");
+    let corgi_report = report
+        .dramas
+        .iter()
+        .find(|d| d.drama_id == "corgi")
+        .unwrap();
+    assert_eq!(corgi_report.assets.in_bucket, 2);
+    assert_eq!(corgi_report.assets.foreign, 1);
+    assert!(
+        corgi_report.defaulted.is_empty(),
+        "{:?}",
+        corgi_report.defaulted
+    );
+
+    // A rerun changes nothing.
+    let before = database_snapshot(&pool).await;
+    let again = run(
+        &s3,
+        &repos,
+        &pool,
+        "legacy",
+        options(&s3, owners.clone(), false),
+    )
+    .await;
+    assert_eq!(again.counts.unchanged, 2);
+    assert_eq!(again.counts.failed, 1);
+    assert_eq!(database_snapshot(&pool).await, before);
+
+    // The refused row, repaired where it now lives, comes over on the next run.
+    run_script(
+        &pool,
+        "update legacy.assets set duration = 10 where id = 'broken-e1-s1-vid'",
+    )
+    .await;
+    let fixed = run(&s3, &repos, &pool, "legacy", options(&s3, owners, false)).await;
+    assert_eq!(fixed.counts.imported, 1);
+    assert_eq!(fixed.counts.unchanged, 2);
+    assert!(!fixed.is_failure());
+    assert!(
+        repos
+            .dramas
+            .get_complete(owner, &id("broken"))
+            .await
+            .is_ok()
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn the_old_repository_columns_and_users_table_are_understood(pool: PgPool) {
+    old_database(&pool).await;
+    // What the old repository code wrote although its SQL file never created it.
+    run_script(
+        &pool,
+        "alter table dramas add column user_id text, add column cover_url text;
+         alter table characters add column is_main boolean;
+         alter table episodes add column sequence_number integer;
+         alter table characters alter column main drop default;
+         update characters set main = null, is_main = (id = 'corgi-c2');
+         update episodes set sequence_number = case id when 'corgi-e1' then 2 else 1 end;
+         update dramas set user_id = 'a1111111-1111-1111-1111-111111111111' where id = 'corgi';
+         update dramas set user_id = 'alice' where id = 'heist';
+         update assets set duration = 10 where id = 'broken-e1-s1-vid';
+         create table users (id text primary key, email text, display_name text,
+           tokens integer default 30, subscription_tier text default 'free');
+         insert into users values
+           ('a1111111-1111-1111-1111-111111111111', 'demo@shortformdramas.com', 'Demo', 7, 'pro'),
+           ('not-a-uuid', 'x@example.com', null, 30, 'free');",
+    )
+    .await;
+    drama_postgres::adopt_legacy_schema(&pool).await.unwrap();
+    let s3 = TestS3::start().await;
+    let repos = repos(&pool);
+    let alice = UserId::random();
+    let owners = OwnerMap::parse(format!(r#"{{"alice": "{alice}"}}"#).as_bytes()).unwrap();
+    let report = run(&s3, &repos, &pool, "legacy", options(&s3, owners, false)).await;
+
+    let demo: UserId = "a1111111-1111-1111-1111-111111111111".parse().unwrap();
+    let user = repos.users.get_user(demo).await.unwrap();
+    assert_eq!(user.email.as_deref(), Some("demo@shortformdramas.com"));
+    assert_eq!(user.tokens, 7);
+    assert!(report.users_created.contains(&demo));
+    assert!(report.users_created.contains(&alice));
+    assert!(
+        report.notes.iter().any(|n| n.contains("not-a-uuid")),
+        "{:?}",
+        report.notes
+    );
+    let corgi = repos
+        .dramas
+        .get_complete(demo, &id("corgi"))
+        .await
+        .unwrap()
+        .drama;
+    assert!(!corgi.characters[0].main && corgi.characters[1].main);
+    assert_eq!(
+        corgi.episodes[0].id.as_str(),
+        "corgi-e2",
+        "sequence_number orders"
+    );
+    assert!(repos.dramas.get_complete(alice, &id("heist")).await.is_ok());
+    // The default owner has no mapping: its drama fails and says what to pass.
+    let broken = report
+        .dramas
+        .iter()
+        .find(|d| d.drama_id == "broken")
+        .unwrap();
+    assert_eq!(
+        broken.reason.as_ref().unwrap().code,
+        ReasonCode::OwnerUnmapped
+    );
+}

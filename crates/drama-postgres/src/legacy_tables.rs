@@ -1,0 +1,175 @@
+//! `LegacyTables` on PostgreSQL: the old server's tables, wherever they sit (`legacy` after
+//! adoption, `public` before it, for a dry run), read row by row as JSON objects.
+//!
+//! The old schema varies between projects, so the statements are built once from the columns
+//! the tables actually have: children are ordered by `sequence_number`, then `created_at`,
+//! then id, as far as those columns exist; a missing table reads as empty.
+
+use std::collections::{HashMap, HashSet};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use drama_dal::RepoError;
+use drama_dal::legacy_tables::{LegacyDramaEntry, LegacyDramaRows, LegacyRow, LegacyTables};
+use serde_json::Value;
+use sqlx::{AssertSqlSafe, PgPool, Row as _};
+
+use crate::error::db;
+use crate::schema::quote_ident;
+
+/// The old tables of one schema.
+#[derive(Debug, Clone)]
+pub struct PgLegacyTables {
+    pool: PgPool,
+    schema: String,
+    list_dramas: String,
+    read_drama: String,
+    read_users: Option<String>,
+}
+
+impl PgLegacyTables {
+    /// The old tables in `schema`; reads which columns they have.
+    ///
+    /// # Errors
+    /// `Unavailable`; `Unexpected` when `schema` has no `dramas` table.
+    pub async fn open(pool: PgPool, schema: &str) -> Result<Self, RepoError> {
+        let rows = sqlx::query(
+            "select table_name::text, column_name::text from information_schema.columns \
+             where table_schema = $1",
+        )
+        .bind(schema)
+        .fetch_all(&pool)
+        .await
+        .map_err(db)?;
+        let mut columns: HashMap<String, HashSet<String>> = HashMap::new();
+        for row in rows {
+            columns
+                .entry(row.try_get(0).map_err(db)?)
+                .or_default()
+                .insert(row.try_get(1).map_err(db)?);
+        }
+        if !columns.contains_key("dramas") {
+            return Err(RepoError::Unexpected(
+                format!("schema {schema} has no dramas table").into(),
+            ));
+        }
+        let s = quote_ident(schema);
+        let list_dramas = format!(
+            "select d.id::text, (to_jsonb(d) ->> 'created_at')::timestamptz, \
+                    (to_jsonb(d) ->> 'updated_at')::timestamptz, \
+                    nullif(btrim(to_jsonb(d) ->> 'user_id'), '') \
+             from {s}.dramas d order by 1"
+        );
+        let children = |table: &str, filter: &str| -> String {
+            let Some(cols) = columns.get(table) else {
+                return "'[]'::jsonb".to_owned();
+            };
+            let order: Vec<String> = ["sequence_number", "position", "created_at", "id"]
+                .iter()
+                .filter(|c| cols.contains(**c))
+                .map(|c| format!("x.{}", quote_ident(c)))
+                .collect();
+            let order = if order.is_empty() {
+                String::new()
+            } else {
+                format!(" order by {}", order.join(", "))
+            };
+            format!(
+                "coalesce((select jsonb_agg(to_jsonb(x){order}) from {s}.{} x where {filter}), \
+                 '[]'::jsonb)",
+                quote_ident(table)
+            )
+        };
+        let episodes_of = if columns.contains_key("episodes") {
+            format!("x.episode_id in (select e.id from {s}.episodes e where e.drama_id = $1)")
+        } else {
+            "false".to_owned()
+        };
+        let read_drama = format!(
+            "select (select to_jsonb(d) from {s}.dramas d where d.id = $1), {}, {}, {}, {}",
+            children("characters", "x.drama_id = $1"),
+            children("episodes", "x.drama_id = $1"),
+            children("scenes", &episodes_of),
+            children("assets", "x.drama_id = $1"),
+        );
+        let read_users = columns
+            .contains_key("users")
+            .then(|| format!("select to_jsonb(u) from {s}.users u order by u.id"));
+        Ok(Self {
+            pool,
+            schema: schema.to_owned(),
+            list_dramas,
+            read_drama,
+            read_users,
+        })
+    }
+}
+
+fn rows_of(value: Value) -> Vec<LegacyRow> {
+    match value {
+        Value::Array(items) => items
+            .into_iter()
+            .filter_map(|v| match v {
+                Value::Object(map) => Some(map),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+#[async_trait]
+impl LegacyTables for PgLegacyTables {
+    fn location(&self) -> &str {
+        &self.schema
+    }
+
+    #[tracing::instrument(skip_all, fields(schema = self.schema))]
+    async fn legacy_dramas(&self) -> Result<Vec<LegacyDramaEntry>, RepoError> {
+        let rows = sqlx::query(AssertSqlSafe(self.list_dramas.clone()))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter()
+            .map(|row| {
+                Ok(LegacyDramaEntry {
+                    id: row.try_get(0).map_err(db)?,
+                    created_at: row.try_get::<Option<DateTime<Utc>>, _>(1).map_err(db)?,
+                    updated_at: row.try_get::<Option<DateTime<Utc>>, _>(2).map_err(db)?,
+                    owner: row.try_get(3).map_err(db)?,
+                })
+            })
+            .collect()
+    }
+
+    #[tracing::instrument(skip_all, fields(schema = self.schema, drama.id = id))]
+    async fn legacy_drama(&self, id: &str) -> Result<Option<LegacyDramaRows>, RepoError> {
+        let row = sqlx::query(AssertSqlSafe(self.read_drama.clone()))
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        let Some(Value::Object(drama)) = row.try_get::<Option<Value>, _>(0).map_err(db)? else {
+            return Ok(None);
+        };
+        Ok(Some(LegacyDramaRows {
+            drama,
+            characters: rows_of(row.try_get(1).map_err(db)?),
+            episodes: rows_of(row.try_get(2).map_err(db)?),
+            scenes: rows_of(row.try_get(3).map_err(db)?),
+            assets: rows_of(row.try_get(4).map_err(db)?),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(schema = self.schema))]
+    async fn legacy_users(&self) -> Result<Vec<LegacyRow>, RepoError> {
+        let Some(statement) = &self.read_users else {
+            return Ok(Vec::new());
+        };
+        let rows: Vec<Value> = sqlx::query_scalar(AssertSqlSafe(statement.clone()))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(rows_of(Value::Array(rows)))
+    }
+}

@@ -1,0 +1,204 @@
+//! The schema's history and its predecessors on a real PostgreSQL: migrations applied by the
+//! Supabase CLI count as applied, and the old server's tables are refused by `migrate` and
+//! moved aside by `adopt_legacy_schema`.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use drama_postgres::{LEGACY_SCHEMA, MIGRATOR, PgError};
+use drama_testkit::pg::{OLD_ROWS_SQL, OLD_SCHEMA_SQL, push_like_supabase_cli, run_script};
+use sqlx::PgPool;
+
+async fn sqlx_versions(pool: &PgPool) -> Vec<i64> {
+    sqlx::query_scalar("select version from public._sqlx_migrations where success order by 1")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+async fn table_schema(pool: &PgPool, table: &str) -> Vec<String> {
+    sqlx::query_scalar(
+        "select table_schema::text from information_schema.tables where table_name = $1 \
+         and table_schema in ('public', 'legacy') order by 1",
+    )
+    .bind(table)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+fn all_versions() -> Vec<i64> {
+    MIGRATOR.iter().map(|m| m.version).collect()
+}
+
+#[sqlx::test(migrations = false)]
+async fn migrations_pushed_by_the_supabase_cli_count_as_applied(pool: PgPool) {
+    push_like_supabase_cli(&pool, &MIGRATOR).await;
+
+    let report = drama_postgres::schema_report(&pool).await.unwrap();
+    assert!(report.pending.is_empty(), "{report:?}");
+    assert_eq!(report.applied.len(), MIGRATOR.iter().count());
+    assert_eq!(report.applied_by_supabase_cli, report.applied);
+    assert!(report.legacy.is_none());
+    assert!(report.is_healthy(), "{report:?}");
+
+    // `migrate` records them for sqlx instead of running them again (which would fail on
+    // tables that exist), and then has nothing to do.
+    drama_postgres::migrate(&pool).await.unwrap();
+    assert_eq!(sqlx_versions(&pool).await, all_versions());
+    drama_postgres::migrate(&pool).await.unwrap();
+    let report = drama_postgres::schema_report(&pool).await.unwrap();
+    assert!(report.applied_by_supabase_cli.is_empty());
+    assert!(report.is_healthy(), "{report:?}");
+    let rls: bool = sqlx::query_scalar(
+        "select relrowsecurity from pg_class where oid = 'public._sqlx_migrations'::regclass",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(
+        rls,
+        "sqlx's history must not be readable through the Data API"
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_partial_supabase_push_is_completed_by_migrate(pool: PgPool) {
+    let mut first_two = sqlx::migrate::Migrator::DEFAULT;
+    first_two.migrations = MIGRATOR.migrations[..2].to_vec().into();
+    push_like_supabase_cli(&pool, &first_two).await;
+
+    let report = drama_postgres::schema_report(&pool).await.unwrap();
+    assert_eq!(report.applied_by_supabase_cli.len(), 2);
+    assert_eq!(report.pending.len(), MIGRATOR.iter().count() - 2);
+    assert!(!report.is_healthy());
+
+    drama_postgres::migrate(&pool).await.unwrap();
+    assert_eq!(sqlx_versions(&pool).await, all_versions());
+    assert!(
+        drama_postgres::schema_report(&pool)
+            .await
+            .unwrap()
+            .is_healthy()
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn the_old_schema_is_refused_untouched_then_adopted(pool: PgPool) {
+    run_script(&pool, OLD_SCHEMA_SQL).await;
+    run_script(&pool, OLD_ROWS_SQL).await;
+
+    let found = drama_postgres::legacy_schema(&pool).await.unwrap().unwrap();
+    assert!(found.in_public());
+    assert_eq!(found.rows("dramas"), 3);
+    assert_eq!(found.rows("assets"), 6);
+    assert_eq!(found.rows("jobs"), 2);
+    assert_eq!(found.rows("users"), 0);
+    let report = drama_postgres::schema_report(&pool).await.unwrap();
+    assert!(!report.is_healthy());
+
+    let refused = drama_postgres::migrate(&pool).await.unwrap_err();
+    assert!(matches!(refused, PgError::LegacySchema(_)), "{refused}");
+    assert!(
+        refused.to_string().contains("public.dramas (3 rows)"),
+        "{refused}"
+    );
+    assert_eq!(table_schema(&pool, "dramas").await, ["public"]);
+    let history: bool = sqlx::query_scalar("select to_regclass('public._sqlx_migrations') is null")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(history, "a refused migrate writes nothing");
+
+    let adopted = drama_postgres::adopt_legacy_schema(&pool)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(adopted.schema, LEGACY_SCHEMA);
+    assert_eq!(adopted.tables.len(), found.tables.len());
+    for table in &found.tables {
+        assert_eq!(adopted.rows(&table.name), table.rows, "{}", table.name);
+    }
+    assert_eq!(table_schema(&pool, "dramas").await, ["legacy", "public"]);
+    assert_eq!(table_schema(&pool, "jobs").await, ["legacy", "public"]);
+    let report = drama_postgres::schema_report(&pool).await.unwrap();
+    assert!(report.is_healthy(), "{report:?}");
+    assert_eq!(report.legacy.unwrap().schema, LEGACY_SCHEMA);
+
+    // The old trigger functions went along; the old triggers still fire.
+    let moved: i64 = sqlx::query_scalar(
+        "select count(*) from pg_proc p join pg_namespace n on n.oid = p.pronamespace \
+         where n.nspname = 'legacy' and p.proname in ('update_updated_at_column', \
+         'increment_drama_version')",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(moved, 2);
+    let version: i32 = sqlx::query_scalar(
+        "update legacy.dramas set title = 'Corgi' where id = 'corgi' returning version",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(version, 2);
+
+    // Supabase's client roles cannot read the moved tables (their allow-all policies came along).
+    let mut conn = pool.acquire().await.unwrap();
+    sqlx::query("set role anon")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let denied = sqlx::query("select * from legacy.dramas")
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap_err();
+    assert!(denied.to_string().contains("permission denied"), "{denied}");
+    sqlx::query("reset role").execute(&mut *conn).await.unwrap();
+    drop(conn);
+
+    // Again: nothing to move, nothing to apply.
+    let again = drama_postgres::adopt_legacy_schema(&pool)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.schema, LEGACY_SCHEMA);
+    drama_postgres::migrate(&pool).await.unwrap();
+}
+
+#[sqlx::test(migrations = false)]
+async fn two_adoptions_at_once_move_the_tables_once(pool: PgPool) {
+    run_script(&pool, OLD_SCHEMA_SQL).await;
+    run_script(&pool, OLD_ROWS_SQL).await;
+    let (a, b) = tokio::join!(
+        drama_postgres::adopt_legacy_schema(&pool),
+        drama_postgres::adopt_legacy_schema(&pool)
+    );
+    assert_eq!(a.unwrap().unwrap().rows("dramas"), 3);
+    assert_eq!(b.unwrap().unwrap().rows("dramas"), 3);
+    assert_eq!(sqlx_versions(&pool).await, all_versions());
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_legacy_schema_of_someone_else_blocks_the_move_and_changes_nothing(pool: PgPool) {
+    run_script(&pool, OLD_SCHEMA_SQL).await;
+    run_script(
+        &pool,
+        "create schema legacy; create table legacy.dramas (note text);",
+    )
+    .await;
+    let e = drama_postgres::adopt_legacy_schema(&pool)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("schema legacy already holds"), "{e}");
+    assert_eq!(table_schema(&pool, "characters").await, ["public"]);
+}
+
+#[sqlx::test(migrations = false)]
+async fn tables_of_our_names_without_our_history_are_named(pool: PgPool) {
+    run_script(&pool, "create table public.users (id int primary key);").await;
+    let e = drama_postgres::migrate(&pool).await.unwrap_err();
+    assert!(
+        matches!(&e, PgError::Collision(t) if t == &["users"]),
+        "{e}"
+    );
+    assert!(e.to_string().contains("users"), "{e}");
+}

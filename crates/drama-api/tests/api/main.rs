@@ -3,6 +3,7 @@
 
 mod auth;
 mod console;
+mod embedding;
 mod graphql;
 mod jobs;
 mod library;

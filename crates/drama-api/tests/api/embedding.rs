@@ -1,0 +1,84 @@
+//! drama_api mounted under a prefix inside another service's `App`: the API answers under the
+//! prefix, the host keeps its own routes, 404s and extractor error handlers.
+
+use actix_web::test::{self, TestRequest};
+use actix_web::{HttpResponse, web};
+use drama_api::ApiState;
+use serde_json::Value;
+
+use crate::support::{Harness, bearer};
+
+#[derive(serde::Deserialize)]
+struct Host {
+    #[allow(dead_code)]
+    n: u32,
+}
+
+async fn host_json(_: web::Json<Host>) -> HttpResponse {
+    HttpResponse::Ok().body("host")
+}
+
+#[actix_web::test]
+async fn the_api_mounts_under_a_prefix_next_to_foreign_routes() {
+    let h = Harness::new().await;
+    let state = ApiState::new(h.app.clone(), Harness::settings());
+    let svc = test::init_service(
+        actix_web::App::new()
+            .service(drama_api::scope("/drama", state))
+            .route(
+                "/hello",
+                web::get().to(|| async { HttpResponse::Ok().body("hi") }),
+            )
+            .route("/host-json", web::post().to(host_json)),
+    )
+    .await;
+
+    // The API under its prefix, authenticated as usual.
+    let req = TestRequest::get()
+        .uri("/drama/dramas")
+        .insert_header(bearer(&h.alice_key))
+        .to_request();
+    let res = test::call_service(&svc, req).await;
+    assert_eq!(res.status(), 200);
+    let body: Value = test::read_body_json(res).await;
+    assert!(body.is_array() || body.get("dramas").is_some(), "{body}");
+
+    // An unknown path under the prefix gets the API's JSON 404.
+    let res = test::call_service(
+        &svc,
+        TestRequest::get().uri("/drama/no-such-route").to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), 404);
+    let body: Value = test::read_body_json(res).await;
+    assert_eq!(body["code"], "not_found");
+
+    // The host's own route works and its 404 stays the host's (actix's empty default).
+    let res = test::call_service(&svc, TestRequest::get().uri("/hello").to_request()).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(test::read_body(res).await, "hi");
+    let res = test::call_service(&svc, TestRequest::get().uri("/elsewhere").to_request()).await;
+    assert_eq!(res.status(), 404);
+    assert!(
+        test::read_body(res).await.is_empty(),
+        "the host's 404 was taken over"
+    );
+
+    // The host's JSON extractor keeps actix's default error handling (plain 400, not the
+    // API's envelope), so the API's extractor configuration did not leak out of its scope.
+    let res = test::call_service(
+        &svc,
+        TestRequest::post()
+            .uri("/host-json")
+            .insert_header(("content-type", "application/json"))
+            .set_payload("{\"n\": \"not a number\"}")
+            .to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), 400);
+    let body = test::read_body(res).await;
+    assert!(
+        serde_json::from_slice::<Value>(&body).map_or(true, |v| v.get("code").is_none()),
+        "the host's JSON errors use the API's envelope: {body:?}"
+    );
+}

@@ -14,7 +14,7 @@ use drama_assets::{AssetStore as _, ObjectKey};
 use drama_dal::{
     AssetObject, DramaRepository as _, NewUser, OrphanRepository as _, UserRepository as _,
 };
-use drama_domain::{DramaId, EpisodeId, UserId};
+use drama_domain::{EpisodeId, UserId};
 use drama_jobs::{JobState, Worker, WorkerConfig};
 use drama_postgres::PgStore;
 use drama_postgres::jobs::PgJobStore;
@@ -69,8 +69,9 @@ async fn world(name: &str) -> World {
     }
 }
 
-/// Stores `bytes` under `key` and returns its record.
-async fn put(w: &World, key: &str, bytes: &'static [u8], mime: &str) -> AssetObject {
+/// Stores `bytes` (of no particular type) under `key` and returns its record.
+async fn put(w: &World, key: &str, bytes: &'static [u8]) -> AssetObject {
+    let mime = "application/octet-stream";
     let object = ObjectKey::parse(key).unwrap();
     w.assets
         .put_bytes(&object, Bytes::from_static(bytes), mime)
@@ -103,10 +104,31 @@ async fn behind_the_servers_back(w: &World, asset: &str, key: &str) {
     .unwrap()
     .rows_affected();
     assert_eq!(changed, 1);
+    // A new version, so that no cache keeps serving the old row.
+    sqlx::query("update public.dramas set version = version + 1 where id = 'alices'")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
     sqlx::query("set session_replication_role = origin")
         .execute(&mut *conn)
         .await
         .unwrap();
+}
+
+/// Waits for a run to settle and answers the error of its first failed node, if any.
+async fn settle(w: &World, caller: &Caller, run: drama_jobs::JobId) -> Option<String> {
+    for _ in 0..3000 {
+        let tree = w.app.run_tree(caller, run).await.unwrap();
+        if tree.nodes[0].state.is_settled() {
+            return tree
+                .nodes
+                .iter()
+                .filter(|n| n.state == JobState::Failed)
+                .find_map(|n| n.error.clone());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("run {run} did not settle");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -115,19 +137,6 @@ async fn a_foreign_key_slipped_into_a_row_is_never_read() {
     let (alice, bob) = (w.alice, w.bob);
     let d = drama_testkit::builders::drama("alices", 1, 1, 1);
     w.store.create(alice, &d).await.unwrap();
-    // Every asset of Alice's drama has an object of hers.
-    for (_, asset) in d.assets_with_owner() {
-        let key = format!("{alice}/alices/clips/{}.mp4", asset.id);
-        let object = put(&w, &key, b"alice's bytes", "video/mp4").await;
-        w.store
-            .attach_asset_object(alice, &d.id, &asset.id, "https://cdn/a", &object)
-            .await
-            .unwrap();
-    }
-    let bobs = format!("{bob}/bobs/clips/secret.mp4");
-    put(&w, &bobs, b"bob's secret clip", "video/mp4").await;
-    behind_the_servers_back(&w, "e0-s0-vid", &bobs).await;
-
     let worker = Worker::start(
         w.jobs.clone(),
         w.app.registry(),
@@ -139,25 +148,35 @@ async fn a_foreign_key_slipped_into_a_row_is_never_read() {
     .await
     .unwrap();
     let caller = Caller::user(alice);
-    let started = w
+    // Everything generated for real, so that only the stitch is left to redo.
+    let whole = w
         .app
-        .stitch_episode(
-            &caller,
-            &DramaId::parse("alices").unwrap(),
-            &EpisodeId::parse("e0").unwrap(),
-        )
+        .generate(&caller, &d.id, drama_app::pipeline::Scope::Drama, false)
         .await
         .unwrap();
-    let mut failure = None;
-    for _ in 0..500 {
-        let tree = w.app.run_tree(&caller, started.job_id).await.unwrap();
-        if let Some(node) = tree.nodes.iter().find(|n| n.state == JobState::Failed) {
-            failure = node.error.clone();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let failure = failure.expect("the stitch fails");
+    assert_eq!(settle(&w, &caller, whole.job_id).await, None);
+    let stitched = w
+        .store
+        .get_complete(alice, &d.id)
+        .await
+        .unwrap()
+        .drama
+        .episodes[0]
+        .url
+        .clone();
+    assert!(stitched.is_some());
+
+    let bobs = format!("{bob}/bobs/uploads/secret.bin");
+    put(&w, &bobs, b"bob's secret clip").await;
+    behind_the_servers_back(&w, "e0-s0-vid", &bobs).await;
+    let again = w
+        .app
+        .stitch_episode(&caller, &d.id, &EpisodeId::parse("e0").unwrap())
+        .await
+        .unwrap();
+    let failure = settle(&w, &caller, again.job_id)
+        .await
+        .expect("the stitch fails");
     assert!(failure.contains("does not belong"), "{failure}");
     assert!(failure.contains(&bobs), "{failure}");
     let episode = w
@@ -169,8 +188,8 @@ async fn a_foreign_key_slipped_into_a_row_is_never_read() {
         .episodes[0]
         .url
         .clone();
-    assert_eq!(episode, None, "nothing was stitched from Bob's clip");
-    drop(worker.shutdown().await);
+    assert_eq!(episode, stitched, "nothing was stitched from Bob's clip");
+    worker.shutdown().await;
     w.pool.close().await;
     w.db.drop_it().await;
 }
@@ -181,11 +200,11 @@ async fn the_sweeper_deletes_only_its_owners_unreferenced_keys() {
     let (alice, bob) = (w.alice, w.bob);
     let d = drama_testkit::builders::drama("alices", 1, 1, 1);
     w.store.create(alice, &d).await.unwrap();
-    let bobs = format!("{bob}/bobs/clips/b.mp4");
-    let bobs_library = format!("{bob}/~p/uploads/b.png");
-    let alices_library = format!("{alice}/~p/uploads/a.png");
-    let alices_orphan = format!("{alice}/alices/clips/gone.mp4");
-    let alices_reference = format!("{alice}/alices/references/r.png");
+    let bobs = format!("{bob}/bobs/uploads/b.bin");
+    let bobs_library = format!("{bob}/~p/uploads/b.bin");
+    let alices_library = format!("{alice}/~p/uploads/a.bin");
+    let alices_orphan = format!("{alice}/alices/uploads/gone.bin");
+    let alices_reference = format!("{alice}/alices/uploads/r.bin");
     for key in [
         &bobs,
         &bobs_library,
@@ -193,7 +212,7 @@ async fn the_sweeper_deletes_only_its_owners_unreferenced_keys() {
         &alices_orphan,
         &alices_reference,
     ] {
-        put(&w, key, b"bytes", "application/octet-stream").await;
+        put(&w, key, b"bytes").await;
     }
     // Recorded as Alice's: Bob's objects, her library, an orphan, a reference a job names.
     w.store

@@ -9,6 +9,8 @@ mod jobs;
 mod library;
 mod openapi;
 mod postgres;
+mod quotas;
 mod rest;
 mod support;
+mod tenancy;
 mod websocket;

@@ -6,6 +6,8 @@ mod console;
 mod graphql;
 mod jobs;
 mod library;
+mod media_urls;
+mod old_clients;
 mod openapi;
 mod postgres;
 mod rest;

@@ -121,3 +121,102 @@ fn broken_files_are_refused_not_guessed() {
     }
     assert!(remux::join(&[]).is_err());
 }
+
+/// The ffmpeg of the test environment (`scripts/test` provides one): `FFMPEG_PATH`, else the
+/// one on `PATH`.
+fn ffmpeg() -> String {
+    std::env::var("FFMPEG_PATH").unwrap_or_else(|_| "ffmpeg".to_owned())
+}
+
+fn run(args: &[&str]) -> std::process::Output {
+    let out = std::process::Command::new(ffmpeg())
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("ffmpeg is needed to make provider-like clips: {e}"));
+    assert!(
+        out.status.success(),
+        "ffmpeg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Clips as a provider delivers them: H.264 with B-frames (composition offsets and an edit
+/// list) and AAC audio (with its priming edit), of different lengths and pictures.
+#[test]
+fn provider_like_h264_aac_clips_join_and_decode_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut clips = Vec::new();
+    for (i, (source, seconds)) in [("testsrc", "2"), ("testsrc2", "3"), ("smptebars", "2")]
+        .into_iter()
+        .enumerate()
+    {
+        let path = dir.path().join(format!("clip{i}.mp4"));
+        let path = path.to_str().unwrap();
+        run(&[
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("{source}=size=320x240:rate=25"),
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("sine=frequency={}:sample_rate=44100", 300 + 100 * i),
+            "-t",
+            seconds,
+            "-c:v",
+            "libx264",
+            "-bf",
+            "2",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-shortest",
+            path,
+        ]);
+        clips.push(std::fs::read(path).unwrap());
+    }
+    let views: Vec<&[u8]> = clips.iter().map(Vec::as_slice).collect();
+    let joined = remux::join(&views).unwrap();
+    let whole = probe(&joined).unwrap();
+    let parts: Vec<_> = clips.iter().map(|c| probe(c).unwrap()).collect();
+    assert_eq!(whole.tracks.len(), 2, "video and audio");
+    for (t, track) in whole.tracks.iter().enumerate() {
+        let sum: f64 = parts.iter().map(|p| p.tracks[t].duration).sum();
+        assert!(
+            (track.duration - sum).abs() < 1e-6,
+            "{}: {} vs {sum}",
+            track.handler,
+            track.duration
+        );
+        assert_eq!(
+            track.samples,
+            parts.iter().map(|p| p.tracks[t].samples).sum::<usize>()
+        );
+    }
+    let video_sum: f64 = parts.iter().map(|p| p.tracks[0].duration).sum();
+    assert!((video_sum - 7.0).abs() < 0.1, "{video_sum}");
+    // ffmpeg decodes every frame of the joined file without a complaint.
+    let out_path = dir.path().join("joined.mp4");
+    std::fs::write(&out_path, &joined).unwrap();
+    let decoded = run(&[
+        "-hide_banner",
+        "-v",
+        "error",
+        "-i",
+        out_path.to_str().unwrap(),
+        "-f",
+        "null",
+        "-",
+    ]);
+    assert!(
+        decoded.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&decoded.stderr)
+    );
+}

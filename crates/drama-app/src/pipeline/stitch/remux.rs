@@ -10,7 +10,7 @@
 //! are slightly longer or shorter than their video drifts by at most that difference (under
 //! one audio frame per clip for AAC).
 
-use super::mp4::{Atom, Chunk, Movie, Refused, Sample, Track, read, refuse};
+use super::mp4::{Atom, Chunk, Movie, Refused, Sample, Track, atoms, read, refuse};
 
 /// Joins `clips`, in order, into one MP4.
 ///
@@ -114,7 +114,7 @@ fn check_compatible(movies: &[Movie<'_>]) -> Result<(), Refused> {
             if a.handler != b.handler {
                 return refuse(format!("clip {n}'s tracks differ from clip 1's"));
             }
-            if a.stsd.payload != b.stsd.payload {
+            if codec_parameters(a)? != codec_parameters(b)? {
                 return refuse(format!(
                     "clip {n}'s {what} has other codec parameters than clip 1's"
                 ));
@@ -132,6 +132,87 @@ fn check_compatible(movies: &[Movie<'_>]) -> Result<(), Refused> {
         }
     }
     Ok(())
+}
+
+/// What of a track's sample description must be equal for samples to be interchangeable:
+/// the entry (codec, dimensions or channels and rate, decoder configuration such as the
+/// SPS/PPS in `avcC`) without the statistics an encoder writes per file: the `btrt` box, and
+/// the buffer and bitrate fields of an MPEG-4 audio `esds` (only its object type, stream type
+/// and decoder-specific configuration count).
+fn codec_parameters(track: &Track<'_>) -> Result<Vec<u8>, Refused> {
+    let (_, body) = track.stsd.full()?;
+    let entries = atoms(body.get(4..).unwrap_or_default())?;
+    let Some(entry) = entries.first() else {
+        return refuse("a track has no sample description");
+    };
+    // The fixed fields of a visual (78 bytes) or a version-0 sound (28 bytes) sample entry;
+    // other entries are compared whole.
+    let fixed = match &track.handler {
+        b"vide" => 78,
+        b"soun" if entry.payload.get(8..10) == Some(&[0, 0]) => 28,
+        _ => return Ok(entry.whole.to_vec()),
+    };
+    let (Some(head), Some(rest)) = (entry.payload.get(..fixed), entry.payload.get(fixed..)) else {
+        return Ok(entry.whole.to_vec());
+    };
+    let Ok(children) = atoms(rest) else {
+        return Ok(entry.whole.to_vec());
+    };
+    let mut out = entry.kind.to_vec();
+    out.extend_from_slice(head);
+    for child in children.iter().filter(|c| &c.kind != b"btrt") {
+        out.extend_from_slice(&child.kind);
+        match (&child.kind, esds_essentials(child)) {
+            (b"esds", Some(essentials)) => out.extend_from_slice(&essentials),
+            _ => out.extend_from_slice(child.payload),
+        }
+    }
+    Ok(out)
+}
+
+/// Object type, stream type and decoder-specific configuration of an `esds` box.
+fn esds_essentials(esds: &Atom<'_>) -> Option<Vec<u8>> {
+    let (_, body) = esds.full().ok()?;
+    let (tag, es) = descriptor(body)?;
+    if tag != 0x03 {
+        return None;
+    }
+    let flags = *es.get(2)?;
+    let mut at = 3;
+    if flags & 0x80 != 0 {
+        at += 2;
+    }
+    if flags & 0x40 != 0 {
+        at += 1 + usize::from(*es.get(at)?);
+    }
+    if flags & 0x20 != 0 {
+        at += 2;
+    }
+    let (tag, config) = descriptor(es.get(at..)?)?;
+    if tag != 0x04 || config.len() < 13 {
+        return None;
+    }
+    let mut out = vec![config[0], config[1]];
+    if let Some((0x05, specific)) = config.get(13..).and_then(descriptor) {
+        out.extend_from_slice(specific);
+    }
+    Some(out)
+}
+
+/// An MPEG-4 descriptor: its tag and contents (the size takes one to four 7-bit bytes).
+fn descriptor(bytes: &[u8]) -> Option<(u8, &[u8])> {
+    let tag = *bytes.first()?;
+    let mut size = 0usize;
+    let mut at = 1;
+    loop {
+        let b = *bytes.get(at)?;
+        size = (size << 7) | usize::from(b & 0x7F);
+        at += 1;
+        if b & 0x80 == 0 || at > 4 {
+            break;
+        }
+    }
+    Some((tag, bytes.get(at..at.checked_add(size)?)?))
 }
 
 fn kind_of(track: &Track<'_>) -> &'static str {

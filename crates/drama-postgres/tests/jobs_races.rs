@@ -225,3 +225,112 @@ async fn concurrent_claims_and_expiring_leases_complete_every_task_once(pool: Pg
     assert_eq!(found, Vec::<String>::new());
     assert!(checked > 0);
 }
+
+/// Waits until some session of the database waits for a lock (a claim blocked on a run).
+async fn until_a_session_waits_for_a_lock(pool: &PgPool) {
+    for _ in 0..500 {
+        let waiting: i64 = sqlx::query_scalar(
+            "select count(*) from pg_stat_activity \
+             where datname = current_database() and wait_event_type = 'Lock'",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no session waited for a lock");
+}
+
+/// A claim that had to wait for its run (held by a completion that makes dependents runnable)
+/// picks again once it holds the run: it gets the released tasks along with the one it picked
+/// before the wait, instead of a short batch from a stale pick. What claims rely on: the run's
+/// lock is taken before anything of the run is started, so the second pick is exact.
+#[sqlx::test(migrator = "drama_postgres::MIGRATOR")]
+async fn a_claim_that_waited_for_its_run_gets_what_the_holder_released(pool: PgPool) {
+    let store = Arc::new(PgJobStore::new(wide_pool(&pool, 4).await));
+    let worker = register(&store, Duration::from_secs(60)).await;
+    let mut graph = Graph::new(RunSpec::new("release", Uuid::new_v4()));
+    graph.add(NodeSpec::task("a", "k", json!({})).priority(1));
+    graph.add(NodeSpec::task("c", "k", json!({})));
+    for i in 0..5 {
+        graph.add(NodeSpec::task(format!("b{i}"), "k", json!({})).after(["a"]));
+    }
+    let run = store.submit(&graph).await.unwrap();
+    let request = move |limit| ClaimRequest {
+        worker,
+        kinds: vec!["k".into()],
+        limit,
+    };
+    let first = store.claim(&request(1)).await.unwrap();
+    assert_eq!(first[0].key, "a");
+
+    // The completion of `a` holds the run until it commits; a claim meanwhile sees only `c`.
+    let mut tx = pool.begin().await.unwrap();
+    drama_postgres::jobs::complete_in_tx(&mut tx, &first[0].fence, json!(1), None)
+        .await
+        .unwrap();
+    let claimer = {
+        let store = store.clone();
+        tokio::spawn(async move { store.claim(&request(10)).await.unwrap() })
+    };
+    until_a_session_waits_for_a_lock(&pool).await;
+    tx.commit().await.unwrap();
+    let mut keys: Vec<String> = claimer.await.unwrap().into_iter().map(|j| j.key).collect();
+    keys.sort();
+    assert_eq!(keys, ["b0", "b1", "b2", "b3", "b4", "c"]);
+    let tree = drama_jobs::conformance::assert_consistent(&*store, run.run_id).await;
+    assert_eq!(tree.nodes[0].counts.unwrap().running, 6);
+}
+
+/// Node keys are unique within a run by constraint: a second node with a key the run has
+/// fails, through the engine's tables directly, and keys cannot be changed afterwards.
+#[sqlx::test(migrator = "drama_postgres::MIGRATOR")]
+async fn node_keys_are_unique_within_a_run_by_constraint(pool: PgPool) {
+    let store = PgJobStore::new(pool.clone());
+    let graph = Graph::new(RunSpec::new("keys", Uuid::new_v4()))
+        .with(NodeSpec::task("a", "k", json!({})))
+        .with(NodeSpec::task("b", "k", json!({})));
+    let run = store.submit(&graph).await.unwrap();
+    let other = store.submit(&graph).await.unwrap();
+    let insert = |run: Uuid, key: &'static str| {
+        sqlx::query(
+            "insert into jobs (id, run_id, parent_id, ancestors, node_type, key, kind, owner_id, \
+               state) \
+             values (gen_random_uuid(), $1, $1, array[$1], 'task', $2, 'k', gen_random_uuid(), \
+               'waiting')",
+        )
+        .bind(run)
+        .bind(key)
+    };
+    let err = insert(run.run_id.0, "a").execute(&pool).await.unwrap_err();
+    let db = err.as_database_error().expect("a database error");
+    assert_eq!(db.code().as_deref(), Some("23505"), "{err}");
+    assert_eq!(db.constraint(), Some("job_node_keys_pkey"));
+    // The same key in another run, and a new key in the run, are fine.
+    let mut tx = pool.begin().await.unwrap();
+    insert(other.run_id.0, "c").execute(&mut *tx).await.unwrap();
+    insert(run.run_id.0, "c").execute(&mut *tx).await.unwrap();
+    tx.rollback().await.unwrap();
+    let err = sqlx::query("update jobs set key = 'a' where run_id = $1 and key = 'b'")
+        .bind(run.run_id.0)
+        .execute(&pool)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.as_database_error().and_then(|e| e.code()).as_deref(),
+        Some("23514"),
+        "{err}"
+    );
+    // Pruning runs removes their keys with them.
+    let keys = || sqlx::query_scalar::<_, i64>("select count(*) from job_node_keys");
+    assert_eq!(keys().fetch_one(&pool).await.unwrap(), 4);
+    for r in [run.run_id, other.run_id] {
+        store.cancel(r, "done").await.unwrap();
+    }
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    assert_eq!(store.prune(later, 10).await.unwrap().runs, 2);
+    assert_eq!(keys().fetch_one(&pool).await.unwrap(), 0);
+}

@@ -9,8 +9,9 @@
 //!    capacity): the cost depends on the number of pairs and the claim's size, never on how
 //!    many tasks wait in full classes.
 //! 2. Lock the runs of those tasks (`for no key update skip locked`, in id order), waiting for
-//!    one run only when all are held (and looking again when its picked tasks were taken
-//!    meanwhile).
+//!    one run only when all are held. A claim that waited and cannot be filled from its pick
+//!    picks again with the run held (the transaction it waited for, usually a completion, may
+//!    have made tasks runnable), as does one whose picked tasks were all taken meanwhile.
 //! 3. Read the picked tasks of the locked runs again (a fresh snapshot after the locks), with
 //!    what their handlers need, including their dependencies' results.
 //! 4. Write the transitions (tasks, counters, events, notifications) in one statement.
@@ -116,8 +117,9 @@ struct Picked {
     runs: Vec<Uuid>,
 }
 
-/// Looks for work again when every picked task was taken while the claim waited for its run
-/// (another claimer held it): the second look sees that claimer's commit.
+/// Picks at most this many times: again when every picked task was taken meanwhile (the next
+/// look sees that commit), and again when a claim that waited for a run got less than it asked
+/// for (the wait outdated the pick).
 const PICK_ATTEMPTS: usize = 3;
 
 pub(super) async fn claim(
@@ -140,10 +142,18 @@ pub(super) async fn claim(
         limited = picked.limited;
         // Waiting while holding another run could deadlock with a claimer doing the opposite.
         let may_wait = runs.is_empty();
-        let locked = lock_picked_runs(conn, &mut source, &picked.runs, may_wait).await?;
+        let (locked, waited) = lock_picked_runs(conn, &mut source, &picked.runs, may_wait).await?;
         runs.extend(&locked);
-        candidates = load_candidates(conn, &mut source, &picked.ids, &locked).await?;
-        if !candidates.0.is_empty() || locked.is_empty() {
+        runs.sort_unstable();
+        runs.dedup();
+        candidates = load_candidates(conn, &mut source, &picked.ids, &runs).await?;
+        let found = candidates.0.len();
+        // Nothing left of the pick: the runs' tasks were taken meanwhile; look again. Or the
+        // claim waited for a run and the pick, which predates the wait, cannot fill it: the
+        // transaction it waited for (usually a completion) may have made dependents runnable,
+        // which a pick with the run held sees.
+        let again = (found == 0 && !locked.is_empty()) || (waited && found < request.limit);
+        if !again {
             break;
         }
     }
@@ -222,24 +232,26 @@ async fn pick(conn: &mut PgConnection, request: &ClaimRequest) -> Result<Picked,
     })
 }
 
-/// Locks the runs that other transactions do not hold; when every one is held and `may_wait`,
-/// waits for the first (so a busy run delays a claim instead of starving it). Returns the
-/// locked runs.
+/// Locks the runs that other transactions do not hold (runs this transaction holds already
+/// are returned again); when every one is held and `may_wait`, waits for the first (so a busy
+/// run delays a claim instead of starving it). Returns the locked runs and whether it waited.
 async fn lock_picked_runs(
     conn: &mut PgConnection,
     source: &mut PgSource,
     runs: &[Uuid],
     may_wait: bool,
-) -> Result<Vec<Uuid>, Error> {
+) -> Result<(Vec<Uuid>, bool), Error> {
     let ids: Vec<RunId> = runs.iter().map(|r| JobId(*r)).collect();
     let mut locked = source.lock_runs_skip_locked(conn, &ids).await?;
+    let mut waited = false;
     if locked.is_empty()
         && may_wait
         && let Some(first) = ids.first()
     {
         locked = source.lock_runs(conn, &[*first]).await?;
+        waited = true;
     }
-    Ok(locked.into_iter().map(|r| r.0).collect())
+    Ok((locked.into_iter().map(|r| r.0).collect(), waited))
 }
 
 /// Locks the limited classes (by name, after the runs) and computes what each still allows.

@@ -356,6 +356,7 @@ pub(super) async fn prune(
          nodes as (delete from public.jobs j using runs r where j.run_id = r.id returning j.id), \
          edges as (delete from public.job_edges e using nodes n where e.job_id = n.id), \
          groups as (delete from public.job_groups g using runs r where g.run_id = r.id), \
+         keys as (delete from public.job_node_keys k using runs r where k.run_id = r.id), \
          events as (delete from public.job_event_batches e using runs r where e.run_id = r.id \
            returning cardinality(e.job_ids) as n) \
          select (select count(*) from runs), (select count(*) from nodes), \

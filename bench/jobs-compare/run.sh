@@ -28,7 +28,7 @@ dir="$CARGO_TARGET_DIR/jobs-compare"
 mkdir -p "$dir"
 cp bench/jobs-compare/package.json bench/jobs-compare/package-lock.json \
   bench/jobs-compare/queues.mjs bench/jobs-compare/summarize.mjs "$dir/"
-(cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+(cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >&2)
 cargo build --release -p drama-postgres --example jobs_bench
 bench="$CARGO_TARGET_DIR/release/examples/jobs_bench"
 

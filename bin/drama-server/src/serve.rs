@@ -186,6 +186,7 @@ async fn wire(
             .with_public_base_url(settings.server.public_origin())
             .with_ffmpeg(settings.worker.ffmpeg.clone())
             .with_offline_pricing(settings.worker.price_offline_calls)
+            .with_quotas(settings.quotas.into())
     };
     match backend {
         Backend::Postgres(pg) => {

@@ -37,6 +37,8 @@ pub(crate) struct Settings {
     pub(crate) worker: WorkerSettings,
     /// `/metrics`.
     pub(crate) metrics: MetricsSettings,
+    /// Per-user quotas.
+    pub(crate) quotas: QuotaSettings,
     /// `ENVIRONMENT` (`development` unless set): `production` refuses what is only fit for
     /// trying the server out.
     pub(crate) environment: String,
@@ -51,6 +53,28 @@ pub(crate) struct MetricsSettings {
     /// A bearer token `/metrics` requires; empty: no token (keep the path off the public
     /// internet at the proxy).
     pub(crate) token: String,
+}
+
+/// Per-user quotas; 0 turns one off.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct QuotaSettings {
+    /// Dramas one user may hold (`QUOTA_DRAMAS`).
+    pub(crate) dramas: u64,
+    /// Bytes one user may keep in the bucket (`QUOTA_STORED_BYTES`).
+    pub(crate) stored_bytes: u64,
+    /// Runs of one user pending or running at once (`QUOTA_ACTIVE_RUNS`).
+    pub(crate) active_runs: u64,
+}
+
+impl From<QuotaSettings> for drama_app::Quotas {
+    fn from(q: QuotaSettings) -> Self {
+        Self {
+            dramas: q.dramas,
+            stored_bytes: q.stored_bytes,
+            active_runs: q.active_runs,
+        }
+    }
 }
 
 /// How this process runs jobs.
@@ -92,6 +116,7 @@ struct Layered {
     ai: HashMap<String, String>,
     worker: WorkerSettings,
     metrics: MetricsSettings,
+    quotas: QuotaSettings,
 }
 
 /// How logs look.
@@ -170,6 +195,9 @@ const PLAIN_VARIABLES: &[(&str, &str)] = &[
     ("MEDIA_URL_LIFETIME", "http.media_url_lifetime"),
     ("LEGACY_API_KEYS", "http.auth.legacy_api_keys"),
     ("LEGACY_USER_ID", "http.auth.legacy_user"),
+    ("QUOTA_DRAMAS", "quotas.dramas"),
+    ("QUOTA_STORED_BYTES", "quotas.stored_bytes"),
+    ("QUOTA_ACTIVE_RUNS", "quotas.active_runs"),
 ];
 
 /// Variables the binary reads that set no key of its own: they choose the environment, the
@@ -336,6 +364,7 @@ impl Settings {
             ai,
             worker: layered.worker,
             metrics: layered.metrics,
+            quotas: layered.quotas,
             environment,
             effective,
         })

@@ -227,6 +227,20 @@ impl From<AppError> for ApiError {
                 "Insufficient tokens",
                 format!("This request costs {needed} tokens; the balance is {balance}."),
             ),
+            AppError::QuotaExceeded { quota, limit, used } => Self {
+                status: StatusCode::FORBIDDEN,
+                code: "quota_exceeded",
+                detail: json!({
+                    "error": "Quota exceeded",
+                    "message": quota_message(quota, limit, used),
+                    "code": "quota_exceeded",
+                    "quota": quota,
+                    "limit": limit,
+                    "used": used,
+                }),
+                retry_after: None,
+                cause: None,
+            },
             AppError::TooLarge(message) => {
                 Self::message(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
             }
@@ -239,6 +253,24 @@ impl From<AppError> for ApiError {
             ),
             other => Self::internal(other.to_string()),
         }
+    }
+}
+
+/// What a client reads when a quota is reached: which one, and what frees it.
+pub(crate) fn quota_message(quota: &str, limit: u64, used: u64) -> String {
+    match quota {
+        "dramas" => {
+            format!("You have reached the limit of {limit} dramas; delete one to create another.")
+        }
+        "stored_bytes" => format!(
+            "Your stored media would take {used} bytes, above the limit of {limit}; delete \
+             dramas or library uploads to free space."
+        ),
+        "active_runs" => format!(
+            "You have {limit} generations in progress, the most allowed at once; wait for one \
+             to finish or cancel one."
+        ),
+        _ => format!("The {quota} quota of {limit} is reached."),
     }
 }
 

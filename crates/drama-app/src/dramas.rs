@@ -77,6 +77,7 @@ impl App {
         caller: &Caller,
         drama: &Drama,
     ) -> Result<StoredDrama, AppError> {
+        self.check_drama_quota(caller.user).await?;
         Ok(self.store.create(caller.user, drama).await?)
     }
 

@@ -52,6 +52,16 @@ pub enum AppError {
     /// An uploaded or generated object is too large.
     #[error("{0}")]
     TooLarge(String),
+    /// A per-user quota would be exceeded; nothing was done.
+    #[error("the {quota} quota of {limit} is reached ({used} in use)")]
+    QuotaExceeded {
+        /// Which quota: `dramas`, `stored_bytes` or `active_runs`.
+        quota: &'static str,
+        /// The configured limit.
+        limit: u64,
+        /// What the user holds now (with the request, for stored bytes).
+        used: u64,
+    },
     /// A dependency (database, bucket, provider) is unavailable; retry later.
     #[error("service unavailable: {0}")]
     Unavailable(String),

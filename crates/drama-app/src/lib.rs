@@ -6,6 +6,7 @@ mod error;
 mod keys;
 mod library;
 pub mod pipeline;
+mod quotas;
 mod readiness;
 mod sweeper;
 
@@ -13,6 +14,7 @@ pub use caller::Caller;
 pub use error::AppError;
 pub use keys::{MAX_ACTIVE_KEYS, MAX_KEY_DAYS, MAX_KEY_NAME, NewKey};
 pub use library::{LibraryItem, LibraryTag, LibraryType, LibraryUpload};
+pub use quotas::Quotas;
 pub use readiness::Readiness;
 
 use std::path::PathBuf;
@@ -74,6 +76,7 @@ pub struct App {
     price_offline: bool,
     ffmpeg: PathBuf,
     public_base_url: String,
+    quotas: Quotas,
 }
 
 /// Where clients reach the API when nothing else is configured.
@@ -92,6 +95,7 @@ impl App {
             price_offline: false,
             ffmpeg: PathBuf::from("ffmpeg"),
             public_base_url: DEFAULT_PUBLIC_BASE_URL.to_owned(),
+            quotas: Quotas::UNLIMITED,
         }
     }
 

@@ -216,6 +216,8 @@ impl App {
                 ),
             )));
         }
+        self.check_bytes_quota(user, upload.size_hint.unwrap_or(0))
+            .await?;
         let asset_id = uuid::Uuid::new_v4().to_string();
         let key = keys::asset_key(user, &scope, Category::Uploads, &asset_id, media)?;
         let info = self

@@ -316,6 +316,7 @@ mod tests {
     }
 
     fn import(owner: UserId, drama: Drama, write: ImportWrite) -> LegacyImport {
+        let storage_key = format!("dramas/{}/cover.png", drama.id);
         LegacyImport {
             source_key: format!("dramas/{}/drama.json", drama.id),
             source_hash: "ab".repeat(32),
@@ -325,7 +326,7 @@ mod tests {
             objects: vec![(
                 AssetId::parse("cover").unwrap(),
                 AssetObject {
-                    storage_key: "dramas/x/cover.png".to_owned(),
+                    storage_key,
                     content_type: "image/png".to_owned(),
                     size_bytes: 10,
                     checksum: None,

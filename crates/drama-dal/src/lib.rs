@@ -8,6 +8,7 @@ pub mod legacy_tables;
 mod memory;
 mod page;
 mod repos;
+mod usage;
 
 pub use error::{Entity, RepoError};
 pub use generation::{
@@ -18,6 +19,7 @@ pub use memory::MemoryStore;
 pub use page::{Cursor, MAX_PAGE_SIZE, Page, PageRequest};
 pub use repos::{
     ApiKeyRepository, AssetObject, CreatedApiKey, DEFAULT_TOKENS, DramaChange, DramaChangeStream,
-    DramaFeed, DramaRepository, NewUser, OrphanRepository, Store, StoredApiKey, StoredDrama,
-    UserRepository, Version,
+    DramaFeed, DramaRepository, NewUser, Orphan, OrphanRepository, Store, StoredApiKey,
+    StoredDrama, UserRepository, Version, is_library_key,
 };
+pub use usage::UsageRepository;

@@ -19,17 +19,19 @@ use crate::error::{Entity, RepoError};
 use crate::page::{Cursor, Page, PageRequest};
 use crate::repos::{
     ApiKeyRepository, AssetObject, CreatedApiKey, DramaChange, DramaChangeStream, DramaFeed,
-    DramaRepository, NewUser, OrphanRepository, StoredApiKey, StoredDrama, UserRepository, Version,
+    DramaRepository, NewUser, Orphan, OrphanRepository, StoredApiKey, StoredDrama, UserRepository,
+    Version,
 };
 
 #[derive(Default)]
-struct State {
-    dramas: HashMap<DramaId, StoredDrama>,
+pub(crate) struct State {
+    pub(crate) dramas: HashMap<DramaId, StoredDrama>,
     objects: HashMap<DramaId, HashMap<AssetId, AssetObject>>,
     users: HashMap<UserId, User>,
     keys: HashMap<ApiKeyId, StoredApiKey>,
     /// Orphaned storage keys with the tick they were recorded at.
-    orphans: HashMap<String, DateTime<Utc>>,
+    /// Recorded orphans: when, and whose (owner and drama).
+    orphans: HashMap<String, (DateTime<Utc>, UserId, DramaId)>,
     last_tick: Option<DateTime<Utc>>,
     /// Followers of drama changes (closed ones are dropped on the next change).
     followers: Vec<UnboundedSender<DramaChange>>,
@@ -60,9 +62,11 @@ impl State {
             .retain(|f| f.unbounded_send(change.clone()).is_ok());
     }
 
-    fn orphan(&mut self, key: String) {
+    fn orphan(&mut self, key: String, owner: UserId, drama: &DramaId) {
         let now = self.tick();
-        self.orphans.entry(key).or_insert(now);
+        self.orphans
+            .entry(key)
+            .or_insert_with(|| (now, owner, drama.clone()));
     }
 
     fn owned(&self, owner: UserId, id: &DramaId) -> Result<&StoredDrama, RepoError> {
@@ -117,7 +121,7 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave a half-applied change: every write
         // builds its result before it mutates, so the state behind a poisoned lock is sound.
         self.state
@@ -270,7 +274,7 @@ impl DramaRepository for MemoryStore {
             });
         }
         for key in dropped {
-            s.orphan(key);
+            s.orphan(key, owner, &drama.id);
         }
         Ok(stored.version)
     }
@@ -430,6 +434,9 @@ impl DramaRepository for MemoryStore {
             let a = every_asset_mut(d)
                 .find(|a| &a.id == asset)
                 .ok_or_else(|| RepoError::not_found(Entity::Asset, asset))?;
+            if !drama_domain::storage_key_belongs(&object.storage_key, owner, drama) {
+                return Err(foreign_key_error(&object.storage_key, drama));
+            }
             a.url = Some(url.to_owned());
             Ok(())
         })?;
@@ -441,7 +448,7 @@ impl DramaRepository for MemoryStore {
         if let Some(previous) = previous
             && previous.storage_key != object.storage_key
         {
-            s.orphan(previous.storage_key);
+            s.orphan(previous.storage_key, owner, drama);
         }
         s.orphans.remove(&object.storage_key);
         Ok(stored.version)
@@ -472,7 +479,7 @@ impl DramaRepository for MemoryStore {
             .collect();
         keys.sort();
         for key in &keys {
-            s.orphan(key.clone());
+            s.orphan(key.clone(), owner, id);
         }
         Ok(keys)
     }
@@ -717,10 +724,16 @@ impl ApiKeyRepository for MemoryStore {
 
 #[async_trait]
 impl OrphanRepository for MemoryStore {
-    async fn record_orphans(&self, keys: &[String], _reason: &str) -> Result<(), RepoError> {
+    async fn record_orphans(
+        &self,
+        owner: UserId,
+        drama: &DramaId,
+        keys: &[String],
+        _reason: &str,
+    ) -> Result<(), RepoError> {
         let mut s = self.lock();
         for key in keys {
-            s.orphan(key.clone());
+            s.orphan(key.clone(), owner, drama);
         }
         Ok(())
     }
@@ -729,7 +742,7 @@ impl OrphanRepository for MemoryStore {
         &self,
         limit: u32,
         min_age: std::time::Duration,
-    ) -> Result<Vec<String>, RepoError> {
+    ) -> Result<Vec<Orphan>, RepoError> {
         if limit == 0 {
             return Err(RepoError::invalid("limit", "must be positive"));
         }
@@ -741,20 +754,37 @@ impl OrphanRepository for MemoryStore {
             .values()
             .flat_map(|o| o.values().map(|o| &o.storage_key))
             .collect();
-        let mut claimable: Vec<(DateTime<Utc>, String)> = s
+        let mut claimable: Vec<(DateTime<Utc>, Orphan)> = s
             .orphans
             .iter()
-            .filter(|(k, at)| !referenced.contains(k) && **at <= cutoff)
-            .map(|(k, at)| (*at, k.clone()))
+            .filter(|(k, (at, _, _))| !referenced.contains(k) && *at <= cutoff)
+            .map(|(k, (at, owner, drama))| {
+                let orphan = Orphan {
+                    storage_key: k.clone(),
+                    owner: *owner,
+                    drama: drama.clone(),
+                };
+                (*at, orphan)
+            })
+            .filter(|(_, o)| o.is_deletable())
             .collect();
         claimable.sort();
         claimable.truncate(limit as usize);
-        let keys: Vec<String> = claimable.into_iter().map(|(_, k)| k).collect();
-        for key in &keys {
-            s.orphans.remove(key);
+        let orphans: Vec<Orphan> = claimable.into_iter().map(|(_, o)| o).collect();
+        for orphan in &orphans {
+            s.orphans.remove(&orphan.storage_key);
         }
-        Ok(keys)
+        Ok(orphans)
     }
+}
+
+/// The error of a storage key that does not belong to the drama's owner (the database's
+/// `assets_storage_key_owner` rule).
+fn foreign_key_error(key: &str, drama: &DramaId) -> RepoError {
+    RepoError::invalid(
+        "assets_storage_key_owner",
+        format!("storage key {key} is not under the prefix of the owner of drama {drama}"),
+    )
 }
 
 #[async_trait]

@@ -345,18 +345,30 @@ pub trait ApiKeyRepository: Send + Sync {
 /// key being swept is never written again.
 #[async_trait]
 pub trait OrphanRepository: Send + Sync {
-    /// Records keys whose objects must be deleted (e.g. after a failed write left an object
-    /// behind). Keys already recorded stay recorded once.
+    /// Records keys of `owner`'s drama `drama` whose objects must be deleted (e.g. after a
+    /// failed write left an object behind). Keys already recorded stay recorded once, with the
+    /// owner they were first recorded with.
     ///
     /// # Errors
     /// `Unavailable`.
-    async fn record_orphans(&self, keys: &[String], reason: &str) -> Result<(), RepoError>;
+    async fn record_orphans(
+        &self,
+        owner: UserId,
+        drama: &DramaId,
+        keys: &[String],
+        reason: &str,
+    ) -> Result<(), RepoError>;
 
-    /// Removes up to `limit` recorded keys, oldest first, that no asset refers to and that
-    /// were recorded at least `min_age` ago, and returns them: the caller now owns deleting
+    /// Removes up to `limit` recorded keys, oldest first, that were recorded at least
+    /// `min_age` ago and that nothing refers to, and returns them: the caller now owns deleting
     /// those objects (and records them again if that fails). The age lets a writer record a
     /// key *before* it writes the object, so a crash between the two never leaks it, without
     /// the sweeper deleting an object that is about to be attached.
+    ///
+    /// Only keys that belong to their recorded owner and drama
+    /// ([`drama_domain::storage_key_belongs`]) are claimed, never an asset-library key
+    /// (`{owner}/~{project}/…`), and never one an asset (or, on PostgreSQL, a job's reference
+    /// image) still refers to; the others stay recorded for an operator to look at.
     ///
     /// # Errors
     /// `Invalid` for a zero limit; `Unavailable`.
@@ -364,7 +376,35 @@ pub trait OrphanRepository: Send + Sync {
         &self,
         limit: u32,
         min_age: std::time::Duration,
-    ) -> Result<Vec<String>, RepoError>;
+    ) -> Result<Vec<Orphan>, RepoError>;
+}
+
+/// A claimed orphan: an object key and whose object it was.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Orphan {
+    /// The object key.
+    pub storage_key: String,
+    /// The owner of the drama that held it.
+    pub owner: UserId,
+    /// That drama.
+    pub drama: DramaId,
+}
+
+impl Orphan {
+    /// Whether the key may be deleted on behalf of its recorded owner: it belongs to the owner
+    /// and drama, and it is not an asset-library object.
+    pub fn is_deletable(&self) -> bool {
+        drama_domain::storage_key_belongs(&self.storage_key, self.owner, &self.drama)
+            && !is_library_key(&self.storage_key)
+    }
+}
+
+/// Whether `key` is an asset-library object (`{user}/~{project}/…`), which only the library
+/// deletes.
+pub fn is_library_key(key: &str) -> bool {
+    key.split('/')
+        .nth(1)
+        .is_some_and(|scope| scope.starts_with('~'))
 }
 
 /// A drama was created, changed (its version grew) or deleted, by any process.
@@ -397,11 +437,22 @@ pub trait DramaFeed: Send + Sync {
 
 /// Every repository at once: what the server wires and the conformance suite exercises.
 pub trait Store:
-    DramaRepository + UserRepository + ApiKeyRepository + OrphanRepository + DramaFeed
+    DramaRepository
+    + UserRepository
+    + ApiKeyRepository
+    + OrphanRepository
+    + DramaFeed
+    + crate::UsageRepository
 {
 }
 
-impl<T: DramaRepository + UserRepository + ApiKeyRepository + OrphanRepository + DramaFeed> Store
-    for T
+impl<
+    T: DramaRepository
+        + UserRepository
+        + ApiKeyRepository
+        + OrphanRepository
+        + DramaFeed
+        + crate::UsageRepository,
+> Store for T
 {
 }

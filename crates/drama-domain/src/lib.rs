@@ -5,6 +5,7 @@ mod ids;
 mod job;
 mod model;
 mod patch;
+mod storage;
 mod text;
 mod user;
 mod validate;
@@ -19,4 +20,5 @@ pub use model::{
     STORYBOARD_MAX_CHARACTERS, Scene, VIDEO_DURATIONS,
 };
 pub use patch::{AssetPatch, CharacterPatch, DramaPatch, EpisodePatch, ScenePatch};
+pub use storage::{legacy_key_of, storage_key_belongs};
 pub use user::{ApiKeyId, ApiKeyMeta, User};

@@ -388,7 +388,7 @@ impl Importer {
             }
         }
         report.owner = Some(owner.user());
-        let in_bucket = self.bucket_assets(&parsed.drama, &mut report.assets);
+        let in_bucket = self.bucket_assets(owner.user(), &parsed.drama, &mut report.assets);
         let file = ParsedFile {
             candidate,
             hash,
@@ -399,14 +399,31 @@ impl Importer {
         self.write(file, recorded.get(&candidate.key), report).await
     }
 
-    /// Sorts the asset URLs into bucket and foreign ones.
-    fn bucket_assets(&self, drama: &Drama, links: &mut AssetLinks) -> Vec<BucketAsset> {
+    /// Sorts the asset URLs into bucket and foreign ones. Only objects in the drama's own
+    /// folder of the old layout (`{prefix}dramas/{id}/…`) get a storage record: any other
+    /// object of the bucket may be another user's, and a record makes the server read, serve
+    /// and eventually delete it on this drama's behalf.
+    fn bucket_assets(
+        &self,
+        owner: UserId,
+        drama: &Drama,
+        links: &mut AssetLinks,
+    ) -> Vec<BucketAsset> {
+        let folder = format!("{}dramas/{}/", self.options.layout.prefix(), drama.id);
         let mut found = Vec::new();
         for (_, asset) in drama.assets_with_owner() {
             let Some(url) = asset.url.as_deref() else {
                 continue;
             };
             match self.options.bucket_urls.target(url) {
+                UrlTarget::Bucket(key)
+                    if !key.as_str().starts_with(&folder)
+                        || !drama_domain::storage_key_belongs(key.as_str(), owner, &drama.id) =>
+                {
+                    links.unusable.push(format!(
+                        "{url} (not in the drama's folder {folder} of the old layout)"
+                    ));
+                }
                 UrlTarget::Bucket(key) => {
                     links.in_bucket += 1;
                     found.push(BucketAsset {

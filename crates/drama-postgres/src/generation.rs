@@ -164,10 +164,12 @@ impl GenerationStore for PgStore {
         .map_err(|e| map_err(e, Entity::Asset, generated.asset_id.as_str()))?;
         let applied = if updated.rows_affected() == 0 {
             sqlx::query(
-                "insert into public.orphaned_objects (storage_key, reason) values ($1, $2) \
-                 on conflict (storage_key) do nothing",
+                "insert into public.orphaned_objects (storage_key, owner_id, drama_id, reason) \
+                 values ($1, $2, $3, $4) on conflict (storage_key) do nothing",
             )
             .bind(&o.storage_key)
+            .bind(owner.0)
+            .bind(drama.as_str())
             .bind(format!(
                 "asset {drama}/{} deleted during generation",
                 generated.asset_id

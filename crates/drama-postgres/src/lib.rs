@@ -14,6 +14,7 @@ mod metrics;
 mod orphans;
 mod schema;
 mod settings;
+mod usage;
 mod users;
 
 pub use error::PgError;

@@ -49,6 +49,7 @@ macro_rules! for_each_scenario {
         $m!(api_keys_store_only_hashes_and_refuse_revoked_and_expired);
         $m!(asset_objects_follow_their_assets);
         $m!(dropped_objects_become_orphans_claimed_once);
+        $m!(orphans_are_claimed_only_for_their_owner);
         $m!(changes_are_announced_to_followers);
     };
 }
@@ -61,6 +62,11 @@ async fn user(store: &dyn Store) -> UserId {
 
 fn did(s: &str) -> DramaId {
     DramaId::parse(s).unwrap()
+}
+
+/// A key under `owner`'s prefix (where the stores accept it).
+fn okey(owner: UserId, rest: &str) -> String {
+    format!("{owner}/{rest}")
 }
 
 fn object(key: &str) -> AssetObject {
@@ -255,7 +261,7 @@ pub async fn replacing_a_tree_removes_children_that_are_gone(store: Arc<dyn Stor
             &big.id,
             &kept_asset,
             "https://cdn/k.png",
-            &object("k/1"),
+            &object(&okey(owner, "tree/k/1.png")),
         )
         .await
         .unwrap();
@@ -265,7 +271,7 @@ pub async fn replacing_a_tree_removes_children_that_are_gone(store: Arc<dyn Stor
             &big.id,
             &gone_asset,
             "https://cdn/g.png",
-            &object("g/1"),
+            &object(&okey(owner, "tree/g/1.png")),
         )
         .await
         .unwrap();
@@ -595,16 +601,31 @@ pub async fn delete_cascades_and_returns_storage_keys(store: Arc<dyn Store>) {
     let a = d.episodes[0].scenes[0].assets[0].id.clone();
     let b = d.episodes[1].scenes[1].assets[1].id.clone();
     store
-        .attach_asset_object(owner, &d.id, &a, "https://cdn/a", &object("u/doomed/a.png"))
+        .attach_asset_object(
+            owner,
+            &d.id,
+            &a,
+            "https://cdn/a",
+            &object(&okey(owner, "doomed/a.png")),
+        )
         .await
         .unwrap();
     store
-        .attach_asset_object(owner, &d.id, &b, "https://cdn/b", &object("u/doomed/b.mp4"))
+        .attach_asset_object(
+            owner,
+            &d.id,
+            &b,
+            "https://cdn/b",
+            &object(&okey(owner, "doomed/b.mp4")),
+        )
         .await
         .unwrap();
     let mut keys = store.delete(owner, &d.id).await.unwrap();
     keys.sort();
-    assert_eq!(keys, ["u/doomed/a.png", "u/doomed/b.mp4"]);
+    assert_eq!(
+        keys,
+        [okey(owner, "doomed/a.png"), okey(owner, "doomed/b.mp4")]
+    );
     assert_not_found(store.get_complete(owner, &d.id).await, Entity::Drama);
     assert_not_found(store.delete(owner, &d.id).await, Entity::Drama);
     assert_not_found(store.asset_objects(owner, &d.id).await, Entity::Drama);
@@ -962,7 +983,7 @@ pub async fn asset_objects_follow_their_assets(store: Arc<dyn Store>) {
             &d.id,
             &asset,
             "https://cdn/clip.mp4",
-            &object("a/b.mp4"),
+            &object(&okey(owner, "a/b.mp4")),
         )
         .await
         .unwrap();
@@ -973,9 +994,9 @@ pub async fn asset_objects_follow_their_assets(store: Arc<dyn Store>) {
         Some("https://cdn/clip.mp4")
     );
     let objects = store.asset_objects(owner, &d.id).await.unwrap();
-    assert_eq!(objects.get(&asset), Some(&object("a/b.mp4")));
+    assert_eq!(objects.get(&asset), Some(&object(&okey(owner, "a/b.mp4"))));
 
-    let mut replaced = object("a/b2.mp4");
+    let mut replaced = object(&okey(owner, "a/b2.mp4"));
     replaced.input_hash = Some("h2".into());
     store
         .attach_asset_object(owner, &d.id, &asset, "https://cdn/clip2.mp4", &replaced)
@@ -1004,6 +1025,7 @@ pub async fn dropped_objects_become_orphans_claimed_once(store: Arc<dyn Store>) 
     let owner = user(&*store).await;
     let d = drama("orphans", 1, 1, 3);
     store.create(owner, &d).await.unwrap();
+    let k = |rest: &str| okey(owner, &format!("orphans/{rest}"));
     let assets: Vec<AssetId> = d.episodes[0]
         .scenes
         .iter()
@@ -1011,89 +1033,115 @@ pub async fn dropped_objects_become_orphans_claimed_once(store: Arc<dyn Store>) 
         .collect();
     for (i, a) in assets.iter().enumerate() {
         store
-            .attach_asset_object(owner, &d.id, a, "https://cdn/x", &object(&format!("k/{i}")))
+            .attach_asset_object(
+                owner,
+                &d.id,
+                a,
+                "https://cdn/x",
+                &object(&k(&i.to_string())),
+            )
             .await
             .unwrap();
     }
-    assert!(
-        store
-            .claim_orphans(10, std::time::Duration::ZERO)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    let claim = |limit: u32, age: std::time::Duration| {
+        let store = store.clone();
+        async move {
+            let mut orphans = store.claim_orphans(limit, age).await.unwrap();
+            orphans.sort();
+            for o in &orphans {
+                assert_eq!((o.owner, o.drama.as_str()), (owner, "orphans"), "{o:?}");
+            }
+            orphans
+                .into_iter()
+                .map(|o| o.storage_key)
+                .collect::<Vec<_>>()
+        }
+    };
+    let now = std::time::Duration::ZERO;
+    assert!(claim(10, now).await.is_empty());
 
     // Regenerating asset 0 under a new key orphans the old one.
     store
-        .attach_asset_object(owner, &d.id, &assets[0], "https://cdn/y", &object("k/0b"))
+        .attach_asset_object(owner, &d.id, &assets[0], "https://cdn/y", &object(&k("0b")))
         .await
         .unwrap();
     // Removing scene 1 orphans its object.
     let mut smaller = store.get_complete(owner, &d.id).await.unwrap().drama;
     smaller.episodes[0].scenes.remove(1);
     store.save_complete(owner, &smaller, None).await.unwrap();
-    let mut claimed = store
-        .claim_orphans(10, std::time::Duration::ZERO)
-        .await
-        .unwrap();
-    claimed.sort();
-    assert_eq!(claimed, ["k/0", "k/1"]);
-    assert!(
-        store
-            .claim_orphans(10, std::time::Duration::ZERO)
-            .await
-            .unwrap()
-            .is_empty(),
-        "claimed once"
-    );
+    assert_eq!(claim(10, now).await, [k("0"), k("1")]);
+    assert!(claim(10, now).await.is_empty(), "claimed once");
 
     // A manually recorded key that is still referenced is not claimable.
     store
-        .record_orphans(&["k/2".to_owned(), "k/9".to_owned()], "test")
+        .record_orphans(owner, &d.id, &[k("2"), k("9")], "test")
         .await
         .unwrap();
-    assert_eq!(
-        store
-            .claim_orphans(10, std::time::Duration::ZERO)
-            .await
-            .unwrap(),
-        ["k/9"]
-    );
+    assert_eq!(claim(10, now).await, [k("9")]);
 
     // Deleting the drama orphans everything it still referenced.
     let mut keys = store.delete(owner, &d.id).await.unwrap();
     keys.sort();
-    assert_eq!(keys, ["k/0b", "k/2"]);
-    let mut claimed = store
-        .claim_orphans(1, std::time::Duration::ZERO)
-        .await
-        .unwrap();
-    claimed.extend(
-        store
-            .claim_orphans(5, std::time::Duration::ZERO)
-            .await
-            .unwrap(),
-    );
+    assert_eq!(keys, [k("0b"), k("2")]);
+    let mut claimed = claim(1, now).await;
+    claimed.extend(claim(5, now).await);
     claimed.sort();
-    assert_eq!(claimed, ["k/0b", "k/2"]);
+    assert_eq!(claimed, [k("0b"), k("2")]);
     assert!(matches!(
-        store.claim_orphans(0, std::time::Duration::ZERO).await,
+        store.claim_orphans(0, now).await,
         Err(RepoError::Invalid(_))
     ));
     // Young orphans wait: a writer records a key just before it writes the object.
     store
-        .record_orphans(&["k/young".to_owned()], "test")
+        .record_orphans(owner, &d.id, &[k("young")], "test")
         .await
         .unwrap();
     let hour = std::time::Duration::from_secs(3600);
-    assert!(store.claim_orphans(10, hour).await.unwrap().is_empty());
-    assert_eq!(
+    assert!(claim(10, hour).await.is_empty());
+    assert_eq!(claim(10, now).await, [k("young")]);
+}
+
+/// Keys recorded for an owner that lie outside that owner's prefix, and asset-library keys,
+/// are never claimed; a store refuses to attach another owner's key to an asset.
+pub async fn orphans_are_claimed_only_for_their_owner(store: Arc<dyn Store>) {
+    let alice = user(&*store).await;
+    let bob = user(&*store).await;
+    let d = drama("mine", 1, 1, 1);
+    store.create(alice, &d).await.unwrap();
+    let asset = d.episodes[0].scenes[0].assets[0].id.clone();
+    let bobs = okey(bob, "his/clips/a.mp4");
+    let refused = store
+        .attach_asset_object(alice, &d.id, &asset, "https://cdn/x", &object(&bobs))
+        .await;
+    assert!(matches!(refused, Err(RepoError::Invalid(_))), "{refused:?}");
+    for key in [
+        bobs.clone(),
+        okey(alice, "~project/uploads/a.png"),
+        "dramas/other/cover.png".to_owned(),
+        "k/1".to_owned(),
+    ] {
         store
-            .claim_orphans(10, std::time::Duration::ZERO)
+            .record_orphans(alice, &d.id, &[key], "test")
             .await
-            .unwrap(),
-        ["k/young"]
-    );
+            .unwrap();
+    }
+    let mine = okey(alice, "mine/clips/a.mp4");
+    let legacy = "old/dramas/mine/cover.png".to_owned();
+    store
+        .record_orphans(alice, &d.id, &[mine.clone(), legacy.clone()], "test")
+        .await
+        .unwrap();
+    let mut claimed: Vec<String> = store
+        .claim_orphans(100, std::time::Duration::ZERO)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.storage_key)
+        .collect();
+    claimed.sort();
+    let mut expected = vec![mine, legacy];
+    expected.sort();
+    assert_eq!(claimed, expected);
 }
 
 /// Creation, every committed change and deletion are announced once each, in order, with the

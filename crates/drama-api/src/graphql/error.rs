@@ -24,6 +24,14 @@ impl<S: ScalarValue> IntoFieldError<S> for GqlError {
             AppError::Precondition(m) => ("PRECONDITION_FAILED", m.clone()),
             AppError::InsufficientTokens { .. } => ("INSUFFICIENT_TOKENS", self.0.to_string()),
             AppError::TooLarge(m) => ("TOO_LARGE", m.clone()),
+            AppError::QuotaExceeded { quota, limit, used } => {
+                let message = crate::error::quota_message(quota, *limit, *used);
+                let (limit, used) = (limit.to_string(), used.to_string());
+                return FieldError::new(
+                    message,
+                    graphql_value!({ "code": "QUOTA_EXCEEDED", "quota": *quota, "limit": limit, "used": used }),
+                );
+            }
             AppError::Unavailable(cause) => {
                 tracing::warn!(error = %cause, "GraphQL field failed: dependency unavailable");
                 (

@@ -10,6 +10,8 @@ mod media_urls;
 mod old_clients;
 mod openapi;
 mod postgres;
+mod quotas;
 mod rest;
 mod support;
+mod tenancy;
 mod websocket;

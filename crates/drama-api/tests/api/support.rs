@@ -125,24 +125,29 @@ impl Drop for Listening {
 impl Harness {
     /// Serves the API on 127.0.0.1 (one HTTP worker) inside the current actix system.
     pub fn listen(&self, settings: HttpSettings) -> Listening {
-        let cors = settings.clone();
-        let state = ApiState::new(self.app.clone(), settings);
-        let server = actix_web::HttpServer::new(move || {
-            actix_web::App::new()
-                .wrap(from_fn(drama_api::middleware::request_context))
-                .wrap(drama_api::middleware::cors(&cors))
-                .configure(drama_api::configure(state.clone()))
-        })
-        .workers(1)
-        .disable_signals()
-        .bind(("127.0.0.1", 0))
-        .unwrap();
-        let base = format!("127.0.0.1:{}", server.addrs()[0].port());
-        let running = server.run();
-        let handle = running.handle();
-        actix_web::rt::spawn(running);
-        Listening { base, handle }
+        listen_app(self.app.clone(), settings)
     }
+}
+
+/// Serves `app` on 127.0.0.1 (one HTTP worker) inside the current actix system.
+pub fn listen_app(app: App, settings: HttpSettings) -> Listening {
+    let cors = settings.clone();
+    let state = ApiState::new(app, settings);
+    let server = actix_web::HttpServer::new(move || {
+        actix_web::App::new()
+            .wrap(from_fn(drama_api::middleware::request_context))
+            .wrap(drama_api::middleware::cors(&cors))
+            .configure(drama_api::configure(state.clone()))
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(("127.0.0.1", 0))
+    .unwrap();
+    let base = format!("127.0.0.1:{}", server.addrs()[0].port());
+    let running = server.run();
+    let handle = running.handle();
+    actix_web::rt::spawn(running);
+    Listening { base, handle }
 }
 
 /// Sends a request and returns status, headers and the JSON body (Null when empty or not JSON).

@@ -274,6 +274,8 @@ impl GenerationStore for MemoryGeneration {
             Err(RepoError::NotFound { .. }) => {
                 self.store
                     .record_orphans(
+                        owner,
+                        drama,
                         std::slice::from_ref(&generated.object.storage_key),
                         "asset deleted during generation",
                     )

@@ -51,6 +51,20 @@ fn generation_outcome(e: &GenerationError) -> Outcome {
     }
 }
 
+/// The key of a stored object that a task of `owner`'s drama `drama` reads, once it is known
+/// to belong there. The database refuses such keys on every write; a row written behind the
+/// server's back (by hand, by a restored backup, by an older version) must still not make the
+/// server read, and hand out, another user's object.
+pub(crate) fn readable_key(key: &str, owner: UserId, drama: &DramaId) -> Result<ObjectKey, String> {
+    if !drama_domain::storage_key_belongs(key, owner, drama) {
+        tracing::error!(object.key = %key, drama.id = %drama, "a stored key lies outside its owner's prefix; not reading it");
+        return Err(format!(
+            "the stored object {key} does not belong to drama {drama}; it is not read"
+        ));
+    }
+    ObjectKey::parse(key.to_owned()).map_err(|e| e.to_string())
+}
+
 /// `?` for handler steps: the error becomes the outcome.
 macro_rules! step {
     ($e:expr, $map:expr) => {
@@ -178,7 +192,7 @@ impl App {
                 .find(|(id, _)| id.as_str() == r)
                 .map(|(_, o)| o)
                 .ok_or_else(|| Outcome::fail(format!("reference {r} has no generated object")))?;
-            let key = ObjectKey::parse(object.storage_key.clone())
+            let key = readable_key(&object.storage_key, owner, drama)
                 .map_err(|e| Outcome::fail(format!("reference {r}: {e}")))?;
             let (info, bytes) = self.assets.get_bytes(&key).await.map_err(|e| {
                 if e.is_retryable() {
@@ -233,6 +247,8 @@ impl App {
         step!(
             self.store
                 .record_orphans(
+                    owner,
+                    &drama,
                     std::slice::from_ref(&key.as_str().to_owned()),
                     "generation in progress"
                 )
@@ -435,8 +451,8 @@ impl App {
         let mut files = Vec::new();
         for clip in &clips {
             let key = step!(
-                ObjectKey::parse(clip.storage_key.clone()),
-                |e: &drama_assets::AssetError| Outcome::fail(e)
+                readable_key(&clip.storage_key, owner, &drama_id),
+                |e: &String| Outcome::fail(e)
             );
             let (_, bytes) = step!(
                 self.assets.get_bytes(&key).await,
@@ -585,7 +601,7 @@ impl App {
             None => {
                 let mut request = DramaRequest::new(drama_id.clone(), spec.premise.clone());
                 if let Some(key) = &spec.reference_key
-                    && let Ok(key) = ObjectKey::parse(key.clone())
+                    && let Ok(key) = readable_key(key, owner, &drama_id)
                     && let Ok((info, bytes)) = self.assets.get_bytes(&key).await
                 {
                     request

@@ -139,6 +139,11 @@ impl App {
     }
 
     async fn submit(&self, owner: UserId, cost: i64, graph: Graph) -> Result<JobId, AppError> {
+        self.check_run_quota(owner).await?;
+        // Every run but a critique stores media.
+        if graph.run.kind != kind::CRITIQUE_DRAMA {
+            self.check_bytes_quota(owner, 0).await?;
+        }
         Ok(self
             .generation
             .submit_charged(owner, cost, &graph)
@@ -183,8 +188,12 @@ impl App {
         let model = request.model.filter(|m| !m.is_empty());
         let cost = self.script_cost(CallKind::GenerateDrama, model.as_deref())?;
         self.ensure_free(&drama_id).await?;
+        self.check_drama_quota(caller.user).await?;
+        self.check_run_quota(caller.user).await?;
         let (reference_key, reference_url) = match request.reference {
             Some(upload) => {
+                let size = upload.bytes.len() as u64;
+                self.check_bytes_quota(caller.user, size).await?;
                 let (key, url) = self.store_reference(caller.user, &drama_id, upload).await?;
                 (Some(key), Some(url))
             }
@@ -282,6 +291,7 @@ impl App {
         let model = model.filter(|m| !m.is_empty());
         let cost = self.script_cost(CallKind::ImproveDrama, model.as_deref())?;
         self.ensure_free(&improved).await?;
+        self.check_drama_quota(caller.user).await?;
         let task = DramaTask {
             drama: improved.to_string(),
             premise: original.drama.premise,

@@ -1,0 +1,229 @@
+//! Per-user quotas: dramas, stored bytes and runs at once, refused with the same code over
+//! REST (403 `quota_exceeded`) and GraphQL (`QUOTA_EXCEEDED`), naming the quota; other users
+//! are not affected, and freeing room lets the user go on.
+
+use actix_web::test::TestRequest;
+use drama_app::Quotas;
+use serde_json::{Value, json};
+
+use crate::library::{BOUNDARY, PNG, multipart};
+use crate::support::{Harness, bearer, create_drama, post_json, send};
+
+async fn harness(quotas: Quotas) -> Harness {
+    let mut h = Harness::new().await;
+    h.app = h.app.clone().with_quotas(quotas);
+    h
+}
+
+fn quota(dramas: u64, stored_bytes: u64, active_runs: u64) -> Quotas {
+    Quotas {
+        dramas,
+        stored_bytes,
+        active_runs,
+    }
+}
+
+fn assert_rest_refusal(status: u16, body: &Value, which: &str) {
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("quota_exceeded")),
+        "{body}"
+    );
+    assert_eq!(body["detail"]["quota"], which, "{body}");
+    assert!(body["detail"]["limit"].as_u64().unwrap() > 0, "{body}");
+}
+
+fn assert_graphql_refusal(body: &Value, which: &str) {
+    let error = &body["errors"][0];
+    assert_eq!(error["extensions"]["code"], "QUOTA_EXCEEDED", "{body}");
+    assert_eq!(error["extensions"]["quota"], which, "{body}");
+}
+
+fn upload(key: &str, project: &str) -> TestRequest {
+    let body = multipart(
+        &[
+            ("project_name", project),
+            ("asset_type", "image"),
+            ("tag", "character"),
+        ],
+        Some(("a.png", "image/png", PNG)),
+        false,
+    );
+    TestRequest::post()
+        .uri("/asset-library/upload")
+        .insert_header(bearer(key))
+        .insert_header((
+            "content-type",
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        ))
+        .set_payload(body)
+}
+
+#[actix_web::test]
+async fn a_user_holds_at_most_the_configured_number_of_dramas() {
+    let h = harness(quota(2, 0, 0)).await;
+    let svc = h.service(Harness::settings()).await;
+    create_drama(&svc, &h.alice_key, "one", (1, 1, 1)).await;
+    create_drama(&svc, &h.alice_key, "two", (1, 1, 1)).await;
+    let third = json!({"drama": drama_testkit::builders::drama_json("three", 1, 1, 1)});
+    let (status, _, body) = send(&svc, post_json("/dramas", &h.alice_key, &third)).await;
+    assert_rest_refusal(status, &body, "dramas");
+    let (status, _, body) = send(
+        &svc,
+        post_json(
+            "/dramas",
+            &h.alice_key,
+            json!({"premise": "more", "id": "p"}),
+        ),
+    )
+    .await;
+    assert_rest_refusal(status, &body, "dramas");
+    let (_, _, body) = send(
+        &svc,
+        post_json(
+            "/graphql",
+            &h.alice_key,
+            json!({"query": r#"mutation { createDrama(premise: "more", id: "g") { dramaId } }"#}),
+        ),
+    )
+    .await;
+    assert_graphql_refusal(&body, "dramas");
+    let (status, _, body) = send(
+        &svc,
+        post_json(
+            "/dramas/one/improve",
+            &h.alice_key,
+            json!({"feedback": "again"}),
+        ),
+    )
+    .await;
+    assert_rest_refusal(status, &body, "dramas");
+
+    // Bob is not held to Alice's count; Alice makes room by deleting one.
+    create_drama(&svc, &h.bob_key, "bobs", (1, 1, 1)).await;
+    let (status, _, _) = send(
+        &svc,
+        TestRequest::delete()
+            .uri("/dramas/two")
+            .insert_header(bearer(&h.alice_key)),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _, body) = send(&svc, post_json("/dramas", &h.alice_key, &third)).await;
+    assert_eq!(status, 201, "{body}");
+}
+
+#[actix_web::test]
+async fn a_user_runs_at_most_the_configured_number_of_runs_at_once() {
+    let h = harness(quota(0, 0, 1)).await;
+    let svc = h.service(Harness::settings()).await;
+    create_drama(&svc, &h.alice_key, "one", (1, 1, 1)).await;
+    create_drama(&svc, &h.alice_key, "two", (1, 1, 1)).await;
+    create_drama(&svc, &h.bob_key, "bobs", (1, 1, 1)).await;
+    // No worker runs: the first run stays pending.
+    let (status, _, first) = send(
+        &svc,
+        post_json("/dramas/one/generate", &h.alice_key, json!({})),
+    )
+    .await;
+    assert_eq!(status, 202, "{first}");
+    let (status, _, body) = send(
+        &svc,
+        post_json("/dramas/two/generate", &h.alice_key, json!({})),
+    )
+    .await;
+    assert_rest_refusal(status, &body, "active_runs");
+    let (_, _, body) = send(
+        &svc,
+        post_json(
+            "/graphql",
+            &h.alice_key,
+            json!({"query": r#"mutation { generateDrama(id: "two") { jobId } }"#}),
+        ),
+    )
+    .await;
+    assert_graphql_refusal(&body, "active_runs");
+    let (status, _, body) = send(
+        &svc,
+        post_json("/dramas/bobs/generate", &h.bob_key, json!({})),
+    )
+    .await;
+    assert_eq!(status, 202, "Bob's runs are his own: {body}");
+
+    // Once the first run is cancelled, the next may start.
+    let job = first["jobId"].as_str().unwrap();
+    let (status, _, body) = send(
+        &svc,
+        post_json(&format!("/jobs/{job}/cancel"), &h.alice_key, json!({})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _, body) = send(
+        &svc,
+        post_json("/dramas/two/generate", &h.alice_key, json!({})),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+}
+
+#[actix_web::test]
+async fn a_user_stores_at_most_the_configured_number_of_bytes() {
+    // Room for one upload's file, not for its metadata sidecar as well.
+    let limit = PNG.len() as u64 + 10;
+    let h = harness(quota(0, limit, 0)).await;
+    let svc = h.service(Harness::settings()).await;
+    let (status, _, uploaded) = send(&svc, upload(&h.alice_key, "p")).await;
+    assert_eq!(status, 200, "{uploaded}");
+    let (status, _, body) = send(&svc, upload(&h.alice_key, "p")).await;
+    assert_rest_refusal(status, &body, "stored_bytes");
+    let stored: u64 = h
+        .app
+        .assets()
+        .list(&drama_assets::keys::user_prefix(h.alice))
+        .await
+        .unwrap()
+        .iter()
+        .map(|o| o.size)
+        .sum();
+    assert_eq!(body["detail"]["used"], stored + PNG.len() as u64, "{body}");
+    let (status, _, body) = send(&svc, upload(&h.bob_key, "p")).await;
+    assert_eq!(status, 200, "Bob's bytes are his own: {body}");
+
+    // Full: no generation starts (it would store media).
+    create_drama(&svc, &h.alice_key, "one", (1, 1, 1)).await;
+    let (status, _, body) = send(
+        &svc,
+        post_json("/dramas/one/generate", &h.alice_key, json!({})),
+    )
+    .await;
+    assert_rest_refusal(status, &body, "stored_bytes");
+    let (_, _, body) = send(
+        &svc,
+        post_json(
+            "/graphql",
+            &h.alice_key,
+            json!({"query": r#"mutation { generateDrama(id: "one") { jobId } }"#}),
+        ),
+    )
+    .await;
+    assert_graphql_refusal(&body, "stored_bytes");
+
+    // Deleting the upload frees the space.
+    let id = uploaded["asset_id"].as_str().unwrap();
+    let (status, _, body) = send(
+        &svc,
+        TestRequest::delete()
+            .uri(&format!(
+                "/asset-library/{id}?project_name=p&asset_type=image"
+            ))
+            .insert_header(bearer(&h.alice_key)),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _, body) = send(
+        &svc,
+        post_json("/dramas/one/generate", &h.alice_key, json!({})),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+}

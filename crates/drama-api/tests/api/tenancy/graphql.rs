@@ -1,0 +1,270 @@
+//! The GraphQL part of the cross-tenant table: every query, mutation and subscription field
+//! (from introspection), as Bob calls it with Alice's ids.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use actix_web::test::TestRequest;
+use futures::{SinkExt as _, StreamExt as _};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+
+use super::{Alice, Expect, World, call, judge};
+use crate::support::{Harness, bearer, listen_app};
+
+/// Every query and mutation field, as Bob calls it with Alice's ids.
+fn graphql_calls(a: &Alice) -> Vec<(&'static str, &'static str, String, Expect)> {
+    use Expect::{Own, Refused};
+    let (job, user) = (&a.job, a.user);
+    vec![
+        ("query", "drama", r#"{ drama(id: "alices") { id title } }"#.into(), Refused),
+        (
+            "query",
+            "dramaSummaries",
+            format!(r#"{{ dramaSummaries(userId: "{user}") {{ id title }} }}"#),
+            Own,
+        ),
+        ("query", "dramas", "{ dramas { id title characters { name } } }".into(), Own),
+        ("query", "job", format!(r#"{{ job(id: "{job}") {{ id status }} }}"#), Refused),
+        // Bob's own runs about that id: none, as for a missing drama.
+        ("query", "jobs", r#"{ jobs(dramaId: "alices") { id status } }"#.into(), Own),
+        (
+            "mutation",
+            "updateDrama",
+            r#"mutation { updateDrama(id: "alices", input: {title: "Bob's"}) { id } }"#.into(),
+            Refused,
+        ),
+        ("mutation", "deleteDrama", r#"mutation { deleteDrama(id: "alices") }"#.into(), Refused),
+        (
+            "mutation",
+            "createDrama",
+            r#"mutation { createDrama(premise: "mine", id: "alices") { dramaId } }"#.into(),
+            Refused,
+        ),
+        (
+            "mutation",
+            "improveDrama",
+            r#"mutation { improveDrama(id: "alices", feedback: "more", newDramaId: "bobs-copy") { dramaId } }"#.into(),
+            Refused,
+        ),
+        (
+            "mutation",
+            "critiqueDrama",
+            r#"mutation { critiqueDrama(id: "alices") { dramaId } }"#.into(),
+            Refused,
+        ),
+        (
+            "mutation",
+            "generateDrama",
+            r#"mutation { generateDrama(id: "alices") { jobId } }"#.into(),
+            Refused,
+        ),
+        (
+            "mutation",
+            "generateEpisode",
+            r#"mutation { generateEpisode(dramaId: "alices", episodeId: "e0") { jobId } }"#.into(),
+            Refused,
+        ),
+        (
+            "mutation",
+            "generateScene",
+            r#"mutation { generateScene(dramaId: "alices", sceneId: "e0-s0") { jobId } }"#.into(),
+            Refused,
+        ),
+        (
+            "mutation",
+            "generateAsset",
+            r#"mutation { generateAsset(dramaId: "alices", assetId: "e0-s0-img") { jobId } }"#.into(),
+            Refused,
+        ),
+        ("mutation", "cancelJob", format!(r#"mutation {{ cancelJob(id: "{job}") {{ id }} }}"#), Refused),
+        ("mutation", "resumeJob", format!(r#"mutation {{ resumeJob(id: "{job}") {{ id }} }}"#), Refused),
+        (
+            "mutation",
+            "generateCharacterImage",
+            format!(
+                r#"mutation {{ generateCharacterImage(dramaId: "alices", characterId: "c0", userId: "{user}") {{ id }} }}"#
+            ),
+            Refused,
+        ),
+        (
+            "mutation",
+            "generateCoverPhoto",
+            format!(r#"mutation {{ generateCoverPhoto(dramaId: "alices", userId: "{user}") {{ id }} }}"#),
+            Refused,
+        ),
+    ]
+}
+
+/// Every subscription field, as Bob subscribes with Alice's ids.
+fn subscription_calls(a: &Alice) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "dramaChanged",
+            r#"subscription { dramaChanged(id: "alices") { version } }"#.into(),
+        ),
+        (
+            "jobProgress",
+            format!(
+                r#"subscription {{ jobProgress(jobId: "{}") {{ eventId state }} }}"#,
+                a.job
+            ),
+        ),
+    ]
+}
+
+async fn introspect(
+    svc: &impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse,
+        Error = actix_web::Error,
+    >,
+    key: &str,
+) -> Vec<(String, String)> {
+    let query = "{ __schema { queryType { fields { name } } mutationType { fields { name } } \
+                 subscriptionType { fields { name } } } }";
+    let (status, text) = call(
+        svc,
+        TestRequest::post()
+            .uri("/graphql")
+            .insert_header(bearer(key))
+            .set_json(json!({ "query": query })),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    let body: Value = serde_json::from_str(&text).unwrap();
+    let mut fields = Vec::new();
+    for (root, kind) in [
+        ("queryType", "query"),
+        ("mutationType", "mutation"),
+        ("subscriptionType", "subscription"),
+    ] {
+        for f in body["data"]["__schema"][root]["fields"].as_array().unwrap() {
+            fields.push((kind.to_owned(), f["name"].as_str().unwrap().to_owned()));
+        }
+    }
+    fields
+}
+
+pub(super) async fn graphql_fields(
+    w: &World,
+    svc: &impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse,
+        Error = actix_web::Error,
+    >,
+) {
+    let a = &w.alice;
+    let calls = graphql_calls(a);
+    let subscriptions = subscription_calls(a);
+    let schema: BTreeSet<(String, String)> =
+        introspect(svc, &w.bob_key).await.into_iter().collect();
+    let listed: BTreeSet<(String, String)> = calls
+        .iter()
+        .map(|(k, f, ..)| ((*k).to_owned(), (*f).to_owned()))
+        .chain(
+            subscriptions
+                .iter()
+                .map(|(f, _)| ("subscription".to_owned(), (*f).to_owned())),
+        )
+        .collect();
+    let missing: Vec<_> = schema.difference(&listed).collect();
+    let stale: Vec<_> = listed.difference(&schema).collect();
+    assert!(
+        missing.is_empty(),
+        "GraphQL fields without a cross-tenant entry: {missing:?}"
+    );
+    assert!(
+        stale.is_empty(),
+        "entries for fields that do not exist: {stale:?}"
+    );
+
+    for (kind, field, document, expect) in &calls {
+        for method in ["POST", "GET"] {
+            if method == "GET" && *kind == "mutation" {
+                continue;
+            }
+            let request = if method == "POST" {
+                TestRequest::post().set_json(json!({ "query": document }))
+            } else {
+                TestRequest::get().uri(&format!("/graphql?query={}", percent(document)))
+            };
+            let request = match method {
+                "POST" => request.uri("/graphql"),
+                _ => request,
+            }
+            .insert_header(bearer(&w.bob_key));
+            let (status, text) = call(svc, request).await;
+            let what = format!("{method} {kind} {field}");
+            judge(a, &what, document, Expect::Own, status, &text);
+            let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            if *expect == Expect::Refused {
+                let refused = body["errors"].as_array().is_some_and(|e| !e.is_empty())
+                    || body["data"][*field].is_null();
+                assert!(refused, "{what} succeeded: {text}");
+            }
+        }
+    }
+}
+
+/// Percent-encodes everything but unreserved characters.
+fn percent(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+pub(super) async fn subscriptions(w: &World) {
+    let server = listen_app(w.app.clone(), Harness::settings());
+    for (field, document) in subscription_calls(&w.alice) {
+        let mut request = format!("ws://{}/subscriptions", server.base)
+            .into_client_request()
+            .unwrap();
+        request.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            "graphql-transport-ws".parse().unwrap(),
+        );
+        let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+        let init = json!({"type": "connection_init", "payload": {"x-api-key": w.bob_key}});
+        ws.send(Message::Text(init.to_string().into()))
+            .await
+            .unwrap();
+        let subscribe = json!({"id": "1", "type": "subscribe", "payload": {"query": document}});
+        ws.send(Message::Text(subscribe.to_string().into()))
+            .await
+            .unwrap();
+        let mut answers = Vec::new();
+        // Until the subscription ends (error or complete) or a second of silence.
+        while let Ok(Some(Ok(message))) =
+            tokio::time::timeout(Duration::from_secs(1), ws.next()).await
+        {
+            let Message::Text(text) = message else {
+                continue;
+            };
+            let value: Value = serde_json::from_str(&text).unwrap();
+            if value["type"] == "ping" || value["type"] == "pong" {
+                continue;
+            }
+            answers.push(value.clone());
+            if value["type"] == "error" || value["type"] == "complete" {
+                break;
+            }
+        }
+        let text = serde_json::to_string(&answers).unwrap();
+        judge(&w.alice, field, &document, Expect::Own, 0, &text);
+        let delivered = answers
+            .iter()
+            .any(|m| m["type"] == "next" && m["payload"]["errors"].is_null());
+        assert!(!delivered, "subscription {field} delivered data: {text}");
+        let refused = answers.iter().any(|m| {
+            m["type"] == "error" || (m["type"] == "next" && !m["payload"]["errors"].is_null())
+        });
+        assert!(refused, "subscription {field} was not refused: {text}");
+    }
+}

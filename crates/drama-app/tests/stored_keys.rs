@@ -1,0 +1,269 @@
+//! Stored keys on PostgreSQL: a key of another user that got into a row behind the server's
+//! back (triggers off, as a restore or a hand edit could) is never read by a handler, and the
+//! sweeper never deletes another owner's object.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use drama_ai::AiProviders;
+use drama_app::pipeline::engine::EngineJobs;
+use drama_app::{App, Caller, Ports};
+use drama_assets::{AssetStore as _, ObjectKey};
+use drama_dal::{
+    AssetObject, DramaRepository as _, NewUser, OrphanRepository as _, UserRepository as _,
+};
+use drama_domain::{EpisodeId, UserId};
+use drama_jobs::{JobState, Worker, WorkerConfig};
+use drama_postgres::PgStore;
+use drama_postgres::jobs::PgJobStore;
+use drama_testkit::pg::ScratchDb;
+
+struct World {
+    db: ScratchDb,
+    pool: sqlx::PgPool,
+    store: Arc<PgStore>,
+    jobs: Arc<PgJobStore>,
+    assets: Arc<drama_assets::MemoryStore>,
+    app: App,
+    alice: UserId,
+    bob: UserId,
+}
+
+async fn world(name: &str) -> World {
+    let db = ScratchDb::create(name).await;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(8)
+        .connect(&db.url())
+        .await
+        .unwrap();
+    drama_postgres::migrate(&pool).await.unwrap();
+    let store = Arc::new(PgStore::new(pool.clone()));
+    let jobs = Arc::new(PgJobStore::new(pool.clone()));
+    let assets = Arc::new(drama_assets::MemoryStore::default());
+    let app = App::new(Ports {
+        store: store.clone(),
+        assets: assets.clone(),
+        generation: store.clone(),
+        jobs: Arc::new(EngineJobs(jobs.clone())),
+        ai: AiProviders::offline(7),
+    });
+    let mut users = Vec::new();
+    for _ in 0..2 {
+        let user = UserId::random();
+        let mut new = NewUser::new(user);
+        new.tokens = 1000;
+        store.create_user(&new).await.unwrap();
+        users.push(user);
+    }
+    World {
+        db,
+        pool,
+        store,
+        jobs,
+        assets,
+        app,
+        alice: users[0],
+        bob: users[1],
+    }
+}
+
+/// Stores `bytes` (of no particular type) under `key` and returns its record.
+async fn put(w: &World, key: &str, bytes: &'static [u8]) -> AssetObject {
+    let mime = "application/octet-stream";
+    let object = ObjectKey::parse(key).unwrap();
+    w.assets
+        .put_bytes(&object, Bytes::from_static(bytes), mime)
+        .await
+        .unwrap();
+    AssetObject {
+        storage_key: key.to_owned(),
+        content_type: mime.to_owned(),
+        size_bytes: bytes.len() as i64,
+        checksum: None,
+        input_hash: None,
+        usage: None,
+    }
+}
+
+/// Points Alice's asset at `key` the way only someone bypassing the triggers could.
+async fn behind_the_servers_back(w: &World, asset: &str, key: &str) {
+    let mut conn = w.pool.acquire().await.unwrap();
+    sqlx::query("set session_replication_role = replica")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let changed = sqlx::query(
+        "update public.assets set storage_key = $1 where drama_id = 'alices' and id = $2",
+    )
+    .bind(key)
+    .bind(asset)
+    .execute(&mut *conn)
+    .await
+    .unwrap()
+    .rows_affected();
+    assert_eq!(changed, 1);
+    // A new version, so that no cache keeps serving the old row.
+    sqlx::query("update public.dramas set version = version + 1 where id = 'alices'")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    sqlx::query("set session_replication_role = origin")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+}
+
+/// Waits for a run to settle and answers the error of its first failed node, if any.
+async fn settle(w: &World, caller: &Caller, run: drama_jobs::JobId) -> Option<String> {
+    for _ in 0..3000 {
+        let tree = w.app.run_tree(caller, run).await.unwrap();
+        if tree.nodes[0].state.is_settled() {
+            return tree
+                .nodes
+                .iter()
+                .filter(|n| n.state == JobState::Failed)
+                .find_map(|n| n.error.clone());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("run {run} did not settle");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_key_slipped_into_a_row_is_never_read() {
+    let w = world("stored_keys_read").await;
+    let (alice, bob) = (w.alice, w.bob);
+    let d = drama_testkit::builders::drama("alices", 1, 1, 1);
+    w.store.create(alice, &d).await.unwrap();
+    let worker = Worker::start(
+        w.jobs.clone(),
+        w.app.registry(),
+        WorkerConfig {
+            poll_interval: Duration::from_millis(20),
+            ..WorkerConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let caller = Caller::user(alice);
+    // Everything generated for real, so that only the stitch is left to redo.
+    let whole = w
+        .app
+        .generate(&caller, &d.id, drama_app::pipeline::Scope::Drama, false)
+        .await
+        .unwrap();
+    assert_eq!(settle(&w, &caller, whole.job_id).await, None);
+    let stitched = w
+        .store
+        .get_complete(alice, &d.id)
+        .await
+        .unwrap()
+        .drama
+        .episodes[0]
+        .url
+        .clone();
+    assert!(stitched.is_some());
+
+    let bobs = format!("{bob}/bobs/uploads/secret.bin");
+    put(&w, &bobs, b"bob's secret clip").await;
+    behind_the_servers_back(&w, "e0-s0-vid", &bobs).await;
+    let again = w
+        .app
+        .stitch_episode(&caller, &d.id, &EpisodeId::parse("e0").unwrap())
+        .await
+        .unwrap();
+    let failure = settle(&w, &caller, again.job_id)
+        .await
+        .expect("the stitch fails");
+    assert!(failure.contains("does not belong"), "{failure}");
+    assert!(failure.contains(&bobs), "{failure}");
+    let episode = w
+        .store
+        .get_complete(alice, &d.id)
+        .await
+        .unwrap()
+        .drama
+        .episodes[0]
+        .url
+        .clone();
+    assert_eq!(episode, stitched, "nothing was stitched from Bob's clip");
+    worker.shutdown().await;
+    w.pool.close().await;
+    w.db.drop_it().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweeper_deletes_only_its_owners_unreferenced_keys() {
+    let w = world("stored_keys_sweep").await;
+    let (alice, bob) = (w.alice, w.bob);
+    let d = drama_testkit::builders::drama("alices", 1, 1, 1);
+    w.store.create(alice, &d).await.unwrap();
+    let bobs = format!("{bob}/bobs/uploads/b.bin");
+    let bobs_library = format!("{bob}/~p/uploads/b.bin");
+    let alices_library = format!("{alice}/~p/uploads/a.bin");
+    let alices_orphan = format!("{alice}/alices/uploads/gone.bin");
+    let alices_reference = format!("{alice}/alices/uploads/r.bin");
+    for key in [
+        &bobs,
+        &bobs_library,
+        &alices_library,
+        &alices_orphan,
+        &alices_reference,
+    ] {
+        put(&w, key, b"bytes").await;
+    }
+    // Recorded as Alice's: Bob's objects, her library, an orphan, a reference a job names.
+    w.store
+        .record_orphans(
+            alice,
+            &d.id,
+            &[
+                bobs.clone(),
+                bobs_library.clone(),
+                alices_library.clone(),
+                alices_orphan.clone(),
+                alices_reference.clone(),
+            ],
+            "test",
+        )
+        .await
+        .unwrap();
+    sqlx::query("update public.orphaned_objects set recorded_at = now() - interval '2 hours'")
+        .execute(&w.pool)
+        .await
+        .unwrap();
+    use drama_jobs::JobStore as _;
+    w.jobs
+        .submit(
+            &drama_jobs::Graph::new(drama_jobs::RunSpec::new("create_drama", alice.0)).with(
+                drama_jobs::NodeSpec::task(
+                    "write",
+                    "write_drama",
+                    serde_json::json!({"drama": "x", "premise": "p", "reference_key": alices_reference}),
+                ),
+            ),
+        )
+        .await
+        .unwrap();
+
+    let deleted = w.app.sweep_orphans(100).await;
+    assert_eq!(deleted, 1);
+    let exists = |key: String| {
+        let assets = w.assets.clone();
+        async move { assets.head(&ObjectKey::parse(key).unwrap()).await.is_ok() }
+    };
+    assert!(!exists(alices_orphan.clone()).await, "her orphan is gone");
+    for key in [&bobs, &bobs_library, &alices_library, &alices_reference] {
+        assert!(exists(key.clone()).await, "{key} survives");
+    }
+    // What was not hers to delete stays recorded for an operator to look at.
+    let left: i64 = sqlx::query_scalar("select count(*) from public.orphaned_objects")
+        .fetch_one(&w.pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 4);
+    w.pool.close().await;
+    w.db.drop_it().await;
+}

@@ -107,11 +107,49 @@ pub(crate) async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
             false
         }
     };
+    // Informational: without ffmpeg most episodes still stitch (see `ffmpeg_line`).
+    writeln!(out, "{}", ffmpeg_line(&settings.worker.ffmpeg).await)?;
     Ok(if report.is_healthy() && assets_ok && ai_ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// What `check` says about ffmpeg: found (with its version) or absent, and what that means
+/// for stitching episodes.
+pub(crate) async fn ffmpeg_line(path: &str) -> String {
+    let run = tokio::process::Command::new(path)
+        .arg("-version")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let version = match tokio::time::timeout(Duration::from_secs(10), run).await {
+        Ok(Ok(output)) if output.status.success() => {
+            let text = String::from_utf8_lossy(&output.stdout);
+            Some(
+                text.lines()
+                    .next()
+                    .and_then(|l| l.strip_prefix("ffmpeg version "))
+                    .and_then(|l| l.split_whitespace().next())
+                    .unwrap_or("unknown")
+                    .to_owned(),
+            )
+        }
+        _ => None,
+    };
+    match version {
+        Some(version) => format!(
+            "ffmpeg: found ({path}, version {version}); episodes whose clips share codec \
+             parameters are joined without it, the others are re-encoded with it"
+        ),
+        None => format!(
+            "ffmpeg: absent (not found at {path}); episodes whose clips share codec parameters \
+             (the offline provider's, one provider's H.264/AAC MP4s) are still stitched, \
+             clips that differ fail until ffmpeg is installed (apt-get install ffmpeg) or \
+             FFMPEG_PATH points at it"
+        ),
+    }
 }
 
 /// Which provider serves each kind of call (configured, not called: calls cost money).

@@ -164,7 +164,13 @@ async fn wire(
     backend: &Backend,
     with_workers: bool,
 ) -> anyhow::Result<(App, Option<Workers>, Option<Arc<MemoryStore>>)> {
-    let assets = drama_assets::open_store(&settings.assets)
+    // Signed file URLs name this server; without ASSETS_BASE_URL that is where clients
+    // reach it (PUBLIC_URL), not a fixed default they may not be able to reach.
+    let mut asset_settings = settings.assets.clone();
+    if asset_settings.assets_base_url.is_none() {
+        asset_settings.assets_base_url = Some(settings.server.public_origin());
+    }
+    let assets = drama_assets::open_store(&asset_settings)
         .await
         .context("opening the asset store")?;
     let ai = drama_ai::AiProviders::from_settings(&settings.ai)

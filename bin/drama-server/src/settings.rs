@@ -192,6 +192,9 @@ const PLAIN_VARIABLES: &[(&str, &str)] = &[
     ("DATA_DIR", "server.data_dir"),
     ("EMBEDDED_POSTGRES", "server.embedded_postgres"),
     ("METRICS_TOKEN", "metrics.token"),
+    ("MEDIA_URL_LIFETIME", "http.media_url_lifetime"),
+    ("LEGACY_API_KEYS", "http.auth.legacy_api_keys"),
+    ("LEGACY_USER_ID", "http.auth.legacy_user"),
     ("QUOTA_DRAMAS", "quotas.dramas"),
     ("QUOTA_STORED_BYTES", "quotas.stored_bytes"),
     ("QUOTA_ACTIVE_RUNS", "quotas.active_runs"),
@@ -205,7 +208,47 @@ pub(crate) const OTHER_VARIABLES: &[&str] = &[
     "RUST_LOG",
     "SUPABASE_ANON_KEY",
     "SUPABASE_SERVICE_KEY",
+    "API_KEYS",
 ];
+
+/// The old world's credentials: the service_role key (recognised when presented), and the old
+/// server's `API_KEYS` as the legacy keys when `LEGACY_API_KEYS` is not set; then checks that
+/// legacy keys have a user to act as.
+fn legacy_credentials(
+    layered: &mut Layered,
+    effective: &mut [Effective],
+    env: &HashMap<String, String>,
+) -> Result<(), String> {
+    let auth = &mut layered.http.auth;
+    if let Some(key) = env
+        .get("SUPABASE_SERVICE_KEY")
+        .filter(|v| !v.trim().is_empty())
+    {
+        auth.service_key = Some(key.clone());
+    }
+    if auth.legacy_api_keys.is_none()
+        && let Some(old) = env.get("API_KEYS").filter(|v| !v.trim().is_empty())
+    {
+        auth.legacy_api_keys = Some(old.clone());
+        if let Some(e) = effective
+            .iter_mut()
+            .find(|e| e.name == "http.auth.legacy_api_keys")
+        {
+            e.value = Some("***".to_owned());
+            e.source = Source::Environment("API_KEYS".to_owned());
+        }
+    }
+    auth.validate()?;
+    let lifetime = layered.http.media_url_lifetime;
+    if lifetime.is_zero() || lifetime > drama_api::MAX_MEDIA_URL_LIFETIME {
+        return Err(format!(
+            "MEDIA_URL_LIFETIME must be between 1 and {} seconds, got {}",
+            drama_api::MAX_MEDIA_URL_LIFETIME.as_secs(),
+            lifetime.as_secs()
+        ));
+    }
+    Ok(())
+}
 
 impl Settings {
     /// Loads from the process environment.
@@ -288,6 +331,7 @@ impl Settings {
                 e.source = Source::Derived(from.to_owned());
             }
         }
+        legacy_credentials(&mut layered, &mut effective, env).map_err(anyhow::Error::msg)?;
         effective.extend(provenance::flat(assets.effective(), &layered.assets, env));
         effective.extend(provenance::flat(
             ai.effective()

@@ -29,13 +29,76 @@ pub struct AuthSettings {
     pub jwt_secret: Option<String>,
     /// `SUPABASE_URL`: `https://<ref>.supabase.co`; gives the issuer and the JWKS location.
     pub supabase_url: Option<String>,
+    /// `SUPABASE_SERVICE_KEY`: the project's service_role key (a legacy JWT or an
+    /// `sb_secret_…` key); presented as a bearer token it makes a service caller.
+    pub service_key: Option<String>,
+    /// `LEGACY_API_KEYS` (or the old `API_KEYS`): comma-separated keys of the old server,
+    /// accepted during the transition as the legacy user.
+    pub legacy_api_keys: Option<String>,
+    /// `LEGACY_USER_ID`: the user old credentials act as (the legacy keys, and `service_role`
+    /// callers that name no other user).
+    pub legacy_user: Option<String>,
 }
+
+impl AuthSettings {
+    /// The legacy keys, trimmed, empty entries dropped (as the old server read `API_KEYS`).
+    pub fn legacy_keys(&self) -> Vec<String> {
+        self.legacy_api_keys
+            .as_deref()
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Checks what cannot work: legacy keys without a user to map them to, a user that is not
+    /// a user id.
+    ///
+    /// # Errors
+    /// A message naming the variable to fix.
+    pub fn validate(&self) -> Result<Option<UserId>, String> {
+        let user = self
+            .legacy_user
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(|u| {
+                u.parse::<UserId>()
+                    .map_err(|_| format!("LEGACY_USER_ID {u:?} is not a user id (a UUID)"))
+            })
+            .transpose()?;
+        if user.is_none() && !self.legacy_keys().is_empty() {
+            return Err(
+                "LEGACY_API_KEYS (or API_KEYS) is set but LEGACY_USER_ID is not: \
+                 set it to the user the old keys act as (the owner chosen for the old user \
+                 10000 at import)"
+                    .to_owned(),
+            );
+        }
+        Ok(user)
+    }
+}
+
+/// The user a `service_role` caller acts as when it names none and no `LEGACY_USER_ID` is
+/// set: a fixed id, so that what such callers create has one owner a service caller can
+/// name again.
+pub const SERVICE_USER: UserId = UserId(uuid::Uuid::from_u128(
+    0x5e7f_1ce0_0000_4000_8000_0000_0000_0001,
+));
 
 impl fmt::Debug for AuthSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuthSettings")
             .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "***"))
             .field("supabase_url", &self.supabase_url)
+            .field("service_key", &self.service_key.as_ref().map(|_| "***"))
+            .field(
+                "legacy_api_keys",
+                &self.legacy_api_keys.as_ref().map(|_| "***"),
+            )
+            .field("legacy_user", &self.legacy_user)
             .finish()
     }
 }
@@ -75,6 +138,20 @@ struct Claims {
     role: Option<String>,
     #[serde(default)]
     email: Option<String>,
+}
+
+/// What is read of a token before its signature is checked, to choose how to check it.
+#[derive(Deserialize)]
+struct Unverified {
+    #[serde(default)]
+    role: Option<String>,
+}
+
+/// The claims of a project key (`service_role`): no subject, no audience.
+#[derive(Deserialize)]
+struct ProjectClaims {
+    #[serde(default, rename = "ref")]
+    project: Option<String>,
 }
 
 struct Jwks {
@@ -137,11 +214,35 @@ pub struct Authenticator {
     keys: moka::future::Cache<Vec<u8>, ApiKeyMeta>,
     recent_use: moka::future::Cache<uuid::Uuid, ()>,
     known_users: moka::future::Cache<UserId, ()>,
+    service_key: Option<String>,
+    legacy_keys: Vec<String>,
+    legacy_user: Option<UserId>,
+    /// Legacy keys (by position) warned about recently: one deprecation line per key per
+    /// interval, not one per request.
+    legacy_warned: moka::future::Cache<usize, ()>,
 }
 
+/// How often a use of the same legacy key is logged as deprecated.
+const LEGACY_WARN_INTERVAL: Duration = Duration::from_secs(600);
+
 impl Authenticator {
-    /// An authenticator over `store` with `settings`.
+    /// An authenticator over `store` with `settings` (legacy keys are ignored, with an error
+    /// in the log, when [`AuthSettings::validate`] refuses them).
     pub fn new(store: Arc<dyn Store>, settings: &AuthSettings) -> Self {
+        let (legacy_user, legacy_keys) = match settings.validate() {
+            Ok(user) => (user, settings.legacy_keys()),
+            Err(e) => {
+                tracing::error!("{e}; the legacy keys are refused");
+                (None, Vec::new())
+            }
+        };
+        if !legacy_keys.is_empty() {
+            tracing::warn!(
+                keys = legacy_keys.len(),
+                "LEGACY_API_KEYS are accepted for the transition and deprecated: give each \
+                 caller a key of its own (drama-server keys create) and remove them"
+            );
+        }
         let base = settings
             .supabase_url
             .as_deref()
@@ -177,6 +278,18 @@ impl Authenticator {
                 .max_capacity(100_000)
                 .time_to_live(USER_CACHE_TTL)
                 .build(),
+            service_key: settings
+                .service_key
+                .as_deref()
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(str::to_owned),
+            legacy_keys,
+            legacy_user,
+            legacy_warned: moka::future::Cache::builder()
+                .max_capacity(1_000)
+                .time_to_live(LEGACY_WARN_INTERVAL)
+                .build(),
         }
     }
 
@@ -200,12 +313,64 @@ impl Authenticator {
             }
             None => None,
         };
-        match (bearer, api_key.map(str::trim).filter(|k| !k.is_empty())) {
-            (Some(token), _) if token.starts_with(api_key::KEY_PREFIX) => self.api_key(token).await,
-            (Some(token), _) => self.jwt(token).await,
-            (None, Some(key)) => self.api_key(key).await,
-            (None, None) => Err(AuthError::Missing),
+        let presented = match (bearer, api_key.map(str::trim).filter(|k| !k.is_empty())) {
+            (Some(token), _) => token,
+            (None, Some(key)) => key,
+            (None, None) => return Err(AuthError::Missing),
+        };
+        if presented.starts_with(api_key::KEY_PREFIX) {
+            return self.api_key(presented).await;
         }
+        if self
+            .service_key
+            .as_deref()
+            .is_some_and(|k| equal(k, presented))
+        {
+            return self.service_caller().await;
+        }
+        if let Some(index) = self.legacy_keys.iter().position(|k| equal(k, presented))
+            && let Some(user) = self.legacy_user
+        {
+            return self.legacy_caller(index, user).await;
+        }
+        if bearer.is_some() {
+            self.jwt(presented).await
+        } else {
+            Err(AuthError::Invalid("Invalid API key".to_owned()))
+        }
+    }
+
+    /// The caller of the project's `service_role` key.
+    async fn service_caller(&self) -> Result<Caller, AuthError> {
+        let user = self.legacy_user.unwrap_or(SERVICE_USER);
+        self.ensure_user(user, None).await?;
+        Ok(Caller::service(user))
+    }
+
+    async fn legacy_caller(&self, index: usize, user: UserId) -> Result<Caller, AuthError> {
+        if self.legacy_warned.get(&index).await.is_none() {
+            self.legacy_warned.insert(index, ()).await;
+            tracing::warn!(
+                legacy_key = index + 1,
+                user = %user,
+                "a request used an old API key (LEGACY_API_KEYS), which is deprecated: give \
+                 the caller a key of its own (drama-server keys create) and remove it"
+            );
+        }
+        self.ensure_user(user, None).await?;
+        Ok(Caller::user(user))
+    }
+
+    /// Makes sure `user` has its `users` row (once per cache period).
+    async fn ensure_user(&self, user: UserId, email: Option<&str>) -> Result<(), AuthError> {
+        if self.known_users.get(&user).await.is_none() {
+            self.store
+                .upsert_from_auth(user, email)
+                .await
+                .map_err(|e: RepoError| AuthError::Unavailable(e.to_string()))?;
+            self.known_users.insert(user, ()).await;
+        }
+        Ok(())
     }
 
     /// Forgets a key in this process at once (after it was revoked here). The cache is keyed
@@ -281,6 +446,20 @@ impl Authenticator {
                 )));
             }
         };
+        let role = jsonwebtoken::dangerous::insecure_decode_claims::<Unverified>(token)
+            .ok()
+            .and_then(|c| c.role);
+        match role.as_deref() {
+            Some("service_role") => return self.service_token(token, header.alg, &key).await,
+            Some("anon") => {
+                return Err(AuthError::Invalid(
+                    "token role is not accepted: the anon key names no user; sign in as a \
+                     user or use an API key"
+                        .into(),
+                ));
+            }
+            _ => {}
+        }
         let mut validation = Validation::new(header.alg);
         validation.set_audience(&["authenticated"]);
         if let Some(issuer) = &self.issuer {
@@ -300,15 +479,46 @@ impl Authenticator {
             .sub
             .parse()
             .map_err(|_| AuthError::Invalid("token subject is not a user id".into()))?;
-        if self.known_users.get(&subject).await.is_none() {
-            self.store
-                .upsert_from_auth(subject, claims.email.as_deref())
-                .await
-                .map_err(|e: RepoError| AuthError::Unavailable(e.to_string()))?;
-            self.known_users.insert(subject, ()).await;
-        }
+        self.ensure_user(subject, claims.email.as_deref()).await?;
         Ok(Caller::user(subject))
     }
+
+    /// A `service_role` token: signed by the project (its secret or its JWKS), not expired,
+    /// and, when it names its project, of this project. Such keys carry no subject and no
+    /// audience; the old Supabase keys name the issuer `supabase`.
+    async fn service_token(
+        &self,
+        token: &str,
+        alg: Algorithm,
+        key: &DecodingKey,
+    ) -> Result<Caller, AuthError> {
+        let mut validation = Validation::new(alg);
+        validation.validate_aud = false;
+        validation.set_required_spec_claims(&["exp"]);
+        validation.leeway = 30;
+        let claims = jsonwebtoken::decode::<ProjectClaims>(token, key, &validation)
+            .map_err(|e| AuthError::Invalid(format!("token rejected: {}", describe(&e))))?
+            .claims;
+        let ours = self
+            .issuer
+            .as_deref()
+            .and_then(|i| i.strip_prefix("https://"))
+            .and_then(|host| host.split('.').next());
+        if let (Some(named), Some(ours)) = (claims.project.as_deref(), ours)
+            && named != ours
+        {
+            return Err(AuthError::Invalid(format!(
+                "token rejected: the service_role key of project {named:?}, not of this one"
+            )));
+        }
+        self.service_caller().await
+    }
+}
+
+/// Compares two secrets in constant time (for equal lengths).
+fn equal(expected: &str, presented: &str) -> bool {
+    use subtle::ConstantTimeEq as _;
+    expected.len() == presented.len() && bool::from(expected.as_bytes().ct_eq(presented.as_bytes()))
 }
 
 fn describe(e: &jsonwebtoken::errors::Error) -> &'static str {

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod console;
 mod error;
 pub mod graphql;
+mod media_links;
 pub mod metrics;
 pub mod middleware;
 pub mod realtime;
@@ -12,7 +13,7 @@ mod state;
 
 pub use auth::{AuthError, AuthSettings, Authenticator};
 pub use error::ApiError;
-pub use state::{ApiState, Auth, HttpSettings};
+pub use state::{ApiState, Auth, HttpSettings, MAX_MEDIA_URL_LIFETIME};
 
 use std::sync::Arc;
 

@@ -102,7 +102,7 @@ pub async fn request_context(
         .instrument(span.clone())
         .await;
     let _entered = span.enter();
-    let mut response = match outcome {
+    let response = match outcome {
         Ok(Ok(response)) => response.map_into_boxed_body(),
         Ok(Err(e)) => {
             tracing::error!(error = %e, "request failed in a middleware");
@@ -134,6 +134,7 @@ pub async fn request_context(
     } else {
         tracing::debug!(duration_ms = elapsed_ms, "request served");
     }
+    let mut response = crate::media_links::sign_response(response).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
-use actix_web::{FromRequest, HttpRequest, web};
+use actix_web::{FromRequest, HttpMessage as _, HttpRequest, web};
 use drama_app::{App, Caller};
 use futures::future::LocalBoxFuture;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -33,7 +33,14 @@ pub struct HttpSettings {
     pub cors_origins: String,
     /// Authentication.
     pub auth: AuthSettings,
+    /// How long the signed media URLs in responses stay valid (at least; local signatures
+    /// end on the next whole hour after it). At most seven days less an hour.
+    #[serde(with = "seconds")]
+    pub media_url_lifetime: Duration,
 }
+
+/// The longest `media_url_lifetime`: a bucket presigns for at most seven days.
+pub const MAX_MEDIA_URL_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600 - 3600);
 
 impl Default for HttpSettings {
     fn default() -> Self {
@@ -45,6 +52,7 @@ impl Default for HttpSettings {
             request_timeout: Duration::from_secs(30),
             cors_origins: "*".to_owned(),
             auth: AuthSettings::default(),
+            media_url_lifetime: Duration::from_secs(6 * 3600),
         }
     }
 }
@@ -115,6 +123,8 @@ impl ApiState {
                 AuthError::Unavailable(cause) => ApiError::unavailable(cause),
                 other => ApiError::unauthenticated(other.to_string()),
             })?;
+        // Kept for the response: its media URLs are signed for this caller.
+        req.extensions_mut().insert(caller);
         if let Some(limiter) = &self.limiter
             && let Err(not_until) = limiter.check_key(&caller.user)
         {

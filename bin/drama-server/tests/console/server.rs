@@ -190,7 +190,7 @@ impl Server {
             let (status, body, _) = self
                 .call(reqwest::Method::GET, &format!("/jobs/{job}"), None)
                 .await;
-            assert_eq!(status, 200, "{body}");
+            assert_eq!(status, 200, "{body}\n{}", self.logs());
             if ["completed", "failed", "cancelled"].contains(&body["status"].as_str().unwrap()) {
                 return body;
             }

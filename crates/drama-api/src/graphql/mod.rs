@@ -3,6 +3,7 @@
 //! complete dramas is one statement, and the `jobs` of every entity in a response are loaded
 //! together (see `context`).
 
+mod compat;
 mod context;
 mod error;
 mod jobs;
@@ -36,10 +37,34 @@ async fn execute(
     request: GraphQLBatchRequest,
 ) -> HttpResponse {
     let ctx = Ctx::new(state.app().clone(), caller, state.realtime.clone());
-    let response = request.execute(&state.schema, &ctx).await;
     // Validation and resolver errors are answered with 200 and `errors`, as the old server
     // (and the GraphQL-over-HTTP convention for application/json) did.
-    HttpResponse::Ok().json(response)
+    match request {
+        GraphQLBatchRequest::Single(one) => {
+            HttpResponse::Ok().json(one_request(state, &ctx, one).await)
+        }
+        GraphQLBatchRequest::Batch(many) => {
+            let mut answers = Vec::with_capacity(many.len());
+            for one in many {
+                answers.push(one_request(state, &ctx, one).await);
+            }
+            HttpResponse::Ok().json(answers)
+        }
+    }
+}
+
+/// One operation, normalised for the old clients first (see `compat`).
+async fn one_request(
+    state: &ApiState,
+    ctx: &Ctx,
+    mut request: GraphQLRequest,
+) -> serde_json::Value {
+    if let Err(message) = compat::normalise(&state.schema.schema, &mut request) {
+        return serde_json::json!({"data": null, "errors": [{"message": message}]});
+    }
+    serde_json::to_value(request.execute(&state.schema, ctx).await).unwrap_or_else(
+        |e| serde_json::json!({"data": null, "errors": [{"message": e.to_string()}]}),
+    )
 }
 
 /// `POST /graphql` with `{"query", "variables", "operationName"}` (or a batch), or

@@ -11,7 +11,7 @@ use futures::StreamExt as _;
 
 use super::streaming::object_response;
 use crate::error::ApiError;
-use crate::state::{ApiState, Auth};
+use crate::state::ApiState;
 
 /// How long a redirect to a presigned bucket URL stays valid.
 const REDIRECT_EXPIRY: Duration = Duration::from_secs(300);
@@ -24,52 +24,126 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-fn parse_range(req: &HttpRequest) -> Option<ByteRange> {
-    let value = req.headers().get(header::RANGE)?.to_str().ok()?;
-    let spec = value.strip_prefix("bytes=")?;
-    let (start, end) = spec.split_once('-')?;
-    Some(ByteRange {
-        start: start.parse().ok()?,
-        end: if end.is_empty() {
-            None
-        } else {
-            Some(end.parse().ok()?)
-        },
-    })
+/// What a `Range` header asks for. Only single ranges are honoured; a header this does not
+/// understand (several ranges, another unit, nonsense) is ignored and the whole object is
+/// served, as RFC 9110 allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wanted {
+    /// `bytes=start-` or `bytes=start-end`.
+    From(ByteRange),
+    /// `bytes=-n`: the last `n` bytes.
+    Suffix(u64),
 }
 
-/// `GET /media/{key}`: an object of the caller. Buckets answer with a redirect to a short-lived
-/// presigned URL; the local and memory stores stream the bytes (with ranges, for seeking).
+fn parse_range(value: &str) -> Option<Wanted> {
+    let spec = value.trim().strip_prefix("bytes=")?.trim();
+    if spec.contains(',') {
+        return None;
+    }
+    let (start, end) = spec.split_once('-')?;
+    let (start, end) = (start.trim(), end.trim());
+    if start.is_empty() {
+        return Some(Wanted::Suffix(end.parse().ok()?));
+    }
+    let start = start.parse().ok()?;
+    let end = if end.is_empty() {
+        None
+    } else {
+        Some(end.parse().ok()?)
+    };
+    // A last byte before the first makes the header invalid, hence ignored.
+    if end.is_some_and(|e| e < start) {
+        return None;
+    }
+    Some(Wanted::From(ByteRange { start, end }))
+}
+
+/// The object (or the part the `Range` header asks for): 200, 206 with `Content-Range`, or 416
+/// with `Content-Range: bytes */{size}` when the range starts past the end.
+async fn serve_object(
+    assets: &dyn drama_assets::AssetStore,
+    req: &HttpRequest,
+    key: &ObjectKey,
+) -> Result<HttpResponse, ApiError> {
+    let wanted = req
+        .headers()
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_range);
+    let range = match wanted {
+        None => None,
+        Some(Wanted::From(range)) => Some(range),
+        Some(Wanted::Suffix(n)) => {
+            let size = assets.head(key).await.map_err(asset_error)?.size;
+            if n == 0 || size == 0 {
+                return Ok(unsatisfiable(size));
+            }
+            Some(ByteRange {
+                start: size.saturating_sub(n),
+                end: None,
+            })
+        }
+    };
+    let object = match range {
+        Some(range) => assets.get_range(key, range).await,
+        None => assets.get(key).await,
+    };
+    match object {
+        Ok(object) => Ok(object_response(object)),
+        Err(drama_assets::AssetError::RangeNotSatisfiable { size, .. }) => Ok(unsatisfiable(size)),
+        Err(e) => Err(asset_error(e)),
+    }
+}
+
+fn asset_error(e: drama_assets::AssetError) -> ApiError {
+    ApiError::from(drama_app::AppError::from(e))
+}
+
+fn unsatisfiable(size: u64) -> HttpResponse {
+    HttpResponse::RangeNotSatisfiable()
+        .insert_header((header::CONTENT_RANGE, format!("bytes */{size}")))
+        .insert_header((header::ACCEPT_RANGES, "bytes"))
+        .json(serde_json::json!({
+            "detail": format!("Range not satisfiable: the object has {size} bytes"),
+            "code": "range_not_satisfiable",
+        }))
+}
+
+/// `GET /media/{key}`: an object of the caller, or anyone's with a signature of this server
+/// (`?expires=…&sig=…`, as in the `/files/` URLs of the local and memory stores). Buckets
+/// answer with a redirect to a short-lived presigned URL; the local and memory stores stream
+/// the bytes (with ranges, for seeking).
 async fn media(
     state: web::Data<ApiState>,
-    Auth(caller): Auth,
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let raw = path.into_inner();
-    let key =
-        ObjectKey::parse(raw.clone()).map_err(|_| ApiError::not_found(Entity::Asset, &raw))?;
-    let own = key.as_str().starts_with(&format!("{}/", caller.user));
-    if !own && !caller.service {
-        return Err(ApiError::not_found(Entity::Asset, &raw));
-    }
+    let signed = req.query_string().contains("sig=");
+    let key = if signed {
+        verify(&state, &req, &raw)?
+    } else {
+        let caller = state.caller(&req).await?;
+        let key =
+            ObjectKey::parse(raw.clone()).map_err(|_| ApiError::not_found(Entity::Asset, &raw))?;
+        let own = key.as_str().starts_with(&format!("{}/", caller.user));
+        if !own && !caller.service {
+            return Err(ApiError::not_found(Entity::Asset, &raw));
+        }
+        key
+    };
     let assets = state.app().assets();
     if assets.url_signer().is_none() {
         let presigned = assets
             .presign_get(&key, REDIRECT_EXPIRY)
             .await
-            .map_err(|e| ApiError::from(drama_app::AppError::from(e)))?;
+            .map_err(asset_error)?;
         return Ok(HttpResponse::Found()
             .insert_header((header::LOCATION, presigned.url))
             .insert_header((header::CACHE_CONTROL, "private, max-age=240"))
             .finish());
     }
-    let object = match parse_range(&req) {
-        Some(range) => assets.get_range(&key, range).await,
-        None => assets.get(&key).await,
-    }
-    .map_err(|e| ApiError::from(drama_app::AppError::from(e)))?;
-    Ok(object_response(object))
+    serve_object(assets.as_ref(), &req, &key).await
 }
 
 fn verify(state: &ApiState, req: &HttpRequest, key: &str) -> Result<ObjectKey, ApiError> {
@@ -105,13 +179,7 @@ async fn signed_get(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let key = verify(&state, &req, &path)?;
-    let assets = state.app().assets();
-    let object = match parse_range(&req) {
-        Some(range) => assets.get_range(&key, range).await,
-        None => assets.get(&key).await,
-    }
-    .map_err(|e| ApiError::from(drama_app::AppError::from(e)))?;
-    Ok(object_response(object))
+    serve_object(state.app().assets().as_ref(), &req, &key).await
 }
 
 /// `PUT /files/{key}?expires&sig`: a signed upload with the exact content type it was signed for.
@@ -160,4 +228,28 @@ async fn signed_put(
         "key": info.key.as_str(), "size": info.size, "content_type": info.content_type,
         "checksum": info.checksum,
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn range_headers_are_read_as_rfc_9110_says() {
+        let from = |start, end| Some(Wanted::From(ByteRange { start, end }));
+        assert_eq!(parse_range("bytes=0-99"), from(0, Some(99)));
+        assert_eq!(parse_range("bytes=100-"), from(100, None));
+        assert_eq!(parse_range("bytes=-500"), Some(Wanted::Suffix(500)));
+        assert_eq!(parse_range(" bytes= 5 - 9 "), from(5, Some(9)));
+        for ignored in [
+            "bytes=9-5",
+            "bytes=0-1,4-5",
+            "items=0-1",
+            "bytes=a-b",
+            "bytes=-",
+            "0-1",
+        ] {
+            assert_eq!(parse_range(ignored), None, "{ignored}");
+        }
+    }
 }

@@ -41,6 +41,7 @@ fn settings(supabase_url: &str) -> HttpSettings {
         auth: AuthSettings {
             jwt_secret: Some(SECRET.to_owned()),
             supabase_url: Some(supabase_url.to_owned()),
+            ..AuthSettings::default()
         },
         ..Harness::settings()
     }
@@ -194,4 +195,184 @@ async fn a_key_records_its_last_use() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert!(used.is_some(), "last use recorded");
+}
+
+/// A key of the Supabase project as the dashboard shows it: no subject, no audience, issuer
+/// `supabase`, the project's ref.
+fn project_key(role: &str, project: &str) -> Value {
+    let now = Utc::now().timestamp();
+    json!({"iss": "supabase", "ref": project, "role": role, "iat": now, "exp": now + 3600})
+}
+
+async fn summaries_of(
+    svc: &impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse,
+        Error = actix_web::Error,
+    >,
+    token: &str,
+    user: Option<UserId>,
+) -> (u16, Vec<String>) {
+    let (status, _, body) = send(
+        svc,
+        crate::support::post_json(
+            "/graphql",
+            token,
+            json!({
+                "query": "query($userId: String) { dramaSummaries(userId: $userId) { id } }",
+                "variables": {"userId": user.map(|u| u.to_string())},
+            }),
+        ),
+    )
+    .await;
+    let ids = body["data"]["dramaSummaries"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|d| d["id"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    (status, ids)
+}
+
+#[actix_web::test]
+async fn the_projects_service_role_key_is_a_service_caller_and_anon_stays_refused() {
+    let h = Harness::new().await;
+    let svc = h.service(settings(ISSUER_BASE)).await;
+    crate::support::create_drama(&svc, &h.bob_key, "bobs", (1, 1, 1)).await;
+
+    let service = hs256(&project_key("service_role", "project"));
+    let (status, ids) = summaries_of(&svc, &service, Some(h.bob)).await;
+    assert_eq!(
+        (status, ids),
+        (200, vec!["bobs".to_owned()]),
+        "acts for Bob"
+    );
+    let (status, _, body) = send(&svc, get("/dramas", &service)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        h.store
+            .get_user(drama_api::auth::SERVICE_USER)
+            .await
+            .is_ok(),
+        "naming nobody, it acts as the service user, which now exists"
+    );
+
+    for (token, reason) in [
+        (hs256(&project_key("anon", "project")), "anon"),
+        (
+            hs256(&project_key("service_role", "another")),
+            "project \"another\"",
+        ),
+        (
+            hs256(
+                &json!({"iss": "supabase", "ref": "project", "role": "service_role",
+                          "exp": Utc::now().timestamp() - 7200}),
+            ),
+            "expired",
+        ),
+        (
+            encode(
+                &Header::new(Algorithm::HS256),
+                &project_key("service_role", "project"),
+                &EncodingKey::from_secret(b"another-secret-of-enough-length-123456"),
+            )
+            .unwrap(),
+            "bad signature",
+        ),
+    ] {
+        let (status, _, body) = send(&svc, get("/dramas", &token)).await;
+        assert_eq!(status, 401, "{reason}: {body}");
+        let detail = body["detail"].as_str().unwrap();
+        assert!(detail.contains(reason), "{reason}: {detail}");
+    }
+}
+
+#[actix_web::test]
+async fn the_configured_service_key_counts_even_when_it_is_not_a_jwt() {
+    let h = Harness::new().await;
+    let mut s = settings(ISSUER_BASE);
+    s.auth.service_key = Some("sb_secret_0123456789abcdef".to_owned());
+    s.auth.legacy_user = Some(h.alice.to_string());
+    let svc = h.service(s).await;
+    crate::support::create_drama(&svc, &h.alice_key, "alices", (1, 1, 1)).await;
+    crate::support::create_drama(&svc, &h.bob_key, "bobs", (1, 1, 1)).await;
+    for header in ["Authorization", "X-API-Key"] {
+        let value = if header == "Authorization" {
+            "Bearer sb_secret_0123456789abcdef".to_owned()
+        } else {
+            "sb_secret_0123456789abcdef".to_owned()
+        };
+        let (status, _, body) = send(
+            &svc,
+            actix_web::test::TestRequest::get()
+                .uri("/dramas")
+                .insert_header((header, value)),
+        )
+        .await;
+        assert_eq!(status, 200, "{header}: {body}");
+        let ids: Vec<&str> = body["dramas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["alices"], "naming nobody, it acts as LEGACY_USER_ID");
+    }
+    let (_, ids) = summaries_of(&svc, "sb_secret_0123456789abcdef", Some(h.bob)).await;
+    assert_eq!(ids, ["bobs"]);
+    let (status, _, _) = send(&svc, get("/dramas", "sb_secret_0123456789abcdeX")).await;
+    assert_eq!(status, 401, "a near miss is refused");
+}
+
+#[actix_web::test]
+async fn old_api_keys_act_as_the_legacy_user_and_nothing_more() {
+    let h = Harness::new().await;
+    let mut s = Harness::settings();
+    s.auth.legacy_api_keys = Some(" old-key-1 ,, old-key-2 ".to_owned());
+    s.auth.legacy_user = Some(h.alice.to_string());
+    let svc = h.service(s).await;
+    crate::support::create_drama(&svc, &h.alice_key, "alices", (1, 1, 1)).await;
+    crate::support::create_drama(&svc, &h.bob_key, "bobs", (1, 1, 1)).await;
+
+    for key in ["old-key-1", "old-key-2"] {
+        let (status, ids) = summaries_of(&svc, key, Some(h.bob)).await;
+        assert_eq!(
+            (status, ids),
+            (200, vec!["alices".to_owned()]),
+            "{key}: Alice's dramas; naming Bob is ignored (not a service caller)"
+        );
+    }
+    // The old server took them as `Authorization: Bearer`; the asset library was what they
+    // protected, with the old default user in the query.
+    let (status, _, body) = send(
+        &svc,
+        get(
+            "/asset-library/list?user_id=10000&project_name=alices",
+            "old-key-1",
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["user_id"], h.alice.to_string());
+    for bad in ["old-key-3", "old-key", ""] {
+        let (status, _, _) = send(&svc, get("/dramas", bad)).await;
+        assert_eq!(status, 401, "{bad:?}");
+    }
+}
+
+#[test]
+fn legacy_keys_without_a_user_to_act_as_are_a_configuration_error() {
+    let keys_only = AuthSettings {
+        legacy_api_keys: Some("k1".to_owned()),
+        ..AuthSettings::default()
+    };
+    assert!(keys_only.validate().unwrap_err().contains("LEGACY_USER_ID"));
+    let bad_user = AuthSettings {
+        legacy_user: Some("10000".to_owned()),
+        ..AuthSettings::default()
+    };
+    assert!(bad_user.validate().unwrap_err().contains("not a user id"));
+    assert_eq!(AuthSettings::default().validate(), Ok(None));
 }

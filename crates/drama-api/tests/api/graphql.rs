@@ -237,8 +237,8 @@ async fn deep_queries_and_oversized_pages_are_refused() {
     let svc = h.service(Harness::settings()).await;
     let deep = format!(
         "{{ {} __typename {} }}",
-        "dramas { episodes { scenes { ".repeat(5),
-        "} } } ".repeat(5)
+        "dramas { episodes { scenes { ".repeat(6),
+        "} } } ".repeat(6)
     );
     let (s, b) = gql(&svc, &h.alice_key, &deep, json!({})).await;
     assert_eq!(s, 200);

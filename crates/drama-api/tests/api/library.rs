@@ -94,7 +94,9 @@ async fn uploads_are_stored_listed_read_and_deleted() {
                 .unwrap()
                 .starts_with(&format!("{}/~my_project/uploads/", h.alice))
         );
-        assert!(body["public_url"].as_str().unwrap().contains("/media/"));
+        // Stored as the stable /media/ address, answered as a URL that loads as it is.
+        let url = body["public_url"].as_str().unwrap();
+        assert!(url.contains("/files/") && url.contains("&sig="), "{url}");
     }
     let list = |key: &str, query: &str| get(&format!("/asset-library/list?{query}"), key);
     let (status, _, body) = send(

@@ -7,6 +7,8 @@ mod embedding;
 mod graphql;
 mod jobs;
 mod library;
+mod media_urls;
+mod old_clients;
 mod openapi;
 mod postgres;
 mod quotas;

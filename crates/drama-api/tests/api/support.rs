@@ -41,8 +41,15 @@ impl Harness {
 
     /// A harness whose generations go to `ai`.
     pub async fn with_ai(ai: drama_ai::AiProviders) -> Self {
-        let (ports, store, jobs) =
-            Ports::memory(Arc::new(drama_assets::MemoryStore::default()), ai);
+        Self::with_assets(Arc::new(drama_assets::MemoryStore::default()), ai).await
+    }
+
+    /// A harness whose objects go to `assets` and generations to `ai`.
+    pub async fn with_assets(
+        assets: Arc<dyn drama_assets::AssetStore>,
+        ai: drama_ai::AiProviders,
+    ) -> Self {
+        let (ports, store, jobs) = Ports::memory(assets, ai);
         let app = App::new(ports);
         let (alice, alice_key) = user_with_key(&store, &[]).await;
         let (bob, bob_key) = user_with_key(&store, &[]).await;

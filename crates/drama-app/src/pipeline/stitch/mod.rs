@@ -1,8 +1,16 @@
-//! Stitching an episode's clips into one video with ffmpeg (Debian package `ffmpeg`).
+//! Stitching an episode's clips into one video.
 //!
-//! The clips are concatenated with the concat demuxer, copying the streams when they share
-//! their codec parameters (the offline provider's clips do), and re-encoding to H.264/AAC
-//! when they do not (clips from different providers).
+//! Clips that share their codec parameters (the offline provider's, and the H.264/AAC MP4s a
+//! provider makes for one drama) are joined here, in Rust, by remuxing: no decoding, no
+//! external program ([`remux`]). Only clips that differ (another resolution or codec, clips
+//! from different providers) need re-encoding, which is left to ffmpeg (Debian package
+//! `ffmpeg`): its concat demuxer copying the streams first, re-encoding to H.264/AAC when
+//! that fails. Without ffmpeg, such clips fail with a message that says why ffmpeg is needed.
+
+mod mp4;
+mod remux;
+
+pub use mp4::{Probe, ProbeTrack, Refused, probe};
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -12,12 +20,18 @@ use bytes::Bytes;
 /// Why stitching failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StitchError {
-    /// ffmpeg is not installed (or not at the configured path).
+    /// The clips need re-encoding and ffmpeg is not installed (or not at the configured path).
     #[error(
-        "ffmpeg was not found at {0}: install the Debian package `ffmpeg` (apt-get install \
+        "these clips cannot be joined without re-encoding ({reason}), which needs ffmpeg, and \
+         ffmpeg was not found at {path}: install the Debian package `ffmpeg` (apt-get install \
          ffmpeg) or set FFMPEG_PATH"
     )]
-    Missing(PathBuf),
+    Missing {
+        /// Why the clips could not be remuxed.
+        reason: String,
+        /// Where ffmpeg was looked for.
+        path: PathBuf,
+    },
     /// ffmpeg ran and failed.
     #[error("ffmpeg failed: {0}")]
     Failed(String),
@@ -42,7 +56,10 @@ async fn run(ffmpeg: &Path, args: &[&str]) -> Result<(), StitchError> {
         .await
         .map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
-                StitchError::Missing(ffmpeg.to_path_buf())
+                StitchError::Missing {
+                    reason: String::new(),
+                    path: ffmpeg.to_path_buf(),
+                }
             }
             _ => StitchError::Io(e),
         })?;
@@ -55,17 +72,35 @@ async fn run(ffmpeg: &Path, args: &[&str]) -> Result<(), StitchError> {
     }
 }
 
-/// Concatenates MP4 clips, in order, into one MP4.
+/// Concatenates MP4 clips, in order, into one MP4: remuxed here when they share their codec
+/// parameters, through ffmpeg otherwise.
 ///
 /// # Errors
-/// [`StitchError::Missing`] without ffmpeg; [`StitchError::Failed`] when ffmpeg cannot read or
-/// join the clips.
+/// [`StitchError::Missing`] when the clips need ffmpeg and it is absent (naming why they need
+/// it); [`StitchError::Failed`] when ffmpeg cannot read or join them.
 pub async fn concat(ffmpeg: &Path, clips: &[Bytes]) -> Result<Bytes, StitchError> {
+    // Remuxing copies the clips once, on a blocking thread since an episode may be hundreds
+    // of megabytes (cloning `Bytes` shares them, it does not copy).
+    let owned: Vec<Bytes> = clips.to_vec();
+    let remuxed = tokio::task::spawn_blocking(move || {
+        let views: Vec<&[u8]> = owned.iter().map(Bytes::as_ref).collect();
+        remux::join(&views)
+    })
+    .await
+    .map_err(|e| StitchError::Io(std::io::Error::other(e.to_string())))?;
+    let reason = match remuxed {
+        Ok(joined) => return Ok(Bytes::from(joined)),
+        Err(refused) => refused.0,
+    };
+    tracing::info!(reason = %reason, "clips need ffmpeg to be joined");
     let dir = std::env::temp_dir().join(format!("drama-stitch-{}", uuid::Uuid::new_v4()));
     tokio::fs::create_dir_all(&dir).await?;
     let result = concat_in(ffmpeg, clips, &dir).await;
     let _ = tokio::fs::remove_dir_all(&dir).await;
-    result
+    result.map_err(|e| match e {
+        StitchError::Missing { path, .. } => StitchError::Missing { reason, path },
+        other => other,
+    })
 }
 
 async fn concat_in(ffmpeg: &Path, clips: &[Bytes], dir: &Path) -> Result<Bytes, StitchError> {
@@ -100,7 +135,7 @@ async fn concat_in(ffmpeg: &Path, clips: &[Bytes], dir: &Path) -> Result<Bytes, 
         out_arg.as_ref(),
     ]);
     if let Err(first) = run(ffmpeg, &copy).await {
-        if matches!(first, StitchError::Missing(_)) {
+        if matches!(first, StitchError::Missing { .. }) {
             return Err(first);
         }
         let mut encode: Vec<&str> = common.to_vec();
@@ -120,3 +155,6 @@ async fn concat_in(ffmpeg: &Path, clips: &[Bytes], dir: &Path) -> Result<Bytes, 
     }
     Ok(Bytes::from(tokio::fs::read(&out).await?))
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,247 @@
+//! Media URLs that an `<img>` or a video player can load as they are.
+//!
+//! Objects without a public base URL are stored with the stable address
+//! `{PUBLIC_URL}/media/{key}`, which needs the caller's credentials. A signed URL cannot be
+//! stored instead, because it expires; so it is made on the way out: every JSON answer (REST,
+//! GraphQL, library records, job results alike) has each such address of the caller's own
+//! objects replaced by a time-limited URL that needs no header: the local and memory stores'
+//! HMAC-signed `/files/{key}?expires&sig` (served with ranges by this API), a bucket's
+//! presigned URL. Doing it in one place, after the handler, means no response shape can forget
+//! it.
+//!
+//! The local signatures expire at the end of a whole hour at least `lifetime` away, so the
+//! same object keeps the same URL for an hour and browsers can cache it.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use actix_web::body::{BoxBody, MessageBody as _};
+use actix_web::dev::ServiceResponse;
+use actix_web::http::header;
+use actix_web::{HttpMessage as _, web};
+use chrono::{DateTime, Utc};
+use drama_app::Caller;
+use drama_assets::{AssetStore, ObjectKey, PresignMethod};
+
+use crate::state::ApiState;
+
+/// Largest JSON answer whose media URLs are signed (pages are bounded far below this).
+const MAX_BODY: usize = 64 * 1024 * 1024;
+/// Local signatures end on a multiple of this, so URLs stay the same for a while.
+const ROUNDING_SECS: i64 = 3600;
+
+/// Signs the media URLs in a JSON response of an authenticated request.
+pub(crate) async fn sign_response(response: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let caller = response.request().extensions().get::<Caller>().copied();
+    let state = response
+        .request()
+        .app_data::<web::Data<ApiState>>()
+        .cloned();
+    let (Some(caller), Some(state), true) = (caller, state, is_json) else {
+        return response;
+    };
+    let (request, response) = response.into_parts();
+    let (response, body) = response.into_parts();
+    let bytes = match actix_web::body::to_bytes_limited(body, MAX_BODY).await {
+        Ok(Ok(bytes)) => bytes,
+        // Too large or unreadable: answered as an error rather than half-rewritten.
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "response body could not be read to sign its media URLs");
+            return ServiceResponse::new(
+                request,
+                actix_web::HttpResponse::InternalServerError().finish(),
+            );
+        }
+        Err(_) => {
+            tracing::error!("response too large to sign its media URLs");
+            return ServiceResponse::new(
+                request,
+                actix_web::HttpResponse::InternalServerError().finish(),
+            );
+        }
+    };
+    let signer = Signer {
+        assets: state.app().assets().as_ref(),
+        prefix: format!("{}/media/", state.app().public_base_url()),
+        caller,
+        lifetime: state.settings.media_url_lifetime,
+        now: Utc::now(),
+    };
+    let body = match signer.rewrite(&bytes).await {
+        Some(text) => bytes::Bytes::from(text),
+        None => bytes,
+    };
+    let mut response = response.set_body(body.boxed());
+    response.headers_mut().remove(header::CONTENT_LENGTH);
+    ServiceResponse::new(request, response)
+}
+
+/// Makes loadable URLs for one response.
+pub(crate) struct Signer<'a> {
+    pub(crate) assets: &'a dyn AssetStore,
+    /// `{PUBLIC_URL}/media/`.
+    pub(crate) prefix: String,
+    pub(crate) caller: Caller,
+    pub(crate) lifetime: Duration,
+    pub(crate) now: DateTime<Utc>,
+}
+
+impl Signer<'_> {
+    /// The text with every signable media URL replaced; `None` when there was none.
+    pub(crate) async fn rewrite(&self, body: &[u8]) -> Option<String> {
+        let text = std::str::from_utf8(body).ok()?;
+        if !text.contains(&self.prefix) {
+            return None;
+        }
+        let mut out = String::with_capacity(text.len() + 256);
+        let mut signed: HashMap<&str, Option<String>> = HashMap::new();
+        let mut rest = text;
+        let mut changed = false;
+        while let Some(at) = rest.find(&self.prefix) {
+            let after = &rest[at + self.prefix.len()..];
+            let key_len = after
+                .find(|c: char| !(c.is_ascii_alphanumeric() || "-._~/".contains(c)))
+                .unwrap_or(after.len());
+            let key = &after[..key_len];
+            // A URL that already carries a query is someone else's text, left alone.
+            let has_query = after[key_len..].starts_with('?');
+            let url = if has_query {
+                None
+            } else {
+                match signed.get(key) {
+                    Some(url) => url.clone(),
+                    None => {
+                        let url = self.sign(key).await;
+                        signed.insert(key, url.clone());
+                        url
+                    }
+                }
+            };
+            out.push_str(&rest[..at]);
+            match url {
+                Some(url) => {
+                    out.push_str(&url);
+                    changed = true;
+                }
+                None => {
+                    out.push_str(&self.prefix);
+                    out.push_str(key);
+                }
+            }
+            rest = &after[key_len..];
+        }
+        out.push_str(rest);
+        changed.then_some(out)
+    }
+
+    /// A loadable URL for `key`, when it is the caller's (any key for a service caller).
+    async fn sign(&self, key: &str) -> Option<String> {
+        let own = key.starts_with(&format!("{}/", self.caller.user));
+        if !own && !self.caller.service {
+            return None;
+        }
+        let key = ObjectKey::parse(key).ok()?;
+        if let Some(signer) = self.assets.url_signer() {
+            return Some(
+                signer
+                    .sign(PresignMethod::Get, &key, None, self.deadline())
+                    .url,
+            );
+        }
+        match self.assets.presign_get(&key, self.lifetime).await {
+            Ok(presigned) => Some(presigned.url),
+            Err(e) => {
+                tracing::warn!(error = %e, key = %key.as_str(), "media URL not presigned");
+                None
+            }
+        }
+    }
+
+    /// `now + lifetime`, rounded up to a whole hour.
+    fn deadline(&self) -> DateTime<Utc> {
+        let lifetime = i64::try_from(self.lifetime.as_secs()).unwrap_or(i64::MAX / 2);
+        let at = self.now.timestamp().saturating_add(lifetime);
+        let rounded = at.div_euclid(ROUNDING_SECS).saturating_add(1) * ROUNDING_SECS;
+        DateTime::from_timestamp(rounded, 0).unwrap_or(self.now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use drama_assets::MemoryStore;
+    use drama_domain::UserId;
+
+    use super::*;
+
+    fn signer(store: &MemoryStore, caller: Caller) -> Signer<'_> {
+        Signer {
+            assets: store,
+            prefix: "http://api.test/media/".to_owned(),
+            caller,
+            lifetime: Duration::from_secs(6 * 3600),
+            now: DateTime::from_timestamp(1_800_000_123, 0).unwrap_or_default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn own_media_urls_are_signed_and_others_left_alone() {
+        let store = Arc::new(MemoryStore::default());
+        let me = UserId::random();
+        let other = UserId::random();
+        let body = format!(
+            r#"{{"url":"http://api.test/media/{me}/d1/covers/c.png","b":"http://api.test/media/{other}/d2/covers/c.png","c":"http://api.test/media/{me}/d1/covers/c.png","d":"http://api.test/media/{me}/x.png?already=1","e":"see http://api.test/media/"}}"#
+        );
+        let out = signer(&store, Caller::user(me))
+            .rewrite(body.as_bytes())
+            .await
+            .unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+        let url = v["url"].as_str().unwrap_or_default();
+        assert!(
+            url.contains(&format!("/files/{me}/d1/covers/c.png?expires=")) && url.contains("&sig="),
+            "{url}"
+        );
+        assert_eq!(v["c"], v["url"], "the same key gets the same URL");
+        assert_eq!(
+            v["b"],
+            format!("http://api.test/media/{other}/d2/covers/c.png"),
+            "another user's key is not signed"
+        );
+        assert_eq!(
+            v["d"],
+            format!("http://api.test/media/{me}/x.png?already=1")
+        );
+        assert_eq!(v["e"], "see http://api.test/media/");
+        // Expiry: at least six hours away, on a whole hour.
+        let expires: i64 = url
+            .split("expires=")
+            .nth(1)
+            .and_then(|s| s.split('&').next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_default();
+        assert_eq!(expires % 3600, 0);
+        assert!((1_800_000_123 + 6 * 3600..1_800_000_123 + 7 * 3600).contains(&expires));
+
+        let service = signer(&store, Caller::service(me))
+            .rewrite(body.as_bytes())
+            .await
+            .unwrap_or_default();
+        assert!(
+            service.contains(&format!("/files/{other}/d2/covers/c.png?expires=")),
+            "a service caller's answers sign every key"
+        );
+        assert!(
+            signer(&store, Caller::user(me))
+                .rewrite(b"{\"x\":1}")
+                .await
+                .is_none()
+        );
+    }
+}

@@ -1,0 +1,222 @@
+//! Joining the offline provider's clips without ffmpeg, and what happens to clips that
+//! cannot be joined that way.
+
+use std::path::Path;
+
+use bytes::Bytes;
+use drama_ai::{OfflineProvider, VideoDuration, VideoRequest};
+
+use super::mp4::{self, probe};
+use super::{StitchError, concat, remux};
+
+fn clip(seed: u64, label: &str, duration: VideoDuration) -> Bytes {
+    OfflineProvider::new(seed)
+        .render_video(&VideoRequest {
+            prompt: format!("slow push in on {label}"),
+            label: label.to_owned(),
+            reference: None,
+            duration,
+        })
+        .bytes
+}
+
+/// Every sample's bytes of a file's first track, in order.
+fn sample_bytes(file: &[u8]) -> Vec<Vec<u8>> {
+    let movie = mp4::read(file).unwrap();
+    let track = &movie.tracks[0];
+    let mut out = Vec::new();
+    let mut next = 0;
+    for chunk in &track.chunks {
+        let mut at = usize::try_from(chunk.offset).unwrap();
+        for s in &track.samples[next..next + chunk.samples] {
+            let size = s.size as usize;
+            out.push(file[at..at + size].to_vec());
+            at += size;
+        }
+        next += chunk.samples;
+    }
+    out
+}
+
+#[tokio::test]
+async fn offline_clips_join_without_ffmpeg_into_one_playable_file() {
+    let clips = [
+        clip(1, "e1-s0", VideoDuration::Ten),
+        clip(2, "e1-s1", VideoDuration::Fifteen),
+        clip(3, "e1-s2", VideoDuration::Ten),
+    ];
+    let joined = concat(Path::new("/nonexistent/ffmpeg"), &clips)
+        .await
+        .unwrap();
+    let whole = probe(&joined).unwrap();
+    let parts: Vec<_> = clips.iter().map(|c| probe(c).unwrap()).collect();
+    let sum: f64 = parts.iter().map(|p| p.duration).sum();
+    assert!(
+        (whole.duration - sum).abs() < 1e-6,
+        "{} vs {sum}",
+        whole.duration
+    );
+    assert!((whole.duration - 35.0).abs() < 0.1, "{}", whole.duration);
+    assert_eq!(whole.tracks.len(), 1);
+    assert_eq!(
+        whole.tracks[0].samples,
+        parts.iter().map(|p| p.tracks[0].samples).sum::<usize>()
+    );
+    assert_eq!(
+        whole.tracks[0].sync_samples,
+        parts
+            .iter()
+            .map(|p| p.tracks[0].sync_samples)
+            .sum::<usize>()
+    );
+    // The frames are the clips' frames, in order, byte for byte; moov comes before mdat.
+    let expected: Vec<Vec<u8>> = clips.iter().flat_map(|c| sample_bytes(c)).collect();
+    assert_eq!(sample_bytes(&joined), expected);
+    let top: Vec<[u8; 4]> = mp4::atoms(&joined)
+        .unwrap()
+        .iter()
+        .map(|a| a.kind)
+        .collect();
+    assert_eq!(top, [*b"ftyp", *b"moov", *b"mdat"]);
+    // A joined file joins again (an episode of episodes).
+    let twice = remux::join(&[&joined, &clips[0]]).unwrap();
+    assert!((probe(&twice).unwrap().duration - 45.0).abs() < 0.1);
+}
+
+#[tokio::test]
+async fn clips_with_other_codec_parameters_need_ffmpeg_and_the_error_says_so() {
+    let a = clip(1, "a", VideoDuration::Ten);
+    let mut b = clip(2, "b", VideoDuration::Ten).to_vec();
+    // Another profile in the SPS: what a clip of another encoder setting would carry.
+    let at = b.windows(4).position(|w| w == b"avcC").unwrap();
+    b[at + 5] ^= 0x01;
+    let refused = remux::join(&[&a, &b]).unwrap_err();
+    assert!(
+        refused
+            .0
+            .contains("clip 2's video has other codec parameters than clip 1's"),
+        "{refused}"
+    );
+    let err = concat(Path::new("/nonexistent/ffmpeg"), &[a, Bytes::from(b)])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StitchError::Missing { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("other codec parameters") && text.contains("ffmpeg was not found"),
+        "{text}"
+    );
+}
+
+#[test]
+fn broken_files_are_refused_not_guessed() {
+    let good = clip(4, "x", VideoDuration::Ten);
+    for (what, bytes) in [
+        ("empty", Vec::new()),
+        ("truncated", good[..good.len() / 2].to_vec()),
+        ("not mp4", b"\x89PNG\r\n\x1a\n0000000000000000".to_vec()),
+    ] {
+        assert!(remux::join(&[&good, &bytes]).is_err(), "{what}");
+        assert!(probe(&bytes).is_err(), "{what}");
+    }
+    assert!(remux::join(&[]).is_err());
+}
+
+/// The ffmpeg of the test environment (`scripts/test` provides one): `FFMPEG_PATH`, else the
+/// one on `PATH`.
+fn ffmpeg() -> String {
+    std::env::var("FFMPEG_PATH").unwrap_or_else(|_| "ffmpeg".to_owned())
+}
+
+fn run(args: &[&str]) -> std::process::Output {
+    let out = std::process::Command::new(ffmpeg())
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("ffmpeg is needed to make provider-like clips: {e}"));
+    assert!(
+        out.status.success(),
+        "ffmpeg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Clips as a provider delivers them: H.264 with B-frames (composition offsets and an edit
+/// list) and AAC audio (with its priming edit), of different lengths and pictures.
+#[test]
+fn provider_like_h264_aac_clips_join_and_decode_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut clips = Vec::new();
+    for (i, (source, seconds)) in [("testsrc", "2"), ("testsrc2", "3"), ("smptebars", "2")]
+        .into_iter()
+        .enumerate()
+    {
+        let path = dir.path().join(format!("clip{i}.mp4"));
+        let path = path.to_str().unwrap();
+        run(&[
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("{source}=size=320x240:rate=25"),
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("sine=frequency={}:sample_rate=44100", 300 + 100 * i),
+            "-t",
+            seconds,
+            "-c:v",
+            "libx264",
+            "-bf",
+            "2",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-shortest",
+            path,
+        ]);
+        clips.push(std::fs::read(path).unwrap());
+    }
+    let views: Vec<&[u8]> = clips.iter().map(Vec::as_slice).collect();
+    let joined = remux::join(&views).unwrap();
+    let whole = probe(&joined).unwrap();
+    let parts: Vec<_> = clips.iter().map(|c| probe(c).unwrap()).collect();
+    assert_eq!(whole.tracks.len(), 2, "video and audio");
+    for (t, track) in whole.tracks.iter().enumerate() {
+        let sum: f64 = parts.iter().map(|p| p.tracks[t].duration).sum();
+        assert!(
+            (track.duration - sum).abs() < 1e-6,
+            "{}: {} vs {sum}",
+            track.handler,
+            track.duration
+        );
+        assert_eq!(
+            track.samples,
+            parts.iter().map(|p| p.tracks[t].samples).sum::<usize>()
+        );
+    }
+    let video_sum: f64 = parts.iter().map(|p| p.tracks[0].duration).sum();
+    assert!((video_sum - 7.0).abs() < 0.1, "{video_sum}");
+    // ffmpeg decodes every frame of the joined file without a complaint.
+    let out_path = dir.path().join("joined.mp4");
+    std::fs::write(&out_path, &joined).unwrap();
+    let decoded = run(&[
+        "-hide_banner",
+        "-v",
+        "error",
+        "-i",
+        out_path.to_str().unwrap(),
+        "-f",
+        "null",
+        "-",
+    ]);
+    assert!(
+        decoded.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&decoded.stderr)
+    );
+}

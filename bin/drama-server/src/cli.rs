@@ -30,6 +30,9 @@ pub(crate) enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Grant credits, show a user's ledger, or check every balance against its ledger.
+    #[command(subcommand)]
+    Credits(CreditsCommand),
     /// Import the old server's dramas (`dramas/*/drama.json` in the bucket) into PostgreSQL.
     ImportR2(crate::legacy::ImportArgs),
     /// Write PostgreSQL's dramas back to the bucket in the old layout (rollback).
@@ -84,4 +87,32 @@ pub(crate) enum KeysCommand {
         #[arg(long)]
         id: uuid::Uuid,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CreditsCommand {
+    /// Give a user credits (a negative amount takes them: an adjustment); recorded in the
+    /// ledger with the reason.
+    Grant {
+        /// Whose balance.
+        #[arg(long)]
+        owner: drama_domain::UserId,
+        /// How many credits (negative to take).
+        #[arg(long, allow_hyphen_values = true)]
+        amount: i64,
+        /// Why (kept in the ledger).
+        #[arg(long)]
+        reason: String,
+    },
+    /// A user's balance and newest ledger entries.
+    Show {
+        /// Whose.
+        #[arg(long)]
+        owner: drama_domain::UserId,
+        /// How many entries.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Check that every balance equals the sum of its ledger (exit 1 when one does not).
+    Check,
 }

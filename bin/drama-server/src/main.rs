@@ -3,6 +3,7 @@
 mod check;
 mod cli;
 mod config_cmd;
+mod credits;
 mod embedded;
 mod keys;
 mod legacy;
@@ -64,6 +65,7 @@ async fn run(command: Command, settings: settings::Settings) -> anyhow::Result<E
         Command::Serve(args) => serve::serve(settings, args).await,
         Command::Worker => serve::worker(settings).await,
         Command::Keys(command) => keys::run(&settings, command).await,
+        Command::Credits(command) => credits::run(&settings, command).await,
         Command::ImportR2(args) => legacy::import(&settings, args).await,
         Command::ExportR2(args) => legacy::export(&settings, args).await,
     }

@@ -115,3 +115,92 @@ fn a_missing_database_url_is_explained() {
         text(&out)
     );
 }
+
+#[tokio::test]
+async fn credits_are_granted_shown_and_checked_against_the_ledger() {
+    let db = ScratchDb::create("cli_credits").await;
+    let migrate = drama_server(&["migrate"], &db.url());
+    assert!(migrate.status.success(), "{}", text(&migrate));
+    let owner = uuid::Uuid::new_v4().to_string();
+    let pool = db.pool().await;
+    sqlx::query("insert into public.users (id, tokens) values ($1::uuid, 30)")
+        .bind(&owner)
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    let grant = drama_server(
+        &[
+            "credits",
+            "grant",
+            "--owner",
+            &owner,
+            "--amount",
+            "500",
+            "--reason",
+            "beta tester",
+        ],
+        &db.url(),
+    );
+    assert!(grant.status.success(), "{}", text(&grant));
+    assert!(text(&grant).contains("balance 530"), "{}", text(&grant));
+    let take = drama_server(
+        &[
+            "credits", "grant", "--owner", &owner, "--amount", "-600", "--reason", "too much",
+        ],
+        &db.url(),
+    );
+    assert!(!take.status.success(), "a balance never goes below zero");
+    assert!(
+        text(&take).contains("insufficient tokens"),
+        "{}",
+        text(&take)
+    );
+
+    let show = drama_server(&["credits", "show", "--owner", &owner], &db.url());
+    let out = text(&show);
+    assert!(show.status.success(), "{out}");
+    assert!(out.contains("balance 530"), "{out}");
+    assert!(
+        out.contains("grant") && out.contains("beta tester"),
+        "{out}"
+    );
+    assert!(out.contains("opening"), "{out}");
+
+    let check = drama_server(&["credits", "check"], &db.url());
+    assert!(check.status.success(), "{}", text(&check));
+    assert!(text(&check).contains("ok"), "{}", text(&check));
+
+    // A balance written around the ledger is refused at commit.
+    let bypass = sqlx::query("update public.users set tokens = 9999 where id = $1::uuid")
+        .bind(&owner)
+        .execute(&pool)
+        .await;
+    let err = bypass.unwrap_err().to_string();
+    assert!(err.contains("without a ledger entry"), "{err}");
+    // And the ledger itself cannot be rewritten.
+    let rewrite = sqlx::query("update public.credit_ledger set amount = 1")
+        .execute(&pool)
+        .await;
+    assert!(rewrite.unwrap_err().to_string().contains("append-only"));
+
+    // With the guard switched off by hand, the check finds the difference.
+    sqlx::query("alter table public.users disable trigger users_tokens_follow_ledger")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("update public.users set tokens = 9999 where id = $1::uuid")
+        .bind(&owner)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let broken = drama_server(&["credits", "check"], &db.url());
+    let out = text(&broken);
+    assert!(!broken.status.success(), "{out}");
+    assert!(
+        out.contains(&owner) && out.contains("balance 9999 but the ledger sums to 530"),
+        "{out}"
+    );
+    pool.close().await;
+    db.drop_it().await;
+}

@@ -321,11 +321,14 @@ async fn follow_drama_versions(http: reqwest::Client, url: String, key: String) 
 async fn a_worker_killed_mid_render_loses_and_duplicates_nothing() {
     let d = Deployment::start().await;
     let (owner, key) = create_key(&d).await;
-    sqlx::query("update public.users set tokens = 1000000 where id = $1")
-        .bind(owner)
-        .execute(&d.pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "select public.move_credits(id, 1000000 - tokens, 'grant', null, null, 'test credits') \
+             from public.users where id = $1",
+    )
+    .bind(owner)
+    .execute(&d.pool)
+    .await
+    .unwrap();
     let tokens_before = d.tokens(owner).await;
 
     let mut server = d.spawn("serve", &["serve", "--no-workers"]);

@@ -16,7 +16,7 @@ use drama_app::pipeline::engine::EngineJobs;
 use drama_app::pipeline::{GenerateOptions, PremiseRequest, Scope, wire_status};
 use drama_app::{App, AppError, Caller, Ports};
 use drama_assets::{AssetStore, MediaType, ObjectKey};
-use drama_dal::{NewUser, Store};
+use drama_dal::{CreditMove, CreditReason, NewUser, Store};
 use drama_domain::{AssetKind, DramaId, JobStatus, UserId};
 use drama_jobs::{MemoryJobStore, Worker, WorkerConfig, WorkerHandle};
 use drama_postgres::PgStore;
@@ -29,6 +29,8 @@ struct Instrumented {
     inner: Arc<OfflineProvider>,
     calls: Mutex<Vec<String>>,
     refuse: Option<String>,
+    /// Image calls wait for a permit while the gate is closed.
+    gate: Option<tokio::sync::Semaphore>,
 }
 
 impl Instrumented {
@@ -37,7 +39,24 @@ impl Instrumented {
             inner: Arc::new(OfflineProvider::new(7)),
             calls: Mutex::new(Vec::new()),
             refuse: refuse.map(str::to_owned),
+            gate: None,
         })
+    }
+
+    /// Image calls wait until [`Instrumented::open`].
+    fn gated() -> Arc<Self> {
+        Arc::new(Self {
+            inner: Arc::new(OfflineProvider::new(7)),
+            calls: Mutex::new(Vec::new()),
+            refuse: None,
+            gate: Some(tokio::sync::Semaphore::new(0)),
+        })
+    }
+
+    fn open(&self) {
+        if let Some(g) = &self.gate {
+            g.add_permits(tokio::sync::Semaphore::MAX_PERMITS / 2);
+        }
     }
 
     fn check(&self, prompt: &str) -> Result<(), AiError> {
@@ -72,6 +91,9 @@ impl ImageModel for Instrumented {
         &self,
         request: &ImageRequest,
     ) -> Result<Generated<GeneratedImage>, AiError> {
+        if let Some(g) = &self.gate {
+            drop(g.acquire().await.unwrap());
+        }
         self.check(&request.prompt)?;
         self.inner.generate_image(request).await
     }
@@ -234,6 +256,7 @@ on_every_backend!(
     credits_are_held_by_the_estimate_and_refunded_for_what_fails,
     an_edited_prompt_reruns_exactly_its_storyboard_and_clip,
     a_budget_caps_what_a_run_spends,
+    a_resume_is_paid_before_anything_runs_again,
 );
 
 async fn premise_to_a_fully_generated_drama(backend: Backend) {
@@ -571,5 +594,91 @@ async fn a_budget_caps_what_a_run_spends(backend: Backend) {
         .filter(|n| n.state.as_str() == "completed" && !n.key.is_empty())
         .count();
     assert!(completed > 0, "what fits in the budget was made");
+    w.stop().await;
+}
+
+async fn states(w: &World, run: drama_jobs::JobId) -> Vec<(String, String)> {
+    let tree = w.app.run_tree(&w.caller, run).await.unwrap();
+    tree.nodes
+        .iter()
+        .map(|n| (n.key.clone(), n.state.as_str().to_owned()))
+        .collect()
+}
+
+/// Generate, cancel, refund, spend to 0, resume: refused with nothing re-queued; with credits
+/// the resume pays exactly for what it re-queues and nothing is clawed back later.
+async fn a_resume_is_paid_before_anything_runs_again(backend: Backend) {
+    let provider = Instrumented::gated();
+    let w = world_with(backend, 10_000, provider.clone(), true).await;
+    let owner = w.caller.user;
+    let d = drama_testkit::builders::drama("resumed", 1, 1, 2);
+    w.store.create(owner, &d).await.unwrap();
+    let run = w
+        .app
+        .generate(&w.caller, &d.id, Scope::Drama, false)
+        .await
+        .unwrap();
+    w.app.cancel_job(&w.caller, run.job_id).await.unwrap();
+    provider.open();
+    assert_eq!(w.settle(run.job_id).await, JobStatus::Cancelled);
+    settle_refunds(&w).await;
+    let tree = w.app.run_tree(&w.caller, run.job_id).await.unwrap();
+    let unfinished: i64 = tree
+        .nodes
+        .iter()
+        .filter(|n| n.node_type == drama_jobs::NodeType::Task && n.state.is_unsuccessful())
+        .map(|n| n.cost)
+        .sum();
+    assert!(unfinished > 0, "the cancel stopped paid work");
+
+    let left = balance(&w).await;
+    w.store
+        .move_credits(&CreditMove::new(owner, -left, CreditReason::Adjustment))
+        .await
+        .unwrap();
+    let before = states(&w, run.job_id).await;
+    let calls = provider.calls().len();
+    match w.app.resume_job(&w.caller, run.job_id).await {
+        Err(AppError::InsufficientTokens { balance: 0, needed }) => {
+            assert_eq!(needed, unfinished)
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        states(&w, run.job_id).await,
+        before,
+        "nothing was re-queued"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(provider.calls().len(), calls, "nothing ran");
+    settle_refunds(&w).await;
+    assert_eq!(balance(&w).await, 0, "nothing was taken back either");
+
+    w.store
+        .move_credits(&CreditMove::new(owner, 1000, CreditReason::Grant))
+        .await
+        .unwrap();
+    w.app.resume_job(&w.caller, run.job_id).await.unwrap();
+    assert_eq!(
+        1000 - balance(&w).await,
+        unfinished,
+        "the resume paid up front"
+    );
+    assert_eq!(w.settle(run.job_id).await, JobStatus::Completed);
+    settle_refunds(&w).await;
+    assert_eq!(
+        1000 - balance(&w).await,
+        unfinished,
+        "nothing is clawed back for paid work"
+    );
+    let ledger = w.store.ledger(owner, 100, 0).await.unwrap();
+    assert!(
+        ledger.iter().any(|e| e.reason == CreditReason::ResumeCharge
+            && e.amount == -unfinished
+            && e.run_id == Some(run.job_id.0)),
+        "{ledger:?}"
+    );
+    assert!(ledger.iter().all(|e| e.reason != CreditReason::Clawback));
+    assert_eq!(w.store.check_ledger().await.unwrap(), vec![]);
     w.stop().await;
 }

@@ -7,7 +7,7 @@
 
 use async_trait::async_trait;
 use drama_domain::{AssetId, CharacterId, Drama, DramaId, EpisodeId, Scene, SceneId, UserId};
-use drama_jobs::{Expansion, Fence, Graph, JobError, Submitted};
+use drama_jobs::{Expansion, Fence, Graph, JobError, JobId, RunId, Submitted};
 use serde_json::Value;
 
 use crate::error::RepoError;
@@ -97,6 +97,17 @@ pub struct Refund {
     pub amount: i64,
 }
 
+/// What a paid resume did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResumeCharged {
+    /// The run resumed.
+    pub run: RunId,
+    /// Tasks queued again.
+    pub queued: usize,
+    /// Tokens debited for them.
+    pub price: i64,
+}
+
 /// The pipeline's atomic writes. One method, one transaction.
 #[async_trait]
 pub trait GenerationStore: Send + Sync {
@@ -164,8 +175,23 @@ pub trait GenerationStore: Send + Sync {
         result: Value,
     ) -> Result<bool, GenerationError>;
 
+    /// Re-queues the failed, skipped and cancelled work under `job` and debits its price
+    /// from `owner` in the same transaction (a `resume_charge` ledger row). Without enough
+    /// tokens nothing is re-queued.
+    ///
+    /// # Errors
+    /// `InsufficientTokens` (nothing changed); `Jobs(NotFound)`; `Unavailable`.
+    async fn resume_charged(
+        &self,
+        owner: UserId,
+        job: JobId,
+    ) -> Result<ResumeCharged, GenerationError>;
+
     /// Credits the refunds of up to `limit` runs whose refundable cost changed, each in the
-    /// same transaction that records it as refunded (so a crash never refunds twice).
+    /// same transaction that records it as refunded (so a crash never refunds twice). A
+    /// negative amount (a claw-back) that the owner's balance cannot cover is refused: nothing
+    /// is taken, the run stays due and the refusal is logged. Resumes pay for their work when
+    /// they re-queue it, so claw-backs only settle runs resumed before they did.
     ///
     /// # Errors
     /// `Unavailable`.

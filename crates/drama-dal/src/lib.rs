@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod api_key;
+mod credits;
 mod error;
 pub mod generation;
 pub mod legacy;
@@ -10,9 +11,14 @@ mod page;
 mod repos;
 mod usage;
 
+pub use credits::{
+    CreditLedger, CreditMove, CreditReason, LedgerEntry, LedgerMismatch, MAX_NOTE_LEN,
+    check_ledger_limit, check_move,
+};
 pub use error::{Entity, RepoError};
 pub use generation::{
     Applied, DramaWrite, EntityUrl, GeneratedAsset, GenerationError, GenerationStore, Refund,
+    ResumeCharged,
 };
 pub use legacy::{LegacyImportRepository, MemoryLegacyImports};
 pub use memory::MemoryStore;

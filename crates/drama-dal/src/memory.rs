@@ -1,5 +1,7 @@
 //! The in-memory implementation: same contract as Postgres, for tests and the embedded mode.
 
+mod credits;
+
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
@@ -15,12 +17,12 @@ use futures::channel::mpsc::{UnboundedSender, unbounded};
 use uuid::Uuid;
 
 use crate::api_key;
+use crate::credits::LedgerEntry;
 use crate::error::{Entity, RepoError};
 use crate::page::{Cursor, Page, PageRequest};
 use crate::repos::{
     ApiKeyRepository, AssetObject, CreatedApiKey, DramaChange, DramaChangeStream, DramaFeed,
-    DramaRepository, NewUser, Orphan, OrphanRepository, StoredApiKey, StoredDrama, UserRepository,
-    Version,
+    DramaRepository, Orphan, OrphanRepository, StoredApiKey, StoredDrama, Version,
 };
 
 #[derive(Default)]
@@ -28,6 +30,8 @@ pub(crate) struct State {
     pub(crate) dramas: HashMap<DramaId, StoredDrama>,
     objects: HashMap<DramaId, HashMap<AssetId, AssetObject>>,
     users: HashMap<UserId, User>,
+    /// Every credit movement, in the order applied.
+    ledger: Vec<LedgerEntry>,
     keys: HashMap<ApiKeyId, StoredApiKey>,
     /// Orphaned storage keys with the tick they were recorded at.
     /// Recorded orphans: when, and whose (owner and drama).
@@ -518,120 +522,6 @@ impl DramaRepository for MemoryStore {
             .map(|d| (d.updated_at, d.drama.id.clone(), d.clone()))
             .collect();
         page_of(rows, page)
-    }
-}
-
-fn check_amount(amount: i64) -> Result<(), RepoError> {
-    if amount <= 0 {
-        return Err(RepoError::invalid(
-            "amount",
-            format!("must be positive, got {amount}"),
-        ));
-    }
-    Ok(())
-}
-
-fn check_new_user(user: &NewUser) -> Result<(), RepoError> {
-    if user.tokens < 0 {
-        return Err(RepoError::invalid("tokens", "must not be negative"));
-    }
-    if user.subscription_tier.trim().is_empty() {
-        return Err(RepoError::invalid("subscription_tier", "must not be empty"));
-    }
-    Ok(())
-}
-
-#[async_trait]
-impl UserRepository for MemoryStore {
-    async fn get_user(&self, id: UserId) -> Result<User, RepoError> {
-        self.lock()
-            .users
-            .get(&id)
-            .cloned()
-            .ok_or_else(|| RepoError::not_found(Entity::User, id))
-    }
-
-    async fn create_user(&self, user: &NewUser) -> Result<User, RepoError> {
-        check_new_user(user)?;
-        let mut s = self.lock();
-        if s.users.contains_key(&user.id) {
-            return Err(RepoError::AlreadyExists {
-                entity: Entity::User,
-                id: user.id.to_string(),
-            });
-        }
-        let now = s.tick();
-        let created = User {
-            id: user.id,
-            email: user.email.clone(),
-            display_name: user.display_name.clone(),
-            tokens: user.tokens,
-            subscription_tier: user.subscription_tier.clone(),
-            created_at: now,
-            updated_at: now,
-        };
-        s.users.insert(user.id, created.clone());
-        Ok(created)
-    }
-
-    async fn upsert_from_auth(
-        &self,
-        subject: UserId,
-        email: Option<&str>,
-    ) -> Result<User, RepoError> {
-        let mut s = self.lock();
-        let now = s.tick();
-        let user = s.users.entry(subject).or_insert_with(|| {
-            let new = NewUser::new(subject);
-            User {
-                id: subject,
-                email: None,
-                display_name: None,
-                tokens: new.tokens,
-                subscription_tier: new.subscription_tier,
-                created_at: now,
-                updated_at: now,
-            }
-        });
-        if let Some(email) = email
-            && user.email.as_deref() != Some(email)
-        {
-            user.email = Some(email.to_owned());
-            user.updated_at = now;
-        }
-        Ok(user.clone())
-    }
-
-    async fn debit_tokens(&self, id: UserId, amount: i64) -> Result<i64, RepoError> {
-        check_amount(amount)?;
-        let mut s = self.lock();
-        let now = s.tick();
-        let user = s
-            .users
-            .get_mut(&id)
-            .ok_or_else(|| RepoError::not_found(Entity::User, id))?;
-        if user.tokens < amount {
-            return Err(RepoError::InsufficientTokens {
-                balance: user.tokens,
-                needed: amount,
-            });
-        }
-        user.tokens -= amount;
-        user.updated_at = now;
-        Ok(user.tokens)
-    }
-
-    async fn credit_tokens(&self, id: UserId, amount: i64) -> Result<i64, RepoError> {
-        check_amount(amount)?;
-        let mut s = self.lock();
-        let now = s.tick();
-        let user = s
-            .users
-            .get_mut(&id)
-            .ok_or_else(|| RepoError::not_found(Entity::User, id))?;
-        user.tokens = user.tokens.saturating_add(amount);
-        user.updated_at = now;
-        Ok(user.tokens)
     }
 }
 

@@ -443,6 +443,7 @@ pub trait Store:
     + OrphanRepository
     + DramaFeed
     + crate::UsageRepository
+    + crate::CreditLedger
 {
 }
 
@@ -452,7 +453,8 @@ impl<
         + ApiKeyRepository
         + OrphanRepository
         + DramaFeed
-        + crate::UsageRepository,
+        + crate::UsageRepository
+        + crate::CreditLedger,
 > Store for T
 {
 }

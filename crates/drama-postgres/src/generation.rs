@@ -3,45 +3,20 @@
 
 use async_trait::async_trait;
 use drama_dal::{
-    Applied, DramaWrite, Entity, EntityUrl, GeneratedAsset, GenerationError, GenerationStore,
-    Refund, RepoError,
+    Applied, CreditMove, CreditReason, DramaWrite, Entity, EntityUrl, GeneratedAsset,
+    GenerationError, GenerationStore, Refund, RepoError, ResumeCharged,
 };
 use drama_domain::{Drama, DramaId, EpisodeId, Scene, UserId};
-use drama_jobs::{Expansion, Fence, Graph, RunId, Submitted};
+use drama_jobs::{Expansion, Fence, Graph, JobId, RunId, Submitted};
 use serde_json::Value;
 use sqlx::{PgConnection, Row as _};
 use uuid::Uuid;
 
 use crate::PgStore;
+use crate::credits::{balance, try_move};
 use crate::dramas::{bump_version, read_complete, write_children};
 use crate::error::{db, map_err};
-use crate::jobs::{complete_in_tx, submit_in_tx, take_refund_in_tx};
-
-/// Takes `amount` tokens if the balance allows; `Ok(false)` when it does not.
-async fn try_debit(conn: &mut PgConnection, owner: UserId, amount: i64) -> Result<bool, RepoError> {
-    if amount <= 0 {
-        return Ok(true);
-    }
-    let debited: Option<i64> = sqlx::query_scalar(
-        "update public.users set tokens = tokens - $2 where id = $1 and tokens >= $2 \
-         returning tokens",
-    )
-    .bind(owner.0)
-    .bind(amount)
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(db)?;
-    Ok(debited.is_some())
-}
-
-async fn balance(conn: &mut PgConnection, owner: UserId) -> Result<i64, RepoError> {
-    sqlx::query_scalar("select tokens from public.users where id = $1")
-        .bind(owner.0)
-        .fetch_optional(conn)
-        .await
-        .map_err(db)?
-        .ok_or_else(|| RepoError::not_found(Entity::User, owner))
-}
+use crate::jobs::{complete_in_tx, resume_priced_in_tx, submit_in_tx, take_refund_in_tx};
 
 fn with_applied(mut result: Value, applied: bool) -> Value {
     if let Value::Object(map) = &mut result {
@@ -91,17 +66,22 @@ async fn set_entity_url(
 }
 
 impl PgStore {
-    /// Debits the expansion's cost when the owner can pay; returns whether it was paid.
+    /// Debits the expansion's cost (an `expansion` ledger row) when the owner can pay;
+    /// returns whether it was paid.
     async fn pay_for_expansion(
         conn: &mut PgConnection,
         owner: UserId,
+        fence: &Fence,
         expansion: &Expansion,
         cost: i64,
     ) -> Result<bool, RepoError> {
         if expansion.is_empty() {
             return Ok(false);
         }
-        try_debit(conn, owner, cost).await
+        let charge = CreditMove::new(owner, -cost.max(0), CreditReason::Expansion)
+            .run(fence.run_id.0)
+            .task(fence.job_id.0);
+        Ok(try_move(conn, &charge).await?.is_some())
     }
 }
 
@@ -115,18 +95,33 @@ impl GenerationStore for PgStore {
         graph: &Graph,
     ) -> Result<Submitted, GenerationError> {
         let mut tx = self.pool.begin().await.map_err(db)?;
-        if !try_debit(&mut tx, owner, cost).await? {
+        // Refuse early, before writing the graph, when the balance is plainly short; the
+        // debit below is what decides.
+        let available = balance(&mut tx, owner).await?;
+        if available < cost {
             return Err(RepoError::InsufficientTokens {
-                balance: balance(&mut tx, owner).await?,
+                balance: available,
                 needed: cost,
             }
             .into());
         }
         let submitted = submit_in_tx(&mut tx, graph).await?;
-        if !submitted.created && cost > 0 {
+        if !submitted.created {
             // The idempotency key matched an existing run: it was paid for already.
             tx.rollback().await.map_err(db)?;
             return Ok(submitted);
+        }
+        let charge = CreditMove::new(owner, -cost.max(0), CreditReason::RunCharge)
+            .run(submitted.run_id.0)
+            .note(graph.run.kind.clone());
+        if try_move(&mut tx, &charge).await?.is_none() {
+            let available = balance(&mut tx, owner).await?;
+            tx.rollback().await.map_err(db)?;
+            return Err(RepoError::InsufficientTokens {
+                balance: available,
+                needed: cost,
+            }
+            .into());
         }
         tx.commit().await.map_err(db)?;
         Ok(submitted)
@@ -219,7 +214,8 @@ impl GenerationStore for PgStore {
         ep.scenes = scenes.to_vec();
         stored.drama.validate().map_err(RepoError::from)?;
         write_children(&mut tx, &stored.drama, true).await?;
-        let paid = Self::pay_for_expansion(&mut tx, owner, &expansion, expansion_cost).await?;
+        let paid =
+            Self::pay_for_expansion(&mut tx, owner, fence, &expansion, expansion_cost).await?;
         let result = with_applied(result, paid);
         complete_in_tx(&mut tx, fence, result, paid.then_some(expansion)).await?;
         tx.commit().await.map_err(db)?;
@@ -275,19 +271,48 @@ impl GenerationStore for PgStore {
                 write_children(&mut tx, drama, true).await?;
             }
         }
-        let paid = Self::pay_for_expansion(&mut tx, owner, &expansion, expansion_cost).await?;
+        let paid =
+            Self::pay_for_expansion(&mut tx, owner, fence, &expansion, expansion_cost).await?;
         let result = with_applied(result, paid);
         complete_in_tx(&mut tx, fence, result, paid.then_some(expansion)).await?;
         tx.commit().await.map_err(db)?;
         Ok(paid)
     }
 
+    #[tracing::instrument(skip_all, fields(job.id = %job, user.id = %owner))]
+    async fn resume_charged(
+        &self,
+        owner: UserId,
+        job: JobId,
+    ) -> Result<ResumeCharged, GenerationError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let (run, queued, price) = resume_priced_in_tx(&mut tx, job).await?;
+        if price > 0 {
+            let charge = CreditMove::new(owner, -price, CreditReason::ResumeCharge)
+                .run(run.0)
+                .note(format!("{queued} tasks queued again"));
+            if try_move(&mut tx, &charge).await?.is_none() {
+                let available = balance(&mut tx, owner).await?;
+                tx.rollback().await.map_err(db)?;
+                return Err(RepoError::InsufficientTokens {
+                    balance: available,
+                    needed: price,
+                }
+                .into());
+            }
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(ResumeCharged { run, queued, price })
+    }
+
     #[tracing::instrument(skip_all)]
     async fn settle_refunds(&self, limit: u32) -> Result<Vec<Refund>, GenerationError> {
+        // Refunds before claw-backs: a claw-back that stays refused must not hold up others.
         let due = sqlx::query(
             "select g.run_id, j.owner_id from public.job_groups g \
              join public.jobs j on j.id = g.run_id \
              where g.id = g.run_id and g.cost_refundable <> g.cost_refunded \
+             order by g.cost_refundable < g.cost_refunded \
              limit $1",
         )
         .bind(i64::from(limit))
@@ -300,22 +325,25 @@ impl GenerationStore for PgStore {
             let owner = UserId(row.try_get("owner_id").map_err(db)?);
             let mut tx = self.pool.begin().await.map_err(db)?;
             let amount = take_refund_in_tx(&mut tx, run).await?;
-            if amount != 0 {
-                // A negative amount (resumed work completed after a refund) may take the
-                // balance below what it was, never below zero.
-                sqlx::query(
-                    "update public.users set tokens = greatest(tokens + $2, 0) where id = $1",
-                )
-                .bind(owner.0)
-                .bind(amount)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
+            if amount == 0 {
+                tx.commit().await.map_err(db)?;
+                continue;
+            }
+            let reason = if amount > 0 {
+                CreditReason::Refund
+            } else {
+                CreditReason::Clawback
+            };
+            let movement = CreditMove::new(owner, amount, reason).run(run.0);
+            if try_move(&mut tx, &movement).await?.is_none() {
+                // Never forgiven and never taken below zero: the run stays due.
+                tx.rollback().await.map_err(db)?;
+                tracing::warn!(user.id = %owner, run.id = %run, amount,
+                    "claw-back refused: the balance cannot cover it");
+                continue;
             }
             tx.commit().await.map_err(db)?;
-            if amount != 0 {
-                refunds.push(Refund { owner, amount });
-            }
+            refunds.push(Refund { owner, amount });
         }
         Ok(refunds)
     }

@@ -2,6 +2,7 @@
 
 mod api_keys;
 mod cache;
+mod credits;
 mod dramas;
 mod error;
 mod feed;

@@ -1,12 +1,13 @@
 //! `UserRepository` on PostgreSQL.
 
 use async_trait::async_trait;
-use drama_dal::{Entity, NewUser, RepoError, UserRepository};
+use drama_dal::{CreditMove, CreditReason, Entity, NewUser, RepoError, UserRepository};
 use drama_domain::{User, UserId};
 use sqlx::Row as _;
 use sqlx::postgres::PgRow;
 
 use crate::PgStore;
+use crate::credits;
 use crate::error::{db, map_err};
 
 fn user_from_row(row: &PgRow) -> Result<User, RepoError> {
@@ -29,17 +30,6 @@ fn positive(amount: i64) -> Result<(), RepoError> {
         ));
     }
     Ok(())
-}
-
-impl PgStore {
-    async fn balance(&self, id: UserId) -> Result<i64, RepoError> {
-        sqlx::query_scalar("select tokens from public.users where id = $1")
-            .bind(id.0)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?
-            .ok_or_else(|| RepoError::not_found(Entity::User, id))
-    }
 }
 
 #[async_trait]
@@ -110,35 +100,22 @@ impl UserRepository for PgStore {
     #[tracing::instrument(skip_all, fields(user.id = %id, amount))]
     async fn debit_tokens(&self, id: UserId, amount: i64) -> Result<i64, RepoError> {
         positive(amount)?;
-        let balance: Option<i64> = sqlx::query_scalar(
-            "update public.users set tokens = tokens - $2 where id = $1 and tokens >= $2 \
-             returning tokens",
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        credits::apply(
+            &mut conn,
+            &CreditMove::new(id, -amount, CreditReason::Adjustment),
         )
-        .bind(id.0)
-        .bind(amount)
-        .fetch_optional(&self.pool)
         .await
-        .map_err(db)?;
-        match balance {
-            Some(b) => Ok(b),
-            None => Err(RepoError::InsufficientTokens {
-                balance: self.balance(id).await?,
-                needed: amount,
-            }),
-        }
     }
 
     #[tracing::instrument(skip_all, fields(user.id = %id, amount))]
     async fn credit_tokens(&self, id: UserId, amount: i64) -> Result<i64, RepoError> {
         positive(amount)?;
-        sqlx::query_scalar(
-            "update public.users set tokens = tokens + $2 where id = $1 returning tokens",
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        credits::apply(
+            &mut conn,
+            &CreditMove::new(id, amount, CreditReason::Adjustment),
         )
-        .bind(id.0)
-        .bind(amount)
-        .fetch_optional(&self.pool)
         .await
-        .map_err(db)?
-        .ok_or_else(|| RepoError::not_found(Entity::User, id))
     }
 }

@@ -37,6 +37,7 @@ const READABLE: &[(&str, &str)] = &[
         "(select d.owner_id from public.dramas d where d.id = t.drama_id)",
     ),
     ("jobs", "owner_id"),
+    ("credit_ledger", "owner_id"),
     (
         "job_groups",
         "(select j.owner_id from public.jobs j where j.id = t.id)",

@@ -28,6 +28,11 @@ use serde_json::json;
 
 use crate::builders::{drama, drama_json, fixture_drama, small_drama};
 
+mod ledger;
+pub use ledger::{
+    concurrent_movements_keep_the_ledger_whole, every_credit_movement_is_in_the_ledger,
+};
+
 /// Calls `$m!(scenario)` for every scenario of this module.
 #[macro_export]
 macro_rules! for_each_scenario {
@@ -51,6 +56,8 @@ macro_rules! for_each_scenario {
         $m!(dropped_objects_become_orphans_claimed_once);
         $m!(orphans_are_claimed_only_for_their_owner);
         $m!(changes_are_announced_to_followers);
+        $m!(every_credit_movement_is_in_the_ledger);
+        $m!(concurrent_movements_keep_the_ledger_whole);
     };
 }
 

@@ -109,11 +109,14 @@ impl Server {
             .to_owned();
         // Enough credits for several priced generations.
         let pool = db.pool().await;
-        sqlx::query("update public.users set tokens = 1000000 where id = $1")
-            .bind(owner)
-            .execute(&pool)
-            .await
-            .unwrap();
+        sqlx::query(
+            "select public.move_credits(id, 1000000 - tokens, 'grant', null, null, 'test credits') \
+             from public.users where id = $1",
+        )
+        .bind(owner)
+        .execute(&pool)
+        .await
+        .unwrap();
         pool.close().await;
         let log = assets.path().join("serve.log");
         let child = spawn_serve(&db, port, assets.path(), &log);

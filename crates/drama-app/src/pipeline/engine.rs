@@ -6,14 +6,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use drama_dal::{
-    Applied, DramaRepository as _, DramaWrite, EntityUrl, GeneratedAsset, GenerationError,
-    GenerationStore, MemoryStore, OrphanRepository as _, Refund, RepoError, UserRepository as _,
+    Applied, CreditMove, CreditReason, DramaRepository as _, DramaWrite, EntityUrl, GeneratedAsset,
+    GenerationError, GenerationStore, MemoryStore, OrphanRepository as _, Refund, RepoError,
+    ResumeCharged, UserRepository as _,
 };
 use drama_domain::{Drama, DramaId, EpisodeId, Scene, UserId};
 use drama_jobs::core::{Finish, FinishKind};
 use drama_jobs::{
     CancelReport, Event, EventId, Expansion, Fence, Graph, JobError, JobId, JobStore, JobView,
-    MemoryJobStore, NotificationStream, ResumeReport, RunFilter, RunId, RunTree, Submitted,
+    MemoryJobStore, NotificationStream, RunFilter, RunId, RunTree, Submitted,
 };
 use serde_json::Value;
 
@@ -50,8 +51,6 @@ pub trait JobsPort: Send + Sync {
     ) -> Result<Vec<JobView>, JobError>;
     /// Cancels a run or a subtree.
     async fn cancel(&self, id: JobId, reason: &str) -> Result<CancelReport, JobError>;
-    /// Re-queues what failed, was skipped or was cancelled.
-    async fn resume(&self, id: JobId) -> Result<ResumeReport, JobError>;
     /// Notifications of new events, from every process.
     async fn subscribe(&self) -> Result<NotificationStream, JobError>;
 }
@@ -99,9 +98,6 @@ impl<S: JobStore> JobsPort for EngineJobs<S> {
     }
     async fn cancel(&self, id: JobId, reason: &str) -> Result<CancelReport, JobError> {
         self.0.cancel(id, reason).await
-    }
-    async fn resume(&self, id: JobId) -> Result<ResumeReport, JobError> {
-        self.0.resume(id).await
     }
     async fn subscribe(&self) -> Result<NotificationStream, JobError> {
         self.0.subscribe().await
@@ -161,12 +157,21 @@ impl MemoryGeneration {
         ))
     }
 
-    /// Takes `amount` tokens if the owner has them.
-    async fn pay(&self, owner: UserId, amount: i64) -> Result<bool, RepoError> {
-        if amount <= 0 {
-            return Ok(true);
+    /// Debits an expansion's cost if the owner can pay; returns whether it was paid.
+    fn pay_for_expansion(
+        &self,
+        owner: UserId,
+        fence: &Fence,
+        expansion: &Expansion,
+        cost: i64,
+    ) -> Result<bool, RepoError> {
+        if expansion.is_empty() {
+            return Ok(false);
         }
-        match self.store.debit_tokens(owner, amount).await {
+        let charge = CreditMove::new(owner, -cost.max(0), CreditReason::Expansion)
+            .run(fence.run_id.0)
+            .task(fence.job_id.0);
+        match self.store.move_credits_now(&charge) {
             Ok(_) => Ok(true),
             Err(RepoError::InsufficientTokens { .. }) => Ok(false),
             Err(e) => Err(e),
@@ -222,18 +227,29 @@ impl GenerationStore for MemoryGeneration {
         cost: i64,
         graph: &Graph,
     ) -> Result<Submitted, GenerationError> {
-        if cost > 0 {
-            self.store.debit_tokens(owner, cost).await?;
+        let available = self.store.get_user(owner).await?.tokens;
+        if available < cost {
+            return Err(RepoError::InsufficientTokens {
+                balance: available,
+                needed: cost,
+            }
+            .into());
         }
-        let submitted = self.jobs.submit(graph).await;
-        let refund = match &submitted {
-            Ok(s) => !s.created,
-            Err(_) => true,
-        };
-        if refund && cost > 0 {
-            self.store.credit_tokens(owner, cost).await?;
+        let submitted = self.jobs.submit(graph).await?;
+        if !submitted.created {
+            return Ok(submitted);
         }
-        Ok(submitted?)
+        let charge = CreditMove::new(owner, -cost.max(0), CreditReason::RunCharge)
+            .run(submitted.run_id.0)
+            .note(graph.run.kind.clone());
+        if let Err(e) = self.store.move_credits_now(&charge) {
+            // Not one transaction here: take the unpaid run back.
+            self.jobs
+                .cancel(submitted.run_id, "the run could not be paid for")
+                .await?;
+            return Err(e.into());
+        }
+        Ok(submitted)
     }
 
     async fn complete_asset(
@@ -316,7 +332,7 @@ impl GenerationStore for MemoryGeneration {
             Ok(())
         })
         .await?;
-        let paid = !expansion.is_empty() && self.pay(owner, expansion_cost).await?;
+        let paid = self.pay_for_expansion(owner, fence, &expansion, expansion_cost)?;
         self.finish(
             fence,
             FinishKind::Complete {
@@ -346,7 +362,7 @@ impl GenerationStore for MemoryGeneration {
                 self.store.save_complete(owner, drama, None).await?;
             }
         }
-        let paid = !expansion.is_empty() && self.pay(owner, expansion_cost).await?;
+        let paid = self.pay_for_expansion(owner, fence, &expansion, expansion_cost)?;
         self.finish(
             fence,
             FinishKind::Complete {
@@ -370,22 +386,50 @@ impl GenerationStore for MemoryGeneration {
             .await?;
         let mut refunds = Vec::new();
         for run in runs {
-            let amount = self.jobs.take_refund(run.id).await?;
             let owner = UserId(run.owner);
-            if amount > 0 {
-                self.store.credit_tokens(owner, amount).await?;
-            } else if amount < 0 {
-                let balance = self.store.get_user(owner).await?.tokens;
-                let take = (-amount).min(balance);
-                if take > 0 {
-                    self.store.debit_tokens(owner, take).await?;
-                }
+            let due = run.costs.map_or(0, |c| c.refundable - c.refunded);
+            if due == 0 {
+                continue;
             }
-            if amount != 0 {
-                refunds.push(Refund { owner, amount });
+            if due < 0 && self.store.get_user(owner).await?.tokens < -due {
+                // Never forgiven and never taken below zero: the run stays due.
+                tracing::warn!(user.id = %owner, run.id = %run.id, amount = due,
+                    "claw-back refused: the balance cannot cover it");
+                continue;
             }
+            let amount = self.jobs.take_refund(run.id).await?;
+            if amount == 0 {
+                continue;
+            }
+            let reason = if amount > 0 {
+                CreditReason::Refund
+            } else {
+                CreditReason::Clawback
+            };
+            self.store
+                .move_credits_now(&CreditMove::new(owner, amount, reason).run(run.id.0))?;
+            refunds.push(Refund { owner, amount });
         }
         Ok(refunds)
+    }
+
+    async fn resume_charged(
+        &self,
+        owner: UserId,
+        job: JobId,
+    ) -> Result<ResumeCharged, GenerationError> {
+        let mut charged_run = None;
+        let (queued, price) = self.jobs.resume_paid(job, |run, price| {
+            charged_run = Some(run);
+            if price <= 0 {
+                return Ok::<(), GenerationError>(());
+            }
+            let charge = CreditMove::new(owner, -price, CreditReason::ResumeCharge).run(run.0);
+            self.store.move_credits_now(&charge)?;
+            Ok(())
+        })?;
+        let run = charged_run.ok_or(GenerationError::Jobs(JobError::NotFound(job)))?;
+        Ok(ResumeCharged { run, queued, price })
     }
 }
 

@@ -1,6 +1,7 @@
 //! The generation pipeline: planning a drama into a job graph, the job handlers, and the use
 //! cases that start and follow runs.
 
+mod control;
 pub mod engine;
 mod handlers;
 pub mod hash;

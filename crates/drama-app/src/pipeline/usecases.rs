@@ -75,7 +75,7 @@ pub(crate) fn job_error(e: JobError) -> AppError {
     }
 }
 
-fn generation_error(e: GenerationError) -> AppError {
+pub(crate) fn generation_error(e: GenerationError) -> AppError {
     match e {
         GenerationError::Repo(r) => r.into(),
         GenerationError::Jobs(j) => job_error(j),
@@ -703,30 +703,6 @@ impl App {
         self.jobs.children(id, None, 1000).await.map_err(job_error)
     }
 
-    /// Cancels a run or a subtree: nothing new starts, running handlers are told to stop.
-    ///
-    /// # Errors
-    /// `NotFound`.
-    pub async fn cancel_job(&self, caller: &Caller, id: JobId) -> Result<JobView, AppError> {
-        self.job(caller, id).await?;
-        self.jobs
-            .cancel(id, "cancelled by the user")
-            .await
-            .map_err(job_error)?;
-        self.job(caller, id).await
-    }
-
-    /// Re-queues what failed, was skipped or was cancelled (never what completed), after
-    /// charging for it again.
-    ///
-    /// # Errors
-    /// `NotFound`.
-    pub async fn resume_job(&self, caller: &Caller, id: JobId) -> Result<JobView, AppError> {
-        self.job(caller, id).await?;
-        self.jobs.resume(id).await.map_err(job_error)?;
-        self.job(caller, id).await
-    }
-
     /// A run's events after `after` (for server-sent events and their replay).
     ///
     /// # Errors
@@ -744,32 +720,6 @@ impl App {
             .events(view.run_id, after, scope, limit)
             .await
             .map_err(job_error)
-    }
-
-    /// Credits refunds that are due; returns how many owners were credited.
-    pub async fn settle_refunds(&self) -> usize {
-        match self.generation.settle_refunds(100).await {
-            Ok(refunds) => {
-                for r in &refunds {
-                    tracing::info!(user.id = %r.owner, amount = r.amount, "refund credited");
-                }
-                refunds.len()
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "refunds not settled");
-                0
-            }
-        }
-    }
-
-    /// Settles refunds every `period` until the task is dropped.
-    pub async fn run_refunds(self, period: Duration) {
-        let mut tick = tokio::time::interval(period);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            self.settle_refunds().await;
-        }
     }
 
     /// Checks that `value` names a known script model.

@@ -206,7 +206,7 @@ pub fn check_tree(tree: &RunTree) {
             if ancestors[&t.id].contains(&g.id) {
                 counts.add(t.state);
                 cost += t.cost;
-                if t.state.is_unsuccessful() {
+                if crate::core::refundable(t.state, t.checkpoint.is_some()) {
                     refundable += t.cost;
                 }
             }

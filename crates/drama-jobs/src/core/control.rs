@@ -113,6 +113,26 @@ impl Workset<'_> {
         Ok(queued)
     }
 
+    /// [`Workset::resume`], priced: also returns the cost of the tasks it queued (those that
+    /// left a failed, skipped or cancelled state), which the caller debits in the same
+    /// transaction. The run's `refunded` drops by that cost, so the refund already given (or
+    /// still due) for the earlier attempt stays the owner's and `take_refund` never claws back
+    /// work that the resume paid for.
+    ///
+    /// # Errors
+    /// As [`Workset::resume`].
+    pub fn resume_priced(&mut self, run: RunId, target: JobId) -> Result<(usize, i64), CoreError> {
+        let before = self.group(run)?.costs.refundable;
+        let queued = self.resume(run, target)?;
+        let g = self.group(run)?;
+        let price = before - g.costs.refundable;
+        if price != 0 {
+            g.costs.refunded -= price;
+            self.changed_groups.insert(run);
+        }
+        Ok((queued, price))
+    }
+
     /// Clears the cancellation of the groups below `target` and above it; returns the
     /// unsuccessful tasks below it.
     fn resume_seeds(&mut self, run: RunId, target: JobId) -> Result<Vec<JobId>, CoreError> {

@@ -25,7 +25,7 @@ pub fn check_invariants(tasks: &[TaskRow], groups: &[GroupRow]) -> Result<(), St
             if t.charged {
                 k.charged += t.cost;
             }
-            if t.state.is_unsuccessful() {
+            if t.refundable() {
                 k.refundable += t.cost;
             }
         }

@@ -33,7 +33,7 @@ use crate::state::{Counts, EventKind, JobState};
 pub use invariants::check_invariants;
 pub use rows::{
     Changes, CoreError, EmptySource, Finish, FinishKind, GroupRow, NewEvent, NewNode, RowSource,
-    StartOutcome, TaskRow,
+    StartOutcome, TaskRow, refundable,
 };
 
 fn millis(d: Duration) -> i64 {
@@ -160,9 +160,9 @@ impl<'a> Workset<'a> {
         let now = self.now;
         let task = self.task(id)?;
         let from = task.state;
+        let was_refundable = task.refundable();
         task.state = to;
-        let refundable =
-            (i64::from(to.is_unsuccessful()) - i64::from(from.is_unsuccessful())) * task.cost;
+        let refundable = (i64::from(task.refundable()) - i64::from(was_refundable)) * task.cost;
         let mut charged = 0;
         if to == JobState::Running && !task.charged {
             task.charged = true;

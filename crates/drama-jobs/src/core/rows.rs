@@ -39,6 +39,9 @@ pub struct TaskRow {
     pub cost: i64,
     /// Whether `cost` counts in the ancestors' `charged` sums.
     pub charged: bool,
+    /// Whether an attempt saved a checkpoint: its provider call was accepted (a video being
+    /// rendered). Cancelling the task then no longer refunds its cost.
+    pub spent: bool,
     /// The worker holding the lease while `running`.
     pub lease_owner: Option<WorkerId>,
     /// Not claimable before this.
@@ -55,6 +58,19 @@ pub struct TaskRow {
     pub dependents: Vec<JobId>,
     /// Tasks this one depends on (loaded only with the whole run).
     pub prerequisites: Vec<JobId>,
+}
+
+impl TaskRow {
+    /// Whether its cost is refundable in its current state: it failed or was skipped, or it
+    /// was cancelled before its provider call was accepted.
+    pub fn refundable(&self) -> bool {
+        refundable(self.state, self.spent)
+    }
+}
+
+/// Whether a task in `state` is refunded (see [`TaskRow::refundable`]).
+pub fn refundable(state: JobState, spent: bool) -> bool {
+    state.is_unsuccessful() && !(state == JobState::Cancelled && spent)
 }
 
 /// The mutable part of a run or group.

@@ -391,6 +391,7 @@ impl Workset<'_> {
                 epoch: 0,
                 cost: spec.cost,
                 charged: false,
+                spent: false,
                 lease_owner: None,
                 run_after: now,
                 cancel_requested: false,

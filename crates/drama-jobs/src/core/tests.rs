@@ -390,3 +390,49 @@ fn expansions_add_nodes_and_edges_atomically() {
     assert_eq!(rows.state("stitch"), JobState::Failed);
     assert!(rows.tasks.values().all(|t| t.key != "x"));
 }
+
+#[test]
+fn a_cancel_after_the_provider_accepted_is_not_refunded_and_resumes_are_priced() {
+    let mut rows = new_run(&diamond());
+    let w = WorkerId::new();
+    let fa = start(&mut rows, "a", w);
+    finish(&mut rows, fa, ok(1)).unwrap();
+    let fb = start(&mut rows, "b", w);
+    // `b` saved a checkpoint: its provider accepted the call.
+    let b = rows.id("b");
+    rows.tasks.get_mut(&b).unwrap().spent = true;
+    let run = rows.run;
+    let mut ws = Workset::new(&rows, Utc::now());
+    ws.cancel(run, run, "user").unwrap();
+    let changes = ws.into_changes();
+    rows.apply(changes);
+    finish(
+        &mut rows,
+        fb,
+        FinishKind::Cancelled {
+            reason: "cancelled".into(),
+        },
+    )
+    .unwrap();
+    assert_eq!(rows.state("b"), JobState::Cancelled);
+    // `d` (11) never started and is refunded; `b` (7) was paid for; `c` costs nothing.
+    assert_eq!(rows.groups[&run].costs.refundable, 11);
+    let mut ws = Workset::new(&rows, Utc::now());
+    assert_eq!(ws.take_refund(run).unwrap(), 11);
+    let changes = ws.into_changes();
+    rows.apply(changes);
+
+    // The resume re-queues b, c and d and costs what is refundable of them: d's 11 (b goes on
+    // with the provider job it already paid for). Nothing is left to claw back.
+    let mut ws = Workset::new(&rows, Utc::now());
+    assert_eq!(ws.resume_priced(run, run).unwrap(), (3, 11));
+    let changes = ws.into_changes();
+    rows.apply(changes);
+    assert_eq!(rows.state("b"), JobState::Ready);
+    let mut ws = Workset::new(&rows, Utc::now());
+    assert_eq!(
+        ws.take_refund(run).unwrap(),
+        0,
+        "no claw-back after a paid resume"
+    );
+}

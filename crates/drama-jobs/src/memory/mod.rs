@@ -46,6 +46,34 @@ impl std::fmt::Debug for MemoryJobStore {
 }
 
 impl MemoryJobStore {
+    /// [`JobStore::resume`], priced and paid: computes what the resume queues and its cost
+    /// (see `Workset::resume_priced`), calls `pay(run, cost)` while the store is still locked,
+    /// and commits only when `pay` succeeds; otherwise nothing changes. The memory twin of
+    /// debiting a resume in the same transaction as the re-queue.
+    ///
+    /// # Errors
+    /// `NotFound`; whatever `pay` returns.
+    pub fn resume_paid<E: From<JobError>>(
+        &self,
+        job: JobId,
+        pay: impl FnOnce(RunId, i64) -> Result<(), E>,
+    ) -> Result<(usize, i64), E> {
+        let now = self.clock.now();
+        let mut mem = self.lock();
+        let run = mem
+            .nodes
+            .get(&job)
+            .ok_or(JobError::NotFound(job))?
+            .fixed
+            .run_id;
+        let mut ws = Workset::new(&*mem, now);
+        let (queued, price) = ws.resume_priced(run, job).map_err(core_error)?;
+        let changes = ws.into_changes();
+        pay(run, price)?;
+        self.commit(&mut mem, changes, now);
+        Ok((queued, price))
+    }
+
     /// An empty store.
     pub fn new() -> Self {
         let (notify, _) = broadcast::channel(4096);
@@ -222,10 +250,13 @@ impl JobStore for MemoryJobStore {
             Some(node) if valid => {
                 node.checkpoint = Some(value.clone());
                 node.updated_at = now;
-                Ok(())
             }
-            _ => Err(JobError::FenceLost(*fence)),
+            _ => return Err(JobError::FenceLost(*fence)),
         }
+        if let Some(t) = mem.tasks.get_mut(&fence.job_id) {
+            t.spent = true;
+        }
+        Ok(())
     }
 
     #[tracing::instrument(skip_all)]

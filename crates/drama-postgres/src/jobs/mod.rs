@@ -192,6 +192,21 @@ pub async fn resume_in_tx(conn: &mut PgConnection, job: JobId) -> Result<ResumeR
     Ok(ResumeReport { queued })
 }
 
+/// Resumes a task, group or run inside the caller's transaction and returns its run, how many
+/// tasks were queued and their cost (see `Workset::resume_priced`) — debit it in the same
+/// transaction, or roll back.
+///
+/// # Errors
+/// [`JobError::NotFound`]; database errors.
+pub async fn resume_priced_in_tx(
+    conn: &mut PgConnection,
+    job: JobId,
+) -> Result<(RunId, usize, i64), JobError> {
+    ops::resume_priced(conn, job)
+        .await
+        .map_err(Error::into_job_error)
+}
+
 /// Records the run's refundable cost as refunded inside the caller's transaction and returns
 /// the amount to credit now (see `JobStore::take_refund`) — credit it in the same
 /// transaction and the refund is exact and idempotent.

@@ -275,6 +275,17 @@ pub(super) async fn resume(conn: &mut PgConnection, job: JobId) -> Result<usize,
     whole_run_op(conn, job, |ws, run| ws.resume(run, job)).await
 }
 
+pub(super) async fn resume_priced(
+    conn: &mut PgConnection,
+    job: JobId,
+) -> Result<(RunId, usize, i64), Error> {
+    whole_run_op(conn, job, |ws, run| {
+        ws.resume_priced(run, job)
+            .map(|(queued, price)| (run, queued, price))
+    })
+    .await
+}
+
 pub(super) async fn take_refund(conn: &mut PgConnection, run: RunId) -> Result<i64, Error> {
     let mut source = PgSource::default();
     if source.lock_runs(conn, &[run]).await?.is_empty() {

@@ -1,0 +1,70 @@
+//! Controlling runs after they started: cancel, paid resume, and the refund loop.
+
+use std::time::Duration;
+
+use drama_jobs::{JobId, JobView};
+
+use super::usecases::{generation_error, job_error};
+use crate::{App, AppError, Caller};
+
+impl App {
+    /// Cancels a run or a subtree: nothing new starts, running handlers are told to stop.
+    ///
+    /// # Errors
+    /// `NotFound`.
+    pub async fn cancel_job(&self, caller: &Caller, id: JobId) -> Result<JobView, AppError> {
+        self.job(caller, id).await?;
+        self.jobs
+            .cancel(id, "cancelled by the user")
+            .await
+            .map_err(job_error)?;
+        self.job(caller, id).await
+    }
+
+    /// Re-queues what failed, was skipped or was cancelled (never what completed) and debits
+    /// its price in the same transaction; without enough tokens nothing is re-queued.
+    ///
+    /// # Errors
+    /// `NotFound`; `InsufficientTokens` (nothing re-queued); `Unavailable`.
+    #[tracing::instrument(skip_all, fields(job.id = %id, user.id = %caller.user))]
+    pub async fn resume_job(&self, caller: &Caller, id: JobId) -> Result<JobView, AppError> {
+        self.job(caller, id).await?;
+        let charged = self
+            .generation
+            .resume_charged(caller.user, id)
+            .await
+            .map_err(generation_error)?;
+        tracing::info!(
+            queued = charged.queued,
+            price = charged.price,
+            "run resumed"
+        );
+        self.job(caller, id).await
+    }
+
+    /// Credits refunds that are due; returns how many owners were credited.
+    pub async fn settle_refunds(&self) -> usize {
+        match self.generation.settle_refunds(100).await {
+            Ok(refunds) => {
+                for r in &refunds {
+                    tracing::info!(user.id = %r.owner, amount = r.amount, "refund credited");
+                }
+                refunds.len()
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "refunds not settled");
+                0
+            }
+        }
+    }
+
+    /// Settles refunds every `period` until the task is dropped.
+    pub async fn run_refunds(self, period: Duration) {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            self.settle_refunds().await;
+        }
+    }
+}

@@ -7,6 +7,7 @@ mod compat;
 mod context;
 mod error;
 mod jobs;
+mod pricing;
 mod schema;
 mod subscription;
 

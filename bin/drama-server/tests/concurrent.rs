@@ -127,10 +127,13 @@ async fn eight_generations_at_once_neither_deadlock_nor_pay_a_provider_twice() {
     let stdout = String::from_utf8(out.stdout).unwrap();
     let key = stdout.lines().last().unwrap().trim().to_owned();
     let pool = d.db.pool().await;
-    sqlx::query("update public.users set tokens = 10000000")
-        .execute(&pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "select public.move_credits(id, 10000000 - tokens, 'grant', null, null, 'test credits') \
+         from public.users",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
 
     let mut server = d.spawn("serve", &["serve", "--no-workers"]);
     server.wait_for("/health").await;

@@ -317,6 +317,7 @@ pub(crate) async fn serve(mut settings: Settings, args: ServeArgs) -> anyhow::Re
     server.await.context("HTTP server failed")?;
     if let Some(workers) = workers {
         workers.shutdown().await;
+        log_offline_calls(&app);
     }
     for t in tasks {
         t.abort();
@@ -345,10 +346,26 @@ pub(crate) async fn worker(settings: Settings) -> anyhow::Result<ExitCode> {
     if let Some(workers) = workers {
         workers.shutdown().await;
     }
+    log_offline_calls(&app);
     for t in tasks {
         t.abort();
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One line with what the offline provider of this process was asked for, when it was asked
+/// anything: what a paid provider would have billed.
+fn log_offline_calls(app: &App) {
+    let calls = app.offline_calls();
+    if calls != drama_ai::OfflineCalls::default() {
+        tracing::info!(
+            offline_calls.scripts = calls.scripts,
+            offline_calls.images = calls.images,
+            offline_calls.videos = calls.videos,
+            offline_calls.voices = calls.voices,
+            "offline provider calls of this process"
+        );
+    }
 }
 
 async fn shutdown_signal() {

@@ -18,7 +18,7 @@ pub use error::{AiError, Provider};
 pub use http::retry::RetryPolicy;
 pub use offline::{
     COLOUR_KEY, OFFLINE_IMAGE_SIZE, OFFLINE_MODEL, OFFLINE_VIDEO_FPS, OFFLINE_VIDEO_SIZE,
-    OfflineLatency, OfflineProvider,
+    OfflineCalls, OfflineLatency, OfflineProvider,
 };
 pub use prompts::PROMPT_VERSION;
 pub use registry::{

@@ -129,6 +129,13 @@ impl App {
         self
     }
 
+    /// The calls the offline provider of this process answered: what paid providers would
+    /// have billed, logged by workers when they stop (benchmarks and tests compare it with
+    /// the number of tasks).
+    pub fn offline_calls(&self) -> drama_ai::OfflineCalls {
+        self.ai.offline_provider().calls()
+    }
+
     /// The repositories (authentication and health checks use them directly).
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store

@@ -249,11 +249,18 @@ fn child_rows(d: &Drama) -> ChildRows {
             .assets_with_owner()
             .map(|(_, a)| a.id.to_string())
             .collect(),
-        characters: Value::Array(characters),
-        episodes: Value::Array(episodes),
-        scenes: Value::Array(scenes),
-        assets: Value::Array(assets),
+        characters: in_id_order(characters),
+        episodes: in_id_order(episodes),
+        scenes: in_id_order(scenes),
+        assets: in_id_order(assets),
     }
+}
+
+/// Rows are upserted in id order (their document order is in `position`): the lock order of
+/// `generation.rs` takes entity rows in id order after the drama row.
+fn in_id_order(mut rows: Vec<Value>) -> Value {
+    rows.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+    Value::Array(rows)
 }
 
 const UPSERT_CHARACTERS: &str = "\

@@ -1,5 +1,21 @@
 //! `GenerationStore` on PostgreSQL: each method is one transaction that writes domain rows,
 //! moves credits and transitions jobs together.
+//!
+//! # Lock order
+//!
+//! Every transaction that touches a run and a drama takes its locks in one order:
+//!
+//! 1. the run's root row in `job_groups` ([`lock_run`]; several runs in id order),
+//! 2. the drama row ([`lock_drama`], or the `update` that bumps its version),
+//! 3. the drama's entity rows (characters, episodes, scenes, assets; bulk writes send them in
+//!    id order),
+//! 4. the owner's `users` row (debits and refunds).
+//!
+//! Two transactions that follow it cannot wait on each other in a cycle, so completions,
+//! scene expansions, edits and the refund loop never deadlock (40P01). Edits of a drama take
+//! (2)–(3) without a run; the refund loop takes (1) then (4); a submission takes (4) then
+//! creates its run, which no other transaction can hold yet. The job engine locks the run
+//! again when it completes the task, which is a no-op inside the same transaction.
 
 use async_trait::async_trait;
 use drama_dal::{
@@ -16,6 +32,37 @@ use crate::PgStore;
 use crate::dramas::{bump_version, read_complete, write_children};
 use crate::error::{db, map_err};
 use crate::jobs::{complete_in_tx, submit_in_tx, take_refund_in_tx};
+
+/// Lock order, step 1: the run's root row, before any row of the drama. The engine takes the
+/// same lock when it completes the task; taking it first makes every completing transaction
+/// of a run wait here, holding nothing else.
+async fn lock_run(conn: &mut PgConnection, run: RunId) -> Result<(), RepoError> {
+    sqlx::query("select 1 from public.job_groups where id = $1 and run_id = $1 for no key update")
+        .bind(run.0)
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    Ok(())
+}
+
+/// Lock order, step 2: the owner's drama row, with the strength its version bump takes
+/// (`for no key update`, so the later `update` needs no stronger lock). `false` when the
+/// drama is gone or not the owner's.
+async fn lock_drama(
+    conn: &mut PgConnection,
+    owner: UserId,
+    drama: &DramaId,
+) -> Result<bool, RepoError> {
+    let found: Option<i32> = sqlx::query_scalar(
+        "select 1 from public.dramas where id = $1 and owner_id = $2 for no key update",
+    )
+    .bind(drama.as_str())
+    .bind(owner.0)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db)?;
+    Ok(found.is_some())
+}
 
 /// Takes `amount` tokens if the balance allows; `Ok(false)` when it does not.
 async fn try_debit(conn: &mut PgConnection, owner: UserId, amount: i64) -> Result<bool, RepoError> {
@@ -142,27 +189,36 @@ impl GenerationStore for PgStore {
         result: Value,
     ) -> Result<Applied, GenerationError> {
         let mut tx = self.pool.begin().await.map_err(db)?;
+        lock_run(&mut tx, fence.run_id).await?;
+        // The drama before its asset row: scene writing holds the drama and upserts every
+        // asset of it, so locking the asset first would wait on it in the opposite order.
+        let drama_there = lock_drama(&mut tx, owner, drama).await?;
         let o = &generated.object;
-        let updated = sqlx::query(
-            "update public.assets a set url = $4, storage_key = $5, content_type = $6, \
+        let updated = if !drama_there {
+            0
+        } else {
+            sqlx::query(
+                "update public.assets a set url = $4, storage_key = $5, content_type = $6, \
                  size_bytes = $7, checksum = $8, input_hash = $9, usage = $10 \
              from public.dramas d \
              where a.drama_id = $1 and a.id = $2 and d.id = a.drama_id and d.owner_id = $3",
-        )
-        .bind(drama.as_str())
-        .bind(generated.asset_id.as_str())
-        .bind(owner.0)
-        .bind(&generated.url)
-        .bind(&o.storage_key)
-        .bind(&o.content_type)
-        .bind(o.size_bytes)
-        .bind(&o.checksum)
-        .bind(&o.input_hash)
-        .bind(&o.usage)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| map_err(e, Entity::Asset, generated.asset_id.as_str()))?;
-        let applied = if updated.rows_affected() == 0 {
+            )
+            .bind(drama.as_str())
+            .bind(generated.asset_id.as_str())
+            .bind(owner.0)
+            .bind(&generated.url)
+            .bind(&o.storage_key)
+            .bind(&o.content_type)
+            .bind(o.size_bytes)
+            .bind(&o.checksum)
+            .bind(&o.input_hash)
+            .bind(&o.usage)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| map_err(e, Entity::Asset, generated.asset_id.as_str()))?
+            .rows_affected()
+        };
+        let applied = if updated == 0 {
             sqlx::query(
                 "insert into public.orphaned_objects (storage_key, owner_id, drama_id, reason) \
                  values ($1, $2, $3, $4) on conflict (storage_key) do nothing",
@@ -206,6 +262,7 @@ impl GenerationStore for PgStore {
         result: Value,
     ) -> Result<bool, GenerationError> {
         let mut tx = self.pool.begin().await.map_err(db)?;
+        lock_run(&mut tx, fence.run_id).await?;
         // Lock the drama before reading it: two episodes' scenes written at once must both
         // land, and a read taken before the lock would let the later writer drop the other's.
         bump_version(&mut tx, owner, drama, None).await?;
@@ -239,6 +296,7 @@ impl GenerationStore for PgStore {
     ) -> Result<bool, GenerationError> {
         drama.validate().map_err(RepoError::from)?;
         let mut tx = self.pool.begin().await.map_err(db)?;
+        lock_run(&mut tx, fence.run_id).await?;
         match write {
             DramaWrite::Create => {
                 sqlx::query(
@@ -299,6 +357,7 @@ impl GenerationStore for PgStore {
             let run: RunId = drama_jobs::JobId(row.try_get::<Uuid, _>("run_id").map_err(db)?);
             let owner = UserId(row.try_get("owner_id").map_err(db)?);
             let mut tx = self.pool.begin().await.map_err(db)?;
+            // Lock order: the run (taken by `take_refund_in_tx`), then the user.
             let amount = take_refund_in_tx(&mut tx, run).await?;
             if amount != 0 {
                 // A negative amount (resumed work completed after a refund) may take the

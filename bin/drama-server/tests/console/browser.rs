@@ -203,19 +203,47 @@ impl Browser {
         self.client.find(Locator::Css(css)).await.unwrap()
     }
 
+    /// Runs `act` on the element matching `css`, finding it again when the page redrew it
+    /// between the lookup and the action (the console re-renders a panel on every live event,
+    /// so a found element can go stale before it is read).
+    async fn on_element<T, F, Fut>(&self, css: &str, act: F) -> T
+    where
+        F: Fn(fantoccini::elements::Element) -> Fut,
+        Fut: std::future::Future<Output = Result<T, fantoccini::error::CmdError>>,
+    {
+        let mut attempts = 0;
+        loop {
+            let element = self.element(css).await;
+            match act(element).await {
+                Ok(value) => return value,
+                Err(error) if is_stale(&error) && attempts < 50 => {
+                    attempts += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(error) => panic!("{css}: {error}"),
+            }
+        }
+    }
+
     pub async fn click(&self, css: &str) {
-        let element = self.element(css).await;
-        element.click().await.unwrap();
+        self.on_element(
+            css,
+            |element| async move { element.click().await.map(|_| ()) },
+        )
+        .await
     }
 
     pub async fn type_into(&self, css: &str, text: &str) {
-        let element = self.element(css).await;
-        element.clear().await.unwrap();
-        element.send_keys(text).await.unwrap();
+        self.on_element(css, |element| async move {
+            element.clear().await?;
+            element.send_keys(text).await
+        })
+        .await
     }
 
     pub async fn text(&self, css: &str) -> String {
-        self.element(css).await.text().await.unwrap()
+        self.on_element(css, |element| async move { element.text().await })
+            .await
     }
 
     pub async fn go(&self, url: &str) {
@@ -263,4 +291,13 @@ impl Browser {
         );
         self.seen.extend(entries);
     }
+}
+
+/// Whether a WebDriver error says the element left the page.
+fn is_stale(error: &fantoccini::error::CmdError) -> bool {
+    matches!(
+        error,
+        fantoccini::error::CmdError::Standard(e)
+            if e.error == fantoccini::error::ErrorStatus::StaleElementReference
+    )
 }

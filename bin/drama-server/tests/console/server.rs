@@ -190,6 +190,11 @@ impl Server {
             let (status, body, _) = self
                 .call(reqwest::Method::GET, &format!("/jobs/{job}"), None)
                 .await;
+            // 503 says "retry shortly" (a busy pool on a loaded machine); a client waits.
+            if status == 503 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
             assert_eq!(status, 200, "{body}\n{}", self.logs());
             if ["completed", "failed", "cancelled"].contains(&body["status"].as_str().unwrap()) {
                 return body;

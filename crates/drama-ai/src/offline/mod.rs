@@ -1,6 +1,7 @@
 //! The offline provider: deterministic scripts, PNG images, H.264 MP4 clips and WAV speech,
 //! made locally with no network and no key.
 
+mod calls;
 mod h264;
 mod mp4;
 mod raster;
@@ -22,6 +23,8 @@ use crate::types::{
 };
 use crate::usage::{Generated, ModelInfo, Usage};
 use crate::validate::{self, EpisodeCount};
+pub use calls::OfflineCalls;
+use calls::{Call, CallCounter};
 use raster::{Canvas, Rgb};
 use script::Rng;
 
@@ -45,6 +48,7 @@ pub struct OfflineProvider {
     seed: u64,
     latency: OfflineLatency,
     tasks: Mutex<TaskStore>,
+    calls: CallCounter,
 }
 
 /// How long offline calls pretend to take, so load tests and demos see the waits a real
@@ -79,7 +83,13 @@ impl OfflineProvider {
             seed,
             latency: OfflineLatency::default(),
             tasks: Mutex::new(TaskStore::default()),
+            calls: CallCounter::default(),
         }
+    }
+
+    /// The calls this provider answered so far, by kind.
+    pub fn calls(&self) -> OfflineCalls {
+        self.calls.snapshot()
     }
 
     /// The same provider, taking this long per image and per clip.
@@ -507,6 +517,7 @@ impl ScriptModel for OfflineProvider {
 
     #[tracing::instrument(skip_all, fields(provider = "offline", drama_id = %request.drama_id))]
     async fn generate_drama(&self, request: &DramaRequest) -> Result<Generated<Drama>, AiError> {
+        self.calls.count(Call::Script);
         if request.premise.trim().is_empty() {
             return Err(AiError::InvalidRequest("the premise is empty".to_owned()));
         }
@@ -524,6 +535,7 @@ impl ScriptModel for OfflineProvider {
         feedback: &str,
         new_id: &DramaId,
     ) -> Result<Generated<Drama>, AiError> {
+        self.calls.count(Call::Script);
         if feedback.trim().is_empty() {
             return Err(AiError::InvalidRequest("the feedback is empty".to_owned()));
         }
@@ -535,6 +547,7 @@ impl ScriptModel for OfflineProvider {
     }
 
     async fn critique_drama(&self, drama: &Drama) -> Result<Generated<String>, AiError> {
+        self.calls.count(Call::Script);
         Ok(Self::generated(script::critique(drama), Usage::default()))
     }
 
@@ -544,6 +557,7 @@ impl ScriptModel for OfflineProvider {
         drama: &Drama,
         episode_id: &EpisodeId,
     ) -> Result<Generated<Vec<Scene>>, AiError> {
+        self.calls.count(Call::Script);
         let episode = drama.episode(episode_id.as_str()).ok_or_else(|| {
             AiError::InvalidRequest(format!("drama {} has no episode {episode_id}", drama.id))
         })?;
@@ -573,6 +587,7 @@ impl ImageModel for OfflineProvider {
         &self,
         request: &ImageRequest,
     ) -> Result<Generated<GeneratedImage>, AiError> {
+        self.calls.count(Call::Image);
         crate::http::nano_banana::check_image_request(request, self.max_references())?;
         if !self.latency.image.is_zero() {
             tokio::time::sleep(self.latency.image).await;
@@ -606,6 +621,7 @@ impl VideoModel for OfflineProvider {
 
     #[tracing::instrument(skip_all, fields(provider = "offline", duration = request.duration.seconds()))]
     async fn submit(&self, request: &VideoRequest) -> Result<Generated<VideoTask>, AiError> {
+        self.calls.count(Call::Video);
         if request.prompt.trim().is_empty() {
             return Err(AiError::InvalidRequest(
                 "the video prompt is empty".to_owned(),
@@ -701,6 +717,7 @@ impl VoiceModel for OfflineProvider {
     }
 
     async fn speak(&self, request: &VoiceRequest) -> Result<Generated<GeneratedAudio>, AiError> {
+        self.calls.count(Call::Voice);
         if request.text.trim().is_empty() {
             return Err(AiError::InvalidRequest(
                 "the line to speak is empty".to_owned(),

@@ -7,6 +7,7 @@ pub mod hash;
 mod inspect;
 pub mod normalize;
 pub mod plan;
+mod product;
 pub mod spec;
 pub mod stitch;
 mod usecases;

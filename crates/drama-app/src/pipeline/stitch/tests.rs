@@ -174,6 +174,16 @@ fn provider_like_h264_aac_clips_join_and_decode_cleanly() {
             "2",
             "-pix_fmt",
             "yuv420p",
+            // One provider tags every clip alike; without this, sources that carry their own
+            // colour description (smptebars) put it in the SPS, and a newer ffmpeg passes it on.
+            "-color_primaries",
+            "bt709",
+            "-color_trc",
+            "bt709",
+            "-colorspace",
+            "bt709",
+            "-color_range",
+            "tv",
             "-c:a",
             "aac",
             "-shortest",

@@ -1,0 +1,283 @@
+//! A provider is paid once per task: what a handler made — the uploaded object, its checksum,
+//! the hash of its inputs and the provider's usage, or a written script — is checkpointed
+//! durably after it exists and before the completing transaction. A completing transaction
+//! that fails for a transient reason (deadlock, serialization failure, lost connection) is
+//! committed again with the same product; a later attempt of the same task commits the
+//! checkpointed product when its inputs still hash the same (and, for an object, the bucket
+//! still holds it) instead of calling the provider again. Genuine provider failures are not
+//! products: they retry with backoff as before.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use drama_assets::{MediaType, ObjectKey};
+use drama_dal::{AssetObject, GeneratedAsset, GenerationError};
+use drama_domain::{AssetId, DramaId, UserId};
+use drama_jobs::{JobContext, Outcome};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+
+use super::handlers::{generation_outcome, object_key, readable_key, repo_outcome};
+use super::hash::checksum;
+use super::spec::MediaTask;
+use crate::App;
+
+/// The checkpoint field that holds a task's product (next to e.g. a video's `task_id`).
+const PRODUCT: &str = "product";
+
+/// Commits of one attempt, the first included, before the attempt gives up (and the next
+/// attempt commits the checkpointed product).
+const COMMIT_ATTEMPTS: u32 = 5;
+
+/// The wait before the second commit; doubled for each later one.
+const COMMIT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// A stored object a media handler made, as checkpointed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(super) struct Product {
+    /// Hash of what the object was made from (prompt, references, model, duration).
+    pub input_hash: String,
+    /// Where the bytes are.
+    pub storage_key: String,
+    /// Their MIME type.
+    pub content_type: String,
+    /// Their length.
+    pub size: u64,
+    /// `sha256:<hex>` of the bytes.
+    pub checksum: String,
+    /// The provider's usage, recorded on the asset.
+    pub usage: Value,
+}
+
+/// A script a handler wrote (a drama, an episode's scenes), as checkpointed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(super) struct Written {
+    /// Hash of what it was written from.
+    pub input_hash: String,
+    /// The written document.
+    pub output: Value,
+    /// The provider's usage.
+    pub usage: Value,
+}
+
+/// `sha256:<hex>` of the parts, each length-prefixed.
+pub(super) fn hash_parts(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    h.update(drama_ai::PROMPT_VERSION.as_bytes());
+    for part in parts {
+        h.update(part.len().to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    format!("sha256:{}", hex::encode(h.finalize()))
+}
+
+/// Runs a completing transaction, and again — with the same product, never a new provider
+/// call — after a transient failure, up to [`COMMIT_ATTEMPTS`] times.
+pub(super) async fn commit_retrying<T, F, Fut>(mut commit: F) -> Result<T, GenerationError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, GenerationError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match commit().await {
+            Err(GenerationError::Repo(e)) if e.is_retryable() && attempt < COMMIT_ATTEMPTS => {
+                tracing::warn!(error = %e, attempt, "the completing transaction failed; committing the same product again");
+                tokio::time::sleep(COMMIT_BACKOFF * 2u32.pow(attempt - 1)).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The checkpoint with `value` under [`PRODUCT`], keeping what else it holds (a video's
+/// provider task id).
+fn with_product(ctx: &JobContext, value: Value) -> Value {
+    let mut checkpoint = ctx
+        .last_checkpoint()
+        .filter(Value::is_object)
+        .unwrap_or_else(|| json!({}));
+    if let Value::Object(map) = &mut checkpoint {
+        map.insert(PRODUCT.to_owned(), value);
+    }
+    checkpoint
+}
+
+/// Saves a product; a lost lease stops the attempt, any other failure only costs the
+/// shortcut of a later attempt (the commit is still tried).
+async fn save(ctx: &JobContext, value: Value) -> Result<(), Outcome> {
+    match ctx.checkpoint(with_product(ctx, value)).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.is_fence_lost() => Err(Outcome::fail("the lease was lost")),
+        Err(e) => {
+            tracing::warn!(error = %e, job.id = %ctx.id(), "the product could not be checkpointed; committing it anyway");
+            Ok(())
+        }
+    }
+}
+
+/// The product checkpointed by an earlier attempt, if any and if it parses.
+fn checkpointed<T: for<'de> Deserialize<'de>>(ctx: &JobContext) -> Option<T> {
+    let value = ctx.last_checkpoint()?.get(PRODUCT)?.clone();
+    serde_json::from_value(value).ok()
+}
+
+/// A script written by an earlier attempt of this task from the same inputs.
+pub(super) fn reusable_script(ctx: &JobContext, input_hash: &str) -> Option<Written> {
+    checkpointed::<Written>(ctx).filter(|w| w.input_hash == input_hash)
+}
+
+/// Checkpoints a written script before its completing transaction.
+pub(super) async fn save_script(ctx: &JobContext, written: &Written) -> Result<(), Outcome> {
+    save(ctx, json!(written)).await
+}
+
+impl App {
+    /// The object an earlier attempt of this task made from the same inputs, when the bucket
+    /// still holds it with the checksum and size recorded.
+    pub(super) async fn reusable_object(
+        &self,
+        ctx: &JobContext,
+        owner: UserId,
+        drama: &DramaId,
+        input_hash: &str,
+    ) -> Result<Option<Product>, Outcome> {
+        let Some(product) = checkpointed::<Product>(ctx) else {
+            return Ok(None);
+        };
+        if product.input_hash != input_hash {
+            return Ok(None);
+        }
+        let Ok(key) = readable_key(&product.storage_key, owner, drama) else {
+            return Ok(None);
+        };
+        match self.assets.head(&key).await {
+            Ok(info)
+                if info.size == product.size
+                    && info
+                        .checksum
+                        .as_ref()
+                        .is_none_or(|c| *c == product.checksum) =>
+            {
+                tracing::info!(object.key = %key, job.id = %ctx.id(), "committing the object an earlier attempt made");
+                Ok(Some(product))
+            }
+            Ok(_) | Err(drama_assets::AssetError::NotFound { .. }) => Ok(None),
+            Err(e) if e.is_retryable() => Err(Outcome::retry(e)),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Stores generated bytes, checkpoints them as the task's product and commits them with
+    /// the job's completion.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn store_result(
+        &self,
+        ctx: &JobContext,
+        task: &MediaTask,
+        kind: &str,
+        bytes: Bytes,
+        mime: &str,
+        input_hash: String,
+        usage: Value,
+    ) -> Outcome {
+        let owner = UserId(ctx.owner());
+        let drama = match DramaId::parse(task.drama.as_str()) {
+            Ok(d) => d,
+            Err(e) => return Outcome::fail(e),
+        };
+        let media = match MediaType::from_mime(mime) {
+            Ok(m) => m,
+            Err(e) => return Outcome::fail(e),
+        };
+        let sum = checksum(&bytes);
+        let key = match object_key(owner, &drama, kind, &task.asset, &sum, media) {
+            Ok(k) => k,
+            Err(e) => return Outcome::fail(e),
+        };
+        // Recorded before the object exists, so that a crash between the two never leaks it;
+        // attaching the object takes the key off the list in the same transaction.
+        if let Err(e) = self
+            .store
+            .record_orphans(
+                owner,
+                &drama,
+                std::slice::from_ref(&key.as_str().to_owned()),
+                "generation in progress",
+            )
+            .await
+        {
+            return repo_outcome(&e);
+        }
+        let info = match self.assets.put_bytes(&key, bytes, media.mime()).await {
+            Ok(info) => info,
+            Err(e) if e.is_retryable() => return Outcome::retry(e),
+            Err(e) => return Outcome::fail(e),
+        };
+        let product = Product {
+            input_hash,
+            storage_key: key.as_str().to_owned(),
+            content_type: info.content_type,
+            size: info.size,
+            checksum: sum,
+            usage,
+        };
+        if let Err(outcome) = save(ctx, json!(product)).await {
+            return outcome;
+        }
+        self.commit_object(ctx, task, product).await
+    }
+
+    /// Records a stored object on its asset and completes the job, in one transaction that is
+    /// retried as such.
+    pub(super) async fn commit_object(
+        &self,
+        ctx: &JobContext,
+        task: &MediaTask,
+        product: Product,
+    ) -> Outcome {
+        let owner = UserId(ctx.owner());
+        let (drama, asset_id) = match (
+            DramaId::parse(task.drama.as_str()),
+            AssetId::parse(task.asset.as_str()),
+        ) {
+            (Ok(d), Ok(a)) => (d, a),
+            (Err(e), _) | (_, Err(e)) => return Outcome::fail(e),
+        };
+        let key = match ObjectKey::parse(product.storage_key.clone()) {
+            Ok(k) => k,
+            Err(e) => return Outcome::fail(e),
+        };
+        let url = self.object_url(&key);
+        let result = json!({
+            "assetId": task.asset, "url": url, "storageKey": key.as_str(),
+            "contentType": product.content_type, "size": product.size,
+            "checksum": product.checksum,
+        });
+        let generated = GeneratedAsset {
+            asset_id,
+            url,
+            object: AssetObject {
+                storage_key: product.storage_key,
+                content_type: product.content_type,
+                size_bytes: i64::try_from(product.size).unwrap_or(i64::MAX),
+                checksum: Some(product.checksum),
+                input_hash: Some(product.input_hash),
+                usage: Some(product.usage),
+            },
+            entity_url: (&task.target).into(),
+        };
+        let fence = ctx.fence();
+        match commit_retrying(|| {
+            self.generation
+                .complete_asset(&fence, owner, &drama, &generated, result.clone())
+        })
+        .await
+        {
+            Ok(_) => Outcome::committed_externally(),
+            Err(e) => generation_outcome(&e),
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! A provider is called once per task: a completing transaction that fails after the upload
+//! (a trigger made by the test raises a serialization failure, 40001) is committed again with
+//! the same object, and a task whose commits all failed commits its checkpointed object on its
+//! next attempt — the offline provider's call counter equals the number of media tasks.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use drama_ai::{AiProviders, OfflineProvider};
+use drama_app::pipeline::engine::EngineJobs;
+use drama_app::pipeline::spec::kind;
+use drama_app::pipeline::{Scope, wire_status};
+use drama_app::{App, Caller, Ports};
+use drama_dal::{DramaRepository as _, NewUser, UserRepository as _};
+use drama_domain::{JobStatus, UserId};
+use drama_jobs::{JobView, Worker, WorkerConfig, WorkerHandle};
+use drama_postgres::PgStore;
+use drama_postgres::jobs::PgJobStore;
+use drama_testkit::pg::ScratchDb;
+use sqlx::PgPool;
+
+const MEDIA: [&str; 5] = [
+    kind::PORTRAIT,
+    kind::AUDITION,
+    kind::STORYBOARD,
+    kind::CLIP,
+    kind::COVER,
+];
+
+struct World {
+    app: App,
+    caller: Caller,
+    offline: Arc<OfflineProvider>,
+    worker: WorkerHandle<PgJobStore>,
+    pool: PgPool,
+    db: ScratchDb,
+}
+
+/// A migrated scratch database, `install` run on it, a worker, and a user owning drama `d`.
+async fn world(install: &str) -> World {
+    let db = ScratchDb::create("paid_once").await;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(16)
+        .connect(&db.url())
+        .await
+        .unwrap();
+    drama_postgres::migrate(&pool).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(install.to_owned()))
+        .execute(&pool)
+        .await
+        .unwrap();
+    let ai = AiProviders::offline(7);
+    let offline = ai.offline_provider();
+    let pg = Arc::new(PgStore::new(pool.clone()));
+    let jobs = Arc::new(PgJobStore::new(pool.clone()));
+    let app = App::new(Ports {
+        store: pg.clone(),
+        assets: Arc::new(drama_assets::MemoryStore::default()),
+        generation: pg.clone(),
+        jobs: Arc::new(EngineJobs(jobs.clone())),
+        ai,
+    });
+    let config = WorkerConfig {
+        concurrency: 8,
+        poll_interval: Duration::from_millis(20),
+        ..WorkerConfig::default()
+    };
+    let worker = Worker::start(jobs, app.registry(), config).await.unwrap();
+    let user = UserId::random();
+    let mut new = NewUser::new(user);
+    new.tokens = 100_000;
+    pg.create_user(&new).await.unwrap();
+    pg.create(user, &drama_testkit::builders::drama("d", 2, 1, 2))
+        .await
+        .unwrap();
+    World {
+        app,
+        caller: Caller::user(user),
+        offline,
+        worker,
+        pool,
+        db,
+    }
+}
+
+impl World {
+    /// Generates the whole drama and returns the run's media tasks once it settled.
+    async fn generate(&self) -> Vec<JobView> {
+        let id = drama_domain::DramaId::parse("d").unwrap();
+        let run = self
+            .app
+            .generate(&self.caller, &id, Scope::Drama, false)
+            .await
+            .unwrap();
+        let mut status = None;
+        for _ in 0..3000 {
+            let view = self.app.job(&self.caller, run.job_id).await.unwrap();
+            if view.state.is_settled() {
+                status = Some(wire_status(&view));
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            status,
+            Some(JobStatus::Completed),
+            "the run settled completed"
+        );
+        let tree = self.app.run_tree(&self.caller, run.job_id).await.unwrap();
+        tree.nodes
+            .into_iter()
+            .filter(|n| MEDIA.contains(&n.kind.as_str()))
+            .collect()
+    }
+
+    /// How many asset writes the failing trigger saw (failed ones included).
+    async fn writes_seen(&self) -> i64 {
+        sqlx::query_scalar("select last_value from test_commit_failures")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+
+    async fn stop(self) {
+        let _report = self.worker.shutdown().await;
+        self.pool.close().await;
+        self.db.drop_it().await;
+    }
+}
+
+/// A trigger on the asset write of a completion that raises 40001 for the first `failures`
+/// writes of assets whose id matches `ids` (a LIKE pattern); its sequence counts every write
+/// it saw and survives the rollback of the failed transactions.
+fn failing_trigger(failures: u32, ids: &str) -> String {
+    format!(
+        "create sequence test_commit_failures;
+         create function test_fail_commit() returns trigger language plpgsql as $$
+         declare n bigint;
+         begin
+           n := nextval('test_commit_failures');
+           if n <= {failures} then
+             raise exception 'injected failure % of the completing transaction', n
+               using errcode = 'serialization_failure';
+           end if;
+           return new;
+         end $$;
+         create trigger test_fail_commit before update of storage_key on public.assets
+           for each row when (new.storage_key is distinct from old.storage_key
+                              and new.id like '{ids}')
+           execute function test_fail_commit();"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_commit_that_fails_after_the_upload_is_retried_without_calling_the_provider() {
+    let w = world(&failing_trigger(3, "%")).await;
+    let media = w.generate().await;
+    assert!(!media.is_empty());
+    assert!(
+        w.writes_seen().await > 3,
+        "three commits failed, later ones went through"
+    );
+    assert_eq!(
+        w.offline.calls().media(),
+        media.len() as u64,
+        "one provider call per media task"
+    );
+    for task in &media {
+        assert_eq!(
+            task.attempts, 1,
+            "{}: retried as a commit, not an attempt",
+            task.key
+        );
+    }
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_task_whose_commits_all_failed_commits_its_checkpointed_object_next_attempt() {
+    // Every commit of the first attempt of one storyboard fails.
+    let w = world(&failing_trigger(5, "e0-s0-img")).await;
+    let media = w.generate().await;
+    assert_eq!(
+        w.writes_seen().await,
+        6,
+        "five failed commits, then the one that held"
+    );
+    let storyboard = media
+        .iter()
+        .find(|t| t.payload["asset"] == "e0-s0-img")
+        .expect("the storyboard task");
+    assert_eq!(storyboard.attempts, 2, "its first attempt gave up");
+    assert_eq!(
+        w.offline.calls().media(),
+        media.len() as u64,
+        "the second attempt did not call the provider"
+    );
+    w.stop().await;
+}

@@ -45,12 +45,12 @@ impl fmt::Display for Provider {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum AiError {
     /// The requested model name routes to no provider (the API answers 422).
-    #[error(
-        "unknown model {name:?}: use gemini-3-pro-preview, gemini-*, gpt-5.1, gpt-* or offline"
-    )]
+    #[error("unknown model {name:?}; allowed models are {}", allowed.join(", "))]
     UnknownModel {
         /// The name as requested.
         name: String,
+        /// The names the catalogue allows.
+        allowed: Vec<String>,
     },
     /// The selected provider has no API key configured.
     #[error("{provider} is not configured: set {variable}")]

@@ -8,6 +8,7 @@ mod context;
 mod error;
 mod jobs;
 mod limits;
+mod pricing;
 mod schema;
 mod socket;
 mod subscription;

@@ -349,6 +349,11 @@ impl Query {
         Ok(page.items.into_iter().map(|d| Drama(Arc::new(d))).collect())
     }
 
+    /// The script models a request may name and what calls cost (as `GET /models`).
+    fn models(ctx: &Ctx) -> super::pricing::Pricing {
+        super::pricing::Pricing(ctx.app.pricing())
+    }
+
     /// A job of the caller, or null.
     async fn job(ctx: &Ctx, id: String) -> Result<Option<Job>, GqlError> {
         let Ok(id) = id.parse::<JobId>() else {

@@ -12,6 +12,7 @@ mod media_urls;
 mod old_clients;
 mod openapi;
 mod postgres;
+mod pricing;
 mod quotas;
 mod rest;
 mod streams;

@@ -187,6 +187,7 @@ async fn wire(
             .with_ffmpeg(settings.worker.ffmpeg.clone())
             .with_offline_pricing(settings.worker.price_offline_calls)
             .with_quotas(settings.quotas.into())
+            .with_text_limits(settings.limits.into())
     };
     match backend {
         Backend::Postgres(pg) => {

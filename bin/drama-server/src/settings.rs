@@ -39,6 +39,8 @@ pub(crate) struct Settings {
     pub(crate) metrics: MetricsSettings,
     /// Per-user quotas.
     pub(crate) quotas: QuotaSettings,
+    /// How long client text may be.
+    pub(crate) limits: LimitSettings,
     /// `ENVIRONMENT` (`development` unless set): `production` refuses what is only fit for
     /// trying the server out.
     pub(crate) environment: String,
@@ -65,6 +67,34 @@ pub(crate) struct QuotaSettings {
     pub(crate) stored_bytes: u64,
     /// Runs of one user pending or running at once (`QUOTA_ACTIVE_RUNS`).
     pub(crate) active_runs: u64,
+}
+
+/// Most characters of client text per kind of field; 0 is refused (it would refuse all text).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LimitSettings {
+    /// A premise (`MAX_PREMISE_CHARS`).
+    pub(crate) premise_chars: usize,
+    /// Feedback for a rewrite (`MAX_FEEDBACK_CHARS`).
+    pub(crate) feedback_chars: usize,
+    /// An image or video prompt (`MAX_PROMPT_CHARS`).
+    pub(crate) prompt_chars: usize,
+    /// A title or a name (`MAX_TITLE_CHARS`).
+    pub(crate) title_chars: usize,
+    /// A description or any other text field (`MAX_DESCRIPTION_CHARS`).
+    pub(crate) description_chars: usize,
+}
+
+impl From<LimitSettings> for drama_app::TextLimits {
+    fn from(l: LimitSettings) -> Self {
+        Self {
+            premise: l.premise_chars,
+            feedback: l.feedback_chars,
+            prompt: l.prompt_chars,
+            title: l.title_chars,
+            description: l.description_chars,
+        }
+    }
 }
 
 impl From<QuotaSettings> for drama_app::Quotas {
@@ -117,6 +147,7 @@ struct Layered {
     worker: WorkerSettings,
     metrics: MetricsSettings,
     quotas: QuotaSettings,
+    limits: LimitSettings,
 }
 
 /// How logs look.
@@ -184,6 +215,14 @@ const PLAIN_VARIABLES: &[(&str, &str)] = &[
     ("RATE_LIMIT_PER_SECOND", "http.rate_per_second"),
     ("RATE_LIMIT_BURST", "http.rate_burst"),
     ("CORS_ALLOWED_ORIGINS", "http.cors_origins"),
+    ("GRAPHQL_MAX_BATCH", "http.graphql.max_batch"),
+    ("GRAPHQL_MAX_ALIASES", "http.graphql.max_aliases"),
+    ("GRAPHQL_MAX_COMPLEXITY", "http.graphql.max_complexity"),
+    ("GRAPHQL_MAX_DEPTH", "http.graphql.max_depth"),
+    ("STREAMS_PER_USER", "http.streams_per_user"),
+    ("STREAMS_PER_PROCESS", "http.streams_per_process"),
+    ("ANONYMOUS_RATE_PER_SECOND", "http.anonymous_per_second"),
+    ("TRUST_FORWARDED_FOR", "http.trust_forwarded"),
     ("WORKER_CONCURRENCY", "worker.concurrency"),
     ("VIDEO_CONCURRENCY", "worker.video_limit"),
     ("IMAGE_CONCURRENCY", "worker.image_limit"),
@@ -198,6 +237,11 @@ const PLAIN_VARIABLES: &[(&str, &str)] = &[
     ("QUOTA_DRAMAS", "quotas.dramas"),
     ("QUOTA_STORED_BYTES", "quotas.stored_bytes"),
     ("QUOTA_ACTIVE_RUNS", "quotas.active_runs"),
+    ("MAX_PREMISE_CHARS", "limits.premise_chars"),
+    ("MAX_FEEDBACK_CHARS", "limits.feedback_chars"),
+    ("MAX_PROMPT_CHARS", "limits.prompt_chars"),
+    ("MAX_TITLE_CHARS", "limits.title_chars"),
+    ("MAX_DESCRIPTION_CHARS", "limits.description_chars"),
 ];
 
 /// Variables the binary reads that set no key of its own: they choose the environment, the
@@ -332,6 +376,18 @@ impl Settings {
             }
         }
         legacy_credentials(&mut layered, &mut effective, env).map_err(anyhow::Error::msg)?;
+        let limits = &layered.limits;
+        for (name, value) in [
+            ("MAX_PREMISE_CHARS", limits.premise_chars),
+            ("MAX_FEEDBACK_CHARS", limits.feedback_chars),
+            ("MAX_PROMPT_CHARS", limits.prompt_chars),
+            ("MAX_TITLE_CHARS", limits.title_chars),
+            ("MAX_DESCRIPTION_CHARS", limits.description_chars),
+        ] {
+            if value == 0 {
+                anyhow::bail!("{name} must be at least 1 (it bounds client text in characters)");
+            }
+        }
         effective.extend(provenance::flat(assets.effective(), &layered.assets, env));
         effective.extend(provenance::flat(
             ai.effective()
@@ -365,6 +421,7 @@ impl Settings {
             worker: layered.worker,
             metrics: layered.metrics,
             quotas: layered.quotas,
+            limits: layered.limits,
             environment,
             effective,
         })

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod catalog;
 mod error;
 pub mod http;
 mod json;
@@ -14,6 +15,7 @@ mod types;
 mod usage;
 pub mod validate;
 
+pub use catalog::{ModelCatalog, ScriptModelSpec, ScriptPrices};
 pub use error::{AiError, Provider};
 pub use http::retry::RetryPolicy;
 pub use offline::{

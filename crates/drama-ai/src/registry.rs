@@ -2,10 +2,12 @@
 
 use std::sync::Arc;
 
+use crate::catalog::ModelCatalog;
 use crate::error::{AiError, Provider};
 use crate::offline::{OfflineLatency, OfflineProvider};
 use crate::settings::{AiSettings, ImageProviderChoice};
 use crate::traits::{ImageModel, ScriptModel, VideoModel, VoiceModel};
+use crate::usage::CostTable;
 
 /// The model a request gets when it names none.
 pub const DEFAULT_SCRIPT_MODEL: &str = "gemini-3-pro-preview";
@@ -23,44 +25,18 @@ pub enum ScriptModelChoice {
     Offline,
 }
 
-/// Routes a requested model name (trimmed, case-sensitive as the providers are).
-///
-/// `gemini-3-pro-preview` (also the default for `None` or an empty name) → Gemini with
-/// `GEMINI_DRAMA_MODEL`; any other `gemini-*` → Gemini with that name; `gpt-5.1` → OpenAI with
-/// `GPT_MODEL`; any other `gpt-*` → OpenAI with that name; `offline` → offline.
+/// Routes a requested model name through the catalogue `settings` describe (see
+/// [`ModelCatalog::from_settings`]).
 ///
 /// # Errors
-/// [`AiError::UnknownModel`] for anything else.
+/// [`AiError::UnknownModel`] for a name the catalogue does not list; [`AiError::Config`] when
+/// `SCRIPT_MODELS` does not parse.
 pub fn choose_script_model(
     name: Option<&str>,
     settings: &AiSettings,
 ) -> Result<ScriptModelChoice, AiError> {
-    let name = name
-        .map(str::trim)
-        .filter(|n| !n.is_empty())
-        .unwrap_or(DEFAULT_SCRIPT_MODEL);
-    let valid_suffix = |rest: &str| {
-        !rest.is_empty()
-            && rest
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
-    };
-    match name {
-        DEFAULT_SCRIPT_MODEL => Ok(ScriptModelChoice::Gemini(
-            settings.gemini_drama_model.clone(),
-        )),
-        DEFAULT_GPT_MODEL => Ok(ScriptModelChoice::OpenAi(settings.gpt_model.clone())),
-        "offline" => Ok(ScriptModelChoice::Offline),
-        n if n.strip_prefix("gemini-").is_some_and(valid_suffix) => {
-            Ok(ScriptModelChoice::Gemini(n.to_owned()))
-        }
-        n if n.strip_prefix("gpt-").is_some_and(valid_suffix) => {
-            Ok(ScriptModelChoice::OpenAi(n.to_owned()))
-        }
-        other => Err(AiError::UnknownModel {
-            name: other.to_owned(),
-        }),
-    }
+    let catalog = ModelCatalog::from_settings(settings)?;
+    Ok(catalog.resolve(name)?.route.clone())
 }
 
 /// Every provider the pipeline uses, built once from settings.
@@ -71,6 +47,7 @@ pub fn choose_script_model(
 #[derive(Clone)]
 pub struct AiProviders {
     settings: AiSettings,
+    catalog: ModelCatalog,
     offline: Arc<OfflineProvider>,
     image: Arc<dyn ImageModel>,
     video: Arc<dyn VideoModel>,
@@ -125,6 +102,7 @@ impl AiProviders {
             offline.clone()
         };
         let providers = Self {
+            catalog: ModelCatalog::from_settings(settings)?,
             settings: settings.clone(),
             voice: offline.clone(),
             offline,
@@ -143,12 +121,16 @@ impl AiProviders {
     /// Everything offline, with this seed.
     pub fn offline(seed: u64) -> Self {
         let offline = Arc::new(OfflineProvider::new(seed));
+        let settings = AiSettings {
+            ai_offline: true,
+            offline_seed: seed,
+            ..AiSettings::default()
+        };
         Self {
-            settings: AiSettings {
-                ai_offline: true,
-                offline_seed: seed,
-                ..AiSettings::default()
-            },
+            // The built-in list always parses.
+            catalog: ModelCatalog::from_settings(&settings)
+                .unwrap_or_else(|_| ModelCatalog::empty()),
+            settings,
             image: offline.clone(),
             video: offline.clone(),
             voice: offline.clone(),
@@ -182,7 +164,7 @@ impl AiProviders {
     /// [`AiError::UnknownModel`] for a name that routes nowhere; [`AiError::NotConfigured`]
     /// when it routes to a provider without a key (and some other script key is configured).
     pub fn script_model(&self, name: Option<&str>) -> Result<Arc<dyn ScriptModel>, AiError> {
-        let choice = choose_script_model(name, &self.settings)?;
+        let choice = self.catalog.resolve(name)?.route.clone();
         if self.offline_scripts() {
             return Ok(self.offline.clone());
         }
@@ -195,6 +177,25 @@ impl AiProviders {
                 crate::http::openai::script_model(&self.settings, &model)
             }
         }
+    }
+
+    /// The script models requests may name, with their prices.
+    pub fn catalog(&self) -> &ModelCatalog {
+        &self.catalog
+    }
+
+    /// What calls cost when a run writes with the script model `name` (`None`: the
+    /// default): the `PRICE_*` table with that model's script prices. A name the catalogue
+    /// does not list gets the plain table (the request is refused before anything is priced).
+    pub fn cost_table(&self, name: Option<&str>) -> CostTable {
+        let mut table = self.settings.cost_table();
+        if let Ok(spec) = self.catalog.resolve(name) {
+            table.generate_drama = spec.prices.generate_drama;
+            table.improve_drama = spec.prices.improve_drama;
+            table.critique_drama = spec.prices.critique_drama;
+            table.write_episode_scenes = spec.prices.write_episode_scenes;
+        }
+        table
     }
 
     /// The image model.

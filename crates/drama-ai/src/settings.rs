@@ -8,6 +8,7 @@ use serde::Deserialize;
 use crate::error::AiError;
 use crate::http::retry::RetryPolicy;
 use crate::traits::VideoPolling;
+use crate::usage::CostTable;
 
 /// A secret (API key). `Debug` and `Display` never show it.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
@@ -104,6 +105,13 @@ pub struct AiSettings {
     pub video_request_timeout_secs: u64,
     /// `DOWNLOAD_TIMEOUT_SECS`: fetching a result file, default 60.
     pub download_timeout_secs: u64,
+    /// `DOWNLOAD_ALLOW_LOCAL`: also fetch result files over plain `http` from loopback
+    /// addresses (tests and local mock providers), default false.
+    pub download_allow_local: bool,
+    /// `MAX_IMAGE_BYTES`: largest image file fetched from a provider, default 32 MiB.
+    pub max_image_bytes: u64,
+    /// `MAX_VIDEO_BYTES`: largest video file fetched from a provider, default 256 MiB.
+    pub max_video_bytes: u64,
     /// `VIDEO_POLL_INTERVAL_MS`: pause between polls, default 5000.
     pub video_poll_interval_ms: u64,
     /// `VIDEO_DEADLINE_SECS`: give up waiting for a task, default 600.
@@ -118,6 +126,24 @@ pub struct AiSettings {
     pub offline_image_delay_ms: u64,
     /// `OFFLINE_VIDEO_DELAY_MS`: how long an offline clip takes to finish, default 0.
     pub offline_video_delay_ms: u64,
+    /// `SCRIPT_MODELS`: the script models requests may name, as
+    /// `name=provider[:upstream][@generate/improve/critique/episode],…` (see
+    /// [`crate::ModelCatalog`]); empty: the built-in list.
+    pub script_models: String,
+    /// `PRICE_GENERATE_DRAMA`: credits for writing a drama from a premise, default 10. Script prices are the defaults of `SCRIPT_MODELS` entries.
+    pub price_generate_drama: u32,
+    /// `PRICE_IMPROVE_DRAMA`: credits for rewriting a drama from feedback, default 10. Script prices are the defaults of `SCRIPT_MODELS` entries.
+    pub price_improve_drama: u32,
+    /// `PRICE_CRITIQUE_DRAMA`: credits for a critique, default 3. Script prices are the defaults of `SCRIPT_MODELS` entries.
+    pub price_critique_drama: u32,
+    /// `PRICE_EPISODE_SCENES`: credits for writing one episode's scenes, default 8. Script prices are the defaults of `SCRIPT_MODELS` entries.
+    pub price_episode_scenes: u32,
+    /// `PRICE_IMAGE`: credits per image, default 4.
+    pub price_image: u32,
+    /// `PRICE_VIDEO_PER_SECOND`: credits per second of video, default 10.
+    pub price_video_per_second: u32,
+    /// `PRICE_VOICE_PER_10_SECONDS`: credits per started 10 seconds of speech, default 1.
+    pub price_voice_per_10_seconds: u32,
 }
 
 impl Default for AiSettings {
@@ -149,6 +175,9 @@ impl Default for AiSettings {
             image_timeout_secs: 120,
             video_request_timeout_secs: 30,
             download_timeout_secs: 60,
+            download_allow_local: false,
+            max_image_bytes: 32 * 1024 * 1024,
+            max_video_bytes: 256 * 1024 * 1024,
             video_poll_interval_ms: 5_000,
             video_deadline_secs: 600,
             max_output_tokens: 32_000,
@@ -156,6 +185,14 @@ impl Default for AiSettings {
             offline_seed: 0,
             offline_image_delay_ms: 0,
             offline_video_delay_ms: 0,
+            script_models: String::new(),
+            price_generate_drama: 10,
+            price_improve_drama: 10,
+            price_critique_drama: 3,
+            price_episode_scenes: 8,
+            price_image: 4,
+            price_video_per_second: 10,
+            price_voice_per_10_seconds: 1,
         }
     }
 }
@@ -194,6 +231,9 @@ impl fmt::Debug for AiSettings {
                 &self.video_request_timeout_secs,
             )
             .field("download_timeout_secs", &self.download_timeout_secs)
+            .field("download_allow_local", &self.download_allow_local)
+            .field("max_image_bytes", &self.max_image_bytes)
+            .field("max_video_bytes", &self.max_video_bytes)
             .field("video_poll_interval_ms", &self.video_poll_interval_ms)
             .field("video_deadline_secs", &self.video_deadline_secs)
             .field("max_output_tokens", &self.max_output_tokens)
@@ -201,12 +241,23 @@ impl fmt::Debug for AiSettings {
             .field("offline_seed", &self.offline_seed)
             .field("offline_image_delay_ms", &self.offline_image_delay_ms)
             .field("offline_video_delay_ms", &self.offline_video_delay_ms)
+            .field("script_models", &self.script_models)
+            .field("price_generate_drama", &self.price_generate_drama)
+            .field("price_improve_drama", &self.price_improve_drama)
+            .field("price_critique_drama", &self.price_critique_drama)
+            .field("price_episode_scenes", &self.price_episode_scenes)
+            .field("price_image", &self.price_image)
+            .field("price_video_per_second", &self.price_video_per_second)
+            .field(
+                "price_voice_per_10_seconds",
+                &self.price_voice_per_10_seconds,
+            )
             .finish()
     }
 }
 
 /// The environment variables [`AiSettings::from_env`] reads, in field order.
-pub const ENV_VARS: [&str; 33] = [
+pub const ENV_VARS: [&str; 44] = [
     "AI_OFFLINE",
     "GEMINI_API_KEY",
     "GEMINI_API_BASE",
@@ -233,6 +284,9 @@ pub const ENV_VARS: [&str; 33] = [
     "IMAGE_TIMEOUT_SECS",
     "VIDEO_REQUEST_TIMEOUT_SECS",
     "DOWNLOAD_TIMEOUT_SECS",
+    "DOWNLOAD_ALLOW_LOCAL",
+    "MAX_IMAGE_BYTES",
+    "MAX_VIDEO_BYTES",
     "VIDEO_POLL_INTERVAL_MS",
     "VIDEO_DEADLINE_SECS",
     "MAX_OUTPUT_TOKENS",
@@ -240,6 +294,14 @@ pub const ENV_VARS: [&str; 33] = [
     "OFFLINE_SEED",
     "OFFLINE_IMAGE_DELAY_MS",
     "OFFLINE_VIDEO_DELAY_MS",
+    "SCRIPT_MODELS",
+    "PRICE_GENERATE_DRAMA",
+    "PRICE_IMPROVE_DRAMA",
+    "PRICE_CRITIQUE_DRAMA",
+    "PRICE_EPISODE_SCENES",
+    "PRICE_IMAGE",
+    "PRICE_VIDEO_PER_SECOND",
+    "PRICE_VOICE_PER_10_SECONDS",
 ];
 
 impl AiSettings {
@@ -293,6 +355,12 @@ impl AiSettings {
                 self.download_timeout_secs.to_string(),
             ),
             (
+                "DOWNLOAD_ALLOW_LOCAL",
+                self.download_allow_local.to_string(),
+            ),
+            ("MAX_IMAGE_BYTES", self.max_image_bytes.to_string()),
+            ("MAX_VIDEO_BYTES", self.max_video_bytes.to_string()),
+            (
                 "VIDEO_POLL_INTERVAL_MS",
                 self.video_poll_interval_ms.to_string(),
             ),
@@ -310,6 +378,29 @@ impl AiSettings {
             (
                 "OFFLINE_VIDEO_DELAY_MS",
                 self.offline_video_delay_ms.to_string(),
+            ),
+            ("SCRIPT_MODELS", self.script_models.clone()),
+            (
+                "PRICE_GENERATE_DRAMA",
+                self.price_generate_drama.to_string(),
+            ),
+            ("PRICE_IMPROVE_DRAMA", self.price_improve_drama.to_string()),
+            (
+                "PRICE_CRITIQUE_DRAMA",
+                self.price_critique_drama.to_string(),
+            ),
+            (
+                "PRICE_EPISODE_SCENES",
+                self.price_episode_scenes.to_string(),
+            ),
+            ("PRICE_IMAGE", self.price_image.to_string()),
+            (
+                "PRICE_VIDEO_PER_SECOND",
+                self.price_video_per_second.to_string(),
+            ),
+            (
+                "PRICE_VOICE_PER_10_SECONDS",
+                self.price_voice_per_10_seconds.to_string(),
             ),
         ]
     }
@@ -371,10 +462,11 @@ impl AiSettings {
 
     fn default_value_kind(key: &str) -> Kind {
         match key {
-            "ai_offline" | "sora_hd" => Kind::Flag,
+            "ai_offline" | "sora_hd" | "download_allow_local" => Kind::Flag,
             k if k.ends_with("_ms")
                 || k.ends_with("_secs")
                 || k.starts_with("max_")
+                || k.starts_with("price_")
                 || k == "offline_seed" =>
             {
                 Kind::Number
@@ -415,6 +507,14 @@ impl AiSettings {
                 return Err(AiError::Config(format!("{name} must be at least 1")));
             }
         }
+        for (name, bytes) in [
+            ("MAX_IMAGE_BYTES", self.max_image_bytes),
+            ("MAX_VIDEO_BYTES", self.max_video_bytes),
+        ] {
+            if bytes == 0 {
+                return Err(AiError::Config(format!("{name} must be at least 1")));
+            }
+        }
         if self.max_output_tokens == 0 {
             return Err(AiError::Config(
                 "MAX_OUTPUT_TOKENS must be at least 1".into(),
@@ -425,7 +525,21 @@ impl AiSettings {
                 "DEFAULT_ASPECT_RATIO must not be empty".into(),
             ));
         }
+        crate::catalog::ModelCatalog::from_settings(self)?;
         Ok(())
+    }
+
+    /// What calls cost (the `PRICE_*` settings).
+    pub fn cost_table(&self) -> CostTable {
+        CostTable {
+            generate_drama: self.price_generate_drama,
+            improve_drama: self.price_improve_drama,
+            critique_drama: self.price_critique_drama,
+            write_episode_scenes: self.price_episode_scenes,
+            image: self.price_image,
+            video_per_second: self.price_video_per_second,
+            voice_per_10_seconds: self.price_voice_per_10_seconds,
+        }
     }
 
     /// The retry policy these settings describe.

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use drama_ai::{AiError, AiProviders, Provider, ReferenceImage};
+use drama_ai::{AiError, AiProviders, AiSettings, Provider, ReferenceImage};
 use serde_json::json;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -79,19 +79,33 @@ async fn gpt_5_1_sends_gpt_model_with_a_strict_json_schema() {
 }
 
 #[tokio::test]
-async fn other_gpt_names_are_sent_verbatim() {
+async fn a_listed_model_is_sent_as_its_upstream_name() {
     let server = MockServer::start().await;
     common::reply(&server, PATH, ok(&common::drama_json(2).to_string()), None).await;
-    let drama = common::generate_drama(&server, Some("gpt-4o"), "x")
+    let settings = AiSettings {
+        script_models: "mini=openai:gpt-4o-mini".into(),
+        ..common::settings(&server)
+    };
+    let providers = AiProviders::from_settings(&settings).unwrap();
+    let drama = providers
+        .script_model(Some("mini"))
+        .unwrap()
+        .generate_drama(&common::request("x"))
         .await
         .unwrap();
-    assert_eq!(drama.model.model, "gpt-4o");
+    assert_eq!(drama.model.model, "gpt-4o-mini");
     let body = &common::bodies(&server).await[0];
-    assert_eq!(body["model"], "gpt-4o");
+    assert_eq!(body["model"], "gpt-4o-mini");
     assert!(
         body["messages"][1]["content"].is_string(),
         "no images: plain string content"
     );
+    // A name the list does not hold never reaches the provider.
+    assert!(matches!(
+        providers.script_model(Some("gpt-4o")),
+        Err(AiError::UnknownModel { .. })
+    ));
+    assert_eq!(common::bodies(&server).await.len(), 1);
 }
 
 #[tokio::test]

@@ -4,13 +4,20 @@
 use drama_assets::{Scope, keys};
 use drama_dal::{Page, PageRequest, StoredDrama, Version};
 use drama_domain::{
-    AssetId, AssetOwner, AssetPatch, CharacterId, CharacterPatch, Drama, DramaId, DramaPatch,
-    DramaSummary, EpisodeId, EpisodePatch, SceneId, ScenePatch, UserId,
+    AssetId, AssetOwner, AssetPatch, CharacterId, CharacterPatch, DomainError, Drama, DramaId,
+    DramaPatch, DramaSummary, EpisodeId, EpisodePatch, SceneId, ScenePatch, UserId,
 };
 
 use crate::{App, AppError, Caller};
 
 impl App {
+    /// Refuses client text over its length bound (see [`crate::TextLimits`]).
+    fn check_text(&self, sent: &impl serde::Serialize) -> Result<(), AppError> {
+        let doc = serde_json::to_value(sent)
+            .map_err(|e| AppError::Invalid(DomainError::field("", e.to_string())))?;
+        self.limits.check_document(&doc).map_err(AppError::Invalid)
+    }
+
     /// A drama of the caller (or, for a service caller, of `owner`).
     ///
     /// # Errors
@@ -77,6 +84,7 @@ impl App {
         caller: &Caller,
         drama: &Drama,
     ) -> Result<StoredDrama, AppError> {
+        self.check_text(drama)?;
         self.check_drama_quota(caller.user).await?;
         Ok(self.store.create(caller.user, drama).await?)
     }
@@ -93,6 +101,7 @@ impl App {
         patch: &DramaPatch,
         expected: Option<Version>,
     ) -> Result<StoredDrama, AppError> {
+        self.check_text(patch)?;
         Ok(self
             .store
             .patch_drama(caller.user, id, patch, expected)
@@ -112,6 +121,7 @@ impl App {
         patch: &CharacterPatch,
         expected: Option<Version>,
     ) -> Result<StoredDrama, AppError> {
+        self.check_text(patch)?;
         Ok(self
             .store
             .patch_character(caller.user, drama, character, patch, expected)
@@ -131,6 +141,7 @@ impl App {
         patch: &EpisodePatch,
         expected: Option<Version>,
     ) -> Result<StoredDrama, AppError> {
+        self.check_text(patch)?;
         Ok(self
             .store
             .patch_episode(caller.user, drama, episode, patch, expected)
@@ -151,6 +162,7 @@ impl App {
         patch: &ScenePatch,
         expected: Option<Version>,
     ) -> Result<StoredDrama, AppError> {
+        self.check_text(patch)?;
         Ok(self
             .store
             .patch_scene(caller.user, drama, episode, scene, patch, expected)
@@ -171,6 +183,7 @@ impl App {
         patch: &AssetPatch,
         expected: Option<Version>,
     ) -> Result<StoredDrama, AppError> {
+        self.check_text(patch)?;
         Ok(self
             .store
             .patch_asset(caller.user, drama, owner_entity, asset, patch, expected)

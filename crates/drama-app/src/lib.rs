@@ -5,7 +5,9 @@ mod dramas;
 mod error;
 mod keys;
 mod library;
+mod limits;
 pub mod pipeline;
+mod pricing;
 mod quotas;
 mod readiness;
 mod sweeper;
@@ -14,13 +16,15 @@ pub use caller::Caller;
 pub use error::AppError;
 pub use keys::{MAX_ACTIVE_KEYS, MAX_KEY_DAYS, MAX_KEY_NAME, NewKey};
 pub use library::{LibraryItem, LibraryTag, LibraryType, LibraryUpload};
+pub use limits::TextLimits;
+pub use pricing::{MediaPrices, ModelPrice, Pricing};
 pub use quotas::Quotas;
 pub use readiness::Readiness;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use drama_ai::{AiProviders, CostTable};
+use drama_ai::AiProviders;
 use drama_assets::AssetStore;
 use drama_dal::{GenerationStore, MemoryStore, Store};
 use drama_jobs::MemoryJobStore;
@@ -72,18 +76,19 @@ pub struct App {
     generation: Arc<dyn GenerationStore>,
     jobs: Arc<dyn JobsPort>,
     ai: AiProviders,
-    costs: CostTable,
     price_offline: bool,
     ffmpeg: PathBuf,
     public_base_url: String,
     quotas: Quotas,
+    limits: TextLimits,
 }
 
 /// Where clients reach the API when nothing else is configured.
 pub const DEFAULT_PUBLIC_BASE_URL: &str = "http://localhost:8000";
 
 impl App {
-    /// Use cases on these ports, with the default cost table and `ffmpeg` from `PATH`.
+    /// Use cases on these ports, with `ffmpeg` from `PATH`; prices come from the providers'
+    /// settings (`PRICE_*`, `SCRIPT_MODELS`).
     pub fn new(ports: Ports) -> Self {
         Self {
             store: ports.store,
@@ -91,11 +96,11 @@ impl App {
             generation: ports.generation,
             jobs: ports.jobs,
             ai: ports.ai,
-            costs: CostTable::default(),
             price_offline: false,
             ffmpeg: PathBuf::from("ffmpeg"),
             public_base_url: DEFAULT_PUBLIC_BASE_URL.to_owned(),
             quotas: Quotas::UNLIMITED,
+            limits: TextLimits::default(),
         }
     }
 
@@ -114,10 +119,10 @@ impl App {
         self
     }
 
-    /// Sets the token prices of provider calls.
+    /// Sets how long client text may be.
     #[must_use]
-    pub fn with_costs(mut self, costs: CostTable) -> Self {
-        self.costs = costs;
+    pub fn with_text_limits(mut self, limits: TextLimits) -> Self {
+        self.limits = limits;
         self
     }
 

@@ -4,7 +4,7 @@
 //! model requires, `null` and empty text are refused (the peer accepted them and then could no
 //! longer read the drama back).
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 use crate::error::DomainError;
@@ -51,7 +51,7 @@ macro_rules! patch_parse {
 }
 
 /// Changes to a drama's own fields.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct DramaPatch {
     /// New title.
     #[serde(default, deserialize_with = "required")]
@@ -69,7 +69,7 @@ pub struct DramaPatch {
 patch_parse!(DramaPatch);
 
 /// Changes to a character (gender, voice, `main` and `url` are not patchable, as in the peer).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct CharacterPatch {
     /// New name.
     #[serde(default, deserialize_with = "required")]
@@ -84,7 +84,7 @@ pub struct CharacterPatch {
 patch_parse!(CharacterPatch);
 
 /// Changes to an episode.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct EpisodePatch {
     /// New title.
     #[serde(default, deserialize_with = "required")]
@@ -102,7 +102,7 @@ pub struct EpisodePatch {
 patch_parse!(EpisodePatch);
 
 /// Changes to a scene.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct ScenePatch {
     /// New description.
     #[serde(default, deserialize_with = "required")]
@@ -120,7 +120,7 @@ pub struct ScenePatch {
 patch_parse!(ScenePatch);
 
 /// Changes to an asset (kind, dependencies and duration are not patchable, as in the peer).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct AssetPatch {
     /// New prompt.
     #[serde(default, deserialize_with = "required")]

@@ -8,6 +8,7 @@ mod jobs;
 mod keys;
 mod library;
 mod media;
+mod models;
 mod nested;
 mod overview;
 mod runs;
@@ -28,6 +29,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     nested::configure(cfg);
     library::configure(cfg);
     media::configure(cfg);
+    models::configure(cfg);
     generate::configure(cfg);
     jobs::configure(cfg);
     runs::configure(cfg);

@@ -17,6 +17,7 @@ fn routes_in_source() -> BTreeSet<String> {
         include_str!("../../src/rest/nested.rs"),
         include_str!("../../src/rest/library.rs"),
         include_str!("../../src/rest/media.rs"),
+        include_str!("../../src/rest/models.rs"),
         include_str!("../../src/rest/generate.rs"),
         include_str!("../../src/rest/jobs.rs"),
         include_str!("../../src/rest/runs.rs"),

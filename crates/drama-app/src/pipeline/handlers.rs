@@ -508,8 +508,9 @@ impl App {
         }
         let objects = HashMap::new();
         let models = self.models(spec.model.clone());
+        let costs = self.costs(&models);
         let planner = step!(
-            Planner::new(&drama, &objects, &models, &self.costs),
+            Planner::new(&drama, &objects, &models, &costs),
             |e: &crate::AppError| Outcome::fail(e)
         );
         let (expansion, cost) = step!(
@@ -592,8 +593,9 @@ impl App {
         );
         let objects = HashMap::new();
         let models = self.models(spec.model.clone());
+        let costs = self.costs(&models);
         let planner = step!(
-            Planner::new(&drama, &objects, &models, &self.costs),
+            Planner::new(&drama, &objects, &models, &costs),
             |e: &crate::AppError| Outcome::fail(e)
         );
         let (expansion, cost) = step!(planner.first_images(), |e: &crate::AppError| Outcome::fail(

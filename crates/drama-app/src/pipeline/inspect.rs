@@ -65,7 +65,8 @@ impl App {
         ensure_assets(&mut drama)?;
         let objects = self.store.asset_objects(owner, id).await?;
         let models = self.models(None);
-        let planned = Planner::new(&drama, &objects, &models, &self.costs)?.plan(&scope, force)?;
+        let planned =
+            Planner::new(&drama, &objects, &models, &self.costs(&models))?.plan(&scope, force)?;
         let mut estimate = Estimate {
             tasks: planned.tasks,
             cost: planned.cost,

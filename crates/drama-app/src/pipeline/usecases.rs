@@ -129,11 +129,16 @@ impl App {
         }
     }
 
+    /// What calls of a run writing with `models.script` cost.
+    pub(crate) fn costs(&self, models: &Models) -> drama_ai::CostTable {
+        self.ai.cost_table(models.script_name.as_deref())
+    }
+
     fn script_cost(&self, call: CallKind, name: Option<&str>) -> Result<i64, AppError> {
         let model = self.ai.script_model(name).map_err(model_error)?;
-        Ok(i64::from(self.costs.estimate(
+        Ok(i64::from(self.ai.cost_table(name).estimate(
             call,
-            model.model().provider,
+            super::plan::priced(model.model().provider, self.price_offline),
             0,
         )))
     }
@@ -179,6 +184,9 @@ impl App {
                 "must not be empty",
             )));
         }
+        self.limits
+            .check("premise", &request.premise)
+            .map_err(AppError::Invalid)?;
         let id = request
             .id
             .filter(|i| !i.is_empty())
@@ -279,6 +287,9 @@ impl App {
                 "must not be empty",
             )));
         }
+        self.limits
+            .check("feedback", feedback)
+            .map_err(AppError::Invalid)?;
         let improved = new_id.filter(|n| !n.is_empty()).unwrap_or_else(|| {
             let suffix = format!("_improved_{}", Utc::now().timestamp_millis());
             let keep = drama_domain::MAX_ID_LEN
@@ -406,7 +417,8 @@ impl App {
         let drama = self.prepare(owner, id).await?;
         let objects = self.store.asset_objects(owner, id).await?;
         let models = self.models(None);
-        let planner = Planner::new(&drama, &objects, &models, &self.costs)?;
+        let costs = self.costs(&models);
+        let planner = Planner::new(&drama, &objects, &models, &costs)?;
         let planned = planner.plan(&scope, force)?;
         let mut run = RunSpec::new(kind::GENERATE, owner.0)
             .subject(id.as_str())

@@ -26,6 +26,7 @@ pub(super) fn rest_calls(
     vec![
         ("get", "/health", "/health".into(), none.clone(), Own),
         ("get", "/ready", "/ready".into(), none.clone(), Own),
+        ("get", "/models", "/models".into(), none.clone(), Own),
         ("get", "/", "/".into(), none.clone(), Own),
         (
             "get",

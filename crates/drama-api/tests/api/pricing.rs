@@ -1,0 +1,259 @@
+//! The price list, the model allow-list and the bounds on client text: a model the catalogue
+//! does not list is refused before anything is charged, a listed one is charged its own price,
+//! and text over its bound is refused naming the field — the same over REST and GraphQL.
+
+use actix_web::test::TestRequest;
+use drama_app::TextLimits;
+use drama_dal::UserRepository;
+use serde_json::{Value, json};
+
+use crate::support::{Harness, bearer, create_drama, post_json, send};
+
+/// Scripts written offline but priced as real calls, with a cheap model listed first.
+async fn priced_harness(models: &str) -> Harness {
+    let settings = drama_ai::AiSettings {
+        ai_offline: true,
+        script_models: models.to_owned(),
+        ..drama_ai::AiSettings::default()
+    };
+    let ai = drama_ai::AiProviders::from_settings(&settings).unwrap();
+    let mut h = Harness::with_ai(ai).await;
+    h.app = h.app.clone().with_offline_pricing(true);
+    h
+}
+
+async fn balance(h: &Harness, user: drama_domain::UserId) -> i64 {
+    h.store.get_user(user).await.unwrap().tokens
+}
+
+#[actix_web::test]
+async fn the_price_list_is_public_and_the_same_over_rest_and_graphql() {
+    let h = priced_harness("cheap=offline@2/3/1/1,gemini-3-pro-preview=gemini").await;
+    let svc = h.service(Harness::settings()).await;
+    let (status, _, body) = send(&svc, TestRequest::get().uri("/models")).await;
+    assert_eq!(status, 200, "{body}");
+    let names: Vec<&str> = body["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    // The built-in default comes first even when listed later; offline is always there.
+    assert_eq!(
+        names,
+        ["gemini-3-pro-preview", "cheap", "offline"],
+        "{body}"
+    );
+    assert_eq!(body["models"][0]["default"], true);
+    assert_eq!(body["models"][1]["prices"]["generate_drama"], 2);
+    assert_eq!(body["models"][1]["prices"]["improve_drama"], 3);
+    assert_eq!(body["models"][1]["provider"], "offline");
+    assert_eq!(body["media"]["image"], 4);
+    assert_eq!(body["offline_calls_priced"], true);
+
+    let (_, _, gql) = send(
+        &svc,
+        post_json(
+            "/graphql",
+            &h.alice_key,
+            json!({"query": "{ models { models { name default generateDrama } image videoPerSecond } }"}),
+        ),
+    )
+    .await;
+    let listed = &gql["data"]["models"];
+    assert_eq!(listed["models"][1]["name"], "cheap", "{gql}");
+    assert_eq!(listed["models"][1]["generateDrama"], 2, "{gql}");
+    assert_eq!(listed["image"], body["media"]["image"]);
+    assert_eq!(listed["videoPerSecond"], body["media"]["video_per_second"]);
+}
+
+#[actix_web::test]
+async fn an_unlisted_model_is_refused_before_any_charge_and_a_listed_one_costs_its_price() {
+    let h = priced_harness("cheap=offline@2/3/1/1,gemini-3-pro-preview=gemini").await;
+    let svc = h.service(Harness::settings()).await;
+    let before = balance(&h, h.alice).await;
+
+    // The old server sent any other name to OpenAI at one price; here it names the list.
+    let (status, _, body) = send(
+        &svc,
+        post_json(
+            "/dramas",
+            &h.alice_key,
+            json!({"premise": "two bakers", "model": "gpt-4o", "id": "x"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    let text = body.to_string();
+    assert!(text.contains("\"model\""), "{body}");
+    assert!(
+        text.contains("gemini-3-pro-preview, cheap, offline"),
+        "{body}"
+    );
+    let (_, _, gql) = send(
+        &svc,
+        post_json(
+            "/graphql",
+            &h.alice_key,
+            json!({"query": r#"mutation { createDrama(premise: "p", model: "gpt-4o") { dramaId } }"#}),
+        ),
+    )
+    .await;
+    assert_eq!(
+        gql["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+        "{gql}"
+    );
+    assert!(
+        gql["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cheap"),
+        "{gql}"
+    );
+    assert_eq!(
+        balance(&h, h.alice).await,
+        before,
+        "a refusal charges nothing"
+    );
+
+    // The chosen model's price is what the run costs up front.
+    let (status, _, body) = send(
+        &svc,
+        post_json(
+            "/dramas",
+            &h.alice_key,
+            json!({"premise": "two bakers", "model": "cheap", "id": "c"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let job: Value = send(
+        &svc,
+        TestRequest::get()
+            .uri(&format!("/jobs/{}", body["jobId"].as_str().unwrap()))
+            .insert_header(bearer(&h.alice_key)),
+    )
+    .await
+    .2;
+    assert_eq!(job["cost"]["total"], 2, "{job}");
+    assert_eq!(balance(&h, h.alice).await, before - 2);
+}
+
+#[actix_web::test]
+async fn client_text_over_its_bound_is_refused_naming_the_field() {
+    let mut h = Harness::new().await;
+    h.app = h.app.clone().with_text_limits(TextLimits {
+        premise: 50,
+        feedback: 40,
+        prompt: 30,
+        title: 20,
+        description: 60,
+    });
+    let svc = h.service(Harness::settings()).await;
+    let long = |n: usize| "é".repeat(n);
+
+    // Characters are counted, not bytes: 50 two-byte characters pass, 51 do not.
+    let (status, _, body) = send(
+        &svc,
+        post_json(
+            "/dramas",
+            &h.alice_key,
+            json!({"premise": long(51), "id": "p1"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body.to_string().contains("must be at most 50 characters"),
+        "{body}"
+    );
+    assert!(body.to_string().contains("premise"), "{body}");
+    let (status, _, body) = send(
+        &svc,
+        post_json(
+            "/dramas",
+            &h.alice_key,
+            json!({"premise": long(50), "id": "p2"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let query = format!(
+        r#"mutation {{ createDrama(premise: "{}", id: "g1") {{ dramaId }} }}"#,
+        long(51)
+    );
+    let (_, _, gql) = send(
+        &svc,
+        post_json("/graphql", &h.alice_key, json!({ "query": query })),
+    )
+    .await;
+    assert_eq!(
+        gql["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+        "{gql}"
+    );
+    assert!(
+        gql["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("premise"),
+        "{gql}"
+    );
+
+    // A whole drama: every offending field is listed with its path.
+    let mut drama = drama_testkit::builders::drama_json("whole", 1, 1, 1);
+    drama["title"] = json!(long(21));
+    drama["episodes"][0]["scenes"][0]["assets"][0]["prompt"] = json!(long(31));
+    let (status, _, body) = send(
+        &svc,
+        post_json("/dramas", &h.alice_key, json!({ "drama": drama })),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    let fields: Vec<&str> = body["detail"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert!(fields.contains(&"title"), "{body}");
+    assert!(
+        fields.contains(&"episodes[0].scenes[0].assets[0].prompt"),
+        "{body}"
+    );
+
+    // PATCH and rewrite feedback.
+    create_drama(&svc, &h.alice_key, "d", (1, 1, 1)).await;
+    let (status, _, body) = send(
+        &svc,
+        TestRequest::patch()
+            .uri("/dramas/d")
+            .insert_header(bearer(&h.alice_key))
+            .set_json(json!({"description": long(61)})),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body.to_string().contains("must be at most 60 characters"),
+        "{body}"
+    );
+    let (status, _, body) = send(
+        &svc,
+        post_json(
+            "/dramas/d/improve",
+            &h.alice_key,
+            json!({"feedback": long(41)}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.to_string().contains("feedback"), "{body}");
+    let (status, _, body) = send(
+        &svc,
+        TestRequest::patch()
+            .uri("/dramas/d")
+            .insert_header(bearer(&h.alice_key))
+            .set_json(json!({"description": long(60)})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}

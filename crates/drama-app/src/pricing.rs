@@ -1,0 +1,72 @@
+//! What a client may choose and what it costs: the allowed script models with their prices,
+//! and the prices of media calls (`GET /models`, GraphQL `models`).
+
+use serde::Serialize;
+
+use crate::App;
+
+/// One script model a request may name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ModelPrice {
+    /// The name to send as `model`.
+    pub name: String,
+    /// Which provider serves it (`gemini`, `openai`, `offline`).
+    pub provider: String,
+    /// Whether requests that name no model get this one.
+    pub default: bool,
+    /// Credits per call: writing a drama, rewriting it from feedback, a critique, one
+    /// episode's scenes.
+    pub prices: drama_ai::ScriptPrices,
+}
+
+/// Credits per media call (the models behind them are chosen by the operator).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MediaPrices {
+    /// One image (portrait, storyboard, cover).
+    pub image: u32,
+    /// One second of video.
+    pub video_per_second: u32,
+    /// Every started 10 seconds of speech.
+    pub voice_per_10_seconds: u32,
+}
+
+/// The price list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Pricing {
+    /// The allowed script models, the default first.
+    pub models: Vec<ModelPrice>,
+    /// Media prices.
+    pub media: MediaPrices,
+    /// Whether calls served by the offline provider are priced as real ones
+    /// (`PRICE_OFFLINE_CALLS`); otherwise they are free.
+    pub offline_calls_priced: bool,
+}
+
+impl App {
+    /// The price list clients choose from.
+    pub fn pricing(&self) -> Pricing {
+        let catalog = self.ai.catalog();
+        let default = catalog.default_name().to_owned();
+        let mut models: Vec<ModelPrice> = catalog
+            .models()
+            .iter()
+            .map(|m| ModelPrice {
+                name: m.name.clone(),
+                provider: m.provider().as_str().to_owned(),
+                default: m.name == default,
+                prices: m.prices,
+            })
+            .collect();
+        models.sort_by_key(|m| !m.default);
+        let table = self.ai.cost_table(None);
+        Pricing {
+            models,
+            media: MediaPrices {
+                image: table.image,
+                video_per_second: table.video_per_second,
+                voice_per_10_seconds: table.voice_per_10_seconds,
+            },
+            offline_calls_priced: self.price_offline,
+        }
+    }
+}

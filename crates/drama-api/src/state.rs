@@ -88,6 +88,13 @@ impl ApiState {
                 NonZeroU32::new(settings.rate_burst.max(settings.rate_per_second)).unwrap_or(rate);
             RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
         });
+        // Synchronous routes answer with their run before the request deadline cuts them off.
+        let app = app.with_sync_wait(
+            settings
+                .request_timeout
+                .saturating_sub(Duration::from_secs(2))
+                .max(Duration::from_secs(1)),
+        );
         Arc::new(Self {
             auth: Authenticator::new(app.store().clone(), &settings.auth),
             app,

@@ -186,6 +186,16 @@ pub enum AiError {
         /// What is wrong with it.
         message: String,
     },
+    /// The file the provider's answer points at is not fetched: a URL the download rules
+    /// refuse (not https, a private address, too many redirects) or a body above its size
+    /// cap. Asking again would point at the same kind of file, so it is permanent.
+    #[error("{provider}: result file refused: {message}")]
+    FileRefused {
+        /// Who answered.
+        provider: Provider,
+        /// Which rule refused it.
+        message: String,
+    },
 }
 
 fn retry_after_text(retry_after: Option<Duration>) -> String {
@@ -217,7 +227,8 @@ impl AiError {
             | Self::BadRequest { .. }
             | Self::Refused { .. }
             | Self::Truncated { .. }
-            | Self::SchemaViolation { .. } => false,
+            | Self::SchemaViolation { .. }
+            | Self::FileRefused { .. } => false,
         }
     }
 
@@ -245,7 +256,8 @@ impl AiError {
             | Self::NoImage { provider, .. }
             | Self::VideoFailed { provider, .. }
             | Self::VideoDeadline { provider, .. }
-            | Self::InvalidResponse { provider, .. } => Some(*provider),
+            | Self::InvalidResponse { provider, .. }
+            | Self::FileRefused { provider, .. } => Some(*provider),
             Self::UnknownModel { .. } | Self::Config(_) | Self::InvalidRequest(_) => None,
         }
     }
@@ -270,6 +282,7 @@ impl AiError {
             Self::VideoFailed { .. } => "video_failed",
             Self::VideoDeadline { .. } => "video_deadline",
             Self::InvalidResponse { .. } => "provider_invalid_response",
+            Self::FileRefused { .. } => "provider_file_refused",
         }
     }
 }

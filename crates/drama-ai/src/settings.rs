@@ -105,6 +105,13 @@ pub struct AiSettings {
     pub video_request_timeout_secs: u64,
     /// `DOWNLOAD_TIMEOUT_SECS`: fetching a result file, default 60.
     pub download_timeout_secs: u64,
+    /// `DOWNLOAD_ALLOW_LOCAL`: also fetch result files over plain `http` from loopback
+    /// addresses (tests and local mock providers), default false.
+    pub download_allow_local: bool,
+    /// `MAX_IMAGE_BYTES`: largest image file fetched from a provider, default 32 MiB.
+    pub max_image_bytes: u64,
+    /// `MAX_VIDEO_BYTES`: largest video file fetched from a provider, default 256 MiB.
+    pub max_video_bytes: u64,
     /// `VIDEO_POLL_INTERVAL_MS`: pause between polls, default 5000.
     pub video_poll_interval_ms: u64,
     /// `VIDEO_DEADLINE_SECS`: give up waiting for a task, default 600.
@@ -168,6 +175,9 @@ impl Default for AiSettings {
             image_timeout_secs: 120,
             video_request_timeout_secs: 30,
             download_timeout_secs: 60,
+            download_allow_local: false,
+            max_image_bytes: 32 * 1024 * 1024,
+            max_video_bytes: 256 * 1024 * 1024,
             video_poll_interval_ms: 5_000,
             video_deadline_secs: 600,
             max_output_tokens: 32_000,
@@ -221,6 +231,9 @@ impl fmt::Debug for AiSettings {
                 &self.video_request_timeout_secs,
             )
             .field("download_timeout_secs", &self.download_timeout_secs)
+            .field("download_allow_local", &self.download_allow_local)
+            .field("max_image_bytes", &self.max_image_bytes)
+            .field("max_video_bytes", &self.max_video_bytes)
             .field("video_poll_interval_ms", &self.video_poll_interval_ms)
             .field("video_deadline_secs", &self.video_deadline_secs)
             .field("max_output_tokens", &self.max_output_tokens)
@@ -244,7 +257,7 @@ impl fmt::Debug for AiSettings {
 }
 
 /// The environment variables [`AiSettings::from_env`] reads, in field order.
-pub const ENV_VARS: [&str; 41] = [
+pub const ENV_VARS: [&str; 44] = [
     "AI_OFFLINE",
     "GEMINI_API_KEY",
     "GEMINI_API_BASE",
@@ -271,6 +284,9 @@ pub const ENV_VARS: [&str; 41] = [
     "IMAGE_TIMEOUT_SECS",
     "VIDEO_REQUEST_TIMEOUT_SECS",
     "DOWNLOAD_TIMEOUT_SECS",
+    "DOWNLOAD_ALLOW_LOCAL",
+    "MAX_IMAGE_BYTES",
+    "MAX_VIDEO_BYTES",
     "VIDEO_POLL_INTERVAL_MS",
     "VIDEO_DEADLINE_SECS",
     "MAX_OUTPUT_TOKENS",
@@ -338,6 +354,12 @@ impl AiSettings {
                 "DOWNLOAD_TIMEOUT_SECS",
                 self.download_timeout_secs.to_string(),
             ),
+            (
+                "DOWNLOAD_ALLOW_LOCAL",
+                self.download_allow_local.to_string(),
+            ),
+            ("MAX_IMAGE_BYTES", self.max_image_bytes.to_string()),
+            ("MAX_VIDEO_BYTES", self.max_video_bytes.to_string()),
             (
                 "VIDEO_POLL_INTERVAL_MS",
                 self.video_poll_interval_ms.to_string(),
@@ -440,7 +462,7 @@ impl AiSettings {
 
     fn default_value_kind(key: &str) -> Kind {
         match key {
-            "ai_offline" | "sora_hd" => Kind::Flag,
+            "ai_offline" | "sora_hd" | "download_allow_local" => Kind::Flag,
             k if k.ends_with("_ms")
                 || k.ends_with("_secs")
                 || k.starts_with("max_")
@@ -482,6 +504,14 @@ impl AiSettings {
             ("VIDEO_DEADLINE_SECS", self.video_deadline_secs),
         ] {
             if secs == 0 {
+                return Err(AiError::Config(format!("{name} must be at least 1")));
+            }
+        }
+        for (name, bytes) in [
+            ("MAX_IMAGE_BYTES", self.max_image_bytes),
+            ("MAX_VIDEO_BYTES", self.max_video_bytes),
+        ] {
+            if bytes == 0 {
                 return Err(AiError::Config(format!("{name} must be at least 1")));
             }
         }

@@ -3,23 +3,21 @@
 //!
 //! `Authorization: Bearer <token>` carries either; `X-API-Key: <key>` carries a key. JWTs are
 //! verified locally: HS256 with the project's JWT secret, or ES256/RS256 with the project's
-//! JWKS (cached; refetched at most once a minute when an unknown `kid` shows up, which is how
-//! key rotation appears). `exp`, `aud` (`authenticated`) and `iss`
+//! JWKS (`jwks`: kept stale-while-revalidate; refetched at most once a minute when an unknown
+//! `kid` shows up, which is how key rotation appears). `exp`, `aud` (`authenticated`) and `iss`
 //! (`{SUPABASE_URL}/auth/v1`) are checked. A first-seen subject gets its `users` row.
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::Utc;
 use drama_app::Caller;
 use drama_dal::api_key::{self, KeyRejected};
 use drama_dal::{RepoError, Store};
 use drama_domain::{ApiKeyMeta, UserId};
-use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
-use tokio::sync::RwLock;
 
 /// Authentication settings.
 #[derive(Clone, Deserialize, Default)]
@@ -126,10 +124,6 @@ const KEY_CACHE_TTL: Duration = Duration::from_secs(30);
 const LAST_USE_INTERVAL: Duration = Duration::from_secs(60);
 /// How long a subject known to have a `users` row is not upserted again.
 const USER_CACHE_TTL: Duration = Duration::from_secs(600);
-/// How long a fetched JWKS is used.
-const JWKS_TTL: Duration = Duration::from_secs(600);
-/// Least time between two JWKS fetches (an unknown `kid` must not cause a fetch storm).
-const JWKS_REFETCH_GAP: Duration = Duration::from_secs(60);
 
 #[derive(Deserialize)]
 struct Claims {
@@ -154,63 +148,12 @@ struct ProjectClaims {
     project: Option<String>,
 }
 
-struct Jwks {
-    url: String,
-    http: reqwest::Client,
-    state: RwLock<JwksState>,
-}
-
-#[derive(Default)]
-struct JwksState {
-    keys: Option<JwkSet>,
-    fetched: Option<Instant>,
-}
-
-impl Jwks {
-    async fn key(&self, kid: &str) -> Result<DecodingKey, AuthError> {
-        {
-            let state = self.state.read().await;
-            let fresh = state.fetched.is_some_and(|t| t.elapsed() < JWKS_TTL);
-            if fresh && let Some(jwk) = state.keys.as_ref().and_then(|k| k.find(kid)) {
-                return DecodingKey::from_jwk(jwk)
-                    .map_err(|e| AuthError::Invalid(format!("unusable signing key: {e}")));
-            }
-        }
-        let mut state = self.state.write().await;
-        // Reached with stale keys or an unknown kid; another task may have refetched meanwhile.
-        if state
-            .fetched
-            .is_none_or(|t| t.elapsed() >= JWKS_REFETCH_GAP)
-        {
-            let fetched: JwkSet = self
-                .http
-                .get(&self.url)
-                .send()
-                .await
-                .and_then(reqwest::Response::error_for_status)
-                .map_err(|e| AuthError::Unavailable(format!("cannot fetch the JWKS: {e}")))?
-                .json()
-                .await
-                .map_err(|e| AuthError::Unavailable(format!("the JWKS does not parse: {e}")))?;
-            state.keys = Some(fetched);
-            state.fetched = Some(Instant::now());
-        }
-        let jwk = state
-            .keys
-            .as_ref()
-            .and_then(|k| k.find(kid))
-            .ok_or_else(|| AuthError::Invalid(format!("unknown signing key id {kid:?}")))?;
-        DecodingKey::from_jwk(jwk)
-            .map_err(|e| AuthError::Invalid(format!("unusable signing key: {e}")))
-    }
-}
-
 /// Verifies credentials and turns them into a [`Caller`].
 pub struct Authenticator {
     store: Arc<dyn Store>,
     hs256: Option<DecodingKey>,
     issuer: Option<String>,
-    jwks: Option<Jwks>,
+    jwks: Option<Arc<crate::jwks::Jwks>>,
     keys: moka::future::Cache<Vec<u8>, ApiKeyMeta>,
     recent_use: moka::future::Cache<uuid::Uuid, ()>,
     known_users: moka::future::Cache<UserId, ()>,
@@ -248,13 +191,14 @@ impl Authenticator {
             .as_deref()
             .map(|u| u.trim_end_matches('/').to_owned())
             .filter(|u| !u.is_empty());
-        let jwks = base.as_ref().map(|b| Jwks {
-            url: format!("{b}/auth/v1/.well-known/jwks.json"),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .unwrap_or_default(),
-            state: RwLock::new(JwksState::default()),
+        let jwks = base.as_ref().map(|b| {
+            crate::jwks::Jwks::new(
+                format!("{b}/auth/v1/.well-known/jwks.json"),
+                reqwest::Client::builder()
+                    .timeout(Duration::from_secs(10))
+                    .build()
+                    .unwrap_or_default(),
+            )
         });
         Self {
             store,

@@ -27,6 +27,8 @@ pub struct ApiError {
     retry_after: Option<u64>,
     /// The cause, for the log line only.
     cause: Option<String>,
+    /// GraphQL `errors` sent beside the envelope, for GraphQL clients.
+    graphql_errors: Option<Box<Value>>,
 }
 
 impl ApiError {
@@ -38,6 +40,7 @@ impl ApiError {
             detail: Value::String(message.into()),
             retry_after: None,
             cause: None,
+            graphql_errors: None,
         }
     }
 
@@ -54,6 +57,7 @@ impl ApiError {
             detail: json!({"error": error.into(), "message": message.into(), "code": code}),
             retry_after: None,
             cause: None,
+            graphql_errors: None,
         }
     }
 
@@ -91,6 +95,7 @@ impl ApiError {
             detail: Value::Array(items),
             retry_after: None,
             cause: None,
+            graphql_errors: None,
         }
     }
 
@@ -104,6 +109,7 @@ impl ApiError {
                            "code": "unavailable"}),
             retry_after: Some(RETRY_AFTER_UNAVAILABLE),
             cause: Some(cause.into()),
+            graphql_errors: None,
         }
     }
 
@@ -117,6 +123,7 @@ impl ApiError {
                            "code": "internal"}),
             retry_after: None,
             cause: Some(cause.into()),
+            graphql_errors: None,
         }
     }
 
@@ -140,6 +147,11 @@ impl ApiError {
     /// The detail sent to the client.
     pub fn detail(&self) -> &Value {
         &self.detail
+    }
+
+    /// Seconds the client should wait before retrying, if any.
+    pub fn retry_after(&self) -> Option<u64> {
+        self.retry_after
     }
 
     /// The hidden cause, if any (for logs).
@@ -194,7 +206,11 @@ impl ResponseError for ApiError {
         {
             response.insert_header((header::RETRY_AFTER, v));
         }
-        response.json(json!({"detail": self.detail, "code": self.code}))
+        let mut body = json!({"detail": self.detail, "code": self.code});
+        if let Some(errors) = &self.graphql_errors {
+            body["errors"] = Value::clone(errors);
+        }
+        response.json(body)
     }
 }
 
@@ -240,6 +256,7 @@ impl From<AppError> for ApiError {
                 }),
                 retry_after: None,
                 cause: None,
+                graphql_errors: None,
             },
             AppError::TooLarge(message) => {
                 Self::message(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
@@ -252,6 +269,54 @@ impl From<AppError> for ApiError {
                 message,
             ),
             other => Self::internal(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::graphql::LimitError> for ApiError {
+    /// 400 naming the limit, with the same in GraphQL's `errors` (a request error: no `data`).
+    fn from(e: crate::graphql::LimitError) -> Self {
+        let message = e.to_string();
+        let mut detail = json!({
+            "error": "Request over a limit",
+            "message": message,
+            "code": e.code(),
+            "limit": e.limit(),
+        });
+        let mut extensions = json!({"code": e.code(), "limit": e.limit()});
+        if let Some(found) = e.found() {
+            detail["found"] = json!(found);
+            extensions["found"] = json!(found);
+        }
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            code: e.code(),
+            detail,
+            retry_after: None,
+            cause: None,
+            graphql_errors: Some(Box::new(
+                json!([{"message": message, "extensions": extensions}]),
+            )),
+        }
+    }
+}
+
+impl From<crate::realtime::TooManyStreams> for ApiError {
+    /// 429 with `Retry-After`, naming the cap.
+    fn from(e: crate::realtime::TooManyStreams) -> Self {
+        Self {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            code: "too_many_streams",
+            detail: json!({
+                "error": "Too many streams",
+                "message": e.to_string(),
+                "code": "too_many_streams",
+                "scope": e.scope,
+                "limit": e.limit,
+            }),
+            retry_after: Some(e.retry_after()),
+            cause: None,
+            graphql_errors: None,
         }
     }
 }

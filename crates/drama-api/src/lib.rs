@@ -3,7 +3,9 @@
 pub mod auth;
 pub mod console;
 mod error;
+mod follow;
 pub mod graphql;
+mod jwks;
 mod media_links;
 pub mod metrics;
 pub mod middleware;

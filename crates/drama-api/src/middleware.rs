@@ -68,6 +68,17 @@ fn oversized(req: &ServiceRequest) -> Option<ApiError> {
     })
 }
 
+/// A request without credentials beyond its address's rate (requests with credentials are
+/// counted per caller once authenticated, or per address when the credentials fail).
+fn anonymous_over_rate(req: &ServiceRequest) -> Option<ApiError> {
+    let headers = req.headers();
+    if headers.contains_key("authorization") || headers.contains_key("x-api-key") {
+        return None;
+    }
+    let state = req.app_data::<web::Data<ApiState>>()?;
+    state.check_anonymous(req.request()).err()
+}
+
 /// Assigns the request id, opens the request span, enforces the deadline and logs the outcome.
 pub async fn request_context(
     req: ServiceRequest,
@@ -82,7 +93,7 @@ pub async fn request_context(
         http.path = %req.path(),
         http.status = tracing::field::Empty,
     );
-    if let Some(refusal) = oversized(&req) {
+    if let Some(refusal) = oversized(&req).or_else(|| anonymous_over_rate(&req)) {
         tracing::info!(request.id = %id, error = %refusal, "request refused");
         let mut response = req.error_response(refusal);
         if let Ok(value) = HeaderValue::from_str(&id) {

@@ -4,21 +4,26 @@
 //! subscribers read the events or the drama themselves, so a lost notification or a lagging
 //! subscriber never loses anything.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use drama_app::App;
 use drama_dal::DramaChange;
+use drama_domain::UserId;
 use drama_jobs::Notification;
 use futures::StreamExt as _;
 use tokio::sync::{OnceCell, broadcast};
 
-/// The process-wide feeds: job notifications and drama changes.
+/// The process-wide feeds: job notifications and drama changes; the followers of jobs; and
+/// the count of open streams.
 pub struct Realtime {
     jobs: broadcast::Sender<Notification>,
     dramas: broadcast::Sender<DramaChange>,
     jobs_started: OnceCell<()>,
     dramas_started: OnceCell<()>,
+    pub(crate) followers: crate::follow::Followers,
+    streams: Arc<Streams>,
 }
 
 impl Default for Realtime {
@@ -27,9 +32,81 @@ impl Default for Realtime {
     }
 }
 
+/// Seconds a client refused for too many streams is asked to wait.
+const RETRY_AFTER_STREAMS: u64 = 5;
+
+/// The bounds of long-lived streams (SSE and GraphQL subscriptions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamCaps {
+    /// Streams one user may hold open at once.
+    pub per_user: usize,
+    /// Streams the process holds open at once.
+    pub per_process: usize,
+}
+
+impl Default for StreamCaps {
+    fn default() -> Self {
+        Self {
+            per_user: 20,
+            per_process: 10_000,
+        }
+    }
+}
+
+/// A stream over one of its caps.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("Too many open streams ({scope}): at most {limit}; close one or retry later")]
+pub struct TooManyStreams {
+    /// `user` or `process`.
+    pub scope: &'static str,
+    /// The cap.
+    pub limit: usize,
+}
+
+impl TooManyStreams {
+    /// Seconds to wait before retrying.
+    pub fn retry_after(&self) -> u64 {
+        RETRY_AFTER_STREAMS
+    }
+}
+
+#[derive(Default)]
+struct Streams {
+    caps: StreamCaps,
+    open: Mutex<(usize, HashMap<UserId, usize>)>,
+}
+
+/// One open stream; released when dropped.
+pub struct StreamPermit {
+    streams: Arc<Streams>,
+    user: UserId,
+}
+
+impl Drop for StreamPermit {
+    fn drop(&mut self) {
+        let mut open = self
+            .streams
+            .open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        open.0 = open.0.saturating_sub(1);
+        if let Some(n) = open.1.get_mut(&self.user) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.1.remove(&self.user);
+            }
+        }
+    }
+}
+
 impl Realtime {
-    /// Feeds that start listening on first use.
+    /// Feeds that start listening on first use, with the default stream caps.
     pub fn new() -> Self {
+        Self::with_caps(StreamCaps::default())
+    }
+
+    /// Feeds that start listening on first use, holding at most `caps` streams open.
+    pub fn with_caps(caps: StreamCaps) -> Self {
         let (jobs, _) = broadcast::channel(1024);
         let (dramas, _) = broadcast::channel(1024);
         Self {
@@ -37,7 +114,44 @@ impl Realtime {
             dramas,
             jobs_started: OnceCell::new(),
             dramas_started: OnceCell::new(),
+            followers: crate::follow::Followers::default(),
+            streams: Arc::new(Streams {
+                caps,
+                open: Mutex::default(),
+            }),
         }
+    }
+
+    /// Counts a new stream of `user`, unless it would pass a cap.
+    ///
+    /// # Errors
+    /// [`TooManyStreams`] naming the cap.
+    pub fn open_stream(&self, user: UserId) -> Result<StreamPermit, TooManyStreams> {
+        let caps = self.streams.caps;
+        let mut open = self
+            .streams
+            .open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mine = open.1.get(&user).copied().unwrap_or(0);
+        if mine >= caps.per_user {
+            return Err(TooManyStreams {
+                scope: "user",
+                limit: caps.per_user,
+            });
+        }
+        if open.0 >= caps.per_process {
+            return Err(TooManyStreams {
+                scope: "process",
+                limit: caps.per_process,
+            });
+        }
+        open.0 += 1;
+        *open.1.entry(user).or_default() += 1;
+        Ok(StreamPermit {
+            streams: self.streams.clone(),
+            user,
+        })
     }
 
     /// A receiver of every job notification from now on (starting the listener if needed).

@@ -37,6 +37,28 @@ pub struct HttpSettings {
     /// end on the next whole hour after it). At most seven days less an hour.
     #[serde(with = "seconds")]
     pub media_url_lifetime: Duration,
+    /// Bounds of GraphQL requests.
+    pub graphql: crate::graphql::GraphqlLimits,
+    /// How long a WebSocket may stay open without `connection_init` (then it is closed with
+    /// 4408).
+    #[serde(with = "seconds")]
+    pub ws_init_timeout: Duration,
+    /// Streams (SSE and GraphQL subscriptions) one user may hold open at once.
+    pub streams_per_user: usize,
+    /// Streams the process holds open at once.
+    pub streams_per_process: usize,
+    /// How long a `/ready` answer is reused, so probes cannot turn into load on the
+    /// database and the bucket.
+    #[serde(with = "seconds")]
+    pub ready_cache: Duration,
+    /// Requests per second allowed per client address for requests without valid
+    /// credentials (0 turns it off).
+    pub anonymous_per_second: u32,
+    /// Burst above that rate.
+    pub anonymous_burst: u32,
+    /// Whether the client address comes from `Forwarded`/`X-Forwarded-For` (behind a proxy
+    /// that sets them) rather than from the connection.
+    pub trust_forwarded: bool,
 }
 
 /// The longest `media_url_lifetime`: a bucket presigns for at most seven days.
@@ -53,6 +75,14 @@ impl Default for HttpSettings {
             cors_origins: "*".to_owned(),
             auth: AuthSettings::default(),
             media_url_lifetime: Duration::from_secs(6 * 3600),
+            graphql: crate::graphql::GraphqlLimits::default(),
+            ws_init_timeout: Duration::from_secs(10),
+            streams_per_user: 20,
+            streams_per_process: 10_000,
+            ready_cache: Duration::from_secs(1),
+            anonymous_per_second: 20,
+            anonymous_burst: 40,
+            trust_forwarded: false,
         }
     }
 }
@@ -78,6 +108,11 @@ pub struct ApiState {
     pub(crate) realtime: Arc<crate::realtime::Realtime>,
     pub(crate) sign_in: crate::console::SignInCodes,
     limiter: Option<DefaultKeyedRateLimiter<drama_domain::UserId>>,
+    /// The rate of requests without valid credentials, per client address.
+    anonymous: Option<DefaultKeyedRateLimiter<std::net::IpAddr>>,
+    /// The last `/ready` answer and when it was taken; the lock also makes concurrent probes
+    /// wait for one check instead of each making its own.
+    pub(crate) readiness: tokio::sync::Mutex<Option<(std::time::Instant, drama_app::Readiness)>>,
 }
 
 impl ApiState {
@@ -95,14 +130,29 @@ impl ApiState {
                 .saturating_sub(Duration::from_secs(2))
                 .max(Duration::from_secs(1)),
         );
+        let anonymous = NonZeroU32::new(settings.anonymous_per_second).map(|rate| {
+            let burst =
+                NonZeroU32::new(settings.anonymous_burst.max(settings.anonymous_per_second))
+                    .unwrap_or(rate);
+            RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
+        });
+        let schema = crate::graphql::shared_schema(&settings.graphql);
+        let realtime = Arc::new(crate::realtime::Realtime::with_caps(
+            crate::realtime::StreamCaps {
+                per_user: settings.streams_per_user,
+                per_process: settings.streams_per_process,
+            },
+        ));
         Arc::new(Self {
             auth: Authenticator::new(app.store().clone(), &settings.auth),
             app,
             settings,
-            schema: crate::graphql::shared_schema(),
-            realtime: Arc::new(crate::realtime::Realtime::new()),
+            schema,
+            realtime,
             sign_in: crate::console::SignInCodes::default(),
             limiter,
+            anonymous,
+            readiness: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -128,10 +178,56 @@ impl ApiState {
             .await
             .map_err(|e| match e {
                 AuthError::Unavailable(cause) => ApiError::unavailable(cause),
-                other => ApiError::unauthenticated(other.to_string()),
+                // Guessing credentials costs the guesser the anonymous rate.
+                other => self
+                    .check_anonymous(req)
+                    .err()
+                    .unwrap_or_else(|| ApiError::unauthenticated(other.to_string())),
             })?;
         // Kept for the response: its media URLs are signed for this caller.
         req.extensions_mut().insert(caller);
+        self.check_rate(&caller)?;
+        Ok(caller)
+    }
+
+    /// Counts one request without valid credentials against its client address's rate.
+    ///
+    /// # Errors
+    /// 429 `rate_limited` with the seconds to wait.
+    pub(crate) fn check_anonymous(&self, req: &HttpRequest) -> Result<(), ApiError> {
+        let Some(limiter) = &self.anonymous else {
+            return Ok(());
+        };
+        let info = req.connection_info();
+        let address = if self.settings.trust_forwarded {
+            info.realip_remote_addr()
+        } else {
+            info.peer_addr()
+        };
+        // Without an address (a test request, a Unix socket) there is nobody to count.
+        let Some(ip) = address.and_then(parse_ip) else {
+            return Ok(());
+        };
+        if let Err(not_until) = limiter.check_key(&ip) {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ));
+            return Err(ApiError::message(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "Too many requests without credentials from this address; slow down.",
+            )
+            .with_retry_after(wait.as_secs().max(1)));
+        }
+        Ok(())
+    }
+
+    /// Counts one request of `caller` against the per-user rate (HTTP requests and WebSocket
+    /// operations alike).
+    ///
+    /// # Errors
+    /// 429 `rate_limited` with the seconds to wait.
+    pub(crate) fn check_rate(&self, caller: &Caller) -> Result<(), ApiError> {
         if let Some(limiter) = &self.limiter
             && let Err(not_until) = limiter.check_key(&caller.user)
         {
@@ -145,8 +241,23 @@ impl ApiState {
             )
             .with_retry_after(wait.as_secs().max(1)));
         }
-        Ok(caller)
+        Ok(())
     }
+}
+
+/// An address as `ConnectionInfo` gives it (`1.2.3.4`, `1.2.3.4:5678`, `[::1]:80`, `::1`).
+fn parse_ip(address: &str) -> Option<std::net::IpAddr> {
+    address
+        .parse::<std::net::IpAddr>()
+        .ok()
+        .or_else(|| address.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+        .or_else(|| {
+            address
+                .trim_start_matches('[')
+                .split(']')
+                .next()
+                .and_then(|a| a.parse().ok())
+        })
 }
 
 /// The authenticated caller of a request (an extractor: a handler that takes it requires

@@ -61,25 +61,56 @@ impl DramaCache {
     }
 }
 
-fn weight(d: &drama_domain::Drama) -> usize {
-    let assets = |a: &[drama_domain::Asset]| a.iter().map(|a| a.prompt.len() + 64).sum::<usize>();
-    d.description.len()
-        + d.premise.len()
-        + assets(&d.assets)
+/// The memory an entry holds, approximately: the drama as JSON (every field, `metadata` and
+/// the assets' provenance included, so a drama cannot hide its size in a field the weight
+/// skips) plus the bookkeeping of each node (`String` and `Vec` headers, map entries).
+pub(crate) fn weight(d: &drama_domain::Drama) -> usize {
+    /// Counts bytes without keeping them.
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    const NODE: usize = 128;
+    let mut count = Count(0);
+    // Serialising a drama cannot fail (string keys, no non-finite floats in `Value`); were it
+    // to, the entry weighs the most a `u32` weight can say and is the first to go.
+    if serde_json::to_writer(&mut count, d).is_err() {
+        return usize::MAX;
+    }
+    let nodes = 1
+        + d.assets.len()
         + d.characters
             .iter()
-            .map(|c| c.description.len() + c.voice_description.len() + assets(&c.assets) + 64)
+            .map(|c| 1 + c.assets.len())
             .sum::<usize>()
         + d.episodes
             .iter()
             .map(|e| {
-                e.description.len()
-                    + assets(&e.assets)
-                    + e.scenes
-                        .iter()
-                        .map(|s| s.description.len() + assets(&s.assets) + 64)
-                        .sum::<usize>()
+                1 + e.assets.len() + e.scenes.iter().map(|s| 1 + s.assets.len()).sum::<usize>()
             })
-            .sum::<usize>()
-        + 256
+            .sum::<usize>();
+    count.0.saturating_add(nodes.saturating_mul(NODE))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::weight;
+
+    #[test]
+    fn metadata_and_every_field_count() {
+        let plain: drama_domain::Drama =
+            serde_json::from_value(drama_testkit::builders::drama_json("w", 1, 1, 1)).unwrap();
+        let mut heavy = plain.clone();
+        heavy.metadata = Some(serde_json::json!({"blob": "x".repeat(1_000_000)}));
+        assert!(weight(&heavy) >= weight(&plain) + 1_000_000);
+        let mut titled = plain.clone();
+        titled.title = "t".repeat(100_000);
+        assert!(weight(&titled) >= weight(&plain) + 99_000);
+    }
 }

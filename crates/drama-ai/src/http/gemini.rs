@@ -39,7 +39,7 @@ pub fn script_model(settings: &AiSettings, model: &str) -> Result<Arc<dyn Script
         PROVIDER,
         settings.connect_timeout(),
         std::time::Duration::from_secs(settings.text_timeout_secs),
-        settings.download_timeout(),
+        crate::http::fetch::Downloads::new(settings)?,
         settings.retry_policy(),
     )?;
     Ok(Arc::new(LlmScript {
@@ -62,7 +62,7 @@ pub fn image_model(settings: &AiSettings) -> Result<Arc<dyn ImageModel>, AiError
         PROVIDER,
         settings.connect_timeout(),
         std::time::Duration::from_secs(settings.image_timeout_secs),
-        settings.download_timeout(),
+        crate::http::fetch::Downloads::new(settings)?,
         settings.retry_policy(),
     )?;
     Ok(Arc::new(GeminiImage {

@@ -1,6 +1,7 @@
 //! The HTTP clients and what they share: one reqwest client per provider, status classification,
 //! `Retry-After`, retries.
 
+pub mod fetch;
 pub mod gemini;
 pub mod nano_banana;
 pub mod openai;
@@ -25,8 +26,8 @@ pub(crate) struct HttpCore {
     pub retry: RetryPolicy,
     /// Limit for one request/response of the provider's main call.
     pub timeout: Duration,
-    /// Limit for downloading a result file.
-    pub download_timeout: Duration,
+    /// How result files are downloaded (and which are refused).
+    pub downloads: fetch::Downloads,
 }
 
 impl HttpCore {
@@ -34,7 +35,7 @@ impl HttpCore {
         provider: Provider,
         connect_timeout: Duration,
         timeout: Duration,
-        download_timeout: Duration,
+        downloads: fetch::Downloads,
         retry: RetryPolicy,
     ) -> Result<Self, AiError> {
         let client = reqwest::Client::builder()
@@ -49,7 +50,7 @@ impl HttpCore {
             client,
             retry,
             timeout,
-            download_timeout,
+            downloads,
         })
     }
 
@@ -82,24 +83,22 @@ impl HttpCore {
         })
     }
 
-    /// Downloads a result file (retried like any call), refusing an empty body.
-    pub(crate) async fn download(&self, url: &str) -> Result<(Bytes, Option<String>), AiError> {
+    /// Downloads a result file (retried like any call), refusing an empty body, a URL the
+    /// download rules refuse (see `fetch`) and a body above the cap for `kind`.
+    pub(crate) async fn download(
+        &self,
+        url: &str,
+        kind: fetch::FileKind,
+    ) -> Result<(Bytes, Option<String>), AiError> {
         let provider = self.provider;
+        let timeout = self.downloads.timeout;
         self.retry
             .run(|_| async move {
-                let response = self
-                    .client
-                    .get(url)
-                    .timeout(self.download_timeout)
-                    .send()
-                    .await
-                    .map_err(|e| self.transport_error(&e, self.download_timeout))?;
-                let status = response.status();
-                let headers = response.headers().clone();
-                let body = response
-                    .bytes()
-                    .await
-                    .map_err(|e| self.transport_error(&e, self.download_timeout))?;
+                let (status, headers, body) = self
+                    .downloads
+                    .get(provider, url, kind)
+                    .await?
+                    .map_err(|e| self.transport_error(&e, timeout))?;
                 if !status.is_success() {
                     return Err(self.status_error(status, &headers, &body));
                 }

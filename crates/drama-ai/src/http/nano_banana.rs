@@ -38,7 +38,7 @@ pub fn image_model(settings: &AiSettings) -> Result<Arc<dyn ImageModel>, AiError
         PROVIDER,
         settings.connect_timeout(),
         std::time::Duration::from_secs(settings.image_timeout_secs),
-        settings.download_timeout(),
+        crate::http::fetch::Downloads::new(settings)?,
         settings.retry_policy(),
     )?;
     Ok(Arc::new(NanoBanana {
@@ -233,7 +233,12 @@ impl NanoBanana {
         }
         let content = message_text(answer);
         let bytes = match find_image(&content)? {
-            Some(Found::Link(link)) => self.core.download(&link).await?.0,
+            Some(Found::Link(link)) => {
+                self.core
+                    .download(&link, crate::http::fetch::FileKind::Image)
+                    .await?
+                    .0
+            }
             Some(Found::Inline(bytes)) => Bytes::from(bytes),
             None if looks_like_moderation(&content) => {
                 return Err(AiError::Refused {

@@ -33,7 +33,7 @@ pub fn script_model(settings: &AiSettings, model: &str) -> Result<Arc<dyn Script
         PROVIDER,
         settings.connect_timeout(),
         std::time::Duration::from_secs(settings.text_timeout_secs),
-        settings.download_timeout(),
+        crate::http::fetch::Downloads::new(settings)?,
         settings.retry_policy(),
     )?;
     Ok(Arc::new(LlmScript {

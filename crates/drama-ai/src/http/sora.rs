@@ -38,7 +38,7 @@ pub fn video_model(settings: &AiSettings) -> Result<Arc<dyn VideoModel>, AiError
         PROVIDER,
         settings.connect_timeout(),
         Duration::from_secs(settings.video_request_timeout_secs),
-        settings.download_timeout(),
+        crate::http::fetch::Downloads::new(settings)?,
         settings.retry_policy(),
     )?;
     Ok(Arc::new(Sora {
@@ -241,7 +241,11 @@ impl VideoModel for Sora {
     async fn download(&self, output: &VideoOutput) -> Result<GeneratedVideo, AiError> {
         let (bytes, content_type) = match output {
             VideoOutput::Bytes { bytes, mime_type } => (bytes.clone(), Some(mime_type.clone())),
-            VideoOutput::Url(url) => self.core.download(url).await?,
+            VideoOutput::Url(url) => {
+                self.core
+                    .download(url, crate::http::fetch::FileKind::Video)
+                    .await?
+            }
         };
         let mime_type = sniff_mime(&bytes)
             .filter(|m| m.starts_with("video/"))

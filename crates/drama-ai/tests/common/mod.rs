@@ -72,6 +72,8 @@ pub fn settings(server: &MockServer) -> AiSettings {
         video_request_timeout_secs: 10,
         video_poll_interval_ms: 20,
         video_deadline_secs: 5,
+        // The mock server is plain http on 127.0.0.1.
+        download_allow_local: true,
         ..AiSettings::default()
     }
 }

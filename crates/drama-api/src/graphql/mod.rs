@@ -7,8 +7,10 @@ mod compat;
 mod context;
 mod error;
 mod jobs;
+mod limits;
 mod pricing;
 mod schema;
+mod socket;
 mod subscription;
 
 use std::sync::Arc;
@@ -18,7 +20,9 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use juniper::http::{GraphQLBatchRequest, GraphQLRequest};
 
 pub use context::Ctx;
-pub use schema::{Schema, schema};
+pub use limits::{GraphqlLimits, LimitError, UNBOUNDED_LIST_ITEMS};
+pub use schema::{Schema, schema, schema_with_depth};
+pub use socket::INIT_TIMEOUT_CLOSE;
 
 use crate::error::ApiError;
 use crate::state::{ApiState, Auth};
@@ -29,18 +33,23 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(post))
             .route(web::get().to(get)),
     )
-    .route("/subscriptions", web::get().to(subscription::websocket));
+    .route("/subscriptions", web::get().to(socket::websocket));
 }
 
 async fn execute(
     state: &ApiState,
     caller: drama_app::Caller,
     request: GraphQLBatchRequest,
-) -> HttpResponse {
+) -> Result<HttpResponse, ApiError> {
+    let operations: Vec<&GraphQLRequest> = match &request {
+        GraphQLBatchRequest::Single(one) => vec![one],
+        GraphQLBatchRequest::Batch(many) => many.iter().collect(),
+    };
+    limits::check(&state.schema.schema, &operations, &state.settings.graphql)?;
     let ctx = Ctx::new(state.app().clone(), caller, state.realtime.clone());
     // Validation and resolver errors are answered with 200 and `errors`, as the old server
     // (and the GraphQL-over-HTTP convention for application/json) did.
-    match request {
+    Ok(match request {
         GraphQLBatchRequest::Single(one) => {
             HttpResponse::Ok().json(one_request(state, &ctx, one).await)
         }
@@ -51,7 +60,7 @@ async fn execute(
             }
             HttpResponse::Ok().json(answers)
         }
-    }
+    })
 }
 
 /// One operation, normalised for the old clients first (see `compat`).
@@ -90,7 +99,7 @@ async fn post(
             ApiError::bad_request(format!("Unable to parse request body as JSON: {e}"))
         })?
     };
-    Ok(execute(&state, caller, request).await)
+    execute(&state, caller, request).await
 }
 
 #[derive(serde::Deserialize)]
@@ -133,10 +142,10 @@ async fn get(
         .map_err(|e| ApiError::bad_request(format!("`variables` is not JSON: {e}")))?;
     let request =
         GraphQLBatchRequest::Single(GraphQLRequest::new(text, query.operation_name, variables));
-    Ok(execute(&state, caller, request).await)
+    execute(&state, caller, request).await
 }
 
 /// The schema, built once.
-pub(crate) fn shared_schema() -> Arc<Schema> {
-    Arc::new(schema())
+pub(crate) fn shared_schema(limits: &GraphqlLimits) -> Arc<Schema> {
+    Arc::new(schema_with_depth(limits.max_depth))
 }

@@ -17,19 +17,24 @@ use super::subscription::Subscription;
 /// The schema type.
 pub type Schema = RootNode<Query, Mutation, Subscription>;
 
-/// Deepest query accepted: the introspection query of graphql-js (what GraphiQL and the
-/// code generators of the old clients send) nests 14 levels through its `TypeRef` fragment;
-/// the width limit below is what bounds the cost of a query.
+/// Deepest query accepted by default (`http.graphql.max_depth`): the introspection query of
+/// graphql-js (what GraphiQL and the code generators of the old clients send) nests 14 levels
+/// through its `TypeRef` fragment; the price (`limits`) is what bounds the cost of a query.
 pub const MAX_DEPTH: usize = 16;
 /// Most fields (after fragment expansion) in one document.
 pub const MAX_FIELDS: usize = 2_000;
 /// Largest page a list field returns.
-const MAX_LIMIT: i32 = 100;
+pub(crate) const MAX_LIMIT: i32 = 100;
 
-/// Builds the schema (once per process).
+/// Builds the schema with the default depth limit.
 pub fn schema() -> Schema {
+    schema_with_depth(MAX_DEPTH)
+}
+
+/// Builds the schema (once per process) refusing documents nested deeper than `max_depth`.
+pub fn schema_with_depth(max_depth: usize) -> Schema {
     Schema::new(Query, Mutation, Subscription)
-        .limit_depth(MAX_DEPTH)
+        .limit_depth(max_depth)
         .limit_fields(MAX_FIELDS)
 }
 

@@ -1,26 +1,21 @@
-//! `jobProgress` over WebSocket (`graphql-transport-ws`, or the legacy `graphql-ws` when the
-//! client asks for it). Browsers cannot set headers on a WebSocket, so the credentials come
-//! in the `connection_init` payload: `{"authorization": "Bearer …"}` (or `"x-api-key"`).
+//! The subscription root: `dramaChanged` and `jobProgress`, served over WebSocket by
+//! `socket`.
 
 use std::pin::Pin;
-use std::sync::Arc;
-use std::time::Duration;
 
-use actix_web::{HttpRequest, HttpResponse, web};
 use drama_app::pipeline::wire_status;
 use drama_app::{App, AppError};
 use drama_dal::{DramaChange, Entity};
 use drama_domain::DramaId;
 use drama_jobs::{EventId, JobId};
-use futures::Stream;
-use juniper::{FieldError, ScalarValue, Variables, graphql_object, graphql_subscription};
-use juniper_graphql_ws::ConnectionConfig;
+use futures::{Stream, StreamExt as _};
+use juniper::{FieldError, graphql_object, graphql_subscription, graphql_value};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::context::Ctx;
 use super::error::{GqlError, bad_input};
 use super::schema::Drama;
-use crate::state::ApiState;
+use crate::follow::Progress;
 
 /// One step of a job's progress.
 pub struct JobEvent {
@@ -107,27 +102,6 @@ impl DramaChanged {
 
 type DramaChangedStream = Pin<Box<dyn Stream<Item = Result<DramaChanged, FieldError>> + Send>>;
 
-/// Appends every logged event after `last` to `batch`, advancing `last`.
-async fn drain(
-    app: &drama_app::App,
-    caller: &drama_app::Caller,
-    id: JobId,
-    last: &mut Option<EventId>,
-    batch: &mut Vec<drama_jobs::Event>,
-) -> Result<(), FieldError> {
-    loop {
-        let events = app
-            .job_events(caller, id, *last, 500)
-            .await
-            .map_err(|e| juniper::IntoFieldError::into_field_error(GqlError(e)))?;
-        let Some(newest) = events.last() else {
-            return Ok(());
-        };
-        *last = Some(newest.id);
-        batch.extend(events);
-    }
-}
-
 /// Live operations.
 pub struct Subscription;
 
@@ -150,7 +124,10 @@ impl Subscription {
             .get_drama(&caller, None, &drama_id)
             .await
             .map_err(|e| juniper::IntoFieldError::into_field_error(GqlError(e)))?;
+        let permit = open_stream(ctx)?;
         let stream = async_stream::stream! {
+            // Held as long as the subscription runs.
+            let _permit = permit;
             let mut last = current.version;
             yield Ok(DramaChanged { drama_id: drama_id.clone(), version: last, deleted: false });
             loop {
@@ -203,66 +180,40 @@ impl Subscription {
         let id: JobId = job_id
             .parse()
             .map_err(|_| bad_input(format!("jobId {job_id:?} is not a job id")))?;
-        let mut last = after
+        let after = after
             .map(|a| a.parse::<i64>().map(EventId))
             .transpose()
             .map_err(|_| bad_input("after must be an event id"))?;
         let (app, caller) = (ctx.app.clone(), ctx.caller);
-        let run = app
-            .job(&caller, id)
+        app.job(&caller, id)
             .await
-            .map_err(|e| juniper::IntoFieldError::into_field_error(GqlError(e)))?
-            .run_id;
-        let mut notifications = ctx.realtime.subscribe(&app).await;
+            .map_err(|e| juniper::IntoFieldError::into_field_error(GqlError(e)))?;
+        let permit = open_stream(ctx)?;
+        let progress = ctx.realtime.follow(app, caller, id, after);
         let stream = async_stream::stream! {
-            loop {
-                // Events first, then the status they are stamped with: a status read before
-                // the events would call the run's final events "processing".
-                let mut batch = Vec::new();
-                if let Err(e) = drain(&app, &caller, id, &mut last, &mut batch).await {
-                    yield Err(e);
-                    return;
-                }
-                let view = match app.job(&caller, id).await {
-                    Ok(view) => view,
+            // Held as long as the subscription runs.
+            let _permit = permit;
+            tokio::pin!(progress);
+            while let Some(item) = progress.next().await {
+                match item {
+                    Ok(Progress::Events(events, view)) => {
+                        let status = wire_status(&view).as_str();
+                        for e in events {
+                            yield Ok(JobEvent {
+                                id: e.id.0,
+                                job_id: e.job_id.to_string(),
+                                key: e.key.clone(),
+                                event: serde_json::to_value(e.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+                                state: e.state.as_str().to_owned(),
+                                status: status.to_owned(),
+                                at: e.at.to_rfc3339(),
+                            });
+                        }
+                    }
+                    Ok(Progress::End(_)) => return,
                     Err(e) => {
                         yield Err(juniper::IntoFieldError::into_field_error(GqlError(e)));
                         return;
-                    }
-                };
-                let settled = view.state.is_settled();
-                // Events appended between the read above and the status belong to this batch.
-                if settled
-                    && let Err(e) = drain(&app, &caller, id, &mut last, &mut batch).await
-                {
-                    yield Err(e);
-                    return;
-                }
-                let status = wire_status(&view).as_str();
-                for e in batch {
-                    yield Ok(JobEvent {
-                        id: e.id.0,
-                        job_id: e.job_id.to_string(),
-                        key: e.key.clone(),
-                        event: serde_json::to_value(e.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
-                        state: e.state.as_str().to_owned(),
-                        status: status.to_owned(),
-                        at: e.at.to_rfc3339(),
-                    });
-                }
-                if settled {
-                    return;
-                }
-                let wait = tokio::time::sleep(Duration::from_secs(2));
-                tokio::pin!(wait);
-                loop {
-                    tokio::select! {
-                        n = notifications.recv() => match n {
-                            Ok(n) if n.run_id != run => continue,
-                            Ok(_) | Err(RecvError::Lagged(_)) => break,
-                            Err(RecvError::Closed) => { (&mut wait).await; break; }
-                        },
-                        () = &mut wait => break,
                     }
                 }
             }
@@ -271,48 +222,13 @@ impl Subscription {
     }
 }
 
-fn credential<S: ScalarValue>(params: &Variables<S>, name: &str) -> Option<String> {
-    params
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .and_then(|(_, v)| {
-            v.as_scalar()
-                .and_then(ScalarValue::try_as_str)
-                .map(str::to_owned)
-        })
-}
-
-/// Why a WebSocket was not accepted.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Refused(String);
-
-/// `GET /subscriptions`: the GraphQL WebSocket endpoint.
-pub(crate) async fn websocket(
-    state: web::Data<ApiState>,
-    req: HttpRequest,
-    stream: web::Payload,
-) -> Result<HttpResponse, actix_web::Error> {
-    let state: Arc<ApiState> = state.into_inner();
-    let schema = state.schema.clone();
-    let init = move |params: Variables| async move {
-        let authorization = credential(&params, "authorization");
-        let api_key = credential(&params, "x-api-key");
-        let caller = state
-            .auth
-            .authenticate(authorization.as_deref(), api_key.as_deref())
-            .await
-            .map_err(|e| Refused(e.to_string()))?;
-        let ctx = Ctx::new(state.app().clone(), caller, state.realtime.clone());
-        Ok::<_, Refused>(
-            ConnectionConfig::new(ctx)
-                .with_keep_alive_interval(Duration::from_secs(15))
-                // The protocol does not oblige clients to ping (most do not by default); with
-                // a timeout, every subscription longer than it would be cut off. A vanished
-                // client is noticed when a keep-alive write fails.
-                .with_keep_alive_timeout(Duration::ZERO)
-                .with_max_in_flight_operations(16),
+/// Counts a subscription against the stream caps.
+fn open_stream(ctx: &Ctx) -> Result<crate::realtime::StreamPermit, FieldError> {
+    ctx.realtime.open_stream(ctx.caller.user).map_err(|e| {
+        let (limit, retry) = (e.limit.to_string(), e.retry_after().to_string());
+        FieldError::new(
+            e.to_string(),
+            graphql_value!({ "code": "too_many_streams", "scope": e.scope, "limit": limit, "retryAfter": retry }),
         )
-    };
-    juniper_actix::subscriptions::ws_handler(req, stream, schema, init).await
+    })
 }

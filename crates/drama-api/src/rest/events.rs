@@ -2,7 +2,7 @@
 //! `Last-Event-ID` (or `?after=`), then live until the run settles. `GET /dramas/{id}/events`:
 //! the drama's current version, then each new one, until it is deleted.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -11,16 +11,16 @@ use drama_app::pipeline::wire_status;
 use drama_app::{App, AppError};
 use drama_domain::DramaId;
 use drama_jobs::{Event, EventId, JobView};
+use futures::StreamExt as _;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::jobs::job_id;
 use crate::error::ApiError;
+use crate::follow::Progress;
 use crate::state::{ApiState, Auth};
 
-/// How often a follower looks at the log even without a notification (NOTIFY is a hint).
-const POLL: Duration = Duration::from_secs(2);
 /// How often a comment keeps idle connections (and proxies) alive.
 const KEEPALIVE: Duration = Duration::from_secs(15);
 
@@ -72,7 +72,9 @@ pub(crate) async fn events(
 ) -> Result<HttpResponse, ApiError> {
     let id = job_id(&path)?;
     let app = state.app().clone();
-    let run = app.job(&caller, id).await?.run_id;
+    // Refused before the stream starts: a job that is not the caller's is a 404.
+    app.job(&caller, id).await?;
+    let permit = state.realtime.open_stream(caller.user)?;
     let after = req
         .headers()
         .get("last-event-id")
@@ -80,61 +82,30 @@ pub(crate) async fn events(
         .and_then(|v| v.trim().parse().ok())
         .or(query.after)
         .map(EventId);
-    let mut notifications = state.realtime.subscribe(&app).await;
+    let progress = state.realtime.follow(app, caller, id, after);
     let stream = async_stream::stream! {
-        let mut last = after;
-        let mut last_sent = Instant::now();
+        // Held as long as the stream is open.
+        let _permit = permit;
+        tokio::pin!(progress);
         loop {
-            // Everything the log has after the last event sent.
-            loop {
-                match app.job_events(&caller, id, last, 500).await {
-                    Ok(events) if events.is_empty() => break,
-                    Ok(events) => {
-                        for e in &events {
-                            last = Some(e.id);
-                            yield Ok::<Bytes, actix_web::Error>(frame(e));
-                        }
-                        last_sent = Instant::now();
-                    }
-                    Err(AppError::NotFound { .. }) => return,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "reading job events failed");
-                        break;
+            let next = tokio::time::timeout(KEEPALIVE, progress.next()).await;
+            match next {
+                Err(_) => yield Ok::<Bytes, actix_web::Error>(Bytes::from_static(b": keep-alive\n\n")),
+                Ok(Some(Ok(Progress::Events(events, _)))) => {
+                    for e in &events {
+                        yield Ok(frame(e));
                     }
                 }
-            }
-            match app.job(&caller, id).await {
-                Ok(view) if view.state.is_settled() => {
-                    // Events logged between the drain above and this read come before the end.
-                    while let Ok(events) = app.job_events(&caller, id, last, 500).await {
-                        let Some(newest) = events.last() else { break };
-                        last = Some(newest.id);
-                        for e in &events {
-                            yield Ok(frame(e));
-                        }
-                    }
-                    // A settled run may still be resumed; a client reconnects to follow that.
+                // A settled run may still be resumed; a client reconnects to follow that.
+                Ok(Some(Ok(Progress::End(view)))) => {
                     yield Ok(end_frame(&view));
                     return;
                 }
-                Err(AppError::NotFound { .. }) => return,
-                _ => {}
-            }
-            let wait = tokio::time::sleep(POLL);
-            tokio::pin!(wait);
-            loop {
-                tokio::select! {
-                    n = notifications.recv() => match n {
-                        Ok(n) if n.run_id != run || Some(n.event_id) <= last => continue,
-                        Ok(_) | Err(RecvError::Lagged(_)) => break,
-                        Err(RecvError::Closed) => { (&mut wait).await; break; }
-                    },
-                    () = &mut wait => break,
+                Ok(Some(Err(AppError::NotFound { .. }))) | Ok(None) => return,
+                Ok(Some(Err(e))) => {
+                    tracing::warn!(error = %e, "following a job failed");
+                    return;
                 }
-            }
-            if last_sent.elapsed() >= KEEPALIVE {
-                last_sent = Instant::now();
-                yield Ok(Bytes::from_static(b": keep-alive\n\n"));
             }
         }
     };
@@ -165,7 +136,10 @@ pub(crate) async fn drama_events(
     // Listen first, then read: a change between the two is seen, not lost.
     let mut changes = state.realtime.drama_changes(&app).await;
     let current = app.get_drama(&caller, None, &id).await?;
+    let permit = state.realtime.open_stream(caller.user)?;
     let stream = async_stream::stream! {
+        // Held as long as the stream is open.
+        let _permit = permit;
         let mut last = current.version;
         yield Ok::<Bytes, actix_web::Error>(version_frame("current", &id, last));
         loop {

@@ -22,9 +22,20 @@ async fn health() -> HttpResponse {
     }))
 }
 
-/// Readiness: the database and the bucket answer.
+/// Readiness: the database and the bucket answer. The answer is reused for
+/// `http.ready_cache`, so any number of probes costs one check per interval.
 async fn ready(state: web::Data<ApiState>) -> HttpResponse {
-    let report = state.app().readiness().await;
+    let report = {
+        let mut cached = state.readiness.lock().await;
+        match cached.as_ref() {
+            Some((at, report)) if at.elapsed() < state.settings.ready_cache => report.clone(),
+            _ => {
+                let report = state.app().readiness().await;
+                *cached = Some((std::time::Instant::now(), report.clone()));
+                report
+            }
+        }
+    };
     let body = json!({
         "status": if report.ready() { "ready" } else { "not ready" },
         "database": report.database.as_ref().map_or_else(|e| e.clone(), |()| "ok".to_owned()),

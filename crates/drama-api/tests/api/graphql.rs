@@ -241,12 +241,16 @@ async fn deep_queries_and_oversized_pages_are_refused() {
         "} } } ".repeat(6)
     );
     let (s, b) = gql(&svc, &h.alice_key, &deep, json!({})).await;
-    assert_eq!(s, 200);
+    assert_eq!(s, 400, "{b}");
+    assert_eq!(
+        b["errors"][0]["extensions"]["code"], "query_too_deep",
+        "{b}"
+    );
     assert!(
         b["errors"][0]["message"]
             .as_str()
             .unwrap()
-            .contains("nesting"),
+            .contains("nests deeper"),
         "{b}"
     );
     let (_, b) = gql(

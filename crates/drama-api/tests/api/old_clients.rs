@@ -18,7 +18,7 @@ use drama_postgres::jobs::PgJobStore;
 use drama_testkit::pg::ScratchDb;
 use serde_json::{Value, json};
 
-use crate::support::{Harness, get, post_json, send};
+use crate::support::{FULL_INTROSPECTION, Harness, get, post_json, send};
 
 /// The drama of the old `tests/test_generation.py` fixture.
 fn old_fixture(id: &str) -> Value {
@@ -49,35 +49,6 @@ fn old_fixture(id: &str) -> Value {
         "metadata": {"test": true, "source": "old suite"}
     })
 }
-
-/// The query graphql-js (v16) `getIntrospectionQuery()` builds, which GraphiQL and the code
-/// generators of the old clients send.
-const FULL_INTROSPECTION: &str = r"
-query IntrospectionQuery {
-  __schema {
-    queryType { name }
-    mutationType { name }
-    subscriptionType { name }
-    types { ...FullType }
-    directives { name description locations args { ...InputValue } }
-  }
-}
-fragment FullType on __Type {
-  kind name description
-  fields(includeDeprecated: true) {
-    name description args { ...InputValue } type { ...TypeRef } isDeprecated deprecationReason
-  }
-  inputFields { ...InputValue }
-  interfaces { ...TypeRef }
-  enumValues(includeDeprecated: true) { name description isDeprecated deprecationReason }
-  possibleTypes { ...TypeRef }
-}
-fragment InputValue on __InputValue { name description type { ...TypeRef } defaultValue }
-fragment TypeRef on __Type {
-  kind name
-  ofType { kind name ofType { kind name ofType { kind name ofType { kind name
-    ofType { kind name ofType { kind name ofType { kind name } } } } } } }
-}";
 
 /// The LST suite's `GetDramas`, exactly: nullable variables into `Int! = …` arguments.
 const GET_DRAMAS: &str = "query GetDramas($limit: Int, $offset: Int) {

@@ -10,10 +10,10 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
 use crate::support::{Harness, Listening};
 
-type Socket =
+pub type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn connect(server: &Listening) -> Socket {
+pub async fn connect(server: &Listening) -> Socket {
     let mut request = format!("ws://{}/subscriptions", server.base)
         .into_client_request()
         .unwrap();
@@ -24,14 +24,14 @@ async fn connect(server: &Listening) -> Socket {
     tokio_tungstenite::connect_async(request).await.unwrap().0
 }
 
-async fn send(ws: &mut Socket, message: Value) {
+pub async fn send(ws: &mut Socket, message: Value) {
     ws.send(Message::Text(message.to_string().into()))
         .await
         .unwrap();
 }
 
 /// The next protocol message other than keep-alives; `None` when the server closed.
-async fn next(ws: &mut Socket) -> Option<Value> {
+pub async fn next(ws: &mut Socket) -> Option<Value> {
     loop {
         let message = tokio::time::timeout(Duration::from_secs(10), ws.next())
             .await

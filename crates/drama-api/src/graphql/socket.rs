@@ -1,0 +1,457 @@
+//! `GET /subscriptions`: GraphQL over WebSocket (`graphql-transport-ws`, or the legacy
+//! `graphql-ws` when the client asks for it), with the bounds of a POST.
+//!
+//! juniper's connection runs the protocol; the frames pass through a gate first, because an
+//! operation sent over a socket must cost what the same operation posted costs:
+//!
+//! - `connection_init` must come within `http.ws_init_timeout`, else the socket is closed with
+//!   4408, so a silent socket holds nothing for long;
+//! - the credentials of `connection_init` are checked here, before juniper sees the message
+//!   (browsers cannot set headers on a WebSocket, so they come in its payload:
+//!   `{"authorization": "Bearer …"}` or `{"x-api-key": …}`);
+//! - every `subscribe` (`start`) counts against the caller's rate, like a request, and is priced
+//!   against the GraphQL limits; a refused one gets an `error` message for its id (code
+//!   `rate_limited` or the limit's code) and the socket stays open;
+//! - a query or mutation still running after `http.request_timeout` is stopped and answered
+//!   with an `error` (code `unavailable`), as a POST would be with 503. Subscriptions are
+//!   long-lived by nature and bounded by the stream caps instead.
+
+use std::collections::HashSet;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, web};
+use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, Session};
+use drama_app::Caller;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use futures::{Sink, SinkExt as _, Stream, StreamExt as _};
+use juniper::http::GraphQLRequest;
+use juniper::{DefaultScalarValue, Definition, OperationType, Variables};
+use juniper_graphql_ws::{ArcSchema, ConnectionConfig, graphql_transport_ws, graphql_ws};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use super::context::Ctx;
+use super::limits;
+use crate::state::ApiState;
+
+/// The close code for a socket that did not send `connection_init` in time (the code
+/// graphql-transport-ws defines for it).
+pub const INIT_TIMEOUT_CLOSE: u16 = 4408;
+
+/// Why a WebSocket was not accepted.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(String);
+
+/// The outcome of `connection_init`, handed from the gate to juniper's init.
+type Slot = Arc<Mutex<Option<Result<Caller, String>>>>;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    /// `graphql-transport-ws`.
+    Transport,
+    /// The legacy `graphql-ws` (subscriptions-transport-ws).
+    Legacy,
+}
+
+impl Protocol {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Transport => "graphql-transport-ws",
+            Self::Legacy => "graphql-ws",
+        }
+    }
+
+    /// The message type that starts an operation.
+    fn start(self) -> &'static str {
+        match self {
+            Self::Transport => "subscribe",
+            Self::Legacy => "start",
+        }
+    }
+
+    /// The client message that stops operation `id`.
+    fn stop(self, id: &str) -> Incoming {
+        let kind = match self {
+            Self::Transport => "complete",
+            Self::Legacy => "stop",
+        };
+        Incoming::Text(json!({"type": kind, "id": id}).to_string())
+    }
+
+    /// The server message that ends operation `id` with an error.
+    fn error(self, id: &str, refusal: &Refusal) -> Value {
+        let error = json!({"message": refusal.message, "extensions": refusal.extensions});
+        match self {
+            Self::Transport => json!({"type": "error", "id": id, "payload": [error]}),
+            Self::Legacy => json!({"type": "error", "id": id, "payload": error}),
+        }
+    }
+}
+
+/// A client frame on its way to juniper.
+enum Incoming {
+    Text(String),
+    Close,
+}
+
+impl TryFrom<Incoming> for graphql_transport_ws::Input<DefaultScalarValue> {
+    type Error = serde_json::Error;
+
+    fn try_from(incoming: Incoming) -> Result<Self, Self::Error> {
+        match incoming {
+            Incoming::Text(text) => serde_json::from_str(&text).map(Self::Message),
+            Incoming::Close => Ok(Self::Close),
+        }
+    }
+}
+
+impl TryFrom<Incoming> for graphql_ws::ClientMessage<DefaultScalarValue> {
+    type Error = serde_json::Error;
+
+    fn try_from(incoming: Incoming) -> Result<Self, Self::Error> {
+        match incoming {
+            Incoming::Text(text) => serde_json::from_str(&text),
+            Incoming::Close => Ok(Self::ConnectionTerminate),
+        }
+    }
+}
+
+/// A frame for the client.
+enum Outgoing {
+    Message(Value),
+    Pong(bytes::Bytes),
+    Close(u16, String),
+}
+
+impl From<graphql_transport_ws::Output<DefaultScalarValue>> for Outgoing {
+    fn from(output: graphql_transport_ws::Output<DefaultScalarValue>) -> Self {
+        match output {
+            graphql_transport_ws::Output::Message(message) => serialized(&message),
+            graphql_transport_ws::Output::Close { code, message } => Self::Close(code, message),
+        }
+    }
+}
+
+impl From<graphql_ws::ServerMessage<DefaultScalarValue>> for Outgoing {
+    fn from(message: graphql_ws::ServerMessage<DefaultScalarValue>) -> Self {
+        serialized(&message)
+    }
+}
+
+fn serialized(message: &impl serde::Serialize) -> Outgoing {
+    match serde_json::to_value(message) {
+        Ok(value) => Outgoing::Message(value),
+        Err(e) => Outgoing::Close(1011, format!("error serializing a response: {e}")),
+    }
+}
+
+/// Why an operation was not started.
+struct Refusal {
+    message: String,
+    extensions: Value,
+}
+
+/// `GET /subscriptions`.
+pub(crate) async fn websocket(
+    state: web::Data<ApiState>,
+    req: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, actix_web::Error> {
+    let state: Arc<ApiState> = state.into_inner();
+    let protocol = if req
+        .headers()
+        .get("sec-websocket-protocol")
+        .is_some_and(|v| v.as_bytes() == b"graphql-ws")
+    {
+        Protocol::Legacy
+    } else {
+        Protocol::Transport
+    };
+    let (mut response, session, messages) = actix_ws::handle(&req, body)?;
+    let messages = messages.aggregate_continuations();
+    let slot: Slot = Arc::default();
+    let init = {
+        let (state, slot) = (state.clone(), slot.clone());
+        move |_: Variables| {
+            let outcome = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+            async move {
+                let caller = outcome
+                    .unwrap_or_else(|| Err("no credentials".to_owned()))
+                    .map_err(Refused)?;
+                let ctx = Ctx::new(state.app().clone(), caller, state.realtime.clone());
+                Ok::<_, Refused>(
+                    ConnectionConfig::new(ctx)
+                        .with_keep_alive_interval(Duration::from_secs(15))
+                        // The protocol does not oblige clients to ping (most do not by
+                        // default); with a timeout, every subscription longer than it would be
+                        // cut off. A vanished client is noticed when a keep-alive write fails.
+                        .with_keep_alive_timeout(Duration::ZERO)
+                        .with_max_in_flight_operations(16),
+                )
+            }
+        }
+    };
+    let schema = ArcSchema(state.schema.clone());
+    let gate = Gate {
+        state,
+        protocol,
+        slot,
+        running: Arc::default(),
+    };
+    match protocol {
+        Protocol::Transport => {
+            let (tx, rx) = graphql_transport_ws::Connection::new(schema, init).split();
+            actix_web::rt::spawn(gate.serve(session, messages, tx, rx));
+        }
+        Protocol::Legacy => {
+            let (tx, rx) = graphql_ws::Connection::new(schema, init).split();
+            actix_web::rt::spawn(gate.serve(session, messages, tx, rx));
+        }
+    }
+    response.headers_mut().insert(
+        HeaderName::from_static("sec-websocket-protocol"),
+        HeaderValue::from_static(protocol.name()),
+    );
+    Ok(response)
+}
+
+/// One socket's gate between the client and juniper.
+struct Gate {
+    state: Arc<ApiState>,
+    protocol: Protocol,
+    slot: Slot,
+    /// Queries and mutations started and not yet answered, by id.
+    running: Arc<Mutex<HashSet<String>>>,
+}
+
+impl Gate {
+    async fn serve<Tx, Rx, O>(
+        self,
+        session: Session,
+        messages: AggregatedMessageStream,
+        juniper_tx: Tx,
+        juniper_rx: Rx,
+    ) where
+        Tx: Sink<Incoming, Error = Infallible> + Unpin,
+        Rx: Stream<Item = O> + Unpin,
+        Outgoing: From<O>,
+    {
+        let (replies, replies_rx) = mpsc::unbounded_channel();
+        let input = std::pin::pin!(self.input(messages, juniper_tx, replies));
+        let output = std::pin::pin!(self.output(session, juniper_rx, replies_rx));
+        // Either side ending ends the socket: the client went away, or the server closed it.
+        futures::future::select(input, output).await;
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Client frames to juniper, through the gate.
+    async fn input<Tx>(
+        &self,
+        mut messages: AggregatedMessageStream,
+        mut juniper: Tx,
+        replies: mpsc::UnboundedSender<Outgoing>,
+    ) where
+        Tx: Sink<Incoming, Error = Infallible> + Unpin,
+    {
+        let init_wait = tokio::time::sleep(self.state.settings.ws_init_timeout);
+        tokio::pin!(init_wait);
+        let mut initialised = false;
+        let mut caller: Option<Caller> = None;
+        let mut deadlines: FuturesUnordered<BoxFuture<'static, String>> = FuturesUnordered::new();
+        loop {
+            let incoming = tokio::select! {
+                () = &mut init_wait, if !initialised => {
+                    let _ = replies.send(Outgoing::Close(
+                        INIT_TIMEOUT_CLOSE,
+                        "Connection initialisation timeout".to_owned(),
+                    ));
+                    // The output side closes the socket, which ends this future with it.
+                    return std::future::pending().await;
+                }
+                Some(id) = deadlines.next() => {
+                    if !self.running().remove(&id) {
+                        continue;
+                    }
+                    let seconds = self.state.settings.request_timeout.as_secs();
+                    let refusal = Refusal {
+                        message: format!("The operation took longer than {seconds} s"),
+                        extensions: json!({"code": "unavailable"}),
+                    };
+                    let _ = replies.send(Outgoing::Message(self.protocol.error(&id, &refusal)));
+                    self.protocol.stop(&id)
+                }
+                message = messages.next() => match message {
+                    Some(Ok(AggregatedMessage::Text(text))) => Incoming::Text(text.to_string()),
+                    Some(Ok(AggregatedMessage::Binary(bytes))) => {
+                        Incoming::Text(String::from_utf8_lossy(&bytes).into_owned())
+                    }
+                    Some(Ok(AggregatedMessage::Ping(bytes))) => {
+                        let _ = replies.send(Outgoing::Pong(bytes));
+                        continue;
+                    }
+                    Some(Ok(AggregatedMessage::Pong(_))) => continue,
+                    Some(Ok(AggregatedMessage::Close(_))) => Incoming::Close,
+                    Some(Err(_)) | None => return,
+                },
+            };
+            if let Incoming::Text(text) = &incoming {
+                let parsed: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+                let kind = parsed["type"].as_str().unwrap_or_default();
+                if kind == "connection_init" && !initialised {
+                    initialised = true;
+                    let outcome = self.authenticate(&parsed["payload"]).await;
+                    caller = outcome.as_ref().ok().copied();
+                    *self.slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(outcome);
+                } else if kind == self.protocol.start()
+                    && let (Some(caller), Some(id)) = (caller, parsed["id"].as_str())
+                {
+                    match self.admit(&caller, &parsed["payload"]) {
+                        Err(refusal) => {
+                            let error = self.protocol.error(id, &refusal);
+                            let _ = replies.send(Outgoing::Message(error));
+                            continue;
+                        }
+                        Ok(true) => {
+                            self.running().insert(id.to_owned());
+                            let (id, wait) = (id.to_owned(), self.state.settings.request_timeout);
+                            deadlines.push(Box::pin(async move {
+                                tokio::time::sleep(wait).await;
+                                id
+                            }));
+                        }
+                        Ok(false) => {}
+                    }
+                }
+            }
+            if juniper.send(incoming).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// juniper's answers and the gate's own to the client.
+    async fn output<Rx, O>(
+        &self,
+        mut session: Session,
+        mut juniper: Rx,
+        mut replies: mpsc::UnboundedReceiver<Outgoing>,
+    ) where
+        Rx: Stream<Item = O> + Unpin,
+        Outgoing: From<O>,
+    {
+        loop {
+            let outgoing = tokio::select! {
+                output = juniper.next() => match output {
+                    Some(output) => {
+                        let outgoing = Outgoing::from(output);
+                        if let Outgoing::Message(message) = &outgoing
+                            && matches!(message["type"].as_str(), Some("complete" | "error"))
+                            && let Some(id) = message["id"].as_str()
+                        {
+                            self.running().remove(id);
+                        }
+                        outgoing
+                    }
+                    None => break,
+                },
+                Some(reply) = replies.recv() => reply,
+            };
+            let sent = match outgoing {
+                Outgoing::Message(message) => session.text(message.to_string()).await,
+                Outgoing::Pong(bytes) => session.pong(&bytes).await,
+                Outgoing::Close(code, message) => {
+                    let _ = session
+                        .close(Some(CloseReason {
+                            code: CloseCode::from(code),
+                            description: Some(message),
+                        }))
+                        .await;
+                    return;
+                }
+            };
+            if sent.is_err() {
+                return;
+            }
+        }
+        let _ = session.close(Some(CloseCode::Normal.into())).await;
+    }
+
+    async fn authenticate(&self, payload: &Value) -> Result<Caller, String> {
+        let credential = |name: &str| {
+            payload.as_object().and_then(|fields| {
+                fields
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .and_then(|(_, v)| v.as_str())
+            })
+        };
+        self.state
+            .auth
+            .authenticate(credential("authorization"), credential("x-api-key"))
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Counts an operation against the caller's rate and prices it. `Ok(true)` for a query or
+    /// mutation (bounded by the request deadline), `Ok(false)` for a subscription.
+    fn admit(&self, caller: &Caller, payload: &Value) -> Result<bool, Refusal> {
+        if let Err(limited) = self.state.check_rate(caller) {
+            return Err(Refusal {
+                message: "Too many requests; slow down.".to_owned(),
+                extensions: json!({"code": limited.code(), "retryAfter": limited.retry_after()}),
+            });
+        }
+        let request: Option<GraphQLRequest> = serde_json::from_value(json!({
+            "query": payload["query"],
+            "operationName": payload["operationName"],
+            "variables": payload["variables"],
+        }))
+        .ok();
+        // A payload that is not an operation is juniper's to refuse.
+        let Some(request) = request else {
+            return Ok(false);
+        };
+        let schema = &self.state.schema.schema;
+        limits::check(schema, &[&request], &self.state.settings.graphql).map_err(|e| {
+            let mut extensions = json!({"code": e.code(), "limit": e.limit()});
+            if let Some(found) = e.found() {
+                extensions["found"] = json!(found);
+            }
+            Refusal {
+                message: e.to_string(),
+                extensions,
+            }
+        })?;
+        Ok(!is_subscription(schema, &request))
+    }
+}
+
+/// Whether the operation a request runs is a subscription.
+fn is_subscription(
+    schema: &juniper::SchemaType<DefaultScalarValue>,
+    request: &GraphQLRequest,
+) -> bool {
+    let Ok(document) = juniper::parser::parse_document_source(&request.query, schema) else {
+        return false;
+    };
+    document.iter().any(|d| match d {
+        Definition::Operation(op) => {
+            let named = op.item.name.as_ref().map(|n| n.item);
+            let chosen = match (&request.operation_name, named) {
+                (Some(wanted), Some(name)) => wanted == name,
+                (Some(_), None) => false,
+                (None, _) => true,
+            };
+            chosen && op.item.operation_type == OperationType::Subscription
+        }
+        Definition::Fragment(_) => false,
+    })
+}

@@ -1,0 +1,253 @@
+//! The bounds of a GraphQL WebSocket: `connection_init` in time, the caller's rate and the
+//! GraphQL limits for every operation, as for a POST.
+
+use std::time::Duration;
+
+use drama_api::HttpSettings;
+use futures::StreamExt as _;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::support::{Harness, Listening};
+use crate::websocket::{Socket, connect, next, send};
+
+/// The close code the server ends the socket with (waiting at most 30 s).
+async fn close_code(ws: &mut Socket) -> Option<u16> {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(30), ws.next())
+            .await
+            .expect("the server acts within 30 s");
+        match message {
+            Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => return None,
+        }
+    }
+}
+
+async fn init(ws: &mut Socket, key: &str) {
+    send(
+        ws,
+        json!({"type": "connection_init", "payload": {"authorization": format!("Bearer {key}")}}),
+    )
+    .await;
+    assert_eq!(next(ws).await.unwrap()["type"], "connection_ack");
+}
+
+/// `GET /dramas` on the same server as the holder of `key`: its status.
+async fn list(server: &Listening, key: &str) -> u16 {
+    reqwest::Client::new()
+        .get(format!("http://{}/dramas", server.base))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// The `errors` of an `error` message (or of a `next` payload).
+fn errors(message: &Value) -> Value {
+    if message["type"] == "error" {
+        message["payload"].clone()
+    } else {
+        message["payload"]["errors"].clone()
+    }
+}
+
+#[actix_web::test]
+async fn a_silent_websocket_is_closed_with_4408_while_others_are_served() {
+    let h = Harness::new().await;
+    let settings = HttpSettings {
+        ws_init_timeout: Duration::from_millis(300),
+        ..Harness::settings()
+    };
+    let server = h.listen(settings);
+    let mut silent = Vec::new();
+    for _ in 0..20 {
+        silent.push(connect(&server).await);
+    }
+    // Meanwhile another caller's requests are served.
+    assert_eq!(list(&server, &h.bob_key).await, 200);
+    let mut late = connect(&server).await;
+    init(&mut late, &h.bob_key).await;
+
+    for ws in &mut silent {
+        assert_eq!(
+            close_code(ws).await,
+            Some(drama_api::graphql::INIT_TIMEOUT_CLOSE)
+        );
+    }
+    // The socket that initialised in time is still open and serves operations.
+    send(
+        &mut late,
+        json!({"id": "q", "type": "subscribe", "payload": {"query": "{ dramaSummaries { id } }"}}),
+    )
+    .await;
+    let answer = next(&mut late).await.unwrap();
+    assert_eq!(answer["type"], "next", "{answer}");
+    assert_eq!(answer["payload"]["data"]["dramaSummaries"], json!([]));
+}
+
+#[actix_web::test]
+async fn operations_beyond_the_rate_are_refused_and_the_socket_stays_open() {
+    let h = Harness::new().await;
+    let settings = HttpSettings {
+        rate_per_second: 1,
+        rate_burst: 3,
+        ..Harness::settings()
+    };
+    let server = h.listen(settings);
+    let mut ws = connect(&server).await;
+    init(&mut ws, &h.alice_key).await;
+    for i in 0..8 {
+        send(
+            &mut ws,
+            json!({"id": format!("m{i}"), "type": "subscribe", "payload": {
+                "query": r#"mutation { deleteDrama(id: "nothing-here") }"#
+            }}),
+        )
+        .await;
+    }
+    let (mut served, mut limited) = (0, 0);
+    let mut settled = std::collections::HashSet::new();
+    while settled.len() < 8 {
+        let message = next(&mut ws).await.expect("the socket stays open");
+        let id = message["id"].as_str().unwrap().to_owned();
+        match message["type"].as_str().unwrap() {
+            "next" => {
+                assert_eq!(
+                    errors(&message)[0]["extensions"]["code"],
+                    "NOT_FOUND",
+                    "{message}"
+                );
+                served += 1;
+            }
+            "error" => {
+                assert_eq!(
+                    errors(&message)[0]["extensions"]["code"],
+                    "rate_limited",
+                    "{message}"
+                );
+                assert!(
+                    errors(&message)[0]["extensions"]["retryAfter"]
+                        .as_u64()
+                        .unwrap()
+                        >= 1
+                );
+                limited += 1;
+                settled.insert(id);
+            }
+            "complete" => {
+                settled.insert(id);
+            }
+            other => panic!("unexpected {other}: {message}"),
+        }
+    }
+    assert!(
+        served >= 1 && limited >= 1,
+        "served {served}, limited {limited}"
+    );
+
+    // Another user is not limited by Alice's use.
+    assert_eq!(list(&server, &h.bob_key).await, 200);
+}
+
+#[actix_web::test]
+async fn operations_over_a_graphql_limit_are_refused_by_name() {
+    let h = Harness::new().await;
+    let server = h.listen(Harness::settings());
+    let mut ws = connect(&server).await;
+    init(&mut ws, &h.alice_key).await;
+    let aliases: Vec<String> = (0..1000)
+        .map(|i| format!("a{i}: dramaSummaries(limit: 100) {{ id }}"))
+        .collect();
+    send(
+        &mut ws,
+        json!({"id": "wide", "type": "subscribe", "payload": {
+            "query": format!("{{ {} }}", aliases.join(" "))
+        }}),
+    )
+    .await;
+    let answer = next(&mut ws).await.unwrap();
+    assert_eq!(answer["type"], "error", "{answer}");
+    assert_eq!(answer["id"], "wide");
+    assert_eq!(errors(&answer)[0]["extensions"]["code"], "too_many_aliases");
+
+    let page = "dramas(limit: 100) { episodes { scenes { jobs { jobId status createdAt } } } }";
+    send(
+        &mut ws,
+        json!({"id": "dear", "type": "subscribe", "payload": {
+            "query": format!("{{ a: {page} b: {page} c: {page} }}")
+        }}),
+    )
+    .await;
+    let answer = next(&mut ws).await.unwrap();
+    assert_eq!(
+        errors(&answer)[0]["extensions"]["code"],
+        "query_too_complex",
+        "{answer}"
+    );
+
+    // The socket still serves what is within the limits.
+    send(
+        &mut ws,
+        json!({"id": "ok", "type": "subscribe", "payload": {"query": "{ dramaSummaries { id } }"}}),
+    )
+    .await;
+    let answer = next(&mut ws).await.unwrap();
+    assert_eq!(
+        (answer["type"].as_str(), answer["id"].as_str()),
+        (Some("next"), Some("ok"))
+    );
+}
+
+#[actix_web::test]
+async fn subscriptions_count_against_the_stream_cap() {
+    let h = Harness::new().await;
+    let settings = HttpSettings {
+        streams_per_user: 1,
+        ..Harness::settings()
+    };
+    let server = h.listen(settings);
+    let created = reqwest::Client::new()
+        .post(format!("http://{}/dramas", server.base))
+        .bearer_auth(&h.alice_key)
+        .json(&json!({"drama": drama_testkit::builders::drama_json("capped", 1, 1, 1)}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(created, 201);
+    let mut ws = connect(&server).await;
+    init(&mut ws, &h.alice_key).await;
+    let follow = |id: &str| {
+        json!({"id": id, "type": "subscribe", "payload": {
+            "query": r#"subscription { dramaChanged(id: "capped") { version } }"#
+        }})
+    };
+    send(&mut ws, follow("one")).await;
+    assert_eq!(next(&mut ws).await.unwrap()["type"], "next");
+    send(&mut ws, follow("two")).await;
+    let answer = next(&mut ws).await.unwrap();
+    assert_eq!(answer["id"], "two", "{answer}");
+    assert_eq!(
+        errors(&answer)[0]["extensions"]["code"],
+        "too_many_streams",
+        "{answer}"
+    );
+    // Stopping the first frees its place.
+    send(&mut ws, json!({"id": "one", "type": "complete"})).await;
+    let mut freed = false;
+    for attempt in 0..50 {
+        let id = format!("again{attempt}");
+        send(&mut ws, follow(&id)).await;
+        let answer = next(&mut ws).await.unwrap();
+        if answer["type"] == "next" {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(freed, "the stopped subscription's place is given back");
+}

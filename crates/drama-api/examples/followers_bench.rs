@@ -6,9 +6,10 @@
 //!   cargo run --release -p drama-api --example followers_bench -- 0 1 1000
 //! ```
 //!
-//! Each round creates a drama, starts "generate everything" (offline provider, clips take
-//! `CLIP_MS`), opens N followers of the run in process and reads them to their end, and
-//! counts every statement the API and the worker send through a counting proxy.
+//! Each round creates a drama, submits "generate everything" (offline provider, clips take
+//! `CLIP_MS`), opens N followers of the run in process and waits for each one's first frames
+//! (what connecting costs), then starts a worker and reads every follower to the end of the
+//! run, counting every statement the API and the worker send through a counting proxy.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -19,6 +20,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use actix_web::body::MessageBody as _;
 use actix_web::test;
 use drama_api::{ApiState, HttpSettings};
 use drama_app::pipeline::engine::EngineJobs;
@@ -47,7 +49,7 @@ async fn main() {
     let db = ScratchDb::create("followers_bench").await;
     let setup = db.pool().await;
     drama_postgres::migrate(&setup).await.unwrap();
-    let counter = StatementCounter::start(&db.url()).await;
+    let counter = Arc::new(StatementCounter::start(&db.url()).await);
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(10)
         .connect(&counter.url(&db.url()))
@@ -75,10 +77,6 @@ async fn main() {
         .await
         .unwrap()
         .key;
-    let worker =
-        drama_jobs::Worker::start(jobs, app.registry(), drama_jobs::WorkerConfig::default())
-            .await
-            .unwrap();
     let settings = HttpSettings {
         rate_per_second: 0,
         streams_per_user: 100_000,
@@ -90,8 +88,10 @@ async fn main() {
     )
     .await;
 
-    println!("| followers | run (s) | statements | statements/s | events per follower |");
-    println!("|---|---|---|---|---|");
+    println!(
+        "| followers | connect statements | run (s) | statements in the run | statements/s | events per follower |"
+    );
+    println!("|---|---|---|---|---|---|");
     for (round, followers) in rounds.into_iter().enumerate() {
         let id = format!("bench{round}");
         let drama = drama_testkit::builders::drama_json(&id, 2, 2, 2);
@@ -105,8 +105,8 @@ async fn main() {
         )
         .await;
         assert_eq!(created.status(), 201);
-        counter.reset();
-        let started = Instant::now();
+        // The run is submitted with no worker running: the followers connect to a run that
+        // has not started, and the run is measured from its first task to its end.
         let answer: serde_json::Value = test::call_and_read_body_json(
             &svc,
             test::TestRequest::post()
@@ -116,7 +116,8 @@ async fn main() {
         )
         .await;
         let job = answer["jobId"].as_str().expect("a job").to_owned();
-        let mut streams = Vec::with_capacity(followers);
+        counter.reset();
+        let mut bodies = Vec::with_capacity(followers);
         for _ in 0..followers {
             let response = test::call_service(
                 &svc,
@@ -127,8 +128,24 @@ async fn main() {
             )
             .await;
             assert_eq!(response.status(), 200);
-            streams.push(test::read_body(response));
+            let mut body = Box::pin(response.into_body());
+            // The first frames: the follower has caught up and joined the run's follower.
+            let first = std::future::poll_fn(|cx| body.as_mut().poll_next(cx))
+                .await
+                .expect("a first frame")
+                .unwrap();
+            bodies.push((body, first));
         }
+        let connect = counter.statements();
+        counter.reset();
+        let started = Instant::now();
+        let worker = drama_jobs::Worker::start(
+            jobs.clone(),
+            app.registry(),
+            drama_jobs::WorkerConfig::default(),
+        )
+        .await
+        .unwrap();
         let events = if followers == 0 {
             // Nobody follows: wait for the run by looking at it once a second.
             loop {
@@ -142,17 +159,15 @@ async fn main() {
                 }
             }
         } else {
-            let bodies = futures::future::join_all(streams).await;
-            let counts: Vec<usize> = bodies
-                .iter()
-                .map(|b| {
-                    std::str::from_utf8(b)
-                        .unwrap()
-                        .lines()
-                        .filter(|l| l.starts_with("id: "))
-                        .count()
-                })
-                .collect();
+            let reads = bodies.into_iter().map(|(mut body, first)| async move {
+                let mut text = String::from_utf8(first.to_vec()).unwrap();
+                while let Some(chunk) = std::future::poll_fn(|cx| body.as_mut().poll_next(cx)).await
+                {
+                    text.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
+                }
+                text.lines().filter(|l| l.starts_with("id: ")).count()
+            });
+            let counts = futures::future::join_all(reads).await;
             assert!(
                 counts.iter().all(|c| *c == counts[0]),
                 "every follower saw the same"
@@ -161,11 +176,13 @@ async fn main() {
         };
         let elapsed = started.elapsed().as_secs_f64();
         let statements = counter.statements();
+        worker.shutdown().await;
         #[expect(clippy::cast_precision_loss, reason = "a report")]
         let rate = statements as f64 / elapsed;
-        println!("| {followers} | {elapsed:.1} | {statements} | {rate:.0} | {events} |");
+        println!(
+            "| {followers} | {connect} | {elapsed:.1} | {statements} | {rate:.0} | {events} |"
+        );
     }
-    worker.shutdown().await;
     pool.close().await;
     setup.close().await;
     db.drop_it().await;

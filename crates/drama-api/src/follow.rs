@@ -117,20 +117,18 @@ impl Realtime {
                     yield Ok(Progress::End(view));
                     return;
                 }
+                // Live, through the process's one follower of this job (joined before the
+                // catch-up is sent, so a stream's first frames mean it is following).
+                let (mut batches, joined) = realtime.join(&app, caller, id, view.run_id, last);
+                // What that follower sent before we joined is read once more.
+                if joined
+                    && let Err(e) = drain(&app, &caller, id, &mut last, &mut events).await
+                {
+                    yield Err(e);
+                    return;
+                }
                 if !events.is_empty() {
                     yield Ok(Progress::Events(std::mem::take(&mut events), view.clone()));
-                }
-                // Live, through the process's one follower of this job.
-                let (mut batches, joined) = realtime.join(&app, caller, id, view.run_id, last);
-                if joined {
-                    // What that follower sent before we joined is read once more.
-                    if let Err(e) = drain(&app, &caller, id, &mut last, &mut events).await {
-                        yield Err(e);
-                        return;
-                    }
-                    if !events.is_empty() {
-                        yield Ok(Progress::Events(std::mem::take(&mut events), view.clone()));
-                    }
                 }
                 let mut view = view;
                 loop {

@@ -202,6 +202,7 @@ pub(crate) async fn websocket(
         protocol,
         slot,
         running: Arc::default(),
+        stopped: Arc::default(),
     };
     match protocol {
         Protocol::Transport => {
@@ -227,6 +228,9 @@ struct Gate {
     slot: Slot,
     /// Queries and mutations started and not yet answered, by id.
     running: Arc<Mutex<HashSet<String>>>,
+    /// Operations the gate stopped at the deadline (and answered with an error): what juniper
+    /// still sends for them is not passed on, so the client sees one end per operation.
+    stopped: Arc<Mutex<HashSet<String>>>,
 }
 
 impl Gate {
@@ -250,6 +254,10 @@ impl Gate {
 
     fn running(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
         self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn stopped(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.stopped.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Client frames to juniper, through the gate.
@@ -280,6 +288,7 @@ impl Gate {
                     if !self.running().remove(&id) {
                         continue;
                     }
+                    self.stopped().insert(id.clone());
                     let seconds = self.state.settings.request_timeout.as_secs();
                     let refusal = Refusal {
                         message: format!("The operation took longer than {seconds} s"),
@@ -313,6 +322,8 @@ impl Gate {
                 } else if kind == self.protocol.start()
                     && let (Some(caller), Some(id)) = (caller, parsed["id"].as_str())
                 {
+                    // A new operation under the id of a stopped one is the client's again.
+                    self.stopped().remove(id);
                     match self.admit(&caller, &parsed["payload"]) {
                         Err(refusal) => {
                             let error = self.protocol.error(id, &refusal);
@@ -353,10 +364,19 @@ impl Gate {
                     Some(output) => {
                         let outgoing = Outgoing::from(output);
                         if let Outgoing::Message(message) = &outgoing
-                            && matches!(message["type"].as_str(), Some("complete" | "error"))
                             && let Some(id) = message["id"].as_str()
                         {
-                            self.running().remove(id);
+                            let ends = matches!(message["type"].as_str(), Some("complete" | "error"));
+                            if ends {
+                                self.running().remove(id);
+                            }
+                            let mut stopped = self.stopped();
+                            if stopped.contains(id) {
+                                if ends {
+                                    stopped.remove(id);
+                                }
+                                continue;
+                            }
                         }
                         outgoing
                     }

@@ -251,3 +251,76 @@ async fn subscriptions_count_against_the_stream_cap() {
     }
     assert!(freed, "the stopped subscription's place is given back");
 }
+
+/// The offline image model, taking a minute per image.
+struct Slow(drama_ai::OfflineProvider);
+
+#[async_trait::async_trait]
+impl drama_ai::ImageModel for Slow {
+    fn model(&self) -> drama_ai::ModelInfo {
+        drama_ai::ImageModel::model(&self.0)
+    }
+    fn max_references(&self) -> usize {
+        self.0.max_references()
+    }
+    async fn generate_image(
+        &self,
+        request: &drama_ai::ImageRequest,
+    ) -> Result<drama_ai::Generated<drama_ai::GeneratedImage>, drama_ai::AiError> {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        self.0.generate_image(request).await
+    }
+}
+
+#[actix_web::test]
+async fn a_mutation_over_the_socket_stops_at_the_request_deadline() {
+    let ai = drama_ai::AiProviders::offline(0)
+        .with_image_model(std::sync::Arc::new(Slow(drama_ai::OfflineProvider::new(0))));
+    let h = Harness::with_ai(ai).await;
+    let settings = HttpSettings {
+        request_timeout: Duration::from_millis(500),
+        ..Harness::settings()
+    };
+    let server = h.listen(settings);
+    let created = reqwest::Client::new()
+        .post(format!("http://{}/dramas", server.base))
+        .bearer_auth(&h.alice_key)
+        .json(&json!({"drama": drama_testkit::builders::drama_json("slow", 1, 1, 1)}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(created, 201);
+    let mut ws = connect(&server).await;
+    init(&mut ws, &h.alice_key).await;
+    send(
+        &mut ws,
+        json!({"id": "portrait", "type": "subscribe", "payload": {
+            "query": r#"mutation { generateCharacterImage(dramaId: "slow", characterId: "c0") { id url } }"#
+        }}),
+    )
+    .await;
+    let answer = next(&mut ws).await.unwrap();
+    assert_eq!(
+        (answer["type"].as_str(), answer["id"].as_str()),
+        (Some("error"), Some("portrait")),
+        "{answer}"
+    );
+    assert_eq!(
+        errors(&answer)[0]["extensions"]["code"],
+        "unavailable",
+        "{answer}"
+    );
+    // The socket goes on serving.
+    send(
+        &mut ws,
+        json!({"id": "list", "type": "subscribe", "payload": {"query": "{ dramaSummaries { id } }"}}),
+    )
+    .await;
+    let answer = next(&mut ws).await.unwrap();
+    assert_eq!(
+        (answer["type"].as_str(), answer["id"].as_str()),
+        (Some("next"), Some("list")),
+        "{answer}"
+    );
+}

@@ -649,3 +649,57 @@ async fn browsers_may_call_from_any_origin_unless_configured_otherwise() {
     .await;
     assert!(headers.get("access-control-allow-origin").is_none());
 }
+
+#[actix_web::test]
+async fn requests_without_credentials_are_limited_per_address() {
+    let h = Harness::new().await;
+    let server = crate::support::listen_app(
+        h.app.clone(),
+        drama_api::HttpSettings {
+            anonymous_per_second: 1,
+            anonymous_burst: 2,
+            ..Harness::settings()
+        },
+    );
+    let http = reqwest::Client::new();
+    let url = |path: &str| format!("http://{}{path}", server.base);
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(
+            http.get(url("/health"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16(),
+        );
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+    // Wrong credentials count against the address too (guessing keys is rate-limited)...
+    let mut refused = None;
+    for _ in 0..6 {
+        let guess = http
+            .get(url("/dramas"))
+            .bearer_auth("dsk_not-a-real-key")
+            .send()
+            .await
+            .unwrap();
+        if guess.status().as_u16() == 429 {
+            refused = Some(guess);
+            break;
+        }
+        assert_eq!(guess.status().as_u16(), 401);
+    }
+    let refused = refused.expect("some guesses are refused for their rate");
+    assert!(refused.headers().contains_key("retry-after"));
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["code"], "rate_limited");
+    // ...while a caller with a valid key is served from the same address.
+    let served = http
+        .get(url("/dramas"))
+        .bearer_auth(&h.alice_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(served.status().as_u16(), 200);
+}

@@ -70,9 +70,21 @@ fn oversized(req: &ServiceRequest) -> Option<ApiError> {
 
 /// A request without credentials beyond its address's rate (requests with credentials are
 /// counted per caller once authenticated, or per address when the credentials fail).
+///
+/// Probes, the console's embedded files and signed media URLs are not counted: they cost next
+/// to nothing, and one page of a drama loads dozens of images and clips (a video player asks
+/// for many ranges) from one address without a header.
 fn anonymous_over_rate(req: &ServiceRequest) -> Option<ApiError> {
     let headers = req.headers();
     if headers.contains_key("authorization") || headers.contains_key("x-api-key") {
+        return None;
+    }
+    let path = req.path();
+    if matches!(path, "/health" | "/ready" | "/ui")
+        || path.starts_with("/ui/")
+        || path.starts_with("/media/")
+        || path.starts_with("/files/")
+    {
         return None;
     }
     let state = req.app_data::<web::Data<ApiState>>()?;

@@ -123,6 +123,13 @@ impl ApiState {
                 NonZeroU32::new(settings.rate_burst.max(settings.rate_per_second)).unwrap_or(rate);
             RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
         });
+        // Synchronous routes answer with their run before the request deadline cuts them off.
+        let app = app.with_sync_wait(
+            settings
+                .request_timeout
+                .saturating_sub(Duration::from_secs(2))
+                .max(Duration::from_secs(1)),
+        );
         let anonymous = NonZeroU32::new(settings.anonymous_per_second).map(|rate| {
             let burst =
                 NonZeroU32::new(settings.anonymous_burst.max(settings.anonymous_per_second))

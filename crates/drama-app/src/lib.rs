@@ -81,6 +81,7 @@ pub struct App {
     public_base_url: String,
     quotas: Quotas,
     limits: TextLimits,
+    sync_wait: std::time::Duration,
 }
 
 /// Where clients reach the API when nothing else is configured.
@@ -101,6 +102,7 @@ impl App {
             public_base_url: DEFAULT_PUBLIC_BASE_URL.to_owned(),
             quotas: Quotas::UNLIMITED,
             limits: TextLimits::default(),
+            sync_wait: crate::pipeline::engine::SYNC_WAIT,
         }
     }
 
@@ -116,6 +118,14 @@ impl App {
     #[must_use]
     pub fn with_ffmpeg(mut self, path: impl Into<PathBuf>) -> Self {
         self.ffmpeg = path.into();
+        self
+    }
+
+    /// Sets how long the synchronous use cases (portrait, cover) wait for their run before
+    /// answering with the run still going; the API sets it inside its request deadline.
+    #[must_use]
+    pub fn with_sync_wait(mut self, wait: std::time::Duration) -> Self {
+        self.sync_wait = wait;
         self
     }
 

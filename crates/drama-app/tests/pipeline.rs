@@ -13,7 +13,7 @@ use drama_ai::{
     VideoTask,
 };
 use drama_app::pipeline::engine::EngineJobs;
-use drama_app::pipeline::{GenerateOptions, PremiseRequest, Scope, wire_status};
+use drama_app::pipeline::{GenerateOptions, PremiseRequest, Scope, Waited, wire_status};
 use drama_app::{App, AppError, Caller, Ports};
 use drama_assets::{AssetStore, MediaType, ObjectKey};
 use drama_dal::{CreditMove, CreditReason, NewUser, Store};
@@ -369,10 +369,14 @@ async fn cover_before_portraits_answers_the_old_servers_message(backend: Backend
     }
     // Portraits first, then the cover works synchronously.
     for c in &d.characters {
-        let after = w.app.portrait_now(&w.caller, &d.id, &c.id).await.unwrap();
+        let Waited::Done(after) = w.app.portrait_now(&w.caller, &d.id, &c.id).await.unwrap() else {
+            panic!("the portrait did not finish inside the wait")
+        };
         assert!(after.drama.character(c.id.as_str()).unwrap().url.is_some());
     }
-    let after = w.app.cover_now(&w.caller, &d.id).await.unwrap();
+    let Waited::Done(after) = w.app.cover_now(&w.caller, &d.id).await.unwrap() else {
+        panic!("the cover did not finish inside the wait")
+    };
     assert!(after.drama.url.is_some());
     w.stop().await;
 }

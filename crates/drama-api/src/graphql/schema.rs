@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use drama_app::AppError;
-use drama_app::pipeline::{PremiseRequest, Scope, Started};
+use drama_app::pipeline::{PremiseRequest, Scope, Started, Waited};
 use drama_dal::{PageRequest, StoredDrama};
 use drama_domain::{self as domain, DramaId, DramaPatch, UserId};
 use drama_domain::{AssetId, CharacterId, EpisodeId, SceneId};
@@ -583,8 +583,9 @@ impl Mutation {
             return Ok(None);
         };
         match ctx.app.portrait_now(&ctx.caller, &id, &character).await {
-            Ok(stored) => {
-                let stored = Arc::new(stored);
+            Ok(Waited::Running(started)) => Err(still_running(&started)),
+            Ok(Waited::Done(stored)) => {
+                let stored = Arc::new(*stored);
                 let index = stored
                     .drama
                     .characters
@@ -611,7 +612,8 @@ impl Mutation {
             return Ok(None);
         };
         match ctx.app.cover_now(&ctx.caller, &id).await {
-            Ok(stored) => Ok(Some(Drama(Arc::new(stored)))),
+            Ok(Waited::Running(started)) => Err(still_running(&started)),
+            Ok(Waited::Done(stored)) => Ok(Some(Drama(Arc::new(*stored)))),
             Err(AppError::NotFound {
                 entity: drama_dal::Entity::Drama,
                 ..
@@ -619,6 +621,16 @@ impl Mutation {
             Err(e) => Err(juniper::IntoFieldError::into_field_error(GqlError(e))),
         }
     }
+}
+
+/// A synchronous mutation whose run outlived the request deadline: the run goes on (and is
+/// not charged again); the error carries its id so the client follows it instead of retrying.
+fn still_running(started: &Started) -> juniper::FieldError {
+    let job = started.job_id.to_string();
+    juniper::FieldError::new(
+        format!("The run {job} is still going; follow it with job(id) or jobProgress."),
+        juniper::graphql_value!({ "code": "STILL_RUNNING", "jobId": job }),
+    )
 }
 
 fn parse_drama(id: &str) -> Result<DramaId, GqlError> {

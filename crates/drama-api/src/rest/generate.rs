@@ -4,7 +4,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
-use drama_app::pipeline::{Scope, Started};
+use drama_app::pipeline::{Scope, Started, Waited};
 use drama_app::{AppError, Caller};
 use drama_dal::Entity;
 use drama_domain::{AssetId, AssetKind, CharacterId, DomainError, EpisodeId, SceneId};
@@ -339,7 +339,9 @@ async fn get_audition(
     Ok(HttpResponse::Ok().json(audition))
 }
 
-/// `POST …/characters/{c}/generate`: the portrait, synchronously; answers the character.
+/// `POST …/characters/{c}/generate`: the portrait, synchronously; answers the character, or
+/// 202 with the run when it cannot finish inside the request deadline (a client that retried
+/// after a timeout would pay twice; this one follows the run instead).
 async fn portrait(
     state: web::Data<ApiState>,
     Auth(caller): Auth,
@@ -347,7 +349,7 @@ async fn portrait(
 ) -> Result<HttpResponse, ApiError> {
     let (d, c) = path.into_inner();
     let character: CharacterId = path_id(&c, Entity::Character)?;
-    let stored = state
+    let waited = state
         .app()
         .portrait_now(&caller, &drama_id(&d)?, &character)
         .await
@@ -361,6 +363,16 @@ async fn portrait(
             ),
             other => other.into(),
         })?;
+    let stored = match waited {
+        Waited::Done(stored) => stored,
+        Waited::Running(started) => {
+            return Ok(accepted(
+                &state,
+                &started,
+                "The portrait is still being generated.",
+            ));
+        }
+    };
     let updated = stored
         .drama
         .character(&c)
@@ -397,7 +409,8 @@ async fn get_cover(
     }
 }
 
-/// `POST …/cover_photo`: the cover, synchronously; answers the drama.
+/// `POST …/cover_photo`: the cover, synchronously; answers the drama, or 202 with the run
+/// when it cannot finish inside the request deadline.
 async fn cover(
     state: web::Data<ApiState>,
     Auth(caller): Auth,
@@ -417,7 +430,14 @@ async fn cover(
         }
         other => other?,
     };
-    Ok(HttpResponse::Ok().json(&stored.drama))
+    match stored {
+        Waited::Done(stored) => Ok(HttpResponse::Ok().json(&stored.drama)),
+        Waited::Running(started) => Ok(accepted(
+            &state,
+            &started,
+            "The cover photo is still being generated.",
+        )),
+    }
 }
 
 /// The body of a premise request, in any of its three forms.

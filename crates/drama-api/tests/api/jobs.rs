@@ -404,3 +404,63 @@ async fn a_drama_can_be_followed_until_it_is_deleted() {
     );
     assert_eq!(events[0].1["dramaId"], "live");
 }
+
+/// The synchronous portrait and cover routes answer 202 with the run when it cannot finish
+/// inside the request deadline, instead of failing after the charge; the run finishes, is
+/// charged once, and a GraphQL caller gets the run's id to follow.
+#[actix_web::test]
+async fn a_synchronous_route_hands_over_its_run_at_the_deadline_and_charges_once() {
+    let slow = drama_ai::AiSettings {
+        ai_offline: true,
+        offline_image_delay_ms: 4_000,
+        ..drama_ai::AiSettings::default()
+    };
+    let mut h = Harness::with_ai(drama_ai::AiProviders::from_settings(&slow).unwrap()).await;
+    h.app = h.app.clone().with_offline_pricing(true);
+    let worker = h.worker().await;
+    let settings = drama_api::HttpSettings {
+        // The routes wait two seconds less than the deadline, and at least one second.
+        request_timeout: std::time::Duration::from_secs(2),
+        ..Harness::settings()
+    };
+    let svc = h.service(settings).await;
+    let k = &h.alice_key;
+    create_drama(&svc, k, "slow", (1, 1, 1)).await;
+    let tokens = |h: &Harness| {
+        let (store, user) = (h.store.clone(), h.alice);
+        async move {
+            drama_dal::UserRepository::get_user(store.as_ref(), user)
+                .await
+                .unwrap()
+                .tokens
+        }
+    };
+    let before = tokens(&h).await;
+
+    let (status, _, body) = send(&svc, post("/dramas/slow/characters/c0/generate", k)).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["dramaId"], "slow");
+    let job = body["jobId"].as_str().unwrap().to_owned();
+    assert!(body["message"].as_str().unwrap().contains(&job), "{body}");
+    let charged = before - tokens(&h).await;
+    assert!(charged > 0, "the portrait is priced");
+    assert_eq!(follow(&svc, k, "slow", &job).await["status"], "completed");
+    assert_eq!(before - tokens(&h).await, charged, "charged once");
+    let (_, _, drama) = send(&svc, get("/dramas/slow", k)).await;
+    assert!(drama["characters"][0]["url"].is_string(), "{drama}");
+
+    let (_, _, gql) = send(
+        &svc,
+        post_json(
+            "/graphql",
+            k,
+            json!({"query": r#"mutation { generateCoverPhoto(dramaId: "slow") { url } }"#}),
+        ),
+    )
+    .await;
+    let error = &gql["errors"][0];
+    assert_eq!(error["extensions"]["code"], "STILL_RUNNING", "{gql}");
+    let run = error["extensions"]["jobId"].as_str().unwrap();
+    assert_eq!(follow(&svc, k, "slow", run).await["status"], "completed");
+    worker.shutdown().await;
+}

@@ -434,5 +434,5 @@ impl GenerationStore for MemoryGeneration {
 }
 
 /// How long a synchronous use case waits for its run (portrait, cover) before it answers
-/// with the run still going.
-pub const SYNC_WAIT: Duration = Duration::from_secs(180);
+/// with the run still going, unless told otherwise ([`crate::App::with_sync_wait`]).
+pub const SYNC_WAIT: Duration = Duration::from_secs(25);

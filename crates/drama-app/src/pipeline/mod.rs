@@ -15,4 +15,6 @@ mod usecases;
 
 pub use inspect::{DramaOverview, Estimate, KindEstimate};
 pub use plan::{Models, Planned, Planner, Scope};
-pub use usecases::{GenerateOptions, PremiseRequest, ReferenceUpload, Started, wire_status};
+pub use usecases::{
+    GenerateOptions, PremiseRequest, ReferenceUpload, Started, Waited, wire_status,
+};

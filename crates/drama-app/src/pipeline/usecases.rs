@@ -19,7 +19,6 @@ use rand::Rng as _;
 use rand::distr::Alphanumeric;
 use serde_json::{Value, json};
 
-use super::engine::SYNC_WAIT;
 use super::normalize::ensure_assets;
 use super::plan::{Models, Planner, Scope};
 use super::spec::{CritiqueTask, DramaTask, ImproveSpec, class, kind};
@@ -41,6 +40,17 @@ pub struct Started {
     pub job_id: JobId,
     /// The drama it is about.
     pub drama_id: DramaId,
+}
+
+/// What a synchronous use case (portrait, cover) answers: the drama once its run is done, or
+/// the run when it could not finish inside the caller's wait (nothing is charged twice: the
+/// run goes on and the client follows it).
+#[derive(Debug, Clone)]
+pub enum Waited {
+    /// The run completed; the drama as it is now.
+    Done(Box<StoredDrama>),
+    /// The run is still going.
+    Running(Started),
 }
 
 /// An image uploaded with a premise.
@@ -507,22 +517,26 @@ impl App {
     /// synchronous route); the work still runs as a job, visible like any other.
     ///
     /// # Errors
-    /// `NotFound`; `GenerationFailed` with the provider's reason; `Unavailable` when no worker
-    /// finished it in time.
+    /// `NotFound`; `GenerationFailed` with the provider's reason; `Unavailable`. A run that
+    /// does not finish inside the synchronous wait is [`Waited::Running`].
     pub async fn portrait_now(
         &self,
         caller: &Caller,
         id: &DramaId,
         character: &CharacterId,
-    ) -> Result<StoredDrama, AppError> {
+    ) -> Result<Waited, AppError> {
         let drama = self.prepare(caller.user, id).await?;
         let c = drama
             .character(character.as_str())
             .ok_or_else(|| AppError::not_found(Entity::Character, character))?;
         let asset = first_asset(&c.assets, AssetKind::Image, character)?;
         let started = self.generate(caller, id, Scope::Asset(asset), true).await?;
-        self.wait_for(caller, started.job_id).await?;
-        Ok(self.store.get_complete(caller.user, id).await?)
+        if self.wait_for(caller, started.job_id).await?.is_none() {
+            return Ok(Waited::Running(started));
+        }
+        Ok(Waited::Done(Box::new(
+            self.store.get_complete(caller.user, id).await?,
+        )))
     }
 
     /// Generates the cover now (after the main characters' portraits exist), as the old
@@ -531,7 +545,7 @@ impl App {
     /// # Errors
     /// `Precondition` when there is no main character or one lacks a portrait; `NotFound`;
     /// `GenerationFailed`; `Unavailable`.
-    pub async fn cover_now(&self, caller: &Caller, id: &DramaId) -> Result<StoredDrama, AppError> {
+    pub async fn cover_now(&self, caller: &Caller, id: &DramaId) -> Result<Waited, AppError> {
         let drama = self.prepare(caller.user, id).await?;
         let mains: Vec<&drama_domain::Character> =
             drama.characters.iter().filter(|c| c.main).collect();
@@ -553,7 +567,8 @@ impl App {
         }
         let cover = first_asset(&drama.assets, AssetKind::Image, id)?;
         let started = self.generate(caller, id, Scope::Asset(cover), true).await?;
-        self.wait_for(caller, started.job_id)
+        let settled = self
+            .wait_for(caller, started.job_id)
             .await
             .map_err(|e| match e {
                 AppError::GenerationFailed(m) => {
@@ -561,27 +576,32 @@ impl App {
                 }
                 other => other,
             })?;
-        Ok(self.store.get_complete(caller.user, id).await?)
+        if settled.is_none() {
+            return Ok(Waited::Running(started));
+        }
+        Ok(Waited::Done(Box::new(
+            self.store.get_complete(caller.user, id).await?,
+        )))
     }
 
-    /// Waits until a run settles; fails with the first failure's reason.
-    async fn wait_for(&self, caller: &Caller, run: JobId) -> Result<JobView, AppError> {
-        let started = Instant::now();
+    /// Waits until a run settles, at most the synchronous wait; fails with the first
+    /// failure's reason, and is `None` when the run is still going.
+    async fn wait_for(&self, caller: &Caller, run: JobId) -> Result<Option<JobView>, AppError> {
+        let deadline = Instant::now() + self.sync_wait;
         let mut pause = Duration::from_millis(20);
         loop {
             let view = self.job(caller, run).await?;
             if view.state.is_settled() {
                 return match wire_status(&view) {
-                    JobStatus::Completed => Ok(view),
+                    JobStatus::Completed => Ok(Some(view)),
                     _ => Err(AppError::GenerationFailed(self.failure_reason(&view).await)),
                 };
             }
-            if started.elapsed() > SYNC_WAIT {
-                return Err(AppError::Unavailable(format!(
-                    "job {run} is still running; follow it at /jobs/{run}"
-                )));
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
             }
-            tokio::time::sleep(pause).await;
+            tokio::time::sleep(pause.min(left)).await;
             pause = (pause * 2).min(Duration::from_millis(500));
         }
     }

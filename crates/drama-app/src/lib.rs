@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod account;
 mod caller;
 mod dramas;
 mod error;
@@ -12,7 +13,9 @@ mod quotas;
 mod readiness;
 mod sweeper;
 
+pub use account::{Account, MAX_LEDGER_PAGE};
 pub use caller::Caller;
+pub use drama_dal::{CreditReason, LedgerEntry};
 pub use error::AppError;
 pub use keys::{MAX_ACTIVE_KEYS, MAX_KEY_DAYS, MAX_KEY_NAME, NewKey};
 pub use library::{LibraryItem, LibraryTag, LibraryType, LibraryUpload};

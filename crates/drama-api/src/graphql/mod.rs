@@ -3,6 +3,7 @@
 //! complete dramas is one statement, and the `jobs` of every entity in a response are loaded
 //! together (see `context`).
 
+mod account;
 mod compat;
 mod context;
 mod error;

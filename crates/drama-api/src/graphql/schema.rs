@@ -296,6 +296,11 @@ pub struct Query;
 
 #[graphql_object(context = Ctx)]
 impl Query {
+    /// The signed-in user: balance and credit movements.
+    async fn me(ctx: &Ctx) -> Result<super::account::Me, GqlError> {
+        Ok(super::account::Me(ctx.app.me(&ctx.caller).await?))
+    }
+
     /// A drama of the caller, or null.
     async fn drama(ctx: &Ctx, id: String) -> Result<Option<Drama>, GqlError> {
         let Ok(id) = id.parse::<DramaId>() else {

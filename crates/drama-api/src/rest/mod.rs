@@ -7,6 +7,7 @@ mod health;
 mod jobs;
 mod keys;
 mod library;
+mod me;
 mod media;
 mod models;
 mod nested;
@@ -34,6 +35,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     jobs::configure(cfg);
     runs::configure(cfg);
     keys::configure(cfg);
+    me::configure(cfg);
 }
 
 /// Parses a path id, answering 404 like a missing entity when it cannot be one.

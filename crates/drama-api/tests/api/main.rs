@@ -3,6 +3,7 @@
 
 mod auth;
 mod console;
+mod credits;
 mod embedding;
 mod graphql;
 mod graphql_limits;

@@ -22,6 +22,7 @@ fn routes_in_source() -> BTreeSet<String> {
         include_str!("../../src/rest/jobs.rs"),
         include_str!("../../src/rest/runs.rs"),
         include_str!("../../src/rest/keys.rs"),
+        include_str!("../../src/rest/me.rs"),
         include_str!("../../src/console/mod.rs"),
         include_str!("../../src/graphql/mod.rs"),
     ];

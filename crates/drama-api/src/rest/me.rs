@@ -1,0 +1,60 @@
+//! `GET /me`: the caller, their credit balance and the newest movements of their credits.
+
+use actix_web::{HttpResponse, web};
+use drama_app::LedgerEntry;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::state::{ApiState, Auth};
+
+pub(super) fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/me", web::get().to(me));
+}
+
+#[derive(Deserialize)]
+struct MeQuery {
+    limit: Option<u32>,
+    offset: Option<u32>,
+}
+
+/// A ledger entry on the wire.
+pub(crate) fn entry_json(e: &LedgerEntry) -> Value {
+    json!({
+        "id": e.id,
+        "amount": e.amount,
+        "balance_after": e.balance_after,
+        "reason": e.reason.as_str(),
+        "run_id": e.run_id,
+        "task_id": e.task_id,
+        "note": e.note,
+        "created_at": e.created_at,
+    })
+}
+
+/// `GET /me?limit=20&offset=0`.
+async fn me(
+    state: web::Data<ApiState>,
+    Auth(caller): Auth,
+    query: web::Query<MeQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (limit, offset) = (query.limit.unwrap_or(20), query.offset.unwrap_or(0));
+    let account = state.app().account(&caller, limit, offset).await?;
+    let u = &account.user;
+    let next = account
+        .more
+        .then(|| offset.saturating_add(u32::try_from(account.ledger.len()).unwrap_or(u32::MAX)));
+    Ok(HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(json!({
+            "id": u.id,
+            "email": u.email,
+            "display_name": u.display_name,
+            "tokens": u.tokens,
+            "subscription_tier": u.subscription_tier,
+            "ledger": account.ledger.iter().map(entry_json).collect::<Vec<_>>(),
+            "limit": limit,
+            "offset": offset,
+            "next_offset": next,
+        })))
+}

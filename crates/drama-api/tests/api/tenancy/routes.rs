@@ -27,6 +27,8 @@ pub(super) fn rest_calls(
         ("get", "/health", "/health".into(), none.clone(), Own),
         ("get", "/ready", "/ready".into(), none.clone(), Own),
         ("get", "/models", "/models".into(), none.clone(), Own),
+        // The caller's own balance and ledger, whatever ids they send.
+        ("get", "/me", "/me".into(), none.clone(), Own),
         ("get", "/", "/".into(), none.clone(), Own),
         (
             "get",

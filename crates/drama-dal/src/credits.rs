@@ -107,6 +107,14 @@ impl CreditMove {
         }
     }
 
+    /// The debit of a scene expansion's `cost`, charged to the run and task holding `fence`
+    /// (the same row on every backend).
+    pub fn expansion(owner: UserId, fence: &drama_jobs::Fence, cost: i64) -> Self {
+        Self::new(owner, -cost.max(0), CreditReason::Expansion)
+            .run(fence.run_id.0)
+            .task(fence.job_id.0)
+    }
+
     /// Names the run it belongs to.
     #[must_use]
     pub fn run(mut self, run: Uuid) -> Self {

@@ -125,9 +125,7 @@ impl PgStore {
         if expansion.is_empty() {
             return Ok(false);
         }
-        let charge = CreditMove::new(owner, -cost.max(0), CreditReason::Expansion)
-            .run(fence.run_id.0)
-            .task(fence.job_id.0);
+        let charge = CreditMove::expansion(owner, fence, cost);
         Ok(try_move(conn, &charge).await?.is_some())
     }
 }

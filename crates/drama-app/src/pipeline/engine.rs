@@ -168,9 +168,7 @@ impl MemoryGeneration {
         if expansion.is_empty() {
             return Ok(false);
         }
-        let charge = CreditMove::new(owner, -cost.max(0), CreditReason::Expansion)
-            .run(fence.run_id.0)
-            .task(fence.job_id.0);
+        let charge = CreditMove::expansion(owner, fence, cost);
         match self.store.move_credits_now(&charge) {
             Ok(_) => Ok(true),
             Err(RepoError::InsufficientTokens { .. }) => Ok(false),

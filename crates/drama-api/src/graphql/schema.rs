@@ -1,8 +1,8 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use drama_app::AppError;
 use drama_app::pipeline::{PremiseRequest, Scope, Started, Waited};
+use drama_app::{AppError, Caller, RequestKey};
 use drama_dal::{PageRequest, StoredDrama};
 use drama_domain::{self as domain, DramaId, DramaPatch, UserId};
 use drama_domain::{AssetId, CharacterId, EpisodeId, SceneId};
@@ -455,14 +455,16 @@ impl Mutation {
         premise: String,
         id: Option<String>,
         model: Option<String>,
+        idempotency_key: Option<String>,
     ) -> Result<JobAccepted, GqlError> {
+        let caller = keyed(ctx, idempotency_key)?;
         let request = PremiseRequest {
             premise,
             id,
             model,
             reference: None,
         };
-        let started = ctx.app.create_from_premise(&ctx.caller, request).await?;
+        let started = ctx.app.create_from_premise(&caller, request).await?;
         Ok(JobAccepted::new(
             ctx,
             started,
@@ -477,11 +479,13 @@ impl Mutation {
         feedback: String,
         new_drama_id: Option<String>,
         model: Option<String>,
+        idempotency_key: Option<String>,
     ) -> Result<JobAccepted, GqlError> {
         let id = parse_drama(&id)?;
+        let caller = keyed(ctx, idempotency_key)?;
         let started = ctx
             .app
-            .improve_drama(&ctx.caller, &id, &feedback, new_drama_id, model)
+            .improve_drama(&caller, &id, &feedback, new_drama_id, model)
             .await?;
         Ok(JobAccepted::new(
             ctx,
@@ -495,9 +499,11 @@ impl Mutation {
         ctx: &Ctx,
         id: String,
         model: Option<String>,
+        idempotency_key: Option<String>,
     ) -> Result<JobAccepted, GqlError> {
         let id = parse_drama(&id)?;
-        let started = ctx.app.critique_drama(&ctx.caller, &id, model).await?;
+        let caller = keyed(ctx, idempotency_key)?;
+        let started = ctx.app.critique_drama(&caller, &id, model).await?;
         Ok(JobAccepted::new(ctx, started, "Drama critique job queued."))
     }
 
@@ -508,9 +514,11 @@ impl Mutation {
         id: String,
         force: Option<bool>,
         budget: Option<i32>,
+        idempotency_key: Option<String>,
     ) -> Result<Job, GqlError> {
         let id = parse_drama(&id)?;
-        generate_scope(ctx, &id, Scope::Drama, force, budget).await
+        let caller = keyed(ctx, idempotency_key)?;
+        generate_scope(ctx, &caller, &id, Scope::Drama, force, budget).await
     }
 
     /// Generates one episode (writing its scenes first when it has none).
@@ -520,11 +528,13 @@ impl Mutation {
         episode_id: String,
         force: Option<bool>,
         budget: Option<i32>,
+        idempotency_key: Option<String>,
     ) -> Result<Job, GqlError> {
         let id = parse_drama(&drama_id)?;
+        let caller = keyed(ctx, idempotency_key)?;
         let episode = EpisodeId::parse(episode_id.clone())
             .map_err(|_| GqlError(AppError::not_found(drama_dal::Entity::Episode, &episode_id)))?;
-        generate_scope(ctx, &id, Scope::Episode(episode), force, budget).await
+        generate_scope(ctx, &caller, &id, Scope::Episode(episode), force, budget).await
     }
 
     /// Generates one scene's storyboard and clip.
@@ -534,11 +544,13 @@ impl Mutation {
         scene_id: String,
         force: Option<bool>,
         budget: Option<i32>,
+        idempotency_key: Option<String>,
     ) -> Result<Job, GqlError> {
         let id = parse_drama(&drama_id)?;
+        let caller = keyed(ctx, idempotency_key)?;
         let scene = SceneId::parse(scene_id.clone())
             .map_err(|_| GqlError(AppError::not_found(drama_dal::Entity::Scene, &scene_id)))?;
-        generate_scope(ctx, &id, Scope::Scene(scene), force, budget).await
+        generate_scope(ctx, &caller, &id, Scope::Scene(scene), force, budget).await
     }
 
     /// Generates one asset again.
@@ -546,13 +558,15 @@ impl Mutation {
         ctx: &Ctx,
         drama_id: String,
         asset_id: String,
+        idempotency_key: Option<String>,
     ) -> Result<Job, GqlError> {
         let id = parse_drama(&drama_id)?;
+        let caller = keyed(ctx, idempotency_key)?;
         let asset = AssetId::parse(asset_id.clone())
             .map_err(|_| GqlError(AppError::not_found(drama_dal::Entity::Asset, &asset_id)))?;
         let started = ctx
             .app
-            .generate(&ctx.caller, &id, Scope::Asset(asset), true)
+            .generate(&caller, &id, Scope::Asset(asset), true)
             .await?;
         started_job(ctx, started).await
     }
@@ -579,15 +593,18 @@ impl Mutation {
         drama_id: String,
         character_id: String,
         user_id: Option<String>,
+        idempotency_key: Option<String>,
     ) -> FieldResult<Option<Character>> {
         requested_owner(user_id.as_deref())?;
+        let caller =
+            keyed(ctx, idempotency_key).map_err(juniper::IntoFieldError::into_field_error)?;
         let (Ok(id), Ok(character)) = (
             drama_id.parse::<DramaId>(),
             CharacterId::parse(character_id.clone()),
         ) else {
             return Ok(None);
         };
-        match ctx.app.portrait_now(&ctx.caller, &id, &character).await {
+        match ctx.app.portrait_now(&caller, &id, &character).await {
             Ok(Waited::Running(started)) => Err(still_running(&started)),
             Ok(Waited::Done(stored)) => {
                 let stored = Arc::new(*stored);
@@ -611,12 +628,15 @@ impl Mutation {
         ctx: &Ctx,
         drama_id: String,
         user_id: Option<String>,
+        idempotency_key: Option<String>,
     ) -> FieldResult<Option<Drama>> {
         requested_owner(user_id.as_deref())?;
+        let caller =
+            keyed(ctx, idempotency_key).map_err(juniper::IntoFieldError::into_field_error)?;
         let Ok(id) = drama_id.parse::<DramaId>() else {
             return Ok(None);
         };
-        match ctx.app.cover_now(&ctx.caller, &id).await {
+        match ctx.app.cover_now(&caller, &id).await {
             Ok(Waited::Running(started)) => Err(still_running(&started)),
             Ok(Waited::Done(stored)) => Ok(Some(Drama(Arc::new(*stored)))),
             Err(AppError::NotFound {
@@ -638,6 +658,15 @@ fn still_running(started: &Started) -> juniper::FieldError {
     )
 }
 
+/// The caller naming this mutation with `idempotencyKey` (or, without the argument, with the
+/// request's `Idempotency-Key` header): a repeat returns the first answer and charges nothing.
+fn keyed(ctx: &Ctx, key: Option<String>) -> Result<Caller, GqlError> {
+    match key {
+        Some(k) => Ok(ctx.caller.keyed(Some(RequestKey::parse(&k)?))),
+        None => Ok(ctx.caller),
+    }
+}
+
 fn parse_drama(id: &str) -> Result<DramaId, GqlError> {
     id.parse()
         .map_err(|_| GqlError(AppError::not_found(drama_dal::Entity::Drama, id)))
@@ -654,6 +683,7 @@ async fn started_job(ctx: &Ctx, started: Started) -> Result<Job, GqlError> {
 
 async fn generate_scope(
     ctx: &Ctx,
+    caller: &Caller,
     id: &DramaId,
     scope: Scope,
     force: Option<bool>,
@@ -665,9 +695,7 @@ async fn generate_scope(
     };
     started_job(
         ctx,
-        ctx.app
-            .generate_with(&ctx.caller, id, scope, options)
-            .await?,
+        ctx.app.generate_with(caller, id, scope, options).await?,
     )
     .await
 }

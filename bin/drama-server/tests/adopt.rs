@@ -14,9 +14,11 @@ use support::{Server, binary, free_port, output, text};
 
 fn command(db: &ScratchDb, assets: &std::path::Path, args: &[&str]) -> std::process::Command {
     let mut c = binary(args);
+    // Production with local-disk assets signs its media URLs with a key of its own.
     c.env("DATABASE_URL", db.url())
         .env("ENVIRONMENT", "production")
-        .env("ASSETS_DIR", assets);
+        .env("ASSETS_DIR", assets)
+        .env("ASSETS_SIGNING_SECRET", "adopt-test-signing-secret-0123456789");
     c
 }
 

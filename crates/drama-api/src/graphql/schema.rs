@@ -42,9 +42,11 @@ fn timestamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-fn requested_owner(user_id: Option<&str>) -> FieldResult<Option<UserId>> {
+/// The owner a `userId` argument names, for service callers; anyone else's (such as the old
+/// clients' `10000`) is ignored, as on REST.
+fn requested_owner(caller: &Caller, user_id: Option<&str>) -> FieldResult<Option<UserId>> {
     user_id
-        .filter(|u| !u.is_empty())
+        .filter(|u| !u.is_empty() && caller.service)
         .map(|u| {
             u.parse::<UserId>()
                 .map_err(|_| bad_input(format!("userId {u:?} is not a user id")))
@@ -323,7 +325,7 @@ impl Query {
         #[graphql(default = 100)] limit: i32,
         user_id: Option<String>,
     ) -> FieldResult<Vec<DramaSummary>> {
-        let owner = requested_owner(user_id.as_deref())?;
+        let owner = requested_owner(&ctx.caller, user_id.as_deref())?;
         let page = PageRequest::first(page_limit(limit)?);
         let page = ctx
             .app
@@ -595,9 +597,9 @@ impl Mutation {
         user_id: Option<String>,
         idempotency_key: Option<String>,
     ) -> FieldResult<Option<Character>> {
-        requested_owner(user_id.as_deref())?;
-        let caller =
-            keyed(ctx, idempotency_key).map_err(juniper::IntoFieldError::into_field_error)?;
+        let caller = keyed(ctx, idempotency_key)
+            .map_err(juniper::IntoFieldError::into_field_error)?
+            .acting_for(requested_owner(&ctx.caller, user_id.as_deref())?);
         let (Ok(id), Ok(character)) = (
             drama_id.parse::<DramaId>(),
             CharacterId::parse(character_id.clone()),
@@ -630,9 +632,9 @@ impl Mutation {
         user_id: Option<String>,
         idempotency_key: Option<String>,
     ) -> FieldResult<Option<Drama>> {
-        requested_owner(user_id.as_deref())?;
-        let caller =
-            keyed(ctx, idempotency_key).map_err(juniper::IntoFieldError::into_field_error)?;
+        let caller = keyed(ctx, idempotency_key)
+            .map_err(juniper::IntoFieldError::into_field_error)?
+            .acting_for(requested_owner(&ctx.caller, user_id.as_deref())?);
         let Ok(id) = drama_id.parse::<DramaId>() else {
             return Ok(None);
         };

@@ -32,13 +32,18 @@ fn group(e: &Effective) -> String {
 }
 
 pub(crate) fn run(settings: &Settings, args: &ConfigArgs) -> anyhow::Result<ExitCode> {
+    print(&render(settings, args.json)?)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `config` prints: the table, or one JSON object per line.
+fn render(settings: &Settings, json: bool) -> anyhow::Result<String> {
     let mut out = String::new();
-    if args.json {
+    if json {
         for e in &settings.effective {
             let _ = writeln!(out, "{}", serde_json::to_string(e)?);
         }
-        print(&out)?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(out);
     }
     let width = settings
         .effective
@@ -76,6 +81,74 @@ pub(crate) fn run(settings: &Settings, args: &ConfigArgs) -> anyhow::Result<Exit
             e.name, e.source
         );
     }
-    print(&out)?;
-    Ok(ExitCode::SUCCESS)
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    #[test]
+    fn the_table_and_the_json_lines_show_no_secret() {
+        let vars: HashMap<String, String> = [
+            (
+                "DATABASE_URL",
+                "host=db user=app password=kvsecret sslpassword='ssl secret' dbname=x",
+            ),
+            ("LEGACY_USER_ID", "6f1c1c8e-4a57-4f0e-9d55-0d7b6f0c1a11"),
+            ("API_KEYS", "oldkeysecret"),
+            ("METRICS_TOKEN", "metricstokensecret"),
+            ("SUPABASE_JWT_SECRET", "jwtsecretvalue-0123456789"),
+            (
+                "ASSETS_SIGNING_SECRET",
+                "signingsecret-0123456789-0123456789",
+            ),
+            ("ASSETS_BACKEND", "local"),
+            (
+                "ASSETS_PUBLIC_URL",
+                "https://cdn.example.com/a?token=urltokensecret",
+            ),
+            ("OPENAI_API_KEY", "sk-openaisecret"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let settings = Settings::load_from(None, &vars).unwrap();
+        let table = render(&settings, false).unwrap();
+        let lines = render(&settings, true).unwrap();
+        for secret in [
+            "kvsecret",
+            "ssl secret",
+            "oldkeysecret",
+            "metricstokensecret",
+            "jwtsecretvalue",
+            "signingsecret",
+            "urltokensecret",
+            "sk-openaisecret",
+        ] {
+            assert!(
+                !table.contains(secret),
+                "{secret} shown in the table:\n{table}"
+            );
+            assert!(!lines.contains(secret), "{secret} shown in JSON:\n{lines}");
+        }
+        let row = |name: &str| {
+            table
+                .lines()
+                .find(|l| l.split_whitespace().next() == Some(name))
+                .unwrap_or_else(|| panic!("no row {name}:\n{table}"))
+                .to_owned()
+        };
+        assert!(
+            row("database.url").contains("host=db user=app password=*** sslpassword=*** dbname=x"),
+            "{}",
+            row("database.url")
+        );
+        assert!(row("http.auth.legacy_api_keys").contains("= ***"));
+        assert!(row("http.auth.legacy_api_keys").contains("(environment API_KEYS)"));
+        assert!(row("metrics.token").contains("= ***"));
+        assert!(row("ASSETS_PUBLIC_URL").contains("https://cdn.example.com/a?token=***"));
+    }
 }

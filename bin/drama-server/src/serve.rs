@@ -11,6 +11,7 @@ use drama_api::metrics::{HttpMetrics, MetricsEndpoint};
 use drama_app::pipeline::engine::EngineJobs;
 use drama_app::pipeline::spec::class;
 use drama_app::{App, Ports};
+use drama_assets::BackendKind;
 use drama_dal::MemoryStore;
 use drama_jobs::{JobStore, MemoryJobStore, ResourceLimit, Worker, WorkerConfig, WorkerHandle};
 use drama_postgres::jobs::PgJobStore;
@@ -281,7 +282,31 @@ fn background(app: &App, settings: &Settings) -> Vec<tokio::task::JoinHandle<()>
     ]
 }
 
+/// Refuses, in production, an asset store whose media URLs this server signs (local disk,
+/// memory) without `ASSETS_SIGNING_SECRET`: its random per-process key would break every URL
+/// handed out at the next restart, and instances would refuse each other's. Elsewhere the store
+/// warns about it when it opens; the embedded quick start keeps a key of its own.
+pub(crate) fn signing_guard(settings: &Settings) -> anyhow::Result<()> {
+    let backend = settings.assets.backend();
+    let signs_itself = matches!(backend, BackendKind::Local | BackendKind::Memory);
+    if signs_itself && settings.assets.assets_signing_secret.is_none() && settings.is_production() {
+        let name = if backend == BackendKind::Local {
+            "local-disk"
+        } else {
+            "in-memory"
+        };
+        anyhow::bail!(
+            "ENVIRONMENT=production with the {name} asset store, but ASSETS_SIGNING_SECRET is \
+             not set: the media URLs this server signs would stop working at every restart and \
+             differ between instances. Set ASSETS_SIGNING_SECRET to 32 or more random bytes \
+             (openssl rand -base64 48), the same on every instance (docs/CONFIG.md)"
+        );
+    }
+    Ok(())
+}
+
 pub(crate) async fn serve(mut settings: Settings, args: ServeArgs) -> anyhow::Result<ExitCode> {
+    signing_guard(&settings)?;
     if let Some(host) = &args.host {
         settings.server.host.clone_from(host);
         settings.set_from_command_line("server.host", "--host", host.clone());
@@ -402,5 +427,49 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn settings(vars: &[(&str, &str)]) -> Settings {
+        let env: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Settings::load_from(None, &env).unwrap()
+    }
+
+    #[test]
+    fn production_refuses_self_signed_media_urls_without_a_secret() {
+        let secret = (
+            "ASSETS_SIGNING_SECRET",
+            "0123456789abcdef0123456789abcdef-x",
+        );
+        let production = ("ENVIRONMENT", "production");
+        for backend in ["local", "memory"] {
+            let refused = signing_guard(&settings(&[production, ("ASSETS_BACKEND", backend)]))
+                .unwrap_err()
+                .to_string();
+            assert!(refused.contains("ASSETS_SIGNING_SECRET"), "{refused}");
+            signing_guard(&settings(&[
+                production,
+                ("ASSETS_BACKEND", backend),
+                secret,
+            ]))
+            .unwrap();
+            signing_guard(&settings(&[("ASSETS_BACKEND", backend)])).unwrap();
+        }
+        // Bucket URLs are presigned with the bucket's credentials.
+        signing_guard(&settings(&[
+            production,
+            ("R2_BUCKET", "b"),
+            ("R2_ACCOUNT_ID", "a"),
+        ]))
+        .unwrap();
     }
 }

@@ -528,6 +528,26 @@ mod tests {
     }
 
     #[test]
+    fn the_old_api_keys_variable_is_read_as_the_legacy_keys() {
+        let user = ("LEGACY_USER_ID", "6f1c1c8e-4a57-4f0e-9d55-0d7b6f0c1a11");
+        let s = load(&[("API_KEYS", "old-1,old-2"), user]).unwrap();
+        assert_eq!(s.http.auth.legacy_api_keys.as_deref(), Some("old-1,old-2"));
+        let shown = s
+            .effective
+            .iter()
+            .find(|e| e.name == "http.auth.legacy_api_keys");
+        assert_eq!(shown.and_then(|e| e.value.as_deref()), Some("***"));
+        assert_eq!(
+            s.source_of("http.auth.legacy_api_keys"),
+            Source::Environment("API_KEYS".to_owned())
+        );
+        let both = load(&[("API_KEYS", "old"), ("LEGACY_API_KEYS", "new"), user]).unwrap();
+        assert_eq!(both.http.auth.legacy_api_keys.as_deref(), Some("new"));
+        let err = load(&[("API_KEYS", "old")]).unwrap_err().to_string();
+        assert!(err.contains("LEGACY_USER_ID"), "{err}");
+    }
+
+    #[test]
     fn a_file_overrides_defaults_and_the_environment_overrides_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("drama.toml");

@@ -14,9 +14,14 @@ use support::{Server, binary, free_port, output, text};
 
 fn command(db: &ScratchDb, assets: &std::path::Path, args: &[&str]) -> std::process::Command {
     let mut c = binary(args);
+    // Production with local-disk assets signs its media URLs with a key of its own.
     c.env("DATABASE_URL", db.url())
         .env("ENVIRONMENT", "production")
-        .env("ASSETS_DIR", assets);
+        .env("ASSETS_DIR", assets)
+        .env(
+            "ASSETS_SIGNING_SECRET",
+            "adopt-test-signing-secret-0123456789",
+        );
     c
 }
 
@@ -182,7 +187,65 @@ async fn an_old_database_is_refused_by_name_then_adopted_with_every_row_owned() 
     assert!(again.status.success(), "{out}");
     assert!(out.contains("imported 1, updated 0, unchanged 2"), "{out}");
     assert_eq!(count(&db, "select count(*) from public.dramas").await, 3);
+
+    // The rollback of docs/MIGRATION.md: the old tables are back where the old server reads
+    // them, with their triggers working, and this server's are kept aside.
+    run_script(&db.pool().await, &rollback_sql()).await;
+    let column = |table: &str, column: &str| {
+        format!(
+            "select count(*) from information_schema.columns where table_schema = 'public' \
+             and table_name = '{table}' and column_name = '{column}'"
+        )
+    };
+    assert_eq!(count(&db, &column("dramas", "owner_id")).await, 0);
+    assert_eq!(count(&db, &column("jobs", "job_id")).await, 1);
+    assert_eq!(count(&db, "select count(*) from public.dramas").await, 3);
+    assert_eq!(
+        count(
+            &db,
+            &format!("select count(*) from drama_server.dramas where owner_id = '{owner}'")
+        )
+        .await,
+        3
+    );
+    assert_eq!(
+        count(
+            &db,
+            "select count(*) from information_schema.tables where table_schema = 'legacy'"
+        )
+        .await,
+        0
+    );
+    let version =
+        "select version::bigint from public.dramas where id = (select min(id) from public.dramas)";
+    let before = count(&db, version).await;
+    run_script(
+        &db.pool().await,
+        "update public.dramas set title = title || '.' where id = (select min(id) from public.dramas)",
+    )
+    .await;
+    assert_eq!(
+        count(&db, version).await,
+        before + 1,
+        "the old trigger runs"
+    );
     db.drop_it().await;
+}
+
+/// The SQL block of docs/MIGRATION.md's database rollback.
+fn rollback_sql() -> String {
+    const DOC: &str = include_str!("../../../docs/MIGRATION.md");
+    let block = DOC
+        .split("<!-- rollback:begin -->")
+        .nth(1)
+        .and_then(|rest| rest.split("<!-- rollback:end -->").next())
+        .expect("the rollback block of MIGRATION.md");
+    let sql = block
+        .split("```sql")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("an sql fence in the rollback block");
+    sql.to_owned()
 }
 
 #[tokio::test]

@@ -117,6 +117,57 @@ fn a_missing_database_url_is_explained() {
 }
 
 #[tokio::test]
+async fn production_serve_refuses_self_signed_media_urls_without_a_signing_secret() {
+    let db = ScratchDb::create("signing").await;
+    let migrated = drama_server(&["migrate"], &db.url());
+    assert!(migrated.status.success(), "{}", text(&migrated));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("serve.log");
+    let file = std::fs::File::create(&log).unwrap();
+    // The production environment of `drama_server` (local-disk assets), with a migrated
+    // database and a metrics token: nothing else stands in the way of serving.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_drama-server"))
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", db.url())
+        .env("ENVIRONMENT", "production")
+        .env("ASSETS_DIR", dir.path().join("assets"))
+        .env("HOST", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .env("METRICS_TOKEN", "a-metrics-token")
+        .env("RUST_LOG", "warn")
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .unwrap();
+    let mut status = None;
+    for _ in 0..300 {
+        if let Some(s) = child.try_wait().unwrap() {
+            status = Some(s);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "serve started: {said}"
+    );
+    assert!(said.contains("ASSETS_SIGNING_SECRET is not set"), "{said}");
+    db.drop_it().await;
+}
+
+#[tokio::test]
 async fn credits_are_granted_shown_and_checked_against_the_ledger() {
     let db = ScratchDb::create("cli_credits").await;
     let migrate = drama_server(&["migrate"], &db.url());

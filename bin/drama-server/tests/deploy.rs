@@ -20,9 +20,16 @@ fn compose() -> Value {
     serde_yaml_ng::from_str(COMPOSE).unwrap()
 }
 
-/// `${NAME:-default}` → `default`, `${NAME}` → empty, `$$` → `$`, as compose interpolates
-/// with nothing set.
-fn interpolate(value: &str) -> String {
+/// Compose's interpolation with only `set` in the environment: `${NAME:-default}` → the value
+/// or `default`, `${NAME:?message}` → the value or `Err(message)` (compose refuses to start),
+/// `${NAME}` → the value or empty, `$$` → `$`.
+fn interpolate_with(value: &str, set: &[(&str, &str)]) -> Result<String, String> {
+    let lookup = |name: &str| {
+        set.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| (*v).to_owned())
+            .filter(|v| !v.is_empty())
+    };
     let mut out = String::new();
     let mut rest = value;
     while let Some(i) = rest.find('$') {
@@ -34,8 +41,12 @@ fn interpolate(value: &str) -> String {
         } else if let Some(body) = tail.strip_prefix("${") {
             let end = body.find('}').unwrap();
             let expr = &body[..end];
-            if let Some((_, default)) = expr.split_once(":-") {
-                out.push_str(default);
+            if let Some((name, default)) = expr.split_once(":-") {
+                out.push_str(&lookup(name).unwrap_or_else(|| default.to_owned()));
+            } else if let Some((name, message)) = expr.split_once(":?") {
+                out.push_str(&lookup(name).ok_or_else(|| message.to_owned())?);
+            } else {
+                out.push_str(&lookup(expr).unwrap_or_default());
             }
             rest = &body[end + 1..];
         } else {
@@ -44,7 +55,14 @@ fn interpolate(value: &str) -> String {
         }
     }
     out.push_str(rest);
-    out
+    Ok(out)
+}
+
+/// What a `.env` beside the file gives in these tests: the variables compose requires.
+const REQUIRED: &[(&str, &str)] = &[("METRICS_TOKEN", "a-token-from-dot-env")];
+
+fn interpolate(value: &str) -> String {
+    interpolate_with(value, REQUIRED).unwrap()
 }
 
 fn env_of(service: &Value) -> Vec<(String, String)> {
@@ -135,12 +153,37 @@ fn compose_brings_up_database_bucket_and_server_in_order() {
         "{script}"
     );
     assert!(get(&env, "R2_PUBLIC_URL").ends_with(&format!(":9000/{bucket}")));
-    assert!(get(&env, "ASSETS_SIGNING_SECRET").len() >= 32);
     assert!(
         c["volumes"].as_object().unwrap().contains_key("db-data")
             && c["volumes"].as_object().unwrap().contains_key("s3-data"),
         "data outlives the containers"
     );
+}
+
+#[test]
+fn compose_guards_metrics_and_ships_no_placeholder_secret() {
+    let c = compose();
+    let server = &c["services"]["server"];
+    let raw = |name: &str| server["environment"][name].as_str().map(str::to_owned);
+    // /metrics is served on the published API port: compose refuses to start without a token.
+    assert!(
+        server["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p.as_str().is_some_and(|p| p.ends_with(":8000"))),
+        "the API port is published"
+    );
+    let metrics = raw("METRICS_TOKEN").expect("METRICS_TOKEN is passed to the server");
+    let refusal = interpolate_with(&metrics, &[]).unwrap_err();
+    assert!(refusal.contains("METRICS_TOKEN"), "{refusal}");
+    assert_eq!(
+        interpolate_with(&metrics, &[("METRICS_TOKEN", "t0k3n")]).unwrap(),
+        "t0k3n"
+    );
+    // Bucket URLs need no signing key, and a placeholder one would run silently.
+    assert!(raw("ASSETS_SIGNING_SECRET").is_none());
+    assert!(!COMPOSE.contains("change-me"), "a placeholder is shipped");
 }
 
 #[test]

@@ -7,7 +7,9 @@
 //! objects replaced by a time-limited URL that needs no header: the local and memory stores'
 //! HMAC-signed `/files/{key}?expires&sig` (served with ranges by this API), a bucket's
 //! presigned URL. Doing it in one place, after the handler, means no response shape can forget
-//! it.
+//! it. Live streams are not answers the middleware sees whole: the Server-Sent Events frames and
+//! the WebSocket messages (subscriptions, queries sent over the socket) pass through
+//! [`sign_text`] one by one, with the same caller.
 //!
 //! The local signatures expire at the end of a whole hour at least `lifetime` away, so the
 //! same object keeps the same URL for an hour and browsers can cache it.
@@ -65,14 +67,7 @@ pub(crate) async fn sign_response(response: ServiceResponse<BoxBody>) -> Service
             );
         }
     };
-    let signer = Signer {
-        assets: state.app().assets().as_ref(),
-        prefix: format!("{}/media/", state.app().public_base_url()),
-        caller,
-        lifetime: state.settings.media_url_lifetime,
-        now: Utc::now(),
-    };
-    let body = match signer.rewrite(&bytes).await {
+    let body = match Signer::of(&state, caller).rewrite(&bytes).await {
         Some(text) => bytes::Bytes::from(text),
         None => bytes,
     };
@@ -91,7 +86,27 @@ pub(crate) struct Signer<'a> {
     pub(crate) now: DateTime<Utc>,
 }
 
-impl Signer<'_> {
+/// `text` (a JSON message of a live stream: an SSE frame, a WebSocket message) with the media
+/// URLs of `caller`'s objects signed, as every JSON answer has them.
+pub(crate) async fn sign_text(state: &ApiState, caller: Caller, text: String) -> String {
+    match Signer::of(state, caller).rewrite(text.as_bytes()).await {
+        Some(signed) => signed,
+        None => text,
+    }
+}
+
+impl<'a> Signer<'a> {
+    /// The signer of `caller`'s URLs with the server's store and settings, as of now.
+    pub(crate) fn of(state: &'a ApiState, caller: Caller) -> Self {
+        Signer {
+            assets: state.app().assets().as_ref(),
+            prefix: format!("{}/media/", state.app().public_base_url()),
+            caller,
+            lifetime: state.settings.media_url_lifetime,
+            now: Utc::now(),
+        }
+    }
+
     /// The text with every signable media URL replaced; `None` when there was none.
     pub(crate) async fn rewrite(&self, body: &[u8]) -> Option<String> {
         let text = std::str::from_utf8(body).ok()?;

@@ -36,6 +36,15 @@ impl Caller {
             _ => self.user,
         }
     }
+
+    /// The caller as it acts for `requested`: a service caller naming a user works as that
+    /// user's service caller (their dramas, their credits); anyone else stays themselves.
+    pub fn acting_for(self, requested: Option<UserId>) -> Self {
+        Self {
+            user: self.owner(requested),
+            service: self.service,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -49,5 +58,11 @@ mod tests {
         assert_eq!(Caller::user(me).owner(None), me);
         assert_eq!(Caller::service(me).owner(Some(other)), other);
         assert_eq!(Caller::service(me).owner(None), me);
+        assert_eq!(
+            Caller::service(me).acting_for(Some(other)),
+            Caller::service(other)
+        );
+        assert_eq!(Caller::user(me).acting_for(Some(other)), Caller::user(me));
+        assert_eq!(Caller::service(me).acting_for(None), Caller::service(me));
     }
 }

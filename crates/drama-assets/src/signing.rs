@@ -173,6 +173,26 @@ impl UrlSigner {
         request: &SignedRequest<'_>,
         now: DateTime<Utc>,
     ) -> Result<ObjectKey, AssetError> {
+        self.verify_until_at(request, now).map(|(key, _)| key)
+    }
+
+    /// [`verify`](Self::verify), also returning when the URL stops working (how long a
+    /// response to it may be cached).
+    ///
+    /// # Errors
+    /// As [`verify`](Self::verify).
+    pub fn verify_until(
+        &self,
+        request: &SignedRequest<'_>,
+    ) -> Result<(ObjectKey, DateTime<Utc>), AssetError> {
+        self.verify_until_at(request, Utc::now())
+    }
+
+    fn verify_until_at(
+        &self,
+        request: &SignedRequest<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<(ObjectKey, DateTime<Utc>), AssetError> {
         let key = ObjectKey::parse(request.key)?;
         let (expires, sig) = parse_query(request.query)?;
         let method = match request.method.to_ascii_uppercase().as_str() {
@@ -212,7 +232,8 @@ impl UrlSigner {
                 ),
             });
         }
-        Ok(key)
+        let until = Utc.timestamp_opt(expires, 0).single().unwrap_or(now);
+        Ok((key, until))
     }
 
     fn signature(&self, method: &str, key: &str, expires: i64, content_type: &str) -> String {

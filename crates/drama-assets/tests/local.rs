@@ -123,6 +123,11 @@ async fn signed_urls_round_trip_through_the_verifier() {
         content_type: None,
     };
     assert_eq!(signer.verify(&request).unwrap(), k);
+    assert_eq!(
+        signer.verify_until(&request).unwrap(),
+        (k.clone(), get.expires_at),
+        "the deadline is the one the URL was signed with"
+    );
     let after = get.expires_at + chrono::Duration::seconds(1);
     assert!(matches!(
         signer.verify_at(&request, after),

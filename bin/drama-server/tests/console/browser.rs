@@ -293,6 +293,14 @@ impl Browser {
     }
 }
 
+/// Network entries for responses a step provokes on purpose (e.g. a 409 for a stale edit).
+pub fn network_status(entry: &Value, status: u16) -> bool {
+    entry["source"] == "network"
+        && entry["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&format!("status of {status}")))
+}
+
 /// Whether a WebDriver error says the element left the page.
 fn is_stale(error: &fantoccini::error::CmdError) -> bool {
     matches!(

@@ -1,11 +1,14 @@
 //! The console in a real headless Chromium against a real `serve` on PostgreSQL with the
-//! offline provider: sign in, create from a premise, follow a run live over SSE (through a
-//! server restart), play a clip, a stale edit's conflict message, cancel, an XSS title shown as
-//! text, a phone-sized screen, keyboard use, API keys, and no browser console errors.
+//! offline provider: sign in, create from a premise (the allowed models) or a drama JSON,
+//! follow a run live over SSE (through a server restart) with its budget, graph and costs, play
+//! a clip, a stale edit's conflict message, one scene regenerated, the account's ledger,
+//! cancel, an XSS title shown as text, a phone-sized screen, keyboard use, API keys, the quick
+//! start's sign-in link, and no browser console errors.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod browser;
 mod server;
+mod steps;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -13,7 +16,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use browser::Browser;
+use browser::{Browser, network_status};
 use server::Server;
 
 const XSS: &str = "<img src=x onerror=alert(1)>";
@@ -25,14 +28,6 @@ fn screenshots() -> PathBuf {
         .and_then(|p| p.parent())
         .unwrap()
         .join("console-screenshots")
-}
-
-/// Network entries for responses a step provokes on purpose (e.g. a 409 for a stale edit).
-fn network_status(entry: &Value, status: u16) -> bool {
-    entry["source"] == "network"
-        && entry["message"]
-            .as_str()
-            .is_some_and(|m| m.contains(&format!("status of {status}")))
 }
 
 async fn sign_in(b: &Browser, s: &Server) {
@@ -82,8 +77,10 @@ async fn a_generation_is_watched_played_edited_and_cancelled_in_the_browser() {
         .await;
     assert_eq!(status, 201, "{body}");
 
-    // Create from a premise: the console opens the run that writes it.
+    // Create from a premise, with the models the server allows: the console opens the run
+    // that writes it.
     b.route("#/new").await;
+    steps::model_choice(&b, &s).await;
     b.type_into(
         "#premise",
         "A lighthouse keeper and a storm chaser trade secrets, in 2 episodes",
@@ -130,10 +127,13 @@ async fn a_generation_is_watched_played_edited_and_cancelled_in_the_browser() {
             .as_bool()
             .unwrap()
     );
-    b.assert_clean_console("the list and the XSS drama", |_| false)
+    steps::create_from_json(&b, &s).await;
+    b.assert_clean_console("the list, the XSS drama and the JSON ones", |_| false)
         .await;
 
-    // Start a generation from the drama page, with its estimate shown first.
+    // Start a generation from the drama page, with its estimate shown first and a budget that
+    // the run keeps (far above what it spends: the estimate does not count the storyboards and
+    // clips of the scenes the run writes, and nothing may be cut here).
     b.route("#/d/storm").await;
     b.until(
         "the estimate",
@@ -141,6 +141,8 @@ async fn a_generation_is_watched_played_edited_and_cancelled_in_the_browser() {
         "return /credits|up to date/.test(document.querySelector('#estimate')?.textContent)",
     )
     .await;
+    let budget = 50_000;
+    b.type_into("#budget", &budget.to_string()).await;
     b.click("#generate").await;
     b.until("the run page", Duration::from_secs(10),
         "return location.hash.startsWith('#/run/') && document.querySelectorAll('svg.graph .node').length > 3").await;
@@ -150,6 +152,14 @@ async fn a_generation_is_watched_played_edited_and_cancelled_in_the_browser() {
         .as_str()
         .unwrap()
         .to_owned();
+    let (_, graph, _) = s
+        .call(Method::GET, &format!("/jobs/{run}/graph"), None)
+        .await;
+    assert_eq!(graph["run"]["budget"], budget, "{}", graph["run"]);
+    assert_eq!(
+        b.text("#cost [data-cost=budget] b").await,
+        budget.to_string()
+    );
 
     // Nodes change state while the page stays the same page (no reload, no polling).
     b.js("document.body.dataset.marker = 'kept'; return true")
@@ -181,6 +191,7 @@ async fn a_generation_is_watched_played_edited_and_cancelled_in_the_browser() {
         "return document.querySelector('#live').textContent === 'live' && document.body.dataset.marker === 'kept'").await;
     let settled = s.settle(&run, Duration::from_secs(150)).await;
     let wire = settled["status"].as_str().unwrap().to_owned();
+    assert_eq!(wire, "completed", "{settled}");
     b.until(
         "the run to settle on the page",
         Duration::from_secs(30),
@@ -203,6 +214,7 @@ async fn a_generation_is_watched_played_edited_and_cancelled_in_the_browser() {
         b.js("return document.body.dataset.marker").await,
         json!("kept")
     );
+    steps::run_graph_and_cost(&b, &s, &run).await;
     // Every event of the watched task was applied exactly once across the reconnect.
     let shown = b.text("#details h3:last-of-type").await;
     let expected = events_of(&s, &run, watched.as_str().unwrap()).await;
@@ -243,8 +255,25 @@ async fn a_generation_is_watched_played_edited_and_cancelled_in_the_browser() {
         "return [...document.querySelectorAll('main img')].filter(i => i.getBoundingClientRect().top < innerHeight).every(i => i.complete && i.naturalWidth > 0)",
     )
     .await;
-    // A taller window shows the characters and the first scenes too.
-    b.client.set_window_size(1280, 2200).await.unwrap();
+    // A window tall enough for everything down to the first scene (its storyboard, clip
+    // and prompts); measured twice, as the layout may shift once the window is resized.
+    for _ in 0..2 {
+        let wanted = b
+            .js("return Math.ceil(document.querySelector('[data-scene]').getBoundingClientRect().bottom \
+                 + scrollY + 24 + outerHeight - innerHeight)")
+            .await;
+        b.client
+            .set_window_size(1280, u32::try_from(wanted.as_u64().unwrap()).unwrap())
+            .await
+            .unwrap();
+    }
+    assert!(
+        b.js("return document.querySelector('[data-scene]').getBoundingClientRect().bottom <= innerHeight")
+            .await
+            .as_bool()
+            .unwrap(),
+        "the first scene is in the picture"
+    );
     b.until("the pictures below", Duration::from_secs(20),
         "return [...document.querySelectorAll('main img')].filter(i => i.getBoundingClientRect().top < innerHeight).every(i => i.complete && i.naturalWidth > 0)").await;
     // Decoded pictures only: a loaded image may not be painted yet.
@@ -276,6 +305,12 @@ async fn a_generation_is_watched_played_edited_and_cancelled_in_the_browser() {
     assert_eq!(drama["title"], "Changed elsewhere");
     assert_ne!(now, etag);
     b.assert_clean_console("the stale edit", |e| network_status(e, 409))
+        .await;
+
+    // One scene regenerated alone; then the account lists what every run charged.
+    let scene_run = steps::regenerate_scene(&b, &s, "storm").await;
+    steps::account(&b, &s, &[&scene_run, &run, writing.as_str().unwrap()]).await;
+    b.assert_clean_console("a scene and the account", |_| false)
         .await;
 
     // Cancel stops a run.
@@ -530,4 +565,6 @@ async fn a_phone_sized_screen_and_the_keyboard_reach_everything() {
     b.element("#credential").await;
     assert_eq!(b.js("return sessionStorage.length").await, json!(0));
     b.assert_clean_console("the phone session", |_| false).await;
+
+    steps::quick_start_link(&mut b).await;
 }

@@ -12,6 +12,8 @@ pub struct Server {
     child: Child,
     pub port: u16,
     pub key: String,
+    /// The user the key belongs to.
+    pub owner: uuid::Uuid,
     pub http: reqwest::Client,
     _assets: tempfile::TempDir,
     log: std::path::PathBuf,
@@ -38,6 +40,11 @@ fn command(db: &ScratchDb, port: u16, assets: &std::path::Path, args: &[&str]) -
         .env("AI_OFFLINE", "true")
         .env("PRICE_OFFLINE_CALLS", "true")
         .env("OFFLINE_VIDEO_DELAY_MS", "1500")
+        // The operator's own list of models: the console offers what the server allows.
+        .env(
+            "SCRIPT_MODELS",
+            "flash=gemini:gemini-2.5-flash,gemini-3-pro-preview=gemini,offline=offline",
+        )
         // A killed process's tasks are taken over within seconds.
         .env("DRAMA__WORKER__LEASE_SECONDS", "5")
         .env("RUST_LOG", "warn")
@@ -125,6 +132,7 @@ impl Server {
             child,
             port,
             key,
+            owner,
             http: reqwest::Client::new(),
             _assets: assets,
             log,
@@ -209,5 +217,99 @@ impl Server {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+}
+
+/// `serve` as the quick start runs it: no `DATABASE_URL`, the in-memory store, the offline
+/// provider; it prints a key and a console link that signs a browser in once.
+pub struct QuickStart {
+    child: Child,
+    pub port: u16,
+    /// The printed key.
+    pub key: String,
+    /// The printed `…/ui#signin=CODE` link.
+    pub link: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for QuickStart {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl QuickStart {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = super::browser::free_port();
+        let log = dir.path().join("serve.log");
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_drama-server"))
+            .arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("EMBEDDED_POSTGRES", "false")
+            .env("DATA_DIR", dir.path().join("data"))
+            .env("HOST", "127.0.0.1")
+            .env("PORT", port.to_string())
+            .env("PUBLIC_URL", format!("http://127.0.0.1:{port}"))
+            .env("AI_OFFLINE", "true")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        let mut quick = Self {
+            child,
+            port,
+            key: String::new(),
+            link: String::new(),
+            _dir: dir,
+        };
+        // The banner is printed once the server is ready to answer.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let banner = loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.contains("Console:") && text.contains("For production") {
+                break text;
+            }
+            if let Some(status) = quick.child.try_wait().unwrap() {
+                panic!("the quick start exited with {status}: {text}");
+            }
+            assert!(Instant::now() < deadline, "no quick-start banner: {text}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        quick.key = banner
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with("dk_"))
+            .unwrap()
+            .to_owned();
+        quick.link = banner
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Console:"))
+            .unwrap()
+            .trim()
+            .to_owned();
+        let http = reqwest::Client::new();
+        while !http
+            .get(quick.url("/health"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the quick start did not answer /health"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        quick
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
     }
 }

@@ -1,53 +1,83 @@
-// The account: balance and recent credit movements (when the server publishes `GET /me`), and
-// the signed-in user's API keys: list, create (the secret is shown once), revoke.
+// The account: the credit balance and the ledger of credit movements (`GET /me`, newest first,
+// a page at a time), and the signed-in user's API keys: list, create (the secret is shown
+// once), revoke.
 
-import { del, get, hasRoute, post, seg, token } from "./api.js";
-import { ago, confirmDialog, h, message, replace } from "./dom.js";
+import { del, get, post, seg, token } from "./api.js";
+import { ago, append, confirmDialog, h, message, replace } from "./dom.js";
+
+/** Ledger entries per request (the API's default page). */
+const PAGE = 20;
 
 export async function render(main, ctx) {
-  const balance = h("section", { class: "panel", id: "balance", hidden: true });
+  const balance = h("section", { class: "panel", id: "balance" });
   const keys = h("section", { class: "panel", id: "keys" });
   replace(main, h("h1", { text: "Account" }), balance, keys);
   await Promise.all([showBalance(balance), showKeys(keys, ctx)]);
 }
 
-/** The ledger's entries, whatever the server calls the list. */
-function entriesOf(me) {
-  for (const name of ["ledger", "entries", "recent", "movements", "transactions"]) {
-    const v = me[name];
-    if (Array.isArray(v)) return v;
-    if (v && Array.isArray(v.entries)) return v.entries;
-    if (v && Array.isArray(v.items)) return v.items;
-  }
-  return [];
+/** A signed amount as people read it: "+500", "-40". */
+const signed = (n) => (n > 0 ? `+${n}` : String(n));
+
+/** One ledger entry as a table row (`GET /me`'s `ledger[]`). */
+function entryRow(e) {
+  const at = Date.parse(e.created_at);
+  return h("tr", { "data-entry": String(e.id) },
+    h("td", {}, h("time", { datetime: e.created_at, title: new Date(at).toLocaleString(), text: ago(at) })),
+    h("td", { "data-col": "amount", class: e.amount < 0 ? "debit" : "credit", text: signed(e.amount) }),
+    h("td", { "data-col": "balance", class: "opt", text: String(e.balance_after) }),
+    h("td", { "data-col": "reason", text: e.reason.replaceAll("_", " ") }),
+    h("td", { "data-col": "run", class: "opt" }, e.run_id
+      ? h("a", { href: `#/run/${seg(e.run_id)}`, class: "mono", title: e.run_id, text: e.run_id.slice(0, 8) })
+      : ""),
+    h("td", { "data-col": "note", class: "opt", text: e.note ?? "" }));
 }
 
+/** The balance and the ledger; "Older movements" reads the next page at `next_offset`. */
 async function showBalance(panel) {
-  if (!(await hasRoute("/me"))) return;
-  let me;
-  try {
-    me = await get("/me");
-  } catch {
-    return;
-  }
-  const tokens = me.tokens ?? me.balance ?? me.credits;
-  const rows = entriesOf(me).slice(0, 50);
-  const when = (e) => e.createdAt ?? e.created_at ?? e.at;
+  const tokens = h("strong", { id: "tokens", text: "…" });
+  const rows = h("tbody", { id: "ledger" });
+  const empty = h("p", { class: "muted", text: "No credit movements yet.", hidden: true });
+  const more = h("button", { type: "button", id: "ledger-more", text: "Older movements", hidden: true });
+  const status = h("div", { "aria-live": "polite" });
+  const shown = new Set();
+  let next = 0;
+  const load = async () => {
+    const me = await get(`/me?limit=${PAGE}&offset=${next}`);
+    tokens.textContent = String(me.tokens);
+    // A movement made since the first page shifts the offsets by one: never list a row twice.
+    const fresh = me.ledger.filter((e) => !shown.has(e.id));
+    for (const e of fresh) shown.add(e.id);
+    append(rows, fresh.map(entryRow));
+    empty.hidden = shown.size > 0;
+    next = me.next_offset;
+    more.hidden = next === null || next === undefined;
+  };
+  more.addEventListener("click", async () => {
+    more.disabled = true;
+    try {
+      await load();
+      replace(status);
+    } catch (e) {
+      replace(status, message(e.message));
+    }
+    more.disabled = false;
+  });
   replace(panel,
     h("h2", { text: "Credits" }),
-    h("p", {}, "Balance: ", h("strong", { id: "tokens", text: tokens === undefined ? "—" : String(tokens) }), " credits"),
-    rows.length
-      ? h("table", {},
-        h("thead", {}, h("tr", {}, h("th", { text: "When" }), h("th", { text: "Change" }), h("th", { text: "Why" }),
-          h("th", { class: "opt", text: "Run" }))),
-        h("tbody", {}, rows.map((e) => h("tr", {},
-          h("td", { text: when(e) ? ago(typeof when(e) === "number" ? when(e) : Date.parse(when(e))) : "—" }),
-          h("td", { text: String(e.amount ?? e.delta ?? "") }),
-          h("td", { text: String(e.reason ?? e.kind ?? "") }),
-          h("td", { class: "opt" }, e.runId || e.run_id
-            ? h("a", { href: `#/run/${seg(e.runId || e.run_id)}`, text: "run" }) : "")))))
-      : h("p", { class: "muted", text: "No credit movements yet." }));
-  panel.hidden = false;
+    h("p", {}, "Balance: ", tokens, " credits"),
+    h("h3", { text: "Movements, newest first" }),
+    h("table", {},
+      h("thead", {}, h("tr", {}, h("th", { text: "When" }), h("th", { text: "Change" }),
+        h("th", { class: "opt", text: "Balance after" }), h("th", { text: "Why" }),
+        h("th", { class: "opt", text: "Run" }), h("th", { class: "opt", text: "Note" }))),
+      rows),
+    empty, h("div", { class: "row" }, more), status);
+  try {
+    await load();
+  } catch (e) {
+    if (e.status === 401) throw e;
+    replace(status, message(`The balance could not be read: ${e.message}`));
+  }
 }
 
 /** The prefix of the API key this tab is signed in with (`dk_<prefix>_…`), if it is one. */

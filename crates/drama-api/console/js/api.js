@@ -87,14 +87,3 @@ export const del = (path, options) => api("DELETE", path, options).then((r) => r
 /** A path segment, escaped. */
 export const seg = (value) => encodeURIComponent(value);
 
-/** The routes the server documents (feature detection without failed requests). */
-let documented;
-export async function hasRoute(path) {
-  if (!documented) {
-    documented = fetch("/openapi.json", { cache: "no-store" })
-      .then((r) => (r.ok ? r.json() : { paths: {} }))
-      .then((doc) => new Set(Object.keys(doc.paths || {})))
-      .catch(() => new Set());
-  }
-  return (await documented).has(path);
-}

@@ -1,29 +1,31 @@
 // A new drama: written from a premise by the chosen model (a run), or stored as it is from a
 // pasted or uploaded drama JSON.
 
-import { get, hasRoute, post, seg } from "./api.js";
+import { get, post, seg } from "./api.js";
 import { h, message, replace } from "./dom.js";
 
-/** The models a premise may name: the server's allow-list when it publishes one. */
+/**
+ * The models a premise may name, as `GET /models` lists them (`[{name, default}]`); empty when
+ * the list cannot be read, and the server then writes with its default.
+ */
 async function models() {
-  const fallback = ["gemini-3-pro-preview", "gpt-5.1"];
-  if (!(await hasRoute("/models"))) return fallback;
   try {
     const body = await get("/models");
-    const list = Array.isArray(body) ? body : body.models || [];
-    const names = list.map((m) => (typeof m === "string" ? m : m.name || m.id)).filter(Boolean);
-    return names.length ? names : fallback;
+    return body.models.map((m) => ({ name: m.name, isDefault: m.default === true }));
   } catch {
-    return fallback;
+    return [];
   }
 }
 
 export async function render(main, ctx) {
-  const names = await models();
+  const allowed = await models();
   const premise = h("textarea", { id: "premise", name: "premise", required: true, maxlength: "20000",
     placeholder: "Two rival bakers share one oven for a week, in 2 episodes" });
   const id = h("input", { id: "drama-id", name: "id", autocomplete: "off", placeholder: "generated when empty" });
-  const model = h("select", { id: "model", name: "model" }, names.map((n) => h("option", { value: n, text: n })));
+  const model = h("select", { id: "model", name: "model" }, allowed.length
+    ? allowed.map((m) => h("option", { value: m.name, selected: m.isDefault,
+      text: m.isDefault ? `${m.name} (default)` : m.name }))
+    : h("option", { value: "", text: "the server's default" }));
   const premiseStatus = h("div", { "aria-live": "polite" });
   const write = h("button", { type: "submit", class: "primary", text: "Write the drama" });
   const premiseForm = h("form", { class: "panel stack", id: "premise-form", novalidate: true },
@@ -42,7 +44,8 @@ export async function render(main, ctx) {
     }
     write.disabled = true;
     try {
-      const body = { premise: premise.value.trim(), model: model.value };
+      const body = { premise: premise.value.trim() };
+      if (model.value) body.model = model.value;
       if (id.value.trim()) body.id = id.value.trim();
       const started = await post("/dramas", body);
       ctx.go(`#/run/${seg(started.jobId)}`);

@@ -238,7 +238,7 @@ class DramaPage {
     const assets = scene.assets || [];
     const board = assets.find((a) => a.kind === "image");
     const clip = assets.find((a) => a.kind === "video");
-    const redo = h("button", { type: "button", text: "Regenerate scene" });
+    const redo = h("button", { type: "button", "data-action": "regenerate-scene", text: "Regenerate scene" });
     redo.addEventListener("click", () => this.start(`Regenerate scene ${i + 1}`,
       { force: true, sceneId: scene.id }, `${path}/generate`, { force: true }));
     const one = (asset, what) => {

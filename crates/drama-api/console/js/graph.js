@@ -190,7 +190,7 @@ export class GraphView {
         const x2 = to.x - 2;
         const y2 = to.y + H / 2;
         const bend = Math.max(30, (x2 - x1) / 2);
-        const path = s("path", { class: "edge", "marker-end": "url(#arrow)",
+        const path = s("path", { class: "edge", "marker-end": "url(#arrow)", "data-from": dep.id, "data-to": t.id,
           d: `M${x1},${y1} C${x1 + bend},${y1} ${x2 - bend},${y2} ${x2},${y2}` });
         this.edges.set(`${dep.id}>${t.id}`, path);
         edgeLayer.append(path);

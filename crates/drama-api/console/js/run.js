@@ -136,10 +136,10 @@ export async function render(main, ctx, id) {
     replace(counts, ["total", ...STATES].map((s) => h("span", { "data-count": s }, `${s} `, h("b", { text: String(c[s] || 0) }))));
     const cost = run.cost || {};
     replace(money,
-      h("span", {}, "estimated ", h("b", { text: String(cost.total ?? "—") })),
-      h("span", {}, "charged ", h("b", { text: String(cost.charged ?? "—") })),
-      h("span", {}, "refunded ", h("b", { text: String(cost.refunded ?? "—") })),
-      h("span", {}, "budget ", h("b", { text: run.budget ? String(run.budget) : "none" })));
+      h("span", { "data-cost": "total" }, "estimated ", h("b", { text: String(cost.total ?? "—") })),
+      h("span", { "data-cost": "charged" }, "charged ", h("b", { text: String(cost.charged ?? "—") })),
+      h("span", { "data-cost": "refunded" }, "refunded ", h("b", { text: String(cost.refunded ?? "—") })),
+      h("span", { "data-cost": "budget" }, "budget ", h("b", { text: run.budget ? String(run.budget) : "none" })));
     const settled = SETTLED.has(state);
     cancel.hidden = settled;
     resume.hidden = !settled || (c.failed + c.skipped + c.cancelled === 0);

@@ -1,8 +1,8 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use drama_app::AppError;
 use drama_app::pipeline::{PremiseRequest, Scope, Started, Waited};
+use drama_app::{AppError, Caller};
 use drama_dal::{PageRequest, StoredDrama};
 use drama_domain::{self as domain, DramaId, DramaPatch, UserId};
 use drama_domain::{AssetId, CharacterId, EpisodeId, SceneId};
@@ -42,9 +42,11 @@ fn timestamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-fn requested_owner(user_id: Option<&str>) -> FieldResult<Option<UserId>> {
+/// The owner a `userId` argument names, for service callers; anyone else's (such as the old
+/// clients' `10000`) is ignored, as on REST.
+fn requested_owner(caller: &Caller, user_id: Option<&str>) -> FieldResult<Option<UserId>> {
     user_id
-        .filter(|u| !u.is_empty())
+        .filter(|u| !u.is_empty() && caller.service)
         .map(|u| {
             u.parse::<UserId>()
                 .map_err(|_| bad_input(format!("userId {u:?} is not a user id")))
@@ -323,7 +325,7 @@ impl Query {
         #[graphql(default = 100)] limit: i32,
         user_id: Option<String>,
     ) -> FieldResult<Vec<DramaSummary>> {
-        let owner = requested_owner(user_id.as_deref())?;
+        let owner = requested_owner(&ctx.caller, user_id.as_deref())?;
         let page = PageRequest::first(page_limit(limit)?);
         let page = ctx
             .app
@@ -580,14 +582,16 @@ impl Mutation {
         character_id: String,
         user_id: Option<String>,
     ) -> FieldResult<Option<Character>> {
-        requested_owner(user_id.as_deref())?;
+        let caller = ctx
+            .caller
+            .acting_for(requested_owner(&ctx.caller, user_id.as_deref())?);
         let (Ok(id), Ok(character)) = (
             drama_id.parse::<DramaId>(),
             CharacterId::parse(character_id.clone()),
         ) else {
             return Ok(None);
         };
-        match ctx.app.portrait_now(&ctx.caller, &id, &character).await {
+        match ctx.app.portrait_now(&caller, &id, &character).await {
             Ok(Waited::Running(started)) => Err(still_running(&started)),
             Ok(Waited::Done(stored)) => {
                 let stored = Arc::new(*stored);
@@ -612,11 +616,13 @@ impl Mutation {
         drama_id: String,
         user_id: Option<String>,
     ) -> FieldResult<Option<Drama>> {
-        requested_owner(user_id.as_deref())?;
+        let caller = ctx
+            .caller
+            .acting_for(requested_owner(&ctx.caller, user_id.as_deref())?);
         let Ok(id) = drama_id.parse::<DramaId>() else {
             return Ok(None);
         };
-        match ctx.app.cover_now(&ctx.caller, &id).await {
+        match ctx.app.cover_now(&caller, &id).await {
             Ok(Waited::Running(started)) => Err(still_running(&started)),
             Ok(Waited::Done(stored)) => Ok(Some(Drama(Arc::new(*stored)))),
             Err(AppError::NotFound {

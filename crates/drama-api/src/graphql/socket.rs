@@ -18,7 +18,7 @@
 
 use std::collections::HashSet;
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use actix_web::http::header::{HeaderName, HeaderValue};
@@ -36,6 +36,7 @@ use tokio::sync::mpsc;
 
 use super::context::Ctx;
 use super::limits;
+use crate::media_links::sign_text;
 use crate::state::ApiState;
 
 /// The close code for a socket that did not send `connection_init` in time (the code
@@ -203,6 +204,7 @@ pub(crate) async fn websocket(
         slot,
         running: Arc::default(),
         stopped: Arc::default(),
+        caller: Arc::default(),
     };
     match protocol {
         Protocol::Transport => {
@@ -231,6 +233,8 @@ struct Gate {
     /// Operations the gate stopped at the deadline (and answered with an error): what juniper
     /// still sends for them is not passed on, so the client sees one end per operation.
     stopped: Arc<Mutex<HashSet<String>>>,
+    /// The authenticated caller, whose media URLs the outgoing messages carry signed.
+    caller: Arc<OnceLock<Caller>>,
 }
 
 impl Gate {
@@ -318,6 +322,9 @@ impl Gate {
                     initialised = true;
                     let outcome = self.authenticate(&parsed["payload"]).await;
                     caller = outcome.as_ref().ok().copied();
+                    if let Some(caller) = caller {
+                        let _ = self.caller.set(caller);
+                    }
                     *self.slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(outcome);
                 } else if kind == self.protocol.start()
                     && let (Some(caller), Some(id)) = (caller, parsed["id"].as_str())
@@ -385,7 +392,16 @@ impl Gate {
                 Some(reply) = replies.recv() => reply,
             };
             let sent = match outgoing {
-                Outgoing::Message(message) => session.text(message.to_string()).await,
+                Outgoing::Message(message) => {
+                    let text = message.to_string();
+                    // Payloads carry media URLs as stored; they leave loadable, as in a POST's
+                    // answer (the middleware that signs those never sees socket messages).
+                    let text = match self.caller.get() {
+                        Some(caller) => sign_text(&self.state, *caller, text).await,
+                        None => text,
+                    };
+                    session.text(text).await
+                }
                 Outgoing::Pong(bytes) => session.pong(&bytes).await,
                 Outgoing::Close(code, message) => {
                     let _ = session

@@ -8,7 +8,7 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 use drama_app::pipeline::wire_status;
-use drama_app::{App, AppError};
+use drama_app::{App, AppError, Caller};
 use drama_domain::DramaId;
 use drama_jobs::{Event, EventId, JobView};
 use futures::StreamExt as _;
@@ -19,6 +19,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::jobs::job_id;
 use crate::error::ApiError;
 use crate::follow::Progress;
+use crate::media_links::sign_text;
 use crate::state::{ApiState, Auth};
 
 /// How often a comment keeps idle connections (and proxies) alive.
@@ -44,15 +45,17 @@ pub(crate) fn event_json(e: &Event) -> serde_json::Value {
     })
 }
 
-fn frame(e: &Event) -> Bytes {
+/// One event as a frame. An event's `detail` is free-form (errors, reasons); any media URL of
+/// the caller's in it leaves signed, as in every JSON answer.
+async fn frame(state: &ApiState, caller: Caller, e: &Event) -> Bytes {
+    let data = sign_text(state, caller, event_json(e).to_string()).await;
     Bytes::from(format!(
-        "id: {}\nevent: {}\ndata: {}\n\n",
+        "id: {}\nevent: {}\ndata: {data}\n\n",
         e.id.0,
         serde_json::to_value(e.kind)
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_else(|| "event".to_owned()),
-        event_json(e)
     ))
 }
 
@@ -83,6 +86,7 @@ pub(crate) async fn events(
         .or(query.after)
         .map(EventId);
     let progress = state.realtime.follow(app, caller, id, after);
+    let state = state.into_inner();
     let stream = async_stream::stream! {
         // Held as long as the stream is open.
         let _permit = permit;
@@ -93,7 +97,7 @@ pub(crate) async fn events(
                 Err(_) => yield Ok::<Bytes, actix_web::Error>(Bytes::from_static(b": keep-alive\n\n")),
                 Ok(Some(Ok(Progress::Events(events, _)))) => {
                     for e in &events {
-                        yield Ok(frame(e));
+                        yield Ok(frame(&state, caller, e).await);
                     }
                 }
                 // A settled run may still be resumed; a client reconnects to follow that.
@@ -186,4 +190,54 @@ pub(crate) async fn drama_events(
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .insert_header(("X-Accel-Buffering", "no"))
         .streaming(stream))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use drama_app::{App, Ports};
+    use drama_domain::UserId;
+    use drama_jobs::{EventKind, JobId, JobState, RunId};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn media_urls_in_an_event_leave_signed() {
+        let assets = Arc::new(drama_assets::MemoryStore::default());
+        let (ports, _, _) = Ports::memory(assets, drama_ai::AiProviders::offline(0));
+        let app = App::new(ports).with_public_base_url("http://api.test");
+        let state = ApiState::new(app, crate::HttpSettings::default());
+        let me = UserId::random();
+        let raw = format!("http://api.test/media/{me}/d/clips/s1.mp4");
+        let event = Event {
+            id: EventId(7),
+            run_id: RunId::new(),
+            job_id: JobId::new(),
+            key: "video:s1".to_owned(),
+            kind: EventKind::Failed,
+            state: JobState::Failed,
+            attempt: 1,
+            at: chrono::Utc::now(),
+            detail: json!({"error": format!("cannot read {raw}")}),
+        };
+        let text =
+            String::from_utf8(frame(&state, Caller::user(me), &event).await.to_vec()).unwrap();
+        assert!(text.starts_with("id: 7\nevent: failed\ndata: "), "{text}");
+        assert!(!text.contains("/media/"), "{text}");
+        assert!(
+            text.contains(&format!("/files/{me}/d/clips/s1.mp4?expires=")) && text.contains("sig="),
+            "{text}"
+        );
+        let other = String::from_utf8(
+            frame(&state, Caller::user(UserId::random()), &event)
+                .await
+                .to_vec(),
+        )
+        .unwrap();
+        assert!(
+            other.contains(&raw),
+            "another user's URL stays as it is: {other}"
+        );
+    }
 }

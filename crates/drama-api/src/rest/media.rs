@@ -3,13 +3,14 @@
 
 use std::time::Duration;
 
-use actix_web::http::header;
+use actix_web::http::{Method, header};
 use actix_web::{HttpRequest, HttpResponse, web};
-use drama_assets::{ByteRange, ObjectKey, SignedRequest};
+use chrono::{DateTime, Utc};
+use drama_assets::{ObjectKey, SignedRequest};
 use drama_dal::Entity;
 use futures::StreamExt as _;
 
-use super::streaming::object_response;
+use super::delivery::{Delivery, asset_error};
 use crate::error::ApiError;
 use crate::state::ApiState;
 
@@ -17,102 +18,24 @@ use crate::state::ApiState;
 const REDIRECT_EXPIRY: Duration = Duration::from_secs(300);
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/media/{key:.+}", web::get().to(media)).service(
+    cfg.service(
+        web::resource("/media/{key:.+}")
+            .route(web::get().to(media))
+            .route(web::head().to(media)),
+    )
+    .service(
         web::resource("/files/{key:.+}")
             .route(web::get().to(signed_get))
+            .route(web::head().to(signed_get))
             .route(web::put().to(signed_put)),
     );
 }
 
-/// What a `Range` header asks for. Only single ranges are honoured; a header this does not
-/// understand (several ranges, another unit, nonsense) is ignored and the whole object is
-/// served, as RFC 9110 allows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Wanted {
-    /// `bytes=start-` or `bytes=start-end`.
-    From(ByteRange),
-    /// `bytes=-n`: the last `n` bytes.
-    Suffix(u64),
-}
-
-fn parse_range(value: &str) -> Option<Wanted> {
-    let spec = value.trim().strip_prefix("bytes=")?.trim();
-    if spec.contains(',') {
-        return None;
-    }
-    let (start, end) = spec.split_once('-')?;
-    let (start, end) = (start.trim(), end.trim());
-    if start.is_empty() {
-        return Some(Wanted::Suffix(end.parse().ok()?));
-    }
-    let start = start.parse().ok()?;
-    let end = if end.is_empty() {
-        None
-    } else {
-        Some(end.parse().ok()?)
-    };
-    // A last byte before the first makes the header invalid, hence ignored.
-    if end.is_some_and(|e| e < start) {
-        return None;
-    }
-    Some(Wanted::From(ByteRange { start, end }))
-}
-
-/// The object (or the part the `Range` header asks for): 200, 206 with `Content-Range`, or 416
-/// with `Content-Range: bytes */{size}` when the range starts past the end.
-async fn serve_object(
-    assets: &dyn drama_assets::AssetStore,
-    req: &HttpRequest,
-    key: &ObjectKey,
-) -> Result<HttpResponse, ApiError> {
-    let wanted = req
-        .headers()
-        .get(header::RANGE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_range);
-    let range = match wanted {
-        None => None,
-        Some(Wanted::From(range)) => Some(range),
-        Some(Wanted::Suffix(n)) => {
-            let size = assets.head(key).await.map_err(asset_error)?.size;
-            if n == 0 || size == 0 {
-                return Ok(unsatisfiable(size));
-            }
-            Some(ByteRange {
-                start: size.saturating_sub(n),
-                end: None,
-            })
-        }
-    };
-    let object = match range {
-        Some(range) => assets.get_range(key, range).await,
-        None => assets.get(key).await,
-    };
-    match object {
-        Ok(object) => Ok(object_response(object)),
-        Err(drama_assets::AssetError::RangeNotSatisfiable { size, .. }) => Ok(unsatisfiable(size)),
-        Err(e) => Err(asset_error(e)),
-    }
-}
-
-fn asset_error(e: drama_assets::AssetError) -> ApiError {
-    ApiError::from(drama_app::AppError::from(e))
-}
-
-fn unsatisfiable(size: u64) -> HttpResponse {
-    HttpResponse::RangeNotSatisfiable()
-        .insert_header((header::CONTENT_RANGE, format!("bytes */{size}")))
-        .insert_header((header::ACCEPT_RANGES, "bytes"))
-        .json(serde_json::json!({
-            "detail": format!("Range not satisfiable: the object has {size} bytes"),
-            "code": "range_not_satisfiable",
-        }))
-}
-
-/// `GET /media/{key}`: an object of the caller, or anyone's with a signature of this server
-/// (`?expires=…&sig=…`, as in the `/files/` URLs of the local and memory stores). Buckets
-/// answer with a redirect to a short-lived presigned URL; the local and memory stores stream
-/// the bytes (with ranges, for seeking).
+/// `GET`/`HEAD /media/{key}`: an object of the caller, or anyone's with a signature of this
+/// server (`?expires=…&sig=…`, as in the `/files/` URLs of the local and memory stores).
+/// Buckets answer a `GET` with a redirect to a short-lived presigned URL (presigned for `GET`
+/// only, so a `HEAD` is answered here from the object's metadata); the local and memory
+/// stores stream the bytes (with ranges, for seeking).
 async fn media(
     state: web::Data<ApiState>,
     req: HttpRequest,
@@ -120,8 +43,9 @@ async fn media(
 ) -> Result<HttpResponse, ApiError> {
     let raw = path.into_inner();
     let signed = req.query_string().contains("sig=");
-    let key = if signed {
-        verify(&state, &req, &raw)?
+    let (key, signed_until) = if signed {
+        let (key, until) = verify(&state, &req, &raw)?;
+        (key, Some(until))
     } else {
         let caller = state.caller(&req).await?;
         let key =
@@ -130,10 +54,10 @@ async fn media(
         if !own && !caller.service {
             return Err(ApiError::not_found(Entity::Asset, &raw));
         }
-        key
+        (key, None)
     };
     let assets = state.app().assets();
-    if assets.url_signer().is_none() {
+    if assets.url_signer().is_none() && req.method() == Method::GET {
         let presigned = assets
             .presign_get(&key, REDIRECT_EXPIRY)
             .await
@@ -143,10 +67,21 @@ async fn media(
             .insert_header((header::CACHE_CONTROL, "private, max-age=240"))
             .finish());
     }
-    serve_object(assets.as_ref(), &req, &key).await
+    Delivery {
+        assets: assets.as_ref(),
+        key: &key,
+        signed_until,
+    }
+    .answer(&req)
+    .await
 }
 
-fn verify(state: &ApiState, req: &HttpRequest, key: &str) -> Result<ObjectKey, ApiError> {
+/// The key a signed request may read or write, and when its URL expires.
+fn verify(
+    state: &ApiState,
+    req: &HttpRequest,
+    key: &str,
+) -> Result<(ObjectKey, DateTime<Utc>), ApiError> {
     let signer = state
         .app()
         .assets()
@@ -157,7 +92,7 @@ fn verify(state: &ApiState, req: &HttpRequest, key: &str) -> Result<ObjectKey, A
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     signer
-        .verify(&SignedRequest {
+        .verify_until(&SignedRequest {
             method: req.method().as_str(),
             key,
             query: req.query_string(),
@@ -172,14 +107,20 @@ fn verify(state: &ApiState, req: &HttpRequest, key: &str) -> Result<ObjectKey, A
         })
 }
 
-/// `GET /files/{key}?expires&sig`: a signed download; the signature is the credential.
+/// `GET`/`HEAD /files/{key}?expires&sig`: a signed download; the signature is the credential.
 async fn signed_get(
     state: web::Data<ApiState>,
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let key = verify(&state, &req, &path)?;
-    serve_object(state.app().assets().as_ref(), &req, &key).await
+    let (key, until) = verify(&state, &req, &path)?;
+    Delivery {
+        assets: state.app().assets().as_ref(),
+        key: &key,
+        signed_until: Some(until),
+    }
+    .answer(&req)
+    .await
 }
 
 /// `PUT /files/{key}?expires&sig`: a signed upload with the exact content type it was signed for.
@@ -189,7 +130,7 @@ async fn signed_put(
     path: web::Path<String>,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let key = verify(&state, &req, &path)?;
+    let (key, _) = verify(&state, &req, &path)?;
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -228,28 +169,4 @@ async fn signed_put(
         "key": info.key.as_str(), "size": info.size, "content_type": info.content_type,
         "checksum": info.checksum,
     })))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn range_headers_are_read_as_rfc_9110_says() {
-        let from = |start, end| Some(Wanted::From(ByteRange { start, end }));
-        assert_eq!(parse_range("bytes=0-99"), from(0, Some(99)));
-        assert_eq!(parse_range("bytes=100-"), from(100, None));
-        assert_eq!(parse_range("bytes=-500"), Some(Wanted::Suffix(500)));
-        assert_eq!(parse_range(" bytes= 5 - 9 "), from(5, Some(9)));
-        for ignored in [
-            "bytes=9-5",
-            "bytes=0-1,4-5",
-            "items=0-1",
-            "bytes=a-b",
-            "bytes=-",
-            "0-1",
-        ] {
-            assert_eq!(parse_range(ignored), None, "{ignored}");
-        }
-    }
 }

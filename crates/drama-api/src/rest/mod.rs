@@ -1,5 +1,6 @@
 //! REST routes: the old server's paths and shapes, with its bugs fixed.
 
+mod delivery;
 mod dramas;
 mod events;
 mod generate;

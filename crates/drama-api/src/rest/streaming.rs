@@ -2,10 +2,10 @@
 
 use std::path::PathBuf;
 
-use actix_web::HttpResponse;
 use actix_web::http::header;
+use actix_web::{HttpResponse, HttpResponseBuilder};
 use bytes::Bytes;
-use drama_assets::{ByteStream, ObjectStream};
+use drama_assets::{ByteStream, ContentRange, ObjectInfo, ObjectStream};
 use futures::StreamExt as _;
 use tokio::io::AsyncWriteExt as _;
 
@@ -76,10 +76,10 @@ pub(crate) async fn spool_channel(
     Ok(Spooled { file: guard, len })
 }
 
-/// A streamed 200 (or 206 for a range) with the object's type and length.
-pub(crate) fn object_response(object: ObjectStream) -> HttpResponse {
-    let length = object.body_len();
-    let mut response = match object.range {
+/// The status and headers of an object's answer, without its body: 200, or 206 with
+/// `Content-Range` for a range.
+pub(crate) fn object_head(info: &ObjectInfo, range: Option<ContentRange>) -> HttpResponseBuilder {
+    let mut response = match range {
         Some(range) => {
             let mut r = HttpResponse::PartialContent();
             r.insert_header((
@@ -91,9 +91,16 @@ pub(crate) fn object_response(object: ObjectStream) -> HttpResponse {
         None => HttpResponse::Ok(),
     };
     response
-        .insert_header((header::CONTENT_TYPE, object.info.content_type.clone()))
+        .insert_header((header::CONTENT_TYPE, info.content_type.clone()))
         .insert_header((header::ACCEPT_RANGES, "bytes"))
-        .insert_header(("X-Content-Type-Options", "nosniff"))
+        .insert_header(("X-Content-Type-Options", "nosniff"));
+    response
+}
+
+/// A streamed 200 (or 206 for a range) with the object's type and length.
+pub(crate) fn object_response(object: ObjectStream) -> HttpResponse {
+    let length = object.body_len();
+    object_head(&object.info, object.range)
         .no_chunking(length)
         .streaming(
             object

@@ -290,6 +290,185 @@ async fn the_projects_service_role_key_is_a_service_caller_and_anon_stays_refuse
 }
 
 #[actix_web::test]
+async fn a_service_role_token_acts_for_a_named_user_on_rest_and_in_a_mutation() {
+    let h = Harness::new().await;
+    let worker = h.worker().await;
+    let svc = h.service(settings(ISSUER_BASE)).await;
+    crate::support::create_drama(&svc, &h.bob_key, "bobs", (1, 1, 1)).await;
+    let service = hs256(&project_key("service_role", "project"));
+    let bob = h.bob.to_string();
+
+    // REST: an upload into Bob's library, as the old server-side callers made them.
+    let fields = [
+        ("project_name", "shared"),
+        ("asset_type", "image"),
+        ("tag", "character"),
+        ("user_id", bob.as_str()),
+    ];
+    let body = crate::library::multipart(
+        &fields,
+        Some(("a.png", "image/png", crate::library::PNG)),
+        false,
+    );
+    let (status, _, record) = send(&svc, crate::library::upload(&service, body)).await;
+    assert_eq!(status, 200, "{record}");
+    let (_, _, bobs) = send(
+        &svc,
+        get("/asset-library/list?project_name=shared", &h.bob_key),
+    )
+    .await;
+    assert_eq!(bobs["user_id"], bob);
+    assert_eq!(bobs["total"], 1, "the upload is Bob's: {bobs}");
+    // The same `user_id` from an ordinary caller is ignored: Alice uploads into her own.
+    let body = crate::library::multipart(
+        &fields,
+        Some(("a.png", "image/png", crate::library::PNG)),
+        false,
+    );
+    let (status, _, _) = send(&svc, crate::library::upload(&h.alice_key, body)).await;
+    assert_eq!(status, 200);
+    let (_, _, still) = send(
+        &svc,
+        get("/asset-library/list?project_name=shared", &h.bob_key),
+    )
+    .await;
+    assert_eq!(still["total"], 1, "{still}");
+
+    // GraphQL: mutations on Bob's drama, naming him: his main character's portrait, then
+    // the cover (which needs it).
+    let (_, _, before) = send(&svc, get("/dramas/bobs", &h.bob_key)).await;
+    let character = before["characters"][0]["id"].as_str().unwrap().to_owned();
+    let portrait = json!({
+        "query": "mutation($d: String!, $c: String!, $u: String) { generateCharacterImage(dramaId: $d, characterId: $c, userId: $u) { id url } }",
+        "variables": {"d": "bobs", "c": character, "u": bob},
+    });
+    let (_, _, answer) = send(
+        &svc,
+        crate::support::post_json("/graphql", &service, portrait),
+    )
+    .await;
+    let url = answer["data"]["generateCharacterImage"]["url"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(url.contains(&format!("/{bob}/bobs/")), "{answer}");
+    let mutation = json!({
+        "query": "mutation($d: String!, $u: String) { generateCoverPhoto(dramaId: $d, userId: $u) { id url } }",
+        "variables": {"d": "bobs", "u": bob},
+    });
+    let (status, _, answer) = send(
+        &svc,
+        crate::support::post_json("/graphql", &service, mutation.clone()),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let cover = answer["data"]["generateCoverPhoto"]["url"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no cover: {answer}"))
+        .to_owned();
+    assert!(cover.contains(&format!("/{bob}/bobs/")), "{cover}");
+    let (_, _, seen) = send(&svc, get("/dramas/bobs", &h.bob_key)).await;
+    let url = seen["url"].as_str().unwrap_or_default();
+    assert!(
+        url.contains(&format!("/{bob}/bobs/")),
+        "Bob sees his new cover: {seen}"
+    );
+    // Alice naming Bob reaches nothing of his.
+    let (_, _, refused) = send(
+        &svc,
+        crate::support::post_json("/graphql", &h.alice_key, mutation),
+    )
+    .await;
+    assert_eq!(
+        refused["data"]["generateCoverPhoto"],
+        Value::Null,
+        "{refused}"
+    );
+    // The old clients' default `userId` from an ordinary caller is ignored, not an error.
+    let old_default = json!({
+        "query": "mutation { generateCoverPhoto(dramaId: \"missing\", userId: \"10000\") { id } }",
+    });
+    let (_, _, ignored) = send(
+        &svc,
+        crate::support::post_json("/graphql", &h.alice_key, old_default),
+    )
+    .await;
+    assert_eq!(ignored, json!({"data": {"generateCoverPhoto": null}}));
+    worker.shutdown().await;
+}
+
+#[actix_web::test]
+async fn each_old_key_is_warned_about_once_not_on_every_request() {
+    let logs = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::WARN)
+        .finish();
+    // actix tests run on one thread, where the requests are authenticated too.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let h = Harness::new().await;
+    let mut s = Harness::settings();
+    s.auth.legacy_api_keys = Some("old-key-1,old-key-2".to_owned());
+    s.auth.legacy_user = Some(h.alice.to_string());
+    let svc = h.service(s).await;
+    for _ in 0..3 {
+        for key in ["old-key-1", "old-key-2"] {
+            let (status, _, _) = send(&svc, get("/dramas", key)).await;
+            assert_eq!(status, 200);
+        }
+    }
+    let text = logs.text();
+    assert_eq!(
+        text.matches("LEGACY_API_KEYS are accepted for the transition and deprecated")
+            .count(),
+        1,
+        "one line when the keys are loaded:\n{text}"
+    );
+    let uses: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("a request used an old API key"))
+        .collect();
+    assert_eq!(uses.len(), 2, "one line per key, not per request:\n{text}");
+    assert!(
+        uses[0].contains("legacy_key=1") && uses[1].contains("legacy_key=2"),
+        "{uses:?}"
+    );
+    assert!(
+        !text.contains("old-key-"),
+        "the keys themselves are never logged:\n{text}"
+    );
+}
+
+/// Log output kept in memory.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Self;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[actix_web::test]
 async fn the_configured_service_key_counts_even_when_it_is_not_a_jwt() {
     let h = Harness::new().await;
     let mut s = settings(ISSUER_BASE);

@@ -357,7 +357,21 @@ pub(super) fn rest_calls(
             Refused,
         ),
         (
+            "head",
+            "/media/{key}",
+            format!("/media/{}", a.object_key),
+            none.clone(),
+            Refused,
+        ),
+        (
             "get",
+            "/files/{key}",
+            format!("/files/{}", a.object_key),
+            none.clone(),
+            Refused,
+        ),
+        (
+            "head",
             "/files/{key}",
             format!("/files/{}", a.object_key),
             none.clone(),
@@ -402,7 +416,7 @@ pub(super) fn documented_operations() -> BTreeSet<(String, String)> {
     let doc: Value = serde_json::from_str(DOC).unwrap();
     let mut found = BTreeSet::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
-        for method in ["get", "post", "put", "patch", "delete"] {
+        for method in ["get", "head", "post", "put", "patch", "delete"] {
             if item.get(method).is_some() {
                 found.insert((method.to_owned(), path.clone()));
             }

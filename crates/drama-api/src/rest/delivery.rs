@@ -1,0 +1,333 @@
+//! What a `GET` or `HEAD` of an object answers, as RFC 9110 describes it: one byte range
+//! (`206`), a range past the end (`416`), validators (`ETag`, `Last-Modified`), conditional
+//! requests (`If-None-Match` → `304`, a stale `If-Range` → the whole object) and, for signed
+//! URLs, how long the answer may be cached.
+//!
+//! Players seek with ranges and revalidate with the validators; link checkers and CDNs ask
+//! with `HEAD`, which answers the headers a `GET` would, from the object's metadata alone.
+
+use std::time::SystemTime;
+
+use actix_web::http::header::{self, HttpDate};
+use actix_web::http::{Method, StatusCode};
+use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder};
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use drama_assets::{AssetError, AssetStore, ByteRange, ContentRange, ObjectInfo, ObjectKey};
+
+use super::streaming::object_head;
+use crate::error::ApiError;
+
+/// What a `Range` header asks for. Only single ranges are honoured; a header this does not
+/// understand (several ranges, another unit, nonsense) is ignored and the whole object is
+/// served, as RFC 9110 allows (several ranges would need a `multipart/byteranges` answer,
+/// which no player asks for).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Wanted {
+    /// `bytes=start-` or `bytes=start-end`.
+    From(ByteRange),
+    /// `bytes=-n`: the last `n` bytes.
+    Suffix(u64),
+}
+
+pub(super) fn parse_range(value: &str) -> Option<Wanted> {
+    let spec = value.trim().strip_prefix("bytes=")?.trim();
+    if spec.contains(',') {
+        return None;
+    }
+    let (start, end) = spec.split_once('-')?;
+    let (start, end) = (start.trim(), end.trim());
+    if start.is_empty() {
+        return Some(Wanted::Suffix(end.parse().ok()?));
+    }
+    let start = start.parse().ok()?;
+    let end = if end.is_empty() {
+        None
+    } else {
+        Some(end.parse().ok()?)
+    };
+    // A last byte before the first makes the header invalid, hence ignored.
+    if end.is_some_and(|e| e < start) {
+        return None;
+    }
+    Some(Wanted::From(ByteRange { start, end }))
+}
+
+/// The validators of one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Validators {
+    /// A strong tag from the bytes' digest (or the store's own tag); a weak one from size and
+    /// modification time when neither is known (two writes within a second may share it).
+    pub(super) etag: Option<String>,
+    pub(super) last_modified: Option<DateTime<Utc>>,
+}
+
+impl Validators {
+    pub(super) fn of(info: &ObjectInfo) -> Self {
+        let digest = info
+            .checksum
+            .as_deref()
+            .and_then(|c| c.strip_prefix("sha256:"))
+            .filter(|hex| hex.chars().all(|c| c.is_ascii_hexdigit()));
+        let etag = match (digest, info.etag.as_deref()) {
+            (Some(hex), _) => Some(format!("\"{hex}\"")),
+            (None, Some(tag)) if tag.starts_with('"') || tag.starts_with("W/\"") => {
+                Some(tag.to_owned())
+            }
+            (None, Some(tag)) => Some(format!("\"{tag}\"")),
+            (None, None) => info
+                .last_modified
+                .map(|at| format!("W/\"{:x}-{:x}\"", info.size, at.timestamp())),
+        };
+        Self {
+            etag,
+            last_modified: info.last_modified,
+        }
+    }
+
+    fn apply(&self, response: &mut HttpResponseBuilder) {
+        if let Some(etag) = &self.etag {
+            response.insert_header((header::ETAG, etag.clone()));
+        }
+        if let Some(at) = self.last_modified {
+            response.insert_header((header::LAST_MODIFIED, http_date(at)));
+        }
+    }
+
+    /// `If-None-Match`: whether one of the listed tags matches ours (weak comparison), or
+    /// the list is `*`.
+    fn none_match_fails(&self, value: &str) -> bool {
+        if value.trim() == "*" {
+            return true;
+        }
+        let Some(ours) = &self.etag else {
+            return false;
+        };
+        value
+            .split(',')
+            .map(str::trim)
+            .any(|tag| opaque(tag) == opaque(ours))
+    }
+
+    /// `If-Range`: whether the range may be served (the client's copy is still this object).
+    /// Entity tags compare strongly (a weak tag never matches); a date must equal
+    /// `Last-Modified` to the second.
+    fn range_still_applies(&self, value: &str) -> bool {
+        let value = value.trim();
+        if value.starts_with('"') || value.starts_with("W/") {
+            return self.etag.as_deref().is_some_and(|ours| {
+                !ours.starts_with("W/") && !value.starts_with("W/") && ours == value
+            });
+        }
+        let (Ok(date), Some(ours)) = (value.parse::<HttpDate>(), self.last_modified) else {
+            return false;
+        };
+        let theirs: DateTime<Utc> = SystemTime::from(date).into();
+        theirs.timestamp() == ours.timestamp()
+    }
+}
+
+/// An entity tag without its weakness marker.
+fn opaque(tag: &str) -> &str {
+    tag.strip_prefix("W/").unwrap_or(tag)
+}
+
+fn http_date(at: DateTime<Utc>) -> String {
+    HttpDate::from(SystemTime::from(at)).to_string()
+}
+
+/// How an object is asked for.
+pub(super) struct Delivery<'a> {
+    pub(super) assets: &'a dyn AssetStore,
+    pub(super) key: &'a ObjectKey,
+    /// The expiry of the signed URL the request came with: the answer may be kept privately
+    /// until then, and no longer (the URL itself stops working).
+    pub(super) signed_until: Option<DateTime<Utc>>,
+}
+
+impl Delivery<'_> {
+    /// The answer to `req` (a `GET` or `HEAD`).
+    pub(super) async fn answer(&self, req: &HttpRequest) -> Result<HttpResponse, ApiError> {
+        let head_only = req.method() == Method::HEAD;
+        let text = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
+        let mut wanted = text(header::RANGE).and_then(parse_range);
+        let if_none_match = text(header::IF_NONE_MATCH);
+        let if_range = text(header::IF_RANGE).filter(|_| wanted.is_some());
+        // The metadata is read first only when the answer depends on it before the body.
+        let needs_info = head_only
+            || if_none_match.is_some()
+            || if_range.is_some()
+            || matches!(wanted, Some(Wanted::Suffix(_)));
+        let info = if needs_info {
+            Some(self.assets.head(self.key).await.map_err(asset_error)?)
+        } else {
+            None
+        };
+        if let Some(info) = &info {
+            let validators = Validators::of(info);
+            if if_none_match.is_some_and(|v| validators.none_match_fails(v)) {
+                let mut response = HttpResponse::NotModified();
+                validators.apply(&mut response);
+                self.cache(&mut response);
+                return Ok(response.finish());
+            }
+            if if_range.is_some_and(|v| !validators.range_still_applies(v)) {
+                wanted = None;
+            }
+        }
+        let range = match wanted {
+            None => None,
+            Some(Wanted::From(range)) => Some(range),
+            Some(Wanted::Suffix(n)) => {
+                let size = info.as_ref().map_or(0, |i| i.size);
+                if n == 0 || size == 0 {
+                    return Ok(unsatisfiable(size));
+                }
+                Some(ByteRange {
+                    start: size - n.min(size),
+                    end: None,
+                })
+            }
+        };
+        if let (true, Some(info)) = (head_only, &info) {
+            return Ok(self.headers_only(info, range));
+        }
+        let object = match range {
+            Some(range) => self.assets.get_range(self.key, range).await,
+            None => self.assets.get(self.key).await,
+        };
+        let object = match object {
+            Ok(object) => object,
+            Err(AssetError::RangeNotSatisfiable { size, .. }) => return Ok(unsatisfiable(size)),
+            Err(e) => return Err(asset_error(e)),
+        };
+        let mut response = object_head(&object.info, object.range);
+        Validators::of(&object.info).apply(&mut response);
+        self.cache(&mut response);
+        let length = object.body_len();
+        Ok(response
+            .no_chunking(length)
+            .streaming(futures::StreamExt::map(object.body, |chunk| {
+                chunk.map_err(actix_web::error::ErrorInternalServerError)
+            })))
+    }
+
+    /// `HEAD`: what a `GET` would answer, with the length it would send and no body.
+    fn headers_only(&self, info: &ObjectInfo, range: Option<ByteRange>) -> HttpResponse {
+        let served = match range.map(|r| r.resolve(self.key, info.size)) {
+            None => None,
+            Some(Ok((start, end))) => Some(ContentRange {
+                start,
+                end,
+                total: info.size,
+            }),
+            Some(Err(_)) => return unsatisfiable(info.size),
+        };
+        let length = served.map_or(info.size, |r| r.end - r.start + 1);
+        let mut response = object_head(info, served);
+        Validators::of(info).apply(&mut response);
+        self.cache(&mut response);
+        // The length is declared and no byte follows: HTTP sends no body for HEAD.
+        response
+            .no_chunking(length)
+            .streaming(futures::stream::empty::<Result<Bytes, actix_web::Error>>())
+    }
+
+    fn cache(&self, response: &mut HttpResponseBuilder) {
+        if let Some(until) = self.signed_until {
+            let left = (until - Utc::now()).num_seconds().max(0);
+            response.insert_header((header::CACHE_CONTROL, format!("private, max-age={left}")));
+        }
+    }
+}
+
+pub(super) fn asset_error(e: AssetError) -> ApiError {
+    ApiError::from(drama_app::AppError::from(e))
+}
+
+/// `416` with `Content-Range: bytes */{size}`.
+fn unsatisfiable(size: u64) -> HttpResponse {
+    HttpResponse::build(StatusCode::RANGE_NOT_SATISFIABLE)
+        .insert_header((header::CONTENT_RANGE, format!("bytes */{size}")))
+        .insert_header((header::ACCEPT_RANGES, "bytes"))
+        .json(serde_json::json!({
+            "detail": format!("Range not satisfiable: the object has {size} bytes"),
+            "code": "range_not_satisfiable",
+        }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn range_headers_are_read_as_rfc_9110_says() {
+        let from = |start, end| Some(Wanted::From(ByteRange { start, end }));
+        assert_eq!(parse_range("bytes=0-99"), from(0, Some(99)));
+        assert_eq!(parse_range("bytes=100-"), from(100, None));
+        assert_eq!(parse_range("bytes=-500"), Some(Wanted::Suffix(500)));
+        assert_eq!(parse_range(" bytes= 5 - 9 "), from(5, Some(9)));
+        for ignored in [
+            "bytes=9-5",
+            "bytes=0-1,4-5",
+            "items=0-1",
+            "bytes=a-b",
+            "bytes=-",
+            "0-1",
+        ] {
+            assert_eq!(parse_range(ignored), None, "{ignored}");
+        }
+    }
+
+    fn info(checksum: Option<&str>, etag: Option<&str>, modified: Option<i64>) -> ObjectInfo {
+        ObjectInfo {
+            key: ObjectKey::parse("u/d/covers/c.png").unwrap(),
+            size: 300,
+            content_type: "image/png".to_owned(),
+            checksum: checksum.map(str::to_owned),
+            etag: etag.map(str::to_owned),
+            last_modified: modified.and_then(|s| DateTime::from_timestamp(s, 0)),
+        }
+    }
+
+    #[test]
+    fn validators_come_from_the_digest_then_the_store_then_size_and_time() {
+        let digest = Validators::of(&info(Some("sha256:ab12"), Some("\"s3\""), Some(1)));
+        assert_eq!(digest.etag.as_deref(), Some("\"ab12\""));
+        let store = Validators::of(&info(None, Some("9f"), None));
+        assert_eq!(store.etag.as_deref(), Some("\"9f\""));
+        let weak = Validators::of(&info(None, None, Some(0x6000_0000)));
+        assert_eq!(weak.etag.as_deref(), Some("W/\"12c-60000000\""));
+        assert_eq!(Validators::of(&info(None, None, None)).etag, None);
+    }
+
+    #[test]
+    fn conditions_compare_as_rfc_9110_says() {
+        let strong = Validators::of(&info(Some("sha256:ab12"), None, Some(1_700_000_000)));
+        assert!(strong.none_match_fails("\"ab12\""));
+        assert!(
+            strong.none_match_fails("\"x\", W/\"ab12\""),
+            "weak comparison"
+        );
+        assert!(strong.none_match_fails("*"));
+        assert!(!strong.none_match_fails("\"ab13\""));
+        assert!(strong.range_still_applies("\"ab12\""));
+        assert!(
+            !strong.range_still_applies("W/\"ab12\""),
+            "strong comparison"
+        );
+        assert!(!strong.range_still_applies("\"stale\""));
+        let date = http_date(DateTime::from_timestamp(1_700_000_000, 0).unwrap());
+        assert!(strong.range_still_applies(&date));
+        let older = http_date(DateTime::from_timestamp(1_600_000_000, 0).unwrap());
+        assert!(!strong.range_still_applies(&older));
+        assert!(!strong.range_still_applies("not a date"));
+        let weak = Validators::of(&info(None, None, Some(1_700_000_000)));
+        let tag = weak.etag.clone().unwrap();
+        assert!(
+            !weak.range_still_applies(&tag),
+            "a weak tag never validates a range"
+        );
+        assert!(weak.none_match_fails(&tag));
+    }
+}

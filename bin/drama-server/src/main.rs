@@ -9,6 +9,7 @@ mod keys;
 mod legacy;
 mod metrics;
 mod migrate;
+mod pools;
 mod provenance;
 mod quickstart;
 mod serve;

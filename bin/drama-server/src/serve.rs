@@ -19,6 +19,7 @@ use drama_postgres::{PgSettings, PgStore};
 
 use crate::check;
 use crate::cli::ServeArgs;
+use crate::pools::{PoolPlan, Role};
 use crate::quickstart;
 use crate::settings::Settings;
 
@@ -78,16 +79,17 @@ async fn database(database: &PgSettings, migrate: bool) -> anyhow::Result<PgStor
     Ok(PgStore::new(database.pool()?))
 }
 
-/// What `serve` runs on, and the quick start's store when there is no `DATABASE_URL`.
+/// What `serve` runs on (its pool sized by `plan`), and the quick start's store when there
+/// is no `DATABASE_URL`.
 async fn serve_backend(
     settings: &mut Settings,
     migrate: bool,
+    plan: PoolPlan,
 ) -> anyhow::Result<(Backend, Option<quickstart::Store>)> {
     if !settings.database.url.trim().is_empty() {
-        return Ok((
-            Backend::Postgres(database(&settings.database, migrate).await?),
-            None,
-        ));
+        let store = database(&plan.apply(&settings.database), migrate).await?;
+        plan.log();
+        return Ok((Backend::Postgres(store), None));
     }
     quickstart::guard(settings)?;
     if !settings.source_of("server.host").is_explicit() {
@@ -99,13 +101,16 @@ async fn serve_backend(
                 settings.assets.assets_signing_secret =
                     cluster.state.signing_secret.clone().map(Into::into);
             }
-            let mut pg = settings.database.clone();
+            let mut pg = plan.apply(&settings.database);
             pg.url.clone_from(&cluster.url);
             match database(&pg, true).await {
-                Ok(store) => Ok((
-                    Backend::Postgres(store),
-                    Some(quickstart::Store::Embedded(cluster)),
-                )),
+                Ok(store) => {
+                    plan.log();
+                    Ok((
+                        Backend::Postgres(store),
+                        Some(quickstart::Store::Embedded(cluster)),
+                    ))
+                }
                 Err(e) => {
                     cluster.stop();
                     Err(e.context("preparing the embedded PostgreSQL"))
@@ -311,7 +316,13 @@ pub(crate) async fn serve(mut settings: Settings, args: ServeArgs) -> anyhow::Re
         settings.server.port = port;
         settings.set_from_command_line("server.port", "--port", port.to_string());
     }
-    let (backend, mut quick) = serve_backend(&mut settings, args.migrate).await?;
+    let role = if args.no_workers {
+        Role::Requests
+    } else {
+        Role::RequestsAndWorkers
+    };
+    let plan = PoolPlan::new(&settings, role);
+    let (backend, mut quick) = serve_backend(&mut settings, args.migrate, plan).await?;
     let (app, workers, memory) = wire(&settings, &backend, !args.no_workers).await?;
     let state = ApiState::new(app.clone(), settings.http.clone());
     if let Some(quick) = &mut quick {
@@ -359,13 +370,15 @@ pub(crate) async fn serve(mut settings: Settings, args: ServeArgs) -> anyhow::Re
 }
 
 pub(crate) async fn worker(settings: Settings) -> anyhow::Result<ExitCode> {
-    let backend = backend(&settings, false).await?;
-    if matches!(backend, Backend::Memory) {
+    if settings.database.url.trim().is_empty() {
         anyhow::bail!(
             "a separate worker needs the shared database: set DATABASE_URL (the embedded mode \
              runs its workers inside `serve`)"
         );
     }
+    let plan = PoolPlan::new(&settings, Role::Workers);
+    let backend = Backend::Postgres(database(&plan.apply(&settings.database), false).await?);
+    plan.log();
     let (app, workers, _) = wire(&settings, &backend, true).await?;
     let tasks = background(&app, &settings);
     tracing::info!("worker running; stop it with SIGTERM or Ctrl-C");

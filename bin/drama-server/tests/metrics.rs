@@ -74,7 +74,11 @@ async fn metrics_count_requests_jobs_and_the_pool_and_every_request_is_logged() 
     let port = free_port();
     let mut serve = binary(&["serve", "--host", "127.0.0.1", "--port", &port.to_string()]);
     env(&mut serve);
+    // The pool of a `serve` with workers: 5 for requests, one per handler slot, 6 for the
+    // job engine.
     serve
+        .env("DATABASE_MAX_CONNECTIONS", "5")
+        .env("WORKER_CONCURRENCY", "4")
         .env("METRICS_TOKEN", "scrape-token")
         .env("LOG_FORMAT", "json")
         .env("RUST_LOG", "info");
@@ -166,7 +170,7 @@ async fn metrics_count_requests_jobs_and_the_pool_and_every_request_is_logged() 
         series(r#"drama_provider_calls{class="script",outcome="attempted"}"#),
         1.0
     );
-    assert_eq!(series(r#"drama_db_pool_connections{state="max"}"#), 10.0);
+    assert_eq!(series(r#"drama_db_pool_connections{state="max"}"#), 15.0);
     assert_eq!(series(r#"drama_metrics_source_up{source="0"}"#), 1.0);
     assert!(
         body.contains("# TYPE drama_job_queue_depth gauge"),
@@ -192,6 +196,26 @@ async fn metrics_count_requests_jobs_and_the_pool_and_every_request_is_logged() 
         access
             .iter()
             .any(|v| v["path"] == "/dramas/nope" && v["status"] == 404)
+    );
+    // The startup says how the pool was divided.
+    let sized = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| {
+            v["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("database pool sized"))
+        })
+        .unwrap_or_else(|| panic!("no pool line:\n{logs}"));
+    assert_eq!(
+        (
+            &sized["pool"],
+            &sized["requests"],
+            &sized["handler_slots"],
+            &sized["engine"]
+        ),
+        (&json!(15), &json!(5), &json!(4), &json!(6)),
+        "{sized}"
     );
     db.drop_it().await;
 }

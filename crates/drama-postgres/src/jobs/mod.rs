@@ -14,12 +14,14 @@
 
 mod claim;
 mod error;
+mod liveness;
 mod ops;
 mod query;
 mod rows;
 mod workers;
 mod write;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -48,16 +50,27 @@ pub const NOTIFY_CHANNEL: &str = "drama_jobs";
 /// many times.
 const ATTEMPTS: u32 = 4;
 
+/// How long a deregistration at shutdown may take; a registration left behind expires.
+const DEREGISTER_LIMIT: Duration = Duration::from_secs(5);
+
 /// The job store on a PostgreSQL pool.
+///
+/// Worker registration and heartbeats run on one more connection of their own, outside the
+/// pool, opened by the first registration (see `liveness`): a process that never runs a
+/// worker never opens it.
 #[derive(Clone, Debug)]
 pub struct PgJobStore {
     pool: PgPool,
+    liveness: Arc<liveness::Liveness>,
 }
 
 impl PgJobStore {
     /// A store on `pool` (migrated with `drama_postgres::MIGRATOR`).
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            liveness: Arc::default(),
+        }
     }
 
     /// The pool.
@@ -270,21 +283,28 @@ impl JobStore for PgJobStore {
     }
 
     async fn register_worker(&self, worker: &WorkerRegistration) -> Result<(), JobError> {
-        on_conn!(self, |conn| workers::register(conn, worker))
+        let worker = worker.clone();
+        self.liveness
+            .run(&self.pool, liveness::limit_for(worker.ttl), |conn| {
+                Box::pin(async move { workers::register(conn, &worker).await })
+            })
+            .await
     }
 
     async fn heartbeat(&self, worker: WorkerId, ttl: Duration) -> Result<Heartbeat, JobError> {
-        on_conn!(self, |conn| workers::heartbeat(conn, worker, ttl))
+        self.liveness
+            .run(&self.pool, liveness::limit_for(ttl), |conn| {
+                Box::pin(workers::heartbeat(conn, worker, ttl))
+            })
+            .await
     }
 
     async fn deregister_worker(&self, worker: WorkerId) -> Result<(), JobError> {
-        on_conn!(self, |conn| async {
-            sqlx::query("delete from public.job_workers where id = $1")
-                .bind(worker.0)
-                .execute(&mut *conn)
-                .await?;
-            Ok(())
-        })
+        self.liveness
+            .run(&self.pool, DEREGISTER_LIMIT, |conn| {
+                Box::pin(workers::deregister(conn, worker))
+            })
+            .await
     }
 
     #[tracing::instrument(skip_all, fields(worker = %request.worker, limit = request.limit))]

@@ -122,6 +122,14 @@ pub(super) async fn register(
     Ok(())
 }
 
+pub(super) async fn deregister(conn: &mut PgConnection, worker: WorkerId) -> Result<(), Error> {
+    sqlx::query("delete from public.job_workers where id = $1")
+        .bind(worker.0)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 pub(super) async fn heartbeat(
     conn: &mut PgConnection,
     worker: WorkerId,

@@ -9,7 +9,9 @@
 //!   cargo run --release -p drama-postgres --example ledger_bench -- [movements] [reps]
 //! ```
 //!
-//! Defaults: 2,000 movements per block, 3 blocks of each kind. Prints a Markdown table and
+//! Defaults: 2,000 movements per block, 3 blocks of each kind. A third argument `async` turns
+//! `synchronous_commit` off for both sessions, so the comparison shows the work of the
+//! statements rather than the WAL flush every commit waits for. Prints a Markdown table and
 //! drops its scratch database.
 #![allow(
     clippy::unwrap_used,
@@ -86,6 +88,14 @@ async fn main() {
     }
     let mut ledger_conn = PgConnection::connect(&db.url()).await.unwrap();
     let mut plain_conn = PgConnection::connect(&db.url()).await.unwrap();
+    if std::env::args().nth(3).as_deref() == Some("async") {
+        for conn in [&mut ledger_conn, &mut plain_conn] {
+            sqlx::query("set synchronous_commit = off")
+                .execute(&mut *conn)
+                .await
+                .unwrap();
+        }
+    }
     // Before the ledger there was no trigger on `users`; replica mode skips the new ones.
     sqlx::query("set session_replication_role = replica")
         .execute(&mut plain_conn)

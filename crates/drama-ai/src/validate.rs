@@ -21,6 +21,8 @@ pub const DEFAULT_MIN_EPISODES: u32 = 2;
 pub const DEFAULT_MAX_EPISODES: u32 = 3;
 /// Most scenes one episode may have.
 pub const MAX_SCENES_PER_EPISODE: usize = 8;
+/// The lengths, in seconds, a written scene's clip may have.
+pub const CLIP_SECONDS: [u32; 2] = [10, 15];
 /// Most characters a drama may have.
 pub const MAX_CHARACTERS: usize = 10;
 
@@ -300,7 +302,10 @@ pub(crate) fn scenes_from_json(
                 ));
             }
         }
-        if s.clip.duration != 10 && s.clip.duration != 15 {
+        if !CLIP_SECONDS
+            .iter()
+            .any(|&c| i64::from(c) == s.clip.duration)
+        {
             problems.push(format!(
                 "{path}.clip.duration is {}; a clip lasts 10 or 15 seconds",
                 s.clip.duration

@@ -1,4 +1,5 @@
-//! `models`: the script models a request may name and what calls cost, as `GET /models`.
+//! `models`: the script models a request may name and what calls cost, as `GET /models`;
+//! `estimate`: what a generation would cost, as `POST /dramas/{id}/estimate`.
 
 use juniper::graphql_object;
 
@@ -68,6 +69,86 @@ impl Pricing {
     fn billed(&self) -> bool {
         self.0.billed
     }
+}
+
+/// What a generation would do and cost, without starting it.
+pub struct Estimate(pub(crate) drama_app::pipeline::Estimate);
+
+/// One task kind's share of an estimate.
+pub struct KindEstimate {
+    kind: String,
+    tasks: usize,
+    cost: i64,
+}
+
+#[graphql_object(context = Ctx)]
+impl KindEstimate {
+    /// The task kind (`portrait`, `clip`, …).
+    fn kind(&self) -> &str {
+        &self.kind
+    }
+    /// Tasks of the kind.
+    fn tasks(&self) -> i32 {
+        count(self.tasks)
+    }
+    /// Their credits.
+    fn cost(&self) -> i32 {
+        amount(self.cost)
+    }
+}
+
+#[graphql_object(context = Ctx)]
+impl Estimate {
+    /// Tasks that would start.
+    fn tasks(&self) -> i32 {
+        count(self.0.tasks)
+    }
+    /// Credits debited when the run starts.
+    fn cost(&self) -> i32 {
+        amount(self.0.cost)
+    }
+    /// `cost` plus the storyboards and clips of the scenes the run is expected to write.
+    fn expected_cost(&self) -> i32 {
+        amount(self.0.expected_cost)
+    }
+    /// `cost` plus the storyboards and clips of the most scenes a writer may write: the most
+    /// the run can debit.
+    fn max_cost(&self) -> i32 {
+        amount(self.0.max_cost)
+    }
+    /// Episodes whose scenes the run writes.
+    fn episodes_to_write(&self) -> i32 {
+        count(self.0.episodes_to_write)
+    }
+    /// Scenes the run is expected to write, in all.
+    fn scenes_to_write(&self) -> i32 {
+        count(self.0.scenes_to_write)
+    }
+    /// Scenes expected per written episode.
+    fn scenes_per_episode(&self) -> i32 {
+        count(self.0.scenes_per_episode)
+    }
+    /// Per task kind, by kind name.
+    fn by_kind(&self) -> Vec<KindEstimate> {
+        self.0
+            .by_kind
+            .iter()
+            .map(|(kind, k)| KindEstimate {
+                kind: kind.clone(),
+                tasks: k.tasks,
+                cost: k.cost,
+            })
+            .collect()
+    }
+}
+
+/// Counts and credit amounts above GraphQL's 32-bit `Int` are shown as its cap.
+fn count(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+fn amount(n: i64) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
 }
 
 /// GraphQL's `Int` is 32 bits; prices above it are configuration errors shown as the cap.

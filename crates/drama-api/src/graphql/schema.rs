@@ -361,6 +361,38 @@ impl Query {
         super::pricing::Pricing(ctx.app.pricing())
     }
 
+    /// What generating the drama (or the narrowest part named: asset, scene, episode) would
+    /// start and debit now, and what the scenes it writes are expected to add.
+    async fn estimate(
+        ctx: &Ctx,
+        drama_id: String,
+        episode_id: Option<String>,
+        scene_id: Option<String>,
+        asset_id: Option<String>,
+        force: Option<bool>,
+    ) -> Result<super::pricing::Estimate, GqlError> {
+        use drama_dal::Entity;
+        let id = parse_drama(&drama_id)?;
+        let missing = |entity: Entity, v: &str| GqlError(AppError::not_found(entity, v));
+        let scope = match (asset_id, scene_id, episode_id) {
+            (Some(a), _, _) => {
+                Scope::Asset(AssetId::parse(a.clone()).map_err(|_| missing(Entity::Asset, &a))?)
+            }
+            (None, Some(s), _) => {
+                Scope::Scene(SceneId::parse(s.clone()).map_err(|_| missing(Entity::Scene, &s))?)
+            }
+            (None, None, Some(e)) => Scope::Episode(
+                EpisodeId::parse(e.clone()).map_err(|_| missing(Entity::Episode, &e))?,
+            ),
+            (None, None, None) => Scope::Drama,
+        };
+        let estimate = ctx
+            .app
+            .estimate(&ctx.caller, &id, scope, force.unwrap_or(false))
+            .await?;
+        Ok(super::pricing::Estimate(estimate))
+    }
+
     /// A job of the caller, or null.
     async fn job(ctx: &Ctx, id: String) -> Result<Option<Job>, GqlError> {
         let Ok(id) = id.parse::<JobId>() else {

@@ -122,7 +122,8 @@ impl EstimateRequest {
 }
 
 /// `POST /dramas/{id}/estimate` `{"force", "episodeId" | "sceneId" | "assetId"}`: the tasks
-/// and credits the matching `generate` call would start and debit now.
+/// and credits the matching `generate` call would start and debit now, and what the scenes
+/// it writes are expected to add (and can add at most).
 async fn estimate(
     state: web::Data<ApiState>,
     Auth(caller): Auth,
@@ -144,6 +145,11 @@ async fn estimate(
         "dramaId": id,
         "tasks": estimate.tasks,
         "cost": estimate.cost,
+        "expectedCost": estimate.expected_cost,
+        "maxCost": estimate.max_cost,
+        "episodesToWrite": estimate.episodes_to_write,
+        "scenesToWrite": estimate.scenes_to_write,
+        "scenesPerEpisode": estimate.scenes_per_episode,
         "byKind": by_kind,
     })))
 }

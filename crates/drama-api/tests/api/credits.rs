@@ -113,3 +113,78 @@ async fn graphql(
     let (status, _, body) = send(svc, post_json("/graphql", key, json!({ "query": query }))).await;
     (status, body)
 }
+
+#[actix_web::test]
+async fn an_estimate_shows_what_the_scenes_a_run_writes_will_add() {
+    let mut h = Harness::new().await;
+    h.app = h.app.clone().with_offline_pricing(true);
+    let svc = h.service(Harness::settings()).await;
+    let key = h.alice_key.clone();
+    // Two episodes without scenes: the run writes them, then debits their storyboards and clips.
+    create_drama(&svc, &key, "unwritten", (2, 2, 0)).await;
+    let (status, _, rest) = send(&svc, post("/dramas/unwritten/estimate", &key)).await;
+    assert_eq!(status, 200, "{rest}");
+    let cost = rest["cost"].as_i64().unwrap();
+    assert_eq!(rest["byKind"]["write_scenes"]["tasks"], 2, "{rest}");
+    assert_eq!(
+        (
+            &rest["episodesToWrite"],
+            &rest["scenesPerEpisode"],
+            &rest["scenesToWrite"]
+        ),
+        (&json!(2), &json!(4), &json!(8)),
+        "{rest}"
+    );
+    // Per episode: 4 storyboards at 4 and 50 s of clips at 10 a second; at most 8 scenes of 15 s.
+    assert_eq!(rest["expectedCost"], cost + 2 * (4 * 4 + 50 * 10), "{rest}");
+    assert_eq!(rest["maxCost"], cost + 2 * (8 * 4 + 8 * 15 * 10), "{rest}");
+
+    let (status, _, gql) = send(
+        &svc,
+        post_json(
+            "/graphql",
+            &key,
+            json!({"query": r#"{ estimate(dramaId: "unwritten") { tasks cost expectedCost maxCost episodesToWrite scenesToWrite scenesPerEpisode byKind { kind tasks cost } } }"#}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{gql}");
+    let e = &gql["data"]["estimate"];
+    for (graphql, wire) in [
+        ("tasks", "tasks"),
+        ("cost", "cost"),
+        ("expectedCost", "expectedCost"),
+        ("maxCost", "maxCost"),
+        ("episodesToWrite", "episodesToWrite"),
+        ("scenesToWrite", "scenesToWrite"),
+        ("scenesPerEpisode", "scenesPerEpisode"),
+    ] {
+        assert_eq!(e[graphql], rest[wire], "{graphql}: {gql}");
+    }
+    let writers = e["byKind"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kind"] == "write_scenes")
+        .cloned();
+    assert_eq!(writers.map(|k| k["tasks"].clone()), Some(json!(2)), "{gql}");
+
+    // A drama whose scenes exist adds nothing; a scope that does not exist is not found.
+    create_drama(&svc, &key, "written", (2, 1, 2)).await;
+    let (_, _, full) = send(&svc, post("/dramas/written/estimate", &key)).await;
+    assert_eq!(full["expectedCost"], full["cost"], "{full}");
+    assert_eq!(full["maxCost"], full["cost"], "{full}");
+    let (_, _, missing) = send(
+        &svc,
+        post_json(
+            "/graphql",
+            &key,
+            json!({"query": r#"{ estimate(dramaId: "written", episodeId: "e9") { cost } }"#}),
+        ),
+    )
+    .await;
+    assert_eq!(
+        missing["errors"][0]["extensions"]["code"], "NOT_FOUND",
+        "{missing}"
+    );
+}

@@ -15,7 +15,7 @@ mod usecases;
 
 pub(crate) use usecases::job_error;
 
-pub use inspect::{DramaOverview, Estimate, KindEstimate};
+pub use inspect::{DEFAULT_SCENES_PER_EPISODE, DramaOverview, Estimate, KindEstimate};
 pub use plan::{Models, Planned, Planner, Scope};
 pub use usecases::{
     GenerateOptions, PremiseRequest, ReferenceUpload, Started, Waited, wire_status,

@@ -128,6 +128,27 @@ pub(crate) fn priced(provider: drama_ai::Provider, price_offline: bool) -> drama
     }
 }
 
+/// What storyboards and clips for `scenes` newly written scenes, `clip_seconds` of video in
+/// all, cost at the prices [`Planner::scene_expansion`] gives the tasks it adds (one
+/// storyboard and one clip per written scene; video is priced per second).
+pub(crate) fn written_scenes_cost(
+    models: &Models,
+    costs: &CostTable,
+    scenes: usize,
+    clip_seconds: u32,
+) -> i64 {
+    let objects = HashMap::new();
+    let cx = Context {
+        objects: &objects,
+        costs,
+        price_offline: models.price_offline,
+    };
+    let storyboards = i64::try_from(scenes)
+        .unwrap_or(i64::MAX)
+        .saturating_mul(cx.cost(CallKind::Image, &models.image, 0));
+    storyboards.saturating_add(cx.cost(CallKind::Video, &models.video, clip_seconds))
+}
+
 impl Context<'_> {
     fn checksum(&self, asset: &str) -> Option<&str> {
         self.objects

@@ -29,6 +29,12 @@ fn graphql_calls(a: &Alice) -> Vec<(&'static str, &'static str, String, Expect)>
         // The price list is the same for everyone.
         ("query", "models", "{ models { models { name } image } }".into(), Own),
         ("query", "me", "{ me { id tokens } }".into(), Own),
+        (
+            "query",
+            "estimate",
+            r#"{ estimate(dramaId: "alices") { cost expectedCost } }"#.into(),
+            Refused,
+        ),
         ("query", "job", format!(r#"{{ job(id: "{job}") {{ id status }} }}"#), Refused),
         // Bob's own runs about that id: none, as for a missing drama.
         ("query", "jobs", r#"{ jobs(dramaId: "alices") { id status } }"#.into(), Own),

@@ -31,7 +31,9 @@ pub(crate) async fn run(settings: &Settings, command: KeysCommand) -> anyhow::Re
             expires_in_days,
         } => {
             let owner = owner.unwrap_or_else(UserId::random);
-            match store.create_user(&NewUser::new(owner)).await {
+            let mut user = NewUser::new(owner);
+            user.tokens = settings.credits.opening();
+            match store.create_user(&user).await {
                 Ok(_) => writeln!(out, "created user {owner}")?,
                 Err(RepoError::AlreadyExists { .. }) => {}
                 Err(e) => return Err(e).context("creating the key's user"),

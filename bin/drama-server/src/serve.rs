@@ -194,6 +194,7 @@ async fn wire(
             .with_offline_pricing(settings.worker.price_offline_calls)
             .with_quotas(settings.quotas.into())
             .with_text_limits(settings.limits.into())
+            .with_initial_credits(settings.credits.opening())
     };
     match backend {
         Backend::Postgres(pg) => {

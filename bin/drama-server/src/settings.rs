@@ -41,11 +41,28 @@ pub(crate) struct Settings {
     pub(crate) quotas: QuotaSettings,
     /// How long client text may be.
     pub(crate) limits: LimitSettings,
+    /// Credits of new users.
+    pub(crate) credits: CreditSettings,
     /// `ENVIRONMENT` (`development` unless set): `production` refuses what is only fit for
     /// trying the server out.
     pub(crate) environment: String,
     /// Every setting with its source, secrets redacted (`drama-server config`).
     pub(crate) effective: Vec<Effective>,
+}
+
+/// Credits of users the server creates (first sign-in, `keys create` for a new owner).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreditSettings {
+    /// What a new user opens with (`INITIAL_CREDITS`), recorded as their first ledger entry.
+    pub(crate) initial: u64,
+}
+
+impl CreditSettings {
+    /// As a balance (values past `i64::MAX` are a configuration slip; they cap).
+    pub(crate) fn opening(self) -> i64 {
+        i64::try_from(self.initial).unwrap_or(i64::MAX)
+    }
 }
 
 /// Who may read `/metrics`.
@@ -148,6 +165,7 @@ struct Layered {
     metrics: MetricsSettings,
     quotas: QuotaSettings,
     limits: LimitSettings,
+    credits: CreditSettings,
 }
 
 /// How logs look.
@@ -237,6 +255,7 @@ const PLAIN_VARIABLES: &[(&str, &str)] = &[
     ("QUOTA_DRAMAS", "quotas.dramas"),
     ("QUOTA_STORED_BYTES", "quotas.stored_bytes"),
     ("QUOTA_ACTIVE_RUNS", "quotas.active_runs"),
+    ("INITIAL_CREDITS", "credits.initial"),
     ("MAX_PREMISE_CHARS", "limits.premise_chars"),
     ("MAX_FEEDBACK_CHARS", "limits.feedback_chars"),
     ("MAX_PROMPT_CHARS", "limits.prompt_chars"),
@@ -422,6 +441,7 @@ impl Settings {
             metrics: layered.metrics,
             quotas: layered.quotas,
             limits: layered.limits,
+            credits: layered.credits,
             environment,
             effective,
         })

@@ -255,3 +255,31 @@ async fn credits_are_granted_shown_and_checked_against_the_ledger() {
     pool.close().await;
     db.drop_it().await;
 }
+
+#[tokio::test]
+async fn new_users_open_with_the_configured_initial_credits() {
+    let db = ScratchDb::create("cli_initial_credits").await;
+    let migrate = drama_server(&["migrate"], &db.url());
+    assert!(migrate.status.success(), "{}", text(&migrate));
+    let owner = uuid::Uuid::new_v4().to_string();
+    let assets = std::env::temp_dir().join(format!("drama-cli-assets-{}", std::process::id()));
+    let created = Command::new(env!("CARGO_BIN_EXE_drama-server"))
+        .args(["keys", "create", "--name", "beta", "--owner", &owner])
+        .env_clear()
+        .env("ASSETS_DIR", assets)
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", db.url())
+        .env("ENVIRONMENT", "production")
+        .env("RUST_LOG", "warn")
+        .env("INITIAL_CREDITS", "750")
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{}", text(&created));
+    let show = drama_server(&["credits", "show", "--owner", &owner], &db.url());
+    let out = text(&show);
+    assert!(out.contains("balance 750"), "{out}");
+    assert!(out.contains("opening"), "{out}");
+    let check = drama_server(&["credits", "check"], &db.url());
+    assert!(check.status.success(), "{}", text(&check));
+    db.drop_it().await;
+}

@@ -127,6 +127,12 @@ impl ModelCatalog {
             let default = models.remove(at);
             models.insert(0, default);
         }
+        if !settings.pricing {
+            // A deployment that does not bill: operators' own prices are off too.
+            for m in &mut models {
+                m.prices = ScriptPrices::free();
+            }
+        }
         if !models.iter().any(|m| m.name == "offline") {
             models.push(ScriptModelSpec {
                 name: "offline".to_owned(),
@@ -288,6 +294,20 @@ mod tests {
             text.contains("gemini-3-pro-preview, gpt-5.1, gpt-5, offline"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn pricing_off_makes_every_price_zero_even_the_operators_own() {
+        let mut s = settings("flash=gemini:gemini-2.5-flash@2/2/1/1, gpt-5.1=openai");
+        s.pricing = false;
+        let c = ModelCatalog::from_settings(&s).unwrap();
+        for m in c.models() {
+            assert_eq!(m.prices, ScriptPrices::free(), "{}", m.name);
+        }
+        assert_eq!(s.cost_table(), CostTable::free());
+        let off = AiSettings::from_lookup(|n| (n == "PRICING").then(|| "off".to_owned())).unwrap();
+        assert!(!off.pricing);
+        assert!(AiSettings::from_lookup(|n| (n == "PRICING").then(|| "maybe".to_owned())).is_err());
     }
 
     #[test]

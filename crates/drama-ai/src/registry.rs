@@ -198,6 +198,11 @@ impl AiProviders {
         table
     }
 
+    /// Whether this deployment bills (`PRICING`, on unless turned off).
+    pub fn billed(&self) -> bool {
+        self.settings.pricing
+    }
+
     /// The image model.
     pub fn image_model(&self) -> Arc<dyn ImageModel> {
         self.image.clone()

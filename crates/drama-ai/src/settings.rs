@@ -144,6 +144,9 @@ pub struct AiSettings {
     pub price_video_per_second: u32,
     /// `PRICE_VOICE_PER_10_SECONDS`: credits per started 10 seconds of speech, default 1.
     pub price_voice_per_10_seconds: u32,
+    /// `PRICING`: `off` for deployments that do not bill: every price is 0 (the ledger still
+    /// records each run at price 0), default on.
+    pub pricing: bool,
 }
 
 impl Default for AiSettings {
@@ -193,6 +196,7 @@ impl Default for AiSettings {
             price_image: 4,
             price_video_per_second: 10,
             price_voice_per_10_seconds: 1,
+            pricing: true,
         }
     }
 }
@@ -232,6 +236,7 @@ impl fmt::Debug for AiSettings {
             )
             .field("download_timeout_secs", &self.download_timeout_secs)
             .field("download_allow_local", &self.download_allow_local)
+            .field("pricing", &self.pricing)
             .field("max_image_bytes", &self.max_image_bytes)
             .field("max_video_bytes", &self.max_video_bytes)
             .field("video_poll_interval_ms", &self.video_poll_interval_ms)
@@ -257,7 +262,7 @@ impl fmt::Debug for AiSettings {
 }
 
 /// The environment variables [`AiSettings::from_env`] reads, in field order.
-pub const ENV_VARS: [&str; 44] = [
+pub const ENV_VARS: [&str; 45] = [
     "AI_OFFLINE",
     "GEMINI_API_KEY",
     "GEMINI_API_BASE",
@@ -302,6 +307,7 @@ pub const ENV_VARS: [&str; 44] = [
     "PRICE_IMAGE",
     "PRICE_VIDEO_PER_SECOND",
     "PRICE_VOICE_PER_10_SECONDS",
+    "PRICING",
 ];
 
 impl AiSettings {
@@ -402,6 +408,10 @@ impl AiSettings {
                 "PRICE_VOICE_PER_10_SECONDS",
                 self.price_voice_per_10_seconds.to_string(),
             ),
+            (
+                "PRICING",
+                if self.pricing { "on" } else { "off" }.to_owned(),
+            ),
         ]
     }
 
@@ -462,7 +472,7 @@ impl AiSettings {
 
     fn default_value_kind(key: &str) -> Kind {
         match key {
-            "ai_offline" | "sora_hd" | "download_allow_local" => Kind::Flag,
+            "ai_offline" | "sora_hd" | "download_allow_local" | "pricing" => Kind::Flag,
             k if k.ends_with("_ms")
                 || k.ends_with("_secs")
                 || k.starts_with("max_")
@@ -531,6 +541,9 @@ impl AiSettings {
 
     /// What calls cost (the `PRICE_*` settings).
     pub fn cost_table(&self) -> CostTable {
+        if !self.pricing {
+            return CostTable::free();
+        }
         CostTable {
             generate_drama: self.price_generate_drama,
             improve_drama: self.price_improve_drama,

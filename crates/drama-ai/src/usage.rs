@@ -147,6 +147,19 @@ impl Default for CostTable {
 }
 
 impl CostTable {
+    /// Every price 0 (`PRICING=off`).
+    pub fn free() -> Self {
+        Self {
+            generate_drama: 0,
+            improve_drama: 0,
+            critique_drama: 0,
+            write_episode_scenes: 0,
+            image: 0,
+            video_per_second: 0,
+            voice_per_10_seconds: 0,
+        }
+    }
+
     /// The price of a call before it is made (`video_seconds` is the requested duration).
     pub fn estimate(&self, kind: CallKind, provider: Provider, video_seconds: u32) -> u32 {
         if provider == Provider::Offline {

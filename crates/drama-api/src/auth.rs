@@ -163,6 +163,8 @@ pub struct Authenticator {
     /// Legacy keys (by position) warned about recently: one deprecation line per key per
     /// interval, not one per request.
     legacy_warned: moka::future::Cache<usize, ()>,
+    /// What a user seen for the first time opens with (`INITIAL_CREDITS`).
+    opening_tokens: i64,
 }
 
 /// How often a use of the same legacy key is logged as deprecated.
@@ -230,6 +232,7 @@ impl Authenticator {
                 .map(str::to_owned),
             legacy_keys,
             legacy_user,
+            opening_tokens: drama_dal::DEFAULT_TOKENS,
             legacy_warned: moka::future::Cache::builder()
                 .max_capacity(1_000)
                 .time_to_live(LEGACY_WARN_INTERVAL)
@@ -309,12 +312,19 @@ impl Authenticator {
     async fn ensure_user(&self, user: UserId, email: Option<&str>) -> Result<(), AuthError> {
         if self.known_users.get(&user).await.is_none() {
             self.store
-                .upsert_from_auth(user, email)
+                .upsert_from_auth(user, email, self.opening_tokens)
                 .await
                 .map_err(|e: RepoError| AuthError::Unavailable(e.to_string()))?;
             self.known_users.insert(user, ()).await;
         }
         Ok(())
+    }
+
+    /// Sets what a user seen for the first time opens with.
+    #[must_use]
+    pub fn with_opening_tokens(mut self, tokens: i64) -> Self {
+        self.opening_tokens = tokens;
+        self
     }
 
     /// Forgets a key in this process at once (after it was revoked here). The cache is keyed

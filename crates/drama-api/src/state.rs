@@ -5,7 +5,7 @@ use std::time::Duration;
 use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
 use actix_web::{FromRequest, HttpMessage as _, HttpRequest, web};
-use drama_app::{App, Caller};
+use drama_app::{App, Caller, RequestKey};
 use futures::future::LocalBoxFuture;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::Deserialize;
@@ -144,7 +144,8 @@ impl ApiState {
             },
         ));
         Arc::new(Self {
-            auth: Authenticator::new(app.store().clone(), &settings.auth),
+            auth: Authenticator::new(app.store().clone(), &settings.auth)
+                .with_opening_tokens(app.initial_credits()),
             app,
             settings,
             schema,
@@ -184,6 +185,7 @@ impl ApiState {
                     .err()
                     .unwrap_or_else(|| ApiError::unauthenticated(other.to_string())),
             })?;
+        let caller = caller.keyed(idempotency_key(req)?);
         // Kept for the response: its media URLs are signed for this caller.
         req.extensions_mut().insert(caller);
         self.check_rate(&caller)?;
@@ -242,6 +244,23 @@ impl ApiState {
             .with_retry_after(wait.as_secs().max(1)));
         }
         Ok(())
+    }
+}
+
+/// The `Idempotency-Key` of a POST: paid requests name themselves with it so that a repeat
+/// returns the first answer (other methods are idempotent already and ignore it).
+///
+/// # Errors
+/// 422 naming `Idempotency-Key` when the key is empty, too long or not visible ASCII.
+fn idempotency_key(req: &HttpRequest) -> Result<Option<RequestKey>, ApiError> {
+    if req.method() != actix_web::http::Method::POST {
+        return Ok(None);
+    }
+    match req.headers().get("idempotency-key") {
+        None => Ok(None),
+        Some(value) => RequestKey::parse(&String::from_utf8_lossy(value.as_bytes()))
+            .map(Some)
+            .map_err(ApiError::from),
     }
 }
 

@@ -1,6 +1,9 @@
 use drama_domain::UserId;
 
-/// Who is asking: always taken from verified credentials, never from a request argument.
+use crate::RequestKey;
+
+/// Who is asking: always taken from verified credentials, never from a request argument; and,
+/// for paid requests, the client's idempotency key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Caller {
     /// The authenticated user.
@@ -8,6 +11,9 @@ pub struct Caller {
     /// A service caller (an API key with the `service` scope, or a Supabase `service_role`
     /// token) may act for another user.
     pub service: bool,
+    /// The client's name for this request: a paid request repeated with the same key returns
+    /// the first answer and charges nothing.
+    pub request: Option<RequestKey>,
 }
 
 impl Caller {
@@ -16,6 +22,7 @@ impl Caller {
         Self {
             user,
             service: false,
+            request: None,
         }
     }
 
@@ -24,6 +31,16 @@ impl Caller {
         Self {
             user,
             service: true,
+            request: None,
+        }
+    }
+
+    /// The same caller, naming its request with `key`.
+    #[must_use]
+    pub fn keyed(self, key: Option<RequestKey>) -> Self {
+        Self {
+            request: key,
+            ..self
         }
     }
 
@@ -42,7 +59,7 @@ impl Caller {
     pub fn acting_for(self, requested: Option<UserId>) -> Self {
         Self {
             user: self.owner(requested),
-            service: self.service,
+            ..self
         }
     }
 }

@@ -7,6 +7,7 @@ mod error;
 mod keys;
 mod library;
 mod limits;
+mod once;
 pub mod pipeline;
 mod pricing;
 mod quotas;
@@ -20,6 +21,7 @@ pub use error::AppError;
 pub use keys::{MAX_ACTIVE_KEYS, MAX_KEY_DAYS, MAX_KEY_NAME, NewKey};
 pub use library::{LibraryItem, LibraryTag, LibraryType, LibraryUpload};
 pub use limits::TextLimits;
+pub use once::{KEY_WINDOW, MAX_KEY_LEN, RequestKey};
 pub use pricing::{MediaPrices, ModelPrice, Pricing};
 pub use quotas::Quotas;
 pub use readiness::Readiness;
@@ -85,6 +87,7 @@ pub struct App {
     quotas: Quotas,
     limits: TextLimits,
     sync_wait: std::time::Duration,
+    initial_credits: i64,
 }
 
 /// Where clients reach the API when nothing else is configured.
@@ -106,7 +109,20 @@ impl App {
             quotas: Quotas::UNLIMITED,
             limits: TextLimits::default(),
             sync_wait: crate::pipeline::engine::SYNC_WAIT,
+            initial_credits: drama_dal::DEFAULT_TOKENS,
         }
+    }
+
+    /// Sets the credits a user opens with (`INITIAL_CREDITS`; negative values count as 0).
+    #[must_use]
+    pub fn with_initial_credits(mut self, credits: i64) -> Self {
+        self.initial_credits = credits.max(0);
+        self
+    }
+
+    /// The credits a user opens with, recorded as the first entry of their ledger.
+    pub fn initial_credits(&self) -> i64 {
+        self.initial_credits
     }
 
     /// Sets the API's public origin (e.g. `https://api.example.com`), used in the URLs of

@@ -40,6 +40,9 @@ pub struct Pricing {
     /// Whether calls served by the offline provider are priced as real ones
     /// (`PRICE_OFFLINE_CALLS`); otherwise they are free.
     pub offline_calls_priced: bool,
+    /// Whether this deployment bills at all: with `PRICING=off` every price is 0 and runs
+    /// are recorded in the ledger at price 0.
+    pub billed: bool,
 }
 
 impl App {
@@ -66,7 +69,8 @@ impl App {
                 video_per_second: table.video_per_second,
                 voice_per_10_seconds: table.voice_per_10_seconds,
             },
-            offline_calls_priced: self.price_offline,
+            offline_calls_priced: self.price_offline && self.ai.billed(),
+            billed: self.ai.billed(),
         }
     }
 }

@@ -253,15 +253,18 @@ pub trait UserRepository: Send + Sync {
     /// `AlreadyExists` (User); `Invalid` for a negative balance or an empty tier; `Unavailable`.
     async fn create_user(&self, user: &NewUser) -> Result<User, RepoError>;
 
-    /// Returns the user of an authenticated subject, creating it with defaults on first sight.
-    /// A known email is kept when `email` is `None`.
+    /// Returns the user of an authenticated subject, creating it on first sight with
+    /// `opening_tokens` (the deployment's initial credits, recorded as the ledger's opening
+    /// entry) and the default tier. A known email is kept when `email` is `None`; a known
+    /// user's balance is never touched.
     ///
     /// # Errors
-    /// `Unavailable`.
+    /// `Invalid` for negative opening tokens; `Unavailable`.
     async fn upsert_from_auth(
         &self,
         subject: UserId,
         email: Option<&str>,
+        opening_tokens: i64,
     ) -> Result<User, RepoError>;
 
     /// Takes `amount` tokens atomically. Returns the new balance.

@@ -305,6 +305,19 @@ pub trait JobStore: Send + Sync + 'static {
         graphs: &[Graph],
     ) -> impl Future<Output = Result<Vec<Submitted>, JobError>> + Send;
 
+    /// The run `owner` submitted with idempotency key `key` at or after `since`. A run that
+    /// took the key before `since` gives it up (it keeps everything else), so the next
+    /// submission with the key starts a new run: keys name a request for a limited time.
+    ///
+    /// # Errors
+    /// [`JobError::Unavailable`].
+    fn keyed_run(
+        &self,
+        owner: Uuid,
+        key: &str,
+        since: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<JobView>, JobError>> + Send;
+
     /// Registers a worker process.
     ///
     /// # Errors

@@ -141,9 +141,10 @@ impl GenerationStore for PgStore {
     ) -> Result<Submitted, GenerationError> {
         let mut tx = self.pool.begin().await.map_err(db)?;
         // Refuse early, before writing the graph, when the balance is plainly short; the
-        // debit below is what decides.
+        // debit below is what decides. Not for a keyed run: a repeat of a request that was
+        // paid for answers with its run even when the balance is spent by now.
         let available = balance(&mut tx, owner).await?;
-        if available < cost {
+        if available < cost && graph.run.idempotency_key.is_none() {
             return Err(RepoError::InsufficientTokens {
                 balance: available,
                 needed: cost,

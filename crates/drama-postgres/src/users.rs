@@ -77,17 +77,23 @@ impl UserRepository for PgStore {
         &self,
         subject: UserId,
         email: Option<&str>,
+        opening_tokens: i64,
     ) -> Result<User, RepoError> {
+        if opening_tokens < 0 {
+            return Err(RepoError::invalid("tokens", "must not be negative"));
+        }
         // The no-op update makes `returning` yield the existing row; it writes only when the
-        // email actually changes.
+        // email actually changes. The insert's balance is opened in the ledger by the
+        // `users` insert trigger.
         let row = sqlx::query(
-            "insert into public.users as u (id, email) values ($1, $2) \
+            "insert into public.users as u (id, email, tokens) values ($1, $2, $3) \
              on conflict (id) do update set email = coalesce(excluded.email, u.email) \
              where u.email is distinct from coalesce(excluded.email, u.email) \
              returning id, email, display_name, tokens, subscription_tier, created_at, updated_at",
         )
         .bind(subject.0)
         .bind(email)
+        .bind(opening_tokens)
         .fetch_optional(&self.pool)
         .await
         .map_err(db)?;

@@ -797,26 +797,30 @@ pub async fn users_are_created_upserted_and_credited(store: Arc<dyn Store>) {
     ));
     assert_not_found(store.get_user(UserId::random()).await, Entity::User);
 
-    let again = store.upsert_from_auth(id, None).await.unwrap();
+    let again = store.upsert_from_auth(id, None, 999).await.unwrap();
     assert_eq!(
         (again.tokens, again.email.as_deref()),
         (5, Some("ana@example.com"))
     );
     let changed = store
-        .upsert_from_auth(id, Some("ana@new.example"))
+        .upsert_from_auth(id, Some("ana@new.example"), 999)
         .await
         .unwrap();
     assert_eq!(changed.email.as_deref(), Some("ana@new.example"));
 
     let fresh_id = UserId::random();
     let fresh = store
-        .upsert_from_auth(fresh_id, Some("x@y.z"))
+        .upsert_from_auth(fresh_id, Some("x@y.z"), drama_dal::DEFAULT_TOKENS)
         .await
         .unwrap();
     assert_eq!(
         (fresh.id, fresh.tokens),
         (fresh_id, drama_dal::DEFAULT_TOKENS)
     );
+    assert!(matches!(
+        store.upsert_from_auth(UserId::random(), None, -1).await,
+        Err(RepoError::Invalid(_))
+    ));
 
     assert_eq!(store.credit_tokens(id, 7).await.unwrap(), 12);
     assert_eq!(store.debit_tokens(id, 12).await.unwrap(), 0);

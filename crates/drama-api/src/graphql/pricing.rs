@@ -64,6 +64,10 @@ impl Pricing {
     fn offline_calls_priced(&self) -> bool {
         self.0.offline_calls_priced
     }
+    /// Whether this deployment bills at all (`PRICING=off`: every price is 0).
+    fn billed(&self) -> bool {
+        self.0.billed
+    }
 }
 
 /// GraphQL's `Int` is 32 bits; prices above it are configuration errors shown as the cap.

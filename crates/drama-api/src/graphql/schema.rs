@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use drama_app::pipeline::{PremiseRequest, Scope, Started, Waited};
-use drama_app::{AppError, Caller};
+use drama_app::{AppError, Caller, RequestKey};
 use drama_dal::{PageRequest, StoredDrama};
 use drama_domain::{self as domain, DramaId, DramaPatch, UserId};
 use drama_domain::{AssetId, CharacterId, EpisodeId, SceneId};
@@ -457,14 +457,16 @@ impl Mutation {
         premise: String,
         id: Option<String>,
         model: Option<String>,
+        idempotency_key: Option<String>,
     ) -> Result<JobAccepted, GqlError> {
+        let caller = keyed(ctx, idempotency_key)?;
         let request = PremiseRequest {
             premise,
             id,
             model,
             reference: None,
         };
-        let started = ctx.app.create_from_premise(&ctx.caller, request).await?;
+        let started = ctx.app.create_from_premise(&caller, request).await?;
         Ok(JobAccepted::new(
             ctx,
             started,
@@ -479,11 +481,13 @@ impl Mutation {
         feedback: String,
         new_drama_id: Option<String>,
         model: Option<String>,
+        idempotency_key: Option<String>,
     ) -> Result<JobAccepted, GqlError> {
         let id = parse_drama(&id)?;
+        let caller = keyed(ctx, idempotency_key)?;
         let started = ctx
             .app
-            .improve_drama(&ctx.caller, &id, &feedback, new_drama_id, model)
+            .improve_drama(&caller, &id, &feedback, new_drama_id, model)
             .await?;
         Ok(JobAccepted::new(
             ctx,
@@ -497,9 +501,11 @@ impl Mutation {
         ctx: &Ctx,
         id: String,
         model: Option<String>,
+        idempotency_key: Option<String>,
     ) -> Result<JobAccepted, GqlError> {
         let id = parse_drama(&id)?;
-        let started = ctx.app.critique_drama(&ctx.caller, &id, model).await?;
+        let caller = keyed(ctx, idempotency_key)?;
+        let started = ctx.app.critique_drama(&caller, &id, model).await?;
         Ok(JobAccepted::new(ctx, started, "Drama critique job queued."))
     }
 
@@ -510,9 +516,11 @@ impl Mutation {
         id: String,
         force: Option<bool>,
         budget: Option<i32>,
+        idempotency_key: Option<String>,
     ) -> Result<Job, GqlError> {
         let id = parse_drama(&id)?;
-        generate_scope(ctx, &id, Scope::Drama, force, budget).await
+        let caller = keyed(ctx, idempotency_key)?;
+        generate_scope(ctx, &caller, &id, Scope::Drama, force, budget).await
     }
 
     /// Generates one episode (writing its scenes first when it has none).
@@ -522,11 +530,13 @@ impl Mutation {
         episode_id: String,
         force: Option<bool>,
         budget: Option<i32>,
+        idempotency_key: Option<String>,
     ) -> Result<Job, GqlError> {
         let id = parse_drama(&drama_id)?;
+        let caller = keyed(ctx, idempotency_key)?;
         let episode = EpisodeId::parse(episode_id.clone())
             .map_err(|_| GqlError(AppError::not_found(drama_dal::Entity::Episode, &episode_id)))?;
-        generate_scope(ctx, &id, Scope::Episode(episode), force, budget).await
+        generate_scope(ctx, &caller, &id, Scope::Episode(episode), force, budget).await
     }
 
     /// Generates one scene's storyboard and clip.
@@ -536,11 +546,13 @@ impl Mutation {
         scene_id: String,
         force: Option<bool>,
         budget: Option<i32>,
+        idempotency_key: Option<String>,
     ) -> Result<Job, GqlError> {
         let id = parse_drama(&drama_id)?;
+        let caller = keyed(ctx, idempotency_key)?;
         let scene = SceneId::parse(scene_id.clone())
             .map_err(|_| GqlError(AppError::not_found(drama_dal::Entity::Scene, &scene_id)))?;
-        generate_scope(ctx, &id, Scope::Scene(scene), force, budget).await
+        generate_scope(ctx, &caller, &id, Scope::Scene(scene), force, budget).await
     }
 
     /// Generates one asset again.
@@ -548,13 +560,15 @@ impl Mutation {
         ctx: &Ctx,
         drama_id: String,
         asset_id: String,
+        idempotency_key: Option<String>,
     ) -> Result<Job, GqlError> {
         let id = parse_drama(&drama_id)?;
+        let caller = keyed(ctx, idempotency_key)?;
         let asset = AssetId::parse(asset_id.clone())
             .map_err(|_| GqlError(AppError::not_found(drama_dal::Entity::Asset, &asset_id)))?;
         let started = ctx
             .app
-            .generate(&ctx.caller, &id, Scope::Asset(asset), true)
+            .generate(&caller, &id, Scope::Asset(asset), true)
             .await?;
         started_job(ctx, started).await
     }
@@ -581,9 +595,10 @@ impl Mutation {
         drama_id: String,
         character_id: String,
         user_id: Option<String>,
+        idempotency_key: Option<String>,
     ) -> FieldResult<Option<Character>> {
-        let caller = ctx
-            .caller
+        let caller = keyed(ctx, idempotency_key)
+            .map_err(juniper::IntoFieldError::into_field_error)?
             .acting_for(requested_owner(&ctx.caller, user_id.as_deref())?);
         let (Ok(id), Ok(character)) = (
             drama_id.parse::<DramaId>(),
@@ -615,9 +630,10 @@ impl Mutation {
         ctx: &Ctx,
         drama_id: String,
         user_id: Option<String>,
+        idempotency_key: Option<String>,
     ) -> FieldResult<Option<Drama>> {
-        let caller = ctx
-            .caller
+        let caller = keyed(ctx, idempotency_key)
+            .map_err(juniper::IntoFieldError::into_field_error)?
             .acting_for(requested_owner(&ctx.caller, user_id.as_deref())?);
         let Ok(id) = drama_id.parse::<DramaId>() else {
             return Ok(None);
@@ -644,6 +660,15 @@ fn still_running(started: &Started) -> juniper::FieldError {
     )
 }
 
+/// The caller naming this mutation with `idempotencyKey` (or, without the argument, with the
+/// request's `Idempotency-Key` header): a repeat returns the first answer and charges nothing.
+fn keyed(ctx: &Ctx, key: Option<String>) -> Result<Caller, GqlError> {
+    match key {
+        Some(k) => Ok(ctx.caller.keyed(Some(RequestKey::parse(&k)?))),
+        None => Ok(ctx.caller),
+    }
+}
+
 fn parse_drama(id: &str) -> Result<DramaId, GqlError> {
     id.parse()
         .map_err(|_| GqlError(AppError::not_found(drama_dal::Entity::Drama, id)))
@@ -660,6 +685,7 @@ async fn started_job(ctx: &Ctx, started: Started) -> Result<Job, GqlError> {
 
 async fn generate_scope(
     ctx: &Ctx,
+    caller: &Caller,
     id: &DramaId,
     scope: Scope,
     force: Option<bool>,
@@ -671,9 +697,7 @@ async fn generate_scope(
     };
     started_job(
         ctx,
-        ctx.app
-            .generate_with(&ctx.caller, id, scope, options)
-            .await?,
+        ctx.app.generate_with(caller, id, scope, options).await?,
     )
     .await
 }

@@ -61,12 +61,25 @@ pub(crate) fn job_url(state: &ApiState, started: &Started) -> String {
 
 /// 202 with the old server's `JobResponse`.
 pub(crate) fn accepted(state: &ApiState, started: &Started, what: &str) -> HttpResponse {
-    HttpResponse::Accepted().json(json!({
-        "dramaId": started.drama_id,
-        "jobId": started.job_id.to_string(),
-        "status": "pending",
-        "message": format!("{what} Check status at: {}", job_url(state, started)),
-    }))
+    accepted_body(
+        started,
+        json!({
+            "dramaId": started.drama_id,
+            "jobId": started.job_id.to_string(),
+            "status": "pending",
+            "message": format!("{what} Check status at: {}", job_url(state, started)),
+        }),
+    )
+}
+
+/// 202 with `body`; a repeat of an earlier request with the same `Idempotency-Key` says so
+/// in `Idempotent-Replayed: true` (the body is the first answer's).
+pub(crate) fn accepted_body(started: &Started, body: serde_json::Value) -> HttpResponse {
+    let mut response = HttpResponse::Accepted();
+    if started.replayed {
+        response.insert_header(("Idempotent-Replayed", "true"));
+    }
+    response.json(body)
 }
 
 /// Optional JSON body: `{}` or nothing is the same as no options.
@@ -118,7 +131,9 @@ async fn improve(
             request.model,
         )
         .await?;
-    Ok(HttpResponse::Accepted().json(json!({
+    Ok(accepted_body(
+        &started,
+        json!({
         "originalId": id,
         "improvedId": started.drama_id,
         "jobId": started.job_id.to_string(),
@@ -127,7 +142,8 @@ async fn improve(
             "Drama improvement job queued. Check status at: {}",
             job_url(&state, &started)
         ),
-    })))
+        }),
+    ))
 }
 
 #[derive(Deserialize, Default)]
@@ -147,7 +163,9 @@ async fn critique(
         .app()
         .critique_drama(&caller, &id, request.model)
         .await?;
-    Ok(HttpResponse::Accepted().json(json!({
+    Ok(accepted_body(
+        &started,
+        json!({
         "dramaId": id,
         "jobId": started.job_id.to_string(),
         "status": "pending",
@@ -155,7 +173,8 @@ async fn critique(
             "Drama critique job queued. Check status and retrieve feedback at: {}",
             job_url(&state, &started)
         ),
-    })))
+        }),
+    ))
 }
 
 async fn run_generate(

@@ -7,6 +7,7 @@ mod credits;
 mod embedding;
 mod graphql;
 mod graphql_limits;
+mod idempotency;
 mod jobs;
 mod library;
 mod media_urls;

@@ -257,3 +257,85 @@ async fn client_text_over_its_bound_is_refused_naming_the_field() {
     .await;
     assert_eq!(status, 200, "{body}");
 }
+
+#[actix_web::test]
+async fn with_pricing_off_nothing_is_charged_and_the_ledger_still_records_each_run() {
+    let settings = drama_ai::AiSettings {
+        ai_offline: true,
+        pricing: false,
+        script_models: "cheap=offline@2/3/1/1,gemini-3-pro-preview=gemini".to_owned(),
+        ..drama_ai::AiSettings::default()
+    };
+    let ai = drama_ai::AiProviders::from_settings(&settings).unwrap();
+    let mut h = Harness::with_ai(ai).await;
+    h.app = h.app.clone().with_offline_pricing(true);
+    let svc = h.service(Harness::settings()).await;
+
+    let (_, _, list) = send(&svc, TestRequest::get().uri("/models")).await;
+    assert_eq!(list["billed"], false, "{list}");
+    assert_eq!(list["offline_calls_priced"], false, "{list}");
+    assert_eq!(list["media"]["image"], 0, "{list}");
+    for m in list["models"].as_array().unwrap() {
+        assert!(
+            m["prices"].as_object().unwrap().values().all(|p| p == 0),
+            "{m}"
+        );
+    }
+
+    // Even with nothing in the balance, work starts; each run is a ledger row at price 0.
+    let owner = h.alice;
+    let before = balance(&h, owner).await;
+    use drama_dal::CreditLedger as _;
+    h.store
+        .move_credits(&drama_dal::CreditMove::new(
+            owner,
+            -before,
+            drama_dal::CreditReason::Adjustment,
+        ))
+        .await
+        .unwrap();
+    create_drama(&svc, &h.alice_key, "free", (1, 1, 2)).await;
+    let (status, _, body) = send(
+        &svc,
+        TestRequest::post()
+            .uri("/dramas/free/generate")
+            .insert_header(bearer(&h.alice_key)),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let (status, _, body) = send(
+        &svc,
+        post_json(
+            "/dramas",
+            &h.alice_key,
+            json!({"premise": "A free premise.", "model": "cheap"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(balance(&h, owner).await, 0);
+    let charges: Vec<i64> = h
+        .store
+        .ledger(owner, 10, 0)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.reason == drama_dal::CreditReason::RunCharge)
+        .map(|e| e.amount)
+        .collect();
+    assert_eq!(charges, vec![0, 0]);
+    let (_, _, gql) = send(
+        &svc,
+        post_json(
+            "/graphql",
+            &h.alice_key,
+            json!({"query": "{ models { billed image } }"}),
+        ),
+    )
+    .await;
+    assert_eq!(
+        gql["data"]["models"],
+        json!({"billed": false, "image": 0}),
+        "{gql}"
+    );
+}

@@ -51,6 +51,14 @@ pub trait JobsPort: Send + Sync {
     ) -> Result<Vec<JobView>, JobError>;
     /// Cancels a run or a subtree.
     async fn cancel(&self, id: JobId, reason: &str) -> Result<CancelReport, JobError>;
+    /// The run `owner` started under idempotency key `key` since `since` (older holders give
+    /// the key up).
+    async fn keyed_run(
+        &self,
+        owner: uuid::Uuid,
+        key: &str,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<JobView>, JobError>;
     /// Notifications of new events, from every process.
     async fn subscribe(&self) -> Result<NotificationStream, JobError>;
 }
@@ -60,6 +68,15 @@ pub struct EngineJobs<S>(pub Arc<S>);
 
 #[async_trait]
 impl<S: JobStore> JobsPort for EngineJobs<S> {
+    async fn keyed_run(
+        &self,
+        owner: uuid::Uuid,
+        key: &str,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<JobView>, JobError> {
+        self.0.keyed_run(owner, key, since).await
+    }
+
     async fn job(&self, id: JobId) -> Result<Option<JobView>, JobError> {
         self.0.job(id).await
     }
@@ -226,7 +243,8 @@ impl GenerationStore for MemoryGeneration {
         graph: &Graph,
     ) -> Result<Submitted, GenerationError> {
         let available = self.store.get_user(owner).await?.tokens;
-        if available < cost {
+        // A keyed repeat answers with its paid run whatever the balance is now.
+        if available < cost && graph.run.idempotency_key.is_none() {
             return Err(RepoError::InsufficientTokens {
                 balance: available,
                 needed: cost,
@@ -245,6 +263,14 @@ impl GenerationStore for MemoryGeneration {
             self.jobs
                 .cancel(submitted.run_id, "the run could not be paid for")
                 .await?;
+            // ...and its key, as the rolled-back transaction does on PostgreSQL: a repeat
+            // must not answer with a run nobody paid for.
+            if let Some(key) = &graph.run.idempotency_key {
+                let everything = chrono::Utc::now() + chrono::Duration::days(1);
+                self.jobs
+                    .keyed_run(graph.run.owner, key, everything)
+                    .await?;
+            }
             return Err(e.into());
         }
         Ok(submitted)

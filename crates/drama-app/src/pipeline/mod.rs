@@ -13,6 +13,8 @@ pub mod spec;
 pub mod stitch;
 mod usecases;
 
+pub(crate) use usecases::job_error;
+
 pub use inspect::{DramaOverview, Estimate, KindEstimate};
 pub use plan::{Models, Planned, Planner, Scope};
 pub use usecases::{

@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 use super::normalize::ensure_assets;
 use super::plan::{Models, Planner, Scope};
 use super::spec::{CritiqueTask, DramaTask, ImproveSpec, class, kind};
+use crate::once::Once;
 use crate::{App, AppError, Caller};
 
 /// How to generate.
@@ -40,6 +41,9 @@ pub struct Started {
     pub job_id: JobId,
     /// The drama it is about.
     pub drama_id: DramaId,
+    /// The answer to an earlier request with the same idempotency key (nothing new started
+    /// or charged).
+    pub replayed: bool,
 }
 
 /// What a synchronous use case (portrait, cover) answers: the drama once its run is done, or
@@ -153,18 +157,44 @@ impl App {
         )))
     }
 
-    async fn submit(&self, owner: UserId, cost: i64, graph: Graph) -> Result<JobId, AppError> {
+    /// Stores and pays for a run in one transaction. Under an idempotency key another request
+    /// may have taken the key in the meantime; its answer is returned then.
+    async fn submit(
+        &self,
+        owner: UserId,
+        cost: i64,
+        mut graph: Graph,
+        once: &Once,
+    ) -> Result<Started, AppError> {
         self.check_run_quota(owner).await?;
         // Every run but a critique stores media.
         if graph.run.kind != kind::CRITIQUE_DRAMA {
             self.check_bytes_quota(owner, 0).await?;
         }
-        Ok(self
+        if let Some(key) = once.key() {
+            graph.run.idempotency_key = Some(key.to_owned());
+            once.mark(&mut graph.run.payload);
+        }
+        let submitted = self
             .generation
             .submit_charged(owner, cost, &graph)
             .await
-            .map_err(generation_error)?
-            .run_id)
+            .map_err(generation_error)?;
+        if !submitted.created {
+            let run = self
+                .jobs
+                .job(submitted.run_id)
+                .await
+                .map_err(job_error)?
+                .ok_or_else(|| AppError::Unavailable("the keyed run vanished".to_owned()))?;
+            return once.replay(&run);
+        }
+        let subject = graph.run.subject.as_deref().unwrap_or_default();
+        Ok(Started {
+            job_id: submitted.run_id,
+            drama_id: DramaId::parse(subject).map_err(|e| AppError::Internal(Box::new(e)))?,
+            replayed: false,
+        })
     }
 
     async fn ensure_free(&self, id: &DramaId) -> Result<(), AppError> {
@@ -197,6 +227,21 @@ impl App {
         self.limits
             .check("premise", &request.premise)
             .map_err(AppError::Invalid)?;
+        let (once, replay) = self
+            .once(
+                caller,
+                kind::CREATE_DRAMA,
+                &json!({
+                    "premise": request.premise,
+                    "id": request.id,
+                    "model": request.model,
+                    "reference": request.reference.as_ref().map(|r| super::hash::checksum(&r.bytes)),
+                }),
+            )
+            .await?;
+        if let Some(started) = replay {
+            return Ok(started);
+        }
         let id = request
             .id
             .filter(|i| !i.is_empty())
@@ -231,8 +276,7 @@ impl App {
                 .payload(json!({ "dramaId": drama_id })),
             nodes: vec![self.write_node(&drama_id, &task, cost)?],
         };
-        let job_id = self.submit(caller.user, cost, graph).await?;
-        Ok(Started { job_id, drama_id })
+        self.submit(caller.user, cost, graph, &once).await
     }
 
     fn write_node(&self, id: &DramaId, task: &DramaTask, cost: i64) -> Result<NodeSpec, AppError> {
@@ -300,6 +344,16 @@ impl App {
         self.limits
             .check("feedback", feedback)
             .map_err(AppError::Invalid)?;
+        let (once, replay) = self
+            .once(
+                caller,
+                kind::IMPROVE_DRAMA,
+                &json!({ "dramaId": id, "feedback": feedback, "newId": new_id, "model": model }),
+            )
+            .await?;
+        if let Some(started) = replay {
+            return Ok(started);
+        }
         let improved = new_id.filter(|n| !n.is_empty()).unwrap_or_else(|| {
             let suffix = format!("_improved_{}", Utc::now().timestamp_millis());
             let keep = drama_domain::MAX_ID_LEN
@@ -330,11 +384,7 @@ impl App {
                 .payload(json!({ "originalId": id, "dramaId": improved })),
             nodes: vec![self.write_node(&improved, &task, cost)?],
         };
-        let job_id = self.submit(caller.user, cost, graph).await?;
-        Ok(Started {
-            job_id,
-            drama_id: improved,
-        })
+        self.submit(caller.user, cost, graph, &once).await
     }
 
     /// Starts a critique of a drama; the job's result is `{"feedback": …}`.
@@ -349,6 +399,16 @@ impl App {
         model: Option<String>,
     ) -> Result<Started, AppError> {
         self.store.get_complete(caller.user, id).await?;
+        let (once, replay) = self
+            .once(
+                caller,
+                kind::CRITIQUE_DRAMA,
+                &json!({ "dramaId": id, "model": model }),
+            )
+            .await?;
+        if let Some(started) = replay {
+            return Ok(started);
+        }
         let model = model.filter(|m| !m.is_empty());
         let cost = self.script_cost(CallKind::CritiqueDrama, model.as_deref())?;
         let task = CritiqueTask {
@@ -369,11 +429,7 @@ impl App {
                 .payload(json!({ "dramaId": id })),
             nodes: vec![node],
         };
-        let job_id = self.submit(caller.user, cost, graph).await?;
-        Ok(Started {
-            job_id,
-            drama_id: id.clone(),
-        })
+        self.submit(caller.user, cost, graph, &once).await
     }
 
     /// Plans and starts the generation of a drama's assets (all of them, or a scope),
@@ -424,6 +480,18 @@ impl App {
             )));
         }
         let owner = caller.user;
+        let (once, replay) = self
+            .once(
+                caller,
+                kind::GENERATE,
+                &json!({
+                    "dramaId": id, "scope": format!("{scope:?}"), "force": force, "budget": budget,
+                }),
+            )
+            .await?;
+        if let Some(started) = replay {
+            return Ok(started);
+        }
         let drama = self.prepare(owner, id).await?;
         let objects = self.store.asset_objects(owner, id).await?;
         let models = self.models(None);
@@ -447,11 +515,7 @@ impl App {
             cost = planned.cost,
             "generation planned"
         );
-        let job_id = self.submit(owner, planned.cost, graph).await?;
-        Ok(Started {
-            job_id,
-            drama_id: id.clone(),
-        })
+        self.submit(owner, planned.cost, graph, &once).await
     }
 
     /// The drama with every generation target in place (added and saved when missing).

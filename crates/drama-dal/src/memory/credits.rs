@@ -134,7 +134,11 @@ impl UserRepository for MemoryStore {
         &self,
         subject: UserId,
         email: Option<&str>,
+        opening_tokens: i64,
     ) -> Result<User, RepoError> {
+        if opening_tokens < 0 {
+            return Err(RepoError::invalid("tokens", "must not be negative"));
+        }
         let mut s = self.lock();
         let now = s.tick();
         if !s.users.contains_key(&subject) {
@@ -143,7 +147,7 @@ impl UserRepository for MemoryStore {
                 id: subject,
                 email: None,
                 display_name: None,
-                tokens: new.tokens,
+                tokens: opening_tokens,
                 subscription_tier: new.subscription_tier,
                 created_at: now,
                 updated_at: now,

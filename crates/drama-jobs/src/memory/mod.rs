@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt as _;
 use serde_json::Value;
 use tokio::sync::broadcast;
+use uuid::Uuid;
 
 use crate::core::{self, Changes, CoreError, Finish, Workset};
 use crate::error::JobError;
@@ -374,6 +375,27 @@ impl JobStore for MemoryJobStore {
         let changes = ws.into_changes();
         self.commit(&mut mem, changes, now);
         Ok(delta)
+    }
+
+    async fn keyed_run(
+        &self,
+        owner: Uuid,
+        key: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Option<JobView>, JobError> {
+        let mut mem = self.lock();
+        let Some(&run) = mem.idempotency.get(&(owner, key.to_owned())) else {
+            return Ok(None);
+        };
+        let taken = mem.nodes.get(&run).map(|n| n.created_at);
+        if taken.is_some_and(|t| t >= since) {
+            return Ok(mem.view(run));
+        }
+        mem.idempotency.remove(&(owner, key.to_owned()));
+        if let Some(n) = mem.nodes.get_mut(&run) {
+            n.fixed.idempotency_key = None;
+        }
+        Ok(None)
     }
 
     async fn job(&self, id: JobId) -> Result<Option<JobView>, JobError> {

@@ -354,6 +354,15 @@ impl JobStore for PgJobStore {
         in_tx!(self, |conn| ops::take_refund(conn, run))
     }
 
+    async fn keyed_run(
+        &self,
+        owner: Uuid,
+        key: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Option<JobView>, JobError> {
+        on_conn!(self, |conn| query::keyed_run(conn, owner, key, since))
+    }
+
     async fn job(&self, id: JobId) -> Result<Option<JobView>, JobError> {
         on_conn!(self, |conn| query::job(conn, id))
     }

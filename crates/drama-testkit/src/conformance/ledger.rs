@@ -68,15 +68,19 @@ pub async fn every_credit_movement_is_in_the_ledger(store: Arc<dyn Store>) {
         all.iter().map(|e| e.amount).sum::<i64>()
     );
 
-    // A user first seen through auth opens the ledger with the initial credits.
-    let fresh = UserId::random();
-    let user = store.upsert_from_auth(fresh, None).await.unwrap();
-    let opening = store.ledger(fresh, 10, 0).await.unwrap();
-    assert_eq!(opening.len(), 1);
-    assert_eq!(
-        (opening[0].amount, opening[0].reason),
-        (user.tokens, CreditReason::Opening)
-    );
+    // A user first seen through auth opens the ledger with the deployment's initial
+    // credits (`INITIAL_CREDITS`), 0 included.
+    for initial in [250, 0] {
+        let fresh = UserId::random();
+        let user = store.upsert_from_auth(fresh, None, initial).await.unwrap();
+        assert_eq!(user.tokens, initial);
+        let opening = store.ledger(fresh, 10, 0).await.unwrap();
+        assert_eq!(opening.len(), 1);
+        assert_eq!(
+            (opening[0].amount, opening[0].reason),
+            (initial, CreditReason::Opening)
+        );
+    }
 
     assert_not_found(
         store

@@ -5,236 +5,28 @@
 //! API process follows progress made in the worker processes.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod support;
+
 use std::collections::BTreeSet;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use drama_assets::AssetStore as _;
-use drama_testkit::pg::ScratchDb;
-use drama_testkit::s3::S3Server;
 use futures::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
-use sqlx::PgPool;
+use support::deployment::{Deployment, logs_of};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
-/// A child process killed (SIGKILL) when dropped, so a failing test leaves nothing running.
-struct Process {
-    name: &'static str,
-    child: Child,
-}
-
-impl Process {
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// The deployment under test: its database, bucket and processes.
-struct Deployment {
-    db: ScratchDb,
-    pool: PgPool,
-    s3: S3Server,
-    logs: tempfile::TempDir,
-    port: u16,
-    http: reqwest::Client,
-}
-
-impl Deployment {
-    async fn start() -> Self {
-        let db = ScratchDb::create("e2e").await;
-        let s3 = S3Server::start("drama-e2e").await;
-        let logs = tempfile::tempdir().unwrap();
-        let port = {
-            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            probe.local_addr().unwrap().port()
-        };
-        let mut d = Self {
-            pool: db.pool().await,
-            db,
-            s3,
-            logs,
-            port,
-            http: reqwest::Client::new(),
-        };
-        let out = d.run(&["migrate"]).await;
-        assert!(out.status.success(), "migrate: {}", text(&out));
-        d.pool = d.db.pool().await;
-        d
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_drama-server"));
-        c.args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("DATABASE_URL", self.db.url())
-            .envs(self.s3.env())
-            .env("HOST", "127.0.0.1")
-            .env("PORT", self.port.to_string())
-            .env("AI_OFFLINE", "true")
-            .env("PRICE_OFFLINE_CALLS", "true")
-            .env("OFFLINE_VIDEO_DELAY_MS", "1500")
-            .env("DRAMA__WORKER__LEASE_SECONDS", "5")
-            .env("LOG_FORMAT", "json")
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null());
-        c
-    }
-
-    /// Runs a command to completion without blocking the runtime that serves S3.
-    async fn run(&self, args: &[&str]) -> std::process::Output {
-        let mut command = self.command(args);
-        tokio::task::spawn_blocking(move || command.output().unwrap())
-            .await
-            .unwrap()
-    }
-
-    /// Starts a long-running command; its output goes to a log file shown on failure.
-    fn spawn(&self, name: &'static str, args: &[&str]) -> Process {
-        let log = std::fs::File::create(self.log_path(name)).unwrap();
-        let child = self
-            .command(args)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        Process { name, child }
-    }
-
-    fn log_path(&self, name: &str) -> std::path::PathBuf {
-        self.logs.path().join(format!("{name}.log"))
-    }
-
-    fn logs_of(&self, processes: &[&Process]) -> String {
-        processes
-            .iter()
-            .map(|p| {
-                let log = std::fs::read_to_string(self.log_path(p.name)).unwrap_or_default();
-                format!("--- {} ---\n{}", p.name, tail(&log, 4000))
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    async fn wait_until_serving(&self, server: &mut Process) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(r) = self.http.get(self.url("/health")).send().await
-                && r.status().is_success()
-            {
-                return;
-            }
-            if let Some(status) = server.child.try_wait().unwrap() {
-                panic!("serve exited with {status}\n{}", self.logs_of(&[&*server]));
-            }
-            assert!(Instant::now() < deadline, "serve did not answer /health");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        key: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let mut request = self.http.request(method, self.url(path)).bearer_auth(key);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let bytes = response.bytes().await.unwrap();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
-    }
-
-    /// Polls a run until it settles.
-    async fn settle(&self, key: &str, job: &str, limit: Duration, watch: &[&Process]) -> Value {
-        let deadline = Instant::now() + limit;
-        loop {
-            let (status, body) = self
-                .call(reqwest::Method::GET, &format!("/jobs/{job}"), key, None)
-                .await;
-            assert_eq!(status, 200, "{body}");
-            if ["completed", "failed", "cancelled"].contains(&body["status"].as_str().unwrap()) {
-                return body;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "job {job} did not settle: {body}\n{}",
-                self.logs_of(watch)
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// The keys of the run's video tasks that a worker is rendering now.
-    async fn videos_in_flight(&self, run: uuid::Uuid) -> Vec<String> {
-        sqlx::query_scalar(
-            "select key from public.jobs
-             where run_id = $1 and node_type = 'task' and state = 'running' and resource_class = 'video'",
-        )
-        .bind(run)
-        .fetch_all(&self.pool)
-        .await
-        .unwrap()
-    }
-
-    async fn tokens(&self, user: uuid::Uuid) -> i64 {
-        sqlx::query_scalar("select tokens from public.users where id = $1")
-            .bind(user)
-            .fetch_one(&self.pool)
-            .await
-            .unwrap()
-    }
-}
-
-fn text(out: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+/// The keys of the run's video tasks that a worker is rendering now.
+async fn videos_in_flight(d: &Deployment, run: uuid::Uuid) -> Vec<String> {
+    sqlx::query_scalar(
+        "select key from public.jobs
+         where run_id = $1 and node_type = 'task' and state = 'running' and resource_class = 'video'",
     )
-}
-
-fn tail(s: &str, max: usize) -> &str {
-    let mut start = s.len().saturating_sub(max);
-    while !s.is_char_boundary(start) {
-        start += 1;
-    }
-    &s[start..]
-}
-
-/// `keys create` → (owner, key).
-async fn create_key(d: &Deployment) -> (uuid::Uuid, String) {
-    let out = d.run(&["keys", "create", "--name", "e2e"]).await;
-    assert!(out.status.success(), "keys create: {}", text(&out));
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let owner = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("owner:"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let key = stdout.lines().last().unwrap().trim().to_owned();
-    (owner, key)
+    .bind(run)
+    .fetch_all(&d.pool)
+    .await
+    .unwrap()
 }
 
 /// Follows `jobProgress` over `graphql-transport-ws` until the server completes it; returns
@@ -319,20 +111,21 @@ async fn follow_drama_versions(http: reqwest::Client, url: String, key: String) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_worker_killed_mid_render_loses_and_duplicates_nothing() {
-    let d = Deployment::start().await;
-    let (owner, key) = create_key(&d).await;
-    sqlx::query(
-        "select public.move_credits(id, 1000000 - tokens, 'grant', null, null, 'test credits') \
-             from public.users where id = $1",
+    let d = Deployment::start(
+        "e2e",
+        &[
+            ("PRICE_OFFLINE_CALLS", "true"),
+            ("OFFLINE_VIDEO_DELAY_MS", "1500"),
+            ("DRAMA__WORKER__LEASE_SECONDS", "5"),
+        ],
     )
-    .bind(owner)
-    .execute(&d.pool)
-    .await
-    .unwrap();
+    .await;
+    let (owner, key) = d.create_key("e2e").await;
+    d.set_balance(owner, 1_000_000).await;
     let tokens_before = d.tokens(owner).await;
 
     let mut server = d.spawn("serve", &["serve", "--no-workers"]);
-    d.wait_until_serving(&mut server).await;
+    server.wait_for("/health").await;
     let mut first_worker = d.spawn("worker-1", &["worker"]);
 
     let (status, created) = d
@@ -347,7 +140,7 @@ async fn a_worker_killed_mid_render_loses_and_duplicates_nothing() {
     let written = d
         .settle(
             &key,
-            created["jobId"].as_str().unwrap(),
+            &format!("/jobs/{}", created["jobId"].as_str().unwrap()),
             Duration::from_secs(60),
             &[&server, &first_worker],
         )
@@ -376,14 +169,14 @@ async fn a_worker_killed_mid_render_loses_and_duplicates_nothing() {
     // leases are held by a process that no longer exists.
     let deadline = Instant::now() + Duration::from_secs(60);
     let interrupted = loop {
-        let running = d.videos_in_flight(run).await;
+        let running = videos_in_flight(&d, run).await;
         if !running.is_empty() {
             break running;
         }
         assert!(
             Instant::now() < deadline,
             "no clip started\n{}",
-            d.logs_of(&[&server, &first_worker])
+            logs_of(&[&server, &first_worker])
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
@@ -393,7 +186,7 @@ async fn a_worker_killed_mid_render_loses_and_duplicates_nothing() {
     let done = d
         .settle(
             &key,
-            &job,
+            &format!("/jobs/{job}"),
             Duration::from_secs(120),
             &[&server, &second_worker],
         )
@@ -542,7 +335,7 @@ async fn a_worker_killed_mid_render_loses_and_duplicates_nothing() {
         "completed",
         "the last event carries the final status: {:?}\n{}",
         &events[events.len().saturating_sub(5)..],
-        d.logs_of(&[&server])
+        logs_of(&[&server])
     );
 
     // The API process told its follower about the versions the workers wrote, in order, up
@@ -573,7 +366,5 @@ async fn a_worker_killed_mid_render_loses_and_duplicates_nothing() {
     drop(second_worker);
     drop(server);
     drop(first_worker);
-    d.pool.close().await;
-    let Deployment { db, .. } = d;
-    db.drop_it().await;
+    d.finish().await;
 }

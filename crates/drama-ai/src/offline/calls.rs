@@ -42,6 +42,9 @@ pub(super) enum Call {
 
 impl CallCounter {
     pub(super) fn count(&self, call: Call) {
+        // One line per call: a process killed before it can log its totals still leaves the
+        // calls it made in its log.
+        tracing::debug!(call = ?call, "offline provider call");
         let counter = match call {
             Call::Script => &self.scripts,
             Call::Image => &self.images,

@@ -42,12 +42,7 @@ impl ScriptPrices {
 
     /// Nothing costs anything.
     pub fn free() -> Self {
-        Self {
-            generate_drama: 0,
-            improve_drama: 0,
-            critique_drama: 0,
-            write_episode_scenes: 0,
-        }
+        Self::of(&CostTable::free())
     }
 
     /// The price of one call of `kind` (0 for calls that are not script calls).

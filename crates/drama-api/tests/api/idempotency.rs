@@ -2,19 +2,13 @@
 //! charged once — over REST and GraphQL, on the memory store, and on PostgreSQL when the
 //! repeats arrive at the same moment.
 
-use std::sync::Arc;
-
 use actix_web::middleware::from_fn;
 use actix_web::test::{self, TestRequest};
 use drama_api::ApiState;
-use drama_app::pipeline::engine::EngineJobs;
-use drama_app::{App, Ports};
 use drama_dal::{
     ApiKeyRepository as _, CreditLedger, CreditMove, CreditReason, NewUser, UserRepository,
 };
 use drama_domain::UserId;
-use drama_postgres::PgStore;
-use drama_postgres::jobs::PgJobStore;
 use drama_testkit::pg::ScratchDb;
 use serde_json::{Value, json};
 
@@ -198,16 +192,8 @@ async fn a_repeated_premise_answers_with_the_same_drama_even_after_the_balance_i
 async fn on_postgres_simultaneous_repeats_start_one_run_and_debit_once() {
     let db = ScratchDb::create("api_idempotency").await;
     let pool = db.pool().await;
-    drama_postgres::migrate(&pool).await.unwrap();
-    let store = Arc::new(PgStore::new(pool.clone()));
-    let app = App::new(Ports {
-        store: store.clone(),
-        assets: Arc::new(drama_assets::MemoryStore::default()),
-        generation: store.clone(),
-        jobs: Arc::new(EngineJobs(Arc::new(PgJobStore::new(pool.clone())))),
-        ai: drama_ai::AiProviders::offline(0),
-    })
-    .with_offline_pricing(true);
+    let (store, app) = crate::support::pg_app(&pool).await;
+    let app = app.with_offline_pricing(true);
     let user = UserId::random();
     store.create_user(&NewUser::new(user)).await.unwrap();
     set_balance(&*store, user, 10_000).await;

@@ -3,18 +3,13 @@
 //! without values, fragments, aliases, `__typename`, directives, introspection as GraphiQL and
 //! code generators send it), and its REST calls, with the old response shapes.
 
-use std::sync::Arc;
-
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::middleware::from_fn;
 use actix_web::test;
 use drama_api::ApiState;
-use drama_app::pipeline::engine::EngineJobs;
-use drama_app::{App, Ports};
+use drama_app::App;
 use drama_dal::{ApiKeyRepository as _, NewUser, UserRepository as _};
 use drama_domain::UserId;
-use drama_postgres::PgStore;
-use drama_postgres::jobs::PgJobStore;
 use drama_testkit::pg::ScratchDb;
 use serde_json::{Value, json};
 
@@ -84,15 +79,7 @@ impl OldWorld {
     async fn start() -> Self {
         let db = ScratchDb::create("api_old_clients").await;
         let pool = db.pool().await;
-        drama_postgres::migrate(&pool).await.unwrap();
-        let store = Arc::new(PgStore::new(pool.clone()));
-        let app = App::new(Ports {
-            store: store.clone(),
-            assets: Arc::new(drama_assets::MemoryStore::default()),
-            generation: store.clone(),
-            jobs: Arc::new(EngineJobs(Arc::new(PgJobStore::new(pool.clone())))),
-            ai: drama_ai::AiProviders::offline(0),
-        });
+        let (store, app) = crate::support::pg_app(&pool).await;
         let user = UserId::random();
         store.create_user(&NewUser::new(user)).await.unwrap();
         let key = store

@@ -253,3 +253,19 @@ fragment TypeRef on __Type {
   ofType { kind name ofType { kind name ofType { kind name ofType { kind name
     ofType { kind name ofType { kind name ofType { kind name } } } } } } }
 }";
+
+/// The use cases on PostgreSQL at `pool` (migrated here), with objects in memory and the
+/// offline providers: what the binary wires, minus the bucket.
+pub async fn pg_app(pool: &sqlx::PgPool) -> (Arc<drama_postgres::PgStore>, App) {
+    drama_postgres::migrate(pool).await.unwrap();
+    let store = Arc::new(drama_postgres::PgStore::new(pool.clone()));
+    let jobs = drama_postgres::jobs::PgJobStore::new(pool.clone());
+    let app = App::new(drama_app::Ports {
+        store: store.clone(),
+        assets: Arc::new(drama_assets::MemoryStore::default()),
+        generation: store.clone(),
+        jobs: Arc::new(drama_app::pipeline::engine::EngineJobs(Arc::new(jobs))),
+        ai: drama_ai::AiProviders::offline(0),
+    });
+    (store, app)
+}

@@ -307,7 +307,11 @@ pub(crate) fn signing_guard(settings: &Settings) -> anyhow::Result<()> {
 }
 
 pub(crate) async fn serve(mut settings: Settings, args: ServeArgs) -> anyhow::Result<ExitCode> {
-    signing_guard(&settings)?;
+    // Without a database this is the quick start, which production refuses first with the
+    // reason that matters (no DATABASE_URL); the signing secret comes after that.
+    if !settings.database.url.trim().is_empty() {
+        signing_guard(&settings)?;
+    }
     if let Some(host) = &args.host {
         settings.server.host.clone_from(host);
         settings.set_from_command_line("server.host", "--host", host.clone());

@@ -11,7 +11,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use drama_app::AppError;
-use drama_dal::Entity;
+use drama_app::store::Entity;
 use drama_domain::{DomainError, FieldError};
 use serde_json::{Value, json};
 

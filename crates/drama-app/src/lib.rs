@@ -26,6 +26,30 @@ pub use pricing::{MediaPrices, ModelPrice, Pricing};
 pub use quotas::Quotas;
 pub use readiness::Readiness;
 
+/// Names of the repository layer that use cases take and return (pages of a listing, the
+/// stored form of a drama with its version, the change feed), so callers of the app need no
+/// dependency on the repositories themselves.
+pub mod store {
+    pub use drama_dal::{Cursor, DramaChange, Entity, PageRequest, StoredDrama, Version};
+}
+
+/// Names of the job engine that use cases return (job ids, views, the event log and its live
+/// notifications), so callers can show and follow runs without depending on the engine.
+pub mod jobs {
+    pub use drama_jobs::{
+        Event, EventId, EventKind, JobId, JobState, JobView, NodeType, Notification, RunId,
+    };
+}
+
+/// Values of object storage that media delivery passes through the app (keys, byte ranges,
+/// object metadata and bodies, signed requests); the store itself stays behind the app.
+pub mod media {
+    pub use drama_assets::{
+        AssetError, AssetStore, ByteRange, ByteStream, ContentRange, ObjectInfo, ObjectKey,
+        ObjectStream, PresignMethod, SignedRequest,
+    };
+}
+
 use std::path::PathBuf;
 use std::sync::Arc;
 

@@ -262,6 +262,7 @@ impl From<AppError> for ApiError {
                 Self::message(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
             }
             AppError::Unavailable(cause) => Self::unavailable(cause),
+            AppError::Unauthenticated(message) => Self::unauthenticated(message),
             // The provider's reason is the client's business (a refused prompt can be edited).
             AppError::GenerationFailed(message) => Self::message(
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -4,6 +4,7 @@ mod account;
 mod caller;
 mod dramas;
 mod error;
+mod identity;
 mod keys;
 mod library;
 mod limits;
@@ -18,6 +19,7 @@ pub use account::{Account, MAX_LEDGER_PAGE};
 pub use caller::Caller;
 pub use drama_dal::{CreditReason, LedgerEntry};
 pub use error::AppError;
+pub use identity::{KeyCaller, key_fingerprint, looks_like_api_key};
 pub use keys::{MAX_ACTIVE_KEYS, MAX_KEY_DAYS, MAX_KEY_NAME, NewKey};
 pub use library::{LibraryItem, LibraryTag, LibraryType, LibraryUpload};
 pub use limits::TextLimits;
@@ -192,11 +194,6 @@ impl App {
     /// the number of tasks).
     pub fn offline_calls(&self) -> drama_ai::OfflineCalls {
         self.ai.offline_provider().calls()
-    }
-
-    /// The repositories (authentication and health checks use them directly).
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
     }
 
     /// The asset store.

@@ -131,9 +131,9 @@ async fn a_generation_is_watched_played_edited_and_cancelled_in_the_browser() {
     b.assert_clean_console("the list, the XSS drama and the JSON ones", |_| false)
         .await;
 
-    // Start a generation from the drama page, with its estimate shown first and a budget that
-    // the run keeps (far above what it spends: the estimate does not count the storyboards and
-    // clips of the scenes the run writes, and nothing may be cut here).
+    // Start a generation from the drama page, with its estimate shown first (what starts now,
+    // and what the scenes the run writes are expected to add) and a budget that the run keeps
+    // (far above even the most it can spend: nothing may be cut here).
     b.route("#/d/storm").await;
     b.until(
         "the estimate",
@@ -141,6 +141,36 @@ async fn a_generation_is_watched_played_edited_and_cancelled_in_the_browser() {
         "return /credits|up to date/.test(document.querySelector('#estimate')?.textContent)",
     )
     .await;
+    let (_, estimate, _) = s
+        .call(Method::POST, "/dramas/storm/estimate", Some(json!({})))
+        .await;
+    assert!(
+        estimate["expectedCost"].as_i64() > estimate["cost"].as_i64(),
+        "the storm's episodes have no scenes yet: {estimate}"
+    );
+    assert_eq!(
+        b.text("#estimate").await,
+        format!(
+            "{} tasks ({}), {} credits now, about {} with the scenes it writes (at most {}).",
+            estimate["tasks"],
+            estimate["byKind"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(kind, k)| format!("{} {kind}", k["tasks"]))
+                .collect::<Vec<_>>()
+                .join(", "),
+            estimate["cost"],
+            estimate["expectedCost"],
+            estimate["maxCost"]
+        )
+    );
+    assert!(
+        b.text("#budget-hint")
+            .await
+            .contains(&format!("about {} credits", estimate["expectedCost"])),
+        "the budget hint uses the expected cost"
+    );
     let budget = 50_000;
     b.type_into("#budget", &budget.to_string()).await;
     b.click("#generate").await;
@@ -176,6 +206,10 @@ async fn a_generation_is_watched_played_edited_and_cancelled_in_the_browser() {
     )
     .await;
     assert_eq!(b.text("#live").await, "live");
+    // A run whose tasks work is under way, though its own node has sent no event since it
+    // was read waiting; its cost so far includes the tasks the scene writers added.
+    assert_eq!(b.text("#run-status .badge").await, "processing");
+    assert!(b.text("#cost [data-cost=total]").await.starts_with("total so far "));
     b.screenshot(&screenshots().join("run.png")).await;
 
     // The server goes away mid-run and comes back: the stream reconnects, resumes after the

@@ -18,10 +18,27 @@ export async function render(main, ctx, id) {
   ctx.onLeave(() => clearTimeout(page.timer));
 }
 
+/** "N credits now", and when the run writes scenes, what their storyboards and clips are
+ * expected to add once written (`expectedCost`) and can add at most (`maxCost`). */
+const creditsText = (e) => {
+  if (e.expectedCost == null || e.expectedCost === e.cost) return `${e.cost} credits`;
+  return `${e.cost} credits now, about ${e.expectedCost} with the scenes it writes (at most ${e.maxCost})`;
+};
+
 const estimateText = (e) => {
   if (!e.tasks) return "Nothing to do: everything is up to date.";
   const parts = Object.entries(e.byKind).map(([kind, k]) => `${k.tasks} ${kind}`);
-  return `${e.tasks} task${e.tasks === 1 ? "" : "s"} (${parts.join(", ")}), estimated ${e.cost} credits.`;
+  return `${e.tasks} task${e.tasks === 1 ? "" : "s"} (${parts.join(", ")}), ${creditsText(e)}.`;
+};
+
+/** The budget hint: the budget a run is expected to need, from the same estimate. */
+const budgetText = (e) => {
+  const base = "Tasks that would go past the budget are cancelled and refunded.";
+  if (!e || !e.tasks) return base;
+  const expected = e.expectedCost ?? e.cost;
+  const most = e.maxCost ?? expected;
+  const bound = most > expected ? `; ${most} covers the most it can write` : "";
+  return `${base} This run is expected to need about ${expected} credits${bound}.`;
 };
 
 class DramaPage {
@@ -142,14 +159,17 @@ class DramaPage {
     const budget = h("input", { type: "number", id: "budget", min: "1", step: "1", inputmode: "numeric",
       placeholder: "no limit" });
     const estimate = h("p", { id: "estimate", class: "muted", "aria-live": "polite", text: "Estimating…" });
+    const hint = h("p", { class: "hint", id: "budget-hint", text: budgetText(null) });
     const go = h("button", { type: "button", class: "primary", id: "generate", text: "Start generation" });
     const refresh = async () => {
       try {
         const e = await post(`${this.base}/estimate`, { force: force.checked });
         estimate.textContent = estimateText(e);
+        hint.textContent = budgetText(e);
         go.disabled = !e.tasks;
       } catch (e) {
         estimate.textContent = `No estimate: ${e.message}`;
+        hint.textContent = budgetText(null);
       }
     };
     force.addEventListener("change", refresh);
@@ -178,7 +198,7 @@ class DramaPage {
       h("h2", { id: "gen-title", text: "Generate" }),
       h("div", { class: "row" }, force, h("label", { for: "force", text: "Also remake what is up to date" })),
       h("label", { for: "budget", text: "Budget (credits, optional)" }), budget,
-      h("p", { class: "hint", text: "Tasks that would go past the budget are cancelled and refunded." }),
+      hint,
       estimate, h("div", { class: "row" }, go));
     panel.refresh = refresh;
     return panel;

@@ -122,10 +122,13 @@ export async function render(main, ctx, id) {
     const run = model.run;
     const root = model.root();
     const state = root ? root.state : run.state;
+    const c = model.counts();
     replace(title, `${(run.kind || run.type || "run").replaceAll("_", " ")} · `,
       run.dramaId ? h("a", { href: `#/d/${seg(run.dramaId)}`, text: run.dramaId }) : "");
-    replace(status, badge(root ? statusOf(root.state) : run.status), " ", h("span", { class: "small muted", text: state }));
-    const c = model.counts();
+    const shown = root ? runStatus(root.state, c) : run.status;
+    // The root's own state stays `waiting` while its tasks work; only a settled state adds news.
+    replace(status, badge(shown), " ",
+      h("span", { class: "small muted", text: SETTLED.has(state) ? state : "" }));
     const pct = (n) => (c.total ? (100 * n) / c.total : 0);
     replace(bar,
       seg_(pct(c.completed), "done"), seg_(pct(c.failed + c.skipped), "bad"),
@@ -136,7 +139,7 @@ export async function render(main, ctx, id) {
     replace(counts, ["total", ...STATES].map((s) => h("span", { "data-count": s }, `${s} `, h("b", { text: String(c[s] || 0) }))));
     const cost = run.cost || {};
     replace(money,
-      h("span", { "data-cost": "total" }, "estimated ", h("b", { text: String(cost.total ?? "—") })),
+      h("span", { "data-cost": "total" }, "total so far ", h("b", { text: String(cost.total ?? "—") })),
       h("span", { "data-cost": "charged" }, "charged ", h("b", { text: String(cost.charged ?? "—") })),
       h("span", { "data-cost": "refunded" }, "refunded ", h("b", { text: String(cost.refunded ?? "—") })),
       h("span", { "data-cost": "budget" }, "budget ", h("b", { text: run.budget ? String(run.budget) : "none" })));
@@ -299,6 +302,14 @@ export async function render(main, ctx, id) {
 
 function statusOf(state) {
   return { waiting: "pending", ready: "pending", running: "processing", skipped: "failed" }[state] || state;
+}
+
+/** A run's status as the API reports it: an unsettled run some of whose tasks have started
+ * (running or finished) is processing, though its own node waits for them. */
+function runStatus(state, c) {
+  const status = statusOf(state);
+  const started = (c.running || 0) + (c.completed || 0) + (c.failed || 0) + (c.skipped || 0) + (c.cancelled || 0);
+  return status === "pending" && started > 0 ? "processing" : status;
 }
 
 function seg_(pct, cls) {

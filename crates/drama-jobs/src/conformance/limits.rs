@@ -9,8 +9,8 @@ use tokio::time::sleep;
 
 use crate::core::{Finish, FinishKind};
 use crate::{
-    ClaimRequest, Graph, JobError, JobId, JobState, JobStore, NodeSpec, Outcome, Registry,
-    ResourceLimit, RunSpec, WorkerConfig, WorkerId,
+    ClaimRequest, CoarseStatus, Graph, JobError, JobId, JobState, JobStore, NodeSpec, Outcome,
+    Registry, ResourceLimit, RunSpec, WorkerConfig, WorkerId,
 };
 
 use super::{claim, fast_config, owner, register, start, wait_settled};
@@ -85,10 +85,22 @@ pub async fn rate_limits_cap_starts_per_minute<S: JobStore>(store: Arc<S>) {
         .unwrap();
     let g2 = Graph::new(RunSpec::new("t", owner()))
         .with(NodeSpec::task("i", "ask", json!({})).class("img"));
-    store.submit(&g2).await.unwrap();
+    let held = store.submit(&g2).await.unwrap();
     assert!(claim(&*store, worker, &["ask"], 10).await.is_empty());
+    let root = |store: Arc<S>| async move { store.job(held.run_id).await.unwrap().unwrap() };
+    assert_eq!(
+        root(store.clone()).await.coarse_status(),
+        CoarseStatus::Pending,
+        "no task started yet"
+    );
     sleep(Duration::from_millis(400)).await;
     assert_eq!(claim(&*store, worker, &["ask"], 10).await.len(), 1);
+    // A run does not run itself: once a task of it has started, its node reads `running`
+    // (no event says so; clients that follow events derive it from the task counts) and the
+    // wire says `processing`.
+    let view = root(store.clone()).await;
+    assert_eq!(view.state, JobState::Running, "{view:?}");
+    assert_eq!(view.coarse_status(), CoarseStatus::Processing);
     assert!(matches!(
         store
             .set_resource_limits(&[ResourceLimit::concurrency("bad class!", 1)])

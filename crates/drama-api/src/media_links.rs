@@ -22,8 +22,8 @@ use actix_web::dev::ServiceResponse;
 use actix_web::http::header;
 use actix_web::{HttpMessage as _, web};
 use chrono::{DateTime, Utc};
-use drama_app::Caller;
-use drama_app::media::{AssetStore, ObjectKey, PresignMethod};
+use drama_app::media::ObjectKey;
+use drama_app::{App, Caller};
 
 use crate::state::ApiState;
 
@@ -78,7 +78,7 @@ pub(crate) async fn sign_response(response: ServiceResponse<BoxBody>) -> Service
 
 /// Makes loadable URLs for one response.
 pub(crate) struct Signer<'a> {
-    pub(crate) assets: &'a dyn AssetStore,
+    pub(crate) app: &'a App,
     /// `{PUBLIC_URL}/media/`.
     pub(crate) prefix: String,
     pub(crate) caller: Caller,
@@ -99,7 +99,7 @@ impl<'a> Signer<'a> {
     /// The signer of `caller`'s URLs with the server's store and settings, as of now.
     pub(crate) fn of(state: &'a ApiState, caller: Caller) -> Self {
         Signer {
-            assets: state.app().assets().as_ref(),
+            app: state.app(),
             prefix: format!("{}/media/", state.app().public_base_url()),
             caller,
             lifetime: state.settings.media_url_lifetime,
@@ -161,15 +161,11 @@ impl<'a> Signer<'a> {
             return None;
         }
         let key = ObjectKey::parse(key).ok()?;
-        if let Some(signer) = self.assets.url_signer() {
-            return Some(
-                signer
-                    .sign(PresignMethod::Get, &key, None, self.deadline())
-                    .url,
-            );
+        if self.app.signs_media_urls() {
+            return self.app.signed_media_url(&key, self.deadline());
         }
-        match self.assets.presign_get(&key, self.lifetime).await {
-            Ok(presigned) => Some(presigned.url),
+        match self.app.presigned_media_url(&key, self.lifetime).await {
+            Ok(url) => Some(url),
             Err(e) => {
                 tracing::warn!(error = %e, key = %key.as_str(), "media URL not presigned");
                 None
@@ -190,14 +186,21 @@ impl<'a> Signer<'a> {
 mod tests {
     use std::sync::Arc;
 
-    use drama_assets::MemoryStore;
+    use drama_app::Ports;
     use drama_domain::UserId;
 
     use super::*;
 
-    fn signer(store: &MemoryStore, caller: Caller) -> Signer<'_> {
+    /// An app on an in-memory store, which signs its own URLs.
+    fn memory_app() -> App {
+        let assets = Arc::new(drama_assets::MemoryStore::default());
+        let (ports, _, _) = Ports::memory(assets, drama_ai::AiProviders::offline(0));
+        App::new(ports)
+    }
+
+    fn signer(app: &App, caller: Caller) -> Signer<'_> {
         Signer {
-            assets: store,
+            app,
             prefix: "http://api.test/media/".to_owned(),
             caller,
             lifetime: Duration::from_secs(6 * 3600),
@@ -207,13 +210,13 @@ mod tests {
 
     #[tokio::test]
     async fn own_media_urls_are_signed_and_others_left_alone() {
-        let store = Arc::new(MemoryStore::default());
+        let app = memory_app();
         let me = UserId::random();
         let other = UserId::random();
         let body = format!(
             r#"{{"url":"http://api.test/media/{me}/d1/covers/c.png","b":"http://api.test/media/{other}/d2/covers/c.png","c":"http://api.test/media/{me}/d1/covers/c.png","d":"http://api.test/media/{me}/x.png?already=1","e":"see http://api.test/media/"}}"#
         );
-        let out = signer(&store, Caller::user(me))
+        let out = signer(&app, Caller::user(me))
             .rewrite(body.as_bytes())
             .await
             .unwrap_or_default();
@@ -244,7 +247,7 @@ mod tests {
         assert_eq!(expires % 3600, 0);
         assert!((1_800_000_123 + 6 * 3600..1_800_000_123 + 7 * 3600).contains(&expires));
 
-        let service = signer(&store, Caller::service(me))
+        let service = signer(&app, Caller::service(me))
             .rewrite(body.as_bytes())
             .await
             .unwrap_or_default();
@@ -253,7 +256,7 @@ mod tests {
             "a service caller's answers sign every key"
         );
         assert!(
-            signer(&store, Caller::user(me))
+            signer(&app, Caller::user(me))
                 .rewrite(b"{\"x\":1}")
                 .await
                 .is_none()

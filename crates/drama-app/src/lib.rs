@@ -8,6 +8,7 @@ mod identity;
 mod keys;
 mod library;
 mod limits;
+pub mod media;
 mod once;
 pub mod pipeline;
 mod pricing;
@@ -40,15 +41,6 @@ pub mod store {
 pub mod jobs {
     pub use drama_jobs::{
         Event, EventId, EventKind, JobId, JobState, JobView, NodeType, Notification, RunId,
-    };
-}
-
-/// Values of object storage that media delivery passes through the app (keys, byte ranges,
-/// object metadata and bodies, signed requests); the store itself stays behind the app.
-pub mod media {
-    pub use drama_assets::{
-        AssetError, AssetStore, ByteRange, ByteStream, ContentRange, ObjectInfo, ObjectKey,
-        ObjectStream, PresignMethod, SignedRequest,
     };
 }
 

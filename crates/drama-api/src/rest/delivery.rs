@@ -13,7 +13,8 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use drama_app::media::{AssetError, AssetStore, ByteRange, ContentRange, ObjectInfo, ObjectKey};
+use drama_app::App;
+use drama_app::media::{ByteRange, ContentRange, ObjectInfo, ObjectKey, ObjectRead};
 
 use super::streaming::object_head;
 use crate::error::ApiError;
@@ -138,7 +139,7 @@ fn http_date(at: DateTime<Utc>) -> String {
 
 /// How an object is asked for.
 pub(super) struct Delivery<'a> {
-    pub(super) assets: &'a dyn AssetStore,
+    pub(super) app: &'a App,
     pub(super) key: &'a ObjectKey,
     /// The expiry of the signed URL the request came with: the answer may be kept privately
     /// until then, and no longer (the URL itself stops working).
@@ -159,7 +160,7 @@ impl Delivery<'_> {
             || if_range.is_some()
             || matches!(wanted, Some(Wanted::Suffix(_)));
         let info = if needs_info {
-            Some(self.assets.head(self.key).await.map_err(asset_error)?)
+            Some(self.app.object_info(self.key).await?)
         } else {
             None
         };
@@ -192,14 +193,9 @@ impl Delivery<'_> {
         if let (true, Some(info)) = (head_only, &info) {
             return Ok(self.headers_only(info, range));
         }
-        let object = match range {
-            Some(range) => self.assets.get_range(self.key, range).await,
-            None => self.assets.get(self.key).await,
-        };
-        let object = match object {
-            Ok(object) => object,
-            Err(AssetError::RangeNotSatisfiable { size, .. }) => return Ok(unsatisfiable(size)),
-            Err(e) => return Err(asset_error(e)),
+        let object = match self.app.read_object(self.key, range).await? {
+            ObjectRead::Found(object) => object,
+            ObjectRead::RangeNotSatisfiable { size } => return Ok(unsatisfiable(size)),
         };
         let mut response = object_head(&object.info, object.range);
         Validators::of(&object.info).apply(&mut response);
@@ -239,10 +235,6 @@ impl Delivery<'_> {
             response.insert_header((header::CACHE_CONTROL, format!("private, max-age={left}")));
         }
     }
-}
-
-pub(super) fn asset_error(e: AssetError) -> ApiError {
-    ApiError::from(drama_app::AppError::from(e))
 }
 
 /// `416` with `Content-Range: bytes */{size}`.

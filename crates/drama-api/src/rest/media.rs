@@ -6,11 +6,11 @@ use std::time::Duration;
 use actix_web::http::{Method, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
-use drama_app::media::{ObjectKey, SignedRequest};
+use drama_app::media::{ObjectKey, SignedAccess, SignedRequest};
 use drama_app::store::Entity;
 use futures::StreamExt as _;
 
-use super::delivery::{Delivery, asset_error};
+use super::delivery::Delivery;
 use crate::error::ApiError;
 use crate::state::ApiState;
 
@@ -56,19 +56,16 @@ async fn media(
         }
         (key, None)
     };
-    let assets = state.app().assets();
-    if assets.url_signer().is_none() && req.method() == Method::GET {
-        let presigned = assets
-            .presign_get(&key, REDIRECT_EXPIRY)
-            .await
-            .map_err(asset_error)?;
+    let app = state.app();
+    if !app.signs_media_urls() && req.method() == Method::GET {
+        let presigned = app.presigned_media_url(&key, REDIRECT_EXPIRY).await?;
         return Ok(HttpResponse::Found()
-            .insert_header((header::LOCATION, presigned.url))
+            .insert_header((header::LOCATION, presigned))
             .insert_header((header::CACHE_CONTROL, "private, max-age=240"))
             .finish());
     }
     Delivery {
-        assets: assets.as_ref(),
+        app,
         key: &key,
         signed_until,
     }
@@ -82,29 +79,24 @@ fn verify(
     req: &HttpRequest,
     key: &str,
 ) -> Result<(ObjectKey, DateTime<Utc>), ApiError> {
-    let signer = state
-        .app()
-        .assets()
-        .url_signer()
-        .ok_or_else(|| ApiError::not_found(Entity::Asset, key))?;
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    signer
-        .verify_until(&SignedRequest {
-            method: req.method().as_str(),
-            key,
-            query: req.query_string(),
-            content_type,
-        })
-        .map_err(|e| {
-            ApiError::message(
-                actix_web::http::StatusCode::FORBIDDEN,
-                "forbidden",
-                e.to_string(),
-            )
-        })
+    match state.app().check_media_signature(&SignedRequest {
+        method: req.method().as_str(),
+        key,
+        query: req.query_string(),
+        content_type,
+    }) {
+        SignedAccess::Granted { key, until } => Ok((key, until)),
+        SignedAccess::Refused(reason) => Err(ApiError::message(
+            actix_web::http::StatusCode::FORBIDDEN,
+            "forbidden",
+            reason,
+        )),
+        SignedAccess::NotSigned => Err(ApiError::not_found(Entity::Asset, key)),
+    }
 }
 
 /// `GET`/`HEAD /files/{key}?expires&sig`: a signed download; the signature is the credential.
@@ -115,7 +107,7 @@ async fn signed_get(
 ) -> Result<HttpResponse, ApiError> {
     let (key, until) = verify(&state, &req, &path)?;
     Delivery {
-        assets: state.app().assets().as_ref(),
+        app: state.app(),
         key: &key,
         signed_until: Some(until),
     }
@@ -144,12 +136,11 @@ async fn signed_put(
         .and_then(|v| v.parse().ok());
     // actix payloads are not `Send`; forward them through a channel to the store.
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
-    let store = state.app().assets().clone();
+    let app = state.app().clone();
     let upload_key = key.clone();
     let upload = tokio::spawn(async move {
         let stream = tokio_stream::wrappers::ReceiverStream::new(rx).boxed();
-        store
-            .put_stream(&upload_key, stream, &content_type, length)
+        app.write_object(&upload_key, stream, &content_type, length)
             .await
     });
     let mut body = body;
@@ -163,8 +154,7 @@ async fn signed_put(
     drop(tx);
     let info = upload
         .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(|e| ApiError::from(drama_app::AppError::from(e)))?;
+        .map_err(|e| ApiError::internal(e.to_string()))??;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "key": info.key.as_str(), "size": info.size, "content_type": info.content_type,
         "checksum": info.checksum,

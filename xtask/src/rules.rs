@@ -94,20 +94,7 @@ pub const CRATES: &[CrateRule] = &[
             "drama-dal",
             "drama-assets",
         ],
-        pending: &[
-            (
-                "drama-dal",
-                "pages, cursors, stored dramas, change feeds and key authentication are not yet re-exported by drama-app",
-            ),
-            (
-                "drama-jobs",
-                "job ids, views, events and node types are not yet re-exported by drama-app",
-            ),
-            (
-                "drama-assets",
-                "object streams, byte ranges, keys and signed requests are not yet re-exported by drama-app",
-            ),
-        ],
+        pending: &[],
     },
     CrateRule {
         name: "drama-testkit",

@@ -12,10 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use drama_app::Caller;
-use drama_dal::api_key::{self, KeyRejected};
-use drama_dal::{RepoError, Store};
-use drama_domain::{ApiKeyMeta, UserId};
+use drama_app::{App, AppError, Caller, KeyCaller};
+use drama_domain::UserId;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
@@ -150,11 +148,12 @@ struct ProjectClaims {
 
 /// Verifies credentials and turns them into a [`Caller`].
 pub struct Authenticator {
-    store: Arc<dyn Store>,
+    /// Resolves keys and records users through the use cases.
+    app: App,
     hs256: Option<DecodingKey>,
     issuer: Option<String>,
     jwks: Option<Arc<crate::jwks::Jwks>>,
-    keys: moka::future::Cache<Vec<u8>, ApiKeyMeta>,
+    keys: moka::future::Cache<Vec<u8>, KeyCaller>,
     recent_use: moka::future::Cache<uuid::Uuid, ()>,
     known_users: moka::future::Cache<UserId, ()>,
     service_key: Option<String>,
@@ -163,17 +162,16 @@ pub struct Authenticator {
     /// Legacy keys (by position) warned about recently: one deprecation line per key per
     /// interval, not one per request.
     legacy_warned: moka::future::Cache<usize, ()>,
-    /// What a user seen for the first time opens with (`INITIAL_CREDITS`).
-    opening_tokens: i64,
 }
 
 /// How often a use of the same legacy key is logged as deprecated.
 const LEGACY_WARN_INTERVAL: Duration = Duration::from_secs(600);
 
 impl Authenticator {
-    /// An authenticator over `store` with `settings` (legacy keys are ignored, with an error
-    /// in the log, when [`AuthSettings::validate`] refuses them).
-    pub fn new(store: Arc<dyn Store>, settings: &AuthSettings) -> Self {
+    /// An authenticator over `app` with `settings` (legacy keys are ignored, with an error
+    /// in the log, when [`AuthSettings::validate`] refuses them). Users seen for the first
+    /// time open with the app's initial credits.
+    pub fn new(app: App, settings: &AuthSettings) -> Self {
         let (legacy_user, legacy_keys) = match settings.validate() {
             Ok(user) => (user, settings.legacy_keys()),
             Err(e) => {
@@ -203,7 +201,7 @@ impl Authenticator {
             )
         });
         Self {
-            store,
+            app,
             hs256: settings
                 .jwt_secret
                 .as_deref()
@@ -232,7 +230,6 @@ impl Authenticator {
                 .map(str::to_owned),
             legacy_keys,
             legacy_user,
-            opening_tokens: drama_dal::DEFAULT_TOKENS,
             legacy_warned: moka::future::Cache::builder()
                 .max_capacity(1_000)
                 .time_to_live(LEGACY_WARN_INTERVAL)
@@ -265,7 +262,7 @@ impl Authenticator {
             (None, Some(key)) => key,
             (None, None) => return Err(AuthError::Missing),
         };
-        if presented.starts_with(api_key::KEY_PREFIX) {
+        if drama_app::looks_like_api_key(presented) {
             return self.api_key(presented).await;
         }
         if self
@@ -311,66 +308,53 @@ impl Authenticator {
     /// Makes sure `user` has its `users` row (once per cache period).
     async fn ensure_user(&self, user: UserId, email: Option<&str>) -> Result<(), AuthError> {
         if self.known_users.get(&user).await.is_none() {
-            self.store
-                .upsert_from_auth(user, email, self.opening_tokens)
+            self.app
+                .user_seen(user, email)
                 .await
-                .map_err(|e: RepoError| AuthError::Unavailable(e.to_string()))?;
+                .map_err(|e| AuthError::Unavailable(e.to_string()))?;
             self.known_users.insert(user, ()).await;
         }
         Ok(())
-    }
-
-    /// Sets what a user seen for the first time opens with.
-    #[must_use]
-    pub fn with_opening_tokens(mut self, tokens: i64) -> Self {
-        self.opening_tokens = tokens;
-        self
     }
 
     /// Forgets a key in this process at once (after it was revoked here). The cache is keyed
     /// by the presented key's hash, which a revocation by id does not know, so entries are
     /// matched by id.
     pub fn forget_key_id(&self, id: drama_domain::ApiKeyId) {
-        if let Err(e) = self
-            .keys
-            .invalidate_entries_if(move |_, meta| meta.id == id)
-        {
+        if let Err(e) = self.keys.invalidate_entries_if(move |_, key| key.id == id) {
             tracing::warn!(error = %e, api_key.id = %id, "revoked key not evicted from the cache");
         }
     }
 
     async fn api_key(&self, presented: &str) -> Result<Caller, AuthError> {
-        let hash = api_key::hash(presented);
+        let fingerprint = drama_app::key_fingerprint(presented);
         let now = Utc::now();
-        let meta = match self.keys.get(&hash).await {
-            Some(meta) if meta.expires_at.is_none_or(|e| e > now) => meta,
+        let key = match self.keys.get(&fingerprint).await {
+            Some(key) if key.is_usable_at(now) => key,
             _ => {
-                let meta = api_key::authenticate(&*self.store, presented, now)
+                let key = self
+                    .app
+                    .caller_for_key(presented, now)
                     .await
                     .map_err(|e| match e {
-                        KeyRejected::Store(e) => AuthError::Unavailable(e.to_string()),
-                        KeyRejected::Invalid => AuthError::Invalid("Invalid API key".to_owned()),
-                        other => AuthError::Invalid(other.to_string()),
+                        AppError::Unauthenticated(message) => AuthError::Invalid(message),
+                        other => AuthError::Unavailable(other.to_string()),
                     })?;
-                self.keys.insert(hash, meta.clone()).await;
-                meta
+                self.keys.insert(fingerprint, key).await;
+                key
             }
         };
-        if self.recent_use.get(&meta.id).await.is_none() {
-            self.recent_use.insert(meta.id, ()).await;
-            let store = self.store.clone();
-            let id = meta.id;
+        if self.recent_use.get(&key.id).await.is_none() {
+            self.recent_use.insert(key.id, ()).await;
+            let app = self.app.clone();
+            let id = key.id;
             tokio::spawn(async move {
-                if let Err(e) = store.record_api_key_use(id, now).await {
+                if let Err(e) = app.key_used(id, now).await {
                     tracing::debug!(error = %e, api_key.id = %id, "last use not recorded");
                 }
             });
         }
-        Ok(if meta.is_service() {
-            Caller::service(meta.owner)
-        } else {
-            Caller::user(meta.owner)
-        })
+        Ok(key.caller)
     }
 
     async fn jwt(&self, token: &str) -> Result<Caller, AuthError> {

@@ -11,7 +11,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use drama_app::AppError;
-use drama_dal::Entity;
+use drama_app::store::Entity;
 use drama_domain::{DomainError, FieldError};
 use serde_json::{Value, json};
 
@@ -262,6 +262,7 @@ impl From<AppError> for ApiError {
                 Self::message(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
             }
             AppError::Unavailable(cause) => Self::unavailable(cause),
+            AppError::Unauthenticated(message) => Self::unauthenticated(message),
             // The provider's reason is the client's business (a refused prompt can be edited).
             AppError::GenerationFailed(message) => Self::message(
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -13,8 +13,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use drama_app::jobs::{Event, EventId, JobId, JobView, RunId};
 use drama_app::{App, AppError, Caller};
-use drama_jobs::{Event, EventId, JobId, JobView, RunId};
 use futures::Stream;
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;

@@ -23,7 +23,7 @@ use actix_web::http::header;
 use actix_web::{HttpMessage as _, web};
 use chrono::{DateTime, Utc};
 use drama_app::Caller;
-use drama_assets::{AssetStore, ObjectKey, PresignMethod};
+use drama_app::media::{AssetStore, ObjectKey, PresignMethod};
 
 use crate::state::ApiState;
 

@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use drama_app::App;
-use drama_dal::DramaChange;
+use drama_app::jobs::Notification;
+use drama_app::store::DramaChange;
 use drama_domain::UserId;
-use drama_jobs::Notification;
 use futures::StreamExt as _;
 use tokio::sync::{OnceCell, broadcast};
 

@@ -144,8 +144,7 @@ impl ApiState {
             },
         ));
         Arc::new(Self {
-            auth: Authenticator::new(app.store().clone(), &settings.auth)
-                .with_opening_tokens(app.initial_credits()),
+            auth: Authenticator::new(app.clone(), &settings.auth),
             app,
             settings,
             schema,

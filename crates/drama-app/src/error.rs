@@ -62,6 +62,10 @@ pub enum AppError {
         /// What the user holds now (with the request, for stored bytes).
         used: u64,
     },
+    /// The presented credentials do not name a caller (unknown, revoked or expired key); the
+    /// message is for the client.
+    #[error("{0}")]
+    Unauthenticated(String),
     /// A dependency (database, bucket, provider) is unavailable; retry later.
     #[error("service unavailable: {0}")]
     Unavailable(String),

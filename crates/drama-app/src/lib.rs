@@ -4,6 +4,7 @@ mod account;
 mod caller;
 mod dramas;
 mod error;
+mod identity;
 mod keys;
 mod library;
 mod limits;
@@ -18,6 +19,7 @@ pub use account::{Account, MAX_LEDGER_PAGE};
 pub use caller::Caller;
 pub use drama_dal::{CreditReason, LedgerEntry};
 pub use error::AppError;
+pub use identity::{KeyCaller, key_fingerprint, looks_like_api_key};
 pub use keys::{MAX_ACTIVE_KEYS, MAX_KEY_DAYS, MAX_KEY_NAME, NewKey};
 pub use library::{LibraryItem, LibraryTag, LibraryType, LibraryUpload};
 pub use limits::TextLimits;
@@ -25,6 +27,30 @@ pub use once::{KEY_WINDOW, MAX_KEY_LEN, RequestKey};
 pub use pricing::{MediaPrices, ModelPrice, Pricing};
 pub use quotas::Quotas;
 pub use readiness::Readiness;
+
+/// Names of the repository layer that use cases take and return (pages of a listing, the
+/// stored form of a drama with its version, the change feed), so callers of the app need no
+/// dependency on the repositories themselves.
+pub mod store {
+    pub use drama_dal::{Cursor, DramaChange, Entity, PageRequest, StoredDrama, Version};
+}
+
+/// Names of the job engine that use cases return (job ids, views, the event log and its live
+/// notifications), so callers can show and follow runs without depending on the engine.
+pub mod jobs {
+    pub use drama_jobs::{
+        Event, EventId, EventKind, JobId, JobState, JobView, NodeType, Notification, RunId,
+    };
+}
+
+/// Values of object storage that media delivery passes through the app (keys, byte ranges,
+/// object metadata and bodies, signed requests); the store itself stays behind the app.
+pub mod media {
+    pub use drama_assets::{
+        AssetError, AssetStore, ByteRange, ByteStream, ContentRange, ObjectInfo, ObjectKey,
+        ObjectStream, PresignMethod, SignedRequest,
+    };
+}
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -168,11 +194,6 @@ impl App {
     /// the number of tasks).
     pub fn offline_calls(&self) -> drama_ai::OfflineCalls {
         self.ai.offline_provider().calls()
-    }
-
-    /// The repositories (authentication and health checks use them directly).
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
     }
 
     /// The asset store.

@@ -24,6 +24,7 @@ impl<S: ScalarValue> IntoFieldError<S> for GqlError {
             AppError::Precondition(m) => ("PRECONDITION_FAILED", m.clone()),
             AppError::InsufficientTokens { .. } => ("INSUFFICIENT_TOKENS", self.0.to_string()),
             AppError::TooLarge(m) => ("TOO_LARGE", m.clone()),
+            AppError::Unauthenticated(m) => ("UNAUTHENTICATED", m.clone()),
             AppError::QuotaExceeded { quota, limit, used } => {
                 let message = crate::error::quota_message(quota, *limit, *used);
                 let (limit, used) = (limit.to_string(), used.to_string());

@@ -5,10 +5,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use drama_app::jobs::{JobId, JobView, NodeType};
 use drama_app::pipeline::spec::job_type;
 use drama_app::pipeline::wire_status;
 use drama_domain::DramaId;
-use drama_jobs::{JobId, JobView, NodeType};
 use juniper::graphql_object;
 
 use super::context::Ctx;

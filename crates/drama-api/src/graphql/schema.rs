@@ -1,12 +1,12 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use drama_app::jobs::JobId;
 use drama_app::pipeline::{PremiseRequest, Scope, Started, Waited};
+use drama_app::store::{PageRequest, StoredDrama};
 use drama_app::{AppError, Caller, RequestKey};
-use drama_dal::{PageRequest, StoredDrama};
 use drama_domain::{self as domain, DramaId, DramaPatch, UserId};
 use drama_domain::{AssetId, CharacterId, EpisodeId, SceneId};
-use drama_jobs::JobId;
 use juniper::{FieldResult, GraphQLInputObject, RootNode, graphql_object};
 
 use super::context::Ctx;
@@ -371,7 +371,7 @@ impl Query {
         asset_id: Option<String>,
         force: Option<bool>,
     ) -> Result<super::pricing::Estimate, GqlError> {
-        use drama_dal::Entity;
+        use drama_app::store::Entity;
         let id = parse_drama(&drama_id)?;
         let missing = |entity: Entity, v: &str| GqlError(AppError::not_found(entity, v));
         let scope = match (asset_id, scene_id, episode_id) {
@@ -456,7 +456,7 @@ impl Mutation {
     ) -> Result<Drama, GqlError> {
         let id = id
             .parse::<DramaId>()
-            .map_err(|_| GqlError(AppError::not_found(drama_dal::Entity::Drama, &id)))?;
+            .map_err(|_| GqlError(AppError::not_found(drama_app::store::Entity::Drama, &id)))?;
         let mut body = serde_json::Map::new();
         for (key, value) in [
             ("title", input.title),
@@ -566,8 +566,12 @@ impl Mutation {
     ) -> Result<Job, GqlError> {
         let id = parse_drama(&drama_id)?;
         let caller = keyed(ctx, idempotency_key)?;
-        let episode = EpisodeId::parse(episode_id.clone())
-            .map_err(|_| GqlError(AppError::not_found(drama_dal::Entity::Episode, &episode_id)))?;
+        let episode = EpisodeId::parse(episode_id.clone()).map_err(|_| {
+            GqlError(AppError::not_found(
+                drama_app::store::Entity::Episode,
+                &episode_id,
+            ))
+        })?;
         generate_scope(ctx, &caller, &id, Scope::Episode(episode), force, budget).await
     }
 
@@ -582,8 +586,12 @@ impl Mutation {
     ) -> Result<Job, GqlError> {
         let id = parse_drama(&drama_id)?;
         let caller = keyed(ctx, idempotency_key)?;
-        let scene = SceneId::parse(scene_id.clone())
-            .map_err(|_| GqlError(AppError::not_found(drama_dal::Entity::Scene, &scene_id)))?;
+        let scene = SceneId::parse(scene_id.clone()).map_err(|_| {
+            GqlError(AppError::not_found(
+                drama_app::store::Entity::Scene,
+                &scene_id,
+            ))
+        })?;
         generate_scope(ctx, &caller, &id, Scope::Scene(scene), force, budget).await
     }
 
@@ -596,8 +604,12 @@ impl Mutation {
     ) -> Result<Job, GqlError> {
         let id = parse_drama(&drama_id)?;
         let caller = keyed(ctx, idempotency_key)?;
-        let asset = AssetId::parse(asset_id.clone())
-            .map_err(|_| GqlError(AppError::not_found(drama_dal::Entity::Asset, &asset_id)))?;
+        let asset = AssetId::parse(asset_id.clone()).map_err(|_| {
+            GqlError(AppError::not_found(
+                drama_app::store::Entity::Asset,
+                &asset_id,
+            ))
+        })?;
         let started = ctx
             .app
             .generate(&caller, &id, Scope::Asset(asset), true)
@@ -674,7 +686,7 @@ impl Mutation {
             Ok(Waited::Running(started)) => Err(still_running(&started)),
             Ok(Waited::Done(stored)) => Ok(Some(Drama(Arc::new(*stored)))),
             Err(AppError::NotFound {
-                entity: drama_dal::Entity::Drama,
+                entity: drama_app::store::Entity::Drama,
                 ..
             }) => Ok(None),
             Err(e) => Err(juniper::IntoFieldError::into_field_error(GqlError(e))),
@@ -702,12 +714,12 @@ fn keyed(ctx: &Ctx, key: Option<String>) -> Result<Caller, GqlError> {
 
 fn parse_drama(id: &str) -> Result<DramaId, GqlError> {
     id.parse()
-        .map_err(|_| GqlError(AppError::not_found(drama_dal::Entity::Drama, id)))
+        .map_err(|_| GqlError(AppError::not_found(drama_app::store::Entity::Drama, id)))
 }
 
 fn parse_job(id: &str) -> Result<JobId, GqlError> {
     id.parse()
-        .map_err(|_| GqlError(AppError::not_found(drama_dal::Entity::Job, id)))
+        .map_err(|_| GqlError(AppError::not_found(drama_app::store::Entity::Job, id)))
 }
 
 async fn started_job(ctx: &Ctx, started: Started) -> Result<Job, GqlError> {

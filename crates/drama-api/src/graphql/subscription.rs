@@ -3,11 +3,11 @@
 
 use std::pin::Pin;
 
+use drama_app::jobs::{EventId, JobId};
 use drama_app::pipeline::wire_status;
+use drama_app::store::{DramaChange, Entity};
 use drama_app::{App, AppError};
-use drama_dal::{DramaChange, Entity};
 use drama_domain::DramaId;
-use drama_jobs::{EventId, JobId};
 use futures::{Stream, StreamExt as _};
 use juniper::{FieldError, graphql_object, graphql_subscription, graphql_value};
 use tokio::sync::broadcast::error::RecvError;

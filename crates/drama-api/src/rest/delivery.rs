@@ -13,7 +13,7 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use drama_assets::{AssetError, AssetStore, ByteRange, ContentRange, ObjectInfo, ObjectKey};
+use drama_app::media::{AssetError, AssetStore, ByteRange, ContentRange, ObjectInfo, ObjectKey};
 
 use super::streaming::object_head;
 use crate::error::ApiError;

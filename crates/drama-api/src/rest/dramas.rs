@@ -3,7 +3,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::{Bytes, BytesMut};
 use drama_app::pipeline::{PremiseRequest, ReferenceUpload};
-use drama_dal::{Cursor, PageRequest};
+use drama_app::store::{Cursor, PageRequest};
 use drama_domain::{Drama, DramaPatch};
 use futures::StreamExt as _;
 use serde::Deserialize;

@@ -7,10 +7,10 @@ use std::time::Duration;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
+use drama_app::jobs::{Event, EventId, JobView};
 use drama_app::pipeline::wire_status;
 use drama_app::{App, AppError, Caller};
 use drama_domain::DramaId;
-use drama_jobs::{Event, EventId, JobView};
 use futures::StreamExt as _;
 use serde::Deserialize;
 use serde_json::json;
@@ -196,9 +196,9 @@ pub(crate) async fn drama_events(
 mod tests {
     use std::sync::Arc;
 
+    use drama_app::jobs::{EventKind, JobId, JobState, RunId};
     use drama_app::{App, Ports};
     use drama_domain::UserId;
-    use drama_jobs::{EventKind, JobId, JobState, RunId};
 
     use super::*;
 

@@ -5,8 +5,8 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use drama_app::pipeline::{Scope, Started, Waited};
+use drama_app::store::Entity;
 use drama_app::{AppError, Caller};
-use drama_dal::Entity;
 use drama_domain::{AssetId, AssetKind, CharacterId, DomainError, EpisodeId, SceneId};
 use serde::Deserialize;
 use serde_json::{Value, json};

@@ -2,10 +2,10 @@
 //! with its children, cancel, resume, and its events as Server-Sent Events).
 
 use actix_web::{HttpResponse, web};
+use drama_app::jobs::{JobId, JobView};
 use drama_app::pipeline::spec::job_type;
 use drama_app::pipeline::wire_status;
-use drama_dal::Entity;
-use drama_jobs::{JobId, JobView};
+use drama_app::store::Entity;
 use serde_json::{Value, json};
 
 use super::drama_id;

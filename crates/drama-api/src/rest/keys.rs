@@ -3,7 +3,7 @@
 
 use actix_web::{HttpResponse, web};
 use drama_app::NewKey;
-use drama_dal::Entity;
+use drama_app::store::Entity;
 use drama_domain::ApiKeyMeta;
 use serde::Deserialize;
 use serde_json::{Value, json};

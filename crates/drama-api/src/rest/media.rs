@@ -6,8 +6,8 @@ use std::time::Duration;
 use actix_web::http::{Method, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
-use drama_assets::{ObjectKey, SignedRequest};
-use drama_dal::Entity;
+use drama_app::media::{ObjectKey, SignedRequest};
+use drama_app::store::Entity;
 use futures::StreamExt as _;
 
 use super::delivery::{Delivery, asset_error};

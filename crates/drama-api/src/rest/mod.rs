@@ -18,7 +18,7 @@ mod streaming;
 
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::{HttpResponse, web};
-use drama_dal::Version;
+use drama_app::store::Version;
 use drama_domain::{DomainError, DramaId};
 use serde_json::Value;
 
@@ -42,13 +42,13 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
 /// Parses a path id, answering 404 like a missing entity when it cannot be one.
 pub(crate) fn path_id<T: std::str::FromStr>(
     raw: &str,
-    entity: drama_dal::Entity,
+    entity: drama_app::store::Entity,
 ) -> Result<T, ApiError> {
     raw.parse().map_err(|_| ApiError::not_found(entity, raw))
 }
 
 pub(crate) fn drama_id(raw: &str) -> Result<DramaId, ApiError> {
-    path_id(raw, drama_dal::Entity::Drama)
+    path_id(raw, drama_app::store::Entity::Drama)
 }
 
 /// The version a write is based on: `If-Match: "3"` or a `version` field in the body.

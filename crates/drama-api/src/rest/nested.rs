@@ -1,7 +1,7 @@
 //! Characters, episodes, scenes and scene assets of a drama: reads and PATCHes.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use drama_dal::{Entity, StoredDrama};
+use drama_app::store::{Entity, StoredDrama};
 use drama_domain::{
     AssetId, AssetOwner, AssetPatch, CharacterId, CharacterPatch, Drama, EpisodeId, EpisodePatch,
     Scene, SceneId, ScenePatch,

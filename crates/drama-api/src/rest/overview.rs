@@ -5,7 +5,7 @@ use actix_web::HttpResponse;
 use drama_app::Caller;
 use drama_app::pipeline::spec::job_type;
 use drama_app::pipeline::{DramaOverview, wire_status};
-use drama_dal::PageRequest;
+use drama_app::store::PageRequest;
 use serde_json::{Value, json};
 
 use crate::error::ApiError;

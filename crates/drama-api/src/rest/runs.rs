@@ -3,11 +3,11 @@
 //! `POST /dramas/{id}/estimate` (what a generation would run and cost, without starting it).
 
 use actix_web::{HttpResponse, web};
+use drama_app::jobs::{JobView, NodeType};
 use drama_app::pipeline::spec::job_type;
 use drama_app::pipeline::{Scope, wire_status};
-use drama_dal::Entity;
+use drama_app::store::Entity;
 use drama_domain::{AssetId, EpisodeId, SceneId};
-use drama_jobs::{JobView, NodeType};
 use serde::Deserialize;
 use serde_json::{Value, json};
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use actix_web::http::header;
 use actix_web::{HttpResponse, HttpResponseBuilder};
 use bytes::Bytes;
-use drama_assets::{ByteStream, ContentRange, ObjectInfo, ObjectStream};
+use drama_app::media::{ByteStream, ContentRange, ObjectInfo, ObjectStream};
 use futures::StreamExt as _;
 use tokio::io::AsyncWriteExt as _;
 

@@ -50,6 +50,9 @@ pub(crate) struct Settings {
     pub(crate) effective: Vec<Effective>,
 }
 
+/// The most `INITIAL_CREDITS` may be (a trillion; balances are 64-bit).
+const MAX_INITIAL_CREDITS: u64 = 1_000_000_000_000;
+
 /// Credits of users the server creates (first sign-in, `keys create` for a new owner).
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -407,6 +410,13 @@ impl Settings {
                 anyhow::bail!("{name} must be at least 1 (it bounds client text in characters)");
             }
         }
+        if layered.credits.initial > MAX_INITIAL_CREDITS {
+            anyhow::bail!(
+                "INITIAL_CREDITS must be at most {MAX_INITIAL_CREDITS}, got {}: a balance near \
+                 the largest number the database holds could take no further grant",
+                layered.credits.initial
+            );
+        }
         effective.extend(provenance::flat(assets.effective(), &layered.assets, env));
         effective.extend(provenance::flat(
             ai.effective()
@@ -512,6 +522,22 @@ mod tests {
         assert_eq!(s.server.port, 8000);
         assert_eq!(s.assets.backend(), drama_assets::BackendKind::Local);
         assert!(!s.worker.price_offline_calls);
+    }
+
+    #[test]
+    fn initial_credits_are_read_and_bounded() {
+        assert_eq!(load(&[]).unwrap().credits.opening(), 30);
+        let s = load(&[("INITIAL_CREDITS", "750")]).unwrap();
+        assert_eq!(s.credits.opening(), 750);
+        assert_eq!(
+            load(&[("INITIAL_CREDITS", "0")]).unwrap().credits.opening(),
+            0
+        );
+        let err = load(&[("INITIAL_CREDITS", "9223372036854775807")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("INITIAL_CREDITS must be at most"), "{err}");
+        assert!(load(&[("INITIAL_CREDITS", "-5")]).is_err());
     }
 
     #[test]

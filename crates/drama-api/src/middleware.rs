@@ -177,6 +177,7 @@ pub fn cors(settings: &crate::HttpSettings) -> actix_cors::Cors {
             actix_web::http::header::ETAG,
             actix_web::http::header::RETRY_AFTER,
             actix_web::http::header::LOCATION,
+            actix_web::http::header::HeaderName::from_static("idempotent-replayed"),
         ])
         .max_age(3600);
     let origins = settings.cors_origins.trim();

@@ -184,10 +184,10 @@ impl ApiState {
                     .err()
                     .unwrap_or_else(|| ApiError::unauthenticated(other.to_string())),
             })?;
+        self.check_rate(&caller)?;
         let caller = caller.keyed(idempotency_key(req)?);
         // Kept for the response: its media URLs are signed for this caller.
         req.extensions_mut().insert(caller);
-        self.check_rate(&caller)?;
         Ok(caller)
     }
 

@@ -9,7 +9,6 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
 use drama_domain::{DomainError, DramaId};
 use drama_jobs::JobView;
 use serde_json::Value;
@@ -135,11 +134,9 @@ impl App {
         let Some(key) = once.key() else {
             return Ok((once, None));
         };
-        let window = chrono::Duration::from_std(KEY_WINDOW).unwrap_or(chrono::Duration::MAX);
-        let since = Utc::now() - window;
         let found = self
             .jobs
-            .keyed_run(caller.user.0, key, since)
+            .keyed_run(caller.user.0, key, KEY_WINDOW)
             .await
             .map_err(crate::pipeline::job_error)?;
         let replay = match found {

@@ -305,9 +305,10 @@ pub trait JobStore: Send + Sync + 'static {
         graphs: &[Graph],
     ) -> impl Future<Output = Result<Vec<Submitted>, JobError>> + Send;
 
-    /// The run `owner` submitted with idempotency key `key` at or after `since`. A run that
-    /// took the key before `since` gives it up (it keeps everything else), so the next
-    /// submission with the key starts a new run: keys name a request for a limited time.
+    /// The run `owner` submitted with idempotency key `key` less than `max_age` ago, by the
+    /// store's own clock. A run that took the key longer ago gives it up (it keeps everything
+    /// else), so the next submission with the key starts a new run: keys name a request for
+    /// a limited time.
     ///
     /// # Errors
     /// [`JobError::Unavailable`].
@@ -315,7 +316,7 @@ pub trait JobStore: Send + Sync + 'static {
         &self,
         owner: Uuid,
         key: &str,
-        since: DateTime<Utc>,
+        max_age: Duration,
     ) -> impl Future<Output = Result<Option<JobView>, JobError>> + Send;
 
     /// Registers a worker process.

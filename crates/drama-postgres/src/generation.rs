@@ -141,10 +141,28 @@ impl GenerationStore for PgStore {
     ) -> Result<Submitted, GenerationError> {
         let mut tx = self.pool.begin().await.map_err(db)?;
         // Refuse early, before writing the graph, when the balance is plainly short; the
-        // debit below is what decides. Not for a keyed run: a repeat of a request that was
-        // paid for answers with its run even when the balance is spent by now.
+        // debit below is what decides. A keyed repeat of a request that was paid for answers
+        // with its run even when the balance is spent by now.
         let available = balance(&mut tx, owner).await?;
-        if available < cost && graph.run.idempotency_key.is_none() {
+        if available < cost {
+            if let Some(key) = &graph.run.idempotency_key {
+                let paid: Option<Uuid> = sqlx::query_scalar(
+                    "select id from public.jobs where owner_id = $1 and idempotency_key = $2",
+                )
+                .bind(graph.run.owner)
+                .bind(key)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+                if let Some(run) = paid {
+                    tx.rollback().await.map_err(db)?;
+                    return Ok(Submitted {
+                        run_id: JobId(run),
+                        created: false,
+                        ids: std::collections::BTreeMap::new(),
+                    });
+                }
+            }
             return Err(RepoError::InsufficientTokens {
                 balance: available,
                 needed: cost,

@@ -209,7 +209,11 @@ async fn a_generation_is_watched_played_edited_and_cancelled_in_the_browser() {
     // A run whose tasks work is under way, though its own node has sent no event since it
     // was read waiting; its cost so far includes the tasks the scene writers added.
     assert_eq!(b.text("#run-status .badge").await, "processing");
-    assert!(b.text("#cost [data-cost=total]").await.starts_with("total so far "));
+    assert!(
+        b.text("#cost [data-cost=total]")
+            .await
+            .starts_with("total so far ")
+    );
     b.screenshot(&screenshots().join("run.png")).await;
 
     // The server goes away mid-run and comes back: the stream reconnects, resumes after the

@@ -704,13 +704,12 @@ fn still_running(started: &Started) -> juniper::FieldError {
     )
 }
 
-/// The caller naming this mutation with `idempotencyKey` (or, without the argument, with the
-/// request's `Idempotency-Key` header): a repeat returns the first answer and charges nothing.
+/// The caller naming this mutation with `idempotencyKey`: a repeat returns the first answer
+/// and charges nothing. Only the argument counts: one document may hold several mutations,
+/// and one request header cannot name each of them.
 fn keyed(ctx: &Ctx, key: Option<String>) -> Result<Caller, GqlError> {
-    match key {
-        Some(k) => Ok(ctx.caller.keyed(Some(RequestKey::parse(&k)?))),
-        None => Ok(ctx.caller),
-    }
+    let key = key.map(|k| RequestKey::parse(&k)).transpose()?;
+    Ok(ctx.caller.keyed(key))
 }
 
 fn parse_drama(id: &str) -> Result<DramaId, GqlError> {

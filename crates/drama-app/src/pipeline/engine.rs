@@ -51,13 +51,13 @@ pub trait JobsPort: Send + Sync {
     ) -> Result<Vec<JobView>, JobError>;
     /// Cancels a run or a subtree.
     async fn cancel(&self, id: JobId, reason: &str) -> Result<CancelReport, JobError>;
-    /// The run `owner` started under idempotency key `key` since `since` (older holders give
-    /// the key up).
+    /// The run `owner` started under idempotency key `key` less than `max_age` ago (older
+    /// holders give the key up).
     async fn keyed_run(
         &self,
         owner: uuid::Uuid,
         key: &str,
-        since: chrono::DateTime<chrono::Utc>,
+        max_age: Duration,
     ) -> Result<Option<JobView>, JobError>;
     /// Notifications of new events, from every process.
     async fn subscribe(&self) -> Result<NotificationStream, JobError>;
@@ -72,9 +72,9 @@ impl<S: JobStore> JobsPort for EngineJobs<S> {
         &self,
         owner: uuid::Uuid,
         key: &str,
-        since: chrono::DateTime<chrono::Utc>,
+        max_age: Duration,
     ) -> Result<Option<JobView>, JobError> {
-        self.0.keyed_run(owner, key, since).await
+        self.0.keyed_run(owner, key, max_age).await
     }
 
     async fn job(&self, id: JobId) -> Result<Option<JobView>, JobError> {
@@ -243,8 +243,20 @@ impl GenerationStore for MemoryGeneration {
         graph: &Graph,
     ) -> Result<Submitted, GenerationError> {
         let available = self.store.get_user(owner).await?.tokens;
-        // A keyed repeat answers with its paid run whatever the balance is now.
-        if available < cost && graph.run.idempotency_key.is_none() {
+        if available < cost {
+            // A keyed repeat answers with its paid run whatever the balance is now.
+            if let Some(key) = &graph.run.idempotency_key
+                && let Some(run) = self
+                    .jobs
+                    .keyed_run(graph.run.owner, key, Duration::MAX)
+                    .await?
+            {
+                return Ok(Submitted {
+                    run_id: run.run_id,
+                    created: false,
+                    ids: std::collections::BTreeMap::new(),
+                });
+            }
             return Err(RepoError::InsufficientTokens {
                 balance: available,
                 needed: cost,
@@ -259,18 +271,19 @@ impl GenerationStore for MemoryGeneration {
             .run(submitted.run_id.0)
             .note(graph.run.kind.clone());
         if let Err(e) = self.store.move_credits_now(&charge) {
-            // Not one transaction here: take the unpaid run back.
+            // Not one transaction here: take the unpaid run back as the rolled-back
+            // transaction does on PostgreSQL. Its key goes first, so that a repeat cannot
+            // answer with a run nobody paid for; then the run is cancelled, and the refund its
+            // cancelled tasks would be due is taken, as nothing was paid to refund.
+            if let Some(key) = &graph.run.idempotency_key {
+                self.jobs
+                    .keyed_run(graph.run.owner, key, Duration::ZERO)
+                    .await?;
+            }
             self.jobs
                 .cancel(submitted.run_id, "the run could not be paid for")
                 .await?;
-            // ...and its key, as the rolled-back transaction does on PostgreSQL: a repeat
-            // must not answer with a run nobody paid for.
-            if let Some(key) = &graph.run.idempotency_key {
-                let everything = chrono::Utc::now() + chrono::Duration::days(1);
-                self.jobs
-                    .keyed_run(graph.run.owner, key, everything)
-                    .await?;
-            }
+            self.jobs.take_refund(submitted.run_id).await?;
             return Err(e.into());
         }
         Ok(submitted)

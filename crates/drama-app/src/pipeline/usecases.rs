@@ -231,11 +231,15 @@ impl App {
             .once(
                 caller,
                 kind::CREATE_DRAMA,
+                // As the work sees them: an empty id or model is the same as none.
                 &json!({
                     "premise": request.premise,
-                    "id": request.id,
-                    "model": request.model,
-                    "reference": request.reference.as_ref().map(|r| super::hash::checksum(&r.bytes)),
+                    "id": request.id.as_deref().filter(|i| !i.is_empty()),
+                    "model": request.model.as_deref().filter(|m| !m.is_empty()),
+                    "reference": request.reference.as_ref().map(|r| json!({
+                        "checksum": super::hash::checksum(&r.bytes),
+                        "type": r.content_type,
+                    })),
                 }),
             )
             .await?;
@@ -334,7 +338,6 @@ impl App {
         new_id: Option<String>,
         model: Option<String>,
     ) -> Result<Started, AppError> {
-        let original = self.store.get_complete(caller.user, id).await?;
         if feedback.trim().is_empty() {
             return Err(AppError::Invalid(DomainError::field(
                 "feedback",
@@ -348,12 +351,18 @@ impl App {
             .once(
                 caller,
                 kind::IMPROVE_DRAMA,
-                &json!({ "dramaId": id, "feedback": feedback, "newId": new_id, "model": model }),
+                &json!({
+                    "dramaId": id,
+                    "feedback": feedback,
+                    "newId": new_id.as_deref().filter(|n| !n.is_empty()),
+                    "model": model.as_deref().filter(|m| !m.is_empty()),
+                }),
             )
             .await?;
         if let Some(started) = replay {
             return Ok(started);
         }
+        let original = self.store.get_complete(caller.user, id).await?;
         let improved = new_id.filter(|n| !n.is_empty()).unwrap_or_else(|| {
             let suffix = format!("_improved_{}", Utc::now().timestamp_millis());
             let keep = drama_domain::MAX_ID_LEN
@@ -398,17 +407,17 @@ impl App {
         id: &DramaId,
         model: Option<String>,
     ) -> Result<Started, AppError> {
-        self.store.get_complete(caller.user, id).await?;
         let (once, replay) = self
             .once(
                 caller,
                 kind::CRITIQUE_DRAMA,
-                &json!({ "dramaId": id, "model": model }),
+                &json!({ "dramaId": id, "model": model.as_deref().filter(|m| !m.is_empty()) }),
             )
             .await?;
         if let Some(started) = replay {
             return Ok(started);
         }
+        self.store.get_complete(caller.user, id).await?;
         let model = model.filter(|m| !m.is_empty());
         let cost = self.script_cost(CallKind::CritiqueDrama, model.as_deref())?;
         let task = CritiqueTask {

@@ -381,14 +381,18 @@ impl JobStore for MemoryJobStore {
         &self,
         owner: Uuid,
         key: &str,
-        since: DateTime<Utc>,
+        max_age: Duration,
     ) -> Result<Option<JobView>, JobError> {
+        let oldest = chrono::Duration::from_std(max_age)
+            .ok()
+            .and_then(|age| self.clock.now().checked_sub_signed(age))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
         let mut mem = self.lock();
         let Some(&run) = mem.idempotency.get(&(owner, key.to_owned())) else {
             return Ok(None);
         };
         let taken = mem.nodes.get(&run).map(|n| n.created_at);
-        if taken.is_some_and(|t| t >= since) {
+        if taken.is_some_and(|t| t > oldest) {
             return Ok(mem.view(run));
         }
         mem.idempotency.remove(&(owner, key.to_owned()));

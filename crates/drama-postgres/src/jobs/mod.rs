@@ -358,9 +358,9 @@ impl JobStore for PgJobStore {
         &self,
         owner: Uuid,
         key: &str,
-        since: DateTime<Utc>,
+        max_age: Duration,
     ) -> Result<Option<JobView>, JobError> {
-        on_conn!(self, |conn| query::keyed_run(conn, owner, key, since))
+        on_conn!(self, |conn| query::keyed_run(conn, owner, key, max_age))
     }
 
     async fn job(&self, id: JobId) -> Result<Option<JobView>, JobError> {

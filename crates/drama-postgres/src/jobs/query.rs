@@ -111,26 +111,30 @@ pub(super) async fn job(conn: &mut PgConnection, id: JobId) -> Result<Option<Job
     row.map(|r| view_from_row(&r, None)).transpose()
 }
 
-/// The run `owner` keyed `key` since `since`; an older holder gives the key up in the same
-/// statement (the select reads the snapshot from before that update).
+/// The run `owner` keyed `key` less than `max_age` ago (by the database's clock, which
+/// stamped `created_at`); an older holder gives the key up in the same statement (the select
+/// reads the snapshot from before that update).
 pub(super) async fn keyed_run(
     conn: &mut PgConnection,
     owner: Uuid,
     key: &str,
-    since: DateTime<Utc>,
+    max_age: std::time::Duration,
 ) -> Result<Option<JobView>, Error> {
     let sql = format!(
         "with released as ( \
            update public.jobs set idempotency_key = null \
-           where owner_id = $1 and idempotency_key = $2 and created_at < $3 returning id) \
+           where owner_id = $1 and idempotency_key = $2 \
+             and created_at <= now() - make_interval(secs => $3) returning id) \
          select {VIEW_COLUMNS}, {DEPENDENCY_KEYS} from public.jobs j \
          left join public.job_groups g on g.id = j.id \
-         where j.owner_id = $1 and j.idempotency_key = $2 and j.created_at >= $3"
+         where j.owner_id = $1 and j.idempotency_key = $2 \
+           and j.created_at > now() - make_interval(secs => $3)"
     );
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(owner)
         .bind(key)
-        .bind(since)
+        // Past a century every run is young enough (and `now() - interval` stays in range).
+        .bind(max_age.as_secs_f64().min(100.0 * 365.25 * 86_400.0))
         .fetch_optional(&mut *conn)
         .await?;
     row.map(|r| view_from_row(&r, None)).transpose()

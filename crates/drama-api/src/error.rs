@@ -393,4 +393,41 @@ mod tests {
         let item = field_item(&FieldError::new("", "not JSON"), "body");
         assert_eq!(item["loc"], json!(["body"]));
     }
+
+    /// A cause with a cause of its own.
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+
+    impl fmt::Display for Layer {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl StdError for Layer {
+        fn source(&self) -> Option<&(dyn StdError + 'static)> {
+            self.1.as_deref().map(|l| l as &(dyn StdError + 'static))
+        }
+    }
+
+    #[test]
+    fn a_chain_names_every_cause_once_outermost_first() {
+        let e = ApiError::internal_while(
+            "cannot spool the upload",
+            Layer("disk full", Some(Box::new(Layer("read-only", None)))),
+        );
+        assert_eq!(
+            Chain(&e).to_string(),
+            "500 internal: cannot spool the upload: disk full: read-only"
+        );
+        // thiserror's `internal error: {0}` already quotes its source: not repeated.
+        let app = AppError::Internal(Box::new(Layer("boom", None)));
+        assert_eq!(Chain(&app).to_string(), "internal error: boom");
+        let e = ApiError::from(AppError::Unavailable("database busy".to_owned()));
+        assert_eq!(
+            Chain(&e).to_string(),
+            "503 unavailable: service unavailable: database busy"
+        );
+        assert!(!e.detail().to_string().contains("busy"), "{}", e.detail());
+    }
 }

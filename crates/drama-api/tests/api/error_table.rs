@@ -5,7 +5,7 @@ use actix_web::test::TestRequest;
 use drama_api::ErrorCode;
 use serde_json::{Value, json};
 
-use crate::support::{Harness, Refusing, bearer, create_drama, post, post_json, send};
+use crate::support::{Captured, Harness, Refusing, bearer, create_drama, post, post_json, send};
 
 /// The REST answer and the GraphQL answer of one failure, against the row of `kind`.
 fn assert_pair(kind: ErrorCode, rest: (u16, &Value), graphql: &Value) {
@@ -158,4 +158,47 @@ async fn a_failed_generation_is_named_as_such_over_both_apis() {
         "{graphql}"
     );
     worker.shutdown().await;
+}
+
+#[actix_web::test]
+async fn a_failure_is_logged_once_with_its_whole_chain_and_never_answered_with_it() {
+    let logs = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    // actix tests run on one thread, where the request is served too.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let svc = actix_web::test::init_service(
+        actix_web::App::new()
+            .wrap(actix_web::middleware::from_fn(
+                drama_api::middleware::request_context,
+            ))
+            .route(
+                "/fails",
+                actix_web::web::get().to(|| async {
+                    Err::<actix_web::HttpResponse, _>(drama_api::ApiError::internal_while(
+                        "cannot spool the upload",
+                        std::io::Error::other("disk full: device sdb3 is read-only"),
+                    ))
+                }),
+            ),
+    )
+    .await;
+    let response =
+        actix_web::test::call_service(&svc, TestRequest::get().uri("/fails").to_request()).await;
+    assert_eq!(response.status(), 500);
+    let body: Value = actix_web::test::read_body_json(response).await;
+    assert_eq!(body["code"], ErrorCode::Internal.code(), "{body}");
+    assert!(!body.to_string().contains("disk full"), "{body}");
+
+    let text = logs.text();
+    let lines: Vec<&str> = text.lines().filter(|l| l.contains("disk full")).collect();
+    assert_eq!(lines.len(), 1, "logged once:\n{text}");
+    assert!(
+        lines[0]
+            .contains("500 internal: cannot spool the upload: disk full: device sdb3 is read-only"),
+        "the whole chain, outermost first:\n{text}"
+    );
 }

@@ -110,8 +110,9 @@ pub enum AuthError {
     /// The credentials are not valid (unknown key, bad signature, wrong audience, …).
     #[error("{0}")]
     Invalid(String),
-    /// The store could not be asked (the cause is for the log).
-    #[error("authentication unavailable: {0}")]
+    /// The store could not be asked. The cause is its source, for the log: the text of this
+    /// error may reach the client.
+    #[error("authentication unavailable; retry shortly")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 

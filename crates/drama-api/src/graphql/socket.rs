@@ -36,7 +36,8 @@ use tokio::sync::mpsc;
 
 use super::context::Ctx;
 use super::limits;
-use crate::error::ErrorCode;
+use crate::auth::AuthError;
+use crate::error::{Chain, ErrorCode};
 use crate::media_links::sign_text;
 use crate::state::ApiState;
 
@@ -434,7 +435,13 @@ impl Gate {
             .auth
             .authenticate(credential("authorization"), credential("x-api-key"))
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| {
+                // The socket's refusal is the boundary: nothing else logs this failure.
+                if matches!(e, AuthError::Unavailable(_)) {
+                    tracing::error!(error = %Chain(&e), "WebSocket authentication failed");
+                }
+                e.to_string()
+            })
     }
 
     /// Counts an operation against the caller's rate and prices it. `Ok(true)` for a query or

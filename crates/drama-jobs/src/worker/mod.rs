@@ -180,7 +180,8 @@ struct Shared<S> {
     store: Arc<S>,
     registry: Registry,
     config: WorkerConfig,
-    worker: Mutex<WorkerId>,
+    /// The registration's id; kept for the process's life, also when it lapses.
+    worker: WorkerId,
     in_flight: Mutex<HashMap<JobId, InFlight>>,
     /// Signalled when there may be work (notification, freed capacity, retry due).
     wake: Notify,
@@ -199,7 +200,7 @@ impl<S> Shared<S> {
     }
 
     fn worker_id(&self) -> WorkerId {
-        *self.worker.lock().unwrap_or_else(|e| e.into_inner())
+        self.worker
     }
 }
 
@@ -246,7 +247,7 @@ impl Worker {
             store,
             registry,
             config,
-            worker: Mutex::new(id),
+            worker: id,
             in_flight: Mutex::new(HashMap::new()),
             wake: Notify::new(),
             drained: Notify::new(),

@@ -1,9 +1,11 @@
 //! Workspace checks that are code, not prose: `cargo run -p xtask -- deps [--write]` checks the
 //! manifests against the dependency rules of `rules.rs` and that `docs/ARCHITECTURE.md` shows
-//! them (`--write` regenerates that table).
+//! them (`--write` regenerates that table); `cargo run -p xtask -- size` checks that no source
+//! file outside tests exceeds the line limit of `size.rs`.
 
 mod check;
 mod rules;
+mod size;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -112,6 +114,12 @@ fn deps(root: &Path, write: bool) -> anyhow::Result<Vec<String>> {
     Ok(problems)
 }
 
+/// Problems with the length of the workspace's source files, empty when each fits.
+fn sizes(root: &Path) -> anyhow::Result<Vec<String>> {
+    let files = size::scan(root).context("reading the source files")?;
+    Ok(size::violations(&files, size::PENDING))
+}
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
@@ -128,7 +136,20 @@ fn main() -> anyhow::Result<()> {
                 )
             }
         }
-        _ => bail!("usage: cargo run -p xtask -- deps [--write]"),
+        Some("size") => {
+            let problems = sizes(&root())?;
+            if problems.is_empty() {
+                println!("file sizes: ok");
+                Ok(())
+            } else {
+                bail!(
+                    "{} file(s) over the size rule:\n{}",
+                    problems.len(),
+                    problems.join("\n")
+                )
+            }
+        }
+        _ => bail!("usage: cargo run -p xtask -- deps [--write] | size"),
     }
 }
 
@@ -154,6 +175,13 @@ mod tests {
         // sqlx-core (the last block) taken from the registry.
         let unpatched = format!("{LOCK}source = \"registry+x\"\n");
         assert_eq!(super::vendor_guard(&unpatched).len(), 1);
+    }
+
+    /// No source file of the real tree is over the size limit (but those still listed).
+    #[test]
+    fn the_workspace_keeps_its_files_short() {
+        let problems = super::sizes(&super::root()).unwrap();
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
     }
 
     /// The real tree obeys the rules and the architecture document shows them.

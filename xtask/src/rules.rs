@@ -37,7 +37,7 @@ pub const CRATES: &[CrateRule] = &[
     },
     CrateRule {
         name: "drama-jobs",
-        may_use: &[],
+        may_use: &["drama-domain"],
         dev_may_use: &["drama-jobs"],
         pending: &[],
     },

@@ -11,10 +11,22 @@ use drama_ai::AiSettings;
 use drama_api::HttpSettings;
 use drama_assets::AssetSettings;
 use drama_postgres::PgSettings;
-use serde::Deserialize;
 
 use crate::provenance::{self, Effective, Source, flatten};
 use crate::supabase;
+
+#[cfg(test)]
+mod documentation;
+mod sections;
+mod variables;
+
+use sections::Layered;
+pub(crate) use sections::{
+    CreditSettings, LimitSettings, LogFormat, LogSettings, MetricsSettings, QuotaSettings,
+    ServerSettings, WorkerSettings,
+};
+pub(crate) use variables::OTHER_VARIABLES;
+use variables::{PLAIN_VARIABLES, legacy_credentials, overlay};
 
 const DEFAULTS: &str = include_str!("defaults.toml");
 
@@ -52,269 +64,6 @@ pub(crate) struct Settings {
 
 /// The most `INITIAL_CREDITS` may be (a trillion; balances are 64-bit).
 const MAX_INITIAL_CREDITS: u64 = 1_000_000_000_000;
-
-/// Credits of users the server creates (first sign-in, `keys create` for a new owner).
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct CreditSettings {
-    /// What a new user opens with (`INITIAL_CREDITS`), recorded as their first ledger entry.
-    pub(crate) initial: u64,
-}
-
-impl CreditSettings {
-    /// As a balance (values past `i64::MAX` are a configuration slip; they cap).
-    pub(crate) fn opening(self) -> i64 {
-        i64::try_from(self.initial).unwrap_or(i64::MAX)
-    }
-}
-
-/// Who may read `/metrics`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct MetricsSettings {
-    /// A bearer token `/metrics` requires; empty: no token (keep the path off the public
-    /// internet at the proxy).
-    pub(crate) token: String,
-}
-
-/// Per-user quotas; 0 turns one off.
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct QuotaSettings {
-    /// Dramas one user may hold (`QUOTA_DRAMAS`).
-    pub(crate) dramas: u64,
-    /// Bytes one user may keep in the bucket (`QUOTA_STORED_BYTES`).
-    pub(crate) stored_bytes: u64,
-    /// Runs of one user pending or running at once (`QUOTA_ACTIVE_RUNS`).
-    pub(crate) active_runs: u64,
-}
-
-/// Most characters of client text per kind of field; 0 is refused (it would refuse all text).
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct LimitSettings {
-    /// A premise (`MAX_PREMISE_CHARS`).
-    pub(crate) premise_chars: usize,
-    /// Feedback for a rewrite (`MAX_FEEDBACK_CHARS`).
-    pub(crate) feedback_chars: usize,
-    /// An image or video prompt (`MAX_PROMPT_CHARS`).
-    pub(crate) prompt_chars: usize,
-    /// A title or a name (`MAX_TITLE_CHARS`).
-    pub(crate) title_chars: usize,
-    /// A description or any other text field (`MAX_DESCRIPTION_CHARS`).
-    pub(crate) description_chars: usize,
-}
-
-impl From<LimitSettings> for drama_app::TextLimits {
-    fn from(l: LimitSettings) -> Self {
-        Self {
-            premise: l.premise_chars,
-            feedback: l.feedback_chars,
-            prompt: l.prompt_chars,
-            title: l.title_chars,
-            description: l.description_chars,
-        }
-    }
-}
-
-impl From<QuotaSettings> for drama_app::Quotas {
-    fn from(q: QuotaSettings) -> Self {
-        Self {
-            dramas: q.dramas,
-            stored_bytes: q.stored_bytes,
-            active_runs: q.active_runs,
-        }
-    }
-}
-
-/// How this process runs jobs.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct WorkerSettings {
-    /// Handlers running at once in this process.
-    pub(crate) concurrency: usize,
-    /// Image generations at once, across every process.
-    pub(crate) image_limit: u32,
-    /// Video generations at once, across every process (the provider's quota).
-    pub(crate) video_limit: u32,
-    /// Script-model calls at once, across every process.
-    pub(crate) script_limit: u32,
-    /// Stitching jobs at once, across every process.
-    pub(crate) stitch_limit: u32,
-    /// Seconds a job's lease lives without a heartbeat (a dead worker's job is retaken after
-    /// about this long).
-    pub(crate) lease_seconds: u64,
-    /// Days settled runs are kept.
-    pub(crate) retention_days: u64,
-    /// The ffmpeg binary for stitching.
-    pub(crate) ffmpeg: String,
-    /// Charge credits for offline calls as if a paid provider made them (demos, load tests).
-    pub(crate) price_offline_calls: bool,
-}
-
-/// The part of the settings the `config` crate layers.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Layered {
-    database: PgSettings,
-    log: LogSettings,
-    server: ServerSettings,
-    http: HttpSettings,
-    #[serde(default)]
-    assets: HashMap<String, String>,
-    #[serde(default)]
-    ai: HashMap<String, String>,
-    worker: WorkerSettings,
-    metrics: MetricsSettings,
-    quotas: QuotaSettings,
-    limits: LimitSettings,
-    credits: CreditSettings,
-}
-
-/// How logs look.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct LogSettings {
-    /// `pretty` (default) or `json`.
-    pub(crate) format: LogFormat,
-    /// A `tracing` filter used when `RUST_LOG` is unset.
-    pub(crate) filter: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum LogFormat {
-    Pretty,
-    Json,
-}
-
-/// Where `serve` listens.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ServerSettings {
-    /// Interface to bind.
-    pub(crate) host: String,
-    /// Port to bind (`PORT`).
-    pub(crate) port: u16,
-    /// HTTP worker threads; 0 = one per CPU.
-    pub(crate) http_workers: usize,
-    /// Seconds between orphaned-object sweeps.
-    pub(crate) sweep_interval: u64,
-    /// The origin clients reach this API at (`PUBLIC_URL`), used in URLs the server hands out;
-    /// empty means `http://localhost:{port}`.
-    pub(crate) public_url: String,
-    /// Where local data lives (`DATA_DIR`): the embedded PostgreSQL cluster under
-    /// `postgres/`.
-    pub(crate) data_dir: String,
-    /// With no `DATABASE_URL`, start a private PostgreSQL cluster when its binaries are
-    /// installed (`EMBEDDED_POSTGRES`); off: the in-memory store.
-    pub(crate) embedded_postgres: bool,
-}
-
-impl ServerSettings {
-    /// The public origin, without a trailing slash.
-    pub(crate) fn public_origin(&self) -> String {
-        if self.public_url.trim().is_empty() {
-            format!("http://localhost:{}", self.port)
-        } else {
-            self.public_url.trim().trim_end_matches('/').to_owned()
-        }
-    }
-}
-
-/// Conventional names that map onto a settings key.
-const PLAIN_VARIABLES: &[(&str, &str)] = &[
-    ("DATABASE_URL", "database.url"),
-    ("DATABASE_MAX_CONNECTIONS", "database.max_connections"),
-    ("DATABASE_SSL_ROOT_CERT", "database.ssl_root_cert"),
-    ("LOG_FORMAT", "log.format"),
-    ("HOST", "server.host"),
-    ("PORT", "server.port"),
-    ("PUBLIC_URL", "server.public_url"),
-    ("SUPABASE_JWT_SECRET", "http.auth.jwt_secret"),
-    ("SUPABASE_URL", "http.auth.supabase_url"),
-    ("RATE_LIMIT_PER_SECOND", "http.rate_per_second"),
-    ("RATE_LIMIT_BURST", "http.rate_burst"),
-    ("CORS_ALLOWED_ORIGINS", "http.cors_origins"),
-    ("GRAPHQL_MAX_BATCH", "http.graphql.max_batch"),
-    ("GRAPHQL_MAX_ALIASES", "http.graphql.max_aliases"),
-    ("GRAPHQL_MAX_COMPLEXITY", "http.graphql.max_complexity"),
-    ("GRAPHQL_MAX_DEPTH", "http.graphql.max_depth"),
-    ("STREAMS_PER_USER", "http.streams_per_user"),
-    ("STREAMS_PER_PROCESS", "http.streams_per_process"),
-    ("ANONYMOUS_RATE_PER_SECOND", "http.anonymous_per_second"),
-    ("TRUST_FORWARDED_FOR", "http.trust_forwarded"),
-    ("WORKER_CONCURRENCY", "worker.concurrency"),
-    ("VIDEO_CONCURRENCY", "worker.video_limit"),
-    ("IMAGE_CONCURRENCY", "worker.image_limit"),
-    ("FFMPEG_PATH", "worker.ffmpeg"),
-    ("PRICE_OFFLINE_CALLS", "worker.price_offline_calls"),
-    ("DATA_DIR", "server.data_dir"),
-    ("EMBEDDED_POSTGRES", "server.embedded_postgres"),
-    ("METRICS_TOKEN", "metrics.token"),
-    ("MEDIA_URL_LIFETIME", "http.media_url_lifetime"),
-    ("LEGACY_API_KEYS", "http.auth.legacy_api_keys"),
-    ("LEGACY_USER_ID", "http.auth.legacy_user"),
-    ("QUOTA_DRAMAS", "quotas.dramas"),
-    ("QUOTA_STORED_BYTES", "quotas.stored_bytes"),
-    ("QUOTA_ACTIVE_RUNS", "quotas.active_runs"),
-    ("INITIAL_CREDITS", "credits.initial"),
-    ("MAX_PREMISE_CHARS", "limits.premise_chars"),
-    ("MAX_FEEDBACK_CHARS", "limits.feedback_chars"),
-    ("MAX_PROMPT_CHARS", "limits.prompt_chars"),
-    ("MAX_TITLE_CHARS", "limits.title_chars"),
-    ("MAX_DESCRIPTION_CHARS", "limits.description_chars"),
-];
-
-/// Variables the binary reads that set no key of its own: they choose the environment, the
-/// file and the log filter, or are checked and derived from (the Supabase keys).
-pub(crate) const OTHER_VARIABLES: &[&str] = &[
-    "ENVIRONMENT",
-    "DRAMA_CONFIG",
-    "RUST_LOG",
-    "SUPABASE_ANON_KEY",
-    "SUPABASE_SERVICE_KEY",
-    "API_KEYS",
-];
-
-/// The old world's credentials: the service_role key (recognised when presented), and the old
-/// server's `API_KEYS` as the legacy keys when `LEGACY_API_KEYS` is not set; then checks that
-/// legacy keys have a user to act as.
-fn legacy_credentials(
-    layered: &mut Layered,
-    effective: &mut [Effective],
-    env: &HashMap<String, String>,
-) -> Result<(), String> {
-    let auth = &mut layered.http.auth;
-    if let Some(key) = env
-        .get("SUPABASE_SERVICE_KEY")
-        .filter(|v| !v.trim().is_empty())
-    {
-        auth.service_key = Some(key.clone());
-    }
-    if auth.legacy_api_keys.is_none()
-        && let Some(old) = env.get("API_KEYS").filter(|v| !v.trim().is_empty())
-    {
-        auth.legacy_api_keys = Some(old.clone());
-        if let Some(e) = effective
-            .iter_mut()
-            .find(|e| e.name == "http.auth.legacy_api_keys")
-        {
-            e.value = Some("***".to_owned());
-            e.source = Source::Environment("API_KEYS".to_owned());
-        }
-    }
-    auth.validate()?;
-    let lifetime = layered.http.media_url_lifetime;
-    if lifetime.is_zero() || lifetime > drama_api::MAX_MEDIA_URL_LIFETIME {
-        return Err(format!(
-            "MEDIA_URL_LIFETIME must be between 1 and {} seconds, got {}",
-            drama_api::MAX_MEDIA_URL_LIFETIME.as_secs(),
-            lifetime.as_secs()
-        ));
-    }
-    Ok(())
-}
 
 impl Settings {
     /// Loads from the process environment.
@@ -478,25 +227,6 @@ impl Settings {
     pub(crate) fn is_production(&self) -> bool {
         self.environment == "production"
     }
-}
-
-/// `(NAME, value)` pairs for `names`: the file section's (lower-case keys) first, then the
-/// environment's.
-fn overlay(
-    section: &HashMap<String, String>,
-    env: &HashMap<String, String>,
-    names: &[&str],
-) -> Vec<(String, String)> {
-    names
-        .iter()
-        .filter_map(|name| {
-            let from_env = env.get(*name).filter(|v| !v.is_empty());
-            let from_file = section.get(&name.to_ascii_lowercase());
-            from_env
-                .or(from_file)
-                .map(|v| ((*name).to_owned(), v.clone()))
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -756,103 +486,5 @@ mod tests {
         ] {
             assert!(!debug.contains(secret), "{secret} leaked: {debug}");
         }
-    }
-}
-
-#[cfg(test)]
-mod documentation {
-    //! docs/CONFIG.md and .env.example against the code: a variable or key added to the code
-    //! and not to both files (or a name in them the code does not know) fails here.
-
-    use std::collections::BTreeSet;
-
-    const CONFIG_MD: &str = include_str!("../../../docs/CONFIG.md");
-    const ENV_EXAMPLE: &str = include_str!("../../../.env.example");
-
-    /// Every variable the binary reads.
-    fn variables() -> BTreeSet<&'static str> {
-        super::PLAIN_VARIABLES
-            .iter()
-            .map(|(name, _)| *name)
-            .chain(drama_assets::VARIABLES)
-            .chain(drama_ai::ENV_VARS)
-            .chain(super::OTHER_VARIABLES.iter().copied())
-            .collect()
-    }
-
-    /// Every leaf key of the built-in defaults.
-    fn keys() -> BTreeSet<String> {
-        let tree: serde_json::Value = config::Config::builder()
-            .add_source(config::File::from_str(
-                super::DEFAULTS,
-                config::FileFormat::Toml,
-            ))
-            .build()
-            .unwrap()
-            .try_deserialize()
-            .unwrap();
-        crate::provenance::flatten(&tree).into_keys().collect()
-    }
-
-    /// Names assigned in .env.example, commented out or not.
-    fn in_env_example() -> BTreeSet<String> {
-        ENV_EXAMPLE
-            .lines()
-            .filter_map(|line| {
-                let line = line.trim().trim_start_matches('#').trim();
-                let (name, _) = line.split_once('=')?;
-                let ok = !name.is_empty()
-                    && name
-                        .chars()
-                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
-                ok.then(|| name.to_owned())
-            })
-            .collect()
-    }
-
-    #[test]
-    fn config_md_lists_every_variable_and_key() {
-        let missing: Vec<String> = variables()
-            .into_iter()
-            .map(str::to_owned)
-            .chain(keys())
-            .filter(|name| !CONFIG_MD.contains(&format!("`{name}`")))
-            .collect();
-        assert!(missing.is_empty(), "not in docs/CONFIG.md: {missing:?}");
-    }
-
-    #[test]
-    fn env_example_lists_every_variable_and_nothing_else() {
-        let listed = in_env_example();
-        let missing: Vec<&str> = variables()
-            .into_iter()
-            .filter(|v| !listed.contains(*v))
-            .collect();
-        assert!(missing.is_empty(), "not in .env.example: {missing:?}");
-        let known = variables();
-        let unknown: Vec<&String> = listed
-            .iter()
-            .filter(|v| !known.contains(v.as_str()) && !v.starts_with("DRAMA__"))
-            .collect();
-        assert!(
-            unknown.is_empty(),
-            "in .env.example but read by nothing: {unknown:?}"
-        );
-    }
-
-    #[test]
-    fn the_example_environment_loads() {
-        let env = in_env_example_values();
-        super::Settings::load_from(None, &env).unwrap();
-    }
-
-    /// The uncommented assignments of .env.example.
-    fn in_env_example_values() -> std::collections::HashMap<String, String> {
-        ENV_EXAMPLE
-            .lines()
-            .filter(|l| !l.trim_start().starts_with('#'))
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-            .collect()
     }
 }

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use drama_domain::Backoff;
 use serde::Deserialize;
 
 use crate::error::AiError;
@@ -559,8 +560,11 @@ impl AiSettings {
     pub fn retry_policy(&self) -> RetryPolicy {
         RetryPolicy {
             max_retries: self.max_retries,
-            base_delay: Duration::from_millis(self.retry_base_delay_ms),
-            max_delay: Duration::from_millis(self.retry_max_delay_ms),
+            backoff: Backoff {
+                initial: Duration::from_millis(self.retry_base_delay_ms),
+                max: Duration::from_millis(self.retry_max_delay_ms),
+                ..RetryPolicy::default().backoff
+            },
             max_retry_after: Duration::from_secs(self.max_retry_after_secs),
         }
     }

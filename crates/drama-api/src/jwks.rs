@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use drama_domain::Backoff;
 use jsonwebtoken::DecodingKey;
 use jsonwebtoken::jwk::JwkSet;
 use tokio::sync::{Mutex, RwLock};
@@ -23,10 +24,10 @@ pub(crate) const MAX_STALE: Duration = Duration::from_secs(24 * 3600);
 /// Least time between two fetches after a success (an unknown `kid` must not cause a fetch
 /// storm).
 pub(crate) const REFETCH_GAP: Duration = Duration::from_secs(60);
-/// First wait after a failed fetch; doubles with each failure.
-const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// Longest wait between failed fetches.
 pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Waits after failed fetches: 1 s, doubling with each failure up to [`MAX_BACKOFF`].
+const FAILED_FETCHES: Backoff = Backoff::doubling(Duration::from_secs(1), MAX_BACKOFF);
 
 /// A JWKS endpoint and what was fetched from it.
 pub(crate) struct Jwks {
@@ -55,10 +56,7 @@ impl State {
         if self.failures == 0 {
             return REFETCH_GAP.min(ttl);
         }
-        let doublings = self.failures.saturating_sub(1).min(16);
-        FIRST_BACKOFF
-            .saturating_mul(1 << doublings)
-            .min(MAX_BACKOFF)
+        FAILED_FETCHES.delay(self.failures - 1)
     }
 
     fn may_fetch(&self, ttl: Duration) -> bool {

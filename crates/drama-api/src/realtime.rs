@@ -11,7 +11,7 @@ use std::time::Duration;
 use drama_app::App;
 use drama_app::jobs::Notification;
 use drama_app::store::DramaChange;
-use drama_domain::UserId;
+use drama_domain::{Backoff, UserId};
 use futures::StreamExt as _;
 use tokio::sync::{OnceCell, broadcast};
 
@@ -186,6 +186,10 @@ impl Realtime {
     }
 }
 
+/// Waits before reopening a notification stream: 100 ms after it ends, doubling while opening
+/// fails, up to 10 s.
+const REOPEN: Backoff = Backoff::doubling(Duration::from_millis(100), Duration::from_secs(10));
+
 /// Opens the notification stream before returning, so the first subscriber misses nothing
 /// committed after its call, then forwards it into `tx` from a task that reopens it with
 /// backoff whenever it ends.
@@ -199,7 +203,7 @@ where
     let first = open().await;
     tokio::spawn(async move {
         let mut opened = Some(first);
-        let mut backoff = Duration::from_millis(100);
+        let mut failures = 0;
         loop {
             let attempt = match opened.take() {
                 Some(first) => first,
@@ -207,7 +211,7 @@ where
             };
             match attempt {
                 Ok(mut stream) => {
-                    backoff = Duration::from_millis(100);
+                    failures = 0;
                     while let Some(n) = stream.next().await {
                         // No receivers is fine: nobody is following right now.
                         let _ = tx.send(n);
@@ -218,8 +222,8 @@ where
                     tracing::warn!(feed = what, error = %e, "cannot subscribe to notifications");
                 }
             }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(10));
+            tokio::time::sleep(REOPEN.delay(failures)).await;
+            failures = failures.saturating_add(1);
         }
     });
 }

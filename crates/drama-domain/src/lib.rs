@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod backoff;
 mod error;
 mod ids;
 mod job;
@@ -10,6 +11,7 @@ mod text;
 mod user;
 mod validate;
 
+pub use backoff::{Backoff, Jitter};
 pub use error::{DomainError, FieldError};
 pub use ids::{
     AssetId, CharacterId, ClientIdError, DramaId, EpisodeId, MAX_ID_LEN, SceneId, UserId,

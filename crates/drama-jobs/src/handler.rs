@@ -6,6 +6,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use drama_domain::{Backoff, Jitter};
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
@@ -315,50 +316,14 @@ impl<H: Handler> DynHandler for Boxed<H> {
     }
 }
 
-/// Backoff between attempts after retryable failures: `initial × multiplier^(attempt-1)`,
-/// capped at `max`, spread by ±`jitter` (a fraction) so that retries of many tasks do not
-/// arrive together.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RetryPolicy {
-    /// Delay after the first failure.
-    pub initial: Duration,
-    /// Longest delay.
-    pub max: Duration,
-    /// Growth per attempt.
-    pub multiplier: f64,
-    /// Random spread, 0.0–1.0.
-    pub jitter: f64,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            initial: Duration::from_secs(2),
-            max: Duration::from_secs(600),
-            multiplier: 2.0,
-            jitter: 0.25,
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// The delay after attempt `attempt` (1-based) failed.
-    pub fn delay(&self, attempt: u32) -> Duration {
-        let exp = self.multiplier.max(1.0).powi(
-            i32::try_from(attempt.saturating_sub(1))
-                .unwrap_or(i32::MAX)
-                .min(64),
-        );
-        let base = (self.initial.as_secs_f64() * exp).min(self.max.as_secs_f64());
-        let jitter = self.jitter.clamp(0.0, 1.0);
-        let factor = if jitter > 0.0 {
-            1.0 + jitter * (rand::random::<f64>() * 2.0 - 1.0)
-        } else {
-            1.0
-        };
-        Duration::try_from_secs_f64((base * factor).max(0.0)).unwrap_or(self.max)
-    }
-}
+/// The backoff of retries when neither the kind nor the worker sets another: 2 s doubling to
+/// 10 minutes, spread ±25 % so that retries of many tasks do not arrive together.
+pub const DEFAULT_RETRY: Backoff = Backoff {
+    initial: Duration::from_secs(2),
+    max: Duration::from_secs(600),
+    multiplier: 2.0,
+    jitter: Jitter::Around(0.25),
+};
 
 /// Per-kind settings.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -366,7 +331,7 @@ pub struct HandlerOptions {
     /// Attempts running longer are cancelled and count as retryable failures.
     pub timeout: Option<Duration>,
     /// Backoff for this kind (the worker's default otherwise).
-    pub retry: Option<RetryPolicy>,
+    pub retry: Option<Backoff>,
 }
 
 #[derive(Clone)]
@@ -426,27 +391,5 @@ impl Registry {
 
     pub(crate) fn get(&self, kind: &str) -> Option<&Registered> {
         self.handlers.get(kind)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_to_its_cap() {
-        let p = RetryPolicy {
-            initial: Duration::from_secs(1),
-            max: Duration::from_secs(10),
-            multiplier: 2.0,
-            jitter: 0.0,
-        };
-        let delays: Vec<u64> = (1..=6).map(|a| p.delay(a).as_secs()).collect();
-        assert_eq!(delays, vec![1, 2, 4, 8, 10, 10]);
-        let jittered = RetryPolicy { jitter: 0.5, ..p };
-        for _ in 0..100 {
-            let d = jittered.delay(3).as_secs_f64();
-            assert!((2.0..=6.0).contains(&d), "{d}");
-        }
     }
 }

@@ -12,9 +12,10 @@ mod state;
 mod store;
 mod worker;
 
+pub use drama_domain::{Backoff, Jitter};
 pub use error::{GraphError, JobError};
 pub use graph::{Expansion, Graph, NodeSpec, RunSpec};
-pub use handler::{Handler, HandlerOptions, JobContext, Outcome, Registry, RetryPolicy};
+pub use handler::{DEFAULT_RETRY, Handler, HandlerOptions, JobContext, Outcome, Registry};
 pub use ids::{EventId, Fence, JobId, RunId, WorkerId};
 pub use memory::MemoryJobStore;
 pub use state::{CoarseStatus, CostTotals, Counts, EventKind, JobState, NodeType};

@@ -15,8 +15,8 @@ use std::time::Duration;
 use drama_jobs::conformance::wait_settled;
 use drama_jobs::core::{Finish, FinishKind};
 use drama_jobs::{
-    EventKind, Fence, Graph, JobId, JobState, JobStore, NodeSpec, Outcome, Registry, ResourceLimit,
-    RetryPolicy, RunSpec, Worker, WorkerConfig,
+    Backoff, EventKind, Fence, Graph, JobId, JobState, JobStore, NodeSpec, Outcome, Registry,
+    ResourceLimit, RunSpec, Worker, WorkerConfig,
 };
 use drama_postgres::jobs::{self as pgjobs, PgJobStore};
 use jobs_support::url_of;
@@ -48,12 +48,7 @@ fn config(spec: &ChildSpec) -> WorkerConfig {
         heartbeat_interval: lease / 4,
         reap_interval: lease / 4,
         poll_interval: Duration::from_millis(100),
-        retry: RetryPolicy {
-            initial: Duration::from_millis(50),
-            max: Duration::from_millis(500),
-            multiplier: 2.0,
-            jitter: 0.0,
-        },
+        retry: Backoff::doubling(Duration::from_millis(50), Duration::from_millis(500)),
         shutdown_grace: Duration::from_secs(5),
         resource_limits: spec
             .video_limit

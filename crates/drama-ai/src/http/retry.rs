@@ -1,21 +1,20 @@
-//! Exponential backoff with full jitter, honouring the provider's `Retry-After`.
+//! Retries of provider calls: the shared [`Backoff`], a limit on attempts, and the provider's
+//! `Retry-After` honoured up to a cap.
 
 use std::future::Future;
 use std::time::Duration;
 
-use rand::Rng as _;
+use drama_domain::{Backoff, Jitter};
 
 use crate::error::AiError;
 
 /// How often and how patiently transient failures are retried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RetryPolicy {
     /// Extra attempts after the first (the peer's `MAX_RETRIES`, default 2).
     pub max_retries: u32,
-    /// Backoff before the first retry; doubles each time.
-    pub base_delay: Duration,
-    /// Longest backoff between attempts.
-    pub max_delay: Duration,
+    /// Pauses between attempts when the provider names none.
+    pub backoff: Backoff,
     /// Longest `Retry-After` we wait inside a call; a longer one is returned to the caller
     /// (the job engine reschedules instead of holding a worker).
     pub max_retry_after: Duration,
@@ -25,8 +24,14 @@ impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
             max_retries: 2,
-            base_delay: Duration::from_millis(500),
-            max_delay: Duration::from_secs(20),
+            // Doubling, each pause drawn between half and all of its step so that retries
+            // neither bunch up at zero nor exceed the cap.
+            backoff: Backoff {
+                initial: Duration::from_millis(500),
+                max: Duration::from_secs(20),
+                multiplier: 2.0,
+                jitter: Jitter::Below(0.5),
+            },
             max_retry_after: Duration::from_secs(60),
         }
     }
@@ -41,14 +46,7 @@ impl RetryPolicy {
         if let Some(wait) = error.retry_after() {
             return (wait <= self.max_retry_after).then_some(wait);
         }
-        let ceiling = self
-            .base_delay
-            .saturating_mul(2u32.saturating_pow(retry))
-            .min(self.max_delay);
-        let ceiling_ms = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
-        // Full jitter, but never less than half the ceiling so retries do not bunch up at 0.
-        let ms = rand::rng().random_range(ceiling_ms / 2..=ceiling_ms);
-        Some(Duration::from_millis(ms))
+        Some(self.backoff.delay(retry))
     }
 
     /// Runs `attempt` until it succeeds, fails permanently or the retries are used up.

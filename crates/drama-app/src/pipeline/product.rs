@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use drama_assets::{MediaType, ObjectKey};
 use drama_dal::{AssetObject, GeneratedAsset, GenerationError};
-use drama_domain::{AssetId, DramaId, UserId};
+use drama_domain::{AssetId, Backoff, DramaId, UserId};
 use drama_jobs::{JobContext, Outcome};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -30,8 +30,10 @@ const PRODUCT: &str = "product";
 /// attempt commits the checkpointed product).
 const COMMIT_ATTEMPTS: u32 = 5;
 
-/// The wait before the second commit; doubled for each later one.
-const COMMIT_BACKOFF: Duration = Duration::from_millis(50);
+/// Waits between commits: 50 ms before the second, doubled for each later one (the cap is
+/// never reached within [`COMMIT_ATTEMPTS`]).
+const COMMIT_BACKOFF: Backoff =
+    Backoff::doubling(Duration::from_millis(50), Duration::from_secs(1));
 
 /// A stored object a media handler made, as checkpointed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -106,7 +108,7 @@ where
         match run().await {
             Err(e) if retryable(&e) && attempt < COMMIT_ATTEMPTS => {
                 tracing::warn!(error = %e, attempt, step, "a step after the provider call failed; doing it again with the same product");
-                tokio::time::sleep(COMMIT_BACKOFF * 2u32.pow(attempt - 1)).await;
+                tokio::time::sleep(COMMIT_BACKOFF.delay(attempt - 1)).await;
                 attempt += 1;
             }
             other => return other,

@@ -24,8 +24,8 @@ use tokio::time::{Instant, sleep};
 use uuid::Uuid;
 
 use crate::{
-    ClaimRequest, EventKind, JobId, JobState, JobStore, JobView, NodeType, Outcome, Registry,
-    RetryPolicy, RunId, RunTree, Worker, WorkerConfig, WorkerHandle, WorkerId, WorkerRegistration,
+    Backoff, ClaimRequest, EventKind, JobId, JobState, JobStore, JobView, NodeType, Outcome,
+    Registry, RunId, RunTree, Worker, WorkerConfig, WorkerHandle, WorkerId, WorkerRegistration,
 };
 
 mod control;
@@ -94,12 +94,7 @@ pub fn fast_config() -> WorkerConfig {
         heartbeat_interval: Duration::from_millis(300),
         poll_interval: Duration::from_millis(100),
         reap_interval: Duration::from_millis(200),
-        retry: RetryPolicy {
-            initial: Duration::from_millis(20),
-            max: Duration::from_millis(200),
-            multiplier: 2.0,
-            jitter: 0.0,
-        },
+        retry: Backoff::doubling(Duration::from_millis(20), Duration::from_millis(200)),
         shutdown_grace: Duration::from_secs(2),
         ..WorkerConfig::default()
     }

@@ -3,12 +3,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use drama_domain::Backoff;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tracing::{Instrument as _, warn};
 
 use crate::core::{Finish, FinishKind};
-use crate::handler::{JobContext, Outcome, Registered, RetryPolicy};
+use crate::handler::{JobContext, Outcome, Registered};
 use crate::ids::Fence;
 use crate::store::{ClaimedJob, JobStore};
 
@@ -70,9 +71,9 @@ fn start_handler<S: JobStore>(
     let span =
         tracing::info_span!("job", job = %fence.job_id, key = %job.key, kind = %job.kind, attempt);
     let ctx = JobContext::new(job, cancel.clone(), shared.sink.clone());
-    let (timeout, retry) = registered.as_ref().map_or((None, None), |r| {
-        (r.options.timeout, r.options.retry.clone())
-    });
+    let (timeout, retry) = registered
+        .as_ref()
+        .map_or((None, None), |r| (r.options.timeout, r.options.retry));
     let handler_task = registered.map(|r| {
         let fut = r.handler.call(ctx);
         let cancel = cancel.clone();
@@ -114,7 +115,7 @@ fn start_handler<S: JobStore>(
             },
         };
         drop(permit);
-        let policy = retry.unwrap_or_else(|| shared.config.retry.clone());
+        let policy = retry.unwrap_or(shared.config.retry);
         let kind = finish_kind(&shared, outcome, &policy, attempt, &class);
         let _ = finish.send(Finish { fence, kind });
     });
@@ -124,7 +125,7 @@ fn start_handler<S: JobStore>(
 fn finish_kind<S: JobStore>(
     shared: &Arc<Shared<S>>,
     outcome: Outcome,
-    policy: &RetryPolicy,
+    policy: &Backoff,
     attempt: u32,
     class: &str,
 ) -> FinishKind {
@@ -135,7 +136,8 @@ fn finish_kind<S: JobStore>(
         }
         Outcome::Retry { error } => {
             bump(&shared.stats.retried, 1);
-            let delay = policy.delay(attempt);
+            // Attempts count from 1; the first retry takes the first pause.
+            let delay = policy.delay(attempt.saturating_sub(1));
             schedule_wake(shared, delay);
             FinishKind::Retry { error, delay }
         }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use drama_domain::Backoff;
 use futures::StreamExt as _;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -111,6 +112,10 @@ async fn reregister<S: JobStore>(shared: &Arc<Shared<S>>) {
     }
 }
 
+/// Pauses between attempts to write a batch of finishes the store refused for a passing reason.
+const COMPLETION_RETRY: Backoff =
+    Backoff::doubling(Duration::from_millis(50), Duration::from_secs(5));
+
 pub(super) async fn completer<S: JobStore>(
     shared: Arc<Shared<S>>,
     mut rx: mpsc::UnboundedReceiver<Finish>,
@@ -124,14 +129,14 @@ pub(super) async fn completer<S: JobStore>(
                 Err(_) => break,
             }
         }
-        let mut backoff = Duration::from_millis(50);
+        let mut failures = 0;
         let results = loop {
             match shared.store.finish(batch.clone()).await {
                 Ok(results) => break Some(results),
                 Err(e) if e.is_retryable() => {
                     warn!(error = %e, items = batch.len(), "completion failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    tokio::time::sleep(COMPLETION_RETRY.delay(failures)).await;
+                    failures = failures.saturating_add(1);
                 }
                 Err(e) => {
                     warn!(error = %e, items = batch.len(), "completion failed; the leases will expire");

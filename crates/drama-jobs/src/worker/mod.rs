@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use drama_domain::Backoff;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -17,7 +18,7 @@ use tracing::{Instrument as _, info, warn};
 use crate::core::{Finish, FinishKind};
 use crate::error::JobError;
 use crate::graph;
-use crate::handler::{CheckpointSink, Registry, RetryPolicy, StoreSink};
+use crate::handler::{CheckpointSink, DEFAULT_RETRY, Registry, StoreSink};
 use crate::ids::{Fence, JobId, WorkerId};
 use crate::store::{ClaimedJob, JobStore, ResourceLimit, WorkerRegistration};
 
@@ -48,7 +49,7 @@ pub struct WorkerConfig {
     /// How often this process looks for expired leases.
     pub reap_interval: Duration,
     /// Default backoff.
-    pub retry: RetryPolicy,
+    pub retry: Backoff,
     /// How long shutdown waits for running handlers before cancelling them and releasing
     /// their tasks.
     pub shutdown_grace: Duration,
@@ -72,7 +73,7 @@ impl Default for WorkerConfig {
             heartbeat_interval: Duration::from_secs(10),
             poll_interval: Duration::from_secs(1),
             reap_interval: Duration::from_secs(5),
-            retry: RetryPolicy::default(),
+            retry: DEFAULT_RETRY,
             shutdown_grace: Duration::from_secs(30),
             resource_limits: Vec::new(),
             retention: None,

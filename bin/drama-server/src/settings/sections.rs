@@ -1,0 +1,178 @@
+//! The sections of the configuration tree the binary owns (the library crates own theirs):
+//! their shapes as the file and the variables give them; the defaults are in `defaults.toml`.
+//! Kept apart from the loading in the parent module, which only layers and checks them.
+
+use std::collections::HashMap;
+
+use drama_api::HttpSettings;
+use drama_postgres::PgSettings;
+use serde::Deserialize;
+
+/// Credits of users the server creates (first sign-in, `keys create` for a new owner).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreditSettings {
+    /// What a new user opens with (`INITIAL_CREDITS`), recorded as their first ledger entry.
+    pub(crate) initial: u64,
+}
+
+impl CreditSettings {
+    /// As a balance (values past `i64::MAX` are a configuration slip; they cap).
+    pub(crate) fn opening(self) -> i64 {
+        i64::try_from(self.initial).unwrap_or(i64::MAX)
+    }
+}
+
+/// Who may read `/metrics`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MetricsSettings {
+    /// A bearer token `/metrics` requires; empty: no token (keep the path off the public
+    /// internet at the proxy).
+    pub(crate) token: String,
+}
+
+/// Per-user quotas; 0 turns one off.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct QuotaSettings {
+    /// Dramas one user may hold (`QUOTA_DRAMAS`).
+    pub(crate) dramas: u64,
+    /// Bytes one user may keep in the bucket (`QUOTA_STORED_BYTES`).
+    pub(crate) stored_bytes: u64,
+    /// Runs of one user pending or running at once (`QUOTA_ACTIVE_RUNS`).
+    pub(crate) active_runs: u64,
+}
+
+/// Most characters of client text per kind of field; 0 is refused (it would refuse all text).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LimitSettings {
+    /// A premise (`MAX_PREMISE_CHARS`).
+    pub(crate) premise_chars: usize,
+    /// Feedback for a rewrite (`MAX_FEEDBACK_CHARS`).
+    pub(crate) feedback_chars: usize,
+    /// An image or video prompt (`MAX_PROMPT_CHARS`).
+    pub(crate) prompt_chars: usize,
+    /// A title or a name (`MAX_TITLE_CHARS`).
+    pub(crate) title_chars: usize,
+    /// A description or any other text field (`MAX_DESCRIPTION_CHARS`).
+    pub(crate) description_chars: usize,
+}
+
+impl From<LimitSettings> for drama_app::TextLimits {
+    fn from(l: LimitSettings) -> Self {
+        Self {
+            premise: l.premise_chars,
+            feedback: l.feedback_chars,
+            prompt: l.prompt_chars,
+            title: l.title_chars,
+            description: l.description_chars,
+        }
+    }
+}
+
+impl From<QuotaSettings> for drama_app::Quotas {
+    fn from(q: QuotaSettings) -> Self {
+        Self {
+            dramas: q.dramas,
+            stored_bytes: q.stored_bytes,
+            active_runs: q.active_runs,
+        }
+    }
+}
+
+/// How this process runs jobs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WorkerSettings {
+    /// Handlers running at once in this process.
+    pub(crate) concurrency: usize,
+    /// Image generations at once, across every process.
+    pub(crate) image_limit: u32,
+    /// Video generations at once, across every process (the provider's quota).
+    pub(crate) video_limit: u32,
+    /// Script-model calls at once, across every process.
+    pub(crate) script_limit: u32,
+    /// Stitching jobs at once, across every process.
+    pub(crate) stitch_limit: u32,
+    /// Seconds a job's lease lives without a heartbeat (a dead worker's job is retaken after
+    /// about this long).
+    pub(crate) lease_seconds: u64,
+    /// Days settled runs are kept.
+    pub(crate) retention_days: u64,
+    /// The ffmpeg binary for stitching.
+    pub(crate) ffmpeg: String,
+    /// Charge credits for offline calls as if a paid provider made them (demos, load tests).
+    pub(crate) price_offline_calls: bool,
+}
+
+/// The part of the settings the `config` crate layers.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Layered {
+    pub(super) database: PgSettings,
+    pub(super) log: LogSettings,
+    pub(super) server: ServerSettings,
+    pub(super) http: HttpSettings,
+    #[serde(default)]
+    pub(super) assets: HashMap<String, String>,
+    #[serde(default)]
+    pub(super) ai: HashMap<String, String>,
+    pub(super) worker: WorkerSettings,
+    pub(super) metrics: MetricsSettings,
+    pub(super) quotas: QuotaSettings,
+    pub(super) limits: LimitSettings,
+    pub(super) credits: CreditSettings,
+}
+
+/// How logs look.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LogSettings {
+    /// `pretty` (default) or `json`.
+    pub(crate) format: LogFormat,
+    /// A `tracing` filter used when `RUST_LOG` is unset.
+    pub(crate) filter: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Where `serve` listens.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ServerSettings {
+    /// Interface to bind.
+    pub(crate) host: String,
+    /// Port to bind (`PORT`).
+    pub(crate) port: u16,
+    /// HTTP worker threads; 0 = one per CPU.
+    pub(crate) http_workers: usize,
+    /// Seconds between orphaned-object sweeps.
+    pub(crate) sweep_interval: u64,
+    /// The origin clients reach this API at (`PUBLIC_URL`), used in URLs the server hands out;
+    /// empty means `http://localhost:{port}`.
+    pub(crate) public_url: String,
+    /// Where local data lives (`DATA_DIR`): the embedded PostgreSQL cluster under
+    /// `postgres/`.
+    pub(crate) data_dir: String,
+    /// With no `DATABASE_URL`, start a private PostgreSQL cluster when its binaries are
+    /// installed (`EMBEDDED_POSTGRES`); off: the in-memory store.
+    pub(crate) embedded_postgres: bool,
+}
+
+impl ServerSettings {
+    /// The public origin, without a trailing slash.
+    pub(crate) fn public_origin(&self) -> String {
+        if self.public_url.trim().is_empty() {
+            format!("http://localhost:{}", self.port)
+        } else {
+            self.public_url.trim().trim_end_matches('/').to_owned()
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! Multipart uploads: the part-size rules S3 and R2 impose, the concurrent part uploads, and
+//! the guard that aborts an unfinished upload. Kept apart from the single-request paths in the
+//! parent module because only large objects take it and its failure handling is its own.
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::primitives::ByteStream as SdkByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use bytes::Bytes;
+use tokio::task::JoinSet;
+
+use super::S3Store;
+use crate::error::AssetError;
+use crate::intake::{Intake, IntakeSummary};
+use crate::keys::ObjectKey;
+
+/// Smallest part S3 and R2 accept (except the last one).
+pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
+/// Largest part S3 and R2 accept.
+pub const MAX_PART_SIZE: u64 = 5 * 1024 * 1024 * 1024;
+/// Most parts in one multipart upload.
+pub const MAX_PARTS: u32 = 10_000;
+
+/// How uploads are split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MultipartSettings {
+    /// Objects longer than this go up in parts; shorter ones in one request. At most this
+    /// many bytes are held before the choice is made.
+    pub threshold: u64,
+    /// Size of every part but the last (R2 requires them equal).
+    pub part_size: u64,
+    /// Parts uploaded at the same time. Memory use is about `(concurrency + 1) × part_size`.
+    pub concurrency: usize,
+}
+
+impl Default for MultipartSettings {
+    fn default() -> Self {
+        Self {
+            threshold: 16 * 1024 * 1024,
+            part_size: 8 * 1024 * 1024,
+            concurrency: 3,
+        }
+    }
+}
+
+impl MultipartSettings {
+    /// Checks the values against S3's rules.
+    ///
+    /// # Errors
+    /// [`AssetError::InvalidSettings`] naming the variable.
+    pub fn validate(&self) -> Result<(), AssetError> {
+        if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&self.part_size) {
+            return Err(AssetError::InvalidSettings {
+                variable: "ASSETS_MULTIPART_PART_SIZE",
+                message: format!(
+                    "must be between 5MiB and 5GiB (S3 and R2 part limits), got {}",
+                    self.part_size
+                ),
+            });
+        }
+        if self.threshold < self.part_size {
+            return Err(AssetError::InvalidSettings {
+                variable: "ASSETS_MULTIPART_THRESHOLD",
+                message: format!(
+                    "must be at least the part size ({}), got {}",
+                    self.part_size, self.threshold
+                ),
+            });
+        }
+        if self.threshold > MAX_PART_SIZE {
+            return Err(AssetError::InvalidSettings {
+                variable: "ASSETS_MULTIPART_THRESHOLD",
+                message: "must be at most 5GiB (the single-request limit)".to_owned(),
+            });
+        }
+        if !(1..=64).contains(&self.concurrency) {
+            return Err(AssetError::InvalidSettings {
+                variable: "ASSETS_MULTIPART_CONCURRENCY",
+                message: format!("must be between 1 and 64, got {}", self.concurrency),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl S3Store {
+    #[tracing::instrument(skip_all, fields(key = %key, upload_id))]
+    pub(super) async fn put_multipart(
+        &self,
+        key: &ObjectKey,
+        mut intake: Intake,
+        content_type: &str,
+    ) -> Result<(Option<String>, IntakeSummary), AssetError> {
+        let created = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .content_type(content_type)
+            .send()
+            .await
+            .map_err(|e| self.map_err(e, key.as_str()))?;
+        let upload_id = created
+            .upload_id
+            .ok_or_else(|| AssetError::backend("CreateMultipartUpload returned no upload id"))?;
+        tracing::Span::current().record("upload_id", upload_id.as_str());
+        let mut guard = AbortGuard {
+            client: self.client.clone(),
+            bucket: self.bucket.clone(),
+            key: key.to_string(),
+            upload_id: upload_id.clone(),
+            armed: true,
+        };
+        let result = self.upload_parts(key, &mut intake, &upload_id).await;
+        let parts = match result {
+            Ok(parts) => parts,
+            Err(e) => {
+                guard.armed = false;
+                guard.abort().await;
+                return Err(e);
+            }
+        };
+        let completed = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .upload_id(&upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await;
+        guard.armed = false;
+        match completed {
+            Ok(out) => Ok((out.e_tag, intake.finish())),
+            Err(e) => {
+                let err = self.map_err(e, key.as_str());
+                guard.abort().await;
+                Err(err)
+            }
+        }
+    }
+
+    async fn upload_parts(
+        &self,
+        key: &ObjectKey,
+        intake: &mut Intake,
+        upload_id: &str,
+    ) -> Result<Vec<CompletedPart>, AssetError> {
+        let part_size = usize::try_from(self.multipart.part_size).unwrap_or(usize::MAX);
+        let mut running: JoinSet<Result<CompletedPart, AssetError>> = JoinSet::new();
+        let mut parts = Vec::new();
+        let mut next_number: i32 = 1;
+        let mut exhausted = false;
+        loop {
+            while !exhausted && running.len() < self.multipart.concurrency {
+                let Some(part) = intake.next_part(part_size).await? else {
+                    exhausted = true;
+                    break;
+                };
+                if next_number > MAX_PARTS as i32 {
+                    return Err(AssetError::TooLarge {
+                        key: key.to_string(),
+                        limit: self.multipart.part_size * u64::from(MAX_PARTS),
+                    });
+                }
+                let store = self.clone();
+                let key = key.clone();
+                let upload_id = upload_id.to_owned();
+                let number = next_number;
+                next_number += 1;
+                running
+                    .spawn(async move { store.upload_part(&key, &upload_id, number, part).await });
+            }
+            match running.join_next().await {
+                Some(Ok(Ok(done))) => parts.push(done),
+                Some(Ok(Err(e))) => return Err(e),
+                Some(Err(join)) => {
+                    return Err(AssetError::backend(format!(
+                        "part upload task failed: {join}"
+                    )));
+                }
+                None if exhausted => break,
+                None => {}
+            }
+        }
+        parts.sort_by_key(|p| p.part_number);
+        Ok(parts)
+    }
+
+    async fn upload_part(
+        &self,
+        key: &ObjectKey,
+        upload_id: &str,
+        number: i32,
+        body: Bytes,
+    ) -> Result<CompletedPart, AssetError> {
+        let out = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .upload_id(upload_id)
+            .part_number(number)
+            .content_length(i64::try_from(body.len()).unwrap_or(i64::MAX))
+            .body(SdkByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| self.map_err(e, key.as_str()))?;
+        Ok(CompletedPart::builder()
+            .part_number(number)
+            .set_e_tag(out.e_tag)
+            .build())
+    }
+}
+
+/// Aborts a multipart upload that did not complete, even when the uploading future is
+/// dropped halfway (the caller went away), so no orphaned parts are left to bill.
+struct AbortGuard {
+    client: Client,
+    bucket: String,
+    key: String,
+    upload_id: String,
+    armed: bool,
+}
+
+impl AbortGuard {
+    async fn abort(&self) {
+        abort_upload(&self.client, &self.bucket, &self.key, &self.upload_id).await;
+    }
+}
+
+impl Drop for AbortGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (client, bucket, key, upload_id) = (
+                self.client.clone(),
+                self.bucket.clone(),
+                self.key.clone(),
+                self.upload_id.clone(),
+            );
+            runtime.spawn(async move { abort_upload(&client, &bucket, &key, &upload_id).await });
+        }
+    }
+}
+
+async fn abort_upload(client: &Client, bucket: &str, key: &str, upload_id: &str) {
+    let result = client
+        .abort_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(upload_id)
+        .send()
+        .await;
+    if let Err(e) = result {
+        tracing::warn!(key, upload_id, error = %DisplayErrorContext(&e), "aborting a multipart upload failed; the bucket's lifecycle rule will remove its parts");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multipart_settings_follow_the_s3_rules() {
+        assert!(MultipartSettings::default().validate().is_ok());
+        let small = MultipartSettings {
+            part_size: 1024,
+            ..MultipartSettings::default()
+        };
+        assert!(
+            small
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("ASSETS_MULTIPART_PART_SIZE")
+        );
+        let low = MultipartSettings {
+            threshold: MIN_PART_SIZE,
+            part_size: 2 * MIN_PART_SIZE,
+            concurrency: 1,
+        };
+        assert!(
+            low.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("ASSETS_MULTIPART_THRESHOLD")
+        );
+    }
+}

@@ -1,0 +1,180 @@
+//! Scenarios of refused writes: stale versions, concurrent writers of one version, and nested
+//! entities addressed through the wrong parent.
+
+use std::sync::Arc;
+
+use drama_dal::{Entity, RepoError, Store};
+use drama_domain::{
+    AssetOwner, AssetPatch, CharacterId, CharacterPatch, DramaPatch, EpisodeId, EpisodePatch,
+    SceneId, ScenePatch,
+};
+
+use super::{assert_not_found, did, user};
+use crate::builders::{drama, small_drama};
+
+/// Two writers based on the same version: one wins, the other conflicts, nothing is lost.
+pub async fn concurrent_writers_with_one_version_exactly_one_wins(store: Arc<dyn Store>) {
+    let owner = user(&*store).await;
+    let base = drama("race", 2, 2, 2);
+    store.create(owner, &base).await.unwrap();
+    for round in 0..5 {
+        let version = store.get_complete(owner, &base.id).await.unwrap().version;
+        let mut tasks = Vec::new();
+        for writer in 0..2 {
+            let store = store.clone();
+            let mut d = base.clone();
+            d.title = format!("round {round} writer {writer}");
+            d.episodes[writer].scenes.clear();
+            tasks.push(tokio::spawn(async move {
+                (
+                    d.clone(),
+                    store.save_complete(owner, &d, Some(version)).await,
+                )
+            }));
+        }
+        let mut winners = Vec::new();
+        for t in tasks {
+            let (d, result) = t.await.unwrap();
+            match result {
+                Ok(v) => {
+                    assert_eq!(v, version + 1);
+                    winners.push(d);
+                }
+                Err(RepoError::VersionConflict { expected, actual }) => {
+                    assert_eq!(expected, version);
+                    assert_eq!(actual, version + 1);
+                }
+                Err(e) => panic!("unexpected error {e:?}"),
+            }
+        }
+        assert_eq!(winners.len(), 1, "exactly one writer wins");
+        let stored = store.get_complete(owner, &base.id).await.unwrap();
+        assert_eq!(
+            stored.drama, winners[0],
+            "the stored tree is the winner's, whole"
+        );
+        assert_eq!(stored.version, version + 1);
+    }
+}
+
+/// A PATCH or save with a stale version is refused and leaves the drama as it was.
+pub async fn stale_patches_conflict_and_change_nothing(store: Arc<dyn Store>) {
+    let owner = user(&*store).await;
+    let d = small_drama("stale");
+    store.create(owner, &d).await.unwrap();
+    store
+        .patch_drama(
+            owner,
+            &d.id,
+            &DramaPatch::from_json(br#"{"title":"v2"}"#).unwrap(),
+            Some(1),
+        )
+        .await
+        .unwrap();
+    let before = store.get_complete(owner, &d.id).await.unwrap();
+    let patch = DramaPatch::from_json(br#"{"title":"lost"}"#).unwrap();
+    let r = store.patch_drama(owner, &d.id, &patch, Some(1)).await;
+    assert!(
+        matches!(
+            r,
+            Err(RepoError::VersionConflict {
+                expected: 1,
+                actual: 2
+            })
+        ),
+        "{r:?}"
+    );
+    let r = store
+        .patch_character(
+            owner,
+            &d.id,
+            &d.characters[0].id,
+            &CharacterPatch::from_json(br#"{"name":"x"}"#).unwrap(),
+            Some(1),
+        )
+        .await;
+    assert!(r.is_err_and(|e| e.is_conflict()));
+    let r = store
+        .save_complete(owner, &small_drama("stale"), Some(1))
+        .await;
+    assert!(r.is_err_and(|e| e.is_conflict()));
+    assert_eq!(store.get_complete(owner, &d.id).await.unwrap(), before);
+}
+
+/// Nested patches address entities through their parents and find nothing elsewhere.
+pub async fn patches_find_only_their_own_entities(store: Arc<dyn Store>) {
+    let owner = user(&*store).await;
+    let d = drama("nested", 2, 2, 2);
+    store.create(owner, &d).await.unwrap();
+    let e0 = d.episodes[0].id.clone();
+    let e1 = d.episodes[1].id.clone();
+    let s_of_e1 = d.episodes[1].scenes[0].id.clone();
+    let patch = ScenePatch::from_json(br#"{"description":"x"}"#).unwrap();
+    assert_not_found(
+        store
+            .patch_scene(owner, &d.id, &e0, &s_of_e1, &patch, None)
+            .await,
+        Entity::Scene,
+    );
+    assert_not_found(
+        store
+            .patch_scene(
+                owner,
+                &d.id,
+                &EpisodeId::parse("nope").unwrap(),
+                &s_of_e1,
+                &patch,
+                None,
+            )
+            .await,
+        Entity::Episode,
+    );
+    assert_not_found(
+        store
+            .patch_character(
+                owner,
+                &d.id,
+                &CharacterId::parse("nope").unwrap(),
+                &CharacterPatch::default(),
+                None,
+            )
+            .await,
+        Entity::Character,
+    );
+    let asset_of_e1 = d.episodes[1].scenes[0].assets[0].id.clone();
+    let asset_patch = AssetPatch::from_json(br#"{"prompt":"p"}"#).unwrap();
+    assert_not_found(
+        store
+            .patch_asset(
+                owner,
+                &d.id,
+                &AssetOwner::Scene(d.episodes[0].scenes[0].id.clone()),
+                &asset_of_e1,
+                &asset_patch,
+                None,
+            )
+            .await,
+        Entity::Asset,
+    );
+    assert_not_found(
+        store
+            .patch_asset(
+                owner,
+                &d.id,
+                &AssetOwner::Scene(SceneId::parse("nope").unwrap()),
+                &asset_of_e1,
+                &asset_patch,
+                None,
+            )
+            .await,
+        Entity::Scene,
+    );
+    assert_not_found(
+        store
+            .patch_episode(owner, &did("nope"), &e1, &EpisodePatch::default(), None)
+            .await,
+        Entity::Drama,
+    );
+    // Nothing above changed the drama.
+    assert_eq!(store.get_complete(owner, &d.id).await.unwrap().version, 1);
+}

@@ -128,17 +128,19 @@ async fn world(backend: Backend, models: &str, install: &str) -> World {
 }
 
 impl World {
-    async fn settle(&self, job: JobId) -> JobStatus {
+    /// Waits for `job` to settle and checks that it completed (naming what did not).
+    async fn completes(&self, job: JobId) {
         for _ in 0..3000 {
             let view = self.app.job(&self.caller, job).await.unwrap();
             if view.state.is_settled() {
-                if wire_status(&view) != JobStatus::Completed {
-                    let tree = self.app.run_tree(&self.caller, job).await.unwrap();
-                    for n in tree.nodes {
-                        eprintln!("{} {} {:?}", n.key, n.state.as_str(), n.error);
-                    }
-                }
-                return wire_status(&view);
+                let tree = self.app.run_tree(&self.caller, job).await.unwrap();
+                let nodes: Vec<String> = tree
+                    .nodes
+                    .iter()
+                    .map(|n| format!("{} {} {:?}", n.key, n.state.as_str(), n.error))
+                    .collect();
+                assert_eq!(wire_status(&view), JobStatus::Completed, "{nodes:#?}");
+                return;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -285,7 +287,7 @@ async fn a_token_priced_call_holds_its_call_price_and_settles_its_usage(backend:
     let first = w.ledger().await;
     assert_eq!(first[0].reason, CreditReason::RunCharge);
     assert_eq!(first[0].amount, -10);
-    assert_eq!(w.settle(run).await, JobStatus::Completed);
+    w.completes(run).await;
     let ledger = w.ledger().await;
     let write_task = &w.script_tasks(run).await[0];
     let price = token_price(write_task);
@@ -304,14 +306,14 @@ async fn a_token_priced_call_holds_its_call_price_and_settles_its_usage(backend:
         .await
         .unwrap()
         .job_id;
-    assert_eq!(w.settle(critique).await, JobStatus::Completed);
+    w.completes(critique).await;
     let generate = w
         .app
         .generate(&w.caller, &id, Scope::Drama, false)
         .await
         .unwrap()
         .job_id;
-    assert_eq!(w.settle(generate).await, JobStatus::Completed);
+    w.completes(generate).await;
     let ledger = w.ledger().await;
     let critique_task = &w.script_tasks(critique).await[0];
     assert!(
@@ -345,7 +347,7 @@ async fn a_token_priced_call_holds_its_call_price_and_settles_its_usage(backend:
 async fn usage_above_the_hold_costs_the_hold(backend: Backend) {
     let w = world(backend, DEAR, "").await;
     let run = write(&w, "dear").await;
-    assert_eq!(w.settle(run).await, JobStatus::Completed);
+    w.completes(run).await;
     let ledger = w.ledger().await;
     assert!(
         ledger.iter().all(|e| e.reason != CreditReason::UsageSettle),
@@ -400,7 +402,7 @@ async fn a_completion_committed_again_settles_once() {
     let db = ScratchDb::create("token_prices").await;
     let w = world(Backend::Postgres(db), TOKEN_PRICED, &failing_settle(1)).await;
     let run = write(&w, "retried").await;
-    assert_eq!(w.settle(run).await, JobStatus::Completed);
+    w.completes(run).await;
     assert_eq!(
         settle_attempts(&w).await,
         2,
@@ -422,7 +424,7 @@ async fn a_completion_whose_commits_all_failed_settles_once_next_attempt() {
     let db = ScratchDb::create("token_prices").await;
     let w = world(Backend::Postgres(db), TOKEN_PRICED, &failing_settle(5)).await;
     let run = write(&w, "reattempted").await;
-    assert_eq!(w.settle(run).await, JobStatus::Completed);
+    w.completes(run).await;
     assert_eq!(settle_attempts(&w).await, 6);
     let task = &w.script_tasks(run).await[0];
     assert_eq!(task.attempts, 2, "its first attempt gave up");

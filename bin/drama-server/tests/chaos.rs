@@ -24,7 +24,7 @@ use rand::{Rng as _, SeedableRng as _};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use support::Server;
-use support::deployment::{Deployment, logs_of, media_calls};
+use support::deployment::{Deployment, logs_of, media_calls, warnings};
 use uuid::Uuid;
 
 const MEDIA_KINDS: [&str; 5] = ["portrait", "audition", "storyboard", "clip", "cover"];
@@ -474,6 +474,7 @@ async fn random_cancels_resumes_and_a_killed_worker_keep_every_credit_accounted_
     // Provider calls: one line per call in every worker's log; the workers that stop say
     // their totals too, which the lines must match.
     let mut calls = media_call_lines(&doomed.logs());
+    let mut warned = Vec::new();
     for mut worker in [survivor, replacement] {
         let status = worker.stop().await.expect("the worker stops on SIGTERM");
         assert!(status.success(), "{status}\n{}", worker.logs());
@@ -485,6 +486,7 @@ async fn random_cancels_resumes_and_a_killed_worker_keep_every_credit_accounted_
             worker.logs()
         );
         calls += lines;
+        warned.push(warnings(&worker.logs(), 60));
     }
     server.stop().await;
     let d = &chaos.d;
@@ -583,7 +585,9 @@ async fn random_cancels_resumes_and_a_killed_worker_keep_every_credit_accounted_
     assert!(killed > 0, "the worker died in the middle of a task");
     assert!(
         calls <= u64::try_from(starts + killed).unwrap(),
-        "{calls} provider calls for {starts} paid starts and {killed} interrupted tasks"
+        "{calls} provider calls for {starts} paid starts and {killed} interrupted tasks; \
+         the workers warned:\n{}",
+        warned.join("\n---\n")
     );
     assert!(
         chaos.tally.cancels > 0 && chaos.tally.resumes > 0,

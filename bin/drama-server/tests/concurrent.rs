@@ -9,7 +9,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::json;
-use support::deployment::{Deployment, media_calls};
+use support::deployment::{Deployment, media_calls, warnings};
 
 const DRAMAS: usize = 8;
 
@@ -117,10 +117,27 @@ async fn eight_generations_at_once_neither_deadlock_nor_pay_a_provider_twice() {
         calls += media_calls(&worker.logs())
             .unwrap_or_else(|| panic!("no call count in the log\n{}", worker.logs()));
     }
+    // Every event that can put a media task's provider call in again, for the failure message.
+    let repeats: Vec<(String, String, String)> = sqlx::query_as(
+        "select j.key, e.kind, coalesce(e.detail::text, '') from public.job_events e \
+         join public.jobs j on j.id = e.job_id \
+         where j.node_type = 'task' and j.kind = any($1) \
+           and e.kind in ('retrying', 'deferred', 'lease_expired', 'released', 'resumed') \
+         order by e.id",
+    )
+    .bind(MEDIA_KINDS.to_vec())
+    .fetch_all(&pool)
+    .await
+    .unwrap();
     assert_eq!(
         calls,
         u64::try_from(media_tasks).unwrap(),
-        "provider calls for {media_tasks} media tasks"
+        "provider calls for {media_tasks} media tasks; repeated attempts: {repeats:#?}\nworker logs:\n{}",
+        workers
+            .iter()
+            .map(|w| warnings(&w.logs(), 60))
+            .collect::<Vec<_>>()
+            .join("\n---\n")
     );
 
     server.stop().await;

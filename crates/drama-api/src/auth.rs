@@ -110,9 +110,10 @@ pub enum AuthError {
     /// The credentials are not valid (unknown key, bad signature, wrong audience, …).
     #[error("{0}")]
     Invalid(String),
-    /// The store could not be asked.
-    #[error("authentication unavailable: {0}")]
-    Unavailable(String),
+    /// The store could not be asked. The cause is its source, for the log: the text of this
+    /// error may reach the client.
+    #[error("authentication unavailable; retry shortly")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// How long a verified API key is trusted before it is looked up again. A revocation takes
@@ -311,7 +312,7 @@ impl Authenticator {
             self.app
                 .user_seen(user, email)
                 .await
-                .map_err(|e| AuthError::Unavailable(e.to_string()))?;
+                .map_err(|e| AuthError::Unavailable(Box::new(e)))?;
             self.known_users.insert(user, ()).await;
         }
         Ok(())
@@ -338,7 +339,7 @@ impl Authenticator {
                     .await
                     .map_err(|e| match e {
                         AppError::Unauthenticated(message) => AuthError::Invalid(message),
-                        other => AuthError::Unavailable(other.to_string()),
+                        other => AuthError::Unavailable(Box::new(other)),
                     })?;
                 self.keys.insert(fingerprint, key).await;
                 key

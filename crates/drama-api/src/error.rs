@@ -3,8 +3,12 @@
 //! Every error body is JSON. Not-found details are objects (`{"error": "Drama not found",
 //! "message": "Drama d1 not found", "code": "not_found"}`) as the peer sent them; validation
 //! failures are FastAPI-style lists naming each field; server-side failures never carry the
-//! text of the underlying error (it is logged once, with the request id).
+//! text of the underlying error (it is logged once, with the request id and its whole chain of
+//! causes). Codes and statuses come from [`table`], which GraphQL reads too.
 
+mod table;
+
+use std::error::Error as StdError;
 use std::fmt;
 
 use actix_web::http::StatusCode;
@@ -15,58 +19,55 @@ use drama_app::store::Entity;
 use drama_domain::{DomainError, FieldError};
 use serde_json::{Value, json};
 
+pub use table::{ErrorCode, Row};
+
 /// Seconds a client should wait before retrying a 503.
 const RETRY_AFTER_UNAVAILABLE: u64 = 5;
+
+/// A cause kept for the log.
+pub type Cause = Box<dyn StdError + Send + Sync>;
 
 /// An error answer of the API.
 #[derive(Debug)]
 pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
+    kind: ErrorCode,
     detail: Value,
     retry_after: Option<u64>,
     /// The cause, for the log line only.
-    cause: Option<String>,
+    cause: Option<Cause>,
     /// GraphQL `errors` sent beside the envelope, for GraphQL clients.
     graphql_errors: Option<Box<Value>>,
 }
 
 impl ApiError {
-    /// An error with a string detail, as the peer's cover-photo and auth errors.
-    pub fn message(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    fn with_detail(kind: ErrorCode, detail: Value) -> Self {
         Self {
-            status,
-            code,
-            detail: Value::String(message.into()),
+            kind,
+            detail,
             retry_after: None,
             cause: None,
             graphql_errors: None,
         }
     }
 
+    /// An error with a string detail, as the peer's cover-photo and auth errors.
+    pub fn message(kind: ErrorCode, message: impl Into<String>) -> Self {
+        Self::with_detail(kind, Value::String(message.into()))
+    }
+
     /// An error with an object detail `{error, message, code}`.
-    pub fn object(
-        status: StatusCode,
-        code: &'static str,
-        error: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
-        Self {
-            status,
-            code,
-            detail: json!({"error": error.into(), "message": message.into(), "code": code}),
-            retry_after: None,
-            cause: None,
-            graphql_errors: None,
-        }
+    pub fn object(kind: ErrorCode, error: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::with_detail(
+            kind,
+            json!({"error": error.into(), "message": message.into(), "code": kind.code()}),
+        )
     }
 
     /// 404 for a missing (or someone else's) entity, in the peer's words.
     pub fn not_found(entity: Entity, id: impl fmt::Display) -> Self {
         let kind = entity.as_str();
         Self::object(
-            StatusCode::NOT_FOUND,
-            "not_found",
+            ErrorCode::NotFound,
             format!("{kind} not found"),
             format!("{kind} {id} not found"),
         )
@@ -74,12 +75,12 @@ impl ApiError {
 
     /// 401.
     pub fn unauthenticated(message: impl Into<String>) -> Self {
-        Self::message(StatusCode::UNAUTHORIZED, "unauthenticated", message)
+        Self::message(ErrorCode::Unauthenticated, message)
     }
 
     /// 400 for a request that cannot be understood.
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::message(StatusCode::BAD_REQUEST, "bad_request", message)
+        Self::message(ErrorCode::BadRequest, message)
     }
 
     /// 422 naming the fields, FastAPI style.
@@ -89,42 +90,42 @@ impl ApiError {
             .iter()
             .map(|e| field_item(e, location))
             .collect();
-        Self {
-            status: StatusCode::UNPROCESSABLE_ENTITY,
-            code: "validation_failed",
-            detail: Value::Array(items),
-            retry_after: None,
-            cause: None,
-            graphql_errors: None,
-        }
+        Self::with_detail(ErrorCode::ValidationFailed, Value::Array(items))
     }
 
-    /// 503 with `Retry-After`.
-    pub fn unavailable(cause: impl Into<String>) -> Self {
+    /// 503 with `Retry-After`; the cause is logged, never sent.
+    pub fn unavailable(cause: impl Into<Cause>) -> Self {
+        let kind = ErrorCode::Unavailable;
         Self {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            code: "unavailable",
-            detail: json!({"error": "Service unavailable",
-                           "message": "A dependency is unavailable; retry shortly.",
-                           "code": "unavailable"}),
             retry_after: Some(RETRY_AFTER_UNAVAILABLE),
             cause: Some(cause.into()),
-            graphql_errors: None,
+            ..Self::object(
+                kind,
+                "Service unavailable",
+                "A dependency is unavailable; retry shortly.",
+            )
         }
     }
 
     /// 500 that hides its cause from the client.
-    pub fn internal(cause: impl Into<String>) -> Self {
+    pub fn internal(cause: impl Into<Cause>) -> Self {
         Self {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            code: "internal",
-            detail: json!({"error": "Internal error",
-                           "message": "The server failed; the request id identifies the failure in its logs.",
-                           "code": "internal"}),
-            retry_after: None,
             cause: Some(cause.into()),
-            graphql_errors: None,
+            ..Self::object(
+                ErrorCode::Internal,
+                "Internal error",
+                "The server failed; the request id identifies the failure in its logs.",
+            )
         }
+    }
+
+    /// 500 for a failure while doing `what` (`cannot spool the upload`), keeping the cause as
+    /// the source so the log line shows both.
+    pub fn internal_while(what: &'static str, cause: impl Into<Cause>) -> Self {
+        Self::internal(Doing {
+            what,
+            cause: cause.into(),
+        })
     }
 
     /// Adds `Retry-After` (seconds).
@@ -134,14 +135,19 @@ impl ApiError {
         self
     }
 
+    /// The row of the error table this answer belongs to.
+    pub fn kind(&self) -> ErrorCode {
+        self.kind
+    }
+
     /// The stable machine code.
     pub fn code(&self) -> &'static str {
-        self.code
+        self.kind.code()
     }
 
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
-        self.status
+        self.kind.status()
     }
 
     /// The detail sent to the client.
@@ -155,8 +161,49 @@ impl ApiError {
     }
 
     /// The hidden cause, if any (for logs).
-    pub fn cause(&self) -> Option<&str> {
+    pub fn cause(&self) -> Option<&(dyn StdError + Send + Sync + 'static)> {
         self.cause.as_deref()
+    }
+}
+
+/// What was being done when a cause happened; the cause stays its source.
+#[derive(Debug)]
+struct Doing {
+    what: &'static str,
+    cause: Cause,
+}
+
+impl fmt::Display for Doing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.what)
+    }
+}
+
+impl StdError for Doing {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(&*self.cause)
+    }
+}
+
+/// An error and its sources on one line (`a: b: c`), for the one log line of a failure. A
+/// source whose text its parent already quotes (thiserror's `{0}` with `#[source]`) is not
+/// repeated.
+pub struct Chain<'a>(pub &'a (dyn StdError + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut last = self.0.to_string();
+        f.write_str(&last)?;
+        let mut next = self.0.source();
+        while let Some(source) = next {
+            let text = source.to_string();
+            if !last.contains(&text) {
+                write!(f, ": {text}")?;
+            }
+            last = text;
+            next = source.source();
+        }
+        Ok(())
     }
 }
 
@@ -186,27 +233,31 @@ fn field_item(e: &FieldError, location: &str) -> Value {
 
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.status.as_u16(), self.code)?;
-        if let Some(cause) = &self.cause {
-            write!(f, ": {cause}")?;
-        }
-        Ok(())
+        write!(f, "{} {}", self.status().as_u16(), self.code())
+    }
+}
+
+impl StdError for ApiError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.cause
+            .as_deref()
+            .map(|c| c as &(dyn StdError + 'static))
     }
 }
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        self.status
+        self.status()
     }
 
     fn error_response(&self) -> HttpResponse {
-        let mut response = HttpResponse::build(self.status);
+        let mut response = HttpResponse::build(self.status());
         if let Some(seconds) = self.retry_after
             && let Ok(v) = HeaderValue::from_str(&seconds.to_string())
         {
             response.insert_header((header::RETRY_AFTER, v));
         }
-        let mut body = json!({"detail": self.detail, "code": self.code});
+        let mut body = json!({"detail": self.detail, "code": self.code()});
         if let Some(errors) = &self.graphql_errors {
             body["errors"] = Value::clone(errors);
         }
@@ -216,17 +267,16 @@ impl ResponseError for ApiError {
 
 impl From<AppError> for ApiError {
     fn from(e: AppError) -> Self {
+        let kind = ErrorCode::of(&e);
         match e {
             AppError::NotFound { entity, id } => Self::not_found(entity, id),
             AppError::AlreadyExists { entity, id } => Self::object(
-                StatusCode::CONFLICT,
-                "already_exists",
+                kind,
                 format!("{} already exists", entity.as_str()),
                 format!("{} {id} already exists", entity.as_str()),
             ),
             AppError::VersionConflict { expected, actual } => Self::object(
-                StatusCode::CONFLICT,
-                "version_conflict",
+                kind,
                 "Version conflict",
                 format!(
                     "The drama changed since version {expected}; it is now at version \
@@ -234,42 +284,30 @@ impl From<AppError> for ApiError {
                 ),
             ),
             AppError::Invalid(d) => Self::validation(&d, "body"),
-            AppError::Precondition(message) => {
-                Self::message(StatusCode::BAD_REQUEST, "precondition_failed", message)
-            }
             AppError::InsufficientTokens { balance, needed } => Self::object(
-                StatusCode::PAYMENT_REQUIRED,
-                "insufficient_tokens",
+                kind,
                 "Insufficient tokens",
                 format!("This request costs {needed} tokens; the balance is {balance}."),
             ),
-            AppError::QuotaExceeded { quota, limit, used } => Self {
-                status: StatusCode::FORBIDDEN,
-                code: "quota_exceeded",
-                detail: json!({
+            AppError::QuotaExceeded { quota, limit, used } => Self::with_detail(
+                kind,
+                json!({
                     "error": "Quota exceeded",
                     "message": quota_message(quota, limit, used),
-                    "code": "quota_exceeded",
+                    "code": kind.code(),
                     "quota": quota,
                     "limit": limit,
                     "used": used,
                 }),
-                retry_after: None,
-                cause: None,
-                graphql_errors: None,
-            },
-            AppError::TooLarge(message) => {
-                Self::message(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
-            }
-            AppError::Unavailable(cause) => Self::unavailable(cause),
-            AppError::Unauthenticated(message) => Self::unauthenticated(message),
-            // The provider's reason is the client's business (a refused prompt can be edited).
-            AppError::GenerationFailed(message) => Self::message(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "generation_failed",
-                message,
             ),
-            other => Self::internal(other.to_string()),
+            // Messages written for the client: the old server's sentence, the provider's reason
+            // for a failed generation (a refused prompt can be edited), what is too large.
+            AppError::Precondition(message)
+            | AppError::TooLarge(message)
+            | AppError::Unauthenticated(message)
+            | AppError::GenerationFailed(message) => Self::message(kind, message),
+            other @ AppError::Unavailable(_) => Self::unavailable(other),
+            other => Self::internal(other),
         }
     }
 }
@@ -277,27 +315,24 @@ impl From<AppError> for ApiError {
 impl From<crate::graphql::LimitError> for ApiError {
     /// 400 naming the limit, with the same in GraphQL's `errors` (a request error: no `data`).
     fn from(e: crate::graphql::LimitError) -> Self {
+        let kind = e.kind();
         let message = e.to_string();
         let mut detail = json!({
             "error": "Request over a limit",
             "message": message,
-            "code": e.code(),
+            "code": kind.code(),
             "limit": e.limit(),
         });
-        let mut extensions = json!({"code": e.code(), "limit": e.limit()});
+        let mut extensions = json!({"code": kind.graphql(), "limit": e.limit()});
         if let Some(found) = e.found() {
             detail["found"] = json!(found);
             extensions["found"] = json!(found);
         }
         Self {
-            status: StatusCode::BAD_REQUEST,
-            code: e.code(),
-            detail,
-            retry_after: None,
-            cause: None,
             graphql_errors: Some(Box::new(
                 json!([{"message": message, "extensions": extensions}]),
             )),
+            ..Self::with_detail(kind, detail)
         }
     }
 }
@@ -305,19 +340,19 @@ impl From<crate::graphql::LimitError> for ApiError {
 impl From<crate::realtime::TooManyStreams> for ApiError {
     /// 429 with `Retry-After`, naming the cap.
     fn from(e: crate::realtime::TooManyStreams) -> Self {
+        let kind = ErrorCode::TooManyStreams;
         Self {
-            status: StatusCode::TOO_MANY_REQUESTS,
-            code: "too_many_streams",
-            detail: json!({
-                "error": "Too many streams",
-                "message": e.to_string(),
-                "code": "too_many_streams",
-                "scope": e.scope,
-                "limit": e.limit,
-            }),
             retry_after: Some(e.retry_after()),
-            cause: None,
-            graphql_errors: None,
+            ..Self::with_detail(
+                kind,
+                json!({
+                    "error": "Too many streams",
+                    "message": e.to_string(),
+                    "code": kind.code(),
+                    "scope": e.scope,
+                    "limit": e.limit,
+                }),
+            )
         }
     }
 }
@@ -357,5 +392,42 @@ mod tests {
         assert_eq!(item["field"], "drama.episodes[1].scenes[0].id");
         let item = field_item(&FieldError::new("", "not JSON"), "body");
         assert_eq!(item["loc"], json!(["body"]));
+    }
+
+    /// A cause with a cause of its own.
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+
+    impl fmt::Display for Layer {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl StdError for Layer {
+        fn source(&self) -> Option<&(dyn StdError + 'static)> {
+            self.1.as_deref().map(|l| l as &(dyn StdError + 'static))
+        }
+    }
+
+    #[test]
+    fn a_chain_names_every_cause_once_outermost_first() {
+        let e = ApiError::internal_while(
+            "cannot spool the upload",
+            Layer("disk full", Some(Box::new(Layer("read-only", None)))),
+        );
+        assert_eq!(
+            Chain(&e).to_string(),
+            "500 internal: cannot spool the upload: disk full: read-only"
+        );
+        // thiserror's `internal error: {0}` already quotes its source: not repeated.
+        let app = AppError::Internal(Box::new(Layer("boom", None)));
+        assert_eq!(Chain(&app).to_string(), "internal error: boom");
+        let e = ApiError::from(AppError::Unavailable("database busy".to_owned()));
+        assert_eq!(
+            Chain(&e).to_string(),
+            "503 unavailable: service unavailable: database busy"
+        );
+        assert!(!e.detail().to_string().contains("busy"), "{}", e.detail());
     }
 }

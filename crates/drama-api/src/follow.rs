@@ -19,6 +19,7 @@ use futures::Stream;
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
+use crate::error::Chain;
 use crate::realtime::Realtime;
 
 /// How often a follower looks at the log even without a notification (NOTIFY is a hint).
@@ -219,19 +220,19 @@ impl Realtime {
             let before = last;
             let mut events = Vec::new();
             if let Err(e) = drain(app, caller, id, &mut last, &mut events).await {
-                tracing::warn!(job = %id, error = %e, "reading job events failed");
+                tracing::warn!(job = %id, error = %Chain(&e), "reading job events failed");
                 return;
             }
             let view = match app.job(caller, id).await {
                 Ok(view) => view,
                 Err(e) => {
-                    tracing::warn!(job = %id, error = %e, "reading a followed job failed");
+                    tracing::warn!(job = %id, error = %Chain(&e), "reading a followed job failed");
                     return;
                 }
             };
             let settled = view.state.is_settled();
             if settled && let Err(e) = drain(app, caller, id, &mut last, &mut events).await {
-                tracing::warn!(job = %id, error = %e, "reading job events failed");
+                tracing::warn!(job = %id, error = %Chain(&e), "reading job events failed");
                 return;
             }
             if !events.is_empty() || settled {

@@ -14,7 +14,7 @@ mod rest;
 mod state;
 
 pub use auth::{AuthError, AuthSettings, Authenticator};
-pub use error::ApiError;
+pub use error::{ApiError, ErrorCode, Row as ErrorRow};
 pub use state::{ApiState, Auth, HttpSettings, MAX_MEDIA_URL_LIFETIME};
 
 use std::sync::Arc;
@@ -69,17 +69,12 @@ fn json_error(e: actix_web::error::JsonPayloadError) -> actix_web::Error {
     use actix_web::error::JsonPayloadError;
     match e {
         JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
-            ApiError::message(
-                actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                "Request body is too large",
-            )
-            .into()
+            ApiError::message(ErrorCode::TooLarge, "Request body is too large").into()
         }
         other => ApiError::bad_request(format!("Invalid JSON body: {other}")).into(),
     }
 }
 
 async fn not_found() -> HttpResponse {
-    HttpResponse::NotFound().json(serde_json::json!({"detail": "Not Found", "code": "not_found"}))
+    actix_web::ResponseError::error_response(&ApiError::message(ErrorCode::NotFound, "Not Found"))
 }

@@ -52,19 +52,14 @@ pub(crate) async fn sign_response(response: ServiceResponse<BoxBody>) -> Service
     let bytes = match actix_web::body::to_bytes_limited(body, MAX_BODY).await {
         Ok(Ok(bytes)) => bytes,
         // Too large or unreadable: answered as an error rather than half-rewritten.
+        // The request's log line is written already: these are logged here, once.
         Ok(Err(e)) => {
             tracing::error!(error = %e, "response body could not be read to sign its media URLs");
-            return ServiceResponse::new(
-                request,
-                actix_web::HttpResponse::InternalServerError().finish(),
-            );
+            return ServiceResponse::new(request, failed("response body unreadable"));
         }
         Err(_) => {
             tracing::error!("response too large to sign its media URLs");
-            return ServiceResponse::new(
-                request,
-                actix_web::HttpResponse::InternalServerError().finish(),
-            );
+            return ServiceResponse::new(request, failed("response body too large to sign"));
         }
     };
     let body = match Signer::of(&state, caller).rewrite(&bytes).await {
@@ -74,6 +69,11 @@ pub(crate) async fn sign_response(response: ServiceResponse<BoxBody>) -> Service
     let mut response = response.set_body(body.boxed());
     response.headers_mut().remove(header::CONTENT_LENGTH);
     ServiceResponse::new(request, response)
+}
+
+/// The usual 500 envelope, for a response that could not be signed.
+fn failed(cause: &'static str) -> actix_web::HttpResponse {
+    actix_web::ResponseError::error_response(&crate::error::ApiError::internal(cause))
 }
 
 /// Makes loadable URLs for one response.

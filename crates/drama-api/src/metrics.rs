@@ -22,6 +22,8 @@ use actix_web::{Error, HttpRequest, HttpResponse, web};
 use async_trait::async_trait;
 use subtle::ConstantTimeEq as _;
 
+use crate::error::{ApiError, ErrorCode};
+
 /// Upper bounds (seconds) of the latency histogram's buckets.
 pub const LATENCY_BUCKETS: [f64; 12] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -183,12 +185,17 @@ fn authorised(req: &HttpRequest, token: Option<&str>) -> bool {
 
 async fn serve_metrics(req: HttpRequest, endpoint: web::Data<MetricsEndpoint>) -> HttpResponse {
     if !authorised(&req, endpoint.token.as_deref()) {
-        return HttpResponse::Unauthorized()
-            .insert_header((header::WWW_AUTHENTICATE, "Bearer"))
-            .json(serde_json::json!({
-                "detail": {"error": "Unauthorized", "code": "unauthorized",
-                           "message": "/metrics needs 'Authorization: Bearer <METRICS_TOKEN>'"}
-            }));
+        let refusal = ApiError::object(
+            ErrorCode::Unauthenticated,
+            "Unauthorized",
+            "/metrics needs 'Authorization: Bearer <METRICS_TOKEN>'",
+        );
+        let mut response = actix_web::ResponseError::error_response(&refusal);
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        return response;
     }
     let mut out = String::with_capacity(16 * 1024);
     endpoint.http.render(&mut out);

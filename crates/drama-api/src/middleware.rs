@@ -9,7 +9,7 @@ use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage as _, web};
 use tracing::Instrument as _;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Chain, ErrorCode};
 use crate::state::ApiState;
 
 /// Header carrying the request id, in and out.
@@ -61,8 +61,7 @@ fn oversized(req: &ServiceRequest) -> Option<ApiError> {
         .is_some_and(|v| v.starts_with("multipart/"));
     (!multipart && length > limit as u64).then(|| {
         ApiError::message(
-            actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
+            ErrorCode::TooLarge,
             format!("Request body is too large: {length} bytes, the limit is {limit}"),
         )
     })
@@ -136,23 +135,23 @@ pub async fn request_context(
                 "the request took longer than {} s",
                 deadline.as_secs()
             ));
-            tracing::error!(error = %error, "request timed out");
+            tracing::error!(error = %Chain(&error), "request timed out");
             return Err(error.into());
         }
     };
     let status = response.status();
     span.record("http.status", status.as_u16());
     let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
+    // The one log line of a failed request, with the whole chain of its causes (the layers
+    // below return errors instead of logging them).
     if let Some(error) = response.response().error() {
-        let cause = error
+        let chain = error
             .as_error::<ApiError>()
-            .and_then(ApiError::cause)
-            .map(str::to_owned)
-            .unwrap_or_else(|| error.to_string());
+            .map_or_else(|| error.to_string(), |e| Chain(e).to_string());
         if status.is_server_error() {
-            tracing::error!(error = %cause, duration_ms = elapsed_ms, "request failed");
+            tracing::error!(error = %chain, duration_ms = elapsed_ms, "request failed");
         } else {
-            tracing::info!(error = %cause, duration_ms = elapsed_ms, "request refused");
+            tracing::info!(error = %chain, duration_ms = elapsed_ms, "request refused");
         }
     } else {
         tracing::debug!(duration_ms = elapsed_ms, "request served");

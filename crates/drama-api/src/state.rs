@@ -3,7 +3,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Payload;
-use actix_web::http::StatusCode;
 use actix_web::{FromRequest, HttpMessage as _, HttpRequest, web};
 use drama_app::{App, Caller, RequestKey};
 use futures::future::LocalBoxFuture;
@@ -11,7 +10,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::Deserialize;
 
 use crate::auth::{AuthError, AuthSettings, Authenticator};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// HTTP settings.
 #[derive(Debug, Clone, Deserialize)]
@@ -177,7 +176,7 @@ impl ApiState {
             )
             .await
             .map_err(|e| match e {
-                AuthError::Unavailable(cause) => ApiError::unavailable(cause),
+                e @ AuthError::Unavailable(_) => ApiError::unavailable(e),
                 // Guessing credentials costs the guesser the anonymous rate.
                 other => self
                     .check_anonymous(req)
@@ -214,8 +213,7 @@ impl ApiState {
                 &governor::clock::DefaultClock::default(),
             ));
             return Err(ApiError::message(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
+                ErrorCode::RateLimited,
                 "Too many requests without credentials from this address; slow down.",
             )
             .with_retry_after(wait.as_secs().max(1)));
@@ -235,12 +233,10 @@ impl ApiState {
             let wait = not_until.wait_time_from(governor::clock::Clock::now(
                 &governor::clock::DefaultClock::default(),
             ));
-            return Err(ApiError::message(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                "Too many requests; slow down.",
-            )
-            .with_retry_after(wait.as_secs().max(1)));
+            return Err(
+                ApiError::message(ErrorCode::RateLimited, "Too many requests; slow down.")
+                    .with_retry_after(wait.as_secs().max(1)),
+            );
         }
         Ok(())
     }

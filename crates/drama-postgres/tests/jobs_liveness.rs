@@ -1,6 +1,7 @@
 //! A worker whose connection pool is exhausted for longer than its lease keeps its
 //! registration: its heartbeat runs on a connection of its own, so its handlers are neither
-//! cancelled nor taken over by another worker, and each task calls its provider once.
+//! cancelled nor taken over by another worker, and each task calls its provider once. A
+//! registration that lapses anyway is renewed without cancelling the handlers.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod jobs_support;
@@ -193,4 +194,93 @@ async fn a_worker_with_an_exhausted_pool_keeps_its_lease_and_its_handlers(pool: 
     assert_eq!((stats.succeeded, stats.fenced_out), (TASKS as u64, 0));
     assert_eq!(rescuer.shutdown().await.stats.claimed, 0);
     small.close().await;
+}
+
+/// A registration that lapses while its process is alive (heartbeats held up by an overloaded
+/// host) is renewed under the same id, and the handlers keep running: the tasks nobody took
+/// over in the meantime complete on their first attempt, with one provider call each.
+#[sqlx::test(migrator = "drama_postgres::MIGRATOR")]
+async fn a_lapsed_registration_is_renewed_without_cancelling_its_handlers(pool: PgPool) {
+    let db = wide_pool(&pool, 2 * TASKS as u32 + 4).await;
+    let store = Arc::new(PgJobStore::new(db.clone()));
+    let seen = Arc::new(Seen::default());
+    let (started_tx, mut started) = mpsc::unbounded_channel();
+    let (release, release_rx) = watch::channel(false);
+    let worker = Worker::start(
+        store.clone(),
+        holding_registry(db.clone(), seen.clone(), started_tx, release_rx),
+        WorkerConfig {
+            // Only the heartbeat may notice the lapse here: this worker's reaper would
+            // requeue the tasks first, which is the zombie case the process tests cover.
+            reap_interval: Duration::from_secs(3600),
+            ..config("lapsing")
+        },
+    )
+    .await
+    .unwrap();
+    let registration = worker.worker_id().unwrap();
+    let mut graph = Graph::new(RunSpec::new("calls", Uuid::new_v4()));
+    for i in 0..TASKS {
+        graph.add(NodeSpec::task(format!("t{i}"), "call", json!({})));
+    }
+    let run = store.submit(&graph).await.unwrap();
+    for _ in 0..TASKS {
+        tokio::time::timeout(Duration::from_secs(10), started.recv())
+            .await
+            .expect("every task starts")
+            .unwrap();
+    }
+
+    // The registration expires under the running handlers.
+    let lapsed = sqlx::query(
+        "update public.job_workers set expires_at = now() - interval '1 second' where id = $1",
+    )
+    .bind(registration.0)
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert_eq!(lapsed.rows_affected(), 1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let alive: Option<bool> =
+            sqlx::query_scalar("select expires_at > now() from public.job_workers where id = $1")
+                .bind(registration.0)
+                .fetch_optional(&pool)
+                .await
+                .unwrap();
+        if alive == Some(true) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the worker never registered again"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    release.send(true).unwrap();
+    let root =
+        drama_jobs::conformance::wait_settled(&*store, run.run_id, Duration::from_secs(30)).await;
+    assert_eq!(root.state, JobState::Completed);
+    assert!(
+        !seen.cancelled.load(Ordering::SeqCst),
+        "a handler was cancelled"
+    );
+    assert_eq!(
+        seen.calls.load(Ordering::SeqCst),
+        TASKS,
+        "provider calls for {TASKS} tasks"
+    );
+    let attempts: Vec<i32> = sqlx::query_scalar(
+        "select attempts from public.jobs where run_id = $1 and node_type = 'task' order by key",
+    )
+    .bind(run.run_id.0)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(attempts, vec![1; TASKS], "a task was taken again");
+    assert_eq!(worker.worker_id(), Some(registration), "the same id");
+    let stats = worker.shutdown().await.stats;
+    assert_eq!((stats.succeeded, stats.fenced_out), (TASKS as u64, 0));
+    db.close().await;
 }

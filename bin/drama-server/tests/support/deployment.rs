@@ -209,6 +209,16 @@ pub fn logs_of(servers: &[&Server]) -> String {
         .join("\n")
 }
 
+/// Every warning and error a process logged (at most `max` lines), for failure messages that
+/// must say why a task ran more than once.
+pub fn warnings(log: &str, max: usize) -> String {
+    log.lines()
+        .filter(|l| l.contains("\"WARN\"") || l.contains("\"ERROR\""))
+        .take(max)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn tail(s: &str, max: usize) -> &str {
     let mut start = s.len().saturating_sub(max);
     while !s.is_char_boundary(start) {

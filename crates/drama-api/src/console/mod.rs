@@ -11,6 +11,7 @@ pub use signin::SignInCodes;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 
+use crate::error::{ApiError, ErrorCode};
 use crate::state::ApiState;
 
 /// What the console's pages may load: scripts and styles from this origin only (no inline
@@ -82,9 +83,12 @@ async fn index(req: HttpRequest) -> HttpResponse {
 async fn file(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
     match files::find(&path) {
         Some(file) => serve(&req, file),
-        None => hardened(HttpResponse::NotFound().json(serde_json::json!({
-            "detail": format!("The console has no file {path}"), "code": "not_found",
-        }))),
+        None => hardened(actix_web::ResponseError::error_response(
+            &ApiError::message(
+                ErrorCode::NotFound,
+                format!("The console has no file {path}"),
+            ),
+        )),
     }
 }
 

@@ -7,11 +7,10 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::ApiState;
 
 /// How long a printed code can be used.
@@ -84,8 +83,7 @@ pub(super) async fn exchange(
             .insert_header(("Cache-Control", "no-store"))
             .json(serde_json::json!({ "token": token }))),
         None => Err(ApiError::message(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
+            ErrorCode::Unauthenticated,
             "This sign-in link was already used or has expired; sign in with your API key.",
         )),
     }

@@ -22,6 +22,8 @@ use juniper::{
 };
 use serde::Deserialize;
 
+use crate::error::ErrorCode;
+
 type Schema = SchemaType<DefaultScalarValue>;
 
 /// Items a list field without a `limit` argument is assumed to return.
@@ -92,13 +94,14 @@ pub enum LimitError {
 }
 
 impl LimitError {
-    /// The stable code, the same in REST envelopes and GraphQL `extensions`.
-    pub fn code(&self) -> &'static str {
+    /// The row of the error table naming this limit in REST envelopes and GraphQL
+    /// `extensions`.
+    pub fn kind(&self) -> ErrorCode {
         match self {
-            Self::BatchTooLarge { .. } => "batch_too_large",
-            Self::TooManyAliases { .. } => "too_many_aliases",
-            Self::TooComplex { .. } => "query_too_complex",
-            Self::TooDeep { .. } => "query_too_deep",
+            Self::BatchTooLarge { .. } => ErrorCode::BatchTooLarge,
+            Self::TooManyAliases { .. } => ErrorCode::TooManyAliases,
+            Self::TooComplex { .. } => ErrorCode::QueryTooComplex,
+            Self::TooDeep { .. } => ErrorCode::QueryTooDeep,
         }
     }
 

@@ -13,6 +13,7 @@ use super::context::Ctx;
 use super::error::{GqlError, bad_input};
 use super::jobs::{Job, with_children};
 use super::subscription::Subscription;
+use crate::error::ErrorCode;
 
 /// The schema type.
 pub type Schema = RootNode<Query, Mutation, Subscription>;
@@ -700,7 +701,7 @@ fn still_running(started: &Started) -> juniper::FieldError {
     let job = started.job_id.to_string();
     juniper::FieldError::new(
         format!("The run {job} is still going; follow it with job(id) or jobProgress."),
-        juniper::graphql_value!({ "code": "STILL_RUNNING", "jobId": job }),
+        juniper::graphql_value!({ "code": (ErrorCode::StillRunning.graphql()), "jobId": job }),
     )
 }
 

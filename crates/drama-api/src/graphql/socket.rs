@@ -36,6 +36,8 @@ use tokio::sync::mpsc;
 
 use super::context::Ctx;
 use super::limits;
+use crate::auth::AuthError;
+use crate::error::{Chain, ErrorCode};
 use crate::media_links::sign_text;
 use crate::state::ApiState;
 
@@ -296,7 +298,7 @@ impl Gate {
                     let seconds = self.state.settings.request_timeout.as_secs();
                     let refusal = Refusal {
                         message: format!("The operation took longer than {seconds} s"),
-                        extensions: json!({"code": "unavailable"}),
+                        extensions: json!({"code": ErrorCode::Unavailable.graphql()}),
                     };
                     let _ = replies.send(Outgoing::Message(self.protocol.error(&id, &refusal)));
                     self.protocol.stop(&id)
@@ -433,7 +435,13 @@ impl Gate {
             .auth
             .authenticate(credential("authorization"), credential("x-api-key"))
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| {
+                // The socket's refusal is the boundary: nothing else logs this failure.
+                if matches!(e, AuthError::Unavailable(_)) {
+                    tracing::error!(error = %Chain(&e), "WebSocket authentication failed");
+                }
+                e.to_string()
+            })
     }
 
     /// Counts an operation against the caller's rate and prices it. `Ok(true)` for a query or
@@ -442,7 +450,10 @@ impl Gate {
         if let Err(limited) = self.state.check_rate(caller) {
             return Err(Refusal {
                 message: "Too many requests; slow down.".to_owned(),
-                extensions: json!({"code": limited.code(), "retryAfter": limited.retry_after()}),
+                extensions: json!({
+                    "code": limited.kind().graphql(),
+                    "retryAfter": limited.retry_after(),
+                }),
             });
         }
         let request: Option<GraphQLRequest> = serde_json::from_value(json!({
@@ -457,7 +468,7 @@ impl Gate {
         };
         let schema = &self.state.schema.schema;
         limits::check(schema, &[&request], &self.state.settings.graphql).map_err(|e| {
-            let mut extensions = json!({"code": e.code(), "limit": e.limit()});
+            let mut extensions = json!({"code": e.kind().graphql(), "limit": e.limit()});
             if let Some(found) = e.found() {
                 extensions["found"] = json!(found);
             }

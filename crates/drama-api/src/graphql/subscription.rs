@@ -15,6 +15,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::context::Ctx;
 use super::error::{GqlError, bad_input};
 use super::schema::Drama;
+use crate::error::ErrorCode;
 use crate::follow::Progress;
 
 /// One step of a job's progress.
@@ -228,7 +229,12 @@ fn open_stream(ctx: &Ctx) -> Result<crate::realtime::StreamPermit, FieldError> {
         let (limit, retry) = (e.limit.to_string(), e.retry_after().to_string());
         FieldError::new(
             e.to_string(),
-            graphql_value!({ "code": "too_many_streams", "scope": e.scope, "limit": limit, "retryAfter": retry }),
+            graphql_value!({
+                "code": (ErrorCode::TooManyStreams.graphql()),
+                "scope": e.scope,
+                "limit": limit,
+                "retryAfter": retry,
+            }),
         )
     })
 }

@@ -8,8 +8,8 @@
 
 use std::time::SystemTime;
 
+use actix_web::http::Method;
 use actix_web::http::header::{self, HttpDate};
-use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -17,7 +17,7 @@ use drama_app::App;
 use drama_app::media::{ByteRange, ContentRange, ObjectInfo, ObjectKey, ObjectRead};
 
 use super::streaming::object_head;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// What a `Range` header asks for. Only single ranges are honoured; a header this does not
 /// understand (several ranges, another unit, nonsense) is ignored and the whole object is
@@ -239,13 +239,20 @@ impl Delivery<'_> {
 
 /// `416` with `Content-Range: bytes */{size}`.
 fn unsatisfiable(size: u64) -> HttpResponse {
-    HttpResponse::build(StatusCode::RANGE_NOT_SATISFIABLE)
-        .insert_header((header::CONTENT_RANGE, format!("bytes */{size}")))
-        .insert_header((header::ACCEPT_RANGES, "bytes"))
-        .json(serde_json::json!({
-            "detail": format!("Range not satisfiable: the object has {size} bytes"),
-            "code": "range_not_satisfiable",
-        }))
+    let refusal = ApiError::message(
+        ErrorCode::RangeNotSatisfiable,
+        format!("Range not satisfiable: the object has {size} bytes"),
+    );
+    let mut response = actix_web::ResponseError::error_response(&refusal);
+    let headers = response.headers_mut();
+    if let Ok(range) = header::HeaderValue::from_str(&format!("bytes */{size}")) {
+        headers.insert(header::CONTENT_RANGE, range);
+    }
+    headers.insert(
+        header::ACCEPT_RANGES,
+        header::HeaderValue::from_static("bytes"),
+    );
+    response
 }
 
 #[cfg(test)]

@@ -1,5 +1,4 @@
 use actix_multipart::Multipart;
-use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::{Bytes, BytesMut};
 use drama_app::pipeline::{PremiseRequest, ReferenceUpload};
@@ -11,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::generate::{accepted, premise_fields};
 use super::{drama_id, json_body, patch_body, with_etag};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::{ApiState, Auth};
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
@@ -118,8 +117,7 @@ async fn create(
                 .json(&stored.drama))
         }
         _ => Err(ApiError::message(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
+            ErrorCode::BadRequest,
             "Must provide either 'premise' (async mode) or 'drama' (sync mode)",
         )),
     }
@@ -148,8 +146,7 @@ async fn read_limited(mut payload: web::Payload, limit: usize) -> Result<Bytes, 
             chunk.map_err(|e| ApiError::bad_request(format!("reading the body failed: {e}")))?;
         if body.len() + chunk.len() > limit {
             return Err(ApiError::message(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
+                ErrorCode::TooLarge,
                 format!("Request body is too large; the limit is {limit} bytes"),
             ));
         }
@@ -180,8 +177,7 @@ async fn premise_form(mut form: Multipart) -> Result<PremiseRequest, ApiError> {
                 .map_err(|e| ApiError::bad_request(format!("malformed multipart body: {e}")))?;
             if value.len() + chunk.len() > REFERENCE_LIMIT {
                 return Err(ApiError::message(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "too_large",
+                    ErrorCode::TooLarge,
                     format!("{name} is larger than {REFERENCE_LIMIT} bytes"),
                 ));
             }

@@ -17,7 +17,7 @@ use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::jobs::job_id;
-use crate::error::ApiError;
+use crate::error::{ApiError, Chain};
 use crate::follow::Progress;
 use crate::media_links::sign_text;
 use crate::state::{ApiState, Auth};
@@ -107,7 +107,7 @@ pub(crate) async fn events(
                 }
                 Ok(Some(Err(AppError::NotFound { .. }))) | Ok(None) => return,
                 Ok(Some(Err(e))) => {
-                    tracing::warn!(error = %e, "following a job failed");
+                    tracing::warn!(error = %Chain(&e), "following a job failed");
                     return;
                 }
             }
@@ -168,7 +168,7 @@ pub(crate) async fn drama_events(
                             return;
                         }
                         Err(e) => {
-                            tracing::warn!(error = %e, "reading a followed drama failed");
+                            tracing::warn!(error = %Chain(&e), "reading a followed drama failed");
                         }
                     }
                     continue;

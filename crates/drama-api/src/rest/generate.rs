@@ -2,7 +2,6 @@
 //! cover, portrait and stitching. Long work answers 202 with a job to follow; the old
 //! server's synchronous routes (portrait, cover) still answer with the result.
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use drama_app::pipeline::{Scope, Started, Waited};
 use drama_app::store::Entity;
@@ -12,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{drama_id, path_id};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::{ApiState, Auth};
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
@@ -349,8 +348,7 @@ async fn get_audition(
         .find(|a| a.kind == AssetKind::Video && a.url.is_some())
         .ok_or_else(|| {
             ApiError::object(
-                actix_web::http::StatusCode::NOT_FOUND,
-                "not_found",
+                ErrorCode::NotFound,
                 "Audition video not found",
                 format!("Audition video for character {c} not found"),
             )
@@ -375,8 +373,7 @@ async fn portrait(
         .map_err(|e| match e {
             // The old server's shape for this route.
             AppError::GenerationFailed(reason) => ApiError::object(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "generation_failed",
+                ErrorCode::GenerationFailed,
                 "Image generation failed",
                 reason,
             ),
@@ -409,8 +406,7 @@ async fn get_cover(
         Ok(s) => s,
         Err(drama_app::AppError::NotFound { .. }) => {
             return Err(ApiError::message(
-                actix_web::http::StatusCode::NOT_FOUND,
-                "not_found",
+                ErrorCode::NotFound,
                 format!("Drama {id} not found"),
             ));
         }
@@ -419,8 +415,7 @@ async fn get_cover(
     match stored.drama.url {
         Some(url) => Ok(HttpResponse::Ok().json(json!({ "url": url }))),
         None => Err(ApiError::message(
-            actix_web::http::StatusCode::NOT_FOUND,
-            "not_found",
+            ErrorCode::NotFound,
             format!(
                 "Cover photo not generated yet. Call POST /dramas/{id}/cover_photo to generate it."
             ),
@@ -442,8 +437,7 @@ async fn cover(
             ..
         }) => {
             return Err(ApiError::message(
-                actix_web::http::StatusCode::NOT_FOUND,
-                "not_found",
+                ErrorCode::NotFound,
                 format!("Drama {id} not found"),
             ));
         }

@@ -11,7 +11,7 @@ use drama_app::store::Entity;
 use futures::StreamExt as _;
 
 use super::delivery::Delivery;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::ApiState;
 
 /// How long a redirect to a presigned bucket URL stays valid.
@@ -90,11 +90,7 @@ fn verify(
         content_type,
     }) {
         SignedAccess::Granted { key, until } => Ok((key, until)),
-        SignedAccess::Refused(reason) => Err(ApiError::message(
-            actix_web::http::StatusCode::FORBIDDEN,
-            "forbidden",
-            reason,
-        )),
+        SignedAccess::Refused(reason) => Err(ApiError::message(ErrorCode::Forbidden, reason)),
         SignedAccess::NotSigned => Err(ApiError::not_found(Entity::Asset, key)),
     }
 }
@@ -152,9 +148,7 @@ async fn signed_put(
         }
     }
     drop(tx);
-    let info = upload
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))??;
+    let info = upload.await.map_err(ApiError::internal)??;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "key": info.key.as_str(), "size": info.size, "content_type": info.content_type,
         "checksum": info.checksum,

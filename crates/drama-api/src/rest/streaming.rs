@@ -9,7 +9,7 @@ use drama_app::media::{ByteStream, ContentRange, ObjectInfo, ObjectStream};
 use futures::StreamExt as _;
 use tokio::io::AsyncWriteExt as _;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// An upload written to a temporary file (multipart fields may arrive in any order, so the
 /// file cannot always be forwarded while the form is read). The file is removed when the
@@ -53,7 +53,7 @@ pub(crate) async fn spool_channel(
     let guard = RemoveOnDrop(path.clone());
     let mut file = tokio::fs::File::create(&path)
         .await
-        .map_err(|e| ApiError::internal(format!("cannot spool the upload: {e}")))?;
+        .map_err(|e| ApiError::internal_while("cannot spool the upload", e))?;
     let mut len: u64 = 0;
     while let Some(chunk) = field.next().await {
         let chunk: Bytes =
@@ -61,18 +61,17 @@ pub(crate) async fn spool_channel(
         len += chunk.len() as u64;
         if len > limit {
             return Err(ApiError::message(
-                actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
+                ErrorCode::TooLarge,
                 format!("The upload is larger than the limit of {limit} bytes"),
             ));
         }
         file.write_all(&chunk)
             .await
-            .map_err(|e| ApiError::internal(format!("cannot spool the upload: {e}")))?;
+            .map_err(|e| ApiError::internal_while("cannot spool the upload", e))?;
     }
     file.flush()
         .await
-        .map_err(|e| ApiError::internal(format!("cannot spool the upload: {e}")))?;
+        .map_err(|e| ApiError::internal_while("cannot spool the upload", e))?;
     Ok(Spooled { file: guard, len })
 }
 

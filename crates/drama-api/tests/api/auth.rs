@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::support::{Harness, get, send};
+use crate::support::{Captured, Harness, get, send};
 
 const SECRET: &str = "super-secret-jwt-token-with-at-least-32-characters";
 const ISSUER_BASE: &str = "https://project.supabase.co";
@@ -437,35 +437,6 @@ async fn each_old_key_is_warned_about_once_not_on_every_request() {
         !text.contains("old-key-"),
         "the keys themselves are never logged:\n{text}"
     );
-}
-
-/// Log output kept in memory.
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Self;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
 }
 
 #[actix_web::test]

@@ -243,7 +243,8 @@ async fn deep_queries_and_oversized_pages_are_refused() {
     let (s, b) = gql(&svc, &h.alice_key, &deep, json!({})).await;
     assert_eq!(s, 400, "{b}");
     assert_eq!(
-        b["errors"][0]["extensions"]["code"], "query_too_deep",
+        b["errors"][0]["extensions"]["code"],
+        drama_api::ErrorCode::QueryTooDeep.graphql(),
         "{b}"
     );
     assert!(

@@ -2,18 +2,25 @@
 //! 400 naming the limit (in the envelope and in GraphQL `errors`), and what stays allowed.
 
 use actix_web::test::TestRequest;
-use drama_api::HttpSettings;
 use drama_api::graphql::GraphqlLimits;
+use drama_api::{ErrorCode, HttpSettings};
 use serde_json::{Value, json};
 
 use crate::support::{FULL_INTROSPECTION, Harness, bearer, create_drama, get, post_json, send};
 
 /// Asserts a refusal naming `code` (in the envelope and in GraphQL's `errors`).
-fn assert_refused(status: u16, body: &Value, code: &str) {
+/// A request error naming one row of the error table, in the REST envelope and in GraphQL's
+/// `errors` alike.
+fn assert_refused(status: u16, body: &Value, kind: ErrorCode) {
+    assert_eq!(status, kind.status().as_u16(), "{body}");
     assert_eq!(status, 400, "{body}");
-    assert_eq!(body["code"], code, "{body}");
-    assert_eq!(body["detail"]["code"], code, "{body}");
-    assert_eq!(body["errors"][0]["extensions"]["code"], code, "{body}");
+    assert_eq!(body["code"], kind.code(), "{body}");
+    assert_eq!(body["detail"]["code"], kind.code(), "{body}");
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"],
+        kind.graphql(),
+        "{body}"
+    );
     assert!(body["errors"][0]["message"].is_string(), "{body}");
     assert!(
         body.get("data").is_none(),
@@ -30,7 +37,7 @@ async fn a_batch_of_a_hundred_operations_is_refused_and_ten_are_served() {
 
     let hundred: Vec<Value> = (0..100).map(|_| one.clone()).collect();
     let (s, _, b) = send(&svc, post_json("/graphql", &h.alice_key, &hundred)).await;
-    assert_refused(s, &b, "batch_too_large");
+    assert_refused(s, &b, ErrorCode::BatchTooLarge);
     assert_eq!(b["detail"]["limit"], 10);
     assert_eq!(b["detail"]["found"], 100);
 
@@ -62,7 +69,7 @@ async fn a_document_of_a_thousand_aliases_is_refused() {
         post_json("/graphql", &h.alice_key, json!({"query": aliases(1000)})),
     )
     .await;
-    assert_refused(s, &b, "too_many_aliases");
+    assert_refused(s, &b, ErrorCode::TooManyAliases);
     assert_eq!(b["errors"][0]["extensions"]["limit"], 30);
     assert_eq!(b["errors"][0]["extensions"]["found"], 1000);
 
@@ -79,7 +86,7 @@ async fn a_document_of_a_thousand_aliases_is_refused() {
         post_json("/graphql", &h.alice_key, json!({"query": spread})),
     )
     .await;
-    assert_refused(s, &b, "too_many_aliases");
+    assert_refused(s, &b, ErrorCode::TooManyAliases);
 
     // At the limit: served.
     let (s, _, b) = send(
@@ -99,7 +106,7 @@ async fn a_document_of_a_thousand_aliases_is_refused() {
             .replace('}', "%7D")
     );
     let (s, _, b) = send(&svc, get(&uri, &h.alice_key)).await;
-    assert_refused(s, &b, "too_many_aliases");
+    assert_refused(s, &b, ErrorCode::TooManyAliases);
 }
 
 #[actix_web::test]
@@ -118,7 +125,7 @@ async fn lists_are_priced_by_their_limit() {
         ),
     )
     .await;
-    assert_refused(s, &b, "query_too_complex");
+    assert_refused(s, &b, ErrorCode::QueryTooComplex);
     assert_eq!(b["detail"]["limit"], 100_000);
     assert_eq!(b["detail"]["found"], 3 * 40_601);
 
@@ -142,7 +149,7 @@ async fn lists_are_priced_by_their_limit() {
         post_json("/graphql", &h.alice_key, json!([one, one, one])),
     )
     .await;
-    assert_refused(s, &b, "query_too_complex");
+    assert_refused(s, &b, ErrorCode::QueryTooComplex);
     let (s, _, b) = send(&svc, post_json("/graphql", &h.alice_key, json!([one, one]))).await;
     assert_eq!(s, 200, "{b}");
 }
@@ -161,7 +168,7 @@ async fn too_deep_documents_are_refused_with_their_code() {
         post_json("/graphql", &h.alice_key, json!({"query": deep})),
     )
     .await;
-    assert_refused(s, &b, "query_too_deep");
+    assert_refused(s, &b, ErrorCode::QueryTooDeep);
     assert_eq!(b["detail"]["limit"], 16);
 }
 
@@ -209,7 +216,7 @@ async fn the_limits_are_settings() {
     };
     let one = json!({"query": "{ dramaSummaries(limit: 1) { id } }"});
     let (s, _, b) = send(&svc, call(json!([one, one, one]))).await;
-    assert_refused(s, &b, "batch_too_large");
+    assert_refused(s, &b, ErrorCode::BatchTooLarge);
     let (s, _, b) = send(&svc, call(json!([one, one]))).await;
     assert_eq!(s, 200, "{b}");
     let (s, _, b) = send(
@@ -217,17 +224,17 @@ async fn the_limits_are_settings() {
         call(json!({"query": "{ a: dramaSummaries(limit: 1) { id } b: dramaSummaries(limit: 1) { id } }"})),
     )
     .await;
-    assert_refused(s, &b, "too_many_aliases");
+    assert_refused(s, &b, ErrorCode::TooManyAliases);
     let (s, _, b) = send(
         &svc,
         call(json!({"query": "{ dramaSummaries(limit: 50) { id } }"})),
     )
     .await;
-    assert_refused(s, &b, "query_too_complex");
+    assert_refused(s, &b, ErrorCode::QueryTooComplex);
     let (s, _, b) = send(
         &svc,
         call(json!({"query": "{ dramas(limit: 1) { episodes { scenes { id } } } }"})),
     )
     .await;
-    assert_refused(s, &b, "query_too_deep");
+    assert_refused(s, &b, ErrorCode::QueryTooDeep);
 }

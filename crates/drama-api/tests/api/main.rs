@@ -5,6 +5,7 @@ mod auth;
 mod console;
 mod credits;
 mod embedding;
+mod error_table;
 mod graphql;
 mod graphql_limits;
 mod idempotency;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use drama_api::HttpSettings;
+use drama_api::{ErrorCode, HttpSettings};
 use futures::StreamExt as _;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -126,7 +126,7 @@ async fn operations_beyond_the_rate_are_refused_and_the_socket_stays_open() {
             "error" => {
                 assert_eq!(
                     errors(&message)[0]["extensions"]["code"],
-                    "rate_limited",
+                    ErrorCode::RateLimited.graphql(),
                     "{message}"
                 );
                 assert!(
@@ -172,7 +172,10 @@ async fn operations_over_a_graphql_limit_are_refused_by_name() {
     let answer = next(&mut ws).await.unwrap();
     assert_eq!(answer["type"], "error", "{answer}");
     assert_eq!(answer["id"], "wide");
-    assert_eq!(errors(&answer)[0]["extensions"]["code"], "too_many_aliases");
+    assert_eq!(
+        errors(&answer)[0]["extensions"]["code"],
+        ErrorCode::TooManyAliases.graphql()
+    );
 
     let page = "dramas(limit: 100) { episodes { scenes { jobs { jobId status createdAt } } } }";
     send(
@@ -185,7 +188,7 @@ async fn operations_over_a_graphql_limit_are_refused_by_name() {
     let answer = next(&mut ws).await.unwrap();
     assert_eq!(
         errors(&answer)[0]["extensions"]["code"],
-        "query_too_complex",
+        ErrorCode::QueryTooComplex.graphql(),
         "{answer}"
     );
 
@@ -233,7 +236,7 @@ async fn subscriptions_count_against_the_stream_cap() {
     assert_eq!(answer["id"], "two", "{answer}");
     assert_eq!(
         errors(&answer)[0]["extensions"]["code"],
-        "too_many_streams",
+        ErrorCode::TooManyStreams.graphql(),
         "{answer}"
     );
     // Stopping the first frees its place.
@@ -308,7 +311,7 @@ async fn a_mutation_over_the_socket_stops_at_the_request_deadline() {
     );
     assert_eq!(
         errors(&answer)[0]["extensions"]["code"],
-        "unavailable",
+        ErrorCode::Unavailable.graphql(),
         "{answer}"
     );
     // The socket goes on serving.

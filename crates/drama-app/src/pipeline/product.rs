@@ -74,16 +74,38 @@ pub(super) fn hash_parts(parts: &[&str]) -> String {
 
 /// Runs a completing transaction, and again — with the same product, never a new provider
 /// call — after a transient failure, up to [`COMMIT_ATTEMPTS`] times.
-pub(super) async fn commit_retrying<T, F, Fut>(mut commit: F) -> Result<T, GenerationError>
+pub(super) async fn commit_retrying<T, F, Fut>(commit: F) -> Result<T, GenerationError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, GenerationError>>,
 {
+    after_paid_call(
+        "the completing transaction",
+        |e| matches!(e, GenerationError::Repo(r) if r.is_retryable()),
+        commit,
+    )
+    .await
+}
+
+/// Runs a step that follows a paid provider call (recording the object's key, uploading the
+/// bytes, committing), and again after a transient failure, up to [`COMMIT_ATTEMPTS`] times
+/// with backoff. Handing such a failure to the job engine instead would retry the whole
+/// handler and pay the provider a second time for what it already made.
+async fn after_paid_call<T, E, F, Fut>(
+    step: &str,
+    retryable: impl Fn(&E) -> bool,
+    mut run: F,
+) -> Result<T, E>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
     let mut attempt = 1;
     loop {
-        match commit().await {
-            Err(GenerationError::Repo(e)) if e.is_retryable() && attempt < COMMIT_ATTEMPTS => {
-                tracing::warn!(error = %e, attempt, "the completing transaction failed; committing the same product again");
+        match run().await {
+            Err(e) if retryable(&e) && attempt < COMMIT_ATTEMPTS => {
+                tracing::warn!(error = %e, attempt, step, "a step after the provider call failed; doing it again with the same product");
                 tokio::time::sleep(COMMIT_BACKOFF * 2u32.pow(attempt - 1)).await;
                 attempt += 1;
             }
@@ -199,19 +221,27 @@ impl App {
         };
         // Recorded before the object exists, so that a crash between the two never leaks it;
         // attaching the object takes the key off the list in the same transaction.
-        if let Err(e) = self
-            .store
-            .record_orphans(
-                owner,
-                &drama,
-                std::slice::from_ref(&key.as_str().to_owned()),
-                "generation in progress",
-            )
-            .await
-        {
+        let keys = [key.as_str().to_owned()];
+        let recorded = after_paid_call(
+            "recording the object's key",
+            drama_dal::RepoError::is_retryable,
+            || {
+                self.store
+                    .record_orphans(owner, &drama, &keys, "generation in progress")
+            },
+        )
+        .await;
+        if let Err(e) = recorded {
             return repo_outcome(&e);
         }
-        let info = match self.assets.put_bytes(&key, bytes, media.mime()).await {
+        // `Bytes` clones share the buffer: a repeated upload sends the same bytes.
+        let stored = after_paid_call(
+            "uploading the object",
+            drama_assets::AssetError::is_retryable,
+            || self.assets.put_bytes(&key, bytes.clone(), media.mime()),
+        )
+        .await;
+        let info = match stored {
             Ok(info) => info,
             Err(e) if e.is_retryable() => return Outcome::retry(e),
             Err(e) => return Outcome::fail(e),

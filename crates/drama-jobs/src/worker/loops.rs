@@ -11,7 +11,6 @@ use tracing::{debug, info, warn};
 
 use crate::core::{Finish, FinishKind};
 use crate::error::JobError;
-use crate::ids::WorkerId;
 use crate::store::{ClaimRequest, ClaimedJob, JobStore, WorkerRegistration};
 
 use super::{InFlight, Shared, bump};
@@ -87,27 +86,28 @@ async fn wait<S>(shared: &Shared<S>, timeout: Duration) {
     }
 }
 
-/// Registers again under a new id after the store dropped the registration: every task held
-/// under the old id was (or will be) retaken, so its handlers are told to stop.
+/// Registers again, under the same id, after the registration lapsed (an overloaded process
+/// or database let its heartbeats come too late).
+///
+/// The handlers keep running. A task the store has not retaken in the meantime is still
+/// leased under this id, so its handler completes it as if nothing happened; a task that was
+/// retaken has a new claim epoch, so its handler's checkpoint and completion are refused by
+/// the fence. Cancelling every handler instead — what a new id would require — throws away
+/// provider calls that were already paid for, and the next attempt pays for them again.
+/// Registering under the same id also makes a second caller (the claim loop and the
+/// heartbeat can both notice the lapse) harmless.
 async fn reregister<S: JobStore>(shared: &Arc<Shared<S>>) {
-    let old = shared.worker_id();
-    warn!(worker = %old, "worker registration lost; cancelling its handlers and registering again");
-    for f in shared.in_flight().values() {
-        f.cancel.cancel();
-    }
-    let id = WorkerId::new();
+    let id = shared.worker_id();
+    warn!(worker = %id, in_flight = shared.in_flight().len(), "worker registration lapsed; registering again");
     let registration = WorkerRegistration {
         id,
         name: shared.config.name.clone(),
         kinds: shared.registry.kinds(),
         ttl: shared.config.lease_ttl,
     };
-    match shared.store.register_worker(&registration).await {
-        Ok(()) => *shared.worker.lock().unwrap_or_else(|e| e.into_inner()) = id,
-        Err(e) => {
-            warn!(error = %e, "could not register again");
-            tokio::time::sleep(shared.config.poll_interval).await;
-        }
+    if let Err(e) = shared.store.register_worker(&registration).await {
+        warn!(error = %e, "could not register again");
+        tokio::time::sleep(shared.config.poll_interval).await;
     }
 }
 

@@ -179,7 +179,8 @@ struct Shared<S> {
     store: Arc<S>,
     registry: Registry,
     config: WorkerConfig,
-    worker: Mutex<WorkerId>,
+    /// The registration's id; kept for the process's life, also when it lapses.
+    worker: WorkerId,
     in_flight: Mutex<HashMap<JobId, InFlight>>,
     /// Signalled when there may be work (notification, freed capacity, retry due).
     wake: Notify,
@@ -198,7 +199,7 @@ impl<S> Shared<S> {
     }
 
     fn worker_id(&self) -> WorkerId {
-        *self.worker.lock().unwrap_or_else(|e| e.into_inner())
+        self.worker
     }
 }
 
@@ -245,7 +246,7 @@ impl Worker {
             store,
             registry,
             config,
-            worker: Mutex::new(id),
+            worker: id,
             in_flight: Mutex::new(HashMap::new()),
             wake: Notify::new(),
             drained: Notify::new(),

@@ -11,13 +11,15 @@ use drama_ai::{
 use drama_assets::{Category, MediaType, ObjectKey, Scope as KeyScope, keys};
 use drama_dal::{DramaWrite, GenerationError, RepoError};
 use drama_domain::{AssetKind, Drama, DramaId, EpisodeId, UserId};
-use drama_jobs::{HandlerOptions, JobContext, Outcome, Registry};
+use drama_jobs::{HandlerOptions, JobContext, JobError, Outcome, Registry};
 use serde_json::{Value, json};
 
 use super::hash::{Inputs, checksum, input_hash};
 use super::normalize::ensure_assets;
 use super::plan::{Planner, model_tag, stitch_model};
-use super::product::{Written, commit_retrying, hash_parts, reusable_script, save_script};
+use super::product::{
+    Written, after_paid_call, commit_retrying, hash_parts, reusable_script, save_script,
+};
 use super::spec::{CritiqueTask, DramaTask, MediaTask, ScenesTask, StitchTask, kind};
 use super::stitch;
 use crate::App;
@@ -311,11 +313,22 @@ impl App {
                     duration,
                 };
                 let submitted = step!(model.submit(&request).await, ai_outcome);
-                if let Err(e) = ctx
-                    .checkpoint(json!({ "task_id": submitted.output.task_id }))
-                    .await
-                {
-                    return Outcome::retry(e);
+                // The submission is paid: a failure to record it must not send the next
+                // attempt to submit again. A passing failure is retried here; one that
+                // persists only costs later attempts the shortcut, this one polls anyway.
+                let task_id = json!({ "task_id": submitted.output.task_id });
+                let saved = after_paid_call(
+                    "checkpointing the provider's task id",
+                    JobError::is_retryable,
+                    || ctx.checkpoint(task_id.clone()),
+                )
+                .await;
+                match saved {
+                    Ok(()) => {}
+                    Err(e) if e.is_fence_lost() => return Outcome::fail("the lease was lost"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, job.id = %ctx.id(), "the provider's task id could not be checkpointed; polling it in this attempt");
+                    }
                 }
                 (submitted.output, submitted.usage)
             }

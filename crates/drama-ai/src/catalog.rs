@@ -72,12 +72,17 @@ pub struct TokenPrices {
 }
 
 impl TokenPrices {
-    /// What `usage` costs at these rates, rounded up to a whole credit (not capped).
-    pub fn price(&self, usage: &Usage) -> u64 {
+    /// What `usage` costs at these rates, rounded up to a whole credit (not capped); `None`
+    /// when requests were made but no tokens reported (an endpoint or proxy that leaves the
+    /// usage out, an API change): such a call is not free, it keeps its per-call price.
+    pub fn price(&self, usage: &Usage) -> Option<u64> {
+        if usage.requests > 0 && usage.input_tokens == 0 && usage.output_tokens == 0 {
+            return None;
+        }
         // u128: a u64 count of tokens times a u32 rate cannot overflow it.
         let micro = u128::from(usage.input_tokens) * u128::from(self.input_per_million)
             + u128::from(usage.output_tokens) * u128::from(self.output_per_million);
-        u64::try_from(micro.div_ceil(1_000_000)).unwrap_or(u64::MAX)
+        Some(u64::try_from(micro.div_ceil(1_000_000)).unwrap_or(u64::MAX))
     }
 }
 
@@ -229,12 +234,18 @@ fn parse_token_prices(text: &str) -> Option<TokenPrices> {
         if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
-        digits.parse().ok()
+        // Bounded by what GraphQL's Int can carry, so both APIs publish the same number.
+        digits
+            .parse::<u32>()
+            .ok()
+            .filter(|n| i32::try_from(*n).is_ok())
     };
-    Some(TokenPrices {
+    let prices = TokenPrices {
         input_per_million: rate(input, "in")?,
         output_per_million: rate(output, "out")?,
-    })
+    };
+    // Both rates 0 would hand every hold back in full: a typo, not a price.
+    (prices.input_per_million > 0 || prices.output_per_million > 0).then_some(prices)
 }
 
 /// Parses `name=provider[:upstream][@generate/improve/critique/episode][+in<N>/out<M>],…`.
@@ -270,7 +281,8 @@ fn parse_entries(list: &str, base: ScriptPrices) -> Result<Vec<ScriptModelSpec>,
                 None => {
                     return Err(bad(
                         entry,
-                        "has token prices that are not in<whole number>/out<whole number>",
+                        "has token prices that are not in<whole number>/out<whole number> \
+                         (at most 2147483647, not both 0)",
                     ));
                 }
             },
@@ -436,18 +448,27 @@ mod tests {
             output_tokens,
             ..Usage::default()
         };
-        assert_eq!(t.price(&usage(0, 0)), 0);
+        assert_eq!(t.price(&usage(0, 0)), Some(0));
         // 1 input token is 0.000125 credits: one credit.
-        assert_eq!(t.price(&usage(1, 0)), 1);
+        assert_eq!(t.price(&usage(1, 0)), Some(1));
         // 8,000 in + 1,000 out = 1 + 1 credits exactly.
-        assert_eq!(t.price(&usage(8_000, 1_000)), 2);
-        assert_eq!(t.price(&usage(8_001, 1_000)), 3);
+        assert_eq!(t.price(&usage(8_000, 1_000)), Some(2));
+        assert_eq!(t.price(&usage(8_001, 1_000)), Some(3));
+        // A request that reported no tokens keeps the per-call price.
+        let unreported = Usage {
+            requests: 1,
+            ..Usage::default()
+        };
+        assert_eq!(t.price(&unreported), None);
         // No overflow at the extremes.
         let most = TokenPrices {
             input_per_million: u32::MAX,
             output_per_million: u32::MAX,
         };
-        assert!(most.price(&usage(u64::MAX, u64::MAX)) > 0);
+        assert!(
+            most.price(&usage(u64::MAX, u64::MAX))
+                .is_some_and(|p| p > 0)
+        );
     }
 
     #[test]
@@ -461,6 +482,8 @@ mod tests {
             ("flash=gemini@1/1/1/1+out1/in1", "token prices"),
             ("flash=gemini+in-1/out2", "token prices"),
             ("flash=gemini+in1/out99999999999", "token prices"),
+            ("flash=gemini+in1/out2147483648", "token prices"),
+            ("flash=gemini+in0/out0", "not both 0"),
             ("a=gemini,a=openai", "repeats"),
             ("bad name=gemini", "letters"),
         ] {

@@ -760,6 +760,10 @@ impl App {
         } else {
             serde_json::from_value(usage.clone()).ok()?
         };
-        Some(i64::try_from(prices.price(&usage)).unwrap_or(i64::MAX))
+        let Some(price) = prices.price(&usage) else {
+            tracing::warn!(model = ?model, "a script call reported no token usage; it is billed its per-call price");
+            return None;
+        };
+        Some(i64::try_from(price).unwrap_or(i64::MAX))
     }
 }

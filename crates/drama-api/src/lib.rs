@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod console;
+mod endpoint;
 mod error;
 mod follow;
 pub mod graphql;

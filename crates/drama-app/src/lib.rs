@@ -25,7 +25,7 @@ pub use keys::{MAX_ACTIVE_KEYS, MAX_KEY_DAYS, MAX_KEY_NAME, NewKey};
 pub use library::{LibraryItem, LibraryTag, LibraryType, LibraryUpload};
 pub use limits::TextLimits;
 pub use once::{KEY_WINDOW, MAX_KEY_LEN, RequestKey};
-pub use pricing::{MediaPrices, ModelPrice, Pricing};
+pub use pricing::{MediaPrices, ModelPrice, Pricing, TokenPrices};
 pub use quotas::Quotas;
 pub use readiness::Readiness;
 

@@ -102,12 +102,17 @@ impl World {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        let tree = self.app.run_tree(&self.caller, run.job_id).await.unwrap();
+        let errors: Vec<_> = tree
+            .nodes
+            .iter()
+            .filter_map(|n| n.error.as_ref().map(|e| (n.key.clone(), e.clone())))
+            .collect();
         assert_eq!(
             status,
             Some(JobStatus::Completed),
-            "the run settled completed"
+            "the run settled completed; errors: {errors:?}"
         );
-        let tree = self.app.run_tree(&self.caller, run.job_id).await.unwrap();
         tree.nodes
             .into_iter()
             .filter(|n| MEDIA.contains(&n.kind.as_str()))
@@ -196,5 +201,59 @@ async fn a_task_whose_commits_all_failed_commits_its_checkpointed_object_next_at
         media.len() as u64,
         "the second attempt did not call the provider"
     );
+    w.stop().await;
+}
+
+/// The steps between a paid call and its checkpoint — recording the object's key before the
+/// upload, saving a video's provider task id — fail the first times they run (40001, raised by
+/// triggers whose sequences survive the rollbacks); they are done again in place, so no task
+/// makes a second attempt and no provider call is repeated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failures_between_the_paid_call_and_its_checkpoint_do_not_call_the_provider_again() {
+    let w = world(
+        "create sequence test_orphans_failures;
+         create sequence test_jobs_failures;
+         create function test_fail_step() returns trigger language plpgsql as $$
+         begin
+           if nextval(format('test_%s_failures', case tg_table_name when 'jobs' then 'jobs'
+                                                  else 'orphans' end)) <= 3 then
+             raise exception 'injected failure of a step after the paid call'
+               using errcode = 'serialization_failure';
+           end if;
+           return new;
+         end $$;
+         create trigger test_fail_orphan before insert on public.orphaned_objects
+           for each row execute function test_fail_step();
+         create trigger test_fail_video_checkpoint before update of checkpoint on public.jobs
+           for each row when (new.checkpoint ? 'task_id' and new.checkpoint->>'task_id' is not null)
+           execute function test_fail_step();",
+    )
+    .await;
+    let media = w.generate().await;
+    assert!(!media.is_empty());
+    for step in ["orphans", "jobs"] {
+        let seen: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "select last_value from test_{step}_failures"
+        )))
+        .fetch_one(&w.pool)
+        .await
+        .unwrap();
+        assert!(
+            seen > 3,
+            "{step}: three failures, then later ones held ({seen})"
+        );
+    }
+    assert_eq!(
+        w.offline.calls().media(),
+        media.len() as u64,
+        "one provider call per media task"
+    );
+    for task in &media {
+        assert_eq!(
+            task.attempts, 1,
+            "{}: the step was retried in place",
+            task.key
+        );
+    }
     w.stop().await;
 }

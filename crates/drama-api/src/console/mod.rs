@@ -11,6 +11,7 @@ pub use signin::SignInCodes;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 
+use crate::endpoint::endpoint;
 use crate::error::{ApiError, ErrorCode};
 use crate::state::ApiState;
 
@@ -23,10 +24,10 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
      form-action 'none'; frame-ancestors 'none'";
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/ui", web::get().to(index))
-        .route("/ui/", web::get().to(index))
-        .route("/ui/sign-in", web::post().to(signin::exchange))
-        .route("/ui/{file:.+}", web::get().to(file));
+    cfg.service(endpoint("/ui").get(index))
+        .service(endpoint("/ui/").get(index))
+        .service(endpoint("/ui/sign-in").post(signin::exchange))
+        .service(endpoint("/ui/{file:.+}").get(file));
 }
 
 /// Headers every console response carries.

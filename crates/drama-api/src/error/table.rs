@@ -33,6 +33,8 @@ pub enum ErrorCode {
     Forbidden,
     /// The entity does not exist or is not the caller's.
     NotFound,
+    /// A known path asked with a method it does not have.
+    MethodNotAllowed,
     /// Creating an id that is taken.
     AlreadyExists,
     /// A write carried a stale version.
@@ -73,7 +75,7 @@ pub struct Row {
 
 impl ErrorCode {
     /// Every kind, in the order of the documentation's table (by status).
-    pub const ALL: [Self; 22] = [
+    pub const ALL: [Self; 23] = [
         Self::StillRunning,
         Self::BadRequest,
         Self::BatchTooLarge,
@@ -86,6 +88,7 @@ impl ErrorCode {
         Self::QuotaExceeded,
         Self::Forbidden,
         Self::NotFound,
+        Self::MethodNotAllowed,
         Self::AlreadyExists,
         Self::VersionConflict,
         Self::TooLarge,
@@ -182,6 +185,12 @@ impl ErrorCode {
                 404,
                 "NOT_FOUND",
                 "The entity does not exist or is not the caller's",
+            ),
+            Self::MethodNotAllowed => row(
+                "method_not_allowed",
+                405,
+                "METHOD_NOT_ALLOWED",
+                "A known path asked with a method it does not have; `Allow` lists those it has",
             ),
             Self::AlreadyExists => row(
                 "already_exists",
@@ -328,16 +337,17 @@ mod tests {
             ErrorCode::QuotaExceeded => 9,
             ErrorCode::Forbidden => 10,
             ErrorCode::NotFound => 11,
-            ErrorCode::AlreadyExists => 12,
-            ErrorCode::VersionConflict => 13,
-            ErrorCode::TooLarge => 14,
-            ErrorCode::RangeNotSatisfiable => 15,
-            ErrorCode::ValidationFailed => 16,
-            ErrorCode::RateLimited => 17,
-            ErrorCode::TooManyStreams => 18,
-            ErrorCode::GenerationFailed => 19,
-            ErrorCode::Internal => 20,
-            ErrorCode::Unavailable => 21,
+            ErrorCode::MethodNotAllowed => 12,
+            ErrorCode::AlreadyExists => 13,
+            ErrorCode::VersionConflict => 14,
+            ErrorCode::TooLarge => 15,
+            ErrorCode::RangeNotSatisfiable => 16,
+            ErrorCode::ValidationFailed => 17,
+            ErrorCode::RateLimited => 18,
+            ErrorCode::TooManyStreams => 19,
+            ErrorCode::GenerationFailed => 20,
+            ErrorCode::Internal => 21,
+            ErrorCode::Unavailable => 22,
         }
     }
 

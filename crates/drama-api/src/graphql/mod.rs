@@ -25,16 +25,13 @@ pub use limits::{GraphqlLimits, LimitError, UNBOUNDED_LIST_ITEMS};
 pub use schema::{Schema, schema, schema_with_depth};
 pub use socket::INIT_TIMEOUT_CLOSE;
 
+use crate::endpoint::endpoint;
 use crate::error::ApiError;
 use crate::state::{ApiState, Auth};
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/graphql")
-            .route(web::post().to(post))
-            .route(web::get().to(get)),
-    )
-    .route("/subscriptions", web::get().to(socket::websocket));
+    cfg.service(endpoint("/graphql").post(post).get(get))
+        .service(endpoint("/subscriptions").get(socket::websocket));
 }
 
 async fn execute(
@@ -96,11 +93,82 @@ async fn post(
             .map_err(|_| ApiError::bad_request("Unable to parse request body as UTF-8"))?;
         GraphQLBatchRequest::Single(GraphQLRequest::new(query.to_owned(), None, None))
     } else {
-        serde_json::from_slice(&body).map_err(|e| {
+        let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
             ApiError::bad_request(format!("Unable to parse request body as JSON: {e}"))
-        })?
+        })?;
+        batch_request(value).map_err(ApiError::bad_request)?
     };
     execute(&state, caller, request).await
+}
+
+/// A JSON body as one operation or a batch of them. Each member is checked for its type
+/// before juniper reads it: juniper takes any JSON value as `variables`, and a client whose
+/// `operationName` or `variables` is of the wrong type would otherwise get an answer to a
+/// request it did not mean.
+fn batch_request(value: serde_json::Value) -> Result<GraphQLBatchRequest, String> {
+    match value {
+        serde_json::Value::Array(items) => items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| one_operation(item).map_err(|e| format!("operation {i}: {e}")))
+            .collect::<Result<Vec<_>, _>>()
+            .map(GraphQLBatchRequest::Batch),
+        other => one_operation(other).map(GraphQLBatchRequest::Single),
+    }
+}
+
+fn one_operation(value: serde_json::Value) -> Result<GraphQLRequest, String> {
+    use serde_json::Value;
+    let Value::Object(mut fields) = value else {
+        return Err(format!(
+            "a GraphQL request is an object with `query`, `operationName` and `variables`; got {}",
+            json_type(&value)
+        ));
+    };
+    let query = match fields.remove("query") {
+        Some(Value::String(query)) => query,
+        None | Some(Value::Null) => return Err("`query` is missing".to_owned()),
+        Some(other) => {
+            return Err(format!(
+                "`query` must be a string; got {}",
+                json_type(&other)
+            ));
+        }
+    };
+    let operation_name = match fields.remove("operationName") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(name)) => Some(name),
+        Some(other) => {
+            return Err(format!(
+                "`operationName` must be a string or null; got {}",
+                json_type(&other)
+            ));
+        }
+    };
+    let variables = match fields.remove("variables") {
+        None | Some(Value::Null) => None,
+        Some(object @ Value::Object(_)) => {
+            Some(serde_json::from_value(object).map_err(|e| format!("`variables`: {e}"))?)
+        }
+        Some(other) => {
+            return Err(format!(
+                "`variables` must be an object or null; got {}",
+                json_type(&other)
+            ));
+        }
+    };
+    Ok(GraphQLRequest::new(query, operation_name, variables))
+}
+
+fn json_type(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
 }
 
 #[derive(serde::Deserialize)]

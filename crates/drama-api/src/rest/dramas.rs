@@ -10,21 +10,18 @@ use serde_json::{Value, json};
 
 use super::generate::{accepted, premise_fields};
 use super::{drama_id, json_body, patch_body, with_etag};
+use crate::endpoint::endpoint;
 use crate::error::{ApiError, ErrorCode};
 use crate::state::{ApiState, Auth};
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/dramas")
-            .route(web::get().to(list))
-            .route(web::post().to(create)),
-    )
-    .service(
-        web::resource("/dramas/{drama_id}")
-            .route(web::get().to(get))
-            .route(web::patch().to(patch))
-            .route(web::delete().to(delete)),
-    );
+    cfg.service(endpoint("/dramas").get(list).post(create))
+        .service(
+            endpoint("/dramas/{drama_id}")
+                .get(get)
+                .patch(patch)
+                .delete(delete),
+        );
 }
 
 #[derive(Deserialize)]

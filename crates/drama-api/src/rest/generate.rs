@@ -11,40 +11,32 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{drama_id, path_id};
+use crate::endpoint::endpoint;
 use crate::error::{ApiError, ErrorCode};
 use crate::state::{ApiState, Auth};
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/dramas/{d}/improve", web::post().to(improve))
-        .route("/dramas/{d}/generate", web::post().to(generate_drama))
-        .route("/dramas/{d}/critic", web::post().to(critique))
-        .route("/dramas/{d}/critique", web::post().to(critique))
+    cfg.service(endpoint("/dramas/{d}/improve").post(improve))
+        .service(endpoint("/dramas/{d}/generate").post(generate_drama))
+        .service(endpoint("/dramas/{d}/critic").post(critique))
+        .service(endpoint("/dramas/{d}/critique").post(critique))
         .service(
-            web::resource("/dramas/{d}/characters/{c}/audition")
-                .route(web::get().to(get_audition))
-                .route(web::post().to(audition)),
+            endpoint("/dramas/{d}/characters/{c}/audition")
+                .get(get_audition)
+                .post(audition),
         )
-        .route(
-            "/dramas/{d}/characters/{c}/generate",
-            web::post().to(portrait),
-        )
+        .service(endpoint("/dramas/{d}/characters/{c}/generate").post(portrait))
         .service(
-            web::resource("/dramas/{d}/cover_photo")
-                .route(web::get().to(get_cover))
-                .route(web::post().to(cover)),
+            endpoint("/dramas/{d}/cover_photo")
+                .get(get_cover)
+                .post(cover),
         )
-        .route(
-            "/dramas/{d}/episodes/{e}/generate",
-            web::post().to(generate_episode),
-        )
-        .route("/dramas/{d}/episodes/{e}/stitch", web::post().to(stitch))
-        .route(
-            "/dramas/{d}/episodes/{e}/scenes/{s}/generate",
-            web::post().to(generate_scene),
-        )
-        .route(
-            "/dramas/{d}/episodes/{e}/scenes/{s}/assets/{a}/generate",
-            web::post().to(generate_asset),
+        .service(endpoint("/dramas/{d}/episodes/{e}/generate").post(generate_episode))
+        .service(endpoint("/dramas/{d}/episodes/{e}/stitch").post(stitch))
+        .service(endpoint("/dramas/{d}/episodes/{e}/scenes/{s}/generate").post(generate_scene))
+        .service(
+            endpoint("/dramas/{d}/episodes/{e}/scenes/{s}/assets/{a}/generate")
+                .post(generate_asset),
         );
 }
 

@@ -3,14 +3,15 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{SecondsFormat, Utc};
 use serde_json::json;
 
+use crate::endpoint::endpoint;
 use crate::state::ApiState;
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/health", web::get().to(health))
-        .route("/ready", web::get().to(ready))
-        .route("/openapi.json", web::get().to(openapi))
-        .route("/docs", web::get().to(docs))
-        .route("/", web::get().to(root));
+    cfg.service(endpoint("/health").get(health))
+        .service(endpoint("/ready").get(ready))
+        .service(endpoint("/openapi.json").get(openapi))
+        .service(endpoint("/docs").get(docs))
+        .service(endpoint("/").get(root));
 }
 
 /// Liveness: the process answers.

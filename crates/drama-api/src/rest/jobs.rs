@@ -9,20 +9,18 @@ use drama_app::store::Entity;
 use serde_json::{Value, json};
 
 use super::drama_id;
+use crate::endpoint::endpoint;
 use crate::error::ApiError;
 use crate::state::{ApiState, Auth};
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/dramas/{d}/jobs", web::get().to(jobs_of_drama))
-        .route("/dramas/{d}/jobs/{job}", web::get().to(job_of_drama))
-        .route("/jobs/{job}", web::get().to(job))
-        .route("/jobs/{job}/cancel", web::post().to(cancel))
-        .route("/jobs/{job}/resume", web::post().to(resume))
-        .route("/jobs/{job}/events", web::get().to(super::events::events))
-        .route(
-            "/dramas/{d}/events",
-            web::get().to(super::events::drama_events),
-        );
+    cfg.service(endpoint("/dramas/{d}/jobs").get(jobs_of_drama))
+        .service(endpoint("/dramas/{d}/jobs/{job}").get(job_of_drama))
+        .service(endpoint("/jobs/{job}").get(job))
+        .service(endpoint("/jobs/{job}/cancel").post(cancel))
+        .service(endpoint("/jobs/{job}/resume").post(resume))
+        .service(endpoint("/jobs/{job}/events").get(super::events::events))
+        .service(endpoint("/dramas/{d}/events").get(super::events::drama_events));
 }
 
 pub(crate) fn job_id(raw: &str) -> Result<JobId, ApiError> {

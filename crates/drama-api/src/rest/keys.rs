@@ -9,16 +9,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::generate::options;
+use crate::endpoint::endpoint;
 use crate::error::ApiError;
 use crate::state::{ApiState, Auth};
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/api-keys")
-            .route(web::get().to(list))
-            .route(web::post().to(create)),
-    )
-    .route("/api-keys/{key_id}", web::delete().to(revoke));
+    cfg.service(endpoint("/api-keys").get(list).post(create))
+        .service(endpoint("/api-keys/{key_id}").delete(revoke));
 }
 
 /// A key as listed: never its secret.

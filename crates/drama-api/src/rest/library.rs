@@ -10,21 +10,19 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::streaming::{object_response, spool_channel};
+use crate::endpoint::endpoint;
 use crate::error::ApiError;
 use crate::state::{ApiState, Auth};
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     // `list` is registered before `{asset_id}` so that it is never taken for an id.
-    cfg.route("/asset-library/list", web::get().to(list))
-        .route("/asset-library/upload", web::post().to(upload))
-        .route(
-            "/asset-library/{asset_id}/metadata",
-            web::get().to(metadata),
-        )
+    cfg.service(endpoint("/asset-library/list").get(list))
+        .service(endpoint("/asset-library/upload").post(upload))
+        .service(endpoint("/asset-library/{asset_id}/metadata").get(metadata))
         .service(
-            web::resource("/asset-library/{asset_id}")
-                .route(web::get().to(download))
-                .route(web::delete().to(delete)),
+            endpoint("/asset-library/{asset_id}")
+                .get(download)
+                .delete(delete),
         );
 }
 

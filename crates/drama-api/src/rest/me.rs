@@ -5,11 +5,12 @@ use drama_app::LedgerEntry;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::endpoint::endpoint;
 use crate::error::ApiError;
 use crate::state::{ApiState, Auth};
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/me", web::get().to(me));
+    cfg.service(endpoint("/me").get(me));
 }
 
 #[derive(Deserialize)]

@@ -11,6 +11,7 @@ use drama_app::store::Entity;
 use futures::StreamExt as _;
 
 use super::delivery::Delivery;
+use crate::endpoint::endpoint;
 use crate::error::{ApiError, ErrorCode};
 use crate::state::ApiState;
 
@@ -18,17 +19,13 @@ use crate::state::ApiState;
 const REDIRECT_EXPIRY: Duration = Duration::from_secs(300);
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/media/{key:.+}")
-            .route(web::get().to(media))
-            .route(web::head().to(media)),
-    )
-    .service(
-        web::resource("/files/{key:.+}")
-            .route(web::get().to(signed_get))
-            .route(web::head().to(signed_get))
-            .route(web::put().to(signed_put)),
-    );
+    cfg.service(endpoint("/media/{key:.+}").get(media).head(media))
+        .service(
+            endpoint("/files/{key:.+}")
+                .get(signed_get)
+                .head(signed_get)
+                .put(signed_put),
+        );
 }
 
 /// `GET`/`HEAD /media/{key}`: an object of the caller, or anyone's with a signature of this

@@ -2,10 +2,11 @@
 
 use actix_web::{HttpResponse, web};
 
+use crate::endpoint::endpoint;
 use crate::state::ApiState;
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/models", web::get().to(models));
+    cfg.service(endpoint("/models").get(models));
 }
 
 /// The price list; public, like the prices on a shop's door.

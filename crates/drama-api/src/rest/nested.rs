@@ -9,36 +9,34 @@ use drama_domain::{
 use serde_json::json;
 
 use super::{drama_id, patch_body, path_id, with_etag};
+use crate::endpoint::endpoint;
 use crate::error::ApiError;
 use crate::state::{ApiState, Auth};
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/dramas/{d}/characters", web::get().to(characters))
+    cfg.service(endpoint("/dramas/{d}/characters").get(characters))
         .service(
-            web::resource("/dramas/{d}/characters/{c}")
-                .route(web::get().to(character))
-                .route(web::patch().to(patch_character)),
+            endpoint("/dramas/{d}/characters/{c}")
+                .get(character)
+                .patch(patch_character),
         )
-        .route("/dramas/{d}/episodes", web::get().to(episodes))
+        .service(endpoint("/dramas/{d}/episodes").get(episodes))
         .service(
-            web::resource("/dramas/{d}/episodes/{e}")
-                .route(web::get().to(episode))
-                .route(web::patch().to(patch_episode)),
+            endpoint("/dramas/{d}/episodes/{e}")
+                .get(episode)
+                .patch(patch_episode),
         )
-        .route("/dramas/{d}/episodes/{e}/scenes", web::get().to(scenes))
+        .service(endpoint("/dramas/{d}/episodes/{e}/scenes").get(scenes))
         .service(
-            web::resource("/dramas/{d}/episodes/{e}/scenes/{s}")
-                .route(web::get().to(scene))
-                .route(web::patch().to(patch_scene)),
+            endpoint("/dramas/{d}/episodes/{e}/scenes/{s}")
+                .get(scene)
+                .patch(patch_scene),
         )
-        .route(
-            "/dramas/{d}/episodes/{e}/scenes/{s}/assets",
-            web::get().to(scene_assets),
-        )
+        .service(endpoint("/dramas/{d}/episodes/{e}/scenes/{s}/assets").get(scene_assets))
         .service(
-            web::resource("/dramas/{d}/episodes/{e}/scenes/{s}/assets/{a}")
-                .route(web::get().to(scene_asset))
-                .route(web::patch().to(patch_scene_asset)),
+            endpoint("/dramas/{d}/episodes/{e}/scenes/{s}/assets/{a}")
+                .get(scene_asset)
+                .patch(patch_scene_asset),
         );
 }
 

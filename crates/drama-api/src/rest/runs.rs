@@ -14,12 +14,13 @@ use serde_json::{Value, json};
 use super::generate::options;
 use super::jobs::{job_id, record};
 use super::{drama_id, path_id};
+use crate::endpoint::endpoint;
 use crate::error::ApiError;
 use crate::state::{ApiState, Auth};
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/jobs/{job}/graph", web::get().to(graph))
-        .route("/dramas/{d}/estimate", web::post().to(estimate));
+    cfg.service(endpoint("/jobs/{job}/graph").get(graph))
+        .service(endpoint("/dramas/{d}/estimate").post(estimate));
 }
 
 fn millis(t: Option<chrono::DateTime<chrono::Utc>>) -> Value {

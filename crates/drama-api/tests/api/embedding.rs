@@ -53,11 +53,38 @@ async fn the_api_mounts_under_a_prefix_next_to_foreign_routes() {
     let body: Value = test::read_body_json(res).await;
     assert_eq!(body["code"], "not_found");
 
+    // A method an API path lacks is the API's JSON 405 naming the methods it has.
+    let res = test::call_service(
+        &svc,
+        TestRequest::default()
+            .method(actix_web::http::Method::TRACE)
+            .uri("/drama/dramas")
+            .to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), 405);
+    assert_eq!(res.headers().get("allow").unwrap(), "GET, POST");
+    let body: Value = test::read_body_json(res).await;
+    assert_eq!(body["code"], "method_not_allowed");
+
     // The host's own route works and its 404 stays the host's (actix's empty default).
     let res = test::call_service(&svc, TestRequest::get().uri("/hello").to_request()).await;
     assert_eq!(res.status(), 200);
     assert_eq!(test::read_body(res).await, "hi");
     let res = test::call_service(&svc, TestRequest::get().uri("/elsewhere").to_request()).await;
+    assert_eq!(res.status(), 404);
+    assert!(
+        test::read_body(res).await.is_empty(),
+        "the host's 404 was taken over"
+    );
+    let res = test::call_service(
+        &svc,
+        TestRequest::default()
+            .method(actix_web::http::Method::TRACE)
+            .uri("/elsewhere")
+            .to_request(),
+    )
+    .await;
     assert_eq!(res.status(), 404);
     assert!(
         test::read_body(res).await.is_empty(),

@@ -460,3 +460,74 @@ async fn generation_mutations_and_nested_jobs() {
     assert_eq!(b["data"]["createDrama"]["status"], "pending");
     worker.shutdown().await;
 }
+
+#[actix_web::test]
+async fn a_request_body_of_the_wrong_shape_is_refused_with_400() {
+    let h = Harness::new().await;
+    let svc = h.service(Harness::settings()).await;
+    for (body, names) in [
+        (
+            json!({"query": "{ me { id } }", "operationName": 42}),
+            "operationName",
+        ),
+        (
+            json!({"query": "{ me { id } }", "operationName": ["a"]}),
+            "operationName",
+        ),
+        (
+            json!({"query": "{ me { id } }", "operationName": {}}),
+            "operationName",
+        ),
+        (
+            json!({"query": "{ me { id } }", "variables": [1]}),
+            "variables",
+        ),
+        (
+            json!({"query": "{ me { id } }", "variables": "{}"}),
+            "variables",
+        ),
+        (
+            json!({"query": "{ me { id } }", "variables": 3}),
+            "variables",
+        ),
+        (json!({"query": 7}), "query"),
+        (json!({"query": ["{ me { id } }"]}), "query"),
+        (json!({"variables": {}}), "query"),
+        (json!("{ me { id } }"), "object"),
+        (
+            json!([{"query": "{ me { id } }", "operationName": 1}]),
+            "operationName",
+        ),
+    ] {
+        let (status, _, answer) =
+            send(&svc, post_json("/graphql", &h.alice_key, body.clone())).await;
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert_eq!(answer["code"], "bad_request", "{body}");
+        let detail = answer["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains(names), "{body}: {detail}");
+    }
+
+    // Nulls are absent members, and a well-typed request is answered as before.
+    let (status, _, answer) = send(
+        &svc,
+        post_json(
+            "/graphql",
+            &h.alice_key,
+            json!({"query": "query Me { me { id } }", "operationName": "Me", "variables": null}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.get("errors").is_none(), "{answer}");
+    let (status, _, answer) = send(
+        &svc,
+        post_json(
+            "/graphql",
+            &h.alice_key,
+            json!([{"query": "{ me { id } }", "operationName": null, "variables": {}}]),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.is_array(), "{answer}");
+}

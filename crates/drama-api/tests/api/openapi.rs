@@ -9,7 +9,7 @@ use crate::support::{Harness, bearer, send};
 
 const DOC: &str = include_str!("../../openapi.json");
 
-/// Every route path registered in the source (`.route("…"` and `web::resource("…"`).
+/// Every route path registered in the source (`endpoint("…"`, `.route("…"` and `web::resource("…"`).
 fn routes_in_source() -> BTreeSet<String> {
     let sources = [
         include_str!("../../src/rest/health.rs"),
@@ -28,7 +28,7 @@ fn routes_in_source() -> BTreeSet<String> {
     ];
     let mut found = BTreeSet::new();
     for source in sources {
-        for marker in [".route(", "web::resource("] {
+        for marker in [".route(", "web::resource(", "endpoint("] {
             for (i, _) in source.match_indices(marker) {
                 // rustfmt may put the path on the next line.
                 let rest = source[i + marker.len()..].trim_start();
@@ -130,4 +130,68 @@ async fn every_documented_operation_is_answered_by_its_route() {
     let response =
         actix_web::test::call_service(&svc, TestRequest::get().uri("/docs").to_request()).await;
     assert_eq!(response.status(), 200);
+}
+
+#[actix_web::test]
+async fn a_method_a_documented_path_lacks_is_answered_405_with_allow() {
+    let h = Harness::new().await;
+    let svc = h.service(Harness::settings()).await;
+    let doc = documented();
+    let all = ["get", "put", "post", "delete", "patch", "trace", "options"];
+    for (path, methods) in doc["paths"].as_object().unwrap() {
+        let concrete = path
+            .replace("{drama_id}", "d")
+            .replace("{character_id}", "c")
+            .replace("{episode_id}", "e")
+            .replace("{scene_id}", "s")
+            .replace("{asset_id}", "a")
+            .replace("{job_id}", "00000000-0000-0000-0000-000000000000")
+            .replace("{key}", "k/x")
+            .replace("{key_id}", "00000000-0000-0000-0000-000000000000")
+            .replace("{file}", "js/main.js");
+        let documented: BTreeSet<String> = methods
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|m| m.to_uppercase())
+            .collect();
+        for method in all {
+            if documented.contains(&method.to_uppercase()) {
+                continue;
+            }
+            let req = TestRequest::default()
+                .method(method.to_uppercase().parse().unwrap())
+                .uri(&concrete)
+                .insert_header(bearer(&h.alice_key));
+            let (status, headers, body) = send(&svc, req).await;
+            assert_eq!(status, 405, "{method} {path}: {body}");
+            assert_eq!(body["code"], "method_not_allowed", "{method} {path}");
+            let allow: BTreeSet<String> = headers
+                .get("allow")
+                .unwrap_or_else(|| panic!("{method} {path} without Allow"))
+                .to_str()
+                .unwrap()
+                .split(',')
+                .map(|m| m.trim().to_owned())
+                .collect();
+            // HEAD may be served beside GET without being documented as its own operation.
+            let undocumented: Vec<_> = allow.difference(&documented).collect();
+            assert!(
+                undocumented.iter().all(|m| *m == "HEAD"),
+                "{method} {path}: Allow names {undocumented:?}"
+            );
+            assert!(documented.is_subset(&allow), "{method} {path}: {allow:?}");
+        }
+    }
+
+    // An unknown path stays a 404, whatever the method.
+    for method in ["GET", "TRACE", "PUT"] {
+        let req = TestRequest::default()
+            .method(method.parse().unwrap())
+            .uri("/no-such-route")
+            .insert_header(bearer(&h.alice_key));
+        let (status, headers, body) = send(&svc, req).await;
+        assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
+        assert!(headers.get("allow").is_none());
+    }
 }

@@ -174,6 +174,26 @@ impl MemoryGeneration {
         ))
     }
 
+    /// Settles a token-priced task: its cost drops to `usage_price` when that is less, and
+    /// the difference is credited back (a `usage_settle` row) before the store lets go.
+    fn settle_usage(
+        &self,
+        owner: UserId,
+        fence: &Fence,
+        usage_price: Option<i64>,
+    ) -> Result<(), GenerationError> {
+        let Some(price) = usage_price else {
+            return Ok(());
+        };
+        self.jobs.settle_paid(fence, price, |back| {
+            self.store
+                .move_credits_now(&CreditMove::usage_settle(owner, fence, back))
+                .map(|_| ())
+                .map_err(GenerationError::from)
+        })?;
+        Ok(())
+    }
+
     /// Debits an expansion's cost if the owner can pay; returns whether it was paid.
     fn pay_for_expansion(
         &self,
@@ -357,6 +377,7 @@ impl GenerationStore for MemoryGeneration {
         scenes: &[Scene],
         expansion: Expansion,
         expansion_cost: i64,
+        usage_price: Option<i64>,
         result: Value,
     ) -> Result<bool, GenerationError> {
         self.update(owner, drama, |d| {
@@ -369,6 +390,7 @@ impl GenerationStore for MemoryGeneration {
             Ok(())
         })
         .await?;
+        self.settle_usage(owner, fence, usage_price)?;
         let paid = self.pay_for_expansion(owner, fence, &expansion, expansion_cost)?;
         self.finish(
             fence,
@@ -389,6 +411,7 @@ impl GenerationStore for MemoryGeneration {
         write: DramaWrite,
         expansion: Expansion,
         expansion_cost: i64,
+        usage_price: Option<i64>,
         result: Value,
     ) -> Result<bool, GenerationError> {
         match write {
@@ -399,6 +422,7 @@ impl GenerationStore for MemoryGeneration {
                 self.store.save_complete(owner, drama, None).await?;
             }
         }
+        self.settle_usage(owner, fence, usage_price)?;
         let paid = self.pay_for_expansion(owner, fence, &expansion, expansion_cost)?;
         self.finish(
             fence,
@@ -409,6 +433,24 @@ impl GenerationStore for MemoryGeneration {
         )
         .await?;
         Ok(paid)
+    }
+
+    async fn complete_script(
+        &self,
+        fence: &Fence,
+        owner: UserId,
+        usage_price: Option<i64>,
+        result: Value,
+    ) -> Result<(), GenerationError> {
+        self.settle_usage(owner, fence, usage_price)?;
+        self.finish(
+            fence,
+            FinishKind::Complete {
+                result,
+                expansion: None,
+            },
+        )
+        .await
     }
 
     async fn settle_refunds(&self, limit: u32) -> Result<Vec<Refund>, GenerationError> {

@@ -93,7 +93,7 @@ where
 /// bytes, committing), and again after a transient failure, up to [`COMMIT_ATTEMPTS`] times
 /// with backoff. Handing such a failure to the job engine instead would retry the whole
 /// handler and pay the provider a second time for what it already made.
-async fn after_paid_call<T, E, F, Fut>(
+pub(super) async fn after_paid_call<T, E, F, Fut>(
     step: &str,
     retryable: impl Fn(&E) -> bool,
     mut run: F,

@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::error::{AiError, Provider};
 use crate::registry::{DEFAULT_GPT_MODEL, DEFAULT_SCRIPT_MODEL, ScriptModelChoice};
 use crate::settings::AiSettings;
-use crate::usage::{CallKind, CostTable};
+use crate::usage::{CallKind, CostTable, Usage};
 
 /// The old server's documented OpenAI name (`config.py`), kept so its clients keep working.
 const LEGACY_GPT_NAME: &str = "gpt-5";
@@ -57,6 +57,30 @@ impl ScriptPrices {
     }
 }
 
+/// Credits per million tokens of one model, for script calls priced by what they consumed.
+///
+/// A token-priced call is still debited its per-call price up front: that is the hold, the
+/// most it can cost. When it completes, its price is what its usage comes to at these rates,
+/// rounded up to a whole credit and never more than the hold; the rest of the hold is
+/// credited back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct TokenPrices {
+    /// Credits per million input (prompt) tokens.
+    pub input_per_million: u32,
+    /// Credits per million output tokens (thinking tokens included).
+    pub output_per_million: u32,
+}
+
+impl TokenPrices {
+    /// What `usage` costs at these rates, rounded up to a whole credit (not capped).
+    pub fn price(&self, usage: &Usage) -> u64 {
+        // u128: a u64 count of tokens times a u32 rate cannot overflow it.
+        let micro = u128::from(usage.input_tokens) * u128::from(self.input_per_million)
+            + u128::from(usage.output_tokens) * u128::from(self.output_per_million);
+        u64::try_from(micro.div_ceil(1_000_000)).unwrap_or(u64::MAX)
+    }
+}
+
 /// One model a request may name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScriptModelSpec {
@@ -64,8 +88,10 @@ pub struct ScriptModelSpec {
     pub name: String,
     /// Where it routes and which upstream model it asks for.
     pub route: ScriptModelChoice,
-    /// What its calls cost.
+    /// What its calls cost (for a token-priced model: what each call holds).
     pub prices: ScriptPrices,
+    /// Per-token prices: set, a call's price is settled from its usage when it completes.
+    pub token_prices: Option<TokenPrices>,
 }
 
 impl ScriptModelSpec {
@@ -101,16 +127,19 @@ impl ModelCatalog {
                     name: DEFAULT_SCRIPT_MODEL.to_owned(),
                     route: ScriptModelChoice::Gemini(settings.gemini_drama_model.clone()),
                     prices: base,
+                    token_prices: None,
                 },
                 ScriptModelSpec {
                     name: DEFAULT_GPT_MODEL.to_owned(),
                     route: ScriptModelChoice::OpenAi(settings.gpt_model.clone()),
                     prices: base,
+                    token_prices: None,
                 },
                 ScriptModelSpec {
                     name: LEGACY_GPT_NAME.to_owned(),
                     route: ScriptModelChoice::OpenAi(settings.gpt_model.clone()),
                     prices: base,
+                    token_prices: None,
                 },
             ]
         } else {
@@ -126,6 +155,7 @@ impl ModelCatalog {
             // A deployment that does not bill: operators' own prices are off too.
             for m in &mut models {
                 m.prices = ScriptPrices::free();
+                m.token_prices = None;
             }
         }
         if !models.iter().any(|m| m.name == "offline") {
@@ -133,6 +163,7 @@ impl ModelCatalog {
                 name: "offline".to_owned(),
                 route: ScriptModelChoice::Offline,
                 prices: ScriptPrices::free(),
+                token_prices: None,
             });
         }
         Ok(Self { models })
@@ -146,6 +177,7 @@ impl ModelCatalog {
                 name: "offline".to_owned(),
                 route: ScriptModelChoice::Offline,
                 prices: ScriptPrices::free(),
+                token_prices: None,
             }],
         }
     }
@@ -189,12 +221,29 @@ impl fmt::Display for ModelCatalog {
     }
 }
 
-/// Parses `name=provider[:upstream][@generate/improve/critique/episode],…`.
+/// Parses `in<credits>/out<credits>` (credits per million input and output tokens).
+fn parse_token_prices(text: &str) -> Option<TokenPrices> {
+    let (input, output) = text.split_once('/')?;
+    let rate = |part: &str, tag: &str| -> Option<u32> {
+        let digits = part.trim().strip_prefix(tag)?;
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        digits.parse().ok()
+    };
+    Some(TokenPrices {
+        input_per_million: rate(input, "in")?,
+        output_per_million: rate(output, "out")?,
+    })
+}
+
+/// Parses `name=provider[:upstream][@generate/improve/critique/episode][+in<N>/out<M>],…`.
 fn parse_entries(list: &str, base: ScriptPrices) -> Result<Vec<ScriptModelSpec>, AiError> {
     let bad = |entry: &str, why: &str| {
         AiError::Config(format!(
             "SCRIPT_MODELS entry {entry:?} {why}; expected \
-             name=provider[:upstream-model][@generate/improve/critique/episode], \
+             name=provider[:upstream-model][@generate/improve/critique/episode]\
+             [+in<credits per million input tokens>/out<credits per million output tokens>], \
              provider one of gemini, openai, offline"
         ))
     };
@@ -215,6 +264,18 @@ fn parse_entries(list: &str, base: ScriptPrices) -> Result<Vec<ScriptModelSpec>,
         if models.iter().any(|m| m.name == name) {
             return Err(bad(entry, "repeats a name"));
         }
+        let (rest, token_prices) = match rest.split_once('+') {
+            Some((rest, tokens)) => match parse_token_prices(tokens) {
+                Some(t) => (rest, Some(t)),
+                None => {
+                    return Err(bad(
+                        entry,
+                        "has token prices that are not in<whole number>/out<whole number>",
+                    ));
+                }
+            },
+            None => (rest, None),
+        };
         let (route, prices) = match rest.split_once('@') {
             Some((route, prices)) => (route.trim(), Some(prices.trim())),
             None => (rest.trim(), None),
@@ -249,6 +310,7 @@ fn parse_entries(list: &str, base: ScriptPrices) -> Result<Vec<ScriptModelSpec>,
             name: name.to_owned(),
             route,
             prices,
+            token_prices,
         });
     }
     if models.is_empty() {
@@ -328,11 +390,77 @@ mod tests {
     }
 
     #[test]
+    fn token_prices_follow_the_call_prices_and_default_to_none() {
+        let c = ModelCatalog::from_settings(&settings(
+            "gpt-5.1=openai@10/10/3/8+in125/out1000, flash=gemini:gemini-2.5-flash+in30/out250, \
+             pro=gemini",
+        ))
+        .unwrap();
+        let gpt = c.resolve(Some("gpt-5.1")).unwrap();
+        assert_eq!(gpt.prices.of_call(CallKind::GenerateDrama), 10);
+        assert_eq!(
+            gpt.token_prices,
+            Some(TokenPrices {
+                input_per_million: 125,
+                output_per_million: 1000,
+            })
+        );
+        let flash = c.resolve(Some("flash")).unwrap();
+        assert_eq!(
+            flash.route,
+            ScriptModelChoice::Gemini("gemini-2.5-flash".into())
+        );
+        // Without `@…` the hold is the `PRICE_*` script price.
+        assert_eq!(flash.prices, ScriptPrices::of(&CostTable::default()));
+        assert_eq!(flash.token_prices.map(|t| t.output_per_million), Some(250));
+        assert_eq!(c.resolve(Some("pro")).unwrap().token_prices, None);
+        assert_eq!(c.resolve(Some("offline")).unwrap().token_prices, None);
+        // The built-in list prices per call only.
+        let built_in = ModelCatalog::from_settings(&settings("")).unwrap();
+        assert!(built_in.models().iter().all(|m| m.token_prices.is_none()));
+        // PRICING=off drops token prices with the rest.
+        let mut off = settings("gpt-5.1=openai+in125/out1000");
+        off.pricing = false;
+        let off = ModelCatalog::from_settings(&off).unwrap();
+        assert!(off.models().iter().all(|m| m.token_prices.is_none()));
+    }
+
+    #[test]
+    fn a_token_price_is_rounded_up_to_a_whole_credit() {
+        let t = TokenPrices {
+            input_per_million: 125,
+            output_per_million: 1000,
+        };
+        let usage = |input_tokens, output_tokens| Usage {
+            input_tokens,
+            output_tokens,
+            ..Usage::default()
+        };
+        assert_eq!(t.price(&usage(0, 0)), 0);
+        // 1 input token is 0.000125 credits: one credit.
+        assert_eq!(t.price(&usage(1, 0)), 1);
+        // 8,000 in + 1,000 out = 1 + 1 credits exactly.
+        assert_eq!(t.price(&usage(8_000, 1_000)), 2);
+        assert_eq!(t.price(&usage(8_001, 1_000)), 3);
+        // No overflow at the extremes.
+        let most = TokenPrices {
+            input_per_million: u32::MAX,
+            output_per_million: u32::MAX,
+        };
+        assert!(most.price(&usage(u64::MAX, u64::MAX)) > 0);
+    }
+
+    #[test]
     fn bad_entries_name_themselves() {
         for (list, why) in [
             ("flash", "no '='"),
             ("flash=anthropic", "unknown provider"),
             ("flash=gemini@1/2", "four whole numbers"),
+            ("flash=gemini+in1", "token prices"),
+            ("flash=gemini+in1/out", "token prices"),
+            ("flash=gemini@1/1/1/1+out1/in1", "token prices"),
+            ("flash=gemini+in-1/out2", "token prices"),
+            ("flash=gemini+in1/out99999999999", "token prices"),
             ("a=gemini,a=openai", "repeats"),
             ("bad name=gemini", "letters"),
         ] {

@@ -15,7 +15,7 @@ mod types;
 mod usage;
 pub mod validate;
 
-pub use catalog::{ModelCatalog, ScriptModelSpec, ScriptPrices};
+pub use catalog::{ModelCatalog, ScriptModelSpec, ScriptPrices, TokenPrices};
 pub use error::{AiError, Provider};
 pub use http::retry::RetryPolicy;
 pub use offline::{

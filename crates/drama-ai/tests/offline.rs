@@ -480,3 +480,37 @@ async fn with_no_keys_everything_is_offline() {
         "unknown names stay errors offline"
     );
 }
+
+#[tokio::test]
+async fn script_calls_report_deterministic_token_usage() {
+    let provider = OfflineProvider::new(3);
+    let request = DramaRequest::new(DramaId::parse("d1").unwrap(), PREMISE);
+    let first = provider.generate_drama(&request).await.unwrap();
+    let again = provider.generate_drama(&request).await.unwrap();
+    assert_eq!(
+        first.usage, again.usage,
+        "the same call reports the same usage"
+    );
+    assert_eq!(first.usage.requests, 1);
+    // About four bytes of text per token, in and out.
+    assert_eq!(first.usage.input_tokens, PREMISE.len().div_ceil(4) as u64);
+    let written = serde_json::to_string(&first.output).unwrap();
+    assert_eq!(first.usage.output_tokens, written.len().div_ceil(4) as u64);
+    let d = first.output;
+    let critique = provider.critique_drama(&d).await.unwrap();
+    let scenes = provider
+        .write_episode_scenes(&d, &d.episodes[0].id)
+        .await
+        .unwrap();
+    let improved = provider
+        .improve_drama(&d, "Raise the stakes.", &DramaId::parse("d2").unwrap())
+        .await
+        .unwrap();
+    for usage in [critique.usage, scenes.usage, improved.usage] {
+        assert!(
+            usage.input_tokens > 0 && usage.output_tokens > 0,
+            "{usage:?}"
+        );
+        assert_eq!((usage.images, usage.video_seconds), (0, 0));
+    }
+}

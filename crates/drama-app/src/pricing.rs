@@ -5,6 +5,8 @@ use serde::Serialize;
 
 use crate::App;
 
+pub use drama_ai::TokenPrices;
+
 /// One script model a request may name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ModelPrice {
@@ -15,8 +17,13 @@ pub struct ModelPrice {
     /// Whether requests that name no model get this one.
     pub default: bool,
     /// Credits per call: writing a drama, rewriting it from feedback, a critique, one
-    /// episode's scenes.
+    /// episode's scenes. For a token-priced model, what each call holds (the most it costs).
     pub prices: drama_ai::ScriptPrices,
+    /// Credits per million input and output tokens, when calls are priced by their usage:
+    /// each call is debited its per-call price when its run starts, and what its usage did
+    /// not cost is credited back when it completes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_prices: Option<TokenPrices>,
 }
 
 /// Credits per media call (the models behind them are chosen by the operator).
@@ -58,6 +65,7 @@ impl App {
                 provider: m.provider().as_str().to_owned(),
                 default: m.name == default,
                 prices: m.prices,
+                token_prices: m.token_prices,
             })
             .collect();
         models.sort_by_key(|m| !m.default);

@@ -30,11 +30,14 @@ pub enum CreditReason {
     Refund,
     /// A refund taken back (resumed work completed after it was refunded).
     Clawback,
+    /// The part of a token-priced call's hold that its usage did not cost, given back when
+    /// the call's task completed.
+    UsageSettle,
 }
 
 impl CreditReason {
     /// Every reason, in a stable order.
-    pub const ALL: [CreditReason; 8] = [
+    pub const ALL: [CreditReason; 9] = [
         Self::Opening,
         Self::Grant,
         Self::Adjustment,
@@ -43,6 +46,7 @@ impl CreditReason {
         Self::ResumeCharge,
         Self::Refund,
         Self::Clawback,
+        Self::UsageSettle,
     ];
 
     /// The stored and wire name (`run_charge`, …).
@@ -56,6 +60,7 @@ impl CreditReason {
             Self::ResumeCharge => "resume_charge",
             Self::Refund => "refund",
             Self::Clawback => "clawback",
+            Self::UsageSettle => "usage_settle",
         }
     }
 }
@@ -111,6 +116,14 @@ impl CreditMove {
     /// (the same row on every backend).
     pub fn expansion(owner: UserId, fence: &drama_jobs::Fence, cost: i64) -> Self {
         Self::new(owner, -cost.max(0), CreditReason::Expansion)
+            .run(fence.run_id.0)
+            .task(fence.job_id.0)
+    }
+
+    /// The credit of what a token-priced task's hold exceeded its price by, to the run and
+    /// task holding `fence` (the same row on every backend).
+    pub fn usage_settle(owner: UserId, fence: &drama_jobs::Fence, back: i64) -> Self {
+        Self::new(owner, back.max(0), CreditReason::UsageSettle)
             .run(fence.run_id.0)
             .task(fence.job_id.0)
     }

@@ -4,6 +4,12 @@
 //! drama's version) and complete its job in one transaction: either both happen or neither,
 //! and a worker that lost its lease (a zombie) changes nothing. Credits are debited in the
 //! same transaction as the jobs they pay for are created.
+//!
+//! A script task priced by its tokens was debited its per-call price (the hold) with its run.
+//! Its completion passes `usage_price`, what its usage came to: the task's cost drops to it
+//! when it is less, and the difference is credited back (a `usage_settle` ledger row) in the
+//! completing transaction. The price comes from the checkpointed product, so a completion
+//! committed again settles the same amount, and a task settles at most once.
 
 use async_trait::async_trait;
 use drama_domain::{AssetId, CharacterId, Drama, DramaId, EpisodeId, Scene, SceneId, UserId};
@@ -136,10 +142,11 @@ pub trait GenerationStore: Send + Sync {
         result: Value,
     ) -> Result<Applied, GenerationError>;
 
-    /// Stores the scenes written for an episode (replacing its scenes), debits `expansion_cost`
-    /// and completes the job with `expansion`. When the owner cannot pay for the expansion,
-    /// the scenes are still stored and the job completes without it; the return value says
-    /// whether the expansion was added.
+    /// Stores the scenes written for an episode (replacing its scenes), settles the task's
+    /// `usage_price` (see the module documentation), debits `expansion_cost` and completes
+    /// the job with `expansion`. When the owner cannot pay for the expansion, the scenes are
+    /// still stored and the job completes without it; the return value says whether the
+    /// expansion was added.
     ///
     /// # Errors
     /// `FenceLost`; `NotFound` (drama or episode gone: nothing written); `Unavailable`.
@@ -153,12 +160,13 @@ pub trait GenerationStore: Send + Sync {
         scenes: &[Scene],
         expansion: Expansion,
         expansion_cost: i64,
+        usage_price: Option<i64>,
         result: Value,
     ) -> Result<bool, GenerationError>;
 
-    /// Stores a written drama, debits `expansion_cost` and completes the job with
-    /// `expansion` (the portraits and cover that follow). Without enough tokens for the
-    /// expansion, the drama is stored and the job completes without it.
+    /// Stores a written drama, settles the task's `usage_price`, debits `expansion_cost` and
+    /// completes the job with `expansion` (the portraits and cover that follow). Without
+    /// enough tokens for the expansion, the drama is stored and the job completes without it.
     ///
     /// # Errors
     /// `FenceLost`; `AlreadyExists` (create: the id was taken meanwhile; nothing written);
@@ -172,8 +180,22 @@ pub trait GenerationStore: Send + Sync {
         write: DramaWrite,
         expansion: Expansion,
         expansion_cost: i64,
+        usage_price: Option<i64>,
         result: Value,
     ) -> Result<bool, GenerationError>;
+
+    /// Settles the task's `usage_price` and completes the job with `result` (a script call
+    /// that stores nothing, such as a critique).
+    ///
+    /// # Errors
+    /// `FenceLost` (nothing written); `Unavailable`.
+    async fn complete_script(
+        &self,
+        fence: &Fence,
+        owner: UserId,
+        usage_price: Option<i64>,
+        result: Value,
+    ) -> Result<(), GenerationError>;
 
     /// Re-queues the failed, skipped and cancelled work under `job` and debits its price
     /// from `owner` in the same transaction (a `resume_charge` ledger row). Without enough

@@ -29,10 +29,12 @@ use sqlx::{PgConnection, Row as _};
 use uuid::Uuid;
 
 use crate::PgStore;
-use crate::credits::{balance, try_move};
+use crate::credits::{apply, balance, try_move};
 use crate::dramas::{bump_version, read_complete, write_children};
 use crate::error::{db, map_err};
-use crate::jobs::{complete_in_tx, resume_priced_in_tx, submit_in_tx, take_refund_in_tx};
+use crate::jobs::{
+    complete_in_tx, resume_priced_in_tx, settle_in_tx, submit_in_tx, take_refund_in_tx,
+};
 
 /// Lock order, step 1: the run's root row, before any row of the drama. The engine takes the
 /// same lock when it completes the task; taking it first makes every completing transaction
@@ -113,6 +115,25 @@ async fn set_entity_url(
 }
 
 impl PgStore {
+    /// Settles a token-priced task: its cost drops to `usage_price` when that is less, and the
+    /// difference is credited back (a `usage_settle` row). Lock order: the run (already held)
+    /// and its task rows, then the user.
+    async fn settle_usage(
+        conn: &mut PgConnection,
+        owner: UserId,
+        fence: &Fence,
+        usage_price: Option<i64>,
+    ) -> Result<(), GenerationError> {
+        let Some(price) = usage_price else {
+            return Ok(());
+        };
+        let back = settle_in_tx(conn, fence, price).await?;
+        if back > 0 {
+            apply(conn, &CreditMove::usage_settle(owner, fence, back)).await?;
+        }
+        Ok(())
+    }
+
     /// Debits the expansion's cost (an `expansion` ledger row) when the owner can pay;
     /// returns whether it was paid.
     async fn pay_for_expansion(
@@ -271,6 +292,7 @@ impl GenerationStore for PgStore {
         scenes: &[Scene],
         expansion: Expansion,
         expansion_cost: i64,
+        usage_price: Option<i64>,
         result: Value,
     ) -> Result<bool, GenerationError> {
         let mut tx = self.pool.begin().await.map_err(db)?;
@@ -288,6 +310,8 @@ impl GenerationStore for PgStore {
         ep.scenes = scenes.to_vec();
         stored.drama.validate().map_err(RepoError::from)?;
         write_children(&mut tx, &stored.drama, true).await?;
+        // Settled before the expansion is paid: what the hold gives back can pay for it.
+        Self::settle_usage(&mut tx, owner, fence, usage_price).await?;
         let paid =
             Self::pay_for_expansion(&mut tx, owner, fence, &expansion, expansion_cost).await?;
         let result = with_applied(result, paid);
@@ -305,6 +329,7 @@ impl GenerationStore for PgStore {
         write: DramaWrite,
         expansion: Expansion,
         expansion_cost: i64,
+        usage_price: Option<i64>,
         result: Value,
     ) -> Result<bool, GenerationError> {
         drama.validate().map_err(RepoError::from)?;
@@ -346,12 +371,29 @@ impl GenerationStore for PgStore {
                 write_children(&mut tx, drama, true).await?;
             }
         }
+        Self::settle_usage(&mut tx, owner, fence, usage_price).await?;
         let paid =
             Self::pay_for_expansion(&mut tx, owner, fence, &expansion, expansion_cost).await?;
         let result = with_applied(result, paid);
         complete_in_tx(&mut tx, fence, result, paid.then_some(expansion)).await?;
         tx.commit().await.map_err(db)?;
         Ok(paid)
+    }
+
+    #[tracing::instrument(skip_all, fields(job.id = %fence.job_id))]
+    async fn complete_script(
+        &self,
+        fence: &Fence,
+        owner: UserId,
+        usage_price: Option<i64>,
+        result: Value,
+    ) -> Result<(), GenerationError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        lock_run(&mut tx, fence.run_id).await?;
+        Self::settle_usage(&mut tx, owner, fence, usage_price).await?;
+        complete_in_tx(&mut tx, fence, result, None).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(())
     }
 
     #[tracing::instrument(skip_all, fields(job.id = %job, user.id = %owner))]

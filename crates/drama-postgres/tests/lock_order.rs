@@ -215,6 +215,7 @@ async fn a_scene_expansion_locks_the_run_before_the_drama_and_the_balance(pool: 
                     &scenes,
                     expansion,
                     5,
+                    None,
                     json!({}),
                 )
                 .await

@@ -108,6 +108,21 @@ impl OfflineProvider {
         ModelInfo::new(Provider::Offline, OFFLINE_MODEL)
     }
 
+    /// What a script call of the offline provider reports: a request each, and about four
+    /// bytes of text per token in and out, like the providers it stands in for. Deterministic,
+    /// so that tests can see a call priced by its tokens.
+    fn script_usage(input: &[&str], output: &impl serde::Serialize) -> Usage {
+        let bytes_in: usize = input.iter().map(|t| t.len()).sum();
+        let bytes_out = serde_json::to_string(output).map_or(0, |s| s.len());
+        let tokens = |bytes: usize| u64::try_from(bytes.div_ceil(4)).unwrap_or(u64::MAX);
+        Usage {
+            input_tokens: tokens(bytes_in),
+            output_tokens: tokens(bytes_out),
+            requests: 1,
+            ..Usage::default()
+        }
+    }
+
     fn generated<T>(output: T, usage: Usage) -> Generated<T> {
         Generated {
             output,
@@ -525,7 +540,8 @@ impl ScriptModel for OfflineProvider {
             EpisodeCount::from_texts(&[&request.premise]).map_err(AiError::InvalidRequest)?;
         let drama = script::drama(self.seed, &request.drama_id, &request.premise, episodes)
             .map_err(AiError::InvalidRequest)?;
-        Ok(Self::generated(drama, Usage::default()))
+        let usage = Self::script_usage(&[&request.premise], &drama);
+        Ok(Self::generated(drama, usage))
     }
 
     #[tracing::instrument(skip_all, fields(provider = "offline", drama_id = %drama.id, new_id = %new_id))]
@@ -543,12 +559,17 @@ impl ScriptModel for OfflineProvider {
             .map_err(AiError::InvalidRequest)?;
         let improved = script::improve(self.seed, drama, feedback, new_id, episodes)
             .map_err(AiError::InvalidRequest)?;
-        Ok(Self::generated(improved, Usage::default()))
+        let original = serde_json::to_string(drama).unwrap_or_default();
+        let usage = Self::script_usage(&[&original, feedback], &improved);
+        Ok(Self::generated(improved, usage))
     }
 
     async fn critique_drama(&self, drama: &Drama) -> Result<Generated<String>, AiError> {
         self.calls.count(Call::Script);
-        Ok(Self::generated(script::critique(drama), Usage::default()))
+        let critique = script::critique(drama);
+        let original = serde_json::to_string(drama).unwrap_or_default();
+        let usage = Self::script_usage(&[&original], &critique);
+        Ok(Self::generated(critique, usage))
     }
 
     #[tracing::instrument(skip_all, fields(provider = "offline", drama_id = %drama.id, episode_id = %episode_id))]
@@ -568,7 +589,9 @@ impl ScriptModel for OfflineProvider {
                 problems,
             }
         })?;
-        Ok(Self::generated(scenes, Usage::default()))
+        let original = serde_json::to_string(drama).unwrap_or_default();
+        let usage = Self::script_usage(&[&original, episode_id.as_str()], &scenes);
+        Ok(Self::generated(scenes, usage))
     }
 }
 

@@ -76,7 +76,7 @@ impl CreditEntry {
         int(self.0.balance_after)
     }
     /// `opening`, `grant`, `adjustment`, `run_charge`, `expansion`, `resume_charge`,
-    /// `refund` or `clawback`.
+    /// `refund`, `clawback` or `usage_settle`.
     fn reason(&self) -> &str {
         self.0.reason.as_str()
     }

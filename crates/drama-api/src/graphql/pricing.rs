@@ -38,6 +38,26 @@ impl ModelPrice {
     fn write_episode_scenes(&self) -> i32 {
         credits(self.0.prices.write_episode_scenes)
     }
+    /// Per-token prices, when calls of this model are priced by their usage (null: per call
+    /// only). The per-call prices above are then what each call holds, the most it costs.
+    fn token_prices(&self) -> Option<TokenPrices> {
+        self.0.token_prices.map(TokenPrices)
+    }
+}
+
+/// Credits per million tokens of a model whose calls are priced by their usage.
+pub struct TokenPrices(pub(crate) drama_app::TokenPrices);
+
+#[graphql_object(context = Ctx)]
+impl TokenPrices {
+    /// Credits per million input (prompt) tokens.
+    fn input_per_million(&self) -> i32 {
+        credits(self.0.input_per_million)
+    }
+    /// Credits per million output tokens (thinking tokens included).
+    fn output_per_million(&self) -> i32 {
+        credits(self.0.output_per_million)
+    }
 }
 
 /// The price list.

@@ -339,3 +339,41 @@ async fn with_pricing_off_nothing_is_charged_and_the_ledger_still_records_each_r
         "{gql}"
     );
 }
+
+#[actix_web::test]
+async fn per_token_prices_are_listed_where_they_are_set() {
+    let h =
+        priced_harness("gemini-3-pro-preview=gemini,tok=openai:gpt-5.1@10/10/3/8+in125/out1000")
+            .await;
+    let svc = h.service(Harness::settings()).await;
+    let (status, _, body) = send(&svc, TestRequest::get().uri("/models")).await;
+    assert_eq!(status, 200, "{body}");
+    let per_call = &body["models"][0];
+    assert_eq!(per_call["name"], "gemini-3-pro-preview");
+    assert!(per_call.get("token_prices").is_none(), "{body}");
+    let per_token = &body["models"][1];
+    assert_eq!(per_token["name"], "tok");
+    assert_eq!(
+        per_token["token_prices"],
+        json!({"input_per_million": 125, "output_per_million": 1000})
+    );
+    // The per-call prices stay: they are what each call holds.
+    assert_eq!(per_token["prices"]["generate_drama"], 10);
+
+    let (_, _, gql) = send(
+        &svc,
+        post_json(
+            "/graphql",
+            &h.alice_key,
+            json!({"query": "{ models { models { name tokenPrices { inputPerMillion outputPerMillion } } } }"}),
+        ),
+    )
+    .await;
+    let listed = &gql["data"]["models"]["models"];
+    assert_eq!(listed[0]["tokenPrices"], Value::Null, "{gql}");
+    assert_eq!(
+        listed[1]["tokenPrices"],
+        json!({"inputPerMillion": 125, "outputPerMillion": 1000}),
+        "{gql}"
+    );
+}

@@ -533,6 +533,8 @@ impl App {
         let Some(episode) = drama.episode(episode_id.as_str()) else {
             return Outcome::fail(format!("episode {episode_id} no longer exists"));
         };
+        // Scenes kept from before cost no call: a token-priced task then costs nothing.
+        let usage_price = self.usage_price(spec.model.as_deref(), models.script.provider, &usage);
         let result =
             json!({ "episodeId": episode_id, "scenes": episode.scenes.len(), "usage": usage });
         let fence = ctx.fence();
@@ -545,6 +547,7 @@ impl App {
                 &episode.scenes,
                 expansion.clone(),
                 cost,
+                usage_price,
                 result.clone(),
             )
         })
@@ -614,6 +617,7 @@ impl App {
         let (expansion, cost) = step!(planner.first_images(), |e: &crate::AppError| Outcome::fail(
             e
         ));
+        let usage_price = self.usage_price(spec.model.as_deref(), script.model().provider, &usage);
         let result = json!({ "dramaId": drama_id, "usage": usage });
         let fence = ctx.fence();
         match commit_retrying(|| {
@@ -624,6 +628,7 @@ impl App {
                 DramaWrite::Create,
                 expansion.clone(),
                 cost,
+                usage_price,
                 result.clone(),
             )
         })
@@ -696,10 +701,65 @@ impl App {
         )
         .drama;
         let script = step!(self.ai.script_model(spec.model.as_deref()), ai_outcome);
-        let critique = tokio::select! {
-            r = script.critique_drama(&drama) => step!(r, ai_outcome),
-            () = ctx.cancellation().cancelled() => return Outcome::cancelled("cancelled"),
+        let hash = hash_parts(&[
+            ctx.kind(),
+            &ctx.payload().to_string(),
+            &model_tag(&script.model()),
+            &serde_json::to_string(&drama).unwrap_or_default(),
+        ]);
+        let reused = reusable_script(&ctx, &hash)
+            .and_then(|w| Some((serde_json::from_value::<String>(w.output).ok()?, w.usage)));
+        let (feedback, usage) = match reused {
+            Some(found) => found,
+            None => {
+                let critique = tokio::select! {
+                    r = script.critique_drama(&drama) => step!(r, ai_outcome),
+                    () = ctx.cancellation().cancelled() => return Outcome::cancelled("cancelled"),
+                };
+                let usage = serde_json::to_value(critique.usage).unwrap_or(Value::Null);
+                let product = Written {
+                    input_hash: hash,
+                    output: Value::String(critique.output.clone()),
+                    usage: usage.clone(),
+                };
+                if let Err(outcome) = save_script(&ctx, &product).await {
+                    return outcome;
+                }
+                (critique.output, usage)
+            }
         };
-        Outcome::success(json!({ "feedback": critique.output }))
+        let usage_price = self.usage_price(spec.model.as_deref(), script.model().provider, &usage);
+        let result = json!({ "feedback": feedback, "usage": usage });
+        let fence = ctx.fence();
+        match commit_retrying(|| {
+            self.generation
+                .complete_script(&fence, owner, usage_price, result.clone())
+        })
+        .await
+        {
+            Ok(()) => Outcome::committed_externally(),
+            Err(e) => generation_outcome(&e),
+        }
+    }
+
+    /// What a script call's `usage` (as checkpointed) comes to at the per-token prices of the
+    /// model named `model`, when it has them and the call is billed at all; `None` keeps the
+    /// task's per-call price. No usage (no call was made) comes to nothing.
+    fn usage_price(
+        &self,
+        model: Option<&str>,
+        provider: drama_ai::Provider,
+        usage: &Value,
+    ) -> Option<i64> {
+        let prices = self.ai.catalog().resolve(model).ok()?.token_prices?;
+        if super::plan::priced(provider, self.price_offline) == drama_ai::Provider::Offline {
+            return None;
+        }
+        let usage: drama_ai::Usage = if usage.is_null() {
+            drama_ai::Usage::default()
+        } else {
+            serde_json::from_value(usage.clone()).ok()?
+        };
+        Some(i64::try_from(prices.price(&usage)).unwrap_or(i64::MAX))
     }
 }

@@ -436,3 +436,46 @@ fn a_cancel_after_the_provider_accepted_is_not_refunded_and_resumes_are_priced()
         "no claw-back after a paid resume"
     );
 }
+
+fn settle(rows: &mut Rows, fence: Fence, actual: i64) -> Result<i64, CoreError> {
+    let mut ws = Workset::new(&*rows, Utc::now());
+    let back = ws.settle_cost(&fence, actual)?;
+    let changes = ws.into_changes();
+    rows.apply(changes);
+    Ok(back)
+}
+
+#[test]
+fn settling_lowers_a_running_task_cost_once_and_never_raises_it() {
+    let mut rows = new_run(&diamond());
+    let w = WorkerId::new();
+    let fa = start(&mut rows, "a", w);
+    // Usage above the cost is capped: nothing changes.
+    assert_eq!(settle(&mut rows, fa, 9).unwrap(), 0);
+    assert_eq!(rows.tasks[&fa.job_id].cost, 5);
+    assert_eq!(settle(&mut rows, fa, 2).unwrap(), 3);
+    // Settling again (a commit retried) gives nothing more back.
+    assert_eq!(settle(&mut rows, fa, 2).unwrap(), 0);
+    let root = &rows.groups[&rows.run];
+    assert_eq!((root.costs.total, root.costs.charged), (23 - 3, 2));
+    finish(&mut rows, fa, ok(1)).unwrap();
+    // A settled fence that is gone settles nothing.
+    assert!(matches!(
+        settle(&mut rows, fa, 0),
+        Err(CoreError::Job(JobError::FenceLost(_)))
+    ));
+    // A settled task that fails later is refunded what is left of its cost.
+    let fb = start(&mut rows, "b", w);
+    assert_eq!(settle(&mut rows, fb, 4).unwrap(), 3);
+    finish(
+        &mut rows,
+        fb,
+        FinishKind::Fail {
+            error: "boom".into(),
+        },
+    )
+    .unwrap();
+    let root = &rows.groups[&rows.run];
+    assert_eq!(root.costs.refundable, 4 + 11);
+    assert_eq!(root.costs.total, 23 - 3 - 3);
+}

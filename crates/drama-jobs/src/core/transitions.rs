@@ -150,6 +150,42 @@ impl Workset<'_> {
         Ok(())
     }
 
+    /// Lowers the cost of the task running under `fence` to `actual` when that is less, for
+    /// work priced by what it consumed: the cost it was charged when it started is the most it
+    /// may cost. Returns how much the cost dropped (what to credit back to the owner in the
+    /// same transaction); 0 when `actual` is not less. The task's ancestors' `total` and
+    /// `charged` drop with it, so a settled task that ends unsuccessfully later is refunded
+    /// only what is left of its cost, and settling again drops nothing.
+    ///
+    /// # Errors
+    /// [`JobError::FenceLost`] (as [`CoreError::Job`]) when the fence is stale.
+    pub fn settle_cost(
+        &mut self,
+        fence: &crate::ids::Fence,
+        actual: i64,
+    ) -> Result<i64, CoreError> {
+        self.check_fence(fence)?;
+        let id = fence.job_id;
+        let task = self.task(id)?;
+        let actual = actual.max(0);
+        if actual >= task.cost {
+            return Ok(0);
+        }
+        let back = task.cost - actual;
+        task.cost = actual;
+        let (charged, ancestors) = (task.charged, task.ancestors.clone());
+        self.touch_task(id);
+        for a in ancestors {
+            let g = self.group(a)?;
+            g.costs.total -= back;
+            if charged {
+                g.costs.charged -= back;
+            }
+            self.changed_groups.insert(a);
+        }
+        Ok(back)
+    }
+
     fn complete(&mut self, id: JobId, result: Value) -> Result<(), CoreError> {
         let task = self.task(id)?;
         task.lease_owner = None;

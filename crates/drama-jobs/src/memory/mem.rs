@@ -261,6 +261,8 @@ impl Mem {
         };
         if let Some(t) = self.tasks.get(&id) {
             view.state = t.state;
+            // Settling by usage may have lowered it since the node was created.
+            view.cost = t.cost;
             view.error = t.error.clone();
             view.attempts = t.attempts;
             view.run_after = (t.state == JobState::Ready).then_some(t.run_after);
@@ -365,7 +367,7 @@ impl Mem {
             subject: root.and_then(|r| r.fixed.subject.clone()),
             parent_id: node.fixed.parent_id,
             resource_class: class.clone(),
-            cost: node.fixed.cost,
+            cost: task.cost,
         };
         if let Some(c) = self.classes.get_mut(&class)
             && c.per_minute.is_some()

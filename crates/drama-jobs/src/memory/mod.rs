@@ -75,6 +75,34 @@ impl MemoryJobStore {
         Ok((queued, price))
     }
 
+    /// [`Workset::settle_cost`], paid: lowers the cost of the task running under `fence` to
+    /// `actual` when that is less, calls `credit(back)` with what the cost dropped by (only
+    /// when it dropped) while the store is still locked, and commits only when `credit`
+    /// succeeds. The memory twin of crediting a settled price in the same transaction.
+    ///
+    /// # Errors
+    /// `FenceLost`; whatever `credit` returns.
+    pub fn settle_paid<E: From<JobError>>(
+        &self,
+        fence: &Fence,
+        actual: i64,
+        credit: impl FnOnce(i64) -> Result<(), E>,
+    ) -> Result<i64, E> {
+        let now = self.clock.now();
+        let mut mem = self.lock();
+        if !mem.tasks.contains_key(&fence.job_id) {
+            return Err(JobError::FenceLost(*fence).into());
+        }
+        let mut ws = Workset::new(&*mem, now);
+        let back = ws.settle_cost(fence, actual).map_err(core_error)?;
+        let changes = ws.into_changes();
+        if back > 0 {
+            credit(back)?;
+            self.commit(&mut mem, changes, now);
+        }
+        Ok(back)
+    }
+
     /// An empty store.
     pub fn new() -> Self {
         let (notify, _) = broadcast::channel(4096);

@@ -163,6 +163,23 @@ pub async fn complete_in_tx(
         .map_err(Error::into_job_error)
 }
 
+/// Lowers the cost of the task running under `fence` to `actual` when that is less, inside
+/// the caller's transaction, and returns how much it dropped — credit that much back in the
+/// same transaction (see `Workset::settle_cost`). Settling again drops nothing.
+///
+/// # Errors
+/// [`JobError::FenceLost`] when the attempt lost its lease; database errors.
+#[tracing::instrument(skip_all, fields(job = %fence.job_id, epoch = fence.epoch, actual))]
+pub async fn settle_in_tx(
+    conn: &mut PgConnection,
+    fence: &Fence,
+    actual: i64,
+) -> Result<i64, JobError> {
+    ops::settle(conn, fence, actual)
+        .await
+        .map_err(Error::into_job_error)
+}
+
 /// Applies finished attempts inside the caller's transaction (see `JobStore::finish`).
 ///
 /// # Errors

@@ -235,6 +235,32 @@ pub(super) async fn complete(
     write_changes(conn, &changes, None).await
 }
 
+/// Lowers the cost of the task running under `fence` to `actual` when that is less (see
+/// `Workset::settle_cost`); returns how much it dropped.
+pub(super) async fn settle(
+    conn: &mut PgConnection,
+    fence: &Fence,
+    actual: i64,
+) -> Result<i64, Error> {
+    let mut source = PgSource::default();
+    source.lock_runs(conn, &[fence.run_id]).await?;
+    source.load_tasks(conn, &[fence.job_id], &[], &[]).await?;
+    if !source.tasks.contains_key(&fence.job_id) {
+        return Err(JobError::FenceLost(*fence).into());
+    }
+    source.load_ancestor_groups(conn).await?;
+    let (changes, back) = run_op(conn, &mut source, &[fence.run_id], |s, now| {
+        let mut ws = Workset::new(s, now);
+        let back = ws.settle_cost(fence, actual)?;
+        Ok((ws.into_changes(), back))
+    })
+    .await?;
+    if back > 0 {
+        write_changes(conn, &changes, None).await?;
+    }
+    Ok(back)
+}
+
 /// The run of a node, without locking.
 async fn run_of(conn: &mut PgConnection, job: JobId) -> Result<RunId, Error> {
     let run: Option<Uuid> = sqlx::query_scalar("select run_id from public.jobs where id = $1")

@@ -8,7 +8,7 @@ use actix_web::middleware::from_fn;
 use anyhow::Context as _;
 use drama_api::ApiState;
 use drama_api::metrics::{HttpMetrics, MetricsEndpoint};
-use drama_app::pipeline::engine::EngineJobs;
+use drama_app::pipeline::jobs_port::EngineJobs;
 use drama_app::pipeline::spec::class;
 use drama_app::{App, Ports};
 use drama_assets::BackendKind;

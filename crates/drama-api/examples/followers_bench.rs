@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use actix_web::body::MessageBody as _;
 use actix_web::test;
 use drama_api::{ApiState, HttpSettings};
-use drama_app::pipeline::engine::EngineJobs;
+use drama_app::pipeline::jobs_port::EngineJobs;
 use drama_app::{App, Ports};
 use drama_dal::{ApiKeyRepository as _, NewUser, UserRepository as _};
 use drama_domain::UserId;

@@ -52,7 +52,8 @@ use drama_assets::AssetStore;
 use drama_dal::{GenerationStore, MemoryStore, Store};
 use drama_jobs::MemoryJobStore;
 
-use crate::pipeline::engine::{EngineJobs, JobsPort, MemoryGeneration};
+use crate::pipeline::jobs_port::{EngineJobs, JobsPort};
+use crate::pipeline::memory_generation::MemoryGeneration;
 
 /// The ports an [`App`] runs on. The binary builds them once; tests build them in memory.
 pub struct Ports {
@@ -126,7 +127,7 @@ impl App {
             public_base_url: DEFAULT_PUBLIC_BASE_URL.to_owned(),
             quotas: Quotas::UNLIMITED,
             limits: TextLimits::default(),
-            sync_wait: crate::pipeline::engine::SYNC_WAIT,
+            sync_wait: crate::pipeline::jobs_port::SYNC_WAIT,
             initial_credits: drama_dal::DEFAULT_TOKENS,
         }
     }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use drama_ai::{AiProviders, OfflineProvider};
-use drama_app::pipeline::engine::EngineJobs;
+use drama_app::pipeline::jobs_port::EngineJobs;
 use drama_app::pipeline::spec::kind;
 use drama_app::pipeline::{Scope, wire_status};
 use drama_app::{App, Caller, Ports};

@@ -12,7 +12,7 @@ use drama_ai::{
     ModelInfo, OfflineProvider, VideoModel, VideoOutput, VideoPolling, VideoRequest, VideoStatus,
     VideoTask,
 };
-use drama_app::pipeline::engine::EngineJobs;
+use drama_app::pipeline::jobs_port::EngineJobs;
 use drama_app::pipeline::{GenerateOptions, PremiseRequest, Scope, Waited, wire_status};
 use drama_app::{App, AppError, Caller, Ports};
 use drama_assets::{AssetStore, MediaType, ObjectKey};

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use drama_ai::AiProviders;
-use drama_app::pipeline::engine::EngineJobs;
+use drama_app::pipeline::jobs_port::EngineJobs;
 use drama_app::{App, Caller, Ports};
 use drama_assets::{AssetStore as _, ObjectKey};
 use drama_dal::{

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use drama_ai::{AiProviders, AiSettings, OfflineProvider, Usage};
-use drama_app::pipeline::engine::{EngineJobs, MemoryGeneration};
+use drama_app::pipeline::jobs_port::EngineJobs;
+use drama_app::pipeline::memory_generation::MemoryGeneration;
 use drama_app::pipeline::spec::kind;
 use drama_app::pipeline::{PremiseRequest, Scope, wire_status};
 use drama_app::{App, Caller, Ports};

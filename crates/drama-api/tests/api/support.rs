@@ -264,7 +264,7 @@ pub async fn pg_app(pool: &sqlx::PgPool) -> (Arc<drama_postgres::PgStore>, App) 
         store: store.clone(),
         assets: Arc::new(drama_assets::MemoryStore::default()),
         generation: store.clone(),
-        jobs: Arc::new(drama_app::pipeline::engine::EngineJobs(Arc::new(jobs))),
+        jobs: Arc::new(drama_app::pipeline::jobs_port::EngineJobs(Arc::new(jobs))),
         ai: drama_ai::AiProviders::offline(0),
     });
     (store, app)

@@ -2,13 +2,15 @@
 //! cases that start and follow runs.
 
 mod control;
-pub mod engine;
 mod handlers;
 pub mod hash;
 mod inspect;
+pub mod jobs_port;
+pub mod memory_generation;
 pub mod normalize;
 pub mod plan;
 mod product;
+mod runs;
 pub mod spec;
 pub mod stitch;
 mod usecases;

@@ -1,6 +1,5 @@
 //! Starting and following generation runs.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -9,15 +8,13 @@ use drama_ai::{AiError, CallKind};
 use drama_assets::{Category, MediaType, Scope as KeyScope, keys};
 use drama_dal::{Entity, GenerationError, RepoError, StoredDrama};
 use drama_domain::{
-    Asset, AssetId, AssetKind, CharacterId, DomainError, DramaId, EpisodeId, JobStatus, UserId,
+    Asset, AssetId, AssetKind, Backoff, CharacterId, DomainError, DramaId, EpisodeId, JobStatus,
+    UserId,
 };
-use drama_jobs::{
-    CoarseStatus, Event, EventId, Graph, JobError, JobId, JobView, NodeSpec, NodeType, RunFilter,
-    RunId, RunSpec, RunTree,
-};
+use drama_jobs::{CoarseStatus, Graph, JobError, JobId, JobView, NodeSpec, RunSpec};
 use rand::Rng as _;
 use rand::distr::Alphanumeric;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::normalize::ensure_assets;
 use super::plan::{Models, Planner, Scope};
@@ -78,6 +75,10 @@ pub struct PremiseRequest {
     /// A reference image.
     pub reference: Option<ReferenceUpload>,
 }
+
+/// Pauses between looks at a run a caller waits for: 20 ms, doubling up to half a second.
+const SETTLE_POLL: Backoff =
+    Backoff::doubling(Duration::from_millis(20), Duration::from_millis(500));
 
 /// Maps an engine error.
 pub(crate) fn job_error(e: JobError) -> AppError {
@@ -657,11 +658,12 @@ impl App {
         )))
     }
 
-    /// Waits until a run settles, at most the synchronous wait; fails with the first
-    /// failure's reason, and is `None` when the run is still going.
+    /// Waits until a run settles, at most the synchronous wait, looking again after each pause
+    /// of [`SETTLE_POLL`]; fails with the first failure's reason, and is `None` when the run is
+    /// still going.
     async fn wait_for(&self, caller: &Caller, run: JobId) -> Result<Option<JobView>, AppError> {
         let deadline = Instant::now() + self.sync_wait;
-        let mut pause = Duration::from_millis(20);
+        let mut polls = 0;
         loop {
             let view = self.job(caller, run).await?;
             if view.state.is_settled() {
@@ -674,8 +676,8 @@ impl App {
             if left.is_zero() {
                 return Ok(None);
             }
-            tokio::time::sleep(pause.min(left)).await;
-            pause = (pause * 2).min(Duration::from_millis(500));
+            tokio::time::sleep(SETTLE_POLL.delay(polls).min(left)).await;
+            polls = polls.saturating_add(1);
         }
     }
 
@@ -693,151 +695,12 @@ impl App {
         }
     }
 
-    /// A job of the caller (a run or any node of one).
-    ///
-    /// # Errors
-    /// `NotFound` (also for another user's job); `Unavailable`.
-    pub async fn job(&self, caller: &Caller, id: JobId) -> Result<JobView, AppError> {
-        let mut view = match self.jobs.job(id).await.map_err(job_error)? {
-            Some(view) if view.owner == caller.user.0 => view,
-            _ => return Err(AppError::not_found(Entity::Job, id)),
-        };
-        // A settled run shows what it produced, as the old server's jobs did: the result of
-        // its one task (a critique's feedback, a written drama's id), or the drama it is about.
-        if view.result.is_none() && view.id == view.run_id && view.state.is_settled() {
-            let children = self.jobs.children(id, None, 2).await.map_err(job_error)?;
-            view.result = match children.as_slice() {
-                [only] if only.result.is_some() => only.result.clone(),
-                _ => view.subject.as_ref().map(|d| json!({ "dramaId": d })),
-            };
-        }
-        Ok(view)
-    }
-
-    /// A job of the caller that belongs to `drama`.
-    ///
-    /// # Errors
-    /// `NotFound` when the drama or job is missing or they do not belong together.
-    pub async fn job_of_drama(
-        &self,
-        caller: &Caller,
-        drama: &DramaId,
-        id: JobId,
-    ) -> Result<JobView, AppError> {
-        let view = self.job(caller, id).await?;
-        if view.subject.as_deref() != Some(drama.as_str()) {
-            return Err(AppError::not_found(Entity::Job, id));
-        }
-        Ok(view)
-    }
-
-    /// The runs of a drama, newest first (the drama must be the caller's, except for the
-    /// runs that create it).
-    ///
-    /// # Errors
-    /// `Unavailable`.
-    pub async fn jobs_of_drama(
-        &self,
-        caller: &Caller,
-        drama: &DramaId,
-        active_only: bool,
-    ) -> Result<Vec<JobView>, AppError> {
-        self.jobs
-            .list_runs(&RunFilter {
-                owner: Some(caller.user.0),
-                subject: Some(drama.to_string()),
-                active_only,
-                limit: 100,
-            })
-            .await
-            .map_err(job_error)
-    }
-
-    /// The runs of several dramas at once (GraphQL loads nested `jobs` fields this way).
-    ///
-    /// # Errors
-    /// `Unavailable`.
-    pub async fn trees_of_dramas(
-        &self,
-        caller: &Caller,
-        dramas: &[DramaId],
-    ) -> Result<HashMap<DramaId, Vec<JobView>>, AppError> {
-        let mut out: HashMap<DramaId, Vec<JobView>> =
-            dramas.iter().map(|d| (d.clone(), Vec::new())).collect();
-        let subjects: Vec<String> = dramas.iter().map(ToString::to_string).collect();
-        let nodes = self
-            .jobs
-            .nodes_of_subjects(&subjects, Some(caller.user.0), 100)
-            .await
-            .map_err(job_error)?;
-        // Only a run's root names its subject; its nodes follow it.
-        let mut drama_of_run: HashMap<RunId, DramaId> = HashMap::new();
-        for node in nodes {
-            if node.node_type == NodeType::Run
-                && let Some(subject) = node.subject.as_deref()
-                && let Ok(drama) = DramaId::parse(subject)
-            {
-                drama_of_run.insert(node.run_id, drama);
-            }
-            if let Some(list) = drama_of_run.get(&node.run_id).and_then(|d| out.get_mut(d)) {
-                list.push(node);
-            }
-        }
-        Ok(out)
-    }
-
-    /// A run's nodes and edges.
-    ///
-    /// # Errors
-    /// `NotFound`.
-    pub async fn run_tree(&self, caller: &Caller, id: JobId) -> Result<RunTree, AppError> {
-        let view = self.job(caller, id).await?;
-        self.jobs
-            .run_tree(view.run_id)
-            .await
-            .map_err(job_error)?
-            .ok_or_else(|| AppError::not_found(Entity::Job, id))
-    }
-
-    /// The direct children of a job.
-    ///
-    /// # Errors
-    /// `NotFound`.
-    pub async fn job_children(&self, caller: &Caller, id: JobId) -> Result<Vec<JobView>, AppError> {
-        self.job(caller, id).await?;
-        self.jobs.children(id, None, 1000).await.map_err(job_error)
-    }
-
-    /// A run's events after `after` (for server-sent events and their replay).
-    ///
-    /// # Errors
-    /// `NotFound`.
-    pub async fn job_events(
-        &self,
-        caller: &Caller,
-        id: JobId,
-        after: Option<EventId>,
-        limit: usize,
-    ) -> Result<Vec<Event>, AppError> {
-        let view = self.job(caller, id).await?;
-        let scope = (view.id != view.run_id).then_some(view.id);
-        self.jobs
-            .events(view.run_id, after, scope, limit)
-            .await
-            .map_err(job_error)
-    }
-
     /// Checks that `value` names a known script model.
     ///
     /// # Errors
     /// `Invalid` naming `model`.
     pub fn check_model(&self, model: Option<&str>) -> Result<(), AppError> {
         self.ai.script_model(model).map(|_| ()).map_err(model_error)
-    }
-
-    /// The result to show for a job: the engine's result, plus the drama id for runs.
-    pub fn job_result(view: &JobView) -> Option<Value> {
-        view.result.clone()
     }
 }
 

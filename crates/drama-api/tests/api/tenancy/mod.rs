@@ -12,7 +12,7 @@ use actix_web::middleware::from_fn;
 use actix_web::test::{self, TestRequest};
 use drama_api::ApiState;
 use drama_app::pipeline::Scope;
-use drama_app::pipeline::engine::EngineJobs;
+use drama_app::pipeline::jobs_port::EngineJobs;
 use drama_app::{App, Caller, Ports};
 use drama_dal::{ApiKeyRepository as _, NewUser, UserRepository as _};
 use drama_domain::{DramaId, UserId};

@@ -514,3 +514,21 @@ async fn script_calls_report_deterministic_token_usage() {
         assert_eq!((usage.images, usage.video_seconds), (0, 0));
     }
 }
+
+/// Labels outside Latin-1 (a Chinese title, an emoji) are drawn and recorded in the PNG, not
+/// refused: PNG `tEXt` holds only Latin-1, so such a label goes into an `iTXt` chunk.
+#[tokio::test]
+async fn images_with_labels_outside_latin_1_are_made() {
+    let provider = OfflineProvider::new(7);
+    for label in ["龙之城", "Mara 🌙", "Zoë"] {
+        for kind in [ImageKind::Portrait, ImageKind::Cover, ImageKind::Storyboard] {
+            let image = provider
+                .generate_image(&request(kind, label, vec![]))
+                .await
+                .unwrap_or_else(|e| panic!("{label} ({kind:?}): {e}"))
+                .output;
+            let (width, height, _) = decode_png(&image.bytes);
+            assert!(width > 0 && height > 0, "{label}");
+        }
+    }
+}

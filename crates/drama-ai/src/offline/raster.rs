@@ -219,7 +219,8 @@ impl Canvas {
         }
     }
 
-    /// Encodes as an 8-bit RGB PNG with `tEXt` chunks.
+    /// Encodes as an 8-bit RGB PNG with `tEXt` chunks (`iTXt` for a value outside Latin-1,
+    /// which `tEXt` cannot hold: a label in Chinese or with an emoji).
     pub fn to_png(&self, text: &[(&str, String)]) -> Result<Vec<u8>, png::EncodingError> {
         let mut out = Vec::with_capacity(self.pixels.len() / 8);
         {
@@ -230,7 +231,11 @@ impl Canvas {
             encoder.set_depth(png::BitDepth::Eight);
             encoder.set_compression(png::Compression::Fast);
             for (k, v) in text {
-                encoder.add_text_chunk((*k).to_owned(), v.clone())?;
+                if v.chars().all(|c| u32::from(c) <= 0xFF) {
+                    encoder.add_text_chunk((*k).to_owned(), v.clone())?;
+                } else {
+                    encoder.add_itxt_chunk((*k).to_owned(), v.clone())?;
+                }
             }
             let mut writer = encoder.write_header()?;
             writer.write_image_data(&self.pixels)?;

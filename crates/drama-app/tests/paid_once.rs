@@ -119,6 +119,18 @@ impl World {
             .collect()
     }
 
+    /// One provider call per media task, and every task done in its first attempt.
+    fn assert_paid_once_in_one_attempt(&self, media: &[JobView], why: &str) {
+        assert_eq!(
+            self.offline.calls().media(),
+            media.len() as u64,
+            "one provider call per media task"
+        );
+        for task in media {
+            assert_eq!(task.attempts, 1, "{}: {why}", task.key);
+        }
+    }
+
     /// How many asset writes the failing trigger saw (failed ones included).
     async fn writes_seen(&self) -> i64 {
         sqlx::query_scalar("select last_value from test_commit_failures")
@@ -166,18 +178,7 @@ async fn a_commit_that_fails_after_the_upload_is_retried_without_calling_the_pro
         w.writes_seen().await > 3,
         "three commits failed, later ones went through"
     );
-    assert_eq!(
-        w.offline.calls().media(),
-        media.len() as u64,
-        "one provider call per media task"
-    );
-    for task in &media {
-        assert_eq!(
-            task.attempts, 1,
-            "{}: retried as a commit, not an attempt",
-            task.key
-        );
-    }
+    w.assert_paid_once_in_one_attempt(&media, "retried as a commit, not an attempt");
     w.stop().await;
 }
 
@@ -243,17 +244,6 @@ async fn failures_between_the_paid_call_and_its_checkpoint_do_not_call_the_provi
             "{step}: three failures, then later ones held ({seen})"
         );
     }
-    assert_eq!(
-        w.offline.calls().media(),
-        media.len() as u64,
-        "one provider call per media task"
-    );
-    for task in &media {
-        assert_eq!(
-            task.attempts, 1,
-            "{}: the step was retried in place",
-            task.key
-        );
-    }
+    w.assert_paid_once_in_one_attempt(&media, "the step was retried in place");
     w.stop().await;
 }

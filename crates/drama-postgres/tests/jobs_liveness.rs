@@ -87,6 +87,36 @@ fn holding_registry(
     registry
 }
 
+/// Submits one run of [`TASKS`] `call` tasks and waits until every handler started.
+async fn submit_and_start(
+    store: &PgJobStore,
+    started: &mut mpsc::UnboundedReceiver<()>,
+) -> drama_jobs::Submitted {
+    let mut graph = Graph::new(RunSpec::new("calls", Uuid::new_v4()));
+    for i in 0..TASKS {
+        graph.add(NodeSpec::task(format!("t{i}"), "call", json!({})));
+    }
+    let run = store.submit(&graph).await.unwrap();
+    for _ in 0..TASKS {
+        tokio::time::timeout(Duration::from_secs(10), started.recv())
+            .await
+            .expect("every task starts")
+            .unwrap();
+    }
+    run
+}
+
+/// The attempts of the run's tasks, in key order.
+async fn attempts(pool: &PgPool, run: &drama_jobs::Submitted) -> Vec<i32> {
+    sqlx::query_scalar(
+        "select attempts from public.jobs where run_id = $1 and node_type = 'task' order by key",
+    )
+    .bind(run.run_id.0)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
 #[sqlx::test(migrator = "drama_postgres::MIGRATOR")]
 async fn a_worker_with_an_exhausted_pool_keeps_its_lease_and_its_handlers(pool: PgPool) {
     let small = PgPoolOptions::new()
@@ -108,17 +138,7 @@ async fn a_worker_with_an_exhausted_pool_keeps_its_lease_and_its_handlers(pool: 
     .unwrap();
     let registration = worker.worker_id().unwrap();
 
-    let mut graph = Graph::new(RunSpec::new("calls", Uuid::new_v4()));
-    for i in 0..TASKS {
-        graph.add(NodeSpec::task(format!("t{i}"), "call", json!({})));
-    }
-    let run = store.submit(&graph).await.unwrap();
-    for _ in 0..TASKS {
-        tokio::time::timeout(Duration::from_secs(10), started.recv())
-            .await
-            .expect("every task starts")
-            .unwrap();
-    }
+    let run = submit_and_start(&store, &mut started).await;
 
     // A healthy worker on a pool of its own takes over any task whose lease lapses, as
     // another process of the deployment would — calling the provider again.
@@ -168,14 +188,11 @@ async fn a_worker_with_an_exhausted_pool_keeps_its_lease_and_its_handlers(pool: 
     let root =
         drama_jobs::conformance::wait_settled(&*store, run.run_id, Duration::from_secs(30)).await;
     assert_eq!(root.state, JobState::Completed);
-    let attempts: Vec<i32> = sqlx::query_scalar(
-        "select attempts from public.jobs where run_id = $1 and node_type = 'task' order by key",
-    )
-    .bind(run.run_id.0)
-    .fetch_all(&pool)
-    .await
-    .unwrap();
-    assert_eq!(attempts, vec![1; TASKS], "a task was taken again");
+    assert_eq!(
+        attempts(&pool, &run).await,
+        vec![1; TASKS],
+        "a task was taken again"
+    );
     assert!(
         !seen.cancelled.load(Ordering::SeqCst),
         "a handler was cancelled"
@@ -219,17 +236,7 @@ async fn a_lapsed_registration_is_renewed_without_cancelling_its_handlers(pool: 
     .await
     .unwrap();
     let registration = worker.worker_id().unwrap();
-    let mut graph = Graph::new(RunSpec::new("calls", Uuid::new_v4()));
-    for i in 0..TASKS {
-        graph.add(NodeSpec::task(format!("t{i}"), "call", json!({})));
-    }
-    let run = store.submit(&graph).await.unwrap();
-    for _ in 0..TASKS {
-        tokio::time::timeout(Duration::from_secs(10), started.recv())
-            .await
-            .expect("every task starts")
-            .unwrap();
-    }
+    let run = submit_and_start(&store, &mut started).await;
 
     // The registration expires under the running handlers.
     let lapsed = sqlx::query(
@@ -271,14 +278,11 @@ async fn a_lapsed_registration_is_renewed_without_cancelling_its_handlers(pool: 
         TASKS,
         "provider calls for {TASKS} tasks"
     );
-    let attempts: Vec<i32> = sqlx::query_scalar(
-        "select attempts from public.jobs where run_id = $1 and node_type = 'task' order by key",
-    )
-    .bind(run.run_id.0)
-    .fetch_all(&pool)
-    .await
-    .unwrap();
-    assert_eq!(attempts, vec![1; TASKS], "a task was taken again");
+    assert_eq!(
+        attempts(&pool, &run).await,
+        vec![1; TASKS],
+        "a task was taken again"
+    );
     assert_eq!(worker.worker_id(), Some(registration), "the same id");
     let stats = worker.shutdown().await.stats;
     assert_eq!((stats.succeeded, stats.fenced_out), (TASKS as u64, 0));

@@ -92,6 +92,30 @@ impl MemoryGeneration {
         Ok(())
     }
 
+    /// The end of a script task's completion: settles its usage, pays for its expansion when
+    /// the owner can, and completes the job with the expansion that was paid for.
+    async fn settle_and_finish(
+        &self,
+        owner: UserId,
+        fence: &Fence,
+        usage_price: Option<i64>,
+        expansion: Expansion,
+        expansion_cost: i64,
+        result: Value,
+    ) -> Result<bool, GenerationError> {
+        self.settle_usage(owner, fence, usage_price)?;
+        let paid = self.pay_for_expansion(owner, fence, &expansion, expansion_cost)?;
+        self.finish(
+            fence,
+            FinishKind::Complete {
+                result: with_applied(result, paid),
+                expansion: paid.then_some(expansion),
+            },
+        )
+        .await?;
+        Ok(paid)
+    }
+
     /// Debits an expansion's cost if the owner can pay; returns whether it was paid.
     fn pay_for_expansion(
         &self,
@@ -288,17 +312,8 @@ impl GenerationStore for MemoryGeneration {
             Ok(())
         })
         .await?;
-        self.settle_usage(owner, fence, usage_price)?;
-        let paid = self.pay_for_expansion(owner, fence, &expansion, expansion_cost)?;
-        self.finish(
-            fence,
-            FinishKind::Complete {
-                result: with_applied(result, paid),
-                expansion: paid.then_some(expansion),
-            },
-        )
-        .await?;
-        Ok(paid)
+        self.settle_and_finish(owner, fence, usage_price, expansion, expansion_cost, result)
+            .await
     }
 
     async fn complete_drama(
@@ -320,17 +335,8 @@ impl GenerationStore for MemoryGeneration {
                 self.store.save_complete(owner, drama, None).await?;
             }
         }
-        self.settle_usage(owner, fence, usage_price)?;
-        let paid = self.pay_for_expansion(owner, fence, &expansion, expansion_cost)?;
-        self.finish(
-            fence,
-            FinishKind::Complete {
-                result: with_applied(result, paid),
-                expansion: paid.then_some(expansion),
-            },
-        )
-        .await?;
-        Ok(paid)
+        self.settle_and_finish(owner, fence, usage_price, expansion, expansion_cost, result)
+            .await
     }
 
     async fn complete_script(

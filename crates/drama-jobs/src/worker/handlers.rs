@@ -61,6 +61,7 @@ fn start_handler<S: JobStore>(
     let Some(cancel) = shared
         .in_flight()
         .get(&fence.job_id)
+        .filter(|f| f.fence == fence)
         .map(|f| f.cancel.clone())
     else {
         return;
@@ -93,7 +94,11 @@ fn start_handler<S: JobStore>(
             .instrument(span),
         )
     });
-    if let Some(f) = shared.in_flight().get_mut(&fence.job_id) {
+    if let Some(f) = shared
+        .in_flight()
+        .get_mut(&fence.job_id)
+        .filter(|f| f.fence == fence)
+    {
         f.handler = handler_task.as_ref().map(JoinHandle::abort_handle);
     }
     let shared = shared.clone();

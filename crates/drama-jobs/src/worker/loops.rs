@@ -146,7 +146,14 @@ pub(super) async fn completer<S: JobStore>(
         };
         let mut in_flight = shared.in_flight();
         for (i, item) in batch.iter().enumerate() {
-            in_flight.remove(&item.fence.job_id);
+            // Only this attempt's entry: after a lapsed registration the task may have been
+            // requeued and claimed again by this process, and the new attempt keeps its slot.
+            if in_flight
+                .get(&item.fence.job_id)
+                .is_some_and(|f| f.fence == item.fence)
+            {
+                in_flight.remove(&item.fence.job_id);
+            }
             match results.as_ref().and_then(|r| r.get(i)) {
                 Some(Ok(())) if item.kind == FinishKind::Release => {
                     bump(&shared.stats.released, 1);

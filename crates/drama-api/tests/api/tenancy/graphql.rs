@@ -11,7 +11,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
 use super::{Alice, Expect, World, call, judge};
-use crate::support::{Harness, bearer, listen_app};
+use crate::support::{Harness, bearer, listen_app, pg_app};
 
 /// Every query and mutation field, as Bob calls it with Alice's ids.
 fn graphql_calls(a: &Alice) -> Vec<(&'static str, &'static str, String, Expect)> {
@@ -230,7 +230,12 @@ fn percent(text: &str) -> String {
 }
 
 pub(super) async fn subscriptions(w: &World) {
-    let server = listen_app(w.app.clone(), Harness::settings());
+    // The server's worker thread runs a runtime of its own, and connections opened there die
+    // with it: the server gets a pool of its own, so none of them is left in the world's pool
+    // for the checks that follow.
+    let pool = w.db.pool().await;
+    let (_, app) = pg_app(&pool).await;
+    let server = listen_app(app, Harness::settings());
     for (field, document) in subscription_calls(&w.alice) {
         let mut request = format!("ws://{}/subscriptions", server.base)
             .into_client_request()
@@ -276,4 +281,6 @@ pub(super) async fn subscriptions(w: &World) {
         });
         assert!(refused, "subscription {field} was not refused: {text}");
     }
+    drop(server);
+    pool.close().await;
 }

@@ -20,7 +20,7 @@ mod streaming;
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::{HttpResponse, web};
 use drama_app::store::Version;
-use drama_domain::{DomainError, DramaId};
+use drama_domain::{DomainError, DramaId, EntityPatch};
 use serde_json::Value;
 
 use crate::error::ApiError;
@@ -90,13 +90,13 @@ pub(crate) fn expected_version(
     Ok(in_body)
 }
 
-/// A PATCH body read by `parse`, and the version the client expects (`If-Match` or the body's
-/// `version`).
-pub(crate) fn patch_body<P>(
+/// A PATCH body made into the patch of the route's part by `parse`, and the version the client
+/// expects (`If-Match` or the body's `version`).
+pub(crate) fn patch_body(
     headers: &HeaderMap,
     bytes: &[u8],
-    parse: fn(Value) -> Result<P, DomainError>,
-) -> Result<(P, Option<Version>), ApiError> {
+    parse: impl FnOnce(Value) -> Result<EntityPatch, DomainError>,
+) -> Result<(EntityPatch, Option<Version>), ApiError> {
     let body = json_body(bytes)?;
     metadata_is_object(&body, "metadata")?;
     let expected = expected_version(headers, Some(&body))?;

@@ -11,7 +11,7 @@ use drama_ai::{AiProviders, AiSettings, OfflineProvider, Usage};
 use drama_app::pipeline::jobs_port::EngineJobs;
 use drama_app::pipeline::memory_generation::MemoryGeneration;
 use drama_app::pipeline::spec::kind;
-use drama_app::pipeline::{PremiseRequest, Scope, wire_status};
+use drama_app::pipeline::{PremiseRequest, Scope};
 use drama_app::{App, Caller, Ports};
 use drama_dal::{CreditReason, LedgerEntry, MemoryStore, NewUser, Store};
 use drama_domain::{DramaId, JobStatus, UserId};
@@ -140,7 +140,7 @@ impl World {
                     .iter()
                     .map(|n| format!("{} {} {:?}", n.key, n.state.as_str(), n.error))
                     .collect();
-                assert_eq!(wire_status(&view), JobStatus::Completed, "{nodes:#?}");
+                assert_eq!(view.coarse_status(), JobStatus::Completed, "{nodes:#?}");
                 return;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -440,7 +440,7 @@ impl App {
             label: episode.title.clone(),
             references: Vec::new(),
             duration: None,
-            target: super::spec::UrlTarget::Episode(episode.id.clone()),
+            target: drama_dal::EntityUrl::Episode(episode.id.clone()),
         };
         let usage = json!({ "clips": clips.len() });
         self.store_result(

@@ -11,7 +11,7 @@ use drama_domain::{
     Asset, AssetId, AssetKind, Backoff, CharacterId, DomainError, DramaId, EpisodeId, JobStatus,
     UserId,
 };
-use drama_jobs::{CoarseStatus, Graph, JobError, JobId, JobView, NodeSpec, RunSpec};
+use drama_jobs::{Graph, JobError, JobId, JobView, NodeSpec, RunSpec};
 use rand::Rng as _;
 use rand::distr::Alphanumeric;
 use serde_json::json;
@@ -104,17 +104,6 @@ fn model_error(e: AiError) -> AppError {
             AppError::Invalid(DomainError::field("model", e.to_string()))
         }
         other => AppError::Unavailable(other.to_string()),
-    }
-}
-
-/// The wire status of a job.
-pub fn wire_status(view: &JobView) -> JobStatus {
-    match view.coarse_status() {
-        CoarseStatus::Pending => JobStatus::Pending,
-        CoarseStatus::Processing => JobStatus::Processing,
-        CoarseStatus::Completed => JobStatus::Completed,
-        CoarseStatus::Failed => JobStatus::Failed,
-        CoarseStatus::Cancelled => JobStatus::Cancelled,
     }
 }
 
@@ -667,7 +656,7 @@ impl App {
         loop {
             let view = self.job(caller, run).await?;
             if view.state.is_settled() {
-                return match wire_status(&view) {
+                return match view.coarse_status() {
                     JobStatus::Completed => Ok(Some(view)),
                     _ => Err(AppError::GenerationFailed(self.failure_reason(&view).await)),
                 };

@@ -181,35 +181,14 @@ impl BucketUrls {
             return UrlTarget::Foreign;
         };
         let path = rest.split(['?', '#']).next().unwrap_or_default();
-        let decoded = match percent_decode(path) {
-            Some(p) => p,
-            None => return UrlTarget::BucketUnusable(format!("{path:?} is not valid UTF-8")),
+        let Ok(decoded) = percent_encoding::percent_decode_str(path).decode_utf8() else {
+            return UrlTarget::BucketUnusable(format!("{path:?} is not valid UTF-8"));
         };
         match ObjectKey::parse(decoded) {
             Ok(key) => UrlTarget::Bucket(key),
             Err(e) => UrlTarget::BucketUnusable(e.to_string()),
         }
     }
-}
-
-fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if b == b'%'
-            && let Some(hex) = text.get(i + 1..i + 3)
-            && let Ok(v) = u8::from_str_radix(hex, 16)
-        {
-            out.push(v);
-            i += 3;
-        } else {
-            out.push(b);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// Who the old owners become.

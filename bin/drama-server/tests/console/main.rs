@@ -526,6 +526,16 @@ async fn a_phone_sized_screen_and_the_keyboard_reach_everything() {
         &format!("return document.querySelector('#details h2')?.textContent === {key}"),
     )
     .await;
+
+    // Signing out on the page of a run that is still working: what the page had scheduled (a
+    // throttled read of the run's costs, a graph refresh, the stream) stops with it and never
+    // reaches the server without the credential. Throttled reads wait at most 2.5 s.
+    b.click("#sign-out").await;
+    b.element("#credential").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    b.assert_clean_console("signing out on a live run's page", |_| false)
+        .await;
+    sign_in(&b, &s).await;
     s.settle(&run, Duration::from_secs(120)).await;
 
     // API keys: create (the secret shown once), then revoke with confirmation.

@@ -122,7 +122,10 @@ impl Server {
     pub async fn stop(&mut self) -> Option<std::process::ExitStatus> {
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(30);
+        // The server's own bounds: 30 s for HTTP requests, then 30 s of grace for running
+        // handlers (WorkerConfig::shutdown_grace) and 10 s for their completions. On a loaded
+        // machine a handler caught mid-task can use its grace; a stop beyond all of them fails.
+        let deadline = Instant::now() + Duration::from_secs(80);
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return Some(status);

@@ -48,6 +48,11 @@ export function whenUnauthorized(handler) {
  * becomes `If-Match`. Resolves to `{status, body, headers}`; rejects with ApiError.
  */
 export async function api(method, path, options = {}) {
+  // Signed out: a call left over from the page just left is answered here. Sent, it would be
+  // refused with a 401 and read as a refused credential.
+  if (options.auth !== false && !token()) {
+    throw new ApiError(401, "unauthenticated", "Sign in first.", null);
+  }
   const headers = { Accept: "application/json", ...authHeaders(), ...(options.headers || {}) };
   let body;
   if (options.body instanceof FormData) {

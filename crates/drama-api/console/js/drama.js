@@ -15,7 +15,11 @@ export async function render(main, ctx, id) {
   ctx.onLeave(follow(`/dramas/${seg(id)}/events`, {
     event: (frame) => page.changed(frame),
   }));
-  ctx.onLeave(() => clearTimeout(page.timer));
+  ctx.onLeave(() => {
+    // A load already under way must not draw over the next page, nor schedule another.
+    page.left = true;
+    clearTimeout(page.timer);
+  });
 }
 
 /** "N credits now", and when the run writes scenes, what their storyboards and clips are
@@ -50,6 +54,7 @@ class DramaPage {
     this.version = null;
     this.timer = null;
     this.lastDraw = 0;
+    this.left = false;
   }
 
   async load() {
@@ -57,6 +62,7 @@ class DramaPage {
       api("GET", this.base),
       get(`${this.base}/jobs`).catch(() => ({ jobs: [] })),
     ]);
+    if (this.left) return;
     this.drama = response.body;
     this.version = versionOf(response.headers);
     this.runs = runs.jobs || [];
@@ -65,6 +71,7 @@ class DramaPage {
 
   /** A newer version exists: show it now, or (while editing or playing) offer it. */
   changed(frame) {
+    if (this.left) return;
     const version = frame.data && frame.data.version;
     if (frame.event === "deleted") {
       replace(this.main, h("h1", { text: "Deleted" }), message("This drama was deleted.", "ok"),

@@ -4,7 +4,7 @@
 // only when it scrolls into view, a few at a time, so a long drama stays within the API's
 // per-user rate limit (a 429 is retried after its Retry-After).
 
-import { authHeaders } from "./api.js";
+import { authHeaders, token } from "./api.js";
 import { h } from "./dom.js";
 
 const blobs = new Map();
@@ -68,6 +68,8 @@ async function fetchBlob(path) {
 /** A URL an element can load: the URL itself, or a blob: URL of the bytes. */
 export function loadable(url) {
   if (!needsHeader(url)) return Promise.resolve(url);
+  // Signed out (a page being left): nothing to fetch, and nothing to remember.
+  if (!token()) return Promise.resolve(null);
   const path = new URL(url, location.href).pathname;
   if (!blobs.has(path)) blobs.set(path, queued(() => fetchBlob(path)));
   return blobs.get(path);

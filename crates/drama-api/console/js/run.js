@@ -95,7 +95,10 @@ export async function render(main, ctx, id) {
 
   let stop = () => {};
   let stopped = false;
+  let later = null;
+  let retry = null;
   const refresh = debounce(async () => {
+    if (stopped) return;
     const mark = model.log.length;
     try {
       const fresh = await get(`/jobs/${seg(id)}/graph`);
@@ -105,10 +108,11 @@ export async function render(main, ctx, id) {
       paint();
     } catch {
       // The server is away (the stream is reconnecting meanwhile): try again shortly.
-      if (!stopped) setTimeout(refresh, 2000);
+      if (!stopped) retry = setTimeout(refresh, 2000);
     }
   }, 300);
   const costs = throttle(async () => {
+    if (stopped) return;
     try {
       const record = await get(`/jobs/${seg(runId)}`);
       model.run = { ...model.run, ...record, children: undefined };
@@ -252,7 +256,7 @@ export async function render(main, ctx, id) {
       end: () => {
         refresh();
         // Refunds are credited by a background task a few seconds after a run settles.
-        setTimeout(() => !stopped && costs(), 6000);
+        later = setTimeout(() => !stopped && costs(), 6000);
       },
     }, after);
   };
@@ -297,6 +301,10 @@ export async function render(main, ctx, id) {
   ctx.onLeave(() => {
     stopped = true;
     stop();
+    refresh.cancel();
+    costs.cancel();
+    clearTimeout(retry);
+    clearTimeout(later);
   });
 }
 
@@ -318,18 +326,22 @@ function seg_(pct, cls) {
   return span;
 }
 
+// Both return a function with `cancel()`: a call still waiting when the page is left must not
+// go out later (after a sign-out it would reach the server without a credential).
 function debounce(fn, ms) {
   let timer = null;
-  return () => {
+  const call = () => {
     clearTimeout(timer);
     timer = setTimeout(fn, ms);
   };
+  call.cancel = () => clearTimeout(timer);
+  return call;
 }
 
 function throttle(fn, ms) {
   let last = 0;
   let timer = null;
-  return () => {
+  const call = () => {
     if (timer) return;
     const wait = Math.max(0, ms - (Date.now() - last));
     timer = setTimeout(() => {
@@ -338,6 +350,11 @@ function throttle(fn, ms) {
       fn();
     }, wait);
   };
+  call.cancel = () => {
+    clearTimeout(timer);
+    timer = null;
+  };
+  return call;
 }
 
 function rafOnce(fn) {

@@ -2,7 +2,7 @@
 // send one, and it must never be in a URL). After a dropped connection it reconnects with
 // `Last-Event-ID`, so nothing is missed and nothing is applied twice.
 
-import { authHeaders } from "./api.js";
+import { authHeaders, token } from "./api.js";
 
 /**
  * Follows `path`. `handlers.event({id, event, data})` for each event, `handlers.status(text)`
@@ -17,6 +17,11 @@ export function follow(path, handlers, after = null) {
 
   const run = async () => {
     while (!stopped) {
+      if (!token()) {
+        // Signed out: nothing to follow, and nothing to send without a credential.
+        handlers.status?.("ended");
+        return;
+      }
       let ended = false;
       try {
         const headers = { Accept: "text/event-stream", ...authHeaders() };

@@ -9,7 +9,7 @@
 use std::time::SystemTime;
 
 use actix_web::http::Method;
-use actix_web::http::header::{self, HttpDate};
+use actix_web::http::header::{self, ByteRangeSpec, HttpDate, Range};
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -19,39 +19,39 @@ use drama_app::media::{ByteRange, ContentRange, ObjectInfo, ObjectKey, ObjectRea
 use super::streaming::object_head;
 use crate::error::{ApiError, ErrorCode};
 
-/// What a `Range` header asks for. Only single ranges are honoured; a header this does not
-/// understand (several ranges, another unit, nonsense) is ignored and the whole object is
-/// served, as RFC 9110 allows (several ranges would need a `multipart/byteranges` answer,
-/// which no player asks for).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Wanted {
-    /// `bytes=start-` or `bytes=start-end`.
-    From(ByteRange),
-    /// `bytes=-n`: the last `n` bytes.
-    Suffix(u64),
+/// What a `Range` header asks for, read by actix-web's typed `Range` header. Only single
+/// ranges are honoured; a header this does not understand (several ranges, another unit,
+/// nonsense, a last byte before the first) is ignored and the whole object is served, as
+/// RFC 9110 allows (several ranges would need a `multipart/byteranges` answer, which no player
+/// asks for).
+pub(super) fn parse_range(value: &str) -> Option<ByteRangeSpec> {
+    // actix drops the members of a list it cannot read and keeps the rest; a list is ignored
+    // as a whole here, so a half-understood header never narrows the answer.
+    if value.contains(',') {
+        return None;
+    }
+    match tight(value).parse::<Range>().ok()? {
+        Range::Bytes(specs) => match <[ByteRangeSpec; 1]>::try_from(specs) {
+            Ok([spec]) => Some(spec),
+            Err(_) => None,
+        },
+        Range::Unregistered(..) => None,
+    }
 }
 
-pub(super) fn parse_range(value: &str) -> Option<Wanted> {
-    let spec = value.trim().strip_prefix("bytes=")?.trim();
-    if spec.contains(',') {
-        return None;
-    }
-    let (start, end) = spec.split_once('-')?;
-    let (start, end) = (start.trim(), end.trim());
-    if start.is_empty() {
-        return Some(Wanted::Suffix(end.parse().ok()?));
-    }
-    let start = start.parse().ok()?;
-    let end = if end.is_empty() {
-        None
-    } else {
-        Some(end.parse().ok()?)
-    };
-    // A last byte before the first makes the header invalid, hence ignored.
-    if end.is_some_and(|e| e < start) {
-        return None;
-    }
-    Some(Wanted::From(ByteRange { start, end }))
+/// `value` without the spaces around its separators (`bytes= 5 - 9` is sent by some clients;
+/// the typed header reads only `bytes=5-9`). Spaces inside a number stay and spoil it.
+fn tight(value: &str) -> String {
+    value
+        .split_inclusive(['=', '-'])
+        .map(|piece| {
+            let piece = piece.trim();
+            match piece.strip_suffix(['=', '-']) {
+                Some(head) => format!("{}{}", head.trim_end(), &piece[head.len()..]),
+                None => piece.to_owned(),
+            }
+        })
+        .collect()
 }
 
 /// The validators of one object.
@@ -158,7 +158,7 @@ impl Delivery<'_> {
         let needs_info = head_only
             || if_none_match.is_some()
             || if_range.is_some()
-            || matches!(wanted, Some(Wanted::Suffix(_)));
+            || matches!(wanted, Some(ByteRangeSpec::Last(_)));
         let info = if needs_info {
             Some(self.app.object_info(self.key).await?)
         } else {
@@ -178,16 +178,18 @@ impl Delivery<'_> {
         }
         let range = match wanted {
             None => None,
-            Some(Wanted::From(range)) => Some(range),
-            Some(Wanted::Suffix(n)) => {
+            Some(ByteRangeSpec::FromTo(start, end)) => Some(ByteRange {
+                start,
+                end: Some(end),
+            }),
+            Some(ByteRangeSpec::From(start)) => Some(ByteRange { start, end: None }),
+            // A suffix resolves against the size read above; the store checks the others.
+            Some(suffix @ ByteRangeSpec::Last(_)) => {
                 let size = info.as_ref().map_or(0, |i| i.size);
-                if n == 0 || size == 0 {
-                    return Ok(unsatisfiable(size));
+                match suffix.to_satisfiable_range(size) {
+                    Some((start, _)) => Some(ByteRange { start, end: None }),
+                    None => return Ok(unsatisfiable(size)),
                 }
-                Some(ByteRange {
-                    start: size - n.min(size),
-                    end: None,
-                })
             }
         };
         if let (true, Some(info)) = (head_only, &info) {
@@ -261,11 +263,11 @@ mod tests {
 
     #[test]
     fn range_headers_are_read_as_rfc_9110_says() {
-        let from = |start, end| Some(Wanted::From(ByteRange { start, end }));
-        assert_eq!(parse_range("bytes=0-99"), from(0, Some(99)));
-        assert_eq!(parse_range("bytes=100-"), from(100, None));
-        assert_eq!(parse_range("bytes=-500"), Some(Wanted::Suffix(500)));
-        assert_eq!(parse_range(" bytes= 5 - 9 "), from(5, Some(9)));
+        let from_to = |start, end| Some(ByteRangeSpec::FromTo(start, end));
+        assert_eq!(parse_range("bytes=0-99"), from_to(0, 99));
+        assert_eq!(parse_range("bytes=100-"), Some(ByteRangeSpec::From(100)));
+        assert_eq!(parse_range("bytes=-500"), Some(ByteRangeSpec::Last(500)));
+        assert_eq!(parse_range(" bytes= 5 - 9 "), from_to(5, 9));
         for ignored in [
             "bytes=9-5",
             "bytes=0-1,4-5",

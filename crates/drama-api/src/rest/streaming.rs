@@ -1,7 +1,5 @@
 //! Moving bytes without holding them: uploads spooled to disk, objects streamed out.
 
-use std::path::PathBuf;
-
 use actix_web::http::header;
 use actix_web::{HttpResponse, HttpResponseBuilder};
 use bytes::Bytes;
@@ -15,17 +13,9 @@ use crate::error::{ApiError, ErrorCode};
 /// file cannot always be forwarded while the form is read). The file is removed when the
 /// value, or the stream made from it, is dropped.
 pub(crate) struct Spooled {
-    file: RemoveOnDrop,
+    file: tempfile::TempPath,
     /// Bytes written.
     pub(crate) len: u64,
-}
-
-struct RemoveOnDrop(PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }
 
 impl Spooled {
@@ -33,7 +23,7 @@ impl Spooled {
     pub(crate) fn into_stream(self) -> ByteStream {
         let guard = self.file;
         async_stream::try_stream! {
-            let file = tokio::fs::File::open(&guard.0).await?;
+            let file = tokio::fs::File::open(&guard).await?;
             let mut chunks = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024);
             while let Some(chunk) = chunks.next().await {
                 yield chunk?;
@@ -49,11 +39,14 @@ pub(crate) async fn spool_channel(
     field: &mut actix_multipart::Field,
     limit: u64,
 ) -> Result<Spooled, ApiError> {
-    let path = std::env::temp_dir().join(format!("drama-upload-{}", uuid::Uuid::new_v4()));
-    let guard = RemoveOnDrop(path.clone());
-    let mut file = tokio::fs::File::create(&path)
-        .await
-        .map_err(|e| ApiError::internal_while("cannot spool the upload", e))?;
+    // The path is removed when `guard` is dropped: when the upload is refused, and when the
+    // request is abandoned while it is read.
+    let (file, guard) = tempfile::Builder::new()
+        .prefix("drama-upload-")
+        .tempfile()
+        .map_err(|e| ApiError::internal_while("cannot spool the upload", e))?
+        .into_parts();
+    let mut file = tokio::fs::File::from_std(file);
     let mut len: u64 = 0;
     while let Some(chunk) = field.next().await {
         let chunk: Bytes =

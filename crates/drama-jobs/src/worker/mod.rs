@@ -335,6 +335,12 @@ impl<S: JobStore> WorkerHandle<S> {
         shared.wake.notify_waiters();
         let _ = l.claimer.await;
         let _ = l.dispatcher.await;
+        // Said at info level so an operator watching a slow stop sees what it waits for.
+        info!(
+            running = shared.in_flight().len(),
+            grace_secs = shared.config.shutdown_grace.as_secs(),
+            "stopping: no new claims; waiting for the running handlers"
+        );
         let deadline = tokio::time::Instant::now() + shared.config.shutdown_grace;
         loop {
             let drained = shared.drained.notified();
@@ -357,6 +363,12 @@ impl<S: JobStore> WorkerHandle<S> {
             .filter(|f| f.handler.as_ref().is_some_and(|h| !h.is_finished()))
             .map(|f| (f.fence, f.handler.clone(), f.cancel.clone()))
             .collect();
+        if !leftovers.is_empty() {
+            warn!(
+                handlers = leftovers.len(),
+                "handlers still running after the grace period are cancelled and their tasks released"
+            );
+        }
         for (fence, handler, cancel) in &leftovers {
             cancel.cancel();
             if let Some(h) = handler {

@@ -79,6 +79,11 @@ async fn run(ffmpeg: &Path, args: &[&str]) -> Result<(), StitchError> {
 /// [`StitchError::Missing`] when the clips need ffmpeg and it is absent (naming why they need
 /// it); [`StitchError::Failed`] when ffmpeg cannot read or join them.
 pub async fn concat(ffmpeg: &Path, clips: &[Bytes]) -> Result<Bytes, StitchError> {
+    concat_under(ffmpeg, clips, &std::env::temp_dir()).await
+}
+
+/// [`concat`], with ffmpeg's scratch directory made inside `parent`.
+async fn concat_under(ffmpeg: &Path, clips: &[Bytes], parent: &Path) -> Result<Bytes, StitchError> {
     // Remuxing copies the clips once, on a blocking thread since an episode may be hundreds
     // of megabytes (cloning `Bytes` shares them, it does not copy).
     let owned: Vec<Bytes> = clips.to_vec();
@@ -93,14 +98,17 @@ pub async fn concat(ffmpeg: &Path, clips: &[Bytes]) -> Result<Bytes, StitchError
         Err(refused) => refused.0,
     };
     tracing::info!(reason = %reason, "clips need ffmpeg to be joined");
-    let dir = std::env::temp_dir().join(format!("drama-stitch-{}", uuid::Uuid::new_v4()));
-    tokio::fs::create_dir_all(&dir).await?;
-    let result = concat_in(ffmpeg, clips, &dir).await;
-    let _ = tokio::fs::remove_dir_all(&dir).await;
-    result.map_err(|e| match e {
-        StitchError::Missing { path, .. } => StitchError::Missing { reason, path },
-        other => other,
-    })
+    // The directory goes when `dir` is dropped: on success, on failure, and when the job is
+    // cancelled while ffmpeg runs (dropping this future also kills ffmpeg).
+    let dir = tempfile::Builder::new()
+        .prefix("drama-stitch-")
+        .tempdir_in(parent)?;
+    concat_in(ffmpeg, clips, dir.path())
+        .await
+        .map_err(|e| match e {
+            StitchError::Missing { path, .. } => StitchError::Missing { reason, path },
+            other => other,
+        })
 }
 
 async fn concat_in(ffmpeg: &Path, clips: &[Bytes], dir: &Path) -> Result<Bytes, StitchError> {

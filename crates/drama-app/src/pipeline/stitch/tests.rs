@@ -7,7 +7,7 @@ use bytes::Bytes;
 use drama_ai::{OfflineProvider, VideoDuration, VideoRequest};
 
 use super::mp4::{self, probe};
-use super::{StitchError, concat, remux};
+use super::{StitchError, concat, concat_under, remux};
 
 fn clip(seed: u64, label: &str, duration: VideoDuration) -> Bytes {
     OfflineProvider::new(seed)
@@ -106,6 +106,74 @@ async fn clips_with_other_codec_parameters_need_ffmpeg_and_the_error_says_so() {
         text.contains("other codec parameters") && text.contains("ffmpeg was not found"),
         "{text}"
     );
+}
+
+/// Two clips the remuxer refuses (another profile in the second one's SPS), so that joining
+/// them needs ffmpeg.
+fn clips_needing_ffmpeg() -> [Bytes; 2] {
+    let a = clip(1, "a", VideoDuration::Ten);
+    let mut b = clip(2, "b", VideoDuration::Ten).to_vec();
+    let at = b.windows(4).position(|w| w == b"avcC").unwrap();
+    b[at + 5] ^= 0x01;
+    [a, Bytes::from(b)]
+}
+
+/// An executable shell script standing in for ffmpeg.
+fn fake_ffmpeg(dir: &Path, body: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("ffmpeg");
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+fn entries(dir: &Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_failed_stitch_leaves_no_directory_behind() {
+    let (tools, parent) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let ffmpeg = fake_ffmpeg(tools.path(), "echo 'cannot join' >&2; exit 1");
+    let err = concat_under(&ffmpeg, &clips_needing_ffmpeg(), parent.path())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StitchError::Failed(_)), "{err}");
+    assert_eq!(entries(parent.path()), Vec::<std::path::PathBuf>::new());
+}
+
+#[tokio::test]
+async fn a_cancelled_stitch_leaves_no_directory_behind() {
+    let (tools, parent) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // ffmpeg hangs; `exec` makes the killed process the sleeping one.
+    let ffmpeg = fake_ffmpeg(tools.path(), "exec sleep 60");
+    let clips = clips_needing_ffmpeg();
+    let stitch = concat_under(&ffmpeg, &clips, parent.path());
+    // Run the stitch until its clips are written and ffmpeg was started, then drop it as a
+    // cancelled job's handler is dropped.
+    let started = async {
+        loop {
+            let ready = entries(parent.path())
+                .iter()
+                .any(|dir| dir.join("clips.txt").exists());
+            if ready {
+                // ffmpeg is spawned right after the list is written.
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    };
+    tokio::select! {
+        result = stitch => panic!("the stitch ended before it was cancelled: {result:?}"),
+        started = tokio::time::timeout(std::time::Duration::from_secs(30), started) => {
+            started.expect("the stitch never got as far as running ffmpeg");
+        }
+    }
+    assert_eq!(entries(parent.path()), Vec::<std::path::PathBuf>::new());
 }
 
 #[test]

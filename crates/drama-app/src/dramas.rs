@@ -3,10 +3,7 @@
 
 use drama_assets::{Scope, keys};
 use drama_dal::{Page, PageRequest, StoredDrama, Version};
-use drama_domain::{
-    AssetId, AssetOwner, AssetPatch, CharacterId, CharacterPatch, DomainError, Drama, DramaId,
-    DramaPatch, DramaSummary, EpisodeId, EpisodePatch, SceneId, ScenePatch, UserId,
-};
+use drama_domain::{DomainError, Drama, DramaId, DramaSummary, EntityPatch, UserId};
 
 use crate::{App, AppError, Caller};
 
@@ -89,104 +86,29 @@ impl App {
         Ok(self.store.create(caller.user, drama).await?)
     }
 
-    /// Applies a PATCH to a drama's own fields.
+    /// Applies a PATCH to a drama of the caller or to one of its parts (character, episode,
+    /// scene, asset), and returns the whole drama as committed.
     ///
     /// # Errors
-    /// `NotFound`; `VersionConflict` when `expected` is stale; `Unavailable`.
-    #[tracing::instrument(skip_all, fields(drama.id = %id))]
-    pub async fn patch_drama(
-        &self,
-        caller: &Caller,
-        id: &DramaId,
-        patch: &DramaPatch,
-        expected: Option<Version>,
-    ) -> Result<StoredDrama, AppError> {
-        self.check_text(patch)?;
-        Ok(self
-            .store
-            .patch_drama(caller.user, id, patch, expected)
-            .await?)
-    }
-
-    /// Applies a PATCH to a character.
-    ///
-    /// # Errors
-    /// `NotFound` (drama or character); `VersionConflict`; `Unavailable`.
-    #[tracing::instrument(skip_all, fields(drama.id = %drama, character.id = %character))]
-    pub async fn patch_character(
+    /// `Invalid` for text over its bound; `NotFound` (the drama, the part, or the entity the
+    /// part is addressed through); `VersionConflict` when `expected` is stale; `Unavailable`.
+    #[tracing::instrument(skip_all, fields(drama.id = %drama))]
+    pub async fn patch(
         &self,
         caller: &Caller,
         drama: &DramaId,
-        character: &CharacterId,
-        patch: &CharacterPatch,
+        patch: &EntityPatch,
         expected: Option<Version>,
     ) -> Result<StoredDrama, AppError> {
-        self.check_text(patch)?;
+        let changes = patch
+            .changes_json()
+            .map_err(|e| AppError::Invalid(DomainError::field("", e.to_string())))?;
+        self.limits
+            .check_document(&changes)
+            .map_err(AppError::Invalid)?;
         Ok(self
             .store
-            .patch_character(caller.user, drama, character, patch, expected)
-            .await?)
-    }
-
-    /// Applies a PATCH to an episode.
-    ///
-    /// # Errors
-    /// `NotFound` (drama or episode); `VersionConflict`; `Unavailable`.
-    #[tracing::instrument(skip_all, fields(drama.id = %drama, episode.id = %episode))]
-    pub async fn patch_episode(
-        &self,
-        caller: &Caller,
-        drama: &DramaId,
-        episode: &EpisodeId,
-        patch: &EpisodePatch,
-        expected: Option<Version>,
-    ) -> Result<StoredDrama, AppError> {
-        self.check_text(patch)?;
-        Ok(self
-            .store
-            .patch_episode(caller.user, drama, episode, patch, expected)
-            .await?)
-    }
-
-    /// Applies a PATCH to a scene of an episode.
-    ///
-    /// # Errors
-    /// `NotFound` (drama, episode or scene); `VersionConflict`; `Unavailable`.
-    #[tracing::instrument(skip_all, fields(drama.id = %drama, scene.id = %scene))]
-    pub async fn patch_scene(
-        &self,
-        caller: &Caller,
-        drama: &DramaId,
-        episode: &EpisodeId,
-        scene: &SceneId,
-        patch: &ScenePatch,
-        expected: Option<Version>,
-    ) -> Result<StoredDrama, AppError> {
-        self.check_text(patch)?;
-        Ok(self
-            .store
-            .patch_scene(caller.user, drama, episode, scene, patch, expected)
-            .await?)
-    }
-
-    /// Applies a PATCH to an asset of `owner_entity`.
-    ///
-    /// # Errors
-    /// `NotFound` (drama, owner entity or asset); `VersionConflict`; `Unavailable`.
-    #[tracing::instrument(skip_all, fields(drama.id = %drama, asset.id = %asset))]
-    pub async fn patch_asset(
-        &self,
-        caller: &Caller,
-        drama: &DramaId,
-        owner_entity: &AssetOwner,
-        asset: &AssetId,
-        patch: &AssetPatch,
-        expected: Option<Version>,
-    ) -> Result<StoredDrama, AppError> {
-        self.check_text(patch)?;
-        Ok(self
-            .store
-            .patch_asset(caller.user, drama, owner_entity, asset, patch, expected)
+            .patch(caller.user, drama, patch, expected)
             .await?)
     }
 

@@ -489,19 +489,13 @@ async fn an_edited_prompt_reruns_exactly_its_storyboard_and_clip(backend: Backen
         "nothing changed: no provider call"
     );
 
-    let patch =
-        drama_domain::AssetPatch::from_json(br#"{"prompt": "a new angle on the rocket"}"#).unwrap();
-    w.app
-        .patch_asset(
-            &w.caller,
-            &d.id,
-            &drama_domain::AssetOwner::Scene(d.episodes[1].scenes[0].id.clone()),
-            &d.episodes[1].scenes[0].assets[0].id,
-            &patch,
-            None,
-        )
-        .await
-        .unwrap();
+    let patch = drama_domain::EntityPatch::Asset {
+        owner: drama_domain::AssetOwner::Scene(d.episodes[1].scenes[0].id.clone()),
+        id: d.episodes[1].scenes[0].assets[0].id.clone(),
+        changes: drama_domain::AssetPatch::from_json(br#"{"prompt": "a new angle on the rocket"}"#)
+            .unwrap(),
+    };
+    w.app.patch(&w.caller, &d.id, &patch, None).await.unwrap();
     let edited = w
         .app
         .generate(&w.caller, &d.id, Scope::Drama, false)

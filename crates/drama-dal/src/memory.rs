@@ -8,9 +8,8 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use drama_domain::{
-    ApiKeyId, ApiKeyMeta, Asset, AssetId, AssetOwner, AssetPatch, CharacterId, CharacterPatch,
-    Drama, DramaId, DramaPatch, DramaSummary, EpisodeId, EpisodePatch, SceneId, ScenePatch, User,
-    UserId,
+    ApiKeyId, ApiKeyMeta, Asset, AssetId, AssetOwner, Drama, DramaId, DramaSummary, EntityPatch,
+    Episode, EpisodeId, User, UserId,
 };
 use futures::StreamExt as _;
 use futures::channel::mpsc::{UnboundedSender, unbounded};
@@ -152,14 +151,7 @@ fn assets_of<'a>(
                 .ok_or_else(|| RepoError::not_found(Entity::Character, c))?
                 .assets
         }
-        AssetOwner::Episode(e) => {
-            &mut drama
-                .episodes
-                .iter_mut()
-                .find(|x| &x.id == e)
-                .ok_or_else(|| RepoError::not_found(Entity::Episode, e))?
-                .assets
-        }
+        AssetOwner::Episode(e) => &mut find_episode(drama, e)?.assets,
         AssetOwner::Scene(s) => {
             &mut drama
                 .episodes
@@ -170,6 +162,76 @@ fn assets_of<'a>(
                 .assets
         }
     })
+}
+
+/// Sets each field the patch carries on the part it addresses.
+fn apply_patch(drama: &mut Drama, patch: &EntityPatch) -> Result<(), RepoError> {
+    /// `Some` sets the field (for nullable fields, `Some(None)` clears it); `None` leaves it.
+    fn set<T: Clone>(field: &mut T, value: &Option<T>) {
+        if let Some(v) = value {
+            field.clone_from(v);
+        }
+    }
+    match patch {
+        EntityPatch::Drama(p) => {
+            set(&mut drama.title, &p.title);
+            set(&mut drama.description, &p.description);
+            set(&mut drama.premise, &p.premise);
+            set(&mut drama.metadata, &p.metadata);
+        }
+        EntityPatch::Character { id, changes: p } => {
+            let c = drama
+                .characters
+                .iter_mut()
+                .find(|c| &c.id == id)
+                .ok_or_else(|| RepoError::not_found(Entity::Character, id))?;
+            set(&mut c.name, &p.name);
+            set(&mut c.description, &p.description);
+            set(&mut c.metadata, &p.metadata);
+        }
+        EntityPatch::Episode { id, changes: p } => {
+            let e = find_episode(drama, id)?;
+            set(&mut e.title, &p.title);
+            set(&mut e.description, &p.description);
+            set(&mut e.premise, &p.premise);
+            set(&mut e.metadata, &p.metadata);
+        }
+        EntityPatch::Scene {
+            episode,
+            id,
+            changes: p,
+        } => {
+            let s = find_episode(drama, episode)?
+                .scenes
+                .iter_mut()
+                .find(|s| &s.id == id)
+                .ok_or_else(|| RepoError::not_found(Entity::Scene, id))?;
+            set(&mut s.description, &p.description);
+            set(&mut s.image_url, &p.image_url);
+            set(&mut s.video_url, &p.video_url);
+            set(&mut s.metadata, &p.metadata);
+        }
+        EntityPatch::Asset {
+            owner,
+            id,
+            changes: p,
+        } => {
+            let a = find_asset(assets_of(drama, owner)?, id)
+                .ok_or_else(|| RepoError::not_found(Entity::Asset, id))?;
+            set(&mut a.prompt, &p.prompt);
+            set(&mut a.url, &p.url);
+            set(&mut a.metadata, &p.metadata);
+        }
+    }
+    Ok(())
+}
+
+fn find_episode<'a>(drama: &'a mut Drama, id: &EpisodeId) -> Result<&'a mut Episode, RepoError> {
+    drama
+        .episodes
+        .iter_mut()
+        .find(|e| &e.id == id)
+        .ok_or_else(|| RepoError::not_found(Entity::Episode, id))
 }
 
 fn every_asset_mut(drama: &mut Drama) -> impl Iterator<Item = &mut Asset> {
@@ -283,146 +345,15 @@ impl DramaRepository for MemoryStore {
         Ok(stored.version)
     }
 
-    async fn patch_drama(
-        &self,
-        owner: UserId,
-        id: &DramaId,
-        patch: &DramaPatch,
-        expected: Option<Version>,
-    ) -> Result<StoredDrama, RepoError> {
-        self.lock().write(owner, id, expected, |d| {
-            if let Some(v) = &patch.title {
-                d.title.clone_from(v);
-            }
-            if let Some(v) = &patch.description {
-                d.description.clone_from(v);
-            }
-            if let Some(v) = &patch.premise {
-                d.premise.clone_from(v);
-            }
-            if let Some(v) = &patch.metadata {
-                d.metadata.clone_from(v);
-            }
-            Ok(())
-        })
-    }
-
-    async fn patch_character(
+    async fn patch(
         &self,
         owner: UserId,
         drama: &DramaId,
-        character: &CharacterId,
-        patch: &CharacterPatch,
+        patch: &EntityPatch,
         expected: Option<Version>,
     ) -> Result<StoredDrama, RepoError> {
-        self.lock().write(owner, drama, expected, |d| {
-            let c = d
-                .characters
-                .iter_mut()
-                .find(|c| &c.id == character)
-                .ok_or_else(|| RepoError::not_found(Entity::Character, character))?;
-            if let Some(v) = &patch.name {
-                c.name.clone_from(v);
-            }
-            if let Some(v) = &patch.description {
-                c.description.clone_from(v);
-            }
-            if let Some(v) = &patch.metadata {
-                c.metadata.clone_from(v);
-            }
-            Ok(())
-        })
-    }
-
-    async fn patch_episode(
-        &self,
-        owner: UserId,
-        drama: &DramaId,
-        episode: &EpisodeId,
-        patch: &EpisodePatch,
-        expected: Option<Version>,
-    ) -> Result<StoredDrama, RepoError> {
-        self.lock().write(owner, drama, expected, |d| {
-            let e = d
-                .episodes
-                .iter_mut()
-                .find(|e| &e.id == episode)
-                .ok_or_else(|| RepoError::not_found(Entity::Episode, episode))?;
-            if let Some(v) = &patch.title {
-                e.title.clone_from(v);
-            }
-            if let Some(v) = &patch.description {
-                e.description.clone_from(v);
-            }
-            if let Some(v) = &patch.premise {
-                e.premise.clone_from(v);
-            }
-            if let Some(v) = &patch.metadata {
-                e.metadata.clone_from(v);
-            }
-            Ok(())
-        })
-    }
-
-    async fn patch_scene(
-        &self,
-        owner: UserId,
-        drama: &DramaId,
-        episode: &EpisodeId,
-        scene: &SceneId,
-        patch: &ScenePatch,
-        expected: Option<Version>,
-    ) -> Result<StoredDrama, RepoError> {
-        self.lock().write(owner, drama, expected, |d| {
-            let e = d
-                .episodes
-                .iter_mut()
-                .find(|e| &e.id == episode)
-                .ok_or_else(|| RepoError::not_found(Entity::Episode, episode))?;
-            let s = e
-                .scenes
-                .iter_mut()
-                .find(|s| &s.id == scene)
-                .ok_or_else(|| RepoError::not_found(Entity::Scene, scene))?;
-            if let Some(v) = &patch.description {
-                s.description.clone_from(v);
-            }
-            if let Some(v) = &patch.image_url {
-                s.image_url.clone_from(v);
-            }
-            if let Some(v) = &patch.video_url {
-                s.video_url.clone_from(v);
-            }
-            if let Some(v) = &patch.metadata {
-                s.metadata.clone_from(v);
-            }
-            Ok(())
-        })
-    }
-
-    async fn patch_asset(
-        &self,
-        owner: UserId,
-        drama: &DramaId,
-        asset_owner: &AssetOwner,
-        asset: &AssetId,
-        patch: &AssetPatch,
-        expected: Option<Version>,
-    ) -> Result<StoredDrama, RepoError> {
-        self.lock().write(owner, drama, expected, |d| {
-            let a = find_asset(assets_of(d, asset_owner)?, asset)
-                .ok_or_else(|| RepoError::not_found(Entity::Asset, asset))?;
-            if let Some(v) = &patch.prompt {
-                a.prompt.clone_from(v);
-            }
-            if let Some(v) = &patch.url {
-                a.url.clone_from(v);
-            }
-            if let Some(v) = &patch.metadata {
-                a.metadata.clone_from(v);
-            }
-            Ok(())
-        })
+        self.lock()
+            .write(owner, drama, expected, |d| apply_patch(d, patch))
     }
 
     async fn attach_asset_object(

@@ -3,8 +3,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use drama_domain::{
-    ApiKeyId, ApiKeyMeta, AssetId, AssetOwner, AssetPatch, CharacterId, CharacterPatch, Drama,
-    DramaId, DramaPatch, DramaSummary, EpisodeId, EpisodePatch, SceneId, ScenePatch, User, UserId,
+    ApiKeyId, ApiKeyMeta, AssetId, Drama, DramaId, DramaSummary, EntityPatch, User, UserId,
 };
 use serde_json::Value;
 
@@ -89,71 +88,19 @@ pub trait DramaRepository: Send + Sync {
         expected: Option<Version>,
     ) -> Result<Version, RepoError>;
 
-    /// Applies a PATCH to the drama's own fields.
+    /// Applies a PATCH to the drama or one of its parts, and returns the whole drama as
+    /// committed (callers answer with the part they patched).
     ///
     /// # Errors
-    /// `NotFound` (Drama); `VersionConflict`; `Unavailable`.
-    async fn patch_drama(
-        &self,
-        owner: UserId,
-        id: &DramaId,
-        patch: &DramaPatch,
-        expected: Option<Version>,
-    ) -> Result<StoredDrama, RepoError>;
-
-    /// Applies a PATCH to one character.
-    ///
-    /// # Errors
-    /// `NotFound` (Drama or Character); `VersionConflict`; `Unavailable`.
-    async fn patch_character(
+    /// `NotFound` naming what is missing: the drama, or the part the patch addresses, or the
+    /// entity through which it addresses it (a scene's episode, an asset's owner entity; a
+    /// scene in another episode or an asset of another entity is not found either);
+    /// `VersionConflict` when `expected` is stale (nothing is written); `Unavailable`.
+    async fn patch(
         &self,
         owner: UserId,
         drama: &DramaId,
-        character: &CharacterId,
-        patch: &CharacterPatch,
-        expected: Option<Version>,
-    ) -> Result<StoredDrama, RepoError>;
-
-    /// Applies a PATCH to one episode.
-    ///
-    /// # Errors
-    /// `NotFound` (Drama or Episode); `VersionConflict`; `Unavailable`.
-    async fn patch_episode(
-        &self,
-        owner: UserId,
-        drama: &DramaId,
-        episode: &EpisodeId,
-        patch: &EpisodePatch,
-        expected: Option<Version>,
-    ) -> Result<StoredDrama, RepoError>;
-
-    /// Applies a PATCH to one scene of one episode.
-    ///
-    /// # Errors
-    /// `NotFound` (Drama, Episode, or Scene — also when the scene is in another episode);
-    /// `VersionConflict`; `Unavailable`.
-    async fn patch_scene(
-        &self,
-        owner: UserId,
-        drama: &DramaId,
-        episode: &EpisodeId,
-        scene: &SceneId,
-        patch: &ScenePatch,
-        expected: Option<Version>,
-    ) -> Result<StoredDrama, RepoError>;
-
-    /// Applies a PATCH to one asset of the given owner entity.
-    ///
-    /// # Errors
-    /// `NotFound` (Drama, the owner entity, or Asset — also when the asset belongs to another
-    /// entity); `VersionConflict`; `Unavailable`.
-    async fn patch_asset(
-        &self,
-        owner: UserId,
-        drama: &DramaId,
-        asset_owner: &AssetOwner,
-        asset: &AssetId,
-        patch: &AssetPatch,
+        patch: &EntityPatch,
         expected: Option<Version>,
     ) -> Result<StoredDrama, RepoError>;
 

@@ -21,6 +21,6 @@ pub use model::{
     Asset, AssetKind, AssetOwner, Character, Drama, DramaSummary, Episode,
     STORYBOARD_MAX_CHARACTERS, Scene, VIDEO_DURATIONS,
 };
-pub use patch::{AssetPatch, CharacterPatch, DramaPatch, EpisodePatch, ScenePatch};
+pub use patch::{AssetPatch, CharacterPatch, DramaPatch, EntityPatch, EpisodePatch, ScenePatch};
 pub use storage::{legacy_key_of, storage_key_belongs};
 pub use user::{ApiKeyId, ApiKeyMeta, User};

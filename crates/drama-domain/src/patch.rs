@@ -1,4 +1,5 @@
-//! PATCH models: only the fields the peer let clients change.
+//! PATCH models: only the fields the peer let clients change, and [`EntityPatch`], the one
+//! value every layer passes for a PATCH of any part of a drama.
 //!
 //! A key that is absent leaves the field alone. A key that is present sets it; for a field the
 //! model requires, `null` and empty text are refused (the peer accepted them and then could no
@@ -8,6 +9,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 use crate::error::DomainError;
+use crate::ids::{AssetId, CharacterId, EpisodeId, SceneId};
+use crate::model::AssetOwner;
 
 /// Present-and-null is an error for required fields.
 fn required<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
@@ -134,6 +137,66 @@ pub struct AssetPatch {
 }
 patch_parse!(AssetPatch);
 
+/// A PATCH of one part of a drama: which part, and the changes to its fields.
+///
+/// The address and the changes travel together so that a patch of one kind can never be
+/// applied to a part of another; the drama itself (and its owner) are named beside it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EntityPatch {
+    /// The drama's own fields.
+    Drama(DramaPatch),
+    /// One character.
+    Character {
+        /// The character.
+        id: CharacterId,
+        /// Its changes.
+        changes: CharacterPatch,
+    },
+    /// One episode.
+    Episode {
+        /// The episode.
+        id: EpisodeId,
+        /// Its changes.
+        changes: EpisodePatch,
+    },
+    /// One scene, addressed through its episode (a scene of another episode is not found).
+    Scene {
+        /// The episode the scene must be in.
+        episode: EpisodeId,
+        /// The scene.
+        id: SceneId,
+        /// Its changes.
+        changes: ScenePatch,
+    },
+    /// One asset, addressed through the entity that holds it (an asset held by another entity
+    /// is not found).
+    Asset {
+        /// The entity whose `assets` hold it.
+        owner: AssetOwner,
+        /// The asset.
+        id: AssetId,
+        /// Its changes.
+        changes: AssetPatch,
+    },
+}
+
+impl EntityPatch {
+    /// The changes alone, as the JSON body they were read from (what text limits are checked
+    /// against, so that a refusal names the body's field and not the address).
+    ///
+    /// # Errors
+    /// Only if a metadata value cannot be serialised, which parsed JSON always can.
+    pub fn changes_json(&self) -> Result<Value, serde_json::Error> {
+        match self {
+            Self::Drama(changes) => serde_json::to_value(changes),
+            Self::Character { changes, .. } => serde_json::to_value(changes),
+            Self::Episode { changes, .. } => serde_json::to_value(changes),
+            Self::Scene { changes, .. } => serde_json::to_value(changes),
+            Self::Asset { changes, .. } => serde_json::to_value(changes),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,5 +232,20 @@ mod tests {
         assert_eq!(e.first_field(), "premise");
         let e = ScenePatch::from_json(br#"{"metadata": {"note": "a\u0000b"}}"#).unwrap_err();
         assert_eq!(e.first_field(), "metadata.note");
+    }
+
+    #[test]
+    fn changes_json_is_the_body_without_the_address() {
+        let patch = EntityPatch::Scene {
+            episode: EpisodeId::parse("e1").unwrap(),
+            id: SceneId::parse("s1").unwrap(),
+            changes: ScenePatch::from_json(br#"{"description": "d", "video_url": null}"#).unwrap(),
+        };
+        let json = patch.changes_json().unwrap();
+        assert_eq!(json["description"], "d");
+        assert!(
+            json.get("id").is_none() && json.get("episode").is_none(),
+            "{json}"
+        );
     }
 }

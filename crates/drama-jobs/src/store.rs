@@ -377,6 +377,18 @@ pub trait JobStore: Send + Sync + 'static {
         value: &Value,
     ) -> impl Future<Output = Result<(), JobError>> + Send;
 
+    /// Of these attempts, the ones still current: the task is running under the same claim
+    /// epoch. A worker whose registration lapsed asks after registering again, and stops the
+    /// handlers of the tasks that were taken back meanwhile before they call a paid provider
+    /// (their checkpoints and completions would be refused anyway).
+    ///
+    /// # Errors
+    /// [`JobError::Unavailable`].
+    fn still_held(
+        &self,
+        fences: &[Fence],
+    ) -> impl Future<Output = Result<Vec<JobId>, JobError>> + Send;
+
     /// Requeues (or fails) running tasks whose worker's registration expired, and removes
     /// those registrations. Returns how many tasks were affected.
     ///

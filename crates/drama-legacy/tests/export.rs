@@ -8,7 +8,7 @@ use common::{
     TestS3, database_snapshot, drama_key, export, fixture_as, import, options, png, repos,
 };
 use drama_dal::NewUser;
-use drama_domain::{Drama, DramaId, DramaPatch, UserId};
+use drama_domain::{Drama, DramaId, DramaPatch, EntityPatch, UserId};
 use drama_legacy::format::{LegacyIndex, old_timestamp};
 use drama_legacy::{LegacyDrama, Outcome, ReasonCode};
 use serde_json::{Value, json};
@@ -46,11 +46,12 @@ async fn export_writes_the_old_layout_and_importing_it_changes_nothing(pool: PgP
     assert_eq!(first.counts.imported, 7);
 
     // Life goes on in the new system: an edit, a deletion, a drama of another user.
-    let patch =
-        DramaPatch::from_json("{\"title\": \"Edited \u{2014} online\"}".as_bytes()).unwrap();
+    let patch = EntityPatch::Drama(
+        DramaPatch::from_json("{\"title\": \"Edited \u{2014} online\"}".as_bytes()).unwrap(),
+    );
     repos
         .dramas
-        .patch_drama(legacy_owner, &id("old-1"), &patch, None)
+        .patch(legacy_owner, &id("old-1"), &patch, None)
         .await
         .unwrap();
     repos
@@ -206,10 +207,10 @@ async fn an_export_dry_run_writes_nothing(pool: PgPool) {
         s3.put_json(&drama_key(&key_id), &fixture_as(&key_id)).await;
     }
     import(&s3, &repos, options(&s3, owner)).await;
-    let patch = DramaPatch::from_json(br#"{"title": "Changed"}"#).unwrap();
+    let patch = EntityPatch::Drama(DramaPatch::from_json(br#"{"title": "Changed"}"#).unwrap());
     repos
         .dramas
-        .patch_drama(owner, &id("d0"), &patch, None)
+        .patch(owner, &id("d0"), &patch, None)
         .await
         .unwrap();
     let bucket_before = s3.snapshot().await;

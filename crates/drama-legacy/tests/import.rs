@@ -11,7 +11,7 @@ use common::{
     png, repos,
 };
 use drama_dal::NewUser;
-use drama_domain::{DramaId, DramaPatch, UserId};
+use drama_domain::{DramaId, DramaPatch, EntityPatch, UserId};
 use drama_legacy::{
     CancellationToken, Importer, LegacyDrama, Outcome, OwnerMap, Progress, Reason, ReasonCode,
 };
@@ -352,10 +352,11 @@ async fn changed_files_update_and_database_edits_win_unless_overwritten(pool: Pg
     assert_eq!(stored_title().await, "Second cut");
 
     // Edited in the database, file unchanged: unchanged, with a note.
-    let patch = DramaPatch::from_json(br#"{"title": "Edited online"}"#).unwrap();
+    let patch =
+        EntityPatch::Drama(DramaPatch::from_json(br#"{"title": "Edited online"}"#).unwrap());
     repos
         .dramas
-        .patch_drama(owner, &id("d1"), &patch, None)
+        .patch(owner, &id("d1"), &patch, None)
         .await
         .unwrap();
     let r = import(&s3, &repos, o.clone()).await;

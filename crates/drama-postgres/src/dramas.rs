@@ -3,7 +3,8 @@
 //! Reads aggregate a whole tree into one JSON document inside the database (one statement);
 //! writes send each kind of child as one JSON array and upsert it with `jsonb_to_recordset`, so
 //! the number of statements never depends on the size of the drama. The SQL of each direction
-//! lives in its own module; this one holds the repository methods that combine them.
+//! lives in its own module (`read`, `write`, `patch`); this one holds the repository methods
+//! that combine them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,16 +14,13 @@ use chrono::{DateTime, Utc};
 use drama_dal::{
     AssetObject, DramaRepository, Entity, Page, PageRequest, RepoError, StoredDrama, Version,
 };
-use drama_domain::{
-    AssetId, AssetOwner, AssetPatch, CharacterId, CharacterPatch, Drama, DramaId, DramaPatch,
-    DramaSummary, EpisodeId, EpisodePatch, SceneId, ScenePatch, UserId,
-};
-use futures::future::BoxFuture;
-use sqlx::{AssertSqlSafe, PgConnection, Row as _};
+use drama_domain::{AssetId, Drama, DramaId, DramaSummary, EntityPatch, UserId};
+use sqlx::{AssertSqlSafe, Row as _};
 
 use crate::PgStore;
 use crate::error::{db, map_err};
 
+mod patch;
 mod read;
 mod write;
 
@@ -33,50 +31,6 @@ use read::{
 };
 use write::why_not_written;
 pub(crate) use write::{bump_version, write_children};
-
-/// `case when <present> then <value> else <column> end` binds for a nullable PATCH field.
-fn nullable<T: Clone>(field: &Option<Option<T>>) -> (bool, Option<T>) {
-    match field {
-        Some(v) => (true, v.clone()),
-        None => (false, None),
-    }
-}
-
-async fn exists(
-    conn: &mut PgConnection,
-    sql: &'static str,
-    drama: &DramaId,
-    id: &str,
-) -> Result<bool, RepoError> {
-    sqlx::query_scalar(sql)
-        .bind(drama.as_str())
-        .bind(id)
-        .fetch_one(conn)
-        .await
-        .map_err(db)
-}
-
-impl PgStore {
-    /// Runs `write` in a transaction after bumping the drama's version; returns the whole drama
-    /// as committed.
-    async fn patch_with<F>(
-        &self,
-        owner: UserId,
-        id: &DramaId,
-        expected: Option<Version>,
-        write: F,
-    ) -> Result<StoredDrama, RepoError>
-    where
-        F: for<'c> FnOnce(&'c mut PgConnection) -> BoxFuture<'c, Result<(), RepoError>> + Send,
-    {
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        bump_version(&mut tx, owner, id, expected).await?;
-        write(&mut tx).await?;
-        let stored = read_complete(&mut tx, owner, id).await?;
-        tx.commit().await.map_err(db)?;
-        Ok(stored)
-    }
-}
 
 #[async_trait]
 impl DramaRepository for PgStore {
@@ -184,260 +138,20 @@ impl DramaRepository for PgStore {
         Ok(version)
     }
 
-    #[tracing::instrument(skip_all, fields(drama.id = %id))]
-    async fn patch_drama(
-        &self,
-        owner: UserId,
-        id: &DramaId,
-        patch: &DramaPatch,
-        expected: Option<Version>,
-    ) -> Result<StoredDrama, RepoError> {
-        let patch = patch.clone();
-        let drama = id.clone();
-        self.patch_with(owner, id, expected, move |conn| {
-            Box::pin(async move {
-                let (set_metadata, metadata) = nullable(&patch.metadata);
-                sqlx::query(
-                    "update public.dramas set title = coalesce($2, title), \
-                         description = coalesce($3, description), \
-                         premise = coalesce($4, premise), \
-                         metadata = case when $5 then $6 else metadata end \
-                     where id = $1",
-                )
-                .bind(drama.as_str())
-                .bind(&patch.title)
-                .bind(&patch.description)
-                .bind(&patch.premise)
-                .bind(set_metadata)
-                .bind(metadata)
-                .execute(conn)
-                .await
-                .map_err(db)?;
-                Ok(())
-            })
-        })
-        .await
-    }
-
-    #[tracing::instrument(skip_all, fields(drama.id = %drama, character.id = %character))]
-    async fn patch_character(
+    #[tracing::instrument(skip_all, fields(drama.id = %drama, expected))]
+    async fn patch(
         &self,
         owner: UserId,
         drama: &DramaId,
-        character: &CharacterId,
-        patch: &CharacterPatch,
+        patch: &EntityPatch,
         expected: Option<Version>,
     ) -> Result<StoredDrama, RepoError> {
-        let patch = patch.clone();
-        let (drama_id, character) = (drama.clone(), character.clone());
-        self.patch_with(owner, drama, expected, move |conn| {
-            Box::pin(async move {
-                let (set_metadata, metadata) = nullable(&patch.metadata);
-                let done = sqlx::query(
-                    "update public.characters set name = coalesce($3, name), \
-                         description = coalesce($4, description), \
-                         metadata = case when $5 then $6 else metadata end \
-                     where drama_id = $1 and id = $2",
-                )
-                .bind(drama_id.as_str())
-                .bind(character.as_str())
-                .bind(&patch.name)
-                .bind(&patch.description)
-                .bind(set_metadata)
-                .bind(metadata)
-                .execute(conn)
-                .await
-                .map_err(db)?;
-                if done.rows_affected() == 0 {
-                    return Err(RepoError::not_found(Entity::Character, &character));
-                }
-                Ok(())
-            })
-        })
-        .await
-    }
-
-    #[tracing::instrument(skip_all, fields(drama.id = %drama, episode.id = %episode))]
-    async fn patch_episode(
-        &self,
-        owner: UserId,
-        drama: &DramaId,
-        episode: &EpisodeId,
-        patch: &EpisodePatch,
-        expected: Option<Version>,
-    ) -> Result<StoredDrama, RepoError> {
-        let patch = patch.clone();
-        let (drama_id, episode) = (drama.clone(), episode.clone());
-        self.patch_with(owner, drama, expected, move |conn| {
-            Box::pin(async move {
-                let (set_premise, premise) = nullable(&patch.premise);
-                let (set_metadata, metadata) = nullable(&patch.metadata);
-                let done = sqlx::query(
-                    "update public.episodes set title = coalesce($3, title), \
-                         description = coalesce($4, description), \
-                         premise = case when $5 then $6 else premise end, \
-                         metadata = case when $7 then $8 else metadata end \
-                     where drama_id = $1 and id = $2",
-                )
-                .bind(drama_id.as_str())
-                .bind(episode.as_str())
-                .bind(&patch.title)
-                .bind(&patch.description)
-                .bind(set_premise)
-                .bind(premise)
-                .bind(set_metadata)
-                .bind(metadata)
-                .execute(conn)
-                .await
-                .map_err(db)?;
-                if done.rows_affected() == 0 {
-                    return Err(RepoError::not_found(Entity::Episode, &episode));
-                }
-                Ok(())
-            })
-        })
-        .await
-    }
-
-    #[tracing::instrument(skip_all, fields(drama.id = %drama, scene.id = %scene))]
-    async fn patch_scene(
-        &self,
-        owner: UserId,
-        drama: &DramaId,
-        episode: &EpisodeId,
-        scene: &SceneId,
-        patch: &ScenePatch,
-        expected: Option<Version>,
-    ) -> Result<StoredDrama, RepoError> {
-        let patch = patch.clone();
-        let (drama_id, episode, scene) = (drama.clone(), episode.clone(), scene.clone());
-        self.patch_with(owner, drama, expected, move |conn| {
-            Box::pin(async move {
-                let (set_image, image_url) = nullable(&patch.image_url);
-                let (set_video, video_url) = nullable(&patch.video_url);
-                let (set_metadata, metadata) = nullable(&patch.metadata);
-                let done = sqlx::query(
-                    "update public.scenes set description = coalesce($4, description), \
-                         image_url = case when $5 then $6 else image_url end, \
-                         video_url = case when $7 then $8 else video_url end, \
-                         metadata = case when $9 then $10 else metadata end \
-                     where drama_id = $1 and episode_id = $2 and id = $3",
-                )
-                .bind(drama_id.as_str())
-                .bind(episode.as_str())
-                .bind(scene.as_str())
-                .bind(&patch.description)
-                .bind(set_image)
-                .bind(image_url)
-                .bind(set_video)
-                .bind(video_url)
-                .bind(set_metadata)
-                .bind(metadata)
-                .execute(&mut *conn)
-                .await
-                .map_err(db)?;
-                if done.rows_affected() == 0 {
-                    let episode_exists = exists(
-                        conn,
-                        "select exists (select 1 from public.episodes \
-                         where drama_id = $1 and id = $2)",
-                        &drama_id,
-                        episode.as_str(),
-                    )
-                    .await?;
-                    return Err(if episode_exists {
-                        RepoError::not_found(Entity::Scene, &scene)
-                    } else {
-                        RepoError::not_found(Entity::Episode, &episode)
-                    });
-                }
-                Ok(())
-            })
-        })
-        .await
-    }
-
-    #[tracing::instrument(skip_all, fields(drama.id = %drama, asset.id = %asset))]
-    async fn patch_asset(
-        &self,
-        owner: UserId,
-        drama: &DramaId,
-        asset_owner: &AssetOwner,
-        asset: &AssetId,
-        patch: &AssetPatch,
-        expected: Option<Version>,
-    ) -> Result<StoredDrama, RepoError> {
-        let patch = patch.clone();
-        let (drama_id, asset_owner, asset) = (drama.clone(), asset_owner.clone(), asset.clone());
-        self.patch_with(owner, drama, expected, move |conn| {
-            Box::pin(async move {
-                let (set_url, url) = nullable(&patch.url);
-                let (set_metadata, metadata) = nullable(&patch.metadata);
-                let (owner_filter, owner_id, owner_exists) = match &asset_owner {
-                    AssetOwner::Drama => (
-                        "character_id is null and episode_id is null and scene_id is null \
-                         and $7::text is null",
-                        None,
-                        None,
-                    ),
-                    AssetOwner::Character(c) => (
-                        "character_id = $7",
-                        Some(c.as_str()),
-                        Some((
-                            Entity::Character,
-                            "select exists (select 1 from public.characters \
-                             where drama_id = $1 and id = $2)",
-                        )),
-                    ),
-                    AssetOwner::Episode(e) => (
-                        "episode_id = $7",
-                        Some(e.as_str()),
-                        Some((
-                            Entity::Episode,
-                            "select exists (select 1 from public.episodes \
-                             where drama_id = $1 and id = $2)",
-                        )),
-                    ),
-                    AssetOwner::Scene(s) => (
-                        "scene_id = $7",
-                        Some(s.as_str()),
-                        Some((
-                            Entity::Scene,
-                            "select exists (select 1 from public.scenes \
-                             where drama_id = $1 and id = $2)",
-                        )),
-                    ),
-                };
-                let sql = format!(
-                    "update public.assets set prompt = coalesce($3, prompt), \
-                         url = case when $4 then $5 else url end, \
-                         metadata = case when $6 then $8 else metadata end \
-                     where drama_id = $1 and id = $2 and {owner_filter}"
-                );
-                let done = sqlx::query(AssertSqlSafe(sql))
-                    .bind(drama_id.as_str())
-                    .bind(asset.as_str())
-                    .bind(&patch.prompt)
-                    .bind(set_url)
-                    .bind(url)
-                    .bind(set_metadata)
-                    .bind(owner_id)
-                    .bind(metadata)
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(db)?;
-                if done.rows_affected() == 0 {
-                    if let (Some((entity, sql)), Some(id)) = (owner_exists, owner_id)
-                        && !exists(conn, sql, &drama_id, id).await?
-                    {
-                        return Err(RepoError::not_found(entity, id));
-                    }
-                    return Err(RepoError::not_found(Entity::Asset, &asset));
-                }
-                Ok(())
-            })
-        })
-        .await
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        bump_version(&mut tx, owner, drama, expected).await?;
+        patch::apply(&mut tx, drama, patch).await?;
+        let stored = read_complete(&mut tx, owner, drama).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(stored)
     }
 
     #[tracing::instrument(skip_all, fields(drama.id = %drama, asset.id = %asset))]

@@ -288,3 +288,103 @@ async fn a_lapsed_registration_is_renewed_without_cancelling_its_handlers(pool: 
     assert_eq!((stats.succeeded, stats.fenced_out), (TASKS as u64, 0));
     db.close().await;
 }
+
+/// A registration that lapses long enough for a reaper to take the tasks back: when the worker
+/// registers again it stops the handlers of those tasks. Here they had not called their
+/// provider yet (each waits for the test before it "pays"), so none of them ever does: every
+/// task's call is paid once, by its second attempt.
+#[sqlx::test(migrator = "drama_postgres::MIGRATOR")]
+async fn handlers_of_tasks_taken_back_during_a_lapse_stop_before_their_paid_call(pool: PgPool) {
+    let db = wide_pool(&pool, 2 * TASKS as u32 + 4).await;
+    let store = Arc::new(PgJobStore::new(db.clone()));
+    let paid = Arc::new(AtomicUsize::new(0));
+    let stopped = Arc::new(AtomicUsize::new(0));
+    let (started_tx, mut started) = mpsc::unbounded_channel();
+    let (release, release_rx) = watch::channel(false);
+    let mut registry = Registry::new();
+    {
+        let (paid, stopped) = (paid.clone(), stopped.clone());
+        registry.register("call", move |ctx: JobContext| {
+            let (paid, stopped, started, mut release) = (
+                paid.clone(),
+                stopped.clone(),
+                started_tx.clone(),
+                release_rx.clone(),
+            );
+            async move {
+                let _ = started.send(ctx.attempt());
+                tokio::select! {
+                    released = release.wait_for(|go| *go) => { released.unwrap(); }
+                    () = ctx.cancellation().cancelled() => {
+                        stopped.fetch_add(1, Ordering::SeqCst);
+                        return Outcome::cancelled("taken back");
+                    }
+                }
+                paid.fetch_add(1, Ordering::SeqCst);
+                Outcome::success(json!({"attempt": ctx.attempt()}))
+            }
+        });
+    }
+    let worker = Worker::start(
+        store.clone(),
+        registry,
+        WorkerConfig {
+            // The test plays the reaper, at the moment it chooses.
+            reap_interval: Duration::from_secs(3600),
+            ..config("retaken")
+        },
+    )
+    .await
+    .unwrap();
+    let registration = worker.worker_id().unwrap();
+    let mut graph = Graph::new(RunSpec::new("calls", Uuid::new_v4()));
+    for i in 0..TASKS {
+        graph.add(NodeSpec::task(format!("t{i}"), "call", json!({})));
+    }
+    let run = store.submit(&graph).await.unwrap();
+    let mut next_start = async || {
+        tokio::time::timeout(Duration::from_secs(10), started.recv())
+            .await
+            .expect("a handler starts")
+            .unwrap()
+    };
+    for _ in 0..TASKS {
+        assert_eq!(next_start().await, 1);
+    }
+
+    // The registration lapses and a reaper takes every task back before the worker notices
+    // (should its heartbeat renew the registration first, the lapse is made again).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        sqlx::query(
+            "update public.job_workers set expires_at = now() - interval '1 second' where id = $1",
+        )
+        .bind(registration.0)
+        .execute(&pool)
+        .await
+        .unwrap();
+        if store.reap_expired(100).await.unwrap() == TASKS {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the tasks were never reaped");
+    }
+    // The worker registers again, stops the four handlers and claims the tasks anew.
+    for _ in 0..TASKS {
+        assert_eq!(next_start().await, 2);
+    }
+    assert_eq!(stopped.load(Ordering::SeqCst), TASKS, "stale handlers stopped");
+
+    release.send(true).unwrap();
+    let root =
+        drama_jobs::conformance::wait_settled(&*store, run.run_id, Duration::from_secs(30)).await;
+    assert_eq!(root.state, JobState::Completed);
+    assert_eq!(
+        paid.load(Ordering::SeqCst),
+        TASKS,
+        "one paid call for each of {TASKS} tasks"
+    );
+    assert_eq!(attempts(&pool, &run).await, vec![2; TASKS]);
+    assert_eq!(worker.worker_id(), Some(registration), "the same id");
+    worker.shutdown().await;
+    db.close().await;
+}

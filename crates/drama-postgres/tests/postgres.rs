@@ -110,10 +110,10 @@ async fn the_drama_cache_never_serves_a_stale_or_foreign_state(pool: PgPool) {
     b.delete(owner_id, &first.id).await.unwrap();
     let reborn = drama("cached", 1, 1, 1);
     b.create(owner_id, &reborn).await.unwrap();
-    b.patch_drama(
+    b.patch(
         owner_id,
         &reborn.id,
-        &drama_domain::DramaPatch::default(),
+        &drama_domain::EntityPatch::Drama(drama_domain::DramaPatch::default()),
         None,
     )
     .await

@@ -5,7 +5,7 @@ use drama_app::jobs::JobId;
 use drama_app::pipeline::{PremiseRequest, Scope, Started, Waited};
 use drama_app::store::{PageRequest, StoredDrama};
 use drama_app::{AppError, Caller, RequestKey};
-use drama_domain::{self as domain, DramaId, DramaPatch, UserId};
+use drama_domain::{self as domain, DramaId, DramaPatch, EntityPatch, UserId};
 use drama_domain::{AssetId, CharacterId, EpisodeId, SceneId};
 use juniper::{FieldResult, GraphQLInputObject, RootNode, graphql_object};
 
@@ -472,7 +472,12 @@ impl Mutation {
             .map_err(|e| GqlError(AppError::Invalid(e)))?;
         let stored = ctx
             .app
-            .patch_drama(&ctx.caller, &id, &patch, version.map(i64::from))
+            .patch(
+                &ctx.caller,
+                &id,
+                &EntityPatch::Drama(patch),
+                version.map(i64::from),
+            )
             .await?;
         Ok(Drama(Arc::new(stored)))
     }

@@ -3,7 +3,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::{Bytes, BytesMut};
 use drama_app::pipeline::{PremiseRequest, ReferenceUpload};
 use drama_app::store::{Cursor, PageRequest};
-use drama_domain::{Drama, DramaPatch};
+use drama_domain::{Drama, DramaPatch, EntityPatch};
 use futures::StreamExt as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -219,11 +219,10 @@ async fn patch(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let id = drama_id(&path)?;
-    let (patch, expected) = patch_body(req.headers(), &body, DramaPatch::from_value)?;
-    let stored = state
-        .app()
-        .patch_drama(&caller, &id, &patch, expected)
-        .await?;
+    let (patch, expected) = patch_body(req.headers(), &body, |body| {
+        DramaPatch::from_value(body).map(EntityPatch::Drama)
+    })?;
+    let stored = state.app().patch(&caller, &id, &patch, expected).await?;
     Ok(with_etag(stored.version, &stored.drama))
 }
 

@@ -19,7 +19,7 @@ mod streaming;
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::{HttpResponse, web};
 use drama_app::store::Version;
-use drama_domain::{DomainError, DramaId};
+use drama_domain::{DomainError, DramaId, EntityPatch};
 use serde_json::Value;
 
 use crate::error::ApiError;
@@ -79,20 +79,20 @@ pub(crate) fn expected_version(
     }
 }
 
-/// Parses a JSON body, answering 400 when it is not JSON at all.
-/// A PATCH body read by `parse`, and the version the client expects (`If-Match` or the body's
-/// `version`).
-pub(crate) fn patch_body<P>(
+/// A PATCH body made into the patch of the route's part by `parse`, and the version the client
+/// expects (`If-Match` or the body's `version`).
+pub(crate) fn patch_body(
     headers: &HeaderMap,
     bytes: &[u8],
-    parse: fn(Value) -> Result<P, DomainError>,
-) -> Result<(P, Option<Version>), ApiError> {
+    parse: impl FnOnce(Value) -> Result<EntityPatch, DomainError>,
+) -> Result<(EntityPatch, Option<Version>), ApiError> {
     let body = json_body(bytes)?;
     let expected = expected_version(headers, Some(&body))?;
     let patch = parse(body).map_err(|e| ApiError::validation(&e, "body"))?;
     Ok((patch, expected))
 }
 
+/// Parses a JSON body, answering 400 when it is not JSON at all.
 pub(crate) fn json_body(bytes: &[u8]) -> Result<Value, ApiError> {
     serde_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_request(format!("Invalid JSON body: {e}")))

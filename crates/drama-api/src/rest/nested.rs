@@ -3,8 +3,8 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use drama_app::store::{Entity, StoredDrama};
 use drama_domain::{
-    AssetId, AssetOwner, AssetPatch, CharacterId, CharacterPatch, Drama, EpisodeId, EpisodePatch,
-    Scene, SceneId, ScenePatch,
+    AssetId, AssetOwner, AssetPatch, CharacterId, CharacterPatch, Drama, EntityPatch, EpisodeId,
+    EpisodePatch, Scene, SceneId, ScenePatch,
 };
 use serde_json::json;
 
@@ -93,11 +93,13 @@ async fn patch_character(
 ) -> Result<HttpResponse, ApiError> {
     let (d, c) = path.into_inner();
     let (drama, character): (_, CharacterId) = (drama_id(&d)?, path_id(&c, Entity::Character)?);
-    let (patch, expected) = patch_body(req.headers(), &body, CharacterPatch::from_value)?;
-    let stored = state
-        .app()
-        .patch_character(&caller, &drama, &character, &patch, expected)
-        .await?;
+    let (patch, expected) = patch_body(req.headers(), &body, |body| {
+        Ok(EntityPatch::Character {
+            id: character.clone(),
+            changes: CharacterPatch::from_value(body)?,
+        })
+    })?;
+    let stored = state.app().patch(&caller, &drama, &patch, expected).await?;
     let updated = stored
         .drama
         .character(character.as_str())
@@ -140,11 +142,13 @@ async fn patch_episode(
 ) -> Result<HttpResponse, ApiError> {
     let (d, e) = path.into_inner();
     let (drama, episode): (_, EpisodeId) = (drama_id(&d)?, path_id(&e, Entity::Episode)?);
-    let (patch, expected) = patch_body(req.headers(), &body, EpisodePatch::from_value)?;
-    let stored = state
-        .app()
-        .patch_episode(&caller, &drama, &episode, &patch, expected)
-        .await?;
+    let (patch, expected) = patch_body(req.headers(), &body, |body| {
+        Ok(EntityPatch::Episode {
+            id: episode.clone(),
+            changes: EpisodePatch::from_value(body)?,
+        })
+    })?;
+    let stored = state.app().patch(&caller, &drama, &patch, expected).await?;
     let updated = stored
         .drama
         .episode(episode.as_str())
@@ -191,11 +195,14 @@ async fn patch_scene(
     let drama = drama_id(&d)?;
     let episode: EpisodeId = path_id(&e, Entity::Episode)?;
     let scene: SceneId = path_id(&s, Entity::Scene)?;
-    let (patch, expected) = patch_body(req.headers(), &body, ScenePatch::from_value)?;
-    let stored = state
-        .app()
-        .patch_scene(&caller, &drama, &episode, &scene, &patch, expected)
-        .await?;
+    let (patch, expected) = patch_body(req.headers(), &body, |body| {
+        Ok(EntityPatch::Scene {
+            episode,
+            id: scene,
+            changes: ScenePatch::from_value(body)?,
+        })
+    })?;
+    let stored = state.app().patch(&caller, &drama, &patch, expected).await?;
     let updated = find_scene(&stored.drama, &e, &s)?;
     Ok(with_etag(stored.version, updated))
 }
@@ -239,21 +246,17 @@ async fn patch_scene_asset(
     let _: EpisodeId = path_id(&e, Entity::Episode)?;
     let scene: SceneId = path_id(&s, Entity::Scene)?;
     let asset: AssetId = path_id(&a, Entity::Asset)?;
-    let (patch, expected) = patch_body(req.headers(), &body, AssetPatch::from_value)?;
+    let (patch, expected) = patch_body(req.headers(), &body, |body| {
+        Ok(EntityPatch::Asset {
+            owner: AssetOwner::Scene(scene),
+            id: asset.clone(),
+            changes: AssetPatch::from_value(body)?,
+        })
+    })?;
     // The scene must be in the episode of the path, as the read requires.
     let current = state.app().get_drama(&caller, None, &drama).await?;
     find_scene(&current.drama, &e, &s)?;
-    let stored = state
-        .app()
-        .patch_asset(
-            &caller,
-            &drama,
-            &AssetOwner::Scene(scene),
-            &asset,
-            &patch,
-            expected,
-        )
-        .await?;
+    let stored = state.app().patch(&caller, &drama, &patch, expected).await?;
     let updated = find_scene(&stored.drama, &e, &s)?
         .assets
         .iter()

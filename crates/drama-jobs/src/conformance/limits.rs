@@ -124,6 +124,22 @@ pub async fn priorities_order_claims_and_stale_fences_are_rejected<S: JobStore>(
     );
     assert_eq!(got[0].attempt, 1);
     let fence = got[0].fence;
+    // Only the current claims are held: not an epoch that never was, not an unknown task.
+    let other_epoch = crate::Fence {
+        epoch: fence.epoch + 1,
+        ..fence
+    };
+    let nowhere = crate::Fence {
+        job_id: JobId::new(),
+        ..fence
+    };
+    let held: std::collections::HashSet<JobId> = store
+        .still_held(&[fence, other_epoch, nowhere, got[1].fence])
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(held, [fence.job_id, got[1].fence.job_id].into());
     store.checkpoint(&fence, &json!({"step": 1})).await.unwrap();
     let ok = store
         .finish(vec![
@@ -148,6 +164,11 @@ pub async fn priorities_order_claims_and_stale_fences_are_rejected<S: JobStore>(
     assert!(
         matches!(ok[1], Err(JobError::FenceLost(_))),
         "a second completion is rejected"
+    );
+    assert_eq!(
+        store.still_held(&[fence, got[1].fence]).await.unwrap(),
+        [got[1].fence.job_id],
+        "a finished attempt is no longer held"
     );
     assert_eq!(
         store.job(fence.job_id).await.unwrap().unwrap().result,

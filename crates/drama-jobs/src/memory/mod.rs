@@ -288,6 +288,19 @@ impl JobStore for MemoryJobStore {
         Ok(())
     }
 
+    async fn still_held(&self, fences: &[Fence]) -> Result<Vec<JobId>, JobError> {
+        let mem = self.lock();
+        Ok(fences
+            .iter()
+            .filter(|f| {
+                mem.tasks.get(&f.job_id).is_some_and(|t| {
+                    t.run_id == f.run_id && t.state == JobState::Running && t.epoch == f.epoch
+                })
+            })
+            .map(|f| f.job_id)
+            .collect())
+    }
+
     #[tracing::instrument(skip_all)]
     async fn reap_expired(&self, limit: usize) -> Result<usize, JobError> {
         let now = self.clock.now();

@@ -1,6 +1,7 @@
 //! The loops of a worker process: claiming, writing finishes, heartbeats, notifications and
 //! maintenance (reaping expired leases, pruning).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use tracing::{debug, info, warn};
 
 use crate::core::{Finish, FinishKind};
 use crate::error::JobError;
+use crate::ids::{Fence, JobId};
 use crate::store::{ClaimRequest, ClaimedJob, JobStore, WorkerRegistration};
 
 use super::{InFlight, Shared, bump};
@@ -96,7 +98,8 @@ async fn wait<S>(shared: &Shared<S>, timeout: Duration) {
 /// the fence. Cancelling every handler instead — what a new id would require — throws away
 /// provider calls that were already paid for, and the next attempt pays for them again.
 /// Registering under the same id also makes a second caller (the claim loop and the
-/// heartbeat can both notice the lapse) harmless.
+/// heartbeat can both notice the lapse) harmless. The handlers of tasks that were retaken are
+/// then stopped ([`stop_the_retaken`]).
 async fn reregister<S: JobStore>(shared: &Arc<Shared<S>>) {
     let id = shared.worker_id();
     warn!(worker = %id, in_flight = shared.in_flight().len(), "worker registration lapsed; registering again");
@@ -109,6 +112,41 @@ async fn reregister<S: JobStore>(shared: &Arc<Shared<S>>) {
     if let Err(e) = shared.store.register_worker(&registration).await {
         warn!(error = %e, "could not register again");
         tokio::time::sleep(shared.config.poll_interval).await;
+        return;
+    }
+    stop_the_retaken(shared).await;
+}
+
+/// While the registration had lapsed, a reaper (this process's or another's) may have taken
+/// some of this process's tasks back and queued them again. Their handlers are stopped now: one
+/// that has not called its provider yet would otherwise pay for a call whose result its fence
+/// refuses, while the next attempt pays for the same call again.
+async fn stop_the_retaken<S: JobStore>(shared: &Arc<Shared<S>>) {
+    let fences: Vec<Fence> = shared.in_flight().values().map(|f| f.fence).collect();
+    if fences.is_empty() {
+        return;
+    }
+    let held: HashSet<JobId> = match shared.store.still_held(&fences).await {
+        Ok(held) => held.into_iter().collect(),
+        Err(e) => {
+            // The fences still refuse whatever those handlers write; only the early stop is lost.
+            warn!(error = %e, "could not check which tasks are still held");
+            return;
+        }
+    };
+    let in_flight = shared.in_flight();
+    let mut stopped = 0_usize;
+    for fence in fences.iter().filter(|f| !held.contains(&f.job_id)) {
+        if let Some(entry) = in_flight.get(&fence.job_id).filter(|e| e.fence == *fence) {
+            entry.cancel.cancel();
+            stopped += 1;
+        }
+    }
+    if stopped > 0 {
+        warn!(
+            stopped,
+            "tasks were taken back while the registration had lapsed; their handlers are stopped"
+        );
     }
 }
 

@@ -338,6 +338,16 @@ impl JobStore for PgJobStore {
         on_conn!(self, |conn| workers::checkpoint(conn, fence, value))
     }
 
+    async fn still_held(&self, fences: &[Fence]) -> Result<Vec<JobId>, JobError> {
+        let fences = fences.to_vec();
+        // Part of registering again, so on the liveness connection like the registration.
+        self.liveness
+            .run(&self.pool, DEREGISTER_LIMIT, |conn| {
+                Box::pin(async move { workers::still_held(conn, &fences).await })
+            })
+            .await
+    }
+
     #[tracing::instrument(skip_all)]
     async fn reap_expired(&self, limit: usize) -> Result<usize, JobError> {
         in_tx!(self, |conn| workers::reap(conn, limit))

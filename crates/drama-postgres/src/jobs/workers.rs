@@ -104,6 +104,27 @@ pub(super) async fn checkpoint(
     Ok(())
 }
 
+pub(super) async fn still_held(
+    conn: &mut PgConnection,
+    fences: &[Fence],
+) -> Result<Vec<JobId>, Error> {
+    if fences.is_empty() {
+        return Ok(Vec::new());
+    }
+    let held: Vec<Uuid> = sqlx::query_scalar(
+        "select j.id from public.jobs j \
+         join unnest($1::uuid[], $2::uuid[], $3::bigint[]) as f(id, run_id, epoch) \
+           on j.id = f.id and j.run_id = f.run_id and j.epoch = f.epoch \
+         where j.state = 'running'",
+    )
+    .bind(fences.iter().map(|f| f.job_id.0).collect::<Vec<_>>())
+    .bind(fences.iter().map(|f| f.run_id.0).collect::<Vec<_>>())
+    .bind(fences.iter().map(|f| f.epoch).collect::<Vec<_>>())
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(held.into_iter().map(JobId).collect())
+}
+
 pub(super) async fn register(
     conn: &mut PgConnection,
     worker: &WorkerRegistration,

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use drama_dal::{DramaChange, Store};
-use drama_domain::DramaPatch;
+use drama_domain::{DramaPatch, EntityPatch};
 use futures::StreamExt as _;
 
 use super::user;
@@ -24,10 +24,10 @@ pub async fn changes_are_announced_to_followers(store: Arc<dyn Store>) {
         "a stale write is refused"
     );
     store
-        .patch_drama(
+        .patch(
             alice,
             &d.id,
-            &DramaPatch::from_json(br#"{"title": "Patched"}"#).unwrap(),
+            &EntityPatch::Drama(DramaPatch::from_json(br#"{"title": "Patched"}"#).unwrap()),
             None,
         )
         .await

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use drama_dal::{Entity, RepoError, Store};
 use drama_domain::{
-    AssetOwner, AssetPatch, CharacterId, CharacterPatch, DramaPatch, EpisodeId, EpisodePatch,
-    SceneId, ScenePatch,
+    AssetOwner, AssetPatch, CharacterId, CharacterPatch, DramaPatch, EntityPatch, EpisodeId,
+    EpisodePatch, SceneId, ScenePatch,
 };
 
 use super::{assert_not_found, did, user};
@@ -63,17 +63,19 @@ pub async fn stale_patches_conflict_and_change_nothing(store: Arc<dyn Store>) {
     let d = small_drama("stale");
     store.create(owner, &d).await.unwrap();
     store
-        .patch_drama(
+        .patch(
             owner,
             &d.id,
-            &DramaPatch::from_json(br#"{"title":"v2"}"#).unwrap(),
+            &EntityPatch::Drama(DramaPatch::from_json(br#"{"title":"v2"}"#).unwrap()),
             Some(1),
         )
         .await
         .unwrap();
     let before = store.get_complete(owner, &d.id).await.unwrap();
     let patch = DramaPatch::from_json(br#"{"title":"lost"}"#).unwrap();
-    let r = store.patch_drama(owner, &d.id, &patch, Some(1)).await;
+    let r = store
+        .patch(owner, &d.id, &EntityPatch::Drama(patch), Some(1))
+        .await;
     assert!(
         matches!(
             r,
@@ -85,11 +87,13 @@ pub async fn stale_patches_conflict_and_change_nothing(store: Arc<dyn Store>) {
         "{r:?}"
     );
     let r = store
-        .patch_character(
+        .patch(
             owner,
             &d.id,
-            &d.characters[0].id,
-            &CharacterPatch::from_json(br#"{"name":"x"}"#).unwrap(),
+            &EntityPatch::Character {
+                id: d.characters[0].id.clone(),
+                changes: CharacterPatch::from_json(br#"{"name":"x"}"#).unwrap(),
+            },
             Some(1),
         )
         .await;
@@ -112,18 +116,29 @@ pub async fn patches_find_only_their_own_entities(store: Arc<dyn Store>) {
     let patch = ScenePatch::from_json(br#"{"description":"x"}"#).unwrap();
     assert_not_found(
         store
-            .patch_scene(owner, &d.id, &e0, &s_of_e1, &patch, None)
+            .patch(
+                owner,
+                &d.id,
+                &EntityPatch::Scene {
+                    episode: e0.clone(),
+                    id: s_of_e1.clone(),
+                    changes: patch.clone(),
+                },
+                None,
+            )
             .await,
         Entity::Scene,
     );
     assert_not_found(
         store
-            .patch_scene(
+            .patch(
                 owner,
                 &d.id,
-                &EpisodeId::parse("nope").unwrap(),
-                &s_of_e1,
-                &patch,
+                &EntityPatch::Scene {
+                    episode: EpisodeId::parse("nope").unwrap(),
+                    id: s_of_e1.clone(),
+                    changes: patch.clone(),
+                },
                 None,
             )
             .await,
@@ -131,11 +146,13 @@ pub async fn patches_find_only_their_own_entities(store: Arc<dyn Store>) {
     );
     assert_not_found(
         store
-            .patch_character(
+            .patch(
                 owner,
                 &d.id,
-                &CharacterId::parse("nope").unwrap(),
-                &CharacterPatch::default(),
+                &EntityPatch::Character {
+                    id: CharacterId::parse("nope").unwrap(),
+                    changes: CharacterPatch::default(),
+                },
                 None,
             )
             .await,
@@ -145,12 +162,14 @@ pub async fn patches_find_only_their_own_entities(store: Arc<dyn Store>) {
     let asset_patch = AssetPatch::from_json(br#"{"prompt":"p"}"#).unwrap();
     assert_not_found(
         store
-            .patch_asset(
+            .patch(
                 owner,
                 &d.id,
-                &AssetOwner::Scene(d.episodes[0].scenes[0].id.clone()),
-                &asset_of_e1,
-                &asset_patch,
+                &EntityPatch::Asset {
+                    owner: AssetOwner::Scene(d.episodes[0].scenes[0].id.clone()),
+                    id: asset_of_e1.clone(),
+                    changes: asset_patch.clone(),
+                },
                 None,
             )
             .await,
@@ -158,12 +177,14 @@ pub async fn patches_find_only_their_own_entities(store: Arc<dyn Store>) {
     );
     assert_not_found(
         store
-            .patch_asset(
+            .patch(
                 owner,
                 &d.id,
-                &AssetOwner::Scene(SceneId::parse("nope").unwrap()),
-                &asset_of_e1,
-                &asset_patch,
+                &EntityPatch::Asset {
+                    owner: AssetOwner::Scene(SceneId::parse("nope").unwrap()),
+                    id: asset_of_e1.clone(),
+                    changes: asset_patch.clone(),
+                },
                 None,
             )
             .await,
@@ -171,7 +192,15 @@ pub async fn patches_find_only_their_own_entities(store: Arc<dyn Store>) {
     );
     assert_not_found(
         store
-            .patch_episode(owner, &did("nope"), &e1, &EpisodePatch::default(), None)
+            .patch(
+                owner,
+                &did("nope"),
+                &EntityPatch::Episode {
+                    id: e1.clone(),
+                    changes: EpisodePatch::default(),
+                },
+                None,
+            )
             .await,
         Entity::Drama,
     );

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use drama_dal::{Entity, PageRequest, RepoError, Store};
 use drama_domain::{
-    AssetOwner, AssetPatch, CharacterId, CharacterPatch, Drama, DramaPatch, EpisodeId,
+    AssetOwner, AssetPatch, CharacterId, CharacterPatch, Drama, DramaPatch, EntityPatch, EpisodeId,
     EpisodePatch, ScenePatch, UserId,
 };
 use serde_json::json;
@@ -39,10 +39,12 @@ pub async fn crud_round_trips_every_part(store: Arc<dyn Store>) {
 
     let id = &original.id;
     let d = store
-        .patch_drama(
+        .patch(
             owner,
             id,
-            &DramaPatch::from_json(br#"{"title":"T3","metadata":null}"#).unwrap(),
+            &EntityPatch::Drama(
+                DramaPatch::from_json(br#"{"title":"T3","metadata":null}"#).unwrap(),
+            ),
             Some(2),
         )
         .await
@@ -53,11 +55,14 @@ pub async fn crud_round_trips_every_part(store: Arc<dyn Store>) {
 
     let c = CharacterId::parse("char-ava").unwrap();
     let d = store
-        .patch_character(
+        .patch(
             owner,
             id,
-            &c,
-            &CharacterPatch::from_json(br#"{"name":"Ava B.","metadata":{"x":1}}"#).unwrap(),
+            &EntityPatch::Character {
+                id: c.clone(),
+                changes: CharacterPatch::from_json(br#"{"name":"Ava B.","metadata":{"x":1}}"#)
+                    .unwrap(),
+            },
             None,
         )
         .await
@@ -69,11 +74,13 @@ pub async fn crud_round_trips_every_part(store: Arc<dyn Store>) {
 
     let e = EpisodeId::parse("ep2").unwrap();
     let d = store
-        .patch_episode(
+        .patch(
             owner,
             id,
-            &e,
-            &EpisodePatch::from_json(br#"{"premise":"more rockets"}"#).unwrap(),
+            &EntityPatch::Episode {
+                id: e.clone(),
+                changes: EpisodePatch::from_json(br#"{"premise":"more rockets"}"#).unwrap(),
+            },
             Some(4),
         )
         .await
@@ -85,13 +92,17 @@ pub async fn crud_round_trips_every_part(store: Arc<dyn Store>) {
 
     let first_scene = d.drama.episodes[1].scenes[0].clone();
     let d = store
-        .patch_scene(
+        .patch(
             owner,
             id,
-            &e,
-            &first_scene.id,
-            &ScenePatch::from_json(br#"{"image_url":"https://cdn/s.png","video_url":null}"#)
+            &EntityPatch::Scene {
+                episode: e.clone(),
+                id: first_scene.id.clone(),
+                changes: ScenePatch::from_json(
+                    br#"{"image_url":"https://cdn/s.png","video_url":null}"#,
+                )
                 .unwrap(),
+            },
             None,
         )
         .await
@@ -102,12 +113,17 @@ pub async fn crud_round_trips_every_part(store: Arc<dyn Store>) {
 
     let asset = first_scene.assets[1].id.clone();
     let d = store
-        .patch_asset(
+        .patch(
             owner,
             id,
-            &AssetOwner::Scene(first_scene.id.clone()),
-            &asset,
-            &AssetPatch::from_json(br#"{"prompt":"slow pan","url":"https://cdn/v.mp4"}"#).unwrap(),
+            &EntityPatch::Asset {
+                owner: AssetOwner::Scene(first_scene.id.clone()),
+                id: asset.clone(),
+                changes: AssetPatch::from_json(
+                    br#"{"prompt":"slow pan","url":"https://cdn/v.mp4"}"#,
+                )
+                .unwrap(),
+            },
             Some(6),
         )
         .await

@@ -6,7 +6,8 @@ use chrono::{Duration, Utc};
 use drama_dal::api_key::{self, KeyRejected};
 use drama_dal::{Entity, NewUser, PageRequest, RepoError, Store};
 use drama_domain::{
-    AssetOwner, AssetPatch, CharacterPatch, DramaPatch, EpisodePatch, ScenePatch, UserId,
+    AssetOwner, AssetPatch, CharacterPatch, DramaPatch, EntityPatch, EpisodePatch, ScenePatch,
+    UserId,
 };
 
 use super::{assert_not_found, object, user};
@@ -24,17 +25,19 @@ pub async fn owners_are_isolated(store: Arc<dyn Store>) {
     assert_not_found(store.save_complete(bob, &d, None).await, Entity::Drama);
     assert_not_found(
         store
-            .patch_drama(bob, &d.id, &DramaPatch::default(), None)
+            .patch(bob, &d.id, &EntityPatch::Drama(DramaPatch::default()), None)
             .await,
         Entity::Drama,
     );
     assert_not_found(
         store
-            .patch_character(
+            .patch(
                 bob,
                 &d.id,
-                &d.characters[0].id,
-                &CharacterPatch::default(),
+                &EntityPatch::Character {
+                    id: d.characters[0].id.clone(),
+                    changes: CharacterPatch::default(),
+                },
                 None,
             )
             .await,
@@ -42,11 +45,13 @@ pub async fn owners_are_isolated(store: Arc<dyn Store>) {
     );
     assert_not_found(
         store
-            .patch_episode(
+            .patch(
                 bob,
                 &d.id,
-                &d.episodes[0].id,
-                &EpisodePatch::default(),
+                &EntityPatch::Episode {
+                    id: d.episodes[0].id.clone(),
+                    changes: EpisodePatch::default(),
+                },
                 None,
             )
             .await,
@@ -54,12 +59,14 @@ pub async fn owners_are_isolated(store: Arc<dyn Store>) {
     );
     assert_not_found(
         store
-            .patch_scene(
+            .patch(
                 bob,
                 &d.id,
-                &d.episodes[0].id,
-                &d.episodes[0].scenes[0].id,
-                &ScenePatch::default(),
+                &EntityPatch::Scene {
+                    episode: d.episodes[0].id.clone(),
+                    id: d.episodes[0].scenes[0].id.clone(),
+                    changes: ScenePatch::default(),
+                },
                 None,
             )
             .await,
@@ -67,12 +74,14 @@ pub async fn owners_are_isolated(store: Arc<dyn Store>) {
     );
     assert_not_found(
         store
-            .patch_asset(
+            .patch(
                 bob,
                 &d.id,
-                &AssetOwner::Drama,
-                &asset,
-                &AssetPatch::default(),
+                &EntityPatch::Asset {
+                    owner: AssetOwner::Drama,
+                    id: asset.clone(),
+                    changes: AssetPatch::default(),
+                },
                 None,
             )
             .await,

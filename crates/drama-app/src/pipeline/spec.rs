@@ -118,6 +118,10 @@ pub struct ScenesTask {
     pub episode: String,
     /// Script model name (`None`: the default).
     pub model: Option<String>,
+    /// Per-token prices frozen at submit (`None`: the per-call price stands; also what a
+    /// task submitted before prices were frozen reads).
+    #[serde(default)]
+    pub token_prices: Option<drama_ai::TokenPrices>,
     /// Characters whose portraits are generated in this run (their storyboards wait for them).
     pub portraits_in_run: Vec<String>,
     /// The episode's stitch node, which gains dependencies on the new clips.
@@ -146,6 +150,9 @@ pub struct DramaTask {
     pub premise: String,
     /// Script model name.
     pub model: Option<String>,
+    /// Per-token prices frozen at submit (see [`ScenesTask::token_prices`]).
+    #[serde(default)]
+    pub token_prices: Option<drama_ai::TokenPrices>,
     /// For an improvement: the drama improved, and the feedback.
     pub improve: Option<ImproveSpec>,
     /// Storage key of a reference image uploaded with the premise.
@@ -170,4 +177,7 @@ pub struct CritiqueTask {
     pub drama: String,
     /// Script model name.
     pub model: Option<String>,
+    /// Per-token prices frozen at submit (see [`ScenesTask::token_prices`]).
+    #[serde(default)]
+    pub token_prices: Option<drama_ai::TokenPrices>,
 }

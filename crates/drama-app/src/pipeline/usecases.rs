@@ -135,12 +135,19 @@ impl App {
             .script_model(script_name.as_deref())
             .map(|m| m.model())
             .unwrap_or_else(|_| drama_ai::ModelInfo::new(drama_ai::Provider::Offline, "offline"));
+        let billed =
+            super::plan::priced(script.provider, self.price_offline) != drama_ai::Provider::Offline;
+        let token_prices = billed
+            .then(|| self.ai.catalog().resolve(script_name.as_deref()).ok())
+            .flatten()
+            .and_then(|m| m.token_prices);
         Models {
             image: self.ai.image_model().model(),
             video: self.ai.video_model().model(),
             script,
             script_name,
             price_offline: self.price_offline,
+            token_prices,
         }
     }
 
@@ -270,6 +277,7 @@ impl App {
         let task = DramaTask {
             drama: drama_id.to_string(),
             premise: request.premise,
+            token_prices: self.models(model.clone()).token_prices,
             model,
             improve: None,
             reference_key,
@@ -380,6 +388,7 @@ impl App {
         let task = DramaTask {
             drama: improved.to_string(),
             premise: original.drama.premise,
+            token_prices: self.models(model.clone()).token_prices,
             model,
             improve: Some(ImproveSpec {
                 original: id.to_string(),
@@ -423,6 +432,7 @@ impl App {
         let cost = self.script_cost(CallKind::CritiqueDrama, model.as_deref())?;
         let task = CritiqueTask {
             drama: id.to_string(),
+            token_prices: self.models(model.clone()).token_prices,
             model,
         };
         let node = NodeSpec::task(

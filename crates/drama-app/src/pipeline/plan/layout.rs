@@ -72,6 +72,7 @@ impl<'a> Planner<'a> {
             drama,
             tasks: Vec::new(),
             index: HashMap::new(),
+            token_prices: models.token_prices,
         };
         let portrait_of: HashMap<&str, &Asset> = drama
             .characters

@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{AiError, Provider};
 use crate::registry::{DEFAULT_GPT_MODEL, DEFAULT_SCRIPT_MODEL, ScriptModelChoice};
@@ -63,7 +63,7 @@ impl ScriptPrices {
 /// most it can cost. When it completes, its price is what its usage comes to at these rates,
 /// rounded up to a whole credit and never more than the hold; the rest of the hold is
 /// credited back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenPrices {
     /// Credits per million input (prompt) tokens.
     pub input_per_million: u32,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use drama_ai::{AiProviders, OfflineProvider};
 use drama_app::pipeline::jobs_port::EngineJobs;
 use drama_app::pipeline::spec::kind;
-use drama_app::pipeline::{Scope, wire_status};
+use drama_app::pipeline::Scope;
 use drama_app::{App, Caller, Ports};
 use drama_dal::{DramaRepository as _, NewUser, UserRepository as _};
 use drama_domain::{JobStatus, UserId};
@@ -97,7 +97,7 @@ impl World {
         for _ in 0..3000 {
             let view = self.app.job(&self.caller, run.job_id).await.unwrap();
             if view.state.is_settled() {
-                status = Some(wire_status(&view));
+                status = Some(view.coarse_status());
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;

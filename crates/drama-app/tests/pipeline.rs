@@ -13,7 +13,7 @@ use drama_ai::{
     VideoTask,
 };
 use drama_app::pipeline::jobs_port::EngineJobs;
-use drama_app::pipeline::{GenerateOptions, PremiseRequest, Scope, Waited, wire_status};
+use drama_app::pipeline::{GenerateOptions, PremiseRequest, Scope, Waited};
 use drama_app::{App, AppError, Caller, Ports};
 use drama_assets::{AssetStore, MediaType, ObjectKey};
 use drama_dal::{CreditMove, CreditReason, NewUser, Store};
@@ -207,7 +207,7 @@ impl World {
         for _ in 0..1500 {
             let view = self.app.job(&self.caller, job).await.unwrap();
             if view.state.is_settled() {
-                return wire_status(&view);
+                return view.coarse_status();
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

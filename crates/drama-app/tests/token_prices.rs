@@ -11,7 +11,7 @@ use drama_ai::{AiProviders, AiSettings, OfflineProvider, Usage};
 use drama_app::pipeline::jobs_port::EngineJobs;
 use drama_app::pipeline::memory_generation::MemoryGeneration;
 use drama_app::pipeline::spec::kind;
-use drama_app::pipeline::{PremiseRequest, Scope, wire_status};
+use drama_app::pipeline::{PremiseRequest, Scope};
 use drama_app::{App, Caller, Ports};
 use drama_dal::{CreditReason, LedgerEntry, MemoryStore, NewUser, Store};
 use drama_domain::{DramaId, JobStatus, UserId};
@@ -140,7 +140,7 @@ impl World {
                     .iter()
                     .map(|n| format!("{} {} {:?}", n.key, n.state.as_str(), n.error))
                     .collect();
-                assert_eq!(wire_status(&view), JobStatus::Completed, "{nodes:#?}");
+                assert_eq!(view.coarse_status(), JobStatus::Completed, "{nodes:#?}");
                 return;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -434,4 +434,98 @@ async fn a_completion_whose_commits_all_failed_settles_once_next_attempt() {
     assert_eq!(w.offline.calls().scripts, 1, "the script was written once");
     w.check_books(&[run]).await;
     w.stop().await;
+}
+
+/// Submits a drama's writing where the script model is priced as `submit_models`, then runs it
+/// in a process where it is priced as `run_models` (an edited `SCRIPT_MODELS`, a rolling
+/// deploy); answers the writing task and the user's ledger.
+async fn written_across_a_price_change(
+    submit_models: &str,
+    run_models: &str,
+) -> (JobView, Vec<LedgerEntry>) {
+    let store = Arc::new(MemoryStore::new());
+    let jobs = Arc::new(MemoryJobStore::with_invariant_checks());
+    let app = |models: &str| {
+        App::new(Ports {
+            store: store.clone(),
+            assets: Arc::new(drama_assets::MemoryStore::default()),
+            generation: Arc::new(MemoryGeneration::new(store.clone(), jobs.clone())),
+            jobs: Arc::new(EngineJobs(jobs.clone())),
+            ai: providers(models),
+        })
+        .with_offline_pricing(true)
+    };
+    let books: Arc<dyn Store> = store.clone();
+    let user = UserId::random();
+    let mut new = NewUser::new(user);
+    new.tokens = START;
+    books.create_user(&new).await.unwrap();
+    let caller = Caller::user(user);
+    let run = app(submit_models)
+        .create_from_premise(
+            &caller,
+            PremiseRequest {
+                premise: "A corgi builds a rocket to find stray dogs a home. 2 episodes.".into(),
+                id: Some("corgi".into()),
+                ..PremiseRequest::default()
+            },
+        )
+        .await
+        .unwrap()
+        .job_id;
+    let running = app(run_models);
+    let worker = Worker::start(
+        jobs.clone(),
+        running.registry(),
+        WorkerConfig {
+            poll_interval: Duration::from_millis(20),
+            ..WorkerConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut settled = false;
+    for _ in 0..3000 {
+        if running.job(&caller, run).await.unwrap().state.is_settled() {
+            settled = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(settled, "the run did not settle");
+    worker.shutdown().await;
+    assert_eq!(jobs.violations(), Vec::<String>::new());
+    let tree = running.run_tree(&caller, run).await.unwrap();
+    let task = tree
+        .nodes
+        .into_iter()
+        .find(|n| n.kind == kind::WRITE_DRAMA)
+        .unwrap();
+    assert_eq!(books.check_ledger().await.unwrap(), vec![]);
+    (task, books.ledger(user, 100, 0).await.unwrap())
+}
+
+/// A task settles at the rates its hold was taken under: the rates travel in its payload, so
+/// changing them before it runs neither reprices it nor makes a per-call task token-priced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_task_settles_at_the_rates_it_was_submitted_under() {
+    // Submitted at TOKEN_PRICED's rates, run where the rates are DEAR's (which would keep the
+    // whole hold): it settles at the rates of its submission.
+    let (task, ledger) = written_across_a_price_change(TOKEN_PRICED, DEAR).await;
+    assert_eq!(
+        task.payload["token_prices"],
+        serde_json::json!({"input_per_million": 125, "output_per_million": 1000})
+    );
+    let price = token_price(&task);
+    assert!(price < 10, "{price}");
+    assert_eq!(task.cost, price);
+    assert_eq!(settles(&ledger, &task), vec![10 - price]);
+
+    // Submitted at a per-call price, run where the model is token-priced: the per-call price
+    // stands, nothing is settled.
+    let (task, ledger) =
+        written_across_a_price_change("gpt-5.1=openai@10/10/3/8", TOKEN_PRICED).await;
+    assert!(task.payload["token_prices"].is_null(), "{}", task.payload);
+    assert_eq!(task.cost, 10);
+    assert_eq!(settles(&ledger, &task), Vec::<i64>::new());
 }

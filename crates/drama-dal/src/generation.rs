@@ -14,13 +14,20 @@
 use async_trait::async_trait;
 use drama_domain::{AssetId, CharacterId, Drama, DramaId, EpisodeId, Scene, SceneId, UserId};
 use drama_jobs::{Expansion, Fence, Graph, JobError, JobId, RunId, Submitted};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::RepoError;
 use crate::repos::{AssetObject, Version};
 
 /// Which url field of the drama a generated asset also sets.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// The one owner of this concept: the pipeline's task payloads carry it as it is (serialised
+/// as `{"entity": "scene_image", "id": "s1"}`; never rename a variant that has been stored),
+/// and both generation stores apply it. (`drama_legacy::UrlTarget` is another concept: where
+/// an old file's url points, the bucket or elsewhere.)
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "entity", content = "id", rename_all = "snake_case")]
 pub enum EntityUrl {
     /// Only the asset's own `url`.
     None,
@@ -218,4 +225,37 @@ pub trait GenerationStore: Send + Sync {
     /// # Errors
     /// `Unavailable`.
     async fn settle_refunds(&self, limit: u32) -> Result<Vec<Refund>, GenerationError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entity_urls_keep_the_form_stored_task_payloads_carry() {
+        let cases = [
+            (EntityUrl::None, r#"{"entity":"none"}"#),
+            (EntityUrl::Drama, r#"{"entity":"drama"}"#),
+            (
+                EntityUrl::Character(CharacterId::parse("c1").unwrap()),
+                r#"{"entity":"character","id":"c1"}"#,
+            ),
+            (
+                EntityUrl::SceneImage(SceneId::parse("s1").unwrap()),
+                r#"{"entity":"scene_image","id":"s1"}"#,
+            ),
+            (
+                EntityUrl::SceneVideo(SceneId::parse("s1").unwrap()),
+                r#"{"entity":"scene_video","id":"s1"}"#,
+            ),
+            (
+                EntityUrl::Episode(EpisodeId::parse("e1").unwrap()),
+                r#"{"entity":"episode","id":"e1"}"#,
+            ),
+        ];
+        for (target, json) in cases {
+            assert_eq!(serde_json::to_string(&target).unwrap(), json);
+            assert_eq!(serde_json::from_str::<EntityUrl>(json).unwrap(), target);
+        }
+    }
 }

@@ -55,7 +55,10 @@ impl JobType {
     }
 }
 
-/// Job status as clients see it. Internal engine states map onto these.
+/// Job status as clients see it: the one vocabulary of it in the workspace. The engine
+/// (`drama-jobs`, which knows no dramas) maps its finer states onto it (`JobState::coarse`), and
+/// the use cases and both APIs show it; it lives here because both sides may depend on this
+/// crate and on nothing of each other's for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {

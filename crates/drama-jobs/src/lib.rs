@@ -12,13 +12,13 @@ mod state;
 mod store;
 mod worker;
 
-pub use drama_domain::{Backoff, Jitter};
+pub use drama_domain::{Backoff, Jitter, JobStatus};
 pub use error::{GraphError, JobError};
 pub use graph::{Expansion, Graph, NodeSpec, RunSpec};
 pub use handler::{DEFAULT_RETRY, Handler, HandlerOptions, JobContext, Outcome, Registry};
 pub use ids::{EventId, Fence, JobId, RunId, WorkerId};
 pub use memory::MemoryJobStore;
-pub use state::{CoarseStatus, CostTotals, Counts, EventKind, JobState, NodeType};
+pub use state::{CostTotals, Counts, EventKind, JobState, NodeType};
 pub use store::{
     CancelReport, ClaimRequest, ClaimedJob, Event, Heartbeat, JobStore, JobView, Notification,
     NotificationStream, PruneReport, ResourceLimit, ResumeReport, RunFilter, RunTree, Submitted,

@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use drama_domain::JobStatus;
 use serde::{Deserialize, Serialize};
 
 /// What a node is.
@@ -114,13 +115,15 @@ impl JobState {
 
     /// The five client-facing statuses: `waiting`/`ready` → pending, `running` → processing,
     /// `skipped` → failed (the error names the dependency), the rest as they are.
-    pub fn coarse(self) -> CoarseStatus {
+    /// They are `drama_domain::JobStatus`, the workspace's one vocabulary of job status (it
+    /// names no drama, so the engine may speak it).
+    pub fn coarse(self) -> JobStatus {
         match self {
-            Self::Waiting | Self::Ready => CoarseStatus::Pending,
-            Self::Running => CoarseStatus::Processing,
-            Self::Completed => CoarseStatus::Completed,
-            Self::Failed | Self::Skipped => CoarseStatus::Failed,
-            Self::Cancelled => CoarseStatus::Cancelled,
+            Self::Waiting | Self::Ready => JobStatus::Pending,
+            Self::Running => JobStatus::Processing,
+            Self::Completed => JobStatus::Completed,
+            Self::Failed | Self::Skipped => JobStatus::Failed,
+            Self::Cancelled => JobStatus::Cancelled,
         }
     }
 }
@@ -128,35 +131,6 @@ impl JobState {
 impl fmt::Display for JobState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-/// The statuses clients see (`pending|processing|completed|failed|cancelled`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CoarseStatus {
-    /// Not started.
-    Pending,
-    /// Running, or (for a group) partly done.
-    Processing,
-    /// Done.
-    Completed,
-    /// Failed or skipped.
-    Failed,
-    /// Cancelled.
-    Cancelled,
-}
-
-impl CoarseStatus {
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Processing => "processing",
-            Self::Completed => "completed",
-            Self::Failed => "failed",
-            Self::Cancelled => "cancelled",
-        }
     }
 }
 
@@ -330,10 +304,10 @@ mod tests {
 
     #[test]
     fn coarse_status_follows_the_wire_contract() {
-        assert_eq!(JobState::Waiting.coarse(), CoarseStatus::Pending);
-        assert_eq!(JobState::Ready.coarse(), CoarseStatus::Pending);
-        assert_eq!(JobState::Running.coarse(), CoarseStatus::Processing);
-        assert_eq!(JobState::Skipped.coarse(), CoarseStatus::Failed);
+        assert_eq!(JobState::Waiting.coarse(), JobStatus::Pending);
+        assert_eq!(JobState::Ready.coarse(), JobStatus::Pending);
+        assert_eq!(JobState::Running.coarse(), JobStatus::Processing);
+        assert_eq!(JobState::Skipped.coarse(), JobStatus::Failed);
         assert_eq!(JobState::Cancelled.coarse().as_str(), "cancelled");
     }
 

@@ -9,6 +9,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use drama_domain::JobStatus;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -18,7 +19,7 @@ use crate::core::Finish;
 use crate::error::JobError;
 use crate::graph::Graph;
 use crate::ids::{EventId, Fence, JobId, RunId, WorkerId};
-use crate::state::{CoarseStatus, CostTotals, Counts, EventKind, JobState, NodeType};
+use crate::state::{CostTotals, Counts, EventKind, JobState, NodeType};
 
 /// The result of a submission.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -216,7 +217,7 @@ pub struct JobView {
 
 impl JobView {
     /// The client-facing status.
-    pub fn coarse_status(&self) -> CoarseStatus {
+    pub fn coarse_status(&self) -> JobStatus {
         self.state.coarse()
     }
 }

@@ -88,7 +88,10 @@ pub struct BucketUrls {
     bases: Vec<String>,
 }
 
-/// Where a URL points.
+/// Where a URL of an old file points: into the bucket (and at which key) or elsewhere.
+///
+/// Not the drama field a generated asset's url is written to (`drama_dal::EntityUrl`): this
+/// one classifies a url's destination, that one names a field of the drama.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UrlTarget {
     /// Into the bucket, at this key.

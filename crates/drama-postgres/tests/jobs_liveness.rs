@@ -372,7 +372,11 @@ async fn handlers_of_tasks_taken_back_during_a_lapse_stop_before_their_paid_call
     for _ in 0..TASKS {
         assert_eq!(next_start().await, 2);
     }
-    assert_eq!(stopped.load(Ordering::SeqCst), TASKS, "stale handlers stopped");
+    assert_eq!(
+        stopped.load(Ordering::SeqCst),
+        TASKS,
+        "stale handlers stopped"
+    );
 
     release.send(true).unwrap();
     let root =

@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, SecondsFormat, Utc};
 use drama_app::jobs::{JobId, JobView, NodeType};
 use drama_app::pipeline::spec::job_type;
-use drama_app::pipeline::wire_status;
 use drama_domain::DramaId;
 use juniper::graphql_object;
 
@@ -52,7 +51,7 @@ impl Job {
     }
 
     pub(crate) fn status_str(&self) -> &'static str {
-        wire_status(&self.view).as_str()
+        self.view.coarse_status().as_str()
     }
 }
 
@@ -75,7 +74,7 @@ impl Job {
         job_type(&self.view.kind).as_str()
     }
     fn status(&self) -> &'static str {
-        wire_status(&self.view).as_str()
+        self.view.coarse_status().as_str()
     }
     fn prompt(&self) -> Option<String> {
         self.payload_str("prompt").map(str::to_owned)

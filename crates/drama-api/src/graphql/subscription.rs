@@ -4,7 +4,6 @@
 use std::pin::Pin;
 
 use drama_app::jobs::{EventId, JobId};
-use drama_app::pipeline::wire_status;
 use drama_app::store::{DramaChange, Entity};
 use drama_app::{App, AppError};
 use drama_domain::DramaId;
@@ -198,7 +197,7 @@ impl Subscription {
             while let Some(item) = progress.next().await {
                 match item {
                     Ok(Progress::Events(events, view)) => {
-                        let status = wire_status(&view).as_str();
+                        let status = view.coarse_status().as_str();
                         for e in events {
                             yield Ok(JobEvent {
                                 id: e.id.0,

@@ -8,7 +8,6 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 use drama_app::jobs::{Event, EventId, JobView};
-use drama_app::pipeline::wire_status;
 use drama_app::{App, AppError, Caller};
 use drama_domain::DramaId;
 use futures::StreamExt as _;
@@ -62,7 +61,7 @@ async fn frame(state: &ApiState, caller: Caller, e: &Event) -> Bytes {
 fn end_frame(view: &JobView) -> Bytes {
     Bytes::from(format!(
         "event: end\ndata: {}\n\n",
-        json!({"jobId": view.id.to_string(), "status": wire_status(view).as_str()})
+        json!({"jobId": view.id.to_string(), "status": view.coarse_status().as_str()})
     ))
 }
 

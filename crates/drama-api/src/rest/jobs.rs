@@ -4,7 +4,6 @@
 use actix_web::{HttpResponse, web};
 use drama_app::jobs::{JobId, JobView};
 use drama_app::pipeline::spec::job_type;
-use drama_app::pipeline::wire_status;
 use drama_app::store::Entity;
 use serde_json::{Value, json};
 
@@ -37,7 +36,7 @@ pub(crate) fn record(view: &JobView) -> Value {
     let mut record = json!({
         "jobId": view.id.to_string(),
         "type": job_type(&view.kind).as_str(),
-        "status": wire_status(view).as_str(),
+        "status": view.coarse_status().as_str(),
         "dramaId": view.subject,
         "createdAt": millis(view.created_at),
         "startedAt": view.started_at.map(millis),

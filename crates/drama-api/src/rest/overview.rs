@@ -4,7 +4,7 @@
 use actix_web::HttpResponse;
 use drama_app::Caller;
 use drama_app::pipeline::spec::job_type;
-use drama_app::pipeline::{DramaOverview, wire_status};
+use drama_app::pipeline::DramaOverview;
 use drama_app::store::PageRequest;
 use serde_json::{Value, json};
 
@@ -28,7 +28,7 @@ fn item(o: &DramaOverview) -> Value {
             "jobId": r.id.to_string(),
             "kind": r.kind,
             "type": job_type(&r.kind).as_str(),
-            "status": wire_status(r).as_str(),
+            "status": r.coarse_status().as_str(),
             "state": r.state.as_str(),
             "createdAt": r.created_at.timestamp_millis(),
             "total": r.counts.as_ref().map(|c| c.total),

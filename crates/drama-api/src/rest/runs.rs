@@ -5,7 +5,7 @@
 use actix_web::{HttpResponse, web};
 use drama_app::jobs::{JobView, NodeType};
 use drama_app::pipeline::spec::job_type;
-use drama_app::pipeline::{Scope, wire_status};
+use drama_app::pipeline::Scope;
 use drama_app::store::Entity;
 use drama_domain::{AssetId, EpisodeId, SceneId};
 use serde::Deserialize;
@@ -46,7 +46,7 @@ fn node_json(n: &JobView) -> Value {
         "type": job_type(&n.kind).as_str(),
         "parentId": n.parent_id.map(|p| p.to_string()),
         "state": n.state.as_str(),
-        "status": wire_status(n).as_str(),
+        "status": n.coarse_status().as_str(),
         "resourceClass": n.resource_class,
         "attempts": n.attempts,
         "maxAttempts": n.max_attempts,

@@ -440,7 +440,7 @@ impl App {
             label: episode.title.clone(),
             references: Vec::new(),
             duration: None,
-            target: super::spec::UrlTarget::Episode(episode.id.clone()),
+            target: drama_dal::EntityUrl::Episode(episode.id.clone()),
         };
         let usage = json!({ "clips": clips.len() });
         self.store_result(
@@ -534,7 +534,7 @@ impl App {
             return Outcome::fail(format!("episode {episode_id} no longer exists"));
         };
         // Scenes kept from before cost no call: a token-priced task then costs nothing.
-        let usage_price = self.usage_price(spec.model.as_deref(), models.script.provider, &usage);
+        let usage_price = usage_price(spec.token_prices, &usage);
         let result =
             json!({ "episodeId": episode_id, "scenes": episode.scenes.len(), "usage": usage });
         let fence = ctx.fence();
@@ -617,7 +617,7 @@ impl App {
         let (expansion, cost) = step!(planner.first_images(), |e: &crate::AppError| Outcome::fail(
             e
         ));
-        let usage_price = self.usage_price(spec.model.as_deref(), script.model().provider, &usage);
+        let usage_price = usage_price(spec.token_prices, &usage);
         let result = json!({ "dramaId": drama_id, "usage": usage });
         let fence = ctx.fence();
         match commit_retrying(|| {
@@ -728,7 +728,7 @@ impl App {
                 (critique.output, usage)
             }
         };
-        let usage_price = self.usage_price(spec.model.as_deref(), script.model().provider, &usage);
+        let usage_price = usage_price(spec.token_prices, &usage);
         let result = json!({ "feedback": feedback, "usage": usage });
         let fence = ctx.fence();
         match commit_retrying(|| {
@@ -741,29 +741,21 @@ impl App {
             Err(e) => generation_outcome(&e),
         }
     }
+}
 
-    /// What a script call's `usage` (as checkpointed) comes to at the per-token prices of the
-    /// model named `model`, when it has them and the call is billed at all; `None` keeps the
-    /// task's per-call price. No usage (no call was made) comes to nothing.
-    fn usage_price(
-        &self,
-        model: Option<&str>,
-        provider: drama_ai::Provider,
-        usage: &Value,
-    ) -> Option<i64> {
-        let prices = self.ai.catalog().resolve(model).ok()?.token_prices?;
-        if super::plan::priced(provider, self.price_offline) == drama_ai::Provider::Offline {
-            return None;
-        }
-        let usage: drama_ai::Usage = if usage.is_null() {
-            drama_ai::Usage::default()
-        } else {
-            serde_json::from_value(usage.clone()).ok()?
-        };
-        let Some(price) = prices.price(&usage) else {
-            tracing::warn!(model = ?model, "a script call reported no token usage; it is billed its per-call price");
-            return None;
-        };
-        Some(i64::try_from(price).unwrap_or(i64::MAX))
-    }
+/// What a script call's `usage` (as checkpointed) comes to at the per-token prices its task was
+/// submitted with; `None` keeps the task's per-call price (no token prices, or a call that
+/// reported no tokens). No usage (no call was made) comes to nothing.
+fn usage_price(prices: Option<drama_ai::TokenPrices>, usage: &Value) -> Option<i64> {
+    let prices = prices?;
+    let usage: drama_ai::Usage = if usage.is_null() {
+        drama_ai::Usage::default()
+    } else {
+        serde_json::from_value(usage.clone()).ok()?
+    };
+    let Some(price) = prices.price(&usage) else {
+        tracing::warn!("a script call reported no token usage; it is billed its per-call price");
+        return None;
+    };
+    Some(i64::try_from(price).unwrap_or(i64::MAX))
 }

@@ -258,6 +258,7 @@ mod tests {
             script: ModelInfo::new(Provider::Gemini, "txt"),
             script_name: None,
             price_offline: false,
+            token_prices: None,
         }
     }
 

@@ -48,6 +48,10 @@ pub struct Models {
     pub script_name: Option<String>,
     /// Price offline calls as if a real provider made them (demos and tests of credits).
     pub price_offline: bool,
+    /// The script model's per-token prices when its calls are billed by usage, as they are
+    /// when the run is submitted: written into each script task, so a task settles at the
+    /// rates its hold was taken under, whatever the configuration when it completes.
+    pub token_prices: Option<drama_ai::TokenPrices>,
 }
 
 pub(crate) fn model_tag(m: &ModelInfo) -> String {
@@ -86,6 +90,8 @@ pub struct Planner<'a> {
     drama: &'a Drama,
     tasks: Vec<Task>,
     index: HashMap<String, usize>,
+    /// Written into the scene writers' payloads ([`Models::token_prices`]).
+    token_prices: Option<drama_ai::TokenPrices>,
 }
 
 fn media_key(kind: &str, asset: &str) -> String {
@@ -285,6 +291,7 @@ impl<'a> Planner<'a> {
                     drama: self.drama.id.to_string(),
                     episode,
                     model: None,
+                    token_prices: self.token_prices,
                     portraits_in_run: portraits_in_run.clone(),
                     stitch: stitch.map(|s| s.key.clone()),
                     group: t.group.as_ref().map(|(g, _)| g.clone()),
@@ -443,6 +450,7 @@ mod tests {
             script: ModelInfo::new(Provider::Gemini, "txt"),
             script_name: None,
             price_offline: false,
+            token_prices: None,
         }
     }
 

@@ -299,7 +299,7 @@ impl App {
                 input_hash: Some(product.input_hash),
                 usage: Some(product.usage),
             },
-            entity_url: (&task.target).into(),
+            entity_url: task.target.clone(),
         };
         let fence = ctx.fence();
         match commit_retrying(|| {

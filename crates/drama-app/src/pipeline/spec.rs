@@ -1,7 +1,7 @@
 //! The node kinds of the pipeline, their payloads, and how they appear to clients.
 
 use drama_dal::EntityUrl;
-use drama_domain::{CharacterId, EpisodeId, JobType, SceneId};
+use drama_domain::JobType;
 use serde::{Deserialize, Serialize};
 
 /// Node and run kinds (stored with every job; never rename one that has been used).
@@ -59,37 +59,6 @@ pub fn job_type(kind: &str) -> JobType {
     }
 }
 
-/// The entity url a media task sets, in a form that survives a payload.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "entity", content = "id", rename_all = "snake_case")]
-pub enum UrlTarget {
-    /// Only the asset's url.
-    None,
-    /// The drama's cover url.
-    Drama,
-    /// A character's portrait url.
-    Character(CharacterId),
-    /// A scene's `image_url`.
-    SceneImage(SceneId),
-    /// A scene's `video_url`.
-    SceneVideo(SceneId),
-    /// An episode's `url`.
-    Episode(EpisodeId),
-}
-
-impl From<&UrlTarget> for EntityUrl {
-    fn from(t: &UrlTarget) -> Self {
-        match t {
-            UrlTarget::None => Self::None,
-            UrlTarget::Drama => Self::Drama,
-            UrlTarget::Character(c) => Self::Character(c.clone()),
-            UrlTarget::SceneImage(s) => Self::SceneImage(s.clone()),
-            UrlTarget::SceneVideo(s) => Self::SceneVideo(s.clone()),
-            UrlTarget::Episode(e) => Self::Episode(e.clone()),
-        }
-    }
-}
-
 /// Payload of an image or video task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MediaTask {
@@ -106,7 +75,7 @@ pub struct MediaTask {
     /// Seconds, for videos.
     pub duration: Option<i64>,
     /// The entity url set with the asset's.
-    pub target: UrlTarget,
+    pub target: EntityUrl,
 }
 
 /// Payload of a scene-writing task.
@@ -118,6 +87,10 @@ pub struct ScenesTask {
     pub episode: String,
     /// Script model name (`None`: the default).
     pub model: Option<String>,
+    /// Per-token prices frozen at submit (`None`: the per-call price stands; also what a
+    /// task submitted before prices were frozen reads).
+    #[serde(default)]
+    pub token_prices: Option<drama_ai::TokenPrices>,
     /// Characters whose portraits are generated in this run (their storyboards wait for them).
     pub portraits_in_run: Vec<String>,
     /// The episode's stitch node, which gains dependencies on the new clips.
@@ -146,6 +119,9 @@ pub struct DramaTask {
     pub premise: String,
     /// Script model name.
     pub model: Option<String>,
+    /// Per-token prices frozen at submit (see [`ScenesTask::token_prices`]).
+    #[serde(default)]
+    pub token_prices: Option<drama_ai::TokenPrices>,
     /// For an improvement: the drama improved, and the feedback.
     pub improve: Option<ImproveSpec>,
     /// Storage key of a reference image uploaded with the premise.
@@ -170,4 +146,7 @@ pub struct CritiqueTask {
     pub drama: String,
     /// Script model name.
     pub model: Option<String>,
+    /// Per-token prices frozen at submit (see [`ScenesTask::token_prices`]).
+    #[serde(default)]
+    pub token_prices: Option<drama_ai::TokenPrices>,
 }

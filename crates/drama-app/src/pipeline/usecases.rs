@@ -11,7 +11,7 @@ use drama_domain::{
     Asset, AssetId, AssetKind, Backoff, CharacterId, DomainError, DramaId, EpisodeId, JobStatus,
     UserId,
 };
-use drama_jobs::{CoarseStatus, Graph, JobError, JobId, JobView, NodeSpec, RunSpec};
+use drama_jobs::{Graph, JobError, JobId, JobView, NodeSpec, RunSpec};
 use rand::Rng as _;
 use rand::distr::Alphanumeric;
 use serde_json::json;
@@ -107,17 +107,6 @@ fn model_error(e: AiError) -> AppError {
     }
 }
 
-/// The wire status of a job.
-pub fn wire_status(view: &JobView) -> JobStatus {
-    match view.coarse_status() {
-        CoarseStatus::Pending => JobStatus::Pending,
-        CoarseStatus::Processing => JobStatus::Processing,
-        CoarseStatus::Completed => JobStatus::Completed,
-        CoarseStatus::Failed => JobStatus::Failed,
-        CoarseStatus::Cancelled => JobStatus::Cancelled,
-    }
-}
-
 fn generated_drama_id() -> String {
     let suffix: String = rand::rng()
         .sample_iter(&Alphanumeric)
@@ -135,12 +124,19 @@ impl App {
             .script_model(script_name.as_deref())
             .map(|m| m.model())
             .unwrap_or_else(|_| drama_ai::ModelInfo::new(drama_ai::Provider::Offline, "offline"));
+        let billed =
+            super::plan::priced(script.provider, self.price_offline) != drama_ai::Provider::Offline;
+        let token_prices = billed
+            .then(|| self.ai.catalog().resolve(script_name.as_deref()).ok())
+            .flatten()
+            .and_then(|m| m.token_prices);
         Models {
             image: self.ai.image_model().model(),
             video: self.ai.video_model().model(),
             script,
             script_name,
             price_offline: self.price_offline,
+            token_prices,
         }
     }
 
@@ -270,6 +266,7 @@ impl App {
         let task = DramaTask {
             drama: drama_id.to_string(),
             premise: request.premise,
+            token_prices: self.models(model.clone()).token_prices,
             model,
             improve: None,
             reference_key,
@@ -380,6 +377,7 @@ impl App {
         let task = DramaTask {
             drama: improved.to_string(),
             premise: original.drama.premise,
+            token_prices: self.models(model.clone()).token_prices,
             model,
             improve: Some(ImproveSpec {
                 original: id.to_string(),
@@ -423,6 +421,7 @@ impl App {
         let cost = self.script_cost(CallKind::CritiqueDrama, model.as_deref())?;
         let task = CritiqueTask {
             drama: id.to_string(),
+            token_prices: self.models(model.clone()).token_prices,
             model,
         };
         let node = NodeSpec::task(
@@ -667,7 +666,7 @@ impl App {
         loop {
             let view = self.job(caller, run).await?;
             if view.state.is_settled() {
-                return match wire_status(&view) {
+                return match view.coarse_status() {
                     JobStatus::Completed => Ok(Some(view)),
                     _ => Err(AppError::GenerationFailed(self.failure_reason(&view).await)),
                 };

@@ -9,7 +9,7 @@ use tokio::time::sleep;
 
 use crate::core::{Finish, FinishKind};
 use crate::{
-    ClaimRequest, CoarseStatus, Graph, JobError, JobId, JobState, JobStore, NodeSpec, Outcome,
+    ClaimRequest, Graph, JobError, JobId, JobState, JobStatus, JobStore, NodeSpec, Outcome,
     Registry, ResourceLimit, RunSpec, WorkerConfig, WorkerId,
 };
 
@@ -90,7 +90,7 @@ pub async fn rate_limits_cap_starts_per_minute<S: JobStore>(store: Arc<S>) {
     let root = |store: Arc<S>| async move { store.job(held.run_id).await.unwrap().unwrap() };
     assert_eq!(
         root(store.clone()).await.coarse_status(),
-        CoarseStatus::Pending,
+        JobStatus::Pending,
         "no task started yet"
     );
     sleep(Duration::from_millis(400)).await;
@@ -100,7 +100,7 @@ pub async fn rate_limits_cap_starts_per_minute<S: JobStore>(store: Arc<S>) {
     // wire says `processing`.
     let view = root(store.clone()).await;
     assert_eq!(view.state, JobState::Running, "{view:?}");
-    assert_eq!(view.coarse_status(), CoarseStatus::Processing);
+    assert_eq!(view.coarse_status(), JobStatus::Processing);
     assert!(matches!(
         store
             .set_resource_limits(&[ResourceLimit::concurrency("bad class!", 1)])

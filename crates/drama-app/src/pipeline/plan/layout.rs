@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use drama_ai::{CallKind, CostTable, ModelInfo};
-use drama_dal::AssetObject;
+use drama_dal::{AssetObject, EntityUrl};
 use drama_domain::{
     Asset, AssetId, AssetKind, Character, Drama, Episode, EpisodeId, STORYBOARD_MAX_CHARACTERS,
     Scene, SceneId,
@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::{Context, Models, Planner, Task, media_key, payload, primary_image, stitch_model};
 use crate::AppError;
-use crate::pipeline::spec::{MediaTask, StitchTask, UrlTarget, class, kind};
+use crate::pipeline::spec::{MediaTask, StitchTask, class, kind};
 
 /// Most reference images a cover gets (its main characters' portraits).
 const COVER_REFERENCES: usize = 4;
@@ -30,7 +30,7 @@ struct Media<'m> {
     model: &'m ModelInfo,
     refs: Vec<String>,
     upstream_kind: &'static str,
-    target: UrlTarget,
+    target: EntityUrl,
     seconds: u32,
     duration: Option<i64>,
 }
@@ -72,6 +72,7 @@ impl<'a> Planner<'a> {
             drama,
             tasks: Vec::new(),
             index: HashMap::new(),
+            token_prices: models.token_prices,
         };
         let portrait_of: HashMap<&str, &Asset> = drama
             .characters
@@ -114,9 +115,9 @@ impl<'a> Planner<'a> {
                         primary.iter().map(ToString::to_string).collect()
                     };
                     let target = if is_primary {
-                        UrlTarget::Character(c.id.clone())
+                        EntityUrl::Character(c.id.clone())
                     } else {
-                        UrlTarget::None
+                        EntityUrl::None
                     };
                     (
                         kind::PORTRAIT,
@@ -148,7 +149,7 @@ impl<'a> Planner<'a> {
                         refs,
                         CallKind::Video,
                         &models.video,
-                        UrlTarget::None,
+                        EntityUrl::None,
                         seconds,
                     )
                 }
@@ -194,7 +195,7 @@ impl<'a> Planner<'a> {
             model: &models.image,
             refs,
             upstream_kind: kind::PORTRAIT,
-            target: UrlTarget::Drama,
+            target: EntityUrl::Drama,
             seconds: 0,
             duration: None,
         };
@@ -268,9 +269,9 @@ impl<'a> Planner<'a> {
                         .take(STORYBOARD_MAX_CHARACTERS)
                         .collect();
                     let target = if storyboard.map(|b| &b.id) == Some(&a.id) {
-                        UrlTarget::SceneImage(s.id.clone())
+                        EntityUrl::SceneImage(s.id.clone())
                     } else {
-                        UrlTarget::None
+                        EntityUrl::None
                     };
                     (
                         kind::STORYBOARD,
@@ -302,9 +303,9 @@ impl<'a> Planner<'a> {
                     let target = if first_clip == Some(&a.id) {
                         videos.keys.push(media_key(kind::CLIP, a.id.as_str()));
                         videos.ids.push(a.id.to_string());
-                        UrlTarget::SceneVideo(s.id.clone())
+                        EntityUrl::SceneVideo(s.id.clone())
                     } else {
-                        UrlTarget::None
+                        EntityUrl::None
                     };
                     let seconds = u32::try_from(a.duration.unwrap_or(10)).unwrap_or(10);
                     (

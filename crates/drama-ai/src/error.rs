@@ -295,3 +295,22 @@ pub(crate) fn shorten(text: &str, max_chars: usize) -> String {
     }
     out
 }
+/// Whether a provider's words describe a moderation or safety refusal.
+pub(crate) fn looks_like_moderation(text: &str) -> bool {
+    const WORDS: [&str; 12] = [
+        "moderation",
+        "content policy",
+        "content_policy",
+        "safety",
+        "violat",
+        "prohibited",
+        "sensitive",
+        "inappropriate",
+        "nsfw",
+        "blocked",
+        "policy",
+        "not allowed",
+    ];
+    let lower = text.to_lowercase();
+    WORDS.iter().any(|w| lower.contains(w))
+}

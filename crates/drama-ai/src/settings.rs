@@ -7,7 +7,7 @@ use drama_domain::Backoff;
 use serde::Deserialize;
 
 use crate::error::AiError;
-use crate::http::retry::RetryPolicy;
+use crate::retry::RetryPolicy;
 use crate::traits::VideoPolling;
 use crate::usage::CostTable;
 
@@ -582,10 +582,12 @@ impl AiSettings {
         !self.ai_offline && (self.gemini_api_key.is_some() || self.openai_api_key.is_some())
     }
 
+    #[cfg(feature = "providers")]
     pub(crate) fn connect_timeout(&self) -> Duration {
         Duration::from_secs(self.connect_timeout_secs)
     }
 
+    #[cfg(feature = "providers")]
     pub(crate) fn download_timeout(&self) -> Duration {
         Duration::from_secs(self.download_timeout_secs)
     }

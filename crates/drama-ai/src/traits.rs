@@ -145,7 +145,7 @@ pub async fn wait_for_video(
         match status {
             VideoStatus::Done { output } => return model.download(&output).await,
             VideoStatus::Failed { reason } => {
-                return Err(if crate::http::looks_like_moderation(&reason) {
+                return Err(if crate::error::looks_like_moderation(&reason) {
                     AiError::Refused { provider, reason }
                 } else {
                     AiError::VideoFailed {

@@ -300,3 +300,24 @@ pub fn sniff_mime(bytes: &[u8]) -> Option<&'static str> {
         None
     }
 }
+/// Rejects requests no image model should receive.
+pub(crate) fn check_image_request(request: &ImageRequest, max: usize) -> Result<(), AiError> {
+    if request.prompt.trim().is_empty() {
+        return Err(AiError::InvalidRequest(
+            "the image prompt is empty".to_owned(),
+        ));
+    }
+    if request.references.len() > max {
+        return Err(AiError::InvalidRequest(format!(
+            "{} reference images; at most {max}",
+            request.references.len()
+        )));
+    }
+    if let Some(bad) = request.references.iter().find(|r| r.bytes.is_empty()) {
+        return Err(AiError::InvalidRequest(format!(
+            "an empty reference image ({})",
+            bad.mime_type
+        )));
+    }
+    Ok(())
+}

@@ -312,6 +312,7 @@ impl From<AppError> for ApiError {
     }
 }
 
+#[cfg(feature = "graphql")]
 impl From<crate::graphql::LimitError> for ApiError {
     /// 400 naming the limit, with the same in GraphQL's `errors` (a request error: no `data`).
     fn from(e: crate::graphql::LimitError) -> Self {

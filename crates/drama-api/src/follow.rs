@@ -40,8 +40,12 @@ pub(crate) struct Batch {
 
 /// What a stream receives.
 pub(crate) enum Progress {
-    /// New events, with the job as read after them (its status stamps them).
-    Events(Vec<Event>, Arc<JobView>),
+    /// New events, with the job as read after them (its status stamps them in GraphQL, the
+    /// one reader of the view).
+    Events(
+        Vec<Event>,
+        #[cfg_attr(not(feature = "graphql"), allow(dead_code))] Arc<JobView>,
+    ),
     /// The job settled; the last item.
     End(Arc<JobView>),
 }

@@ -5,6 +5,7 @@ pub mod console;
 mod endpoint;
 mod error;
 mod follow;
+#[cfg(feature = "graphql")]
 pub mod graphql;
 mod jwks;
 mod media_links;
@@ -16,7 +17,7 @@ mod state;
 
 pub use auth::{AuthError, AuthSettings, Authenticator};
 pub use error::{ApiError, ErrorCode, Row as ErrorRow};
-pub use state::{ApiState, Auth, HttpSettings, MAX_MEDIA_URL_LIFETIME};
+pub use state::{ApiState, Auth, GraphqlLimits, HttpSettings, MAX_MEDIA_URL_LIFETIME};
 
 use std::sync::Arc;
 
@@ -63,6 +64,7 @@ fn install(state: Arc<ApiState>, cfg: &mut web::ServiceConfig) {
         );
     rest::configure(cfg);
     console::configure(cfg);
+    #[cfg(feature = "graphql")]
     graphql::configure(cfg);
 }
 

@@ -37,7 +37,7 @@ pub struct HttpSettings {
     #[serde(with = "seconds")]
     pub media_url_lifetime: Duration,
     /// Bounds of GraphQL requests.
-    pub graphql: crate::graphql::GraphqlLimits,
+    pub graphql: GraphqlLimits,
     /// How long a WebSocket may stay open without `connection_init` (then it is closed with
     /// 4408).
     #[serde(with = "seconds")]
@@ -74,7 +74,7 @@ impl Default for HttpSettings {
             cors_origins: "*".to_owned(),
             auth: AuthSettings::default(),
             media_url_lifetime: Duration::from_secs(6 * 3600),
-            graphql: crate::graphql::GraphqlLimits::default(),
+            graphql: GraphqlLimits::default(),
             ws_init_timeout: Duration::from_secs(10),
             streams_per_user: 20,
             streams_per_process: 10_000,
@@ -82,6 +82,33 @@ impl Default for HttpSettings {
             anonymous_per_second: 20,
             anonymous_burst: 40,
             trust_forwarded: false,
+        }
+    }
+}
+
+/// The bounds of GraphQL requests (`http.graphql`); read, and unused, in a build without
+/// GraphQL (cargo feature `graphql`), so one configuration serves every build.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct GraphqlLimits {
+    /// Most operations in one batched POST.
+    pub max_batch: usize,
+    /// Most aliased fields in one operation (fragments expanded).
+    pub max_aliases: usize,
+    /// Highest price of one request (a batch: of all its operations).
+    pub max_complexity: u64,
+    /// Deepest nesting of a document (fragments expanded). The introspection query of
+    /// graphql-js nests 14 levels through its `TypeRef` fragment.
+    pub max_depth: usize,
+}
+
+impl Default for GraphqlLimits {
+    fn default() -> Self {
+        Self {
+            max_batch: 10,
+            max_aliases: 30,
+            max_complexity: 100_000,
+            max_depth: 16,
         }
     }
 }
@@ -103,6 +130,7 @@ pub struct ApiState {
     pub(crate) app: App,
     pub(crate) auth: Authenticator,
     pub(crate) settings: HttpSettings,
+    #[cfg(feature = "graphql")]
     pub(crate) schema: Arc<crate::graphql::Schema>,
     pub(crate) realtime: Arc<crate::realtime::Realtime>,
     pub(crate) sign_in: crate::console::SignInCodes,
@@ -135,6 +163,7 @@ impl ApiState {
                     .unwrap_or(rate);
             RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
         });
+        #[cfg(feature = "graphql")]
         let schema = crate::graphql::shared_schema(&settings.graphql);
         let realtime = Arc::new(crate::realtime::Realtime::with_caps(
             crate::realtime::StreamCaps {
@@ -146,6 +175,7 @@ impl ApiState {
             auth: Authenticator::new(app.clone(), &settings.auth),
             app,
             settings,
+            #[cfg(feature = "graphql")]
             schema,
             realtime,
             sign_in: crate::console::SignInCodes::default(),

@@ -4,7 +4,9 @@
 
 use std::collections::VecDeque;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+#[cfg(feature = "s3")]
+use bytes::BytesMut;
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
@@ -104,6 +106,7 @@ impl Intake {
 
     /// The next `size` bytes (fewer only at the end), or `None` at the end. A part that lies
     /// inside one received chunk is not copied.
+    #[cfg(feature = "s3")]
     pub(crate) async fn next_part(&mut self, size: usize) -> Result<Option<Bytes>, AssetError> {
         let mut part: Option<BytesMut> = None;
         loop {
@@ -142,6 +145,7 @@ impl Intake {
     }
 
     /// Whether the upload has no more bytes.
+    #[cfg(feature = "s3")]
     pub(crate) async fn at_end(&mut self) -> Result<bool, AssetError> {
         match self.next_chunk().await? {
             Some(chunk) => {
@@ -153,6 +157,7 @@ impl Intake {
     }
 
     /// Puts bytes back in front of the upload (they were already counted and checked).
+    #[cfg(feature = "s3")]
     pub(crate) fn unread(&mut self, bytes: Bytes) {
         if !bytes.is_empty() {
             self.queued.push_front(bytes);

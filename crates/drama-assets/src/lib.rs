@@ -7,7 +7,9 @@ mod limits;
 mod local;
 mod media;
 mod memory;
+#[cfg(feature = "s3")]
 mod s3;
+mod s3_options;
 mod settings;
 mod signing;
 mod store;
@@ -18,7 +20,9 @@ pub use limits::{SizeLimits, parse_size};
 pub use local::LocalStore;
 pub use media::{MediaKind, MediaType, SNIFF_LEN};
 pub use memory::MemoryStore;
-pub use s3::{MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE, MultipartSettings, S3Options, S3Store};
+#[cfg(feature = "s3")]
+pub use s3::S3Store;
+pub use s3_options::{MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE, MultipartSettings, S3Options};
 pub use settings::{AssetSettings, BackendKind, VARIABLES, open_store};
 pub use signing::{FILES_PATH, MIN_SECRET_LEN, SignedRequest, UrlSigner};
 pub use store::{

@@ -17,13 +17,14 @@ use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 
 use crate::error::AssetError;
 use crate::intake::Intake;
 use crate::keys::{KeyPrefix, ObjectKey};
 use crate::limits::SizeLimits;
 use crate::media::MediaType;
+use crate::s3_options::{MultipartSettings, S3Options};
 use crate::store::{
     AssetStore, ByteRange, ByteStream, CheckReport, CheckStep, ContentRange, ObjectInfo,
     ObjectStream, ObjectSummary, PresignMethod, PresignedRequest, presign_deadline,
@@ -31,39 +32,7 @@ use crate::store::{
 
 mod multipart;
 
-pub use multipart::{MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE, MultipartSettings};
-
 const CHECKSUM_METADATA: &str = "sha256";
-
-/// Everything the S3 backend needs.
-#[derive(Debug, Clone)]
-pub struct S3Options {
-    /// The S3 API endpoint, e.g. `https://{account}.r2.cloudflarestorage.com` or
-    /// `http://127.0.0.1:9000`.
-    pub endpoint_url: String,
-    /// Signing region; `auto` for R2.
-    pub region: String,
-    /// The bucket.
-    pub bucket: String,
-    /// Access key id.
-    pub access_key_id: String,
-    /// Secret access key.
-    pub secret_access_key: SecretString,
-    /// Base of public URLs (`{base}/{key}`), e.g. the bucket's custom domain.
-    pub public_base_url: Option<String>,
-    /// Upload splitting.
-    pub multipart: MultipartSettings,
-    /// Size limits per category.
-    pub limits: SizeLimits,
-    /// Time allowed to open a connection.
-    pub connect_timeout: Duration,
-    /// Time allowed for one attempt of one request (a part upload, a head, …; not the
-    /// streaming of a download's body).
-    pub attempt_timeout: Duration,
-    /// Attempts per request, the first included; transient failures (timeouts, 5xx,
-    /// throttling, dropped connections) are retried with backoff.
-    pub max_attempts: u32,
-}
 
 /// An S3-compatible bucket.
 #[derive(Debug, Clone)]

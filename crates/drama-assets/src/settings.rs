@@ -12,7 +12,9 @@ use crate::error::AssetError;
 use crate::limits::{SizeLimits, parse_size};
 use crate::local::LocalStore;
 use crate::memory::MemoryStore;
-use crate::s3::{MultipartSettings, S3Options, S3Store};
+#[cfg(feature = "s3")]
+use crate::s3::S3Store;
+use crate::s3_options::{MultipartSettings, S3Options};
 use crate::signing::{UrlSigner, check_base_url};
 use crate::store::AssetStore;
 
@@ -392,7 +394,18 @@ impl AssetSettings {
 /// [`AssetError::InvalidSettings`].
 pub async fn open_store(settings: &AssetSettings) -> Result<Arc<dyn AssetStore>, AssetError> {
     let store: Arc<dyn AssetStore> = match settings.backend() {
+        #[cfg(feature = "s3")]
         BackendKind::S3 => Arc::new(S3Store::new(settings.s3_options()?)?),
+        #[cfg(not(feature = "s3"))]
+        BackendKind::S3 => {
+            settings.s3_options()?;
+            return Err(AssetError::InvalidSettings {
+                variable: "ASSETS_BACKEND",
+                message: "the s3 backend is not compiled into this build (cargo feature `s3` \
+                          of drama-assets); choose local or memory"
+                    .to_owned(),
+            });
+        }
         BackendKind::Local => Arc::new(
             LocalStore::open(
                 settings.dir(),

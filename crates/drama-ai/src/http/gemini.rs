@@ -265,7 +265,7 @@ impl ImageModel for GeminiImage {
         &self,
         request: &ImageRequest,
     ) -> Result<Generated<GeneratedImage>, AiError> {
-        crate::http::nano_banana::check_image_request(request, self.max_references)?;
+        crate::types::check_image_request(request, self.max_references)?;
         let text = prompts::image_prompt(request.kind, &request.prompt, request.references.len());
         let mut parts = vec![json!({"text": text})];
         parts.extend(request.references.iter().map(inline));

@@ -1,11 +1,10 @@
 //! The HTTP clients and what they share: one reqwest client per provider, status classification,
-//! `Retry-After`, retries.
+//! `Retry-After`. Compiled with the cargo feature `providers`.
 
 pub mod fetch;
 pub mod gemini;
 pub mod nano_banana;
 pub mod openai;
-pub mod retry;
 pub mod sora;
 
 use std::time::Duration;
@@ -15,8 +14,8 @@ use reqwest::header::HeaderMap;
 use reqwest::{RequestBuilder, StatusCode};
 use serde_json::Value;
 
-use crate::error::{AiError, Provider, shorten};
-use crate::http::retry::RetryPolicy;
+use crate::error::{AiError, Provider, looks_like_moderation, shorten};
+use crate::retry::RetryPolicy;
 
 /// Transport settings shared by a provider's calls.
 #[derive(Debug, Clone)]
@@ -234,26 +233,6 @@ fn gemini_retry_delay(body: &str) -> Option<Duration> {
         .and_then(|s| s.trim_end_matches('s').parse::<f64>().ok())
         .filter(|s| s.is_finite() && *s >= 0.0)
         .map(Duration::from_secs_f64)
-}
-
-/// Whether a provider's words describe a moderation or safety refusal.
-pub(crate) fn looks_like_moderation(text: &str) -> bool {
-    const WORDS: [&str; 12] = [
-        "moderation",
-        "content policy",
-        "content_policy",
-        "safety",
-        "violat",
-        "prohibited",
-        "sensitive",
-        "inappropriate",
-        "nsfw",
-        "blocked",
-        "policy",
-        "not allowed",
-    ];
-    let lower = text.to_lowercase();
-    WORDS.iter().any(|w| lower.contains(w))
 }
 
 /// Builds the URL `base` + `path`, tolerating a trailing slash on the base.

@@ -11,8 +11,9 @@ use base64::Engine as _;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
+use crate::error::looks_like_moderation;
 use crate::error::{AiError, Provider, shorten};
-use crate::http::{HttpCore, join, looks_like_moderation};
+use crate::http::{HttpCore, join};
 use crate::prompts::{self, PROMPT_VERSION};
 use crate::settings::{AiSettings, ApiKey};
 use crate::traits::ImageModel;
@@ -48,28 +49,6 @@ pub fn image_model(settings: &AiSettings) -> Result<Arc<dyn ImageModel>, AiError
         model: settings.nano_banana_model.clone(),
         max_references: settings.max_reference_images,
     }))
-}
-
-/// Rejects requests no image model should receive.
-pub(crate) fn check_image_request(request: &ImageRequest, max: usize) -> Result<(), AiError> {
-    if request.prompt.trim().is_empty() {
-        return Err(AiError::InvalidRequest(
-            "the image prompt is empty".to_owned(),
-        ));
-    }
-    if request.references.len() > max {
-        return Err(AiError::InvalidRequest(format!(
-            "{} reference images; at most {max}",
-            request.references.len()
-        )));
-    }
-    if let Some(bad) = request.references.iter().find(|r| r.bytes.is_empty()) {
-        return Err(AiError::InvalidRequest(format!(
-            "an empty reference image ({})",
-            bad.mime_type
-        )));
-    }
-    Ok(())
 }
 
 struct NanoBanana {
@@ -156,7 +135,7 @@ impl ImageModel for NanoBanana {
         &self,
         request: &ImageRequest,
     ) -> Result<Generated<GeneratedImage>, AiError> {
-        check_image_request(request, self.max_references)?;
+        crate::types::check_image_request(request, self.max_references)?;
         let text = prompts::image_prompt(request.kind, &request.prompt, request.references.len());
         let mut content = vec![json!({"type": "text", "text": text})];
         content.extend(

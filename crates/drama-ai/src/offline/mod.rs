@@ -611,7 +611,7 @@ impl ImageModel for OfflineProvider {
         request: &ImageRequest,
     ) -> Result<Generated<GeneratedImage>, AiError> {
         self.calls.count(Call::Image);
-        crate::http::nano_banana::check_image_request(request, self.max_references())?;
+        crate::types::check_image_request(request, self.max_references())?;
         if !self.latency.image.is_zero() {
             tokio::time::sleep(self.latency.image).await;
         }

@@ -16,44 +16,17 @@
 
 use std::collections::{HashMap, HashSet};
 
+use crate::error::ErrorCode;
+pub use crate::state::GraphqlLimits;
 use juniper::http::GraphQLRequest;
 use juniper::{
     DefaultScalarValue, Definition, InputValue, OperationType, ParseError, SchemaType, Selection,
 };
-use serde::Deserialize;
-
-use crate::error::ErrorCode;
 
 type Schema = SchemaType<DefaultScalarValue>;
 
 /// Items a list field without a `limit` argument is assumed to return.
 pub const UNBOUNDED_LIST_ITEMS: u64 = 5;
-
-/// The bounds of GraphQL requests (`http.graphql`).
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(default, deny_unknown_fields)]
-pub struct GraphqlLimits {
-    /// Most operations in one batched POST.
-    pub max_batch: usize,
-    /// Most aliased fields in one operation (fragments expanded).
-    pub max_aliases: usize,
-    /// Highest price of one request (a batch: of all its operations).
-    pub max_complexity: u64,
-    /// Deepest nesting of a document (fragments expanded). The introspection query of
-    /// graphql-js nests 14 levels through its `TypeRef` fragment.
-    pub max_depth: usize,
-}
-
-impl Default for GraphqlLimits {
-    fn default() -> Self {
-        Self {
-            max_batch: 10,
-            max_aliases: 30,
-            max_complexity: 100_000,
-            max_depth: 16,
-        }
-    }
-}
 
 /// A request over one of the limits.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

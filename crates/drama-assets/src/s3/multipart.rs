@@ -13,75 +13,7 @@ use super::S3Store;
 use crate::error::AssetError;
 use crate::intake::{Intake, IntakeSummary};
 use crate::keys::ObjectKey;
-
-/// Smallest part S3 and R2 accept (except the last one).
-pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
-/// Largest part S3 and R2 accept.
-pub const MAX_PART_SIZE: u64 = 5 * 1024 * 1024 * 1024;
-/// Most parts in one multipart upload.
-pub const MAX_PARTS: u32 = 10_000;
-
-/// How uploads are split.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MultipartSettings {
-    /// Objects longer than this go up in parts; shorter ones in one request. At most this
-    /// many bytes are held before the choice is made.
-    pub threshold: u64,
-    /// Size of every part but the last (R2 requires them equal).
-    pub part_size: u64,
-    /// Parts uploaded at the same time. Memory use is about `(concurrency + 1) × part_size`.
-    pub concurrency: usize,
-}
-
-impl Default for MultipartSettings {
-    fn default() -> Self {
-        Self {
-            threshold: 16 * 1024 * 1024,
-            part_size: 8 * 1024 * 1024,
-            concurrency: 3,
-        }
-    }
-}
-
-impl MultipartSettings {
-    /// Checks the values against S3's rules.
-    ///
-    /// # Errors
-    /// [`AssetError::InvalidSettings`] naming the variable.
-    pub fn validate(&self) -> Result<(), AssetError> {
-        if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&self.part_size) {
-            return Err(AssetError::InvalidSettings {
-                variable: "ASSETS_MULTIPART_PART_SIZE",
-                message: format!(
-                    "must be between 5MiB and 5GiB (S3 and R2 part limits), got {}",
-                    self.part_size
-                ),
-            });
-        }
-        if self.threshold < self.part_size {
-            return Err(AssetError::InvalidSettings {
-                variable: "ASSETS_MULTIPART_THRESHOLD",
-                message: format!(
-                    "must be at least the part size ({}), got {}",
-                    self.part_size, self.threshold
-                ),
-            });
-        }
-        if self.threshold > MAX_PART_SIZE {
-            return Err(AssetError::InvalidSettings {
-                variable: "ASSETS_MULTIPART_THRESHOLD",
-                message: "must be at most 5GiB (the single-request limit)".to_owned(),
-            });
-        }
-        if !(1..=64).contains(&self.concurrency) {
-            return Err(AssetError::InvalidSettings {
-                variable: "ASSETS_MULTIPART_CONCURRENCY",
-                message: format!("must be between 1 and 64, got {}", self.concurrency),
-            });
-        }
-        Ok(())
-    }
-}
+use crate::s3_options::MAX_PARTS;
 
 impl S3Store {
     #[tracing::instrument(skip_all, fields(key = %key, upload_id))]
@@ -260,37 +192,5 @@ async fn abort_upload(client: &Client, bucket: &str, key: &str, upload_id: &str)
         .await;
     if let Err(e) = result {
         tracing::warn!(key, upload_id, error = %DisplayErrorContext(&e), "aborting a multipart upload failed; the bucket's lifecycle rule will remove its parts");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn multipart_settings_follow_the_s3_rules() {
-        assert!(MultipartSettings::default().validate().is_ok());
-        let small = MultipartSettings {
-            part_size: 1024,
-            ..MultipartSettings::default()
-        };
-        assert!(
-            small
-                .validate()
-                .unwrap_err()
-                .to_string()
-                .contains("ASSETS_MULTIPART_PART_SIZE")
-        );
-        let low = MultipartSettings {
-            threshold: MIN_PART_SIZE,
-            part_size: 2 * MIN_PART_SIZE,
-            concurrency: 1,
-        };
-        assert!(
-            low.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("ASSETS_MULTIPART_THRESHOLD")
-        );
     }
 }

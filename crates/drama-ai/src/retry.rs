@@ -1,6 +1,7 @@
 //! Retries of provider calls: the shared [`Backoff`], a limit on attempts, and the provider's
 //! `Retry-After` honoured up to a cap.
 
+#[cfg(feature = "providers")]
 use std::future::Future;
 use std::time::Duration;
 
@@ -51,6 +52,7 @@ impl RetryPolicy {
 
     /// Runs `attempt` until it succeeds, fails permanently or the retries are used up.
     /// `attempt` gets the 0-based attempt number.
+    #[cfg(feature = "providers")]
     pub(crate) async fn run<T, F, Fut>(&self, mut attempt: F) -> Result<T, AiError>
     where
         F: FnMut(u32) -> Fut,

@@ -49,7 +49,9 @@ impl App {
         if name.is_empty() {
             return Err(invalid("name", "must not be empty".to_owned()));
         }
-        if name.chars().count() > MAX_KEY_NAME || name.chars().any(char::is_control) {
+        // The length counts what was sent, surrounding whitespace included, as the API
+        // document's `maxLength` does; what is stored is trimmed.
+        if key.name.chars().count() > MAX_KEY_NAME || name.chars().any(char::is_control) {
             return Err(invalid(
                 "name",
                 format!("must be at most {MAX_KEY_NAME} characters without control characters"),

@@ -91,7 +91,7 @@ async fn create(
     }
     let body = read_limited(payload, state.settings.json_limit).await?;
     let body = json_body(&body)?;
-    if let Some((premise, id, model)) = premise_fields(&body) {
+    if let Some((premise, id, model)) = premise_fields(&body)? {
         return start_premise(
             &state,
             &caller,
@@ -106,6 +106,7 @@ async fn create(
     }
     match body {
         Value::Object(mut map) if map.contains_key("drama") => {
+            super::drama_metadata_are_objects(&map["drama"])?;
             let drama = Drama::from_value(map.remove("drama").unwrap_or(Value::Null))
                 .map_err(|e| ApiError::validation(&e.within("drama"), "body"))?;
             let stored = state.app().create_drama(&caller, &drama).await?;

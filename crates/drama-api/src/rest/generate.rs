@@ -92,6 +92,7 @@ struct GenerateOptions {
     #[serde(default)]
     force: bool,
     /// Most tokens the run may spend.
+    #[serde(default, deserialize_with = "super::integral::option")]
     budget: Option<i64>,
 }
 
@@ -445,14 +446,21 @@ async fn cover(
     }
 }
 
-/// The body of a premise request, in any of its three forms.
-pub(crate) fn premise_fields(body: &Value) -> Option<(String, Option<String>, Option<String>)> {
-    let premise = body.get("premise")?.as_str()?.to_owned();
-    let text = |k: &str| {
-        body.get(k)
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
+/// The body of a premise request, in any of its three forms: `None` when it has no text
+/// `premise` (another form of `POST /dramas`); 422 when `id` or `model` is there but not text.
+pub(crate) type PremiseFields = (String, Option<String>, Option<String>);
+
+pub(crate) fn premise_fields(body: &Value) -> Result<Option<PremiseFields>, ApiError> {
+    let Some(premise) = body.get("premise").and_then(Value::as_str) else {
+        return Ok(None);
     };
-    Some((premise, text("id"), text("model")))
+    let text = |k: &str| match body.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone()).filter(|s| !s.is_empty())),
+        Some(_) => Err(ApiError::validation(
+            &DomainError::field(k, "must be a string"),
+            "body",
+        )),
+    };
+    Ok(Some((premise.to_owned(), text("id")?, text("model")?)))
 }

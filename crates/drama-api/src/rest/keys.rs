@@ -45,6 +45,7 @@ async fn list(state: web::Data<ApiState>, Auth(caller): Auth) -> Result<HttpResp
 #[serde(rename_all = "camelCase")]
 struct CreateKey {
     name: String,
+    #[serde(default, deserialize_with = "super::integral::option")]
     expires_in_days: Option<u32>,
 }
 

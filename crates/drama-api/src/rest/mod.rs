@@ -5,6 +5,7 @@ mod dramas;
 mod events;
 mod generate;
 mod health;
+mod integral;
 mod jobs;
 mod keys;
 mod library;
@@ -51,11 +52,26 @@ pub(crate) fn drama_id(raw: &str) -> Result<DramaId, ApiError> {
     path_id(raw, drama_app::store::Entity::Drama)
 }
 
-/// The version a write is based on: `If-Match: "3"` or a `version` field in the body.
+/// The version a write is based on: `If-Match: "3"` or a `version` field in the body. A body
+/// `version` is checked even when `If-Match` is sent (the header wins), so a malformed one is
+/// refused either way.
 pub(crate) fn expected_version(
     headers: &HeaderMap,
     body: Option<&Value>,
 ) -> Result<Option<Version>, ApiError> {
+    let in_body = match body.and_then(|b| b.get("version")) {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            integral::as_i64(v)
+                .filter(|version| *version >= 0)
+                .ok_or_else(|| {
+                    ApiError::validation(
+                        &DomainError::field("version", "must be an integer, at least 0"),
+                        "body",
+                    )
+                })?,
+        ),
+    };
     if let Some(value) = headers.get(header::IF_MATCH) {
         let text = value
             .to_str()
@@ -71,12 +87,7 @@ pub(crate) fn expected_version(
             ))
         });
     }
-    match body.and_then(|b| b.get("version")) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => v.as_i64().map(Some).ok_or_else(|| {
-            ApiError::validation(&DomainError::field("version", "must be an integer"), "body")
-        }),
-    }
+    Ok(in_body)
 }
 
 /// A PATCH body made into the patch of the route's part by `parse`, and the version the client
@@ -87,9 +98,53 @@ pub(crate) fn patch_body(
     parse: impl FnOnce(Value) -> Result<EntityPatch, DomainError>,
 ) -> Result<(EntityPatch, Option<Version>), ApiError> {
     let body = json_body(bytes)?;
+    metadata_is_object(&body, "metadata")?;
     let expected = expected_version(headers, Some(&body))?;
     let patch = parse(body).map_err(|e| ApiError::validation(&e, "body"))?;
     Ok((patch, expected))
+}
+
+/// `metadata` of an entity in a request: a JSON object or `null`, as the document says. The
+/// model keeps any JSON there (stored documents are read as they are), so the rule is applied
+/// to what clients send.
+pub(crate) fn metadata_is_object(entity: &Value, path: &str) -> Result<(), ApiError> {
+    match entity.get("metadata") {
+        None | Some(Value::Null | Value::Object(_)) => Ok(()),
+        Some(_) => Err(ApiError::validation(
+            &DomainError::field(path, "must be an object or null"),
+            "body",
+        )),
+    }
+}
+
+/// Every `metadata` of a complete drama in a request (the drama's and those of its characters,
+/// episodes, scenes and assets at every level), checked as [`metadata_is_object`] does.
+pub(crate) fn drama_metadata_are_objects(drama: &Value) -> Result<(), ApiError> {
+    fn items<'v>(v: &'v Value, key: &str) -> &'v [Value] {
+        v.get(key)
+            .and_then(Value::as_array)
+            .map_or(&[], Vec::as_slice)
+    }
+    /// The entity's own `metadata` and its assets'.
+    fn with_assets(entity: &Value, at: &str) -> Result<(), ApiError> {
+        metadata_is_object(entity, &format!("{at}.metadata"))?;
+        for (a, asset) in items(entity, "assets").iter().enumerate() {
+            metadata_is_object(asset, &format!("{at}.assets[{a}].metadata"))?;
+        }
+        Ok(())
+    }
+    with_assets(drama, "drama")?;
+    for (c, character) in items(drama, "characters").iter().enumerate() {
+        with_assets(character, &format!("drama.characters[{c}]"))?;
+    }
+    for (e, episode) in items(drama, "episodes").iter().enumerate() {
+        let at = format!("drama.episodes[{e}]");
+        with_assets(episode, &at)?;
+        for (s, scene) in items(episode, "scenes").iter().enumerate() {
+            with_assets(scene, &format!("{at}.scenes[{s}]"))?;
+        }
+    }
+    Ok(())
 }
 
 /// Parses a JSON body, answering 400 when it is not JSON at all.

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use drama_ai::{AiProviders, OfflineProvider};
+use drama_app::pipeline::Scope;
 use drama_app::pipeline::jobs_port::EngineJobs;
 use drama_app::pipeline::spec::kind;
-use drama_app::pipeline::Scope;
 use drama_app::{App, Caller, Ports};
 use drama_dal::{DramaRepository as _, NewUser, UserRepository as _};
 use drama_domain::{JobStatus, UserId};

@@ -3,18 +3,8 @@
 //! They are grouped by the part of the store contract they check, one module each, so a
 //! failing scenario points at the part an implementation breaks.
 //!
-//! Instantiate them once per implementation:
-//! ```ignore
-//! macro_rules! case {
-//!     ($name:ident) => {
-//!         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-//!         async fn $name() {
-//!             drama_testkit::conformance::$name(std::sync::Arc::new(MemoryStore::new())).await;
-//!         }
-//!     };
-//! }
-//! drama_testkit::for_each_scenario!(case);
-//! ```
+//! Instantiate them once per implementation with [`for_each_scenario!`](crate::for_each_scenario),
+//! as the crate documentation shows (a compiled example).
 
 use drama_dal::{AssetObject, Entity, NewUser, RepoError, Store};
 use drama_domain::{DramaId, UserId};

@@ -3,8 +3,8 @@
 
 use actix_web::HttpResponse;
 use drama_app::Caller;
-use drama_app::pipeline::spec::job_type;
 use drama_app::pipeline::DramaOverview;
+use drama_app::pipeline::spec::job_type;
 use drama_app::store::PageRequest;
 use serde_json::{Value, json};
 

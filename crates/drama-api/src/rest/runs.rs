@@ -4,8 +4,8 @@
 
 use actix_web::{HttpResponse, web};
 use drama_app::jobs::{JobView, NodeType};
-use drama_app::pipeline::spec::job_type;
 use drama_app::pipeline::Scope;
+use drama_app::pipeline::spec::job_type;
 use drama_app::store::Entity;
 use drama_domain::{AssetId, EpisodeId, SceneId};
 use serde::Deserialize;

@@ -19,6 +19,4 @@ pub(crate) use usecases::job_error;
 
 pub use inspect::{DEFAULT_SCENES_PER_EPISODE, DramaOverview, Estimate, KindEstimate};
 pub use plan::{Models, Planned, Planner, Scope};
-pub use usecases::{
-    GenerateOptions, PremiseRequest, ReferenceUpload, Started, Waited,
-};
+pub use usecases::{GenerateOptions, PremiseRequest, ReferenceUpload, Started, Waited};

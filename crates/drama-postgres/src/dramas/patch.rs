@@ -1,23 +1,167 @@
 //! The statements of a PATCH: one `update` of the addressed row that sets only the fields the
 //! patch carries, and, when it touched no row, the reads that say what is missing.
 //!
-//! A required field binds `null` when absent (`coalesce` keeps the column); a nullable field
-//! binds a "present" flag beside its value, because `null` there means "clear it".
+//! Every kind of part is described once as data (its table, the columns that address its row,
+//! the columns the patch may set) and one function writes the statement from that.
 
 use drama_dal::{Entity, RepoError};
-use drama_domain::{
-    AssetId, AssetOwner, AssetPatch, CharacterId, CharacterPatch, DramaId, DramaPatch, EntityPatch,
-    EpisodeId, EpisodePatch, SceneId, ScenePatch,
-};
+use drama_domain::{AssetOwner, DramaId, EntityPatch};
+use serde_json::Value;
 use sqlx::{AssertSqlSafe, PgConnection};
 
 use crate::error::db;
 
-/// `case when <present> then <value> else <column> end` binds for a nullable PATCH field.
-fn nullable<T: Clone>(field: &Option<Option<T>>) -> (bool, Option<T>) {
-    match field {
-        Some(v) => (true, v.clone()),
-        None => (false, None),
+/// One column a PATCH may set.
+enum Set<'a> {
+    /// A column the model requires: absent keeps it (`coalesce`).
+    Required(&'static str, &'a Option<String>),
+    /// A nullable text column: present sets it, `null` included, so a "present" flag is bound
+    /// beside the value.
+    Text(&'static str, &'a Option<Option<String>>),
+    /// A nullable JSON column, bound as `Text`.
+    Json(&'static str, &'a Option<Option<Value>>),
+}
+
+/// The statement of one patch: the table, the columns that must match (`None`: must be null)
+/// and the columns it may set.
+struct Update<'a> {
+    table: &'static str,
+    row: Vec<(&'static str, Option<&'a str>)>,
+    set: Vec<Set<'a>>,
+}
+
+impl<'a> Update<'a> {
+    fn of(drama: &'a DramaId, patch: &'a EntityPatch) -> Self {
+        use Set::{Json, Required, Text};
+        let d = Some(drama.as_str());
+        match patch {
+            EntityPatch::Drama(p) => Self {
+                table: "dramas",
+                row: vec![("id", d)],
+                set: vec![
+                    Required("title", &p.title),
+                    Required("description", &p.description),
+                    Required("premise", &p.premise),
+                    Json("metadata", &p.metadata),
+                ],
+            },
+            EntityPatch::Character { id, changes: p } => Self {
+                table: "characters",
+                row: vec![("drama_id", d), ("id", Some(id.as_str()))],
+                set: vec![
+                    Required("name", &p.name),
+                    Required("description", &p.description),
+                    Json("metadata", &p.metadata),
+                ],
+            },
+            EntityPatch::Episode { id, changes: p } => Self {
+                table: "episodes",
+                row: vec![("drama_id", d), ("id", Some(id.as_str()))],
+                set: vec![
+                    Required("title", &p.title),
+                    Required("description", &p.description),
+                    Text("premise", &p.premise),
+                    Json("metadata", &p.metadata),
+                ],
+            },
+            EntityPatch::Scene {
+                episode,
+                id,
+                changes: p,
+            } => Self {
+                table: "scenes",
+                row: vec![
+                    ("drama_id", d),
+                    ("episode_id", Some(episode.as_str())),
+                    ("id", Some(id.as_str())),
+                ],
+                set: vec![
+                    Required("description", &p.description),
+                    Text("image_url", &p.image_url),
+                    Text("video_url", &p.video_url),
+                    Json("metadata", &p.metadata),
+                ],
+            },
+            EntityPatch::Asset {
+                owner,
+                id,
+                changes: p,
+            } => {
+                let mut row = vec![("drama_id", d), ("id", Some(id.as_str()))];
+                // An asset of another entity of the same drama must not match.
+                match owner {
+                    AssetOwner::Drama => row.extend([
+                        ("character_id", None),
+                        ("episode_id", None),
+                        ("scene_id", None),
+                    ]),
+                    AssetOwner::Character(c) => row.push(("character_id", Some(c.as_str()))),
+                    AssetOwner::Episode(e) => row.push(("episode_id", Some(e.as_str()))),
+                    AssetOwner::Scene(s) => row.push(("scene_id", Some(s.as_str()))),
+                }
+                Self {
+                    table: "assets",
+                    row,
+                    set: vec![
+                        Required("prompt", &p.prompt),
+                        Text("url", &p.url),
+                        Json("metadata", &p.metadata),
+                    ],
+                }
+            }
+        }
+    }
+
+    /// The SQL: every settable column is in it whether or not the patch sets it, so each kind
+    /// of part (and each kind of asset owner) has one statement text.
+    fn sql(&self) -> String {
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            n
+        };
+        let set: Vec<String> = self
+            .set
+            .iter()
+            .map(|s| match s {
+                Set::Required(col, _) => format!("{col} = coalesce(${}, {col})", next()),
+                Set::Text(col, _) | Set::Json(col, _) => {
+                    let (present, value) = (next(), next());
+                    format!("{col} = case when ${present} then ${value} else {col} end")
+                }
+            })
+            .collect();
+        let row: Vec<String> = self
+            .row
+            .iter()
+            .map(|(col, value)| match value {
+                Some(_) => format!("{col} = ${}", next()),
+                None => format!("{col} is null"),
+            })
+            .collect();
+        format!(
+            "update public.{} set {} where {}",
+            self.table,
+            set.join(", "),
+            row.join(" and ")
+        )
+    }
+
+    /// Runs the statement; whether it touched the row.
+    async fn run(&self, conn: &mut PgConnection) -> Result<bool, RepoError> {
+        let mut query = sqlx::query(AssertSqlSafe(self.sql()));
+        for s in &self.set {
+            query = match s {
+                Set::Required(_, v) => query.bind(v.as_deref()),
+                Set::Text(_, v) => query.bind(v.is_some()).bind(Option::clone(v).flatten()),
+                Set::Json(_, v) => query.bind(v.is_some()).bind(Option::clone(v).flatten()),
+            };
+        }
+        for value in self.row.iter().filter_map(|(_, value)| *value) {
+            query = query.bind(value);
+        }
+        let done = query.execute(conn).await.map_err(db)?;
+        Ok(done.rows_affected() > 0)
     }
 }
 
@@ -32,175 +176,11 @@ pub(crate) async fn apply(
     drama: &DramaId,
     patch: &EntityPatch,
 ) -> Result<(), RepoError> {
-    let written = match patch {
-        EntityPatch::Drama(changes) => drama_fields(conn, drama, changes).await?,
-        EntityPatch::Character { id, changes } => character(conn, drama, id, changes).await?,
-        EntityPatch::Episode { id, changes } => episode(conn, drama, id, changes).await?,
-        EntityPatch::Scene {
-            episode,
-            id,
-            changes,
-        } => scene(conn, drama, episode, id, changes).await?,
-        EntityPatch::Asset { owner, id, changes } => asset(conn, drama, owner, id, changes).await?,
-    };
-    if written {
+    if Update::of(drama, patch).run(&mut *conn).await? {
         Ok(())
     } else {
         Err(missing(conn, drama, patch).await?)
     }
-}
-
-async fn drama_fields(
-    conn: &mut PgConnection,
-    drama: &DramaId,
-    patch: &DramaPatch,
-) -> Result<bool, RepoError> {
-    let (set_metadata, metadata) = nullable(&patch.metadata);
-    let done = sqlx::query(
-        "update public.dramas set title = coalesce($2, title), \
-             description = coalesce($3, description), \
-             premise = coalesce($4, premise), \
-             metadata = case when $5 then $6 else metadata end \
-         where id = $1",
-    )
-    .bind(drama.as_str())
-    .bind(&patch.title)
-    .bind(&patch.description)
-    .bind(&patch.premise)
-    .bind(set_metadata)
-    .bind(metadata)
-    .execute(conn)
-    .await
-    .map_err(db)?;
-    Ok(done.rows_affected() > 0)
-}
-
-async fn character(
-    conn: &mut PgConnection,
-    drama: &DramaId,
-    id: &CharacterId,
-    patch: &CharacterPatch,
-) -> Result<bool, RepoError> {
-    let (set_metadata, metadata) = nullable(&patch.metadata);
-    let done = sqlx::query(
-        "update public.characters set name = coalesce($3, name), \
-             description = coalesce($4, description), \
-             metadata = case when $5 then $6 else metadata end \
-         where drama_id = $1 and id = $2",
-    )
-    .bind(drama.as_str())
-    .bind(id.as_str())
-    .bind(&patch.name)
-    .bind(&patch.description)
-    .bind(set_metadata)
-    .bind(metadata)
-    .execute(conn)
-    .await
-    .map_err(db)?;
-    Ok(done.rows_affected() > 0)
-}
-
-async fn episode(
-    conn: &mut PgConnection,
-    drama: &DramaId,
-    id: &EpisodeId,
-    patch: &EpisodePatch,
-) -> Result<bool, RepoError> {
-    let (set_premise, premise) = nullable(&patch.premise);
-    let (set_metadata, metadata) = nullable(&patch.metadata);
-    let done = sqlx::query(
-        "update public.episodes set title = coalesce($3, title), \
-             description = coalesce($4, description), \
-             premise = case when $5 then $6 else premise end, \
-             metadata = case when $7 then $8 else metadata end \
-         where drama_id = $1 and id = $2",
-    )
-    .bind(drama.as_str())
-    .bind(id.as_str())
-    .bind(&patch.title)
-    .bind(&patch.description)
-    .bind(set_premise)
-    .bind(premise)
-    .bind(set_metadata)
-    .bind(metadata)
-    .execute(conn)
-    .await
-    .map_err(db)?;
-    Ok(done.rows_affected() > 0)
-}
-
-async fn scene(
-    conn: &mut PgConnection,
-    drama: &DramaId,
-    episode: &EpisodeId,
-    id: &SceneId,
-    patch: &ScenePatch,
-) -> Result<bool, RepoError> {
-    let (set_image, image_url) = nullable(&patch.image_url);
-    let (set_video, video_url) = nullable(&patch.video_url);
-    let (set_metadata, metadata) = nullable(&patch.metadata);
-    let done = sqlx::query(
-        "update public.scenes set description = coalesce($4, description), \
-             image_url = case when $5 then $6 else image_url end, \
-             video_url = case when $7 then $8 else video_url end, \
-             metadata = case when $9 then $10 else metadata end \
-         where drama_id = $1 and episode_id = $2 and id = $3",
-    )
-    .bind(drama.as_str())
-    .bind(episode.as_str())
-    .bind(id.as_str())
-    .bind(&patch.description)
-    .bind(set_image)
-    .bind(image_url)
-    .bind(set_video)
-    .bind(video_url)
-    .bind(set_metadata)
-    .bind(metadata)
-    .execute(conn)
-    .await
-    .map_err(db)?;
-    Ok(done.rows_affected() > 0)
-}
-
-async fn asset(
-    conn: &mut PgConnection,
-    drama: &DramaId,
-    owner: &AssetOwner,
-    id: &AssetId,
-    patch: &AssetPatch,
-) -> Result<bool, RepoError> {
-    let (set_url, url) = nullable(&patch.url);
-    let (set_metadata, metadata) = nullable(&patch.metadata);
-    // An asset of another entity of the same drama must not match.
-    let (owner_filter, owner_id) = match owner {
-        AssetOwner::Drama => (
-            "character_id is null and episode_id is null and scene_id is null \
-             and $7::text is null",
-            None,
-        ),
-        AssetOwner::Character(c) => ("character_id = $7", Some(c.as_str())),
-        AssetOwner::Episode(e) => ("episode_id = $7", Some(e.as_str())),
-        AssetOwner::Scene(s) => ("scene_id = $7", Some(s.as_str())),
-    };
-    let sql = format!(
-        "update public.assets set prompt = coalesce($3, prompt), \
-             url = case when $4 then $5 else url end, \
-             metadata = case when $6 then $8 else metadata end \
-         where drama_id = $1 and id = $2 and {owner_filter}"
-    );
-    let done = sqlx::query(AssertSqlSafe(sql))
-        .bind(drama.as_str())
-        .bind(id.as_str())
-        .bind(&patch.prompt)
-        .bind(set_url)
-        .bind(url)
-        .bind(set_metadata)
-        .bind(owner_id)
-        .bind(metadata)
-        .execute(conn)
-        .await
-        .map_err(db)?;
-    Ok(done.rows_affected() > 0)
 }
 
 /// Why a patch's `update` touched no row: the entity it is addressed through when that is

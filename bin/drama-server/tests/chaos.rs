@@ -479,9 +479,11 @@ async fn random_cancels_resumes_and_a_killed_worker_keep_every_credit_accounted_
         let status = worker.stop().await.expect("the worker stops on SIGTERM");
         assert!(status.success(), "{status}\n{}", worker.logs());
         let lines = media_call_lines(&worker.logs());
+        // A process that made no offline call of any kind (a seed can leave a worker idle)
+        // logs no totals at its stop: that stands for zero, which its lines must then be too.
         assert_eq!(
-            Some(lines),
-            media_calls(&worker.logs()),
+            lines,
+            media_calls(&worker.logs()).unwrap_or(0),
             "{}",
             worker.logs()
         );

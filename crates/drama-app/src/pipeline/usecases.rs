@@ -124,12 +124,7 @@ impl App {
             .script_model(script_name.as_deref())
             .map(|m| m.model())
             .unwrap_or_else(|_| drama_ai::ModelInfo::new(drama_ai::Provider::Offline, "offline"));
-        let billed =
-            super::plan::priced(script.provider, self.price_offline) != drama_ai::Provider::Offline;
-        let token_prices = billed
-            .then(|| self.ai.catalog().resolve(script_name.as_deref()).ok())
-            .flatten()
-            .and_then(|m| m.token_prices);
+        let token_prices = self.token_prices(&script, script_name.as_deref());
         Models {
             image: self.ai.image_model().model(),
             video: self.ai.video_model().model(),
@@ -138,6 +133,25 @@ impl App {
             price_offline: self.price_offline,
             token_prices,
         }
+    }
+
+    /// The per-token prices a script task submitted now settles at: the model's, when its
+    /// calls are billed at all (the offline writer is not, unless pricing says so).
+    fn token_prices(
+        &self,
+        script: &drama_ai::ModelInfo,
+        name: Option<&str>,
+    ) -> Option<drama_ai::TokenPrices> {
+        if super::plan::priced(script.provider, self.price_offline) == drama_ai::Provider::Offline {
+            return None;
+        }
+        self.ai.catalog().resolve(name).ok()?.token_prices
+    }
+
+    /// The token prices for a single script task of the model named `name`.
+    fn script_token_prices(&self, name: Option<&str>) -> Option<drama_ai::TokenPrices> {
+        let script = self.ai.script_model(name).ok()?.model();
+        self.token_prices(&script, name)
     }
 
     /// What calls of a run writing with `models.script` cost.
@@ -266,7 +280,7 @@ impl App {
         let task = DramaTask {
             drama: drama_id.to_string(),
             premise: request.premise,
-            token_prices: self.models(model.clone()).token_prices,
+            token_prices: self.script_token_prices(model.as_deref()),
             model,
             improve: None,
             reference_key,
@@ -377,7 +391,7 @@ impl App {
         let task = DramaTask {
             drama: improved.to_string(),
             premise: original.drama.premise,
-            token_prices: self.models(model.clone()).token_prices,
+            token_prices: self.script_token_prices(model.as_deref()),
             model,
             improve: Some(ImproveSpec {
                 original: id.to_string(),
@@ -421,7 +435,7 @@ impl App {
         let cost = self.script_cost(CallKind::CritiqueDrama, model.as_deref())?;
         let task = CritiqueTask {
             drama: id.to_string(),
-            token_prices: self.models(model.clone()).token_prices,
+            token_prices: self.script_token_prices(model.as_deref()),
             model,
         };
         let node = NodeSpec::task(

@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use drama_app::jobs::{Event, EventId, JobId, JobView, RunId};
 use drama_app::{App, AppError, Caller};
-use futures::Stream;
+use futures::future::BoxFuture;
+use futures::{Stream, StreamExt as _};
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -62,8 +63,12 @@ impl Followers {
     }
 }
 
-/// Appends every logged event of `id` after `last` to `batch`, advancing `last`.
-async fn drain(
+/// Appends every logged event of `id` after `last` to `batch`, advancing `last`. Only the
+/// follower reads this way: it reads what the run logged since its last look (it starts where
+/// the stream that started it had caught up to), and what it reads is shared by every stream
+/// of the job. A stream's own catch-up, which may start anywhere in a long log, goes through
+/// [`drain`] instead.
+async fn read_all(
     app: &App,
     caller: &Caller,
     id: JobId,
@@ -83,28 +88,96 @@ async fn drain(
     }
 }
 
+/// Reads the log after `last` one page at a time with `read`, advancing `last`. A full page
+/// (the log may hold more) is yielded at once, stamped with `stamp`, and the next page is
+/// read only when the consumer asks for more, so a stream replaying a long run holds one
+/// page and reads at the pace its client takes the frames (the socket's backpressure). The
+/// last page, which is not full, is appended to `events`: the caller sends it with the view
+/// it reads next, as before. A failed read is yielded and ends the stream.
+fn drain<'a, R, F>(
+    mut read: R,
+    last: &'a mut Option<EventId>,
+    events: &'a mut Vec<Event>,
+    stamp: Arc<JobView>,
+) -> impl Stream<Item = Result<Progress, AppError>> + Send + 'a
+where
+    R: FnMut(Option<EventId>) -> F + Send + 'a,
+    F: Future<Output = Result<Vec<Event>, AppError>> + Send + 'a,
+{
+    async_stream::stream! {
+        loop {
+            let page = match read(*last).await {
+                Ok(page) => page,
+                Err(e) => {
+                    yield Err(e);
+                    return;
+                }
+            };
+            if let Some(newest) = page.last() {
+                *last = Some(newest.id);
+            }
+            if page.len() < PAGE {
+                events.extend(page);
+                return;
+            }
+            yield Ok(Progress::Events(page, stamp.clone()));
+        }
+    }
+}
+
+/// The page reader of job `id` as `caller` sees it.
+fn reader(
+    app: &App,
+    caller: Caller,
+    id: JobId,
+) -> impl FnMut(Option<EventId>) -> BoxFuture<'static, Result<Vec<Event>, AppError>> + Send + 'static
+{
+    let app = app.clone();
+    move |after| {
+        let app = app.clone();
+        Box::pin(async move { app.job_events(&caller, id, after, PAGE).await })
+    }
+}
+
 impl Realtime {
     /// The progress of job `id` after `after`, then live until it settles. The caller must
-    /// already be known to see the job (the first read refuses otherwise).
+    /// already be known to see the job: `view` is the job as read to check that, and stamps
+    /// the first pages of a long replay.
     pub(crate) fn follow(
         self: &Arc<Self>,
         app: App,
         caller: Caller,
         id: JobId,
         after: Option<EventId>,
+        view: Arc<JobView>,
     ) -> impl Stream<Item = Result<Progress, AppError>> + Send + 'static {
         let realtime = self.clone();
         async_stream::stream! {
+            let mut read = reader(&app, caller, id);
             let mut last = after;
             let mut events = Vec::new();
+            let mut view = view;
+            // Every read of the log below sends its full pages as it reads them (and stops at
+            // the first error, which ends the stream); what is left is sent with the view read
+            // after it, as a batch of the follower is.
+            macro_rules! send_pages {
+                ($stamp:expr) => {{
+                    let pages = drain(&mut read, &mut last, &mut events, $stamp);
+                    tokio::pin!(pages);
+                    while let Some(page) = pages.next().await {
+                        let failed = page.is_err();
+                        yield page;
+                        if failed {
+                            return;
+                        }
+                    }
+                }};
+            }
             loop {
                 // On our own: what the log has after our position, and where the job is.
-                if let Err(e) = drain(&app, &caller, id, &mut last, &mut events).await {
-                    yield Err(e);
-                    return;
-                }
-                let view = match app.job(&caller, id).await {
-                    Ok(view) => Arc::new(view),
+                send_pages!(view.clone());
+                view = match app.job(&caller, id).await {
+                    Ok(now) => Arc::new(now),
                     Err(e) => {
                         yield Err(e);
                         return;
@@ -112,10 +185,7 @@ impl Realtime {
                 };
                 if view.state.is_settled() {
                     // Events logged between the drain above and this read come before the end.
-                    if let Err(e) = drain(&app, &caller, id, &mut last, &mut events).await {
-                        yield Err(e);
-                        return;
-                    }
+                    send_pages!(view.clone());
                     if !events.is_empty() {
                         yield Ok(Progress::Events(std::mem::take(&mut events), view.clone()));
                     }
@@ -126,25 +196,17 @@ impl Realtime {
                 // catch-up is sent, so a stream's first frames mean it is following).
                 let (mut batches, joined) = realtime.join(&app, caller, id, view.run_id, last);
                 // What that follower sent before we joined is read once more.
-                if joined
-                    && let Err(e) = drain(&app, &caller, id, &mut last, &mut events).await
-                {
-                    yield Err(e);
-                    return;
+                if joined {
+                    send_pages!(view.clone());
                 }
                 if !events.is_empty() {
                     yield Ok(Progress::Events(std::mem::take(&mut events), view.clone()));
                 }
-                let mut view = view;
                 loop {
                     match batches.recv().await {
                         Ok(batch) => {
-                            if batch.after > last
-                                && let Err(e) =
-                                    drain(&app, &caller, id, &mut last, &mut events).await
-                            {
-                                yield Err(e);
-                                return;
+                            if batch.after > last {
+                                send_pages!(batch.view.clone());
                             }
                             for e in &batch.events {
                                 if Some(e.id) > last {
@@ -162,10 +224,7 @@ impl Realtime {
                             }
                         }
                         Err(RecvError::Lagged(_)) => {
-                            if let Err(e) = drain(&app, &caller, id, &mut last, &mut events).await {
-                                yield Err(e);
-                                return;
-                            }
+                            send_pages!(view.clone());
                             if !events.is_empty() {
                                 yield Ok(Progress::Events(std::mem::take(&mut events), view.clone()));
                             }
@@ -223,7 +282,7 @@ impl Realtime {
             // follower was listening.
             let before = last;
             let mut events = Vec::new();
-            if let Err(e) = drain(app, caller, id, &mut last, &mut events).await {
+            if let Err(e) = read_all(app, caller, id, &mut last, &mut events).await {
                 tracing::warn!(job = %id, error = %Chain(&e), "reading job events failed");
                 return;
             }
@@ -235,7 +294,7 @@ impl Realtime {
                 }
             };
             let settled = view.state.is_settled();
-            if settled && let Err(e) = drain(app, caller, id, &mut last, &mut events).await {
+            if settled && let Err(e) = read_all(app, caller, id, &mut last, &mut events).await {
                 tracing::warn!(job = %id, error = %Chain(&e), "reading job events failed");
                 return;
             }
@@ -271,5 +330,110 @@ impl Realtime {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use drama_app::Ports;
+    use drama_domain::UserId;
+    use drama_jobs::{Graph, JobStore as _, NodeSpec, RunSpec};
+
+    use super::*;
+
+    /// A settled run of `tasks` tasks that logged one event per task and a few of its own.
+    async fn long_run(tasks: usize) -> (App, Caller, JobId) {
+        let assets = Arc::new(drama_assets::MemoryStore::default());
+        let (ports, _, jobs) = Ports::memory(assets, drama_ai::AiProviders::offline(0));
+        let app = App::new(ports);
+        let caller = Caller::user(UserId::random());
+        let mut graph = Graph::new(RunSpec::new("t", caller.user.0));
+        for i in 0..tasks {
+            graph.add(NodeSpec::task(format!("t{i}"), "k", serde_json::json!({})));
+        }
+        let run = jobs.submit(&graph).await.unwrap().run_id;
+        // Nobody works on the tasks: cancelling them logs an event for each.
+        jobs.cancel(run, "test").await.unwrap();
+        (app, caller, run)
+    }
+
+    #[tokio::test]
+    async fn a_long_log_is_read_one_page_per_item_taken() {
+        let (app, caller, run) = long_run(3 * PAGE + 123).await;
+        let everything = {
+            let (mut last, mut all) = (None, Vec::new());
+            read_all(&app, &caller, run, &mut last, &mut all)
+                .await
+                .unwrap();
+            all
+        };
+        assert!(everything.len() > 3 * PAGE, "{}", everything.len());
+        let view = Arc::new(app.job(&caller, run).await.unwrap());
+
+        let reads = AtomicUsize::new(0);
+        let mut inner = reader(&app, caller, run);
+        let read = |after| {
+            reads.fetch_add(1, Ordering::SeqCst);
+            inner(after)
+        };
+        let (mut last, mut rest) = (None, Vec::new());
+        let mut sent = Vec::new();
+        {
+            let pages = drain(read, &mut last, &mut rest, view);
+            tokio::pin!(pages);
+            // Nothing is read before the first item is asked for.
+            assert_eq!(reads.load(Ordering::SeqCst), 0);
+            let mut taken = 0;
+            while let Some(item) = pages.next().await {
+                taken += 1;
+                let Ok(Progress::Events(page, _)) = item else {
+                    panic!("a page of events");
+                };
+                // One read per page taken: the stream holds the page it hands over, no more.
+                assert_eq!(reads.load(Ordering::SeqCst), taken);
+                assert_eq!(page.len(), PAGE);
+                sent.extend(page);
+            }
+            // The last read found the partial page, which is left for the caller.
+            assert_eq!(reads.load(Ordering::SeqCst), taken + 1);
+        }
+        assert!(!rest.is_empty() && rest.len() < PAGE, "{}", rest.len());
+        assert_eq!(last, everything.last().map(|e| e.id));
+        sent.extend(rest);
+        let ids = |events: &[Event]| events.iter().map(|e| e.id).collect::<Vec<_>>();
+        assert_eq!(ids(&sent), ids(&everything), "complete and in order");
+    }
+
+    #[tokio::test]
+    async fn a_replay_from_the_start_sends_no_item_larger_than_a_page() {
+        let (app, caller, run) = long_run(2 * PAGE + 7).await;
+        let view = Arc::new(app.job(&caller, run).await.unwrap());
+        let realtime = Arc::new(Realtime::new());
+        let items: Vec<_> = realtime
+            .follow(app.clone(), caller, run, Some(EventId(0)), view)
+            .collect()
+            .await;
+        let mut ids = Vec::new();
+        let mut ended = false;
+        for item in items {
+            match item.unwrap() {
+                Progress::Events(events, _) => {
+                    assert!(!ended && events.len() <= PAGE, "{}", events.len());
+                    ids.extend(events.iter().map(|e| e.id));
+                }
+                Progress::End(view) => {
+                    assert!(view.state.is_settled());
+                    ended = true;
+                }
+            }
+        }
+        assert!(ended);
+        let (mut last, mut all) = (None, Vec::new());
+        read_all(&app, &caller, run, &mut last, &mut all)
+            .await
+            .unwrap();
+        assert_eq!(ids, all.iter().map(|e| e.id).collect::<Vec<_>>());
     }
 }

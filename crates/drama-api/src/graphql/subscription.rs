@@ -185,11 +185,14 @@ impl Subscription {
             .transpose()
             .map_err(|_| bad_input("after must be an event id"))?;
         let (app, caller) = (ctx.app.clone(), ctx.caller);
-        app.job(&caller, id)
+        let view = app
+            .job(&caller, id)
             .await
             .map_err(|e| juniper::IntoFieldError::into_field_error(GqlError(e)))?;
         let permit = open_stream(ctx)?;
-        let progress = ctx.realtime.follow(app, caller, id, after);
+        let progress = ctx
+            .realtime
+            .follow(app, caller, id, after, std::sync::Arc::new(view));
         let stream = async_stream::stream! {
             // Held as long as the subscription runs.
             let _permit = permit;

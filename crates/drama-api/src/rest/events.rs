@@ -75,7 +75,7 @@ pub(crate) async fn events(
     let id = job_id(&path)?;
     let app = state.app().clone();
     // Refused before the stream starts: a job that is not the caller's is a 404.
-    app.job(&caller, id).await?;
+    let view = app.job(&caller, id).await?;
     let permit = state.realtime.open_stream(caller.user)?;
     let after = req
         .headers()
@@ -84,7 +84,9 @@ pub(crate) async fn events(
         .and_then(|v| v.trim().parse().ok())
         .or(query.after)
         .map(EventId);
-    let progress = state.realtime.follow(app, caller, id, after);
+    let progress = state
+        .realtime
+        .follow(app, caller, id, after, std::sync::Arc::new(view));
     let state = state.into_inner();
     let stream = async_stream::stream! {
         // Held as long as the stream is open.

@@ -128,3 +128,44 @@ async fn followers_of_one_run_receive_the_same_events() {
     assert_eq!(late, streams[0]);
     worker.shutdown().await;
 }
+
+#[actix_web::test]
+async fn a_long_run_replayed_from_the_start_arrives_complete_and_in_order() {
+    use drama_jobs::JobStore as _;
+
+    let h = Harness::new().await;
+    let svc = h.service(Harness::settings()).await;
+    // A settled run that logged several pages of events (a page is 500): a task each, nobody
+    // working on them, then all cancelled.
+    let mut graph = drama_jobs::Graph::new(drama_jobs::RunSpec::new("t", h.alice.0));
+    for i in 0..1_600 {
+        graph.add(drama_jobs::NodeSpec::task(
+            format!("t{i}"),
+            "k",
+            serde_json::json!({}),
+        ));
+    }
+    let run = h.jobs.submit(&graph).await.unwrap().run_id;
+    h.jobs.cancel(run, "test").await.unwrap();
+    let logged: Vec<i64> = h
+        .jobs
+        .events(run, None, None, 10_000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.id.0)
+        .collect();
+    assert!(logged.len() > 1_600, "{}", logged.len());
+
+    for request in [
+        get(&format!("/jobs/{run}/events"), &h.alice_key).insert_header(("Last-Event-ID", "0")),
+        get(&format!("/jobs/{run}/events?after=0"), &h.alice_key),
+    ] {
+        let response = call_service(&svc, request.to_request()).await;
+        assert_eq!(response.status(), 200);
+        let body = read_body(response).await;
+        let (ids, ended) = ids_and_end(std::str::from_utf8(&body).unwrap());
+        assert!(ended, "the stream ends with the run's outcome");
+        assert_eq!(ids, logged, "every event once, in order");
+    }
+}

@@ -99,6 +99,46 @@ impl Drop for StreamPermit {
     }
 }
 
+/// The place a GraphQL WebSocket holds among the streams from its `connection_init` on, so
+/// that idle sockets count against the caps as SSE streams do. The socket's first
+/// subscription runs on this place (a socket with one subscription counts once, like one SSE
+/// stream); further ones take places of their own. A place given back while the socket has
+/// none is kept for it, so a socket counts as many streams as it runs, and at least one.
+pub(crate) struct SocketPlace {
+    spare: Mutex<Option<StreamPermit>>,
+}
+
+impl SocketPlace {
+    /// A socket's place, holding `permit`.
+    pub(crate) fn new(permit: StreamPermit) -> Arc<Self> {
+        Arc::new(Self {
+            spare: Mutex::new(Some(permit)),
+        })
+    }
+
+    fn spare(&self) -> std::sync::MutexGuard<'_, Option<StreamPermit>> {
+        self.spare.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// One running subscription's place; given back (to its socket first) when dropped.
+pub(crate) struct SubscriptionPermit {
+    permit: Option<StreamPermit>,
+    socket: Option<Arc<SocketPlace>>,
+}
+
+impl Drop for SubscriptionPermit {
+    fn drop(&mut self) {
+        if let (Some(permit), Some(socket)) = (self.permit.take(), &self.socket) {
+            let mut spare = socket.spare();
+            if spare.is_none() {
+                *spare = Some(permit);
+            }
+            // Otherwise `permit` is dropped here, releasing its place.
+        }
+    }
+}
+
 impl Realtime {
     /// Feeds that start listening on first use, with the default stream caps.
     pub fn new() -> Self {
@@ -151,6 +191,27 @@ impl Realtime {
         Ok(StreamPermit {
             streams: self.streams.clone(),
             user,
+        })
+    }
+
+    /// Counts a new subscription of `user`: on its socket's place when that one is free,
+    /// else as a new stream, unless that would pass a cap.
+    ///
+    /// # Errors
+    /// [`TooManyStreams`] naming the cap.
+    pub(crate) fn open_subscription(
+        &self,
+        user: UserId,
+        socket: Option<&Arc<SocketPlace>>,
+    ) -> Result<SubscriptionPermit, TooManyStreams> {
+        let spare = socket.and_then(|s| s.spare().take());
+        let permit = match spare {
+            Some(permit) => permit,
+            None => self.open_stream(user)?,
+        };
+        Ok(SubscriptionPermit {
+            permit: Some(permit),
+            socket: socket.cloned(),
         })
     }
 

@@ -3,7 +3,7 @@ use std::sync::Arc;
 use drama_app::{App, Caller};
 
 use super::jobs::JobsLoader;
-use crate::realtime::Realtime;
+use crate::realtime::{Realtime, SocketPlace};
 
 /// Per-request context: the use cases, the authenticated caller, and the request's loaders.
 /// Built for every request (and every subscription), never shared between callers, so
@@ -14,6 +14,9 @@ pub struct Ctx {
     pub(crate) caller: Caller,
     pub(crate) jobs: Arc<JobsLoader>,
     pub(crate) realtime: Arc<Realtime>,
+    /// The WebSocket's place among the streams, which its first subscription runs on (none
+    /// for a request over HTTP).
+    pub(crate) socket: Option<Arc<SocketPlace>>,
 }
 
 impl Ctx {
@@ -24,7 +27,14 @@ impl Ctx {
             caller,
             jobs: Arc::new(JobsLoader::default()),
             realtime,
+            socket: None,
         }
+    }
+
+    /// The context of a WebSocket holding `place`.
+    pub(crate) fn on_socket(mut self, place: Arc<SocketPlace>) -> Self {
+        self.socket = Some(place);
+        self
     }
 }
 

@@ -14,7 +14,13 @@
 //!   `rate_limited` or the limit's code) and the socket stays open;
 //! - a query or mutation still running after `http.request_timeout` is stopped and answered
 //!   with an `error` (code `unavailable`), as a POST would be with 503. Subscriptions are
-//!   long-lived by nature and bounded by the stream caps instead.
+//!   long-lived by nature and bounded by the stream caps instead;
+//! - an initialised socket holds a place among its caller's streams (the caps of SSE), which
+//!   its first subscription runs on, so idle sockets are bounded as streams are; a
+//!   `connection_init` over a cap closes the socket with 1013 and the cap's message;
+//! - what goes to the client waits in one bounded queue; while it is full the client's frames
+//!   are not read (backpressure), so a client that sends and never reads holds a queue's
+//!   worth of answers, not an ever-growing one.
 
 use std::collections::HashSet;
 use std::convert::Infallible;
@@ -23,7 +29,9 @@ use std::time::Duration;
 
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
-use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, Session};
+use actix_ws::{
+    AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError, Session,
+};
 use drama_app::Caller;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
@@ -39,19 +47,39 @@ use super::limits;
 use crate::auth::AuthError;
 use crate::error::{Chain, ErrorCode};
 use crate::media_links::sign_text;
+use crate::realtime::SocketPlace;
 use crate::state::ApiState;
 
 /// The close code for a socket that did not send `connection_init` in time (the code
 /// graphql-transport-ws defines for it).
 pub const INIT_TIMEOUT_CLOSE: u16 = 4408;
 
+/// The close code for a socket whose `connection_init` would pass a stream cap: 1013, "Try
+/// Again Later" (RFC 6455), a temporary condition. The protocol's own 4429 means a repeated
+/// `connection_init`, and clients (graphql-ws among them) give up on it for good; on 1013
+/// they retry later, as `Retry-After` asks an SSE client to. The reason is the cap's message.
+pub const TOO_MANY_STREAMS_CLOSE: u16 = 1013;
+
+/// Frames waiting for the client at most (the gate's answers and juniper's). A client that
+/// sends faster than it reads (pings, refused operations, anything juniper answers) is not
+/// read any further while the queue is full: its frames wait in the connection's buffers
+/// and then in its own, and the socket stays open for it to catch up (backpressure). Closing
+/// instead would cut off slow but honest clients on a bad network; pausing costs nothing but
+/// the socket's place, which the stream caps bound.
+const OUTGOING_QUEUE: usize = 64;
+
+/// How long a socket the server closes has to send its close frame: a client that reads
+/// nothing would otherwise keep a closed socket open. Past it the connection is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
 /// Why a WebSocket was not accepted.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct Refused(String);
 
-/// The outcome of `connection_init`, handed from the gate to juniper's init.
-type Slot = Arc<Mutex<Option<Result<Caller, String>>>>;
+/// The outcome of `connection_init`, handed from the gate to juniper's init: the caller and
+/// the socket's place among the streams, or why it was refused.
+type Slot = Arc<Mutex<Option<Result<(Caller, Arc<SocketPlace>), String>>>>;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Protocol {
@@ -129,6 +157,8 @@ enum Outgoing {
     Message(Value),
     Pong(bytes::Bytes),
     Close(u16, String),
+    /// juniper is done: the socket closes normally.
+    End,
 }
 
 impl From<graphql_transport_ws::Output<DefaultScalarValue>> for Outgoing {
@@ -183,10 +213,11 @@ pub(crate) async fn websocket(
         move |_: Variables| {
             let outcome = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
             async move {
-                let caller = outcome
+                let (caller, place) = outcome
                     .unwrap_or_else(|| Err("no credentials".to_owned()))
                     .map_err(Refused)?;
-                let ctx = Ctx::new(state.app().clone(), caller, state.realtime.clone());
+                let ctx =
+                    Ctx::new(state.app().clone(), caller, state.realtime.clone()).on_socket(place);
                 Ok::<_, Refused>(
                     ConnectionConfig::new(ctx)
                         .with_keep_alive_interval(Duration::from_secs(15))
@@ -251,11 +282,14 @@ impl Gate {
         Rx: Stream<Item = O> + Unpin,
         Outgoing: From<O>,
     {
-        let (replies, replies_rx) = mpsc::unbounded_channel();
-        let input = std::pin::pin!(self.input(messages, juniper_tx, replies));
-        let output = std::pin::pin!(self.output(session, juniper_rx, replies_rx));
+        let (queue, queued) = mpsc::channel(OUTGOING_QUEUE);
+        // Closing the socket does not wait behind a full queue.
+        let (closer, closes) = mpsc::channel(1);
+        let input = std::pin::pin!(self.input(messages, juniper_tx, queue.clone(), closer));
+        let pump = std::pin::pin!(self.pump(juniper_rx, queue));
+        let output = std::pin::pin!(self.output(session, queued, closes));
         // Either side ending ends the socket: the client went away, or the server closed it.
-        futures::future::select(input, output).await;
+        futures::future::select(input, futures::future::select(pump, output)).await;
     }
 
     fn running(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
@@ -266,13 +300,25 @@ impl Gate {
         self.stopped.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Client frames to juniper, through the gate.
-    async fn input<Tx>(
+    /// Has the socket closed with `code` and `reason`; returns once the close had its time,
+    /// which drops the connection if the client did not take the close frame.
+    async fn close(&self, closer: &mpsc::Sender<(u16, String)>, code: u16, reason: String) {
+        // Full only when a close is already on its way.
+        let _ = closer.try_send((code, reason));
+        tokio::time::sleep(CLOSE_GRACE).await;
+    }
+
+    /// Client frames to juniper, through the gate. A frame is read only while the outgoing
+    /// queue has a place kept for what the gate may answer to it and another free for what
+    /// juniper may: a client that does not read stops being read once the queue is full.
+    async fn input<M, Tx>(
         &self,
-        mut messages: AggregatedMessageStream,
+        mut messages: M,
         mut juniper: Tx,
-        replies: mpsc::UnboundedSender<Outgoing>,
+        queue: mpsc::Sender<Outgoing>,
+        closer: mpsc::Sender<(u16, String)>,
     ) where
+        M: Stream<Item = Result<AggregatedMessage, ProtocolError>> + Unpin,
         Tx: Sink<Incoming, Error = Infallible> + Unpin,
     {
         let init_wait = tokio::time::sleep(self.state.settings.ws_init_timeout);
@@ -280,17 +326,28 @@ impl Gate {
         let mut initialised = false;
         let mut caller: Option<Caller> = None;
         let mut deadlines: FuturesUnordered<BoxFuture<'static, String>> = FuturesUnordered::new();
+        // A place in the outgoing queue, taken before the next frame is read.
+        let mut room: Option<mpsc::Permit<'_, Outgoing>> = None;
         loop {
+            let open = room.is_some() && queue.capacity() > 0;
             let incoming = tokio::select! {
                 () = &mut init_wait, if !initialised => {
-                    let _ = replies.send(Outgoing::Close(
-                        INIT_TIMEOUT_CLOSE,
-                        "Connection initialisation timeout".to_owned(),
-                    ));
-                    // The output side closes the socket, which ends this future with it.
-                    return std::future::pending().await;
+                    let reason = "Connection initialisation timeout".to_owned();
+                    return self.close(&closer, INIT_TIMEOUT_CLOSE, reason).await;
                 }
-                Some(id) = deadlines.next() => {
+                reserved = queue.reserve(), if !open => match reserved {
+                    Ok(place) => {
+                        // With a place kept already, this one only says the queue has room
+                        // again; giving it back lets juniper's answers take it.
+                        if room.is_none() {
+                            room = Some(place);
+                        }
+                        continue;
+                    }
+                    // The output side is gone, and the socket with it.
+                    Err(_) => return,
+                },
+                Some(id) = deadlines.next(), if open => {
                     if !self.running().remove(&id) {
                         continue;
                     }
@@ -300,16 +357,20 @@ impl Gate {
                         message: format!("The operation took longer than {seconds} s"),
                         extensions: json!({"code": ErrorCode::Unavailable.graphql()}),
                     };
-                    let _ = replies.send(Outgoing::Message(self.protocol.error(&id, &refusal)));
+                    if let Some(place) = room.take() {
+                        place.send(Outgoing::Message(self.protocol.error(&id, &refusal)));
+                    }
                     self.protocol.stop(&id)
                 }
-                message = messages.next() => match message {
+                message = messages.next(), if open => match message {
                     Some(Ok(AggregatedMessage::Text(text))) => Incoming::Text(text.to_string()),
                     Some(Ok(AggregatedMessage::Binary(bytes))) => {
                         Incoming::Text(String::from_utf8_lossy(&bytes).into_owned())
                     }
                     Some(Ok(AggregatedMessage::Ping(bytes))) => {
-                        let _ = replies.send(Outgoing::Pong(bytes));
+                        if let Some(place) = room.take() {
+                            place.send(Outgoing::Pong(bytes));
+                        }
                         continue;
                     }
                     Some(Ok(AggregatedMessage::Pong(_))) => continue,
@@ -322,10 +383,22 @@ impl Gate {
                 let kind = parsed["type"].as_str().unwrap_or_default();
                 if kind == "connection_init" && !initialised {
                     initialised = true;
-                    let outcome = self.authenticate(&parsed["payload"]).await;
-                    caller = outcome.as_ref().ok().copied();
-                    if let Some(caller) = caller {
-                        let _ = self.caller.set(caller);
+                    let outcome = match self.authenticate(&parsed["payload"]).await {
+                        // An initialised socket holds a place among the caller's streams
+                        // from now on, idle or not.
+                        Ok(known) => match self.state.realtime.open_stream(known.user) {
+                            Ok(permit) => Ok((known, SocketPlace::new(permit))),
+                            Err(over) => {
+                                return self
+                                    .close(&closer, TOO_MANY_STREAMS_CLOSE, over.to_string())
+                                    .await;
+                            }
+                        },
+                        Err(refused) => Err(refused),
+                    };
+                    if let Ok((known, _)) = &outcome {
+                        caller = Some(*known);
+                        let _ = self.caller.set(*known);
                     }
                     *self.slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(outcome);
                 } else if kind == self.protocol.start()
@@ -335,8 +408,9 @@ impl Gate {
                     self.stopped().remove(id);
                     match self.admit(&caller, &parsed["payload"]) {
                         Err(refusal) => {
-                            let error = self.protocol.error(id, &refusal);
-                            let _ = replies.send(Outgoing::Message(error));
+                            if let Some(place) = room.take() {
+                                place.send(Outgoing::Message(self.protocol.error(id, &refusal)));
+                            }
                             continue;
                         }
                         Ok(true) => {
@@ -354,44 +428,58 @@ impl Gate {
             if juniper.send(incoming).await.is_err() {
                 return;
             }
+            // Let juniper's answer reach the queue before the next frame is read, so that a
+            // full queue is seen before juniper holds more answers than the queue would.
+            tokio::task::yield_now().await;
         }
     }
 
-    /// juniper's answers and the gate's own to the client.
-    async fn output<Rx, O>(
-        &self,
-        mut session: Session,
-        mut juniper: Rx,
-        mut replies: mpsc::UnboundedReceiver<Outgoing>,
-    ) where
+    /// juniper's answers into the outgoing queue, waiting while it is full (juniper's own
+    /// reactions are then held in juniper, and the input side reads nothing more).
+    async fn pump<Rx, O>(&self, mut juniper: Rx, queue: mpsc::Sender<Outgoing>)
+    where
         Rx: Stream<Item = O> + Unpin,
         Outgoing: From<O>,
     {
+        while let Some(output) = juniper.next().await {
+            let outgoing = Outgoing::from(output);
+            if let Outgoing::Message(message) = &outgoing
+                && let Some(id) = message["id"].as_str()
+            {
+                let ends = matches!(message["type"].as_str(), Some("complete" | "error"));
+                if ends {
+                    self.running().remove(id);
+                }
+                let mut stopped = self.stopped();
+                if stopped.contains(id) {
+                    if ends {
+                        stopped.remove(id);
+                    }
+                    continue;
+                }
+            }
+            if queue.send(outgoing).await.is_err() {
+                return;
+            }
+        }
+        let _ = queue.send(Outgoing::End).await;
+        // The output side closes the socket, which ends this future with it.
+        std::future::pending::<()>().await;
+    }
+
+    /// The outgoing queue to the client; a close asked for by the input side goes first.
+    async fn output(
+        &self,
+        mut session: Session,
+        mut queued: mpsc::Receiver<Outgoing>,
+        mut closes: mpsc::Receiver<(u16, String)>,
+    ) {
         loop {
             let outgoing = tokio::select! {
-                output = juniper.next() => match output {
-                    Some(output) => {
-                        let outgoing = Outgoing::from(output);
-                        if let Outgoing::Message(message) = &outgoing
-                            && let Some(id) = message["id"].as_str()
-                        {
-                            let ends = matches!(message["type"].as_str(), Some("complete" | "error"));
-                            if ends {
-                                self.running().remove(id);
-                            }
-                            let mut stopped = self.stopped();
-                            if stopped.contains(id) {
-                                if ends {
-                                    stopped.remove(id);
-                                }
-                                continue;
-                            }
-                        }
-                        outgoing
-                    }
-                    None => break,
-                },
-                Some(reply) = replies.recv() => reply,
+                biased;
+                Some((code, reason)) = closes.recv() => Outgoing::Close(code, reason),
+                Some(outgoing) = queued.recv() => outgoing,
+                else => return,
             };
             let sent = match outgoing {
                 Outgoing::Message(message) => {
@@ -414,12 +502,15 @@ impl Gate {
                         .await;
                     return;
                 }
+                Outgoing::End => {
+                    let _ = session.close(Some(CloseCode::Normal.into())).await;
+                    return;
+                }
             };
             if sent.is_err() {
                 return;
             }
         }
-        let _ = session.close(Some(CloseCode::Normal.into())).await;
     }
 
     async fn authenticate(&self, payload: &Value) -> Result<Caller, String> {
@@ -502,3 +593,7 @@ fn is_subscription(
         Definition::Fragment(_) => false,
     })
 }
+
+#[cfg(test)]
+#[path = "socket_tests.rs"]
+mod tests;

@@ -225,18 +225,20 @@ impl Subscription {
     }
 }
 
-/// Counts a subscription against the stream caps.
-fn open_stream(ctx: &Ctx) -> Result<crate::realtime::StreamPermit, FieldError> {
-    ctx.realtime.open_stream(ctx.caller.user).map_err(|e| {
-        let (limit, retry) = (e.limit.to_string(), e.retry_after().to_string());
-        FieldError::new(
-            e.to_string(),
-            graphql_value!({
-                "code": (ErrorCode::TooManyStreams.graphql()),
-                "scope": e.scope,
-                "limit": limit,
-                "retryAfter": retry,
-            }),
-        )
-    })
+/// Counts a subscription against the stream caps (on its socket's place when that is free).
+fn open_stream(ctx: &Ctx) -> Result<crate::realtime::SubscriptionPermit, FieldError> {
+    ctx.realtime
+        .open_subscription(ctx.caller.user, ctx.socket.as_ref())
+        .map_err(|e| {
+            let (limit, retry) = (e.limit.to_string(), e.retry_after().to_string());
+            FieldError::new(
+                e.to_string(),
+                graphql_value!({
+                    "code": (ErrorCode::TooManyStreams.graphql()),
+                    "scope": e.scope,
+                    "limit": limit,
+                    "retryAfter": retry,
+                }),
+            )
+        })
 }

@@ -327,3 +327,176 @@ async fn a_mutation_over_the_socket_stops_at_the_request_deadline() {
         "{answer}"
     );
 }
+
+/// The close frame the server ends the socket with: code and reason (waiting at most 30 s).
+async fn close_frame(ws: &mut Socket) -> Option<(u16, String)> {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(30), ws.next())
+            .await
+            .expect("the server acts within 30 s");
+        match message {
+            Some(Ok(Message::Close(frame))) => {
+                return frame.map(|f| (u16::from(f.code), f.reason.to_string()));
+            }
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => return None,
+        }
+    }
+}
+
+#[actix_web::test]
+async fn pings_and_refusals_sent_without_reading_are_each_answered_once() {
+    let h = Harness::new().await;
+    let server = h.listen(Harness::settings());
+    let mut ws = connect(&server).await;
+    init(&mut ws, &h.alice_key).await;
+    // Over the alias limit (30): refused by the gate, whose answers share the pongs' queue.
+    let aliases: Vec<String> = (0..31)
+        .map(|i| format!("a{i}: dramaSummaries(limit: 1) {{ id }}"))
+        .collect();
+    let wide = format!("{{ {} }}", aliases.join(" "));
+    let pings = 2_000;
+    let (mut refused, mut protocol_pings) = (0, 0);
+    for i in 0..pings {
+        use futures::SinkExt as _;
+        ws.send(Message::Ping(format!("{i}").into_bytes().into()))
+            .await
+            .unwrap();
+        if i % 20 == 0 {
+            let id = format!("wide{refused}");
+            send(
+                &mut ws,
+                json!({"id": id, "type": "subscribe", "payload": {"query": wide}}),
+            )
+            .await;
+            refused += 1;
+        }
+        if i % 7 == 0 {
+            send(&mut ws, json!({"type": "ping"})).await;
+            protocol_pings += 1;
+        }
+    }
+    // Only now does the client read: every frame is answered, once, in order.
+    let (mut pongs, mut refusals, mut protocol_pongs) = (0, 0, 0);
+    while pongs < pings || refusals < refused || protocol_pongs < protocol_pings {
+        let message = tokio::time::timeout(Duration::from_secs(30), ws.next())
+            .await
+            .expect("answers keep coming")
+            .expect("the socket stays open")
+            .unwrap();
+        match message {
+            Message::Pong(payload) => {
+                assert_eq!(payload, format!("{pongs}").into_bytes(), "in order");
+                pongs += 1;
+            }
+            Message::Text(text) => {
+                let answer: Value = serde_json::from_str(&text).unwrap();
+                match answer["type"].as_str() {
+                    Some("pong") => protocol_pongs += 1,
+                    Some("error") => {
+                        assert_eq!(answer["id"], format!("wide{refusals}"), "{answer}");
+                        assert_eq!(
+                            errors(&answer)[0]["extensions"]["code"],
+                            ErrorCode::TooManyAliases.graphql()
+                        );
+                        refusals += 1;
+                    }
+                    _ => panic!("unexpected {answer}"),
+                }
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // juniper's keep-alives are protocol pongs too, so those may be more.
+    assert_eq!((pongs, refusals), (pings, refused));
+    // The socket goes on serving.
+    send(
+        &mut ws,
+        json!({"id": "ok", "type": "subscribe", "payload": {"query": "{ dramaSummaries { id } }"}}),
+    )
+    .await;
+    let answer = next(&mut ws).await.unwrap();
+    assert_eq!(
+        (answer["type"].as_str(), answer["id"].as_str()),
+        (Some("next"), Some("ok")),
+        "{answer}"
+    );
+}
+
+#[actix_web::test]
+async fn initialised_sockets_count_against_the_stream_caps() {
+    let h = Harness::new().await;
+    let settings = HttpSettings {
+        streams_per_user: 2,
+        streams_per_process: 3,
+        ..Harness::settings()
+    };
+    let server = h.listen(settings);
+    let created = reqwest::Client::new()
+        .post(format!("http://{}/dramas", server.base))
+        .bearer_auth(&h.alice_key)
+        .json(&json!({"drama": drama_testkit::builders::drama_json("capped", 1, 1, 1)}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(created, 201);
+    let sse = |key: &str| {
+        reqwest::Client::new()
+            .get(format!("http://{}/dramas/capped/events", server.base))
+            .bearer_auth(key)
+            .send()
+    };
+
+    // Two idle sockets fill Alice's place: a third, and an SSE stream, are refused.
+    let mut first = connect(&server).await;
+    init(&mut first, &h.alice_key).await;
+    let mut second = connect(&server).await;
+    init(&mut second, &h.alice_key).await;
+    let refused = sse(&h.alice_key).await.unwrap();
+    assert_eq!(refused.status(), 429);
+    let mut third = connect(&server).await;
+    send(
+        &mut third,
+        json!({"type": "connection_init", "payload": {"authorization": format!("Bearer {}", h.alice_key)}}),
+    )
+    .await;
+    let (code, reason) = close_frame(&mut third).await.expect("a close frame");
+    assert_eq!(code, drama_api::graphql::TOO_MANY_STREAMS_CLOSE);
+    assert!(reason.contains("Too many open streams (user)"), "{reason}");
+
+    // An idle socket's first subscription runs on the socket's place.
+    send(
+        &mut second,
+        json!({"id": "one", "type": "subscribe", "payload": {
+            "query": r#"subscription { dramaChanged(id: "capped") { version } }"#
+        }}),
+    )
+    .await;
+    assert_eq!(next(&mut second).await.unwrap()["type"], "next");
+
+    // Bob takes the process's last place; then the process is full for him too.
+    let mut bobs = connect(&server).await;
+    init(&mut bobs, &h.bob_key).await;
+    let mut more = connect(&server).await;
+    send(
+        &mut more,
+        json!({"type": "connection_init", "payload": {"authorization": format!("Bearer {}", h.bob_key)}}),
+    )
+    .await;
+    let (code, reason) = close_frame(&mut more).await.expect("a close frame");
+    assert_eq!(code, drama_api::graphql::TOO_MANY_STREAMS_CLOSE);
+    assert!(reason.contains("(process)"), "{reason}");
+
+    // A socket that closes gives its place back.
+    first.close(None).await.unwrap();
+    let mut freed = false;
+    for _ in 0..50 {
+        if sse(&h.alice_key).await.unwrap().status() == 200 {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(freed, "the closed socket's place is given back");
+}

@@ -11,7 +11,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use drama_app::{App, AppError, Caller, KeyCaller};
 use drama_domain::UserId;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -124,9 +124,38 @@ const LAST_USE_INTERVAL: Duration = Duration::from_secs(60);
 /// How long a subject known to have a `users` row is not upserted again.
 const USER_CACHE_TTL: Duration = Duration::from_secs(600);
 
+/// Seconds a token's `exp` (and `nbf`) may be off, for clocks that disagree with Supabase's.
+const JWT_LEEWAY: u64 = 30;
+
+/// An authenticated caller, and until when its credentials are accepted by themselves.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Authenticated {
+    pub(crate) caller: Caller,
+    /// A token's `exp` or a key's expiry; `None` for credentials that do not expire. A key
+    /// may still be revoked before. (The leeway of a token's check is for accepting a token
+    /// from a clock that runs a little behind; a stream still ends at the `exp` it names.)
+    pub(crate) until: Option<DateTime<Utc>>,
+}
+
+impl Authenticated {
+    fn forever(caller: Caller) -> Self {
+        Self {
+            caller,
+            until: None,
+        }
+    }
+}
+
+/// The end of a token that expires at `exp` (seconds since the epoch).
+fn token_end(exp: Option<i64>) -> Option<DateTime<Utc>> {
+    exp.and_then(|exp| DateTime::from_timestamp(exp, 0))
+}
+
 #[derive(Deserialize)]
 struct Claims {
     sub: String,
+    #[serde(default)]
+    exp: Option<i64>,
     #[serde(default)]
     role: Option<String>,
     #[serde(default)]
@@ -145,6 +174,8 @@ struct Unverified {
 struct ProjectClaims {
     #[serde(default, rename = "ref")]
     project: Option<String>,
+    #[serde(default)]
+    exp: Option<i64>,
 }
 
 /// Verifies credentials and turns them into a [`Caller`].
@@ -248,6 +279,21 @@ impl Authenticator {
         authorization: Option<&str>,
         api_key: Option<&str>,
     ) -> Result<Caller, AuthError> {
+        self.authenticated(authorization, api_key)
+            .await
+            .map(|a| a.caller)
+    }
+
+    /// [`Self::authenticate`], also saying until when the credentials are accepted: a
+    /// stream they open ends then (`lapse`).
+    ///
+    /// # Errors
+    /// [`AuthError`] saying what is wrong.
+    pub(crate) async fn authenticated(
+        &self,
+        authorization: Option<&str>,
+        api_key: Option<&str>,
+    ) -> Result<Authenticated, AuthError> {
         let bearer = match authorization {
             Some(value) => {
                 let (scheme, token) = value.trim().split_once(' ').ok_or(AuthError::Missing)?;
@@ -271,12 +317,15 @@ impl Authenticator {
             .as_deref()
             .is_some_and(|k| equal(k, presented))
         {
-            return self.service_caller().await;
+            return self.service_caller().await.map(Authenticated::forever);
         }
         if let Some(index) = self.legacy_keys.iter().position(|k| equal(k, presented))
             && let Some(user) = self.legacy_user
         {
-            return self.legacy_caller(index, user).await;
+            return self
+                .legacy_caller(index, user)
+                .await
+                .map(Authenticated::forever);
         }
         if bearer.is_some() {
             self.jwt(presented).await
@@ -327,7 +376,7 @@ impl Authenticator {
         }
     }
 
-    async fn api_key(&self, presented: &str) -> Result<Caller, AuthError> {
+    async fn api_key(&self, presented: &str) -> Result<Authenticated, AuthError> {
         let fingerprint = drama_app::key_fingerprint(presented);
         let now = Utc::now();
         let key = match self.keys.get(&fingerprint).await {
@@ -355,10 +404,13 @@ impl Authenticator {
                 }
             });
         }
-        Ok(key.caller)
+        Ok(Authenticated {
+            caller: key.caller,
+            until: key.expires_at,
+        })
     }
 
-    async fn jwt(&self, token: &str) -> Result<Caller, AuthError> {
+    async fn jwt(&self, token: &str) -> Result<Authenticated, AuthError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| AuthError::Invalid("Invalid API key".to_owned()))?;
         let key = match header.alg {
@@ -405,7 +457,7 @@ impl Authenticator {
             validation.set_issuer(&[issuer]);
         }
         validation.set_required_spec_claims(&["exp", "sub", "aud"]);
-        validation.leeway = 30;
+        validation.leeway = JWT_LEEWAY;
         let claims = jsonwebtoken::decode::<Claims>(token, &key, &validation)
             .map_err(|e| AuthError::Invalid(format!("token rejected: {}", describe(&e))))?
             .claims;
@@ -419,7 +471,10 @@ impl Authenticator {
             .parse()
             .map_err(|_| AuthError::Invalid("token subject is not a user id".into()))?;
         self.ensure_user(subject, claims.email.as_deref()).await?;
-        Ok(Caller::user(subject))
+        Ok(Authenticated {
+            caller: Caller::user(subject),
+            until: token_end(claims.exp),
+        })
     }
 
     /// A `service_role` token: signed by the project (its secret or its JWKS), not expired,
@@ -430,11 +485,11 @@ impl Authenticator {
         token: &str,
         alg: Algorithm,
         key: &DecodingKey,
-    ) -> Result<Caller, AuthError> {
+    ) -> Result<Authenticated, AuthError> {
         let mut validation = Validation::new(alg);
         validation.validate_aud = false;
         validation.set_required_spec_claims(&["exp"]);
-        validation.leeway = 30;
+        validation.leeway = JWT_LEEWAY;
         let claims = jsonwebtoken::decode::<ProjectClaims>(token, key, &validation)
             .map_err(|e| AuthError::Invalid(format!("token rejected: {}", describe(&e))))?
             .claims;
@@ -450,7 +505,10 @@ impl Authenticator {
                 "token rejected: the service_role key of project {named:?}, not of this one"
             )));
         }
-        self.service_caller().await
+        Ok(Authenticated {
+            caller: self.service_caller().await?,
+            until: token_end(claims.exp),
+        })
     }
 }
 

@@ -8,6 +8,7 @@ mod follow;
 #[cfg(feature = "graphql")]
 pub mod graphql;
 mod jwks;
+mod lapse;
 mod media_links;
 pub mod metrics;
 pub mod middleware;

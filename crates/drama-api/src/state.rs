@@ -46,6 +46,11 @@ pub struct HttpSettings {
     pub streams_per_user: usize,
     /// Streams the process holds open at once.
     pub streams_per_process: usize,
+    /// How often an open stream (SSE, GraphQL WebSocket) asks again whether the credentials
+    /// it was opened with are still accepted; it ends at the first refusal (a revoked key)
+    /// and at their expiry.
+    #[serde(with = "seconds")]
+    pub stream_auth_interval: Duration,
     /// How long a `/ready` answer is reused, so probes cannot turn into load on the
     /// database and the bucket.
     #[serde(with = "seconds")]
@@ -78,6 +83,7 @@ impl Default for HttpSettings {
             ws_init_timeout: Duration::from_secs(10),
             streams_per_user: 20,
             streams_per_process: 10_000,
+            stream_auth_interval: Duration::from_secs(60),
             ready_cache: Duration::from_secs(1),
             anonymous_per_second: 20,
             anonymous_burst: 40,
@@ -198,9 +204,9 @@ impl ApiState {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned)
         };
-        let caller = self
+        let authenticated = self
             .auth
-            .authenticate(
+            .authenticated(
                 header("authorization").as_deref(),
                 header("x-api-key").as_deref(),
             )
@@ -213,10 +219,13 @@ impl ApiState {
                     .err()
                     .unwrap_or_else(|| ApiError::unauthenticated(other.to_string())),
             })?;
-        self.check_rate(&caller)?;
-        let caller = caller.keyed(idempotency_key(req)?);
+        self.check_rate(&authenticated.caller)?;
+        let caller = authenticated.caller.keyed(idempotency_key(req)?);
         // Kept for the response: its media URLs are signed for this caller.
         req.extensions_mut().insert(caller);
+        // Kept for a stream the request opens, which ends when the credentials do.
+        req.extensions_mut()
+            .insert(crate::lapse::Until(authenticated.until));
         Ok(caller)
     }
 

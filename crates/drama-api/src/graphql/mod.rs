@@ -23,7 +23,7 @@ use juniper::http::{GraphQLBatchRequest, GraphQLRequest};
 pub use context::Ctx;
 pub use limits::{GraphqlLimits, LimitError, UNBOUNDED_LIST_ITEMS};
 pub use schema::{Schema, schema, schema_with_depth};
-pub use socket::{INIT_TIMEOUT_CLOSE, TOO_MANY_STREAMS_CLOSE};
+pub use socket::{CREDENTIALS_LAPSED_CLOSE, INIT_TIMEOUT_CLOSE, TOO_MANY_STREAMS_CLOSE};
 
 use crate::endpoint::endpoint;
 use crate::error::ApiError;

@@ -15,6 +15,9 @@
 //! - a query or mutation still running after `http.request_timeout` is stopped and answered
 //!   with an `error` (code `unavailable`), as a POST would be with 503. Subscriptions are
 //!   long-lived by nature and bounded by the stream caps instead;
+//! - the credentials are asked about again every `http.stream_auth_interval` and at their
+//!   expiry; once they are refused (a revoked key, an expired token) the socket is closed with
+//!   4403 and the reason;
 //! - an initialised socket holds a place among its caller's streams (the caps of SSE), which
 //!   its first subscription runs on, so idle sockets are bounded as streams are; a
 //!   `connection_init` over a cap closes the socket with 1013 and the cap's message;
@@ -44,8 +47,9 @@ use tokio::sync::mpsc;
 
 use super::context::Ctx;
 use super::limits;
-use crate::auth::AuthError;
+use crate::auth::{AuthError, Authenticated};
 use crate::error::{Chain, ErrorCode};
+use crate::lapse::{Credentials, lapsed};
 use crate::media_links::sign_text;
 use crate::realtime::SocketPlace;
 use crate::state::ApiState;
@@ -59,6 +63,11 @@ pub const INIT_TIMEOUT_CLOSE: u16 = 4408;
 /// `connection_init`, and clients (graphql-ws among them) give up on it for good; on 1013
 /// they retry later, as `Retry-After` asks an SSE client to. The reason is the cap's message.
 pub const TOO_MANY_STREAMS_CLOSE: u16 = 1013;
+
+/// The close code for a socket whose credentials stopped being accepted after
+/// `connection_init` (a revoked or expired API key, an expired token): 4403, "Forbidden",
+/// the code the protocol closes with when `connection_init` is refused. The reason says why.
+pub const CREDENTIALS_LAPSED_CLOSE: u16 = 4403;
 
 /// Frames waiting for the client at most (the gate's answers and juniper's). A client that
 /// sends faster than it reads (pings, refused operations, anything juniper answers) is not
@@ -328,12 +337,18 @@ impl Gate {
         let mut deadlines: FuturesUnordered<BoxFuture<'static, String>> = FuturesUnordered::new();
         // A place in the outgoing queue, taken before the next frame is read.
         let mut room: Option<mpsc::Permit<'_, Outgoing>> = None;
+        // Resolves once the credentials of `connection_init` are no longer accepted.
+        let mut lapse: BoxFuture<'static, String> = Box::pin(std::future::pending());
         loop {
             let open = room.is_some() && queue.capacity() > 0;
             let incoming = tokio::select! {
                 () = &mut init_wait, if !initialised => {
                     let reason = "Connection initialisation timeout".to_owned();
                     return self.close(&closer, INIT_TIMEOUT_CLOSE, reason).await;
+                }
+                reason = &mut lapse => {
+                    let reason = format!("Credentials no longer accepted: {reason}");
+                    return self.close(&closer, CREDENTIALS_LAPSED_CLOSE, reason).await;
                 }
                 reserved = queue.reserve(), if !open => match reserved {
                     Ok(place) => {
@@ -383,11 +398,16 @@ impl Gate {
                 let kind = parsed["type"].as_str().unwrap_or_default();
                 if kind == "connection_init" && !initialised {
                     initialised = true;
-                    let outcome = match self.authenticate(&parsed["payload"]).await {
+                    let (outcome, credentials) = self.authenticate(&parsed["payload"]).await;
+                    let outcome = match outcome {
                         // An initialised socket holds a place among the caller's streams
-                        // from now on, idle or not.
-                        Ok(known) => match self.state.realtime.open_stream(known.user) {
-                            Ok(permit) => Ok((known, SocketPlace::new(permit))),
+                        // from now on, idle or not, and lasts as long as its credentials.
+                        Ok(known) => match self.state.realtime.open_stream(known.caller.user) {
+                            Ok(permit) => {
+                                let (state, caller) = (self.state.clone(), known.caller);
+                                lapse = Box::pin(lapsed(state, credentials, caller, known.until));
+                                Ok((known.caller, SocketPlace::new(permit)))
+                            }
                             Err(over) => {
                                 return self
                                     .close(&closer, TOO_MANY_STREAMS_CLOSE, over.to_string())
@@ -513,7 +533,8 @@ impl Gate {
         }
     }
 
-    async fn authenticate(&self, payload: &Value) -> Result<Caller, String> {
+    /// The caller of a `connection_init` payload, and the credentials to ask about again.
+    async fn authenticate(&self, payload: &Value) -> (Result<Authenticated, String>, Credentials) {
         let credential = |name: &str| {
             payload.as_object().and_then(|fields| {
                 fields
@@ -522,9 +543,11 @@ impl Gate {
                     .and_then(|(_, v)| v.as_str())
             })
         };
-        self.state
+        let (authorization, api_key) = (credential("authorization"), credential("x-api-key"));
+        let outcome = self
+            .state
             .auth
-            .authenticate(credential("authorization"), credential("x-api-key"))
+            .authenticated(authorization, api_key)
             .await
             .map_err(|e| {
                 // The socket's refusal is the boundary: nothing else logs this failure.
@@ -532,7 +555,8 @@ impl Gate {
                     tracing::error!(error = %Chain(&e), "WebSocket authentication failed");
                 }
                 e.to_string()
-            })
+            });
+        (outcome, Credentials::new(authorization, api_key))
     }
 
     /// Counts an operation against the caller's rate and prices it. `Ok(true)` for a query or

@@ -2,22 +2,24 @@
 //! `Last-Event-ID` (or `?after=`), then live until the run settles. `GET /dramas/{id}/events`:
 //! the drama's current version, then each new one, until it is deleted.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::header;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpMessage as _, HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 use drama_app::jobs::{Event, EventId, JobView};
 use drama_app::{App, AppError, Caller};
 use drama_domain::DramaId;
-use futures::StreamExt as _;
+use futures::{Stream, StreamExt as _};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::jobs::job_id;
-use crate::error::{ApiError, Chain};
+use crate::error::{ApiError, Chain, ErrorCode};
 use crate::follow::Progress;
+use crate::lapse::{Credentials, Until, lapsed};
 use crate::media_links::sign_text;
 use crate::state::{ApiState, Auth};
 
@@ -58,6 +60,48 @@ async fn frame(state: &ApiState, caller: Caller, e: &Event) -> Bytes {
     ))
 }
 
+/// The last frame of a stream whose credentials stopped being accepted: the reason, as the
+/// body of a 401 would give it (a client reconnecting with the same credentials gets that 401).
+fn lapsed_frame(reason: &str) -> Bytes {
+    Bytes::from(format!(
+        "event: unauthenticated\ndata: {}\n\n",
+        json!({"code": ErrorCode::Unauthenticated.code(), "detail": reason})
+    ))
+}
+
+/// `stream` while the credentials of `req` are accepted: once they are not (a revoked key, an
+/// expired token; see `lapse`), an `unauthenticated` frame and the end. Ending drops `stream`,
+/// and with it its place among the streams.
+fn while_accepted<S>(
+    state: Arc<ApiState>,
+    req: &HttpRequest,
+    caller: Caller,
+    stream: S,
+) -> impl Stream<Item = Result<Bytes, actix_web::Error>> + 'static
+where
+    S: Stream<Item = Result<Bytes, actix_web::Error>> + 'static,
+{
+    let credentials = Credentials::of(req);
+    let until = req.extensions().get::<Until>().and_then(|u| u.0);
+    async_stream::stream! {
+        let lapse = lapsed(state, credentials, caller, until);
+        tokio::pin!(lapse);
+        tokio::pin!(stream);
+        loop {
+            tokio::select! {
+                reason = &mut lapse => {
+                    yield Ok(lapsed_frame(&reason));
+                    return;
+                }
+                item = stream.next() => match item {
+                    Some(item) => yield item,
+                    None => return,
+                },
+            }
+        }
+    }
+}
+
 fn end_frame(view: &JobView) -> Bytes {
     Bytes::from(format!(
         "event: end\ndata: {}\n\n",
@@ -86,8 +130,9 @@ pub(crate) async fn events(
         .map(EventId);
     let progress = state
         .realtime
-        .follow(app, caller, id, after, std::sync::Arc::new(view));
+        .follow(app, caller, id, after, Arc::new(view));
     let state = state.into_inner();
+    let signing = state.clone();
     let stream = async_stream::stream! {
         // Held as long as the stream is open.
         let _permit = permit;
@@ -98,7 +143,7 @@ pub(crate) async fn events(
                 Err(_) => yield Ok::<Bytes, actix_web::Error>(Bytes::from_static(b": keep-alive\n\n")),
                 Ok(Some(Ok(Progress::Events(events, _)))) => {
                     for e in &events {
-                        yield Ok(frame(&state, caller, e).await);
+                        yield Ok(frame(&signing, caller, e).await);
                     }
                 }
                 // A settled run may still be resumed; a client reconnects to follow that.
@@ -118,7 +163,7 @@ pub(crate) async fn events(
         .insert_header((header::CONTENT_TYPE, "text/event-stream"))
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .insert_header(("X-Accel-Buffering", "no"))
-        .streaming(stream))
+        .streaming(while_accepted(state, &req, caller, stream)))
 }
 
 fn version_frame(kind: &str, drama: &DramaId, version: i64) -> Bytes {
@@ -134,6 +179,7 @@ fn version_frame(kind: &str, drama: &DramaId, version: i64) -> Bytes {
 pub(crate) async fn drama_events(
     state: web::Data<ApiState>,
     Auth(caller): Auth,
+    req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = super::drama_id(&path)?;
@@ -142,6 +188,7 @@ pub(crate) async fn drama_events(
     let mut changes = state.realtime.drama_changes(&app).await;
     let current = app.get_drama(&caller, None, &id).await?;
     let permit = state.realtime.open_stream(caller.user)?;
+    let state = state.into_inner();
     let stream = async_stream::stream! {
         // Held as long as the stream is open.
         let _permit = permit;
@@ -190,7 +237,7 @@ pub(crate) async fn drama_events(
         .insert_header((header::CONTENT_TYPE, "text/event-stream"))
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .insert_header(("X-Accel-Buffering", "no"))
-        .streaming(stream))
+        .streaming(while_accepted(state, &req, caller, stream)))
 }
 
 #[cfg(test)]

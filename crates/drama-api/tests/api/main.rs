@@ -18,6 +18,7 @@ mod postgres;
 mod pricing;
 mod quotas;
 mod rest;
+mod stream_auth;
 mod streams;
 mod support;
 mod tenancy;

@@ -328,10 +328,12 @@ async fn a_mutation_over_the_socket_stops_at_the_request_deadline() {
     );
 }
 
-/// The close frame the server ends the socket with: code and reason (waiting at most 30 s).
+/// The close frame the server ends the socket with: code and reason (waiting at most 30 s in
+/// all: keep-alives do not count).
 async fn close_frame(ws: &mut Socket) -> Option<(u16, String)> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let message = tokio::time::timeout(Duration::from_secs(30), ws.next())
+        let message = tokio::time::timeout_at(deadline, ws.next())
             .await
             .expect("the server acts within 30 s");
         match message {

@@ -523,7 +523,9 @@ pub trait JobStore: Send + Sync + 'static {
     }
 
     /// Deletes up to `max_runs` runs that settled before `settled_before`, with their nodes,
-    /// edges and events.
+    /// edges and events. A run whose refunds are not settled (its refundable cost differs
+    /// from what was refunded or clawed back) stays: its bookkeeping is what the refund is
+    /// taken from.
     ///
     /// # Errors
     /// [`JobError::Unavailable`].

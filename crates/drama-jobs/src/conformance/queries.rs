@@ -306,4 +306,27 @@ pub async fn prune_removes_settled_runs<S: JobStore>(store: Arc<S>) {
         store.job(pending.run_id).await.unwrap().is_some(),
         "active runs stay"
     );
+
+    // A run that failed with a refund still owed stays until the refund is taken.
+    let mut registry = noop_registry(&["k"]);
+    registry.register("bad", |_ctx: crate::JobContext| async move {
+        crate::Outcome::fail("refused")
+    });
+    let worker = start(&store, registry, fast_config()).await;
+    let owed = store
+        .submit(
+            &Graph::new(RunSpec::new("t", owner()))
+                .with(NodeSpec::task("a", "bad", json!({})).cost(7)),
+        )
+        .await
+        .unwrap();
+    wait_settled(&*store, owed.run_id, Duration::from_secs(20)).await;
+    worker.shutdown().await;
+    let root = store.job(owed.run_id).await.unwrap().unwrap();
+    let later = root.finished_at.unwrap() + chrono::Duration::seconds(1);
+    let report = store.prune(later, 100).await.unwrap();
+    assert!(
+        store.job(owed.run_id).await.unwrap().is_some(),
+        "a run owing a refund stays ({report:?})"
+    );
 }

@@ -381,6 +381,7 @@ pub(super) async fn prune(
         "with runs as ( \
            select g.id from public.job_groups g \
            where g.id = g.run_id and g.finished_at < $1 \
+             and g.cost_refundable = g.cost_refunded \
            order by g.finished_at limit $2 for update skip locked), \
          nodes as (delete from public.jobs j using runs r where j.run_id = r.id returning j.id), \
          edges as (delete from public.job_edges e using nodes n where e.job_id = n.id), \

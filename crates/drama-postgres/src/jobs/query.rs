@@ -339,11 +339,13 @@ pub(super) async fn nodes_of_subjects(
     subjects: &[String],
     owner: Option<Uuid>,
     runs_per_subject: usize,
+    max_nodes: usize,
 ) -> Result<Vec<JobView>, Error> {
     if subjects.is_empty() {
         return Ok(Vec::new());
     }
     let per_subject = i64::try_from(runs_per_subject.max(1)).unwrap_or(i64::MAX);
+    let rows_at_most = i64::try_from(max_nodes.saturating_add(1)).unwrap_or(i64::MAX);
     // The newest runs of each subject through the subject index (a lateral limit per
     // subject), then all their nodes through the run index; dependency keys per task.
     let sql = format!(
@@ -356,12 +358,14 @@ pub(super) async fn nodes_of_subjects(
            order by r.id desc limit $3) runs \
          join public.jobs j on j.run_id = runs.id \
          left join public.job_groups g on g.id = j.id \
-         order by s.subject, j.run_id desc, j.id"
+         order by s.subject, j.run_id desc, j.id \
+         limit $4"
     );
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(subjects)
         .bind(owner)
         .bind(per_subject)
+        .bind(rows_at_most)
         .fetch_all(&mut *conn)
         .await?;
     rows.iter()

@@ -79,6 +79,65 @@ fn json_error(e: actix_web::error::JsonPayloadError) -> actix_web::Error {
     }
 }
 
-async fn not_found() -> HttpResponse {
+/// Unknown paths: the JSON 404, except that a path with a trailing slash is sent to the same
+/// path without it (307, method and body kept), as the old server (FastAPI's
+/// `redirect_slashes`) did for `/dramas/` and the like, which old clients still call.
+async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
+    if let Some(location) = without_trailing_slash(req.path(), req.query_string()) {
+        return HttpResponse::TemporaryRedirect()
+            .insert_header((actix_web::http::header::LOCATION, location))
+            .json(serde_json::json!({"detail": "Moved to the path without its trailing slash"}));
+    }
     actix_web::ResponseError::error_response(&ApiError::message(ErrorCode::NotFound, "Not Found"))
+}
+
+/// `path` without its trailing slashes (and `query` kept), when that is a local path. A path
+/// that would start with `//` or `/\` is not: a browser reads it as another host, which
+/// would make this an open redirect.
+fn without_trailing_slash(path: &str, query: &str) -> Option<String> {
+    let trimmed = path.trim_end_matches('/');
+    if trimmed.len() == path.len() || trimmed.is_empty() {
+        return None;
+    }
+    let mut rest = trimmed.strip_prefix('/')?.chars();
+    if !rest
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric() || "-_.~%".contains(c))
+        || trimmed.chars().any(|c| c.is_control() || c == '\\')
+    {
+        return None;
+    }
+    Some(if query.is_empty() {
+        trimmed.to_owned()
+    } else {
+        format!("{trimmed}?{query}")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_trailing_slash;
+
+    #[test]
+    fn only_local_paths_lose_their_trailing_slash() {
+        assert_eq!(
+            without_trailing_slash("/dramas/", ""),
+            Some("/dramas".into())
+        );
+        assert_eq!(
+            without_trailing_slash("/dramas/d1/", "limit=2"),
+            Some("/dramas/d1?limit=2".into())
+        );
+        assert_eq!(
+            without_trailing_slash("/dramas//", ""),
+            Some("/dramas".into())
+        );
+        assert_eq!(without_trailing_slash("/dramas", ""), None);
+        assert_eq!(without_trailing_slash("/", ""), None);
+        assert_eq!(without_trailing_slash("//", ""), None);
+        // Another host to a browser: never a Location.
+        assert_eq!(without_trailing_slash("//evil.example/", ""), None);
+        assert_eq!(without_trailing_slash("/\\evil.example/", ""), None);
+        assert_eq!(without_trailing_slash("/a\\b/", ""), None);
+    }
 }

@@ -23,7 +23,7 @@ pub use error::AppError;
 pub use identity::{KeyCaller, key_fingerprint, looks_like_api_key};
 pub use keys::{MAX_ACTIVE_KEYS, MAX_KEY_DAYS, MAX_KEY_NAME, NewKey};
 pub use library::{LibraryItem, LibraryTag, LibraryType, LibraryUpload};
-pub use limits::TextLimits;
+pub use limits::{MAX_METADATA_BYTES, TextLimits};
 pub use once::{KEY_WINDOW, MAX_KEY_LEN, RequestKey};
 pub use pricing::{MediaPrices, ModelPrice, Pricing, TokenPrices};
 pub use quotas::Quotas;

@@ -10,6 +10,11 @@
 use drama_domain::{DomainError, FieldError};
 use serde_json::Value;
 
+/// Most bytes of a `metadata` object (as compact JSON). Metadata is the client's own and not
+/// read by the server, but it is stored and served with every read of its drama, so a drama
+/// of many parts must not be able to grow without bound through it.
+pub const MAX_METADATA_BYTES: usize = 64 * 1024;
+
 /// Most characters per kind of field; configurable (`MAX_*_CHARS`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TextLimits {
@@ -65,8 +70,8 @@ impl TextLimits {
     }
 
     /// Checks every string of a document a client sent (a drama, a PATCH body), by the name
-    /// of the field holding it. `metadata` objects are the client's own and bounded by the
-    /// body size only; URLs and ids have their own rules.
+    /// of the field holding it. `metadata` objects are the client's own: only their size is
+    /// bounded ([`MAX_METADATA_BYTES`]); URLs and ids have their own rules.
     ///
     /// # Errors
     /// A [`DomainError`] listing every field over its bound.
@@ -90,14 +95,24 @@ impl TextLimits {
             }
             Value::Object(fields) => {
                 for (name, item) in fields {
-                    if name == "metadata" || name == "id" || name.ends_with("url") {
-                        continue;
-                    }
                     let child = if path.is_empty() {
                         name.clone()
                     } else {
                         format!("{path}.{name}")
                     };
+                    if name == "metadata" {
+                        let size = serde_json::to_vec(item).map_or(usize::MAX, |b| b.len());
+                        if size > MAX_METADATA_BYTES {
+                            errors.push(FieldError::new(
+                                child,
+                                format!("must be at most {MAX_METADATA_BYTES} bytes as JSON"),
+                            ));
+                        }
+                        continue;
+                    }
+                    if name == "id" || name.ends_with("url") {
+                        continue;
+                    }
                     self.walk(errors, &child, name, item);
                 }
             }
@@ -121,6 +136,18 @@ impl TextLimits {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn metadata_is_bounded_by_its_size_and_named() {
+        let limits = TextLimits::default();
+        let small = json!({"episodes": [{"metadata": {"note": "x".repeat(1000)}}]});
+        assert!(limits.check_document(&small).is_ok());
+        let big = json!({"episodes": [{"metadata": {"note": "x".repeat(MAX_METADATA_BYTES)}}]});
+        let err = limits.check_document(&big).unwrap_err();
+        assert_eq!(err.errors.len(), 1);
+        assert_eq!(err.errors[0].field, "episodes[0].metadata");
+        assert!(err.errors[0].message.contains("65536 bytes"), "{err:?}");
+    }
 
     #[test]
     fn each_field_is_held_to_its_own_bound_and_named() {

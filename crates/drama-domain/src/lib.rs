@@ -18,8 +18,9 @@ pub use ids::{
 };
 pub use job::{JobStatus, JobType};
 pub use model::{
-    Asset, AssetKind, AssetOwner, Character, Drama, DramaSummary, Episode,
-    STORYBOARD_MAX_CHARACTERS, Scene, VIDEO_DURATIONS,
+    Asset, AssetKind, AssetOwner, Character, Drama, DramaSummary, Episode, MAX_ASSETS_PER_PART,
+    MAX_CHARACTERS, MAX_EPISODES, MAX_PARTS, MAX_SCENES_PER_EPISODE, STORYBOARD_MAX_CHARACTERS,
+    Scene, VIDEO_DURATIONS,
 };
 pub use patch::{AssetPatch, CharacterPatch, DramaPatch, EntityPatch, EpisodePatch, ScenePatch};
 pub use storage::{legacy_key_of, storage_key_belongs};

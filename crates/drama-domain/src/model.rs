@@ -11,6 +11,19 @@ pub const VIDEO_DURATIONS: [i32; 2] = [10, 15];
 /// Most characters a storyboard may reference (they are passed to the image model as images).
 pub const STORYBOARD_MAX_CHARACTERS: usize = 3;
 
+/// Most parts of each kind one drama may hold. Generated dramas have 3–4 characters and 2–10
+/// episodes of a handful of scenes; the bounds leave room for hand-written ones while keeping
+/// every read of a drama (and a page of them) bounded.
+pub const MAX_CHARACTERS: usize = 100;
+/// Most episodes of a drama.
+pub const MAX_EPISODES: usize = 200;
+/// Most scenes of one episode.
+pub const MAX_SCENES_PER_EPISODE: usize = 200;
+/// Most assets of one part (the drama, a character, an episode or a scene).
+pub const MAX_ASSETS_PER_PART: usize = 50;
+/// Most parts of a drama in all: characters, episodes, scenes and assets together.
+pub const MAX_PARTS: usize = 5_000;
+
 /// What an asset's bytes are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -4,7 +4,8 @@ use std::collections::HashMap;
 
 use crate::error::{DomainError, FieldError};
 use crate::model::{
-    Asset, AssetKind, Character, Drama, Episode, STORYBOARD_MAX_CHARACTERS, Scene, VIDEO_DURATIONS,
+    Asset, AssetKind, Character, Drama, Episode, MAX_ASSETS_PER_PART, MAX_CHARACTERS, MAX_EPISODES,
+    MAX_PARTS, MAX_SCENES_PER_EPISODE, STORYBOARD_MAX_CHARACTERS, Scene, VIDEO_DURATIONS,
 };
 
 /// Collects problems with their paths while walking a drama.
@@ -14,6 +15,16 @@ struct Checker {
 }
 
 impl Checker {
+    /// At most `max` items of a list at `path`.
+    fn at_most(&mut self, path: &str, what: &str, found: usize, max: usize) {
+        if found > max {
+            self.errors.push(FieldError::new(
+                path,
+                format!("holds {found} {what}; at most {max} are allowed"),
+            ));
+        }
+    }
+
     fn non_empty(&mut self, path: &str, field: &str, value: &str) {
         if value.trim().is_empty() {
             self.errors.push(FieldError::new(
@@ -67,6 +78,26 @@ impl Checker {
 }
 
 impl Drama {
+    /// Characters, episodes, scenes and assets together.
+    pub fn part_count(&self) -> usize {
+        let assets = self.assets.len()
+            + self
+                .characters
+                .iter()
+                .map(|c| c.assets.len())
+                .sum::<usize>()
+            + self
+                .episodes
+                .iter()
+                .map(|e| {
+                    e.assets.len()
+                        + e.scenes.len()
+                        + e.scenes.iter().map(|s| s.assets.len()).sum::<usize>()
+                })
+                .sum::<usize>();
+        self.characters.len() + self.episodes.len() + assets
+    }
+
     /// Checks every rule of the model (see the crate README).
     ///
     /// # Errors
@@ -80,6 +111,16 @@ impl Drama {
         c.non_empty("", "title", &self.title);
         c.non_empty("", "description", &self.description);
         c.non_empty("", "premise", &self.premise);
+
+        c.at_most(
+            "characters",
+            "characters",
+            self.characters.len(),
+            MAX_CHARACTERS,
+        );
+        c.at_most("episodes", "episodes", self.episodes.len(), MAX_EPISODES);
+        c.at_most("assets", "assets", self.assets.len(), MAX_ASSETS_PER_PART);
+        c.at_most("", "parts", self.part_count(), MAX_PARTS);
 
         let mut characters = HashMap::new();
         let mut episodes = HashMap::new();
@@ -118,6 +159,12 @@ fn check_character<'a>(
     c.non_empty(path, ".name", &ch.name);
     c.non_empty(path, ".description", &ch.description);
     c.non_empty(path, ".gender", &ch.gender);
+    c.at_most(
+        &format!("{path}.assets"),
+        "assets",
+        ch.assets.len(),
+        MAX_ASSETS_PER_PART,
+    );
     for (j, a) in ch.assets.iter().enumerate() {
         let apath = format!("{path}.assets[{j}]");
         c.unique(assets, "asset", a.id.as_str(), apath.clone());
@@ -134,6 +181,18 @@ fn check_episode<'a>(
 ) {
     c.non_empty(path, ".title", &ep.title);
     c.non_empty(path, ".description", &ep.description);
+    c.at_most(
+        &format!("{path}.assets"),
+        "assets",
+        ep.assets.len(),
+        MAX_ASSETS_PER_PART,
+    );
+    c.at_most(
+        &format!("{path}.scenes"),
+        "scenes",
+        ep.scenes.len(),
+        MAX_SCENES_PER_EPISODE,
+    );
     for (j, a) in ep.assets.iter().enumerate() {
         let apath = format!("{path}.assets[{j}]");
         c.unique(assets, "asset", a.id.as_str(), apath.clone());
@@ -153,9 +212,93 @@ fn check_scene<'a>(
     assets: &mut HashMap<&'a str, String>,
 ) {
     c.non_empty(path, ".description", &sc.description);
+    c.at_most(
+        &format!("{path}.assets"),
+        "assets",
+        sc.assets.len(),
+        MAX_ASSETS_PER_PART,
+    );
     for (j, a) in sc.assets.iter().enumerate() {
         let apath = format!("{path}.assets[{j}]");
         c.unique(assets, "asset", a.id.as_str(), apath.clone());
         c.asset(&apath, a, true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use crate::model::{Drama, MAX_ASSETS_PER_PART, MAX_PARTS, MAX_SCENES_PER_EPISODE};
+
+    fn drama(episodes: Vec<Value>) -> Value {
+        json!({"id": "d", "title": "T", "description": "D", "premise": "P",
+               "characters": [], "episodes": episodes})
+    }
+
+    fn scenes(prefix: &str, n: usize, assets: usize) -> Vec<Value> {
+        (0..n)
+            .map(|i| {
+                let assets: Vec<Value> = (0..assets)
+                    .map(|j| json!({"id": format!("{prefix}s{i}a{j}"), "kind": "image", "prompt": "p"}))
+                    .collect();
+                json!({"id": format!("{prefix}s{i}"), "description": "x", "assets": assets})
+            })
+            .collect()
+    }
+
+    fn episode(id: &str, scenes: Vec<Value>) -> Value {
+        json!({"id": id, "title": "E", "description": "E", "scenes": scenes})
+    }
+
+    fn fields(doc: Value) -> Vec<(String, String)> {
+        match Drama::from_value(doc) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.errors.into_iter().map(|f| (f.field, f.message)).collect(),
+        }
+    }
+
+    #[test]
+    fn a_drama_holds_a_bounded_number_of_parts_and_the_error_names_the_list() {
+        // At the bounds: accepted.
+        let full = drama(vec![episode("e0", scenes("e0", MAX_SCENES_PER_EPISODE, 1))]);
+        assert_eq!(fields(full), Vec::new());
+
+        let over = drama(vec![episode(
+            "e0",
+            scenes("e0", MAX_SCENES_PER_EPISODE + 1, 0),
+        )]);
+        assert_eq!(
+            fields(over),
+            vec![(
+                "episodes[0].scenes".to_owned(),
+                format!(
+                    "holds {} scenes; at most {MAX_SCENES_PER_EPISODE} are allowed",
+                    MAX_SCENES_PER_EPISODE + 1
+                )
+            )]
+        );
+
+        let mut one = scenes("e0", 1, MAX_ASSETS_PER_PART + 1);
+        let over = drama(vec![episode("e0", std::mem::take(&mut one))]);
+        assert_eq!(fields(over)[0].0, "episodes[0].scenes[0].assets");
+
+        // Every list within its bound, the whole over MAX_PARTS.
+        let per_episode = MAX_SCENES_PER_EPISODE * (1 + 20);
+        let episodes: Vec<Value> = (0..MAX_PARTS / per_episode + 1)
+            .map(|e| {
+                episode(
+                    &format!("e{e}"),
+                    scenes(&format!("e{e}"), MAX_SCENES_PER_EPISODE, 20),
+                )
+            })
+            .collect();
+        let errors = fields(drama(episodes));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].0, "");
+        assert!(
+            errors[0].1.contains(&format!("at most {MAX_PARTS}")),
+            "{errors:?}"
+        );
     }
 }

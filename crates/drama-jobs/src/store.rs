@@ -492,6 +492,9 @@ pub trait JobStore: Send + Sync + 'static {
     /// entities that show their jobs; a store answers it in one query, whatever the number of
     /// subjects (this default, in one query per run).
     ///
+    /// At most `max_nodes + 1` nodes are read: more than `max_nodes` tells the caller the
+    /// answer was cut, and no request reads an unbounded number of rows.
+    ///
     /// # Errors
     /// [`JobError::Unavailable`].
     fn nodes_of_subjects(
@@ -499,10 +502,14 @@ pub trait JobStore: Send + Sync + 'static {
         subjects: &[String],
         owner: Option<Uuid>,
         runs_per_subject: usize,
+        max_nodes: usize,
     ) -> impl Future<Output = Result<Vec<JobView>, JobError>> + Send {
         async move {
             let mut nodes = Vec::new();
             for subject in subjects {
+                if nodes.len() > max_nodes {
+                    break;
+                }
                 let runs = self
                     .list_runs(&RunFilter {
                         owner,
@@ -518,12 +525,15 @@ pub trait JobStore: Send + Sync + 'static {
                     }
                 }
             }
+            nodes.truncate(max_nodes.saturating_add(1));
             Ok(nodes)
         }
     }
 
     /// Deletes up to `max_runs` runs that settled before `settled_before`, with their nodes,
-    /// edges and events.
+    /// edges and events. A run whose refunds are not settled (its refundable cost differs
+    /// from what was refunded or clawed back) stays: its bookkeeping is what the refund is
+    /// taken from.
     ///
     /// # Errors
     /// [`JobError::Unavailable`].

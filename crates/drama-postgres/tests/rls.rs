@@ -59,8 +59,9 @@ const READABLE: &[(&str, &str)] = &[
 /// The only columns a client may write (its own row's).
 const WRITABLE: &[(&str, &str)] = &[("users", "display_name")];
 
-/// Columns a client may not even read (secrets).
-const HIDDEN: &[(&str, &str)] = &[("api_keys", "secret_hash")];
+/// Columns a client may not even read: secrets, and a task's checkpoint (a script task's paid
+/// output, which stays there when the task fails and is refunded).
+const HIDDEN: &[(&str, &str)] = &[("api_keys", "secret_hash"), ("jobs", "checkpoint")];
 
 async fn relations(pool: &PgPool) -> Vec<(String, String)> {
     sqlx::query_as(
@@ -320,6 +321,9 @@ async fn a_client_reads_only_its_own_rows_and_writes_only_its_display_name(pool:
     }
     let secret = attempt(&mut tx, "select secret_hash from public.api_keys").await;
     assert_eq!(secret.as_deref(), Some("42501"));
+    // A script task's paid output stays in its checkpoint when the task fails and is refunded.
+    let checkpoint = attempt(&mut tx, "select checkpoint from public.jobs").await;
+    assert_eq!(checkpoint.as_deref(), Some("42501"));
 
     for (table, kind) in relations(&pool).await {
         if kind == "S" {

@@ -318,8 +318,8 @@ impl<'a> Pricer<'_, '_, '_, 'a> {
             None => None,
         }
         .or(argument.default_value.as_ref());
-        let largest = u64::from(super::schema::MAX_LIMIT.unsigned_abs());
-        // A value out of range is refused by the field itself; the largest page prices it.
+        let largest = u64::from(super::paging::largest_page(field.name).unsigned_abs());
+        // A larger value is served as the largest page, and priced as it.
         match value {
             Some(InputValue::Scalar(DefaultScalarValue::Int(n))) if *n >= 0 => {
                 u64::from(n.unsigned_abs()).min(largest)
@@ -390,10 +390,17 @@ mod tests {
             Ok(8)
         );
         assert_eq!(priced("{ dramas { id } }", serde_json::json!({})), Ok(101));
-        // Out of range: the field refuses it; it is priced as the largest page.
+        // Above the largest page: served and priced as the largest page of that field.
         assert_eq!(
             priced("{ dramas(limit: 5000) { id } }", serde_json::json!({})),
             Ok(101)
+        );
+        assert_eq!(
+            priced(
+                "{ dramaSummaries(limit: 5000) { id } }",
+                serde_json::json!({})
+            ),
+            Ok(1001)
         );
         // A list without `limit`: UNBOUNDED_LIST_ITEMS.
         assert_eq!(

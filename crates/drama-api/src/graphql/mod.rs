@@ -9,6 +9,7 @@ mod context;
 mod error;
 mod jobs;
 mod limits;
+mod paging;
 mod pricing;
 mod schema;
 mod socket;

@@ -12,6 +12,7 @@ use juniper::{FieldResult, GraphQLInputObject, RootNode, graphql_object};
 use super::context::Ctx;
 use super::error::{GqlError, bad_input};
 use super::jobs::{Job, with_children};
+use super::paging::{MAX_LIMIT, MAX_SUMMARY_LIMIT, page_limit, status_filter};
 use super::subscription::Subscription;
 use crate::error::ErrorCode;
 
@@ -24,9 +25,6 @@ pub type Schema = RootNode<Query, Mutation, Subscription>;
 pub const MAX_DEPTH: usize = 16;
 /// Most fields (after fragment expansion) in one document.
 pub const MAX_FIELDS: usize = 2_000;
-/// Largest page a list field returns.
-pub(crate) const MAX_LIMIT: i32 = 100;
-
 /// Builds the schema with the default depth limit.
 pub fn schema() -> Schema {
     schema_with_depth(MAX_DEPTH)
@@ -53,15 +51,6 @@ fn requested_owner(caller: &Caller, user_id: Option<&str>) -> FieldResult<Option
                 .map_err(|_| bad_input(format!("userId {u:?} is not a user id")))
         })
         .transpose()
-}
-
-fn page_limit(limit: i32) -> FieldResult<u32> {
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(bad_input(format!(
-            "limit must be between 1 and {MAX_LIMIT}, got {limit}"
-        )));
-    }
-    Ok(limit.unsigned_abs())
 }
 
 /// A complete drama.
@@ -327,7 +316,10 @@ impl Query {
         user_id: Option<String>,
     ) -> FieldResult<Vec<DramaSummary>> {
         let owner = requested_owner(&ctx.caller, user_id.as_deref())?;
-        let page = PageRequest::first(page_limit(limit)?);
+        let Some(limit) = page_limit(limit, MAX_SUMMARY_LIMIT)? else {
+            return Ok(Vec::new());
+        };
+        let page = PageRequest::first(limit);
         let page = ctx
             .app
             .list_summaries(&ctx.caller, owner, &page)
@@ -343,8 +335,11 @@ impl Query {
         #[graphql(default = 0)] offset: i32,
     ) -> FieldResult<Vec<Drama>> {
         let offset = u32::try_from(offset).map_err(|_| bad_input("offset must not be negative"))?;
+        let Some(limit) = page_limit(limit, MAX_LIMIT)? else {
+            return Ok(Vec::new());
+        };
         let page = PageRequest {
-            limit: page_limit(limit)?,
+            limit,
             after: None,
             offset,
         };
@@ -407,7 +402,8 @@ impl Query {
     }
 
     /// Every job of a drama (runs, groups and tasks), newest first, optionally only those with
-    /// a status (`pending`, `processing`, `completed`, `failed`, `cancelled`).
+    /// a status (`pending`, `processing`, `completed`, `failed`, `cancelled`; `running` is
+    /// read as `processing`).
     async fn jobs(
         ctx: &Ctx,
         drama_id: String,
@@ -421,7 +417,7 @@ impl Query {
             .trees_of_dramas(&ctx.caller, std::slice::from_ref(&id))
             .await?;
         let jobs = with_children(trees.into_values().flatten().collect());
-        Ok(match status {
+        Ok(match status.map(status_filter) {
             None => jobs,
             Some(wanted) => jobs
                 .into_iter()

@@ -11,6 +11,8 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
         .service(endpoint("/ready").get(ready))
         .service(endpoint("/openapi.json").get(openapi))
         .service(endpoint("/docs").get(docs))
+        // The old server (FastAPI) served the same rendering here too.
+        .service(endpoint("/redoc").get(docs))
         .service(endpoint("/").get(root));
 }
 

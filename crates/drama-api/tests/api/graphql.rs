@@ -254,14 +254,31 @@ async fn deep_queries_and_oversized_pages_are_refused() {
             .contains("nests deeper"),
         "{b}"
     );
+    // The old server's lists had no upper bound: a larger `limit` is served as the largest
+    // page (and priced as it), `0` is an empty page, a negative one is refused.
+    for query in [
+        "{ dramas(limit: 5000) { id } }",
+        "{ dramaSummaries(limit: 5000) { id } }",
+    ] {
+        let (s, b) = gql(&svc, &h.alice_key, query, json!({})).await;
+        assert_eq!(s, 200, "{query}: {b}");
+        assert!(b.get("errors").is_none(), "{query}: {b}");
+        let list = b["data"].as_object().unwrap().values().next().unwrap();
+        assert_eq!(list.as_array().unwrap().len(), 2, "{query}: {b}");
+    }
+    let (_, b) = gql(&svc, &h.alice_key, "{ dramas(limit: 0) { id } }", json!({})).await;
+    assert_eq!(b["data"]["dramas"], json!([]), "{b}");
     let (_, b) = gql(
         &svc,
         &h.alice_key,
-        "{ dramas(limit: 5000) { id } }",
+        "{ dramas(limit: -1) { id } }",
         json!({}),
     )
     .await;
-    assert_eq!(b["errors"][0]["extensions"]["code"], "BAD_USER_INPUT");
+    assert_eq!(
+        b["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+        "{b}"
+    );
 }
 
 #[actix_web::test]

@@ -6,6 +6,7 @@ mod console;
 mod credits;
 mod embedding;
 mod error_table;
+mod forms;
 mod graphql;
 mod graphql_limits;
 mod idempotency;

@@ -567,3 +567,51 @@ async fn the_old_rest_calls_answer_in_the_old_shapes() {
     world.pool.close().await;
     world.db.drop_it().await;
 }
+
+/// FastAPI answered a path with a trailing slash with a 307 to the path without it, and served
+/// Redoc at `/redoc`; old clients still call both.
+#[actix_web::test]
+async fn trailing_slashes_redirect_as_the_old_server_did_and_redoc_is_served() {
+    let h = Harness::new().await;
+    let svc = h.service(Harness::settings()).await;
+    for (path, location) in [
+        ("/dramas/", "/dramas"),
+        ("/dramas/?limit=5", "/dramas?limit=5"),
+        (
+            "/dramas/some_drama/characters/",
+            "/dramas/some_drama/characters",
+        ),
+        ("/health/", "/health"),
+    ] {
+        let (status, headers, body) = send(&svc, get(path, &h.alice_key)).await;
+        assert_eq!(status, 307, "{path}: {body}");
+        assert_eq!(
+            headers.get("location").and_then(|v| v.to_str().ok()),
+            Some(location),
+            "{path}"
+        );
+    }
+    // Following it lands where the old client meant, method and body kept.
+    let (status, headers, _) = send(
+        &svc,
+        post_json(
+            "/dramas/",
+            &h.alice_key,
+            json!({"premise": "p", "id": "slash"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 307);
+    assert_eq!(headers.get("location").unwrap(), "/dramas");
+    // Never a redirect to another host, and a path without a slash is still a plain 404.
+    for path in ["//evil.example/", "/no-such-route"] {
+        let (status, headers, body) = send(&svc, get(path, &h.alice_key)).await;
+        assert!(headers.get("location").is_none(), "{path}: {headers:?}");
+        assert_eq!(status, 404, "{path}: {body}");
+    }
+    let response =
+        test::call_service(&svc, test::TestRequest::get().uri("/redoc").to_request()).await;
+    assert_eq!(response.status(), 200);
+    let html = test::read_body(response).await;
+    assert!(String::from_utf8_lossy(&html).contains("openapi.json"));
+}

@@ -39,6 +39,7 @@ pub trait JobsPort: Send + Sync {
         subjects: &[String],
         owner: Option<uuid::Uuid>,
         runs_per_subject: usize,
+        max_nodes: usize,
     ) -> Result<Vec<JobView>, JobError>;
     /// Cancels a run or a subtree.
     async fn cancel(&self, id: JobId, reason: &str) -> Result<CancelReport, JobError>;
@@ -99,9 +100,10 @@ impl<S: JobStore> JobsPort for EngineJobs<S> {
         subjects: &[String],
         owner: Option<uuid::Uuid>,
         runs_per_subject: usize,
+        max_nodes: usize,
     ) -> Result<Vec<JobView>, JobError> {
         self.0
-            .nodes_of_subjects(subjects, owner, runs_per_subject)
+            .nodes_of_subjects(subjects, owner, runs_per_subject, max_nodes)
             .await
     }
     async fn cancel(&self, id: JobId, reason: &str) -> Result<CancelReport, JobError> {

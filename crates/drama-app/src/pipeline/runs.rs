@@ -12,6 +12,11 @@ use serde_json::{Value, json};
 use super::usecases::job_error;
 use crate::{App, AppError, Caller};
 
+/// Most job nodes one request reads for the nested `jobs` of a page of dramas: a drama's run
+/// holds a few hundred nodes, so this covers a page of busy dramas while keeping what one
+/// GraphQL request can load bounded (a node carries its payload, prompts included).
+pub const MAX_TREE_NODES: usize = 20_000;
+
 impl App {
     /// A job of the caller (a run or any node of one).
     ///
@@ -73,10 +78,11 @@ impl App {
             .map_err(job_error)
     }
 
-    /// The runs of several dramas at once (GraphQL loads nested `jobs` fields this way).
+    /// The runs of several dramas at once (GraphQL loads nested `jobs` fields this way): the
+    /// newest 100 runs of each, with every node, at most [`MAX_TREE_NODES`] nodes in all.
     ///
     /// # Errors
-    /// `Unavailable`.
+    /// `TooLarge` when the runs hold more nodes than that (ask for fewer dramas); `Unavailable`.
     pub async fn trees_of_dramas(
         &self,
         caller: &Caller,
@@ -87,9 +93,16 @@ impl App {
         let subjects: Vec<String> = dramas.iter().map(ToString::to_string).collect();
         let nodes = self
             .jobs
-            .nodes_of_subjects(&subjects, Some(caller.user.0), 100)
+            .nodes_of_subjects(&subjects, Some(caller.user.0), 100, MAX_TREE_NODES)
             .await
             .map_err(job_error)?;
+        if nodes.len() > MAX_TREE_NODES {
+            return Err(AppError::TooLarge(format!(
+                "the jobs of these {} dramas hold more than {MAX_TREE_NODES} nodes; ask for \
+                 fewer dramas at once, or read one drama's jobs",
+                dramas.len()
+            )));
+        }
         // Only a run's root names its subject; its nodes follow it.
         let mut drama_of_run: HashMap<RunId, DramaId> = HashMap::new();
         for node in nodes {

@@ -265,6 +265,31 @@ pub async fn queries_show_children_trees_and_active_runs<S: JobStore>(store: Arc
     );
     assert!(store.job(JobId::new()).await.unwrap().is_none());
     assert!(store.run_tree(JobId::new()).await.unwrap().is_none());
+
+    // The nodes of a subject's runs: the newest run first, its root before its nodes; at
+    // most `max_nodes + 1` are read, so a caller can tell a cut answer.
+    let subjects = ["d-42".to_owned()];
+    let nodes = store
+        .nodes_of_subjects(&subjects, Some(who), 10, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        nodes.len(),
+        8,
+        "the empty run's root and the 7 nodes of the other"
+    );
+    assert_eq!(nodes[0].id, done.run_id);
+    assert_eq!(nodes[1].id, run.run_id);
+    let cut = store
+        .nodes_of_subjects(&subjects, Some(who), 10, 3)
+        .await
+        .unwrap();
+    assert_eq!(cut.len(), 4);
+    let theirs = store
+        .nodes_of_subjects(&subjects, Some(owner()), 10, 100)
+        .await
+        .unwrap();
+    assert!(theirs.is_empty(), "another owner's runs are not read");
 }
 
 pub async fn prune_removes_settled_runs<S: JobStore>(store: Arc<S>) {
@@ -305,5 +330,28 @@ pub async fn prune_removes_settled_runs<S: JobStore>(store: Arc<S>) {
     assert!(
         store.job(pending.run_id).await.unwrap().is_some(),
         "active runs stay"
+    );
+
+    // A run that failed with a refund still owed stays until the refund is taken.
+    let mut registry = noop_registry(&["k"]);
+    registry.register("bad", |_ctx: crate::JobContext| async move {
+        crate::Outcome::fail("refused")
+    });
+    let worker = start(&store, registry, fast_config()).await;
+    let owed = store
+        .submit(
+            &Graph::new(RunSpec::new("t", owner()))
+                .with(NodeSpec::task("a", "bad", json!({})).cost(7)),
+        )
+        .await
+        .unwrap();
+    wait_settled(&*store, owed.run_id, Duration::from_secs(20)).await;
+    worker.shutdown().await;
+    let root = store.job(owed.run_id).await.unwrap().unwrap();
+    let later = root.finished_at.unwrap() + chrono::Duration::seconds(1);
+    let report = store.prune(later, 100).await.unwrap();
+    assert!(
+        store.job(owed.run_id).await.unwrap().is_some(),
+        "a run owing a refund stays ({report:?})"
     );
 }

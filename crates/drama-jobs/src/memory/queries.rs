@@ -122,7 +122,9 @@ impl Mem {
             .keys()
             .filter(|id| {
                 self.groups.get(id).is_some_and(|g| {
-                    g.state.is_settled() && g.finished_at.is_some_and(|f| f < settled_before)
+                    g.state.is_settled()
+                        && g.finished_at.is_some_and(|f| f < settled_before)
+                        && g.costs.refundable == g.costs.refunded
                 })
             })
             .take(max_runs)

@@ -426,12 +426,14 @@ impl JobStore for PgJobStore {
         subjects: &[String],
         owner: Option<Uuid>,
         runs_per_subject: usize,
+        max_nodes: usize,
     ) -> Result<Vec<JobView>, JobError> {
         on_conn!(self, |conn| query::nodes_of_subjects(
             conn,
             subjects,
             owner,
-            runs_per_subject
+            runs_per_subject,
+            max_nodes
         ))
     }
 

@@ -339,11 +339,13 @@ pub(super) async fn nodes_of_subjects(
     subjects: &[String],
     owner: Option<Uuid>,
     runs_per_subject: usize,
+    max_nodes: usize,
 ) -> Result<Vec<JobView>, Error> {
     if subjects.is_empty() {
         return Ok(Vec::new());
     }
     let per_subject = i64::try_from(runs_per_subject.max(1)).unwrap_or(i64::MAX);
+    let rows_at_most = i64::try_from(max_nodes.saturating_add(1)).unwrap_or(i64::MAX);
     // The newest runs of each subject through the subject index (a lateral limit per
     // subject), then all their nodes through the run index; dependency keys per task.
     let sql = format!(
@@ -356,12 +358,14 @@ pub(super) async fn nodes_of_subjects(
            order by r.id desc limit $3) runs \
          join public.jobs j on j.run_id = runs.id \
          left join public.job_groups g on g.id = j.id \
-         order by s.subject, j.run_id desc, j.id"
+         order by s.subject, j.run_id desc, j.id \
+         limit $4"
     );
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(subjects)
         .bind(owner)
         .bind(per_subject)
+        .bind(rows_at_most)
         .fetch_all(&mut *conn)
         .await?;
     rows.iter()
@@ -381,6 +385,7 @@ pub(super) async fn prune(
         "with runs as ( \
            select g.id from public.job_groups g \
            where g.id = g.run_id and g.finished_at < $1 \
+             and g.cost_refundable = g.cost_refunded \
            order by g.finished_at limit $2 for update skip locked), \
          nodes as (delete from public.jobs j using runs r where j.run_id = r.id returning j.id), \
          edges as (delete from public.job_edges e using nodes n where e.job_id = n.id), \

@@ -38,6 +38,7 @@ pub(super) fn rest_calls(
             Own,
         ),
         ("get", "/docs", "/docs".into(), none.clone(), Own),
+        ("get", "/redoc", "/redoc".into(), none.clone(), Own),
         ("get", "/ui", "/ui".into(), none.clone(), Own),
         ("get", "/ui/", "/ui/".into(), none.clone(), Own),
         ("get", "/ui/{file}", "/ui/app.js".into(), none.clone(), Own),

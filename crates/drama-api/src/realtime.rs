@@ -104,10 +104,12 @@ impl Drop for StreamPermit {
 /// subscription runs on this place (a socket with one subscription counts once, like one SSE
 /// stream); further ones take places of their own. A place given back while the socket has
 /// none is kept for it, so a socket counts as many streams as it runs, and at least one.
+#[cfg(feature = "graphql")]
 pub(crate) struct SocketPlace {
     spare: Mutex<Option<StreamPermit>>,
 }
 
+#[cfg(feature = "graphql")]
 impl SocketPlace {
     /// A socket's place, holding `permit`.
     pub(crate) fn new(permit: StreamPermit) -> Arc<Self> {
@@ -122,11 +124,13 @@ impl SocketPlace {
 }
 
 /// One running subscription's place; given back (to its socket first) when dropped.
+#[cfg(feature = "graphql")]
 pub(crate) struct SubscriptionPermit {
     permit: Option<StreamPermit>,
     socket: Option<Arc<SocketPlace>>,
 }
 
+#[cfg(feature = "graphql")]
 impl Drop for SubscriptionPermit {
     fn drop(&mut self) {
         if let (Some(permit), Some(socket)) = (self.permit.take(), &self.socket) {
@@ -199,6 +203,7 @@ impl Realtime {
     ///
     /// # Errors
     /// [`TooManyStreams`] naming the cap.
+    #[cfg(feature = "graphql")]
     pub(crate) fn open_subscription(
         &self,
         user: UserId,

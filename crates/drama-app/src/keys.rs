@@ -2,7 +2,7 @@
 //! made here never carry the `service` scope (only an operator's `keys create --service` does).
 
 use chrono::{Duration, Utc};
-use drama_dal::{CreatedApiKey, Entity};
+use drama_dal::{CreatedApiKey, Entity, KeyCreation};
 use drama_domain::{ApiKeyId, ApiKeyMeta, DomainError};
 
 use crate::{App, AppError, Caller};
@@ -69,27 +69,20 @@ impl App {
                 ));
             }
         };
-        let now = Utc::now();
-        let active = self
+        match self
             .store
-            .list_api_keys(caller.user)
+            .create_api_key_capped(caller.user, name, expires_at, MAX_ACTIVE_KEYS)
             .await?
-            .iter()
-            .filter(|k| k.is_usable_at(now))
-            .count();
-        if active >= MAX_ACTIVE_KEYS {
-            return Err(invalid(
+        {
+            KeyCreation::Created(created) => Ok(created),
+            KeyCreation::AtLimit { active } => Err(invalid(
                 "name",
                 format!(
                     "you already have {active} active keys (the most allowed is \
                      {MAX_ACTIVE_KEYS}); revoke one first"
                 ),
-            ));
+            )),
         }
-        Ok(self
-            .store
-            .create_api_key(caller.user, name, &[], expires_at)
-            .await?)
     }
 
     /// Revokes one of the caller's keys (again is harmless). Another user's key answers

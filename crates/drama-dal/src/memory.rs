@@ -21,7 +21,7 @@ use crate::error::{Entity, RepoError};
 use crate::page::{Cursor, Page, PageRequest};
 use crate::repos::{
     ApiKeyRepository, AssetObject, CreatedApiKey, DramaChange, DramaChangeStream, DramaFeed,
-    DramaRepository, Orphan, OrphanRepository, StoredApiKey, StoredDrama, Version,
+    DramaRepository, KeyCreation, Orphan, OrphanRepository, StoredApiKey, StoredDrama, Version,
 };
 
 #[derive(Default)]
@@ -52,6 +52,47 @@ impl State {
         };
         self.last_tick = Some(next);
         next
+    }
+
+    /// A new key of `owner` (the one way both key-creating methods insert).
+    fn insert_api_key(
+        &mut self,
+        owner: UserId,
+        name: &str,
+        scopes: &[String],
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<CreatedApiKey, RepoError> {
+        if name.trim().is_empty() {
+            return Err(RepoError::invalid("name", "must not be empty"));
+        }
+        if !self.users.contains_key(&owner) {
+            return Err(RepoError::not_found(Entity::User, owner));
+        }
+        let (key, prefix, secret_hash) = loop {
+            let generated = api_key::generate();
+            if !self.keys.values().any(|k| k.meta.prefix == generated.1) {
+                break generated;
+            }
+        };
+        let meta = ApiKeyMeta {
+            id: Uuid::new_v4(),
+            owner,
+            name: name.to_owned(),
+            prefix,
+            scopes: scopes.to_vec(),
+            created_at: self.tick(),
+            last_used_at: None,
+            expires_at,
+            revoked_at: None,
+        };
+        self.keys.insert(
+            meta.id,
+            StoredApiKey {
+                meta: meta.clone(),
+                secret_hash,
+            },
+        );
+        Ok(CreatedApiKey { meta, key })
     }
 
     fn announce(&mut self, stored: &StoredDrama, deleted: bool) {
@@ -465,38 +506,29 @@ impl ApiKeyRepository for MemoryStore {
         scopes: &[String],
         expires_at: Option<DateTime<Utc>>,
     ) -> Result<CreatedApiKey, RepoError> {
-        if name.trim().is_empty() {
-            return Err(RepoError::invalid("name", "must not be empty"));
-        }
+        self.lock().insert_api_key(owner, name, scopes, expires_at)
+    }
+
+    async fn create_api_key_capped(
+        &self,
+        owner: UserId,
+        name: &str,
+        expires_at: Option<DateTime<Utc>>,
+        max_active: usize,
+    ) -> Result<KeyCreation, RepoError> {
+        // One lock for the count and the insert.
         let mut s = self.lock();
-        if !s.users.contains_key(&owner) {
-            return Err(RepoError::not_found(Entity::User, owner));
+        let now = Utc::now();
+        let active = s
+            .keys
+            .values()
+            .filter(|k| k.meta.owner == owner && k.meta.is_usable_at(now))
+            .count();
+        if active >= max_active {
+            return Ok(KeyCreation::AtLimit { active });
         }
-        let (key, prefix, secret_hash) = loop {
-            let generated = api_key::generate();
-            if !s.keys.values().any(|k| k.meta.prefix == generated.1) {
-                break generated;
-            }
-        };
-        let meta = ApiKeyMeta {
-            id: Uuid::new_v4(),
-            owner,
-            name: name.to_owned(),
-            prefix,
-            scopes: scopes.to_vec(),
-            created_at: s.tick(),
-            last_used_at: None,
-            expires_at,
-            revoked_at: None,
-        };
-        s.keys.insert(
-            meta.id,
-            StoredApiKey {
-                meta: meta.clone(),
-                secret_hash,
-            },
-        );
-        Ok(CreatedApiKey { meta, key })
+        s.insert_api_key(owner, name, &[], expires_at)
+            .map(KeyCreation::Created)
     }
 
     async fn find_api_key(&self, prefix: &str) -> Result<Option<StoredApiKey>, RepoError> {

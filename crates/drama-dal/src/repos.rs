@@ -246,6 +246,18 @@ pub struct StoredApiKey {
     pub secret_hash: Vec<u8>,
 }
 
+/// What [`ApiKeyRepository::create_api_key_capped`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyCreation {
+    /// The key was created.
+    Created(CreatedApiKey),
+    /// The owner already holds this many usable keys; nothing was created.
+    AtLimit {
+        /// Usable keys the owner holds.
+        active: usize,
+    },
+}
+
 /// API keys for machine clients.
 #[async_trait]
 pub trait ApiKeyRepository: Send + Sync {
@@ -260,6 +272,20 @@ pub trait ApiKeyRepository: Send + Sync {
         scopes: &[String],
         expires_at: Option<DateTime<Utc>>,
     ) -> Result<CreatedApiKey, RepoError>;
+
+    /// Creates a key for `owner` unless the owner already holds `max_active` keys that are
+    /// neither revoked nor expired: the count and the insert are one step per owner, so
+    /// requests that race cannot pass the limit together.
+    ///
+    /// # Errors
+    /// As [`ApiKeyRepository::create_api_key`].
+    async fn create_api_key_capped(
+        &self,
+        owner: UserId,
+        name: &str,
+        expires_at: Option<DateTime<Utc>>,
+        max_active: usize,
+    ) -> Result<KeyCreation, RepoError>;
 
     /// The key with this lookup prefix, if any (revoked and expired keys included; the caller
     /// decides).

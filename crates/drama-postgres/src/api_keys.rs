@@ -2,7 +2,9 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use drama_dal::{ApiKeyRepository, CreatedApiKey, Entity, RepoError, StoredApiKey, api_key};
+use drama_dal::{
+    ApiKeyRepository, CreatedApiKey, Entity, KeyCreation, RepoError, StoredApiKey, api_key,
+};
 use drama_domain::{ApiKeyId, ApiKeyMeta, UserId};
 use sqlx::Row as _;
 use sqlx::postgres::PgRow;
@@ -25,6 +27,58 @@ fn meta_from_row(row: &PgRow) -> Result<ApiKeyMeta, RepoError> {
     })
 }
 
+/// Inserts a new key of `owner` in `tx`. A prefix collision (1 in 62^12 per pair) is retried
+/// with a fresh key; `on conflict do nothing` keeps the transaction usable for the retry.
+async fn insert_key(
+    tx: &mut sqlx::PgConnection,
+    owner: UserId,
+    name: &str,
+    scopes: &[String],
+    expires_at: Option<DateTime<Utc>>,
+) -> Result<CreatedApiKey, RepoError> {
+    if name.trim().is_empty() {
+        return Err(RepoError::invalid("name", "must not be empty"));
+    }
+    for _ in 0..3 {
+        let (key, prefix, hash) = api_key::generate();
+        let inserted = sqlx::query(
+            "insert into public.api_keys (id, owner_id, name, prefix, secret_hash, scopes, \
+                 expires_at) \
+             values ($1, $2, $3, $4, $5, $6, $7) \
+             on conflict do nothing \
+             returning id, owner_id, name, prefix, scopes, created_at, last_used_at, \
+                 expires_at, revoked_at",
+        )
+        .bind(Uuid::new_v4())
+        .bind(owner.0)
+        .bind(name)
+        .bind(&prefix)
+        .bind(&hash)
+        .bind(scopes)
+        .bind(expires_at)
+        .fetch_optional(&mut *tx)
+        .await;
+        match inserted {
+            Ok(Some(row)) => {
+                return Ok(CreatedApiKey {
+                    meta: meta_from_row(&row)?,
+                    key,
+                });
+            }
+            Ok(None) => {}
+            Err(e) => {
+                return Err(match map_err(e, Entity::ApiKey, &prefix) {
+                    RepoError::NotFound { .. } => RepoError::not_found(Entity::User, owner),
+                    other => other,
+                });
+            }
+        }
+    }
+    Err(RepoError::Unavailable(
+        "could not allocate a unique API key prefix".to_owned(),
+    ))
+}
+
 #[async_trait]
 impl ApiKeyRepository for PgStore {
     #[tracing::instrument(skip_all, fields(user.id = %owner))]
@@ -35,47 +89,51 @@ impl ApiKeyRepository for PgStore {
         scopes: &[String],
         expires_at: Option<DateTime<Utc>>,
     ) -> Result<CreatedApiKey, RepoError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let created = insert_key(&mut tx, owner, name, scopes, expires_at).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(created)
+    }
+
+    #[tracing::instrument(skip_all, fields(user.id = %owner))]
+    async fn create_api_key_capped(
+        &self,
+        owner: UserId,
+        name: &str,
+        expires_at: Option<DateTime<Utc>>,
+        max_active: usize,
+    ) -> Result<KeyCreation, RepoError> {
         if name.trim().is_empty() {
             return Err(RepoError::invalid("name", "must not be empty"));
         }
-        // A prefix collision (1 in 62^12 per pair) is retried with a fresh key.
-        for _ in 0..3 {
-            let (key, prefix, hash) = api_key::generate();
-            let inserted = sqlx::query(
-                "insert into public.api_keys (id, owner_id, name, prefix, secret_hash, scopes, \
-                     expires_at) \
-                 values ($1, $2, $3, $4, $5, $6, $7) \
-                 returning id, owner_id, name, prefix, scopes, created_at, last_used_at, \
-                     expires_at, revoked_at",
-            )
-            .bind(Uuid::new_v4())
-            .bind(owner.0)
-            .bind(name)
-            .bind(&prefix)
-            .bind(&hash)
-            .bind(scopes)
-            .bind(expires_at)
-            .fetch_one(&self.pool)
-            .await;
-            match inserted {
-                Ok(row) => {
-                    return Ok(CreatedApiKey {
-                        meta: meta_from_row(&row)?,
-                        key,
-                    });
-                }
-                Err(e) => match map_err(e, Entity::ApiKey, &prefix) {
-                    RepoError::AlreadyExists { .. } => {}
-                    RepoError::NotFound { .. } => {
-                        return Err(RepoError::not_found(Entity::User, owner));
-                    }
-                    other => return Err(other),
-                },
-            }
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        // The owner's row is the lock that makes count-then-insert one step per owner (the
+        // only lock this transaction takes before its insert, so no order to break).
+        let found: Option<Uuid> =
+            sqlx::query_scalar("select id from public.users where id = $1 for update")
+                .bind(owner.0)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+        if found.is_none() {
+            return Err(RepoError::not_found(Entity::User, owner));
         }
-        Err(RepoError::Unavailable(
-            "could not allocate a unique API key prefix".to_owned(),
-        ))
+        let active: i64 = sqlx::query_scalar(
+            "select count(*) from public.api_keys \
+             where owner_id = $1 and revoked_at is null \
+               and (expires_at is null or expires_at > now())",
+        )
+        .bind(owner.0)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        let active = usize::try_from(active).unwrap_or(usize::MAX);
+        if active >= max_active {
+            return Ok(KeyCreation::AtLimit { active });
+        }
+        let created = insert_key(&mut tx, owner, name, &[], expires_at).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(KeyCreation::Created(created))
     }
 
     #[tracing::instrument(skip_all)]

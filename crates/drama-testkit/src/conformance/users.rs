@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use chrono::{Duration, Utc};
 use drama_dal::api_key::{self, KeyRejected};
-use drama_dal::{Entity, NewUser, PageRequest, RepoError, Store};
+use drama_dal::{Entity, KeyCreation, NewUser, PageRequest, RepoError, Store};
 use drama_domain::{
     AssetOwner, AssetPatch, CharacterPatch, DramaPatch, EntityPatch, EpisodePatch, ScenePatch,
     UserId,
@@ -300,4 +300,70 @@ pub async fn api_keys_store_only_hashes_and_refuse_revoked_and_expired(store: Ar
         store.create_api_key(UserId::random(), "x", &[], None).await,
         Entity::User,
     );
+}
+
+/// 20 concurrent capped creations against a limit of 5: exactly 5 keys; revoked and expired
+/// keys do not count, other owners' keys neither.
+pub async fn capped_key_creation_holds_under_concurrency(store: Arc<dyn Store>) {
+    let owner = user(&*store).await;
+    let other = user(&*store).await;
+    store
+        .create_api_key(other, "theirs", &[], None)
+        .await
+        .unwrap();
+    let now = Utc::now();
+    let lapsed = store
+        .create_api_key(owner, "lapsed", &[], Some(now - Duration::minutes(1)))
+        .await
+        .unwrap();
+    assert!(!lapsed.meta.is_usable_at(now));
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .create_api_key_capped(owner, &format!("k{i}"), None, 5)
+                    .await
+            })
+        })
+        .collect();
+    let (mut created, mut refused) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap().unwrap() {
+            KeyCreation::Created(k) => {
+                assert_eq!(k.meta.owner, owner);
+                created += 1;
+            }
+            KeyCreation::AtLimit { active } => {
+                assert_eq!(active, 5);
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!((created, refused), (5, 15));
+    let usable = |keys: Vec<drama_domain::ApiKeyMeta>| {
+        keys.iter().filter(|k| k.is_usable_at(Utc::now())).count()
+    };
+    assert_eq!(usable(store.list_api_keys(owner).await.unwrap()), 5);
+    // Revoking one makes room for exactly one more.
+    let some = store.list_api_keys(owner).await.unwrap()[0].id;
+    store.revoke_api_key(owner, some).await.unwrap();
+    assert!(matches!(
+        store.create_api_key_capped(owner, "again", None, 5).await,
+        Ok(KeyCreation::Created(_))
+    ));
+    assert!(matches!(
+        store.create_api_key_capped(owner, "more", None, 5).await,
+        Ok(KeyCreation::AtLimit { active: 5 })
+    ));
+    assert_not_found(
+        store
+            .create_api_key_capped(UserId::random(), "x", None, 5)
+            .await,
+        Entity::User,
+    );
+    assert!(matches!(
+        store.create_api_key_capped(owner, " ", None, 50).await,
+        Err(RepoError::Invalid(_))
+    ));
 }

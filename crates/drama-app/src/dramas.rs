@@ -74,7 +74,8 @@ impl App {
     /// Stores a complete drama sent by a client.
     ///
     /// # Errors
-    /// `Invalid` naming the field; `AlreadyExists` for a taken id; `Unavailable`.
+    /// `Invalid` naming the field; `AlreadyExists` for a taken id (or one a running
+    /// generation is writing); `Unavailable`.
     #[tracing::instrument(skip_all, fields(drama.id = %drama.id))]
     pub async fn create_drama(
         &self,
@@ -82,6 +83,7 @@ impl App {
         drama: &Drama,
     ) -> Result<StoredDrama, AppError> {
         self.check_text(drama)?;
+        self.ensure_free(&drama.id).await?;
         self.check_drama_quota(caller.user).await?;
         Ok(self.store.create(caller.user, drama).await?)
     }

@@ -464,3 +464,58 @@ async fn a_synchronous_route_hands_over_its_run_at_the_deadline_and_charges_once
     assert_eq!(follow(&svc, k, "slow", run).await["status"], "completed");
     worker.shutdown().await;
 }
+
+/// A drama id a running generation is writing is taken: a body, another premise or an
+/// improvement under it answer 409 exactly as for a stored drama (for its owner and anyone
+/// else), so the paid write cannot be made to fail at its end; once the run settles without
+/// writing, the id is free again.
+#[actix_web::test]
+async fn an_id_being_written_is_taken_until_its_run_settles() {
+    let h = Harness::new().await;
+    let svc = h.service(Harness::settings()).await;
+    let k = &h.alice_key;
+    // No worker: the run stays pending, its script unwritten.
+    let (status, _, body) = send(
+        &svc,
+        post_json(
+            "/dramas",
+            k,
+            json!({"premise": "A lighthouse", "id": "lamp"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let job = body["jobId"].as_str().unwrap().to_owned();
+    let stored = drama_testkit::builders::drama_json("lamp", 1, 1, 1);
+    let (status, _, taken) = send(&svc, post_json("/dramas", k, json!({"drama": stored}))).await;
+    assert_eq!(status, 409, "{taken}");
+    let (status, _, body) = send(
+        &svc,
+        post_json("/dramas", k, json!({"premise": "Again", "id": "lamp"})),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    create_drama(&svc, k, "base", (1, 1, 1)).await;
+    let (status, _, body) = send(
+        &svc,
+        post_json(
+            "/dramas/base/improve",
+            k,
+            json!({"feedback": "more", "newDramaId": "lamp"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    // Another user is answered exactly as for a drama that exists.
+    let (status, _, theirs) = send(
+        &svc,
+        post_json("/dramas", &h.bob_key, json!({"drama": stored})),
+    )
+    .await;
+    assert_eq!((status, &theirs), (409, &taken));
+
+    let (status, _, body) = send(&svc, post(&format!("/jobs/{job}/cancel"), k)).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _, body) = send(&svc, post_json("/dramas", k, json!({"drama": stored}))).await;
+    assert_eq!(status, 201, "{body}");
+}

@@ -11,7 +11,7 @@ use drama_domain::{
     Asset, AssetId, AssetKind, Backoff, CharacterId, DomainError, DramaId, EpisodeId, JobStatus,
     UserId,
 };
-use drama_jobs::{Graph, JobError, JobId, JobView, NodeSpec, RunSpec};
+use drama_jobs::{Graph, JobError, JobId, JobView, NodeSpec, RunFilter, RunSpec};
 use rand::Rng as _;
 use rand::distr::Alphanumeric;
 use serde_json::json;
@@ -208,14 +208,35 @@ impl App {
         })
     }
 
-    async fn ensure_free(&self, id: &DramaId) -> Result<(), AppError> {
-        if self.store.id_taken(id).await? {
+    /// Refuses an id that a drama holds, or that a run still writing a drama under it
+    /// (from a premise, or an improvement into a new id) will take. Without the second check
+    /// a client could take the id while the script is being written, and the paid write would
+    /// then fail (and be refunded) at its end. Ids are shared between users (docs/API.md), so
+    /// anyone's run reserves its id, answered exactly as a taken id is.
+    pub(crate) async fn ensure_free(&self, id: &DramaId) -> Result<(), AppError> {
+        if self.store.id_taken(id).await? || self.id_being_written(id).await? {
             return Err(AppError::AlreadyExists {
                 entity: Entity::Drama,
                 id: id.to_string(),
             });
         }
         Ok(())
+    }
+
+    async fn id_being_written(&self, id: &DramaId) -> Result<bool, AppError> {
+        let active = self
+            .jobs
+            .list_runs(&RunFilter {
+                owner: None,
+                subject: Some(id.to_string()),
+                active_only: true,
+                limit: 20,
+            })
+            .await
+            .map_err(job_error)?;
+        Ok(active
+            .iter()
+            .any(|run| run.kind == kind::CREATE_DRAMA || run.kind == kind::IMPROVE_DRAMA))
     }
 
     /// Starts writing a drama from a premise; its portraits and cover follow in the same run.

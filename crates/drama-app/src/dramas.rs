@@ -83,6 +83,7 @@ impl App {
         drama: &Drama,
     ) -> Result<StoredDrama, AppError> {
         self.check_text(drama)?;
+        drama.check_size().map_err(AppError::Invalid)?;
         self.ensure_free(&drama.id).await?;
         self.check_drama_quota(caller.user).await?;
         Ok(self.store.create(caller.user, drama).await?)

@@ -28,7 +28,7 @@ fn meta_from_row(row: &PgRow) -> Result<ApiKeyMeta, RepoError> {
 }
 
 /// Inserts a new key of `owner` in `tx`. A prefix collision (1 in 62^12 per pair) is retried
-/// with a fresh key; `on conflict do nothing` keeps the transaction usable for the retry.
+/// with a fresh key; `on conflict (prefix) do nothing` keeps the transaction usable for it.
 async fn insert_key(
     tx: &mut sqlx::PgConnection,
     owner: UserId,
@@ -45,7 +45,7 @@ async fn insert_key(
             "insert into public.api_keys (id, owner_id, name, prefix, secret_hash, scopes, \
                  expires_at) \
              values ($1, $2, $3, $4, $5, $6, $7) \
-             on conflict do nothing \
+             on conflict (prefix) do nothing \
              returning id, owner_id, name, prefix, scopes, created_at, last_used_at, \
                  expires_at, revoked_at",
         )
@@ -108,9 +108,11 @@ impl ApiKeyRepository for PgStore {
         }
         let mut tx = self.pool.begin().await.map_err(db)?;
         // The owner's row is the lock that makes count-then-insert one step per owner (the
-        // only lock this transaction takes before its insert, so no order to break).
+        // only lock this transaction takes before its insert, so no order to break). `no key
+        // update` serialises key creations without blocking the owner's other writes that
+        // only reference the row (their foreign keys take `key share`).
         let found: Option<Uuid> =
-            sqlx::query_scalar("select id from public.users where id = $1 for update")
+            sqlx::query_scalar("select id from public.users where id = $1 for no key update")
                 .bind(owner.0)
                 .fetch_optional(&mut *tx)
                 .await

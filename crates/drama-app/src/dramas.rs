@@ -84,7 +84,7 @@ impl App {
     ) -> Result<StoredDrama, AppError> {
         self.check_text(drama)?;
         drama.check_size().map_err(AppError::Invalid)?;
-        self.ensure_free(&drama.id).await?;
+        self.ensure_not_being_written(&drama.id).await?;
         self.check_drama_quota(caller.user).await?;
         Ok(self.store.create(caller.user, drama).await?)
     }

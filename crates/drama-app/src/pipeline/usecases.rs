@@ -81,6 +81,14 @@ const SETTLE_POLL: Backoff =
     Backoff::doubling(Duration::from_millis(20), Duration::from_millis(500));
 
 /// Maps an engine error.
+/// The answer for a drama id that is taken, by a stored drama or a run writing one.
+fn id_taken(id: &DramaId) -> AppError {
+    AppError::AlreadyExists {
+        entity: Entity::Drama,
+        id: id.to_string(),
+    }
+}
+
 pub(crate) fn job_error(e: JobError) -> AppError {
     match e {
         JobError::NotFound(id) => AppError::not_found(Entity::Job, id),
@@ -213,12 +221,18 @@ impl App {
     /// a client could take the id while the script is being written, and the paid write would
     /// then fail (and be refunded) at its end. Ids are shared between users (docs/API.md), so
     /// anyone's run reserves its id, answered exactly as a taken id is.
-    pub(crate) async fn ensure_free(&self, id: &DramaId) -> Result<(), AppError> {
-        if self.store.id_taken(id).await? || self.id_being_written(id).await? {
-            return Err(AppError::AlreadyExists {
-                entity: Entity::Drama,
-                id: id.to_string(),
-            });
+    async fn ensure_free(&self, id: &DramaId) -> Result<(), AppError> {
+        if self.store.id_taken(id).await? {
+            return Err(id_taken(id));
+        }
+        self.ensure_not_being_written(id).await
+    }
+
+    /// Refuses an id a running generation is writing (see [`App::ensure_free`]). A write that
+    /// stores the drama at once needs only this: the store itself refuses a taken id.
+    pub(crate) async fn ensure_not_being_written(&self, id: &DramaId) -> Result<(), AppError> {
+        if self.id_being_written(id).await? {
+            return Err(id_taken(id));
         }
         Ok(())
     }

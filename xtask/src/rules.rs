@@ -154,6 +154,11 @@ pub const EXTERNAL: &[ExternalRule] = &[
         why: "the in-process S3 server is for tests",
     },
     ExternalRule {
+        pattern: "utoipa*",
+        only: &["drama-domain", "drama-app", "drama-api"],
+        why: "the OpenAPI document is the API's; the domain and the app derive their wire types' schemas only behind their `openapi` feature",
+    },
+    ExternalRule {
         pattern: "tokio*",
         only: &[
             "drama-jobs",

@@ -24,6 +24,12 @@ use std::sync::Arc;
 
 use actix_web::{HttpResponse, web};
 
+/// The OpenAPI document of the REST routes as served at `/openapi.json` (pretty JSON),
+/// generated from the handlers and their body types.
+pub fn openapi_json() -> &'static str {
+    rest::openapi::document()
+}
+
 /// The whole route table at the root of an `App`, used by the server and by in-process tests
 /// alike: it also answers every unknown path with the JSON 404 envelope.
 pub fn configure(state: Arc<ApiState>) -> impl FnOnce(&mut web::ServiceConfig) {

@@ -8,25 +8,30 @@ use crate::App;
 pub use drama_ai::TokenPrices;
 
 /// One script model a request may name.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ModelPrice {
     /// The name to send as `model`.
     pub name: String,
     /// Which provider serves it (`gemini`, `openai`, `offline`).
+    #[cfg_attr(feature = "openapi", schema(value_type = doc::Provider, inline))]
     pub provider: String,
     /// Whether requests that name no model get this one.
     pub default: bool,
     /// Credits per call: writing a drama, rewriting it from feedback, a critique, one
     /// episode's scenes. For a token-priced model, what each call holds (the most it costs).
+    #[cfg_attr(feature = "openapi", schema(value_type = doc::ScriptPrices))]
     pub prices: drama_ai::ScriptPrices,
     /// Credits per million input and output tokens, when calls are priced by their usage:
     /// each call is debited its per-call price when its run starts, and what its usage did
     /// not cost is credited back when it completes.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<doc::TokenPrices>))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_prices: Option<TokenPrices>,
 }
 
 /// Credits per media call (the models behind them are chosen by the operator).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct MediaPrices {
     /// One image (portrait, storyboard, cover).
@@ -38,11 +43,13 @@ pub struct MediaPrices {
 }
 
 /// The price list.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Pricing {
     /// The allowed script models, the default first.
     pub models: Vec<ModelPrice>,
     /// Media prices.
+    #[cfg_attr(feature = "openapi", schema(inline))]
     pub media: MediaPrices,
     /// Whether calls served by the offline provider are priced as real ones
     /// (`PRICE_OFFLINE_CALLS`); otherwise they are free.
@@ -80,5 +87,39 @@ impl App {
             offline_calls_priced: self.price_offline && self.ai.billed(),
             billed: self.ai.billed(),
         }
+    }
+}
+
+/// The JSON Schemas of the AI crate's price types, as `GET /models` writes them.
+#[cfg(feature = "openapi")]
+mod doc {
+    #![allow(dead_code)]
+
+    /// Credits per script call.
+    #[derive(utoipa::ToSchema)]
+    pub(super) struct ScriptPrices {
+        generate_drama: u32,
+        improve_drama: u32,
+        critique_drama: u32,
+        write_episode_scenes: u32,
+    }
+
+    /// Credits per million tokens, present when the model's calls are priced by their usage:
+    /// each call is debited its per-call price (`prices`, the hold) when its run starts, and
+    /// what its usage did not cost, rounded up to a whole credit, is credited back
+    /// (`usage_settle`) when it completes.
+    #[derive(utoipa::ToSchema)]
+    pub(super) struct TokenPrices {
+        input_per_million: u32,
+        output_per_million: u32,
+    }
+
+    /// Who serves a script model.
+    #[derive(utoipa::ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub(super) enum Provider {
+        Gemini,
+        Openai,
+        Offline,
     }
 }

@@ -54,84 +54,107 @@ macro_rules! patch_parse {
 }
 
 /// Changes to a drama's own fields.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct DramaPatch {
-    /// New title.
+    /// New title (not blank).
+    #[cfg_attr(feature = "openapi", schema(value_type = String, required = false, min_length = 1, max_length = 500, pattern = r"\S"))]
     #[serde(default, deserialize_with = "required")]
     pub title: Option<String>,
-    /// New logline.
+    /// New logline (not blank).
+    #[cfg_attr(feature = "openapi", schema(value_type = String, required = false, min_length = 1, max_length = 10000, pattern = r"\S"))]
     #[serde(default, deserialize_with = "required")]
     pub description: Option<String>,
-    /// New premise.
+    /// New premise (not blank).
+    #[cfg_attr(feature = "openapi", schema(value_type = String, required = false, min_length = 1, max_length = 20000, pattern = r"\S"))]
     #[serde(default, deserialize_with = "required")]
     pub premise: Option<String>,
     /// New metadata (replaced wholesale; `null` clears it).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>, required = false))]
     #[serde(default, deserialize_with = "nullable")]
     pub metadata: Option<Option<Value>>,
 }
 patch_parse!(DramaPatch);
 
 /// Changes to a character (gender, voice, `main` and `url` are not patchable, as in the peer).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct CharacterPatch {
-    /// New name.
+    /// New name (not blank).
+    #[cfg_attr(feature = "openapi", schema(value_type = String, required = false, min_length = 1, max_length = 500, pattern = r"\S"))]
     #[serde(default, deserialize_with = "required")]
     pub name: Option<String>,
-    /// New description.
+    /// New description (not blank).
+    #[cfg_attr(feature = "openapi", schema(value_type = String, required = false, min_length = 1, max_length = 10000, pattern = r"\S"))]
     #[serde(default, deserialize_with = "required")]
     pub description: Option<String>,
     /// New metadata.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>, required = false))]
     #[serde(default, deserialize_with = "nullable")]
     pub metadata: Option<Option<Value>>,
 }
 patch_parse!(CharacterPatch);
 
 /// Changes to an episode.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct EpisodePatch {
-    /// New title.
+    /// New title (not blank).
+    #[cfg_attr(feature = "openapi", schema(value_type = String, required = false, min_length = 1, max_length = 500, pattern = r"\S"))]
     #[serde(default, deserialize_with = "required")]
     pub title: Option<String>,
-    /// New description.
+    /// New description (not blank).
+    #[cfg_attr(feature = "openapi", schema(value_type = String, required = false, min_length = 1, max_length = 10000, pattern = r"\S"))]
     #[serde(default, deserialize_with = "required")]
     pub description: Option<String>,
     /// New premise (`null` clears it).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, required = false, max_length = 20000))]
     #[serde(default, deserialize_with = "nullable")]
     pub premise: Option<Option<String>>,
     /// New metadata.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>, required = false))]
     #[serde(default, deserialize_with = "nullable")]
     pub metadata: Option<Option<Value>>,
 }
 patch_parse!(EpisodePatch);
 
 /// Changes to a scene.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct ScenePatch {
-    /// New description.
+    /// New description (not blank).
+    #[cfg_attr(feature = "openapi", schema(value_type = String, required = false, min_length = 1, max_length = 10000, pattern = r"\S"))]
     #[serde(default, deserialize_with = "required")]
     pub description: Option<String>,
     /// New storyboard url (`null` clears it).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, required = false, max_length = 10000))]
     #[serde(default, deserialize_with = "nullable")]
     pub image_url: Option<Option<String>>,
     /// New clip url (`null` clears it).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, required = false, max_length = 10000))]
     #[serde(default, deserialize_with = "nullable")]
     pub video_url: Option<Option<String>>,
     /// New metadata.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>, required = false))]
     #[serde(default, deserialize_with = "nullable")]
     pub metadata: Option<Option<Value>>,
 }
 patch_parse!(ScenePatch);
 
 /// Changes to an asset (kind, dependencies and duration are not patchable, as in the peer).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct AssetPatch {
-    /// New prompt.
+    /// New prompt (not blank).
+    #[cfg_attr(feature = "openapi", schema(value_type = String, required = false, min_length = 1, max_length = 10000, pattern = r"\S"))]
     #[serde(default, deserialize_with = "required")]
     pub prompt: Option<String>,
     /// New url (`null` clears it).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, required = false, max_length = 10000))]
     #[serde(default, deserialize_with = "nullable")]
     pub url: Option<Option<String>>,
     /// New metadata.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>, required = false))]
     #[serde(default, deserialize_with = "nullable")]
     pub metadata: Option<Option<Value>>,
 }

@@ -4,7 +4,7 @@
 //! with (kept in the tab's sessionStorage, sent as a header, never in a URL).
 
 mod files;
-mod signin;
+pub(crate) mod signin;
 
 pub use signin::SignInCodes;
 
@@ -14,6 +14,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use crate::endpoint::endpoint;
 use crate::error::{ApiError, ErrorCode};
 use crate::state::ApiState;
+use crate::rest::openapi::schemas as doc;
 
 /// What the console's pages may load: scripts and styles from this origin only (no inline
 /// code, no `eval`), API calls to this origin, media from this origin, blobs made from it, or
@@ -25,7 +26,7 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(endpoint("/ui").get(index))
-        .service(endpoint("/ui/").get(index))
+        .service(endpoint("/ui/").get(index_slash))
         .service(endpoint("/ui/sign-in").post(signin::exchange))
         .service(endpoint("/ui/{file:.+}").get(file));
 }
@@ -77,10 +78,50 @@ fn serve(req: &HttpRequest, file: &files::File) -> HttpResponse {
     hardened(response)
 }
 
+#[utoipa::path(
+    get,
+    path = "/ui",
+    tag = "Console",
+    summary = "The console (a web page; see docs/CONSOLE.md)",
+    responses(
+        (status = 200, description = "The console's page (HTML) under a strict Content-Security-Policy.", body = String, content_type = "text/html"),
+    ),
+    security(())
+)]
 async fn index(req: HttpRequest) -> HttpResponse {
     serve(&req, &files::INDEX)
 }
 
+/// `/ui/`: the same page as `/ui`.
+#[utoipa::path(
+    get,
+    path = "/ui/",
+    tag = "Console",
+    summary = "The console (same as `/ui`)",
+    responses(
+        (status = 200, description = "The console's page (HTML) under a strict Content-Security-Policy.", body = String, content_type = "text/html"),
+    ),
+    security(())
+)]
+async fn index_slash(req: HttpRequest) -> HttpResponse {
+    index(req).await
+}
+
+#[utoipa::path(
+    get,
+    path = "/ui/{file}",
+    tag = "Console",
+    summary = "A file of the console (scripts, styles, icon), embedded in the binary",
+    params(
+        ("file" = String, Path, description = "Path under /ui/, e.g. `js/main.js`."),
+    ),
+    responses(
+        (status = 200, description = "The file, with an ETag; `If-None-Match` answers 304."),
+        (status = 304, description = "Not modified."),
+        (status = 404, description = "No such file.", body = doc::Error),
+    ),
+    security(())
+)]
 async fn file(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
     match files::find(&path) {
         Some(file) => serve(&req, file),

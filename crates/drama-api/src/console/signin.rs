@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::state::ApiState;
+use crate::rest::openapi::schemas as doc;
 
 /// How long a printed code can be used.
 const LIFETIME: Duration = Duration::from_secs(600);
@@ -67,13 +68,30 @@ impl SignInCodes {
     }
 }
 
-#[derive(Deserialize)]
-pub(super) struct Exchange {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(crate) struct Exchange {
     code: String,
 }
 
 /// `POST /ui/sign-in` `{"code"}` → `{"token"}`, or 401 when the code is not (or no longer)
 /// valid.
+#[utoipa::path(
+    post,
+    path = "/ui/sign-in",
+    tag = "Console",
+    summary = "Exchange a one-time sign-in code (from the embedded quick start's link) for its credential",
+    request_body = inline(doc::SignInCode),
+    responses(
+        (status = 200, description = "The credential, once.", body = inline(doc::SignInToken)),
+        (status = 401, description = "The code is unknown, used or expired.", body = doc::Error),
+        (status = 400, description = "No code in the body.", body = doc::Error),
+        (status = 413, description = "The body is above its limit.", body = doc::Error),
+        (status = 422, description = "The input breaks a rule; `detail` lists each field.", body = doc::ValidationError),
+        (status = 429, description = "Too many requests; see `Retry-After`.", body = doc::Error),
+        (status = 503, description = "A dependency (database, bucket, provider) is unavailable; see `Retry-After`.", body = doc::Error),
+    ),
+    security(())
+)]
 pub(super) async fn exchange(
     state: web::Data<ApiState>,
     body: web::Json<Exchange>,

@@ -11,6 +11,7 @@ mod jobs;
 mod limits;
 mod paging;
 mod pricing;
+mod request_schema;
 mod schema;
 mod socket;
 mod subscription;
@@ -24,15 +25,38 @@ use juniper::http::{GraphQLBatchRequest, GraphQLRequest};
 pub use context::Ctx;
 pub use limits::{GraphqlLimits, LimitError, UNBOUNDED_LIST_ITEMS};
 pub use schema::{Schema, schema, schema_with_depth};
+pub(crate) use request_schema::openapi;
 pub use socket::{CREDENTIALS_LAPSED_CLOSE, INIT_TIMEOUT_CLOSE, TOO_MANY_STREAMS_CLOSE};
 
 use crate::endpoint::endpoint;
 use crate::error::ApiError;
 use crate::state::{ApiState, Auth};
+use crate::rest::openapi::schemas as doc;
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(endpoint("/graphql").post(post).get(get))
-        .service(endpoint("/subscriptions").get(socket::websocket));
+        .service(endpoint("/subscriptions").get(subscriptions));
+}
+
+/// `GET /subscriptions`: the WebSocket of GraphQL subscriptions ([`socket::websocket`]).
+#[utoipa::path(
+    get,
+    path = "/subscriptions",
+    tag = "GraphQL",
+    summary = "GraphQL subscriptions over WebSocket (graphql-transport-ws or graphql-ws)",
+    description = "Credentials go in the `connection_init` payload: `{\"authorization\": \"Bearer …\"}` or `{\"x-api-key\": \"…\"}`.",
+    responses(
+        (status = 101, description = "Switching protocols."),
+        (status = 400, description = "Not a WebSocket upgrade."),
+    ),
+    security(())
+)]
+async fn subscriptions(
+    state: web::Data<ApiState>,
+    req: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, actix_web::Error> {
+    socket::websocket(state, req, body).await
 }
 
 async fn execute(
@@ -78,6 +102,20 @@ async fn one_request(
 
 /// `POST /graphql` with `{"query", "variables", "operationName"}` (or a batch), or
 /// `application/graphql` with the query as the body.
+#[utoipa::path(
+    post,
+    path = "/graphql",
+    tag = "GraphQL",
+    summary = "GraphQL (queries and mutations)",
+    description = "The schema is `crates/drama-api/schema.graphql`.",
+    request_body = inline(request_schema::GraphqlBody),
+    responses(
+        (status = 200, description = "`{data, errors}`; field errors carry `extensions.code`."),
+        (status = 400, description = "The body is not JSON, a member has the wrong type (`query` a string, `operationName` a string or null, `variables` an object or null), or the request is over a limit.", body = doc::Error),
+        (status = 413, description = "The body is above its limit.", body = doc::Error),
+        (status = 422, description = "The input breaks a rule; `detail` lists each field.", body = doc::ValidationError),
+    )
+)]
 async fn post(
     state: web::Data<ApiState>,
     Auth(caller): Auth,
@@ -181,6 +219,21 @@ struct GetQuery {
 }
 
 /// `GET /graphql?query=…` runs a query; a browser (no query, accepting HTML) gets GraphiQL.
+#[utoipa::path(
+    get,
+    path = "/graphql",
+    tag = "GraphQL",
+    summary = "GraphQL over GET (queries), or GraphiQL for browsers",
+    params(
+        ("query" = String, Query, description = "The query. Without it, a browser (`Accept: text/html`) gets GraphiQL and other clients a 400."),
+        ("variables" = Option<String>, Query, description = "A JSON object."),
+    ),
+    responses(
+        (status = 200, description = "`{data, errors}` or the GraphiQL page."),
+        (status = 422, description = "The input breaks a rule; `detail` lists each field.", body = doc::ValidationError),
+        (status = 400, description = "`query` missing, `variables` not a JSON object.", body = doc::Error),
+    )
+)]
 async fn get(
     state: web::Data<ApiState>,
     req: HttpRequest,

@@ -13,6 +13,7 @@ use super::{drama_id, json_body, patch_body, with_etag};
 use crate::endpoint::endpoint;
 use crate::error::{ApiError, ErrorCode};
 use crate::state::{ApiState, Auth};
+use super::openapi::schemas as doc;
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(endpoint("/dramas").get(list).post(create))
@@ -33,6 +34,21 @@ struct ListQuery {
 }
 
 /// `GET /dramas?limit&cursor`: summaries, newest first, with an opaque keyset cursor.
+#[utoipa::path(
+    get,
+    path = "/dramas",
+    tag = "Dramas",
+    summary = "List the caller's dramas, newest first",
+    params(
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "Page size, 1–1000 (default 100)."),
+        ("cursor" = Option<String>, Query, description = "Opaque cursor from the previous page."),
+        ("view" = inline(Option<doc::DramaView>), Query, description = "`overview`: each drama with its counts, last change and latest run (schema `DramaOverview`) instead of the summaries; `limit` is then at most 100."),
+    ),
+    responses(
+        (status = 200, description = "A page of summaries.", body = inline(doc::DramaPage)),
+        (status = 422, description = "The input breaks a rule; `detail` lists each field.", body = doc::ValidationError),
+    )
+)]
 async fn list(
     state: web::Data<ApiState>,
     Auth(caller): Auth,
@@ -73,6 +89,30 @@ async fn list(
 
 /// `POST /dramas`: a premise (JSON or multipart with a reference image) starts a generation
 /// job (202); `{"drama": {…}}` stores a complete drama (201).
+#[utoipa::path(
+    post,
+    path = "/dramas",
+    tag = "Dramas",
+    summary = "Create a drama",
+    description = "Three forms, as the old server: `{\"premise\", \"id\"?, \"model\"?}` starts a generation job (202); multipart with `premise`, `id`, `model` and a `reference_image` file does the same with a reference; `{\"drama\": {…}}` stores a complete drama (201).",
+    params(
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
+    ),
+    request_body(content(
+        (inline(doc::CreateDrama) = "application/json"),
+        (inline(doc::PremiseForm) = "multipart/form-data"),
+    )),
+    responses(
+        (status = 201, description = "The stored drama.", body = doc::Drama),
+        (status = 202, description = "Generation started.", body = doc::JobResponse),
+        (status = 400, description = "Neither form, or not JSON.", body = doc::Error),
+        (status = 402, description = "Not enough tokens.", body = doc::Error),
+        (status = 409, description = "The id is taken.", body = doc::Error),
+        (status = 413, description = "Body too large.", body = doc::Error),
+        (status = 422, description = "The input breaks a rule; `detail` lists each field.", body = doc::ValidationError),
+        (status = 403, description = "A per-user quota would be exceeded (`quota_exceeded`: dramas held, bytes stored or runs in progress); nothing was done.", body = doc::Error),
+    )
+)]
 async fn create(
     state: web::Data<ApiState>,
     Auth(caller): Auth,
@@ -238,6 +278,19 @@ async fn premise_form(mut form: Multipart) -> Result<PremiseRequest, ApiError> {
 }
 
 /// `GET /dramas/{id}`.
+#[utoipa::path(
+    get,
+    path = "/dramas/{drama_id}",
+    tag = "Dramas",
+    summary = "Read a drama with every part",
+    params(
+        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
+    ),
+    responses(
+        (status = 200, description = "The drama; `ETag` carries its version.", body = doc::Drama),
+        (status = 404, description = "No such drama of the caller.", body = doc::Error),
+    )
+)]
 async fn get(
     state: web::Data<ApiState>,
     Auth(caller): Auth,
@@ -249,6 +302,25 @@ async fn get(
 }
 
 /// `PATCH /dramas/{id}`: title, description, premise, metadata.
+#[utoipa::path(
+    patch,
+    path = "/dramas/{drama_id}",
+    tag = "Dramas",
+    summary = "Change a drama's title, description, premise or metadata",
+    params(
+        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
+        ("If-Match" = Option<String>, Header, pattern = "^(\\*|(W/)?\"[0-9]{1,18}\"|[0-9]{1,18})$", description = "The drama version the change is based on (the `ETag` of a read); a stale one is 409."),
+    ),
+    request_body = doc::DramaPatch,
+    responses(
+        (status = 200, description = "The drama.", body = doc::Drama),
+        (status = 404, description = "No such drama.", body = doc::Error),
+        (status = 409, description = "Stale version.", body = doc::Error),
+        (status = 422, description = "The input breaks a rule; `detail` lists each field.", body = doc::ValidationError),
+        (status = 400, description = "The request cannot be understood: a body that is not JSON, a malformed header or path.", body = doc::Error),
+        (status = 413, description = "The body is above its limit.", body = doc::Error),
+    )
+)]
 async fn patch(
     state: web::Data<ApiState>,
     Auth(caller): Auth,
@@ -265,6 +337,20 @@ async fn patch(
 }
 
 /// `DELETE /dramas/{id}`: the drama, its rows and its objects.
+#[utoipa::path(
+    delete,
+    path = "/dramas/{drama_id}",
+    tag = "Dramas",
+    summary = "Delete a drama, its parts and its stored objects",
+    params(
+        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
+    ),
+    responses(
+        (status = 200, description = "`{\"success\": true}`"),
+        (status = 404, description = "No such drama.", body = doc::Error),
+        (status = 400, description = "The request cannot be understood: a body that is not JSON, a malformed header or path.", body = doc::Error),
+    )
+)]
 async fn delete(
     state: web::Data<ApiState>,
     Auth(caller): Auth,

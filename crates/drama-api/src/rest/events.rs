@@ -22,6 +22,7 @@ use crate::follow::Progress;
 use crate::lapse::{Credentials, Until, lapsed};
 use crate::media_links::sign_text;
 use crate::state::{ApiState, Auth};
+use super::openapi::schemas as doc;
 
 /// How often a comment keeps idle connections (and proxies) alive.
 const KEEPALIVE: Duration = Duration::from_secs(15);
@@ -109,6 +110,23 @@ fn end_frame(view: &JobView) -> Bytes {
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/jobs/{job_id}/events",
+    tag = "Jobs",
+    summary = "A job's events as Server-Sent Events",
+    params(
+        ("job_id" = String, Path, description = "Job id (UUID)."),
+        ("Last-Event-ID" = Option<String>, Header, description = "Replay after this event."),
+        ("after" = Option<i64>, Query, minimum = -9223372036854775808_i64, maximum = 9223372036854775807_i64, description = "Same as Last-Event-ID."),
+    ),
+    responses(
+        (status = 200, description = "`text/event-stream`; ends with an `end` event when the job settles.", body = inline(doc::ServerSentEvent), content_type = "text/event-stream"),
+        (status = 404, description = "No such job.", body = doc::Error),
+        (status = 400, description = "The request cannot be understood: a body that is not JSON, a malformed header or path.", body = doc::Error),
+        (status = 422, description = "The input breaks a rule; `detail` lists each field.", body = doc::ValidationError),
+    )
+)]
 pub(crate) async fn events(
     state: web::Data<ApiState>,
     Auth(caller): Auth,
@@ -176,6 +194,19 @@ fn version_frame(kind: &str, drama: &DramaId, version: i64) -> Bytes {
 /// `GET /dramas/{id}/events`: `current` with the version now, `changed` with each newer
 /// version (written by any process), `deleted` last. A client that reconnects re-reads the
 /// drama if the `current` version differs from what it has.
+#[utoipa::path(
+    get,
+    path = "/dramas/{drama_id}/events",
+    tag = "Dramas",
+    summary = "A drama's versions as Server-Sent Events",
+    params(
+        ("drama_id" = String, Path, description = "Drama id."),
+    ),
+    responses(
+        (status = 200, description = "`text/event-stream`: `current` with the version now, then `changed` with every newer version written by any process, then `deleted` when the drama is deleted. Each event's data is `{dramaId, version, deleted}`.", body = inline(doc::ServerSentEvent), content_type = "text/event-stream"),
+        (status = 404, description = "No such drama.", body = doc::Error),
+    )
+)]
 pub(crate) async fn drama_events(
     state: web::Data<ApiState>,
     Auth(caller): Auth,

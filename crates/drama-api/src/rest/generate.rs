@@ -14,11 +14,12 @@ use super::{drama_id, path_id};
 use crate::endpoint::endpoint;
 use crate::error::{ApiError, ErrorCode};
 use crate::state::{ApiState, Auth};
+use super::openapi::schemas as doc;
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(endpoint("/dramas/{d}/improve").post(improve))
         .service(endpoint("/dramas/{d}/generate").post(generate_drama))
-        .service(endpoint("/dramas/{d}/critic").post(critique))
+        .service(endpoint("/dramas/{d}/critic").post(critic))
         .service(endpoint("/dramas/{d}/critique").post(critique))
         .service(
             endpoint("/dramas/{d}/characters/{c}/audition")
@@ -86,24 +87,50 @@ pub(super) fn options<T: for<'de> Deserialize<'de> + Default>(body: &[u8]) -> Re
     })
 }
 
-#[derive(Deserialize, Default)]
-struct GenerateOptions {
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+pub(crate) struct GenerateOptions {
     /// Regenerate even what is up to date.
     #[serde(default)]
     force: bool,
-    /// Most tokens the run may spend.
+    /// Most tokens the run may spend: tasks that would go past it are cancelled (and refunded) instead of started.
     #[serde(default, deserialize_with = "super::integral::option")]
+    #[schema(minimum = 1, maximum = 9223372036854775807_i64)]
     budget: Option<i64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct ImproveRequest {
+pub(crate) struct ImproveRequest {
+    /// What to change (not blank).
+    #[schema(min_length = 1, max_length = 20000, pattern = r"\S")]
     feedback: String,
+    /// Write the rewrite as a new drama with this id.
+    #[schema(min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9_.-]+$")]
     new_drama_id: Option<String>,
     model: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/dramas/{drama_id}/improve",
+    tag = "Generation",
+    summary = "Write an improved copy under a new id",
+    params(
+        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
+    ),
+    request_body = doc::ImproveRequest,
+    responses(
+        (status = 202, description = "Improvement started.", body = doc::ImproveResponse),
+        (status = 402, description = "Not enough tokens.", body = doc::Error),
+        (status = 404, description = "No such drama.", body = doc::Error),
+        (status = 409, description = "The new id is taken.", body = doc::Error),
+        (status = 422, description = "The input breaks a rule; `detail` lists each field.", body = doc::ValidationError),
+        (status = 400, description = "The request cannot be understood: a body that is not JSON, a malformed header or path.", body = doc::Error),
+        (status = 413, description = "The body is above its limit.", body = doc::Error),
+        (status = 403, description = "A per-user quota would be exceeded (`quota_exceeded`: dramas held, bytes stored or runs in progress); nothing was done.", body = doc::Error),
+    )
+)]
 async fn improve(
     state: web::Data<ApiState>,
     Auth(caller): Auth,
@@ -138,11 +165,59 @@ async fn improve(
     ))
 }
 
-#[derive(Deserialize, Default)]
-struct ModelOptions {
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+pub(crate) struct ModelOptions {
     model: Option<String>,
 }
 
+/// `POST /dramas/{id}/critic`: the old server's name for [`critique`].
+#[utoipa::path(
+    post,
+    path = "/dramas/{drama_id}/critic",
+    tag = "Generation",
+    summary = "Critique a drama (`critique` is an alias)",
+    params(
+        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
+    ),
+    request_body = inline(doc::ModelOptions),
+    responses(
+        (status = 202, description = "Critique started; the job's result is `{\"feedback\": …}`.", body = doc::JobResponse),
+        (status = 404, description = "No such drama.", body = doc::Error),
+        (status = 422, description = "The input breaks a rule; `detail` lists each field.", body = doc::ValidationError),
+        (status = 400, description = "The request cannot be understood: a body that is not JSON, a malformed header or path.", body = doc::Error),
+        (status = 413, description = "The body is above its limit.", body = doc::Error),
+        (status = 403, description = "A per-user quota would be exceeded (`quota_exceeded`: dramas held, bytes stored or runs in progress); nothing was done.", body = doc::Error),
+    )
+)]
+async fn critic(
+    state: web::Data<ApiState>,
+    auth: Auth,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    critique(state, auth, path, body).await
+}
+
+#[utoipa::path(
+    post,
+    path = "/dramas/{drama_id}/critique",
+    tag = "Generation",
+    summary = "Critique a drama (`critique` is an alias)",
+    params(
+        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
+    ),
+    request_body = inline(doc::ModelOptions),
+    responses(
+        (status = 202, description = "Critique started; the job's result is `{\"feedback\": …}`.", body = doc::JobResponse),
+        (status = 404, description = "No such drama.", body = doc::Error),
+        (status = 422, description = "The input breaks a rule; `detail` lists each field.", body = doc::ValidationError),
+        (status = 400, description = "The request cannot be understood: a body that is not JSON, a malformed header or path.", body = doc::Error),
+        (status = 413, description = "The body is above its limit.", body = doc::Error),
+        (status = 403, description = "A per-user quota would be exceeded (`quota_exceeded`: dramas held, bytes stored or runs in progress); nothing was done.", body = doc::Error),
+    )
+)]
 async fn critique(
     state: web::Data<ApiState>,
     Auth(caller): Auth,
@@ -194,6 +269,26 @@ async fn run_generate(
     Ok(accepted(state, &started, what))
 }
 
+#[utoipa::path(
+    post,
+    path = "/dramas/{drama_id}/generate",
+    tag = "Generation",
+    summary = "Generate every missing or out-of-date asset of a drama",
+    params(
+        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
+    ),
+    request_body(content = Option<doc::GenerateOptions>),
+    responses(
+        (status = 202, description = "Generation started.", body = doc::JobResponse),
+        (status = 402, description = "Not enough tokens; nothing started.", body = doc::Error),
+        (status = 404, description = "Missing drama or part.", body = doc::Error),
+        (status = 400, description = "The request cannot be understood: a body that is not JSON, a malformed header or path.", body = doc::Error),
+        (status = 413, description = "The body is above its limit.", body = doc::Error),
+        (status = 422, description = "The input breaks a rule; `detail` lists each field.", body = doc::ValidationError),
+        (status = 403, description = "A per-user quota would be exceeded (`quota_exceeded`: dramas held, bytes stored or runs in progress); nothing was done.", body = doc::Error),
+    )
+)]
 async fn generate_drama(
     state: web::Data<ApiState>,
     Auth(caller): Auth,
@@ -211,6 +306,27 @@ async fn generate_drama(
     .await
 }
 
+#[utoipa::path(
+    post,
+    path = "/dramas/{drama_id}/episodes/{episode_id}/generate",
+    tag = "Generation",
+    summary = "Generate one episode (scenes first when it has none)",
+    params(
+        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
+        ("episode_id" = String, Path, description = "Episode id."),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
+    ),
+    request_body(content = Option<doc::GenerateOptions>),
+    responses(
+        (status = 202, description = "Generation started.", body = doc::JobResponse),
+        (status = 402, description = "Not enough tokens; nothing started.", body = doc::Error),
+        (status = 404, description = "Missing drama or part.", body = doc::Error),
+        (status = 400, description = "The request cannot be understood: a body that is not JSON, a malformed header or path.", body = doc::Error),
+        (status = 413, description = "The body is above its limit.", body = doc::Error),
+        (status = 422, description = "The input breaks a rule; `detail` lists each field.", body = doc::ValidationError),
+        (status = 403, description = "A per-user quota would be exceeded (`quota_exceeded`: dramas held, bytes stored or runs in progress); nothing was done.", body = doc::Error),
+    )
+)]
 async fn generate_episode(
     state: web::Data<ApiState>,
     Auth(caller): Auth,
@@ -230,6 +346,28 @@ async fn generate_episode(
     .await
 }
 
+#[utoipa::path(
+    post,
+    path = "/dramas/{drama_id}/episodes/{episode_id}/scenes/{scene_id}/generate",
+    tag = "Generation",
+    summary = "Generate one scene's storyboard and clip",
+    params(
+        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
+        ("episode_id" = String, Path, description = "Episode id."),
+        ("scene_id" = String, Path, description = "Scene id (unique within the drama)."),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
+    ),
+    request_body(content = Option<doc::GenerateOptions>),
+    responses(
+        (status = 202, description = "Generation started.", body = doc::JobResponse),
+        (status = 402, description = "Not enough tokens; nothing started.", body = doc::Error),
+        (status = 404, description = "Missing drama or part.", body = doc::Error),
+        (status = 400, description = "The request cannot be understood: a body that is not JSON, a malformed header or path.", body = doc::Error),
+        (status = 413, description = "The body is above its limit.", body = doc::Error),
+        (status = 422, description = "The input breaks a rule; `detail` lists each field.", body = doc::ValidationError),
+        (status = 403, description = "A per-user quota would be exceeded (`quota_exceeded`: dramas held, bytes stored or runs in progress); nothing was done.", body = doc::Error),
+    )
+)]
 async fn generate_scene(
     state: web::Data<ApiState>,
     Auth(caller): Auth,
@@ -250,6 +388,27 @@ async fn generate_scene(
     .await
 }
 
+#[utoipa::path(
+    post,
+    path = "/dramas/{drama_id}/episodes/{episode_id}/scenes/{scene_id}/assets/{asset_id}/generate",
+    tag = "Generation",
+    summary = "Generate one asset again",
+    params(
+        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
+        ("episode_id" = String, Path, description = "Episode id."),
+        ("scene_id" = String, Path, description = "Scene id (unique within the drama)."),
+        ("asset_id" = String, Path, description = "Asset id."),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
+    ),
+    responses(
+        (status = 202, description = "Generation started.", body = doc::JobResponse),
+        (status = 402, description = "Not enough tokens; nothing started.", body = doc::Error),
+        (status = 404, description = "Missing drama or part.", body = doc::Error),
+        (status = 400, description = "The request cannot be understood: a body that is not JSON, a malformed header or path.", body = doc::Error),
+        (status = 422, description = "The input breaks a rule (an `Idempotency-Key` that is malformed or was used for a different request); `detail` lists each field.", body = doc::ValidationError),
+        (status = 403, description = "A per-user quota would be exceeded (`quota_exceeded`: dramas held, bytes stored or runs in progress); nothing was done.", body = doc::Error),
+    )
+)]
 async fn generate_asset(
     state: web::Data<ApiState>,
     Auth(caller): Auth,
@@ -291,6 +450,25 @@ async fn scene_in_episode(
         .ok_or_else(|| ApiError::not_found(Entity::Scene, s))
 }
 
+#[utoipa::path(
+    post,
+    path = "/dramas/{drama_id}/episodes/{episode_id}/stitch",
+    tag = "Generation",
+    summary = "Stitch an episode's clips into its video",
+    params(
+        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
+        ("episode_id" = String, Path, description = "Episode id."),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
+    ),
+    responses(
+        (status = 202, description = "Stitching started.", body = doc::JobResponse),
+        (status = 402, description = "Not enough tokens; nothing started.", body = doc::Error),
+        (status = 404, description = "Missing drama or part.", body = doc::Error),
+        (status = 400, description = "The request cannot be understood: a body that is not JSON, a malformed header or path.", body = doc::Error),
+        (status = 422, description = "The input breaks a rule (an `Idempotency-Key` that is malformed or was used for a different request); `detail` lists each field.", body = doc::ValidationError),
+        (status = 403, description = "A per-user quota would be exceeded (`quota_exceeded`: dramas held, bytes stored or runs in progress); nothing was done.", body = doc::Error),
+    )
+)]
 async fn stitch(
     state: web::Data<ApiState>,
     Auth(caller): Auth,
@@ -305,6 +483,25 @@ async fn stitch(
     Ok(accepted(&state, &started, "Episode stitching queued."))
 }
 
+#[utoipa::path(
+    post,
+    path = "/dramas/{drama_id}/characters/{character_id}/audition",
+    tag = "Generation",
+    summary = "Generate a character's audition video",
+    params(
+        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
+        ("character_id" = String, Path, description = "Character id."),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
+    ),
+    responses(
+        (status = 202, description = "Generation started.", body = doc::JobResponse),
+        (status = 402, description = "Not enough tokens; nothing started.", body = doc::Error),
+        (status = 404, description = "Missing drama or part.", body = doc::Error),
+        (status = 400, description = "The request cannot be understood: a body that is not JSON, a malformed header or path.", body = doc::Error),
+        (status = 422, description = "The input breaks a rule (an `Idempotency-Key` that is malformed or was used for a different request); `detail` lists each field.", body = doc::ValidationError),
+        (status = 403, description = "A per-user quota would be exceeded (`quota_exceeded`: dramas held, bytes stored or runs in progress); nothing was done.", body = doc::Error),
+    )
+)]
 async fn audition(
     state: web::Data<ApiState>,
     Auth(caller): Auth,
@@ -324,6 +521,20 @@ async fn audition(
 }
 
 /// `GET …/audition`: the character's audition asset.
+#[utoipa::path(
+    get,
+    path = "/dramas/{drama_id}/characters/{character_id}/audition",
+    tag = "Generation",
+    summary = "Read a character's audition asset",
+    params(
+        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
+        ("character_id" = String, Path, description = "Character id."),
+    ),
+    responses(
+        (status = 200, description = "The asset.", body = doc::Asset),
+        (status = 404, description = "No audition yet.", body = doc::Error),
+    )
+)]
 async fn get_audition(
     state: web::Data<ApiState>,
     Auth(caller): Auth,
@@ -352,6 +563,26 @@ async fn get_audition(
 /// `POST …/characters/{c}/generate`: the portrait, synchronously; answers the character, or
 /// 202 with the run when it cannot finish inside the request deadline (a client that retried
 /// after a timeout would pay twice; this one follows the run instead).
+#[utoipa::path(
+    post,
+    path = "/dramas/{drama_id}/characters/{character_id}/generate",
+    tag = "Generation",
+    summary = "Generate a character's portrait now (synchronous)",
+    params(
+        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
+        ("character_id" = String, Path, description = "Character id."),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
+    ),
+    responses(
+        (status = 200, description = "The character.", body = doc::Character),
+        (status = 404, description = "Missing.", body = doc::Error),
+        (status = 402, description = "Not enough tokens.", body = doc::Error),
+        (status = 502, description = "The provider failed.", body = doc::Error),
+        (status = 400, description = "The request cannot be understood: a body that is not JSON, a malformed header or path.", body = doc::Error),
+        (status = 422, description = "The input breaks a rule (an `Idempotency-Key` that is malformed or was used for a different request); `detail` lists each field.", body = doc::ValidationError),
+        (status = 403, description = "A per-user quota would be exceeded (`quota_exceeded`: dramas held, bytes stored or runs in progress); nothing was done.", body = doc::Error),
+    )
+)]
 async fn portrait(
     state: web::Data<ApiState>,
     Auth(caller): Auth,
@@ -389,6 +620,19 @@ async fn portrait(
     Ok(HttpResponse::Ok().json(updated))
 }
 
+#[utoipa::path(
+    get,
+    path = "/dramas/{drama_id}/cover_photo",
+    tag = "Generation",
+    summary = "The cover's url",
+    params(
+        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
+    ),
+    responses(
+        (status = 200, description = "`{\"url\": …}`"),
+        (status = 404, description = "No drama, or no cover yet.", body = doc::Error),
+    )
+)]
 async fn get_cover(
     state: web::Data<ApiState>,
     Auth(caller): Auth,
@@ -418,6 +662,24 @@ async fn get_cover(
 
 /// `POST …/cover_photo`: the cover, synchronously; answers the drama, or 202 with the run
 /// when it cannot finish inside the request deadline.
+#[utoipa::path(
+    post,
+    path = "/dramas/{drama_id}/cover_photo",
+    tag = "Generation",
+    summary = "Generate the cover now (synchronous)",
+    params(
+        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
+    ),
+    responses(
+        (status = 200, description = "The drama.", body = doc::Drama),
+        (status = 400, description = "No main character, or one lacks a portrait.", body = doc::Error),
+        (status = 404, description = "No such drama.", body = doc::Error),
+        (status = 502, description = "The provider failed.", body = doc::Error),
+        (status = 422, description = "The input breaks a rule (an `Idempotency-Key` that is malformed or was used for a different request); `detail` lists each field.", body = doc::ValidationError),
+        (status = 403, description = "A per-user quota would be exceeded (`quota_exceeded`: dramas held, bytes stored or runs in progress); nothing was done.", body = doc::Error),
+    )
+)]
 async fn cover(
     state: web::Data<ApiState>,
     Auth(caller): Auth,

@@ -5,6 +5,7 @@ use serde_json::json;
 
 use crate::endpoint::endpoint;
 use crate::state::ApiState;
+use super::openapi::schemas as doc;
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(endpoint("/health").get(health))
@@ -12,11 +13,21 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
         .service(endpoint("/openapi.json").get(openapi))
         .service(endpoint("/docs").get(docs))
         // The old server (FastAPI) served the same rendering here too.
-        .service(endpoint("/redoc").get(docs))
+        .service(endpoint("/redoc").get(redoc))
         .service(endpoint("/").get(root));
 }
 
 /// Liveness: the process answers.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "Service",
+    summary = "Liveness",
+    responses(
+        (status = 200, description = "The process answers.", body = doc::Health),
+    ),
+    security(())
+)]
 async fn health() -> HttpResponse {
     HttpResponse::Ok().json(json!({
         "status": "ok",
@@ -27,6 +38,17 @@ async fn health() -> HttpResponse {
 
 /// Readiness: the database and the bucket answer. The answer is reused for
 /// `http.ready_cache`, so any number of probes costs one check per interval.
+#[utoipa::path(
+    get,
+    path = "/ready",
+    tag = "Service",
+    summary = "Readiness: the database and the bucket answer",
+    responses(
+        (status = 200, description = "Ready."),
+        (status = 503, description = "A dependency is down; see `Retry-After`."),
+    ),
+    security(())
+)]
 async fn ready(state: web::Data<ApiState>) -> HttpResponse {
     let report = {
         let mut cached = state.readiness.lock().await;
@@ -55,6 +77,16 @@ async fn ready(state: web::Data<ApiState>) -> HttpResponse {
 
 /// The old server's greeting for API clients; a browser (asking for HTML first) gets a page
 /// with links to the console and the docs.
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "Service",
+    summary = "Service banner",
+    responses(
+        (status = 200, description = "Name, version and documentation links."),
+    ),
+    security(())
+)]
 async fn root(req: HttpRequest) -> HttpResponse {
     let wants_html = req
         .headers()
@@ -74,16 +106,49 @@ async fn root(req: HttpRequest) -> HttpResponse {
     }))
 }
 
-/// The OpenAPI document of the REST routes (kept in step with the route table by a test).
-pub(crate) const OPENAPI: &str = include_str!("../../openapi.json");
 
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "Service",
+    summary = "This document",
+    responses(
+        (status = 200, description = "OpenAPI 3.1 document."),
+    ),
+    security(())
+)]
 async fn openapi() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
-        .body(OPENAPI)
+        .body(super::openapi::document())
+}
+
+/// The same page as `/docs`, at the old server's second address.
+#[utoipa::path(
+    get,
+    path = "/redoc",
+    tag = "Service",
+    summary = "Browsable API documentation at the old server's address",
+    responses(
+        (status = 200, description = "HTML page."),
+    ),
+    security(())
+)]
+async fn redoc() -> HttpResponse {
+    docs().await
 }
 
 /// A browsable rendering of the document (Redoc, loaded from its CDN).
+#[utoipa::path(
+    get,
+    path = "/docs",
+    tag = "Service",
+    summary = "Browsable API documentation",
+    responses(
+        (status = 200, description = "HTML page."),
+    ),
+    security(())
+)]
 async fn docs() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")

@@ -11,6 +11,7 @@ use super::drama_id;
 use crate::endpoint::endpoint;
 use crate::error::ApiError;
 use crate::state::{ApiState, Auth};
+use super::openapi::schemas as doc;
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(endpoint("/dramas/{d}/jobs").get(jobs_of_drama))
@@ -75,6 +76,19 @@ pub(crate) fn record(view: &JobView) -> Value {
     record
 }
 
+#[utoipa::path(
+    get,
+    path = "/dramas/{drama_id}/jobs",
+    tag = "Jobs",
+    summary = "The jobs of a drama (runs), in creation order",
+    params(
+        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
+    ),
+    responses(
+        (status = 200, description = "`{\"jobs\": [JobStatusRecord]}`"),
+        (status = 404, description = "No such entity, or not the caller's.", body = doc::Error),
+    )
+)]
 async fn jobs_of_drama(
     state: web::Data<ApiState>,
     Auth(caller): Auth,
@@ -88,6 +102,20 @@ async fn jobs_of_drama(
     Ok(HttpResponse::Ok().json(json!({ "jobs": jobs })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/dramas/{drama_id}/jobs/{job_id}",
+    tag = "Jobs",
+    summary = "A job of a drama",
+    params(
+        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
+        ("job_id" = String, Path, description = "Job id (UUID)."),
+    ),
+    responses(
+        (status = 200, description = "The record.", body = doc::JobStatusRecord),
+        (status = 404, description = "No such job of that drama.", body = doc::Error),
+    )
+)]
 async fn job_of_drama(
     state: web::Data<ApiState>,
     Auth(caller): Auth,
@@ -102,6 +130,19 @@ async fn job_of_drama(
 }
 
 /// `GET /jobs/{id}`: the job, its counts and its direct children.
+#[utoipa::path(
+    get,
+    path = "/jobs/{job_id}",
+    tag = "Jobs",
+    summary = "A job with its counts and direct children",
+    params(
+        ("job_id" = String, Path, description = "Job id (UUID)."),
+    ),
+    responses(
+        (status = 200, description = "The record with `children`.", body = doc::JobStatusRecord),
+        (status = 404, description = "No such job of the caller.", body = doc::Error),
+    )
+)]
 async fn job(
     state: web::Data<ApiState>,
     Auth(caller): Auth,
@@ -120,6 +161,20 @@ async fn job(
     Ok(HttpResponse::Ok().json(body))
 }
 
+#[utoipa::path(
+    post,
+    path = "/jobs/{job_id}/cancel",
+    tag = "Jobs",
+    summary = "Cancel a run or subtree: nothing new starts, running handlers stop",
+    params(
+        ("job_id" = String, Path, description = "Job id (UUID)."),
+    ),
+    responses(
+        (status = 200, description = "The job.", body = doc::JobStatusRecord),
+        (status = 404, description = "No such job.", body = doc::Error),
+        (status = 400, description = "The request cannot be understood: a body that is not JSON, a malformed header or path.", body = doc::Error),
+    )
+)]
 async fn cancel(
     state: web::Data<ApiState>,
     Auth(caller): Auth,
@@ -129,6 +184,20 @@ async fn cancel(
     Ok(HttpResponse::Ok().json(record(&view)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/jobs/{job_id}/resume",
+    tag = "Jobs",
+    summary = "Re-queue what failed, was skipped or cancelled (never what completed)",
+    params(
+        ("job_id" = String, Path, description = "Job id (UUID)."),
+    ),
+    responses(
+        (status = 200, description = "The job.", body = doc::JobStatusRecord),
+        (status = 404, description = "No such job.", body = doc::Error),
+        (status = 400, description = "The request cannot be understood: a body that is not JSON, a malformed header or path.", body = doc::Error),
+    )
+)]
 async fn resume(
     state: web::Data<ApiState>,
     Auth(caller): Auth,

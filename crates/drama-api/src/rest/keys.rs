@@ -12,6 +12,7 @@ use super::generate::options;
 use crate::endpoint::endpoint;
 use crate::error::ApiError;
 use crate::state::{ApiState, Auth};
+use super::openapi::schemas as doc;
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(endpoint("/api-keys").get(list).post(create))
@@ -34,6 +35,15 @@ fn key_json(meta: &ApiKeyMeta) -> Value {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/api-keys",
+    tag = "Account",
+    summary = "The caller's API keys, newest first (never their secrets)",
+    responses(
+        (status = 200, description = "The keys.", body = inline(doc::ApiKeyList)),
+    )
+)]
 async fn list(state: web::Data<ApiState>, Auth(caller): Auth) -> Result<HttpResponse, ApiError> {
     let keys = state.app().api_keys(&caller).await?;
     Ok(HttpResponse::Ok()
@@ -41,15 +51,32 @@ async fn list(state: web::Data<ApiState>, Auth(caller): Auth) -> Result<HttpResp
         .json(json!({ "keys": keys.iter().map(key_json).collect::<Vec<_>>() })))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct CreateKey {
+#[schema(as = NewApiKey)]
+pub(crate) struct CreateKey {
+    /// Not blank; no control characters inside the name (surrounding whitespace is trimmed).
+    #[schema(min_length = 1, max_length = 100, pattern = r#"^[\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000-\u001f\u007f-\u009f](?:[^\u0000-\u001f\u007f-\u009f]*[^\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000-\u001f\u007f-\u009f])?[\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"#)]
     name: String,
     #[serde(default, deserialize_with = "super::integral::option")]
+    #[schema(minimum = 1, maximum = 3650)]
     expires_in_days: Option<u32>,
 }
 
 /// `POST /api-keys` `{"name", "expiresInDays"?}` → 201 with the key's secret, shown once.
+#[utoipa::path(
+    post,
+    path = "/api-keys",
+    tag = "Account",
+    summary = "Create an API key for the caller; the secret is in this answer only",
+    request_body = doc::NewApiKey,
+    responses(
+        (status = 201, description = "The key, with its secret.", body = doc::CreatedApiKey),
+        (status = 422, description = "A bad name or lifetime, or 50 usable keys already.", body = doc::ValidationError),
+        (status = 400, description = "The request cannot be understood: a body that is not JSON, a malformed header or path.", body = doc::Error),
+        (status = 413, description = "The body is above its limit.", body = doc::Error),
+    )
+)]
 async fn create(
     state: web::Data<ApiState>,
     Auth(caller): Auth,
@@ -77,6 +104,20 @@ async fn create(
 
 /// `DELETE /api-keys/{id}`: revokes the key at once in this process (other processes stop
 /// accepting it when their short authentication cache expires).
+#[utoipa::path(
+    delete,
+    path = "/api-keys/{key_id}",
+    tag = "Account",
+    summary = "Revoke one of the caller's keys (at once in this process, within 30 s elsewhere)",
+    params(
+        ("key_id" = String, Path, description = "Key id (UUID)."),
+    ),
+    responses(
+        (status = 200, description = "The revoked key.", body = doc::ApiKey),
+        (status = 404, description = "No such key of the caller.", body = doc::Error),
+        (status = 400, description = "The request cannot be understood: a body that is not JSON, a malformed header or path.", body = doc::Error),
+    )
+)]
 async fn revoke(
     state: web::Data<ApiState>,
     Auth(caller): Auth,

@@ -13,6 +13,7 @@ use super::streaming::{object_response, spool_channel};
 use crate::endpoint::endpoint;
 use crate::error::ApiError;
 use crate::state::{ApiState, Auth};
+use super::openapi::schemas as doc;
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     // `list` is registered before `{asset_id}` so that it is never taken for an id.
@@ -50,6 +51,23 @@ struct ListQuery {
     tag: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/asset-library/list",
+    tag = "Asset library",
+    summary = "List a project's uploads",
+    params(
+        ("user_id" = Option<String>, Query, description = "Another owner (service callers only)."),
+        ("project_name" = String, Query, min_length = 1, pattern = "[A-Za-z0-9]", description = "Project."),
+        ("asset_type" = Option<String>, Query, description = "image, video or text."),
+        ("tag" = Option<String>, Query, description = "character, storyboard or clip."),
+    ),
+    responses(
+        (status = 200, description = "`{assets, total, user_id, project_name}`"),
+        (status = 400, description = "Missing project or bad filter.", body = doc::Error),
+        (status = 422, description = "The input breaks a rule; `detail` lists each field.", body = doc::ValidationError),
+    )
+)]
 async fn list(
     state: web::Data<ApiState>,
     Auth(caller): Auth,
@@ -117,6 +135,24 @@ fn item(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/asset-library/{asset_id}/metadata",
+    tag = "Asset library",
+    summary = "An upload's record",
+    params(
+        ("asset_id" = String, Path, description = "Asset id."),
+        ("user_id" = Option<String>, Query, description = "Another owner (service callers only)."),
+        ("project_name" = String, Query, min_length = 1, pattern = "[A-Za-z0-9]", description = "Project."),
+        ("asset_type" = String, Query, description = "image, video or text."),
+    ),
+    responses(
+        (status = 200, description = "The record."),
+        (status = 404, description = "No such upload.", body = doc::Error),
+        (status = 422, description = "The input breaks a rule; `detail` lists each field.", body = doc::ValidationError),
+        (status = 400, description = "`project_name` or `asset_type` missing, or an unknown `asset_type`.", body = doc::Error),
+    )
+)]
 async fn metadata(
     state: web::Data<ApiState>,
     Auth(caller): Auth,
@@ -128,6 +164,24 @@ async fn metadata(
     Ok(HttpResponse::Ok().json(record))
 }
 
+#[utoipa::path(
+    get,
+    path = "/asset-library/{asset_id}",
+    tag = "Asset library",
+    summary = "Download an upload",
+    params(
+        ("asset_id" = String, Path, description = "Asset id."),
+        ("user_id" = Option<String>, Query, description = "Another owner (service callers only)."),
+        ("project_name" = String, Query, min_length = 1, pattern = "[A-Za-z0-9]", description = "Project."),
+        ("asset_type" = String, Query, description = "image, video or text."),
+    ),
+    responses(
+        (status = 200, description = "The bytes, with their type."),
+        (status = 400, description = "Missing project or type.", body = doc::Error),
+        (status = 404, description = "No such upload.", body = doc::Error),
+        (status = 422, description = "The input breaks a rule; `detail` lists each field.", body = doc::ValidationError),
+    )
+)]
 async fn download(
     state: web::Data<ApiState>,
     Auth(caller): Auth,
@@ -139,6 +193,24 @@ async fn download(
     Ok(object_response(object))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/asset-library/{asset_id}",
+    tag = "Asset library",
+    summary = "Delete an upload",
+    params(
+        ("asset_id" = String, Path, description = "Asset id."),
+        ("user_id" = Option<String>, Query, description = "Another owner (service callers only)."),
+        ("project_name" = String, Query, min_length = 1, pattern = "[A-Za-z0-9]", description = "Project."),
+        ("asset_type" = String, Query, description = "image, video or text."),
+    ),
+    responses(
+        (status = 200, description = "`{success, message}`"),
+        (status = 404, description = "No such upload.", body = doc::Error),
+        (status = 400, description = "The request cannot be understood: a body that is not JSON, a malformed header or path.", body = doc::Error),
+        (status = 422, description = "The input breaks a rule; `detail` lists each field.", body = doc::ValidationError),
+    )
+)]
 async fn delete(
     state: web::Data<ApiState>,
     Auth(caller): Auth,
@@ -216,6 +288,20 @@ impl Form {
 
 /// `POST /asset-library/upload` (multipart): the file is streamed to the store; text fields
 /// may come before or after it.
+#[utoipa::path(
+    post,
+    path = "/asset-library/upload",
+    tag = "Asset library",
+    summary = "Upload a file (streamed)",
+    request_body(content = inline(doc::UploadForm), content_type = "multipart/form-data"),
+    responses(
+        (status = 200, description = "`{asset_id, asset_type, tag, r2_key, public_url, created_at}`"),
+        (status = 413, description = "Too large.", body = doc::Error),
+        (status = 422, description = "The input breaks a rule; `detail` lists each field.", body = doc::ValidationError),
+        (status = 400, description = "The request cannot be understood: a body that is not JSON, a malformed header or path.", body = doc::Error),
+        (status = 403, description = "A per-user quota would be exceeded (`quota_exceeded`: dramas held, bytes stored or runs in progress); nothing was done.", body = doc::Error),
+    )
+)]
 async fn upload(
     state: web::Data<ApiState>,
     Auth(caller): Auth,

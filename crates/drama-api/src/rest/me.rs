@@ -8,14 +8,20 @@ use serde_json::{Value, json};
 use crate::endpoint::endpoint;
 use crate::error::ApiError;
 use crate::state::{ApiState, Auth};
+use super::openapi::schemas as doc;
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(endpoint("/me").get(me));
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct MeQuery {
+    /// Ledger entries to return.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100, default = 20)]
     limit: Option<u32>,
+    /// Newer entries to skip.
+    #[param(value_type = Option<i64>, minimum = 0, maximum = 4294967295_i64, default = 0)]
     offset: Option<u32>,
 }
 
@@ -34,6 +40,17 @@ pub(crate) fn entry_json(e: &LedgerEntry) -> Value {
 }
 
 /// `GET /me?limit=20&offset=0`.
+#[utoipa::path(
+    get,
+    path = "/me",
+    tag = "Account",
+    summary = "The caller: balance and the newest movements of their credits",
+    params(MeQuery),
+    responses(
+        (status = 200, description = "The account.", body = doc::Me),
+        (status = 422, description = "A limit outside 1..100.", body = doc::ValidationError),
+    )
+)]
 async fn me(
     state: web::Data<ApiState>,
     Auth(caller): Auth,

@@ -14,16 +14,17 @@ use super::delivery::Delivery;
 use crate::endpoint::endpoint;
 use crate::error::{ApiError, ErrorCode};
 use crate::state::ApiState;
+use super::openapi::schemas as doc;
 
 /// How long a redirect to a presigned bucket URL stays valid.
 const REDIRECT_EXPIRY: Duration = Duration::from_secs(300);
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(endpoint("/media/{key:.+}").get(media).head(media))
+    cfg.service(endpoint("/media/{key:.+}").get(media).head(media_head))
         .service(
             endpoint("/files/{key:.+}")
                 .get(signed_get)
-                .head(signed_get)
+                .head(signed_head)
                 .put(signed_put),
         );
 }
@@ -33,6 +34,23 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
 /// Buckets answer a `GET` with a redirect to a short-lived presigned URL (presigned for `GET`
 /// only, so a `HEAD` is answered here from the object's metadata); the local and memory
 /// stores stream the bytes (with ranges, for seeking).
+#[utoipa::path(
+    get,
+    path = "/media/{key}",
+    tag = "Asset library",
+    summary = "An object of the caller (buckets redirect to a short-lived signed URL)",
+    params(
+        ("key" = String, Path, description = "Object key."),
+    ),
+    responses(
+        (status = 200, description = "The bytes (ranges and conditional requests supported)."),
+        (status = 302, description = "Redirect to a presigned URL."),
+        (status = 404, description = "Not the caller's object.", body = doc::Error),
+        (status = 206, description = "The range asked for, with `Content-Range`."),
+        (status = 304, description = "`If-None-Match` names the current `ETag`."),
+        (status = 416, description = "The range starts past the end; `Content-Range: bytes */{size}`.", body = doc::Error),
+    )
+)]
 async fn media(
     state: web::Data<ApiState>,
     req: HttpRequest,
@@ -92,7 +110,79 @@ fn verify(
     }
 }
 
+/// `HEAD /media/{key}`: [`media`] without the body.
+#[utoipa::path(
+    head,
+    path = "/media/{key}",
+    tag = "Asset library",
+    summary = "The headers of the object's GET, without the body (buckets included: answered from the object's metadata)",
+    params(
+        ("key" = String, Path, description = "Object key."),
+    ),
+    responses(
+        (status = 200, description = "The headers a GET would answer (Content-Length, Content-Type, Accept-Ranges, ETag, Last-Modified), no body."),
+        (status = 404, description = "Not the caller's object.", body = doc::Error),
+        (status = 206, description = "With `Range`: the headers of that range."),
+        (status = 304, description = "`If-None-Match` names the current `ETag`."),
+        (status = 416, description = "The range starts past the end; `Content-Range: bytes */{size}`.", body = doc::Error),
+    )
+)]
+async fn media_head(
+    state: web::Data<ApiState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    media(state, req, path).await
+}
+
+/// `HEAD /files/{key}?expires&sig`: [`signed_get`] without the body.
+#[utoipa::path(
+    head,
+    path = "/files/{key}",
+    tag = "Asset library",
+    summary = "The headers of a signed download, without the body (the GET URL's signature is good for HEAD)",
+    params(
+        ("key" = String, Path, description = "Object key."),
+        ("expires" = String, Query, description = "Expiry (unix seconds)."),
+        ("sig" = String, Query, description = "Signature."),
+    ),
+    responses(
+        (status = 200, description = "The headers a GET would answer (Content-Length, Content-Type, Accept-Ranges, ETag, Last-Modified), no body."),
+        (status = 403, description = "Bad or expired signature.", body = doc::Error),
+        (status = 206, description = "With `Range`: the headers of that range."),
+        (status = 304, description = "`If-None-Match` names the current `ETag`."),
+        (status = 416, description = "The range starts past the end; `Content-Range: bytes */{size}`.", body = doc::Error),
+    ),
+    security(())
+)]
+async fn signed_head(
+    state: web::Data<ApiState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    signed_get(state, req, path).await
+}
+
 /// `GET`/`HEAD /files/{key}?expires&sig`: a signed download; the signature is the credential.
+#[utoipa::path(
+    get,
+    path = "/files/{key}",
+    tag = "Asset library",
+    summary = "Download through a URL signed by the local or memory store",
+    params(
+        ("key" = String, Path, description = "Object key."),
+        ("expires" = String, Query, description = "Expiry (unix seconds)."),
+        ("sig" = String, Query, description = "Signature."),
+    ),
+    responses(
+        (status = 200, description = "The bytes, cached privately for the rest of the signature's life (ranges and conditional requests supported)."),
+        (status = 403, description = "Bad or expired signature.", body = doc::Error),
+        (status = 206, description = "The range asked for, with `Content-Range`."),
+        (status = 304, description = "`If-None-Match` names the current `ETag`."),
+        (status = 416, description = "The range starts past the end; `Content-Range: bytes */{size}`.", body = doc::Error),
+    ),
+    security(())
+)]
 async fn signed_get(
     state: web::Data<ApiState>,
     req: HttpRequest,
@@ -109,6 +199,22 @@ async fn signed_get(
 }
 
 /// `PUT /files/{key}?expires&sig`: a signed upload with the exact content type it was signed for.
+#[utoipa::path(
+    put,
+    path = "/files/{key}",
+    tag = "Asset library",
+    summary = "Upload through a signed URL (exact Content-Type)",
+    params(
+        ("key" = String, Path, description = "Object key."),
+        ("expires" = String, Query, description = "Expiry (unix seconds)."),
+        ("sig" = String, Query, description = "Signature."),
+    ),
+    responses(
+        (status = 200, description = "The stored object's facts."),
+        (status = 403, description = "Bad or expired signature, or another Content-Type.", body = doc::Error),
+    ),
+    security(())
+)]
 async fn signed_put(
     state: web::Data<ApiState>,
     req: HttpRequest,

@@ -13,6 +13,7 @@ mod me;
 mod media;
 mod models;
 mod nested;
+pub(crate) mod openapi;
 mod overview;
 mod runs;
 mod streaming;

@@ -12,6 +12,7 @@ use super::{drama_id, patch_body, path_id, with_etag};
 use crate::endpoint::endpoint;
 use crate::error::ApiError;
 use crate::state::{ApiState, Auth};
+use super::openapi::schemas as doc;
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(endpoint("/dramas/{d}/characters").get(characters))
@@ -58,6 +59,19 @@ fn find_scene<'a>(drama: &'a Drama, episode: &str, scene: &str) -> Result<&'a Sc
         .ok_or_else(|| ApiError::not_found(Entity::Scene, scene))
 }
 
+#[utoipa::path(
+    get,
+    path = "/dramas/{drama_id}/characters",
+    tag = "Parts of a drama",
+    summary = "List a drama's characters",
+    params(
+        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
+    ),
+    responses(
+        (status = 200, description = "`{\"characters\": […]}`"),
+        (status = 404, description = "A parent is missing.", body = doc::Error),
+    )
+)]
 async fn characters(
     state: web::Data<ApiState>,
     Auth(caller): Auth,
@@ -70,6 +84,20 @@ async fn characters(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/dramas/{drama_id}/characters/{character_id}",
+    tag = "Parts of a drama",
+    summary = "Read one of the characters",
+    params(
+        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
+        ("character_id" = String, Path, description = "Character id."),
+    ),
+    responses(
+        (status = 200, description = "The entity."),
+        (status = 404, description = "Missing (the detail names which part).", body = doc::Error),
+    )
+)]
 async fn character(
     state: web::Data<ApiState>,
     Auth(caller): Auth,
@@ -84,6 +112,26 @@ async fn character(
     Ok(with_etag(stored.version, character))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/dramas/{drama_id}/characters/{character_id}",
+    tag = "Parts of a drama",
+    summary = "Change one of the characters",
+    params(
+        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
+        ("character_id" = String, Path, description = "Character id."),
+        ("If-Match" = Option<String>, Header, pattern = "^(\\*|(W/)?\"[0-9]{1,18}\"|[0-9]{1,18})$", description = "The drama version the change is based on (the `ETag` of a read); a stale one is 409."),
+    ),
+    request_body = doc::CharacterPatch,
+    responses(
+        (status = 200, description = "The entity."),
+        (status = 404, description = "Missing.", body = doc::Error),
+        (status = 409, description = "Stale version.", body = doc::Error),
+        (status = 422, description = "The input breaks a rule; `detail` lists each field.", body = doc::ValidationError),
+        (status = 400, description = "The request cannot be understood: a body that is not JSON, a malformed header or path.", body = doc::Error),
+        (status = 413, description = "The body is above its limit.", body = doc::Error),
+    )
+)]
 async fn patch_character(
     state: web::Data<ApiState>,
     Auth(caller): Auth,
@@ -107,6 +155,19 @@ async fn patch_character(
     Ok(with_etag(stored.version, updated))
 }
 
+#[utoipa::path(
+    get,
+    path = "/dramas/{drama_id}/episodes",
+    tag = "Parts of a drama",
+    summary = "List a drama's episodes",
+    params(
+        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
+    ),
+    responses(
+        (status = 200, description = "`{\"episodes\": […]}`"),
+        (status = 404, description = "A parent is missing.", body = doc::Error),
+    )
+)]
 async fn episodes(
     state: web::Data<ApiState>,
     Auth(caller): Auth,
@@ -119,6 +180,20 @@ async fn episodes(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/dramas/{drama_id}/episodes/{episode_id}",
+    tag = "Parts of a drama",
+    summary = "Read one of the episodes",
+    params(
+        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
+        ("episode_id" = String, Path, description = "Episode id."),
+    ),
+    responses(
+        (status = 200, description = "The entity."),
+        (status = 404, description = "Missing (the detail names which part).", body = doc::Error),
+    )
+)]
 async fn episode(
     state: web::Data<ApiState>,
     Auth(caller): Auth,
@@ -133,6 +208,26 @@ async fn episode(
     Ok(with_etag(stored.version, episode))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/dramas/{drama_id}/episodes/{episode_id}",
+    tag = "Parts of a drama",
+    summary = "Change one of the episodes",
+    params(
+        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
+        ("episode_id" = String, Path, description = "Episode id."),
+        ("If-Match" = Option<String>, Header, pattern = "^(\\*|(W/)?\"[0-9]{1,18}\"|[0-9]{1,18})$", description = "The drama version the change is based on (the `ETag` of a read); a stale one is 409."),
+    ),
+    request_body = doc::EpisodePatch,
+    responses(
+        (status = 200, description = "The entity."),
+        (status = 404, description = "Missing.", body = doc::Error),
+        (status = 409, description = "Stale version.", body = doc::Error),
+        (status = 422, description = "The input breaks a rule; `detail` lists each field.", body = doc::ValidationError),
+        (status = 400, description = "The request cannot be understood: a body that is not JSON, a malformed header or path.", body = doc::Error),
+        (status = 413, description = "The body is above its limit.", body = doc::Error),
+    )
+)]
 async fn patch_episode(
     state: web::Data<ApiState>,
     Auth(caller): Auth,
@@ -156,6 +251,20 @@ async fn patch_episode(
     Ok(with_etag(stored.version, updated))
 }
 
+#[utoipa::path(
+    get,
+    path = "/dramas/{drama_id}/episodes/{episode_id}/scenes",
+    tag = "Parts of a drama",
+    summary = "List a drama's scenes",
+    params(
+        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
+        ("episode_id" = String, Path, description = "Episode id."),
+    ),
+    responses(
+        (status = 200, description = "`{\"scenes\": […]}`"),
+        (status = 404, description = "A parent is missing.", body = doc::Error),
+    )
+)]
 async fn scenes(
     state: web::Data<ApiState>,
     Auth(caller): Auth,
@@ -173,6 +282,21 @@ async fn scenes(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/dramas/{drama_id}/episodes/{episode_id}/scenes/{scene_id}",
+    tag = "Parts of a drama",
+    summary = "Read one of the scenes",
+    params(
+        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
+        ("episode_id" = String, Path, description = "Episode id."),
+        ("scene_id" = String, Path, description = "Scene id (unique within the drama)."),
+    ),
+    responses(
+        (status = 200, description = "The entity."),
+        (status = 404, description = "Missing (the detail names which part).", body = doc::Error),
+    )
+)]
 async fn scene(
     state: web::Data<ApiState>,
     Auth(caller): Auth,
@@ -184,6 +308,27 @@ async fn scene(
     Ok(with_etag(stored.version, scene))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/dramas/{drama_id}/episodes/{episode_id}/scenes/{scene_id}",
+    tag = "Parts of a drama",
+    summary = "Change one of the scenes",
+    params(
+        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
+        ("episode_id" = String, Path, description = "Episode id."),
+        ("scene_id" = String, Path, description = "Scene id (unique within the drama)."),
+        ("If-Match" = Option<String>, Header, pattern = "^(\\*|(W/)?\"[0-9]{1,18}\"|[0-9]{1,18})$", description = "The drama version the change is based on (the `ETag` of a read); a stale one is 409."),
+    ),
+    request_body = doc::ScenePatch,
+    responses(
+        (status = 200, description = "The entity."),
+        (status = 404, description = "Missing.", body = doc::Error),
+        (status = 409, description = "Stale version.", body = doc::Error),
+        (status = 422, description = "The input breaks a rule; `detail` lists each field.", body = doc::ValidationError),
+        (status = 400, description = "The request cannot be understood: a body that is not JSON, a malformed header or path.", body = doc::Error),
+        (status = 413, description = "The body is above its limit.", body = doc::Error),
+    )
+)]
 async fn patch_scene(
     state: web::Data<ApiState>,
     Auth(caller): Auth,
@@ -207,6 +352,21 @@ async fn patch_scene(
     Ok(with_etag(stored.version, updated))
 }
 
+#[utoipa::path(
+    get,
+    path = "/dramas/{drama_id}/episodes/{episode_id}/scenes/{scene_id}/assets",
+    tag = "Parts of a drama",
+    summary = "List a drama's assets",
+    params(
+        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
+        ("episode_id" = String, Path, description = "Episode id."),
+        ("scene_id" = String, Path, description = "Scene id (unique within the drama)."),
+    ),
+    responses(
+        (status = 200, description = "`{\"assets\": […]}`"),
+        (status = 404, description = "A parent is missing.", body = doc::Error),
+    )
+)]
 async fn scene_assets(
     state: web::Data<ApiState>,
     Auth(caller): Auth,
@@ -218,6 +378,22 @@ async fn scene_assets(
     Ok(with_etag(stored.version, &json!({"assets": scene.assets})))
 }
 
+#[utoipa::path(
+    get,
+    path = "/dramas/{drama_id}/episodes/{episode_id}/scenes/{scene_id}/assets/{asset_id}",
+    tag = "Parts of a drama",
+    summary = "Read one of the assets",
+    params(
+        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
+        ("episode_id" = String, Path, description = "Episode id."),
+        ("scene_id" = String, Path, description = "Scene id (unique within the drama)."),
+        ("asset_id" = String, Path, description = "Asset id."),
+    ),
+    responses(
+        (status = 200, description = "The entity."),
+        (status = 404, description = "Missing (the detail names which part).", body = doc::Error),
+    )
+)]
 async fn scene_asset(
     state: web::Data<ApiState>,
     Auth(caller): Auth,
@@ -234,6 +410,28 @@ async fn scene_asset(
     Ok(with_etag(stored.version, asset))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/dramas/{drama_id}/episodes/{episode_id}/scenes/{scene_id}/assets/{asset_id}",
+    tag = "Parts of a drama",
+    summary = "Change one of the assets",
+    params(
+        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
+        ("episode_id" = String, Path, description = "Episode id."),
+        ("scene_id" = String, Path, description = "Scene id (unique within the drama)."),
+        ("asset_id" = String, Path, description = "Asset id."),
+        ("If-Match" = Option<String>, Header, pattern = "^(\\*|(W/)?\"[0-9]{1,18}\"|[0-9]{1,18})$", description = "The drama version the change is based on (the `ETag` of a read); a stale one is 409."),
+    ),
+    request_body = doc::AssetPatch,
+    responses(
+        (status = 200, description = "The entity."),
+        (status = 404, description = "Missing.", body = doc::Error),
+        (status = 409, description = "Stale version.", body = doc::Error),
+        (status = 422, description = "The input breaks a rule; `detail` lists each field.", body = doc::ValidationError),
+        (status = 400, description = "The request cannot be understood: a body that is not JSON, a malformed header or path.", body = doc::Error),
+        (status = 413, description = "The body is above its limit.", body = doc::Error),
+    )
+)]
 async fn patch_scene_asset(
     state: web::Data<ApiState>,
     Auth(caller): Auth,

@@ -17,6 +17,7 @@ use super::{drama_id, path_id};
 use crate::endpoint::endpoint;
 use crate::error::ApiError;
 use crate::state::{ApiState, Auth};
+use super::openapi::schemas as doc;
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(endpoint("/jobs/{job}/graph").get(graph))
@@ -71,6 +72,19 @@ fn node_json(n: &JobView) -> Value {
 }
 
 /// `GET /jobs/{id}/graph`: the whole run the job belongs to.
+#[utoipa::path(
+    get,
+    path = "/jobs/{job_id}/graph",
+    tag = "Jobs",
+    summary = "The whole run a job belongs to: every node with its state, attempts, error, provider task id and timings, and the dependency edges",
+    params(
+        ("job_id" = String, Path, description = "Id of the run or of any of its nodes."),
+    ),
+    responses(
+        (status = 200, description = "The graph.", body = doc::RunGraph),
+        (status = 404, description = "No such job of the caller.", body = doc::Error),
+    )
+)]
 async fn graph(
     state: web::Data<ApiState>,
     Auth(caller): Auth,
@@ -100,9 +114,10 @@ async fn graph(
     })))
 }
 
-#[derive(Deserialize, Default)]
+/// The scope of the generation to price: the narrowest id given, or the whole drama.
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct EstimateRequest {
+pub(crate) struct EstimateRequest {
     #[serde(default)]
     force: bool,
     episode_id: Option<String>,
@@ -125,6 +140,23 @@ impl EstimateRequest {
 /// `POST /dramas/{id}/estimate` `{"force", "episodeId" | "sceneId" | "assetId"}`: the tasks
 /// and credits the matching `generate` call would start and debit now, and what the scenes
 /// it writes are expected to add (and can add at most).
+#[utoipa::path(
+    post,
+    path = "/dramas/{drama_id}/estimate",
+    tag = "Generation",
+    summary = "What a generation would run and debit now, without starting it",
+    params(
+        ("drama_id" = String, Path, description = "Drama id."),
+    ),
+    request_body(content = Option<doc::EstimateRequest>),
+    responses(
+        (status = 200, description = "The estimate.", body = doc::Estimate),
+        (status = 404, description = "No such drama, or no such part of it.", body = doc::Error),
+        (status = 422, description = "A malformed body.", body = doc::ValidationError),
+        (status = 400, description = "The request cannot be understood: a body that is not JSON, a malformed header or path.", body = doc::Error),
+        (status = 413, description = "The body is above its limit.", body = doc::Error),
+    )
+)]
 async fn estimate(
     state: web::Data<ApiState>,
     Auth(caller): Auth,

@@ -1,4 +1,5 @@
-//! The OpenAPI document and the route table agree.
+//! The OpenAPI document and the route table agree, and the committed document is the one the
+//! server generates.
 
 use std::collections::BTreeSet;
 
@@ -8,6 +9,22 @@ use serde_json::Value;
 use crate::support::{Harness, bearer, send};
 
 const DOC: &str = include_str!("../../openapi.json");
+
+#[test]
+fn the_committed_document_is_the_generated_one() {
+    let generated = drama_api::openapi_json();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json");
+    if std::env::var_os("UPDATE_OPENAPI").is_some() {
+        std::fs::write(path, generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "crates/drama-api/openapi.json is out of date; regenerate it with \
+         `UPDATE_OPENAPI=1 cargo test -p drama-api --test api the_committed_document_is_the_generated_one` \
+         and review the diff"
+    );
+}
 
 /// Every route path registered in the source (`endpoint("…"`, `.route("…"` and `web::resource("…"`).
 fn routes_in_source() -> BTreeSet<String> {
@@ -127,6 +144,7 @@ async fn every_documented_operation_is_answered_by_its_route() {
         (status, body["info"]["title"].as_str()),
         (200, Some("drama-server"))
     );
+    assert_eq!(body, doc, "the served document is the generated one");
     let response =
         actix_web::test::call_service(&svc, TestRequest::get().uri("/docs").to_request()).await;
     assert_eq!(response.status(), 200);

@@ -14,7 +14,7 @@ pub struct ModelPrice {
     /// The name to send as `model`.
     pub name: String,
     /// Which provider serves it (`gemini`, `openai`, `offline`).
-    #[cfg_attr(feature = "openapi", schema(value_type = doc::Provider, inline))]
+    #[cfg_attr(feature = "openapi", schema(value_type = doc::Provider))]
     pub provider: String,
     /// Whether requests that name no model get this one.
     pub default: bool,
@@ -25,7 +25,7 @@ pub struct ModelPrice {
     /// Credits per million input and output tokens, when calls are priced by their usage:
     /// each call is debited its per-call price when its run starts, and what its usage did
     /// not cost is credited back when it completes.
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<doc::TokenPrices>))]
+    #[cfg_attr(feature = "openapi", schema(value_type = doc::TokenPrices))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_prices: Option<TokenPrices>,
 }
@@ -49,7 +49,6 @@ pub struct Pricing {
     /// The allowed script models, the default first.
     pub models: Vec<ModelPrice>,
     /// Media prices.
-    #[cfg_attr(feature = "openapi", schema(inline))]
     pub media: MediaPrices,
     /// Whether calls served by the offline provider are priced as real ones
     /// (`PRICE_OFFLINE_CALLS`); otherwise they are free.

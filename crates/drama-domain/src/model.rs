@@ -66,7 +66,6 @@ pub struct Asset {
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub id: AssetId,
     /// Image, video or audio.
-    #[cfg_attr(feature = "openapi", schema(inline))]
     pub kind: AssetKind,
     /// A storyboard lists the character ids it shows; a clip lists its storyboard's id.
     #[serde(default)]

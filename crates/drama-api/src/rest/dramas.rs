@@ -96,7 +96,7 @@ async fn list(
     summary = "Create a drama",
     description = "Three forms, as the old server: `{\"premise\", \"id\"?, \"model\"?}` starts a generation job (202); multipart with `premise`, `id`, `model` and a `reference_image` file does the same with a reference; `{\"drama\": {…}}` stores a complete drama (201).",
     params(
-        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
     ),
     request_body(content(
         (inline(doc::CreateDrama) = "application/json"),
@@ -309,7 +309,7 @@ async fn get(
     summary = "Change a drama's title, description, premise or metadata",
     params(
         ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
-        ("If-Match" = Option<String>, Header, pattern = "^(\\*|(W/)?\"[0-9]{1,18}\"|[0-9]{1,18})$", description = "The drama version the change is based on (the `ETag` of a read); a stale one is 409."),
+        ("If-Match" = Option<String>, Header, nullable = false, pattern = "^(\\*|(W/)?\"[0-9]{1,18}\"|[0-9]{1,18})$", description = "The drama version the change is based on (the `ETag` of a read); a stale one is 409."),
     ),
     request_body = doc::DramaPatch,
     responses(

@@ -117,7 +117,7 @@ pub(crate) struct ImproveRequest {
     summary = "Write an improved copy under a new id",
     params(
         ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
-        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
     ),
     request_body = doc::ImproveRequest,
     responses(
@@ -178,7 +178,7 @@ pub(crate) struct ModelOptions {
     summary = "Critique a drama (`critique` is an alias)",
     params(
         ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
-        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
     ),
     request_body = inline(doc::ModelOptions),
     responses(
@@ -206,7 +206,7 @@ async fn critic(
     summary = "Critique a drama (`critique` is an alias)",
     params(
         ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
-        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
     ),
     request_body = inline(doc::ModelOptions),
     responses(
@@ -276,7 +276,7 @@ async fn run_generate(
     summary = "Generate every missing or out-of-date asset of a drama",
     params(
         ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
-        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
     ),
     request_body(content = Option<doc::GenerateOptions>),
     responses(
@@ -314,7 +314,7 @@ async fn generate_drama(
     params(
         ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
         ("episode_id" = String, Path, description = "Episode id."),
-        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
     ),
     request_body(content = Option<doc::GenerateOptions>),
     responses(
@@ -355,7 +355,7 @@ async fn generate_episode(
         ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
         ("episode_id" = String, Path, description = "Episode id."),
         ("scene_id" = String, Path, description = "Scene id (unique within the drama)."),
-        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
     ),
     request_body(content = Option<doc::GenerateOptions>),
     responses(
@@ -398,7 +398,7 @@ async fn generate_scene(
         ("episode_id" = String, Path, description = "Episode id."),
         ("scene_id" = String, Path, description = "Scene id (unique within the drama)."),
         ("asset_id" = String, Path, description = "Asset id."),
-        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
     ),
     responses(
         (status = 202, description = "Generation started.", body = doc::JobResponse),
@@ -458,7 +458,7 @@ async fn scene_in_episode(
     params(
         ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
         ("episode_id" = String, Path, description = "Episode id."),
-        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
     ),
     responses(
         (status = 202, description = "Stitching started.", body = doc::JobResponse),
@@ -491,7 +491,7 @@ async fn stitch(
     params(
         ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
         ("character_id" = String, Path, description = "Character id."),
-        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
     ),
     responses(
         (status = 202, description = "Generation started.", body = doc::JobResponse),
@@ -571,7 +571,7 @@ async fn get_audition(
     params(
         ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
         ("character_id" = String, Path, description = "Character id."),
-        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
     ),
     responses(
         (status = 200, description = "The character.", body = doc::Character),
@@ -669,7 +669,7 @@ async fn get_cover(
     summary = "Generate the cover now (synchronous)",
     params(
         ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
-        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
     ),
     responses(
         (status = 200, description = "The drama.", body = doc::Drama),

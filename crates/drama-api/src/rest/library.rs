@@ -59,8 +59,8 @@ struct ListQuery {
     params(
         ("user_id" = Option<String>, Query, description = "Another owner (service callers only)."),
         ("project_name" = String, Query, min_length = 1, pattern = "[A-Za-z0-9]", description = "Project."),
-        ("asset_type" = Option<String>, Query, description = "image, video or text."),
-        ("tag" = Option<String>, Query, description = "character, storyboard or clip."),
+        ("asset_type" = inline(Option<doc::LibraryType>), Query, description = "image, video or text."),
+        ("tag" = inline(Option<doc::LibraryTag>), Query, description = "character, storyboard or clip."),
     ),
     responses(
         (status = 200, description = "`{assets, total, user_id, project_name}`"),
@@ -144,7 +144,7 @@ fn item(
         ("asset_id" = String, Path, description = "Asset id."),
         ("user_id" = Option<String>, Query, description = "Another owner (service callers only)."),
         ("project_name" = String, Query, min_length = 1, pattern = "[A-Za-z0-9]", description = "Project."),
-        ("asset_type" = String, Query, description = "image, video or text."),
+        ("asset_type" = inline(doc::LibraryType), Query, description = "image, video or text."),
     ),
     responses(
         (status = 200, description = "The record."),
@@ -173,7 +173,7 @@ async fn metadata(
         ("asset_id" = String, Path, description = "Asset id."),
         ("user_id" = Option<String>, Query, description = "Another owner (service callers only)."),
         ("project_name" = String, Query, min_length = 1, pattern = "[A-Za-z0-9]", description = "Project."),
-        ("asset_type" = String, Query, description = "image, video or text."),
+        ("asset_type" = inline(doc::LibraryType), Query, description = "image, video or text."),
     ),
     responses(
         (status = 200, description = "The bytes, with their type."),
@@ -202,7 +202,7 @@ async fn download(
         ("asset_id" = String, Path, description = "Asset id."),
         ("user_id" = Option<String>, Query, description = "Another owner (service callers only)."),
         ("project_name" = String, Query, min_length = 1, pattern = "[A-Za-z0-9]", description = "Project."),
-        ("asset_type" = String, Query, description = "image, video or text."),
+        ("asset_type" = inline(doc::LibraryType), Query, description = "image, video or text."),
     ),
     responses(
         (status = 200, description = "`{success, message}`"),

@@ -120,7 +120,7 @@ async fn character(
     params(
         ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
         ("character_id" = String, Path, description = "Character id."),
-        ("If-Match" = Option<String>, Header, pattern = "^(\\*|(W/)?\"[0-9]{1,18}\"|[0-9]{1,18})$", description = "The drama version the change is based on (the `ETag` of a read); a stale one is 409."),
+        ("If-Match" = Option<String>, Header, nullable = false, pattern = "^(\\*|(W/)?\"[0-9]{1,18}\"|[0-9]{1,18})$", description = "The drama version the change is based on (the `ETag` of a read); a stale one is 409."),
     ),
     request_body = doc::CharacterPatch,
     responses(
@@ -216,7 +216,7 @@ async fn episode(
     params(
         ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
         ("episode_id" = String, Path, description = "Episode id."),
-        ("If-Match" = Option<String>, Header, pattern = "^(\\*|(W/)?\"[0-9]{1,18}\"|[0-9]{1,18})$", description = "The drama version the change is based on (the `ETag` of a read); a stale one is 409."),
+        ("If-Match" = Option<String>, Header, nullable = false, pattern = "^(\\*|(W/)?\"[0-9]{1,18}\"|[0-9]{1,18})$", description = "The drama version the change is based on (the `ETag` of a read); a stale one is 409."),
     ),
     request_body = doc::EpisodePatch,
     responses(
@@ -317,7 +317,7 @@ async fn scene(
         ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
         ("episode_id" = String, Path, description = "Episode id."),
         ("scene_id" = String, Path, description = "Scene id (unique within the drama)."),
-        ("If-Match" = Option<String>, Header, pattern = "^(\\*|(W/)?\"[0-9]{1,18}\"|[0-9]{1,18})$", description = "The drama version the change is based on (the `ETag` of a read); a stale one is 409."),
+        ("If-Match" = Option<String>, Header, nullable = false, pattern = "^(\\*|(W/)?\"[0-9]{1,18}\"|[0-9]{1,18})$", description = "The drama version the change is based on (the `ETag` of a read); a stale one is 409."),
     ),
     request_body = doc::ScenePatch,
     responses(
@@ -420,7 +420,7 @@ async fn scene_asset(
         ("episode_id" = String, Path, description = "Episode id."),
         ("scene_id" = String, Path, description = "Scene id (unique within the drama)."),
         ("asset_id" = String, Path, description = "Asset id."),
-        ("If-Match" = Option<String>, Header, pattern = "^(\\*|(W/)?\"[0-9]{1,18}\"|[0-9]{1,18})$", description = "The drama version the change is based on (the `ETag` of a read); a stale one is 409."),
+        ("If-Match" = Option<String>, Header, nullable = false, pattern = "^(\\*|(W/)?\"[0-9]{1,18}\"|[0-9]{1,18})$", description = "The drama version the change is based on (the `ETag` of a read); a stale one is 409."),
     ),
     request_body = doc::AssetPatch,
     responses(

@@ -14,7 +14,9 @@ use std::sync::LazyLock;
 use utoipa::openapi::path::{Operation, Parameter, PathItem};
 use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder, Schema, SecurityRequirement};
+use utoipa::openapi::{
+    Content, Ref, RefOr, Required, ResponseBuilder, Schema, SecurityRequirement,
+};
 use utoipa::{Modify, OpenApi};
 
 use super::{dramas, events, generate, health, jobs, keys, library, me, media, models, nested, runs};
@@ -186,6 +188,7 @@ impl Modify for Shared {
                     Some(_) => {}
                     None => add_shared_answers(operation),
                 }
+                optional_body_not_null(operation);
                 for parameter in operation.parameters.iter_mut().flatten() {
                     if let RefOr::T(p) = parameter
                         && p.name == "Idempotency-Key"
@@ -220,6 +223,33 @@ fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
     ]
     .into_iter()
     .filter_map(Option::as_mut)
+}
+
+/// An optional body (`request_body = Option<T>`) may be left out, but JSON `null` is not one of
+/// its forms: the derive writes `oneOf: [T, null]`, the handlers read an absent body as the
+/// defaults and refuse `null`.
+fn optional_body_not_null(operation: &mut Operation) {
+    let Some(RefOr::T(body)) = operation.request_body.as_mut() else {
+        return;
+    };
+    if matches!(body.required, Some(Required::True)) {
+        return;
+    }
+    for content in body.content.values_mut() {
+        let RefOr::T(content) = content else { continue };
+        let Some(RefOr::T(Schema::OneOf(one_of))) = content.schema.as_mut() else {
+            continue;
+        };
+        let is_null = |s: &RefOr<Schema>| {
+            matches!(s, RefOr::T(Schema::Object(o)) if o.schema_type == SchemaType::Type(Type::Null))
+        };
+        if one_of.items.len() == 2
+            && let Some(null) = one_of.items.iter().position(is_null)
+        {
+            let schema = one_of.items.remove(1 - null);
+            content.schema = Some(schema);
+        }
+    }
 }
 
 fn add_shared_answers(operation: &mut Operation) {

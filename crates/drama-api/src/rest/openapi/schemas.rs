@@ -26,7 +26,7 @@ pub(crate) use drama_domain::{
 /// The description of the `Idempotency-Key` header of every paid request.
 pub(crate) const IDEMPOTENCY_KEY: &str = "Names this paid request (1-255 visible ASCII characters, e.g. a UUID). Repeating it with the same key within 24 hours returns the first answer (with `Idempotent-Replayed: true`) and charges nothing; the same key with a different request is refused with 422.";
 
-/// An error answer (`crate::error::ApiError` as it is written).
+/// An error answer.
 #[derive(ToSchema)]
 pub(crate) struct Error {
     /// A message, or `{error, message, code}` for missing entities and other object details.
@@ -206,7 +206,7 @@ enum JobStatus {
     Cancelled,
 }
 
-/// A job (`rest::jobs::record`).
+/// A job: the old server's `JobStatusRecord` with the engine's facts.
 #[derive(ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct JobStatusRecord {
@@ -305,7 +305,7 @@ pub(crate) struct RunGraph {
     edges: Vec<RunEdge>,
 }
 
-/// A node of a run (`rest::runs::node_json`).
+/// A node of a run.
 #[derive(ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct RunNode {
@@ -403,7 +403,7 @@ struct KindCost {
     cost: i64,
 }
 
-/// `GET /dramas?view=overview`.
+/// A page of `GET /dramas?view=overview`.
 #[derive(ToSchema)]
 pub(crate) struct DramaOverview {
     #[schema(required = false, inline)]
@@ -411,7 +411,7 @@ pub(crate) struct DramaOverview {
     cursor: Option<String>,
 }
 
-/// One drama of the overview (`rest::overview`).
+/// One drama of the overview.
 #[derive(ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct OverviewItem {

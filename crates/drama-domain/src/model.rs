@@ -180,13 +180,22 @@ pub struct Drama {
     #[cfg_attr(feature = "openapi", schema(value_type = String, min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9_.-]+$"))]
     pub id: DramaId,
     /// Title.
-    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 500, pattern = r"\S"))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 500, pattern = r"\S")
+    )]
     pub title: String,
     /// Logline.
-    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 10000, pattern = r"\S"))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 10000, pattern = r"\S")
+    )]
     pub description: String,
     /// The premise the drama was written from.
-    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 20000, pattern = r"\S"))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 20000, pattern = r"\S")
+    )]
     pub premise: String,
     /// The cover image's url (GraphQL `coverPhoto`).
     #[serde(default)]

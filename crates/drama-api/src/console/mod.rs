@@ -13,8 +13,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::endpoint::endpoint;
 use crate::error::{ApiError, ErrorCode};
-use crate::state::ApiState;
 use crate::rest::openapi::schemas as doc;
+use crate::state::ApiState;
 
 /// What the console's pages may load: scripts and styles from this origin only (no inline
 /// code, no `eval`), API calls to this origin, media from this origin, blobs made from it, or

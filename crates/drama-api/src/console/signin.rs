@@ -11,8 +11,8 @@ use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 
 use crate::error::{ApiError, ErrorCode};
-use crate::state::ApiState;
 use crate::rest::openapi::schemas as doc;
+use crate::state::ApiState;
 
 /// How long a printed code can be used.
 const LIFETIME: Duration = Duration::from_secs(600);

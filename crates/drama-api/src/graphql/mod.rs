@@ -24,14 +24,14 @@ use juniper::http::{GraphQLBatchRequest, GraphQLRequest};
 
 pub use context::Ctx;
 pub use limits::{GraphqlLimits, LimitError, UNBOUNDED_LIST_ITEMS};
-pub use schema::{Schema, schema, schema_with_depth};
 pub(crate) use request_schema::openapi;
+pub use schema::{Schema, schema, schema_with_depth};
 pub use socket::{CREDENTIALS_LAPSED_CLOSE, INIT_TIMEOUT_CLOSE, TOO_MANY_STREAMS_CLOSE};
 
 use crate::endpoint::endpoint;
 use crate::error::ApiError;
-use crate::state::{ApiState, Auth};
 use crate::rest::openapi::schemas as doc;
+use crate::state::{ApiState, Auth};
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(endpoint("/graphql").post(post).get(get))

@@ -9,11 +9,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::generate::{accepted, premise_fields};
+use super::openapi::schemas as doc;
 use super::{drama_id, json_body, patch_body, with_etag};
 use crate::endpoint::endpoint;
 use crate::error::{ApiError, ErrorCode};
 use crate::state::{ApiState, Auth};
-use super::openapi::schemas as doc;
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(endpoint("/dramas").get(list).post(create))

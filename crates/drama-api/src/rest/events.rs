@@ -17,12 +17,12 @@ use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::jobs::job_id;
+use super::openapi::schemas as doc;
 use crate::error::{ApiError, Chain, ErrorCode};
 use crate::follow::Progress;
 use crate::lapse::{Credentials, Until, lapsed};
 use crate::media_links::sign_text;
 use crate::state::{ApiState, Auth};
-use super::openapi::schemas as doc;
 
 /// How often a comment keeps idle connections (and proxies) alive.
 const KEEPALIVE: Duration = Duration::from_secs(15);

@@ -10,11 +10,11 @@ use drama_domain::{AssetId, AssetKind, CharacterId, DomainError, EpisodeId, Scen
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::openapi::schemas as doc;
 use super::{drama_id, path_id};
 use crate::endpoint::endpoint;
 use crate::error::{ApiError, ErrorCode};
 use crate::state::{ApiState, Auth};
-use super::openapi::schemas as doc;
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(endpoint("/dramas/{d}/improve").post(improve))

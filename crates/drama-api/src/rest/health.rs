@@ -3,9 +3,9 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{SecondsFormat, Utc};
 use serde_json::json;
 
+use super::openapi::schemas as doc;
 use crate::endpoint::endpoint;
 use crate::state::ApiState;
-use super::openapi::schemas as doc;
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(endpoint("/health").get(health))
@@ -105,7 +105,6 @@ async fn root(req: HttpRequest) -> HttpResponse {
         "console": "/ui",
     }))
 }
-
 
 #[utoipa::path(
     get,

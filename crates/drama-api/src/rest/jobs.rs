@@ -8,10 +8,10 @@ use drama_app::store::Entity;
 use serde_json::{Value, json};
 
 use super::drama_id;
+use super::openapi::schemas as doc;
 use crate::endpoint::endpoint;
 use crate::error::ApiError;
 use crate::state::{ApiState, Auth};
-use super::openapi::schemas as doc;
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(endpoint("/dramas/{d}/jobs").get(jobs_of_drama))

@@ -9,10 +9,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::generate::options;
+use super::openapi::schemas as doc;
 use crate::endpoint::endpoint;
 use crate::error::ApiError;
 use crate::state::{ApiState, Auth};
-use super::openapi::schemas as doc;
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(endpoint("/api-keys").get(list).post(create))
@@ -56,7 +56,11 @@ async fn list(state: web::Data<ApiState>, Auth(caller): Auth) -> Result<HttpResp
 #[schema(as = NewApiKey)]
 pub(crate) struct CreateKey {
     /// Not blank; no control characters inside the name (surrounding whitespace is trimmed).
-    #[schema(min_length = 1, max_length = 100, pattern = r#"^[\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000-\u001f\u007f-\u009f](?:[^\u0000-\u001f\u007f-\u009f]*[^\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000-\u001f\u007f-\u009f])?[\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"#)]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r#"^[\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000-\u001f\u007f-\u009f](?:[^\u0000-\u001f\u007f-\u009f]*[^\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000-\u001f\u007f-\u009f])?[\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"#
+    )]
     name: String,
     #[serde(default, deserialize_with = "super::integral::option")]
     #[schema(minimum = 1, maximum = 3650)]

@@ -9,11 +9,11 @@ use futures::StreamExt as _;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use super::openapi::schemas as doc;
 use super::streaming::{object_response, spool_channel};
 use crate::endpoint::endpoint;
 use crate::error::ApiError;
 use crate::state::{ApiState, Auth};
-use super::openapi::schemas as doc;
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     // `list` is registered before `{asset_id}` so that it is never taken for an id.

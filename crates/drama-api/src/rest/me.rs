@@ -5,10 +5,10 @@ use drama_app::LedgerEntry;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::openapi::schemas as doc;
 use crate::endpoint::endpoint;
 use crate::error::ApiError;
 use crate::state::{ApiState, Auth};
-use super::openapi::schemas as doc;
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(endpoint("/me").get(me));

@@ -11,10 +11,10 @@ use drama_app::store::Entity;
 use futures::StreamExt as _;
 
 use super::delivery::Delivery;
+use super::openapi::schemas as doc;
 use crate::endpoint::endpoint;
 use crate::error::{ApiError, ErrorCode};
 use crate::state::ApiState;
-use super::openapi::schemas as doc;
 
 /// How long a redirect to a presigned bucket URL stays valid.
 const REDIRECT_EXPIRY: Duration = Duration::from_secs(300);

@@ -2,9 +2,9 @@
 
 use actix_web::{HttpResponse, web};
 
+use super::openapi::schemas as doc;
 use crate::endpoint::endpoint;
 use crate::state::ApiState;
-use super::openapi::schemas as doc;
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(endpoint("/models").get(models));

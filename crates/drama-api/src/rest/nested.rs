@@ -8,11 +8,11 @@ use drama_domain::{
 };
 use serde_json::json;
 
+use super::openapi::schemas as doc;
 use super::{drama_id, patch_body, path_id, with_etag};
 use crate::endpoint::endpoint;
 use crate::error::ApiError;
 use crate::state::{ApiState, Auth};
-use super::openapi::schemas as doc;
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(endpoint("/dramas/{d}/characters").get(characters))

@@ -13,11 +13,11 @@ use serde_json::{Value, json};
 
 use super::generate::options;
 use super::jobs::{job_id, record};
+use super::openapi::schemas as doc;
 use super::{drama_id, path_id};
 use crate::endpoint::endpoint;
 use crate::error::ApiError;
 use crate::state::{ApiState, Auth};
-use super::openapi::schemas as doc;
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(endpoint("/jobs/{job}/graph").get(graph))

@@ -19,7 +19,9 @@ use utoipa::openapi::{
 };
 use utoipa::{Modify, OpenApi};
 
-use super::{dramas, events, generate, health, jobs, keys, library, me, media, models, nested, runs};
+use super::{
+    dramas, events, generate, health, jobs, keys, library, me, media, models, nested, runs,
+};
 use crate::console;
 
 /// The REST routes; GraphQL's HTTP routes are added when that feature is on.
@@ -169,7 +171,9 @@ impl Modify for Shared {
         );
         for name in PATCH_SCHEMAS {
             if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(name) {
-                object.properties.insert("version".into(), version_schema().into());
+                object
+                    .properties
+                    .insert("version".into(), version_schema().into());
             }
         }
         let mut idempotency: Option<Parameter> = None;
@@ -181,7 +185,9 @@ impl Modify for Shared {
                 match operation.security.as_ref() {
                     // `security(())` marks a public route: no credentials at all.
                     Some(requirements)
-                        if requirements.iter().all(|r| *r == SecurityRequirement::default()) =>
+                        if requirements
+                            .iter()
+                            .all(|r| *r == SecurityRequirement::default()) =>
                     {
                         operation.security = Some(Vec::new());
                     }
@@ -240,9 +246,7 @@ fn optional_body_not_null(operation: &mut Operation) {
         let Some(RefOr::T(Schema::OneOf(one_of))) = content.schema.as_mut() else {
             continue;
         };
-        let is_null = |s: &RefOr<Schema>| {
-            matches!(s, RefOr::T(Schema::Object(o)) if o.schema_type == SchemaType::Type(Type::Null))
-        };
+        let is_null = |s: &RefOr<Schema>| matches!(s, RefOr::T(Schema::Object(o)) if o.schema_type == SchemaType::Type(Type::Null));
         if one_of.items.len() == 2
             && let Some(null) = one_of.items.iter().position(is_null)
         {

@@ -10,9 +10,9 @@
 use std::collections::BTreeMap;
 
 use serde_json::Value;
-use utoipa::{PartialSchema, ToSchema};
 use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
 use utoipa::openapi::{RefOr, Schema};
+use utoipa::{PartialSchema, ToSchema};
 
 pub(crate) use super::super::generate::{GenerateOptions, ImproveRequest, ModelOptions};
 pub(crate) use super::super::keys::CreateKey as NewApiKey;
@@ -157,7 +157,12 @@ impl ToSchema for PremiseForm {}
 struct PremiseFormParts {
     #[schema(min_length = 1, max_length = 20000, pattern = r"\S")]
     premise: String,
-    #[schema(required = false, min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9_.-]+$")]
+    #[schema(
+        required = false,
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[A-Za-z0-9_.-]+$"
+    )]
     id: String,
     #[schema(required = false)]
     model: String,

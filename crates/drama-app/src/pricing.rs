@@ -92,6 +92,7 @@ impl App {
 /// The JSON Schemas of the AI crate's price types, as `GET /models` writes them.
 #[cfg(feature = "openapi")]
 mod doc {
+    // These types are never built: only their derived schemas are read.
     #![allow(dead_code)]
 
     /// Credits per script call.

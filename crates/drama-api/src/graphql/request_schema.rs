@@ -1,6 +1,7 @@
 //! The GraphQL HTTP routes in the OpenAPI document: the body of `POST /graphql` and the
 //! JSON `variables` of `GET /graphql`.
 
+// These types are never built: only their derived schemas are read.
 #![allow(dead_code)]
 
 use utoipa::openapi::path::Operation;

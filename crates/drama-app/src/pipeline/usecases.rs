@@ -9,7 +9,7 @@ use drama_assets::{Category, MediaType, Scope as KeyScope, keys};
 use drama_dal::{Entity, GenerationError, RepoError, StoredDrama};
 use drama_domain::{
     Asset, AssetId, AssetKind, Backoff, CharacterId, DomainError, DramaId, EpisodeId, JobStatus,
-    UserId,
+    JobType, UserId,
 };
 use drama_jobs::{Graph, JobError, JobId, JobView, NodeSpec, RunFilter, RunSpec};
 use rand::Rng as _;
@@ -528,6 +528,25 @@ impl App {
         scope: Scope,
         options: GenerateOptions,
     ) -> Result<Started, AppError> {
+        // The old server gave an episode's generation the job type `generate_image`.
+        let shown = match scope {
+            Scope::Episode(_) => json!({"type": JobType::GenerateImage.as_str()}),
+            _ => json!({}),
+        };
+        self.generate_shown(caller, id, scope, options, shown).await
+    }
+
+    /// [`App::generate_with`], with what the run's payload adds for old clients (`shown`: an
+    /// object, merged into the payload): the job type the old server gave the request and, for
+    /// an audition, the character and asset its settled result names.
+    async fn generate_shown(
+        &self,
+        caller: &Caller,
+        id: &DramaId,
+        scope: Scope,
+        options: GenerateOptions,
+        shown: serde_json::Value,
+    ) -> Result<Started, AppError> {
         let GenerateOptions { force, budget } = options;
         if let Some(b) = budget
             && b < 1
@@ -556,11 +575,16 @@ impl App {
         let costs = self.costs(&models);
         let planner = Planner::new(&drama, &objects, &models, &costs)?;
         let planned = planner.plan(&scope, force)?;
+        let mut payload = json!({
+            "dramaId": id, "scope": format!("{scope:?}"), "force": force, "budget": budget,
+        });
+        if let (Some(payload), serde_json::Value::Object(shown)) = (payload.as_object_mut(), shown)
+        {
+            payload.extend(shown);
+        }
         let mut run = RunSpec::new(kind::GENERATE, owner.0)
             .subject(id.as_str())
-            .payload(json!({
-                "dramaId": id, "scope": format!("{scope:?}"), "force": force, "budget": budget,
-            }));
+            .payload(payload);
         if let Some(b) = budget {
             run = run.budget(b);
         }
@@ -613,8 +637,19 @@ impl App {
         let c = drama
             .character(character.as_str())
             .ok_or_else(|| AppError::not_found(Entity::Character, character))?;
-        let asset = first_asset(&c.assets, AssetKind::Video, character)?;
-        self.generate(caller, id, Scope::Asset(asset), true).await
+        let asset = c.audition().map(|a| a.id.clone());
+        let asset = asset.ok_or_else(|| AppError::not_found(Entity::Asset, character))?;
+        // As the old server's audition job: type `generate_video`, and a settled result that
+        // names the character and its video (`App::job`).
+        let shown = json!({
+            "type": JobType::GenerateVideo.as_str(), "characterId": character, "assetId": asset,
+        });
+        let options = GenerateOptions {
+            force: true,
+            budget: None,
+        };
+        self.generate_shown(caller, id, Scope::Asset(asset), options, shown)
+            .await
     }
 
     /// Starts stitching an episode's clips into its video (generating missing clips first).

@@ -172,6 +172,22 @@ pub struct Character {
     pub metadata: Option<Value>,
 }
 
+impl Character {
+    /// The character's audition video: the first video asset marked as one
+    /// (`metadata.type == "character_audition"`, as the old server marked the videos it made
+    /// and looked them up), otherwise its first video asset.
+    pub fn audition(&self) -> Option<&Asset> {
+        let videos = || self.assets.iter().filter(|a| a.kind == AssetKind::Video);
+        videos()
+            .find(|a| {
+                a.metadata
+                    .as_ref()
+                    .is_some_and(|m| m["type"] == "character_audition")
+            })
+            .or_else(|| videos().next())
+    }
+}
+
 /// A whole drama: the document clients read and write.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -224,8 +240,14 @@ pub enum AssetOwner {
     Character(CharacterId),
     /// `episodes[…].assets`.
     Episode(EpisodeId),
-    /// `episodes[…].scenes[…].assets`.
-    Scene(SceneId),
+    /// `episodes[…].scenes[…].assets`, the scene addressed through its episode (as a scene is
+    /// everywhere): a scene of another episode does not hold the asset.
+    Scene {
+        /// The episode the scene is in.
+        episode: EpisodeId,
+        /// The scene.
+        scene: SceneId,
+    },
 }
 
 impl Drama {
@@ -282,10 +304,14 @@ impl Drama {
                 .assets
                 .iter()
                 .map(move |a| (AssetOwner::Episode(e.id.clone()), a));
-            let scenes = e.scenes.iter().flat_map(|s| {
-                s.assets
-                    .iter()
-                    .map(move |a| (AssetOwner::Scene(s.id.clone()), a))
+            let scenes = e.scenes.iter().flat_map(move |s| {
+                s.assets.iter().map(move |a| {
+                    let owner = AssetOwner::Scene {
+                        episode: e.id.clone(),
+                        scene: s.id.clone(),
+                    };
+                    (owner, a)
+                })
             });
             own.chain(scenes)
         });
@@ -349,4 +375,38 @@ fn video_duration() -> utoipa::openapi::Object {
         .description(Some("Seconds; 10 or 15 for a video, null for an image."))
         .enum_values(Some(durations))
         .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn video(id: &str, metadata: Value) -> Value {
+        json!({"id": id, "kind": "video", "prompt": "p", "duration": 10, "metadata": metadata})
+    }
+
+    #[test]
+    fn the_audition_is_the_video_marked_as_one_else_the_first_video() {
+        let character = |assets: Vec<Value>| -> Character {
+            serde_json::from_value(json!({
+                "id": "c", "name": "C", "description": "d", "gender": "other", "assets": assets,
+            }))
+            .unwrap()
+        };
+        let marked = character(vec![
+            json!({"id": "p", "kind": "image", "prompt": "p"}),
+            video("walk", json!({"type": "character_walk"})),
+            video("audition", json!({"type": "character_audition"})),
+        ]);
+        assert_eq!(marked.audition().unwrap().id.as_str(), "audition");
+        let unmarked = character(vec![
+            video("first", Value::Null),
+            video("second", json!({})),
+        ]);
+        assert_eq!(unmarked.audition().unwrap().id.as_str(), "first");
+        let none = character(vec![json!({"id": "p", "kind": "image", "prompt": "p"})]);
+        assert!(none.audition().is_none());
+    }
 }

@@ -166,7 +166,10 @@ pub async fn patches_find_only_their_own_entities(store: Arc<dyn Store>) {
                 owner,
                 &d.id,
                 &EntityPatch::Asset {
-                    owner: AssetOwner::Scene(d.episodes[0].scenes[0].id.clone()),
+                    owner: AssetOwner::Scene {
+                        episode: d.episodes[0].id.clone(),
+                        scene: d.episodes[0].scenes[0].id.clone(),
+                    },
                     id: asset_of_e1.clone(),
                     changes: asset_patch.clone(),
                 },
@@ -175,13 +178,54 @@ pub async fn patches_find_only_their_own_entities(store: Arc<dyn Store>) {
             .await,
         Entity::Asset,
     );
+    // The asset's own scene, addressed through another episode: the scene is not found there
+    // (as a scene PATCH through the wrong episode is not), and nothing is written.
     assert_not_found(
         store
             .patch(
                 owner,
                 &d.id,
                 &EntityPatch::Asset {
-                    owner: AssetOwner::Scene(SceneId::parse("nope").unwrap()),
+                    owner: AssetOwner::Scene {
+                        episode: d.episodes[0].id.clone(),
+                        scene: s_of_e1.clone(),
+                    },
+                    id: asset_of_e1.clone(),
+                    changes: asset_patch.clone(),
+                },
+                None,
+            )
+            .await,
+        Entity::Scene,
+    );
+    assert_not_found(
+        store
+            .patch(
+                owner,
+                &d.id,
+                &EntityPatch::Asset {
+                    owner: AssetOwner::Scene {
+                        episode: EpisodeId::parse("nope").unwrap(),
+                        scene: s_of_e1.clone(),
+                    },
+                    id: asset_of_e1.clone(),
+                    changes: asset_patch.clone(),
+                },
+                None,
+            )
+            .await,
+        Entity::Episode,
+    );
+    assert_not_found(
+        store
+            .patch(
+                owner,
+                &d.id,
+                &EntityPatch::Asset {
+                    owner: AssetOwner::Scene {
+                        episode: e1.clone(),
+                        scene: SceneId::parse("nope").unwrap(),
+                    },
                     id: asset_of_e1.clone(),
                     changes: asset_patch.clone(),
                 },

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use drama_ai::{
-    AiError, DramaRequest, Generated, ImageKind, ImageRequest, ReferenceImage, ScriptModel,
-    VideoDuration, VideoRequest, VideoTask,
+    AiError, DramaRequest, Generated, ImageKind, ImageRequest, ModelInfo, ReferenceImage,
+    ScriptModel, VideoDuration, VideoRequest, VideoTask,
 };
 use drama_assets::{Category, MediaType, ObjectKey, Scope as KeyScope, keys};
 use drama_dal::{DramaWrite, GenerationError, RepoError};
@@ -17,9 +17,7 @@ use serde_json::{Value, json};
 use super::hash::{Inputs, checksum, input_hash};
 use super::normalize::ensure_assets;
 use super::plan::{Planner, model_tag, stitch_model};
-use super::product::{
-    Written, after_paid_call, commit_retrying, hash_parts, reusable_script, save_script,
-};
+use super::product::{after_paid_call, commit_retrying, hash_parts, written_script};
 use super::spec::{CritiqueTask, DramaTask, MediaTask, ScenesTask, StitchTask, kind};
 use super::stitch;
 use crate::App;
@@ -75,6 +73,34 @@ macro_rules! step {
             Err(e) => return $map(&e),
         }
     };
+}
+
+/// `?` for steps whose error already is the outcome to answer.
+macro_rules! outcome {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(outcome) => return outcome,
+        }
+    };
+}
+
+/// Runs a provider call unless the job is cancelled first.
+async fn ai_call<T>(
+    ctx: &JobContext,
+    call: impl Future<Output = Result<T, AiError>>,
+) -> Result<T, Outcome> {
+    tokio::select! {
+        r = call => r.map_err(|e| ai_outcome(&e)),
+        () = ctx.cancellation().cancelled() => Err(Outcome::cancelled("cancelled")),
+    }
+}
+
+/// What both media handlers start from.
+struct MediaInputs {
+    task: MediaTask,
+    references: Vec<ReferenceImage>,
+    hash: String,
 }
 
 fn category(kind: &str) -> Category {
@@ -221,41 +247,52 @@ impl App {
         Ok((images, sums))
     }
 
-    async fn run_image(&self, ctx: JobContext) -> Outcome {
-        let task: MediaTask = match ctx.payload_as() {
-            Ok(t) => t,
-            Err(outcome) => return outcome,
-        };
+    /// What both media handlers start from: the task, its reference images and the hash of
+    /// its inputs (`duration` says whether the task's duration is one of them). `Err` is the
+    /// outcome to answer at once, the commit of the object an earlier attempt made from the
+    /// same inputs included.
+    async fn media_inputs(
+        &self,
+        ctx: &JobContext,
+        model: &ModelInfo,
+        duration: bool,
+    ) -> Result<MediaInputs, Outcome> {
+        let task: MediaTask = ctx.payload_as()?;
         let owner = UserId(ctx.owner());
-        let drama = step!(DramaId::parse(task.drama.as_str()), Outcome::fail);
-        let (references, sums) = match self.references(owner, &drama, &task.references).await {
-            Ok(found) => found,
-            Err(outcome) => return outcome,
-        };
-        let model = self.ai.image_model();
+        let drama = DramaId::parse(task.drama.as_str()).map_err(Outcome::fail)?;
+        let (references, sums) = self.references(owner, &drama, &task.references).await?;
         let sum_refs: Vec<&str> = sums.iter().map(String::as_str).collect();
         let hash = input_hash(&Inputs {
             kind: ctx.kind(),
             prompt: &task.prompt,
-            model: &model_tag(&model.model()),
+            model: &model_tag(model),
             references: &sum_refs,
-            duration: None,
+            duration: if duration { task.duration } else { None },
         });
-        match self.reusable_object(&ctx, owner, &drama, &hash).await {
-            Ok(Some(product)) => return self.commit_object(&ctx, &task, product).await,
-            Ok(None) => {}
-            Err(outcome) => return outcome,
+        if let Some(product) = self.reusable_object(ctx, owner, &drama, &hash).await? {
+            return Err(self.commit_object(ctx, &task, product).await);
         }
+        Ok(MediaInputs {
+            task,
+            references,
+            hash,
+        })
+    }
+
+    async fn run_image(&self, ctx: JobContext) -> Outcome {
+        let model = self.ai.image_model();
+        let MediaInputs {
+            task,
+            references,
+            hash,
+        } = outcome!(self.media_inputs(&ctx, &model.model(), false).await);
         let request = ImageRequest {
             kind: image_kind(ctx.kind()),
             prompt: task.prompt.clone(),
             label: task.label.clone(),
             references,
         };
-        let generated = tokio::select! {
-            r = model.generate_image(&request) => step!(r, ai_outcome),
-            () = ctx.cancellation().cancelled() => return Outcome::cancelled("cancelled"),
-        };
+        let generated = outcome!(ai_call(&ctx, model.generate_image(&request)).await);
         let usage = serde_json::to_value(generated.usage).unwrap_or(Value::Null);
         let kind = ctx.kind().to_owned();
         self.store_result(
@@ -271,30 +308,12 @@ impl App {
     }
 
     async fn run_video(&self, ctx: JobContext) -> Outcome {
-        let task: MediaTask = match ctx.payload_as() {
-            Ok(t) => t,
-            Err(outcome) => return outcome,
-        };
-        let owner = UserId(ctx.owner());
-        let drama = step!(DramaId::parse(task.drama.as_str()), Outcome::fail);
-        let (mut references, sums) = match self.references(owner, &drama, &task.references).await {
-            Ok(found) => found,
-            Err(outcome) => return outcome,
-        };
         let model = self.ai.video_model();
-        let sum_refs: Vec<&str> = sums.iter().map(String::as_str).collect();
-        let hash = input_hash(&Inputs {
-            kind: ctx.kind(),
-            prompt: &task.prompt,
-            model: &model_tag(&model.model()),
-            references: &sum_refs,
-            duration: task.duration,
-        });
-        match self.reusable_object(&ctx, owner, &drama, &hash).await {
-            Ok(Some(product)) => return self.commit_object(&ctx, &task, product).await,
-            Ok(None) => {}
-            Err(outcome) => return outcome,
-        }
+        let MediaInputs {
+            task,
+            mut references,
+            hash,
+        } = outcome!(self.media_inputs(&ctx, &model.model(), true).await);
         let duration = step!(
             VideoDuration::from_seconds(task.duration.unwrap_or(10)),
             ai_outcome
@@ -365,10 +384,7 @@ impl App {
     }
 
     async fn run_stitch(&self, ctx: JobContext) -> Outcome {
-        let task: StitchTask = match ctx.payload_as() {
-            Ok(t) => t,
-            Err(outcome) => return outcome,
-        };
+        let task: StitchTask = outcome!(ctx.payload_as());
         let owner = UserId(ctx.owner());
         let drama_id = step!(DramaId::parse(task.drama.as_str()), Outcome::fail);
         let stored = step!(
@@ -456,10 +472,7 @@ impl App {
     }
 
     async fn run_scenes(&self, ctx: JobContext) -> Outcome {
-        let spec: ScenesTask = match ctx.payload_as() {
-            Ok(t) => t,
-            Err(outcome) => return outcome,
-        };
+        let spec: ScenesTask = outcome!(ctx.payload_as());
         let owner = UserId(ctx.owner());
         let drama_id = step!(DramaId::parse(spec.drama.as_str()), Outcome::fail);
         let episode_id = step!(EpisodeId::parse(spec.episode.as_str()), Outcome::fail);
@@ -486,27 +499,14 @@ impl App {
                 &episode.description,
                 episode.premise.as_deref().unwrap_or_default(),
             ]);
-            let reused = reusable_script(&ctx, &hash)
-                .and_then(|w| Some((serde_json::from_value(w.output).ok()?, w.usage)));
-            let (scenes, used) = match reused {
-                Some(found) => found,
-                None => {
-                    let written = tokio::select! {
-                        r = script.write_episode_scenes(&drama, &episode_id) => step!(r, ai_outcome),
-                        () = ctx.cancellation().cancelled() => return Outcome::cancelled("cancelled"),
-                    };
-                    let used = serde_json::to_value(written.usage).unwrap_or(Value::Null);
-                    let product = Written {
-                        input_hash: hash,
-                        output: serde_json::to_value(&written.output).unwrap_or(Value::Null),
-                        usage: used.clone(),
-                    };
-                    if let Err(outcome) = save_script(&ctx, &product).await {
-                        return outcome;
-                    }
-                    (written.output, used)
-                }
-            };
+            let (scenes, used) = outcome!(
+                written_script(
+                    &ctx,
+                    hash,
+                    ai_call(&ctx, script.write_episode_scenes(&drama, &episode_id))
+                )
+                .await
+            );
             usage = used;
             if let Some(e) = drama.episodes.iter_mut().find(|e| e.id == episode_id) {
                 e.scenes = scenes;
@@ -559,10 +559,7 @@ impl App {
     }
 
     async fn run_write_drama(&self, ctx: JobContext) -> Outcome {
-        let spec: DramaTask = match ctx.payload_as() {
-            Ok(t) => t,
-            Err(outcome) => return outcome,
-        };
+        let spec: DramaTask = outcome!(ctx.payload_as());
         let owner = UserId(ctx.owner());
         let drama_id = step!(DramaId::parse(spec.drama.as_str()), Outcome::fail);
         let script = step!(self.ai.script_model(spec.model.as_deref()), ai_outcome);
@@ -571,30 +568,14 @@ impl App {
             &ctx.payload().to_string(),
             &model_tag(&script.model()),
         ]);
-        let reused = reusable_script(&ctx, &hash)
-            .and_then(|w| Some((serde_json::from_value::<Drama>(w.output).ok()?, w.usage)));
-        let (written, usage) = match reused {
-            Some(found) => found,
-            None => match self
-                .write_drama(&ctx, &spec, &drama_id, script.as_ref())
-                .await
-            {
-                Ok(generated) => {
-                    let usage = serde_json::to_value(generated.usage).unwrap_or(Value::Null);
-                    let product = Written {
-                        input_hash: hash,
-                        output: serde_json::to_value(&generated.output).unwrap_or(Value::Null),
-                        usage: usage.clone(),
-                    };
-                    if let Err(outcome) = save_script(&ctx, &product).await {
-                        return outcome;
-                    }
-                    (generated.output, usage)
-                }
-                Err(outcome) => return outcome,
-            },
-        };
-        let mut drama: Drama = written;
+        let (mut drama, usage): (Drama, Value) = outcome!(
+            written_script(
+                &ctx,
+                hash,
+                self.write_drama(&ctx, &spec, &drama_id, script.as_ref())
+            )
+            .await
+        );
         drama.id = drama_id.clone();
         if let Some(url) = &spec.reference_url {
             let mut metadata = drama.metadata.take().unwrap_or_else(|| json!({}));
@@ -665,10 +646,11 @@ impl App {
                     }
                     Err(e) => return Err(repo_outcome(&e)),
                 };
-                tokio::select! {
-                    r = script.improve_drama(&original, &improve.feedback, drama_id) => r.map_err(|e| ai_outcome(&e)),
-                    () = ctx.cancellation().cancelled() => Err(Outcome::cancelled("cancelled")),
-                }
+                ai_call(
+                    ctx,
+                    script.improve_drama(&original, &improve.feedback, drama_id),
+                )
+                .await
             }
             None => {
                 let mut request = DramaRequest::new(drama_id.clone(), spec.premise.clone());
@@ -680,19 +662,13 @@ impl App {
                         .references
                         .push(ReferenceImage::new(bytes, info.content_type));
                 }
-                tokio::select! {
-                    r = script.generate_drama(&request) => r.map_err(|e| ai_outcome(&e)),
-                    () = ctx.cancellation().cancelled() => Err(Outcome::cancelled("cancelled")),
-                }
+                ai_call(ctx, script.generate_drama(&request)).await
             }
         }
     }
 
     async fn run_critique(&self, ctx: JobContext) -> Outcome {
-        let spec: CritiqueTask = match ctx.payload_as() {
-            Ok(t) => t,
-            Err(outcome) => return outcome,
-        };
+        let spec: CritiqueTask = outcome!(ctx.payload_as());
         let owner = UserId(ctx.owner());
         let drama_id = step!(DramaId::parse(spec.drama.as_str()), Outcome::fail);
         let drama = step!(
@@ -707,27 +683,9 @@ impl App {
             &model_tag(&script.model()),
             &serde_json::to_string(&drama).unwrap_or_default(),
         ]);
-        let reused = reusable_script(&ctx, &hash)
-            .and_then(|w| Some((serde_json::from_value::<String>(w.output).ok()?, w.usage)));
-        let (feedback, usage) = match reused {
-            Some(found) => found,
-            None => {
-                let critique = tokio::select! {
-                    r = script.critique_drama(&drama) => step!(r, ai_outcome),
-                    () = ctx.cancellation().cancelled() => return Outcome::cancelled("cancelled"),
-                };
-                let usage = serde_json::to_value(critique.usage).unwrap_or(Value::Null);
-                let product = Written {
-                    input_hash: hash,
-                    output: Value::String(critique.output.clone()),
-                    usage: usage.clone(),
-                };
-                if let Err(outcome) = save_script(&ctx, &product).await {
-                    return outcome;
-                }
-                (critique.output, usage)
-            }
-        };
+        let (feedback, usage): (String, Value) = outcome!(
+            written_script(&ctx, hash, ai_call(&ctx, script.critique_drama(&drama))).await
+        );
         let usage_price = usage_price(spec.token_prices, &usage);
         let result = json!({ "feedback": feedback, "usage": usage });
         let fence = ctx.fence();

@@ -25,7 +25,7 @@ use drama_dal::{
 use drama_domain::{Drama, DramaId, EpisodeId, Scene, UserId};
 use drama_jobs::{Expansion, Fence, Graph, JobId, RunId, Submitted};
 use serde_json::Value;
-use sqlx::{PgConnection, Row as _};
+use sqlx::{PgConnection, Postgres, Row as _, Transaction};
 use uuid::Uuid;
 
 use crate::PgStore;
@@ -148,6 +148,28 @@ impl PgStore {
         }
         let charge = CreditMove::expansion(owner, fence, cost);
         Ok(try_move(conn, &charge).await?.is_some())
+    }
+
+    /// Ends a task that wrote the drama, in its transaction `tx`: settles the task's usage,
+    /// pays for the expansion when the owner can, completes the job (with the expansion when
+    /// it was paid) and commits. Returns whether the expansion was paid.
+    async fn settle_and_complete(
+        mut tx: Transaction<'_, Postgres>,
+        owner: UserId,
+        fence: &Fence,
+        usage_price: Option<i64>,
+        expansion: Expansion,
+        expansion_cost: i64,
+        result: Value,
+    ) -> Result<bool, GenerationError> {
+        // Settled before the expansion is paid: what the hold gives back can pay for it.
+        Self::settle_usage(&mut tx, owner, fence, usage_price).await?;
+        let paid =
+            Self::pay_for_expansion(&mut tx, owner, fence, &expansion, expansion_cost).await?;
+        let result = with_applied(result, paid);
+        complete_in_tx(&mut tx, fence, result, paid.then_some(expansion)).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(paid)
     }
 }
 
@@ -310,14 +332,16 @@ impl GenerationStore for PgStore {
         ep.scenes = scenes.to_vec();
         stored.drama.validate().map_err(RepoError::from)?;
         write_children(&mut tx, &stored.drama, true).await?;
-        // Settled before the expansion is paid: what the hold gives back can pay for it.
-        Self::settle_usage(&mut tx, owner, fence, usage_price).await?;
-        let paid =
-            Self::pay_for_expansion(&mut tx, owner, fence, &expansion, expansion_cost).await?;
-        let result = with_applied(result, paid);
-        complete_in_tx(&mut tx, fence, result, paid.then_some(expansion)).await?;
-        tx.commit().await.map_err(db)?;
-        Ok(paid)
+        Self::settle_and_complete(
+            tx,
+            owner,
+            fence,
+            usage_price,
+            expansion,
+            expansion_cost,
+            result,
+        )
+        .await
     }
 
     #[tracing::instrument(skip_all, fields(drama.id = %drama.id))]
@@ -371,13 +395,16 @@ impl GenerationStore for PgStore {
                 write_children(&mut tx, drama, true).await?;
             }
         }
-        Self::settle_usage(&mut tx, owner, fence, usage_price).await?;
-        let paid =
-            Self::pay_for_expansion(&mut tx, owner, fence, &expansion, expansion_cost).await?;
-        let result = with_applied(result, paid);
-        complete_in_tx(&mut tx, fence, result, paid.then_some(expansion)).await?;
-        tx.commit().await.map_err(db)?;
-        Ok(paid)
+        Self::settle_and_complete(
+            tx,
+            owner,
+            fence,
+            usage_price,
+            expansion,
+            expansion_cost,
+            result,
+        )
+        .await
     }
 
     #[tracing::instrument(skip_all, fields(job.id = %fence.job_id))]

@@ -150,6 +150,26 @@ impl PgStore {
         Ok(try_move(conn, &charge).await?.is_some())
     }
 
+    /// Debits `charge` in `tx` and hands `tx` back; when the owner cannot pay, rolls it back
+    /// and answers `InsufficientTokens` with the balance and `needed`.
+    async fn debit_or_roll_back(
+        mut tx: Transaction<'static, Postgres>,
+        owner: UserId,
+        charge: &CreditMove,
+        needed: i64,
+    ) -> Result<Transaction<'static, Postgres>, GenerationError> {
+        if try_move(&mut tx, charge).await?.is_some() {
+            return Ok(tx);
+        }
+        let available = balance(&mut tx, owner).await?;
+        tx.rollback().await.map_err(db)?;
+        Err(RepoError::InsufficientTokens {
+            balance: available,
+            needed,
+        }
+        .into())
+    }
+
     /// Ends a task that wrote the drama, in its transaction `tx`: settles the task's usage,
     /// pays for the expansion when the owner can, completes the job (with the expansion when
     /// it was paid) and commits. Returns whether the expansion was paid.
@@ -221,15 +241,7 @@ impl GenerationStore for PgStore {
         let charge = CreditMove::new(owner, -cost.max(0), CreditReason::RunCharge)
             .run(submitted.run_id.0)
             .note(graph.run.kind.clone());
-        if try_move(&mut tx, &charge).await?.is_none() {
-            let available = balance(&mut tx, owner).await?;
-            tx.rollback().await.map_err(db)?;
-            return Err(RepoError::InsufficientTokens {
-                balance: available,
-                needed: cost,
-            }
-            .into());
-        }
+        let tx = Self::debit_or_roll_back(tx, owner, &charge, cost).await?;
         tx.commit().await.map_err(db)?;
         Ok(submitted)
     }
@@ -435,15 +447,7 @@ impl GenerationStore for PgStore {
             let charge = CreditMove::new(owner, -price, CreditReason::ResumeCharge)
                 .run(run.0)
                 .note(format!("{queued} tasks queued again"));
-            if try_move(&mut tx, &charge).await?.is_none() {
-                let available = balance(&mut tx, owner).await?;
-                tx.rollback().await.map_err(db)?;
-                return Err(RepoError::InsufficientTokens {
-                    balance: available,
-                    needed: price,
-                }
-                .into());
-            }
+            tx = Self::debit_or_roll_back(tx, owner, &charge, price).await?;
         }
         tx.commit().await.map_err(db)?;
         Ok(ResumeCharged { run, queued, price })

@@ -20,7 +20,7 @@
 use async_trait::async_trait;
 use drama_dal::{
     Applied, CreditMove, CreditReason, DramaWrite, Entity, EntityUrl, GeneratedAsset,
-    GenerationError, GenerationStore, Refund, RepoError, ResumeCharged,
+    GenerationError, GenerationStore, Refund, RepoError, ResumeCharged, ScriptCompletion,
 };
 use drama_domain::{Drama, DramaId, EpisodeId, Scene, UserId};
 use drama_jobs::{Expansion, Fence, Graph, JobId, RunId, Submitted};
@@ -170,18 +170,21 @@ impl PgStore {
         .into())
     }
 
-    /// Ends a task that wrote the drama, in its transaction `tx`: settles the task's usage,
-    /// pays for the expansion when the owner can, completes the job (with the expansion when
-    /// it was paid) and commits. Returns whether the expansion was paid.
+    /// Ends a task that wrote the drama, in its transaction `tx`, as `completion` says:
+    /// settles the task's usage, pays for the expansion when the owner can, completes the
+    /// job (with the expansion when it was paid) and commits. Returns whether it was paid.
     async fn settle_and_complete(
         mut tx: Transaction<'_, Postgres>,
         owner: UserId,
         fence: &Fence,
-        usage_price: Option<i64>,
-        expansion: Expansion,
-        expansion_cost: i64,
-        result: Value,
+        completion: ScriptCompletion,
     ) -> Result<bool, GenerationError> {
+        let ScriptCompletion {
+            usage_price,
+            expansion,
+            expansion_cost,
+            result,
+        } = completion;
         // Settled before the expansion is paid: what the hold gives back can pay for it.
         Self::settle_usage(&mut tx, owner, fence, usage_price).await?;
         let paid =
@@ -324,10 +327,7 @@ impl GenerationStore for PgStore {
         drama: &DramaId,
         episode: &EpisodeId,
         scenes: &[Scene],
-        expansion: Expansion,
-        expansion_cost: i64,
-        usage_price: Option<i64>,
-        result: Value,
+        completion: ScriptCompletion,
     ) -> Result<bool, GenerationError> {
         let mut tx = self.pool.begin().await.map_err(db)?;
         lock_run(&mut tx, fence.run_id).await?;
@@ -344,16 +344,7 @@ impl GenerationStore for PgStore {
         ep.scenes = scenes.to_vec();
         stored.drama.validate().map_err(RepoError::from)?;
         write_children(&mut tx, &stored.drama, true).await?;
-        Self::settle_and_complete(
-            tx,
-            owner,
-            fence,
-            usage_price,
-            expansion,
-            expansion_cost,
-            result,
-        )
-        .await
+        Self::settle_and_complete(tx, owner, fence, completion).await
     }
 
     #[tracing::instrument(skip_all, fields(drama.id = %drama.id))]
@@ -363,10 +354,7 @@ impl GenerationStore for PgStore {
         owner: UserId,
         drama: &Drama,
         write: DramaWrite,
-        expansion: Expansion,
-        expansion_cost: i64,
-        usage_price: Option<i64>,
-        result: Value,
+        completion: ScriptCompletion,
     ) -> Result<bool, GenerationError> {
         drama.validate().map_err(RepoError::from)?;
         let mut tx = self.pool.begin().await.map_err(db)?;
@@ -407,16 +395,7 @@ impl GenerationStore for PgStore {
                 write_children(&mut tx, drama, true).await?;
             }
         }
-        Self::settle_and_complete(
-            tx,
-            owner,
-            fence,
-            usage_price,
-            expansion,
-            expansion_cost,
-            result,
-        )
-        .await
+        Self::settle_and_complete(tx, owner, fence, completion).await
     }
 
     #[tracing::instrument(skip_all, fields(job.id = %fence.job_id))]

@@ -9,7 +9,7 @@ use drama_ai::{
     ScriptModel, VideoDuration, VideoRequest, VideoTask,
 };
 use drama_assets::{Category, MediaType, ObjectKey, Scope as KeyScope, keys};
-use drama_dal::{DramaWrite, GenerationError, RepoError};
+use drama_dal::{DramaWrite, GenerationError, RepoError, ScriptCompletion};
 use drama_domain::{AssetKind, Drama, DramaId, EpisodeId, UserId};
 use drama_jobs::{HandlerOptions, JobContext, JobError, Outcome, Registry};
 use serde_json::{Value, json};
@@ -534,9 +534,12 @@ impl App {
             return Outcome::fail(format!("episode {episode_id} no longer exists"));
         };
         // Scenes kept from before cost no call: a token-priced task then costs nothing.
-        let usage_price = usage_price(spec.token_prices, &usage);
-        let result =
-            json!({ "episodeId": episode_id, "scenes": episode.scenes.len(), "usage": usage });
+        let completion = ScriptCompletion {
+            usage_price: usage_price(spec.token_prices, &usage),
+            expansion,
+            expansion_cost: cost,
+            result: json!({ "episodeId": episode_id, "scenes": episode.scenes.len(), "usage": usage }),
+        };
         let fence = ctx.fence();
         match commit_retrying(|| {
             self.generation.complete_scenes(
@@ -545,10 +548,7 @@ impl App {
                 &drama_id,
                 &episode_id,
                 &episode.scenes,
-                expansion.clone(),
-                cost,
-                usage_price,
-                result.clone(),
+                completion.clone(),
             )
         })
         .await
@@ -598,8 +598,12 @@ impl App {
         let (expansion, cost) = step!(planner.first_images(), |e: &crate::AppError| Outcome::fail(
             e
         ));
-        let usage_price = usage_price(spec.token_prices, &usage);
-        let result = json!({ "dramaId": drama_id, "usage": usage });
+        let completion = ScriptCompletion {
+            usage_price: usage_price(spec.token_prices, &usage),
+            expansion,
+            expansion_cost: cost,
+            result: json!({ "dramaId": drama_id, "usage": usage }),
+        };
         let fence = ctx.fence();
         match commit_retrying(|| {
             self.generation.complete_drama(
@@ -607,10 +611,7 @@ impl App {
                 owner,
                 &drama,
                 DramaWrite::Create,
-                expansion.clone(),
-                cost,
-                usage_price,
-                result.clone(),
+                completion.clone(),
             )
         })
         .await

@@ -11,7 +11,7 @@ use drama_ai::{
 use drama_assets::{Category, MediaType, ObjectKey, Scope as KeyScope, keys};
 use drama_dal::{DramaWrite, GenerationError, RepoError, ScriptCompletion};
 use drama_domain::{AssetKind, Drama, DramaId, EpisodeId, UserId};
-use drama_jobs::{HandlerOptions, JobContext, JobError, Outcome, Registry};
+use drama_jobs::{Expansion, HandlerOptions, JobContext, JobError, Outcome, Registry};
 use serde_json::{Value, json};
 
 use super::hash::{Inputs, checksum, input_hash};
@@ -279,6 +279,21 @@ impl App {
         })
     }
 
+    /// What follows a written script: `expand` plans it on `drama` (nothing generated for it
+    /// yet) with the task's script model.
+    fn expansion_after(
+        &self,
+        drama: &Drama,
+        model: Option<String>,
+        expand: impl FnOnce(&Planner<'_>) -> Result<(Expansion, i64), crate::AppError>,
+    ) -> Result<(Expansion, i64), Outcome> {
+        let objects = HashMap::new();
+        let models = self.models(model);
+        let costs = self.costs(&models);
+        let planner = Planner::new(drama, &objects, &models, &costs).map_err(Outcome::fail)?;
+        expand(&planner).map_err(Outcome::fail)
+    }
+
     async fn run_image(&self, ctx: JobContext) -> Outcome {
         let model = self.ai.image_model();
         let MediaInputs {
@@ -519,17 +534,10 @@ impl App {
         if let Err(e) = drama.validate() {
             return Outcome::fail(format!("the written scenes are invalid: {e}"));
         }
-        let objects = HashMap::new();
-        let models = self.models(spec.model.clone());
-        let costs = self.costs(&models);
-        let planner = step!(
-            Planner::new(&drama, &objects, &models, &costs),
-            |e: &crate::AppError| Outcome::fail(e)
-        );
-        let (expansion, cost) = step!(
-            planner.scene_expansion(&episode_id, &spec),
-            |e: &crate::AppError| Outcome::fail(e)
-        );
+        let (expansion, cost) =
+            outcome!(self.expansion_after(&drama, spec.model.clone(), |planner| {
+                planner.scene_expansion(&episode_id, &spec)
+            }));
         let Some(episode) = drama.episode(episode_id.as_str()) else {
             return Outcome::fail(format!("episode {episode_id} no longer exists"));
         };
@@ -588,16 +596,10 @@ impl App {
             ensure_assets(&mut drama),
             |e: &drama_domain::DomainError| Outcome::fail(e)
         );
-        let objects = HashMap::new();
-        let models = self.models(spec.model.clone());
-        let costs = self.costs(&models);
-        let planner = step!(
-            Planner::new(&drama, &objects, &models, &costs),
-            |e: &crate::AppError| Outcome::fail(e)
-        );
-        let (expansion, cost) = step!(planner.first_images(), |e: &crate::AppError| Outcome::fail(
-            e
-        ));
+        let (expansion, cost) =
+            outcome!(
+                self.expansion_after(&drama, spec.model.clone(), |planner| planner.first_images())
+            );
         let completion = ScriptCompletion {
             usage_price: usage_price(spec.token_prices, &usage),
             expansion,

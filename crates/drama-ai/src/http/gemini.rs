@@ -10,9 +10,9 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use crate::error::{AiError, Provider, shorten};
-use crate::http::{Auth, HttpCore, join, required_key};
+use crate::http::{Auth, HttpCore, join, one_image, required_key};
 use crate::llm::{Finish, LlmScript, Role, TextAnswer, TextBackend, TextCall};
-use crate::prompts::{self, PROMPT_VERSION};
+use crate::prompts;
 use crate::settings::{AiSettings, ApiKey};
 use crate::traits::{ImageModel, ScriptModel};
 use crate::types::{GeneratedImage, ImageRequest, ReferenceImage, sniff_mime};
@@ -269,14 +269,7 @@ impl ImageModel for GeminiImage {
                 },
             )
             .await?;
-        usage.images = 1;
-        usage.requests = attempts;
-        Ok(Generated {
-            output: image,
-            usage,
-            model: self.model(),
-            prompt_version: PROMPT_VERSION,
-        })
+        Ok(one_image(image, usage, attempts, self.model()))
     }
 }
 

@@ -15,8 +15,11 @@ use reqwest::{RequestBuilder, StatusCode};
 use serde_json::Value;
 
 use crate::error::{AiError, Provider, looks_like_moderation, shorten};
+use crate::prompts::PROMPT_VERSION;
 use crate::retry::RetryPolicy;
 use crate::settings::{AiSettings, ApiKey};
+use crate::types::GeneratedImage;
+use crate::usage::{Generated, ModelInfo, Usage};
 
 /// A provider's key, or the error that names the variable it is set by.
 pub(crate) fn required_key(
@@ -26,6 +29,24 @@ pub(crate) fn required_key(
 ) -> Result<ApiKey, AiError> {
     key.cloned()
         .ok_or(AiError::NotConfigured { provider, variable })
+}
+
+/// One generated image as an image call answers it: `usage` with the image counted and the
+/// `requests` it took.
+pub(crate) fn one_image(
+    image: GeneratedImage,
+    mut usage: Usage,
+    requests: u32,
+    model: ModelInfo,
+) -> Generated<GeneratedImage> {
+    usage.images = 1;
+    usage.requests = requests;
+    Generated {
+        output: image,
+        usage,
+        model,
+        prompt_version: PROMPT_VERSION,
+    }
 }
 
 /// How a provider's calls carry its key.

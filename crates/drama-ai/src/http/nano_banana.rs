@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 
 use crate::error::looks_like_moderation;
 use crate::error::{AiError, Provider, shorten};
-use crate::http::{Auth, HttpCore, join, required_key};
-use crate::prompts::{self, PROMPT_VERSION};
+use crate::http::{Auth, HttpCore, join, one_image, required_key};
+use crate::prompts;
 use crate::settings::{AiSettings, ApiKey};
 use crate::traits::ImageModel;
 use crate::types::{GeneratedImage, ImageRequest, sniff_mime};
@@ -161,14 +161,7 @@ impl ImageModel for NanoBanana {
                 ))
             })
             .await?;
-        usage.images = 1;
-        usage.requests = attempts;
-        Ok(Generated {
-            output: image,
-            usage,
-            model: self.model(),
-            prompt_version: PROMPT_VERSION,
-        })
+        Ok(one_image(image, usage, attempts, self.model()))
     }
 }
 

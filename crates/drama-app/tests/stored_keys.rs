@@ -19,6 +19,9 @@ use drama_jobs::{JobState, Worker, WorkerConfig};
 use drama_postgres::PgStore;
 use drama_postgres::jobs::PgJobStore;
 use drama_testkit::pg::ScratchDb;
+use support::{migrated, pg_ports, user_with};
+
+mod support;
 
 struct World {
     db: ScratchDb,
@@ -33,29 +36,13 @@ struct World {
 
 async fn world(name: &str) -> World {
     let db = ScratchDb::create(name).await;
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(8)
-        .connect(&db.url())
-        .await
-        .unwrap();
-    drama_postgres::migrate(&pool).await.unwrap();
-    let store = Arc::new(PgStore::new(pool.clone()));
-    let jobs = Arc::new(PgJobStore::new(pool.clone()));
+    let pool = migrated(&db, 8, "").await;
     let assets = Arc::new(drama_assets::MemoryStore::default());
-    let app = App::new(Ports {
-        store: store.clone(),
-        assets: assets.clone(),
-        generation: store.clone(),
-        jobs: Arc::new(EngineJobs(jobs.clone())),
-        ai: AiProviders::offline(7),
-    });
+    let (ports, store, jobs) = pg_ports(&pool, assets.clone(), AiProviders::offline(7));
+    let app = App::new(ports);
     let mut users = Vec::new();
     for _ in 0..2 {
-        let user = UserId::random();
-        let mut new = NewUser::new(user);
-        new.tokens = 1000;
-        store.create_user(&new).await.unwrap();
-        users.push(user);
+        users.push(user_with(&*store, 1000).await);
     }
     World {
         db,

@@ -179,17 +179,13 @@ impl PgStore {
         fence: &Fence,
         completion: ScriptCompletion,
     ) -> Result<bool, GenerationError> {
-        let ScriptCompletion {
-            usage_price,
-            expansion,
-            expansion_cost,
-            result,
-        } = completion;
         // Settled before the expansion is paid: what the hold gives back can pay for it.
-        Self::settle_usage(&mut tx, owner, fence, usage_price).await?;
+        Self::settle_usage(&mut tx, owner, fence, completion.usage_price).await?;
+        let expansion = completion.expansion;
         let paid =
-            Self::pay_for_expansion(&mut tx, owner, fence, &expansion, expansion_cost).await?;
-        let result = with_applied(result, paid);
+            Self::pay_for_expansion(&mut tx, owner, fence, &expansion, completion.expansion_cost)
+                .await?;
+        let result = with_applied(completion.result, paid);
         complete_in_tx(&mut tx, fence, result, paid.then_some(expansion)).await?;
         tx.commit().await.map_err(db)?;
         Ok(paid)

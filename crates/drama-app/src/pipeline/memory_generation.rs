@@ -100,19 +100,18 @@ impl MemoryGeneration {
         fence: &Fence,
         completion: ScriptCompletion,
     ) -> Result<bool, GenerationError> {
-        let ScriptCompletion {
-            usage_price,
-            expansion,
-            expansion_cost,
-            result,
-        } = completion;
-        self.settle_usage(owner, fence, usage_price)?;
-        let paid = self.pay_for_expansion(owner, fence, &expansion, expansion_cost)?;
+        self.settle_usage(owner, fence, completion.usage_price)?;
+        let paid = self.pay_for_expansion(
+            owner,
+            fence,
+            &completion.expansion,
+            completion.expansion_cost,
+        )?;
         self.finish(
             fence,
             FinishKind::Complete {
-                result: with_applied(result, paid),
-                expansion: paid.then_some(expansion),
+                result: with_applied(completion.result, paid),
+                expansion: paid.then_some(completion.expansion),
             },
         )
         .await?;

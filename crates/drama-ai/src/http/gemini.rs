@@ -258,7 +258,7 @@ impl ImageModel for GeminiImage {
             }
         });
         let url = endpoint(&self.base, &self.model);
-        let ((image, mut usage), attempts) = self
+        let ((image, usage), attempts) = self
             .core
             .post_json(
                 &url,

@@ -146,7 +146,7 @@ impl ImageModel for NanoBanana {
             "messages": [{"role": "user", "content": content}]
         });
         let url = join(&self.base, "/v1/chat/completions");
-        let ((image, mut usage), attempts) = self
+        let ((image, usage), attempts) = self
             .core
             .post_json(&url, Auth::Bearer(&self.key), &body, |answer| async move {
                 let image = self.image_from(&answer).await?;

@@ -9,13 +9,11 @@ use std::time::Duration;
 
 use drama_ai::{AiProviders, OfflineProvider};
 use drama_app::pipeline::Scope;
-use drama_app::pipeline::jobs_port::EngineJobs;
 use drama_app::pipeline::spec::kind;
-use drama_app::{App, Caller, Ports};
-use drama_dal::{DramaRepository as _, NewUser, UserRepository as _};
-use drama_domain::{JobStatus, UserId};
-use drama_jobs::{JobView, Worker, WorkerConfig, WorkerHandle};
-use drama_postgres::PgStore;
+use drama_app::{App, Caller};
+use drama_dal::DramaRepository as _;
+use drama_domain::JobStatus;
+use drama_jobs::{JobView, Worker, WorkerHandle};
 use drama_postgres::jobs::PgJobStore;
 use drama_testkit::pg::ScratchDb;
 use support::{migrated, pg_ports, user_with, worker_config};

@@ -12,14 +12,12 @@ use drama_ai::{
     ModelInfo, OfflineProvider, VideoModel, VideoOutput, VideoPolling, VideoRequest, VideoStatus,
     VideoTask,
 };
-use drama_app::pipeline::jobs_port::EngineJobs;
 use drama_app::pipeline::{GenerateOptions, PremiseRequest, Scope, Waited};
 use drama_app::{App, AppError, Caller, Ports};
 use drama_assets::{AssetStore, MediaType, ObjectKey};
 use drama_dal::{CreditMove, CreditReason, NewUser, Store};
 use drama_domain::{AssetKind, DramaId, JobStatus, UserId};
-use drama_jobs::{MemoryJobStore, Worker, WorkerConfig, WorkerHandle};
-use drama_postgres::PgStore;
+use drama_jobs::{MemoryJobStore, Worker, WorkerHandle};
 use drama_postgres::jobs::PgJobStore;
 use drama_testkit::pg::ScratchDb;
 use support::{Backend, migrated, on_every_backend, pg_ports, user_with, worker_config};

@@ -8,12 +8,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use drama_ai::AiProviders;
-use drama_app::pipeline::jobs_port::EngineJobs;
-use drama_app::{App, Caller, Ports};
+use drama_app::{App, Caller};
 use drama_assets::{AssetStore as _, ObjectKey};
-use drama_dal::{
-    AssetObject, DramaRepository as _, NewUser, OrphanRepository as _, UserRepository as _,
-};
+use drama_dal::{AssetObject, DramaRepository as _, OrphanRepository as _};
 use drama_domain::{EpisodeId, UserId};
 use drama_jobs::{JobState, Worker, WorkerConfig};
 use drama_postgres::PgStore;

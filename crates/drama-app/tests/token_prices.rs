@@ -16,7 +16,6 @@ use drama_app::{App, Caller, Ports};
 use drama_dal::{CreditReason, LedgerEntry, MemoryStore, NewUser, Store};
 use drama_domain::{DramaId, JobStatus, UserId};
 use drama_jobs::{JobId, JobView, MemoryJobStore, NodeType, Worker, WorkerConfig, WorkerHandle};
-use drama_postgres::PgStore;
 use drama_postgres::jobs::PgJobStore;
 use drama_testkit::pg::ScratchDb;
 use support::{Backend, migrated, on_every_backend, pg_ports, user_with, worker_config};

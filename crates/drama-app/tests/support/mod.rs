@@ -24,7 +24,9 @@ pub enum Backend {
 }
 
 /// Runs each scenario `name(backend)` on every backend, as `memory::name` and
-/// `postgres::name`; the scratch databases are named after `$db`.
+/// `postgres::name`; the scratch databases are named after `$db`. (Unused by the tests that
+/// run on PostgreSQL only.)
+#[allow(unused_macros)]
 macro_rules! on_every_backend {
     ($db:literal: $($name:ident),* $(,)?) => {
         mod memory {
@@ -46,6 +48,7 @@ macro_rules! on_every_backend {
         }
     };
 }
+#[allow(unused_imports)]
 pub(crate) use on_every_backend;
 
 /// A pool of `connections` on `db`, migrated, with `install` (SQL, may be empty) run on it.

@@ -449,6 +449,19 @@ async fn random_cancels_resumes_and_a_killed_worker_keep_every_credit_accounted_
         let pause = chaos.rng.random_range(100..500);
         tokio::time::sleep(Duration::from_millis(pause)).await;
     }
+    // The seed fixes the draws, not the balances the workers leave when a draw comes: a seed
+    // can draw only resumes that are refused (or no cancel). The checks below are about
+    // cancels and resumes that happened, so one of each is made here when the draws made
+    // none, the resume with the credit to pay for it.
+    if chaos.tally.cancels == 0 {
+        chaos.cancel(0).await;
+    }
+    if chaos.tally.resumes == 0 {
+        let user = chaos.users[0].id;
+        let tokens = chaos.d.tokens(user).await;
+        chaos.d.set_balance(user, tokens + 10 * forced).await;
+        chaos.resume(0).await;
+    }
     let killed = killed.unwrap();
     let replacement = chaos.d.spawn("worker-3", &["worker"]);
     let watch = [&server, &survivor, &replacement];

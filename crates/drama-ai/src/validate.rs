@@ -268,8 +268,7 @@ pub(crate) fn scenes_from_json(
     let mut taken_assets: HashSet<String> = drama
         .assets_with_owner()
         .filter(|(owner, _)| {
-            !matches!(owner, drama_domain::AssetOwner::Scene(sid)
-                if drama.episode(episode_id.as_str()).is_some_and(|e| e.scenes.iter().any(|s| &s.id == sid)))
+            !matches!(owner, drama_domain::AssetOwner::Scene { episode, .. } if episode == episode_id)
         })
         .map(|(_, a)| a.id.as_str().to_owned())
         .collect();

@@ -442,7 +442,10 @@ async fn an_edited_prompt_reruns_exactly_its_storyboard_and_clip(backend: Backen
     );
 
     let patch = drama_domain::EntityPatch::Asset {
-        owner: drama_domain::AssetOwner::Scene(d.episodes[1].scenes[0].id.clone()),
+        owner: drama_domain::AssetOwner::Scene {
+            episode: d.episodes[1].id.clone(),
+            scene: d.episodes[1].scenes[0].id.clone(),
+        },
         id: d.episodes[1].scenes[0].assets[0].id.clone(),
         changes: drama_domain::AssetPatch::from_json(br#"{"prompt": "a new angle on the rocket"}"#)
             .unwrap(),

@@ -193,13 +193,12 @@ fn assets_of<'a>(
                 .assets
         }
         AssetOwner::Episode(e) => &mut find_episode(drama, e)?.assets,
-        AssetOwner::Scene(s) => {
-            &mut drama
-                .episodes
+        AssetOwner::Scene { episode, scene } => {
+            &mut find_episode(drama, episode)?
+                .scenes
                 .iter_mut()
-                .flat_map(|e| e.scenes.iter_mut())
-                .find(|x| &x.id == s)
-                .ok_or_else(|| RepoError::not_found(Entity::Scene, s))?
+                .find(|x| &x.id == scene)
+                .ok_or_else(|| RepoError::not_found(Entity::Scene, scene))?
                 .assets
         }
     })

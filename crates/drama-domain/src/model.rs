@@ -195,8 +195,14 @@ pub enum AssetOwner {
     Character(CharacterId),
     /// `episodes[…].assets`.
     Episode(EpisodeId),
-    /// `episodes[…].scenes[…].assets`.
-    Scene(SceneId),
+    /// `episodes[…].scenes[…].assets`, the scene addressed through its episode (as a scene is
+    /// everywhere): a scene of another episode does not hold the asset.
+    Scene {
+        /// The episode the scene is in.
+        episode: EpisodeId,
+        /// The scene.
+        scene: SceneId,
+    },
 }
 
 impl Drama {
@@ -253,10 +259,14 @@ impl Drama {
                 .assets
                 .iter()
                 .map(move |a| (AssetOwner::Episode(e.id.clone()), a));
-            let scenes = e.scenes.iter().flat_map(|s| {
-                s.assets
-                    .iter()
-                    .map(move |a| (AssetOwner::Scene(s.id.clone()), a))
+            let scenes = e.scenes.iter().flat_map(move |s| {
+                s.assets.iter().map(move |a| {
+                    let owner = AssetOwner::Scene {
+                        episode: e.id.clone(),
+                        scene: s.id.clone(),
+                    };
+                    (owner, a)
+                })
             });
             own.chain(scenes)
         });

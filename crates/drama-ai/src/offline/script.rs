@@ -569,7 +569,7 @@ pub(crate) fn scenes(seed: u64, drama: &Drama, episode: &Episode) -> Result<Vec<
         .chain(
             drama
                 .assets_with_owner()
-                .filter(|(o, _)| !matches!(o, drama_domain::AssetOwner::Scene(_)))
+                .filter(|(o, _)| !matches!(o, drama_domain::AssetOwner::Scene { .. }))
                 .map(|(_, a)| a.id.as_str().to_owned()),
         )
         .collect();

@@ -362,21 +362,10 @@ impl Gate {
                     // The output side is gone, and the socket with it.
                     Err(_) => return,
                 },
-                Some(id) = deadlines.next(), if open => {
-                    if !self.running().remove(&id) {
-                        continue;
-                    }
-                    self.stopped().insert(id.clone());
-                    let seconds = self.state.settings.request_timeout.as_secs();
-                    let refusal = Refusal {
-                        message: format!("The operation took longer than {seconds} s"),
-                        extensions: json!({"code": ErrorCode::Unavailable.graphql()}),
-                    };
-                    if let Some(place) = room.take() {
-                        place.send(Outgoing::Message(self.protocol.error(&id, &refusal)));
-                    }
-                    self.protocol.stop(&id)
-                }
+                Some(id) = deadlines.next(), if open => match self.expire(&id, &mut room) {
+                    Some(stop) => stop,
+                    None => continue,
+                },
                 message = messages.next(), if open => match message {
                     Some(Ok(AggregatedMessage::Text(text))) => Incoming::Text(text.to_string()),
                     Some(Ok(AggregatedMessage::Binary(bytes))) => {
@@ -398,29 +387,16 @@ impl Gate {
                 let kind = parsed["type"].as_str().unwrap_or_default();
                 if kind == "connection_init" && !initialised {
                     initialised = true;
-                    let (outcome, credentials) = self.authenticate(&parsed["payload"]).await;
-                    let outcome = match outcome {
-                        // An initialised socket holds a place among the caller's streams
-                        // from now on, idle or not, and lasts as long as its credentials.
-                        Ok(known) => match self.state.realtime.open_stream(known.caller.user) {
-                            Ok(permit) => {
-                                let (state, caller) = (self.state.clone(), known.caller);
-                                lapse = Box::pin(lapsed(state, credentials, caller, known.until));
-                                Ok((known.caller, SocketPlace::new(permit)))
-                            }
-                            Err(over) => {
-                                return self
-                                    .close(&closer, TOO_MANY_STREAMS_CLOSE, over.to_string())
-                                    .await;
-                            }
-                        },
-                        Err(refused) => Err(refused),
-                    };
-                    if let Ok((known, _)) = &outcome {
-                        caller = Some(*known);
-                        let _ = self.caller.set(*known);
+                    match self.initialise(&parsed["payload"]).await {
+                        Ok(Some((known, until))) => {
+                            caller = Some(known);
+                            lapse = until;
+                        }
+                        Ok(None) => {}
+                        Err(over) => {
+                            return self.close(&closer, TOO_MANY_STREAMS_CLOSE, over).await;
+                        }
                     }
-                    *self.slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(outcome);
                 } else if kind == self.protocol.start()
                     && let (Some(caller), Some(id)) = (caller, parsed["id"].as_str())
                 {
@@ -433,14 +409,7 @@ impl Gate {
                             }
                             continue;
                         }
-                        Ok(true) => {
-                            self.running().insert(id.to_owned());
-                            let (id, wait) = (id.to_owned(), self.state.settings.request_timeout);
-                            deadlines.push(Box::pin(async move {
-                                tokio::time::sleep(wait).await;
-                                id
-                            }));
-                        }
+                        Ok(true) => deadlines.push(self.watch(id)),
                         Ok(false) => {}
                     }
                 }
@@ -452,6 +421,67 @@ impl Gate {
             // full queue is seen before juniper holds more answers than the queue would.
             tokio::task::yield_now().await;
         }
+    }
+
+    /// `connection_init`: authenticates its payload and hands juniper the outcome. An accepted
+    /// socket holds a place among the caller's streams from now on, idle or not, and lasts as
+    /// long as its credentials: the caller and what resolves when they lapse. `Ok(None)` when
+    /// the credentials are refused (juniper answers that); `Err` with the reason to close
+    /// when the caller has no stream place left.
+    async fn initialise(
+        &self,
+        payload: &Value,
+    ) -> Result<Option<(Caller, BoxFuture<'static, String>)>, String> {
+        let (outcome, credentials) = self.authenticate(payload).await;
+        let (outcome, accepted) = match outcome {
+            Ok(known) => {
+                let permit = self
+                    .state
+                    .realtime
+                    .open_stream(known.caller.user)
+                    .map_err(|over| over.to_string())?;
+                let (state, caller) = (self.state.clone(), known.caller);
+                let until: BoxFuture<'static, String> =
+                    Box::pin(lapsed(state, credentials, caller, known.until));
+                let _ = self.caller.set(caller);
+                (
+                    Ok((caller, SocketPlace::new(permit))),
+                    Some((caller, until)),
+                )
+            }
+            Err(refused) => (Err(refused), None),
+        };
+        *self.slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(outcome);
+        Ok(accepted)
+    }
+
+    /// Starts the clock of an admitted query or mutation: what resolves with its id at the
+    /// request timeout.
+    fn watch(&self, id: &str) -> BoxFuture<'static, String> {
+        self.running().insert(id.to_owned());
+        let (id, wait) = (id.to_owned(), self.state.settings.request_timeout);
+        Box::pin(async move {
+            tokio::time::sleep(wait).await;
+            id
+        })
+    }
+
+    /// An operation's deadline passed: if it is still running, the client gets its error now
+    /// and juniper the stop to pass on (`None`: it ended in time, nothing to do).
+    fn expire(&self, id: &str, room: &mut Option<mpsc::Permit<'_, Outgoing>>) -> Option<Incoming> {
+        if !self.running().remove(id) {
+            return None;
+        }
+        self.stopped().insert(id.to_owned());
+        let seconds = self.state.settings.request_timeout.as_secs();
+        let refusal = Refusal {
+            message: format!("The operation took longer than {seconds} s"),
+            extensions: json!({"code": ErrorCode::Unavailable.graphql()}),
+        };
+        if let Some(place) = room.take() {
+            place.send(Outgoing::Message(self.protocol.error(id, &refusal)));
+        }
+        Some(self.protocol.stop(id))
     }
 
     /// juniper's answers into the outgoing queue, waiting while it is full (juniper's own

@@ -243,19 +243,16 @@ async fn patch_scene_asset(
 ) -> Result<HttpResponse, ApiError> {
     let (d, e, s, a) = path.into_inner();
     let drama = drama_id(&d)?;
-    let _: EpisodeId = path_id(&e, Entity::Episode)?;
+    let episode: EpisodeId = path_id(&e, Entity::Episode)?;
     let scene: SceneId = path_id(&s, Entity::Scene)?;
     let asset: AssetId = path_id(&a, Entity::Asset)?;
     let (patch, expected) = patch_body(req.headers(), &body, |body| {
         Ok(EntityPatch::Asset {
-            owner: AssetOwner::Scene(scene),
+            owner: AssetOwner::Scene { episode, scene },
             id: asset.clone(),
             changes: AssetPatch::from_value(body)?,
         })
     })?;
-    // The scene must be in the episode of the path, as the read requires.
-    let current = state.app().get_drama(&caller, None, &drama).await?;
-    find_scene(&current.drama, &e, &s)?;
     let stored = state.app().patch(&caller, &drama, &patch, expected).await?;
     let updated = find_scene(&stored.drama, &e, &s)?
         .assets

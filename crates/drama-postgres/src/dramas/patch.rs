@@ -22,11 +22,13 @@ enum Set<'a> {
     Json(&'static str, &'a Option<Option<Value>>),
 }
 
-/// The statement of one patch: the table, the columns that must match (`None`: must be null)
-/// and the columns it may set.
+/// The statement of one patch: the table, the columns that must match (`None`: must be null),
+/// the episode a scene asset's scene must be in (the asset row names its scene alone) and the
+/// columns it may set.
 struct Update<'a> {
     table: &'static str,
     row: Vec<(&'static str, Option<&'a str>)>,
+    scene_in: Option<&'a str>,
     set: Vec<Set<'a>>,
 }
 
@@ -38,6 +40,7 @@ impl<'a> Update<'a> {
             EntityPatch::Drama(p) => Self {
                 table: "dramas",
                 row: vec![("id", d)],
+                scene_in: None,
                 set: vec![
                     Required("title", &p.title),
                     Required("description", &p.description),
@@ -48,6 +51,7 @@ impl<'a> Update<'a> {
             EntityPatch::Character { id, changes: p } => Self {
                 table: "characters",
                 row: vec![("drama_id", d), ("id", Some(id.as_str()))],
+                scene_in: None,
                 set: vec![
                     Required("name", &p.name),
                     Required("description", &p.description),
@@ -57,6 +61,7 @@ impl<'a> Update<'a> {
             EntityPatch::Episode { id, changes: p } => Self {
                 table: "episodes",
                 row: vec![("drama_id", d), ("id", Some(id.as_str()))],
+                scene_in: None,
                 set: vec![
                     Required("title", &p.title),
                     Required("description", &p.description),
@@ -75,6 +80,7 @@ impl<'a> Update<'a> {
                     ("episode_id", Some(episode.as_str())),
                     ("id", Some(id.as_str())),
                 ],
+                scene_in: None,
                 set: vec![
                     Required("description", &p.description),
                     Text("image_url", &p.image_url),
@@ -88,6 +94,7 @@ impl<'a> Update<'a> {
                 changes: p,
             } => {
                 let mut row = vec![("drama_id", d), ("id", Some(id.as_str()))];
+                let mut scene_in = None;
                 // An asset of another entity of the same drama must not match.
                 match owner {
                     AssetOwner::Drama => row.extend([
@@ -97,11 +104,15 @@ impl<'a> Update<'a> {
                     ]),
                     AssetOwner::Character(c) => row.push(("character_id", Some(c.as_str()))),
                     AssetOwner::Episode(e) => row.push(("episode_id", Some(e.as_str()))),
-                    AssetOwner::Scene(s) => row.push(("scene_id", Some(s.as_str()))),
+                    AssetOwner::Scene { episode, scene } => {
+                        row.push(("scene_id", Some(scene.as_str())));
+                        scene_in = Some(episode.as_str());
+                    }
                 }
                 Self {
                     table: "assets",
                     row,
+                    scene_in,
                     set: vec![
                         Required("prompt", &p.prompt),
                         Text("url", &p.url),
@@ -139,12 +150,21 @@ impl<'a> Update<'a> {
                 None => format!("{col} is null"),
             })
             .collect();
-        format!(
+        let mut sql = format!(
             "update public.{} set {} where {}",
             self.table,
             set.join(", "),
             row.join(" and ")
-        )
+        );
+        if self.scene_in.is_some() {
+            sql.push_str(&format!(
+                " and exists (select 1 from public.scenes s where s.drama_id = {0}.drama_id \
+                 and s.id = {0}.scene_id and s.episode_id = ${1})",
+                self.table,
+                next()
+            ));
+        }
+        sql
     }
 
     /// Runs the statement; whether it touched the row.
@@ -159,6 +179,9 @@ impl<'a> Update<'a> {
         }
         for value in self.row.iter().filter_map(|(_, value)| *value) {
             query = query.bind(value);
+        }
+        if let Some(episode) = self.scene_in {
+            query = query.bind(episode);
         }
         let done = query.execute(conn).await.map_err(db)?;
         Ok(done.rows_affected() > 0)
@@ -190,38 +213,45 @@ async fn missing(
     drama: &DramaId,
     patch: &EntityPatch,
 ) -> Result<RepoError, RepoError> {
-    let (through, (entity, id)) = match patch {
-        EntityPatch::Drama(_) => (None, (Entity::Drama, drama.as_str())),
-        EntityPatch::Character { id, .. } => (None, (Entity::Character, id.as_str())),
-        EntityPatch::Episode { id, .. } => (None, (Entity::Episode, id.as_str())),
+    // The entities the part is addressed through, outermost first, each with the episode it
+    // must be in (a scene is addressed through its episode).
+    let (through, (entity, id)): (Vec<(Entity, &str, Option<&str>)>, _) = match patch {
+        EntityPatch::Drama(_) => (vec![], (Entity::Drama, drama.as_str())),
+        EntityPatch::Character { id, .. } => (vec![], (Entity::Character, id.as_str())),
+        EntityPatch::Episode { id, .. } => (vec![], (Entity::Episode, id.as_str())),
         EntityPatch::Scene { episode, id, .. } => (
-            Some((Entity::Episode, episode.as_str())),
+            vec![(Entity::Episode, episode.as_str(), None)],
             (Entity::Scene, id.as_str()),
         ),
         EntityPatch::Asset { owner, id, .. } => {
             let through = match owner {
-                AssetOwner::Drama => None,
-                AssetOwner::Character(c) => Some((Entity::Character, c.as_str())),
-                AssetOwner::Episode(e) => Some((Entity::Episode, e.as_str())),
-                AssetOwner::Scene(s) => Some((Entity::Scene, s.as_str())),
+                AssetOwner::Drama => vec![],
+                AssetOwner::Character(c) => vec![(Entity::Character, c.as_str(), None)],
+                AssetOwner::Episode(e) => vec![(Entity::Episode, e.as_str(), None)],
+                AssetOwner::Scene { episode, scene } => vec![
+                    (Entity::Episode, episode.as_str(), None),
+                    (Entity::Scene, scene.as_str(), Some(episode.as_str())),
+                ],
             };
             (through, (Entity::Asset, id.as_str()))
         }
     };
-    if let Some((parent, parent_id)) = through
-        && !exists(conn, parent, drama, parent_id).await?
-    {
-        return Ok(RepoError::not_found(parent, parent_id));
+    for (parent, parent_id, episode) in through {
+        if !exists(conn, parent, drama, parent_id, episode).await? {
+            return Ok(RepoError::not_found(parent, parent_id));
+        }
     }
     Ok(RepoError::not_found(entity, id))
 }
 
-/// Whether the drama has a character, episode or scene with this id.
+/// Whether the drama has a character, episode or scene with this id (a scene: in `episode`
+/// when one is named).
 async fn exists(
     conn: &mut PgConnection,
     entity: Entity,
     drama: &DramaId,
     id: &str,
+    episode: Option<&str>,
 ) -> Result<bool, RepoError> {
     let sql = match entity {
         Entity::Character => {
@@ -231,15 +261,17 @@ async fn exists(
             "select exists (select 1 from public.episodes where drama_id = $1 and id = $2)"
         }
         Entity::Scene => {
-            "select exists (select 1 from public.scenes where drama_id = $1 and id = $2)"
+            "select exists (select 1 from public.scenes where drama_id = $1 and id = $2 \
+             and ($3::text is null or episode_id = $3))"
         }
         // Nothing else holds parts; the drama itself was checked when its version was bumped.
         _ => return Ok(true),
     };
-    sqlx::query_scalar(sql)
-        .bind(drama.as_str())
-        .bind(id)
-        .fetch_one(conn)
-        .await
-        .map_err(db)
+    let query = sqlx::query_scalar(sql).bind(drama.as_str()).bind(id);
+    let query = if entity == Entity::Scene {
+        query.bind(episode)
+    } else {
+        query
+    };
+    query.fetch_one(conn).await.map_err(db)
 }

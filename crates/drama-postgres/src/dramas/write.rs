@@ -63,7 +63,8 @@ fn child_rows(d: &Drama) -> ChildRows {
                 AssetOwner::Drama => (None, None, None),
                 AssetOwner::Character(c) => (Some(c.as_str()), None, None),
                 AssetOwner::Episode(e) => (None, Some(e.as_str()), None),
-                AssetOwner::Scene(s) => (None, None, Some(s.as_str())),
+                // A scene asset's row names its scene alone; the scene row names the episode.
+                AssetOwner::Scene { scene, .. } => (None, None, Some(scene.as_str())),
             };
             let row = json!({"id": a.id, "character_id": character_id, "episode_id": episode_id,
                    "scene_id": scene_id, "position": *position, "kind": a.kind,

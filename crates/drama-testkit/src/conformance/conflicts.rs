@@ -117,7 +117,7 @@ pub async fn patches_find_only_their_own_entities(store: Arc<dyn Store>) {
     let asset_of_e1 = d.episodes[1].scenes[0].assets[0].id.clone();
     let asset_patch = AssetPatch::from_json(br#"{"prompt":"p"}"#).unwrap();
     // Each patch names a child under a parent that does not hold it (or that does not
-    // exist), and must answer the first missing link.
+    // exist), and must answer the first missing link; nothing is written.
     let misplaced = [
         (
             d.id.clone(),
@@ -148,16 +148,48 @@ pub async fn patches_find_only_their_own_entities(store: Arc<dyn Store>) {
         (
             d.id.clone(),
             EntityPatch::Asset {
-                owner: AssetOwner::Scene(d.episodes[0].scenes[0].id.clone()),
+                owner: AssetOwner::Scene {
+                    episode: e0.clone(),
+                    scene: d.episodes[0].scenes[0].id.clone(),
+                },
                 id: asset_of_e1.clone(),
                 changes: asset_patch.clone(),
             },
             Entity::Asset,
         ),
+        // The asset's own scene, addressed through another episode: the scene is not found
+        // there (as a scene PATCH through the wrong episode is not).
         (
             d.id.clone(),
             EntityPatch::Asset {
-                owner: AssetOwner::Scene(SceneId::parse("nope").unwrap()),
+                owner: AssetOwner::Scene {
+                    episode: e0.clone(),
+                    scene: s_of_e1.clone(),
+                },
+                id: asset_of_e1.clone(),
+                changes: asset_patch.clone(),
+            },
+            Entity::Scene,
+        ),
+        (
+            d.id.clone(),
+            EntityPatch::Asset {
+                owner: AssetOwner::Scene {
+                    episode: EpisodeId::parse("nope").unwrap(),
+                    scene: s_of_e1.clone(),
+                },
+                id: asset_of_e1.clone(),
+                changes: asset_patch.clone(),
+            },
+            Entity::Episode,
+        ),
+        (
+            d.id.clone(),
+            EntityPatch::Asset {
+                owner: AssetOwner::Scene {
+                    episode: e1.clone(),
+                    scene: SceneId::parse("nope").unwrap(),
+                },
                 id: asset_of_e1.clone(),
                 changes: asset_patch.clone(),
             },

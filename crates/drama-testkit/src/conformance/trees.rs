@@ -117,7 +117,10 @@ pub async fn crud_round_trips_every_part(store: Arc<dyn Store>) {
             owner,
             id,
             &EntityPatch::Asset {
-                owner: AssetOwner::Scene(first_scene.id.clone()),
+                owner: AssetOwner::Scene {
+                    episode: d.drama.episodes[1].id.clone(),
+                    scene: first_scene.id.clone(),
+                },
                 id: asset.clone(),
                 changes: AssetPatch::from_json(
                     br#"{"prompt":"slow pan","url":"https://cdn/v.mp4"}"#,

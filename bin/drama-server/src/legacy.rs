@@ -85,6 +85,7 @@ impl ImportFlags {
             dry_run: self.dry_run,
             overwrite: self.overwrite,
             jobs: usize::from(self.jobs),
+            initial_credits: settings.credits.opening(),
         })
     }
 }

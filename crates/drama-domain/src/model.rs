@@ -158,6 +158,22 @@ pub struct Character {
     pub metadata: Option<Value>,
 }
 
+impl Character {
+    /// The character's audition video: the first video asset marked as one
+    /// (`metadata.type == "character_audition"`, as the old server marked the videos it made
+    /// and looked them up), otherwise its first video asset.
+    pub fn audition(&self) -> Option<&Asset> {
+        let videos = || self.assets.iter().filter(|a| a.kind == AssetKind::Video);
+        videos()
+            .find(|a| {
+                a.metadata
+                    .as_ref()
+                    .is_some_and(|m| m["type"] == "character_audition")
+            })
+            .or_else(|| videos().next())
+    }
+}
+
 /// A whole drama: the document clients read and write.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Drama {
@@ -311,4 +327,38 @@ pub struct DramaSummary {
     /// When the drama or any of its parts last changed.
     #[serde(skip_serializing)]
     pub updated_at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn video(id: &str, metadata: Value) -> Value {
+        json!({"id": id, "kind": "video", "prompt": "p", "duration": 10, "metadata": metadata})
+    }
+
+    #[test]
+    fn the_audition_is_the_video_marked_as_one_else_the_first_video() {
+        let character = |assets: Vec<Value>| -> Character {
+            serde_json::from_value(json!({
+                "id": "c", "name": "C", "description": "d", "gender": "other", "assets": assets,
+            }))
+            .unwrap()
+        };
+        let marked = character(vec![
+            json!({"id": "p", "kind": "image", "prompt": "p"}),
+            video("walk", json!({"type": "character_walk"})),
+            video("audition", json!({"type": "character_audition"})),
+        ]);
+        assert_eq!(marked.audition().unwrap().id.as_str(), "audition");
+        let unmarked = character(vec![
+            video("first", Value::Null),
+            video("second", json!({})),
+        ]);
+        assert_eq!(unmarked.audition().unwrap().id.as_str(), "first");
+        let none = character(vec![json!({"id": "p", "kind": "image", "prompt": "p"})]);
+        assert!(none.audition().is_none());
+    }
 }

@@ -36,6 +36,9 @@ pub struct ImportOptions {
     pub overwrite: bool,
     /// Files handled at once (at least 1).
     pub jobs: usize,
+    /// The credits a user the import creates opens with (`INITIAL_CREDITS`, as a user who
+    /// signs in for the first time); users that exist keep their balance.
+    pub initial_credits: i64,
 }
 
 impl ImportOptions {
@@ -48,6 +51,7 @@ impl ImportOptions {
             dry_run: false,
             overwrite: false,
             jobs: 1,
+            initial_credits: drama_dal::DEFAULT_TOKENS,
         }
     }
 }
@@ -213,9 +217,15 @@ impl Importer {
 
     /// Creates a mapped owner if missing; returns whether it was (or, dry, would be) created.
     async fn ensure_user(&self, user: UserId) -> Result<bool, LegacyError> {
+        self.create_user(self.new_owner(user)).await
+    }
+
+    /// An owner the import creates: named as such, opening with the configured credits.
+    fn new_owner(&self, user: UserId) -> NewUser {
         let mut new = NewUser::new(user);
         new.display_name = Some("legacy import".to_owned());
-        self.create_user(new).await
+        new.tokens = self.options.initial_credits.max(0);
+        new
     }
 
     /// Brings over the old database's users: every row of its `users` table whose id is a
@@ -241,9 +251,7 @@ impl Importer {
             if let Some(OwnerTarget::Direct(user)) = self.options.owners.resolve(owner)
                 && !wanted.iter().any(|w| w.id == user)
             {
-                let mut new = NewUser::new(user);
-                new.display_name = Some("legacy import".to_owned());
-                wanted.push(new);
+                wanted.push(self.new_owner(user));
             }
         }
         for new in wanted {

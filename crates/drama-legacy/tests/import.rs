@@ -100,9 +100,15 @@ async fn a_seeded_bucket_imports_with_defaults_extras_links_and_reasons(pool: Pg
     )
     .await;
 
-    let report = import(&s3, &repos, options(&s3, owner)).await;
+    // The owner the import creates opens with the configured credits (`INITIAL_CREDITS`),
+    // as a user signing in for the first time would: the legacy dramas' owner must be able
+    // to generate.
+    let mut opts = options(&s3, owner);
+    opts.initial_credits = 5_000;
+    let report = import(&s3, &repos, opts).await;
 
     assert_eq!(report.users_created, vec![owner]);
+    assert_eq!(repos.users.get_user(owner).await.unwrap().tokens, 5_000);
     assert_eq!(report.source.index, "read");
     assert_eq!(
         (

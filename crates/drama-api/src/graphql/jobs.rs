@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use drama_app::jobs::{JobId, JobView, NodeType};
-use drama_app::pipeline::spec::job_type;
+use drama_app::pipeline::spec::job_type_of;
 use drama_domain::DramaId;
 use juniper::graphql_object;
 
@@ -71,7 +71,7 @@ impl Job {
     }
     #[graphql(name = "type")]
     fn job_type(&self) -> &'static str {
-        job_type(&self.view.kind).as_str()
+        job_type_of(&self.view.kind, &self.view.payload).as_str()
     }
     fn status(&self) -> &'static str {
         self.view.coarse_status().as_str()

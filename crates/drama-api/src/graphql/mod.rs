@@ -71,9 +71,16 @@ async fn one_request(
     if let Err(message) = compat::normalise(&state.schema.schema, &mut request) {
         return serde_json::json!({"data": null, "errors": [{"message": message}]});
     }
-    serde_json::to_value(request.execute(&state.schema, ctx).await).unwrap_or_else(
-        |e| serde_json::json!({"data": null, "errors": [{"message": e.to_string()}]}),
-    )
+    let mut answer = serde_json::to_value(request.execute(&state.schema, ctx).await)
+        .unwrap_or_else(
+            |e| serde_json::json!({"data": null, "errors": [{"message": e.to_string()}]}),
+        );
+    // juniper leaves `data` out when the document fails to parse or validate; the old server
+    // answered `"data": null` beside the errors, and its clients read `data` first.
+    if let serde_json::Value::Object(fields) = &mut answer {
+        fields.entry("data").or_insert(serde_json::Value::Null);
+    }
+    answer
 }
 
 /// `POST /graphql` with `{"query", "variables", "operationName"}` (or a batch), or

@@ -3,10 +3,10 @@ use std::sync::Arc;
 use chrono::{DateTime, SecondsFormat, Utc};
 use drama_app::jobs::JobId;
 use drama_app::pipeline::{PremiseRequest, Scope, Started, Waited};
-use drama_app::store::{PageRequest, StoredDrama};
+use drama_app::store::{Entity, PageRequest, StoredDrama};
 use drama_app::{AppError, Caller, RequestKey};
+use drama_domain::CharacterId;
 use drama_domain::{self as domain, DramaId, DramaPatch, EntityPatch, UserId};
-use drama_domain::{AssetId, CharacterId, EpisodeId, SceneId};
 use juniper::{FieldResult, GraphQLInputObject, RootNode, graphql_object};
 
 use super::context::Ctx;
@@ -367,19 +367,11 @@ impl Query {
         asset_id: Option<String>,
         force: Option<bool>,
     ) -> Result<super::pricing::Estimate, GqlError> {
-        use drama_app::store::Entity;
         let id = parse_drama(&drama_id)?;
-        let missing = |entity: Entity, v: &str| GqlError(AppError::not_found(entity, v));
         let scope = match (asset_id, scene_id, episode_id) {
-            (Some(a), _, _) => {
-                Scope::Asset(AssetId::parse(a.clone()).map_err(|_| missing(Entity::Asset, &a))?)
-            }
-            (None, Some(s), _) => {
-                Scope::Scene(SceneId::parse(s.clone()).map_err(|_| missing(Entity::Scene, &s))?)
-            }
-            (None, None, Some(e)) => Scope::Episode(
-                EpisodeId::parse(e.clone()).map_err(|_| missing(Entity::Episode, &e))?,
-            ),
+            (Some(a), _, _) => Scope::Asset(part_id(Entity::Asset, &a)?),
+            (None, Some(s), _) => Scope::Scene(part_id(Entity::Scene, &s)?),
+            (None, None, Some(e)) => Scope::Episode(part_id(Entity::Episode, &e)?),
             (None, None, None) => Scope::Drama,
         };
         let estimate = ctx
@@ -451,9 +443,7 @@ impl Mutation {
         input: DramaUpdateInput,
         version: Option<i32>,
     ) -> Result<Drama, GqlError> {
-        let id = id
-            .parse::<DramaId>()
-            .map_err(|_| GqlError(AppError::not_found(drama_app::store::Entity::Drama, &id)))?;
+        let id = parse_drama(&id)?;
         let mut body = serde_json::Map::new();
         for (key, value) in [
             ("title", input.title),
@@ -568,12 +558,7 @@ impl Mutation {
     ) -> Result<Job, GqlError> {
         let id = parse_drama(&drama_id)?;
         let caller = keyed(ctx, idempotency_key)?;
-        let episode = EpisodeId::parse(episode_id.clone()).map_err(|_| {
-            GqlError(AppError::not_found(
-                drama_app::store::Entity::Episode,
-                &episode_id,
-            ))
-        })?;
+        let episode = part_id(Entity::Episode, &episode_id)?;
         generate_scope(ctx, &caller, &id, Scope::Episode(episode), force, budget).await
     }
 
@@ -588,12 +573,7 @@ impl Mutation {
     ) -> Result<Job, GqlError> {
         let id = parse_drama(&drama_id)?;
         let caller = keyed(ctx, idempotency_key)?;
-        let scene = SceneId::parse(scene_id.clone()).map_err(|_| {
-            GqlError(AppError::not_found(
-                drama_app::store::Entity::Scene,
-                &scene_id,
-            ))
-        })?;
+        let scene = part_id(Entity::Scene, &scene_id)?;
         generate_scope(ctx, &caller, &id, Scope::Scene(scene), force, budget).await
     }
 
@@ -606,12 +586,7 @@ impl Mutation {
     ) -> Result<Job, GqlError> {
         let id = parse_drama(&drama_id)?;
         let caller = keyed(ctx, idempotency_key)?;
-        let asset = AssetId::parse(asset_id.clone()).map_err(|_| {
-            GqlError(AppError::not_found(
-                drama_app::store::Entity::Asset,
-                &asset_id,
-            ))
-        })?;
+        let asset = part_id(Entity::Asset, &asset_id)?;
         let started = ctx
             .app
             .generate(&caller, &id, Scope::Asset(asset), true)
@@ -688,7 +663,7 @@ impl Mutation {
             Ok(Waited::Running(started)) => Err(still_running(&started)),
             Ok(Waited::Done(stored)) => Ok(Some(Drama(Arc::new(*stored)))),
             Err(AppError::NotFound {
-                entity: drama_app::store::Entity::Drama,
+                entity: Entity::Drama,
                 ..
             }) => Ok(None),
             Err(e) => Err(juniper::IntoFieldError::into_field_error(GqlError(e))),
@@ -714,14 +689,19 @@ fn keyed(ctx: &Ctx, key: Option<String>) -> Result<Caller, GqlError> {
     Ok(ctx.caller.keyed(key))
 }
 
-fn parse_drama(id: &str) -> Result<DramaId, GqlError> {
+/// The id of a drama, a part of one or a job from an argument: text that cannot be such an id
+/// names nothing there is, so it is answered as not found (as REST answers it in a path).
+fn part_id<T: std::str::FromStr>(entity: Entity, id: &str) -> Result<T, GqlError> {
     id.parse()
-        .map_err(|_| GqlError(AppError::not_found(drama_app::store::Entity::Drama, id)))
+        .map_err(|_| GqlError(AppError::not_found(entity, id)))
+}
+
+fn parse_drama(id: &str) -> Result<DramaId, GqlError> {
+    part_id(Entity::Drama, id)
 }
 
 fn parse_job(id: &str) -> Result<JobId, GqlError> {
-    id.parse()
-        .map_err(|_| GqlError(AppError::not_found(drama_app::store::Entity::Job, id)))
+    part_id(Entity::Job, id)
 }
 
 async fn started_job(ctx: &Ctx, started: Started) -> Result<Job, GqlError> {

@@ -39,17 +39,28 @@ async fn list(
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let limit = query.limit.unwrap_or(100);
-    let after = query
-        .cursor
-        .as_deref()
-        .filter(|c| !c.is_empty())
-        .map(Cursor::decode)
-        .transpose()
-        .map_err(|e| ApiError::from(drama_app::AppError::from(e)))?;
-    let request = PageRequest {
-        limit,
-        after,
-        offset: 0,
+    let cursor = query.cursor.as_deref().filter(|c| !c.is_empty());
+    // The old server's cursor was the decimal offset of the next page, which clients kept or
+    // computed; ours never consists of digits alone, so such a cursor is read as an offset.
+    let request = match cursor.map(|c| (c, c.bytes().all(|b| b.is_ascii_digit()))) {
+        Some((offset, true)) => PageRequest {
+            limit,
+            after: None,
+            offset: offset.parse().map_err(|_| {
+                ApiError::validation(
+                    &drama_domain::DomainError::field("cursor", "an offset too large"),
+                    "query",
+                )
+            })?,
+        },
+        Some((cursor, false)) => PageRequest {
+            limit,
+            after: Some(
+                Cursor::decode(cursor).map_err(|e| ApiError::from(drama_app::AppError::from(e)))?,
+            ),
+            offset: 0,
+        },
+        None => PageRequest::first(limit),
     };
     match query.view.as_deref() {
         None | Some("") => {}

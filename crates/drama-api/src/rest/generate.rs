@@ -6,7 +6,7 @@ use actix_web::{HttpResponse, web};
 use drama_app::pipeline::{Scope, Started, Waited};
 use drama_app::store::Entity;
 use drama_app::{AppError, Caller};
-use drama_domain::{AssetId, AssetKind, CharacterId, DomainError, EpisodeId, SceneId};
+use drama_domain::{AssetId, CharacterId, DomainError, EpisodeId, SceneId};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -336,9 +336,8 @@ async fn get_audition(
         .character(&c)
         .ok_or_else(|| ApiError::not_found(Entity::Character, &c))?;
     let audition = character
-        .assets
-        .iter()
-        .find(|a| a.kind == AssetKind::Video && a.url.is_some())
+        .audition()
+        .filter(|a| a.url.is_some())
         .ok_or_else(|| {
             ApiError::object(
                 ErrorCode::NotFound,

@@ -3,7 +3,7 @@
 
 use actix_web::{HttpResponse, web};
 use drama_app::jobs::{JobId, JobView};
-use drama_app::pipeline::spec::job_type;
+use drama_app::pipeline::spec::job_type_of;
 use drama_app::store::Entity;
 use serde_json::{Value, json};
 
@@ -35,7 +35,7 @@ fn millis(t: chrono::DateTime<chrono::Utc>) -> i64 {
 pub(crate) fn record(view: &JobView) -> Value {
     let mut record = json!({
         "jobId": view.id.to_string(),
-        "type": job_type(&view.kind).as_str(),
+        "type": job_type_of(&view.kind, &view.payload).as_str(),
         "status": view.coarse_status().as_str(),
         "dramaId": view.subject,
         "createdAt": millis(view.created_at),

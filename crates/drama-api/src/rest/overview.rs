@@ -4,7 +4,7 @@
 use actix_web::HttpResponse;
 use drama_app::Caller;
 use drama_app::pipeline::DramaOverview;
-use drama_app::pipeline::spec::job_type;
+use drama_app::pipeline::spec::job_type_of;
 use drama_app::store::PageRequest;
 use serde_json::{Value, json};
 
@@ -27,7 +27,7 @@ fn item(o: &DramaOverview) -> Value {
         "latestRun": o.latest_run.as_ref().map(|r| json!({
             "jobId": r.id.to_string(),
             "kind": r.kind,
-            "type": job_type(&r.kind).as_str(),
+            "type": job_type_of(&r.kind, &r.payload).as_str(),
             "status": r.coarse_status().as_str(),
             "state": r.state.as_str(),
             "createdAt": r.created_at.timestamp_millis(),

@@ -5,7 +5,7 @@
 use actix_web::{HttpResponse, web};
 use drama_app::jobs::{JobView, NodeType};
 use drama_app::pipeline::Scope;
-use drama_app::pipeline::spec::job_type;
+use drama_app::pipeline::spec::job_type_of;
 use drama_app::store::Entity;
 use drama_domain::{AssetId, EpisodeId, SceneId};
 use serde::Deserialize;
@@ -43,7 +43,7 @@ fn node_json(n: &JobView) -> Value {
         "key": n.key,
         "kind": n.kind,
         "nodeType": node_type(n.node_type),
-        "type": job_type(&n.kind).as_str(),
+        "type": job_type_of(&n.kind, &n.payload).as_str(),
         "parentId": n.parent_id.map(|p| p.to_string()),
         "state": n.state.as_str(),
         "status": n.coarse_status().as_str(),

@@ -548,3 +548,33 @@ async fn a_request_body_of_the_wrong_shape_is_refused_with_400() {
     assert_eq!(status, 200, "{answer}");
     assert!(answer.is_array(), "{answer}");
 }
+
+#[actix_web::test]
+async fn a_document_that_fails_validation_answers_data_null_beside_its_errors() {
+    let h = Harness::new().await;
+    let svc = h.service(Harness::settings()).await;
+    // A required argument missing, a field that does not exist, and a syntax error: the old
+    // server answered each with 200, `"data": null` and the errors.
+    for query in ["{ drama { id } }", "{ dramas { nope } }", "{ dramas { id "] {
+        let (status, body) = gql(&svc, &h.alice_key, query, json!({})).await;
+        assert_eq!(status, 200, "{query}: {body}");
+        assert!(
+            body.get("data").is_some_and(Value::is_null),
+            "{query}: {body}"
+        );
+        assert!(body["errors"][0]["message"].is_string(), "{query}: {body}");
+    }
+    // A batch answers each member the same way.
+    let (status, _, body) = send(
+        &svc,
+        post_json(
+            "/graphql",
+            &h.alice_key,
+            json!([{"query": "{ drama { id } }"}, {"query": "{ dramaSummaries { id } }"}]),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body[0].get("data").is_some_and(Value::is_null), "{body}");
+    assert_eq!(body[1]["data"]["dramaSummaries"], json!([]), "{body}");
+}

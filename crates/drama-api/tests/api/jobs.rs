@@ -204,12 +204,19 @@ async fn critique_improve_cover_and_audition_follow_the_old_contract() {
     );
     let (status, _, body) = send(&svc, post("/dramas/old/characters/c0/audition", k)).await;
     assert_eq!(status, 202);
+    let job = follow(&svc, k, "old", body["jobId"].as_str().unwrap()).await;
     assert_eq!(
-        follow(&svc, k, "old", body["jobId"].as_str().unwrap()).await["status"],
-        "completed"
+        (&job["status"], &job["type"]),
+        (&json!("completed"), &json!("generate_video"))
     );
     let (status, _, body) = send(&svc, get("/dramas/old/characters/c0/audition", k)).await;
     assert_eq!((status, body["kind"].as_str()), (200, Some("video")));
+    // The settled job names what it made, as the old server's audition job did.
+    assert_eq!(
+        job["result"],
+        json!({"dramaId": "old", "characterId": "c0", "videoUrl": body["url"]}),
+        "{job}"
+    );
     worker.shutdown().await;
 }
 

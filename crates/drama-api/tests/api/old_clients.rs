@@ -525,16 +525,30 @@ async fn the_old_rest_calls_answer_in_the_old_shapes() {
     }
     assert_eq!(job["type"], "generate_drama");
 
-    // Generation routes of the old suite: 202 and a pending job.
-    for path in [
-        "/dramas/gen_fixture/generate",
-        "/dramas/gen_fixture/episodes/ep01/generate",
-        "/dramas/gen_fixture/characters/char_detective/audition",
+    // Generation routes of the old suite: 202, a pending job, and the job type the old
+    // server gave each route.
+    for (path, job_type) in [
+        ("/dramas/gen_fixture/generate", "generate_drama"),
+        (
+            "/dramas/gen_fixture/episodes/ep01/generate",
+            "generate_image",
+        ),
+        (
+            "/dramas/gen_fixture/characters/char_detective/audition",
+            "generate_video",
+        ),
     ] {
         let (status, _, b) = send(&svc, post_json(path, key, json!({}))).await;
         assert_eq!(status, 202, "{path}: {b}");
         assert_eq!(b["status"], "pending", "{path}");
-        assert!(b["jobId"].is_string(), "{path}");
+        let job = b["jobId"].as_str().unwrap();
+        let (status, _, record) =
+            send(&svc, get(&format!("/dramas/gen_fixture/jobs/{job}"), key)).await;
+        assert_eq!(
+            (status, &record["type"]),
+            (200, &json!(job_type)),
+            "{path}: {record}"
+        );
     }
     let (status, _, b) = send(&svc, get("/dramas/gen_fixture/cover_photo", key)).await;
     assert_eq!(status, 404, "no cover yet: {b}");
@@ -566,6 +580,52 @@ async fn the_old_rest_calls_answer_in_the_old_shapes() {
     drop(svc);
     world.pool.close().await;
     world.db.drop_it().await;
+}
+
+/// The old server's `GET /dramas` cursor was the decimal offset of the next page; clients kept
+/// it or computed it, and are served from that offset (the next cursor is then ours).
+#[actix_web::test]
+async fn an_old_offset_cursor_pages_from_that_offset() {
+    let h = Harness::new().await;
+    let svc = h.service(Harness::settings()).await;
+    for id in ["o1", "o2", "o3"] {
+        crate::support::create_drama(&svc, &h.alice_key, id, (1, 1, 1)).await;
+    }
+    let ids = |body: &Value| -> Vec<String> {
+        body["dramas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (status, _, all) = send(&svc, get("/dramas?limit=3", &h.alice_key)).await;
+    assert_eq!(status, 200, "{all}");
+    let newest_first = ids(&all);
+    assert_eq!(newest_first.len(), 3);
+    let (status, _, first) = send(&svc, get("/dramas?limit=2&cursor=0", &h.alice_key)).await;
+    assert_eq!(
+        (status, ids(&first)),
+        (200, newest_first[..2].to_vec()),
+        "{first}"
+    );
+    assert!(first["cursor"].is_string(), "{first}");
+    let (status, _, rest) = send(&svc, get("/dramas?limit=2&cursor=2", &h.alice_key)).await;
+    assert_eq!(
+        (status, ids(&rest)),
+        (200, newest_first[2..].to_vec()),
+        "{rest}"
+    );
+    assert_eq!(rest["cursor"], Value::Null, "{rest}");
+    let (status, _, past) = send(&svc, get("/dramas?cursor=30", &h.alice_key)).await;
+    assert_eq!((status, ids(&past)), (200, Vec::<String>::new()), "{past}");
+    // An offset no list reaches, and text that is neither, name the cursor.
+    for cursor in ["99999999999999999999", "not-a-cursor"] {
+        let (status, _, body) =
+            send(&svc, get(&format!("/dramas?cursor={cursor}"), &h.alice_key)).await;
+        assert_eq!(status, 422, "{cursor}: {body}");
+        assert!(body.to_string().contains("cursor"), "{cursor}: {body}");
+    }
 }
 
 /// FastAPI answered a path with a trailing slash with a 307 to the path without it, and served

@@ -522,7 +522,8 @@ async fn the_list_pages_with_an_opaque_cursor() {
     for bad in [
         "/dramas?limit=0",
         "/dramas?limit=1001",
-        "/dramas?cursor=100",
+        // Digits alone are an old offset cursor (`old_clients`); anything else must be ours.
+        "/dramas?cursor=10a",
         "/dramas?limit=x",
     ] {
         let (s, _, b) = send(

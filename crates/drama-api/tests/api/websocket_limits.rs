@@ -46,6 +46,34 @@ async fn list(server: &Listening, key: &str) -> u16 {
         .as_u16()
 }
 
+/// Stores a small drama under `id` for the holder of `key`.
+async fn store(server: &Listening, key: &str, id: &str) {
+    let status = reqwest::Client::new()
+        .post(format!("http://{}/dramas", server.base))
+        .bearer_auth(key)
+        .json(&json!({"drama": drama_testkit::builders::drama_json(id, 1, 1, 1)}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 201);
+}
+
+/// The socket still answers a query within every limit, under operation id `id`.
+async fn serves(ws: &mut Socket, id: &str) {
+    send(
+        ws,
+        json!({"id": id, "type": "subscribe", "payload": {"query": "{ dramaSummaries { id } }"}}),
+    )
+    .await;
+    let answer = next(ws).await.unwrap();
+    assert_eq!(
+        (answer["type"].as_str(), answer["id"].as_str()),
+        (Some("next"), Some(id)),
+        "{answer}"
+    );
+}
+
 /// The `errors` of an `error` message (or of a `next` payload).
 fn errors(message: &Value) -> Value {
     if message["type"] == "error" {
@@ -193,16 +221,7 @@ async fn operations_over_a_graphql_limit_are_refused_by_name() {
     );
 
     // The socket still serves what is within the limits.
-    send(
-        &mut ws,
-        json!({"id": "ok", "type": "subscribe", "payload": {"query": "{ dramaSummaries { id } }"}}),
-    )
-    .await;
-    let answer = next(&mut ws).await.unwrap();
-    assert_eq!(
-        (answer["type"].as_str(), answer["id"].as_str()),
-        (Some("next"), Some("ok"))
-    );
+    serves(&mut ws, "ok").await;
 }
 
 #[actix_web::test]
@@ -213,15 +232,7 @@ async fn subscriptions_count_against_the_stream_cap() {
         ..Harness::settings()
     };
     let server = h.listen(settings);
-    let created = reqwest::Client::new()
-        .post(format!("http://{}/dramas", server.base))
-        .bearer_auth(&h.alice_key)
-        .json(&json!({"drama": drama_testkit::builders::drama_json("capped", 1, 1, 1)}))
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(created, 201);
+    store(&server, &h.alice_key, "capped").await;
     let mut ws = connect(&server).await;
     init(&mut ws, &h.alice_key).await;
     let follow = |id: &str| {
@@ -285,15 +296,7 @@ async fn a_mutation_over_the_socket_stops_at_the_request_deadline() {
         ..Harness::settings()
     };
     let server = h.listen(settings);
-    let created = reqwest::Client::new()
-        .post(format!("http://{}/dramas", server.base))
-        .bearer_auth(&h.alice_key)
-        .json(&json!({"drama": drama_testkit::builders::drama_json("slow", 1, 1, 1)}))
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(created, 201);
+    store(&server, &h.alice_key, "slow").await;
     let mut ws = connect(&server).await;
     init(&mut ws, &h.alice_key).await;
     send(
@@ -315,17 +318,7 @@ async fn a_mutation_over_the_socket_stops_at_the_request_deadline() {
         "{answer}"
     );
     // The socket goes on serving.
-    send(
-        &mut ws,
-        json!({"id": "list", "type": "subscribe", "payload": {"query": "{ dramaSummaries { id } }"}}),
-    )
-    .await;
-    let answer = next(&mut ws).await.unwrap();
-    assert_eq!(
-        (answer["type"].as_str(), answer["id"].as_str()),
-        (Some("next"), Some("list")),
-        "{answer}"
-    );
+    serves(&mut ws, "list").await;
 }
 
 /// The close frame the server ends the socket with: code and reason (waiting at most 30 s in
@@ -412,17 +405,7 @@ async fn pings_and_refusals_sent_without_reading_are_each_answered_once() {
     // juniper's keep-alives are protocol pongs too, so those may be more.
     assert_eq!((pongs, refusals), (pings, refused));
     // The socket goes on serving.
-    send(
-        &mut ws,
-        json!({"id": "ok", "type": "subscribe", "payload": {"query": "{ dramaSummaries { id } }"}}),
-    )
-    .await;
-    let answer = next(&mut ws).await.unwrap();
-    assert_eq!(
-        (answer["type"].as_str(), answer["id"].as_str()),
-        (Some("next"), Some("ok")),
-        "{answer}"
-    );
+    serves(&mut ws, "ok").await;
 }
 
 #[actix_web::test]
@@ -434,15 +417,7 @@ async fn initialised_sockets_count_against_the_stream_caps() {
         ..Harness::settings()
     };
     let server = h.listen(settings);
-    let created = reqwest::Client::new()
-        .post(format!("http://{}/dramas", server.base))
-        .bearer_auth(&h.alice_key)
-        .json(&json!({"drama": drama_testkit::builders::drama_json("capped", 1, 1, 1)}))
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(created, 201);
+    store(&server, &h.alice_key, "capped").await;
     let sse = |key: &str| {
         reqwest::Client::new()
             .get(format!("http://{}/dramas/capped/events", server.base))

@@ -8,6 +8,7 @@ mod inspect;
 pub mod jobs_port;
 pub mod memory_generation;
 pub mod normalize;
+mod one_part;
 pub mod plan;
 mod product;
 mod runs;

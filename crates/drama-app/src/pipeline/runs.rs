@@ -17,6 +17,14 @@ use crate::{App, AppError, Caller};
 /// GraphQL request can load bounded (a node carries its payload, prompts included).
 pub const MAX_TREE_NODES: usize = 20_000;
 
+/// The character and asset of an audition run (its payload names them; `App::audition`).
+fn audition_of(run: &JobView) -> Option<(&str, &str)> {
+    Some((
+        run.payload["characterId"].as_str()?,
+        run.payload["assetId"].as_str()?,
+    ))
+}
+
 impl App {
     /// A job of the caller (a run or any node of one).
     ///
@@ -30,13 +38,43 @@ impl App {
         // A settled run shows what it produced, as the old server's jobs did: the result of
         // its one task (a critique's feedback, a written drama's id), or the drama it is about.
         if view.result.is_none() && view.id == view.run_id && view.state.is_settled() {
-            let children = self.jobs.children(id, None, 2).await.map_err(job_error)?;
-            view.result = match children.as_slice() {
-                [only] if only.result.is_some() => only.result.clone(),
-                _ => view.subject.as_ref().map(|d| json!({ "dramaId": d })),
+            view.result = match audition_of(&view) {
+                Some((character, asset)) => {
+                    Some(self.audition_result(&view, character, asset).await?)
+                }
+                None => {
+                    let children = self.jobs.children(id, None, 2).await.map_err(job_error)?;
+                    match children.as_slice() {
+                        [only] if only.result.is_some() => only.result.clone(),
+                        _ => view.subject.as_ref().map(|d| json!({ "dramaId": d })),
+                    }
+                }
             };
         }
         Ok(view)
+    }
+
+    /// An audition run's result as the old server's audition job had it: the drama, the
+    /// character and the url of its video (null when the video task did not complete). The
+    /// run holds the video task and at most a portrait before it, so its tree is small.
+    async fn audition_result(
+        &self,
+        run: &JobView,
+        character: &str,
+        asset: &str,
+    ) -> Result<Value, AppError> {
+        let tree = self.jobs.run_tree(run.run_id).await.map_err(job_error)?;
+        let url = tree
+            .iter()
+            .flat_map(|t| &t.nodes)
+            .filter_map(|t| t.result.as_ref())
+            .find(|r| r["assetId"] == asset)
+            .and_then(|r| r.get("url").cloned());
+        Ok(json!({
+            "dramaId": run.subject,
+            "characterId": character,
+            "videoUrl": url,
+        }))
     }
 
     /// A job of the caller that belongs to `drama`.

@@ -46,7 +46,17 @@ pub mod class {
     pub const STITCH: &str = "stitch";
 }
 
-/// The wire type of a run or node kind (`JobStatusRecord.type`).
+/// The wire type of a job (`JobStatusRecord.type`): the one its payload names, where the old
+/// server gave the request that started it its own type (an audition, an episode's
+/// generation), otherwise the type of its kind.
+pub fn job_type_of(kind: &str, payload: &serde_json::Value) -> JobType {
+    payload["type"]
+        .as_str()
+        .and_then(JobType::parse)
+        .unwrap_or_else(|| job_type(kind))
+}
+
+/// The wire type of a run or node kind.
 pub fn job_type(kind: &str) -> JobType {
     match kind {
         kind::CREATE_DRAMA | kind::WRITE_DRAMA | kind::GENERATE => JobType::GenerateDrama,

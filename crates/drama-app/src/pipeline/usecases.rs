@@ -1,17 +1,14 @@
 //! Starting and following generation runs.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::Utc;
 use drama_ai::{AiError, CallKind};
 use drama_assets::{Category, MediaType, Scope as KeyScope, keys};
 use drama_dal::{Entity, GenerationError, RepoError, StoredDrama};
-use drama_domain::{
-    Asset, AssetId, AssetKind, Backoff, CharacterId, DomainError, DramaId, EpisodeId, JobStatus,
-    UserId,
-};
-use drama_jobs::{Graph, JobError, JobId, JobView, NodeSpec, RunFilter, RunSpec};
+use drama_domain::{Backoff, DomainError, DramaId, JobType, UserId};
+use drama_jobs::{Graph, JobError, JobId, NodeSpec, RunFilter, RunSpec};
 use rand::Rng as _;
 use rand::distr::Alphanumeric;
 use serde_json::json;
@@ -77,7 +74,7 @@ pub struct PremiseRequest {
 }
 
 /// Pauses between looks at a run a caller waits for: 20 ms, doubling up to half a second.
-const SETTLE_POLL: Backoff =
+pub(super) const SETTLE_POLL: Backoff =
     Backoff::doubling(Duration::from_millis(20), Duration::from_millis(500));
 
 /// Maps an engine error.
@@ -528,6 +525,25 @@ impl App {
         scope: Scope,
         options: GenerateOptions,
     ) -> Result<Started, AppError> {
+        // The old server gave an episode's generation the job type `generate_image`.
+        let shown = match scope {
+            Scope::Episode(_) => json!({"type": JobType::GenerateImage.as_str()}),
+            _ => json!({}),
+        };
+        self.generate_shown(caller, id, scope, options, shown).await
+    }
+
+    /// [`App::generate_with`], with what the run's payload adds for old clients (`shown`: an
+    /// object, merged into the payload): the job type the old server gave the request and, for
+    /// an audition, the character and asset its settled result names.
+    pub(super) async fn generate_shown(
+        &self,
+        caller: &Caller,
+        id: &DramaId,
+        scope: Scope,
+        options: GenerateOptions,
+        shown: serde_json::Value,
+    ) -> Result<Started, AppError> {
         let GenerateOptions { force, budget } = options;
         if let Some(b) = budget
             && b < 1
@@ -556,11 +572,16 @@ impl App {
         let costs = self.costs(&models);
         let planner = Planner::new(&drama, &objects, &models, &costs)?;
         let planned = planner.plan(&scope, force)?;
+        let mut payload = json!({
+            "dramaId": id, "scope": format!("{scope:?}"), "force": force, "budget": budget,
+        });
+        if let (Some(payload), serde_json::Value::Object(shown)) = (payload.as_object_mut(), shown)
+        {
+            payload.extend(shown);
+        }
         let mut run = RunSpec::new(kind::GENERATE, owner.0)
             .subject(id.as_str())
-            .payload(json!({
-                "dramaId": id, "scope": format!("{scope:?}"), "force": force, "budget": budget,
-            }));
+            .payload(payload);
         if let Some(b) = budget {
             run = run.budget(b);
         }
@@ -577,7 +598,11 @@ impl App {
     }
 
     /// The drama with every generation target in place (added and saved when missing).
-    async fn prepare(&self, owner: UserId, id: &DramaId) -> Result<drama_domain::Drama, AppError> {
+    pub(super) async fn prepare(
+        &self,
+        owner: UserId,
+        id: &DramaId,
+    ) -> Result<drama_domain::Drama, AppError> {
         for _ in 0..3 {
             let stored = self.store.get_complete(owner, id).await?;
             let mut drama = stored.drama;
@@ -599,150 +624,6 @@ impl App {
         ))
     }
 
-    /// Starts the audition video of a character (after its portrait when that is missing).
-    ///
-    /// # Errors
-    /// `NotFound` (drama or character); `InsufficientTokens`.
-    pub async fn audition(
-        &self,
-        caller: &Caller,
-        id: &DramaId,
-        character: &CharacterId,
-    ) -> Result<Started, AppError> {
-        let drama = self.prepare(caller.user, id).await?;
-        let c = drama
-            .character(character.as_str())
-            .ok_or_else(|| AppError::not_found(Entity::Character, character))?;
-        let asset = first_asset(&c.assets, AssetKind::Video, character)?;
-        self.generate(caller, id, Scope::Asset(asset), true).await
-    }
-
-    /// Starts stitching an episode's clips into its video (generating missing clips first).
-    ///
-    /// # Errors
-    /// `NotFound` (drama or episode); `InsufficientTokens`.
-    pub async fn stitch_episode(
-        &self,
-        caller: &Caller,
-        id: &DramaId,
-        episode: &EpisodeId,
-    ) -> Result<Started, AppError> {
-        let drama = self.prepare(caller.user, id).await?;
-        let e = drama
-            .episode(episode.as_str())
-            .ok_or_else(|| AppError::not_found(Entity::Episode, episode))?;
-        let asset = first_asset(&e.assets, AssetKind::Video, episode)?;
-        self.generate(caller, id, Scope::Asset(asset), true).await
-    }
-
-    /// Generates a character's portrait now and answers when it is done (the old server's
-    /// synchronous route); the work still runs as a job, visible like any other.
-    ///
-    /// # Errors
-    /// `NotFound`; `GenerationFailed` with the provider's reason; `Unavailable`. A run that
-    /// does not finish inside the synchronous wait is [`Waited::Running`].
-    pub async fn portrait_now(
-        &self,
-        caller: &Caller,
-        id: &DramaId,
-        character: &CharacterId,
-    ) -> Result<Waited, AppError> {
-        let drama = self.prepare(caller.user, id).await?;
-        let c = drama
-            .character(character.as_str())
-            .ok_or_else(|| AppError::not_found(Entity::Character, character))?;
-        let asset = first_asset(&c.assets, AssetKind::Image, character)?;
-        let started = self.generate(caller, id, Scope::Asset(asset), true).await?;
-        if self.wait_for(caller, started.job_id).await?.is_none() {
-            return Ok(Waited::Running(started));
-        }
-        Ok(Waited::Done(Box::new(
-            self.store.get_complete(caller.user, id).await?,
-        )))
-    }
-
-    /// Generates the cover now (after the main characters' portraits exist), as the old
-    /// server's synchronous route did, with its messages.
-    ///
-    /// # Errors
-    /// `Precondition` when there is no main character or one lacks a portrait; `NotFound`;
-    /// `GenerationFailed`; `Unavailable`.
-    pub async fn cover_now(&self, caller: &Caller, id: &DramaId) -> Result<Waited, AppError> {
-        let drama = self.prepare(caller.user, id).await?;
-        let mains: Vec<&drama_domain::Character> =
-            drama.characters.iter().filter(|c| c.main).collect();
-        if mains.is_empty() {
-            return Err(AppError::Precondition(
-                "Drama must have at least one main character".to_owned(),
-            ));
-        }
-        let missing: Vec<&str> = mains
-            .iter()
-            .filter(|c| c.url.is_none())
-            .map(|c| c.name.as_str())
-            .collect();
-        if !missing.is_empty() {
-            return Err(AppError::Precondition(format!(
-                "All main characters must have images generated first. Missing images for: {}",
-                missing.join(", ")
-            )));
-        }
-        let cover = first_asset(&drama.assets, AssetKind::Image, id)?;
-        let started = self.generate(caller, id, Scope::Asset(cover), true).await?;
-        let settled = self
-            .wait_for(caller, started.job_id)
-            .await
-            .map_err(|e| match e {
-                AppError::GenerationFailed(m) => {
-                    AppError::GenerationFailed(format!("Failed to generate cover photo: {m}"))
-                }
-                other => other,
-            })?;
-        if settled.is_none() {
-            return Ok(Waited::Running(started));
-        }
-        Ok(Waited::Done(Box::new(
-            self.store.get_complete(caller.user, id).await?,
-        )))
-    }
-
-    /// Waits until a run settles, at most the synchronous wait, looking again after each pause
-    /// of [`SETTLE_POLL`]; fails with the first failure's reason, and is `None` when the run is
-    /// still going.
-    async fn wait_for(&self, caller: &Caller, run: JobId) -> Result<Option<JobView>, AppError> {
-        let deadline = Instant::now() + self.sync_wait;
-        let mut polls = 0;
-        loop {
-            let view = self.job(caller, run).await?;
-            if view.state.is_settled() {
-                return match view.coarse_status() {
-                    JobStatus::Completed => Ok(Some(view)),
-                    _ => Err(AppError::GenerationFailed(self.failure_reason(&view).await)),
-                };
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Ok(None);
-            }
-            tokio::time::sleep(SETTLE_POLL.delay(polls).min(left)).await;
-            polls = polls.saturating_add(1);
-        }
-    }
-
-    async fn failure_reason(&self, run: &JobView) -> String {
-        if let Some(e) = &run.error {
-            return e.clone();
-        }
-        match self.jobs.run_tree(run.id).await {
-            Ok(Some(tree)) => tree
-                .nodes
-                .iter()
-                .find_map(|n| n.error.clone())
-                .unwrap_or_else(|| "the job did not complete".to_owned()),
-            _ => "the job did not complete".to_owned(),
-        }
-    }
-
     /// Checks that `value` names a known script model.
     ///
     /// # Errors
@@ -750,17 +631,4 @@ impl App {
     pub fn check_model(&self, model: Option<&str>) -> Result<(), AppError> {
         self.ai.script_model(model).map(|_| ()).map_err(model_error)
     }
-}
-
-/// The first asset of `kind` among the assets of `holder`; NotFound names the holder.
-fn first_asset(
-    assets: &[Asset],
-    kind: AssetKind,
-    holder: impl std::fmt::Display,
-) -> Result<AssetId, AppError> {
-    assets
-        .iter()
-        .find(|a| a.kind == kind)
-        .map(|a| a.id.clone())
-        .ok_or_else(|| AppError::not_found(Entity::Asset, holder))
 }

@@ -9,15 +9,16 @@ use std::time::Duration;
 
 use drama_ai::{AiProviders, OfflineProvider};
 use drama_app::pipeline::Scope;
-use drama_app::pipeline::jobs_port::EngineJobs;
 use drama_app::pipeline::spec::kind;
-use drama_app::{App, Caller, Ports};
-use drama_dal::{DramaRepository as _, NewUser, UserRepository as _};
-use drama_domain::{JobStatus, UserId};
-use drama_jobs::{JobView, Worker, WorkerConfig, WorkerHandle};
-use drama_postgres::PgStore;
+use drama_app::{App, Caller};
+use drama_dal::DramaRepository as _;
+use drama_domain::JobStatus;
+use drama_jobs::{JobView, Worker, WorkerHandle};
 use drama_postgres::jobs::PgJobStore;
 use drama_testkit::pg::ScratchDb;
+use support::{migrated, pg_ports, user_with, worker_config};
+
+mod support;
 use sqlx::PgPool;
 
 const MEDIA: [&str; 5] = [
@@ -40,37 +41,16 @@ struct World {
 /// A migrated scratch database, `install` run on it, a worker, and a user owning drama `d`.
 async fn world(install: &str) -> World {
     let db = ScratchDb::create("paid_once").await;
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(16)
-        .connect(&db.url())
-        .await
-        .unwrap();
-    drama_postgres::migrate(&pool).await.unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(install.to_owned()))
-        .execute(&pool)
-        .await
-        .unwrap();
+    let pool = migrated(&db, 16, install).await;
     let ai = AiProviders::offline(7);
     let offline = ai.offline_provider();
-    let pg = Arc::new(PgStore::new(pool.clone()));
-    let jobs = Arc::new(PgJobStore::new(pool.clone()));
-    let app = App::new(Ports {
-        store: pg.clone(),
-        assets: Arc::new(drama_assets::MemoryStore::default()),
-        generation: pg.clone(),
-        jobs: Arc::new(EngineJobs(jobs.clone())),
-        ai,
-    });
-    let config = WorkerConfig {
-        concurrency: 8,
-        poll_interval: Duration::from_millis(20),
-        ..WorkerConfig::default()
-    };
-    let worker = Worker::start(jobs, app.registry(), config).await.unwrap();
-    let user = UserId::random();
-    let mut new = NewUser::new(user);
-    new.tokens = 100_000;
-    pg.create_user(&new).await.unwrap();
+    let assets = Arc::new(drama_assets::MemoryStore::default());
+    let (ports, pg, jobs) = pg_ports(&pool, assets, ai);
+    let app = App::new(ports);
+    let worker = Worker::start(jobs, app.registry(), worker_config())
+        .await
+        .unwrap();
+    let user = user_with(&*pg, 100_000).await;
     pg.create(user, &drama_testkit::builders::drama("d", 2, 1, 2))
         .await
         .unwrap();

@@ -12,16 +12,17 @@ use drama_ai::{
     ModelInfo, OfflineProvider, VideoModel, VideoOutput, VideoPolling, VideoRequest, VideoStatus,
     VideoTask,
 };
-use drama_app::pipeline::jobs_port::EngineJobs;
 use drama_app::pipeline::{GenerateOptions, PremiseRequest, Scope, Waited};
 use drama_app::{App, AppError, Caller, Ports};
 use drama_assets::{AssetStore, MediaType, ObjectKey};
 use drama_dal::{CreditMove, CreditReason, NewUser, Store};
 use drama_domain::{AssetKind, DramaId, JobStatus, UserId};
-use drama_jobs::{MemoryJobStore, Worker, WorkerConfig, WorkerHandle};
-use drama_postgres::PgStore;
+use drama_jobs::{MemoryJobStore, Worker, WorkerHandle};
 use drama_postgres::jobs::PgJobStore;
 use drama_testkit::pg::ScratchDb;
+use support::{Backend, migrated, on_every_backend, pg_ports, user_with, worker_config};
+
+mod support;
 
 /// Wraps the offline provider: records every call's prompt and refuses prompts that contain
 /// `refuse` (a permanent failure, as a moderation refusal would be).
@@ -119,12 +120,6 @@ impl VideoModel for Instrumented {
     }
 }
 
-/// Where the pipeline runs: in memory, or on PostgreSQL (a database made for the test).
-enum Backend {
-    Memory,
-    Postgres(ScratchDb),
-}
-
 enum Workers {
     Memory(WorkerHandle<MemoryJobStore>),
     Postgres(WorkerHandle<PgJobStore>),
@@ -153,11 +148,7 @@ async fn world_with(
     let ai = AiProviders::offline(7)
         .with_image_model(provider.clone())
         .with_video_model(provider);
-    let config = WorkerConfig {
-        concurrency: 8,
-        poll_interval: Duration::from_millis(20),
-        ..WorkerConfig::default()
-    };
+    let config = worker_config();
     let (app, store, worker, database) = match backend {
         Backend::Memory => {
             let (ports, store, jobs) = Ports::memory(assets.clone(), ai);
@@ -167,31 +158,15 @@ async fn world_with(
             (app, store, Workers::Memory(worker), None)
         }
         Backend::Postgres(db) => {
-            let pool = sqlx::postgres::PgPoolOptions::new()
-                .max_connections(16)
-                .connect(&db.url())
-                .await
-                .unwrap();
-            drama_postgres::migrate(&pool).await.unwrap();
-            let pg = Arc::new(PgStore::new(pool.clone()));
-            let jobs = Arc::new(PgJobStore::new(pool.clone()));
-            let ports = Ports {
-                store: pg.clone(),
-                assets: assets.clone(),
-                generation: pg.clone(),
-                jobs: Arc::new(EngineJobs(jobs.clone())),
-                ai,
-            };
+            let pool = migrated(&db, 16, "").await;
+            let (ports, pg, jobs) = pg_ports(&pool, assets.clone(), ai);
             let app = App::new(ports).with_offline_pricing(priced);
             let worker = Worker::start(jobs, app.registry(), config).await.unwrap();
             let store: Arc<dyn Store> = pg;
             (app, store, Workers::Postgres(worker), Some((db, pool)))
         }
     };
-    let user = UserId::random();
-    let mut new = NewUser::new(user);
-    new.tokens = tokens;
-    store.create_user(&new).await.unwrap();
+    let user = user_with(&*store, tokens).await;
     World {
         app,
         store,
@@ -227,30 +202,7 @@ impl World {
     }
 }
 
-/// Runs each scenario on every backend: `memory::name` and `postgres::name`.
-macro_rules! on_every_backend {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Backend::Memory).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    let db = drama_testkit::pg::ScratchDb::create("pipeline").await;
-                    super::$name(super::Backend::Postgres(db)).await;
-                }
-            )*
-        }
-    };
-}
-
-on_every_backend!(
+on_every_backend!("pipeline":
     premise_to_a_fully_generated_drama,
     cover_before_portraits_answers_the_old_servers_message,
     credits_are_held_by_the_estimate_and_refunded_for_what_fails,

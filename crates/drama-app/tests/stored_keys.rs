@@ -8,17 +8,17 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use drama_ai::AiProviders;
-use drama_app::pipeline::jobs_port::EngineJobs;
-use drama_app::{App, Caller, Ports};
+use drama_app::{App, Caller};
 use drama_assets::{AssetStore as _, ObjectKey};
-use drama_dal::{
-    AssetObject, DramaRepository as _, NewUser, OrphanRepository as _, UserRepository as _,
-};
+use drama_dal::{AssetObject, DramaRepository as _, OrphanRepository as _};
 use drama_domain::{EpisodeId, UserId};
 use drama_jobs::{JobState, Worker, WorkerConfig};
 use drama_postgres::PgStore;
 use drama_postgres::jobs::PgJobStore;
 use drama_testkit::pg::ScratchDb;
+use support::{migrated, pg_ports, user_with};
+
+mod support;
 
 struct World {
     db: ScratchDb,
@@ -33,29 +33,13 @@ struct World {
 
 async fn world(name: &str) -> World {
     let db = ScratchDb::create(name).await;
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(8)
-        .connect(&db.url())
-        .await
-        .unwrap();
-    drama_postgres::migrate(&pool).await.unwrap();
-    let store = Arc::new(PgStore::new(pool.clone()));
-    let jobs = Arc::new(PgJobStore::new(pool.clone()));
+    let pool = migrated(&db, 8, "").await;
     let assets = Arc::new(drama_assets::MemoryStore::default());
-    let app = App::new(Ports {
-        store: store.clone(),
-        assets: assets.clone(),
-        generation: store.clone(),
-        jobs: Arc::new(EngineJobs(jobs.clone())),
-        ai: AiProviders::offline(7),
-    });
+    let (ports, store, jobs) = pg_ports(&pool, assets.clone(), AiProviders::offline(7));
+    let app = App::new(ports);
     let mut users = Vec::new();
     for _ in 0..2 {
-        let user = UserId::random();
-        let mut new = NewUser::new(user);
-        new.tokens = 1000;
-        store.create_user(&new).await.unwrap();
-        users.push(user);
+        users.push(user_with(&*store, 1000).await);
     }
     World {
         db,

@@ -16,9 +16,11 @@ use drama_app::{App, Caller, Ports};
 use drama_dal::{CreditReason, LedgerEntry, MemoryStore, NewUser, Store};
 use drama_domain::{DramaId, JobStatus, UserId};
 use drama_jobs::{JobId, JobView, MemoryJobStore, NodeType, Worker, WorkerConfig, WorkerHandle};
-use drama_postgres::PgStore;
 use drama_postgres::jobs::PgJobStore;
 use drama_testkit::pg::ScratchDb;
+use support::{Backend, migrated, on_every_backend, pg_ports, user_with, worker_config};
+
+mod support;
 
 /// `gpt-5.1` holds 10 credits per drama and 8 per episode's scenes, 3 per critique, and
 /// costs 125 credits per million input tokens and 1,000 per million output tokens.
@@ -27,11 +29,6 @@ const TOKEN_PRICED: &str = "gpt-5.1=openai@10/10/3/8+in125/out1000";
 const DEAR: &str = "gpt-5.1=openai@10/10/3/8+in900000/out900000";
 
 const START: i64 = 10_000;
-
-enum Backend {
-    Memory,
-    Postgres(ScratchDb),
-}
 
 enum Workers {
     Memory(WorkerHandle<MemoryJobStore>, Arc<MemoryJobStore>),
@@ -63,11 +60,7 @@ async fn world(backend: Backend, models: &str, install: &str) -> World {
     let assets = Arc::new(drama_assets::MemoryStore::default());
     let ai = providers(models);
     let offline = ai.offline_provider();
-    let config = WorkerConfig {
-        concurrency: 8,
-        poll_interval: Duration::from_millis(20),
-        ..WorkerConfig::default()
-    };
+    let config = worker_config();
     let (app, store, worker, database) = match backend {
         Backend::Memory => {
             let store = Arc::new(MemoryStore::new());
@@ -87,37 +80,15 @@ async fn world(backend: Backend, models: &str, install: &str) -> World {
             (app, store, Workers::Memory(worker, jobs), None)
         }
         Backend::Postgres(db) => {
-            let pool = sqlx::postgres::PgPoolOptions::new()
-                .max_connections(16)
-                .connect(&db.url())
-                .await
-                .unwrap();
-            drama_postgres::migrate(&pool).await.unwrap();
-            if !install.is_empty() {
-                sqlx::raw_sql(sqlx::AssertSqlSafe(install.to_owned()))
-                    .execute(&pool)
-                    .await
-                    .unwrap();
-            }
-            let pg = Arc::new(PgStore::new(pool.clone()));
-            let jobs = Arc::new(PgJobStore::new(pool.clone()));
-            let ports = Ports {
-                store: pg.clone(),
-                assets,
-                generation: pg.clone(),
-                jobs: Arc::new(EngineJobs(jobs.clone())),
-                ai,
-            };
+            let pool = migrated(&db, 16, install).await;
+            let (ports, pg, jobs) = pg_ports(&pool, assets, ai);
             let app = App::new(ports).with_offline_pricing(true);
             let worker = Worker::start(jobs, app.registry(), config).await.unwrap();
             let store: Arc<dyn Store> = pg;
             (app, store, Workers::Postgres(worker), Some((db, pool)))
         }
     };
-    let user = UserId::random();
-    let mut new = NewUser::new(user);
-    new.tokens = START;
-    store.create_user(&new).await.unwrap();
+    let user = user_with(&*store, START).await;
     World {
         app,
         store,
@@ -254,29 +225,7 @@ async fn write(w: &World, id: &str) -> JobId {
         .job_id
 }
 
-macro_rules! on_every_backend {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Backend::Memory).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    let db = drama_testkit::pg::ScratchDb::create("token_prices").await;
-                    super::$name(super::Backend::Postgres(db)).await;
-                }
-            )*
-        }
-    };
-}
-
-on_every_backend!(
+on_every_backend!("token_prices":
     a_token_priced_call_holds_its_call_price_and_settles_its_usage,
     usage_above_the_hold_costs_the_hold,
 );

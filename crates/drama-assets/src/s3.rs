@@ -310,6 +310,28 @@ fn body_stream(body: SdkByteStream) -> ByteStream {
     .boxed()
 }
 
+/// The SDK's presigning settings for a URL good for `expires_in`.
+fn presigning(expires_in: Duration) -> Result<PresigningConfig, AssetError> {
+    PresigningConfig::expires_in(expires_in).map_err(|e| AssetError::InvalidRequest(e.to_string()))
+}
+
+/// A request the SDK presigned, as the store hands it out.
+fn presigned(
+    method: PresignMethod,
+    request: &aws_sdk_s3::presigning::PresignedRequest,
+    expires_at: DateTime<Utc>,
+) -> PresignedRequest {
+    PresignedRequest {
+        method,
+        url: request.uri().to_owned(),
+        headers: request
+            .headers()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        expires_at,
+    }
+}
+
 #[async_trait]
 impl AssetStore for S3Store {
     fn backend(&self) -> &'static str {
@@ -553,8 +575,7 @@ impl AssetStore for S3Store {
         expires_in: Duration,
     ) -> Result<PresignedRequest, AssetError> {
         let expires_at = presign_deadline(expires_in)?;
-        let config = PresigningConfig::expires_in(expires_in)
-            .map_err(|e| AssetError::InvalidRequest(e.to_string()))?;
+        let config = presigning(expires_in)?;
         let request = self
             .client
             .get_object()
@@ -563,15 +584,7 @@ impl AssetStore for S3Store {
             .presigned(config)
             .await
             .map_err(|e| self.map_err(e, key.as_str()))?;
-        Ok(PresignedRequest {
-            method: PresignMethod::Get,
-            url: request.uri().to_owned(),
-            headers: request
-                .headers()
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect(),
-            expires_at,
-        })
+        Ok(presigned(PresignMethod::Get, &request, expires_at))
     }
 
     async fn presign_put(
@@ -582,8 +595,7 @@ impl AssetStore for S3Store {
     ) -> Result<PresignedRequest, AssetError> {
         let expires_at = presign_deadline(expires_in)?;
         key.check_media(MediaType::from_mime(content_type)?)?;
-        let config = PresigningConfig::expires_in(expires_in)
-            .map_err(|e| AssetError::InvalidRequest(e.to_string()))?;
+        let config = presigning(expires_in)?;
         let request = self
             .client
             .put_object()
@@ -593,15 +605,7 @@ impl AssetStore for S3Store {
             .presigned(config)
             .await
             .map_err(|e| self.map_err(e, key.as_str()))?;
-        Ok(PresignedRequest {
-            method: PresignMethod::Put,
-            url: request.uri().to_owned(),
-            headers: request
-                .headers()
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect(),
-            expires_at,
-        })
+        Ok(presigned(PresignMethod::Put, &request, expires_at))
     }
 
     fn public_url(&self, key: &ObjectKey) -> Option<String> {

@@ -110,6 +110,21 @@ pub struct Refund {
     pub amount: i64,
 }
 
+/// How a script task that stores what it wrote (a drama, an episode's scenes) completes:
+/// what its usage came to, the nodes that follow it and their cost, and the job's result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScriptCompletion {
+    /// What the task's usage came to (see the module documentation); `None` keeps its
+    /// per-call price.
+    pub usage_price: Option<i64>,
+    /// The nodes that follow, added only when the owner can pay `expansion_cost`.
+    pub expansion: Expansion,
+    /// What they cost, in tokens.
+    pub expansion_cost: i64,
+    /// The job's result; the store records in it whether the expansion was added.
+    pub result: Value,
+}
+
 /// What a paid resume did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ResumeCharged {
@@ -151,13 +166,12 @@ pub trait GenerationStore: Send + Sync {
 
     /// Stores the scenes written for an episode (replacing its scenes), settles the task's
     /// `usage_price` (see the module documentation), debits `expansion_cost` and completes
-    /// the job with `expansion`. When the owner cannot pay for the expansion, the scenes are
-    /// still stored and the job completes without it; the return value says whether the
-    /// expansion was added.
+    /// the job with `expansion` (all three from `completion`). When the owner cannot pay for
+    /// the expansion, the scenes are still stored and the job completes without it; the
+    /// return value says whether the expansion was added.
     ///
     /// # Errors
     /// `FenceLost`; `NotFound` (drama or episode gone: nothing written); `Unavailable`.
-    #[allow(clippy::too_many_arguments)]
     async fn complete_scenes(
         &self,
         fence: &Fence,
@@ -165,30 +179,23 @@ pub trait GenerationStore: Send + Sync {
         drama: &DramaId,
         episode: &EpisodeId,
         scenes: &[Scene],
-        expansion: Expansion,
-        expansion_cost: i64,
-        usage_price: Option<i64>,
-        result: Value,
+        completion: ScriptCompletion,
     ) -> Result<bool, GenerationError>;
 
-    /// Stores a written drama, settles the task's `usage_price`, debits `expansion_cost` and
-    /// completes the job with `expansion` (the portraits and cover that follow). Without
-    /// enough tokens for the expansion, the drama is stored and the job completes without it.
+    /// Stores a written drama, then completes as [`complete_scenes`](Self::complete_scenes)
+    /// does (the expansion being the portraits and cover that follow). Without enough tokens
+    /// for the expansion, the drama is stored and the job completes without it.
     ///
     /// # Errors
     /// `FenceLost`; `AlreadyExists` (create: the id was taken meanwhile; nothing written);
     /// `Invalid`; `Unavailable`.
-    #[allow(clippy::too_many_arguments)]
     async fn complete_drama(
         &self,
         fence: &Fence,
         owner: UserId,
         drama: &Drama,
         write: DramaWrite,
-        expansion: Expansion,
-        expansion_cost: i64,
-        usage_price: Option<i64>,
-        result: Value,
+        completion: ScriptCompletion,
     ) -> Result<bool, GenerationError>;
 
     /// Settles the task's `usage_price` and completes the job with `result` (a script call

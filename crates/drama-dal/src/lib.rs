@@ -18,7 +18,7 @@ pub use credits::{
 pub use error::{Entity, RepoError};
 pub use generation::{
     Applied, DramaWrite, EntityUrl, GeneratedAsset, GenerationError, GenerationStore, Refund,
-    ResumeCharged,
+    ResumeCharged, ScriptCompletion,
 };
 pub use legacy::{LegacyImportRepository, MemoryLegacyImports};
 pub use memory::MemoryStore;

@@ -20,12 +20,12 @@
 use async_trait::async_trait;
 use drama_dal::{
     Applied, CreditMove, CreditReason, DramaWrite, Entity, EntityUrl, GeneratedAsset,
-    GenerationError, GenerationStore, Refund, RepoError, ResumeCharged,
+    GenerationError, GenerationStore, Refund, RepoError, ResumeCharged, ScriptCompletion,
 };
 use drama_domain::{Drama, DramaId, EpisodeId, Scene, UserId};
 use drama_jobs::{Expansion, Fence, Graph, JobId, RunId, Submitted};
 use serde_json::Value;
-use sqlx::{PgConnection, Row as _};
+use sqlx::{PgConnection, Postgres, Row as _, Transaction};
 use uuid::Uuid;
 
 use crate::PgStore;
@@ -149,6 +149,47 @@ impl PgStore {
         let charge = CreditMove::expansion(owner, fence, cost);
         Ok(try_move(conn, &charge).await?.is_some())
     }
+
+    /// Debits `charge` in `tx` and hands `tx` back; when the owner cannot pay, rolls it back
+    /// and answers `InsufficientTokens` with the balance and `needed`.
+    async fn debit_or_roll_back(
+        mut tx: Transaction<'static, Postgres>,
+        owner: UserId,
+        charge: &CreditMove,
+        needed: i64,
+    ) -> Result<Transaction<'static, Postgres>, GenerationError> {
+        if try_move(&mut tx, charge).await?.is_some() {
+            return Ok(tx);
+        }
+        let available = balance(&mut tx, owner).await?;
+        tx.rollback().await.map_err(db)?;
+        Err(RepoError::InsufficientTokens {
+            balance: available,
+            needed,
+        }
+        .into())
+    }
+
+    /// Ends a task that wrote the drama, in its transaction `tx`, as `completion` says:
+    /// settles the task's usage, pays for the expansion when the owner can, completes the
+    /// job (with the expansion when it was paid) and commits. Returns whether it was paid.
+    async fn settle_and_complete(
+        mut tx: Transaction<'_, Postgres>,
+        owner: UserId,
+        fence: &Fence,
+        completion: ScriptCompletion,
+    ) -> Result<bool, GenerationError> {
+        // Settled before the expansion is paid: what the hold gives back can pay for it.
+        Self::settle_usage(&mut tx, owner, fence, completion.usage_price).await?;
+        let expansion = completion.expansion;
+        let paid =
+            Self::pay_for_expansion(&mut tx, owner, fence, &expansion, completion.expansion_cost)
+                .await?;
+        let result = with_applied(completion.result, paid);
+        complete_in_tx(&mut tx, fence, result, paid.then_some(expansion)).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(paid)
+    }
 }
 
 #[async_trait]
@@ -199,15 +240,7 @@ impl GenerationStore for PgStore {
         let charge = CreditMove::new(owner, -cost.max(0), CreditReason::RunCharge)
             .run(submitted.run_id.0)
             .note(graph.run.kind.clone());
-        if try_move(&mut tx, &charge).await?.is_none() {
-            let available = balance(&mut tx, owner).await?;
-            tx.rollback().await.map_err(db)?;
-            return Err(RepoError::InsufficientTokens {
-                balance: available,
-                needed: cost,
-            }
-            .into());
-        }
+        let tx = Self::debit_or_roll_back(tx, owner, &charge, cost).await?;
         tx.commit().await.map_err(db)?;
         Ok(submitted)
     }
@@ -290,10 +323,7 @@ impl GenerationStore for PgStore {
         drama: &DramaId,
         episode: &EpisodeId,
         scenes: &[Scene],
-        expansion: Expansion,
-        expansion_cost: i64,
-        usage_price: Option<i64>,
-        result: Value,
+        completion: ScriptCompletion,
     ) -> Result<bool, GenerationError> {
         let mut tx = self.pool.begin().await.map_err(db)?;
         lock_run(&mut tx, fence.run_id).await?;
@@ -310,14 +340,7 @@ impl GenerationStore for PgStore {
         ep.scenes = scenes.to_vec();
         stored.drama.validate().map_err(RepoError::from)?;
         write_children(&mut tx, &stored.drama, true).await?;
-        // Settled before the expansion is paid: what the hold gives back can pay for it.
-        Self::settle_usage(&mut tx, owner, fence, usage_price).await?;
-        let paid =
-            Self::pay_for_expansion(&mut tx, owner, fence, &expansion, expansion_cost).await?;
-        let result = with_applied(result, paid);
-        complete_in_tx(&mut tx, fence, result, paid.then_some(expansion)).await?;
-        tx.commit().await.map_err(db)?;
-        Ok(paid)
+        Self::settle_and_complete(tx, owner, fence, completion).await
     }
 
     #[tracing::instrument(skip_all, fields(drama.id = %drama.id))]
@@ -327,10 +350,7 @@ impl GenerationStore for PgStore {
         owner: UserId,
         drama: &Drama,
         write: DramaWrite,
-        expansion: Expansion,
-        expansion_cost: i64,
-        usage_price: Option<i64>,
-        result: Value,
+        completion: ScriptCompletion,
     ) -> Result<bool, GenerationError> {
         drama.validate().map_err(RepoError::from)?;
         let mut tx = self.pool.begin().await.map_err(db)?;
@@ -371,13 +391,7 @@ impl GenerationStore for PgStore {
                 write_children(&mut tx, drama, true).await?;
             }
         }
-        Self::settle_usage(&mut tx, owner, fence, usage_price).await?;
-        let paid =
-            Self::pay_for_expansion(&mut tx, owner, fence, &expansion, expansion_cost).await?;
-        let result = with_applied(result, paid);
-        complete_in_tx(&mut tx, fence, result, paid.then_some(expansion)).await?;
-        tx.commit().await.map_err(db)?;
-        Ok(paid)
+        Self::settle_and_complete(tx, owner, fence, completion).await
     }
 
     #[tracing::instrument(skip_all, fields(job.id = %fence.job_id))]
@@ -408,15 +422,7 @@ impl GenerationStore for PgStore {
             let charge = CreditMove::new(owner, -price, CreditReason::ResumeCharge)
                 .run(run.0)
                 .note(format!("{queued} tasks queued again"));
-            if try_move(&mut tx, &charge).await?.is_none() {
-                let available = balance(&mut tx, owner).await?;
-                tx.rollback().await.map_err(db)?;
-                return Err(RepoError::InsufficientTokens {
-                    balance: available,
-                    needed: price,
-                }
-                .into());
-            }
+            tx = Self::debit_or_roll_back(tx, owner, &charge, price).await?;
         }
         tx.commit().await.map_err(db)?;
         Ok(ResumeCharged { run, queued, price })

@@ -37,7 +37,7 @@ use drama_jobs::{
 use drama_postgres::jobs::{self as pgjobs, NOTIFY_CHANNEL};
 use drama_testkit::StatementCounter;
 use serde_json::json;
-use sqlx::postgres::{PgListener, PgPoolOptions};
+use sqlx::postgres::PgListener;
 use uuid::Uuid;
 
 async fn registered(store: &PgJobStore) -> WorkerId {
@@ -86,14 +86,7 @@ fn chain_pairs(n: usize) -> Graph {
 
 /// A one-connection store whose statements are counted.
 async fn counted(pool: &PgPool) -> (PgJobStore, StatementCounter) {
-    let url = jobs_support::url_of(pool).await;
-    let counter = StatementCounter::start(&url).await;
-    let counted_pool = PgPoolOptions::new()
-        .max_connections(1)
-        .test_before_acquire(false)
-        .connect(&counter.url(&url))
-        .await
-        .unwrap();
+    let (counted_pool, counter) = jobs_support::counted_pool(pool).await;
     (PgJobStore::new(counted_pool), counter)
 }
 

@@ -107,6 +107,18 @@ async fn submit_and_start(
 }
 
 /// The attempts of the run's tasks, in key order.
+/// Lets the held handlers go on and waits for the run to complete.
+async fn release_and_complete(
+    release: &watch::Sender<bool>,
+    store: &PgJobStore,
+    run: &drama_jobs::Submitted,
+) {
+    release.send(true).unwrap();
+    let root =
+        drama_jobs::conformance::wait_settled(store, run.run_id, Duration::from_secs(30)).await;
+    assert_eq!(root.state, JobState::Completed);
+}
+
 async fn attempts(pool: &PgPool, run: &drama_jobs::Submitted) -> Vec<i32> {
     sqlx::query_scalar(
         "select attempts from public.jobs where run_id = $1 and node_type = 'task' order by key",
@@ -184,10 +196,7 @@ async fn a_worker_with_an_exhausted_pool_keeps_its_lease_and_its_handlers(pool: 
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    release.send(true).unwrap();
-    let root =
-        drama_jobs::conformance::wait_settled(&*store, run.run_id, Duration::from_secs(30)).await;
-    assert_eq!(root.state, JobState::Completed);
+    release_and_complete(&release, &store, &run).await;
     assert_eq!(
         attempts(&pool, &run).await,
         vec![1; TASKS],
@@ -265,10 +274,7 @@ async fn a_lapsed_registration_is_renewed_without_cancelling_its_handlers(pool: 
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    release.send(true).unwrap();
-    let root =
-        drama_jobs::conformance::wait_settled(&*store, run.run_id, Duration::from_secs(30)).await;
-    assert_eq!(root.state, JobState::Completed);
+    release_and_complete(&release, &store, &run).await;
     assert!(
         !seen.cancelled.load(Ordering::SeqCst),
         "a handler was cancelled"
@@ -378,10 +384,7 @@ async fn handlers_of_tasks_taken_back_during_a_lapse_stop_before_their_paid_call
         "stale handlers stopped"
     );
 
-    release.send(true).unwrap();
-    let root =
-        drama_jobs::conformance::wait_settled(&*store, run.run_id, Duration::from_secs(30)).await;
-    assert_eq!(root.state, JobState::Completed);
+    release_and_complete(&release, &store, &run).await;
     assert_eq!(
         paid.load(Ordering::SeqCst),
         TASKS,

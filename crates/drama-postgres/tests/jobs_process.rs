@@ -39,6 +39,22 @@ struct ChildSpec {
     video_limit: Option<u32>,
 }
 
+/// The probe tables on `pool`'s database, and the settings of a worker process on it.
+async fn probe_spec(
+    pool: &PgPool,
+    lease_ms: u64,
+    concurrency: usize,
+    video_limit: Option<u32>,
+) -> ChildSpec {
+    create_probe_tables(pool).await;
+    ChildSpec {
+        url: url_of(pool).await,
+        lease_ms,
+        concurrency,
+        video_limit,
+    }
+}
+
 fn config(spec: &ChildSpec) -> WorkerConfig {
     let lease = Duration::from_millis(spec.lease_ms);
     WorkerConfig {
@@ -159,13 +175,7 @@ async fn child_worker_entry() {
     }
     let db = jobs_support::TempDatabase::create().await;
     let pool = db.pool.clone();
-    create_probe_tables(&pool).await;
-    let spec = ChildSpec {
-        url: url_of(&pool).await,
-        lease_ms: 2000,
-        concurrency: 2,
-        video_limit: Some(1),
-    };
+    let spec = probe_spec(&pool, 2000, 2, Some(1)).await;
     let store = Arc::new(PgJobStore::new(pool.clone()));
     let worker = Worker::start(store.clone(), registry(pool.clone()), config(&spec))
         .await
@@ -283,13 +293,7 @@ async fn fence_of(pool: &PgPool, job: JobId) -> Fence {
 
 #[sqlx::test(migrator = "drama_postgres::MIGRATOR")]
 async fn a_killed_worker_process_is_retaken_after_its_lease_and_completes_once(pool: PgPool) {
-    create_probe_tables(&pool).await;
-    let spec = ChildSpec {
-        url: url_of(&pool).await,
-        lease_ms: 1500,
-        concurrency: 2,
-        video_limit: None,
-    };
+    let spec = probe_spec(&pool, 1500, 2, None).await;
     let store = PgJobStore::new(pool.clone());
     let graph = Graph::new(RunSpec::new("generate_drama", Uuid::new_v4()))
         .with(NodeSpec::task("clip", "probe", json!({})).max_attempts(3))
@@ -375,13 +379,7 @@ async fn a_killed_worker_process_is_retaken_after_its_lease_and_completes_once(p
 
 #[sqlx::test(migrator = "drama_postgres::MIGRATOR")]
 async fn a_stopped_worker_process_wakes_up_as_a_zombie_and_is_fenced_out(pool: PgPool) {
-    create_probe_tables(&pool).await;
-    let spec = ChildSpec {
-        url: url_of(&pool).await,
-        lease_ms: 1500,
-        concurrency: 2,
-        video_limit: None,
-    };
+    let spec = probe_spec(&pool, 1500, 2, None).await;
     let store = PgJobStore::new(pool.clone());
     // The first attempt finishes 3 s after it starts (if its process is not stopped).
     let graph = Graph::new(RunSpec::new("t", Uuid::new_v4()))
@@ -432,13 +430,7 @@ async fn a_stopped_worker_process_wakes_up_as_a_zombie_and_is_fenced_out(pool: P
 
 #[sqlx::test(migrator = "drama_postgres::MIGRATOR")]
 async fn resource_limits_hold_across_two_worker_processes(pool: PgPool) {
-    create_probe_tables(&pool).await;
-    let spec = ChildSpec {
-        url: url_of(&pool).await,
-        lease_ms: 3000,
-        concurrency: 4,
-        video_limit: Some(2),
-    };
+    let spec = probe_spec(&pool, 3000, 4, Some(2)).await;
     let store = PgJobStore::new(pool.clone());
     store
         .set_resource_limits(&[ResourceLimit::concurrency("video", 2)])

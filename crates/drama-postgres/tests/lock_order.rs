@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use drama_dal::{
     AssetObject, DramaRepository, EntityUrl, GeneratedAsset, GenerationStore, NewUser,
-    UserRepository,
+    ScriptCompletion, UserRepository,
 };
 use drama_domain::{AssetId, DramaId, EpisodeId, SceneId, UserId};
 use drama_jobs::{
@@ -213,10 +213,12 @@ async fn a_scene_expansion_locks_the_run_before_the_drama_and_the_balance(pool: 
                     &drama,
                     &EpisodeId::parse("e0").unwrap(),
                     &scenes,
-                    expansion,
-                    5,
-                    None,
-                    json!({}),
+                    ScriptCompletion {
+                        usage_price: None,
+                        expansion,
+                        expansion_cost: 5,
+                        result: json!({}),
+                    },
                 )
                 .await
         })

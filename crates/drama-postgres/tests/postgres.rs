@@ -2,6 +2,8 @@
 //! and schema health. Each test gets a fresh, migrated database (`#[sqlx::test]`).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod jobs_support;
+
 use std::sync::Arc;
 
 use drama_dal::{DramaRepository, NewUser, PageRequest, UserRepository};
@@ -10,7 +12,6 @@ use drama_postgres::{MIGRATOR, PgSettings, PgStore};
 use drama_testkit::StatementCounter;
 use drama_testkit::builders::{drama, fixture_drama};
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
 
 macro_rules! pg_case {
     ($name:ident) => {
@@ -33,20 +34,7 @@ async fn counted_without_cache(pool: &PgPool) -> (PgStore, StatementCounter) {
 }
 
 async fn counted_with_cache(pool: &PgPool, cache_bytes: u64) -> (PgStore, StatementCounter) {
-    let db: String = sqlx::query_scalar("select current_database()")
-        .fetch_one(pool)
-        .await
-        .unwrap();
-    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for database tests");
-    let (without_db, _) = base.rsplit_once('/').unwrap();
-    let url = format!("{without_db}/{db}");
-    let counter = StatementCounter::start(&url).await;
-    let counted_pool = PgPoolOptions::new()
-        .max_connections(1)
-        .test_before_acquire(false)
-        .connect(&counter.url(&url))
-        .await
-        .unwrap();
+    let (counted_pool, counter) = jobs_support::counted_pool(pool).await;
     (PgStore::with_cache(counted_pool, cache_bytes), counter)
 }
 

@@ -103,7 +103,7 @@ impl Downloads {
             Err(e) if e.is_redirect() || is_refusal(&e) => {
                 return Err(refused(format!(
                     "the file URL {url:?} is refused: {}",
-                    chain(&e)
+                    super::error_chain(&e)
                 )));
             }
             Err(e) => return Ok(Err(e)),
@@ -136,21 +136,9 @@ impl Downloads {
     }
 }
 
-/// The text of an error and its sources.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
-
 /// Whether a connection failed because the resolver refused every address.
 fn is_refusal(e: &reqwest::Error) -> bool {
-    chain(e).contains(REFUSED_ADDRESS)
+    super::error_chain(e).contains(REFUSED_ADDRESS)
 }
 
 const REFUSED_ADDRESS: &str = "resolves to no public address";

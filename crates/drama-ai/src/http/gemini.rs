@@ -10,9 +10,9 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use crate::error::{AiError, Provider, shorten};
-use crate::http::{HttpCore, join};
+use crate::http::{Auth, HttpCore, join, one_image, required_key};
 use crate::llm::{Finish, LlmScript, Role, TextAnswer, TextBackend, TextCall};
-use crate::prompts::{self, PROMPT_VERSION};
+use crate::prompts;
 use crate::settings::{AiSettings, ApiKey};
 use crate::traits::{ImageModel, ScriptModel};
 use crate::types::{GeneratedImage, ImageRequest, ReferenceImage, sniff_mime};
@@ -21,13 +21,7 @@ use crate::usage::{Generated, ModelInfo, Usage};
 const PROVIDER: Provider = Provider::Gemini;
 
 fn key(settings: &AiSettings) -> Result<ApiKey, AiError> {
-    settings
-        .gemini_api_key
-        .clone()
-        .ok_or(AiError::NotConfigured {
-            provider: PROVIDER,
-            variable: "GEMINI_API_KEY",
-        })
+    required_key(PROVIDER, settings.gemini_api_key.as_ref(), "GEMINI_API_KEY")
 }
 
 /// Gemini as a [`ScriptModel`] sending `model`.
@@ -37,10 +31,8 @@ fn key(settings: &AiSettings) -> Result<ApiKey, AiError> {
 pub fn script_model(settings: &AiSettings, model: &str) -> Result<Arc<dyn ScriptModel>, AiError> {
     let core = HttpCore::new(
         PROVIDER,
-        settings.connect_timeout(),
+        settings,
         std::time::Duration::from_secs(settings.text_timeout_secs),
-        crate::http::fetch::Downloads::new(settings)?,
-        settings.retry_policy(),
     )?;
     Ok(Arc::new(LlmScript {
         backend: GeminiText {
@@ -60,10 +52,8 @@ pub fn script_model(settings: &AiSettings, model: &str) -> Result<Arc<dyn Script
 pub fn image_model(settings: &AiSettings) -> Result<Arc<dyn ImageModel>, AiError> {
     let core = HttpCore::new(
         PROVIDER,
-        settings.connect_timeout(),
+        settings,
         std::time::Duration::from_secs(settings.image_timeout_secs),
-        crate::http::fetch::Downloads::new(settings)?,
-        settings.retry_policy(),
     )?;
     Ok(Arc::new(GeminiImage {
         core,
@@ -187,19 +177,10 @@ impl TextBackend for GeminiText {
     async fn complete(&self, call: &TextCall) -> Result<TextAnswer, AiError> {
         let url = endpoint(&self.base, &self.model);
         let body = self.body(call);
-        let mut attempts = 0;
-        let answer = self
+        let (answer, attempts) = self
             .core
-            .retry
-            .run(|_| {
-                attempts += 1;
-                let request = self
-                    .core
-                    .client
-                    .post(&url)
-                    .header("x-goog-api-key", self.key.expose())
-                    .json(&body);
-                self.core.send_json(request, self.core.timeout)
+            .post_json(&url, Auth::GoogleKey(&self.key), &body, |answer| async {
+                Ok(answer)
             })
             .await?;
         if let Some(reason) = refusal(&answer) {
@@ -277,33 +258,18 @@ impl ImageModel for GeminiImage {
             }
         });
         let url = endpoint(&self.base, &self.model);
-        let mut attempts = 0;
-        let result = self
+        let ((image, usage), attempts) = self
             .core
-            .retry
-            .run(|_| {
-                attempts += 1;
-                let request = self
-                    .core
-                    .client
-                    .post(&url)
-                    .header("x-goog-api-key", self.key.expose())
-                    .json(&body);
-                async move {
-                    let answer = self.core.send_json(request, self.core.timeout).await?;
+            .post_json(
+                &url,
+                Auth::GoogleKey(&self.key),
+                &body,
+                |answer| async move {
                     extract_inline_image(&answer).map(|image| (image, usage_of(&answer)))
-                }
-            })
-            .await;
-        let (image, mut usage) = result?;
-        usage.images = 1;
-        usage.requests = attempts;
-        Ok(Generated {
-            output: image,
-            usage,
-            model: self.model(),
-            prompt_version: PROMPT_VERSION,
-        })
+                },
+            )
+            .await?;
+        Ok(one_image(image, usage, attempts, self.model()))
     }
 }
 

@@ -15,7 +15,57 @@ use reqwest::{RequestBuilder, StatusCode};
 use serde_json::Value;
 
 use crate::error::{AiError, Provider, looks_like_moderation, shorten};
+use crate::prompts::PROMPT_VERSION;
 use crate::retry::RetryPolicy;
+use crate::settings::{AiSettings, ApiKey};
+use crate::types::GeneratedImage;
+use crate::usage::{Generated, ModelInfo, Usage};
+
+/// A provider's key, or the error that names the variable it is set by.
+pub(crate) fn required_key(
+    provider: Provider,
+    key: Option<&ApiKey>,
+    variable: &'static str,
+) -> Result<ApiKey, AiError> {
+    key.cloned()
+        .ok_or(AiError::NotConfigured { provider, variable })
+}
+
+/// One generated image as an image call answers it: `usage` with the image counted and the
+/// `requests` it took.
+pub(crate) fn one_image(
+    image: GeneratedImage,
+    mut usage: Usage,
+    requests: u32,
+    model: ModelInfo,
+) -> Generated<GeneratedImage> {
+    usage.images = 1;
+    usage.requests = requests;
+    Generated {
+        output: image,
+        usage,
+        model,
+        prompt_version: PROMPT_VERSION,
+    }
+}
+
+/// How a provider's calls carry its key.
+#[derive(Clone, Copy)]
+pub(crate) enum Auth<'a> {
+    /// `Authorization: Bearer <key>` (OpenAI and the APIs built like it).
+    Bearer(&'a ApiKey),
+    /// `x-goog-api-key: <key>` (Gemini).
+    GoogleKey(&'a ApiKey),
+}
+
+impl Auth<'_> {
+    fn apply(self, request: RequestBuilder) -> RequestBuilder {
+        match self {
+            Self::Bearer(key) => request.bearer_auth(key.expose()),
+            Self::GoogleKey(key) => request.header("x-goog-api-key", key.expose()),
+        }
+    }
+}
 
 /// Transport settings shared by a provider's calls.
 #[derive(Debug, Clone)]
@@ -30,15 +80,16 @@ pub(crate) struct HttpCore {
 }
 
 impl HttpCore {
+    /// The transport of `provider` under `settings`, its main call limited to `timeout`.
     pub(crate) fn new(
         provider: Provider,
-        connect_timeout: Duration,
+        settings: &AiSettings,
         timeout: Duration,
-        downloads: fetch::Downloads,
-        retry: RetryPolicy,
     ) -> Result<Self, AiError> {
+        let downloads = fetch::Downloads::new(settings)?;
+        let retry = settings.retry_policy();
         let client = reqwest::Client::builder()
-            .connect_timeout(connect_timeout)
+            .connect_timeout(settings.connect_timeout())
             .user_agent(concat!("drama-server/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| {
@@ -80,6 +131,32 @@ impl HttpCore {
                 shorten(&String::from_utf8_lossy(&body), 200)
             ),
         })
+    }
+
+    /// POSTs `body` as JSON to `url` and hands the JSON answer to `read`, the whole retried
+    /// under the provider's policy; also answers how many requests were sent.
+    pub(crate) async fn post_json<T, F, Fut>(
+        &self,
+        url: &str,
+        auth: Auth<'_>,
+        body: &Value,
+        read: F,
+    ) -> Result<(T, u32), AiError>
+    where
+        F: Fn(Value) -> Fut,
+        Fut: Future<Output = Result<T, AiError>>,
+    {
+        let mut attempts = 0;
+        let read = &read;
+        let out = self
+            .retry
+            .run(|_| {
+                attempts += 1;
+                let request = auth.apply(self.client.post(url)).json(body);
+                async move { read(self.send_json(request, self.timeout).await?).await }
+            })
+            .await?;
+        Ok((out, attempts))
     }
 
     /// Downloads a result file (retried like any call), refusing an empty body, a URL the
@@ -172,6 +249,7 @@ impl HttpCore {
     }
 }
 
+/// The text of an error and its sources.
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();

@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 
 use crate::error::looks_like_moderation;
 use crate::error::{AiError, Provider, shorten};
-use crate::http::{HttpCore, join};
-use crate::prompts::{self, PROMPT_VERSION};
+use crate::http::{Auth, HttpCore, join, one_image, required_key};
+use crate::prompts;
 use crate::settings::{AiSettings, ApiKey};
 use crate::traits::ImageModel;
 use crate::types::{GeneratedImage, ImageRequest, sniff_mime};
@@ -28,19 +28,15 @@ const PROVIDER: Provider = Provider::NanoBanana;
 /// [`AiError::NotConfigured`] without `NANO_BANANA_API_KEY`; [`AiError::Config`] for bad
 /// settings.
 pub fn image_model(settings: &AiSettings) -> Result<Arc<dyn ImageModel>, AiError> {
-    let key = settings
-        .nano_banana_api_key
-        .clone()
-        .ok_or(AiError::NotConfigured {
-            provider: PROVIDER,
-            variable: "NANO_BANANA_API_KEY",
-        })?;
+    let key = required_key(
+        PROVIDER,
+        settings.nano_banana_api_key.as_ref(),
+        "NANO_BANANA_API_KEY",
+    )?;
     let core = HttpCore::new(
         PROVIDER,
-        settings.connect_timeout(),
+        settings,
         std::time::Duration::from_secs(settings.image_timeout_secs),
-        crate::http::fetch::Downloads::new(settings)?,
-        settings.retry_policy(),
     )?;
     Ok(Arc::new(NanoBanana {
         core,
@@ -150,41 +146,22 @@ impl ImageModel for NanoBanana {
             "messages": [{"role": "user", "content": content}]
         });
         let url = join(&self.base, "/v1/chat/completions");
-        let mut attempts = 0;
-        let (image, mut usage) = self
+        let ((image, usage), attempts) = self
             .core
-            .retry
-            .run(|_| {
-                attempts += 1;
-                let http = self
-                    .core
-                    .client
-                    .post(&url)
-                    .bearer_auth(self.key.expose())
-                    .json(&body);
-                async move {
-                    let answer = self.core.send_json(http, self.core.timeout).await?;
-                    let image = self.image_from(&answer).await?;
-                    let n = |p: &str| answer.pointer(p).and_then(Value::as_u64).unwrap_or(0);
-                    Ok((
-                        image,
-                        Usage {
-                            input_tokens: n("/usage/prompt_tokens"),
-                            output_tokens: n("/usage/completion_tokens"),
-                            ..Usage::default()
-                        },
-                    ))
-                }
+            .post_json(&url, Auth::Bearer(&self.key), &body, |answer| async move {
+                let image = self.image_from(&answer).await?;
+                let n = |p: &str| answer.pointer(p).and_then(Value::as_u64).unwrap_or(0);
+                Ok((
+                    image,
+                    Usage {
+                        input_tokens: n("/usage/prompt_tokens"),
+                        output_tokens: n("/usage/completion_tokens"),
+                        ..Usage::default()
+                    },
+                ))
             })
             .await?;
-        usage.images = 1;
-        usage.requests = attempts;
-        Ok(Generated {
-            output: image,
-            usage,
-            model: self.model(),
-            prompt_version: PROMPT_VERSION,
-        })
+        Ok(one_image(image, usage, attempts, self.model()))
     }
 }
 

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use crate::error::{AiError, Provider, shorten};
-use crate::http::{HttpCore, join};
+use crate::http::{Auth, HttpCore, join, required_key};
 use crate::llm::{Finish, LlmScript, Role, TextAnswer, TextBackend, TextCall};
 use crate::settings::{AiSettings, ApiKey};
 use crate::traits::ScriptModel;
@@ -22,19 +22,11 @@ const PROVIDER: Provider = Provider::OpenAi;
 /// # Errors
 /// [`AiError::NotConfigured`] without `OPENAI_API_KEY`; [`AiError::Config`] for bad settings.
 pub fn script_model(settings: &AiSettings, model: &str) -> Result<Arc<dyn ScriptModel>, AiError> {
-    let key = settings
-        .openai_api_key
-        .clone()
-        .ok_or(AiError::NotConfigured {
-            provider: PROVIDER,
-            variable: "OPENAI_API_KEY",
-        })?;
+    let key = required_key(PROVIDER, settings.openai_api_key.as_ref(), "OPENAI_API_KEY")?;
     let core = HttpCore::new(
         PROVIDER,
-        settings.connect_timeout(),
+        settings,
         std::time::Duration::from_secs(settings.text_timeout_secs),
-        crate::http::fetch::Downloads::new(settings)?,
-        settings.retry_policy(),
     )?;
     Ok(Arc::new(LlmScript {
         backend: OpenAiText {
@@ -99,19 +91,10 @@ impl TextBackend for OpenAiText {
     async fn complete(&self, call: &TextCall) -> Result<TextAnswer, AiError> {
         let url = join(&self.base, "/chat/completions");
         let body = self.body(call);
-        let mut attempts = 0;
-        let answer = self
+        let (answer, attempts) = self
             .core
-            .retry
-            .run(|_| {
-                attempts += 1;
-                let request = self
-                    .core
-                    .client
-                    .post(&url)
-                    .bearer_auth(self.key.expose())
-                    .json(&body);
-                self.core.send_json(request, self.core.timeout)
+            .post_json(&url, Auth::Bearer(&self.key), &body, |answer| async {
+                Ok(answer)
             })
             .await?;
         let choice = answer

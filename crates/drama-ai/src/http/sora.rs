@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use crate::error::{AiError, Provider, shorten};
-use crate::http::{HttpCore, join};
+use crate::http::{Auth, HttpCore, join, required_key};
 use crate::prompts::{self, PROMPT_VERSION};
 use crate::settings::{AiSettings, ApiKey};
 use crate::traits::{VideoModel, VideoPolling};
@@ -27,19 +27,11 @@ const PROVIDER: Provider = Provider::Sora;
 /// # Errors
 /// [`AiError::NotConfigured`] without `SORA_API_KEY`; [`AiError::Config`] for bad settings.
 pub fn video_model(settings: &AiSettings) -> Result<Arc<dyn VideoModel>, AiError> {
-    let key = settings
-        .sora_api_key
-        .clone()
-        .ok_or(AiError::NotConfigured {
-            provider: PROVIDER,
-            variable: "SORA_API_KEY",
-        })?;
+    let key = required_key(PROVIDER, settings.sora_api_key.as_ref(), "SORA_API_KEY")?;
     let core = HttpCore::new(
         PROVIDER,
-        settings.connect_timeout(),
+        settings,
         Duration::from_secs(settings.video_request_timeout_secs),
-        crate::http::fetch::Downloads::new(settings)?,
-        settings.retry_policy(),
     )?;
     Ok(Arc::new(Sora {
         core,
@@ -169,19 +161,10 @@ impl VideoModel for Sora {
             body["images"] = json!([image]);
         }
         let url = join(&self.base, "/v2/videos/generations");
-        let mut attempts = 0;
-        let answer = self
+        let (answer, attempts) = self
             .core
-            .retry
-            .run(|_| {
-                attempts += 1;
-                let http = self
-                    .core
-                    .client
-                    .post(&url)
-                    .bearer_auth(self.key.expose())
-                    .json(&body);
-                self.core.send_json(http, self.core.timeout)
+            .post_json(&url, Auth::Bearer(&self.key), &body, |answer| async {
+                Ok(answer)
             })
             .await?;
         let task_id = answer

@@ -5,21 +5,19 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use drama_ai::{
-    AiError, DramaRequest, Generated, ImageKind, ImageRequest, ReferenceImage, ScriptModel,
-    VideoDuration, VideoRequest, VideoTask,
+    AiError, DramaRequest, Generated, ImageKind, ImageRequest, ModelInfo, ReferenceImage,
+    ScriptModel, VideoDuration, VideoRequest, VideoTask,
 };
 use drama_assets::{Category, MediaType, ObjectKey, Scope as KeyScope, keys};
-use drama_dal::{DramaWrite, GenerationError, RepoError};
+use drama_dal::{DramaWrite, GenerationError, RepoError, ScriptCompletion};
 use drama_domain::{AssetKind, Drama, DramaId, EpisodeId, UserId};
-use drama_jobs::{HandlerOptions, JobContext, JobError, Outcome, Registry};
+use drama_jobs::{Expansion, HandlerOptions, JobContext, JobError, Outcome, Registry};
 use serde_json::{Value, json};
 
 use super::hash::{Inputs, checksum, input_hash};
 use super::normalize::ensure_assets;
 use super::plan::{Planner, model_tag, stitch_model};
-use super::product::{
-    Written, after_paid_call, commit_retrying, hash_parts, reusable_script, save_script,
-};
+use super::product::{after_paid_call, commit_retrying, hash_parts, written_script};
 use super::spec::{CritiqueTask, DramaTask, MediaTask, ScenesTask, StitchTask, kind};
 use super::stitch;
 use crate::App;
@@ -75,6 +73,34 @@ macro_rules! step {
             Err(e) => return $map(&e),
         }
     };
+}
+
+/// `?` for steps whose error already is the outcome to answer.
+macro_rules! outcome {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(outcome) => return outcome,
+        }
+    };
+}
+
+/// Runs a provider call unless the job is cancelled first.
+async fn ai_call<T>(
+    ctx: &JobContext,
+    call: impl Future<Output = Result<T, AiError>>,
+) -> Result<T, Outcome> {
+    tokio::select! {
+        r = call => r.map_err(|e| ai_outcome(&e)),
+        () = ctx.cancellation().cancelled() => Err(Outcome::cancelled("cancelled")),
+    }
+}
+
+/// What both media handlers start from.
+struct MediaInputs {
+    task: MediaTask,
+    references: Vec<ReferenceImage>,
+    hash: String,
 }
 
 fn category(kind: &str) -> Category {
@@ -221,41 +247,67 @@ impl App {
         Ok((images, sums))
     }
 
-    async fn run_image(&self, ctx: JobContext) -> Outcome {
-        let task: MediaTask = match ctx.payload_as() {
-            Ok(t) => t,
-            Err(outcome) => return outcome,
-        };
+    /// What both media handlers start from: the task, its reference images and the hash of
+    /// its inputs (`duration` says whether the task's duration is one of them). `Err` is the
+    /// outcome to answer at once, the commit of the object an earlier attempt made from the
+    /// same inputs included.
+    async fn media_inputs(
+        &self,
+        ctx: &JobContext,
+        model: &ModelInfo,
+        duration: bool,
+    ) -> Result<MediaInputs, Outcome> {
+        let task: MediaTask = ctx.payload_as()?;
         let owner = UserId(ctx.owner());
-        let drama = step!(DramaId::parse(task.drama.as_str()), Outcome::fail);
-        let (references, sums) = match self.references(owner, &drama, &task.references).await {
-            Ok(found) => found,
-            Err(outcome) => return outcome,
-        };
-        let model = self.ai.image_model();
+        let drama = DramaId::parse(task.drama.as_str()).map_err(Outcome::fail)?;
+        let (references, sums) = self.references(owner, &drama, &task.references).await?;
         let sum_refs: Vec<&str> = sums.iter().map(String::as_str).collect();
         let hash = input_hash(&Inputs {
             kind: ctx.kind(),
             prompt: &task.prompt,
-            model: &model_tag(&model.model()),
+            model: &model_tag(model),
             references: &sum_refs,
-            duration: None,
+            duration: if duration { task.duration } else { None },
         });
-        match self.reusable_object(&ctx, owner, &drama, &hash).await {
-            Ok(Some(product)) => return self.commit_object(&ctx, &task, product).await,
-            Ok(None) => {}
-            Err(outcome) => return outcome,
+        if let Some(product) = self.reusable_object(ctx, owner, &drama, &hash).await? {
+            return Err(self.commit_object(ctx, &task, product).await);
         }
+        Ok(MediaInputs {
+            task,
+            references,
+            hash,
+        })
+    }
+
+    /// What follows a written script: `expand` plans it on `drama` (nothing generated for it
+    /// yet) with the task's script model.
+    fn expansion_after(
+        &self,
+        drama: &Drama,
+        model: Option<String>,
+        expand: impl FnOnce(&Planner<'_>) -> Result<(Expansion, i64), crate::AppError>,
+    ) -> Result<(Expansion, i64), Outcome> {
+        let objects = HashMap::new();
+        let models = self.models(model);
+        let costs = self.costs(&models);
+        let planner = Planner::new(drama, &objects, &models, &costs).map_err(Outcome::fail)?;
+        expand(&planner).map_err(Outcome::fail)
+    }
+
+    async fn run_image(&self, ctx: JobContext) -> Outcome {
+        let model = self.ai.image_model();
+        let MediaInputs {
+            task,
+            references,
+            hash,
+        } = outcome!(self.media_inputs(&ctx, &model.model(), false).await);
         let request = ImageRequest {
             kind: image_kind(ctx.kind()),
             prompt: task.prompt.clone(),
             label: task.label.clone(),
             references,
         };
-        let generated = tokio::select! {
-            r = model.generate_image(&request) => step!(r, ai_outcome),
-            () = ctx.cancellation().cancelled() => return Outcome::cancelled("cancelled"),
-        };
+        let generated = outcome!(ai_call(&ctx, model.generate_image(&request)).await);
         let usage = serde_json::to_value(generated.usage).unwrap_or(Value::Null);
         let kind = ctx.kind().to_owned();
         self.store_result(
@@ -271,30 +323,12 @@ impl App {
     }
 
     async fn run_video(&self, ctx: JobContext) -> Outcome {
-        let task: MediaTask = match ctx.payload_as() {
-            Ok(t) => t,
-            Err(outcome) => return outcome,
-        };
-        let owner = UserId(ctx.owner());
-        let drama = step!(DramaId::parse(task.drama.as_str()), Outcome::fail);
-        let (mut references, sums) = match self.references(owner, &drama, &task.references).await {
-            Ok(found) => found,
-            Err(outcome) => return outcome,
-        };
         let model = self.ai.video_model();
-        let sum_refs: Vec<&str> = sums.iter().map(String::as_str).collect();
-        let hash = input_hash(&Inputs {
-            kind: ctx.kind(),
-            prompt: &task.prompt,
-            model: &model_tag(&model.model()),
-            references: &sum_refs,
-            duration: task.duration,
-        });
-        match self.reusable_object(&ctx, owner, &drama, &hash).await {
-            Ok(Some(product)) => return self.commit_object(&ctx, &task, product).await,
-            Ok(None) => {}
-            Err(outcome) => return outcome,
-        }
+        let MediaInputs {
+            task,
+            mut references,
+            hash,
+        } = outcome!(self.media_inputs(&ctx, &model.model(), true).await);
         let duration = step!(
             VideoDuration::from_seconds(task.duration.unwrap_or(10)),
             ai_outcome
@@ -365,10 +399,7 @@ impl App {
     }
 
     async fn run_stitch(&self, ctx: JobContext) -> Outcome {
-        let task: StitchTask = match ctx.payload_as() {
-            Ok(t) => t,
-            Err(outcome) => return outcome,
-        };
+        let task: StitchTask = outcome!(ctx.payload_as());
         let owner = UserId(ctx.owner());
         let drama_id = step!(DramaId::parse(task.drama.as_str()), Outcome::fail);
         let stored = step!(
@@ -456,10 +487,7 @@ impl App {
     }
 
     async fn run_scenes(&self, ctx: JobContext) -> Outcome {
-        let spec: ScenesTask = match ctx.payload_as() {
-            Ok(t) => t,
-            Err(outcome) => return outcome,
-        };
+        let spec: ScenesTask = outcome!(ctx.payload_as());
         let owner = UserId(ctx.owner());
         let drama_id = step!(DramaId::parse(spec.drama.as_str()), Outcome::fail);
         let episode_id = step!(EpisodeId::parse(spec.episode.as_str()), Outcome::fail);
@@ -486,27 +514,14 @@ impl App {
                 &episode.description,
                 episode.premise.as_deref().unwrap_or_default(),
             ]);
-            let reused = reusable_script(&ctx, &hash)
-                .and_then(|w| Some((serde_json::from_value(w.output).ok()?, w.usage)));
-            let (scenes, used) = match reused {
-                Some(found) => found,
-                None => {
-                    let written = tokio::select! {
-                        r = script.write_episode_scenes(&drama, &episode_id) => step!(r, ai_outcome),
-                        () = ctx.cancellation().cancelled() => return Outcome::cancelled("cancelled"),
-                    };
-                    let used = serde_json::to_value(written.usage).unwrap_or(Value::Null);
-                    let product = Written {
-                        input_hash: hash,
-                        output: serde_json::to_value(&written.output).unwrap_or(Value::Null),
-                        usage: used.clone(),
-                    };
-                    if let Err(outcome) = save_script(&ctx, &product).await {
-                        return outcome;
-                    }
-                    (written.output, used)
-                }
-            };
+            let (scenes, used) = outcome!(
+                written_script(
+                    &ctx,
+                    hash,
+                    ai_call(&ctx, script.write_episode_scenes(&drama, &episode_id))
+                )
+                .await
+            );
             usage = used;
             if let Some(e) = drama.episodes.iter_mut().find(|e| e.id == episode_id) {
                 e.scenes = scenes;
@@ -519,24 +534,20 @@ impl App {
         if let Err(e) = drama.validate() {
             return Outcome::fail(format!("the written scenes are invalid: {e}"));
         }
-        let objects = HashMap::new();
-        let models = self.models(spec.model.clone());
-        let costs = self.costs(&models);
-        let planner = step!(
-            Planner::new(&drama, &objects, &models, &costs),
-            |e: &crate::AppError| Outcome::fail(e)
-        );
-        let (expansion, cost) = step!(
-            planner.scene_expansion(&episode_id, &spec),
-            |e: &crate::AppError| Outcome::fail(e)
-        );
+        let (expansion, cost) =
+            outcome!(self.expansion_after(&drama, spec.model.clone(), |planner| {
+                planner.scene_expansion(&episode_id, &spec)
+            }));
         let Some(episode) = drama.episode(episode_id.as_str()) else {
             return Outcome::fail(format!("episode {episode_id} no longer exists"));
         };
         // Scenes kept from before cost no call: a token-priced task then costs nothing.
-        let usage_price = usage_price(spec.token_prices, &usage);
-        let result =
-            json!({ "episodeId": episode_id, "scenes": episode.scenes.len(), "usage": usage });
+        let completion = ScriptCompletion {
+            usage_price: usage_price(spec.token_prices, &usage),
+            expansion,
+            expansion_cost: cost,
+            result: json!({ "episodeId": episode_id, "scenes": episode.scenes.len(), "usage": usage }),
+        };
         let fence = ctx.fence();
         match commit_retrying(|| {
             self.generation.complete_scenes(
@@ -545,10 +556,7 @@ impl App {
                 &drama_id,
                 &episode_id,
                 &episode.scenes,
-                expansion.clone(),
-                cost,
-                usage_price,
-                result.clone(),
+                completion.clone(),
             )
         })
         .await
@@ -559,10 +567,7 @@ impl App {
     }
 
     async fn run_write_drama(&self, ctx: JobContext) -> Outcome {
-        let spec: DramaTask = match ctx.payload_as() {
-            Ok(t) => t,
-            Err(outcome) => return outcome,
-        };
+        let spec: DramaTask = outcome!(ctx.payload_as());
         let owner = UserId(ctx.owner());
         let drama_id = step!(DramaId::parse(spec.drama.as_str()), Outcome::fail);
         let script = step!(self.ai.script_model(spec.model.as_deref()), ai_outcome);
@@ -571,30 +576,14 @@ impl App {
             &ctx.payload().to_string(),
             &model_tag(&script.model()),
         ]);
-        let reused = reusable_script(&ctx, &hash)
-            .and_then(|w| Some((serde_json::from_value::<Drama>(w.output).ok()?, w.usage)));
-        let (written, usage) = match reused {
-            Some(found) => found,
-            None => match self
-                .write_drama(&ctx, &spec, &drama_id, script.as_ref())
-                .await
-            {
-                Ok(generated) => {
-                    let usage = serde_json::to_value(generated.usage).unwrap_or(Value::Null);
-                    let product = Written {
-                        input_hash: hash,
-                        output: serde_json::to_value(&generated.output).unwrap_or(Value::Null),
-                        usage: usage.clone(),
-                    };
-                    if let Err(outcome) = save_script(&ctx, &product).await {
-                        return outcome;
-                    }
-                    (generated.output, usage)
-                }
-                Err(outcome) => return outcome,
-            },
-        };
-        let mut drama: Drama = written;
+        let (mut drama, usage): (Drama, Value) = outcome!(
+            written_script(
+                &ctx,
+                hash,
+                self.write_drama(&ctx, &spec, &drama_id, script.as_ref())
+            )
+            .await
+        );
         drama.id = drama_id.clone();
         if let Some(url) = &spec.reference_url {
             let mut metadata = drama.metadata.take().unwrap_or_else(|| json!({}));
@@ -607,18 +596,16 @@ impl App {
             ensure_assets(&mut drama),
             |e: &drama_domain::DomainError| Outcome::fail(e)
         );
-        let objects = HashMap::new();
-        let models = self.models(spec.model.clone());
-        let costs = self.costs(&models);
-        let planner = step!(
-            Planner::new(&drama, &objects, &models, &costs),
-            |e: &crate::AppError| Outcome::fail(e)
-        );
-        let (expansion, cost) = step!(planner.first_images(), |e: &crate::AppError| Outcome::fail(
-            e
-        ));
-        let usage_price = usage_price(spec.token_prices, &usage);
-        let result = json!({ "dramaId": drama_id, "usage": usage });
+        let (expansion, cost) =
+            outcome!(
+                self.expansion_after(&drama, spec.model.clone(), |planner| planner.first_images())
+            );
+        let completion = ScriptCompletion {
+            usage_price: usage_price(spec.token_prices, &usage),
+            expansion,
+            expansion_cost: cost,
+            result: json!({ "dramaId": drama_id, "usage": usage }),
+        };
         let fence = ctx.fence();
         match commit_retrying(|| {
             self.generation.complete_drama(
@@ -626,10 +613,7 @@ impl App {
                 owner,
                 &drama,
                 DramaWrite::Create,
-                expansion.clone(),
-                cost,
-                usage_price,
-                result.clone(),
+                completion.clone(),
             )
         })
         .await
@@ -665,10 +649,11 @@ impl App {
                     }
                     Err(e) => return Err(repo_outcome(&e)),
                 };
-                tokio::select! {
-                    r = script.improve_drama(&original, &improve.feedback, drama_id) => r.map_err(|e| ai_outcome(&e)),
-                    () = ctx.cancellation().cancelled() => Err(Outcome::cancelled("cancelled")),
-                }
+                ai_call(
+                    ctx,
+                    script.improve_drama(&original, &improve.feedback, drama_id),
+                )
+                .await
             }
             None => {
                 let mut request = DramaRequest::new(drama_id.clone(), spec.premise.clone());
@@ -680,19 +665,13 @@ impl App {
                         .references
                         .push(ReferenceImage::new(bytes, info.content_type));
                 }
-                tokio::select! {
-                    r = script.generate_drama(&request) => r.map_err(|e| ai_outcome(&e)),
-                    () = ctx.cancellation().cancelled() => Err(Outcome::cancelled("cancelled")),
-                }
+                ai_call(ctx, script.generate_drama(&request)).await
             }
         }
     }
 
     async fn run_critique(&self, ctx: JobContext) -> Outcome {
-        let spec: CritiqueTask = match ctx.payload_as() {
-            Ok(t) => t,
-            Err(outcome) => return outcome,
-        };
+        let spec: CritiqueTask = outcome!(ctx.payload_as());
         let owner = UserId(ctx.owner());
         let drama_id = step!(DramaId::parse(spec.drama.as_str()), Outcome::fail);
         let drama = step!(
@@ -707,27 +686,9 @@ impl App {
             &model_tag(&script.model()),
             &serde_json::to_string(&drama).unwrap_or_default(),
         ]);
-        let reused = reusable_script(&ctx, &hash)
-            .and_then(|w| Some((serde_json::from_value::<String>(w.output).ok()?, w.usage)));
-        let (feedback, usage) = match reused {
-            Some(found) => found,
-            None => {
-                let critique = tokio::select! {
-                    r = script.critique_drama(&drama) => step!(r, ai_outcome),
-                    () = ctx.cancellation().cancelled() => return Outcome::cancelled("cancelled"),
-                };
-                let usage = serde_json::to_value(critique.usage).unwrap_or(Value::Null);
-                let product = Written {
-                    input_hash: hash,
-                    output: Value::String(critique.output.clone()),
-                    usage: usage.clone(),
-                };
-                if let Err(outcome) = save_script(&ctx, &product).await {
-                    return outcome;
-                }
-                (critique.output, usage)
-            }
-        };
+        let (feedback, usage): (String, Value) = outcome!(
+            written_script(&ctx, hash, ai_call(&ctx, script.critique_drama(&drama))).await
+        );
         let usage_price = usage_price(spec.token_prices, &usage);
         let result = json!({ "feedback": feedback, "usage": usage });
         let fence = ctx.fence();

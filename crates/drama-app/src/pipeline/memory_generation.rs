@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use drama_dal::{
     Applied, CreditMove, CreditReason, DramaRepository as _, DramaWrite, EntityUrl, GeneratedAsset,
     GenerationError, GenerationStore, MemoryStore, OrphanRepository as _, Refund, RepoError,
-    ResumeCharged, UserRepository as _,
+    ResumeCharged, ScriptCompletion, UserRepository as _,
 };
 use drama_domain::{Drama, DramaId, EpisodeId, Scene, UserId};
 use drama_jobs::core::{Finish, FinishKind};
@@ -98,18 +98,20 @@ impl MemoryGeneration {
         &self,
         owner: UserId,
         fence: &Fence,
-        usage_price: Option<i64>,
-        expansion: Expansion,
-        expansion_cost: i64,
-        result: Value,
+        completion: ScriptCompletion,
     ) -> Result<bool, GenerationError> {
-        self.settle_usage(owner, fence, usage_price)?;
-        let paid = self.pay_for_expansion(owner, fence, &expansion, expansion_cost)?;
+        self.settle_usage(owner, fence, completion.usage_price)?;
+        let paid = self.pay_for_expansion(
+            owner,
+            fence,
+            &completion.expansion,
+            completion.expansion_cost,
+        )?;
         self.finish(
             fence,
             FinishKind::Complete {
-                result: with_applied(result, paid),
-                expansion: paid.then_some(expansion),
+                result: with_applied(completion.result, paid),
+                expansion: paid.then_some(completion.expansion),
             },
         )
         .await?;
@@ -297,10 +299,7 @@ impl GenerationStore for MemoryGeneration {
         drama: &DramaId,
         episode: &EpisodeId,
         scenes: &[Scene],
-        expansion: Expansion,
-        expansion_cost: i64,
-        usage_price: Option<i64>,
-        result: Value,
+        completion: ScriptCompletion,
     ) -> Result<bool, GenerationError> {
         self.update(owner, drama, |d| {
             let e = d
@@ -312,8 +311,7 @@ impl GenerationStore for MemoryGeneration {
             Ok(())
         })
         .await?;
-        self.settle_and_finish(owner, fence, usage_price, expansion, expansion_cost, result)
-            .await
+        self.settle_and_finish(owner, fence, completion).await
     }
 
     async fn complete_drama(
@@ -322,10 +320,7 @@ impl GenerationStore for MemoryGeneration {
         owner: UserId,
         drama: &Drama,
         write: DramaWrite,
-        expansion: Expansion,
-        expansion_cost: i64,
-        usage_price: Option<i64>,
-        result: Value,
+        completion: ScriptCompletion,
     ) -> Result<bool, GenerationError> {
         match write {
             DramaWrite::Create => {
@@ -335,8 +330,7 @@ impl GenerationStore for MemoryGeneration {
                 self.store.save_complete(owner, drama, None).await?;
             }
         }
-        self.settle_and_finish(owner, fence, usage_price, expansion, expansion_cost, result)
-            .await
+        self.settle_and_finish(owner, fence, completion).await
     }
 
     async fn complete_script(

@@ -85,6 +85,32 @@ struct Task {
     asset: Option<AssetId>,
 }
 
+impl Task {
+    /// The task as a node of a graph under `parent`, with `payload`, after those of its
+    /// upstream tasks that `in_graph` says are in the same graph.
+    fn node(
+        &self,
+        payload: Value,
+        parent: Option<&String>,
+        in_graph: impl Fn(&str) -> bool,
+    ) -> NodeSpec {
+        let node = NodeSpec::task(self.key.clone(), self.kind, payload)
+            .class(self.class)
+            .cost(self.cost)
+            .duration_hint(self.hint)
+            .after(
+                self.upstream
+                    .iter()
+                    .filter(|u| in_graph(u.as_str()))
+                    .cloned(),
+            );
+        match parent {
+            Some(group) => node.parent(group.clone()),
+            None => node,
+        }
+    }
+}
+
 /// Builds plans for one drama.
 pub struct Planner<'a> {
     drama: &'a Drama,
@@ -299,19 +325,9 @@ impl<'a> Planner<'a> {
             } else {
                 t.payload.clone()
             };
-            let mut node = NodeSpec::task(t.key.clone(), t.kind, payload)
-                .class(t.class)
-                .cost(t.cost)
-                .duration_hint(t.hint)
-                .after(
-                    t.upstream
-                        .iter()
-                        .filter(|u| chosen_keys.contains(u.as_str()))
-                        .cloned(),
-                );
-            if let Some((group, _)) = &t.group {
-                node = node.parent(group.clone());
-            }
+            let node = t.node(payload, t.group.as_ref().map(|(g, _)| g), |u| {
+                chosen_keys.contains(u)
+            });
             planned.cost += t.cost;
             planned.tasks += 1;
             planned.nodes.push(node);
@@ -351,19 +367,9 @@ impl<'a> Planner<'a> {
         }
         let new_keys: HashSet<&str> = new.iter().map(|t| t.key.as_str()).collect();
         for t in &new {
-            let mut node = NodeSpec::task(t.key.clone(), t.kind, t.payload.clone())
-                .class(t.class)
-                .cost(t.cost)
-                .duration_hint(t.hint)
-                .after(
-                    t.upstream
-                        .iter()
-                        .filter(|u| new_keys.contains(u.as_str()) || in_run.contains(u.as_str()))
-                        .cloned(),
-                );
-            if let Some(group) = &spec.group {
-                node = node.parent(group.clone());
-            }
+            let node = t.node(t.payload.clone(), spec.group.as_ref(), |u| {
+                new_keys.contains(u) || in_run.contains(u)
+            });
             cost += t.cost;
             expansion = expansion.with(node);
             if t.kind == kind::CLIP
@@ -409,19 +415,9 @@ impl Planner<'_> {
             }
         }
         for t in chosen {
-            let mut node = NodeSpec::task(t.key.clone(), t.kind, t.payload.clone())
-                .class(t.class)
-                .cost(t.cost)
-                .duration_hint(t.hint)
-                .after(
-                    t.upstream
-                        .iter()
-                        .filter(|u| keys.contains(u.as_str()))
-                        .cloned(),
-                );
-            if let Some((group, _)) = &t.group {
-                node = node.parent(group.clone());
-            }
+            let node = t.node(t.payload.clone(), t.group.as_ref().map(|(g, _)| g), |u| {
+                keys.contains(u)
+            });
             cost += t.cost;
             expansion = expansion.with(node);
         }

@@ -10,10 +10,12 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use drama_ai::Generated;
 use drama_assets::{MediaType, ObjectKey};
 use drama_dal::{AssetObject, GeneratedAsset, GenerationError};
 use drama_domain::{AssetId, Backoff, DramaId, UserId};
 use drama_jobs::{JobContext, Outcome};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
@@ -149,13 +151,41 @@ fn checkpointed<T: for<'de> Deserialize<'de>>(ctx: &JobContext) -> Option<T> {
 }
 
 /// A script written by an earlier attempt of this task from the same inputs.
-pub(super) fn reusable_script(ctx: &JobContext, input_hash: &str) -> Option<Written> {
+fn reusable_script(ctx: &JobContext, input_hash: &str) -> Option<Written> {
     checkpointed::<Written>(ctx).filter(|w| w.input_hash == input_hash)
 }
 
 /// Checkpoints a written script before its completing transaction.
-pub(super) async fn save_script(ctx: &JobContext, written: &Written) -> Result<(), Outcome> {
+async fn save_script(ctx: &JobContext, written: &Written) -> Result<(), Outcome> {
     save(ctx, json!(written)).await
+}
+
+/// The script a task's inputs (hashed to `input_hash`) are written into, with the provider's
+/// usage: the one an earlier attempt checkpointed, or else what `write` makes, checkpointed
+/// before it is returned.
+pub(super) async fn written_script<T, F>(
+    ctx: &JobContext,
+    input_hash: String,
+    write: F,
+) -> Result<(T, Value), Outcome>
+where
+    T: Serialize + DeserializeOwned,
+    F: Future<Output = Result<Generated<T>, Outcome>>,
+{
+    let reused = reusable_script(ctx, &input_hash)
+        .and_then(|w| Some((serde_json::from_value(w.output).ok()?, w.usage)));
+    if let Some(found) = reused {
+        return Ok(found);
+    }
+    let generated = write.await?;
+    let usage = serde_json::to_value(generated.usage).unwrap_or(Value::Null);
+    let product = Written {
+        input_hash,
+        output: serde_json::to_value(&generated.output).unwrap_or(Value::Null),
+        usage: usage.clone(),
+    };
+    save_script(ctx, &product).await?;
+    Ok((generated.output, usage))
 }
 
 impl App {

@@ -31,11 +31,7 @@ impl Workset<'_> {
         reason: &str,
     ) -> Result<(usize, usize), CoreError> {
         let nodes = self.run_nodes(run)?;
-        let target_type = nodes
-            .iter()
-            .find(|(id, _)| *id == target)
-            .map(|(_, t)| *t)
-            .ok_or(CoreError::Job(JobError::NotFound(target)))?;
+        let target_type = node_type_in(&nodes, target)?;
         let mut tasks = Vec::new();
         if target_type == NodeType::Task {
             tasks.push(target);
@@ -137,11 +133,7 @@ impl Workset<'_> {
     /// unsuccessful tasks below it.
     fn resume_seeds(&mut self, run: RunId, target: JobId) -> Result<Vec<JobId>, CoreError> {
         let nodes = self.run_nodes(run)?;
-        let target_type = nodes
-            .iter()
-            .find(|(id, _)| *id == target)
-            .map(|(_, t)| *t)
-            .ok_or(CoreError::Job(JobError::NotFound(target)))?;
+        let target_type = node_type_in(&nodes, target)?;
         let target_ancestors = match target_type {
             NodeType::Task => self.task(target)?.ancestors.clone(),
             NodeType::Group => self.group(target)?.ancestors.clone(),
@@ -275,4 +267,13 @@ impl Workset<'_> {
         }
         Ok(delta)
     }
+}
+
+/// The type of `target` among a run's `nodes`; `NotFound` when the run does not hold it.
+fn node_type_in(nodes: &[(JobId, NodeType)], target: JobId) -> Result<NodeType, CoreError> {
+    nodes
+        .iter()
+        .find(|(id, _)| *id == target)
+        .map(|(_, t)| *t)
+        .ok_or(CoreError::Job(JobError::NotFound(target)))
 }

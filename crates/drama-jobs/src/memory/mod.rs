@@ -59,20 +59,11 @@ impl MemoryJobStore {
         job: JobId,
         pay: impl FnOnce(RunId, i64) -> Result<(), E>,
     ) -> Result<(usize, i64), E> {
-        let now = self.clock.now();
-        let mut mem = self.lock();
-        let run = mem
-            .nodes
-            .get(&job)
-            .ok_or(JobError::NotFound(job))?
-            .fixed
-            .run_id;
-        let mut ws = Workset::new(&*mem, now);
-        let (queued, price) = ws.resume_priced(run, job).map_err(core_error)?;
-        let changes = ws.into_changes();
-        pay(run, price)?;
-        self.commit(&mut mem, changes, now);
-        Ok((queued, price))
+        self.change_run_of(job, |ws, run| {
+            let (queued, price) = ws.resume_priced(run, job).map_err(core_error)?;
+            pay(run, price)?;
+            Ok((queued, price))
+        })
     }
 
     /// [`Workset::settle_cost`], paid: lowers the cost of the task running under `fence` to
@@ -130,6 +121,28 @@ impl MemoryJobStore {
 
     fn lock(&self) -> MutexGuard<'_, Mem> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `op` on a workset of the run that holds `job` (`op` gets the run's id), with the
+    /// store locked throughout, and commits what it changed when it succeeds.
+    fn change_run_of<T, E: From<JobError>>(
+        &self,
+        job: JobId,
+        op: impl FnOnce(&mut Workset<'_>, RunId) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let now = self.clock.now();
+        let mut mem = self.lock();
+        let run = mem
+            .nodes
+            .get(&job)
+            .ok_or(JobError::NotFound(job))?
+            .fixed
+            .run_id;
+        let mut ws = Workset::new(&*mem, now);
+        let out = op(&mut ws, run)?;
+        let changes = ws.into_changes();
+        self.commit(&mut mem, changes, now);
+        Ok(out)
     }
 
     fn commit(&self, mem: &mut Mem, changes: Changes, now: DateTime<Utc>) {
@@ -366,18 +379,9 @@ impl JobStore for MemoryJobStore {
 
     #[tracing::instrument(skip_all, fields(job = %job))]
     async fn cancel(&self, job: JobId, reason: &str) -> Result<CancelReport, JobError> {
-        let now = self.clock.now();
-        let mut mem = self.lock();
-        let run = mem
-            .nodes
-            .get(&job)
-            .ok_or(JobError::NotFound(job))?
-            .fixed
-            .run_id;
-        let mut ws = Workset::new(&*mem, now);
-        let (cancelled, signalled) = ws.cancel(run, job, reason).map_err(core_error)?;
-        let changes = ws.into_changes();
-        self.commit(&mut mem, changes, now);
+        let (cancelled, signalled) = self.change_run_of(job, |ws, run| {
+            ws.cancel(run, job, reason).map_err(core_error)
+        })?;
         Ok(CancelReport {
             cancelled,
             signalled,
@@ -386,18 +390,7 @@ impl JobStore for MemoryJobStore {
 
     #[tracing::instrument(skip_all, fields(job = %job))]
     async fn resume(&self, job: JobId) -> Result<ResumeReport, JobError> {
-        let now = self.clock.now();
-        let mut mem = self.lock();
-        let run = mem
-            .nodes
-            .get(&job)
-            .ok_or(JobError::NotFound(job))?
-            .fixed
-            .run_id;
-        let mut ws = Workset::new(&*mem, now);
-        let queued = ws.resume(run, job).map_err(core_error)?;
-        let changes = ws.into_changes();
-        self.commit(&mut mem, changes, now);
+        let queued = self.change_run_of(job, |ws, run| ws.resume(run, job).map_err(core_error))?;
         Ok(ResumeReport { queued })
     }
 

@@ -1,7 +1,7 @@
 //! The job store's transactions. Each function runs inside the caller's transaction; the
 //! store's methods wrap them in their own.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use drama_jobs::core::{self, Changes, CoreError, EmptySource, Finish, FinishKind, Workset};
@@ -39,18 +39,45 @@ pub(super) async fn run_op<T>(
     }
 }
 
+/// A new run of `graph`: its id, the ids of its nodes by key (the root's key is empty) and
+/// the rows to write.
+fn plan(graph: &Graph) -> Result<(JobId, BTreeMap<String, JobId>, Changes), Error> {
+    let run_id = JobId::new();
+    let mut ws = Workset::new(&EmptySource, Utc::now());
+    match ws.submit(graph, run_id) {
+        Ok(mut ids) => {
+            ids.insert(String::new(), run_id);
+            Ok((run_id, ids, ws.into_changes()))
+        }
+        Err(CoreError::Job(e)) => Err(e.into()),
+        Err(_) => Err(unexpected("submission needed stored rows")),
+    }
+}
+
+/// The run the owner already submitted under `graph`'s idempotency key.
+async fn existing_run(conn: &mut PgConnection, graph: &Graph) -> Result<Submitted, Error> {
+    let existing: Uuid = sqlx::query_scalar(
+        "select id from public.jobs where owner_id = $1 and idempotency_key = $2",
+    )
+    .bind(graph.run.owner)
+    .bind(&graph.run.idempotency_key)
+    .fetch_one(&mut *conn)
+    .await?;
+    let rows: Vec<(String, Uuid)> =
+        sqlx::query_as("select key, id from public.jobs where run_id = $1")
+            .bind(existing)
+            .fetch_all(&mut *conn)
+            .await?;
+    Ok(Submitted {
+        run_id: JobId(existing),
+        created: false,
+        ids: rows.into_iter().map(|(k, i)| (k, JobId(i))).collect(),
+    })
+}
+
 pub(super) async fn submit(conn: &mut PgConnection, graph: &Graph) -> Result<Submitted, Error> {
     graph.validate().map_err(JobError::from)?;
-    let run_id = JobId::new();
-    let (mut ids, changes) = {
-        let mut ws = Workset::new(&EmptySource, Utc::now());
-        match ws.submit(graph, run_id) {
-            Ok(ids) => (ids, ws.into_changes()),
-            Err(CoreError::Job(e)) => return Err(e.into()),
-            Err(_) => return Err(unexpected("submission needed stored rows")),
-        }
-    };
-    ids.insert(String::new(), run_id);
+    let (run_id, ids, changes) = plan(graph)?;
     let inserted: Option<Uuid> = sqlx::query_scalar(
         "insert into public.jobs (id, run_id, node_type, key, kind, owner_id, subject, \
            idempotency_key, payload) \
@@ -67,23 +94,7 @@ pub(super) async fn submit(conn: &mut PgConnection, graph: &Graph) -> Result<Sub
     .fetch_optional(&mut *conn)
     .await?;
     if inserted.is_none() {
-        let existing: Uuid = sqlx::query_scalar(
-            "select id from public.jobs where owner_id = $1 and idempotency_key = $2",
-        )
-        .bind(graph.run.owner)
-        .bind(&graph.run.idempotency_key)
-        .fetch_one(&mut *conn)
-        .await?;
-        let rows: Vec<(String, Uuid)> =
-            sqlx::query_as("select key, id from public.jobs where run_id = $1")
-                .bind(existing)
-                .fetch_all(&mut *conn)
-                .await?;
-        return Ok(Submitted {
-            run_id: JobId(existing),
-            created: false,
-            ids: rows.into_iter().map(|(k, i)| (k, JobId(i))).collect(),
-        });
+        return existing_run(conn, graph).await;
     }
     write_changes(conn, &changes, Some(run_id)).await?;
     Ok(Submitted {
@@ -104,16 +115,7 @@ pub(super) async fn submit_many(
     }
     let mut planned = Vec::with_capacity(graphs.len());
     for g in graphs {
-        let run_id = JobId::new();
-        let mut ws = Workset::new(&EmptySource, Utc::now());
-        match ws.submit(g, run_id) {
-            Ok(mut ids) => {
-                ids.insert(String::new(), run_id);
-                planned.push((run_id, ids, ws.into_changes()));
-            }
-            Err(CoreError::Job(e)) => return Err(e.into()),
-            Err(_) => return Err(unexpected("submission needed stored rows")),
-        }
+        planned.push(plan(g)?);
     }
     let inserted: Vec<Uuid> = sqlx::query_scalar(
         "insert into public.jobs (id, run_id, node_type, key, kind, owner_id, subject,            idempotency_key, payload)          select r.id, r.id, 'run', '', r.kind, r.owner_id, r.subject, r.idempotency_key, r.payload          from unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::jsonb[])            as r(id, kind, owner_id, subject, idempotency_key, payload)          on conflict (owner_id, idempotency_key) where idempotency_key is not null do nothing          returning id",
@@ -132,23 +134,7 @@ pub(super) async fn submit_many(
     for ((run_id, ids, changes), graph) in planned.into_iter().zip(graphs) {
         if !inserted.contains(&run_id.0) {
             // The owner used this idempotency key before (or twice in this batch).
-            let existing: Uuid = sqlx::query_scalar(
-                "select id from public.jobs where owner_id = $1 and idempotency_key = $2",
-            )
-            .bind(graph.run.owner)
-            .bind(&graph.run.idempotency_key)
-            .fetch_one(&mut *conn)
-            .await?;
-            let rows: Vec<(String, Uuid)> =
-                sqlx::query_as("select key, id from public.jobs where run_id = $1")
-                    .bind(existing)
-                    .fetch_all(&mut *conn)
-                    .await?;
-            out.push(Submitted {
-                run_id: JobId(existing),
-                created: false,
-                ids: rows.into_iter().map(|(k, i)| (k, JobId(i))).collect(),
-            });
+            out.push(existing_run(conn, graph).await?);
             continue;
         }
         merged

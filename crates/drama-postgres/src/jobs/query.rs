@@ -4,15 +4,14 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use drama_jobs::{
-    CostTotals, Counts, Event, EventId, EventKind, JobId, JobView, PruneReport, RunFilter, RunId,
-    RunTree,
+    Event, EventId, EventKind, JobId, JobView, PruneReport, RunFilter, RunId, RunTree,
 };
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row as _};
 use uuid::Uuid;
 
 use super::error::{Error, unexpected};
-use super::rows::{node_type, state};
+use super::rows::{costs_of, counts_of, node_type, state};
 
 const VIEW_COLUMNS: &str = "j.id, j.run_id, j.parent_id, j.node_type, j.key, j.kind, j.state, \
      j.owner_id, j.subject, j.idempotency_key, j.payload, j.result, j.error, j.checkpoint, \
@@ -67,23 +66,9 @@ fn view_from_row(row: &PgRow, dependencies: Option<Vec<String>>) -> Result<JobVi
     };
     if node_type.is_group() {
         let gs: String = row.try_get("g_state")?;
-        let count = |c: &str| -> Result<i64, Error> { Ok(i64::from(row.try_get::<i32, _>(c)?)) };
         view.state = state(&gs)?;
-        view.counts = Some(Counts {
-            total: count("total")?,
-            pending: count("pending")?,
-            running: count("running")?,
-            completed: count("completed")?,
-            failed: count("failed")?,
-            skipped: count("skipped")?,
-            cancelled: count("cancelled")?,
-        });
-        view.costs = Some(CostTotals {
-            total: row.try_get("cost_total")?,
-            charged: row.try_get("cost_charged")?,
-            refundable: row.try_get("cost_refundable")?,
-            refunded: row.try_get("cost_refunded")?,
-        });
+        view.counts = Some(counts_of(row)?);
+        view.costs = Some(costs_of(row)?);
         view.budget = row.try_get("budget")?;
         view.cancel_requested = row.try_get("g_cancel")?;
         view.started_at = row.try_get("g_started")?;

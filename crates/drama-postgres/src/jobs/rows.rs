@@ -90,11 +90,34 @@ pub(super) fn group_from_row(row: &PgRow) -> Result<(GroupRow, Uuid, Option<Stri
     ))
 }
 
+/// The node counts of a `job_groups` row (its `total` … `cancelled` columns).
+pub(super) fn counts_of(row: &PgRow) -> Result<Counts, Error> {
+    let count = |c: &str| -> Result<i64, Error> { Ok(i64::from(row.try_get::<i32, _>(c)?)) };
+    Ok(Counts {
+        total: count("total")?,
+        pending: count("pending")?,
+        running: count("running")?,
+        completed: count("completed")?,
+        failed: count("failed")?,
+        skipped: count("skipped")?,
+        cancelled: count("cancelled")?,
+    })
+}
+
+/// The cost totals of a `job_groups` row (its `cost_*` columns).
+pub(super) fn costs_of(row: &PgRow) -> Result<CostTotals, Error> {
+    Ok(CostTotals {
+        total: row.try_get("cost_total")?,
+        charged: row.try_get("cost_charged")?,
+        refundable: row.try_get("cost_refundable")?,
+        refunded: row.try_get("cost_refunded")?,
+    })
+}
+
 /// A run or group row of [`GROUP_COLUMNS`] or [`ROOT_COLUMNS`].
 fn group_row(row: &PgRow) -> Result<GroupRow, Error> {
     let st: String = row.try_get("state")?;
     let nt: String = row.try_get("node_type")?;
-    let count = |c: &str| -> Result<i64, Error> { Ok(i64::from(row.try_get::<i32, _>(c)?)) };
     Ok(GroupRow {
         id: JobId(row.try_get("id")?),
         run_id: JobId(row.try_get("run_id")?),
@@ -102,21 +125,8 @@ fn group_row(row: &PgRow) -> Result<GroupRow, Error> {
         node_type: node_type(&nt)?,
         ancestors: ids(row.try_get("ancestors")?),
         state: state(&st)?,
-        counts: Counts {
-            total: count("total")?,
-            pending: count("pending")?,
-            running: count("running")?,
-            completed: count("completed")?,
-            failed: count("failed")?,
-            skipped: count("skipped")?,
-            cancelled: count("cancelled")?,
-        },
-        costs: CostTotals {
-            total: row.try_get("cost_total")?,
-            charged: row.try_get("cost_charged")?,
-            refundable: row.try_get("cost_refundable")?,
-            refunded: row.try_get("cost_refunded")?,
-        },
+        counts: counts_of(row)?,
+        costs: costs_of(row)?,
         budget: row.try_get("budget")?,
         cancel_requested: row.try_get("cancel_requested")?,
         started_at: row.try_get("started_at")?,

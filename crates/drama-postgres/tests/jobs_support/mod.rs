@@ -1,7 +1,8 @@
-//! Helpers shared by the job store tests: pools on the test database, and a commit-time
-//! invariant check installed as a deferred constraint trigger.
+//! Helpers shared by the store tests: pools on the test database, and (for the job store) a
+//! commit-time invariant check installed as a deferred constraint trigger.
 #![allow(dead_code)]
 
+use drama_testkit::StatementCounter;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
@@ -14,6 +15,19 @@ pub async fn url_of(pool: &PgPool) -> String {
     let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for database tests");
     let (without_db, _) = base.rsplit_once('/').unwrap();
     format!("{without_db}/{db}")
+}
+
+/// A one-connection pool on the database of `pool` whose statements the counter counts.
+pub async fn counted_pool(pool: &PgPool) -> (PgPool, StatementCounter) {
+    let url = url_of(pool).await;
+    let counter = StatementCounter::start(&url).await;
+    let counted = PgPoolOptions::new()
+        .max_connections(1)
+        .test_before_acquire(false)
+        .connect(&counter.url(&url))
+        .await
+        .unwrap();
+    (counted, counter)
 }
 
 /// A pool with room for several workers (the test pool has five connections).

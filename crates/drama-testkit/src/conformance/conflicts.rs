@@ -114,140 +114,99 @@ pub async fn patches_find_only_their_own_entities(store: Arc<dyn Store>) {
     let e1 = d.episodes[1].id.clone();
     let s_of_e1 = d.episodes[1].scenes[0].id.clone();
     let patch = ScenePatch::from_json(br#"{"description":"x"}"#).unwrap();
-    assert_not_found(
-        store
-            .patch(
-                owner,
-                &d.id,
-                &EntityPatch::Scene {
-                    episode: e0.clone(),
-                    id: s_of_e1.clone(),
-                    changes: patch.clone(),
-                },
-                None,
-            )
-            .await,
-        Entity::Scene,
-    );
-    assert_not_found(
-        store
-            .patch(
-                owner,
-                &d.id,
-                &EntityPatch::Scene {
-                    episode: EpisodeId::parse("nope").unwrap(),
-                    id: s_of_e1.clone(),
-                    changes: patch.clone(),
-                },
-                None,
-            )
-            .await,
-        Entity::Episode,
-    );
-    assert_not_found(
-        store
-            .patch(
-                owner,
-                &d.id,
-                &EntityPatch::Character {
-                    id: CharacterId::parse("nope").unwrap(),
-                    changes: CharacterPatch::default(),
-                },
-                None,
-            )
-            .await,
-        Entity::Character,
-    );
     let asset_of_e1 = d.episodes[1].scenes[0].assets[0].id.clone();
     let asset_patch = AssetPatch::from_json(br#"{"prompt":"p"}"#).unwrap();
-    assert_not_found(
-        store
-            .patch(
-                owner,
-                &d.id,
-                &EntityPatch::Asset {
-                    owner: AssetOwner::Scene {
-                        episode: d.episodes[0].id.clone(),
-                        scene: d.episodes[0].scenes[0].id.clone(),
-                    },
-                    id: asset_of_e1.clone(),
-                    changes: asset_patch.clone(),
+    // Each patch names a child under a parent that does not hold it (or that does not
+    // exist), and must answer the first missing link; nothing is written.
+    let misplaced = [
+        (
+            d.id.clone(),
+            EntityPatch::Scene {
+                episode: e0.clone(),
+                id: s_of_e1.clone(),
+                changes: patch.clone(),
+            },
+            Entity::Scene,
+        ),
+        (
+            d.id.clone(),
+            EntityPatch::Scene {
+                episode: EpisodeId::parse("nope").unwrap(),
+                id: s_of_e1.clone(),
+                changes: patch.clone(),
+            },
+            Entity::Episode,
+        ),
+        (
+            d.id.clone(),
+            EntityPatch::Character {
+                id: CharacterId::parse("nope").unwrap(),
+                changes: CharacterPatch::default(),
+            },
+            Entity::Character,
+        ),
+        (
+            d.id.clone(),
+            EntityPatch::Asset {
+                owner: AssetOwner::Scene {
+                    episode: e0.clone(),
+                    scene: d.episodes[0].scenes[0].id.clone(),
                 },
-                None,
-            )
-            .await,
-        Entity::Asset,
-    );
-    // The asset's own scene, addressed through another episode: the scene is not found there
-    // (as a scene PATCH through the wrong episode is not), and nothing is written.
-    assert_not_found(
-        store
-            .patch(
-                owner,
-                &d.id,
-                &EntityPatch::Asset {
-                    owner: AssetOwner::Scene {
-                        episode: d.episodes[0].id.clone(),
-                        scene: s_of_e1.clone(),
-                    },
-                    id: asset_of_e1.clone(),
-                    changes: asset_patch.clone(),
+                id: asset_of_e1.clone(),
+                changes: asset_patch.clone(),
+            },
+            Entity::Asset,
+        ),
+        // The asset's own scene, addressed through another episode: the scene is not found
+        // there (as a scene PATCH through the wrong episode is not).
+        (
+            d.id.clone(),
+            EntityPatch::Asset {
+                owner: AssetOwner::Scene {
+                    episode: e0.clone(),
+                    scene: s_of_e1.clone(),
                 },
-                None,
-            )
-            .await,
-        Entity::Scene,
-    );
-    assert_not_found(
-        store
-            .patch(
-                owner,
-                &d.id,
-                &EntityPatch::Asset {
-                    owner: AssetOwner::Scene {
-                        episode: EpisodeId::parse("nope").unwrap(),
-                        scene: s_of_e1.clone(),
-                    },
-                    id: asset_of_e1.clone(),
-                    changes: asset_patch.clone(),
+                id: asset_of_e1.clone(),
+                changes: asset_patch.clone(),
+            },
+            Entity::Scene,
+        ),
+        (
+            d.id.clone(),
+            EntityPatch::Asset {
+                owner: AssetOwner::Scene {
+                    episode: EpisodeId::parse("nope").unwrap(),
+                    scene: s_of_e1.clone(),
                 },
-                None,
-            )
-            .await,
-        Entity::Episode,
-    );
-    assert_not_found(
-        store
-            .patch(
-                owner,
-                &d.id,
-                &EntityPatch::Asset {
-                    owner: AssetOwner::Scene {
-                        episode: e1.clone(),
-                        scene: SceneId::parse("nope").unwrap(),
-                    },
-                    id: asset_of_e1.clone(),
-                    changes: asset_patch.clone(),
+                id: asset_of_e1.clone(),
+                changes: asset_patch.clone(),
+            },
+            Entity::Episode,
+        ),
+        (
+            d.id.clone(),
+            EntityPatch::Asset {
+                owner: AssetOwner::Scene {
+                    episode: e1.clone(),
+                    scene: SceneId::parse("nope").unwrap(),
                 },
-                None,
-            )
-            .await,
-        Entity::Scene,
-    );
-    assert_not_found(
-        store
-            .patch(
-                owner,
-                &did("nope"),
-                &EntityPatch::Episode {
-                    id: e1.clone(),
-                    changes: EpisodePatch::default(),
-                },
-                None,
-            )
-            .await,
-        Entity::Drama,
-    );
+                id: asset_of_e1.clone(),
+                changes: asset_patch.clone(),
+            },
+            Entity::Scene,
+        ),
+        (
+            did("nope"),
+            EntityPatch::Episode {
+                id: e1.clone(),
+                changes: EpisodePatch::default(),
+            },
+            Entity::Drama,
+        ),
+    ];
+    for (drama, patch, entity) in &misplaced {
+        assert_not_found(store.patch(owner, drama, patch, None).await, *entity);
+    }
     // Nothing above changed the drama.
     assert_eq!(store.get_complete(owner, &d.id).await.unwrap().version, 1);
 }

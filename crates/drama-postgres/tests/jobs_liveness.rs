@@ -106,7 +106,6 @@ async fn submit_and_start(
     run
 }
 
-/// The attempts of the run's tasks, in key order.
 /// Lets the held handlers go on and waits for the run to complete.
 async fn release_and_complete(
     release: &watch::Sender<bool>,
@@ -119,6 +118,7 @@ async fn release_and_complete(
     assert_eq!(root.state, JobState::Completed);
 }
 
+/// The attempts of the run's tasks, in key order.
 async fn attempts(pool: &PgPool, run: &drama_jobs::Submitted) -> Vec<i32> {
     sqlx::query_scalar(
         "select attempts from public.jobs where run_id = $1 and node_type = 'task' order by key",

@@ -41,7 +41,7 @@ struct ListQuery {
     summary = "List the caller's dramas, newest first",
     params(
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "Page size, 1–1000 (default 100)."),
-        ("cursor" = Option<String>, Query, description = "Opaque cursor from the previous page."),
+        ("cursor" = Option<String>, Query, description = "Opaque cursor from the previous page; digits alone are read as an offset (the old server's cursor)."),
         ("view" = inline(Option<doc::DramaView>), Query, description = "`overview`: each drama with its counts, last change and latest run (schema `DramaOverview`) instead of the summaries; `limit` is then at most 100."),
     ),
     responses(

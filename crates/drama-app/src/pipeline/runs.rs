@@ -68,7 +68,9 @@ impl App {
             .iter()
             .flat_map(|t| &t.nodes)
             .filter_map(|t| t.result.as_ref())
-            .find(|r| r["assetId"] == asset)
+            // A video made for an asset deleted meanwhile was not applied (its object goes to
+            // the sweeper): it is not the character's video.
+            .find(|r| r["assetId"] == asset && r["applied"] != false)
             .and_then(|r| r.get("url").cloned());
         Ok(json!({
             "dramaId": run.subject,

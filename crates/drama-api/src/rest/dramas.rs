@@ -295,7 +295,7 @@ async fn premise_form(mut form: Multipart) -> Result<PremiseRequest, ApiError> {
     tag = "Dramas",
     summary = "Read a drama with every part",
     params(
-        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
+        doc::DramaPath,
     ),
     responses(
         (status = 200, description = "The drama; `ETag` carries its version.", body = doc::Drama),
@@ -319,7 +319,7 @@ async fn get(
     tag = "Dramas",
     summary = "Change a drama's title, description, premise or metadata",
     params(
-        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
+        doc::DramaPath,
         ("If-Match" = Option<String>, Header, nullable = false, pattern = "^(\\*|(W/)?\"[0-9]{1,18}\"|[0-9]{1,18})$", description = "The drama version the change is based on (the `ETag` of a read); a stale one is 409."),
     ),
     request_body = doc::DramaPatch,
@@ -354,7 +354,7 @@ async fn patch(
     tag = "Dramas",
     summary = "Delete a drama, its parts and its stored objects",
     params(
-        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
+        doc::DramaPath,
     ),
     responses(
         (status = 200, description = "`{\"success\": true}`"),

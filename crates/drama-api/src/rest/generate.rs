@@ -116,7 +116,7 @@ pub(crate) struct ImproveRequest {
     tag = "Generation",
     summary = "Write an improved copy under a new id",
     params(
-        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
+        doc::DramaPath,
         ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
     ),
     request_body = doc::ImproveRequest,
@@ -177,7 +177,7 @@ pub(crate) struct ModelOptions {
     tag = "Generation",
     summary = "Critique a drama (`critique` is an alias)",
     params(
-        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
+        doc::DramaPath,
         ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
     ),
     request_body = inline(doc::ModelOptions),
@@ -205,7 +205,7 @@ async fn critic(
     tag = "Generation",
     summary = "Critique a drama (`critique` is an alias)",
     params(
-        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
+        doc::DramaPath,
         ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
     ),
     request_body = inline(doc::ModelOptions),
@@ -275,19 +275,11 @@ async fn run_generate(
     tag = "Generation",
     summary = "Generate every missing or out-of-date asset of a drama",
     params(
-        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
+        doc::DramaPath,
         ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
     ),
     request_body(content = Option<doc::GenerateOptions>),
-    responses(
-        (status = 202, description = "Generation started.", body = doc::JobResponse),
-        (status = 402, description = "Not enough tokens; nothing started.", body = doc::Error),
-        (status = 404, description = "Missing drama or part.", body = doc::Error),
-        (status = 400, description = "The request cannot be understood: a body that is not JSON, a malformed header or path.", body = doc::Error),
-        (status = 413, description = "The body is above its limit.", body = doc::Error),
-        (status = 422, description = "The input breaks a rule; `detail` lists each field.", body = doc::ValidationError),
-        (status = 403, description = "A per-user quota would be exceeded (`quota_exceeded`: dramas held, bytes stored or runs in progress); nothing was done.", body = doc::Error),
-    )
+    responses(doc::GenerationStarted)
 )]
 async fn generate_drama(
     state: web::Data<ApiState>,
@@ -312,20 +304,11 @@ async fn generate_drama(
     tag = "Generation",
     summary = "Generate one episode (scenes first when it has none)",
     params(
-        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
-        ("episode_id" = String, Path, description = "Episode id."),
+        doc::EpisodePath,
         ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
     ),
     request_body(content = Option<doc::GenerateOptions>),
-    responses(
-        (status = 202, description = "Generation started.", body = doc::JobResponse),
-        (status = 402, description = "Not enough tokens; nothing started.", body = doc::Error),
-        (status = 404, description = "Missing drama or part.", body = doc::Error),
-        (status = 400, description = "The request cannot be understood: a body that is not JSON, a malformed header or path.", body = doc::Error),
-        (status = 413, description = "The body is above its limit.", body = doc::Error),
-        (status = 422, description = "The input breaks a rule; `detail` lists each field.", body = doc::ValidationError),
-        (status = 403, description = "A per-user quota would be exceeded (`quota_exceeded`: dramas held, bytes stored or runs in progress); nothing was done.", body = doc::Error),
-    )
+    responses(doc::GenerationStarted)
 )]
 async fn generate_episode(
     state: web::Data<ApiState>,
@@ -352,21 +335,11 @@ async fn generate_episode(
     tag = "Generation",
     summary = "Generate one scene's storyboard and clip",
     params(
-        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
-        ("episode_id" = String, Path, description = "Episode id."),
-        ("scene_id" = String, Path, description = "Scene id (unique within the drama)."),
+        doc::ScenePath,
         ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
     ),
     request_body(content = Option<doc::GenerateOptions>),
-    responses(
-        (status = 202, description = "Generation started.", body = doc::JobResponse),
-        (status = 402, description = "Not enough tokens; nothing started.", body = doc::Error),
-        (status = 404, description = "Missing drama or part.", body = doc::Error),
-        (status = 400, description = "The request cannot be understood: a body that is not JSON, a malformed header or path.", body = doc::Error),
-        (status = 413, description = "The body is above its limit.", body = doc::Error),
-        (status = 422, description = "The input breaks a rule; `detail` lists each field.", body = doc::ValidationError),
-        (status = 403, description = "A per-user quota would be exceeded (`quota_exceeded`: dramas held, bytes stored or runs in progress); nothing was done.", body = doc::Error),
-    )
+    responses(doc::GenerationStarted)
 )]
 async fn generate_scene(
     state: web::Data<ApiState>,
@@ -394,20 +367,11 @@ async fn generate_scene(
     tag = "Generation",
     summary = "Generate one asset again",
     params(
-        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
-        ("episode_id" = String, Path, description = "Episode id."),
-        ("scene_id" = String, Path, description = "Scene id (unique within the drama)."),
+        doc::ScenePath,
         ("asset_id" = String, Path, description = "Asset id."),
         ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
     ),
-    responses(
-        (status = 202, description = "Generation started.", body = doc::JobResponse),
-        (status = 402, description = "Not enough tokens; nothing started.", body = doc::Error),
-        (status = 404, description = "Missing drama or part.", body = doc::Error),
-        (status = 400, description = "The request cannot be understood: a body that is not JSON, a malformed header or path.", body = doc::Error),
-        (status = 422, description = "The input breaks a rule (an `Idempotency-Key` that is malformed or was used for a different request); `detail` lists each field.", body = doc::ValidationError),
-        (status = 403, description = "A per-user quota would be exceeded (`quota_exceeded`: dramas held, bytes stored or runs in progress); nothing was done.", body = doc::Error),
-    )
+    responses(doc::GenerationStartedBare)
 )]
 async fn generate_asset(
     state: web::Data<ApiState>,
@@ -456,8 +420,7 @@ async fn scene_in_episode(
     tag = "Generation",
     summary = "Stitch an episode's clips into its video",
     params(
-        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
-        ("episode_id" = String, Path, description = "Episode id."),
+        doc::EpisodePath,
         ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
     ),
     responses(
@@ -489,18 +452,10 @@ async fn stitch(
     tag = "Generation",
     summary = "Generate a character's audition video",
     params(
-        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
-        ("character_id" = String, Path, description = "Character id."),
+        doc::CharacterPath,
         ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
     ),
-    responses(
-        (status = 202, description = "Generation started.", body = doc::JobResponse),
-        (status = 402, description = "Not enough tokens; nothing started.", body = doc::Error),
-        (status = 404, description = "Missing drama or part.", body = doc::Error),
-        (status = 400, description = "The request cannot be understood: a body that is not JSON, a malformed header or path.", body = doc::Error),
-        (status = 422, description = "The input breaks a rule (an `Idempotency-Key` that is malformed or was used for a different request); `detail` lists each field.", body = doc::ValidationError),
-        (status = 403, description = "A per-user quota would be exceeded (`quota_exceeded`: dramas held, bytes stored or runs in progress); nothing was done.", body = doc::Error),
-    )
+    responses(doc::GenerationStartedBare)
 )]
 async fn audition(
     state: web::Data<ApiState>,
@@ -527,8 +482,7 @@ async fn audition(
     tag = "Generation",
     summary = "Read a character's audition asset",
     params(
-        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
-        ("character_id" = String, Path, description = "Character id."),
+        doc::CharacterPath,
     ),
     responses(
         (status = 200, description = "The asset.", body = doc::Asset),
@@ -568,8 +522,7 @@ async fn get_audition(
     tag = "Generation",
     summary = "Generate a character's portrait now (synchronous)",
     params(
-        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
-        ("character_id" = String, Path, description = "Character id."),
+        doc::CharacterPath,
         ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
     ),
     responses(
@@ -625,7 +578,7 @@ async fn portrait(
     tag = "Generation",
     summary = "The cover's url",
     params(
-        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
+        doc::DramaPath,
     ),
     responses(
         (status = 200, description = "`{\"url\": …}`"),
@@ -667,7 +620,7 @@ async fn get_cover(
     tag = "Generation",
     summary = "Generate the cover now (synchronous)",
     params(
-        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
+        doc::DramaPath,
         ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
     ),
     responses(

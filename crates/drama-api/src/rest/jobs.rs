@@ -82,7 +82,7 @@ pub(crate) fn record(view: &JobView) -> Value {
     tag = "Jobs",
     summary = "The jobs of a drama (runs), in creation order",
     params(
-        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
+        doc::DramaPath,
     ),
     responses(
         (status = 200, description = "`{\"jobs\": [JobStatusRecord]}`"),
@@ -108,7 +108,7 @@ async fn jobs_of_drama(
     tag = "Jobs",
     summary = "A job of a drama",
     params(
-        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
+        doc::DramaPath,
         ("job_id" = String, Path, description = "Job id (UUID)."),
     ),
     responses(

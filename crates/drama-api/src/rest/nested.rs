@@ -65,7 +65,7 @@ fn find_scene<'a>(drama: &'a Drama, episode: &str, scene: &str) -> Result<&'a Sc
     tag = "Parts of a drama",
     summary = "List a drama's characters",
     params(
-        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
+        doc::DramaPath,
     ),
     responses(
         (status = 200, description = "`{\"characters\": […]}`"),
@@ -89,14 +89,8 @@ async fn characters(
     path = "/dramas/{drama_id}/characters/{character_id}",
     tag = "Parts of a drama",
     summary = "Read one of the characters",
-    params(
-        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
-        ("character_id" = String, Path, description = "Character id."),
-    ),
-    responses(
-        (status = 200, description = "The entity."),
-        (status = 404, description = "Missing (the detail names which part).", body = doc::Error),
-    )
+    params(doc::CharacterPath,),
+    responses(doc::PartRead)
 )]
 async fn character(
     state: web::Data<ApiState>,
@@ -118,19 +112,11 @@ async fn character(
     tag = "Parts of a drama",
     summary = "Change one of the characters",
     params(
-        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
-        ("character_id" = String, Path, description = "Character id."),
+        doc::CharacterPath,
         ("If-Match" = Option<String>, Header, nullable = false, pattern = "^(\\*|(W/)?\"[0-9]{1,18}\"|[0-9]{1,18})$", description = "The drama version the change is based on (the `ETag` of a read); a stale one is 409."),
     ),
     request_body = doc::CharacterPatch,
-    responses(
-        (status = 200, description = "The entity."),
-        (status = 404, description = "Missing.", body = doc::Error),
-        (status = 409, description = "Stale version.", body = doc::Error),
-        (status = 422, description = "The input breaks a rule; `detail` lists each field.", body = doc::ValidationError),
-        (status = 400, description = "The request cannot be understood: a body that is not JSON, a malformed header or path.", body = doc::Error),
-        (status = 413, description = "The body is above its limit.", body = doc::Error),
-    )
+    responses(doc::PartPatched)
 )]
 async fn patch_character(
     state: web::Data<ApiState>,
@@ -161,7 +147,7 @@ async fn patch_character(
     tag = "Parts of a drama",
     summary = "List a drama's episodes",
     params(
-        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
+        doc::DramaPath,
     ),
     responses(
         (status = 200, description = "`{\"episodes\": […]}`"),
@@ -185,14 +171,8 @@ async fn episodes(
     path = "/dramas/{drama_id}/episodes/{episode_id}",
     tag = "Parts of a drama",
     summary = "Read one of the episodes",
-    params(
-        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
-        ("episode_id" = String, Path, description = "Episode id."),
-    ),
-    responses(
-        (status = 200, description = "The entity."),
-        (status = 404, description = "Missing (the detail names which part).", body = doc::Error),
-    )
+    params(doc::EpisodePath,),
+    responses(doc::PartRead)
 )]
 async fn episode(
     state: web::Data<ApiState>,
@@ -214,19 +194,11 @@ async fn episode(
     tag = "Parts of a drama",
     summary = "Change one of the episodes",
     params(
-        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
-        ("episode_id" = String, Path, description = "Episode id."),
+        doc::EpisodePath,
         ("If-Match" = Option<String>, Header, nullable = false, pattern = "^(\\*|(W/)?\"[0-9]{1,18}\"|[0-9]{1,18})$", description = "The drama version the change is based on (the `ETag` of a read); a stale one is 409."),
     ),
     request_body = doc::EpisodePatch,
-    responses(
-        (status = 200, description = "The entity."),
-        (status = 404, description = "Missing.", body = doc::Error),
-        (status = 409, description = "Stale version.", body = doc::Error),
-        (status = 422, description = "The input breaks a rule; `detail` lists each field.", body = doc::ValidationError),
-        (status = 400, description = "The request cannot be understood: a body that is not JSON, a malformed header or path.", body = doc::Error),
-        (status = 413, description = "The body is above its limit.", body = doc::Error),
-    )
+    responses(doc::PartPatched)
 )]
 async fn patch_episode(
     state: web::Data<ApiState>,
@@ -257,8 +229,7 @@ async fn patch_episode(
     tag = "Parts of a drama",
     summary = "List a drama's scenes",
     params(
-        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
-        ("episode_id" = String, Path, description = "Episode id."),
+        doc::EpisodePath,
     ),
     responses(
         (status = 200, description = "`{\"scenes\": […]}`"),
@@ -287,15 +258,8 @@ async fn scenes(
     path = "/dramas/{drama_id}/episodes/{episode_id}/scenes/{scene_id}",
     tag = "Parts of a drama",
     summary = "Read one of the scenes",
-    params(
-        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
-        ("episode_id" = String, Path, description = "Episode id."),
-        ("scene_id" = String, Path, description = "Scene id (unique within the drama)."),
-    ),
-    responses(
-        (status = 200, description = "The entity."),
-        (status = 404, description = "Missing (the detail names which part).", body = doc::Error),
-    )
+    params(doc::ScenePath,),
+    responses(doc::PartRead)
 )]
 async fn scene(
     state: web::Data<ApiState>,
@@ -314,20 +278,11 @@ async fn scene(
     tag = "Parts of a drama",
     summary = "Change one of the scenes",
     params(
-        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
-        ("episode_id" = String, Path, description = "Episode id."),
-        ("scene_id" = String, Path, description = "Scene id (unique within the drama)."),
+        doc::ScenePath,
         ("If-Match" = Option<String>, Header, nullable = false, pattern = "^(\\*|(W/)?\"[0-9]{1,18}\"|[0-9]{1,18})$", description = "The drama version the change is based on (the `ETag` of a read); a stale one is 409."),
     ),
     request_body = doc::ScenePatch,
-    responses(
-        (status = 200, description = "The entity."),
-        (status = 404, description = "Missing.", body = doc::Error),
-        (status = 409, description = "Stale version.", body = doc::Error),
-        (status = 422, description = "The input breaks a rule; `detail` lists each field.", body = doc::ValidationError),
-        (status = 400, description = "The request cannot be understood: a body that is not JSON, a malformed header or path.", body = doc::Error),
-        (status = 413, description = "The body is above its limit.", body = doc::Error),
-    )
+    responses(doc::PartPatched)
 )]
 async fn patch_scene(
     state: web::Data<ApiState>,
@@ -358,9 +313,7 @@ async fn patch_scene(
     tag = "Parts of a drama",
     summary = "List a drama's assets",
     params(
-        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
-        ("episode_id" = String, Path, description = "Episode id."),
-        ("scene_id" = String, Path, description = "Scene id (unique within the drama)."),
+        doc::ScenePath,
     ),
     responses(
         (status = 200, description = "`{\"assets\": […]}`"),
@@ -384,15 +337,10 @@ async fn scene_assets(
     tag = "Parts of a drama",
     summary = "Read one of the assets",
     params(
-        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
-        ("episode_id" = String, Path, description = "Episode id."),
-        ("scene_id" = String, Path, description = "Scene id (unique within the drama)."),
+        doc::ScenePath,
         ("asset_id" = String, Path, description = "Asset id."),
     ),
-    responses(
-        (status = 200, description = "The entity."),
-        (status = 404, description = "Missing (the detail names which part).", body = doc::Error),
-    )
+    responses(doc::PartRead)
 )]
 async fn scene_asset(
     state: web::Data<ApiState>,
@@ -416,21 +364,12 @@ async fn scene_asset(
     tag = "Parts of a drama",
     summary = "Change one of the assets",
     params(
-        ("drama_id" = String, Path, description = "Drama id (1–128 of A-Z a-z 0-9 _ . -)."),
-        ("episode_id" = String, Path, description = "Episode id."),
-        ("scene_id" = String, Path, description = "Scene id (unique within the drama)."),
+        doc::ScenePath,
         ("asset_id" = String, Path, description = "Asset id."),
         ("If-Match" = Option<String>, Header, nullable = false, pattern = "^(\\*|(W/)?\"[0-9]{1,18}\"|[0-9]{1,18})$", description = "The drama version the change is based on (the `ETag` of a read); a stale one is 409."),
     ),
     request_body = doc::AssetPatch,
-    responses(
-        (status = 200, description = "The entity."),
-        (status = 404, description = "Missing.", body = doc::Error),
-        (status = 409, description = "Stale version.", body = doc::Error),
-        (status = 422, description = "The input breaks a rule; `detail` lists each field.", body = doc::ValidationError),
-        (status = 400, description = "The request cannot be understood: a body that is not JSON, a malformed header or path.", body = doc::Error),
-        (status = 413, description = "The body is above its limit.", body = doc::Error),
-    )
+    responses(doc::PartPatched)
 )]
 async fn patch_scene_asset(
     state: web::Data<ApiState>,

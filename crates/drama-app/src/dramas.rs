@@ -84,6 +84,9 @@ impl App {
     ) -> Result<StoredDrama, AppError> {
         self.check_text(drama)?;
         drama.check_size().map_err(AppError::Invalid)?;
+        // The id's turn, then the user's (`admission`), from the checks to the write.
+        let _id_turn = self.admission.id(&drama.id).await;
+        let _turn = self.admission.user(caller.user).await;
         self.ensure_not_being_written(&drama.id).await?;
         self.check_drama_quota(caller.user).await?;
         Ok(self.store.create(caller.user, drama).await?)

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod account;
+mod admission;
 mod caller;
 mod dramas;
 mod error;
@@ -107,6 +108,8 @@ pub struct App {
     limits: TextLimits,
     sync_wait: std::time::Duration,
     initial_credits: i64,
+    /// Turns of the checks that guard a write (quotas, a free drama id); see `admission`.
+    admission: Arc<admission::Admission>,
 }
 
 /// Where clients reach the API when nothing else is configured.
@@ -129,6 +132,7 @@ impl App {
             limits: TextLimits::default(),
             sync_wait: crate::pipeline::jobs_port::SYNC_WAIT,
             initial_credits: drama_dal::DEFAULT_TOKENS,
+            admission: Arc::default(),
         }
     }
 

@@ -166,6 +166,72 @@ async fn a_user_runs_at_most_the_configured_number_of_runs_at_once() {
     assert_eq!(status, 202, "{body}");
 }
 
+/// Requests of one user that arrive together are admitted one at a time: the run quota and
+/// the drama quota hold under a burst (in one process; docs/API.md), and every refusal names
+/// its quota. On PostgreSQL, where a check and its write are separate statements that other
+/// requests can come between.
+#[actix_web::test]
+async fn on_postgres_a_burst_of_requests_does_not_pass_a_quota() {
+    let db = drama_testkit::pg::ScratchDb::create("api_quota_burst").await;
+    let pool = db.pool().await;
+    let (store, app) = crate::support::pg_app(&pool).await;
+    let app = app.with_quotas(quota(4, 0, 3));
+    let user = drama_domain::UserId::random();
+    let mut new = drama_dal::NewUser::new(user);
+    new.tokens = 1_000_000;
+    drama_dal::UserRepository::create_user(&*store, &new)
+        .await
+        .unwrap();
+    let key = drama_dal::ApiKeyRepository::create_api_key(&*store, user, "pg", &[], None)
+        .await
+        .unwrap()
+        .key;
+    let svc = actix_web::test::init_service(
+        actix_web::App::new()
+            .wrap(actix_web::middleware::from_fn(
+                drama_api::middleware::request_context,
+            ))
+            .configure(drama_api::configure(drama_api::ApiState::new(
+                app,
+                Harness::settings(),
+            ))),
+    )
+    .await;
+    for id in ["b0", "b1", "b2"] {
+        create_drama(&svc, &key, id, (1, 1, 1)).await;
+    }
+    // Twelve generations at once, four per drama; no worker runs, so every run stays active.
+    let generations = (0..12).map(|i| {
+        let path = format!("/dramas/b{}/generate", i % 3);
+        send(&svc, post_json(&path, &key, json!({"force": true})))
+    });
+    let answers = futures::future::join_all(generations).await;
+    let started = answers
+        .iter()
+        .filter(|(status, _, _)| *status == 202)
+        .count();
+    assert_eq!(started, 3, "{answers:?}");
+    for (status, _, body) in answers.iter().filter(|(status, _, _)| *status != 202) {
+        assert_rest_refusal(*status, body, "active_runs");
+    }
+    // Eight stored dramas at once against the one place left.
+    let stores = (0..8).map(|i| {
+        let drama = drama_testkit::builders::drama_json(&format!("s{i}"), 1, 1, 1);
+        send(&svc, post_json("/dramas", &key, json!({ "drama": drama })))
+    });
+    let answers = futures::future::join_all(stores).await;
+    let stored = answers
+        .iter()
+        .filter(|(status, _, _)| *status == 201)
+        .count();
+    assert_eq!(stored, 1, "{answers:?}");
+    for (status, _, body) in answers.iter().filter(|(status, _, _)| *status != 201) {
+        assert_rest_refusal(*status, body, "dramas");
+    }
+    pool.close().await;
+    db.drop_it().await;
+}
+
 #[actix_web::test]
 async fn a_user_stores_at_most_the_configured_number_of_bytes() {
     // Room for one upload's file, not for its metadata sidecar as well.

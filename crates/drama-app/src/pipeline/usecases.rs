@@ -182,6 +182,8 @@ impl App {
         mut graph: Graph,
         once: &Once,
     ) -> Result<Started, AppError> {
+        // The run quota's check and the run's write take the user's turn (`admission`).
+        let _turn = self.admission.user(owner).await;
         self.check_run_quota(owner).await?;
         // Every run but a critique stores media.
         if graph.run.kind != kind::CRITIQUE_DRAMA {
@@ -297,6 +299,8 @@ impl App {
             .map_err(|e| AppError::Invalid(DomainError::field("id", e.to_string())))?;
         let model = request.model.filter(|m| !m.is_empty());
         let cost = self.script_cost(CallKind::GenerateDrama, model.as_deref())?;
+        // The id stays this request's from its check to the run that reserves it.
+        let _id_turn = self.admission.id(&drama_id).await;
         self.ensure_free(&drama_id).await?;
         self.check_drama_quota(caller.user).await?;
         self.check_run_quota(caller.user).await?;
@@ -418,6 +422,7 @@ impl App {
             .map_err(|e| AppError::Invalid(DomainError::field("newDramaId", e.to_string())))?;
         let model = model.filter(|m| !m.is_empty());
         let cost = self.script_cost(CallKind::ImproveDrama, model.as_deref())?;
+        let _id_turn = self.admission.id(&improved).await;
         self.ensure_free(&improved).await?;
         self.check_drama_quota(caller.user).await?;
         let task = DramaTask {

@@ -476,6 +476,55 @@ async fn a_synchronous_route_hands_over_its_run_at_the_deadline_and_charges_once
 /// improvement under it answer 409 exactly as for a stored drama (for its owner and anyone
 /// else), so the paid write cannot be made to fail at its end; once the run settles without
 /// writing, the id is free again.
+/// Premises that ask for one id at the same moment: one is accepted, the others are answered
+/// as for a taken id (in one server process; docs/API.md). On PostgreSQL, where the id's check
+/// and the run that reserves it are separate statements.
+#[actix_web::test]
+async fn on_postgres_premises_racing_for_one_id_start_one_run() {
+    let db = drama_testkit::pg::ScratchDb::create("api_id_race").await;
+    let pool = db.pool().await;
+    let (store, app) = crate::support::pg_app(&pool).await;
+    let user = drama_domain::UserId::random();
+    let mut new = drama_dal::NewUser::new(user);
+    new.tokens = 1_000_000;
+    drama_dal::UserRepository::create_user(&*store, &new)
+        .await
+        .unwrap();
+    let key = drama_dal::ApiKeyRepository::create_api_key(&*store, user, "pg", &[], None)
+        .await
+        .unwrap()
+        .key;
+    let svc = actix_web::test::init_service(
+        actix_web::App::new()
+            .wrap(actix_web::middleware::from_fn(
+                drama_api::middleware::request_context,
+            ))
+            .configure(drama_api::configure(drama_api::ApiState::new(
+                app,
+                Harness::settings(),
+            ))),
+    )
+    .await;
+    let premises = (0..6).map(|i| {
+        let body = json!({"premise": format!("Rivals number {i} meet at a lighthouse."), "id": "contested"});
+        send(&svc, post_json("/dramas", &key, body))
+    });
+    let answers = futures::future::join_all(premises).await;
+    let statuses: Vec<u16> = answers.iter().map(|(status, _, _)| *status).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 202).count(),
+        1,
+        "{answers:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 409).count(),
+        5,
+        "{answers:?}"
+    );
+    pool.close().await;
+    db.drop_it().await;
+}
+
 #[actix_web::test]
 async fn an_id_being_written_is_taken_until_its_run_settles() {
     let h = Harness::new().await;

@@ -116,7 +116,7 @@ fn end_frame(view: &JobView) -> Bytes {
     tag = "Jobs",
     summary = "A job's events as Server-Sent Events",
     params(
-        ("job_id" = String, Path, description = "Job id (UUID)."),
+        doc::JobPath,
         ("Last-Event-ID" = Option<String>, Header, nullable = false, description = "Replay after this event."),
         ("after" = Option<i64>, Query, minimum = -9223372036854775808_i64, maximum = 9223372036854775807_i64, description = "Same as Last-Event-ID."),
     ),

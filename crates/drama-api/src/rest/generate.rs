@@ -181,14 +181,7 @@ pub(crate) struct ModelOptions {
         ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
     ),
     request_body = inline(doc::ModelOptions),
-    responses(
-        (status = 202, description = "Critique started; the job's result is `{\"feedback\": …}`.", body = doc::JobResponse),
-        (status = 404, description = "No such drama.", body = doc::Error),
-        (status = 422, description = "The input breaks a rule; `detail` lists each field.", body = doc::ValidationError),
-        (status = 400, description = "The request cannot be understood: a body that is not JSON, a malformed header or path.", body = doc::Error),
-        (status = 413, description = "The body is above its limit.", body = doc::Error),
-        (status = 403, description = "A per-user quota would be exceeded (`quota_exceeded`: dramas held, bytes stored or runs in progress); nothing was done.", body = doc::Error),
-    )
+    responses(doc::CritiqueStarted)
 )]
 async fn critic(
     state: web::Data<ApiState>,
@@ -209,14 +202,7 @@ async fn critic(
         ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
     ),
     request_body = inline(doc::ModelOptions),
-    responses(
-        (status = 202, description = "Critique started; the job's result is `{\"feedback\": …}`.", body = doc::JobResponse),
-        (status = 404, description = "No such drama.", body = doc::Error),
-        (status = 422, description = "The input breaks a rule; `detail` lists each field.", body = doc::ValidationError),
-        (status = 400, description = "The request cannot be understood: a body that is not JSON, a malformed header or path.", body = doc::Error),
-        (status = 413, description = "The body is above its limit.", body = doc::Error),
-        (status = 403, description = "A per-user quota would be exceeded (`quota_exceeded`: dramas held, bytes stored or runs in progress); nothing was done.", body = doc::Error),
-    )
+    responses(doc::CritiqueStarted)
 )]
 async fn critique(
     state: web::Data<ApiState>,

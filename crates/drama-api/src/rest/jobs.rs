@@ -136,7 +136,7 @@ async fn job_of_drama(
     tag = "Jobs",
     summary = "A job with its counts and direct children",
     params(
-        ("job_id" = String, Path, description = "Job id (UUID)."),
+        doc::JobPath,
     ),
     responses(
         (status = 200, description = "The record with `children`.", body = doc::JobStatusRecord),
@@ -166,14 +166,8 @@ async fn job(
     path = "/jobs/{job_id}/cancel",
     tag = "Jobs",
     summary = "Cancel a run or subtree: nothing new starts, running handlers stop",
-    params(
-        ("job_id" = String, Path, description = "Job id (UUID)."),
-    ),
-    responses(
-        (status = 200, description = "The job.", body = doc::JobStatusRecord),
-        (status = 404, description = "No such job.", body = doc::Error),
-        (status = 400, description = "The request cannot be understood: a body that is not JSON, a malformed header or path.", body = doc::Error),
-    )
+    params(doc::JobPath,),
+    responses(doc::JobChanged)
 )]
 async fn cancel(
     state: web::Data<ApiState>,
@@ -189,14 +183,8 @@ async fn cancel(
     path = "/jobs/{job_id}/resume",
     tag = "Jobs",
     summary = "Re-queue what failed, was skipped or cancelled (never what completed)",
-    params(
-        ("job_id" = String, Path, description = "Job id (UUID)."),
-    ),
-    responses(
-        (status = 200, description = "The job.", body = doc::JobStatusRecord),
-        (status = 404, description = "No such job.", body = doc::Error),
-        (status = 400, description = "The request cannot be understood: a body that is not JSON, a malformed header or path.", body = doc::Error),
-    )
+    params(doc::JobPath,),
+    responses(doc::JobChanged)
 )]
 async fn resume(
     state: web::Data<ApiState>,

@@ -472,10 +472,6 @@ async fn a_synchronous_route_hands_over_its_run_at_the_deadline_and_charges_once
     worker.shutdown().await;
 }
 
-/// A drama id a running generation is writing is taken: a body, another premise or an
-/// improvement under it answer 409 exactly as for a stored drama (for its owner and anyone
-/// else), so the paid write cannot be made to fail at its end; once the run settles without
-/// writing, the id is free again.
 /// Premises that ask for one id at the same moment: one is accepted, the others are answered
 /// as for a taken id (in one server process; docs/API.md). On PostgreSQL, where the id's check
 /// and the run that reserves it are separate statements.
@@ -484,27 +480,8 @@ async fn on_postgres_premises_racing_for_one_id_start_one_run() {
     let db = drama_testkit::pg::ScratchDb::create("api_id_race").await;
     let pool = db.pool().await;
     let (store, app) = crate::support::pg_app(&pool).await;
-    let user = drama_domain::UserId::random();
-    let mut new = drama_dal::NewUser::new(user);
-    new.tokens = 1_000_000;
-    drama_dal::UserRepository::create_user(&*store, &new)
-        .await
-        .unwrap();
-    let key = drama_dal::ApiKeyRepository::create_api_key(&*store, user, "pg", &[], None)
-        .await
-        .unwrap()
-        .key;
-    let svc = actix_web::test::init_service(
-        actix_web::App::new()
-            .wrap(actix_web::middleware::from_fn(
-                drama_api::middleware::request_context,
-            ))
-            .configure(drama_api::configure(drama_api::ApiState::new(
-                app,
-                Harness::settings(),
-            ))),
-    )
-    .await;
+    let (_, key) = crate::support::pg_user(&store, 1_000_000).await;
+    let svc = crate::support::service_of(app, Harness::settings()).await;
     let premises = (0..6).map(|i| {
         let body = json!({"premise": format!("Rivals number {i} meet at a lighthouse."), "id": "contested"});
         send(&svc, post_json("/dramas", &key, body))
@@ -525,6 +502,10 @@ async fn on_postgres_premises_racing_for_one_id_start_one_run() {
     db.drop_it().await;
 }
 
+/// A drama id a running generation is writing is taken: a body, another premise or an
+/// improvement under it answer 409 exactly as for a stored drama (for its owner and anyone
+/// else), so the paid write cannot be made to fail at its end; once the run settles without
+/// writing, the id is free again.
 #[actix_web::test]
 async fn an_id_being_written_is_taken_until_its_run_settles() {
     let h = Harness::new().await;

@@ -176,27 +176,8 @@ async fn on_postgres_a_burst_of_requests_does_not_pass_a_quota() {
     let pool = db.pool().await;
     let (store, app) = crate::support::pg_app(&pool).await;
     let app = app.with_quotas(quota(4, 0, 3));
-    let user = drama_domain::UserId::random();
-    let mut new = drama_dal::NewUser::new(user);
-    new.tokens = 1_000_000;
-    drama_dal::UserRepository::create_user(&*store, &new)
-        .await
-        .unwrap();
-    let key = drama_dal::ApiKeyRepository::create_api_key(&*store, user, "pg", &[], None)
-        .await
-        .unwrap()
-        .key;
-    let svc = actix_web::test::init_service(
-        actix_web::App::new()
-            .wrap(actix_web::middleware::from_fn(
-                drama_api::middleware::request_context,
-            ))
-            .configure(drama_api::configure(drama_api::ApiState::new(
-                app,
-                Harness::settings(),
-            ))),
-    )
-    .await;
+    let (_, key) = crate::support::pg_user(&store, 1_000_000).await;
+    let svc = crate::support::service_of(app, Harness::settings()).await;
     for id in ["b0", "b1", "b2"] {
         create_drama(&svc, &key, id, (1, 1, 1)).await;
     }

@@ -88,17 +88,25 @@ impl Harness {
         &self,
         settings: HttpSettings,
     ) -> impl Service<Request, Response = ServiceResponse, Error = actix_web::Error> + use<> {
-        let cors = settings.clone();
-        let state = ApiState::new(self.app.clone(), settings);
-        test::init_service(
-            actix_web::App::new()
-                .wrap(from_fn(drama_api::middleware::request_context))
-                .wrap(drama_api::middleware::cors(&cors))
-                .wrap(from_fn(boxed))
-                .configure(drama_api::configure(state)),
-        )
-        .await
+        service_of(self.app.clone(), settings).await
     }
+}
+
+/// The API over `app`, wrapped as the server wraps it.
+pub async fn service_of(
+    app: App,
+    settings: HttpSettings,
+) -> impl Service<Request, Response = ServiceResponse, Error = actix_web::Error> + use<> {
+    let cors = settings.clone();
+    let state = ApiState::new(app, settings);
+    test::init_service(
+        actix_web::App::new()
+            .wrap(from_fn(drama_api::middleware::request_context))
+            .wrap(drama_api::middleware::cors(&cors))
+            .wrap(from_fn(boxed))
+            .configure(drama_api::configure(state)),
+    )
+    .await
 }
 
 /// Gives every response one body type, so tests can name the service's type.
@@ -253,6 +261,20 @@ fragment TypeRef on __Type {
   ofType { kind name ofType { kind name ofType { kind name ofType { kind name
     ofType { kind name ofType { kind name ofType { kind name } } } } } } }
 }";
+
+/// A user of `store` with `tokens` credits, and an API key of theirs.
+pub async fn pg_user(store: &drama_postgres::PgStore, tokens: i64) -> (UserId, String) {
+    let user = UserId::random();
+    let mut new = NewUser::new(user);
+    new.tokens = tokens;
+    store.create_user(&new).await.unwrap();
+    let key = store
+        .create_api_key(user, "pg", &[], None)
+        .await
+        .unwrap()
+        .key;
+    (user, key)
+}
 
 /// The use cases on PostgreSQL at `pool` (migrated here), with objects in memory and the
 /// offline providers: what the binary wires, minus the bucket.

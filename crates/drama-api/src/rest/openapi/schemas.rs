@@ -752,3 +752,67 @@ pub(crate) enum GenerationStartedBare {
     )]
     OverQuota(Error),
 }
+
+/// The answers of a critique started (`critic` and its alias `critique`).
+#[derive(utoipa::IntoResponses)]
+pub(crate) enum CritiqueStarted {
+    /// The run was accepted.
+    #[response(
+        status = 202,
+        description = "Critique started; the job's result is `{\"feedback\": …}`."
+    )]
+    Started(JobResponse),
+    /// The drama does not exist.
+    #[response(status = 404, description = "No such drama.")]
+    Missing(Error),
+    /// A field breaks a rule.
+    #[response(
+        status = 422,
+        description = "The input breaks a rule; `detail` lists each field."
+    )]
+    Invalid(ValidationError),
+    /// Not JSON, or a malformed header or path.
+    #[response(
+        status = 400,
+        description = "The request cannot be understood: a body that is not JSON, a malformed header or path."
+    )]
+    Malformed(Error),
+    /// The body is too large.
+    #[response(status = 413, description = "The body is above its limit.")]
+    TooLarge(Error),
+    /// A quota is reached.
+    #[response(
+        status = 403,
+        description = "A per-user quota would be exceeded (`quota_exceeded`: dramas held, bytes stored or runs in progress); nothing was done."
+    )]
+    OverQuota(Error),
+}
+
+/// The answers of a cancel or a resume of a job.
+#[derive(utoipa::IntoResponses)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "never built: the type only describes the answers"
+)]
+pub(crate) enum JobChanged {
+    /// The job after the change.
+    #[response(status = 200, description = "The job.")]
+    Changed(JobStatusRecord),
+    /// Not a job of the caller.
+    #[response(status = 404, description = "No such job.")]
+    Missing(Error),
+    /// A malformed path.
+    #[response(
+        status = 400,
+        description = "The request cannot be understood: a body that is not JSON, a malformed header or path."
+    )]
+    Malformed(Error),
+}
+
+/// The path of a job.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct JobPath {
+    /// Job id (UUID).
+    job_id: String,
+}

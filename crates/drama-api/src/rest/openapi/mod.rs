@@ -7,6 +7,7 @@
 //! body types, list the handler in `paths(...)` below and run the `openapi` tests with
 //! `UPDATE_OPENAPI=1` to rewrite the committed `openapi.json`.
 
+mod answers;
 pub(crate) mod schemas;
 
 use std::sync::LazyLock;

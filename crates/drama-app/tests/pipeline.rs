@@ -635,3 +635,33 @@ async fn a_resume_is_paid_before_anything_runs_again(backend: Backend) {
     assert_eq!(w.store.check_ledger().await.unwrap(), vec![]);
     w.stop().await;
 }
+
+/// In memory (the embedded mode) the refund loop pays every run that owes, not only those
+/// among the newest hundred runs of all users.
+#[tokio::test]
+async fn in_memory_an_old_cancelled_run_is_refunded_behind_a_hundred_newer_runs() {
+    let assets = Arc::new(drama_assets::MemoryStore::default());
+    let (ports, store, jobs) = Ports::memory(assets, AiProviders::offline(7));
+    let app = App::new(ports).with_offline_pricing(true);
+    let store: Arc<dyn Store> = store;
+    let owner = user_with(&*store, 10_000).await;
+    let caller = Caller::user(owner);
+    let d = drama_testkit::builders::drama("old", 1, 1, 1);
+    store.create(owner, &d).await.unwrap();
+    // No worker: the run is cancelled before anything ran, so its whole charge is due back.
+    let run = app
+        .generate(&caller, &d.id, Scope::Drama, false)
+        .await
+        .unwrap();
+    app.cancel_job(&caller, run.job_id).await.unwrap();
+    assert!(store.get_user(owner).await.unwrap().tokens < 10_000);
+    let someone = uuid::Uuid::new_v4();
+    for _ in 0..101 {
+        let graph = drama_jobs::Graph::new(drama_jobs::RunSpec::new("noop", someone)).with(
+            drama_jobs::NodeSpec::task("t", "noop", serde_json::json!({})),
+        );
+        drama_jobs::JobStore::submit(&*jobs, &graph).await.unwrap();
+    }
+    app.settle_refunds().await;
+    assert_eq!(store.get_user(owner).await.unwrap().tokens, 10_000);
+}

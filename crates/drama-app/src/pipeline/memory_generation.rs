@@ -14,9 +14,7 @@ use drama_dal::{
 };
 use drama_domain::{Drama, DramaId, EpisodeId, Scene, UserId};
 use drama_jobs::core::{Finish, FinishKind};
-use drama_jobs::{
-    Expansion, Fence, Graph, JobError, JobId, JobStore, MemoryJobStore, RunFilter, Submitted,
-};
+use drama_jobs::{Expansion, Fence, Graph, JobError, JobId, JobStore, MemoryJobStore, Submitted};
 use serde_json::Value;
 
 /// The pipeline's writes on the in-memory stores (tests, embedded mode). Each method applies
@@ -352,15 +350,8 @@ impl GenerationStore for MemoryGeneration {
     }
 
     async fn settle_refunds(&self, limit: u32) -> Result<Vec<Refund>, GenerationError> {
-        let runs = self
-            .jobs
-            .list_runs(&RunFilter {
-                owner: None,
-                subject: None,
-                active_only: false,
-                limit: limit as usize,
-            })
-            .await?;
+        // Exactly the runs that owe: a list of the newest runs would never reach older ones.
+        let runs = self.jobs.runs_owing_refunds(limit as usize);
         let mut refunds = Vec::new();
         for run in runs {
             let owner = UserId(run.owner);

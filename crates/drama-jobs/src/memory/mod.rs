@@ -94,6 +94,12 @@ impl MemoryJobStore {
         Ok(back)
     }
 
+    /// Up to `limit` runs whose refund is due, however many newer runs there are: the memory
+    /// twin of the refund loop's query on PostgreSQL (refunds before claw-backs).
+    pub fn runs_owing_refunds(&self, limit: usize) -> Vec<JobView> {
+        self.lock().runs_owing_refunds(limit)
+    }
+
     /// An empty store.
     pub fn new() -> Self {
         let (notify, _) = broadcast::channel(4096);

@@ -112,6 +112,26 @@ impl Mem {
             .collect())
     }
 
+    /// Up to `limit` runs whose refund is due (what is refundable differs from what was
+    /// refunded), wherever they are in the list of runs: refunds before claw-backs, so that
+    /// a claw-back that stays refused does not hold up others; oldest first otherwise.
+    pub(super) fn runs_owing_refunds(&self, limit: usize) -> Vec<JobView> {
+        let mut due: Vec<(bool, RunId)> = self
+            .runs
+            .keys()
+            .filter_map(|id| {
+                let costs = &self.groups.get(id)?.costs;
+                (costs.refundable != costs.refunded)
+                    .then_some((costs.refundable < costs.refunded, *id))
+            })
+            .collect();
+        due.sort();
+        due.into_iter()
+            .take(limit)
+            .filter_map(|(_, id)| self.view(id))
+            .collect()
+    }
+
     pub(super) fn prune(
         &mut self,
         settled_before: DateTime<Utc>,

@@ -23,7 +23,10 @@ pub use drama_dal::{CreditReason, LedgerEntry};
 pub use error::AppError;
 pub use identity::{KeyCaller, key_fingerprint, looks_like_api_key};
 pub use keys::{MAX_ACTIVE_KEYS, MAX_KEY_DAYS, MAX_KEY_NAME, NewKey};
-pub use library::{LibraryItem, LibraryTag, LibraryType, LibraryUpload};
+pub use library::{
+    LIBRARY_PAGE_BYTES, LIBRARY_PAGE_DEFAULT, LIBRARY_PAGE_MAX, LibraryItem, LibraryPage,
+    LibraryQuery, LibraryTag, LibraryType, LibraryUpload,
+};
 pub use limits::{MAX_METADATA_BYTES, TextLimits};
 pub use once::{KEY_WINDOW, MAX_KEY_LEN, RequestKey};
 pub use pricing::{MediaPrices, ModelPrice, Pricing, TokenPrices};

@@ -130,6 +130,83 @@ pub struct LibraryItem {
     pub asset_id: String,
 }
 
+/// Items a library page holds when the client names no `limit`.
+pub const LIBRARY_PAGE_DEFAULT: usize = 100;
+/// Most items a library page holds, and most records one page reads whatever its filters.
+pub const LIBRARY_PAGE_MAX: usize = 1000;
+/// Records of a page read at once: enough to hide a bucket's latency, few enough that one
+/// listing does not flood the bucket.
+const LIBRARY_READS: usize = 8;
+/// A page ends once its records reach this many bytes. Caller metadata makes a record up to
+/// tens of KB, so a page of 1,000 could pass the bound on a signed JSON answer (64 MB);
+/// this keeps every page far below it.
+pub const LIBRARY_PAGE_BYTES: usize = 8 * 1024 * 1024;
+
+/// Which upload records a page lists.
+#[derive(Debug, Clone)]
+pub struct LibraryQuery<'a> {
+    /// Project name as the client wrote it.
+    pub project: &'a str,
+    /// Only records of this kind.
+    pub asset_type: Option<LibraryType>,
+    /// Only records with this tag.
+    pub tag: Option<LibraryTag>,
+    /// Most items in the page, 1..=[`LIBRARY_PAGE_MAX`].
+    pub limit: usize,
+    /// The `next` cursor of the previous page; the first page when `None`.
+    pub cursor: Option<&'a str>,
+}
+
+/// One page of upload records.
+#[derive(Debug, Clone)]
+pub struct LibraryPage {
+    /// The records, in key order.
+    pub items: Vec<Value>,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<String>,
+}
+
+fn record_matches(record: &Value, query: &LibraryQuery<'_>) -> bool {
+    let matches_type = query
+        .asset_type
+        .is_none_or(|t| record["asset_type"].as_str() == Some(t.as_str()));
+    let matches_tag = query
+        .tag
+        .is_none_or(|t| record["tag"].as_str() == Some(t.as_str()));
+    matches_type && matches_tag
+}
+
+/// Version prefix of a library cursor, so its form can change without misreading old ones.
+const CURSOR_PREFIX: &str = "l1:";
+
+/// The cursor after `key`: the record's asset id, hex-encoded (opaque to clients; it names
+/// no owner or project, which every request gives anyway).
+fn encode_cursor(key: &ObjectKey) -> String {
+    let id = key
+        .as_str()
+        .rsplit('/')
+        .next()
+        .and_then(|name| name.strip_suffix(".json"))
+        .unwrap_or_default();
+    hex::encode(format!("{CURSOR_PREFIX}{id}"))
+}
+
+fn bad_cursor() -> AppError {
+    AppError::Invalid(DomainError::field(
+        "cursor",
+        "not a cursor returned by this server",
+    ))
+}
+
+fn decode_cursor(text: &str) -> Result<String, AppError> {
+    let raw = hex::decode(text).map_err(|_| bad_cursor())?;
+    let raw = String::from_utf8(raw).map_err(|_| bad_cursor())?;
+    raw.strip_prefix(CURSOR_PREFIX)
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(bad_cursor)
+}
+
 fn metadata_key(user: UserId, scope: &Scope, asset_id: &str) -> Result<ObjectKey, AppError> {
     Ok(keys::asset_key(
         user,
@@ -218,7 +295,8 @@ impl App {
         }
         self.check_bytes_quota(user, upload.size_hint.unwrap_or(0))
             .await?;
-        let asset_id = uuid::Uuid::new_v4().to_string();
+        // Time-ordered, so a listing in key order is in upload order.
+        let asset_id = uuid::Uuid::now_v7().to_string();
         let key = keys::asset_key(user, &scope, Category::Uploads, &asset_id, media)?;
         let info = self
             .assets
@@ -261,43 +339,96 @@ impl App {
         Ok(record)
     }
 
-    /// Records of a project's uploads, optionally filtered.
+    /// One page of a project's upload records, optionally filtered, in key order: the order
+    /// of their ids, which for uploads stored by this server (UUID v7) is the order the
+    /// uploads began.
+    ///
+    /// The listing stops after the page and the page's records are read a few at a time, so
+    /// a page costs at most [`LIBRARY_PAGE_MAX`] record reads and about
+    /// [`LIBRARY_PAGE_BYTES`] of records whatever the project holds. With a filter the page
+    /// may hold fewer than `limit` items (even none) while `next` is set: it examined
+    /// [`LIBRARY_PAGE_MAX`] records or [`LIBRARY_PAGE_BYTES`] of them.
     ///
     /// # Errors
-    /// `Invalid` (project name); `Unavailable`.
+    /// `Invalid` (project name, `limit` outside 1..=[`LIBRARY_PAGE_MAX`], a `cursor` this
+    /// server did not answer); `Unavailable`.
     #[tracing::instrument(skip_all)]
     pub async fn library_list(
         &self,
         caller: &Caller,
         owner: Option<UserId>,
-        project: &str,
-        asset_type: Option<LibraryType>,
-        tag: Option<LibraryTag>,
-    ) -> Result<Vec<Value>, AppError> {
+        query: &LibraryQuery<'_>,
+    ) -> Result<LibraryPage, AppError> {
+        if !(1..=LIBRARY_PAGE_MAX).contains(&query.limit) {
+            return Err(AppError::Invalid(DomainError::field(
+                "limit",
+                format!("must be between 1 and {LIBRARY_PAGE_MAX}"),
+            )));
+        }
         let user = caller.owner(owner);
-        let scope = Scope::project(project)?;
+        let scope = Scope::project(query.project)?;
         let prefix = keys::category_prefix(user, &scope, Category::Metadata);
-        let mut records = Vec::new();
-        for summary in self.assets.list(&prefix).await? {
-            let (_, bytes) = match self.assets.get_bytes(&summary.key).await {
-                Ok(found) => found,
-                // Deleted between the listing and the read.
-                Err(e) if e.is_not_found() => continue,
-                Err(e) => return Err(e.into()),
-            };
-            let Ok(record) = serde_json::from_slice::<Value>(&bytes) else {
-                tracing::warn!(object.key = %summary.key, "unreadable library record skipped");
-                continue;
-            };
-            let matches_type =
-                asset_type.is_none_or(|t| record["asset_type"].as_str() == Some(t.as_str()));
-            let matches_tag = tag.is_none_or(|t| record["tag"].as_str() == Some(t.as_str()));
-            if matches_type && matches_tag {
-                records.push(record);
+        let mut after = query
+            .cursor
+            .map(|c| {
+                decode_cursor(c)
+                    .and_then(|id| metadata_key(user, &scope, &id).map_err(|_| bad_cursor()))
+            })
+            .transpose()?;
+        let mut items = Vec::new();
+        let (mut examined, mut bytes_read) = (0usize, 0usize);
+        loop {
+            let want = (query.limit - items.len()).min(LIBRARY_PAGE_MAX - examined);
+            let listed = self.assets.list_page(&prefix, after.as_ref(), want).await?;
+            let listed_len = listed.objects.len();
+            if listed_len == 0 {
+                return Ok(LibraryPage { items, next: None });
+            }
+            let (mut consumed, mut full) = (0usize, false);
+            let mut reads = futures::stream::iter(listed.objects)
+                .map(|summary| async move {
+                    let read = self.assets.get_bytes(&summary.key).await;
+                    (summary.key, read)
+                })
+                .buffered(LIBRARY_READS);
+            while let Some((key, read)) = reads.next().await {
+                consumed += 1;
+                examined += 1;
+                let bytes = match read {
+                    Ok((_, bytes)) => Some(bytes),
+                    // Deleted between the listing and the read.
+                    Err(e) if e.is_not_found() => None,
+                    Err(e) => return Err(e.into()),
+                };
+                if let Some(bytes) = bytes {
+                    bytes_read += bytes.len();
+                    match serde_json::from_slice::<Value>(&bytes) {
+                        Ok(record) if record_matches(&record, query) => items.push(record),
+                        Ok(_) => {}
+                        Err(_) => {
+                            tracing::warn!(object.key = %key, "unreadable library record skipped");
+                        }
+                    }
+                }
+                after = Some(key);
+                if items.len() >= query.limit
+                    || examined >= LIBRARY_PAGE_MAX
+                    || bytes_read >= LIBRARY_PAGE_BYTES
+                {
+                    full = true;
+                    break;
+                }
+            }
+            let more = consumed < listed_len || listed.more;
+            if full || !more {
+                let next = if more {
+                    after.as_ref().map(encode_cursor)
+                } else {
+                    None
+                };
+                return Ok(LibraryPage { items, next });
             }
         }
-        records.sort_by(|a, b| a["created_at"].as_str().cmp(&b["created_at"].as_str()));
-        Ok(records)
     }
 
     async fn library_record(

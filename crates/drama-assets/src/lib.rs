@@ -26,6 +26,7 @@ pub use s3_options::{MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE, MultipartSettings,
 pub use settings::{AssetSettings, BackendKind, VARIABLES, open_store};
 pub use signing::{FILES_PATH, MIN_SECRET_LEN, SignedRequest, UrlSigner};
 pub use store::{
-    AssetStore, ByteRange, ByteStream, CheckReport, CheckStep, ContentRange, MAX_PRESIGN_EXPIRY,
-    ObjectInfo, ObjectStream, ObjectSummary, PresignMethod, PresignedRequest, verify_upload,
+    AssetStore, ByteRange, ByteStream, CheckReport, CheckStep, ContentRange, ListPage,
+    MAX_PRESIGN_EXPIRY, ObjectInfo, ObjectStream, ObjectSummary, PresignMethod, PresignedRequest,
+    verify_upload,
 };

@@ -16,7 +16,7 @@ use crate::limits::SizeLimits;
 use crate::media::MediaType;
 use crate::signing::UrlSigner;
 use crate::store::{
-    AssetStore, ByteRange, ByteStream, CheckReport, CheckStep, ContentRange, ObjectInfo,
+    AssetStore, ByteRange, ByteStream, CheckReport, CheckStep, ContentRange, ListPage, ObjectInfo,
     ObjectStream, ObjectSummary, PresignedRequest,
 };
 
@@ -225,6 +225,39 @@ impl AssetStore for MemoryStore {
                 })
             })
             .collect()
+    }
+
+    async fn list_page(
+        &self,
+        prefix: &KeyPrefix,
+        after: Option<&ObjectKey>,
+        max: usize,
+    ) -> Result<ListPage, AssetError> {
+        use std::ops::Bound;
+        let max = max.max(1);
+        let objects = self.objects.read().unwrap_or_else(PoisonError::into_inner);
+        let start = match after {
+            Some(a) if a.as_str() >= prefix.as_str() => Bound::Excluded(a.as_str().to_owned()),
+            _ => Bound::Included(prefix.as_str().to_owned()),
+        };
+        let mut rest = objects
+            .range((start, Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix.as_str()));
+        let page = rest
+            .by_ref()
+            .take(max)
+            .map(|(k, o)| {
+                Ok(ObjectSummary {
+                    key: ObjectKey::parse(k.clone())?,
+                    size: o.bytes.len() as u64,
+                    last_modified: Some(o.last_modified),
+                })
+            })
+            .collect::<Result<Vec<_>, AssetError>>()?;
+        Ok(ListPage {
+            objects: page,
+            more: rest.next().is_some(),
+        })
     }
 
     #[tracing::instrument(skip_all, fields(backend = "memory", from = %from, to = %to))]

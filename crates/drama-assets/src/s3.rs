@@ -26,7 +26,7 @@ use crate::limits::SizeLimits;
 use crate::media::MediaType;
 use crate::s3_options::{MultipartSettings, S3Options};
 use crate::store::{
-    AssetStore, ByteRange, ByteStream, CheckReport, CheckStep, ContentRange, ObjectInfo,
+    AssetStore, ByteRange, ByteStream, CheckReport, CheckStep, ContentRange, ListPage, ObjectInfo,
     ObjectStream, ObjectSummary, PresignMethod, PresignedRequest, presign_deadline,
 };
 
@@ -549,6 +549,69 @@ impl AssetStore for S3Store {
                 }
             })
             .collect())
+    }
+
+    #[tracing::instrument(skip_all, fields(backend = "s3", prefix = %prefix))]
+    async fn list_page(
+        &self,
+        prefix: &KeyPrefix,
+        after: Option<&ObjectKey>,
+        max: usize,
+    ) -> Result<ListPage, AssetError> {
+        let max = max.max(1);
+        let mut objects = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            // One listing request answers at most 1,000 keys; a page asks for no more than
+            // it still lacks, so the bucket never lists past the page.
+            let want = i32::try_from((max - objects.len()).min(1000)).unwrap_or(1000);
+            let start_after = match &token {
+                None => after.map(|a| a.as_str().to_owned()),
+                Some(_) => None,
+            };
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix.as_str())
+                .set_start_after(start_after)
+                .max_keys(want)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| self.map_err(e, prefix.as_str()))?;
+            for object in page.contents() {
+                let Some(key) = object.key() else { continue };
+                match ObjectKey::parse(key) {
+                    Ok(parsed) => objects.push(ObjectSummary {
+                        key: parsed,
+                        size: object
+                            .size()
+                            .and_then(|s| u64::try_from(s).ok())
+                            .unwrap_or(0),
+                        last_modified: object.last_modified().and_then(to_chrono),
+                    }),
+                    Err(e) => {
+                        tracing::warn!(key, error = %e, "skipping an object whose key breaks the key rules");
+                    }
+                }
+            }
+            let truncated = page.is_truncated() == Some(true);
+            if objects.len() >= max || !truncated {
+                let more = truncated || objects.len() > max;
+                objects.truncate(max);
+                return Ok(ListPage { objects, more });
+            }
+            match page.next_continuation_token() {
+                Some(next) => token = Some(next.to_owned()),
+                None => {
+                    return Ok(ListPage {
+                        objects,
+                        more: true,
+                    });
+                }
+            }
+        }
     }
 
     #[tracing::instrument(skip_all, fields(backend = "s3", from = %from, to = %to))]

@@ -50,6 +50,15 @@ pub struct ObjectSummary {
     pub last_modified: Option<DateTime<Utc>>,
 }
 
+/// One page of a listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListPage {
+    /// The objects, in key order.
+    pub objects: Vec<ObjectSummary>,
+    /// Whether more objects follow the last one.
+    pub more: bool,
+}
+
 /// An inclusive byte range to read, as in an HTTP `Range: bytes=start-end` header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ByteRange {
@@ -322,6 +331,33 @@ pub trait AssetStore: Send + Sync {
     /// # Errors
     /// `AccessDenied`, `Unavailable`, `Backend`.
     async fn list(&self, prefix: &KeyPrefix) -> Result<Vec<ObjectSummary>, AssetError>;
+
+    /// At most `max` objects under `prefix` whose keys sort after `after` (from the first when
+    /// `None`), in key order, and whether more follow: a listing that stops after the page,
+    /// so its cost follows `max` rather than the number of objects under `prefix`. A `max` of
+    /// 0 is read as 1.
+    ///
+    /// The default lists everything and cuts (the local store, whose directories are read
+    /// whole anyway); the bucket and memory stores read only the page.
+    ///
+    /// # Errors
+    /// `AccessDenied`, `Unavailable`, `Backend`.
+    async fn list_page(
+        &self,
+        prefix: &KeyPrefix,
+        after: Option<&ObjectKey>,
+        max: usize,
+    ) -> Result<ListPage, AssetError> {
+        let max = max.max(1);
+        let mut rest = self
+            .list(prefix)
+            .await?
+            .into_iter()
+            .filter(|o| after.is_none_or(|a| o.key.as_str() > a.as_str()));
+        let objects: Vec<ObjectSummary> = rest.by_ref().take(max).collect();
+        let more = rest.next().is_some();
+        Ok(ListPage { objects, more })
+    }
 
     /// Copies an object inside the store, content type and checksum included.
     ///

@@ -354,6 +354,60 @@ async fn lists_and_deletes_by_prefix(kind: Kind) {
     );
 }
 
+async fn lists_a_page_after_a_key(kind: Kind) {
+    let h = Harness::new(kind, SizeLimits::default()).await;
+    let (a, b) = (drama("drama-a"), drama("drama-ab"));
+    for id in ["c5", "c3", "c1", "c4", "c2"] {
+        let k = key(&a, Category::Portraits, id, MediaType::Png);
+        h.store
+            .put_bytes(&k, png(100, 1), "image/png")
+            .await
+            .unwrap();
+    }
+    // Keys after the prefix's last one, and under a longer prefix, are not on its pages.
+    for k in [
+        key(&a, Category::Uploads, "c0", MediaType::Png),
+        key(&b, Category::Portraits, "c0", MediaType::Png),
+    ] {
+        h.store
+            .put_bytes(&k, png(100, 2), "image/png")
+            .await
+            .unwrap();
+    }
+    let prefix = category_prefix(user(), &a, Category::Portraits);
+    let names = |page: &drama_assets::ListPage| -> Vec<String> {
+        page.objects
+            .iter()
+            .map(|o| o.key.as_str().rsplit('/').next().unwrap().to_owned())
+            .collect()
+    };
+    let mut after: Option<ObjectKey> = None;
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    loop {
+        let page = h.store.list_page(&prefix, after.as_ref(), 2).await.unwrap();
+        assert!(page.objects.len() <= 2);
+        seen.extend(names(&page));
+        pages += 1;
+        if !page.more {
+            break;
+        }
+        after = page.objects.last().map(|o| o.key.clone());
+    }
+    assert_eq!(seen, ["c1.png", "c2.png", "c3.png", "c4.png", "c5.png"]);
+    assert_eq!(pages, 3);
+    let whole = h.store.list_page(&prefix, None, 5).await.unwrap();
+    assert_eq!((whole.objects.len(), whole.more), (5, false));
+    // After the last key: nothing, and nothing more.
+    let last = whole.objects[4].key.clone();
+    let end = h.store.list_page(&prefix, Some(&last), 5).await.unwrap();
+    assert_eq!((end.objects.len(), end.more), (0, false));
+    // A key that sorts before the prefix starts the listing at its first key.
+    let before = key(&drama("drama-0"), Category::Portraits, "z", MediaType::Png);
+    let page = h.store.list_page(&prefix, Some(&before), 1).await.unwrap();
+    assert_eq!((names(&page), page.more), (vec!["c1.png".to_owned()], true));
+}
+
 async fn copies_with_type_and_checksum(kind: Kind) {
     let h = Harness::new(kind, SizeLimits::default()).await;
     let scope = drama("d1");
@@ -598,6 +652,7 @@ for_every_backend!(
     enforces_size_limits,
     a_wrong_length_or_a_broken_stream_stores_nothing,
     lists_and_deletes_by_prefix,
+    lists_a_page_after_a_key,
     copies_with_type_and_checksum,
     reads_byte_ranges,
     presigns_within_bounds,

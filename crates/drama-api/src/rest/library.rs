@@ -3,7 +3,10 @@
 use actix_multipart::Multipart;
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
-use drama_app::{Caller, LibraryItem, LibraryTag, LibraryType, LibraryUpload};
+use drama_app::{
+    AppError, Caller, LIBRARY_PAGE_DEFAULT, LIBRARY_PAGE_MAX, LibraryItem, LibraryQuery,
+    LibraryTag, LibraryType, LibraryUpload,
+};
 use drama_domain::{DomainError, UserId};
 use futures::StreamExt as _;
 use serde::Deserialize;
@@ -49,23 +52,31 @@ struct ListQuery {
     project_name: Option<String>,
     asset_type: Option<String>,
     tag: Option<String>,
+    /// Read as text so that a value that is not a number is refused naming `limit`.
+    limit: Option<String>,
+    cursor: Option<String>,
 }
 
+/// `GET /asset-library/list`: one page of a project's upload records, in key order (upload
+/// order for uploads stored by this server); `total` counts the page's items, as the old
+/// server counted its one answer.
 #[utoipa::path(
     get,
     path = "/asset-library/list",
     tag = "Asset library",
-    summary = "List a project's uploads",
+    summary = "List a project's uploads, one page at a time",
     params(
         ("user_id" = Option<String>, Query, description = "Another owner (service callers only)."),
         ("project_name" = String, Query, min_length = 1, pattern = "[A-Za-z0-9]", description = "Project."),
         ("asset_type" = inline(Option<doc::LibraryType>), Query, description = "image, video or text."),
         ("tag" = inline(Option<doc::LibraryTag>), Query, description = "character, storyboard or clip."),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "Most items in the page, 1–1000 (default 100). With `asset_type` or `tag` a page may hold fewer (even none) while `cursor` is not null: a page reads at most 1,000 records (and about 8 MB of them)."),
+        ("cursor" = Option<String>, Query, description = "The `cursor` answered with the previous page; absent for the first page."),
     ),
     responses(
-        (status = 200, description = "`{assets, total, user_id, project_name}`"),
+        (status = 200, description = "`{assets, total, cursor, user_id, project_name}`: `total` is the number of items in `assets`; `cursor` reads the next page and is null on the last."),
         (status = 400, description = "Missing project or bad filter.", body = doc::Error),
-        (status = 422, description = "The input breaks a rule; `detail` lists each field.", body = doc::ValidationError),
+        (status = 422, description = "The input breaks a rule (`limit` outside 1–1000 or not a number, a `cursor` this server did not answer); `detail` lists each field.", body = doc::ValidationError),
     )
 )]
 async fn list(
@@ -90,14 +101,39 @@ async fn list(
         .map(LibraryTag::parse)
         .transpose()
         .map_err(|e| ApiError::bad_request(e.to_string().replace("tag: ", "")))?;
+    let limit = match query.limit.as_deref() {
+        None => LIBRARY_PAGE_DEFAULT,
+        Some(text) => text.parse().map_err(|_| {
+            invalid(
+                "limit",
+                format!("must be a whole number from 1 to {LIBRARY_PAGE_MAX}, got {text:?}"),
+            )
+        })?,
+    };
     let owner = owner_arg(&caller, query.user_id.as_deref())?;
-    let assets = state
+    let page = state
         .app()
-        .library_list(&caller, owner, project, asset_type, tag)
-        .await?;
+        .library_list(
+            &caller,
+            owner,
+            &LibraryQuery {
+                project,
+                asset_type,
+                tag,
+                limit,
+                cursor: query.cursor.as_deref(),
+            },
+        )
+        .await
+        .map_err(|e| match e {
+            // Everything this use case checks came in the query string.
+            AppError::Invalid(d) => ApiError::validation(&d, "query"),
+            other => other.into(),
+        })?;
     Ok(HttpResponse::Ok().json(json!({
-        "total": assets.len(),
-        "assets": assets,
+        "total": page.items.len(),
+        "assets": page.items,
+        "cursor": page.next,
         "user_id": caller.owner(owner).to_string(),
         "project_name": project,
     })))

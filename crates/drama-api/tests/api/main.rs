@@ -12,6 +12,7 @@ mod graphql_limits;
 mod idempotency;
 mod jobs;
 mod library;
+mod library_pages;
 mod media_urls;
 mod old_clients;
 mod openapi;

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use super::generate::{accepted, premise_fields};
 use super::openapi::schemas as doc;
+use super::streaming::FormBudget;
 use super::{drama_id, json_body, patch_body, with_etag};
 use crate::endpoint::endpoint;
 use crate::error::{ApiError, ErrorCode};
@@ -211,30 +212,22 @@ const REFERENCE_LIMIT: usize = 20 * 1024 * 1024;
 const FORM_TEXT_LIMIT: usize = 256 * 1024;
 /// Most bytes a whole form may carry, parts the server ignores included.
 const FORM_LIMIT: usize = REFERENCE_LIMIT + 1024 * 1024;
-/// Most parts in one form: the four the server reads and a few a client adds.
-const FORM_PARTS: usize = 16;
 
 /// The multipart form of a premise: `premise`, `id`, `model`, `reference_image`.
 ///
 /// Each part is held to its own bound while it streams in (the image to
 /// [`REFERENCE_LIMIT`], text to [`FORM_TEXT_LIMIT`]), parts the server does not read are
-/// counted but not kept, and the whole form to [`FORM_LIMIT`] and [`FORM_PARTS`], so no form
+/// counted but not kept, and the whole form to [`FORM_LIMIT`] and
+/// [`FORM_PARTS`](super::streaming::FORM_PARTS) parts, so no form
 /// costs more memory than one image and a little text.
 async fn premise_form(mut form: Multipart) -> Result<PremiseRequest, ApiError> {
     let mut request = PremiseRequest::default();
     let mut premise = None;
-    let mut total = 0usize;
-    let mut parts = 0usize;
+    let mut budget = FormBudget::new(FORM_LIMIT);
     while let Some(field) = form.next().await {
         let mut field =
             field.map_err(|e| ApiError::bad_request(format!("malformed multipart body: {e}")))?;
-        parts += 1;
-        if parts > FORM_PARTS {
-            return Err(ApiError::message(
-                ErrorCode::TooLarge,
-                format!("the form has more than {FORM_PARTS} parts"),
-            ));
-        }
+        budget.part()?;
         let name = field.name().unwrap_or_default().to_owned();
         let content_type = field.content_type().map(ToString::to_string);
         let has_file = field
@@ -246,29 +239,7 @@ async fn premise_form(mut form: Multipart) -> Result<PremiseRequest, ApiError> {
             "premise" | "id" | "model" => (true, FORM_TEXT_LIMIT),
             _ => (false, FORM_LIMIT),
         };
-        let mut value = BytesMut::new();
-        let mut size = 0usize;
-        while let Some(chunk) = field.next().await {
-            let chunk = chunk
-                .map_err(|e| ApiError::bad_request(format!("malformed multipart body: {e}")))?;
-            size += chunk.len();
-            total += chunk.len();
-            if size > limit {
-                return Err(ApiError::message(
-                    ErrorCode::TooLarge,
-                    format!("{name} is larger than {limit} bytes"),
-                ));
-            }
-            if total > FORM_LIMIT {
-                return Err(ApiError::message(
-                    ErrorCode::TooLarge,
-                    format!("the form is larger than {FORM_LIMIT} bytes"),
-                ));
-            }
-            if keep {
-                value.extend_from_slice(&chunk);
-            }
-        }
+        let value = budget.read(&mut field, &name, limit, keep).await?;
         let text = || String::from_utf8_lossy(&value).trim().to_owned();
         match name.as_str() {
             "premise" => premise = Some(text()).filter(|p| !p.is_empty()),

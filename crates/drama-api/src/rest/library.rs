@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::openapi::schemas as doc;
-use super::streaming::{object_response, spool_channel};
+use super::streaming::{FormBudget, object_response, spool_channel};
 use crate::endpoint::endpoint;
 use crate::error::ApiError;
 use crate::state::{ApiState, Auth};
@@ -268,7 +268,15 @@ struct Form {
     metadata: Option<String>,
 }
 
+/// Largest text part of the upload form (`metadata` included).
+const FORM_TEXT_LIMIT: usize = 64 * 1024;
+/// Most bytes of the upload form besides the file, parts the server ignores included.
+const FORM_TEXT_TOTAL: usize = 1024 * 1024;
+
 impl Form {
+    /// The text parts the server reads; others are counted but not kept.
+    const FIELDS: [&'static str; 5] = ["user_id", "project_name", "asset_type", "tag", "metadata"];
+
     fn set(&mut self, name: &str, value: String) {
         match name {
             "user_id" => self.user_id = Some(value),
@@ -332,8 +340,8 @@ impl Form {
     request_body(content = inline(doc::UploadForm), content_type = "multipart/form-data"),
     responses(
         (status = 200, description = "`{asset_id, asset_type, tag, r2_key, public_url, created_at}`"),
-        (status = 413, description = "Too large.", body = doc::Error),
-        (status = 422, description = "The input breaks a rule; `detail` lists each field.", body = doc::ValidationError),
+        (status = 413, description = "Too large: the file past the upload limit, a text part past 64 KB (naming it), the text parts past 1 MB together, or more than 16 parts.", body = doc::Error),
+        (status = 422, description = "The input breaks a rule (a second `file` part among them); `detail` lists each field.", body = doc::ValidationError),
         (status = 400, description = "The request cannot be understood: a body that is not JSON, a malformed header or path.", body = doc::Error),
         (status = 403, description = "A per-user quota would be exceeded (`quota_exceeded`: dramas held, bytes stored or runs in progress); nothing was done.", body = doc::Error),
     )
@@ -346,11 +354,21 @@ async fn upload(
     let limit = state.settings.upload_limit;
     let mut form = Form::default();
     let mut file: Option<(Option<String>, Option<String>, super::streaming::Spooled)> = None;
+    // The file is bounded by the upload limit as it is spooled; the budget bounds the rest.
+    let mut budget = FormBudget::new(FORM_TEXT_TOTAL);
     while let Some(field) = form_data.next().await {
         let mut field =
             field.map_err(|e| ApiError::bad_request(format!("malformed multipart body: {e}")))?;
+        budget.part()?;
         let name = field.name().unwrap_or_default().to_owned();
         if name == "file" {
+            // Refused before it is read: a second file would be spooled only to be dropped.
+            if file.is_some() {
+                return Err(ApiError::validation(
+                    &DomainError::field("file", "only one file may be uploaded at a time"),
+                    "body",
+                ));
+            }
             let filename = field
                 .content_disposition()
                 .and_then(|d| d.get_filename())
@@ -359,18 +377,16 @@ async fn upload(
             let spooled = spool_channel(&mut field, limit).await?;
             file = Some((filename, content_type, spooled));
         } else {
-            let mut value = Vec::new();
-            while let Some(chunk) = field.next().await {
-                let chunk = chunk
-                    .map_err(|e| ApiError::bad_request(format!("malformed multipart body: {e}")))?;
-                if value.len() + chunk.len() > 64 * 1024 {
-                    return Err(ApiError::bad_request(format!(
-                        "form field {name} is too long"
-                    )));
-                }
-                value.extend_from_slice(&chunk);
+            let keep = Form::FIELDS.contains(&name.as_str());
+            let limit = if keep {
+                FORM_TEXT_LIMIT
+            } else {
+                FORM_TEXT_TOTAL
+            };
+            let value = budget.read(&mut field, &name, limit, keep).await?;
+            if keep {
+                form.set(&name, String::from_utf8_lossy(&value).into_owned());
             }
-            form.set(&name, String::from_utf8_lossy(&value).into_owned());
         }
     }
     let (project, asset_type, tag) = form.required()?;

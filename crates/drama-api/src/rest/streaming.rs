@@ -2,7 +2,7 @@
 
 use actix_web::http::header;
 use actix_web::{HttpResponse, HttpResponseBuilder};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use drama_app::media::{ByteStream, ContentRange, ObjectInfo, ObjectStream};
 use futures::StreamExt as _;
 use tokio::io::AsyncWriteExt as _;
@@ -31,6 +31,78 @@ impl Spooled {
             drop(guard);
         }
         .boxed()
+    }
+}
+
+/// Most parts in one multipart form: the few the server reads and a few a client adds.
+pub(crate) const FORM_PARTS: usize = 16;
+
+/// Counts a multipart form's parts and bytes while they stream in, so a form costs no more
+/// than its bounds whatever a client sends: every form of the API reads its parts through
+/// one of these.
+pub(crate) struct FormBudget {
+    parts: usize,
+    total: usize,
+    max_total: usize,
+}
+
+impl FormBudget {
+    /// A form of at most [`FORM_PARTS`] parts and `max_total` bytes read through
+    /// [`read`](Self::read).
+    pub(crate) fn new(max_total: usize) -> Self {
+        Self {
+            parts: 0,
+            total: 0,
+            max_total,
+        }
+    }
+
+    /// Counts the next part: 413 past [`FORM_PARTS`].
+    pub(crate) fn part(&mut self) -> Result<(), ApiError> {
+        self.parts += 1;
+        if self.parts > FORM_PARTS {
+            return Err(ApiError::message(
+                ErrorCode::TooLarge,
+                format!("the form has more than {FORM_PARTS} parts"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Reads part `name` whole, refusing it (413 naming it) past `limit` bytes and the form
+    /// (413) past its total; the bytes are kept only when `keep`, so a part the server does
+    /// not read is counted but costs no memory.
+    pub(crate) async fn read(
+        &mut self,
+        field: &mut actix_multipart::Field,
+        name: &str,
+        limit: usize,
+        keep: bool,
+    ) -> Result<BytesMut, ApiError> {
+        let mut value = BytesMut::new();
+        let mut size = 0usize;
+        while let Some(chunk) = field.next().await {
+            let chunk = chunk
+                .map_err(|e| ApiError::bad_request(format!("malformed multipart body: {e}")))?;
+            size += chunk.len();
+            self.total += chunk.len();
+            if size > limit {
+                return Err(ApiError::message(
+                    ErrorCode::TooLarge,
+                    format!("{name} is larger than {limit} bytes"),
+                ));
+            }
+            if self.total > self.max_total {
+                return Err(ApiError::message(
+                    ErrorCode::TooLarge,
+                    format!("the form is larger than {} bytes", self.max_total),
+                ));
+            }
+            if keep {
+                value.extend_from_slice(&chunk);
+            }
+        }
+        Ok(value)
     }
 }
 

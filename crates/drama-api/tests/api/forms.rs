@@ -1,6 +1,7 @@
-//! The multipart form of `POST /dramas` (a premise with a reference image) is bounded part by
-//! part and as a whole: text parts to a few hundred KB, parts the server ignores counted but
-//! not kept, and the number of parts; a well-formed form is still accepted.
+//! The multipart forms of `POST /dramas` (a premise with a reference image) and of
+//! `POST /asset-library/upload` are bounded part by part and as a whole: text parts to their
+//! limits, parts the server ignores counted but not kept, and the number of parts; a
+//! well-formed form is still accepted.
 
 use actix_web::test::TestRequest;
 use serde_json::Value;
@@ -83,4 +84,70 @@ async fn a_premise_form_is_bounded_part_by_part_and_as_a_whole() {
     let (status, _, body) = send(&svc, form(&h.alice_key, body)).await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["dramaId"], "form_ok", "{body}");
+}
+
+/// A `file` part, to put before a form's own parts.
+fn file_part(name: &str, bytes: &[u8]) -> Vec<u8> {
+    let mut part = format!(
+        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; \
+         filename=\"{name}\"\r\nContent-Type: image/png\r\n\r\n"
+    )
+    .into_bytes();
+    part.extend_from_slice(bytes);
+    part.extend_from_slice(b"\r\n");
+    part
+}
+
+#[actix_web::test]
+async fn an_upload_form_is_bounded_as_a_premise_form_is() {
+    let h = Harness::new().await;
+    let svc = h.service(Harness::settings()).await;
+    let fields = [
+        ("project_name", "p"),
+        ("asset_type", "image"),
+        ("tag", "clip"),
+    ];
+    let file = Some(("a.png", "image/png", PNG));
+    let upload = |body: Vec<u8>| crate::library::upload(&h.alice_key, body);
+
+    // A second file is refused, naming the part, rather than spooled to replace the first.
+    let body = [file_part("b.png", PNG), multipart(&fields, file, true)].concat();
+    let (status, _, body) = send(&svc, upload(body)).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (422, Some("validation_failed")),
+        "{body}"
+    );
+    assert_eq!(body["detail"][0]["field"], "file", "{body}");
+
+    // A text part past its limit is too large, naming the part.
+    let notes = format!(r#"{{"notes": "{}"}}"#, "n".repeat(70 * 1024));
+    let mut long = fields.to_vec();
+    long.push(("metadata", &notes));
+    let (status, _, body) = send(&svc, upload(multipart(&long, file, false))).await;
+    assert_too_large(status, &body, "metadata");
+
+    // Parts the server does not read count towards the form.
+    let filler = "y".repeat(600 * 1024);
+    let mut padded = fields.to_vec();
+    padded.extend([("padding", filler.as_str()), ("padding", filler.as_str())]);
+    let (status, _, body) = send(&svc, upload(multipart(&padded, file, false))).await;
+    assert_too_large(status, &body, "form");
+
+    // More parts than a form needs.
+    let mut many = fields.to_vec();
+    many.extend((0..14).map(|_| ("note", "x")));
+    let (status, _, body) = send(&svc, upload(multipart(&many, file, false))).await;
+    assert_too_large(status, &body, "parts");
+
+    // Nothing was stored by the refusals; a form at the part limit is accepted.
+    let (status, _, body) = send(
+        &svc,
+        crate::support::get("/asset-library/list?project_name=p", &h.alice_key),
+    )
+    .await;
+    assert_eq!((status, body["total"].as_u64()), (200, Some(0)), "{body}");
+    many.truncate(15);
+    let (status, _, body) = send(&svc, upload(multipart(&many, file, false))).await;
+    assert_eq!(status, 200, "{body}");
 }

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use juniper::http::{GraphQLBatchRequest, GraphQLRequest};
+use juniper::http::{GraphQLBatchRequest, GraphQLRequest, GraphQLResponse};
 
 pub use context::Ctx;
 pub use limits::{GraphqlLimits, LimitError, UNBOUNDED_LIST_ITEMS};
@@ -29,7 +29,7 @@ pub use schema::{Schema, schema, schema_with_depth};
 pub use socket::{CREDENTIALS_LAPSED_CLOSE, INIT_TIMEOUT_CLOSE, TOO_MANY_STREAMS_CLOSE};
 
 use crate::endpoint::endpoint;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::rest::openapi::schemas as doc;
 use crate::state::{ApiState, Auth};
 
@@ -92,13 +92,29 @@ async fn one_request(
     ctx: &Ctx,
     mut request: GraphQLRequest,
 ) -> serde_json::Value {
+    let invalid_input = serde_json::json!({"code": ErrorCode::ValidationFailed.graphql()});
     if let Err(message) = compat::normalise(&state.schema.schema, &mut request) {
-        return serde_json::json!({"data": null, "errors": [{"message": message}]});
+        return serde_json::json!({"data": null, "errors": [
+            {"message": message, "extensions": invalid_input}
+        ]});
     }
-    let mut answer = serde_json::to_value(request.execute(&state.schema, ctx).await)
-        .unwrap_or_else(
-            |e| serde_json::json!({"data": null, "errors": [{"message": e.to_string()}]}),
-        );
+    let result = request.execute(&state.schema, ctx).await.into_result();
+    // An argument or variable the schema refuses (`createDrama(premise: 123)`) is the twin
+    // of a REST body field of the wrong type, 422 `validation_failed`: its errors carry that
+    // code's GraphQL name, which juniper's validation errors lack.
+    let refused = matches!(result, Err(juniper::GraphQLError::ValidationError(_)));
+    let mut answer = serde_json::to_value(GraphQLResponse::from_result(result)).unwrap_or_else(
+        |e| serde_json::json!({"data": null, "errors": [{"message": e.to_string()}]}),
+    );
+    if refused && let Some(errors) = answer["errors"].as_array_mut() {
+        for error in errors {
+            if let Some(error) = error.as_object_mut() {
+                error
+                    .entry("extensions")
+                    .or_insert_with(|| invalid_input.clone());
+            }
+        }
+    }
     // juniper leaves `data` out when the document fails to parse or validate; the old server
     // answered `"data": null` beside the errors, and its clients read `data` first.
     if let serde_json::Value::Object(fields) = &mut answer {

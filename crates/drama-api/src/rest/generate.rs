@@ -646,13 +646,22 @@ async fn cover(
     }
 }
 
-/// The body of a premise request, in any of its three forms: `None` when it has no text
-/// `premise` (another form of `POST /dramas`); 422 when `id` or `model` is there but not text.
+/// The body of a premise request, in any of its three forms: `None` when it has no
+/// `premise` or a `null` one (another form of `POST /dramas`); 422 naming the field when
+/// `premise`, `id` or `model` is there but not text (the old server took a body with a
+/// `premise` key for a premise request whatever the rest held).
 pub(crate) type PremiseFields = (String, Option<String>, Option<String>);
 
 pub(crate) fn premise_fields(body: &Value) -> Result<Option<PremiseFields>, ApiError> {
-    let Some(premise) = body.get("premise").and_then(Value::as_str) else {
-        return Ok(None);
+    let premise = match body.get("premise") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(s)) => s,
+        Some(_) => {
+            return Err(ApiError::validation(
+                &DomainError::field("premise", "must be a string"),
+                "body",
+            ));
+        }
     };
     let text = |k: &str| match body.get(k) {
         None | Some(Value::Null) => Ok(None),

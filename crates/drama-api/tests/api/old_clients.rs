@@ -296,6 +296,10 @@ async fn the_old_graphql_documents_answer_in_the_old_shapes() {
             .contains("withJobs"),
         "{b}"
     );
+    assert_eq!(
+        b["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+        "{b}"
+    );
 
     // Not found, and the old mutations on a drama that does not exist: null, no error.
     let b = gql(

@@ -712,3 +712,74 @@ async fn requests_without_credentials_are_limited_per_address() {
         .unwrap();
     assert_eq!(served.status().as_u16(), 200);
 }
+
+#[actix_web::test]
+async fn a_premise_that_is_not_text_is_refused_naming_it() {
+    let h = Harness::new().await;
+    let svc = h.service(Harness::settings()).await;
+    let drama = create_body("beside")["drama"].clone();
+    for body in [
+        json!({"premise": 123}),
+        json!({"premise": true, "id": "p1"}),
+        json!({"premise": {"text": "a heron"}}),
+        json!({"premise": ["a heron"], "drama": drama}),
+    ] {
+        let (status, _, answer) = send(&svc, post_json("/dramas", &h.alice_key, &body)).await;
+        assert_eq!(
+            (status, answer["code"].as_str()),
+            (422, Some("validation_failed")),
+            "{body}: {answer}"
+        );
+        assert_eq!(answer["detail"][0]["field"], "premise", "{body}: {answer}");
+        assert_eq!(
+            answer["detail"][0]["loc"],
+            json!(["body", "premise"]),
+            "{answer}"
+        );
+    }
+    // GraphQL's twin answers the GraphQL name of the same code, as a literal and as a
+    // variable.
+    for (query, variables) in [
+        (
+            "mutation { createDrama(premise: 123) { jobId } }",
+            json!({}),
+        ),
+        (
+            "mutation($p: String!) { createDrama(premise: $p) { jobId } }",
+            json!({"p": 123}),
+        ),
+    ] {
+        let (status, _, answer) = send(
+            &svc,
+            post_json(
+                "/graphql",
+                &h.alice_key,
+                json!({"query": query, "variables": variables}),
+            ),
+        )
+        .await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(
+            answer["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+            "{query}: {answer}"
+        );
+        assert!(answer["data"].is_null(), "{answer}");
+    }
+    let (_, _, listed) = send(&svc, get("/dramas", &h.alice_key)).await;
+    assert_eq!(listed["dramas"], json!([]), "nothing was started or stored");
+    // A null premise is no premise: the body is the drama form.
+    let (status, _, answer) = send(
+        &svc,
+        post_json(
+            "/dramas",
+            &h.alice_key,
+            json!({"premise": null, "drama": drama}),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["id"].as_str()),
+        (201, Some("beside")),
+        "{answer}"
+    );
+}

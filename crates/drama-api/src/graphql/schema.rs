@@ -601,7 +601,8 @@ impl Mutation {
         ))
     }
 
-    /// Resumes what failed, was skipped or was cancelled in a job.
+    /// Resumes what failed, was skipped or was cancelled in a job. A run that settled counts
+    /// as a run started again for the quotas (`QUOTA_EXCEEDED`: nothing re-queued).
     async fn resume_job(ctx: &Ctx, id: String) -> Result<Job, GqlError> {
         Ok(Job::new(
             ctx.app.resume_job(&ctx.caller, parse_job(&id)?).await?,

@@ -184,7 +184,7 @@ async fn cancel(
     tag = "Jobs",
     summary = "Re-queue what failed, was skipped or cancelled (never what completed)",
     params(doc::JobPath,),
-    responses(doc::JobChanged)
+    responses(doc::JobResumed)
 )]
 async fn resume(
     state: web::Data<ApiState>,

@@ -4,10 +4,11 @@
 
 use actix_web::test::TestRequest;
 use drama_app::Quotas;
+use drama_dal::UserRepository as _;
 use serde_json::{Value, json};
 
 use crate::library::{BOUNDARY, PNG, multipart};
-use crate::support::{Harness, bearer, create_drama, post_json, send};
+use crate::support::{Harness, bearer, create_drama, get, post, post_json, send};
 
 async fn harness(quotas: Quotas) -> Harness {
     let mut h = Harness::new().await;
@@ -273,4 +274,54 @@ async fn a_user_stores_at_most_the_configured_number_of_bytes() {
     )
     .await;
     assert_eq!(status, 202, "{body}");
+}
+
+/// Resuming a run that settled starts it again as far as the quotas go: cancelling runs and
+/// resuming them after starting others does not pass `active_runs`. Refused over REST and
+/// GraphQL with the quota named, nothing re-queued and nothing charged. On PostgreSQL.
+#[actix_web::test]
+async fn on_postgres_a_resumed_run_counts_against_the_run_quota() {
+    let db = drama_testkit::pg::ScratchDb::create("api_quota_resume").await;
+    let pool = db.pool().await;
+    let (store, app) = crate::support::pg_app(&pool).await;
+    let app = app.with_offline_pricing(true).with_quotas(quota(0, 0, 2));
+    let (user, key) = crate::support::pg_user(&store, 1_000_000).await;
+    let svc = crate::support::service_of(app, Harness::settings()).await;
+    let mut jobs = Vec::new();
+    for id in ["r0", "r1", "r2", "r3"] {
+        create_drama(&svc, &key, id, (1, 1, 1)).await;
+        // No worker runs: a run stays active until it is cancelled.
+        let path = format!("/dramas/{id}/generate");
+        let (status, _, body) = send(&svc, post_json(&path, &key, json!({}))).await;
+        assert_eq!(status, 202, "{body}");
+        let job = body["jobId"].as_str().unwrap().to_owned();
+        if jobs.len() < 2 {
+            let (status, _, body) = send(&svc, post(&format!("/jobs/{job}/cancel"), &key)).await;
+            assert_eq!(status, 200, "{body}");
+        }
+        jobs.push(job);
+    }
+    let balance = || async { store.get_user(user).await.unwrap().tokens };
+    let before = balance().await;
+    for job in &jobs[..2] {
+        let (status, _, body) = send(&svc, post(&format!("/jobs/{job}/resume"), &key)).await;
+        assert_rest_refusal(status, &body, "active_runs");
+        let (_, _, view) = send(&svc, get(&format!("/jobs/{job}"), &key)).await;
+        assert_eq!(view["status"], "cancelled", "nothing was re-queued: {view}");
+    }
+    let query = format!(r#"mutation {{ resumeJob(id: "{}") {{ jobId }} }}"#, jobs[0]);
+    let (_, _, body) = send(&svc, post_json("/graphql", &key, json!({ "query": query }))).await;
+    assert_graphql_refusal(&body, "active_runs");
+    assert_eq!(balance().await, before, "nothing was charged");
+
+    // Cancelling one of the active runs makes room for one resume, not two.
+    let (status, _, body) = send(&svc, post(&format!("/jobs/{}/cancel", jobs[2]), &key)).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _, body) = send(&svc, post(&format!("/jobs/{}/resume", jobs[0]), &key)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(balance().await < before, "the resume was paid");
+    let (status, _, body) = send(&svc, post(&format!("/jobs/{}/resume", jobs[1]), &key)).await;
+    assert_rest_refusal(status, &body, "active_runs");
+    pool.close().await;
+    db.drop_it().await;
 }

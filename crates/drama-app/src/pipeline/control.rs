@@ -2,8 +2,10 @@
 
 use std::time::Duration;
 
-use drama_jobs::{JobId, JobView};
+use drama_dal::Entity;
+use drama_jobs::{JobId, JobState, JobView};
 
+use super::spec::kind;
 use super::usecases::{generation_error, job_error};
 use crate::{App, AppError, Caller};
 
@@ -24,11 +26,30 @@ impl App {
     /// Re-queues what failed, was skipped or was cancelled (never what completed) and debits
     /// its price in the same transaction; without enough tokens nothing is re-queued.
     ///
+    /// A run that settled short of completing is active again once resumed: that starts a
+    /// run as far as the quotas go, checked and re-queued in the user's turn as
+    /// `App::submit` does, so cancelling runs and resuming them cannot pass `active_runs`.
+    ///
     /// # Errors
-    /// `NotFound`; `InsufficientTokens` (nothing re-queued); `Unavailable`.
+    /// `NotFound`; `QuotaExceeded` and `InsufficientTokens` (nothing re-queued);
+    /// `Unavailable`.
     #[tracing::instrument(skip_all, fields(job.id = %id, user.id = %caller.user))]
     pub async fn resume_job(&self, caller: &Caller, id: JobId) -> Result<JobView, AppError> {
-        self.job(caller, id).await?;
+        let view = self.job(caller, id).await?;
+        let _turn = self.admission.user(caller.user).await;
+        let run = self
+            .jobs
+            .job(view.run_id)
+            .await
+            .map_err(job_error)?
+            .ok_or_else(|| AppError::not_found(Entity::Job, id))?;
+        // A completed run has nothing to re-queue; an active one is counted already.
+        if run.state.is_settled() && run.state != JobState::Completed {
+            self.check_run_quota(caller.user).await?;
+            if run.kind != kind::CRITIQUE_DRAMA {
+                self.check_bytes_quota(caller.user, 0).await?;
+            }
+        }
         let charged = self
             .generation
             .resume_charged(caller.user, id)

@@ -188,7 +188,37 @@ pub(crate) enum CritiqueStarted {
     OverQuota(Error),
 }
 
-/// The answers of a cancel or a resume of a job.
+/// The answers of a resume of a job: a cancel's, and the refusals of a paid start.
+#[derive(utoipa::IntoResponses)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "never built: the type only describes the answers"
+)]
+pub(crate) enum JobResumed {
+    /// The job after the change.
+    #[response(status = 200, description = "The job.")]
+    Changed(JobStatusRecord),
+    /// Not a job of the caller.
+    #[response(status = 404, description = "No such job.")]
+    Missing(Error),
+    /// A malformed path.
+    #[response(
+        status = 400,
+        description = "The request cannot be understood: a body that is not JSON, a malformed header or path."
+    )]
+    Malformed(Error),
+    /// The caller cannot pay for what would be re-queued.
+    #[response(status = 402, description = "Not enough tokens; nothing re-queued.")]
+    Unpaid(Error),
+    /// A settled run resumed is a run started again: the run and storage quotas apply.
+    #[response(
+        status = 403,
+        description = "A per-user quota would be exceeded (`quota_exceeded`: bytes stored or runs in progress); nothing was re-queued."
+    )]
+    OverQuota(Error),
+}
+
+/// The answers of a cancel of a job.
 #[derive(utoipa::IntoResponses)]
 #[expect(
     clippy::large_enum_variant,

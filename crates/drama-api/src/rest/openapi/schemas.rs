@@ -609,5 +609,5 @@ fn closed(schema: RefOr<Schema>) -> RefOr<Schema> {
 // The answers and paths several operations share, kept beside these schemas.
 pub(crate) use super::answers::{
     CharacterPath, CritiqueStarted, DramaPath, EpisodePath, GenerationStarted,
-    GenerationStartedBare, JobChanged, JobPath, PartPatched, PartRead, ScenePath,
+    GenerationStartedBare, JobChanged, JobPath, JobResumed, PartPatched, PartRead, ScenePath,
 };

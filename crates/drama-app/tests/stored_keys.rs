@@ -251,3 +251,90 @@ async fn the_sweeper_deletes_only_its_owners_unreferenced_keys() {
     w.pool.close().await;
     w.db.drop_it().await;
 }
+
+/// A 1×1 PNG.
+const PNG: &[u8] = &[
+    0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44, 0x52,
+    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1F, 0x15, 0xC4,
+    0x89, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9C, 0x63, 0xF8, 0xCF, 0xC0, 0xF0,
+    0x1F, 0x00, 0x05, 0x00, 0x01, 0xFF, 0x89, 0x99, 0x3D, 0x1D, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45,
+    0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
+];
+
+/// A premise's reference image is the written drama's to keep; the image of a run that never
+/// wrote its drama (cancelled) stays recorded as an orphan, and once the run is gone the
+/// sweeper deletes it and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reference_image_is_kept_by_its_drama_and_swept_after_a_run_that_wrote_none() {
+    use drama_app::pipeline::{PremiseRequest, ReferenceUpload};
+    use drama_jobs::JobStore as _;
+    let w = world("stored_keys_reference").await;
+    let alice = Caller::user(w.alice);
+    let premise = |id: &str| PremiseRequest {
+        premise: "A lighthouse keeper finds a map.".into(),
+        id: Some(id.into()),
+        model: None,
+        reference: Some(ReferenceUpload {
+            bytes: Bytes::from_static(PNG),
+            content_type: Some("image/png".into()),
+        }),
+    };
+    let references = |id: &str| format!("{}/{id}/references/", w.alice);
+    // No worker yet: this run is cancelled before it writes anything.
+    let dropped = w
+        .app
+        .create_from_premise(&alice, premise("dropped"))
+        .await
+        .unwrap();
+    w.app.cancel_job(&alice, dropped.job_id).await.unwrap();
+    let worker = Worker::start(
+        w.jobs.clone(),
+        w.app.registry(),
+        WorkerConfig {
+            poll_interval: Duration::from_millis(20),
+            ..WorkerConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let written = w
+        .app
+        .create_from_premise(&alice, premise("kept"))
+        .await
+        .unwrap();
+    assert_eq!(settle(&w, &alice, written.job_id).await, None);
+    worker.shutdown().await;
+    let recorded: Vec<String> =
+        sqlx::query_scalar("select storage_key from public.orphaned_objects")
+            .fetch_all(&w.pool)
+            .await
+            .unwrap();
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert!(
+        recorded[0].starts_with(&references("dropped")),
+        "{recorded:?}"
+    );
+
+    // Once the cancelled run is pruned (its refund paid), its image is swept; the drama's stays.
+    w.app.settle_refunds().await;
+    let later = chrono::Utc::now() + chrono::Duration::seconds(1);
+    assert_eq!(w.jobs.prune(later, 10).await.unwrap().runs, 2);
+    sqlx::query("update public.orphaned_objects set recorded_at = now() - interval '2 hours'")
+        .execute(&w.pool)
+        .await
+        .unwrap();
+    assert_eq!(w.app.sweep_orphans(100).await, 1);
+    let left: Vec<String> = w
+        .assets
+        .list(&drama_assets::keys::user_prefix(w.alice))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key.into_inner())
+        .filter(|k| k.contains("/references/"))
+        .collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].starts_with(&references("kept")), "{left:?}");
+    w.pool.close().await;
+    w.db.drop_it().await;
+}

@@ -123,6 +123,10 @@ pub struct ScriptCompletion {
     pub expansion_cost: i64,
     /// The job's result; the store records in it whether the expansion was added.
     pub result: Value,
+    /// Objects of the owner that what was stored holds from now on (a new drama's reference
+    /// image): taken off the orphan list in the same transaction, so that the sweeper, which
+    /// deletes a failed run's objects, keeps these.
+    pub kept_objects: Vec<String>,
 }
 
 /// What a paid resume did.

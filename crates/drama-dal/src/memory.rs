@@ -165,6 +165,17 @@ impl MemoryStore {
         Self::default()
     }
 
+    /// Takes `owner`'s `keys` off the orphan list: objects a stored record holds now (the
+    /// memory twin of what `GenerationStore::complete_drama` does in its transaction).
+    pub fn keep_objects(&self, owner: UserId, keys: &[String]) {
+        let mut s = self.lock();
+        for key in keys {
+            if s.orphans.get(key).is_some_and(|(_, o, _)| *o == owner) {
+                s.orphans.remove(key);
+            }
+        }
+    }
+
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave a half-applied change: every write
         // builds its result before it mutates, so the state behind a poisoned lock is sound.

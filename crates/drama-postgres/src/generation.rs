@@ -186,6 +186,17 @@ impl PgStore {
             Self::pay_for_expansion(&mut tx, owner, fence, &expansion, completion.expansion_cost)
                 .await?;
         let result = with_applied(completion.result, paid);
+        if !completion.kept_objects.is_empty() {
+            sqlx::query(
+                "delete from public.orphaned_objects \
+                 where storage_key = any($1) and owner_id = $2",
+            )
+            .bind(&completion.kept_objects)
+            .bind(owner.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
         complete_in_tx(&mut tx, fence, result, paid.then_some(expansion)).await?;
         tx.commit().await.map_err(db)?;
         Ok(paid)

@@ -218,6 +218,7 @@ async fn a_scene_expansion_locks_the_run_before_the_drama_and_the_balance(pool: 
                         expansion,
                         expansion_cost: 5,
                         result: json!({}),
+                        kept_objects: Vec::new(),
                     },
                 )
                 .await

@@ -325,3 +325,80 @@ async fn on_postgres_a_resumed_run_counts_against_the_run_quota() {
     pool.close().await;
     db.drop_it().await;
 }
+
+/// `POST /dramas` as a form: a premise and a reference image.
+fn premise_form(key: &str, id: &str) -> TestRequest {
+    let mut body = multipart(
+        &[("premise", "A lighthouse keeper."), ("id", id)],
+        None,
+        false,
+    );
+    let end = format!("--{BOUNDARY}--\r\n");
+    body.truncate(body.len() - end.len());
+    body.extend_from_slice(
+        format!(
+            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"reference_image\"; \
+             filename=\"ref.png\"\r\nContent-Type: image/png\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(PNG);
+    body.extend_from_slice(b"\r\n");
+    body.extend_from_slice(end.as_bytes());
+    TestRequest::post()
+        .uri("/dramas")
+        .insert_header(bearer(key))
+        .insert_header((
+            "content-type",
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        ))
+        .set_payload(body)
+}
+
+/// A premise with a reference image that is refused, for want of credits or of room once the
+/// image is counted, leaves no object in the bucket. On PostgreSQL.
+#[actix_web::test]
+async fn on_postgres_a_refused_premise_leaves_no_reference_image() {
+    let db = drama_testkit::pg::ScratchDb::create("api_quota_reference").await;
+    let pool = db.pool().await;
+    let (store, app) = crate::support::pg_app(&pool).await;
+    let app = app.with_offline_pricing(true);
+    let (poor, poor_key) = crate::support::pg_user(&store, 0).await;
+    let (full, full_key) = crate::support::pg_user(&store, 1_000_000).await;
+    let stored = |user| {
+        let assets = app.assets().clone();
+        async move {
+            assets
+                .list(&drama_assets::keys::user_prefix(user))
+                .await
+                .unwrap()
+        }
+    };
+
+    let svc = crate::support::service_of(app.clone(), Harness::settings()).await;
+    let (status, _, body) = send(&svc, premise_form(&poor_key, "unpaid")).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (402, Some("insufficient_tokens")),
+        "{body}"
+    );
+    assert_eq!(stored(poor).await, vec![]);
+
+    // Room for the image and not a byte more: the run, which stores media, does not fit.
+    let limit = PNG.len() as u64;
+    let svc = crate::support::service_of(
+        app.clone().with_quotas(quota(0, limit, 0)),
+        Harness::settings(),
+    )
+    .await;
+    let (status, _, body) = send(&svc, premise_form(&full_key, "no_room")).await;
+    assert_rest_refusal(status, &body, "stored_bytes");
+    assert_eq!(stored(full).await, vec![]);
+    // With room, the image is stored with the run that refers to it.
+    let svc = crate::support::service_of(app.clone(), Harness::settings()).await;
+    let (status, _, body) = send(&svc, premise_form(&full_key, "room")).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(stored(full).await.len(), 1);
+    pool.close().await;
+    db.drop_it().await;
+}

@@ -547,6 +547,7 @@ impl App {
             expansion,
             expansion_cost: cost,
             result: json!({ "episodeId": episode_id, "scenes": episode.scenes.len(), "usage": usage }),
+            kept_objects: Vec::new(),
         };
         let fence = ctx.fence();
         match commit_retrying(|| {
@@ -605,6 +606,9 @@ impl App {
             expansion,
             expansion_cost: cost,
             result: json!({ "dramaId": drama_id, "usage": usage }),
+            // The drama keeps its reference image; a run that never writes it leaves the
+            // image recorded as an orphan (`App::create_from_premise`).
+            kept_objects: spec.reference_key.iter().cloned().collect(),
         };
         let fence = ctx.fence();
         match commit_retrying(|| {

@@ -99,6 +99,7 @@ impl MemoryGeneration {
         completion: ScriptCompletion,
     ) -> Result<bool, GenerationError> {
         self.settle_usage(owner, fence, completion.usage_price)?;
+        self.store.keep_objects(owner, &completion.kept_objects);
         let paid = self.pay_for_expansion(
             owner,
             fence,

@@ -5,7 +5,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use chrono::Utc;
 use drama_ai::{AiError, CallKind};
-use drama_assets::{Category, MediaType, Scope as KeyScope, keys};
+use drama_assets::{Category, MediaType, ObjectKey, Scope as KeyScope, keys};
 use drama_dal::{Entity, GenerationError, RepoError, StoredDrama};
 use drama_domain::{Backoff, DomainError, DramaId, JobType, UserId};
 use drama_jobs::{Graph, JobError, JobId, NodeSpec, RunFilter, RunSpec};
@@ -319,16 +319,29 @@ impl App {
             token_prices: self.script_token_prices(model.as_deref()),
             model,
             improve: None,
-            reference_key,
+            reference_key: reference_key.as_ref().map(|k| k.as_str().to_owned()),
             reference_url,
         };
-        let graph = Graph {
-            run: RunSpec::new(kind::CREATE_DRAMA, caller.user.0)
-                .subject(drama_id.as_str())
-                .payload(json!({ "dramaId": drama_id })),
-            nodes: vec![self.write_node(&drama_id, &task, cost)?],
-        };
-        self.submit(caller.user, cost, graph, &once).await
+        let started = async {
+            let graph = Graph {
+                run: RunSpec::new(kind::CREATE_DRAMA, caller.user.0)
+                    .subject(drama_id.as_str())
+                    .payload(json!({ "dramaId": drama_id })),
+                nodes: vec![self.write_node(&drama_id, &task, cost)?],
+            };
+            self.submit(caller.user, cost, graph, &once).await
+        }
+        .await;
+        // The image was stored before the charge so that the run can read it as soon as it
+        // is queued. A refused request (no credits, a quota) or a repeat answered with an
+        // earlier run started nothing that refers to it: it goes now, not to the user's
+        // stored bytes.
+        if let Some(key) = &reference_key
+            && !matches!(&started, Ok(s) if !s.replayed)
+        {
+            self.discard_reference(key).await;
+        }
+        started
     }
 
     fn write_node(&self, id: &DramaId, task: &DramaTask, cost: i64) -> Result<NodeSpec, AppError> {
@@ -343,12 +356,16 @@ impl App {
         .duration_hint(Duration::from_secs(30)))
     }
 
+    /// Stores a premise's reference image. Its key is recorded as an orphan first: the
+    /// sweeper deletes it once no run refers to it any more unless the written drama took it
+    /// off the list (`ScriptCompletion::kept_objects`), so the image of a run that failed or
+    /// was cancelled does not stay forever, nor one left by a crash before the run was stored.
     async fn store_reference(
         &self,
         user: UserId,
         drama: &DramaId,
         upload: ReferenceUpload,
-    ) -> Result<(String, String), AppError> {
+    ) -> Result<(ObjectKey, String), AppError> {
         let media = match upload
             .content_type
             .as_deref()
@@ -365,11 +382,27 @@ impl App {
         let scope = KeyScope::drama(drama)?;
         let name = uuid::Uuid::new_v4().to_string();
         let key = keys::asset_key(user, &scope, Category::References, &name, media)?;
+        self.store
+            .record_orphans(
+                user,
+                drama,
+                &[key.as_str().to_owned()],
+                "reference image of a drama being written",
+            )
+            .await?;
         self.assets
             .put_bytes(&key, upload.bytes, media.mime())
             .await?;
         let url = self.object_url(&key);
-        Ok((key.into_inner(), url))
+        Ok((key, url))
+    }
+
+    /// Deletes a reference image no run refers to. If the bucket refuses now, the key stays
+    /// recorded as an orphan and the sweeper deletes it later.
+    async fn discard_reference(&self, key: &ObjectKey) {
+        if let Err(e) = self.assets.delete(key).await {
+            tracing::warn!(error = %e, object.key = %key.as_str(), "deleting an unused reference image failed; the sweeper retries");
+        }
     }
 
     /// Starts writing an improved copy of a drama under a new id (default

@@ -361,6 +361,10 @@ pub(super) async fn nodes_of_subjects(
         .collect()
 }
 
+/// Runs are found oldest first through the primary key (ids are UUIDv7), not through an index
+/// on `finished_at`: such an index would make every update that settles a group non-HOT (see
+/// the migration `job_groups_hot_settle`). The walk steps over runs still active or settled
+/// after the cutoff, which retention keeps few.
 pub(super) async fn prune(
     conn: &mut PgConnection,
     settled_before: DateTime<Utc>,
@@ -371,7 +375,7 @@ pub(super) async fn prune(
            select g.id from public.job_groups g \
            where g.id = g.run_id and g.finished_at < $1 \
              and g.cost_refundable = g.cost_refunded \
-           order by g.finished_at limit $2 for update skip locked), \
+           order by g.id limit $2 for update skip locked), \
          nodes as (delete from public.jobs j using runs r where j.run_id = r.id returning j.id), \
          edges as (delete from public.job_edges e using nodes n where e.job_id = n.id), \
          groups as (delete from public.job_groups g using runs r where g.run_id = r.id), \

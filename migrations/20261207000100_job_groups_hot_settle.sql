@@ -1,0 +1,11 @@
+-- Settling a run no longer writes index entries.
+--
+-- `job_groups_settled_runs_idx` (on `finished_at`) served one reader, `prune`, and made the
+-- update that settles a run or group a non-HOT one: `finished_at` goes from null to a time,
+-- so the new row version needed an entry in every index of the table (three). A run of one
+-- task settles once per job, so that was a third of the row writes of its completion. Prune
+-- now walks the runs in id order (ids are UUIDv7, so that is creation order) through the
+-- primary key and keeps those settled before its cutoff; with this index gone, no index of
+-- `job_groups` covers a column that claims and completions write (`id` and `run_id` never
+-- change), and every counter update can stay on its page.
+drop index public.job_groups_settled_runs_idx;

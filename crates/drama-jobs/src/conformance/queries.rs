@@ -296,10 +296,11 @@ pub async fn prune_removes_settled_runs<S: JobStore>(store: Arc<S>) {
     // Older than the settled run and never settled (no worker takes its kind): a prune that
     // walks runs oldest first steps over it, even when it may remove one run only.
     let earlier = store
-        .submit(
-            &Graph::new(RunSpec::new("t", owner()))
-                .with(NodeSpec::task("a", "nobody-runs-this", json!({}))),
-        )
+        .submit(&Graph::new(RunSpec::new("t", owner())).with(NodeSpec::task(
+            "a",
+            "nobody-runs-this",
+            json!({}),
+        )))
         .await
         .unwrap();
     let worker = start(&store, noop_registry(&["k"]), fast_config()).await;

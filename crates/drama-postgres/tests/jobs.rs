@@ -456,3 +456,37 @@ async fn hundreds_of_random_dags_never_start_a_task_early(pool: PgPool) {
     assert_eq!(found, Vec::<String>::new());
     assert!(checked > 300, "every transaction was checked: {checked}");
 }
+
+/// Claims and completions rewrite a run's and its groups' counter rows (twice per job for a run
+/// of one task). PostgreSQL keeps such an update on its page without new index entries (HOT)
+/// only when the value of no indexed column changes — key, expression or predicate. So the
+/// indexes of `job_groups` may cover `id` and `run_id` (never changed) and the refund columns
+/// (changed only when a paid task fails or is cancelled, which makes a refund due), and no
+/// column that every claim and completion writes (counts, state, `started_at`, `finished_at`).
+#[sqlx::test(migrator = "drama_postgres::MIGRATOR")]
+async fn counter_updates_touch_no_indexed_column(pool: PgPool) {
+    let covered: Vec<(String, String)> = sqlx::query_as(
+        "select distinct c.relname::text, a.attname::text \
+         from pg_index i \
+         join pg_class c on c.oid = i.indexrelid \
+         join pg_depend d on d.classid = 'pg_class'::regclass and d.objid = i.indexrelid \
+           and d.refclassid = 'pg_class'::regclass and d.refobjid = i.indrelid \
+           and d.refobjsubid > 0 \
+         join pg_attribute a on a.attrelid = i.indrelid and a.attnum = d.refobjsubid \
+         where i.indrelid = 'public.job_groups'::regclass \
+         order by 1, 2",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(
+        covered.iter().any(|(_, column)| column == "run_id"),
+        "the query sees index columns: {covered:?}"
+    );
+    let unchanging = ["id", "run_id", "cost_refundable", "cost_refunded"];
+    let written: Vec<_> = covered
+        .iter()
+        .filter(|(_, column)| !unchanging.contains(&column.as_str()))
+        .collect();
+    assert_eq!(written, Vec::<&(String, String)>::new());
+}

@@ -293,6 +293,16 @@ pub async fn queries_show_children_trees_and_active_runs<S: JobStore>(store: Arc
 }
 
 pub async fn prune_removes_settled_runs<S: JobStore>(store: Arc<S>) {
+    // Older than the settled run and never settled (no worker takes its kind): a prune that
+    // walks runs oldest first steps over it, even when it may remove one run only.
+    let earlier = store
+        .submit(&Graph::new(RunSpec::new("t", owner())).with(NodeSpec::task(
+            "a",
+            "nobody-runs-this",
+            json!({}),
+        )))
+        .await
+        .unwrap();
     let worker = start(&store, noop_registry(&["k"]), fast_config()).await;
     let old = store
         .submit(&Graph::new(RunSpec::new("t", owner())).with(NodeSpec::task("a", "k", json!({}))))
@@ -314,10 +324,14 @@ pub async fn prune_removes_settled_runs<S: JobStore>(store: Arc<S>) {
     let none = store.prune(settled_at, 100).await.unwrap();
     assert_eq!(none.runs, 0, "only runs settled before the cutoff");
     let report = store
-        .prune(settled_at + chrono::Duration::milliseconds(1), 100)
+        .prune(settled_at + chrono::Duration::milliseconds(1), 1)
         .await
         .unwrap();
     assert_eq!((report.runs, report.nodes), (1, 2));
+    assert!(
+        store.job(earlier.run_id).await.unwrap().is_some(),
+        "an older active run stays"
+    );
     assert!(report.events >= 3);
     assert!(store.job(old.run_id).await.unwrap().is_none());
     assert!(

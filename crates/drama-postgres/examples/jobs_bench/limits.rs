@@ -94,7 +94,8 @@ pub async fn claim_cost(opts: Opts) {
 }
 
 /// Fills the event log with `runs` settled one-task runs (two event batches of their three
-/// events each, as the engine writes them) straight in SQL, then prunes them in batches of
+/// events each, as the engine writes them; ids ascending in insertion order, as the engine's
+/// UUIDv7 ids are) straight in SQL, then prunes them in batches of
 /// `batch` runs, timing every call: the cost per pruned run must stay flat from the first call
 /// (millions of rows kept) to the last.
 pub async fn retention(opts: Opts) {
@@ -105,7 +106,13 @@ pub async fn retention(opts: Opts) {
     let t = Instant::now();
     for chunk in 0..runs.div_ceil(100_000) {
         let n = i64::try_from(100_000.min(runs - chunk * 100_000)).unwrap();
-        sqlx::query(FILL).bind(n).execute(&pool).await.unwrap();
+        let offset = i64::try_from(chunk * 100_000).unwrap();
+        sqlx::query(FILL)
+            .bind(n)
+            .bind(offset)
+            .execute(&pool)
+            .await
+            .unwrap();
     }
     quiesce(&pool).await;
     let (rows, events, size): (i64, i64, String) = sqlx::query_as(
@@ -161,9 +168,10 @@ pub async fn retention(opts: Opts) {
 /// (started; completed and the run's group_state), finished two days ago.
 const FILL: &str = "\
 with r as (
-  select gen_random_uuid() as run, gen_random_uuid() as task, gen_random_uuid() as owner,
-    now() - interval '2 days' as at
-  from generate_series(1, $1)
+  select (lpad(to_hex(2 * (g + $2)), 8, '0') || substr(gen_random_uuid()::text, 9))::uuid as run,
+    (lpad(to_hex(2 * (g + $2) + 1), 8, '0') || substr(gen_random_uuid()::text, 9))::uuid as task,
+    gen_random_uuid() as owner, now() - interval '2 days' as at
+  from generate_series(1, $1) g
 ), roots as (
   insert into jobs (id, run_id, node_type, key, kind, owner_id, payload, created_at)
   select run, run, 'run', '', 'bench', owner, '{}', at from r

@@ -361,28 +361,51 @@ pub(super) async fn nodes_of_subjects(
         .collect()
 }
 
+/// Runs are found oldest first through `job_groups_runs_idx` (ids are UUIDv7), not through an
+/// index on `finished_at`: such an index would make every update that settles a group non-HOT
+/// (see the migration `job_groups_hot_settle`). The walk steps over runs still active or
+/// settled after the cutoff, which retention keeps few. Runs in the caller's transaction.
 pub(super) async fn prune(
     conn: &mut PgConnection,
     settled_before: DateTime<Utc>,
     max_runs: usize,
 ) -> Result<PruneReport, Error> {
-    let (runs, nodes, events): (i64, i64, i64) = sqlx::query_as(
-        "with runs as ( \
-           select g.id from public.job_groups g \
-           where g.id = g.run_id and g.finished_at < $1 \
-             and g.cost_refundable = g.cost_refunded \
-           order by g.finished_at limit $2 for update skip locked), \
-         nodes as (delete from public.jobs j using runs r where j.run_id = r.id returning j.id), \
-         edges as (delete from public.job_edges e using nodes n where e.job_id = n.id), \
-         groups as (delete from public.job_groups g using runs r where g.run_id = r.id), \
-         keys as (delete from public.job_node_keys k using runs r where k.run_id = r.id), \
-         events as (delete from public.job_event_batches e using runs r where e.run_id = r.id \
-           returning cardinality(e.job_ids) as n) \
-         select (select count(*) from runs), (select count(*) from nodes), \
-                (select coalesce(sum(n), 0)::bigint from events)",
+    // The planner takes `id = run_id` and `cost_refundable = cost_refunded` to match 0.5 % of
+    // the rows (its default for comparing two columns), so it would read every settled run
+    // and sort them to keep the first `max_runs`; the walk in index order stops at them. Only
+    // this pick goes without sorts: the deletes below keep the planner's own choices.
+    sqlx::query("set local enable_sort = off")
+        .execute(&mut *conn)
+        .await?;
+    let picked: Vec<uuid::Uuid> = sqlx::query_scalar(
+        "select g.id from public.job_groups g \
+         where g.id = g.run_id and g.finished_at < $1 \
+           and g.cost_refundable = g.cost_refunded \
+         order by g.id limit $2 for update skip locked",
     )
     .bind(settled_before)
     .bind(i64::try_from(max_runs).unwrap_or(i64::MAX))
+    .fetch_all(&mut *conn)
+    .await?;
+    sqlx::query("set local enable_sort = on")
+        .execute(&mut *conn)
+        .await?;
+    if picked.is_empty() {
+        return Ok(PruneReport::default());
+    }
+    let (runs, nodes, events): (i64, i64, i64) = sqlx::query_as(
+        // `= any` of the ids, not a join with them: a join sized at a thousand runs is planned
+        // as a hash join over the whole table; `any` probes each table's run index.
+        "with nodes as (delete from public.jobs j where j.run_id = any($1) returning j.id), \
+         edges as (delete from public.job_edges e using nodes n where e.job_id = n.id), \
+         groups as (delete from public.job_groups g where g.run_id = any($1)), \
+         keys as (delete from public.job_node_keys k where k.run_id = any($1)), \
+         events as (delete from public.job_event_batches e where e.run_id = any($1) \
+           returning cardinality(e.job_ids) as n) \
+         select cardinality($1::uuid[])::bigint, (select count(*) from nodes), \
+                (select coalesce(sum(n), 0)::bigint from events)",
+    )
+    .bind(&picked)
     .fetch_one(&mut *conn)
     .await?;
     let n = |v: i64| usize::try_from(v).unwrap_or_default();

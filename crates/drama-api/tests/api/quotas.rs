@@ -326,6 +326,48 @@ async fn on_postgres_a_resumed_run_counts_against_the_run_quota() {
     db.drop_it().await;
 }
 
+/// A premise run cancelled before it wrote its drama would store one more drama once resumed:
+/// the resume is refused when the user holds as many dramas as the quota allows, and let
+/// through once one is deleted. On PostgreSQL.
+#[actix_web::test]
+async fn on_postgres_a_resumed_premise_counts_against_the_drama_quota() {
+    let db = drama_testkit::pg::ScratchDb::create("api_quota_resume_drama").await;
+    let pool = db.pool().await;
+    let (store, app) = crate::support::pg_app(&pool).await;
+    let app = app.with_offline_pricing(true).with_quotas(quota(1, 0, 0));
+    let (user, key) = crate::support::pg_user(&store, 1_000_000).await;
+    let svc = crate::support::service_of(app, Harness::settings()).await;
+    // No worker runs: the premise's run stays queued until it is cancelled.
+    let premise = json!({"premise": "A lighthouse keeper.", "id": "later"});
+    let (status, _, body) = send(&svc, post_json("/dramas", &key, premise)).await;
+    assert_eq!(status, 202, "{body}");
+    let job = body["jobId"].as_str().unwrap().to_owned();
+    let (status, _, body) = send(&svc, post(&format!("/jobs/{job}/cancel"), &key)).await;
+    assert_eq!(status, 200, "{body}");
+    create_drama(&svc, &key, "held", (1, 1, 1)).await;
+
+    let balance = || async { store.get_user(user).await.unwrap().tokens };
+    let before = balance().await;
+    let (status, _, body) = send(&svc, post(&format!("/jobs/{job}/resume"), &key)).await;
+    assert_rest_refusal(status, &body, "dramas");
+    let query = format!(r#"mutation {{ resumeJob(id: "{job}") {{ jobId }} }}"#);
+    let (_, _, body) = send(&svc, post_json("/graphql", &key, json!({ "query": query }))).await;
+    assert_graphql_refusal(&body, "dramas");
+    let (_, _, view) = send(&svc, get(&format!("/jobs/{job}"), &key)).await;
+    assert_eq!(view["status"], "cancelled", "nothing was re-queued: {view}");
+    assert_eq!(balance().await, before, "nothing was charged");
+
+    let remove = TestRequest::delete()
+        .uri("/dramas/held")
+        .insert_header(bearer(&key));
+    let (status, _, body) = send(&svc, remove).await;
+    assert!(status < 300, "{status} {body}");
+    let (status, _, body) = send(&svc, post(&format!("/jobs/{job}/resume"), &key)).await;
+    assert_eq!(status, 200, "{body}");
+    pool.close().await;
+    db.drop_it().await;
+}
+
 /// `POST /dramas` as a form: a premise and a reference image.
 fn premise_form(key: &str, id: &str) -> TestRequest {
     let mut body = multipart(

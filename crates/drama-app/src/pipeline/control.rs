@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use drama_dal::Entity;
+use drama_domain::DramaId;
 use drama_jobs::{JobId, JobState, JobView};
 
 use super::spec::kind;
@@ -28,15 +29,15 @@ impl App {
     ///
     /// A run that settled short of completing is active again once resumed: that starts a
     /// run as far as the quotas go, checked and re-queued in the user's turn as
-    /// `App::submit` does, so cancelling runs and resuming them cannot pass `active_runs`.
+    /// `App::submit` does, so cancelling runs and resuming them cannot pass `active_runs`;
+    /// one that has still to write its new drama counts against `dramas` too.
     ///
     /// # Errors
-    /// `NotFound`; `QuotaExceeded` and `InsufficientTokens` (nothing re-queued);
-    /// `Unavailable`.
+    /// `NotFound`; `QuotaExceeded`, `InsufficientTokens` and `AlreadyExists` for a drama id
+    /// another run is writing (nothing re-queued); `Unavailable`.
     #[tracing::instrument(skip_all, fields(job.id = %id, user.id = %caller.user))]
     pub async fn resume_job(&self, caller: &Caller, id: JobId) -> Result<JobView, AppError> {
         let view = self.job(caller, id).await?;
-        let _turn = self.admission.user(caller.user).await;
         let run = self
             .jobs
             .job(view.run_id)
@@ -44,11 +45,33 @@ impl App {
             .map_err(job_error)?
             .ok_or_else(|| AppError::not_found(Entity::Job, id))?;
         // A completed run has nothing to re-queue; an active one is counted already.
-        if run.state.is_settled() && run.state != JobState::Completed {
+        let starts_again = run.state.is_settled() && run.state != JobState::Completed;
+        // A run that writes a new drama (from a premise, or an improvement into a new id) and
+        // settled before writing it would store one more drama once resumed: the drama quota
+        // and the id are checked as when it started, in the id's turn and then the user's
+        // (the order every admission takes).
+        let new_drama = match (&run.subject, run.kind.as_str()) {
+            (Some(subject), kind::CREATE_DRAMA | kind::IMPROVE_DRAMA) if starts_again => {
+                DramaId::parse(subject.as_str()).ok()
+            }
+            _ => None,
+        };
+        let _id_turn = match &new_drama {
+            Some(drama) => Some(self.admission.id(drama).await),
+            None => None,
+        };
+        let _turn = self.admission.user(caller.user).await;
+        if starts_again {
             self.check_run_quota(caller.user).await?;
             if run.kind != kind::CRITIQUE_DRAMA {
                 self.check_bytes_quota(caller.user, 0).await?;
             }
+        }
+        if let Some(drama) = &new_drama
+            && !self.store.id_taken(drama).await?
+        {
+            self.check_drama_quota(caller.user).await?;
+            self.ensure_not_being_written(drama).await?;
         }
         let charged = self
             .generation

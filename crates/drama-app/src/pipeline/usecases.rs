@@ -77,7 +77,6 @@ pub struct PremiseRequest {
 pub(super) const SETTLE_POLL: Backoff =
     Backoff::doubling(Duration::from_millis(20), Duration::from_millis(500));
 
-/// Maps an engine error.
 /// The answer for a drama id that is taken, by a stored drama or a run writing one.
 fn id_taken(id: &DramaId) -> AppError {
     AppError::AlreadyExists {
@@ -86,6 +85,7 @@ fn id_taken(id: &DramaId) -> AppError {
     }
 }
 
+/// Maps an engine error.
 pub(crate) fn job_error(e: JobError) -> AppError {
     match e {
         JobError::NotFound(id) => AppError::not_found(Entity::Job, id),

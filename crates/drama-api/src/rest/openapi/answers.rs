@@ -210,12 +210,19 @@ pub(crate) enum JobResumed {
     /// The caller cannot pay for what would be re-queued.
     #[response(status = 402, description = "Not enough tokens; nothing re-queued.")]
     Unpaid(Error),
-    /// A settled run resumed is a run started again: the run and storage quotas apply.
+    /// A settled run resumed is a run started again: the run and storage quotas apply, and
+    /// the drama quota to a run that has still to write its new drama.
     #[response(
         status = 403,
-        description = "A per-user quota would be exceeded (`quota_exceeded`: bytes stored or runs in progress); nothing was re-queued."
+        description = "A per-user quota would be exceeded (`quota_exceeded`: dramas, bytes stored or runs in progress); nothing was re-queued."
     )]
     OverQuota(Error),
+    /// The run would write a new drama under an id another run is writing now.
+    #[response(
+        status = 409,
+        description = "The drama id the run writes is being written by another run (`already_exists`); nothing was re-queued."
+    )]
+    IdTaken(Error),
 }
 
 /// The answers of a cancel of a job.

@@ -130,8 +130,10 @@ pub struct LibraryItem {
     pub asset_id: String,
 }
 
-/// Items a library page holds when the client names no `limit`.
-pub const LIBRARY_PAGE_DEFAULT: usize = 100;
+/// Items a library page holds when the client names no `limit`: the most a page holds, so
+/// that an old client, which reads one answer as the whole library, misses as little as the
+/// bound on a request's cost allows.
+pub const LIBRARY_PAGE_DEFAULT: usize = LIBRARY_PAGE_MAX;
 /// Most items a library page holds, and most records one page reads whatever its filters.
 pub const LIBRARY_PAGE_MAX: usize = 1000;
 /// Records of a page read at once: enough to hide a bucket's latency, few enough that one

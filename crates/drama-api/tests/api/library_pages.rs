@@ -230,3 +230,20 @@ async fn a_bad_limit_or_cursor_is_refused_naming_it() {
         assert_eq!(status, 200, "{query}: {body}");
     }
 }
+
+/// An old client reads one answer as the whole library: without `limit` a page holds as many
+/// items as a page may, so a library of more than a hundred items still comes whole.
+#[actix_web::test]
+async fn an_old_clients_request_gets_the_largest_page() {
+    let h = Harness::new().await;
+    let svc = h.service(Harness::settings()).await;
+    let uploaded = upload_images(&svc, &h.alice_key, 120, "{}").await;
+    let (status, _, body) = send(
+        &svc,
+        get("/asset-library/list?project_name=p", &h.alice_key),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ids_of(&body), uploaded);
+    assert!(body["cursor"].is_null(), "{body}");
+}

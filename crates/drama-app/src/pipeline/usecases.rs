@@ -335,9 +335,16 @@ impl App {
         // The image was stored before the charge so that the run can read it as soon as it
         // is queued. A refused request (no credits, a quota) or a repeat answered with an
         // earlier run started nothing that refers to it: it goes now, not to the user's
-        // stored bytes.
+        // stored bytes. After an error that leaves the outcome open (the database went away,
+        // perhaps after the run was committed) it stays recorded as an orphan: the sweeper
+        // keeps it while a run names it and deletes it otherwise.
+        let refused = match &started {
+            Ok(s) => s.replayed,
+            Err(AppError::Unavailable(_) | AppError::Internal(_)) => false,
+            Err(_) => true,
+        };
         if let Some(key) = &reference_key
-            && !matches!(&started, Ok(s) if !s.replayed)
+            && refused
         {
             self.discard_reference(key).await;
         }

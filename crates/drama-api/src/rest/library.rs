@@ -269,9 +269,9 @@ struct Form {
 }
 
 /// Largest text part of the upload form (`metadata` included).
-const FORM_TEXT_LIMIT: usize = 64 * 1024;
+const UPLOAD_TEXT_LIMIT: usize = 64 * 1024;
 /// Most bytes of the upload form besides the file, parts the server ignores included.
-const FORM_TEXT_TOTAL: usize = 1024 * 1024;
+const UPLOAD_TEXT_TOTAL: usize = 1024 * 1024;
 
 impl Form {
     /// The text parts the server reads; others are counted but not kept.
@@ -355,7 +355,7 @@ async fn upload(
     let mut form = Form::default();
     let mut file: Option<(Option<String>, Option<String>, super::streaming::Spooled)> = None;
     // The file is bounded by the upload limit as it is spooled; the budget bounds the rest.
-    let mut budget = FormBudget::new(FORM_TEXT_TOTAL);
+    let mut budget = FormBudget::new(UPLOAD_TEXT_TOTAL);
     while let Some(field) = form_data.next().await {
         let mut field =
             field.map_err(|e| ApiError::bad_request(format!("malformed multipart body: {e}")))?;
@@ -379,9 +379,9 @@ async fn upload(
         } else {
             let keep = Form::FIELDS.contains(&name.as_str());
             let limit = if keep {
-                FORM_TEXT_LIMIT
+                UPLOAD_TEXT_LIMIT
             } else {
-                FORM_TEXT_TOTAL
+                UPLOAD_TEXT_TOTAL
             };
             let value = budget.read(&mut field, &name, limit, keep).await?;
             if keep {

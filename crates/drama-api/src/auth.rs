@@ -160,6 +160,9 @@ struct Claims {
     role: Option<String>,
     #[serde(default)]
     email: Option<String>,
+    /// Supabase's anonymous sign-ins: a session anyone can open without an identity.
+    #[serde(default)]
+    is_anonymous: bool,
 }
 
 /// What is read of a token before its signature is checked, to choose how to check it.
@@ -337,7 +340,7 @@ impl Authenticator {
     /// The caller of the project's `service_role` key.
     async fn service_caller(&self) -> Result<Caller, AuthError> {
         let user = self.legacy_user.unwrap_or(SERVICE_USER);
-        self.ensure_user(user, None).await?;
+        self.ensure_user(user, None, false).await?;
         Ok(Caller::service(user))
     }
 
@@ -351,15 +354,20 @@ impl Authenticator {
                  the caller a key of its own (drama-server keys create) and remove it"
             );
         }
-        self.ensure_user(user, None).await?;
+        self.ensure_user(user, None, false).await?;
         Ok(Caller::user(user))
     }
 
     /// Makes sure `user` has its `users` row (once per cache period).
-    async fn ensure_user(&self, user: UserId, email: Option<&str>) -> Result<(), AuthError> {
+    async fn ensure_user(
+        &self,
+        user: UserId,
+        email: Option<&str>,
+        anonymous: bool,
+    ) -> Result<(), AuthError> {
         if self.known_users.get(&user).await.is_none() {
             self.app
-                .user_seen(user, email)
+                .user_seen(user, email, anonymous)
                 .await
                 .map_err(|e| AuthError::Unavailable(Box::new(e)))?;
             self.known_users.insert(user, ()).await;
@@ -470,7 +478,8 @@ impl Authenticator {
             .sub
             .parse()
             .map_err(|_| AuthError::Invalid("token subject is not a user id".into()))?;
-        self.ensure_user(subject, claims.email.as_deref()).await?;
+        self.ensure_user(subject, claims.email.as_deref(), claims.is_anonymous)
+            .await?;
         Ok(Authenticated {
             caller: Caller::user(subject),
             until: token_end(claims.exp),

@@ -78,15 +78,21 @@ impl App {
     }
 
     /// Makes sure `subject` (a verified token's user, or the user old credentials act as) has
-    /// its user row; one seen for the first time opens with [`App::initial_credits`].
+    /// its user row; one seen for the first time opens with [`App::initial_credits`] — or with
+    /// none when it is an anonymous session (Supabase's anonymous sign-ins), which anyone can
+    /// open again and again: credits given to each would be free generation without end.
     ///
     /// # Errors
     /// `Unavailable`.
-    #[tracing::instrument(skip_all, fields(user = %subject))]
-    pub async fn user_seen(&self, subject: UserId, email: Option<&str>) -> Result<(), AppError> {
-        self.store
-            .upsert_from_auth(subject, email, self.initial_credits)
-            .await?;
+    #[tracing::instrument(skip_all, fields(user = %subject, anonymous))]
+    pub async fn user_seen(
+        &self,
+        subject: UserId,
+        email: Option<&str>,
+        anonymous: bool,
+    ) -> Result<(), AppError> {
+        let opening = if anonymous { 0 } else { self.initial_credits };
+        self.store.upsert_from_auth(subject, email, opening).await?;
         Ok(())
     }
 }

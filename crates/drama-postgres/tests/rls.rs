@@ -192,6 +192,20 @@ async fn every_relation_grants_clients_exactly_the_listed_reads_and_writes(pool:
     .await
     .unwrap();
     assert_eq!(callable, Vec::<String>::new());
+    // Nor is a function created later by the role that migrates (another migration, the
+    // Supabase SQL editor): it must grant EXECUTE itself to be callable.
+    sqlx::query("create function public.added_later() returns int language sql as 'select 1'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let later: (bool, bool) = sqlx::query_as(
+        "select has_function_privilege('anon', 'public.added_later()', 'EXECUTE'), \
+                has_function_privilege('authenticated', 'public.added_later()', 'EXECUTE')",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(later, (false, false));
 }
 
 /// Two users, each with a key, a drama with every kind of part and a stored object, a run with

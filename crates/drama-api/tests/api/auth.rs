@@ -60,6 +60,22 @@ async fn a_valid_supabase_token_authenticates_and_creates_the_user() {
     assert_eq!(user.tokens, drama_dal::DEFAULT_TOKENS);
 }
 
+/// Supabase's anonymous sign-ins hand anyone a new `authenticated` session for the asking:
+/// such a user is let in but opens with no credits, or each sign-in would be free generation.
+#[actix_web::test]
+async fn an_anonymous_session_opens_with_no_credits() {
+    let h = Harness::new().await;
+    let svc = h.service(settings(ISSUER_BASE)).await;
+    let subject = UserId::random();
+    let token = hs256(&claims(
+        subject,
+        json!({"is_anonymous": true, "email": null}),
+    ));
+    let (status, _, body) = send(&svc, get("/dramas", &token)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(h.store.get_user(subject).await.unwrap().tokens, 0);
+}
+
 #[actix_web::test]
 async fn bad_tokens_are_refused_with_the_reason() {
     let h = Harness::new().await;

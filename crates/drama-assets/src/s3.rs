@@ -231,10 +231,7 @@ impl S3Store {
         })
     }
 
-    async fn list_raw(
-        &self,
-        prefix: &str,
-    ) -> Result<Vec<(String, u64, Option<DateTime<Utc>>)>, AssetError> {
+    async fn list_raw(&self, prefix: &str) -> Result<Vec<RawEntry>, AssetError> {
         let mut found = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -247,18 +244,7 @@ impl S3Store {
                 .send()
                 .await
                 .map_err(|e| self.map_err(e, prefix))?;
-            for object in page.contents() {
-                if let Some(key) = object.key() {
-                    found.push((
-                        key.to_owned(),
-                        object
-                            .size()
-                            .and_then(|s| u64::try_from(s).ok())
-                            .unwrap_or(0),
-                        object.last_modified().and_then(to_chrono),
-                    ));
-                }
-            }
+            found.extend(page.contents().iter().filter_map(raw_entry));
             match page.next_continuation_token() {
                 Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_owned()),
                 _ => break,
@@ -308,6 +294,38 @@ fn body_stream(body: SdkByteStream) -> ByteStream {
         }
     })
     .boxed()
+}
+
+/// A listed object as the bucket describes it: key, size and last change.
+type RawEntry = (String, u64, Option<DateTime<Utc>>);
+
+fn raw_entry(object: &aws_sdk_s3::types::Object) -> Option<RawEntry> {
+    let key = object.key()?;
+    let size = object
+        .size()
+        .and_then(|s| u64::try_from(s).ok())
+        .unwrap_or(0);
+    Some((
+        key.to_owned(),
+        size,
+        object.last_modified().and_then(to_chrono),
+    ))
+}
+
+/// A listed object whose key follows the key rules; others are skipped (and logged): the
+/// store never wrote them, and no caller could address them.
+fn summary((key, size, last_modified): RawEntry) -> Option<ObjectSummary> {
+    match ObjectKey::parse(key.as_str()) {
+        Ok(key) => Some(ObjectSummary {
+            key,
+            size,
+            last_modified,
+        }),
+        Err(e) => {
+            tracing::warn!(key, error = %e, "skipping an object whose key breaks the key rules");
+            None
+        }
+    }
 }
 
 /// The SDK's presigning settings for a URL good for `expires_in`.
@@ -535,20 +553,7 @@ impl AssetStore for S3Store {
     #[tracing::instrument(skip_all, fields(backend = "s3", prefix = %prefix))]
     async fn list(&self, prefix: &KeyPrefix) -> Result<Vec<ObjectSummary>, AssetError> {
         let raw = self.list_raw(prefix.as_str()).await?;
-        Ok(raw
-            .into_iter()
-            .filter_map(|(key, size, last_modified)| match ObjectKey::parse(key.as_str()) {
-                Ok(key) => Some(ObjectSummary {
-                    key,
-                    size,
-                    last_modified,
-                }),
-                Err(e) => {
-                    tracing::warn!(key, error = %e, "skipping an object whose key breaks the key rules");
-                    None
-                }
-            })
-            .collect())
+        Ok(raw.into_iter().filter_map(summary).collect())
     }
 
     #[tracing::instrument(skip_all, fields(backend = "s3", prefix = %prefix))]
@@ -580,22 +585,12 @@ impl AssetStore for S3Store {
                 .send()
                 .await
                 .map_err(|e| self.map_err(e, prefix.as_str()))?;
-            for object in page.contents() {
-                let Some(key) = object.key() else { continue };
-                match ObjectKey::parse(key) {
-                    Ok(parsed) => objects.push(ObjectSummary {
-                        key: parsed,
-                        size: object
-                            .size()
-                            .and_then(|s| u64::try_from(s).ok())
-                            .unwrap_or(0),
-                        last_modified: object.last_modified().and_then(to_chrono),
-                    }),
-                    Err(e) => {
-                        tracing::warn!(key, error = %e, "skipping an object whose key breaks the key rules");
-                    }
-                }
-            }
+            objects.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(raw_entry)
+                    .filter_map(summary),
+            );
             let truncated = page.is_truncated() == Some(true);
             if objects.len() >= max || !truncated {
                 let more = truncated || objects.len() > max;

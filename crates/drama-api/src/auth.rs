@@ -375,12 +375,16 @@ impl Authenticator {
         Ok(())
     }
 
-    /// Forgets a key in this process at once (after it was revoked here). The cache is keyed
-    /// by the presented key's hash, which a revocation by id does not know, so entries are
-    /// matched by id.
-    pub fn forget_key_id(&self, id: drama_domain::ApiKeyId) {
-        if let Err(e) = self.keys.invalidate_entries_if(move |_, key| key.id == id) {
-            tracing::warn!(error = %e, api_key.id = %id, "revoked key not evicted from the cache");
+    /// Forgets every key of `owner` in this process at once (after one was revoked here, and
+    /// with it the keys made with it). The cache is keyed by the presented key's hash, which a
+    /// revocation does not know, so entries are matched by owner; the owner's keys still in
+    /// use are looked up again on their next request.
+    pub fn forget_keys_of(&self, owner: UserId) {
+        if let Err(e) = self
+            .keys
+            .invalidate_entries_if(move |_, key| key.caller.user == owner)
+        {
+            tracing::warn!(error = %e, user.id = %owner, "revoked keys not evicted from the cache");
         }
     }
 

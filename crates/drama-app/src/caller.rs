@@ -1,4 +1,5 @@
-use drama_domain::UserId;
+use chrono::{DateTime, Utc};
+use drama_domain::{ApiKeyId, UserId};
 
 use crate::RequestKey;
 
@@ -14,6 +15,19 @@ pub struct Caller {
     /// The client's name for this request: a paid request repeated with the same key returns
     /// the first answer and charges nothing.
     pub request: Option<RequestKey>,
+    /// The API key the request came with (`None`: a token, a legacy key or the service
+    /// key). Keys it makes are revoked with it and expire no later: a key cannot outlive
+    /// itself through the keys it creates.
+    pub key: Option<PresentedKey>,
+}
+
+/// One of our API keys, as a request presented it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PresentedKey {
+    /// Its record.
+    pub id: ApiKeyId,
+    /// When it stops working (`None`: never).
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 impl Caller {
@@ -23,6 +37,7 @@ impl Caller {
             user,
             service: false,
             request: None,
+            key: None,
         }
     }
 
@@ -32,6 +47,7 @@ impl Caller {
             user,
             service: true,
             request: None,
+            key: None,
         }
     }
 
@@ -40,6 +56,15 @@ impl Caller {
     pub fn keyed(self, key: Option<RequestKey>) -> Self {
         Self {
             request: key,
+            ..self
+        }
+    }
+
+    /// The same caller, authenticated by API key `key`.
+    #[must_use]
+    pub fn with_key(self, key: PresentedKey) -> Self {
+        Self {
+            key: Some(key),
             ..self
         }
     }

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use drama_dal::api_key::{self, KeyRejected};
 use drama_domain::{ApiKeyId, UserId};
 
-use crate::{App, AppError, Caller};
+use crate::{App, AppError, Caller, PresentedKey};
 
 /// An API key a request presented, resolved to the caller it acts as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,7 +60,11 @@ impl App {
             Caller::service(meta.owner)
         } else {
             Caller::user(meta.owner)
-        };
+        }
+        .with_key(PresentedKey {
+            id: meta.id,
+            expires_at: meta.expires_at,
+        });
         Ok(KeyCaller {
             id: meta.id,
             caller,

@@ -34,11 +34,13 @@ impl App {
         Ok(self.store.list_api_keys(caller.user).await?)
     }
 
-    /// Creates a key for the caller; the secret is in the answer and nowhere else.
+    /// Creates a key for the caller; the secret is in the answer and nowhere else. A key made
+    /// with an API key is revoked with that key and expires no later than it.
     ///
     /// # Errors
     /// `Invalid` naming `name` or `expires_in_days`, or when the caller already holds
-    /// [`MAX_ACTIVE_KEYS`] usable keys; `Unavailable`.
+    /// [`MAX_ACTIVE_KEYS`] usable keys; `Unauthenticated` when the caller's key was revoked
+    /// meanwhile; `Unavailable`.
     #[tracing::instrument(skip_all)]
     pub async fn create_api_key(
         &self,
@@ -57,7 +59,7 @@ impl App {
                 format!("must be at most {MAX_KEY_NAME} characters without control characters"),
             ));
         }
-        let expires_at = match key.expires_in_days {
+        let asked = match key.expires_in_days {
             None => None,
             Some(days) if (1..=MAX_KEY_DAYS).contains(&days) => {
                 Some(Utc::now() + Duration::days(i64::from(days)))
@@ -69,9 +71,16 @@ impl App {
                 ));
             }
         };
+        // A key made with an expiring key expires with it at the latest: otherwise a key
+        // handed out for a week (or taken) could mint itself a successor that never ends.
+        let made_by = caller.key.map(|k| k.id);
+        let expires_at = match (asked, caller.key.and_then(|k| k.expires_at)) {
+            (Some(asked), Some(limit)) => Some(asked.min(limit)),
+            (asked, limit) => asked.or(limit),
+        };
         match self
             .store
-            .create_api_key_capped(caller.user, name, expires_at, MAX_ACTIVE_KEYS)
+            .create_api_key_capped(caller.user, name, expires_at, made_by, MAX_ACTIVE_KEYS)
             .await?
         {
             KeyCreation::Created(created) => Ok(created),
@@ -82,11 +91,15 @@ impl App {
                      {MAX_ACTIVE_KEYS}); revoke one first"
                 ),
             )),
+            KeyCreation::MakerUnusable => Err(AppError::Unauthenticated(
+                "the API key of this request was revoked or has expired".to_owned(),
+            )),
         }
     }
 
-    /// Revokes one of the caller's keys (again is harmless). Another user's key answers
-    /// `NotFound`, exactly as a missing one does.
+    /// Revokes one of the caller's keys (again is harmless), and with it every key made with
+    /// it, down the line. Another user's key answers `NotFound`, exactly as a missing one
+    /// does.
     ///
     /// # Errors
     /// `NotFound`; `Unavailable`.

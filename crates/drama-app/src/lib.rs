@@ -18,7 +18,7 @@ mod readiness;
 mod sweeper;
 
 pub use account::{Account, MAX_LEDGER_PAGE};
-pub use caller::Caller;
+pub use caller::{Caller, PresentedKey};
 pub use drama_dal::{CreditReason, LedgerEntry};
 pub use error::AppError;
 pub use identity::{KeyCaller, key_fingerprint, looks_like_api_key};

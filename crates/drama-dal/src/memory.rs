@@ -61,6 +61,7 @@ impl State {
         name: &str,
         scopes: &[String],
         expires_at: Option<DateTime<Utc>>,
+        made_by: Option<ApiKeyId>,
     ) -> Result<CreatedApiKey, RepoError> {
         if name.trim().is_empty() {
             return Err(RepoError::invalid("name", "must not be empty"));
@@ -84,6 +85,7 @@ impl State {
             last_used_at: None,
             expires_at,
             revoked_at: None,
+            made_by,
         };
         self.keys.insert(
             meta.id,
@@ -516,7 +518,8 @@ impl ApiKeyRepository for MemoryStore {
         scopes: &[String],
         expires_at: Option<DateTime<Utc>>,
     ) -> Result<CreatedApiKey, RepoError> {
-        self.lock().insert_api_key(owner, name, scopes, expires_at)
+        self.lock()
+            .insert_api_key(owner, name, scopes, expires_at, None)
     }
 
     async fn create_api_key_capped(
@@ -524,11 +527,20 @@ impl ApiKeyRepository for MemoryStore {
         owner: UserId,
         name: &str,
         expires_at: Option<DateTime<Utc>>,
+        made_by: Option<ApiKeyId>,
         max_active: usize,
     ) -> Result<KeyCreation, RepoError> {
-        // One lock for the count and the insert.
+        // One lock for the check of the maker, the count and the insert.
         let mut s = self.lock();
         let now = Utc::now();
+        if let Some(maker) = made_by
+            && !s
+                .keys
+                .get(&maker)
+                .is_some_and(|k| k.meta.owner == owner && k.meta.is_usable_at(now))
+        {
+            return Ok(KeyCreation::MakerUnusable);
+        }
         let active = s
             .keys
             .values()
@@ -537,7 +549,7 @@ impl ApiKeyRepository for MemoryStore {
         if active >= max_active {
             return Ok(KeyCreation::AtLimit { active });
         }
-        s.insert_api_key(owner, name, &[], expires_at)
+        s.insert_api_key(owner, name, &[], expires_at, made_by)
             .map(KeyCreation::Created)
     }
 
@@ -565,13 +577,26 @@ impl ApiKeyRepository for MemoryStore {
     async fn revoke_api_key(&self, owner: UserId, id: ApiKeyId) -> Result<ApiKeyMeta, RepoError> {
         let mut s = self.lock();
         let now = s.tick();
-        let key = s
-            .keys
-            .get_mut(&id)
-            .filter(|k| k.meta.owner == owner)
-            .ok_or_else(|| RepoError::not_found(Entity::ApiKey, id))?;
-        key.meta.revoked_at.get_or_insert(now);
-        Ok(key.meta.clone())
+        if s.keys.get(&id).is_none_or(|k| k.meta.owner != owner) {
+            return Err(RepoError::not_found(Entity::ApiKey, id));
+        }
+        // The key, then the keys made with each revoked one, until no more are found.
+        let mut revoke = vec![id];
+        while let Some(next) = revoke.pop() {
+            for key in s.keys.values_mut() {
+                let made_by_next = key.meta.id == next || key.meta.made_by == Some(next);
+                if made_by_next && key.meta.owner == owner && key.meta.revoked_at.is_none() {
+                    key.meta.revoked_at = Some(now);
+                    if key.meta.id != next {
+                        revoke.push(key.meta.id);
+                    }
+                }
+            }
+        }
+        s.keys
+            .get(&id)
+            .map(|k| k.meta.clone())
+            .ok_or_else(|| RepoError::not_found(Entity::ApiKey, id))
     }
 
     async fn record_api_key_use(&self, id: ApiKeyId, at: DateTime<Utc>) -> Result<(), RepoError> {

@@ -256,6 +256,8 @@ pub enum KeyCreation {
         /// Usable keys the owner holds.
         active: usize,
     },
+    /// The key that asks (`made_by`) was revoked or expired meanwhile; nothing was created.
+    MakerUnusable,
 }
 
 /// API keys for machine clients.
@@ -275,7 +277,10 @@ pub trait ApiKeyRepository: Send + Sync {
 
     /// Creates a key for `owner` unless the owner already holds `max_active` keys that are
     /// neither revoked nor expired: the count and the insert are one step per owner, so
-    /// requests that race cannot pass the limit together.
+    /// requests that race cannot pass the limit together. `made_by` is the key of the caller
+    /// that asks, if any: the new key is revoked with it, and nothing is made once it is
+    /// unusable (a revocation and a creation of the same owner take turns, so none slips
+    /// between them).
     ///
     /// # Errors
     /// As [`ApiKeyRepository::create_api_key`].
@@ -284,6 +289,7 @@ pub trait ApiKeyRepository: Send + Sync {
         owner: UserId,
         name: &str,
         expires_at: Option<DateTime<Utc>>,
+        made_by: Option<ApiKeyId>,
         max_active: usize,
     ) -> Result<KeyCreation, RepoError>;
 
@@ -300,7 +306,8 @@ pub trait ApiKeyRepository: Send + Sync {
     /// `Unavailable`.
     async fn list_api_keys(&self, owner: UserId) -> Result<Vec<ApiKeyMeta>, RepoError>;
 
-    /// Revokes one of `owner`'s keys (again is a no-op). Returns the key's record.
+    /// Revokes one of `owner`'s keys (again is a no-op) and every key made with it, and with
+    /// those, down the line. Returns the named key's record.
     ///
     /// # Errors
     /// `NotFound` (ApiKey) when it is not `owner`'s; `Unavailable`.

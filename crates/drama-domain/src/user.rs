@@ -4,6 +4,10 @@ use uuid::Uuid;
 
 use crate::ids::UserId;
 
+/// Longest display name, in characters (a check constraint of `users` holds it: a client may
+/// change its own name through Supabase's Data API, beside this server).
+pub const MAX_DISPLAY_NAME: usize = 200;
+
 /// A person (through Supabase Auth) or a service (through API keys).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
@@ -11,7 +15,7 @@ pub struct User {
     pub id: UserId,
     /// Contact address, when known.
     pub email: Option<String>,
-    /// Name to show.
+    /// Name to show (at most [`MAX_DISPLAY_NAME`] characters).
     pub display_name: Option<String>,
     /// Credit balance; never negative.
     pub tokens: i64,
@@ -47,6 +51,10 @@ pub struct ApiKeyMeta {
     pub expires_at: Option<DateTime<Utc>>,
     /// When the key was revoked; a revoked key is refused.
     pub revoked_at: Option<DateTime<Utc>>,
+    /// The key the caller presented to make this one (`None`: made by a signed-in session or
+    /// an operator). Revoking that key revokes this one, so a key that was taken cannot leave
+    /// successors behind.
+    pub made_by: Option<ApiKeyId>,
 }
 
 impl ApiKeyMeta {

@@ -24,6 +24,7 @@ fn meta_from_row(row: &PgRow) -> Result<ApiKeyMeta, RepoError> {
         last_used_at: row.try_get("last_used_at").map_err(db)?,
         expires_at: row.try_get("expires_at").map_err(db)?,
         revoked_at: row.try_get("revoked_at").map_err(db)?,
+        made_by: row.try_get("made_by").map_err(db)?,
     })
 }
 
@@ -35,6 +36,7 @@ async fn insert_key(
     name: &str,
     scopes: &[String],
     expires_at: Option<DateTime<Utc>>,
+    made_by: Option<ApiKeyId>,
 ) -> Result<CreatedApiKey, RepoError> {
     if name.trim().is_empty() {
         return Err(RepoError::invalid("name", "must not be empty"));
@@ -43,11 +45,11 @@ async fn insert_key(
         let (key, prefix, hash) = api_key::generate();
         let inserted = sqlx::query(
             "insert into public.api_keys (id, owner_id, name, prefix, secret_hash, scopes, \
-                 expires_at) \
-             values ($1, $2, $3, $4, $5, $6, $7) \
+                 expires_at, made_by) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8) \
              on conflict (prefix) do nothing \
              returning id, owner_id, name, prefix, scopes, created_at, last_used_at, \
-                 expires_at, revoked_at",
+                 expires_at, revoked_at, made_by",
         )
         .bind(Uuid::new_v4())
         .bind(owner.0)
@@ -56,6 +58,7 @@ async fn insert_key(
         .bind(&hash)
         .bind(scopes)
         .bind(expires_at)
+        .bind(made_by)
         .fetch_optional(&mut *tx)
         .await;
         match inserted {
@@ -90,7 +93,7 @@ impl ApiKeyRepository for PgStore {
         expires_at: Option<DateTime<Utc>>,
     ) -> Result<CreatedApiKey, RepoError> {
         let mut tx = self.pool.begin().await.map_err(db)?;
-        let created = insert_key(&mut tx, owner, name, scopes, expires_at).await?;
+        let created = insert_key(&mut tx, owner, name, scopes, expires_at, None).await?;
         tx.commit().await.map_err(db)?;
         Ok(created)
     }
@@ -101,6 +104,7 @@ impl ApiKeyRepository for PgStore {
         owner: UserId,
         name: &str,
         expires_at: Option<DateTime<Utc>>,
+        made_by: Option<ApiKeyId>,
         max_active: usize,
     ) -> Result<KeyCreation, RepoError> {
         if name.trim().is_empty() {
@@ -110,7 +114,9 @@ impl ApiKeyRepository for PgStore {
         // The owner's row is the lock that makes count-then-insert one step per owner (the
         // only lock this transaction takes before its insert, so no order to break). `no key
         // update` serialises key creations without blocking the owner's other writes that
-        // only reference the row (their foreign keys take `key share`).
+        // only reference the row (their foreign keys take `key share`). A revocation takes
+        // the same lock first, so the maker checked below cannot be revoked before this
+        // key is in place for that revocation to find.
         let found: Option<Uuid> =
             sqlx::query_scalar("select id from public.users where id = $1 for no key update")
                 .bind(owner.0)
@@ -119,6 +125,20 @@ impl ApiKeyRepository for PgStore {
                 .map_err(db)?;
         if found.is_none() {
             return Err(RepoError::not_found(Entity::User, owner));
+        }
+        if let Some(maker) = made_by {
+            let usable: Option<bool> = sqlx::query_scalar(
+                "select revoked_at is null and (expires_at is null or expires_at > now()) \
+                 from public.api_keys where id = $1 and owner_id = $2",
+            )
+            .bind(maker)
+            .bind(owner.0)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+            if usable != Some(true) {
+                return Ok(KeyCreation::MakerUnusable);
+            }
         }
         let active: i64 = sqlx::query_scalar(
             "select count(*) from public.api_keys \
@@ -133,7 +153,7 @@ impl ApiKeyRepository for PgStore {
         if active >= max_active {
             return Ok(KeyCreation::AtLimit { active });
         }
-        let created = insert_key(&mut tx, owner, name, &[], expires_at).await?;
+        let created = insert_key(&mut tx, owner, name, &[], expires_at, made_by).await?;
         tx.commit().await.map_err(db)?;
         Ok(KeyCreation::Created(created))
     }
@@ -142,7 +162,7 @@ impl ApiKeyRepository for PgStore {
     async fn find_api_key(&self, prefix: &str) -> Result<Option<StoredApiKey>, RepoError> {
         let row = sqlx::query(
             "select id, owner_id, name, prefix, scopes, created_at, last_used_at, expires_at, \
-                 revoked_at, secret_hash \
+                 revoked_at, made_by, secret_hash \
              from public.api_keys where prefix = $1",
         )
         .bind(prefix)
@@ -162,7 +182,7 @@ impl ApiKeyRepository for PgStore {
     async fn list_api_keys(&self, owner: UserId) -> Result<Vec<ApiKeyMeta>, RepoError> {
         let rows = sqlx::query(
             "select id, owner_id, name, prefix, scopes, created_at, last_used_at, expires_at, \
-                 revoked_at \
+                 revoked_at, made_by \
              from public.api_keys where owner_id = $1 order by created_at desc, id desc",
         )
         .bind(owner.0)
@@ -174,18 +194,42 @@ impl ApiKeyRepository for PgStore {
 
     #[tracing::instrument(skip_all, fields(user.id = %owner, api_key.id = %id))]
     async fn revoke_api_key(&self, owner: UserId, id: ApiKeyId) -> Result<ApiKeyMeta, RepoError> {
-        let row = sqlx::query(
-            "update public.api_keys set revoked_at = coalesce(revoked_at, now()) \
-             where id = $1 and owner_id = $2 \
-             returning id, owner_id, name, prefix, scopes, created_at, last_used_at, expires_at, \
-                 revoked_at",
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        // The owner's row first, as a key creation takes it: a key being made with one of
+        // these keys is either in place for the walk below or refused after it.
+        sqlx::query("select 1 from public.users where id = $1 for no key update")
+            .bind(owner.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        // The key, and down the line every key made with a key revoked here (a key already
+        // revoked had its line revoked with it).
+        sqlx::query(
+            "with recursive line (id) as ( \
+                 select id from public.api_keys where id = $1 and owner_id = $2 \
+                 union \
+                 select k.id from public.api_keys k join line on k.made_by = line.id \
+                 where k.owner_id = $2 and k.revoked_at is null) \
+             update public.api_keys k set revoked_at = now() \
+             from line where k.id = line.id and k.revoked_at is null",
         )
         .bind(id)
         .bind(owner.0)
-        .fetch_optional(&self.pool)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        let row = sqlx::query(
+            "select id, owner_id, name, prefix, scopes, created_at, last_used_at, expires_at, \
+                 revoked_at, made_by \
+             from public.api_keys where id = $1 and owner_id = $2",
+        )
+        .bind(id)
+        .bind(owner.0)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(db)?
         .ok_or_else(|| RepoError::not_found(Entity::ApiKey, id))?;
+        tx.commit().await.map_err(db)?;
         meta_from_row(&row)
     }
 

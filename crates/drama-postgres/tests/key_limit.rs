@@ -35,7 +35,7 @@ async fn racing_key_creations_cannot_pass_the_limit_together(pool: PgPool) {
             let store = store.clone();
             tokio::spawn(async move {
                 store
-                    .create_api_key_capped(owner, &format!("k{i}"), None, 5)
+                    .create_api_key_capped(owner, &format!("k{i}"), None, None, 5)
                     .await
             })
         })

@@ -39,6 +39,7 @@ pub use trees::{
     replacing_a_tree_removes_children_that_are_gone, unicode_and_megabyte_text_round_trip,
 };
 pub use users::{
+    a_revocation_reaches_the_keys_made_with_the_key,
     api_keys_store_only_hashes_and_refuse_revoked_and_expired,
     capped_key_creation_holds_under_concurrency, concurrent_debits_never_overdraw,
     owners_are_isolated, users_are_created_upserted_and_credited,
@@ -64,6 +65,7 @@ macro_rules! for_each_scenario {
         $m!(ids_at_the_edges_of_the_alphabet_round_trip);
         $m!(api_keys_store_only_hashes_and_refuse_revoked_and_expired);
         $m!(capped_key_creation_holds_under_concurrency);
+        $m!(a_revocation_reaches_the_keys_made_with_the_key);
         $m!(asset_objects_follow_their_assets);
         $m!(dropped_objects_become_orphans_claimed_once);
         $m!(orphans_are_claimed_only_for_their_owner);

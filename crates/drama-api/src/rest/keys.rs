@@ -131,6 +131,7 @@ async fn revoke(
         .parse()
         .map_err(|_| ApiError::not_found(Entity::ApiKey, path.as_str()))?;
     let meta = state.app().revoke_api_key(&caller, id).await?;
-    state.auth.forget_key_id(meta.id);
+    // The keys made with it went too: every cached key of the owner is asked about again.
+    state.auth.forget_keys_of(meta.owner);
     Ok(HttpResponse::Ok().json(key_json(&meta)))
 }

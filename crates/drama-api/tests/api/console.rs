@@ -328,6 +328,76 @@ async fn api_keys_belong_to_their_owner() {
     panic!("no limit on keys");
 }
 
+/// A key made with a key cannot outlive it: it expires no later (whatever it asks for) and
+/// is revoked with it, at once, down the line; a key without expiry sets no time bound.
+#[actix_web::test]
+async fn keys_made_with_a_key_expire_and_are_revoked_with_it() {
+    let h = Harness::new().await;
+    let svc = h.service(Harness::settings()).await;
+    let made = |key: &str, body: Value| post_json("/api-keys", key, body);
+    let (status, _, week) = send(
+        &svc,
+        made(&h.alice_key, json!({"name": "week", "expiresInDays": 7})),
+    )
+    .await;
+    assert_eq!(status, 201, "{week}");
+    let (week_secret, week_ends) = (week["key"].as_str().unwrap(), week["expiresAt"].as_i64());
+    assert!(week_ends.is_some(), "{week}");
+
+    for body in [
+        json!({"name": "longer", "expiresInDays": 3650}),
+        json!({"name": "forever"}),
+    ] {
+        let (status, _, child) = send(&svc, made(week_secret, body.clone())).await;
+        assert_eq!(status, 201, "{body} → {child}");
+        assert_eq!(child["expiresAt"].as_i64(), week_ends, "{body} → {child}");
+    }
+    let (_, _, shorter) = send(
+        &svc,
+        made(week_secret, json!({"name": "day", "expiresInDays": 1})),
+    )
+    .await;
+    let day = shorter["expiresAt"].as_i64().unwrap();
+    assert!(day < week_ends.unwrap() - 5 * 86_400_000, "{shorter}");
+
+    // Alice's own key never expires, so what it makes is as asked.
+    let (_, _, free) = send(&svc, made(&h.alice_key, json!({"name": "free"}))).await;
+    assert_eq!(free["expiresAt"], Value::Null, "{free}");
+
+    // Someone took the week's key and made another with it (and one with that); both work,
+    // and are in the authentication cache, until Alice revokes the week's key.
+    let (_, _, copy) = send(&svc, made(week_secret, json!({"name": "copy"}))).await;
+    let copy = copy["key"].as_str().unwrap().to_owned();
+    let (_, _, copy2) = send(&svc, made(&copy, json!({"name": "copy of copy"}))).await;
+    let copy2 = copy2["key"].as_str().unwrap().to_owned();
+    let free = free["key"].as_str().unwrap();
+    for key in [copy.as_str(), copy2.as_str(), free] {
+        assert_eq!(send(&svc, get("/dramas", key)).await.0, 200);
+    }
+    let (status, _, body) = send(
+        &svc,
+        TestRequest::delete()
+            .uri(&format!("/api-keys/{}", week["id"].as_str().unwrap()))
+            .insert_header(bearer(&h.alice_key)),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    for key in [week_secret, copy.as_str(), copy2.as_str()] {
+        let (status, _, body) = send(&svc, get("/dramas", key)).await;
+        assert_eq!(
+            status, 401,
+            "a key made with a revoked key is refused at once: {body}"
+        );
+    }
+    for key in [free, h.alice_key.as_str()] {
+        assert_eq!(
+            send(&svc, get("/dramas", key)).await.0,
+            200,
+            "not of that line"
+        );
+    }
+}
+
 /// A harness whose offline calls are priced, with a user rich enough to generate.
 async fn priced() -> (Harness, String) {
     let mut h = Harness::new().await;

@@ -283,7 +283,7 @@ pub async fn capped_key_creation_holds_under_concurrency(store: Arc<dyn Store>) 
             let store = store.clone();
             tokio::spawn(async move {
                 store
-                    .create_api_key_capped(owner, &format!("k{i}"), None, 5)
+                    .create_api_key_capped(owner, &format!("k{i}"), None, None, 5)
                     .await
             })
         })
@@ -299,6 +299,7 @@ pub async fn capped_key_creation_holds_under_concurrency(store: Arc<dyn Store>) 
                 assert_eq!(active, 5);
                 refused += 1;
             }
+            KeyCreation::MakerUnusable => panic!("no maker was named"),
         }
     }
     assert_eq!((created, refused), (5, 15));
@@ -310,21 +311,115 @@ pub async fn capped_key_creation_holds_under_concurrency(store: Arc<dyn Store>) 
     let some = store.list_api_keys(owner).await.unwrap()[0].id;
     store.revoke_api_key(owner, some).await.unwrap();
     assert!(matches!(
-        store.create_api_key_capped(owner, "again", None, 5).await,
+        store
+            .create_api_key_capped(owner, "again", None, None, 5)
+            .await,
         Ok(KeyCreation::Created(_))
     ));
     assert!(matches!(
-        store.create_api_key_capped(owner, "more", None, 5).await,
+        store
+            .create_api_key_capped(owner, "more", None, None, 5)
+            .await,
         Ok(KeyCreation::AtLimit { active: 5 })
     ));
     assert_not_found(
         store
-            .create_api_key_capped(UserId::random(), "x", None, 5)
+            .create_api_key_capped(UserId::random(), "x", None, None, 5)
             .await,
         Entity::User,
     );
     assert!(matches!(
-        store.create_api_key_capped(owner, " ", None, 50).await,
+        store
+            .create_api_key_capped(owner, " ", None, None, 50)
+            .await,
         Err(RepoError::Invalid(_))
+    ));
+}
+
+/// A key made with a key is revoked with it, down the line, and only that line: the maker's
+/// own maker, its siblings and another owner's keys stay. Once the maker is revoked (or
+/// expired) nothing more is made with it.
+pub async fn a_revocation_reaches_the_keys_made_with_the_key(store: Arc<dyn Store>) {
+    let owner = user(&*store).await;
+    let other = user(&*store).await;
+    let make = |maker: Option<drama_domain::ApiKeyId>, name: &'static str| {
+        let store = store.clone();
+        async move {
+            match store
+                .create_api_key_capped(owner, name, None, maker, 50)
+                .await
+                .unwrap()
+            {
+                KeyCreation::Created(k) => k.meta.id,
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+    };
+    let root = make(None, "session's").await;
+    let taken = make(Some(root), "taken").await;
+    let sibling = make(Some(root), "sibling").await;
+    let child = make(Some(taken), "child").await;
+    let grandchild = make(Some(child), "grandchild").await;
+    let theirs = store
+        .create_api_key(other, "theirs", &[], None)
+        .await
+        .unwrap()
+        .meta
+        .id;
+    let listed = store.list_api_keys(owner).await.unwrap();
+    let made_by = |id| listed.iter().find(|k| k.id == id).unwrap().made_by;
+    assert_eq!(
+        (made_by(root), made_by(taken), made_by(grandchild)),
+        (None, Some(root), Some(child))
+    );
+
+    assert_not_found(store.revoke_api_key(other, taken).await, Entity::ApiKey);
+    let revoked = store.revoke_api_key(owner, taken).await.unwrap();
+    assert_eq!(revoked.id, taken);
+    let now = Utc::now();
+    let usable: Vec<_> = store
+        .list_api_keys(owner)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|k| k.is_usable_at(now))
+        .map(|k| k.id)
+        .collect();
+    assert!(
+        usable.contains(&root) && usable.contains(&sibling),
+        "{usable:?}"
+    );
+    for gone in [taken, child, grandchild] {
+        assert!(!usable.contains(&gone), "{gone} outlived its maker");
+    }
+    assert!(
+        store.list_api_keys(other).await.unwrap()[0].is_usable_at(now),
+        "{theirs}"
+    );
+
+    assert!(matches!(
+        store
+            .create_api_key_capped(owner, "late", None, Some(taken), 50)
+            .await,
+        Ok(KeyCreation::MakerUnusable)
+    ));
+    let lapsed = store
+        .create_api_key(owner, "lapsed", &[], Some(now - Duration::minutes(1)))
+        .await
+        .unwrap()
+        .meta
+        .id;
+    assert!(matches!(
+        store
+            .create_api_key_capped(owner, "late", None, Some(lapsed), 50)
+            .await,
+        Ok(KeyCreation::MakerUnusable)
+    ));
+    // Another owner's key is no maker of this owner's keys.
+    assert!(matches!(
+        store
+            .create_api_key_capped(owner, "late", None, Some(theirs), 50)
+            .await,
+        Ok(KeyCreation::MakerUnusable)
     ));
 }

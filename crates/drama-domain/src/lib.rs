@@ -24,4 +24,4 @@ pub use model::{
 };
 pub use patch::{AssetPatch, CharacterPatch, DramaPatch, EntityPatch, EpisodePatch, ScenePatch};
 pub use storage::{legacy_key_of, storage_key_belongs};
-pub use user::{ApiKeyId, ApiKeyMeta, User};
+pub use user::{ApiKeyId, ApiKeyMeta, MAX_DISPLAY_NAME, User};

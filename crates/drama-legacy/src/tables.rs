@@ -7,7 +7,7 @@ use std::collections::HashSet;
 
 use drama_dal::NewUser;
 use drama_dal::legacy_tables::{LegacyDramaRows, LegacyRow};
-use drama_domain::UserId;
+use drama_domain::{MAX_DISPLAY_NAME, UserId};
 use serde_json::{Map, Value};
 
 /// Columns of the old `dramas` table that are bookkeeping, not part of a drama. (`user_id`
@@ -202,7 +202,11 @@ pub(crate) fn new_user(row: &LegacyRow) -> Result<NewUser, String> {
     })?;
     let mut user = NewUser::new(id);
     user.email = text(row, "email").filter(|e| !e.trim().is_empty());
-    user.display_name = text(row, "display_name").filter(|n| !n.trim().is_empty());
+    // A name is only shown: one longer than the schema allows is cut rather than costing
+    // the user their import.
+    user.display_name = text(row, "display_name")
+        .filter(|n| !n.trim().is_empty())
+        .map(|n| n.chars().take(MAX_DISPLAY_NAME).collect());
     if let Some(tokens) = row.get("tokens").and_then(Value::as_i64) {
         if tokens < 0 {
             return Err(format!(
@@ -303,6 +307,13 @@ mod tests {
         let e = new_user(&row(json!({"id": "10000"}))).unwrap_err();
         assert!(e.contains("\"10000\"") && e.contains("not a UUID"), "{e}");
         assert!(new_user(&row(json!({"id": id, "tokens": -1}))).is_err());
+        let long = "é".repeat(MAX_DISPLAY_NAME + 5);
+        let named = new_user(&row(json!({"id": id, "display_name": long}))).unwrap();
+        assert_eq!(
+            named.display_name.map(|n| n.chars().count()),
+            Some(MAX_DISPLAY_NAME),
+            "a name longer than the schema allows is cut, not refused"
+        );
     }
 
     #[test]

@@ -379,7 +379,15 @@ async fn a_client_reads_only_its_own_rows_and_writes_only_its_display_name(pool:
         );
     }
 
-    // The one write reaches her own row only.
+    // The one write is bounded (the constraint refuses, so the transaction is kept by a
+    // savepoint) and reaches her own row only.
+    let long = "x".repeat(drama_domain::MAX_DISPLAY_NAME + 1);
+    let too_long = attempt(
+        &mut tx,
+        &format!("update public.users set display_name = '{long}'"),
+    )
+    .await;
+    assert_eq!(too_long.as_deref(), Some("23514"), "check_violation");
     let renamed = sqlx::query("update public.users set display_name = 'Mallory'")
         .execute(&mut *tx)
         .await

@@ -92,11 +92,10 @@ async fn one_request(
     ctx: &Ctx,
     mut request: GraphQLRequest,
 ) -> serde_json::Value {
-    let invalid_input = serde_json::json!({"code": ErrorCode::ValidationFailed.graphql()});
     if let Err(message) = compat::normalise(&state.schema.schema, &mut request) {
-        return serde_json::json!({"data": null, "errors": [
-            {"message": message, "extensions": invalid_input}
-        ]});
+        let mut errors = [serde_json::json!({"message": message})];
+        mark_refused(&mut errors);
+        return serde_json::json!({"data": null, "errors": errors});
     }
     let result = request.execute(&state.schema, ctx).await.into_result();
     // An argument or variable the schema refuses (`createDrama(premise: 123)`) is the twin
@@ -107,13 +106,7 @@ async fn one_request(
         |e| serde_json::json!({"data": null, "errors": [{"message": e.to_string()}]}),
     );
     if refused && let Some(errors) = answer["errors"].as_array_mut() {
-        for error in errors {
-            if let Some(error) = error.as_object_mut() {
-                error
-                    .entry("extensions")
-                    .or_insert_with(|| invalid_input.clone());
-            }
-        }
+        mark_refused(errors);
     }
     // juniper leaves `data` out when the document fails to parse or validate; the old server
     // answered `"data": null` beside the errors, and its clients read `data` first.
@@ -121,6 +114,18 @@ async fn one_request(
         fields.entry("data").or_insert(serde_json::Value::Null);
     }
     answer
+}
+
+/// Gives errors of a document the schema refused (which juniper sends without extensions) the
+/// code of a REST body that breaks a rule, `BAD_USER_INPUT`; errors with a code keep theirs.
+pub(super) fn mark_refused(errors: &mut [serde_json::Value]) {
+    for error in errors {
+        if let Some(error) = error.as_object_mut() {
+            error.entry("extensions").or_insert_with(
+                || serde_json::json!({"code": ErrorCode::ValidationFailed.graphql()}),
+            );
+        }
+    }
 }
 
 /// `POST /graphql` with `{"query", "variables", "operationName"}` (or a batch), or

@@ -187,7 +187,18 @@ impl From<graphql_ws::ServerMessage<DefaultScalarValue>> for Outgoing {
 
 fn serialized(message: &impl serde::Serialize) -> Outgoing {
     match serde_json::to_value(message) {
-        Ok(value) => Outgoing::Message(value),
+        Ok(mut value) => {
+            // An `error` message answers an operation that never started: a document the
+            // schema refused (coded as a POST's errors are), or a refusal with its own code.
+            if value["type"] == "error" {
+                match &mut value["payload"] {
+                    Value::Array(errors) => super::mark_refused(errors),
+                    error @ Value::Object(_) => super::mark_refused(std::slice::from_mut(error)),
+                    _ => {}
+                }
+            }
+            Outgoing::Message(value)
+        }
         Err(e) => Outgoing::Close(1011, format!("error serializing a response: {e}")),
     }
 }

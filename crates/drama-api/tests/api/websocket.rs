@@ -185,3 +185,86 @@ async fn subscriptions_need_credentials_and_an_own_drama() {
     };
     assert_eq!(errors[0]["extensions"]["code"], "NOT_FOUND", "{answer}");
 }
+
+/// A document the schema refuses carries `BAD_USER_INPUT`, as in a POST's answer, on both
+/// protocols (graphql-transport-ws and the legacy graphql-ws of older Apollo clients).
+#[actix_web::test]
+async fn a_refused_document_is_coded_as_bad_input_on_both_protocols() {
+    let h = Harness::new().await;
+    let server = h.listen(Harness::settings());
+    let refused = [
+        "{ noSuchField }",
+        r#"subscription { dramaChanged(id: 5) { version } }"#,
+    ];
+
+    let mut ws = connect(&server).await;
+    send(
+        &mut ws,
+        json!({"type": "connection_init", "payload": {"x-api-key": h.alice_key}}),
+    )
+    .await;
+    assert_eq!(next(&mut ws).await.unwrap()["type"], "connection_ack");
+    for (n, query) in refused.iter().enumerate() {
+        send(
+            &mut ws,
+            json!({"id": n.to_string(), "type": "subscribe", "payload": {"query": query}}),
+        )
+        .await;
+        // (An earlier operation's `complete` may come first.)
+        let answer = loop {
+            let answer = next(&mut ws).await.unwrap();
+            if answer["type"] != "complete" {
+                break answer;
+            }
+        };
+        assert_eq!(answer["type"], "error", "{query} → {answer}");
+        assert_eq!(
+            answer["payload"][0]["extensions"]["code"], "BAD_USER_INPUT",
+            "{query} → {answer}"
+        );
+    }
+
+    let mut request = format!("ws://{}/subscriptions", server.base)
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("Sec-WebSocket-Protocol", "graphql-ws".parse().unwrap());
+    let mut legacy = tokio_tungstenite::connect_async(request).await.unwrap().0;
+    send(
+        &mut legacy,
+        json!({"type": "connection_init", "payload": {"x-api-key": h.alice_key}}),
+    )
+    .await;
+    assert_eq!(not_ka(&mut legacy).await["type"], "connection_ack");
+    for (n, query) in refused.iter().enumerate() {
+        send(
+            &mut legacy,
+            json!({"id": n.to_string(), "type": "start", "payload": {"query": query}}),
+        )
+        .await;
+        let message = not_ka(&mut legacy).await;
+        assert_eq!(message["type"], "error", "{query} → {message}");
+        let payload = &message["payload"];
+        let error = if payload.is_array() {
+            &payload[0]
+        } else {
+            payload
+        };
+        assert_eq!(
+            error["extensions"]["code"], "BAD_USER_INPUT",
+            "{query} → {message}"
+        );
+    }
+}
+
+/// The next message of a legacy socket other than its keep-alive (`ka`) and the end of an
+/// earlier operation (`complete`).
+async fn not_ka(ws: &mut Socket) -> Value {
+    loop {
+        let message = next(ws).await.unwrap();
+        if message["type"] != "ka" && message["type"] != "complete" {
+            return message;
+        }
+    }
+}

@@ -84,12 +84,15 @@ impl App {
     ) -> Result<StoredDrama, AppError> {
         self.check_text(drama)?;
         drama.check_size().map_err(AppError::Invalid)?;
+        let mut drama = drama.clone();
+        self.make_media_urls_lasting(caller.user, drama.media_urls_mut())
+            .await;
         // The id's turn, then the user's (`admission`), from the checks to the write.
         let _id_turn = self.admission.id(&drama.id).await;
         let _turn = self.admission.user(caller.user).await;
         self.ensure_not_being_written(&drama.id).await?;
         self.check_drama_quota(caller.user).await?;
-        Ok(self.store.create(caller.user, drama).await?)
+        Ok(self.store.create(caller.user, &drama).await?)
     }
 
     /// Applies a PATCH to a drama of the caller or to one of its parts (character, episode,
@@ -112,9 +115,12 @@ impl App {
         self.limits
             .check_document(&changes)
             .map_err(AppError::Invalid)?;
+        let mut patch = patch.clone();
+        self.make_media_urls_lasting(caller.user, patch.media_urls_mut())
+            .await;
         Ok(self
             .store
-            .patch(caller.user, drama, patch, expected)
+            .patch(caller.user, drama, &patch, expected)
             .await?)
     }
 

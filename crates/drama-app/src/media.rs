@@ -12,6 +12,8 @@ pub use drama_assets::{
     ByteRange, ByteStream, ContentRange, ObjectInfo, ObjectKey, ObjectStream, SignedRequest,
 };
 
+use drama_domain::UserId;
+
 use crate::{App, AppError};
 
 /// What a read of an object found.
@@ -121,6 +123,36 @@ impl App {
         expiry: Duration,
     ) -> Result<String, AppError> {
         Ok(self.assets.presign_get(key, expiry).await?.url)
+    }
+
+    /// Rewrites each of `urls` that is one of this server's time-limited URLs for an object
+    /// of `owner` (as every answer carries them: `/files/…?expires&sig`, or a bucket's
+    /// presigned URL) to the object's lasting address, the one stored and signed again on
+    /// the way out. A client that reads a scene and writes it back would otherwise store a
+    /// URL that stops working when its signature expires. Any other URL is kept as sent.
+    pub(crate) async fn make_media_urls_lasting(&self, owner: UserId, urls: Vec<&mut String>) {
+        for url in urls {
+            if let Some(lasting) = self.lasting_media_url(owner, url).await {
+                *url = lasting;
+            }
+        }
+    }
+
+    /// The lasting address of `url` when it is one of this server's signed URLs of an object
+    /// of `owner`: the URL up to its query must be exactly what this server signs for that
+    /// key (a look-alike on another host or path is someone else's URL).
+    async fn lasting_media_url(&self, owner: UserId, url: &str) -> Option<String> {
+        let (address, _) = url.split_once('?')?;
+        let at = address.find(&format!("/{owner}/"))?;
+        let key = ObjectKey::parse(&address[at + 1..]).ok()?;
+        let ours = match self.signed_media_url(&key, Utc::now()) {
+            Some(signed) => signed,
+            None => self
+                .presigned_media_url(&key, Duration::from_secs(60))
+                .await
+                .ok()?,
+        };
+        (ours.split_once('?').map(|(a, _)| a) == Some(address)).then(|| self.object_url(&key))
     }
 
     /// Whether `request`, made to one of this server's signed URLs, may read or write the key

@@ -251,6 +251,31 @@ pub enum AssetOwner {
 }
 
 impl Drama {
+    /// Every media URL the drama holds (its cover, portraits, premise images, episode videos,
+    /// storyboards, clips and assets), to be rewritten in place.
+    pub fn media_urls_mut(&mut self) -> Vec<&mut String> {
+        fn assets(assets: &mut [Asset]) -> impl Iterator<Item = &mut Option<String>> {
+            assets.iter_mut().map(|a| &mut a.url)
+        }
+        let mut urls: Vec<&mut Option<String>> = vec![&mut self.url];
+        urls.extend(assets(&mut self.assets));
+        for c in &mut self.characters {
+            urls.push(&mut c.url);
+            urls.push(&mut c.premise_url);
+            urls.extend(assets(&mut c.assets));
+        }
+        for e in &mut self.episodes {
+            urls.push(&mut e.url);
+            urls.extend(assets(&mut e.assets));
+            for s in &mut e.scenes {
+                urls.push(&mut s.image_url);
+                urls.push(&mut s.video_url);
+                urls.extend(assets(&mut s.assets));
+            }
+        }
+        urls.into_iter().filter_map(Option::as_mut).collect()
+    }
+
     /// Parses a drama from JSON and validates it.
     ///
     /// # Errors

@@ -204,6 +204,19 @@ pub enum EntityPatch {
 }
 
 impl EntityPatch {
+    /// Every media URL the patch sets (a scene's storyboard and clip, an asset's url), to be
+    /// rewritten in place.
+    pub fn media_urls_mut(&mut self) -> Vec<&mut String> {
+        let urls: Vec<&mut Option<Option<String>>> = match self {
+            Self::Scene { changes, .. } => vec![&mut changes.image_url, &mut changes.video_url],
+            Self::Asset { changes, .. } => vec![&mut changes.url],
+            Self::Drama(_) | Self::Character { .. } | Self::Episode { .. } => Vec::new(),
+        };
+        urls.into_iter()
+            .filter_map(|url| url.as_mut().and_then(Option::as_mut))
+            .collect()
+    }
+
     /// The changes alone, as the JSON body they were read from (what text limits are checked
     /// against, so that a refusal names the body's field and not the address).
     ///

@@ -13,6 +13,7 @@ mod idempotency;
 mod jobs;
 mod library;
 mod library_pages;
+mod media_round_trip;
 mod media_urls;
 mod old_clients;
 mod openapi;

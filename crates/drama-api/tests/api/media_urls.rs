@@ -108,7 +108,7 @@ fn is_video(bytes: &[u8]) -> bool {
 }
 
 /// Generates a drama (the harness's worker runs it) and answers it as REST shows it.
-async fn generated(h: &Harness, backend: &str) -> Value {
+pub(crate) async fn generated(h: &Harness, backend: &str) -> Value {
     let svc = h.service(Harness::settings()).await;
     let k = &h.alice_key;
     crate::support::create_drama(&svc, k, "film", (2, 1, 2)).await;

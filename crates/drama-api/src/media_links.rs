@@ -32,8 +32,22 @@ const MAX_BODY: usize = 64 * 1024 * 1024;
 /// Local signatures end on a multiple of this, so URLs stay the same for a while.
 const ROUNDING_SECS: i64 = 3600;
 
+/// Marks a response whose body is an object's stored bytes (a library download, a media
+/// file): those are the user's content, not an answer of this API, and are sent as stored —
+/// a JSON file is neither buffered, nor rewritten, nor cut from its `Content-Range`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StoredBytes;
+
 /// Signs the media URLs in a JSON response of an authenticated request.
 pub(crate) async fn sign_response(response: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {
+    if response
+        .response()
+        .extensions()
+        .get::<StoredBytes>()
+        .is_some()
+    {
+        return response;
+    }
     let is_json = response
         .headers()
         .get(header::CONTENT_TYPE)

@@ -159,6 +159,9 @@ pub(crate) fn object_head(info: &ObjectInfo, range: Option<ContentRange>) -> Htt
         .insert_header((header::ACCEPT_RANGES, "bytes"))
         .insert_header(("X-Content-Type-Options", "nosniff"));
     response
+        .extensions_mut()
+        .insert(crate::media_links::StoredBytes);
+    response
 }
 
 /// A streamed 200 (or 206 for a range) with the object's type and length.

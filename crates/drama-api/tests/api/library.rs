@@ -288,3 +288,51 @@ async fn media_serves_only_the_callers_objects() {
     .await;
     assert_eq!(status, 403);
 }
+
+/// A JSON file of the library is the user's content: downloaded byte for byte, even when it
+/// holds an address this API would sign in its own answers.
+#[actix_web::test]
+async fn a_json_upload_is_downloaded_as_stored() {
+    let h = Harness::new().await;
+    let svc = h.service(Harness::settings()).await;
+    let form = |asset_type, file| {
+        multipart(
+            &[
+                ("project_name", "p"),
+                ("asset_type", asset_type),
+                ("tag", "character"),
+            ],
+            Some(file),
+            false,
+        )
+    };
+    let (_, _, picture) = send(
+        &svc,
+        upload(&h.alice_key, form("image", ("picture.png", "image/png", PNG))),
+    )
+    .await;
+    let own = format!(
+        "{}/media/{}",
+        h.app.public_base_url(),
+        picture["r2_key"].as_str().unwrap()
+    );
+    let stored = format!("{{\"see\": \"{own}\", \"n\": 1}}");
+    let (status, _, body) = send(
+        &svc,
+        upload(
+            &h.alice_key,
+            form("text", ("notes.json", "application/json", stored.as_bytes())),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let id = body["asset_id"].as_str().unwrap().to_owned();
+    let item = format!("/asset-library/{id}?project_name=p&asset_type=text");
+    let request = TestRequest::get()
+        .uri(&item)
+        .insert_header(bearer(&h.alice_key));
+    let response = actix_web::test::call_service(&svc, request.to_request()).await;
+    assert_eq!(response.status(), 200);
+    let bytes = actix_web::test::read_body(response).await;
+    assert_eq!(String::from_utf8_lossy(&bytes), stored, "as stored");
+}

@@ -69,7 +69,8 @@ async fn execute(
         GraphQLBatchRequest::Batch(many) => many.iter().collect(),
     };
     limits::check(&state.schema.schema, &operations, &state.settings.graphql)?;
-    let ctx = Ctx::new(state.app().clone(), caller, state.realtime.clone());
+    let ctx = Ctx::new(state.app().clone(), caller, state.realtime.clone())
+        .with_legacy_user(state.legacy_user);
     // Validation and resolver errors are answered with 200 and `errors`, as the old server
     // (and the GraphQL-over-HTTP convention for application/json) did.
     Ok(match request {

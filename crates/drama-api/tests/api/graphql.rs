@@ -187,6 +187,30 @@ async fn service_callers_may_name_the_owner() {
     assert_eq!(b["errors"][0]["extensions"]["code"], "BAD_USER_INPUT");
 }
 
+/// The old clients' `userId: "10000"` from a service caller names the user the old default
+/// owner became (`LEGACY_USER_ID`), and is ignored when none is set: never `BAD_USER_INPUT`.
+#[actix_web::test]
+async fn a_service_callers_old_default_user_is_the_legacy_user() {
+    let h = seeded().await;
+    let summaries = r#"{ dramaSummaries(userId: "10000") { id } }"#;
+    let mut settings = Harness::settings();
+    settings.auth.legacy_user = Some(h.alice.to_string());
+    let svc = h.service(settings).await;
+    let (s, b) = gql(&svc, &h.service_key, summaries, json!({})).await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        b["data"]["dramaSummaries"],
+        json!([{"id": "a2"}, {"id": "a1"}]),
+        "{b}"
+    );
+    let (_, b) = gql(&svc, &h.bob_key, summaries, json!({})).await;
+    assert_eq!(b["data"]["dramaSummaries"], json!([{"id": "b1"}]), "{b}");
+    // Without a legacy user the argument is ignored: the service caller's own (none).
+    let svc = h.service(Harness::settings()).await;
+    let (_, b) = gql(&svc, &h.service_key, summaries, json!({})).await;
+    assert_eq!(b["data"]["dramaSummaries"], json!([]), "{b}");
+}
+
 #[actix_web::test]
 async fn mutations_update_and_delete_with_versions() {
     let h = seeded().await;

@@ -332,7 +332,10 @@ pub(crate) fn named_owner<'a>(
     user_id: Option<&'a str>,
     legacy_user: Option<UserId>,
 ) -> Result<Option<UserId>, &'a str> {
-    match user_id.map(str::trim).filter(|u| !u.is_empty() && caller.service) {
+    match user_id
+        .map(str::trim)
+        .filter(|u| !u.is_empty() && caller.service)
+    {
         None => Ok(None),
         Some(OLD_DEFAULT_OWNER) => Ok(legacy_user),
         Some(u) => u.parse().map(Some).map_err(|_| u),

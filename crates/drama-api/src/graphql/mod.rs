@@ -291,11 +291,9 @@ async fn get(
         .map(serde_json::from_str)
         .transpose()
         .map_err(|e| ApiError::bad_request(format!("`variables` is not JSON: {e}")))?;
-    if let Some(refused) = only_queries_over_get(
-        &state.schema.schema,
-        &text,
-        query.operation_name.as_deref(),
-    ) {
+    if let Some(refused) =
+        only_queries_over_get(&state.schema.schema, &text, query.operation_name.as_deref())
+    {
         return Ok(refused);
     }
     let request =

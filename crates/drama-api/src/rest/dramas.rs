@@ -1,8 +1,8 @@
 use actix_multipart::Multipart;
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::{Bytes, BytesMut};
-use drama_app::pipeline::{PremiseRequest, ReferenceUpload};
 use drama_app::AppError;
+use drama_app::pipeline::{PremiseRequest, ReferenceUpload};
 use drama_app::store::{Cursor, PageRequest};
 use drama_domain::{Drama, DramaPatch, EntityPatch};
 use futures::StreamExt as _;

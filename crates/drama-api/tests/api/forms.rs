@@ -95,7 +95,11 @@ fn premise_with_image(content_type: &str, bytes: &[u8]) -> Vec<u8> {
     .into_bytes();
     body.extend_from_slice(bytes);
     body.extend_from_slice(b"\r\n");
-    body.extend_from_slice(&multipart(&[("premise", "A lighthouse keeper.")], None, false));
+    body.extend_from_slice(&multipart(
+        &[("premise", "A lighthouse keeper.")],
+        None,
+        false,
+    ));
     body
 }
 

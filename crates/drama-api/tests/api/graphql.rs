@@ -359,7 +359,10 @@ async fn get_refuses_mutations_and_subscriptions_and_runs_nothing() {
         (r#"mutation { deleteDrama(id: "a2") }"#, None),
         (r#"mutation { generateDrama(id: "a1") { jobId } }"#, None),
         (both, Some("Gone")),
-        (r#"subscription { jobProgress(jobId: "x") { eventId } }"#, None),
+        (
+            r#"subscription { jobProgress(jobId: "x") { eventId } }"#,
+            None,
+        ),
     ] {
         let mut uri = format!("/graphql?query={}", encoded(document));
         if let Some(name) = operation {
@@ -370,7 +373,11 @@ async fn get_refuses_mutations_and_subscriptions_and_runs_nothing() {
         assert_eq!(headers.get("allow").unwrap(), "POST", "{document}");
         assert_eq!(body["code"], "method_not_allowed", "{body}");
         let kind = document.split_whitespace().next().unwrap_or_default();
-        let expected = if kind == "subscription" { "subscriptions" } else { "mutations" };
+        let expected = if kind == "subscription" {
+            "subscriptions"
+        } else {
+            "mutations"
+        };
         assert_eq!(
             body["detail"],
             format!("{expected} are not allowed when using GET"),
@@ -379,7 +386,10 @@ async fn get_refuses_mutations_and_subscriptions_and_runs_nothing() {
     }
     let (status, _, body) = send(
         &svc,
-        get(&format!("/graphql?query={}&operationName=Mine", encoded(both)), k),
+        get(
+            &format!("/graphql?query={}&operationName=Mine", encoded(both)),
+            k,
+        ),
     )
     .await;
     assert_eq!(status, 200, "{body}");

@@ -297,7 +297,11 @@ async fn a_service_callers_old_default_user_is_the_legacy_user() {
     let mut settings = Harness::settings();
     settings.auth.legacy_user = Some(h.alice.to_string());
     let svc = h.service(settings).await;
-    let fields = [("project_name", "x"), ("asset_type", "image"), ("tag", "character")];
+    let fields = [
+        ("project_name", "x"),
+        ("asset_type", "image"),
+        ("tag", "character"),
+    ];
     let (status, _, body) = send(
         &svc,
         upload(

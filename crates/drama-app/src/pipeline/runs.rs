@@ -53,9 +53,7 @@ fn run_result<'a>(run: &JobView, nodes: impl IntoIterator<Item = &'a JobView>) -
             "videoUrl": url,
         }));
     }
-    let mut children = nodes
-        .into_iter()
-        .filter(|n| n.parent_id == Some(run.id));
+    let mut children = nodes.into_iter().filter(|n| n.parent_id == Some(run.id));
     match (children.next(), children.next()) {
         (Some(only), None) if only.result.is_some() => only.result.clone(),
         _ => run.subject.as_ref().map(|d| json!({ "dramaId": d })),

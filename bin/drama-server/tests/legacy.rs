@@ -5,8 +5,8 @@
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -480,8 +480,12 @@ async fn a_library_that_cannot_be_listed_still_leaves_the_report_of_the_dramas()
     let work = tempfile::tempdir().unwrap();
     let report = work.path().join("import.json");
     let owner = uuid::Uuid::new_v4().to_string();
-    s3.put("dramas/one/drama.json", fixture_as("one"), "application/json")
-        .await;
+    s3.put(
+        "dramas/one/drama.json",
+        fixture_as("one"),
+        "application/json",
+    )
+    .await;
     // The old library of the default owner lives under `10000/`.
     *s3.gate.unlistable.lock().unwrap() = Some("10000/".to_owned());
 
@@ -504,7 +508,9 @@ async fn a_library_that_cannot_be_listed_still_leaves_the_report_of_the_dramas()
     let json = read_report(&report);
     assert_eq!(json["counts"]["imported"], 1);
     assert!(
-        json["library"]["error"].as_str().is_some_and(|e| !e.is_empty()),
+        json["library"]["error"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty()),
         "{json:#}"
     );
     assert_eq!(db.count("dramas").await, 1);

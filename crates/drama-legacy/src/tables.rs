@@ -113,10 +113,10 @@ pub(crate) fn assemble(rows: LegacyDramaRows) -> Assembled {
     // Only scenes under an episode of this drama come over: the old server read scenes per
     // episode, so one without such an episode was never served, and the new model has no
     // place for a scene outside an episode. An asset naming one stays on the drama.
-    let (scenes, orphans): (Vec<LegacyRow>, Vec<LegacyRow>) =
-        rows.scenes.into_iter().partition(|s| {
-            text(s, "episode_id").is_some_and(|episode| episode_ids.contains(&episode))
-        });
+    let (scenes, orphans): (Vec<LegacyRow>, Vec<LegacyRow>) = rows
+        .scenes
+        .into_iter()
+        .partition(|s| text(s, "episode_id").is_some_and(|episode| episode_ids.contains(&episode)));
     for orphan in orphans {
         let scene_id = text(&orphan, "id").unwrap_or_default();
         repairs.push(match text(&orphan, "episode_id") {

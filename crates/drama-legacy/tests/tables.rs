@@ -415,7 +415,12 @@ async fn scenes_outside_an_episode_of_their_drama_are_reported(pool: PgPool) {
         .drama;
     assert_eq!(corgi.episodes[0].scenes.len(), 2);
     // The asset of the scene that has no episode stays on the drama.
-    assert!(corgi.assets.iter().any(|a| a.id.as_str() == "corgi-lost-img"));
+    assert!(
+        corgi
+            .assets
+            .iter()
+            .any(|a| a.id.as_str() == "corgi-lost-img")
+    );
     // The scene under another drama's episode comes over with that drama.
     let heist = repos
         .dramas

@@ -85,6 +85,13 @@ pub(crate) async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
     let report = drama_postgres::schema_report(&pool).await?;
     let mut out = std::io::stdout().lock();
     print_report(&mut out, &settings.database.redacted_url(), &report)?;
+    // Which endpoint is used when an old environment names two: the check below says where
+    // it went, this says why not to the other one.
+    if settings.assets.backend() == drama_assets::BackendKind::S3
+        && let Some(note) = settings.assets.endpoint_note()
+    {
+        writeln!(out, "assets: note: {note}")?;
+    }
     // A store that cannot even be opened (a bad setting) is a failed check, not an error.
     let assets_ok = match drama_assets::open_store(&settings.assets).await {
         Ok(store) => {

@@ -151,4 +151,26 @@ mod tests {
         assert!(row("metrics.token").contains("= ***"));
         assert!(row("ASSETS_PUBLIC_URL").contains("https://cdn.example.com/a?token=***"));
     }
+
+    #[test]
+    fn an_endpoint_url_beside_an_account_id_shows_as_ignored() {
+        let vars: HashMap<String, String> = [
+            ("R2_ACCOUNT_ID", "abc123"),
+            ("R2_ENDPOINT_URL", "http://minio.internal:9000"),
+            ("R2_BUCKET", "b"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let settings = Settings::load_from(None, &vars).unwrap();
+        let table = render(&settings, false).unwrap();
+        let row = table
+            .lines()
+            .find(|l| l.starts_with("R2_ENDPOINT_URL"))
+            .unwrap();
+        assert!(
+            row.contains("http://minio.internal:9000 (ignored: R2_ACCOUNT_ID is set and wins)"),
+            "{row}"
+        );
+    }
 }

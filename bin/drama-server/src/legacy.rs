@@ -179,12 +179,18 @@ pub(crate) async fn import(settings: &Settings, args: ImportArgs) -> anyhow::Res
     progress.finish();
     if !args.skip_library && !stop.is_cancelled() {
         let progress = Meter::new("library");
-        report.library = Some(
-            LibraryImporter::new(bucket, library)?
-                .run(&progress, &stop)
-                .await?,
-        );
+        let owners = library.owners.clone();
+        // A library that cannot be listed fails the run, but the dramas were imported: their
+        // report and summary are still written, with the library's error in them.
+        let library = match LibraryImporter::new(bucket, library) {
+            Ok(importer) => importer.run(&progress, &stop).await,
+            Err(e) => Err(e),
+        };
         progress.finish();
+        report.library = Some(library.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "the asset library could not be imported");
+            LibraryReport::stopped(&owners, &e)
+        }));
         report.interrupted |= stop.is_cancelled();
     }
     let summary = import_summary(&report, args.flags.report.as_deref());
@@ -354,6 +360,9 @@ fn library_summary(s: &mut String, r: &LibraryReport, dry_run: bool) {
          not started {}",
         r.total, r.imported, r.updated, r.unchanged, r.failed, r.not_started
     );
+    if let Some(error) = &r.error {
+        let _ = writeln!(s, "    stopped: {error}");
+    }
     for item in r.items.iter().filter(|i| i.reason.is_some()) {
         if let Some(reason) = &item.reason {
             let _ = writeln!(

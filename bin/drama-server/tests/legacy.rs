@@ -5,8 +5,8 @@
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,8 +14,8 @@ use drama_assets::{AssetStore, ObjectKey, S3Store};
 use drama_testkit::pg::ScratchDb;
 use drama_testkit::s3::{S3Server, require_signature};
 use s3s::access::{S3Access, S3AccessContext};
-use s3s::dto::GetObjectInput;
-use s3s::{S3Request, S3Result};
+use s3s::dto::{GetObjectInput, ListObjectsV2Input};
+use s3s::{S3Request, S3Result, s3_error};
 use serde_json::{Value, json};
 
 use tokio::sync::Notify;
@@ -26,12 +26,14 @@ const BUCKET: &str = "sfd-production";
 const PUBLIC_URL: &str = "https://cdn.example.com";
 const FIXTURE: &str = include_str!("../../../fixtures/legacy-r2/corgi_musk_v5.json");
 
-/// Lets a number of object reads through, then holds the rest until opened.
+/// Lets a number of object reads through, then holds the rest until opened; refuses to list
+/// under a prefix when told to.
 #[derive(Default)]
 struct Gate {
     remaining: AtomicI64,
     closed: AtomicBool,
     opened: Notify,
+    unlistable: Mutex<Option<String>>,
 }
 
 impl Gate {
@@ -53,6 +55,17 @@ struct GatedAccess(Arc<Gate>);
 impl S3Access for GatedAccess {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
         require_signature(cx)
+    }
+
+    async fn list_objects_v2(&self, req: &mut S3Request<ListObjectsV2Input>) -> S3Result<()> {
+        let refused = self.0.unlistable.lock().unwrap().clone();
+        let prefix = req.input.prefix.as_deref().unwrap_or_default();
+        match refused {
+            Some(refused) if prefix.starts_with(&refused) => {
+                Err(s3_error!(AccessDenied, "listing refused by the test"))
+            }
+            _ => Ok(()),
+        }
     }
 
     async fn get_object(&self, _req: &mut S3Request<GetObjectInput>) -> S3Result<()> {
@@ -456,4 +469,49 @@ async fn the_old_asset_library_reaches_its_new_owner_through_the_api() {
     assert_eq!(bytes.bytes().await.unwrap().to_vec(), png);
     server.stop().await;
     db.drop_it().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_library_that_cannot_be_listed_still_leaves_the_report_of_the_dramas() {
+    let s3 = TestS3::start().await;
+    let db = ScratchDb::create("legacy_cli_library_error").await;
+    let migrated = s3.run(&["migrate"], &db.url()).await;
+    assert!(migrated.status.success(), "{}", text(&migrated));
+    let work = tempfile::tempdir().unwrap();
+    let report = work.path().join("import.json");
+    let owner = uuid::Uuid::new_v4().to_string();
+    s3.put(
+        "dramas/one/drama.json",
+        fixture_as("one"),
+        "application/json",
+    )
+    .await;
+    // The old library of the default owner lives under `10000/`.
+    *s3.gate.unlistable.lock().unwrap() = Some("10000/".to_owned());
+
+    let run = s3
+        .run(
+            &[
+                "import-r2",
+                "--owner",
+                &owner,
+                "--report",
+                report.to_str().unwrap(),
+            ],
+            &db.url(),
+        )
+        .await;
+    let out = text(&run);
+    assert_eq!(run.status.code(), Some(1), "{out}");
+    assert!(out.contains("imported 1, updated 0"), "{out}");
+    assert!(out.contains("stopped:"), "{out}");
+    let json = read_report(&report);
+    assert_eq!(json["counts"]["imported"], 1);
+    assert!(
+        json["library"]["error"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty()),
+        "{json:#}"
+    );
+    assert_eq!(db.count("dramas").await, 1);
 }

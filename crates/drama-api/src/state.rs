@@ -5,6 +5,7 @@ use std::time::Duration;
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage as _, HttpRequest, web};
 use drama_app::{App, Caller, RequestKey};
+use drama_domain::UserId;
 use futures::future::LocalBoxFuture;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::Deserialize;
@@ -139,6 +140,9 @@ pub struct ApiState {
     #[cfg(feature = "graphql")]
     pub(crate) schema: Arc<crate::graphql::Schema>,
     pub(crate) realtime: Arc<crate::realtime::Realtime>,
+    /// `LEGACY_USER_ID`, the user the old default owner `10000` became (none when unset or
+    /// refused, as the authenticator reads it).
+    pub(crate) legacy_user: Option<UserId>,
     pub(crate) sign_in: crate::console::SignInCodes,
     limiter: Option<DefaultKeyedRateLimiter<drama_domain::UserId>>,
     /// The rate of requests without valid credentials, per client address.
@@ -179,6 +183,7 @@ impl ApiState {
         ));
         Arc::new(Self {
             auth: Authenticator::new(app.clone(), &settings.auth),
+            legacy_user: settings.auth.validate().ok().flatten(),
             app,
             settings,
             #[cfg(feature = "graphql")]
@@ -311,6 +316,30 @@ fn parse_ip(address: &str) -> Option<std::net::IpAddr> {
                 .next()
                 .and_then(|a| a.parse().ok())
         })
+}
+
+/// The old clients' default `user_id`, the owner of every old drama and library upload.
+const OLD_DEFAULT_OWNER: &str = "10000";
+
+/// The owner a `user_id` argument (GraphQL `userId`) names, for service callers only: anyone
+/// else's is ignored. The old clients' default `10000` names the user the import gave the old
+/// default owner's data to (`legacy_user`), or nobody (the caller itself) when none is set.
+///
+/// # Errors
+/// The argument, when it is neither `10000` nor a user id.
+pub(crate) fn named_owner<'a>(
+    caller: &Caller,
+    user_id: Option<&'a str>,
+    legacy_user: Option<UserId>,
+) -> Result<Option<UserId>, &'a str> {
+    match user_id
+        .map(str::trim)
+        .filter(|u| !u.is_empty() && caller.service)
+    {
+        None => Ok(None),
+        Some(OLD_DEFAULT_OWNER) => Ok(legacy_user),
+        Some(u) => u.parse().map(Some).map_err(|_| u),
+    }
 }
 
 /// The authenticated caller of a request (an extractor: a handler that takes it requires

@@ -54,7 +54,8 @@ pub struct AssetSettings {
     #[serde(deserialize_with = "opt_parsed")]
     pub assets_backend: Option<BackendKind>,
     /// `R2_ACCOUNT_ID`: the Cloudflare account; gives the endpoint
-    /// `https://{id}.r2.cloudflarestorage.com`.
+    /// `https://{id}.r2.cloudflarestorage.com`, which wins over `R2_ENDPOINT_URL` (as in the
+    /// old server).
     #[serde(deserialize_with = "opt_string")]
     pub r2_account_id: Option<String>,
     /// `R2_ACCESS_KEY_ID`.
@@ -69,8 +70,9 @@ pub struct AssetSettings {
     /// `R2_PUBLIC_URL`: base of public object URLs (custom domain or `r2.dev`).
     #[serde(deserialize_with = "opt_string")]
     pub r2_public_url: Option<String>,
-    /// `R2_ENDPOINT_URL`: any other S3 endpoint (MinIO, a test server); wins over the
-    /// account id.
+    /// `R2_ENDPOINT_URL`: any other S3 endpoint (MinIO, a test server); used only without
+    /// `R2_ACCOUNT_ID`, as by the old server, whose environments may still carry one it
+    /// ignored.
     #[serde(deserialize_with = "opt_string")]
     pub r2_endpoint_url: Option<String>,
     /// `R2_REGION`: signing region, default `auto` (R2 ignores it; MinIO may want
@@ -196,7 +198,16 @@ impl AssetSettings {
             ("R2_SECRET_ACCESS_KEY", set(&self.r2_secret_access_key)),
             ("R2_BUCKET", self.r2_bucket.clone()),
             ("R2_PUBLIC_URL", self.r2_public_url.clone()),
-            ("R2_ENDPOINT_URL", self.r2_endpoint_url.clone()),
+            (
+                "R2_ENDPOINT_URL",
+                self.r2_endpoint_url.clone().map(|url| {
+                    if self.r2_account_id.is_some() {
+                        format!("{url} (ignored: R2_ACCOUNT_ID is set and wins)")
+                    } else {
+                        url
+                    }
+                }),
+            ),
             (
                 "R2_REGION",
                 Some(self.r2_region.clone().unwrap_or_else(|| "auto".to_owned())),
@@ -281,14 +292,40 @@ impl AssetSettings {
             .map_or_else(|| Ok(SizeLimits::default()), SizeLimits::parse)
     }
 
+    /// The S3 endpoint these settings name, unchecked: the account's R2 endpoint when
+    /// `R2_ACCOUNT_ID` is set, else `R2_ENDPOINT_URL`. The old server chose in this order, so
+    /// an environment carried over from it reaches the same bucket even when it still holds
+    /// an `R2_ENDPOINT_URL` that the old server ignored.
+    pub fn s3_endpoint(&self) -> Option<String> {
+        match (&self.r2_account_id, &self.r2_endpoint_url) {
+            (Some(account), _) => Some(format!("https://{account}.r2.cloudflarestorage.com")),
+            (None, url) => url.clone(),
+        }
+    }
+
+    /// What an operator should know about the endpoint: that `R2_ENDPOINT_URL` is set but
+    /// ignored because `R2_ACCOUNT_ID` is set too.
+    pub fn endpoint_note(&self) -> Option<String> {
+        match (&self.r2_account_id, &self.r2_endpoint_url) {
+            (Some(account), Some(url)) => Some(format!(
+                "R2_ENDPOINT_URL ({url}) is ignored: R2_ACCOUNT_ID is set, so the endpoint is \
+                 https://{account}.r2.cloudflarestorage.com (the old server's order); unset \
+                 R2_ACCOUNT_ID to use R2_ENDPOINT_URL, or unset R2_ENDPOINT_URL"
+            )),
+            _ => None,
+        }
+    }
+
     /// The S3 options these settings describe, checked.
     ///
     /// # Errors
     /// [`AssetError::InvalidSettings`] naming the missing or malformed variable.
     pub fn s3_options(&self) -> Result<S3Options, AssetError> {
-        let endpoint_url = match (&self.r2_endpoint_url, &self.r2_account_id) {
-            (Some(url), _) => check_base_url(url, "R2_ENDPOINT_URL")?,
-            (None, Some(account)) => {
+        if let Some(note) = self.endpoint_note() {
+            tracing::warn!("{note}");
+        }
+        let endpoint_url = match (&self.r2_account_id, &self.r2_endpoint_url) {
+            (Some(account), _) => {
                 if !account.chars().all(|c| c.is_ascii_alphanumeric()) {
                     return Err(AssetError::InvalidSettings {
                         variable: "R2_ACCOUNT_ID",
@@ -297,6 +334,7 @@ impl AssetSettings {
                 }
                 format!("https://{account}.r2.cloudflarestorage.com")
             }
+            (None, Some(url)) => check_base_url(url, "R2_ENDPOINT_URL")?,
             (None, None) => {
                 return Err(AssetError::InvalidSettings {
                     variable: "R2_ACCOUNT_ID",
@@ -488,6 +526,46 @@ mod tests {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
         )
+    }
+
+    #[test]
+    fn the_account_id_wins_over_an_endpoint_url_as_in_the_old_server() {
+        let both = vars(&[
+            ("R2_ACCOUNT_ID", "abc123"),
+            ("R2_ENDPOINT_URL", "http://127.0.0.1:9000"),
+            ("R2_ACCESS_KEY_ID", "id"),
+            ("R2_SECRET_ACCESS_KEY", "secret"),
+            ("R2_BUCKET", "b"),
+        ])
+        .unwrap();
+        let o = both.s3_options().unwrap();
+        assert_eq!(o.endpoint_url, "https://abc123.r2.cloudflarestorage.com");
+        assert_eq!(both.s3_endpoint().unwrap(), o.endpoint_url);
+        let note = both.endpoint_note().unwrap();
+        assert!(
+            note.contains("R2_ENDPOINT_URL (http://127.0.0.1:9000) is ignored"),
+            "{note}"
+        );
+        let shown = both
+            .effective()
+            .into_iter()
+            .find(|(n, _)| *n == "R2_ENDPOINT_URL")
+            .and_then(|(_, v)| v)
+            .unwrap();
+        assert!(shown.contains("ignored"), "{shown}");
+
+        let endpoint_only = vars(&[
+            ("R2_ENDPOINT_URL", "http://127.0.0.1:9000/"),
+            ("R2_ACCESS_KEY_ID", "id"),
+            ("R2_SECRET_ACCESS_KEY", "secret"),
+            ("R2_BUCKET", "b"),
+        ])
+        .unwrap();
+        assert_eq!(
+            endpoint_only.s3_options().unwrap().endpoint_url,
+            "http://127.0.0.1:9000"
+        );
+        assert!(endpoint_only.endpoint_note().is_none());
     }
 
     #[test]

@@ -119,20 +119,10 @@ impl Importer {
     ) -> Result<ImportReport, LegacyError> {
         let started_at = Utc::now();
         let clock = Instant::now();
-        let mut users_created = Vec::new();
-        for user in self.options.owners.users() {
-            if self.ensure_user(user).await? {
-                users_created.push(user);
-            }
-            self.remember_user(user, true);
-        }
+        let mut notes = Vec::new();
+        let users_created = self.bring_users(&mut notes).await?;
         let (candidates, mut source) = self.origin.gather(self.bucket.as_ref()).await?;
         source.bucket_urls = self.options.bucket_urls.bases().to_vec();
-        let mut notes = Vec::new();
-        if let Origin::Tables(tables) = &self.origin {
-            self.adopt_users(tables.as_ref(), &mut users_created, &mut notes)
-                .await?;
-        }
         let recorded: HashMap<String, RecordedImport> = self
             .repos
             .imports
@@ -215,11 +205,6 @@ impl Importer {
         Ok(report)
     }
 
-    /// Creates a mapped owner if missing; returns whether it was (or, dry, would be) created.
-    async fn ensure_user(&self, user: UserId) -> Result<bool, LegacyError> {
-        self.create_user(self.new_owner(user)).await
-    }
-
     /// An owner the import creates: named as such, opening with the configured credits.
     fn new_owner(&self, user: UserId) -> NewUser {
         let mut new = NewUser::new(user);
@@ -228,32 +213,46 @@ impl Importer {
         new
     }
 
-    /// Brings over the old database's users: every row of its `users` table whose id is a
-    /// UUID (the Supabase Auth id), with its email, name, balance and plan, and every UUID that
-    /// owns an old drama (Supabase Auth users the old table does not list). Existing users are
-    /// left as they are. Rows that cannot become users are noted.
-    async fn adopt_users(
-        &self,
-        tables: &dyn LegacyTables,
-        created: &mut Vec<UserId>,
-        notes: &mut Vec<String>,
-    ) -> Result<(), LegacyError> {
-        let rows = tables.legacy_users().await.map_err(LegacyError::Target)?;
+    /// Creates the users the import needs, each once: from the old database (table origin),
+    /// every row of its `users` table whose id is a UUID (the Supabase Auth id), with its
+    /// email, name, balance and plan; then every mapped owner (`--owner`, `--owner-map`) the
+    /// old table does not list, and every UUID that owns an old drama (Supabase Auth users the
+    /// old table does not list), as [`Importer::new_owner`]. The old rows come first so that a
+    /// mapped owner the old table knows keeps its balance and email instead of opening as a
+    /// blank "legacy import" user. Existing users are left as they are (their balance too: a
+    /// user is credited once, by its opening entry). Rows that cannot become users are noted.
+    /// Answers the users created (or, dry, that would be).
+    async fn bring_users(&self, notes: &mut Vec<String>) -> Result<Vec<UserId>, LegacyError> {
         let mut wanted: Vec<NewUser> = Vec::new();
-        for row in &rows {
-            match crate::tables::new_user(row) {
-                Ok(user) => wanted.push(user),
-                Err(why) => notes.push(why),
+        let tables = match &self.origin {
+            Origin::Tables(tables) => Some(tables.as_ref()),
+            Origin::Bucket(_) => None,
+        };
+        if let Some(tables) = tables {
+            for row in tables.legacy_users().await.map_err(LegacyError::Target)? {
+                match crate::tables::new_user(&row) {
+                    Ok(user) if !wanted.iter().any(|w| w.id == user.id) => wanted.push(user),
+                    Ok(_) => {}
+                    Err(why) => notes.push(why),
+                }
             }
         }
-        let owners = tables.legacy_dramas().await.map_err(LegacyError::Target)?;
-        for owner in owners.iter().filter_map(|d| d.owner.as_deref()) {
-            if let Some(OwnerTarget::Direct(user)) = self.options.owners.resolve(owner)
-                && !wanted.iter().any(|w| w.id == user)
-            {
+        for user in self.options.owners.users() {
+            if !wanted.iter().any(|w| w.id == user) {
                 wanted.push(self.new_owner(user));
             }
         }
+        if let Some(tables) = tables {
+            let dramas = tables.legacy_dramas().await.map_err(LegacyError::Target)?;
+            for owner in dramas.iter().filter_map(|d| d.owner.as_deref()) {
+                if let Some(OwnerTarget::Direct(user)) = self.options.owners.resolve(owner)
+                    && !wanted.iter().any(|w| w.id == user)
+                {
+                    wanted.push(self.new_owner(user));
+                }
+            }
+        }
+        let mut created = Vec::new();
         for new in wanted {
             let user = new.id;
             if self.create_user(new).await? {
@@ -261,7 +260,7 @@ impl Importer {
             }
             self.remember_user(user, true);
         }
-        Ok(())
+        Ok(created)
     }
 
     /// Creates `new` unless the user exists; whether it was (or, dry, would be) created.

@@ -107,12 +107,25 @@ pub struct LibraryReport {
     pub not_started: usize,
     /// Every item, by source key.
     pub items: Vec<LibraryItemReport>,
+    /// What stopped the library part before it copied anything (the bucket could not be
+    /// listed); the dramas' part of the report stands.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl LibraryReport {
+    /// The library part of a run that `error` stopped: nothing copied, the error kept.
+    pub fn stopped(owners: &OwnerMap, error: &LegacyError) -> Self {
+        Self {
+            owners: owners.entries().map(|(old, _)| old.to_owned()).collect(),
+            error: Some(error.to_string()),
+            ..Self::default()
+        }
+    }
+
     /// Whether anything failed or was not reached.
     pub fn is_failure(&self) -> bool {
-        self.failed > 0 || self.not_started > 0
+        self.failed > 0 || self.not_started > 0 || self.error.is_some()
     }
 }
 

@@ -180,9 +180,17 @@ impl LegacyDrama {
                 format!("expected a JSON object, found {}", kind_of(&value)),
             )));
         };
+        let mut notes = Notes::default();
+        // A blank owner is no owner: the old server's default user, as for a missing one.
         let owner = match top.remove(OWNER_KEY) {
             None | Some(Value::Null) => LEGACY_DEFAULT_OWNER.to_owned(),
-            Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_owned(),
+            Some(Value::String(s)) if s.trim().is_empty() => {
+                notes.repairs.push(format!(
+                    "{OWNER_KEY} is blank; the old default owner {LEGACY_DEFAULT_OWNER} applies"
+                ));
+                LEGACY_DEFAULT_OWNER.to_owned()
+            }
+            Some(Value::String(s)) => s.trim().to_owned(),
             Some(Value::Number(n)) => n.to_string(),
             Some(other) => {
                 return Err(LegacyFileError::Invalid(DomainError::field(
@@ -194,7 +202,6 @@ impl LegacyDrama {
                 )));
             }
         };
-        let mut notes = Notes::default();
         notes.entity(&mut top, DRAMA, "");
         for (list, spec) in [("characters", CHARACTER), ("episodes", EPISODE)] {
             notes.each(&mut top, list, "", spec);
@@ -557,6 +564,11 @@ mod tests {
         let mut numeric = base.clone();
         numeric["user_id"] = json!(10000);
         assert_eq!(parse(numeric).unwrap().owner, "10000");
+        let mut blank = base.clone();
+        blank["user_id"] = json!("  ");
+        let blank = parse(blank).unwrap();
+        assert_eq!(blank.owner, LEGACY_DEFAULT_OWNER);
+        assert!(blank.repairs[0].contains("blank"), "{:?}", blank.repairs);
         let mut bad = base;
         bad["user_id"] = json!([1]);
         let e = parse(bad).unwrap_err();

@@ -144,13 +144,11 @@ impl BucketUrls {
         match settings.backend() {
             BackendKind::S3 => {
                 bases.extend(settings.r2_public_url.clone());
-                let endpoint = settings.r2_endpoint_url.clone().or_else(|| {
-                    settings
-                        .r2_account_id
-                        .as_ref()
-                        .map(|a| format!("https://{a}.r2.cloudflarestorage.com"))
-                });
-                if let (Some(endpoint), Some(bucket)) = (endpoint, &settings.r2_bucket) {
+                // The endpoint the store uses (the account's when both are set), so that URLs
+                // of an endpoint the store ignores are not taken for keys of this bucket.
+                if let (Some(endpoint), Some(bucket)) =
+                    (settings.s3_endpoint(), &settings.r2_bucket)
+                {
                     let endpoint = endpoint.trim_end_matches('/');
                     bases.push(format!("{endpoint}/{bucket}"));
                     if let Some((scheme, host)) = endpoint.split_once("://") {
@@ -349,6 +347,28 @@ mod tests {
             UrlTarget::BucketUnusable(_)
         ));
         assert!(BucketUrls::new(["ftp://x".to_owned()]).is_err());
+    }
+
+    #[test]
+    fn the_bucket_is_found_at_the_endpoint_the_store_uses() {
+        // An old environment with both: the account wins, as in the old server and the store.
+        let settings = AssetSettings::from_vars([
+            ("R2_ACCOUNT_ID".to_owned(), "abc123".to_owned()),
+            (
+                "R2_ENDPOINT_URL".to_owned(),
+                "http://127.0.0.1:9000".to_owned(),
+            ),
+            ("R2_BUCKET".to_owned(), "sfd".to_owned()),
+        ])
+        .unwrap();
+        let urls = BucketUrls::for_store(&settings, &[]).unwrap();
+        assert_eq!(
+            urls.bases(),
+            [
+                "https://abc123.r2.cloudflarestorage.com/sfd",
+                "https://sfd.abc123.r2.cloudflarestorage.com"
+            ]
+        );
     }
 
     #[test]

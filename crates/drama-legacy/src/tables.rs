@@ -60,23 +60,40 @@ fn strip(mut row: LegacyRow, columns: &[&str]) -> LegacyRow {
 }
 
 /// The drama row: bookkeeping dropped, `cover_url` standing in for a missing `url`, a null
-/// `user_id` dropped (the old default owner then applies).
+/// or blank `user_id` dropped (the old default owner then applies, as the owner pre-check of
+/// `migrate` and the listing of the old dramas already treat it).
 fn drama_entity(mut row: LegacyRow) -> LegacyRow {
     let url_missing = row.get("url").is_none_or(Value::is_null);
     if url_missing && let Some(cover) = row.get("cover_url").filter(|v| v.is_string()).cloned() {
         row.insert("url".to_owned(), cover);
     }
-    if row.get("user_id").is_some_and(Value::is_null) {
+    let owner_absent = match row.get("user_id") {
+        Some(Value::Null) => true,
+        Some(Value::String(s)) => s.trim().is_empty(),
+        _ => false,
+    };
+    if owner_absent {
         row.remove("user_id");
     }
     strip(row, &DRAMA_BOOKKEEPING)
 }
 
-/// A character row: the old repository's `is_main` stands in for a missing `main`.
-fn character_entity(mut row: LegacyRow) -> LegacyRow {
-    let main_missing = row.get("main").is_none_or(Value::is_null);
-    if main_missing && let Some(flag) = row.get("is_main").filter(|v| v.is_boolean()).cloned() {
-        row.insert("main".to_owned(), flag);
+/// A character row. The old repository wrote and read `is_main`, never `main`, whose
+/// column (from the SQL file, `default false`) then holds `false` on every row: a non-null
+/// `is_main` is what the old server served, so it wins; `main` counts only where `is_main` is
+/// missing or null. A disagreement is noted among the repairs.
+fn character_entity(mut row: LegacyRow, repairs: &mut Vec<String>) -> LegacyRow {
+    if let Some(flag) = row.get("is_main").and_then(Value::as_bool) {
+        if let Some(main) = row.get("main").and_then(Value::as_bool)
+            && main != flag
+        {
+            let id = text(&row, "id").unwrap_or_default();
+            repairs.push(format!(
+                "character {id:?}: main is {main} but is_main (what the old server read) is \
+                 {flag}; took is_main"
+            ));
+        }
+        row.insert("main".to_owned(), Value::Bool(flag));
     }
     strip(row, &CHILD_BOOKKEEPING)
 }
@@ -93,7 +110,28 @@ pub(crate) fn assemble(rows: LegacyDramaRows) -> Assembled {
         .filter_map(|c| text(c, "id"))
         .collect();
     let episode_ids: HashSet<String> = rows.episodes.iter().filter_map(|e| text(e, "id")).collect();
-    let scene_ids: HashSet<String> = rows.scenes.iter().filter_map(|s| text(s, "id")).collect();
+    // Only scenes under an episode of this drama come over: the old server read scenes per
+    // episode, so one without such an episode was never served, and the new model has no
+    // place for a scene outside an episode. An asset naming one stays on the drama.
+    let (scenes, orphans): (Vec<LegacyRow>, Vec<LegacyRow>) = rows
+        .scenes
+        .into_iter()
+        .partition(|s| text(s, "episode_id").is_some_and(|episode| episode_ids.contains(&episode)));
+    for orphan in orphans {
+        let scene_id = text(&orphan, "id").unwrap_or_default();
+        repairs.push(match text(&orphan, "episode_id") {
+            Some(episode) => format!(
+                "scene {scene_id:?}: its episode_id {episode:?} is not an episode of drama \
+                 {drama_id:?}; not imported with this drama (it comes over with that episode's \
+                 drama, if any)"
+            ),
+            None => format!(
+                "scene {scene_id:?}: it names no episode, and a scene lives in an episode; not \
+                 imported"
+            ),
+        });
+    }
+    let scene_ids: HashSet<String> = scenes.iter().filter_map(|s| text(s, "id")).collect();
 
     // Each asset goes to the first parent it names that exists in this drama.
     let mut drama_assets = Vec::new();
@@ -145,13 +183,12 @@ pub(crate) fn assemble(rows: LegacyDramaRows) -> Assembled {
         .into_iter()
         .map(|row| {
             let id = text(&row, "id").unwrap_or_default();
-            let mut entity = character_entity(row);
+            let mut entity = character_entity(row, &mut repairs);
             entity.insert("assets".to_owned(), take_assets("character_id", &id));
             Value::Object(entity)
         })
         .collect();
-    let mut scenes_by_episode: Vec<(String, LegacyRow)> = rows
-        .scenes
+    let mut scenes_by_episode: Vec<(String, LegacyRow)> = scenes
         .into_iter()
         .map(|row| {
             let episode = text(&row, "episode_id").unwrap_or_default();
@@ -323,5 +360,10 @@ mod tests {
             ..LegacyDramaRows::default()
         };
         assert_eq!(assemble(rows).document["user_id"], "alice");
+        let blank = LegacyDramaRows {
+            drama: row(json!({"id": "d", "user_id": " "})),
+            ..LegacyDramaRows::default()
+        };
+        assert!(assemble(blank).document.get("user_id").is_none());
     }
 }

@@ -250,3 +250,188 @@ async fn the_old_repository_columns_and_users_table_are_understood(pool: PgPool)
         ReasonCode::OwnerUnmapped
     );
 }
+
+/// The `users` table the old repository wrote (the SQL file has none).
+const OLD_USERS_SQL: &str = "create table users (id text primary key, email text, \
+     display_name text, tokens integer default 30, subscription_tier text default 'free');
+     insert into users values
+       ('a1111111-1111-1111-1111-111111111111', 'demo@shortformdramas.com', 'Demo', 7, 'pro');";
+
+#[sqlx::test(migrations = false)]
+async fn a_main_character_keeps_its_flag_from_is_main(pool: PgPool) {
+    old_database(&pool).await;
+    // A real old database: `main` from the SQL file (default false, never written by the old
+    // code, so false on every row) and `is_main`, which the old repository wrote and read.
+    run_script(
+        &pool,
+        "alter table characters add column is_main boolean;
+         update characters set main = false, is_main = (id in ('corgi-c2', 'heist-c1'));",
+    )
+    .await;
+    drama_postgres::adopt_legacy_schema(&pool).await.unwrap();
+    let s3 = TestS3::start().await;
+    let repos = repos(&pool);
+    let owner = UserId::random();
+    let owners = OwnerMap::default().with_default_owner(owner);
+    let report = run(&s3, &repos, &pool, "legacy", options(&s3, owners, false)).await;
+
+    let corgi = repos
+        .dramas
+        .get_complete(owner, &id("corgi"))
+        .await
+        .unwrap()
+        .drama;
+    assert!(!corgi.characters[0].main && corgi.characters[1].main);
+    let heist = repos
+        .dramas
+        .get_complete(owner, &id("heist"))
+        .await
+        .unwrap()
+        .drama;
+    assert!(heist.characters[0].main);
+    let corgi_report = report
+        .dramas
+        .iter()
+        .find(|d| d.drama_id == "corgi")
+        .unwrap();
+    assert!(
+        corgi_report
+            .repairs
+            .iter()
+            .any(|r| r.contains("\"corgi-c2\"") && r.contains("is_main")),
+        "{:?}",
+        corgi_report.repairs
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_mapped_owner_listed_in_the_old_users_table_keeps_its_row(pool: PgPool) {
+    old_database(&pool).await;
+    run_script(&pool, OLD_USERS_SQL).await;
+    run_script(
+        &pool,
+        "update assets set duration = 10 where id = 'broken-e1-s1-vid'",
+    )
+    .await;
+    let s3 = TestS3::start().await;
+    let demo: UserId = "a1111111-1111-1111-1111-111111111111".parse().unwrap();
+    let owners = OwnerMap::default().with_default_owner(demo);
+
+    // The dry run names the user once.
+    let dry = run(
+        &s3,
+        &memory_repos(),
+        &pool,
+        "public",
+        options(&s3, owners.clone(), true),
+    )
+    .await;
+    assert_eq!(dry.users_created, vec![demo]);
+
+    drama_postgres::adopt_legacy_schema(&pool).await.unwrap();
+    let repos = repos(&pool);
+    let report = run(&s3, &repos, &pool, "legacy", options(&s3, owners, false)).await;
+    assert_eq!(report.users_created, vec![demo]);
+    assert_eq!(report.counts.imported, 3, "{report:#?}");
+    let user = repos.users.get_user(demo).await.unwrap();
+    assert_eq!(user.email.as_deref(), Some("demo@shortformdramas.com"));
+    assert_eq!(user.display_name.as_deref(), Some("Demo"));
+    assert_eq!(user.tokens, 7);
+    assert_eq!(user.subscription_tier, "pro");
+    // Credited once: the opening entry of its old balance, nothing else.
+    let ledger: Vec<(i64, i64, String)> = sqlx::query_as(
+        "select amount, balance_after, reason from credit_ledger where owner_id = $1 order by id",
+    )
+    .bind(demo.as_uuid())
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(ledger, vec![(7, 7, "opening".to_owned())]);
+    assert!(repos.dramas.get_complete(demo, &id("corgi")).await.is_ok());
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_blank_owner_is_the_old_default_owner(pool: PgPool) {
+    old_database(&pool).await;
+    run_script(
+        &pool,
+        "alter table dramas add column user_id text;
+         update dramas set user_id = '' where id = 'corgi';
+         update dramas set user_id = '  ' where id = 'heist';",
+    )
+    .await;
+    drama_postgres::adopt_legacy_schema(&pool).await.unwrap();
+    let s3 = TestS3::start().await;
+    let repos = repos(&pool);
+    let owner = UserId::random();
+    let owners = OwnerMap::default().with_default_owner(owner);
+    let report = run(&s3, &repos, &pool, "legacy", options(&s3, owners, false)).await;
+    assert_eq!(report.counts.imported, 2, "{report:#?}");
+    assert!(repos.dramas.get_complete(owner, &id("corgi")).await.is_ok());
+    assert!(repos.dramas.get_complete(owner, &id("heist")).await.is_ok());
+}
+
+#[sqlx::test(migrations = false)]
+async fn scenes_outside_an_episode_of_their_drama_are_reported(pool: PgPool) {
+    old_database(&pool).await;
+    run_script(
+        &pool,
+        "alter table scenes alter column episode_id drop not null;
+         insert into scenes (id, episode_id, drama_id, description) values
+           ('corgi-lost', null, 'corgi', 'No episode.'),
+           ('corgi-moved', 'heist-e1', 'corgi', 'In the other drama.');
+         insert into assets (id, drama_id, scene_id, kind, prompt) values
+           ('corgi-lost-img', 'corgi', 'corgi-lost', 'image', 'An image of the lost scene');",
+    )
+    .await;
+    drama_postgres::adopt_legacy_schema(&pool).await.unwrap();
+    let s3 = TestS3::start().await;
+    let repos = repos(&pool);
+    let owner = UserId::random();
+    let owners = OwnerMap::default().with_default_owner(owner);
+    let report = run(&s3, &repos, &pool, "legacy", options(&s3, owners, false)).await;
+
+    let corgi_report = report
+        .dramas
+        .iter()
+        .find(|d| d.drama_id == "corgi")
+        .unwrap();
+    assert_eq!(corgi_report.outcome, Outcome::Imported);
+    for scene in ["\"corgi-lost\"", "\"corgi-moved\""] {
+        assert!(
+            corgi_report
+                .repairs
+                .iter()
+                .any(|r| r.starts_with(&format!("scene {scene}"))),
+            "{scene}: {:?}",
+            corgi_report.repairs
+        );
+    }
+    let corgi = repos
+        .dramas
+        .get_complete(owner, &id("corgi"))
+        .await
+        .unwrap()
+        .drama;
+    assert_eq!(corgi.episodes[0].scenes.len(), 2);
+    // The asset of the scene that has no episode stays on the drama.
+    assert!(
+        corgi
+            .assets
+            .iter()
+            .any(|a| a.id.as_str() == "corgi-lost-img")
+    );
+    // The scene under another drama's episode comes over with that drama.
+    let heist = repos
+        .dramas
+        .get_complete(owner, &id("heist"))
+        .await
+        .unwrap()
+        .drama;
+    let scenes: Vec<&str> = heist.episodes[0]
+        .scenes
+        .iter()
+        .map(|s| s.id.as_str())
+        .collect();
+    assert_eq!(scenes, vec!["heist-e1-s1", "corgi-moved"]);
+}

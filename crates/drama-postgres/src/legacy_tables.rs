@@ -85,11 +85,21 @@ impl PgLegacyTables {
         } else {
             "false".to_owned()
         };
+        // Scenes that say they belong to the drama but name none of its episodes are read too,
+        // so that the import can report them instead of passing over them in silence.
+        let scenes_of = if columns
+            .get("scenes")
+            .is_some_and(|cols| cols.contains("drama_id"))
+        {
+            format!("(x.drama_id = $1 or {episodes_of})")
+        } else {
+            episodes_of
+        };
         let read_drama = format!(
             "select (select to_jsonb(d) from {s}.dramas d where d.id = $1), {}, {}, {}, {}",
             children("characters", "x.drama_id = $1"),
             children("episodes", "x.drama_id = $1"),
-            children("scenes", &episodes_of),
+            children("scenes", &scenes_of),
             children("assets", "x.drama_id = $1"),
         );
         let read_users = columns

@@ -1,6 +1,7 @@
 use std::sync::Arc;
 
 use drama_app::{App, Caller};
+use drama_domain::UserId;
 
 use super::jobs::JobsLoader;
 use crate::realtime::{Realtime, SocketPlace};
@@ -17,6 +18,8 @@ pub struct Ctx {
     /// The WebSocket's place among the streams, which its first subscription runs on (none
     /// for a request over HTTP).
     pub(crate) socket: Option<Arc<SocketPlace>>,
+    /// The user a service caller's `userId: "10000"` names (`LEGACY_USER_ID`).
+    pub(crate) legacy_user: Option<UserId>,
 }
 
 impl Ctx {
@@ -28,7 +31,14 @@ impl Ctx {
             jobs: Arc::new(JobsLoader::default()),
             realtime,
             socket: None,
+            legacy_user: None,
         }
+    }
+
+    /// The context of a server whose old default owner `10000` became `user`.
+    pub(crate) fn with_legacy_user(mut self, user: Option<UserId>) -> Self {
+        self.legacy_user = user;
+        self
     }
 
     /// The context of a WebSocket holding `place`.

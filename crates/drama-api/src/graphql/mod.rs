@@ -69,7 +69,8 @@ async fn execute(
         GraphQLBatchRequest::Batch(many) => many.iter().collect(),
     };
     limits::check(&state.schema.schema, &operations, &state.settings.graphql)?;
-    let ctx = Ctx::new(state.app().clone(), caller, state.realtime.clone());
+    let ctx = Ctx::new(state.app().clone(), caller, state.realtime.clone())
+        .with_legacy_user(state.legacy_user);
     // Validation and resolver errors are answered with 200 and `errors`, as the old server
     // (and the GraphQL-over-HTTP convention for application/json) did.
     Ok(match request {
@@ -247,6 +248,8 @@ struct GetQuery {
 }
 
 /// `GET /graphql?query=…` runs a query; a browser (no query, accepting HTML) gets GraphiQL.
+/// A mutation or subscription is refused: a GET may be repeated or prefetched by a proxy or
+/// a browser, and a mutation does paid, lasting work.
 #[utoipa::path(
     get,
     path = "/graphql",
@@ -254,12 +257,14 @@ struct GetQuery {
     summary = "GraphQL over GET (queries), or GraphiQL for browsers",
     params(
         ("query" = String, Query, description = "The query. Without it, a browser (`Accept: text/html`) gets GraphiQL and other clients a 400."),
+        ("operationName" = Option<String>, Query, description = "The operation of the document to run, when it has several."),
         ("variables" = Option<String>, Query, description = "A JSON object."),
     ),
     responses(
         (status = 200, description = "`{data, errors}` or the GraphiQL page."),
         (status = 422, description = "The input breaks a rule; `detail` lists each field.", body = doc::ValidationError),
         (status = 400, description = "`query` missing, `variables` not a JSON object.", body = doc::Error),
+        (status = 405, description = "The selected operation is a mutation or a subscription (`method_not_allowed`, `Allow: POST`): send it with POST. Nothing was run.", body = doc::Error),
     )
 )]
 async fn get(
@@ -291,9 +296,55 @@ async fn get(
         .map(serde_json::from_str)
         .transpose()
         .map_err(|e| ApiError::bad_request(format!("`variables` is not JSON: {e}")))?;
+    if let Some(refused) =
+        only_queries_over_get(&state.schema.schema, &text, query.operation_name.as_deref())
+    {
+        return Ok(refused);
+    }
     let request =
         GraphQLBatchRequest::Single(GraphQLRequest::new(text, query.operation_name, variables));
     execute(&state, caller, request).await
+}
+
+/// The refusal of a GET whose document selects a mutation or a subscription (the operation
+/// named by `operationName`, or the document's only operation), in the old server's words;
+/// `Allow: POST` says what to do instead. `None` for a query, or for a document that does not parse or selects no operation, which
+/// juniper reports without running anything.
+fn only_queries_over_get(
+    schema: &juniper::SchemaType<juniper::DefaultScalarValue>,
+    query: &str,
+    operation_name: Option<&str>,
+) -> Option<HttpResponse> {
+    use juniper::{Definition, OperationType};
+    let document = juniper::parser::parse_document_source(query, schema).ok()?;
+    let mut operations = document.iter().filter_map(|d| match d {
+        Definition::Operation(op) => Some(&op.item),
+        Definition::Fragment(_) => None,
+    });
+    let selected = match operation_name {
+        Some(name) => operations.find(|op| op.name.as_ref().is_some_and(|n| n.item == name))?,
+        None => {
+            let only = operations.next()?;
+            if operations.next().is_some() {
+                return None;
+            }
+            only
+        }
+    };
+    let kind = match selected.operation_type {
+        OperationType::Query => return None,
+        OperationType::Mutation => "mutations",
+        OperationType::Subscription => "subscriptions",
+    };
+    let error = ApiError::message(
+        ErrorCode::MethodNotAllowed,
+        format!("{kind} are not allowed when using GET"),
+    );
+    let mut response = actix_web::ResponseError::error_response(&error);
+    response
+        .headers_mut()
+        .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+    Some(response)
 }
 
 /// The schema, built once.

@@ -15,6 +15,7 @@ use super::jobs::{Job, with_children};
 use super::paging::{MAX_LIMIT, MAX_SUMMARY_LIMIT, page_limit, status_filter};
 use super::subscription::Subscription;
 use crate::error::ErrorCode;
+use crate::state::named_owner;
 
 /// The schema type.
 pub type Schema = RootNode<Query, Mutation, Subscription>;
@@ -41,16 +42,11 @@ fn timestamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-/// The owner a `userId` argument names, for service callers; anyone else's (such as the old
-/// clients' `10000`) is ignored, as on REST.
-fn requested_owner(caller: &Caller, user_id: Option<&str>) -> FieldResult<Option<UserId>> {
-    user_id
-        .filter(|u| !u.is_empty() && caller.service)
-        .map(|u| {
-            u.parse::<UserId>()
-                .map_err(|_| bad_input(format!("userId {u:?} is not a user id")))
-        })
-        .transpose()
+/// The owner a `userId` argument names, for service callers (the old clients' `10000` is
+/// `LEGACY_USER_ID`); anyone else's is ignored, as on REST ([`named_owner`]).
+fn requested_owner(ctx: &Ctx, user_id: Option<&str>) -> FieldResult<Option<UserId>> {
+    named_owner(&ctx.caller, user_id, ctx.legacy_user)
+        .map_err(|u| bad_input(format!("userId {u:?} is not a user id")))
 }
 
 /// A complete drama.
@@ -315,7 +311,7 @@ impl Query {
         #[graphql(default = 100)] limit: i32,
         user_id: Option<String>,
     ) -> FieldResult<Vec<DramaSummary>> {
-        let owner = requested_owner(&ctx.caller, user_id.as_deref())?;
+        let owner = requested_owner(ctx, user_id.as_deref())?;
         let Some(limit) = page_limit(limit, MAX_SUMMARY_LIMIT)? else {
             return Ok(Vec::new());
         };
@@ -621,7 +617,7 @@ impl Mutation {
     ) -> FieldResult<Option<Character>> {
         let caller = keyed(ctx, idempotency_key)
             .map_err(juniper::IntoFieldError::into_field_error)?
-            .acting_for(requested_owner(&ctx.caller, user_id.as_deref())?);
+            .acting_for(requested_owner(ctx, user_id.as_deref())?);
         let (Ok(id), Ok(character)) = (
             drama_id.parse::<DramaId>(),
             CharacterId::parse(character_id.clone()),
@@ -656,7 +652,7 @@ impl Mutation {
     ) -> FieldResult<Option<Drama>> {
         let caller = keyed(ctx, idempotency_key)
             .map_err(juniper::IntoFieldError::into_field_error)?
-            .acting_for(requested_owner(&ctx.caller, user_id.as_deref())?);
+            .acting_for(requested_owner(ctx, user_id.as_deref())?);
         let Ok(id) = drama_id.parse::<DramaId>() else {
             return Ok(None);
         };

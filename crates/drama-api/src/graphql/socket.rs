@@ -236,8 +236,9 @@ pub(crate) async fn websocket(
                 let (caller, place) = outcome
                     .unwrap_or_else(|| Err("no credentials".to_owned()))
                     .map_err(Refused)?;
-                let ctx =
-                    Ctx::new(state.app().clone(), caller, state.realtime.clone()).on_socket(place);
+                let ctx = Ctx::new(state.app().clone(), caller, state.realtime.clone())
+                    .with_legacy_user(state.legacy_user)
+                    .on_socket(place);
                 Ok::<_, Refused>(
                     ConnectionConfig::new(ctx)
                         .with_keep_alive_interval(Duration::from_secs(15))

@@ -515,7 +515,7 @@ async fn get_audition(
         (status = 200, description = "The character.", body = doc::Character),
         (status = 404, description = "Missing.", body = doc::Error),
         (status = 402, description = "Not enough tokens.", body = doc::Error),
-        (status = 502, description = "The provider failed.", body = doc::Error),
+        (status = 500, description = "The generation failed (`generation_failed`); `detail` carries the provider's reason (a refused prompt can be edited).", body = doc::Error),
         (status = 400, description = "The request cannot be understood: a body that is not JSON, a malformed header or path.", body = doc::Error),
         (status = 422, description = "The input breaks a rule (an `Idempotency-Key` that is malformed or was used for a different request); `detail` lists each field.", body = doc::ValidationError),
         (status = 403, description = "A per-user quota would be exceeded (`quota_exceeded`: dramas held, bytes stored or runs in progress); nothing was done.", body = doc::Error),
@@ -613,7 +613,7 @@ async fn get_cover(
         (status = 200, description = "The drama.", body = doc::Drama),
         (status = 400, description = "No main character, or one lacks a portrait.", body = doc::Error),
         (status = 404, description = "No such drama.", body = doc::Error),
-        (status = 502, description = "The provider failed.", body = doc::Error),
+        (status = 500, description = "The generation failed (`generation_failed`); `detail` carries the provider's reason (a refused prompt can be edited).", body = doc::Error),
         (status = 422, description = "The input breaks a rule (an `Idempotency-Key` that is malformed or was used for a different request); `detail` lists each field.", body = doc::ValidationError),
         (status = 403, description = "A per-user quota would be exceeded (`quota_exceeded`: dramas held, bytes stored or runs in progress); nothing was done.", body = doc::Error),
     )

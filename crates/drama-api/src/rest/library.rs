@@ -16,7 +16,7 @@ use super::openapi::schemas as doc;
 use super::streaming::{FormBudget, object_response, spool_channel};
 use crate::endpoint::endpoint;
 use crate::error::ApiError;
-use crate::state::{ApiState, Auth};
+use crate::state::{ApiState, Auth, named_owner};
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     // `list` is registered before `{asset_id}` so that it is never taken for an id.
@@ -34,16 +34,15 @@ fn invalid(field: &str, message: impl Into<String>) -> ApiError {
     ApiError::validation(&DomainError::field(field, message.into()), "query")
 }
 
-/// A `user_id` argument counts only for service callers; the old default `10000` and any other
-/// value from anyone else is ignored.
-fn owner_arg(caller: &Caller, user_id: Option<&str>) -> Result<Option<UserId>, ApiError> {
-    match user_id.filter(|u| !u.is_empty() && caller.service) {
-        None => Ok(None),
-        Some(u) => u
-            .parse()
-            .map(Some)
-            .map_err(|_| invalid("user_id", format!("{u:?} is not a user id"))),
-    }
+/// A `user_id` argument counts only for service callers ([`named_owner`]: the old default
+/// `10000` is `LEGACY_USER_ID`); from anyone else it is ignored.
+fn owner_arg(
+    state: &ApiState,
+    caller: &Caller,
+    user_id: Option<&str>,
+) -> Result<Option<UserId>, ApiError> {
+    named_owner(caller, user_id, state.legacy_user)
+        .map_err(|u| invalid("user_id", format!("{u:?} is not a user id")))
 }
 
 #[derive(Deserialize)]
@@ -110,7 +109,7 @@ async fn list(
             )
         })?,
     };
-    let owner = owner_arg(&caller, query.user_id.as_deref())?;
+    let owner = owner_arg(&state, &caller, query.user_id.as_deref())?;
     let page = state
         .app()
         .library_list(
@@ -147,6 +146,7 @@ struct ItemQuery {
 }
 
 fn item(
+    state: &ApiState,
     caller: &Caller,
     asset_id: String,
     q: &ItemQuery,
@@ -162,7 +162,7 @@ fn item(
     let asset_type = LibraryType::parse(asset_type)
         .map_err(|e| ApiError::bad_request(e.to_string().replace("asset_type: ", "")))?;
     Ok((
-        owner_arg(caller, q.user_id.as_deref())?,
+        owner_arg(state, caller, q.user_id.as_deref())?,
         LibraryItem {
             project: project.to_owned(),
             asset_type,
@@ -195,7 +195,7 @@ async fn metadata(
     path: web::Path<String>,
     query: web::Query<ItemQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let (owner, item) = item(&caller, path.into_inner(), &query)?;
+    let (owner, item) = item(&state, &caller, path.into_inner(), &query)?;
     let record = state.app().library_metadata(&caller, owner, &item).await?;
     Ok(HttpResponse::Ok().json(record))
 }
@@ -224,7 +224,7 @@ async fn download(
     path: web::Path<String>,
     query: web::Query<ItemQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let (owner, item) = item(&caller, path.into_inner(), &query)?;
+    let (owner, item) = item(&state, &caller, path.into_inner(), &query)?;
     let object = state.app().library_download(&caller, owner, &item).await?;
     Ok(object_response(object))
 }
@@ -253,7 +253,7 @@ async fn delete(
     path: web::Path<String>,
     query: web::Query<ItemQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let (owner, item) = item(&caller, path.into_inner(), &query)?;
+    let (owner, item) = item(&state, &caller, path.into_inner(), &query)?;
     state.app().library_delete(&caller, owner, &item).await?;
     Ok(HttpResponse::Ok().json(json!({"success": true, "message": "Asset deleted successfully"})))
 }
@@ -396,7 +396,7 @@ async fn upload(
             "body",
         ));
     };
-    let owner = owner_arg(&caller, form.user_id.as_deref())?;
+    let owner = owner_arg(&state, &caller, form.user_id.as_deref())?;
     let metadata = form.metadata()?;
     let record = state
         .app()

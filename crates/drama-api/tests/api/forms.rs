@@ -86,6 +86,48 @@ async fn a_premise_form_is_bounded_part_by_part_and_as_a_whole() {
     assert_eq!(body["dramaId"], "form_ok", "{body}");
 }
 
+/// A premise form whose `reference_image` part is declared as `content_type`.
+fn premise_with_image(content_type: &str, bytes: &[u8]) -> Vec<u8> {
+    let mut body = format!(
+        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"reference_image\"; \
+         filename=\"ref\"\r\nContent-Type: {content_type}\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(b"\r\n");
+    body.extend_from_slice(&multipart(
+        &[("premise", "A lighthouse keeper.")],
+        None,
+        false,
+    ));
+    body
+}
+
+/// A refused reference image is named as the form's field, `reference_image`, whichever check
+/// refused it (the declared type, or bytes that are not what they are declared to be).
+#[actix_web::test]
+async fn a_refused_reference_image_names_its_field() {
+    let h = Harness::new().await;
+    let svc = h.service(Harness::settings()).await;
+    for (content_type, bytes) in [
+        ("image/heic", &b"\0\0\0\x18ftypheic"[..]),
+        ("image/png", &b"plain words, not a picture"[..]),
+        ("", &b"plain words, not a picture"[..]),
+    ] {
+        let body = premise_with_image(content_type, bytes);
+        let (status, _, body) = send(&svc, form(&h.alice_key, body)).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (422, Some("validation_failed")),
+            "{content_type}: {body}"
+        );
+        assert_eq!(
+            body["detail"][0]["field"], "reference_image",
+            "{content_type}: {body}"
+        );
+    }
+}
+
 /// A `file` part, to put before a form's own parts.
 fn file_part(name: &str, bytes: &[u8]) -> Vec<u8> {
     let mut part = format!(

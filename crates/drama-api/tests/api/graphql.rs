@@ -187,6 +187,30 @@ async fn service_callers_may_name_the_owner() {
     assert_eq!(b["errors"][0]["extensions"]["code"], "BAD_USER_INPUT");
 }
 
+/// The old clients' `userId: "10000"` from a service caller names the user the old default
+/// owner became (`LEGACY_USER_ID`), and is ignored when none is set: never `BAD_USER_INPUT`.
+#[actix_web::test]
+async fn a_service_callers_old_default_user_is_the_legacy_user() {
+    let h = seeded().await;
+    let summaries = r#"{ dramaSummaries(userId: "10000") { id } }"#;
+    let mut settings = Harness::settings();
+    settings.auth.legacy_user = Some(h.alice.to_string());
+    let svc = h.service(settings).await;
+    let (s, b) = gql(&svc, &h.service_key, summaries, json!({})).await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        b["data"]["dramaSummaries"],
+        json!([{"id": "a2"}, {"id": "a1"}]),
+        "{b}"
+    );
+    let (_, b) = gql(&svc, &h.bob_key, summaries, json!({})).await;
+    assert_eq!(b["data"]["dramaSummaries"], json!([{"id": "b1"}]), "{b}");
+    // Without a legacy user the argument is ignored: the service caller's own (none).
+    let svc = h.service(Harness::settings()).await;
+    let (_, b) = gql(&svc, &h.service_key, summaries, json!({})).await;
+    assert_eq!(b["data"]["dramaSummaries"], json!([]), "{b}");
+}
+
 #[actix_web::test]
 async fn mutations_update_and_delete_with_versions() {
     let h = seeded().await;
@@ -306,6 +330,81 @@ async fn get_runs_queries_and_serves_graphiql_to_browsers() {
     assert_eq!(response.status(), 200);
     let html = actix_web::test::read_body(response).await;
     assert!(String::from_utf8_lossy(&html).contains("GraphiQL"));
+}
+
+/// Percent-encodes a query-string value (everything but unreserved characters).
+fn encoded(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A GET may be repeated or prefetched by a proxy: a mutation (or a subscription) selected
+/// over GET is refused with 405 and `Allow: POST` before anything runs or is charged, while a
+/// query of a document that also holds a mutation still runs when `operationName` picks it.
+#[actix_web::test]
+async fn get_refuses_mutations_and_subscriptions_and_runs_nothing() {
+    let h = seeded().await;
+    let svc = h.service(Harness::settings()).await;
+    let k = &h.alice_key;
+    let tokens = |b: &Value| b["data"]["me"]["tokens"].as_i64().unwrap();
+    let (_, before) = gql(&svc, k, "{ me { tokens } }", json!({})).await;
+    let both = r#"query Mine { dramaSummaries { id } } mutation Gone { deleteDrama(id: "a2") }"#;
+    for (document, operation) in [
+        (r#"mutation { deleteDrama(id: "a2") }"#, None),
+        (r#"mutation { generateDrama(id: "a1") { jobId } }"#, None),
+        (both, Some("Gone")),
+        (
+            r#"subscription { jobProgress(jobId: "x") { eventId } }"#,
+            None,
+        ),
+    ] {
+        let mut uri = format!("/graphql?query={}", encoded(document));
+        if let Some(name) = operation {
+            uri.push_str(&format!("&operationName={name}"));
+        }
+        let (status, headers, body) = send(&svc, get(&uri, k)).await;
+        assert_eq!(status, 405, "{document}: {body}");
+        assert_eq!(headers.get("allow").unwrap(), "POST", "{document}");
+        assert_eq!(body["code"], "method_not_allowed", "{body}");
+        let kind = document.split_whitespace().next().unwrap_or_default();
+        let expected = if kind == "subscription" {
+            "subscriptions"
+        } else {
+            "mutations"
+        };
+        assert_eq!(
+            body["detail"],
+            format!("{expected} are not allowed when using GET"),
+            "the old server's words: {body}"
+        );
+    }
+    let (status, _, body) = send(
+        &svc,
+        get(
+            &format!("/graphql?query={}&operationName=Mine", encoded(both)),
+            k,
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let ids: Vec<&str> = body["data"]["dramaSummaries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&"a2"), "nothing was deleted: {body}");
+    let (_, after) = gql(&svc, k, "{ me { tokens } }", json!({})).await;
+    assert_eq!(tokens(&after), tokens(&before), "nothing was charged");
+    // The same mutation over POST runs.
+    let (_, b) = gql(&svc, k, r#"mutation { deleteDrama(id: "a2") }"#, json!({})).await;
+    assert_eq!(b["data"]["deleteDrama"], true, "{b}");
 }
 
 #[test]

@@ -220,6 +220,63 @@ async fn critique_improve_cover_and_audition_follow_the_old_contract() {
     worker.shutdown().await;
 }
 
+/// A drama's list of jobs (REST and GraphQL) shows each settled run with the result its own
+/// route shows: a critique's feedback, an audition's video.
+#[actix_web::test]
+async fn a_dramas_job_lists_show_the_results_of_its_settled_jobs() {
+    let h = Harness::new().await;
+    let worker = h.worker().await;
+    let svc = h.service(Harness::settings()).await;
+    let k = &h.alice_key;
+    create_drama(&svc, k, "listed", (1, 1, 1)).await;
+    let (status, _, body) = send(&svc, post_json("/dramas/listed/critic", k, json!({}))).await;
+    assert_eq!(status, 202, "{body}");
+    let critique = follow(&svc, k, "listed", body["jobId"].as_str().unwrap()).await;
+    let (status, _, body) = send(&svc, post("/dramas/listed/characters/c0/audition", k)).await;
+    assert_eq!(status, 202, "{body}");
+    let audition = follow(&svc, k, "listed", body["jobId"].as_str().unwrap()).await;
+    assert!(audition["result"]["videoUrl"].is_string(), "{audition}");
+
+    let (status, _, body) = send(&svc, get("/dramas/listed/jobs", k)).await;
+    assert_eq!(status, 200, "{body}");
+    let listed = body["jobs"].as_array().unwrap();
+    let find = |job: &Value| {
+        listed
+            .iter()
+            .find(|j| j["jobId"] == job["jobId"])
+            .unwrap_or_else(|| panic!("{job} is not listed: {body}"))
+            .clone()
+    };
+    let listed_critique = find(&critique);
+    assert!(
+        listed_critique["result"]["feedback"].is_string(),
+        "{listed_critique}"
+    );
+    assert_eq!(listed_critique["result"], critique["result"]);
+    assert_eq!(find(&audition)["result"], audition["result"]);
+
+    let (status, _, body) = send(
+        &svc,
+        post_json(
+            "/graphql",
+            k,
+            json!({"query": r#"{ jobs(dramaId: "listed") { jobId parentJobId result } }"#}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let jobs = body["data"]["jobs"].as_array().unwrap();
+    for job in [&critique, &audition] {
+        let found = jobs
+            .iter()
+            .find(|j| j["jobId"] == job["jobId"])
+            .unwrap_or_else(|| panic!("{job} is not in {body}"));
+        let result: Value = serde_json::from_str(found["result"].as_str().unwrap()).unwrap();
+        assert_eq!(result, job["result"], "{found}");
+    }
+    worker.shutdown().await;
+}
+
 #[actix_web::test]
 async fn cancel_and_resume_a_run() {
     let h = Harness::new().await;

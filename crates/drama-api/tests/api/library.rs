@@ -289,6 +289,60 @@ async fn media_serves_only_the_callers_objects() {
     assert_eq!(status, 403);
 }
 
+/// The old clients' default `user_id=10000` from a service caller names the user the old
+/// default owner became (`LEGACY_USER_ID`), and is ignored when none is set: never a 422.
+#[actix_web::test]
+async fn a_service_callers_old_default_user_is_the_legacy_user() {
+    let h = Harness::new().await;
+    let mut settings = Harness::settings();
+    settings.auth.legacy_user = Some(h.alice.to_string());
+    let svc = h.service(settings).await;
+    let fields = [
+        ("project_name", "x"),
+        ("asset_type", "image"),
+        ("tag", "character"),
+    ];
+    let (status, _, body) = send(
+        &svc,
+        upload(
+            &h.alice_key,
+            multipart(&fields, Some(("a.png", "image/png", PNG)), true),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let list = "/asset-library/list?user_id=10000&project_name=x";
+    let (status, _, body) = send(&svc, get(list, &h.service_key)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["total"], 1, "Alice's upload: {body}");
+    // The service caller uploads for the legacy user the same way.
+    let mut as_old = fields.to_vec();
+    as_old.push(("user_id", "10000"));
+    let (status, _, body) = send(
+        &svc,
+        upload(
+            &h.service_key,
+            multipart(&as_old, Some(("b.png", "image/png", PNG)), true),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["r2_key"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{}/", h.alice)),
+        "{body}"
+    );
+    let (_, _, body) = send(&svc, get(list, &h.alice_key)).await;
+    assert_eq!(body["total"], 2, "{body}");
+    // Without a legacy user the argument is ignored: the service caller's own library.
+    let svc = h.service(Harness::settings()).await;
+    let (status, _, body) = send(&svc, get(list, &h.service_key)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["total"], 0, "{body}");
+}
+
 /// A JSON file of the library is the user's content: downloaded byte for byte, even when it
 /// holds an address this API would sign in its own answers.
 #[actix_web::test]

@@ -107,6 +107,35 @@ fn every_route_is_documented_and_every_documented_path_exists() {
     );
 }
 
+/// Every error status the document promises is one the server answers: a status of a row of
+/// the error table (a client written from the document must not wait for, say, a 502 that
+/// never comes while the server answers 500 `generation_failed`).
+#[test]
+fn every_documented_error_status_is_one_of_the_error_table() {
+    let answered: BTreeSet<u16> = drama_api::ErrorCode::ALL
+        .iter()
+        .map(|code| code.status().as_u16())
+        .collect();
+    let doc = documented();
+    let mut strays = Vec::new();
+    for (path, operations) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in operations.as_object().unwrap() {
+            let Some(responses) = operation["responses"].as_object() else {
+                continue;
+            };
+            for status in responses.keys() {
+                if let Ok(status) = status.parse::<u16>()
+                    && status >= 400
+                    && !answered.contains(&status)
+                {
+                    strays.push(format!("{method} {path}: {status}"));
+                }
+            }
+        }
+    }
+    assert!(strays.is_empty(), "statuses no error answers: {strays:#?}");
+}
+
 #[actix_web::test]
 async fn every_documented_operation_is_answered_by_its_route() {
     let h = Harness::new().await;

@@ -239,3 +239,48 @@ async fn the_console_api_on_postgres() {
     drop(svc);
     pg.finish().await;
 }
+
+/// A drama's list of jobs shows every settled run with its result, on PostgreSQL in the same
+/// few statements whatever the number of runs (their nodes are read together, not per run).
+#[actix_web::test]
+async fn a_dramas_job_list_with_results_is_a_few_statements() {
+    let pg = PgApi::start("api_job_list").await;
+    let (store, app, user, key) = (&pg.store, &pg.app, pg.user, pg.key.clone());
+    let svc = pg.service().await;
+    let caller = Caller::user(user);
+    let d = drama_testkit::builders::drama("listed", 1, 1, 2);
+    store.create(user, &d).await.unwrap();
+    let mut counts = Vec::new();
+    for total in [2, 6] {
+        while app
+            .jobs_of_drama(&caller, &d.id, false)
+            .await
+            .unwrap()
+            .len()
+            < total
+        {
+            // Nothing works on the run: cancelling it settles it at once.
+            let started = app
+                .generate(&caller, &d.id, Scope::Drama, true)
+                .await
+                .unwrap();
+            app.cancel_job(&caller, started.job_id).await.unwrap();
+        }
+        let page = "/dramas/listed/jobs";
+        send(&svc, crate::support::get(page, &key)).await;
+        pg.counter.reset();
+        let (status, _, body) = send(&svc, crate::support::get(page, &key)).await;
+        assert_eq!(status, 200, "{body}");
+        let jobs = body["jobs"].as_array().unwrap();
+        assert_eq!(jobs.len(), total, "{body}");
+        for job in jobs {
+            assert_eq!(job["status"], "cancelled", "{job}");
+            assert_eq!(job["result"], json!({"dramaId": "listed"}), "{job}");
+        }
+        counts.push((total, pg.counter.statements(), pg.counter.statement_sql()));
+    }
+    assert_eq!(counts[0].1, counts[1].1, "{counts:#?}");
+    assert!(counts[1].1 <= 3, "{counts:#?}");
+    drop(svc);
+    pg.finish().await;
+}

@@ -17,12 +17,66 @@ use crate::{App, AppError, Caller};
 /// GraphQL request can load bounded (a node carries its payload, prompts included).
 pub const MAX_TREE_NODES: usize = 20_000;
 
+/// Most runs a list of a drama's runs holds (the newest).
+const RUNS_LISTED: usize = 100;
+
 /// The character and asset of an audition run (its payload names them; `App::audition`).
 fn audition_of(run: &JobView) -> Option<(&str, &str)> {
     Some((
         run.payload["characterId"].as_str()?,
         run.payload["assetId"].as_str()?,
     ))
+}
+
+/// A settled run whose result is not stored: it shows one made from its nodes
+/// ([`run_result`]).
+fn lacks_run_result(view: &JobView) -> bool {
+    view.result.is_none() && view.id == view.run_id && view.state.is_settled()
+}
+
+/// What a settled run shows as its result, as the old server's jobs did, from nodes of the
+/// run (its direct children at least; every node for an audition): an audition's drama,
+/// character and video url (null when the video task did not complete); otherwise the result
+/// of its one task (a critique's feedback, a written drama's id), or the drama it is about.
+fn run_result<'a>(run: &JobView, nodes: impl IntoIterator<Item = &'a JobView>) -> Option<Value> {
+    if let Some((character, asset)) = audition_of(run) {
+        let url = nodes
+            .into_iter()
+            .filter_map(|t| t.result.as_ref())
+            // A video made for an asset deleted meanwhile was not applied (its object goes to
+            // the sweeper): it is not the character's video.
+            .find(|r| r["assetId"] == asset && r["applied"] != false)
+            .and_then(|r| r.get("url").cloned());
+        return Some(json!({
+            "dramaId": run.subject,
+            "characterId": character,
+            "videoUrl": url,
+        }));
+    }
+    let mut children = nodes.into_iter().filter(|n| n.parent_id == Some(run.id));
+    match (children.next(), children.next()) {
+        (Some(only), None) if only.result.is_some() => only.result.clone(),
+        _ => run.subject.as_ref().map(|d| json!({ "dramaId": d })),
+    }
+}
+
+/// The results [`run_result`] makes for the settled runs among `views` (by their index),
+/// from `nodes`, which hold each run whole or not at all: a run absent from them gets none.
+/// For lists of runs, which read their nodes together instead of once per run.
+fn run_results(views: &[JobView], nodes: &[JobView]) -> Vec<(usize, Value)> {
+    let mut by_run: HashMap<RunId, Vec<&JobView>> = HashMap::new();
+    for node in nodes {
+        by_run.entry(node.run_id).or_default().push(node);
+    }
+    views
+        .iter()
+        .enumerate()
+        .filter(|(_, view)| lacks_run_result(view))
+        .filter_map(|(i, run)| {
+            let nodes = by_run.get(&run.run_id)?;
+            Some((i, run_result(run, nodes.iter().copied())?))
+        })
+        .collect()
 }
 
 impl App {
@@ -35,48 +89,21 @@ impl App {
             Some(view) if view.owner == caller.user.0 => view,
             _ => return Err(AppError::not_found(Entity::Job, id)),
         };
-        // A settled run shows what it produced, as the old server's jobs did: the result of
-        // its one task (a critique's feedback, a written drama's id), or the drama it is about.
-        if view.result.is_none() && view.id == view.run_id && view.state.is_settled() {
-            view.result = match audition_of(&view) {
-                Some((character, asset)) => {
-                    Some(self.audition_result(&view, character, asset).await?)
-                }
-                None => {
-                    let children = self.jobs.children(id, None, 2).await.map_err(job_error)?;
-                    match children.as_slice() {
-                        [only] if only.result.is_some() => only.result.clone(),
-                        _ => view.subject.as_ref().map(|d| json!({ "dramaId": d })),
-                    }
-                }
+        if lacks_run_result(&view) {
+            // An audition reads its whole (small) run; any other run its first two children.
+            let nodes = match audition_of(&view) {
+                Some(_) => self
+                    .jobs
+                    .run_tree(view.run_id)
+                    .await
+                    .map_err(job_error)?
+                    .map(|t| t.nodes)
+                    .unwrap_or_default(),
+                None => self.jobs.children(id, None, 2).await.map_err(job_error)?,
             };
+            view.result = run_result(&view, &nodes);
         }
         Ok(view)
-    }
-
-    /// An audition run's result as the old server's audition job had it: the drama, the
-    /// character and the url of its video (null when the video task did not complete). The
-    /// run holds the video task and at most a portrait before it, so its tree is small.
-    async fn audition_result(
-        &self,
-        run: &JobView,
-        character: &str,
-        asset: &str,
-    ) -> Result<Value, AppError> {
-        let tree = self.jobs.run_tree(run.run_id).await.map_err(job_error)?;
-        let url = tree
-            .iter()
-            .flat_map(|t| &t.nodes)
-            .filter_map(|t| t.result.as_ref())
-            // A video made for an asset deleted meanwhile was not applied (its object goes to
-            // the sweeper): it is not the character's video.
-            .find(|r| r["assetId"] == asset && r["applied"] != false)
-            .and_then(|r| r.get("url").cloned());
-        Ok(json!({
-            "dramaId": run.subject,
-            "characterId": character,
-            "videoUrl": url,
-        }))
     }
 
     /// A job of the caller that belongs to `drama`.
@@ -107,15 +134,40 @@ impl App {
         drama: &DramaId,
         active_only: bool,
     ) -> Result<Vec<JobView>, AppError> {
-        self.jobs
+        let mut runs = self
+            .jobs
             .list_runs(&RunFilter {
                 owner: Some(caller.user.0),
                 subject: Some(drama.to_string()),
                 active_only,
-                limit: 100,
+                limit: RUNS_LISTED,
             })
             .await
-            .map_err(job_error)
+            .map_err(job_error)?;
+        // Settled runs show the result `job` shows them with; their nodes are read in one
+        // statement for the whole list, not once per run.
+        if runs.iter().any(lacks_run_result) {
+            let mut nodes = self
+                .jobs
+                .nodes_of_subjects(
+                    &[drama.to_string()],
+                    Some(caller.user.0),
+                    RUNS_LISTED,
+                    MAX_TREE_NODES,
+                )
+                .await
+                .map_err(job_error)?;
+            // The read was cut inside its last run: that run (and any older) keeps no result.
+            if nodes.len() > MAX_TREE_NODES
+                && let Some(cut) = nodes.last().map(|n| n.run_id)
+            {
+                nodes.retain(|n| n.run_id != cut);
+            }
+            for (i, result) in run_results(&runs, &nodes) {
+                runs[i].result = Some(result);
+            }
+        }
+        Ok(runs)
     }
 
     /// The runs of several dramas at once (GraphQL loads nested `jobs` fields this way): the
@@ -135,7 +187,7 @@ impl App {
         let subjects: Vec<String> = dramas.iter().map(ToString::to_string).collect();
         let mut nodes = self
             .jobs
-            .nodes_of_subjects(&subjects, Some(caller.user.0), 100, MAX_TREE_NODES)
+            .nodes_of_subjects(&subjects, Some(caller.user.0), RUNS_LISTED, MAX_TREE_NODES)
             .await
             .map_err(job_error)?;
         if nodes.len() > MAX_TREE_NODES {
@@ -162,6 +214,12 @@ impl App {
             }
             if let Some(list) = drama_of_run.get(&node.run_id).and_then(|d| out.get_mut(d)) {
                 list.push(node);
+            }
+        }
+        // Each run here is whole: its root shows the result `job` shows it with.
+        for list in out.values_mut() {
+            for (i, result) in run_results(list, list) {
+                list[i].result = Some(result);
             }
         }
         Ok(out)

@@ -362,7 +362,10 @@ async fn a_json_upload_is_downloaded_as_stored() {
     };
     let (_, _, picture) = send(
         &svc,
-        upload(&h.alice_key, form("image", ("picture.png", "image/png", PNG))),
+        upload(
+            &h.alice_key,
+            form("image", ("picture.png", "image/png", PNG)),
+        ),
     )
     .await;
     let own = format!(
@@ -375,7 +378,10 @@ async fn a_json_upload_is_downloaded_as_stored() {
         &svc,
         upload(
             &h.alice_key,
-            form("text", ("notes.json", "application/json", stored.as_bytes())),
+            form(
+                "text",
+                ("notes.json", "application/json", stored.as_bytes()),
+            ),
         ),
     )
     .await;

@@ -202,3 +202,40 @@ async fn tables_of_our_names_without_our_history_are_named(pool: PgPool) {
     );
     assert!(e.to_string().contains("users"), "{e}");
 }
+
+/// A name stored over the bound before it existed (through the Data API, or by an earlier
+/// import) is cut by the migration that adds the bound, so the row can still be updated: its
+/// credits still move.
+#[sqlx::test(migrations = false)]
+async fn a_display_name_stored_over_the_bound_is_cut_and_its_row_still_updates(pool: PgPool) {
+    let bound = 20261207000300;
+    let mut before = sqlx::migrate::Migrator::DEFAULT;
+    before.migrations = MIGRATOR
+        .iter()
+        .filter(|m| m.version < bound)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    before.run(&pool).await.unwrap();
+    let user = uuid::Uuid::new_v4();
+    sqlx::query("insert into public.users (id, display_name) values ($1, repeat('é', 300))")
+        .bind(user)
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    drama_postgres::migrate(&pool).await.unwrap();
+    let length: i32 =
+        sqlx::query_scalar("select char_length(display_name) from public.users where id = $1")
+            .bind(user)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(length, 200);
+    let balance: Option<i64> = sqlx::query_scalar("select public.move_credits($1, 5, 'grant')")
+        .bind(user)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(balance, Some(35), "30 to open with, 5 granted");
+}

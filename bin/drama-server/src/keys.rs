@@ -67,9 +67,14 @@ pub(crate) async fn run(settings: &Settings, command: KeysCommand) -> anyhow::Re
                 } else {
                     "active"
                 };
+                // A key made with another is revoked with it: the listing says with which.
+                let maker = k
+                    .made_by
+                    .map(|id| format!("  made with {id}"))
+                    .unwrap_or_default();
                 writeln!(
                     out,
-                    "{}  dk_{}_…  {:<8} {:<20} created {}  last used {}",
+                    "{}  dk_{}_…  {:<8} {:<20} created {}  last used {}{maker}",
                     k.id,
                     k.prefix,
                     state,

@@ -106,9 +106,17 @@ async function showKeys(panel, ctx) {
         "aria-label": `Revoke key ${k.name}` });
       revoke.addEventListener("click", async () => {
         const self = k.prefix === mine;
-        const yes = await confirmDialog(`Revoke “${k.name}”?`, self
+        // Keys made with this one (and with those) are revoked with it: say how many.
+        const line = (id) => list.keys
+          .filter((x) => x.madeBy === id && x.active)
+          .flatMap((x) => [x, ...line(x.id)]);
+        const made = line(k.id).length;
+        const also = made === 0 ? ""
+          : made === 1 ? " The key made with it stops too."
+          : ` The ${made} keys made with it stop too.`;
+        const yes = await confirmDialog(`Revoke “${k.name}”?`, (self
           ? "This is the key you are signed in with: you will be signed out. Programs using it stop working."
-          : "Programs using this key stop working at once.", "Revoke");
+          : "Programs using this key stop working at once.") + also, "Revoke");
         if (!yes) return;
         try {
           await del(`/api-keys/${seg(k.id)}`);

@@ -31,6 +31,7 @@ fn key_json(meta: &ApiKeyMeta) -> Value {
         "lastUsedAt": meta.last_used_at.map(|t| t.timestamp_millis()),
         "expiresAt": meta.expires_at.map(|t| t.timestamp_millis()),
         "revokedAt": meta.revoked_at.map(|t| t.timestamp_millis()),
+        "madeBy": meta.made_by,
         "active": meta.is_usable_at(now),
     })
 }

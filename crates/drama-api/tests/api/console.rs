@@ -367,6 +367,10 @@ async fn keys_made_with_a_key_expire_and_are_revoked_with_it() {
     // Someone took the week's key and made another with it (and one with that); both work,
     // and are in the authentication cache, until Alice revokes the week's key.
     let (_, _, copy) = send(&svc, made(week_secret, json!({"name": "copy"}))).await;
+    assert_eq!(
+        copy["madeBy"], week["id"],
+        "the listing names the maker: {copy}"
+    );
     let copy = copy["key"].as_str().unwrap().to_owned();
     let (_, _, copy2) = send(&svc, made(&copy, json!({"name": "copy of copy"}))).await;
     let copy2 = copy2["key"].as_str().unwrap().to_owned();

@@ -268,6 +268,9 @@ pub(crate) struct ApiKey {
     last_used_at: Option<i64>,
     expires_at: Option<i64>,
     revoked_at: Option<i64>,
+    /// The key whose caller made this one (null: made with a session token or by the
+    /// operator). Revoking that key revokes this one, and the keys made with it.
+    made_by: Option<String>,
     /// Neither revoked nor expired.
     #[schema(required = false)]
     active: bool,

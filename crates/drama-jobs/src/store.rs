@@ -530,6 +530,52 @@ pub trait JobStore: Send + Sync + 'static {
         }
     }
 
+    /// The first `per_parent` direct children of each of `parents`, in creation order: what
+    /// lists of runs show of each run, read together (a store answers it in one query; this
+    /// default, in one query per parent).
+    ///
+    /// # Errors
+    /// [`JobError::Unavailable`].
+    fn first_children(
+        &self,
+        parents: &[JobId],
+        per_parent: usize,
+    ) -> impl Future<Output = Result<Vec<JobView>, JobError>> + Send {
+        async move {
+            let mut nodes = Vec::new();
+            for parent in parents {
+                nodes.extend(self.children(*parent, None, per_parent).await?);
+            }
+            Ok(nodes)
+        }
+    }
+
+    /// Every node of `runs`, at most `max_nodes + 1` (more than `max_nodes` says the answer
+    /// was cut), a run's nodes in creation order: for lists of small runs read together (a
+    /// store answers it in one query; this default, in one query per run).
+    ///
+    /// # Errors
+    /// [`JobError::Unavailable`].
+    fn nodes_of_runs(
+        &self,
+        runs: &[RunId],
+        max_nodes: usize,
+    ) -> impl Future<Output = Result<Vec<JobView>, JobError>> + Send {
+        async move {
+            let mut nodes = Vec::new();
+            for run in runs {
+                if nodes.len() > max_nodes {
+                    break;
+                }
+                if let Some(tree) = self.run_tree(*run).await? {
+                    nodes.extend(tree.nodes);
+                }
+            }
+            nodes.truncate(max_nodes.saturating_add(1));
+            Ok(nodes)
+        }
+    }
+
     /// Deletes up to `max_runs` runs that settled before `settled_before`, with their nodes,
     /// edges and events. A run whose refunds are not settled (its refundable cost differs
     /// from what was refunded or clawed back) stays: its bookkeeping is what the refund is

@@ -41,6 +41,18 @@ pub trait JobsPort: Send + Sync {
         runs_per_subject: usize,
         max_nodes: usize,
     ) -> Result<Vec<JobView>, JobError>;
+    /// The first `per_parent` direct children of each parent (one query on PostgreSQL).
+    async fn first_children(
+        &self,
+        parents: &[JobId],
+        per_parent: usize,
+    ) -> Result<Vec<JobView>, JobError>;
+    /// Every node of these runs, at most `max_nodes + 1` (one query on PostgreSQL).
+    async fn nodes_of_runs(
+        &self,
+        runs: &[RunId],
+        max_nodes: usize,
+    ) -> Result<Vec<JobView>, JobError>;
     /// Cancels a run or a subtree.
     async fn cancel(&self, id: JobId, reason: &str) -> Result<CancelReport, JobError>;
     /// The run `owner` started under idempotency key `key` less than `max_age` ago (older
@@ -105,6 +117,20 @@ impl<S: JobStore> JobsPort for EngineJobs<S> {
         self.0
             .nodes_of_subjects(subjects, owner, runs_per_subject, max_nodes)
             .await
+    }
+    async fn first_children(
+        &self,
+        parents: &[JobId],
+        per_parent: usize,
+    ) -> Result<Vec<JobView>, JobError> {
+        self.0.first_children(parents, per_parent).await
+    }
+    async fn nodes_of_runs(
+        &self,
+        runs: &[RunId],
+        max_nodes: usize,
+    ) -> Result<Vec<JobView>, JobError> {
+        self.0.nodes_of_runs(runs, max_nodes).await
     }
     async fn cancel(&self, id: JobId, reason: &str) -> Result<CancelReport, JobError> {
         self.0.cancel(id, reason).await

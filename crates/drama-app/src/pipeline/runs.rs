@@ -61,8 +61,9 @@ fn run_result<'a>(run: &JobView, nodes: impl IntoIterator<Item = &'a JobView>) -
 }
 
 /// The results [`run_result`] makes for the settled runs among `views` (by their index),
-/// from `nodes`, which hold each run whole or not at all: a run absent from them gets none.
-/// For lists of runs, which read their nodes together instead of once per run.
+/// from `nodes`: of each run, its first two children, or all of it for an audition (a run
+/// with no nodes among them shows the drama it is about). For lists of runs, which read their
+/// nodes together instead of once per run.
 fn run_results(views: &[JobView], nodes: &[JobView]) -> Vec<(usize, Value)> {
     let mut by_run: HashMap<RunId, Vec<&JobView>> = HashMap::new();
     for node in nodes {
@@ -73,7 +74,7 @@ fn run_results(views: &[JobView], nodes: &[JobView]) -> Vec<(usize, Value)> {
         .enumerate()
         .filter(|(_, view)| lacks_run_result(view))
         .filter_map(|(i, run)| {
-            let nodes = by_run.get(&run.run_id)?;
+            let nodes = by_run.get(&run.run_id).map_or(&[][..], Vec::as_slice);
             Some((i, run_result(run, nodes.iter().copied())?))
         })
         .collect()
@@ -144,28 +145,41 @@ impl App {
             })
             .await
             .map_err(job_error)?;
-        // Settled runs show the result `job` shows them with; their nodes are read in one
-        // statement for the whole list, not once per run.
-        if runs.iter().any(lacks_run_result) {
-            let mut nodes = self
+        // Settled runs show the result `job` shows them with, from the nodes `job` reads: the
+        // first two children of a run, every node of an audition's (small) run. Each kind is
+        // read in one statement for the whole list, not once per run, and no read grows with
+        // the size of a drama's generation runs.
+        let (auditions, others): (Vec<&JobView>, Vec<&JobView>) = runs
+            .iter()
+            .filter(|run| lacks_run_result(run))
+            .partition(|run| audition_of(run).is_some());
+        let mut nodes = Vec::new();
+        if !others.is_empty() {
+            let parents: Vec<JobId> = others.iter().map(|run| run.id).collect();
+            nodes.extend(
+                self.jobs
+                    .first_children(&parents, 2)
+                    .await
+                    .map_err(job_error)?,
+            );
+        }
+        if !auditions.is_empty() {
+            let ids: Vec<RunId> = auditions.iter().map(|run| run.run_id).collect();
+            let mut whole = self
                 .jobs
-                .nodes_of_subjects(
-                    &[drama.to_string()],
-                    Some(caller.user.0),
-                    RUNS_LISTED,
-                    MAX_TREE_NODES,
-                )
+                .nodes_of_runs(&ids, MAX_TREE_NODES)
                 .await
                 .map_err(job_error)?;
-            // The read was cut inside its last run: that run (and any older) keeps no result.
-            if nodes.len() > MAX_TREE_NODES
-                && let Some(cut) = nodes.last().map(|n| n.run_id)
+            // The read was cut inside its last run: that run keeps no result.
+            if whole.len() > MAX_TREE_NODES
+                && let Some(cut) = whole.last().map(|n| n.run_id)
             {
-                nodes.retain(|n| n.run_id != cut);
+                whole.retain(|n| n.run_id != cut);
             }
-            for (i, result) in run_results(&runs, &nodes) {
-                runs[i].result = Some(result);
-            }
+            nodes.extend(whole);
+        }
+        for (i, result) in run_results(&runs, &nodes) {
+            runs[i].result = Some(result);
         }
         Ok(runs)
     }

@@ -290,6 +290,33 @@ pub async fn queries_show_children_trees_and_active_runs<S: JobStore>(store: Arc
         .await
         .unwrap();
     assert!(theirs.is_empty(), "another owner's runs are not read");
+
+    // Lists of runs read a few children of each run, or small runs whole, together.
+    let firsts = store
+        .first_children(&[run.ids["e1"], run.run_id, done.run_id], 2)
+        .await
+        .unwrap();
+    let mut keys: Vec<&str> = firsts.iter().map(|c| c.key.as_str()).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        ["c0", "c1", "e1"],
+        "two of e1's five, the run's one, none"
+    );
+    let whole = store
+        .nodes_of_runs(&[run.run_id, done.run_id], 100)
+        .await
+        .unwrap();
+    assert_eq!(whole.len(), 8, "7 nodes and the empty run's root");
+    assert!(
+        whole
+            .iter()
+            .all(|n| n.run_id == run.run_id || n.run_id == done.run_id)
+    );
+    let cut = store.nodes_of_runs(&[run.run_id], 3).await.unwrap();
+    assert_eq!(cut.len(), 4, "at most max_nodes + 1");
+    assert!(store.first_children(&[], 2).await.unwrap().is_empty());
+    assert!(store.nodes_of_runs(&[], 2).await.unwrap().is_empty());
 }
 
 pub async fn prune_removes_settled_runs<S: JobStore>(store: Arc<S>) {

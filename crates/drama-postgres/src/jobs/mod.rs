@@ -437,6 +437,24 @@ impl JobStore for PgJobStore {
         ))
     }
 
+    async fn first_children(
+        &self,
+        parents: &[JobId],
+        per_parent: usize,
+    ) -> Result<Vec<JobView>, JobError> {
+        on_conn!(self, |conn| query::first_children(
+            conn, parents, per_parent
+        ))
+    }
+
+    async fn nodes_of_runs(
+        &self,
+        runs: &[RunId],
+        max_nodes: usize,
+    ) -> Result<Vec<JobView>, JobError> {
+        on_conn!(self, |conn| query::nodes_of_runs(conn, runs, max_nodes))
+    }
+
     #[tracing::instrument(skip_all)]
     async fn prune(
         &self,

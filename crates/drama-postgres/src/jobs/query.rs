@@ -319,6 +319,59 @@ pub(super) async fn list_runs(
     rows.iter().map(|r| view_from_row(r, None)).collect()
 }
 
+pub(super) async fn first_children(
+    conn: &mut PgConnection,
+    parents: &[JobId],
+    per_parent: usize,
+) -> Result<Vec<JobView>, Error> {
+    if parents.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = parents.iter().map(|p| p.0).collect();
+    // Per parent, through the run index as `children` reads (a lateral limit each).
+    let sql = format!(
+        "select {VIEW_COLUMNS}, {DEPENDENCY_KEYS} \
+         from unnest($1::uuid[]) as p(id) \
+         join public.jobs parent on parent.id = p.id \
+         cross join lateral ( \
+           select c.id from public.jobs c \
+           where c.run_id = parent.run_id and c.parent_id = parent.id \
+           order by c.id limit $2) firsts \
+         join public.jobs j on j.id = firsts.id \
+         left join public.job_groups g on g.id = j.id \
+         order by j.parent_id, j.id"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(&ids)
+        .bind(i64::try_from(per_parent).unwrap_or(i64::MAX))
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter().map(|r| view_from_row(r, None)).collect()
+}
+
+pub(super) async fn nodes_of_runs(
+    conn: &mut PgConnection,
+    runs: &[RunId],
+    max_nodes: usize,
+) -> Result<Vec<JobView>, Error> {
+    if runs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = runs.iter().map(|r| r.0).collect();
+    let sql = format!(
+        "select {VIEW_COLUMNS}, {DEPENDENCY_KEYS} from public.jobs j \
+         left join public.job_groups g on g.id = j.id \
+         where j.run_id = any($1) \
+         order by j.run_id desc, j.id limit $2"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(&ids)
+        .bind(i64::try_from(max_nodes.saturating_add(1)).unwrap_or(i64::MAX))
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter().map(|r| view_from_row(r, None)).collect()
+}
+
 pub(super) async fn nodes_of_subjects(
     conn: &mut PgConnection,
     subjects: &[String],

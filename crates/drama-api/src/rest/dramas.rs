@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use super::generate::{accepted, premise_fields};
 use super::openapi::schemas as doc;
+use super::query::Query;
 use super::streaming::FormBudget;
 use super::{drama_id, json_body, patch_body, with_etag};
 use crate::endpoint::endpoint;
@@ -54,7 +55,7 @@ struct ListQuery {
 async fn list(
     state: web::Data<ApiState>,
     Auth(caller): Auth,
-    query: web::Query<ListQuery>,
+    query: Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let limit = query.limit.unwrap_or(100);
     let cursor = query.cursor.as_deref().filter(|c| !c.is_empty());

@@ -18,6 +18,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::jobs::job_id;
 use super::openapi::schemas as doc;
+use super::query::Query;
 use crate::error::{ApiError, Chain, ErrorCode};
 use crate::follow::Progress;
 use crate::lapse::{Credentials, Until, lapsed};
@@ -132,7 +133,7 @@ pub(crate) async fn events(
     Auth(caller): Auth,
     req: HttpRequest,
     path: web::Path<String>,
-    query: web::Query<EventsQuery>,
+    query: Query<EventsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let id = job_id(&path)?;
     let app = state.app().clone();

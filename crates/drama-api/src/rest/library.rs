@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::openapi::schemas as doc;
+use super::query::Query;
 use super::streaming::{FormBudget, object_response, spool_channel};
 use crate::endpoint::endpoint;
 use crate::error::ApiError;
@@ -81,7 +82,7 @@ struct ListQuery {
 async fn list(
     state: web::Data<ApiState>,
     Auth(caller): Auth,
-    query: web::Query<ListQuery>,
+    query: Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let project = query
         .project_name
@@ -193,7 +194,7 @@ async fn metadata(
     state: web::Data<ApiState>,
     Auth(caller): Auth,
     path: web::Path<String>,
-    query: web::Query<ItemQuery>,
+    query: Query<ItemQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let (owner, item) = item(&state, &caller, path.into_inner(), &query)?;
     let record = state.app().library_metadata(&caller, owner, &item).await?;
@@ -222,7 +223,7 @@ async fn download(
     state: web::Data<ApiState>,
     Auth(caller): Auth,
     path: web::Path<String>,
-    query: web::Query<ItemQuery>,
+    query: Query<ItemQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let (owner, item) = item(&state, &caller, path.into_inner(), &query)?;
     let object = state.app().library_download(&caller, owner, &item).await?;
@@ -251,7 +252,7 @@ async fn delete(
     state: web::Data<ApiState>,
     Auth(caller): Auth,
     path: web::Path<String>,
-    query: web::Query<ItemQuery>,
+    query: Query<ItemQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let (owner, item) = item(&state, &caller, path.into_inner(), &query)?;
     state.app().library_delete(&caller, owner, &item).await?;

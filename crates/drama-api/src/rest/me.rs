@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::openapi::schemas as doc;
+use super::query::Query;
 use crate::endpoint::endpoint;
 use crate::error::ApiError;
 use crate::state::{ApiState, Auth};
@@ -54,7 +55,7 @@ pub(crate) fn entry_json(e: &LedgerEntry) -> Value {
 async fn me(
     state: web::Data<ApiState>,
     Auth(caller): Auth,
-    query: web::Query<MeQuery>,
+    query: Query<MeQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let (limit, offset) = (query.limit.unwrap_or(20), query.offset.unwrap_or(0));
     let account = state.app().account(&caller, limit, offset).await?;

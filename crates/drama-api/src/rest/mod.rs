@@ -15,6 +15,7 @@ mod models;
 mod nested;
 pub(crate) mod openapi;
 mod overview;
+mod query;
 mod runs;
 mod streaming;
 

@@ -519,12 +519,14 @@ async fn the_list_pages_with_an_opaque_cursor() {
     .await;
     assert_eq!(second["dramas"].as_array().unwrap().len(), 3);
     assert_eq!(second["cursor"], Value::Null);
-    for bad in [
-        "/dramas?limit=0",
-        "/dramas?limit=1001",
+    for (bad, field) in [
+        ("/dramas?limit=0", "limit"),
+        ("/dramas?limit=1001", "limit"),
         // Digits alone are an old offset cursor (`old_clients`); anything else must be ours.
-        "/dramas?cursor=10a",
-        "/dramas?limit=x",
+        ("/dramas?cursor=10a", "cursor"),
+        // A value of the wrong type is named as well, not only a value out of bounds.
+        ("/dramas?limit=x", "limit"),
+        ("/dramas?limit=-1", "limit"),
     ] {
         let (s, _, b) = send(
             &svc,
@@ -532,6 +534,12 @@ async fn the_list_pages_with_an_opaque_cursor() {
         )
         .await;
         assert_eq!(s, 422, "{bad}: {b}");
+        assert!(
+            b["detail"]
+                .as_array()
+                .is_some_and(|d| d.iter().any(|e| e["field"] == field)),
+            "{bad} names {field}: {b}"
+        );
     }
 }
 

@@ -105,12 +105,13 @@ async function showKeys(panel, ctx) {
       const revoke = h("button", { type: "button", class: "danger", text: "Revoke", disabled: !k.active,
         "aria-label": `Revoke key ${k.name}` });
       revoke.addEventListener("click", async () => {
-        const self = k.prefix === mine;
-        // Keys made with this one (and with those) are revoked with it: say how many.
+        // Keys made with this one (and with those) are revoked with it: say how many, and
+        // whether the key of this tab is among them.
         const line = (id) => list.keys
           .filter((x) => x.madeBy === id && x.active)
           .flatMap((x) => [x, ...line(x.id)]);
         const made = line(k.id).length;
+        const self = k.prefix === mine || line(k.id).some((x) => x.prefix === mine);
         const also = made === 0 ? ""
           : made === 1 ? " The key made with it stops too."
           : ` The ${made} keys made with it stop too.`;

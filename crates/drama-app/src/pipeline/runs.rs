@@ -34,6 +34,13 @@ fn lacks_run_result(view: &JobView) -> bool {
     view.result.is_none() && view.id == view.run_id && view.state.is_settled()
 }
 
+/// Whether a run's result depends on its children: only a run of exactly one task can have
+/// that task as its only child (groups carry no result, tasks have no children); any other
+/// shows the drama it is about, whatever its size, so its nodes are not read at all.
+fn result_needs_children(run: &JobView) -> bool {
+    run.counts.is_none_or(|c| c.total == 1)
+}
+
 /// What a settled run shows as its result, as the old server's jobs did, from nodes of the
 /// run (its direct children at least; every node for an audition): an audition's drama,
 /// character and video url (null when the video task did not complete); otherwise the result
@@ -91,7 +98,8 @@ impl App {
             _ => return Err(AppError::not_found(Entity::Job, id)),
         };
         if lacks_run_result(&view) {
-            // An audition reads its whole (small) run; any other run its first two children.
+            // An audition reads its whole (small) run; a run of one task its first two
+            // children; any other run nothing.
             let nodes = match audition_of(&view) {
                 Some(_) => self
                     .jobs
@@ -100,7 +108,10 @@ impl App {
                     .map_err(job_error)?
                     .map(|t| t.nodes)
                     .unwrap_or_default(),
-                None => self.jobs.children(id, None, 2).await.map_err(job_error)?,
+                None if result_needs_children(&view) => {
+                    self.jobs.children(id, None, 2).await.map_err(job_error)?
+                }
+                None => Vec::new(),
             };
             view.result = run_result(&view, &nodes);
         }
@@ -146,16 +157,20 @@ impl App {
             .await
             .map_err(job_error)?;
         // Settled runs show the result `job` shows them with, from the nodes `job` reads: the
-        // first two children of a run, every node of an audition's (small) run. Each kind is
-        // read in one statement for the whole list, not once per run, and no read grows with
-        // the size of a drama's generation runs.
+        // first two children of a run of one task, every node of an audition's (small) run,
+        // nothing of any other. Each kind is read in one statement for the whole list, not
+        // once per run, and no read touches a drama's generation runs, whatever their size.
         let (auditions, others): (Vec<&JobView>, Vec<&JobView>) = runs
             .iter()
             .filter(|run| lacks_run_result(run))
             .partition(|run| audition_of(run).is_some());
         let mut nodes = Vec::new();
-        if !others.is_empty() {
-            let parents: Vec<JobId> = others.iter().map(|run| run.id).collect();
+        let parents: Vec<JobId> = others
+            .iter()
+            .filter(|run| result_needs_children(run))
+            .map(|run| run.id)
+            .collect();
+        if !parents.is_empty() {
             nodes.extend(
                 self.jobs
                     .first_children(&parents, 2)
@@ -170,7 +185,8 @@ impl App {
                 .nodes_of_runs(&ids, MAX_TREE_NODES)
                 .await
                 .map_err(job_error)?;
-            // The read was cut inside its last run: that run keeps no result.
+            // The read was cut inside its last run: that run (like any not read) keeps no
+            // result rather than one made from part of it.
             if whole.len() > MAX_TREE_NODES
                 && let Some(cut) = whole.last().map(|n| n.run_id)
             {
@@ -178,8 +194,13 @@ impl App {
             }
             nodes.extend(whole);
         }
+        let read: std::collections::HashSet<RunId> = nodes.iter().map(|n| n.run_id).collect();
         for (i, result) in run_results(&runs, &nodes) {
-            runs[i].result = Some(result);
+            // An audition's result is made from all of its run (its root is always among
+            // its nodes): one whose nodes were not read keeps none.
+            if audition_of(&runs[i]).is_none() || read.contains(&runs[i].run_id) {
+                runs[i].result = Some(result);
+            }
         }
         Ok(runs)
     }

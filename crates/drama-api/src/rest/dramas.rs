@@ -1,7 +1,6 @@
 use actix_multipart::Multipart;
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::{Bytes, BytesMut};
-use drama_app::AppError;
 use drama_app::pipeline::{PremiseRequest, ReferenceUpload};
 use drama_app::store::{Cursor, PageRequest};
 use drama_domain::{Drama, DramaPatch, EntityPatch};
@@ -186,24 +185,7 @@ async fn start_premise(
             "body",
         ));
     }
-    let with_image = request.reference.is_some();
-    let started = state
-        .app()
-        .create_from_premise(caller, request)
-        .await
-        .map_err(|e| match e {
-            // The bucket names an upload it refuses `file`, the asset library's field; this
-            // one came as the form's `reference_image`.
-            AppError::Invalid(mut refused) if with_image => {
-                for error in &mut refused.errors {
-                    if error.field == "file" {
-                        "reference_image".clone_into(&mut error.field);
-                    }
-                }
-                AppError::Invalid(refused)
-            }
-            other => other,
-        })?;
+    let started = state.app().create_from_premise(caller, request).await?;
     Ok(accepted(state, &started, "Drama generation job queued."))
 }
 

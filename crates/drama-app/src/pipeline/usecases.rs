@@ -5,7 +5,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use chrono::Utc;
 use drama_ai::{AiError, CallKind};
-use drama_assets::{Category, MediaType, ObjectKey, Scope as KeyScope, keys};
+use drama_assets::{AssetError, Category, MediaType, ObjectKey, Scope as KeyScope, keys};
 use drama_dal::{Entity, GenerationError, RepoError, StoredDrama};
 use drama_domain::{Backoff, DomainError, DramaId, JobType, UserId};
 use drama_jobs::{Graph, JobError, JobId, NodeSpec, RunFilter, RunSpec};
@@ -119,6 +119,22 @@ fn generated_drama_id() -> String {
         .map(|b| char::from(b).to_ascii_lowercase())
         .collect();
     format!("drama_{suffix}")
+}
+
+/// An asset error about a premise's reference image, named for the form's `reference_image`
+/// part: the conversion of asset errors names an upload `file`, the asset library's field.
+fn refused_reference(e: AssetError) -> AppError {
+    match AppError::from(e) {
+        AppError::Invalid(mut refused) => {
+            for error in &mut refused.errors {
+                if error.field == "file" {
+                    "reference_image".clone_into(&mut error.field);
+                }
+            }
+            AppError::Invalid(refused)
+        }
+        other => other,
+    }
 }
 
 impl App {
@@ -378,7 +394,7 @@ impl App {
             .as_deref()
             .filter(|t| !t.is_empty() && *t != "application/octet-stream")
         {
-            Some(t) => MediaType::from_mime(t)?,
+            Some(t) => MediaType::from_mime(t).map_err(refused_reference)?,
             None => MediaType::detect(&upload.bytes).ok_or_else(|| {
                 AppError::Invalid(DomainError::field(
                     "reference_image",
@@ -399,7 +415,8 @@ impl App {
             .await?;
         self.assets
             .put_bytes(&key, upload.bytes, media.mime())
-            .await?;
+            .await
+            .map_err(refused_reference)?;
         let url = self.object_url(&key);
         Ok((key, url))
     }

@@ -14,6 +14,20 @@ use drama_postgres::PgStore;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
+/// A store on its own pool of `connections` (one per racer, so racers wait on locks, never on
+/// the pool) and a user of it.
+async fn racers(pool: &PgPool, connections: u32) -> (Arc<PgStore>, UserId) {
+    let racers = PgPoolOptions::new()
+        .max_connections(connections)
+        .connect_with(pool.connect_options().as_ref().clone())
+        .await
+        .unwrap();
+    let store = Arc::new(PgStore::new(racers));
+    let owner = UserId::random();
+    store.create_user(&NewUser::new(owner)).await.unwrap();
+    (store, owner)
+}
+
 /// Waits until `n` statements of the test database wait on a lock.
 async fn until_waiting(pool: &PgPool, n: i64) {
     let mut waiting = 0;
@@ -39,14 +53,7 @@ async fn until_waiting(pool: &PgPool, n: i64) {
 /// would work on; each round leaves the order to the server, so the test finds that.
 #[sqlx::test(migrator = "drama_postgres::MIGRATOR")]
 async fn a_revocation_racing_a_creation_with_the_key_leaves_no_successor(pool: PgPool) {
-    let racers = PgPoolOptions::new()
-        .max_connections(4)
-        .connect_with(pool.connect_options().as_ref().clone())
-        .await
-        .unwrap();
-    let store = Arc::new(PgStore::new(racers));
-    let owner = UserId::random();
-    store.create_user(&NewUser::new(owner)).await.unwrap();
+    let (store, owner) = racers(&pool, 4).await;
     for round in 0..8 {
         let maker = store
             .create_api_key(owner, "maker", &[], None)
@@ -93,15 +100,7 @@ async fn a_revocation_racing_a_creation_with_the_key_leaves_no_successor(pool: P
 
 #[sqlx::test(migrator = "drama_postgres::MIGRATOR")]
 async fn racing_key_creations_cannot_pass_the_limit_together(pool: PgPool) {
-    // One connection per racer, so they wait on locks, never on the pool.
-    let racers = PgPoolOptions::new()
-        .max_connections(24)
-        .connect_with(pool.connect_options().as_ref().clone())
-        .await
-        .unwrap();
-    let store = Arc::new(PgStore::new(racers));
-    let owner = UserId::random();
-    store.create_user(&NewUser::new(owner)).await.unwrap();
+    let (store, owner) = racers(&pool, 24).await;
 
     let mut holder = pool.begin().await.unwrap();
     sqlx::query("lock table public.api_keys in share row exclusive mode")

@@ -88,7 +88,7 @@ async fn check_owners(tables: &PgLegacyTables, owners: &OwnerMap) -> anyhow::Res
     for drama in tables.legacy_dramas().await? {
         let owner = drama
             .owner
-            .unwrap_or_else(|| drama_legacy::parse::LEGACY_DEFAULT_OWNER.to_owned());
+            .unwrap_or_else(|| drama_domain::OLD_DEFAULT_OWNER.to_owned());
         if owners.resolve(&owner).is_none() {
             *unmapped.entry(owner).or_default() += 1;
         }
@@ -102,7 +102,7 @@ async fn check_owners(tables: &PgLegacyTables, owners: &OwnerMap) -> anyhow::Res
         .collect();
     anyhow::bail!(
         "old owner(s) {} have no mapping, so their dramas could not be imported; nothing was \
-         changed. Pass --owner <uuid> for the old default user 10000 and --owner-map FILE for \
+         changed. Pass --owner <uuid> for the old default user 10000 (and the old demo user a1111111-…) and --owner-map FILE for \
          the others (docs/MIGRATION.md)",
         list.join(", ")
     )

@@ -8,6 +8,24 @@ use crate::ids::UserId;
 /// change its own name through Supabase's Data API, beside this server).
 pub const MAX_DISPLAY_NAME: usize = 200;
 
+/// The old server's main line wrote `10000` as the owner of every drama and library upload.
+pub const OLD_DEFAULT_OWNER: &str = "10000";
+
+/// The demo user its Supabase branch wrote into every drama row its GraphQL saved
+/// (`a1111111-1111-1111-1111-111111111111`); nobody signs in as it.
+pub const OLD_DEMO_USER: UserId =
+    UserId(Uuid::from_u128(0xa111_1111_1111_1111_1111_1111_1111_1111));
+
+/// Whether an old owner id is the old server's implicit user, [`OLD_DEFAULT_OWNER`] or
+/// [`OLD_DEMO_USER`] (in any spelling of the UUID). Both stand for "the old default owner":
+/// the import gives their data to the user `--owner` names (unless the owner map names them),
+/// and an old service client's `user_id` naming either means that user (`LEGACY_USER_ID`).
+#[must_use]
+pub fn is_old_default_owner(owner: &str) -> bool {
+    let owner = owner.trim();
+    owner == OLD_DEFAULT_OWNER || owner.parse::<UserId>().is_ok_and(|u| u == OLD_DEMO_USER)
+}
+
 /// A person (through Supabase Auth) or a service (through API keys).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
@@ -69,5 +87,35 @@ impl ApiKeyMeta {
     /// Whether the key carries the service scope.
     pub fn is_service(&self) -> bool {
         self.scopes.iter().any(|s| s == Self::SERVICE_SCOPE)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_implicit_users_of_the_old_server_are_the_old_default_owner() {
+        assert_eq!(
+            OLD_DEMO_USER.to_string(),
+            "a1111111-1111-1111-1111-111111111111"
+        );
+        for old in [
+            "10000",
+            " 10000 ",
+            "a1111111-1111-1111-1111-111111111111",
+            "A1111111-1111-1111-1111-111111111111",
+            "a1111111111111111111111111111111",
+        ] {
+            assert!(is_old_default_owner(old), "{old}");
+        }
+        for other in [
+            "",
+            "100000",
+            "alice",
+            "a1111111-1111-1111-1111-111111111112",
+        ] {
+            assert!(!is_old_default_owner(other), "{other}");
+        }
     }
 }

@@ -231,8 +231,18 @@ impl Importer {
         if let Some(tables) = tables {
             for row in tables.legacy_users().await.map_err(LegacyError::Target)? {
                 match crate::tables::new_user(&row) {
-                    Ok(user) if !wanted.iter().any(|w| w.id == user.id) => wanted.push(user),
-                    Ok(_) => {}
+                    Ok(user) if wanted.iter().any(|w| w.id == user.id) => {}
+                    Ok(user) => match self.options.owners.resolve(&user.id.to_string()) {
+                        // Its dramas go to another user (the old demo user, given to
+                        // `--owner`, or a map entry): it does not become a user of its own.
+                        Some(OwnerTarget::Mapped(to)) if to != user.id => notes.push(format!(
+                            "users row {}: its dramas go to user {to} (the owner map or \
+                             --owner), so it is not imported as a user of its own; its balance \
+                             of {} was not carried over",
+                            user.id, user.tokens
+                        )),
+                        _ => wanted.push(user),
+                    },
                     Err(why) => notes.push(why),
                 }
             }
@@ -377,8 +387,8 @@ impl Importer {
             Some(owner) => owner,
             None => {
                 let message = format!(
-                    "owner {:?} has no mapping: pass --owner for the old default user 10000, or \
-                     map it in --owner-map",
+                    "owner {:?} has no mapping: pass --owner for the old default user 10000 \
+                     (and the old demo user), or map it in --owner-map",
                     parsed.owner
                 );
                 return Err(fail(report, ReasonCode::OwnerUnmapped, message));

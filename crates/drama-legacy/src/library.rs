@@ -117,7 +117,7 @@ impl LibraryReport {
     /// The library part of a run that `error` stopped: nothing copied, the error kept.
     pub fn stopped(owners: &OwnerMap, error: &LegacyError) -> Self {
         Self {
-            owners: owners.entries().map(|(old, _)| old.to_owned()).collect(),
+            owners: owners.entries().into_iter().map(|(old, _)| old).collect(),
             error: Some(error.to_string()),
             ..Self::default()
         }
@@ -170,6 +170,7 @@ impl LibraryImporter {
         let mut found = Vec::new();
         let mut owners = Vec::new();
         for (old, owner) in self.options.owners.entries() {
+            let old = old.as_str();
             owners.push(old.to_owned());
             let Ok(prefix) = KeyPrefix::parse(format!("{}{old}/", self.options.layout.prefix()))
             else {

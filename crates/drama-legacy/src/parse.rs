@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 
-use drama_domain::{DomainError, Drama};
+use drama_domain::{DomainError, Drama, OLD_DEFAULT_OWNER};
 use serde_json::{Map, Value};
 
 /// Key, inside an entity's `metadata`, that holds the entity's unknown keys.
@@ -26,9 +26,6 @@ pub const PREVIOUS_METADATA_KEY: &str = "legacy_metadata";
 
 /// Top-level key naming the drama's owner in the old layout (written by the export).
 pub const OWNER_KEY: &str = "user_id";
-
-/// The owner of every drama of the old single-user server.
-pub const LEGACY_DEFAULT_OWNER: &str = "10000";
 
 /// What a missing field becomes.
 #[derive(Clone, Copy)]
@@ -183,12 +180,12 @@ impl LegacyDrama {
         let mut notes = Notes::default();
         // A blank owner is no owner: the old server's default user, as for a missing one.
         let owner = match top.remove(OWNER_KEY) {
-            None | Some(Value::Null) => LEGACY_DEFAULT_OWNER.to_owned(),
+            None | Some(Value::Null) => OLD_DEFAULT_OWNER.to_owned(),
             Some(Value::String(s)) if s.trim().is_empty() => {
                 notes.repairs.push(format!(
-                    "{OWNER_KEY} is blank; the old default owner {LEGACY_DEFAULT_OWNER} applies"
+                    "{OWNER_KEY} is blank; the old default owner {OLD_DEFAULT_OWNER} applies"
                 ));
-                LEGACY_DEFAULT_OWNER.to_owned()
+                OLD_DEFAULT_OWNER.to_owned()
             }
             Some(Value::String(s)) => s.trim().to_owned(),
             Some(Value::Number(n)) => n.to_string(),
@@ -438,7 +435,7 @@ mod tests {
     #[test]
     fn the_fixture_gets_empty_voice_descriptions_and_nothing_else() {
         let parsed = LegacyDrama::parse(FIXTURE.as_bytes()).unwrap();
-        assert_eq!(parsed.owner, LEGACY_DEFAULT_OWNER);
+        assert_eq!(parsed.owner, OLD_DEFAULT_OWNER);
         let n = parsed.drama.characters.len();
         assert!(n > 0);
         let expected: Vec<String> = (0..n)
@@ -567,7 +564,7 @@ mod tests {
         let mut blank = base.clone();
         blank["user_id"] = json!("  ");
         let blank = parse(blank).unwrap();
-        assert_eq!(blank.owner, LEGACY_DEFAULT_OWNER);
+        assert_eq!(blank.owner, OLD_DEFAULT_OWNER);
         assert!(blank.repairs[0].contains("blank"), "{:?}", blank.repairs);
         let mut bad = base;
         bad["user_id"] = json!([1]);

@@ -7,7 +7,7 @@ use drama_assets::{AssetSettings, BackendKind, KeyPrefix, ObjectKey};
 use drama_domain::{DramaId, UserId};
 
 use crate::error::LegacyError;
-use crate::parse::LEGACY_DEFAULT_OWNER;
+use drama_domain::{OLD_DEFAULT_OWNER, is_old_default_owner};
 
 /// The old layout (`dramas/{id}/drama.json`, `dramas/index.json`) under an optional prefix.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -189,10 +189,22 @@ impl BucketUrls {
     }
 }
 
-/// Who the old owners become.
+/// Who the old owners become: the entries of `--owner-map`, and `--owner` for the old
+/// server's implicit users ([`drama_domain::is_old_default_owner`]) the map does not name.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct OwnerMap {
+    /// Old owner id → user; UUID keys in their canonical spelling.
     map: BTreeMap<String, UserId>,
+    /// `--owner`: the user `10000` and the old demo user become.
+    default_owner: Option<UserId>,
+}
+
+/// An old owner id as the map keys it: a UUID in its canonical spelling (the old tables wrote
+/// Supabase Auth ids as text, in whatever case the client sent), anything else trimmed.
+fn owner_key(old: &str) -> String {
+    let old = old.trim();
+    old.parse::<UserId>()
+        .map_or_else(|_| old.to_owned(), |u| u.to_string())
 }
 
 /// The user an old owner becomes.
@@ -234,34 +246,55 @@ impl OwnerMap {
                 .as_str()
                 .and_then(|s| s.trim().parse::<UserId>().ok())
                 .ok_or_else(|| bad(format!("{old:?} maps to {new}, which is not a UUID")))?;
-            map.insert(old.trim().to_owned(), user);
+            map.insert(owner_key(&old), user);
         }
-        Ok(Self { map })
+        Ok(Self {
+            map,
+            default_owner: None,
+        })
     }
 
-    /// Maps the old default owner `10000` to `user` (what `--owner` does).
+    /// Gives the old server's implicit users to `user` (what `--owner` does): `10000` always
+    /// (`--owner` is its entry), the demo user its Supabase branch wrote into every drama row
+    /// unless the map names it (an operator who wants that user kept maps it to itself).
     #[must_use]
     pub fn with_default_owner(mut self, user: UserId) -> Self {
-        self.map.insert(LEGACY_DEFAULT_OWNER.to_owned(), user);
+        self.default_owner = Some(user);
         self
     }
 
-    /// The user `old` becomes, if any.
+    /// The user `old` becomes, if any: `--owner` for `10000`; the map's entry; `--owner` for
+    /// the old demo user; else the UUID itself (a Supabase Auth id, as files written by the
+    /// export name their owner).
     pub fn resolve(&self, old: &str) -> Option<OwnerTarget> {
-        if let Some(user) = self.map.get(old) {
-            return Some(OwnerTarget::Mapped(*user));
+        let key = owner_key(old);
+        let default = self.default_owner.filter(|_| is_old_default_owner(&key));
+        if let Some(user) = default.filter(|_| key == OLD_DEFAULT_OWNER) {
+            return Some(OwnerTarget::Mapped(user));
         }
-        old.parse::<UserId>().ok().map(OwnerTarget::Direct)
+        if let Some(user) = self.map.get(&key).copied().or(default) {
+            return Some(OwnerTarget::Mapped(user));
+        }
+        key.parse::<UserId>().ok().map(OwnerTarget::Direct)
     }
 
-    /// Every mapping: old owner id → user, by old id.
-    pub fn entries(&self) -> impl Iterator<Item = (&str, UserId)> + '_ {
-        self.map.iter().map(|(old, user)| (old.as_str(), *user))
+    /// Every mapping: old owner id → user, by old id (`--owner` as the entry of `10000`).
+    pub fn entries(&self) -> Vec<(String, UserId)> {
+        let mut entries = self.map.clone();
+        if let Some(user) = self.default_owner {
+            entries.insert(OLD_DEFAULT_OWNER.to_owned(), user);
+        }
+        entries.into_iter().collect()
     }
 
     /// The users the map names, without repeats.
     pub fn users(&self) -> Vec<UserId> {
-        let set: BTreeSet<UserId> = self.map.values().copied().collect();
+        let set: BTreeSet<UserId> = self
+            .map
+            .values()
+            .copied()
+            .chain(self.default_owner)
+            .collect();
         set.into_iter().collect()
     }
 }
@@ -383,8 +416,38 @@ mod tests {
         assert_eq!(map.resolve(&a.to_string()), Some(OwnerTarget::Direct(a)));
         assert_eq!(map.resolve("bob"), None);
         assert_eq!(map.users(), vec![a, b]);
+        assert_eq!(
+            map.entries(),
+            vec![("10000".to_owned(), b), ("alice".to_owned(), a)]
+        );
         let e = OwnerMap::parse(br#"{"alice": "nope"}"#).unwrap_err();
         assert!(e.to_string().contains("\"alice\" maps to \"nope\""), "{e}");
         assert!(OwnerMap::parse(b"[]").is_err());
+    }
+
+    #[test]
+    fn the_old_demo_user_is_the_default_owner_unless_the_map_names_it() {
+        let demo = "a1111111-1111-1111-1111-111111111111";
+        let owner = UserId(uuid::Uuid::from_u128(2));
+        let defaulted = OwnerMap::default().with_default_owner(owner);
+        for spelling in [demo, " A1111111-1111-1111-1111-111111111111 "] {
+            assert_eq!(
+                defaulted.resolve(spelling),
+                Some(OwnerTarget::Mapped(owner))
+            );
+        }
+        // Without --owner it is a user id like any other.
+        let demo_id: UserId = demo.parse().unwrap();
+        assert_eq!(
+            OwnerMap::default().resolve(demo),
+            Some(OwnerTarget::Direct(demo_id))
+        );
+        // An operator who keeps it maps it to itself (in any spelling).
+        let kept =
+            OwnerMap::parse(format!(r#"{{"{}": "{demo}"}}"#, demo.to_uppercase()).as_bytes())
+                .unwrap()
+                .with_default_owner(owner);
+        assert_eq!(kept.resolve(demo), Some(OwnerTarget::Mapped(demo_id)));
+        assert_eq!(kept.resolve("10000"), Some(OwnerTarget::Mapped(owner)));
     }
 }

@@ -350,6 +350,47 @@ async fn a_mapped_owner_listed_in_the_old_users_table_keeps_its_row(pool: PgPool
     assert!(repos.dramas.get_complete(demo, &id("corgi")).await.is_ok());
 }
 
+/// The old Supabase branch wrote its demo user into every drama row its GraphQL saved; like
+/// `10000` it is the old default owner, whose dramas `--owner` receives, and its `users` row
+/// does not become a user nobody can sign in as.
+#[sqlx::test(migrations = false)]
+async fn the_old_demo_users_dramas_go_to_the_default_owner(pool: PgPool) {
+    old_database(&pool).await;
+    run_script(&pool, OLD_USERS_SQL).await;
+    run_script(
+        &pool,
+        "alter table dramas add column user_id text;
+         update dramas set user_id = 'a1111111-1111-1111-1111-111111111111' where id = 'corgi';
+         update dramas set user_id = 'A1111111-1111-1111-1111-111111111111' where id = 'heist';
+         update assets set duration = 10 where id = 'broken-e1-s1-vid';",
+    )
+    .await;
+    drama_postgres::adopt_legacy_schema(&pool).await.unwrap();
+    let s3 = TestS3::start().await;
+    let repos = repos(&pool);
+    let owner = UserId::random();
+    let owners = OwnerMap::default().with_default_owner(owner);
+    let report = run(&s3, &repos, &pool, "legacy", options(&s3, owners, false)).await;
+    assert_eq!(report.counts.imported, 3, "{report:#?}");
+    for drama in ["corgi", "heist", "broken"] {
+        assert!(
+            repos.dramas.get_complete(owner, &id(drama)).await.is_ok(),
+            "{drama}"
+        );
+    }
+    let demo: UserId = "a1111111-1111-1111-1111-111111111111".parse().unwrap();
+    assert!(repos.users.get_user(demo).await.is_err());
+    assert_eq!(report.users_created, vec![owner]);
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains(&demo.to_string()) && n.contains(&owner.to_string())),
+        "{:?}",
+        report.notes
+    );
+}
+
 #[sqlx::test(migrations = false)]
 async fn a_blank_owner_is_the_old_default_owner(pool: PgPool) {
     old_database(&pool).await;

@@ -189,6 +189,7 @@ async fn service_callers_may_name_the_owner() {
 
 /// The old clients' `userId: "10000"` from a service caller names the user the old default
 /// owner became (`LEGACY_USER_ID`), and is ignored when none is set: never `BAD_USER_INPUT`.
+/// So does the demo user the old Supabase branch defaulted `userId` to.
 #[actix_web::test]
 async fn a_service_callers_old_default_user_is_the_legacy_user() {
     let h = seeded().await;
@@ -196,13 +197,16 @@ async fn a_service_callers_old_default_user_is_the_legacy_user() {
     let mut settings = Harness::settings();
     settings.auth.legacy_user = Some(h.alice.to_string());
     let svc = h.service(settings).await;
-    let (s, b) = gql(&svc, &h.service_key, summaries, json!({})).await;
-    assert_eq!(s, 200);
-    assert_eq!(
-        b["data"]["dramaSummaries"],
-        json!([{"id": "a2"}, {"id": "a1"}]),
-        "{b}"
-    );
+    for old in ["10000", "a1111111-1111-1111-1111-111111111111"] {
+        let query = format!(r#"{{ dramaSummaries(userId: "{old}") {{ id }} }}"#);
+        let (s, b) = gql(&svc, &h.service_key, &query, json!({})).await;
+        assert_eq!(s, 200);
+        assert_eq!(
+            b["data"]["dramaSummaries"],
+            json!([{"id": "a2"}, {"id": "a1"}]),
+            "{old}: {b}"
+        );
+    }
     let (_, b) = gql(&svc, &h.bob_key, summaries, json!({})).await;
     assert_eq!(b["data"]["dramaSummaries"], json!([{"id": "b1"}]), "{b}");
     // Without a legacy user the argument is ignored: the service caller's own (none).

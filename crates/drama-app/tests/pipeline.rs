@@ -32,6 +32,12 @@ struct Instrumented {
     refuse: Option<String>,
     /// Image calls wait for a permit while the gate is closed.
     gate: Option<tokio::sync::Semaphore>,
+    /// Video polls (then downloads) that fail, as a provider's status endpoint or CDN
+    /// having a bad minute would, before the calls go through.
+    poll_failures: std::sync::atomic::AtomicU32,
+    download_failures: std::sync::atomic::AtomicU32,
+    /// The prompt of every video submitted (each one a paid render).
+    renders: Mutex<Vec<String>>,
 }
 
 impl Instrumented {
@@ -41,6 +47,9 @@ impl Instrumented {
             calls: Mutex::new(Vec::new()),
             refuse: refuse.map(str::to_owned),
             gate: None,
+            poll_failures: 0.into(),
+            download_failures: 0.into(),
+            renders: Mutex::new(Vec::new()),
         })
     }
 
@@ -51,6 +60,9 @@ impl Instrumented {
             calls: Mutex::new(Vec::new()),
             refuse: None,
             gate: Some(tokio::sync::Semaphore::new(0)),
+            poll_failures: 0.into(),
+            download_failures: 0.into(),
+            renders: Mutex::new(Vec::new()),
         })
     }
 
@@ -110,13 +122,29 @@ impl VideoModel for Instrumented {
     }
     async fn submit(&self, request: &VideoRequest) -> Result<Generated<VideoTask>, AiError> {
         self.check(&request.prompt)?;
+        self.renders.lock().unwrap().push(request.prompt.clone());
         self.inner.submit(request).await
     }
     async fn poll(&self, task_id: &str) -> Result<VideoStatus, AiError> {
+        failing(&self.poll_failures, "status")?;
         self.inner.poll(task_id).await
     }
     async fn download(&self, output: &VideoOutput) -> Result<GeneratedVideo, AiError> {
+        failing(&self.download_failures, "download")?;
         self.inner.download(output).await
+    }
+}
+
+/// A passing server error while `left` failures remain (one used up per call).
+fn failing(left: &std::sync::atomic::AtomicU32, what: &str) -> Result<(), AiError> {
+    use std::sync::atomic::Ordering;
+    match left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)) {
+        Ok(_) => Err(AiError::Server {
+            provider: drama_ai::Provider::Offline,
+            status: 503,
+            message: format!("the {what} endpoint is down"),
+        }),
+        Err(_) => Ok(()),
     }
 }
 
@@ -209,6 +237,7 @@ on_every_backend!("pipeline":
     an_edited_prompt_reruns_exactly_its_storyboard_and_clip,
     a_budget_caps_what_a_run_spends,
     a_resume_is_paid_before_anything_runs_again,
+    a_poll_or_download_that_fails_does_not_pay_for_a_second_render,
 );
 
 async fn premise_to_a_fully_generated_drama(backend: Backend) {
@@ -664,4 +693,49 @@ async fn in_memory_an_old_cancelled_run_is_refunded_behind_a_hundred_newer_runs(
     }
     app.settle_refunds().await;
     assert_eq!(store.get_user(owner).await.unwrap().tokens, 10_000);
+}
+
+/// A clip whose status or download call fails after the provider accepted (and billed) the
+/// render is retried by polling the same provider task: each clip is rendered once.
+async fn a_poll_or_download_that_fails_does_not_pay_for_a_second_render(backend: Backend) {
+    use std::sync::atomic::Ordering;
+    let provider = Instrumented::new(None);
+    provider.poll_failures.store(1, Ordering::SeqCst);
+    provider.download_failures.store(1, Ordering::SeqCst);
+    let w = world_with(backend, 1000, provider.clone(), false).await;
+    let d = drama_testkit::builders::drama("flaky", 1, 1, 2);
+    w.store.create(w.caller.user, &d).await.unwrap();
+    let run = w
+        .app
+        .generate(&w.caller, &d.id, Scope::Drama, false)
+        .await
+        .unwrap();
+    assert_eq!(w.settle(run.job_id).await, JobStatus::Completed);
+    assert_eq!(
+        provider.poll_failures.load(Ordering::SeqCst),
+        0,
+        "a poll failed"
+    );
+    assert_eq!(
+        provider.download_failures.load(Ordering::SeqCst),
+        0,
+        "a download failed"
+    );
+    let renders = provider.renders.lock().unwrap().clone();
+    let mut once = renders.clone();
+    once.sort();
+    once.dedup();
+    assert_eq!(
+        renders.len(),
+        once.len(),
+        "a clip was rendered twice: {renders:?}"
+    );
+    let done = w.app.get_drama(&w.caller, None, &d.id).await.unwrap().drama;
+    assert!(
+        done.episodes[0]
+            .scenes
+            .iter()
+            .all(|s| s.video_url.is_some())
+    );
+    w.stop().await;
 }

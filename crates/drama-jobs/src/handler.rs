@@ -270,6 +270,10 @@ impl JobContext {
     /// in [`JobContext::last_checkpoint`]. Save what lets a retry resume instead of redoing
     /// paid work, e.g. a provider's task id right after submitting.
     ///
+    /// A task with a checkpoint counts as spent: cancelling it no longer refunds its cost.
+    /// `Value::Null` clears the checkpoint (the provider's work ended without a product, so
+    /// the next attempt starts over and a cancellation refunds, as a failure would).
+    ///
     /// # Errors
     /// [`JobError::FenceLost`] when this attempt lost its lease (stop working);
     /// [`JobError::Unavailable`] when the store cannot be reached.
@@ -278,7 +282,7 @@ impl JobContext {
         *self
             .last_checkpoint
             .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(value);
+            .unwrap_or_else(|e| e.into_inner()) = (!value.is_null()).then_some(value);
         Ok(())
     }
 }

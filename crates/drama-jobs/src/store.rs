@@ -368,7 +368,8 @@ pub trait JobStore: Send + Sync + 'static {
         items: Vec<Finish>,
     ) -> impl Future<Output = Result<Vec<Result<(), JobError>>, JobError>> + Send;
 
-    /// Saves a checkpoint for the attempt holding `fence`.
+    /// Saves a checkpoint for the attempt holding `fence`; `Value::Null` clears it (the task
+    /// then no longer counts as spent).
     ///
     /// # Errors
     /// [`JobError::FenceLost`] when the attempt lost its lease.

@@ -34,6 +34,19 @@ fn ai_outcome(e: &AiError) -> Outcome {
     }
 }
 
+/// Whether a video task's error says the provider's task is over without a video this server
+/// can use: it failed or was refused, the provider no longer knows it (a 4xx for its id), or
+/// its file was refused here. Anything else leaves the task worth polling again.
+fn video_task_ended(e: &AiError) -> bool {
+    matches!(
+        e,
+        AiError::VideoFailed { .. }
+            | AiError::Refused { .. }
+            | AiError::BadRequest { .. }
+            | AiError::FileRefused { .. }
+    )
+}
+
 pub(super) fn repo_outcome(e: &RepoError) -> Outcome {
     if e.is_retryable() {
         Outcome::retry(e)
@@ -378,8 +391,14 @@ impl App {
                 return Outcome::retry("the video is not ready yet");
             }
             Err(e) => {
-                // A failed task is submitted anew by the next attempt.
-                let _ = ctx.checkpoint(json!({ "task_id": null })).await;
+                // Only a task that ended without a usable video is submitted anew by the next
+                // attempt (its checkpoint cleared, so a cancellation refunds it as a failure
+                // would). A poll or download that failed on the way — network, 5xx, 429, a
+                // timeout — leaves the video rendering, or rendered, at the provider: the next
+                // attempt polls the same task rather than paying for another render.
+                if video_task_ended(&e) {
+                    let _ = ctx.checkpoint(Value::Null).await;
+                }
                 return ai_outcome(&e);
             }
         };

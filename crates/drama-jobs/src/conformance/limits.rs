@@ -140,6 +140,16 @@ pub async fn priorities_order_claims_and_stale_fences_are_rejected<S: JobStore>(
         .into_iter()
         .collect();
     assert_eq!(held, [fence.job_id, got[1].fence.job_id].into());
+    // A null checkpoint clears an earlier one (the task is no longer spent).
+    store.checkpoint(&fence, &json!({"step": 0})).await.unwrap();
+    store
+        .checkpoint(&fence, &serde_json::Value::Null)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.job(fence.job_id).await.unwrap().unwrap().checkpoint,
+        None
+    );
     store.checkpoint(&fence, &json!({"step": 1})).await.unwrap();
     let ok = store
         .finish(vec![

@@ -296,13 +296,13 @@ impl JobStore for MemoryJobStore {
         });
         match mem.nodes.get_mut(&fence.job_id) {
             Some(node) if valid => {
-                node.checkpoint = Some(value.clone());
+                node.checkpoint = (!value.is_null()).then(|| value.clone());
                 node.updated_at = now;
             }
             _ => return Err(JobError::FenceLost(*fence)),
         }
         if let Some(t) = mem.tasks.get_mut(&fence.job_id) {
-            t.spent = true;
+            t.spent = !value.is_null();
         }
         Ok(())
     }

@@ -95,7 +95,8 @@ pub(super) async fn checkpoint(
     .bind(fence.job_id.0)
     .bind(fence.run_id.0)
     .bind(fence.epoch)
-    .bind(value)
+    // JSON null clears it (SQL null: the task no longer counts as spent).
+    .bind((!value.is_null()).then_some(value))
     .execute(&mut *conn)
     .await?;
     if done.rows_affected() == 0 {

@@ -12,6 +12,7 @@ mod lapse;
 mod media_links;
 pub mod metrics;
 pub mod middleware;
+mod rate;
 pub mod realtime;
 mod rest;
 mod state;

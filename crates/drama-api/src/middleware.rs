@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage as _, web};
@@ -29,18 +30,26 @@ fn incoming_id(req: &ServiceRequest) -> Option<String> {
     ok.then(|| value.to_owned())
 }
 
-/// Requests whose handler legitimately outlives the deadline: streams and uploads.
+/// Requests whose handler legitimately outlives the deadline: the two routes that read a
+/// multipart upload before answering (a slow client's large file), and the streams. Chosen by
+/// method and route, never by a header alone: a client that could switch the deadline off
+/// with `Upgrade: x` or a `multipart/*` content type on any route could hold a heavy handler,
+/// its connection and a database connection for as long as it liked. (The API may be mounted
+/// under a prefix, so routes are matched at the end of the path.)
 fn is_long_lived(req: &ServiceRequest) -> bool {
     let path = req.path();
+    let method = req.method();
     let multipart = req
         .headers()
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("multipart/"));
-    multipart
-        || path.ends_with("/events")
-        || path.starts_with("/subscriptions")
-        || req.headers().contains_key("upgrade")
+    let upload = *method == Method::POST
+        && multipart
+        && (path.ends_with("/asset-library/upload") || path.ends_with("/dramas"));
+    let stream =
+        *method == Method::GET && (path.ends_with("/events") || path.ends_with("/subscriptions"));
+    upload || stream
 }
 
 /// A body announced larger than the JSON limit is refused before a byte of it is read.
@@ -193,4 +202,55 @@ pub fn cors(settings: &crate::HttpSettings) -> actix_cors::Cors {
         .fold(policy.supports_credentials(), |p, origin| {
             p.allowed_origin(origin)
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::test::TestRequest;
+
+    use super::*;
+
+    fn long_lived(req: TestRequest) -> bool {
+        is_long_lived(&req.to_srv_request())
+    }
+
+    #[test]
+    fn only_uploads_and_streams_outlive_the_deadline_whatever_the_headers_say() {
+        let multipart = ("content-type", "multipart/form-data; boundary=x");
+        for (method, path) in [
+            (Method::POST, "/asset-library/upload"),
+            (Method::POST, "/dramas"),
+            (Method::POST, "/drama/asset-library/upload"),
+        ] {
+            let req = TestRequest::default().method(method).uri(path);
+            assert!(long_lived(req.insert_header(multipart)), "{path}");
+        }
+        for path in [
+            "/dramas/d/events",
+            "/jobs/j/events",
+            "/subscriptions",
+            "/x/subscriptions",
+        ] {
+            assert!(long_lived(TestRequest::get().uri(path)), "{path}");
+        }
+        // Headers a client picks do not switch the deadline off on other routes.
+        let graphql = || TestRequest::post().uri("/graphql");
+        assert!(!long_lived(graphql().insert_header(("upgrade", "x"))));
+        assert!(!long_lived(
+            graphql().insert_header(("content-type", "multipart/x"))
+        ));
+        assert!(!long_lived(
+            TestRequest::post()
+                .uri("/dramas/d/generate")
+                .insert_header(multipart)
+        ));
+        // Nor a JSON premise, nor an upload route read with another method.
+        assert!(!long_lived(TestRequest::post().uri("/dramas")));
+        assert!(!long_lived(
+            TestRequest::get()
+                .uri("/asset-library/upload")
+                .insert_header(multipart)
+        ));
+        assert!(!long_lived(TestRequest::post().uri("/dramas/d/events")));
+    }
 }

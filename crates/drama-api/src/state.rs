@@ -1,4 +1,3 @@
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -7,11 +6,11 @@ use actix_web::{FromRequest, HttpMessage as _, HttpRequest, web};
 use drama_app::{App, Caller, RequestKey};
 use drama_domain::UserId;
 use futures::future::LocalBoxFuture;
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::Deserialize;
 
 use crate::auth::{AuthError, AuthSettings, Authenticator};
 use crate::error::{ApiError, ErrorCode};
+use crate::rate::KeyedRate;
 
 /// HTTP settings.
 #[derive(Debug, Clone, Deserialize)]
@@ -62,7 +61,8 @@ pub struct HttpSettings {
     /// Burst above that rate.
     pub anonymous_burst: u32,
     /// Whether the client address comes from `Forwarded`/`X-Forwarded-For` (behind a proxy
-    /// that sets them) rather than from the connection.
+    /// that appends to them: their last entry, the one that proxy wrote) rather than from the
+    /// connection.
     pub trust_forwarded: bool,
 }
 
@@ -107,6 +107,9 @@ pub struct GraphqlLimits {
     /// Deepest nesting of a document (fragments expanded). The introspection query of
     /// graphql-js nests 14 levels through its `TypeRef` fragment.
     pub max_depth: usize,
+    /// Most top-level fields of one request (a batch: of all its operations; aliases count,
+    /// introspection does not): each is a resolver that reads the store.
+    pub max_root_fields: usize,
 }
 
 impl Default for GraphqlLimits {
@@ -116,6 +119,7 @@ impl Default for GraphqlLimits {
             max_aliases: 30,
             max_complexity: 100_000,
             max_depth: 16,
+            max_root_fields: 30,
         }
     }
 }
@@ -144,9 +148,10 @@ pub struct ApiState {
     /// refused, as the authenticator reads it).
     pub(crate) legacy_user: Option<UserId>,
     pub(crate) sign_in: crate::console::SignInCodes,
-    limiter: Option<DefaultKeyedRateLimiter<drama_domain::UserId>>,
-    /// The rate of requests without valid credentials, per client address.
-    anonymous: Option<DefaultKeyedRateLimiter<std::net::IpAddr>>,
+    limiter: Option<KeyedRate<drama_domain::UserId>>,
+    /// The rate of requests without valid credentials, per client address
+    /// ([`crate::rate::client_key`]).
+    anonymous: Option<KeyedRate<std::net::IpAddr>>,
     /// The last `/ready` answer and when it was taken; the lock also makes concurrent probes
     /// wait for one check instead of each making its own.
     pub(crate) readiness: tokio::sync::Mutex<Option<(std::time::Instant, drama_app::Readiness)>>,
@@ -155,11 +160,7 @@ pub struct ApiState {
 impl ApiState {
     /// The shared state for `app` with `settings`.
     pub fn new(app: App, settings: HttpSettings) -> Arc<Self> {
-        let limiter = NonZeroU32::new(settings.rate_per_second).map(|rate| {
-            let burst =
-                NonZeroU32::new(settings.rate_burst.max(settings.rate_per_second)).unwrap_or(rate);
-            RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
-        });
+        let limiter = KeyedRate::new(settings.rate_per_second, settings.rate_burst);
         // Synchronous routes answer with their run before the request deadline cuts them off.
         let app = app.with_sync_wait(
             settings
@@ -167,12 +168,7 @@ impl ApiState {
                 .saturating_sub(Duration::from_secs(2))
                 .max(Duration::from_secs(1)),
         );
-        let anonymous = NonZeroU32::new(settings.anonymous_per_second).map(|rate| {
-            let burst =
-                NonZeroU32::new(settings.anonymous_burst.max(settings.anonymous_per_second))
-                    .unwrap_or(rate);
-            RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
-        });
+        let anonymous = KeyedRate::new(settings.anonymous_per_second, settings.anonymous_burst);
         #[cfg(feature = "graphql")]
         let schema = crate::graphql::shared_schema(&settings.graphql);
         let realtime = Arc::new(crate::realtime::Realtime::with_caps(
@@ -242,27 +238,17 @@ impl ApiState {
         let Some(limiter) = &self.anonymous else {
             return Ok(());
         };
-        let info = req.connection_info();
-        let address = if self.settings.trust_forwarded {
-            info.realip_remote_addr()
-        } else {
-            info.peer_addr()
-        };
         // Without an address (a test request, a Unix socket) there is nobody to count.
-        let Some(ip) = address.and_then(parse_ip) else {
+        let Some(ip) = crate::rate::client_key(req, self.settings.trust_forwarded) else {
             return Ok(());
         };
-        if let Err(not_until) = limiter.check_key(&ip) {
-            let wait = not_until.wait_time_from(governor::clock::Clock::now(
-                &governor::clock::DefaultClock::default(),
-            ));
-            return Err(ApiError::message(
+        limiter.check(&ip).map_err(|wait| {
+            ApiError::message(
                 ErrorCode::RateLimited,
                 "Too many requests without credentials from this address; slow down.",
             )
-            .with_retry_after(wait.as_secs().max(1)));
-        }
-        Ok(())
+            .with_retry_after(wait.as_secs().max(1))
+        })
     }
 
     /// Counts one request of `caller` against the per-user rate (HTTP requests and WebSocket
@@ -271,18 +257,13 @@ impl ApiState {
     /// # Errors
     /// 429 `rate_limited` with the seconds to wait.
     pub(crate) fn check_rate(&self, caller: &Caller) -> Result<(), ApiError> {
-        if let Some(limiter) = &self.limiter
-            && let Err(not_until) = limiter.check_key(&caller.user)
-        {
-            let wait = not_until.wait_time_from(governor::clock::Clock::now(
-                &governor::clock::DefaultClock::default(),
-            ));
-            return Err(
-                ApiError::message(ErrorCode::RateLimited, "Too many requests; slow down.")
-                    .with_retry_after(wait.as_secs().max(1)),
-            );
-        }
-        Ok(())
+        let Some(limiter) = &self.limiter else {
+            return Ok(());
+        };
+        limiter.check(&caller.user).map_err(|wait| {
+            ApiError::message(ErrorCode::RateLimited, "Too many requests; slow down.")
+                .with_retry_after(wait.as_secs().max(1))
+        })
     }
 }
 
@@ -303,30 +284,14 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<RequestKey>, ApiError> {
     }
 }
 
-/// An address as `ConnectionInfo` gives it (`1.2.3.4`, `1.2.3.4:5678`, `[::1]:80`, `::1`).
-fn parse_ip(address: &str) -> Option<std::net::IpAddr> {
-    address
-        .parse::<std::net::IpAddr>()
-        .ok()
-        .or_else(|| address.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
-        .or_else(|| {
-            address
-                .trim_start_matches('[')
-                .split(']')
-                .next()
-                .and_then(|a| a.parse().ok())
-        })
-}
-
-/// The old clients' default `user_id`, the owner of every old drama and library upload.
-const OLD_DEFAULT_OWNER: &str = "10000";
-
 /// The owner a `user_id` argument (GraphQL `userId`) names, for service callers only: anyone
-/// else's is ignored. The old clients' default `10000` names the user the import gave the old
-/// default owner's data to (`legacy_user`), or nobody (the caller itself) when none is set.
+/// else's is ignored. The old server's implicit users — its clients' default `10000` and the
+/// demo user its Supabase branch defaulted GraphQL's `userId` to — name the user the import
+/// gave the old default owner's data to (`legacy_user`), or nobody (the caller itself) when
+/// none is set.
 ///
 /// # Errors
-/// The argument, when it is neither `10000` nor a user id.
+/// The argument, when it is neither an implicit user of the old server nor a user id.
 pub(crate) fn named_owner<'a>(
     caller: &Caller,
     user_id: Option<&'a str>,
@@ -337,7 +302,7 @@ pub(crate) fn named_owner<'a>(
         .filter(|u| !u.is_empty() && caller.service)
     {
         None => Ok(None),
-        Some(OLD_DEFAULT_OWNER) => Ok(legacy_user),
+        Some(u) if drama_domain::is_old_default_owner(u) => Ok(legacy_user),
         Some(u) => u.parse().map(Some).map_err(|_| u),
     }
 }

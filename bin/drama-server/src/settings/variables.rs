@@ -25,6 +25,7 @@ pub(super) const PLAIN_VARIABLES: &[(&str, &str)] = &[
     ("GRAPHQL_MAX_ALIASES", "http.graphql.max_aliases"),
     ("GRAPHQL_MAX_COMPLEXITY", "http.graphql.max_complexity"),
     ("GRAPHQL_MAX_DEPTH", "http.graphql.max_depth"),
+    ("GRAPHQL_MAX_ROOT_FIELDS", "http.graphql.max_root_fields"),
     ("STREAMS_PER_USER", "http.streams_per_user"),
     ("STREAMS_PER_PROCESS", "http.streams_per_process"),
     ("ANONYMOUS_RATE_PER_SECOND", "http.anonymous_per_second"),

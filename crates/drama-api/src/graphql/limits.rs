@@ -13,6 +13,10 @@
 //!
 //! A batch is priced as the sum of its operations. Aliases are counted too: one document may
 //! otherwise ask the same expensive field hundreds of times under different names.
+//!
+//! Top-level fields are counted apart, over the whole batch: each one is a resolver that goes
+//! to the store (loads whole dramas, plans a generation), whatever the few values it returns,
+//! so their number is bounded on its own ([`GraphqlLimits::max_root_fields`]).
 
 use std::collections::{HashMap, HashSet};
 
@@ -64,6 +68,17 @@ pub enum LimitError {
         /// The limit.
         limit: u64,
     },
+    /// A request (a batch: all its operations) with too many top-level fields.
+    #[error(
+        "The request asks for {found} top-level fields; at most {limit} are allowed (aliases \
+         and the operations of a batch count); send fewer, or in more requests"
+    )]
+    TooManyRootFields {
+        /// Top-level fields counted.
+        found: u64,
+        /// The limit.
+        limit: u64,
+    },
 }
 
 impl LimitError {
@@ -73,7 +88,7 @@ impl LimitError {
         match self {
             Self::BatchTooLarge { .. } => ErrorCode::BatchTooLarge,
             Self::TooManyAliases { .. } => ErrorCode::TooManyAliases,
-            Self::TooComplex { .. } => ErrorCode::QueryTooComplex,
+            Self::TooComplex { .. } | Self::TooManyRootFields { .. } => ErrorCode::QueryTooComplex,
             Self::TooDeep { .. } => ErrorCode::QueryTooDeep,
         }
     }
@@ -84,6 +99,7 @@ impl LimitError {
             Self::BatchTooLarge { limit, .. }
             | Self::TooManyAliases { limit, .. }
             | Self::TooComplex { limit, .. }
+            | Self::TooManyRootFields { limit, .. }
             | Self::TooDeep { limit } => *limit,
         }
     }
@@ -93,7 +109,8 @@ impl LimitError {
         match self {
             Self::BatchTooLarge { found, .. }
             | Self::TooManyAliases { found, .. }
-            | Self::TooComplex { found, .. } => Some(*found),
+            | Self::TooComplex { found, .. }
+            | Self::TooManyRootFields { found, .. } => Some(*found),
             Self::TooDeep { .. } => None,
         }
     }
@@ -119,29 +136,47 @@ pub fn check(
             limit: count(limits.max_batch),
         });
     }
-    let mut total: u64 = 0;
+    let mut total = Price::default();
     for request in requests {
-        total = total.saturating_add(price(schema, request, limits)?);
-        if total > limits.max_complexity {
+        let one = price(schema, request, limits)?;
+        total.values = total.values.saturating_add(one.values);
+        total.root_fields = total.root_fields.saturating_add(one.root_fields);
+        if total.values > limits.max_complexity {
             return Err(LimitError::TooComplex {
-                found: total,
+                found: total.values,
                 limit: limits.max_complexity,
+            });
+        }
+        if total.root_fields > count(limits.max_root_fields) {
+            return Err(LimitError::TooManyRootFields {
+                found: total.root_fields,
+                limit: count(limits.max_root_fields),
             });
         }
     }
     Ok(())
 }
 
+/// What one operation costs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Price {
+    /// Values it can return (lists by their `limit`).
+    pub values: u64,
+    /// Fields at its top level (introspection's `__schema`, `__type` and `__typename` aside),
+    /// fragments expanded.
+    pub root_fields: u64,
+}
+
 /// The price of one request: of the operation it runs (of the dearest, when it names none
 /// that exists, as juniper will then refuse it anyway).
 ///
 /// # Errors
-/// A limit other than the total budget: depth or aliases.
+/// A limit other than the totals: depth or aliases.
 pub fn price(
     schema: &Schema,
     request: &GraphQLRequest,
     limits: &GraphqlLimits,
-) -> Result<u64, LimitError> {
+) -> Result<Price, LimitError> {
     let document = match juniper::parser::parse_document_source(&request.query, schema) {
         Ok(document) => document,
         Err(e) => {
@@ -156,7 +191,7 @@ pub fn price(
                         limit: limits.max_complexity,
                     })
                 }
-                _ => Ok(0),
+                _ => Ok(Price::default()),
             };
         }
     };
@@ -170,7 +205,7 @@ pub fn price(
             Definition::Operation(_) => None,
         })
         .collect();
-    let mut dearest = 0;
+    let mut dearest = Price::default();
     for definition in &document {
         let Definition::Operation(op) = definition else {
             continue;
@@ -201,6 +236,8 @@ pub fn price(
             defaults,
             open: HashSet::new(),
             aliases: 0,
+            depth: 0,
+            root_fields: 0,
         };
         let parent: Option<&str> = root.and_then(|t| t.name()).map(|n| &**n);
         let cost = pricer.selections(parent, &op.item.selection_set, false);
@@ -210,7 +247,10 @@ pub fn price(
                 limit: count(limits.max_aliases),
             });
         }
-        dearest = dearest.max(cost);
+        dearest = Price {
+            values: dearest.values.max(cost),
+            root_fields: dearest.root_fields.max(pricer.root_fields),
+        };
     }
     Ok(dearest)
 }
@@ -231,6 +271,9 @@ struct Pricer<'s, 'f, 'd, 'a> {
     /// Fragments being expanded (a cycle is juniper's to refuse; here it stops the walk).
     open: HashSet<&'a str>,
     aliases: u64,
+    /// Fields entered above the one being priced (0: a top-level field).
+    depth: u32,
+    root_fields: u64,
 }
 
 impl<'a> Pricer<'_, '_, '_, 'a> {
@@ -291,6 +334,9 @@ impl<'a> Pricer<'_, '_, '_, 'a> {
             self.aliases = self.aliases.saturating_add(1);
         }
         let name = field.name;
+        if self.depth == 0 && !name.starts_with("__") {
+            self.root_fields = self.root_fields.saturating_add(1);
+        }
         let introspection = introspection || name == "__schema" || name == "__type";
         let meta = parent
             .and_then(|p| self.schema.concrete_type_by_name(p))
@@ -299,7 +345,9 @@ impl<'a> Pricer<'_, '_, '_, 'a> {
             return 1;
         };
         let child_type = meta.map(|m| m.field_type.innermost_name().to_owned());
+        self.depth += 1;
         let inner = self.selections(child_type.as_deref(), children, introspection);
+        self.depth -= 1;
         let items = match meta {
             Some(meta) if !introspection && is_list(&meta.field_type) => self.items(field, meta),
             _ => 1,
@@ -366,6 +414,7 @@ mod tests {
             &request(query, variables),
             &GraphqlLimits::default(),
         )
+        .map(|p| p.values)
     }
 
     #[test]
@@ -446,8 +495,44 @@ mod tests {
         let mut small = request(query, serde_json::json!({}));
         small.operation_name = Some("Small".to_owned());
         assert_eq!(
-            price(&schema.schema, &small, &GraphqlLimits::default()),
+            price(&schema.schema, &small, &GraphqlLimits::default()).map(|p| p.values),
             Ok(2)
+        );
+    }
+
+    #[test]
+    fn top_level_fields_are_counted_over_the_batch() {
+        let schema = super::super::schema();
+        let limits = GraphqlLimits::default();
+        let estimates = |n: usize| {
+            let fields: Vec<String> = (0..n)
+                .map(|i| format!(r#"e{i}: estimate(dramaId: "big") {{ cost }}"#))
+                .collect();
+            request(
+                &format!("{{ {} }}", fields.join(" ")),
+                serde_json::json!({}),
+            )
+        };
+        // Fragments at the top count their fields; introspection's do not.
+        let spread = request(
+            "fragment Q on Query { a: dramas(limit: 1) { id } b: drama(id: \"x\") { id } } \
+             { ...Q __typename __schema { queryType { name } } }",
+            serde_json::json!({}),
+        );
+        assert_eq!(
+            price(&schema.schema, &spread, &limits).map(|p| p.root_fields),
+            Ok(2)
+        );
+        let ten = estimates(10);
+        assert_eq!(check(&schema.schema, &[&ten, &ten, &ten], &limits), Ok(()));
+        let three = estimates(3);
+        let batch: Vec<&GraphQLRequest> = vec![&ten, &ten, &ten, &three];
+        assert_eq!(
+            check(&schema.schema, &batch, &limits),
+            Err(LimitError::TooManyRootFields {
+                found: 33,
+                limit: 30
+            })
         );
     }
 }

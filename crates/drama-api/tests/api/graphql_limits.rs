@@ -204,6 +204,7 @@ async fn the_limits_are_settings() {
             max_aliases: 1,
             max_complexity: 50,
             max_depth: 3,
+            max_root_fields: 2,
         },
         ..Harness::settings()
     };
@@ -237,4 +238,37 @@ async fn the_limits_are_settings() {
     )
     .await;
     assert_refused(s, &b, ErrorCode::QueryTooDeep);
+    let (s, _, b) = send(
+        &svc,
+        call(json!({"query": r#"{ dramaSummaries(limit: 1) { id } a: dramas(limit: 1) { id } drama(id: "x") { id } }"#})),
+    )
+    .await;
+    assert_refused(s, &b, ErrorCode::QueryTooComplex);
+    assert!(
+        b["errors"][0]["message"].as_str().unwrap().contains("top-level fields"),
+        "{b}"
+    );
+}
+
+/// Aliases of a field that reads the store, repeated over the operations of a batch, price
+/// low (a few values each) but each runs its resolver: a whole drama loaded and planned. Their
+/// number is bounded apart from the price.
+#[actix_web::test]
+async fn a_batch_of_aliased_store_reads_is_refused_before_it_runs() {
+    let h = Harness::new().await;
+    let svc = h.service(Harness::settings()).await;
+    let estimates: Vec<String> = (0..30)
+        .map(|i| format!(r#"e{i}: estimate(dramaId: "a1") {{ cost }}"#))
+        .collect();
+    let one = json!({"query": format!("{{ {} }}", estimates.join(" "))});
+    let batch = json!(vec![one; 10]);
+    let (s, _, b) = send(
+        &svc,
+        TestRequest::post()
+            .uri("/graphql")
+            .insert_header(bearer(&h.alice_key))
+            .set_json(batch),
+    )
+    .await;
+    assert_refused(s, &b, ErrorCode::QueryTooComplex);
 }

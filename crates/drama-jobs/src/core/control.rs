@@ -30,6 +30,7 @@ impl Workset<'_> {
         target: JobId,
         reason: &str,
     ) -> Result<(usize, usize), CoreError> {
+        let reason = &*super::storable_text(reason);
         let nodes = self.run_nodes(run)?;
         let target_type = node_type_in(&nodes, target)?;
         let mut tasks = Vec::new();

@@ -303,12 +303,30 @@ pub(super) async fn list_runs(
     } else {
         ""
     };
+    // An owner's active runs (the `active_runs` quota, checked on every paid request) come
+    // from `job_active_runs`: no index of `job_groups` tells active runs from settled ones
+    // (it would cost the settling update its HOT path), so the join below would read every
+    // group of every owner. `finished_at` stays the truth for the rows found there.
+    let (from, condition, order) =
+        if filter.active_only && filter.subject.is_none() && filter.owner.is_some() {
+            (
+                "public.job_active_runs a join public.jobs j on j.id = a.run_id \
+                 join public.job_groups g on g.id = a.run_id",
+                "a.owner_id = $2",
+                "a.run_id desc",
+            )
+        } else {
+            (
+                "public.jobs j join public.job_groups g on g.id = j.id",
+                condition,
+                "j.id desc",
+            )
+        };
     let sql = format!(
-        "select {VIEW_COLUMNS}, '{{}}'::text[] as dependencies from public.jobs j \
-         join public.job_groups g on g.id = j.id \
+        "select {VIEW_COLUMNS}, '{{}}'::text[] as dependencies from {from} \
          where j.node_type = 'run' and {condition}{active} \
            and ($1::text is null or true) and ($2::uuid is null or true) \
-         order by j.id desc limit $3"
+         order by {order} limit $3"
     );
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(&filter.subject)
@@ -452,6 +470,8 @@ pub(super) async fn prune(
         "with nodes as (delete from public.jobs j where j.run_id = any($1) returning j.id), \
          edges as (delete from public.job_edges e using nodes n where e.job_id = n.id), \
          groups as (delete from public.job_groups g where g.run_id = any($1)), \
+         active as (delete from public.job_active_runs a using public.jobs r \
+           where r.id = any($1) and a.owner_id = r.owner_id and a.run_id = r.id), \
          keys as (delete from public.job_node_keys k where k.run_id = any($1)), \
          events as (delete from public.job_event_batches e where e.run_id = any($1) \
            returning cardinality(e.job_ids) as n) \

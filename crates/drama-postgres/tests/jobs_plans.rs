@@ -136,3 +136,38 @@ async fn an_owners_active_runs_are_found_without_reading_the_settled_ones(pool: 
         "read {read} group rows for 2 active runs: {sql}"
     );
 }
+
+#[sqlx::test(migrator = "drama_postgres::MIGRATOR")]
+async fn prune_with_nothing_due_reads_no_run(pool: PgPool) {
+    let store = PgJobStore::new(pool.clone());
+    settled_runs(&store, Uuid::new_v4(), 1000).await;
+    sqlx::query("analyze").execute(&pool).await.unwrap();
+
+    let (counted_pool, counter) = jobs_support::counted_pool(&pool).await;
+    let counted = PgJobStore::new(counted_pool);
+    // Kept for another hour: every run settled after the cutoff, none is due.
+    let cutoff = Utc::now() - chrono::Duration::hours(1);
+    counter.reset();
+    assert_eq!(counted.prune(cutoff, 1000).await.unwrap().runs, 0);
+    let sql = counter
+        .statement_sql()
+        .into_iter()
+        .find(|s| s.contains("skip locked"))
+        .expect("the runs were picked");
+
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("set local enable_sort = off")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let (_, read) = scans_of(&mut tx, &sql, "job_groups", |q| {
+        q.bind(cutoff).bind(1000_i64)
+    })
+    .await;
+    tx.rollback().await.unwrap();
+    assert_eq!(read, 0.0, "{sql}");
+
+    // Everything made before a cutoff that passed is still found.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    assert_eq!(store.prune(Utc::now(), 1000).await.unwrap().runs, 1000);
+}

@@ -434,8 +434,13 @@ pub(super) async fn nodes_of_subjects(
 
 /// Runs are found oldest first through `job_groups_runs_idx` (ids are UUIDv7), not through an
 /// index on `finished_at`: such an index would make every update that settles a group non-HOT
-/// (see the migration `job_groups_hot_settle`). The walk steps over runs still active or
-/// settled after the cutoff, which retention keeps few. Runs in the caller's transaction.
+/// (see the migration `job_groups_hot_settle`). The walk ends at the first id made at the
+/// cutoff: a run settles after it was created, so none made later can be due. It therefore
+/// steps over only the runs created before the cutoff that are still active or settled after
+/// it, which retention keeps few, and never over the runs retention keeps (before, a pass that
+/// found fewer than `max_runs` due walked every run in the table). The ids' clock is the
+/// engine's and `finished_at` the database's: a skew between them only delays a run's pruning
+/// by the skew. Runs in the caller's transaction.
 pub(super) async fn prune(
     conn: &mut PgConnection,
     settled_before: DateTime<Utc>,
@@ -449,8 +454,11 @@ pub(super) async fn prune(
         .execute(&mut *conn)
         .await?;
     let picked: Vec<uuid::Uuid> = sqlx::query_scalar(
+        // The bound is the least UUIDv7 of the cutoff's millisecond: its 48 leading bits.
         "select g.id from public.job_groups g \
          where g.id = g.run_id and g.finished_at < $1 \
+           and g.id < (lpad(to_hex(floor(extract(epoch from $1::timestamptz) * 1000)::bigint), \
+                            12, '0') || '00000000000000000000')::uuid \
            and g.cost_refundable = g.cost_refunded \
          order by g.id limit $2 for update skip locked",
     )

@@ -11,6 +11,7 @@ use actix_web::{Error, HttpMessage as _, web};
 use tracing::Instrument as _;
 
 use crate::error::{ApiError, Chain, ErrorCode};
+use crate::headers::header_text;
 use crate::state::ApiState;
 
 /// Header carrying the request id, in and out.
@@ -21,7 +22,7 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub struct RequestId(pub String);
 
 fn incoming_id(req: &ServiceRequest) -> Option<String> {
-    let value = req.headers().get(&REQUEST_ID)?.to_str().ok()?;
+    let value = header_text(req.headers(), &REQUEST_ID)?;
     let ok = !value.is_empty()
         && value.len() <= 64
         && value
@@ -39,11 +40,8 @@ fn incoming_id(req: &ServiceRequest) -> Option<String> {
 fn is_long_lived(req: &ServiceRequest) -> bool {
     let path = req.path();
     let method = req.method();
-    let multipart = req
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("multipart/"));
+    let multipart =
+        header_text(req.headers(), "content-type").is_some_and(|v| v.starts_with("multipart/"));
     let upload = *method == Method::POST
         && multipart
         && (path.ends_with("/asset-library/upload") || path.ends_with("/dramas"));
@@ -63,11 +61,8 @@ fn oversized(req: &ServiceRequest) -> Option<ApiError> {
         .ok()?
         .parse()
         .ok()?;
-    let multipart = req
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("multipart/"));
+    let multipart =
+        header_text(req.headers(), "content-type").is_some_and(|v| v.starts_with("multipart/"));
     (!multipart && length > limit as u64).then(|| {
         ApiError::message(
             ErrorCode::TooLarge,

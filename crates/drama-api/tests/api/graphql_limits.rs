@@ -245,7 +245,10 @@ async fn the_limits_are_settings() {
     .await;
     assert_refused(s, &b, ErrorCode::QueryTooComplex);
     assert!(
-        b["errors"][0]["message"].as_str().unwrap().contains("top-level fields"),
+        b["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("top-level fields"),
         "{b}"
     );
 }

@@ -321,8 +321,7 @@ async fn a_mapped_owner_listed_in_the_old_users_table_keeps_its_row(pool: PgPool
 /// does not become a user nobody can sign in as.
 #[sqlx::test(migrations = false)]
 async fn the_old_demo_users_dramas_go_to_the_default_owner(pool: PgPool) {
-    old_database(&pool).await;
-    run_script(&pool, OLD_USERS_SQL).await;
+    old_database(&pool, OLD_USERS_SQL).await;
     run_script(
         &pool,
         "alter table dramas add column user_id text;
@@ -331,12 +330,9 @@ async fn the_old_demo_users_dramas_go_to_the_default_owner(pool: PgPool) {
          update assets set duration = 10 where id = 'broken-e1-s1-vid';",
     )
     .await;
-    drama_postgres::adopt_legacy_schema(&pool).await.unwrap();
-    let s3 = TestS3::start().await;
-    let repos = repos(&pool);
     let owner = UserId::random();
-    let owners = OwnerMap::default().with_default_owner(owner);
-    let report = run(&s3, &repos, &pool, "legacy", options(&s3, owners, false)).await;
+    let Adopted { repos, report, .. } =
+        adopt_and_import(&pool, OwnerMap::default().with_default_owner(owner)).await;
     assert_eq!(report.counts.imported, 3, "{report:#?}");
     for drama in ["corgi", "heist", "broken"] {
         assert!(

@@ -251,13 +251,6 @@ async fn a_batch_of_aliased_store_reads_is_refused_before_it_runs() {
         .collect();
     let one = json!({"query": format!("{{ {} }}", estimates.join(" "))});
     let batch = json!(vec![one; 10]);
-    let (s, _, b) = send(
-        &svc,
-        TestRequest::post()
-            .uri("/graphql")
-            .insert_header(bearer(&h.alice_key))
-            .set_json(batch),
-    )
-    .await;
+    let (s, _, b) = send(&svc, post_json("/graphql", &h.alice_key, batch)).await;
     assert_refused(s, &b, ErrorCode::QueryTooComplex);
 }

@@ -43,6 +43,7 @@ pub(super) const PLAIN_VARIABLES: &[(&str, &str)] = &[
     ("QUOTA_DRAMAS", "quotas.dramas"),
     ("QUOTA_STORED_BYTES", "quotas.stored_bytes"),
     ("QUOTA_ACTIVE_RUNS", "quotas.active_runs"),
+    ("QUOTA_MAX_OBJECTS", "quotas.max_objects"),
     ("INITIAL_CREDITS", "credits.initial"),
     ("MAX_PREMISE_CHARS", "limits.premise_chars"),
     ("MAX_FEEDBACK_CHARS", "limits.feedback_chars"),

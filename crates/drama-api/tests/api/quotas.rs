@@ -21,6 +21,7 @@ fn quota(dramas: u64, stored_bytes: u64, active_runs: u64) -> Quotas {
         dramas,
         stored_bytes,
         active_runs,
+        max_objects: 0,
     }
 }
 

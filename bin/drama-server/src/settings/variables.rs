@@ -26,6 +26,7 @@ pub(super) const PLAIN_VARIABLES: &[(&str, &str)] = &[
     ("GRAPHQL_MAX_COMPLEXITY", "http.graphql.max_complexity"),
     ("GRAPHQL_MAX_DEPTH", "http.graphql.max_depth"),
     ("STREAMS_PER_USER", "http.streams_per_user"),
+    ("UPLOADS_PER_USER", "http.uploads_per_user"),
     ("STREAMS_PER_PROCESS", "http.streams_per_process"),
     ("ANONYMOUS_RATE_PER_SECOND", "http.anonymous_per_second"),
     ("TRUST_FORWARDED_FOR", "http.trust_forwarded"),

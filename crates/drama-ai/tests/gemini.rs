@@ -5,7 +5,8 @@ mod common;
 use std::time::Duration;
 
 use drama_ai::{
-    AiError, AiProviders, ImageKind, ImageRequest, PROMPT_VERSION, Provider, ReferenceImage,
+    AiError, AiProviders, AiSettings, ImageKind, ImageRequest, PROMPT_VERSION, Provider,
+    ReferenceImage,
 };
 use drama_domain::{AssetKind, DramaId, EpisodeId};
 use serde_json::json;
@@ -18,18 +19,36 @@ fn ok(text: &str) -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_json(common::gemini_answer(text, "STOP"))
 }
 
+/// A finished answer carrying a valid drama of `episodes` episodes.
+fn ok_drama(episodes: usize) -> ResponseTemplate {
+    ok(&common::drama_json(episodes).to_string())
+}
+
+/// Gemini's error answer: HTTP `code` with its error body.
+fn gemini_error(code: u16, message: &str, status: &str) -> ResponseTemplate {
+    ResponseTemplate::new(code)
+        .set_body_json(json!({"error": {"code": code, "message": message, "status": status}}))
+}
+
+/// The providers at `server` with Gemini drawing the images.
+fn gemini_image_providers(server: &MockServer) -> AiProviders {
+    common::providers(&AiSettings {
+        image_provider: drama_ai::ImageProviderChoice::Gemini,
+        ..common::settings(server)
+    })
+}
+
 #[tokio::test]
 async fn generates_a_drama_with_a_json_schema_and_the_premise_images() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path(PATH))
         .and(header("x-goog-api-key", "gem-key"))
-        .respond_with(ok(&common::drama_json(3).to_string()))
+        .respond_with(ok_drama(3))
         .expect(1)
         .mount(&server)
         .await;
-    let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
-    let model = providers.script_model(None).unwrap();
+    let model = common::script_model_at(&server, None);
     let mut req = common::request("A corgi runs a rocket company.");
     req.references
         .push(ReferenceImage::new(common::png("ref"), "image/png"));
@@ -87,16 +106,15 @@ async fn generates_a_drama_with_a_json_schema_and_the_premise_images() {
 #[tokio::test]
 async fn rate_limit_is_retried_after_the_advertised_pause() {
     let server = MockServer::start().await;
-    let answer = ResponseTemplate::new(429).insert_header("retry-after", "1").set_body_json(
-        json!({"error": {"code": 429, "message": "Resource exhausted", "status": "RESOURCE_EXHAUSTED"}}),
-    );
+    let answer = gemini_error(429, "Resource exhausted", "RESOURCE_EXHAUSTED")
+        .insert_header("retry-after", "1");
     common::reply(&server, PATH, answer, Some(1)).await;
-    common::reply(&server, PATH, ok(&common::drama_json(2).to_string()), None).await;
+    common::reply(&server, PATH, ok_drama(2), None).await;
     let drama = common::generate_drama(&server, None, "A heist.")
         .await
         .unwrap();
     assert_eq!(drama.usage.requests, 2);
-    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+    assert_eq!(common::request_count(&server).await, 2);
 }
 
 #[tokio::test]
@@ -109,13 +127,8 @@ async fn rate_limit_without_retries_reports_retry_after() {
         None,
     )
     .await;
-    let mut settings = common::settings(&server);
-    settings.max_retries = 0;
-    let providers = AiProviders::from_settings(&settings).unwrap();
-    let err = providers
-        .script_model(None)
-        .unwrap()
-        .generate_drama(&common::request("A heist."))
+    let settings = common::settings_without_retries(&server);
+    let err = common::generate_drama_with(&settings, None, "A heist.")
         .await
         .unwrap_err();
     assert_eq!(
@@ -135,39 +148,32 @@ async fn server_error_then_success() {
     common::reply(
         &server,
         PATH,
-        ResponseTemplate::new(500).set_body_json(
-            json!({"error": {"code": 500, "message": "internal", "status": "INTERNAL"}}),
-        ),
+        gemini_error(500, "internal", "INTERNAL"),
         Some(1),
     )
     .await;
-    common::reply(&server, PATH, ok(&common::drama_json(2).to_string()), None).await;
+    common::reply(&server, PATH, ok_drama(2), None).await;
     let drama = common::generate_drama(&server, None, "x").await.unwrap();
     assert_eq!(drama.output.episodes.len(), 2);
-    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+    assert_eq!(common::request_count(&server).await, 2);
 }
 
 #[tokio::test]
 async fn persistent_server_errors_give_up_after_the_retries() {
     let server = MockServer::start().await;
-    common::reply(
+    let err = common::drama_error_when_every_answer_is(
         &server,
         PATH,
-        ResponseTemplate::new(503).set_body_json(
-            json!({"error": {"code": 503, "message": "overloaded", "status": "UNAVAILABLE"}}),
-        ),
         None,
+        gemini_error(503, "overloaded", "UNAVAILABLE"),
     )
     .await;
-    let err = common::generate_drama(&server, None, "x")
-        .await
-        .unwrap_err();
     assert!(
         matches!(err, AiError::Server { status: 503, ref message, .. } if message.contains("overloaded")),
         "{err:?}"
     );
     assert_eq!(
-        server.received_requests().await.unwrap().len(),
+        common::request_count(&server).await,
         3,
         "1 attempt + MAX_RETRIES=2"
     );
@@ -179,18 +185,13 @@ async fn a_slow_answer_times_out() {
     common::reply(
         &server,
         PATH,
-        ok(&common::drama_json(2).to_string()).set_delay(Duration::from_secs(3)),
+        ok_drama(2).set_delay(Duration::from_secs(3)),
         None,
     )
     .await;
-    let mut settings = common::settings(&server);
+    let mut settings = common::settings_without_retries(&server);
     settings.text_timeout_secs = 1;
-    settings.max_retries = 0;
-    let providers = AiProviders::from_settings(&settings).unwrap();
-    let err = providers
-        .script_model(None)
-        .unwrap()
-        .generate_drama(&common::request("x"))
+    let err = common::generate_drama_with(&settings, None, "x")
         .await
         .unwrap_err();
     assert_eq!(
@@ -206,19 +207,17 @@ async fn a_slow_answer_times_out() {
 #[tokio::test]
 async fn an_invalid_key_is_permanent_and_not_retried() {
     let server = MockServer::start().await;
-    let answer = ResponseTemplate::new(403).set_body_json(
-        json!({"error": {"code": 403, "message": "API key not valid. Please pass a valid API key.", "status": "PERMISSION_DENIED"}}),
+    let answer = gemini_error(
+        403,
+        "API key not valid. Please pass a valid API key.",
+        "PERMISSION_DENIED",
     );
-    common::reply(&server, PATH, answer, None).await;
-    let err = common::generate_drama(&server, None, "x")
-        .await
-        .unwrap_err();
+    let err = common::drama_error_when_every_answer_is(&server, PATH, None, answer).await;
     assert!(
         matches!(err, AiError::Unauthorized { status: 403, .. }),
         "{err:?}"
     );
-    assert!(!err.is_retryable());
-    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+    common::assert_permanent_and_not_retried(&server, &err).await;
 }
 
 #[tokio::test]
@@ -226,16 +225,13 @@ async fn truncated_answers_are_never_half_parsed() {
     let server = MockServer::start().await;
     let full = common::drama_json(2).to_string();
     let cut = &full[..full.len() / 2];
-    common::reply(
+    let err = common::drama_error_when_every_answer_is(
         &server,
         PATH,
-        ResponseTemplate::new(200).set_body_json(common::gemini_answer(cut, "MAX_TOKENS")),
         None,
+        ResponseTemplate::new(200).set_body_json(common::gemini_answer(cut, "MAX_TOKENS")),
     )
     .await;
-    let err = common::generate_drama(&server, None, "x")
-        .await
-        .unwrap_err();
     assert_eq!(
         err,
         AiError::Truncated {
@@ -286,20 +282,14 @@ async fn schema_violations_get_one_repair_that_names_them_then_fail() {
         common::character("char-mara", "Mara Two", false)
     ]);
     common::reply(&server, PATH, ok(&no_characters.to_string()), Some(1)).await;
-    common::reply(&server, PATH, ok(&duplicates.to_string()), None).await;
-    let err = common::generate_drama(&server, None, "x")
-        .await
-        .unwrap_err();
+    let err =
+        common::drama_error_when_every_answer_is(&server, PATH, None, ok(&duplicates.to_string()))
+            .await;
     let AiError::SchemaViolation { provider, problems } = &err else {
         panic!("{err:?}")
     };
     assert_eq!(*provider, Provider::Gemini);
-    assert!(
-        problems
-            .iter()
-            .any(|p| p.contains("duplicate character id \"char-mara\"")),
-        "{problems:?}"
-    );
+    common::assert_some_problem_says(problems, "duplicate character id \"char-mara\"");
     assert!(!err.is_retryable());
 
     let bodies = common::bodies(&server).await;
@@ -315,14 +305,8 @@ async fn schema_violations_get_one_repair_that_names_them_then_fail() {
 #[tokio::test]
 async fn the_episode_count_of_the_premise_is_enforced() {
     let server = MockServer::start().await;
-    common::reply(
-        &server,
-        PATH,
-        ok(&common::drama_json(3).to_string()),
-        Some(1),
-    )
-    .await;
-    common::reply(&server, PATH, ok(&common::drama_json(5).to_string()), None).await;
+    common::reply(&server, PATH, ok_drama(3), Some(1)).await;
+    common::reply(&server, PATH, ok_drama(5), None).await;
     let drama = common::generate_drama(&server, None, "A space opera in 5 episodes.")
         .await
         .unwrap();
@@ -349,37 +333,20 @@ async fn a_blocked_prompt_is_a_permanent_refusal() {
     let answer = ResponseTemplate::new(200).set_body_json(
         json!({ "promptFeedback": {"blockReason": "PROHIBITED_CONTENT"}, "usageMetadata": {"promptTokenCount": 12, "totalTokenCount": 12} }),
     );
-    common::reply(&server, PATH, answer, None).await;
-    let err = common::generate_drama(&server, None, "x")
-        .await
-        .unwrap_err();
+    let err = common::drama_error_when_every_answer_is(&server, PATH, None, answer).await;
     assert!(
         matches!(&err, AiError::Refused { provider: Provider::Gemini, reason } if reason.contains("PROHIBITED_CONTENT")),
         "{err:?}"
     );
-    assert!(!err.is_retryable());
-    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+    common::assert_permanent_and_not_retried(&server, &err).await;
 }
 
 #[tokio::test]
 async fn writes_episode_scenes_with_one_storyboard_and_one_clip_each() {
     let server = MockServer::start().await;
-    common::reply(
-        &server,
-        PATH,
-        ok(&common::drama_json(2).to_string()),
-        Some(1),
-    )
-    .await;
-    let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
-    let model = providers
-        .script_model(Some("gemini-3-pro-preview"))
-        .unwrap();
-    let mut drama = model
-        .generate_drama(&common::request("x"))
-        .await
-        .unwrap()
-        .output;
+    common::reply(&server, PATH, ok_drama(2), Some(1)).await;
+    let model = common::script_model_at(&server, Some("gemini-3-pro-preview"));
+    let mut drama = common::drama_written_by(model.as_ref(), "x").await;
     let mut bad = common::scenes_json("ep2");
     bad["scenes"][0]["storyboard"]["character_ids"] = json!(["char-nobody"]);
     bad["scenes"][1]["clip"]["duration"] = json!(12);
@@ -436,21 +403,10 @@ async fn writes_episode_scenes_with_one_storyboard_and_one_clip_each() {
 #[tokio::test]
 async fn critique_is_plain_text_without_a_schema() {
     let server = MockServer::start().await;
-    common::reply(
-        &server,
-        PATH,
-        ok(&common::drama_json(2).to_string()),
-        Some(1),
-    )
-    .await;
+    common::reply(&server, PATH, ok_drama(2), Some(1)).await;
     common::reply(&server, PATH, ok("Strong hook; weak middle."), None).await;
-    let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
-    let model = providers.script_model(None).unwrap();
-    let drama = model
-        .generate_drama(&common::request("x"))
-        .await
-        .unwrap()
-        .output;
+    let model = common::script_model_at(&server, None);
+    let drama = common::drama_written_by(model.as_ref(), "x").await;
     let critique = model.critique_drama(&drama).await.unwrap();
     assert_eq!(critique.output, "Strong hook; weak middle.");
     let body = &common::bodies(&server).await[1];
@@ -466,14 +422,9 @@ async fn critique_is_plain_text_without_a_schema() {
 #[tokio::test]
 async fn improves_into_a_new_id_keeping_the_premise() {
     let server = MockServer::start().await;
-    common::reply(&server, PATH, ok(&common::drama_json(2).to_string()), None).await;
-    let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
-    let model = providers.script_model(None).unwrap();
-    let drama = model
-        .generate_drama(&common::request("Original premise"))
-        .await
-        .unwrap()
-        .output;
+    common::reply(&server, PATH, ok_drama(2), None).await;
+    let model = common::script_model_at(&server, None);
+    let drama = common::drama_written_by(model.as_ref(), "Original premise").await;
     let improved = model
         .improve_drama(
             &drama,
@@ -508,9 +459,7 @@ async fn gemini_image_returns_inline_data_and_sends_references() {
         })))
         .mount(&server)
         .await;
-    let mut settings = common::settings(&server);
-    settings.image_provider = drama_ai::ImageProviderChoice::Gemini;
-    let providers = AiProviders::from_settings(&settings).unwrap();
+    let providers = gemini_image_providers(&server);
     let image_model = providers.image_model();
     assert_eq!(image_model.model().provider, Provider::Gemini);
     let refs = vec![
@@ -576,35 +525,26 @@ async fn gemini_image_safety_is_a_refusal_and_text_only_is_no_image() {
         None,
     )
     .await;
-    let mut settings = common::settings(&server);
-    settings.image_provider = drama_ai::ImageProviderChoice::Gemini;
-    let providers = AiProviders::from_settings(&settings).unwrap();
+    let providers = gemini_image_providers(&server);
     let req = ImageRequest {
         kind: ImageKind::Portrait,
         prompt: "Mara".into(),
         label: "Mara".into(),
         references: vec![],
     };
-    let err = providers
-        .image_model()
-        .generate_image(&req)
-        .await
-        .unwrap_err();
+    let image_model = providers.image_model();
+    let err = image_model.generate_image(&req).await.unwrap_err();
     assert!(
         matches!(&err, AiError::Refused { reason, .. } if reason.contains("IMAGE_SAFETY")),
         "{err:?}"
     );
-    let err = providers
-        .image_model()
-        .generate_image(&req)
-        .await
-        .unwrap_err();
+    let err = image_model.generate_image(&req).await.unwrap_err();
     assert!(
         matches!(&err, AiError::NoImage { detail, .. } if detail.contains("describe it instead")),
         "{err:?}"
     );
     assert_eq!(
-        server.received_requests().await.unwrap().len(),
+        common::request_count(&server).await,
         1 + 3,
         "no-image answers are retried"
     );

@@ -4,7 +4,7 @@ mod common;
 
 use base64::Engine as _;
 use drama_ai::{
-    AiError, AiProviders, Generated, GeneratedImage, ImageKind, ImageRequest, Provider,
+    AiError, AiSettings, Generated, GeneratedImage, ImageKind, ImageRequest, Provider,
     ReferenceImage,
 };
 use serde_json::Value;
@@ -31,8 +31,15 @@ async fn storyboard_image(
     server: &MockServer,
     references: Vec<ReferenceImage>,
 ) -> Result<Generated<GeneratedImage>, AiError> {
-    let providers = AiProviders::from_settings(&common::settings(server)).unwrap();
-    providers
+    storyboard_image_with(&common::settings(server), references).await
+}
+
+/// A storyboard with `references` from the image model of the providers `settings` make.
+async fn storyboard_image_with(
+    settings: &AiSettings,
+    references: Vec<ReferenceImage>,
+) -> Result<Generated<GeneratedImage>, AiError> {
+    common::providers(settings)
         .image_model()
         .generate_image(&storyboard(references))
         .await
@@ -62,7 +69,7 @@ async fn downloads_the_markdown_link_and_sends_references_as_data_urls() {
         .expect(1)
         .mount(&server)
         .await;
-    let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
+    let providers = common::providers_at(&server);
     assert_eq!(providers.image_provider(), Provider::NanoBanana);
     let refs = vec![
         ReferenceImage::new(common::png("mara"), "image/png"),
@@ -119,9 +126,7 @@ async fn reads_a_data_url_answer() {
     .await;
     let image = storyboard_image(&server, vec![]).await.unwrap();
     assert_eq!(image.output.bytes.as_ref(), png.as_slice());
-    let body: Value = server.received_requests().await.unwrap()[0]
-        .body_json()
-        .unwrap();
+    let body = &common::bodies(&server).await[0];
     let text = body["messages"][0]["content"][0]["text"].as_str().unwrap();
     assert!(
         !text.contains("attached"),
@@ -145,7 +150,7 @@ async fn an_answer_without_an_image_is_no_image_after_the_retries() {
         "{err:?}"
     );
     assert!(err.is_retryable());
-    assert_eq!(server.received_requests().await.unwrap().len(), 3);
+    assert_eq!(common::request_count(&server).await, 3);
 }
 
 #[tokio::test]
@@ -173,7 +178,7 @@ async fn a_content_filter_stop_is_a_refusal() {
         ),
         "{err:?}"
     );
-    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+    assert_eq!(common::request_count(&server).await, 1);
 }
 
 #[tokio::test]
@@ -231,15 +236,9 @@ async fn a_slow_image_times_out() {
         None,
     )
     .await;
-    let mut settings = common::settings(&server);
+    let mut settings = common::settings_without_retries(&server);
     settings.image_timeout_secs = 1;
-    settings.max_retries = 0;
-    let providers = AiProviders::from_settings(&settings).unwrap();
-    let err = providers
-        .image_model()
-        .generate_image(&storyboard(vec![]))
-        .await
-        .unwrap_err();
+    let err = storyboard_image_with(&settings, vec![]).await.unwrap_err();
     assert!(
         matches!(
             err,
@@ -255,13 +254,8 @@ async fn a_slow_image_times_out() {
 #[tokio::test]
 async fn too_many_references_are_refused_before_any_request() {
     let server = MockServer::start().await;
-    let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
     let refs = vec![ReferenceImage::new(common::png("a"), "image/png"); 5];
-    let err = providers
-        .image_model()
-        .generate_image(&storyboard(refs))
-        .await
-        .unwrap_err();
+    let err = storyboard_image(&server, refs).await.unwrap_err();
     assert!(
         matches!(&err, AiError::InvalidRequest(m) if m.contains("at most 4")),
         "{err:?}"
@@ -284,14 +278,8 @@ async fn a_link_to_something_that_is_not_an_image_is_rejected() {
         .respond_with(ResponseTemplate::new(200).set_body_string("<html>expired</html>"))
         .mount(&server)
         .await;
-    let mut settings = common::settings(&server);
-    settings.max_retries = 0;
-    let providers = AiProviders::from_settings(&settings).unwrap();
-    let err = providers
-        .image_model()
-        .generate_image(&storyboard(vec![]))
-        .await
-        .unwrap_err();
+    let settings = common::settings_without_retries(&server);
+    let err = storyboard_image_with(&settings, vec![]).await.unwrap_err();
     assert!(
         matches!(&err, AiError::InvalidResponse { message, .. } if message.contains("not an image")),
         "{err:?}"

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use drama_ai::{AiError, AiProviders, AiSettings, Provider, ReferenceImage};
+use drama_ai::{AiError, AiSettings, Provider, ReferenceImage};
 use serde_json::json;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -15,19 +15,24 @@ fn ok(content: &str) -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_json(common::openai_answer(Some(content), None, "stop"))
 }
 
+/// A finished answer carrying a valid drama of two episodes.
+fn ok_drama() -> ResponseTemplate {
+    ok(&common::drama_json(2).to_string())
+}
+
 #[tokio::test]
 async fn gpt_5_1_sends_gpt_model_with_a_strict_json_schema() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path(PATH))
         .and(header("authorization", "Bearer oa-key"))
-        .respond_with(ok(&common::drama_json(2).to_string()))
+        .respond_with(ok_drama())
         .expect(1)
         .mount(&server)
         .await;
     let mut settings = common::settings(&server);
     settings.gpt_model = "gpt-5.1-2025-11-13".into();
-    let providers = AiProviders::from_settings(&settings).unwrap();
+    let providers = common::providers(&settings);
     let mut req = common::request("A corgi runs a rocket company.");
     req.references
         .push(ReferenceImage::new(common::png("ref"), "image/png"));
@@ -81,12 +86,12 @@ async fn gpt_5_1_sends_gpt_model_with_a_strict_json_schema() {
 #[tokio::test]
 async fn a_listed_model_is_sent_as_its_upstream_name() {
     let server = MockServer::start().await;
-    common::reply(&server, PATH, ok(&common::drama_json(2).to_string()), None).await;
+    common::reply(&server, PATH, ok_drama(), None).await;
     let settings = AiSettings {
         script_models: "mini=openai:gpt-4o-mini".into(),
         ..common::settings(&server)
     };
-    let providers = AiProviders::from_settings(&settings).unwrap();
+    let providers = common::providers(&settings);
     let drama = providers
         .script_model(Some("mini"))
         .unwrap()
@@ -112,20 +117,17 @@ async fn a_listed_model_is_sent_as_its_upstream_name() {
 async fn finish_reason_length_is_truncation() {
     let server = MockServer::start().await;
     let full = common::drama_json(2).to_string();
-    common::reply(
+    let err = common::drama_error_when_every_answer_is(
         &server,
         PATH,
+        Some("gpt-5.1"),
         ResponseTemplate::new(200).set_body_json(common::openai_answer(
             Some(&full[..30]),
             None,
             "length",
         )),
-        None,
     )
     .await;
-    let err = common::generate_drama(&server, Some("gpt-5.1"), "x")
-        .await
-        .unwrap_err();
     assert_eq!(
         err,
         AiError::Truncated {
@@ -148,20 +150,17 @@ async fn finish_reason_length_is_truncation() {
 #[tokio::test]
 async fn a_refusal_is_permanent() {
     let server = MockServer::start().await;
-    common::reply(
+    let err = common::drama_error_when_every_answer_is(
         &server,
         PATH,
+        Some("gpt-5.1"),
         ResponseTemplate::new(200).set_body_json(common::openai_answer(
             None,
             Some("I can't help with that request."),
             "stop",
         )),
-        None,
     )
     .await;
-    let err = common::generate_drama(&server, Some("gpt-5.1"), "x")
-        .await
-        .unwrap_err();
     assert_eq!(
         err,
         AiError::Refused {
@@ -169,8 +168,7 @@ async fn a_refusal_is_permanent() {
             reason: "I can't help with that request.".into()
         }
     );
-    assert!(!err.is_retryable());
-    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+    common::assert_permanent_and_not_retried(&server, &err).await;
 }
 
 #[tokio::test]
@@ -179,10 +177,8 @@ async fn a_moderation_400_is_a_refusal() {
     let answer = ResponseTemplate::new(400).set_body_json(
         json!({"error": {"message": "Your request was rejected as a result of our safety system.", "type": "invalid_request_error", "param": null, "code": "content_policy_violation"}}),
     );
-    common::reply(&server, PATH, answer, None).await;
-    let err = common::generate_drama(&server, Some("gpt-5.1"), "x")
-        .await
-        .unwrap_err();
+    let err =
+        common::drama_error_when_every_answer_is(&server, PATH, Some("gpt-5.1"), answer).await;
     assert!(
         matches!(&err, AiError::Refused { reason, .. } if reason.contains("content_policy_violation")),
         "{err:?}"
@@ -195,16 +191,13 @@ async fn a_plain_400_is_a_bad_request() {
     let answer = ResponseTemplate::new(400).set_body_json(
         json!({"error": {"message": "Unsupported parameter: 'max_tokens'", "type": "invalid_request_error", "param": "max_tokens", "code": "unsupported_parameter"}}),
     );
-    common::reply(&server, PATH, answer, None).await;
-    let err = common::generate_drama(&server, Some("gpt-5.1"), "x")
-        .await
-        .unwrap_err();
+    let err =
+        common::drama_error_when_every_answer_is(&server, PATH, Some("gpt-5.1"), answer).await;
     assert!(
         matches!(&err, AiError::BadRequest { status: 400, message, .. } if message.contains("unsupported_parameter")),
         "{err:?}"
     );
-    assert!(!err.is_retryable());
-    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+    common::assert_permanent_and_not_retried(&server, &err).await;
 }
 
 #[tokio::test]
@@ -221,30 +214,27 @@ async fn rate_limit_then_server_error_then_success() {
         Some(1),
     )
     .await;
-    common::reply(&server, PATH, ok(&common::drama_json(2).to_string()), None).await;
+    common::reply(&server, PATH, ok_drama(), None).await;
     let drama = common::generate_drama(&server, Some("gpt-5.1"), "x")
         .await
         .unwrap();
     assert_eq!(drama.usage.requests, 3);
-    assert_eq!(server.received_requests().await.unwrap().len(), 3);
+    assert_eq!(common::request_count(&server).await, 3);
 }
 
 #[tokio::test]
 async fn a_retry_after_longer_than_the_cap_is_returned_at_once() {
     let server = MockServer::start().await;
-    common::reply(
+    let err = common::drama_error_when_every_answer_is(
         &server,
         PATH,
+        Some("gpt-5.1"),
         ResponseTemplate::new(429).insert_header("retry-after", "3600"),
-        None,
     )
     .await;
-    let err = common::generate_drama(&server, Some("gpt-5.1"), "x")
-        .await
-        .unwrap_err();
     assert_eq!(err.retry_after(), Some(Duration::from_secs(3600)));
     assert_eq!(
-        server.received_requests().await.unwrap().len(),
+        common::request_count(&server).await,
         1,
         "the scheduler waits, not the worker"
     );
@@ -263,11 +253,7 @@ async fn a_slow_answer_times_out_after_each_retry() {
     let mut settings = common::settings(&server);
     settings.text_timeout_secs = 1;
     settings.max_retries = 1;
-    let providers = AiProviders::from_settings(&settings).unwrap();
-    let err = providers
-        .script_model(Some("gpt-5.1"))
-        .unwrap()
-        .generate_drama(&common::request("x"))
+    let err = common::generate_drama_with(&settings, Some("gpt-5.1"), "x")
         .await
         .unwrap_err();
     assert_eq!(
@@ -277,7 +263,7 @@ async fn a_slow_answer_times_out_after_each_retry() {
             after: Duration::from_secs(1)
         }
     );
-    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+    assert_eq!(common::request_count(&server).await, 2);
 }
 
 #[tokio::test]
@@ -285,19 +271,17 @@ async fn duplicate_ids_after_the_repair_fail_with_the_problem() {
     let server = MockServer::start().await;
     let mut duplicates = common::drama_json(2);
     duplicates["episodes"] = json!([common::episode("ep1"), common::episode("ep1")]);
-    common::reply(&server, PATH, ok(&duplicates.to_string()), None).await;
-    let err = common::generate_drama(&server, Some("gpt-5.1"), "x")
-        .await
-        .unwrap_err();
+    let err = common::drama_error_when_every_answer_is(
+        &server,
+        PATH,
+        Some("gpt-5.1"),
+        ok(&duplicates.to_string()),
+    )
+    .await;
     let AiError::SchemaViolation { problems, .. } = &err else {
         panic!("{err:?}")
     };
-    assert!(
-        problems
-            .iter()
-            .any(|p| p.contains("episodes[1].id: duplicate episode id \"ep1\"")),
-        "{problems:?}"
-    );
+    common::assert_some_problem_says(problems, "episodes[1].id: duplicate episode id \"ep1\"");
     let bodies = common::bodies(&server).await;
     assert_eq!(bodies.len(), 2);
     let messages = bodies[1]["messages"].as_array().unwrap();
@@ -320,23 +304,16 @@ async fn three_main_characters_and_bad_ids_are_violations() {
         common::character("char-b", "B", true),
         common::character("char c", "C", true)
     ]);
-    common::reply(&server, PATH, ok(&bad.to_string()), None).await;
-    let err = common::generate_drama(&server, Some("gpt-5.1"), "x")
-        .await
-        .unwrap_err();
+    let err = common::drama_error_when_every_answer_is(
+        &server,
+        PATH,
+        Some("gpt-5.1"),
+        ok(&bad.to_string()),
+    )
+    .await;
     let AiError::SchemaViolation { problems, .. } = &err else {
         panic!("{err:?}")
     };
-    assert!(
-        problems
-            .iter()
-            .any(|p| p.contains("3 characters have main=true")),
-        "{problems:?}"
-    );
-    assert!(
-        problems
-            .iter()
-            .any(|p| p.contains("characters[2].id \"char c\" is not a valid id")),
-        "{problems:?}"
-    );
+    common::assert_some_problem_says(problems, "3 characters have main=true");
+    common::assert_some_problem_says(problems, "characters[2].id \"char c\" is not a valid id");
 }

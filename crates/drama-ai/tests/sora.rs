@@ -5,8 +5,8 @@ mod common;
 use std::time::Duration;
 
 use drama_ai::{
-    AiError, AiProviders, Provider, ReferenceImage, VideoDuration, VideoRequest, VideoStatus,
-    generate_video, wait_for_video,
+    AiError, Generated, GeneratedVideo, Provider, ReferenceImage, VideoDuration, VideoRequest,
+    VideoStatus, generate_video, wait_for_video,
 };
 use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path};
@@ -45,6 +45,12 @@ async fn task_status(server: &MockServer, task: &str, body: Value, times: Option
     .await;
 }
 
+/// A ten-second clip without a reference, from the video model at `server`.
+async fn plain_clip(server: &MockServer) -> Result<Generated<GeneratedVideo>, AiError> {
+    let model = common::providers_at(server).video_model();
+    generate_video(model.as_ref(), &clip(None, VideoDuration::Ten)).await
+}
+
 /// A real MP4 (offline clip) to download.
 fn mp4() -> Vec<u8> {
     drama_ai::OfflineProvider::new(3)
@@ -73,7 +79,7 @@ async fn submits_polls_through_the_status_words_and_downloads() {
         .mount(&server)
         .await;
 
-    let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
+    let providers = common::providers_at(&server);
     let model = providers.video_model();
     assert_eq!(model.model().provider, Provider::Sora);
     let reference = ReferenceImage::new(common::png("board"), "image/png");
@@ -120,7 +126,7 @@ async fn submits_polls_through_the_status_words_and_downloads() {
 async fn a_reference_url_is_preferred_to_inline_bytes() {
     let server = MockServer::start().await;
     submit_ok(&server, "t1").await;
-    let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
+    let providers = common::providers_at(&server);
     let reference = ReferenceImage::new(common::png("board"), "image/png")
         .with_url("https://bucket.example/board.png?sig=1");
     let task = providers
@@ -129,9 +135,7 @@ async fn a_reference_url_is_preferred_to_inline_bytes() {
         .await
         .unwrap();
     assert_eq!(task.output.task_id, "t1");
-    let body: Value = server.received_requests().await.unwrap()[0]
-        .body_json()
-        .unwrap();
+    let body = &common::bodies(&server).await[0];
     assert_eq!(
         body["images"],
         json!(["https://bucket.example/board.png?sig=1"])
@@ -143,15 +147,13 @@ async fn a_reference_url_is_preferred_to_inline_bytes() {
 async fn no_reference_sends_no_images_field() {
     let server = MockServer::start().await;
     submit_ok(&server, "t2").await;
-    let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
+    let providers = common::providers_at(&server);
     providers
         .video_model()
         .submit(&clip(None, VideoDuration::Ten))
         .await
         .unwrap();
-    let body: Value = server.received_requests().await.unwrap()[0]
-        .body_json()
-        .unwrap();
+    let body = &common::bodies(&server).await[0];
     assert!(body.get("images").is_none());
     assert!(!body["prompt"].as_str().unwrap().contains("attached"));
 }
@@ -161,13 +163,7 @@ async fn a_failed_task_reports_its_reason() {
     let server = MockServer::start().await;
     submit_ok(&server, "t3").await;
     task_status(&server, "t3", json!({"task_id": "t3", "status": "FAILURE", "fail_reason": "upstream render node crashed"}), None).await;
-    let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
-    let err = generate_video(
-        providers.video_model().as_ref(),
-        &clip(None, VideoDuration::Ten),
-    )
-    .await
-    .unwrap_err();
+    let err = plain_clip(&server).await.unwrap_err();
     assert_eq!(
         err,
         AiError::VideoFailed {
@@ -184,13 +180,7 @@ async fn a_task_failed_by_moderation_is_a_refusal() {
     let server = MockServer::start().await;
     submit_ok(&server, "t4").await;
     task_status(&server, "t4", json!({"task_id": "t4", "status": "FAILED", "fail_reason": "This content may violate our content policies."}), None).await;
-    let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
-    let err = generate_video(
-        providers.video_model().as_ref(),
-        &clip(None, VideoDuration::Ten),
-    )
-    .await
-    .unwrap_err();
+    let err = plain_clip(&server).await.unwrap_err();
     assert!(
         matches!(&err, AiError::Refused { provider: Provider::Sora, reason } if reason.contains("content policies")),
         "{err:?}"
@@ -209,7 +199,7 @@ async fn a_task_pending_past_the_deadline_keeps_its_id() {
         None,
     )
     .await;
-    let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
+    let providers = common::providers_at(&server);
     let model = providers.video_model();
     let task = model.submit(&clip(None, VideoDuration::Ten)).await.unwrap();
     let polling = drama_ai::VideoPolling {
@@ -268,10 +258,9 @@ async fn submit_rate_limit_timeout_and_missing_task_id() {
         None,
     )
     .await;
-    let mut settings = common::settings(&server);
-    settings.max_retries = 0;
+    let mut settings = common::settings_without_retries(&server);
     settings.video_request_timeout_secs = 1;
-    let providers = AiProviders::from_settings(&settings).unwrap();
+    let providers = common::providers(&settings);
     let model = providers.video_model();
     let err = model
         .submit(&clip(None, VideoDuration::Ten))
@@ -316,10 +305,10 @@ async fn poll_retries_a_server_error_then_reads_running_progress() {
         .await;
     let running = json!({"task_id": "t6", "status": "RUNNING", "progress": 55});
     task_status(&server, "t6", running, None).await;
-    let providers = AiProviders::from_settings(&common::settings(&server)).unwrap();
+    let providers = common::providers_at(&server);
     let state = providers.video_model().poll("t6").await.unwrap();
     assert_eq!(state, VideoStatus::Running { progress: Some(55) });
-    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+    assert_eq!(common::request_count(&server).await, 2);
     let err = providers.video_model().poll("../etc").await.unwrap_err();
     assert!(matches!(err, AiError::InvalidRequest(_)));
 }
@@ -337,28 +326,20 @@ async fn a_download_that_is_not_a_video_is_rejected() {
         .respond_with(ResponseTemplate::new(200).set_body_string("<html>expired link</html>"))
         .mount(&server)
         .await;
-    let mut settings = common::settings(&server);
-    settings.max_retries = 0;
-    let providers = AiProviders::from_settings(&settings).unwrap();
-    let model = providers.video_model();
-    let err = model
-        .download(&drama_ai::VideoOutput::Url(format!(
-            "{}/files/empty.mp4",
-            server.uri()
-        )))
-        .await
-        .unwrap_err();
+    let model = common::providers(&common::settings_without_retries(&server)).video_model();
+    let download_error = async |file: &str| {
+        let url = format!("{}/files/{file}", server.uri());
+        model
+            .download(&drama_ai::VideoOutput::Url(url))
+            .await
+            .unwrap_err()
+    };
+    let err = download_error("empty.mp4").await;
     assert!(
         matches!(&err, AiError::InvalidResponse { message, .. } if message.contains("empty")),
         "{err:?}"
     );
-    let err = model
-        .download(&drama_ai::VideoOutput::Url(format!(
-            "{}/files/page.mp4",
-            server.uri()
-        )))
-        .await
-        .unwrap_err();
+    let err = download_error("page.mp4").await;
     assert!(
         matches!(&err, AiError::InvalidResponse { message, .. } if message.contains("not a video")),
         "{err:?}"

@@ -14,8 +14,8 @@ use std::fmt;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
-use drama_app::AppError;
 use drama_app::store::Entity;
+use drama_app::{AppError, Precondition};
 use drama_domain::{DomainError, FieldError};
 use serde_json::{Value, json};
 
@@ -302,8 +302,10 @@ impl From<AppError> for ApiError {
             ),
             // Messages written for the client: the old server's sentence, the provider's reason
             // for a failed generation (a refused prompt can be edited), what is too large.
-            AppError::Precondition(message)
-            | AppError::TooLarge(message)
+            AppError::Precondition(unmet) => {
+                Self::message(kind, precondition_message(&unmet, Words::Rest))
+            }
+            AppError::TooLarge(message)
             | AppError::Unauthenticated(message)
             | AppError::GenerationFailed(message) => Self::message(kind, message),
             other @ AppError::Unavailable(_) => Self::unavailable(other),
@@ -354,6 +356,31 @@ impl From<crate::realtime::TooManyStreams> for ApiError {
                     "limit": e.limit,
                 }),
             )
+        }
+    }
+}
+
+/// Whose words an answer is in: the old server said the same thing differently on its REST
+/// routes and in GraphQL, and each API keeps its clients' words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Words {
+    Rest,
+    Graphql,
+}
+
+/// What a client reads when a precondition does not hold: the old server's sentence on each
+/// API (REST: `POST /dramas/{id}/cover_photo`; GraphQL: `generateCoverPhoto`).
+pub(crate) fn precondition_message(unmet: &Precondition, words: Words) -> String {
+    match (unmet, words) {
+        (Precondition::NoMainCharacter, _) => {
+            "Drama must have at least one main character".to_owned()
+        }
+        (Precondition::MissingPortraits(names), Words::Rest) => format!(
+            "All main characters must have images generated first. Missing images for: {}",
+            names.join(", ")
+        ),
+        (Precondition::MissingPortraits(names), Words::Graphql) => {
+            format!("All main characters must have images: {}", names.join(", "))
         }
     }
 }

@@ -17,6 +17,7 @@ use drama_app::Caller;
 
 use crate::auth::AuthError;
 use crate::error::Chain;
+use crate::headers::header_text;
 use crate::state::ApiState;
 
 /// The shortest interval between re-checks, whatever the setting says: a re-check is an
@@ -42,7 +43,7 @@ impl Credentials {
 
     /// Those of a request.
     pub(crate) fn of(req: &HttpRequest) -> Self {
-        let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+        let header = |name: &str| header_text(req.headers(), name);
         Self::new(header("authorization"), header("x-api-key"))
     }
 }

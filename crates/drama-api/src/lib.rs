@@ -7,6 +7,7 @@ mod error;
 mod follow;
 #[cfg(feature = "graphql")]
 pub mod graphql;
+mod headers;
 mod jwks;
 mod lapse;
 mod media_links;

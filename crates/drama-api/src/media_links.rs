@@ -25,6 +25,7 @@ use chrono::{DateTime, Utc};
 use drama_app::media::ObjectKey;
 use drama_app::{App, Caller};
 
+use crate::headers::header_text;
 use crate::state::ApiState;
 
 /// Largest JSON answer whose media URLs are signed (pages are bounded far below this).
@@ -48,10 +49,7 @@ pub(crate) async fn sign_response(response: ServiceResponse<BoxBody>) -> Service
     {
         return response;
     }
-    let is_json = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
+    let is_json = header_text(response.headers(), header::CONTENT_TYPE)
         .is_some_and(|v| v.starts_with("application/json"));
     let caller = response.request().extensions().get::<Caller>().copied();
     let state = response

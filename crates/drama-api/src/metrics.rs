@@ -23,6 +23,7 @@ use async_trait::async_trait;
 use subtle::ConstantTimeEq as _;
 
 use crate::error::{ApiError, ErrorCode};
+use crate::headers::header_text;
 
 /// Upper bounds (seconds) of the latency histogram's buckets.
 pub const LATENCY_BUCKETS: [f64; 12] = [
@@ -174,10 +175,7 @@ fn authorised(req: &HttpRequest, token: Option<&str>) -> bool {
     let Some(token) = token else {
         return true;
     };
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
+    let presented = header_text(req.headers(), header::AUTHORIZATION)
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
     bool::from(presented.as_bytes().ct_eq(token.as_bytes()))

@@ -10,6 +10,7 @@ use actix_web::{Error, HttpMessage as _, web};
 use tracing::Instrument as _;
 
 use crate::error::{ApiError, Chain, ErrorCode};
+use crate::headers::header_text;
 use crate::state::ApiState;
 
 /// Header carrying the request id, in and out.
@@ -20,7 +21,7 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub struct RequestId(pub String);
 
 fn incoming_id(req: &ServiceRequest) -> Option<String> {
-    let value = req.headers().get(&REQUEST_ID)?.to_str().ok()?;
+    let value = header_text(req.headers(), &REQUEST_ID)?;
     let ok = !value.is_empty()
         && value.len() <= 64
         && value
@@ -32,11 +33,8 @@ fn incoming_id(req: &ServiceRequest) -> Option<String> {
 /// Requests whose handler legitimately outlives the deadline: streams and uploads.
 fn is_long_lived(req: &ServiceRequest) -> bool {
     let path = req.path();
-    let multipart = req
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("multipart/"));
+    let multipart =
+        header_text(req.headers(), "content-type").is_some_and(|v| v.starts_with("multipart/"));
     multipart
         || path.ends_with("/events")
         || path.starts_with("/subscriptions")
@@ -54,11 +52,8 @@ fn oversized(req: &ServiceRequest) -> Option<ApiError> {
         .ok()?
         .parse()
         .ok()?;
-    let multipart = req
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("multipart/"));
+    let multipart =
+        header_text(req.headers(), "content-type").is_some_and(|v| v.starts_with("multipart/"));
     (!multipart && length > limit as u64).then(|| {
         ApiError::message(
             ErrorCode::TooLarge,

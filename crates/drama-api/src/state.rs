@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::auth::{AuthError, AuthSettings, Authenticator};
 use crate::error::{ApiError, ErrorCode};
+use crate::headers::header_text;
 
 /// HTTP settings.
 #[derive(Debug, Clone, Deserialize)]
@@ -219,12 +220,7 @@ impl ApiState {
 
     /// Authenticates a request and applies the caller's rate limit.
     pub(crate) async fn caller(&self, req: &HttpRequest) -> Result<Caller, ApiError> {
-        let header = |name: &str| {
-            req.headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
+        let header = |name: &str| header_text(req.headers(), name).map(str::to_owned);
         let authenticated = self
             .auth
             .authenticated(

@@ -33,10 +33,9 @@ pub enum AppError {
     /// The input breaks a rule; names the field.
     #[error(transparent)]
     Invalid(#[from] DomainError),
-    /// A precondition of the operation does not hold (the message is for the client, e.g.
-    /// "All main characters must have images generated first. …").
+    /// A precondition of the operation does not hold; the API words it for the client.
     #[error("{0}")]
-    Precondition(String),
+    Precondition(Precondition),
     /// Not enough credit for the work asked for; nothing was started.
     #[error("insufficient tokens: balance {balance}, needed {needed}")]
     InsufficientTokens {
@@ -72,6 +71,34 @@ pub enum AppError {
     /// A bug or an unexpected failure of a dependency. Never shown to clients in detail.
     #[error("internal error: {0}")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// What must hold before an operation can run and does not. It carries the facts, not a
+/// sentence: the old server worded the same precondition differently on its REST routes and
+/// in its GraphQL mutations, and each API answers its own clients' words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Precondition {
+    /// A cover needs at least one main character.
+    NoMainCharacter,
+    /// A cover needs every main character's portrait; these main characters (their names, in
+    /// order) have none.
+    MissingPortraits(Vec<String>),
+}
+
+impl std::fmt::Display for Precondition {
+    /// For logs; clients get the API's words.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NoMainCharacter => f.write_str("the drama has no main character"),
+            Self::MissingPortraits(names) => {
+                write!(
+                    f,
+                    "main characters without a portrait: {}",
+                    names.join(", ")
+                )
+            }
+        }
+    }
 }
 
 impl AppError {

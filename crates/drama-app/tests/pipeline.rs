@@ -13,7 +13,7 @@ use drama_ai::{
     VideoTask,
 };
 use drama_app::pipeline::{GenerateOptions, PremiseRequest, Scope, Waited};
-use drama_app::{App, AppError, Caller, Ports};
+use drama_app::{App, AppError, Caller, Ports, Precondition};
 use drama_assets::{AssetStore, MediaType, ObjectKey};
 use drama_dal::{CreditMove, CreditReason, NewUser, Store};
 use drama_domain::{AssetKind, DramaId, JobStatus, UserId};
@@ -205,6 +205,7 @@ impl World {
 on_every_backend!("pipeline":
     premise_to_a_fully_generated_drama,
     cover_before_portraits_answers_the_old_servers_message,
+    the_marked_portrait_and_cover_are_regenerated_not_the_first_images,
     credits_are_held_by_the_estimate_and_refunded_for_what_fails,
     an_edited_prompt_reruns_exactly_its_storyboard_and_clip,
     a_budget_caps_what_a_run_spends,
@@ -304,9 +305,9 @@ async fn cover_before_portraits_answers_the_old_servers_message(backend: Backend
     let d = drama_testkit::builders::drama("cov", 2, 1, 1);
     w.store.create(w.caller.user, &d).await.unwrap();
     match w.app.cover_now(&w.caller, &d.id).await {
-        Err(AppError::Precondition(m)) => assert_eq!(
-            m,
-            "All main characters must have images generated first. Missing images for: Character 0, Character 1"
+        Err(AppError::Precondition(p)) => assert_eq!(
+            p,
+            Precondition::MissingPortraits(vec!["Character 0".into(), "Character 1".into()])
         ),
         other => panic!("{other:?}"),
     }
@@ -314,9 +315,7 @@ async fn cover_before_portraits_answers_the_old_servers_message(backend: Backend
     none_main.characters[0].main = false;
     w.store.create(w.caller.user, &none_main).await.unwrap();
     match w.app.cover_now(&w.caller, &none_main.id).await {
-        Err(AppError::Precondition(m)) => {
-            assert_eq!(m, "Drama must have at least one main character")
-        }
+        Err(AppError::Precondition(p)) => assert_eq!(p, Precondition::NoMainCharacter),
         other => panic!("{other:?}"),
     }
     // Portraits first, then the cover works synchronously.
@@ -330,6 +329,117 @@ async fn cover_before_portraits_answers_the_old_servers_message(backend: Backend
         panic!("the cover did not finish inside the wait")
     };
     assert!(after.drama.url.is_some());
+    w.stop().await;
+}
+
+/// A drama as the old server left it after an import or a client's write: each character's
+/// own image first and the portrait the server appended after it (marked
+/// `character_portrait`), a client's drama image before the cover (marked `drama_cover`).
+fn with_marked_images_last(id: &str) -> drama_domain::Drama {
+    let mut d = drama_testkit::builders::drama(id, 2, 1, 1);
+    let image = |id: String, prompt: String, tag: Option<&str>| -> drama_domain::Asset {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "kind": "image", "prompt": prompt, "url": format!("https://old.example/{id}.png"),
+            "metadata": tag.map(|t| serde_json::json!({"type": t})),
+        }))
+        .unwrap()
+    };
+    for c in &mut d.characters {
+        let portrait = format!("{}_portrait_front_halfbody", c.id);
+        c.url = Some(format!("https://old.example/{portrait}.png"));
+        c.assets = vec![
+            image(
+                format!("{}_sheet", c.id),
+                format!("expression sheet of {}", c.id),
+                None,
+            ),
+            image(
+                portrait,
+                format!("half-body portrait of {}", c.id),
+                Some("character_portrait"),
+            ),
+        ];
+    }
+    d.url = Some(format!("https://old.example/{id}_cover.png"));
+    d.assets = vec![
+        image(format!("{id}_poster"), "poster sketch".into(), None),
+        image(
+            format!("{id}_cover"),
+            "the drama's cover".into(),
+            Some("drama_cover"),
+        ),
+    ];
+    d
+}
+
+fn image_url<'a>(assets: &'a [drama_domain::Asset], id: &str) -> Option<&'a str> {
+    let asset = assets.iter().find(|a| a.id.as_str() == id).unwrap();
+    asset.url.as_deref()
+}
+
+async fn the_marked_portrait_and_cover_are_regenerated_not_the_first_images(backend: Backend) {
+    let provider = Instrumented::new(None);
+    let w = world_with(backend, 1000, provider.clone(), false).await;
+    let d = with_marked_images_last("marked");
+    w.store.create(w.caller.user, &d).await.unwrap();
+    let c1 = d.characters[1].id.clone();
+
+    let Waited::Done(after) = w.app.portrait_now(&w.caller, &d.id, &c1).await.unwrap() else {
+        panic!("the portrait did not finish inside the wait")
+    };
+    let c = after.drama.character("c1").unwrap();
+    let portrait = image_url(&c.assets, "c1_portrait_front_halfbody");
+    assert_ne!(
+        portrait,
+        Some("https://old.example/c1_portrait_front_halfbody.png")
+    );
+    assert_eq!(
+        c.url.as_deref(),
+        portrait,
+        "the character's face is its portrait"
+    );
+    assert_eq!(
+        image_url(&c.assets, "c1_sheet"),
+        Some("https://old.example/c1_sheet.png"),
+        "the sheet is left alone"
+    );
+    let calls = provider.calls();
+    assert!(
+        calls.iter().any(|p| p.contains("half-body portrait of c1")),
+        "{calls:?}"
+    );
+    assert!(
+        !calls.iter().any(|p| p.contains("expression sheet")),
+        "{calls:?}"
+    );
+
+    provider.reset();
+    let Waited::Done(after) = w.app.cover_now(&w.caller, &d.id).await.unwrap() else {
+        panic!("the cover did not finish inside the wait")
+    };
+    let cover = image_url(&after.drama.assets, "marked_cover");
+    assert_ne!(cover, Some("https://old.example/marked_cover.png"));
+    assert_eq!(
+        after.drama.url.as_deref(),
+        cover,
+        "the drama's cover is its cover"
+    );
+    assert_eq!(
+        image_url(&after.drama.assets, "marked_poster"),
+        Some("https://old.example/marked_poster.png"),
+        "the poster is left alone"
+    );
+    let calls = provider.calls();
+    assert!(
+        calls.iter().any(|p| p.contains("the drama's cover")),
+        "{calls:?}"
+    );
+    assert!(
+        !calls
+            .iter()
+            .any(|p| p.contains("poster sketch") || p.contains("expression sheet")),
+        "{calls:?}"
+    );
     w.stop().await;
 }
 

@@ -53,14 +53,33 @@ fn lazy_mp4(total: usize, chunk: usize) -> (ByteStream, String) {
     (stream, checksum)
 }
 
-fn small_parts(s3: &TestS3) -> S3Store {
-    let mut options = s3.options(SizeLimits::default());
+/// A store that goes multipart from the smallest part size on, in parts of that size, sending
+/// `concurrency` parts at once.
+fn small_parts(s3: &TestS3, limits: SizeLimits, concurrency: usize) -> S3Store {
+    let mut options = s3.options(limits);
     options.multipart = MultipartSettings {
         threshold: MIN_PART_SIZE,
         part_size: MIN_PART_SIZE,
-        concurrency: 2,
+        concurrency,
     };
     S3Store::new(options).unwrap()
+}
+
+/// Stores a PNG of `len` bytes (filler from `seed`) under a new key of `category`.
+async fn put_png(
+    store: &S3Store,
+    category: Category,
+    id: &str,
+    len: usize,
+    seed: u8,
+) -> (ObjectKey, Bytes) {
+    let k = key(category, id, MediaType::Png);
+    let bytes = png(len, seed);
+    store
+        .put_bytes(&k, bytes.clone(), "image/png")
+        .await
+        .unwrap();
+    (k, bytes)
 }
 
 #[tokio::test]
@@ -82,15 +101,7 @@ async fn streams_a_64_mib_object_through_equal_parts() {
 
     {
         let log = s3.log.lock().unwrap();
-        let parts: Vec<i64> = log
-            .parts
-            .values()
-            .next()
-            .unwrap()
-            .values()
-            .copied()
-            .collect();
-        assert_eq!(parts, vec![8 * MIB as i64; 8]);
+        assert_eq!(log.part_sizes_of_the_only_upload(), vec![8 * MIB as i64; 8]);
         assert_eq!(log.completed.len(), 1);
     }
 
@@ -115,7 +126,7 @@ async fn streams_a_64_mib_object_through_equal_parts() {
 #[tokio::test]
 async fn multipart_parts_are_equal_but_the_last() {
     let s3 = TestS3::start().await;
-    let store = small_parts(&s3);
+    let store = small_parts(&s3, SizeLimits::default(), 2);
     let k = key(Category::Episodes, "ep1", MediaType::Mp4);
     let total = 2 * MIN_PART_SIZE as usize + 1234;
     // Odd-sized chunks, so parts never line up with what the caller sends.
@@ -126,17 +137,7 @@ async fn multipart_parts_are_equal_but_the_last() {
         put.etag.as_deref().unwrap_or_default().ends_with("-3\""),
         "{put:?}"
     );
-    let parts: Vec<i64> = s3
-        .log
-        .lock()
-        .unwrap()
-        .parts
-        .values()
-        .next()
-        .unwrap()
-        .values()
-        .copied()
-        .collect();
+    let parts = s3.log.lock().unwrap().part_sizes_of_the_only_upload();
     let part = MIN_PART_SIZE as i64;
     assert_eq!(parts, vec![part, part, 1234]);
     assert_eq!(store.head(&k).await.unwrap().size, total as u64);
@@ -155,7 +156,7 @@ async fn multipart_parts_are_equal_but_the_last() {
 #[tokio::test]
 async fn a_failed_multipart_upload_is_aborted() {
     let s3 = TestS3::start().await;
-    let store = small_parts(&s3);
+    let store = small_parts(&s3, SizeLimits::default(), 2);
     let k = key(Category::Clips, "broken", MediaType::Mp4);
     let good = mp4(3 * MIN_PART_SIZE as usize, 1);
     let broken: ByteStream = futures::stream::iter(vec![
@@ -180,13 +181,8 @@ async fn a_failed_multipart_upload_is_aborted() {
     assert!(!store.exists(&k).await.unwrap());
 
     // An oversized stream is aborted the same way.
-    let mut options = s3.options(SizeLimits::default().with(Category::Clips, 2 * MIN_PART_SIZE));
-    options.multipart = MultipartSettings {
-        threshold: MIN_PART_SIZE,
-        part_size: MIN_PART_SIZE,
-        concurrency: 1,
-    };
-    let limited = S3Store::new(options).unwrap();
+    let limits = SizeLimits::default().with(Category::Clips, 2 * MIN_PART_SIZE);
+    let limited = small_parts(&s3, limits, 1);
     let (body, _) = lazy_mp4(3 * MIN_PART_SIZE as usize, MIB);
     let err = limited
         .put_stream(&k, body, "video/mp4", None)
@@ -200,12 +196,7 @@ async fn a_failed_multipart_upload_is_aborted() {
 async fn presigned_get_works_and_expires() {
     let s3 = TestS3::start().await;
     let store = s3.store(SizeLimits::default());
-    let k = key(Category::Covers, "cover", MediaType::Png);
-    let bytes = png(4000, 1);
-    store
-        .put_bytes(&k, bytes.clone(), "image/png")
-        .await
-        .unwrap();
+    let (k, bytes) = put_png(&store, Category::Covers, "cover", 4000, 1).await;
     let http = reqwest::Client::new();
 
     let url = store
@@ -390,12 +381,7 @@ async fn an_unreachable_endpoint_is_retryable() {
 async fn objects_keep_their_checksum_in_metadata() {
     let s3 = TestS3::start().await;
     let store = s3.store(SizeLimits::default());
-    let k = key(Category::Portraits, "p", MediaType::Png);
-    let bytes = png(1000, 8);
-    store
-        .put_bytes(&k, bytes.clone(), "image/png")
-        .await
-        .unwrap();
+    let (k, bytes) = put_png(&store, Category::Portraits, "p", 1000, 8).await;
     // A second client (another process) sees the same checksum.
     let other = s3.store(SizeLimits::default());
     assert_eq!(

@@ -186,6 +186,30 @@ impl Character {
             })
             .or_else(|| videos().next())
     }
+
+    /// The character's portrait, the image whose URL is the character's face and from which
+    /// its other images, its audition and the storyboards and cover that show it are made: the
+    /// image the old server marked as one (`metadata.type == "character_portrait"`, id
+    /// `{character}_portrait_front_halfbody`), otherwise its first image. The old server
+    /// appended its portrait after the images a client had defined, so the first image is not
+    /// necessarily the portrait.
+    pub fn portrait(&self) -> Option<&Asset> {
+        marked_image(
+            &self.assets,
+            "character_portrait",
+            &format!("{}_portrait_front_halfbody", self.id),
+        )
+    }
+}
+
+/// The image among `assets` marked `metadata.type == tag`, else the one with id `id`, else the
+/// first image.
+fn marked_image<'a>(assets: &'a [Asset], tag: &str, id: &str) -> Option<&'a Asset> {
+    let images = || assets.iter().filter(|a| a.kind == AssetKind::Image);
+    images()
+        .find(|a| a.metadata.as_ref().is_some_and(|m| m["type"] == tag))
+        .or_else(|| images().find(|a| a.id.as_str() == id))
+        .or_else(|| images().next())
 }
 
 /// A whole drama: the document clients read and write.
@@ -294,6 +318,13 @@ impl Drama {
         let drama: Self = DomainError::from_value(value)?;
         drama.validate()?;
         Ok(drama)
+    }
+
+    /// The drama's cover, the image whose URL is the drama's: the image the old server marked
+    /// as one (`metadata.type == "drama_cover"`, id `{drama}_cover`), otherwise its first
+    /// image (see [`Character::portrait`]).
+    pub fn cover(&self) -> Option<&Asset> {
+        marked_image(&self.assets, "drama_cover", &format!("{}_cover", self.id))
     }
 
     /// The character with this id.
@@ -433,5 +464,66 @@ mod tests {
         assert_eq!(unmarked.audition().unwrap().id.as_str(), "first");
         let none = character(vec![json!({"id": "p", "kind": "image", "prompt": "p"})]);
         assert!(none.audition().is_none());
+    }
+
+    #[test]
+    fn the_portrait_and_cover_are_the_images_marked_as_such_else_the_first_image() {
+        let image = |id: &str, metadata: Value| json!({"id": id, "kind": "image", "prompt": "p", "metadata": metadata});
+        let character = |assets: Vec<Value>| -> Character {
+            serde_json::from_value(json!({
+                "id": "c1", "name": "C", "description": "d", "gender": "other", "assets": assets,
+            }))
+            .unwrap()
+        };
+        let portrait = |assets| character(assets).portrait().map(|a| a.id.to_string());
+        // As the old server left them: the client's images first, its portrait appended.
+        let marked = vec![
+            video("c1_walk", json!({"type": "character_portrait"})),
+            image("c1_sheet", Value::Null),
+            image(
+                "c1_portrait_front_halfbody",
+                json!({"type": "character_portrait"}),
+            ),
+        ];
+        assert_eq!(
+            portrait(marked).as_deref(),
+            Some("c1_portrait_front_halfbody")
+        );
+        let by_id = vec![
+            image("c1_sheet", json!({"type": "sheet"})),
+            image("c1_portrait_front_halfbody", Value::Null),
+        ];
+        assert_eq!(
+            portrait(by_id).as_deref(),
+            Some("c1_portrait_front_halfbody")
+        );
+        let unmarked = vec![
+            video("v", Value::Null),
+            image("a", Value::Null),
+            image("b", json!({})),
+        ];
+        assert_eq!(portrait(unmarked).as_deref(), Some("a"));
+        assert_eq!(portrait(vec![video("v", Value::Null)]), None);
+
+        let drama = |assets: Vec<Value>| -> Drama {
+            serde_json::from_value(json!({
+                "id": "d", "title": "T", "description": "D", "premise": "P", "assets": assets,
+            }))
+            .unwrap()
+        };
+        let cover = |assets| drama(assets).cover().map(|a| a.id.to_string());
+        let marked = vec![
+            image("poster", Value::Null),
+            image(
+                "d_cover",
+                json!({"type": "drama_cover", "main_characters": ["c1"]}),
+            ),
+        ];
+        assert_eq!(cover(marked).as_deref(), Some("d_cover"));
+        let by_id = vec![image("poster", Value::Null), image("d_cover", Value::Null)];
+        assert_eq!(cover(by_id).as_deref(), Some("d_cover"));
+        let unmarked = vec![image("poster", Value::Null), image("other", Value::Null)];
+        assert_eq!(cover(unmarked).as_deref(), Some("poster"));
+        assert_eq!(cover(Vec::new()), None);
     }
 }

@@ -5,18 +5,15 @@
 mod common;
 
 use common::{
-    TestS3, database_snapshot, drama_key, export, fixture_as, import, options, png, repos,
+    TestS3, database_snapshot, drama_key, export, fixture_as, id, import, options, png, repos,
+    stored_drama,
 };
 use drama_dal::NewUser;
-use drama_domain::{Drama, DramaId, DramaPatch, EntityPatch, UserId};
+use drama_domain::{Drama, DramaPatch, EntityPatch, UserId};
 use drama_legacy::format::{LegacyIndex, old_timestamp};
 use drama_legacy::{LegacyDrama, Outcome, ReasonCode};
 use serde_json::{Value, json};
 use sqlx::PgPool;
-
-fn id(s: &str) -> DramaId {
-    DramaId::parse(s).unwrap()
-}
 
 /// The old model's view of a file: the peer's Pydantic model accepts exactly the REST shape,
 /// which the domain's strict parser checks (unknown keys ignored).
@@ -94,11 +91,7 @@ async fn export_writes_the_old_layout_and_importing_it_changes_nothing(pool: PgP
             assert!(c.get("voice_description").is_some());
             assert!(c.get("premise_url").is_some());
         }
-        let stored = repos
-            .dramas
-            .get_complete(d.owner, &id(&d.drama_id))
-            .await
-            .unwrap();
+        let stored = stored_drama(&repos, d.owner, &d.drama_id).await;
         assert_eq!(old_server_reads(&bytes), stored.drama);
         assert_eq!(Some(stored.version), d.version);
     }
@@ -118,11 +111,7 @@ async fn export_writes_the_old_layout_and_importing_it_changes_nothing(pool: PgP
     );
     let index = LegacyIndex::parse(&index_bytes).unwrap();
     assert!(!index.dramas.contains_key("old-2"));
-    let native_stored = repos
-        .dramas
-        .get_complete(newcomer, &id("native"))
-        .await
-        .unwrap();
+    let native_stored = stored_drama(&repos, newcomer, "native").await;
     assert_eq!(
         raw["dramas"]["native"]["updated_at"],
         json!(old_timestamp(native_stored.updated_at))

@@ -7,20 +7,16 @@ mod common;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::{
-    TestS3, count, database_snapshot, drama_key, fixture, fixture_as, import, index_of, options,
-    png, repos,
+    TestS3, count, database_snapshot, drama_key, drama_report, fixture, fixture_as, id, import,
+    index_of, options, png, repos, stored_drama,
 };
 use drama_dal::NewUser;
-use drama_domain::{DramaId, DramaPatch, EntityPatch, UserId};
+use drama_domain::{DramaPatch, EntityPatch, UserId};
 use drama_legacy::{
     CancellationToken, Importer, LegacyDrama, Outcome, OwnerMap, Progress, Reason, ReasonCode,
 };
 use serde_json::{Value, json};
 use sqlx::PgPool;
-
-fn id(s: &str) -> DramaId {
-    DramaId::parse(s).unwrap()
-}
 
 fn reason_of(report: &drama_legacy::ImportReport, key: &str) -> (Outcome, Option<ReasonCode>) {
     let d = report
@@ -149,34 +145,18 @@ async fn a_seeded_bucket_imports_with_defaults_extras_links_and_reasons(pool: Pg
             .get("characters[].voice_description"),
         Some(&(3 * characters - 2))
     );
-    let partial_report = report
-        .dramas
-        .iter()
-        .find(|d| d.drama_id == "corgi_partial")
-        .unwrap();
+    let partial_report = drama_report(&report, "corgi_partial");
     let expected: Vec<String> = (2..characters)
         .map(|i| format!("characters[{i}].voice_description"))
         .collect();
     assert_eq!(partial_report.defaulted, expected);
-    let stored = repos
-        .dramas
-        .get_complete(owner, &id("corgi_partial"))
-        .await
-        .unwrap();
+    let stored = stored_drama(&repos, owner, "corgi_partial").await;
     assert_eq!(stored.drama.characters[1].voice_description, "soft");
     assert_eq!(stored.drama.characters[2].voice_description, "");
-    let fixture_report = report
-        .dramas
-        .iter()
-        .find(|d| d.drama_id == "corgi_musk_v5")
-        .unwrap();
+    let fixture_report = drama_report(&report, "corgi_musk_v5");
     assert_eq!(fixture_report.defaulted.len(), characters);
     assert!(fixture_report.in_index);
-    let stored = repos
-        .dramas
-        .get_complete(owner, &id("corgi_musk_v5"))
-        .await
-        .unwrap();
+    let stored = stored_drama(&repos, owner, "corgi_musk_v5").await;
     assert_eq!(stored.drama, parsed.drama);
     assert!(
         stored
@@ -196,11 +176,7 @@ async fn a_seeded_bucket_imports_with_defaults_extras_links_and_reasons(pool: Pg
     );
 
     // The variant: nothing defaulted on characters, the unknown key kept, URLs sorted out.
-    let v = report
-        .dramas
-        .iter()
-        .find(|d| d.drama_id == "corgi_voiced")
-        .unwrap();
+    let v = drama_report(&report, "corgi_voiced");
     assert!(
         !v.defaulted.iter().any(|p| p.ends_with("voice_description")),
         "{:?}",
@@ -219,11 +195,7 @@ async fn a_seeded_bucket_imports_with_defaults_extras_links_and_reasons(pool: Pg
             common::BUCKET
         )]
     );
-    let stored = repos
-        .dramas
-        .get_complete(owner, &id("corgi_voiced"))
-        .await
-        .unwrap();
+    let stored = stored_drama(&repos, owner, "corgi_voiced").await;
     assert_eq!(
         stored.drama.metadata,
         Some(json!({"legacy_extra": {"rating": "PG"}}))
@@ -251,11 +223,7 @@ async fn a_seeded_bucket_imports_with_defaults_extras_links_and_reasons(pool: Pg
     );
 
     // The other user's drama is untouched.
-    let still = repos
-        .dramas
-        .get_complete(stranger, &id("taken"))
-        .await
-        .unwrap();
+    let still = stored_drama(&repos, stranger, "taken").await;
     assert_eq!(still.drama, theirs);
     assert_eq!(still.version, 1);
     assert_eq!(count(&pool, "legacy_imports").await, 3);
@@ -337,15 +305,7 @@ async fn changed_files_update_and_database_edits_win_unless_overwritten(pool: Pg
     s3.put_json(&key, &file).await;
     let o = options(&s3, owner);
     let title = |t: &str| Value::String(t.to_owned());
-    let stored_title = || async {
-        repos
-            .dramas
-            .get_complete(owner, &id("d1"))
-            .await
-            .unwrap()
-            .drama
-            .title
-    };
+    let stored_title = || async { stored_drama(&repos, owner, "d1").await.drama.title };
 
     assert_eq!(import(&s3, &repos, o.clone()).await.counts.imported, 1);
 
@@ -488,11 +448,7 @@ async fn a_dry_run_reads_everything_and_writes_nothing(pool: PgPool) {
         "a dry run says what a real run would do"
     );
     assert_eq!(report.users_created, vec![owner]);
-    let covered = report
-        .dramas
-        .iter()
-        .find(|d| d.drama_id == "covered")
-        .unwrap();
+    let covered = drama_report(&report, "covered");
     assert_eq!((covered.assets.in_bucket, covered.assets.recorded), (1, 1));
     assert_eq!(database_snapshot(&pool).await, database_before);
     assert_eq!(s3.snapshot().await, bucket_before);
@@ -561,11 +517,7 @@ async fn owners_ids_and_repairs(pool: PgPool) {
         (Outcome::Imported, None)
     );
     assert_eq!(report.users_created, vec![alice]);
-    repos
-        .dramas
-        .get_complete(alice, &id("of-alice"))
-        .await
-        .unwrap();
+    stored_drama(&repos, alice, "of-alice").await;
     assert_eq!(
         reason_of(&report, &drama_key("of-bob")),
         (Outcome::Failed, Some(ReasonCode::OwnerUnmapped))
@@ -574,11 +526,7 @@ async fn owners_ids_and_repairs(pool: PgPool) {
         reason_of(&report, &drama_key("of-existing")),
         (Outcome::Imported, None)
     );
-    repos
-        .dramas
-        .get_complete(existing, &id("of-existing"))
-        .await
-        .unwrap();
+    stored_drama(&repos, existing, "of-existing").await;
     assert_eq!(
         reason_of(&report, &drama_key("of-nobody")),
         (Outcome::Failed, Some(ReasonCode::OwnerMissing))
@@ -592,11 +540,7 @@ async fn owners_ids_and_repairs(pool: PgPool) {
         reason_of(&report, &drama_key("doubled")),
         (Outcome::Failed, Some(ReasonCode::OwnerUnmapped))
     );
-    let doubled_report = report
-        .dramas
-        .iter()
-        .find(|d| d.drama_id == "doubled")
-        .unwrap();
+    let doubled_report = drama_report(&report, "doubled");
     assert_eq!(
         doubled_report.repairs.len(),
         1,
@@ -611,11 +555,7 @@ async fn owners_ids_and_repairs(pool: PgPool) {
         reason_of(&report, &drama_key("doubled")),
         (Outcome::Imported, None)
     );
-    let stored = repos
-        .dramas
-        .get_complete(alice, &id("doubled"))
-        .await
-        .unwrap();
+    let stored = stored_drama(&repos, alice, "doubled").await;
     assert_eq!(stored.drama.characters[0].assets.len(), 1);
     assert_eq!(
         stored.drama.characters[0].assets[0].url.as_deref(),
@@ -638,10 +578,6 @@ async fn the_in_memory_twin_runs_the_same_import() {
     );
     let again = import(&s3, &repos, options(&s3, owner)).await;
     assert_eq!(again.counts.unchanged, 20);
-    let d = repos
-        .dramas
-        .get_complete(owner, &id("gen-007"))
-        .await
-        .unwrap();
+    let d = stored_drama(&repos, owner, "gen-007").await;
     assert_eq!(d.drama.title, "Corgi Musk gen-007");
 }

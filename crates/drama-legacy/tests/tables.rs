@@ -7,8 +7,8 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{TestS3, database_snapshot, memory_repos, png, repos};
-use drama_domain::{DramaId, UserId};
+use common::{TestS3, database_snapshot, drama_report, id, memory_repos, png, repos, stored_drama};
+use drama_domain::UserId;
 use drama_legacy::{
     CancellationToken, ImportOptions, ImportReport, Importer, Outcome, OwnerMap, ReasonCode,
     Repositories, Silent,
@@ -17,9 +17,14 @@ use drama_postgres::PgLegacyTables;
 use drama_testkit::pg::{OLD_ROWS_SQL, OLD_SCHEMA_SQL, run_script};
 use sqlx::PgPool;
 
-async fn old_database(pool: &PgPool) {
+/// The old server's tables and rows in `public`, then `alterations` (SQL, may be empty): what
+/// the old repository code or a hand edit did to them.
+async fn old_database(pool: &PgPool, alterations: &str) {
     run_script(pool, OLD_SCHEMA_SQL).await;
     run_script(pool, OLD_ROWS_SQL).await;
+    if !alterations.is_empty() {
+        run_script(pool, alterations).await;
+    }
 }
 
 async fn run(
@@ -38,6 +43,28 @@ async fn run(
         .unwrap()
 }
 
+/// A dry run over the tables still in `public`, into memory: what the real run would decide.
+async fn dry_run_in_public(s3: &TestS3, pool: &PgPool, owners: OwnerMap) -> ImportReport {
+    run(
+        s3,
+        &memory_repos(),
+        pool,
+        "public",
+        options(s3, owners, true),
+    )
+    .await
+}
+
+/// An import of the tables adopted into `legacy`, into `repos`.
+async fn import_adopted(
+    s3: &TestS3,
+    repos: &Repositories,
+    pool: &PgPool,
+    owners: OwnerMap,
+) -> ImportReport {
+    run(s3, repos, pool, "legacy", options(s3, owners, false)).await
+}
+
 fn options(s3: &TestS3, owners: OwnerMap, dry_run: bool) -> ImportOptions {
     let mut o = ImportOptions::new(owners);
     o.bucket_urls = s3.bucket_urls();
@@ -46,13 +73,30 @@ fn options(s3: &TestS3, owners: OwnerMap, dry_run: bool) -> ImportOptions {
     o
 }
 
-fn id(s: &str) -> DramaId {
-    DramaId::parse(s).unwrap()
+/// What an import of the adopted tables leaves: the S3 server its asset URLs point into, the
+/// repositories of the scratch database and the report.
+struct Adopted {
+    _s3: TestS3,
+    repos: Repositories,
+    report: ImportReport,
+}
+
+/// Moves the old tables aside into `legacy` and imports them for `owners` into the database.
+async fn adopt_and_import(pool: &PgPool, owners: OwnerMap) -> Adopted {
+    drama_postgres::adopt_legacy_schema(pool).await.unwrap();
+    let s3 = TestS3::start().await;
+    let repos = repos(pool);
+    let report = import_adopted(&s3, &repos, pool, owners).await;
+    Adopted {
+        _s3: s3,
+        repos,
+        report,
+    }
 }
 
 #[sqlx::test(migrations = false)]
 async fn every_row_of_the_old_tables_lands_with_the_mapped_owner(pool: PgPool) {
-    old_database(&pool).await;
+    old_database(&pool, "").await;
     let s3 = TestS3::start().await;
     s3.put("dramas/corgi/cover.png", png(300), "image/png")
         .await;
@@ -66,14 +110,7 @@ async fn every_row_of_the_old_tables_lands_with_the_mapped_owner(pool: PgPool) {
     let owners = OwnerMap::default().with_default_owner(owner);
 
     // A dry run against the tables still in public, into memory: the real run's decisions.
-    let dry = run(
-        &s3,
-        &memory_repos(),
-        &pool,
-        "public",
-        options(&s3, owners.clone(), true),
-    )
-    .await;
+    let dry = dry_run_in_public(&s3, &pool, owners.clone()).await;
     assert!(dry.dry_run);
     assert_eq!(dry.command, "migrate --adopt-legacy");
     assert_eq!(dry.source.origin, "database");
@@ -81,23 +118,12 @@ async fn every_row_of_the_old_tables_lands_with_the_mapped_owner(pool: PgPool) {
 
     drama_postgres::adopt_legacy_schema(&pool).await.unwrap();
     let repos = repos(&pool);
-    let report = run(
-        &s3,
-        &repos,
-        &pool,
-        "legacy",
-        options(&s3, owners.clone(), false),
-    )
-    .await;
+    let report = import_adopted(&s3, &repos, &pool, owners.clone()).await;
     assert_eq!(report.counts.total, 3);
     assert_eq!(report.counts.imported, 2, "{report:#?}");
     assert_eq!(report.counts.failed, 1);
     assert_eq!(report.users_created, vec![owner]);
-    let broken = report
-        .dramas
-        .iter()
-        .find(|d| d.drama_id == "broken")
-        .unwrap();
+    let broken = drama_report(&report, "broken");
     assert_eq!(broken.source_key, "db:legacy/dramas/broken");
     assert_eq!(broken.outcome, Outcome::Failed);
     let reason = broken.reason.as_ref().unwrap();
@@ -105,12 +131,7 @@ async fn every_row_of_the_old_tables_lands_with_the_mapped_owner(pool: PgPool) {
     assert!(reason.message.contains("duration"), "{}", reason.message);
 
     // Every row, in its place, with the owner.
-    let corgi = repos
-        .dramas
-        .get_complete(owner, &id("corgi"))
-        .await
-        .unwrap()
-        .drama;
+    let corgi = stored_drama(&repos, owner, "corgi").await.drama;
     assert_eq!(corgi.title, "Corgi Tycoon");
     assert_eq!(corgi.characters.len(), 2);
     assert!(corgi.characters[0].main);
@@ -126,12 +147,7 @@ async fn every_row_of_the_old_tables_lands_with_the_mapped_owner(pool: PgPool) {
         corgi.metadata.as_ref().unwrap()["genre"],
         serde_json::json!("comedy")
     );
-    let heist = repos
-        .dramas
-        .get_complete(owner, &id("heist"))
-        .await
-        .unwrap()
-        .drama;
+    let heist = stored_drama(&repos, owner, "heist").await.drama;
     assert_eq!(heist.episodes[0].scenes[0].id.as_str(), "heist-e1-s1");
     // Bucket URLs became storage records; the foreign one stayed a URL.
     let objects = repos
@@ -140,11 +156,7 @@ async fn every_row_of_the_old_tables_lands_with_the_mapped_owner(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(objects.len(), 2, "{objects:?}");
-    let corgi_report = report
-        .dramas
-        .iter()
-        .find(|d| d.drama_id == "corgi")
-        .unwrap();
+    let corgi_report = drama_report(&report, "corgi");
     assert_eq!(corgi_report.assets.in_bucket, 2);
     assert_eq!(corgi_report.assets.foreign, 1);
     assert!(
@@ -155,14 +167,7 @@ async fn every_row_of_the_old_tables_lands_with_the_mapped_owner(pool: PgPool) {
 
     // A rerun changes nothing.
     let before = database_snapshot(&pool).await;
-    let again = run(
-        &s3,
-        &repos,
-        &pool,
-        "legacy",
-        options(&s3, owners.clone(), false),
-    )
-    .await;
+    let again = import_adopted(&s3, &repos, &pool, owners.clone()).await;
     assert_eq!(again.counts.unchanged, 2);
     assert_eq!(again.counts.failed, 1);
     assert_eq!(database_snapshot(&pool).await, before);
@@ -173,7 +178,7 @@ async fn every_row_of_the_old_tables_lands_with_the_mapped_owner(pool: PgPool) {
         "update legacy.assets set duration = 10 where id = 'broken-e1-s1-vid'",
     )
     .await;
-    let fixed = run(&s3, &repos, &pool, "legacy", options(&s3, owners, false)).await;
+    let fixed = import_adopted(&s3, &repos, &pool, owners).await;
     assert_eq!(fixed.counts.imported, 1);
     assert_eq!(fixed.counts.unchanged, 2);
     assert!(!fixed.is_failure());
@@ -188,9 +193,8 @@ async fn every_row_of_the_old_tables_lands_with_the_mapped_owner(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn the_old_repository_columns_and_users_table_are_understood(pool: PgPool) {
-    old_database(&pool).await;
     // What the old repository code wrote although its SQL file never created it.
-    run_script(
+    old_database(
         &pool,
         "alter table dramas add column user_id text, add column cover_url text;
          alter table characters add column is_main boolean;
@@ -208,12 +212,9 @@ async fn the_old_repository_columns_and_users_table_are_understood(pool: PgPool)
            ('not-a-uuid', 'x@example.com', null, 30, 'free');",
     )
     .await;
-    drama_postgres::adopt_legacy_schema(&pool).await.unwrap();
-    let s3 = TestS3::start().await;
-    let repos = repos(&pool);
     let alice = UserId::random();
     let owners = OwnerMap::parse(format!(r#"{{"alice": "{alice}"}}"#).as_bytes()).unwrap();
-    let report = run(&s3, &repos, &pool, "legacy", options(&s3, owners, false)).await;
+    let Adopted { repos, report, .. } = adopt_and_import(&pool, owners).await;
 
     let demo: UserId = "a1111111-1111-1111-1111-111111111111".parse().unwrap();
     let user = repos.users.get_user(demo).await.unwrap();
@@ -226,12 +227,7 @@ async fn the_old_repository_columns_and_users_table_are_understood(pool: PgPool)
         "{:?}",
         report.notes
     );
-    let corgi = repos
-        .dramas
-        .get_complete(demo, &id("corgi"))
-        .await
-        .unwrap()
-        .drama;
+    let corgi = stored_drama(&repos, demo, "corgi").await.drama;
     assert!(!corgi.characters[0].main && corgi.characters[1].main);
     assert_eq!(
         corgi.episodes[0].id.as_str(),
@@ -240,11 +236,7 @@ async fn the_old_repository_columns_and_users_table_are_understood(pool: PgPool)
     );
     assert!(repos.dramas.get_complete(alice, &id("heist")).await.is_ok());
     // The default owner has no mapping: its drama fails and says what to pass.
-    let broken = report
-        .dramas
-        .iter()
-        .find(|d| d.drama_id == "broken")
-        .unwrap();
+    let broken = drama_report(&report, "broken");
     assert_eq!(
         broken.reason.as_ref().unwrap().code,
         ReasonCode::OwnerUnmapped
@@ -259,41 +251,23 @@ const OLD_USERS_SQL: &str = "create table users (id text primary key, email text
 
 #[sqlx::test(migrations = false)]
 async fn a_main_character_keeps_its_flag_from_is_main(pool: PgPool) {
-    old_database(&pool).await;
     // A real old database: `main` from the SQL file (default false, never written by the old
     // code, so false on every row) and `is_main`, which the old repository wrote and read.
-    run_script(
+    old_database(
         &pool,
         "alter table characters add column is_main boolean;
          update characters set main = false, is_main = (id in ('corgi-c2', 'heist-c1'));",
     )
     .await;
-    drama_postgres::adopt_legacy_schema(&pool).await.unwrap();
-    let s3 = TestS3::start().await;
-    let repos = repos(&pool);
     let owner = UserId::random();
-    let owners = OwnerMap::default().with_default_owner(owner);
-    let report = run(&s3, &repos, &pool, "legacy", options(&s3, owners, false)).await;
+    let Adopted { repos, report, .. } =
+        adopt_and_import(&pool, OwnerMap::default().with_default_owner(owner)).await;
 
-    let corgi = repos
-        .dramas
-        .get_complete(owner, &id("corgi"))
-        .await
-        .unwrap()
-        .drama;
+    let corgi = stored_drama(&repos, owner, "corgi").await.drama;
     assert!(!corgi.characters[0].main && corgi.characters[1].main);
-    let heist = repos
-        .dramas
-        .get_complete(owner, &id("heist"))
-        .await
-        .unwrap()
-        .drama;
+    let heist = stored_drama(&repos, owner, "heist").await.drama;
     assert!(heist.characters[0].main);
-    let corgi_report = report
-        .dramas
-        .iter()
-        .find(|d| d.drama_id == "corgi")
-        .unwrap();
+    let corgi_report = drama_report(&report, "corgi");
     assert!(
         corgi_report
             .repairs
@@ -306,8 +280,7 @@ async fn a_main_character_keeps_its_flag_from_is_main(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn a_mapped_owner_listed_in_the_old_users_table_keeps_its_row(pool: PgPool) {
-    old_database(&pool).await;
-    run_script(&pool, OLD_USERS_SQL).await;
+    old_database(&pool, OLD_USERS_SQL).await;
     run_script(
         &pool,
         "update assets set duration = 10 where id = 'broken-e1-s1-vid'",
@@ -318,19 +291,12 @@ async fn a_mapped_owner_listed_in_the_old_users_table_keeps_its_row(pool: PgPool
     let owners = OwnerMap::default().with_default_owner(demo);
 
     // The dry run names the user once.
-    let dry = run(
-        &s3,
-        &memory_repos(),
-        &pool,
-        "public",
-        options(&s3, owners.clone(), true),
-    )
-    .await;
+    let dry = dry_run_in_public(&s3, &pool, owners.clone()).await;
     assert_eq!(dry.users_created, vec![demo]);
 
     drama_postgres::adopt_legacy_schema(&pool).await.unwrap();
     let repos = repos(&pool);
-    let report = run(&s3, &repos, &pool, "legacy", options(&s3, owners, false)).await;
+    let report = import_adopted(&s3, &repos, &pool, owners).await;
     assert_eq!(report.users_created, vec![demo]);
     assert_eq!(report.counts.imported, 3, "{report:#?}");
     let user = repos.users.get_user(demo).await.unwrap();
@@ -352,20 +318,16 @@ async fn a_mapped_owner_listed_in_the_old_users_table_keeps_its_row(pool: PgPool
 
 #[sqlx::test(migrations = false)]
 async fn a_blank_owner_is_the_old_default_owner(pool: PgPool) {
-    old_database(&pool).await;
-    run_script(
+    old_database(
         &pool,
         "alter table dramas add column user_id text;
          update dramas set user_id = '' where id = 'corgi';
          update dramas set user_id = '  ' where id = 'heist';",
     )
     .await;
-    drama_postgres::adopt_legacy_schema(&pool).await.unwrap();
-    let s3 = TestS3::start().await;
-    let repos = repos(&pool);
     let owner = UserId::random();
-    let owners = OwnerMap::default().with_default_owner(owner);
-    let report = run(&s3, &repos, &pool, "legacy", options(&s3, owners, false)).await;
+    let Adopted { repos, report, .. } =
+        adopt_and_import(&pool, OwnerMap::default().with_default_owner(owner)).await;
     assert_eq!(report.counts.imported, 2, "{report:#?}");
     assert!(repos.dramas.get_complete(owner, &id("corgi")).await.is_ok());
     assert!(repos.dramas.get_complete(owner, &id("heist")).await.is_ok());
@@ -373,8 +335,7 @@ async fn a_blank_owner_is_the_old_default_owner(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn scenes_outside_an_episode_of_their_drama_are_reported(pool: PgPool) {
-    old_database(&pool).await;
-    run_script(
+    old_database(
         &pool,
         "alter table scenes alter column episode_id drop not null;
          insert into scenes (id, episode_id, drama_id, description) values
@@ -384,18 +345,11 @@ async fn scenes_outside_an_episode_of_their_drama_are_reported(pool: PgPool) {
            ('corgi-lost-img', 'corgi', 'corgi-lost', 'image', 'An image of the lost scene');",
     )
     .await;
-    drama_postgres::adopt_legacy_schema(&pool).await.unwrap();
-    let s3 = TestS3::start().await;
-    let repos = repos(&pool);
     let owner = UserId::random();
-    let owners = OwnerMap::default().with_default_owner(owner);
-    let report = run(&s3, &repos, &pool, "legacy", options(&s3, owners, false)).await;
+    let Adopted { repos, report, .. } =
+        adopt_and_import(&pool, OwnerMap::default().with_default_owner(owner)).await;
 
-    let corgi_report = report
-        .dramas
-        .iter()
-        .find(|d| d.drama_id == "corgi")
-        .unwrap();
+    let corgi_report = drama_report(&report, "corgi");
     assert_eq!(corgi_report.outcome, Outcome::Imported);
     for scene in ["\"corgi-lost\"", "\"corgi-moved\""] {
         assert!(
@@ -407,12 +361,7 @@ async fn scenes_outside_an_episode_of_their_drama_are_reported(pool: PgPool) {
             corgi_report.repairs
         );
     }
-    let corgi = repos
-        .dramas
-        .get_complete(owner, &id("corgi"))
-        .await
-        .unwrap()
-        .drama;
+    let corgi = stored_drama(&repos, owner, "corgi").await.drama;
     assert_eq!(corgi.episodes[0].scenes.len(), 2);
     // The asset of the scene that has no episode stays on the drama.
     assert!(
@@ -422,12 +371,7 @@ async fn scenes_outside_an_episode_of_their_drama_are_reported(pool: PgPool) {
             .any(|a| a.id.as_str() == "corgi-lost-img")
     );
     // The scene under another drama's episode comes over with that drama.
-    let heist = repos
-        .dramas
-        .get_complete(owner, &id("heist"))
-        .await
-        .unwrap()
-        .drama;
+    let heist = stored_drama(&repos, owner, "heist").await.drama;
     let scenes: Vec<&str> = heist.episodes[0]
         .scenes
         .iter()

@@ -1,8 +1,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs, dead_code)]
 
+use std::sync::Arc;
+
 use drama_ai::{
     AiError, AiProviders, AiSettings, ApiKey, DramaRequest, Generated, ImageKind, ImageRequest,
-    OfflineProvider,
+    OfflineProvider, ScriptModel,
 };
 use drama_domain::{Drama, DramaId};
 use serde_json::{Value, json};
@@ -33,6 +35,11 @@ pub async fn bodies(server: &MockServer) -> Vec<Value> {
         .collect()
 }
 
+/// How many requests `server` received.
+pub async fn request_count(server: &MockServer) -> usize {
+    server.received_requests().await.unwrap().len()
+}
+
 /// A drama request for the id `d1`.
 pub fn request(premise: &str) -> DramaRequest {
     DramaRequest::new(DramaId::parse("d1").unwrap(), premise)
@@ -44,12 +51,74 @@ pub async fn generate_drama(
     model: Option<&str>,
     premise: &str,
 ) -> Result<Generated<Drama>, AiError> {
-    let providers = AiProviders::from_settings(&settings(server)).unwrap();
-    providers
+    generate_drama_with(&settings(server), model, premise).await
+}
+
+/// A drama from `premise` by `model`, with the providers `settings` make.
+pub async fn generate_drama_with(
+    settings: &AiSettings,
+    model: Option<&str>,
+    premise: &str,
+) -> Result<Generated<Drama>, AiError> {
+    providers(settings)
         .script_model(model)
         .unwrap()
         .generate_drama(&request(premise))
         .await
+}
+
+/// The script model `name` (the default for `None`) with every provider at `server`.
+pub fn script_model_at(server: &MockServer, name: Option<&str>) -> Arc<dyn ScriptModel> {
+    providers_at(server).script_model(name).unwrap()
+}
+
+/// The drama `model` writes from `premise`, without what it cost.
+pub async fn drama_written_by(model: &dyn ScriptModel, premise: &str) -> Drama {
+    model
+        .generate_drama(&request(premise))
+        .await
+        .unwrap()
+        .output
+}
+
+/// The error `model` ends with, at `server`, when every answer at `at` is `answer`.
+pub async fn drama_error_when_every_answer_is(
+    server: &MockServer,
+    at: &str,
+    model: Option<&str>,
+    answer: ResponseTemplate,
+) -> AiError {
+    reply(server, at, answer, None).await;
+    generate_drama(server, model, "x").await.unwrap_err()
+}
+
+/// `err` is permanent, and the request that met it was the only one `server` received.
+pub async fn assert_permanent_and_not_retried(server: &MockServer, err: &AiError) {
+    assert!(!err.is_retryable(), "{err:?}");
+    assert_eq!(request_count(server).await, 1, "{err:?} was retried");
+}
+
+/// Some problem in `problems` says `text`.
+pub fn assert_some_problem_says(problems: &[String], text: &str) {
+    assert!(problems.iter().any(|p| p.contains(text)), "{problems:?}");
+}
+
+/// The providers `settings` make.
+pub fn providers(settings: &AiSettings) -> AiProviders {
+    AiProviders::from_settings(settings).unwrap()
+}
+
+/// The providers with every one at `server`, with fast retries.
+pub fn providers_at(server: &MockServer) -> AiProviders {
+    providers(&settings(server))
+}
+
+/// [`settings`] with no retries: the first failure is the answer.
+pub fn settings_without_retries(server: &MockServer) -> AiSettings {
+    AiSettings {
+        max_retries: 0,
+        ..settings(server)
+    }
 }
 
 /// Settings pointing every provider at `server`, with fast retries.

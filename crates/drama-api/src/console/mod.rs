@@ -13,6 +13,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::endpoint::endpoint;
 use crate::error::{ApiError, ErrorCode};
+use crate::headers::header_text;
 use crate::rest::openapi::schemas as doc;
 use crate::state::ApiState;
 
@@ -56,10 +57,7 @@ fn hardened(mut response: HttpResponse) -> HttpResponse {
 /// A file answered with its ETag; `If-None-Match` with the same tag answers 304.
 fn serve(req: &HttpRequest, file: &files::File) -> HttpResponse {
     let etag = file.etag();
-    let fresh = req
-        .headers()
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
+    let fresh = header_text(req.headers(), header::IF_NONE_MATCH)
         .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
     let mut response = if fresh {
         HttpResponse::NotModified()

@@ -37,16 +37,7 @@ pub(crate) fn normalise(schema: &Schema, request: &mut GraphQLRequest) -> Result
     let Ok(document) = juniper::parser::parse_document_source(&request.query, schema) else {
         return Ok(());
     };
-    let fragments: Fragments<'_, '_> = document
-        .iter()
-        .filter_map(|d| match d {
-            Definition::Fragment(f) => Some((
-                f.item.name.item,
-                (f.item.type_condition.item, f.item.selection_set.as_slice()),
-            )),
-            Definition::Operation(_) => None,
-        })
-        .collect();
+    let fragments = fragments(&document);
     let mut insertions: Vec<(usize, String)> = Vec::new();
     let mut int_variables: HashSet<String> = HashSet::new();
     for definition in &document {
@@ -120,8 +111,25 @@ fn integral_float_to_int(value: &mut InputValue<DefaultScalarValue>) {
     }
 }
 
-/// Every fragment of the document: its type condition and selections.
-type Fragments<'d, 'a> = HashMap<&'a str, (&'a str, &'d [Selection<'a, DefaultScalarValue>])>;
+/// Every fragment of the document by name: its type condition and selections.
+pub(super) type Fragments<'d, 'a> =
+    HashMap<&'a str, (&'a str, &'d [Selection<'a, DefaultScalarValue>])>;
+
+/// The fragments of a parsed document.
+pub(super) fn fragments<'d, 'a>(
+    document: &'d [Definition<'a, DefaultScalarValue>],
+) -> Fragments<'d, 'a> {
+    document
+        .iter()
+        .filter_map(|d| match d {
+            Definition::Fragment(f) => Some((
+                f.item.name.item,
+                (f.item.type_condition.item, f.item.selection_set.as_slice()),
+            )),
+            Definition::Operation(_) => None,
+        })
+        .collect()
+}
 
 /// Records the variables used in the arguments of directives (positions not looked into).
 macro_rules! directive_uses {

@@ -4,7 +4,7 @@
 use drama_app::AppError;
 use juniper::{FieldError, IntoFieldError, ScalarValue, graphql_value};
 
-use crate::error::{Chain, ErrorCode};
+use crate::error::{Chain, ErrorCode, Words, precondition_message};
 
 /// An error a resolver returns.
 #[derive(Debug)]
@@ -27,8 +27,8 @@ impl<S: ScalarValue> IntoFieldError<S> for GqlError {
         }
         let message = match &self.0 {
             AppError::Invalid(e) => e.to_string(),
-            AppError::Precondition(m)
-            | AppError::TooLarge(m)
+            AppError::Precondition(unmet) => precondition_message(unmet, Words::Graphql),
+            AppError::TooLarge(m)
             | AppError::Unauthenticated(m)
             | AppError::GenerationFailed(m) => m.clone(),
             AppError::QuotaExceeded { quota, limit, used } => {
@@ -80,7 +80,7 @@ mod tests {
                 actual: 2,
             },
             AppError::Invalid(DomainError::field("title", "must not be empty")),
-            AppError::Precondition("portraits first".to_owned()),
+            AppError::Precondition(drama_app::Precondition::NoMainCharacter),
             AppError::InsufficientTokens {
                 balance: 1,
                 needed: 2,

@@ -16,6 +16,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::compat::Fragments;
 use crate::error::ErrorCode;
 pub use crate::state::GraphqlLimits;
 use juniper::http::GraphQLRequest;
@@ -160,16 +161,7 @@ pub fn price(
             };
         }
     };
-    let fragments: HashMap<&str, (&str, &[Selection<'_, DefaultScalarValue>])> = document
-        .iter()
-        .filter_map(|d| match d {
-            Definition::Fragment(f) => Some((
-                f.item.name.item,
-                (f.item.type_condition.item, f.item.selection_set.as_slice()),
-            )),
-            Definition::Operation(_) => None,
-        })
-        .collect();
+    let fragments = super::compat::fragments(&document);
     let mut dearest = 0;
     for definition in &document {
         let Definition::Operation(op) = definition else {
@@ -225,7 +217,7 @@ struct Shape<'d, 'a> {
 
 struct Pricer<'s, 'f, 'd, 'a> {
     schema: &'s Schema,
-    fragments: &'f HashMap<&'a str, (&'a str, &'d [Selection<'a, DefaultScalarValue>])>,
+    fragments: &'f Fragments<'d, 'a>,
     variables: Option<&'f InputValue<DefaultScalarValue>>,
     defaults: HashMap<&'a str, &'d InputValue<DefaultScalarValue>>,
     /// Fragments being expanded (a cycle is juniper's to refuse; here it stops the walk).

@@ -30,6 +30,7 @@ pub use socket::{CREDENTIALS_LAPSED_CLOSE, INIT_TIMEOUT_CLOSE, TOO_MANY_STREAMS_
 
 use crate::endpoint::endpoint;
 use crate::error::{ApiError, ErrorCode};
+use crate::headers::header_text;
 use crate::rest::openapi::schemas as doc;
 use crate::state::{ApiState, Auth};
 
@@ -151,10 +152,7 @@ async fn post(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let is_graphql = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
+    let is_graphql = header_text(req.headers(), header::CONTENT_TYPE)
         .is_some_and(|v| v.starts_with("application/graphql"));
     let request = if is_graphql {
         let query = std::str::from_utf8(&body)
@@ -272,11 +270,8 @@ async fn get(
     req: HttpRequest,
     query: web::Query<GetQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let wants_html = req
-        .headers()
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("text/html"));
+    let wants_html =
+        header_text(req.headers(), header::ACCEPT).is_some_and(|v| v.contains("text/html"));
     let query = query.into_inner();
     let Some(text) = query.query else {
         if wants_html {

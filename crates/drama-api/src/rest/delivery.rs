@@ -18,6 +18,7 @@ use drama_app::media::{ByteRange, ContentRange, ObjectInfo, ObjectKey, ObjectRea
 
 use super::streaming::object_head;
 use crate::error::{ApiError, ErrorCode};
+use crate::headers::header_text;
 
 /// What a `Range` header asks for, read by actix-web's typed `Range` header. Only single
 /// ranges are honoured; a header this does not understand (several ranges, another unit,
@@ -150,7 +151,7 @@ impl Delivery<'_> {
     /// The answer to `req` (a `GET` or `HEAD`).
     pub(super) async fn answer(&self, req: &HttpRequest) -> Result<HttpResponse, ApiError> {
         let head_only = req.method() == Method::HEAD;
-        let text = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
+        let text = |name| header_text(req.headers(), name);
         let mut wanted = text(header::RANGE).and_then(parse_range);
         let if_none_match = text(header::IF_NONE_MATCH);
         let if_range = text(header::IF_RANGE).filter(|_| wanted.is_some());

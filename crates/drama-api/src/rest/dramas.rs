@@ -12,9 +12,10 @@ use super::generate::{accepted, premise_fields};
 use super::openapi::schemas as doc;
 use super::query::Query;
 use super::streaming::FormBudget;
-use super::{drama_id, json_body, patch_body, with_etag};
+use super::{commit, drama_id, json_body, patch_body, read_part};
 use crate::endpoint::endpoint;
 use crate::error::{ApiError, ErrorCode};
+use crate::headers::header_text;
 use crate::state::{ApiState, Auth};
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
@@ -108,9 +109,7 @@ async fn list(
     tag = "Dramas",
     summary = "Create a drama",
     description = "Three forms, as the old server: `{\"premise\", \"id\"?, \"model\"?}` starts a generation job (202); multipart with `premise`, `id`, `model` and a `reference_image` file does the same with a reference; `{\"drama\": {…}}` stores a complete drama (201).",
-    params(
-        ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
-    ),
+    params(doc::Idempotent),
     request_body(content(
         (inline(doc::CreateDrama) = "application/json"),
         (inline(doc::PremiseForm) = "multipart/form-data"),
@@ -132,10 +131,7 @@ async fn create(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let multipart = req
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
+    let multipart = header_text(req.headers(), "content-type")
         .is_some_and(|v| v.contains("multipart/form-data"));
     if multipart {
         let form = Multipart::new(req.headers(), payload);
@@ -266,9 +262,7 @@ async fn premise_form(mut form: Multipart) -> Result<PremiseRequest, ApiError> {
     path = "/dramas/{drama_id}",
     tag = "Dramas",
     summary = "Read a drama with every part",
-    params(
-        doc::DramaPath,
-    ),
+    params(doc::DramaPath),
     responses(
         (status = 200, description = "The drama; `ETag` carries its version.", body = doc::Drama),
         (status = 404, description = "No such drama of the caller.", body = doc::Error),
@@ -279,9 +273,7 @@ async fn get(
     Auth(caller): Auth,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = drama_id(&path)?;
-    let stored = state.app().get_drama(&caller, None, &id).await?;
-    Ok(with_etag(stored.version, &stored.drama))
+    read_part(&state, &caller, &path, |drama| Ok(drama)).await
 }
 
 /// `PATCH /dramas/{id}`: title, description, premise, metadata.
@@ -290,10 +282,7 @@ async fn get(
     path = "/dramas/{drama_id}",
     tag = "Dramas",
     summary = "Change a drama's title, description, premise or metadata",
-    params(
-        doc::DramaPath,
-        ("If-Match" = Option<String>, Header, nullable = false, pattern = "^(\\*|(W/)?\"[0-9]{1,18}\"|[0-9]{1,18})$", description = "The drama version the change is based on (the `ETag` of a read); a stale one is 409."),
-    ),
+    params(doc::DramaPath, doc::IfMatch),
     request_body = doc::DramaPatch,
     responses(
         (status = 200, description = "The drama.", body = doc::Drama),
@@ -312,11 +301,10 @@ async fn patch(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let id = drama_id(&path)?;
-    let (patch, expected) = patch_body(req.headers(), &body, |body| {
+    let patch = patch_body(req.headers(), &body, |body| {
         DramaPatch::from_value(body).map(EntityPatch::Drama)
     })?;
-    let stored = state.app().patch(&caller, &id, &patch, expected).await?;
-    Ok(with_etag(stored.version, &stored.drama))
+    commit(&state, &caller, &id, patch, |drama| Ok(drama)).await
 }
 
 /// `DELETE /dramas/{id}`: the drama, its rows and its objects.
@@ -325,9 +313,7 @@ async fn patch(
     path = "/dramas/{drama_id}",
     tag = "Dramas",
     summary = "Delete a drama, its parts and its stored objects",
-    params(
-        doc::DramaPath,
-    ),
+    params(doc::DramaPath),
     responses(
         (status = 200, description = "`{\"success\": true}`"),
         (status = 404, description = "No such drama.", body = doc::Error),

@@ -21,6 +21,7 @@ use super::openapi::schemas as doc;
 use super::query::Query;
 use crate::error::{ApiError, Chain, ErrorCode};
 use crate::follow::Progress;
+use crate::headers::header_text;
 use crate::lapse::{Credentials, Until, lapsed};
 use crate::media_links::sign_text;
 use crate::state::{ApiState, Auth};
@@ -140,10 +141,7 @@ pub(crate) async fn events(
     // Refused before the stream starts: a job that is not the caller's is a 404.
     let view = app.job(&caller, id).await?;
     let permit = state.realtime.open_stream(caller.user)?;
-    let after = req
-        .headers()
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
+    let after = header_text(req.headers(), "last-event-id")
         .and_then(|v| v.trim().parse().ok())
         .or(query.after)
         .map(EventId);

@@ -10,8 +10,9 @@ use drama_domain::{AssetId, CharacterId, DomainError, EpisodeId, SceneId};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::nested::{find_asset, find_character, find_scene};
 use super::openapi::schemas as doc;
-use super::{drama_id, path_id};
+use super::{drama_id, load_drama, path_id};
 use crate::endpoint::endpoint;
 use crate::error::{ApiError, ErrorCode};
 use crate::state::{ApiState, Auth};
@@ -115,10 +116,7 @@ pub(crate) struct ImproveRequest {
     path = "/dramas/{drama_id}/improve",
     tag = "Generation",
     summary = "Write an improved copy under a new id",
-    params(
-        doc::DramaPath,
-        ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
-    ),
+    params(doc::DramaPath, doc::Idempotent),
     request_body = doc::ImproveRequest,
     responses(
         (status = 202, description = "Improvement started.", body = doc::ImproveResponse),
@@ -176,10 +174,7 @@ pub(crate) struct ModelOptions {
     path = "/dramas/{drama_id}/critic",
     tag = "Generation",
     summary = "Critique a drama (`critique` is an alias)",
-    params(
-        doc::DramaPath,
-        ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
-    ),
+    params(doc::DramaPath, doc::Idempotent),
     request_body = inline(doc::ModelOptions),
     responses(doc::CritiqueStarted)
 )]
@@ -197,10 +192,7 @@ async fn critic(
     path = "/dramas/{drama_id}/critique",
     tag = "Generation",
     summary = "Critique a drama (`critique` is an alias)",
-    params(
-        doc::DramaPath,
-        ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
-    ),
+    params(doc::DramaPath, doc::Idempotent),
     request_body = inline(doc::ModelOptions),
     responses(doc::CritiqueStarted)
 )]
@@ -260,10 +252,7 @@ async fn run_generate(
     path = "/dramas/{drama_id}/generate",
     tag = "Generation",
     summary = "Generate every missing or out-of-date asset of a drama",
-    params(
-        doc::DramaPath,
-        ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
-    ),
+    params(doc::DramaPath, doc::Idempotent),
     request_body(content = Option<doc::GenerateOptions>),
     responses(doc::GenerationStarted)
 )]
@@ -289,10 +278,7 @@ async fn generate_drama(
     path = "/dramas/{drama_id}/episodes/{episode_id}/generate",
     tag = "Generation",
     summary = "Generate one episode (scenes first when it has none)",
-    params(
-        doc::EpisodePath,
-        ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
-    ),
+    params(doc::EpisodePath, doc::Idempotent),
     request_body(content = Option<doc::GenerateOptions>),
     responses(doc::GenerationStarted)
 )]
@@ -320,10 +306,7 @@ async fn generate_episode(
     path = "/dramas/{drama_id}/episodes/{episode_id}/scenes/{scene_id}/generate",
     tag = "Generation",
     summary = "Generate one scene's storyboard and clip",
-    params(
-        doc::ScenePath,
-        ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
-    ),
+    params(doc::ScenePath, doc::Idempotent),
     request_body(content = Option<doc::GenerateOptions>),
     responses(doc::GenerationStarted)
 )]
@@ -335,7 +318,7 @@ async fn generate_scene(
 ) -> Result<HttpResponse, ApiError> {
     let (d, e, s) = path.into_inner();
     let scene: SceneId = path_id(&s, Entity::Scene)?;
-    scene_in_episode(&state, &caller, &d, &e, &s).await?;
+    find_scene(&load_drama(&state, &caller, &d).await?.drama, &e, &s)?;
     run_generate(
         &state,
         &caller,
@@ -352,11 +335,7 @@ async fn generate_scene(
     path = "/dramas/{drama_id}/episodes/{episode_id}/scenes/{scene_id}/assets/{asset_id}/generate",
     tag = "Generation",
     summary = "Generate one asset again",
-    params(
-        doc::ScenePath,
-        ("asset_id" = String, Path, description = "Asset id."),
-        ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
-    ),
+    params(doc::AssetPath, doc::Idempotent),
     responses(doc::GenerationStartedBare)
 )]
 async fn generate_asset(
@@ -367,10 +346,7 @@ async fn generate_asset(
 ) -> Result<HttpResponse, ApiError> {
     let (d, e, s, a) = path.into_inner();
     let asset: AssetId = path_id(&a, Entity::Asset)?;
-    let scene = scene_in_episode(&state, &caller, &d, &e, &s).await?;
-    if !scene.assets.iter().any(|x| x.id == asset) {
-        return Err(ApiError::not_found(Entity::Asset, &a));
-    }
+    find_asset(&load_drama(&state, &caller, &d).await?.drama, &e, &s, &a)?;
     // A single asset is generated again whenever it is asked for; the body may still say so.
     let _: GenerateOptions = options(&body)?;
     let started = state
@@ -380,35 +356,12 @@ async fn generate_asset(
     Ok(accepted(&state, &started, "Asset generation queued."))
 }
 
-async fn scene_in_episode(
-    state: &ApiState,
-    caller: &Caller,
-    d: &str,
-    e: &str,
-    s: &str,
-) -> Result<drama_domain::Scene, ApiError> {
-    let stored = state.app().get_drama(caller, None, &drama_id(d)?).await?;
-    let episode = stored
-        .drama
-        .episode(e)
-        .ok_or_else(|| ApiError::not_found(Entity::Episode, e))?;
-    episode
-        .scenes
-        .iter()
-        .find(|x| x.id.as_str() == s)
-        .cloned()
-        .ok_or_else(|| ApiError::not_found(Entity::Scene, s))
-}
-
 #[utoipa::path(
     post,
     path = "/dramas/{drama_id}/episodes/{episode_id}/stitch",
     tag = "Generation",
     summary = "Stitch an episode's clips into its video",
-    params(
-        doc::EpisodePath,
-        ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
-    ),
+    params(doc::EpisodePath, doc::Idempotent),
     responses(
         (status = 202, description = "Stitching started.", body = doc::JobResponse),
         (status = 402, description = "Not enough tokens; nothing started.", body = doc::Error),
@@ -437,10 +390,7 @@ async fn stitch(
     path = "/dramas/{drama_id}/characters/{character_id}/audition",
     tag = "Generation",
     summary = "Generate a character's audition video",
-    params(
-        doc::CharacterPath,
-        ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
-    ),
+    params(doc::CharacterPath, doc::Idempotent),
     responses(doc::GenerationStartedBare)
 )]
 async fn audition(
@@ -467,9 +417,7 @@ async fn audition(
     path = "/dramas/{drama_id}/characters/{character_id}/audition",
     tag = "Generation",
     summary = "Read a character's audition asset",
-    params(
-        doc::CharacterPath,
-    ),
+    params(doc::CharacterPath),
     responses(
         (status = 200, description = "The asset.", body = doc::Asset),
         (status = 404, description = "No audition yet.", body = doc::Error),
@@ -481,12 +429,8 @@ async fn get_audition(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (d, c) = path.into_inner();
-    let stored = state.app().get_drama(&caller, None, &drama_id(&d)?).await?;
-    let character = stored
-        .drama
-        .character(&c)
-        .ok_or_else(|| ApiError::not_found(Entity::Character, &c))?;
-    let audition = character
+    let stored = load_drama(&state, &caller, &d).await?;
+    let audition = find_character(&stored.drama, &c)?
         .audition()
         .filter(|a| a.url.is_some())
         .ok_or_else(|| {
@@ -507,10 +451,7 @@ async fn get_audition(
     path = "/dramas/{drama_id}/characters/{character_id}/generate",
     tag = "Generation",
     summary = "Generate a character's portrait now (synchronous)",
-    params(
-        doc::CharacterPath,
-        ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
-    ),
+    params(doc::CharacterPath, doc::Idempotent),
     responses(
         (status = 200, description = "The character.", body = doc::Character),
         (status = 404, description = "Missing.", body = doc::Error),
@@ -551,11 +492,7 @@ async fn portrait(
             ));
         }
     };
-    let updated = stored
-        .drama
-        .character(&c)
-        .ok_or_else(|| ApiError::not_found(Entity::Character, &c))?;
-    Ok(HttpResponse::Ok().json(updated))
+    Ok(HttpResponse::Ok().json(find_character(&stored.drama, &c)?))
 }
 
 #[utoipa::path(
@@ -563,9 +500,7 @@ async fn portrait(
     path = "/dramas/{drama_id}/cover_photo",
     tag = "Generation",
     summary = "The cover's url",
-    params(
-        doc::DramaPath,
-    ),
+    params(doc::DramaPath),
     responses(
         (status = 200, description = "`{\"url\": …}`"),
         (status = 404, description = "No drama, or no cover yet.", body = doc::Error),
@@ -605,10 +540,7 @@ async fn get_cover(
     path = "/dramas/{drama_id}/cover_photo",
     tag = "Generation",
     summary = "Generate the cover now (synchronous)",
-    params(
-        doc::DramaPath,
-        ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = doc::IDEMPOTENCY_KEY),
-    ),
+    params(doc::DramaPath, doc::Idempotent),
     responses(
         (status = 200, description = "The drama.", body = doc::Drama),
         (status = 400, description = "No main character, or one lacks a portrait.", body = doc::Error),

@@ -5,6 +5,7 @@ use serde_json::json;
 
 use super::openapi::schemas as doc;
 use crate::endpoint::endpoint;
+use crate::headers::header_text;
 use crate::state::ApiState;
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
@@ -88,10 +89,7 @@ async fn ready(state: web::Data<ApiState>) -> HttpResponse {
     security(())
 )]
 async fn root(req: HttpRequest) -> HttpResponse {
-    let wants_html = req
-        .headers()
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
+    let wants_html = header_text(req.headers(), header::ACCEPT)
         .and_then(|v| v.split(',').next())
         .is_some_and(|first| first.trim().starts_with("text/html"));
     if wants_html {

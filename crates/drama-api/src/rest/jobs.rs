@@ -24,8 +24,7 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 pub(crate) fn job_id(raw: &str) -> Result<JobId, ApiError> {
-    raw.parse()
-        .map_err(|_| ApiError::not_found(Entity::Job, raw))
+    super::path_id(raw, Entity::Job)
 }
 
 fn millis(t: chrono::DateTime<chrono::Utc>) -> i64 {
@@ -81,9 +80,7 @@ pub(crate) fn record(view: &JobView) -> Value {
     path = "/dramas/{drama_id}/jobs",
     tag = "Jobs",
     summary = "The jobs of a drama (runs), in creation order",
-    params(
-        doc::DramaPath,
-    ),
+    params(doc::DramaPath),
     responses(
         (status = 200, description = "`{\"jobs\": [JobStatusRecord]}`"),
         (status = 404, description = "No such entity, or not the caller's.", body = doc::Error),
@@ -135,9 +132,7 @@ async fn job_of_drama(
     path = "/jobs/{job_id}",
     tag = "Jobs",
     summary = "A job with its counts and direct children",
-    params(
-        doc::JobPath,
-    ),
+    params(doc::JobPath),
     responses(
         (status = 200, description = "The record with `children`.", body = doc::JobStatusRecord),
         (status = 404, description = "No such job of the caller.", body = doc::Error),
@@ -166,7 +161,7 @@ async fn job(
     path = "/jobs/{job_id}/cancel",
     tag = "Jobs",
     summary = "Cancel a run or subtree: nothing new starts, running handlers stop",
-    params(doc::JobPath,),
+    params(doc::JobPath),
     responses(doc::JobChanged)
 )]
 async fn cancel(
@@ -183,7 +178,7 @@ async fn cancel(
     path = "/jobs/{job_id}/resume",
     tag = "Jobs",
     summary = "Re-queue what failed, was skipped or cancelled (never what completed)",
-    params(doc::JobPath,),
+    params(doc::JobPath),
     responses(doc::JobResumed)
 )]
 async fn resume(

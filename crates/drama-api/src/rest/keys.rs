@@ -128,9 +128,7 @@ async fn revoke(
     Auth(caller): Auth,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path
-        .parse()
-        .map_err(|_| ApiError::not_found(Entity::ApiKey, path.as_str()))?;
+    let id = super::path_id(&path, Entity::ApiKey)?;
     let meta = state.app().revoke_api_key(&caller, id).await?;
     // The keys made with it went too: every cached key of the owner is asked about again.
     state.auth.forget_keys_of(meta.owner);

@@ -178,12 +178,7 @@ fn item(
     path = "/asset-library/{asset_id}/metadata",
     tag = "Asset library",
     summary = "An upload's record",
-    params(
-        ("asset_id" = String, Path, description = "Asset id."),
-        ("user_id" = Option<String>, Query, description = "Another owner (service callers only)."),
-        ("project_name" = String, Query, min_length = 1, pattern = "[A-Za-z0-9]", description = "Project."),
-        ("asset_type" = inline(doc::LibraryType), Query, description = "image, video or text."),
-    ),
+    params(doc::UploadPath, doc::LibraryItem),
     responses(
         (status = 200, description = "The record."),
         (status = 404, description = "No such upload.", body = doc::Error),
@@ -207,12 +202,7 @@ async fn metadata(
     path = "/asset-library/{asset_id}",
     tag = "Asset library",
     summary = "Download an upload",
-    params(
-        ("asset_id" = String, Path, description = "Asset id."),
-        ("user_id" = Option<String>, Query, description = "Another owner (service callers only)."),
-        ("project_name" = String, Query, min_length = 1, pattern = "[A-Za-z0-9]", description = "Project."),
-        ("asset_type" = inline(doc::LibraryType), Query, description = "image, video or text."),
-    ),
+    params(doc::UploadPath, doc::LibraryItem),
     responses(
         (status = 200, description = "The bytes, with their type."),
         (status = 400, description = "Missing project or type.", body = doc::Error),
@@ -236,12 +226,7 @@ async fn download(
     path = "/asset-library/{asset_id}",
     tag = "Asset library",
     summary = "Delete an upload",
-    params(
-        ("asset_id" = String, Path, description = "Asset id."),
-        ("user_id" = Option<String>, Query, description = "Another owner (service callers only)."),
-        ("project_name" = String, Query, min_length = 1, pattern = "[A-Za-z0-9]", description = "Project."),
-        ("asset_type" = inline(doc::LibraryType), Query, description = "image, video or text."),
-    ),
+    params(doc::UploadPath, doc::LibraryItem),
     responses(
         (status = 200, description = "`{success, message}`"),
         (status = 404, description = "No such upload.", body = doc::Error),

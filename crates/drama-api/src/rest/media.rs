@@ -14,6 +14,7 @@ use super::delivery::Delivery;
 use super::openapi::schemas as doc;
 use crate::endpoint::endpoint;
 use crate::error::{ApiError, ErrorCode};
+use crate::headers::header_text;
 use crate::state::ApiState;
 
 /// How long a redirect to a presigned bucket URL stays valid.
@@ -39,9 +40,7 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     path = "/media/{key}",
     tag = "Asset library",
     summary = "An object of the caller (buckets redirect to a short-lived signed URL)",
-    params(
-        ("key" = String, Path, description = "Object key."),
-    ),
+    params(doc::ObjectPath),
     responses(
         (status = 200, description = "The bytes (ranges and conditional requests supported)."),
         (status = 302, description = "Redirect to a presigned URL."),
@@ -94,10 +93,7 @@ fn verify(
     req: &HttpRequest,
     key: &str,
 ) -> Result<(ObjectKey, DateTime<Utc>), ApiError> {
-    let content_type = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
+    let content_type = header_text(req.headers(), header::CONTENT_TYPE);
     match state.app().check_media_signature(&SignedRequest {
         method: req.method().as_str(),
         key,
@@ -116,9 +112,7 @@ fn verify(
     path = "/media/{key}",
     tag = "Asset library",
     summary = "The headers of the object's GET, without the body (buckets included: answered from the object's metadata)",
-    params(
-        ("key" = String, Path, description = "Object key."),
-    ),
+    params(doc::ObjectPath),
     responses(
         (status = 200, description = "The headers a GET would answer (Content-Length, Content-Type, Accept-Ranges, ETag, Last-Modified), no body."),
         (status = 404, description = "Not the caller's object.", body = doc::Error),
@@ -141,11 +135,7 @@ async fn media_head(
     path = "/files/{key}",
     tag = "Asset library",
     summary = "The headers of a signed download, without the body (the GET URL's signature is good for HEAD)",
-    params(
-        ("key" = String, Path, description = "Object key."),
-        ("expires" = String, Query, description = "Expiry (unix seconds)."),
-        ("sig" = String, Query, description = "Signature."),
-    ),
+    params(doc::ObjectPath, doc::Signature),
     responses(
         (status = 200, description = "The headers a GET would answer (Content-Length, Content-Type, Accept-Ranges, ETag, Last-Modified), no body."),
         (status = 403, description = "Bad or expired signature.", body = doc::Error),
@@ -169,11 +159,7 @@ async fn signed_head(
     path = "/files/{key}",
     tag = "Asset library",
     summary = "Download through a URL signed by the local or memory store",
-    params(
-        ("key" = String, Path, description = "Object key."),
-        ("expires" = String, Query, description = "Expiry (unix seconds)."),
-        ("sig" = String, Query, description = "Signature."),
-    ),
+    params(doc::ObjectPath, doc::Signature),
     responses(
         (status = 200, description = "The bytes, cached privately for the rest of the signature's life (ranges and conditional requests supported)."),
         (status = 403, description = "Bad or expired signature.", body = doc::Error),
@@ -204,11 +190,7 @@ async fn signed_get(
     path = "/files/{key}",
     tag = "Asset library",
     summary = "Upload through a signed URL (exact Content-Type)",
-    params(
-        ("key" = String, Path, description = "Object key."),
-        ("expires" = String, Query, description = "Expiry (unix seconds)."),
-        ("sig" = String, Query, description = "Signature."),
-    ),
+    params(doc::ObjectPath, doc::Signature),
     responses(
         (status = 200, description = "The stored object's facts."),
         (status = 403, description = "Bad or expired signature, or another Content-Type.", body = doc::Error),
@@ -222,17 +204,10 @@ async fn signed_put(
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let (key, _) = verify(&state, &req, &path)?;
-    let content_type = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
+    let content_type = header_text(req.headers(), header::CONTENT_TYPE)
         .unwrap_or("application/octet-stream")
         .to_owned();
-    let length = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
+    let length = header_text(req.headers(), header::CONTENT_LENGTH).and_then(|v| v.parse().ok());
     // actix payloads are not `Send`; forward them through a channel to the store.
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
     let app = state.app().clone();

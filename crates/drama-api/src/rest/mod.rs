@@ -22,11 +22,13 @@ pub(crate) mod upload_guard;
 
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::{HttpResponse, web};
-use drama_app::store::Version;
-use drama_domain::{DomainError, DramaId, EntityPatch};
+use drama_app::Caller;
+use drama_app::store::{StoredDrama, Version};
+use drama_domain::{DomainError, Drama, DramaId, EntityPatch};
 use serde_json::Value;
 
 use crate::error::ApiError;
+use crate::state::ApiState;
 
 /// Registers every REST route.
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
@@ -105,6 +107,40 @@ pub(crate) fn patch_body(
     let expected = expected_version(headers, Some(&body))?;
     let patch = parse(body).map_err(|e| ApiError::validation(&e, "body"))?;
     Ok((patch, expected))
+}
+
+/// The caller's drama named by a raw path id.
+pub(crate) async fn load_drama(
+    state: &ApiState,
+    caller: &Caller,
+    raw: &str,
+) -> Result<StoredDrama, ApiError> {
+    Ok(state.app().get_drama(caller, None, &drama_id(raw)?).await?)
+}
+
+/// A read of the caller's drama answered with what `part` picks out of it, the drama's version
+/// as its ETag.
+pub(crate) async fn read_part<T: serde::Serialize>(
+    state: &ApiState,
+    caller: &Caller,
+    raw: &str,
+    part: impl for<'d> FnOnce(&'d Drama) -> Result<&'d T, ApiError>,
+) -> Result<HttpResponse, ApiError> {
+    let stored = load_drama(state, caller, raw).await?;
+    Ok(with_etag(stored.version, part(&stored.drama)?))
+}
+
+/// Applies a patch made by [`patch_body`] to the caller's drama `drama` and answers with what
+/// `part` picks out of the drama as committed, the drama's version as its ETag.
+pub(crate) async fn commit<T: serde::Serialize>(
+    state: &ApiState,
+    caller: &Caller,
+    drama: &DramaId,
+    (patch, expected): (EntityPatch, Option<Version>),
+    part: impl for<'d> FnOnce(&'d Drama) -> Result<&'d T, ApiError>,
+) -> Result<HttpResponse, ApiError> {
+    let stored = state.app().patch(caller, drama, &patch, expected).await?;
+    Ok(with_etag(stored.version, part(&stored.drama)?))
 }
 
 /// `metadata` of an entity in a request: a JSON object or `null`, as the document says. The

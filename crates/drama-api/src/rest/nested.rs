@@ -1,15 +1,15 @@
 //! Characters, episodes, scenes and scene assets of a drama: reads and PATCHes.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use drama_app::store::{Entity, StoredDrama};
+use drama_app::store::Entity;
 use drama_domain::{
-    AssetId, AssetOwner, AssetPatch, CharacterId, CharacterPatch, Drama, EntityPatch, EpisodeId,
-    EpisodePatch, Scene, SceneId, ScenePatch,
+    Asset, AssetId, AssetOwner, AssetPatch, Character, CharacterId, CharacterPatch, Drama,
+    EntityPatch, Episode, EpisodeId, EpisodePatch, Scene, SceneId, ScenePatch,
 };
 use serde_json::json;
 
 use super::openapi::schemas as doc;
-use super::{drama_id, patch_body, path_id, with_etag};
+use super::{commit, drama_id, load_drama, patch_body, path_id, read_part, with_etag};
 use crate::endpoint::endpoint;
 use crate::error::ApiError;
 use crate::state::{ApiState, Auth};
@@ -41,22 +41,43 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
         );
 }
 
-async fn load(
-    state: &ApiState,
-    caller: &drama_app::Caller,
-    raw: &str,
-) -> Result<StoredDrama, ApiError> {
-    Ok(state.app().get_drama(caller, None, &drama_id(raw)?).await?)
+pub(super) fn find_character<'a>(drama: &'a Drama, id: &str) -> Result<&'a Character, ApiError> {
+    drama
+        .character(id)
+        .ok_or_else(|| ApiError::not_found(Entity::Character, id))
 }
 
-fn find_scene<'a>(drama: &'a Drama, episode: &str, scene: &str) -> Result<&'a Scene, ApiError> {
-    let ep = drama
-        .episode(episode)
-        .ok_or_else(|| ApiError::not_found(Entity::Episode, episode))?;
-    ep.scenes
+pub(super) fn find_episode<'a>(drama: &'a Drama, id: &str) -> Result<&'a Episode, ApiError> {
+    drama
+        .episode(id)
+        .ok_or_else(|| ApiError::not_found(Entity::Episode, id))
+}
+
+/// The scene `scene` of the episode `episode` (404 naming whichever is missing).
+pub(super) fn find_scene<'a>(
+    drama: &'a Drama,
+    episode: &str,
+    scene: &str,
+) -> Result<&'a Scene, ApiError> {
+    find_episode(drama, episode)?
+        .scenes
         .iter()
         .find(|s| s.id.as_str() == scene)
         .ok_or_else(|| ApiError::not_found(Entity::Scene, scene))
+}
+
+/// The asset `asset` of a scene (404 naming whichever part is missing).
+pub(super) fn find_asset<'a>(
+    drama: &'a Drama,
+    episode: &str,
+    scene: &str,
+    asset: &str,
+) -> Result<&'a Asset, ApiError> {
+    find_scene(drama, episode, scene)?
+        .assets
+        .iter()
+        .find(|x| x.id.as_str() == asset)
+        .ok_or_else(|| ApiError::not_found(Entity::Asset, asset))
 }
 
 #[utoipa::path(
@@ -64,9 +85,7 @@ fn find_scene<'a>(drama: &'a Drama, episode: &str, scene: &str) -> Result<&'a Sc
     path = "/dramas/{drama_id}/characters",
     tag = "Parts of a drama",
     summary = "List a drama's characters",
-    params(
-        doc::DramaPath,
-    ),
+    params(doc::DramaPath),
     responses(
         (status = 200, description = "`{\"characters\": […]}`"),
         (status = 404, description = "A parent is missing.", body = doc::Error),
@@ -77,7 +96,7 @@ async fn characters(
     Auth(caller): Auth,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let stored = load(&state, &caller, &path).await?;
+    let stored = load_drama(&state, &caller, &path).await?;
     Ok(with_etag(
         stored.version,
         &json!({"characters": stored.drama.characters}),
@@ -89,7 +108,7 @@ async fn characters(
     path = "/dramas/{drama_id}/characters/{character_id}",
     tag = "Parts of a drama",
     summary = "Read one of the characters",
-    params(doc::CharacterPath,),
+    params(doc::CharacterPath),
     responses(doc::PartRead)
 )]
 async fn character(
@@ -98,12 +117,7 @@ async fn character(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (d, c) = path.into_inner();
-    let stored = load(&state, &caller, &d).await?;
-    let character = stored
-        .drama
-        .character(&c)
-        .ok_or_else(|| ApiError::not_found(Entity::Character, &c))?;
-    Ok(with_etag(stored.version, character))
+    read_part(&state, &caller, &d, |drama| find_character(drama, &c)).await
 }
 
 #[utoipa::path(
@@ -111,10 +125,7 @@ async fn character(
     path = "/dramas/{drama_id}/characters/{character_id}",
     tag = "Parts of a drama",
     summary = "Change one of the characters",
-    params(
-        doc::CharacterPath,
-        ("If-Match" = Option<String>, Header, nullable = false, pattern = "^(\\*|(W/)?\"[0-9]{1,18}\"|[0-9]{1,18})$", description = "The drama version the change is based on (the `ETag` of a read); a stale one is 409."),
-    ),
+    params(doc::CharacterPath, doc::IfMatch),
     request_body = doc::CharacterPatch,
     responses(doc::PartPatched)
 )]
@@ -127,18 +138,13 @@ async fn patch_character(
 ) -> Result<HttpResponse, ApiError> {
     let (d, c) = path.into_inner();
     let (drama, character): (_, CharacterId) = (drama_id(&d)?, path_id(&c, Entity::Character)?);
-    let (patch, expected) = patch_body(req.headers(), &body, |body| {
+    let patch = patch_body(req.headers(), &body, |body| {
         Ok(EntityPatch::Character {
-            id: character.clone(),
+            id: character,
             changes: CharacterPatch::from_value(body)?,
         })
     })?;
-    let stored = state.app().patch(&caller, &drama, &patch, expected).await?;
-    let updated = stored
-        .drama
-        .character(character.as_str())
-        .ok_or_else(|| ApiError::not_found(Entity::Character, &c))?;
-    Ok(with_etag(stored.version, updated))
+    commit(&state, &caller, &drama, patch, |d| find_character(d, &c)).await
 }
 
 #[utoipa::path(
@@ -146,9 +152,7 @@ async fn patch_character(
     path = "/dramas/{drama_id}/episodes",
     tag = "Parts of a drama",
     summary = "List a drama's episodes",
-    params(
-        doc::DramaPath,
-    ),
+    params(doc::DramaPath),
     responses(
         (status = 200, description = "`{\"episodes\": […]}`"),
         (status = 404, description = "A parent is missing.", body = doc::Error),
@@ -159,7 +163,7 @@ async fn episodes(
     Auth(caller): Auth,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let stored = load(&state, &caller, &path).await?;
+    let stored = load_drama(&state, &caller, &path).await?;
     Ok(with_etag(
         stored.version,
         &json!({"episodes": stored.drama.episodes}),
@@ -171,7 +175,7 @@ async fn episodes(
     path = "/dramas/{drama_id}/episodes/{episode_id}",
     tag = "Parts of a drama",
     summary = "Read one of the episodes",
-    params(doc::EpisodePath,),
+    params(doc::EpisodePath),
     responses(doc::PartRead)
 )]
 async fn episode(
@@ -180,12 +184,7 @@ async fn episode(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (d, e) = path.into_inner();
-    let stored = load(&state, &caller, &d).await?;
-    let episode = stored
-        .drama
-        .episode(&e)
-        .ok_or_else(|| ApiError::not_found(Entity::Episode, &e))?;
-    Ok(with_etag(stored.version, episode))
+    read_part(&state, &caller, &d, |drama| find_episode(drama, &e)).await
 }
 
 #[utoipa::path(
@@ -193,10 +192,7 @@ async fn episode(
     path = "/dramas/{drama_id}/episodes/{episode_id}",
     tag = "Parts of a drama",
     summary = "Change one of the episodes",
-    params(
-        doc::EpisodePath,
-        ("If-Match" = Option<String>, Header, nullable = false, pattern = "^(\\*|(W/)?\"[0-9]{1,18}\"|[0-9]{1,18})$", description = "The drama version the change is based on (the `ETag` of a read); a stale one is 409."),
-    ),
+    params(doc::EpisodePath, doc::IfMatch),
     request_body = doc::EpisodePatch,
     responses(doc::PartPatched)
 )]
@@ -209,18 +205,13 @@ async fn patch_episode(
 ) -> Result<HttpResponse, ApiError> {
     let (d, e) = path.into_inner();
     let (drama, episode): (_, EpisodeId) = (drama_id(&d)?, path_id(&e, Entity::Episode)?);
-    let (patch, expected) = patch_body(req.headers(), &body, |body| {
+    let patch = patch_body(req.headers(), &body, |body| {
         Ok(EntityPatch::Episode {
-            id: episode.clone(),
+            id: episode,
             changes: EpisodePatch::from_value(body)?,
         })
     })?;
-    let stored = state.app().patch(&caller, &drama, &patch, expected).await?;
-    let updated = stored
-        .drama
-        .episode(episode.as_str())
-        .ok_or_else(|| ApiError::not_found(Entity::Episode, &e))?;
-    Ok(with_etag(stored.version, updated))
+    commit(&state, &caller, &drama, patch, |d| find_episode(d, &e)).await
 }
 
 #[utoipa::path(
@@ -228,9 +219,7 @@ async fn patch_episode(
     path = "/dramas/{drama_id}/episodes/{episode_id}/scenes",
     tag = "Parts of a drama",
     summary = "List a drama's scenes",
-    params(
-        doc::EpisodePath,
-    ),
+    params(doc::EpisodePath),
     responses(
         (status = 200, description = "`{\"scenes\": […]}`"),
         (status = 404, description = "A parent is missing.", body = doc::Error),
@@ -242,11 +231,8 @@ async fn scenes(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (d, e) = path.into_inner();
-    let stored = load(&state, &caller, &d).await?;
-    let episode = stored
-        .drama
-        .episode(&e)
-        .ok_or_else(|| ApiError::not_found(Entity::Episode, &e))?;
+    let stored = load_drama(&state, &caller, &d).await?;
+    let episode = find_episode(&stored.drama, &e)?;
     Ok(with_etag(
         stored.version,
         &json!({"scenes": episode.scenes}),
@@ -258,7 +244,7 @@ async fn scenes(
     path = "/dramas/{drama_id}/episodes/{episode_id}/scenes/{scene_id}",
     tag = "Parts of a drama",
     summary = "Read one of the scenes",
-    params(doc::ScenePath,),
+    params(doc::ScenePath),
     responses(doc::PartRead)
 )]
 async fn scene(
@@ -267,9 +253,7 @@ async fn scene(
     path: web::Path<(String, String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (d, e, s) = path.into_inner();
-    let stored = load(&state, &caller, &d).await?;
-    let scene = find_scene(&stored.drama, &e, &s)?;
-    Ok(with_etag(stored.version, scene))
+    read_part(&state, &caller, &d, |drama| find_scene(drama, &e, &s)).await
 }
 
 #[utoipa::path(
@@ -277,10 +261,7 @@ async fn scene(
     path = "/dramas/{drama_id}/episodes/{episode_id}/scenes/{scene_id}",
     tag = "Parts of a drama",
     summary = "Change one of the scenes",
-    params(
-        doc::ScenePath,
-        ("If-Match" = Option<String>, Header, nullable = false, pattern = "^(\\*|(W/)?\"[0-9]{1,18}\"|[0-9]{1,18})$", description = "The drama version the change is based on (the `ETag` of a read); a stale one is 409."),
-    ),
+    params(doc::ScenePath, doc::IfMatch),
     request_body = doc::ScenePatch,
     responses(doc::PartPatched)
 )]
@@ -295,16 +276,14 @@ async fn patch_scene(
     let drama = drama_id(&d)?;
     let episode: EpisodeId = path_id(&e, Entity::Episode)?;
     let scene: SceneId = path_id(&s, Entity::Scene)?;
-    let (patch, expected) = patch_body(req.headers(), &body, |body| {
+    let patch = patch_body(req.headers(), &body, |body| {
         Ok(EntityPatch::Scene {
             episode,
             id: scene,
             changes: ScenePatch::from_value(body)?,
         })
     })?;
-    let stored = state.app().patch(&caller, &drama, &patch, expected).await?;
-    let updated = find_scene(&stored.drama, &e, &s)?;
-    Ok(with_etag(stored.version, updated))
+    commit(&state, &caller, &drama, patch, |d| find_scene(d, &e, &s)).await
 }
 
 #[utoipa::path(
@@ -312,9 +291,7 @@ async fn patch_scene(
     path = "/dramas/{drama_id}/episodes/{episode_id}/scenes/{scene_id}/assets",
     tag = "Parts of a drama",
     summary = "List a drama's assets",
-    params(
-        doc::ScenePath,
-    ),
+    params(doc::ScenePath),
     responses(
         (status = 200, description = "`{\"assets\": […]}`"),
         (status = 404, description = "A parent is missing.", body = doc::Error),
@@ -326,7 +303,7 @@ async fn scene_assets(
     path: web::Path<(String, String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (d, e, s) = path.into_inner();
-    let stored = load(&state, &caller, &d).await?;
+    let stored = load_drama(&state, &caller, &d).await?;
     let scene = find_scene(&stored.drama, &e, &s)?;
     Ok(with_etag(stored.version, &json!({"assets": scene.assets})))
 }
@@ -336,10 +313,7 @@ async fn scene_assets(
     path = "/dramas/{drama_id}/episodes/{episode_id}/scenes/{scene_id}/assets/{asset_id}",
     tag = "Parts of a drama",
     summary = "Read one of the assets",
-    params(
-        doc::ScenePath,
-        ("asset_id" = String, Path, description = "Asset id."),
-    ),
+    params(doc::AssetPath),
     responses(doc::PartRead)
 )]
 async fn scene_asset(
@@ -348,14 +322,7 @@ async fn scene_asset(
     path: web::Path<(String, String, String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (d, e, s, a) = path.into_inner();
-    let stored = load(&state, &caller, &d).await?;
-    let scene = find_scene(&stored.drama, &e, &s)?;
-    let asset = scene
-        .assets
-        .iter()
-        .find(|x| x.id.as_str() == a)
-        .ok_or_else(|| ApiError::not_found(Entity::Asset, &a))?;
-    Ok(with_etag(stored.version, asset))
+    read_part(&state, &caller, &d, |drama| find_asset(drama, &e, &s, &a)).await
 }
 
 #[utoipa::path(
@@ -363,11 +330,7 @@ async fn scene_asset(
     path = "/dramas/{drama_id}/episodes/{episode_id}/scenes/{scene_id}/assets/{asset_id}",
     tag = "Parts of a drama",
     summary = "Change one of the assets",
-    params(
-        doc::ScenePath,
-        ("asset_id" = String, Path, description = "Asset id."),
-        ("If-Match" = Option<String>, Header, nullable = false, pattern = "^(\\*|(W/)?\"[0-9]{1,18}\"|[0-9]{1,18})$", description = "The drama version the change is based on (the `ETag` of a read); a stale one is 409."),
-    ),
+    params(doc::AssetPath, doc::IfMatch),
     request_body = doc::AssetPatch,
     responses(doc::PartPatched)
 )]
@@ -383,18 +346,15 @@ async fn patch_scene_asset(
     let episode: EpisodeId = path_id(&e, Entity::Episode)?;
     let scene: SceneId = path_id(&s, Entity::Scene)?;
     let asset: AssetId = path_id(&a, Entity::Asset)?;
-    let (patch, expected) = patch_body(req.headers(), &body, |body| {
+    let patch = patch_body(req.headers(), &body, |body| {
         Ok(EntityPatch::Asset {
             owner: AssetOwner::Scene { episode, scene },
-            id: asset.clone(),
+            id: asset,
             changes: AssetPatch::from_value(body)?,
         })
     })?;
-    let stored = state.app().patch(&caller, &drama, &patch, expected).await?;
-    let updated = find_scene(&stored.drama, &e, &s)?
-        .assets
-        .iter()
-        .find(|x| x.id == asset)
-        .ok_or_else(|| ApiError::not_found(Entity::Asset, &a))?;
-    Ok(with_etag(stored.version, updated))
+    commit(&state, &caller, &drama, patch, |d| {
+        find_asset(d, &e, &s, &a)
+    })
+    .await
 }

@@ -3,6 +3,7 @@
 
 mod auth;
 mod console;
+mod cover_words;
 mod credits;
 mod embedding;
 mod error_table;

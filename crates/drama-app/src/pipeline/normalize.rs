@@ -70,7 +70,7 @@ pub fn ensure_assets(drama: &mut Drama) -> Result<bool, DomainError> {
         .map(|c| (c.id.to_string(), c.name.to_lowercase()))
         .collect();
     for c in &mut drama.characters {
-        let portrait = match c.assets.iter().find(|a| a.kind == AssetKind::Image) {
+        let portrait = match c.portrait() {
             Some(a) => a.id.to_string(),
             None => {
                 let id = derived_id(c.id.as_str(), "_portrait_front_halfbody", &mut taken)?;
@@ -102,7 +102,7 @@ pub fn ensure_assets(drama: &mut Drama) -> Result<bool, DomainError> {
             ));
         }
     }
-    if !drama.assets.iter().any(|a| a.kind == AssetKind::Image) {
+    if drama.cover().is_none() {
         let id = derived_id(drama.id.as_str(), "_cover", &mut taken)?;
         let mains = drama
             .characters

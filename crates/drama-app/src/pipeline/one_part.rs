@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::plan::Scope;
 use super::usecases::{GenerateOptions, SETTLE_POLL, Started, Waited};
-use crate::{App, AppError, Caller};
+use crate::{App, AppError, Caller, Precondition};
 
 impl App {
     /// Starts the audition video of a character (after its portrait when that is missing).
@@ -78,7 +78,10 @@ impl App {
         let c = drama
             .character(character.as_str())
             .ok_or_else(|| AppError::not_found(Entity::Character, character))?;
-        let asset = first_asset(&c.assets, AssetKind::Image, character)?;
+        let asset = c
+            .portrait()
+            .map(|a| a.id.clone())
+            .ok_or_else(|| AppError::not_found(Entity::Asset, character))?;
         let started = self.generate(caller, id, Scope::Asset(asset), true).await?;
         if self.wait_for(caller, started.job_id).await?.is_none() {
             return Ok(Waited::Running(started));
@@ -89,7 +92,7 @@ impl App {
     }
 
     /// Generates the cover now (after the main characters' portraits exist), as the old
-    /// server's synchronous route did, with its messages.
+    /// server's synchronous route did, refusing what it refused.
     ///
     /// # Errors
     /// `Precondition` when there is no main character or one lacks a portrait; `NotFound`;
@@ -99,22 +102,22 @@ impl App {
         let mains: Vec<&drama_domain::Character> =
             drama.characters.iter().filter(|c| c.main).collect();
         if mains.is_empty() {
-            return Err(AppError::Precondition(
-                "Drama must have at least one main character".to_owned(),
-            ));
+            return Err(AppError::Precondition(Precondition::NoMainCharacter));
         }
-        let missing: Vec<&str> = mains
+        let missing: Vec<String> = mains
             .iter()
             .filter(|c| c.url.is_none())
-            .map(|c| c.name.as_str())
+            .map(|c| c.name.clone())
             .collect();
         if !missing.is_empty() {
-            return Err(AppError::Precondition(format!(
-                "All main characters must have images generated first. Missing images for: {}",
-                missing.join(", ")
+            return Err(AppError::Precondition(Precondition::MissingPortraits(
+                missing,
             )));
         }
-        let cover = first_asset(&drama.assets, AssetKind::Image, id)?;
+        let cover = drama
+            .cover()
+            .map(|a| a.id.clone())
+            .ok_or_else(|| AppError::not_found(Entity::Asset, id))?;
         let started = self.generate(caller, id, Scope::Asset(cover), true).await?;
         let settled = self
             .wait_for(caller, started.job_id)

@@ -28,6 +28,20 @@ pub struct UploadLog {
     pub aborted: Vec<String>,
 }
 
+impl UploadLog {
+    /// The part sizes, in part order, of the one multipart upload the server has seen.
+    pub fn part_sizes_of_the_only_upload(&self) -> Vec<i64> {
+        assert_eq!(self.parts.len(), 1, "{self:?}");
+        self.parts
+            .values()
+            .next()
+            .unwrap()
+            .values()
+            .copied()
+            .collect()
+    }
+}
+
 /// Access hook: requires a signature (s3s's default) and enforces R2's rule that every part
 /// but the last has the same size and the last is no larger; records what it sees.
 #[derive(Clone, Default)]

@@ -100,6 +100,45 @@ pub async fn cancel_stops_new_work_and_resume_reruns_only_what_did_not_complete<
     worker.shutdown().await;
 }
 
+/// After the run was cancelled, resuming one task queues its dependents in other groups too
+/// (and prices them); those groups are no longer cancelled, so the dependents run instead of
+/// being cancelled again when claimed.
+pub async fn resuming_a_task_of_a_cancelled_run_runs_its_dependents_elsewhere<S: JobStore>(
+    store: Arc<S>,
+) {
+    let graph = Graph::new(RunSpec::new("t", owner()))
+        .with(NodeSpec::group("portraits", "characters"))
+        .with(NodeSpec::group("episode", "episode"))
+        .with(
+            NodeSpec::task("portrait", "step", json!({}))
+                .parent("portraits")
+                .cost(10),
+        )
+        .with(
+            NodeSpec::task("storyboard", "step", json!({}))
+                .parent("episode")
+                .after(["portrait"])
+                .cost(5),
+        );
+    let run = store.submit(&graph).await.unwrap();
+    store.cancel(run.run_id, "user cancelled").await.unwrap();
+    let root = wait_settled(&*store, run.run_id, Duration::from_secs(20)).await;
+    assert_eq!(root.state, JobState::Cancelled);
+    assert_eq!(store.take_refund(run.run_id).await.unwrap(), 15);
+
+    let worker = start(&store, noop_registry(&["step"]), fast_config()).await;
+    let resumed = store.resume(run.ids["portrait"]).await.unwrap();
+    assert_eq!(resumed.queued, 2, "the portrait and its storyboard");
+    let root = wait_settled(&*store, run.run_id, Duration::from_secs(20)).await;
+    let tree = assert_consistent(&*store, run.run_id).await;
+    assert_eq!(key_of(&tree, "storyboard").state, JobState::Completed);
+    assert_eq!(key_of(&tree, "episode").state, JobState::Completed);
+    assert_eq!(root.state, JobState::Completed);
+    // Both ran, so the refund given for both is taken back.
+    assert_eq!(store.take_refund(run.run_id).await.unwrap(), -15);
+    worker.shutdown().await;
+}
+
 pub async fn graceful_shutdown_releases_unstarted_tasks<S: JobStore>(store: Arc<S>) {
     let started = Arc::new(AtomicUsize::new(0));
     let mut registry = Registry::new();

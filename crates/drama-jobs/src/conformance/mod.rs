@@ -38,6 +38,7 @@ pub use control::{
     budgets_stop_overspending_and_refunds_are_exact,
     cancel_stops_new_work_and_resume_reruns_only_what_did_not_complete,
     external_completion_claims_are_verified, graceful_shutdown_releases_unstarted_tasks,
+    resuming_a_task_of_a_cancelled_run_runs_its_dependents_elsewhere,
 };
 pub use failures::{
     a_crashed_worker_is_replaced_after_lease_expiry,
@@ -69,6 +70,7 @@ macro_rules! for_each_job_scenario {
         $m!(panics_count_as_retryable_failures);
         $m!(a_crashed_worker_is_replaced_after_lease_expiry);
         $m!(cancel_stops_new_work_and_resume_reruns_only_what_did_not_complete);
+        $m!(resuming_a_task_of_a_cancelled_run_runs_its_dependents_elsewhere);
         $m!(resource_limits_hold_across_workers);
         $m!(rate_limits_cap_starts_per_minute);
         $m!(expansions_extend_a_running_graph);

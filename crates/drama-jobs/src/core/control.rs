@@ -30,6 +30,7 @@ impl Workset<'_> {
         target: JobId,
         reason: &str,
     ) -> Result<(usize, usize), CoreError> {
+        let reason = &*super::storable_text(reason);
         let nodes = self.run_nodes(run)?;
         let target_type = node_type_in(&nodes, target)?;
         let mut tasks = Vec::new();
@@ -77,7 +78,9 @@ impl Workset<'_> {
 
     /// Queues again the failed, skipped and cancelled tasks below `target` and the tasks
     /// elsewhere that were skipped or cancelled because of them; completed tasks never run
-    /// again. Returns how many tasks were queued.
+    /// again. The groups enclosing the queued tasks are no longer cancelled, so every task
+    /// queued (and paid for, with [`Workset::resume_priced`]) runs. Returns how many tasks were
+    /// queued.
     ///
     /// # Errors
     /// [`CoreError::RunNotLoaded`] unless the whole run is loaded; `NotFound` for an unknown
@@ -104,6 +107,7 @@ impl Workset<'_> {
         for id in self.order_by_dependencies(&reset)? {
             if self.requeue_reset(id)? {
                 queued += 1;
+                self.uncancel_groups_of(id)?;
             }
         }
         Ok(queued)
@@ -157,6 +161,22 @@ impl Workset<'_> {
             }
         }
         Ok(seeds)
+    }
+
+    /// Clears the cancellation of the groups enclosing a task the resume queued again. A
+    /// dependent elsewhere (a storyboard in an episode group, after a portrait of the
+    /// characters group was resumed) lies outside the target's groups, which
+    /// [`Workset::resume_seeds`] cleared; if its group stayed cancelled, the claim would cancel
+    /// it again at once, after [`Workset::resume_priced`] had charged for it.
+    fn uncancel_groups_of(&mut self, id: JobId) -> Result<(), CoreError> {
+        for a in self.task(id)?.ancestors.clone() {
+            let g = self.group(a)?;
+            if g.cancel_requested {
+                g.cancel_requested = false;
+                self.changed_groups.insert(a);
+            }
+        }
+        Ok(())
     }
 
     /// Resets one task for a resume: it waits or is ready again (`true`), or, when a

@@ -33,7 +33,7 @@ use crate::state::{Counts, EventKind, JobState};
 pub use invariants::check_invariants;
 pub use rows::{
     Changes, CoreError, EmptySource, Finish, FinishKind, GroupRow, NewEvent, NewNode, RowSource,
-    StartOutcome, TaskRow, refundable,
+    StartOutcome, TaskRow, refundable, storable_text,
 };
 
 fn millis(d: Duration) -> i64 {

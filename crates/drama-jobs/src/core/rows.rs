@@ -1,5 +1,6 @@
 //! The rows stores load for an operation and the changes they write back.
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
@@ -299,6 +300,45 @@ pub enum FinishKind {
     Release,
     /// The handler completed the task in its own transaction; check that it really did.
     VerifyExternal,
+}
+
+impl FinishKind {
+    /// The same outcome with its error or reason text made storable ([`storable_text`]).
+    pub fn storable(&self) -> Cow<'_, FinishKind> {
+        let text = match self {
+            Self::Retry { error: t, .. }
+            | Self::Defer { reason: t, .. }
+            | Self::Fail { error: t }
+            | Self::Cancelled { reason: t } => t,
+            Self::Complete { .. } | Self::Release | Self::VerifyExternal => {
+                return Cow::Borrowed(self);
+            }
+        };
+        let Cow::Owned(clean) = storable_text(text) else {
+            return Cow::Borrowed(self);
+        };
+        let mut kind = self.clone();
+        if let Self::Retry { error: t, .. }
+        | Self::Defer { reason: t, .. }
+        | Self::Fail { error: t }
+        | Self::Cancelled { reason: t } = &mut kind
+        {
+            *t = clean;
+        }
+        Cow::Owned(kind)
+    }
+}
+
+/// `text` without the characters PostgreSQL cannot store in `text` or `jsonb`: NUL (U+0000)
+/// is the only one a Rust string can hold. Errors and reasons come from handlers, which often
+/// pass on a provider's message verbatim; one NUL in them made the store refuse the whole
+/// completion batch it was in.
+pub fn storable_text(text: &str) -> Cow<'_, str> {
+    if text.contains('\0') {
+        Cow::Owned(text.replace('\0', ""))
+    } else {
+        Cow::Borrowed(text)
+    }
 }
 
 /// One finished attempt.

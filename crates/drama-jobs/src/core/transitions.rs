@@ -74,6 +74,8 @@ impl Workset<'_> {
         }
         self.check_fence(fence)?;
         let id = fence.job_id;
+        // Errors and reasons enter the engine here, from handlers: keep them storable.
+        let kind = finish.kind.storable();
         let cancelled = {
             let own = self.task(id)?.cancel_requested;
             match self.cancelled_by_group(id)? {
@@ -81,7 +83,7 @@ impl Workset<'_> {
                 None => own.then(|| "cancelled while running".to_owned()),
             }
         };
-        match &finish.kind {
+        match &*kind {
             FinishKind::Complete { result, expansion } => {
                 self.complete(id, result.clone())?;
                 if let Some(expansion) = expansion

@@ -177,8 +177,8 @@ pub(super) async fn completer<S: JobStore>(
                     failures = failures.saturating_add(1);
                 }
                 Err(e) => {
-                    warn!(error = %e, items = batch.len(), "completion failed; the leases will expire");
-                    break None;
+                    warn!(error = %e, items = batch.len(), "completion batch refused; writing its items one at a time");
+                    break Some(finish_one_by_one(&shared, &batch).await);
                 }
             }
         };
@@ -207,6 +207,73 @@ pub(super) async fn completer<S: JobStore>(
         drop(in_flight);
         shared.drained.notify_waiters();
         shared.wake.notify_one();
+    }
+}
+
+/// What a task's error says when the store refused to write its attempt's outcome. Fixed
+/// text: the store's error may quote the database, which clients must not see.
+const REFUSED_OUTCOME: &str = "the job store refused to record this attempt's outcome";
+
+/// Writes the items of a batch the store refused one at a time, so one item it cannot store
+/// (a result or text the database refuses) does not keep the others running: nothing would
+/// ever take them back, since this process keeps heartbeating for their leases. An item the
+/// store still refuses alone ends as a plain failure with fixed text, or is released when even
+/// that is refused; only when all of those are refused (a store that writes nothing) does its
+/// lease stay, which the log says.
+async fn finish_one_by_one<S: JobStore>(
+    shared: &Shared<S>,
+    batch: &[Finish],
+) -> Vec<Result<(), JobError>> {
+    let mut results = Vec::with_capacity(batch.len());
+    for item in batch {
+        let fallbacks = [
+            FinishKind::Fail {
+                error: REFUSED_OUTCOME.to_owned(),
+            },
+            FinishKind::Release,
+        ];
+        let mut outcome = finish_alone(shared, item.clone()).await;
+        for kind in fallbacks {
+            let Err(e) = &outcome else { break };
+            if e.is_fence_lost() {
+                break;
+            }
+            warn!(error = %e, job = %item.fence.job_id, "finish refused; writing a plain outcome instead");
+            outcome = finish_alone(
+                shared,
+                Finish {
+                    fence: item.fence,
+                    kind,
+                },
+            )
+            .await;
+        }
+        if let Err(e) = &outcome
+            && !e.is_fence_lost()
+        {
+            warn!(error = %e, job = %item.fence.job_id, "nothing could be written for the task; it stays running under this worker");
+        }
+        results.push(outcome);
+    }
+    results
+}
+
+/// One finish on its own: retried while the store's error is passing, like a batch.
+async fn finish_alone<S: JobStore>(shared: &Shared<S>, item: Finish) -> Result<(), JobError> {
+    let mut failures = 0;
+    loop {
+        match shared.store.finish(vec![item.clone()]).await {
+            Ok(mut results) => {
+                return results
+                    .pop()
+                    .unwrap_or_else(|| Err(JobError::Unexpected("no result for a finish".into())));
+            }
+            Err(e) if e.is_retryable() => {
+                tokio::time::sleep(COMPLETION_RETRY.delay(failures)).await;
+                failures = failures.saturating_add(1);
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 

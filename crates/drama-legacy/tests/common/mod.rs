@@ -9,10 +9,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use drama_assets::{AssetStore, ObjectKey};
 use drama_dal::MemoryLegacyImports;
-use drama_domain::UserId;
+use drama_dal::StoredDrama;
+use drama_domain::{DramaId, UserId};
 use drama_legacy::{
-    BucketUrls, CancellationToken, ExportOptions, ExportReport, Exporter, ImportOptions,
-    ImportReport, Importer, Layout, OwnerMap, Repositories, Silent,
+    BucketUrls, CancellationToken, DramaReport, ExportOptions, ExportReport, Exporter,
+    ImportOptions, ImportReport, Importer, Layout, OwnerMap, Repositories, Silent,
 };
 use drama_postgres::PgStore;
 use drama_testkit::s3::S3Server;
@@ -113,6 +114,28 @@ pub fn fixture_as(id: &str) -> Value {
     v["id"] = Value::String(id.to_owned());
     v["title"] = Value::String(format!("Corgi Musk {id}"));
     v
+}
+
+pub fn id(s: &str) -> DramaId {
+    DramaId::parse(s).unwrap()
+}
+
+/// The drama `drama_id` of `owner` as the repositories hold it; panics when it is not there.
+pub async fn stored_drama(repos: &Repositories, owner: UserId, drama_id: &str) -> StoredDrama {
+    repos
+        .dramas
+        .get_complete(owner, &id(drama_id))
+        .await
+        .unwrap_or_else(|e| panic!("{drama_id} of {owner}: {e}"))
+}
+
+/// The report's line for the drama `drama_id`; panics when the report has none.
+pub fn drama_report<'a>(report: &'a ImportReport, drama_id: &str) -> &'a DramaReport {
+    report
+        .dramas
+        .iter()
+        .find(|d| d.drama_id == drama_id)
+        .unwrap_or_else(|| panic!("{drama_id} is not in the report"))
 }
 
 pub fn drama_key(id: &str) -> String {

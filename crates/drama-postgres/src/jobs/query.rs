@@ -303,12 +303,30 @@ pub(super) async fn list_runs(
     } else {
         ""
     };
+    // An owner's active runs (the `active_runs` quota, checked on every paid request) come
+    // from `job_active_runs`: no index of `job_groups` tells active runs from settled ones
+    // (it would cost the settling update its HOT path), so the join below would read every
+    // group of every owner. `finished_at` stays the truth for the rows found there.
+    let (from, condition, order) =
+        if filter.active_only && filter.subject.is_none() && filter.owner.is_some() {
+            (
+                "public.job_active_runs a join public.jobs j on j.id = a.run_id \
+                 join public.job_groups g on g.id = a.run_id",
+                "a.owner_id = $2",
+                "a.run_id desc",
+            )
+        } else {
+            (
+                "public.jobs j join public.job_groups g on g.id = j.id",
+                condition,
+                "j.id desc",
+            )
+        };
     let sql = format!(
-        "select {VIEW_COLUMNS}, '{{}}'::text[] as dependencies from public.jobs j \
-         join public.job_groups g on g.id = j.id \
+        "select {VIEW_COLUMNS}, '{{}}'::text[] as dependencies from {from} \
          where j.node_type = 'run' and {condition}{active} \
            and ($1::text is null or true) and ($2::uuid is null or true) \
-         order by j.id desc limit $3"
+         order by {order} limit $3"
     );
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(&filter.subject)
@@ -416,8 +434,13 @@ pub(super) async fn nodes_of_subjects(
 
 /// Runs are found oldest first through `job_groups_runs_idx` (ids are UUIDv7), not through an
 /// index on `finished_at`: such an index would make every update that settles a group non-HOT
-/// (see the migration `job_groups_hot_settle`). The walk steps over runs still active or
-/// settled after the cutoff, which retention keeps few. Runs in the caller's transaction.
+/// (see the migration `job_groups_hot_settle`). The walk ends at the first id made at the
+/// cutoff: a run settles after it was created, so none made later can be due. It therefore
+/// steps over only the runs created before the cutoff that are still active or settled after
+/// it, which retention keeps few, and never over the runs retention keeps (before, a pass that
+/// found fewer than `max_runs` due walked every run in the table). The ids' clock is the
+/// engine's and `finished_at` the database's: a skew between them only delays a run's pruning
+/// by the skew. Runs in the caller's transaction.
 pub(super) async fn prune(
     conn: &mut PgConnection,
     settled_before: DateTime<Utc>,
@@ -431,8 +454,11 @@ pub(super) async fn prune(
         .execute(&mut *conn)
         .await?;
     let picked: Vec<uuid::Uuid> = sqlx::query_scalar(
+        // The bound is the least UUIDv7 of the cutoff's millisecond: its 48 leading bits.
         "select g.id from public.job_groups g \
          where g.id = g.run_id and g.finished_at < $1 \
+           and g.id < (lpad(to_hex(floor(extract(epoch from $1::timestamptz) * 1000)::bigint), \
+                            12, '0') || '00000000000000000000')::uuid \
            and g.cost_refundable = g.cost_refunded \
          order by g.id limit $2 for update skip locked",
     )
@@ -452,6 +478,8 @@ pub(super) async fn prune(
         "with nodes as (delete from public.jobs j where j.run_id = any($1) returning j.id), \
          edges as (delete from public.job_edges e using nodes n where e.job_id = n.id), \
          groups as (delete from public.job_groups g where g.run_id = any($1)), \
+         active as (delete from public.job_active_runs a using public.jobs r \
+           where r.id = any($1) and a.owner_id = r.owner_id and a.run_id = r.id), \
          keys as (delete from public.job_node_keys k where k.run_id = any($1)), \
          events as (delete from public.job_event_batches e where e.run_id = any($1) \
            returning cardinality(e.job_ids) as n) \

@@ -3,8 +3,8 @@
 //! the parts an operation needs are in the statement (a claim writes tasks, groups and
 //! events), which keeps planning cheap for small batches.
 
-use drama_jobs::JobId;
 use drama_jobs::core::{Changes, NewNode, TaskRow};
+use drama_jobs::{EventKind, JobId};
 use serde_json::Value;
 use sqlx::postgres::PgArguments;
 use sqlx::{Arguments as _, PgConnection};
@@ -79,6 +79,7 @@ pub(super) async fn write_changes(
     new_edges(&mut st, changes)?;
     task_updates(&mut st, changes)?;
     groups(&mut st, changes)?;
+    active_runs(&mut st, changes)?;
     let tail = events(&mut st, changes)?;
     let sql = if st.ctes.is_empty() {
         tail
@@ -340,6 +341,51 @@ fn groups(st: &mut Statement, changes: &Changes) -> Result<(), Error> {
                    where g.id = any({ids}) and g.id = u.id)"
             )
         });
+    }
+    Ok(())
+}
+
+/// Keeps `job_active_runs` (an owner's unsettled runs, see its migration) in step: a run
+/// created unsettled or leaving a settled state gets its row, a run that settles loses it.
+/// Only runs whose settled state changed are named (a root's `group_state` event says so), so
+/// the claims and completions in between write nothing here. A run's root row in `jobs` is
+/// always inserted by an earlier statement (submissions insert roots first), which gives the
+/// owner.
+fn active_runs(st: &mut Statement, changes: &Changes) -> Result<(), Error> {
+    let mut active: Vec<Uuid> = changes
+        .groups
+        .iter()
+        .filter(|g| g.id == g.run_id && changes.created.contains(&g.id))
+        .filter(|g| g.finished_at.is_none())
+        .map(|g| g.id.0)
+        .collect();
+    let mut settled: Vec<Uuid> = Vec::new();
+    for e in &changes.events {
+        if e.kind == EventKind::GroupState
+            && e.job_id == e.run_id
+            && !changes.created.contains(&e.job_id)
+        {
+            if e.state.is_settled() {
+                settled.push(e.run_id.0);
+            } else {
+                active.push(e.run_id.0);
+            }
+        }
+    }
+    if !active.is_empty() {
+        let ids = st.bind(active, "uuid[]")?;
+        st.ctes.push(format!(
+            "active_runs as (insert into public.job_active_runs (owner_id, run_id) \
+               select r.owner_id, r.id from public.jobs r where r.id = any({ids}) \
+               on conflict do nothing)"
+        ));
+    }
+    if !settled.is_empty() {
+        let ids = st.bind(settled, "uuid[]")?;
+        st.ctes.push(format!(
+            "settled_runs as (delete from public.job_active_runs a using public.jobs r \
+               where r.id = any({ids}) and a.owner_id = r.owner_id and a.run_id = r.id)"
+        ));
     }
     Ok(())
 }

@@ -253,3 +253,86 @@ pub(crate) struct JobPath {
     /// Job id (UUID).
     job_id: String,
 }
+
+/// The path of an asset of a scene.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct AssetPath {
+    /// Drama id (1–128 of A-Z a-z 0-9 _ . -).
+    drama_id: String,
+    /// Episode id.
+    episode_id: String,
+    /// Scene id (unique within the drama).
+    scene_id: String,
+    /// Asset id.
+    asset_id: String,
+}
+
+/// The `Idempotency-Key` header of a paid request (stated once in the document, under
+/// `components/parameters`, by `Shared`).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+pub(crate) struct Idempotent {
+    /// Names this paid request (1-255 visible ASCII characters, e.g. a UUID). Repeating it with the same key within 24 hours returns the first answer (with `Idempotent-Replayed: true`) and charges nothing; the same key with a different request is refused with 422.
+    #[param(
+        rename = "Idempotency-Key",
+        nullable = false,
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[!-~]+$"
+    )]
+    idempotency_key: Option<String>,
+}
+
+/// The `If-Match` header of a PATCH.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+pub(crate) struct IfMatch {
+    /// The drama version the change is based on (the `ETag` of a read); a stale one is 409.
+    #[param(
+        rename = "If-Match",
+        nullable = false,
+        pattern = "^(\\*|(W/)?\"[0-9]{1,18}\"|[0-9]{1,18})$"
+    )]
+    if_match: Option<String>,
+}
+
+/// The path of an object.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct ObjectPath {
+    /// Object key.
+    key: String,
+}
+
+/// The signature of a `/files/` URL.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct Signature {
+    /// Expiry (unix seconds).
+    expires: String,
+    /// Signature.
+    sig: String,
+}
+
+/// The path of an upload of the asset library.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct UploadPath {
+    /// Asset id.
+    asset_id: String,
+}
+
+/// What names an upload of the asset library besides its id.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct LibraryItem {
+    /// Another owner (service callers only).
+    user_id: Option<String>,
+    /// Project.
+    #[param(min_length = 1, pattern = "[A-Za-z0-9]")]
+    project_name: String,
+    /// image, video or text.
+    #[param(inline)]
+    asset_type: super::schemas::LibraryType,
+}

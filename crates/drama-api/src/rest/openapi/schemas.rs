@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::marker::PhantomData;
 
 use serde_json::Value;
 use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
@@ -23,9 +24,6 @@ pub(crate) use drama_app::Pricing;
 pub(crate) use drama_domain::{
     Asset, AssetPatch, Character, CharacterPatch, Drama, DramaPatch, EpisodePatch, ScenePatch,
 };
-
-/// The description of the `Idempotency-Key` header of every paid request.
-pub(crate) const IDEMPOTENCY_KEY: &str = "Names this paid request (1-255 visible ASCII characters, e.g. a UUID). Repeating it with the same key within 24 hours returns the first answer (with `Idempotent-Replayed: true`) and charges nothing; the same key with a different request is refused with 422.";
 
 /// An error answer.
 #[derive(ToSchema)]
@@ -142,19 +140,11 @@ pub(crate) struct PremiseRequest {
 }
 
 /// `POST /dramas` as a form: a premise with a reference image.
-pub(crate) struct PremiseForm;
-
-impl PartialSchema for PremiseForm {
-    fn schema() -> RefOr<Schema> {
-        closed(PremiseFormParts::schema())
-    }
-}
-
-impl ToSchema for PremiseForm {}
+pub(crate) type PremiseForm = Closed<PremiseFormParts>;
 
 /// The parts of [`PremiseForm`].
 #[derive(ToSchema)]
-struct PremiseFormParts {
+pub(crate) struct PremiseFormParts {
     #[schema(min_length = 1, max_length = 20000, pattern = r"\S")]
     premise: String,
     #[schema(
@@ -542,19 +532,11 @@ pub(crate) enum DramaView {
 }
 
 /// `POST /asset-library/upload`.
-pub(crate) struct UploadForm;
-
-impl PartialSchema for UploadForm {
-    fn schema() -> RefOr<Schema> {
-        closed(UploadFormParts::schema())
-    }
-}
-
-impl ToSchema for UploadForm {}
+pub(crate) type UploadForm = Closed<UploadFormParts>;
 
 /// The parts of [`UploadForm`].
 #[derive(ToSchema)]
-struct UploadFormParts {
+pub(crate) struct UploadFormParts {
     #[schema(format = Binary)]
     file: String,
     #[schema(min_length = 1, max_length = 500, pattern = "[A-Za-z0-9]")]
@@ -595,22 +577,29 @@ pub(crate) struct SignInToken {
     token: String,
 }
 
-/// A form schema that admits only its named parts (`additionalProperties: false`), which the
-/// derive cannot state for a struct.
-fn closed(schema: RefOr<Schema>) -> RefOr<Schema> {
-    match schema {
-        RefOr::T(Schema::Object(mut object)) => {
-            object.additional_properties = Some(Box::new(
-                utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
-            ));
-            RefOr::T(Schema::Object(object))
+/// A form schema that admits only the parts `T` names (`additionalProperties: false`), which
+/// the derive cannot state for a struct.
+pub(crate) struct Closed<T>(PhantomData<T>);
+
+impl<T: ToSchema> PartialSchema for Closed<T> {
+    fn schema() -> RefOr<Schema> {
+        match T::schema() {
+            RefOr::T(Schema::Object(mut object)) => {
+                object.additional_properties = Some(Box::new(
+                    utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
+                ));
+                RefOr::T(Schema::Object(object))
+            }
+            other => other,
         }
-        other => other,
     }
 }
 
+impl<T: ToSchema> ToSchema for Closed<T> {}
+
 // The answers and paths several operations share, kept beside these schemas.
 pub(crate) use super::answers::{
-    CharacterPath, CritiqueStarted, DramaPath, EpisodePath, GenerationStarted,
-    GenerationStartedBare, JobChanged, JobPath, JobResumed, PartPatched, PartRead, ScenePath,
+    AssetPath, CharacterPath, CritiqueStarted, DramaPath, EpisodePath, GenerationStarted,
+    GenerationStartedBare, Idempotent, IfMatch, JobChanged, JobPath, JobResumed, LibraryItem,
+    ObjectPath, PartPatched, PartRead, ScenePath, Signature, UploadPath,
 };

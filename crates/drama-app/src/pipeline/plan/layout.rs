@@ -13,7 +13,7 @@ use drama_domain::{
 };
 use serde_json::Value;
 
-use super::{Context, Models, Planner, Task, media_key, payload, primary_image, stitch_model};
+use super::{Context, Models, Planner, Task, media_key, payload, stitch_model, storyboard};
 use crate::AppError;
 use crate::pipeline::spec::{MediaTask, StitchTask, class, kind};
 
@@ -77,13 +77,13 @@ impl<'a> Planner<'a> {
         let portrait_of: HashMap<&str, &Asset> = drama
             .characters
             .iter()
-            .filter_map(|c| primary_image(&c.assets).map(|a| (c.id.as_str(), a)))
+            .filter_map(|c| c.portrait().map(|a| (c.id.as_str(), a)))
             .collect();
 
         for c in &drama.characters {
             planner.add_character(&cx, models, c)?;
         }
-        if let Some(cover) = primary_image(&drama.assets) {
+        if let Some(cover) = drama.cover() {
             planner.add_cover(&cx, models, cover, &portrait_of)?;
         }
         for e in &drama.episodes {
@@ -104,7 +104,7 @@ impl<'a> Planner<'a> {
             format!("character:{}", c.id),
             format!("Character {}", c.name),
         ));
-        let primary = primary_image(&c.assets).map(|a| a.id.clone());
+        let primary = c.portrait().map(|a| a.id.clone());
         for a in &c.assets {
             let is_primary = primary.as_ref() == Some(&a.id);
             let (k, cls, refs, call, model, target, seconds) = match a.kind {
@@ -258,7 +258,7 @@ impl<'a> Planner<'a> {
         videos: &mut SceneVideos,
     ) -> Result<(), AppError> {
         let group = episode_group(e);
-        let storyboard = primary_image(&s.assets);
+        let storyboard = storyboard(s);
         for a in &s.assets {
             let (k, cls, refs, call, model, target, seconds, upstream_kind) = match a.kind {
                 AssetKind::Image => {

@@ -1,0 +1,173 @@
+//! What the job store's periodic and per-request reads examine, read from the plans of the
+//! statements it runs (captured through the statement-counting proxy): they must not grow
+//! with the runs an owner or the whole table keeps.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod jobs_support;
+
+use chrono::Utc;
+use drama_jobs::{Graph, JobStore, NodeSpec, RunFilter, RunId, RunSpec};
+use drama_postgres::jobs::PgJobStore;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// Submits `n` runs of `owner` without tasks: each is settled (completed) at once.
+async fn settled_runs(store: &PgJobStore, owner: Uuid, n: usize) {
+    let graphs: Vec<Graph> = (0..n)
+        .map(|_| Graph::new(RunSpec::new("empty", owner)))
+        .collect();
+    for chunk in graphs.chunks(500) {
+        store.submit_many(chunk).await.unwrap();
+    }
+}
+
+/// A run of `owner` with one task that nothing runs: active.
+async fn active_run(store: &PgJobStore, owner: Uuid) -> RunId {
+    let graph =
+        Graph::new(RunSpec::new("busy", owner)).with(NodeSpec::task("t", "work", json!({})));
+    store.submit(&graph).await.unwrap().run_id
+}
+
+/// The plan nodes of `plan` (an `EXPLAIN (ANALYZE, FORMAT JSON)` node) and below.
+fn nodes<'a>(plan: &'a Value, out: &mut Vec<&'a Value>) {
+    out.push(plan);
+    for child in plan["Plans"].as_array().into_iter().flatten() {
+        nodes(child, out);
+    }
+}
+
+/// Executes `sql` with the binds under `EXPLAIN ANALYZE` and returns, for the scans of
+/// `table`, their node types and the rows they read (returned and filtered out, all loops).
+async fn scans_of(
+    conn: &mut sqlx::PgConnection,
+    sql: &str,
+    table: &str,
+    bind: impl FnOnce(
+        sqlx::query::QueryScalar<'_, sqlx::Postgres, Value, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::QueryScalar<
+        '_,
+        sqlx::Postgres,
+        Value,
+        sqlx::postgres::PgArguments,
+    >,
+) -> (Vec<String>, f64) {
+    let explain = format!("explain (analyze, format json) {sql}");
+    let plan: Value = bind(sqlx::query_scalar(sqlx::AssertSqlSafe(explain)))
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    let mut all = Vec::new();
+    nodes(&plan[0]["Plan"], &mut all);
+    let scans: Vec<&Value> = all
+        .into_iter()
+        .filter(|n| n["Relation Name"].as_str() == Some(table))
+        .collect();
+    let types = scans
+        .iter()
+        .map(|n| n["Node Type"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    let read = scans
+        .iter()
+        .map(|n| {
+            let per_loop = n["Actual Rows"].as_f64().unwrap_or_default()
+                + n["Rows Removed by Filter"].as_f64().unwrap_or_default();
+            per_loop * n["Actual Loops"].as_f64().unwrap_or(1.0)
+        })
+        .sum();
+    (types, read)
+}
+
+#[sqlx::test(migrator = "drama_postgres::MIGRATOR")]
+async fn an_owners_active_runs_are_found_without_reading_the_settled_ones(pool: PgPool) {
+    let store = PgJobStore::new(pool.clone());
+    let (heavy, other) = (Uuid::new_v4(), Uuid::new_v4());
+    settled_runs(&store, heavy, 2000).await;
+    settled_runs(&store, other, 500).await;
+    let first = active_run(&store, heavy).await;
+    let second = active_run(&store, heavy).await;
+    active_run(&store, other).await;
+    // Settling, resuming and settling again leave no trace of the run among the active ones.
+    let third = active_run(&store, heavy).await;
+    let kept = |pool: PgPool| async move {
+        sqlx::query_scalar::<_, i64>(
+            "select count(*) from public.job_active_runs where owner_id = $1",
+        )
+        .bind(heavy)
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    assert_eq!(kept(pool.clone()).await, 3);
+    store.cancel(third, "test").await.unwrap();
+    assert_eq!(kept(pool.clone()).await, 2);
+    store.resume(third).await.unwrap();
+    assert_eq!(kept(pool.clone()).await, 3);
+    store.cancel(third, "test").await.unwrap();
+    assert_eq!(kept(pool.clone()).await, 2);
+    sqlx::query("analyze").execute(&pool).await.unwrap();
+
+    let (counted_pool, counter) = jobs_support::counted_pool(&pool).await;
+    let counted = PgJobStore::new(counted_pool);
+    let filter = RunFilter {
+        owner: Some(heavy),
+        subject: None,
+        active_only: true,
+        limit: 11,
+    };
+    counter.reset();
+    let active = counted.list_runs(&filter).await.unwrap();
+    let ids: Vec<RunId> = active.iter().map(|r| r.id).collect();
+    assert_eq!(ids, vec![second, first], "newest first");
+    let sql = counter
+        .statement_sql()
+        .into_iter()
+        .find(|s| s.contains("job_groups"))
+        .expect("the list was read");
+
+    let mut conn = pool.acquire().await.unwrap();
+    let (types, read) = scans_of(&mut conn, &sql, "job_groups", |q| {
+        q.bind(None::<String>).bind(heavy).bind(11_i64)
+    })
+    .await;
+    assert!(!types.iter().any(|t| t == "Seq Scan"), "{types:?} in {sql}");
+    assert!(
+        read <= 2.0,
+        "read {read} group rows for 2 active runs: {sql}"
+    );
+}
+
+#[sqlx::test(migrator = "drama_postgres::MIGRATOR")]
+async fn prune_with_nothing_due_reads_no_run(pool: PgPool) {
+    let store = PgJobStore::new(pool.clone());
+    settled_runs(&store, Uuid::new_v4(), 1000).await;
+    sqlx::query("analyze").execute(&pool).await.unwrap();
+
+    let (counted_pool, counter) = jobs_support::counted_pool(&pool).await;
+    let counted = PgJobStore::new(counted_pool);
+    // Kept for another hour: every run settled after the cutoff, none is due.
+    let cutoff = Utc::now() - chrono::Duration::hours(1);
+    counter.reset();
+    assert_eq!(counted.prune(cutoff, 1000).await.unwrap().runs, 0);
+    let sql = counter
+        .statement_sql()
+        .into_iter()
+        .find(|s| s.contains("skip locked"))
+        .expect("the runs were picked");
+
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("set local enable_sort = off")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let (_, read) = scans_of(&mut tx, &sql, "job_groups", |q| {
+        q.bind(cutoff).bind(1000_i64)
+    })
+    .await;
+    tx.rollback().await.unwrap();
+    assert_eq!(read, 0.0, "{sql}");
+
+    // Everything made before a cutoff that passed is still found.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    assert_eq!(store.prune(Utc::now(), 1000).await.unwrap().runs, 1000);
+}

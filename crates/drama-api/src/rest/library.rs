@@ -396,10 +396,7 @@ async fn upload(
     // quota). A service caller names its user inside the form, so it is checked after.
     let _permit = state.uploads.enter(caller.user)?;
     if !caller.service {
-        let announced = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
+        let announced = crate::headers::header_text(req.headers(), header::CONTENT_LENGTH)
             .and_then(|v| v.parse::<u64>().ok())
             .map(|length| length.saturating_sub(UPLOAD_FORM_SLACK));
         state

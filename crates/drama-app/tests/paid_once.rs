@@ -16,7 +16,7 @@ use drama_domain::JobStatus;
 use drama_jobs::{JobView, Worker, WorkerHandle};
 use drama_postgres::jobs::PgJobStore;
 use drama_testkit::pg::ScratchDb;
-use support::{migrated, pg_ports, user_with, worker_config};
+use support::{failing_trigger, firings, migrated, pg_ports, user_with, worker_config};
 
 mod support;
 use sqlx::PgPool;
@@ -113,10 +113,7 @@ impl World {
 
     /// How many asset writes the failing trigger saw (failed ones included).
     async fn writes_seen(&self) -> i64 {
-        sqlx::query_scalar("select last_value from test_commit_failures")
-            .fetch_one(&self.pool)
-            .await
-            .unwrap()
+        firings(&self.pool, "commit").await
     }
 
     async fn stop(self) {
@@ -129,29 +126,18 @@ impl World {
 /// A trigger on the asset write of a completion that raises 40001 for the first `failures`
 /// writes of assets whose id matches `ids` (a LIKE pattern); its sequence counts every write
 /// it saw and survives the rollback of the failed transactions.
-fn failing_trigger(failures: u32, ids: &str) -> String {
-    format!(
-        "create sequence test_commit_failures;
-         create function test_fail_commit() returns trigger language plpgsql as $$
-         declare n bigint;
-         begin
-           n := nextval('test_commit_failures');
-           if n <= {failures} then
-             raise exception 'injected failure % of the completing transaction', n
-               using errcode = 'serialization_failure';
-           end if;
-           return new;
-         end $$;
-         create trigger test_fail_commit before update of storage_key on public.assets
-           for each row when (new.storage_key is distinct from old.storage_key
-                              and new.id like '{ids}')
-           execute function test_fail_commit();"
+fn failing_commit(failures: u32, ids: &str) -> String {
+    failing_trigger(
+        "commit",
+        failures,
+        "before update of storage_key on public.assets",
+        &format!("new.storage_key is distinct from old.storage_key and new.id like '{ids}'"),
     )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_commit_that_fails_after_the_upload_is_retried_without_calling_the_provider() {
-    let w = world(&failing_trigger(3, "%")).await;
+    let w = world(&failing_commit(3, "%")).await;
     let media = w.generate().await;
     assert!(!media.is_empty());
     assert!(
@@ -165,7 +151,7 @@ async fn a_commit_that_fails_after_the_upload_is_retried_without_calling_the_pro
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_task_whose_commits_all_failed_commits_its_checkpointed_object_next_attempt() {
     // Every commit of the first attempt of one storyboard fails.
-    let w = world(&failing_trigger(5, "e0-s0-img")).await;
+    let w = world(&failing_commit(5, "e0-s0-img")).await;
     let media = w.generate().await;
     assert_eq!(
         w.writes_seen().await,

@@ -12,11 +12,11 @@ use drama_ai::{
     ModelInfo, OfflineProvider, VideoModel, VideoOutput, VideoPolling, VideoRequest, VideoStatus,
     VideoTask,
 };
-use drama_app::pipeline::{GenerateOptions, PremiseRequest, Scope, Waited};
+use drama_app::pipeline::{GenerateOptions, PremiseRequest, Scope, Started, Waited};
 use drama_app::{App, AppError, Caller, Ports, Precondition};
 use drama_assets::{AssetStore, MediaType, ObjectKey};
-use drama_dal::{CreditMove, CreditReason, NewUser, Store};
-use drama_domain::{AssetKind, DramaId, JobStatus, UserId};
+use drama_dal::{CreditMove, CreditReason, Store};
+use drama_domain::{AssetKind, Drama, DramaId, JobStatus};
 use drama_jobs::{MemoryJobStore, Worker, WorkerHandle};
 use drama_postgres::jobs::PgJobStore;
 use drama_testkit::pg::ScratchDb;
@@ -178,6 +178,38 @@ async fn world_with(
 }
 
 impl World {
+    /// Starts a generation of the whole drama `id`, not forced.
+    async fn generate(&self, id: &DramaId) -> Started {
+        self.app
+            .generate(&self.caller, id, Scope::Drama, false)
+            .await
+            .unwrap()
+    }
+
+    /// Starts a generation of the whole drama `id` that may spend at most `budget`.
+    async fn generate_within(&self, id: &DramaId, budget: i64) -> Result<Started, AppError> {
+        let options = GenerateOptions {
+            force: false,
+            budget: Some(budget),
+        };
+        self.app
+            .generate_with(&self.caller, id, Scope::Drama, options)
+            .await
+    }
+
+    /// Stores the built drama `id` (see `drama_testkit::builders::drama`) for the caller.
+    async fn create_built(
+        &self,
+        id: &str,
+        characters: usize,
+        episodes: usize,
+        scenes: usize,
+    ) -> Drama {
+        let d = drama_testkit::builders::drama(id, characters, episodes, scenes);
+        self.store.create(self.caller.user, &d).await.unwrap();
+        d
+    }
+
     async fn settle(&self, job: drama_jobs::JobId) -> JobStatus {
         for _ in 0..1500 {
             let view = self.app.job(&self.caller, job).await.unwrap();
@@ -236,11 +268,7 @@ async fn premise_to_a_fully_generated_drama(backend: Backend) {
     );
     assert!(after_create.url.is_some(), "and the cover");
 
-    let run = w
-        .app
-        .generate(&w.caller, &id, Scope::Drama, false)
-        .await
-        .unwrap();
+    let run = w.generate(&id).await;
     assert_eq!(w.settle(run.job_id).await, JobStatus::Completed);
     let done = w.app.get_drama(&w.caller, None, &id).await.unwrap();
     let drama = &done.drama;
@@ -284,11 +312,7 @@ async fn premise_to_a_fully_generated_drama(backend: Backend) {
     assert_eq!(counts.failed + counts.skipped + counts.cancelled, 0);
 
     // Nothing changed: a second generation runs no task.
-    let again = w
-        .app
-        .generate(&w.caller, &id, Scope::Drama, false)
-        .await
-        .unwrap();
+    let again = w.generate(&id).await;
     assert_eq!(w.settle(again.job_id).await, JobStatus::Completed);
     let tree = w.app.run_tree(&w.caller, again.job_id).await.unwrap();
     assert_eq!(
@@ -302,8 +326,7 @@ async fn premise_to_a_fully_generated_drama(backend: Backend) {
 
 async fn cover_before_portraits_answers_the_old_servers_message(backend: Backend) {
     let w = world(backend, 100).await;
-    let d = drama_testkit::builders::drama("cov", 2, 1, 1);
-    w.store.create(w.caller.user, &d).await.unwrap();
+    let d = w.create_built("cov", 2, 1, 1).await;
     match w.app.cover_now(&w.caller, &d.id).await {
         Err(AppError::Precondition(p)) => assert_eq!(
             p,
@@ -460,11 +483,7 @@ async fn credits_are_held_by_the_estimate_and_refunded_for_what_fails(backend: B
     d.episodes[0].scenes[1].assets[0].prompt = "a doomed storyboard".into();
     w.store.create(w.caller.user, &d).await.unwrap();
     let before = balance(&w).await;
-    let run = w
-        .app
-        .generate(&w.caller, &d.id, Scope::Drama, false)
-        .await
-        .unwrap();
+    let run = w.generate(&d.id).await;
     let held = before - balance(&w).await;
     // portrait 4 + audition 100 + cover 4 + 2 storyboards × 4 + 2 clips × 100.
     assert_eq!(held, 4 + 100 + 4 + 8 + 200);
@@ -500,10 +519,7 @@ async fn credits_are_held_by_the_estimate_and_refunded_for_what_fails(backend: B
     );
 
     // Not enough tokens: nothing is submitted, nothing is debited.
-    let poor = UserId::random();
-    let mut new = NewUser::new(poor);
-    new.tokens = 5;
-    w.store.create_user(&new).await.unwrap();
+    let poor = user_with(&*w.store, 5).await;
     let poor_caller = Caller::user(poor);
     let mine = drama_testkit::builders::drama("poor", 1, 1, 1);
     w.store.create(poor, &mine).await.unwrap();
@@ -529,21 +545,12 @@ async fn credits_are_held_by_the_estimate_and_refunded_for_what_fails(backend: B
 async fn an_edited_prompt_reruns_exactly_its_storyboard_and_clip(backend: Backend) {
     let provider = Instrumented::new(None);
     let w = world_with(backend, 1000, provider.clone(), false).await;
-    let d = drama_testkit::builders::drama("edit", 2, 2, 2);
-    w.store.create(w.caller.user, &d).await.unwrap();
-    let run = w
-        .app
-        .generate(&w.caller, &d.id, Scope::Drama, false)
-        .await
-        .unwrap();
+    let d = w.create_built("edit", 2, 2, 2).await;
+    let run = w.generate(&d.id).await;
     assert_eq!(w.settle(run.job_id).await, JobStatus::Completed);
     provider.reset();
 
-    let again = w
-        .app
-        .generate(&w.caller, &d.id, Scope::Drama, false)
-        .await
-        .unwrap();
+    let again = w.generate(&d.id).await;
     assert_eq!(w.settle(again.job_id).await, JobStatus::Completed);
     assert_eq!(
         provider.calls(),
@@ -561,11 +568,7 @@ async fn an_edited_prompt_reruns_exactly_its_storyboard_and_clip(backend: Backen
             .unwrap(),
     };
     w.app.patch(&w.caller, &d.id, &patch, None).await.unwrap();
-    let edited = w
-        .app
-        .generate(&w.caller, &d.id, Scope::Drama, false)
-        .await
-        .unwrap();
+    let edited = w.generate(&d.id).await;
     assert_eq!(w.settle(edited.job_id).await, JobStatus::Completed);
     let calls = provider.calls();
     assert_eq!(calls.len(), 2, "{calls:?}");
@@ -595,38 +598,13 @@ async fn an_edited_prompt_reruns_exactly_its_storyboard_and_clip(backend: Backen
 
 async fn a_budget_caps_what_a_run_spends(backend: Backend) {
     let w = world_with(backend, 10_000, Instrumented::new(None), true).await;
-    let d = drama_testkit::builders::drama("thrifty", 1, 1, 2);
-    w.store.create(w.caller.user, &d).await.unwrap();
-    match w
-        .app
-        .generate_with(
-            &w.caller,
-            &d.id,
-            Scope::Drama,
-            GenerateOptions {
-                force: false,
-                budget: Some(0),
-            },
-        )
-        .await
-    {
+    let d = w.create_built("thrifty", 1, 1, 2).await;
+    match w.generate_within(&d.id, 0).await {
         Err(AppError::Invalid(e)) => assert!(e.to_string().contains("budget"), "{e}"),
         other => panic!("{other:?}"),
     }
     let before = balance(&w).await;
-    let run = w
-        .app
-        .generate_with(
-            &w.caller,
-            &d.id,
-            Scope::Drama,
-            GenerateOptions {
-                force: false,
-                budget: Some(120),
-            },
-        )
-        .await
-        .unwrap();
+    let run = w.generate_within(&d.id, 120).await.unwrap();
     w.settle(run.job_id).await;
     settle_refunds(&w).await;
     let spent = before - balance(&w).await;
@@ -676,11 +654,7 @@ async fn a_resume_is_paid_before_anything_runs_again(backend: Backend) {
     let owner = w.caller.user;
     let d = drama_testkit::builders::drama("resumed", 1, 1, 2);
     w.store.create(owner, &d).await.unwrap();
-    let run = w
-        .app
-        .generate(&w.caller, &d.id, Scope::Drama, false)
-        .await
-        .unwrap();
+    let run = w.generate(&d.id).await;
     w.app.cancel_job(&w.caller, run.job_id).await.unwrap();
     provider.open();
     assert_eq!(w.settle(run.job_id).await, JobStatus::Cancelled);

@@ -11,8 +11,8 @@ use drama_ai::AiProviders;
 use drama_app::{App, Caller};
 use drama_assets::{AssetStore as _, ObjectKey};
 use drama_dal::{AssetObject, DramaRepository as _, OrphanRepository as _};
-use drama_domain::{EpisodeId, UserId};
-use drama_jobs::{JobState, Worker, WorkerConfig};
+use drama_domain::{Drama, DramaId, EpisodeId, UserId};
+use drama_jobs::{JobState, Worker, WorkerConfig, WorkerHandle};
 use drama_postgres::PgStore;
 use drama_postgres::jobs::PgJobStore;
 use drama_testkit::pg::ScratchDb;
@@ -50,6 +50,46 @@ async fn world(name: &str) -> World {
         app,
         alice: users[0],
         bob: users[1],
+    }
+}
+
+impl World {
+    /// Alice's drama `alices`: one character, one episode of one scene.
+    async fn alices_drama(&self) -> Drama {
+        let d = drama_testkit::builders::drama("alices", 1, 1, 1);
+        self.store.create(self.alice, &d).await.unwrap();
+        d
+    }
+
+    /// A worker on the job store, polling every 20 ms.
+    async fn start_worker(&self) -> WorkerHandle<PgJobStore> {
+        let config = WorkerConfig {
+            poll_interval: Duration::from_millis(20),
+            ..WorkerConfig::default()
+        };
+        Worker::start(self.jobs.clone(), self.app.registry(), config)
+            .await
+            .unwrap()
+    }
+
+    /// The stored URL of the first episode of `owner`'s drama `id`.
+    async fn first_episode_url(&self, owner: UserId, id: &DramaId) -> Option<String> {
+        let stored = self.store.get_complete(owner, id).await.unwrap();
+        stored.drama.episodes[0].url.clone()
+    }
+
+    /// Makes every recorded orphan two hours old, old enough for the sweeper.
+    async fn age_orphans(&self) {
+        sqlx::query("update public.orphaned_objects set recorded_at = now() - interval '2 hours'")
+            .execute(&self.pool)
+            .await
+            .unwrap();
+    }
+
+    /// Closes the pool and drops the scratch database.
+    async fn drop_database(self) {
+        self.pool.close().await;
+        self.db.drop_it().await;
     }
 }
 
@@ -119,18 +159,8 @@ async fn settle(w: &World, caller: &Caller, run: drama_jobs::JobId) -> Option<St
 async fn a_foreign_key_slipped_into_a_row_is_never_read() {
     let w = world("stored_keys_read").await;
     let (alice, bob) = (w.alice, w.bob);
-    let d = drama_testkit::builders::drama("alices", 1, 1, 1);
-    w.store.create(alice, &d).await.unwrap();
-    let worker = Worker::start(
-        w.jobs.clone(),
-        w.app.registry(),
-        WorkerConfig {
-            poll_interval: Duration::from_millis(20),
-            ..WorkerConfig::default()
-        },
-    )
-    .await
-    .unwrap();
+    let d = w.alices_drama().await;
+    let worker = w.start_worker().await;
     let caller = Caller::user(alice);
     // Everything generated for real, so that only the stitch is left to redo.
     let whole = w
@@ -139,15 +169,7 @@ async fn a_foreign_key_slipped_into_a_row_is_never_read() {
         .await
         .unwrap();
     assert_eq!(settle(&w, &caller, whole.job_id).await, None);
-    let stitched = w
-        .store
-        .get_complete(alice, &d.id)
-        .await
-        .unwrap()
-        .drama
-        .episodes[0]
-        .url
-        .clone();
+    let stitched = w.first_episode_url(alice, &d.id).await;
     assert!(stitched.is_some());
 
     let bobs = format!("{bob}/bobs/uploads/secret.bin");
@@ -163,27 +185,17 @@ async fn a_foreign_key_slipped_into_a_row_is_never_read() {
         .expect("the stitch fails");
     assert!(failure.contains("does not belong"), "{failure}");
     assert!(failure.contains(&bobs), "{failure}");
-    let episode = w
-        .store
-        .get_complete(alice, &d.id)
-        .await
-        .unwrap()
-        .drama
-        .episodes[0]
-        .url
-        .clone();
+    let episode = w.first_episode_url(alice, &d.id).await;
     assert_eq!(episode, stitched, "nothing was stitched from Bob's clip");
     worker.shutdown().await;
-    w.pool.close().await;
-    w.db.drop_it().await;
+    w.drop_database().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sweeper_deletes_only_its_owners_unreferenced_keys() {
     let w = world("stored_keys_sweep").await;
     let (alice, bob) = (w.alice, w.bob);
-    let d = drama_testkit::builders::drama("alices", 1, 1, 1);
-    w.store.create(alice, &d).await.unwrap();
+    let d = w.alices_drama().await;
     let bobs = format!("{bob}/bobs/uploads/b.bin");
     let bobs_library = format!("{bob}/~p/uploads/b.bin");
     let alices_library = format!("{alice}/~p/uploads/a.bin");
@@ -214,10 +226,7 @@ async fn the_sweeper_deletes_only_its_owners_unreferenced_keys() {
         )
         .await
         .unwrap();
-    sqlx::query("update public.orphaned_objects set recorded_at = now() - interval '2 hours'")
-        .execute(&w.pool)
-        .await
-        .unwrap();
+    w.age_orphans().await;
     use drama_jobs::JobStore as _;
     w.jobs
         .submit(
@@ -248,8 +257,7 @@ async fn the_sweeper_deletes_only_its_owners_unreferenced_keys() {
         .await
         .unwrap();
     assert_eq!(left, 4);
-    w.pool.close().await;
-    w.db.drop_it().await;
+    w.drop_database().await;
 }
 
 /// A 1×1 PNG.
@@ -287,16 +295,7 @@ async fn a_reference_image_is_kept_by_its_drama_and_swept_after_a_run_that_wrote
         .await
         .unwrap();
     w.app.cancel_job(&alice, dropped.job_id).await.unwrap();
-    let worker = Worker::start(
-        w.jobs.clone(),
-        w.app.registry(),
-        WorkerConfig {
-            poll_interval: Duration::from_millis(20),
-            ..WorkerConfig::default()
-        },
-    )
-    .await
-    .unwrap();
+    let worker = w.start_worker().await;
     let written = w
         .app
         .create_from_premise(&alice, premise("kept"))
@@ -319,10 +318,7 @@ async fn a_reference_image_is_kept_by_its_drama_and_swept_after_a_run_that_wrote
     w.app.settle_refunds().await;
     let later = chrono::Utc::now() + chrono::Duration::seconds(1);
     assert_eq!(w.jobs.prune(later, 10).await.unwrap().runs, 2);
-    sqlx::query("update public.orphaned_objects set recorded_at = now() - interval '2 hours'")
-        .execute(&w.pool)
-        .await
-        .unwrap();
+    w.age_orphans().await;
     assert_eq!(w.app.sweep_orphans(100).await, 1);
     let left: Vec<String> = w
         .assets
@@ -335,6 +331,5 @@ async fn a_reference_image_is_kept_by_its_drama_and_swept_after_a_run_that_wrote
         .collect();
     assert_eq!(left.len(), 1, "{left:?}");
     assert!(left[0].starts_with(&references("kept")), "{left:?}");
-    w.pool.close().await;
-    w.db.drop_it().await;
+    w.drop_database().await;
 }

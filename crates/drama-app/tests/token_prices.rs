@@ -18,7 +18,10 @@ use drama_domain::{DramaId, JobStatus, UserId};
 use drama_jobs::{JobId, JobView, MemoryJobStore, NodeType, Worker, WorkerConfig, WorkerHandle};
 use drama_postgres::jobs::PgJobStore;
 use drama_testkit::pg::ScratchDb;
-use support::{Backend, migrated, on_every_backend, pg_ports, user_with, worker_config};
+use support::{
+    Backend, failing_trigger, firings, migrated, on_every_backend, pg_ports, user_with,
+    worker_config,
+};
 
 mod support;
 
@@ -320,30 +323,17 @@ async fn usage_above_the_hold_costs_the_hold(backend: Backend) {
 /// completing transaction of a token-priced task fails after its product was checkpointed;
 /// its sequence counts every insert it saw and survives the rollbacks.
 fn failing_settle(failures: u32) -> String {
-    format!(
-        "create sequence public.test_settle_failures;
-         create function public.test_fail_settle() returns trigger language plpgsql as $$
-         declare n bigint;
-         begin
-           n := nextval('public.test_settle_failures');
-           if n <= {failures} then
-             raise exception 'injected failure % of the completing transaction', n
-               using errcode = 'serialization_failure';
-           end if;
-           return new;
-         end $$;
-         create trigger test_fail_settle before insert on public.credit_ledger
-           for each row when (new.reason = 'usage_settle')
-           execute function public.test_fail_settle();"
+    failing_trigger(
+        "settle",
+        failures,
+        "before insert on public.credit_ledger",
+        "new.reason = 'usage_settle'",
     )
 }
 
 async fn settle_attempts(w: &World) -> i64 {
     let (_, pool) = w.database.as_ref().unwrap();
-    sqlx::query_scalar("select last_value from test_settle_failures")
-        .fetch_one(pool)
-        .await
-        .unwrap()
+    firings(pool, "settle").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::support::{Captured, Harness, get, send};
+use crate::support::{Api, Captured, Harness, field_of_each, get, send};
 
 const SECRET: &str = "super-secret-jwt-token-with-at-least-32-characters";
 const ISSUER_BASE: &str = "https://project.supabase.co";
@@ -220,15 +220,7 @@ fn project_key(role: &str, project: &str) -> Value {
     json!({"iss": "supabase", "ref": project, "role": role, "iat": now, "exp": now + 3600})
 }
 
-async fn summaries_of(
-    svc: &impl actix_web::dev::Service<
-        actix_http::Request,
-        Response = actix_web::dev::ServiceResponse,
-        Error = actix_web::Error,
-    >,
-    token: &str,
-    user: Option<UserId>,
-) -> (u16, Vec<String>) {
+async fn summaries_of(svc: &impl Api, token: &str, user: Option<UserId>) -> (u16, Vec<String>) {
     let (status, _, body) = send(
         svc,
         crate::support::post_json(
@@ -321,12 +313,12 @@ async fn a_service_role_token_acts_for_a_named_user_on_rest_and_in_a_mutation() 
         ("tag", "character"),
         ("user_id", bob.as_str()),
     ];
-    let body = crate::library::multipart(
+    let body = crate::support::multipart(
         &fields,
-        Some(("a.png", "image/png", crate::library::PNG)),
+        Some(("a.png", "image/png", crate::support::PNG)),
         false,
     );
-    let (status, _, record) = send(&svc, crate::library::upload(&service, body)).await;
+    let (status, _, record) = send(&svc, crate::support::upload(&service, body)).await;
     assert_eq!(status, 200, "{record}");
     let (_, _, bobs) = send(
         &svc,
@@ -336,12 +328,12 @@ async fn a_service_role_token_acts_for_a_named_user_on_rest_and_in_a_mutation() 
     assert_eq!(bobs["user_id"], bob);
     assert_eq!(bobs["total"], 1, "the upload is Bob's: {bobs}");
     // The same `user_id` from an ordinary caller is ignored: Alice uploads into her own.
-    let body = crate::library::multipart(
+    let body = crate::support::multipart(
         &fields,
-        Some(("a.png", "image/png", crate::library::PNG)),
+        Some(("a.png", "image/png", crate::support::PNG)),
         false,
     );
-    let (status, _, _) = send(&svc, crate::library::upload(&h.alice_key, body)).await;
+    let (status, _, _) = send(&svc, crate::support::upload(&h.alice_key, body)).await;
     assert_eq!(status, 200);
     let (_, _, still) = send(
         &svc,
@@ -478,12 +470,7 @@ async fn the_configured_service_key_counts_even_when_it_is_not_a_jwt() {
         )
         .await;
         assert_eq!(status, 200, "{header}: {body}");
-        let ids: Vec<&str> = body["dramas"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|d| d["id"].as_str().unwrap())
-            .collect();
+        let ids = field_of_each(&body["dramas"], "id");
         assert_eq!(ids, ["alices"], "naming nobody, it acts as LEGACY_USER_ID");
     }
     let (_, ids) = summaries_of(&svc, "sb_secret_0123456789abcdef", Some(h.bob)).await;

@@ -7,7 +7,7 @@ use drama_dal::{NewUser, UserRepository as _};
 use drama_domain::UserId;
 use serde_json::{Value, json};
 
-use crate::support::{Harness, bearer, create_drama, get, post, post_json, send};
+use crate::support::{Harness, create_drama, delete, get, post, post_json, send};
 
 const CONSOLE: &[&str] = &[
     "console.css",
@@ -246,11 +246,7 @@ async fn api_keys_belong_to_their_owner() {
 
     // Bob cannot revoke it (it does not exist for him); Alice can, and it stops at once.
     let id = made["id"].as_str().unwrap();
-    let revoke = |key: &str, id: &str| {
-        TestRequest::delete()
-            .uri(&format!("/api-keys/{id}"))
-            .insert_header(bearer(key))
-    };
+    let revoke = |key: &str, id: &str| delete(&format!("/api-keys/{id}"), key);
     let (status, _, body) = send(&svc, revoke(b, id)).await;
     assert_eq!(
         (status, &body["code"]),
@@ -380,9 +376,10 @@ async fn keys_made_with_a_key_expire_and_are_revoked_with_it() {
     }
     let (status, _, body) = send(
         &svc,
-        TestRequest::delete()
-            .uri(&format!("/api-keys/{}", week["id"].as_str().unwrap()))
-            .insert_header(bearer(&h.alice_key)),
+        delete(
+            &format!("/api-keys/{}", week["id"].as_str().unwrap()),
+            &h.alice_key,
+        ),
     )
     .await;
     assert_eq!(status, 200, "{body}");

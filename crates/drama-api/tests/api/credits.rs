@@ -2,9 +2,9 @@
 
 use actix_web::test::TestRequest;
 use drama_dal::{CreditLedger as _, CreditMove, CreditReason, UserRepository as _};
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::support::{Harness, create_drama, get, post, post_json, send};
+use crate::support::{Harness, create_drama, field_of_each, get, graphql, post, send};
 
 #[actix_web::test]
 async fn a_resume_without_credits_answers_402_and_me_shows_every_movement() {
@@ -29,12 +29,7 @@ async fn a_resume_without_credits_answers_402_and_me_shows_every_movement() {
     let (status, _, me) = send(&svc, get("/me", &key)).await;
     assert_eq!(status, 200, "{me}");
     assert_eq!(me["tokens"], 10_000, "{me}");
-    let reasons: Vec<&str> = me["ledger"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["reason"].as_str().unwrap())
-        .collect();
+    let reasons = field_of_each(&me["ledger"], "reason");
     assert_eq!(
         reasons,
         ["refund", "run_charge", "grant", "opening"],
@@ -101,19 +96,6 @@ async fn a_resume_without_credits_answers_402_and_me_shows_every_movement() {
     assert_eq!(status, 401);
 }
 
-async fn graphql(
-    svc: &impl actix_web::dev::Service<
-        actix_http::Request,
-        Response = actix_web::dev::ServiceResponse,
-        Error = actix_web::Error,
-    >,
-    key: &str,
-    query: &str,
-) -> (u16, Value) {
-    let (status, _, body) = send(svc, post_json("/graphql", key, json!({ "query": query }))).await;
-    (status, body)
-}
-
 #[actix_web::test]
 async fn an_estimate_shows_what_the_scenes_a_run_writes_will_add() {
     let mut h = Harness::new().await;
@@ -139,15 +121,7 @@ async fn an_estimate_shows_what_the_scenes_a_run_writes_will_add() {
     assert_eq!(rest["expectedCost"], cost + 2 * (4 * 4 + 50 * 10), "{rest}");
     assert_eq!(rest["maxCost"], cost + 2 * (8 * 4 + 8 * 15 * 10), "{rest}");
 
-    let (status, _, gql) = send(
-        &svc,
-        post_json(
-            "/graphql",
-            &key,
-            json!({"query": r#"{ estimate(dramaId: "unwritten") { tasks cost expectedCost maxCost episodesToWrite scenesToWrite scenesPerEpisode byKind { kind tasks cost } } }"#}),
-        ),
-    )
-    .await;
+    let (status, gql) = graphql(&svc, &key, r#"{ estimate(dramaId: "unwritten") { tasks cost expectedCost maxCost episodesToWrite scenesToWrite scenesPerEpisode byKind { kind tasks cost } } }"#).await;
     assert_eq!(status, 200, "{gql}");
     let e = &gql["data"]["estimate"];
     for (graphql, wire) in [
@@ -174,13 +148,10 @@ async fn an_estimate_shows_what_the_scenes_a_run_writes_will_add() {
     let (_, _, full) = send(&svc, post("/dramas/written/estimate", &key)).await;
     assert_eq!(full["expectedCost"], full["cost"], "{full}");
     assert_eq!(full["maxCost"], full["cost"], "{full}");
-    let (_, _, missing) = send(
+    let (_, missing) = graphql(
         &svc,
-        post_json(
-            "/graphql",
-            &key,
-            json!({"query": r#"{ estimate(dramaId: "written", episodeId: "e9") { cost } }"#}),
-        ),
+        &key,
+        r#"{ estimate(dramaId: "written", episodeId: "e9") { cost } }"#,
     )
     .await;
     assert_eq!(

@@ -6,7 +6,7 @@ use actix_web::{HttpResponse, web};
 use drama_api::ApiState;
 use serde_json::Value;
 
-use crate::support::{Harness, bearer};
+use crate::support::{Harness, get};
 
 #[derive(serde::Deserialize)]
 struct Host {
@@ -16,6 +16,24 @@ struct Host {
 
 async fn host_json(_: web::Json<Host>) -> HttpResponse {
     HttpResponse::Ok().body("host")
+}
+
+/// `TRACE uri`, without credentials.
+fn trace(uri: &str) -> TestRequest {
+    TestRequest::default()
+        .method(actix_web::http::Method::TRACE)
+        .uri(uri)
+}
+
+/// `res` is the host's own 404 (actix's empty default), not the API's.
+async fn assert_hosts_404<B: actix_web::body::MessageBody>(
+    res: actix_web::dev::ServiceResponse<B>,
+) {
+    assert_eq!(res.status(), 404);
+    assert!(
+        test::read_body(res).await.is_empty(),
+        "the host's 404 was taken over"
+    );
 }
 
 #[actix_web::test]
@@ -34,10 +52,7 @@ async fn the_api_mounts_under_a_prefix_next_to_foreign_routes() {
     .await;
 
     // The API under its prefix, authenticated as usual.
-    let req = TestRequest::get()
-        .uri("/drama/dramas")
-        .insert_header(bearer(&h.alice_key))
-        .to_request();
+    let req = get("/drama/dramas", &h.alice_key).to_request();
     let res = test::call_service(&svc, req).await;
     assert_eq!(res.status(), 200);
     let body: Value = test::read_body_json(res).await;
@@ -54,14 +69,7 @@ async fn the_api_mounts_under_a_prefix_next_to_foreign_routes() {
     assert_eq!(body["code"], "not_found");
 
     // A method an API path lacks is the API's JSON 405 naming the methods it has.
-    let res = test::call_service(
-        &svc,
-        TestRequest::default()
-            .method(actix_web::http::Method::TRACE)
-            .uri("/drama/dramas")
-            .to_request(),
-    )
-    .await;
+    let res = test::call_service(&svc, trace("/drama/dramas").to_request()).await;
     assert_eq!(res.status(), 405);
     assert_eq!(res.headers().get("allow").unwrap(), "GET, POST");
     let body: Value = test::read_body_json(res).await;
@@ -72,24 +80,9 @@ async fn the_api_mounts_under_a_prefix_next_to_foreign_routes() {
     assert_eq!(res.status(), 200);
     assert_eq!(test::read_body(res).await, "hi");
     let res = test::call_service(&svc, TestRequest::get().uri("/elsewhere").to_request()).await;
-    assert_eq!(res.status(), 404);
-    assert!(
-        test::read_body(res).await.is_empty(),
-        "the host's 404 was taken over"
-    );
-    let res = test::call_service(
-        &svc,
-        TestRequest::default()
-            .method(actix_web::http::Method::TRACE)
-            .uri("/elsewhere")
-            .to_request(),
-    )
-    .await;
-    assert_eq!(res.status(), 404);
-    assert!(
-        test::read_body(res).await.is_empty(),
-        "the host's 404 was taken over"
-    );
+    assert_hosts_404(res).await;
+    let res = test::call_service(&svc, trace("/elsewhere").to_request()).await;
+    assert_hosts_404(res).await;
 
     // The host's JSON extractor keeps actix's default error handling (plain 400, not the
     // API's envelope), so the API's extractor configuration did not leak out of its scope.

@@ -5,7 +5,10 @@ use actix_web::test::TestRequest;
 use drama_api::ErrorCode;
 use serde_json::{Value, json};
 
-use crate::support::{Captured, Harness, Refusing, bearer, create_drama, post, post_json, send};
+use crate::support::{
+    Api, Captured, Harness, bearer, create_drama, create_drama_mentioning, delete, graphql, post,
+    post_json, send,
+};
 
 /// The REST answer and the GraphQL answer of one failure, against the row of `kind`.
 fn assert_pair(kind: ErrorCode, rest: (u16, &Value), graphql: &Value) {
@@ -22,15 +25,9 @@ fn assert_pair(kind: ErrorCode, rest: (u16, &Value), graphql: &Value) {
     );
 }
 
-async fn gql<S>(svc: &S, key: &str, query: &str) -> Value
-where
-    S: actix_web::dev::Service<
-            actix_http::Request,
-            Response = actix_web::dev::ServiceResponse,
-            Error = actix_web::Error,
-        >,
-{
-    let (status, _, body) = send(svc, post_json("/graphql", key, json!({ "query": query }))).await;
+/// The answer to `query`, which GraphQL answers with 200 whatever it says.
+async fn gql(svc: &impl Api, key: &str, query: &str) -> Value {
+    let (status, body) = graphql(svc, key, query).await;
     assert_eq!(status, 200, "{body}");
     body
 }
@@ -43,13 +40,7 @@ async fn rest_and_graphql_name_a_failure_from_the_same_row() {
     create_drama(&svc, k, "a1", (1, 1, 1)).await;
 
     // Missing.
-    let (status, _, rest) = send(
-        &svc,
-        TestRequest::delete()
-            .uri("/dramas/missing")
-            .insert_header(bearer(k)),
-    )
-    .await;
+    let (status, _, rest) = send(&svc, delete("/dramas/missing", k)).await;
     let graphql = gql(&svc, k, r#"mutation { deleteDrama(id: "missing") }"#).await;
     assert_pair(ErrorCode::NotFound, (status, &rest), &graphql);
 
@@ -115,22 +106,11 @@ async fn rest_and_graphql_name_a_failure_from_the_same_row() {
 
 #[actix_web::test]
 async fn a_failed_generation_is_named_as_such_over_both_apis() {
-    let refusing = Refusing {
-        inner: drama_ai::OfflineProvider::new(0),
-        word: "forbidden",
-    };
-    let h = Harness::with_ai(
-        drama_ai::AiProviders::offline(0).with_image_model(std::sync::Arc::new(refusing)),
-    )
-    .await;
+    let h = Harness::refusing_images_of("forbidden").await;
     let worker = h.worker().await;
     let svc = h.service(Harness::settings()).await;
     let k = &h.alice_key;
-    let mut drama = drama_testkit::builders::drama_json("refused", 1, 1, 1);
-    drama["characters"][0]["description"] = json!("A forbidden figure in a long coat");
-    let (status, _, body) = send(&svc, post_json("/dramas", k, json!({ "drama": drama }))).await;
-    assert_eq!(status, 201, "{body}");
-    let character = body["characters"][0]["id"].as_str().unwrap().to_owned();
+    let character = create_drama_mentioning(&svc, k, "refused", "forbidden").await;
 
     let (status, _, rest) = send(
         &svc,

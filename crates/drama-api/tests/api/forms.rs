@@ -6,18 +6,12 @@
 use actix_web::test::TestRequest;
 use serde_json::Value;
 
-use crate::library::{BOUNDARY, PNG, multipart};
-use crate::support::{Harness, bearer, send};
+use crate::support::{
+    Harness, PNG, file_part, multipart, post_form, premise_form_with_image, send,
+};
 
 fn form(key: &str, body: Vec<u8>) -> TestRequest {
-    TestRequest::post()
-        .uri("/dramas")
-        .insert_header(bearer(key))
-        .insert_header((
-            "content-type",
-            format!("multipart/form-data; boundary={BOUNDARY}"),
-        ))
-        .set_payload(body)
+    post_form("/dramas", key, body)
 }
 
 fn assert_too_large(status: u16, body: &Value, names: &str) {
@@ -62,25 +56,8 @@ async fn a_premise_form_is_bounded_part_by_part_and_as_a_whole() {
     let (status, _, body) = send(&svc, crate::support::get("/dramas", &h.alice_key)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["dramas"].as_array().map(Vec::len), Some(0), "{body}");
-    let mut body = multipart(
-        &[
-            ("premise", "A lighthouse keeper finds a map."),
-            ("id", "form_ok"),
-        ],
-        None,
-        false,
-    );
     // The image part, named as the form names it.
-    let image = format!(
-        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"reference_image\"; \
-         filename=\"ref.png\"\r\nContent-Type: image/png\r\n\r\n"
-    );
-    let end = format!("--{BOUNDARY}--\r\n");
-    body.truncate(body.len() - end.len());
-    body.extend_from_slice(image.as_bytes());
-    body.extend_from_slice(PNG);
-    body.extend_from_slice(b"\r\n");
-    body.extend_from_slice(end.as_bytes());
+    let body = premise_form_with_image("A lighthouse keeper finds a map.", "form_ok");
     let (status, _, body) = send(&svc, form(&h.alice_key, body)).await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["dramaId"], "form_ok", "{body}");
@@ -88,13 +65,7 @@ async fn a_premise_form_is_bounded_part_by_part_and_as_a_whole() {
 
 /// A premise form whose `reference_image` part is declared as `content_type`.
 fn premise_with_image(content_type: &str, bytes: &[u8]) -> Vec<u8> {
-    let mut body = format!(
-        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"reference_image\"; \
-         filename=\"ref\"\r\nContent-Type: {content_type}\r\n\r\n"
-    )
-    .into_bytes();
-    body.extend_from_slice(bytes);
-    body.extend_from_slice(b"\r\n");
+    let mut body = file_part("reference_image", "ref", content_type, bytes);
     body.extend_from_slice(&multipart(
         &[("premise", "A lighthouse keeper.")],
         None,
@@ -129,15 +100,8 @@ async fn a_refused_reference_image_names_its_field() {
 }
 
 /// A `file` part, to put before a form's own parts.
-fn file_part(name: &str, bytes: &[u8]) -> Vec<u8> {
-    let mut part = format!(
-        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; \
-         filename=\"{name}\"\r\nContent-Type: image/png\r\n\r\n"
-    )
-    .into_bytes();
-    part.extend_from_slice(bytes);
-    part.extend_from_slice(b"\r\n");
-    part
+fn png_file_part(name: &str, bytes: &[u8]) -> Vec<u8> {
+    file_part("file", name, "image/png", bytes)
 }
 
 #[actix_web::test]
@@ -150,10 +114,10 @@ async fn an_upload_form_is_bounded_as_a_premise_form_is() {
         ("tag", "clip"),
     ];
     let file = Some(("a.png", "image/png", PNG));
-    let upload = |body: Vec<u8>| crate::library::upload(&h.alice_key, body);
+    let upload = |body: Vec<u8>| crate::support::upload(&h.alice_key, body);
 
     // A second file is refused, naming the part, rather than spooled to replace the first.
-    let body = [file_part("b.png", PNG), multipart(&fields, file, true)].concat();
+    let body = [png_file_part("b.png", PNG), multipart(&fields, file, true)].concat();
     let (status, _, body) = send(&svc, upload(body)).await;
     assert_eq!(
         (status, body["code"].as_str()),

@@ -1,31 +1,16 @@
 //! GraphQL through `/graphql`: the old server's test cases and ours.
 
 use actix_web::test::TestRequest;
-use drama_testkit::builders::drama_json;
 use serde_json::{Value, json};
 
-use crate::support::{Harness, bearer, get, post_json, send};
+use crate::support::{
+    Api, Harness, assert_committed, assert_graphql_error, create_drama, field_of_each, get,
+    graphql_with, percent_encoded, post, post_json, send,
+};
 
-async fn gql(
-    svc: &impl actix_web::dev::Service<
-        actix_http::Request,
-        Response = actix_web::dev::ServiceResponse,
-        Error = actix_web::Error,
-    >,
-    key: &str,
-    query: &str,
-    variables: Value,
-) -> (u16, Value) {
-    let (status, _, body) = send(
-        svc,
-        post_json(
-            "/graphql",
-            key,
-            json!({"query": query, "variables": variables}),
-        ),
-    )
-    .await;
-    (status, body)
+/// The status and answer of `query` by the holder of `key`, its variables `{}`.
+async fn ask(svc: &impl Api, key: &str, query: &str) -> (u16, Value) {
+    graphql_with(svc, key, query, json!({})).await
 }
 
 async fn seeded() -> Harness {
@@ -36,12 +21,7 @@ async fn seeded() -> Harness {
         (&h.alice_key, "a2"),
         (&h.bob_key, "b1"),
     ] {
-        let (status, _, _) = send(
-            &svc,
-            post_json("/dramas", key, json!({"drama": drama_json(id, 2, 2, 2)})),
-        )
-        .await;
-        assert_eq!(status, 201);
+        create_drama(&svc, key, id, (2, 2, 2)).await;
     }
     h
 }
@@ -52,20 +32,14 @@ async fn the_old_servers_graphql_tests_answer_as_described() {
     let svc = h.service(Harness::settings()).await;
     let k = &h.alice_key;
 
-    let (s, b) = gql(
+    let (s, b) = ask(
         &svc,
         k,
         "{ dramaSummaries(limit: 10) { id title createdAt updatedAt } }",
-        json!({}),
     )
     .await;
     assert_eq!(s, 200);
-    let ids: Vec<&str> = b["data"]["dramaSummaries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["id"].as_str().unwrap())
-        .collect();
+    let ids = field_of_each(&b["data"]["dramaSummaries"], "id");
     assert_eq!(ids, ["a2", "a1"]);
     assert!(
         b["data"]["dramaSummaries"][0]["createdAt"]
@@ -74,7 +48,7 @@ async fn the_old_servers_graphql_tests_answer_as_described() {
             .ends_with('Z')
     );
 
-    let (s, b) = gql(
+    let (s, b) = graphql_with(
         &svc,
         k,
         "query($userId: String) { dramaSummaries(limit: 10, userId: $userId) { id } }",
@@ -88,7 +62,7 @@ async fn the_old_servers_graphql_tests_answer_as_described() {
         "userId from an ordinary caller is ignored: still Alice's dramas"
     );
 
-    let (s, b) = gql(
+    let (s, b) = graphql_with(
         &svc,
         k,
         "query($limit: Int!, $offset: Int!) { dramas(limit: $limit, offset: $offset) \
@@ -103,60 +77,40 @@ async fn the_old_servers_graphql_tests_answer_as_described() {
         "e1-s0"
     );
 
-    let (s, b) = gql(
-        &svc,
-        k,
-        r#"{ drama(id: "non-existent-drama-id") { id } }"#,
-        json!({}),
-    )
-    .await;
+    let (s, b) = ask(&svc, k, r#"{ drama(id: "non-existent-drama-id") { id } }"#).await;
     assert_eq!((s, &b["data"]["drama"]), (200, &Value::Null));
-    let (s, b) = gql(&svc, k, r#"{ drama(id: "b1") { id } }"#, json!({})).await;
+    let (s, b) = ask(&svc, k, r#"{ drama(id: "b1") { id } }"#).await;
     assert_eq!(
         (s, &b["data"]["drama"]),
         (200, &Value::Null),
         "Bob's drama is invisible"
     );
 
-    let (s, b) = gql(
+    let (s, b) = ask(
         &svc,
         k,
         "{ __schema { queryType { name } mutationType { name } } }",
-        json!({}),
     )
     .await;
     assert_eq!(s, 200);
     assert_eq!(b["data"]["__schema"]["queryType"]["name"], "Query");
     assert_eq!(b["data"]["__schema"]["mutationType"]["name"], "Mutation");
-    let (_, b) = gql(
-        &svc,
-        k,
-        r#"{ __type(name: "Query") { fields { name } } }"#,
-        json!({}),
-    )
-    .await;
-    let fields: Vec<&str> = b["data"]["__type"]["fields"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["name"].as_str().unwrap())
-        .collect();
+    let (_, b) = ask(&svc, k, r#"{ __type(name: "Query") { fields { name } } }"#).await;
+    let fields = field_of_each(&b["data"]["__type"]["fields"], "name");
     for f in ["drama", "dramas", "dramaSummaries"] {
         assert!(fields.contains(&f), "{f} in {fields:?}");
     }
 
-    let (s, b) = gql(&svc, k, "{ dramas { nonexistentField } }", json!({})).await;
+    let (s, b) = ask(&svc, k, "{ dramas { nonexistentField } }").await;
     assert_eq!(s, 200);
     assert!(b["errors"].as_array().is_some_and(|e| !e.is_empty()), "{b}");
-    let (s, b) = gql(&svc, k, "{ drama { id } }", json!({})).await;
+    let (s, b) = ask(&svc, k, "{ drama { id } }").await;
     assert_eq!(s, 200);
     assert!(b["errors"].as_array().is_some_and(|e| !e.is_empty()), "{b}");
 
     let (s, _, _) = send(
         &svc,
-        TestRequest::post()
-            .uri("/graphql")
-            .insert_header(bearer(k))
+        post("/graphql", k)
             .insert_header(("content-type", "application/json"))
             .set_payload("invalid json"),
     )
@@ -168,7 +122,7 @@ async fn the_old_servers_graphql_tests_answer_as_described() {
 async fn service_callers_may_name_the_owner() {
     let h = seeded().await;
     let svc = h.service(Harness::settings()).await;
-    let (s, b) = gql(
+    let (s, b) = graphql_with(
         &svc,
         &h.service_key,
         "query($u: String) { dramaSummaries(userId: $u) { id } }",
@@ -177,11 +131,10 @@ async fn service_callers_may_name_the_owner() {
     .await;
     assert_eq!(s, 200);
     assert_eq!(b["data"]["dramaSummaries"], json!([{"id": "b1"}]));
-    let (_, b) = gql(
+    let (_, b) = ask(
         &svc,
         &h.service_key,
         r#"{ dramaSummaries(userId: "not-a-uuid") { id } }"#,
-        json!({}),
     )
     .await;
     assert_eq!(b["errors"][0]["extensions"]["code"], "BAD_USER_INPUT");
@@ -196,18 +149,18 @@ async fn a_service_callers_old_default_user_is_the_legacy_user() {
     let mut settings = Harness::settings();
     settings.auth.legacy_user = Some(h.alice.to_string());
     let svc = h.service(settings).await;
-    let (s, b) = gql(&svc, &h.service_key, summaries, json!({})).await;
+    let (s, b) = ask(&svc, &h.service_key, summaries).await;
     assert_eq!(s, 200);
     assert_eq!(
         b["data"]["dramaSummaries"],
         json!([{"id": "a2"}, {"id": "a1"}]),
         "{b}"
     );
-    let (_, b) = gql(&svc, &h.bob_key, summaries, json!({})).await;
+    let (_, b) = ask(&svc, &h.bob_key, summaries).await;
     assert_eq!(b["data"]["dramaSummaries"], json!([{"id": "b1"}]), "{b}");
     // Without a legacy user the argument is ignored: the service caller's own (none).
     let svc = h.service(Harness::settings()).await;
-    let (_, b) = gql(&svc, &h.service_key, summaries, json!({})).await;
+    let (_, b) = ask(&svc, &h.service_key, summaries).await;
     assert_eq!(b["data"]["dramaSummaries"], json!([]), "{b}");
 }
 
@@ -216,42 +169,35 @@ async fn mutations_update_and_delete_with_versions() {
     let h = seeded().await;
     let svc = h.service(Harness::settings()).await;
     let k = &h.alice_key;
-    let (_, b) = gql(
-        &svc,
-        k,
-        r#"mutation { updateDrama(id: "a1", input: {title: "New"}, version: 1) { title version } }"#,
-        json!({}),
-    )
+    let (_, b) = ask(&svc, k, r#"mutation { updateDrama(id: "a1", input: {title: "New"}, version: 1) { title version } }"#)
     .await;
     assert_eq!(
         b["data"]["updateDrama"],
         json!({"title": "New", "version": 2})
     );
-    let (_, b) = gql(
+    let (_, b) = ask(
         &svc,
         k,
         r#"mutation { updateDrama(id: "a1", input: {title: "Stale"}, version: 1) { title } }"#,
-        json!({}),
     )
     .await;
     assert_eq!(b["errors"][0]["extensions"]["code"], "CONFLICT", "{b}");
-    let (_, b) = gql(
+    let (_, b) = ask(
         &svc,
         k,
         r#"mutation { updateDrama(id: "a1", input: {title: ""}) { title } }"#,
-        json!({}),
     )
     .await;
     assert_eq!(
         b["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
         "{b}"
     );
-    let (_, b) = gql(&svc, k, r#"mutation { deleteDrama(id: "b1") }"#, json!({})).await;
+    let (_, b) = ask(&svc, k, r#"mutation { deleteDrama(id: "b1") }"#).await;
     assert_eq!(
         b["errors"][0]["extensions"]["code"], "NOT_FOUND",
         "Bob's drama"
     );
-    let (_, b) = gql(&svc, k, r#"mutation { deleteDrama(id: "a2") }"#, json!({})).await;
+    let (_, b) = ask(&svc, k, r#"mutation { deleteDrama(id: "a2") }"#).await;
     assert_eq!(b["data"]["deleteDrama"], true);
 }
 
@@ -264,19 +210,12 @@ async fn deep_queries_and_oversized_pages_are_refused() {
         "dramas { episodes { scenes { ".repeat(6),
         "} } } ".repeat(6)
     );
-    let (s, b) = gql(&svc, &h.alice_key, &deep, json!({})).await;
+    let (s, b) = ask(&svc, &h.alice_key, &deep).await;
     assert_eq!(s, 400, "{b}");
-    assert_eq!(
-        b["errors"][0]["extensions"]["code"],
+    assert_graphql_error(
+        &b,
         drama_api::ErrorCode::QueryTooDeep.graphql(),
-        "{b}"
-    );
-    assert!(
-        b["errors"][0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("nests deeper"),
-        "{b}"
+        "nests deeper",
     );
     // The old server's lists had no upper bound: a larger `limit` is served as the largest
     // page (and priced as it), `0` is an empty page, a negative one is refused.
@@ -284,21 +223,15 @@ async fn deep_queries_and_oversized_pages_are_refused() {
         "{ dramas(limit: 5000) { id } }",
         "{ dramaSummaries(limit: 5000) { id } }",
     ] {
-        let (s, b) = gql(&svc, &h.alice_key, query, json!({})).await;
+        let (s, b) = ask(&svc, &h.alice_key, query).await;
         assert_eq!(s, 200, "{query}: {b}");
         assert!(b.get("errors").is_none(), "{query}: {b}");
         let list = b["data"].as_object().unwrap().values().next().unwrap();
         assert_eq!(list.as_array().unwrap().len(), 2, "{query}: {b}");
     }
-    let (_, b) = gql(&svc, &h.alice_key, "{ dramas(limit: 0) { id } }", json!({})).await;
+    let (_, b) = ask(&svc, &h.alice_key, "{ dramas(limit: 0) { id } }").await;
     assert_eq!(b["data"]["dramas"], json!([]), "{b}");
-    let (_, b) = gql(
-        &svc,
-        &h.alice_key,
-        "{ dramas(limit: -1) { id } }",
-        json!({}),
-    )
-    .await;
+    let (_, b) = ask(&svc, &h.alice_key, "{ dramas(limit: -1) { id } }").await;
     assert_eq!(
         b["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
         "{b}"
@@ -332,18 +265,6 @@ async fn get_runs_queries_and_serves_graphiql_to_browsers() {
     assert!(String::from_utf8_lossy(&html).contains("GraphiQL"));
 }
 
-/// Percent-encodes a query-string value (everything but unreserved characters).
-fn encoded(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// A GET may be repeated or prefetched by a proxy: a mutation (or a subscription) selected
 /// over GET is refused with 405 and `Allow: POST` before anything runs or is charged, while a
 /// query of a document that also holds a mutation still runs when `operationName` picks it.
@@ -353,7 +274,7 @@ async fn get_refuses_mutations_and_subscriptions_and_runs_nothing() {
     let svc = h.service(Harness::settings()).await;
     let k = &h.alice_key;
     let tokens = |b: &Value| b["data"]["me"]["tokens"].as_i64().unwrap();
-    let (_, before) = gql(&svc, k, "{ me { tokens } }", json!({})).await;
+    let (_, before) = ask(&svc, k, "{ me { tokens } }").await;
     let both = r#"query Mine { dramaSummaries { id } } mutation Gone { deleteDrama(id: "a2") }"#;
     for (document, operation) in [
         (r#"mutation { deleteDrama(id: "a2") }"#, None),
@@ -364,7 +285,7 @@ async fn get_refuses_mutations_and_subscriptions_and_runs_nothing() {
             None,
         ),
     ] {
-        let mut uri = format!("/graphql?query={}", encoded(document));
+        let mut uri = format!("/graphql?query={}", percent_encoded(document));
         if let Some(name) = operation {
             uri.push_str(&format!("&operationName={name}"));
         }
@@ -387,39 +308,31 @@ async fn get_refuses_mutations_and_subscriptions_and_runs_nothing() {
     let (status, _, body) = send(
         &svc,
         get(
-            &format!("/graphql?query={}&operationName=Mine", encoded(both)),
+            &format!(
+                "/graphql?query={}&operationName=Mine",
+                percent_encoded(both)
+            ),
             k,
         ),
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    let ids: Vec<&str> = body["data"]["dramaSummaries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["id"].as_str().unwrap())
-        .collect();
+    let ids = field_of_each(&body["data"]["dramaSummaries"], "id");
     assert!(ids.contains(&"a2"), "nothing was deleted: {body}");
-    let (_, after) = gql(&svc, k, "{ me { tokens } }", json!({})).await;
+    let (_, after) = ask(&svc, k, "{ me { tokens } }").await;
     assert_eq!(tokens(&after), tokens(&before), "nothing was charged");
     // The same mutation over POST runs.
-    let (_, b) = gql(&svc, k, r#"mutation { deleteDrama(id: "a2") }"#, json!({})).await;
+    let (_, b) = ask(&svc, k, r#"mutation { deleteDrama(id: "a2") }"#).await;
     assert_eq!(b["data"]["deleteDrama"], true, "{b}");
 }
 
 #[test]
 fn the_committed_sdl_matches_the_schema() {
-    let sdl = drama_api::graphql::schema().as_sdl();
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql");
-    if std::env::var_os("UPDATE_SDL").is_some() {
-        std::fs::write(path, &sdl).unwrap();
-    }
-    let committed = std::fs::read_to_string(path).unwrap_or_default();
-    assert!(
-        committed == sdl,
-        "crates/drama-api/schema.graphql is out of date; regenerate it with \
-         `UPDATE_SDL=1 cargo test -p drama-api --test api the_committed_sdl_matches_the_schema` \
-         and review the diff"
+    assert_committed(
+        "schema.graphql",
+        &drama_api::graphql::schema().as_sdl(),
+        "UPDATE_SDL",
+        "the_committed_sdl_matches_the_schema",
     );
 }
 
@@ -429,39 +342,22 @@ async fn generation_mutations_and_nested_jobs() {
     let worker = h.worker().await;
     let svc = h.service(Harness::settings()).await;
     let k = &h.alice_key;
+    let ask_alice = async |query: &str| ask(&svc, k, query).await.1;
 
-    let (_, b) = gql(
-        &svc,
-        k,
+    let b = ask_alice(
         r#"mutation { generateCharacterImage(dramaId: "missing", characterId: "c0") { id } }"#,
-        json!({}),
     )
     .await;
     assert_eq!(b["data"]["generateCharacterImage"], Value::Null, "{b}");
-    let (_, b) = gql(
-        &svc,
-        k,
-        r#"mutation { generateCoverPhoto(dramaId: "missing") { id } }"#,
-        json!({}),
-    )
-    .await;
+    let b = ask_alice(r#"mutation { generateCoverPhoto(dramaId: "missing") { id } }"#).await;
     assert_eq!(b["data"]["generateCoverPhoto"], Value::Null, "{b}");
-    let (_, b) = gql(
-        &svc,
-        k,
-        r#"mutation { generateCoverPhoto(dramaId: "a1") { id } }"#,
-        json!({}),
-    )
-    .await;
+    let b = ask_alice(r#"mutation { generateCoverPhoto(dramaId: "a1") { id } }"#).await;
     assert_eq!(
         b["errors"][0]["extensions"]["code"], "PRECONDITION_FAILED",
         "{b}"
     );
-    let (_, b) = gql(
-        &svc,
-        k,
+    let b = ask_alice(
         r#"mutation { generateCharacterImage(dramaId: "a1", characterId: "c0") { id url } }"#,
-        json!({}),
     )
     .await;
     assert!(
@@ -469,20 +365,14 @@ async fn generation_mutations_and_nested_jobs() {
         "{b}"
     );
 
-    let (_, b) = gql(
-        &svc,
-        k,
-        r#"mutation { generateDrama(id: "a1") { jobId status } }"#,
-        json!({}),
-    )
-    .await;
+    let b = ask_alice(r#"mutation { generateDrama(id: "a1") { jobId status } }"#).await;
     let job = b["data"]["generateDrama"]["jobId"]
         .as_str()
         .unwrap()
         .to_owned();
     let mut status = String::new();
     for _ in 0..500 {
-        let (_, b) = gql(
+        let (_, b) = graphql_with(
             &svc,
             k,
             "query($id: String!) { job(id: $id) { status totalJobs completedJobs } }",
@@ -501,23 +391,15 @@ async fn generation_mutations_and_nested_jobs() {
     }
     assert_eq!(status, "completed");
 
-    let (_, b) = gql(
-        &svc,
-        k,
+    let b = ask_alice(
         r#"{ drama(id: "a1") { jobs { jobId type status key }
               characters { id jobs { key status } }
               episodes { id jobs { key } scenes { id imageUrl jobs { key type r2Url } } } } }"#,
-        json!({}),
     )
     .await;
     let drama = &b["data"]["drama"];
     assert!(drama["jobs"].as_array().unwrap().len() > 10, "{b}");
-    let scene_jobs: Vec<&str> = drama["episodes"][0]["scenes"][0]["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|j| j["key"].as_str().unwrap())
-        .collect();
+    let scene_jobs = field_of_each(&drama["episodes"][0]["scenes"][0]["jobs"], "key");
     assert!(
         scene_jobs.contains(&"storyboard:e0-s0-img"),
         "the scene's own storyboard: {scene_jobs:?}"
@@ -529,24 +411,13 @@ async fn generation_mutations_and_nested_jobs() {
             .iter()
             .any(|j| j["key"] == "portrait:c0_portrait_front_halfbody")
     );
-    let episode_keys: Vec<&str> = drama["episodes"][0]["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|j| j["key"].as_str().unwrap())
-        .collect();
+    let episode_keys = field_of_each(&drama["episodes"][0]["jobs"], "key");
     assert!(
         episode_keys.contains(&"episode:e0") && episode_keys.contains(&"stitch:e0_episode_video"),
         "{episode_keys:?}"
     );
 
-    let (_, b) = gql(
-        &svc,
-        k,
-        r#"{ jobs(dramaId: "a1", status: "completed") { key status } }"#,
-        json!({}),
-    )
-    .await;
+    let b = ask_alice(r#"{ jobs(dramaId: "a1", status: "completed") { key status } }"#).await;
     assert!(
         b["data"]["jobs"]
             .as_array()
@@ -554,7 +425,7 @@ async fn generation_mutations_and_nested_jobs() {
             .iter()
             .all(|j| j["status"] == "completed")
     );
-    let (_, b) = gql(
+    let (_, b) = graphql_with(
         &svc,
         &h.bob_key,
         "query($id: String!) { job(id: $id) { jobId } }",
@@ -562,16 +433,10 @@ async fn generation_mutations_and_nested_jobs() {
     )
     .await;
     assert_eq!(b["data"]["job"], Value::Null, "Bob cannot see Alice's job");
-    let (_, b) = gql(
-        &svc,
-        &h.bob_key,
-        r#"{ jobs(dramaId: "a1") { key } }"#,
-        json!({}),
-    )
-    .await;
+    let (_, b) = ask(&svc, &h.bob_key, r#"{ jobs(dramaId: "a1") { key } }"#).await;
     assert_eq!(b["data"]["jobs"], json!([]));
 
-    let (_, b) = gql(&svc, k, r#"mutation { createDrama(premise: "Two robots fall in love. 1 episode.", id: "robots") { dramaId jobId status message } }"#, json!({})).await;
+    let b = ask_alice(r#"mutation { createDrama(premise: "Two robots fall in love. 1 episode.", id: "robots") { dramaId jobId status message } }"#).await;
     assert_eq!(b["data"]["createDrama"]["dramaId"], "robots", "{b}");
     assert_eq!(b["data"]["createDrama"]["status"], "pending");
     worker.shutdown().await;
@@ -655,7 +520,7 @@ async fn a_document_that_fails_validation_answers_data_null_beside_its_errors() 
     // A required argument missing, a field that does not exist, and a syntax error: the old
     // server answered each with 200, `"data": null` and the errors.
     for query in ["{ drama { id } }", "{ dramas { nope } }", "{ dramas { id "] {
-        let (status, body) = gql(&svc, &h.alice_key, query, json!({})).await;
+        let (status, body) = ask(&svc, &h.alice_key, query).await;
         assert_eq!(status, 200, "{query}: {body}");
         assert!(
             body.get("data").is_some_and(Value::is_null),

@@ -1,12 +1,11 @@
 //! The bounds of GraphQL requests: batch length, aliases, price and depth, each refused with
 //! 400 naming the limit (in the envelope and in GraphQL `errors`), and what stays allowed.
 
-use actix_web::test::TestRequest;
 use drama_api::graphql::GraphqlLimits;
 use drama_api::{ErrorCode, HttpSettings};
 use serde_json::{Value, json};
 
-use crate::support::{FULL_INTROSPECTION, Harness, bearer, create_drama, get, post_json, send};
+use crate::support::{FULL_INTROSPECTION, Harness, create_drama, get, graphql, post_json, send};
 
 /// Asserts a refusal naming `code` (in the envelope and in GraphQL's `errors`).
 /// A request error naming one row of the error table, in the REST envelope and in GraphQL's
@@ -81,11 +80,7 @@ async fn a_document_of_a_thousand_aliases_is_refused() {
             .collect::<Vec<_>>()
             .join(" ")
     );
-    let (s, _, b) = send(
-        &svc,
-        post_json("/graphql", &h.alice_key, json!({"query": spread})),
-    )
-    .await;
+    let (s, b) = graphql(&svc, &h.alice_key, &spread).await;
     assert_refused(s, &b, ErrorCode::TooManyAliases);
 
     // At the limit: served.
@@ -163,11 +158,7 @@ async fn too_deep_documents_are_refused_with_their_code() {
         "dramas(limit: 1) { episodes { scenes { ".repeat(6),
         "} } } ".repeat(6)
     );
-    let (s, _, b) = send(
-        &svc,
-        post_json("/graphql", &h.alice_key, json!({"query": deep})),
-    )
-    .await;
+    let (s, b) = graphql(&svc, &h.alice_key, &deep).await;
     assert_refused(s, &b, ErrorCode::QueryTooDeep);
     assert_eq!(b["detail"]["limit"], 16);
 }
@@ -208,12 +199,7 @@ async fn the_limits_are_settings() {
         ..Harness::settings()
     };
     let svc = h.service(settings).await;
-    let call = |body: Value| {
-        TestRequest::post()
-            .uri("/graphql")
-            .insert_header(bearer(&h.alice_key))
-            .set_json(body)
-    };
+    let call = |body: Value| post_json("/graphql", &h.alice_key, body);
     let one = json!({"query": "{ dramaSummaries(limit: 1) { id } }"});
     let (s, _, b) = send(&svc, call(json!([one, one, one]))).await;
     assert_refused(s, &b, ErrorCode::BatchTooLarge);

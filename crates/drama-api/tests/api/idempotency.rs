@@ -12,7 +12,7 @@ use drama_domain::UserId;
 use drama_testkit::pg::ScratchDb;
 use serde_json::{Value, json};
 
-use crate::support::{Harness, create_drama, post, post_json, send};
+use crate::support::{Harness, create_drama, graphql, post, post_json, send};
 
 fn keyed(request: TestRequest, key: &str) -> TestRequest {
     request.insert_header(("Idempotency-Key", key))
@@ -79,13 +79,10 @@ async fn a_repeated_paid_request_answers_with_its_first_run_and_is_charged_once(
     assert_eq!(run_charges(&*store, alice).await.len(), 1);
 
     // The same request through GraphQL under the same key is the same request.
-    let (_, _, gql) = send(
+    let (_, gql) = graphql(
         &svc,
-        post_json(
-            "/graphql",
-            &key,
-            json!({"query": r#"mutation { generateDrama(id: "k", idempotencyKey: "gen-1") { jobId } }"#}),
-        ),
+        &key,
+        r#"mutation { generateDrama(id: "k", idempotencyKey: "gen-1") { jobId } }"#,
     )
     .await;
     assert_eq!(
@@ -105,13 +102,10 @@ async fn a_repeated_paid_request_answers_with_its_first_run_and_is_charged_once(
     .await;
     assert_eq!(status, 422, "{body}");
     assert!(body.to_string().contains("Idempotency-Key"), "{body}");
-    let (_, _, gql) = send(
+    let (_, gql) = graphql(
         &svc,
-        post_json(
-            "/graphql",
-            &key,
-            json!({"query": r#"mutation { critiqueDrama(id: "k", idempotencyKey: "gen-1") { jobId } }"#}),
-        ),
+        &key,
+        r#"mutation { critiqueDrama(id: "k", idempotencyKey: "gen-1") { jobId } }"#,
     )
     .await;
     assert_eq!(

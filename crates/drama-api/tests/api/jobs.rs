@@ -1,21 +1,14 @@
 //! Generation and jobs over REST: premise to drama, generate, job records, cancel, resume,
 //! Server-Sent Events.
 
-use actix_web::test::TestRequest;
 use serde_json::{Value, json};
 
-use crate::support::{Harness, Refusing, bearer, create_drama, get, post, post_json, send};
+use crate::support::{
+    Api, Harness, create_drama, create_drama_mentioning, delete, field_of_each, get, graphql,
+    patch_json, post, post_json, send, start_premise,
+};
 
-async fn follow(
-    svc: &impl actix_web::dev::Service<
-        actix_http::Request,
-        Response = actix_web::dev::ServiceResponse,
-        Error = actix_web::Error,
-    >,
-    key: &str,
-    drama: &str,
-    job: &str,
-) -> Value {
+async fn follow(svc: &impl Api, key: &str, drama: &str, job: &str) -> Value {
     for _ in 0..1000 {
         let (status, _, body) = send(svc, get(&format!("/dramas/{drama}/jobs/{job}"), key)).await;
         assert_eq!(status, 200, "{body}");
@@ -33,16 +26,13 @@ async fn a_premise_becomes_a_drama_and_a_generated_one() {
     let worker = h.worker().await;
     let svc = h.service(Harness::settings()).await;
     let k = &h.alice_key;
-    let (status, _, body) = send(
+    let body = start_premise(
         &svc,
-        post_json(
-            "/dramas",
-            k,
-            json!({"premise": "A young detective solves a case in 1 episode.", "id": "det"}),
-        ),
+        k,
+        "A young detective solves a case in 1 episode.",
+        "det",
     )
     .await;
-    assert_eq!(status, 202, "{body}");
     assert_eq!(body["status"], "pending");
     assert_eq!(body["dramaId"], "det");
     assert!(
@@ -80,12 +70,7 @@ async fn a_premise_becomes_a_drama_and_a_generated_one() {
     assert!(!run["children"].as_array().unwrap().is_empty());
 
     let (_, _, list) = send(&svc, get("/dramas/det/jobs", k)).await;
-    let types: Vec<&str> = list["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|j| j["type"].as_str().unwrap())
-        .collect();
+    let types = field_of_each(&list["jobs"], "type");
     assert_eq!(types, ["generate_drama", "generate_drama"]);
 
     // The job belongs to that drama only, and to its owner only.
@@ -255,13 +240,10 @@ async fn a_dramas_job_lists_show_the_results_of_its_settled_jobs() {
     assert_eq!(listed_critique["result"], critique["result"]);
     assert_eq!(find(&audition)["result"], audition["result"]);
 
-    let (status, _, body) = send(
+    let (status, body) = graphql(
         &svc,
-        post_json(
-            "/graphql",
-            k,
-            json!({"query": r#"{ jobs(dramaId: "listed") { jobId parentJobId result } }"#}),
-        ),
+        k,
+        r#"{ jobs(dramaId: "listed") { jobId parentJobId result } }"#,
     )
     .await;
     assert_eq!(status, 200, "{body}");
@@ -360,22 +342,11 @@ async fn events_stream_in_order_and_resume_after_a_reconnect() {
 
 #[actix_web::test]
 async fn a_refused_synchronous_generation_says_why_in_the_old_shapes() {
-    let refusing = Refusing {
-        inner: drama_ai::OfflineProvider::new(0),
-        word: "forbidden",
-    };
-    let h = Harness::with_ai(
-        drama_ai::AiProviders::offline(0).with_image_model(std::sync::Arc::new(refusing)),
-    )
-    .await;
+    let h = Harness::refusing_images_of("forbidden").await;
     let worker = h.worker().await;
     let svc = h.service(Harness::settings()).await;
     let k = &h.alice_key;
-    let mut drama = drama_testkit::builders::drama_json("refused", 1, 1, 1);
-    drama["characters"][0]["description"] = json!("A forbidden figure in a long coat");
-    let (status, _, body) = send(&svc, post_json("/dramas", k, json!({ "drama": drama }))).await;
-    assert_eq!(status, 201, "{body}");
-    let character = body["characters"][0]["id"].as_str().unwrap().to_owned();
+    let character = create_drama_mentioning(&svc, k, "refused", "forbidden").await;
     let (status, _, body) = send(
         &svc,
         post(
@@ -407,14 +378,8 @@ async fn a_drama_can_be_followed_until_it_is_deleted() {
     let (status, _, _) = send(&svc, get("/dramas/live/events", &h.bob_key)).await;
     assert_eq!(status, 404);
 
-    let response = actix_web::test::call_service(
-        &svc,
-        TestRequest::get()
-            .uri("/dramas/live/events")
-            .insert_header(bearer(k))
-            .to_request(),
-    )
-    .await;
+    let response =
+        actix_web::test::call_service(&svc, get("/dramas/live/events", k).to_request()).await;
     assert_eq!(response.status(), 200);
     // Two edits (one of them on a scene) and the deletion, made after the stream opened.
     for (uri, body) in [
@@ -424,23 +389,10 @@ async fn a_drama_can_be_followed_until_it_is_deleted() {
             json!({"description": "Rewritten"}),
         ),
     ] {
-        let (status, _, body) = send(
-            &svc,
-            TestRequest::patch()
-                .uri(uri)
-                .insert_header(bearer(k))
-                .set_json(body),
-        )
-        .await;
+        let (status, _, body) = send(&svc, patch_json(uri, k, body)).await;
         assert_eq!(status, 200, "{body}");
     }
-    let (status, _, _) = send(
-        &svc,
-        TestRequest::delete()
-            .uri("/dramas/live")
-            .insert_header(bearer(k)),
-    )
-    .await;
+    let (status, _, _) = send(&svc, delete("/dramas/live", k)).await;
     assert_eq!(status, 200);
     let text = String::from_utf8(actix_web::test::read_body(response).await.to_vec()).unwrap();
     let events: Vec<(&str, serde_json::Value)> = text
@@ -513,13 +465,10 @@ async fn a_synchronous_route_hands_over_its_run_at_the_deadline_and_charges_once
     let (_, _, drama) = send(&svc, get("/dramas/slow", k)).await;
     assert!(drama["characters"][0]["url"].is_string(), "{drama}");
 
-    let (_, _, gql) = send(
+    let (_, gql) = graphql(
         &svc,
-        post_json(
-            "/graphql",
-            k,
-            json!({"query": r#"mutation { generateCoverPhoto(dramaId: "slow") { url } }"#}),
-        ),
+        k,
+        r#"mutation { generateCoverPhoto(dramaId: "slow") { url } }"#,
     )
     .await;
     let error = &gql["errors"][0];
@@ -569,16 +518,7 @@ async fn an_id_being_written_is_taken_until_its_run_settles() {
     let svc = h.service(Harness::settings()).await;
     let k = &h.alice_key;
     // No worker: the run stays pending, its script unwritten.
-    let (status, _, body) = send(
-        &svc,
-        post_json(
-            "/dramas",
-            k,
-            json!({"premise": "A lighthouse", "id": "lamp"}),
-        ),
-    )
-    .await;
-    assert_eq!(status, 202, "{body}");
+    let body = start_premise(&svc, k, "A lighthouse", "lamp").await;
     let job = body["jobId"].as_str().unwrap().to_owned();
     let stored = drama_testkit::builders::drama_json("lamp", 1, 1, 1);
     let (status, _, taken) = send(&svc, post_json("/dramas", k, json!({"drama": stored}))).await;

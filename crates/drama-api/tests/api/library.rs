@@ -3,66 +3,9 @@
 use actix_web::test::TestRequest;
 use serde_json::{Value, json};
 
-use crate::support::{Harness, bearer, get, send};
-
-/// A 1×1 PNG.
-pub(crate) const PNG: &[u8] = &[
-    0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44, 0x52,
-    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1F, 0x15, 0xC4,
-    0x89, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9C, 0x63, 0xF8, 0xCF, 0xC0, 0xF0,
-    0x1F, 0x00, 0x05, 0x00, 0x01, 0xFF, 0x89, 0x99, 0x3D, 0x1D, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45,
-    0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
-];
-
-pub(crate) const BOUNDARY: &str = "----drama-test-boundary";
-
-pub(crate) fn multipart(
-    fields: &[(&str, &str)],
-    file: Option<(&str, &str, &[u8])>,
-    file_first: bool,
-) -> Vec<u8> {
-    let mut body = Vec::new();
-    let push_file = |body: &mut Vec<u8>| {
-        if let Some((name, content_type, bytes)) = file {
-            body.extend_from_slice(
-                format!(
-                    "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; \
-                     filename=\"{name}\"\r\nContent-Type: {content_type}\r\n\r\n"
-                )
-                .as_bytes(),
-            );
-            body.extend_from_slice(bytes);
-            body.extend_from_slice(b"\r\n");
-        }
-    };
-    if file_first {
-        push_file(&mut body);
-    }
-    for (name, value) in fields {
-        body.extend_from_slice(
-            format!(
-                "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
-            )
-            .as_bytes(),
-        );
-    }
-    if !file_first {
-        push_file(&mut body);
-    }
-    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
-    body
-}
-
-pub(crate) fn upload(key: &str, body: Vec<u8>) -> TestRequest {
-    TestRequest::post()
-        .uri("/asset-library/upload")
-        .insert_header(bearer(key))
-        .insert_header((
-            "content-type",
-            format!("multipart/form-data; boundary={BOUNDARY}"),
-        ))
-        .set_payload(body)
-}
+use crate::support::{
+    Harness, PNG, delete, get, image_upload_form, multipart, send, upload, uploaded,
+};
 
 #[actix_web::test]
 async fn uploads_are_stored_listed_read_and_deleted() {
@@ -79,15 +22,12 @@ async fn uploads_are_stored_listed_read_and_deleted() {
         ),
     ];
     for file_first in [true, false] {
-        let (status, _, body) = send(
+        let body = uploaded(
             &svc,
-            upload(
-                &h.alice_key,
-                multipart(&fields, Some(("Boy.PNG", "image/png", PNG)), file_first),
-            ),
+            &h.alice_key,
+            multipart(&fields, Some(("Boy.PNG", "image/png", PNG)), file_first),
         )
         .await;
-        assert_eq!(status, 200, "{body}");
         assert!(
             body["r2_key"]
                 .as_str()
@@ -132,14 +72,7 @@ async fn uploads_are_stored_listed_read_and_deleted() {
     );
 
     let item = format!("/asset-library/{id}?project_name=My%20Project&asset_type=image");
-    let response = actix_web::test::call_service(
-        &svc,
-        TestRequest::get()
-            .uri(&item)
-            .insert_header(bearer(&h.alice_key))
-            .to_request(),
-    )
-    .await;
+    let response = actix_web::test::call_service(&svc, get(&item, &h.alice_key).to_request()).await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers().get("content-type").unwrap(), "image/png");
     assert_eq!(&actix_web::test::read_body(response).await[..], PNG);
@@ -158,13 +91,7 @@ async fn uploads_are_stored_listed_read_and_deleted() {
     let (status, _, _) = send(&svc, get(&item, &h.bob_key)).await;
     assert_eq!(status, 404);
 
-    let (status, _, body) = send(
-        &svc,
-        TestRequest::delete()
-            .uri(&item)
-            .insert_header(bearer(&h.alice_key)),
-    )
-    .await;
+    let (status, _, body) = send(&svc, delete(&item, &h.alice_key)).await;
     assert_eq!(
         (status, body),
         (
@@ -172,13 +99,7 @@ async fn uploads_are_stored_listed_read_and_deleted() {
             json!({"success": true, "message": "Asset deleted successfully"})
         )
     );
-    let (status, _, _) = send(
-        &svc,
-        TestRequest::delete()
-            .uri(&item)
-            .insert_header(bearer(&h.alice_key)),
-    )
-    .await;
+    let (status, _, _) = send(&svc, delete(&item, &h.alice_key)).await;
     assert_eq!(status, 404);
 }
 
@@ -206,14 +127,10 @@ async fn bad_uploads_are_refused_and_nothing_is_kept() {
         &svc,
         upload(
             &h.alice_key,
-            multipart(
-                &[
-                    ("project_name", "p"),
-                    ("asset_type", "image"),
-                    ("tag", "clip"),
-                ],
-                Some(("a.png", "image/png", b"GIF89a not really a png")),
-                false,
+            image_upload_form(
+                "p",
+                "clip",
+                ("a.png", "image/png", b"GIF89a not really a png"),
             ),
         ),
     )
@@ -225,15 +142,7 @@ async fn bad_uploads_are_refused_and_nothing_is_kept() {
         &svc,
         upload(
             &h.alice_key,
-            multipart(
-                &[
-                    ("project_name", "p"),
-                    ("asset_type", "image"),
-                    ("tag", "clip"),
-                ],
-                Some(("a.mp4", "video/mp4", mp4)),
-                false,
-            ),
+            image_upload_form("p", "clip", ("a.mp4", "video/mp4", mp4)),
         ),
     )
     .await;
@@ -255,24 +164,14 @@ async fn media_serves_only_the_callers_objects() {
         &svc,
         upload(
             &h.alice_key,
-            multipart(
-                &[
-                    ("project_name", "p"),
-                    ("asset_type", "image"),
-                    ("tag", "clip"),
-                ],
-                Some(("a.png", "image/png", PNG)),
-                false,
-            ),
+            image_upload_form("p", "clip", ("a.png", "image/png", PNG)),
         ),
     )
     .await;
     let key = body["r2_key"].as_str().unwrap().to_owned();
     let response = actix_web::test::call_service(
         &svc,
-        TestRequest::get()
-            .uri(&format!("/media/{key}"))
-            .insert_header(bearer(&h.alice_key))
+        get(&format!("/media/{key}"), &h.alice_key)
             .insert_header(("range", "bytes=0-7"))
             .to_request(),
     )
@@ -302,15 +201,12 @@ async fn a_service_callers_old_default_user_is_the_legacy_user() {
         ("asset_type", "image"),
         ("tag", "character"),
     ];
-    let (status, _, body) = send(
+    uploaded(
         &svc,
-        upload(
-            &h.alice_key,
-            multipart(&fields, Some(("a.png", "image/png", PNG)), true),
-        ),
+        &h.alice_key,
+        multipart(&fields, Some(("a.png", "image/png", PNG)), true),
     )
     .await;
-    assert_eq!(status, 200, "{body}");
     let list = "/asset-library/list?user_id=10000&project_name=x";
     let (status, _, body) = send(&svc, get(list, &h.service_key)).await;
     assert_eq!(status, 200, "{body}");
@@ -318,15 +214,12 @@ async fn a_service_callers_old_default_user_is_the_legacy_user() {
     // The service caller uploads for the legacy user the same way.
     let mut as_old = fields.to_vec();
     as_old.push(("user_id", "10000"));
-    let (status, _, body) = send(
+    let body = uploaded(
         &svc,
-        upload(
-            &h.service_key,
-            multipart(&as_old, Some(("b.png", "image/png", PNG)), true),
-        ),
+        &h.service_key,
+        multipart(&as_old, Some(("b.png", "image/png", PNG)), true),
     )
     .await;
-    assert_eq!(status, 200, "{body}");
     assert!(
         body["r2_key"]
             .as_str()
@@ -374,23 +267,18 @@ async fn a_json_upload_is_downloaded_as_stored() {
         picture["r2_key"].as_str().unwrap()
     );
     let stored = format!("{{\"see\": \"{own}\", \"n\": 1}}");
-    let (status, _, body) = send(
+    let body = uploaded(
         &svc,
-        upload(
-            &h.alice_key,
-            form(
-                "text",
-                ("notes.json", "application/json", stored.as_bytes()),
-            ),
+        &h.alice_key,
+        form(
+            "text",
+            ("notes.json", "application/json", stored.as_bytes()),
         ),
     )
     .await;
-    assert_eq!(status, 200, "{body}");
     let id = body["asset_id"].as_str().unwrap().to_owned();
     let item = format!("/asset-library/{id}?project_name=p&asset_type=text");
-    let request = TestRequest::get()
-        .uri(&item)
-        .insert_header(bearer(&h.alice_key));
+    let request = get(&item, &h.alice_key);
     let response = actix_web::test::call_service(&svc, request.to_request()).await;
     assert_eq!(response.status(), 200);
     let bytes = actix_web::test::read_body(response).await;

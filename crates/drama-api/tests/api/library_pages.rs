@@ -10,8 +10,7 @@ use s3s::dto::{GetObjectInput, ListObjectsV2Input};
 use s3s::{S3Request, S3Result};
 use serde_json::Value;
 
-use crate::library::{PNG, multipart, upload};
-use crate::support::{Harness, get, send};
+use crate::support::{Api, Harness, PNG, get, multipart, send, uploaded};
 
 /// What the bucket was asked: objects read, and the page size of each listing.
 #[derive(Default)]
@@ -48,14 +47,7 @@ impl Counting {
 
 /// Uploads `n` images to project `p` (every third, from the first, tagged `character`, the
 /// rest `clip`), each with caller `metadata`; their ids in upload order.
-async fn upload_images<S>(svc: &S, key: &str, n: usize, metadata: &str) -> Vec<String>
-where
-    S: actix_web::dev::Service<
-            actix_http::Request,
-            Response = actix_web::dev::ServiceResponse,
-            Error = actix_web::Error,
-        >,
-{
+async fn upload_images(svc: &impl Api, key: &str, n: usize, metadata: &str) -> Vec<String> {
     let mut ids = Vec::new();
     for i in 0..n {
         let tag = if i % 3 == 0 { "character" } else { "clip" };
@@ -65,15 +57,12 @@ where
             ("tag", tag),
             ("metadata", metadata),
         ];
-        let (status, _, body) = send(
+        let body = uploaded(
             svc,
-            upload(
-                key,
-                multipart(&fields, Some(("a.png", "image/png", PNG)), false),
-            ),
+            key,
+            multipart(&fields, Some(("a.png", "image/png", PNG)), false),
         )
         .await;
-        assert_eq!(status, 200, "{body}");
         ids.push(body["asset_id"].as_str().unwrap().to_owned());
     }
     ids
@@ -89,14 +78,7 @@ fn ids_of(page: &Value) -> Vec<String> {
 }
 
 /// Follows `cursor` from the first page of `query`; every page's ids, in order.
-async fn every_page<S>(svc: &S, key: &str, query: &str) -> Vec<Vec<String>>
-where
-    S: actix_web::dev::Service<
-            actix_http::Request,
-            Response = actix_web::dev::ServiceResponse,
-            Error = actix_web::Error,
-        >,
-{
+async fn every_page(svc: &impl Api, key: &str, query: &str) -> Vec<Vec<String>> {
     let mut pages = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
@@ -200,15 +182,14 @@ async fn a_bad_limit_or_cursor_is_refused_naming_it() {
         // Hex of an unversioned id.
         ("cursor=6162", "cursor"),
     ];
-    for (query, field) in bad {
-        let (status, _, body) = send(
-            &svc,
-            get(
-                &format!("/asset-library/list?project_name=p&{query}"),
-                &h.alice_key,
-            ),
+    let list = |query: &str| {
+        get(
+            &format!("/asset-library/list?project_name=p&{query}"),
+            &h.alice_key,
         )
-        .await;
+    };
+    for (query, field) in bad {
+        let (status, _, body) = send(&svc, list(query)).await;
         assert_eq!(
             (status, body["code"].as_str()),
             (422, Some("validation_failed")),
@@ -219,14 +200,7 @@ async fn a_bad_limit_or_cursor_is_refused_naming_it() {
     }
     // The bounds themselves are accepted.
     for query in ["limit=1", "limit=1000"] {
-        let (status, _, body) = send(
-            &svc,
-            get(
-                &format!("/asset-library/list?project_name=p&{query}"),
-                &h.alice_key,
-            ),
-        )
-        .await;
+        let (status, _, body) = send(&svc, list(query)).await;
         assert_eq!(status, 200, "{query}: {body}");
     }
 }

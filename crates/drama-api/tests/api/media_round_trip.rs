@@ -5,14 +5,13 @@
 
 use std::sync::Arc;
 
-use actix_web::test::TestRequest;
 use drama_assets::{AssetStore, MemoryStore};
 use drama_dal::DramaRepository as _;
 use drama_domain::DramaId;
 use drama_testkit::s3::S3Server;
 use serde_json::{Value, json};
 
-use crate::support::{Harness, bearer, post_json, send};
+use crate::support::{Harness, patch_json, post_json, send};
 
 /// The stored text of drama `id` of the harness's Alice.
 async fn stored(h: &Harness, id: &str) -> String {
@@ -47,12 +46,7 @@ async fn signed_urls_sent_back_are_stored_lasting(assets: Arc<dyn AssetStore>, b
         episode["id"].as_str().unwrap(),
         scene["id"].as_str().unwrap()
     );
-    let patch = |body: Value| {
-        TestRequest::patch()
-            .uri(&uri)
-            .insert_header(bearer(&h.alice_key))
-            .set_json(body)
-    };
+    let patch = |body: Value| patch_json(&uri, &h.alice_key, body);
     let (status, _, body) = send(
         &svc,
         patch(json!({"description": "rewritten", "image_url": image, "video_url": video})),

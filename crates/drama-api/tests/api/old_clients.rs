@@ -3,17 +3,16 @@
 //! without values, fragments, aliases, `__typename`, directives, introspection as GraphiQL and
 //! code generators send it), and its REST calls, with the old response shapes.
 
-use actix_web::dev::{Service, ServiceResponse};
-use actix_web::middleware::from_fn;
 use actix_web::test;
-use drama_api::ApiState;
 use drama_app::App;
 use drama_dal::{ApiKeyRepository as _, NewUser, UserRepository as _};
 use drama_domain::UserId;
 use drama_testkit::pg::ScratchDb;
 use serde_json::{Value, json};
 
-use crate::support::{FULL_INTROSPECTION, Harness, get, post_json, send};
+use crate::support::{
+    Api, FULL_INTROSPECTION, Harness, get, graphql_body, plain_service_of, post_json, send,
+};
 
 /// The drama of the old `tests/test_generation.py` fixture.
 fn old_fixture(id: &str) -> Value {
@@ -97,28 +96,13 @@ impl OldWorld {
         }
     }
 
-    async fn service(
-        &self,
-    ) -> impl Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error> + use<>
-    {
-        test::init_service(
-            actix_web::App::new()
-                .wrap(from_fn(drama_api::middleware::request_context))
-                .configure(drama_api::configure(ApiState::new(
-                    self.app.clone(),
-                    Harness::settings(),
-                ))),
-        )
-        .await
+    async fn service(&self) -> impl Api + use<> {
+        plain_service_of(self.app.clone()).await
     }
 }
 
-async fn gql(
-    svc: &impl Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error>,
-    key: &str,
-    body: Value,
-) -> Value {
-    let (status, _, body) = send(svc, post_json("/graphql", key, body)).await;
+async fn gql(svc: &impl Api, key: &str, body: Value) -> Value {
+    let (status, body) = graphql_body(svc, key, body).await;
     assert_eq!(status, 200, "{body}");
     body
 }

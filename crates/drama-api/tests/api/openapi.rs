@@ -6,23 +6,17 @@ use std::collections::BTreeSet;
 use actix_web::test::TestRequest;
 use serde_json::Value;
 
-use crate::support::{Harness, bearer, send};
+use crate::support::{Harness, assert_committed, bearer, send};
 
 const DOC: &str = include_str!("../../openapi.json");
 
 #[test]
 fn the_committed_document_is_the_generated_one() {
-    let generated = drama_api::openapi_json();
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json");
-    if std::env::var_os("UPDATE_OPENAPI").is_some() {
-        std::fs::write(path, generated).unwrap();
-    }
-    let committed = std::fs::read_to_string(path).unwrap_or_default();
-    assert!(
-        committed == generated,
-        "crates/drama-api/openapi.json is out of date; regenerate it with \
-         `UPDATE_OPENAPI=1 cargo test -p drama-api --test api the_committed_document_is_the_generated_one` \
-         and review the diff"
+    assert_committed(
+        "openapi.json",
+        drama_api::openapi_json(),
+        "UPDATE_OPENAPI",
+        "the_committed_document_is_the_generated_one",
     );
 }
 
@@ -136,22 +130,26 @@ fn every_documented_error_status_is_one_of_the_error_table() {
     assert!(strays.is_empty(), "statuses no error answers: {strays:#?}");
 }
 
+/// A documented path with every parameter filled in.
+fn concrete(path: &str) -> String {
+    path.replace("{drama_id}", "d")
+        .replace("{character_id}", "c")
+        .replace("{episode_id}", "e")
+        .replace("{scene_id}", "s")
+        .replace("{asset_id}", "a")
+        .replace("{job_id}", "00000000-0000-0000-0000-000000000000")
+        .replace("{key}", "k/x")
+        .replace("{key_id}", "00000000-0000-0000-0000-000000000000")
+        .replace("{file}", "js/main.js")
+}
+
 #[actix_web::test]
 async fn every_documented_operation_is_answered_by_its_route() {
     let h = Harness::new().await;
     let svc = h.service(Harness::settings()).await;
     let doc = documented();
     for (path, methods) in doc["paths"].as_object().unwrap() {
-        let concrete = path
-            .replace("{drama_id}", "d")
-            .replace("{character_id}", "c")
-            .replace("{episode_id}", "e")
-            .replace("{scene_id}", "s")
-            .replace("{asset_id}", "a")
-            .replace("{job_id}", "00000000-0000-0000-0000-000000000000")
-            .replace("{key}", "k/x")
-            .replace("{key_id}", "00000000-0000-0000-0000-000000000000")
-            .replace("{file}", "js/main.js");
+        let concrete = concrete(path);
         for method in methods.as_object().unwrap().keys() {
             if path == "/subscriptions" {
                 continue;
@@ -186,16 +184,7 @@ async fn a_method_a_documented_path_lacks_is_answered_405_with_allow() {
     let doc = documented();
     let all = ["get", "put", "post", "delete", "patch", "trace", "options"];
     for (path, methods) in doc["paths"].as_object().unwrap() {
-        let concrete = path
-            .replace("{drama_id}", "d")
-            .replace("{character_id}", "c")
-            .replace("{episode_id}", "e")
-            .replace("{scene_id}", "s")
-            .replace("{asset_id}", "a")
-            .replace("{job_id}", "00000000-0000-0000-0000-000000000000")
-            .replace("{key}", "k/x")
-            .replace("{key_id}", "00000000-0000-0000-0000-000000000000")
-            .replace("{file}", "js/main.js");
+        let concrete = concrete(path);
         let documented: BTreeSet<String> = methods
             .as_object()
             .unwrap()

@@ -3,21 +3,17 @@
 
 use std::sync::Arc;
 
-use actix_web::middleware::from_fn;
 use actix_web::test;
-use drama_api::ApiState;
 use drama_app::pipeline::Scope;
-use drama_app::pipeline::jobs_port::EngineJobs;
-use drama_app::{App, Caller, Ports};
+use drama_app::{App, Caller};
 use drama_dal::{ApiKeyRepository as _, DramaRepository as _, NewUser, UserRepository as _};
 use drama_domain::UserId;
 use drama_postgres::PgStore;
-use drama_postgres::jobs::PgJobStore;
 use drama_testkit::StatementCounter;
 use drama_testkit::pg::ScratchDb;
 use serde_json::json;
 
-use crate::support::{Harness, post_json, send};
+use crate::support::{Api, graphql, pg_app_on, plain_service_of, post_json, send};
 
 const NESTED: &str = "{ dramas(limit: 50) { id title jobs { type status } \
     characters { name url jobs { type status } } \
@@ -46,15 +42,7 @@ impl PgApi {
             .connect(&counter.url(&db.url()))
             .await
             .unwrap();
-        let store = Arc::new(PgStore::new(pool.clone()));
-        let jobs = Arc::new(PgJobStore::new(pool.clone()));
-        let app = App::new(Ports {
-            store: store.clone(),
-            assets: Arc::new(drama_assets::MemoryStore::default()),
-            generation: store.clone(),
-            jobs: Arc::new(EngineJobs(jobs)),
-            ai: drama_ai::AiProviders::offline(0),
-        });
+        let (store, app) = pg_app_on(&pool);
         let user = UserId::random();
         store.create_user(&NewUser::new(user)).await.unwrap();
         let key = store
@@ -74,22 +62,8 @@ impl PgApi {
         }
     }
 
-    async fn service(
-        &self,
-    ) -> impl actix_web::dev::Service<
-        actix_http::Request,
-        Response = actix_web::dev::ServiceResponse,
-        Error = actix_web::Error,
-    > + use<> {
-        test::init_service(
-            actix_web::App::new()
-                .wrap(from_fn(drama_api::middleware::request_context))
-                .configure(drama_api::configure(ApiState::new(
-                    self.app.clone(),
-                    Harness::settings(),
-                ))),
-        )
-        .await
+    async fn service(&self) -> impl Api + use<> {
+        plain_service_of(self.app.clone()).await
     }
 
     async fn finish(self) {
@@ -129,11 +103,10 @@ async fn a_nested_page_of_dramas_and_their_jobs_is_a_few_statements() {
                 .unwrap();
         }
         // Warm: the key and the dramas are cached after the first request, as in a server.
-        let (status, _, body) =
-            send(&svc, post_json("/graphql", key, json!({ "query": NESTED }))).await;
+        let (status, body) = graphql(&svc, key, NESTED).await;
         assert_eq!(status, 200, "{body}");
         counter.reset();
-        let (_, _, body) = send(&svc, post_json("/graphql", key, json!({ "query": NESTED }))).await;
+        let (_, body) = graphql(&svc, key, NESTED).await;
         assert!(body["errors"].is_null(), "{body}");
         let dramas = body["data"]["dramas"].as_array().unwrap();
         assert_eq!(dramas.len(), total);

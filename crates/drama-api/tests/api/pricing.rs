@@ -7,7 +7,10 @@ use drama_app::TextLimits;
 use drama_dal::UserRepository;
 use serde_json::{Value, json};
 
-use crate::support::{Harness, bearer, create_drama, post_json, send};
+use crate::support::{
+    Harness, assert_graphql_error, create_drama, field_of_each, get, graphql, patch_json, post,
+    post_json, send,
+};
 
 /// Scripts written offline but priced as real calls, with a cheap model listed first.
 async fn priced_harness(models: &str) -> Harness {
@@ -32,12 +35,7 @@ async fn the_price_list_is_public_and_the_same_over_rest_and_graphql() {
     let svc = h.service(Harness::settings()).await;
     let (status, _, body) = send(&svc, TestRequest::get().uri("/models")).await;
     assert_eq!(status, 200, "{body}");
-    let names: Vec<&str> = body["models"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["name"].as_str().unwrap())
-        .collect();
+    let names = field_of_each(&body["models"], "name");
     // The built-in default comes first even when listed later; offline is always there.
     assert_eq!(
         names,
@@ -51,13 +49,10 @@ async fn the_price_list_is_public_and_the_same_over_rest_and_graphql() {
     assert_eq!(body["media"]["image"], 4);
     assert_eq!(body["offline_calls_priced"], true);
 
-    let (_, _, gql) = send(
+    let (_, gql) = graphql(
         &svc,
-        post_json(
-            "/graphql",
-            &h.alice_key,
-            json!({"query": "{ models { models { name default generateDrama } image videoPerSecond } }"}),
-        ),
+        &h.alice_key,
+        "{ models { models { name default generateDrama } image videoPerSecond } }",
     )
     .await;
     let listed = &gql["data"]["models"];
@@ -90,26 +85,13 @@ async fn an_unlisted_model_is_refused_before_any_charge_and_a_listed_one_costs_i
         text.contains("gemini-3-pro-preview, cheap, offline"),
         "{body}"
     );
-    let (_, _, gql) = send(
+    let (_, gql) = graphql(
         &svc,
-        post_json(
-            "/graphql",
-            &h.alice_key,
-            json!({"query": r#"mutation { createDrama(premise: "p", model: "gpt-4o") { dramaId } }"#}),
-        ),
+        &h.alice_key,
+        r#"mutation { createDrama(premise: "p", model: "gpt-4o") { dramaId } }"#,
     )
     .await;
-    assert_eq!(
-        gql["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
-        "{gql}"
-    );
-    assert!(
-        gql["errors"][0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("cheap"),
-        "{gql}"
-    );
+    assert_graphql_error(&gql, "BAD_USER_INPUT", "cheap");
     assert_eq!(
         balance(&h, h.alice).await,
         before,
@@ -129,9 +111,10 @@ async fn an_unlisted_model_is_refused_before_any_charge_and_a_listed_one_costs_i
     assert_eq!(status, 202, "{body}");
     let job: Value = send(
         &svc,
-        TestRequest::get()
-            .uri(&format!("/jobs/{}", body["jobId"].as_str().unwrap()))
-            .insert_header(bearer(&h.alice_key)),
+        get(
+            &format!("/jobs/{}", body["jobId"].as_str().unwrap()),
+            &h.alice_key,
+        ),
     )
     .await
     .2;
@@ -182,22 +165,8 @@ async fn client_text_over_its_bound_is_refused_naming_the_field() {
         r#"mutation {{ createDrama(premise: "{}", id: "g1") {{ dramaId }} }}"#,
         long(51)
     );
-    let (_, _, gql) = send(
-        &svc,
-        post_json("/graphql", &h.alice_key, json!({ "query": query })),
-    )
-    .await;
-    assert_eq!(
-        gql["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
-        "{gql}"
-    );
-    assert!(
-        gql["errors"][0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("premise"),
-        "{gql}"
-    );
+    let (_, gql) = graphql(&svc, &h.alice_key, &query).await;
+    assert_graphql_error(&gql, "BAD_USER_INPUT", "premise");
 
     // A whole drama: every offending field is listed with its path.
     let mut drama = drama_testkit::builders::drama_json("whole", 1, 1, 1);
@@ -209,12 +178,7 @@ async fn client_text_over_its_bound_is_refused_naming_the_field() {
     )
     .await;
     assert_eq!(status, 422, "{body}");
-    let fields: Vec<&str> = body["detail"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
+    let fields = field_of_each(&body["detail"], "field");
     assert!(fields.contains(&"title"), "{body}");
     assert!(
         fields.contains(&"episodes[0].scenes[0].assets[0].prompt"),
@@ -225,10 +189,7 @@ async fn client_text_over_its_bound_is_refused_naming_the_field() {
     create_drama(&svc, &h.alice_key, "d", (1, 1, 1)).await;
     let (status, _, body) = send(
         &svc,
-        TestRequest::patch()
-            .uri("/dramas/d")
-            .insert_header(bearer(&h.alice_key))
-            .set_json(json!({"description": long(61)})),
+        patch_json("/dramas/d", &h.alice_key, json!({"description": long(61)})),
     )
     .await;
     assert_eq!(status, 422, "{body}");
@@ -249,10 +210,7 @@ async fn client_text_over_its_bound_is_refused_naming_the_field() {
     assert!(body.to_string().contains("feedback"), "{body}");
     let (status, _, body) = send(
         &svc,
-        TestRequest::patch()
-            .uri("/dramas/d")
-            .insert_header(bearer(&h.alice_key))
-            .set_json(json!({"description": long(60)})),
+        patch_json("/dramas/d", &h.alice_key, json!({"description": long(60)})),
     )
     .await;
     assert_eq!(status, 200, "{body}");
@@ -295,13 +253,7 @@ async fn with_pricing_off_nothing_is_charged_and_the_ledger_still_records_each_r
         .await
         .unwrap();
     create_drama(&svc, &h.alice_key, "free", (1, 1, 2)).await;
-    let (status, _, body) = send(
-        &svc,
-        TestRequest::post()
-            .uri("/dramas/free/generate")
-            .insert_header(bearer(&h.alice_key)),
-    )
-    .await;
+    let (status, _, body) = send(&svc, post("/dramas/free/generate", &h.alice_key)).await;
     assert_eq!(status, 202, "{body}");
     let (status, _, body) = send(
         &svc,
@@ -324,15 +276,7 @@ async fn with_pricing_off_nothing_is_charged_and_the_ledger_still_records_each_r
         .map(|e| e.amount)
         .collect();
     assert_eq!(charges, vec![0, 0]);
-    let (_, _, gql) = send(
-        &svc,
-        post_json(
-            "/graphql",
-            &h.alice_key,
-            json!({"query": "{ models { billed image } }"}),
-        ),
-    )
-    .await;
+    let (_, gql) = graphql(&svc, &h.alice_key, "{ models { billed image } }").await;
     assert_eq!(
         gql["data"]["models"],
         json!({"billed": false, "image": 0}),
@@ -360,13 +304,10 @@ async fn per_token_prices_are_listed_where_they_are_set() {
     // The per-call prices stay: they are what each call holds.
     assert_eq!(per_token["prices"]["generate_drama"], 10);
 
-    let (_, _, gql) = send(
+    let (_, gql) = graphql(
         &svc,
-        post_json(
-            "/graphql",
-            &h.alice_key,
-            json!({"query": "{ models { models { name tokenPrices { inputPerMillion outputPerMillion } } } }"}),
-        ),
+        &h.alice_key,
+        "{ models { models { name tokenPrices { inputPerMillion outputPerMillion } } } }",
     )
     .await;
     let listed = &gql["data"]["models"]["models"];

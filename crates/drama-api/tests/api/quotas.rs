@@ -7,8 +7,10 @@ use drama_app::Quotas;
 use drama_dal::UserRepository as _;
 use serde_json::{Value, json};
 
-use crate::library::{BOUNDARY, PNG, multipart};
-use crate::support::{Harness, bearer, create_drama, get, post, post_json, send};
+use crate::support::{
+    Harness, PNG, create_drama, delete, get, graphql, image_upload_form, post, post_form,
+    post_json, premise_form_with_image, send,
+};
 
 async fn harness(quotas: Quotas) -> Harness {
     let mut h = Harness::new().await;
@@ -42,23 +44,8 @@ fn assert_graphql_refusal(body: &Value, which: &str) {
 }
 
 fn upload(key: &str, project: &str) -> TestRequest {
-    let body = multipart(
-        &[
-            ("project_name", project),
-            ("asset_type", "image"),
-            ("tag", "character"),
-        ],
-        Some(("a.png", "image/png", PNG)),
-        false,
-    );
-    TestRequest::post()
-        .uri("/asset-library/upload")
-        .insert_header(bearer(key))
-        .insert_header((
-            "content-type",
-            format!("multipart/form-data; boundary={BOUNDARY}"),
-        ))
-        .set_payload(body)
+    let form = image_upload_form(project, "character", ("a.png", "image/png", PNG));
+    crate::support::upload(key, form)
 }
 
 #[actix_web::test]
@@ -80,13 +67,10 @@ async fn a_user_holds_at_most_the_configured_number_of_dramas() {
     )
     .await;
     assert_rest_refusal(status, &body, "dramas");
-    let (_, _, body) = send(
+    let (_, body) = graphql(
         &svc,
-        post_json(
-            "/graphql",
-            &h.alice_key,
-            json!({"query": r#"mutation { createDrama(premise: "more", id: "g") { dramaId } }"#}),
-        ),
+        &h.alice_key,
+        r#"mutation { createDrama(premise: "more", id: "g") { dramaId } }"#,
     )
     .await;
     assert_graphql_refusal(&body, "dramas");
@@ -103,13 +87,7 @@ async fn a_user_holds_at_most_the_configured_number_of_dramas() {
 
     // Bob is not held to Alice's count; Alice makes room by deleting one.
     create_drama(&svc, &h.bob_key, "bobs", (1, 1, 1)).await;
-    let (status, _, _) = send(
-        &svc,
-        TestRequest::delete()
-            .uri("/dramas/two")
-            .insert_header(bearer(&h.alice_key)),
-    )
-    .await;
+    let (status, _, _) = send(&svc, delete("/dramas/two", &h.alice_key)).await;
     assert_eq!(status, 200);
     let (status, _, body) = send(&svc, post_json("/dramas", &h.alice_key, &third)).await;
     assert_eq!(status, 201, "{body}");
@@ -135,13 +113,10 @@ async fn a_user_runs_at_most_the_configured_number_of_runs_at_once() {
     )
     .await;
     assert_rest_refusal(status, &body, "active_runs");
-    let (_, _, body) = send(
+    let (_, body) = graphql(
         &svc,
-        post_json(
-            "/graphql",
-            &h.alice_key,
-            json!({"query": r#"mutation { generateDrama(id: "two") { jobId } }"#}),
-        ),
+        &h.alice_key,
+        r#"mutation { generateDrama(id: "two") { jobId } }"#,
     )
     .await;
     assert_graphql_refusal(&body, "active_runs");
@@ -248,13 +223,10 @@ async fn a_user_stores_at_most_the_configured_number_of_bytes() {
     )
     .await;
     assert_rest_refusal(status, &body, "stored_bytes");
-    let (_, _, body) = send(
+    let (_, body) = graphql(
         &svc,
-        post_json(
-            "/graphql",
-            &h.alice_key,
-            json!({"query": r#"mutation { generateDrama(id: "one") { jobId } }"#}),
-        ),
+        &h.alice_key,
+        r#"mutation { generateDrama(id: "one") { jobId } }"#,
     )
     .await;
     assert_graphql_refusal(&body, "stored_bytes");
@@ -263,11 +235,10 @@ async fn a_user_stores_at_most_the_configured_number_of_bytes() {
     let id = uploaded["asset_id"].as_str().unwrap();
     let (status, _, body) = send(
         &svc,
-        TestRequest::delete()
-            .uri(&format!(
-                "/asset-library/{id}?project_name=p&asset_type=image"
-            ))
-            .insert_header(bearer(&h.alice_key)),
+        delete(
+            &format!("/asset-library/{id}?project_name=p&asset_type=image"),
+            &h.alice_key,
+        ),
     )
     .await;
     assert_eq!(status, 200, "{body}");
@@ -313,7 +284,7 @@ async fn on_postgres_a_resumed_run_counts_against_the_run_quota() {
         assert_eq!(view["status"], "cancelled", "nothing was re-queued: {view}");
     }
     let query = format!(r#"mutation {{ resumeJob(id: "{}") {{ jobId }} }}"#, jobs[0]);
-    let (_, _, body) = send(&svc, post_json("/graphql", &key, json!({ "query": query }))).await;
+    let (_, body) = graphql(&svc, &key, &query).await;
     assert_graphql_refusal(&body, "active_runs");
     assert_eq!(balance().await, before, "nothing was charged");
 
@@ -354,15 +325,13 @@ async fn on_postgres_a_resumed_premise_counts_against_the_drama_quota() {
     let (status, _, body) = send(&svc, post(&format!("/jobs/{job}/resume"), &key)).await;
     assert_rest_refusal(status, &body, "dramas");
     let query = format!(r#"mutation {{ resumeJob(id: "{job}") {{ jobId }} }}"#);
-    let (_, _, body) = send(&svc, post_json("/graphql", &key, json!({ "query": query }))).await;
+    let (_, body) = graphql(&svc, &key, &query).await;
     assert_graphql_refusal(&body, "dramas");
     let (_, _, view) = send(&svc, get(&format!("/jobs/{job}"), &key)).await;
     assert_eq!(view["status"], "cancelled", "nothing was re-queued: {view}");
     assert_eq!(balance().await, before, "nothing was charged");
 
-    let remove = TestRequest::delete()
-        .uri("/dramas/held")
-        .insert_header(bearer(&key));
+    let remove = delete("/dramas/held", &key);
     let (status, _, body) = send(&svc, remove).await;
     assert!(status < 300, "{status} {body}");
     let (status, _, body) = send(&svc, post(&format!("/jobs/{job}/resume"), &key)).await;
@@ -373,31 +342,11 @@ async fn on_postgres_a_resumed_premise_counts_against_the_drama_quota() {
 
 /// `POST /dramas` as a form: a premise and a reference image.
 fn premise_form(key: &str, id: &str) -> TestRequest {
-    let mut body = multipart(
-        &[("premise", "A lighthouse keeper."), ("id", id)],
-        None,
-        false,
-    );
-    let end = format!("--{BOUNDARY}--\r\n");
-    body.truncate(body.len() - end.len());
-    body.extend_from_slice(
-        format!(
-            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"reference_image\"; \
-             filename=\"ref.png\"\r\nContent-Type: image/png\r\n\r\n"
-        )
-        .as_bytes(),
-    );
-    body.extend_from_slice(PNG);
-    body.extend_from_slice(b"\r\n");
-    body.extend_from_slice(end.as_bytes());
-    TestRequest::post()
-        .uri("/dramas")
-        .insert_header(bearer(key))
-        .insert_header((
-            "content-type",
-            format!("multipart/form-data; boundary={BOUNDARY}"),
-        ))
-        .set_payload(body)
+    post_form(
+        "/dramas",
+        key,
+        premise_form_with_image("A lighthouse keeper.", id),
+    )
 }
 
 /// A premise with a reference image that is refused, for want of credits or of room once the

@@ -4,7 +4,9 @@ use actix_web::test::TestRequest;
 use drama_testkit::builders::{LEGACY_FIXTURE, drama_json};
 use serde_json::{Value, json};
 
-use crate::support::{Harness, bearer, get, post_json, send};
+use crate::support::{
+    Harness, bearer, delete, field_of_each, get, patch, patch_json, post, post_json, send,
+};
 
 fn create_body(id: &str) -> Value {
     json!({ "drama": drama_json(id, 2, 2, 2) })
@@ -80,14 +82,11 @@ async fn every_drama_route_requires_credentials() {
 async fn create_read_patch_and_delete_a_drama() {
     let h = Harness::new().await;
     let svc = h.service(Harness::settings()).await;
-    let auth = bearer(&h.alice_key);
+    let k = &h.alice_key;
 
     let (status, headers, body) = send(
         &svc,
-        TestRequest::post()
-            .uri("/dramas")
-            .insert_header(auth.clone())
-            .set_payload(format!("{{\"drama\": {LEGACY_FIXTURE}}}")),
+        post("/dramas", k).set_payload(format!("{{\"drama\": {LEGACY_FIXTURE}}}")),
     )
     .await;
     assert_eq!(status, 201, "{body}");
@@ -95,13 +94,7 @@ async fn create_read_patch_and_delete_a_drama() {
     assert_eq!(body["characters"][0]["voice_description"], "");
     assert_eq!(headers.get("etag").unwrap(), "\"1\"");
 
-    let (status, headers, body) = send(
-        &svc,
-        TestRequest::get()
-            .uri("/dramas/corgi_musk_v5")
-            .insert_header(auth.clone()),
-    )
-    .await;
+    let (status, headers, body) = send(&svc, get("/dramas/corgi_musk_v5", k)).await;
     assert_eq!(status, 200);
     let mut expected: Value = serde_json::from_str(LEGACY_FIXTURE).unwrap();
     for c in expected["characters"].as_array_mut().unwrap() {
@@ -113,9 +106,7 @@ async fn create_read_patch_and_delete_a_drama() {
     // A stale version is refused and changes nothing.
     let (status, _, body) = send(
         &svc,
-        TestRequest::patch()
-            .uri("/dramas/corgi_musk_v5")
-            .insert_header(auth.clone())
+        patch("/dramas/corgi_musk_v5", k)
             .insert_header(("If-Match", "\"7\""))
             .set_payload(r#"{"title": "Lost"}"#),
     )
@@ -126,9 +117,7 @@ async fn create_read_patch_and_delete_a_drama() {
     );
     let (status, headers, body) = send(
         &svc,
-        TestRequest::patch()
-            .uri("/dramas/corgi_musk_v5")
-            .insert_header(auth.clone())
+        patch("/dramas/corgi_musk_v5", k)
             .set_payload(r#"{"title": "Corgi II", "version": 1, "unknown": true}"#),
     )
     .await;
@@ -138,29 +127,20 @@ async fn create_read_patch_and_delete_a_drama() {
 
     let (status, _, body) = send(
         &svc,
-        TestRequest::patch()
-            .uri("/dramas/corgi_musk_v5")
-            .insert_header(auth.clone())
-            .set_payload(r#"{"title": null}"#),
+        patch("/dramas/corgi_musk_v5", k).set_payload(r#"{"title": null}"#),
     )
     .await;
     assert_eq!(status, 422);
     assert_eq!(body["detail"][0]["loc"], json!(["body", "title"]));
     assert_eq!(body["detail"][0]["msg"], "must not be null");
 
-    let (status, _, body) = send(
-        &svc,
-        TestRequest::delete()
-            .uri("/dramas/corgi_musk_v5")
-            .insert_header(auth.clone()),
-    )
-    .await;
+    let (status, _, body) = send(&svc, delete("/dramas/corgi_musk_v5", k)).await;
     assert_eq!((status, body), (200, json!({"success": true})));
     for req in [
-        TestRequest::delete().uri("/dramas/corgi_musk_v5"),
-        TestRequest::get().uri("/dramas/corgi_musk_v5"),
+        delete("/dramas/corgi_musk_v5", k),
+        get("/dramas/corgi_musk_v5", k),
     ] {
-        let (status, _, body) = send(&svc, req.insert_header(auth.clone())).await;
+        let (status, _, body) = send(&svc, req).await;
         assert_eq!(status, 404);
         assert_eq!(
             body["detail"],
@@ -174,17 +154,10 @@ async fn create_read_patch_and_delete_a_drama() {
 async fn invalid_creations_name_the_problem_and_write_nothing() {
     let h = Harness::new().await;
     let svc = h.service(Harness::settings()).await;
-    let auth = bearer(&h.alice_key);
+    let k = &h.alice_key;
     let mut bad = create_body("bad");
     bad["drama"]["characters"][1]["id"] = json!("has space");
-    let (status, _, body) = send(
-        &svc,
-        TestRequest::post()
-            .uri("/dramas")
-            .insert_header(auth.clone())
-            .set_json(&bad),
-    )
-    .await;
+    let (status, _, body) = send(&svc, post_json("/dramas", k, &bad)).await;
     assert_eq!(status, 422);
     assert_eq!(body["code"], "validation_failed");
     assert_eq!(body["detail"][0]["field"], "drama.characters[1].id");
@@ -195,14 +168,7 @@ async fn invalid_creations_name_the_problem_and_write_nothing() {
 
     let mut bad = create_body("bad");
     bad["drama"]["episodes"][0]["scenes"][0]["assets"][0]["kind"] = json!("hologram");
-    let (status, _, body) = send(
-        &svc,
-        TestRequest::post()
-            .uri("/dramas")
-            .insert_header(auth.clone())
-            .set_json(&bad),
-    )
-    .await;
+    let (status, _, body) = send(&svc, post_json("/dramas", k, &bad)).await;
     assert_eq!(status, 422);
     assert_eq!(
         body["detail"][0]["field"],
@@ -211,27 +177,13 @@ async fn invalid_creations_name_the_problem_and_write_nothing() {
 
     let mut bad = create_body("bad");
     bad["drama"].as_object_mut().unwrap().remove("title");
-    let (status, _, body) = send(
-        &svc,
-        TestRequest::post()
-            .uri("/dramas")
-            .insert_header(auth.clone())
-            .set_json(&bad),
-    )
-    .await;
+    let (status, _, body) = send(&svc, post_json("/dramas", k, &bad)).await;
     assert_eq!(
         (status, body["detail"][0]["field"].as_str()),
         (422, Some("drama.title"))
     );
 
-    let (status, _, body) = send(
-        &svc,
-        TestRequest::post()
-            .uri("/dramas")
-            .insert_header(auth.clone())
-            .set_payload("{not json"),
-    )
-    .await;
+    let (status, _, body) = send(&svc, post("/dramas", k).set_payload("{not json")).await;
     assert_eq!(status, 400);
     assert!(
         body["detail"]
@@ -240,39 +192,19 @@ async fn invalid_creations_name_the_problem_and_write_nothing() {
             .starts_with("Invalid JSON body")
     );
 
-    let (status, _, body) = send(
-        &svc,
-        TestRequest::post()
-            .uri("/dramas")
-            .insert_header(auth.clone())
-            .set_json(json!({"title": "neither"})),
-    )
-    .await;
+    let (status, _, body) = send(&svc, post_json("/dramas", k, json!({"title": "neither"}))).await;
     assert_eq!(status, 400);
     assert_eq!(
         body["detail"],
         "Must provide either 'premise' (async mode) or 'drama' (sync mode)"
     );
 
-    let (status, _, body) = send(
-        &svc,
-        TestRequest::get()
-            .uri("/dramas")
-            .insert_header(auth.clone()),
-    )
-    .await;
+    let (status, _, body) = send(&svc, get("/dramas", k)).await;
     assert_eq!(status, 200);
     assert_eq!(body["dramas"], json!([]), "nothing was written");
 
     // An existing id is a conflict, also for another user.
-    send(
-        &svc,
-        TestRequest::post()
-            .uri("/dramas")
-            .insert_header(auth.clone())
-            .set_json(create_body("taken")),
-    )
-    .await;
+    send(&svc, post_json("/dramas", k, create_body("taken"))).await;
     let (status, _, body) =
         send(&svc, post_json("/dramas", &h.bob_key, create_body("taken"))).await;
     assert_eq!(
@@ -285,34 +217,26 @@ async fn invalid_creations_name_the_problem_and_write_nothing() {
 async fn nested_reads_and_patches_follow_the_path() {
     let h = Harness::new().await;
     let svc = h.service(Harness::settings()).await;
-    let auth = bearer(&h.alice_key);
-    send(
-        &svc,
-        TestRequest::post()
-            .uri("/dramas")
-            .insert_header(auth.clone())
-            .set_json(create_body("nest")),
-    )
-    .await;
-    let get = |uri: &str| TestRequest::get().uri(uri).insert_header(auth.clone());
+    let k = &h.alice_key;
+    send(&svc, post_json("/dramas", k, create_body("nest"))).await;
 
-    let (s, _, b) = send(&svc, get("/dramas/nest/characters")).await;
+    let (s, _, b) = send(&svc, get("/dramas/nest/characters", k)).await;
     assert_eq!((s, b["characters"].as_array().unwrap().len()), (200, 2));
-    let (s, _, b) = send(&svc, get("/dramas/nest/characters/c1")).await;
+    let (s, _, b) = send(&svc, get("/dramas/nest/characters/c1", k)).await;
     assert_eq!((s, b["name"].as_str()), (200, Some("Character 1")));
-    let (s, _, b) = send(&svc, get("/dramas/nest/episodes")).await;
+    let (s, _, b) = send(&svc, get("/dramas/nest/episodes", k)).await;
     assert_eq!((s, b["episodes"].as_array().unwrap().len()), (200, 2));
-    let (s, _, b) = send(&svc, get("/dramas/nest/episodes/e1")).await;
+    let (s, _, b) = send(&svc, get("/dramas/nest/episodes/e1", k)).await;
     assert_eq!((s, b["title"].as_str()), (200, Some("Episode 1")));
-    let (s, _, b) = send(&svc, get("/dramas/nest/episodes/e1/scenes")).await;
+    let (s, _, b) = send(&svc, get("/dramas/nest/episodes/e1/scenes", k)).await;
     assert_eq!((s, b["scenes"].as_array().unwrap().len()), (200, 2));
-    let (s, _, b) = send(&svc, get("/dramas/nest/episodes/e1/scenes/e1-s0")).await;
+    let (s, _, b) = send(&svc, get("/dramas/nest/episodes/e1/scenes/e1-s0", k)).await;
     assert_eq!((s, b["id"].as_str()), (200, Some("e1-s0")));
-    let (s, _, b) = send(&svc, get("/dramas/nest/episodes/e1/scenes/e1-s0/assets")).await;
+    let (s, _, b) = send(&svc, get("/dramas/nest/episodes/e1/scenes/e1-s0/assets", k)).await;
     assert_eq!((s, b["assets"].as_array().unwrap().len()), (200, 2));
     let (s, _, b) = send(
         &svc,
-        get("/dramas/nest/episodes/e1/scenes/e1-s0/assets/e1-s0-vid"),
+        get("/dramas/nest/episodes/e1/scenes/e1-s0/assets/e1-s0-vid", k),
     )
     .await;
     assert_eq!((s, b["duration"].as_i64()), (200, Some(10)));
@@ -325,21 +249,16 @@ async fn nested_reads_and_patches_follow_the_path() {
         ("/dramas/nest/episodes/e1/scenes/e1-s0/assets/zzz", "Asset"),
         ("/dramas/other/episodes", "Drama"),
     ] {
-        let (s, _, b) = send(&svc, get(uri)).await;
+        let (s, _, b) = send(&svc, get(uri, k)).await;
         assert_eq!(s, 404, "{uri}");
         assert_eq!(b["detail"]["error"], format!("{kind} not found"), "{uri}");
     }
 
-    let patch = |uri: &str, body: Value| {
-        TestRequest::patch()
-            .uri(uri)
-            .insert_header(auth.clone())
-            .set_json(body)
-    };
     let (s, _, b) = send(
         &svc,
-        patch(
+        patch_json(
             "/dramas/nest/characters/c0",
+            k,
             json!({"name": "Ana", "gender": "ignored"}),
         ),
     )
@@ -350,8 +269,9 @@ async fn nested_reads_and_patches_follow_the_path() {
     );
     let (s, _, b) = send(
         &svc,
-        patch(
+        patch_json(
             "/dramas/nest/episodes/e0",
+            k,
             json!({"premise": "more", "metadata": {"k": 1}}),
         ),
     )
@@ -362,8 +282,9 @@ async fn nested_reads_and_patches_follow_the_path() {
     );
     let (s, _, b) = send(
         &svc,
-        patch(
+        patch_json(
             "/dramas/nest/episodes/e0/scenes/e0-s1",
+            k,
             json!({"image_url": "https://cdn/x.png"}),
         ),
     )
@@ -374,8 +295,9 @@ async fn nested_reads_and_patches_follow_the_path() {
     );
     let (s, _, b) = send(
         &svc,
-        patch(
+        patch_json(
             "/dramas/nest/episodes/e0/scenes/e0-s1/assets/e0-s1-img",
+            k,
             json!({"prompt": "wide shot", "url": null}),
         ),
     )
@@ -384,8 +306,9 @@ async fn nested_reads_and_patches_follow_the_path() {
     // The scene exists, but not in that episode.
     let (s, _, _) = send(
         &svc,
-        patch(
+        patch_json(
             "/dramas/nest/episodes/e1/scenes/e0-s1/assets/e0-s1-img",
+            k,
             json!({"prompt": "x"}),
         ),
     )
@@ -393,14 +316,14 @@ async fn nested_reads_and_patches_follow_the_path() {
     assert_eq!(s, 404);
     let (s, _, b) = send(
         &svc,
-        patch("/dramas/nest/characters/c0", json!({"description": ""})),
+        patch_json("/dramas/nest/characters/c0", k, json!({"description": ""})),
     )
     .await;
     assert_eq!(
         (s, b["detail"][0]["field"].as_str()),
         (422, Some("description"))
     );
-    let (s, h_, _) = send(&svc, get("/dramas/nest")).await;
+    let (s, h_, _) = send(&svc, get("/dramas/nest", k)).await;
     assert_eq!(s, 200);
     assert_eq!(h_.get("etag").unwrap(), "\"5\"", "four successful patches");
 }
@@ -475,31 +398,13 @@ async fn another_users_drama_is_invisible_through_every_route() {
 async fn the_list_pages_with_an_opaque_cursor() {
     let h = Harness::new().await;
     let svc = h.service(Harness::settings()).await;
-    let auth = bearer(&h.alice_key);
+    let k = &h.alice_key;
     for i in 0..5 {
-        send(
-            &svc,
-            TestRequest::post()
-                .uri("/dramas")
-                .insert_header(auth.clone())
-                .set_json(create_body(&format!("p{i}"))),
-        )
-        .await;
+        send(&svc, post_json("/dramas", k, create_body(&format!("p{i}")))).await;
     }
-    let (s, _, first) = send(
-        &svc,
-        TestRequest::get()
-            .uri("/dramas?limit=2")
-            .insert_header(auth.clone()),
-    )
-    .await;
+    let (s, _, first) = send(&svc, get("/dramas?limit=2", k)).await;
     assert_eq!(s, 200);
-    let ids: Vec<&str> = first["dramas"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["id"].as_str().unwrap())
-        .collect();
+    let ids = field_of_each(&first["dramas"], "id");
     assert_eq!(ids, ["p4", "p3"]);
     assert_eq!(
         first["dramas"][0]
@@ -510,13 +415,7 @@ async fn the_list_pages_with_an_opaque_cursor() {
         ["description", "id", "metadata", "premise", "title", "url"]
     );
     let cursor = first["cursor"].as_str().unwrap();
-    let (_, _, second) = send(
-        &svc,
-        TestRequest::get()
-            .uri(&format!("/dramas?limit=10&cursor={cursor}"))
-            .insert_header(auth.clone()),
-    )
-    .await;
+    let (_, _, second) = send(&svc, get(&format!("/dramas?limit=10&cursor={cursor}"), k)).await;
     assert_eq!(second["dramas"].as_array().unwrap().len(), 3);
     assert_eq!(second["cursor"], Value::Null);
     for (bad, field) in [
@@ -528,11 +427,7 @@ async fn the_list_pages_with_an_opaque_cursor() {
         ("/dramas?limit=x", "limit"),
         ("/dramas?limit=-1", "limit"),
     ] {
-        let (s, _, b) = send(
-            &svc,
-            TestRequest::get().uri(bad).insert_header(auth.clone()),
-        )
-        .await;
+        let (s, _, b) = send(&svc, get(bad, k)).await;
         assert_eq!(s, 422, "{bad}: {b}");
         assert!(
             b["detail"]
@@ -550,9 +445,7 @@ async fn oversized_bodies_are_refused_before_they_are_read() {
     // Content-Length announces 10 MB; the body itself is never sent.
     let (status, _, body) = send(
         &svc,
-        TestRequest::post()
-            .uri("/dramas")
-            .insert_header(bearer(&h.alice_key))
+        post("/dramas", &h.alice_key)
             .insert_header(("Content-Length", "10485760"))
             .insert_header(("Content-Type", "application/json")),
     )

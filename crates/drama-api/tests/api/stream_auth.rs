@@ -11,7 +11,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::support::{Harness, Listening};
+use crate::support::{Harness, Listening, store_drama_over_http};
 use crate::websocket::{Socket, connect, next, send};
 
 const SECRET: &str = "super-secret-jwt-token-with-at-least-32-characters";
@@ -90,18 +90,6 @@ async fn subscribed(server: &Listening, credential: &str, id: &str) -> Socket {
     ws
 }
 
-async fn create_drama(server: &Listening, credential: &str, id: &str) {
-    let status = client()
-        .post(format!("http://{}/dramas", server.base))
-        .bearer_auth(credential)
-        .json(&json!({"drama": drama_testkit::builders::drama_json(id, 1, 1, 1)}))
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, 201);
-}
-
 #[actix_web::test]
 async fn revoking_a_key_ends_its_open_streams_and_no_others() {
     let h = Harness::new().await;
@@ -110,7 +98,7 @@ async fn revoking_a_key_ends_its_open_streams_and_no_others() {
         ..Harness::settings()
     };
     let server = h.listen(settings);
-    create_drama(&server, &h.alice_key, "watched").await;
+    store_drama_over_http(&server, &h.alice_key, "watched").await;
     let made: Value = client()
         .post(format!("http://{}/api-keys", server.base))
         .bearer_auth(&h.alice_key)
@@ -194,7 +182,7 @@ async fn an_expired_token_ends_its_open_streams_at_its_exp() {
         &EncodingKey::from_secret(SECRET.as_bytes()),
     )
     .unwrap();
-    create_drama(&server, &token, "brief").await;
+    store_drama_over_http(&server, &token, "brief").await;
 
     let sse = open_sse(&server, "/dramas/brief/events", &token).await;
     let mut ws = subscribed(&server, &token, "brief").await;

@@ -8,7 +8,7 @@ use futures::StreamExt as _;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::support::{Harness, Listening};
+use crate::support::{Harness, Listening, store_drama_over_http};
 use crate::websocket::{Socket, connect, next, send};
 
 /// The close code the server ends the socket with (waiting at most 30 s).
@@ -44,19 +44,6 @@ async fn list(server: &Listening, key: &str) -> u16 {
         .unwrap()
         .status()
         .as_u16()
-}
-
-/// Stores a small drama under `id` for the holder of `key`.
-async fn store(server: &Listening, key: &str, id: &str) {
-    let status = reqwest::Client::new()
-        .post(format!("http://{}/dramas", server.base))
-        .bearer_auth(key)
-        .json(&json!({"drama": drama_testkit::builders::drama_json(id, 1, 1, 1)}))
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, 201);
 }
 
 /// The socket still answers a query within every limit, under operation id `id`.
@@ -232,7 +219,7 @@ async fn subscriptions_count_against_the_stream_cap() {
         ..Harness::settings()
     };
     let server = h.listen(settings);
-    store(&server, &h.alice_key, "capped").await;
+    store_drama_over_http(&server, &h.alice_key, "capped").await;
     let mut ws = connect(&server).await;
     init(&mut ws, &h.alice_key).await;
     let follow = |id: &str| {
@@ -296,7 +283,7 @@ async fn a_mutation_over_the_socket_stops_at_the_request_deadline() {
         ..Harness::settings()
     };
     let server = h.listen(settings);
-    store(&server, &h.alice_key, "slow").await;
+    store_drama_over_http(&server, &h.alice_key, "slow").await;
     let mut ws = connect(&server).await;
     init(&mut ws, &h.alice_key).await;
     send(
@@ -417,7 +404,7 @@ async fn initialised_sockets_count_against_the_stream_caps() {
         ..Harness::settings()
     };
     let server = h.listen(settings);
-    store(&server, &h.alice_key, "capped").await;
+    store_drama_over_http(&server, &h.alice_key, "capped").await;
     let sse = |key: &str| {
         reqwest::Client::new()
             .get(format!("http://{}/dramas/capped/events", server.base))

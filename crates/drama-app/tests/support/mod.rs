@@ -103,3 +103,36 @@ pub async fn user_with(store: &(impl UserRepository + ?Sized), tokens: i64) -> U
     store.create_user(&new).await.unwrap();
     user
 }
+
+/// SQL installing a trigger `test_fail_{name}` (fired on `event`, for the rows `when` holds
+/// for) that raises serialization_failure (40001) for its first `failures` firings; its
+/// sequence `test_{name}_failures` counts every firing and survives the rollbacks of the
+/// failed transactions ([`firings`] reads it).
+pub fn failing_trigger(name: &str, failures: u32, event: &str, when: &str) -> String {
+    format!(
+        "create sequence public.test_{name}_failures;
+         create function public.test_fail_{name}() returns trigger language plpgsql as $$
+         declare n bigint;
+         begin
+           n := nextval('public.test_{name}_failures');
+           if n <= {failures} then
+             raise exception 'injected failure % of the completing transaction', n
+               using errcode = 'serialization_failure';
+           end if;
+           return new;
+         end $$;
+         create trigger test_fail_{name} {event}
+           for each row when ({when})
+           execute function public.test_fail_{name}();"
+    )
+}
+
+/// How many times the trigger of [`failing_trigger`] `name` fired, the failed firings included.
+pub async fn firings(pool: &PgPool, name: &str) -> i64 {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "select last_value from public.test_{name}_failures"
+    )))
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}

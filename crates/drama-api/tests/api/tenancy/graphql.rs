@@ -8,10 +8,9 @@ use actix_web::test::TestRequest;
 use futures::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
 use super::{Alice, Expect, World, call, judge};
-use crate::support::{Harness, bearer, listen_app, pg_app};
+use crate::support::{Api, Harness, bearer, listen_app, percent_encoded, pg_app, post_json};
 
 /// Every query and mutation field, as Bob calls it with Alice's ids.
 fn graphql_calls(a: &Alice) -> Vec<(&'static str, &'static str, String, Expect)> {
@@ -123,24 +122,10 @@ fn subscription_calls(a: &Alice) -> Vec<(&'static str, String)> {
     ]
 }
 
-async fn introspect(
-    svc: &impl actix_web::dev::Service<
-        actix_http::Request,
-        Response = actix_web::dev::ServiceResponse,
-        Error = actix_web::Error,
-    >,
-    key: &str,
-) -> Vec<(String, String)> {
+async fn introspect(svc: &impl Api, key: &str) -> Vec<(String, String)> {
     let query = "{ __schema { queryType { fields { name } } mutationType { fields { name } } \
                  subscriptionType { fields { name } } } }";
-    let (status, text) = call(
-        svc,
-        TestRequest::post()
-            .uri("/graphql")
-            .insert_header(bearer(key))
-            .set_json(json!({ "query": query })),
-    )
-    .await;
+    let (status, text) = call(svc, post_json("/graphql", key, json!({ "query": query }))).await;
     assert_eq!(status, 200, "{text}");
     let body: Value = serde_json::from_str(&text).unwrap();
     let mut fields = Vec::new();
@@ -156,14 +141,7 @@ async fn introspect(
     fields
 }
 
-pub(super) async fn graphql_fields(
-    w: &World,
-    svc: &impl actix_web::dev::Service<
-        actix_http::Request,
-        Response = actix_web::dev::ServiceResponse,
-        Error = actix_web::Error,
-    >,
-) {
+pub(super) async fn graphql_fields(w: &World, svc: &impl Api) {
     let a = &w.alice;
     let calls = graphql_calls(a);
     let subscriptions = subscription_calls(a);
@@ -194,7 +172,7 @@ pub(super) async fn graphql_fields(
             let request = if method == "POST" {
                 TestRequest::post().set_json(json!({ "query": document }))
             } else {
-                TestRequest::get().uri(&format!("/graphql?query={}", percent(document)))
+                TestRequest::get().uri(&format!("/graphql?query={}", percent_encoded(document)))
             };
             let request = match method {
                 "POST" => request.uri("/graphql"),
@@ -220,18 +198,6 @@ pub(super) async fn graphql_fields(
     }
 }
 
-/// Percent-encodes everything but unreserved characters.
-fn percent(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 pub(super) async fn subscriptions(w: &World) {
     // The server's worker thread runs a runtime of its own, and connections opened there die
     // with it: the server gets a pool of its own, so none of them is left in the world's pool
@@ -240,14 +206,7 @@ pub(super) async fn subscriptions(w: &World) {
     let (_, app) = pg_app(&pool).await;
     let server = listen_app(app, Harness::settings());
     for (field, document) in subscription_calls(&w.alice) {
-        let mut request = format!("ws://{}/subscriptions", server.base)
-            .into_client_request()
-            .unwrap();
-        request.headers_mut().insert(
-            "Sec-WebSocket-Protocol",
-            "graphql-transport-ws".parse().unwrap(),
-        );
-        let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+        let mut ws = crate::websocket::connect(&server).await;
         let init = json!({"type": "connection_init", "payload": {"x-api-key": w.bob_key}});
         ws.send(Message::Text(init.to_string().into()))
             .await

@@ -5,24 +5,19 @@
 //! entry in the tables below fails the test.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::middleware::from_fn;
 use actix_web::test::{self, TestRequest};
-use drama_api::ApiState;
 use drama_app::pipeline::Scope;
-use drama_app::pipeline::jobs_port::EngineJobs;
-use drama_app::{App, Caller, Ports};
+use drama_app::{App, Caller};
 use drama_dal::{ApiKeyRepository as _, NewUser, UserRepository as _};
 use drama_domain::{DramaId, UserId};
-use drama_postgres::PgStore;
-use drama_postgres::jobs::PgJobStore;
 use drama_testkit::pg::ScratchDb;
 use serde_json::{Value, json};
 
-use crate::library::{BOUNDARY, PNG, multipart};
-use crate::support::{Harness, bearer};
+use crate::support::{
+    Api, PNG, bearer, get, multipart, pg_app, plain_service_of, post_json, upload,
+};
 
 mod graphql;
 mod routes;
@@ -63,16 +58,7 @@ fn key_name(user: &str) -> String {
 async fn world() -> World {
     let db = ScratchDb::create("api_tenancy").await;
     let pool = db.pool().await;
-    drama_postgres::migrate(&pool).await.unwrap();
-    let store = Arc::new(PgStore::new(pool.clone()));
-    let jobs = Arc::new(PgJobStore::new(pool.clone()));
-    let app = App::new(Ports {
-        store: store.clone(),
-        assets: Arc::new(drama_assets::MemoryStore::default()),
-        generation: store.clone(),
-        jobs: Arc::new(EngineJobs(jobs)),
-        ai: drama_ai::AiProviders::offline(0),
-    });
+    let (store, app) = pg_app(&pool).await;
     let mut users = Vec::new();
     for name in ["alice", "bob"] {
         let user = UserId::random();
@@ -92,10 +78,7 @@ async fn world() -> World {
     drama["characters"][0]["name"] = json!(format!("{PRIVATE} name"));
     let (status, text) = call(
         &svc,
-        TestRequest::post()
-            .uri("/dramas")
-            .insert_header(bearer(&alice_key))
-            .set_json(json!({ "drama": drama })),
+        post_json("/dramas", &alice_key, json!({ "drama": drama })),
     )
     .await;
     assert_eq!(status, 201, "{text}");
@@ -118,18 +101,7 @@ async fn world() -> World {
         Some(("private.png", "image/png", PNG)),
         false,
     );
-    let (status, text) = call(
-        &svc,
-        TestRequest::post()
-            .uri("/asset-library/upload")
-            .insert_header(bearer(&alice_key))
-            .insert_header((
-                "content-type",
-                format!("multipart/form-data; boundary={BOUNDARY}"),
-            ))
-            .set_payload(body),
-    )
-    .await;
+    let (status, text) = call(&svc, upload(&alice_key, body)).await;
     assert_eq!(status, 200, "{text}");
     let uploaded: Value = serde_json::from_str(&text).unwrap();
     World {
@@ -148,33 +120,12 @@ async fn world() -> World {
     }
 }
 
-async fn service(
-    app: &App,
-) -> impl actix_web::dev::Service<
-    actix_http::Request,
-    Response = actix_web::dev::ServiceResponse,
-    Error = actix_web::Error,
-> + use<> {
-    test::init_service(
-        actix_web::App::new()
-            .wrap(from_fn(drama_api::middleware::request_context))
-            .configure(drama_api::configure(ApiState::new(
-                app.clone(),
-                Harness::settings(),
-            ))),
-    )
-    .await
+async fn service(app: &App) -> impl Api + use<> {
+    plain_service_of(app.clone()).await
 }
 
 /// Status and body text; a stream that does not end within a few seconds fails the test.
-async fn call(
-    svc: &impl actix_web::dev::Service<
-        actix_http::Request,
-        Response = actix_web::dev::ServiceResponse,
-        Error = actix_web::Error,
-    >,
-    request: TestRequest,
-) -> (u16, String) {
+async fn call(svc: &impl Api, request: TestRequest) -> (u16, String) {
     let response = test::call_service(svc, request.to_request()).await;
     let status = response.status().as_u16();
     let body = tokio::time::timeout(Duration::from_secs(5), test::read_body(response))
@@ -287,18 +238,7 @@ async fn bob_can_reach_nothing_of_alices_through_any_route_or_field() {
         Some(("bob.png", "image/png", PNG)),
         false,
     );
-    let (status, text) = call(
-        &svc,
-        TestRequest::post()
-            .uri("/asset-library/upload")
-            .insert_header(bearer(&w.bob_key))
-            .insert_header((
-                "content-type",
-                format!("multipart/form-data; boundary={BOUNDARY}"),
-            ))
-            .set_payload(body),
-    )
-    .await;
+    let (status, text) = call(&svc, upload(&w.bob_key, body)).await;
     judge(
         a,
         "post /asset-library/upload",
@@ -317,16 +257,9 @@ async fn bob_can_reach_nothing_of_alices_through_any_route_or_field() {
 }
 
 /// After every attempt, Alice's drama, run, upload and key are as they were.
-async fn alice_lost_nothing(
-    w: &World,
-    svc: &impl actix_web::dev::Service<
-        actix_http::Request,
-        Response = actix_web::dev::ServiceResponse,
-        Error = actix_web::Error,
-    >,
-) {
+async fn alice_lost_nothing(w: &World, svc: &impl Api) {
     let a = &w.alice;
-    let get = |uri: String| TestRequest::get().uri(&uri).insert_header(bearer(&a.key));
+    let get = |uri: String| get(&uri, &a.key);
     let (status, text) = call(svc, get("/dramas/alices".into())).await;
     assert_eq!(status, 200, "{text}");
     let drama: Value = serde_json::from_str(&text).unwrap();
@@ -371,14 +304,7 @@ async fn a_taken_id_answers_the_same_whoever_holds_it() {
     let body = json!({"drama": drama_testkit::builders::drama_json("alices", 1, 1, 1)});
     let mut answers = Vec::new();
     for key in [&w.alice.key, &w.bob_key] {
-        let (status, text) = call(
-            &svc,
-            TestRequest::post()
-                .uri("/dramas")
-                .insert_header(bearer(key))
-                .set_json(body.clone()),
-        )
-        .await;
+        let (status, text) = call(&svc, post_json("/dramas", key, body.clone())).await;
         answers.push((status, text));
     }
     assert_eq!(answers[0].0, 409, "{}", answers[0].1);

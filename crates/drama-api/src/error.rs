@@ -397,6 +397,10 @@ pub(crate) fn quota_message(quota: &str, limit: u64, used: u64) -> String {
             "Your stored media would take {used} bytes, above the limit of {limit}; delete \
              dramas or library uploads to free space."
         ),
+        "max_objects" => format!(
+            "You keep {limit} stored objects, the most allowed; delete dramas or library \
+             uploads to store more."
+        ),
         "active_runs" => format!(
             "You have {limit} generations in progress, the most allowed at once; wait for one \
              to finish or cancel one."

@@ -22,6 +22,15 @@ pub struct HttpSettings {
     pub json_limit: usize,
     /// Largest upload, in bytes.
     pub upload_limit: u64,
+    /// Uploads one user may send at once (0 turns the cap off); one more is refused with
+    /// 429 before its body is read.
+    pub uploads_per_user: usize,
+    /// Longest an upload's body may send nothing before it is refused with 408.
+    #[serde(with = "seconds")]
+    pub upload_idle_timeout: Duration,
+    /// Longest an upload's body may take to arrive whole before it is refused with 408.
+    #[serde(with = "seconds")]
+    pub upload_timeout: Duration,
     /// Requests per second allowed per caller (0 turns rate limiting off).
     pub rate_per_second: u32,
     /// Burst above the steady rate.
@@ -75,6 +84,9 @@ impl Default for HttpSettings {
         Self {
             json_limit: 4 * 1024 * 1024,
             upload_limit: 512 * 1024 * 1024,
+            uploads_per_user: 2,
+            upload_idle_timeout: Duration::from_secs(30),
+            upload_timeout: Duration::from_secs(900),
             rate_per_second: 50,
             rate_burst: 100,
             request_timeout: Duration::from_secs(30),
@@ -141,6 +153,8 @@ pub struct ApiState {
     #[cfg(feature = "graphql")]
     pub(crate) schema: Arc<crate::graphql::Schema>,
     pub(crate) realtime: Arc<crate::realtime::Realtime>,
+    /// The uploads each user has in flight.
+    pub(crate) uploads: Arc<crate::rest::upload_guard::UploadGate>,
     /// `LEGACY_USER_ID`, the user the old default owner `10000` became (none when unset or
     /// refused, as the authenticator reads it).
     pub(crate) legacy_user: Option<UserId>,
@@ -182,6 +196,7 @@ impl ApiState {
                 per_process: settings.streams_per_process,
             },
         ));
+        let uploads = crate::rest::upload_guard::UploadGate::new(settings.uploads_per_user);
         Arc::new(Self {
             auth: Authenticator::new(app.clone(), &settings.auth),
             legacy_user: settings.auth.validate().ok().flatten(),
@@ -190,6 +205,7 @@ impl ApiState {
             #[cfg(feature = "graphql")]
             schema,
             realtime,
+            uploads,
             sign_in: crate::console::SignInCodes::default(),
             limiter,
             anonymous,

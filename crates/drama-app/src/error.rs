@@ -54,7 +54,7 @@ pub enum AppError {
     /// A per-user quota would be exceeded; nothing was done.
     #[error("the {quota} quota of {limit} is reached ({used} in use)")]
     QuotaExceeded {
-        /// Which quota: `dramas`, `stored_bytes` or `active_runs`.
+        /// Which quota: `dramas`, `stored_bytes`, `max_objects` or `active_runs`.
         quota: &'static str,
         /// The configured limit.
         limit: u64,

@@ -16,6 +16,7 @@ mod pricing;
 mod quotas;
 mod readiness;
 mod sweeper;
+mod usage;
 
 pub use account::{Account, MAX_LEDGER_PAGE};
 pub use caller::{Caller, PresentedKey};
@@ -113,6 +114,8 @@ pub struct App {
     initial_credits: i64,
     /// Turns of the checks that guard a write (quotas, a free drama id); see `admission`.
     admission: Arc<admission::Admission>,
+    /// What each user stores, as the quota checks last counted it; see `usage`.
+    usage: Arc<usage::UsageCache>,
 }
 
 /// Where clients reach the API when nothing else is configured.
@@ -122,9 +125,14 @@ impl App {
     /// Use cases on these ports, with `ffmpeg` from `PATH`; prices come from the providers'
     /// settings (`PRICE_*`, `SCRIPT_MODELS`).
     pub fn new(ports: Ports) -> Self {
+        let usage = Arc::new(usage::UsageCache::default());
         Self {
             store: ports.store,
-            assets: ports.assets,
+            // What this process stores keeps the quota counts an upper bound.
+            assets: Arc::new(usage::Tracked {
+                inner: ports.assets,
+                usage: usage.clone(),
+            }),
             generation: ports.generation,
             jobs: ports.jobs,
             ai: ports.ai,
@@ -136,6 +144,7 @@ impl App {
             sync_wait: crate::pipeline::jobs_port::SYNC_WAIT,
             initial_credits: drama_dal::DEFAULT_TOKENS,
             admission: Arc::default(),
+            usage,
         }
     }
 

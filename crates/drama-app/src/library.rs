@@ -249,6 +249,23 @@ async fn sniff(mut body: ByteStream) -> Result<(Option<MediaType>, ByteStream), 
 }
 
 impl App {
+    /// Refuses an upload before its body is read when its owner has no room for `announced`
+    /// bytes (the request's length, an upper bound of the file's), or none at all when the
+    /// length is unknown: a user at the byte or object quota is refused without spooling.
+    /// [`library_upload`](Self::library_upload) checks again with the file's real size.
+    ///
+    /// # Errors
+    /// `QuotaExceeded`; `Unavailable`.
+    pub async fn library_upload_admit(
+        &self,
+        caller: &Caller,
+        owner: Option<UserId>,
+        announced: Option<u64>,
+    ) -> Result<(), AppError> {
+        self.check_bytes_quota(caller.owner(owner), announced.unwrap_or(0))
+            .await
+    }
+
     /// Stores an upload and its record; returns the record.
     ///
     /// # Errors

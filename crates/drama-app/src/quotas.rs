@@ -2,11 +2,14 @@
 //!
 //! Checked before the work starts, so a refused request changes nothing. Two requests of one
 //! user that race may each pass the check once (the limits bound cost; they are not money).
+//! The stored bytes and objects are counted with a bound (see `usage`): a check never reads
+//! more than `max_objects` entries, nor past the byte limit, whatever the user has stored.
 
-use drama_assets::keys;
+use drama_assets::{UsageBound, keys};
 use drama_domain::UserId;
 use drama_jobs::RunFilter;
 
+use crate::usage::Known;
 use crate::{App, AppError};
 
 /// The limits; 0 turns a limit off.
@@ -18,6 +21,9 @@ pub struct Quotas {
     pub stored_bytes: u64,
     /// Runs of one user that may be pending or running at once.
     pub active_runs: u64,
+    /// Objects one user may keep in the bucket: it bounds what a check of `stored_bytes`
+    /// lists (1,000 objects a listing request), since many small objects weigh little.
+    pub max_objects: u64,
 }
 
 impl Quotas {
@@ -26,6 +32,7 @@ impl Quotas {
         dramas: 0,
         stored_bytes: 0,
         active_runs: 0,
+        max_objects: 0,
     };
 }
 
@@ -59,20 +66,63 @@ impl App {
     }
 
     /// Refuses storing `adding` more bytes (0: any new generation) when `owner`'s objects
-    /// would exceed the limit. Lists the owner's objects: one listing per check.
+    /// would exceed the byte limit, or one more object the object limit.
+    ///
+    /// The count stops at the limits (a user over either is refused without listing the
+    /// rest) and is remembered for a few seconds: a remembered count passes a request, a
+    /// refusal is always counted afresh (or from a count that stopped over a limit).
     pub(crate) async fn check_bytes_quota(
         &self,
         owner: UserId,
         adding: u64,
     ) -> Result<(), AppError> {
-        if self.quotas.stored_bytes == 0 {
+        let (bytes_limit, objects_limit) = (self.quotas.stored_bytes, self.quotas.max_objects);
+        if bytes_limit == 0 && objects_limit == 0 {
             return Ok(());
         }
-        let objects = self.assets.list(&keys::user_prefix(owner)).await?;
-        let stored: u64 = objects.iter().map(|o| o.size).sum();
         // A generation adds an unknown amount: it may start while below the limit.
-        let needed = stored + adding.max(1);
-        exceeded("stored_bytes", self.quotas.stored_bytes, needed)
+        let adding = adding.max(1);
+        let verdict = |known: Known| -> Option<Result<(), AppError>> {
+            match known {
+                Known::AtMost(u) => exceeded("stored_bytes", bytes_limit, u.bytes + adding)
+                    .and_then(|()| exceeded("max_objects", objects_limit, u.objects + 1))
+                    .ok()
+                    .map(Ok),
+                Known::AtLeast(u) => Some(
+                    exceeded("stored_bytes", bytes_limit, u.bytes + adding)
+                        .and_then(|()| exceeded("max_objects", objects_limit, u.objects + 1)),
+                ),
+            }
+        };
+        if let Some(answer) = self.usage.get(owner).and_then(verdict) {
+            return answer;
+        }
+        let _turn = self.usage.turn(owner).await;
+        // A request of the same burst may have counted while this one waited.
+        if let Some(answer) = self.usage.get(owner).and_then(verdict) {
+            return answer;
+        }
+        let bound = UsageBound {
+            bytes: if bytes_limit == 0 {
+                u64::MAX
+            } else {
+                bytes_limit
+            },
+            objects: if objects_limit == 0 {
+                u64::MAX
+            } else {
+                objects_limit
+            },
+        };
+        let usage = self.assets.usage(&keys::user_prefix(owner), bound).await?;
+        let known = if usage.complete {
+            Known::AtMost(usage)
+        } else {
+            Known::AtLeast(usage)
+        };
+        self.usage.put(owner, known);
+        exceeded("stored_bytes", bytes_limit, usage.bytes + adding)?;
+        exceeded("max_objects", objects_limit, usage.objects + 1)
     }
 
     /// Refuses a new run when `owner` already has the most allowed unsettled runs.

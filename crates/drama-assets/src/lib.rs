@@ -28,5 +28,5 @@ pub use signing::{FILES_PATH, MIN_SECRET_LEN, SignedRequest, UrlSigner};
 pub use store::{
     AssetStore, ByteRange, ByteStream, CheckReport, CheckStep, ContentRange, ListPage,
     MAX_PRESIGN_EXPIRY, ObjectInfo, ObjectStream, ObjectSummary, PresignMethod, PresignedRequest,
-    verify_upload,
+    USAGE_PAGE, Usage, UsageBound, verify_upload,
 };

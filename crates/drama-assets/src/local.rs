@@ -362,6 +362,21 @@ impl AssetStore for LocalStore {
         self.walk(prefix).await
     }
 
+    /// One walk of the directories (the default would walk them once per page): the local
+    /// store serves one embedded process, whose disk bounds what it holds.
+    async fn usage(
+        &self,
+        prefix: &KeyPrefix,
+        _bound: crate::store::UsageBound,
+    ) -> Result<crate::store::Usage, AssetError> {
+        let objects = self.walk(prefix).await?;
+        Ok(crate::store::Usage {
+            bytes: objects.iter().map(|o| o.size).sum(),
+            objects: objects.len() as u64,
+            complete: true,
+        })
+    }
+
     #[tracing::instrument(skip_all, fields(backend = "local", from = %from, to = %to))]
     async fn copy(&self, from: &ObjectKey, to: &ObjectKey) -> Result<ObjectInfo, AssetError> {
         let source = self.read_info(from).await?;

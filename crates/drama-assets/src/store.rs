@@ -59,6 +59,46 @@ pub struct ListPage {
     pub more: bool,
 }
 
+/// Where [`AssetStore::usage`] may stop counting: once the bytes pass `bytes` or the objects
+/// reach `objects`, the answer (over either bound) is known and reading further would only
+/// cost listings. `u64::MAX` leaves a bound off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UsageBound {
+    /// Stop once more than this many bytes are counted.
+    pub bytes: u64,
+    /// Stop once this many objects are counted.
+    pub objects: u64,
+}
+
+impl UsageBound {
+    /// Counts everything.
+    pub const NONE: Self = Self {
+        bytes: u64::MAX,
+        objects: u64::MAX,
+    };
+
+    /// Whether `usage` has passed a bound.
+    #[must_use]
+    pub fn reached(&self, usage: &Usage) -> bool {
+        usage.bytes > self.bytes || usage.objects >= self.objects
+    }
+}
+
+/// What [`AssetStore::usage`] counted under a prefix.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Bytes of the objects counted.
+    pub bytes: u64,
+    /// Objects counted.
+    pub objects: u64,
+    /// Whether every object under the prefix was counted; `false` when the count stopped at
+    /// a bound (the real figures are then at least these).
+    pub complete: bool,
+}
+
+/// Objects read per listing request while counting (S3 answers at most 1,000 per request).
+pub const USAGE_PAGE: usize = 1000;
+
 /// An inclusive byte range to read, as in an HTTP `Range: bytes=start-end` header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ByteRange {
@@ -357,6 +397,39 @@ pub trait AssetStore: Send + Sync {
         let objects: Vec<ObjectSummary> = rest.by_ref().take(max).collect();
         let more = rest.next().is_some();
         Ok(ListPage { objects, more })
+    }
+
+    /// Counts the objects and bytes under `prefix`, a page at a time without keeping the
+    /// entries, and stops as soon as `bound` is reached: the cost of a count follows the
+    /// bound, not what the prefix holds.
+    ///
+    /// The default reads [`list_page`](Self::list_page) pages of [`USAGE_PAGE`] objects.
+    ///
+    /// # Errors
+    /// `AccessDenied`, `Unavailable`, `Backend`.
+    async fn usage(&self, prefix: &KeyPrefix, bound: UsageBound) -> Result<Usage, AssetError> {
+        let mut usage = Usage::default();
+        let mut after: Option<ObjectKey> = None;
+        loop {
+            let page = self.list_page(prefix, after.as_ref(), USAGE_PAGE).await?;
+            for object in &page.objects {
+                usage.bytes = usage.bytes.saturating_add(object.size);
+                usage.objects += 1;
+            }
+            let last = page.objects.into_iter().next_back().map(|o| o.key);
+            match last {
+                Some(last) if page.more => {
+                    if bound.reached(&usage) {
+                        return Ok(usage);
+                    }
+                    after = Some(last);
+                }
+                _ => {
+                    usage.complete = true;
+                    return Ok(usage);
+                }
+            }
+        }
     }
 
     /// Copies an object inside the store, content type and checksum included.

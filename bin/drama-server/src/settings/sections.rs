@@ -42,6 +42,8 @@ pub(crate) struct QuotaSettings {
     pub(crate) stored_bytes: u64,
     /// Runs of one user pending or running at once (`QUOTA_ACTIVE_RUNS`).
     pub(crate) active_runs: u64,
+    /// Objects one user may keep in the bucket (`QUOTA_MAX_OBJECTS`).
+    pub(crate) max_objects: u64,
 }
 
 /// Most characters of client text per kind of field; 0 is refused (it would refuse all text).
@@ -78,6 +80,7 @@ impl From<QuotaSettings> for drama_app::Quotas {
             dramas: q.dramas,
             stored_bytes: q.stored_bytes,
             active_runs: q.active_runs,
+            max_objects: q.max_objects,
         }
     }
 }

@@ -49,6 +49,10 @@ pub enum ErrorCode {
     RateLimited,
     /// Over the cap of open streams.
     TooManyStreams,
+    /// Over the cap of one user's uploads at once.
+    TooManyUploads,
+    /// An upload's body stalled or took longer than allowed.
+    RequestTimeout,
     /// A synchronous generation outlived the request deadline and goes on.
     StillRunning,
     /// A generation the client waited for failed.
@@ -75,7 +79,7 @@ pub struct Row {
 
 impl ErrorCode {
     /// Every kind, in the order of the documentation's table (by status).
-    pub const ALL: [Self; 23] = [
+    pub const ALL: [Self; 25] = [
         Self::StillRunning,
         Self::BadRequest,
         Self::BatchTooLarge,
@@ -89,6 +93,7 @@ impl ErrorCode {
         Self::Forbidden,
         Self::NotFound,
         Self::MethodNotAllowed,
+        Self::RequestTimeout,
         Self::AlreadyExists,
         Self::VersionConflict,
         Self::TooLarge,
@@ -96,6 +101,7 @@ impl ErrorCode {
         Self::ValidationFailed,
         Self::RateLimited,
         Self::TooManyStreams,
+        Self::TooManyUploads,
         Self::GenerationFailed,
         Self::Internal,
         Self::Unavailable,
@@ -204,6 +210,13 @@ impl ErrorCode {
                 "CONFLICT",
                 "A write carried a stale version (below); nothing changed",
             ),
+            Self::RequestTimeout => row(
+                "request_timeout",
+                408,
+                "REQUEST_TIMEOUT",
+                "An upload's body sent nothing for too long, or took longer than allowed \
+                 ([uploads](#asset-library-uploads)); nothing was stored",
+            ),
             Self::TooLarge => row(
                 "too_large",
                 413,
@@ -233,6 +246,13 @@ impl ErrorCode {
                 429,
                 "TOO_MANY_STREAMS",
                 "Over the cap of open [streams](#streams)",
+            ),
+            Self::TooManyUploads => row(
+                "too_many_uploads",
+                429,
+                "TOO_MANY_UPLOADS",
+                "Over the cap of one user's [uploads](#asset-library-uploads) at once; retry \
+                 after `Retry-After`",
             ),
             Self::StillRunning => row(
                 "still_running",
@@ -338,16 +358,18 @@ mod tests {
             ErrorCode::Forbidden => 10,
             ErrorCode::NotFound => 11,
             ErrorCode::MethodNotAllowed => 12,
-            ErrorCode::AlreadyExists => 13,
-            ErrorCode::VersionConflict => 14,
-            ErrorCode::TooLarge => 15,
-            ErrorCode::RangeNotSatisfiable => 16,
-            ErrorCode::ValidationFailed => 17,
-            ErrorCode::RateLimited => 18,
-            ErrorCode::TooManyStreams => 19,
-            ErrorCode::GenerationFailed => 20,
-            ErrorCode::Internal => 21,
-            ErrorCode::Unavailable => 22,
+            ErrorCode::RequestTimeout => 13,
+            ErrorCode::AlreadyExists => 14,
+            ErrorCode::VersionConflict => 15,
+            ErrorCode::TooLarge => 16,
+            ErrorCode::RangeNotSatisfiable => 17,
+            ErrorCode::ValidationFailed => 18,
+            ErrorCode::RateLimited => 19,
+            ErrorCode::TooManyStreams => 20,
+            ErrorCode::TooManyUploads => 21,
+            ErrorCode::GenerationFailed => 22,
+            ErrorCode::Internal => 23,
+            ErrorCode::Unavailable => 24,
         }
     }
 

@@ -2,7 +2,7 @@
 
 use actix_multipart::Multipart;
 use actix_web::http::header;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use drama_app::{
     AppError, Caller, LIBRARY_PAGE_DEFAULT, LIBRARY_PAGE_MAX, LibraryItem, LibraryQuery,
     LibraryTag, LibraryType, LibraryUpload,
@@ -15,6 +15,7 @@ use serde_json::{Map, Value, json};
 use super::openapi::schemas as doc;
 use super::query::Query;
 use super::streaming::{FormBudget, object_response, spool_channel};
+use super::upload_guard::{Expiry, timed};
 use crate::endpoint::endpoint;
 use crate::error::ApiError;
 use crate::state::{ApiState, Auth, named_owner};
@@ -258,6 +259,10 @@ struct Form {
 const UPLOAD_TEXT_LIMIT: usize = 64 * 1024;
 /// Most bytes of the upload form besides the file, parts the server ignores included.
 const UPLOAD_TEXT_TOTAL: usize = 1024 * 1024;
+/// What a form's length may hold besides the file: its text parts, and the boundaries and
+/// headers of its parts. The file is at least the announced length less this, so a request
+/// refused on its length could not have fitted.
+const UPLOAD_FORM_SLACK: u64 = UPLOAD_TEXT_TOTAL as u64 + 64 * 1024;
 
 impl Form {
     /// The text parts the server reads; others are counted but not kept.
@@ -316,31 +321,16 @@ impl Form {
     }
 }
 
-/// `POST /asset-library/upload` (multipart): the file is streamed to the store; text fields
-/// may come before or after it.
-#[utoipa::path(
-    post,
-    path = "/asset-library/upload",
-    tag = "Asset library",
-    summary = "Upload a file (streamed)",
-    request_body(content = inline(doc::UploadForm), content_type = "multipart/form-data"),
-    responses(
-        (status = 200, description = "`{asset_id, asset_type, tag, r2_key, public_url, created_at}`"),
-        (status = 413, description = "Too large: the file past the upload limit, a text part past 64 KB (naming it), the text parts past 1 MB together, or more than 16 parts.", body = doc::Error),
-        (status = 422, description = "The input breaks a rule (a second `file` part among them); `detail` lists each field.", body = doc::ValidationError),
-        (status = 400, description = "The request cannot be understood: a body that is not JSON, a malformed header or path.", body = doc::Error),
-        (status = 403, description = "A per-user quota would be exceeded (`quota_exceeded`: dramas held, bytes stored or runs in progress); nothing was done.", body = doc::Error),
-    )
-)]
-async fn upload(
-    state: web::Data<ApiState>,
-    Auth(caller): Auth,
-    mut form_data: Multipart,
-) -> Result<HttpResponse, ApiError> {
-    let limit = state.settings.upload_limit;
+/// The parts of an upload form: the text fields and the spooled file with its name and type.
+type UploadParts = (
+    Form,
+    Option<(Option<String>, Option<String>, super::streaming::Spooled)>,
+);
+
+/// Reads an upload form: the file is spooled up to `limit`; the budget bounds the rest.
+async fn read_upload(mut form_data: Multipart, limit: u64) -> Result<UploadParts, ApiError> {
     let mut form = Form::default();
-    let mut file: Option<(Option<String>, Option<String>, super::streaming::Spooled)> = None;
-    // The file is bounded by the upload limit as it is spooled; the budget bounds the rest.
+    let mut file = None;
     let mut budget = FormBudget::new(UPLOAD_TEXT_TOTAL);
     while let Some(field) = form_data.next().await {
         let mut field =
@@ -375,6 +365,59 @@ async fn upload(
             }
         }
     }
+    Ok((form, file))
+}
+
+/// `POST /asset-library/upload` (multipart): the file is streamed to the store; text fields
+/// may come before or after it.
+#[utoipa::path(
+    post,
+    path = "/asset-library/upload",
+    tag = "Asset library",
+    summary = "Upload a file (streamed)",
+    request_body(content = inline(doc::UploadForm), content_type = "multipart/form-data"),
+    responses(
+        (status = 200, description = "`{asset_id, asset_type, tag, r2_key, public_url, created_at}`"),
+        (status = 413, description = "Too large: the file past the upload limit, a text part past 64 KB (naming it), the text parts past 1 MB together, or more than 16 parts.", body = doc::Error),
+        (status = 422, description = "The input breaks a rule (a second `file` part among them); `detail` lists each field.", body = doc::ValidationError),
+        (status = 400, description = "The request cannot be understood: a body that is not JSON, a malformed header or path.", body = doc::Error),
+        (status = 403, description = "A per-user quota would be exceeded (`quota_exceeded`: bytes or objects stored); nothing was done. Checked before the body is read, with `Content-Length` (less 1,088 KiB for the other parts) when it is sent, and again with the file's size.", body = doc::Error),
+        (status = 408, description = "The body sent nothing for `http.upload_idle_timeout` seconds, or took longer than `http.upload_timeout` (`request_timeout`); nothing was stored.", body = doc::Error),
+    )
+)]
+async fn upload(
+    state: web::Data<ApiState>,
+    Auth(caller): Auth,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    // Refused before a byte of the body is read: one upload more than the user's cap, and a
+    // user without room for what the request announces (or already at the byte or object
+    // quota). A service caller names its user inside the form, so it is checked after.
+    let _permit = state.uploads.enter(caller.user)?;
+    if !caller.service {
+        let announced = crate::headers::header_text(req.headers(), header::CONTENT_LENGTH)
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|length| length.saturating_sub(UPLOAD_FORM_SLACK));
+        state
+            .app()
+            .library_upload_admit(&caller, None, announced)
+            .await?;
+    }
+    let settings = &state.settings;
+    let expiry = Expiry::default();
+    let body = timed(
+        payload,
+        settings.upload_idle_timeout,
+        settings.upload_timeout,
+        &expiry,
+    );
+    let form_data = Multipart::new(req.headers(), body);
+    // A body that stalled fails inside the parser; its answer says which bound it passed.
+    // The spool file, if any, is gone with the failed read.
+    let (form, file) = read_upload(form_data, settings.upload_limit)
+        .await
+        .map_err(|e| expiry.error().unwrap_or(e))?;
     let (project, asset_type, tag) = form.required()?;
     let Some((filename, content_type, spooled)) = file else {
         return Err(ApiError::validation(

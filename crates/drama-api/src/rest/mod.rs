@@ -18,6 +18,7 @@ mod overview;
 mod query;
 mod runs;
 mod streaming;
+pub(crate) mod upload_guard;
 
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::{HttpResponse, web};

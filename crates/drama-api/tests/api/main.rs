@@ -26,5 +26,6 @@ mod stream_auth;
 mod streams;
 mod support;
 mod tenancy;
+mod upload_bounds;
 mod websocket;
 mod websocket_limits;

@@ -35,6 +35,30 @@ async fn count(db: &ScratchDb, sql: &str) -> i64 {
     n
 }
 
+/// How many tables the schema `legacy` (where adoption moves the old tables) holds.
+async fn legacy_tables(db: &ScratchDb) -> i64 {
+    count(
+        db,
+        "select count(*) from information_schema.tables where table_schema = 'legacy'",
+    )
+    .await
+}
+
+/// `migrate --adopt-legacy --owner owner`, then the `extra` arguments, its report written to
+/// `report`.
+async fn adopt(
+    db: &ScratchDb,
+    assets: &std::path::Path,
+    owner: &str,
+    extra: &[&str],
+    report: &std::path::Path,
+) -> std::process::Output {
+    let mut args = vec!["migrate", "--adopt-legacy", "--owner", owner];
+    args.extend_from_slice(extra);
+    args.extend(["--report", report.to_str().unwrap()]);
+    output(command(db, assets, &args)).await
+}
+
 #[tokio::test]
 async fn an_old_database_is_refused_by_name_then_adopted_with_every_row_owned() {
     let db = ScratchDb::create("adopt").await;
@@ -62,14 +86,7 @@ async fn an_old_database_is_refused_by_name_then_adopted_with_every_row_owned() 
     let check = output(command(&db, &assets, &["check"])).await;
     assert!(!check.status.success());
     assert!(text(&check).contains("--adopt-legacy"), "{}", text(&check));
-    assert_eq!(
-        count(
-            &db,
-            "select count(*) from information_schema.tables where table_schema = 'legacy'"
-        )
-        .await,
-        0
-    );
+    assert_eq!(legacy_tables(&db).await, 0);
 
     // Without an owner for 10000, nothing is moved.
     let unmapped = output(command(&db, &assets, &["migrate", "--adopt-legacy"])).await;
@@ -81,20 +98,7 @@ async fn an_old_database_is_refused_by_name_then_adopted_with_every_row_owned() 
 
     // The dry run reports what a run would do and writes nothing.
     let dry_report = dir.path().join("dry.json");
-    let dry = output(command(
-        &db,
-        &assets,
-        &[
-            "migrate",
-            "--adopt-legacy",
-            "--owner",
-            &owner,
-            "--dry-run",
-            "--report",
-            dry_report.to_str().unwrap(),
-        ],
-    ))
-    .await;
+    let dry = adopt(&db, &assets, &owner, &["--dry-run"], &dry_report).await;
     let out = text(&dry);
     assert_eq!(dry.status.code(), Some(1), "one drama fails: {out}");
     assert!(out.contains("DRY RUN"), "{out}");
@@ -104,32 +108,13 @@ async fn an_old_database_is_refused_by_name_then_adopted_with_every_row_owned() 
     assert_eq!(report["command"], "migrate --adopt-legacy");
     assert_eq!(report["counts"]["failed"], 1);
     assert_eq!(count(&db, "select count(*) from public.dramas").await, 3);
-    assert_eq!(
-        count(
-            &db,
-            "select count(*) from information_schema.tables where table_schema = 'legacy'"
-        )
-        .await,
-        0
-    );
+    assert_eq!(legacy_tables(&db).await, 0);
 
     // The real run: moved, migrated, imported; the bad row is reported and kept aside.
     let report_path = dir.path().join("adopt.json");
-    let adopt = output(command(
-        &db,
-        &assets,
-        &[
-            "migrate",
-            "--adopt-legacy",
-            "--owner",
-            &owner,
-            "--report",
-            report_path.to_str().unwrap(),
-        ],
-    ))
-    .await;
-    let out = text(&adopt);
-    assert_eq!(adopt.status.code(), Some(1), "{out}");
+    let adopted = adopt(&db, &assets, &owner, &[], &report_path).await;
+    let out = text(&adopted);
+    assert_eq!(adopted.status.code(), Some(1), "{out}");
     assert!(out.contains("imported 2"), "{out}");
     assert!(
         out.contains("legacy.jobs: 2 historical job row(s)"),
@@ -208,14 +193,7 @@ async fn an_old_database_is_refused_by_name_then_adopted_with_every_row_owned() 
         .await,
         3
     );
-    assert_eq!(
-        count(
-            &db,
-            "select count(*) from information_schema.tables where table_schema = 'legacy'"
-        )
-        .await,
-        0
-    );
+    assert_eq!(legacy_tables(&db).await, 0);
     let version =
         "select version::bigint from public.dramas where id = (select min(id) from public.dramas)";
     let before = count(&db, version).await;

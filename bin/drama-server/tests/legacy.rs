@@ -22,6 +22,8 @@ use tokio::sync::Notify;
 
 mod support;
 
+use support::text;
+
 const BUCKET: &str = "sfd-production";
 const PUBLIC_URL: &str = "https://cdn.example.com";
 const FIXTURE: &str = include_str!("../../../fixtures/legacy-r2/corgi_musk_v5.json");
@@ -124,25 +126,39 @@ impl TestS3 {
 
     /// The binary, configured for this bucket and `database_url`.
     fn command(&self, args: &[&str], database_url: &str) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_drama-server"));
-        c.args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("DATABASE_URL", database_url)
+        let mut c = support::binary(args);
+        c.env("DATABASE_URL", database_url)
             .env("ENVIRONMENT", "production")
-            .env("RUST_LOG", "warn")
             .envs(self.server.env())
-            .env("R2_PUBLIC_URL", PUBLIC_URL)
-            .stdin(Stdio::null());
+            .env("R2_PUBLIC_URL", PUBLIC_URL);
         c
     }
 
     /// Runs the binary to completion without blocking this test's runtime (which serves S3).
     async fn run(&self, args: &[&str], database_url: &str) -> Output {
-        let mut command = self.command(args, database_url);
-        tokio::task::spawn_blocking(move || command.output().unwrap())
-            .await
-            .unwrap()
+        support::output(self.command(args, database_url)).await
+    }
+
+    /// A scratch database named after `name`, migrated by the binary.
+    async fn migrated_database(&self, name: &str) -> ScratchDb {
+        let db = ScratchDb::create(name).await;
+        let migrated = self.run(&["migrate"], &db.url()).await;
+        assert!(migrated.status.success(), "{}", text(&migrated));
+        db
+    }
+
+    /// `import-r2 --owner owner`, then the `extra` arguments, its report written to `report`.
+    async fn import(
+        &self,
+        owner: &str,
+        extra: &[&str],
+        report: &Path,
+        database_url: &str,
+    ) -> Output {
+        let mut args = vec!["import-r2", "--owner", owner];
+        args.extend_from_slice(extra);
+        args.extend(["--report", report.to_str().unwrap()]);
+        self.run(&args, database_url).await
     }
 }
 
@@ -151,14 +167,6 @@ impl Drop for TestS3 {
         // Held reads must not outlive the test; the server itself stops when dropped.
         self.gate.open();
     }
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 fn fixture_as(id: &str) -> Vec<u8> {
@@ -174,12 +182,9 @@ fn read_report(path: &Path) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn import_and_export_through_the_binary() {
     let s3 = TestS3::start().await;
-    let db = ScratchDb::create("legacy_cli").await;
-    let migrated = s3.run(&["migrate"], &db.url()).await;
-    assert!(migrated.status.success(), "{}", text(&migrated));
+    let db = s3.migrated_database("legacy_cli").await;
     let work = tempfile::tempdir().unwrap();
     let report = work.path().join("import.json");
-    let report_arg = report.to_str().unwrap();
     let owner = uuid::Uuid::new_v4().to_string();
 
     s3.put(
@@ -204,19 +209,7 @@ async fn import_and_export_through_the_binary() {
     .await;
 
     // A dry run writes nothing.
-    let dry = s3
-        .run(
-            &[
-                "import-r2",
-                "--owner",
-                &owner,
-                "--dry-run",
-                "--report",
-                report_arg,
-            ],
-            &db.url(),
-        )
-        .await;
+    let dry = s3.import(&owner, &["--dry-run"], &report, &db.url()).await;
     assert!(dry.status.success(), "{}", text(&dry));
     assert!(text(&dry).contains("DRY RUN"), "{}", text(&dry));
     assert_eq!(read_report(&report)["counts"]["imported"], 4);
@@ -225,18 +218,7 @@ async fn import_and_export_through_the_binary() {
 
     // The import: plain progress lines (stderr is not a terminal), summary, report.
     let run = s3
-        .run(
-            &[
-                "import-r2",
-                "--owner",
-                &owner,
-                "--jobs",
-                "3",
-                "--report",
-                report_arg,
-            ],
-            &db.url(),
-        )
+        .import(&owner, &["--jobs", "3"], &report, &db.url())
         .await;
     let out = text(&run);
     assert!(run.status.success(), "{out}");
@@ -267,12 +249,7 @@ async fn import_and_export_through_the_binary() {
         "text/plain",
     )
     .await;
-    let failing = s3
-        .run(
-            &["import-r2", "--owner", &owner, "--report", report_arg],
-            &db.url(),
-        )
-        .await;
+    let failing = s3.import(&owner, &[], &report, &db.url()).await;
     let out = text(&failing);
     assert_eq!(failing.status.code(), Some(1), "{out}");
     assert!(out.contains("dramas/bad/drama.json: not_json"), "{out}");
@@ -317,9 +294,7 @@ async fn import_and_export_through_the_binary() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_import_is_completed_by_the_next_run() {
     let s3 = TestS3::start().await;
-    let db = ScratchDb::create("legacy_cli").await;
-    let migrated = s3.run(&["migrate"], &db.url()).await;
-    assert!(migrated.status.success(), "{}", text(&migrated));
+    let db = s3.migrated_database("legacy_cli").await;
     let owner = uuid::Uuid::new_v4().to_string();
     const TOTAL: i64 = 200;
     for i in 0..TOTAL {
@@ -360,18 +335,7 @@ async fn a_killed_import_is_completed_by_the_next_run() {
 
     let work = tempfile::tempdir().unwrap();
     let report = work.path().join("resume.json");
-    let rerun = s3
-        .run(
-            &[
-                "import-r2",
-                "--owner",
-                &owner,
-                "--report",
-                report.to_str().unwrap(),
-            ],
-            &db.url(),
-        )
-        .await;
+    let rerun = s3.import(&owner, &[], &report, &db.url()).await;
     assert!(rerun.status.success(), "{}", text(&rerun));
     let json = read_report(&report);
     assert_eq!(json["counts"]["unchanged"], 40);
@@ -384,9 +348,7 @@ async fn a_killed_import_is_completed_by_the_next_run() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_old_asset_library_reaches_its_new_owner_through_the_api() {
     let s3 = TestS3::start().await;
-    let db = ScratchDb::create("legacy_library").await;
-    let migrated = s3.run(&["migrate"], &db.url()).await;
-    assert!(migrated.status.success(), "{}", text(&migrated));
+    let db = s3.migrated_database("legacy_library").await;
     let owner = uuid::Uuid::new_v4().to_string();
     let id = "5d0c3f64-1b1e-4a44-9a57-3d2b8e6f0c11";
     let png: Vec<u8> = [b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".as_slice(), &[7u8; 200]].concat();
@@ -429,12 +391,7 @@ async fn the_old_asset_library_reaches_its_new_owner_through_the_api() {
             &db.url(),
         )
         .await;
-    let key = text(&created)
-        .lines()
-        .find(|l| l.starts_with("dk_"))
-        .unwrap()
-        .trim()
-        .to_owned();
+    let key = support::printed_key(&text(&created));
     let port = support::free_port();
     let dir = tempfile::tempdir().unwrap();
     let mut command = s3.command(&["serve"], &db.url());
@@ -474,9 +431,7 @@ async fn the_old_asset_library_reaches_its_new_owner_through_the_api() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_library_that_cannot_be_listed_still_leaves_the_report_of_the_dramas() {
     let s3 = TestS3::start().await;
-    let db = ScratchDb::create("legacy_cli_library_error").await;
-    let migrated = s3.run(&["migrate"], &db.url()).await;
-    assert!(migrated.status.success(), "{}", text(&migrated));
+    let db = s3.migrated_database("legacy_cli_library_error").await;
     let work = tempfile::tempdir().unwrap();
     let report = work.path().join("import.json");
     let owner = uuid::Uuid::new_v4().to_string();
@@ -489,18 +444,7 @@ async fn a_library_that_cannot_be_listed_still_leaves_the_report_of_the_dramas()
     // The old library of the default owner lives under `10000/`.
     *s3.gate.unlistable.lock().unwrap() = Some("10000/".to_owned());
 
-    let run = s3
-        .run(
-            &[
-                "import-r2",
-                "--owner",
-                &owner,
-                "--report",
-                report.to_str().unwrap(),
-            ],
-            &db.url(),
-        )
-        .await;
+    let run = s3.import(&owner, &[], &report, &db.url()).await;
     let out = text(&run);
     assert_eq!(run.status.code(), Some(1), "{out}");
     assert!(out.contains("imported 1, updated 0"), "{out}");

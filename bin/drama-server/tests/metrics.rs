@@ -64,12 +64,7 @@ async fn metrics_count_requests_jobs_and_the_pool_and_every_request_is_logged() 
     let mut keys = binary(&["keys", "create", "--name", "m"]);
     env(&mut keys);
     let created = output(keys).await;
-    let key = text(&created)
-        .lines()
-        .find(|l| l.starts_with("dk_"))
-        .unwrap()
-        .trim()
-        .to_owned();
+    let key = support::printed_key(&text(&created));
 
     let port = free_port();
     let mut serve = binary(&["serve", "--host", "127.0.0.1", "--port", &port.to_string()]);

@@ -9,6 +9,8 @@ use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
+use crate::support::free_port;
+
 /// The first of `names` found in `$var`, on PATH or in Debian's places.
 fn find(var: &str, names: &[&str]) -> PathBuf {
     if let Ok(path) = std::env::var(var)
@@ -90,14 +92,6 @@ impl Drop for Browser {
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Browser {

@@ -9,6 +9,8 @@
 mod browser;
 mod server;
 mod steps;
+#[path = "../support/mod.rs"]
+mod support;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -94,9 +96,8 @@ async fn a_generation_is_watched_played_edited_and_cancelled_in_the_browser() {
         "return location.hash.startsWith('#/run/') && document.querySelector('svg.graph .node')",
     )
     .await;
-    let writing = b.js("return location.hash.slice('#/run/'.length)").await;
-    s.settle(writing.as_str().unwrap(), Duration::from_secs(60))
-        .await;
+    let writing = steps::run_on_page(&b).await;
+    s.settle(&writing, Duration::from_secs(60)).await;
     b.until(
         "the writing run to show completed",
         Duration::from_secs(20),
@@ -176,15 +177,8 @@ async fn a_generation_is_watched_played_edited_and_cancelled_in_the_browser() {
     b.click("#generate").await;
     b.until("the run page", Duration::from_secs(10),
         "return location.hash.startsWith('#/run/') && document.querySelectorAll('svg.graph .node').length > 3").await;
-    let run = b
-        .js("return location.hash.slice('#/run/'.length)")
-        .await
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let (_, graph, _) = s
-        .call(Method::GET, &format!("/jobs/{run}/graph"), None)
-        .await;
+    let run = steps::run_on_page(&b).await;
+    let (_, graph) = s.graph(&run).await;
     assert_eq!(graph["run"]["budget"], budget, "{}", graph["run"]);
     assert_eq!(
         b.text("#cost [data-cost=budget] b").await,
@@ -347,7 +341,7 @@ async fn a_generation_is_watched_played_edited_and_cancelled_in_the_browser() {
 
     // One scene regenerated alone; then the account lists what every run charged.
     let scene_run = steps::regenerate_scene(&b, &s, "storm").await;
-    steps::account(&b, &s, &[&scene_run, &run, writing.as_str().unwrap()]).await;
+    steps::account(&b, &s, &[&scene_run, &run, &writing]).await;
     b.assert_clean_console("a scene and the account", |_| false)
         .await;
 
@@ -363,12 +357,7 @@ async fn a_generation_is_watched_played_edited_and_cancelled_in_the_browser() {
     b.click("#generate").await;
     b.until("a running task", Duration::from_secs(30),
         "return location.hash.startsWith('#/run/') && document.querySelector('svg.graph .node.running')").await;
-    let forced = b
-        .js("return location.hash.slice('#/run/'.length)")
-        .await
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let forced = steps::run_on_page(&b).await;
     b.click("#cancel").await;
     let cancelled = s.settle(&forced, Duration::from_secs(60)).await;
     assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
@@ -405,16 +394,7 @@ fn chrono_now_ms() -> i64 {
 /// page's graph, for every change before `cut` that the page showed (docs/benchmarks/console.md
 /// reports it; nothing is asserted about time).
 async fn report_latency(s: &Server, run: &str, seen: &Value, cut: i64) {
-    let text = s
-        .http
-        .get(s.url(&format!("/jobs/{run}/events")))
-        .bearer_auth(&s.key)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = s.events(run).await;
     let seen: Vec<(String, String, i64)> = seen
         .as_array()
         .unwrap()
@@ -454,16 +434,7 @@ async fn report_latency(s: &Server, run: &str, seen: &Value, cut: i64) {
 
 /// How many events the run's stream has for the task with `key`.
 async fn events_of(s: &Server, run: &str, key: &str) -> usize {
-    let text = s
-        .http
-        .get(s.url(&format!("/jobs/{run}/events")))
-        .bearer_auth(&s.key)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = s.events(run).await;
     text.lines()
         .filter_map(|l| l.strip_prefix("data: "))
         .filter_map(|d| serde_json::from_str::<Value>(d).ok())

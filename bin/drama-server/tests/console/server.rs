@@ -5,6 +5,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use drama_testkit::pg::ScratchDb;
+
+use crate::support::{binary, call, created_key, free_port, local_url, text};
 use serde_json::Value;
 
 pub struct Server {
@@ -27,11 +29,8 @@ impl Drop for Server {
 }
 
 fn command(db: &ScratchDb, port: u16, assets: &std::path::Path, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_drama-server"));
-    c.args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", db.url())
+    let mut c = binary(args);
+    c.env("DATABASE_URL", db.url())
         .env("HOST", "127.0.0.1")
         .env("PORT", port.to_string())
         .env("PUBLIC_URL", format!("http://127.0.0.1:{port}"))
@@ -46,19 +45,13 @@ fn command(db: &ScratchDb, port: u16, assets: &std::path::Path, args: &[&str]) -
             "flash=gemini:gemini-2.5-flash,gemini-3-pro-preview=gemini,offline=offline",
         )
         // A killed process's tasks are taken over within seconds.
-        .env("DRAMA__WORKER__LEASE_SECONDS", "5")
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null());
+        .env("DRAMA__WORKER__LEASE_SECONDS", "5");
     c
 }
 
 fn output(c: &mut Command) -> String {
     let out = c.output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = text(&out);
     assert!(out.status.success(), "{c:?} failed: {text}");
     text
 }
@@ -93,7 +86,7 @@ impl Server {
     pub async fn start(name: &str) -> Self {
         let db = ScratchDb::create(name).await;
         let assets = tempfile::tempdir().unwrap();
-        let port = super::browser::free_port();
+        let port = free_port();
         output(&mut command(&db, port, assets.path(), &["migrate"]));
         let created = output(&mut command(
             &db,
@@ -101,19 +94,7 @@ impl Server {
             assets.path(),
             &["keys", "create", "--name", "console"],
         ));
-        let owner: uuid::Uuid = created
-            .lines()
-            .find_map(|l| l.strip_prefix("owner:"))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        let key = created
-            .lines()
-            .rfind(|l| l.trim().starts_with("dk_"))
-            .unwrap()
-            .trim()
-            .to_owned();
+        let (owner, key) = created_key(&created);
         // Enough credits for several priced generations.
         let pool = db.pool().await;
         sqlx::query(
@@ -162,7 +143,7 @@ impl Server {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        local_url(self.port, path)
     }
 
     /// An API call as the test user: (status, JSON body, ETag).
@@ -172,26 +153,28 @@ impl Server {
         path: &str,
         body: Option<Value>,
     ) -> (u16, Value, Option<String>) {
-        let mut request = self
-            .http
-            .request(method, self.url(path))
-            .bearer_auth(&self.key);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let etag = response
-            .headers()
-            .get("etag")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let bytes = response.bytes().await.unwrap();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-            etag,
-        )
+        call(&self.http, method, self.url(path), &self.key, body).await
+    }
+
+    /// The run's task graph as the test user reads it: (status, body).
+    pub async fn graph(&self, run: &str) -> (u16, Value) {
+        let (status, graph, _) = self
+            .call(reqwest::Method::GET, &format!("/jobs/{run}/graph"), None)
+            .await;
+        (status, graph)
+    }
+
+    /// The text of the run's event stream, read to its end (the run has settled).
+    pub async fn events(&self, run: &str) -> String {
+        self.http
+            .get(self.url(&format!("/jobs/{run}/events")))
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
     }
 
     /// Waits until a run settles; returns its record.
@@ -242,7 +225,7 @@ impl Drop for QuickStart {
 impl QuickStart {
     pub async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let port = super::browser::free_port();
+        let port = free_port();
         let log = dir.path().join("serve.log");
         let file = std::fs::File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_drama-server"))
@@ -310,6 +293,6 @@ impl QuickStart {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        local_url(self.port, path)
     }
 }

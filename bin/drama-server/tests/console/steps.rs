@@ -12,6 +12,15 @@ use serde_json::{Value, json};
 use crate::browser::{Browser, network_status};
 use crate::server::{QuickStart, Server};
 
+/// The id of the run whose page the browser shows.
+pub async fn run_on_page(b: &Browser) -> String {
+    b.js("return location.hash.slice('#/run/'.length)")
+        .await
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 /// `#model` offers exactly the names `GET /models` lists, its default chosen.
 pub async fn model_choice(b: &Browser, s: &Server) {
     let (status, body, _) = s.call(Method::GET, "/models", None).await;
@@ -110,9 +119,7 @@ async fn opened(b: &Browser, s: &Server, id: &str, title: &str, episodes: usize)
 /// critical path outlined as one chain along them, and the credits charged as the API counts
 /// them.
 pub async fn run_graph_and_cost(b: &Browser, s: &Server, run: &str) {
-    let (status, graph, _) = s
-        .call(Method::GET, &format!("/jobs/{run}/graph"), None)
-        .await;
+    let (status, graph) = s.graph(run).await;
     assert_eq!(status, 200, "{graph}");
     let tasks: HashSet<&str> = graph["nodes"]
         .as_array()
@@ -243,17 +250,10 @@ pub async fn regenerate_scene(b: &Browser, s: &Server, drama: &str) -> String {
         "return location.hash.startsWith('#/run/') && document.querySelector('svg.graph .node')",
     )
     .await;
-    let run = b
-        .js("return location.hash.slice('#/run/'.length)")
-        .await
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let run = run_on_page(b).await;
     let settled = s.settle(&run, Duration::from_secs(60)).await;
     assert_eq!(settled["status"], "completed", "{settled}");
-    let (_, graph, _) = s
-        .call(Method::GET, &format!("/jobs/{run}/graph"), None)
-        .await;
+    let (_, graph) = s.graph(&run).await;
     let tasks: Vec<&Value> = graph["nodes"]
         .as_array()
         .unwrap()

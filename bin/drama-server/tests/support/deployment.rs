@@ -11,7 +11,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::{Server, binary, free_port, output, text};
+use super::{Server, binary, call, created_key, free_port, local_url, output, text};
 
 /// The database, the bucket and what every process of the deployment is started with.
 pub struct Deployment {
@@ -91,16 +91,7 @@ impl Deployment {
     pub async fn create_key(&self, name: &str) -> (Uuid, String) {
         let out = self.run(&["keys", "create", "--name", name]).await;
         assert!(out.status.success(), "keys create: {}", text(&out));
-        let stdout = String::from_utf8(out.stdout).unwrap();
-        let owner = stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("owner:"))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        let key = stdout.lines().last().unwrap().trim().to_owned();
-        (owner, key)
+        created_key(&String::from_utf8(out.stdout).unwrap())
     }
 
     /// Sets a user's balance (through the ledger, as an operator's grant would).
@@ -125,7 +116,7 @@ impl Deployment {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        local_url(self.port, path)
     }
 
     /// A request with a JSON body (or none); the status and the JSON answer (null if none).
@@ -136,17 +127,8 @@ impl Deployment {
         key: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let mut request = self.http.request(method, self.url(path)).bearer_auth(key);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let bytes = response.bytes().await.unwrap();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
+        let (status, answer, _) = call(&self.http, method, self.url(path), key, body).await;
+        (status, answer)
     }
 
     /// Polls a job (`path`: `/jobs/{id}` or `/dramas/{d}/jobs/{id}`) until it settles; its

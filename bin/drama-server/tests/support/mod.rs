@@ -35,6 +35,61 @@ pub async fn output(mut command: Command) -> Output {
         .unwrap()
 }
 
+/// The API key `keys create` printed: its line starting `dk_`.
+pub fn printed_key(printed: &str) -> String {
+    printed
+        .lines()
+        .map(str::trim)
+        .rfind(|l| l.starts_with("dk_"))
+        .unwrap_or_else(|| panic!("no key in: {printed}"))
+        .to_owned()
+}
+
+/// What `keys create` printed: the new user's id (its `owner:` line) and the key.
+pub fn created_key(printed: &str) -> (uuid::Uuid, String) {
+    let owner = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("owner:"))
+        .unwrap_or_else(|| panic!("no owner in: {printed}"))
+        .trim()
+        .parse()
+        .unwrap();
+    (owner, printed_key(printed))
+}
+
+/// `method url` as the holder of `key`, with a JSON body (or none): the status, the JSON answer
+/// (null if none) and the ETag.
+pub async fn call(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    key: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value, Option<String>) {
+    let mut request = http.request(method, url).bearer_auth(key);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let etag = response
+        .headers()
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let bytes = response.bytes().await.unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        etag,
+    )
+}
+
+/// The URL of `path` on a server of this machine listening on `port`.
+pub fn local_url(port: u16, path: &str) -> String {
+    format!("http://127.0.0.1:{port}{path}")
+}
+
 /// A port nothing listens on right now.
 pub fn free_port() -> u16 {
     let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -62,7 +117,7 @@ impl Server {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        local_url(self.port, path)
     }
 
     pub fn logs(&self) -> String {

@@ -217,33 +217,30 @@ const REFUSED_OUTCOME: &str = "the job store refused to record this attempt's ou
 /// Writes the items of a batch the store refused one at a time, so one item it cannot store
 /// (a result or text the database refuses) does not keep the others running: nothing would
 /// ever take them back, since this process keeps heartbeating for their leases. An item the
-/// store still refuses alone ends as a plain failure with fixed text, or is released when even
-/// that is refused; only when all of those are refused (a store that writes nothing) does its
-/// lease stay, which the log says.
+/// store still refuses alone ends as a plain failure with fixed text; when even that is
+/// refused its lease stays, which the log says. It is never released: a release hands the
+/// attempt back, so a task whose failure cannot be written would run again, and pay its
+/// provider again, without end (its handler already ran, and image and script tasks keep no
+/// checkpoint).
 async fn finish_one_by_one<S: JobStore>(
     shared: &Shared<S>,
     batch: &[Finish],
 ) -> Vec<Result<(), JobError>> {
     let mut results = Vec::with_capacity(batch.len());
     for item in batch {
-        let fallbacks = [
-            FinishKind::Fail {
-                error: REFUSED_OUTCOME.to_owned(),
-            },
-            FinishKind::Release,
-        ];
         let mut outcome = finish_alone(shared, item.clone()).await;
-        for kind in fallbacks {
-            let Err(e) = &outcome else { break };
-            if e.is_fence_lost() {
-                break;
-            }
-            warn!(error = %e, job = %item.fence.job_id, "finish refused; writing a plain outcome instead");
+        if let Err(e) = &outcome
+            && !e.is_fence_lost()
+        {
+            warn!(error = %e, job = %item.fence.job_id, "finish refused; writing a plain failure instead");
+            let failure = FinishKind::Fail {
+                error: REFUSED_OUTCOME.to_owned(),
+            };
             outcome = finish_alone(
                 shared,
                 Finish {
                     fence: item.fence,
-                    kind,
+                    kind: failure,
                 },
             )
             .await;

@@ -10,8 +10,7 @@
 //! are seen when the figure expires.
 
 use std::collections::HashMap;
-use std::hash::BuildHasher as _;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -26,8 +25,8 @@ use drama_domain::UserId;
 /// How long a count is trusted for the writes of other processes.
 pub(crate) const USAGE_TTL: Duration = Duration::from_secs(5);
 
-/// Stripes of the per-user count locks: a burst of one user's checks waits for one count.
-const STRIPES: usize = 64;
+/// Users whose count locks are held before the map drops those nobody holds any more.
+const TURNS_KEPT: usize = 1024;
 
 /// A remembered count.
 #[derive(Debug, Clone, Copy)]
@@ -46,20 +45,13 @@ struct Entry {
 }
 
 /// The per-user counts of this process.
+#[derive(Default)]
 pub(crate) struct UsageCache {
     entries: Mutex<HashMap<UserId, Entry>>,
-    counting: Vec<tokio::sync::Mutex<()>>,
-    hasher: std::hash::RandomState,
-}
-
-impl Default for UsageCache {
-    fn default() -> Self {
-        Self {
-            entries: Mutex::default(),
-            counting: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
-            hasher: std::hash::RandomState::new(),
-        }
-    }
+    /// One count lock per user: a burst of one user's checks waits for one count, and no
+    /// other user ever waits behind it (a user near the object bound counts up to 100
+    /// listing pages).
+    counting: Mutex<HashMap<UserId, Weak<tokio::sync::Mutex<()>>>>,
 }
 
 impl UsageCache {
@@ -93,9 +85,23 @@ impl UsageCache {
     }
 
     /// Waits for `user`'s turn to count (so a burst lists once, the others reuse its count).
-    pub(crate) async fn turn(&self, user: UserId) -> tokio::sync::MutexGuard<'_, ()> {
-        let stripe = (self.hasher.hash_one(user) % STRIPES as u64) as usize;
-        self.counting[stripe].lock().await
+    pub(crate) async fn turn(&self, user: UserId) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut turns = self.counting.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(lock) = turns.get(&user).and_then(Weak::upgrade) {
+                lock
+            } else {
+                // Locks nobody holds or waits for go when the map grows: it holds the users
+                // counting now, not every user ever counted.
+                if turns.len() >= TURNS_KEPT {
+                    turns.retain(|_, lock| lock.strong_count() > 0);
+                }
+                let lock = Arc::new(tokio::sync::Mutex::new(()));
+                turns.insert(user, Arc::downgrade(&lock));
+                lock
+            }
+        };
+        lock.lock_owned().await
     }
 
     fn stored(&self, key: &ObjectKey, size: u64) {
@@ -262,5 +268,37 @@ impl AssetStore for Tracked {
 
     async fn check(&self) -> CheckReport {
         self.inner.check().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::FutureExt as _;
+
+    use super::*;
+
+    /// Whether `user`'s turn is free now (`unconstrained`: tokio's budget of operations per
+    /// task would otherwise answer "not yet" after a hundred or so).
+    fn free(cache: &UsageCache, user: UserId) -> bool {
+        tokio::task::unconstrained(cache.turn(user))
+            .now_or_never()
+            .is_some()
+    }
+
+    #[tokio::test]
+    async fn a_users_count_waits_only_for_that_users_count() {
+        let cache = UsageCache::default();
+        let counting = UserId::random();
+        let held = cache.turn(counting).await;
+        // Another check of the same user waits for the count in progress...
+        assert!(!free(&cache, counting));
+        // ...and no other user does, however many there are.
+        for _ in 0..2_000 {
+            assert!(free(&cache, UserId::random()));
+        }
+        drop(held);
+        assert!(free(&cache, counting));
+        // The locks nobody holds are dropped as the map grows.
+        assert!(cache.counting.lock().unwrap().len() <= TURNS_KEPT);
     }
 }

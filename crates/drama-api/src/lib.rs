@@ -20,7 +20,9 @@ mod state;
 
 pub use auth::{AuthError, AuthSettings, Authenticator};
 pub use error::{ApiError, ErrorCode, Row as ErrorRow};
-pub use state::{ApiState, Auth, GraphqlLimits, HttpSettings, MAX_MEDIA_URL_LIFETIME};
+pub use state::{
+    ApiState, Auth, ForwardedHeader, GraphqlLimits, HttpSettings, MAX_MEDIA_URL_LIFETIME,
+};
 
 use std::sync::Arc;
 

@@ -11,6 +11,8 @@ use actix_web::HttpRequest;
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
+use crate::state::ForwardedHeader;
+
 /// Checks between two sweeps of idle keys. A sweep walks every key, so its cost spread over
 /// this many checks stays a few key visits per check while the map holds only keys heard
 /// from within about one refill of the burst.
@@ -58,37 +60,39 @@ impl<K: Hash + Eq + Clone> KeyedRate<K> {
 }
 
 /// The address a request without credentials is counted under: the connection's peer, or,
-/// behind a proxy (`trust_forwarded`), the address that proxy saw — the last entry of
-/// `Forwarded` or `X-Forwarded-For`, the one the proxy itself appended (entries before it are
-/// whatever the client sent). An IPv6 address counts as its /64: one subscriber usually holds
-/// a whole /64 and could otherwise take a fresh address, with a fresh burst, per request.
-pub(crate) fn client_key(req: &HttpRequest, trust_forwarded: bool) -> Option<IpAddr> {
-    let forwarded = trust_forwarded.then(|| last_forwarded(req)).flatten();
+/// behind a proxy (`trusted`: the header it writes), the address that proxy saw — the last
+/// entry of that header, the one the proxy itself appended (entries before it, and the other
+/// header, are whatever the client sent). An IPv6 address counts as its /64: one subscriber
+/// usually holds a whole /64 and could otherwise take a fresh address, with a fresh burst,
+/// per request.
+pub(crate) fn client_key(req: &HttpRequest, trusted: Option<ForwardedHeader>) -> Option<IpAddr> {
+    let forwarded = trusted.and_then(|header| last_forwarded(req, header));
     let address = forwarded.or_else(|| req.peer_addr().map(|a| a.ip()))?;
     Some(counted_as(address))
 }
 
-/// The last address of `Forwarded` (`for=`) or, without one, of `X-Forwarded-For`, over all
-/// lines of the header.
-fn last_forwarded(req: &HttpRequest) -> Option<IpAddr> {
-    let last_entry = |name: &str| {
-        req.headers()
-            .get_all(name)
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .rfind(|e| !e.is_empty())
-            .map(str::to_owned)
+/// The last address of `header` (for `Forwarded`, its last `for=`), over all its lines.
+fn last_forwarded(req: &HttpRequest, header: ForwardedHeader) -> Option<IpAddr> {
+    let name = match header {
+        ForwardedHeader::XForwardedFor => "x-forwarded-for",
+        ForwardedHeader::Forwarded => "forwarded",
     };
-    if let Some(entry) = last_entry("forwarded") {
-        let target = entry
+    let entry = req
+        .headers()
+        .get_all(name)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .rfind(|e| !e.is_empty())?;
+    let address = match header {
+        ForwardedHeader::XForwardedFor => entry,
+        ForwardedHeader::Forwarded => entry
             .split(';')
             .filter_map(|pair| pair.trim().split_once('='))
             .find(|(k, _)| k.trim().eq_ignore_ascii_case("for"))
-            .map(|(_, v)| v.trim().trim_matches('"').to_owned());
-        return target.as_deref().and_then(parse_ip);
-    }
-    last_entry("x-forwarded-for").as_deref().and_then(parse_ip)
+            .map(|(_, v)| v.trim().trim_matches('"'))?,
+    };
+    parse_ip(address)
 }
 
 /// An address as proxies write it (`1.2.3.4`, `1.2.3.4:5678`, `[::1]:80`, `::1`).
@@ -125,9 +129,12 @@ mod tests {
 
     use super::*;
 
-    fn key(req: TestRequest, trust: bool) -> Option<String> {
-        client_key(&req.to_http_request(), trust).map(|a| a.to_string())
+    fn key(req: TestRequest, trusted: Option<ForwardedHeader>) -> Option<String> {
+        client_key(&req.to_http_request(), trusted).map(|a| a.to_string())
     }
+
+    const XFF: Option<ForwardedHeader> = Some(ForwardedHeader::XForwardedFor);
+    const STANDARD: Option<ForwardedHeader> = Some(ForwardedHeader::Forwarded);
 
     #[test]
     fn a_proxy_counts_the_address_it_appended_not_what_the_client_wrote() {
@@ -135,37 +142,49 @@ mod tests {
         let spoofed = TestRequest::default()
             .peer_addr(peer)
             .insert_header(("x-forwarded-for", "203.0.113.7, 198.51.100.4"));
-        assert_eq!(key(spoofed, true).as_deref(), Some("198.51.100.4"));
+        assert_eq!(key(spoofed, XFF).as_deref(), Some("198.51.100.4"));
         let two_lines = TestRequest::default()
             .peer_addr(peer)
             .append_header(("x-forwarded-for", "203.0.113.7"))
             .append_header(("x-forwarded-for", "198.51.100.5"));
-        assert_eq!(key(two_lines, true).as_deref(), Some("198.51.100.5"));
+        assert_eq!(key(two_lines, XFF).as_deref(), Some("198.51.100.5"));
+        // The header the proxy does not write is the client's: never read.
+        let other_header = || {
+            TestRequest::default()
+                .peer_addr(peer)
+                .insert_header(("x-forwarded-for", "198.51.100.4"))
+                .insert_header(("forwarded", "for=203.0.113.9"))
+        };
+        assert_eq!(key(other_header(), XFF).as_deref(), Some("198.51.100.4"));
+        assert_eq!(
+            key(other_header(), STANDARD).as_deref(),
+            Some("203.0.113.9")
+        );
         let standard = TestRequest::default().peer_addr(peer).insert_header((
             "forwarded",
             "for=203.0.113.7, for=\"[2001:db8:1:2:3::4]:8080\";proto=https",
         ));
-        assert_eq!(key(standard, true).as_deref(), Some("2001:db8:1:2::"));
+        assert_eq!(key(standard, STANDARD).as_deref(), Some("2001:db8:1:2::"));
         // Not trusted: the connection's address, whatever the headers say.
         let direct = TestRequest::default()
             .peer_addr(peer)
             .insert_header(("x-forwarded-for", "203.0.113.7"));
-        assert_eq!(key(direct, false).as_deref(), Some("10.0.0.9"));
+        assert_eq!(key(direct, None).as_deref(), Some("10.0.0.9"));
         // A proxy that wrote nothing usable: the connection's address.
         let junk = TestRequest::default()
             .peer_addr(peer)
             .insert_header(("x-forwarded-for", "unknown"));
-        assert_eq!(key(junk, true).as_deref(), Some("10.0.0.9"));
-        assert_eq!(key(TestRequest::default(), false), None);
+        assert_eq!(key(junk, XFF).as_deref(), Some("10.0.0.9"));
+        assert_eq!(key(TestRequest::default(), None), None);
     }
 
     #[test]
     fn an_ipv6_client_counts_as_its_64() {
         let a = TestRequest::default().peer_addr("[2001:db8:aa:bb:1::1]:5000".parse().unwrap());
         let b = TestRequest::default().peer_addr("[2001:db8:aa:bb:ffff::2]:5000".parse().unwrap());
-        assert_eq!(key(a, false), key(b, false));
+        assert_eq!(key(a, None), key(b, None));
         let mapped = TestRequest::default().peer_addr("[::ffff:192.0.2.1]:80".parse().unwrap());
-        assert_eq!(key(mapped, false).as_deref(), Some("192.0.2.1"));
+        assert_eq!(key(mapped, None).as_deref(), Some("192.0.2.1"));
     }
 
     #[test]

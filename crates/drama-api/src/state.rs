@@ -70,10 +70,25 @@ pub struct HttpSettings {
     pub anonymous_per_second: u32,
     /// Burst above that rate.
     pub anonymous_burst: u32,
-    /// Whether the client address comes from `Forwarded`/`X-Forwarded-For` (behind a proxy
-    /// that appends to them: their last entry, the one that proxy wrote) rather than from the
+    /// Whether the client address comes from the header the proxy in front writes
+    /// (`forwarded_header`: its last entry, the one that proxy appended) rather than from the
     /// connection.
     pub trust_forwarded: bool,
+    /// The one header the proxy writes, read when `trust_forwarded` is set; the other is
+    /// ignored (a proxy passes on whatever a client sent in a header it does not write).
+    pub forwarded_header: ForwardedHeader,
+}
+
+/// Which header carries the client address behind a proxy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For` (nginx, most load balancers).
+    #[default]
+    #[serde(rename = "x-forwarded-for")]
+    XForwardedFor,
+    /// The standard `Forwarded` (`for=`).
+    #[serde(rename = "forwarded")]
+    Forwarded,
 }
 
 /// The longest `media_url_lifetime`: a bucket presigns for at most seven days.
@@ -102,6 +117,7 @@ impl Default for HttpSettings {
             anonymous_per_second: 20,
             anonymous_burst: 40,
             trust_forwarded: false,
+            forwarded_header: ForwardedHeader::XForwardedFor,
         }
     }
 }
@@ -251,7 +267,11 @@ impl ApiState {
             return Ok(());
         };
         // Without an address (a test request, a Unix socket) there is nobody to count.
-        let Some(ip) = crate::rate::client_key(req, self.settings.trust_forwarded) else {
+        let trusted = self
+            .settings
+            .trust_forwarded
+            .then_some(self.settings.forwarded_header);
+        let Some(ip) = crate::rate::client_key(req, trusted) else {
             return Ok(());
         };
         limiter.check(&ip).map_err(|wait| {

@@ -31,6 +31,7 @@ pub(super) const PLAIN_VARIABLES: &[(&str, &str)] = &[
     ("STREAMS_PER_PROCESS", "http.streams_per_process"),
     ("ANONYMOUS_RATE_PER_SECOND", "http.anonymous_per_second"),
     ("TRUST_FORWARDED_FOR", "http.trust_forwarded"),
+    ("FORWARDED_HEADER", "http.forwarded_header"),
     ("WORKER_CONCURRENCY", "worker.concurrency"),
     ("VIDEO_CONCURRENCY", "worker.video_limit"),
     ("IMAGE_CONCURRENCY", "worker.image_limit"),

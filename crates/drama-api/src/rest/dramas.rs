@@ -12,6 +12,7 @@ use super::generate::{accepted, premise_fields};
 use super::openapi::schemas as doc;
 use super::query::Query;
 use super::streaming::FormBudget;
+use super::upload_guard::{Expiry, timed};
 use super::{commit, drama_id, json_body, patch_body, read_part};
 use crate::endpoint::endpoint;
 use crate::error::{ApiError, ErrorCode};
@@ -134,8 +135,21 @@ async fn create(
     let multipart = header_text(req.headers(), "content-type")
         .is_some_and(|v| v.contains("multipart/form-data"));
     if multipart {
-        let form = Multipart::new(req.headers(), payload);
-        let request = premise_form(form).await?;
+        // The request deadline does not cover a multipart body (a slow client's reference
+        // image); the upload's own limits do, so a body that trickles or stalls cannot hold
+        // the handler and its connection for ever.
+        let settings = &state.settings;
+        let expiry = Expiry::default();
+        let body = timed(
+            payload,
+            settings.upload_idle_timeout,
+            settings.upload_timeout,
+            &expiry,
+        );
+        let form = Multipart::new(req.headers(), body);
+        let request = premise_form(form)
+            .await
+            .map_err(|e| expiry.error().unwrap_or(e))?;
         return start_premise(&state, &caller, request).await;
     }
     let body = read_limited(payload, state.settings.json_limit).await?;

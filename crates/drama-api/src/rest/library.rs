@@ -393,8 +393,14 @@ async fn upload(
 ) -> Result<HttpResponse, ApiError> {
     // Refused before a byte of the body is read: one upload more than the user's cap, and a
     // user without room for what the request announces (or already at the byte or object
-    // quota). A service caller names its user inside the form, so it is checked after.
-    let _permit = state.uploads.enter(caller.user)?;
+    // quota). A service caller names its user inside the form, so it is checked after; nor
+    // does it take a slot of the per-user cap: it uploads for many users, who would otherwise
+    // share its two slots (one user's stalled upload holding up everyone's). Its uploads are
+    // bounded by the time limits below.
+    let _permit = match caller.service {
+        true => None,
+        false => Some(state.uploads.enter(caller.user)?),
+    };
     if !caller.service {
         let announced = crate::headers::header_text(req.headers(), header::CONTENT_LENGTH)
             .and_then(|v| v.parse::<u64>().ok())

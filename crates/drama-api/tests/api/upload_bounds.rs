@@ -55,9 +55,14 @@ fn form_tail() -> Vec<u8> {
 /// Opens a connection and sends the request's head announcing `length` bytes of body, then
 /// `first` of them.
 async fn begin(base: &str, key: &str, length: usize, first: &[u8]) -> TcpStream {
+    begin_at(base, "/asset-library/upload", key, length, first).await
+}
+
+/// [`begin`] for a multipart POST to `path`.
+async fn begin_at(base: &str, path: &str, key: &str, length: usize, first: &[u8]) -> TcpStream {
     let mut socket = TcpStream::connect(base).await.unwrap();
     let head = format!(
-        "POST /asset-library/upload HTTP/1.1\r\nHost: {base}\r\nAuthorization: Bearer {key}\r\n\
+        "POST {path} HTTP/1.1\r\nHost: {base}\r\nAuthorization: Bearer {key}\r\n\
          Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {length}\r\n\r\n"
     );
     socket.write_all(head.as_bytes()).await.unwrap();
@@ -222,6 +227,18 @@ async fn a_third_upload_at_once_is_refused_with_429() {
     let (status, _, body) = whole_upload(&server.base, &h.bob_key).await;
     assert_eq!(status, 200, "{body}");
 
+    // A service caller uploads for the users it names: it is not held to one user's cap.
+    let service_held = [
+        begin(&server.base, &h.service_key, length, &first).await,
+        begin(&server.base, &h.service_key, length, &first).await,
+    ];
+    for _ in 0..20 {
+        let (status, _, body) = whole_upload(&server.base, &h.service_key).await;
+        assert_eq!(status, 200, "{body}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    drop(service_held);
+
     // Abandoning the held uploads frees the slots.
     drop(held);
     let mut freed = false;
@@ -291,4 +308,38 @@ async fn a_stalled_upload_body_is_answered_408_and_its_spool_file_removed() {
     );
     assert!(!spooled[0].exists(), "the spool file was left behind");
     assert!(spooled_with(marker.as_bytes()).is_empty());
+}
+
+/// A premise form's body (its reference image) is bounded as an upload's is: a body that
+/// stalls is answered 408, not held for ever (the request deadline does not cover it).
+#[actix_web::test]
+async fn a_stalled_premise_form_is_answered_408() {
+    let h = Harness::new().await;
+    let server = listen_app(
+        h.app.clone(),
+        HttpSettings {
+            upload_idle_timeout: Duration::from_secs(3),
+            ..harness_settings()
+        },
+    );
+    let first = format!(
+        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"premise\"\r\n\r\nA corgi.\r\n\
+         --{BOUNDARY}\r\nContent-Disposition: form-data; name=\"reference_image\"; \
+         filename=\"r.png\"\r\nContent-Type: image/png\r\n\r\n"
+    );
+    let length = first.len() + 1024 * 1024;
+    let mut socket = begin_at(
+        &server.base,
+        "/dramas",
+        &h.alice_key,
+        length,
+        first.as_bytes(),
+    )
+    .await;
+    let (status, _, body) = answer(&mut socket).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (408, Some("request_timeout")),
+        "{body}"
+    );
 }

@@ -5,7 +5,7 @@
 //! The stored bytes and objects are counted with a bound (see `usage`): a check never reads
 //! more than `max_objects` entries, nor past the byte limit, whatever the user has stored.
 
-use drama_assets::{UsageBound, keys};
+use drama_assets::{Usage, UsageBound, keys};
 use drama_domain::UserId;
 use drama_jobs::RunFilter;
 
@@ -82,17 +82,14 @@ impl App {
         }
         // A generation adds an unknown amount: it may start while below the limit.
         let adding = adding.max(1);
-        let verdict = |known: Known| -> Option<Result<(), AppError>> {
-            match known {
-                Known::AtMost(u) => exceeded("stored_bytes", bytes_limit, u.bytes + adding)
-                    .and_then(|()| exceeded("max_objects", objects_limit, u.objects + 1))
-                    .ok()
-                    .map(Ok),
-                Known::AtLeast(u) => Some(
-                    exceeded("stored_bytes", bytes_limit, u.bytes + adding)
-                        .and_then(|()| exceeded("max_objects", objects_limit, u.objects + 1)),
-                ),
-            }
+        let check = |u: Usage| {
+            exceeded("stored_bytes", bytes_limit, u.bytes + adding)
+                .and_then(|()| exceeded("max_objects", objects_limit, u.objects + 1))
+        };
+        // A count that may overstate only passes; one that may understate only refuses.
+        let verdict = |known: Known| match known {
+            Known::AtMost(u) => check(u).ok().map(Ok),
+            Known::AtLeast(u) => Some(check(u)),
         };
         if let Some(answer) = self.usage.get(owner).and_then(verdict) {
             return answer;
@@ -121,8 +118,7 @@ impl App {
             Known::AtLeast(usage)
         };
         self.usage.put(owner, known);
-        exceeded("stored_bytes", bytes_limit, usage.bytes + adding)?;
-        exceeded("max_objects", objects_limit, usage.objects + 1)
+        check(usage)
     }
 
     /// Refuses a new run when `owner` already has the most allowed unsettled runs.

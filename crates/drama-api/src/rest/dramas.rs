@@ -12,7 +12,7 @@ use super::generate::{accepted, premise_fields};
 use super::openapi::schemas as doc;
 use super::query::Query;
 use super::streaming::FormBudget;
-use super::upload_guard::{Expiry, timed};
+use super::upload_guard::timed_form;
 use super::{commit, drama_id, json_body, patch_body, read_part};
 use crate::endpoint::endpoint;
 use crate::error::{ApiError, ErrorCode};
@@ -138,15 +138,7 @@ async fn create(
         // The request deadline does not cover a multipart body (a slow client's reference
         // image); the upload's own limits do, so a body that trickles or stalls cannot hold
         // the handler and its connection for ever.
-        let settings = &state.settings;
-        let expiry = Expiry::default();
-        let body = timed(
-            payload,
-            settings.upload_idle_timeout,
-            settings.upload_timeout,
-            &expiry,
-        );
-        let form = Multipart::new(req.headers(), body);
+        let (form, expiry) = timed_form(&req, payload, &state.settings);
         let request = premise_form(form)
             .await
             .map_err(|e| expiry.error().unwrap_or(e))?;

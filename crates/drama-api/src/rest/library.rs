@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 use super::openapi::schemas as doc;
 use super::query::Query;
 use super::streaming::{FormBudget, object_response, spool_channel};
-use super::upload_guard::{Expiry, timed};
+use super::upload_guard::timed_form;
 use crate::endpoint::endpoint;
 use crate::error::ApiError;
 use crate::state::{ApiState, Auth, named_owner};
@@ -411,14 +411,7 @@ async fn upload(
             .await?;
     }
     let settings = &state.settings;
-    let expiry = Expiry::default();
-    let body = timed(
-        payload,
-        settings.upload_idle_timeout,
-        settings.upload_timeout,
-        &expiry,
-    );
-    let form_data = Multipart::new(req.headers(), body);
+    let (form_data, expiry) = timed_form(&req, payload, settings);
     // A body that stalled fails inside the parser; its answer says which bound it passed.
     // The spool file, if any, is gone with the failed read.
     let (form, file) = read_upload(form_data, settings.upload_limit)

@@ -118,6 +118,24 @@ impl Expiry {
     }
 }
 
+/// A multipart request's form over its body bounded by the upload time limits of
+/// `settings`; a read of the form that failed is answered with [`Expiry::error`] when a limit
+/// was passed.
+pub(crate) fn timed_form(
+    req: &actix_web::HttpRequest,
+    payload: actix_web::web::Payload,
+    settings: &crate::HttpSettings,
+) -> (actix_multipart::Multipart, Expiry) {
+    let expiry = Expiry::default();
+    let body = timed(
+        payload,
+        settings.upload_idle_timeout,
+        settings.upload_timeout,
+        &expiry,
+    );
+    (actix_multipart::Multipart::new(req.headers(), body), expiry)
+}
+
 /// The body as a stream that fails once no chunk arrived for `idle`, or once `total` has
 /// passed since it began; `expiry` then says which.
 pub(crate) fn timed<S>(

@@ -207,6 +207,55 @@ async fn an_old_database_is_refused_by_name_then_adopted_with_every_row_owned() 
         before + 1,
         "the old trigger runs"
     );
+
+    // The way forward again: the history records our migrations, yet `public` holds the old
+    // tables, so migrate, serve and check refuse as on the first day instead of starting on
+    // tables they cannot read.
+    let refused = output(command(&db, &assets, &["migrate"])).await;
+    let out = text(&refused);
+    assert!(!refused.status.success(), "{out}");
+    assert!(out.contains("--adopt-legacy"), "{out}");
+    let check = output(command(&db, &assets, &["check"])).await;
+    assert!(!check.status.success(), "{}", text(&check));
+    assert!(text(&check).contains("--adopt-legacy"), "{}", text(&check));
+
+    // Adoption rolls forward: the old tables go aside again and ours come back, with the
+    // edit the old server made during the rollback imported.
+    let forward_report = dir.path().join("forward.json");
+    let forward = adopt(&db, &assets, &owner, &[], &forward_report).await;
+    let out = text(&forward);
+    assert!(forward.status.success(), "{out}");
+    assert!(out.contains("imported 0, updated 1, unchanged 2"), "{out}");
+    assert_eq!(count(&db, &column("dramas", "owner_id")).await, 1);
+    assert_eq!(count(&db, &column("jobs", "job_id")).await, 0);
+    assert_eq!(
+        count(
+            &db,
+            &format!("select count(*) from public.dramas where owner_id = '{owner}'")
+        )
+        .await,
+        3
+    );
+    assert_eq!(
+        count(
+            &db,
+            "select count(*) from public.dramas where title like '%.' and owner_id is not null"
+        )
+        .await,
+        1,
+        "the rollback's edit came over"
+    );
+    assert_eq!(count(&db, "select count(*) from legacy.dramas").await, 3);
+    assert_eq!(
+        count(
+            &db,
+            "select count(*) from pg_namespace where nspname = 'drama_server'"
+        )
+        .await,
+        0
+    );
+    let check = output(command(&db, &assets, &["check"])).await;
+    assert!(text(&check).contains("status: healthy"), "{}", text(&check));
     db.drop_it().await;
 }
 

@@ -7,9 +7,10 @@ use crate::App;
 /// Whether the dependencies of a request answer.
 #[derive(Debug, Clone)]
 pub struct Readiness {
-    /// The database, or why not.
+    /// The database, or why not (for the log and operators' tools: the text may name
+    /// addresses and tables, so the public route shows only whether it answers).
     pub database: Result<(), String>,
-    /// The asset store, or why not.
+    /// The asset store, or why not (likewise).
     pub storage: Result<(), String>,
 }
 
@@ -37,6 +38,12 @@ impl App {
                 .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
+        if let Err(e) = &database {
+            tracing::warn!(error = %e, "readiness: the database does not answer");
+        }
+        if let Err(e) = &storage {
+            tracing::warn!(error = %e, "readiness: the asset store does not answer");
+        }
         Readiness { database, storage }
     }
 }

@@ -62,6 +62,16 @@ impl Checker {
                 format!("a video lasts 10 or 15 seconds, got {d}"),
             ));
         }
+        // Checked here, not only by the database, so the refusal names the field.
+        if asset.kind != AssetKind::Video
+            && let Some(d) = asset.duration
+            && d <= 0
+        {
+            self.errors.push(FieldError::new(
+                format!("{path}.duration"),
+                format!("a duration is a positive number of seconds or null, got {d}"),
+            ));
+        }
         if in_scene
             && asset.kind == AssetKind::Image
             && asset.depends_on.len() > STORYBOARD_MAX_CHARACTERS
@@ -262,6 +272,24 @@ mod tests {
             Ok(()) => Vec::new(),
             Err(e) => e.errors.into_iter().map(|f| (f.field, f.message)).collect(),
         }
+    }
+
+    #[test]
+    fn a_duration_that_is_not_positive_is_refused_with_its_field() {
+        let doc = json!({"id": "d", "title": "T", "description": "D", "premise": "P",
+            "characters": [], "episodes": [episode("e0", vec![json!({"id": "s", "description": "x",
+                "assets": [{"id": "i", "kind": "image", "prompt": "p", "duration": 0},
+                           {"id": "a", "kind": "audio", "prompt": "p", "duration": 5}]})])]});
+        let e = Drama::from_value(doc).unwrap().validate().unwrap_err();
+        let found: Vec<(String, String)> =
+            e.errors.into_iter().map(|f| (f.field, f.message)).collect();
+        assert_eq!(
+            found,
+            vec![(
+                "episodes[0].scenes[0].assets[0].duration".to_owned(),
+                "a duration is a positive number of seconds or null, got 0".to_owned()
+            )]
+        );
     }
 
     #[test]

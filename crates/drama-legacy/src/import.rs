@@ -383,9 +383,30 @@ impl Importer {
             );
             return Err(fail(report, ReasonCode::IdMismatch, message));
         }
-        let owner = match self.options.owners.resolve(&parsed.owner) {
-            Some(owner) => owner,
-            None => {
+        // The old server saves its own model, which has no `user_id`: a drama exported to it
+        // (a rollback) and saved there comes back naming no owner. A drama this database holds
+        // stays with its owner; the old default owner is for dramas it does not hold.
+        let resolved = self.options.owners.resolve(&parsed.owner);
+        let kept = if parsed.names_owner {
+            None
+        } else {
+            match self.repos.imports.drama_state(&parsed.drama.id).await {
+                Ok(state) => state
+                    .map(|s| s.owner)
+                    .filter(|owner| resolved.map(OwnerTarget::user) != Some(*owner)),
+                Err(e) => return Err(database_failure(report, &e)),
+            }
+        };
+        let owner = match (kept, resolved) {
+            (Some(user), _) => {
+                report.repairs.push(format!(
+                    "the file names no owner; drama {} belongs to user {user}, who keeps it",
+                    parsed.drama.id.as_str()
+                ));
+                OwnerTarget::Direct(user)
+            }
+            (None, Some(owner)) => owner,
+            (None, None) => {
                 let message = format!(
                     "owner {:?} has no mapping: pass --owner for the old default user 10000 \
                      (and the old demo user), or map it in --owner-map",

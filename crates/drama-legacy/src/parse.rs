@@ -141,6 +141,8 @@ pub struct LegacyDrama {
     pub drama: Drama,
     /// The owner as the file names it (`10000` when it names none).
     pub owner: String,
+    /// Whether the file names an owner (a non-blank `user_id`).
+    pub names_owner: bool,
     /// Paths of the fields that were missing (or `null` where the model allows no null) and
     /// took their default, e.g. `characters[0].voice_description`.
     pub defaulted: Vec<String>,
@@ -179,6 +181,11 @@ impl LegacyDrama {
         };
         let mut notes = Notes::default();
         // A blank owner is no owner: the old server's default user, as for a missing one.
+        let names_owner = top.get(OWNER_KEY).is_some_and(|v| match v {
+            Value::Null => false,
+            Value::String(s) => !s.trim().is_empty(),
+            _ => true,
+        });
         let owner = match top.remove(OWNER_KEY) {
             None | Some(Value::Null) => OLD_DEFAULT_OWNER.to_owned(),
             Some(Value::String(s)) if s.trim().is_empty() => {
@@ -217,6 +224,7 @@ impl LegacyDrama {
         Ok(Self {
             drama,
             owner,
+            names_owner,
             defaulted: notes.defaulted,
             kept_extra: notes.kept_extra,
             repairs: notes.repairs,
@@ -413,8 +421,29 @@ impl Notes {
         }
         for (j, asset) in assets.iter_mut().enumerate() {
             if let Value::Object(asset) = asset {
-                self.entity(asset, ASSET, &format!("{list_path}[{j}]"));
+                let path = format!("{list_path}[{j}]");
+                self.entity(asset, ASSET, &path);
+                self.meaningless_duration(asset, &path);
             }
+        }
+    }
+
+    /// An image or audio asset has no length the model uses, and the old server stored any
+    /// number (clients with a non-null integer field sent 0); the schema keeps a duration
+    /// positive, so a zero or negative one of such an asset becomes null.
+    fn meaningless_duration(&mut self, asset: &mut Map<String, Value>, path: &str) {
+        if asset.get("kind").and_then(Value::as_str) == Some("video") {
+            return;
+        }
+        let Some(d) = asset.get("duration").and_then(Value::as_f64) else {
+            return;
+        };
+        if d <= 0.0 {
+            self.repairs.push(format!(
+                "{}: {d} on an asset that is not a video, set to null",
+                join(path, "duration")
+            ));
+            asset.insert("duration".to_owned(), Value::Null);
         }
     }
 }
@@ -593,6 +622,29 @@ mod tests {
             json!({"id": "d", "title": "T", "description": "D", "premise": "P",
             "assets": [{"id": "a", "kind": "video", "prompt": "p", "duration": 7}]}),
         )
+        .unwrap_err();
+        assert!(e.to_string().starts_with("assets[0].duration"), "{e}");
+    }
+
+    #[test]
+    fn a_zero_or_negative_duration_of_an_image_or_audio_asset_becomes_null() {
+        let old = parse(json!({"id": "d", "title": "T", "description": "D", "premise": "P",
+            "assets": [{"id": "i", "kind": "image", "prompt": "p", "duration": 0},
+                       {"id": "a", "kind": "audio", "prompt": "p", "duration": -3},
+                       {"id": "k", "kind": "audio", "prompt": "p", "duration": 4}]}))
+        .unwrap();
+        let durations: Vec<Option<i32>> = old.drama.assets.iter().map(|a| a.duration).collect();
+        assert_eq!(durations, vec![None, None, Some(4)]);
+        assert_eq!(
+            old.repairs,
+            vec![
+                "assets[0].duration: 0 on an asset that is not a video, set to null",
+                "assets[1].duration: -3 on an asset that is not a video, set to null",
+            ]
+        );
+        // A video's duration is not repaired: it is refused by its rule.
+        let e = parse(json!({"id": "d", "title": "T", "description": "D", "premise": "P",
+            "assets": [{"id": "v", "kind": "video", "prompt": "p", "duration": 0}]}))
         .unwrap_err();
         assert!(e.to_string().starts_with("assets[0].duration"), "{e}");
     }

@@ -209,3 +209,55 @@ async fn an_export_dry_run_writes_nothing(pool: PgPool) {
     assert!(!report.index_written);
     assert_eq!(s3.snapshot().await, bucket_before);
 }
+
+/// The old server saves its own model, which has no `user_id`: a drama exported to it at a
+/// rollback and edited there comes back naming no owner. It stays with the user who owns it,
+/// instead of going to the old default owner (where it would be refused as another user's).
+#[sqlx::test(migrator = "drama_postgres::MIGRATOR")]
+async fn a_file_the_old_server_rewrote_without_its_owner_stays_with_its_owner(pool: PgPool) {
+    let s3 = TestS3::start().await;
+    let repos = repos(&pool);
+    let (default_owner, user) = (UserId::random(), UserId::random());
+    repos
+        .users
+        .create_user(&NewUser::new(user))
+        .await
+        .unwrap();
+    let mut drama = LegacyDrama::parse(common::FIXTURE.as_bytes())
+        .unwrap()
+        .drama;
+    drama.id = id("theirs");
+    repos.dramas.create(user, &drama).await.unwrap();
+    let report = export(&s3, &repos, false).await;
+    assert_eq!(report.exported, 1);
+
+    // The old server's save during the rollback: its model, an edited title, no owner.
+    let bytes = s3.get(&drama_key("theirs")).await.unwrap();
+    let mut file: Value = serde_json::from_slice(&bytes).unwrap();
+    file.as_object_mut().unwrap().remove("user_id");
+    file["title"] = json!("Edited during the rollback");
+    s3.put_json(&drama_key("theirs"), &file).await;
+
+    let back = import(&s3, &repos, options(&s3, default_owner)).await;
+    let entry = common::drama_report(&back, "theirs");
+    assert_eq!(entry.outcome, Outcome::Updated, "{entry:#?}");
+    assert_eq!(entry.owner, Some(user));
+    assert!(
+        entry.repairs.iter().any(|r| r.contains("names no owner")),
+        "{:?}",
+        entry.repairs
+    );
+    assert_eq!(
+        stored_drama(&repos, user, "theirs").await.drama.title,
+        "Edited during the rollback"
+    );
+
+    // A file naming no owner of a drama the database does not hold still goes to the default
+    // owner.
+    s3.put_json(&drama_key("fresh"), &fixture_as("fresh")).await;
+    let fresh = import(&s3, &repos, options(&s3, default_owner)).await;
+    assert_eq!(
+        common::drama_report(&fresh, "fresh").owner,
+        Some(default_owner)
+    );
+}

@@ -23,6 +23,10 @@ use crate::error::PgError;
 /// The schema the old tables are moved into.
 pub const LEGACY_SCHEMA: &str = "legacy";
 
+/// Where the database rollback of docs/MIGRATION.md puts our tables that share their names
+/// with the old server's; `migrate --adopt-legacy` brings them back (a roll-forward).
+const ROLLED_BACK_SCHEMA: &str = "drama_server";
+
 /// The tables of the old server's database (`migrations/001_initial_schema.sql` of the old
 /// branch, plus the `users` table its code used).
 pub const LEGACY_TABLES: [&str; 7] = [
@@ -191,11 +195,11 @@ async fn public_has_old_shape(conn: &mut PgConnection) -> Result<bool, sqlx::Err
     .await
 }
 
-async fn detect(
-    conn: &mut PgConnection,
-    history: &History,
-) -> Result<Option<LegacySchema>, sqlx::Error> {
-    if !history.has(CORE_SCHEMA_VERSION) && public_has_old_shape(conn).await? {
+async fn detect(conn: &mut PgConnection) -> Result<Option<LegacySchema>, sqlx::Error> {
+    // Whatever the history says: after the rollback of docs/MIGRATION.md the history records
+    // our migrations while `public` holds the old tables again (ours wait in
+    // [`ROLLED_BACK_SCHEMA`]), and a server started on that would fail on every request.
+    if public_has_old_shape(conn).await? {
         return Ok(Some(LegacySchema {
             schema: "public".to_owned(),
             tables: tables_in(conn, "public").await?,
@@ -212,14 +216,13 @@ async fn detect(
 }
 
 /// Where the old server's tables are: still in `public` (the database was never migrated by
-/// us), moved into [`LEGACY_SCHEMA`], or nowhere.
+/// us, or rolled back as docs/MIGRATION.md says), moved into [`LEGACY_SCHEMA`], or nowhere.
 ///
 /// # Errors
 /// [`PgError::Query`].
 pub async fn legacy_schema(pool: &PgPool) -> Result<Option<LegacySchema>, PgError> {
     let mut conn = pool.acquire().await.map_err(PgError::Connect)?;
-    let history = read_history(&mut conn).await.map_err(PgError::Query)?;
-    detect(&mut conn, &history).await.map_err(PgError::Query)
+    detect(&mut conn).await.map_err(PgError::Query)
 }
 
 /// Tables our migrations create that already exist although our history does not record the
@@ -264,7 +267,7 @@ pub async fn migrate(pool: &PgPool) -> Result<(), PgError> {
     with_migration_lock(pool, |conn| {
         Box::pin(async move {
             let history = read_history(conn).await.map_err(PgError::Query)?;
-            if let Some(legacy) = detect(conn, &history).await.map_err(PgError::Query)?
+            if let Some(legacy) = detect(conn).await.map_err(PgError::Query)?
                 && legacy.in_public()
             {
                 return Err(PgError::LegacySchema(legacy));
@@ -279,26 +282,36 @@ pub async fn migrate(pool: &PgPool) -> Result<(), PgError> {
 /// all of them or none), then applies every pending migration. The tables keep their rows,
 /// indexes, constraints and triggers; the roles `anon` and `authenticated` lose access to
 /// them. A database whose old tables were already moved is only migrated, so a failed or
-/// interrupted run can simply be repeated.
+/// interrupted run can simply be repeated. A database rolled back as docs/MIGRATION.md says
+/// (our history, the old tables in `public`, ours in [`ROLLED_BACK_SCHEMA`]) is rolled
+/// forward: in the same transaction our tables come back into `public`.
 ///
 /// Returns the old tables as they are afterwards (`None`: there were none).
 ///
 /// # Errors
-/// [`PgError::Config`] when [`LEGACY_SCHEMA`] already holds a table of the same name;
+/// [`PgError::Config`] when [`LEGACY_SCHEMA`] already holds a table of the same name, or when
+/// a rolled-back database's tables of ours are not in [`ROLLED_BACK_SCHEMA`];
 /// [`PgError::Query`]; [`PgError::Migrate`].
 pub async fn adopt_legacy_schema(pool: &PgPool) -> Result<Option<LegacySchema>, PgError> {
     with_migration_lock(pool, |conn| {
         Box::pin(async move {
             let history = read_history(conn).await.map_err(PgError::Query)?;
-            let found = detect(conn, &history).await.map_err(PgError::Query)?;
+            let found = detect(conn).await.map_err(PgError::Query)?;
             if let Some(legacy) = &found
                 && legacy.in_public()
             {
-                move_aside(conn, legacy).await?;
+                // Our history with the old tables in `public`: a rolled-back database, whose
+                // tables of ours come back in the same transaction that moves the old ones.
+                let restore = if history.has(CORE_SCHEMA_VERSION) {
+                    rolled_back_tables(conn).await?
+                } else {
+                    Vec::new()
+                };
+                move_aside(conn, legacy, &restore).await?;
             }
             let history = read_history(conn).await.map_err(PgError::Query)?;
             run_pending(conn, &history).await?;
-            detect(conn, &history).await.map_err(PgError::Query)
+            detect(conn).await.map_err(PgError::Query)
         })
     })
     .await
@@ -357,7 +370,38 @@ async fn run_pending(conn: &mut PgConnection, history: &History) -> Result<(), P
 
 /// Moves the old tables and their trigger functions into [`LEGACY_SCHEMA`], in one
 /// transaction.
-async fn move_aside(conn: &mut PgConnection, legacy: &LegacySchema) -> Result<(), PgError> {
+/// Our tables that the rollback moved into [`ROLLED_BACK_SCHEMA`].
+///
+/// # Errors
+/// [`PgError::Config`] when they are not there: the history records our migrations, yet
+/// neither `public` nor that schema holds our `dramas`, so migrating would build an empty
+/// schema beside a history that says it exists.
+async fn rolled_back_tables(conn: &mut PgConnection) -> Result<Vec<String>, PgError> {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "select c.relname::text from pg_class c join pg_namespace n on n.oid = c.relnamespace \
+         where n.nspname = $1 and c.relkind in ('r', 'p') order by 1",
+    )
+    .bind(ROLLED_BACK_SCHEMA)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(PgError::Query)?;
+    if !tables.iter().any(|t| t == "dramas") {
+        return Err(PgError::Config(format!(
+            "public holds the old server's tables, and the migration history records this \
+             server's, but schema {ROLLED_BACK_SCHEMA} (where the rollback of \
+             docs/MIGRATION.md keeps them) has no dramas table; restore this server's tables \
+             into {ROLLED_BACK_SCHEMA} or public first, or restore the dump taken before the \
+             cutover"
+        )));
+    }
+    Ok(tables)
+}
+
+async fn move_aside(
+    conn: &mut PgConnection,
+    legacy: &LegacySchema,
+    restore: &[String],
+) -> Result<(), PgError> {
     let taken = tables_in(conn, LEGACY_SCHEMA)
         .await
         .map_err(PgError::Query)?;
@@ -378,6 +422,22 @@ async fn move_aside(conn: &mut PgConnection, legacy: &LegacySchema) -> Result<()
         statements.push(format!(
             "alter table public.{} set schema {schema}",
             quote_ident(&table.name)
+        ));
+    }
+    // A roll-forward: the old tables have left `public`, so ours can take their names back.
+    let rolled_back = quote_ident(ROLLED_BACK_SCHEMA);
+    for table in restore {
+        statements.push(format!(
+            "alter table {rolled_back}.{} set schema public",
+            quote_ident(table)
+        ));
+    }
+    if !restore.is_empty() {
+        // Not `cascade`: anything else an operator put there stays, and so does the schema.
+        statements.push(format!(
+            "do $$ begin if not exists (select 1 from pg_class c join pg_namespace n \
+             on n.oid = c.relnamespace where n.nspname = '{ROLLED_BACK_SCHEMA}') then \
+             drop schema {rolled_back}; end if; end $$"
         ));
     }
     statements.push(format!(
@@ -402,7 +462,7 @@ async fn move_aside(conn: &mut PgConnection, legacy: &LegacySchema) -> Result<()
         .await
         .map_err(PgError::Query)?;
     tx.commit().await.map_err(PgError::Query)?;
-    tracing::info!(tables = %legacy, schema = LEGACY_SCHEMA, "old tables moved aside");
+    tracing::info!(tables = %legacy, schema = LEGACY_SCHEMA, restored = ?restore, "old tables moved aside");
     Ok(())
 }
 

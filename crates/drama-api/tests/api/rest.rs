@@ -27,6 +27,32 @@ async fn health_and_readiness_need_no_credentials() {
 }
 
 #[actix_web::test]
+async fn readiness_names_a_failing_dependency_without_describing_it() {
+    // A bucket that does not exist on a real S3 server: the store's error names the bucket
+    // and the endpoint, which an unauthenticated probe must not learn.
+    let s3 = drama_testkit::s3::S3Server::start("ready-probe").await;
+    let mut options = s3.options(None, drama_assets::SizeLimits::default());
+    options.bucket = "secret-bucket-name".to_owned();
+    let store = drama_assets::S3Store::new(options).unwrap();
+    let h = Harness::with_assets(
+        std::sync::Arc::new(store),
+        drama_ai::AiProviders::offline(0),
+    )
+    .await;
+    let svc = h.service(Harness::settings()).await;
+    let (status, headers, body) = send(&svc, TestRequest::get().uri("/ready")).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(headers.get("retry-after").unwrap(), "5");
+    assert_eq!(
+        body,
+        json!({"status": "not ready", "database": "ok", "storage": "unavailable"})
+    );
+    let text = body.to_string();
+    assert!(!text.contains("secret-bucket-name"), "{text}");
+    assert!(!text.contains("127.0.0.1"), "{text}");
+}
+
+#[actix_web::test]
 async fn every_drama_route_requires_credentials() {
     let h = Harness::new().await;
     let svc = h.service(Harness::settings()).await;

@@ -280,7 +280,7 @@ mod tests {
             "characters": [], "episodes": [episode("e0", vec![json!({"id": "s", "description": "x",
                 "assets": [{"id": "i", "kind": "image", "prompt": "p", "duration": 0},
                            {"id": "a", "kind": "audio", "prompt": "p", "duration": 5}]})])]});
-        let e = Drama::from_value(doc).unwrap().validate().unwrap_err();
+        let e = Drama::from_value(doc).unwrap_err();
         let found: Vec<(String, String)> =
             e.errors.into_iter().map(|f| (f.field, f.message)).collect();
         assert_eq!(

@@ -384,23 +384,20 @@ impl Importer {
             return Err(fail(report, ReasonCode::IdMismatch, message));
         }
         // The old server saves its own model, which has no `user_id`: a drama exported to it
-        // (a rollback) and saved there comes back naming no owner. A drama this database holds
-        // stays with its owner; the old default owner is for dramas it does not hold.
+        // (a rollback) and saved there comes back naming no owner. One this import brought in
+        // from this very file stays with the user it went to; any other drama of the same id
+        // is not this file's, so the owner map decides (and a clash is `id_taken`).
         let resolved = self.options.owners.resolve(&parsed.owner);
-        let kept = if parsed.names_owner {
-            None
-        } else {
-            match self.repos.imports.drama_state(&parsed.drama.id).await {
-                Ok(state) => state
-                    .map(|s| s.owner)
-                    .filter(|owner| resolved.map(OwnerTarget::user) != Some(*owner)),
-                Err(e) => return Err(database_failure(report, &e)),
-            }
-        };
+        let kept = recorded
+            .get(&candidate.key)
+            .filter(|r| !parsed.names_owner && r.record.drama_id == parsed.drama.id)
+            .map(|r| r.record.owner)
+            .filter(|owner| resolved.map(OwnerTarget::user) != Some(*owner));
         let owner = match (kept, resolved) {
             (Some(user), _) => {
                 report.repairs.push(format!(
-                    "the file names no owner; drama {} belongs to user {user}, who keeps it",
+                    "the file names no owner; drama {} was imported from it for user {user}, \
+                     who keeps it",
                     parsed.drama.id.as_str()
                 ));
                 OwnerTarget::Direct(user)

@@ -628,10 +628,12 @@ mod tests {
 
     #[test]
     fn a_zero_or_negative_duration_of_an_image_or_audio_asset_becomes_null() {
-        let old = parse(json!({"id": "d", "title": "T", "description": "D", "premise": "P",
+        let old = parse(
+            json!({"id": "d", "title": "T", "description": "D", "premise": "P",
             "assets": [{"id": "i", "kind": "image", "prompt": "p", "duration": 0},
                        {"id": "a", "kind": "audio", "prompt": "p", "duration": -3},
-                       {"id": "k", "kind": "audio", "prompt": "p", "duration": 4}]}))
+                       {"id": "k", "kind": "audio", "prompt": "p", "duration": 4}]}),
+        )
         .unwrap();
         let durations: Vec<Option<i32>> = old.drama.assets.iter().map(|a| a.duration).collect();
         assert_eq!(durations, vec![None, None, Some(4)]);
@@ -643,8 +645,10 @@ mod tests {
             ]
         );
         // A video's duration is not repaired: it is refused by its rule.
-        let e = parse(json!({"id": "d", "title": "T", "description": "D", "premise": "P",
-            "assets": [{"id": "v", "kind": "video", "prompt": "p", "duration": 0}]}))
+        let e = parse(
+            json!({"id": "d", "title": "T", "description": "D", "premise": "P",
+            "assets": [{"id": "v", "kind": "video", "prompt": "p", "duration": 0}]}),
+        )
         .unwrap_err();
         assert!(e.to_string().starts_with("assets[0].duration"), "{e}");
     }

@@ -211,8 +211,9 @@ async fn an_export_dry_run_writes_nothing(pool: PgPool) {
 }
 
 /// The old server saves its own model, which has no `user_id`: a drama exported to it at a
-/// rollback and edited there comes back naming no owner. It stays with the user who owns it,
-/// instead of going to the old default owner (where it would be refused as another user's).
+/// rollback and edited there comes back naming no owner. One imported from that file stays
+/// with the user it was imported for, instead of going to the old default owner (where it
+/// would be refused as another user's).
 #[sqlx::test(migrator = "drama_postgres::MIGRATOR")]
 async fn a_file_the_old_server_rewrote_without_its_owner_stays_with_its_owner(pool: PgPool) {
     let s3 = TestS3::start().await;
@@ -223,11 +224,11 @@ async fn a_file_the_old_server_rewrote_without_its_owner_stays_with_its_owner(po
         .create_user(&NewUser::new(user))
         .await
         .unwrap();
-    let mut drama = LegacyDrama::parse(common::FIXTURE.as_bytes())
-        .unwrap()
-        .drama;
-    drama.id = id("theirs");
-    repos.dramas.create(user, &drama).await.unwrap();
+    let mut theirs = fixture_as("theirs");
+    theirs["user_id"] = json!(user.to_string());
+    s3.put_json(&drama_key("theirs"), &theirs).await;
+    let first = import(&s3, &repos, options(&s3, default_owner)).await;
+    assert_eq!(common::drama_report(&first, "theirs").owner, Some(user));
     let report = export(&s3, &repos, false).await;
     assert_eq!(report.exported, 1);
 
@@ -252,12 +253,24 @@ async fn a_file_the_old_server_rewrote_without_its_owner_stays_with_its_owner(po
         "Edited during the rollback"
     );
 
-    // A file naming no owner of a drama the database does not hold still goes to the default
-    // owner.
+    // A file naming no owner that no import brought in goes to the default owner, and one
+    // whose id another user holds is still refused as taken (it is not that user's file).
     s3.put_json(&drama_key("fresh"), &fixture_as("fresh")).await;
-    let fresh = import(&s3, &repos, options(&s3, default_owner)).await;
+    let mut native = LegacyDrama::parse(common::FIXTURE.as_bytes())
+        .unwrap()
+        .drama;
+    native.id = id("native");
+    repos.dramas.create(user, &native).await.unwrap();
+    s3.put_json(&drama_key("native"), &fixture_as("native")).await;
+    let more = import(&s3, &repos, options(&s3, default_owner)).await;
     assert_eq!(
-        common::drama_report(&fresh, "fresh").owner,
+        common::drama_report(&more, "fresh").owner,
         Some(default_owner)
+    );
+    let clash = common::drama_report(&more, "native");
+    assert_eq!(
+        clash.reason.as_ref().map(|r| r.code),
+        Some(ReasonCode::IdTaken),
+        "{clash:#?}"
     );
 }

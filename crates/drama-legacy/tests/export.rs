@@ -219,11 +219,7 @@ async fn a_file_the_old_server_rewrote_without_its_owner_stays_with_its_owner(po
     let s3 = TestS3::start().await;
     let repos = repos(&pool);
     let (default_owner, user) = (UserId::random(), UserId::random());
-    repos
-        .users
-        .create_user(&NewUser::new(user))
-        .await
-        .unwrap();
+    repos.users.create_user(&NewUser::new(user)).await.unwrap();
     let mut theirs = fixture_as("theirs");
     theirs["user_id"] = json!(user.to_string());
     s3.put_json(&drama_key("theirs"), &theirs).await;
@@ -261,7 +257,8 @@ async fn a_file_the_old_server_rewrote_without_its_owner_stays_with_its_owner(po
         .drama;
     native.id = id("native");
     repos.dramas.create(user, &native).await.unwrap();
-    s3.put_json(&drama_key("native"), &fixture_as("native")).await;
+    s3.put_json(&drama_key("native"), &fixture_as("native"))
+        .await;
     let more = import(&s3, &repos, options(&s3, default_owner)).await;
     assert_eq!(
         common::drama_report(&more, "fresh").owner,

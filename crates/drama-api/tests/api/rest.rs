@@ -28,10 +28,13 @@ async fn health_and_readiness_need_no_credentials() {
 
 #[actix_web::test]
 async fn readiness_names_a_failing_dependency_without_describing_it() {
-    // A bucket that does not exist on a real S3 server: the store's error names the bucket
-    // and the endpoint, which an unauthenticated probe must not learn.
+    // A store whose endpoint refuses connections: its error names the endpoint and the
+    // bucket, which an unauthenticated probe must not learn.
     let s3 = drama_testkit::s3::S3Server::start("ready-probe").await;
     let mut options = s3.options(None, drama_assets::SizeLimits::default());
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    options.endpoint_url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
     options.bucket = "secret-bucket-name".to_owned();
     let store = drama_assets::S3Store::new(options).unwrap();
     let h = Harness::with_assets(

@@ -52,6 +52,11 @@ pub struct HttpSettings {
     /// 4408).
     #[serde(with = "seconds")]
     pub ws_init_timeout: Duration,
+    /// How long an initialised WebSocket may run no subscription (and start no operation)
+    /// before it is closed with 1000, giving back its place among the streams; 0 keeps idle
+    /// sockets open.
+    #[serde(with = "seconds")]
+    pub ws_idle_timeout: Duration,
     /// Streams (SSE and GraphQL subscriptions) one user may hold open at once.
     pub streams_per_user: usize,
     /// Streams the process holds open at once.
@@ -110,6 +115,7 @@ impl Default for HttpSettings {
             media_url_lifetime: Duration::from_secs(6 * 3600),
             graphql: GraphqlLimits::default(),
             ws_init_timeout: Duration::from_secs(10),
+            ws_idle_timeout: Duration::from_secs(300),
             streams_per_user: 20,
             streams_per_process: 10_000,
             stream_auth_interval: Duration::from_secs(60),

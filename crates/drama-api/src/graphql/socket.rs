@@ -24,6 +24,9 @@
 //! - an initialised socket holds a place among its caller's streams (the caps of SSE), which
 //!   its first subscription runs on, so idle sockets are bounded as streams are; a
 //!   `connection_init` over a cap closes the socket with 1013 and the cap's message;
+//! - an initialised socket that runs no subscription and starts no operation for
+//!   `http.ws_idle_timeout` is closed with 1000, so forgotten sockets do not hold their
+//!   places among the streams for as long as their credentials last;
 //! - what goes to the client waits in one bounded queue; while it is full the client's frames
 //!   are not read (backpressure), so a client that sends and never reads holds a queue's
 //!   worth of answers, not an ever-growing one.
@@ -80,6 +83,12 @@ pub const CREDENTIALS_LAPSED_CLOSE: u16 = 4403;
 /// instead would cut off slow but honest clients on a bad network; pausing costs nothing but
 /// the socket's place, which the stream caps bound.
 const OUTGOING_QUEUE: usize = 64;
+
+/// The close code for an initialised socket that ran no subscription and started no
+/// operation for `http.ws_idle_timeout`: 1000, "Normal Closure" (RFC 6455), as the socket has
+/// nothing left to do. Clients reconnect when they next subscribe (graphql-ws reconnects at
+/// once only when it has subscriptions to resume). The reason says how long it was idle.
+pub const IDLE_CLOSE: u16 = 1000;
 
 /// How long a socket the server closes has to send its close frame: a client that reads
 /// nothing would otherwise keep a closed socket open. Past it the connection is dropped.
@@ -359,6 +368,11 @@ impl Gate {
         let mut room: Option<mpsc::Permit<'_, Outgoing>> = None;
         // Resolves once the credentials of `connection_init` are no longer accepted.
         let mut lapse: BoxFuture<'static, String> = Box::pin(std::future::pending());
+        // The place an initialised socket holds, and when it next asks whether it is idle.
+        let mut holding: Option<Arc<SocketPlace>> = None;
+        let idle_check = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(idle_check);
+        let mut last_start = tokio::time::Instant::now();
         loop {
             let open = room.is_some() && queue.capacity() > 0;
             let incoming = tokio::select! {
@@ -369,6 +383,20 @@ impl Gate {
                 reason = &mut lapse => {
                     let reason = format!("Credentials no longer accepted: {reason}");
                     return self.close(&closer, CREDENTIALS_LAPSED_CLOSE, reason).await;
+                }
+                () = &mut idle_check, if holding.is_some() => {
+                    let left = holding.as_deref().and_then(|p| self.idle_left(p, last_start));
+                    match left {
+                        Some(left) => {
+                            idle_check.as_mut().reset(tokio::time::Instant::now() + left);
+                            continue;
+                        }
+                        None => {
+                            let seconds = self.state.settings.ws_idle_timeout.as_secs_f64();
+                            let reason = format!("Idle for {seconds} s without a subscription");
+                            return self.close(&closer, IDLE_CLOSE, reason).await;
+                        }
+                    }
                 }
                 reserved = queue.reserve(), if !open => match reserved {
                     Ok(place) => {
@@ -410,9 +438,16 @@ impl Gate {
                 if kind == "connection_init" && !initialised {
                     initialised = true;
                     match self.initialise(&parsed["payload"]).await {
-                        Ok(Some((known, until))) => {
+                        Ok(Some((known, until, held))) => {
                             caller = Some(known);
                             lapse = until;
+                            if !self.state.settings.ws_idle_timeout.is_zero() {
+                                holding = Some(held);
+                                let idle = self.state.settings.ws_idle_timeout;
+                                idle_check
+                                    .as_mut()
+                                    .reset(tokio::time::Instant::now() + idle);
+                            }
                         }
                         Ok(None) => {}
                         Err(over) => {
@@ -436,6 +471,7 @@ impl Gate {
                         Ok(false) => {}
                     }
                     rewritten = Some(Incoming::Text(parsed.to_string()));
+                    last_start = tokio::time::Instant::now();
                 }
             }
             let incoming = rewritten.unwrap_or(incoming);
@@ -450,13 +486,14 @@ impl Gate {
 
     /// `connection_init`: authenticates its payload and hands juniper the outcome. An accepted
     /// socket holds a place among the caller's streams from now on, idle or not, and lasts as
-    /// long as its credentials: the caller and what resolves when they lapse. `Ok(None)` when
+    /// long as its credentials (or until it is idle too long): the caller, what resolves when
+    /// they lapse, and the place (which knows whether subscriptions run). `Ok(None)` when
     /// the credentials are refused (juniper answers that); `Err` with the reason to close
     /// when the caller has no stream place left.
     async fn initialise(
         &self,
         payload: &Value,
-    ) -> Result<Option<(Caller, BoxFuture<'static, String>)>, String> {
+    ) -> Result<Option<(Caller, BoxFuture<'static, String>, Arc<SocketPlace>)>, String> {
         let (outcome, credentials) = self.authenticate(payload).await;
         let (outcome, accepted) = match outcome {
             Ok(known) => {
@@ -469,15 +506,28 @@ impl Gate {
                 let until: BoxFuture<'static, String> =
                     Box::pin(lapsed(state, credentials, caller, known.until));
                 let _ = self.caller.set(caller);
-                (
-                    Ok((caller, SocketPlace::new(permit))),
-                    Some((caller, until)),
-                )
+                let place = SocketPlace::new(permit);
+                (Ok((caller, place.clone())), Some((caller, until, place)))
             }
             Err(refused) => (Err(refused), None),
         };
         *self.slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(outcome);
         Ok(accepted)
+    }
+
+    /// How long an initialised socket holding `place` may still wait before it counts as
+    /// idle (`http.ws_idle_timeout` without a subscription running on it, a query or mutation
+    /// running, or an operation started since `last_start`); `None` once it does.
+    fn idle_left(&self, place: &SocketPlace, last_start: tokio::time::Instant) -> Option<Duration> {
+        let limit = self.state.settings.ws_idle_timeout;
+        if !self.running().is_empty() {
+            return Some(limit);
+        }
+        let Some(idle) = place.idle_for() else {
+            return Some(limit);
+        };
+        let idle = idle.min(last_start.elapsed());
+        limit.checked_sub(idle).filter(|left| !left.is_zero())
     }
 
     /// Starts the clock of an admitted query or mutation: what resolves with its id at the

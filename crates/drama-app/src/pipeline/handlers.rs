@@ -359,6 +359,10 @@ impl App {
                     reference: references.drain(..).next(),
                     duration,
                 };
+                // A submission whose answer was lost (`AiError::SubmitUncertain`) may be a
+                // render the provider took and bills; its task id is gone, so it is not
+                // submitted again by this attempt nor by a later one: the error is permanent
+                // and the task ends failed, refunded, for the user to resume deliberately.
                 let submitted = step!(model.submit(&request).await, ai_outcome);
                 // The submission is paid: a failure to record it must not send the next
                 // attempt to submit again. A passing failure is retried here; one that

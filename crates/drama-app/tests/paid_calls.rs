@@ -1,12 +1,18 @@
-//! A paid provider call is paid for once: a video submission whose answer is lost is not sent
-//! again (by the HTTP client nor by a later attempt of its task). On in-memory ports and on
-//! PostgreSQL.
+//! A paid provider call is paid for once and charged when it was made: a video submission
+//! whose answer is lost is not sent again (by the HTTP client nor by a later attempt of its
+//! task), and a cancellation that arrives while an image call is out lets the call finish, so
+//! its task completes, charged, while what had not started is refunded. On in-memory ports and
+//! on PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use drama_ai::{AiProviders, AiSettings, ApiKey, VideoModel};
+use drama_ai::{
+    AiError, AiProviders, AiSettings, ApiKey, Generated, GeneratedImage, GeneratedVideo,
+    ImageModel, ImageRequest, ModelInfo, OfflineProvider, VideoModel, VideoOutput, VideoPolling,
+    VideoRequest, VideoStatus, VideoTask,
+};
 use drama_app::pipeline::Scope;
 use drama_app::{App, Caller, Ports};
 use drama_dal::Store;
@@ -23,6 +29,7 @@ mod support;
 
 on_every_backend!("paid_calls":
     a_video_submission_whose_answer_was_lost_is_sent_once,
+    a_cancel_lets_the_image_calls_in_flight_finish_and_charges_them,
 );
 
 enum Workers {
@@ -74,6 +81,10 @@ async fn world(backend: Backend, ai: AiProviders) -> World {
 }
 
 impl World {
+    async fn balance(&self) -> i64 {
+        self.store.get_user(self.caller.user).await.unwrap().tokens
+    }
+
     /// Stores the built drama `id` and starts generating all of it.
     async fn generate(&self, id: &str, characters: usize) -> drama_jobs::JobId {
         let d = drama_testkit::builders::drama(id, characters, 1, 1);
@@ -183,5 +194,127 @@ async fn a_video_submission_whose_answer_was_lost_is_sent_once(backend: Backend)
         assert_eq!(copies, 1, "one paid render per video task: {prompts:?}");
     }
     assert!(prompts.len() <= videos.len(), "{prompts:?}");
+    w.stop().await;
+}
+
+/// The offline provider behind a gate: every call records its prompt when it starts, then
+/// waits until the gate opens.
+struct Gated {
+    inner: OfflineProvider,
+    started: Mutex<Vec<String>>,
+    gate: tokio::sync::Semaphore,
+}
+
+impl Gated {
+    async fn enter(&self, prompt: &str) {
+        self.started.lock().unwrap().push(prompt.to_owned());
+        drop(self.gate.acquire().await.unwrap());
+    }
+
+    fn started(&self) -> Vec<String> {
+        self.started.lock().unwrap().clone()
+    }
+}
+
+#[async_trait::async_trait]
+impl ImageModel for Gated {
+    fn model(&self) -> ModelInfo {
+        ImageModel::model(&self.inner)
+    }
+    fn max_references(&self) -> usize {
+        self.inner.max_references()
+    }
+    async fn generate_image(
+        &self,
+        request: &ImageRequest,
+    ) -> Result<Generated<GeneratedImage>, AiError> {
+        self.enter(&request.prompt).await;
+        self.inner.generate_image(request).await
+    }
+}
+
+#[async_trait::async_trait]
+impl VideoModel for Gated {
+    fn model(&self) -> ModelInfo {
+        VideoModel::model(&self.inner)
+    }
+    fn polling(&self) -> VideoPolling {
+        self.inner.polling()
+    }
+    async fn submit(&self, request: &VideoRequest) -> Result<Generated<VideoTask>, AiError> {
+        self.enter(&request.prompt).await;
+        self.inner.submit(request).await
+    }
+    async fn poll(&self, task_id: &str) -> Result<VideoStatus, AiError> {
+        self.inner.poll(task_id).await
+    }
+    async fn download(&self, output: &VideoOutput) -> Result<GeneratedVideo, AiError> {
+        self.inner.download(output).await
+    }
+}
+
+/// Cancelled while the first image calls wait at the provider: those calls finish, their
+/// tasks complete and are charged; every task whose call had not started is refunded.
+async fn a_cancel_lets_the_image_calls_in_flight_finish_and_charges_them(backend: Backend) {
+    let provider = Arc::new(Gated {
+        inner: OfflineProvider::new(7),
+        started: Mutex::new(Vec::new()),
+        gate: tokio::sync::Semaphore::new(0),
+    });
+    let ai = AiProviders::offline(7)
+        .with_image_model(provider.clone())
+        .with_video_model(provider.clone());
+    let w = world(backend, ai).await;
+    let before = w.balance().await;
+    let run = w.generate("cancelled", 2).await;
+    // The first tasks (the portraits, which wait for nothing) are at the provider.
+    for _ in 0..500 {
+        if provider.started().len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(provider.started().len(), 2, "{:?}", provider.started());
+    w.app.cancel_job(&w.caller, run).await.unwrap();
+    // Long enough for the workers to see the cancellation (they heartbeat every 100 ms).
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    provider.gate.add_permits(1000);
+    let (status, tasks) = w.settled(run).await;
+    assert_eq!(status, JobStatus::Cancelled);
+    w.app.settle_refunds().await;
+
+    let called = provider.started();
+    assert_eq!(
+        called.len(),
+        2,
+        "nothing started after the cancel: {called:?}"
+    );
+    let in_flight: Vec<&JobView> = tasks
+        .iter()
+        .filter(|t| called.iter().any(|p| t.payload["prompt"] == p.as_str()))
+        .collect();
+    assert_eq!(in_flight.len(), 2, "{called:?}");
+    for task in &in_flight {
+        assert_eq!(
+            task.state.as_str(),
+            "completed",
+            "{}: {:?}",
+            task.key,
+            task.error
+        );
+    }
+    for task in tasks
+        .iter()
+        .filter(|t| !in_flight.iter().any(|f| f.id == t.id))
+    {
+        assert_eq!(task.state.as_str(), "cancelled", "{}", task.key);
+    }
+    let charged: i64 = in_flight.iter().map(|t| t.cost).sum();
+    assert!(charged > 0);
+    assert_eq!(
+        before - w.balance().await,
+        charged,
+        "the calls in flight are paid, the rest refunded"
+    );
     w.stop().await;
 }

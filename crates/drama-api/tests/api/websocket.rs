@@ -184,6 +184,44 @@ async fn subscriptions_need_credentials_and_an_own_drama() {
         answer["payload"]["errors"].clone()
     };
     assert_eq!(errors[0]["extensions"]["code"], "NOT_FOUND", "{answer}");
+
+    // Nor a job: a job id of no job, or text that cannot be one, is NOT_FOUND, as REST
+    // answers both 404.
+    for (n, job) in [uuid::Uuid::now_v7().to_string(), "nope".to_owned()]
+        .iter()
+        .enumerate()
+    {
+        let id = format!("job{n}");
+        send(
+            &mut ws,
+            json!({"id": id, "type": "subscribe", "payload": {
+                "query": format!(r#"subscription {{ jobProgress(jobId: "{job}") {{ eventId }} }}"#)
+            }}),
+        )
+        .await;
+        let answer = loop {
+            let answer = next(&mut ws).await.unwrap();
+            if answer["type"] != "complete" {
+                break answer;
+            }
+        };
+        let errors = if answer["type"] == "error" {
+            answer["payload"].clone()
+        } else {
+            answer["payload"]["errors"].clone()
+        };
+        assert_eq!(
+            errors[0]["extensions"]["code"], "NOT_FOUND",
+            "{job}: {answer}"
+        );
+        let rest = reqwest::Client::new()
+            .get(format!("http://{}/jobs/{job}", server.base))
+            .bearer_auth(&h.bob_key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(rest.status(), 404, "{job}");
+    }
 }
 
 /// A document the schema refuses carries `BAD_USER_INPUT`, as in a POST's answer, on both

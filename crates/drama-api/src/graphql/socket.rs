@@ -8,7 +8,9 @@
 //!   4408, so a silent socket holds nothing for long;
 //! - the credentials of `connection_init` are checked here, before juniper sees the message
 //!   (browsers cannot set headers on a WebSocket, so they come in its payload:
-//!   `{"authorization": "Bearer …"}` or `{"x-api-key": …}`);
+//!   `{"authorization": "Bearer …"}` or `{"x-api-key": …}`); a refused one costs the client's
+//!   anonymous rate as failed credentials over HTTP do, and from an address over it an API key
+//!   this process does not hold is refused (4403, the rate's message) without a lookup;
 //! - every `subscribe` (`start`) counts against the caller's rate, like a request, and is priced
 //!   against the GraphQL limits, then normalised for the old clients as a POST's operation is
 //!   (`compat`); a refused one gets an `error` message for its id (code `rate_limited`, the
@@ -28,6 +30,7 @@
 
 use std::collections::HashSet;
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -53,7 +56,7 @@ use crate::error::{Chain, ErrorCode};
 use crate::lapse::{Credentials, lapsed};
 use crate::media_links::sign_text;
 use crate::realtime::SocketPlace;
-use crate::state::ApiState;
+use crate::state::{ANONYMOUS_LIMITED, ApiState, AuthRefusal};
 
 /// The close code for a socket that did not send `connection_init` in time (the code
 /// graphql-transport-ws defines for it).
@@ -253,6 +256,7 @@ pub(crate) async fn websocket(
         }
     };
     let schema = ArcSchema(state.schema.clone());
+    let client = state.client_address(&req);
     let gate = Gate {
         state,
         protocol,
@@ -260,6 +264,7 @@ pub(crate) async fn websocket(
         running: Arc::default(),
         stopped: Arc::default(),
         caller: Arc::default(),
+        client,
     };
     match protocol {
         Protocol::Transport => {
@@ -290,6 +295,8 @@ struct Gate {
     stopped: Arc<Mutex<HashSet<String>>>,
     /// The authenticated caller, whose media URLs the outgoing messages carry signed.
     caller: Arc<OnceLock<Caller>>,
+    /// The client's address, which a refused `connection_init` is counted under.
+    client: Option<IpAddr>,
 }
 
 impl Gate {
@@ -592,17 +599,20 @@ impl Gate {
             })
         };
         let (authorization, api_key) = (credential("authorization"), credential("x-api-key"));
+        // A refused `connection_init` costs the client's anonymous rate, as a request with
+        // failed credentials does; over it, the socket is refused without a lookup.
         let outcome = self
             .state
-            .auth
-            .authenticated(authorization, api_key)
+            .authenticate_from(authorization, api_key, self.client)
             .await
-            .map_err(|e| {
+            .map_err(|refused| match refused {
                 // The socket's refusal is the boundary: nothing else logs this failure.
-                if matches!(e, AuthError::Unavailable(_)) {
+                AuthRefusal::Credentials(e @ AuthError::Unavailable(_)) => {
                     tracing::error!(error = %Chain(&e), "WebSocket authentication failed");
+                    e.to_string()
                 }
-                e.to_string()
+                AuthRefusal::Credentials(e) => e.to_string(),
+                AuthRefusal::OverAnonymousRate(_) => ANONYMOUS_LIMITED.to_owned(),
             });
         (outcome, Credentials::new(authorization, api_key))
     }

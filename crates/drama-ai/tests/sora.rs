@@ -158,12 +158,18 @@ async fn no_reference_sends_no_images_field() {
     assert!(!body["prompt"].as_str().unwrap().contains("attached"));
 }
 
+/// What a clip answers when the provider reports its task `id` as `status` for `reason`.
+async fn failed_task(id: &str, status: &str, reason: &str) -> AiError {
+    let server = MockServer::start().await;
+    submit_ok(&server, id).await;
+    let answer = json!({"task_id": id, "status": status, "fail_reason": reason});
+    task_status(&server, id, answer, None).await;
+    plain_clip(&server).await.unwrap_err()
+}
+
 #[tokio::test]
 async fn a_failed_task_reports_its_reason() {
-    let server = MockServer::start().await;
-    submit_ok(&server, "t3").await;
-    task_status(&server, "t3", json!({"task_id": "t3", "status": "FAILURE", "fail_reason": "upstream render node crashed"}), None).await;
-    let err = plain_clip(&server).await.unwrap_err();
+    let err = failed_task("t3", "FAILURE", "upstream render node crashed").await;
     assert_eq!(
         err,
         AiError::VideoFailed {
@@ -177,10 +183,8 @@ async fn a_failed_task_reports_its_reason() {
 
 #[tokio::test]
 async fn a_task_failed_by_moderation_is_a_refusal() {
-    let server = MockServer::start().await;
-    submit_ok(&server, "t4").await;
-    task_status(&server, "t4", json!({"task_id": "t4", "status": "FAILED", "fail_reason": "This content may violate our content policies."}), None).await;
-    let err = plain_clip(&server).await.unwrap_err();
+    let reason = "This content may violate our content policies.";
+    let err = failed_task("t4", "FAILED", reason).await;
     assert!(
         matches!(&err, AiError::Refused { provider: Provider::Sora, reason } if reason.contains("content policies")),
         "{err:?}"
@@ -262,10 +266,8 @@ async fn submit_rate_limit_timeout_and_missing_task_id() {
     settings.video_request_timeout_secs = 1;
     let providers = common::providers(&settings);
     let model = providers.video_model();
-    let err = model
-        .submit(&clip(None, VideoDuration::Ten))
-        .await
-        .unwrap_err();
+    let request = clip(None, VideoDuration::Ten);
+    let err = model.submit(&request).await.unwrap_err();
     assert_eq!(
         err,
         AiError::RateLimited {
@@ -273,10 +275,7 @@ async fn submit_rate_limit_timeout_and_missing_task_id() {
             retry_after: Some(Duration::from_secs(9))
         }
     );
-    let err = model
-        .submit(&clip(None, VideoDuration::Ten))
-        .await
-        .unwrap_err();
+    let err = model.submit(&request).await.unwrap_err();
     assert_eq!(
         err,
         AiError::Timeout {
@@ -284,10 +283,7 @@ async fn submit_rate_limit_timeout_and_missing_task_id() {
             after: Duration::from_secs(1)
         }
     );
-    let err = model
-        .submit(&clip(None, VideoDuration::Ten))
-        .await
-        .unwrap_err();
+    let err = model.submit(&request).await.unwrap_err();
     assert!(
         matches!(&err, AiError::InvalidResponse { message, .. } if message.contains("no task_id")),
         "{err:?}"

@@ -158,18 +158,12 @@ async fn no_reference_sends_no_images_field() {
     assert!(!body["prompt"].as_str().unwrap().contains("attached"));
 }
 
-/// What a clip answers when the provider reports its task `id` as `status` for `reason`.
-async fn failed_task(id: &str, status: &str, reason: &str) -> AiError {
-    let server = MockServer::start().await;
-    submit_ok(&server, id).await;
-    let answer = json!({"task_id": id, "status": status, "fail_reason": reason});
-    task_status(&server, id, answer, None).await;
-    plain_clip(&server).await.unwrap_err()
-}
-
 #[tokio::test]
 async fn a_failed_task_reports_its_reason() {
-    let err = failed_task("t3", "FAILURE", "upstream render node crashed").await;
+    let server = MockServer::start().await;
+    submit_ok(&server, "t3").await;
+    task_status(&server, "t3", json!({"task_id": "t3", "status": "FAILURE", "fail_reason": "upstream render node crashed"}), None).await;
+    let err = plain_clip(&server).await.unwrap_err();
     assert_eq!(
         err,
         AiError::VideoFailed {
@@ -183,8 +177,10 @@ async fn a_failed_task_reports_its_reason() {
 
 #[tokio::test]
 async fn a_task_failed_by_moderation_is_a_refusal() {
-    let reason = "This content may violate our content policies.";
-    let err = failed_task("t4", "FAILED", reason).await;
+    let server = MockServer::start().await;
+    submit_ok(&server, "t4").await;
+    task_status(&server, "t4", json!({"task_id": "t4", "status": "FAILED", "fail_reason": "This content may violate our content policies."}), None).await;
+    let err = plain_clip(&server).await.unwrap_err();
     assert!(
         matches!(&err, AiError::Refused { provider: Provider::Sora, reason } if reason.contains("content policies")),
         "{err:?}"
@@ -266,8 +262,10 @@ async fn submit_rate_limit_timeout_and_missing_task_id() {
     settings.video_request_timeout_secs = 1;
     let providers = common::providers(&settings);
     let model = providers.video_model();
-    let request = clip(None, VideoDuration::Ten);
-    let err = model.submit(&request).await.unwrap_err();
+    let err = model
+        .submit(&clip(None, VideoDuration::Ten))
+        .await
+        .unwrap_err();
     assert_eq!(
         err,
         AiError::RateLimited {
@@ -275,18 +273,106 @@ async fn submit_rate_limit_timeout_and_missing_task_id() {
             retry_after: Some(Duration::from_secs(9))
         }
     );
-    let err = model.submit(&request).await.unwrap_err();
-    assert_eq!(
-        err,
-        AiError::Timeout {
-            provider: Provider::Sora,
-            after: Duration::from_secs(1)
-        }
-    );
-    let err = model.submit(&request).await.unwrap_err();
+    // The two answers below follow requests the provider may have taken (and billed).
+    let err = model
+        .submit(&clip(None, VideoDuration::Ten))
+        .await
+        .unwrap_err();
     assert!(
-        matches!(&err, AiError::InvalidResponse { message, .. } if message.contains("no task_id")),
+        matches!(&err, AiError::SubmitUncertain { provider: Provider::Sora, cause } if cause.contains("no answer within 1s")),
         "{err:?}"
+    );
+    assert!(!err.is_retryable());
+    let err = model
+        .submit(&clip(None, VideoDuration::Ten))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, AiError::SubmitUncertain { cause, .. } if cause.contains("no task_id")),
+        "{err:?}"
+    );
+}
+
+/// A submission is a paid render whose answer is its only handle: one that timed out after it
+/// was sent, or met a 5xx, is not sent again (the provider may be rendering, and billing, it);
+/// a 429 or a connection that was never made is.
+#[tokio::test]
+async fn a_submission_that_may_have_been_accepted_is_not_sent_again() {
+    let server = MockServer::start().await;
+    common::reply(
+        &server,
+        SUBMIT,
+        ResponseTemplate::new(200)
+            .set_body_json(json!({"task_id": "late"}))
+            .set_delay(Duration::from_millis(1500)),
+        None,
+    )
+    .await;
+    let mut settings = common::settings(&server);
+    settings.video_request_timeout_secs = 1;
+    let model = common::providers(&settings).video_model();
+    let err = model
+        .submit(&clip(None, VideoDuration::Ten))
+        .await
+        .unwrap_err();
+    assert!(matches!(&err, AiError::SubmitUncertain { .. }), "{err:?}");
+    assert_eq!(common::request_count(&server).await, 1, "one paid render");
+
+    let server = MockServer::start().await;
+    common::reply(
+        &server,
+        SUBMIT,
+        ResponseTemplate::new(502).set_body_string("bad gateway"),
+        None,
+    )
+    .await;
+    let err = common::providers_at(&server)
+        .video_model()
+        .submit(&clip(None, VideoDuration::Ten))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, AiError::SubmitUncertain { cause, .. } if cause.contains("502")),
+        "{err:?}"
+    );
+    assert_eq!(
+        common::request_count(&server).await,
+        1,
+        "a 5xx is not retried"
+    );
+
+    // Refused before it was taken: retried.
+    let server = MockServer::start().await;
+    common::reply(
+        &server,
+        SUBMIT,
+        ResponseTemplate::new(429).set_body_json(json!({"error": {"message": "busy"}})),
+        Some(1),
+    )
+    .await;
+    submit_ok(&server, "t7").await;
+    let task = common::providers_at(&server)
+        .video_model()
+        .submit(&clip(None, VideoDuration::Ten))
+        .await
+        .unwrap();
+    assert_eq!(task.output.task_id, "t7");
+    assert_eq!(task.usage.requests, 2);
+
+    // Nothing listens: the connection is never made, so the request is sent again.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = closed.local_addr().unwrap();
+    drop(closed);
+    let mut settings = common::settings(&server);
+    settings.sora_api_base = format!("http://{address}");
+    let err = common::providers(&settings)
+        .video_model()
+        .submit(&clip(None, VideoDuration::Ten))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, AiError::Network { .. }),
+        "a connection refused is a plain network error: {err:?}"
     );
 }
 

@@ -198,6 +198,7 @@ impl Workset<'_> {
         }
         let task = self.task(id)?;
         task.attempts = 0;
+        task.deferrals = 0;
         task.error = None;
         task.cancel_requested = false;
         task.lease_owner = None;

@@ -53,7 +53,8 @@ pub enum Outcome {
         /// What went wrong.
         error: String,
     },
-    /// Stopped because the cancellation token fired.
+    /// Stopped because the cancellation token fired. The task ends cancelled, unless a resume
+    /// withdrew the cancellation meanwhile: then it runs again.
     Cancelled {
         /// Why.
         reason: String,

@@ -35,6 +35,7 @@ mod limits;
 mod queries;
 
 pub use control::{
+    a_resume_withdraws_the_cancellation_of_running_tasks,
     budgets_stop_overspending_and_refunds_are_exact,
     cancel_stops_new_work_and_resume_reruns_only_what_did_not_complete,
     external_completion_claims_are_verified, graceful_shutdown_releases_unstarted_tasks,
@@ -84,6 +85,7 @@ macro_rules! for_each_job_scenario {
         $m!(priorities_order_claims_and_stale_fences_are_rejected);
         $m!(handler_timeouts_cancel_and_retry);
         $m!(deferrals_are_bounded_in_number_and_length);
+        $m!(a_resume_withdraws_the_cancellation_of_running_tasks);
     };
 }
 

@@ -141,9 +141,17 @@ impl Workset<'_> {
                 }
             }
             FinishKind::Fail { error } => self.end_running(id, JobState::Failed, error)?,
-            FinishKind::Cancelled { reason } => {
-                self.end_running(id, JobState::Cancelled, reason)?;
-            }
+            FinishKind::Cancelled { reason } => match cancelled {
+                Some(_) => self.end_running(id, JobState::Cancelled, reason)?,
+                // No cancellation is in force: a resume withdrew it after the worker had told
+                // the handler, which stopped. The resume wants the task to run: it runs again,
+                // as a deferral (so a handler that stops on its own cannot loop for free).
+                None => self.defer(
+                    id,
+                    &format!("stopped for a cancellation that was withdrawn: {reason}"),
+                    Duration::ZERO,
+                )?,
+            },
             FinishKind::VerifyExternal => {}
         }
         Ok(())

@@ -67,6 +67,13 @@ impl Auth<'_> {
     }
 }
 
+/// A request that failed, and whether the failure proves that the provider did not take it.
+struct Failure {
+    error: AiError,
+    /// The request never reached the provider, or the provider answered that it refused it.
+    refused: bool,
+}
+
 /// Transport settings shared by a provider's calls.
 #[derive(Debug, Clone)]
 pub(crate) struct HttpCore {
@@ -110,26 +117,42 @@ impl HttpCore {
         request: RequestBuilder,
         timeout: Duration,
     ) -> Result<Value, AiError> {
-        let response = request
-            .timeout(timeout)
-            .send()
-            .await
-            .map_err(|e| self.transport_error(&e, timeout))?;
+        self.exchange(request, timeout).await.map_err(|f| f.error)
+    }
+
+    /// [`HttpCore::send_json`], saying of a failure whether it proves that the provider did
+    /// not take the request.
+    async fn exchange(&self, request: RequestBuilder, timeout: Duration) -> Result<Value, Failure> {
+        let response = request.timeout(timeout).send().await.map_err(|e| Failure {
+            // A connection that was never made carried no request. Anything later (a timeout
+            // waiting for the answer, a reset) may have followed a request the provider took.
+            refused: e.is_connect(),
+            error: self.transport_error(&e, timeout),
+        })?;
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| self.transport_error(&e, timeout))?;
+        let body = response.bytes().await.map_err(|e| Failure {
+            refused: false,
+            error: self.transport_error(&e, timeout),
+        })?;
         if !status.is_success() {
-            return Err(self.status_error(status, &headers, &body));
+            return Err(Failure {
+                // A 4xx is the provider turning the request down (429 included); a 408 only
+                // says that someone on the way stopped waiting, and a 5xx may come from a
+                // gateway in front of a provider that took the request.
+                refused: status.is_client_error() && status != StatusCode::REQUEST_TIMEOUT,
+                error: self.status_error(status, &headers, &body),
+            });
         }
-        serde_json::from_slice(&body).map_err(|e| AiError::InvalidResponse {
-            provider: self.provider,
-            message: format!(
-                "the body is not JSON ({e}): {}",
-                shorten(&String::from_utf8_lossy(&body), 200)
-            ),
+        serde_json::from_slice(&body).map_err(|e| Failure {
+            refused: false,
+            error: AiError::InvalidResponse {
+                provider: self.provider,
+                message: format!(
+                    "the body is not JSON ({e}): {}",
+                    shorten(&String::from_utf8_lossy(&body), 200)
+                ),
+            },
         })
     }
 
@@ -157,6 +180,52 @@ impl HttpCore {
             })
             .await?;
         Ok((out, attempts))
+    }
+
+    /// POSTs a paid submission that the provider does not deduplicate (a video render: its
+    /// answer is only a task id, the product comes later) and hands the JSON answer to
+    /// `read`. Unlike [`HttpCore::post_json`] it is sent again only after a failure that
+    /// proves the provider did not take it: a 4xx answer (a 429 waits and is retried like any
+    /// call, the others are permanent) or a connection that was never made. Any other failure
+    /// — no answer in time after the request went out, a 408 or 5xx (possibly a gateway's),
+    /// a reset connection, a success whose answer cannot be read — leaves a render that may
+    /// be running and billed with its task id lost, so it ends the call as
+    /// [`AiError::SubmitUncertain`], which nobody retries. Also answers how many requests
+    /// were sent.
+    pub(crate) async fn submit_json<T>(
+        &self,
+        url: &str,
+        auth: Auth<'_>,
+        body: &Value,
+        read: impl Fn(Value) -> Result<T, AiError>,
+    ) -> Result<(T, u32), AiError> {
+        let mut attempts = 0;
+        let read = &read;
+        let out = self
+            .retry
+            .run(|_| {
+                attempts += 1;
+                let request = auth.apply(self.client.post(url)).json(body);
+                async move {
+                    let answer = self.exchange(request, self.timeout).await.map_err(|f| {
+                        if f.refused {
+                            f.error
+                        } else {
+                            self.uncertain(&f.error)
+                        }
+                    })?;
+                    read(answer).map_err(|e| self.uncertain(&e))
+                }
+            })
+            .await?;
+        Ok((out, attempts))
+    }
+
+    fn uncertain(&self, cause: &AiError) -> AiError {
+        AiError::SubmitUncertain {
+            provider: self.provider,
+            cause: cause.to_string(),
+        }
     }
 
     /// Downloads a result file (retried like any call), refusing an empty body, a URL the

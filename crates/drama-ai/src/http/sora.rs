@@ -54,6 +54,33 @@ struct Sora {
     polling: VideoPolling,
 }
 
+/// The task id of a submit answer, when it is one that fits in a URL path.
+fn task_id_of(answer: &Value) -> Result<String, AiError> {
+    let task_id = answer
+        .get("task_id")
+        .or_else(|| answer.pointer("/data/task_id"))
+        .or_else(|| answer.get("id"))
+        .and_then(|v| match v {
+            Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        })
+        .ok_or_else(|| AiError::InvalidResponse {
+            provider: PROVIDER,
+            message: format!(
+                "the submit answer has no task_id: {}",
+                shorten(&answer.to_string(), 300)
+            ),
+        })?;
+    if task_id.contains(['/', '?', '#']) {
+        return Err(AiError::InvalidResponse {
+            provider: PROVIDER,
+            message: format!("task id {task_id:?} cannot be used in a URL path"),
+        });
+    }
+    Ok(task_id)
+}
+
 /// Reads a status answer.
 fn status_of(answer: &Value) -> Result<VideoStatus, AiError> {
     // Some deployments wrap the task in `data`.
@@ -161,34 +188,14 @@ impl VideoModel for Sora {
             body["images"] = json!([image]);
         }
         let url = join(&self.base, "/v2/videos/generations");
-        let (answer, attempts) = self
+        // Each accepted submission is a paid render, and the answer is its only handle: a
+        // submission whose answer is lost or unreadable is not sent again (`submit_json`).
+        let (task_id, attempts) = self
             .core
-            .post_json(&url, Auth::Bearer(&self.key), &body, |answer| async {
-                Ok(answer)
+            .submit_json(&url, Auth::Bearer(&self.key), &body, |answer| {
+                task_id_of(&answer)
             })
             .await?;
-        let task_id = answer
-            .get("task_id")
-            .or_else(|| answer.pointer("/data/task_id"))
-            .or_else(|| answer.get("id"))
-            .and_then(|v| match v {
-                Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
-                Value::Number(n) => Some(n.to_string()),
-                _ => None,
-            })
-            .ok_or_else(|| AiError::InvalidResponse {
-                provider: PROVIDER,
-                message: format!(
-                    "the submit answer has no task_id: {}",
-                    shorten(&answer.to_string(), 300)
-                ),
-            })?;
-        if task_id.contains('/') || task_id.contains('?') || task_id.contains('#') {
-            return Err(AiError::InvalidResponse {
-                provider: PROVIDER,
-                message: format!("task id {task_id:?} cannot be used in a URL path"),
-            });
-        }
         tracing::info!(%task_id, "video task submitted");
         Ok(Generated {
             output: VideoTask {

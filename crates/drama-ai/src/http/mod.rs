@@ -3,6 +3,7 @@
 
 pub mod fetch;
 pub mod gemini;
+pub(crate) mod image;
 pub mod nano_banana;
 pub mod openai;
 pub mod sora;
@@ -15,11 +16,8 @@ use reqwest::{RequestBuilder, StatusCode};
 use serde_json::Value;
 
 use crate::error::{AiError, Provider, looks_like_moderation, shorten};
-use crate::prompts::PROMPT_VERSION;
 use crate::retry::RetryPolicy;
 use crate::settings::{AiSettings, ApiKey};
-use crate::types::GeneratedImage;
-use crate::usage::{Generated, ModelInfo, Usage};
 
 /// A provider's key, or the error that names the variable it is set by.
 pub(crate) fn required_key(
@@ -29,24 +27,6 @@ pub(crate) fn required_key(
 ) -> Result<ApiKey, AiError> {
     key.cloned()
         .ok_or(AiError::NotConfigured { provider, variable })
-}
-
-/// One generated image as an image call answers it: `usage` with the image counted and the
-/// `requests` it took.
-pub(crate) fn one_image(
-    image: GeneratedImage,
-    mut usage: Usage,
-    requests: u32,
-    model: ModelInfo,
-) -> Generated<GeneratedImage> {
-    usage.images = 1;
-    usage.requests = requests;
-    Generated {
-        output: image,
-        usage,
-        model,
-        prompt_version: PROMPT_VERSION,
-    }
 }
 
 /// How a provider's calls carry its key.
@@ -64,6 +44,27 @@ impl Auth<'_> {
             Self::Bearer(key) => request.bearer_auth(key.expose()),
             Self::GoogleKey(key) => request.header("x-goog-api-key", key.expose()),
         }
+    }
+}
+
+/// Which of the configured limits bounds one request of a provider's main call.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum CallKind {
+    /// A text completion (`TEXT_TIMEOUT_SECS`).
+    Text,
+    /// An image drawn while the request waits (`IMAGE_TIMEOUT_SECS`).
+    Image,
+    /// One request of a video task: submit or poll (`VIDEO_REQUEST_TIMEOUT_SECS`).
+    VideoRequest,
+}
+
+impl CallKind {
+    fn timeout(self, settings: &AiSettings) -> Duration {
+        Duration::from_secs(match self {
+            Self::Text => settings.text_timeout_secs,
+            Self::Image => settings.image_timeout_secs,
+            Self::VideoRequest => settings.video_request_timeout_secs,
+        })
     }
 }
 
@@ -87,12 +88,14 @@ pub(crate) struct HttpCore {
 }
 
 impl HttpCore {
-    /// The transport of `provider` under `settings`, its main call limited to `timeout`.
+    /// The transport of `provider` under `settings`, its main call limited by the timeout of
+    /// its `kind`.
     pub(crate) fn new(
         provider: Provider,
         settings: &AiSettings,
-        timeout: Duration,
+        kind: CallKind,
     ) -> Result<Self, AiError> {
+        let timeout = kind.timeout(settings);
         let downloads = fetch::Downloads::new(settings)?;
         let retry = settings.retry_policy();
         let client = reqwest::Client::builder()
@@ -180,6 +183,17 @@ impl HttpCore {
             })
             .await?;
         Ok((out, attempts))
+    }
+
+    /// [`post_json`](Self::post_json) answering the JSON as it came.
+    pub(crate) async fn post_for_json(
+        &self,
+        url: &str,
+        auth: Auth<'_>,
+        body: &Value,
+    ) -> Result<(Value, u32), AiError> {
+        self.post_json(url, auth, body, |answer| async { Ok(answer) })
+            .await
     }
 
     /// POSTs a paid submission that the provider does not deduplicate (a video render: its

@@ -7,13 +7,12 @@
 //! (`NOT_START`, `SUBMITTED`, `QUEUED` …) → pending.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use crate::error::{AiError, Provider, shorten};
-use crate::http::{Auth, HttpCore, join, required_key};
+use crate::http::{Auth, CallKind, HttpCore, join, required_key};
 use crate::prompts::{self, PROMPT_VERSION};
 use crate::settings::{AiSettings, ApiKey};
 use crate::traits::{VideoModel, VideoPolling};
@@ -28,11 +27,7 @@ const PROVIDER: Provider = Provider::Sora;
 /// [`AiError::NotConfigured`] without `SORA_API_KEY`; [`AiError::Config`] for bad settings.
 pub fn video_model(settings: &AiSettings) -> Result<Arc<dyn VideoModel>, AiError> {
     let key = required_key(PROVIDER, settings.sora_api_key.as_ref(), "SORA_API_KEY")?;
-    let core = HttpCore::new(
-        PROVIDER,
-        settings,
-        Duration::from_secs(settings.video_request_timeout_secs),
-    )?;
+    let core = HttpCore::new(PROVIDER, settings, CallKind::VideoRequest)?;
     Ok(Arc::new(Sora {
         core,
         key,

@@ -8,10 +8,13 @@
 //!   4408, so a silent socket holds nothing for long;
 //! - the credentials of `connection_init` are checked here, before juniper sees the message
 //!   (browsers cannot set headers on a WebSocket, so they come in its payload:
-//!   `{"authorization": "Bearer …"}` or `{"x-api-key": …}`);
+//!   `{"authorization": "Bearer …"}` or `{"x-api-key": …}`); a refused one costs the client's
+//!   anonymous rate as failed credentials over HTTP do, and from an address over it an API key
+//!   this process does not hold is refused (4403, the rate's message) without a lookup;
 //! - every `subscribe` (`start`) counts against the caller's rate, like a request, and is priced
-//!   against the GraphQL limits; a refused one gets an `error` message for its id (code
-//!   `rate_limited` or the limit's code) and the socket stays open;
+//!   against the GraphQL limits, then normalised for the old clients as a POST's operation is
+//!   (`compat`); a refused one gets an `error` message for its id (code `rate_limited`, the
+//!   limit's code, or `BAD_USER_INPUT`) and the socket stays open;
 //! - a query or mutation still running after `http.request_timeout` is stopped and answered
 //!   with an `error` (code `unavailable`), as a POST would be with 503. Subscriptions are
 //!   long-lived by nature and bounded by the stream caps instead;
@@ -27,6 +30,7 @@
 
 use std::collections::HashSet;
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -52,7 +56,7 @@ use crate::error::{Chain, ErrorCode};
 use crate::lapse::{Credentials, lapsed};
 use crate::media_links::sign_text;
 use crate::realtime::SocketPlace;
-use crate::state::ApiState;
+use crate::state::{ANONYMOUS_LIMITED, ApiState, AuthRefusal};
 
 /// The close code for a socket that did not send `connection_init` in time (the code
 /// graphql-transport-ws defines for it).
@@ -252,6 +256,7 @@ pub(crate) async fn websocket(
         }
     };
     let schema = ArcSchema(state.schema.clone());
+    let client = state.client_address(&req);
     let gate = Gate {
         state,
         protocol,
@@ -259,6 +264,7 @@ pub(crate) async fn websocket(
         running: Arc::default(),
         stopped: Arc::default(),
         caller: Arc::default(),
+        client,
     };
     match protocol {
         Protocol::Transport => {
@@ -289,6 +295,8 @@ struct Gate {
     stopped: Arc<Mutex<HashSet<String>>>,
     /// The authenticated caller, whose media URLs the outgoing messages carry signed.
     caller: Arc<OnceLock<Caller>>,
+    /// The client's address, which a refused `connection_init` is counted under.
+    client: Option<IpAddr>,
 }
 
 impl Gate {
@@ -394,8 +402,10 @@ impl Gate {
                     Some(Err(_)) | None => return,
                 },
             };
+            // The frame juniper gets instead, when the gate rewrote the operation.
+            let mut rewritten = None;
             if let Incoming::Text(text) = &incoming {
-                let parsed: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+                let mut parsed: Value = serde_json::from_str(text).unwrap_or(Value::Null);
                 let kind = parsed["type"].as_str().unwrap_or_default();
                 if kind == "connection_init" && !initialised {
                     initialised = true;
@@ -410,22 +420,25 @@ impl Gate {
                         }
                     }
                 } else if kind == self.protocol.start()
-                    && let (Some(caller), Some(id)) = (caller, parsed["id"].as_str())
+                    && let (Some(caller), Some(id)) =
+                        (caller, parsed["id"].as_str().map(str::to_owned))
                 {
                     // A new operation under the id of a stopped one is the client's again.
-                    self.stopped().remove(id);
-                    match self.admit(&caller, &parsed["payload"]) {
+                    self.stopped().remove(&id);
+                    match self.admit(&caller, &mut parsed["payload"]) {
                         Err(refusal) => {
                             if let Some(place) = room.take() {
-                                place.send(Outgoing::Message(self.protocol.error(id, &refusal)));
+                                place.send(Outgoing::Message(self.protocol.error(&id, &refusal)));
                             }
                             continue;
                         }
-                        Ok(true) => deadlines.push(self.watch(id)),
+                        Ok(true) => deadlines.push(self.watch(&id)),
                         Ok(false) => {}
                     }
+                    rewritten = Some(Incoming::Text(parsed.to_string()));
                 }
             }
+            let incoming = rewritten.unwrap_or(incoming);
             if juniper.send(incoming).await.is_err() {
                 return;
             }
@@ -586,24 +599,28 @@ impl Gate {
             })
         };
         let (authorization, api_key) = (credential("authorization"), credential("x-api-key"));
+        // A refused `connection_init` costs the client's anonymous rate, as a request with
+        // failed credentials does; over it, the socket is refused without a lookup.
         let outcome = self
             .state
-            .auth
-            .authenticated(authorization, api_key)
+            .authenticate_from(authorization, api_key, self.client)
             .await
-            .map_err(|e| {
+            .map_err(|refused| match refused {
                 // The socket's refusal is the boundary: nothing else logs this failure.
-                if matches!(e, AuthError::Unavailable(_)) {
+                AuthRefusal::Credentials(e @ AuthError::Unavailable(_)) => {
                     tracing::error!(error = %Chain(&e), "WebSocket authentication failed");
+                    e.to_string()
                 }
-                e.to_string()
+                AuthRefusal::Credentials(e) => e.to_string(),
+                AuthRefusal::OverAnonymousRate(_) => ANONYMOUS_LIMITED.to_owned(),
             });
         (outcome, Credentials::new(authorization, api_key))
     }
 
-    /// Counts an operation against the caller's rate and prices it. `Ok(true)` for a query or
+    /// Counts an operation against the caller's rate, prices it, and normalises it for the
+    /// old clients in `payload` as a POST's operation is (`compat`). `Ok(true)` for a query or
     /// mutation (bounded by the request deadline), `Ok(false)` for a subscription.
-    fn admit(&self, caller: &Caller, payload: &Value) -> Result<bool, Refusal> {
+    fn admit(&self, caller: &Caller, payload: &mut Value) -> Result<bool, Refusal> {
         if let Err(limited) = self.state.check_rate(caller) {
             return Err(Refusal {
                 message: "Too many requests; slow down.".to_owned(),
@@ -620,7 +637,7 @@ impl Gate {
         }))
         .ok();
         // A payload that is not an operation is juniper's to refuse.
-        let Some(request) = request else {
+        let Some(mut request) = request else {
             return Ok(false);
         };
         let schema = &self.state.schema.schema;
@@ -634,6 +651,20 @@ impl Gate {
                 extensions,
             }
         })?;
+        // juniper runs what the gate passes on: the operation as a POST would run it (and not
+        // one that would make juniper panic).
+        super::compat::normalise(schema, &mut request).map_err(|message| Refusal {
+            message,
+            extensions: json!({"code": ErrorCode::ValidationFailed.graphql()}),
+        })?;
+        if let Some(fields) = payload.as_object_mut() {
+            fields.insert("query".to_owned(), json!(request.query));
+            if let Some(variables) = request.variables.as_ref()
+                && let Ok(variables) = serde_json::to_value(variables)
+            {
+                fields.insert("variables".to_owned(), variables);
+            }
+        }
         Ok(!is_subscription(schema, &request))
     }
 }

@@ -232,9 +232,20 @@ async fn subscriptions_count_against_the_stream_cap() {
     send(&mut ws, follow("two")).await;
     let answer = next(&mut ws).await.unwrap();
     assert_eq!(answer["id"], "two", "{answer}");
+    let extensions = &errors(&answer)[0]["extensions"];
     assert_eq!(
-        errors(&answer)[0]["extensions"]["code"],
+        extensions["code"],
         ErrorCode::TooManyStreams.graphql(),
+        "{answer}"
+    );
+    // The numbers are numbers, as in REST's answer.
+    assert_eq!(
+        (
+            &extensions["scope"],
+            &extensions["limit"],
+            &extensions["retryAfter"]
+        ),
+        (&json!("user"), &json!(1), &json!(5)),
         "{answer}"
     );
     // Stopping the first frees its place.

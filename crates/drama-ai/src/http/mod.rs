@@ -377,7 +377,7 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .ok()?
         .trim();
     if let Ok(seconds) = value.parse::<f64>() {
-        return (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds));
+        return seconds_advice(seconds);
     }
     let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
     let wait = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
@@ -392,8 +392,17 @@ fn gemini_retry_delay(body: &str) -> Option<Duration> {
         .iter()
         .find_map(|d| d.get("retryDelay")?.as_str())
         .and_then(|s| s.trim_end_matches('s').parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
+        .and_then(seconds_advice)
+}
+
+/// A provider's wait in seconds: none when it is negative or not finite; one too long for a
+/// `Duration` (`Duration::from_secs_f64` panics above about 1.8e19) is the longest there is, and
+/// the job engine bounds what it waits anyway.
+fn seconds_advice(seconds: f64) -> Option<Duration> {
+    if !seconds.is_finite() || seconds < 0.0 {
+        return None;
+    }
+    Some(Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX))
 }
 
 /// Builds the URL `base` + `path`, tolerating a trailing slash on the base.
@@ -417,6 +426,25 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::ZERO));
         h.insert(reqwest::header::RETRY_AFTER, "soon".parse().unwrap());
         assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn advice_too_long_for_a_duration_is_the_longest_wait() {
+        let mut h = HeaderMap::new();
+        for huge in ["1e20", "1e300"] {
+            h.insert(reqwest::header::RETRY_AFTER, huge.parse().unwrap());
+            assert_eq!(retry_after(&h), Some(Duration::MAX), "{huge}");
+        }
+        for bad in ["-1", "inf", "NaN"] {
+            h.insert(reqwest::header::RETRY_AFTER, bad.parse().unwrap());
+            assert_eq!(retry_after(&h), None, "{bad}");
+        }
+        let body = r#"{"error":{"details":[{"retryDelay":"1e20s"}]}}"#;
+        assert_eq!(gemini_retry_delay(body), Some(Duration::MAX));
+        assert_eq!(
+            gemini_retry_delay(r#"{"error":{"details":[{"retryDelay":"NaNs"}]}}"#),
+            None
+        );
     }
 
     #[test]

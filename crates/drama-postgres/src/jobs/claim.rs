@@ -18,8 +18,9 @@
 //!    what their handlers need, including their dependencies' results.
 //! 4. Write the transitions (tasks, counters, events, notifications) in one statement.
 //!
-//! Limited classes add two statements: their rows are locked by name after the runs, and the
-//! exact free capacity (running count, tokens) is computed under that lock and applied to the
+//! Limited classes add three statements: their rows are locked by name after the runs, the
+//! exact free capacity (running count, tokens) is computed under that lock by a statement of its
+//! own (so it sees what the claim that held the lock before started) and applied to the
 //! candidates, so two claimers never both see the same free slot; the tokens spent are written
 //! back.
 
@@ -287,15 +288,30 @@ async fn lock_picked_runs(
 }
 
 /// Locks the limited classes (by name, after the runs) and computes what each still allows.
+///
+/// The lock and the count are two statements. Under READ COMMITTED a statement reads with the
+/// snapshot it took when it began, also after waiting for a row lock: a count in the locking
+/// statement would miss the tasks that the transaction it waited for (another claim of the
+/// class) just started, and both claims would take the same free slot. The count that follows
+/// the lock takes a snapshot that includes them.
 async fn lock_classes(conn: &mut PgConnection, now: DateTime<Utc>) -> Result<Vec<ClassCap>, Error> {
+    let names: Vec<String> = sqlx::query_scalar(
+        "select c.name from public.job_resource_classes c \
+         where c.max_running is not null or c.per_minute is not null or c.throttled_until > now() \
+         order by c.name for no key update of c",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
     let rows = sqlx::query(
         "select c.name, c.max_running, c.per_minute, c.tokens, c.refilled_at, c.throttled_until, \
            (select count(*) from public.jobs r \
             where r.state = 'running' and r.resource_class = c.name) as running \
-         from public.job_resource_classes c \
-         where c.max_running is not null or c.per_minute is not null or c.throttled_until > now() \
-         order by c.name for no key update of c",
+         from public.job_resource_classes c where c.name = any($1) order by c.name",
     )
+    .bind(&names)
     .fetch_all(&mut *conn)
     .await?;
     let mut caps = Vec::with_capacity(rows.len());

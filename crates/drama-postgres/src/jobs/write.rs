@@ -205,6 +205,10 @@ fn task_updates(st: &mut Statement, changes: &Changes) -> Result<(), Error> {
             "int[]",
         )?,
         st.bind(rows.iter().map(|t| t.attempts).collect::<Vec<_>>(), "int[]")?,
+        st.bind(
+            rows.iter().map(|t| t.deferrals).collect::<Vec<_>>(),
+            "int[]",
+        )?,
         st.bind(rows.iter().map(|t| t.epoch).collect::<Vec<_>>(), "bigint[]")?,
         st.bind(rows.iter().map(|t| t.charged).collect::<Vec<_>>(), "bool[]")?,
         st.bind(rows.iter().map(|t| t.cost).collect::<Vec<_>>(), "bigint[]")?,
@@ -245,15 +249,15 @@ fn task_updates(st: &mut Statement, changes: &Changes) -> Result<(), Error> {
         "task_updates as ( \
            update public.jobs j set \
              state = u.state, deps_remaining = u.deps_remaining, attempts = u.attempts, \
-             epoch = u.epoch, charged = u.charged, cost = u.cost, lease_owner = u.lease_owner, \
-             run_after = u.run_after, \
+             deferrals = u.deferrals, epoch = u.epoch, charged = u.charged, cost = u.cost, \
+             lease_owner = u.lease_owner, run_after = u.run_after, \
              delayed = u.state = 'ready' and u.run_after > clock_timestamp(), \
              cancel_requested = u.cancel_requested, error = u.error, \
              started_at = u.started_at, finished_at = u.finished_at, \
              result = case when u.set_result then u.result else j.result end, \
              updated_at = now() \
-           from unnest({c}) as u(id, state, deps_remaining, attempts, epoch, charged, cost, \
-             lease_owner, run_after, cancel_requested, error, started_at, finished_at, \
+           from unnest({c}) as u(id, state, deps_remaining, attempts, deferrals, epoch, charged, \
+             cost, lease_owner, run_after, cancel_requested, error, started_at, finished_at, \
              set_result, result) \
            where j.id = u.id)"
     ));

@@ -186,6 +186,16 @@ pub enum AiError {
         /// What is wrong with it.
         message: String,
     },
+    /// A paid submission that the provider may have taken, and billed, although its answer
+    /// was lost (no answer in time, a 408 or 5xx, a reset connection, an answer that cannot be
+    /// read): sending it again could pay for the same product twice, so it is permanent.
+    #[error("{provider}: the submission may have been accepted, so it is not sent again: {cause}")]
+    SubmitUncertain {
+        /// Who was asked.
+        provider: Provider,
+        /// What happened to the request.
+        cause: String,
+    },
     /// The file the provider's answer points at is not fetched: a URL the download rules
     /// refuse (not https, a private address, too many redirects) or a body above its size
     /// cap. Asking again would point at the same kind of file, so it is permanent.
@@ -208,7 +218,7 @@ impl AiError {
     /// Transient: network, timeouts, 429, 5xx, an unexpected (garbled) answer, an image answer
     /// without an image, a failed or overdue video task. Permanent: configuration, unknown model,
     /// invalid request, rejected key, bad request, moderation refusal, schema violation or
-    /// truncation after the repair attempt.
+    /// truncation after the repair attempt, a submission that may have been accepted.
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Network { .. }
@@ -228,6 +238,7 @@ impl AiError {
             | Self::Refused { .. }
             | Self::Truncated { .. }
             | Self::SchemaViolation { .. }
+            | Self::SubmitUncertain { .. }
             | Self::FileRefused { .. } => false,
         }
     }
@@ -257,6 +268,7 @@ impl AiError {
             | Self::VideoFailed { provider, .. }
             | Self::VideoDeadline { provider, .. }
             | Self::InvalidResponse { provider, .. }
+            | Self::SubmitUncertain { provider, .. }
             | Self::FileRefused { provider, .. } => Some(*provider),
             Self::UnknownModel { .. } | Self::Config(_) | Self::InvalidRequest(_) => None,
         }
@@ -282,6 +294,7 @@ impl AiError {
             Self::VideoFailed { .. } => "video_failed",
             Self::VideoDeadline { .. } => "video_deadline",
             Self::InvalidResponse { .. } => "provider_invalid_response",
+            Self::SubmitUncertain { .. } => "provider_submit_uncertain",
             Self::FileRefused { .. } => "provider_file_refused",
         }
     }

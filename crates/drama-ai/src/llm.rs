@@ -181,11 +181,7 @@ impl<B: TextBackend> ScriptModel for LlmScript<B> {
         feedback: &str,
         new_id: &DramaId,
     ) -> Result<Generated<Drama>, AiError> {
-        if feedback.trim().is_empty() {
-            return Err(AiError::InvalidRequest("the feedback is empty".to_owned()));
-        }
-        let episodes = EpisodeCount::from_texts(&[&drama.premise, feedback])
-            .map_err(AiError::InvalidRequest)?;
+        let episodes = EpisodeCount::for_improvement(drama, feedback)?;
         let call = TextCall {
             system: prompts::improve_system(episodes),
             turns: user(prompts::improve_user(drama, feedback)),

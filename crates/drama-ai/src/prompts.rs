@@ -65,28 +65,42 @@ unless the feedback asks otherwise; a new character gets a full voice_descriptio
     )
 }
 
-/// User prompt for rewriting a drama from feedback.
-pub fn improve_user(drama: &Drama, feedback: &str) -> String {
+/// The whole drama as a rewrite and a critique show it: title, description and premise, the
+/// characters as `character` writes each, then the episodes numbered, as `episode` writes each
+/// after its number.
+fn drama_brief(
+    drama: &Drama,
+    character: impl Fn(&mut String, &Character),
+    episode: impl Fn(&mut String, &Episode),
+) -> String {
     let mut out = format!(
         "Drama: {}\nDescription: {}\nPremise: {}\n\nCharacters:\n",
         drama.title, drama.description, drama.premise
     );
     for c in &drama.characters {
-        let _ = writeln!(
-            out,
-            "- {}: {} ({}, {})\n  Description: {}\n  Voice: {}",
-            c.id,
-            c.name,
-            if c.main { "Main" } else { "Supporting" },
-            c.gender,
-            c.description,
-            c.voice_description
-        );
+        character(&mut out, c);
     }
     out.push_str("\nEpisodes:\n");
     for (i, e) in drama.episodes.iter().enumerate() {
-        let _ = writeln!(out, "{}. {} [{}]: {}", i + 1, e.title, e.id, e.description);
+        let _ = write!(out, "{}. ", i + 1);
+        episode(&mut out, e);
     }
+    out
+}
+
+/// User prompt for rewriting a drama from feedback.
+pub fn improve_user(drama: &Drama, feedback: &str) -> String {
+    let character = |out: &mut String, c: &Character| {
+        let role = if c.main { "Main" } else { "Supporting" };
+        let _ = writeln!(
+            out,
+            "- {}: {} ({role}, {})\n  Description: {}\n  Voice: {}",
+            c.id, c.name, c.gender, c.description, c.voice_description
+        );
+    };
+    let mut out = drama_brief(drama, character, |out, e| {
+        let _ = writeln!(out, "{} [{}]: {}", e.title, e.id, e.description);
+    });
     let _ = write!(out, "\nFeedback:\n{feedback}");
     out
 }
@@ -100,29 +114,20 @@ then the three changes that would help most. Plain text, no JSON.";
 
 /// User prompt for a critique.
 pub fn critique_user(drama: &Drama) -> String {
-    let mut out = format!(
-        "Drama: {}\nDescription: {}\nPremise: {}\n\nCharacters:\n",
-        drama.title, drama.description, drama.premise
-    );
-    for c in &drama.characters {
+    let character = |out: &mut String, c: &Character| {
+        let role = if c.main { "main" } else { "supporting" };
         let _ = writeln!(
             out,
-            "- {} ({}, {}): {} Voice: {}",
-            c.name,
-            if c.main { "main" } else { "supporting" },
-            c.gender,
-            c.description,
-            c.voice_description
+            "- {} ({role}, {}): {} Voice: {}",
+            c.name, c.gender, c.description, c.voice_description
         );
-    }
-    out.push_str("\nEpisodes:\n");
-    for (i, e) in drama.episodes.iter().enumerate() {
-        let _ = writeln!(out, "{}. {}: {}", i + 1, e.title, e.description);
+    };
+    drama_brief(drama, character, |out, e| {
+        let _ = writeln!(out, "{}: {}", e.title, e.description);
         for s in &e.scenes {
             let _ = writeln!(out, "   - {}", clip(&s.description, 160));
         }
-    }
-    out
+    })
 }
 
 /// System prompt for writing one episode's scenes.

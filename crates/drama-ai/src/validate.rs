@@ -31,27 +31,78 @@ pub const MAX_CHARACTERS: usize = 10;
 
 /// The episode count a text asks for ("5 episodes", "one episode", "3-episode"), if any.
 pub fn requested_episode_count(text: &str) -> Option<u32> {
+    requested_count(text, "episode", |n| u32::try_from(n).ok())
+}
+
+/// The first count of `noun` a text asks for ("5 episodes", "one character", "3-episode") that
+/// `accept` takes, in figures or as a word up to twelve.
+pub(crate) fn requested_count<T>(
+    text: &str,
+    noun: &str,
+    accept: impl Fn(usize) -> Option<T>,
+) -> Option<T> {
     const WORDS: [&str; 13] = [
         "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
         "eleven", "twelve",
     ];
+    let plural = format!("{noun}s");
     let lower = text.to_lowercase();
     let tokens: Vec<&str> = lower
         .split(|c: char| !(c.is_alphanumeric()))
         .filter(|t| !t.is_empty())
         .collect();
     tokens.windows(2).find_map(|pair| {
-        let [number, noun] = pair else { return None };
-        if *noun != "episode" && *noun != "episodes" {
+        let [number, said] = pair else { return None };
+        if *said != noun && *said != plural {
             return None;
         }
-        number.parse::<u32>().ok().or_else(|| {
-            WORDS
-                .iter()
-                .position(|w| w == number)
-                .and_then(|n| u32::try_from(n).ok())
-        })
+        number
+            .parse::<usize>()
+            .ok()
+            .or_else(|| WORDS.iter().position(|w| w == number))
+            .and_then(&accept)
     })
+}
+
+/// A scene as the models write it: a storyboard (a still showing the characters `cast`) and
+/// the clip animated from it, which depends on the storyboard.
+pub(crate) fn storyboarded_scene(
+    id: SceneId,
+    description: String,
+    cast: Vec<String>,
+    board: (AssetId, String),
+    clip: (AssetId, String),
+    duration: Option<i32>,
+) -> Scene {
+    let (board_id, board_prompt) = board;
+    let (clip_id, clip_prompt) = clip;
+    Scene {
+        id,
+        description,
+        image_url: None,
+        video_url: None,
+        assets: vec![
+            Asset {
+                id: board_id.clone(),
+                kind: AssetKind::Image,
+                depends_on: cast,
+                prompt: board_prompt,
+                duration: None,
+                url: None,
+                metadata: None,
+            },
+            Asset {
+                id: clip_id,
+                kind: AssetKind::Video,
+                depends_on: vec![board_id.into_inner()],
+                prompt: clip_prompt,
+                duration,
+                url: None,
+                metadata: None,
+            },
+        ],
+        metadata: None,
+    }
 }
 
 /// How many episodes a drama written from `premise` must have.
@@ -64,6 +115,21 @@ pub enum EpisodeCount {
 }
 
 impl EpisodeCount {
+    /// For a drama rewritten from `feedback`: the count the feedback asks for, else the one
+    /// its premise asks for.
+    ///
+    /// # Errors
+    /// `InvalidRequest` for empty feedback, or a count [`from_texts`](Self::from_texts)
+    /// refuses.
+    pub(crate) fn for_improvement(drama: &Drama, feedback: &str) -> Result<Self, crate::AiError> {
+        if feedback.trim().is_empty() {
+            return Err(crate::AiError::InvalidRequest(
+                "the feedback is empty".to_owned(),
+            ));
+        }
+        Self::from_texts(&[&drama.premise, feedback]).map_err(crate::AiError::InvalidRequest)
+    }
+
     /// From a premise (and, for improvements, the feedback, which wins).
     ///
     /// # Errors
@@ -329,33 +395,14 @@ pub(crate) fn scenes_from_json(
         let (Some(scene_id), Some(board_id), Some(clip_id)) = (scene_id, board_id, clip_id) else {
             continue;
         };
-        scenes.push(Scene {
-            id: scene_id,
-            description: s.description.trim().to_owned(),
-            image_url: None,
-            video_url: None,
-            assets: vec![
-                Asset {
-                    id: board_id.clone(),
-                    kind: AssetKind::Image,
-                    depends_on: s.storyboard.character_ids.clone(),
-                    prompt: s.storyboard.prompt.trim().to_owned(),
-                    duration: None,
-                    url: None,
-                    metadata: None,
-                },
-                Asset {
-                    id: clip_id,
-                    kind: AssetKind::Video,
-                    depends_on: vec![board_id.into_inner()],
-                    prompt: s.clip.prompt.trim().to_owned(),
-                    duration: i32::try_from(s.clip.duration).ok(),
-                    url: None,
-                    metadata: None,
-                },
-            ],
-            metadata: None,
-        });
+        scenes.push(storyboarded_scene(
+            scene_id,
+            s.description.trim().to_owned(),
+            s.storyboard.character_ids.clone(),
+            (board_id, s.storyboard.prompt.trim().to_owned()),
+            (clip_id, s.clip.prompt.trim().to_owned()),
+            i32::try_from(s.clip.duration).ok(),
+        ));
     }
     if problems.is_empty() {
         let mut with_scenes = drama.clone();

@@ -273,24 +273,106 @@ async fn submit_rate_limit_timeout_and_missing_task_id() {
             retry_after: Some(Duration::from_secs(9))
         }
     );
-    let err = model
-        .submit(&clip(None, VideoDuration::Ten))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        err,
-        AiError::Timeout {
-            provider: Provider::Sora,
-            after: Duration::from_secs(1)
-        }
-    );
+    // The two answers below follow requests the provider may have taken (and billed).
     let err = model
         .submit(&clip(None, VideoDuration::Ten))
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, AiError::InvalidResponse { message, .. } if message.contains("no task_id")),
+        matches!(&err, AiError::SubmitUncertain { provider: Provider::Sora, cause } if cause.contains("no answer within 1s")),
         "{err:?}"
+    );
+    assert!(!err.is_retryable());
+    let err = model
+        .submit(&clip(None, VideoDuration::Ten))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, AiError::SubmitUncertain { cause, .. } if cause.contains("no task_id")),
+        "{err:?}"
+    );
+}
+
+/// A submission is a paid render whose answer is its only handle: one that timed out after it
+/// was sent, or met a 5xx, is not sent again (the provider may be rendering, and billing, it);
+/// a 429 or a connection that was never made is.
+#[tokio::test]
+async fn a_submission_that_may_have_been_accepted_is_not_sent_again() {
+    let server = MockServer::start().await;
+    common::reply(
+        &server,
+        SUBMIT,
+        ResponseTemplate::new(200)
+            .set_body_json(json!({"task_id": "late"}))
+            .set_delay(Duration::from_millis(1500)),
+        None,
+    )
+    .await;
+    let mut settings = common::settings(&server);
+    settings.video_request_timeout_secs = 1;
+    let model = common::providers(&settings).video_model();
+    let err = model
+        .submit(&clip(None, VideoDuration::Ten))
+        .await
+        .unwrap_err();
+    assert!(matches!(&err, AiError::SubmitUncertain { .. }), "{err:?}");
+    assert_eq!(common::request_count(&server).await, 1, "one paid render");
+
+    let server = MockServer::start().await;
+    common::reply(
+        &server,
+        SUBMIT,
+        ResponseTemplate::new(502).set_body_string("bad gateway"),
+        None,
+    )
+    .await;
+    let err = common::providers_at(&server)
+        .video_model()
+        .submit(&clip(None, VideoDuration::Ten))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, AiError::SubmitUncertain { cause, .. } if cause.contains("502")),
+        "{err:?}"
+    );
+    assert_eq!(
+        common::request_count(&server).await,
+        1,
+        "a 5xx is not retried"
+    );
+
+    // Refused before it was taken: retried.
+    let server = MockServer::start().await;
+    common::reply(
+        &server,
+        SUBMIT,
+        ResponseTemplate::new(429).set_body_json(json!({"error": {"message": "busy"}})),
+        Some(1),
+    )
+    .await;
+    submit_ok(&server, "t7").await;
+    let task = common::providers_at(&server)
+        .video_model()
+        .submit(&clip(None, VideoDuration::Ten))
+        .await
+        .unwrap();
+    assert_eq!(task.output.task_id, "t7");
+    assert_eq!(task.usage.requests, 2);
+
+    // Nothing listens: the connection is never made, so the request is sent again.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = closed.local_addr().unwrap();
+    drop(closed);
+    let mut settings = common::settings(&server);
+    settings.sora_api_base = format!("http://{address}");
+    let err = common::providers(&settings)
+        .video_model()
+        .submit(&clip(None, VideoDuration::Ten))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, AiError::Network { .. }),
+        "a connection refused is a plain network error: {err:?}"
     );
 }
 

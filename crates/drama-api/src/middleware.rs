@@ -35,18 +35,23 @@ fn incoming_id(req: &ServiceRequest) -> Option<String> {
 /// multipart upload before answering (a slow client's large file), and the streams. Chosen by
 /// method and route, never by a header alone: a client that could switch the deadline off
 /// with `Upgrade: x` or a `multipart/*` content type on any route could hold a heavy handler,
-/// its connection and a database connection for as long as it liked. (The API may be mounted
-/// under a prefix, so routes are matched at the end of the path.)
+/// its connection and a database connection for as long as it liked. The route is the one
+/// the path matches in the route table (`GET /dramas/events` reads the drama `events`, which
+/// is no stream); the API may be mounted under a prefix, so it is matched at its end. (The
+/// patterns are those `rest/jobs.rs`, `rest/library.rs`, `rest/dramas.rs` and `graphql/mod.rs`
+/// register; the tests below ask the real route table.)
 fn is_long_lived(req: &ServiceRequest) -> bool {
-    let path = req.path();
+    let Some(route) = req.match_pattern() else {
+        return false;
+    };
+    let is = |pattern: &str| route.ends_with(pattern);
     let method = req.method();
     let multipart =
         header_text(req.headers(), "content-type").is_some_and(|v| v.starts_with("multipart/"));
-    let upload = *method == Method::POST
-        && multipart
-        && (path.ends_with("/asset-library/upload") || path.ends_with("/dramas"));
-    let stream =
-        *method == Method::GET && (path.ends_with("/events") || path.ends_with("/subscriptions"));
+    let upload =
+        *method == Method::POST && multipart && (is("/asset-library/upload") || is("/dramas"));
+    let stream = *method == Method::GET
+        && (is("/jobs/{job}/events") || is("/dramas/{d}/events") || is("/subscriptions"));
     upload || stream
 }
 
@@ -201,51 +206,119 @@ pub fn cors(settings: &crate::HttpSettings) -> actix_cors::Cors {
 
 #[cfg(test)]
 mod tests {
-    use actix_web::test::TestRequest;
+    use std::sync::Arc;
+
+    use actix_web::test::{self, TestRequest};
+    use drama_app::{App, Ports};
 
     use super::*;
 
-    fn long_lived(req: TestRequest) -> bool {
-        is_long_lived(&req.to_srv_request())
+    /// Whether a request outlives the deadline, asked before routing (where the middleware
+    /// asks) in the real route table.
+    async fn long_lived(req: TestRequest) -> bool {
+        let assets = Arc::new(drama_assets::MemoryStore::default());
+        let (ports, _, _) = Ports::memory(assets, drama_ai::AiProviders::offline(0));
+        let state = ApiState::new(App::new(ports), crate::HttpSettings::default());
+        let app = test::init_service(
+            actix_web::App::new()
+                .wrap(actix_web::middleware::from_fn(probe))
+                .configure(crate::configure(state)),
+        )
+        .await;
+        let answer = test::call_service(&app, req.to_request()).await;
+        answer.headers().contains_key("x-long-lived")
     }
 
-    #[test]
-    fn only_uploads_and_streams_outlive_the_deadline_whatever_the_headers_say() {
+    async fn probe(
+        req: ServiceRequest,
+        next: Next<impl MessageBody + 'static>,
+    ) -> Result<ServiceResponse<impl MessageBody>, Error> {
+        let long = is_long_lived(&req);
+        let mut answer = next.call(req).await?;
+        if long {
+            answer.headers_mut().insert(
+                HeaderName::from_static("x-long-lived"),
+                HeaderValue::from_static("1"),
+            );
+        }
+        Ok(answer)
+    }
+
+    #[actix_web::test]
+    async fn only_uploads_and_streams_outlive_the_deadline_whatever_the_headers_say() {
         let multipart = ("content-type", "multipart/form-data; boundary=x");
         for (method, path) in [
             (Method::POST, "/asset-library/upload"),
             (Method::POST, "/dramas"),
-            (Method::POST, "/drama/asset-library/upload"),
         ] {
             let req = TestRequest::default().method(method).uri(path);
-            assert!(long_lived(req.insert_header(multipart)), "{path}");
+            assert!(long_lived(req.insert_header(multipart)).await, "{path}");
         }
+        let mut streams = vec!["/dramas/d/events", "/jobs/j/events"];
+        if cfg!(feature = "graphql") {
+            streams.push("/subscriptions");
+        }
+        for path in streams {
+            assert!(long_lived(TestRequest::get().uri(path)).await, "{path}");
+        }
+        // Paths that end like a stream route but are not one: a drama named `events` or
+        // `subscriptions`, a part's path, an unknown path.
         for path in [
-            "/dramas/d/events",
-            "/jobs/j/events",
-            "/subscriptions",
+            "/dramas/events",
+            "/dramas/subscriptions",
+            "/dramas/d/characters/events",
             "/x/subscriptions",
         ] {
-            assert!(long_lived(TestRequest::get().uri(path)), "{path}");
+            assert!(!long_lived(TestRequest::get().uri(path)).await, "{path}");
         }
         // Headers a client picks do not switch the deadline off on other routes.
         let graphql = || TestRequest::post().uri("/graphql");
-        assert!(!long_lived(graphql().insert_header(("upgrade", "x"))));
-        assert!(!long_lived(
-            graphql().insert_header(("content-type", "multipart/x"))
-        ));
-        assert!(!long_lived(
-            TestRequest::post()
-                .uri("/dramas/d/generate")
-                .insert_header(multipart)
-        ));
+        assert!(!long_lived(graphql().insert_header(("upgrade", "x"))).await);
+        assert!(!long_lived(graphql().insert_header(("content-type", "multipart/x"))).await);
+        assert!(
+            !long_lived(
+                TestRequest::post()
+                    .uri("/dramas/d/generate")
+                    .insert_header(multipart)
+            )
+            .await
+        );
         // Nor a JSON premise, nor an upload route read with another method.
-        assert!(!long_lived(TestRequest::post().uri("/dramas")));
-        assert!(!long_lived(
-            TestRequest::get()
-                .uri("/asset-library/upload")
-                .insert_header(multipart)
-        ));
-        assert!(!long_lived(TestRequest::post().uri("/dramas/d/events")));
+        assert!(!long_lived(TestRequest::post().uri("/dramas")).await);
+        assert!(
+            !long_lived(
+                TestRequest::get()
+                    .uri("/asset-library/upload")
+                    .insert_header(multipart)
+            )
+            .await
+        );
+        assert!(!long_lived(TestRequest::post().uri("/dramas/d/events")).await);
+    }
+
+    /// Under a prefix (an embedding service's scope), the routes are matched at its end.
+    #[actix_web::test]
+    async fn the_routes_are_matched_under_a_prefix() {
+        let assets = Arc::new(drama_assets::MemoryStore::default());
+        let (ports, _, _) = Ports::memory(assets, drama_ai::AiProviders::offline(0));
+        let state = ApiState::new(App::new(ports), crate::HttpSettings::default());
+        let app = test::init_service(
+            actix_web::App::new()
+                .wrap(actix_web::middleware::from_fn(probe))
+                .service(crate::scope("/drama", state)),
+        )
+        .await;
+        for (path, long) in [
+            ("/drama/dramas/d/events", true),
+            ("/drama/jobs/j/events", true),
+            ("/drama/dramas/events", false),
+        ] {
+            let answer = test::call_service(&app, TestRequest::get().uri(path).to_request()).await;
+            assert_eq!(
+                answer.headers().contains_key("x-long-lived"),
+                long,
+                "{path}"
+            );
+        }
     }
 }

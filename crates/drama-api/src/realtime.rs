@@ -107,6 +107,9 @@ impl Drop for StreamPermit {
 #[cfg(feature = "graphql")]
 pub(crate) struct SocketPlace {
     spare: Mutex<Option<StreamPermit>>,
+    /// The subscriptions running on the socket, and since when it has run none (it is idle
+    /// then; the socket closes itself after `http.ws_idle_timeout` of that).
+    running: Mutex<(usize, std::time::Instant)>,
 }
 
 #[cfg(feature = "graphql")]
@@ -115,11 +118,22 @@ impl SocketPlace {
     pub(crate) fn new(permit: StreamPermit) -> Arc<Self> {
         Arc::new(Self {
             spare: Mutex::new(Some(permit)),
+            running: Mutex::new((0, std::time::Instant::now())),
         })
     }
 
     fn spare(&self) -> std::sync::MutexGuard<'_, Option<StreamPermit>> {
         self.spare.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, (usize, std::time::Instant)> {
+        self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// How long the socket has run no subscription; `None` while one runs.
+    pub(crate) fn idle_for(&self) -> Option<Duration> {
+        let (running, since) = *self.running();
+        (running == 0).then(|| since.elapsed())
     }
 }
 
@@ -133,6 +147,13 @@ pub(crate) struct SubscriptionPermit {
 #[cfg(feature = "graphql")]
 impl Drop for SubscriptionPermit {
     fn drop(&mut self) {
+        if let Some(socket) = &self.socket {
+            let mut running = socket.running();
+            running.0 = running.0.saturating_sub(1);
+            if running.0 == 0 {
+                running.1 = std::time::Instant::now();
+            }
+        }
         if let (Some(permit), Some(socket)) = (self.permit.take(), &self.socket) {
             let mut spare = socket.spare();
             if spare.is_none() {
@@ -214,6 +235,9 @@ impl Realtime {
             Some(permit) => permit,
             None => self.open_stream(user)?,
         };
+        if let Some(socket) = socket {
+            socket.running().0 += 1;
+        }
         Ok(SubscriptionPermit {
             permit: Some(permit),
             socket: socket.cloned(),

@@ -8,7 +8,7 @@ use drama_domain::UserId;
 use futures::future::LocalBoxFuture;
 use serde::Deserialize;
 
-use crate::auth::{AuthError, AuthSettings, Authenticator};
+use crate::auth::{AuthError, AuthSettings, Authenticator, KeyLookup};
 use crate::error::{ApiError, ErrorCode};
 use crate::headers::header_text;
 use crate::rate::KeyedRate;
@@ -52,6 +52,11 @@ pub struct HttpSettings {
     /// 4408).
     #[serde(with = "seconds")]
     pub ws_init_timeout: Duration,
+    /// How long an initialised WebSocket may run no subscription (and start no operation)
+    /// before it is closed with 1000, giving back its place among the streams; 0 keeps idle
+    /// sockets open.
+    #[serde(with = "seconds")]
+    pub ws_idle_timeout: Duration,
     /// Streams (SSE and GraphQL subscriptions) one user may hold open at once.
     pub streams_per_user: usize,
     /// Streams the process holds open at once.
@@ -110,6 +115,7 @@ impl Default for HttpSettings {
             media_url_lifetime: Duration::from_secs(6 * 3600),
             graphql: GraphqlLimits::default(),
             ws_init_timeout: Duration::from_secs(10),
+            ws_idle_timeout: Duration::from_secs(300),
             streams_per_user: 20,
             streams_per_process: 10_000,
             stream_auth_interval: Duration::from_secs(60),
@@ -234,19 +240,16 @@ impl ApiState {
     pub(crate) async fn caller(&self, req: &HttpRequest) -> Result<Caller, ApiError> {
         let header = |name: &str| header_text(req.headers(), name).map(str::to_owned);
         let authenticated = self
-            .auth
-            .authenticated(
+            .authenticate_from(
                 header("authorization").as_deref(),
                 header("x-api-key").as_deref(),
+                self.client_address(req),
             )
             .await
-            .map_err(|e| match e {
-                e @ AuthError::Unavailable(_) => ApiError::unavailable(e),
-                // Guessing credentials costs the guesser the anonymous rate.
-                other => self
-                    .check_anonymous(req)
-                    .err()
-                    .unwrap_or_else(|| ApiError::unauthenticated(other.to_string())),
+            .map_err(|refused| match refused {
+                AuthRefusal::Credentials(e @ AuthError::Unavailable(_)) => ApiError::unavailable(e),
+                AuthRefusal::Credentials(e) => ApiError::unauthenticated(e.to_string()),
+                AuthRefusal::OverAnonymousRate(wait) => anonymous_limited(wait),
             })?;
         self.check_rate(&authenticated.caller)?;
         let caller = authenticated.caller.keyed(idempotency_key(req)?);
@@ -263,24 +266,65 @@ impl ApiState {
     /// # Errors
     /// 429 `rate_limited` with the seconds to wait.
     pub(crate) fn check_anonymous(&self, req: &HttpRequest) -> Result<(), ApiError> {
-        let Some(limiter) = &self.anonymous else {
-            return Ok(());
-        };
-        // Without an address (a test request, a Unix socket) there is nobody to count.
+        self.check_anonymous_from(self.client_address(req))
+            .map_err(anonymous_limited)
+    }
+
+    /// Authenticates the credentials of a request or `connection_init` from `client`.
+    ///
+    /// Failed credentials cost the client's anonymous rate, and so does an API key this
+    /// process does not hold, before the store is asked about it: every guess would
+    /// otherwise cost a lookup, so from an address over the rate a guess costs nothing. (A
+    /// key in use is held for a while after its lookup: it pays once per holding, and is
+    /// accepted from such an address as ever.)
+    ///
+    /// # Errors
+    /// [`AuthRefusal`]: the credentials, or the client over its anonymous rate.
+    pub(crate) async fn authenticate_from(
+        &self,
+        authorization: Option<&str>,
+        api_key: Option<&str>,
+        client: Option<std::net::IpAddr>,
+    ) -> Result<crate::auth::Authenticated, AuthRefusal> {
+        let auth = |lookup| self.auth.authenticated_with(authorization, api_key, lookup);
+        match auth(KeyLookup::CachedOnly).await {
+            Err(AuthError::NotLookedUp) => {
+                self.check_anonymous_from(client)
+                    .map_err(AuthRefusal::OverAnonymousRate)?;
+                auth(KeyLookup::Allowed)
+                    .await
+                    .map_err(AuthRefusal::Credentials)
+            }
+            Err(e @ AuthError::Unavailable(_)) => Err(AuthRefusal::Credentials(e)),
+            Err(e) => {
+                self.check_anonymous_from(client)
+                    .map_err(AuthRefusal::OverAnonymousRate)?;
+                Err(AuthRefusal::Credentials(e))
+            }
+            Ok(known) => Ok(known),
+        }
+    }
+
+    /// The address a request is counted under when it has no valid credentials
+    /// ([`crate::rate::client_key`]); `None` without one (a test request, a Unix socket).
+    pub(crate) fn client_address(&self, req: &HttpRequest) -> Option<std::net::IpAddr> {
         let trusted = self
             .settings
             .trust_forwarded
             .then_some(self.settings.forwarded_header);
-        let Some(ip) = crate::rate::client_key(req, trusted) else {
-            return Ok(());
-        };
-        limiter.check(&ip).map_err(|wait| {
-            ApiError::message(
-                ErrorCode::RateLimited,
-                "Too many requests without credentials from this address; slow down.",
-            )
-            .with_retry_after(wait.as_secs().max(1))
-        })
+        crate::rate::client_key(req, trusted)
+    }
+
+    /// Counts one request of `client` against the anonymous rate (without an address there
+    /// is nobody to count).
+    ///
+    /// # Errors
+    /// How long the client must wait.
+    fn check_anonymous_from(&self, client: Option<std::net::IpAddr>) -> Result<(), Duration> {
+        match (&self.anonymous, client) {
+            (Some(limiter), Some(ip)) => limiter.check(&ip),
+            _ => Ok(()),
+        }
     }
 
     /// Counts one request of `caller` against the per-user rate (HTTP requests and WebSocket
@@ -297,6 +341,26 @@ impl ApiState {
                 .with_retry_after(wait.as_secs().max(1))
         })
     }
+}
+
+/// Why credentials were not accepted.
+#[derive(Debug)]
+pub(crate) enum AuthRefusal {
+    /// They are not valid, or could not be checked.
+    Credentials(AuthError),
+    /// The client is over its anonymous rate and may retry after this long; the credentials
+    /// were not looked up.
+    OverAnonymousRate(Duration),
+}
+
+/// What a client over the anonymous rate is told.
+pub(crate) const ANONYMOUS_LIMITED: &str =
+    "Too many requests without credentials from this address; slow down.";
+
+/// The refusal of a client over the anonymous rate, which may retry after `wait`.
+pub(crate) fn anonymous_limited(wait: Duration) -> ApiError {
+    ApiError::message(ErrorCode::RateLimited, ANONYMOUS_LIMITED)
+        .with_retry_after(wait.as_secs().max(1))
 }
 
 /// The `Idempotency-Key` of a POST: paid requests name themselves with it so that a repeat

@@ -11,6 +11,8 @@ use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::operation::get_object::builders::GetObjectFluentBuilder;
+use aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder;
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream as SdkByteStream;
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
@@ -183,10 +185,7 @@ impl S3Store {
         checksum: &str,
     ) -> Result<Option<String>, AssetError> {
         let out = self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key.as_str())
+            .put_object(key)
             .content_type(content_type)
             .content_length(i64::try_from(body.len()).unwrap_or(i64::MAX))
             .metadata(CHECKSUM_METADATA, checksum_hex(checksum))
@@ -205,22 +204,16 @@ impl S3Store {
         let content_type = intake.mime();
         let threshold = usize::try_from(self.multipart.threshold).unwrap_or(usize::MAX);
         let head = intake.next_part(threshold).await?.unwrap_or_default();
-        if intake.at_end().await? {
+        let (etag, summary) = if intake.at_end().await? {
             let summary = intake.finish();
             let etag = self
                 .put_single(key, head, content_type, &summary.checksum)
                 .await?;
-            return Ok(ObjectInfo {
-                key: key.clone(),
-                size: summary.size,
-                content_type: content_type.to_owned(),
-                checksum: Some(summary.checksum),
-                etag,
-                last_modified: Some(Utc::now()),
-            });
-        }
-        intake.unread(head);
-        let (etag, summary) = self.put_multipart(key, intake, content_type).await?;
+            (etag, summary)
+        } else {
+            intake.unread(head);
+            self.put_multipart(key, intake, content_type).await?
+        };
         Ok(ObjectInfo {
             key: key.clone(),
             size: summary.size,
@@ -254,26 +247,58 @@ impl S3Store {
         Ok(found)
     }
 
+    /// A `GetObject` of `key` in the bucket.
+    fn get_object(&self, key: &ObjectKey) -> GetObjectFluentBuilder {
+        self.client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+    }
+
+    /// A `PutObject` of `key` in the bucket.
+    fn put_object(&self, key: &ObjectKey) -> PutObjectFluentBuilder {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+    }
+
     fn info_from_get(
         key: &ObjectKey,
         size: Option<i64>,
-        content_type: Option<String>,
-        etag: Option<String>,
+        content_type: Option<&str>,
+        etag: Option<&str>,
         last_modified: Option<&aws_sdk_s3::primitives::DateTime>,
         metadata: Option<&std::collections::HashMap<String, String>>,
     ) -> ObjectInfo {
         ObjectInfo {
             key: key.clone(),
             size: size.and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
-            content_type: content_type.unwrap_or_else(|| MediaType::Binary.mime().to_owned()),
+            content_type: content_type
+                .map_or_else(|| MediaType::Binary.mime().to_owned(), ToOwned::to_owned),
             checksum: metadata
                 .and_then(|m| m.get(CHECKSUM_METADATA))
                 .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
                 .map(|h| format!("sha256:{h}")),
-            etag,
+            etag: etag.map(ToOwned::to_owned),
             last_modified: last_modified.and_then(to_chrono),
         }
     }
+}
+
+/// The [`ObjectInfo`] of `key` from a `GetObject` or `HeadObject` answer: the SDK gives the two
+/// the same accessors but no trait they share.
+macro_rules! info_of {
+    ($key:expr, $out:expr) => {
+        S3Store::info_from_get(
+            $key,
+            $out.content_length(),
+            $out.content_type(),
+            $out.e_tag(),
+            $out.last_modified(),
+            $out.metadata(),
+        )
+    };
 }
 
 fn checksum_hex(checksum: &str) -> &str {
@@ -386,21 +411,11 @@ impl AssetStore for S3Store {
     #[tracing::instrument(skip_all, fields(backend = "s3", key = %key))]
     async fn get(&self, key: &ObjectKey) -> Result<ObjectStream, AssetError> {
         let out = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key.as_str())
+            .get_object(key)
             .send()
             .await
             .map_err(|e| self.map_err(e, key.as_str()))?;
-        let info = Self::info_from_get(
-            key,
-            out.content_length,
-            out.content_type,
-            out.e_tag,
-            out.last_modified.as_ref(),
-            out.metadata.as_ref(),
-        );
+        let info = info_of!(key, out);
         Ok(ObjectStream {
             info,
             range: None,
@@ -426,14 +441,7 @@ impl AssetStore for S3Store {
             Some(end) => format!("bytes={}-{end}", range.start),
             None => format!("bytes={}-", range.start),
         };
-        let sent = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key.as_str())
-            .range(header)
-            .send()
-            .await;
+        let sent = self.get_object(key).range(header).send().await;
         let out = match sent {
             Ok(out) => out,
             Err(e)
@@ -449,14 +457,7 @@ impl AssetStore for S3Store {
             Err(e) => return Err(self.map_err(e, key.as_str())),
         };
         let served = out.content_range.as_deref().and_then(parse_content_range);
-        let mut info = Self::info_from_get(
-            key,
-            out.content_length,
-            out.content_type,
-            out.e_tag,
-            out.last_modified.as_ref(),
-            out.metadata.as_ref(),
-        );
+        let mut info = info_of!(key, out);
         let range = match served {
             Some(r) => {
                 info.size = r.total;
@@ -486,14 +487,7 @@ impl AssetStore for S3Store {
             .send()
             .await
             .map_err(|e| self.map_err(e, key.as_str()))?;
-        Ok(Self::info_from_get(
-            key,
-            out.content_length,
-            out.content_type,
-            out.e_tag,
-            out.last_modified.as_ref(),
-            out.metadata.as_ref(),
-        ))
+        Ok(info_of!(key, out))
     }
 
     #[tracing::instrument(skip_all, fields(backend = "s3", key = %key))]
@@ -635,10 +629,7 @@ impl AssetStore for S3Store {
         let expires_at = presign_deadline(expires_in)?;
         let config = presigning(expires_in)?;
         let request = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key.as_str())
+            .get_object(key)
             .presigned(config)
             .await
             .map_err(|e| self.map_err(e, key.as_str()))?;
@@ -655,10 +646,7 @@ impl AssetStore for S3Store {
         key.check_media(MediaType::from_mime(content_type)?)?;
         let config = presigning(expires_in)?;
         let request = self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key.as_str())
+            .put_object(key)
             .content_type(content_type)
             .presigned(config)
             .await

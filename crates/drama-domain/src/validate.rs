@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use crate::error::{DomainError, FieldError};
 use crate::model::{
     Asset, AssetKind, Character, Drama, Episode, MAX_ASSETS_PER_PART, MAX_CHARACTERS, MAX_EPISODES,
-    MAX_PARTS, MAX_SCENES_PER_EPISODE, STORYBOARD_MAX_CHARACTERS, Scene, VIDEO_DURATIONS,
+    MAX_PARTS, MAX_SCENES_PER_EPISODE, STORYBOARD_MAX_CHARACTERS, VIDEO_DURATIONS,
 };
 
 /// Collects problems with their paths while walking a drama.
@@ -48,6 +48,26 @@ impl Checker {
             ));
         } else {
             seen.insert(id, path);
+        }
+    }
+
+    /// The assets of the part at `path` (the drama's own at `""`): ids unique across the
+    /// drama (`seen`), and each asset's own rules.
+    fn assets<'a>(
+        &mut self,
+        path: &str,
+        list: &'a [Asset],
+        seen: &mut HashMap<&'a str, String>,
+        in_scene: bool,
+    ) {
+        for (j, a) in list.iter().enumerate() {
+            let apath = if path.is_empty() {
+                format!("assets[{j}]")
+            } else {
+                format!("{path}.assets[{j}]")
+            };
+            self.unique(seen, "asset", a.id.as_str(), apath.clone());
+            self.asset(&apath, a, in_scene);
         }
     }
 
@@ -166,11 +186,7 @@ impl Drama {
         let mut scenes = HashMap::new();
         let mut assets = HashMap::new();
 
-        for (i, a) in self.assets.iter().enumerate() {
-            let path = format!("assets[{i}]");
-            c.unique(&mut assets, "asset", a.id.as_str(), path.clone());
-            c.asset(&path, a, false);
-        }
+        c.assets("", &self.assets, &mut assets, false);
         for (i, ch) in self.characters.iter().enumerate() {
             let path = format!("characters[{i}]");
             c.unique(&mut characters, "character", ch.id.as_str(), path.clone());
@@ -198,11 +214,7 @@ fn check_character<'a>(
     c.non_empty(path, ".name", &ch.name);
     c.non_empty(path, ".description", &ch.description);
     c.non_empty(path, ".gender", &ch.gender);
-    for (j, a) in ch.assets.iter().enumerate() {
-        let apath = format!("{path}.assets[{j}]");
-        c.unique(assets, "asset", a.id.as_str(), apath.clone());
-        c.asset(&apath, a, false);
-    }
+    c.assets(path, &ch.assets, assets, false);
 }
 
 fn check_episode<'a>(
@@ -214,29 +226,12 @@ fn check_episode<'a>(
 ) {
     c.non_empty(path, ".title", &ep.title);
     c.non_empty(path, ".description", &ep.description);
-    for (j, a) in ep.assets.iter().enumerate() {
-        let apath = format!("{path}.assets[{j}]");
-        c.unique(assets, "asset", a.id.as_str(), apath.clone());
-        c.asset(&apath, a, false);
-    }
+    c.assets(path, &ep.assets, assets, false);
     for (k, sc) in ep.scenes.iter().enumerate() {
         let spath = format!("{path}.scenes[{k}]");
         c.unique(scenes, "scene", sc.id.as_str(), spath.clone());
-        check_scene(c, &spath, sc, assets);
-    }
-}
-
-fn check_scene<'a>(
-    c: &mut Checker,
-    path: &str,
-    sc: &'a Scene,
-    assets: &mut HashMap<&'a str, String>,
-) {
-    c.non_empty(path, ".description", &sc.description);
-    for (j, a) in sc.assets.iter().enumerate() {
-        let apath = format!("{path}.assets[{j}]");
-        c.unique(assets, "asset", a.id.as_str(), apath.clone());
-        c.asset(&apath, a, true);
+        c.non_empty(&spath, ".description", &sc.description);
+        c.assets(&spath, &sc.assets, assets, true);
     }
 }
 

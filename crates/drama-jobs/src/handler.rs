@@ -36,7 +36,9 @@ pub enum Outcome {
         /// What went wrong.
         error: String,
     },
-    /// Try again after `delay` without using an attempt (HTTP 429, Retry-After). With
+    /// Try again after `delay` (at most [`MAX_DEFER`](crate::core::MAX_DEFER)) without using
+    /// an attempt (HTTP 429, Retry-After), unless the task was deferred
+    /// [`FREE_DEFERRALS`](crate::core::FREE_DEFERRALS) times in a row already. With
     /// `throttle_class`, no task of the same resource class starts before then either.
     RetryAfter {
         /// When to try again.
@@ -51,7 +53,8 @@ pub enum Outcome {
         /// What went wrong.
         error: String,
     },
-    /// Stopped because the cancellation token fired.
+    /// Stopped because the cancellation token fired. The task ends cancelled, unless a resume
+    /// withdrew the cancellation meanwhile: then it runs again.
     Cancelled {
         /// Why.
         reason: String,

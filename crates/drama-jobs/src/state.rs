@@ -216,7 +216,9 @@ pub enum EventKind {
     Completed,
     /// A task failed and will be retried after `detail.delay_ms`.
     Retrying,
-    /// A task asked to be retried later (`detail.delay_ms`) without using an attempt.
+    /// A task asked to be retried later (`detail.delay_ms`); `detail.deferrals` counts its
+    /// deferrals in a row, of which the first [`FREE_DEFERRALS`](crate::core::FREE_DEFERRALS)
+    /// use no attempt.
     Deferred,
     /// A task's worker stopped heartbeating; the task was put back in the queue.
     LeaseExpired,

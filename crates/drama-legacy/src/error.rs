@@ -33,4 +33,12 @@ impl LegacyError {
             message: message.into(),
         }
     }
+
+    /// `--jobs` of every command: at least one item must be able to run.
+    pub(crate) fn check_jobs(jobs: usize) -> Result<(), Self> {
+        if jobs == 0 {
+            return Err(Self::option("--jobs", "must be at least 1"));
+        }
+        Ok(())
+    }
 }

@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::Bytes;
 use chrono::Utc;
@@ -16,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::LegacyError;
 use crate::format::{IndexEntry, LegacyIndex, drama_file};
 use crate::import::rate;
-use crate::report::{ExportReport, ExportedDrama, Reason, ReasonCode};
+use crate::report::{ExportReport, ExportedDrama, Reason, ReasonCode, RunClock};
 use crate::source::Layout;
 use crate::{Progress, Repositories};
 
@@ -53,9 +52,7 @@ impl Exporter {
         repos: Repositories,
         options: ExportOptions,
     ) -> Result<Self, LegacyError> {
-        if options.jobs == 0 {
-            return Err(LegacyError::option("--jobs", "must be at least 1"));
-        }
+        LegacyError::check_jobs(options.jobs)?;
         Ok(Self {
             bucket,
             repos,
@@ -77,8 +74,7 @@ impl Exporter {
         progress: &dyn Progress,
         stop: &CancellationToken,
     ) -> Result<ExportReport, LegacyError> {
-        let started_at = Utc::now();
-        let clock = Instant::now();
+        let clock = RunClock::start();
         let dramas = self.list_dramas().await.map_err(LegacyError::Target)?;
         let total = dramas.len();
         progress.start(total);
@@ -138,13 +134,13 @@ impl Exporter {
         let dramas: Vec<ExportedDrama> = results.into_iter().map(|(d, _)| d).collect();
         let exported = dramas.iter().filter(|d| d.outcome == EXPORTED).count();
         let failed = dramas.iter().filter(|d| d.outcome == FAILED).count();
-        let elapsed = clock.elapsed().as_secs_f64();
+        let elapsed = clock.seconds();
         let report = ExportReport {
             command: "export-r2",
             dry_run: self.options.dry_run,
             interrupted,
             prefix: layout.prefix().to_owned(),
-            started_at,
+            started_at: clock.started_at,
             finished_at: Utc::now(),
             elapsed_seconds: elapsed,
             dramas_per_second: rate(reached, elapsed),

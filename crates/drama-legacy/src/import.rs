@@ -2,7 +2,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use chrono::Utc;
 use drama_assets::{AssetStore, MediaType, ObjectKey};
@@ -17,7 +16,9 @@ use tokio_util::sync::CancellationToken;
 use crate::error::LegacyError;
 use crate::origin::{Candidate, Origin};
 use crate::parse::{LegacyDrama, LegacyFileError, field_pattern};
-use crate::report::{AssetLinks, Counts, DramaReport, ImportReport, Outcome, Reason, ReasonCode};
+use crate::report::{
+    AssetLinks, Counts, DramaReport, ImportReport, Outcome, Reason, ReasonCode, RunClock,
+};
 use crate::source::{BucketUrls, Layout, OwnerMap, OwnerTarget, UrlTarget};
 use crate::{Progress, Repositories};
 
@@ -83,9 +84,7 @@ impl Importer {
         repos: Repositories,
         options: ImportOptions,
     ) -> Result<Self, LegacyError> {
-        if options.jobs == 0 {
-            return Err(LegacyError::option("--jobs", "must be at least 1"));
-        }
+        LegacyError::check_jobs(options.jobs)?;
         Ok(Self {
             bucket,
             repos,
@@ -117,8 +116,7 @@ impl Importer {
         progress: &dyn Progress,
         stop: &CancellationToken,
     ) -> Result<ImportReport, LegacyError> {
-        let started_at = Utc::now();
-        let clock = Instant::now();
+        let clock = RunClock::start();
         let mut notes = Vec::new();
         let users_created = self.bring_users(&mut notes).await?;
         let (candidates, mut source) = self.origin.gather(self.bucket.as_ref()).await?;
@@ -172,7 +170,7 @@ impl Importer {
             }
         }
         counts.not_started = total - counts.done();
-        let elapsed = clock.elapsed().as_secs_f64();
+        let elapsed = clock.seconds();
         let report = ImportReport {
             command: match self.origin {
                 Origin::Bucket(_) => "import-r2",
@@ -182,7 +180,7 @@ impl Importer {
             dry_run: self.options.dry_run,
             overwrite: self.options.overwrite,
             interrupted: counts.not_started > 0,
-            started_at,
+            started_at: clock.started_at,
             finished_at: Utc::now(),
             elapsed_seconds: elapsed,
             dramas_per_second: rate(counts.done(), elapsed),

@@ -150,9 +150,7 @@ impl LibraryImporter {
     /// # Errors
     /// [`LegacyError::InvalidOption`] (`--jobs`) for zero jobs.
     pub fn new(bucket: Arc<dyn AssetStore>, options: LibraryOptions) -> Result<Self, LegacyError> {
-        if options.jobs == 0 {
-            return Err(LegacyError::option("--jobs", "must be at least 1"));
-        }
+        LegacyError::check_jobs(options.jobs)?;
         Ok(Self { bucket, options })
     }
 

@@ -3,11 +3,33 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use drama_dal::Version;
 use drama_domain::UserId;
 use serde::Serialize;
+
+/// When a run started: on the wall clock for its report, and on the monotonic clock for its
+/// length (which a change of the system time cannot skew).
+pub(crate) struct RunClock {
+    pub(crate) started_at: DateTime<Utc>,
+    clock: Instant,
+}
+
+impl RunClock {
+    pub(crate) fn start() -> Self {
+        Self {
+            started_at: Utc::now(),
+            clock: Instant::now(),
+        }
+    }
+
+    /// Seconds since the start.
+    pub(crate) fn seconds(&self) -> f64 {
+        self.clock.elapsed().as_secs_f64()
+    }
+}
 
 /// What happened to one source file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]

@@ -26,7 +26,9 @@ pub struct ClassWork {
 pub struct JobMetrics {
     /// `(kind, state, tasks)`.
     pub tasks: Vec<(String, String, i64)>,
-    /// `(resource class, tasks ready to run)`: the queue waiting for a worker or a slot.
+    /// `(resource class, tasks ready to run)`: the queue waiting for a worker or a slot. Ready
+    /// tasks whose `run_after` lies ahead (waiting for a retry's backoff) are not counted:
+    /// no worker could take them yet.
     pub ready: Vec<(String, i64)>,
     /// Work per resource class.
     pub work: Vec<ClassWork>,
@@ -38,7 +40,7 @@ where node_type = 'task' group by 1, 2 order by 1, 2";
 
 const READY: &str = "\
 select resource_class, count(*) from public.jobs \
-where node_type = 'task' and state = 'ready' group by 1 order by 1";
+where node_type = 'task' and state = 'ready' and run_after <= now() group by 1 order by 1";
 
 const WORK: &str = "\
 select resource_class, coalesce(sum(attempts), 0)::bigint, \

@@ -1,12 +1,16 @@
 //! What the job store's periodic and per-request reads examine, read from the plans of the
 //! statements it runs (captured through the statement-counting proxy): they must not grow
-//! with the runs an owner or the whole table keeps.
+//! with the runs an owner or the whole table keeps, nor with the tasks that wait.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod jobs_support;
 
 use chrono::Utc;
-use drama_jobs::{Graph, JobStore, NodeSpec, RunFilter, RunId, RunSpec};
+use drama_jobs::core::{Finish, FinishKind};
+use drama_jobs::{
+    ClaimRequest, Graph, JobStore, NodeSpec, RunFilter, RunId, RunSpec, WorkerId,
+    WorkerRegistration,
+};
 use drama_postgres::jobs::PgJobStore;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -170,4 +174,90 @@ async fn prune_with_nothing_due_reads_no_run(pool: PgPool) {
     // Everything made before a cutoff that passed is still found.
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     assert_eq!(store.prune(Utc::now(), 1000).await.unwrap().runs, 1000);
+}
+
+/// Tasks waiting for a retry's backoff stay ready and sort with the runnable ones of their
+/// (class, kind) pair; when they rank above them (here 5,000 of a higher priority), the claim's
+/// pick must still read none of them. A provider outage puts thousands of tasks into backoff,
+/// and every claim of every worker would read them all.
+#[sqlx::test(migrator = "drama_postgres::MIGRATOR")]
+async fn a_claim_reads_no_task_waiting_for_its_retry(pool: PgPool) {
+    let store = PgJobStore::new(pool.clone());
+    let worker = WorkerId::new();
+    store
+        .register_worker(&WorkerRegistration {
+            id: worker,
+            name: "plans".into(),
+            kinds: vec!["work".into()],
+            ttl: std::time::Duration::from_secs(600),
+        })
+        .await
+        .unwrap();
+    let request = |limit| ClaimRequest {
+        worker,
+        kinds: vec!["work".into()],
+        limit,
+    };
+    let owner = Uuid::new_v4();
+    let mut deferred = Graph::new(RunSpec::new("outage", owner));
+    for i in 0..5000 {
+        deferred.add(NodeSpec::task(format!("d{i}"), "work", json!({})).priority(1));
+    }
+    store.submit(&deferred).await.unwrap();
+    loop {
+        let claimed = store.claim(&request(1000)).await.unwrap();
+        if claimed.is_empty() {
+            break;
+        }
+        let retries = claimed
+            .iter()
+            .map(|j| Finish {
+                fence: j.fence,
+                kind: FinishKind::Defer {
+                    reason: "provider unavailable".into(),
+                    delay: std::time::Duration::from_secs(3600),
+                },
+            })
+            .collect();
+        store.finish(retries).await.unwrap();
+    }
+    // Two runnable tasks below them: one for the claim whose statement is captured, one for
+    // the pick run again under EXPLAIN.
+    active_run(&store, owner).await;
+    active_run(&store, owner).await;
+    sqlx::query("analyze").execute(&pool).await.unwrap();
+
+    let (counted_pool, counter) = jobs_support::counted_pool(&pool).await;
+    let counted = PgJobStore::new(counted_pool);
+    counter.reset();
+    let claimed = counted.claim(&request(1)).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(
+        claimed[0].key, "t",
+        "the runnable task, below the deferred ones"
+    );
+    let sql = counter
+        .statement_sql()
+        .into_iter()
+        .find(|s| s.contains("recursive pairs"))
+        .expect("the tasks were picked");
+
+    // As the claim runs it: a generic plan (`HOT_PATH_BEGIN`).
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("set local plan_cache_mode = force_generic_plan")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let (types, read) = scans_of(&mut tx, &sql, "jobs", |q| {
+        q.bind(worker.0).bind(vec!["work".to_owned()]).bind(1_i64)
+    })
+    .await;
+    tx.rollback().await.unwrap();
+    // The loose scan reads one entry per (class, kind) pair; the pair's pick reads the one
+    // runnable task it returns.
+    assert!(
+        read <= 3.0,
+        "the pick read {read} task rows with 5,000 deferred ones ranked first: {sql}"
+    );
+    assert!(!types.iter().any(|t| t == "Seq Scan"), "{types:?} in {sql}");
 }

@@ -334,3 +334,84 @@ async fn node_keys_are_unique_within_a_run_by_constraint(pool: PgPool) {
     assert_eq!(store.prune(later, 10).await.unwrap().runs, 2);
     assert_eq!(keys().fetch_one(&pool).await.unwrap(), 0);
 }
+
+/// Sessions of this database waiting for a lock.
+async fn lock_waiters(pool: &PgPool) -> i64 {
+    sqlx::query_scalar(
+        "select count(*) from pg_stat_activity \
+         where datname = current_database() and wait_event_type = 'Lock'",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+async fn until_lock_waiters(pool: &PgPool, n: i64) {
+    for _ in 0..2000 {
+        if lock_waiters(pool).await >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("fewer than {n} sessions ever waited for a lock");
+}
+
+/// Two claimers of one class limited to one running task, each for a run of its own: the
+/// second waits for the class row while the first, holding it, starts its task. After the
+/// wait, the second must count that task and start nothing.
+#[sqlx::test(migrator = "drama_postgres::MIGRATOR")]
+async fn a_claim_that_waited_for_a_class_counts_the_task_its_holder_started(pool: PgPool) {
+    install_invariant_checks(&pool).await;
+    let store = Arc::new(PgJobStore::new(wide_pool(&pool, 8).await));
+    store
+        .set_resource_limits(&[drama_jobs::ResourceLimit::concurrency("video", 1)])
+        .await
+        .unwrap();
+    let submit = |kind: &str| {
+        Graph::new(RunSpec::new("limits", Uuid::new_v4()))
+            .with(NodeSpec::task("t", kind, json!({})).class("video"))
+    };
+    let first = store.submit(&submit("a")).await.unwrap();
+    store.submit(&submit("b")).await.unwrap();
+    let worker = register(&store, Duration::from_secs(60)).await;
+    let claim = |kind: &'static str| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .claim(&ClaimRequest {
+                    worker,
+                    kinds: vec![kind.into()],
+                    limit: 1,
+                })
+                .await
+                .unwrap()
+        })
+    };
+    // The first claim's write waits for the task row, which is held here: by then the claim
+    // holds the class row and has counted no running task.
+    let mut row = pool.begin().await.unwrap();
+    sqlx::query("select 1 from jobs where id = $1 for no key update")
+        .bind(first.ids["t"].0)
+        .execute(&mut *row)
+        .await
+        .unwrap();
+    let a = claim("a");
+    until_lock_waiters(&pool, 1).await;
+    // The second claim sees a free slot (the first has not committed), locks its run and waits
+    // for the class row.
+    let b = claim("b");
+    until_lock_waiters(&pool, 2).await;
+    row.rollback().await.unwrap();
+    let (a, b) = (a.await.unwrap(), b.await.unwrap());
+    assert_eq!(a.len(), 1, "the first claim starts its task");
+    assert_eq!(b.len(), 0, "the only slot is taken");
+    let running: i64 = sqlx::query_scalar(
+        "select count(*) from jobs where resource_class = 'video' and state = 'running'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(running, 1);
+    let (found, _) = violations(&pool).await;
+    assert_eq!(found, Vec::<String>::new());
+}

@@ -239,3 +239,50 @@ async fn a_display_name_stored_over_the_bound_is_cut_and_its_row_still_updates(p
         .unwrap();
     assert_eq!(balance, Some(35), "30 to open with, 5 granted");
 }
+
+/// Ready tasks stored with a `run_after` ahead before `delayed` existed (waiting for a retry's
+/// backoff) are flagged by the migration that adds it, so claims skip them from the start;
+/// due ones and tasks in other states are not.
+#[sqlx::test(migrations = false)]
+async fn tasks_waiting_for_their_retry_when_delayed_is_added_are_flagged(pool: PgPool) {
+    let added = 20261207000600;
+    let mut before = sqlx::migrate::Migrator::DEFAULT;
+    before.migrations = MIGRATOR
+        .iter()
+        .filter(|m| m.version < added)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    before.run(&pool).await.unwrap();
+    sqlx::query(
+        "with run as (select gen_random_uuid() as id, gen_random_uuid() as owner), \
+           root as (insert into public.jobs (id, run_id, node_type, key, kind, owner_id) \
+             select id, id, 'run', '', 'r', owner from run) \
+         insert into public.jobs (id, run_id, parent_id, ancestors, node_type, key, kind, \
+           owner_id, state, run_after) \
+         select gen_random_uuid(), run.id, run.id, array[run.id], 'task', t.key, 'k', run.owner, \
+           t.state, now() + t.ahead \
+         from run, (values ('backoff', 'ready', interval '1 hour'), \
+                           ('due', 'ready', interval '-1 second'), \
+                           ('waiting', 'waiting', interval '1 hour')) as t(key, state, ahead)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    drama_postgres::migrate(&pool).await.unwrap();
+    let flagged: Vec<(String, bool)> = sqlx::query_as(
+        "select key, delayed from public.jobs where node_type = 'task' order by key",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        flagged,
+        vec![
+            ("backoff".to_owned(), true),
+            ("due".to_owned(), false),
+            ("waiting".to_owned(), false)
+        ]
+    );
+}

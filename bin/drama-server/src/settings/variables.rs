@@ -29,6 +29,7 @@ pub(super) const PLAIN_VARIABLES: &[(&str, &str)] = &[
     ("STREAMS_PER_USER", "http.streams_per_user"),
     ("UPLOADS_PER_USER", "http.uploads_per_user"),
     ("STREAMS_PER_PROCESS", "http.streams_per_process"),
+    ("SOCKET_IDLE_SECS", "http.ws_idle_timeout"),
     ("ANONYMOUS_RATE_PER_SECOND", "http.anonymous_per_second"),
     ("TRUST_FORWARDED_FOR", "http.trust_forwarded"),
     ("FORWARDED_HEADER", "http.forwarded_header"),

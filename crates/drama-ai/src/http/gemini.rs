@@ -10,13 +10,13 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use crate::error::{AiError, Provider, shorten};
-use crate::http::{Auth, HttpCore, join, one_image, required_key};
+use crate::http::image::{HttpImage, ImageWire, no_image};
+use crate::http::{Auth, CallKind, HttpCore, join, required_key};
 use crate::llm::{Finish, LlmScript, Role, TextAnswer, TextBackend, TextCall};
-use crate::prompts;
 use crate::settings::{AiSettings, ApiKey};
 use crate::traits::{ImageModel, ScriptModel};
-use crate::types::{GeneratedImage, ImageRequest, ReferenceImage, sniff_mime};
-use crate::usage::{Generated, ModelInfo, Usage};
+use crate::types::{GeneratedImage, ReferenceImage, sniff_mime};
+use crate::usage::{ModelInfo, Usage};
 
 const PROVIDER: Provider = Provider::Gemini;
 
@@ -29,11 +29,7 @@ fn key(settings: &AiSettings) -> Result<ApiKey, AiError> {
 /// # Errors
 /// [`AiError::NotConfigured`] without `GEMINI_API_KEY`; [`AiError::Config`] for bad settings.
 pub fn script_model(settings: &AiSettings, model: &str) -> Result<Arc<dyn ScriptModel>, AiError> {
-    let core = HttpCore::new(
-        PROVIDER,
-        settings,
-        std::time::Duration::from_secs(settings.text_timeout_secs),
-    )?;
+    let core = HttpCore::new(PROVIDER, settings, CallKind::Text)?;
     Ok(Arc::new(LlmScript {
         backend: GeminiText {
             core,
@@ -50,19 +46,12 @@ pub fn script_model(settings: &AiSettings, model: &str) -> Result<Arc<dyn Script
 /// # Errors
 /// As [`script_model`].
 pub fn image_model(settings: &AiSettings) -> Result<Arc<dyn ImageModel>, AiError> {
-    let core = HttpCore::new(
-        PROVIDER,
-        settings,
-        std::time::Duration::from_secs(settings.image_timeout_secs),
-    )?;
-    Ok(Arc::new(GeminiImage {
-        core,
+    let wire = GeminiImage {
         key: key(settings)?,
         base: settings.gemini_api_base.clone(),
-        model: settings.gemini_image_model.clone(),
         aspect_ratio: settings.default_aspect_ratio.clone(),
-        max_references: settings.max_reference_images,
-    }))
+    };
+    HttpImage::model(PROVIDER, &settings.gemini_image_model, settings, wire)
 }
 
 fn endpoint(base: &str, model: &str) -> String {
@@ -179,9 +168,7 @@ impl TextBackend for GeminiText {
         let body = self.body(call);
         let (answer, attempts) = self
             .core
-            .post_json(&url, Auth::GoogleKey(&self.key), &body, |answer| async {
-                Ok(answer)
-            })
+            .post_for_json(&url, Auth::GoogleKey(&self.key), &body)
             .await?;
         if let Some(reason) = refusal(&answer) {
             return Err(AiError::Refused {
@@ -223,33 +210,21 @@ impl TextBackend for GeminiText {
 }
 
 struct GeminiImage {
-    core: HttpCore,
     key: ApiKey,
     base: String,
-    model: String,
     aspect_ratio: String,
-    max_references: usize,
 }
 
 #[async_trait]
-impl ImageModel for GeminiImage {
-    fn model(&self) -> ModelInfo {
-        ModelInfo::new(PROVIDER, &self.model)
-    }
-
-    fn max_references(&self) -> usize {
-        self.max_references
-    }
-
-    #[tracing::instrument(skip_all, fields(provider = "gemini", kind = request.kind.as_str(), references = request.references.len()))]
-    async fn generate_image(
+impl ImageWire for GeminiImage {
+    fn request(
         &self,
-        request: &ImageRequest,
-    ) -> Result<Generated<GeneratedImage>, AiError> {
-        crate::types::check_image_request(request, self.max_references)?;
-        let text = prompts::image_prompt(request.kind, &request.prompt, request.references.len());
+        model: &str,
+        text: String,
+        references: &[ReferenceImage],
+    ) -> (String, Auth<'_>, Value) {
         let mut parts = vec![json!({"text": text})];
-        parts.extend(request.references.iter().map(inline));
+        parts.extend(references.iter().map(inline));
         let body = json!({
             "contents": [{"role": "user", "parts": parts}],
             "generationConfig": {
@@ -257,19 +232,16 @@ impl ImageModel for GeminiImage {
                 "imageConfig": {"aspectRatio": self.aspect_ratio}
             }
         });
-        let url = endpoint(&self.base, &self.model);
-        let ((image, usage), attempts) = self
-            .core
-            .post_json(
-                &url,
-                Auth::GoogleKey(&self.key),
-                &body,
-                |answer| async move {
-                    extract_inline_image(&answer).map(|image| (image, usage_of(&answer)))
-                },
-            )
-            .await?;
-        Ok(one_image(image, usage, attempts, self.model()))
+        let url = endpoint(&self.base, model);
+        (url, Auth::GoogleKey(&self.key), body)
+    }
+
+    async fn read(
+        &self,
+        _core: &HttpCore,
+        answer: &Value,
+    ) -> Result<(GeneratedImage, Usage), AiError> {
+        extract_inline_image(answer).map(|image| (image, usage_of(answer)))
     }
 }
 
@@ -290,14 +262,7 @@ fn extract_inline_image(answer: &Value) -> Result<GeneratedImage, AiError> {
             .iter()
             .filter_map(|p| p.get("text").and_then(Value::as_str))
             .collect();
-        return Err(AiError::NoImage {
-            provider: PROVIDER,
-            detail: if text.is_empty() {
-                shorten(&answer.to_string(), 200)
-            } else {
-                shorten(&text, 200)
-            },
-        });
+        return Err(no_image(PROVIDER, answer, &text));
     };
     let encoded = data.get("data").and_then(Value::as_str).unwrap_or("");
     let bytes = base64::engine::general_purpose::STANDARD

@@ -3,6 +3,7 @@
 
 pub mod fetch;
 pub mod gemini;
+pub(crate) mod image;
 pub mod nano_banana;
 pub mod openai;
 pub mod sora;
@@ -15,11 +16,8 @@ use reqwest::{RequestBuilder, StatusCode};
 use serde_json::Value;
 
 use crate::error::{AiError, Provider, looks_like_moderation, shorten};
-use crate::prompts::PROMPT_VERSION;
 use crate::retry::RetryPolicy;
 use crate::settings::{AiSettings, ApiKey};
-use crate::types::GeneratedImage;
-use crate::usage::{Generated, ModelInfo, Usage};
 
 /// A provider's key, or the error that names the variable it is set by.
 pub(crate) fn required_key(
@@ -29,24 +27,6 @@ pub(crate) fn required_key(
 ) -> Result<ApiKey, AiError> {
     key.cloned()
         .ok_or(AiError::NotConfigured { provider, variable })
-}
-
-/// One generated image as an image call answers it: `usage` with the image counted and the
-/// `requests` it took.
-pub(crate) fn one_image(
-    image: GeneratedImage,
-    mut usage: Usage,
-    requests: u32,
-    model: ModelInfo,
-) -> Generated<GeneratedImage> {
-    usage.images = 1;
-    usage.requests = requests;
-    Generated {
-        output: image,
-        usage,
-        model,
-        prompt_version: PROMPT_VERSION,
-    }
 }
 
 /// How a provider's calls carry its key.
@@ -67,6 +47,34 @@ impl Auth<'_> {
     }
 }
 
+/// Which of the configured limits bounds one request of a provider's main call.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum CallKind {
+    /// A text completion (`TEXT_TIMEOUT_SECS`).
+    Text,
+    /// An image drawn while the request waits (`IMAGE_TIMEOUT_SECS`).
+    Image,
+    /// One request of a video task: submit or poll (`VIDEO_REQUEST_TIMEOUT_SECS`).
+    VideoRequest,
+}
+
+impl CallKind {
+    fn timeout(self, settings: &AiSettings) -> Duration {
+        Duration::from_secs(match self {
+            Self::Text => settings.text_timeout_secs,
+            Self::Image => settings.image_timeout_secs,
+            Self::VideoRequest => settings.video_request_timeout_secs,
+        })
+    }
+}
+
+/// A request that failed, and whether the failure proves that the provider did not take it.
+struct Failure {
+    error: AiError,
+    /// The request never reached the provider, or the provider answered that it refused it.
+    refused: bool,
+}
+
 /// Transport settings shared by a provider's calls.
 #[derive(Debug, Clone)]
 pub(crate) struct HttpCore {
@@ -80,12 +88,14 @@ pub(crate) struct HttpCore {
 }
 
 impl HttpCore {
-    /// The transport of `provider` under `settings`, its main call limited to `timeout`.
+    /// The transport of `provider` under `settings`, its main call limited by the timeout of
+    /// its `kind`.
     pub(crate) fn new(
         provider: Provider,
         settings: &AiSettings,
-        timeout: Duration,
+        kind: CallKind,
     ) -> Result<Self, AiError> {
+        let timeout = kind.timeout(settings);
         let downloads = fetch::Downloads::new(settings)?;
         let retry = settings.retry_policy();
         let client = reqwest::Client::builder()
@@ -110,26 +120,42 @@ impl HttpCore {
         request: RequestBuilder,
         timeout: Duration,
     ) -> Result<Value, AiError> {
-        let response = request
-            .timeout(timeout)
-            .send()
-            .await
-            .map_err(|e| self.transport_error(&e, timeout))?;
+        self.exchange(request, timeout).await.map_err(|f| f.error)
+    }
+
+    /// [`HttpCore::send_json`], saying of a failure whether it proves that the provider did
+    /// not take the request.
+    async fn exchange(&self, request: RequestBuilder, timeout: Duration) -> Result<Value, Failure> {
+        let response = request.timeout(timeout).send().await.map_err(|e| Failure {
+            // A connection that was never made carried no request. Anything later (a timeout
+            // waiting for the answer, a reset) may have followed a request the provider took.
+            refused: e.is_connect(),
+            error: self.transport_error(&e, timeout),
+        })?;
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| self.transport_error(&e, timeout))?;
+        let body = response.bytes().await.map_err(|e| Failure {
+            refused: false,
+            error: self.transport_error(&e, timeout),
+        })?;
         if !status.is_success() {
-            return Err(self.status_error(status, &headers, &body));
+            return Err(Failure {
+                // A 4xx is the provider turning the request down (429 included); a 408 only
+                // says that someone on the way stopped waiting, and a 5xx may come from a
+                // gateway in front of a provider that took the request.
+                refused: status.is_client_error() && status != StatusCode::REQUEST_TIMEOUT,
+                error: self.status_error(status, &headers, &body),
+            });
         }
-        serde_json::from_slice(&body).map_err(|e| AiError::InvalidResponse {
-            provider: self.provider,
-            message: format!(
-                "the body is not JSON ({e}): {}",
-                shorten(&String::from_utf8_lossy(&body), 200)
-            ),
+        serde_json::from_slice(&body).map_err(|e| Failure {
+            refused: false,
+            error: AiError::InvalidResponse {
+                provider: self.provider,
+                message: format!(
+                    "the body is not JSON ({e}): {}",
+                    shorten(&String::from_utf8_lossy(&body), 200)
+                ),
+            },
         })
     }
 
@@ -157,6 +183,63 @@ impl HttpCore {
             })
             .await?;
         Ok((out, attempts))
+    }
+
+    /// [`post_json`](Self::post_json) answering the JSON as it came.
+    pub(crate) async fn post_for_json(
+        &self,
+        url: &str,
+        auth: Auth<'_>,
+        body: &Value,
+    ) -> Result<(Value, u32), AiError> {
+        self.post_json(url, auth, body, |answer| async { Ok(answer) })
+            .await
+    }
+
+    /// POSTs a paid submission that the provider does not deduplicate (a video render: its
+    /// answer is only a task id, the product comes later) and hands the JSON answer to
+    /// `read`. Unlike [`HttpCore::post_json`] it is sent again only after a failure that
+    /// proves the provider did not take it: a 4xx answer (a 429 waits and is retried like any
+    /// call, the others are permanent) or a connection that was never made. Any other failure
+    /// — no answer in time after the request went out, a 408 or 5xx (possibly a gateway's),
+    /// a reset connection, a success whose answer cannot be read — leaves a render that may
+    /// be running and billed with its task id lost, so it ends the call as
+    /// [`AiError::SubmitUncertain`], which nobody retries. Also answers how many requests
+    /// were sent.
+    pub(crate) async fn submit_json<T>(
+        &self,
+        url: &str,
+        auth: Auth<'_>,
+        body: &Value,
+        read: impl Fn(Value) -> Result<T, AiError>,
+    ) -> Result<(T, u32), AiError> {
+        let mut attempts = 0;
+        let read = &read;
+        let out = self
+            .retry
+            .run(|_| {
+                attempts += 1;
+                let request = auth.apply(self.client.post(url)).json(body);
+                async move {
+                    let answer = self.exchange(request, self.timeout).await.map_err(|f| {
+                        if f.refused {
+                            f.error
+                        } else {
+                            self.uncertain(&f.error)
+                        }
+                    })?;
+                    read(answer).map_err(|e| self.uncertain(&e))
+                }
+            })
+            .await?;
+        Ok((out, attempts))
+    }
+
+    fn uncertain(&self, cause: &AiError) -> AiError {
+        AiError::SubmitUncertain {
+            provider: self.provider,
+            cause: cause.to_string(),
+        }
     }
 
     /// Downloads a result file (retried like any call), refusing an empty body, a URL the
@@ -294,7 +377,7 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .ok()?
         .trim();
     if let Ok(seconds) = value.parse::<f64>() {
-        return (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds));
+        return seconds_advice(seconds);
     }
     let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
     let wait = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
@@ -309,8 +392,17 @@ fn gemini_retry_delay(body: &str) -> Option<Duration> {
         .iter()
         .find_map(|d| d.get("retryDelay")?.as_str())
         .and_then(|s| s.trim_end_matches('s').parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
+        .and_then(seconds_advice)
+}
+
+/// A provider's wait in seconds: none when it is negative or not finite; one too long for a
+/// `Duration` (`Duration::from_secs_f64` panics above about 1.8e19) is the longest there is, and
+/// the job engine bounds what it waits anyway.
+fn seconds_advice(seconds: f64) -> Option<Duration> {
+    if !seconds.is_finite() || seconds < 0.0 {
+        return None;
+    }
+    Some(Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX))
 }
 
 /// Builds the URL `base` + `path`, tolerating a trailing slash on the base.
@@ -334,6 +426,25 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::ZERO));
         h.insert(reqwest::header::RETRY_AFTER, "soon".parse().unwrap());
         assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn advice_too_long_for_a_duration_is_the_longest_wait() {
+        let mut h = HeaderMap::new();
+        for huge in ["1e20", "1e300"] {
+            h.insert(reqwest::header::RETRY_AFTER, huge.parse().unwrap());
+            assert_eq!(retry_after(&h), Some(Duration::MAX), "{huge}");
+        }
+        for bad in ["-1", "inf", "NaN"] {
+            h.insert(reqwest::header::RETRY_AFTER, bad.parse().unwrap());
+            assert_eq!(retry_after(&h), None, "{bad}");
+        }
+        let body = r#"{"error":{"details":[{"retryDelay":"1e20s"}]}}"#;
+        assert_eq!(gemini_retry_delay(body), Some(Duration::MAX));
+        assert_eq!(
+            gemini_retry_delay(r#"{"error":{"details":[{"retryDelay":"NaNs"}]}}"#),
+            None
+        );
     }
 
     #[test]

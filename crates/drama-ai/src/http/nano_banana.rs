@@ -13,12 +13,12 @@ use serde_json::{Value, json};
 
 use crate::error::looks_like_moderation;
 use crate::error::{AiError, Provider, shorten};
-use crate::http::{Auth, HttpCore, join, one_image, required_key};
-use crate::prompts;
+use crate::http::image::{HttpImage, ImageWire, no_image};
+use crate::http::{Auth, HttpCore, join, required_key};
 use crate::settings::{AiSettings, ApiKey};
 use crate::traits::ImageModel;
-use crate::types::{GeneratedImage, ImageRequest, sniff_mime};
-use crate::usage::{Generated, ModelInfo, Usage};
+use crate::types::{GeneratedImage, ReferenceImage, sniff_mime};
+use crate::usage::Usage;
 
 const PROVIDER: Provider = Provider::NanoBanana;
 
@@ -33,26 +33,16 @@ pub fn image_model(settings: &AiSettings) -> Result<Arc<dyn ImageModel>, AiError
         settings.nano_banana_api_key.as_ref(),
         "NANO_BANANA_API_KEY",
     )?;
-    let core = HttpCore::new(
-        PROVIDER,
-        settings,
-        std::time::Duration::from_secs(settings.image_timeout_secs),
-    )?;
-    Ok(Arc::new(NanoBanana {
-        core,
+    let wire = NanoBanana {
         key,
         base: settings.nano_banana_api_base.clone(),
-        model: settings.nano_banana_model.clone(),
-        max_references: settings.max_reference_images,
-    }))
+    };
+    HttpImage::model(PROVIDER, &settings.nano_banana_model, settings, wire)
 }
 
 struct NanoBanana {
-    core: HttpCore,
     key: ApiKey,
     base: String,
-    model: String,
-    max_references: usize,
 }
 
 /// Where the answer says the image is.
@@ -117,111 +107,94 @@ fn message_text(answer: &Value) -> String {
 }
 
 #[async_trait]
-impl ImageModel for NanoBanana {
-    fn model(&self) -> ModelInfo {
-        ModelInfo::new(PROVIDER, &self.model)
-    }
-
-    fn max_references(&self) -> usize {
-        self.max_references
-    }
-
-    #[tracing::instrument(skip_all, fields(provider = "nano-banana", kind = request.kind.as_str(), references = request.references.len()))]
-    async fn generate_image(
+impl ImageWire for NanoBanana {
+    fn request(
         &self,
-        request: &ImageRequest,
-    ) -> Result<Generated<GeneratedImage>, AiError> {
-        crate::types::check_image_request(request, self.max_references)?;
-        let text = prompts::image_prompt(request.kind, &request.prompt, request.references.len());
+        model: &str,
+        text: String,
+        references: &[ReferenceImage],
+    ) -> (String, Auth<'_>, Value) {
         let mut content = vec![json!({"type": "text", "text": text})];
         content.extend(
-            request
-                .references
+            references
                 .iter()
                 .map(|r| json!({"type": "image_url", "image_url": {"url": r.data_url()}})),
         );
         let body = json!({
-            "model": self.model,
+            "model": model,
             "stream": false,
             "messages": [{"role": "user", "content": content}]
         });
         let url = join(&self.base, "/v1/chat/completions");
-        let ((image, usage), attempts) = self
-            .core
-            .post_json(&url, Auth::Bearer(&self.key), &body, |answer| async move {
-                let image = self.image_from(&answer).await?;
-                let n = |p: &str| answer.pointer(p).and_then(Value::as_u64).unwrap_or(0);
-                Ok((
-                    image,
-                    Usage {
-                        input_tokens: n("/usage/prompt_tokens"),
-                        output_tokens: n("/usage/completion_tokens"),
-                        ..Usage::default()
-                    },
-                ))
-            })
-            .await?;
-        Ok(one_image(image, usage, attempts, self.model()))
+        (url, Auth::Bearer(&self.key), body)
+    }
+
+    async fn read(
+        &self,
+        core: &HttpCore,
+        answer: &Value,
+    ) -> Result<(GeneratedImage, Usage), AiError> {
+        let image = image_from(core, answer).await?;
+        let n = |p: &str| answer.pointer(p).and_then(Value::as_u64).unwrap_or(0);
+        Ok((
+            image,
+            Usage {
+                input_tokens: n("/usage/prompt_tokens"),
+                output_tokens: n("/usage/completion_tokens"),
+                ..Usage::default()
+            },
+        ))
     }
 }
 
-impl NanoBanana {
-    async fn image_from(&self, answer: &Value) -> Result<GeneratedImage, AiError> {
-        let choice = answer.pointer("/choices/0");
-        if let Some(refusal) = choice
-            .and_then(|c| c.pointer("/message/refusal"))
-            .and_then(Value::as_str)
-        {
-            return Err(AiError::Refused {
-                provider: PROVIDER,
-                reason: refusal.to_owned(),
-            });
-        }
-        if choice
-            .and_then(|c| c.get("finish_reason"))
-            .and_then(Value::as_str)
-            == Some("content_filter")
-        {
-            return Err(AiError::Refused {
-                provider: PROVIDER,
-                reason: "the answer was stopped by the content filter".to_owned(),
-            });
-        }
-        let content = message_text(answer);
-        let bytes = match find_image(&content)? {
-            Some(Found::Link(link)) => {
-                self.core
-                    .download(&link, crate::http::fetch::FileKind::Image)
-                    .await?
-                    .0
-            }
-            Some(Found::Inline(bytes)) => Bytes::from(bytes),
-            None if looks_like_moderation(&content) => {
-                return Err(AiError::Refused {
-                    provider: PROVIDER,
-                    reason: shorten(&content, 300),
-                });
-            }
-            None => {
-                return Err(AiError::NoImage {
-                    provider: PROVIDER,
-                    detail: if content.is_empty() {
-                        shorten(&answer.to_string(), 200)
-                    } else {
-                        shorten(&content, 200)
-                    },
-                });
-            }
-        };
-        let mime_type = sniff_mime(&bytes)
-            .filter(|m| m.starts_with("image/"))
-            .ok_or_else(|| AiError::InvalidResponse {
-                provider: PROVIDER,
-                message: format!("the returned file ({} bytes) is not an image", bytes.len()),
-            })?;
-        Ok(GeneratedImage {
-            bytes,
-            mime_type: mime_type.to_owned(),
-        })
+/// The image of an answer: inline, or downloaded by `core` from the link it holds.
+async fn image_from(core: &HttpCore, answer: &Value) -> Result<GeneratedImage, AiError> {
+    let choice = answer.pointer("/choices/0");
+    if let Some(refusal) = choice
+        .and_then(|c| c.pointer("/message/refusal"))
+        .and_then(Value::as_str)
+    {
+        return Err(AiError::Refused {
+            provider: PROVIDER,
+            reason: refusal.to_owned(),
+        });
     }
+    if choice
+        .and_then(|c| c.get("finish_reason"))
+        .and_then(Value::as_str)
+        == Some("content_filter")
+    {
+        return Err(AiError::Refused {
+            provider: PROVIDER,
+            reason: "the answer was stopped by the content filter".to_owned(),
+        });
+    }
+    let content = message_text(answer);
+    let bytes = match find_image(&content)? {
+        Some(Found::Link(link)) => {
+            core.download(&link, crate::http::fetch::FileKind::Image)
+                .await?
+                .0
+        }
+        Some(Found::Inline(bytes)) => Bytes::from(bytes),
+        None if looks_like_moderation(&content) => {
+            return Err(AiError::Refused {
+                provider: PROVIDER,
+                reason: shorten(&content, 300),
+            });
+        }
+        None => {
+            return Err(no_image(PROVIDER, answer, &content));
+        }
+    };
+    let mime_type = sniff_mime(&bytes)
+        .filter(|m| m.starts_with("image/"))
+        .ok_or_else(|| AiError::InvalidResponse {
+            provider: PROVIDER,
+            message: format!("the returned file ({} bytes) is not an image", bytes.len()),
+        })?;
+    Ok(GeneratedImage {
+        bytes,
+        mime_type: mime_type.to_owned(),
+    })
 }

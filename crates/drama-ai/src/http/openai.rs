@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use crate::error::{AiError, Provider, shorten};
-use crate::http::{Auth, HttpCore, join, required_key};
+use crate::http::{Auth, CallKind, HttpCore, join, required_key};
 use crate::llm::{Finish, LlmScript, Role, TextAnswer, TextBackend, TextCall};
 use crate::settings::{AiSettings, ApiKey};
 use crate::traits::ScriptModel;
@@ -23,11 +23,7 @@ const PROVIDER: Provider = Provider::OpenAi;
 /// [`AiError::NotConfigured`] without `OPENAI_API_KEY`; [`AiError::Config`] for bad settings.
 pub fn script_model(settings: &AiSettings, model: &str) -> Result<Arc<dyn ScriptModel>, AiError> {
     let key = required_key(PROVIDER, settings.openai_api_key.as_ref(), "OPENAI_API_KEY")?;
-    let core = HttpCore::new(
-        PROVIDER,
-        settings,
-        std::time::Duration::from_secs(settings.text_timeout_secs),
-    )?;
+    let core = HttpCore::new(PROVIDER, settings, CallKind::Text)?;
     Ok(Arc::new(LlmScript {
         backend: OpenAiText {
             core,
@@ -93,9 +89,7 @@ impl TextBackend for OpenAiText {
         let body = self.body(call);
         let (answer, attempts) = self
             .core
-            .post_json(&url, Auth::Bearer(&self.key), &body, |answer| async {
-                Ok(answer)
-            })
+            .post_for_json(&url, Auth::Bearer(&self.key), &body)
             .await?;
         let choice = answer
             .pointer("/choices/0")

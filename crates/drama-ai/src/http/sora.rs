@@ -7,13 +7,12 @@
 //! (`NOT_START`, `SUBMITTED`, `QUEUED` …) → pending.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use crate::error::{AiError, Provider, shorten};
-use crate::http::{Auth, HttpCore, join, required_key};
+use crate::http::{Auth, CallKind, HttpCore, join, required_key};
 use crate::prompts::{self, PROMPT_VERSION};
 use crate::settings::{AiSettings, ApiKey};
 use crate::traits::{VideoModel, VideoPolling};
@@ -28,11 +27,7 @@ const PROVIDER: Provider = Provider::Sora;
 /// [`AiError::NotConfigured`] without `SORA_API_KEY`; [`AiError::Config`] for bad settings.
 pub fn video_model(settings: &AiSettings) -> Result<Arc<dyn VideoModel>, AiError> {
     let key = required_key(PROVIDER, settings.sora_api_key.as_ref(), "SORA_API_KEY")?;
-    let core = HttpCore::new(
-        PROVIDER,
-        settings,
-        Duration::from_secs(settings.video_request_timeout_secs),
-    )?;
+    let core = HttpCore::new(PROVIDER, settings, CallKind::VideoRequest)?;
     Ok(Arc::new(Sora {
         core,
         key,
@@ -52,6 +47,33 @@ struct Sora {
     aspect_ratio: String,
     hd: bool,
     polling: VideoPolling,
+}
+
+/// The task id of a submit answer, when it is one that fits in a URL path.
+fn task_id_of(answer: &Value) -> Result<String, AiError> {
+    let task_id = answer
+        .get("task_id")
+        .or_else(|| answer.pointer("/data/task_id"))
+        .or_else(|| answer.get("id"))
+        .and_then(|v| match v {
+            Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        })
+        .ok_or_else(|| AiError::InvalidResponse {
+            provider: PROVIDER,
+            message: format!(
+                "the submit answer has no task_id: {}",
+                shorten(&answer.to_string(), 300)
+            ),
+        })?;
+    if task_id.contains(['/', '?', '#']) {
+        return Err(AiError::InvalidResponse {
+            provider: PROVIDER,
+            message: format!("task id {task_id:?} cannot be used in a URL path"),
+        });
+    }
+    Ok(task_id)
 }
 
 /// Reads a status answer.
@@ -161,34 +183,14 @@ impl VideoModel for Sora {
             body["images"] = json!([image]);
         }
         let url = join(&self.base, "/v2/videos/generations");
-        let (answer, attempts) = self
+        // Each accepted submission is a paid render, and the answer is its only handle: a
+        // submission whose answer is lost or unreadable is not sent again (`submit_json`).
+        let (task_id, attempts) = self
             .core
-            .post_json(&url, Auth::Bearer(&self.key), &body, |answer| async {
-                Ok(answer)
+            .submit_json(&url, Auth::Bearer(&self.key), &body, |answer| {
+                task_id_of(&answer)
             })
             .await?;
-        let task_id = answer
-            .get("task_id")
-            .or_else(|| answer.pointer("/data/task_id"))
-            .or_else(|| answer.get("id"))
-            .and_then(|v| match v {
-                Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
-                Value::Number(n) => Some(n.to_string()),
-                _ => None,
-            })
-            .ok_or_else(|| AiError::InvalidResponse {
-                provider: PROVIDER,
-                message: format!(
-                    "the submit answer has no task_id: {}",
-                    shorten(&answer.to_string(), 300)
-                ),
-            })?;
-        if task_id.contains('/') || task_id.contains('?') || task_id.contains('#') {
-            return Err(AiError::InvalidResponse {
-                provider: PROVIDER,
-                message: format!("task id {task_id:?} cannot be used in a URL path"),
-            });
-        }
         tracing::info!(%task_id, "video task submitted");
         Ok(Generated {
             output: VideoTask {

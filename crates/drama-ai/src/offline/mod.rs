@@ -552,11 +552,7 @@ impl ScriptModel for OfflineProvider {
         new_id: &DramaId,
     ) -> Result<Generated<Drama>, AiError> {
         self.calls.count(Call::Script);
-        if feedback.trim().is_empty() {
-            return Err(AiError::InvalidRequest("the feedback is empty".to_owned()));
-        }
-        let episodes = EpisodeCount::from_texts(&[&drama.premise, feedback])
-            .map_err(AiError::InvalidRequest)?;
+        let episodes = EpisodeCount::for_improvement(drama, feedback)?;
         let improved = script::improve(self.seed, drama, feedback, new_id, episodes)
             .map_err(AiError::InvalidRequest)?;
         let original = serde_json::to_string(drama).unwrap_or_default();

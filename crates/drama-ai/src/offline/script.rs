@@ -1,11 +1,10 @@
 //! Deterministic drama writing from the premise's own words.
 
 use drama_domain::{
-    Asset, AssetId, AssetKind, Character, CharacterId, Drama, DramaId, Episode, EpisodeId, Scene,
-    SceneId,
+    AssetId, Character, CharacterId, Drama, DramaId, Episode, EpisodeId, Scene, SceneId,
 };
 
-use crate::validate::EpisodeCount;
+use crate::validate::{EpisodeCount, requested_count, storyboarded_scene};
 
 /// SplitMix64: small, fast, and stable forever (unlike library RNGs across versions).
 pub(crate) struct Rng(u64);
@@ -163,24 +162,7 @@ fn capitalise(word: &str) -> String {
 
 /// A character count the premise asks for ("1 character", "three characters").
 fn requested_character_count(premise: &str) -> Option<usize> {
-    const WORDS: [&str; 9] = [
-        "zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
-    ];
-    let lower = premise.to_lowercase();
-    let tokens: Vec<&str> = lower
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|t| !t.is_empty())
-        .collect();
-    tokens.windows(2).find_map(|pair| {
-        let [n, noun] = pair else { return None };
-        if *noun != "character" && *noun != "characters" {
-            return None;
-        }
-        n.parse::<usize>()
-            .ok()
-            .or_else(|| WORDS.iter().position(|w| w == n))
-            .filter(|n| (1..=8).contains(n))
-    })
+    requested_count(premise, "character", |n| (1..=8).contains(&n).then_some(n))
 }
 
 const FEMALE: &[&str] = &[
@@ -640,42 +622,25 @@ pub(crate) fn scenes(seed: u64, drama: &Drama, episode: &Episode) -> Result<Vec<
         let clip_id =
             AssetId::parse(unique(format!("{scene_id}-clip"))).map_err(|e| e.to_string())?;
         let duration = if rng.below(2) == 0 { 10 } else { 15 };
-        out.push(Scene {
-            id: SceneId::parse(scene_id).map_err(|e| e.to_string())?,
+        let board_prompt = format!(
+            "{}: {} around the {word}; {}.",
+            shots[rng.below(shots.len())],
+            names.join(", "),
+            looks.join("; ")
+        );
+        let clip_prompt = format!(
+            "{}; {} react as the {word} changes everything.",
+            moves[rng.below(moves.len())],
+            names.join(" and ")
+        );
+        out.push(storyboarded_scene(
+            SceneId::parse(scene_id).map_err(|e| e.to_string())?,
             description,
-            image_url: None,
-            video_url: None,
-            assets: vec![
-                Asset {
-                    id: board_id.clone(),
-                    kind: AssetKind::Image,
-                    depends_on: cast.iter().map(|c| c.id.as_str().to_owned()).collect(),
-                    prompt: format!(
-                        "{}: {} around the {word}; {}.",
-                        shots[rng.below(shots.len())],
-                        names.join(", "),
-                        looks.join("; ")
-                    ),
-                    duration: None,
-                    url: None,
-                    metadata: None,
-                },
-                Asset {
-                    id: clip_id,
-                    kind: AssetKind::Video,
-                    depends_on: vec![board_id.into_inner()],
-                    prompt: format!(
-                        "{}; {} react as the {word} changes everything.",
-                        moves[rng.below(moves.len())],
-                        names.join(" and ")
-                    ),
-                    duration: Some(duration),
-                    url: None,
-                    metadata: None,
-                },
-            ],
-            metadata: None,
-        });
+            cast.iter().map(|c| c.id.as_str().to_owned()).collect(),
+            (board_id, board_prompt),
+            (clip_id, clip_prompt),
+            Some(duration),
+        ));
     }
     Ok(out)
 }

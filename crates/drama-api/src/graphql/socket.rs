@@ -8,10 +8,13 @@
 //!   4408, so a silent socket holds nothing for long;
 //! - the credentials of `connection_init` are checked here, before juniper sees the message
 //!   (browsers cannot set headers on a WebSocket, so they come in its payload:
-//!   `{"authorization": "Bearer …"}` or `{"x-api-key": …}`);
+//!   `{"authorization": "Bearer …"}` or `{"x-api-key": …}`); a refused one costs the client's
+//!   anonymous rate as failed credentials over HTTP do, and from an address over it an API key
+//!   this process does not hold is refused (4403, the rate's message) without a lookup;
 //! - every `subscribe` (`start`) counts against the caller's rate, like a request, and is priced
-//!   against the GraphQL limits; a refused one gets an `error` message for its id (code
-//!   `rate_limited` or the limit's code) and the socket stays open;
+//!   against the GraphQL limits, then normalised for the old clients as a POST's operation is
+//!   (`compat`); a refused one gets an `error` message for its id (code `rate_limited`, the
+//!   limit's code, or `BAD_USER_INPUT`) and the socket stays open;
 //! - a query or mutation still running after `http.request_timeout` is stopped and answered
 //!   with an `error` (code `unavailable`), as a POST would be with 503. Subscriptions are
 //!   long-lived by nature and bounded by the stream caps instead;
@@ -21,12 +24,16 @@
 //! - an initialised socket holds a place among its caller's streams (the caps of SSE), which
 //!   its first subscription runs on, so idle sockets are bounded as streams are; a
 //!   `connection_init` over a cap closes the socket with 1013 and the cap's message;
+//! - an initialised socket that runs no subscription and starts no operation for
+//!   `http.ws_idle_timeout` is closed with 1000, so forgotten sockets do not hold their
+//!   places among the streams for as long as their credentials last;
 //! - what goes to the client waits in one bounded queue; while it is full the client's frames
 //!   are not read (backpressure), so a client that sends and never reads holds a queue's
 //!   worth of answers, not an ever-growing one.
 
 use std::collections::HashSet;
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -52,7 +59,7 @@ use crate::error::{Chain, ErrorCode};
 use crate::lapse::{Credentials, lapsed};
 use crate::media_links::sign_text;
 use crate::realtime::SocketPlace;
-use crate::state::ApiState;
+use crate::state::{ANONYMOUS_LIMITED, ApiState, AuthRefusal};
 
 /// The close code for a socket that did not send `connection_init` in time (the code
 /// graphql-transport-ws defines for it).
@@ -76,6 +83,12 @@ pub const CREDENTIALS_LAPSED_CLOSE: u16 = 4403;
 /// instead would cut off slow but honest clients on a bad network; pausing costs nothing but
 /// the socket's place, which the stream caps bound.
 const OUTGOING_QUEUE: usize = 64;
+
+/// The close code for an initialised socket that ran no subscription and started no
+/// operation for `http.ws_idle_timeout`: 1000, "Normal Closure" (RFC 6455), as the socket has
+/// nothing left to do. Clients reconnect when they next subscribe (graphql-ws reconnects at
+/// once only when it has subscriptions to resume). The reason says how long it was idle.
+pub const IDLE_CLOSE: u16 = 1000;
 
 /// How long a socket the server closes has to send its close frame: a client that reads
 /// nothing would otherwise keep a closed socket open. Past it the connection is dropped.
@@ -252,6 +265,7 @@ pub(crate) async fn websocket(
         }
     };
     let schema = ArcSchema(state.schema.clone());
+    let client = state.client_address(&req);
     let gate = Gate {
         state,
         protocol,
@@ -259,6 +273,7 @@ pub(crate) async fn websocket(
         running: Arc::default(),
         stopped: Arc::default(),
         caller: Arc::default(),
+        client,
     };
     match protocol {
         Protocol::Transport => {
@@ -289,6 +304,8 @@ struct Gate {
     stopped: Arc<Mutex<HashSet<String>>>,
     /// The authenticated caller, whose media URLs the outgoing messages carry signed.
     caller: Arc<OnceLock<Caller>>,
+    /// The client's address, which a refused `connection_init` is counted under.
+    client: Option<IpAddr>,
 }
 
 impl Gate {
@@ -351,6 +368,11 @@ impl Gate {
         let mut room: Option<mpsc::Permit<'_, Outgoing>> = None;
         // Resolves once the credentials of `connection_init` are no longer accepted.
         let mut lapse: BoxFuture<'static, String> = Box::pin(std::future::pending());
+        // The place an initialised socket holds, and when it next asks whether it is idle.
+        let mut holding: Option<Arc<SocketPlace>> = None;
+        let idle_check = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(idle_check);
+        let mut last_start = tokio::time::Instant::now();
         loop {
             let open = room.is_some() && queue.capacity() > 0;
             let incoming = tokio::select! {
@@ -361,6 +383,20 @@ impl Gate {
                 reason = &mut lapse => {
                     let reason = format!("Credentials no longer accepted: {reason}");
                     return self.close(&closer, CREDENTIALS_LAPSED_CLOSE, reason).await;
+                }
+                () = &mut idle_check, if holding.is_some() => {
+                    let left = holding.as_deref().and_then(|p| self.idle_left(p, last_start));
+                    match left {
+                        Some(left) => {
+                            idle_check.as_mut().reset(tokio::time::Instant::now() + left);
+                            continue;
+                        }
+                        None => {
+                            let seconds = self.state.settings.ws_idle_timeout.as_secs_f64();
+                            let reason = format!("Idle for {seconds} s without a subscription");
+                            return self.close(&closer, IDLE_CLOSE, reason).await;
+                        }
+                    }
                 }
                 reserved = queue.reserve(), if !open => match reserved {
                     Ok(place) => {
@@ -394,15 +430,24 @@ impl Gate {
                     Some(Err(_)) | None => return,
                 },
             };
+            // The frame juniper gets instead, when the gate rewrote the operation.
+            let mut rewritten = None;
             if let Incoming::Text(text) = &incoming {
-                let parsed: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+                let mut parsed: Value = serde_json::from_str(text).unwrap_or(Value::Null);
                 let kind = parsed["type"].as_str().unwrap_or_default();
                 if kind == "connection_init" && !initialised {
                     initialised = true;
                     match self.initialise(&parsed["payload"]).await {
-                        Ok(Some((known, until))) => {
+                        Ok(Some((known, until, held))) => {
                             caller = Some(known);
                             lapse = until;
+                            if !self.state.settings.ws_idle_timeout.is_zero() {
+                                holding = Some(held);
+                                let idle = self.state.settings.ws_idle_timeout;
+                                idle_check
+                                    .as_mut()
+                                    .reset(tokio::time::Instant::now() + idle);
+                            }
                         }
                         Ok(None) => {}
                         Err(over) => {
@@ -410,22 +455,26 @@ impl Gate {
                         }
                     }
                 } else if kind == self.protocol.start()
-                    && let (Some(caller), Some(id)) = (caller, parsed["id"].as_str())
+                    && let (Some(caller), Some(id)) =
+                        (caller, parsed["id"].as_str().map(str::to_owned))
                 {
                     // A new operation under the id of a stopped one is the client's again.
-                    self.stopped().remove(id);
-                    match self.admit(&caller, &parsed["payload"]) {
+                    self.stopped().remove(&id);
+                    match self.admit(&caller, &mut parsed["payload"]) {
                         Err(refusal) => {
                             if let Some(place) = room.take() {
-                                place.send(Outgoing::Message(self.protocol.error(id, &refusal)));
+                                place.send(Outgoing::Message(self.protocol.error(&id, &refusal)));
                             }
                             continue;
                         }
-                        Ok(true) => deadlines.push(self.watch(id)),
+                        Ok(true) => deadlines.push(self.watch(&id)),
                         Ok(false) => {}
                     }
+                    rewritten = Some(Incoming::Text(parsed.to_string()));
+                    last_start = tokio::time::Instant::now();
                 }
             }
+            let incoming = rewritten.unwrap_or(incoming);
             if juniper.send(incoming).await.is_err() {
                 return;
             }
@@ -437,13 +486,14 @@ impl Gate {
 
     /// `connection_init`: authenticates its payload and hands juniper the outcome. An accepted
     /// socket holds a place among the caller's streams from now on, idle or not, and lasts as
-    /// long as its credentials: the caller and what resolves when they lapse. `Ok(None)` when
+    /// long as its credentials (or until it is idle too long): the caller, what resolves when
+    /// they lapse, and the place (which knows whether subscriptions run). `Ok(None)` when
     /// the credentials are refused (juniper answers that); `Err` with the reason to close
     /// when the caller has no stream place left.
     async fn initialise(
         &self,
         payload: &Value,
-    ) -> Result<Option<(Caller, BoxFuture<'static, String>)>, String> {
+    ) -> Result<Option<(Caller, BoxFuture<'static, String>, Arc<SocketPlace>)>, String> {
         let (outcome, credentials) = self.authenticate(payload).await;
         let (outcome, accepted) = match outcome {
             Ok(known) => {
@@ -456,15 +506,28 @@ impl Gate {
                 let until: BoxFuture<'static, String> =
                     Box::pin(lapsed(state, credentials, caller, known.until));
                 let _ = self.caller.set(caller);
-                (
-                    Ok((caller, SocketPlace::new(permit))),
-                    Some((caller, until)),
-                )
+                let place = SocketPlace::new(permit);
+                (Ok((caller, place.clone())), Some((caller, until, place)))
             }
             Err(refused) => (Err(refused), None),
         };
         *self.slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(outcome);
         Ok(accepted)
+    }
+
+    /// How long an initialised socket holding `place` may still wait before it counts as
+    /// idle (`http.ws_idle_timeout` without a subscription running on it, a query or mutation
+    /// running, or an operation started since `last_start`); `None` once it does.
+    fn idle_left(&self, place: &SocketPlace, last_start: tokio::time::Instant) -> Option<Duration> {
+        let limit = self.state.settings.ws_idle_timeout;
+        if !self.running().is_empty() {
+            return Some(limit);
+        }
+        let Some(idle) = place.idle_for() else {
+            return Some(limit);
+        };
+        let idle = idle.min(last_start.elapsed());
+        limit.checked_sub(idle).filter(|left| !left.is_zero())
     }
 
     /// Starts the clock of an admitted query or mutation: what resolves with its id at the
@@ -586,24 +649,28 @@ impl Gate {
             })
         };
         let (authorization, api_key) = (credential("authorization"), credential("x-api-key"));
+        // A refused `connection_init` costs the client's anonymous rate, as a request with
+        // failed credentials does; over it, the socket is refused without a lookup.
         let outcome = self
             .state
-            .auth
-            .authenticated(authorization, api_key)
+            .authenticate_from(authorization, api_key, self.client)
             .await
-            .map_err(|e| {
+            .map_err(|refused| match refused {
                 // The socket's refusal is the boundary: nothing else logs this failure.
-                if matches!(e, AuthError::Unavailable(_)) {
+                AuthRefusal::Credentials(e @ AuthError::Unavailable(_)) => {
                     tracing::error!(error = %Chain(&e), "WebSocket authentication failed");
+                    e.to_string()
                 }
-                e.to_string()
+                AuthRefusal::Credentials(e) => e.to_string(),
+                AuthRefusal::OverAnonymousRate(_) => ANONYMOUS_LIMITED.to_owned(),
             });
         (outcome, Credentials::new(authorization, api_key))
     }
 
-    /// Counts an operation against the caller's rate and prices it. `Ok(true)` for a query or
+    /// Counts an operation against the caller's rate, prices it, and normalises it for the
+    /// old clients in `payload` as a POST's operation is (`compat`). `Ok(true)` for a query or
     /// mutation (bounded by the request deadline), `Ok(false)` for a subscription.
-    fn admit(&self, caller: &Caller, payload: &Value) -> Result<bool, Refusal> {
+    fn admit(&self, caller: &Caller, payload: &mut Value) -> Result<bool, Refusal> {
         if let Err(limited) = self.state.check_rate(caller) {
             return Err(Refusal {
                 message: "Too many requests; slow down.".to_owned(),
@@ -620,7 +687,7 @@ impl Gate {
         }))
         .ok();
         // A payload that is not an operation is juniper's to refuse.
-        let Some(request) = request else {
+        let Some(mut request) = request else {
             return Ok(false);
         };
         let schema = &self.state.schema.schema;
@@ -634,6 +701,20 @@ impl Gate {
                 extensions,
             }
         })?;
+        // juniper runs what the gate passes on: the operation as a POST would run it (and not
+        // one that would make juniper panic).
+        super::compat::normalise(schema, &mut request).map_err(|message| Refusal {
+            message,
+            extensions: json!({"code": ErrorCode::ValidationFailed.graphql()}),
+        })?;
+        if let Some(fields) = payload.as_object_mut() {
+            fields.insert("query".to_owned(), json!(request.query));
+            if let Some(variables) = request.variables.as_ref()
+                && let Ok(variables) = serde_json::to_value(variables)
+            {
+                fields.insert("variables".to_owned(), variables);
+            }
+        }
         Ok(!is_subscription(schema, &request))
     }
 }

@@ -177,9 +177,14 @@ impl Subscription {
         job_id: String,
         after: Option<String>,
     ) -> Result<JobEventStream, FieldError> {
-        let id: JobId = job_id
-            .parse()
-            .map_err(|_| bad_input(format!("jobId {job_id:?} is not a job id")))?;
+        // Text that cannot be a job id names no job there is: not found, as REST answers it
+        // in a path (and `dramaChanged` a drama id).
+        let id: JobId = job_id.parse().map_err(|_| {
+            juniper::IntoFieldError::into_field_error(GqlError(AppError::not_found(
+                Entity::Job,
+                &job_id,
+            )))
+        })?;
         let after = after
             .map(|a| a.parse::<i64>().map(EventId))
             .transpose()
@@ -230,7 +235,9 @@ fn open_stream(ctx: &Ctx) -> Result<crate::realtime::SubscriptionPermit, FieldEr
     ctx.realtime
         .open_subscription(ctx.caller.user, ctx.socket.as_ref())
         .map_err(|e| {
-            let (limit, retry) = (e.limit.to_string(), e.retry_after().to_string());
+            // Numbers, as in REST's body and every other refusal's extensions.
+            let limit = i32::try_from(e.limit).unwrap_or(i32::MAX);
+            let retry = i32::try_from(e.retry_after()).unwrap_or(i32::MAX);
             FieldError::new(
                 e.to_string(),
                 graphql_value!({

@@ -135,6 +135,23 @@ async fn create(
     let multipart = header_text(req.headers(), "content-type")
         .is_some_and(|v| v.contains("multipart/form-data"));
     if multipart {
+        // A form is held in memory (up to FORM_LIMIT) while it arrives, for up to the upload
+        // time limit: before a byte of it is read, a form announced larger than it could be
+        // is refused, and it takes one of the user's upload slots, as a library upload does
+        // (a service caller, which acts for many users, takes none).
+        if let Some(length) = header_text(req.headers(), "content-length")
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|length| *length > FORM_LIMIT as u64)
+        {
+            return Err(ApiError::message(
+                ErrorCode::TooLarge,
+                format!("The form is too large: {length} bytes, the limit is {FORM_LIMIT}"),
+            ));
+        }
+        let _permit = match caller.service {
+            true => None,
+            false => Some(state.uploads.enter(caller.user)?),
+        };
         // The request deadline does not cover a multipart body (a slow client's reference
         // image); the upload's own limits do, so a body that trickles or stalls cannot hold
         // the handler and its connection for ever.

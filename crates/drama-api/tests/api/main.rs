@@ -1,6 +1,7 @@
 //! drama-api in process: every route through the real route table and middleware.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod anonymous_rate;
 mod auth;
 mod console;
 mod cover_words;

@@ -20,19 +20,19 @@ const NESTED: &str = "{ dramas(limit: 50) { id title jobs { type status } \
     episodes { title url jobs { type status } scenes { imageUrl videoUrl jobs { type status } } } } }";
 
 /// The API over PostgreSQL through a statement-counting proxy, with one user and a key.
-struct PgApi {
+pub struct PgApi {
     db: ScratchDb,
     setup: sqlx::PgPool,
     pool: sqlx::PgPool,
-    counter: StatementCounter,
-    store: Arc<PgStore>,
-    app: App,
-    user: UserId,
-    key: String,
+    pub counter: StatementCounter,
+    pub store: Arc<PgStore>,
+    pub app: App,
+    pub user: UserId,
+    pub key: String,
 }
 
 impl PgApi {
-    async fn start(name: &str) -> Self {
+    pub async fn start(name: &str) -> Self {
         let db = ScratchDb::create(name).await;
         let setup = db.pool().await;
         drama_postgres::migrate(&setup).await.unwrap();
@@ -66,7 +66,7 @@ impl PgApi {
         plain_service_of(self.app.clone()).await
     }
 
-    async fn finish(self) {
+    pub async fn finish(self) {
         self.pool.close().await;
         self.setup.close().await;
         self.db.drop_it().await;

@@ -54,7 +54,7 @@ async fn rest_of(mut response: reqwest::Response) -> String {
 }
 
 /// The close frame of a socket (waiting at most 30 s in all), skipping what comes before it.
-async fn closed(ws: &mut Socket) -> (u16, String) {
+pub async fn closed(ws: &mut Socket) -> (u16, String) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let message = tokio::time::timeout_at(deadline, ws.next())

@@ -322,11 +322,7 @@ async fn a_stalled_premise_form_is_answered_408() {
             ..harness_settings()
         },
     );
-    let first = format!(
-        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"premise\"\r\n\r\nA corgi.\r\n\
-         --{BOUNDARY}\r\nContent-Disposition: form-data; name=\"reference_image\"; \
-         filename=\"r.png\"\r\nContent-Type: image/png\r\n\r\n"
-    );
+    let first = premise_head();
     let length = first.len() + 1024 * 1024;
     let mut socket = begin_at(
         &server.base,
@@ -342,4 +338,97 @@ async fn a_stalled_premise_form_is_answered_408() {
         (408, Some("request_timeout")),
         "{body}"
     );
+}
+
+/// The head of a premise form up to its reference image's first bytes.
+fn premise_head() -> String {
+    format!(
+        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"premise\"\r\n\r\nA corgi.\r\n\
+         --{BOUNDARY}\r\nContent-Disposition: form-data; name=\"reference_image\"; \
+         filename=\"r.png\"\r\nContent-Type: image/png\r\n\r\n"
+    )
+}
+
+/// A premise form is held in memory while it arrives: it takes one of the user's upload
+/// slots (shared with library uploads) before its body is read, and one announced larger
+/// than a form may be is refused before its body is sent.
+#[actix_web::test]
+async fn premise_forms_take_upload_slots_and_an_oversized_one_is_refused_up_front() {
+    let h = Harness::new().await;
+    let server = listen_app(
+        h.app.clone(),
+        HttpSettings {
+            uploads_per_user: 2,
+            ..harness_settings()
+        },
+    );
+    let first = premise_head();
+    let length = first.len() + 1024 * 1024;
+    let stalled = || {
+        begin_at(
+            &server.base,
+            "/dramas",
+            &h.alice_key,
+            length,
+            first.as_bytes(),
+        )
+    };
+    let held = [stalled().await, stalled().await];
+
+    // Once the held forms have their slots, Alice's library upload is refused: the slots are
+    // the same.
+    let mut taken = false;
+    for _ in 0..400 {
+        let (status, _, body) = whole_upload(&server.base, &h.alice_key).await;
+        if status == 429 {
+            taken = true;
+            break;
+        }
+        assert_eq!(status, 200, "{body}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(taken, "the stalled premise forms took no upload slot");
+
+    // A third form is refused at once, with the rest of its body unsent.
+    let mut third = stalled().await;
+    let (status, headers, body) = answer(&mut third).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (429, Some("too_many_uploads")),
+        "{body}"
+    );
+    assert!(
+        headers.iter().any(|(n, _)| n == "retry-after"),
+        "{headers:?}"
+    );
+
+    // Bob has slots of his own, but a form announced above the form's limit (21 MiB) is
+    // refused before its body is sent.
+    let mut oversized = begin_at(
+        &server.base,
+        "/dramas",
+        &h.bob_key,
+        22 * 1024 * 1024,
+        first.as_bytes(),
+    )
+    .await;
+    let (status, _, body) = answer(&mut oversized).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (413, Some("too_large")),
+        "{body}"
+    );
+
+    // Abandoning the held forms frees the slots.
+    drop(held);
+    let mut freed = false;
+    for _ in 0..400 {
+        let (status, _, _) = whole_upload(&server.base, &h.alice_key).await;
+        if status == 200 {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(freed, "the abandoned premise forms kept their slots");
 }

@@ -184,6 +184,44 @@ async fn subscriptions_need_credentials_and_an_own_drama() {
         answer["payload"]["errors"].clone()
     };
     assert_eq!(errors[0]["extensions"]["code"], "NOT_FOUND", "{answer}");
+
+    // Nor a job: a job id of no job, or text that cannot be one, is NOT_FOUND, as REST
+    // answers both 404.
+    for (n, job) in [uuid::Uuid::now_v7().to_string(), "nope".to_owned()]
+        .iter()
+        .enumerate()
+    {
+        let id = format!("job{n}");
+        send(
+            &mut ws,
+            json!({"id": id, "type": "subscribe", "payload": {
+                "query": format!(r#"subscription {{ jobProgress(jobId: "{job}") {{ eventId }} }}"#)
+            }}),
+        )
+        .await;
+        let answer = loop {
+            let answer = next(&mut ws).await.unwrap();
+            if answer["type"] != "complete" {
+                break answer;
+            }
+        };
+        let errors = if answer["type"] == "error" {
+            answer["payload"].clone()
+        } else {
+            answer["payload"]["errors"].clone()
+        };
+        assert_eq!(
+            errors[0]["extensions"]["code"], "NOT_FOUND",
+            "{job}: {answer}"
+        );
+        let rest = reqwest::Client::new()
+            .get(format!("http://{}/jobs/{job}", server.base))
+            .bearer_auth(&h.bob_key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(rest.status(), 404, "{job}");
+    }
 }
 
 /// A document the schema refuses carries `BAD_USER_INPUT`, as in a POST's answer, on both
@@ -267,4 +305,83 @@ async fn not_ka(ws: &mut Socket) -> Value {
             return message;
         }
     }
+}
+
+/// The answer of a POST of `body` to `/graphql` on `server`.
+async fn posted(server: &Listening, key: &str, body: &Value) -> Value {
+    reqwest::Client::new()
+        .post(format!("http://{}/graphql", server.base))
+        .bearer_auth(key)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// The old clients' documents answer over the socket as they do posted: a nullable variable
+/// for a defaulted argument, an `Int` written `10.0`, and a null read by `@include` (an error
+/// for that operation, where juniper alone would panic); the socket stays open.
+#[actix_web::test]
+async fn old_client_documents_answer_over_the_socket_as_posted() {
+    let h = Harness::new().await;
+    let server = h.listen(Harness::settings());
+    let mut ws = connect(&server).await;
+    send(
+        &mut ws,
+        json!({"type": "connection_init", "payload": {"x-api-key": h.alice_key}}),
+    )
+    .await;
+    assert_eq!(next(&mut ws).await.unwrap()["type"], "connection_ack");
+    let served = [
+        json!({"query": "query Old($l: Int) { dramaSummaries(limit: $l) { id } }", "variables": {}}),
+        json!({"query": "query Old($l: Int) { dramaSummaries(limit: $l) { id } }", "variables": {"l": 10.0}}),
+        json!({"query": "query Old($w: Boolean = false) { dramaSummaries @include(if: $w) { id } }", "variables": {"w": true}}),
+    ];
+    for (n, body) in served.iter().enumerate() {
+        let id = format!("ok{n}");
+        send(
+            &mut ws,
+            json!({"id": id, "type": "subscribe", "payload": body}),
+        )
+        .await;
+        let answer = next(&mut ws).await.unwrap();
+        assert_eq!(answer["type"], "next", "{body} → {answer}");
+        assert_eq!(answer["id"], id.as_str());
+        let post = posted(&server, &h.alice_key, body).await;
+        assert!(post["errors"].is_null(), "{post}");
+        assert_eq!(answer["payload"]["data"], post["data"], "{body}");
+        assert_eq!(next(&mut ws).await.unwrap()["type"], "complete");
+    }
+
+    let nulled = json!({"query": "query Old($w: Boolean = false) { dramaSummaries @include(if: $w) { id } }", "variables": {"w": null}});
+    send(
+        &mut ws,
+        json!({"id": "null", "type": "subscribe", "payload": nulled}),
+    )
+    .await;
+    let answer = next(&mut ws).await.unwrap();
+    assert_eq!(
+        (answer["type"].as_str(), answer["id"].as_str()),
+        (Some("error"), Some("null")),
+        "{answer}"
+    );
+    let post = posted(&server, &h.alice_key, &nulled).await;
+    assert_eq!(
+        answer["payload"][0]["message"],
+        post["errors"][0]["message"]
+    );
+    assert_eq!(answer["payload"][0]["extensions"]["code"], "BAD_USER_INPUT");
+    assert_eq!(post["errors"][0]["extensions"]["code"], "BAD_USER_INPUT");
+
+    // The socket goes on serving.
+    send(
+        &mut ws,
+        json!({"id": "after", "type": "subscribe", "payload": served[0]}),
+    )
+    .await;
+    let answer = next(&mut ws).await.unwrap();
+    assert_eq!(answer["type"], "next", "{answer}");
 }

@@ -232,9 +232,20 @@ async fn subscriptions_count_against_the_stream_cap() {
     send(&mut ws, follow("two")).await;
     let answer = next(&mut ws).await.unwrap();
     assert_eq!(answer["id"], "two", "{answer}");
+    let extensions = &errors(&answer)[0]["extensions"];
     assert_eq!(
-        errors(&answer)[0]["extensions"]["code"],
+        extensions["code"],
         ErrorCode::TooManyStreams.graphql(),
+        "{answer}"
+    );
+    // The numbers are numbers, as in REST's answer.
+    assert_eq!(
+        (
+            &extensions["scope"],
+            &extensions["limit"],
+            &extensions["retryAfter"]
+        ),
+        (&json!("user"), &json!(1), &json!(5)),
         "{answer}"
     );
     // Stopping the first frees its place.
@@ -463,4 +474,64 @@ async fn initialised_sockets_count_against_the_stream_caps() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(freed, "the closed socket's place is given back");
+}
+
+#[actix_web::test]
+async fn an_idle_socket_is_closed_and_gives_its_place_back() {
+    let h = Harness::new().await;
+    let idle = Duration::from_millis(1500);
+    let settings = HttpSettings {
+        streams_per_user: 1,
+        ws_idle_timeout: idle,
+        ..Harness::settings()
+    };
+    let server = h.listen(settings);
+    store_drama_over_http(&server, &h.alice_key, "idle").await;
+
+    // A socket that runs nothing is closed once idle, pings or not.
+    let mut ws = connect(&server).await;
+    let opened = tokio::time::Instant::now();
+    init(&mut ws, &h.alice_key).await;
+    send(&mut ws, json!({"type": "ping"})).await;
+    let (code, reason) = close_frame(&mut ws).await.expect("a close frame");
+    assert_eq!(code, drama_api::graphql::IDLE_CLOSE, "{reason}");
+    assert!(reason.contains("Idle for 1.5 s"), "{reason}");
+    assert!(opened.elapsed() >= idle, "{:?}", opened.elapsed());
+
+    // Its place is Alice's one again; a socket running a subscription is not idle.
+    let mut place = None;
+    for _ in 0..50 {
+        let mut ws = connect(&server).await;
+        send(
+            &mut ws,
+            json!({"type": "connection_init", "payload": {"authorization": format!("Bearer {}", h.alice_key)}}),
+        )
+        .await;
+        if next(&mut ws).await.unwrap()["type"] == "connection_ack" {
+            place = Some(ws);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut ws = place.expect("the idle socket's place is given back");
+    send(
+        &mut ws,
+        json!({"id": "follow", "type": "subscribe", "payload": {
+            "query": r#"subscription { dramaChanged(id: "idle") { version } }"#
+        }}),
+    )
+    .await;
+    assert_eq!(next(&mut ws).await.unwrap()["type"], "next");
+    let quiet = tokio::time::timeout(idle * 3, close_frame(&mut ws)).await;
+    assert!(
+        quiet.is_err(),
+        "a socket with a subscription was closed: {quiet:?}"
+    );
+
+    // Once its subscription ends, the idle clock starts.
+    send(&mut ws, json!({"id": "follow", "type": "complete"})).await;
+    let stopped = tokio::time::Instant::now();
+    let (code, _) = close_frame(&mut ws).await.expect("a close frame");
+    assert_eq!(code, drama_api::graphql::IDLE_CLOSE);
+    assert!(stopped.elapsed() < idle * 3, "{:?}", stopped.elapsed());
 }

@@ -98,15 +98,21 @@ macro_rules! outcome {
     };
 }
 
-/// Runs a provider call unless the job is cancelled first.
+/// Runs a paid provider call (an image, a script) unless the job was cancelled before it
+/// starts. Once the request is out, a cancellation does not abandon it: the provider bills the
+/// call whatever we do with its answer, so the answer is awaited, its product saved and the
+/// task completed — and charged, where abandoning it ended the task cancelled and refunded the
+/// user for work the operator had paid for. The engine keeps a completion that follows a
+/// cancellation and still cancels what depends on the task. A handler timeout or a worker
+/// shutdown past its grace period drops the whole handler, this call included, as before.
 async fn ai_call<T>(
     ctx: &JobContext,
     call: impl Future<Output = Result<T, AiError>>,
 ) -> Result<T, Outcome> {
-    tokio::select! {
-        r = call => r.map_err(|e| ai_outcome(&e)),
-        () = ctx.cancellation().cancelled() => Err(Outcome::cancelled("cancelled")),
+    if ctx.is_cancelled() {
+        return Err(Outcome::cancelled("cancelled"));
     }
+    call.await.map_err(|e| ai_outcome(&e))
 }
 
 /// What both media handlers start from.
@@ -353,12 +359,20 @@ impl App {
         let (video_task, mut usage) = match submitted {
             Some(task_id) => (VideoTask { task_id, duration }, drama_ai::Usage::default()),
             None => {
+                // A cancellation seen before the paid submission is honoured (and refunded).
+                if ctx.is_cancelled() {
+                    return Outcome::cancelled("cancelled");
+                }
                 let request = VideoRequest {
                     prompt: task.prompt.clone(),
                     label: task.label.clone(),
                     reference: references.drain(..).next(),
                     duration,
                 };
+                // A submission whose answer was lost (`AiError::SubmitUncertain`) may be a
+                // render the provider took and bills; its task id is gone, so it is not
+                // submitted again by this attempt nor by a later one: the error is permanent
+                // and the task ends failed, refunded, for the user to resume deliberately.
                 let submitted = step!(model.submit(&request).await, ai_outcome);
                 // The submission is paid: a failure to record it must not send the next
                 // attempt to submit again. A passing failure is retried here; one that

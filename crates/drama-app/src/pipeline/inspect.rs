@@ -240,7 +240,7 @@ impl App {
 mod tests {
     use std::collections::HashMap;
 
-    use drama_ai::{ModelInfo, OfflineProvider, Provider, ScriptModel as _};
+    use drama_ai::{OfflineProvider, ScriptModel as _};
     use drama_domain::EpisodeId;
     use drama_testkit::builders::drama as build;
 
@@ -251,17 +251,6 @@ mod tests {
     /// scenes of 50 s of clips in all: the default expectation (checked below, not assumed).
     const SEED: u64 = 30;
 
-    fn models() -> Models {
-        Models {
-            image: ModelInfo::new(Provider::NanoBanana, "img"),
-            video: ModelInfo::new(Provider::Sora, "vid"),
-            script: ModelInfo::new(Provider::Gemini, "txt"),
-            script_name: None,
-            price_offline: false,
-            token_prices: None,
-        }
-    }
-
     fn normalized(mut d: Drama) -> Drama {
         ensure_assets(&mut d).unwrap();
         d
@@ -269,7 +258,7 @@ mod tests {
 
     #[tokio::test]
     async fn expected_cost_is_what_a_run_debits_when_the_writer_writes_the_expected_scenes() {
-        let (models, costs) = (models(), CostTable::default());
+        let (models, costs) = (Models::for_tests(), CostTable::default());
         let objects = HashMap::new();
         let mut drama = normalized(build("d", 2, 2, 0));
         let planned = Planner::new(&drama, &objects, &models, &costs)
@@ -330,7 +319,7 @@ mod tests {
 
     #[test]
     fn the_dramas_own_scenes_set_the_expectation_within_the_cap() {
-        let (models, costs) = (models(), CostTable::default());
+        let (models, costs) = (Models::for_tests(), CostTable::default());
         let objects = HashMap::new();
         let estimate = |d: &Drama| {
             let planned = Planner::new(d, &objects, &models, &costs)

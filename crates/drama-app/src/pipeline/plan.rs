@@ -54,6 +54,21 @@ pub struct Models {
     pub token_prices: Option<drama_ai::TokenPrices>,
 }
 
+#[cfg(test)]
+impl Models {
+    /// One model of each provider, priced as real calls, tokens at their call price.
+    pub(crate) fn for_tests() -> Self {
+        Self {
+            image: ModelInfo::new(drama_ai::Provider::NanoBanana, "img"),
+            video: ModelInfo::new(drama_ai::Provider::Sora, "vid"),
+            script: ModelInfo::new(drama_ai::Provider::Gemini, "txt"),
+            script_name: None,
+            price_offline: false,
+            token_prices: None,
+        }
+    }
+}
+
 pub(crate) fn model_tag(m: &ModelInfo) -> String {
     format!("{}/{}", m.provider.as_str(), m.model)
 }

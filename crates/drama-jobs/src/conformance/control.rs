@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::time::sleep;
 
+use crate::core::{Finish, FinishKind};
 use crate::{
     Graph, JobError, JobId, JobState, JobStore, NodeSpec, Outcome, Registry, RunSpec, WorkerConfig,
 };
@@ -266,4 +267,80 @@ pub async fn external_completion_claims_are_verified<S: JobStore>(store: Arc<S>)
     let a = store.job(run.ids["a"]).await.unwrap().unwrap();
     assert!(a.error.unwrap().contains("own transaction"));
     worker.shutdown().await;
+}
+
+/// A resume that comes while a cancellation is in flight withdraws it from the running tasks
+/// below its target: the worker's heartbeat no longer reports it, and however the running task
+/// ends — completed, retried, or stopped by a token its handler had already seen fire — its
+/// dependent, which the resume queued again, runs and the run completes instead of ending
+/// cancelled again.
+pub async fn a_resume_withdraws_the_cancellation_of_running_tasks<S: JobStore>(store: Arc<S>) {
+    let worker = super::register(&*store).await;
+    let ttl = Duration::from_secs(60);
+    let finishes = [
+        FinishKind::Complete {
+            result: json!(1),
+            expansion: None,
+        },
+        FinishKind::Retry {
+            error: "timeout".into(),
+            delay: Duration::ZERO,
+        },
+        FinishKind::Cancelled {
+            reason: "stopped by token".into(),
+        },
+    ];
+    for kind in finishes {
+        let graph = Graph::new(RunSpec::new("t", owner()))
+            .with(NodeSpec::task("a", "a", json!({})).cost(3))
+            .with(NodeSpec::task("b", "b", json!({})).after(["a"]).cost(4));
+        let run = store.submit(&graph).await.unwrap();
+        let a = super::claim(&*store, worker, &["a"], 1).await.remove(0);
+        let report = store.cancel(run.run_id, "user").await.unwrap();
+        assert_eq!((report.cancelled, report.signalled), (1, 1));
+        let told = store.heartbeat(worker, ttl).await.unwrap().cancel_requested;
+        assert_eq!(told, vec![a.fence.job_id]);
+        assert_eq!(store.resume(run.run_id).await.unwrap().queued, 1);
+        let told = store.heartbeat(worker, ttl).await.unwrap().cancel_requested;
+        assert_eq!(
+            told,
+            Vec::<JobId>::new(),
+            "{kind:?}: the cancellation is withdrawn"
+        );
+        let done = store
+            .finish(vec![Finish {
+                fence: a.fence,
+                kind: kind.clone(),
+            }])
+            .await
+            .unwrap();
+        assert!(done[0].is_ok(), "{done:?}");
+        let again = super::claim(&*store, worker, &["a"], 1).await;
+        if let FinishKind::Complete { .. } = kind {
+            assert!(again.is_empty());
+        } else {
+            assert_eq!(again.len(), 1, "{kind:?}: `a` runs again");
+            complete(&*store, again[0].fence).await;
+        }
+        let b = super::claim(&*store, worker, &["b"], 1).await;
+        assert_eq!(b.len(), 1, "{kind:?}: `b`, queued by the resume, runs");
+        complete(&*store, b[0].fence).await;
+        let root = store.job(run.run_id).await.unwrap().unwrap();
+        assert_eq!(root.state, JobState::Completed, "{kind:?}");
+        assert_consistent(&*store, run.run_id).await;
+    }
+}
+
+async fn complete<S: JobStore>(store: &S, fence: crate::Fence) {
+    let done = store
+        .finish(vec![Finish {
+            fence,
+            kind: FinishKind::Complete {
+                result: json!(1),
+                expansion: None,
+            },
+        }])
+        .await
+        .unwrap();
+    assert!(done[0].is_ok(), "{done:?}");
 }

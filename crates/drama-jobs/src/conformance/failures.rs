@@ -7,12 +7,12 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::time::{Instant, sleep};
 
-use crate::core::{Finish, FinishKind};
+use crate::core::{FREE_DEFERRALS, Finish, FinishKind, MAX_DEFER};
 use crate::{EventKind, Graph, JobError, JobState, JobStore, NodeSpec, Outcome, Registry, RunSpec};
 
 use super::{
-    all_events, assert_consistent, fast_config, first_fence, key_of, noop_registry, owner, start,
-    wait_for, wait_settled,
+    all_events, assert_consistent, claim, fast_config, first_fence, key_of, noop_registry, owner,
+    register, start, wait_for, wait_settled,
 };
 
 pub async fn failures_skip_dependents_and_independent_branches_continue<S: JobStore>(
@@ -283,4 +283,65 @@ pub async fn handler_timeouts_cancel_and_retry<S: JobStore>(store: Arc<S>) {
         .collect();
     assert!(retried[0]["error"].as_str().unwrap().contains("timed out"));
     worker.shutdown().await;
+}
+
+/// A provider that answers "retry after" forever, even without a wait, does not keep a task
+/// (and its run) unsettled forever: past [`FREE_DEFERRALS`] deferrals in a row each one uses an
+/// attempt. A deferral puts a task off [`MAX_DEFER`] at most, also when the advice is too long
+/// to represent (it used to mean "now"), and so does a throttle.
+pub async fn deferrals_are_bounded_in_number_and_length<S: JobStore>(store: Arc<S>) {
+    let worker = register(&*store).await;
+    let graph = Graph::new(RunSpec::new("t", owner()))
+        .with(
+            NodeSpec::task("endless", "defer", json!({}))
+                .max_attempts(1)
+                .cost(5),
+        )
+        .with(NodeSpec::task("far", "far", json!({})));
+    let run = store.submit(&graph).await.unwrap();
+    let defer = |fence, delay| Finish {
+        fence,
+        kind: FinishKind::Defer {
+            reason: "429".into(),
+            delay,
+        },
+    };
+    let mut cycles = 0;
+    while let Some(job) = claim(&*store, worker, &["defer"], 1).await.pop() {
+        cycles += 1;
+        assert!(cycles <= 100, "still deferred after {cycles} claims");
+        let done = store
+            .finish(vec![defer(job.fence, Duration::ZERO)])
+            .await
+            .unwrap();
+        assert!(done[0].is_ok(), "{done:?}");
+    }
+    assert_eq!(cycles, FREE_DEFERRALS + 1);
+    let endless = store.job(run.ids["endless"]).await.unwrap().unwrap();
+    assert_eq!(endless.state, JobState::Failed);
+    let error = endless.error.unwrap();
+    assert!(
+        error.contains(&format!("deferred {} times in a row", FREE_DEFERRALS + 1)),
+        "{error}"
+    );
+    assert_eq!(endless.attempts, 1);
+
+    // 10^13 seconds: past the representable time.
+    let huge = Duration::from_secs(10_000_000_000_000);
+    let far = claim(&*store, worker, &["far"], 1).await.remove(0);
+    let done = store.finish(vec![defer(far.fence, huge)]).await.unwrap();
+    assert!(done[0].is_ok(), "{done:?}");
+    let view = store.job(run.ids["far"]).await.unwrap().unwrap();
+    assert_eq!(view.state, JobState::Ready);
+    let put_off = (view.run_after.unwrap() - view.updated_at)
+        .to_std()
+        .unwrap();
+    assert!(
+        put_off.abs_diff(MAX_DEFER) <= Duration::from_secs(1),
+        "put off for {put_off:?}"
+    );
+    assert!(claim(&*store, worker, &["far"], 1).await.is_empty());
+    store.throttle_class("far-class", huge).await.unwrap();
+    store.cancel(run.run_id, "done").await.unwrap();
+    assert_consistent(&*store, run.run_id).await;
 }

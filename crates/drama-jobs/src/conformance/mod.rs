@@ -35,13 +35,14 @@ mod limits;
 mod queries;
 
 pub use control::{
+    a_resume_withdraws_the_cancellation_of_running_tasks,
     budgets_stop_overspending_and_refunds_are_exact,
     cancel_stops_new_work_and_resume_reruns_only_what_did_not_complete,
     external_completion_claims_are_verified, graceful_shutdown_releases_unstarted_tasks,
     resuming_a_task_of_a_cancelled_run_runs_its_dependents_elsewhere,
 };
 pub use failures::{
-    a_crashed_worker_is_replaced_after_lease_expiry,
+    a_crashed_worker_is_replaced_after_lease_expiry, deferrals_are_bounded_in_number_and_length,
     failures_skip_dependents_and_independent_branches_continue, handler_timeouts_cancel_and_retry,
     panics_count_as_retryable_failures, retries_back_off_and_retry_after_keeps_attempts,
 };
@@ -83,6 +84,8 @@ macro_rules! for_each_job_scenario {
         $m!(external_completion_claims_are_verified);
         $m!(priorities_order_claims_and_stale_fences_are_rejected);
         $m!(handler_timeouts_cancel_and_retry);
+        $m!(deferrals_are_bounded_in_number_and_length);
+        $m!(a_resume_withdraws_the_cancellation_of_running_tasks);
     };
 }
 

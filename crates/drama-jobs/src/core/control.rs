@@ -78,9 +78,9 @@ impl Workset<'_> {
 
     /// Queues again the failed, skipped and cancelled tasks below `target` and the tasks
     /// elsewhere that were skipped or cancelled because of them; completed tasks never run
-    /// again. The groups enclosing the queued tasks are no longer cancelled, so every task
-    /// queued (and paid for, with [`Workset::resume_priced`]) runs. Returns how many tasks were
-    /// queued.
+    /// again. The groups enclosing the queued tasks, and the running tasks below `target`, are
+    /// no longer cancelled, so every task queued (and paid for, with
+    /// [`Workset::resume_priced`]) runs. Returns how many tasks were queued.
     ///
     /// # Errors
     /// [`CoreError::RunNotLoaded`] unless the whole run is loaded; `NotFound` for an unknown
@@ -133,8 +133,8 @@ impl Workset<'_> {
         Ok((queued, price))
     }
 
-    /// Clears the cancellation of the groups below `target` and above it; returns the
-    /// unsuccessful tasks below it.
+    /// Clears the cancellation of the groups below `target` and above it and of the running
+    /// tasks below it; returns the unsuccessful tasks below it.
     fn resume_seeds(&mut self, run: RunId, target: JobId) -> Result<Vec<JobId>, CoreError> {
         let nodes = self.run_nodes(run)?;
         let target_type = node_type_in(&nodes, target)?;
@@ -157,6 +157,14 @@ impl Workset<'_> {
                 let below = *id == target || task.ancestors.contains(&target);
                 if below && task.state.is_unsuccessful() {
                     seeds.push(*id);
+                } else if below && task.state == JobState::Running && task.cancel_requested {
+                    // The cancellation is withdrawn from running tasks too: one that ended
+                    // cancelled after the resume would cancel again the dependents the resume
+                    // just queued (and charged for). Workers no longer see it at their
+                    // heartbeat; a handler that saw it already and stops is run again
+                    // (`Workset::finish`).
+                    task.cancel_requested = false;
+                    self.touch_task(*id);
                 }
             }
         }
@@ -198,6 +206,7 @@ impl Workset<'_> {
         }
         let task = self.task(id)?;
         task.attempts = 0;
+        task.deferrals = 0;
         task.error = None;
         task.cancel_requested = false;
         task.lease_owner = None;

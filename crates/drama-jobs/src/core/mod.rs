@@ -40,11 +40,30 @@ fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// The longest a deferral (`Outcome::retry_after`, `Outcome::throttle`) puts a task, or a
+/// throttled resource class, off. A provider's Retry-After comes from outside: a huge one would
+/// park the task (and, throttled, its whole class) for years, and one past the representable
+/// time would, before this bound, have meant "now".
+pub const MAX_DEFER: Duration = Duration::from_secs(3600);
+
+/// How many deferrals in a row a task gets without using an attempt. Every further deferral
+/// uses one, so a provider that answers "retry after" forever (with any delay, even 0) ends the
+/// task after `max_attempts` of them, failed, instead of keeping its run open forever. A retry
+/// (or a resume) starts the count again.
+pub const FREE_DEFERRALS: i32 = 20;
+
+/// `d` bounded by [`MAX_DEFER`].
+pub fn defer_delay(d: Duration) -> Duration {
+    d.min(MAX_DEFER)
+}
+
+/// `t + d`, saturating at the latest representable time: a delay too long to represent is
+/// still a delay, never "now".
 fn add_duration(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
     chrono::Duration::from_std(d)
         .ok()
         .and_then(|d| t.checked_add_signed(d))
-        .unwrap_or(t)
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 /// Derives a group's state from its counts and cancel flag.

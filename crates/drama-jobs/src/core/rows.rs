@@ -34,6 +34,9 @@ pub struct TaskRow {
     pub attempts: i32,
     /// Attempts allowed.
     pub max_attempts: i32,
+    /// Deferrals in a row (since the last retry or resume); past
+    /// [`FREE_DEFERRALS`](super::FREE_DEFERRALS) a deferral uses an attempt.
+    pub deferrals: i32,
     /// Incremented by every claim; the fence.
     pub epoch: i64,
     /// Credits.
@@ -279,7 +282,9 @@ pub enum FinishKind {
         /// Backoff before the next attempt.
         delay: Duration,
     },
-    /// Retry after `delay` without using an attempt (e.g. an HTTP 429 with Retry-After).
+    /// Retry after `delay` (at most [`MAX_DEFER`](super::MAX_DEFER)) without using an attempt
+    /// (e.g. an HTTP 429 with Retry-After), unless the task was deferred
+    /// [`FREE_DEFERRALS`](super::FREE_DEFERRALS) times in a row already.
     Defer {
         /// Why.
         reason: String,

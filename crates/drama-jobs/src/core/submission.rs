@@ -388,6 +388,7 @@ impl Workset<'_> {
                 deps_remaining: remaining,
                 attempts: 0,
                 max_attempts: i32::try_from(spec.max_attempts).unwrap_or(i32::MAX),
+                deferrals: 0,
                 epoch: 0,
                 cost: spec.cost,
                 charged: false,

@@ -8,7 +8,10 @@ use serde_json::{Value, json};
 use crate::ids::{JobId, WorkerId};
 use crate::state::{EventKind, JobState};
 
-use super::{CoreError, Finish, FinishKind, StartOutcome, Workset, add_duration, millis};
+use super::{
+    CoreError, FREE_DEFERRALS, Finish, FinishKind, StartOutcome, Workset, add_duration,
+    defer_delay, millis,
+};
 
 impl Workset<'_> {
     /// Starts a ready task under `worker`'s lease, unless its run's budget or a cancelled
@@ -97,6 +100,7 @@ impl Workset<'_> {
                     self.end_running(id, JobState::Cancelled, &reason)?;
                 } else {
                     let task = self.task(id)?;
+                    task.deferrals = 0;
                     if task.attempts >= task.max_attempts {
                         let msg = format!(
                             "{error} (attempt {} of {})",
@@ -119,14 +123,7 @@ impl Workset<'_> {
                 if let Some(why) = cancelled {
                     self.end_running(id, JobState::Cancelled, &why)?;
                 } else {
-                    self.requeue(
-                        id,
-                        *delay,
-                        true,
-                        EventKind::Deferred,
-                        Some(reason.clone()),
-                        json!({"reason": reason, "delay_ms": millis(*delay)}),
-                    )?;
+                    self.defer(id, reason, defer_delay(*delay))?;
                 }
             }
             FinishKind::Release => {
@@ -144,9 +141,17 @@ impl Workset<'_> {
                 }
             }
             FinishKind::Fail { error } => self.end_running(id, JobState::Failed, error)?,
-            FinishKind::Cancelled { reason } => {
-                self.end_running(id, JobState::Cancelled, reason)?;
-            }
+            FinishKind::Cancelled { reason } => match cancelled {
+                Some(_) => self.end_running(id, JobState::Cancelled, reason)?,
+                // No cancellation is in force: a resume withdrew it after the worker had told
+                // the handler, which stopped. The resume wants the task to run: it runs again,
+                // as a deferral (so a handler that stops on its own cannot loop for free).
+                None => self.defer(
+                    id,
+                    &format!("stopped for a cancellation that was withdrawn: {reason}"),
+                    Duration::ZERO,
+                )?,
+            },
             FinishKind::VerifyExternal => {}
         }
         Ok(())
@@ -219,6 +224,30 @@ impl Workset<'_> {
             self.touch_task(id);
         }
         Ok(())
+    }
+
+    /// Puts a running task off for `delay`, giving its attempt back unless it was deferred
+    /// [`FREE_DEFERRALS`] times in a row already; a deferral that uses the last attempt fails
+    /// the task.
+    fn defer(&mut self, id: JobId, reason: &str, delay: Duration) -> Result<(), CoreError> {
+        let task = self.task(id)?;
+        task.deferrals = task.deferrals.saturating_add(1);
+        let (deferrals, attempts, max) = (task.deferrals, task.attempts, task.max_attempts);
+        let free = deferrals <= FREE_DEFERRALS;
+        if !free && attempts >= max {
+            let msg = format!(
+                "{reason} (deferred {deferrals} times in a row; attempt {attempts} of {max})"
+            );
+            return self.end_running(id, JobState::Failed, &msg);
+        }
+        self.requeue(
+            id,
+            delay,
+            free,
+            EventKind::Deferred,
+            Some(reason.to_owned()),
+            json!({"reason": reason, "delay_ms": millis(delay), "deferrals": deferrals}),
+        )
     }
 
     fn requeue(

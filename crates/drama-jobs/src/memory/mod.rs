@@ -357,6 +357,7 @@ impl JobStore for MemoryJobStore {
     }
 
     async fn throttle_class(&self, class: &str, delay: Duration) -> Result<(), JobError> {
+        let delay = crate::core::defer_delay(delay);
         let until = self.clock.now() + chrono::Duration::from_std(delay).unwrap_or_default();
         let mut mem = self.lock();
         let c = mem.classes.entry(class.to_owned()).or_default();

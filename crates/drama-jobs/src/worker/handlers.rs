@@ -152,6 +152,9 @@ fn finish_kind<S: JobStore>(
             throttle_class,
         } => {
             bump(&shared.stats.retried, 1);
+            // A provider's advice, bounded: the class is not throttled longer than the task
+            // is put off.
+            let delay = crate::core::defer_delay(delay);
             if throttle_class {
                 let store = shared.store.clone();
                 let class = class.to_owned();

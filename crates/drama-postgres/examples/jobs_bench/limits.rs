@@ -1,9 +1,10 @@
 //! Costs that must not grow with what waits or what was kept: a claim while many tasks wait
-//! for a full resource class, and pruning settled runs from an event log of millions of rows.
+//! for a full resource class or for their retry, and pruning settled runs from an event log of millions of rows.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use drama_jobs::core::{Finish, FinishKind};
 use drama_jobs::{
     ClaimRequest, Graph, JobStore, NodeSpec, ResourceLimit, RunSpec, WorkerId, WorkerRegistration,
 };
@@ -50,10 +51,17 @@ async fn submit_tasks(store: &PgJobStore, kind: &str, count: usize, priority: i3
 }
 
 /// The time of one-task claims while `waiting` tasks of a higher priority wait for a full
-/// class, against the same claims with none waiting.
+/// class, against the same claims with none waiting; with `--deferred N`, while `N` tasks of
+/// the claimed class and kind and a higher priority wait for their `run_after`, an hour ahead
+/// (see [`claim_cost_deferred`]).
 pub async fn claim_cost(opts: Opts) {
-    let waiting = opts.num("waiting", 100_000);
     let samples = opts.num("samples", 300);
+    let deferred = opts.num("deferred", 0);
+    if deferred > 0 {
+        claim_cost_deferred(deferred, samples).await;
+        return;
+    }
+    let waiting = opts.num("waiting", 100_000);
     for n in [0, waiting] {
         let pool = fresh_database(4).await;
         let store = Arc::new(PgJobStore::new(pool.clone()));
@@ -87,6 +95,56 @@ pub async fn claim_cost(opts: Opts) {
         }
         println!(
             "claim-cost: {n} tasks waiting for a full class; one-task claims: {}",
+            percentiles(times)
+        );
+        pool.close().await;
+    }
+}
+
+/// The time of one-task claims of `image` tasks while `deferred` tasks of the same class and
+/// kind and a higher priority wait for their retry, against the same claims with none
+/// deferred. The deferred tasks are claimed and deferred an hour through the store, as a
+/// provider outage leaves them: ready, ranked above the runnable ones, not runnable.
+async fn claim_cost_deferred(deferred: usize, samples: usize) {
+    for n in [0, deferred] {
+        let pool = fresh_database(4).await;
+        let store = PgJobStore::new(pool.clone());
+        let worker = register(&store).await;
+        let request = |limit| ClaimRequest {
+            worker,
+            kinds: vec!["image".to_owned()],
+            limit,
+        };
+        submit_tasks(&store, "image", n, 1).await;
+        loop {
+            let claimed = store.claim(&request(1000)).await.unwrap();
+            if claimed.is_empty() {
+                break;
+            }
+            let deferrals = claimed
+                .iter()
+                .map(|j| Finish {
+                    fence: j.fence,
+                    kind: FinishKind::Defer {
+                        reason: "provider unavailable".into(),
+                        delay: Duration::from_secs(3600),
+                    },
+                })
+                .collect();
+            store.finish(deferrals).await.unwrap();
+        }
+        submit_tasks(&store, "image", samples, 0).await;
+        quiesce(&pool).await;
+        let mut times = Vec::with_capacity(samples);
+        for _ in 0..samples {
+            let t = Instant::now();
+            let claimed = store.claim(&request(1)).await.unwrap();
+            times.push(t.elapsed());
+            assert_eq!(claimed.len(), 1);
+        }
+        println!(
+            "claim-cost: {n} tasks deferred an hour in the claimed class and kind, ranked first; \
+             one-task claims: {}",
             percentiles(times)
         );
         pool.close().await;

@@ -9,6 +9,7 @@
 //! cargo run --release -p drama-postgres --example jobs_bench -- makespan
 //! cargo run --release -p drama-postgres --example jobs_bench -- latency --samples 500
 //! cargo run --release -p drama-postgres --example jobs_bench -- claim-cost --waiting 100000
+//! cargo run --release -p drama-postgres --example jobs_bench -- claim-cost --deferred 50000 --samples 200
 //! cargo run --release -p drama-postgres --example jobs_bench -- retention --runs 1000000
 //! ```
 //!
@@ -768,7 +769,7 @@ async fn main() {
         _ => eprintln!(
             "usage: jobs_bench throughput|dag|makespan|latency|claim-cost|retention [--jobs N] [--concurrency C] \
              [--processes P] [--shape runs|one-run|runs-of:N] [--reps R] [--prefetch N] [--claim-batch N] \
-             [--finish-batch N] [--nodes N] [--samples N] [--waiting N] [--runs N] [--batch N] \
+             [--finish-batch N] [--nodes N] [--samples N] [--waiting N] [--deferred N] [--runs N] [--batch N] \
              [--json]"
         ),
     }

@@ -1,13 +1,15 @@
 //! Claims: which ready tasks a worker gets, and the statements that find, lock and start them.
 //!
-//! A claim is four statements in the common case:
+//! Before its transaction, a claim runs [`PROMOTE`] on its own: deferred tasks that came due
+//! become visible to the pick. Then its transaction is four statements in the common case:
 //! 1. [`PICK`]: the transaction's time, whether the worker is alive, and the best runnable
 //!    tasks, read without locks through the ready index, which leads with the resource class
 //!    and the kind. Distinct (class, kind) pairs are enumerated with a loose index scan, classes
 //!    that are full (by an unlocked look at their limits) are left out before any of their tasks
 //!    is read, and each remaining pair contributes at most the claim's size (or the class's free
-//!    capacity): the cost depends on the number of pairs and the claim's size, never on how
-//!    many tasks wait in full classes.
+//!    capacity), read from the pair's entries that are not `delayed`: the cost depends on the
+//!    number of pairs and the claim's size, never on how many tasks wait in full classes or
+//!    for their `run_after`.
 //! 2. Lock the runs of those tasks (`for no key update skip locked`, in id order), waiting for
 //!    one run only when all are held. A claim that waited and cannot be filled from its pick
 //!    picks again with the run held (the transaction it waited for, usually a completion, may
@@ -16,8 +18,9 @@
 //!    what their handlers need, including their dependencies' results.
 //! 4. Write the transitions (tasks, counters, events, notifications) in one statement.
 //!
-//! Limited classes add two statements: their rows are locked by name after the runs, and the
-//! exact free capacity (running count, tokens) is computed under that lock and applied to the
+//! Limited classes add three statements: their rows are locked by name after the runs, the
+//! exact free capacity (running count, tokens) is computed under that lock by a statement of its
+//! own (so it sees what the claim that held the lock before started) and applied to the
 //! candidates, so two claimers never both see the same free slot; the tokens spent are written
 //! back.
 
@@ -35,6 +38,30 @@ use super::error::Error;
 use super::ops::run_op;
 use super::rows::{PgSource, TASK_COLUMNS_WITHOUT_DEPENDENTS, task_from_row};
 use super::write::write_changes;
+
+/// Clears `delayed` on deferred tasks whose `run_after` passed (at most 1000, soonest first,
+/// through `jobs_delayed_due_idx`), so that [`PICK`], which reads only ready tasks without it,
+/// sees them. Runs before the claim's transaction, in one of its own.
+///
+/// `delayed` is no state: the engine never reads it, and a ready task is runnable once its
+/// `run_after` passed whatever the flag says. It only says whether the pick may skip the task
+/// (`write::task_updates` sets it from the state and `run_after` it writes). So clearing it
+/// needs no run lock: the task's state, lease and fence are untouched, and a transaction that
+/// holds the run's lock and writes the task sets the flag from what it writes, before or after
+/// this statement. Locked rows are skipped, never waited for: a task some transaction is
+/// writing gets its flag from that transaction (or from the next claim's promotion).
+///
+/// It is a transaction of its own because its row locks are held until commit: inside the
+/// claim's transaction, a claim waiting for a run's lock (`lock_picked_runs`) would hold the
+/// promoted rows while the transaction holding that run waits to update one of them, a
+/// deadlock. On its own it waits for nothing and commits at once.
+pub(super) const PROMOTE: &str = "\
+update public.jobs j set delayed = false
+from (select d.id from public.jobs d
+      where d.state = 'ready' and d.delayed and d.run_after <= now()
+      order by d.run_after limit 1000
+      for no key update skip locked) due
+where j.id = due.id and j.state = 'ready' and j.delayed";
 
 /// The context of a claim and its best candidates, without locks. `$1` worker, `$2` kinds,
 /// `$3` limit. A class is full when it is throttled, all its running slots are taken or its
@@ -67,7 +94,7 @@ with recursive pairs(class, kind) as (
   cross join lateral (
     select t.id, t.run_id, t.priority, t.rank from public.jobs t
     where t.state = 'ready' and t.resource_class = p.class and t.kind = p.kind
-      and t.run_after <= now()
+      and not t.delayed and t.run_after <= now()
     order by t.priority desc, t.rank desc, t.id
     limit least($3, coalesce(caps.free, $3))) x
   where p.kind = any($2)
@@ -121,6 +148,12 @@ struct Picked {
 /// look sees that commit), and again when a claim that waited for a run got less than it asked
 /// for (the wait outdated the pick).
 const PICK_ATTEMPTS: usize = 3;
+
+/// Runs [`PROMOTE`] (outside a transaction: it commits on its own).
+pub(super) async fn promote_due(conn: &mut PgConnection) -> Result<(), Error> {
+    sqlx::query(PROMOTE).execute(&mut *conn).await?;
+    Ok(())
+}
 
 pub(super) async fn claim(
     conn: &mut PgConnection,
@@ -255,15 +288,30 @@ async fn lock_picked_runs(
 }
 
 /// Locks the limited classes (by name, after the runs) and computes what each still allows.
+///
+/// The lock and the count are two statements. Under READ COMMITTED a statement reads with the
+/// snapshot it took when it began, also after waiting for a row lock: a count in the locking
+/// statement would miss the tasks that the transaction it waited for (another claim of the
+/// class) just started, and both claims would take the same free slot. The count that follows
+/// the lock takes a snapshot that includes them.
 async fn lock_classes(conn: &mut PgConnection, now: DateTime<Utc>) -> Result<Vec<ClassCap>, Error> {
+    let names: Vec<String> = sqlx::query_scalar(
+        "select c.name from public.job_resource_classes c \
+         where c.max_running is not null or c.per_minute is not null or c.throttled_until > now() \
+         order by c.name for no key update of c",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
     let rows = sqlx::query(
         "select c.name, c.max_running, c.per_minute, c.tokens, c.refilled_at, c.throttled_until, \
            (select count(*) from public.jobs r \
             where r.state = 'running' and r.resource_class = c.name) as running \
-         from public.job_resource_classes c \
-         where c.max_running is not null or c.per_minute is not null or c.throttled_until > now() \
-         order by c.name for no key update of c",
+         from public.job_resource_classes c where c.name = any($1) order by c.name",
     )
+    .bind(&names)
     .fetch_all(&mut *conn)
     .await?;
     let mut caps = Vec::with_capacity(rows.len());

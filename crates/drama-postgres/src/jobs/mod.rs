@@ -5,7 +5,8 @@
 //! (`for no key update`, in id order when several runs are involved), then loads the rows it
 //! touches, applies `drama_jobs::core` and writes all changes — inserted nodes and edges,
 //! updated tasks, group counters, events and notifications — in a single statement.
-//! A completion batch is therefore 3–4 statements whatever its size, a claim batch 3–6.
+//! A completion batch is therefore 3–4 statements whatever its size, a claim batch 3–6 (and
+//! the promotion of deferred tasks that came due before it, see `claim::PROMOTE`).
 //!
 //! Notifications go to channel [`NOTIFY_CHANNEL`], one per transaction (per 100 runs it
 //! touched), with a JSON payload `{"runs": [["<uuid>", <newest event id>, <flags>], ...]}`
@@ -326,6 +327,12 @@ impl JobStore for PgJobStore {
 
     #[tracing::instrument(skip_all, fields(worker = %request.worker, limit = request.limit))]
     async fn claim(&self, request: &ClaimRequest) -> Result<Vec<ClaimedJob>, JobError> {
+        if request.limit == 0 {
+            return Ok(Vec::new());
+        }
+        // Deferred tasks that came due, made visible to the pick, in a transaction of their
+        // own (see `claim::PROMOTE`).
+        on_conn!(self, |conn| claim::promote_due(conn))?;
         in_tx!(self, HOT_PATH_BEGIN, |conn| claim::claim(conn, request))
     }
 

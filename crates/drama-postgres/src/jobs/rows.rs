@@ -13,8 +13,8 @@ use super::error::{Error, unexpected};
 
 /// Task columns of `jobs j`, with the dependents of each task.
 pub(super) const TASK_COLUMNS: &str = "j.id, j.run_id, j.key, j.kind, j.ancestors, j.state, \
-     j.deps_remaining, j.attempts, j.max_attempts, j.epoch, j.cost, j.charged, j.lease_owner, \
-     j.run_after, j.cancel_requested, j.error, j.started_at, j.finished_at, \
+     j.deps_remaining, j.attempts, j.max_attempts, j.deferrals, j.epoch, j.cost, j.charged, \
+     j.lease_owner, j.run_after, j.cancel_requested, j.error, j.started_at, j.finished_at, \
      j.checkpoint is not null as spent, \
      array(select e.job_id from public.job_edges e where e.depends_on_id = j.id \
            order by e.job_id) as dependents";
@@ -22,8 +22,8 @@ pub(super) const TASK_COLUMNS: &str = "j.id, j.run_id, j.key, j.kind, j.ancestor
 /// [`TASK_COLUMNS`] without the dependents (an index probe per task): for claims, which
 /// need them only when a start can end cancelled (see [`PgSource::load_dependents`]).
 pub(super) const TASK_COLUMNS_WITHOUT_DEPENDENTS: &str = "j.id, j.run_id, j.key, j.kind, \
-     j.ancestors, j.state, j.deps_remaining, j.attempts, j.max_attempts, j.epoch, j.cost, \
-     j.charged, j.lease_owner, j.run_after, j.cancel_requested, j.error, j.started_at, \
+     j.ancestors, j.state, j.deps_remaining, j.attempts, j.max_attempts, j.deferrals, j.epoch, \
+     j.cost, j.charged, j.lease_owner, j.run_after, j.cancel_requested, j.error, j.started_at, \
      j.finished_at, j.checkpoint is not null as spent, '{}'::uuid[] as dependents";
 
 /// Columns of a run's root in `job_groups g`, without its `jobs` row (a root's key, type and
@@ -63,6 +63,7 @@ pub(super) fn task_from_row(row: &PgRow, with_prerequisites: bool) -> Result<Tas
         deps_remaining: row.try_get("deps_remaining")?,
         attempts: row.try_get("attempts")?,
         max_attempts: row.try_get("max_attempts")?,
+        deferrals: row.try_get("deferrals")?,
         epoch: row.try_get("epoch")?,
         cost: row.try_get("cost")?,
         charged: row.try_get("charged")?,

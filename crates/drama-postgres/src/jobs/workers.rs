@@ -194,7 +194,7 @@ pub(super) async fn throttle(
            updated_at = now()",
     )
     .bind(class)
-    .bind(secs(delay))
+    .bind(secs(drama_jobs::core::defer_delay(delay)))
     .execute(&mut *conn)
     .await?;
     Ok(())

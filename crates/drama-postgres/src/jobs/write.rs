@@ -168,6 +168,18 @@ fn new_edges(st: &mut Statement, changes: &Changes) -> Result<(), Error> {
     Ok(())
 }
 
+/// Besides the core's columns, the update stores `delayed`: whether the task is ready with its
+/// `run_after` ahead (waiting for a retry's backoff or a deferral). The claim's pick reads only
+/// ready tasks without it, through `jobs_ready_class_idx`, and `claim::PROMOTE` clears it once
+/// `run_after` passed (migration `20261207000600_job_delayed_tasks.sql`).
+///
+/// Ahead of the clock, not of `now()`: `now()` is when the transaction began, and a task row
+/// that this transaction writes again may carry a `run_after` set by a transaction that began
+/// later and committed first (while this one waited for the run's lock). Compared with `now()`
+/// that task would be flagged although it is runnable; compared with the clock, a task is never
+/// flagged once its `run_after` passed, and never left unflagged while it lies ahead. Inserted
+/// tasks keep the column's default (`false`): they are inserted with `run_after` at its default,
+/// `now()`, never ahead.
 fn task_updates(st: &mut Statement, changes: &Changes) -> Result<(), Error> {
     // Created tasks were inserted complete.
     let rows: Vec<&TaskRow> = changes
@@ -193,6 +205,10 @@ fn task_updates(st: &mut Statement, changes: &Changes) -> Result<(), Error> {
             "int[]",
         )?,
         st.bind(rows.iter().map(|t| t.attempts).collect::<Vec<_>>(), "int[]")?,
+        st.bind(
+            rows.iter().map(|t| t.deferrals).collect::<Vec<_>>(),
+            "int[]",
+        )?,
         st.bind(rows.iter().map(|t| t.epoch).collect::<Vec<_>>(), "bigint[]")?,
         st.bind(rows.iter().map(|t| t.charged).collect::<Vec<_>>(), "bool[]")?,
         st.bind(rows.iter().map(|t| t.cost).collect::<Vec<_>>(), "bigint[]")?,
@@ -233,13 +249,15 @@ fn task_updates(st: &mut Statement, changes: &Changes) -> Result<(), Error> {
         "task_updates as ( \
            update public.jobs j set \
              state = u.state, deps_remaining = u.deps_remaining, attempts = u.attempts, \
-             epoch = u.epoch, charged = u.charged, cost = u.cost, lease_owner = u.lease_owner, \
-             run_after = u.run_after, cancel_requested = u.cancel_requested, error = u.error, \
+             deferrals = u.deferrals, epoch = u.epoch, charged = u.charged, cost = u.cost, \
+             lease_owner = u.lease_owner, run_after = u.run_after, \
+             delayed = u.state = 'ready' and u.run_after > clock_timestamp(), \
+             cancel_requested = u.cancel_requested, error = u.error, \
              started_at = u.started_at, finished_at = u.finished_at, \
              result = case when u.set_result then u.result else j.result end, \
              updated_at = now() \
-           from unnest({c}) as u(id, state, deps_remaining, attempts, epoch, charged, cost, \
-             lease_owner, run_after, cancel_requested, error, started_at, finished_at, \
+           from unnest({c}) as u(id, state, deps_remaining, attempts, deferrals, epoch, charged, \
+             cost, lease_owner, run_after, cancel_requested, error, started_at, finished_at, \
              set_result, result) \
            where j.id = u.id)"
     ));

@@ -41,8 +41,8 @@ pub async fn wide_pool(pool: &PgPool, connections: u32) -> PgPool {
 
 /// After every transaction that appends job events, checks the runs it touched: each group's
 /// counters and costs equal what its descendant tasks add up to, no task runs or completed
-/// before all of its dependencies completed, and waiting tasks count their unfinished
-/// dependencies. Violations are recorded in `test_invariant_violations`.
+/// before all of its dependencies completed, waiting tasks count their unfinished
+/// dependencies, and exactly the ready tasks whose `run_after` lies ahead are `delayed`. Violations are recorded in `test_invariant_violations`.
 pub async fn install_invariant_checks(pool: &PgPool) {
     sqlx::raw_sql(
         r#"
@@ -115,6 +115,19 @@ pub async fn install_invariant_checks(pool: &PgPool) {
             select count(*) as n from public.job_edges e join public.jobs p on p.id = e.depends_on_id
             where e.job_id = t.id and p.state <> 'completed') u
           where t.run_id = new.run_id and t.state = 'waiting' and (t.deps_remaining <> u.n or u.n = 0);
+          if bad is not null then
+            insert into test_invariant_violations (message) values (bad);
+          end if;
+          -- `delayed` (what the claim's pick skips) is set on ready tasks whose run_after lies
+          -- ahead, and only on ready tasks. Against the clock: this transaction's now() may
+          -- precede a run_after that a later transaction wrote.
+          select string_agg(format('%s is %s, delayed %s, run_after %s', t.key, t.state,
+                   t.delayed, t.run_after), '; ')
+            into bad
+          from public.jobs t
+          where t.run_id = new.run_id and t.node_type = 'task'
+            and (t.delayed and t.state <> 'ready'
+                 or t.state = 'ready' and not t.delayed and t.run_after > clock_timestamp());
           if bad is not null then
             insert into test_invariant_violations (message) values (bad);
           end if;

@@ -35,6 +35,49 @@ struct Media<'m> {
     duration: Option<i64>,
 }
 
+impl<'m> Media<'m> {
+    /// `asset` made by a task of `kind` with `call` (an image or a video) from `refs`, which
+    /// tasks of `upstream_kind` make. A video is priced at the asset's duration (10 seconds
+    /// when it names none).
+    fn new(
+        asset: &Asset,
+        call: CallKind,
+        kind: &'static str,
+        models: &'m Models,
+        refs: Vec<String>,
+        upstream_kind: &'static str,
+        target: EntityUrl,
+    ) -> Self {
+        let (class, model, seconds) = match call {
+            CallKind::Video => (
+                class::VIDEO,
+                &models.video,
+                u32::try_from(asset.duration.unwrap_or(10)).unwrap_or(10),
+            ),
+            _ => (class::IMAGE, &models.image, 0),
+        };
+        Self {
+            kind,
+            class,
+            call,
+            model,
+            refs,
+            upstream_kind,
+            target,
+            seconds,
+            duration: asset.duration.map(i64::from),
+        }
+    }
+}
+
+/// What every task's layout reads: the stored objects and the prices (`cx`), the models, and
+/// each character's portrait by character id.
+struct Inputs<'a> {
+    cx: Context<'a>,
+    models: &'a Models,
+    portrait_of: HashMap<&'a str, &'a Asset>,
+}
+
 /// A task's group (key, label), episode and scene.
 type Placement = (Option<(String, String)>, Option<EpisodeId>, Option<SceneId>);
 
@@ -63,10 +106,18 @@ impl<'a> Planner<'a> {
         models: &'a Models,
         costs: &'a CostTable,
     ) -> Result<Self, AppError> {
-        let cx = Context {
-            objects,
-            costs,
-            price_offline: models.price_offline,
+        let at = Inputs {
+            cx: Context {
+                objects,
+                costs,
+                price_offline: models.price_offline,
+            },
+            models,
+            portrait_of: drama
+                .characters
+                .iter()
+                .filter_map(|c| c.portrait().map(|a| (c.id.as_str(), a)))
+                .collect(),
         };
         let mut planner = Self {
             drama,
@@ -74,32 +125,21 @@ impl<'a> Planner<'a> {
             index: HashMap::new(),
             token_prices: models.token_prices,
         };
-        let portrait_of: HashMap<&str, &Asset> = drama
-            .characters
-            .iter()
-            .filter_map(|c| c.portrait().map(|a| (c.id.as_str(), a)))
-            .collect();
-
         for c in &drama.characters {
-            planner.add_character(&cx, models, c)?;
+            planner.add_character(&at, c)?;
         }
         if let Some(cover) = drama.cover() {
-            planner.add_cover(&cx, models, cover, &portrait_of)?;
+            planner.add_cover(&at, cover)?;
         }
         for e in &drama.episodes {
-            planner.add_episode(&cx, models, e, &portrait_of)?;
+            planner.add_episode(&at, e)?;
         }
         Ok(planner)
     }
 
     /// A character's images (the primary portrait from its prompt alone, the others from the
     /// primary) and auditions (from one of its images), under the character's group.
-    fn add_character(
-        &mut self,
-        cx: &Context<'_>,
-        models: &Models,
-        c: &Character,
-    ) -> Result<(), AppError> {
+    fn add_character(&mut self, at: &Inputs<'_>, c: &Character) -> Result<(), AppError> {
         let group = Some((
             format!("character:{}", c.id),
             format!("Character {}", c.name),
@@ -107,7 +147,7 @@ impl<'a> Planner<'a> {
         let primary = c.portrait().map(|a| a.id.clone());
         for a in &c.assets {
             let is_primary = primary.as_ref() == Some(&a.id);
-            let (k, cls, refs, call, model, target, seconds) = match a.kind {
+            let media = match a.kind {
                 AssetKind::Image => {
                     let refs = if is_primary {
                         Vec::new()
@@ -119,14 +159,14 @@ impl<'a> Planner<'a> {
                     } else {
                         EntityUrl::None
                     };
-                    (
-                        kind::PORTRAIT,
-                        class::IMAGE,
-                        refs,
+                    Media::new(
+                        a,
                         CallKind::Image,
-                        &models.image,
+                        kind::PORTRAIT,
+                        at.models,
+                        refs,
+                        kind::PORTRAIT,
                         target,
-                        0,
                     )
                 }
                 AssetKind::Video => {
@@ -142,65 +182,50 @@ impl<'a> Planner<'a> {
                         .chain(primary.iter().map(ToString::to_string))
                         .take(1)
                         .collect();
-                    let seconds = u32::try_from(a.duration.unwrap_or(10)).unwrap_or(10);
-                    (
-                        kind::AUDITION,
-                        class::VIDEO,
-                        refs,
+                    let target = EntityUrl::None;
+                    Media::new(
+                        a,
                         CallKind::Video,
-                        &models.video,
-                        EntityUrl::None,
-                        seconds,
+                        kind::AUDITION,
+                        at.models,
+                        refs,
+                        kind::PORTRAIT,
+                        target,
                     )
                 }
                 AssetKind::Audio => continue,
             };
-            let media = Media {
-                kind: k,
-                class: cls,
-                call,
-                model,
-                refs,
-                upstream_kind: kind::PORTRAIT,
-                target,
-                seconds,
-                duration: a.duration.map(i64::from),
-            };
             let place = (group.clone(), None, None);
-            self.push_media(cx, a, media, c.name.clone(), place)?;
+            self.push_media(&at.cx, a, media, c.name.clone(), place)?;
         }
         Ok(())
     }
 
     /// The drama's cover, made from the portraits of its main characters.
-    fn add_cover(
-        &mut self,
-        cx: &Context<'_>,
-        models: &Models,
-        cover: &Asset,
-        portrait_of: &HashMap<&str, &Asset>,
-    ) -> Result<(), AppError> {
+    fn add_cover(&mut self, at: &Inputs<'_>, cover: &Asset) -> Result<(), AppError> {
         let refs: Vec<String> = self
             .drama
             .characters
             .iter()
             .filter(|c| c.main)
-            .filter_map(|c| portrait_of.get(c.id.as_str()).map(|a| a.id.to_string()))
+            .filter_map(|c| at.portrait_of.get(c.id.as_str()).map(|a| a.id.to_string()))
             .take(COVER_REFERENCES)
             .collect();
         let media = Media {
-            kind: kind::COVER,
-            class: class::IMAGE,
-            call: CallKind::Image,
-            model: &models.image,
-            refs,
-            upstream_kind: kind::PORTRAIT,
-            target: EntityUrl::Drama,
-            seconds: 0,
+            // The cover asks for no duration whatever its asset says.
             duration: None,
+            ..Media::new(
+                cover,
+                CallKind::Image,
+                kind::COVER,
+                at.models,
+                refs,
+                kind::PORTRAIT,
+                EntityUrl::Drama,
+            )
         };
         self.push_media(
-            cx,
+            &at.cx,
             cover,
             media,
             self.drama.title.clone(),
@@ -211,13 +236,7 @@ impl<'a> Planner<'a> {
 
     /// An episode under its group: the writing of its scenes when it has none, each scene's
     /// storyboards and clips, and its stitched video after its clips.
-    fn add_episode(
-        &mut self,
-        cx: &Context<'_>,
-        models: &Models,
-        e: &Episode,
-        portrait_of: &HashMap<&str, &Asset>,
-    ) -> Result<(), AppError> {
+    fn add_episode(&mut self, at: &Inputs<'_>, e: &Episode) -> Result<(), AppError> {
         let group = episode_group(e);
         let mut videos = SceneVideos::default();
         if e.scenes.is_empty() {
@@ -228,7 +247,9 @@ impl<'a> Planner<'a> {
                 group: group.clone(),
                 upstream: Vec::new(),
                 payload: Value::Null,
-                cost: cx.cost(CallKind::WriteEpisodeScenes, &models.script, 0),
+                cost: at
+                    .cx
+                    .cost(CallKind::WriteEpisodeScenes, &at.models.script, 0),
                 hint: Duration::from_secs(20),
                 stale: true,
                 episode: Some(e.id.clone()),
@@ -237,10 +258,10 @@ impl<'a> Planner<'a> {
             });
         }
         for s in &e.scenes {
-            self.add_scene(cx, models, e, s, portrait_of, &mut videos)?;
+            self.add_scene(at, e, s, &mut videos)?;
         }
         if let Some(video) = e.assets.iter().find(|a| a.kind == AssetKind::Video) {
-            self.add_stitch(cx, e, video, videos)?;
+            self.add_stitch(&at.cx, e, video, videos)?;
         }
         Ok(())
     }
@@ -250,22 +271,20 @@ impl<'a> Planner<'a> {
     /// added to `videos` for the episode's stitch.
     fn add_scene(
         &mut self,
-        cx: &Context<'_>,
-        models: &Models,
+        at: &Inputs<'_>,
         e: &Episode,
         s: &Scene,
-        portrait_of: &HashMap<&str, &Asset>,
         videos: &mut SceneVideos,
     ) -> Result<(), AppError> {
         let group = episode_group(e);
         let storyboard = storyboard(s);
         for a in &s.assets {
-            let (k, cls, refs, call, model, target, seconds, upstream_kind) = match a.kind {
+            let media = match a.kind {
                 AssetKind::Image => {
                     let refs: Vec<String> = a
                         .depends_on
                         .iter()
-                        .filter_map(|d| portrait_of.get(d.as_str()).map(|p| p.id.to_string()))
+                        .filter_map(|d| at.portrait_of.get(d.as_str()).map(|p| p.id.to_string()))
                         .take(STORYBOARD_MAX_CHARACTERS)
                         .collect();
                     let target = if storyboard.map(|b| &b.id) == Some(&a.id) {
@@ -273,15 +292,14 @@ impl<'a> Planner<'a> {
                     } else {
                         EntityUrl::None
                     };
-                    (
-                        kind::STORYBOARD,
-                        class::IMAGE,
-                        refs,
+                    Media::new(
+                        a,
                         CallKind::Image,
-                        &models.image,
-                        target,
-                        0,
+                        kind::STORYBOARD,
+                        at.models,
+                        refs,
                         kind::PORTRAIT,
+                        target,
                     )
                 }
                 AssetKind::Video => {
@@ -307,34 +325,21 @@ impl<'a> Planner<'a> {
                     } else {
                         EntityUrl::None
                     };
-                    let seconds = u32::try_from(a.duration.unwrap_or(10)).unwrap_or(10);
-                    (
-                        kind::CLIP,
-                        class::VIDEO,
-                        refs,
+                    Media::new(
+                        a,
                         CallKind::Video,
-                        &models.video,
-                        target,
-                        seconds,
+                        kind::CLIP,
+                        at.models,
+                        refs,
                         kind::STORYBOARD,
+                        target,
                     )
                 }
                 AssetKind::Audio => continue,
             };
-            let media = Media {
-                kind: k,
-                class: cls,
-                call,
-                model,
-                refs,
-                upstream_kind,
-                target,
-                seconds,
-                duration: a.duration.map(i64::from),
-            };
             let label = format!("{} · {}", e.title, s.id);
             let place = (group.clone(), Some(e.id.clone()), Some(s.id.clone()));
-            self.push_media(cx, a, media, label, place)?;
+            self.push_media(&at.cx, a, media, label, place)?;
         }
         Ok(())
     }

@@ -1,23 +1,11 @@
 //! The planner's tests: layouts, selection by scope and staleness, expansions.
 
-use drama_ai::Provider;
 use drama_testkit::builders::drama as build;
 
 use super::*;
 use crate::pipeline::normalize::ensure_assets;
 use crate::pipeline::spec::{MediaTask, class};
 use drama_dal::EntityUrl;
-
-fn models() -> Models {
-    Models {
-        image: ModelInfo::new(Provider::NanoBanana, "img"),
-        video: ModelInfo::new(Provider::Sora, "vid"),
-        script: ModelInfo::new(Provider::Gemini, "txt"),
-        script_name: None,
-        price_offline: false,
-        token_prices: None,
-    }
-}
 
 fn normalized(chars: usize, eps: usize, scenes: usize) -> Drama {
     let mut d = build("d", chars, eps, scenes);
@@ -27,6 +15,15 @@ fn normalized(chars: usize, eps: usize, scenes: usize) -> Drama {
 
 fn keys(p: &Planned) -> Vec<String> {
     p.nodes.iter().map(|n| n.key.clone()).collect()
+}
+
+/// The plan of the whole drama `d` before anything was made.
+fn fresh_plan(d: &Drama) -> Planned {
+    let (models, costs) = (Models::for_tests(), CostTable::default());
+    Planner::new(d, &HashMap::new(), &models, &costs)
+        .unwrap()
+        .plan(&Scope::Drama, false)
+        .unwrap()
 }
 
 /// Objects made from exactly the current inputs, as after a full run.
@@ -126,13 +123,7 @@ fn with_urls(mut d: Drama) -> Drama {
 
 #[test]
 fn a_fresh_drama_plans_everything_in_dependency_order() {
-    let d = normalized(2, 1, 2);
-    let (models, costs) = (models(), CostTable::default());
-    let objects = HashMap::new();
-    let plan = Planner::new(&d, &objects, &models, &costs)
-        .unwrap()
-        .plan(&Scope::Drama, false)
-        .unwrap();
+    let plan = fresh_plan(&normalized(2, 1, 2));
     // 2 portraits + 2 auditions + cover + 2×(storyboard + clip) + stitch.
     assert_eq!(plan.tasks, 10);
     let groups: Vec<_> = plan
@@ -213,12 +204,7 @@ fn the_marked_portrait_and_cover_are_primary_not_the_first_images() {
     assert_eq!(c1.assets[2].depends_on, ["c1_portrait_front_halfbody"]);
     assert_eq!(d.assets.len(), 2, "no second cover is added");
 
-    let (models, costs) = (models(), CostTable::default());
-    let objects = HashMap::new();
-    let plan = Planner::new(&d, &objects, &models, &costs)
-        .unwrap()
-        .plan(&Scope::Drama, false)
-        .unwrap();
+    let plan = fresh_plan(&d);
     let node = |k: &str| {
         let n = plan.nodes.iter().find(|n| n.key == k);
         n.unwrap_or_else(|| panic!("no {k} in {:?}", keys(&plan)))
@@ -277,7 +263,7 @@ fn the_marked_portrait_and_cover_are_primary_not_the_first_images() {
 
 #[test]
 fn nothing_changed_plans_nothing_and_an_edit_reruns_its_part() {
-    let models = models();
+    let models = Models::for_tests();
     let d = with_urls(normalized(2, 1, 2));
     let objects = objects_for(&d, &models);
     let costs = CostTable::default();
@@ -315,18 +301,16 @@ fn nothing_changed_plans_nothing_and_an_edit_reruns_its_part() {
 
 #[test]
 fn scopes_take_only_their_part_plus_what_is_missing_upstream() {
-    let models = models();
+    let models = Models::for_tests();
     let costs = CostTable::default();
     let mut d = with_urls(normalized(2, 2, 1));
     let objects = objects_for(&d, &models);
     // The portrait of c0 is gone: an episode's storyboards need it first.
     d.characters[0].assets[0].url = None;
     let planner = Planner::new(&d, &objects, &models, &costs).unwrap();
-    let plan = planner
-        .plan(&Scope::Episode(EpisodeId::parse("e1").unwrap()), false)
-        .unwrap();
+    let planned = |scope: Scope, force: bool| keys(&planner.plan(&scope, force).unwrap());
     assert_eq!(
-        keys(&plan),
+        planned(Scope::Episode(EpisodeId::parse("e1").unwrap()), false),
         [
             "character:c0",
             "episode:e1",
@@ -336,11 +320,8 @@ fn scopes_take_only_their_part_plus_what_is_missing_upstream() {
             "stitch:e1_episode_video"
         ]
     );
-    let plan = planner
-        .plan(&Scope::Asset(AssetId::parse("e0-s0-vid").unwrap()), true)
-        .unwrap();
     assert_eq!(
-        keys(&plan),
+        planned(Scope::Asset(AssetId::parse("e0-s0-vid").unwrap()), true),
         [
             "character:c0",
             "episode:e0",
@@ -357,7 +338,7 @@ fn scopes_take_only_their_part_plus_what_is_missing_upstream() {
 
 #[test]
 fn an_episode_without_scenes_gets_a_writer_and_an_expansion() {
-    let models = models();
+    let models = Models::for_tests();
     let costs = CostTable::default();
     let mut d = normalized(2, 1, 0);
     let objects = HashMap::new();

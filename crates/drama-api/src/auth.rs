@@ -114,20 +114,6 @@ pub enum AuthError {
     /// error may reach the client.
     #[error("authentication unavailable; retry shortly")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
-    /// An API key this process does not hold, presented when the store may not be asked
-    /// ([`KeyLookup::CachedOnly`]): neither accepted nor refused.
-    #[error("the API key was not looked up")]
-    NotLookedUp,
-}
-
-/// Whether verifying credentials may ask the store about an API key this process does not
-/// hold (a guessed key costs a lookup; a key in use is held for a while).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum KeyLookup {
-    Allowed,
-    /// Only keys held already are accepted; any other is [`AuthError::NotLookedUp`]. Tokens
-    /// and the configured keys are verified as always (without a lookup of their own).
-    CachedOnly,
 }
 
 /// How long a verified API key is trusted before it is looked up again. A revocation takes
@@ -311,20 +297,6 @@ impl Authenticator {
         authorization: Option<&str>,
         api_key: Option<&str>,
     ) -> Result<Authenticated, AuthError> {
-        self.authenticated_with(authorization, api_key, KeyLookup::Allowed)
-            .await
-    }
-
-    /// [`Self::authenticated`], asking the store about an API key only when `lookup` allows.
-    ///
-    /// # Errors
-    /// [`AuthError`] saying what is wrong.
-    pub(crate) async fn authenticated_with(
-        &self,
-        authorization: Option<&str>,
-        api_key: Option<&str>,
-        lookup: KeyLookup,
-    ) -> Result<Authenticated, AuthError> {
         let bearer = match authorization {
             Some(value) => {
                 let (scheme, token) = value.trim().split_once(' ').ok_or(AuthError::Missing)?;
@@ -341,7 +313,7 @@ impl Authenticator {
             (None, None) => return Err(AuthError::Missing),
         };
         if drama_app::looks_like_api_key(presented) {
-            return self.api_key(presented, lookup).await;
+            return self.api_key(presented).await;
         }
         if self
             .service_key
@@ -416,16 +388,11 @@ impl Authenticator {
         }
     }
 
-    async fn api_key(
-        &self,
-        presented: &str,
-        lookup: KeyLookup,
-    ) -> Result<Authenticated, AuthError> {
+    async fn api_key(&self, presented: &str) -> Result<Authenticated, AuthError> {
         let fingerprint = drama_app::key_fingerprint(presented);
         let now = Utc::now();
         let key = match self.keys.get(&fingerprint).await {
             Some(key) if key.is_usable_at(now) => key,
-            _ if lookup == KeyLookup::CachedOnly => return Err(AuthError::NotLookedUp),
             _ => {
                 let key = self
                     .app

@@ -8,7 +8,7 @@ use drama_domain::UserId;
 use futures::future::LocalBoxFuture;
 use serde::Deserialize;
 
-use crate::auth::{AuthError, AuthSettings, Authenticator, KeyLookup};
+use crate::auth::{AuthError, AuthSettings, Authenticator};
 use crate::error::{ApiError, ErrorCode};
 use crate::headers::header_text;
 use crate::rate::KeyedRate;
@@ -272,11 +272,9 @@ impl ApiState {
 
     /// Authenticates the credentials of a request or `connection_init` from `client`.
     ///
-    /// Failed credentials cost the client's anonymous rate, and so does an API key this
-    /// process does not hold, before the store is asked about it: every guess would
-    /// otherwise cost a lookup, so from an address over the rate a guess costs nothing. (A
-    /// key in use is held for a while after its lookup: it pays once per holding, and is
-    /// accepted from such an address as ever.)
+    /// Failed credentials cost the client's anonymous rate (guessing keys costs the guesser),
+    /// counted after the lookup: a valid key is accepted from any address, also one that
+    /// someone else behind it has taken over its rate.
     ///
     /// # Errors
     /// [`AuthRefusal`]: the credentials, or the client over its anonymous rate.
@@ -286,22 +284,14 @@ impl ApiState {
         api_key: Option<&str>,
         client: Option<std::net::IpAddr>,
     ) -> Result<crate::auth::Authenticated, AuthRefusal> {
-        let auth = |lookup| self.auth.authenticated_with(authorization, api_key, lookup);
-        match auth(KeyLookup::CachedOnly).await {
-            Err(AuthError::NotLookedUp) => {
-                self.check_anonymous_from(client)
-                    .map_err(AuthRefusal::OverAnonymousRate)?;
-                auth(KeyLookup::Allowed)
-                    .await
-                    .map_err(AuthRefusal::Credentials)
-            }
+        match self.auth.authenticated(authorization, api_key).await {
+            Ok(known) => Ok(known),
             Err(e @ AuthError::Unavailable(_)) => Err(AuthRefusal::Credentials(e)),
             Err(e) => {
                 self.check_anonymous_from(client)
                     .map_err(AuthRefusal::OverAnonymousRate)?;
                 Err(AuthRefusal::Credentials(e))
             }
-            Ok(known) => Ok(known),
         }
     }
 

@@ -9,8 +9,7 @@
 //! - the credentials of `connection_init` are checked here, before juniper sees the message
 //!   (browsers cannot set headers on a WebSocket, so they come in its payload:
 //!   `{"authorization": "Bearer …"}` or `{"x-api-key": …}`); a refused one costs the client's
-//!   anonymous rate as failed credentials over HTTP do, and from an address over it an API key
-//!   this process does not hold is refused (4403, the rate's message) without a lookup;
+//!   anonymous rate as failed credentials over HTTP do (over it: 4403 with the rate's message);
 //! - every `subscribe` (`start`) counts against the caller's rate, like a request, and is priced
 //!   against the GraphQL limits, then normalised for the old clients as a POST's operation is
 //!   (`compat`); a refused one gets an `error` message for its id (code `rate_limited`, the
@@ -650,7 +649,7 @@ impl Gate {
         };
         let (authorization, api_key) = (credential("authorization"), credential("x-api-key"));
         // A refused `connection_init` costs the client's anonymous rate, as a request with
-        // failed credentials does; over it, the socket is refused without a lookup.
+        // failed credentials does.
         let outcome = self
             .state
             .authenticate_from(authorization, api_key, self.client)

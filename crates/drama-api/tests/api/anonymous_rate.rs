@@ -1,7 +1,7 @@
 //! Guessing API keys costs the guesser the anonymous rate of its address, over HTTP and in a
-//! WebSocket's `connection_init` alike: once the address is over it, a guess is refused
-//! without a lookup, while a key in use there is still accepted. On PostgreSQL, whose
-//! statements show the lookups.
+//! WebSocket's `connection_init` alike, while a valid key is accepted from that address even
+//! when it was not used there before (a shared address where someone else guesses). On
+//! PostgreSQL, with the real key lookups.
 
 use std::time::Duration;
 
@@ -31,15 +31,6 @@ fn settings() -> HttpSettings {
 /// A key of the right shape that no one holds.
 fn guess() -> String {
     drama_dal::api_key::generate().0
-}
-
-/// The key lookups the store has run since the counter was reset.
-fn lookups(pg: &PgApi) -> usize {
-    pg.counter
-        .statement_sql()
-        .iter()
-        .filter(|sql| sql.contains("from public.api_keys where prefix"))
-        .count()
 }
 
 async fn list_dramas(server: &Listening, key: &str) -> u16 {
@@ -75,22 +66,16 @@ async fn init_with(server: &Listening, key: &str) -> Socket {
 }
 
 #[actix_web::test]
-async fn guessed_keys_beyond_the_anonymous_rate_are_refused_without_a_lookup() {
+async fn guessed_keys_cost_the_anonymous_rate_and_a_valid_key_is_served_over_it() {
     let pg = PgApi::start("api_key_guesses").await;
 
-    // Over HTTP.
+    // Over HTTP: the guesses take the address over its rate...
     let server = listen_app(pg.app.clone(), settings());
-    // The user's key is in use from this address (looked up once, then held).
-    assert_eq!(list_dramas(&server, &pg.key).await, 200);
-    // Its lookup counted; the next request is allowed a second later.
-    tokio::time::sleep(REFILL).await;
-    pg.counter.reset();
     let mut answers = Vec::new();
     for _ in 0..6 {
         answers.push(list_dramas(&server, &guess()).await);
     }
-    let refused = answers.iter().filter(|s| **s == 401).count();
-    assert!(refused >= 1, "{answers:?}");
+    assert!(answers.iter().any(|s| *s == 401), "{answers:?}");
     assert!(
         answers.iter().filter(|s| **s == 429).count() >= 3,
         "{answers:?}"
@@ -99,18 +84,13 @@ async fn guessed_keys_beyond_the_anonymous_rate_are_refused_without_a_lookup() {
         answers.iter().all(|s| matches!(s, 401 | 429)),
         "{answers:?}"
     );
-    // Only the guesses answered 401 were looked up.
-    assert_eq!(lookups(&pg), refused, "{answers:?}");
-    // The key in use is accepted from the address over the rate.
+    // ...and a key never used from it (nor held by the process) is served there.
     assert_eq!(list_dramas(&server, &pg.key).await, 200);
     drop(server);
 
     // Over the WebSocket: a refused `connection_init` is counted as a failed request is.
     let server = listen_app(pg.app.clone(), settings());
-    let mut ws = init_with(&server, &pg.key).await;
-    assert_eq!(next(&mut ws).await.unwrap()["type"], "connection_ack");
     tokio::time::sleep(REFILL).await;
-    pg.counter.reset();
     let mut reasons = Vec::new();
     for _ in 0..6 {
         let mut ws = init_with(&server, &guess()).await;
@@ -118,13 +98,11 @@ async fn guessed_keys_beyond_the_anonymous_rate_are_refused_without_a_lookup() {
         assert_eq!(code, 4403, "{reason}");
         reasons.push(reason);
     }
-    let refused = reasons.iter().filter(|r| *r != LIMITED).count();
-    assert!(refused >= 1, "{reasons:?}");
+    assert!(reasons.iter().any(|r| r != LIMITED), "{reasons:?}");
     assert!(
         reasons.iter().filter(|r| *r == LIMITED).count() >= 3,
         "{reasons:?}"
     );
-    assert_eq!(lookups(&pg), refused, "{reasons:?}");
     let mut ws = init_with(&server, &pg.key).await;
     assert_eq!(next(&mut ws).await.unwrap()["type"], "connection_ack");
     drop(server);

@@ -260,4 +260,27 @@ async fn a_claim_reads_no_task_waiting_for_its_retry(pool: PgPool) {
         "the pick read {read} task rows with 5,000 deferred ones ranked first: {sql}"
     );
     assert!(!types.iter().any(|t| t == "Seq Scan"), "{types:?} in {sql}");
+
+    // Retries come due one by one: the promotion before each claim reads the due ones, not
+    // every deferred task (joined as a subquery, it read all of them to match one).
+    let promote = counter
+        .statement_sql()
+        .into_iter()
+        .find(|s| s.contains("set delayed = false"))
+        .expect("the claim promoted due tasks first");
+    sqlx::query(
+        "update public.jobs set run_after = now() - interval '1 second' \
+         where key = 'd0' and delayed",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query("analyze").execute(&pool).await.unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    let (_, read) = scans_of(&mut tx, &promote, "jobs", |q| q).await;
+    tx.rollback().await.unwrap();
+    assert!(
+        read <= 4.0,
+        "the promotion read {read} task rows for one due among 5,000 deferred: {promote}"
+    );
 }

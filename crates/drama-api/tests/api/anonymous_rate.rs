@@ -75,7 +75,7 @@ async fn guessed_keys_cost_the_anonymous_rate_and_a_valid_key_is_served_over_it(
     for _ in 0..6 {
         answers.push(list_dramas(&server, &guess()).await);
     }
-    assert!(answers.iter().any(|s| *s == 401), "{answers:?}");
+    assert!(answers.contains(&401), "{answers:?}");
     assert!(
         answers.iter().filter(|s| **s == 429).count() >= 3,
         "{answers:?}"

@@ -55,13 +55,18 @@ use super::write::write_changes;
 /// claim's transaction, a claim waiting for a run's lock (`lock_picked_runs`) would hold the
 /// promoted rows while the transaction holding that run waits to update one of them, a
 /// deadlock. On its own it waits for nothing and commits at once.
+///
+/// The due ids are an array the update probes by primary key: joined as a subquery, the
+/// planner hashed the due rows and read every deferred task through the due index to match
+/// them (85 ms with 50,000 deferred and one due), on every claim while retries came due.
 pub(super) const PROMOTE: &str = "\
 update public.jobs j set delayed = false
-from (select d.id from public.jobs d
-      where d.state = 'ready' and d.delayed and d.run_after <= now()
-      order by d.run_after limit 1000
-      for no key update skip locked) due
-where j.id = due.id and j.state = 'ready' and j.delayed";
+where j.id = any(array(
+        select d.id from public.jobs d
+        where d.state = 'ready' and d.delayed and d.run_after <= now()
+        order by d.run_after limit 1000
+        for no key update skip locked))
+  and j.state = 'ready' and j.delayed";
 
 /// The context of a claim and its best candidates, without locks. `$1` worker, `$2` kinds,
 /// `$3` limit. A class is full when it is throttled, all its running slots are taken or its

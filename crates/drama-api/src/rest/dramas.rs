@@ -148,10 +148,7 @@ async fn create(
                 format!("The form is too large: {length} bytes, the limit is {FORM_LIMIT}"),
             ));
         }
-        let _permit = match caller.service {
-            true => None,
-            false => Some(state.uploads.enter(caller.user)?),
-        };
+        let _permit = state.uploads.enter_for(&caller)?;
         // The request deadline does not cover a multipart body (a slow client's reference
         // image); the upload's own limits do, so a body that trickles or stalls cannot hold
         // the handler and its connection for ever.

@@ -397,10 +397,7 @@ async fn upload(
     // does it take a slot of the per-user cap: it uploads for many users, who would otherwise
     // share its two slots (one user's stalled upload holding up everyone's). Its uploads are
     // bounded by the time limits below.
-    let _permit = match caller.service {
-        true => None,
-        false => Some(state.uploads.enter(caller.user)?),
-    };
+    let _permit = state.uploads.enter_for(&caller)?;
     if !caller.service {
         let announced = crate::headers::header_text(req.headers(), header::CONTENT_LENGTH)
             .and_then(|v| v.parse::<u64>().ok())

@@ -42,6 +42,22 @@ impl UploadGate {
         })
     }
 
+    /// Takes a slot for `caller`'s upload: one of its user's, or none for a service caller,
+    /// which uploads for many users (they would otherwise share its slots, one user's stalled
+    /// upload holding up everyone's); its uploads are bounded by the time limits alone.
+    ///
+    /// # Errors
+    /// As [`UploadGate::enter`].
+    pub(crate) fn enter_for(
+        self: &Arc<Self>,
+        caller: &drama_app::Caller,
+    ) -> Result<Option<UploadPermit>, ApiError> {
+        if caller.service {
+            return Ok(None);
+        }
+        self.enter(caller.user).map(Some)
+    }
+
     /// Takes one of `user`'s slots.
     ///
     /// # Errors

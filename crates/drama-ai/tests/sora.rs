@@ -502,3 +502,44 @@ async fn a_success_carrying_the_providers_error_is_a_refusal_not_an_uncertain_su
         assert_eq!(err.code(), expected, "{envelope}: {err:?}");
     }
 }
+
+/// A cancellation that arrives while a submission waits to be tried again (a 429's
+/// `Retry-After`) stops it there: the retry is not sent, and the call ends with the refusal.
+#[tokio::test]
+async fn a_cancel_during_the_pause_before_a_retry_sends_no_retry() {
+    let server = MockServer::start().await;
+    common::reply(
+        &server,
+        SUBMIT,
+        ResponseTemplate::new(429)
+            .insert_header("retry-after", "2")
+            .set_body_json(json!({"error": {"message": "too many tasks"}})),
+        Some(1),
+    )
+    .await;
+    submit_ok(&server, "paid").await;
+    let model = common::providers_at(&server).video_model();
+    let token = tokio_util::sync::CancellationToken::new();
+    let cancel = {
+        let (token, server) = (token.clone(), &server);
+        async move {
+            while common::request_count(server).await == 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            token.cancel();
+        }
+    };
+    let started = std::time::Instant::now();
+    let request = clip(None, VideoDuration::Ten);
+    let call = drama_ai::cancellable(token, model.submit(&request));
+    let (result, ()) = tokio::join!(call, cancel);
+    let err = result.unwrap_err();
+    assert!(matches!(&err, AiError::RateLimited { .. }), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "the pause was cut short: {:?}",
+        started.elapsed()
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(common::request_count(&server).await, 1, "no retry was sent");
+}

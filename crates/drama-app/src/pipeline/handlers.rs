@@ -105,6 +105,10 @@ macro_rules! outcome {
 /// user for work the operator had paid for. The engine keeps a completion that follows a
 /// cancellation and still cancels what depends on the task. A handler timeout or a worker
 /// shutdown past its grace period drops the whole handler, this call included, as before.
+///
+/// A cancellation that comes while the call waits to try again (a backoff, a 429's
+/// `Retry-After`) stops it before the next try is sent ([`drama_ai::cancellable`]): the
+/// tries so far failed, so nothing was produced, and the task ends cancelled and refunded.
 async fn ai_call<T>(
     ctx: &JobContext,
     call: impl Future<Output = Result<T, AiError>>,
@@ -112,7 +116,21 @@ async fn ai_call<T>(
     if ctx.is_cancelled() {
         return Err(Outcome::cancelled("cancelled"));
     }
-    call.await.map_err(|e| ai_outcome(&e))
+    cancellable_call(ctx, call).await.map_err(|e| {
+        if ctx.is_cancelled() {
+            Outcome::cancelled("cancelled")
+        } else {
+            ai_outcome(&e)
+        }
+    })
+}
+
+/// `call` under the job's cancellation: no retry of it is sent once the job is cancelled.
+async fn cancellable_call<T>(
+    ctx: &JobContext,
+    call: impl Future<Output = Result<T, AiError>>,
+) -> Result<T, AiError> {
+    drama_ai::cancellable(ctx.cancellation().clone(), call).await
 }
 
 /// What both media handlers start from.
@@ -373,7 +391,12 @@ impl App {
                 // render the provider took and bills; its task id is gone, so it is not
                 // submitted again by this attempt nor by a later one: the error is permanent
                 // and the task ends failed, refunded, for the user to resume deliberately.
-                let submitted = step!(model.submit(&request).await, ai_outcome);
+                let submitted = match cancellable_call(&ctx, model.submit(&request)).await {
+                    Ok(submitted) => submitted,
+                    // Cancelled while it waited to try again: nothing was taken.
+                    Err(_) if ctx.is_cancelled() => return Outcome::cancelled("cancelled"),
+                    Err(e) => return ai_outcome(&e),
+                };
                 // The submission is paid: a failure to record it must not send the next
                 // attempt to submit again. A passing failure is retried here; one that
                 // persists only costs later attempts the shortcut, this one polls anyway.

@@ -1,7 +1,9 @@
 //! A paid provider request is not sent again behind the user's back: a cancellation that comes
 //! while a call waits to try again (a 429's `Retry-After`) stops it there, so the task ends
-//! cancelled and refunded with no further request. On in-memory ports and on PostgreSQL,
-//! against mock providers speaking their wire formats.
+//! cancelled and refunded with no further request; a worker that stops after sending a video
+//! submission and before recording the provider's task id leaves a mark, so the next attempt
+//! does not submit again (the task ends failed, refunded) while a deliberate resume does. On
+//! in-memory ports and on PostgreSQL, against mock providers speaking their wire formats.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::sync::Arc;
@@ -25,6 +27,7 @@ mod support;
 on_every_backend!("paid_retries":
     a_cancel_while_a_submission_waits_to_retry_sends_nothing_more_and_refunds,
     a_cancel_while_an_image_call_waits_to_retry_sends_nothing_more_and_refunds,
+    a_submission_cut_off_by_a_stopped_worker_is_not_sent_again_until_resumed,
 );
 
 enum Jobs {
@@ -317,5 +320,94 @@ async fn a_cancel_while_an_image_call_waits_to_retry_sends_nothing_more_and_refu
     let ai = AiProviders::offline(7).with_image_model(nano_banana_at(&server));
     let w = world(backend, ai, Duration::from_secs(5)).await;
     cancel_after_the_first_refusal(&w, &server, IMAGE).await;
+    w.stop().await;
+}
+
+/// The provider takes the submission and answers it late; the worker shuts down meanwhile,
+/// past a grace too short for the answer, so its handler stops between the request and the
+/// checkpoint of the task id, and the task is handed back. The next worker's attempt must not
+/// submit again: the task ends failed with the submission uncertain, and refunded. Resuming it
+/// is the user's deliberate choice, and submits again (that render is taken and delivered).
+async fn a_submission_cut_off_by_a_stopped_worker_is_not_sent_again_until_resumed(
+    backend: Backend,
+) {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(SUBMIT))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"task_id": "lost"}))
+                .set_delay(Duration::from_secs(2)),
+        )
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    // The resumed submission is first turned down with the provider's error in a success.
+    Mock::given(method("POST"))
+        .and(path(SUBMIT))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"error": {
+            "message": "upstream overloaded, please try again", "type": "server_error"}})))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(SUBMIT))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"task_id": "resumed"})))
+        .mount(&server)
+        .await;
+    let video = OfflineProvider::new(7)
+        .render_video(&drama_ai::VideoRequest {
+            prompt: "v".into(),
+            label: "v".into(),
+            reference: None,
+            duration: drama_ai::VideoDuration::Ten,
+        })
+        .bytes;
+    Mock::given(method("GET"))
+        .and(path(format!("{SUBMIT}/resumed")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "task_id": "resumed", "status": "SUCCESS", "progress": "100%",
+            "data": {"output": format!("{}/files/clip.mp4", server.uri())}})))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/files/clip.mp4"))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(video.to_vec()))
+        .mount(&server)
+        .await;
+    let ai = AiProviders::offline(7).with_video_model(sora_at(&server));
+    let mut w = world(backend, ai, Duration::from_millis(100)).await;
+    let before = w.balance().await;
+    let run = w.generate_clip().await;
+    first_post(&server, SUBMIT).await;
+    w.stop_worker().await;
+    w.start_worker(Duration::from_secs(5)).await;
+    let (status, tasks) = w.settled(run).await;
+    assert_eq!(posts(&server, SUBMIT).await, 1, "one paid render");
+    assert_eq!(status, JobStatus::Failed);
+    let clip = tasks.iter().find(|t| t.kind == "clip").unwrap();
+    assert_eq!(clip.state.as_str(), "failed");
+    let error = clip.error.as_deref().unwrap_or_default();
+    assert!(error.contains("may have been accepted"), "{error}");
+    w.app.settle_refunds().await;
+    let charged: i64 = tasks
+        .iter()
+        .filter(|t| t.state.as_str() == "completed")
+        .map(|t| t.cost)
+        .sum();
+    assert_eq!(before - w.balance().await, charged, "the clip is refunded");
+
+    // The user resumes the failed clip: it is submitted again (turned down once with the
+    // provider's error, which took nothing, so sent once more) and delivered.
+    w.app.resume_job(&w.caller, clip.id).await.unwrap();
+    let (status, tasks) = w.settled(run).await;
+    assert_eq!(status, JobStatus::Completed);
+    assert_eq!(
+        posts(&server, SUBMIT).await,
+        3,
+        "the resume submitted again"
+    );
+    let clip = tasks.iter().find(|t| t.kind == "clip").unwrap();
+    assert_eq!(clip.state.as_str(), "completed", "{:?}", clip.error);
     w.stop().await;
 }

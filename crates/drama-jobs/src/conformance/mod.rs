@@ -31,6 +31,8 @@ use crate::{
 mod control;
 mod failures;
 mod graphs;
+mod interpose;
+mod leases;
 mod limits;
 mod queries;
 
@@ -49,6 +51,11 @@ pub use failures::{
 pub use graphs::{
     a_thousand_node_dag_completes, dependencies_run_in_order_and_results_flow,
     expansions_extend_a_running_graph, random_dags, random_dags_respect_dependencies,
+};
+pub use interpose::Interposed;
+pub use leases::{
+    a_claim_that_commits_during_shutdown_is_released,
+    a_claim_whose_answer_was_lost_is_released_at_the_next_heartbeat,
 };
 pub use limits::{
     priorities_order_claims_and_stale_fences_are_rejected, rate_limits_cap_starts_per_minute,
@@ -86,6 +93,8 @@ macro_rules! for_each_job_scenario {
         $m!(handler_timeouts_cancel_and_retry);
         $m!(deferrals_are_bounded_in_number_and_length);
         $m!(a_resume_withdraws_the_cancellation_of_running_tasks);
+        $m!(a_claim_that_commits_during_shutdown_is_released);
+        $m!(a_claim_whose_answer_was_lost_is_released_at_the_next_heartbeat);
     };
 }
 

@@ -152,33 +152,59 @@ pub(super) async fn deregister(conn: &mut PgConnection, worker: WorkerId) -> Res
     Ok(())
 }
 
+/// Renews the registration and looks at the worker's leased tasks, in one statement: an index
+/// probe of `jobs_running_idx (lease_owner, resource_class) where state = 'running'` that
+/// reads the rows of the tasks the worker leases (its handlers' tasks, a few hundred at most
+/// with prefetch) and returns those with a cancellation requested and, when the worker named
+/// what it holds (`held`), those it does not hold. The same rows the look for cancellations
+/// alone read.
 pub(super) async fn heartbeat(
     conn: &mut PgConnection,
     worker: WorkerId,
     ttl: Duration,
+    held: Option<Vec<Uuid>>,
 ) -> Result<Heartbeat, Error> {
-    let (alive, cancels): (bool, Vec<Uuid>) = sqlx::query_as(
-        "with w as ( \
-           update public.job_workers set expires_at = now() + make_interval(secs => $2), \
-             heartbeat_at = now() \
-           where id = $1 and expires_at > now() returning id) \
-         select exists (select 1 from w), \
-           array(select j.id from public.jobs j \
-                 where j.lease_owner = $1 and j.state = 'running' and j.cancel_requested)",
-    )
-    .bind(worker.0)
-    .bind(secs(ttl))
-    .fetch_one(&mut *conn)
-    .await?;
+    type Row = (bool, Vec<Uuid>, Vec<Uuid>, Vec<Uuid>, Vec<i64>);
+    let (alive, cancels, ids, runs, epochs): Row = sqlx::query_as(HEARTBEAT)
+        .bind(worker.0)
+        .bind(secs(ttl))
+        .bind(held)
+        .fetch_one(&mut *conn)
+        .await?;
+    if !alive {
+        return Ok(Heartbeat::default());
+    }
     Ok(Heartbeat {
         alive,
-        cancel_requested: if alive {
-            cancels.into_iter().map(JobId).collect()
-        } else {
-            Vec::new()
-        },
+        cancel_requested: cancels.into_iter().map(JobId).collect(),
+        unheld: ids
+            .into_iter()
+            .zip(runs)
+            .zip(epochs)
+            .map(|((id, run), epoch)| Fence {
+                job_id: JobId(id),
+                run_id: JobId(run),
+                epoch,
+            })
+            .collect(),
     })
 }
+
+/// `$1` worker, `$2` ttl in seconds, `$3` the tasks it holds (null: do not compare).
+pub(super) const HEARTBEAT: &str = "\
+with w as (
+  update public.job_workers set expires_at = now() + make_interval(secs => $2),
+    heartbeat_at = now()
+  where id = $1 and expires_at > now() returning id),
+leased as (
+  select j.id, j.run_id, j.epoch, j.cancel_requested,
+    $3::uuid[] is not null and j.id <> all($3::uuid[]) as unheld
+  from public.jobs j where j.lease_owner = $1 and j.state = 'running')
+select exists (select 1 from w) as alive,
+  array(select id from leased where cancel_requested order by id) as cancels,
+  array(select id from leased where unheld order by id) as ids,
+  array(select run_id from leased where unheld order by id) as runs,
+  array(select epoch from leased where unheld order by id) as epochs";
 
 pub(super) async fn throttle(
     conn: &mut PgConnection,

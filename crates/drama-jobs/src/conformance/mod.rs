@@ -35,6 +35,7 @@ mod interpose;
 mod leases;
 mod limits;
 mod queries;
+mod resumes;
 
 pub use control::{
     a_resume_withdraws_the_cancellation_of_running_tasks,
@@ -64,6 +65,10 @@ pub use limits::{
 pub use queries::{
     events_replay_since_an_id_and_notify, idempotent_and_invalid_submissions,
     prune_removes_settled_runs, queries_show_children_trees_and_active_runs,
+};
+pub use resumes::{
+    a_resume_that_queues_nothing_leaves_the_cancellation,
+    a_resume_withdraws_the_cancellation_of_running_prerequisites,
 };
 
 /// Calls `$m!(scenario)` for every scenario of this module.
@@ -95,6 +100,8 @@ macro_rules! for_each_job_scenario {
         $m!(a_resume_withdraws_the_cancellation_of_running_tasks);
         $m!(a_claim_that_commits_during_shutdown_is_released);
         $m!(a_claim_whose_answer_was_lost_is_released_at_the_next_heartbeat);
+        $m!(a_resume_that_queues_nothing_leaves_the_cancellation);
+        $m!(a_resume_withdraws_the_cancellation_of_running_prerequisites);
     };
 }
 

@@ -503,6 +503,39 @@ async fn a_success_carrying_the_providers_error_is_a_refusal_not_an_uncertain_su
     }
 }
 
+/// A success whose envelope is a gateway's (a 502, 504 or 408 it names, or a timeout in its
+/// words) says that someone on the way stopped waiting for a provider that may have taken
+/// the request: like those statuses themselves, it is not sent again.
+#[tokio::test]
+async fn a_success_carrying_a_gateways_timeout_is_not_sent_again() {
+    for envelope in [
+        json!({"error": {"code": 504, "message": "upstream request timed out"}}),
+        json!({"error": {"status": "502", "message": "bad gateway"}}),
+        json!({"error": {"code": 408, "message": "request timeout"}}),
+        json!({"error": "upstream timed out waiting for the provider"}),
+    ] {
+        let server = MockServer::start().await;
+        common::reply(
+            &server,
+            SUBMIT,
+            ResponseTemplate::new(200).set_body_json(envelope.clone()),
+            None,
+        )
+        .await;
+        let err = common::providers_at(&server)
+            .video_model()
+            .submit(&clip(None, VideoDuration::Ten))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.code(),
+            "provider_submit_uncertain",
+            "{envelope}: {err:?}"
+        );
+        assert_eq!(common::request_count(&server).await, 1, "{envelope}");
+    }
+}
+
 /// A cancellation that arrives while a submission waits to be tried again (a 429's
 /// `Retry-After`) stops it there: the retry is not sent, and the call ends with the refusal.
 #[tokio::test]

@@ -224,9 +224,12 @@ impl HttpCore {
     /// {"message", "code"?, "type"?, "status"?}}` or `{"error": "text"}`, the envelope of its
     /// error answers. It is classified as if it had come with the status it names (a number in
     /// 400–599 as its `code` or `status`); without one, by its words: a rate limit as a 429, a
-    /// passing failure (server error, overloaded, busy, timeout, try again) as a 500, anything
-    /// else as a 400 (a refusal when its words are moderation's). `None` when the answer has
-    /// no such envelope.
+    /// timeout as a 504, another passing failure (server error, overloaded, busy, try again) as
+    /// a 500, anything else as a 400 (a refusal when its words are moderation's). `None` when
+    /// the answer has no such envelope. An envelope that names a 408, 502 or 504 — a gateway
+    /// or someone on the way saying it stopped waiting for a provider that may have taken the
+    /// request — proves nothing was taken, as the same statuses do not ([`refused_by_provider`]):
+    /// it is [`AiError::SubmitUncertain`].
     fn envelope_error(&self, answer: &Value) -> Option<AiError> {
         let error = answer.get("error").filter(|e| match e {
             Value::Object(o) => !o.is_empty(),
@@ -249,6 +252,8 @@ impl HttpCore {
                 "resource_exhausted",
             ]) {
                 429
+            } else if said(&["timeout", "timed out", "deadline"]) {
+                504
             } else if said(&[
                 "server_error",
                 "server error",
@@ -256,8 +261,6 @@ impl HttpCore {
                 "unavailable",
                 "overloaded",
                 "busy",
-                "timeout",
-                "timed out",
                 "try again",
             ]) {
                 500
@@ -269,7 +272,17 @@ impl HttpCore {
             .ok()
             .and_then(|s| StatusCode::from_u16(s).ok())
             .unwrap_or(StatusCode::BAD_REQUEST);
-        Some(self.status_error(status, &HeaderMap::new(), answer.to_string().as_bytes()))
+        let error = self.status_error(status, &HeaderMap::new(), answer.to_string().as_bytes());
+        Some(
+            if matches!(
+                status,
+                StatusCode::REQUEST_TIMEOUT | StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT
+            ) {
+                self.uncertain(&error)
+            } else {
+                error
+            },
+        )
     }
 
     fn uncertain(&self, cause: &AiError) -> AiError {

@@ -58,20 +58,23 @@ impl Importer {
         report.version = Some(now.version);
         if now.owner != record.owner {
             let message = format!(
-                "the source no longer holds it; drama {} now belongs to another user and is                  left alone",
+                "the source no longer holds it; drama {} now belongs to another user and is \
+                 left alone",
                 record.drama_id
             );
             return keep(report, ReasonCode::SourceDeleted, message);
         }
         if now.version != record.version {
             let message = format!(
-                "the source no longer holds it; the drama was edited in the database since its                  import (version {}, imported as version {}) and is kept",
+                "the source no longer holds it; the drama was edited in the database since its \
+                 import (version {}, imported as version {}) and is kept",
                 now.version, record.version
             );
             return keep(report, ReasonCode::EditedSinceImport, message);
         }
         if !self.options.delete_gone {
-            let message = "the source no longer holds it (deleted on the old side); the drama                            is kept as imported; --delete-gone deletes it"
+            let message = "the source no longer holds it (deleted on the old side); the drama \
+                 is kept as imported; --delete-gone deletes it"
                 .to_owned();
             return keep(report, ReasonCode::SourceDeleted, message);
         }

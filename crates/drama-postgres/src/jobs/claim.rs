@@ -119,7 +119,9 @@ select now() as now,
 /// until its requeue commits, and this waits, then finds it expired (or gone) and starts
 /// nothing; a reaper that comes later waits for this claim and checks the expiry again. The
 /// pick's unlocked look at the registration is older than the claim's write, and a claim that
-/// trusted it could start tasks under a registration reaped in between. Heartbeats do not
+/// trusted it could start tasks under a registration reaped in between. The expiry is compared
+/// with the clock, not `now()` (the transaction's start, before any wait for the lock): a
+/// registration that expired while the claim waited starts nothing. Heartbeats do not
 /// conflict with the lock (they update no key column).
 const CANDIDATES: &str = "\
 select COLUMNS, j.payload, j.checkpoint, j.resource_class, j.parent_id, j.owner_id, j.subject,
@@ -128,8 +130,8 @@ select COLUMNS, j.payload, j.checkpoint, j.resource_class, j.parent_id, j.owner_
    where e.job_id = j.id) as dependency_results
 from public.jobs j
 where j.id = any($1) and j.run_id = any($2) and j.state = 'ready' and j.run_after <= now()
-  and exists (select 1 from public.job_workers w where w.id = $3 and w.expires_at > now()
-              for key share)
+  and exists (select 1 from public.job_workers w where w.id = $3
+              and w.expires_at > clock_timestamp() for key share)
 order by j.priority desc, j.rank desc, j.id";
 
 /// What a claimed task's handler needs besides its mutable row.

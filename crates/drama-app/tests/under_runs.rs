@@ -1,0 +1,237 @@
+//! What a run meets when the drama changes under it: an id taken while a premise run was
+//! settled costs no call when the run is resumed (or when its write comes up anyway), a
+//! deleted drama's runs stop and give back what had not started, and scenes stored while the
+//! episode's scenes were being written stay. Script calls go to a mock Gemini server; on
+//! in-memory ports and on PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use drama_ai::{
+    AiError, AiProviders, AiSettings, ApiKey, Generated, GeneratedImage, ImageModel,
+    ImageProviderChoice, ImageRequest, ModelInfo, OfflineProvider,
+};
+use drama_app::pipeline::spec::kind;
+use drama_app::pipeline::{PremiseRequest, Scope};
+use drama_app::{App, AppError, Caller, Ports};
+use drama_dal::{CreditReason, Store};
+use drama_domain::{EpisodeId, JobStatus};
+use drama_jobs::{JobId, JobView, MemoryJobStore, NodeType, Worker, WorkerConfig, WorkerHandle};
+use drama_postgres::jobs::PgJobStore;
+use drama_testkit::builders;
+use drama_testkit::pg::ScratchDb;
+use serde_json::json;
+use support::{Backend, migrated, on_every_backend, pg_ports, user_with, worker_config};
+use wiremock::matchers::{method, path_regex};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+mod support;
+
+on_every_backend!("under_runs":
+    resuming_a_premise_run_whose_id_was_taken_is_refused_and_costs_nothing,
+    a_write_whose_id_was_taken_fails_before_its_call,
+);
+
+enum Jobs {
+    Memory(Arc<MemoryJobStore>),
+    Postgres(Arc<PgJobStore>),
+}
+
+enum Workers {
+    Memory(WorkerHandle<MemoryJobStore>),
+    Postgres(WorkerHandle<PgJobStore>),
+}
+
+struct World {
+    app: App,
+    store: Arc<dyn Store>,
+    jobs: Jobs,
+    worker: Option<Workers>,
+    database: Option<(ScratchDb, sqlx::PgPool)>,
+    caller: Caller,
+}
+
+/// Providers whose scripts are written by the Gemini client at `server`; images and videos
+/// offline.
+fn gemini_at(server: &MockServer) -> AiProviders {
+    AiProviders::from_settings(&AiSettings {
+        gemini_api_key: Some(ApiKey::new("gem-key")),
+        gemini_api_base: server.uri(),
+        image_provider: ImageProviderChoice::Offline,
+        max_retries: 0,
+        retry_base_delay_ms: 1,
+        retry_max_delay_ms: 5,
+        text_timeout_secs: 10,
+        ..AiSettings::default()
+    })
+    .unwrap()
+}
+
+/// The pipeline on `backend` with `ai`, priced, and a user holding 10 000 tokens; no worker
+/// runs until [`World::start`].
+async fn world(backend: Backend, ai: AiProviders) -> World {
+    let assets = Arc::new(drama_assets::MemoryStore::default());
+    let (app, store, jobs, database) = match backend {
+        Backend::Memory => {
+            let (ports, store, jobs) = Ports::memory(assets, ai);
+            let store: Arc<dyn Store> = store;
+            (App::new(ports), store, Jobs::Memory(jobs), None)
+        }
+        Backend::Postgres(db) => {
+            let pool = migrated(&db, 16, "").await;
+            let (ports, pg, jobs) = pg_ports(&pool, assets, ai);
+            let store: Arc<dyn Store> = pg;
+            (
+                App::new(ports),
+                store,
+                Jobs::Postgres(jobs),
+                Some((db, pool)),
+            )
+        }
+    };
+    let app = app.with_offline_pricing(true);
+    let user = user_with(&*store, 10_000).await;
+    World {
+        app,
+        store,
+        jobs,
+        worker: None,
+        database,
+        caller: Caller::user(user),
+    }
+}
+
+impl World {
+    /// Starts a worker that sees cancellations within 100 ms.
+    async fn start(&mut self) {
+        let config = WorkerConfig {
+            heartbeat_interval: Duration::from_millis(100),
+            ..worker_config()
+        };
+        let registry = self.app.registry();
+        self.worker = Some(match &self.jobs {
+            Jobs::Memory(jobs) => {
+                Workers::Memory(Worker::start(jobs.clone(), registry, config).await.unwrap())
+            }
+            Jobs::Postgres(jobs) => {
+                Workers::Postgres(Worker::start(jobs.clone(), registry, config).await.unwrap())
+            }
+        });
+    }
+
+    async fn balance(&self) -> i64 {
+        self.store.get_user(self.caller.user).await.unwrap().tokens
+    }
+
+    /// Starts writing a drama `id` from a premise.
+    async fn premise(&self, id: &str) -> JobId {
+        self.app
+            .create_from_premise(
+                &self.caller,
+                PremiseRequest {
+                    premise: "A corgi builds a rocket. 2 episodes.".into(),
+                    id: Some(id.into()),
+                    ..PremiseRequest::default()
+                },
+            )
+            .await
+            .unwrap()
+            .job_id
+    }
+
+    /// The run's status once it settled, and its tasks.
+    async fn settled(&self, run: JobId) -> (JobStatus, Vec<JobView>) {
+        for _ in 0..3000 {
+            let view = self.app.job(&self.caller, run).await.unwrap();
+            if view.state.is_settled() {
+                let tree = self.app.run_tree(&self.caller, run).await.unwrap();
+                let tasks = tree
+                    .nodes
+                    .into_iter()
+                    .filter(|n| n.node_type == NodeType::Task)
+                    .collect();
+                return (view.coarse_status(), tasks);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("run {run} did not settle");
+    }
+
+    async fn stop(mut self) {
+        match self.worker.take() {
+            Some(Workers::Memory(w)) => drop(w.shutdown().await),
+            Some(Workers::Postgres(w)) => drop(w.shutdown().await),
+            None => {}
+        }
+        if let Some((db, pool)) = self.database.take() {
+            pool.close().await;
+            db.drop_it().await;
+        }
+    }
+}
+
+async fn requests(server: &MockServer) -> usize {
+    server.received_requests().await.unwrap().len()
+}
+
+/// The run was cancelled while its write was queued (refunded), the user then stored a drama
+/// under the id: resuming would pay for a call whose drama cannot be stored. It is refused
+/// with `AlreadyExists`, nothing is charged, and no call is made.
+async fn resuming_a_premise_run_whose_id_was_taken_is_refused_and_costs_nothing(backend: Backend) {
+    let server = MockServer::start().await;
+    let mut w = world(backend, gemini_at(&server)).await;
+    let before = w.balance().await;
+    let run = w.premise("x1").await;
+    assert!(w.balance().await < before, "the write is paid for");
+    w.app.cancel_job(&w.caller, run).await.unwrap();
+    w.app.settle_refunds().await;
+    assert_eq!(w.balance().await, before, "the queued write was refunded");
+
+    let stored = w
+        .app
+        .create_drama(&w.caller, &builders::drama("x1", 2, 1, 1))
+        .await;
+    assert!(stored.is_ok(), "no run writes x1 any more: {stored:?}");
+    let resumed = w.app.resume_job(&w.caller, run).await;
+    assert!(
+        matches!(resumed, Err(AppError::AlreadyExists { ref id, .. }) if id == "x1"),
+        "{resumed:?}"
+    );
+    w.app.settle_refunds().await;
+    assert_eq!(w.balance().await, before, "nothing charged");
+
+    w.start().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, _) = w.settled(run).await;
+    assert_eq!(status, JobStatus::Cancelled, "nothing re-queued");
+    assert_eq!(requests(&server).await, 0, "no script call");
+    w.stop().await;
+}
+
+/// A drama stored under the id past the API's checks while the write was queued: the write
+/// fails before calling the model, and is refunded.
+async fn a_write_whose_id_was_taken_fails_before_its_call(backend: Backend) {
+    let server = MockServer::start().await;
+    let mut w = world(backend, gemini_at(&server)).await;
+    let before = w.balance().await;
+    let run = w.premise("x2").await;
+    let someone = user_with(&*w.store, 0).await;
+    w.store
+        .create(someone, &builders::drama("x2", 1, 1, 1))
+        .await
+        .unwrap();
+    w.start().await;
+    let (status, tasks) = w.settled(run).await;
+    assert_eq!(requests(&server).await, 0, "no script call");
+    assert_eq!(status, JobStatus::Failed);
+    let write = tasks.iter().find(|t| t.kind == kind::WRITE_DRAMA).unwrap();
+    assert!(
+        write.error.as_deref().unwrap_or_default().contains("taken"),
+        "{:?}",
+        write.error
+    );
+    w.app.settle_refunds().await;
+    assert_eq!(w.balance().await, before, "refunded");
+    w.stop().await;
+}

@@ -31,6 +31,7 @@ mod support;
 on_every_backend!("under_runs":
     resuming_a_premise_run_whose_id_was_taken_is_refused_and_costs_nothing,
     a_write_whose_id_was_taken_fails_before_its_call,
+    deleting_a_drama_stops_its_runs,
 );
 
 enum Jobs {
@@ -233,5 +234,102 @@ async fn a_write_whose_id_was_taken_fails_before_its_call(backend: Backend) {
     );
     w.app.settle_refunds().await;
     assert_eq!(w.balance().await, before, "refunded");
+    w.stop().await;
+}
+
+/// The offline image provider behind a gate: every call records its prompt when it starts,
+/// then waits until the gate opens.
+struct Gated {
+    inner: OfflineProvider,
+    started: Mutex<Vec<String>>,
+    gate: tokio::sync::Semaphore,
+}
+
+impl Gated {
+    fn started(&self) -> Vec<String> {
+        self.started.lock().unwrap().clone()
+    }
+}
+
+#[async_trait::async_trait]
+impl ImageModel for Gated {
+    fn model(&self) -> ModelInfo {
+        ImageModel::model(&self.inner)
+    }
+    fn max_references(&self) -> usize {
+        self.inner.max_references()
+    }
+    async fn generate_image(
+        &self,
+        request: &ImageRequest,
+    ) -> Result<Generated<GeneratedImage>, AiError> {
+        self.started.lock().unwrap().push(request.prompt.clone());
+        drop(self.gate.acquire().await.unwrap());
+        self.inner.generate_image(request).await
+    }
+}
+
+/// Deleted while its first image calls wait at the provider: those finish (charged), nothing
+/// else starts, what had not started is refunded, and the run settles.
+async fn deleting_a_drama_stops_its_runs(backend: Backend) {
+    let provider = Arc::new(Gated {
+        inner: OfflineProvider::new(7),
+        started: Mutex::new(Vec::new()),
+        gate: tokio::sync::Semaphore::new(0),
+    });
+    let ai = AiProviders::offline(7).with_image_model(provider.clone());
+    let mut w = world(backend, ai).await;
+    w.start().await;
+    let before = w.balance().await;
+    let drama = builders::drama("doomed", 2, 1, 2);
+    w.store.create(w.caller.user, &drama).await.unwrap();
+    let run = w
+        .app
+        .generate(&w.caller, &drama.id, Scope::Drama, false)
+        .await
+        .unwrap()
+        .job_id;
+    for _ in 0..500 {
+        if provider.started().len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(provider.started().len(), 2, "{:?}", provider.started());
+    w.app.delete_drama(&w.caller, &drama.id).await.unwrap();
+    // Long enough for the workers to see the cancellation (they heartbeat every 100 ms).
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    provider.gate.add_permits(1000);
+    let (status, tasks) = w.settled(run).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        provider.started().len(),
+        2,
+        "nothing started after the delete: {:?}",
+        provider.started()
+    );
+    assert_eq!(status, JobStatus::Cancelled);
+    w.app.settle_refunds().await;
+    let charged: i64 = tasks
+        .iter()
+        .filter(|t| t.state.as_str() == "completed")
+        .map(|t| t.cost)
+        .sum();
+    assert!(
+        tasks
+            .iter()
+            .filter(|t| t.state.as_str() != "completed")
+            .all(|t| t.state.as_str() == "cancelled"),
+        "{:?}",
+        tasks
+            .iter()
+            .map(|t| (&t.key, t.state.as_str()))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        before - w.balance().await,
+        charged,
+        "the calls in flight are paid, the rest refunded"
+    );
     w.stop().await;
 }

@@ -32,6 +32,7 @@ on_every_backend!("under_runs":
     resuming_a_premise_run_whose_id_was_taken_is_refused_and_costs_nothing,
     a_write_whose_id_was_taken_fails_before_its_call,
     deleting_a_drama_stops_its_runs,
+    scenes_stored_while_scenes_are_written_stay,
 );
 
 enum Jobs {
@@ -331,5 +332,104 @@ async fn deleting_a_drama_stops_its_runs(backend: Backend) {
         charged,
         "the calls in flight are paid, the rest refunded"
     );
+    w.stop().await;
+}
+
+/// A Gemini answer carrying scenes for episode `e0` of a builder drama.
+fn scenes_answer() -> serde_json::Value {
+    let scenes: Vec<serde_json::Value> = (1..=3)
+        .map(|n| {
+            json!({
+                "id": format!("written-{n}"),
+                "description": format!("Scene {n}: they argue."),
+                "storyboard": {"id": format!("written-{n}-storyboard"), "prompt": "Wide shot.", "character_ids": ["c0"]},
+                "clip": {"id": format!("written-{n}-clip"), "prompt": "Slow push-in.", "duration": 10}
+            })
+        })
+        .collect();
+    let text = json!({ "scenes": scenes }).to_string();
+    json!({
+        "candidates": [{
+            "content": {"role": "model", "parts": [{"text": text}]},
+            "finishReason": "STOP",
+            "index": 0
+        }],
+        "usageMetadata": {"promptTokenCount": 120, "candidatesTokenCount": 80, "totalTokenCount": 200}
+    })
+}
+
+/// While the model writes an episode's scenes, the user stores a scene of their own in it:
+/// that scene stays, no storyboards or clips follow (nothing paid for them), and the call is
+/// settled as any.
+async fn scenes_stored_while_scenes_are_written_stay(backend: Backend) {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path_regex(":generateContent$"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(scenes_answer())
+                .set_delay(Duration::from_millis(1500)),
+        )
+        .mount(&server)
+        .await;
+    let mut w = world(backend, gemini_at(&server)).await;
+    w.start().await;
+    let drama = builders::drama("sc", 2, 1, 0);
+    w.store.create(w.caller.user, &drama).await.unwrap();
+    let episode = EpisodeId::parse("e0").unwrap();
+    let run = w
+        .app
+        .generate(&w.caller, &drama.id, Scope::Episode(episode), false)
+        .await
+        .unwrap()
+        .job_id;
+    for _ in 0..500 {
+        if requests(&server).await >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(requests(&server).await, 1, "the scenes are being written");
+    let stored = w
+        .store
+        .get_complete(w.caller.user, &drama.id)
+        .await
+        .unwrap();
+    let mut mine = stored.drama.clone();
+    mine.episodes[0].scenes = builders::drama("sc", 2, 1, 1).episodes[0].scenes.clone();
+    w.store
+        .save_complete(w.caller.user, &mine, Some(stored.version))
+        .await
+        .unwrap();
+
+    let (_, tasks) = w.settled(run).await;
+    let write = tasks.iter().find(|t| t.kind == kind::WRITE_SCENES).unwrap();
+    assert_eq!(write.state.as_str(), "completed", "{:?}", write.error);
+    assert_eq!(write.result.as_ref().unwrap()["applied"], false);
+    let after = w
+        .store
+        .get_complete(w.caller.user, &drama.id)
+        .await
+        .unwrap();
+    let scenes: Vec<&str> = after.drama.episodes[0]
+        .scenes
+        .iter()
+        .map(|s| s.id.as_str())
+        .collect();
+    assert_eq!(scenes, vec!["e0-s0"], "the user's scene stays");
+    assert!(
+        tasks
+            .iter()
+            .all(|t| t.kind != kind::STORYBOARD && t.kind != kind::CLIP),
+        "nothing follows the scenes that were not stored"
+    );
+    let ledger = w.store.ledger(w.caller.user, 100, 0).await.unwrap();
+    assert!(
+        !ledger
+            .iter()
+            .any(|e| e.reason == CreditReason::Expansion && e.run_id == Some(run.0)),
+        "{ledger:?}"
+    );
+    assert_eq!(requests(&server).await, 1, "one call");
     w.stop().await;
 }

@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use drama_domain::UserId;
 use drama_legacy::{
-    BucketUrls, CancellationToken, ExportOptions, ExportReport, Exporter, ImportOptions,
-    ImportReport, Importer, Layout, LibraryImporter, LibraryOptions, LibraryReport, OwnerMap,
-    Progress, Reason, Repositories,
+    BucketUrls, CancellationToken, DramaRemover, ExportOptions, ExportReport, Exporter,
+    ImportOptions, ImportReport, Importer, Layout, LibraryImporter, LibraryOptions, LibraryReport,
+    OwnerMap, Progress, Reason, Repositories,
 };
 use drama_postgres::PgStore;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -51,6 +51,11 @@ pub(crate) struct ImportFlags {
     /// Replace dramas edited (or recreate dramas deleted) in the database since their import.
     #[arg(long)]
     pub(crate) overwrite: bool,
+    /// Delete a drama imported earlier whose source (file or row) is gone, when it was not
+    /// edited in this database since its import (without it, such dramas are only reported
+    /// as `source_deleted`).
+    #[arg(long)]
+    pub(crate) delete_gone: bool,
     /// Dramas imported at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub(crate) jobs: u16,
@@ -84,6 +89,7 @@ impl ImportFlags {
             bucket_urls: BucketUrls::for_store(&settings.assets, &self.bucket_urls)?,
             dry_run: self.dry_run,
             overwrite: self.overwrite,
+            delete_gone: self.delete_gone,
             jobs: usize::from(self.jobs),
             initial_credits: settings.credits.opening(),
         })
@@ -120,11 +126,39 @@ pub(crate) struct ExportArgs {
     pub(crate) report: Option<PathBuf>,
 }
 
+/// Deletes a drama whose source is gone the way `DELETE /dramas/{id}` does
+/// ([`drama_app::delete_drama_of`]).
+pub(crate) struct ApiDelete {
+    store: Arc<PgStore>,
+    assets: Arc<dyn drama_assets::AssetStore>,
+}
+
+impl ApiDelete {
+    pub(crate) fn new(store: Arc<PgStore>, assets: Arc<dyn drama_assets::AssetStore>) -> Arc<Self> {
+        Arc::new(Self { store, assets })
+    }
+}
+
+#[async_trait::async_trait]
+impl DramaRemover for ApiDelete {
+    async fn delete_drama(
+        &self,
+        owner: UserId,
+        id: &drama_domain::DramaId,
+    ) -> Result<(), drama_dal::RepoError> {
+        drama_app::delete_drama_of(self.store.as_ref(), self.assets.as_ref(), owner, id).await
+    }
+}
+
 /// The database and the bucket, with a pool large enough for `jobs` concurrent dramas.
 async fn connect(
     settings: &Settings,
     jobs: u16,
-) -> anyhow::Result<(Repositories, Arc<dyn drama_assets::AssetStore>)> {
+) -> anyhow::Result<(
+    Repositories,
+    Arc<PgStore>,
+    Arc<dyn drama_assets::AssetStore>,
+)> {
     if settings.database.url.trim().is_empty() {
         anyhow::bail!(
             "the legacy migration works on PostgreSQL: set DATABASE_URL (the embedded in-memory \
@@ -141,7 +175,7 @@ async fn connect(
     let bucket = drama_assets::open_store(&settings.assets)
         .await
         .context("opening the bucket (R2_* / ASSETS_* settings)")?;
-    Ok((Repositories::of(store), bucket))
+    Ok((Repositories::of(store.clone()), store, bucket))
 }
 
 /// Cancels `stop` on the first Ctrl-C (dramas in progress finish); exits on the second.
@@ -162,7 +196,7 @@ pub(crate) fn stop_on_ctrl_c(stop: &CancellationToken) {
 pub(crate) async fn import(settings: &Settings, args: ImportArgs) -> anyhow::Result<ExitCode> {
     let mut options = args.flags.options(settings)?;
     options.layout = Layout::new(&args.prefix)?;
-    let (repos, bucket) = connect(settings, args.flags.jobs).await?;
+    let (repos, store, bucket) = connect(settings, args.flags.jobs).await?;
     let stop = CancellationToken::new();
     stop_on_ctrl_c(&stop);
     let progress = Meter::new("import");
@@ -174,6 +208,7 @@ pub(crate) async fn import(settings: &Settings, args: ImportArgs) -> anyhow::Res
         jobs: options.jobs,
     };
     let mut report = Importer::new(bucket.clone(), repos, options)?
+        .delete_gone_with(ApiDelete::new(store, bucket.clone()))
         .run(&progress, &stop)
         .await?;
     progress.finish();
@@ -205,7 +240,7 @@ pub(crate) async fn import(settings: &Settings, args: ImportArgs) -> anyhow::Res
 
 pub(crate) async fn export(settings: &Settings, args: ExportArgs) -> anyhow::Result<ExitCode> {
     let layout = Layout::new(&args.prefix)?;
-    let (repos, bucket) = connect(settings, args.jobs).await?;
+    let (repos, _, bucket) = connect(settings, args.jobs).await?;
     let options = ExportOptions {
         layout,
         dry_run: args.dry_run,
@@ -296,6 +331,14 @@ pub(crate) fn import_summary(r: &ImportReport, report_file: Option<&Path>) -> St
         "  imported {}, updated {}, unchanged {}, skipped {}, failed {}, not started {}",
         c.imported, c.updated, c.unchanged, c.skipped, c.failed, c.not_started
     );
+    if c.source_deleted + c.deleted > 0 {
+        let verb = if r.dry_run { "would delete" } else { "deleted" };
+        let _ = writeln!(
+            s,
+            "  imported earlier but gone from the source: {verb} {}, kept {}",
+            c.deleted, c.source_deleted
+        );
+    }
     let _ = writeln!(
         s,
         "  {:.1} s, {:.1} dramas/s",
@@ -317,6 +360,18 @@ pub(crate) fn import_summary(r: &ImportReport, report_file: Option<&Path>) -> St
     for (title, outcome) in [
         ("skipped", drama_legacy::Outcome::Skipped),
         ("failed", drama_legacy::Outcome::Failed),
+        (
+            "gone from the source, kept",
+            drama_legacy::Outcome::SourceDeleted,
+        ),
+        (
+            if r.dry_run {
+                "gone from the source, would be deleted"
+            } else {
+                "gone from the source, deleted"
+            },
+            drama_legacy::Outcome::Deleted,
+        ),
     ] {
         let items: Vec<_> = r.dramas.iter().filter(|d| d.outcome == outcome).collect();
         if items.is_empty() {
@@ -329,7 +384,11 @@ pub(crate) fn import_summary(r: &ImportReport, report_file: Option<&Path>) -> St
                 .as_ref()
                 .map(|r| format!("{}: {}", code(r), r.message))
                 .unwrap_or_default();
-            let _ = writeln!(s, "    {}: {why}", d.source_key);
+            if why.is_empty() {
+                let _ = writeln!(s, "    {}", d.source_key);
+            } else {
+                let _ = writeln!(s, "    {}: {why}", d.source_key);
+            }
         }
     }
     if let Some(library) = &r.library {
@@ -400,15 +459,59 @@ fn export_summary(r: &ExportReport, report_file: Option<&Path>) -> String {
             "left as it was".to_owned()
         }
     );
-    if !r.stale_files.is_empty() {
+    if r.repaired > 0 {
         let _ = writeln!(
             s,
-            "  {} drama file(s) in the bucket for dramas the database does not have (left in \
-             place, not in the index):",
-            r.stale_files.len()
+            "  {} exported drama(s) leave out what the old server cannot read (the database \
+             keeps it):",
+            r.repaired
         );
-        for key in &r.stale_files {
+        for d in r.dramas.iter().filter(|d| !d.repairs.is_empty()) {
+            for repair in &d.repairs {
+                let _ = writeln!(s, "    {}: {repair}", d.key);
+            }
+        }
+    }
+    let moved: Vec<&str> = r.moved_aside.iter().map(|m| m.key.as_str()).collect();
+    let left: Vec<&String> = r
+        .stale_files
+        .iter()
+        .filter(|k| !moved.contains(&k.as_str()))
+        .collect();
+    if !left.is_empty() {
+        let _ = writeln!(
+            s,
+            "  {} drama file(s) in the bucket for dramas the database never imported (left in \
+             place, not in the index; the old server still serves them by id):",
+            left.len()
+        );
+        for key in left {
             let _ = writeln!(s, "    {key}");
+        }
+    }
+    if !r.moved_aside.is_empty() {
+        let verb = if r.dry_run { "would move" } else { "moved" };
+        let _ = writeln!(
+            s,
+            "  {} file(s) of dramas deleted since their import, so that the old server no \
+             longer serves them ({verb} aside):",
+            r.moved_aside.len()
+        );
+        for m in &r.moved_aside {
+            match &m.reason {
+                None => {
+                    let _ = writeln!(s, "    {} -> {}", m.key, m.to);
+                }
+                Some(reason) => {
+                    let _ = writeln!(
+                        s,
+                        "    failed {}: {}: {}",
+                        m.key,
+                        code(reason),
+                        reason.message
+                    );
+                }
+            }
         }
     }
     for d in r.dramas.iter().filter(|d| d.reason.is_some()) {

@@ -11,11 +11,13 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use drama_dal::MemoryLegacyImports;
 use drama_dal::legacy_tables::LegacyTables as _;
-use drama_legacy::{CancellationToken, Importer, OwnerMap, Repositories};
+use drama_legacy::{CancellationToken, DramaRemover, Importer, OwnerMap, Repositories};
 use drama_postgres::{LegacySchema, PgError, PgLegacyTables, PgStore};
 
 use crate::check::connect;
-use crate::legacy::{ImportFlags, Meter, conclude, import_summary, print, stop_on_ctrl_c};
+use crate::legacy::{
+    ApiDelete, ImportFlags, Meter, conclude, import_summary, print, stop_on_ctrl_c,
+};
 use crate::settings::Settings;
 
 /// `migrate` options.
@@ -125,8 +127,9 @@ async fn adopt(settings: &Settings, flags: ImportFlags) -> anyhow::Result<ExitCo
     let bucket = drama_assets::open_store(&settings.assets)
         .await
         .context("opening the bucket (R2_* / ASSETS_* settings)")?;
-    let (repos, tables, legacy) = if flags.dry_run {
-        dry_run_target(&pool, &found, tables).await?
+    let (repos, tables, legacy, remover) = if flags.dry_run {
+        let (repos, tables, legacy) = dry_run_target(&pool, &found, tables).await?;
+        (repos, tables, legacy, None)
     } else {
         let legacy = drama_postgres::adopt_legacy_schema(&pool)
             .await
@@ -136,16 +139,18 @@ async fn adopt(settings: &Settings, flags: ImportFlags) -> anyhow::Result<ExitCo
         database.max_connections = database.max_connections.max(u32::from(flags.jobs) + 2);
         let store = Arc::new(PgStore::new(database.pool()?));
         let tables = PgLegacyTables::open(pool.clone(), &legacy.schema).await?;
-        (Repositories::of(store), tables, legacy)
+        let remover: Arc<dyn DramaRemover> = ApiDelete::new(store.clone(), bucket.clone());
+        (Repositories::of(store), tables, legacy, Some(remover))
     };
     options.dry_run = flags.dry_run;
     let stop = CancellationToken::new();
     stop_on_ctrl_c(&stop);
     let progress = Meter::new("adopt");
-    let mut report = Importer::new(bucket, repos, options)?
-        .from_tables(Arc::new(tables))
-        .run(&progress, &stop)
-        .await?;
+    let mut importer = Importer::new(bucket, repos, options)?.from_tables(Arc::new(tables));
+    if let Some(remover) = remover {
+        importer = importer.delete_gone_with(remover);
+    }
+    let mut report = importer.run(&progress, &stop).await?;
     progress.finish();
     let jobs = legacy.rows("jobs");
     if jobs > 0 {
@@ -178,14 +183,33 @@ async fn adopt(settings: &Settings, flags: ImportFlags) -> anyhow::Result<ExitCo
     )
 }
 
-/// Where a dry run writes: nowhere. When the old tables still sit in `public`, our schema
-/// does not exist yet, so the run compares against an empty in-memory store (what a real run
-/// into the fresh schema would find); once they are moved, against the database itself.
+/// Where a dry run writes: nowhere. When the old tables still sit in `public` on a database
+/// we never migrated, our schema does not exist yet, so the run compares against an empty
+/// in-memory store (what a real run into the fresh schema would find); once they are moved,
+/// against the database itself. A rolled-back database (our history, the old tables back in
+/// `public`) is refused: our dramas wait in `drama_server`, where the store cannot read them,
+/// and an empty store would call every drama `imported`, unlike the real run.
 async fn dry_run_target(
     pool: &sqlx::PgPool,
     found: &LegacySchema,
     tables: PgLegacyTables,
 ) -> anyhow::Result<(Repositories, PgLegacyTables, LegacySchema)> {
+    let history = drama_postgres::schema_report(pool).await?;
+    let ours_applied = history
+        .applied
+        .iter()
+        .any(|m| !history.unknown.iter().any(|u| u.version == m.version));
+    if found.in_public() && ours_applied {
+        anyhow::bail!(
+            "this database was rolled back: public holds the old server's tables again and \
+             this server's wait in schema drama_server, where a dry run cannot compare with \
+             them, so its report would call every drama imported instead of telling \
+             unchanged, updated, edited and taken ones apart; nothing was changed. Back the \
+             database up (pg_dump) and run `drama-server migrate --adopt-legacy` without \
+             --dry-run: the roll-forward moves the tables in one transaction, then reports \
+             what it imported (docs/MIGRATION.md, \"Rolling forward\")"
+        );
+    }
     let repos = if found.in_public() {
         let store = Arc::new(drama_dal::MemoryStore::new());
         Repositories {
@@ -194,7 +218,7 @@ async fn dry_run_target(
             imports: Arc::new(MemoryLegacyImports::new(store)),
         }
     } else {
-        let report = drama_postgres::schema_report(pool).await?;
+        let report = history;
         if !report.pending.is_empty() {
             anyhow::bail!(
                 "the schema is behind this build ({} pending migration(s)); run `drama-server \

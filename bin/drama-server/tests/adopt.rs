@@ -207,6 +207,12 @@ async fn an_old_database_is_refused_by_name_then_adopted_with_every_row_owned() 
         before + 1,
         "the old trigger runs"
     );
+    // The old server, running again, deletes a drama.
+    run_script(
+        &db.pool().await,
+        "delete from public.dramas where id = 'heist'",
+    )
+    .await;
 
     // The way forward again: the history records our migrations, yet `public` holds the old
     // tables, so migrate, serve and check refuse as on the first day instead of starting on
@@ -219,13 +225,39 @@ async fn an_old_database_is_refused_by_name_then_adopted_with_every_row_owned() 
     assert!(!check.status.success(), "{}", text(&check));
     assert!(text(&check).contains("--adopt-legacy"), "{}", text(&check));
 
+    // A dry run of the roll-forward cannot compare with this server's tables while they wait
+    // in drama_server (an empty store would call every drama imported): refused, by name.
+    let dry = adopt(
+        &db,
+        &assets,
+        &owner,
+        &["--dry-run"],
+        &dir.path().join("forward-dry.json"),
+    )
+    .await;
+    let out = text(&dry);
+    assert_eq!(dry.status.code(), Some(1), "{out}");
+    assert!(out.contains("rolled back"), "{out}");
+    assert!(out.contains("without --dry-run"), "{out}");
+    assert!(!out.contains("imported 3"), "{out}");
+    assert_eq!(count(&db, &column("dramas", "owner_id")).await, 0);
+
     // Adoption rolls forward: the old tables go aside again and ours come back, with the
     // edit the old server made during the rollback imported.
     let forward_report = dir.path().join("forward.json");
     let forward = adopt(&db, &assets, &owner, &[], &forward_report).await;
     let out = text(&forward);
     assert!(forward.status.success(), "{out}");
-    assert!(out.contains("imported 0, updated 1, unchanged 2"), "{out}");
+    assert!(out.contains("imported 0, updated 1, unchanged 1"), "{out}");
+    // The drama the old server deleted is reported, not silently kept as unchanged.
+    assert!(
+        out.contains("gone from the source: deleted 0, kept 1"),
+        "{out}"
+    );
+    assert!(
+        out.contains("db:legacy/dramas/heist: source_deleted"),
+        "{out}"
+    );
     assert_eq!(count(&db, &column("dramas", "owner_id")).await, 1);
     assert_eq!(count(&db, &column("jobs", "job_id")).await, 0);
     assert_eq!(
@@ -245,7 +277,7 @@ async fn an_old_database_is_refused_by_name_then_adopted_with_every_row_owned() 
         1,
         "the rollback's edit came over"
     );
-    assert_eq!(count(&db, "select count(*) from legacy.dramas").await, 3);
+    assert_eq!(count(&db, "select count(*) from legacy.dramas").await, 2);
     assert_eq!(
         count(
             &db,
@@ -253,6 +285,26 @@ async fn an_old_database_is_refused_by_name_then_adopted_with_every_row_owned() 
         )
         .await,
         0
+    );
+    // --delete-gone deletes it, as the API would.
+    let gone = adopt(
+        &db,
+        &assets,
+        &owner,
+        &["--delete-gone"],
+        &dir.path().join("gone.json"),
+    )
+    .await;
+    let out = text(&gone);
+    assert!(gone.status.success(), "{out}");
+    assert!(out.contains("deleted 1, kept 0"), "{out}");
+    assert_eq!(
+        count(
+            &db,
+            &format!("select count(*) from public.dramas where owner_id = '{owner}'")
+        )
+        .await,
+        2
     );
     let check = output(command(&db, &assets, &["check"])).await;
     assert!(text(&check).contains("status: healthy"), "{}", text(&check));

@@ -459,3 +459,77 @@ async fn a_library_that_cannot_be_listed_still_leaves_the_report_of_the_dramas()
     );
     assert_eq!(db.count("dramas").await, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drama_the_old_server_deleted_goes_only_with_delete_gone() {
+    let s3 = TestS3::start().await;
+    let db = s3.migrated_database("legacy_gone").await;
+    let work = tempfile::tempdir().unwrap();
+    let report = work.path().join("import.json");
+    let owner = uuid::Uuid::new_v4().to_string();
+    for id in ["stays", "gone"] {
+        s3.put(
+            &format!("dramas/{id}/drama.json"),
+            fixture_as(id),
+            "application/json",
+        )
+        .await;
+    }
+    let first = s3.import(&owner, &[], &report, &db.url()).await;
+    assert!(first.status.success(), "{}", text(&first));
+    assert_eq!(db.count("dramas").await, 2);
+    // Something the new system stored under the drama's own prefix (an upload).
+    let upload = format!("{owner}/gone/uploads/ref.png");
+    let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
+    png.resize(64, 7);
+    s3.put(&upload, png, "image/png").await;
+
+    // The old server deletes the drama; the final import reports it and keeps it.
+    s3.store
+        .delete(&ObjectKey::parse("dramas/gone/drama.json").unwrap())
+        .await
+        .unwrap();
+    let kept = s3.import(&owner, &[], &report, &db.url()).await;
+    let out = text(&kept);
+    assert!(kept.status.success(), "{out}");
+    assert!(out.contains("imported 0, updated 0, unchanged 1"), "{out}");
+    assert!(
+        out.contains("gone from the source: deleted 0, kept 1"),
+        "{out}"
+    );
+    assert!(
+        out.contains("dramas/gone/drama.json: source_deleted"),
+        "{out}"
+    );
+    let json = read_report(&report);
+    assert_eq!(json["counts"]["source_deleted"], 1);
+    let gone = json["dramas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["drama_id"] == "gone")
+        .cloned()
+        .unwrap();
+    assert_eq!(gone["outcome"], "source_deleted", "{gone}");
+    assert_eq!(db.count("dramas").await, 2);
+
+    // --delete-gone deletes it as the API does: rows, and the objects under its prefix.
+    let deleted = s3
+        .import(&owner, &["--delete-gone"], &report, &db.url())
+        .await;
+    let out = text(&deleted);
+    assert!(deleted.status.success(), "{out}");
+    assert!(out.contains("deleted 1, kept 0"), "{out}");
+    let json = read_report(&report);
+    assert_eq!(json["delete_gone"], true);
+    assert_eq!(json["counts"]["deleted"], 1);
+    assert_eq!(db.count("dramas").await, 1);
+    assert!(
+        s3.store
+            .get_bytes(&ObjectKey::parse(&upload).unwrap())
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+    db.drop_it().await;
+}

@@ -35,7 +35,7 @@ pub use prompts::PROMPT_VERSION;
 pub use registry::{
     AiProviders, DEFAULT_GPT_MODEL, DEFAULT_SCRIPT_MODEL, ScriptModelChoice, choose_script_model,
 };
-pub use retry::RetryPolicy;
+pub use retry::{RetryPolicy, cancellable};
 pub use settings::{AiSettings, ApiKey, ENV_VARS, ImageProviderChoice};
 pub use traits::{
     DramaRequest, ImageModel, ScriptModel, VideoModel, VideoPolling, VoiceModel, generate_video,

@@ -427,3 +427,119 @@ async fn a_download_that_is_not_a_video_is_rejected() {
         "{err:?}"
     );
 }
+
+/// A 2xx answer that carries the provider's error envelope and no task id is the provider
+/// turning the submission down: an ordinary error (retried when it is a passing one), not a
+/// render that may be running.
+#[tokio::test]
+async fn a_success_carrying_the_providers_error_is_a_refusal_not_an_uncertain_submission() {
+    // A passing failure: tried again, and the second submission is taken.
+    let server = MockServer::start().await;
+    common::reply(
+        &server,
+        SUBMIT,
+        ResponseTemplate::new(200).set_body_json(json!({"error": {
+            "message": "upstream service overloaded, please try again later",
+            "type": "server_error", "code": null}})),
+        Some(1),
+    )
+    .await;
+    submit_ok(&server, "t8").await;
+    let task = common::providers_at(&server)
+        .video_model()
+        .submit(&clip(None, VideoDuration::Ten))
+        .await
+        .unwrap();
+    assert_eq!(task.output.task_id, "t8");
+    assert_eq!(task.usage.requests, 2);
+
+    // A refusal of the request itself: permanent, sent once, and not taken.
+    let server = MockServer::start().await;
+    common::reply(
+        &server,
+        SUBMIT,
+        ResponseTemplate::new(200).set_body_json(json!({"error": {
+            "message": "duration must be one of 10, 15",
+            "type": "invalid_request_error", "code": "invalid_duration"}})),
+        None,
+    )
+    .await;
+    let err = common::providers_at(&server)
+        .video_model()
+        .submit(&clip(None, VideoDuration::Ten))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, AiError::BadRequest { provider: Provider::Sora, message, .. } if message.contains("duration must be")),
+        "{err:?}"
+    );
+    common::assert_permanent_and_not_retried(&server, &err).await;
+
+    // The status the envelope names decides; a moderation refusal is one.
+    for (envelope, expected) in [
+        (
+            json!({"error": {"code": 429, "message": "too many tasks in flight"}}),
+            "provider_rate_limited",
+        ),
+        (
+            json!({"error": "the prompt violates our content policy"}),
+            "moderation_refusal",
+        ),
+    ] {
+        let server = MockServer::start().await;
+        common::reply(
+            &server,
+            SUBMIT,
+            ResponseTemplate::new(200).set_body_json(envelope.clone()),
+            None,
+        )
+        .await;
+        let err = common::providers(&common::settings_without_retries(&server))
+            .video_model()
+            .submit(&clip(None, VideoDuration::Ten))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), expected, "{envelope}: {err:?}");
+    }
+}
+
+/// A cancellation that arrives while a submission waits to be tried again (a 429's
+/// `Retry-After`) stops it there: the retry is not sent, and the call ends with the refusal.
+#[tokio::test]
+async fn a_cancel_during_the_pause_before_a_retry_sends_no_retry() {
+    let server = MockServer::start().await;
+    common::reply(
+        &server,
+        SUBMIT,
+        ResponseTemplate::new(429)
+            .insert_header("retry-after", "2")
+            .set_body_json(json!({"error": {"message": "too many tasks"}})),
+        Some(1),
+    )
+    .await;
+    submit_ok(&server, "paid").await;
+    let model = common::providers_at(&server).video_model();
+    let token = tokio_util::sync::CancellationToken::new();
+    let cancel = {
+        let (token, server) = (token.clone(), &server);
+        async move {
+            while common::request_count(server).await == 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            token.cancel();
+        }
+    };
+    let started = std::time::Instant::now();
+    let request = clip(None, VideoDuration::Ten);
+    let call = drama_ai::cancellable(token, model.submit(&request));
+    let (result, ()) = tokio::join!(call, cancel);
+    let err = result.unwrap_err();
+    assert!(matches!(&err, AiError::RateLimited { .. }), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "the pause was cut short: {:?}",
+        started.elapsed()
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(common::request_count(&server).await, 1, "no retry was sent");
+}

@@ -1,8 +1,8 @@
 //! Reading and editing dramas: thin use cases over the repositories, plus the deletion of a
 //! drama's stored objects.
 
-use drama_assets::{Scope, keys};
-use drama_dal::{Page, PageRequest, StoredDrama, Version};
+use drama_assets::{AssetStore, Scope, keys};
+use drama_dal::{DramaRepository, Page, PageRequest, RepoError, StoredDrama, Version};
 use drama_domain::{DomainError, Drama, DramaId, DramaSummary, EntityPatch, UserId};
 use drama_jobs::RunFilter;
 
@@ -143,20 +143,9 @@ impl App {
             self.store.get_complete(caller.user, id).await?;
             self.cancel_runs_of(caller.user, id).await?;
         }
-        self.store.delete(caller.user, id).await?;
+        delete_drama_of(self.store.as_ref(), self.assets.as_ref(), caller.user, id).await?;
         // A run started between the cancel and the delete.
-        self.cancel_runs_of(caller.user, id).await?;
-        // Uploads and anything else under the drama's prefix (e.g. a reference image) go too.
-        match Scope::drama(id) {
-            Ok(scope) => {
-                let prefix = keys::scope_prefix(caller.user, &scope);
-                if let Err(e) = self.assets.delete_prefix(&prefix).await {
-                    tracing::warn!(error = %e, "deleting the drama's objects failed; the sweeper retries");
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "no object prefix for the drama"),
-        }
-        Ok(())
+        self.cancel_runs_of(caller.user, id).await
     }
 
     /// The owner's runs on the drama that have not settled (at most a page of them: the
@@ -198,4 +187,34 @@ impl App {
         }
         Ok(())
     }
+}
+
+/// What [`App::delete_drama`] does, for a caller that has the ports but no [`App`] (the
+/// legacy import deleting a drama whose source is gone): `owner`'s drama `id` goes with its
+/// rows (its objects' keys recorded as orphans in the same transaction), then everything
+/// under its key prefix.
+///
+/// # Errors
+/// `NotFound` (Drama); `Unavailable` (database).
+pub async fn delete_drama_of<S>(
+    store: &S,
+    assets: &dyn AssetStore,
+    owner: UserId,
+    id: &DramaId,
+) -> Result<(), RepoError>
+where
+    S: DramaRepository + ?Sized,
+{
+    store.delete(owner, id).await?;
+    // Uploads and anything else under the drama's prefix (e.g. a reference image) go too.
+    match Scope::drama(id) {
+        Ok(scope) => {
+            let prefix = keys::scope_prefix(owner, &scope);
+            if let Err(e) = assets.delete_prefix(&prefix).await {
+                tracing::warn!(error = %e, "deleting the drama's objects failed; the sweeper retries");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "no object prefix for the drama"),
+    }
+    Ok(())
 }

@@ -21,6 +21,7 @@ mod usage;
 pub use account::{Account, MAX_LEDGER_PAGE};
 pub use caller::{Caller, PresentedKey};
 pub use drama_dal::{CreditReason, LedgerEntry};
+pub use dramas::delete_drama_of;
 pub use error::{AppError, Precondition};
 pub use identity::{KeyCaller, key_fingerprint, looks_like_api_key};
 pub use keys::{MAX_ACTIVE_KEYS, MAX_KEY_DAYS, MAX_KEY_NAME, NewKey};

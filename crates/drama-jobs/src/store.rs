@@ -95,6 +95,12 @@ pub struct Heartbeat {
     pub alive: bool,
     /// Tasks leased by the worker whose cancellation was requested.
     pub cancel_requested: Vec<JobId>,
+    /// Tasks running under the worker's lease that it did not name as held (empty when it
+    /// named none): claimed by a claim whose answer never reached it (the connection failed
+    /// after the commit), so no handler runs them. The worker hands them back
+    /// (`FinishKind::Release`, no attempt used); without that they would stay running for as
+    /// long as it heartbeats.
+    pub unheld: Vec<Fence>,
 }
 
 /// Limits of one resource class, enforced at claim time across all workers.
@@ -329,7 +335,10 @@ pub trait JobStore: Send + Sync + 'static {
         worker: &WorkerRegistration,
     ) -> impl Future<Output = Result<(), JobError>> + Send;
 
-    /// Extends a worker's registration (and so all its leases) by `ttl`.
+    /// Extends a worker's registration (and so all its leases) by `ttl`. With `held` (the
+    /// tasks the worker holds, running or with their finish not yet written), the answer
+    /// names the tasks running under its lease that are not among them
+    /// ([`Heartbeat::unheld`]). One look at the worker's leased tasks either way.
     ///
     /// # Errors
     /// [`JobError::Unavailable`].
@@ -337,6 +346,7 @@ pub trait JobStore: Send + Sync + 'static {
         &self,
         worker: WorkerId,
         ttl: Duration,
+        held: Option<&[JobId]>,
     ) -> impl Future<Output = Result<Heartbeat, JobError>> + Send;
 
     /// Removes a worker's registration (after it released or finished its tasks).

@@ -6,16 +6,16 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::Utc;
-use drama_assets::{AssetStore, MediaType};
+use drama_assets::{AssetStore, MediaType, ObjectKey};
 use drama_dal::{MAX_PAGE_SIZE, PageRequest, RepoError};
 use drama_domain::{DramaId, UserId};
 use futures::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::LegacyError;
-use crate::format::{IndexEntry, LegacyIndex, drama_file};
+use crate::format::{IndexEntry, LegacyIndex, drama_file, for_old_model};
 use crate::import::rate;
-use crate::report::{ExportReport, ExportedDrama, Reason, ReasonCode, RunClock};
+use crate::report::{ExportReport, ExportedDrama, MovedFile, Reason, ReasonCode, RunClock};
 use crate::source::Layout;
 use crate::{Progress, Repositories};
 
@@ -41,6 +41,7 @@ pub struct Exporter {
 const EXPORTED: &str = "exported";
 const FAILED: &str = "failed";
 const GONE: &str = "gone";
+const MOVED: &str = "moved";
 
 impl Exporter {
     /// An exporter writing to `bucket` from `repos`.
@@ -109,6 +110,12 @@ impl Exporter {
                 (!in_database.contains(id)).then(|| o.key.to_string())
             })
             .collect();
+        // Only a complete run knows which dramas the database lacks.
+        let moved_aside = if interrupted {
+            Vec::new()
+        } else {
+            self.move_aside(&stale_files).await?
+        };
 
         let mut index = LegacyIndex::default();
         for (_, entry) in &results {
@@ -134,6 +141,10 @@ impl Exporter {
         let dramas: Vec<ExportedDrama> = results.into_iter().map(|(d, _)| d).collect();
         let exported = dramas.iter().filter(|d| d.outcome == EXPORTED).count();
         let failed = dramas.iter().filter(|d| d.outcome == FAILED).count();
+        let repaired = dramas
+            .iter()
+            .filter(|d| d.outcome == EXPORTED && !d.repairs.is_empty())
+            .count();
         let elapsed = clock.seconds();
         let report = ExportReport {
             command: "export-r2",
@@ -146,11 +157,13 @@ impl Exporter {
             dramas_per_second: rate(reached, elapsed),
             total,
             exported,
+            repaired,
             failed,
             not_started: total - reached,
             index_written,
             index_entries: index.dramas.len(),
             stale_files,
+            moved_aside,
             dramas,
         };
         tracing::info!(
@@ -160,6 +173,72 @@ impl Exporter {
             "export finished"
         );
         Ok(report)
+    }
+
+    /// Moves the stale files of dramas that were imported (an import record names them) and
+    /// no longer exist out of the old layout: the old server reads `dramas/{id}/drama.json`
+    /// directly, so a deleted drama's file left there would still be served by id. The file
+    /// is copied to `dramas-deleted/{id}/drama.json`, then deleted. A file no record
+    /// explains (the old server created it while it ran again) is left alone.
+    async fn move_aside(&self, stale_files: &[String]) -> Result<Vec<MovedFile>, LegacyError> {
+        if stale_files.is_empty() {
+            return Ok(Vec::new());
+        }
+        let layout = &self.options.layout;
+        // Drama id → whether a drama recorded under it still exists.
+        let mut imported: BTreeMap<String, bool> = BTreeMap::new();
+        for r in self
+            .repos
+            .imports
+            .recorded_imports("")
+            .await
+            .map_err(LegacyError::Target)?
+        {
+            *imported.entry(r.record.drama_id.to_string()).or_default() |= r.current.is_some();
+        }
+        let mut moved = Vec::new();
+        for key in stale_files {
+            let Some(id) = layout.drama_id_of(key) else {
+                continue;
+            };
+            // A record whose drama still exists (under another key) means the drama is not
+            // gone; no record at all means it was never ours.
+            if imported.get(id) != Some(&false) {
+                continue;
+            }
+            let to = layout.deleted_key_text(id);
+            let mut done = MovedFile {
+                drama_id: id.to_owned(),
+                key: key.clone(),
+                to: to.clone(),
+                outcome: MOVED,
+                reason: None,
+            };
+            if !self.options.dry_run
+                && let Err(reason) = self.move_file(key, &to).await
+            {
+                tracing::warn!(
+                    key,
+                    reason = reason.message,
+                    "moving a deleted drama's file failed"
+                );
+                done.outcome = FAILED;
+                done.reason = Some(reason);
+            }
+            moved.push(done);
+        }
+        Ok(moved)
+    }
+
+    async fn move_file(&self, from: &str, to: &str) -> Result<(), Reason> {
+        let invalid =
+            |e: drama_assets::AssetError| Reason::new(ReasonCode::InvalidDrama, e.to_string());
+        let from = ObjectKey::parse(from).map_err(invalid)?;
+        let to = ObjectKey::parse(to).map_err(invalid)?;
+        let unavailable =
+            |e: drama_assets::AssetError| Reason::new(ReasonCode::TargetUnavailable, e.to_string());
+        self.bucket.copy(&from, &to).await.map_err(unavailable)?;
+        self.bucket.delete(&from).await.map_err(unavailable)
     }
 
     /// Every (owner, drama) pair, owner by owner.
@@ -192,6 +271,7 @@ impl Exporter {
             version: None,
             outcome: FAILED,
             reason: None,
+            repairs: Vec::new(),
         };
         let stored = match self.repos.dramas.get_complete(owner, &id).await {
             Ok(stored) => stored,
@@ -205,8 +285,10 @@ impl Exporter {
             }
         };
         done.version = Some(stored.version);
+        let (readable, repairs) = for_old_model(&stored.drama);
+        done.repairs = repairs;
         let written = async {
-            let bytes = drama_file(&stored.drama, owner)
+            let bytes = drama_file(&readable, owner)
                 .map_err(|e| Reason::new(ReasonCode::InvalidDrama, e.to_string()))?;
             if self.options.dry_run {
                 return Ok(());

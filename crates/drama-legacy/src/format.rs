@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::io;
 
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
-use drama_domain::{Drama, UserId};
+use drama_domain::{Asset, AssetKind, Drama, UserId};
 use serde::Serialize;
 use serde_json::ser::{CharEscape, Formatter, PrettyFormatter};
 use serde_json::{Map, Value};
@@ -131,6 +131,43 @@ pub fn drama_file(drama: &Drama, owner: UserId) -> Result<Vec<u8>, serde_json::E
         drama,
         owner: owner.to_string(),
     })
+}
+
+/// The drama as the old model can read it, and what had to change for that: the old model
+/// knows assets of kind `image` and `video` only and refuses the whole drama for any other
+/// (its server then answers 404 for it), so audio assets are left out, each named in the
+/// returned repairs. The drama itself (the database) keeps them.
+pub fn for_old_model(drama: &Drama) -> (Drama, Vec<String>) {
+    let mut out = drama.clone();
+    let mut repairs = Vec::new();
+    let mut strip = |path: String, assets: &mut Vec<Asset>| {
+        assets.retain(|a| {
+            let readable = matches!(a.kind, AssetKind::Image | AssetKind::Video);
+            if !readable {
+                repairs.push(format!(
+                    "{path}: {} asset {:?} left out (the old model reads image and video \
+                     assets only); the database keeps it",
+                    a.kind.as_str(),
+                    a.id.as_str()
+                ));
+            }
+            readable
+        });
+    };
+    strip("assets".to_owned(), &mut out.assets);
+    for (c, character) in out.characters.iter_mut().enumerate() {
+        strip(format!("characters[{c}].assets"), &mut character.assets);
+    }
+    for (e, episode) in out.episodes.iter_mut().enumerate() {
+        strip(format!("episodes[{e}].assets"), &mut episode.assets);
+        for (n, scene) in episode.scenes.iter_mut().enumerate() {
+            strip(
+                format!("episodes[{e}].scenes[{n}].assets"),
+                &mut scene.assets,
+            );
+        }
+    }
+    (out, repairs)
 }
 
 /// One entry of `dramas/index.json`.

@@ -1,6 +1,6 @@
 //! `import-r2`: the old bucket's dramas into the repositories.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
@@ -20,7 +20,12 @@ use crate::report::{
     AssetLinks, Counts, DramaReport, ImportReport, Outcome, Reason, ReasonCode, RunClock,
 };
 use crate::source::{BucketUrls, Layout, OwnerMap, OwnerTarget, UrlTarget};
-use crate::{Progress, Repositories};
+use crate::{DramaRemover, Progress, Repositories};
+
+mod audio;
+mod gone;
+
+use audio::carry_audio;
 
 /// How an import runs.
 #[derive(Debug, Clone)]
@@ -35,6 +40,10 @@ pub struct ImportOptions {
     pub dry_run: bool,
     /// Replace dramas edited (or deleted) in the database since their import.
     pub overwrite: bool,
+    /// Delete a drama whose source (file or row) is gone since its import, when it was not
+    /// edited in the database since; without it such dramas are only reported. A run that
+    /// writes needs a [`DramaRemover`](crate::DramaRemover) ([`Importer::delete_gone_with`]).
+    pub delete_gone: bool,
     /// Files handled at once (at least 1).
     pub jobs: usize,
     /// The credits a user the import creates opens with (`INITIAL_CREDITS`, as a user who
@@ -51,6 +60,7 @@ impl ImportOptions {
             bucket_urls: BucketUrls::default(),
             dry_run: false,
             overwrite: false,
+            delete_gone: false,
             jobs: 1,
             initial_credits: drama_dal::DEFAULT_TOKENS,
         }
@@ -70,6 +80,8 @@ pub struct Importer {
     repos: Repositories,
     options: ImportOptions,
     origin: Origin,
+    /// Deletes dramas whose source is gone (`delete_gone`).
+    remover: Option<Arc<dyn DramaRemover>>,
     /// Whether users named directly by files exist.
     known_users: Mutex<HashMap<UserId, bool>>,
 }
@@ -90,6 +102,7 @@ impl Importer {
             repos,
             origin: Origin::Bucket(options.layout.clone()),
             options,
+            remover: None,
             known_users: Mutex::new(HashMap::new()),
         })
     }
@@ -100,6 +113,14 @@ impl Importer {
     #[must_use]
     pub fn from_tables(mut self, tables: Arc<dyn LegacyTables>) -> Self {
         self.origin = Origin::Tables(tables);
+        self
+    }
+
+    /// How dramas whose source is gone are deleted when `options.delete_gone` is set: the
+    /// way the API deletes a drama.
+    #[must_use]
+    pub fn delete_gone_with(mut self, remover: Arc<dyn DramaRemover>) -> Self {
+        self.remover = Some(remover);
         self
     }
 
@@ -117,6 +138,12 @@ impl Importer {
         stop: &CancellationToken,
     ) -> Result<ImportReport, LegacyError> {
         let clock = RunClock::start();
+        if self.options.delete_gone && !self.options.dry_run && self.remover.is_none() {
+            return Err(LegacyError::option(
+                "--delete-gone",
+                "this run was given no way to delete dramas",
+            ));
+        }
         let mut notes = Vec::new();
         let users_created = self.bring_users(&mut notes).await?;
         let (candidates, mut source) = self.origin.gather(self.bucket.as_ref()).await?;
@@ -137,7 +164,9 @@ impl Importer {
         );
 
         let total = candidates.len();
-        progress.start(total);
+        let found: HashSet<String> = candidates.iter().map(|c| c.key.clone()).collect();
+        let gone = self.gone_from_source(&found, &recorded);
+        progress.start(total + gone.len());
         let recorded = &recorded;
         let mut dramas: Vec<DramaReport> = futures::stream::iter(candidates)
             .map(|candidate| async move {
@@ -157,6 +186,19 @@ impl Importer {
             .collect()
             .await;
         dramas.sort_by(|a, b| a.source_key.cmp(&b.source_key));
+        // Only after every file ran: a run stopped early has not looked at all of them, but
+        // what is gone from the source is known from the listing alone.
+        if !stop.is_cancelled() {
+            for record in gone {
+                let report = self.source_gone(record).await;
+                progress.step(
+                    &report.drama_id,
+                    report.outcome.as_str(),
+                    report.reason.as_ref(),
+                );
+                dramas.push(report);
+            }
+        }
 
         let mut counts = Counts {
             total,
@@ -179,6 +221,7 @@ impl Importer {
             notes,
             dry_run: self.options.dry_run,
             overwrite: self.options.overwrite,
+            delete_gone: self.options.delete_gone,
             interrupted: counts.not_started > 0,
             started_at: clock.started_at,
             finished_at: Utc::now(),
@@ -198,6 +241,8 @@ impl Importer {
             skipped = report.counts.skipped,
             failed = report.counts.failed,
             not_started = report.counts.not_started,
+            source_deleted = report.counts.source_deleted,
+            deleted = report.counts.deleted,
             "import finished"
         );
         Ok(report)
@@ -477,7 +522,7 @@ impl Importer {
     /// Decides what to do with a parsed file and does it.
     async fn write(
         &self,
-        file: ParsedFile<'_>,
+        mut file: ParsedFile<'_>,
         record: Option<&RecordedImport>,
         mut report: DramaReport,
     ) -> Result<DramaReport, DramaReport> {
@@ -546,6 +591,17 @@ impl Importer {
             Ok(stored) => stored,
             Err(e) => return Err(database_failure(report, &e)),
         };
+        // An old file cannot hold audio assets (the old model refuses them, and the export
+        // leaves them out): the stored drama's stay, so that a drama exported and read back
+        // is unchanged and a roll-forward does not lose them.
+        let carried = carry_audio(&stored.drama, &mut file.drama);
+        if carried > 0 {
+            report.repairs.push(format!(
+                "{carried} audio asset(s) of the stored drama kept (an old file cannot hold \
+                 them)"
+            ));
+        }
+        let id = &file.drama.id;
         let existing = match self.repos.dramas.asset_objects(file.owner, id).await {
             Ok(existing) => existing,
             Err(e) => return Err(database_failure(report, &e)),
@@ -727,7 +783,7 @@ fn deleted_since_import(report: DramaReport) -> DramaReport {
     )
 }
 
-fn database_failure(report: DramaReport, e: &RepoError) -> DramaReport {
+pub(super) fn database_failure(report: DramaReport, e: &RepoError) -> DramaReport {
     report.done(
         Outcome::Failed,
         Some(Reason::new(ReasonCode::Database, e.to_string())),

@@ -14,7 +14,8 @@ mod tables;
 use std::sync::Arc;
 
 use drama_dal::legacy::LegacyImportRepository;
-use drama_dal::{DramaRepository, UserRepository};
+use drama_dal::{DramaRepository, RepoError, UserRepository};
+use drama_domain::{DramaId, UserId};
 
 pub use error::LegacyError;
 pub use export::{ExportOptions, Exporter};
@@ -23,8 +24,8 @@ pub use library::{LibraryImporter, LibraryItemReport, LibraryOptions, LibraryRep
 pub use origin::MAX_FILE_BYTES;
 pub use parse::{LegacyDrama, LegacyFileError};
 pub use report::{
-    AssetLinks, Counts, DramaReport, ExportReport, ExportedDrama, ImportReport, Outcome, Reason,
-    ReasonCode, SourceSummary,
+    AssetLinks, Counts, DramaReport, ExportReport, ExportedDrama, ImportReport, MovedFile, Outcome,
+    Reason, ReasonCode, SourceSummary,
 };
 pub use source::{BucketUrls, Layout, OwnerMap, OwnerTarget, UrlTarget};
 pub use tokio_util::sync::CancellationToken;
@@ -49,6 +50,19 @@ pub trait Progress: Send + Sync {
 pub struct Silent;
 
 impl Progress for Silent {}
+
+/// Deletes a drama the way the API's `DELETE /dramas/{id}` does: its rows, the records of its
+/// objects (kept as orphans for the sweeper) and the objects under its key prefix. The import
+/// uses it for a drama whose source is gone (`--delete-gone`); the binary wires the use case
+/// of `drama-app`, which this crate may not name.
+#[async_trait::async_trait]
+pub trait DramaRemover: Send + Sync {
+    /// Deletes `owner`'s drama `id`.
+    ///
+    /// # Errors
+    /// `NotFound` (Drama); `Unavailable`.
+    async fn delete_drama(&self, owner: UserId, id: &DramaId) -> Result<(), RepoError>;
+}
 
 /// The repositories a run reads and writes.
 #[derive(Clone)]

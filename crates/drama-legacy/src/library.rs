@@ -214,7 +214,11 @@ impl LibraryImporter {
             match item.outcome {
                 Outcome::Imported => report.imported += 1,
                 Outcome::Updated => report.updated += 1,
-                Outcome::Unchanged | Outcome::Skipped => report.unchanged += 1,
+                // Library items are never reported gone from the source.
+                Outcome::Unchanged
+                | Outcome::Skipped
+                | Outcome::SourceDeleted
+                | Outcome::Deleted => report.unchanged += 1,
                 Outcome::Failed => report.failed += 1,
             }
         }

@@ -65,6 +65,19 @@ impl Origin {
         }
     }
 
+    /// Whether `key` is a source key this origin makes (`{prefix}dramas/{id}/drama.json`, or
+    /// `db:{schema}/dramas/{id}`), so that a record under it whose source is not found again
+    /// is gone from this very source.
+    pub(crate) fn owns_key(&self, key: &str) -> bool {
+        match self {
+            Self::Bucket(layout) => layout.drama_id_of(key).is_some(),
+            Self::Tables(_) => key
+                .strip_prefix(&self.source_prefix())
+                .and_then(|rest| rest.strip_prefix("dramas/"))
+                .is_some_and(|id| !id.is_empty() && !id.contains('/')),
+        }
+    }
+
     /// Every drama of the source, by source key, and a summary of what was found.
     pub(crate) async fn gather(
         &self,

@@ -46,6 +46,12 @@ pub enum Outcome {
     Skipped,
     /// Could not be imported; the reason says why.
     Failed,
+    /// Imported earlier, but the source no longer holds it (deleted on the old side); the
+    /// drama is kept, and the reason says why (`--delete-gone` not given, or edited since).
+    SourceDeleted,
+    /// Imported earlier, the source no longer holds it, and the drama, unchanged since its
+    /// import, was deleted (`--delete-gone`; in a dry run: would be).
+    Deleted,
 }
 
 impl Outcome {
@@ -57,6 +63,8 @@ impl Outcome {
             Self::Unchanged => "unchanged",
             Self::Skipped => "skipped",
             Self::Failed => "failed",
+            Self::SourceDeleted => "source_deleted",
+            Self::Deleted => "deleted",
         }
     }
 }
@@ -104,6 +112,9 @@ pub enum ReasonCode {
     TargetUnavailable,
     /// Failed: an asset-library record cannot be used (its type, tag or id is not valid).
     InvalidRecord,
+    /// Kept: the source no longer holds the file (or row) the drama was imported from;
+    /// `--delete-gone` deletes the drama when it was not edited since its import.
+    SourceDeleted,
 }
 
 /// A skip or failure reason.
@@ -218,6 +229,10 @@ pub struct Counts {
     pub failed: usize,
     /// Not reached because the run was interrupted.
     pub not_started: usize,
+    /// Imported earlier, gone from the source, kept (not part of `total`).
+    pub source_deleted: usize,
+    /// Imported earlier, gone from the source, deleted (not part of `total`).
+    pub deleted: usize,
 }
 
 impl Counts {
@@ -228,10 +243,13 @@ impl Counts {
             Outcome::Unchanged => self.unchanged += 1,
             Outcome::Skipped => self.skipped += 1,
             Outcome::Failed => self.failed += 1,
+            Outcome::SourceDeleted => self.source_deleted += 1,
+            Outcome::Deleted => self.deleted += 1,
         }
     }
 
-    /// Files finished (every outcome).
+    /// Files of the source finished (every outcome but those of dramas the source no
+    /// longer holds).
     pub fn done(&self) -> usize {
         self.imported + self.updated + self.unchanged + self.skipped + self.failed
     }
@@ -266,6 +284,8 @@ pub struct ImportReport {
     pub dry_run: bool,
     /// Database edits were overwritten by changed files.
     pub overwrite: bool,
+    /// Dramas whose source is gone were deleted when unchanged since their import.
+    pub delete_gone: bool,
     /// The run was stopped before every file was handled; run again to continue.
     pub interrupted: bool,
     /// When the run started.
@@ -290,7 +310,8 @@ pub struct ImportReport {
     /// How often each field took its default (`characters[].voice_description`), over every
     /// file that parsed, whatever became of it.
     pub defaulted_fields: BTreeMap<String, usize>,
-    /// Every file, in key order.
+    /// Every file, in key order; then every drama imported earlier whose source is gone
+    /// (`source_deleted`, `deleted`), in key order.
     pub dramas: Vec<DramaReport>,
     /// The old asset library, when it was imported too.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -326,6 +347,27 @@ pub struct ExportedDrama {
     /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<Reason>,
+    /// What the file leaves out because the old model cannot read it (audio assets); the
+    /// database keeps it. An exported drama with repairs is counted in `repaired` too.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub repairs: Vec<String>,
+}
+
+/// The file of a drama deleted in the database since its import, which the export moved out
+/// of the old layout (the old server would still serve it by id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MovedFile {
+    /// The drama id.
+    pub drama_id: String,
+    /// Where the file was (`dramas/{id}/drama.json`).
+    pub key: String,
+    /// Where it is now (`dramas-deleted/{id}/drama.json`).
+    pub to: String,
+    /// `moved` (in a dry run: would be), or `failed`.
+    pub outcome: &'static str,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
 }
 
 /// The result of `export-r2`.
@@ -351,6 +393,9 @@ pub struct ExportReport {
     pub total: usize,
     /// Files written (in a dry run: that would be written).
     pub exported: usize,
+    /// Of the exported, those whose file leaves something out that the old model cannot read
+    /// (their `repairs` say what).
+    pub repaired: usize,
     /// Dramas that could not be exported.
     pub failed: usize,
     /// Not reached because the run was interrupted.
@@ -360,8 +405,12 @@ pub struct ExportReport {
     /// Entries in the rewritten index.
     pub index_entries: usize,
     /// `drama.json` files already in the bucket for dramas the database does not have
-    /// (deleted since the import, or never imported): left in place, not in the index.
+    /// (deleted since the import, or never imported); not in the index. Those of dramas
+    /// imported and since deleted are moved aside (`moved_aside`); the others stay in place.
     pub stale_files: Vec<String>,
+    /// Files of dramas imported and since deleted in the database, moved from `dramas/` to
+    /// `dramas-deleted/` so that the old server no longer serves them by id.
+    pub moved_aside: Vec<MovedFile>,
     /// Every drama, by id.
     pub dramas: Vec<ExportedDrama>,
 }
@@ -369,6 +418,6 @@ pub struct ExportReport {
 impl ExportReport {
     /// Whether anything failed or the run was interrupted.
     pub fn is_failure(&self) -> bool {
-        self.failed > 0 || self.interrupted
+        self.failed > 0 || self.interrupted || self.moved_aside.iter().any(|m| m.reason.is_some())
     }
 }

@@ -74,6 +74,13 @@ impl Layout {
             .map_err(|e| LegacyError::option("--prefix", e.to_string()))
     }
 
+    /// Where the export moves the file of a drama deleted in the database:
+    /// `{prefix}dramas-deleted/{id}/drama.json`, outside `dramas/`, where neither the old
+    /// server nor the import looks.
+    pub fn deleted_key_text(&self, id: &str) -> String {
+        format!("{}dramas-deleted/{id}/drama.json", self.prefix)
+    }
+
     /// The drama id of a key of the form `{prefix}dramas/{id}/drama.json`.
     pub fn drama_id_of<'k>(&self, key: &'k str) -> Option<&'k str> {
         let rest = key.strip_prefix(self.prefix.as_str())?;

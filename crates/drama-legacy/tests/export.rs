@@ -75,6 +75,10 @@ async fn export_writes_the_old_layout_and_importing_it_changes_nothing(pool: PgP
     assert!(report.index_written);
     assert_eq!(report.index_entries, 7);
     assert_eq!(report.stale_files, [drama_key("old-2")]);
+    // The deleted drama's file left the old layout, which the old server reads by id.
+    assert_eq!(report.moved_aside.len(), 1, "{:#?}", report.moved_aside);
+    assert_eq!(report.moved_aside[0].to, "dramas-deleted/old-2/drama.json");
+    assert!(s3.get(&drama_key("old-2")).await.is_none());
 
     // Each file: the old shape, readable by the old model, with its owner.
     for d in &report.dramas {
@@ -144,16 +148,10 @@ async fn export_writes_the_old_layout_and_importing_it_changes_nothing(pool: PgP
             .collect::<Vec<_>>()
     );
     assert_eq!(again.counts.unchanged, 7);
-    assert_eq!(again.counts.skipped, 1);
-    assert_eq!(
-        again
-            .dramas
-            .iter()
-            .find(|d| d.drama_id == "old-2")
-            .and_then(|d| d.reason.as_ref())
-            .map(|r| r.code),
-        Some(ReasonCode::DeletedSinceImport)
-    );
+    // Its file moved aside and its drama deleted here: nothing to say about it.
+    assert_eq!(again.counts.skipped, 0);
+    assert_eq!(again.counts.source_deleted, 0);
+    assert!(again.dramas.iter().all(|d| d.drama_id != "old-2"));
     let after = database_snapshot(&pool).await;
     for table in [
         "users",
@@ -270,4 +268,164 @@ async fn a_file_the_old_server_rewrote_without_its_owner_stays_with_its_owner(po
         Some(ReasonCode::IdTaken),
         "{clash:#?}"
     );
+}
+
+/// The old server reads `dramas/{id}/drama.json` by id, whatever the index says: the file of
+/// a drama deleted in the new system since its import must leave the old layout, or the old
+/// server serves the deleted drama again after a rollback. A file no import brought in (the
+/// old server's own) stays where it is.
+#[sqlx::test(migrator = "drama_postgres::MIGRATOR")]
+async fn an_export_moves_aside_the_files_of_dramas_deleted_since_their_import(pool: PgPool) {
+    let s3 = TestS3::start().await;
+    let repos = repos(&pool);
+    let owner = UserId::random();
+    for d in ["kept", "deleted"] {
+        s3.put_json(&drama_key(d), &fixture_as(d)).await;
+    }
+    assert_eq!(
+        import(&s3, &repos, options(&s3, owner))
+            .await
+            .counts
+            .imported,
+        2
+    );
+    let original = s3.get(&drama_key("deleted")).await.unwrap();
+    repos.dramas.delete(owner, &id("deleted")).await.unwrap();
+    s3.put_json(&drama_key("theirs"), &fixture_as("theirs"))
+        .await;
+
+    // A dry run says what it would move, and moves nothing.
+    let dry = export(&s3, &repos, true).await;
+    assert_eq!(dry.moved_aside.len(), 1, "{dry:#?}");
+    assert_eq!(dry.moved_aside[0].outcome, "moved");
+    assert!(s3.get(&drama_key("deleted")).await.is_some());
+
+    let report = export(&s3, &repos, false).await;
+    assert!(!report.is_failure(), "{report:#?}");
+    assert_eq!(
+        report.stale_files,
+        [drama_key("deleted"), drama_key("theirs")]
+    );
+    let moved = &report.moved_aside;
+    assert_eq!(moved.len(), 1, "{moved:#?}");
+    assert_eq!(
+        (
+            moved[0].drama_id.as_str(),
+            moved[0].key.as_str(),
+            moved[0].to.as_str()
+        ),
+        (
+            "deleted",
+            "dramas/deleted/drama.json",
+            "dramas-deleted/deleted/drama.json"
+        )
+    );
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["moved_aside"][0]["outcome"], "moved");
+    // The old server no longer finds it by id; the file is kept out of its way.
+    assert!(s3.get(&drama_key("deleted")).await.is_none());
+    assert_eq!(
+        s3.get("dramas-deleted/deleted/drama.json").await,
+        Some(original)
+    );
+    assert!(s3.get(&drama_key("theirs")).await.is_some());
+
+    // Going forward again: the moved file is neither imported nor reported.
+    let forward = import(&s3, &repos, options(&s3, owner)).await;
+    assert!(forward.dramas.iter().all(|d| d.drama_id != "deleted"));
+    assert_eq!(forward.counts.imported, 1, "{forward:#?}");
+    assert_eq!(forward.counts.source_deleted, 0);
+}
+
+/// The old model knows image and video assets only and refuses a whole drama holding an
+/// audio one (the old server then answers 404 for it): the export leaves audio assets out and
+/// says so, the database keeps them, and importing the file again does not drop them.
+#[sqlx::test(migrator = "drama_postgres::MIGRATOR")]
+async fn audio_assets_stay_out_of_the_old_file_and_in_the_database(pool: PgPool) {
+    let s3 = TestS3::start().await;
+    let repos = repos(&pool);
+    let owner = UserId::random();
+    s3.put_json(&drama_key("voiced"), &fixture_as("voiced"))
+        .await;
+    assert_eq!(
+        import(&s3, &repos, options(&s3, owner))
+            .await
+            .counts
+            .imported,
+        1
+    );
+    // Voice lines generated in the new system, on a character and on the drama.
+    let stored = stored_drama(&repos, owner, "voiced").await;
+    let mut drama = stored.drama.clone();
+    let voice = |id: &str| -> drama_domain::Asset {
+        serde_json::from_value(json!({"id": id, "kind": "audio", "prompt": "a line",
+            "duration": 3, "url": "https://cdn.example.com/voice.mp3"}))
+        .unwrap()
+    };
+    drama.characters[0].assets.insert(0, voice("line_1"));
+    drama.assets.push(voice("line_2"));
+    repos
+        .dramas
+        .save_complete(owner, &drama, Some(stored.version))
+        .await
+        .unwrap();
+
+    let report = export(&s3, &repos, false).await;
+    assert!(!report.is_failure(), "{report:#?}");
+    assert_eq!((report.exported, report.repaired), (1, 1));
+    let entry = &report.dramas[0];
+    assert_eq!(entry.repairs.len(), 2, "{entry:#?}");
+    assert!(
+        entry
+            .repairs
+            .iter()
+            .any(|r| r.contains("characters[0].assets: audio asset \"line_1\" left out")),
+        "{:?}",
+        entry.repairs
+    );
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["repaired"], 1);
+    assert_eq!(json["dramas"][0]["repairs"].as_array().unwrap().len(), 2);
+
+    // Every asset of the file is one the old model accepts.
+    let file: Value = serde_json::from_slice(&s3.get(&drama_key("voiced")).await.unwrap()).unwrap();
+    let mut kinds = Vec::new();
+    let mut collect = |assets: &Value| {
+        for a in assets.as_array().unwrap() {
+            kinds.push(a["kind"].as_str().unwrap().to_owned());
+        }
+    };
+    collect(&file["assets"]);
+    for c in file["characters"].as_array().unwrap() {
+        collect(&c["assets"]);
+    }
+    for e in file["episodes"].as_array().unwrap() {
+        collect(&e["assets"]);
+        for s in e["scenes"].as_array().unwrap() {
+            collect(&s["assets"]);
+        }
+    }
+    assert!(!kinds.is_empty());
+    assert!(
+        kinds.iter().all(|k| k == "image" || k == "video"),
+        "{kinds:?}"
+    );
+
+    // The database keeps them, and reading the file back (a roll-forward) does not drop them.
+    let back = import(&s3, &repos, options(&s3, owner)).await;
+    let entry = common::drama_report(&back, "voiced");
+    assert_eq!(entry.outcome, Outcome::Unchanged, "{entry:#?}");
+    assert_eq!(stored_drama(&repos, owner, "voiced").await.drama, drama);
+
+    // The old server edits the drama during the rollback: the edit comes over, the voices stay.
+    let mut edited = file.clone();
+    edited["title"] = json!("Edited during the rollback");
+    s3.put_json(&drama_key("voiced"), &edited).await;
+    let forward = import(&s3, &repos, options(&s3, owner)).await;
+    let entry = common::drama_report(&forward, "voiced");
+    assert_eq!(entry.outcome, Outcome::Updated, "{entry:#?}");
+    let now = stored_drama(&repos, owner, "voiced").await.drama;
+    assert_eq!(now.title, "Edited during the rollback");
+    assert_eq!(now.characters[0].assets[0].id.as_str(), "line_1");
+    assert_eq!(now.assets.last().unwrap().id.as_str(), "line_2");
 }

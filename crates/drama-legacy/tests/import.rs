@@ -4,16 +4,19 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::{
     TestS3, count, database_snapshot, drama_key, drama_report, fixture, fixture_as, id, import,
     index_of, options, png, repos, stored_drama,
 };
-use drama_dal::NewUser;
-use drama_domain::{DramaPatch, EntityPatch, UserId};
+use drama_assets::ObjectKey;
+use drama_dal::{NewUser, RepoError};
+use drama_domain::{DramaId, DramaPatch, EntityPatch, UserId};
 use drama_legacy::{
-    CancellationToken, Importer, LegacyDrama, Outcome, OwnerMap, Progress, Reason, ReasonCode,
+    CancellationToken, DramaRemover, Importer, LegacyDrama, LegacyError, Outcome, OwnerMap,
+    Progress, Reason, ReasonCode, Silent,
 };
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -580,4 +583,129 @@ async fn the_in_memory_twin_runs_the_same_import() {
     assert_eq!(again.counts.unchanged, 20);
     let d = stored_drama(&repos, owner, "gen-007").await;
     assert_eq!(d.drama.title, "Corgi Musk gen-007");
+}
+
+/// Deletes through the drama repository, as the API's delete does with the rows.
+struct RepositoryDelete(drama_legacy::Repositories);
+
+#[async_trait::async_trait]
+impl DramaRemover for RepositoryDelete {
+    async fn delete_drama(&self, owner: UserId, id: &DramaId) -> Result<(), RepoError> {
+        self.0.dramas.delete(owner, id).await.map(|_| ())
+    }
+}
+
+#[sqlx::test(migrator = "drama_postgres::MIGRATOR")]
+async fn a_drama_deleted_on_the_old_side_is_reported_and_deleted_only_on_request(pool: PgPool) {
+    let s3 = TestS3::start().await;
+    let repos = repos(&pool);
+    let owner = UserId::random();
+    for d in ["gone", "edited", "kept"] {
+        s3.put_json(&drama_key(d), &fixture_as(d)).await;
+    }
+    s3.put_json("dramas/index.json", &index_of(&["gone", "edited", "kept"]))
+        .await;
+    let o = options(&s3, owner);
+    assert_eq!(import(&s3, &repos, o.clone()).await.counts.imported, 3);
+
+    // The old server deletes two of them (file and index entry) while the import's results
+    // are already in use; one of them was edited here since.
+    for d in ["gone", "edited"] {
+        s3.store
+            .delete(&ObjectKey::parse(drama_key(d)).unwrap())
+            .await
+            .unwrap();
+    }
+    s3.put_json("dramas/index.json", &index_of(&["kept"])).await;
+    let patch = EntityPatch::Drama(DramaPatch::from_json(br#"{"title": "Edited here"}"#).unwrap());
+    repos
+        .dramas
+        .patch(owner, &id("edited"), &patch, None)
+        .await
+        .unwrap();
+
+    // The final import reports both (not "unchanged"), counted apart from the files, and
+    // keeps them.
+    let r = import(&s3, &repos, o.clone()).await;
+    assert_eq!((r.counts.total, r.counts.unchanged), (1, 1), "{r:#?}");
+    assert_eq!((r.counts.source_deleted, r.counts.deleted), (2, 0));
+    assert_eq!(
+        reason_of(&r, &drama_key("gone")),
+        (Outcome::SourceDeleted, Some(ReasonCode::SourceDeleted))
+    );
+    assert_eq!(
+        reason_of(&r, &drama_key("edited")),
+        (Outcome::SourceDeleted, Some(ReasonCode::EditedSinceImport))
+    );
+    assert!(!r.is_failure());
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["counts"]["source_deleted"], 2);
+    assert_eq!(json["delete_gone"], false);
+    assert!(
+        json["dramas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["drama_id"] == "gone" && d["outcome"] == "source_deleted"),
+        "{json:#}"
+    );
+    assert_eq!(count(&pool, "dramas").await, 3);
+
+    // A dry run with --delete-gone says what it would delete, and deletes nothing.
+    let mut dry = o.clone();
+    dry.delete_gone = true;
+    dry.dry_run = true;
+    let r = import(&s3, &repos, dry).await;
+    assert_eq!(reason_of(&r, &drama_key("gone")), (Outcome::Deleted, None));
+    assert_eq!((r.counts.source_deleted, r.counts.deleted), (1, 1));
+    assert_eq!(count(&pool, "dramas").await, 3);
+
+    // A run that writes refuses --delete-gone without a way to delete.
+    let mut delete = o.clone();
+    delete.delete_gone = true;
+    let refused = Importer::new(s3.store.clone(), repos.clone(), delete.clone())
+        .unwrap()
+        .run(&Silent, &CancellationToken::new())
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(LegacyError::InvalidOption {
+                option: "--delete-gone",
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+
+    // --delete-gone: the drama unchanged since its import goes, the edited one stays.
+    let run_deleting = || async {
+        Importer::new(s3.store.clone(), repos.clone(), delete.clone())
+            .unwrap()
+            .delete_gone_with(Arc::new(RepositoryDelete(repos.clone())))
+            .run(&Silent, &CancellationToken::new())
+            .await
+            .unwrap()
+    };
+    let r = run_deleting().await;
+    assert_eq!(reason_of(&r, &drama_key("gone")), (Outcome::Deleted, None));
+    assert_eq!(
+        reason_of(&r, &drama_key("edited")),
+        (Outcome::SourceDeleted, Some(ReasonCode::EditedSinceImport))
+    );
+    assert_eq!((r.counts.source_deleted, r.counts.deleted), (1, 1));
+    assert!(matches!(
+        repos.dramas.get_complete(owner, &id("gone")).await,
+        Err(RepoError::NotFound { .. })
+    ));
+    assert_eq!(
+        stored_drama(&repos, owner, "edited").await.drama.title,
+        "Edited here"
+    );
+    assert_eq!(count(&pool, "dramas").await, 2);
+
+    // Nothing left to delete on the next run; the deleted drama is not reported again.
+    let r = run_deleting().await;
+    assert_eq!((r.counts.source_deleted, r.counts.deleted), (1, 0));
+    assert!(r.dramas.iter().all(|d| d.drama_id != "gone"), "{r:#?}");
 }

@@ -284,3 +284,77 @@ async fn a_claim_reads_no_task_waiting_for_its_retry(pool: PgPool) {
         "the promotion read {read} task rows for one due among 5,000 deferred: {promote}"
     );
 }
+
+/// The heartbeat reads the tasks its worker leases and no others: one probe of the running
+/// tasks' index by lease owner, however many tasks other workers run. It names the leased
+/// tasks the worker does not hold without reading more.
+#[sqlx::test(migrator = "drama_postgres::MIGRATOR")]
+async fn a_heartbeat_reads_only_its_workers_leased_tasks(pool: PgPool) {
+    let store = PgJobStore::new(pool.clone());
+    let register = |name: &'static str| {
+        let store = store.clone();
+        async move {
+            let id = WorkerId::new();
+            store
+                .register_worker(&WorkerRegistration {
+                    id,
+                    name: name.into(),
+                    kinds: vec!["work".into()],
+                    ttl: std::time::Duration::from_secs(600),
+                })
+                .await
+                .unwrap();
+            id
+        }
+    };
+    let busy = register("busy").await;
+    let mut graph = Graph::new(RunSpec::new("many", Uuid::new_v4()));
+    for i in 0..3000 {
+        graph.add(NodeSpec::task(format!("m{i}"), "work", json!({})));
+    }
+    store.submit(&graph).await.unwrap();
+    let claim = |worker, limit| ClaimRequest {
+        worker,
+        kinds: vec!["work".into()],
+        limit,
+    };
+    while !store.claim(&claim(busy, 1000)).await.unwrap().is_empty() {}
+    let worker = register("few").await;
+    let mut few = Graph::new(RunSpec::new("few", Uuid::new_v4()));
+    for i in 0..3 {
+        few.add(NodeSpec::task(format!("f{i}"), "work", json!({})));
+    }
+    store.submit(&few).await.unwrap();
+    let held = store.claim(&claim(worker, 10)).await.unwrap();
+    assert_eq!(held.len(), 3);
+    sqlx::query("analyze").execute(&pool).await.unwrap();
+
+    let (counted_pool, counter) = jobs_support::counted_pool(&pool).await;
+    let counted = PgJobStore::new(counted_pool);
+    counter.reset();
+    let listed = vec![held[0].fence.job_id];
+    let hb = counted
+        .heartbeat(worker, std::time::Duration::from_secs(600), Some(&listed))
+        .await
+        .unwrap();
+    assert!(hb.alive);
+    assert_eq!(hb.unheld.len(), 2);
+    let sql = counter
+        .statement_sql()
+        .into_iter()
+        .find(|s| s.contains("leased as"))
+        .expect("the heartbeat ran");
+    let mut tx = pool.begin().await.unwrap();
+    let (types, read) = scans_of(&mut tx, &sql, "jobs", |q| {
+        q.bind(worker.0)
+            .bind(600.0_f64)
+            .bind(vec![held[0].fence.job_id.0])
+    })
+    .await;
+    tx.rollback().await.unwrap();
+    assert!(
+        read <= 3.0,
+        "the heartbeat read {read} task rows for a worker leasing 3 among 3,003: {sql}"
+    );
+    assert!(!types.iter().any(|t| t == "Seq Scan"), "{types:?} in {sql}");
+}

@@ -415,3 +415,210 @@ async fn a_claim_that_waited_for_a_class_counts_the_task_its_holder_started(pool
     let (found, _) = violations(&pool).await;
     assert_eq!(found, Vec::<String>::new());
 }
+
+/// Sets a worker's registration to have expired a second ago (its heartbeats came too late).
+async fn expire(pool: &PgPool, worker: WorkerId) {
+    sqlx::query("update job_workers set expires_at = now() - interval '1 second' where id = $1")
+        .bind(worker.0)
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
+/// A reaper takes back the task of a worker whose registration expired while the worker
+/// registers again and asks which of its tasks it still holds. Whatever the interleaving, the
+/// answer must be true: a task it is told it holds stays running under its attempt, and one
+/// that was requeued is not reported held (its handler, kept running, would pay its provider
+/// for an attempt whose result is refused, while the next attempt pays again). Here the reaper
+/// is held back after it decided (its write waits for the task's group row, held by this
+/// test); the registration must wait for the reaper, not slip in between its check of the
+/// registration and its requeue.
+#[sqlx::test(migrator = "drama_postgres::MIGRATOR")]
+async fn a_worker_registering_again_while_its_task_is_reaped_sees_the_requeue(pool: PgPool) {
+    install_invariant_checks(&pool).await;
+    let store = Arc::new(PgJobStore::new(wide_pool(&pool, 8).await));
+    let worker = register(&store, Duration::from_secs(10)).await;
+    let graph = Graph::new(RunSpec::new("reap", Uuid::new_v4()))
+        .with(NodeSpec::group("g", "group"))
+        .with(
+            NodeSpec::task("t", "k", json!({}))
+                .parent("g")
+                .max_attempts(3),
+        );
+    let run = store.submit(&graph).await.unwrap();
+    let claimed = store
+        .claim(&ClaimRequest {
+            worker,
+            kinds: vec!["k".into()],
+            limit: 1,
+        })
+        .await
+        .unwrap();
+    let fence = claimed[0].fence;
+    expire(&pool, worker).await;
+
+    let mut group = pool.begin().await.unwrap();
+    sqlx::query("select 1 from job_groups where id = $1 for update")
+        .bind(run.ids["g"].0)
+        .execute(&mut *group)
+        .await
+        .unwrap();
+    let reaper = {
+        let store = store.clone();
+        tokio::spawn(async move { store.reap_expired(100).await.unwrap() })
+    };
+    until_lock_waiters(&pool, 1).await;
+    let again = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .register_worker(&WorkerRegistration {
+                    id: worker,
+                    name: "race".into(),
+                    kinds: vec!["k".into()],
+                    ttl: Duration::from_secs(10),
+                })
+                .await
+                .unwrap();
+            store.still_held(&[fence]).await.unwrap()
+        })
+    };
+    // The registration either waits for the reaper or (the race) is done already.
+    for _ in 0..300 {
+        if again.is_finished() || lock_waiters(&pool).await >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    group.rollback().await.unwrap();
+    let reaped = reaper.await.unwrap();
+    let held = again.await.unwrap();
+    let (state, epoch, owner): (String, i64, Option<Uuid>) =
+        sqlx::query_as("select state, epoch, lease_owner from jobs where id = $1")
+            .bind(fence.job_id.0)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(reaped, 1, "the reaper had decided before the registration");
+    assert_eq!(
+        held,
+        Vec::<JobId>::new(),
+        "the task was requeued ({state}, epoch {epoch}, owner {owner:?}), so it is not held"
+    );
+    assert_eq!(state, "ready");
+    let (found, _) = violations(&pool).await;
+    assert_eq!(found, Vec::<String>::new());
+}
+
+/// A claim picks a task while its worker is alive, then waits for the task's run; meanwhile
+/// the registration expires. The claim must not start the task under the expired
+/// registration (a reaper would take it back at once, using an attempt): it starts nothing
+/// and tells the worker to register again.
+#[sqlx::test(migrator = "drama_postgres::MIGRATOR")]
+async fn a_claim_starts_nothing_for_a_registration_that_expired_after_its_pick(pool: PgPool) {
+    install_invariant_checks(&pool).await;
+    let store = Arc::new(PgJobStore::new(wide_pool(&pool, 8).await));
+    let worker = register(&store, Duration::from_secs(60)).await;
+    let graph = Graph::new(RunSpec::new("gap", Uuid::new_v4()))
+        .with(NodeSpec::task("t", "k", json!({})).max_attempts(1));
+    let run = store.submit(&graph).await.unwrap();
+    let mut holder = pool.begin().await.unwrap();
+    sqlx::query("select 1 from job_groups where id = $1 for no key update")
+        .bind(run.run_id.0)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let claim = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .claim(&ClaimRequest {
+                    worker,
+                    kinds: vec!["k".into()],
+                    limit: 1,
+                })
+                .await
+        })
+    };
+    until_lock_waiters(&pool, 1).await;
+    expire(&pool, worker).await;
+    holder.rollback().await.unwrap();
+    match claim.await.unwrap() {
+        Err(JobError::WorkerExpired(w)) => assert_eq!(w, worker),
+        Ok(jobs) => assert!(jobs.is_empty(), "started {jobs:?} for an expired worker"),
+        Err(e) => panic!("unexpected claim error: {e}"),
+    }
+    let (state, attempts): (String, i32) =
+        sqlx::query_as("select state, attempts from jobs where id = $1")
+            .bind(run.ids["t"].0)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!((state.as_str(), attempts), ("ready", 0));
+    let (found, _) = violations(&pool).await;
+    assert_eq!(found, Vec::<String>::new());
+}
+
+/// A checkpoint comes while the reaper takes back a task whose run was cancelled (it ends
+/// cancelled, refundable unless its provider call was accepted, which the checkpoint says).
+/// The reaper must not write what it read before the checkpoint: the task's refundable cost
+/// would stay in its groups' sums while the task, checkpointed, is not refundable. Here the
+/// reaper is held back after it read the task (it waits for the owner's registration row,
+/// held by this test); the checkpoint must wait for it and then find its fence gone.
+#[sqlx::test(migrator = "drama_postgres::MIGRATOR")]
+async fn a_checkpoint_during_a_reap_waits_for_it(pool: PgPool) {
+    install_invariant_checks(&pool).await;
+    let store = Arc::new(PgJobStore::new(wide_pool(&pool, 8).await));
+    let worker = register(&store, Duration::from_secs(60)).await;
+    let graph = Graph::new(RunSpec::new("reap", Uuid::new_v4()))
+        .with(NodeSpec::task("t", "k", json!({})).cost(7).max_attempts(3));
+    let run = store.submit(&graph).await.unwrap();
+    let claimed = store
+        .claim(&ClaimRequest {
+            worker,
+            kinds: vec!["k".into()],
+            limit: 1,
+        })
+        .await
+        .unwrap();
+    let fence = claimed[0].fence;
+    store.cancel(run.run_id, "user").await.unwrap();
+    expire(&pool, worker).await;
+
+    let mut registration = pool.begin().await.unwrap();
+    sqlx::query("select 1 from job_workers where id = $1 for update")
+        .bind(worker.0)
+        .execute(&mut *registration)
+        .await
+        .unwrap();
+    let reaper = {
+        let store = store.clone();
+        tokio::spawn(async move { store.reap_expired(100).await.unwrap() })
+    };
+    until_lock_waiters(&pool, 1).await;
+    let checkpoint = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .checkpoint(&fence, &json!({"provider_task": "p1"}))
+                .await
+        })
+    };
+    for _ in 0..300 {
+        if checkpoint.is_finished() || lock_waiters(&pool).await >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    registration.rollback().await.unwrap();
+    assert_eq!(reaper.await.unwrap(), 1);
+    let checkpointed = checkpoint.await.unwrap();
+    assert!(
+        matches!(checkpointed, Err(JobError::FenceLost(_))),
+        "the checkpoint came after the task was taken back: {checkpointed:?}"
+    );
+    let tree = drama_jobs::conformance::assert_consistent(&*store, run.run_id).await;
+    assert_eq!(tree.nodes[0].costs.unwrap().refundable, 7);
+    let (found, _) = violations(&pool).await;
+    assert_eq!(found, Vec::<String>::new());
+}

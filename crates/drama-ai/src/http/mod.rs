@@ -204,14 +204,16 @@ impl HttpCore {
     /// — no answer in time after the request went out, a 408 or 5xx (possibly a gateway's),
     /// a reset connection, a success whose answer cannot be read — leaves a render that may
     /// be running and billed with its task id lost, so it ends the call as
-    /// [`AiError::SubmitUncertain`], which nobody retries. Also answers how many requests
-    /// were sent.
+    /// [`AiError::SubmitUncertain`], which nobody retries. A success that `read` cannot use
+    /// but that carries the provider's error envelope (`{"error": …}`) is the provider
+    /// turning the submission down, as a 4xx would: it is that error ([`Self::envelope_error`]),
+    /// retried when it is a passing one. Also answers how many requests were sent.
     pub(crate) async fn submit_json<T>(
         &self,
         url: &str,
         auth: Auth<'_>,
         body: &Value,
-        read: impl Fn(Value) -> Result<T, AiError>,
+        read: impl Fn(&Value) -> Result<T, AiError>,
     ) -> Result<(T, u32), AiError> {
         let mut attempts = 0;
         let read = &read;
@@ -228,11 +230,66 @@ impl HttpCore {
                             self.uncertain(&f.error)
                         }
                     })?;
-                    read(answer).map_err(|e| self.uncertain(&e))
+                    read(&answer).map_err(|e| {
+                        self.envelope_error(&answer)
+                            .unwrap_or_else(|| self.uncertain(&e))
+                    })
                 }
             })
             .await?;
         Ok((out, attempts))
+    }
+
+    /// The provider's error carried by a 2xx answer that holds no product: `{"error":
+    /// {"message", "code"?, "type"?, "status"?}}` or `{"error": "text"}`, the envelope of its
+    /// error answers. It is classified as if it had come with the status it names (a number in
+    /// 400–599 as its `code` or `status`); without one, by its words: a rate limit as a 429, a
+    /// passing failure (server error, overloaded, busy, timeout, try again) as a 500, anything
+    /// else as a 400 (a refusal when its words are moderation's). `None` when the answer has
+    /// no such envelope.
+    fn envelope_error(&self, answer: &Value) -> Option<AiError> {
+        let error = answer.get("error").filter(|e| match e {
+            Value::Object(o) => !o.is_empty(),
+            Value::String(s) => !s.trim().is_empty(),
+            _ => false,
+        })?;
+        let named = ["code", "status"].iter().find_map(|k| {
+            let v = error.get(*k)?;
+            v.as_u64()
+                .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+                .filter(|n| (400..=599).contains(n))
+        });
+        let status = named.unwrap_or_else(|| {
+            let words = error.to_string().to_lowercase();
+            let said = |list: &[&str]| list.iter().any(|w| words.contains(w));
+            if said(&[
+                "rate limit",
+                "rate_limit",
+                "too many requests",
+                "resource_exhausted",
+            ]) {
+                429
+            } else if said(&[
+                "server_error",
+                "server error",
+                "internal",
+                "unavailable",
+                "overloaded",
+                "busy",
+                "timeout",
+                "timed out",
+                "try again",
+            ]) {
+                500
+            } else {
+                400
+            }
+        });
+        let status = u16::try_from(status)
+            .ok()
+            .and_then(|s| StatusCode::from_u16(s).ok())
+            .unwrap_or(StatusCode::BAD_REQUEST);
+        Some(self.status_error(status, &HeaderMap::new(), answer.to_string().as_bytes()))
     }
 
     fn uncertain(&self, cause: &AiError) -> AiError {

@@ -187,9 +187,7 @@ impl VideoModel for Sora {
         // submission whose answer is lost or unreadable is not sent again (`submit_json`).
         let (task_id, attempts) = self
             .core
-            .submit_json(&url, Auth::Bearer(&self.key), &body, |answer| {
-                task_id_of(&answer)
-            })
+            .submit_json(&url, Auth::Bearer(&self.key), &body, task_id_of)
             .await?;
         tracing::info!(%task_id, "video task submitted");
         Ok(Generated {

@@ -6,18 +6,18 @@ use std::time::Duration;
 
 use drama_ai::{
     AiError, DramaRequest, Generated, ImageKind, ImageRequest, ModelInfo, ReferenceImage,
-    ScriptModel, VideoDuration, VideoRequest, VideoTask,
+    ScriptModel,
 };
 use drama_assets::{Category, MediaType, ObjectKey, Scope as KeyScope, keys};
 use drama_dal::{DramaWrite, GenerationError, RepoError, ScriptCompletion};
 use drama_domain::{AssetKind, Drama, DramaId, EpisodeId, UserId};
-use drama_jobs::{Expansion, HandlerOptions, JobContext, JobError, Outcome, Registry};
+use drama_jobs::{Expansion, HandlerOptions, JobContext, Outcome, Registry};
 use serde_json::{Value, json};
 
 use super::hash::{Inputs, checksum, input_hash};
 use super::normalize::ensure_assets;
 use super::plan::{Planner, model_tag, stitch_model};
-use super::product::{after_paid_call, commit_retrying, hash_parts, written_script};
+use super::product::{commit_retrying, hash_parts, written_script};
 use super::spec::{CritiqueTask, DramaTask, MediaTask, ScenesTask, StitchTask, kind};
 use super::stitch;
 use crate::App;
@@ -32,19 +32,6 @@ fn ai_outcome(e: &AiError) -> Outcome {
     } else {
         Outcome::fail(e)
     }
-}
-
-/// Whether a video task's error says the provider's task is over without a video this server
-/// can use: it failed or was refused, the provider no longer knows it (a 4xx for its id), or
-/// its file was refused here. Anything else leaves the task worth polling again.
-fn video_task_ended(e: &AiError) -> bool {
-    matches!(
-        e,
-        AiError::VideoFailed { .. }
-            | AiError::Refused { .. }
-            | AiError::BadRequest { .. }
-            | AiError::FileRefused { .. }
-    )
 }
 
 pub(super) fn repo_outcome(e: &RepoError) -> Outcome {
@@ -98,6 +85,8 @@ macro_rules! outcome {
     };
 }
 
+mod video;
+
 /// Runs a paid provider call (an image, a script) unless the job was cancelled before it
 /// starts. Once the request is out, a cancellation does not abandon it: the provider bills the
 /// call whatever we do with its answer, so the answer is awaited, its product saved and the
@@ -105,6 +94,10 @@ macro_rules! outcome {
 /// user for work the operator had paid for. The engine keeps a completion that follows a
 /// cancellation and still cancels what depends on the task. A handler timeout or a worker
 /// shutdown past its grace period drops the whole handler, this call included, as before.
+///
+/// A cancellation that comes while the call waits to try again (a backoff, a 429's
+/// `Retry-After`) stops it before the next try is sent ([`drama_ai::cancellable`]): the
+/// tries so far failed, so nothing was produced, and the task ends cancelled and refunded.
 async fn ai_call<T>(
     ctx: &JobContext,
     call: impl Future<Output = Result<T, AiError>>,
@@ -112,7 +105,21 @@ async fn ai_call<T>(
     if ctx.is_cancelled() {
         return Err(Outcome::cancelled("cancelled"));
     }
-    call.await.map_err(|e| ai_outcome(&e))
+    cancellable_call(ctx, call).await.map_err(|e| {
+        if ctx.is_cancelled() {
+            Outcome::cancelled("cancelled")
+        } else {
+            ai_outcome(&e)
+        }
+    })
+}
+
+/// `call` under the job's cancellation: no retry of it is sent once the job is cancelled.
+async fn cancellable_call<T>(
+    ctx: &JobContext,
+    call: impl Future<Output = Result<T, AiError>>,
+) -> Result<T, AiError> {
+    drama_ai::cancellable(ctx.cancellation().clone(), call).await
 }
 
 /// What both media handlers start from.
@@ -335,96 +342,6 @@ impl App {
             &kind,
             generated.output.bytes,
             &generated.output.mime_type,
-            hash,
-            usage,
-        )
-        .await
-    }
-
-    async fn run_video(&self, ctx: JobContext) -> Outcome {
-        let model = self.ai.video_model();
-        let MediaInputs {
-            task,
-            mut references,
-            hash,
-        } = outcome!(self.media_inputs(&ctx, &model.model(), true).await);
-        let duration = step!(
-            VideoDuration::from_seconds(task.duration.unwrap_or(10)),
-            ai_outcome
-        );
-        // A task submitted by an earlier attempt is polled, not paid for again.
-        let submitted = ctx
-            .last_checkpoint()
-            .and_then(|c| c.get("task_id").and_then(Value::as_str).map(str::to_owned));
-        let (video_task, mut usage) = match submitted {
-            Some(task_id) => (VideoTask { task_id, duration }, drama_ai::Usage::default()),
-            None => {
-                // A cancellation seen before the paid submission is honoured (and refunded).
-                if ctx.is_cancelled() {
-                    return Outcome::cancelled("cancelled");
-                }
-                let request = VideoRequest {
-                    prompt: task.prompt.clone(),
-                    label: task.label.clone(),
-                    reference: references.drain(..).next(),
-                    duration,
-                };
-                // A submission whose answer was lost (`AiError::SubmitUncertain`) may be a
-                // render the provider took and bills; its task id is gone, so it is not
-                // submitted again by this attempt nor by a later one: the error is permanent
-                // and the task ends failed, refunded, for the user to resume deliberately.
-                let submitted = step!(model.submit(&request).await, ai_outcome);
-                // The submission is paid: a failure to record it must not send the next
-                // attempt to submit again. A passing failure is retried here; one that
-                // persists only costs later attempts the shortcut, this one polls anyway.
-                let task_id = json!({ "task_id": submitted.output.task_id });
-                let saved = after_paid_call(
-                    "checkpointing the provider's task id",
-                    JobError::is_retryable,
-                    || ctx.checkpoint(task_id.clone()),
-                )
-                .await;
-                match saved {
-                    Ok(()) => {}
-                    Err(e) if e.is_fence_lost() => return Outcome::fail("the lease was lost"),
-                    Err(e) => {
-                        tracing::warn!(error = %e, job.id = %ctx.id(), "the provider's task id could not be checkpointed; polling it in this attempt");
-                    }
-                }
-                (submitted.output, submitted.usage)
-            }
-        };
-        let waited = tokio::select! {
-            r = drama_ai::wait_for_video(model.as_ref(), &video_task, model.polling()) => r,
-            () = ctx.cancellation().cancelled() => return Outcome::cancelled("cancelled"),
-        };
-        let video = match waited {
-            Ok(v) => v,
-            Err(AiError::VideoDeadline { .. }) => {
-                // Still running at the provider: the next attempt polls the same task.
-                return Outcome::retry("the video is not ready yet");
-            }
-            Err(e) => {
-                // Only a task that ended without a usable video is submitted anew by the next
-                // attempt (its checkpoint cleared, so a cancellation refunds it as a failure
-                // would). A poll or download that failed on the way — network, 5xx, 429, a
-                // timeout — leaves the video rendering, or rendered, at the provider: the next
-                // attempt polls the same task rather than paying for another render.
-                if video_task_ended(&e) {
-                    let _ = ctx.checkpoint(Value::Null).await;
-                }
-                return ai_outcome(&e);
-            }
-        };
-        usage.video_seconds = usage.video_seconds.max(duration.seconds());
-        let usage = serde_json::to_value(usage).unwrap_or(Value::Null);
-        let kind = ctx.kind().to_owned();
-        self.store_result(
-            &ctx,
-            &task,
-            &kind,
-            video.bytes,
-            &video.mime_type,
             hash,
             usage,
         )

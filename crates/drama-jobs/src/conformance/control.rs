@@ -298,10 +298,18 @@ pub async fn a_resume_withdraws_the_cancellation_of_running_tasks<S: JobStore>(s
         let a = super::claim(&*store, worker, &["a"], 1).await.remove(0);
         let report = store.cancel(run.run_id, "user").await.unwrap();
         assert_eq!((report.cancelled, report.signalled), (1, 1));
-        let told = store.heartbeat(worker, ttl).await.unwrap().cancel_requested;
+        let told = store
+            .heartbeat(worker, ttl, None)
+            .await
+            .unwrap()
+            .cancel_requested;
         assert_eq!(told, vec![a.fence.job_id]);
         assert_eq!(store.resume(run.run_id).await.unwrap().queued, 1);
-        let told = store.heartbeat(worker, ttl).await.unwrap().cancel_requested;
+        let told = store
+            .heartbeat(worker, ttl, None)
+            .await
+            .unwrap()
+            .cancel_requested;
         assert_eq!(
             told,
             Vec::<JobId>::new(),

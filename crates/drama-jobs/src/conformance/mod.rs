@@ -31,8 +31,11 @@ use crate::{
 mod control;
 mod failures;
 mod graphs;
+mod interpose;
+mod leases;
 mod limits;
 mod queries;
+mod resumes;
 
 pub use control::{
     a_resume_withdraws_the_cancellation_of_running_tasks,
@@ -50,6 +53,11 @@ pub use graphs::{
     a_thousand_node_dag_completes, dependencies_run_in_order_and_results_flow,
     expansions_extend_a_running_graph, random_dags, random_dags_respect_dependencies,
 };
+pub use interpose::Interposed;
+pub use leases::{
+    a_claim_that_commits_during_shutdown_is_released,
+    a_claim_whose_answer_was_lost_is_released_at_the_next_heartbeat,
+};
 pub use limits::{
     priorities_order_claims_and_stale_fences_are_rejected, rate_limits_cap_starts_per_minute,
     resource_limits_hold_across_workers,
@@ -57,6 +65,10 @@ pub use limits::{
 pub use queries::{
     events_replay_since_an_id_and_notify, idempotent_and_invalid_submissions,
     prune_removes_settled_runs, queries_show_children_trees_and_active_runs,
+};
+pub use resumes::{
+    a_resume_that_queues_nothing_leaves_the_cancellation,
+    a_resume_withdraws_the_cancellation_of_running_prerequisites,
 };
 
 /// Calls `$m!(scenario)` for every scenario of this module.
@@ -86,6 +98,10 @@ macro_rules! for_each_job_scenario {
         $m!(handler_timeouts_cancel_and_retry);
         $m!(deferrals_are_bounded_in_number_and_length);
         $m!(a_resume_withdraws_the_cancellation_of_running_tasks);
+        $m!(a_claim_that_commits_during_shutdown_is_released);
+        $m!(a_claim_whose_answer_was_lost_is_released_at_the_next_heartbeat);
+        $m!(a_resume_that_queues_nothing_leaves_the_cancellation);
+        $m!(a_resume_withdraws_the_cancellation_of_running_prerequisites);
     };
 }
 

@@ -78,18 +78,23 @@ impl Workset<'_> {
 
     /// Queues again the failed, skipped and cancelled tasks below `target` and the tasks
     /// elsewhere that were skipped or cancelled because of them; completed tasks never run
-    /// again. The groups enclosing the queued tasks, and the running tasks below `target`, are
-    /// no longer cancelled, so every task queued (and paid for, with
-    /// [`Workset::resume_priced`]) runs. Returns how many tasks were queued.
+    /// again. When it queues something or withdraws a cancellation from a running task below
+    /// `target`, the groups below and above `target`, the groups enclosing the queued tasks,
+    /// and the running tasks below `target` and the running prerequisites of the queued tasks
+    /// are no longer cancelled, so every task queued (and paid for, with
+    /// [`Workset::resume_priced`]) runs. A resume that does neither changes nothing: the
+    /// groups stay cancelled, so what a running task adds under them (an expansion) is born
+    /// cancelled instead of starting, and being charged, after the run was cancelled. Returns
+    /// how many tasks were queued.
     ///
     /// # Errors
     /// [`CoreError::RunNotLoaded`] unless the whole run is loaded; `NotFound` for an unknown
     /// target.
     pub fn resume(&mut self, run: RunId, target: JobId) -> Result<usize, CoreError> {
-        let seeds = self.resume_seeds(run, target)?;
+        let scope = self.resume_scope(run, target)?;
         // Everything downstream that did not run because of a seed joins it.
         let mut reset: BTreeSet<JobId> = BTreeSet::new();
-        let mut queue: VecDeque<JobId> = seeds.into();
+        let mut queue: VecDeque<JobId> = scope.seeds.into();
         while let Some(id) = queue.pop_front() {
             if !reset.insert(id) {
                 continue;
@@ -103,14 +108,38 @@ impl Workset<'_> {
         }
         // Settle the reset tasks in dependency order, so each sees its prerequisites' new
         // states.
-        let mut queued = 0;
+        let mut queued = Vec::new();
         for id in self.order_by_dependencies(&reset)? {
             if self.requeue_reset(id)? {
-                queued += 1;
-                self.uncancel_groups_of(id)?;
+                queued.push(id);
             }
         }
-        Ok(queued)
+        if queued.is_empty() && scope.running.is_empty() {
+            return Ok(0);
+        }
+        for g in scope.groups {
+            self.group(g)?.cancel_requested = false;
+            self.changed_groups.insert(g);
+        }
+        // The cancellation is withdrawn from running tasks too: one that ended cancelled after
+        // the resume would cancel again the dependents the resume just queued (and charged
+        // for). Workers no longer see it at their heartbeat; a handler that saw it already and
+        // stops is run again (`Workset::finish`).
+        for id in scope.running {
+            self.withdraw_cancellation(id)?;
+        }
+        for &id in &queued {
+            self.uncancel_groups_of(id)?;
+            // A queued task waits for its running prerequisites, also outside `target`; one
+            // that ended cancelled would cancel it again.
+            for p in self.task(id)?.prerequisites.clone() {
+                if self.task(p)?.state == JobState::Running {
+                    self.withdraw_cancellation(p)?;
+                    self.uncancel_groups_of(p)?;
+                }
+            }
+        }
+        Ok(queued.len())
     }
 
     /// [`Workset::resume`], priced: also returns the cost of the tasks it queued (those that
@@ -133,9 +162,10 @@ impl Workset<'_> {
         Ok((queued, price))
     }
 
-    /// Clears the cancellation of the groups below `target` and above it and of the running
-    /// tasks below it; returns the unsuccessful tasks below it.
-    fn resume_seeds(&mut self, run: RunId, target: JobId) -> Result<Vec<JobId>, CoreError> {
+    /// What a resume of `target` looks at: the unsuccessful tasks below it (the seeds), the
+    /// running tasks below it whose cancellation was requested, and the cancelled groups
+    /// below and above it. Changes nothing.
+    fn resume_scope(&mut self, run: RunId, target: JobId) -> Result<ResumeScope, CoreError> {
         let nodes = self.run_nodes(run)?;
         let target_type = node_type_in(&nodes, target)?;
         let target_ancestors = match target_type {
@@ -143,39 +173,42 @@ impl Workset<'_> {
             NodeType::Group => self.group(target)?.ancestors.clone(),
             NodeType::Run => Vec::new(),
         };
-        let mut seeds = Vec::new();
+        let mut scope = ResumeScope::default();
         for (id, t) in &nodes {
             if t.is_group() {
                 let g = self.group(*id)?;
                 let below = g.id == target || g.ancestors.contains(&target);
                 if (below || target_ancestors.contains(id)) && g.cancel_requested {
-                    g.cancel_requested = false;
-                    self.changed_groups.insert(*id);
+                    scope.groups.push(*id);
                 }
             } else {
                 let task = self.task(*id)?;
                 let below = *id == target || task.ancestors.contains(&target);
                 if below && task.state.is_unsuccessful() {
-                    seeds.push(*id);
+                    scope.seeds.push(*id);
                 } else if below && task.state == JobState::Running && task.cancel_requested {
-                    // The cancellation is withdrawn from running tasks too: one that ended
-                    // cancelled after the resume would cancel again the dependents the resume
-                    // just queued (and charged for). Workers no longer see it at their
-                    // heartbeat; a handler that saw it already and stops is run again
-                    // (`Workset::finish`).
-                    task.cancel_requested = false;
-                    self.touch_task(*id);
+                    scope.running.push(*id);
                 }
             }
         }
-        Ok(seeds)
+        Ok(scope)
     }
 
-    /// Clears the cancellation of the groups enclosing a task the resume queued again. A
-    /// dependent elsewhere (a storyboard in an episode group, after a portrait of the
-    /// characters group was resumed) lies outside the target's groups, which
-    /// [`Workset::resume_seeds`] cleared; if its group stayed cancelled, the claim would cancel
-    /// it again at once, after [`Workset::resume_priced`] had charged for it.
+    /// Withdraws the cancellation requested for a running task.
+    fn withdraw_cancellation(&mut self, id: JobId) -> Result<(), CoreError> {
+        let task = self.task(id)?;
+        if task.cancel_requested {
+            task.cancel_requested = false;
+            self.touch_task(id);
+        }
+        Ok(())
+    }
+
+    /// Clears the cancellation of the groups enclosing a task the resume queued again (or a
+    /// running prerequisite of one). A dependent elsewhere (a storyboard in an episode group,
+    /// after a portrait of the characters group was resumed) lies outside the target's groups;
+    /// if its group stayed cancelled, the claim would cancel it again at once, after
+    /// [`Workset::resume_priced`] had charged for it.
     fn uncancel_groups_of(&mut self, id: JobId) -> Result<(), CoreError> {
         for a in self.task(id)?.ancestors.clone() {
             let g = self.group(a)?;
@@ -296,6 +329,14 @@ impl Workset<'_> {
         }
         Ok(delta)
     }
+}
+
+/// What a resume looks at (see [`Workset::resume_scope`]).
+#[derive(Default)]
+struct ResumeScope {
+    seeds: Vec<JobId>,
+    running: Vec<JobId>,
+    groups: Vec<JobId>,
 }
 
 /// The type of `target` among a run's `nodes`; `NotFound` when the run does not hold it.

@@ -230,7 +230,12 @@ impl JobStore for MemoryJobStore {
         Ok(())
     }
 
-    async fn heartbeat(&self, worker: WorkerId, ttl: Duration) -> Result<Heartbeat, JobError> {
+    async fn heartbeat(
+        &self,
+        worker: WorkerId,
+        ttl: Duration,
+        held: Option<&[JobId]>,
+    ) -> Result<Heartbeat, JobError> {
         let now = self.clock.now();
         let mut mem = self.lock();
         match mem.workers.get_mut(&worker) {
@@ -239,16 +244,36 @@ impl JobStore for MemoryJobStore {
             }
             _ => return Ok(Heartbeat::default()),
         }
-        let cancel_requested = mem
+        let leased: Vec<_> = mem
             .running
             .iter()
             .filter_map(|id| mem.tasks.get(id))
-            .filter(|t| t.lease_owner == Some(worker) && t.cancel_requested)
+            .filter(|t| t.lease_owner == Some(worker))
+            .collect();
+        let cancel_requested = leased
+            .iter()
+            .filter(|t| t.cancel_requested)
             .map(|t| t.id)
             .collect();
+        let unheld = match held {
+            None => Vec::new(),
+            Some(held) => {
+                let held: HashSet<JobId> = held.iter().copied().collect();
+                leased
+                    .iter()
+                    .filter(|t| !held.contains(&t.id))
+                    .map(|t| Fence {
+                        job_id: t.id,
+                        run_id: t.run_id,
+                        epoch: t.epoch,
+                    })
+                    .collect()
+            }
+        };
         Ok(Heartbeat {
             alive: true,
             cancel_requested,
+            unheld,
         })
     }
 

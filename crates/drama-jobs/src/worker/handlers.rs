@@ -37,9 +37,12 @@ pub(super) async fn dispatcher<S: JobStore>(
         };
         start_handler(&shared, job, permit, finish.clone());
     }
-    // Claimed but never started: hand back without using an attempt.
-    queue.close();
-    while let Ok(job) = queue.try_recv() {
+    // Claimed but never started: hand back without using an attempt. Until the claimer has
+    // ended (it drops its sender then), not just what is queued now: a claim that was in
+    // flight when the worker stopped may still commit, and its tasks, left running under a
+    // worker that deregisters, would be retaken only when the reaper finds them, each losing
+    // an attempt.
+    while let Some(job) = queue.recv().await {
         release(&shared, &finish, job.fence);
     }
 }

@@ -46,23 +46,32 @@ pub(super) async fn claimer<S: JobStore>(
             kinds: kinds.clone(),
             limit: want,
         };
-        match shared.store.claim(&request).await {
+        {
+            // Under the lock that the heartbeat takes to list what this worker holds.
+            let _in_flight = shared.in_flight();
+            shared.claims.begin();
+        }
+        let claimed = shared.store.claim(&request).await;
+        {
+            let mut in_flight = shared.in_flight();
+            if let Ok(jobs) = &claimed {
+                for job in jobs {
+                    in_flight.insert(
+                        job.fence.job_id,
+                        InFlight {
+                            fence: job.fence,
+                            cancel: CancellationToken::new(),
+                            handler: None,
+                        },
+                    );
+                }
+            }
+            shared.claims.end();
+        }
+        match claimed {
             Ok(jobs) => {
                 let full = jobs.len() == want;
                 bump(&shared.stats.claimed, jobs.len() as u64);
-                {
-                    let mut in_flight = shared.in_flight();
-                    for job in &jobs {
-                        in_flight.insert(
-                            job.fence.job_id,
-                            InFlight {
-                                fence: job.fence,
-                                cancel: CancellationToken::new(),
-                                handler: None,
-                            },
-                        );
-                    }
-                }
                 for job in jobs {
                     if queue.send(job).is_err() {
                         return;
@@ -200,7 +209,12 @@ pub(super) async fn completer<S: JobStore>(
                     bump(&shared.stats.fenced_out, 1);
                     debug!(%fence, "finish rejected: the attempt had lost its lease");
                 }
-                Some(Err(e)) => warn!(error = %e, job = %item.fence.job_id, "finish rejected"),
+                Some(Err(e)) => {
+                    // Its lease may stay (see `finish_one_by_one`): held, so the heartbeat does
+                    // not hand it back either.
+                    shared.kept().insert(item.fence.job_id);
+                    warn!(error = %e, job = %item.fence.job_id, "finish rejected");
+                }
                 _ => {}
             }
         }
@@ -290,23 +304,68 @@ pub(super) async fn heartbeats<S: JobStore>(shared: Arc<Shared<S>>) {
         }
         last = tokio::time::Instant::now();
         let worker = shared.worker_id();
+        let (held, before) = {
+            let in_flight = shared.in_flight();
+            let mut held: Vec<JobId> = in_flight.keys().copied().collect();
+            held.extend(shared.kept().iter().copied());
+            (held, shared.claims.look())
+        };
         match shared
             .store
-            .heartbeat(worker, shared.config.lease_ttl)
+            .heartbeat(worker, shared.config.lease_ttl, Some(&held))
             .await
         {
             Ok(hb) if hb.alive => {
                 let in_flight = shared.in_flight();
-                for id in hb.cancel_requested {
-                    if let Some(f) = in_flight.get(&id) {
+                for id in &hb.cancel_requested {
+                    if let Some(f) = in_flight.get(id) {
                         f.cancel.cancel();
                     }
+                }
+                // A claim that began after the list was taken may have committed before the
+                // heartbeat looked: its tasks are not listed, and they are this worker's.
+                let settled = before.is_quiet() && shared.claims.look() == before;
+                drop(in_flight);
+                if settled && !hb.unheld.is_empty() {
+                    release_unheld(&shared, hb.unheld);
                 }
             }
             Ok(_) => reregister(&shared).await,
             Err(e) => warn!(error = %e, "heartbeat failed"),
         }
     }
+}
+
+/// Hands back tasks that run under this worker's lease without a handler: a claim committed
+/// but its answer was lost (the connection failed before the commit was acknowledged, and the
+/// claim reported an error), so nothing of this process will ever run or finish them, while
+/// its heartbeats keep their leases alive and a cancellation of their run never settles. A
+/// release gives their attempt back. Written apart from the heartbeat loop, whose next beat
+/// must not wait for a pooled connection.
+fn release_unheld<S: JobStore>(shared: &Arc<Shared<S>>, unheld: Vec<Fence>) {
+    warn!(
+        tasks = unheld.len(),
+        "tasks leased to this worker have no handler (a claim's answer was lost); releasing them"
+    );
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let items = unheld
+            .into_iter()
+            .map(|fence| Finish {
+                fence,
+                kind: FinishKind::Release,
+            })
+            .collect();
+        match shared.store.finish(items).await {
+            Ok(results) => {
+                let released = results.iter().filter(|r| r.is_ok()).count();
+                bump(&shared.stats.released, released as u64);
+                shared.wake.notify_one();
+            }
+            // The next heartbeat finds them again.
+            Err(e) => warn!(error = %e, "could not release the tasks without a handler"),
+        }
+    });
 }
 
 pub(super) async fn listener<S: JobStore>(shared: Arc<Shared<S>>) {

@@ -4,8 +4,8 @@
 mod handlers;
 mod loops;
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -122,7 +122,8 @@ pub struct WorkerStats {
     pub panics: u64,
     /// Finishes the store rejected because the attempt had lost its lease.
     pub fenced_out: u64,
-    /// Tasks handed back at shutdown.
+    /// Tasks handed back without using an attempt: at shutdown, or leased without a handler
+    /// (a claim whose answer was lost).
     pub released: u64,
     /// Tasks whose leases this worker found expired and requeued.
     pub reaped: u64,
@@ -176,6 +177,46 @@ struct InFlight {
     handler: Option<tokio::task::AbortHandle>,
 }
 
+/// Whether a claim is under way, and how many began: what the heartbeat needs to know that
+/// its list of held tasks was complete. Changed and read under the `in_flight` lock.
+#[derive(Default)]
+struct Claims {
+    running: AtomicBool,
+    begun: AtomicU64,
+}
+
+/// A look at [`Claims`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ClaimsSeen {
+    running: bool,
+    begun: u64,
+}
+
+impl ClaimsSeen {
+    /// No claim was under way.
+    fn is_quiet(self) -> bool {
+        !self.running
+    }
+}
+
+impl Claims {
+    fn begin(&self) {
+        self.running.store(true, Ordering::SeqCst);
+        self.begun.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn end(&self) {
+        self.running.store(false, Ordering::SeqCst);
+    }
+
+    fn look(&self) -> ClaimsSeen {
+        ClaimsSeen {
+            running: self.running.load(Ordering::SeqCst),
+            begun: self.begun.load(Ordering::SeqCst),
+        }
+    }
+}
+
 struct Shared<S> {
     store: Arc<S>,
     registry: Registry,
@@ -183,6 +224,11 @@ struct Shared<S> {
     /// The registration's id; kept for the process's life, also when it lapses.
     worker: WorkerId,
     in_flight: Mutex<HashMap<JobId, InFlight>>,
+    /// Claims under way (see the heartbeat's reconciliation).
+    claims: Claims,
+    /// Tasks whose finish the store refused: their leases may stay, and they are never
+    /// released (a release hands the attempt back, and the handler already ran).
+    kept: Mutex<HashSet<JobId>>,
     /// Signalled when there may be work (notification, freed capacity, retry due).
     wake: Notify,
     /// Signalled when a finish was applied (shutdown waits on it).
@@ -197,6 +243,10 @@ struct Shared<S> {
 impl<S> Shared<S> {
     fn in_flight(&self) -> MutexGuard<'_, HashMap<JobId, InFlight>> {
         self.in_flight.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn kept(&self) -> MutexGuard<'_, HashSet<JobId>> {
+        self.kept.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn worker_id(&self) -> WorkerId {
@@ -249,6 +299,8 @@ impl Worker {
             config,
             worker: id,
             in_flight: Mutex::new(HashMap::new()),
+            claims: Claims::default(),
+            kept: Mutex::new(HashSet::new()),
             wake: Notify::new(),
             drained: Notify::new(),
             poke: Notify::new(),

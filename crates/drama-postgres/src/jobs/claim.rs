@@ -28,7 +28,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use drama_jobs::core::{self, TaskRow};
-use drama_jobs::{ClaimRequest, ClaimedJob, Fence, JobError, JobId, RunId};
+use drama_jobs::{ClaimRequest, ClaimedJob, Fence, JobError, JobId, RunId, WorkerId};
 use serde_json::Value;
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row as _};
@@ -111,8 +111,16 @@ select now() as now,
   array(select id from picked order by priority desc, rank desc, id) as ids,
   array(select distinct run_id from picked order by run_id) as runs";
 
-/// The picked tasks of the locked runs, read again after the locks, best first. `$1` ids,
-/// `$2` locked runs.
+/// The picked tasks of the locked runs, read again after the locks, best first, if the
+/// worker is still alive. `$1` ids, `$2` locked runs, `$3` the worker.
+///
+/// The worker's registration is locked here (`for key share`, after the runs) and held until
+/// the claim commits: a reaper that decided the registration expired holds it `for update`
+/// until its requeue commits, and this waits, then finds it expired (or gone) and starts
+/// nothing; a reaper that comes later waits for this claim and checks the expiry again. The
+/// pick's unlocked look at the registration is older than the claim's write, and a claim that
+/// trusted it could start tasks under a registration reaped in between. Heartbeats do not
+/// conflict with the lock (they update no key column).
 const CANDIDATES: &str = "\
 select COLUMNS, j.payload, j.checkpoint, j.resource_class, j.parent_id, j.owner_id, j.subject,
   (select jsonb_object_agg(p.key, coalesce(p.result, 'null'::jsonb))
@@ -120,6 +128,8 @@ select COLUMNS, j.payload, j.checkpoint, j.resource_class, j.parent_id, j.owner_
    where e.job_id = j.id) as dependency_results
 from public.jobs j
 where j.id = any($1) and j.run_id = any($2) and j.state = 'ready' and j.run_after <= now()
+  and exists (select 1 from public.job_workers w where w.id = $3 and w.expires_at > now()
+              for key share)
 order by j.priority desc, j.rank desc, j.id";
 
 /// What a claimed task's handler needs besides its mutable row.
@@ -184,7 +194,7 @@ pub(super) async fn claim(
         runs.extend(&locked);
         runs.sort_unstable();
         runs.dedup();
-        candidates = load_candidates(conn, &mut source, &picked.ids, &runs).await?;
+        candidates = load_candidates(conn, &mut source, &picked.ids, &runs, request.worker).await?;
         let found = candidates.0.len();
         // Nothing left of the pick: the runs' tasks were taken meanwhile; look again. Or the
         // claim waited for a run and the pick, which predates the wait, cannot fill it: the
@@ -354,6 +364,7 @@ async fn load_candidates(
     source: &mut PgSource,
     ids: &[Uuid],
     runs: &[Uuid],
+    worker: WorkerId,
 ) -> Result<(Vec<JobId>, HashMap<JobId, Candidate>), Error> {
     if runs.is_empty() {
         return Ok((Vec::new(), HashMap::new()));
@@ -362,6 +373,7 @@ async fn load_candidates(
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(ids)
         .bind(runs)
+        .bind(worker.0)
         .fetch_all(&mut *conn)
         .await?;
     let mut order = Vec::with_capacity(rows.len());

@@ -309,10 +309,16 @@ impl JobStore for PgJobStore {
             .await
     }
 
-    async fn heartbeat(&self, worker: WorkerId, ttl: Duration) -> Result<Heartbeat, JobError> {
+    async fn heartbeat(
+        &self,
+        worker: WorkerId,
+        ttl: Duration,
+        held: Option<&[JobId]>,
+    ) -> Result<Heartbeat, JobError> {
+        let held: Option<Vec<Uuid>> = held.map(|h| h.iter().map(|id| id.0).collect());
         self.liveness
             .run(&self.pool, liveness::limit_for(ttl), |conn| {
-                Box::pin(workers::heartbeat(conn, worker, ttl))
+                Box::pin(async move { workers::heartbeat(conn, worker, ttl, held).await })
             })
             .await
     }

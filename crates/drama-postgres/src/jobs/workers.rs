@@ -21,6 +21,30 @@ fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
 
+/// Removes the registrations that expired and lease no running task any more. One that still
+/// leases tasks (more than a reap's limit, or tasks another reaper is taking back) stays until
+/// they are requeued: its row is what [`reap`] locks against a worker registering again.
+/// Rows other transactions hold are skipped (a reaper holding some of them removes them
+/// itself), so two reapers never wait for each other here.
+const DELETE_EXPIRED: &str = "\
+delete from public.job_workers w where w.id in (
+  select d.id from public.job_workers d
+  where d.expires_at <= now()
+    and not exists (select 1 from public.jobs j where j.lease_owner = d.id and j.state = 'running')
+  for update skip locked)";
+
+/// Requeues (or fails) the running tasks of workers whose registration expired.
+///
+/// Lock order: the runs, then the tasks (`for no key update`, in id order: a checkpoint,
+/// which updates its task without the run's lock, waits, and finds its fence gone when the
+/// task was requeued, instead of committing between the read and the write and leaving the
+/// task's refundable cost behind its group's), then the registrations of their owners (`for
+/// update`, in id order), whose expiry is checked under that lock. A worker that registers
+/// again (an upsert of its row) or heartbeats waits for the requeue to commit, so the
+/// `still_held` that follows its registration sees the tasks gone and stops their handlers;
+/// or it commits first, and the reaper sees it alive and leaves its tasks. Registration and
+/// heartbeats lock only the worker's row, and claims lock it (`for key share`) after their
+/// runs, so the order is the same for everybody.
 pub(super) async fn reap(conn: &mut PgConnection, limit: usize) -> Result<usize, Error> {
     let rows: Vec<(Uuid, Uuid)> = sqlx::query_as(
         "select j.id, j.run_id from public.jobs j \
@@ -32,30 +56,47 @@ pub(super) async fn reap(conn: &mut PgConnection, limit: usize) -> Result<usize,
     .fetch_all(&mut *conn)
     .await?;
     if rows.is_empty() {
-        sqlx::query("delete from public.job_workers where expires_at <= now()")
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query(DELETE_EXPIRED).execute(&mut *conn).await?;
         return Ok(0);
     }
-    let ids: Vec<JobId> = rows.iter().map(|(id, _)| JobId(*id)).collect();
+    let mut ids: Vec<JobId> = rows.iter().map(|(id, _)| JobId(*id)).collect();
+    ids.sort_unstable();
     let runs: Vec<RunId> = rows.iter().map(|(_, r)| JobId(*r)).collect();
     let mut source = PgSource::default();
     source.lock_runs(conn, &runs).await?;
+    sqlx::query(
+        "select 1 from public.jobs where id = any($1) and state = 'running' \
+         order by id for no key update",
+    )
+    .bind(ids.iter().map(|id| id.0).collect::<Vec<_>>())
+    .execute(&mut *conn)
+    .await?;
     source.load_tasks(conn, &ids, &[], &ids).await?;
     source.load_ancestor_groups(conn).await?;
-    // Fresh look after the lock: the task may have been finished and claimed again since.
-    let owners: Vec<Uuid> = ids
+    // Fresh look after the locks: the task may have been finished and claimed again since.
+    let mut owners: Vec<Uuid> = ids
         .iter()
-        .filter_map(|id| source.tasks.get(id).and_then(|t| t.lease_owner))
+        .filter_map(|id| source.tasks.get(id))
+        .filter(|t| t.state == drama_jobs::JobState::Running)
+        .filter_map(|t| t.lease_owner)
         .map(|w| w.0)
         .collect();
-    let alive: Vec<Uuid> = sqlx::query_scalar(
-        "select id from public.job_workers where id = any($1) and expires_at > now()",
+    owners.sort_unstable();
+    owners.dedup();
+    // Every owner's row is locked, the expired ones above all (a filter on the expiry, even
+    // outside a subquery, would be pushed below the lock and leave them unlocked).
+    let registrations: Vec<(Uuid, bool)> = sqlx::query_as(
+        "select id, expires_at > now() from public.job_workers \
+         where id = any($1) order by id for update",
     )
     .bind(owners)
     .fetch_all(&mut *conn)
     .await?;
-    let alive: HashSet<WorkerId> = alive.into_iter().map(WorkerId).collect();
+    let alive: HashSet<WorkerId> = registrations
+        .into_iter()
+        .filter(|(_, alive)| *alive)
+        .map(|(id, _)| WorkerId(id))
+        .collect();
     let expired: Vec<JobId> = ids
         .into_iter()
         .filter(|id| {
@@ -77,9 +118,7 @@ pub(super) async fn reap(conn: &mut PgConnection, limit: usize) -> Result<usize,
     })
     .await?;
     write_changes(conn, &changes, None).await?;
-    sqlx::query("delete from public.job_workers where expires_at <= now()")
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(DELETE_EXPIRED).execute(&mut *conn).await?;
     Ok(n)
 }
 
@@ -152,33 +191,59 @@ pub(super) async fn deregister(conn: &mut PgConnection, worker: WorkerId) -> Res
     Ok(())
 }
 
+/// Renews the registration and looks at the worker's leased tasks, in one statement: an index
+/// probe of `jobs_running_idx (lease_owner, resource_class) where state = 'running'` that
+/// reads the rows of the tasks the worker leases (its handlers' tasks, a few hundred at most
+/// with prefetch) and returns those with a cancellation requested and, when the worker named
+/// what it holds (`held`), those it does not hold. The same rows the look for cancellations
+/// alone read.
 pub(super) async fn heartbeat(
     conn: &mut PgConnection,
     worker: WorkerId,
     ttl: Duration,
+    held: Option<Vec<Uuid>>,
 ) -> Result<Heartbeat, Error> {
-    let (alive, cancels): (bool, Vec<Uuid>) = sqlx::query_as(
-        "with w as ( \
-           update public.job_workers set expires_at = now() + make_interval(secs => $2), \
-             heartbeat_at = now() \
-           where id = $1 and expires_at > now() returning id) \
-         select exists (select 1 from w), \
-           array(select j.id from public.jobs j \
-                 where j.lease_owner = $1 and j.state = 'running' and j.cancel_requested)",
-    )
-    .bind(worker.0)
-    .bind(secs(ttl))
-    .fetch_one(&mut *conn)
-    .await?;
+    type Row = (bool, Vec<Uuid>, Vec<Uuid>, Vec<Uuid>, Vec<i64>);
+    let (alive, cancels, ids, runs, epochs): Row = sqlx::query_as(HEARTBEAT)
+        .bind(worker.0)
+        .bind(secs(ttl))
+        .bind(held)
+        .fetch_one(&mut *conn)
+        .await?;
+    if !alive {
+        return Ok(Heartbeat::default());
+    }
     Ok(Heartbeat {
         alive,
-        cancel_requested: if alive {
-            cancels.into_iter().map(JobId).collect()
-        } else {
-            Vec::new()
-        },
+        cancel_requested: cancels.into_iter().map(JobId).collect(),
+        unheld: ids
+            .into_iter()
+            .zip(runs)
+            .zip(epochs)
+            .map(|((id, run), epoch)| Fence {
+                job_id: JobId(id),
+                run_id: JobId(run),
+                epoch,
+            })
+            .collect(),
     })
 }
+
+/// `$1` worker, `$2` ttl in seconds, `$3` the tasks it holds (null: do not compare).
+pub(super) const HEARTBEAT: &str = "\
+with w as (
+  update public.job_workers set expires_at = now() + make_interval(secs => $2),
+    heartbeat_at = now()
+  where id = $1 and expires_at > now() returning id),
+leased as (
+  select j.id, j.run_id, j.epoch, j.cancel_requested,
+    $3::uuid[] is not null and j.id <> all($3::uuid[]) as unheld
+  from public.jobs j where j.lease_owner = $1 and j.state = 'running')
+select exists (select 1 from w) as alive,
+  array(select id from leased where cancel_requested order by id) as cancels,
+  array(select id from leased where unheld order by id) as ids,
+  array(select run_id from leased where unheld order by id) as runs,
+  array(select epoch from leased where unheld order by id) as epochs";
 
 pub(super) async fn throttle(
     conn: &mut PgConnection,

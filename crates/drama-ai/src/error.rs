@@ -186,10 +186,14 @@ pub enum AiError {
         /// What is wrong with it.
         message: String,
     },
-    /// A paid submission that the provider may have taken, and billed, although its answer
-    /// was lost (no answer in time, a 408 or 5xx, a reset connection, an answer that cannot be
-    /// read): sending it again could pay for the same product twice, so it is permanent.
-    #[error("{provider}: the submission may have been accepted, so it is not sent again: {cause}")]
+    /// A paid request (an image, a script, a video submission) that the provider may have
+    /// taken, and billed, although its product did not reach us (no answer in time, a 408 or a
+    /// gateway's 5xx, a reset connection, an answer that cannot be read, a result file that
+    /// could not be downloaded): sending it again could pay for the same product twice, so it
+    /// is permanent.
+    #[error(
+        "{provider}: the request may have been accepted and billed, so it is not sent again: {cause}"
+    )]
     SubmitUncertain {
         /// Who was asked.
         provider: Provider,
@@ -218,7 +222,7 @@ impl AiError {
     /// Transient: network, timeouts, 429, 5xx, an unexpected (garbled) answer, an image answer
     /// without an image, a failed or overdue video task. Permanent: configuration, unknown model,
     /// invalid request, rejected key, bad request, moderation refusal, schema violation or
-    /// truncation after the repair attempt, a submission that may have been accepted.
+    /// truncation after the repair attempt, a paid request that may have been accepted.
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Network { .. }

@@ -7,7 +7,7 @@ use drama_ai::{
     AiError, AiSettings, Generated, GeneratedImage, ImageKind, ImageRequest, Provider,
     ReferenceImage,
 };
-use serde_json::Value;
+use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -203,7 +203,9 @@ async fn server_error_then_success_and_429_with_retry_after() {
     common::reply(
         &server,
         PATH,
-        ResponseTemplate::new(502).set_body_string("<html>Bad gateway</html>"),
+        ResponseTemplate::new(503).set_body_json(
+            json!({"error": {"message": "The model is overloaded", "code": 503, "status": "UNAVAILABLE"}}),
+        ),
         Some(1),
     )
     .await;
@@ -226,8 +228,10 @@ async fn server_error_then_success_and_429_with_retry_after() {
     assert_eq!(image.usage.requests, 3);
 }
 
+/// An image request that went out and got no answer in time may be drawn and billed: it is
+/// not sent again, even with retries allowed.
 #[tokio::test]
-async fn a_slow_image_times_out() {
+async fn a_slow_image_is_not_sent_again() {
     let server = MockServer::start().await;
     common::reply(
         &server,
@@ -236,19 +240,55 @@ async fn a_slow_image_times_out() {
         None,
     )
     .await;
-    let mut settings = common::settings_without_retries(&server);
+    let mut settings = common::settings(&server);
     settings.image_timeout_secs = 1;
     let err = storyboard_image_with(&settings, vec![]).await.unwrap_err();
     assert!(
         matches!(
-            err,
-            AiError::Timeout {
+            &err,
+            AiError::SubmitUncertain {
                 provider: Provider::NanoBanana,
                 ..
             }
         ),
         "{err:?}"
     );
+    assert_eq!(common::request_count(&server).await, 1);
+}
+
+/// The image was drawn (and billed) and its link answered; only the download failed. The
+/// download is retried on its own; the drawing is not asked for again.
+#[tokio::test]
+async fn an_image_whose_download_fails_is_not_drawn_again() {
+    let server = MockServer::start().await;
+    common::reply(
+        &server,
+        PATH,
+        answer(&format!("![x]({}/files/gone.png)", server.uri())),
+        None,
+    )
+    .await;
+    Mock::given(method("GET"))
+        .and(path("/files/gone.png"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&server)
+        .await;
+    let err = storyboard_image(&server, vec![]).await.unwrap_err();
+    assert!(
+        matches!(&err, AiError::SubmitUncertain { cause, .. } if cause.contains("503")),
+        "{err:?}"
+    );
+    let requests = server.received_requests().await.unwrap();
+    let posts = requests
+        .iter()
+        .filter(|r| r.method.as_str() == "POST")
+        .count();
+    let gets = requests
+        .iter()
+        .filter(|r| r.method.as_str() == "GET")
+        .count();
+    assert_eq!(posts, 1, "the drawing is asked for once");
+    assert_eq!(gets, 3, "the download is tried 1 + MAX_RETRIES times");
 }
 
 #[tokio::test]
@@ -278,10 +318,20 @@ async fn a_link_to_something_that_is_not_an_image_is_rejected() {
         .respond_with(ResponseTemplate::new(200).set_body_string("<html>expired</html>"))
         .mount(&server)
         .await;
-    let settings = common::settings_without_retries(&server);
-    let err = storyboard_image_with(&settings, vec![]).await.unwrap_err();
+    let err = storyboard_image(&server, vec![]).await.unwrap_err();
+    // The link was the product of a billed drawing; it is not asked for again.
     assert!(
-        matches!(&err, AiError::InvalidResponse { message, .. } if message.contains("not an image")),
+        matches!(&err, AiError::SubmitUncertain { cause, .. } if cause.contains("not an image")),
         "{err:?}"
+    );
+    assert_eq!(
+        server
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|r| r.method.as_str() == "POST")
+            .count(),
+        1
     );
 }

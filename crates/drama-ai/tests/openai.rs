@@ -207,10 +207,13 @@ async fn rate_limit_then_server_error_then_success() {
         json!({"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}}),
     );
     common::reply(&server, PATH, answer, Some(1)).await;
+    // OpenAI's own answer to a failure on its side, which it does not bill.
     common::reply(
         &server,
         PATH,
-        ResponseTemplate::new(500).set_body_string("upstream error"),
+        ResponseTemplate::new(500).set_body_json(json!({"error": {
+            "message": "The server had an error while processing your request. Sorry about that!",
+            "type": "server_error", "param": null, "code": null}})),
         Some(1),
     )
     .await;
@@ -240,8 +243,9 @@ async fn a_retry_after_longer_than_the_cap_is_returned_at_once() {
     );
 }
 
+/// A try that went out and got no answer in time may have been billed: it is not sent again.
 #[tokio::test]
-async fn a_slow_answer_times_out_after_each_retry() {
+async fn a_slow_answer_is_not_sent_again() {
     let server = MockServer::start().await;
     common::reply(
         &server,
@@ -256,14 +260,46 @@ async fn a_slow_answer_times_out_after_each_retry() {
     let err = common::generate_drama_with(&settings, Some("gpt-5.1"), "x")
         .await
         .unwrap_err();
-    assert_eq!(
-        err,
-        AiError::Timeout {
-            provider: Provider::OpenAi,
-            after: Duration::from_secs(1)
-        }
+    assert!(
+        matches!(&err, AiError::SubmitUncertain { provider: Provider::OpenAi, cause } if cause.contains("no answer within 1s")),
+        "{err:?}"
     );
-    assert_eq!(common::request_count(&server).await, 2);
+    assert_eq!(common::request_count(&server).await, 1);
+}
+
+/// A 5xx that is not the provider's own error answer (a gateway's page, a 502 or 504 in any
+/// format) may follow a request the provider took: it is not sent again. One in the
+/// provider's format from any other 5xx is the provider saying that it failed, and is.
+#[tokio::test]
+async fn a_gateways_error_is_not_sent_again_and_the_providers_own_is() {
+    for (answer, sent) in [
+        (ResponseTemplate::new(502).set_body_string("<html>Bad gateway</html>"), 1),
+        (
+            ResponseTemplate::new(504).set_body_json(
+                json!({"error": {"message": "Gateway timeout.", "type": "cf_gateway_timeout"}}),
+            ),
+            1,
+        ),
+        (ResponseTemplate::new(500).set_body_string("upstream error"), 1),
+        (
+            ResponseTemplate::new(503).set_body_json(
+                json!({"error": {"message": "The engine is currently overloaded", "type": "server_error"}}),
+            ),
+            3,
+        ),
+    ] {
+        let server = MockServer::start().await;
+        common::reply(&server, PATH, answer, None).await;
+        let err = common::generate_drama(&server, Some("gpt-5.1"), "x")
+            .await
+            .unwrap_err();
+        assert_eq!(common::request_count(&server).await, sent, "{err:?}");
+        if sent == 1 {
+            assert!(matches!(err, AiError::SubmitUncertain { .. }), "{err:?}");
+        } else {
+            assert!(matches!(err, AiError::Server { status: 503, .. }), "{err:?}");
+        }
+    }
 }
 
 #[tokio::test]

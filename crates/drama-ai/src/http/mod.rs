@@ -140,10 +140,7 @@ impl HttpCore {
         })?;
         if !status.is_success() {
             return Err(Failure {
-                // A 4xx is the provider turning the request down (429 included); a 408 only
-                // says that someone on the way stopped waiting, and a 5xx may come from a
-                // gateway in front of a provider that took the request.
-                refused: status.is_client_error() && status != StatusCode::REQUEST_TIMEOUT,
+                refused: refused_by_provider(status, &body),
                 error: self.status_error(status, &headers, &body),
             });
         }
@@ -159,8 +156,21 @@ impl HttpCore {
         })
     }
 
-    /// POSTs `body` as JSON to `url` and hands the JSON answer to `read`, the whole retried
-    /// under the provider's policy; also answers how many requests were sent.
+    /// POSTs a paid request (an image, a script, a video submission) as JSON to `url` and hands
+    /// the JSON answer to `read`; also answers how many requests were sent.
+    ///
+    /// The provider bills a request it took whether or not its answer arrives, so the request
+    /// is sent again only after a failure that proves the provider did not take it or did not
+    /// do the work (see [`refused_by_provider`]): a connection never made, a 4xx answer (a 429
+    /// waits and is retried, the others are permanent), a 5xx answer in the provider's own
+    /// error format other than a gateway's 502 or 504, a 2xx that carries the provider's error
+    /// envelope ([`Self::envelope_error`]), or an answer that came without the product
+    /// ([`AiError::NoImage`]: the call is over and gave nothing, so asking again is a new call,
+    /// not a repeat of one whose product we lost). Any other failure — no answer in time after
+    /// the request went out, a 408, a gateway's 5xx, a reset connection, a success whose answer
+    /// cannot be read or whose file cannot be downloaded — leaves a product the provider may
+    /// have made and billed, out of reach: the call ends as [`AiError::SubmitUncertain`], which
+    /// nobody retries (neither here nor the job engine), rather than paying for it again.
     pub(crate) async fn post_json<T, F, Fut>(
         &self,
         url: &str,
@@ -179,7 +189,21 @@ impl HttpCore {
             .run(|_| {
                 attempts += 1;
                 let request = auth.apply(self.client.post(url)).json(body);
-                async move { read(self.send_json(request, self.timeout).await?).await }
+                async move {
+                    let answer = self.exchange(request, self.timeout).await.map_err(|f| {
+                        if f.refused {
+                            f.error
+                        } else {
+                            self.uncertain(&f.error)
+                        }
+                    })?;
+                    let envelope = self.envelope_error(&answer);
+                    read(answer).await.map_err(|e| match envelope {
+                        Some(refusal) => refusal,
+                        None if answered_without_product(&e) => e,
+                        None => self.uncertain(&e),
+                    })
+                }
             })
             .await?;
         Ok((out, attempts))
@@ -194,50 +218,6 @@ impl HttpCore {
     ) -> Result<(Value, u32), AiError> {
         self.post_json(url, auth, body, |answer| async { Ok(answer) })
             .await
-    }
-
-    /// POSTs a paid submission that the provider does not deduplicate (a video render: its
-    /// answer is only a task id, the product comes later) and hands the JSON answer to
-    /// `read`. Unlike [`HttpCore::post_json`] it is sent again only after a failure that
-    /// proves the provider did not take it: a 4xx answer (a 429 waits and is retried like any
-    /// call, the others are permanent) or a connection that was never made. Any other failure
-    /// — no answer in time after the request went out, a 408 or 5xx (possibly a gateway's),
-    /// a reset connection, a success whose answer cannot be read — leaves a render that may
-    /// be running and billed with its task id lost, so it ends the call as
-    /// [`AiError::SubmitUncertain`], which nobody retries. A success that `read` cannot use
-    /// but that carries the provider's error envelope (`{"error": …}`) is the provider
-    /// turning the submission down, as a 4xx would: it is that error ([`Self::envelope_error`]),
-    /// retried when it is a passing one. Also answers how many requests were sent.
-    pub(crate) async fn submit_json<T>(
-        &self,
-        url: &str,
-        auth: Auth<'_>,
-        body: &Value,
-        read: impl Fn(&Value) -> Result<T, AiError>,
-    ) -> Result<(T, u32), AiError> {
-        let mut attempts = 0;
-        let read = &read;
-        let out = self
-            .retry
-            .run(|_| {
-                attempts += 1;
-                let request = auth.apply(self.client.post(url)).json(body);
-                async move {
-                    let answer = self.exchange(request, self.timeout).await.map_err(|f| {
-                        if f.refused {
-                            f.error
-                        } else {
-                            self.uncertain(&f.error)
-                        }
-                    })?;
-                    read(&answer).map_err(|e| {
-                        self.envelope_error(&answer)
-                            .unwrap_or_else(|| self.uncertain(&e))
-                    })
-                }
-            })
-            .await?;
-        Ok((out, attempts))
     }
 
     /// The provider's error carried by a 2xx answer that holds no product: `{"error":
@@ -402,6 +382,37 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// The `error.message` of an OpenAI/Gemini error body, or the body itself, shortened.
+/// Whether a non-success answer proves that the provider did not take the request, or did not
+/// do its work: a 4xx turns it down (a 408 only says that someone on the way stopped waiting);
+/// a 5xx in the provider's own error format (`{"error": …}`) is the provider saying that it
+/// failed, which it does not bill — unless it is a 502 or 504, the statuses of a gateway in
+/// front of a provider that may have taken the request (some gateways answer in the same
+/// format). A 5xx in another format (an HTML page) comes from someone on the way.
+fn refused_by_provider(status: StatusCode, body: &[u8]) -> bool {
+    if status.is_client_error() {
+        return status != StatusCode::REQUEST_TIMEOUT;
+    }
+    status.is_server_error()
+        && !matches!(
+            status,
+            StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT
+        )
+        && serde_json::from_slice::<Value>(body)
+            .ok()
+            .and_then(|v| v.get("error").map(|e| !e.is_null()))
+            .unwrap_or(false)
+}
+
+/// Whether `read` failed because the call's answer holds no product (no image, a refusal, a
+/// file the download rules refuse), as opposed to an answer or file that did not arrive or
+/// could not be read.
+fn answered_without_product(e: &AiError) -> bool {
+    matches!(
+        e,
+        AiError::NoImage { .. } | AiError::Refused { .. } | AiError::FileRefused { .. }
+    )
+}
+
 fn provider_message(body: &str) -> String {
     let parsed: Option<Value> = serde_json::from_str(body).ok();
     let message = parsed.as_ref().and_then(|v| {

@@ -184,10 +184,12 @@ impl VideoModel for Sora {
         }
         let url = join(&self.base, "/v2/videos/generations");
         // Each accepted submission is a paid render, and the answer is its only handle: a
-        // submission whose answer is lost or unreadable is not sent again (`submit_json`).
+        // submission whose answer is lost or unreadable is not sent again (`post_json`).
         let (task_id, attempts) = self
             .core
-            .submit_json(&url, Auth::Bearer(&self.key), &body, task_id_of)
+            .post_json(&url, Auth::Bearer(&self.key), &body, |answer| async move {
+                task_id_of(&answer)
+            })
             .await?;
         tracing::info!(%task_id, "video task submitted");
         Ok(Generated {

@@ -355,7 +355,7 @@ impl Authenticator {
             );
         }
         self.ensure_user(user, None, false).await?;
-        Ok(Caller::user(user))
+        Ok(Caller::legacy(user))
     }
 
     /// Makes sure `user` has its `users` row (once per cache period).

@@ -307,6 +307,7 @@ impl From<AppError> for ApiError {
             }
             AppError::TooLarge(message)
             | AppError::Unauthenticated(message)
+            | AppError::Forbidden(message)
             | AppError::GenerationFailed(message) => Self::message(kind, message),
             other @ AppError::Unavailable(_) => Self::unavailable(other),
             other => Self::internal(other),

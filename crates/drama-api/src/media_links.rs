@@ -15,6 +15,7 @@
 //! same object keeps the same URL for an hour and browsers can cache it.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use actix_web::body::{BoxBody, MessageBody as _};
@@ -24,6 +25,7 @@ use actix_web::{HttpMessage as _, web};
 use chrono::{DateTime, Utc};
 use drama_app::media::ObjectKey;
 use drama_app::{App, Caller};
+use drama_domain::UserId;
 
 use crate::headers::header_text;
 use crate::state::ApiState;
@@ -38,6 +40,43 @@ const ROUNDING_SECS: i64 = 3600;
 /// a JSON file is neither buffered, nor rewritten, nor cut from its `Content-Range`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct StoredBytes;
+
+/// The users a service caller named in one request (`user_id`, GraphQL `userId`) or on one
+/// WebSocket: its answers carry their data, whose text they wrote, so only their objects'
+/// URLs are signed — a URL of someone else's object that a user put into their own text is
+/// not made loadable by reading it through a service caller. Shared by the handlers and
+/// resolvers that read the argument and the signer of the answer.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct NamedOwners(Arc<Mutex<Vec<UserId>>>);
+
+impl NamedOwners {
+    /// Records that the request acts for `user`.
+    pub(crate) fn name(&self, user: UserId) {
+        let mut named = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if !named.contains(&user) {
+            named.push(user);
+        }
+    }
+
+    /// The users named so far.
+    fn list(&self) -> Vec<UserId> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The record of the request `req` (kept in its extensions, where the signer of its
+    /// answer finds it).
+    pub(crate) fn of(req: &actix_web::HttpRequest) -> Self {
+        if let Some(named) = req.extensions().get::<Self>() {
+            return named.clone();
+        }
+        let named = Self::default();
+        req.extensions_mut().insert(named.clone());
+        named
+    }
+}
 
 /// Signs the media URLs in a JSON response of an authenticated request.
 pub(crate) async fn sign_response(response: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {
@@ -59,6 +98,12 @@ pub(crate) async fn sign_response(response: ServiceResponse<BoxBody>) -> Service
     let (Some(caller), Some(state), true) = (caller, state, is_json) else {
         return response;
     };
+    let named = response
+        .request()
+        .extensions()
+        .get::<NamedOwners>()
+        .map(NamedOwners::list)
+        .unwrap_or_default();
     let (request, response) = response.into_parts();
     let (response, body) = response.into_parts();
     let bytes = match actix_web::body::to_bytes_limited(body, MAX_BODY).await {
@@ -74,7 +119,7 @@ pub(crate) async fn sign_response(response: ServiceResponse<BoxBody>) -> Service
             return ServiceResponse::new(request, failed("response body too large to sign"));
         }
     };
-    let body = match Signer::of(&state, caller).rewrite(&bytes).await {
+    let body = match Signer::of(&state, caller, named).rewrite(&bytes).await {
         Some(text) => bytes::Bytes::from(text),
         None => bytes,
     };
@@ -94,14 +139,26 @@ pub(crate) struct Signer<'a> {
     /// `{PUBLIC_URL}/media/`.
     pub(crate) prefix: String,
     pub(crate) caller: Caller,
+    /// The users a service caller named (see [`NamedOwners`]).
+    pub(crate) named: Vec<UserId>,
     pub(crate) lifetime: Duration,
     pub(crate) now: DateTime<Utc>,
 }
 
 /// `text` (a JSON message of a live stream: an SSE frame, a WebSocket message) with the media
-/// URLs of `caller`'s objects signed, as every JSON answer has them.
-pub(crate) async fn sign_text(state: &ApiState, caller: Caller, text: String) -> String {
-    match Signer::of(state, caller).rewrite(text.as_bytes()).await {
+/// URLs of `caller`'s objects signed, as every JSON answer has them (for a service caller,
+/// those of the users `named` on the stream, when it named any).
+pub(crate) async fn sign_text(
+    state: &ApiState,
+    caller: Caller,
+    named: Option<&NamedOwners>,
+    text: String,
+) -> String {
+    let named = named.map(NamedOwners::list).unwrap_or_default();
+    match Signer::of(state, caller, named)
+        .rewrite(text.as_bytes())
+        .await
+    {
         Some(signed) => signed,
         None => text,
     }
@@ -109,11 +166,12 @@ pub(crate) async fn sign_text(state: &ApiState, caller: Caller, text: String) ->
 
 impl<'a> Signer<'a> {
     /// The signer of `caller`'s URLs with the server's store and settings, as of now.
-    pub(crate) fn of(state: &'a ApiState, caller: Caller) -> Self {
+    pub(crate) fn of(state: &'a ApiState, caller: Caller, named: Vec<UserId>) -> Self {
         Signer {
             app: state.app(),
             prefix: format!("{}/media/", state.app().public_base_url()),
             caller,
+            named,
             lifetime: state.settings.media_url_lifetime,
             now: Utc::now(),
         }
@@ -166,10 +224,16 @@ impl<'a> Signer<'a> {
         changed.then_some(out)
     }
 
-    /// A loadable URL for `key`, when it is the caller's (any key for a service caller).
+    /// A loadable URL for `key`, when it is the caller's (for a service caller, any key, or
+    /// when it named users, theirs).
     async fn sign(&self, key: &str) -> Option<String> {
-        let own = key.starts_with(&format!("{}/", self.caller.user));
-        if !own && !self.caller.service {
+        let under = |user: &UserId| key.starts_with(&format!("{user}/"));
+        let allowed = match (self.caller.service, self.named.is_empty()) {
+            (true, true) => true,
+            (true, false) => self.named.iter().any(under),
+            (false, _) => under(&self.caller.user),
+        };
+        if !allowed {
             return None;
         }
         let key = ObjectKey::parse(key).ok()?;
@@ -215,6 +279,7 @@ mod tests {
             app,
             prefix: "http://api.test/media/".to_owned(),
             caller,
+            named: Vec::new(),
             lifetime: Duration::from_secs(6 * 3600),
             now: DateTime::from_timestamp(1_800_000_123, 0).unwrap_or_default(),
         }
@@ -273,5 +338,33 @@ mod tests {
                 .await
                 .is_none()
         );
+    }
+
+    #[tokio::test]
+    async fn a_service_caller_that_names_a_user_signs_only_that_users_keys() {
+        let app = memory_app();
+        let (service, named, planted) = (UserId::random(), UserId::random(), UserId::random());
+        let body = format!(
+            r#"{{"a":"http://api.test/media/{named}/d1/c.png","b":"http://api.test/media/{planted}/d2/c.png","c":"http://api.test/media/{service}/d3/c.png"}}"#
+        );
+        let mut s = signer(&app, Caller::service(service).acting_for(Some(named)));
+        s.named = vec![named];
+        let v: serde_json::Value =
+            serde_json::from_str(&s.rewrite(body.as_bytes()).await.unwrap_or_default())
+                .unwrap_or_default();
+        assert!(
+            v["a"]
+                .as_str()
+                .is_some_and(|u| u.contains(&format!("/files/{named}/d1/c.png?expires="))),
+            "{v}"
+        );
+        for (field, user) in [("b", planted), ("c", service)] {
+            assert!(
+                v[field]
+                    .as_str()
+                    .is_some_and(|u| u.starts_with(&format!("http://api.test/media/{user}/"))),
+                "{field} left alone: {v}"
+            );
+        }
     }
 }

@@ -253,8 +253,11 @@ impl ApiState {
             })?;
         self.check_rate(&authenticated.caller)?;
         let caller = authenticated.caller.keyed(idempotency_key(req)?);
-        // Kept for the response: its media URLs are signed for this caller.
+        // Kept for the response: its media URLs are signed for this caller (and, for a
+        // service caller, for the users its handlers record as named).
         req.extensions_mut().insert(caller);
+        req.extensions_mut()
+            .insert(crate::media_links::NamedOwners::default());
         // Kept for a stream the request opens, which ends when the credentials do.
         req.extensions_mut()
             .insert(crate::lapse::Until(authenticated.until));

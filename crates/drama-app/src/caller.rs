@@ -19,6 +19,9 @@ pub struct Caller {
     /// key). Keys it makes are revoked with it and expire no later: a key cannot outlive
     /// itself through the keys it creates.
     pub key: Option<PresentedKey>,
+    /// Authenticated by a legacy key (`LEGACY_API_KEYS`): a secret of the deployment's
+    /// configuration, shared and never expiring, that acts as the legacy user.
+    pub legacy: bool,
 }
 
 /// One of our API keys, as a request presented it.
@@ -38,6 +41,15 @@ impl Caller {
             service: false,
             request: None,
             key: None,
+            legacy: false,
+        }
+    }
+
+    /// A legacy key's caller, acting as `user`.
+    pub fn legacy(user: UserId) -> Self {
+        Self {
+            legacy: true,
+            ..Self::user(user)
         }
     }
 
@@ -48,6 +60,7 @@ impl Caller {
             service: true,
             request: None,
             key: None,
+            legacy: false,
         }
     }
 
@@ -67,6 +80,15 @@ impl Caller {
             key: Some(key),
             ..self
         }
+    }
+
+    /// Whether the caller may make API keys: a person, or one of our keys. A legacy key and
+    /// the project's service key (or a `service_role` token) are secrets of the deployment's
+    /// configuration that never expire; a key made with one would outlive its removal or
+    /// rotation, so keys for those callers come from the operator (`drama-server keys
+    /// create`).
+    pub fn may_make_keys(&self) -> bool {
+        self.key.is_some() || !(self.legacy || self.service)
     }
 
     /// The owner whose data a request reads or writes: `requested` when a service caller
@@ -106,5 +128,19 @@ mod tests {
         );
         assert_eq!(Caller::user(me).acting_for(Some(other)), Caller::user(me));
         assert_eq!(Caller::service(me).acting_for(None), Caller::service(me));
+    }
+
+    #[test]
+    fn only_people_and_our_keys_make_keys() {
+        let me = UserId::random();
+        let key = PresentedKey {
+            id: uuid::Uuid::new_v4(),
+            expires_at: None,
+        };
+        assert!(Caller::user(me).may_make_keys());
+        assert!(Caller::user(me).with_key(key).may_make_keys());
+        assert!(Caller::service(me).with_key(key).may_make_keys());
+        assert!(!Caller::service(me).may_make_keys());
+        assert!(!Caller::legacy(me).may_make_keys());
     }
 }

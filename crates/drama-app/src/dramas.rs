@@ -4,7 +4,9 @@
 use drama_assets::{AssetStore, Scope, keys};
 use drama_dal::{DramaRepository, Page, PageRequest, RepoError, StoredDrama, Version};
 use drama_domain::{DomainError, Drama, DramaId, DramaSummary, EntityPatch, UserId};
+use drama_jobs::RunFilter;
 
+use crate::pipeline::job_error;
 use crate::{App, AppError, Caller};
 
 impl App {
@@ -124,16 +126,66 @@ impl App {
             .await?)
     }
 
-    /// Deletes a drama, its rows and its stored objects. The rows go first, in one
-    /// transaction that also records every object key as an orphan; then everything under
-    /// the drama's key prefix is deleted. If the bucket is unreachable now, the sweeper
-    /// deletes the recorded objects later.
+    /// Deletes a drama, its rows and its stored objects. The owner's runs on the drama that
+    /// are still going are cancelled first (what has not started is refunded; a call under
+    /// way finishes and is charged), since nothing they make has a drama to go to. The rows
+    /// go next, in one transaction that also records every object key as an orphan; then
+    /// everything under the drama's key prefix is deleted. If the bucket is unreachable now,
+    /// the sweeper deletes the recorded objects later.
     ///
     /// # Errors
     /// `NotFound`; `Unavailable` (database).
     #[tracing::instrument(skip_all, fields(drama.id = %id))]
     pub async fn delete_drama(&self, caller: &Caller, id: &DramaId) -> Result<(), AppError> {
-        Ok(delete_drama_of(self.store.as_ref(), self.assets.as_ref(), caller.user, id).await?)
+        if self.has_active_runs(caller.user, id).await? {
+            // Only a drama that is there has its runs cancelled: a run writing a new drama
+            // under this id is not this request's to stop.
+            self.store.get_complete(caller.user, id).await?;
+            self.cancel_runs_of(caller.user, id).await?;
+        }
+        delete_drama_of(self.store.as_ref(), self.assets.as_ref(), caller.user, id).await?;
+        // A run started between the cancel and the delete.
+        self.cancel_runs_of(caller.user, id).await
+    }
+
+    /// The owner's runs on the drama that have not settled (at most a page of them: the
+    /// active-run quota keeps the number far below it).
+    async fn active_runs_of(
+        &self,
+        owner: UserId,
+        id: &DramaId,
+    ) -> Result<Vec<drama_jobs::JobView>, AppError> {
+        self.jobs
+            .list_runs(&RunFilter {
+                owner: Some(owner.0),
+                subject: Some(id.to_string()),
+                active_only: true,
+                limit: 100,
+            })
+            .await
+            .map_err(job_error)
+    }
+
+    async fn has_active_runs(&self, owner: UserId, id: &DramaId) -> Result<bool, AppError> {
+        Ok(!self.active_runs_of(owner, id).await?.is_empty())
+    }
+
+    /// Cancels the owner's active runs on the drama.
+    async fn cancel_runs_of(&self, owner: UserId, id: &DramaId) -> Result<(), AppError> {
+        for run in self.active_runs_of(owner, id).await? {
+            let report = self
+                .jobs
+                .cancel(run.id, "the drama was deleted")
+                .await
+                .map_err(job_error)?;
+            tracing::info!(
+                job.id = %run.id,
+                cancelled = report.cancelled,
+                signalled = report.signalled,
+                "run of a deleted drama cancelled"
+            );
+        }
+        Ok(())
     }
 }
 

@@ -65,6 +65,10 @@ pub enum AppError {
     /// message is for the client.
     #[error("{0}")]
     Unauthenticated(String),
+    /// The caller's credential does not allow the operation (the message says why and what
+    /// to do instead).
+    #[error("{0}")]
+    Forbidden(String),
     /// A dependency (database, bucket, provider) is unavailable; retry later.
     #[error("service unavailable: {0}")]
     Unavailable(String),

@@ -38,15 +38,24 @@ impl App {
     /// with an API key is revoked with that key and expires no later than it.
     ///
     /// # Errors
-    /// `Invalid` naming `name` or `expires_in_days`, or when the caller already holds
-    /// [`MAX_ACTIVE_KEYS`] usable keys; `Unauthenticated` when the caller's key was revoked
-    /// meanwhile; `Unavailable`.
+    /// `Forbidden` for a caller that may not make keys ([`Caller::may_make_keys`]: a legacy
+    /// key, the service key); `Invalid` naming `name` or `expires_in_days`, or when the
+    /// caller already holds [`MAX_ACTIVE_KEYS`] usable keys; `Unauthenticated` when the
+    /// caller's key was revoked meanwhile; `Unavailable`.
     #[tracing::instrument(skip_all)]
     pub async fn create_api_key(
         &self,
         caller: &Caller,
         key: NewKey,
     ) -> Result<CreatedApiKey, AppError> {
+        if !caller.may_make_keys() {
+            return Err(AppError::Forbidden(
+                "a legacy key or the service key cannot make API keys (a key made with one \
+                 would outlive its removal or rotation): an operator makes keys with \
+                 `drama-server keys create`"
+                    .to_owned(),
+            ));
+        }
         let name = key.name.trim();
         if name.is_empty() {
             return Err(invalid("name", "must not be empty".to_owned()));

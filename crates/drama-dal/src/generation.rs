@@ -172,7 +172,9 @@ pub trait GenerationStore: Send + Sync {
     /// `usage_price` (see the module documentation), debits `expansion_cost` and completes
     /// the job with `expansion` (all three from `completion`). When the owner cannot pay for
     /// the expansion, the scenes are still stored and the job completes without it; the
-    /// return value says whether the expansion was added.
+    /// return value says whether the expansion was added. An episode that has scenes by the
+    /// time of the commit (stored by the user or another run while the call ran) keeps them:
+    /// nothing is written and no expansion paid for, only the usage is settled.
     ///
     /// # Errors
     /// `FenceLost`; `NotFound` (drama or episode gone: nothing written); `Unavailable`.

@@ -67,6 +67,15 @@ async fn lock_drama(
     Ok(found.is_some())
 }
 
+/// A script completion that stores nothing and adds nothing: only its call is settled.
+fn without_expansion(completion: ScriptCompletion) -> ScriptCompletion {
+    ScriptCompletion {
+        expansion: Expansion::new(),
+        expansion_cost: 0,
+        ..completion
+    }
+}
+
 fn with_applied(mut result: Value, applied: bool) -> Value {
     if let Value::Object(map) = &mut result {
         map.insert("applied".to_owned(), Value::Bool(applied));
@@ -340,7 +349,9 @@ impl GenerationStore for PgStore {
         lock_run(&mut tx, fence.run_id).await?;
         // Lock the drama before reading it: two episodes' scenes written at once must both
         // land, and a read taken before the lock would let the later writer drop the other's.
-        bump_version(&mut tx, owner, drama, None).await?;
+        if !lock_drama(&mut tx, owner, drama).await? {
+            return Err(RepoError::not_found(Entity::Drama, drama).into());
+        }
         let mut stored = read_complete(&mut tx, owner, drama).await?;
         let ep = stored
             .drama
@@ -348,6 +359,13 @@ impl GenerationStore for PgStore {
             .iter_mut()
             .find(|e| &e.id == episode)
             .ok_or_else(|| RepoError::not_found(Entity::Episode, episode))?;
+        if !ep.scenes.is_empty() {
+            // Scenes stored while the call ran (by the user, or by another run) stay: the
+            // call is settled, nothing is written and nothing follows.
+            return Self::settle_and_complete(tx, owner, fence, without_expansion(completion))
+                .await;
+        }
+        bump_version(&mut tx, owner, drama, None).await?;
         ep.scenes = scenes.to_vec();
         stored.drama.validate().map_err(RepoError::from)?;
         write_children(&mut tx, &stored.drama, true).await?;

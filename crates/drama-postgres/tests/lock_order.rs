@@ -199,9 +199,16 @@ async fn an_asset_completion_locks_the_run_before_the_drama_and_its_rows(pool: P
 #[sqlx::test(migrator = "drama_postgres::MIGRATOR")]
 async fn a_scene_expansion_locks_the_run_before_the_drama_and_the_balance(pool: PgPool) {
     let s = setup(&pool).await;
-    let holder = hold_run(&pool, &s.job).await;
+    // The episode's scenes are written anew: an episode that has scenes keeps them.
     let stored = s.store.get_complete(s.owner, &s.drama).await.unwrap();
     let scenes = stored.drama.episodes[0].scenes.clone();
+    let mut emptied = stored.drama.clone();
+    emptied.episodes[0].scenes.clear();
+    s.store
+        .save_complete(s.owner, &emptied, Some(stored.version))
+        .await
+        .unwrap();
+    let holder = hold_run(&pool, &s.job).await;
     let expansion = Expansion::new().with(NodeSpec::task("storyboard", "k", json!({})));
     let completion = {
         let (store, fence, owner, drama) = (s.store.clone(), s.job.fence, s.owner, s.drama.clone());

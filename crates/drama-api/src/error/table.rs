@@ -184,7 +184,9 @@ impl ErrorCode {
                 "forbidden",
                 403,
                 "FORBIDDEN",
-                "A signed media URL that has expired or does not grant the request",
+                "A signed media URL that has expired or does not grant the request; an API \
+                 key asked for with a legacy key or the service key (an operator makes one: \
+                 `drama-server keys create`)",
             ),
             Self::NotFound => row(
                 "not_found",
@@ -314,6 +316,7 @@ impl ErrorCode {
             AppError::TooLarge(_) => Self::TooLarge,
             AppError::QuotaExceeded { .. } => Self::QuotaExceeded,
             AppError::Unauthenticated(_) => Self::Unauthenticated,
+            AppError::Forbidden(_) => Self::Forbidden,
             AppError::Unavailable(_) => Self::Unavailable,
             // `Internal` and any variant added later: a fault until it is given a row.
             _ => Self::Internal,

@@ -4,6 +4,7 @@ use drama_app::{App, Caller};
 use drama_domain::UserId;
 
 use super::jobs::JobsLoader;
+use crate::media_links::NamedOwners;
 use crate::realtime::{Realtime, SocketPlace};
 
 /// Per-request context: the use cases, the authenticated caller, and the request's loaders.
@@ -20,6 +21,9 @@ pub struct Ctx {
     pub(crate) socket: Option<Arc<SocketPlace>>,
     /// The user a service caller's `userId: "10000"` names (`LEGACY_USER_ID`).
     pub(crate) legacy_user: Option<UserId>,
+    /// The users a service caller named (`userId`), whose media URLs alone the answers
+    /// carry signed: the request's record, or the socket's.
+    pub(crate) named: NamedOwners,
 }
 
 impl Ctx {
@@ -32,7 +36,15 @@ impl Ctx {
             realtime,
             socket: None,
             legacy_user: None,
+            named: NamedOwners::default(),
         }
+    }
+
+    /// The context recording the users named into `named` (shared with the signer of the
+    /// answers).
+    pub(crate) fn naming_into(mut self, named: NamedOwners) -> Self {
+        self.named = named;
+        self
     }
 
     /// The context of a server whose old default owner `10000` became `user`.

@@ -30,6 +30,7 @@ impl<S: ScalarValue> IntoFieldError<S> for GqlError {
             AppError::Precondition(unmet) => precondition_message(unmet, Words::Graphql),
             AppError::TooLarge(m)
             | AppError::Unauthenticated(m)
+            | AppError::Forbidden(m)
             | AppError::GenerationFailed(m) => m.clone(),
             AppError::QuotaExceeded { quota, limit, used } => {
                 let message = crate::error::quota_message(quota, *limit, *used);

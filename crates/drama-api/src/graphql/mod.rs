@@ -65,6 +65,7 @@ async fn subscriptions(
 async fn execute(
     state: &ApiState,
     caller: drama_app::Caller,
+    named: crate::media_links::NamedOwners,
     request: GraphQLBatchRequest,
 ) -> Result<HttpResponse, ApiError> {
     let operations: Vec<&GraphQLRequest> = match &request {
@@ -73,7 +74,8 @@ async fn execute(
     };
     limits::check(&state.schema.schema, &operations, &state.settings.graphql)?;
     let ctx = Ctx::new(state.app().clone(), caller, state.realtime.clone())
-        .with_legacy_user(state.legacy_user);
+        .with_legacy_user(state.legacy_user)
+        .naming_into(named);
     // Validation and resolver errors are answered with 200 and `errors`, as the old server
     // (and the GraphQL-over-HTTP convention for application/json) did.
     Ok(match request {
@@ -166,7 +168,13 @@ async fn post(
         })?;
         batch_request(value).map_err(ApiError::bad_request)?
     };
-    execute(&state, caller, request).await
+    execute(
+        &state,
+        caller,
+        crate::media_links::NamedOwners::of(&req),
+        request,
+    )
+    .await
 }
 
 /// A JSON body as one operation or a batch of them. Each member is checked for its type
@@ -300,7 +308,13 @@ async fn get(
     }
     let request =
         GraphQLBatchRequest::Single(GraphQLRequest::new(text, query.operation_name, variables));
-    execute(&state, caller, request).await
+    execute(
+        &state,
+        caller,
+        crate::media_links::NamedOwners::of(&req),
+        request,
+    )
+    .await
 }
 
 /// The refusal of a GET whose document selects a mutation or a subscription (the operation

@@ -43,10 +43,15 @@ fn timestamp(t: DateTime<Utc>) -> String {
 }
 
 /// The owner a `userId` argument names, for service callers (the old clients' `10000` is
-/// `LEGACY_USER_ID`); anyone else's is ignored, as on REST ([`named_owner`]).
+/// `LEGACY_USER_ID`); anyone else's is ignored, as on REST ([`named_owner`]). The user named
+/// is recorded for the answer's media URLs.
 fn requested_owner(ctx: &Ctx, user_id: Option<&str>) -> FieldResult<Option<UserId>> {
-    named_owner(&ctx.caller, user_id, ctx.legacy_user)
-        .map_err(|u| bad_input(format!("userId {u:?} is not a user id")))
+    let owner = named_owner(&ctx.caller, user_id, ctx.legacy_user)
+        .map_err(|u| bad_input(format!("userId {u:?} is not a user id")))?;
+    if let Some(user) = owner {
+        ctx.named.name(user);
+    }
+    Ok(owner)
 }
 
 /// A complete drama.

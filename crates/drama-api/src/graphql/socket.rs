@@ -56,7 +56,7 @@ use super::limits;
 use crate::auth::{AuthError, Authenticated};
 use crate::error::{Chain, ErrorCode};
 use crate::lapse::{Credentials, lapsed};
-use crate::media_links::sign_text;
+use crate::media_links::{NamedOwners, sign_text};
 use crate::realtime::SocketPlace;
 use crate::state::{ANONYMOUS_LIMITED, ApiState, AuthRefusal};
 
@@ -240,8 +240,9 @@ pub(crate) async fn websocket(
     let (mut response, session, messages) = actix_ws::handle(&req, body)?;
     let messages = messages.aggregate_continuations();
     let slot: Slot = Arc::default();
+    let named = NamedOwners::default();
     let init = {
-        let (state, slot) = (state.clone(), slot.clone());
+        let (state, slot, named) = (state.clone(), slot.clone(), named.clone());
         move |_: Variables| {
             let outcome = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
             async move {
@@ -250,6 +251,7 @@ pub(crate) async fn websocket(
                     .map_err(Refused)?;
                 let ctx = Ctx::new(state.app().clone(), caller, state.realtime.clone())
                     .with_legacy_user(state.legacy_user)
+                    .naming_into(named.clone())
                     .on_socket(place);
                 Ok::<_, Refused>(
                     ConnectionConfig::new(ctx)
@@ -272,6 +274,7 @@ pub(crate) async fn websocket(
         running: Arc::default(),
         stopped: Arc::default(),
         caller: Arc::default(),
+        named,
         client,
     };
     match protocol {
@@ -303,6 +306,9 @@ struct Gate {
     stopped: Arc<Mutex<HashSet<String>>>,
     /// The authenticated caller, whose media URLs the outgoing messages carry signed.
     caller: Arc<OnceLock<Caller>>,
+    /// The users a service caller named on this socket (`userId`): once it named any, only
+    /// their media URLs leave signed.
+    named: NamedOwners,
     /// The client's address, which a refused `connection_init` is counted under.
     client: Option<IpAddr>,
 }
@@ -611,7 +617,9 @@ impl Gate {
                     // Payloads carry media URLs as stored; they leave loadable, as in a POST's
                     // answer (the middleware that signs those never sees socket messages).
                     let text = match self.caller.get() {
-                        Some(caller) => sign_text(&self.state, *caller, text).await,
+                        Some(caller) => {
+                            sign_text(&self.state, *caller, Some(&self.named), text).await
+                        }
                         None => text,
                     };
                     session.text(text).await

@@ -26,6 +26,7 @@ fn gate() -> Gate {
         running: Arc::default(),
         stopped: Arc::default(),
         caller: Arc::default(),
+        named: crate::media_links::NamedOwners::default(),
         client: None,
     }
 }

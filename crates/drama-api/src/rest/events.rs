@@ -52,7 +52,7 @@ pub(crate) fn event_json(e: &Event) -> serde_json::Value {
 /// One event as a frame. An event's `detail` is free-form (errors, reasons); any media URL of
 /// the caller's in it leaves signed, as in every JSON answer.
 async fn frame(state: &ApiState, caller: Caller, e: &Event) -> Bytes {
-    let data = sign_text(state, caller, event_json(e).to_string()).await;
+    let data = sign_text(state, caller, None, event_json(e).to_string()).await;
     Bytes::from(format!(
         "id: {}\nevent: {}\ndata: {data}\n\n",
         e.id.0,

@@ -18,6 +18,7 @@ use super::streaming::{FormBudget, object_response, spool_channel};
 use super::upload_guard::timed_form;
 use crate::endpoint::endpoint;
 use crate::error::ApiError;
+use crate::media_links::NamedOwners;
 use crate::state::{ApiState, Auth, named_owner};
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
@@ -37,14 +38,20 @@ fn invalid(field: &str, message: impl Into<String>) -> ApiError {
 }
 
 /// A `user_id` argument counts only for service callers ([`named_owner`]: the old default
-/// `10000` is `LEGACY_USER_ID`); from anyone else it is ignored.
+/// `10000` is `LEGACY_USER_ID`); from anyone else it is ignored. The user named is recorded
+/// for the answer's media URLs ([`NamedOwners`]).
 fn owner_arg(
     state: &ApiState,
+    req: &HttpRequest,
     caller: &Caller,
     user_id: Option<&str>,
 ) -> Result<Option<UserId>, ApiError> {
-    named_owner(caller, user_id, state.legacy_user)
-        .map_err(|u| invalid("user_id", format!("{u:?} is not a user id")))
+    let owner = named_owner(caller, user_id, state.legacy_user)
+        .map_err(|u| invalid("user_id", format!("{u:?} is not a user id")))?;
+    if let Some(user) = owner {
+        NamedOwners::of(req).name(user);
+    }
+    Ok(owner)
 }
 
 #[derive(Deserialize)]
@@ -83,6 +90,7 @@ struct ListQuery {
 async fn list(
     state: web::Data<ApiState>,
     Auth(caller): Auth,
+    req: HttpRequest,
     query: Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let project = query
@@ -111,7 +119,7 @@ async fn list(
             )
         })?,
     };
-    let owner = owner_arg(&state, &caller, query.user_id.as_deref())?;
+    let owner = owner_arg(&state, &req, &caller, query.user_id.as_deref())?;
     let page = state
         .app()
         .library_list(
@@ -149,6 +157,7 @@ struct ItemQuery {
 
 fn item(
     state: &ApiState,
+    req: &HttpRequest,
     caller: &Caller,
     asset_id: String,
     q: &ItemQuery,
@@ -164,7 +173,7 @@ fn item(
     let asset_type = LibraryType::parse(asset_type)
         .map_err(|e| ApiError::bad_request(e.to_string().replace("asset_type: ", "")))?;
     Ok((
-        owner_arg(state, caller, q.user_id.as_deref())?,
+        owner_arg(state, req, caller, q.user_id.as_deref())?,
         LibraryItem {
             project: project.to_owned(),
             asset_type,
@@ -189,10 +198,11 @@ fn item(
 async fn metadata(
     state: web::Data<ApiState>,
     Auth(caller): Auth,
+    req: HttpRequest,
     path: web::Path<String>,
     query: Query<ItemQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let (owner, item) = item(&state, &caller, path.into_inner(), &query)?;
+    let (owner, item) = item(&state, &req, &caller, path.into_inner(), &query)?;
     let record = state.app().library_metadata(&caller, owner, &item).await?;
     Ok(HttpResponse::Ok().json(record))
 }
@@ -213,10 +223,11 @@ async fn metadata(
 async fn download(
     state: web::Data<ApiState>,
     Auth(caller): Auth,
+    req: HttpRequest,
     path: web::Path<String>,
     query: Query<ItemQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let (owner, item) = item(&state, &caller, path.into_inner(), &query)?;
+    let (owner, item) = item(&state, &req, &caller, path.into_inner(), &query)?;
     let object = state.app().library_download(&caller, owner, &item).await?;
     Ok(object_response(object))
 }
@@ -237,10 +248,11 @@ async fn download(
 async fn delete(
     state: web::Data<ApiState>,
     Auth(caller): Auth,
+    req: HttpRequest,
     path: web::Path<String>,
     query: Query<ItemQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let (owner, item) = item(&state, &caller, path.into_inner(), &query)?;
+    let (owner, item) = item(&state, &req, &caller, path.into_inner(), &query)?;
     state.app().library_delete(&caller, owner, &item).await?;
     Ok(HttpResponse::Ok().json(json!({"success": true, "message": "Asset deleted successfully"})))
 }
@@ -421,7 +433,7 @@ async fn upload(
             "body",
         ));
     };
-    let owner = owner_arg(&state, &caller, form.user_id.as_deref())?;
+    let owner = owner_arg(&state, &req, &caller, form.user_id.as_deref())?;
     let metadata = form.metadata()?;
     let record = state
         .app()

@@ -23,6 +23,7 @@ mod postgres;
 mod pricing;
 mod quotas;
 mod rest;
+mod shared_secrets;
 mod stream_auth;
 mod streams;
 mod support;

@@ -33,8 +33,9 @@ impl App {
     /// one that has still to write its new drama counts against `dramas` too.
     ///
     /// # Errors
-    /// `NotFound`; `QuotaExceeded`, `InsufficientTokens` and `AlreadyExists` for a drama id
-    /// another run is writing (nothing re-queued); `Unavailable`.
+    /// `NotFound`; `QuotaExceeded`, `InsufficientTokens`, and `AlreadyExists` for the new
+    /// drama's id when another run is writing it or a drama holds it (nothing re-queued);
+    /// `Unavailable`.
     #[tracing::instrument(skip_all, fields(job.id = %id, user.id = %caller.user))]
     pub async fn resume_job(&self, caller: &Caller, id: JobId) -> Result<JobView, AppError> {
         let view = self.job(caller, id).await?;
@@ -68,8 +69,17 @@ impl App {
             }
         }
         if let Some(drama) = &new_drama
-            && !self.store.id_taken(drama).await?
+            && !self.drama_written(run.id).await?
         {
+            // The drama is still to be written, so a drama under its id now is someone
+            // else's (stored while the run was settled): the write would pay for its call
+            // and then fail on the id. Nothing is re-queued or charged.
+            if self.store.id_taken(drama).await? {
+                return Err(AppError::AlreadyExists {
+                    entity: Entity::Drama,
+                    id: drama.to_string(),
+                });
+            }
             self.check_drama_quota(caller.user).await?;
             self.ensure_not_being_written(drama).await?;
         }
@@ -84,6 +94,15 @@ impl App {
             "run resumed"
         );
         self.job(caller, id).await
+    }
+
+    /// Whether the run's drama-writing task completed (it is among the run's first
+    /// children: ids are ordered by creation, and the portraits and cover it adds come later).
+    async fn drama_written(&self, run: JobId) -> Result<bool, AppError> {
+        let first = self.jobs.children(run, None, 4).await.map_err(job_error)?;
+        Ok(first
+            .iter()
+            .any(|n| n.kind == kind::WRITE_DRAMA && n.state == JobState::Completed))
     }
 
     /// Credits refunds that are due; returns how many owners were credited.

@@ -521,6 +521,11 @@ impl App {
         let spec: DramaTask = outcome!(ctx.payload_as());
         let owner = UserId(ctx.owner());
         let drama_id = step!(DramaId::parse(spec.drama.as_str()), Outcome::fail);
+        // A drama stored under the id since the run was admitted (it was settled meanwhile,
+        // or written past the API) makes the write fail at its commit: fail before paying.
+        if step!(self.store.id_taken(&drama_id).await, repo_outcome) {
+            return Outcome::fail(format!("drama id {drama_id} is taken"));
+        }
         let script = step!(self.ai.script_model(spec.model.as_deref()), ai_outcome);
         let hash = hash_parts(&[
             ctx.kind(),

@@ -45,24 +45,27 @@ impl MemoryGeneration {
         }
     }
 
-    /// Applies `change` to the stored drama with optimistic retries.
+    /// Applies `change` to the stored drama with optimistic retries; a change that answers
+    /// `false` leaves the drama as it is, and so does `update`.
     async fn update(
         &self,
         owner: UserId,
         id: &DramaId,
-        change: impl Fn(&mut Drama) -> Result<(), RepoError>,
-    ) -> Result<(), RepoError> {
+        change: impl Fn(&mut Drama) -> Result<bool, RepoError>,
+    ) -> Result<bool, RepoError> {
         for _ in 0..16 {
             let current = self.store.get_complete(owner, id).await?;
             let mut drama = current.drama;
-            change(&mut drama)?;
+            if !change(&mut drama)? {
+                return Ok(false);
+            }
             match self
                 .store
                 .save_complete(owner, &drama, Some(current.version))
                 .await
             {
                 Err(RepoError::VersionConflict { .. }) => tokio::task::yield_now().await,
-                other => return other.map(|_| ()),
+                other => return other.map(|_| true),
             }
         }
         Err(RepoError::Unavailable(
@@ -256,11 +259,11 @@ impl GenerationStore for MemoryGeneration {
                 match self
                     .update(owner, drama, |d| {
                         set_entity_url(d, target, url);
-                        Ok(())
+                        Ok(true)
                     })
                     .await
                 {
-                    Ok(()) => {
+                    Ok(_) => {
                         Applied::Recorded(self.store.get_complete(owner, drama).await?.version)
                     }
                     Err(RepoError::NotFound { .. }) => Applied::AssetGone,
@@ -300,16 +303,30 @@ impl GenerationStore for MemoryGeneration {
         scenes: &[Scene],
         completion: ScriptCompletion,
     ) -> Result<bool, GenerationError> {
-        self.update(owner, drama, |d| {
-            let e = d
-                .episodes
-                .iter_mut()
-                .find(|e| &e.id == episode)
-                .ok_or_else(|| RepoError::not_found(drama_dal::Entity::Episode, episode))?;
-            e.scenes = scenes.to_vec();
-            Ok(())
-        })
-        .await?;
+        let written = self
+            .update(owner, drama, |d| {
+                let e = d
+                    .episodes
+                    .iter_mut()
+                    .find(|e| &e.id == episode)
+                    .ok_or_else(|| RepoError::not_found(drama_dal::Entity::Episode, episode))?;
+                // Scenes stored while the call ran (by the user, or by another run) stay.
+                if !e.scenes.is_empty() {
+                    return Ok(false);
+                }
+                e.scenes = scenes.to_vec();
+                Ok(true)
+            })
+            .await?;
+        let completion = if written {
+            completion
+        } else {
+            ScriptCompletion {
+                expansion: Expansion::new(),
+                expansion_cost: 0,
+                ..completion
+            }
+        };
         self.settle_and_finish(owner, fence, completion).await
     }
 

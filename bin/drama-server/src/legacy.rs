@@ -14,6 +14,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use drama_app::pipeline::jobs_port::{EngineJobs, JobsPort};
 use drama_domain::UserId;
 use drama_legacy::{
     BucketUrls, CancellationToken, DramaRemover, ExportOptions, ExportReport, Exporter,
@@ -127,15 +128,22 @@ pub(crate) struct ExportArgs {
 }
 
 /// Deletes a drama whose source is gone the way `DELETE /dramas/{id}` does
-/// ([`drama_app::delete_drama_of`]).
+/// ([`drama_app::delete_drama_of`]): the owner's runs on it that are still going are
+/// cancelled, so none of their tasks goes on to pay a provider for a drama that is gone.
 pub(crate) struct ApiDelete {
     store: Arc<PgStore>,
     assets: Arc<dyn drama_assets::AssetStore>,
+    jobs: Arc<dyn JobsPort>,
 }
 
 impl ApiDelete {
     pub(crate) fn new(store: Arc<PgStore>, assets: Arc<dyn drama_assets::AssetStore>) -> Arc<Self> {
-        Arc::new(Self { store, assets })
+        let engine = Arc::new(drama_postgres::jobs::PgJobStore::new(store.pool().clone()));
+        Arc::new(Self {
+            store,
+            assets,
+            jobs: Arc::new(EngineJobs(engine)),
+        })
     }
 }
 
@@ -146,7 +154,20 @@ impl DramaRemover for ApiDelete {
         owner: UserId,
         id: &drama_domain::DramaId,
     ) -> Result<(), drama_dal::RepoError> {
-        drama_app::delete_drama_of(self.store.as_ref(), self.assets.as_ref(), owner, id).await
+        drama_app::delete_drama_of(
+            self.store.as_ref(),
+            self.assets.as_ref(),
+            self.jobs.as_ref(),
+            owner,
+            id,
+        )
+        .await
+        .map_err(|e| match e {
+            drama_app::AppError::NotFound { entity, id } => {
+                drama_dal::RepoError::NotFound { entity, id }
+            }
+            other => drama_dal::RepoError::Unavailable(other.to_string()),
+        })
     }
 }
 

@@ -513,6 +513,26 @@ async fn a_drama_the_old_server_deleted_goes_only_with_delete_gone() {
     assert_eq!(gone["outcome"], "source_deleted", "{gone}");
     assert_eq!(db.count("dramas").await, 2);
 
+    // A run of the owner's on the drama, still queued: the delete cancels it, as the API's
+    // does, so that its task does not go on to pay a provider for a drama that is gone.
+    let pool = sqlx::PgPool::connect(&db.url()).await.unwrap();
+    let engine = drama_postgres::jobs::PgJobStore::new(pool.clone());
+    let run = drama_jobs::JobStore::submit(
+        &engine,
+        &drama_jobs::Graph::new(
+            drama_jobs::RunSpec::new("generate", uuid::Uuid::parse_str(&owner).unwrap())
+                .subject("gone"),
+        )
+        .with(drama_jobs::NodeSpec::task(
+            "portrait",
+            "portrait",
+            json!({}),
+        )),
+    )
+    .await
+    .unwrap()
+    .run_id;
+
     // --delete-gone deletes it as the API does: rows, and the objects under its prefix.
     let deleted = s3
         .import(&owner, &["--delete-gone"], &report, &db.url())
@@ -531,5 +551,17 @@ async fn a_drama_the_old_server_deleted_goes_only_with_delete_gone() {
             .unwrap_err()
             .is_not_found()
     );
+    let state: String = sqlx::query_scalar(
+        "select state::text from public.jobs where run_id = $1 and key = 'portrait'",
+    )
+    .bind(run.0)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        state, "cancelled",
+        "the run of the deleted drama is cancelled"
+    );
+    pool.close().await;
     db.drop_it().await;
 }

@@ -2,11 +2,12 @@
 //! drama's stored objects.
 
 use drama_assets::{AssetStore, Scope, keys};
-use drama_dal::{DramaRepository, Page, PageRequest, RepoError, StoredDrama, Version};
+use drama_dal::{DramaRepository, Page, PageRequest, StoredDrama, Version};
 use drama_domain::{DomainError, Drama, DramaId, DramaSummary, EntityPatch, UserId};
 use drama_jobs::RunFilter;
 
 use crate::pipeline::job_error;
+use crate::pipeline::jobs_port::JobsPort;
 use crate::{App, AppError, Caller};
 
 impl App {
@@ -137,74 +138,75 @@ impl App {
     /// `NotFound`; `Unavailable` (database).
     #[tracing::instrument(skip_all, fields(drama.id = %id))]
     pub async fn delete_drama(&self, caller: &Caller, id: &DramaId) -> Result<(), AppError> {
-        if self.has_active_runs(caller.user, id).await? {
-            // Only a drama that is there has its runs cancelled: a run writing a new drama
-            // under this id is not this request's to stop.
-            self.store.get_complete(caller.user, id).await?;
-            self.cancel_runs_of(caller.user, id).await?;
-        }
-        delete_drama_of(self.store.as_ref(), self.assets.as_ref(), caller.user, id).await?;
-        // A run started between the cancel and the delete.
-        self.cancel_runs_of(caller.user, id).await
-    }
-
-    /// The owner's runs on the drama that have not settled (at most a page of them: the
-    /// active-run quota keeps the number far below it).
-    async fn active_runs_of(
-        &self,
-        owner: UserId,
-        id: &DramaId,
-    ) -> Result<Vec<drama_jobs::JobView>, AppError> {
-        self.jobs
-            .list_runs(&RunFilter {
-                owner: Some(owner.0),
-                subject: Some(id.to_string()),
-                active_only: true,
-                limit: 100,
-            })
-            .await
-            .map_err(job_error)
-    }
-
-    async fn has_active_runs(&self, owner: UserId, id: &DramaId) -> Result<bool, AppError> {
-        Ok(!self.active_runs_of(owner, id).await?.is_empty())
-    }
-
-    /// Cancels the owner's active runs on the drama.
-    async fn cancel_runs_of(&self, owner: UserId, id: &DramaId) -> Result<(), AppError> {
-        for run in self.active_runs_of(owner, id).await? {
-            let report = self
-                .jobs
-                .cancel(run.id, "the drama was deleted")
-                .await
-                .map_err(job_error)?;
-            tracing::info!(
-                job.id = %run.id,
-                cancelled = report.cancelled,
-                signalled = report.signalled,
-                "run of a deleted drama cancelled"
-            );
-        }
-        Ok(())
+        delete_drama_of(
+            self.store.as_ref(),
+            self.assets.as_ref(),
+            self.jobs.as_ref(),
+            caller.user,
+            id,
+        )
+        .await
     }
 }
 
+/// The owner's runs on the drama that have not settled (at most a page of them: the
+/// active-run quota keeps the number far below it).
+async fn active_runs_of(
+    jobs: &dyn JobsPort,
+    owner: UserId,
+    id: &DramaId,
+) -> Result<Vec<drama_jobs::JobView>, AppError> {
+    jobs.list_runs(&RunFilter {
+        owner: Some(owner.0),
+        subject: Some(id.to_string()),
+        active_only: true,
+        limit: 100,
+    })
+    .await
+    .map_err(job_error)
+}
+
+/// Cancels the owner's active runs on the drama.
+async fn cancel_runs_of(jobs: &dyn JobsPort, owner: UserId, id: &DramaId) -> Result<(), AppError> {
+    for run in active_runs_of(jobs, owner, id).await? {
+        let report = jobs
+            .cancel(run.id, "the drama was deleted")
+            .await
+            .map_err(job_error)?;
+        tracing::info!(
+            job.id = %run.id,
+            cancelled = report.cancelled,
+            signalled = report.signalled,
+            "run of a deleted drama cancelled"
+        );
+    }
+    Ok(())
+}
+
 /// What [`App::delete_drama`] does, for a caller that has the ports but no [`App`] (the
-/// legacy import deleting a drama whose source is gone): `owner`'s drama `id` goes with its
-/// rows (its objects' keys recorded as orphans in the same transaction), then everything
-/// under its key prefix.
+/// legacy import deleting a drama whose source is gone): `owner`'s runs on drama `id` that are
+/// still going are cancelled, the drama goes with its rows (its objects' keys recorded as
+/// orphans in the same transaction), then everything under its key prefix, and a run started
+/// in between is cancelled too.
 ///
 /// # Errors
 /// `NotFound` (Drama); `Unavailable` (database).
 pub async fn delete_drama_of<S>(
     store: &S,
     assets: &dyn AssetStore,
+    jobs: &dyn JobsPort,
     owner: UserId,
     id: &DramaId,
-) -> Result<(), RepoError>
+) -> Result<(), AppError>
 where
     S: DramaRepository + ?Sized,
 {
+    if !active_runs_of(jobs, owner, id).await?.is_empty() {
+        // Only a drama that is there has its runs cancelled: a run writing a new drama
+        // under this id is not this request's to stop.
+        store.get_complete(owner, id).await?;
+        cancel_runs_of(jobs, owner, id).await?;
+    }
     store.delete(owner, id).await?;
     // Uploads and anything else under the drama's prefix (e.g. a reference image) go too.
     match Scope::drama(id) {
@@ -216,5 +218,6 @@ where
         }
         Err(e) => tracing::warn!(error = %e, "no object prefix for the drama"),
     }
-    Ok(())
+    // A run started between the cancel and the delete.
+    cancel_runs_of(jobs, owner, id).await
 }

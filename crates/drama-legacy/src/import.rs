@@ -25,6 +25,8 @@ use crate::{DramaRemover, Progress, Repositories};
 mod audio;
 mod gone;
 
+use gone::{database_failure, deleted_since_import};
+
 use audio::carry_audio;
 
 /// How an import runs.
@@ -771,23 +773,6 @@ struct ParsedFile<'c> {
     owner: UserId,
     drama: Drama,
     in_bucket: Vec<BucketAsset>,
-}
-
-fn deleted_since_import(report: DramaReport) -> DramaReport {
-    report.done(
-        Outcome::Skipped,
-        Some(Reason::new(
-            ReasonCode::DeletedSinceImport,
-            "deleted in the database since its import; --overwrite creates it again",
-        )),
-    )
-}
-
-pub(super) fn database_failure(report: DramaReport, e: &RepoError) -> DramaReport {
-    report.done(
-        Outcome::Failed,
-        Some(Reason::new(ReasonCode::Database, e.to_string())),
-    )
 }
 
 /// The stored content type, or the one the key's extension names when the store knows none.

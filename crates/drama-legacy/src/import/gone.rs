@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use drama_dal::RepoError;
 use drama_dal::legacy::RecordedImport;
 
-use super::{Importer, database_failure};
+use super::Importer;
 use crate::report::{DramaReport, Outcome, Reason, ReasonCode};
 
 impl Importer {
@@ -98,4 +98,23 @@ impl Importer {
             Err(e) => database_failure(report, &e),
         }
     }
+}
+
+/// A drama imported earlier and deleted in the database since: not created again.
+pub(super) fn deleted_since_import(report: DramaReport) -> DramaReport {
+    report.done(
+        Outcome::Skipped,
+        Some(Reason::new(
+            ReasonCode::DeletedSinceImport,
+            "deleted in the database since its import; --overwrite creates it again",
+        )),
+    )
+}
+
+/// A drama the database could not read or write.
+pub(super) fn database_failure(report: DramaReport, e: &RepoError) -> DramaReport {
+    report.done(
+        Outcome::Failed,
+        Some(Reason::new(ReasonCode::Database, e.to_string())),
+    )
 }

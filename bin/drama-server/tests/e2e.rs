@@ -18,15 +18,23 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
 /// The keys of the run's video tasks that a worker is rendering now.
+/// The clips being rendered, once every clip in flight has the provider's task id recorded.
+/// A clip between the mark of its submission and the task id is not waited on by a worker
+/// that dies there: its next attempt ends it failed rather than paying for a second render
+/// (`provider_submit_uncertain`), which is not the case this test kills a worker in.
 async fn videos_in_flight(d: &Deployment, run: uuid::Uuid) -> Vec<String> {
-    sqlx::query_scalar(
-        "select key from public.jobs
+    let running: Vec<(String, bool)> = sqlx::query_as(
+        "select key, coalesce(checkpoint ? 'task_id', false) from public.jobs
          where run_id = $1 and node_type = 'task' and state = 'running' and resource_class = 'video'",
     )
     .bind(run)
     .fetch_all(&d.pool)
     .await
-    .unwrap()
+    .unwrap();
+    if running.iter().any(|(_, submitted)| !submitted) {
+        return Vec::new();
+    }
+    running.into_iter().map(|(key, _)| key).collect()
 }
 
 /// Follows `jobProgress` over `graphql-transport-ws` until the server completes it; returns

@@ -68,6 +68,16 @@ pub async fn an_outage_longer_than_the_lease_takes_back_no_running_task<S: JobSt
 
     store.set_down(true);
     sleep(lease * 2).await;
+    // The database is back, and the first reaper to look comes before any process noticed
+    // (each worker's own reaper, here, as it would be another process's): it takes nothing.
+    for worker in &workers {
+        let id = worker.worker_id().unwrap();
+        assert_eq!(
+            inner.reap_expired(id, 1000).await.unwrap(),
+            0,
+            "the first reaper back takes no live task"
+        );
+    }
     store.set_down(false);
     // Two more leases with the handlers still running: every reaper has passed many times.
     sleep(lease * 2).await;

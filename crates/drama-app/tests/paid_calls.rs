@@ -259,9 +259,7 @@ fn video_tasks(tasks: &[JobView]) -> Vec<&JobView> {
 /// A paying provider took each submission, and the attempt that sent it stopped before the
 /// task id was recorded: the next attempt finds the mark of the submission and ends the task
 /// failed (refunded) instead of paying for a second render.
-async fn a_submission_cut_off_before_its_task_id_was_recorded_is_not_sent_again(
-    backend: Backend,
-) {
+async fn a_submission_cut_off_before_its_task_id_was_recorded_is_not_sent_again(backend: Backend) {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path(SUBMIT))
@@ -276,7 +274,11 @@ async fn a_submission_cut_off_before_its_task_id_was_recorded_is_not_sent_again(
     let (status, tasks) = w.settled(run).await;
     assert_eq!(status, JobStatus::Failed);
     for task in video_tasks(&tasks) {
-        assert_eq!(task.attempts, 2, "{}: the cut-off attempt and one more", task.key);
+        assert_eq!(
+            task.attempts, 2,
+            "{}: the cut-off attempt and one more",
+            task.key
+        );
         assert_eq!(task.state.as_str(), "failed", "{}", task.key);
         let error = task.error.as_deref().unwrap_or_default();
         assert!(
@@ -291,7 +293,11 @@ async fn a_submission_cut_off_before_its_task_id_was_recorded_is_not_sent_again(
         assert_eq!(copies, 1, "one paid render per video task: {sent:?}");
     }
     let posts = server.received_requests().await.unwrap().len();
-    assert_eq!(posts, sent.len(), "every submission reached the provider once");
+    assert_eq!(
+        posts,
+        sent.len(),
+        "every submission reached the provider once"
+    );
     // What failed is refunded: the user pays for what completed only.
     w.app.settle_refunds().await;
     let paid: i64 = tasks
@@ -299,7 +305,11 @@ async fn a_submission_cut_off_before_its_task_id_was_recorded_is_not_sent_again(
         .filter(|t| t.state.as_str() == "completed")
         .map(|t| t.cost)
         .sum();
-    assert_eq!(before - w.balance().await, paid, "failed renders are refunded");
+    assert_eq!(
+        before - w.balance().await,
+        paid,
+        "failed renders are refunded"
+    );
     w.stop().await;
 }
 

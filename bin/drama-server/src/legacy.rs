@@ -17,9 +17,9 @@ use anyhow::Context as _;
 use drama_app::pipeline::jobs_port::{EngineJobs, JobsPort};
 use drama_domain::UserId;
 use drama_legacy::{
-    BucketUrls, CancellationToken, DramaRemover, ExportOptions, ExportReport, Exporter,
-    ImportOptions, ImportReport, Importer, Layout, LibraryImporter, LibraryOptions, LibraryReport,
-    OwnerMap, Progress, Reason, Repositories,
+    BucketUrls, CancellationToken, DramaRemover, ExportOptions, ExportOwners, ExportReport,
+    Exporter, ImportOptions, ImportReport, Importer, Layout, LibraryImporter, LibraryOptions,
+    LibraryReport, OwnerMap, Progress, Reason, Repositories,
 };
 use drama_postgres::PgStore;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -119,6 +119,14 @@ pub(crate) struct ExportArgs {
     /// Read and serialise everything, write nothing.
     #[arg(long)]
     pub(crate) dry_run: bool,
+    /// Also export this user's dramas (repeatable). By default only the old server's world
+    /// goes back: the owners an import brought dramas in for, and `LEGACY_USER_ID`.
+    #[arg(long = "owner", value_name = "UUID", conflicts_with = "all_owners")]
+    pub(crate) owners: Vec<UserId>,
+    /// Export every user's dramas. The old server serves every drama of its bucket without
+    /// authentication: those created in the new system become public.
+    #[arg(long)]
+    pub(crate) all_owners: bool,
     /// Dramas exported at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub(crate) jobs: u16,
@@ -262,10 +270,19 @@ pub(crate) async fn import(settings: &Settings, args: ImportArgs) -> anyhow::Res
 pub(crate) async fn export(settings: &Settings, args: ExportArgs) -> anyhow::Result<ExitCode> {
     let layout = Layout::new(&args.prefix)?;
     let (repos, _, bucket) = connect(settings, args.jobs).await?;
+    let owners = if args.all_owners {
+        ExportOwners::All
+    } else {
+        // Old clients keep acting as the legacy user after the cutover: what they create
+        // belongs to the old server's world.
+        let legacy = settings.http.auth.validate().map_err(anyhow::Error::msg)?;
+        ExportOwners::Legacy(args.owners.iter().copied().chain(legacy).collect())
+    };
     let options = ExportOptions {
         layout,
         dry_run: args.dry_run,
         jobs: usize::from(args.jobs),
+        owners,
     };
     let stop = CancellationToken::new();
     stop_on_ctrl_c(&stop);
@@ -493,6 +510,24 @@ fn export_summary(r: &ExportReport, report_file: Option<&Path>) -> String {
             }
         }
     }
+    if r.all_owners {
+        let _ = writeln!(
+            s,
+            "  owners: all {} (--all-owners): their dramas are public on the old server",
+            r.owners.len()
+        );
+    } else {
+        let owners: Vec<String> = r.owners.iter().map(ToString::to_string).collect();
+        let _ = writeln!(s, "  owners: {}", owners.join(", "));
+        if r.left_out > 0 {
+            let _ = writeln!(
+                s,
+                "  left out: {} drama(s) of {} other owner(s), created in the new system \
+                 (--owner UUID or --all-owners exports them, public on the old server)",
+                r.left_out, r.left_out_owners
+            );
+        }
+    }
     let moved: Vec<&str> = r.moved_aside.iter().map(|m| m.key.as_str()).collect();
     let left: Vec<&String> = r
         .stale_files
@@ -502,12 +537,17 @@ fn export_summary(r: &ExportReport, report_file: Option<&Path>) -> String {
     if !left.is_empty() {
         let _ = writeln!(
             s,
-            "  {} drama file(s) in the bucket for dramas the database never imported (left in \
-             place, not in the index; the old server still serves them by id):",
+            "  {} drama file(s) in the bucket for dramas the export did not write (left in \
+             place; the old server still serves them by id, and lists those marked +):",
             left.len()
         );
         for key in left {
-            let _ = writeln!(s, "    {key}");
+            let mark = if r.stale_indexed.contains(key) {
+                "+"
+            } else {
+                " "
+            };
+            let _ = writeln!(s, "   {mark}{key}");
         }
     }
     if !r.moved_aside.is_empty() {

@@ -256,6 +256,19 @@ async fn import_and_export_through_the_binary() {
     assert_eq!(read_report(&report)["counts"]["failed"], 1);
     assert_eq!(read_report(&report)["counts"]["unchanged"], 4);
 
+    // A user of the new system and their drama: private, so a rollback leaves it out.
+    let store = drama_postgres::PgStore::new(db.pool().await);
+    let newcomer = drama_domain::UserId::random();
+    drama_dal::UserRepository::create_user(&store, &drama_dal::NewUser::new(newcomer))
+        .await
+        .unwrap();
+    let private = drama_legacy::LegacyDrama::parse(&fixture_as("private"))
+        .unwrap()
+        .drama;
+    drama_dal::DramaRepository::create(&store, newcomer, &private)
+        .await
+        .unwrap();
+
     // Export: the old layout with a rebuilt index.
     let export_report = work.path().join("export.json");
     let exported = s3
@@ -277,6 +290,40 @@ async fn import_and_export_through_the_binary() {
     let one = s3.get_json("dramas/one/drama.json").await;
     assert_eq!(one["user_id"], json!(owner));
     assert_eq!(read_report(&export_report)["exported"], 4);
+    assert!(
+        out.contains("left out: 1 drama(s) of 1 other owner(s)"),
+        "{out}"
+    );
+    assert_eq!(read_report(&export_report)["left_out"], 1);
+    assert_eq!(index["dramas"].get("private"), None);
+    let private_key = ObjectKey::parse("dramas/private/drama.json").unwrap();
+    assert!(s3.store.get_bytes(&private_key).await.is_err());
+
+    // The user old clients act as belongs to the old world; so does a user named.
+    let mut as_legacy = s3.command(&["export-r2", "--dry-run"], &db.url());
+    as_legacy.env("LEGACY_USER_ID", newcomer.to_string());
+    let as_legacy = support::output(as_legacy).await;
+    assert!(
+        text(&as_legacy).contains("exported 5, failed 0"),
+        "{}",
+        text(&as_legacy)
+    );
+    let named = s3
+        .run(&["export-r2", "--owner", &newcomer.to_string()], &db.url())
+        .await;
+    assert!(
+        text(&named).contains("exported 5, failed 0"),
+        "{}",
+        text(&named)
+    );
+    assert_eq!(
+        s3.get_json("dramas/private/drama.json").await["user_id"],
+        json!(newcomer.to_string())
+    );
+    let clash = s3
+        .run(&["export-r2", "--all-owners", "--owner", &owner], &db.url())
+        .await;
+    assert_eq!(clash.status.code(), Some(2), "{}", text(&clash));
 
     // Options are checked before anything runs.
     let bad = s3

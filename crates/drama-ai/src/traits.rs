@@ -100,6 +100,16 @@ pub trait VideoModel: Send + Sync {
     /// the task finishes.
     async fn submit(&self, request: &VideoRequest) -> Result<Generated<VideoTask>, AiError>;
 
+    /// Whether the same request sent again is the same task, billed once: the provider
+    /// derives the task from the request (or honours an idempotency key) and charges nothing
+    /// for the repeat. Then a submission whose answer was lost, or whose sender stopped before
+    /// recording the task id, may simply be sent again; otherwise it may be a render the
+    /// provider took and bills, and it is not sent twice. The offline provider is such a
+    /// provider; none of the HTTP providers promises it.
+    fn submission_is_idempotent(&self) -> bool {
+        false
+    }
+
     /// The task's state now. Transient errors of the poll request itself are retried inside.
     async fn poll(&self, task_id: &str) -> Result<VideoStatus, AiError>;
 

@@ -39,7 +39,7 @@ pub use readiness::Readiness;
 /// stored form of a drama with its version, the change feed), so callers of the app need no
 /// dependency on the repositories themselves.
 pub mod store {
-    pub use drama_dal::{Cursor, DramaChange, Entity, PageRequest, StoredDrama, Version};
+    pub use drama_dal::{Cursor, DramaChange, Entity, Page, PageRequest, StoredDrama, Version};
 }
 
 /// Names of the job engine that use cases return (job ids, views, the event log and its live

@@ -29,6 +29,8 @@ mod support;
 
 on_every_backend!("paid_calls":
     a_video_submission_whose_answer_was_lost_is_sent_once,
+    a_submission_cut_off_before_its_task_id_was_recorded_is_not_sent_again,
+    an_idempotent_provider_is_asked_again_after_a_cut_off_submission,
     a_cancel_lets_the_image_calls_in_flight_finish_and_charges_them,
 );
 
@@ -194,6 +196,128 @@ async fn a_video_submission_whose_answer_was_lost_is_sent_once(backend: Backend)
         assert_eq!(copies, 1, "one paid render per video task: {prompts:?}");
     }
     assert!(prompts.len() <= videos.len(), "{prompts:?}");
+    w.stop().await;
+}
+
+/// A video model whose first submission of each prompt goes out and is then cut off, as by a
+/// worker killed after sending it and before recording the task id (the handler panics, and
+/// the engine retries the task like an attempt that was lost).
+struct CutOff {
+    inner: Arc<dyn VideoModel>,
+    sent: Mutex<Vec<String>>,
+}
+
+impl CutOff {
+    fn new(inner: Arc<dyn VideoModel>) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            sent: Mutex::new(Vec::new()),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl VideoModel for CutOff {
+    fn model(&self) -> ModelInfo {
+        self.inner.model()
+    }
+    fn polling(&self) -> VideoPolling {
+        self.inner.polling()
+    }
+    fn submission_is_idempotent(&self) -> bool {
+        self.inner.submission_is_idempotent()
+    }
+    async fn submit(&self, request: &VideoRequest) -> Result<Generated<VideoTask>, AiError> {
+        let first = {
+            let mut sent = self.sent.lock().unwrap();
+            let first = !sent.contains(&request.prompt);
+            sent.push(request.prompt.clone());
+            first
+        };
+        let submitted = self.inner.submit(request).await;
+        assert!(!first, "cut off after sending the submission");
+        submitted
+    }
+    async fn poll(&self, task_id: &str) -> Result<VideoStatus, AiError> {
+        self.inner.poll(task_id).await
+    }
+    async fn download(&self, output: &VideoOutput) -> Result<GeneratedVideo, AiError> {
+        self.inner.download(output).await
+    }
+}
+
+/// The video tasks of a settled run that ran.
+fn video_tasks(tasks: &[JobView]) -> Vec<&JobView> {
+    let videos: Vec<&JobView> = tasks
+        .iter()
+        .filter(|t| t.attempts > 0 && ["clip", "audition"].contains(&t.kind.as_str()))
+        .collect();
+    assert!(!videos.is_empty(), "a video task ran");
+    videos
+}
+
+/// A paying provider took each submission, and the attempt that sent it stopped before the
+/// task id was recorded: the next attempt finds the mark of the submission and ends the task
+/// failed (refunded) instead of paying for a second render.
+async fn a_submission_cut_off_before_its_task_id_was_recorded_is_not_sent_again(
+    backend: Backend,
+) {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(SUBMIT))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"task_id": "rendering"})))
+        .mount(&server)
+        .await;
+    let cut = CutOff::new(sora_at(&server));
+    let ai = AiProviders::offline(7).with_video_model(cut.clone());
+    let w = world(backend, ai).await;
+    let before = w.balance().await;
+    let run = w.generate("cut", 1).await;
+    let (status, tasks) = w.settled(run).await;
+    assert_eq!(status, JobStatus::Failed);
+    for task in video_tasks(&tasks) {
+        assert_eq!(task.attempts, 2, "{}: the cut-off attempt and one more", task.key);
+        assert_eq!(task.state.as_str(), "failed", "{}", task.key);
+        let error = task.error.as_deref().unwrap_or_default();
+        assert!(
+            error.contains("before the provider's task id was recorded"),
+            "{}: {error}",
+            task.key
+        );
+    }
+    let sent = cut.sent.lock().unwrap().clone();
+    for prompt in &sent {
+        let copies = sent.iter().filter(|p| *p == prompt).count();
+        assert_eq!(copies, 1, "one paid render per video task: {sent:?}");
+    }
+    let posts = server.received_requests().await.unwrap().len();
+    assert_eq!(posts, sent.len(), "every submission reached the provider once");
+    // What failed is refunded: the user pays for what completed only.
+    w.app.settle_refunds().await;
+    let paid: i64 = tasks
+        .iter()
+        .filter(|t| t.state.as_str() == "completed")
+        .map(|t| t.cost)
+        .sum();
+    assert_eq!(before - w.balance().await, paid, "failed renders are refunded");
+    w.stop().await;
+}
+
+/// The same cut-off with a provider that takes a repeated request as the same task and bills
+/// it once (the offline provider): the next attempt asks again and the run completes.
+async fn an_idempotent_provider_is_asked_again_after_a_cut_off_submission(backend: Backend) {
+    let offline: Arc<dyn VideoModel> = Arc::new(OfflineProvider::new(7));
+    assert!(offline.submission_is_idempotent());
+    let cut = CutOff::new(offline);
+    let ai = AiProviders::offline(7).with_video_model(cut.clone());
+    let w = world(backend, ai).await;
+    let run = w.generate("again", 1).await;
+    let (status, tasks) = w.settled(run).await;
+    assert_eq!(status, JobStatus::Completed);
+    for task in video_tasks(&tasks) {
+        assert_eq!(task.attempts, 2, "{}", task.key);
+        assert_eq!(task.state.as_str(), "completed", "{}", task.key);
+    }
     w.stop().await;
 }
 

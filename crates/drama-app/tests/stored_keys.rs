@@ -333,3 +333,101 @@ async fn a_reference_image_is_kept_by_its_drama_and_swept_after_a_run_that_wrote
     assert!(left[0].starts_with(&references("kept")), "{left:?}");
     w.drop_database().await;
 }
+
+/// The first bytes of a photo as an iPhone takes it: an ISO base media file of brand `heic`.
+const HEIC: &[u8] = b"\0\0\0\x18ftypheic\0\0\0\0mif1heic\0\0\0\x0dmeta\0\0\0\0\0";
+
+/// A reference image in a format the image models do not read (HEIC, declared as such, as
+/// another image type, or sent as bytes of no declared type) does not refuse the premise: the drama is written without
+/// it, its metadata saying why, and nothing of it is stored or left to sweep.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_reference_image_is_dropped_and_the_drama_says_why() {
+    use drama_app::pipeline::{PremiseRequest, ReferenceUpload};
+    let w = world("stored_keys_heic").await;
+    let alice = Caller::user(w.alice);
+    let worker = w.start_worker().await;
+    for (id, declared) in [
+        ("heic_declared", Some("image/heic")),
+        ("heic_sniffed", Some("application/octet-stream")),
+        ("heic_untyped", None),
+        ("heic_as_jpeg", Some("image/jpeg")),
+    ] {
+        let started = w
+            .app
+            .create_from_premise(
+                &alice,
+                PremiseRequest {
+                    premise: "A ferry captain's last season.".into(),
+                    id: Some(id.into()),
+                    model: None,
+                    reference: Some(ReferenceUpload {
+                        bytes: Bytes::from_static(HEIC),
+                        content_type: declared.map(str::to_owned),
+                    }),
+                },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{id}: {e}"));
+        assert_eq!(settle(&w, &alice, started.job_id).await, None, "{id}");
+        let stored = w
+            .store
+            .get_complete(w.alice, &id.parse().unwrap())
+            .await
+            .unwrap();
+        let metadata = stored.drama.metadata.unwrap_or_default();
+        let why = metadata["reference_image_dropped"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(why.contains("HEIC"), "{id}: {metadata}");
+        assert!(
+            metadata.get("reference_image_url").is_none(),
+            "{id}: {metadata}"
+        );
+    }
+    worker.shutdown().await;
+    let kept: Vec<String> = w
+        .assets
+        .list(&drama_assets::keys::user_prefix(w.alice))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key.into_inner())
+        .filter(|k| k.contains("/references/"))
+        .collect();
+    assert!(kept.is_empty(), "{kept:?}");
+    let orphans: i64 = sqlx::query_scalar("select count(*) from public.orphaned_objects")
+        .fetch_one(&w.pool)
+        .await
+        .unwrap();
+    assert_eq!(orphans, 0);
+
+    // Bytes that are not an image at all, or not what their declared type says, are still
+    // refused, naming the form's field.
+    for (declared, bytes) in [
+        (Some("image/png"), &b"plain words, not a picture"[..]),
+        (None, &b"plain words, not a picture"[..]),
+        (Some("application/pdf"), &b"%PDF-1.7"[..]),
+    ] {
+        let refused = w
+            .app
+            .create_from_premise(
+                &alice,
+                PremiseRequest {
+                    premise: "A ferry captain's last season.".into(),
+                    id: Some("refused".into()),
+                    model: None,
+                    reference: Some(ReferenceUpload {
+                        bytes: Bytes::from_static(bytes),
+                        content_type: declared.map(str::to_owned),
+                    }),
+                },
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&refused, drama_app::AppError::Invalid(e) if e.first_field() == "reference_image"),
+            "{declared:?}: {refused}"
+        );
+    }
+    w.drop_database().await;
+}

@@ -209,6 +209,21 @@ impl MediaType {
         None
     }
 
+    /// The name of a still-image format the store does not accept (`HEIC` as iPhones take
+    /// photos, `HEIF`, `AVIF`) when `head` begins one: an ISO base media file whose major
+    /// brand is one of theirs. `None` for anything else, accepted formats included.
+    pub fn unaccepted_image(head: &[u8]) -> Option<&'static str> {
+        if head.len() < 12 || &head[4..8] != b"ftyp" {
+            return None;
+        }
+        match &head[8..12] {
+            b"heic" | b"heix" | b"hevc" | b"hevx" | b"heim" | b"heis" => Some("HEIC"),
+            b"mif1" | b"msf1" => Some("HEIF"),
+            b"avif" | b"avis" => Some("AVIF"),
+            _ => None,
+        }
+    }
+
     /// Checks that `head` (the first bytes of the object, or all of it when shorter than
     /// [`SNIFF_LEN`]) is consistent with `self` as the declared type.
     ///
@@ -336,6 +351,11 @@ mod tests {
     #[test]
     fn refuses_lookalikes() {
         assert_eq!(MediaType::detect(&iso(b"heic")), None);
+        assert_eq!(MediaType::unaccepted_image(&iso(b"heic")), Some("HEIC"));
+        assert_eq!(MediaType::unaccepted_image(&iso(b"mif1")), Some("HEIF"));
+        assert_eq!(MediaType::unaccepted_image(&iso(b"avif")), Some("AVIF"));
+        assert_eq!(MediaType::unaccepted_image(&iso(b"isom")), None);
+        assert_eq!(MediaType::unaccepted_image(b"\x89PNG\r\n\x1a\n"), None);
         assert_eq!(
             MediaType::detect(b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01\x42\x82\x88matroska"),
             None

@@ -4,6 +4,7 @@ mod backoff;
 mod error;
 mod ids;
 mod job;
+pub mod lax;
 mod model;
 mod patch;
 mod storage;

@@ -404,9 +404,21 @@ pub trait JobStore: Send + Sync + 'static {
     /// Requeues (or fails) running tasks whose worker's registration expired, and removes
     /// those registrations. Returns how many tasks were affected.
     ///
+    /// `reaper` is the registration of the worker that asks. It reaps only while that
+    /// registration is alive and has been continuously for at least its lease: it came back
+    /// to life (was created, or renewed after it had expired) and no heartbeat came more than
+    /// half a lease after the one before it since then. Otherwise it does nothing and returns
+    /// 0. After a store outage longer than the lease every registration has expired, live
+    /// workers' too; this gives them a lease to register again before anybody takes their
+    /// tasks (whose handlers may have paid a provider already).
+    ///
     /// # Errors
     /// [`JobError::Unavailable`].
-    fn reap_expired(&self, limit: usize) -> impl Future<Output = Result<usize, JobError>> + Send;
+    fn reap_expired(
+        &self,
+        reaper: WorkerId,
+        limit: usize,
+    ) -> impl Future<Output = Result<usize, JobError>> + Send;
 
     /// Starts no task of `class` for `delay` (a provider said 429 for everyone).
     ///

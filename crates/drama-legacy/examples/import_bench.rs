@@ -26,7 +26,9 @@ use std::time::Instant;
 
 use common::{TestS3, drama_key, fixture_as, import};
 use drama_domain::UserId;
-use drama_legacy::{CancellationToken, ExportOptions, Exporter, Layout, Repositories, Silent};
+use drama_legacy::{
+    CancellationToken, ExportOptions, ExportOwners, Exporter, Layout, Repositories, Silent,
+};
 use drama_postgres::PgStore;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{AssertSqlSafe, Connection as _, PgConnection};
@@ -137,6 +139,7 @@ async fn main() {
                 layout: Layout::new("bench-export").unwrap(),
                 dry_run: false,
                 jobs: j,
+                owners: ExportOwners::default(),
             },
         )
         .unwrap()

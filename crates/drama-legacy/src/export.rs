@@ -7,13 +7,14 @@ use std::sync::Arc;
 use bytes::Bytes;
 use chrono::Utc;
 use drama_assets::{AssetStore, MediaType, ObjectKey};
+use drama_dal::legacy::RecordedImport;
 use drama_dal::{MAX_PAGE_SIZE, PageRequest, RepoError};
 use drama_domain::{DramaId, UserId};
 use futures::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::LegacyError;
-use crate::format::{IndexEntry, LegacyIndex, drama_file, for_old_model};
+use crate::format::{IndexEntry, LegacyIndex, drama_file, for_old_model, names_owner};
 use crate::import::rate;
 use crate::report::{ExportReport, ExportedDrama, MovedFile, Reason, ReasonCode, RunClock};
 use crate::source::Layout;
@@ -28,6 +29,38 @@ pub struct ExportOptions {
     pub dry_run: bool,
     /// Dramas handled at once (at least 1).
     pub jobs: usize,
+    /// Whose dramas to write.
+    pub owners: ExportOwners,
+}
+
+/// Whose dramas an export writes. The old server serves every drama of its bucket to anyone
+/// (`GET /dramas`, `/graphql`, and usually a public bucket), so a drama written there is
+/// published: by default only the old server's own world goes back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExportOwners {
+    /// The owners an import brought dramas in for (every `legacy_imports` record names one,
+    /// from the bucket or the old tables), plus these users: the one old clients act as
+    /// (`LEGACY_USER_ID`), and any named with `--owner`.
+    Legacy(BTreeSet<UserId>),
+    /// Every owner of a drama (`--all-owners`): the dramas users created in the new system,
+    /// private there, become public on the old server.
+    All,
+}
+
+impl Default for ExportOwners {
+    fn default() -> Self {
+        Self::Legacy(BTreeSet::new())
+    }
+}
+
+/// The dramas an export writes, and those of the other owners it leaves out.
+struct Selection {
+    /// (owner, drama) pairs to write.
+    dramas: Vec<(UserId, DramaId)>,
+    /// The owners whose dramas are written, by id.
+    owners: Vec<UserId>,
+    /// Drama id → owner, of the dramas left out.
+    left_out: BTreeMap<String, UserId>,
 }
 
 /// Writes every drama of the repositories as `dramas/{id}/drama.json` and rebuilds
@@ -61,8 +94,9 @@ impl Exporter {
         })
     }
 
-    /// Exports every drama of every owner, `jobs` at a time, then rewrites the index with the
-    /// dramas written (not in a dry run, nor after an interruption: the old index then stays).
+    /// Exports every drama of the chosen owners ([`ExportOwners`]), `jobs` at a time, then
+    /// rewrites the index with the dramas written and the entries of the old files left in
+    /// place (not in a dry run, nor after an interruption: the old index then stays).
     /// Dramas are listed first and then read one by one, so each is exported as it is when
     /// read; stop writers for an exact snapshot.
     ///
@@ -76,7 +110,17 @@ impl Exporter {
         stop: &CancellationToken,
     ) -> Result<ExportReport, LegacyError> {
         let clock = RunClock::start();
-        let dramas = self.list_dramas().await.map_err(LegacyError::Target)?;
+        let records = self
+            .repos
+            .imports
+            .recorded_imports("")
+            .await
+            .map_err(LegacyError::Target)?;
+        let Selection {
+            dramas,
+            owners,
+            left_out,
+        } = self.select(&records).await.map_err(LegacyError::Target)?;
         let total = dramas.len();
         progress.start(total);
         let mut results: Vec<(ExportedDrama, Option<IndexEntry>)> = futures::stream::iter(dramas)
@@ -114,7 +158,7 @@ impl Exporter {
         let moved_aside = if interrupted {
             Vec::new()
         } else {
-            self.move_aside(&stale_files).await?
+            self.move_aside(&stale_files, &records).await?
         };
 
         let mut index = LegacyIndex::default();
@@ -123,6 +167,12 @@ impl Exporter {
                 index.dramas.insert(entry.id.clone(), entry.clone());
             }
         }
+        let stale_indexed = if interrupted {
+            Vec::new()
+        } else {
+            self.carry_over(&stale_files, &moved_aside, &left_out, &mut index)
+                .await?
+        };
         let index_written = !self.options.dry_run && !interrupted;
         if index_written {
             let now = Utc::now();
@@ -162,7 +212,12 @@ impl Exporter {
             not_started: total - reached,
             index_written,
             index_entries: index.dramas.len(),
+            all_owners: self.options.owners == ExportOwners::All,
+            owners,
+            left_out: left_out.len(),
+            left_out_owners: left_out.values().collect::<BTreeSet<_>>().len(),
             stale_files,
+            stale_indexed,
             moved_aside,
             dramas,
         };
@@ -180,20 +235,18 @@ impl Exporter {
     /// directly, so a deleted drama's file left there would still be served by id. The file
     /// is copied to `dramas-deleted/{id}/drama.json`, then deleted. A file no record
     /// explains (the old server created it while it ran again) is left alone.
-    async fn move_aside(&self, stale_files: &[String]) -> Result<Vec<MovedFile>, LegacyError> {
+    async fn move_aside(
+        &self,
+        stale_files: &[String],
+        records: &[RecordedImport],
+    ) -> Result<Vec<MovedFile>, LegacyError> {
         if stale_files.is_empty() {
             return Ok(Vec::new());
         }
         let layout = &self.options.layout;
         // Drama id → whether a drama recorded under it still exists.
         let mut imported: BTreeMap<String, bool> = BTreeMap::new();
-        for r in self
-            .repos
-            .imports
-            .recorded_imports("")
-            .await
-            .map_err(LegacyError::Target)?
-        {
+        for r in records {
             *imported.entry(r.record.drama_id.to_string()).or_default() |= r.current.is_some();
         }
         let mut moved = Vec::new();
@@ -241,24 +294,134 @@ impl Exporter {
         self.bucket.delete(&from).await.map_err(unavailable)
     }
 
-    /// Every (owner, drama) pair, owner by owner.
-    async fn list_dramas(&self) -> Result<Vec<(UserId, DramaId)>, RepoError> {
-        let mut out = Vec::new();
+    /// The dramas to write: those of the chosen owners, owner by owner; and, to count them,
+    /// those of the owners left out.
+    async fn select(&self, records: &[RecordedImport]) -> Result<Selection, RepoError> {
+        let chosen: Option<BTreeSet<UserId>> = match &self.options.owners {
+            ExportOwners::All => None,
+            ExportOwners::Legacy(extra) => Some(
+                records
+                    .iter()
+                    .map(|r| r.record.owner)
+                    .chain(extra.iter().copied())
+                    .collect(),
+            ),
+        };
+        let mut selection = Selection {
+            dramas: Vec::new(),
+            owners: Vec::new(),
+            left_out: BTreeMap::new(),
+        };
         for owner in self.repos.imports.drama_owners().await? {
-            let mut page = PageRequest::first(MAX_PAGE_SIZE);
-            loop {
-                let got = self.repos.dramas.list_summaries(owner, &page).await?;
-                out.extend(got.items.into_iter().map(|s| (owner, s.id)));
-                match got.next {
-                    Some(cursor) => page = PageRequest::after(MAX_PAGE_SIZE, cursor),
-                    None => break,
-                }
+            let ids = self.dramas_of(owner).await?;
+            if chosen.as_ref().is_none_or(|c| c.contains(&owner)) {
+                selection.owners.push(owner);
+                selection
+                    .dramas
+                    .extend(ids.into_iter().map(|id| (owner, id)));
+            } else {
+                selection
+                    .left_out
+                    .extend(ids.into_iter().map(|id| (id.to_string(), owner)));
             }
         }
         // A drama whose update moved it across a page boundary may have been listed twice.
         let mut seen = BTreeMap::new();
-        out.retain(|(owner, id)| seen.insert(id.clone(), *owner).is_none());
+        selection
+            .dramas
+            .retain(|(owner, id)| seen.insert(id.clone(), *owner).is_none());
+        Ok(selection)
+    }
+
+    /// The ids of `owner`'s dramas.
+    async fn dramas_of(&self, owner: UserId) -> Result<Vec<DramaId>, RepoError> {
+        let mut out = Vec::new();
+        let mut page = PageRequest::first(MAX_PAGE_SIZE);
+        loop {
+            let got = self.repos.dramas.list_summaries(owner, &page).await?;
+            out.extend(got.items.into_iter().map(|s| s.id));
+            match got.next {
+                Some(cursor) => page = PageRequest::after(MAX_PAGE_SIZE, cursor),
+                None => break,
+            }
+        }
         Ok(out)
+    }
+
+    /// Puts the entries of the old files that stay in place (no drama of the export, not moved
+    /// aside) into `index`: the old server lists dramas from the index alone, so a file left
+    /// out of it (a drama whose import failed, or one the old server wrote during an earlier
+    /// rollback) would still be there but hidden. Each keeps its entry of the current index;
+    /// a file the current index lacks is indexed from its own fields, as the old server's
+    /// rebuild script did. A file that an earlier export wrote for a drama of an owner now
+    /// left out (it names that owner) is not listed. Answers the keys listed.
+    async fn carry_over(
+        &self,
+        stale_files: &[String],
+        moved_aside: &[MovedFile],
+        left_out: &BTreeMap<String, UserId>,
+        index: &mut LegacyIndex,
+    ) -> Result<Vec<String>, LegacyError> {
+        let layout = &self.options.layout;
+        let mut current: Option<LegacyIndex> = None;
+        let mut listed = Vec::new();
+        for key in stale_files {
+            let Some(id) = layout.drama_id_of(key) else {
+                continue;
+            };
+            if moved_aside.iter().any(|m| m.key == *key) {
+                continue;
+            }
+            if current.is_none() {
+                current = Some(self.current_index().await?);
+            }
+            let old_entry = current.as_ref().and_then(|c| c.dramas.get(id)).cloned();
+            let file = if old_entry.is_none() || left_out.contains_key(id) {
+                self.read(key).await
+            } else {
+                None
+            };
+            // A file that cannot be read is not vouched for: listing it might publish a
+            // left-out owner's drama that an earlier export wrote.
+            if let Some(owner) = left_out.get(id)
+                && file.as_deref().is_none_or(|b| names_owner(b, *owner))
+            {
+                continue;
+            }
+            let entry =
+                old_entry.or_else(|| file.as_deref().and_then(|b| IndexEntry::of_file(id, b)));
+            if let Some(entry) = entry {
+                index.dramas.insert(id.to_owned(), entry);
+                listed.push(key.clone());
+            }
+        }
+        Ok(listed)
+    }
+
+    /// The index as it is in the bucket; missing or unreadable counts as empty, as on the old
+    /// server.
+    async fn current_index(&self) -> Result<LegacyIndex, LegacyError> {
+        let key = self.options.layout.index_key()?;
+        Ok(self
+            .read(key.as_str())
+            .await
+            .and_then(|bytes| LegacyIndex::parse(&bytes).ok())
+            .unwrap_or_default())
+    }
+
+    /// An object's bytes; `None` when it is missing or cannot be read (the file is then
+    /// indexed from the current index alone, if at all).
+    async fn read(&self, key: &str) -> Option<Bytes> {
+        let key = ObjectKey::parse(key).ok()?;
+        match self.bucket.get_bytes(&key).await {
+            Ok((_, bytes)) => Some(bytes),
+            Err(e) => {
+                if !e.is_not_found() {
+                    tracing::warn!(key = %key, error = %e, "reading an old file failed");
+                }
+                None
+            }
+        }
     }
 
     #[tracing::instrument(skip_all, fields(drama.id = %id))]

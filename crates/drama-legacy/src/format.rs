@@ -204,6 +204,51 @@ impl IndexEntry {
     }
 }
 
+fn text(m: &Map<String, Value>, k: &str) -> Option<String> {
+    m.get(k).and_then(Value::as_str).map(str::to_owned)
+}
+
+fn time(m: &Map<String, Value>, k: &str) -> Option<DateTime<Utc>> {
+    m.get(k).and_then(Value::as_str).and_then(parse_timestamp)
+}
+
+impl IndexEntry {
+    /// The entry of drama `id` read leniently from an index entry or a drama file: missing
+    /// text is empty, a missing url or time is `None`.
+    fn lenient(id: String, m: &Map<String, Value>) -> Self {
+        Self {
+            id,
+            title: text(m, "title").unwrap_or_default(),
+            description: text(m, "description").unwrap_or_default(),
+            premise: text(m, "premise").unwrap_or_default(),
+            url: text(m, "url"),
+            created_at: time(m, "created_at"),
+            updated_at: time(m, "updated_at"),
+        }
+    }
+
+    /// The entry of the drama file of `id`, from its raw fields whether or not the old model
+    /// accepts it (as the old server's index rebuild did); `None` when it is not a JSON object
+    /// of that id.
+    pub fn of_file(id: &str, bytes: &[u8]) -> Option<Self> {
+        let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+        let Ok(Value::Object(file)) = serde_json::from_slice::<Value>(bytes) else {
+            return None;
+        };
+        (text(&file, "id").as_deref() == Some(id)).then(|| Self::lenient(id.to_owned(), &file))
+    }
+}
+
+/// Whether a drama file names `owner` as its owner (`user_id`, as the export writes it).
+pub fn names_owner(bytes: &[u8], owner: UserId) -> bool {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    serde_json::from_slice::<Value>(bytes)
+        .ok()
+        .and_then(|v| v.get(OWNER_KEY).and_then(Value::as_str).map(str::to_owned))
+        .and_then(|u| u.trim().parse::<UserId>().ok())
+        == Some(owner)
+}
+
 /// `dramas/index.json`: the list of dramas the old server shows.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct LegacyIndex {
@@ -241,11 +286,6 @@ impl LegacyIndex {
         let Value::Object(top) = value else {
             return Err("not a JSON object".to_owned());
         };
-        let text =
-            |m: &Map<String, Value>, k: &str| m.get(k).and_then(Value::as_str).map(str::to_owned);
-        let time = |m: &Map<String, Value>, k: &str| {
-            m.get(k).and_then(Value::as_str).and_then(parse_timestamp)
-        };
         let entries: Vec<(Option<String>, &Map<String, Value>)> = match top.get("dramas") {
             Some(Value::Object(map)) => map
                 .iter()
@@ -263,18 +303,7 @@ impl LegacyIndex {
             let Some(id) = text(entry, "id").or(key) else {
                 continue;
             };
-            dramas.insert(
-                id.clone(),
-                IndexEntry {
-                    id,
-                    title: text(entry, "title").unwrap_or_default(),
-                    description: text(entry, "description").unwrap_or_default(),
-                    premise: text(entry, "premise").unwrap_or_default(),
-                    url: text(entry, "url"),
-                    created_at: time(entry, "created_at"),
-                    updated_at: time(entry, "updated_at"),
-                },
-            );
+            dramas.insert(id.clone(), IndexEntry::lenient(id, entry));
         }
         Ok(Self {
             updated_at: time(&top, "updated_at"),

@@ -5,10 +5,10 @@ use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 use drama_assets::{AssetStore, MediaType, ObjectKey};
-use drama_dal::legacy::{ImportWrite, LegacyImport, RecordedImport};
+use drama_dal::legacy::{ImportWrite, LegacyImport};
 use drama_dal::legacy_tables::LegacyTables;
-use drama_dal::{AssetObject, Entity, NewUser, RepoError};
-use drama_domain::{AssetId, Drama, UserId};
+use drama_dal::{AssetObject, Entity, RepoError};
+use drama_domain::{AssetId, Drama, DramaId, UserId};
 use futures::StreamExt as _;
 use sha2::{Digest as _, Sha256};
 use tokio_util::sync::CancellationToken;
@@ -24,10 +24,13 @@ use crate::{DramaRemover, Progress, Repositories};
 
 mod audio;
 mod gone;
+mod records;
+mod users;
 
 use gone::{database_failure, deleted_since_import};
 
 use audio::carry_audio;
+use records::Records;
 
 /// How an import runs.
 #[derive(Debug, Clone)]
@@ -150,32 +153,32 @@ impl Importer {
         let users_created = self.bring_users(&mut notes).await?;
         let (candidates, mut source) = self.origin.gather(self.bucket.as_ref()).await?;
         source.bucket_urls = self.options.bucket_urls.bases().to_vec();
-        let recorded: HashMap<String, RecordedImport> = self
+        // Every origin's records: a drama the other origin brought in is not this one's, but
+        // its record says why the drama exists (`imported_from_other_source`).
+        let all = self
             .repos
             .imports
-            .recorded_imports(&self.origin.source_prefix())
+            .recorded_imports("")
             .await
-            .map_err(LegacyError::Target)?
-            .into_iter()
-            .map(|r| (r.record.source_key.clone(), r))
-            .collect();
+            .map_err(LegacyError::Target)?;
+        let records = Records::new(all, &self.origin.source_prefix());
         tracing::info!(
             files = candidates.len(),
-            recorded = recorded.len(),
+            recorded = records.by_key.len(),
             "import started"
         );
 
         let total = candidates.len();
         let found: HashSet<String> = candidates.iter().map(|c| c.key.clone()).collect();
-        let gone = self.gone_from_source(&found, &recorded);
+        let gone = self.gone_from_source(&found, &records.by_key);
         progress.start(total + gone.len());
-        let recorded = &recorded;
+        let records = &records;
         let mut dramas: Vec<DramaReport> = futures::stream::iter(candidates)
             .map(|candidate| async move {
                 if stop.is_cancelled() {
                     return None;
                 }
-                let report = self.import_one(candidate, recorded).await;
+                let report = self.import_one(candidate, records).await;
                 progress.step(
                     &report.drama_id,
                     report.outcome.as_str(),
@@ -250,132 +253,14 @@ impl Importer {
         Ok(report)
     }
 
-    /// An owner the import creates: named as such, opening with the configured credits.
-    fn new_owner(&self, user: UserId) -> NewUser {
-        let mut new = NewUser::new(user);
-        new.display_name = Some("legacy import".to_owned());
-        new.tokens = self.options.initial_credits.max(0);
-        new
-    }
-
-    /// Creates the users the import needs, each once: from the old database (table origin),
-    /// every row of its `users` table whose id is a UUID (the Supabase Auth id), with its
-    /// email, name, balance and plan; then every mapped owner (`--owner`, `--owner-map`) the
-    /// old table does not list, and every UUID that owns an old drama (Supabase Auth users the
-    /// old table does not list), as [`Importer::new_owner`]. The old rows come first so that a
-    /// mapped owner the old table knows keeps its balance and email instead of opening as a
-    /// blank "legacy import" user. Existing users are left as they are (their balance too: a
-    /// user is credited once, by its opening entry). Rows that cannot become users are noted.
-    /// Answers the users created (or, dry, that would be).
-    async fn bring_users(&self, notes: &mut Vec<String>) -> Result<Vec<UserId>, LegacyError> {
-        let mut wanted: Vec<NewUser> = Vec::new();
-        let tables = match &self.origin {
-            Origin::Tables(tables) => Some(tables.as_ref()),
-            Origin::Bucket(_) => None,
-        };
-        if let Some(tables) = tables {
-            for row in tables.legacy_users().await.map_err(LegacyError::Target)? {
-                match crate::tables::new_user(&row) {
-                    Ok(user) if wanted.iter().any(|w| w.id == user.id) => {}
-                    Ok(user) => match self.options.owners.resolve(&user.id.to_string()) {
-                        // Its dramas go to another user (the old demo user, given to
-                        // `--owner`, or a map entry): it does not become a user of its own.
-                        Some(OwnerTarget::Mapped(to)) if to != user.id => notes.push(format!(
-                            "users row {}: its dramas go to user {to} (the owner map or \
-                             --owner), so it is not imported as a user of its own; its balance \
-                             of {} was not carried over",
-                            user.id, user.tokens
-                        )),
-                        _ => wanted.push(user),
-                    },
-                    Err(why) => notes.push(why),
-                }
-            }
-        }
-        for user in self.options.owners.users() {
-            if !wanted.iter().any(|w| w.id == user) {
-                wanted.push(self.new_owner(user));
-            }
-        }
-        if let Some(tables) = tables {
-            let dramas = tables.legacy_dramas().await.map_err(LegacyError::Target)?;
-            for owner in dramas.iter().filter_map(|d| d.owner.as_deref()) {
-                if let Some(OwnerTarget::Direct(user)) = self.options.owners.resolve(owner)
-                    && !wanted.iter().any(|w| w.id == user)
-                {
-                    wanted.push(self.new_owner(user));
-                }
-            }
-        }
-        let mut created = Vec::new();
-        for new in wanted {
-            let user = new.id;
-            if self.create_user(new).await? {
-                created.push(user);
-            }
-            self.remember_user(user, true);
-        }
-        Ok(created)
-    }
-
-    /// Creates `new` unless the user exists; whether it was (or, dry, would be) created.
-    async fn create_user(&self, new: NewUser) -> Result<bool, LegacyError> {
-        match self.repos.users.get_user(new.id).await {
-            Ok(_) => return Ok(false),
-            Err(RepoError::NotFound { .. }) => {}
-            Err(e) => return Err(LegacyError::Target(e)),
-        }
-        if self.options.dry_run {
-            return Ok(true);
-        }
-        match self.repos.users.create_user(&new).await {
-            Ok(_) => {
-                tracing::info!(user = %new.id, "created a user of the old server");
-                Ok(true)
-            }
-            Err(RepoError::AlreadyExists { .. }) => Ok(false),
-            Err(e) => Err(LegacyError::Target(e)),
-        }
-    }
-
-    fn remember_user(&self, user: UserId, exists: bool) {
-        self.known_users
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(user, exists);
-    }
-
-    async fn user_exists(&self, user: UserId) -> Result<bool, RepoError> {
-        let known = self
-            .known_users
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&user)
-            .copied();
-        if let Some(known) = known {
-            return Ok(known);
-        }
-        let exists = match self.repos.users.get_user(user).await {
-            Ok(_) => true,
-            Err(RepoError::NotFound { .. }) => false,
-            Err(e) => return Err(e),
-        };
-        self.remember_user(user, exists);
-        Ok(exists)
-    }
-
     #[tracing::instrument(skip_all, fields(source = candidate.key))]
-    async fn import_one(
-        &self,
-        candidate: Candidate,
-        recorded: &HashMap<String, RecordedImport>,
-    ) -> DramaReport {
+    async fn import_one(&self, candidate: Candidate, records: &Records) -> DramaReport {
         let report = DramaReport::new(
             candidate.key.clone(),
             candidate.id.clone(),
             candidate.in_index,
         );
-        let outcome = self.try_import(&candidate, recorded, report).await;
+        let outcome = self.try_import(&candidate, records, report).await;
         let report = match outcome {
             Ok(report) | Err(report) => report,
         };
@@ -394,7 +279,7 @@ impl Importer {
     async fn try_import(
         &self,
         candidate: &Candidate,
-        recorded: &HashMap<String, RecordedImport>,
+        records: &Records,
         mut report: DramaReport,
     ) -> Result<DramaReport, DramaReport> {
         let fail = |report: DramaReport, code, message: String| {
@@ -433,7 +318,8 @@ impl Importer {
         // from this very file stays with the user it went to; any other drama of the same id
         // is not this file's, so the owner map decides (and a clash is `id_taken`).
         let resolved = self.options.owners.resolve(&parsed.owner);
-        let kept = recorded
+        let kept = records
+            .by_key
             .get(&candidate.key)
             .filter(|r| !parsed.names_owner && r.record.drama_id == parsed.drama.id)
             .map(|r| r.record.owner)
@@ -476,7 +362,7 @@ impl Importer {
             drama: parsed.drama,
             in_bucket,
         };
-        self.write(file, recorded.get(&candidate.key), report).await
+        self.write(file, records, report).await
     }
 
     /// Sorts the asset URLs into bucket and foreign ones. Only objects in the drama's own
@@ -525,14 +411,16 @@ impl Importer {
     async fn write(
         &self,
         mut file: ParsedFile<'_>,
-        record: Option<&RecordedImport>,
+        records: &Records,
         mut report: DramaReport,
     ) -> Result<DramaReport, DramaReport> {
         let id = &file.drama.id;
         let overwrite = self.options.overwrite;
         // The record of an earlier import of this very file into this very drama and owner.
-        let imported_here =
-            record.filter(|r| r.record.drama_id == *id && r.record.owner == file.owner);
+        let imported_here = records
+            .by_key
+            .get(&file.candidate.key)
+            .filter(|r| r.record.drama_id == *id && r.record.owner == file.owner);
         if let Some(r) = imported_here
             && r.record.source_hash == file.hash
             && !overwrite
@@ -633,14 +521,13 @@ impl Importer {
                     ));
                 }
                 None if !overwrite => {
-                    return Err(report.done(
-                        Outcome::Skipped,
-                        Some(Reason::new(
-                            ReasonCode::ExistsNotImported,
-                            "a drama with this id and owner exists, was not imported from this \
-                             file and differs from it; --overwrite replaces it with the file",
-                        )),
-                    ));
+                    let reason = records.not_imported_here(
+                        &file.candidate.key,
+                        id,
+                        file.owner,
+                        stored.version,
+                    );
+                    return Err(report.done(Outcome::Skipped, Some(reason)));
                 }
                 _ => {}
             }
@@ -734,15 +621,12 @@ impl Importer {
                 report.version = Some(record.version);
                 Ok(report.done(outcome, None))
             }
+            Err(RepoError::AlreadyExists { .. }) => {
+                let reason = self.created_meanwhile(import.owner, &import.drama.id).await;
+                Err(report.done(Outcome::Failed, Some(reason)))
+            }
             Err(e) => {
                 let (code, message) = match &e {
-                    RepoError::AlreadyExists { .. } => (
-                        ReasonCode::IdTaken,
-                        format!(
-                            "drama {} was created by another user during the import",
-                            import.drama.id
-                        ),
-                    ),
                     RepoError::VersionConflict { .. }
                     | RepoError::NotFound {
                         entity: Entity::Drama | Entity::Asset,
@@ -762,6 +646,42 @@ impl Importer {
                 };
                 Err(report.done(Outcome::Failed, Some(Reason::new(code, message))))
             }
+        }
+    }
+}
+
+impl Importer {
+    /// Why the create of drama `id` for `owner` found the id taken, although it was free when
+    /// the import looked: someone created it in between. Whose it is now decides: the same
+    /// owner's means another import of the same drama ran at the same time (a second
+    /// `import-r2`, or `migrate --adopt-legacy` and `import-r2` at once), and a rerun compares
+    /// the file with what that import wrote; another user's is a real clash.
+    async fn created_meanwhile(&self, owner: UserId, id: &DramaId) -> Reason {
+        // Asked through the owner first: the in-memory twin knows the owner of a drama only
+        // when it was imported through it.
+        let owners = match self.repos.dramas.get_complete(owner, id).await {
+            Ok(_) => true,
+            Err(RepoError::NotFound { .. }) => match self.repos.imports.drama_state(id).await {
+                Ok(state) => state.is_some_and(|s| s.owner == owner),
+                Err(e) => return Reason::new(ReasonCode::Database, e.to_string()),
+            },
+            Err(e) => return Reason::new(ReasonCode::Database, e.to_string()),
+        };
+        if owners {
+            Reason::new(
+                ReasonCode::Conflict,
+                format!(
+                    "drama {id} was created for this same owner while this import ran (another \
+                     import of it at the same time: a second import-r2, or migrate \
+                     --adopt-legacy); run again once that one has finished, to compare the file \
+                     with what it wrote"
+                ),
+            )
+        } else {
+            Reason::new(
+                ReasonCode::IdTaken,
+                format!("drama {id} was created by another user during the import"),
+            )
         }
     }
 }

@@ -18,7 +18,7 @@ use drama_dal::{DramaRepository, RepoError, UserRepository};
 use drama_domain::{DramaId, UserId};
 
 pub use error::LegacyError;
-pub use export::{ExportOptions, Exporter};
+pub use export::{ExportOptions, ExportOwners, Exporter};
 pub use import::{ImportOptions, Importer};
 pub use library::{LibraryImporter, LibraryItemReport, LibraryOptions, LibraryReport};
 pub use origin::MAX_FILE_BYTES;

@@ -675,6 +675,28 @@ mod tests {
         assert!(e.to_string().starts_with("assets[0].duration"), "{e}");
     }
 
+    /// Files written by the old server from what a Dart client sent hold `10.0` and `1`, which
+    /// its Pydantic read as 10 and `true`: they import, with no repair to report.
+    #[test]
+    fn integral_floats_and_numeric_flags_import_as_the_old_server_read_them() {
+        let old = parse(
+            json!({"id": "d", "title": "T", "description": "D", "premise": "P",
+            "characters": [{"id": "c", "name": "N", "description": "X", "gender": "f",
+                            "voice_description": "v", "main": 1}],
+            "assets": [{"id": "v", "kind": "video", "prompt": "p", "duration": 15.0}]}),
+        )
+        .unwrap();
+        assert_eq!(old.drama.assets[0].duration, Some(15));
+        assert!(old.drama.characters[0].main);
+        assert!(old.repairs.is_empty(), "{:?}", old.repairs);
+        let e = parse(
+            json!({"id": "d", "title": "T", "description": "D", "premise": "P",
+            "assets": [{"id": "v", "kind": "video", "prompt": "p", "duration": 10.5}]}),
+        )
+        .unwrap_err();
+        assert!(e.to_string().starts_with("assets[0].duration"), "{e}");
+    }
+
     #[test]
     fn field_patterns_drop_positions() {
         assert_eq!(

@@ -88,6 +88,10 @@ pub enum ReasonCode {
     /// Skipped: a drama with this id and owner exists but was not imported from this file, and
     /// differs from it (`--overwrite` replaces it).
     ExistsNotImported,
+    /// Skipped: a drama with this id and owner exists, was imported from another source (the
+    /// old server's tables and its bucket held two copies of the same drama) and differs from
+    /// this one (`--overwrite` replaces it with this one).
+    ImportedFromOtherSource,
     /// Skipped: listed in `dramas/index.json`, but its `drama.json` does not exist.
     MissingFile,
     /// Failed: the file is not JSON.
@@ -389,7 +393,7 @@ pub struct ExportReport {
     pub elapsed_seconds: f64,
     /// Dramas exported per second.
     pub dramas_per_second: f64,
-    /// Dramas in the database.
+    /// Dramas of the exported owners in the database.
     pub total: usize,
     /// Files written (in a dry run: that would be written).
     pub exported: usize,
@@ -404,10 +408,23 @@ pub struct ExportReport {
     pub index_written: bool,
     /// Entries in the rewritten index.
     pub index_entries: usize,
-    /// `drama.json` files already in the bucket for dramas the database does not have
-    /// (deleted since the import, or never imported); not in the index. Those of dramas
-    /// imported and since deleted are moved aside (`moved_aside`); the others stay in place.
+    /// Every owner's dramas were exported (`--all-owners`).
+    pub all_owners: bool,
+    /// The owners whose dramas were exported: without `--all-owners`, those an import brought
+    /// dramas in for, the legacy user and `--owner`, when they own dramas.
+    pub owners: Vec<UserId>,
+    /// Dramas of other owners, left out (they stay private: the old server publishes every
+    /// drama of its bucket).
+    pub left_out: usize,
+    /// How many owners those dramas belong to.
+    pub left_out_owners: usize,
+    /// `drama.json` files already in the bucket for dramas the export did not write (deleted
+    /// since the import, never imported, or of an owner left out). Those of dramas imported
+    /// and since deleted are moved aside (`moved_aside`); the others stay in place.
     pub stale_files: Vec<String>,
+    /// The stale files left in place that the rewritten index keeps listing (their entry of
+    /// the old index, or one read from the file), so that the old server still lists them.
+    pub stale_indexed: Vec<String>,
     /// Files of dramas imported and since deleted in the database, moved from `dramas/` to
     /// `dramas-deleted/` so that the old server no longer serves them by id.
     pub moved_aside: Vec<MovedFile>,

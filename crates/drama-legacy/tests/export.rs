@@ -4,14 +4,16 @@
 
 mod common;
 
+use std::collections::BTreeSet;
+
 use common::{
-    TestS3, database_snapshot, drama_key, export, fixture_as, id, import, options, png, repos,
-    stored_drama,
+    TestS3, database_snapshot, drama_key, export, export_of, fixture_as, id, import, index_of,
+    options, png, repos, stored_drama,
 };
 use drama_dal::NewUser;
 use drama_domain::{Drama, DramaPatch, EntityPatch, UserId};
 use drama_legacy::format::{LegacyIndex, old_timestamp};
-use drama_legacy::{LegacyDrama, Outcome, ReasonCode};
+use drama_legacy::{ExportOwners, LegacyDrama, Outcome, ReasonCode};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
@@ -69,9 +71,12 @@ async fn export_writes_the_old_layout_and_importing_it_changes_nothing(pool: PgP
     native.characters[0].voice_description = "bright".to_owned();
     repos.dramas.create(newcomer, &native).await.unwrap();
 
-    let report = export(&s3, &repos, false).await;
+    // Every owner's dramas (the newcomer's too), to check the whole format.
+    let report = export_of(&s3, &repos, false, ExportOwners::All).await;
     assert!(!report.is_failure(), "{report:#?}");
     assert_eq!((report.total, report.exported, report.failed), (7, 7, 0));
+    assert!(report.all_owners);
+    assert_eq!(report.left_out, 0);
     assert!(report.index_written);
     assert_eq!(report.index_entries, 7);
     assert_eq!(report.stale_files, [drama_key("old-2")]);
@@ -174,7 +179,7 @@ async fn export_writes_the_old_layout_and_importing_it_changes_nothing(pool: PgP
 
     // And a second export writes the same files.
     let files_before = s3.snapshot().await;
-    let report = export(&s3, &repos, false).await;
+    let report = export_of(&s3, &repos, false, ExportOwners::All).await;
     assert_eq!(report.exported, 7);
     let files_after = s3.snapshot().await;
     for (key, file) in &files_before {
@@ -428,4 +433,134 @@ async fn audio_assets_stay_out_of_the_old_file_and_in_the_database(pool: PgPool)
     assert_eq!(now.title, "Edited during the rollback");
     assert_eq!(now.characters[0].assets[0].id.as_str(), "line_1");
     assert_eq!(now.assets.last().unwrap().id.as_str(), "line_2");
+}
+
+/// The old server serves every drama of its bucket without authentication: a rollback writes
+/// back the old server's world only (the owners an import brought dramas in for, and the user
+/// old clients act as), not the private dramas users created in the new system, unless asked.
+#[sqlx::test(migrator = "drama_postgres::MIGRATOR")]
+async fn a_rollback_leaves_the_dramas_of_new_users_private(pool: PgPool) {
+    let s3 = TestS3::start().await;
+    let repos = repos(&pool);
+    let owner = UserId::random();
+    for d in ["old-a", "old-b"] {
+        s3.put_json(&drama_key(d), &fixture_as(d)).await;
+    }
+    assert_eq!(
+        import(&s3, &repos, options(&s3, owner))
+            .await
+            .counts
+            .imported,
+        2
+    );
+    // After the cutover: an old client (acting as the legacy user) and a new user create one.
+    let (legacy_user, newcomer) = (UserId::random(), UserId::random());
+    let mut made = LegacyDrama::parse(common::FIXTURE.as_bytes())
+        .unwrap()
+        .drama;
+    for (user, drama_id) in [(legacy_user, "by-old-client"), (newcomer, "private")] {
+        repos.users.create_user(&NewUser::new(user)).await.unwrap();
+        made.id = id(drama_id);
+        repos.dramas.create(user, &made).await.unwrap();
+    }
+    let old_world = ExportOwners::Legacy(BTreeSet::from([legacy_user]));
+
+    let report = export_of(&s3, &repos, false, old_world.clone()).await;
+    assert!(!report.is_failure(), "{report:#?}");
+    assert_eq!((report.total, report.exported), (3, 3));
+    let mut expected = vec![owner, legacy_user];
+    expected.sort();
+    assert_eq!(report.owners, expected);
+    assert_eq!((report.left_out, report.left_out_owners), (1, 1));
+    assert!(!report.all_owners);
+    assert!(report.dramas.iter().all(|d| d.owner != newcomer));
+    assert!(s3.get(&drama_key("private")).await.is_none());
+    assert!(s3.get(&drama_key("by-old-client")).await.is_some());
+    let index = LegacyIndex::parse(&s3.get("dramas/index.json").await.unwrap()).unwrap();
+    assert_eq!(
+        index.dramas.keys().collect::<Vec<_>>(),
+        ["by-old-client", "old-a", "old-b"]
+    );
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["left_out"], 1);
+
+    // Asked for by name, the newcomer's drama goes too.
+    let named = export_of(
+        &s3,
+        &repos,
+        false,
+        ExportOwners::Legacy(BTreeSet::from([legacy_user, newcomer])),
+    )
+    .await;
+    assert_eq!((named.exported, named.left_out), (4, 0));
+    let file: Value =
+        serde_json::from_slice(&s3.get(&drama_key("private")).await.unwrap()).unwrap();
+    assert_eq!(file["user_id"], json!(newcomer.to_string()));
+
+    // A later export of the old world alone no longer lists the file that one wrote for it.
+    let again = export_of(&s3, &repos, false, old_world).await;
+    assert_eq!((again.exported, again.left_out), (3, 1));
+    assert_eq!(again.stale_files, [drama_key("private")]);
+    assert!(again.stale_indexed.is_empty(), "{again:#?}");
+    let index = LegacyIndex::parse(&s3.get("dramas/index.json").await.unwrap()).unwrap();
+    assert!(!index.dramas.contains_key("private"));
+
+    let all = export_of(&s3, &repos, true, ExportOwners::All).await;
+    assert!(all.all_owners);
+    assert_eq!((all.exported, all.left_out), (4, 0));
+}
+
+/// The old server lists dramas from `dramas/index.json` alone: the files of dramas whose
+/// import failed stay in place, and the rewritten index keeps listing them (their old entry,
+/// or one read from the file when the old index missed it).
+#[sqlx::test(migrator = "drama_postgres::MIGRATOR")]
+async fn a_rollback_keeps_listing_the_old_files_that_were_not_imported(pool: PgPool) {
+    let s3 = TestS3::start().await;
+    let repos = repos(&pool);
+    let owner = UserId::random();
+    let refused = |drama_id: &str| {
+        let mut v = fixture_as(drama_id);
+        v["episodes"][0]["scenes"][0]["assets"][1]["duration"] = json!(8);
+        v
+    };
+    s3.put_json("dramas/index.json", &index_of(&["good", "broken"]))
+        .await;
+    s3.put_json(&drama_key("good"), &fixture_as("good")).await;
+    s3.put_json(&drama_key("broken"), &refused("broken")).await;
+    // Not in the old index (its update was lost), refused too; and a file that is no drama.
+    s3.put_json(&drama_key("lost"), &refused("lost")).await;
+    s3.put(&drama_key("junk"), b"not json".to_vec(), "text/plain")
+        .await;
+    let imported = import(&s3, &repos, options(&s3, owner)).await;
+    assert_eq!(
+        (imported.counts.imported, imported.counts.failed),
+        (1, 3),
+        "{imported:#?}"
+    );
+
+    let report = export(&s3, &repos, false).await;
+    assert!(!report.is_failure(), "{report:#?}");
+    assert_eq!(report.exported, 1);
+    assert!(report.moved_aside.is_empty());
+    assert_eq!(
+        report.stale_files,
+        [drama_key("broken"), drama_key("junk"), drama_key("lost")]
+    );
+    assert_eq!(
+        report.stale_indexed,
+        [drama_key("broken"), drama_key("lost")]
+    );
+    assert_eq!(report.index_entries, 3);
+    let index = LegacyIndex::parse(&s3.get("dramas/index.json").await.unwrap()).unwrap();
+    assert_eq!(
+        index.dramas.keys().collect::<Vec<_>>(),
+        ["broken", "good", "lost"]
+    );
+    // The old entry as it was, times included; the unindexed file from its own fields.
+    let old = LegacyIndex::parse(&serde_json::to_vec(&index_of(&["broken"])).unwrap()).unwrap();
+    assert_eq!(index.dramas["broken"], old.dramas["broken"]);
+    assert_eq!(index.dramas["lost"].title, "Corgi Musk lost");
+    assert_eq!(index.dramas["good"].title, "Corgi Musk good");
+    // The files stay as the old server wrote them.
+    assert!(s3.get(&drama_key("broken")).await.is_some());
 }

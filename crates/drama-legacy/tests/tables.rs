@@ -416,3 +416,53 @@ async fn scenes_outside_an_episode_of_their_drama_are_reported(pool: PgPool) {
         .collect();
     assert_eq!(scenes, vec!["heist-e1-s1", "corgi-moved"]);
 }
+
+/// On the old server's split branch the bucket (REST) and the tables (GraphQL) held two copies
+/// of the same drama, and the tables' never held assets, metadata or `premise_url`. After the
+/// adoption imported the rows, the bucket's file of the same drama says so by its own code,
+/// naming the import that brought the drama in, and `--overwrite` takes the file's copy.
+#[sqlx::test(migrations = false)]
+async fn the_bucket_copy_of_a_drama_adopted_from_the_tables_is_told_apart(pool: PgPool) {
+    old_database(&pool, "").await;
+    drama_postgres::adopt_legacy_schema(&pool).await.unwrap();
+    let s3 = TestS3::start().await;
+    let repos = repos(&pool);
+    let owner = UserId::random();
+    let owners = OwnerMap::default().with_default_owner(owner);
+    let adopted = import_adopted(&s3, &repos, &pool, owners).await;
+    assert_eq!(drama_report(&adopted, "heist").outcome, Outcome::Imported);
+
+    // The bucket's copy: the same drama, with what its rows could not hold.
+    let stored = stored_drama(&repos, owner, "heist").await.drama;
+    let mut file = serde_json::to_value(&stored).unwrap();
+    file["metadata"] =
+        serde_json::json!({"reference_image_url": "https://images.example.org/r.png"});
+    file["characters"][0]["premise_url"] = serde_json::json!("https://images.example.org/w.png");
+    s3.put_json(&common::drama_key("heist"), &file).await;
+
+    let report = common::import(&s3, &repos, common::options(&s3, owner)).await;
+    let entry = drama_report(&report, "heist");
+    assert_eq!(entry.outcome, Outcome::Skipped, "{entry:#?}");
+    let reason = entry.reason.as_ref().unwrap();
+    assert_eq!(
+        reason.code,
+        ReasonCode::ImportedFromOtherSource,
+        "{reason:?}"
+    );
+    assert!(
+        reason.message.contains("db:legacy/dramas/heist") && reason.message.contains("--overwrite"),
+        "{}",
+        reason.message
+    );
+    assert_eq!(stored_drama(&repos, owner, "heist").await.drama, stored);
+
+    let mut overwrite = common::options(&s3, owner);
+    overwrite.overwrite = true;
+    let taken = common::import(&s3, &repos, overwrite).await;
+    assert_eq!(drama_report(&taken, "heist").outcome, Outcome::Updated);
+    let now = stored_drama(&repos, owner, "heist").await.drama;
+    assert_eq!(
+        now.characters[0].premise_url.as_deref(),
+        Some("https://images.example.org/w.png")
+    );
+}

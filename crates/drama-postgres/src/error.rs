@@ -63,10 +63,14 @@ pub(crate) fn map_err(err: sqlx::Error, entity: Entity, id: &str) -> RepoError {
                 "22021" | "22P05" | "22P02" | "22001" => {
                     RepoError::invalid("", "contains text the database cannot store")
                 }
-                // Serialization failures, deadlocks, shutdowns, resource exhaustion: retry later.
-                "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "53300" | "53400" => {
-                    RepoError::Unavailable(format!("database busy ({code})"))
-                }
+                // Serialization failures, deadlocks, a lock not granted in time, shutdowns,
+                // resource exhaustion, a read-only session (25006: a failover left the
+                // connection on a standby, or the database was made read-only for a while), a
+                // session ended for idling in its transaction (25P03): retry later. A paid
+                // step's write refused for good would fail its task after the provider was
+                // paid.
+                "40001" | "40P01" | "55P03" | "57P01" | "57P02" | "57P03" | "53300" | "53400"
+                | "25006" | "25P03" => RepoError::Unavailable(format!("database busy ({code})")),
                 c if c.starts_with("08") => {
                     RepoError::Unavailable(format!("database connection failed ({code})"))
                 }

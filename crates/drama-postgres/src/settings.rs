@@ -24,6 +24,14 @@ pub struct PgSettings {
     pub ssl_root_cert: Option<PathBuf>,
     /// Shown in `pg_stat_activity`.
     pub application_name: String,
+    /// How long the server lets one of the pool's sessions sit idle inside a transaction
+    /// before it ends the session (`idle_in_transaction_session_timeout`); zero leaves the
+    /// server's setting. A process that stops in the middle of a transaction (paused,
+    /// swapped out, its connection lost without the server noticing) holds its locks until
+    /// then, and every claim and completion of the runs it locked waits. Keep it under half
+    /// the job lease (`worker.lease_seconds`).
+    #[serde(with = "seconds")]
+    pub idle_in_transaction_timeout: Duration,
 }
 
 impl Default for PgSettings {
@@ -34,6 +42,7 @@ impl Default for PgSettings {
             acquire_timeout: Duration::from_secs(5),
             ssl_root_cert: None,
             application_name: "drama-server".to_owned(),
+            idle_in_transaction_timeout: Duration::from_secs(15),
         }
     }
 }
@@ -58,6 +67,10 @@ impl fmt::Debug for PgSettings {
             .field("acquire_timeout", &self.acquire_timeout)
             .field("ssl_root_cert", &self.ssl_root_cert)
             .field("application_name", &self.application_name)
+            .field(
+                "idle_in_transaction_timeout",
+                &self.idle_in_transaction_timeout,
+            )
             .finish()
     }
 }
@@ -164,12 +177,29 @@ impl PgSettings {
     }
 
     fn pool_options(&self) -> PgPoolOptions {
+        let idle = self.idle_in_transaction_timeout.as_millis().to_string();
         PgPoolOptions::new()
             .max_connections(self.max_connections.max(1))
             .acquire_timeout(self.acquire_timeout)
             .idle_timeout(Duration::from_secs(600))
             .max_lifetime(Duration::from_secs(1800))
+            .after_connect(move |conn, _| {
+                let idle = idle.clone();
+                Box::pin(async move { prepare_session(conn, &idle).await })
+            })
     }
+}
+
+/// Sets up a new pooled session: the idle-in-transaction timeout, in milliseconds ("0" keeps
+/// the server's setting).
+async fn prepare_session(conn: &mut sqlx::PgConnection, idle: &str) -> Result<(), sqlx::Error> {
+    if idle != "0" {
+        sqlx::query("select set_config('idle_in_transaction_session_timeout', $1, false)")
+            .bind(idle)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

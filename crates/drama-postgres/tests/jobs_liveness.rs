@@ -15,7 +15,7 @@ use drama_jobs::{
     WorkerConfig,
 };
 use drama_postgres::jobs::PgJobStore;
-use jobs_support::{url_of, wide_pool};
+use jobs_support::{seasoned_reaper, url_of, wide_pool};
 use serde_json::json;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
@@ -360,6 +360,7 @@ async fn handlers_of_tasks_taken_back_during_a_lapse_stop_before_their_paid_call
 
     // The registration lapses and a reaper takes every task back before the worker notices
     // (should its heartbeat renew the registration first, the lapse is made again).
+    let reaper = seasoned_reaper(&store, &pool).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         sqlx::query(
@@ -369,7 +370,7 @@ async fn handlers_of_tasks_taken_back_during_a_lapse_stop_before_their_paid_call
         .execute(&pool)
         .await
         .unwrap();
-        if store.reap_expired(100).await.unwrap() == TASKS {
+        if store.reap_expired(reaper, 100).await.unwrap() == TASKS {
             break;
         }
         assert!(Instant::now() < deadline, "the tasks were never reaped");

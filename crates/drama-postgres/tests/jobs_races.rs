@@ -17,7 +17,7 @@ use drama_jobs::{
     WorkerId, WorkerRegistration,
 };
 use drama_postgres::jobs::PgJobStore;
-use jobs_support::{install_invariant_checks, violations, wide_pool};
+use jobs_support::{install_invariant_checks, seasoned_reaper, violations, wide_pool};
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 use serde_json::json;
@@ -143,9 +143,10 @@ async fn concurrent_claims_and_expiring_leases_complete_every_task_once(pool: Pg
     let ledger: Ledger = Arc::default();
     let reaper = {
         let store = store.clone();
+        let id = seasoned_reaper(&store, &pool).await;
         tokio::spawn(async move {
             loop {
-                store.reap_expired(1000).await.unwrap();
+                store.reap_expired(id, 1000).await.unwrap();
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         })
@@ -465,7 +466,8 @@ async fn a_worker_registering_again_while_its_task_is_reaped_sees_the_requeue(po
         .unwrap();
     let reaper = {
         let store = store.clone();
-        tokio::spawn(async move { store.reap_expired(100).await.unwrap() })
+        let id = seasoned_reaper(&store, &pool).await;
+        tokio::spawn(async move { store.reap_expired(id, 100).await.unwrap() })
     };
     until_lock_waiters(&pool, 1).await;
     let again = {
@@ -563,15 +565,22 @@ async fn a_claim_starts_nothing_for_a_registration_that_expired_after_its_pick(p
 /// cancelled, refundable unless its provider call was accepted, which the checkpoint says).
 /// The reaper must not write what it read before the checkpoint: the task's refundable cost
 /// would stay in its groups' sums while the task, checkpointed, is not refundable. Here the
-/// reaper is held back after it read the task (it waits for the owner's registration row,
-/// held by this test); the checkpoint must wait for it and then find its fence gone.
+/// reaper is held back after it locked and read the task (its write waits for the task's
+/// group row, held by this test); the checkpoint must wait for it and then find its fence
+/// gone.
 #[sqlx::test(migrator = "drama_postgres::MIGRATOR")]
 async fn a_checkpoint_during_a_reap_waits_for_it(pool: PgPool) {
     install_invariant_checks(&pool).await;
     let store = Arc::new(PgJobStore::new(wide_pool(&pool, 8).await));
     let worker = register(&store, Duration::from_secs(60)).await;
     let graph = Graph::new(RunSpec::new("reap", Uuid::new_v4()))
-        .with(NodeSpec::task("t", "k", json!({})).cost(7).max_attempts(3));
+        .with(NodeSpec::group("g", "group"))
+        .with(
+            NodeSpec::task("t", "k", json!({}))
+                .parent("g")
+                .cost(7)
+                .max_attempts(3),
+        );
     let run = store.submit(&graph).await.unwrap();
     let claimed = store
         .claim(&ClaimRequest {
@@ -585,15 +594,16 @@ async fn a_checkpoint_during_a_reap_waits_for_it(pool: PgPool) {
     store.cancel(run.run_id, "user").await.unwrap();
     expire(&pool, worker).await;
 
-    let mut registration = pool.begin().await.unwrap();
-    sqlx::query("select 1 from job_workers where id = $1 for update")
-        .bind(worker.0)
-        .execute(&mut *registration)
+    let mut group = pool.begin().await.unwrap();
+    sqlx::query("select 1 from job_groups where id = $1 for update")
+        .bind(run.ids["g"].0)
+        .execute(&mut *group)
         .await
         .unwrap();
     let reaper = {
         let store = store.clone();
-        tokio::spawn(async move { store.reap_expired(100).await.unwrap() })
+        let id = seasoned_reaper(&store, &pool).await;
+        tokio::spawn(async move { store.reap_expired(id, 100).await.unwrap() })
     };
     until_lock_waiters(&pool, 1).await;
     let checkpoint = {
@@ -610,7 +620,7 @@ async fn a_checkpoint_during_a_reap_waits_for_it(pool: PgPool) {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    registration.rollback().await.unwrap();
+    group.rollback().await.unwrap();
     assert_eq!(reaper.await.unwrap(), 1);
     let checkpointed = checkpoint.await.unwrap();
     assert!(

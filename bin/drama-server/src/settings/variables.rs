@@ -12,6 +12,10 @@ pub(super) const PLAIN_VARIABLES: &[(&str, &str)] = &[
     ("DATABASE_URL", "database.url"),
     ("DATABASE_MAX_CONNECTIONS", "database.max_connections"),
     ("DATABASE_SSL_ROOT_CERT", "database.ssl_root_cert"),
+    (
+        "DATABASE_IDLE_IN_TRANSACTION_TIMEOUT",
+        "database.idle_in_transaction_timeout",
+    ),
     ("LOG_FORMAT", "log.format"),
     ("HOST", "server.host"),
     ("PORT", "server.port"),

@@ -638,6 +638,11 @@ impl VideoModel for OfflineProvider {
         }
     }
 
+    /// A task's id derives from its request and nothing is billed: a repeat is the same clip.
+    fn submission_is_idempotent(&self) -> bool {
+        true
+    }
+
     #[tracing::instrument(skip_all, fields(provider = "offline", duration = request.duration.seconds()))]
     async fn submit(&self, request: &VideoRequest) -> Result<Generated<VideoTask>, AiError> {
         self.calls.count(Call::Video);

@@ -97,16 +97,13 @@ pub(crate) fn normalise(schema: &Schema, request: &mut GraphQLRequest) -> Result
     Ok(())
 }
 
-/// `10.0` → `10` (when it fits an `Int`); everything else stays as it is.
+/// `10.0` → `10` (when it fits an `Int`); everything else stays as it is. The same rule as
+/// the REST bodies' integer fields ([`drama_domain::lax`]).
 fn integral_float_to_int(value: &mut InputValue<DefaultScalarValue>) {
     if let InputValue::Scalar(DefaultScalarValue::Float(f)) = value
-        && f.fract() == 0.0
-        && *f >= f64::from(i32::MIN)
-        && *f <= f64::from(i32::MAX)
+        && let Some(int) = drama_domain::lax::float_to_i64(*f)
+        && let Ok(int) = i32::try_from(int)
     {
-        // In range and integral, so the conversion is exact.
-        #[expect(clippy::cast_possible_truncation, reason = "checked just above")]
-        let int = *f as i32;
         *value = InputValue::Scalar(DefaultScalarValue::Int(int));
     }
 }

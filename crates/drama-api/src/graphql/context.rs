@@ -1,4 +1,4 @@
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use drama_app::{App, Caller};
 use drama_domain::UserId;
@@ -24,6 +24,9 @@ pub struct Ctx {
     /// The users a service caller named (`userId`), whose media URLs alone the answers
     /// carry signed: the request's record, or the socket's.
     pub(crate) named: NamedOwners,
+    /// The list fields of the request served short of their `limit` (see
+    /// [`Ctx::note_truncation`]), answered in `extensions.truncated`.
+    truncated: Arc<Mutex<Vec<serde_json::Value>>>,
 }
 
 impl Ctx {
@@ -37,7 +40,33 @@ impl Ctx {
             socket: None,
             legacy_user: None,
             named: NamedOwners::default(),
+            truncated: Arc::default(),
         }
+    }
+
+    /// Records that the list field answered under `key` served `served` items of the
+    /// `limit` it was asked for while more exist (`cut`), for the answer's `extensions`: an
+    /// old client's `limit` above what one field serves gets the newest items and a sign that
+    /// there are more. A WebSocket's operations have no such answer to carry it; nothing is
+    /// kept for them.
+    pub(crate) fn note_truncation(&self, key: &str, limit: i32, served: usize, cut: bool) {
+        if !cut || self.socket.is_some() {
+            return;
+        }
+        self.truncated
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(serde_json::json!({"path": [key], "limit": limit, "served": served}));
+    }
+
+    /// What [`Ctx::note_truncation`] recorded since the last call.
+    pub(crate) fn take_truncations(&self) -> Vec<serde_json::Value> {
+        std::mem::take(
+            &mut *self
+                .truncated
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
     }
 
     /// The context recording the users named into `named` (shared with the signer of the

@@ -17,6 +17,9 @@
 //! Top-level fields are counted apart, over the whole batch: each one is a resolver that goes
 //! to the store (loads whole dramas, plans a generation), whatever the few values it returns,
 //! so their number is bounded on its own ([`GraphqlLimits::max_root_fields`]).
+//!
+//! So is the number of complete dramas the `dramas` fields of a request ask for together
+//! ([`super::paging::MAX_REQUEST_DRAMAS`]): each is loaded whole, whatever its selection.
 
 use std::collections::{HashMap, HashSet};
 
@@ -80,6 +83,18 @@ pub enum LimitError {
         /// The limit.
         limit: u64,
     },
+    /// A request (a batch: all its operations) whose `dramas` fields ask for too many
+    /// complete dramas together.
+    #[error(
+        "The request asks for {found} complete dramas over its `dramas` fields; at most \
+         {limit} are allowed together; ask for fewer, or in more requests"
+    )]
+    TooManyDramas {
+        /// Complete dramas asked for (each field's `limit`, at most what one field serves).
+        found: u64,
+        /// The limit.
+        limit: u64,
+    },
 }
 
 impl LimitError {
@@ -89,7 +104,9 @@ impl LimitError {
         match self {
             Self::BatchTooLarge { .. } => ErrorCode::BatchTooLarge,
             Self::TooManyAliases { .. } => ErrorCode::TooManyAliases,
-            Self::TooComplex { .. } | Self::TooManyRootFields { .. } => ErrorCode::QueryTooComplex,
+            Self::TooComplex { .. }
+            | Self::TooManyRootFields { .. }
+            | Self::TooManyDramas { .. } => ErrorCode::QueryTooComplex,
             Self::TooDeep { .. } => ErrorCode::QueryTooDeep,
         }
     }
@@ -101,6 +118,7 @@ impl LimitError {
             | Self::TooManyAliases { limit, .. }
             | Self::TooComplex { limit, .. }
             | Self::TooManyRootFields { limit, .. }
+            | Self::TooManyDramas { limit, .. }
             | Self::TooDeep { limit } => *limit,
         }
     }
@@ -111,7 +129,8 @@ impl LimitError {
             Self::BatchTooLarge { found, .. }
             | Self::TooManyAliases { found, .. }
             | Self::TooComplex { found, .. }
-            | Self::TooManyRootFields { found, .. } => Some(*found),
+            | Self::TooManyRootFields { found, .. }
+            | Self::TooManyDramas { found, .. } => Some(*found),
             Self::TooDeep { .. } => None,
         }
     }
@@ -142,6 +161,7 @@ pub fn check(
         let one = price(schema, request, limits)?;
         total.values = total.values.saturating_add(one.values);
         total.root_fields = total.root_fields.saturating_add(one.root_fields);
+        total.dramas = total.dramas.saturating_add(one.dramas);
         if total.values > limits.max_complexity {
             return Err(LimitError::TooComplex {
                 found: total.values,
@@ -152,6 +172,12 @@ pub fn check(
             return Err(LimitError::TooManyRootFields {
                 found: total.root_fields,
                 limit: count(limits.max_root_fields),
+            });
+        }
+        if total.dramas > super::paging::MAX_REQUEST_DRAMAS {
+            return Err(LimitError::TooManyDramas {
+                found: total.dramas,
+                limit: super::paging::MAX_REQUEST_DRAMAS,
             });
         }
     }
@@ -166,6 +192,8 @@ pub struct Price {
     /// Fields at its top level (introspection's `__schema`, `__type` and `__typename` aside),
     /// fragments expanded.
     pub root_fields: u64,
+    /// Complete dramas its top-level `dramas` fields ask for.
+    pub dramas: u64,
 }
 
 /// The price of one request: of the operation it runs (of the dearest, when it names none
@@ -230,6 +258,7 @@ pub fn price(
             aliases: 0,
             depth: 0,
             root_fields: 0,
+            dramas: 0,
         };
         let parent: Option<&str> = root.and_then(|t| t.name()).map(|n| &**n);
         let cost = pricer.selections(parent, &op.item.selection_set, false);
@@ -242,6 +271,7 @@ pub fn price(
         dearest = Price {
             values: dearest.values.max(cost),
             root_fields: dearest.root_fields.max(pricer.root_fields),
+            dramas: dearest.dramas.max(pricer.dramas),
         };
     }
     Ok(dearest)
@@ -266,6 +296,7 @@ struct Pricer<'s, 'f, 'd, 'a> {
     /// Fields entered above the one being priced (0: a top-level field).
     depth: u32,
     root_fields: u64,
+    dramas: u64,
 }
 
 impl<'a> Pricer<'_, '_, '_, 'a> {
@@ -344,6 +375,9 @@ impl<'a> Pricer<'_, '_, '_, 'a> {
             Some(meta) if !introspection && is_list(&meta.field_type) => self.items(field, meta),
             _ => 1,
         };
+        if self.depth == 0 && name == "dramas" && meta.is_some() {
+            self.dramas = self.dramas.saturating_add(items);
+        }
         inner.saturating_mul(items).saturating_add(1)
     }
 
@@ -359,7 +393,7 @@ impl<'a> Pricer<'_, '_, '_, 'a> {
         }
         .or(argument.default_value.as_ref());
         let largest = u64::from(super::paging::largest_page(field.name).unsigned_abs());
-        // A larger value is served as the largest page, and priced as it.
+        // A larger value is served as the most the field serves, and priced as it.
         match value {
             Some(InputValue::Scalar(DefaultScalarValue::Int(n))) if *n >= 0 => {
                 u64::from(n.unsigned_abs()).min(largest)
@@ -431,17 +465,17 @@ mod tests {
             Ok(8)
         );
         assert_eq!(priced("{ dramas { id } }", serde_json::json!({})), Ok(101));
-        // Above the largest page: served and priced as the largest page of that field.
+        // Above what the field serves: served and priced as that.
         assert_eq!(
             priced("{ dramas(limit: 5000) { id } }", serde_json::json!({})),
-            Ok(101)
+            Ok(501)
         );
         assert_eq!(
             priced(
-                "{ dramaSummaries(limit: 5000) { id } }",
+                "{ dramaSummaries(limit: 9000) { id } }",
                 serde_json::json!({})
             ),
-            Ok(1001)
+            Ok(5001)
         );
         // A list without `limit`: UNBOUNDED_LIST_ITEMS.
         assert_eq!(
@@ -489,6 +523,45 @@ mod tests {
         assert_eq!(
             price(&schema.schema, &small, &GraphqlLimits::default()).map(|p| p.values),
             Ok(2)
+        );
+    }
+
+    #[test]
+    fn complete_dramas_are_counted_over_the_batch() {
+        let schema = super::super::schema();
+        let limits = GraphqlLimits::default();
+        let pages = |n: usize, limit: u32| {
+            let fields: Vec<String> = (0..n)
+                .map(|i| format!("d{i}: dramas(limit: {limit}) {{ id }}"))
+                .collect();
+            request(
+                &format!("{{ {} }}", fields.join(" ")),
+                serde_json::json!({}),
+            )
+        };
+        // As many as 30 pages of 100 came to; a `limit` above 500 counts as 500.
+        let six = pages(6, 9000);
+        assert_eq!(
+            price(&schema.schema, &six, &limits).map(|p| p.dramas),
+            Ok(3000)
+        );
+        assert_eq!(check(&schema.schema, &[&six], &limits), Ok(()));
+        let one = pages(1, 1);
+        assert_eq!(
+            check(&schema.schema, &[&six, &one], &limits),
+            Err(LimitError::TooManyDramas {
+                found: 3001,
+                limit: 3000
+            })
+        );
+        // Summaries are rows, not whole dramas; `drama(id)` is one.
+        let summaries = request(
+            "{ a: dramaSummaries(limit: 5000) { id } b: drama(id: \"x\") { id } }",
+            serde_json::json!({}),
+        );
+        assert_eq!(
+            price(&schema.schema, &summaries, &limits).map(|p| p.dramas),
+            Ok(0)
         );
     }
 

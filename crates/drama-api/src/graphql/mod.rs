@@ -118,6 +118,16 @@ async fn one_request(
     // answered `"data": null` beside the errors, and its clients read `data` first.
     if let serde_json::Value::Object(fields) = &mut answer {
         fields.entry("data").or_insert(serde_json::Value::Null);
+        // A list served short of its `limit` (see `paging`) says so beside the data, where
+        // clients that do not know it look no further, rather than among the errors, which
+        // many clients treat as the failure of the whole answer.
+        let truncated = ctx.take_truncations();
+        if !truncated.is_empty() {
+            fields.insert(
+                "extensions".to_owned(),
+                serde_json::json!({ "truncated": truncated }),
+            );
+        }
     }
     answer
 }

@@ -3,16 +3,18 @@ use std::sync::Arc;
 use chrono::{DateTime, SecondsFormat, Utc};
 use drama_app::jobs::JobId;
 use drama_app::pipeline::{PremiseRequest, Scope, Started, Waited};
-use drama_app::store::{Entity, PageRequest, StoredDrama};
+use drama_app::store::{Entity, StoredDrama};
 use drama_app::{AppError, Caller, RequestKey};
 use drama_domain::CharacterId;
 use drama_domain::{self as domain, DramaId, DramaPatch, EntityPatch, UserId};
-use juniper::{FieldResult, GraphQLInputObject, RootNode, graphql_object};
+use juniper::{Executor, FieldResult, GraphQLInputObject, RootNode, graphql_object};
 
 use super::context::Ctx;
 use super::error::{GqlError, bad_input};
 use super::jobs::{Job, with_children};
-use super::paging::{MAX_LIMIT, MAX_SUMMARY_LIMIT, page_limit, status_filter};
+use super::paging::{
+    DRAMAS_PAGE, MAX_DRAMAS, MAX_SUMMARIES, SUMMARIES_PAGE, page_limit, read_pages, status_filter,
+};
 use super::subscription::Subscription;
 use crate::error::ErrorCode;
 use crate::state::named_owner;
@@ -287,7 +289,7 @@ impl DramaSummary {
 /// Read operations.
 pub struct Query;
 
-#[graphql_object(context = Ctx)]
+#[graphql_object(context = Ctx, scalar = juniper::DefaultScalarValue)]
 impl Query {
     /// The signed-in user: balance and credit movements.
     async fn me(ctx: &Ctx) -> Result<super::account::Me, GqlError> {
@@ -310,47 +312,48 @@ impl Query {
     }
 
     /// Summaries of the caller's dramas, newest first. `userId` is honoured for service
-    /// callers only.
+    /// callers only. At most 5,000 are served; a larger `limit` is served as 5,000.
     async fn drama_summaries(
         ctx: &Ctx,
+        executor: &Executor<'_, '_, Ctx>,
         #[graphql(default = 100)] limit: i32,
         user_id: Option<String>,
     ) -> FieldResult<Vec<DramaSummary>> {
+        let key = executor.look_ahead().field_name().to_owned();
         let owner = requested_owner(ctx, user_id.as_deref())?;
-        let Some(limit) = page_limit(limit, MAX_SUMMARY_LIMIT)? else {
+        let Some(wanted) = page_limit(limit, MAX_SUMMARIES)? else {
             return Ok(Vec::new());
         };
-        let page = PageRequest::first(limit);
-        let page = ctx
-            .app
-            .list_summaries(&ctx.caller, owner, &page)
-            .await
-            .map_err(|e| juniper::IntoFieldError::into_field_error(GqlError(e)))?;
-        Ok(page.items.into_iter().map(DramaSummary).collect())
+        let (items, more) = read_pages(wanted, SUMMARIES_PAGE, 0, |page| async move {
+            ctx.app.list_summaries(&ctx.caller, owner, &page).await
+        })
+        .await
+        .map_err(|e| juniper::IntoFieldError::into_field_error(GqlError(e)))?;
+        ctx.note_truncation(&key, limit, items.len(), more && limit > MAX_SUMMARIES);
+        Ok(items.into_iter().map(DramaSummary).collect())
     }
 
-    /// The caller's complete dramas, newest first.
+    /// The caller's complete dramas, newest first. At most 500 are served; a larger `limit`
+    /// is served as 500.
     async fn dramas(
         ctx: &Ctx,
+        executor: &Executor<'_, '_, Ctx>,
         #[graphql(default = 100)] limit: i32,
         #[graphql(default = 0)] offset: i32,
     ) -> FieldResult<Vec<Drama>> {
+        let key = executor.look_ahead().field_name().to_owned();
         let offset = u32::try_from(offset).map_err(|_| bad_input("offset must not be negative"))?;
-        let Some(limit) = page_limit(limit, MAX_LIMIT)? else {
+        let Some(wanted) = page_limit(limit, MAX_DRAMAS)? else {
             return Ok(Vec::new());
         };
-        let page = PageRequest {
-            limit,
-            after: None,
-            offset,
-        };
-        let page = ctx
-            .app
-            .list_dramas(&ctx.caller, None, &page)
-            .await
-            .map_err(|e| juniper::IntoFieldError::into_field_error(GqlError(e)))?;
-        ctx.jobs.want(page.items.iter().map(|d| d.drama.id.clone()));
-        Ok(page.items.into_iter().map(|d| Drama(Arc::new(d))).collect())
+        let (items, more) = read_pages(wanted, DRAMAS_PAGE, offset, |page| async move {
+            ctx.app.list_dramas(&ctx.caller, None, &page).await
+        })
+        .await
+        .map_err(|e| juniper::IntoFieldError::into_field_error(GqlError(e)))?;
+        ctx.note_truncation(&key, limit, items.len(), more && limit > MAX_DRAMAS);
+        ctx.jobs.want(items.iter().map(|d| d.drama.id.clone()));
+        Ok(items.into_iter().map(|d| Drama(Arc::new(d))).collect())
     }
 
     /// The script models a request may name and what calls cost (as `GET /models`).

@@ -94,7 +94,7 @@ pub(crate) struct GenerateOptions {
     #[serde(default)]
     force: bool,
     /// Most tokens the run may spend: tasks that would go past it are cancelled (and refunded) instead of started.
-    #[serde(default, deserialize_with = "super::integral::option")]
+    #[serde(default, deserialize_with = "drama_domain::lax::option_int")]
     #[schema(minimum = 1, maximum = 9223372036854775807_i64)]
     budget: Option<i64>,
 }

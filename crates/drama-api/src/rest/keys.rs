@@ -63,7 +63,7 @@ pub(crate) struct CreateKey {
         pattern = r#"^[\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000-\u001f\u007f-\u009f](?:[^\u0000-\u001f\u007f-\u009f]*[^\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000-\u001f\u007f-\u009f])?[\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"#
     )]
     name: String,
-    #[serde(default, deserialize_with = "super::integral::option")]
+    #[serde(default, deserialize_with = "drama_domain::lax::option_int")]
     #[schema(minimum = 1, maximum = 3650)]
     expires_in_days: Option<u32>,
 }

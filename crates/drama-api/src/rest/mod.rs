@@ -5,7 +5,6 @@ mod dramas;
 mod events;
 mod generate;
 mod health;
-mod integral;
 mod jobs;
 mod keys;
 mod library;
@@ -67,7 +66,7 @@ pub(crate) fn expected_version(
     let in_body = match body.and_then(|b| b.get("version")) {
         None | Some(Value::Null) => None,
         Some(v) => Some(
-            integral::as_i64(v)
+            drama_domain::lax::as_i64(v)
                 .filter(|version| *version >= 0)
                 .ok_or_else(|| {
                     ApiError::validation(

@@ -81,7 +81,7 @@ async fn a_refused_reference_image_names_its_field() {
     let h = Harness::new().await;
     let svc = h.service(Harness::settings()).await;
     for (content_type, bytes) in [
-        ("image/heic", &b"\0\0\0\x18ftypheic"[..]),
+        ("application/pdf", &b"%PDF-1.7"[..]),
         ("image/png", &b"plain words, not a picture"[..]),
         ("", &b"plain words, not a picture"[..]),
     ] {
@@ -96,6 +96,22 @@ async fn a_refused_reference_image_names_its_field() {
             body["detail"][0]["field"], "reference_image",
             "{content_type}: {body}"
         );
+    }
+}
+
+/// An iPhone's photo (HEIC), declared as such or as bytes of no particular type, is an image
+/// the image models do not read: the premise is accepted and written without it (the drama's
+/// `metadata.reference_image_dropped` says why), as the old server accepted any file.
+#[actix_web::test]
+async fn a_heic_reference_image_does_not_refuse_the_premise() {
+    let h = Harness::new().await;
+    let svc = h.service(Harness::settings()).await;
+    let heic = b"\0\0\0\x18ftypheic\0\0\0\0mif1heic";
+    for content_type in ["image/heic", "image/heif", "application/octet-stream", ""] {
+        let body = premise_with_image(content_type, heic);
+        let (status, _, body) = send(&svc, form(&h.alice_key, body)).await;
+        assert_eq!(status, 202, "{content_type}: {body}");
+        assert_eq!(body["status"], "pending", "{content_type}: {body}");
     }
 }
 

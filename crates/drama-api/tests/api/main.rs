@@ -17,6 +17,8 @@ mod library;
 mod library_pages;
 mod media_round_trip;
 mod media_urls;
+mod old_client_lists;
+mod old_client_values;
 mod old_clients;
 mod openapi;
 mod postgres;

@@ -541,12 +541,18 @@ impl App {
             .await
         );
         drama.id = drama_id.clone();
-        if let Some(url) = &spec.reference_url {
-            let mut metadata = drama.metadata.take().unwrap_or_else(|| json!({}));
-            if let Value::Object(map) = &mut metadata {
-                map.insert("reference_image_url".to_owned(), Value::String(url.clone()));
+        let reference = [
+            ("reference_image_url", &spec.reference_url),
+            ("reference_image_dropped", &spec.reference_dropped),
+        ];
+        for (key, value) in reference {
+            if let Some(value) = value {
+                let mut metadata = drama.metadata.take().unwrap_or_else(|| json!({}));
+                if let Value::Object(map) = &mut metadata {
+                    map.insert(key.to_owned(), Value::String(value.clone()));
+                }
+                drama.metadata = Some(metadata);
             }
-            drama.metadata = Some(metadata);
         }
         step!(
             ensure_assets(&mut drama),

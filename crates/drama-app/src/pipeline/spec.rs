@@ -138,6 +138,11 @@ pub struct DramaTask {
     pub reference_key: Option<String>,
     /// Its public url (kept in `metadata.reference_image_url`).
     pub reference_url: Option<String>,
+    /// Why a reference image sent with the premise was not kept (kept in
+    /// `metadata.reference_image_dropped`). Absent from payloads without one, so theirs stay
+    /// as they were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference_dropped: Option<String>,
 }
 
 /// What an improvement starts from.

@@ -122,6 +122,39 @@ fn generated_drama_id() -> String {
     format!("drama_{suffix}")
 }
 
+/// Why a premise's reference image cannot be used, when it is a still image in a format the
+/// image models do not read: an iPhone's HEIC (or HEIF, AVIF), whatever type it was declared
+/// as, or any other image type declared (`image/tiff`). The old server stored any file and
+/// never used it, and its clients send the photos they are given, so such a request is
+/// accepted: the image is not stored (the store keeps only what it can type) and the reason
+/// goes into the written drama's `metadata.reference_image_dropped`. What is not an image at
+/// all, or not what its declared type says, is still refused (`store_reference`).
+fn unusable_reference(upload: &ReferenceUpload) -> Option<String> {
+    let declared = upload
+        .content_type
+        .as_deref()
+        .map(|t| {
+            t.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .filter(|t| !t.is_empty() && t != "application/octet-stream");
+    let an_image = declared.as_deref().is_none_or(|t| t.starts_with("image/"));
+    let format = match MediaType::unaccepted_image(&upload.bytes) {
+        Some(name) if an_image => name.to_owned(),
+        _ => match &declared {
+            Some(t) if t.starts_with("image/") && MediaType::from_mime(t).is_err() => t.clone(),
+            _ => return None,
+        },
+    };
+    Some(format!(
+        "a {format} image is not one the image models read (PNG, JPEG, WebP or GIF); the \
+         drama was written without it"
+    ))
+}
+
 /// An asset error about a premise's reference image, named for the form's `reference_image`
 /// part: the conversion of asset errors names an upload `file`, the asset library's field.
 fn refused_reference(e: AssetError) -> AppError {
@@ -321,7 +354,12 @@ impl App {
         self.ensure_free(&drama_id).await?;
         self.check_drama_quota(caller.user).await?;
         self.check_run_quota(caller.user).await?;
-        let (reference_key, reference_url) = match request.reference {
+        let reference_dropped = request.reference.as_ref().and_then(unusable_reference);
+        if let Some(why) = &reference_dropped {
+            tracing::info!(drama.id = %drama_id, reason = %why, "reference image dropped");
+        }
+        let reference = request.reference.filter(|_| reference_dropped.is_none());
+        let (reference_key, reference_url) = match reference {
             Some(upload) => {
                 let size = upload.bytes.len() as u64;
                 self.check_bytes_quota(caller.user, size).await?;
@@ -338,6 +376,7 @@ impl App {
             improve: None,
             reference_key: reference_key.as_ref().map(|k| k.as_str().to_owned()),
             reference_url,
+            reference_dropped,
         };
         let started = async {
             let graph = Graph {
@@ -494,6 +533,7 @@ impl App {
             }),
             reference_key: None,
             reference_url: None,
+            reference_dropped: None,
         };
         let graph = Graph {
             run: RunSpec::new(kind::IMPROVE_DRAMA, caller.user.0)

@@ -1,7 +1,8 @@
 //! A store that wraps a real one and changes what its claims look like to the worker: a claim
 //! held back until the test lets it through (to stop a worker while a claim is in flight), or
 //! a claim that commits but answers with an error (the connection failed after the commit).
-//! Everything else goes straight to the wrapped store.
+//! It can also be down: every call a worker makes fails as if the database could not be
+//! reached. Everything else goes straight to the wrapped store.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,6 +27,8 @@ pub struct Interposed<S> {
     entered: Notify,
     go: Notify,
     lose: AtomicBool,
+    down: AtomicBool,
+    refuse: AtomicBool,
 }
 
 impl<S: JobStore> Interposed<S> {
@@ -37,7 +40,32 @@ impl<S: JobStore> Interposed<S> {
             entered: Notify::new(),
             go: Notify::new(),
             lose: AtomicBool::new(false),
+            down: AtomicBool::new(false),
+            refuse: AtomicBool::new(false),
         }
+    }
+
+    /// Until `set_down(false)`, every call a worker makes (registration, heartbeats, claims,
+    /// finishes, checkpoints, reaping) fails with [`JobError::Unavailable`], as during a
+    /// database outage; the test's own submissions and queries still go through.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Until `set_refusing(false)`, every finish fails with an error that is not a passing
+    /// one ([`JobError::Unexpected`]), as a database that turned read-only for a failover
+    /// did before its error counted as passing.
+    pub fn set_refusing(&self, refuse: bool) {
+        self.refuse.store(refuse, Ordering::SeqCst);
+    }
+
+    fn reachable(&self) -> Result<(), JobError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(JobError::Unavailable(
+                "the database cannot be reached".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// The next claim waits, before it reaches the store, until [`Interposed::let_go`].
@@ -80,6 +108,7 @@ impl<S: JobStore> JobStore for Interposed<S> {
     }
 
     async fn register_worker(&self, worker: &WorkerRegistration) -> Result<(), JobError> {
+        self.reachable()?;
         self.inner.register_worker(worker).await
     }
 
@@ -89,14 +118,17 @@ impl<S: JobStore> JobStore for Interposed<S> {
         ttl: Duration,
         held: Option<&[JobId]>,
     ) -> Result<Heartbeat, JobError> {
+        self.reachable()?;
         self.inner.heartbeat(worker, ttl, held).await
     }
 
     async fn deregister_worker(&self, worker: WorkerId) -> Result<(), JobError> {
+        self.reachable()?;
         self.inner.deregister_worker(worker).await
     }
 
     async fn claim(&self, request: &ClaimRequest) -> Result<Vec<ClaimedJob>, JobError> {
+        self.reachable()?;
         if self.hold.swap(false, Ordering::SeqCst) {
             self.entered.notify_one();
             self.go.notified().await;
@@ -111,22 +143,32 @@ impl<S: JobStore> JobStore for Interposed<S> {
     }
 
     async fn finish(&self, items: Vec<Finish>) -> Result<Vec<Result<(), JobError>>, JobError> {
+        self.reachable()?;
+        if self.refuse.load(Ordering::SeqCst) {
+            return Err(JobError::Unexpected(
+                "cannot execute UPDATE in a read-only transaction".into(),
+            ));
+        }
         self.inner.finish(items).await
     }
 
     async fn checkpoint(&self, fence: &Fence, value: &Value) -> Result<(), JobError> {
+        self.reachable()?;
         self.inner.checkpoint(fence, value).await
     }
 
     async fn still_held(&self, fences: &[Fence]) -> Result<Vec<JobId>, JobError> {
+        self.reachable()?;
         self.inner.still_held(fences).await
     }
 
-    async fn reap_expired(&self, limit: usize) -> Result<usize, JobError> {
-        self.inner.reap_expired(limit).await
+    async fn reap_expired(&self, reaper: WorkerId, limit: usize) -> Result<usize, JobError> {
+        self.reachable()?;
+        self.inner.reap_expired(reaper, limit).await
     }
 
     async fn throttle_class(&self, class: &str, delay: Duration) -> Result<(), JobError> {
+        self.reachable()?;
         self.inner.throttle_class(class, delay).await
     }
 

@@ -34,6 +34,7 @@ mod graphs;
 mod interpose;
 mod leases;
 mod limits;
+mod outages;
 mod queries;
 mod resumes;
 
@@ -61,6 +62,11 @@ pub use leases::{
 pub use limits::{
     priorities_order_claims_and_stale_fences_are_rejected, rate_limits_cap_starts_per_minute,
     resource_limits_hold_across_workers,
+};
+pub use outages::{
+    a_reaper_waits_a_lease_after_its_own_registration_lapsed,
+    an_outage_longer_than_the_lease_takes_back_no_running_task,
+    finishes_the_store_refused_are_written_again,
 };
 pub use queries::{
     events_replay_since_an_id_and_notify, idempotent_and_invalid_submissions,
@@ -102,6 +108,9 @@ macro_rules! for_each_job_scenario {
         $m!(a_claim_whose_answer_was_lost_is_released_at_the_next_heartbeat);
         $m!(a_resume_that_queues_nothing_leaves_the_cancellation);
         $m!(a_resume_withdraws_the_cancellation_of_running_prerequisites);
+        $m!(an_outage_longer_than_the_lease_takes_back_no_running_task);
+        $m!(a_reaper_waits_a_lease_after_its_own_registration_lapsed);
+        $m!(finishes_the_store_refused_are_written_again);
     };
 }
 

@@ -54,6 +54,28 @@ pub(super) struct Class {
 
 pub(super) type ReadyKey = (Reverse<i32>, Reverse<i64>, JobId);
 
+/// A worker's registration: the memory twin of a `job_workers` row.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Registration {
+    /// When it dies without a heartbeat.
+    pub(super) expires: DateTime<Utc>,
+    /// The last registration or heartbeat.
+    pub(super) heartbeat: DateTime<Utc>,
+    /// Since when it has been alive without a gap (see `JobStore::reap_expired`).
+    pub(super) alive_since: DateTime<Utc>,
+}
+
+impl Registration {
+    pub(super) fn alive(&self, now: DateTime<Utc>) -> bool {
+        self.expires > now
+    }
+
+    /// Alive, and without a gap for at least its lease: it may reap.
+    pub(super) fn may_reap(&self, now: DateTime<Utc>) -> bool {
+        self.alive(now) && self.alive_since <= now - (self.expires - self.heartbeat)
+    }
+}
+
 #[derive(Default)]
 pub(super) struct Mem {
     pub(super) nodes: HashMap<JobId, Node>,
@@ -64,7 +86,7 @@ pub(super) struct Mem {
     pub(super) running: BTreeSet<JobId>,
     pub(super) events: Vec<Event>,
     pub(super) run_events: HashMap<RunId, Vec<usize>>,
-    pub(super) workers: HashMap<WorkerId, DateTime<Utc>>,
+    pub(super) workers: HashMap<WorkerId, Registration>,
     pub(super) classes: HashMap<String, Class>,
     pub(super) idempotency: HashMap<(Uuid, String), RunId>,
     pub(super) violations: Vec<String>,

@@ -24,7 +24,7 @@ use crate::store::{
     WorkerRegistration,
 };
 
-use mem::{Clock, Mem};
+use mem::{Clock, Mem, Registration};
 
 /// A complete job store in memory.
 pub struct MemoryJobStore {
@@ -225,8 +225,22 @@ impl JobStore for MemoryJobStore {
     }
 
     async fn register_worker(&self, worker: &WorkerRegistration) -> Result<(), JobError> {
-        let expires = self.clock.now() + chrono::Duration::from_std(worker.ttl).unwrap_or_default();
-        self.lock().workers.insert(worker.id, expires);
+        let now = self.clock.now();
+        let expires = now + chrono::Duration::from_std(worker.ttl).unwrap_or_default();
+        let mut mem = self.lock();
+        // Alive without a gap since then, unless it had expired (see `reap_expired`).
+        let alive_since = match mem.workers.get(&worker.id) {
+            Some(r) if r.alive(now) => r.alive_since,
+            _ => now,
+        };
+        mem.workers.insert(
+            worker.id,
+            Registration {
+                expires,
+                heartbeat: now,
+                alive_since,
+            },
+        );
         Ok(())
     }
 
@@ -238,9 +252,16 @@ impl JobStore for MemoryJobStore {
     ) -> Result<Heartbeat, JobError> {
         let now = self.clock.now();
         let mut mem = self.lock();
+        let lease = chrono::Duration::from_std(ttl).unwrap_or_default();
         match mem.workers.get_mut(&worker) {
-            Some(expires) if *expires > now => {
-                *expires = now + chrono::Duration::from_std(ttl).unwrap_or_default();
+            Some(r) if r.alive(now) => {
+                // A gap of more than half a lease: the worker could not reach the store for a
+                // while, and perhaps its peers could not either (see `reap_expired`).
+                if r.heartbeat < now - lease / 2 {
+                    r.alive_since = now;
+                }
+                r.expires = now + lease;
+                r.heartbeat = now;
             }
             _ => return Ok(Heartbeat::default()),
         }
@@ -287,7 +308,7 @@ impl JobStore for MemoryJobStore {
         let now = self.clock.now();
         let mut mem = self.lock();
         match mem.workers.get(&request.worker) {
-            Some(expires) if *expires > now => {}
+            Some(r) if r.alive(now) => {}
             _ => return Err(JobError::WorkerExpired(request.worker)),
         }
         if request.limit == 0 {
@@ -346,13 +367,16 @@ impl JobStore for MemoryJobStore {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn reap_expired(&self, limit: usize) -> Result<usize, JobError> {
+    async fn reap_expired(&self, reaper: WorkerId, limit: usize) -> Result<usize, JobError> {
         let now = self.clock.now();
         let mut mem = self.lock();
+        if !mem.workers.get(&reaper).is_some_and(|r| r.may_reap(now)) {
+            return Ok(0);
+        }
         let dead: HashSet<WorkerId> = mem
             .workers
             .iter()
-            .filter(|(_, e)| **e <= now)
+            .filter(|(_, r)| !r.alive(now))
             .map(|(w, _)| *w)
             .collect();
         let expired: Vec<JobId> = mem

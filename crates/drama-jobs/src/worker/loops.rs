@@ -163,12 +163,49 @@ async fn stop_the_retaken<S: JobStore>(shared: &Arc<Shared<S>>) {
 const COMPLETION_RETRY: Backoff =
     Backoff::doubling(Duration::from_millis(50), Duration::from_secs(5));
 
+/// Pauses between attempts to write the finishes the store refused for good
+/// ([`Shared::kept`]): a second after the refusal, doubling up to a minute.
+const KEPT_RETRY: Backoff = Backoff::doubling(Duration::from_secs(1), Duration::from_secs(60));
+
 pub(super) async fn completer<S: JobStore>(
     shared: Arc<Shared<S>>,
     mut rx: mpsc::UnboundedReceiver<Finish>,
 ) {
     let max = shared.config.finish_batch;
-    while let Some(first) = rx.recv().await {
+    // When the refused finishes are written again, and how many times they were refused since
+    // the store last took them all: a refusal the store judged final may still pass (a
+    // database that was read-only for a failover, a fault the store did not recognise as
+    // passing), and a finish that is never written leaves its task running for as long as
+    // this process heartbeats — its run never settles, its refund is never taken, and its
+    // class's running slot stays taken.
+    let mut kept_due: Option<tokio::time::Instant> = None;
+    let mut kept_failures = 0_u32;
+    loop {
+        if kept_due.is_none() && !shared.kept().is_empty() {
+            kept_due = Some(tokio::time::Instant::now() + KEPT_RETRY.delay(kept_failures));
+        }
+        let received = match kept_due {
+            Some(due) => tokio::select! {
+                f = rx.recv() => f,
+                () = tokio::time::sleep_until(due) => {
+                    kept_due = None;
+                    if retry_kept(&shared).await {
+                        kept_failures = 0;
+                    } else {
+                        kept_failures = kept_failures.saturating_add(1);
+                    }
+                    continue;
+                }
+            },
+            None => rx.recv().await,
+        };
+        let Some(first) = received else {
+            // Stopping: one more try for the refused finishes before the registration goes.
+            if !shared.kept().is_empty() {
+                retry_kept(&shared).await;
+            }
+            return;
+        };
         let mut batch = vec![first];
         while batch.len() < max {
             match rx.try_recv() {
@@ -211,9 +248,9 @@ pub(super) async fn completer<S: JobStore>(
                 }
                 Some(Err(e)) => {
                     // Its lease may stay (see `finish_one_by_one`): held, so the heartbeat does
-                    // not hand it back either.
-                    shared.kept().insert(item.fence.job_id);
-                    warn!(error = %e, job = %item.fence.job_id, "finish rejected");
+                    // not hand it back either, and written again later (`retry_kept`).
+                    shared.kept().insert(item.fence.job_id, item.clone());
+                    warn!(error = %e, job = %item.fence.job_id, "finish rejected; it will be written again later");
                 }
                 _ => {}
             }
@@ -222,6 +259,42 @@ pub(super) async fn completer<S: JobStore>(
         shared.drained.notify_waiters();
         shared.wake.notify_one();
     }
+}
+
+/// Writes the finishes the store refused for good again, each as [`finish_one_by_one`] does
+/// (its outcome, or else a plain failure). Those the store takes, or refuses because the
+/// attempt lost its lease, are done; the others stay kept. Returns whether none is left.
+async fn retry_kept<S: JobStore>(shared: &Arc<Shared<S>>) -> bool {
+    let items: Vec<Finish> = shared.kept().values().cloned().collect();
+    let results = finish_one_by_one(shared, &items).await;
+    let mut kept = shared.kept();
+    for (item, result) in items.iter().zip(results) {
+        let done = match result {
+            Ok(()) => true,
+            Err(e) if e.is_fence_lost() => {
+                bump(&shared.stats.fenced_out, 1);
+                true
+            }
+            Err(_) => false,
+        };
+        if done
+            && kept
+                .get(&item.fence.job_id)
+                .is_some_and(|k| k.fence == item.fence)
+        {
+            kept.remove(&item.fence.job_id);
+        }
+    }
+    let left = kept.len();
+    drop(kept);
+    if left < items.len() {
+        info!(
+            written = items.len() - left,
+            left, "finishes the store had refused were written"
+        );
+        shared.drained.notify_waiters();
+    }
+    left == 0
 }
 
 /// What a task's error says when the store refused to write its attempt's outcome. Fixed
@@ -307,7 +380,7 @@ pub(super) async fn heartbeats<S: JobStore>(shared: Arc<Shared<S>>) {
         let (held, before) = {
             let in_flight = shared.in_flight();
             let mut held: Vec<JobId> = in_flight.keys().copied().collect();
-            held.extend(shared.kept().iter().copied());
+            held.extend(shared.kept().keys().copied());
             (held, shared.claims.look())
         };
         match shared
@@ -399,7 +472,9 @@ pub(super) async fn maintenance<S: JobStore>(shared: Arc<Shared<S>>) {
     let mut last_prune: Option<tokio::time::Instant> = None;
     loop {
         reap.tick().await;
-        match shared.store.reap_expired(1000).await {
+        // The store reaps only once this worker's own registration has been alive for a
+        // lease (see `JobStore::reap_expired`).
+        match shared.store.reap_expired(shared.worker_id(), 1000).await {
             Ok(0) => {}
             Ok(n) => {
                 bump(&shared.stats.reaped, n as u64);

@@ -4,7 +4,7 @@
 mod handlers;
 mod loops;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -42,7 +42,8 @@ pub struct WorkerConfig {
     /// How long leases live without a heartbeat: a dead process's tasks are retaken after
     /// about this long.
     pub lease_ttl: Duration,
-    /// How often the process heartbeats (one statement for all its tasks).
+    /// How often the process heartbeats (one statement for all its tasks); at most a third
+    /// of `lease_ttl`.
     pub heartbeat_interval: Duration,
     /// Longest wait between claims when no notification arrives.
     pub poll_interval: Duration,
@@ -94,10 +95,13 @@ impl WorkerConfig {
         if self.claim_batch == 0 || self.finish_batch == 0 {
             return Err(bad("claim_batch/finish_batch", "must be at least 1"));
         }
-        if self.heartbeat_interval.is_zero() || self.heartbeat_interval >= self.lease_ttl {
+        // The store takes a gap of more than half a lease between two heartbeats for an
+        // outage and holds the worker's reaper back for a lease (`JobStore::reap_expired`):
+        // a third leaves room for a late heartbeat without that.
+        if self.heartbeat_interval.is_zero() || self.heartbeat_interval * 3 > self.lease_ttl {
             return Err(bad(
                 "heartbeat_interval",
-                "must be positive and shorter than lease_ttl",
+                "must be positive and at most a third of lease_ttl",
             ));
         }
         if self.poll_interval.is_zero() || self.reap_interval.is_zero() {
@@ -226,9 +230,10 @@ struct Shared<S> {
     in_flight: Mutex<HashMap<JobId, InFlight>>,
     /// Claims under way (see the heartbeat's reconciliation).
     claims: Claims,
-    /// Tasks whose finish the store refused: their leases may stay, and they are never
-    /// released (a release hands the attempt back, and the handler already ran).
-    kept: Mutex<HashSet<JobId>>,
+    /// Finishes the store refused: their leases may stay, and they are never released (a
+    /// release hands the attempt back, and the handler already ran). The completer writes
+    /// them again on a backoff timer.
+    kept: Mutex<HashMap<JobId, Finish>>,
     /// Signalled when there may be work (notification, freed capacity, retry due).
     wake: Notify,
     /// Signalled when a finish was applied (shutdown waits on it).
@@ -245,7 +250,7 @@ impl<S> Shared<S> {
         self.in_flight.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn kept(&self) -> MutexGuard<'_, HashSet<JobId>> {
+    fn kept(&self) -> MutexGuard<'_, HashMap<JobId, Finish>> {
         self.kept.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -300,7 +305,7 @@ impl Worker {
             worker: id,
             in_flight: Mutex::new(HashMap::new()),
             claims: Claims::default(),
-            kept: Mutex::new(HashSet::new()),
+            kept: Mutex::new(HashMap::new()),
             wake: Notify::new(),
             drained: Notify::new(),
             poke: Notify::new(),

@@ -12,8 +12,8 @@ use drama_dal::MemoryLegacyImports;
 use drama_dal::StoredDrama;
 use drama_domain::{DramaId, UserId};
 use drama_legacy::{
-    BucketUrls, CancellationToken, DramaReport, ExportOptions, ExportReport, Exporter,
-    ImportOptions, ImportReport, Importer, Layout, OwnerMap, Repositories, Silent,
+    BucketUrls, CancellationToken, DramaReport, ExportOptions, ExportOwners, ExportReport,
+    Exporter, ImportOptions, ImportReport, Importer, Layout, OwnerMap, Repositories, Silent,
 };
 use drama_postgres::PgStore;
 use drama_testkit::s3::S3Server;
@@ -192,7 +192,17 @@ pub async fn import(s3: &TestS3, repos: &Repositories, options: ImportOptions) -
         .unwrap()
 }
 
+/// An export of the old server's world (the default owners).
 pub async fn export(s3: &TestS3, repos: &Repositories, dry_run: bool) -> ExportReport {
+    export_of(s3, repos, dry_run, ExportOwners::default()).await
+}
+
+pub async fn export_of(
+    s3: &TestS3,
+    repos: &Repositories,
+    dry_run: bool,
+    owners: ExportOwners,
+) -> ExportReport {
     Exporter::new(
         s3.store.clone(),
         repos.clone(),
@@ -200,6 +210,7 @@ pub async fn export(s3: &TestS3, repos: &Repositories, dry_run: bool) -> ExportR
             layout: Layout::default(),
             dry_run,
             jobs: 4,
+            owners,
         },
     )
     .unwrap()

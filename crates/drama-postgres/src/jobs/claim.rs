@@ -341,6 +341,9 @@ async fn lock_classes(conn: &mut PgConnection, now: DateTime<Utc>) -> Result<Vec
         if let Some(rate) = per_minute {
             let stored: f64 = row.try_get("tokens")?;
             let refilled: Option<DateTime<Utc>> = row.try_get("refilled_at")?;
+            // A claim that waited for the lock behind one that began later finds a
+            // `refilled_at` ahead of its own `now`: nothing has accrued since then, and
+            // `spend_tokens` keeps the later time (see there).
             let minutes = refilled.map_or(0.0, |t| {
                 (now - t).num_microseconds().unwrap_or(0).max(0) as f64 / 60e6
             });
@@ -420,6 +423,12 @@ fn may_cancel(source: &PgSource, order: &[JobId]) -> bool {
 }
 
 /// Writes back the tokens that the started tasks of rate-limited classes used.
+///
+/// `refilled_at` never moves backwards: `now()` is the transaction's start, and a claim that
+/// waited for the class's lock behind a claim that began later would otherwise set it back
+/// to before that claim's refill, and the next claim would credit the interval between the
+/// two a second time (more starts per minute than the limit). The tokens were computed up to
+/// the later of the two times ([`lock_classes`] accrues nothing for a negative interval).
 async fn spend_tokens(
     conn: &mut PgConnection,
     caps: &[ClassCap],
@@ -441,7 +450,8 @@ async fn spend_tokens(
         return Ok(());
     }
     sqlx::query(
-        "update public.job_resource_classes c set tokens = u.tokens, refilled_at = now(), \
+        "update public.job_resource_classes c set tokens = u.tokens, \
+           refilled_at = greatest(c.refilled_at, now()), \
            updated_at = now() \
          from unnest($1::text[], $2::float8[]) as u(name, tokens) where c.name = u.name",
     )

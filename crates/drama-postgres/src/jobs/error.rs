@@ -37,6 +37,16 @@ impl Error {
         }
     }
 
+    /// Whether the server refused a write because the session is read-only (25006): the
+    /// connection reached a server that is a standby now (a demoted primary during a
+    /// failover), and will until it is closed, so it is not handed out again.
+    pub(crate) fn is_read_only(&self) -> bool {
+        match self {
+            Self::Sql(sqlx::Error::Database(db)) => db.code().as_deref() == Some("25006"),
+            _ => false,
+        }
+    }
+
     pub(crate) fn into_job_error(self) -> JobError {
         match self {
             Self::Job(e) => e,
@@ -50,9 +60,13 @@ fn map_sqlx(err: sqlx::Error) -> JobError {
         sqlx::Error::Database(db) => {
             let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
             match code.as_str() {
-                "40001" | "40P01" | "55P03" | "57P01" | "57P02" | "57P03" | "53300" | "53400" => {
-                    JobError::Unavailable(format!("database busy ({code})"))
-                }
+                // Conflicts, a lock not granted in time, shutdowns, too many connections:
+                // retry later. So is a read-only session (25006: a failover left the
+                // connection on a standby, or the database was made read-only for a while)
+                // and a session the server ended for idling in its transaction (25P03): a
+                // finish refused for good is never written, and its task stays running.
+                "40001" | "40P01" | "55P03" | "57P01" | "57P02" | "57P03" | "53300" | "53400"
+                | "25006" | "25P03" => JobError::Unavailable(format!("database busy ({code})")),
                 c if c.starts_with("08") => {
                     JobError::Unavailable(format!("database connection failed ({code})"))
                 }

@@ -81,7 +81,9 @@ impl PgJobStore {
 }
 
 /// Runs `$body` (an expression using `$conn: &mut PgConnection`) in a transaction of
-/// `$store`'s pool, retrying deadlocks and serialization failures.
+/// `$store`'s pool, retrying deadlocks and serialization failures. A connection whose session
+/// turned out read-only (a failover left it on a standby) is closed instead of going back to
+/// the pool, so the caller's retry gets a fresh one.
 macro_rules! in_tx {
     ($store:expr, |$conn:ident| $body:expr) => {
         in_tx!($store, "BEGIN", |$conn| $body)
@@ -91,13 +93,21 @@ macro_rules! in_tx {
         loop {
             attempt += 1;
             let result: Result<_, Error> = async {
-                let mut tx = $store.pool.begin_with($begin).await?;
-                let out = {
-                    let $conn: &mut PgConnection = &mut tx;
-                    $body.await?
-                };
-                tx.commit().await?;
-                Ok(out)
+                let mut pooled = $store.pool.acquire().await?;
+                let result: Result<_, Error> = async {
+                    let mut tx = sqlx::Connection::begin_with(&mut *pooled, $begin).await?;
+                    let out = {
+                        let $conn: &mut PgConnection = &mut tx;
+                        $body.await?
+                    };
+                    tx.commit().await?;
+                    Ok(out)
+                }
+                .await;
+                if result.as_ref().err().is_some_and(Error::is_read_only) {
+                    pooled.close_on_drop();
+                }
+                result
             }
             .await;
             match result {
@@ -115,13 +125,29 @@ macro_rules! in_tx {
 /// their generic plans stay right (see `claim::PICK`).
 const HOT_PATH_BEGIN: &str = "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan";
 
+/// Begins a claim: [`HOT_PATH_BEGIN`], and a claim waits at most 5 seconds for a lock. A claim
+/// waits for a run's lock only when it holds no other run, but for the limited classes' rows
+/// while it holds the runs of its candidates; when a session stopped in the middle of a claim
+/// holds a class's row (until the server ends it, `idle_in_transaction_session_timeout`), every
+/// claim of the class would queue behind it, each holding its runs, and the completions and
+/// cancellations of those runs would queue behind the claims. Given up, the claim lets go of
+/// its runs and the worker claims again after its poll interval (55P03 is a passing error).
+const CLAIM_BEGIN: &str =
+    "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL lock_timeout = '5s'";
+
 /// Runs `$body` on a pooled connection outside a transaction (single-statement reads).
 macro_rules! on_conn {
     ($store:expr, |$conn:ident| $body:expr) => {{
         let result: Result<_, Error> = async {
             let mut c = $store.pool.acquire().await?;
-            let $conn: &mut PgConnection = &mut c;
-            $body.await
+            let result = {
+                let $conn: &mut PgConnection = &mut c;
+                $body.await
+            };
+            if result.as_ref().err().is_some_and(Error::is_read_only) {
+                c.close_on_drop();
+            }
+            result
         }
         .await;
         result.map_err(Error::into_job_error)
@@ -339,7 +365,7 @@ impl JobStore for PgJobStore {
         // Deferred tasks that came due, made visible to the pick, in a transaction of their
         // own (see `claim::PROMOTE`).
         on_conn!(self, |conn| claim::promote_due(conn))?;
-        in_tx!(self, HOT_PATH_BEGIN, |conn| claim::claim(conn, request))
+        in_tx!(self, CLAIM_BEGIN, |conn| claim::claim(conn, request))
     }
 
     #[tracing::instrument(skip_all, fields(items = items.len()))]
@@ -362,8 +388,8 @@ impl JobStore for PgJobStore {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn reap_expired(&self, limit: usize) -> Result<usize, JobError> {
-        in_tx!(self, |conn| workers::reap(conn, limit))
+    async fn reap_expired(&self, reaper: WorkerId, limit: usize) -> Result<usize, JobError> {
+        in_tx!(self, |conn| workers::reap(conn, reaper, limit))
     }
 
     async fn throttle_class(&self, class: &str, delay: Duration) -> Result<(), JobError> {

@@ -33,7 +33,19 @@ delete from public.job_workers w where w.id in (
     and not exists (select 1 from public.jobs j where j.lease_owner = d.id and j.state = 'running')
   for update skip locked)";
 
-/// Requeues (or fails) the running tasks of workers whose registration expired.
+/// Whether `reaper` may take tasks back: its own registration is alive and has been since at
+/// least one lease ago (`alive_since`, see `register` and [`HEARTBEAT`]; the lease is the
+/// registration's own, `expires_at - heartbeat_at`). After a database outage longer than the
+/// lease every registration has expired, the reaper's too; a reaper that trusted the others'
+/// expiry would take back the tasks of every live process, whose handlers have paid their
+/// providers. Waiting one lease after its own registration came back lets the live ones
+/// register again first; the dead ones are reaped a lease later.
+const MAY_REAP: &str = "\
+select coalesce((select w.expires_at > now() and w.alive_since <= now() - (w.expires_at - w.heartbeat_at)
+                 from public.job_workers w where w.id = $1), false)";
+
+/// Requeues (or fails) the running tasks of workers whose registration expired, when
+/// `reaper` may reap ([`MAY_REAP`]).
 ///
 /// Lock order: the runs, then the tasks (`for no key update`, in id order: a checkpoint,
 /// which updates its task without the run's lock, waits, and finds its fence gone when the
@@ -45,7 +57,27 @@ delete from public.job_workers w where w.id in (
 /// or it commits first, and the reaper sees it alive and leaves its tasks. Registration and
 /// heartbeats lock only the worker's row, and claims lock it (`for key share`) after their
 /// runs, so the order is the same for everybody.
-pub(super) async fn reap(conn: &mut PgConnection, limit: usize) -> Result<usize, Error> {
+///
+/// Every one of those locks is taken `skip locked`: what another transaction holds is left
+/// for the next pass. A reaper that waited would wait, holding the runs it had locked already,
+/// for whatever holds the next one, and a session that stopped in the middle of a transaction
+/// (a process paused, a connection lost without the server noticing) holds its locks until the
+/// server ends it (`idle_in_transaction_session_timeout`, see `PgSettings`): meanwhile every
+/// claim, completion and cancellation of the runs the reaper held waited too, across the
+/// cluster. A registration another transaction holds is being renewed, or claimed under, or
+/// reaped by another reaper; none of these is a reason to take its tasks now.
+pub(super) async fn reap(
+    conn: &mut PgConnection,
+    reaper: WorkerId,
+    limit: usize,
+) -> Result<usize, Error> {
+    let may: bool = sqlx::query_scalar(MAY_REAP)
+        .bind(reaper.0)
+        .fetch_one(&mut *conn)
+        .await?;
+    if !may {
+        return Ok(0);
+    }
     let rows: Vec<(Uuid, Uuid)> = sqlx::query_as(
         "select j.id, j.run_id from public.jobs j \
          where j.state = 'running' and not exists ( \
@@ -59,18 +91,27 @@ pub(super) async fn reap(conn: &mut PgConnection, limit: usize) -> Result<usize,
         sqlx::query(DELETE_EXPIRED).execute(&mut *conn).await?;
         return Ok(0);
     }
-    let mut ids: Vec<JobId> = rows.iter().map(|(id, _)| JobId(*id)).collect();
-    ids.sort_unstable();
-    let runs: Vec<RunId> = rows.iter().map(|(_, r)| JobId(*r)).collect();
+    let picked: Vec<RunId> = rows.iter().map(|(_, r)| JobId(*r)).collect();
     let mut source = PgSource::default();
-    source.lock_runs(conn, &runs).await?;
-    sqlx::query(
-        "select 1 from public.jobs where id = any($1) and state = 'running' \
-         order by id for no key update",
+    let runs: Vec<RunId> = source.lock_runs_skip_locked(conn, &picked).await?;
+    let held: HashSet<Uuid> = runs.iter().map(|r| r.0).collect();
+    let mut ids: Vec<Uuid> = rows
+        .iter()
+        .filter(|(_, run)| held.contains(run))
+        .map(|(id, _)| *id)
+        .collect();
+    ids.sort_unstable();
+    let locked: Vec<Uuid> = sqlx::query_scalar(
+        "select id from public.jobs where id = any($1) and state = 'running' \
+         order by id for no key update skip locked",
     )
-    .bind(ids.iter().map(|id| id.0).collect::<Vec<_>>())
-    .execute(&mut *conn)
+    .bind(&ids)
+    .fetch_all(&mut *conn)
     .await?;
+    let ids: Vec<JobId> = locked.into_iter().map(JobId).collect();
+    if ids.is_empty() {
+        return Ok(0);
+    }
     source.load_tasks(conn, &ids, &[], &ids).await?;
     source.load_ancestor_groups(conn).await?;
     // Fresh look after the locks: the task may have been finished and claimed again since.
@@ -83,19 +124,34 @@ pub(super) async fn reap(conn: &mut PgConnection, limit: usize) -> Result<usize,
         .collect();
     owners.sort_unstable();
     owners.dedup();
-    // Every owner's row is locked, the expired ones above all (a filter on the expiry, even
-    // outside a subquery, would be pushed below the lock and leave them unlocked).
+    // Every owner's row that nobody else holds is locked, the expired ones above all (a
+    // filter on the expiry, even outside a subquery, would be pushed below the lock and leave
+    // them unlocked). Then the rows that exist: one that exists and was not locked is held by
+    // another transaction, and its tasks are left; one that does not exist is gone.
     let registrations: Vec<(Uuid, bool)> = sqlx::query_as(
         "select id, expires_at > now() from public.job_workers \
-         where id = any($1) order by id for update",
+         where id = any($1) order by id for update skip locked",
     )
-    .bind(owners)
+    .bind(&owners)
     .fetch_all(&mut *conn)
     .await?;
-    let alive: HashSet<WorkerId> = registrations
-        .into_iter()
-        .filter(|(_, alive)| *alive)
-        .map(|(id, _)| WorkerId(id))
+    let present: HashSet<Uuid> =
+        sqlx::query_scalar("select id from public.job_workers where id = any($1)")
+            .bind(&owners)
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .collect();
+    let expired_owners: HashSet<WorkerId> = registrations
+        .iter()
+        .filter(|(_, alive)| !*alive)
+        .map(|(id, _)| WorkerId(*id))
+        .chain(
+            owners
+                .iter()
+                .filter(|id| !present.contains(id))
+                .map(|id| WorkerId(*id)),
+        )
         .collect();
     let expired: Vec<JobId> = ids
         .into_iter()
@@ -103,7 +159,7 @@ pub(super) async fn reap(conn: &mut PgConnection, limit: usize) -> Result<usize,
             source
                 .tasks
                 .get(id)
-                .is_some_and(|t| t.lease_owner.is_none_or(|w| !alive.contains(&w)))
+                .is_some_and(|t| t.lease_owner.is_none_or(|w| expired_owners.contains(&w)))
         })
         .collect();
     let (changes, n) = run_op(conn, &mut source, &runs, |s, now| {
@@ -165,14 +221,18 @@ pub(super) async fn still_held(
     Ok(held.into_iter().map(JobId).collect())
 }
 
+/// Registers the worker, or renews its registration. `alive_since` is kept while the
+/// registration is alive and starts again when it had expired (see [`MAY_REAP`]).
 pub(super) async fn register(
     conn: &mut PgConnection,
     worker: &WorkerRegistration,
 ) -> Result<(), Error> {
     sqlx::query(
-        "insert into public.job_workers (id, name, kinds, expires_at) \
-         values ($1, $2, $3, now() + make_interval(secs => $4)) \
-         on conflict (id) do update set expires_at = excluded.expires_at, heartbeat_at = now()",
+        "insert into public.job_workers (id, name, kinds, expires_at, alive_since) \
+         values ($1, $2, $3, now() + make_interval(secs => $4), now()) \
+         on conflict (id) do update set expires_at = excluded.expires_at, heartbeat_at = now(), \
+           alive_since = case when job_workers.expires_at > now() \
+                              then job_workers.alive_since else now() end",
     )
     .bind(worker.id.0)
     .bind(&worker.name)
@@ -230,10 +290,18 @@ pub(super) async fn heartbeat(
 }
 
 /// `$1` worker, `$2` ttl in seconds, `$3` the tasks it holds (null: do not compare).
+///
+/// A heartbeat that comes more than half a lease after the previous one starts `alive_since`
+/// again (see [`MAY_REAP`]): the process could not reach the database for that long (or was
+/// stalled), so its peers may not have either, and those whose heartbeats fell due earlier in
+/// the gap may have expired while its own registration did not. Workers heartbeat every third
+/// of the lease at most (`WorkerConfig::validate`), so a gap that long is no ordinary delay.
 pub(super) const HEARTBEAT: &str = "\
 with w as (
   update public.job_workers set expires_at = now() + make_interval(secs => $2),
-    heartbeat_at = now()
+    heartbeat_at = now(),
+    alive_since = case when heartbeat_at >= now() - make_interval(secs => $2 / 2)
+                       then alive_since else now() end
   where id = $1 and expires_at > now() returning id),
 leased as (
   select j.id, j.run_id, j.epoch, j.cancel_requested,

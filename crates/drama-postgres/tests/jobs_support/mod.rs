@@ -17,6 +17,34 @@ pub async fn url_of(pool: &PgPool) -> String {
     format!("{without_db}/{db}")
 }
 
+/// A registration that may reap at once, for a test that plays the reaper: alive for an
+/// hour, and since two hours ago (a reaper takes tasks back only once its own registration
+/// has been alive for its lease, see `JobStore::reap_expired`).
+pub async fn seasoned_reaper(
+    store: &drama_postgres::jobs::PgJobStore,
+    pool: &PgPool,
+) -> drama_jobs::WorkerId {
+    use drama_jobs::JobStore as _;
+    let id = drama_jobs::WorkerId::new();
+    store
+        .register_worker(&drama_jobs::WorkerRegistration {
+            id,
+            name: "reaper".into(),
+            kinds: vec![],
+            ttl: std::time::Duration::from_secs(3600),
+        })
+        .await
+        .unwrap();
+    sqlx::query(
+        "update public.job_workers set alive_since = now() - interval '2 hours' where id = $1",
+    )
+    .bind(id.0)
+    .execute(pool)
+    .await
+    .unwrap();
+    id
+}
+
 /// A one-connection pool on the database of `pool` whose statements the counter counts.
 pub async fn counted_pool(pool: &PgPool) -> (PgPool, StatementCounter) {
     let url = url_of(pool).await;

@@ -100,7 +100,10 @@ impl App {
         let (video_task, mut usage) = match submitted {
             Some(task_id) => (VideoTask { task_id, duration }, drama_ai::Usage::default()),
             None => {
-                if checkpoint.is_some_and(|c| c.get(SUBMITTING).is_some()) {
+                // A provider that takes a repeat as the same task is simply asked again.
+                if checkpoint.is_some_and(|c| c.get(SUBMITTING).is_some())
+                    && !model.submission_is_idempotent()
+                {
                     return submission_left_unrecorded(&ctx, &model.model()).await;
                 }
                 // A cancellation seen before the paid submission is honoured (and refunded).

@@ -1,0 +1,129 @@
+//! The users an import needs: created once each, before any drama is written, and looked up
+//! (with a cache) for files that name a user directly.
+
+use drama_dal::{NewUser, RepoError};
+use drama_domain::UserId;
+
+use super::Importer;
+use crate::error::LegacyError;
+use crate::origin::Origin;
+use crate::source::OwnerTarget;
+
+impl Importer {
+    /// An owner the import creates: named as such, opening with the configured credits.
+    pub(super) fn new_owner(&self, user: UserId) -> NewUser {
+        let mut new = NewUser::new(user);
+        new.display_name = Some("legacy import".to_owned());
+        new.tokens = self.options.initial_credits.max(0);
+        new
+    }
+
+    /// Creates the users the import needs, each once: from the old database (table origin),
+    /// every row of its `users` table whose id is a UUID (the Supabase Auth id), with its
+    /// email, name, balance and plan; then every mapped owner (`--owner`, `--owner-map`) the
+    /// old table does not list, and every UUID that owns an old drama (Supabase Auth users the
+    /// old table does not list), as [`Importer::new_owner`]. The old rows come first so that a
+    /// mapped owner the old table knows keeps its balance and email instead of opening as a
+    /// blank "legacy import" user. Existing users are left as they are (their balance too: a
+    /// user is credited once, by its opening entry). Rows that cannot become users are noted.
+    /// Answers the users created (or, dry, that would be).
+    pub(super) async fn bring_users(
+        &self,
+        notes: &mut Vec<String>,
+    ) -> Result<Vec<UserId>, LegacyError> {
+        let mut wanted: Vec<NewUser> = Vec::new();
+        let tables = match &self.origin {
+            Origin::Tables(tables) => Some(tables.as_ref()),
+            Origin::Bucket(_) => None,
+        };
+        if let Some(tables) = tables {
+            for row in tables.legacy_users().await.map_err(LegacyError::Target)? {
+                match crate::tables::new_user(&row) {
+                    Ok(user) if wanted.iter().any(|w| w.id == user.id) => {}
+                    Ok(user) => match self.options.owners.resolve(&user.id.to_string()) {
+                        // Its dramas go to another user (the old demo user, given to
+                        // `--owner`, or a map entry): it does not become a user of its own.
+                        Some(OwnerTarget::Mapped(to)) if to != user.id => notes.push(format!(
+                            "users row {}: its dramas go to user {to} (the owner map or \
+                             --owner), so it is not imported as a user of its own; its balance \
+                             of {} was not carried over",
+                            user.id, user.tokens
+                        )),
+                        _ => wanted.push(user),
+                    },
+                    Err(why) => notes.push(why),
+                }
+            }
+        }
+        for user in self.options.owners.users() {
+            if !wanted.iter().any(|w| w.id == user) {
+                wanted.push(self.new_owner(user));
+            }
+        }
+        if let Some(tables) = tables {
+            let dramas = tables.legacy_dramas().await.map_err(LegacyError::Target)?;
+            for owner in dramas.iter().filter_map(|d| d.owner.as_deref()) {
+                if let Some(OwnerTarget::Direct(user)) = self.options.owners.resolve(owner)
+                    && !wanted.iter().any(|w| w.id == user)
+                {
+                    wanted.push(self.new_owner(user));
+                }
+            }
+        }
+        let mut created = Vec::new();
+        for new in wanted {
+            let user = new.id;
+            if self.create_user(new).await? {
+                created.push(user);
+            }
+            self.remember_user(user, true);
+        }
+        Ok(created)
+    }
+
+    /// Creates `new` unless the user exists; whether it was (or, dry, would be) created.
+    async fn create_user(&self, new: NewUser) -> Result<bool, LegacyError> {
+        match self.repos.users.get_user(new.id).await {
+            Ok(_) => return Ok(false),
+            Err(RepoError::NotFound { .. }) => {}
+            Err(e) => return Err(LegacyError::Target(e)),
+        }
+        if self.options.dry_run {
+            return Ok(true);
+        }
+        match self.repos.users.create_user(&new).await {
+            Ok(_) => {
+                tracing::info!(user = %new.id, "created a user of the old server");
+                Ok(true)
+            }
+            Err(RepoError::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(LegacyError::Target(e)),
+        }
+    }
+
+    fn remember_user(&self, user: UserId, exists: bool) {
+        self.known_users
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(user, exists);
+    }
+
+    pub(super) async fn user_exists(&self, user: UserId) -> Result<bool, RepoError> {
+        let known = self
+            .known_users
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&user)
+            .copied();
+        if let Some(known) = known {
+            return Ok(known);
+        }
+        let exists = match self.repos.users.get_user(user).await {
+            Ok(_) => true,
+            Err(RepoError::NotFound { .. }) => false,
+            Err(e) => return Err(e),
+        };
+        self.remember_user(user, exists);
+        Ok(exists)
+    }
+}

@@ -71,12 +71,14 @@ impl TextLimits {
 
     /// Checks every string of a document a client sent (a drama, a PATCH body), by the name
     /// of the field holding it. `metadata` objects are the client's own: only their size is
-    /// bounded ([`MAX_METADATA_BYTES`]); URLs and ids have their own rules.
+    /// bounded ([`MAX_METADATA_BYTES`]). URLs have their own bound
+    /// ([`drama_domain::MAX_URL_CHARS`], not configurable: the OpenAPI document states it);
+    /// ids theirs (checked when they are parsed).
     ///
     /// # Errors
     /// A [`DomainError`] listing every field over its bound.
     pub fn check_document(&self, doc: &Value) -> Result<(), DomainError> {
-        let mut errors = Vec::new();
+        let mut errors = drama_domain::long_urls(doc);
         self.walk(&mut errors, "", "", doc);
         if errors.is_empty() {
             Ok(())
@@ -110,7 +112,7 @@ impl TextLimits {
                         }
                         continue;
                     }
-                    if name == "id" || name.ends_with("url") {
+                    if name == "id" || drama_domain::is_url_field(name) {
                         continue;
                     }
                     self.walk(errors, &child, name, item);
@@ -183,5 +185,18 @@ mod tests {
                 "title"
             ]
         );
+    }
+
+    #[test]
+    fn urls_are_held_to_their_own_bound_and_named() {
+        let limits = TextLimits::default();
+        let max = drama_domain::MAX_URL_CHARS;
+        let fine = json!({"image_url": "u".repeat(max), "url": "u".repeat(max)});
+        assert!(limits.check_document(&fine).is_ok());
+        let long = json!({"video_url": "u".repeat(max + 1)});
+        let err = limits.check_document(&long).unwrap_err();
+        assert_eq!(err.errors.len(), 1);
+        assert_eq!(err.errors[0].field, "video_url");
+        assert_eq!(err.errors[0].message, "must be at most 10000 characters");
     }
 }

@@ -1,7 +1,8 @@
 //! What a run meets when the drama changes under it: an id taken while a premise run was
 //! settled costs no call when the run is resumed (or when its write comes up anyway), a
 //! deleted drama's runs stop and give back what had not started, and scenes stored while the
-//! episode's scenes were being written stay. Script calls go to a mock Gemini server; on
+//! episode's scenes were being written stay, while a drama deleted then still pays for the
+//! call that wrote them. Script calls go to a mock Gemini server; on
 //! in-memory ports and on PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -33,6 +34,7 @@ on_every_backend!("under_runs":
     a_write_whose_id_was_taken_fails_before_its_call,
     deleting_a_drama_stops_its_runs,
     scenes_stored_while_scenes_are_written_stay,
+    deleting_a_drama_while_its_scenes_are_written_charges_the_call,
 );
 
 enum Jobs {
@@ -429,6 +431,66 @@ async fn scenes_stored_while_scenes_are_written_stay(backend: Backend) {
             .iter()
             .any(|e| e.reason == CreditReason::Expansion && e.run_id == Some(run.0)),
         "{ledger:?}"
+    );
+    assert_eq!(requests(&server).await, 1, "one call");
+    w.stop().await;
+}
+
+/// The drama is deleted while the model writes an episode's scenes: the provider bills the
+/// call, so the task completes charged (nothing written, nothing follows) instead of failing
+/// and being refunded.
+async fn deleting_a_drama_while_its_scenes_are_written_charges_the_call(backend: Backend) {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path_regex(":generateContent$"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(scenes_answer())
+                .set_delay(Duration::from_millis(1500)),
+        )
+        .mount(&server)
+        .await;
+    let mut w = world(backend, gemini_at(&server)).await;
+    w.start().await;
+    let drama = builders::drama("gone", 2, 1, 0);
+    w.store.create(w.caller.user, &drama).await.unwrap();
+    let before = w.balance().await;
+    let run = w
+        .app
+        .generate(
+            &w.caller,
+            &drama.id,
+            Scope::Episode(EpisodeId::parse("e0").unwrap()),
+            false,
+        )
+        .await
+        .unwrap()
+        .job_id;
+    for _ in 0..500 {
+        if requests(&server).await >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(requests(&server).await, 1, "the scenes are being written");
+    w.app.delete_drama(&w.caller, &drama.id).await.unwrap();
+
+    let (_, tasks) = w.settled(run).await;
+    let write = tasks.iter().find(|t| t.kind == kind::WRITE_SCENES).unwrap();
+    assert_eq!(write.state.as_str(), "completed", "{:?}", write.error);
+    assert_eq!(write.result.as_ref().unwrap()["applied"], false);
+    assert!(write.cost > 0, "the call is priced");
+    assert!(
+        tasks
+            .iter()
+            .all(|t| t.kind != kind::STORYBOARD && t.kind != kind::CLIP),
+        "nothing follows"
+    );
+    w.app.settle_refunds().await;
+    assert_eq!(
+        before - w.balance().await,
+        write.cost,
+        "the call is charged, not refunded"
     );
     assert_eq!(requests(&server).await, 1, "one call");
     w.stop().await;

@@ -174,10 +174,12 @@ pub trait GenerationStore: Send + Sync {
     /// the expansion, the scenes are still stored and the job completes without it; the
     /// return value says whether the expansion was added. An episode that has scenes by the
     /// time of the commit (stored by the user or another run while the call ran) keeps them:
-    /// nothing is written and no expansion paid for, only the usage is settled.
+    /// nothing is written and no expansion paid for, only the usage is settled. A drama or
+    /// episode deleted while the call ran is treated the same way: the call was billed, so
+    /// the job completes charged (its result says `applied: false`) and nothing is written.
     ///
     /// # Errors
-    /// `FenceLost`; `NotFound` (drama or episode gone: nothing written); `Unavailable`.
+    /// `FenceLost`; `Invalid`; `Unavailable`.
     async fn complete_scenes(
         &self,
         fence: &Fence,

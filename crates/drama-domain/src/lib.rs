@@ -25,6 +25,7 @@ pub use model::{
 };
 pub use patch::{AssetPatch, CharacterPatch, DramaPatch, EntityPatch, EpisodePatch, ScenePatch};
 pub use storage::{legacy_key_of, storage_key_belongs};
+pub use text::{MAX_URL_CHARS, is_url_field, long_urls};
 pub use user::{
     ApiKeyId, ApiKeyMeta, MAX_DISPLAY_NAME, OLD_DEFAULT_OWNER, OLD_DEMO_USER, User,
     is_old_default_owner,

@@ -10,7 +10,8 @@
 //!   regeneration; its object was written over the older ones in place);
 //! - takes the owner from a top-level `user_id` (absent: the old default user `10000`);
 //! - refuses what it cannot repair (not JSON, a required field missing, a value of the wrong
-//!   type, a broken model rule) with the path of the offending field.
+//!   type, a broken model rule, a URL over [`drama_domain::MAX_URL_CHARS`]) with the path of
+//!   the offending field.
 
 use std::collections::HashMap;
 
@@ -218,8 +219,15 @@ impl LegacyDrama {
             }
         }
         notes.assets_everywhere(&mut top);
-        let drama: Drama =
-            DomainError::from_value(Value::Object(top)).map_err(LegacyFileError::Invalid)?;
+        let doc = Value::Object(top);
+        // A URL over the bound every client write is held to is not a link anyone can use
+        // (a pasted data URI, a corrupt field), and kept it would make every read of the
+        // drama carry it: the file is refused, naming the field.
+        let long = drama_domain::long_urls(&doc);
+        if !long.is_empty() {
+            return Err(LegacyFileError::Invalid(DomainError { errors: long }));
+        }
+        let drama: Drama = DomainError::from_value(doc).map_err(LegacyFileError::Invalid)?;
         drama.validate().map_err(LegacyFileError::Invalid)?;
         Ok(Self {
             drama,
@@ -624,6 +632,20 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().starts_with("assets[0].duration"), "{e}");
+    }
+
+    #[test]
+    fn a_url_over_its_bound_is_refused_with_its_field() {
+        let long = "x".repeat(drama_domain::MAX_URL_CHARS + 1);
+        let mut doc: Value = serde_json::from_str(FIXTURE).unwrap();
+        doc["episodes"][0]["url"] = Value::String(long);
+        let Err(e) = parse(doc) else {
+            panic!("a file with a URL over its bound was read");
+        };
+        assert_eq!(
+            e.to_string(),
+            "episodes[0].url: must be at most 10000 characters"
+        );
     }
 
     #[test]

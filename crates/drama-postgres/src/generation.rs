@@ -349,16 +349,19 @@ impl GenerationStore for PgStore {
         lock_run(&mut tx, fence.run_id).await?;
         // Lock the drama before reading it: two episodes' scenes written at once must both
         // land, and a read taken before the lock would let the later writer drop the other's.
+        // The call was made and billed whatever happened to the drama meanwhile. A drama or
+        // episode deleted while it ran has nothing to take the scenes: the task completes
+        // charged without writing (as a generated asset whose drama is gone does), where
+        // failing it would refund a call the provider was paid for.
         if !lock_drama(&mut tx, owner, drama).await? {
-            return Err(RepoError::not_found(Entity::Drama, drama).into());
+            return Self::settle_and_complete(tx, owner, fence, without_expansion(completion))
+                .await;
         }
         let mut stored = read_complete(&mut tx, owner, drama).await?;
-        let ep = stored
-            .drama
-            .episodes
-            .iter_mut()
-            .find(|e| &e.id == episode)
-            .ok_or_else(|| RepoError::not_found(Entity::Episode, episode))?;
+        let Some(ep) = stored.drama.episodes.iter_mut().find(|e| &e.id == episode) else {
+            return Self::settle_and_complete(tx, owner, fence, without_expansion(completion))
+                .await;
+        };
         if !ep.scenes.is_empty() {
             // Scenes stored while the call ran (by the user, or by another run) stay: the
             // call is settled, nothing is written and nothing follows.

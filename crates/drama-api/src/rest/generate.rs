@@ -3,14 +3,14 @@
 //! server's synchronous routes (portrait, cover) still answer with the result.
 
 use actix_web::{HttpResponse, web};
-use drama_app::pipeline::{Scope, Started, Waited};
+use drama_app::pipeline::{Scope, Started, Target, Waited};
 use drama_app::store::Entity;
 use drama_app::{AppError, Caller};
 use drama_domain::{AssetId, CharacterId, DomainError, EpisodeId, SceneId};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::nested::{find_asset, find_character, find_scene};
+use super::nested::find_character;
 use super::openapi::schemas as doc;
 use super::{drama_id, load_drama, path_id};
 use crate::endpoint::endpoint;
@@ -222,11 +222,13 @@ async fn critique(
     ))
 }
 
+/// Starts generating what `target` names. The part is looked up by the app, after a keyed
+/// repeat was answered: a repeat replays the first run even when the part is gone since.
 async fn run_generate(
     state: &ApiState,
     caller: &Caller,
     raw_drama: &str,
-    scope: Scope,
+    target: Target,
     body: &[u8],
     what: &str,
 ) -> Result<HttpResponse, ApiError> {
@@ -234,10 +236,10 @@ async fn run_generate(
     let options: GenerateOptions = options(body)?;
     let started = state
         .app()
-        .generate_with(
+        .generate_target(
             caller,
             &id,
-            scope,
+            target,
             drama_app::pipeline::GenerateOptions {
                 force: options.force,
                 budget: options.budget,
@@ -266,7 +268,7 @@ async fn generate_drama(
         &state,
         &caller,
         &path,
-        Scope::Drama,
+        Target::Scope(Scope::Drama),
         &body,
         "Drama asset generation DAG queued.",
     )
@@ -294,7 +296,7 @@ async fn generate_episode(
         &state,
         &caller,
         &d,
-        Scope::Episode(episode),
+        Target::Scope(Scope::Episode(episode)),
         &body,
         "Episode asset generation queued.",
     )
@@ -317,13 +319,13 @@ async fn generate_scene(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let (d, e, s) = path.into_inner();
+    let episode: EpisodeId = path_id(&e, Entity::Episode)?;
     let scene: SceneId = path_id(&s, Entity::Scene)?;
-    find_scene(&load_drama(&state, &caller, &d).await?.drama, &e, &s)?;
     run_generate(
         &state,
         &caller,
         &d,
-        Scope::Scene(scene),
+        Target::Scene { episode, scene },
         &body,
         "Scene asset generation queued.",
     )
@@ -345,13 +347,27 @@ async fn generate_asset(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let (d, e, s, a) = path.into_inner();
+    let episode: EpisodeId = path_id(&e, Entity::Episode)?;
+    let scene: SceneId = path_id(&s, Entity::Scene)?;
     let asset: AssetId = path_id(&a, Entity::Asset)?;
-    find_asset(&load_drama(&state, &caller, &d).await?.drama, &e, &s, &a)?;
     // A single asset is generated again whenever it is asked for; the body may still say so.
     let _: GenerateOptions = options(&body)?;
+    let target = Target::SceneAsset {
+        episode,
+        scene,
+        asset,
+    };
     let started = state
         .app()
-        .generate(&caller, &drama_id(&d)?, Scope::Asset(asset), true)
+        .generate_target(
+            &caller,
+            &drama_id(&d)?,
+            target,
+            drama_app::pipeline::GenerateOptions {
+                force: true,
+                budget: None,
+            },
+        )
         .await?;
     Ok(accepted(&state, &started, "Asset generation queued."))
 }

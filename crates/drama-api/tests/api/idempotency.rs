@@ -1,12 +1,14 @@
 //! Idempotency keys: a paid request repeated with its key answers with the first run and is
 //! charged once — over REST and GraphQL, on the memory store, and on PostgreSQL when the
-//! repeats arrive at the same moment.
+//! repeats arrive at the same moment; a repeat is answered before the drama is read, so a
+//! part deleted or changed since does not change the answer.
 
 use actix_web::middleware::from_fn;
 use actix_web::test::{self, TestRequest};
 use drama_api::ApiState;
 use drama_dal::{
-    ApiKeyRepository as _, CreditLedger, CreditMove, CreditReason, NewUser, UserRepository,
+    ApiKeyRepository as _, CreditLedger, CreditMove, CreditReason, DramaRepository as _, NewUser,
+    UserRepository,
 };
 use drama_domain::UserId;
 use drama_testkit::pg::ScratchDb;
@@ -256,4 +258,98 @@ async fn on_postgres_simultaneous_repeats_start_one_run_and_debit_once() {
 
     pool.close().await;
     db.drop_it().await;
+}
+
+/// What happens to a drama between a request and its repeat.
+type Edit = fn(&mut drama_domain::Drama);
+
+/// A keyed repeat of a request for one part replays its first run even when the part was
+/// deleted or changed since: nothing of the drama is read or written for it (its version
+/// stays) and nothing is charged again — for every route that names a part.
+#[actix_web::test]
+async fn a_keyed_repeat_replays_its_run_whatever_became_of_the_part() {
+    let mut h = Harness::new().await;
+    h.app = h.app.clone().with_offline_pricing(true);
+    // No worker: every run stays queued, and the synchronous routes answer 202 after their
+    // shortest wait (a second).
+    let settings = drama_api::HttpSettings {
+        request_timeout: std::time::Duration::from_secs(3),
+        ..Harness::settings()
+    };
+    let svc = h.service(settings).await;
+    let (store, alice, key) = (h.store.clone(), h.alice, h.alice_key.clone());
+    set_balance(&*store, alice, 100_000).await;
+    create_drama(&svc, &key, "p", (4, 2, 2)).await;
+    let id = drama_domain::DramaId::parse("p").unwrap();
+    let edit = |change: Edit| {
+        let store = store.clone();
+        let id = id.clone();
+        async move {
+            let stored = store.get_complete(alice, &id).await.unwrap();
+            let mut drama = stored.drama;
+            change(&mut drama);
+            store
+                .save_complete(alice, &drama, Some(stored.version))
+                .await
+                .unwrap()
+        }
+    };
+    // The cover needs portraits of the main characters (c0, c1).
+    edit(|d| {
+        for c in &mut d.characters[..2] {
+            c.url = Some(format!("https://img.example/{}.png", c.id));
+        }
+    })
+    .await;
+
+    let cases: [(&str, Edit); 6] = [
+        ("/dramas/p/cover_photo", |d| d.characters[1].url = None),
+        ("/dramas/p/characters/c2/audition", |d| {
+            d.characters.retain(|c| c.id.as_str() != "c2");
+        }),
+        ("/dramas/p/characters/c3/generate", |d| {
+            d.characters.retain(|c| c.id.as_str() != "c3");
+        }),
+        ("/dramas/p/episodes/e1/stitch", |d| {
+            d.episodes.retain(|e| e.id.as_str() != "e1");
+        }),
+        ("/dramas/p/episodes/e0/scenes/e0-s1/generate", |d| {
+            d.episodes[0].scenes.retain(|s| s.id.as_str() != "e0-s1");
+        }),
+        (
+            "/dramas/p/episodes/e0/scenes/e0-s0/assets/e0-s0-vid/generate",
+            |d| {
+                d.episodes[0].scenes[0]
+                    .assets
+                    .retain(|a| a.id.as_str() != "e0-s0-vid");
+            },
+        ),
+    ];
+    // Every route is tried; what went wrong is listed for all of them at the end.
+    let mut wrong = Vec::new();
+    for (n, (uri, change)) in cases.into_iter().enumerate() {
+        let request_key = format!("part-{n}");
+        let (status, _, first) = send(&svc, keyed(post(uri, &key), &request_key)).await;
+        assert_eq!(status, 202, "{uri}: {first}");
+        let paid = store.get_user(alice).await.unwrap().tokens;
+        let version = edit(change).await;
+
+        let (status, headers, again) = send(&svc, keyed(post(uri, &key), &request_key)).await;
+        let replayed = headers
+            .get("idempotent-replayed")
+            .and_then(|v| v.to_str().ok())
+            == Some("true");
+        if status != 202 || again["jobId"] != first["jobId"] || !replayed {
+            wrong.push(format!("{uri}: {status} {again} (replayed: {replayed})"));
+        }
+        let now = store.get_complete(alice, &id).await.unwrap().version;
+        if now != version {
+            wrong.push(format!(
+                "{uri}: the repeat wrote the drama ({version} → {now})"
+            ));
+        }
+        assert_eq!(store.get_user(alice).await.unwrap().tokens, paid, "{uri}");
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    assert_eq!(run_charges(&*store, alice).await.len(), 6);
 }

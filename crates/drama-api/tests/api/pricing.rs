@@ -1,6 +1,7 @@
 //! The price list, the model allow-list and the bounds on client text: a model the catalogue
 //! does not list is refused before anything is charged, a listed one is charged its own price,
-//! and text over its bound is refused naming the field — the same over REST and GraphQL.
+//! and text (or a URL) over its bound is refused naming the field — the same over REST and
+//! GraphQL.
 
 use actix_web::test::TestRequest;
 use drama_app::TextLimits;
@@ -214,6 +215,67 @@ async fn client_text_over_its_bound_is_refused_naming_the_field() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
+}
+
+/// URLs are held to the bound the OpenAPI document states, on a whole drama sent by a client
+/// and on every PATCH that carries one, with the error of any other field over its bound.
+#[actix_web::test]
+async fn urls_over_their_bound_are_refused_naming_the_field() {
+    let h = Harness::new().await;
+    let svc = h.service(Harness::settings()).await;
+    let max = drama_domain::MAX_URL_CHARS;
+    // "https://cdn.example/" is 20 characters: `url(n)` is n characters long.
+    let url = |n: usize| format!("https://cdn.example/{}", "x".repeat(n - 20));
+
+    let mut drama = drama_testkit::builders::drama_json("whole", 1, 1, 1);
+    drama["episodes"][0]["scenes"][0]["video_url"] = json!(url(max + 1));
+    let (status, _, body) = send(
+        &svc,
+        post_json("/dramas", &h.alice_key, json!({ "drama": drama })),
+    )
+    .await;
+    assert_eq!(status, 422, "{}", &body.to_string()[..300]);
+    assert_eq!(
+        field_of_each(&body["detail"], "field"),
+        ["episodes[0].scenes[0].video_url"]
+    );
+    let (status, _, _) = send(&svc, get("/dramas/whole", &h.alice_key)).await;
+    assert_eq!(status, 404, "nothing stored");
+
+    create_drama(&svc, &h.alice_key, "d", (1, 1, 1)).await;
+    let (_, _, text) = send(
+        &svc,
+        patch_json("/dramas/d", &h.alice_key, json!({"title": "t".repeat(501)})),
+    )
+    .await;
+    for (uri, field) in [
+        ("/dramas/d/episodes/e0/scenes/e0-s0", "image_url"),
+        ("/dramas/d/episodes/e0/scenes/e0-s0", "video_url"),
+        ("/dramas/d/episodes/e0/scenes/e0-s0/assets/e0-s0-img", "url"),
+    ] {
+        let (status, _, body) = send(
+            &svc,
+            patch_json(uri, &h.alice_key, json!({ field: url(max + 1) })),
+        )
+        .await;
+        assert_eq!(status, 422, "{uri} {field}");
+        assert_eq!(
+            body["code"], text["code"],
+            "the code of any field over its bound"
+        );
+        assert_eq!(field_of_each(&body["detail"], "field"), [field]);
+        assert!(
+            body.to_string()
+                .contains("must be at most 10000 characters"),
+            "{field}"
+        );
+        let (status, _, body) = send(
+            &svc,
+            patch_json(uri, &h.alice_key, json!({ field: url(max) })),
+        )
+        .await;
+        assert_eq!(status, 200, "{uri} {field}: {body}");
+    }
 }
 
 #[actix_web::test]

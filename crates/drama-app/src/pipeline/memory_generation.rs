@@ -303,13 +303,12 @@ impl GenerationStore for MemoryGeneration {
         scenes: &[Scene],
         completion: ScriptCompletion,
     ) -> Result<bool, GenerationError> {
-        let written = self
+        let written = match self
             .update(owner, drama, |d| {
-                let e = d
-                    .episodes
-                    .iter_mut()
-                    .find(|e| &e.id == episode)
-                    .ok_or_else(|| RepoError::not_found(drama_dal::Entity::Episode, episode))?;
+                // An episode deleted while the call ran has nothing to take the scenes.
+                let Some(e) = d.episodes.iter_mut().find(|e| &e.id == episode) else {
+                    return Ok(false);
+                };
                 // Scenes stored while the call ran (by the user, or by another run) stay.
                 if !e.scenes.is_empty() {
                     return Ok(false);
@@ -317,7 +316,14 @@ impl GenerationStore for MemoryGeneration {
                 e.scenes = scenes.to_vec();
                 Ok(true)
             })
-            .await?;
+            .await
+        {
+            Ok(written) => written,
+            // The drama was deleted while the call ran: the call was billed all the same, so
+            // the task completes charged without writing (see the PostgreSQL store).
+            Err(RepoError::NotFound { .. }) => false,
+            Err(e) => return Err(e.into()),
+        };
         let completion = if written {
             completion
         } else {

@@ -4,15 +4,183 @@
 
 use drama_dal::Entity;
 use drama_domain::{
-    Asset, AssetId, AssetKind, CharacterId, DramaId, EpisodeId, JobStatus, JobType,
+    Asset, AssetId, AssetKind, CharacterId, Drama, DramaId, EpisodeId, JobStatus, JobType, SceneId,
 };
 use drama_jobs::{JobId, JobView};
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::plan::Scope;
 use super::usecases::{GenerateOptions, SETTLE_POLL, Started, Waited};
 use crate::{App, AppError, Caller, Precondition};
+
+/// What a generation request asks for, as its client named it.
+///
+/// A keyed repeat of a paid request is answered from these names alone, before the drama is
+/// read: a part deleted or edited since the first request must not turn the replay into a 404
+/// or a 400, nor make the repeat write the drama. The first request resolves them against the
+/// drama ([`Target::resolve`]) into the scope the planner takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A scope as the planner takes it.
+    Scope(Scope),
+    /// One scene (storyboard and clip), addressed through its episode.
+    Scene {
+        /// The episode the scene must be in.
+        episode: EpisodeId,
+        /// The scene.
+        scene: SceneId,
+    },
+    /// One asset of a scene, addressed through its episode and scene.
+    SceneAsset {
+        /// The episode the scene must be in.
+        episode: EpisodeId,
+        /// The scene the asset must be in.
+        scene: SceneId,
+        /// The asset.
+        asset: AssetId,
+    },
+    /// A character's audition video.
+    Audition(CharacterId),
+    /// A character's portrait.
+    Portrait(CharacterId),
+    /// The drama's cover, once every main character has a portrait.
+    Cover,
+    /// An episode's video stitched from its clips.
+    Stitch(EpisodeId),
+}
+
+impl Target {
+    /// How the request's fingerprint names what it asked for. A target that addresses a
+    /// scope (a scene, an asset) is named as that scope was before targets existed, so that a
+    /// key used then still names the same request.
+    pub(super) fn named(&self) -> String {
+        match self {
+            Self::Scope(scope) => format!("{scope:?}"),
+            Self::Scene { scene, .. } => format!("{:?}", Scope::Scene(scene.clone())),
+            Self::SceneAsset { asset, .. } => format!("{:?}", Scope::Asset(asset.clone())),
+            Self::Audition(c) => format!("Audition({c})"),
+            Self::Portrait(c) => format!("Portrait({c})"),
+            Self::Cover => "Cover".to_owned(),
+            Self::Stitch(e) => format!("Stitch({e})"),
+        }
+    }
+
+    /// The scope to plan in `drama` (of id `id`), and what the run's payload adds for old
+    /// clients: the job type the old server gave the request and, for an audition, the
+    /// character and asset its settled result names.
+    ///
+    /// # Errors
+    /// `NotFound` naming the missing part; `Precondition` for a cover whose main characters
+    /// lack portraits (or that has none).
+    pub(super) fn resolve(&self, drama: &Drama, id: &DramaId) -> Result<(Scope, Value), AppError> {
+        match self {
+            Self::Scope(scope) => {
+                // The old server gave an episode's generation the job type `generate_image`.
+                let shown = match scope {
+                    Scope::Episode(_) => json!({"type": JobType::GenerateImage.as_str()}),
+                    _ => json!({}),
+                };
+                Ok((scope.clone(), shown))
+            }
+            Self::Scene { episode, scene } => {
+                scene_in(drama, episode, scene)?;
+                Ok((Scope::Scene(scene.clone()), json!({})))
+            }
+            Self::SceneAsset {
+                episode,
+                scene,
+                asset,
+            } => {
+                scene_in(drama, episode, scene)?
+                    .assets
+                    .iter()
+                    .find(|a| &a.id == asset)
+                    .ok_or_else(|| AppError::not_found(Entity::Asset, asset))?;
+                Ok((Scope::Asset(asset.clone()), json!({})))
+            }
+            Self::Audition(character) => {
+                let asset = character_in(drama, character)?
+                    .audition()
+                    .map(|a| a.id.clone())
+                    .ok_or_else(|| AppError::not_found(Entity::Asset, character))?;
+                // As the old server's audition job: type `generate_video`, and a settled
+                // result that names the character and its video (`App::job`).
+                let shown = json!({
+                    "type": JobType::GenerateVideo.as_str(), "characterId": character,
+                    "assetId": asset,
+                });
+                Ok((Scope::Asset(asset), shown))
+            }
+            Self::Portrait(character) => {
+                let asset = character_in(drama, character)?
+                    .portrait()
+                    .map(|a| a.id.clone())
+                    .ok_or_else(|| AppError::not_found(Entity::Asset, character))?;
+                Ok((Scope::Asset(asset), json!({})))
+            }
+            Self::Cover => {
+                let mains: Vec<&drama_domain::Character> =
+                    drama.characters.iter().filter(|c| c.main).collect();
+                if mains.is_empty() {
+                    return Err(AppError::Precondition(Precondition::NoMainCharacter));
+                }
+                let missing: Vec<String> = mains
+                    .iter()
+                    .filter(|c| c.url.is_none())
+                    .map(|c| c.name.clone())
+                    .collect();
+                if !missing.is_empty() {
+                    return Err(AppError::Precondition(Precondition::MissingPortraits(
+                        missing,
+                    )));
+                }
+                let cover = drama
+                    .cover()
+                    .map(|a| a.id.clone())
+                    .ok_or_else(|| AppError::not_found(Entity::Asset, id))?;
+                Ok((Scope::Asset(cover), json!({})))
+            }
+            Self::Stitch(episode) => {
+                let e = drama
+                    .episode(episode.as_str())
+                    .ok_or_else(|| AppError::not_found(Entity::Episode, episode))?;
+                let asset = first_asset(&e.assets, AssetKind::Video, episode)?;
+                Ok((Scope::Asset(asset), json!({})))
+            }
+        }
+    }
+}
+
+fn character_in<'d>(
+    drama: &'d Drama,
+    character: &CharacterId,
+) -> Result<&'d drama_domain::Character, AppError> {
+    drama
+        .character(character.as_str())
+        .ok_or_else(|| AppError::not_found(Entity::Character, character))
+}
+
+/// The scene `scene` of the episode `episode` (NotFound naming whichever is missing).
+fn scene_in<'d>(
+    drama: &'d Drama,
+    episode: &EpisodeId,
+    scene: &SceneId,
+) -> Result<&'d drama_domain::Scene, AppError> {
+    drama
+        .episode(episode.as_str())
+        .ok_or_else(|| AppError::not_found(Entity::Episode, episode))?
+        .scenes
+        .iter()
+        .find(|s| &s.id == scene)
+        .ok_or_else(|| AppError::not_found(Entity::Scene, scene))
+}
+
+/// A single part is made again whenever it is asked for.
+const ALWAYS: GenerateOptions = GenerateOptions {
+    force: true,
+    budget: None,
+};
 
 impl App {
     /// Starts the audition video of a character (after its portrait when that is missing).
@@ -25,22 +193,7 @@ impl App {
         id: &DramaId,
         character: &CharacterId,
     ) -> Result<Started, AppError> {
-        let drama = self.prepare(caller.user, id).await?;
-        let c = drama
-            .character(character.as_str())
-            .ok_or_else(|| AppError::not_found(Entity::Character, character))?;
-        let asset = c.audition().map(|a| a.id.clone());
-        let asset = asset.ok_or_else(|| AppError::not_found(Entity::Asset, character))?;
-        // As the old server's audition job: type `generate_video`, and a settled result that
-        // names the character and its video (`App::job`).
-        let shown = json!({
-            "type": JobType::GenerateVideo.as_str(), "characterId": character, "assetId": asset,
-        });
-        let options = GenerateOptions {
-            force: true,
-            budget: None,
-        };
-        self.generate_shown(caller, id, Scope::Asset(asset), options, shown)
+        self.generate_target(caller, id, Target::Audition(character.clone()), ALWAYS)
             .await
     }
 
@@ -54,12 +207,8 @@ impl App {
         id: &DramaId,
         episode: &EpisodeId,
     ) -> Result<Started, AppError> {
-        let drama = self.prepare(caller.user, id).await?;
-        let e = drama
-            .episode(episode.as_str())
-            .ok_or_else(|| AppError::not_found(Entity::Episode, episode))?;
-        let asset = first_asset(&e.assets, AssetKind::Video, episode)?;
-        self.generate(caller, id, Scope::Asset(asset), true).await
+        self.generate_target(caller, id, Target::Stitch(episode.clone()), ALWAYS)
+            .await
     }
 
     /// Generates a character's portrait now and answers when it is done (the old server's
@@ -74,15 +223,9 @@ impl App {
         id: &DramaId,
         character: &CharacterId,
     ) -> Result<Waited, AppError> {
-        let drama = self.prepare(caller.user, id).await?;
-        let c = drama
-            .character(character.as_str())
-            .ok_or_else(|| AppError::not_found(Entity::Character, character))?;
-        let asset = c
-            .portrait()
-            .map(|a| a.id.clone())
-            .ok_or_else(|| AppError::not_found(Entity::Asset, character))?;
-        let started = self.generate(caller, id, Scope::Asset(asset), true).await?;
+        let started = self
+            .generate_target(caller, id, Target::Portrait(character.clone()), ALWAYS)
+            .await?;
         if self.wait_for(caller, started.job_id).await?.is_none() {
             return Ok(Waited::Running(started));
         }
@@ -98,27 +241,9 @@ impl App {
     /// `Precondition` when there is no main character or one lacks a portrait; `NotFound`;
     /// `GenerationFailed`; `Unavailable`.
     pub async fn cover_now(&self, caller: &Caller, id: &DramaId) -> Result<Waited, AppError> {
-        let drama = self.prepare(caller.user, id).await?;
-        let mains: Vec<&drama_domain::Character> =
-            drama.characters.iter().filter(|c| c.main).collect();
-        if mains.is_empty() {
-            return Err(AppError::Precondition(Precondition::NoMainCharacter));
-        }
-        let missing: Vec<String> = mains
-            .iter()
-            .filter(|c| c.url.is_none())
-            .map(|c| c.name.clone())
-            .collect();
-        if !missing.is_empty() {
-            return Err(AppError::Precondition(Precondition::MissingPortraits(
-                missing,
-            )));
-        }
-        let cover = drama
-            .cover()
-            .map(|a| a.id.clone())
-            .ok_or_else(|| AppError::not_found(Entity::Asset, id))?;
-        let started = self.generate(caller, id, Scope::Asset(cover), true).await?;
+        let started = self
+            .generate_target(caller, id, Target::Cover, ALWAYS)
+            .await?;
         let settled = self
             .wait_for(caller, started.job_id)
             .await

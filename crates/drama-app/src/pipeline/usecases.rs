@@ -7,13 +7,14 @@ use chrono::Utc;
 use drama_ai::{AiError, CallKind};
 use drama_assets::{AssetError, Category, MediaType, ObjectKey, Scope as KeyScope, keys};
 use drama_dal::{Entity, GenerationError, RepoError, StoredDrama};
-use drama_domain::{Backoff, DomainError, DramaId, JobType, UserId};
+use drama_domain::{Backoff, DomainError, DramaId, UserId};
 use drama_jobs::{Graph, JobError, JobId, NodeSpec, RunFilter, RunSpec};
 use rand::Rng as _;
 use rand::distr::Alphanumeric;
 use serde_json::json;
 
 use super::normalize::ensure_assets;
+use super::one_part::Target;
 use super::plan::{Models, Planner, Scope};
 use super::spec::{CritiqueTask, DramaTask, ImproveSpec, class, kind};
 use crate::once::Once;
@@ -627,24 +628,24 @@ impl App {
         scope: Scope,
         options: GenerateOptions,
     ) -> Result<Started, AppError> {
-        // The old server gave an episode's generation the job type `generate_image`.
-        let shown = match scope {
-            Scope::Episode(_) => json!({"type": JobType::GenerateImage.as_str()}),
-            _ => json!({}),
-        };
-        self.generate_shown(caller, id, scope, options, shown).await
+        self.generate_target(caller, id, Target::Scope(scope), options)
+            .await
     }
 
-    /// [`App::generate_with`], with what the run's payload adds for old clients (`shown`: an
-    /// object, merged into the payload): the job type the old server gave the request and, for
-    /// an audition, the character and asset its settled result names.
-    pub(super) async fn generate_shown(
+    /// Plans and starts the generation of what `target` names. A keyed repeat is answered
+    /// first, from the request alone: nothing of the drama is read or written for it, so a
+    /// part deleted or edited since the first request does not change its answer.
+    ///
+    /// # Errors
+    /// `NotFound` (drama or part); `Precondition` (a cover without portraits); `Invalid` for a
+    /// budget below 1; `InsufficientTokens`.
+    #[tracing::instrument(skip_all, fields(drama.id = %id, ?target))]
+    pub async fn generate_target(
         &self,
         caller: &Caller,
         id: &DramaId,
-        scope: Scope,
+        target: Target,
         options: GenerateOptions,
-        shown: serde_json::Value,
     ) -> Result<Started, AppError> {
         let GenerateOptions { force, budget } = options;
         if let Some(b) = budget
@@ -661,7 +662,7 @@ impl App {
                 caller,
                 kind::GENERATE,
                 &json!({
-                    "dramaId": id, "scope": format!("{scope:?}"), "force": force, "budget": budget,
+                    "dramaId": id, "scope": target.named(), "force": force, "budget": budget,
                 }),
             )
             .await?;
@@ -669,6 +670,7 @@ impl App {
             return Ok(started);
         }
         let drama = self.prepare(owner, id).await?;
+        let (scope, shown) = target.resolve(&drama, id)?;
         let objects = self.store.asset_objects(owner, id).await?;
         let models = self.models(None);
         let costs = self.costs(&models);

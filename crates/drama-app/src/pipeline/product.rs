@@ -28,14 +28,17 @@ use crate::App;
 /// The checkpoint field that holds a task's product (next to e.g. a video's `task_id`).
 const PRODUCT: &str = "product";
 
-/// Commits of one attempt, the first included, before the attempt gives up (and the next
-/// attempt commits the checkpointed product).
-const COMMIT_ATTEMPTS: u32 = 5;
+/// How long a step after a paid call keeps trying after passing failures before the attempt
+/// gives up (and the next attempt, which pays the provider again unless the product was
+/// checkpointed, takes over): a database failover or a read-only primary lasts 30–120 s, so
+/// less than a minute and a half would hand most of them to a second paid call. The lease is
+/// no limit: a handler whose lease was taken meanwhile finds its fence lost, which is not
+/// passing, and stops at once.
+const PAID_STEP_PATIENCE: Duration = Duration::from_secs(90);
 
-/// Waits between commits: 50 ms before the second, doubled for each later one (the cap is
-/// never reached within [`COMMIT_ATTEMPTS`]).
-const COMMIT_BACKOFF: Backoff =
-    Backoff::doubling(Duration::from_millis(50), Duration::from_secs(1));
+/// Waits between tries: 50 ms before the second, doubled for each later one, at most 5 s.
+const PAID_STEP_BACKOFF: Backoff =
+    Backoff::doubling(Duration::from_millis(50), Duration::from_secs(5));
 
 /// A stored object a media handler made, as checkpointed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -77,7 +80,7 @@ pub(super) fn hash_parts(parts: &[&str]) -> String {
 }
 
 /// Runs a completing transaction, and again — with the same product, never a new provider
-/// call — after a transient failure, up to [`COMMIT_ATTEMPTS`] times.
+/// call — after a passing failure, for up to [`PAID_STEP_PATIENCE`].
 pub(super) async fn commit_retrying<T, F, Fut>(commit: F) -> Result<T, GenerationError>
 where
     F: FnMut() -> Fut,
@@ -92,11 +95,28 @@ where
 }
 
 /// Runs a step that follows a paid provider call (recording the object's key, uploading the
-/// bytes, committing), and again after a transient failure, up to [`COMMIT_ATTEMPTS`] times
-/// with backoff. Handing such a failure to the job engine instead would retry the whole
-/// handler and pay the provider a second time for what it already made.
+/// bytes, committing), and again after a passing failure, with backoff, for up to
+/// [`PAID_STEP_PATIENCE`]. Handing such a failure to the job engine instead would retry the
+/// whole handler and pay the provider a second time for what it already made.
 pub(super) async fn after_paid_call<T, E, F, Fut>(
     step: &str,
+    retryable: impl Fn(&E) -> bool,
+    run: F,
+) -> Result<T, E>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    retry_within(step, PAID_STEP_BACKOFF, PAID_STEP_PATIENCE, retryable, run).await
+}
+
+/// [`after_paid_call`] with its schedule and patience given: tries `run` until it succeeds,
+/// fails in a way `retryable` does not pass, or the next pause would end past `patience`.
+async fn retry_within<T, E, F, Fut>(
+    step: &str,
+    backoff: Backoff,
+    patience: Duration,
     retryable: impl Fn(&E) -> bool,
     mut run: F,
 ) -> Result<T, E>
@@ -105,13 +125,19 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
-    let mut attempt = 1;
+    let started = tokio::time::Instant::now();
+    let mut attempt: u32 = 1;
     loop {
         match run().await {
-            Err(e) if retryable(&e) && attempt < COMMIT_ATTEMPTS => {
+            Err(e) if retryable(&e) => {
+                let pause = backoff.delay(attempt - 1);
+                if started.elapsed() + pause > patience {
+                    tracing::warn!(error = %e, attempt, step, "a step after the provider call kept failing; this attempt gives up");
+                    return Err(e);
+                }
                 tracing::warn!(error = %e, attempt, step, "a step after the provider call failed; doing it again with the same product");
-                tokio::time::sleep(COMMIT_BACKOFF.delay(attempt - 1)).await;
-                attempt += 1;
+                tokio::time::sleep(pause).await;
+                attempt = attempt.saturating_add(1);
             }
             other => return other,
         }
@@ -341,5 +367,68 @@ impl App {
             Ok(_) => Outcome::committed_externally(),
             Err(e) => generation_outcome(&e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    const QUICK: Backoff = Backoff::doubling(Duration::from_millis(1), Duration::from_millis(2));
+
+    /// Fails `failures` times with a passing error, then succeeds.
+    async fn flaky(calls: &AtomicU32, failures: u32) -> Result<u32, String> {
+        let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if n <= failures {
+            Err(format!("passing failure {n}"))
+        } else {
+            Ok(n)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_step_outlasts_a_failure_longer_than_a_few_tries() {
+        // Thirty failures in a row (a failover's worth, at any pace): the step is still
+        // done by this attempt, not handed to a next attempt that would pay again.
+        let calls = AtomicU32::new(0);
+        let done = retry_within(
+            "test",
+            QUICK,
+            Duration::from_secs(60),
+            |_| true,
+            || flaky(&calls, 30),
+        )
+        .await;
+        assert_eq!(done, Ok(31));
+    }
+
+    #[tokio::test]
+    async fn a_step_gives_up_after_its_patience_and_at_once_on_a_lasting_failure() {
+        let calls = AtomicU32::new(0);
+        let given_up = retry_within(
+            "test",
+            QUICK,
+            Duration::from_millis(50),
+            |_| true,
+            || flaky(&calls, u32::MAX),
+        )
+        .await;
+        assert!(given_up.is_err());
+        assert!(calls.load(Ordering::SeqCst) > 1);
+        let lasting = AtomicU32::new(0);
+        let refused = retry_within(
+            "test",
+            QUICK,
+            Duration::from_secs(60),
+            |_| false,
+            || flaky(&lasting, u32::MAX),
+        )
+        .await;
+        assert_eq!(refused, Err("passing failure 1".to_owned()));
+        assert_eq!(lasting.load(Ordering::SeqCst), 1);
     }
 }

@@ -69,19 +69,19 @@ fn one_task(class: &str) -> Graph {
 
 /// A process stops (SIGSTOP, a frozen VM) in the middle of a transaction on one run, while a
 /// dead worker's tasks of two runs wait to be taken back. The reaper takes back the other
-/// run's task at once, and the held one after the server ended the stopped session (1 s
-/// here). Before, the reaper locked its runs in id order and waited at the stopped session's
+/// run's task at once, and the held one after the server ended the stopped session (3 s
+/// here, long enough that the first pass starts well before it even on a loaded machine). Before, the reaper locked its runs in id order and waited at the stopped session's
 /// run, holding the others: nothing of those runs was recovered, claimed or completed, and
 /// with no idle-in-transaction timeout the wait never ended.
 #[sqlx::test(migrator = "drama_postgres::MIGRATOR")]
 async fn a_session_stopped_in_a_transaction_holds_back_only_its_own_run(pool: PgPool) {
     install_invariant_checks(&pool).await;
-    let db = server_pool(&pool, Duration::from_secs(1)).await;
+    let db = server_pool(&pool, Duration::from_secs(3)).await;
     let setting: String = sqlx::query_scalar("show idle_in_transaction_session_timeout")
         .fetch_one(&db)
         .await
         .unwrap();
-    assert_eq!(setting, "1s", "set on every pooled session");
+    assert_eq!(setting, "3s", "set on every pooled session");
     let store = Arc::new(PgJobStore::new(db.clone()));
     let dead = register(&store, Duration::from_millis(300)).await;
     let a = store.submit(&one_task("default")).await.unwrap();
@@ -97,11 +97,14 @@ async fn a_session_stopped_in_a_transaction_holds_back_only_its_own_run(pool: Pg
         .execute(&mut *stopped)
         .await
         .unwrap();
-    let reaped = tokio::time::timeout(Duration::from_millis(700), store.reap_expired(reaper, 100))
+    // A reaper that waited for the stopped session would take both tasks back once the server
+    // ended it (3 s): one task back, with the held one still running, shows it did not wait.
+    // The timeout only keeps a reaper that waits for good from hanging the test.
+    let reaped = tokio::time::timeout(Duration::from_secs(10), store.reap_expired(reaper, 100))
         .await
-        .expect("the reaper does not wait for the stopped session")
+        .expect("the reaper does not wait for good")
         .unwrap();
-    assert_eq!(reaped, 1, "the other run's task is taken back");
+    assert_eq!(reaped, 1, "the other run's task is taken back, without waiting");
     let state = |run: Uuid| {
         let pool = pool.clone();
         async move {
@@ -118,7 +121,7 @@ async fn a_session_stopped_in_a_transaction_holds_back_only_its_own_run(pool: Pg
     assert_eq!(state(a.run_id.0).await, "running");
 
     // The server ends the stopped session; the next pass takes the held run's task back.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_millis(4500)).await;
     assert!(
         sqlx::query("select 1")
             .execute(&mut *stopped)

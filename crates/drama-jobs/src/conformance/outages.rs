@@ -128,7 +128,8 @@ async fn keep_alive<S: JobStore>(store: &S, workers: &[WorkerId], lease: Duratio
     }
 }
 
-/// The store's part, step by step, with a lease of 1.5 s: a reaper reaps only once its own
+/// The store's part, step by step, with a lease of 6 s (every step keeps at least a quarter
+/// lease of slack, so a loaded machine's delays do not decide the outcome): a reaper reaps only once its own
 /// registration has been alive without a gap for a lease.
 ///
 /// - A reaper that has just registered takes nothing back, though a peer's registration
@@ -139,7 +140,7 @@ async fn keep_alive<S: JobStore>(store: &S, workers: &[WorkerId], lease: Duratio
 ///   again. Meanwhile the peer registers again and still holds its task.
 /// - A peer that really stopped is reaped once the reaper has been alive a lease.
 pub async fn a_reaper_waits_a_lease_after_its_own_registration_lapsed<S: JobStore>(store: Arc<S>) {
-    let lease = Duration::from_millis(1500);
+    let lease = Duration::from_secs(6);
     let peer = WorkerId::new();
     let reaper = WorkerId::new();
     for w in [reaper, peer] {
@@ -184,12 +185,15 @@ pub async fn a_reaper_waits_a_lease_after_its_own_registration_lapsed<S: JobStor
         vec![fence.job_id]
     );
 
-    // An outage shorter than the lease: the peer heartbeats, the reaper a third of a lease
-    // later, then neither can for a while. The peer's registration expires, the reaper's not.
-    assert!(renew(&*store, peer, lease).await);
-    sleep(lease / 3).await;
+    // An outage shorter than the lease: the peer heartbeats, the reaper half a lease later,
+    // then neither can for a while. The peer's registration expires, the reaper's not: its
+    // heartbeats are 0.5 and 0.6 leases apart (delays only lengthen them, with 0.4 leases of
+    // slack before it would expire), more than half a lease, so it waits a lease again.
     assert!(renew(&*store, reaper, lease).await);
-    sleep(lease - lease / 3 + lease / 10).await;
+    assert!(renew(&*store, peer, lease).await);
+    sleep(lease / 2).await;
+    assert!(renew(&*store, reaper, lease).await);
+    sleep(lease / 2 + lease / 10).await;
     assert!(
         renew(&*store, reaper, lease).await,
         "the reaper's lease held"

@@ -104,7 +104,10 @@ async fn a_session_stopped_in_a_transaction_holds_back_only_its_own_run(pool: Pg
         .await
         .expect("the reaper does not wait for good")
         .unwrap();
-    assert_eq!(reaped, 1, "the other run's task is taken back, without waiting");
+    assert_eq!(
+        reaped, 1,
+        "the other run's task is taken back, without waiting"
+    );
     let state = |run: Uuid| {
         let pool = pool.clone();
         async move {

@@ -87,11 +87,15 @@ impl Once {
         }
     }
 
+    /// Whether `run` was started by this same request.
+    pub(crate) fn started(&self, run: &JobView) -> bool {
+        recorded(run) == Some(self.fingerprint.as_str())
+    }
+
     /// The first answer, when `run` was started by this same request; refused when the key
     /// was used for another one.
     pub(crate) fn replay(&self, run: &JobView) -> Result<Started, AppError> {
-        let recorded = run.payload.get(FINGERPRINT).and_then(Value::as_str);
-        if recorded != Some(self.fingerprint.as_str()) {
+        if !self.started(run) {
             return Err(AppError::Invalid(DomainError::field(
                 FIELD,
                 format!(
@@ -101,17 +105,42 @@ impl Once {
                 ),
             )));
         }
-        let drama_id = run
-            .subject
-            .as_deref()
-            .and_then(|s| DramaId::parse(s).ok())
-            .ok_or_else(|| AppError::Unavailable("the keyed run names no drama".to_owned()))?;
-        Ok(Started {
-            job_id: run.run_id,
-            drama_id,
-            replayed: true,
-        })
+        replayed(run)
     }
+}
+
+/// The fingerprint `run` recorded of the request that started it.
+fn recorded(run: &JobView) -> Option<&str> {
+    run.payload.get(FINGERPRINT).and_then(Value::as_str)
+}
+
+/// The fingerprint of the request `what` (a run kind) with `inputs`.
+fn fingerprint(what: &str, inputs: &Value) -> String {
+    let mut h = Sha256::new();
+    h.update(what.as_bytes());
+    h.update([0]);
+    h.update(inputs.to_string().as_bytes());
+    hex::encode(h.finalize())
+}
+
+/// Whether `run` recorded the request `what` with `inputs` as what started it: a request
+/// an earlier build named otherwise than this one.
+pub(crate) fn recorded_as(run: &JobView, what: &str, inputs: &Value) -> bool {
+    recorded(run) == Some(fingerprint(what, inputs).as_str())
+}
+
+/// The answer of the run `run`, as its repeat: the first answer.
+pub(crate) fn replayed(run: &JobView) -> Result<Started, AppError> {
+    let drama_id = run
+        .subject
+        .as_deref()
+        .and_then(|s| DramaId::parse(s).ok())
+        .ok_or_else(|| AppError::Unavailable("the keyed run names no drama".to_owned()))?;
+    Ok(Started {
+        job_id: run.run_id,
+        drama_id,
+        replayed: true,
+    })
 }
 
 impl App {
@@ -123,13 +152,25 @@ impl App {
         what: &str,
         inputs: &Value,
     ) -> Result<(Once, Option<Started>), AppError> {
-        let mut h = Sha256::new();
-        h.update(what.as_bytes());
-        h.update([0]);
-        h.update(inputs.to_string().as_bytes());
+        let (once, found) = self.once_run(caller, what, inputs).await?;
+        let replay = match found {
+            Some(run) => Some(once.replay(&run)?),
+            None => None,
+        };
+        Ok((once, replay))
+    }
+
+    /// As [`App::once`], with the run the key names instead of its answer, for a caller that
+    /// also recognises a request an earlier build fingerprinted otherwise.
+    pub(crate) async fn once_run(
+        &self,
+        caller: &Caller,
+        what: &str,
+        inputs: &Value,
+    ) -> Result<(Once, Option<JobView>), AppError> {
         let once = Once {
             key: caller.request.map(RequestKey::stored),
-            fingerprint: hex::encode(h.finalize()),
+            fingerprint: fingerprint(what, inputs),
         };
         let Some(key) = once.key() else {
             return Ok((once, None));
@@ -139,11 +180,7 @@ impl App {
             .keyed_run(caller.user.0, key, KEY_WINDOW)
             .await
             .map_err(crate::pipeline::job_error)?;
-        let replay = match found {
-            Some(run) => Some(once.replay(&run)?),
-            None => None,
-        };
-        Ok((once, replay))
+        Ok((once, found))
     }
 }
 

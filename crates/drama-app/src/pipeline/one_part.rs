@@ -5,13 +5,16 @@
 use drama_dal::Entity;
 use drama_domain::{
     Asset, AssetId, AssetKind, CharacterId, Drama, DramaId, EpisodeId, JobStatus, JobType, SceneId,
+    UserId,
 };
 use drama_jobs::{JobId, JobView};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::plan::Scope;
+use super::spec::kind;
 use super::usecases::{GenerateOptions, SETTLE_POLL, Started, Waited};
+use crate::once::Once;
 use crate::{App, AppError, Caller, Precondition};
 
 /// What a generation request asks for, as its client named it.
@@ -64,6 +67,24 @@ impl Target {
             Self::Cover => "Cover".to_owned(),
             Self::Stitch(e) => format!("Stitch({e})"),
         }
+    }
+
+    /// The asset an earlier build named this request by (`Asset(<id>)`, resolved in the
+    /// drama before the key was looked up), for the targets it did not name as they are
+    /// named now; `None` for the others, or when `drama` lacks the part.
+    fn former_asset(&self, drama: &Drama) -> Option<AssetId> {
+        let asset = match self {
+            Self::Scope(_) | Self::Scene { .. } | Self::SceneAsset { .. } => None,
+            Self::Audition(c) => drama.character(c.as_str())?.audition(),
+            Self::Portrait(c) => drama.character(c.as_str())?.portrait(),
+            Self::Cover => drama.cover(),
+            Self::Stitch(e) => drama
+                .episode(e.as_str())?
+                .assets
+                .iter()
+                .find(|a| a.kind == AssetKind::Video),
+        };
+        asset.map(|a| a.id.clone())
     }
 
     /// The scope to plan in `drama` (of id `id`), and what the run's payload adds for old
@@ -183,6 +204,60 @@ const ALWAYS: GenerateOptions = GenerateOptions {
 };
 
 impl App {
+    /// The answer to a keyed repeat of the generation of `target` in the drama `id`, whose
+    /// key names `run`: its first answer when `run` was started by this request, refused
+    /// when by another one.
+    ///
+    /// A run started by an earlier build, which named an audition, portrait, cover or stitch
+    /// by the asset it resolved to (`Asset(<id>)`), is this request when its fingerprint is
+    /// that of the same drama and options with the asset this target resolves to now: a
+    /// client repeating its request across an upgrade (or reaching the other build during
+    /// one) gets its run, not a refusal that makes it pay again under a new key.
+    ///
+    /// # Errors
+    /// `Invalid` naming the key when it was used for another request.
+    pub(super) async fn replay_part(
+        &self,
+        owner: UserId,
+        id: &DramaId,
+        target: &Target,
+        options: GenerateOptions,
+        once: &Once,
+        run: &JobView,
+    ) -> Result<Started, AppError> {
+        if !once.started(run) && self.started_before(owner, id, target, options, run).await {
+            return crate::once::replayed(run);
+        }
+        once.replay(run)
+    }
+
+    /// Whether an earlier build started `run` for `target` (see [`App::replay_part`]).
+    async fn started_before(
+        &self,
+        owner: UserId,
+        id: &DramaId,
+        target: &Target,
+        options: GenerateOptions,
+        run: &JobView,
+    ) -> bool {
+        let Some(scope) = run.payload.get("scope").and_then(Value::as_str) else {
+            return false;
+        };
+        let GenerateOptions { force, budget } = options;
+        let former = json!({"dramaId": id, "scope": scope, "force": force, "budget": budget});
+        if !crate::once::recorded_as(run, kind::GENERATE, &former) {
+            return false;
+        }
+        // Only reading: a repeat never writes the drama. A drama gone since cannot say which
+        // asset the request named, and the repeat is refused as before.
+        let Ok(stored) = self.store.get_complete(owner, id).await else {
+            return false;
+        };
+        target
+            .former_asset(&stored.drama)
+            .is_some_and(|asset| format!("{:?}", Scope::Asset(asset)) == scope)
+    }
+
     /// Starts the audition video of a character (after its portrait when that is missing).
     ///
     /// # Errors

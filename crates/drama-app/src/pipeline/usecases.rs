@@ -657,8 +657,8 @@ impl App {
             )));
         }
         let owner = caller.user;
-        let (once, replay) = self
-            .once(
+        let (once, found) = self
+            .once_run(
                 caller,
                 kind::GENERATE,
                 &json!({
@@ -666,8 +666,10 @@ impl App {
                 }),
             )
             .await?;
-        if let Some(started) = replay {
-            return Ok(started);
+        if let Some(run) = found {
+            return self
+                .replay_part(owner, id, &target, options, &once, &run)
+                .await;
         }
         let drama = self.prepare(owner, id).await?;
         let (scope, shown) = target.resolve(&drama, id)?;

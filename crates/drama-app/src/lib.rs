@@ -112,6 +112,8 @@ pub struct App {
     quotas: Quotas,
     limits: TextLimits,
     sync_wait: std::time::Duration,
+    /// How long a step after a paid provider call keeps trying through passing failures.
+    paid_step_patience: std::time::Duration,
     initial_credits: i64,
     /// Turns of the checks that guard a write (quotas, a free drama id); see `admission`.
     admission: Arc<admission::Admission>,
@@ -143,6 +145,7 @@ impl App {
             quotas: Quotas::UNLIMITED,
             limits: TextLimits::default(),
             sync_wait: crate::pipeline::jobs_port::SYNC_WAIT,
+            paid_step_patience: crate::pipeline::product::PAID_STEP_PATIENCE,
             initial_credits: drama_dal::DEFAULT_TOKENS,
             admission: Arc::default(),
             usage,
@@ -173,6 +176,17 @@ impl App {
     #[must_use]
     pub fn with_ffmpeg(mut self, path: impl Into<PathBuf>) -> Self {
         self.ffmpeg = path.into();
+        self
+    }
+
+    /// How long a step after a paid provider call (recording the object, uploading it,
+    /// committing, checkpointing a video's task id) keeps trying through passing database or
+    /// bucket failures before the attempt gives up and the task's next attempt takes over
+    /// (90 s, a failover's length, by default). A test that wants that next attempt sets it
+    /// short; zero means one try.
+    #[must_use]
+    pub fn with_paid_step_patience(mut self, patience: std::time::Duration) -> Self {
+        self.paid_step_patience = patience;
         self
     }
 

@@ -60,6 +60,21 @@ fn providers(models: &str) -> AiProviders {
 /// A world whose offline calls are priced as the model they stand in for; on PostgreSQL,
 /// `install` runs on the migrated database first.
 async fn world(backend: Backend, models: &str, install: &str) -> World {
+    world_with(backend, models, install, None).await
+}
+
+/// [`world`] whose steps after a paid call keep trying for `patience` (the app's default when
+/// `None`).
+async fn world_with(
+    backend: Backend,
+    models: &str,
+    install: &str,
+    patience: Option<Duration>,
+) -> World {
+    let patient = |app: App| match patience {
+        Some(patience) => app.with_paid_step_patience(patience),
+        None => app,
+    };
     let assets = Arc::new(drama_assets::MemoryStore::default());
     let ai = providers(models);
     let offline = ai.offline_provider();
@@ -75,7 +90,7 @@ async fn world(backend: Backend, models: &str, install: &str) -> World {
                 jobs: Arc::new(EngineJobs(jobs.clone())),
                 ai,
             };
-            let app = App::new(ports).with_offline_pricing(true);
+            let app = patient(App::new(ports).with_offline_pricing(true));
             let worker = Worker::start(jobs.clone(), app.registry(), config)
                 .await
                 .unwrap();
@@ -85,7 +100,7 @@ async fn world(backend: Backend, models: &str, install: &str) -> World {
         Backend::Postgres(db) => {
             let pool = migrated(&db, 16, install).await;
             let (ports, pg, jobs) = pg_ports(&pool, assets, ai);
-            let app = App::new(ports).with_offline_pricing(true);
+            let app = patient(App::new(ports).with_offline_pricing(true));
             let worker = Worker::start(jobs, app.registry(), config).await.unwrap();
             let store: Arc<dyn Store> = pg;
             (app, store, Workers::Postgres(worker), Some((db, pool)))
@@ -359,13 +374,19 @@ async fn a_completion_committed_again_settles_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_completion_whose_commits_all_failed_settles_once_next_attempt() {
-    // Every commit of the first attempt fails; the second attempt commits the checkpointed
-    // script and its usage.
+    // The first attempt tries its commit once (no patience) and it fails; the second attempt
+    // commits the checkpointed script and its usage.
     let db = ScratchDb::create("token_prices").await;
-    let w = world(Backend::Postgres(db), TOKEN_PRICED, &failing_settle(5)).await;
+    let w = world_with(
+        Backend::Postgres(db),
+        TOKEN_PRICED,
+        &failing_settle(1),
+        Some(Duration::ZERO),
+    )
+    .await;
     let run = write(&w, "reattempted").await;
     w.completes(run).await;
-    assert_eq!(settle_attempts(&w).await, 6);
+    assert_eq!(settle_attempts(&w).await, 2);
     let task = &w.script_tasks(run).await[0];
     assert_eq!(task.attempts, 2, "its first attempt gave up");
     let price = token_price(task);

@@ -14,7 +14,9 @@ use futures::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::LegacyError;
-use crate::format::{IndexEntry, LegacyIndex, drama_file, for_old_model, names_owner};
+use crate::format::{
+    IndexEntry, LegacyIndex, drama_file, exported_owner, for_old_model, names_owner,
+};
 use crate::import::rate;
 use crate::report::{ExportReport, ExportedDrama, MovedFile, Reason, ReasonCode, RunClock};
 use crate::source::Layout;
@@ -230,11 +232,14 @@ impl Exporter {
         Ok(report)
     }
 
-    /// Moves the stale files of dramas that were imported (an import record names them) and
-    /// no longer exist out of the old layout: the old server reads `dramas/{id}/drama.json`
-    /// directly, so a deleted drama's file left there would still be served by id. The file
-    /// is copied to `dramas-deleted/{id}/drama.json`, then deleted. A file no record
-    /// explains (the old server created it while it ran again) is left alone.
+    /// Moves the stale files of dramas that no longer exist out of the old layout: the old
+    /// server reads `dramas/{id}/drama.json` directly, so a deleted drama's file left there
+    /// would still be served by id. Those are the dramas an import record names, and those
+    /// whose file an earlier export wrote (it names a user UUID: a drama created in the new
+    /// system, which no import record names). The file is copied to
+    /// `dramas-deleted/{id}/drama.json`, then deleted. A file the old server wrote that no
+    /// record explains (one whose import failed, or one it created while it ran again) is
+    /// left alone.
     async fn move_aside(
         &self,
         stale_files: &[String],
@@ -255,9 +260,16 @@ impl Exporter {
                 continue;
             };
             // A record whose drama still exists (under another key) means the drama is not
-            // gone; no record at all means it was never ours.
-            if imported.get(id) != Some(&false) {
-                continue;
+            // gone; no record at all means it was never imported, and the file is ours only if
+            // an export wrote it for a drama that is gone.
+            match imported.get(id) {
+                Some(false) => {}
+                Some(true) => continue,
+                None => {
+                    if !self.exported_and_gone(key, id).await? {
+                        continue;
+                    }
+                }
             }
             let to = layout.deleted_key_text(id);
             let mut done = MovedFile {
@@ -281,6 +293,29 @@ impl Exporter {
             moved.push(done);
         }
         Ok(moved)
+    }
+
+    /// Whether the file at `key` is one an earlier export wrote (it names a user UUID) for a
+    /// drama that no longer exists, whoever owned it. A file that cannot be read is not
+    /// judged: it stays, as before.
+    async fn exported_and_gone(&self, key: &str, id: &str) -> Result<bool, LegacyError> {
+        let Some(bytes) = self.read(key).await else {
+            return Ok(false);
+        };
+        if exported_owner(&bytes).is_none() {
+            return Ok(false);
+        }
+        // The export writes only ids the new model accepts.
+        let Ok(drama_id) = DramaId::parse(id) else {
+            return Ok(false);
+        };
+        let state = self
+            .repos
+            .imports
+            .drama_state(&drama_id)
+            .await
+            .map_err(LegacyError::Target)?;
+        Ok(state.is_none())
     }
 
     async fn move_file(&self, from: &str, to: &str) -> Result<(), Reason> {

@@ -241,12 +241,18 @@ impl IndexEntry {
 
 /// Whether a drama file names `owner` as its owner (`user_id`, as the export writes it).
 pub fn names_owner(bytes: &[u8], owner: UserId) -> bool {
+    exported_owner(bytes) == Some(owner)
+}
+
+/// The owner an export wrote into a drama file: its `user_id` as a user UUID. The old server
+/// never writes one (it drops `user_id` when it saves; its own owners are names or `10000`),
+/// so a file naming a UUID is one an export wrote and the old server has not saved since.
+pub fn exported_owner(bytes: &[u8]) -> Option<UserId> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     serde_json::from_slice::<Value>(bytes)
         .ok()
         .and_then(|v| v.get(OWNER_KEY).and_then(Value::as_str).map(str::to_owned))
         .and_then(|u| u.trim().parse::<UserId>().ok())
-        == Some(owner)
 }
 
 /// `dramas/index.json`: the list of dramas the old server shows.

@@ -9,9 +9,9 @@
 //! - keeps only the last of several assets that share an id within one list (the newest
 //!   regeneration; its object was written over the older ones in place);
 //! - takes the owner from a top-level `user_id` (absent: the old default user `10000`);
+//! - sets a URL field over [`drama_domain::MAX_URL_CHARS`] (a pasted `data:` URI) to null;
 //! - refuses what it cannot repair (not JSON, a required field missing, a value of the wrong
-//!   type, a broken model rule, a URL over [`drama_domain::MAX_URL_CHARS`]) with the path of
-//!   the offending field.
+//!   type, a broken model rule) with the path of the offending field.
 
 use std::collections::HashMap;
 
@@ -219,14 +219,12 @@ impl LegacyDrama {
             }
         }
         notes.assets_everywhere(&mut top);
-        let doc = Value::Object(top);
+        let mut doc = Value::Object(top);
         // A URL over the bound every client write is held to is not a link anyone can use
         // (a pasted data URI, a corrupt field), and kept it would make every read of the
-        // drama carry it: the file is refused, naming the field.
-        let long = drama_domain::long_urls(&doc);
-        if !long.is_empty() {
-            return Err(LegacyFileError::Invalid(DomainError { errors: long }));
-        }
+        // drama carry it; refusing the file would lose the whole drama at the cutover for one
+        // unusable field. The field becomes null (every URL field may be), and says so.
+        notes.drop_long_urls(&mut doc, "", "");
         let drama: Drama = DomainError::from_value(doc).map_err(LegacyFileError::Invalid)?;
         drama.validate().map_err(LegacyFileError::Invalid)?;
         Ok(Self {
@@ -273,6 +271,11 @@ fn kind_of(value: &Value) -> &'static str {
     }
 }
 
+/// Whether a URL is over [`drama_domain::MAX_URL_CHARS`] (counting stops one past it).
+fn too_long(url: &str) -> bool {
+    url.chars().take(drama_domain::MAX_URL_CHARS + 1).count() > drama_domain::MAX_URL_CHARS
+}
+
 fn join(path: &str, field: &str) -> String {
     if path.is_empty() {
         field.to_owned()
@@ -289,6 +292,34 @@ struct Notes {
 }
 
 impl Notes {
+    /// Sets every URL field over [`drama_domain::MAX_URL_CHARS`] to null, as
+    /// [`drama_domain::long_urls`] finds them (`metadata` is not looked into).
+    fn drop_long_urls(&mut self, value: &mut Value, path: &str, key: &str) {
+        match value {
+            Value::String(s) if drama_domain::is_url_field(key) && too_long(s) => {
+                self.repairs.push(format!(
+                    "{path}: a URL of {} characters (over {}) set to null",
+                    s.chars().count(),
+                    drama_domain::MAX_URL_CHARS
+                ));
+                *value = Value::Null;
+            }
+            Value::Array(items) => {
+                for (i, item) in items.iter_mut().enumerate() {
+                    self.drop_long_urls(item, &format!("{path}[{i}]"), key);
+                }
+            }
+            Value::Object(map) => {
+                for (name, item) in map.iter_mut() {
+                    if name != "metadata" {
+                        self.drop_long_urls(item, &join(path, name), name);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// Fills defaults and moves unknown keys of one entity (not its children).
     fn entity(&mut self, map: &mut Map<String, Value>, spec: Spec, path: &str) {
         let extra_keys: Vec<String> = map
@@ -635,16 +666,37 @@ mod tests {
     }
 
     #[test]
-    fn a_url_over_its_bound_is_refused_with_its_field() {
+    fn a_url_over_its_bound_becomes_null_and_the_rest_is_read() {
         let long = "x".repeat(drama_domain::MAX_URL_CHARS + 1);
+        let at_bound = "y".repeat(drama_domain::MAX_URL_CHARS);
         let mut doc: Value = serde_json::from_str(FIXTURE).unwrap();
-        doc["episodes"][0]["url"] = Value::String(long);
-        let Err(e) = parse(doc) else {
-            panic!("a file with a URL over its bound was read");
-        };
+        doc["episodes"][0]["url"] = Value::String(long.clone());
+        doc["episodes"][0]["scenes"][0]["image_url"] = Value::String(format!("data:{long}"));
+        doc["characters"][0]["url"] = Value::String(at_bound.clone());
+        doc["metadata"] = json!({"thumbnail_url": long});
+        let old = parse(doc).unwrap();
+        let episode = &old.drama.episodes[0];
+        assert_eq!(episode.url, None);
+        assert_eq!(episode.scenes[0].image_url, None);
         assert_eq!(
-            e.to_string(),
-            "episodes[0].url: must be at most 10000 characters"
+            old.drama.characters[0].url.as_deref(),
+            Some(at_bound.as_str())
+        );
+        assert_eq!(
+            old.repairs,
+            vec![
+                "episodes[0].scenes[0].image_url: a URL of 10006 characters (over 10000) set \
+                 to null",
+                "episodes[0].url: a URL of 10001 characters (over 10000) set to null",
+            ]
+        );
+        // The rest of the drama is read as it was.
+        assert!(!episode.scenes[0].assets.is_empty());
+        assert_eq!(
+            old.drama.metadata.as_ref().unwrap()["thumbnail_url"]
+                .as_str()
+                .map(str::len),
+            Some(drama_domain::MAX_URL_CHARS + 1)
         );
     }
 

@@ -564,3 +564,43 @@ async fn a_rollback_keeps_listing_the_old_files_that_were_not_imported(pool: PgP
     // The files stay as the old server wrote them.
     assert!(s3.get(&drama_key("broken")).await.is_some());
 }
+
+/// A drama no import brought in (created in the new system) that an earlier export wrote and
+/// that was deleted since: its file is moved aside and the index no longer lists it, while an
+/// old file the old server wrote (no owner in it) stays listed.
+#[sqlx::test(migrator = "drama_postgres::MIGRATOR")]
+async fn an_export_moves_aside_the_files_it_wrote_for_dramas_deleted_since(pool: PgPool) {
+    let s3 = TestS3::start().await;
+    let repos = repos(&pool);
+    let user = UserId::random();
+    repos.users.create_user(&NewUser::new(user)).await.unwrap();
+    let mut made = LegacyDrama::parse(common::FIXTURE.as_bytes())
+        .unwrap()
+        .drama;
+    made.id = id("made-here");
+    repos.dramas.create(user, &made).await.unwrap();
+    s3.put_json(&drama_key("theirs"), &fixture_as("theirs"))
+        .await;
+    let with_user = ExportOwners::Legacy(BTreeSet::from([user]));
+    let first = export_of(&s3, &repos, false, with_user.clone()).await;
+    assert_eq!(first.exported, 1, "{first:#?}");
+    let written = s3.get(&drama_key("made-here")).await.unwrap();
+
+    repos.dramas.delete(user, &id("made-here")).await.unwrap();
+    let again = export_of(&s3, &repos, false, with_user).await;
+    assert!(!again.is_failure(), "{again:#?}");
+    assert_eq!(
+        again.stale_files,
+        [drama_key("made-here"), drama_key("theirs")]
+    );
+    assert_eq!(again.moved_aside.len(), 1, "{again:#?}");
+    assert_eq!(again.moved_aside[0].drama_id, "made-here");
+    assert!(s3.get(&drama_key("made-here")).await.is_none());
+    assert_eq!(
+        s3.get("dramas-deleted/made-here/drama.json").await,
+        Some(written)
+    );
+    assert_eq!(again.stale_indexed, [drama_key("theirs")]);
+    let index = LegacyIndex::parse(&s3.get("dramas/index.json").await.unwrap()).unwrap();
+    assert_eq!(index.dramas.keys().collect::<Vec<_>>(), ["theirs"]);
+}

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use super::hash::{Inputs, checksum, input_hash};
 use super::normalize::ensure_assets;
 use super::plan::{Planner, model_tag, stitch_model};
-use super::product::{commit_retrying, hash_parts, written_script};
+use super::product::{hash_parts, written_script};
 use super::spec::{CritiqueTask, DramaTask, MediaTask, ScenesTask, StitchTask, kind};
 use super::stitch;
 use crate::App;
@@ -500,17 +500,18 @@ impl App {
             kept_objects: Vec::new(),
         };
         let fence = ctx.fence();
-        match commit_retrying(|| {
-            self.generation.complete_scenes(
-                &fence,
-                owner,
-                &drama_id,
-                &episode_id,
-                &episode.scenes,
-                completion.clone(),
-            )
-        })
-        .await
+        match self
+            .commit_retrying(|| {
+                self.generation.complete_scenes(
+                    &fence,
+                    owner,
+                    &drama_id,
+                    &episode_id,
+                    &episode.scenes,
+                    completion.clone(),
+                )
+            })
+            .await
         {
             Ok(_) => Outcome::committed_externally(),
             Err(e) => generation_outcome(&e),
@@ -572,16 +573,17 @@ impl App {
             kept_objects: spec.reference_key.iter().cloned().collect(),
         };
         let fence = ctx.fence();
-        match commit_retrying(|| {
-            self.generation.complete_drama(
-                &fence,
-                owner,
-                &drama,
-                DramaWrite::Create,
-                completion.clone(),
-            )
-        })
-        .await
+        match self
+            .commit_retrying(|| {
+                self.generation.complete_drama(
+                    &fence,
+                    owner,
+                    &drama,
+                    DramaWrite::Create,
+                    completion.clone(),
+                )
+            })
+            .await
         {
             Ok(_) => Outcome::committed_externally(),
             Err(GenerationError::Repo(RepoError::AlreadyExists { .. })) => Outcome::fail(format!(
@@ -657,11 +659,12 @@ impl App {
         let usage_price = usage_price(spec.token_prices, &usage);
         let result = json!({ "feedback": feedback, "usage": usage });
         let fence = ctx.fence();
-        match commit_retrying(|| {
-            self.generation
-                .complete_script(&fence, owner, usage_price, result.clone())
-        })
-        .await
+        match self
+            .commit_retrying(|| {
+                self.generation
+                    .complete_script(&fence, owner, usage_price, result.clone())
+            })
+            .await
         {
             Ok(()) => Outcome::committed_externally(),
             Err(e) => generation_outcome(&e),

@@ -10,7 +10,7 @@ pub mod memory_generation;
 pub mod normalize;
 mod one_part;
 pub mod plan;
-mod product;
+pub(crate) mod product;
 mod runs;
 pub mod spec;
 pub mod stitch;

@@ -28,13 +28,13 @@ use crate::App;
 /// The checkpoint field that holds a task's product (next to e.g. a video's `task_id`).
 const PRODUCT: &str = "product";
 
-/// How long a step after a paid call keeps trying after passing failures before the attempt
+/// How long a step after a paid call keeps trying, unless set otherwise, after passing failures before the attempt
 /// gives up (and the next attempt, which pays the provider again unless the product was
 /// checkpointed, takes over): a database failover or a read-only primary lasts 30–120 s, so
 /// less than a minute and a half would hand most of them to a second paid call. The lease is
 /// no limit: a handler whose lease was taken meanwhile finds its fence lost, which is not
 /// passing, and stops at once.
-const PAID_STEP_PATIENCE: Duration = Duration::from_secs(90);
+pub(crate) const PAID_STEP_PATIENCE: Duration = Duration::from_secs(90);
 
 /// Waits between tries: 50 ms before the second, doubled for each later one, at most 5 s.
 const PAID_STEP_BACKOFF: Backoff =
@@ -79,36 +79,47 @@ pub(super) fn hash_parts(parts: &[&str]) -> String {
     format!("sha256:{}", hex::encode(h.finalize()))
 }
 
-/// Runs a completing transaction, and again — with the same product, never a new provider
-/// call — after a passing failure, for up to [`PAID_STEP_PATIENCE`].
-pub(super) async fn commit_retrying<T, F, Fut>(commit: F) -> Result<T, GenerationError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, GenerationError>>,
-{
-    after_paid_call(
-        "the completing transaction",
-        |e| matches!(e, GenerationError::Repo(r) if r.is_retryable()),
-        commit,
-    )
-    .await
-}
+impl App {
+    /// Runs a completing transaction, and again — with the same product, never a new provider
+    /// call — after a passing failure, for up to the paid-step patience
+    /// ([`PAID_STEP_PATIENCE`] unless set with [`App::with_paid_step_patience`]).
+    pub(super) async fn commit_retrying<T, F, Fut>(&self, commit: F) -> Result<T, GenerationError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, GenerationError>>,
+    {
+        self.after_paid_call(
+            "the completing transaction",
+            |e| matches!(e, GenerationError::Repo(r) if r.is_retryable()),
+            commit,
+        )
+        .await
+    }
 
-/// Runs a step that follows a paid provider call (recording the object's key, uploading the
-/// bytes, committing), and again after a passing failure, with backoff, for up to
-/// [`PAID_STEP_PATIENCE`]. Handing such a failure to the job engine instead would retry the
-/// whole handler and pay the provider a second time for what it already made.
-pub(super) async fn after_paid_call<T, E, F, Fut>(
-    step: &str,
-    retryable: impl Fn(&E) -> bool,
-    run: F,
-) -> Result<T, E>
-where
-    E: std::fmt::Display,
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-{
-    retry_within(step, PAID_STEP_BACKOFF, PAID_STEP_PATIENCE, retryable, run).await
+    /// Runs a step that follows a paid provider call (recording the object's key, uploading
+    /// the bytes, committing), and again after a passing failure, with backoff, for up to the
+    /// paid-step patience. Handing such a failure to the job engine instead would retry the
+    /// whole handler and pay the provider a second time for what it already made.
+    pub(super) async fn after_paid_call<T, E, F, Fut>(
+        &self,
+        step: &str,
+        retryable: impl Fn(&E) -> bool,
+        run: F,
+    ) -> Result<T, E>
+    where
+        E: std::fmt::Display,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        retry_within(
+            step,
+            PAID_STEP_BACKOFF,
+            self.paid_step_patience,
+            retryable,
+            run,
+        )
+        .await
+    }
 }
 
 /// [`after_paid_call`] with its schedule and patience given: tries `run` until it succeeds,
@@ -280,25 +291,27 @@ impl App {
         // Recorded before the object exists, so that a crash between the two never leaks it;
         // attaching the object takes the key off the list in the same transaction.
         let keys = [key.as_str().to_owned()];
-        let recorded = after_paid_call(
-            "recording the object's key",
-            drama_dal::RepoError::is_retryable,
-            || {
-                self.store
-                    .record_orphans(owner, &drama, &keys, "generation in progress")
-            },
-        )
-        .await;
+        let recorded = self
+            .after_paid_call(
+                "recording the object's key",
+                drama_dal::RepoError::is_retryable,
+                || {
+                    self.store
+                        .record_orphans(owner, &drama, &keys, "generation in progress")
+                },
+            )
+            .await;
         if let Err(e) = recorded {
             return repo_outcome(&e);
         }
         // `Bytes` clones share the buffer: a repeated upload sends the same bytes.
-        let stored = after_paid_call(
-            "uploading the object",
-            drama_assets::AssetError::is_retryable,
-            || self.assets.put_bytes(&key, bytes.clone(), media.mime()),
-        )
-        .await;
+        let stored = self
+            .after_paid_call(
+                "uploading the object",
+                drama_assets::AssetError::is_retryable,
+                || self.assets.put_bytes(&key, bytes.clone(), media.mime()),
+            )
+            .await;
         let info = match stored {
             Ok(info) => info,
             Err(e) if e.is_retryable() => return Outcome::retry(e),
@@ -358,11 +371,12 @@ impl App {
             entity_url: task.target.clone(),
         };
         let fence = ctx.fence();
-        match commit_retrying(|| {
-            self.generation
-                .complete_asset(&fence, owner, &drama, &generated, result.clone())
-        })
-        .await
+        match self
+            .commit_retrying(|| {
+                self.generation
+                    .complete_asset(&fence, owner, &drama, &generated, result.clone())
+            })
+            .await
         {
             Ok(_) => Outcome::committed_externally(),
             Err(e) => generation_outcome(&e),

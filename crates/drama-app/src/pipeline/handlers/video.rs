@@ -6,7 +6,6 @@ use serde_json::{Value, json};
 
 use super::{MediaInputs, ai_outcome, cancellable_call};
 use crate::App;
-use crate::pipeline::product::after_paid_call;
 
 /// Whether a video task's error says the provider's task is over without a video this server
 /// can use: it failed or was refused, the provider no longer knows it (a 4xx for its id), or
@@ -27,8 +26,8 @@ const SUBMITTING: &str = "submitting";
 
 /// Clears the submission mark of a task (the next attempt, or a resume, may submit), retrying
 /// a passing failure of the store.
-async fn clear_submission_mark(ctx: &JobContext) -> Result<(), JobError> {
-    after_paid_call(
+async fn clear_submission_mark(app: &App, ctx: &JobContext) -> Result<(), JobError> {
+    app.after_paid_call(
         "clearing the submission mark",
         JobError::is_retryable,
         || ctx.checkpoint(Value::Null),
@@ -42,14 +41,14 @@ async fn clear_submission_mark(ctx: &JobContext) -> Result<(), JobError> {
 /// submission whose answer was lost (`AiError::SubmitUncertain`), the task ends failed (and
 /// refunded) instead of paying for a second render. The mark is cleared first, so that a
 /// deliberate resume of the failed task submits again.
-async fn submission_left_unrecorded(ctx: &JobContext, model: &ModelInfo) -> Outcome {
+async fn submission_left_unrecorded(app: &App, ctx: &JobContext, model: &ModelInfo) -> Outcome {
     let error = AiError::SubmitUncertain {
         provider: model.provider,
         cause: "an earlier attempt stopped after sending it, before the provider's task id was \
                 recorded"
             .to_owned(),
     };
-    match clear_submission_mark(ctx).await {
+    match clear_submission_mark(app, ctx).await {
         Ok(()) => Outcome::fail(&error),
         Err(e) if e.is_fence_lost() => Outcome::fail("the lease was lost"),
         // The mark stays, so the next attempt ends the task the same way.
@@ -61,9 +60,9 @@ async fn submission_left_unrecorded(ctx: &JobContext, model: &ModelInfo) -> Outc
 /// its answer, a connection never made, a cancellation before a retry was sent) took nothing,
 /// so a retry may send again; a submission that may have been taken ends the task failed, and
 /// a resume of it must be able to submit.
-async fn submission_failed(ctx: &JobContext, error: &AiError) -> Outcome {
+async fn submission_failed(app: &App, ctx: &JobContext, error: &AiError) -> Outcome {
     let uncertain = matches!(error, AiError::SubmitUncertain { .. });
-    match clear_submission_mark(ctx).await {
+    match clear_submission_mark(app, ctx).await {
         Ok(()) => {}
         Err(e) if e.is_fence_lost() => return Outcome::fail("the lease was lost"),
         // Left in place, the mark makes the next attempt end the task rather than submit.
@@ -104,7 +103,7 @@ impl App {
                 if checkpoint.is_some_and(|c| c.get(SUBMITTING).is_some())
                     && !model.submission_is_idempotent()
                 {
-                    return submission_left_unrecorded(&ctx, &model.model()).await;
+                    return submission_left_unrecorded(self, &ctx, &model.model()).await;
                 }
                 // A cancellation seen before the paid submission is honoured (and refunded).
                 if ctx.is_cancelled() {
@@ -132,19 +131,20 @@ impl App {
                 // and the task ends failed, refunded, for the user to resume deliberately.
                 let submitted = match cancellable_call(&ctx, model.submit(&request)).await {
                     Ok(submitted) => submitted,
-                    Err(e) => return submission_failed(&ctx, &e).await,
+                    Err(e) => return submission_failed(self, &ctx, &e).await,
                 };
                 // The submission is paid: a failure to record it must not send the next
                 // attempt to submit again. A passing failure is retried here; if one persists,
                 // this attempt polls anyway, and a later one finds the mark above and ends
                 // the task failed rather than paying for a second render.
                 let task_id = json!({ "task_id": submitted.output.task_id });
-                let saved = after_paid_call(
-                    "checkpointing the provider's task id",
-                    JobError::is_retryable,
-                    || ctx.checkpoint(task_id.clone()),
-                )
-                .await;
+                let saved = self
+                    .after_paid_call(
+                        "checkpointing the provider's task id",
+                        JobError::is_retryable,
+                        || ctx.checkpoint(task_id.clone()),
+                    )
+                    .await;
                 match saved {
                     Ok(()) => {}
                     Err(e) if e.is_fence_lost() => return Outcome::fail("the lease was lost"),

@@ -378,7 +378,11 @@ impl<'a> Pricer<'_, '_, '_, 'a> {
         if self.depth == 0 && name == "dramas" && meta.is_some() {
             self.dramas = self.dramas.saturating_add(items);
         }
-        inner.saturating_mul(items).saturating_add(1)
+        // Priced at most a page: what the field served before it served more, so a document
+        // the old server answered (an old client's `dramas(limit: 500)` with its selection)
+        // still fits the price. The number of complete dramas is bounded apart (above).
+        let priced = items.min(super::paging::priced_page(name));
+        inner.saturating_mul(priced).saturating_add(1)
     }
 
     /// How many items a list field can return.
@@ -465,17 +469,30 @@ mod tests {
             Ok(8)
         );
         assert_eq!(priced("{ dramas { id } }", serde_json::json!({})), Ok(101));
-        // Above what the field serves: served and priced as that.
+        // Above a page: priced as a page (100 dramas, 1,000 summaries), as before these
+        // fields served more than a page.
         assert_eq!(
             priced("{ dramas(limit: 5000) { id } }", serde_json::json!({})),
-            Ok(501)
+            Ok(101)
+        );
+        assert_eq!(
+            priced("{ dramas(limit: 500) { id } }", serde_json::json!({})),
+            Ok(101)
         );
         assert_eq!(
             priced(
                 "{ dramaSummaries(limit: 9000) { id } }",
                 serde_json::json!({})
             ),
-            Ok(5001)
+            Ok(1001)
+        );
+        // The documented page of complete dramas, asked for as an old client does.
+        assert_eq!(
+            priced(
+                "{ dramas(limit: 500) { episodes { scenes { jobs { jobId status createdAt } } } } }",
+                serde_json::json!({})
+            ),
+            Ok(40_601)
         );
         // A list without `limit`: UNBOUNDED_LIST_ITEMS.
         assert_eq!(

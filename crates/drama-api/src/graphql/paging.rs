@@ -36,6 +36,19 @@ pub(crate) fn largest_page(name: &str) -> i32 {
     }
 }
 
+/// The most items of the list field `name` its selection is priced for: a page. `dramas` and
+/// `dramaSummaries` served a page at most before they served more; pricing them as then
+/// keeps the documents old clients send (`dramas(limit: 500)` with their selection) within
+/// the price, and [`MAX_REQUEST_DRAMAS`] bounds the complete dramas a request loads.
+pub(crate) fn priced_page(name: &str) -> u64 {
+    match name {
+        "dramaSummaries" => u64::from(SUMMARIES_PAGE),
+        "dramas" => u64::from(DRAMAS_PAGE),
+        // The others serve no more than they are priced for.
+        _ => u64::MAX,
+    }
+}
+
 /// How many items a `limit` asks for. The old server's lists had no upper bound, so a larger
 /// `limit` is served as the largest (`largest`) rather than refused, and `0` is an empty list
 /// (`None`), as it was; only a negative `limit` is an error.

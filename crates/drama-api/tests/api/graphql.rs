@@ -222,7 +222,7 @@ async fn deep_queries_and_oversized_pages_are_refused() {
         "nests deeper",
     );
     // The old server's lists had no upper bound: a larger `limit` is served as the most a
-    // field serves (and priced as it), `0` is an empty page, a negative one is refused.
+    // field serves (and priced as a page), `0` is an empty page, a negative one is refused.
     for query in [
         "{ dramas(limit: 5000) { id } }",
         "{ dramaSummaries(limit: 5000) { id } }",

@@ -82,6 +82,8 @@ async fn a_refused_reference_image_names_its_field() {
     let svc = h.service(Harness::settings()).await;
     for (content_type, bytes) in [
         ("application/pdf", &b"%PDF-1.7"[..]),
+        // Declared as an image type the models do not read, but no image at all.
+        ("image/tiff", &b"%PDF-1.7"[..]),
         ("image/png", &b"plain words, not a picture"[..]),
         ("", &b"plain words, not a picture"[..]),
     ] {
@@ -113,6 +115,10 @@ async fn a_heic_reference_image_does_not_refuse_the_premise() {
         assert_eq!(status, 202, "{content_type}: {body}");
         assert_eq!(body["status"], "pending", "{content_type}: {body}");
     }
+    // So is a TIFF, declared as one.
+    let body = premise_with_image("image/tiff", b"II*\0\x08\0\0\0\0\0");
+    let (status, _, body) = send(&svc, form(&h.alice_key, body)).await;
+    assert_eq!(status, 202, "image/tiff: {body}");
 }
 
 /// A `file` part, to put before a form's own parts.

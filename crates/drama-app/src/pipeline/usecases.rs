@@ -128,7 +128,8 @@ fn generated_drama_id() -> String {
 /// never used it, and its clients send the photos they are given, so such a request is
 /// accepted: the image is not stored (the store keeps only what it can type) and the reason
 /// goes into the written drama's `metadata.reference_image_dropped`. What is not an image at
-/// all, or not what its declared type says, is still refused (`store_reference`).
+/// all (whatever image type it was declared as), or not what its declared type says, is
+/// still refused (`store_reference`).
 fn unusable_reference(upload: &ReferenceUpload) -> Option<String> {
     let declared = upload
         .content_type
@@ -145,7 +146,13 @@ fn unusable_reference(upload: &ReferenceUpload) -> Option<String> {
     let format = match MediaType::unaccepted_image(&upload.bytes) {
         Some(name) if an_image => name.to_owned(),
         _ => match &declared {
-            Some(t) if t.starts_with("image/") && MediaType::from_mime(t).is_err() => t.clone(),
+            Some(t)
+                if t.starts_with("image/")
+                    && MediaType::from_mime(t).is_err()
+                    && looks_like_an_image(&upload.bytes) =>
+            {
+                t.clone()
+            }
             _ => return None,
         },
     };
@@ -153,6 +160,30 @@ fn unusable_reference(upload: &ReferenceUpload) -> Option<String> {
         "a {format} image is not one the image models read (PNG, JPEG, WebP or GIF); the \
          drama was written without it"
     ))
+}
+
+/// Whether `bytes` begin an image: one the store types, one of the ISO still-image formats it
+/// does not accept, or another common still-image format (TIFF, BMP, ICO, PSD, JPEG XL, JPEG
+/// 2000, SVG). A PDF declared `image/tiff` is not one, and is refused as the bytes it is.
+fn looks_like_an_image(bytes: &[u8]) -> bool {
+    const SIGNATURES: [&[u8]; 9] = [
+        b"II*\0",
+        b"MM\0*",
+        b"BM",
+        b"\0\0\x01\0",
+        b"8BPS",
+        b"\xFF\x0A",
+        b"\0\0\0\x0CJXL \r\n\x87\n",
+        b"\0\0\0\x0CjP  \r\n\x87\n",
+        b"\xFF\x4F\xFF\x51",
+    ];
+    let head = &bytes[..bytes.len().min(drama_assets::SNIFF_LEN)];
+    MediaType::detect(head).is_some_and(|m| m.kind() == drama_assets::MediaKind::Image)
+        || MediaType::unaccepted_image(head).is_some()
+        || SIGNATURES.iter().any(|s| head.starts_with(s))
+        || String::from_utf8_lossy(head)
+            .to_ascii_lowercase()
+            .contains("<svg")
 }
 
 /// An asset error about a premise's reference image, named for the form's `reference_image`

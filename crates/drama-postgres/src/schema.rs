@@ -61,6 +61,10 @@ pub struct LegacySchema {
     pub schema: String,
     /// The tables found, in [`LEGACY_TABLES`] order.
     pub tables: Vec<LegacyTable>,
+    /// Whether Supabase Realtime's publication is `FOR ALL TABLES`, so that tables moved
+    /// into [`LEGACY_SCHEMA`] stay published (they cannot leave such a publication; the
+    /// revoked grants and RLS hide their rows from Realtime's clients).
+    pub published_to_all: bool,
 }
 
 impl LegacySchema {
@@ -85,7 +89,14 @@ impl fmt::Display for LegacySchema {
             .iter()
             .map(|t| format!("{}.{} ({} rows)", self.schema, t.name, t.rows))
             .collect();
-        f.write_str(&tables.join(", "))
+        f.write_str(&tables.join(", "))?;
+        if self.published_to_all && !self.in_public() {
+            f.write_str(
+                "; still published by supabase_realtime, which is FOR ALL TABLES, and \
+                 hidden from its clients by the revoked grants and row level security",
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -199,10 +210,17 @@ async fn detect(conn: &mut PgConnection) -> Result<Option<LegacySchema>, sqlx::E
     // Whatever the history says: after the rollback of docs/MIGRATION.md the history records
     // our migrations while `public` holds the old tables again (ours wait in
     // [`ROLLED_BACK_SCHEMA`]), and a server started on that would fail on every request.
+    let published_to_all: bool = sqlx::query_scalar(
+        "select exists (select 1 from pg_publication \
+                        where pubname = 'supabase_realtime' and puballtables)",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
     if public_has_old_shape(conn).await? {
         return Ok(Some(LegacySchema {
             schema: "public".to_owned(),
             tables: tables_in(conn, "public").await?,
+            published_to_all,
         }));
     }
     let moved = tables_in(conn, LEGACY_SCHEMA).await?;
@@ -210,6 +228,7 @@ async fn detect(conn: &mut PgConnection) -> Result<Option<LegacySchema>, sqlx::E
         return Ok(Some(LegacySchema {
             schema: LEGACY_SCHEMA.to_owned(),
             tables: moved,
+            published_to_all,
         }));
     }
     Ok(None)
@@ -467,7 +486,8 @@ async fn move_aside(
 }
 
 /// Moves the old trigger functions, closes the schema to Supabase's client roles (its old
-/// allow-all policies would otherwise still apply) and takes its tables out of Realtime.
+/// allow-all policies would otherwise still apply) and takes its tables out of Realtime
+/// where the publication lists them (not when it is FOR ALL TABLES).
 /// Roles and the publication exist on Supabase only, so each step is guarded.
 const MOVE_FUNCTIONS_AND_REVOKE: &str = "\
 do $$
@@ -489,9 +509,16 @@ begin
       execute format('revoke all on schema {schema} from %I', role_name);
     end if;
   end loop;
-  for t in select pt.tablename from pg_publication_tables pt
-           where pt.pubname = 'supabase_realtime' and pt.schemaname = '{schema_text}' loop
-    execute format('alter publication supabase_realtime drop table {schema}.%I', t.tablename);
+  -- Only tables the publication names one by one can leave it: one FOR ALL TABLES (or FOR
+  -- TABLES IN SCHEMA) names none, and `drop table` would abort the whole move. Such a
+  -- publication keeps publishing the old tables; the revoked grants (and their RLS) keep
+  -- Realtime's clients from reading them.
+  for t in select c.relname from pg_publication_rel pr
+           join pg_publication p on p.oid = pr.prpubid
+           join pg_class c on c.oid = pr.prrelid
+           join pg_namespace n on n.oid = c.relnamespace
+           where p.pubname = 'supabase_realtime' and n.nspname = '{schema_text}' loop
+    execute format('alter publication supabase_realtime drop table {schema}.%I', t.relname);
   end loop;
 end
 $$";

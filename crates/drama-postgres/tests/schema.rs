@@ -286,3 +286,129 @@ async fn tasks_waiting_for_their_retry_when_delayed_is_added_are_flagged(pool: P
         ]
     );
 }
+
+/// A Supabase project whose `supabase_realtime` publishes every table (`FOR ALL TABLES`,
+/// created before the old server's tables): such a publication names no table, so the
+/// adoption leaves it alone instead of failing on `drop table`, and says that the old tables
+/// stay published behind the revoked grants.
+#[sqlx::test(migrations = false)]
+async fn the_old_schema_is_adopted_under_a_publication_of_all_tables(pool: PgPool) {
+    run_script(
+        &pool,
+        "create publication supabase_realtime for all tables;",
+    )
+    .await;
+    run_script(&pool, OLD_SCHEMA_SQL).await;
+    run_script(&pool, OLD_ROWS_SQL).await;
+
+    let adopted = drama_postgres::adopt_legacy_schema(&pool)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(adopted.schema, LEGACY_SCHEMA);
+    assert_eq!(adopted.rows("dramas"), 3);
+    assert!(adopted.published_to_all);
+    let said = adopted.to_string();
+    assert!(
+        said.contains("legacy.dramas (3 rows)") && said.contains("FOR ALL TABLES"),
+        "{said}"
+    );
+    assert_eq!(table_schema(&pool, "dramas").await, ["legacy", "public"]);
+    assert_eq!(sqlx_versions(&pool).await, all_versions());
+    let all: bool = sqlx::query_scalar(
+        "select puballtables from pg_publication where pubname = 'supabase_realtime'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(all, "the publication is left as it was");
+    // The old rows are still written through the old triggers, published or not.
+    let version: i32 = sqlx::query_scalar(
+        "update legacy.dramas set title = 'Corgi' where id = 'corgi' returning version",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(version, 2);
+}
+
+/// A publication that lists the old tables one by one loses them when they are moved.
+#[sqlx::test(migrations = false)]
+async fn old_tables_the_publication_lists_leave_it_when_moved(pool: PgPool) {
+    run_script(&pool, OLD_SCHEMA_SQL).await;
+    run_script(&pool, OLD_ROWS_SQL).await;
+    run_script(
+        &pool,
+        "create publication supabase_realtime for table public.dramas, public.jobs;",
+    )
+    .await;
+    let adopted = drama_postgres::adopt_legacy_schema(&pool)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!adopted.published_to_all);
+    assert!(!adopted.to_string().contains("published"), "{adopted}");
+    let published: Vec<String> = sqlx::query_scalar(
+        "select schemaname || '.' || tablename from pg_publication_tables \
+         where pubname = 'supabase_realtime' order by 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(
+        published.iter().all(|t| !t.starts_with("legacy.")),
+        "{published:?}"
+    );
+    assert!(
+        published.contains(&"public.dramas".to_owned()),
+        "{published:?}"
+    );
+}
+
+/// Under a publication FOR ALL TABLES, PostgreSQL refuses updates and deletes of a table
+/// without a replica identity: every table of ours has one.
+#[sqlx::test(migrations = false)]
+async fn every_table_has_a_replica_identity(pool: PgPool) {
+    drama_postgres::migrate(&pool).await.unwrap();
+    let without: Vec<String> = sqlx::query_scalar(
+        "select c.relname::text from pg_class c join pg_namespace n on n.oid = c.relnamespace \
+         where n.nspname = 'public' and c.relkind in ('r', 'p') and c.relreplident <> 'f' \
+           and not exists (select 1 from pg_index i where i.indrelid = c.oid \
+                           and (i.indisprimary or i.indisreplident)) \
+         order by 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(without.is_empty(), "no replica identity: {without:?}");
+}
+
+/// Finished runs are pruned under a publication FOR ALL TABLES: their event batches can be
+/// deleted.
+#[sqlx::test(migrations = false)]
+async fn runs_are_pruned_under_a_publication_of_all_tables(pool: PgPool) {
+    use drama_jobs::{Graph, JobStore as _, NodeSpec, RunSpec};
+
+    run_script(
+        &pool,
+        "create publication supabase_realtime for all tables;",
+    )
+    .await;
+    drama_postgres::migrate(&pool).await.unwrap();
+    let store = drama_postgres::jobs::PgJobStore::new(pool.clone());
+    let graph = Graph::new(RunSpec::new("prune", uuid::Uuid::new_v4())).with(NodeSpec::task(
+        "a",
+        "k",
+        serde_json::json!({}),
+    ));
+    let run = store.submit(&graph).await.unwrap();
+    store.cancel(run.run_id, "done").await.unwrap();
+    let batches = || sqlx::query_scalar::<_, i64>("select count(*) from public.job_event_batches");
+    assert!(batches().fetch_one(&pool).await.unwrap() > 0);
+
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    let pruned = store.prune(later, 10).await.unwrap();
+    assert_eq!(pruned.runs, 1);
+    assert!(pruned.events > 0);
+    assert_eq!(batches().fetch_one(&pool).await.unwrap(), 0);
+}

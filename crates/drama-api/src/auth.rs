@@ -146,6 +146,14 @@ impl Authenticated {
     }
 }
 
+/// The token of an `Authorization: Bearer <token>` value (scheme case-insensitive); `None`
+/// for any other value (another scheme, no token, a malformed header).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 /// The end of a token that expires at `exp` (seconds since the epoch).
 fn token_end(exp: Option<i64>) -> Option<DateTime<Utc>> {
     exp.and_then(|exp| DateTime::from_timestamp(exp, 0))
@@ -290,6 +298,14 @@ impl Authenticator {
     /// [`Self::authenticate`], also saying until when the credentials are accepted: a
     /// stream they open ends then (`lapse`).
     ///
+    /// Precedence (docs/API.md, "Authentication"): a bearer credential the server accepts
+    /// wins; `X-API-Key` is used when `Authorization` is absent, malformed, of another scheme,
+    /// or a bearer token that is refused and is not an API key (the project's `anon` key, a
+    /// placeholder such as `Bearer null`, an expired session), because the old server
+    /// ignored `Authorization` and its clients send whatever their HTTP layer adds. The
+    /// caller is always the one credential that authenticated; a refused API key is never
+    /// passed over, so a revoked or expired key stays refused whichever header carries it.
+    ///
     /// # Errors
     /// [`AuthError`] saying what is wrong.
     pub(crate) async fn authenticated(
@@ -297,21 +313,23 @@ impl Authenticator {
         authorization: Option<&str>,
         api_key: Option<&str>,
     ) -> Result<Authenticated, AuthError> {
-        let bearer = match authorization {
-            Some(value) => {
-                let (scheme, token) = value.trim().split_once(' ').ok_or(AuthError::Missing)?;
-                if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-                    return Err(AuthError::Missing);
+        let key = api_key.map(str::trim).filter(|k| !k.is_empty());
+        match (authorization.and_then(bearer_token), key) {
+            (Some(token), None) => self.credential(token, true).await,
+            (None, Some(key)) => self.credential(key, false).await,
+            (None, None) => Err(AuthError::Missing),
+            (Some(token), Some(key)) => match self.credential(token, true).await {
+                Err(AuthError::Invalid(_)) if !drama_app::looks_like_api_key(token) => {
+                    self.credential(key, false).await
                 }
-                Some(token.trim())
-            }
-            None => None,
-        };
-        let presented = match (bearer, api_key.map(str::trim).filter(|k| !k.is_empty())) {
-            (Some(token), _) => token,
-            (None, Some(key)) => key,
-            (None, None) => return Err(AuthError::Missing),
-        };
+                outcome => outcome,
+            },
+        }
+    }
+
+    /// Authenticates one presented credential; `bearer` when it came as a bearer token,
+    /// the only place a JWT is accepted from.
+    async fn credential(&self, presented: &str, bearer: bool) -> Result<Authenticated, AuthError> {
         if drama_app::looks_like_api_key(presented) {
             return self.api_key(presented).await;
         }
@@ -330,7 +348,7 @@ impl Authenticator {
                 .await
                 .map(Authenticated::forever);
         }
-        if bearer.is_some() {
+        if bearer {
             self.jwt(presented).await
         } else {
             Err(AuthError::Invalid("Invalid API key".to_owned()))

@@ -75,9 +75,10 @@ pub(crate) fn accepted_body(started: &Started, body: serde_json::Value) -> HttpR
     response.json(body)
 }
 
-/// Optional JSON body: `{}` or nothing is the same as no options.
+/// Optional JSON body: `{}`, `null` or nothing is the same as no options (a Dart client's
+/// `jsonEncode(null)` sends `null` for "no options").
 pub(super) fn options<T: for<'de> Deserialize<'de> + Default>(body: &[u8]) -> Result<T, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
+    if body.trim_ascii().is_empty() || body.trim_ascii() == b"null" {
         return Ok(T::default());
     }
     let mut input = serde_json::Deserializer::from_slice(body);

@@ -143,7 +143,10 @@ async fn list(
         "total": page.items.len(),
         "assets": page.items,
         "cursor": page.next,
-        "user_id": caller.owner(owner).to_string(),
+        // The argument as given, else the old server's default, as the old server answered:
+        // old clients compare it with what they sent, and the owner it resolved to (the
+        // caller, or the user `10000` maps to) is not the caller's to learn.
+        "user_id": query.user_id.as_deref().unwrap_or(drama_domain::OLD_DEFAULT_OWNER),
         "project_name": project,
     })))
 }

@@ -12,9 +12,9 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 use crate::support::{Api, Captured, Harness, field_of_each, get, send};
 
 const SECRET: &str = "super-secret-jwt-token-with-at-least-32-characters";
-const ISSUER_BASE: &str = "https://project.supabase.co";
+pub(crate) const ISSUER_BASE: &str = "https://project.supabase.co";
 
-fn claims(sub: UserId, overrides: Value) -> Value {
+pub(crate) fn claims(sub: UserId, overrides: Value) -> Value {
     let now = Utc::now().timestamp();
     let mut c = json!({
         "sub": sub.to_string(), "aud": "authenticated", "role": "authenticated",
@@ -27,7 +27,7 @@ fn claims(sub: UserId, overrides: Value) -> Value {
     c
 }
 
-fn hs256(claims: &Value) -> String {
+pub(crate) fn hs256(claims: &Value) -> String {
     encode(
         &Header::new(Algorithm::HS256),
         claims,
@@ -36,7 +36,7 @@ fn hs256(claims: &Value) -> String {
     .unwrap()
 }
 
-fn settings(supabase_url: &str) -> HttpSettings {
+pub(crate) fn settings(supabase_url: &str) -> HttpSettings {
     HttpSettings {
         auth: AuthSettings {
             jwt_secret: Some(SECRET.to_owned()),
@@ -215,7 +215,7 @@ async fn a_key_records_its_last_use() {
 
 /// A key of the Supabase project as the dashboard shows it: no subject, no audience, issuer
 /// `supabase`, the project's ref.
-fn project_key(role: &str, project: &str) -> Value {
+pub(crate) fn project_key(role: &str, project: &str) -> Value {
     let now = Utc::now().timestamp();
     json!({"iss": "supabase", "ref": project, "role": role, "iat": now, "exp": now + 3600})
 }
@@ -325,7 +325,8 @@ async fn a_service_role_token_acts_for_a_named_user_on_rest_and_in_a_mutation() 
         get("/asset-library/list?project_name=shared", &h.bob_key),
     )
     .await;
-    assert_eq!(bobs["user_id"], bob);
+    // Bob named nobody: the old server's default is echoed, as it answered.
+    assert_eq!(bobs["user_id"], "10000");
     assert_eq!(bobs["total"], 1, "the upload is Bob's: {bobs}");
     // The same `user_id` from an ordinary caller is ignored: Alice uploads into her own.
     let body = crate::support::multipart(
@@ -508,7 +509,8 @@ async fn old_api_keys_act_as_the_legacy_user_and_nothing_more() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["user_id"], h.alice.to_string());
+    // The argument as given, not the user it stands for.
+    assert_eq!(body["user_id"], "10000");
     for bad in ["old-key-3", "old-key", ""] {
         let (status, _, _) = send(&svc, get("/dramas", bad)).await;
         assert_eq!(status, 401, "{bad:?}");

@@ -6,6 +6,7 @@ mod auth;
 mod console;
 mod cover_words;
 mod credits;
+mod cutover;
 mod embedding;
 mod error_table;
 mod forms;

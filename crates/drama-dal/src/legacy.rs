@@ -91,6 +91,11 @@ pub struct LegacyImport {
     /// Where the bytes of some of its assets are (objects already in the bucket). The assets'
     /// `url`s are taken from `drama` unchanged.
     pub objects: Vec<(AssetId, AssetObject)>,
+    /// Keys of bucket objects outside the drama's own folder that its URLs refer to (an
+    /// old copy of another drama keeps its original's objects). They get no storage record,
+    /// but the store must not let them be swept as orphans while this drama exists; the
+    /// set replaces the one recorded by an earlier import of the drama.
+    pub references: Vec<String>,
 }
 
 /// Bookkeeping of the legacy import.
@@ -110,8 +115,9 @@ pub trait LegacyImportRepository: Send + Sync {
     /// `Unavailable`.
     async fn drama_state(&self, id: &DramaId) -> Result<Option<DramaState>, RepoError>;
 
-    /// Writes the drama as `import.write` says, attaches `import.objects`, and records the
-    /// import (replacing an earlier record of the same source key), all in one transaction.
+    /// Writes the drama as `import.write` says, attaches `import.objects`, records
+    /// `import.references` (replacing the drama's earlier ones) and records the import
+    /// (replacing an earlier record of the same source key), all in one transaction.
     /// Returns the record as stored.
     ///
     /// # Errors
@@ -266,6 +272,7 @@ impl LegacyImportRepository for MemoryLegacyImports {
         };
         self.lock().owners.insert(id.clone(), import.owner);
         let version = self.attach_objects(import, written).await?;
+        self.store.set_references(id, &import.references);
         let record = ImportRecord {
             source_key: import.source_key.clone(),
             source_hash: import.source_hash.clone(),
@@ -334,6 +341,7 @@ mod tests {
                     usage: None,
                 },
             )],
+            references: Vec::new(),
         }
     }
 

@@ -35,6 +35,9 @@ pub(crate) struct State {
     /// Orphaned storage keys with the tick they were recorded at.
     /// Recorded orphans: when, and whose (owner and drama).
     orphans: HashMap<String, (DateTime<Utc>, UserId, DramaId)>,
+    /// Keys outside their folder that imported dramas refer to by URL (`LegacyImport::
+    /// references`): not swept while their drama exists.
+    references: HashMap<DramaId, Vec<String>>,
     last_tick: Option<DateTime<Utc>>,
     /// Followers of drama changes (closed ones are dropped on the next change).
     followers: Vec<UnboundedSender<DramaChange>>,
@@ -165,6 +168,17 @@ impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Records the keys outside its folder that the imported drama `id` refers to, replacing
+    /// its earlier ones (`LegacyImport::references`).
+    pub(crate) fn set_references(&self, id: &DramaId, keys: &[String]) {
+        let mut s = self.lock();
+        if keys.is_empty() {
+            s.references.remove(id);
+        } else {
+            s.references.insert(id.clone(), keys.to_vec());
+        }
     }
 
     /// Takes `owner`'s `keys` off the orphan list: objects a stored record holds now (the
@@ -458,6 +472,7 @@ impl DramaRepository for MemoryStore {
         if let Some(gone) = s.dramas.remove(id) {
             s.announce(&gone, true);
         }
+        s.references.remove(id);
         let mut keys: Vec<String> = s
             .objects
             .remove(id)
@@ -641,6 +656,7 @@ impl OrphanRepository for MemoryStore {
             .objects
             .values()
             .flat_map(|o| o.values().map(|o| &o.storage_key))
+            .chain(s.references.values().flatten())
             .collect();
         let mut claimable: Vec<(DateTime<Utc>, Orphan)> = s
             .orphans

@@ -354,13 +354,15 @@ impl Importer {
             }
         }
         report.owner = Some(owner.user());
-        let in_bucket = self.bucket_assets(owner.user(), &parsed.drama, &mut report.assets);
+        let (in_bucket, references) =
+            self.bucket_assets(owner.user(), &parsed.drama, &mut report.assets);
         let file = ParsedFile {
             candidate,
             hash,
             owner: owner.user(),
             drama: parsed.drama,
             in_bucket,
+            references,
         };
         self.write(file, records, report).await
     }
@@ -368,15 +370,18 @@ impl Importer {
     /// Sorts the asset URLs into bucket and foreign ones. Only objects in the drama's own
     /// folder of the old layout (`{prefix}dramas/{id}/…`) get a storage record: any other
     /// object of the bucket may be another user's, and a record makes the server read, serve
-    /// and eventually delete it on this drama's behalf.
+    /// and eventually delete it on this drama's behalf. The keys of the others are returned
+    /// as references (second), so that the object is not swept while this drama still
+    /// shows its URL (an old copy of a drama keeps its original's objects).
     fn bucket_assets(
         &self,
         owner: UserId,
         drama: &Drama,
         links: &mut AssetLinks,
-    ) -> Vec<BucketAsset> {
+    ) -> (Vec<BucketAsset>, Vec<String>) {
         let folder = format!("{}dramas/{}/", self.options.layout.prefix(), drama.id);
         let mut found = Vec::new();
+        let mut references = std::collections::BTreeSet::new();
         for (_, asset) in drama.assets_with_owner() {
             let Some(url) = asset.url.as_deref() else {
                 continue;
@@ -389,6 +394,7 @@ impl Importer {
                     links.unusable.push(format!(
                         "{url} (not in the drama's folder {folder} of the old layout)"
                     ));
+                    references.insert(key.as_str().to_owned());
                 }
                 UrlTarget::Bucket(key) => {
                     links.in_bucket += 1;
@@ -404,7 +410,7 @@ impl Importer {
                 UrlTarget::Foreign => links.foreign += 1,
             }
         }
-        found
+        (found, references.into_iter().collect())
     }
 
     /// Decides what to do with a parsed file and does it.
@@ -421,9 +427,14 @@ impl Importer {
             .by_key
             .get(&file.candidate.key)
             .filter(|r| r.record.drama_id == *id && r.record.owner == file.owner);
+        // An unchanged file is skipped without a write, unless its drama refers to objects
+        // outside its folder: an import by an earlier version did not record those, and the
+        // write below (a keep, for an unchanged drama) does.
         if let Some(r) = imported_here
             && r.record.source_hash == file.hash
             && !overwrite
+            && (file.references.is_empty()
+                || r.current.is_none_or(|now| now.version != r.record.version))
         {
             match r.current {
                 Some(now) if now.owner == file.owner => {
@@ -615,6 +626,7 @@ impl Importer {
             drama: file.drama,
             write,
             objects,
+            references: file.references,
         };
         match self.repos.imports.apply_import(&import).await {
             Ok(record) => {
@@ -693,6 +705,8 @@ struct ParsedFile<'c> {
     owner: UserId,
     drama: Drama,
     in_bucket: Vec<BucketAsset>,
+    /// Bucket keys outside the drama's folder that its URLs name.
+    references: Vec<String>,
 }
 
 /// The stored content type, or the one the key's extension names when the store knows none.

@@ -191,6 +191,15 @@ async fn attach_objects(conn: &mut PgConnection, import: &LegacyImport) -> Resul
     row.try_get("changed").map_err(db)
 }
 
+/// The drama's references to objects outside its folder become exactly `$2` (one statement:
+/// the ones no longer named go, new ones come).
+const REPLACE_REFERENCES: &str = "\
+with gone as (delete from public.legacy_object_references \
+              where drama_id = $1 and storage_key <> all($2::text[])) \
+insert into public.legacy_object_references (drama_id, storage_key) \
+select $1, k from unnest($2::text[]) as k \
+on conflict (drama_id, storage_key) do nothing";
+
 fn parse_drama_id(id: String) -> Result<DramaId, RepoError> {
     DramaId::parse(id).map_err(|e| RepoError::Unexpected(e.into()))
 }
@@ -266,6 +275,12 @@ impl LegacyImportRepository for PgStore {
                 .await
                 .map_err(db)?;
         }
+        sqlx::query(REPLACE_REFERENCES)
+            .bind(import.drama.id.as_str())
+            .bind(&import.references)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
         let imported_at = sqlx::query_scalar(UPSERT_RECORD)
             .bind(&import.source_key)
             .bind(&import.source_hash)

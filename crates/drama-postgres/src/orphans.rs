@@ -44,7 +44,8 @@ impl OrphanRepository for PgStore {
             return Err(RepoError::invalid("limit", "must be positive"));
         }
         // SKIP LOCKED lets several sweepers claim disjoint sets. Keys that do not belong to
-        // their recorded owner, library keys and keys still referenced stay in the table.
+        // their recorded owner, library keys and keys still referenced (by an asset, a job,
+        // or the URL of an imported drama outside the key's folder) stay in the table.
         let rows = sqlx::query(
             "delete from public.orphaned_objects where storage_key in ( \
                  select o.storage_key from public.orphaned_objects o \
@@ -55,6 +56,8 @@ impl OrphanRepository for PgStore {
                    and not exists (select 1 from public.assets a where a.storage_key = o.storage_key) \
                    and not exists (select 1 from public.jobs j \
                                    where j.payload ->> 'reference_key' = o.storage_key) \
+                   and not exists (select 1 from public.legacy_object_references r \
+                                   where r.storage_key = o.storage_key) \
                  order by o.recorded_at, o.storage_key limit $1 for update skip locked) \
              returning storage_key, owner_id, drama_id",
         )

@@ -35,6 +35,7 @@ fn import(owner: UserId, drama: &Drama, write: ImportWrite) -> LegacyImport {
         drama: drama.clone(),
         write,
         objects: Vec::new(),
+        references: Vec::new(),
     }
 }
 

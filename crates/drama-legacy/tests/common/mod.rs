@@ -230,6 +230,7 @@ pub async fn database_snapshot(pool: &PgPool) -> BTreeMap<String, Vec<String>> {
         ("scenes", "drama_id, id"),
         ("assets", "drama_id, id"),
         ("legacy_imports", "source_key"),
+        ("legacy_object_references", "drama_id, storage_key"),
     ] {
         let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "select t::text from public.{table} t order by {order}"

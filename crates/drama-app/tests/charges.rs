@@ -365,8 +365,7 @@ async fn a_generate_with_nothing_to_do_adds_no_run_and_no_ledger_row(backend: Ba
 
     // The parts generation adds count against the bounds: a drama that would hold more than
     // the bounds once its storyboards and clips are in place is refused before anything runs.
-    let big = drama_testkit::builders::drama_json("big", 1, 12, 200);
-    let mut big: serde_json::Value = big;
+    let mut big = drama_testkit::builders::drama_json("big", 1, 12, 200);
     for e in big["episodes"].as_array_mut().unwrap() {
         for s in e["scenes"].as_array_mut().unwrap() {
             s["assets"] = json!([]);

@@ -513,9 +513,8 @@ impl App {
                 e.scenes = scenes;
             }
         }
-        let checked = ensure_assets(&mut drama)
-            .map(drop)
-            .and_then(|()| self.check_written(&drama, written.as_ref()));
+        let checked =
+            ensure_assets(&mut drama).and_then(|_| self.check_written(&drama, written.as_ref()));
         if let Err(e) = checked {
             let error = format!("the written scenes are invalid: {e}");
             return match written {
@@ -615,7 +614,7 @@ impl App {
                 drama.metadata = Some(metadata);
             }
         }
-        let checked = ensure_assets(&mut drama).map(drop).and_then(|()| {
+        let checked = ensure_assets(&mut drama).and_then(|_| {
             let doc = serde_json::to_value(&drama).unwrap_or(Value::Null);
             self.check_written(&drama, Some(&doc))
         });

@@ -68,8 +68,9 @@ pub(crate) enum KeysCommand {
         /// Let the key act for other users (`userId` arguments).
         #[arg(long)]
         service: bool,
-        /// Days until the key expires (default: never).
-        #[arg(long)]
+        /// Days until the key expires, 1 to 36500 (default: never). 0 is refused: the key
+        /// would be expired when printed.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=36_500))]
         expires_in_days: Option<u32>,
     },
     /// List a user's keys (never their secrets).
@@ -115,4 +116,33 @@ pub(crate) enum CreditsCommand {
     },
     /// Check that every balance equals the sum of its ledger (exit 1 when one does not).
     Check,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    #[test]
+    fn a_key_that_would_be_expired_when_printed_is_refused() {
+        let parse = |days: &str| {
+            Cli::try_parse_from([
+                "drama-server",
+                "keys",
+                "create",
+                "--name",
+                "k",
+                "--expires-in-days",
+                days,
+            ])
+        };
+        for refused in ["0", "36501", "4294967295"] {
+            let e = parse(refused).unwrap_err().to_string();
+            assert!(e.contains("expires-in-days"), "{refused}: {e}");
+        }
+        for accepted in ["1", "36500"] {
+            assert!(parse(accepted).is_ok(), "{accepted}");
+        }
+    }
 }

@@ -25,9 +25,18 @@ use crate::cli::{Cli, Command};
 
 fn main() -> ExitCode {
     // `.env` is a development convenience; it never overrides the real environment, and it is
-    // read before any thread exists (setting variables is not thread-safe).
-    if std::env::var("ENVIRONMENT").as_deref() != Ok("production") {
-        let _ = dotenvy::dotenv();
+    // read before any thread exists (setting variables is not thread-safe). ENVIRONMENT is
+    // read here as the settings read it (`Production` is production), and refused when it is
+    // neither value, before `.env` could be read for a production that was misspelt.
+    match settings::environment(std::env::var("ENVIRONMENT").ok().as_deref()) {
+        Ok(environment) if environment == "production" => {}
+        Ok(_) => {
+            let _ = dotenvy::dotenv();
+        }
+        Err(e) => {
+            report_error(&e);
+            return ExitCode::from(2);
+        }
     }
     let cli = Cli::parse();
     let settings = match settings::Settings::load(cli.config.as_deref()) {

@@ -140,10 +140,12 @@ impl Workers {
 fn worker_config(settings: &Settings) -> WorkerConfig {
     let w = &settings.worker;
     WorkerConfig {
+        // The settings refuse zeros and leases under 5 s; the bounds only keep the engine's
+        // own rules whatever the caller.
         concurrency: w.concurrency.max(1),
         lease_ttl: Duration::from_secs(w.lease_seconds.max(5)),
         heartbeat_interval: Duration::from_secs((w.lease_seconds / 3).max(1)),
-        retention: Some(Duration::from_secs(w.retention_days.max(1) * 86_400)),
+        retention: w.retention(),
         resource_limits: vec![
             ResourceLimit::concurrency(class::IMAGE, w.image_limit.max(1)),
             ResourceLimit::concurrency(class::VIDEO, w.video_limit.max(1)),
@@ -159,6 +161,12 @@ async fn start_workers<S: JobStore>(
     app: &App,
     settings: &Settings,
 ) -> anyhow::Result<WorkerHandle<S>> {
+    if let Some(warning) = settings
+        .worker
+        .lease_warning(settings.database.idle_in_transaction_timeout)
+    {
+        tracing::warn!("{warning}");
+    }
     Worker::start(store, app.registry(), worker_config(settings))
         .await
         .context("starting the job workers")
@@ -306,7 +314,22 @@ pub(crate) fn signing_guard(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Refuses `serve --no-workers` without `DATABASE_URL`: its store (embedded or in memory) is
+/// this process's alone, so no `worker` could run the jobs it would accept and charge for.
+fn no_workers_guard(settings: &Settings, args: &ServeArgs) -> anyhow::Result<()> {
+    if args.no_workers && settings.database.url.trim().is_empty() {
+        anyhow::bail!(
+            "serve --no-workers needs DATABASE_URL: without it the store is this process's own \
+             (embedded or in memory), no `worker` process can reach it, and every generation \
+             would be charged and never run. Set DATABASE_URL to the database the workers \
+             share, or drop --no-workers"
+        );
+    }
+    Ok(())
+}
+
 pub(crate) async fn serve(mut settings: Settings, args: ServeArgs) -> anyhow::Result<ExitCode> {
+    no_workers_guard(&settings, &args)?;
     // Without a database this is the quick start, which production refuses first with the
     // reason that matters (no DATABASE_URL); the signing secret comes after that.
     if !settings.database.url.trim().is_empty() {
@@ -447,6 +470,92 @@ mod tests {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         Settings::load_from(None, &env).unwrap()
+    }
+
+    #[test]
+    fn settled_runs_are_kept_as_long_as_configured_or_forever() {
+        let retention = |days: &str| {
+            worker_config(&settings(&[("DRAMA__WORKER__RETENTION_DAYS", days)])).retention
+        };
+        assert_eq!(retention("30"), Some(Duration::from_secs(30 * 86_400)));
+        assert_eq!(retention("0"), None, "0 keeps settled runs forever");
+        assert_eq!(
+            retention("36500"),
+            Some(Duration::from_secs(36_500 * 86_400))
+        );
+        for slip in ["36501", "100000000", "1000000000000"] {
+            let refused = Settings::load_from(
+                None,
+                &HashMap::from([("DRAMA__WORKER__RETENTION_DAYS".to_owned(), slip.to_owned())]),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(
+                refused.contains("DRAMA__WORKER__RETENTION_DAYS") && refused.contains(slip),
+                "{refused}"
+            );
+        }
+    }
+
+    #[test]
+    fn zero_limits_and_short_leases_are_refused_by_name() {
+        for (variable, value, named) in [
+            ("VIDEO_CONCURRENCY", "0", "VIDEO_CONCURRENCY"),
+            ("IMAGE_CONCURRENCY", "0", "IMAGE_CONCURRENCY"),
+            ("WORKER_CONCURRENCY", "0", "WORKER_CONCURRENCY"),
+            (
+                "DRAMA__WORKER__SCRIPT_LIMIT",
+                "0",
+                "DRAMA__WORKER__SCRIPT_LIMIT",
+            ),
+            (
+                "DRAMA__WORKER__STITCH_LIMIT",
+                "0",
+                "DRAMA__WORKER__STITCH_LIMIT",
+            ),
+            (
+                "DRAMA__WORKER__LEASE_SECONDS",
+                "4",
+                "DRAMA__WORKER__LEASE_SECONDS",
+            ),
+            (
+                "DRAMA__WORKER__LEASE_SECONDS",
+                "0",
+                "DRAMA__WORKER__LEASE_SECONDS",
+            ),
+        ] {
+            let refused = Settings::load_from(
+                None,
+                &HashMap::from([(variable.to_owned(), value.to_owned())]),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(refused.contains(named), "{variable}={value}: {refused}");
+        }
+        let config = worker_config(&settings(&[
+            ("VIDEO_CONCURRENCY", "1"),
+            ("DRAMA__WORKER__LEASE_SECONDS", "5"),
+        ]));
+        assert_eq!(config.lease_ttl, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn an_idle_in_transaction_timeout_past_half_the_lease_is_warned_about() {
+        let warning = |vars: &[(&str, &str)]| {
+            let s = settings(vars);
+            s.worker
+                .lease_warning(s.database.idle_in_transaction_timeout)
+        };
+        assert_eq!(warning(&[]), None, "15 s of a 30 s lease");
+        assert_eq!(
+            warning(&[("DATABASE_IDLE_IN_TRANSACTION_TIMEOUT", "0")]),
+            None
+        );
+        let said = warning(&[("DRAMA__WORKER__LEASE_SECONDS", "10")]).unwrap();
+        assert!(
+            said.contains("DATABASE_IDLE_IN_TRANSACTION_TIMEOUT (15 s)") && said.contains("5 s"),
+            "{said}"
+        );
     }
 
     #[test]

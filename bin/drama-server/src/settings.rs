@@ -62,6 +62,24 @@ pub(crate) struct Settings {
     pub(crate) effective: Vec<Effective>,
 }
 
+/// `ENVIRONMENT` as the server reads it, the same before `.env` is loaded and after:
+/// trimmed and lower-cased, `development` when unset or empty. Any other value is refused: a
+/// typo of `production` (`prod`) would otherwise run with development's conveniences (`.env`
+/// read, the quick start allowed).
+pub(crate) fn environment(raw: Option<&str>) -> anyhow::Result<String> {
+    let value = raw
+        .map(|e| e.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    match value.as_str() {
+        "" => Ok("development".to_owned()),
+        "development" | "production" => Ok(value),
+        _ => anyhow::bail!(
+            "ENVIRONMENT must be `development` or `production`, got `{}`",
+            raw.unwrap_or_default().trim()
+        ),
+    }
+}
+
 /// The most `INITIAL_CREDITS` may be (a trillion; balances are 64-bit).
 const MAX_INITIAL_CREDITS: u64 = 1_000_000_000_000;
 
@@ -159,6 +177,7 @@ impl Settings {
                 anyhow::bail!("{name} must be at least 1 (it bounds client text in characters)");
             }
         }
+        layered.worker.check().map_err(anyhow::Error::msg)?;
         if layered.credits.initial > MAX_INITIAL_CREDITS {
             anyhow::bail!(
                 "INITIAL_CREDITS must be at most {MAX_INITIAL_CREDITS}, got {}: a balance near \
@@ -184,11 +203,7 @@ impl Settings {
                 source: value.map_or(Source::Default, |_| Source::Environment((*name).to_owned())),
             });
         }
-        let environment = env
-            .get("ENVIRONMENT")
-            .map(|e| e.trim().to_ascii_lowercase())
-            .filter(|e| !e.is_empty())
-            .unwrap_or_else(|| "development".to_owned());
+        let environment = environment(env.get("ENVIRONMENT").map(String::as_str))?;
         Ok(Self {
             database: layered.database,
             log: layered.log,
@@ -456,6 +471,31 @@ mod tests {
             format!("{e:#}").contains("SUPABASE_JWT_SECRET did not sign"),
             "{e:#}"
         );
+    }
+
+    #[test]
+    fn the_environment_is_development_or_production_in_any_case() {
+        assert_eq!(load(&[]).unwrap().environment, "development");
+        assert_eq!(
+            load(&[("ENVIRONMENT", "")]).unwrap().environment,
+            "development"
+        );
+        for production in ["production", "Production", " PRODUCTION\n"] {
+            assert!(
+                load(&[("ENVIRONMENT", production)])
+                    .unwrap()
+                    .is_production()
+            );
+        }
+        assert!(
+            !load(&[("ENVIRONMENT", "Development")])
+                .unwrap()
+                .is_production()
+        );
+        for unknown in ["prod", "staging", "test"] {
+            let e = load(&[("ENVIRONMENT", unknown)]).unwrap_err().to_string();
+            assert!(e.contains("ENVIRONMENT") && e.contains(unknown), "{e}");
+        }
     }
 
     #[test]

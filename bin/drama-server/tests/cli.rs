@@ -283,3 +283,49 @@ async fn new_users_open_with_the_configured_initial_credits() {
     assert!(check.status.success(), "{}", text(&check));
     db.drop_it().await;
 }
+
+/// `config --json` run in `dir` (which may hold a `.env`) with only `ENVIRONMENT` set.
+fn config_in(dir: &std::path::Path, environment: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_drama-server"))
+        .args(["config", "--json"])
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("ENVIRONMENT", environment)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn production_in_any_case_reads_no_dot_env_and_other_environments_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(".env"), "PORT=9876\n").unwrap();
+    let port_of = |out: &Output| {
+        assert!(out.status.success(), "{}", text(out));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|s| s["name"] == "server.port")
+            .unwrap()["value"]
+            .clone()
+    };
+    assert_eq!(port_of(&config_in(dir.path(), "development")), "9876");
+    for production in ["production", "Production", " PRODUCTION "] {
+        assert_eq!(
+            port_of(&config_in(dir.path(), production)),
+            "8000",
+            "ENVIRONMENT={production:?} read .env"
+        );
+    }
+    for unknown in ["prod", "staging"] {
+        let out = config_in(dir.path(), unknown);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        let said = text(&out);
+        assert!(
+            said.contains("ENVIRONMENT must be `development` or `production`")
+                && said.contains(unknown),
+            "{said}"
+        );
+    }
+}

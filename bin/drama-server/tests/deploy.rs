@@ -106,6 +106,17 @@ fn compose_brings_up_database_bucket_and_server_in_order() {
         "the server applies migrations at start"
     );
     assert_eq!(server["ports"][0], "8000:8000");
+    // serve needs about 70 s after SIGTERM (docs/DEPLOY.md); Docker's default is 10 s. Every
+    // service running the binary gets at least that.
+    for (name, service) in services {
+        let runs_the_server =
+            service["build"] == "." || service["image"].as_str() == server["image"].as_str();
+        if runs_the_server {
+            let grace = service["stop_grace_period"].as_str().unwrap_or("10s");
+            let seconds: u64 = grace.strip_suffix('s').unwrap().parse().unwrap();
+            assert!(seconds >= 70, "{name} is killed {grace} after SIGTERM");
+        }
+    }
     // Every dependency waits for health (or completion), and the health checks exist.
     for (dependency, condition) in server["depends_on"].as_object().unwrap() {
         let condition = condition["condition"].as_str().unwrap();

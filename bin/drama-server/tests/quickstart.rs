@@ -71,6 +71,17 @@ async fn production_configurations_without_a_database_are_refused() {
         assert!(said.contains(expected), "{extra:?}:\n{said}");
         assert!(!said.contains("dk_"), "no key for a refused start:\n{said}");
     }
+    // Requests only, with no store a worker could share: paid work would never run.
+    let mut no_workers = quick(dir.path(), free_port(), &[]);
+    no_workers.arg("--no-workers");
+    let out = output(no_workers).await;
+    let said = text(&out);
+    assert!(!out.status.success(), "--no-workers started:\n{said}");
+    assert!(
+        said.contains("serve --no-workers needs DATABASE_URL"),
+        "{said}"
+    );
+    assert!(!said.contains("dk_"), "no key for a refused start:\n{said}");
     assert!(
         !dir.path().join("data/postgres").exists(),
         "nothing is started for a refused configuration"

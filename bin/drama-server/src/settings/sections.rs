@@ -102,12 +102,94 @@ pub(crate) struct WorkerSettings {
     /// Seconds a job's lease lives without a heartbeat (a dead worker's job is retaken after
     /// about this long).
     pub(crate) lease_seconds: u64,
-    /// Days settled runs are kept.
+    /// Days settled runs are kept; 0 keeps them forever.
     pub(crate) retention_days: u64,
     /// The ffmpeg binary for stitching.
     pub(crate) ffmpeg: String,
     /// Charge credits for offline calls as if a paid provider made them (demos, load tests).
     pub(crate) price_offline_calls: bool,
+}
+
+/// The shortest `worker.lease_seconds`: heartbeats come every third of a lease, at least a
+/// second apart.
+pub(crate) const MIN_LEASE_SECONDS: u64 = 5;
+
+/// The longest `worker.retention_days` (about a century): a longer one is a slip (a
+/// misplaced unit), refused rather than read as some other period.
+pub(crate) const MAX_RETENTION_DAYS: u64 = 36_500;
+
+impl WorkerSettings {
+    /// Refuses values the engine could only bend into something else.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        for (name, value) in [
+            (
+                "WORKER_CONCURRENCY (worker.concurrency)",
+                u64::try_from(self.concurrency).unwrap_or(u64::MAX),
+            ),
+            (
+                "IMAGE_CONCURRENCY (worker.image_limit)",
+                u64::from(self.image_limit),
+            ),
+            (
+                "VIDEO_CONCURRENCY (worker.video_limit)",
+                u64::from(self.video_limit),
+            ),
+            (
+                "worker.script_limit (DRAMA__WORKER__SCRIPT_LIMIT)",
+                u64::from(self.script_limit),
+            ),
+            (
+                "worker.stitch_limit (DRAMA__WORKER__STITCH_LIMIT)",
+                u64::from(self.stitch_limit),
+            ),
+        ] {
+            if value == 0 {
+                return Err(format!(
+                    "{name} must be at least 1: 0 would run none of those jobs at all"
+                ));
+            }
+        }
+        if self.lease_seconds < MIN_LEASE_SECONDS {
+            return Err(format!(
+                "worker.lease_seconds (DRAMA__WORKER__LEASE_SECONDS) must be at least \
+                 {MIN_LEASE_SECONDS}, got {}: a shorter lease expires between heartbeats and \
+                 hands running jobs to another worker",
+                self.lease_seconds
+            ));
+        }
+        if self.retention_days > MAX_RETENTION_DAYS {
+            return Err(format!(
+                "worker.retention_days (DRAMA__WORKER__RETENTION_DAYS) must be at most \
+                 {MAX_RETENTION_DAYS} days, or 0 to keep settled runs forever; got {}",
+                self.retention_days
+            ));
+        }
+        Ok(())
+    }
+
+    /// A warning when `idle_in_transaction` (`DATABASE_IDLE_IN_TRANSACTION_TIMEOUT`, zero:
+    /// the server's setting) is longer than half the lease: a stalled session then holds the
+    /// locks of its runs past their leases, and claims, completions and reaping wait for it.
+    pub(crate) fn lease_warning(&self, idle_in_transaction: std::time::Duration) -> Option<String> {
+        let half = std::time::Duration::from_secs(self.lease_seconds) / 2;
+        (!idle_in_transaction.is_zero() && idle_in_transaction > half).then(|| {
+            format!(
+                "DATABASE_IDLE_IN_TRANSACTION_TIMEOUT ({} s) is longer than half of \
+                 worker.lease_seconds ({} s): a stalled session holds its runs' locks past their \
+                 leases; keep it at most {} s",
+                idle_in_transaction.as_secs_f64(),
+                self.lease_seconds,
+                half.as_secs_f64()
+            )
+        })
+    }
+
+    /// How long settled runs are kept; `None`: forever.
+    pub(crate) fn retention(&self) -> Option<std::time::Duration> {
+        (self.retention_days > 0).then(|| {
+            std::time::Duration::from_secs(self.retention_days.min(MAX_RETENTION_DAYS) * 86_400)
+        })
+    }
 }
 
 /// The part of the settings the `config` crate layers.

@@ -490,13 +490,45 @@ pub(super) async fn maintenance<S: JobStore>(shared: Arc<Shared<S>>) {
             && last_prune.is_none_or(|t| t.elapsed() >= shared.config.prune_interval)
         {
             last_prune = Some(tokio::time::Instant::now());
-            let cutoff =
-                chrono::Utc::now() - chrono::Duration::from_std(retention).unwrap_or_default();
+            let Some(cutoff) = prune_cutoff(chrono::Utc::now(), retention) else {
+                continue;
+            };
             match shared.store.prune(cutoff, 1000).await {
                 Ok(r) if r.runs > 0 => info!(runs = r.runs, nodes = r.nodes, "pruned settled runs"),
                 Ok(_) => {}
                 Err(e) => warn!(error = %e, "pruning failed"),
             }
+        }
+    }
+}
+
+/// Runs that settled before this are pruned; `None` when `retention` reaches back further
+/// than a timestamp can (nothing is old enough). Checked: an unchecked subtraction panics
+/// there, which would end this task and the reaping it also does, and a saturating one would
+/// prune every settled run.
+fn prune_cutoff(
+    now: chrono::DateTime<chrono::Utc>,
+    retention: Duration,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    now.checked_sub_signed(chrono::Duration::from_std(retention).ok()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_retention_longer_than_time_itself_prunes_nothing_and_does_not_panic() {
+        let now = chrono::Utc::now();
+        let day = 86_400;
+        assert_eq!(
+            prune_cutoff(now, Duration::from_secs(30 * day)),
+            Some(now - chrono::Duration::days(30))
+        );
+        // A hundred million days is past chrono's range of dates; a trillion is past its range
+        // of durations (which once read as no retention at all: every settled run pruned).
+        for days in [100_000_000, 1_000_000_000_000] {
+            assert_eq!(prune_cutoff(now, Duration::from_secs(days * day)), None);
         }
     }
 }

@@ -347,7 +347,7 @@ async fn a_generate_with_nothing_to_do_adds_no_run_and_no_ledger_row(backend: Ba
     assert_eq!(w.runs(&id).await, listed + 1);
 
     // A keyed request gets its run, which its repeat replays.
-    let mut keyed = w.caller.clone();
+    let mut keyed = w.caller;
     keyed.request = Some(RequestKey::parse("nothing-1").unwrap());
     let once = w
         .app

@@ -19,6 +19,14 @@ use crate::graph::Expansion;
 use crate::ids::{Fence, JobId, RunId};
 use crate::store::{ClaimedJob, JobStore};
 
+/// The checkpoint field that keeps a task's charge ([`JobContext::keep_charge`]).
+pub const CHARGE_KEPT: &str = "charge_kept";
+
+/// Whether a checkpoint keeps its task's charge: the task is not refunded whatever it ends in.
+pub fn charge_kept(checkpoint: &Value) -> bool {
+    checkpoint.get(CHARGE_KEPT) == Some(&Value::Bool(true))
+}
+
 /// How a handler's attempt ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
@@ -287,6 +295,27 @@ impl JobContext {
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = (!value.is_null()).then_some(value);
         Ok(())
+    }
+
+    /// Keeps the task's charge: its provider call was made and billed, and what it answered
+    /// cannot be used (output that breaks the rules, cut short), so failing the task must not
+    /// refund it. Recorded in the checkpoint (what it held stays), so it holds for every later
+    /// state of the task, a resumed attempt's included.
+    ///
+    /// # Errors
+    /// As [`JobContext::checkpoint`].
+    pub async fn keep_charge(&self) -> Result<(), JobError> {
+        let mut checkpoint = match self.last_checkpoint() {
+            Some(Value::Object(map)) => map,
+            _ => serde_json::Map::new(),
+        };
+        checkpoint.insert(CHARGE_KEPT.to_owned(), Value::Bool(true));
+        self.checkpoint(Value::Object(checkpoint)).await
+    }
+
+    /// Whether an attempt of this task kept its charge ([`JobContext::keep_charge`]).
+    pub fn charge_kept(&self) -> bool {
+        self.last_checkpoint().as_ref().is_some_and(charge_kept)
     }
 }
 

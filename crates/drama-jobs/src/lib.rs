@@ -15,7 +15,9 @@ mod worker;
 pub use drama_domain::{Backoff, Jitter, JobStatus};
 pub use error::{GraphError, JobError};
 pub use graph::{Expansion, Graph, NodeSpec, RunSpec};
-pub use handler::{DEFAULT_RETRY, Handler, HandlerOptions, JobContext, Outcome, Registry};
+pub use handler::{
+    CHARGE_KEPT, DEFAULT_RETRY, Handler, HandlerOptions, JobContext, Outcome, Registry, charge_kept,
+};
 pub use ids::{EventId, Fence, JobId, RunId, WorkerId};
 pub use memory::MemoryJobStore;
 pub use state::{CostTotals, Counts, EventKind, JobState, NodeType};

@@ -227,6 +227,10 @@ impl LegacyDrama {
         notes.drop_long_urls(&mut doc, "", "");
         let drama: Drama = DomainError::from_value(doc).map_err(LegacyFileError::Invalid)?;
         drama.validate().map_err(LegacyFileError::Invalid)?;
+        // The bounds every write holds a drama to, far above what the old server's dramas
+        // hold (a handful of characters, a dozen episodes of under ten scenes): a file over
+        // them is not a drama a person wrote, and would make every read of it huge.
+        drama.check_size().map_err(LegacyFileError::Invalid)?;
         Ok(Self {
             drama,
             owner,
@@ -519,6 +523,30 @@ mod tests {
                 .iter()
                 .all(|c| c.voice_description.is_empty())
         );
+    }
+
+    #[test]
+    fn a_file_over_the_size_bounds_is_refused_naming_the_list() {
+        let mut doc: Value = serde_json::from_str(FIXTURE).unwrap();
+        let first = doc["episodes"][0]["scenes"][0].clone();
+        let scenes: Vec<Value> = (0..=drama_domain::MAX_SCENES_PER_EPISODE)
+            .map(|i| {
+                let mut scene = first.clone();
+                scene["id"] = json!(format!("bulk-{i}"));
+                scene["assets"] = json!([]);
+                scene
+            })
+            .collect();
+        doc["episodes"][0]["scenes"] = json!(scenes);
+        match parse(doc) {
+            Err(LegacyFileError::Invalid(e)) => {
+                let text = e.to_string();
+                assert!(text.contains("episodes[0].scenes"), "{text}");
+                assert!(text.contains("at most 200"), "{text}");
+            }
+            Ok(_) => panic!("a file over the bounds was accepted"),
+            Err(e) => panic!("{e}"),
+        }
     }
 
     #[test]

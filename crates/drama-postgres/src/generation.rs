@@ -23,7 +23,7 @@ use drama_dal::{
     GenerationError, GenerationStore, Refund, RepoError, ResumeCharged, ScriptCompletion,
 };
 use drama_domain::{Drama, DramaId, EpisodeId, Scene, UserId};
-use drama_jobs::{Expansion, Fence, Graph, JobId, RunId, Submitted};
+use drama_jobs::{Expansion, Fence, Graph, JobId, NodeType, RunId, Submitted};
 use serde_json::Value;
 use sqlx::{PgConnection, Postgres, Row as _, Transaction};
 use uuid::Uuid;
@@ -257,6 +257,12 @@ impl GenerationStore for PgStore {
             tx.rollback().await.map_err(db)?;
             return Ok(submitted);
         }
+        if !graph.nodes.iter().any(|n| n.node_type == NodeType::Task) {
+            // Nothing was out of date: no credits move, so no ledger row is written (a
+            // 0-credit row per such request would grow the ledger at the request rate).
+            tx.commit().await.map_err(db)?;
+            return Ok(submitted);
+        }
         let charge = CreditMove::new(owner, -cost.max(0), CreditReason::RunCharge)
             .run(submitted.run_id.0)
             .note(graph.run.kind.clone());
@@ -370,7 +376,10 @@ impl GenerationStore for PgStore {
         }
         bump_version(&mut tx, owner, drama, None).await?;
         ep.scenes = scenes.to_vec();
+        // Read under the drama's lock: scenes another episode stored meanwhile count against
+        // the bounds of the drama's size as well.
         stored.drama.validate().map_err(RepoError::from)?;
+        stored.drama.check_size().map_err(RepoError::from)?;
         write_children(&mut tx, &stored.drama, true).await?;
         Self::settle_and_complete(tx, owner, fence, completion).await
     }
@@ -385,6 +394,7 @@ impl GenerationStore for PgStore {
         completion: ScriptCompletion,
     ) -> Result<bool, GenerationError> {
         drama.validate().map_err(RepoError::from)?;
+        drama.check_size().map_err(RepoError::from)?;
         let mut tx = self.pool.begin().await.map_err(db)?;
         lock_run(&mut tx, fence.run_id).await?;
         match write {

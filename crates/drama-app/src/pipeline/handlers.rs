@@ -114,6 +114,39 @@ async fn ai_call<T>(
     })
 }
 
+/// [`ai_call`] for a script call: an answer the provider billed that cannot be used (it
+/// breaks the drama rules, or was cut off, also after the repair request) fails the task with
+/// its charge kept ([`charged_failure`]), where a plain failure would refund a paid call.
+async fn script_call<T>(
+    ctx: &JobContext,
+    call: impl Future<Output = Result<T, AiError>>,
+) -> Result<T, Outcome> {
+    if ctx.is_cancelled() {
+        return Err(Outcome::cancelled("cancelled"));
+    }
+    match cancellable_call(ctx, call).await {
+        Ok(v) => Ok(v),
+        Err(e @ (AiError::SchemaViolation { .. } | AiError::Truncated { .. })) => {
+            Err(charged_failure(ctx, e).await)
+        }
+        Err(_) if ctx.is_cancelled() => Err(Outcome::cancelled("cancelled")),
+        Err(e) => Err(ai_outcome(&e)),
+    }
+}
+
+/// Fails a script task whose paid call answered what cannot be stored (output that breaks
+/// the rules or the bounds of a drama), keeping its charge: the provider billed the call, so
+/// the user pays it as a completed call, and a resume does not call the model again for free
+/// ([`written_script`]). A store that cannot record it now makes the attempt try again (the
+/// next one reuses the checkpointed answer instead of calling the provider).
+pub(super) async fn charged_failure(ctx: &JobContext, error: impl std::fmt::Display) -> Outcome {
+    match ctx.keep_charge().await {
+        Ok(()) => Outcome::fail(error),
+        Err(e) if e.is_fence_lost() => Outcome::fail("the lease was lost"),
+        Err(e) => Outcome::retry(format!("{error} (its charge could not be recorded: {e})")),
+    }
+}
+
 /// `call` under the job's cancellation: no retry of it is sent once the job is cancelled.
 async fn cancellable_call<T>(
     ctx: &JobContext,
@@ -450,6 +483,8 @@ impl App {
             return Outcome::fail(format!("episode {episode_id} no longer exists"));
         };
         let mut usage = Value::Null;
+        // The scenes this task's paid call wrote, when it wrote them (not kept from before).
+        let mut written = None;
         // Scenes written by an earlier attempt (or by the user meanwhile) are kept.
         if episode.scenes.is_empty() {
             let script = step!(self.ai.script_model(spec.model.as_deref()), ai_outcome);
@@ -468,21 +503,24 @@ impl App {
                 written_script(
                     &ctx,
                     hash,
-                    ai_call(&ctx, script.write_episode_scenes(&drama, &episode_id))
+                    script_call(&ctx, script.write_episode_scenes(&drama, &episode_id))
                 )
                 .await
             );
             usage = used;
+            written = Some(json!({ "scenes": scenes }));
             if let Some(e) = drama.episodes.iter_mut().find(|e| e.id == episode_id) {
                 e.scenes = scenes;
             }
         }
-        step!(
-            ensure_assets(&mut drama),
-            |e: &drama_domain::DomainError| Outcome::fail(e)
-        );
-        if let Err(e) = drama.validate() {
-            return Outcome::fail(format!("the written scenes are invalid: {e}"));
+        let checked =
+            ensure_assets(&mut drama).and_then(|_| self.check_written(&drama, written.as_ref()));
+        if let Err(e) = checked {
+            let error = format!("the written scenes are invalid: {e}");
+            return match written {
+                Some(_) => charged_failure(&ctx, error).await,
+                None => Outcome::fail(error),
+            };
         }
         let (expansion, cost) =
             outcome!(self.expansion_after(&drama, spec.model.clone(), |planner| {
@@ -514,7 +552,28 @@ impl App {
             .await
         {
             Ok(_) => Outcome::committed_externally(),
+            // The drama changed while the scenes were written, so that with them it breaks a
+            // rule (its size): the call was made and billed all the same.
+            Err(GenerationError::Repo(RepoError::Invalid(e))) if written.is_some() => {
+                charged_failure(&ctx, format!("the written scenes are invalid: {e}")).await
+            }
             Err(e) => generation_outcome(&e),
+        }
+    }
+
+    /// Checks a drama a model wrote, or extended with `written` (its new part, as JSON): the
+    /// rules of the model, the bounds of a drama's size, and the bounds of client text on what
+    /// was written, so that generation grows no drama past what a client may send.
+    fn check_written(
+        &self,
+        drama: &Drama,
+        written: Option<&Value>,
+    ) -> Result<(), drama_domain::DomainError> {
+        drama.validate()?;
+        drama.check_size()?;
+        match written {
+            Some(doc) => self.limits.check_document(doc),
+            None => Ok(()),
         }
     }
 
@@ -555,10 +614,13 @@ impl App {
                 drama.metadata = Some(metadata);
             }
         }
-        step!(
-            ensure_assets(&mut drama),
-            |e: &drama_domain::DomainError| Outcome::fail(e)
-        );
+        let checked = ensure_assets(&mut drama).and_then(|_| {
+            let doc = serde_json::to_value(&drama).unwrap_or(Value::Null);
+            self.check_written(&drama, Some(&doc))
+        });
+        if let Err(e) = checked {
+            return charged_failure(&ctx, format!("the written drama is invalid: {e}")).await;
+        }
         let (expansion, cost) =
             outcome!(
                 self.expansion_after(&drama, spec.model.clone(), |planner| planner.first_images())
@@ -589,6 +651,9 @@ impl App {
             Err(GenerationError::Repo(RepoError::AlreadyExists { .. })) => Outcome::fail(format!(
                 "drama id {drama_id} was taken while the drama was being written"
             )),
+            Err(GenerationError::Repo(RepoError::Invalid(e))) => {
+                charged_failure(&ctx, format!("the written drama is invalid: {e}")).await
+            }
             Err(e) => generation_outcome(&e),
         }
     }
@@ -616,7 +681,7 @@ impl App {
                     }
                     Err(e) => return Err(repo_outcome(&e)),
                 };
-                ai_call(
+                script_call(
                     ctx,
                     script.improve_drama(&original, &improve.feedback, drama_id),
                 )
@@ -632,7 +697,7 @@ impl App {
                         .references
                         .push(ReferenceImage::new(bytes, info.content_type));
                 }
-                ai_call(ctx, script.generate_drama(&request)).await
+                script_call(ctx, script.generate_drama(&request)).await
             }
         }
     }
@@ -654,7 +719,7 @@ impl App {
             &serde_json::to_string(&drama).unwrap_or_default(),
         ]);
         let (feedback, usage): (String, Value) = outcome!(
-            written_script(&ctx, hash, ai_call(&ctx, script.critique_drama(&drama))).await
+            written_script(&ctx, hash, script_call(&ctx, script.critique_drama(&drama))).await
         );
         let usage_price = usage_price(spec.token_prices, &usage);
         let result = json!({ "feedback": feedback, "usage": usage });

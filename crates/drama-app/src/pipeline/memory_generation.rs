@@ -140,6 +140,16 @@ impl MemoryGeneration {
     }
 }
 
+/// Whether a graph holds work. A run without tasks (nothing was out of date) moves no
+/// credits and writes no ledger row: a 0-credit row per such request would let anyone grow
+/// the ledger at their request rate.
+fn has_tasks(graph: &Graph) -> bool {
+    graph
+        .nodes
+        .iter()
+        .any(|n| n.node_type == drama_jobs::NodeType::Task)
+}
+
 fn with_applied(mut result: Value, applied: bool) -> Value {
     if let Value::Object(map) = &mut result {
         map.insert("applied".to_owned(), Value::Bool(applied));
@@ -210,7 +220,7 @@ impl GenerationStore for MemoryGeneration {
             .into());
         }
         let submitted = self.jobs.submit(graph).await?;
-        if !submitted.created {
+        if !submitted.created || !has_tasks(graph) {
             return Ok(submitted);
         }
         let charge = CreditMove::new(owner, -cost.max(0), CreditReason::RunCharge)
@@ -314,6 +324,8 @@ impl GenerationStore for MemoryGeneration {
                     return Ok(false);
                 }
                 e.scenes = scenes.to_vec();
+                // Another episode's scenes stored meanwhile count against the bounds too.
+                d.check_size()?;
                 Ok(true)
             })
             .await
@@ -344,6 +356,7 @@ impl GenerationStore for MemoryGeneration {
         write: DramaWrite,
         completion: ScriptCompletion,
     ) -> Result<bool, GenerationError> {
+        drama.check_size().map_err(RepoError::from)?;
         match write {
             DramaWrite::Create => {
                 self.store.create(owner, drama).await?;

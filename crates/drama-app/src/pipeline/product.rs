@@ -214,6 +214,14 @@ where
     if let Some(found) = reused {
         return Ok(found);
     }
+    // The task's paid call was made and answered what could not be used, and it was charged
+    // (not refunded): another call here would be one the user does not pay for.
+    if ctx.charge_kept() {
+        return Err(Outcome::fail(
+            "an earlier attempt's model call answered a script that could not be used and was \
+             charged; this task does not call the model again (start a new request)",
+        ));
+    }
     let generated = write.await?;
     let usage = serde_json::to_value(generated.usage).unwrap_or(Value::Null);
     let product = Written {

@@ -5,10 +5,11 @@
 use std::collections::HashMap;
 
 use drama_dal::Entity;
-use drama_domain::DramaId;
+use drama_domain::{DramaId, UserId};
 use drama_jobs::{Event, EventId, JobId, JobView, NodeType, RunFilter, RunId, RunTree};
 use serde_json::{Value, json};
 
+use super::spec::kind;
 use super::usecases::job_error;
 use crate::{App, AppError, Caller};
 
@@ -88,6 +89,28 @@ fn run_results(views: &[JobView], nodes: &[JobView]) -> Vec<(usize, Value)> {
 }
 
 impl App {
+    /// The newest generation run of `owner` on drama `id`, when it had no task.
+    pub(super) async fn latest_empty_run(
+        &self,
+        owner: UserId,
+        id: &DramaId,
+    ) -> Result<Option<JobId>, AppError> {
+        let newest = self
+            .jobs
+            .list_runs(&RunFilter {
+                owner: Some(owner.0),
+                subject: Some(id.as_str().to_owned()),
+                active_only: false,
+                limit: 1,
+            })
+            .await
+            .map_err(job_error)?;
+        Ok(newest
+            .into_iter()
+            .find(|r| r.kind == kind::GENERATE && r.counts.is_some_and(|c| c.total == 0))
+            .map(|r| r.run_id))
+    }
+
     /// A job of the caller (a run or any node of one).
     ///
     /// # Errors

@@ -731,6 +731,19 @@ impl App {
             cost = planned.cost,
             "generation planned"
         );
+        // Nothing out of date: the drama's newest run, when it too found nothing to do, is the
+        // answer, so repeated requests add no run (and no ledger row) each. A keyed request
+        // still gets its own run, which its repeats replay.
+        if planned.tasks == 0
+            && once.key().is_none()
+            && let Some(run) = self.latest_empty_run(owner, id).await?
+        {
+            return Ok(Started {
+                job_id: run,
+                drama_id: id.clone(),
+                replayed: false,
+            });
+        }
         self.submit(owner, planned.cost, graph, &once).await
     }
 
@@ -743,7 +756,11 @@ impl App {
         for _ in 0..3 {
             let stored = self.store.get_complete(owner, id).await?;
             let mut drama = stored.drama;
-            if !ensure_assets(&mut drama)? {
+            let added = ensure_assets(&mut drama)?;
+            // The parts generation adds (a portrait per character, a storyboard and a clip
+            // per scene, …) count against the bounds of a drama's size like any other.
+            drama.check_size()?;
+            if !added {
                 return Ok(drama);
             }
             match self

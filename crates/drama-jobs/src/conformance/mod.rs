@@ -73,6 +73,7 @@ pub use queries::{
     prune_removes_settled_runs, queries_show_children_trees_and_active_runs,
 };
 pub use resumes::{
+    a_failure_that_kept_its_charge_is_not_refunded,
     a_resume_that_queues_nothing_leaves_the_cancellation,
     a_resume_withdraws_the_cancellation_of_running_prerequisites,
 };
@@ -111,6 +112,7 @@ macro_rules! for_each_job_scenario {
         $m!(an_outage_longer_than_the_lease_takes_back_no_running_task);
         $m!(a_reaper_waits_a_lease_after_its_own_registration_lapsed);
         $m!(finishes_the_store_refused_are_written_again);
+        $m!(a_failure_that_kept_its_charge_is_not_refunded);
     };
 }
 
@@ -231,7 +233,11 @@ pub fn check_tree(tree: &RunTree) {
             if ancestors[&t.id].contains(&g.id) {
                 counts.add(t.state);
                 cost += t.cost;
-                if crate::core::refundable(t.state, t.checkpoint.is_some()) {
+                if crate::core::refundable(
+                    t.state,
+                    t.checkpoint.is_some(),
+                    t.checkpoint.as_ref().is_some_and(crate::charge_kept),
+                ) {
                     refundable += t.cost;
                 }
             }

@@ -148,3 +148,52 @@ pub async fn a_resume_withdraws_the_cancellation_of_running_prerequisites<S: Job
     assert_eq!(root.state, JobState::Completed);
     assert_consistent(&*store, run.run_id).await;
 }
+
+/// A task whose attempt kept its charge (its provider billed an answer that could not be used)
+/// fails without becoming refundable, while a plain failure and the tasks skipped after it are;
+/// the charge stays kept through a resume and the next failure, so no refund ever returns it.
+pub async fn a_failure_that_kept_its_charge_is_not_refunded<S: JobStore>(store: Arc<S>) {
+    let worker = register(&*store).await;
+    let graph = Graph::new(RunSpec::new("t", owner()))
+        .with(NodeSpec::task("kept", "script", json!({})).cost(5))
+        .with(
+            NodeSpec::task("after", "image", json!({}))
+                .after(["kept"])
+                .cost(7),
+        )
+        .with(NodeSpec::task("plain", "other", json!({})).cost(3));
+    let run = store.submit(&graph).await.unwrap();
+    let fail = || FinishKind::Fail {
+        error: "the answer breaks the rules".into(),
+    };
+    let kept = claim(&*store, worker, &["script"], 1).await.remove(0);
+    store
+        .checkpoint(
+            &kept.fence,
+            &json!({"product": 1, crate::CHARGE_KEPT: true}),
+        )
+        .await
+        .unwrap();
+    finish(&*store, kept.fence, fail()).await;
+    let plain = claim(&*store, worker, &["other"], 1).await.remove(0);
+    finish(&*store, plain.fence, fail()).await;
+    let tree = assert_consistent(&*store, run.run_id).await;
+    assert_eq!(key_of(&tree, "kept").state, JobState::Failed);
+    assert_eq!(key_of(&tree, "after").state, JobState::Skipped);
+    let costs = store.job(run.run_id).await.unwrap().unwrap().costs.unwrap();
+    assert_eq!((costs.total, costs.refundable), (15, 7 + 3));
+    assert_eq!(store.take_refund(run.run_id).await.unwrap(), 10);
+
+    // Resumed, the task still holds its kept charge: failing again refunds nothing of it.
+    assert_eq!(store.resume(run.ids["kept"]).await.unwrap().queued, 2);
+    let again = claim(&*store, worker, &["script"], 1).await.remove(0);
+    assert!(
+        again.checkpoint.as_ref().is_some_and(crate::charge_kept),
+        "{:?}",
+        again.checkpoint
+    );
+    finish(&*store, again.fence, fail()).await;
+    assert_consistent(&*store, run.run_id).await;
+    let costs = store.job(run.run_id).await.unwrap().unwrap().costs.unwrap();
+    assert_eq!(costs.refundable, 7 + 3);
+}

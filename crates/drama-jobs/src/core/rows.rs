@@ -46,6 +46,12 @@ pub struct TaskRow {
     /// Whether an attempt saved a checkpoint: its provider call was accepted (a video being
     /// rendered). Cancelling the task then no longer refunds its cost.
     pub spent: bool,
+    /// Whether an attempt kept the task's charge ([`JobContext::keep_charge`]): its provider
+    /// call was made and billed, and what it answered could not be used. The task is then not
+    /// refunded whatever it ends in.
+    ///
+    /// [`JobContext::keep_charge`]: crate::JobContext::keep_charge
+    pub charge_kept: bool,
     /// The worker holding the lease while `running`.
     pub lease_owner: Option<WorkerId>,
     /// Not claimable before this.
@@ -66,15 +72,15 @@ pub struct TaskRow {
 
 impl TaskRow {
     /// Whether its cost is refundable in its current state: it failed or was skipped, or it
-    /// was cancelled before its provider call was accepted.
+    /// was cancelled before its provider call was accepted — unless its charge was kept.
     pub fn refundable(&self) -> bool {
-        refundable(self.state, self.spent)
+        refundable(self.state, self.spent, self.charge_kept)
     }
 }
 
 /// Whether a task in `state` is refunded (see [`TaskRow::refundable`]).
-pub fn refundable(state: JobState, spent: bool) -> bool {
-    state.is_unsuccessful() && !(state == JobState::Cancelled && spent)
+pub fn refundable(state: JobState, spent: bool, charge_kept: bool) -> bool {
+    state.is_unsuccessful() && !charge_kept && !(state == JobState::Cancelled && spent)
 }
 
 /// The mutable part of a run or group.

@@ -44,7 +44,7 @@ pub struct TaskRow {
     /// Whether `cost` counts in the ancestors' `charged` sums.
     pub charged: bool,
     /// Whether an attempt saved a checkpoint: its provider call was accepted (a video being
-    /// rendered). Cancelling the task then no longer refunds its cost.
+    /// rendered). Ending the task failed, skipped or cancelled then no longer refunds its cost.
     pub spent: bool,
     /// The worker holding the lease while `running`.
     pub lease_owner: Option<WorkerId>,
@@ -65,16 +65,20 @@ pub struct TaskRow {
 }
 
 impl TaskRow {
-    /// Whether its cost is refundable in its current state: it failed or was skipped, or it
-    /// was cancelled before its provider call was accepted.
+    /// Whether its cost is refundable in its current state: it failed, was skipped or was
+    /// cancelled before its provider call was accepted.
     pub fn refundable(&self) -> bool {
         refundable(self.state, self.spent)
     }
 }
 
-/// Whether a task in `state` is refunded (see [`TaskRow::refundable`]).
+/// Whether a task in `state` is refunded (see [`TaskRow::refundable`]). A spent task (its
+/// checkpoint says the provider accepted its call: a video being rendered, a product saved)
+/// is charged however it ends: the provider bills that call, and a resume continues it (polls
+/// the same render, commits the saved product) at no further charge, since the resume's price
+/// is what the re-queued tasks had been refunded.
 pub fn refundable(state: JobState, spent: bool) -> bool {
-    state.is_unsuccessful() && !(state == JobState::Cancelled && spent)
+    state.is_unsuccessful() && !spent
 }
 
 /// The mutable part of a run or group.

@@ -553,14 +553,14 @@ async fn random_cancels_resumes_and_a_killed_worker_keep_every_credit_accounted_
         }
     }
 
-    // Each run cost exactly its tasks less the refundable ones (failed, skipped, cancelled
+    // Each run cost exactly its tasks less the refundable ones (failed, skipped or cancelled
     // before the provider accepted the call), counted from the task rows.
     let runs: Vec<(Uuid, i64, i64, i64, i64, i64)> = sqlx::query_as(
         "select g.run_id, g.cost_total, g.cost_refundable, g.cost_refunded, \
            (select coalesce(sum(t.cost), 0)::bigint from public.jobs t \
              where t.run_id = g.run_id and t.node_type = 'task' \
-               and (t.state in ('failed', 'skipped') \
-                    or (t.state = 'cancelled' and t.checkpoint is null))), \
+               and t.state in ('failed', 'skipped', 'cancelled') \
+               and t.checkpoint is null), \
            (select coalesce(-sum(l.amount), 0)::bigint from public.credit_ledger l \
              where l.run_id = g.run_id) \
          from public.job_groups g where g.id = g.run_id order by g.run_id",

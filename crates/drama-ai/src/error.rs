@@ -167,13 +167,14 @@ pub enum AiError {
     /// A video task was still not finished when our deadline passed.
     ///
     /// The task may still finish: poll `task_id` again rather than submitting (and paying) twice.
-    #[error("{provider}: video task {task_id} still {last_status} after {waited:?}")]
+    #[error("{provider}: video task {task_id} not done after {waited:?} (last: {last_status})")]
     VideoDeadline {
         /// Who runs the task.
         provider: Provider,
         /// The provider's task id, to poll again later.
         task_id: String,
-        /// The last status seen (`pending` or `running`).
+        /// The last status seen (`pending` or `running`), or the passing failure of the last
+        /// poll or download.
         last_status: String,
         /// How long we polled.
         waited: Duration,

@@ -577,6 +577,40 @@ impl AiSettings {
         }
     }
 
+    /// The longest one provider call can take under these settings: each of its
+    /// `MAX_RETRIES + 1` tries running to its `timeout_secs`, with the longest pause between
+    /// them (`RETRY_MAX_DELAY_MS`, or a `Retry-After` up to `MAX_RETRY_AFTER_SECS`).
+    fn longest_call(&self, timeout_secs: u64) -> Duration {
+        let tries = u64::from(self.max_retries).saturating_add(1);
+        let pause = Duration::from_millis(self.retry_max_delay_ms)
+            .max(Duration::from_secs(self.max_retry_after_secs));
+        Duration::from_secs(timeout_secs.saturating_mul(tries))
+            .saturating_add(pause.saturating_mul(self.max_retries))
+    }
+
+    /// The longest a script task's provider work can take: its answer and the one repair it
+    /// may ask for, each a call of `TEXT_TIMEOUT_SECS` tries. A job handler given less is cut
+    /// off in the middle of a call that is billed anyway, and its next attempt pays again.
+    pub fn longest_script_work(&self) -> Duration {
+        self.longest_call(self.text_timeout_secs).saturating_mul(2)
+    }
+
+    /// The longest an image task's provider work can take: the call and the download of the
+    /// file its answer links to.
+    pub fn longest_image_work(&self) -> Duration {
+        self.longest_call(self.image_timeout_secs)
+            .saturating_add(self.longest_call(self.download_timeout_secs))
+    }
+
+    /// The longest a video task's provider work can take: the submission, the wait up to
+    /// `VIDEO_DEADLINE_SECS`, the poll that was under way then, and the download.
+    pub fn longest_video_work(&self) -> Duration {
+        self.longest_call(self.video_request_timeout_secs)
+            .saturating_mul(2)
+            .saturating_add(Duration::from_secs(self.video_deadline_secs))
+            .saturating_add(self.longest_call(self.download_timeout_secs))
+    }
+
     /// Whether any script provider (Gemini or OpenAI) has a key.
     pub fn has_script_provider(&self) -> bool {
         !self.ai_offline && (self.gemini_api_key.is_some() || self.openai_api_key.is_some())

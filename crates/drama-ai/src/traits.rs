@@ -136,12 +136,36 @@ pub struct VideoPolling {
     pub deadline: Duration,
 }
 
+/// How many times one wait asks the task again for a fresh file URL after its download was
+/// refused (a 401/403, 404 or 410: a signed link that expired while the video waited).
+const FRESH_URLS: u32 = 3;
+
+/// Whether a download's error says that the file's link is no longer good (it expired, or was
+/// withdrawn), while a poll of the task may name a new one.
+fn link_expired(e: &AiError) -> bool {
+    matches!(
+        e,
+        AiError::Unauthorized { .. }
+            | AiError::BadRequest {
+                status: 404 | 410,
+                ..
+            }
+    )
+}
+
 /// Polls `task` until it is done, then downloads it.
+///
+/// The render is the provider's, and paid for once it was submitted: a poll or download that
+/// fails on the way (a network error, a 5xx, a 429, a request timeout, an answer that cannot
+/// be read) says nothing about it, so the task is asked again at the next interval, until the
+/// deadline. A download whose link was refused (it expired while the video waited) asks the
+/// task for a fresh link, up to three times per wait.
 ///
 /// # Errors
 /// [`AiError::VideoFailed`] or [`AiError::Refused`] (when the reason names moderation) if the
-/// task fails; [`AiError::VideoDeadline`] with the task id when it is not done in time; the
-/// poll's or download's own errors otherwise.
+/// task fails; [`AiError::VideoDeadline`] with the task id when it is not done in time (its
+/// `last_status` names the last passing failure when the task could not be reached); the
+/// poll's or download's own errors when they are not passing ones.
 #[tracing::instrument(skip_all, fields(provider = %model.model().provider, task_id = %task.task_id))]
 pub async fn wait_for_video(
     model: &dyn VideoModel,
@@ -150,11 +174,23 @@ pub async fn wait_for_video(
 ) -> Result<GeneratedVideo, AiError> {
     let started = Instant::now();
     let provider = model.model().provider;
+    let mut fresh_urls = 0;
     loop {
-        let status = model.poll(&task.task_id).await?;
-        match status {
-            VideoStatus::Done { output } => return model.download(&output).await,
-            VideoStatus::Failed { reason } => {
+        let (last_status, pause) = match model.poll(&task.task_id).await {
+            Ok(VideoStatus::Done { output }) => match model.download(&output).await {
+                Ok(video) => return Ok(video),
+                Err(e) if link_expired(&e) && fresh_urls < FRESH_URLS => {
+                    fresh_urls += 1;
+                    tracing::warn!(error = %e, "the video's link was refused; asking the task for a fresh one");
+                    (format!("download refused: {e}"), polling.interval)
+                }
+                Err(e) if e.is_retryable() => {
+                    tracing::warn!(error = %e, "the video's download failed; trying again");
+                    (format!("download failed: {e}"), pause_after(&e, polling))
+                }
+                Err(e) => return Err(e),
+            },
+            Ok(VideoStatus::Failed { reason }) => {
                 return Err(if crate::error::looks_like_moderation(&reason) {
                     AiError::Refused { provider, reason }
                 } else {
@@ -165,23 +201,36 @@ pub async fn wait_for_video(
                     }
                 });
             }
-            VideoStatus::Pending | VideoStatus::Running { .. } => {
-                let waited = started.elapsed();
-                if waited + polling.interval > polling.deadline {
-                    return Err(AiError::VideoDeadline {
-                        provider,
-                        task_id: task.task_id.clone(),
-                        last_status: status.word().to_owned(),
-                        waited,
-                    });
-                }
-                if let VideoStatus::Running { progress } = status {
+            Ok(status @ (VideoStatus::Pending | VideoStatus::Running { .. })) => {
+                if let VideoStatus::Running { progress } = &status {
                     tracing::debug!(?progress, "video task running");
                 }
-                tokio::time::sleep(polling.interval).await;
+                (status.word().to_owned(), polling.interval)
             }
+            Err(e) if e.is_retryable() => {
+                tracing::warn!(error = %e, "polling the video task failed; trying again");
+                (format!("poll failed: {e}"), pause_after(&e, polling))
+            }
+            Err(e) => return Err(e),
+        };
+        let waited = started.elapsed();
+        if waited + pause > polling.deadline {
+            return Err(AiError::VideoDeadline {
+                provider,
+                task_id: task.task_id.clone(),
+                last_status,
+                waited,
+            });
         }
+        tokio::time::sleep(pause).await;
     }
+}
+
+/// The pause after a passing failure: the poll interval, or the provider's `Retry-After` when
+/// it asks for longer.
+fn pause_after(e: &AiError, polling: VideoPolling) -> Duration {
+    e.retry_after()
+        .map_or(polling.interval, |wait| wait.max(polling.interval))
 }
 
 /// Submits, waits and downloads in one call, with the model's configured polling.

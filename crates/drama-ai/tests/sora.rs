@@ -576,3 +576,204 @@ async fn a_cancel_during_the_pause_before_a_retry_sends_no_retry() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(common::request_count(&server).await, 1, "no retry was sent");
 }
+
+/// A 2xx submission answer that carries the provider's error envelope next to an `id` (the
+/// error's, or the request's) created no task: it is the error, not a task id.
+#[tokio::test]
+async fn an_error_envelope_with_an_id_is_not_a_task() {
+    let server = MockServer::start().await;
+    common::reply(
+        &server,
+        SUBMIT,
+        ResponseTemplate::new(200).set_body_json(json!({
+            "id": "req_7f3a",
+            "error": {"message": "insufficient account balance", "type": "invalid_request_error"}})),
+        None,
+    )
+    .await;
+    let err = common::providers_at(&server)
+        .video_model()
+        .submit(&clip(None, VideoDuration::Ten))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, AiError::BadRequest { message, .. } if message.contains("insufficient account balance")),
+        "{err:?}"
+    );
+    common::assert_permanent_and_not_retried(&server, &err).await;
+}
+
+/// Status words of a task that ended without a video (cancelled, expired, rejected, timed out)
+/// end the wait at once as a failed task, and a 200 poll answer that carries the provider's
+/// error and no status is that error, not a task still pending until the deadline.
+#[tokio::test]
+async fn ended_tasks_and_error_envelopes_in_polls_do_not_wait_for_the_deadline() {
+    let polling = drama_ai::VideoPolling {
+        interval: Duration::from_millis(20),
+        deadline: Duration::from_secs(30),
+    };
+    for word in ["CANCELLED", "canceled", "EXPIRED", "REJECTED", "TIMEOUT"] {
+        let server = MockServer::start().await;
+        submit_ok(&server, "t9").await;
+        task_status(
+            &server,
+            "t9",
+            json!({"task_id": "t9", "status": word, "progress": "0%"}),
+            None,
+        )
+        .await;
+        let model = common::providers_at(&server).video_model();
+        let task = model.submit(&clip(None, VideoDuration::Ten)).await.unwrap();
+        let started = std::time::Instant::now();
+        let err = wait_for_video(model.as_ref(), &task.output, polling)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, AiError::VideoFailed { reason, .. } if reason.contains(&word.to_uppercase())),
+            "{word}: {err:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5), "{word}");
+    }
+
+    // The provider no longer knows the task: a 4xx in the envelope, the task ended.
+    let server = MockServer::start().await;
+    submit_ok(&server, "t10").await;
+    task_status(
+        &server,
+        "t10",
+        json!({"error": {"code": 404, "message": "task not found"}}),
+        None,
+    )
+    .await;
+    let model = common::providers_at(&server).video_model();
+    let task = model.submit(&clip(None, VideoDuration::Ten)).await.unwrap();
+    let err = wait_for_video(model.as_ref(), &task.output, polling)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, AiError::BadRequest { status: 404, message, .. } if message.contains("task not found")),
+        "{err:?}"
+    );
+
+    // A passing error in the envelope is tried again, as a 5xx is: the task then finishes.
+    let server = MockServer::start().await;
+    submit_ok(&server, "t11").await;
+    task_status(
+        &server,
+        "t11",
+        json!({"error": {"message": "internal server error, try again"}}),
+        Some(2),
+    )
+    .await;
+    let output = format!("{}/files/t11.mp4", server.uri());
+    task_status(
+        &server,
+        "t11",
+        json!({"task_id": "t11", "status": "SUCCESS", "data": {"output": output}}),
+        None,
+    )
+    .await;
+    Mock::given(method("GET"))
+        .and(path("/files/t11.mp4"))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(mp4()))
+        .mount(&server)
+        .await;
+    let model = common::providers_at(&server).video_model();
+    let task = model.submit(&clip(None, VideoDuration::Ten)).await.unwrap();
+    let video = wait_for_video(model.as_ref(), &task.output, polling)
+        .await
+        .unwrap();
+    assert_eq!(video.mime_type, "video/mp4");
+}
+
+/// The render is paid for once submitted: a status endpoint that fails for longer than one
+/// call's retries, and a download link that expired (403) while the video waited, are waited
+/// out within the deadline — the task is polled again, for its state and a fresh link — not
+/// reported as the task's failure.
+#[tokio::test]
+async fn a_status_outage_and_an_expired_link_are_waited_out() {
+    let server = MockServer::start().await;
+    submit_ok(&server, "t12").await;
+    // Five 503s: more than one poll's three tries.
+    Mock::given(method("GET"))
+        .and(path(format!("{SUBMIT}/t12")))
+        .respond_with(ResponseTemplate::new(503).set_body_string("<html>bad gateway</html>"))
+        .up_to_n_times(5)
+        .mount(&server)
+        .await;
+    let stale = format!("{}/files/stale.mp4", server.uri());
+    task_status(
+        &server,
+        "t12",
+        json!({"task_id": "t12", "status": "SUCCESS", "data": {"output": stale}}),
+        Some(1),
+    )
+    .await;
+    let fresh = format!("{}/files/fresh.mp4", server.uri());
+    task_status(
+        &server,
+        "t12",
+        json!({"task_id": "t12", "status": "SUCCESS", "data": {"output": fresh}}),
+        None,
+    )
+    .await;
+    Mock::given(method("GET"))
+        .and(path("/files/stale.mp4"))
+        .respond_with(ResponseTemplate::new(403).set_body_string(
+            "<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>",
+        ))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/files/fresh.mp4"))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(mp4()))
+        .mount(&server)
+        .await;
+    let model = common::providers_at(&server).video_model();
+    let task = model.submit(&clip(None, VideoDuration::Ten)).await.unwrap();
+    let polling = drama_ai::VideoPolling {
+        interval: Duration::from_millis(20),
+        deadline: Duration::from_secs(30),
+    };
+    let video = wait_for_video(model.as_ref(), &task.output, polling)
+        .await
+        .unwrap();
+    assert_eq!(video.mime_type, "video/mp4");
+    let submissions = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.method == wiremock::http::Method::POST)
+        .count();
+    assert_eq!(submissions, 1, "one paid render");
+
+    // A status endpoint down past the deadline: the deadline's error, with the task id to
+    // poll again, naming what failed.
+    let server = MockServer::start().await;
+    submit_ok(&server, "t13").await;
+    Mock::given(method("GET"))
+        .and(path(format!("{SUBMIT}/t13")))
+        .respond_with(ResponseTemplate::new(503).set_body_string("unavailable"))
+        .mount(&server)
+        .await;
+    let model = common::providers_at(&server).video_model();
+    let task = model.submit(&clip(None, VideoDuration::Ten)).await.unwrap();
+    let polling = drama_ai::VideoPolling {
+        interval: Duration::from_millis(20),
+        deadline: Duration::from_millis(300),
+    };
+    let err = wait_for_video(model.as_ref(), &task.output, polling)
+        .await
+        .unwrap_err();
+    let AiError::VideoDeadline {
+        task_id,
+        last_status,
+        ..
+    } = &err
+    else {
+        panic!("{err:?}")
+    };
+    assert_eq!(task_id, "t13");
+    assert!(last_status.contains("503"), "{last_status}");
+}

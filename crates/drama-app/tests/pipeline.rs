@@ -36,6 +36,10 @@ struct Instrumented {
     /// having a bad minute would, before the calls go through.
     poll_failures: std::sync::atomic::AtomicU32,
     download_failures: std::sync::atomic::AtomicU32,
+    /// Polls that answer "running" before the calls go through (a slow render).
+    running_polls: std::sync::atomic::AtomicU32,
+    /// The polling of the video model, when not the offline provider's.
+    polling: Mutex<Option<VideoPolling>>,
     /// The prompt of every video submitted (each one a paid render).
     renders: Mutex<Vec<String>>,
 }
@@ -49,6 +53,8 @@ impl Instrumented {
             gate: None,
             poll_failures: 0.into(),
             download_failures: 0.into(),
+            running_polls: 0.into(),
+            polling: Mutex::new(None),
             renders: Mutex::new(Vec::new()),
         })
     }
@@ -62,6 +68,8 @@ impl Instrumented {
             gate: Some(tokio::sync::Semaphore::new(0)),
             poll_failures: 0.into(),
             download_failures: 0.into(),
+            running_polls: 0.into(),
+            polling: Mutex::new(None),
             renders: Mutex::new(Vec::new()),
         })
     }
@@ -118,7 +126,10 @@ impl VideoModel for Instrumented {
         VideoModel::model(self.inner.as_ref())
     }
     fn polling(&self) -> VideoPolling {
-        self.inner.polling()
+        self.polling
+            .lock()
+            .unwrap()
+            .unwrap_or_else(|| self.inner.polling())
     }
     async fn submit(&self, request: &VideoRequest) -> Result<Generated<VideoTask>, AiError> {
         self.check(&request.prompt)?;
@@ -127,6 +138,14 @@ impl VideoModel for Instrumented {
     }
     async fn poll(&self, task_id: &str) -> Result<VideoStatus, AiError> {
         failing(&self.poll_failures, "status")?;
+        let slow = self.running_polls.fetch_update(
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+            |n| n.checked_sub(1),
+        );
+        if slow.is_ok() {
+            return Ok(VideoStatus::Running { progress: None });
+        }
         self.inner.poll(task_id).await
     }
     async fn download(&self, output: &VideoOutput) -> Result<GeneratedVideo, AiError> {
@@ -271,6 +290,7 @@ on_every_backend!("pipeline":
     a_budget_caps_what_a_run_spends,
     a_resume_is_paid_before_anything_runs_again,
     a_poll_or_download_that_fails_does_not_pay_for_a_second_render,
+    a_render_past_several_deadlines_completes,
 );
 
 async fn premise_to_a_fully_generated_drama(backend: Backend) {
@@ -780,31 +800,54 @@ async fn in_memory_an_old_cancelled_run_is_refunded_behind_a_hundred_newer_runs(
 }
 
 /// A clip whose status or download call fails after the provider accepted (and billed) the
-/// render is retried by polling the same provider task: each clip is rendered once.
+/// render is retried by polling the same provider task: each clip is rendered once. A status
+/// endpoint that fails many times in a row (here more polls than the attempts of every video
+/// task together) does not end a clip failed and refunded: the render is waited for, the run
+/// completes and nothing is refunded, since nothing failed.
 async fn a_poll_or_download_that_fails_does_not_pay_for_a_second_render(backend: Backend) {
     use std::sync::atomic::Ordering;
     let provider = Instrumented::new(None);
-    provider.poll_failures.store(1, Ordering::SeqCst);
+    // Three video tasks (an audition, two clips) of three attempts each: more failures than
+    // all their attempts, so one task at least meets three of them.
+    provider.poll_failures.store(9, Ordering::SeqCst);
     provider.download_failures.store(1, Ordering::SeqCst);
-    let w = world_with(backend, 1000, provider.clone(), false).await;
+    let w = world_with(backend, 10_000, provider.clone(), true).await;
     let d = drama_testkit::builders::drama("flaky", 1, 1, 2);
     w.store.create(w.caller.user, &d).await.unwrap();
+    let before = balance(&w).await;
     let run = w
         .app
         .generate(&w.caller, &d.id, Scope::Drama, false)
         .await
         .unwrap();
+    let held = before - balance(&w).await;
     assert_eq!(w.settle(run.job_id).await, JobStatus::Completed);
     assert_eq!(
         provider.poll_failures.load(Ordering::SeqCst),
         0,
-        "a poll failed"
+        "every poll failure happened"
     );
     assert_eq!(
         provider.download_failures.load(Ordering::SeqCst),
         0,
         "a download failed"
     );
+    assert_renders_once(&provider);
+    let done = w.app.get_drama(&w.caller, None, &d.id).await.unwrap().drama;
+    assert!(
+        done.episodes[0]
+            .scenes
+            .iter()
+            .all(|s| s.video_url.is_some())
+    );
+    assert!(done.episodes[0].url.is_some(), "the episode was stitched");
+    settle_refunds(&w).await;
+    assert_eq!(before - balance(&w).await, held, "nothing was refunded");
+    w.stop().await;
+}
+
+/// Each video was submitted (and paid for) once.
+fn assert_renders_once(provider: &Instrumented) {
     let renders = provider.renders.lock().unwrap().clone();
     let mut once = renders.clone();
     once.sort();
@@ -814,12 +857,40 @@ async fn a_poll_or_download_that_fails_does_not_pay_for_a_second_render(backend:
         once.len(),
         "a clip was rendered twice: {renders:?}"
     );
-    let done = w.app.get_drama(&w.caller, None, &d.id).await.unwrap().drama;
-    assert!(
-        done.episodes[0]
-            .scenes
-            .iter()
-            .all(|s| s.video_url.is_some())
-    );
+}
+
+/// A render that takes longer than the handler waits for it (here past several deadlines of
+/// each video task, more than its attempts) is polled again by the next attempt, without
+/// using one: the clips complete, once rendered each, and nothing is refunded.
+async fn a_render_past_several_deadlines_completes(backend: Backend) {
+    use std::sync::atomic::Ordering;
+    let provider = Instrumented::new(None);
+    // Each wait polls at most five times; 60 "running" answers are a dozen deadlines spread
+    // over three video tasks: one task at least meets four.
+    *provider.polling.lock().unwrap() = Some(VideoPolling {
+        interval: Duration::from_millis(10),
+        deadline: Duration::from_millis(50),
+    });
+    provider.running_polls.store(60, Ordering::SeqCst);
+    let w = world_with(backend, 10_000, provider.clone(), true).await;
+    let d = drama_testkit::builders::drama("slow", 1, 1, 2);
+    w.store.create(w.caller.user, &d).await.unwrap();
+    let before = balance(&w).await;
+    let run = w.generate(&d.id).await;
+    let held = before - balance(&w).await;
+    assert_eq!(w.settle(run.job_id).await, JobStatus::Completed);
+    assert_eq!(provider.running_polls.load(Ordering::SeqCst), 0);
+    assert_renders_once(&provider);
+    let tree = w.app.run_tree(&w.caller, run.job_id).await.unwrap();
+    let deferred = tree
+        .nodes
+        .iter()
+        .filter(|n| n.key.starts_with("clip:") || n.key.starts_with("audition:"))
+        .map(|n| n.attempts)
+        .max()
+        .unwrap();
+    assert!(deferred <= 1, "a deadline used an attempt ({deferred})");
+    settle_refunds(&w).await;
+    assert_eq!(before - balance(&w).await, held, "nothing was refunded");
     w.stop().await;
 }

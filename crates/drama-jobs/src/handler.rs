@@ -281,9 +281,9 @@ impl JobContext {
     /// in [`JobContext::last_checkpoint`]. Save what lets a retry resume instead of redoing
     /// paid work, e.g. a provider's task id right after submitting.
     ///
-    /// A task with a checkpoint counts as spent: cancelling it no longer refunds its cost.
-    /// `Value::Null` clears the checkpoint (the provider's work ended without a product, so
-    /// the next attempt starts over and a cancellation refunds, as a failure would).
+    /// A task with a checkpoint counts as spent: failing or cancelling it no longer refunds
+    /// its cost. `Value::Null` clears the checkpoint (the provider's work ended without a
+    /// product, so the next attempt starts over, and a failure or a cancellation refunds).
     ///
     /// # Errors
     /// [`JobError::FenceLost`] when this attempt lost its lease (stop working);

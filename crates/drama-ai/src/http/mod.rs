@@ -231,47 +231,7 @@ impl HttpCore {
     /// request — proves nothing was taken, as the same statuses do not ([`refused_by_provider`]):
     /// it is [`AiError::SubmitUncertain`].
     fn envelope_error(&self, answer: &Value) -> Option<AiError> {
-        let error = answer.get("error").filter(|e| match e {
-            Value::Object(o) => !o.is_empty(),
-            Value::String(s) => !s.trim().is_empty(),
-            _ => false,
-        })?;
-        let named = ["code", "status"].iter().find_map(|k| {
-            let v = error.get(*k)?;
-            v.as_u64()
-                .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
-                .filter(|n| (400..=599).contains(n))
-        });
-        let status = named.unwrap_or_else(|| {
-            let words = error.to_string().to_lowercase();
-            let said = |list: &[&str]| list.iter().any(|w| words.contains(w));
-            if said(&[
-                "rate limit",
-                "rate_limit",
-                "too many requests",
-                "resource_exhausted",
-            ]) {
-                429
-            } else if said(&["timeout", "timed out", "deadline"]) {
-                504
-            } else if said(&[
-                "server_error",
-                "server error",
-                "internal",
-                "unavailable",
-                "overloaded",
-                "busy",
-                "try again",
-            ]) {
-                500
-            } else {
-                400
-            }
-        });
-        let status = u16::try_from(status)
-            .ok()
-            .and_then(|s| StatusCode::from_u16(s).ok())
-            .unwrap_or(StatusCode::BAD_REQUEST);
+        let status = envelope_status(answer)?;
         let error = self.status_error(status, &HeaderMap::new(), answer.to_string().as_bytes());
         Some(
             if matches!(
@@ -283,6 +243,14 @@ impl HttpCore {
                 error
             },
         )
+    }
+
+    /// The provider's error carried by a 2xx answer to a request that costs nothing (a poll of
+    /// a task), classified as [`Self::envelope_error`] does, without the doubt of a paid
+    /// request: a 408, 502 or 504 is a passing failure like any other.
+    pub(crate) fn free_envelope_error(&self, answer: &Value) -> Option<AiError> {
+        let status = envelope_status(answer)?;
+        Some(self.status_error(status, &HeaderMap::new(), answer.to_string().as_bytes()))
     }
 
     fn uncertain(&self, cause: &AiError) -> AiError {
@@ -380,6 +348,54 @@ impl HttpCore {
             },
         }
     }
+}
+
+/// The status a 2xx answer's error envelope names (see [`HttpCore::envelope_error`]), or
+/// `None` when the answer carries no such envelope.
+fn envelope_status(answer: &Value) -> Option<StatusCode> {
+    let error = answer.get("error").filter(|e| match e {
+        Value::Object(o) => !o.is_empty(),
+        Value::String(s) => !s.trim().is_empty(),
+        _ => false,
+    })?;
+    let named = ["code", "status"].iter().find_map(|k| {
+        let v = error.get(*k)?;
+        v.as_u64()
+            .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+            .filter(|n| (400..=599).contains(n))
+    });
+    let status = named.unwrap_or_else(|| {
+        let words = error.to_string().to_lowercase();
+        let said = |list: &[&str]| list.iter().any(|w| words.contains(w));
+        if said(&[
+            "rate limit",
+            "rate_limit",
+            "too many requests",
+            "resource_exhausted",
+        ]) {
+            429
+        } else if said(&["timeout", "timed out", "deadline"]) {
+            504
+        } else if said(&[
+            "server_error",
+            "server error",
+            "internal",
+            "unavailable",
+            "overloaded",
+            "busy",
+            "try again",
+        ]) {
+            500
+        } else {
+            400
+        }
+    });
+    Some(
+        u16::try_from(status)
+            .ok()
+            .and_then(|s| StatusCode::from_u16(s).ok())
+            .unwrap_or(StatusCode::BAD_REQUEST),
+    )
 }
 
 /// The text of an error and its sources.

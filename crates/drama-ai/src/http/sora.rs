@@ -2,9 +2,12 @@
 //!
 //! Submit `POST {SORA_API_BASE}/v2/videos/generations`, poll
 //! `GET {SORA_API_BASE}/v2/videos/generations/{task_id}`, download the URL the finished task
-//! names. Status words (upper-cased): `COMPLETED|SUCCESS|DONE` → done,
-//! `FAILED|FAILURE|ERROR` → failed, `IN_PROGRESS|RUNNING|PROCESSING` → running, anything else
-//! (`NOT_START`, `SUBMITTED`, `QUEUED` …) → pending.
+//! names. Status words (upper-cased): `COMPLETED|SUCCESS|SUCCEEDED|DONE` → done,
+//! `FAILED|FAILURE|ERROR` and the words of a task that ended without a video
+//! (`CANCELLED|CANCELED|EXPIRED|REJECTED|TIMEOUT|TIMED_OUT`) → failed,
+//! `IN_PROGRESS|RUNNING|PROCESSING` → running, anything else (`NOT_START`, `SUBMITTED`,
+//! `QUEUED` …) → pending. An answer without a status that carries the provider's error
+//! envelope (`{"error": …}`) is that error, as a submission's is.
 
 use std::sync::Arc;
 
@@ -76,9 +79,9 @@ fn task_id_of(answer: &Value) -> Result<String, AiError> {
     Ok(task_id)
 }
 
-/// Reads a status answer.
-fn status_of(answer: &Value) -> Result<VideoStatus, AiError> {
-    // Some deployments wrap the task in `data`.
+/// The task of a status answer (some deployments wrap it in `data`) and its status word,
+/// upper-cased (empty when there is none).
+fn task_and_word(answer: &Value) -> (&Value, String) {
     let task = if answer.get("status").is_none() && answer.pointer("/data/status").is_some() {
         answer.get("data").unwrap_or(answer)
     } else {
@@ -88,7 +91,14 @@ fn status_of(answer: &Value) -> Result<VideoStatus, AiError> {
         .get("status")
         .and_then(Value::as_str)
         .unwrap_or("")
+        .trim()
         .to_uppercase();
+    (task, word)
+}
+
+/// Reads a status answer.
+fn status_of(answer: &Value) -> Result<VideoStatus, AiError> {
+    let (task, word) = task_and_word(answer);
     Ok(match word.as_str() {
         "COMPLETED" | "SUCCESS" | "SUCCEEDED" | "DONE" => {
             let url = [
@@ -114,7 +124,11 @@ fn status_of(answer: &Value) -> Result<VideoStatus, AiError> {
                 output: VideoOutput::Url(url.to_owned()),
             }
         }
-        "FAILED" | "FAILURE" | "ERROR" => VideoStatus::Failed {
+        // A task cancelled, expired, rejected or timed out at the provider ended without a
+        // video as a failed one did: polling it until our deadline, attempt after attempt,
+        // would only hold a video slot.
+        "FAILED" | "FAILURE" | "ERROR" | "CANCELLED" | "CANCELED" | "EXPIRED" | "REJECTED"
+        | "TIMEOUT" | "TIMED_OUT" => VideoStatus::Failed {
             reason: ["fail_reason", "error", "message"]
                 .iter()
                 .find_map(|k| match task.get(*k) {
@@ -124,7 +138,7 @@ fn status_of(answer: &Value) -> Result<VideoStatus, AiError> {
                     }
                     _ => None,
                 })
-                .unwrap_or_else(|| "no reason given".to_owned()),
+                .unwrap_or_else(|| format!("the task is {word}, with no reason given")),
         },
         "IN_PROGRESS" | "RUNNING" | "PROCESSING" => VideoStatus::Running {
             progress: progress_of(task.get("progress")),
@@ -184,11 +198,16 @@ impl VideoModel for Sora {
         }
         let url = join(&self.base, "/v2/videos/generations");
         // Each accepted submission is a paid render, and the answer is its only handle: a
-        // submission whose answer is lost or unreadable is not sent again (`post_json`).
-        let (task_id, attempts) = self
-            .core
+        // submission whose answer is lost or unreadable is not sent again (`post_json`). An
+        // answer that carries the provider's error envelope is that error, even when it also
+        // has an `id` (the error's, or the request's): no task was created.
+        let core = &self.core;
+        let (task_id, attempts) = core
             .post_json(&url, Auth::Bearer(&self.key), &body, |answer| async move {
-                task_id_of(&answer)
+                match core.envelope_error(&answer) {
+                    Some(refusal) => Err(refusal),
+                    None => task_id_of(&answer),
+                }
             })
             .await?;
         tracing::info!(%task_id, "video task submitted");
@@ -215,9 +234,17 @@ impl VideoModel for Sora {
         let answer = self
             .core
             .retry
-            .run(|_| {
+            .run(|_| async {
                 let http = self.core.client.get(&url).bearer_auth(self.key.expose());
-                self.core.send_json(http, self.core.timeout)
+                let answer = self.core.send_json(http, self.core.timeout).await?;
+                // A 200 that carries the provider's error and no status is that error (a
+                // passing one is retried here like a 5xx), not a task still pending.
+                if task_and_word(&answer).1.is_empty()
+                    && let Some(error) = self.core.free_envelope_error(&answer)
+                {
+                    return Err(error);
+                }
+                Ok(answer)
             })
             .await?;
         status_of(&answer)
@@ -283,5 +310,30 @@ mod tests {
             Ok(VideoStatus::Pending)
         );
         assert!(status_of(&json!({"status": "DONE"})).is_err());
+    }
+
+    #[test]
+    fn the_words_of_a_task_that_ended_without_a_video_are_failures() {
+        for word in [
+            "CANCELLED",
+            "canceled",
+            "EXPIRED",
+            "REJECTED",
+            "TIMEOUT",
+            "timed_out",
+        ] {
+            let Ok(VideoStatus::Failed { reason }) =
+                status_of(&json!({"task_id": "t1", "status": word}))
+            else {
+                panic!("{word} is not a failure");
+            };
+            assert!(reason.contains(&word.to_uppercase()), "{reason}");
+        }
+        assert_eq!(
+            status_of(&json!({"status": "EXPIRED", "fail_reason": "the task expired"})),
+            Ok(VideoStatus::Failed {
+                reason: "the task expired".into()
+            })
+        );
     }
 }

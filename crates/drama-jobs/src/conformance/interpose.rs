@@ -1,6 +1,7 @@
 //! A store that wraps a real one and changes what its claims look like to the worker: a claim
 //! held back until the test lets it through (to stop a worker while a claim is in flight), or
-//! a claim that commits but answers with an error (the connection failed after the commit).
+//! a claim that commits but answers with an error (the connection failed after the commit),
+//! or a look at which tasks are still held, held back the same way.
 //! It can also be down: every call a worker makes fails as if the database could not be
 //! reached. Everything else goes straight to the wrapped store.
 
@@ -29,6 +30,9 @@ pub struct Interposed<S> {
     lose: AtomicBool,
     down: AtomicBool,
     refuse: AtomicBool,
+    hold_held: AtomicBool,
+    held_entered: Notify,
+    held_go: Notify,
 }
 
 impl<S: JobStore> Interposed<S> {
@@ -42,6 +46,9 @@ impl<S: JobStore> Interposed<S> {
             lose: AtomicBool::new(false),
             down: AtomicBool::new(false),
             refuse: AtomicBool::new(false),
+            hold_held: AtomicBool::new(false),
+            held_entered: Notify::new(),
+            held_go: Notify::new(),
         }
     }
 
@@ -81,6 +88,22 @@ impl<S: JobStore> Interposed<S> {
     /// Lets the held claim through.
     pub fn let_go(&self) {
         self.go.notify_one();
+    }
+
+    /// The next [`JobStore::still_held`] waits, before it reaches the store, until
+    /// [`Interposed::let_still_held_go`].
+    pub fn hold_next_still_held(&self) {
+        self.hold_held.store(true, Ordering::SeqCst);
+    }
+
+    /// Waits until a held `still_held` arrived.
+    pub async fn still_held_arrived(&self) {
+        self.held_entered.notified().await;
+    }
+
+    /// Lets the held `still_held` through.
+    pub fn let_still_held_go(&self) {
+        self.held_go.notify_one();
     }
 
     /// The next claim that gets tasks commits, and then answers with an error.
@@ -159,6 +182,10 @@ impl<S: JobStore> JobStore for Interposed<S> {
 
     async fn still_held(&self, fences: &[Fence]) -> Result<Vec<JobId>, JobError> {
         self.reachable()?;
+        if self.hold_held.swap(false, Ordering::SeqCst) {
+            self.held_entered.notify_one();
+            self.held_go.notified().await;
+        }
         self.inner.still_held(fences).await
     }
 

@@ -44,7 +44,7 @@ pub struct TaskRow {
     /// Whether `cost` counts in the ancestors' `charged` sums.
     pub charged: bool,
     /// Whether an attempt saved a checkpoint: its provider call was accepted (a video being
-    /// rendered). Cancelling the task then no longer refunds its cost.
+    /// rendered). Ending the task failed, skipped or cancelled then no longer refunds its cost.
     pub spent: bool,
     /// Whether an attempt kept the task's charge ([`JobContext::keep_charge`]): its provider
     /// call was made and billed, and what it answered could not be used. The task is then not
@@ -71,16 +71,21 @@ pub struct TaskRow {
 }
 
 impl TaskRow {
-    /// Whether its cost is refundable in its current state: it failed or was skipped, or it
-    /// was cancelled before its provider call was accepted — unless its charge was kept.
+    /// Whether its cost is refundable in its current state: it failed, was skipped or was
+    /// cancelled before its provider call was accepted, and its charge was not kept.
     pub fn refundable(&self) -> bool {
         refundable(self.state, self.spent, self.charge_kept)
     }
 }
 
-/// Whether a task in `state` is refunded (see [`TaskRow::refundable`]).
+/// Whether a task in `state` is refunded (see [`TaskRow::refundable`]). A spent task (its
+/// checkpoint says the provider accepted its call: a video being rendered, a product saved)
+/// is charged however it ends: the provider bills that call, and a resume continues it (polls
+/// the same render, commits the saved product) at no further charge, since the resume's price
+/// is what the re-queued tasks had been refunded. A task whose charge was kept (its call was
+/// billed and answered what cannot be used) is never refunded either.
 pub fn refundable(state: JobState, spent: bool, charge_kept: bool) -> bool {
-    state.is_unsuccessful() && !charge_kept && !(state == JobState::Cancelled && spent)
+    state.is_unsuccessful() && !spent && !charge_kept
 }
 
 /// The mutable part of a run or group.

@@ -437,6 +437,43 @@ fn a_cancel_after_the_provider_accepted_is_not_refunded_and_resumes_are_priced()
     );
 }
 
+#[test]
+fn a_failure_after_the_provider_accepted_is_charged_and_its_resume_is_free() {
+    let mut rows = new_run(&diamond());
+    let w = WorkerId::new();
+    let fa = start(&mut rows, "a", w);
+    finish(&mut rows, fa, ok(1)).unwrap();
+    let fb = start(&mut rows, "b", w);
+    // `b` saved a checkpoint (a render the provider accepted), then failed for good.
+    let b = rows.id("b");
+    rows.tasks.get_mut(&b).unwrap().spent = true;
+    finish(
+        &mut rows,
+        fb,
+        FinishKind::Fail {
+            error: "the provider could not be reached".into(),
+        },
+    )
+    .unwrap();
+    assert_eq!(rows.state("b"), JobState::Failed);
+    assert_eq!(rows.state("d"), JobState::Skipped);
+    let run = rows.run;
+    // `d` (11) never ran and is refunded; `b` (7) was paid for.
+    assert_eq!(rows.groups[&run].costs.refundable, 11);
+    let mut ws = Workset::new(&rows, Utc::now());
+    assert_eq!(ws.take_refund(run).unwrap(), 11);
+    let changes = ws.into_changes();
+    rows.apply(changes);
+    // The resume costs d's 11 only: b goes on with the render it paid for.
+    let mut ws = Workset::new(&rows, Utc::now());
+    assert_eq!(ws.resume_priced(run, run).unwrap(), (2, 11));
+    let changes = ws.into_changes();
+    rows.apply(changes);
+    assert_eq!(rows.state("b"), JobState::Ready);
+    let mut ws = Workset::new(&rows, Utc::now());
+    assert_eq!(ws.take_refund(run).unwrap(), 0);
+}
+
 fn settle(rows: &mut Rows, fence: Fence, actual: i64) -> Result<i64, CoreError> {
     let mut ws = Workset::new(&*rows, Utc::now());
     let back = ws.settle_cost(&fence, actual)?;

@@ -97,12 +97,21 @@ fn start_handler<S: JobStore>(
             .instrument(span),
         )
     });
-    if let Some(f) = shared
+    let handle = handler_task.as_ref().map(JoinHandle::abort_handle);
+    let unlisted = match shared
         .in_flight()
         .get_mut(&fence.job_id)
         .filter(|f| f.fence == fence)
     {
-        f.handler = handler_task.as_ref().map(JoinHandle::abort_handle);
+        Some(f) => {
+            f.handler = handle;
+            None
+        }
+        None => handle,
+    };
+    // Claimed again meanwhile (its token was cancelled then): shutdown must still find it.
+    if let Some(h) = unlisted {
+        shared.keep_retired(fence, h);
     }
     let shared = shared.clone();
     tokio::spawn(async move {

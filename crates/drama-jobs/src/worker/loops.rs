@@ -56,7 +56,7 @@ pub(super) async fn claimer<S: JobStore>(
             let mut in_flight = shared.in_flight();
             if let Ok(jobs) = &claimed {
                 for job in jobs {
-                    in_flight.insert(
+                    let earlier = in_flight.insert(
                         job.fence.job_id,
                         InFlight {
                             fence: job.fence,
@@ -64,6 +64,13 @@ pub(super) async fn claimer<S: JobStore>(
                             handler: None,
                         },
                     );
+                    // An earlier attempt of the task still here: its lease lapsed, a reaper
+                    // requeued the task and this claim took it again before the earlier
+                    // attempt was stopped (`stop_the_retaken` looks for it by its fence, which
+                    // it no longer finds). It is stopped now.
+                    if let Some(earlier) = earlier.filter(|e| e.fence != job.fence) {
+                        shared.retire(earlier);
+                    }
                 }
             }
             shared.claims.end();

@@ -181,6 +181,11 @@ struct InFlight {
     handler: Option<tokio::task::AbortHandle>,
 }
 
+/// The handlers of attempts that lost their task to a later claim of it by this process
+/// ([`Shared::retire`]): cancelled, no longer in `in_flight`, and aborted at shutdown if they
+/// still run.
+type Retired = Vec<(Fence, tokio::task::AbortHandle)>;
+
 /// Whether a claim is under way, and how many began: what the heartbeat needs to know that
 /// its list of held tasks was complete. Changed and read under the `in_flight` lock.
 #[derive(Default)]
@@ -228,6 +233,8 @@ struct Shared<S> {
     /// The registration's id; kept for the process's life, also when it lapses.
     worker: WorkerId,
     in_flight: Mutex<HashMap<JobId, InFlight>>,
+    /// Handlers of attempts whose entry a later claim of the same task replaced.
+    retired: Mutex<Retired>,
     /// Claims under way (see the heartbeat's reconciliation).
     claims: Claims,
     /// Finishes the store refused: their leases may stay, and they are never released (a
@@ -252,6 +259,28 @@ impl<S> Shared<S> {
 
     fn kept(&self) -> MutexGuard<'_, HashMap<JobId, Finish>> {
         self.kept.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn retired(&self) -> MutexGuard<'_, Retired> {
+        self.retired.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stops the attempt of `entry`, whose task this process claimed again under a new fence
+    /// (its lease had lapsed and a reaper requeued it): the old handler may not have paid its
+    /// provider yet, and whatever it writes is refused by its fence. Its handle is kept so that
+    /// shutdown aborts it if it does not stop.
+    fn retire(&self, entry: InFlight) {
+        entry.cancel.cancel();
+        if let Some(handler) = entry.handler {
+            self.keep_retired(entry.fence, handler);
+        }
+    }
+
+    fn keep_retired(&self, fence: Fence, handler: tokio::task::AbortHandle) {
+        warn!(%fence, "the task was claimed again by this worker; the earlier attempt's handler is stopped");
+        let mut retired = self.retired();
+        retired.retain(|(_, h)| !h.is_finished());
+        retired.push((fence, handler));
     }
 
     fn worker_id(&self) -> WorkerId {
@@ -304,6 +333,7 @@ impl Worker {
             config,
             worker: id,
             in_flight: Mutex::new(HashMap::new()),
+            retired: Mutex::new(Vec::new()),
             claims: Claims::default(),
             kept: Mutex::new(HashMap::new()),
             wake: Notify::new(),
@@ -436,6 +466,11 @@ impl<S: JobStore> WorkerHandle<S> {
                 kind: FinishKind::Release,
             });
         }
+        // Attempts that lost their task to a later claim: cancelled already, their fences
+        // refuse whatever they write, and nothing is released for them.
+        for (_, handler) in shared.retired().drain(..) {
+            handler.abort();
+        }
         drop(l.finish_tx);
         // The completer drains its queue, then ends when every sender is gone (a handler
         // that never yields keeps its sender; do not wait for it forever).
@@ -479,6 +514,9 @@ impl<S: JobStore> WorkerHandle<S> {
                 if let Some(h) = &f.handler {
                     h.abort();
                 }
+            }
+            for (_, h) in l.shared.retired().drain(..) {
+                h.abort();
             }
         }
     }

@@ -79,6 +79,15 @@ async fn submission_failed(app: &App, ctx: &JobContext, error: &AiError) -> Outc
     ai_outcome(error)
 }
 
+/// A deferral of a task whose render is out at the provider: polled again after `interval`
+/// (or the provider's `Retry-After`, when longer), without using an attempt.
+fn put_off(error: &AiError, interval: std::time::Duration) -> Outcome {
+    let delay = error
+        .retry_after()
+        .map_or(interval, |wait| wait.max(interval));
+    Outcome::retry_after(delay, error)
+}
+
 impl App {
     pub(super) async fn run_video(&self, ctx: JobContext) -> Outcome {
         let model = self.ai.video_model();
@@ -161,21 +170,26 @@ impl App {
         };
         let video = match waited {
             Ok(v) => v,
-            Err(AiError::VideoDeadline { .. }) => {
-                // Still running at the provider: the next attempt polls the same task.
-                return Outcome::retry("the video is not ready yet");
-            }
-            Err(e) => {
+            Err(e) if video_task_ended(&e) => {
                 // Only a task that ended without a usable video is submitted anew by the next
-                // attempt (its checkpoint cleared, so a cancellation refunds it as a failure
-                // would). A poll or download that failed on the way — network, 5xx, 429, a
-                // timeout — leaves the video rendering, or rendered, at the provider: the next
-                // attempt polls the same task rather than paying for another render.
-                if video_task_ended(&e) {
-                    let _ = ctx.checkpoint(Value::Null).await;
-                }
+                // attempt (its checkpoint cleared, so a cancellation or a failure refunds it).
+                let _ = ctx.checkpoint(Value::Null).await;
                 return ai_outcome(&e);
             }
+            Err(e) if e.is_retryable() => {
+                // Still rendering (past this attempt's deadline), or out of reach for a while
+                // (its polls or download failing: network, 5xx, 429, timeouts): the render is
+                // the provider's and paid for. The task is put off, and its next attempt polls
+                // the same task, without using an attempt: a status outage or a slow render
+                // must not end a paid clip failed. The engine bounds the deferrals in a row
+                // (`drama_jobs::core::FREE_DEFERRALS`, each one a whole wait here); past them a task
+                // that cannot finish fails, and is charged, not refunded, since its render was
+                // accepted (the checkpoint stays, and a resume polls the same task).
+                return put_off(&e, model.polling().interval);
+            }
+            // Permanent (the key refused, a link refused after fresh ones were asked for): the
+            // task fails with its checkpoint, charged, and a resume polls the same task.
+            Err(e) => return ai_outcome(&e),
         };
         usage.video_seconds = usage.video_seconds.max(duration.seconds());
         let usage = serde_json::to_value(usage).unwrap_or(Value::Null);

@@ -14,8 +14,68 @@ pub use mp4::{Probe, ProbeTrack, Refused, probe};
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::time::Duration;
 
 use bytes::Bytes;
+
+/// How long a stitch attempt may run before the worker cuts it off.
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// The prefix of ffmpeg's scratch directories (in the system's temporary directory).
+const SCRATCH_PREFIX: &str = "drama-stitch-";
+
+/// Removes the scratch directories of stitches that stopped without cleaning up (their
+/// process was killed: a dropped attempt removes its own) from the system's temporary
+/// directory: those last written to longer ago than a stitch may run, which no running stitch
+/// of any process owns any more. Answers how many were removed; what cannot be read or
+/// removed is logged and left.
+pub fn remove_stale_scratch() -> usize {
+    remove_stale_scratch_in(&std::env::temp_dir(), TIMEOUT)
+}
+
+fn remove_stale_scratch_in(parent: &Path, older_than: Duration) -> usize {
+    let entries = match std::fs::read_dir(parent) {
+        Ok(entries) => entries,
+        Err(e) => {
+            tracing::warn!(error = %e, dir = %parent.display(), "cannot list the temporary directory for stale stitch scratch");
+            return 0;
+        }
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(SCRATCH_PREFIX)
+        {
+            continue;
+        }
+        // A symlink is not followed (and not a directory made here).
+        let stale = entry.metadata().ok().is_some_and(|m| {
+            m.is_dir()
+                && m.modified()
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > older_than)
+        });
+        if !stale {
+            continue;
+        }
+        match std::fs::remove_dir_all(entry.path()) {
+            Ok(()) => removed += 1,
+            Err(e) => {
+                tracing::warn!(error = %e, dir = %entry.path().display(), "cannot remove a stale stitch scratch directory");
+            }
+        }
+    }
+    if removed > 0 {
+        tracing::info!(
+            removed,
+            "removed the scratch directories of stitches that were killed"
+        );
+    }
+    removed
+}
 
 /// Why stitching failed.
 #[derive(Debug, thiserror::Error)]
@@ -101,7 +161,7 @@ async fn concat_under(ffmpeg: &Path, clips: &[Bytes], parent: &Path) -> Result<B
     // The directory goes when `dir` is dropped: on success, on failure, and when the job is
     // cancelled while ffmpeg runs (dropping this future also kills ffmpeg).
     let dir = tempfile::Builder::new()
-        .prefix("drama-stitch-")
+        .prefix(SCRATCH_PREFIX)
         .tempdir_in(parent)?;
     concat_in(ffmpeg, clips, dir.path())
         .await

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use drama_ai::{OfflineProvider, VideoDuration, VideoRequest};
 
 use super::mp4::{self, probe};
-use super::{StitchError, concat, concat_under, remux};
+use super::{StitchError, TIMEOUT, concat, concat_under, remove_stale_scratch_in, remux};
 
 fn clip(seed: u64, label: &str, duration: VideoDuration) -> Bytes {
     OfflineProvider::new(seed)
@@ -174,6 +174,39 @@ async fn a_cancelled_stitch_leaves_no_directory_behind() {
         }
     }
     assert_eq!(entries(parent.path()), Vec::<std::path::PathBuf>::new());
+}
+
+/// A worker killed while ffmpeg ran leaves its scratch directory (nothing dropped it): the
+/// next worker to start removes those older than a stitch may run, and nothing else.
+#[test]
+fn stale_scratch_directories_of_killed_stitches_are_removed_at_start() {
+    let parent = tempfile::tempdir().unwrap();
+    let made = |name: &str, age: std::time::Duration| {
+        let dir = parent.path().join(name);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("clip0000.mp4"), b"clip").unwrap();
+        let when = std::time::SystemTime::now() - age;
+        std::fs::File::open(&dir)
+            .unwrap()
+            .set_modified(when)
+            .unwrap();
+        dir
+    };
+    let hour = std::time::Duration::from_secs(3600);
+    let killed = made("drama-stitch-AbC123", hour);
+    let running = made("drama-stitch-XyZ789", std::time::Duration::from_secs(60));
+    let foreign = made("other-tool-old", hour);
+    let file = parent.path().join("drama-stitch-not-a-dir");
+    std::fs::write(&file, b"x").unwrap();
+    std::fs::File::open(&file)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - hour)
+        .unwrap();
+
+    assert_eq!(remove_stale_scratch_in(parent.path(), TIMEOUT), 1);
+    assert!(!killed.exists(), "the killed stitch's directory is removed");
+    assert!(running.exists(), "a running stitch keeps its directory");
+    assert!(foreign.exists() && file.exists(), "nothing else is touched");
 }
 
 #[test]

@@ -183,6 +183,36 @@ impl NewUser {
             subscription_tier: "free".to_owned(),
         }
     }
+
+    /// The rules every store checks before it creates the user: a balance not below zero, a
+    /// tier, and a display name of at most [`drama_domain::MAX_DISPLAY_NAME`] characters (the
+    /// bound the database keeps on `users.display_name`, which clients may also write through
+    /// Supabase's Data API; refused here it names the field rather than the constraint).
+    ///
+    /// # Errors
+    /// `Invalid` naming the field.
+    pub fn check(&self) -> Result<(), RepoError> {
+        if self.tokens < 0 {
+            return Err(RepoError::invalid("tokens", "must not be negative"));
+        }
+        if self.subscription_tier.trim().is_empty() {
+            return Err(RepoError::invalid("subscription_tier", "must not be empty"));
+        }
+        if self
+            .display_name
+            .as_ref()
+            .is_some_and(|n| n.chars().count() > drama_domain::MAX_DISPLAY_NAME)
+        {
+            return Err(RepoError::invalid(
+                "display_name",
+                format!(
+                    "must be at most {} characters",
+                    drama_domain::MAX_DISPLAY_NAME
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Users and their credit balance.

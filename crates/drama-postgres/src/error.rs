@@ -34,6 +34,7 @@ pub enum PgError {
 /// Maps a driver error to what a caller can act on. `entity`/`id` name the record the statement
 /// was about, for constraint violations.
 pub(crate) fn map_err(err: sqlx::Error, entity: Entity, id: &str) -> RepoError {
+    crate::failover::note(&err);
     match &err {
         sqlx::Error::Database(db) => {
             let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
@@ -66,7 +67,8 @@ pub(crate) fn map_err(err: sqlx::Error, entity: Entity, id: &str) -> RepoError {
                 // Serialization failures, deadlocks, a lock not granted in time, shutdowns,
                 // resource exhaustion, a read-only session (25006: a failover left the
                 // connection on a standby, or the database was made read-only for a while), a
-                // session ended for idling in its transaction (25P03): retry later. A paid
+                // session ended for idling in its transaction (25P03): retry later (`note`
+                // above has the pool replace such sessions, see `failover`). A paid
                 // step's write refused for good would fail its task after the provider was
                 // paid.
                 "40001" | "40P01" | "55P03" | "57P01" | "57P02" | "57P03" | "53300" | "53400"

@@ -5,6 +5,7 @@ mod cache;
 mod credits;
 mod dramas;
 mod error;
+mod failover;
 mod feed;
 mod generation;
 mod health;

@@ -165,6 +165,7 @@ impl PgSettings {
 
     fn pool_options(&self) -> PgPoolOptions {
         let idle = self.idle_in_transaction_timeout.as_millis().to_string();
+        crate::failover::start();
         PgPoolOptions::new()
             .max_connections(self.max_connections.max(1))
             .acquire_timeout(self.acquire_timeout)
@@ -173,6 +174,17 @@ impl PgSettings {
             .after_connect(move |conn, _| {
                 let idle = idle.clone();
                 Box::pin(async move { prepare_session(conn, &idle).await })
+            })
+            // A session that answered read-only (a failover's demoted primary) or was ended
+            // is not handed out again, nor any connection opened before it answered so
+            // (`failover`); deciding it asks nothing of the server.
+            .after_release(|_, meta| {
+                let keep = crate::failover::keep(&meta);
+                Box::pin(async move { Ok(keep) })
+            })
+            .before_acquire(|_, meta| {
+                let keep = crate::failover::keep(&meta);
+                Box::pin(async move { Ok(keep) })
             })
     }
 }

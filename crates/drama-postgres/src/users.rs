@@ -50,12 +50,7 @@ impl UserRepository for PgStore {
 
     #[tracing::instrument(skip_all, fields(user.id = %user.id))]
     async fn create_user(&self, user: &NewUser) -> Result<User, RepoError> {
-        if user.tokens < 0 {
-            return Err(RepoError::invalid("tokens", "must not be negative"));
-        }
-        if user.subscription_tier.trim().is_empty() {
-            return Err(RepoError::invalid("subscription_tier", "must not be empty"));
-        }
+        user.check()?;
         let row = sqlx::query(
             "insert into public.users (id, email, display_name, tokens, subscription_tier) \
              values ($1, $2, $3, $4, $5) \

@@ -265,3 +265,62 @@ async fn a_dramas_job_list_with_results_is_a_few_statements() {
     drop(svc);
     pg.finish().await;
 }
+
+/// After a failover, a pooled session still connected to the demoted primary answers writes
+/// with "read-only" (25006). The write that meets it answers 503 `unavailable` with
+/// `Retry-After` (not a 500), and the next write is served: the pool, made as the server makes
+/// it, does not hand that session out again.
+#[actix_web::test]
+async fn a_write_refused_by_a_read_only_session_is_503_and_the_next_is_served() {
+    let db = ScratchDb::create("api_failover").await;
+    let setup = db.pool().await;
+    drama_postgres::migrate(&setup).await.unwrap();
+    let mut settings = drama_postgres::PgSettings::from_url(db.url());
+    settings.max_connections = 1;
+    let pool = settings.pool().unwrap();
+    let (store, app) = pg_app_on(&pool);
+    let user = UserId::random();
+    store.create_user(&NewUser::new(user)).await.unwrap();
+    let key = store
+        .create_api_key(user, "pg", &[], None)
+        .await
+        .unwrap()
+        .key;
+    let svc = plain_service_of(app).await;
+    // The key is looked up (and cached) and its use recorded before the session turns.
+    let (status, _, _) = send(&svc, crate::support::get("/dramas", &key)).await;
+    assert_eq!(status, 200);
+    let mut recorded = false;
+    for _ in 0..100 {
+        recorded = sqlx::query_scalar("select bool_and(last_used_at is not null) from api_keys")
+            .fetch_one(&setup)
+            .await
+            .unwrap_or(false);
+        if recorded {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(recorded, "the key's use is recorded");
+    sqlx::query("set default_transaction_read_only = on")
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    let (status, headers, body) = send(
+        &svc,
+        post_json("/api-keys", &key, json!({"name": "during"})),
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["code"], "unavailable", "{body}");
+    assert!(headers.contains_key("retry-after"), "{headers:?}");
+
+    let (status, _, body) =
+        send(&svc, post_json("/api-keys", &key, json!({"name": "after"}))).await;
+    assert_eq!(status, 201, "the next write is served: {body}");
+    drop(svc);
+    pool.close().await;
+    setup.close().await;
+    db.drop_it().await;
+}

@@ -87,16 +87,6 @@ fn check_amount(amount: i64) -> Result<(), RepoError> {
     Ok(())
 }
 
-fn check_new_user(user: &NewUser) -> Result<(), RepoError> {
-    if user.tokens < 0 {
-        return Err(RepoError::invalid("tokens", "must not be negative"));
-    }
-    if user.subscription_tier.trim().is_empty() {
-        return Err(RepoError::invalid("subscription_tier", "must not be empty"));
-    }
-    Ok(())
-}
-
 #[async_trait]
 impl UserRepository for MemoryStore {
     async fn get_user(&self, id: UserId) -> Result<User, RepoError> {
@@ -108,7 +98,7 @@ impl UserRepository for MemoryStore {
     }
 
     async fn create_user(&self, user: &NewUser) -> Result<User, RepoError> {
-        check_new_user(user)?;
+        user.check()?;
         let mut s = self.lock();
         if s.users.contains_key(&user.id) {
             return Err(RepoError::AlreadyExists {

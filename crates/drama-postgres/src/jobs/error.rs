@@ -56,6 +56,7 @@ impl Error {
 }
 
 fn map_sqlx(err: sqlx::Error) -> JobError {
+    crate::failover::note(&err);
     match &err {
         sqlx::Error::Database(db) => {
             let code = db.code().map(|c| c.into_owned()).unwrap_or_default();

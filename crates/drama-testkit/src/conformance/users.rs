@@ -179,6 +179,21 @@ pub async fn users_are_created_upserted_and_credited(store: Arc<dyn Store>) {
         store.create_user(&negative).await,
         Err(RepoError::Invalid(_))
     ));
+
+    // A display name is bounded in characters, as the database bounds it; over the bound it
+    // is refused naming the field, and nothing is written.
+    let mut long = NewUser::new(UserId::random());
+    long.display_name = Some("é".repeat(drama_domain::MAX_DISPLAY_NAME + 1));
+    match store.create_user(&long).await {
+        Err(RepoError::Invalid(e)) => {
+            assert_eq!(e.errors[0].field, "display_name", "{e}");
+        }
+        other => panic!("a display name over the bound: {other:?}"),
+    }
+    assert_not_found(store.get_user(long.id).await, Entity::User);
+    long.display_name = Some("é".repeat(drama_domain::MAX_DISPLAY_NAME));
+    let kept = store.create_user(&long).await.unwrap();
+    assert_eq!(kept.display_name, long.display_name);
 }
 
 /// Keys: shown once, stored as a hash, found by prefix, refused when revoked or expired.

@@ -69,128 +69,6 @@ pub(crate) fn is_secret(name: &str) -> bool {
             .any(|s| matches!(*s, "secret" | "password" | "token" | "key" | "keys"))
 }
 
-/// A URL with the password of its user part replaced.
-pub(crate) fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
-    match authority.rsplit_once('@') {
-        Some((user, host)) if user.contains(':') => {
-            let name = user.split_once(':').map_or(user, |(n, _)| n);
-            let slash = if rest.contains('/') { "/" } else { "" };
-            format!("{scheme}://{name}:***@{host}{slash}{path}")
-        }
-        _ => url.to_owned(),
-    }
-}
-
-/// Whether a parameter of a URL query or a libpq connection string holds a secret:
-/// `password`, `sslpassword`, or a name `is_secret` recognises (`api_key`, `token`, …).
-fn is_secret_parameter(name: &str) -> bool {
-    let lower = name.trim().to_ascii_lowercase();
-    lower.ends_with("password") || is_secret(&lower)
-}
-
-/// A URL with its user password and the secret parameters of its query replaced.
-fn redact_url_and_query(url: &str) -> String {
-    let url = redact_url(url);
-    let Some((base, rest)) = url.split_once('?') else {
-        return url;
-    };
-    let (query, fragment) = rest
-        .split_once('#')
-        .map_or((rest, None), |(q, f)| (q, Some(f)));
-    let pairs: Vec<String> = query
-        .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some((name, _)) if is_secret_parameter(name) => format!("{name}=***"),
-            _ => pair.to_owned(),
-        })
-        .collect();
-    let fragment = fragment.map(|f| format!("#{f}")).unwrap_or_default();
-    format!("{base}?{}{fragment}", pairs.join("&"))
-}
-
-/// A libpq keyword/value connection string (`host=db user=u password='p w'`) with the values
-/// of its secret keywords replaced; `None` when `value` is not one.
-fn redact_keyword_values(value: &str) -> Option<String> {
-    let bytes = value.as_bytes();
-    let mut out = String::with_capacity(value.len());
-    let mut i = 0;
-    let mut pairs = 0;
-    let skip_spaces = |mut i: usize| {
-        while i < bytes.len() && bytes[i].is_ascii_whitespace() {
-            i += 1;
-        }
-        i
-    };
-    loop {
-        let start = skip_spaces(i);
-        out.push_str(&value[i..start]);
-        i = start;
-        if i >= bytes.len() {
-            break;
-        }
-        let name_end = value[i..]
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .map_or(bytes.len(), |n| i + n);
-        if name_end == i {
-            return None;
-        }
-        let name = &value[i..name_end];
-        let equals = skip_spaces(name_end);
-        if bytes.get(equals) != Some(&b'=') {
-            return None;
-        }
-        let value_start = skip_spaces(equals + 1);
-        // A quoted value ends at the first quote not escaped by a backslash; a bare one at
-        // white space.
-        let value_end = if bytes.get(value_start) == Some(&b'\'') {
-            let mut j = value_start + 1;
-            loop {
-                match bytes.get(j) {
-                    None => return None,
-                    Some(b'\\') => j += 2,
-                    Some(b'\'') => break j + 1,
-                    Some(_) => j += 1,
-                }
-            }
-        } else {
-            value[value_start..]
-                .find(|c: char| c.is_ascii_whitespace())
-                .map_or(bytes.len(), |n| value_start + n)
-        };
-        out.push_str(&value[i..value_start]);
-        if is_secret_parameter(name) {
-            out.push_str("***");
-        } else {
-            out.push_str(&value[value_start..value_end.min(bytes.len())]);
-        }
-        i = value_end.min(bytes.len());
-        pairs += 1;
-    }
-    (pairs > 0).then_some(out)
-}
-
-/// `value` with every password it carries hidden: in a URL (its user part and its query) or in
-/// a libpq keyword/value string. Text that mentions a password but parses as neither is
-/// hidden whole rather than half.
-fn redact_value(value: &str) -> String {
-    if value.contains("://") {
-        return redact_url_and_query(value);
-    }
-    if value.contains('=') {
-        if let Some(redacted) = redact_keyword_values(value) {
-            return redacted;
-        }
-        if value.to_ascii_lowercase().contains("password") {
-            return "***".to_owned();
-        }
-    }
-    value.to_owned()
-}
-
 /// `value` as it may be shown for the setting `name`.
 pub(crate) fn shown(name: &str, value: &str) -> String {
     if value.is_empty() {
@@ -198,7 +76,7 @@ pub(crate) fn shown(name: &str, value: &str) -> String {
     } else if is_secret(name) {
         "***".to_owned()
     } else {
-        redact_value(value)
+        drama_postgres::redact(value)
     }
 }
 
@@ -334,53 +212,17 @@ mod tests {
     }
 
     #[test]
-    fn urls_lose_their_passwords_only() {
+    fn urls_and_connection_strings_lose_their_passwords() {
+        // The rules are drama_postgres::redact's (tested there); shown applies them.
         assert_eq!(
-            shown("database.url", "postgres://u:pw@db:5432/x?sslmode=require"),
-            "postgres://u:***@db:5432/x?sslmode=require"
+            shown(
+                "database.url",
+                "postgres://u:pw@db:5432/x?user=v&password=q"
+            ),
+            "postgres://u:***@db:5432/x?user=v&password=***"
         );
-        assert_eq!(
-            shown("x", "https://cdn.example.com/a"),
-            "https://cdn.example.com/a"
-        );
-        assert_eq!(shown("x", "postgres://u@db"), "postgres://u@db");
+        assert_eq!(shown("x", "host=db password=plain"), "host=db password=***");
         assert_eq!(shown("SUPABASE_ANON_KEY", "eyJ..."), "***");
-    }
-
-    #[test]
-    fn passwords_in_queries_and_keyword_strings_are_hidden() {
-        assert_eq!(
-            shown(
-                "database.url",
-                "postgres://db:5432/x?user=u&password=qsecret&sslmode=require&sslpassword=ksecret#f"
-            ),
-            "postgres://db:5432/x?user=u&password=***&sslmode=require&sslpassword=***#f"
-        );
-        assert_eq!(
-            shown(
-                "database.url",
-                "postgresql://u:pw@db/x?PASSWORD=upper&api_key=k1&sslkey=/etc/k.pem"
-            ),
-            "postgresql://u:***@db/x?PASSWORD=***&api_key=***&sslkey=/etc/k.pem"
-        );
-        assert_eq!(
-            shown(
-                "database.url",
-                "host=db port=5432 user=u password=plain dbname=x sslpassword = 'two words' sslmode=require"
-            ),
-            "host=db port=5432 user=u password=*** dbname=x sslpassword = *** sslmode=require"
-        );
-        assert_eq!(
-            shown("database.url", r"host=db password='it\'s \\ secret' user=u"),
-            "host=db password=*** user=u"
-        );
-        // Half a keyword string that mentions a password is hidden whole.
-        assert_eq!(
-            shown("database.url", "host=db password='unterminated"),
-            "***"
-        );
-        assert_eq!(shown("x", "a=b c=d"), "a=b c=d");
-        assert_eq!(shown("x", "plain text"), "plain text");
         for name in [
             "SOME_PASSWORD",
             "DRAMA__HTTP__WEBHOOK_SECRET",

@@ -280,6 +280,24 @@ fn metrics_endpoint(settings: &Settings, backend: &Backend) -> MetricsEndpoint {
     }
 }
 
+/// The API's settings, with the origins media URLs may name (for the console's policy): the
+/// bucket's public URL and endpoint, and where this server's own file URLs point.
+fn http_settings(settings: &Settings) -> drama_api::HttpSettings {
+    let assets = &settings.assets;
+    let mut http = settings.http.clone();
+    http.media_origins = [
+        assets.r2_public_url.clone(),
+        assets.s3_endpoint(),
+        assets.assets_public_url.clone(),
+        assets.assets_base_url.clone(),
+        Some(settings.server.public_origin()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    http
+}
+
 /// Sweeps orphaned objects and settles refunds until dropped.
 fn background(app: &App, settings: &Settings) -> Vec<tokio::task::JoinHandle<()>> {
     vec![
@@ -351,7 +369,7 @@ pub(crate) async fn serve(mut settings: Settings, args: ServeArgs) -> anyhow::Re
     let plan = PoolPlan::new(&settings, role);
     let (backend, mut quick) = serve_backend(&mut settings, args.migrate, plan).await?;
     let (app, workers, memory) = wire(&settings, &backend, !args.no_workers).await?;
-    let state = ApiState::new(app.clone(), settings.http.clone());
+    let state = ApiState::new(app.clone(), http_settings(&settings));
     if let Some(quick) = &mut quick {
         announce_quick_start(&settings, quick, &backend, memory.as_ref(), &state).await?;
     }
@@ -364,6 +382,7 @@ pub(crate) async fn serve(mut settings: Settings, args: ServeArgs) -> anyhow::Re
     let bind = (settings.server.host.clone(), settings.server.port);
     let metrics = metrics_endpoint(&settings, &backend);
     tracing::info!(host = %bind.0, port = bind.1, http_workers, job_workers = workers.is_some(), "serving HTTP");
+    let streams = state.clone();
     let server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .wrap(from_fn(drama_api::metrics::observe))
@@ -374,12 +393,29 @@ pub(crate) async fn serve(mut settings: Settings, args: ServeArgs) -> anyhow::Re
     })
     .workers(http_workers)
     .shutdown_timeout(30)
+    .disable_signals()
     .bind(&bind)
     .with_context(|| format!("cannot listen on {}:{}", bind.0, bind.1))?
     .run();
-    // actix stops accepting on SIGINT/SIGTERM and drains in-flight requests; then the jobs
-    // this process holds are finished or handed back.
-    server.await.context("HTTP server failed")?;
+    // On SIGINT/SIGTERM the streams and sockets end first (they would never end by
+    // themselves and would hold the drain for its whole timeout), then actix stops accepting
+    // and drains in-flight requests; then the jobs this process holds are finished or handed
+    // back.
+    // A second signal stops without waiting for requests.
+    let handle = server.handle();
+    let stop = tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("stopping: ending streams, draining requests");
+        streams.shut_down();
+        let graceful = handle.clone();
+        tokio::spawn(async move { graceful.stop(true).await });
+        shutdown_signal().await;
+        tracing::warn!("second signal: stopping without draining requests");
+        handle.stop(false).await;
+    });
+    let served = server.await;
+    stop.abort();
+    served.context("HTTP server failed")?;
     if let Some(workers) = workers {
         workers.shutdown().await;
         log_offline_calls(&app);

@@ -329,3 +329,15 @@ fn production_in_any_case_reads_no_dot_env_and_other_environments_are_refused() 
         );
     }
 }
+
+#[test]
+fn a_database_password_given_in_the_query_is_never_printed() {
+    // Nothing listens on port 1: check, migrate and serve fail to connect and say where to.
+    let url = "postgres://127.0.0.1:1/app?user=app&password=hunter2&sslmode=disable";
+    for args in [&["check"][..], &["migrate"], &["config"]] {
+        let out = drama_server(args, url);
+        let said = text(&out);
+        assert!(!said.contains("hunter2"), "{args:?}: {said}");
+        assert!(said.contains("password=***"), "{args:?}: {said}");
+    }
+}

@@ -82,6 +82,12 @@ pub struct HttpSettings {
     /// The one header the proxy writes, read when `trust_forwarded` is set; the other is
     /// ignored (a proxy passes on whatever a client sent in a header it does not write).
     pub forwarded_header: ForwardedHeader,
+    /// URLs whose origins the console may load images and clips from besides its own and any
+    /// https one (the bucket's public URL and endpoint, the origin of the file URLs this server
+    /// signs); not read from the configuration: the binary derives them from the asset
+    /// settings.
+    #[serde(skip)]
+    pub media_origins: Vec<String>,
 }
 
 /// Which header carries the client address behind a proxy.
@@ -124,6 +130,7 @@ impl Default for HttpSettings {
             anonymous_burst: 40,
             trust_forwarded: false,
             forwarded_header: ForwardedHeader::XForwardedFor,
+            media_origins: Vec::new(),
         }
     }
 }
@@ -189,9 +196,13 @@ pub struct ApiState {
     /// The rate of requests without valid credentials, per client address
     /// ([`crate::rate::client_key`]).
     anonymous: Option<KeyedRate<std::net::IpAddr>>,
-    /// The last `/ready` answer and when it was taken; the lock also makes concurrent probes
-    /// wait for one check instead of each making its own.
-    pub(crate) readiness: tokio::sync::Mutex<Option<(std::time::Instant, drama_app::Readiness)>>,
+    /// The last `/ready` answer and the check under way.
+    pub(crate) readiness: crate::rest::health::ReadyCache,
+    /// Cancelled when the server starts to stop: streams and sockets, which would otherwise
+    /// hold the drain for its whole timeout, end then (clients reconnect elsewhere and resume).
+    stopping: tokio_util::sync::CancellationToken,
+    /// The console's Content-Security-Policy, with the configured media origins.
+    pub(crate) console_policy: actix_web::http::header::HeaderValue,
 }
 
 impl ApiState {
@@ -215,6 +226,13 @@ impl ApiState {
             },
         ));
         let uploads = crate::rest::upload_guard::UploadGate::new(settings.uploads_per_user);
+        let policy = crate::console::content_security_policy(&settings.media_origins);
+        let console_policy = actix_web::http::header::HeaderValue::from_str(&policy)
+            .unwrap_or_else(|_| {
+                actix_web::http::header::HeaderValue::from_static(
+                    crate::console::CONTENT_SECURITY_POLICY,
+                )
+            });
         Arc::new(Self {
             auth: Authenticator::new(app.clone(), &settings.auth),
             legacy_user: settings.auth.validate().ok().flatten(),
@@ -227,8 +245,21 @@ impl ApiState {
             sign_in: crate::console::SignInCodes::default(),
             limiter,
             anonymous,
-            readiness: tokio::sync::Mutex::new(None),
+            readiness: crate::rest::health::ReadyCache::default(),
+            stopping: tokio_util::sync::CancellationToken::new(),
+            console_policy,
         })
+    }
+
+    /// Says the server has started to stop: every SSE stream ends and every GraphQL socket
+    /// closes (1001, going away), so that draining waits only for ordinary requests.
+    pub fn shut_down(&self) {
+        self.stopping.cancel();
+    }
+
+    /// Resolves once [`Self::shut_down`] was called.
+    pub(crate) fn stopping(&self) -> tokio_util::sync::WaitForCancellationFutureOwned {
+        self.stopping.clone().cancelled_owned()
     }
 
     /// The use cases.

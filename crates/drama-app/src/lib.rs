@@ -33,7 +33,7 @@ pub use limits::{MAX_METADATA_BYTES, TextLimits};
 pub use once::{KEY_WINDOW, MAX_KEY_LEN, RequestKey};
 pub use pricing::{MediaPrices, ModelPrice, Pricing, TokenPrices};
 pub use quotas::Quotas;
-pub use readiness::Readiness;
+pub use readiness::{READINESS_CHECK_TIMEOUT, Readiness};
 
 /// Names of the repository layer that use cases take and return (pages of a listing, the
 /// stored form of a drama with its version, the change feed), so callers of the app need no

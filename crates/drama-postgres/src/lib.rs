@@ -14,6 +14,7 @@ mod legacy;
 mod legacy_tables;
 mod metrics;
 mod orphans;
+mod redact;
 mod schema;
 mod settings;
 mod usage;
@@ -23,6 +24,7 @@ pub use error::PgError;
 pub use health::{AppliedMigration, SchemaReport, schema_report};
 pub use legacy_tables::PgLegacyTables;
 pub use metrics::{ClassWork, JobMetrics, job_metrics};
+pub use redact::redact;
 pub use schema::{
     LEGACY_SCHEMA, LEGACY_TABLES, LegacySchema, LegacyTable, adopt_legacy_schema, legacy_schema,
     migrate,

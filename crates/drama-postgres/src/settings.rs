@@ -62,7 +62,7 @@ mod seconds {
 impl fmt::Debug for PgSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PgSettings")
-            .field("url", &redact_url(&self.url))
+            .field("url", &crate::redact(&self.url))
             .field("max_connections", &self.max_connections)
             .field("acquire_timeout", &self.acquire_timeout)
             .field("ssl_root_cert", &self.ssl_root_cert)
@@ -75,20 +75,6 @@ impl fmt::Debug for PgSettings {
     }
 }
 
-/// The URL with its password replaced, for logs and messages.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return "<not a URL>".to_owned();
-    };
-    match rest.rsplit_once('@') {
-        Some((auth, host)) => {
-            let user = auth.split_once(':').map_or(auth, |(u, _)| u);
-            format!("{scheme}://{user}:***@{host}")
-        }
-        None => url.to_owned(),
-    }
-}
-
 impl PgSettings {
     /// Settings for `url` with every other field at its default.
     pub fn from_url(url: impl Into<String>) -> Self {
@@ -98,9 +84,10 @@ impl PgSettings {
         }
     }
 
-    /// The URL with its password hidden.
+    /// The URL with its passwords hidden (the user part's and a query's `password=`), for
+    /// logs and messages.
     pub fn redacted_url(&self) -> String {
-        redact_url(&self.url)
+        crate::redact(&self.url)
     }
 
     /// Parsed connection options, after refusing URLs that cannot work.
@@ -234,6 +221,26 @@ mod tests {
         let debug = format!("{s:?}");
         assert!(!debug.contains("hunter2"), "{debug}");
         assert!(debug.contains("u:***@db:5432"), "{debug}");
+        let s = PgSettings::from_url("postgres://db:5432/x?user=app&password=hunter2");
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(debug.contains("user=app&password=***"), "{debug}");
+    }
+
+    #[test]
+    fn a_password_in_the_query_never_reaches_an_error_message() {
+        for url in [
+            "postgres://db.example.com:6543/x?user=app&password=hunter2",
+            "mysql://db:3306/x?user=app&password=hunter2",
+            "postgres://db:notaport/x?user=app&password=hunter2",
+        ] {
+            let e = PgSettings::from_url(url)
+                .connect_options()
+                .unwrap_err()
+                .to_string();
+            assert!(!e.contains("hunter2"), "{e}");
+            assert!(e.contains("password=***"), "{e}");
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod browser;
+mod guards;
 mod server;
 mod steps;
 #[path = "../support/mod.rs"]

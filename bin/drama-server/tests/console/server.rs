@@ -19,6 +19,8 @@ pub struct Server {
     pub http: reqwest::Client,
     _assets: tempfile::TempDir,
     log: std::path::PathBuf,
+    /// Variables of `serve` besides the usual ones (they win over them).
+    extra: Vec<(String, String)>,
 }
 
 impl Drop for Server {
@@ -61,6 +63,7 @@ fn spawn_serve(
     port: u16,
     assets: &std::path::Path,
     log: &std::path::Path,
+    extra: &[(String, String)],
 ) -> Child {
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -68,6 +71,7 @@ fn spawn_serve(
         .open(log)
         .unwrap();
     command(db, port, assets, &["serve"])
+        .envs(extra.iter().map(|(k, v)| (k, v)))
         .stdout(file.try_clone().unwrap())
         .stderr(file)
         .spawn()
@@ -79,11 +83,24 @@ impl Server {
     pub async fn restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        self.child = spawn_serve(&self.db, self.port, self._assets.path(), &self.log);
+        self.child = spawn_serve(
+            &self.db,
+            self.port,
+            self._assets.path(),
+            &self.log,
+            &self.extra,
+        );
         self.wait_until_serving().await;
     }
 
+    /// Sets a variable of `serve` from its next (re)start on.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.extra.retain(|(k, _)| k != key);
+        self.extra.push((key.to_owned(), value.to_owned()));
+    }
+
     pub async fn start(name: &str) -> Self {
+        let extra: Vec<(String, String)> = Vec::new();
         let db = ScratchDb::create(name).await;
         let assets = tempfile::tempdir().unwrap();
         let port = free_port();
@@ -107,7 +124,7 @@ impl Server {
         .unwrap();
         pool.close().await;
         let log = assets.path().join("serve.log");
-        let child = spawn_serve(&db, port, assets.path(), &log);
+        let child = spawn_serve(&db, port, assets.path(), &log, &extra);
         let mut server = Self {
             db,
             child,
@@ -117,6 +134,7 @@ impl Server {
             http: reqwest::Client::new(),
             _assets: assets,
             log,
+            extra,
         };
         server.wait_until_serving().await;
         server

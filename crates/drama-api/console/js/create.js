@@ -19,6 +19,7 @@ async function models() {
 
 export async function render(main, ctx) {
   const allowed = await models();
+  if (!ctx.live()) return;
   const premise = h("textarea", { id: "premise", name: "premise", required: true, maxlength: "20000",
     placeholder: "Two rival bakers share one oven for a week, in 2 episodes" });
   const id = h("input", { id: "drama-id", name: "id", autocomplete: "off", placeholder: "generated when empty" });

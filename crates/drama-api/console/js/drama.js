@@ -5,21 +5,23 @@
 
 import { api, get, post, seg } from "./api.js";
 import { ago, badge, confirmDialog, facts, h, message, replace } from "./dom.js";
-import { editable, editing, versionOf } from "./edit.js";
+import { Edits, editable, versionOf } from "./edit.js";
 import { image, video } from "./media.js";
 import { follow } from "./sse.js";
 
 export async function render(main, ctx, id) {
   const page = new DramaPage(main, ctx, id);
-  await page.load();
-  ctx.onLeave(follow(`/dramas/${seg(id)}/events`, {
-    event: (frame) => page.changed(frame),
-  }));
   ctx.onLeave(() => {
-    // A load already under way must not draw over the next page, nor schedule another.
+    // A load already under way (the first one included) must not draw over the next page,
+    // nor schedule another.
     page.left = true;
     clearTimeout(page.timer);
   });
+  await page.load();
+  if (page.left || !ctx.live()) return;
+  ctx.onLeave(follow(`/dramas/${seg(id)}/events`, {
+    event: (frame) => page.changed(frame),
+  }));
 }
 
 /** "N credits now", and when the run writes scenes, what their storyboards and clips are
@@ -55,6 +57,9 @@ class DramaPage {
     this.timer = null;
     this.lastDraw = 0;
     this.left = false;
+    // The edit forms open on the current drawing, and the newest version seen while one was.
+    this.edits = new Edits();
+    this.deferred = null;
   }
 
   async load() {
@@ -62,7 +67,7 @@ class DramaPage {
       api("GET", this.base),
       get(`${this.base}/jobs`).catch(() => ({ jobs: [] })),
     ]);
-    if (this.left) return;
+    if (this.left || !this.ctx.live()) return;
     this.drama = response.body;
     this.version = versionOf(response.headers);
     this.runs = runs.jobs || [];
@@ -79,7 +84,9 @@ class DramaPage {
       return;
     }
     if (typeof version !== "number" || version <= (this.version ?? 0)) return;
-    if (editing()) {
+    if (this.edits.editing()) {
+      // Shown once the last editor closes (see `draw`).
+      this.deferred = Math.max(this.deferred ?? 0, version);
       this.ctx.notice(`This drama changed (version ${version}). Your open editor still saves against version ${this.version}.`);
       return;
     }
@@ -98,7 +105,7 @@ class DramaPage {
 
   field(path, field, label, value, multiline = false) {
     return editable({
-      path, field, label, value, multiline, name: `${path}#${field}`,
+      path, field, label, value, multiline, name: `${path}#${field}`, edits: this.edits,
       version: () => this.version,
       saved: (v) => {
         if (v !== null) this.version = v;
@@ -129,6 +136,15 @@ class DramaPage {
 
   draw() {
     this.lastDraw = Date.now();
+    // A drawing replaces every form of the last one: its count starts again, and when its
+    // last editor closes, a version that arrived meanwhile is loaded.
+    this.edits = new Edits(() => {
+      const waiting = this.deferred;
+      this.deferred = null;
+      if (waiting && waiting > (this.version ?? 0)) {
+        this.changed({ event: "changed", data: { version: waiting } });
+      }
+    });
     const d = this.drama;
     const scroll = window.scrollY;
     replace(this.main,

@@ -18,22 +18,32 @@ export async function render(main, ctx) {
     status, grid, h("div", { class: "row" }, more));
 
   let cursor = null;
-  const load = async () => {
-    const query = `/dramas?view=overview&limit=${PAGE}${cursor ? `&cursor=${seg(cursor)}` : ""}`;
-    const page = await get(query);
-    for (const d of page.dramas) grid.append(card(d, ctx, status));
-    cursor = page.cursor;
-    more.hidden = !cursor;
-    if (!grid.children.length) {
+  const empty = () => {
+    if (!grid.children.length && !cursor) {
       replace(status, h("p", { class: "muted" },
         "No dramas yet. ", h("a", { href: "#/new", text: "Write one from a premise" }), "."));
     }
   };
-  more.addEventListener("click", () => load().catch((e) => replace(status, message(e.message))));
+  const load = async () => {
+    const query = `/dramas?view=overview&limit=${PAGE}${cursor ? `&cursor=${seg(cursor)}` : ""}`;
+    const page = await get(query);
+    for (const d of page.dramas) grid.append(card(d, ctx, status, empty));
+    cursor = page.cursor;
+    more.hidden = !cursor;
+    empty();
+  };
+  // One page at a time: a second click while one loads would ask for the same page again.
+  more.addEventListener("click", () => {
+    if (more.disabled) return;
+    more.disabled = true;
+    load()
+      .catch((e) => replace(status, message(e.message)))
+      .finally(() => { more.disabled = false; });
+  });
   await load();
 }
 
-function card(d, ctx, status) {
+function card(d, ctx, status, empty) {
   const run = d.latestRun;
   const remove = h("button", { type: "button", class: "danger", text: "Delete",
     "aria-label": `Delete ${d.title || d.id}` });
@@ -57,6 +67,7 @@ function card(d, ctx, status) {
       await del(`/dramas/${seg(d.id)}`);
       el.remove();
       ctx.notice(`Deleted “${d.title || d.id}”.`);
+      empty();
     } catch (e) {
       replace(status, message(e.message));
     }

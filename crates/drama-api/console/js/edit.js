@@ -5,18 +5,38 @@
 import { api } from "./api.js";
 import { h, message, replace } from "./dom.js";
 
-let open = 0;
+/**
+ * The edit forms open on one drawing of a page (the page then waits before showing newer
+ * versions). A page makes one per drawing, so forms that a redraw or a navigation removed
+ * never count; `closed` runs when the last open one closes.
+ */
+export class Edits {
+  constructor(closed = () => {}) {
+    this.open = 0;
+    this.closed = closed;
+  }
 
-/** Whether any edit form is open (the page then waits before showing newer versions). */
-export function editing() {
-  return open > 0;
+  editing() {
+    return this.open > 0;
+  }
+
+  opened() {
+    this.open += 1;
+  }
+
+  close() {
+    if (this.open === 0) return;
+    this.open -= 1;
+    if (this.open === 0) this.closed();
+  }
 }
 
 /**
  * A field shown as text with an Edit button. `opts`: {label, value, multiline, path, field,
- * version: () => number, saved: (newVersion) => void, reload: () => void, name}.
+ * version: () => number, saved: (newVersion) => void, reload: () => void, name, edits: Edits}.
  */
 export function editable(opts) {
+  const edits = opts.edits || new Edits();
   const wrap = h("div", { class: "editable", "data-field": opts.name || opts.field });
   const show = () => {
     const edit = h("button", { type: "button", class: "quiet", text: "Edit",
@@ -29,7 +49,13 @@ export function editable(opts) {
       " ", edit);
   };
   const startEditing = () => {
-    open += 1;
+    edits.opened();
+    // Counted once however it closes (saved, cancelled, Escape, reloaded).
+    let counted = true;
+    const release = () => {
+      if (counted) edits.close();
+      counted = false;
+    };
     const base = opts.version();
     const input = opts.multiline
       ? h("textarea", { name: opts.field, value: opts.value || "", "aria-label": opts.label })
@@ -40,8 +66,8 @@ export function editable(opts) {
     const form = h("form", { class: "stack edit-form", "data-version": base, novalidate: true },
       input, h("div", { class: "row" }, save, cancel), status);
     const close = () => {
-      open = Math.max(0, open - 1);
       show();
+      release();
     };
     cancel.addEventListener("click", close);
     form.addEventListener("keydown", (e) => {
@@ -60,7 +86,7 @@ export function editable(opts) {
         if (err.status === 409) {
           const reload = h("button", { type: "button", text: "Reload the drama" });
           reload.addEventListener("click", () => {
-            open = Math.max(0, open - 1);
+            counted = false;
             opts.reload();
           });
           replace(status, h("div", { class: "message error conflict", role: "alert" },

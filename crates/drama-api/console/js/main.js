@@ -15,6 +15,9 @@ const main = document.getElementById("main");
 const nav = document.getElementById("nav");
 const noticeBox = document.getElementById("notice");
 let leaving = [];
+// Each navigation's number: what a page loads after an `await` is drawn only while its
+// navigation is still the latest (a slow load never draws over the page the user moved to).
+let generation = 0;
 
 const ctx = {
   /** Runs `fn` when the user leaves the page (streams stop, timers clear). */
@@ -67,22 +70,36 @@ async function redeem(code) {
   }
 }
 
-async function route() {
-  for (const fn of leaving.splice(0)) {
-    try {
-      fn();
-    } catch {
-      // A page's cleanup never blocks the next page.
-    }
+function cleanUp(fn) {
+  try {
+    fn();
+  } catch {
+    // A page's cleanup never blocks the next page.
   }
+}
+
+async function route() {
+  const mine = ++generation;
+  for (const fn of leaving.splice(0)) cleanUp(fn);
   releaseMedia();
+  // The context of this navigation: `live()` says whether it is still the page shown, and a
+  // cleanup registered once it is not (a stream opened after a slow load) runs at once.
+  const live = () => mine === generation;
+  const here = Object.assign(Object.create(ctx), {
+    live,
+    onLeave(fn) {
+      if (live()) leaving.push(fn);
+      else cleanUp(fn);
+    },
+  });
   const hash = location.hash || "#/";
   if (hash.startsWith("#signin=")) {
     await redeem(decodeURIComponent(hash.slice("#signin=".length)));
+    if (!live()) return;
   }
   if (!token()) {
     nav.hidden = true;
-    signin.render(main, ctx);
+    signin.render(main, here);
     return;
   }
   nav.hidden = false;
@@ -93,11 +110,11 @@ async function route() {
     else link.removeAttribute("aria-current");
   }
   const pages = {
-    "": () => dramas.render(main, ctx),
-    new: () => create.render(main, ctx),
-    d: () => drama.render(main, ctx, args[0]),
-    run: () => run.render(main, ctx, args[0]),
-    account: () => account.render(main, ctx),
+    "": () => dramas.render(main, here),
+    new: () => create.render(main, here),
+    d: () => drama.render(main, here, args[0]),
+    run: () => run.render(main, here, args[0]),
+    account: () => account.render(main, here),
   };
   const show = pages[page];
   replace(main, h("p", { class: "muted", text: "Loading…" }));
@@ -108,7 +125,7 @@ async function route() {
   try {
     await show();
   } catch (e) {
-    if (e.status === 401) return;
+    if (e.status === 401 || !live()) return;
     replace(main, h("h1", { text: "Something went wrong" }), message(e.message || String(e)),
       h("p", {}, h("a", { href: "#/", text: "Back to your dramas" })));
   }

@@ -95,11 +95,15 @@ function start(el) {
   // A source that arrives after its page was left is not used (its URL is being revoked).
   const current = () => mine === page && el.isConnected;
   if (poster) loadable(poster).then((p) => { if (p && current()) el.poster = p; });
+  const failed = () => el.replaceWith(missing(`${what} could not be loaded`));
   loadable(src).then((s) => {
     if (!current()) return;
     shown.add(el);
-    if (s) el.src = s;
-    else el.replaceWith(missing(`${what} could not be loaded`));
+    if (!s) return failed();
+    // A URL the browser cannot load (refused by the policy, gone, unreachable) says so in
+    // place of a broken picture or a player that never starts.
+    el.addEventListener("error", () => { if (el.isConnected) failed(); }, { once: true });
+    el.src = s;
   });
 }
 

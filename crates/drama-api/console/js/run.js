@@ -72,6 +72,8 @@ class RunModel {
 
 export async function render(main, ctx, id) {
   const graph = await get(`/jobs/${seg(id)}/graph`);
+  // The user moved on while the graph was read: nothing of this page is drawn or started.
+  if (!ctx.live()) return;
   const model = new RunModel(graph);
   const runId = graph.run.runId || graph.run.jobId;
   const view = new GraphView((nodeId) => select(nodeId));

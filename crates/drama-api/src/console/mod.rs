@@ -19,11 +19,56 @@ use crate::state::ApiState;
 
 /// What the console's pages may load: scripts and styles from this origin only (no inline
 /// code, no `eval`), API calls to this origin, media from this origin, blobs made from it, or
-/// any https store (buckets and their signed URLs).
+/// any https store (buckets and their signed URLs). [`content_security_policy`] adds the
+/// configured media origins to it.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
      style-src 'self'; img-src 'self' blob: https:; media-src 'self' blob: https:; \
      connect-src 'self'; font-src 'self'; manifest-src 'self'; base-uri 'none'; \
      form-action 'none'; frame-ancestors 'none'";
+
+/// The console's policy with `media_origins` (URLs whose origin media URLs may name: the
+/// bucket's public URL and endpoint, the origin this server signs its file URLs for) allowed
+/// for images and media too: an `http://` store (MinIO on a machine of one's own) or a
+/// `PUBLIC_URL` other than the host the browser used would otherwise be blocked. Only the
+/// origin of each is used; what is not an http(s) URL is left out.
+pub fn content_security_policy(media_origins: &[String]) -> String {
+    let mut extra: Vec<String> = Vec::new();
+    for origin in media_origins.iter().filter_map(|u| origin(u)) {
+        if !extra.contains(&origin) {
+            extra.push(origin);
+        }
+    }
+    if extra.is_empty() {
+        return CONTENT_SECURITY_POLICY.to_owned();
+    }
+    let sources = format!("'self' blob: https: {}", extra.join(" "));
+    CONTENT_SECURITY_POLICY
+        .replace(
+            "img-src 'self' blob: https:;",
+            &format!("img-src {sources};"),
+        )
+        .replace(
+            "media-src 'self' blob: https:;",
+            &format!("media-src {sources};"),
+        )
+}
+
+/// `scheme://host[:port]` of an http(s) URL, lower-cased; `None` for anything else, or for a
+/// host with characters a policy's source expression cannot carry.
+fn origin(url: &str) -> Option<String> {
+    let (scheme, rest) = url.trim().split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        return None;
+    }
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']');
+    if host.is_empty() || !host.chars().all(allowed) {
+        return None;
+    }
+    Some(format!("{scheme}://{}", host.to_ascii_lowercase()))
+}
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(endpoint("/ui").get(index))
@@ -32,11 +77,11 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .service(endpoint("/ui/{file:.+}").get(file));
 }
 
-/// Headers every console response carries.
-fn hardened(mut response: HttpResponse) -> HttpResponse {
+/// Headers every console response carries; `policy` is the Content-Security-Policy.
+fn hardened(mut response: HttpResponse, policy: &HeaderValue) -> HttpResponse {
     let headers = response.headers_mut();
+    headers.insert(header::CONTENT_SECURITY_POLICY, policy.clone());
     for (name, value) in [
-        (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::REFERRER_POLICY, "no-referrer"),
         (header::X_FRAME_OPTIONS, "DENY"),
@@ -52,6 +97,14 @@ fn hardened(mut response: HttpResponse) -> HttpResponse {
         headers.insert(name, HeaderValue::from_static(value));
     }
     response
+}
+
+/// The policy of this server's console (the built-in one without a state).
+fn policy_of(req: &HttpRequest) -> HeaderValue {
+    req.app_data::<web::Data<ApiState>>().map_or_else(
+        || HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        |state| state.console_policy.clone(),
+    )
 }
 
 /// A file answered with its ETag; `If-None-Match` with the same tag answers 304.
@@ -73,7 +126,7 @@ fn serve(req: &HttpRequest, file: &files::File) -> HttpResponse {
     } else {
         response.content_type(file.content_type).body(file.bytes)
     };
-    hardened(response)
+    hardened(response, &policy_of(req))
 }
 
 #[utoipa::path(
@@ -123,12 +176,13 @@ async fn index_slash(req: HttpRequest) -> HttpResponse {
 async fn file(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
     match files::find(&path) {
         Some(file) => serve(&req, file),
-        None => hardened(actix_web::ResponseError::error_response(
-            &ApiError::message(
+        None => hardened(
+            actix_web::ResponseError::error_response(&ApiError::message(
                 ErrorCode::NotFound,
                 format!("The console has no file {path}"),
-            ),
-        )),
+            )),
+            &policy_of(&req),
+        ),
     }
 }
 
@@ -138,6 +192,7 @@ pub(crate) fn landing() -> HttpResponse {
         HttpResponse::Ok()
             .content_type("text/html; charset=utf-8")
             .body(files::LANDING),
+        &HeaderValue::from_static(CONTENT_SECURITY_POLICY),
     )
 }
 
@@ -148,5 +203,36 @@ impl ApiState {
     pub fn console_sign_in_link(&self, base: &str, secret: &str) -> String {
         let code = self.sign_in.issue(secret);
         format!("{}/ui#signin={code}", base.trim_end_matches('/'))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_policy_allows_the_configured_media_origins_and_nothing_else() {
+        assert_eq!(content_security_policy(&[]), CONTENT_SECURITY_POLICY);
+        let policy = content_security_policy(&[
+            "http://localhost:9000/drama".to_owned(),
+            "http://s3:9000".to_owned(),
+            "HTTP://LocalHost:9000/other".to_owned(),
+            "https://media.example.com/x?y#z".to_owned(),
+            "http://user:pw@files.internal:8000/".to_owned(),
+            "javascript:alert(1)".to_owned(),
+            "http://evil; script-src *".to_owned(),
+            "ftp://old.example.com".to_owned(),
+        ]);
+        let sources = "'self' blob: https: http://localhost:9000 http://s3:9000 \
+                       https://media.example.com http://files.internal:8000;";
+        assert!(policy.contains(&format!("img-src {sources}")), "{policy}");
+        assert!(policy.contains(&format!("media-src {sources}")), "{policy}");
+        // Scripts, styles and connections stay this origin's only.
+        assert!(policy.contains("script-src 'self';"), "{policy}");
+        assert!(policy.contains("connect-src 'self';"), "{policy}");
+        for refused in ["evil", "javascript", "ftp:", "pw@", "*"] {
+            assert!(!policy.contains(refused), "{refused} in {policy}");
+        }
+        assert!(HeaderValue::from_str(&policy).is_ok());
     }
 }

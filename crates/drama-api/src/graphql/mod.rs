@@ -27,7 +27,8 @@ pub use limits::{GraphqlLimits, LimitError, UNBOUNDED_LIST_ITEMS};
 pub(crate) use request_schema::openapi;
 pub use schema::{Schema, schema, schema_with_depth};
 pub use socket::{
-    CREDENTIALS_LAPSED_CLOSE, IDLE_CLOSE, INIT_TIMEOUT_CLOSE, TOO_MANY_STREAMS_CLOSE,
+    CREDENTIALS_LAPSED_CLOSE, GOING_AWAY_CLOSE, IDLE_CLOSE, INIT_TIMEOUT_CLOSE,
+    TOO_MANY_STREAMS_CLOSE,
 };
 
 use crate::endpoint::endpoint;

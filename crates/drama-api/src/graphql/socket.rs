@@ -89,6 +89,10 @@ const OUTGOING_QUEUE: usize = 64;
 /// once only when it has subscriptions to resume). The reason says how long it was idle.
 pub const IDLE_CLOSE: u16 = 1000;
 
+/// The close code for a socket open when the server starts to stop: 1001, "Going Away"
+/// (RFC 6455). Clients reconnect (to a server that runs) and subscribe again.
+pub const GOING_AWAY_CLOSE: u16 = 1001;
+
 /// How long a socket the server closes has to send its close frame: a client that reads
 /// nothing would otherwise keep a closed socket open. Past it the connection is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
@@ -378,9 +382,15 @@ impl Gate {
         let idle_check = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(idle_check);
         let mut last_start = tokio::time::Instant::now();
+        let stopping = self.state.stopping();
+        tokio::pin!(stopping);
         loop {
             let open = room.is_some() && queue.capacity() > 0;
             let incoming = tokio::select! {
+                () = &mut stopping => {
+                    let reason = "The server is stopping".to_owned();
+                    return self.close(&closer, GOING_AWAY_CLOSE, reason).await;
+                }
                 () = &mut init_wait, if !initialised => {
                     let reason = "Connection initialisation timeout".to_owned();
                     return self.close(&closer, INIT_TIMEOUT_CLOSE, reason).await;

@@ -73,8 +73,10 @@ fn lapsed_frame(reason: &str) -> Bytes {
 }
 
 /// `stream` while the credentials of `req` are accepted: once they are not (a revoked key, an
-/// expired token; see `lapse`), an `unauthenticated` frame and the end. Ending drops `stream`,
-/// and with it its place among the streams.
+/// expired token; see `lapse`), an `unauthenticated` frame and the end. It also ends when the
+/// server starts to stop, so the drain does not wait for it (the client reconnects with
+/// `Last-Event-ID` to a server that runs). Ending drops `stream`, and with it its place among
+/// the streams.
 fn while_accepted<S>(
     state: Arc<ApiState>,
     req: &HttpRequest,
@@ -86,12 +88,15 @@ where
 {
     let credentials = Credentials::of(req);
     let until = req.extensions().get::<Until>().and_then(|u| u.0);
+    let stopping = state.stopping();
     async_stream::stream! {
         let lapse = lapsed(state, credentials, caller, until);
         tokio::pin!(lapse);
         tokio::pin!(stream);
+        tokio::pin!(stopping);
         loop {
             tokio::select! {
+                () = &mut stopping => return,
                 reason = &mut lapse => {
                     yield Ok(lapsed_frame(&reason));
                     return;

@@ -1,7 +1,11 @@
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{SecondsFormat, Utc};
+use drama_app::{App, Readiness};
+use futures::FutureExt as _;
+use futures::future::{BoxFuture, Shared};
 use serde_json::json;
+use std::sync::PoisonError;
 
 use super::openapi::schemas as doc;
 use crate::endpoint::endpoint;
@@ -37,8 +41,9 @@ async fn health() -> HttpResponse {
     }))
 }
 
-/// Readiness: the database and the bucket answer. The answer is reused for
-/// `http.ready_cache`, so any number of probes costs one check per interval.
+/// Readiness: the database and the bucket answer, each within
+/// [`drama_app::READINESS_CHECK_TIMEOUT`]. The answer is reused for `http.ready_cache`, so any
+/// number of probes costs one check per interval.
 #[utoipa::path(
     get,
     path = "/ready",
@@ -51,17 +56,10 @@ async fn health() -> HttpResponse {
     security(())
 )]
 async fn ready(state: web::Data<ApiState>) -> HttpResponse {
-    let report = {
-        let mut cached = state.readiness.lock().await;
-        match cached.as_ref() {
-            Some((at, report)) if at.elapsed() < state.settings.ready_cache => report.clone(),
-            _ => {
-                let report = state.app().readiness().await;
-                *cached = Some((std::time::Instant::now(), report.clone()));
-                report
-            }
-        }
-    };
+    let report = state
+        .readiness
+        .report(state.app(), state.settings.ready_cache)
+        .await;
     // The route answers anyone, so a failure is named, never described: its text can carry
     // the bucket's address, its name or the database's words. The log has the detail.
     let word = |r: &Result<(), String>| if r.is_ok() { "ok" } else { "unavailable" };
@@ -159,4 +157,53 @@ async fn docs() -> HttpResponse {
          <script src=\"https://cdn.redoc.ly/redoc/latest/bundles/redoc.standalone.js\"></script>\
          </body></html>",
         )
+}
+
+/// The last `/ready` answer, and the check under way: probes that come while one runs wait
+/// for it instead of each making its own, and none holds a lock while it waits.
+#[derive(Default)]
+pub(crate) struct ReadyCache(std::sync::Mutex<ReadyState>);
+
+#[derive(Default)]
+struct ReadyState {
+    last: Option<(std::time::Instant, Readiness)>,
+    running: Option<Shared<BoxFuture<'static, Readiness>>>,
+}
+
+impl ReadyCache {
+    /// The answer taken less than `fresh` ago, or the one of the check under way, or a new
+    /// check's. The check runs as a task of its own, so a probe that goes away does not stop
+    /// it half-way for the others.
+    async fn report(&self, app: &App, fresh: std::time::Duration) -> Readiness {
+        let check = {
+            let mut state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some((at, report)) = &state.last
+                && at.elapsed() < fresh
+            {
+                return report.clone();
+            }
+            match &state.running {
+                Some(check) => check.clone(),
+                None => {
+                    let app = app.clone();
+                    let task = tokio::spawn(async move { app.readiness().await });
+                    let check = async move {
+                        task.await.unwrap_or_else(|e| Readiness {
+                            database: Err(format!("the check ended: {e}")),
+                            storage: Err(format!("the check ended: {e}")),
+                        })
+                    }
+                    .boxed()
+                    .shared();
+                    state.running = Some(check.clone());
+                    check
+                }
+            }
+        };
+        let report = check.await;
+        let mut state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        state.running = None;
+        state.last = Some((std::time::Instant::now(), report.clone()));
+        report
+    }
 }

@@ -4,7 +4,7 @@ mod delivery;
 mod dramas;
 mod events;
 mod generate;
-mod health;
+pub(crate) mod health;
 mod jobs;
 mod keys;
 mod library;

@@ -99,6 +99,33 @@ async fn the_console_is_served_under_a_strict_policy() {
     assert_eq!(status, 404);
 }
 
+#[actix_web::test]
+async fn the_policy_lets_media_load_from_the_configured_origins() {
+    let h = Harness::new().await;
+    let mut settings = Harness::settings();
+    settings.media_origins = vec![
+        "http://localhost:9000/drama".to_owned(),
+        "http://localhost:8000".to_owned(),
+    ];
+    let svc = h.service(settings).await;
+    let (status, headers, _) = send(&svc, TestRequest::get().uri("/ui/js/main.js")).await;
+    assert_eq!(status, 200);
+    let csp = headers
+        .get("content-security-policy")
+        .unwrap()
+        .to_str()
+        .unwrap();
+    for directive in ["img-src", "media-src"] {
+        assert!(
+            csp.contains(&format!(
+                "{directive} 'self' blob: https: http://localhost:9000 http://localhost:8000;"
+            )),
+            "{csp}"
+        );
+    }
+    assert!(csp.contains("connect-src 'self';"), "{csp}");
+}
+
 /// The files themselves keep the policy's promises: no inline code or styles, nothing that
 /// parses text as HTML or code, every file listed in the page's table and in this test.
 #[test]

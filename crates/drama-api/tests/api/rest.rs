@@ -56,6 +56,41 @@ async fn readiness_names_a_failing_dependency_without_describing_it() {
 }
 
 #[actix_web::test]
+async fn readiness_answers_promptly_when_the_bucket_never_answers() {
+    // A store whose endpoint accepts connections and never answers (a blackholed bucket):
+    // every probe answers within the per-check timeout, naming the check, and probes that come
+    // while one check runs wait for it without holding a lock that others queue behind.
+    let s3 = drama_testkit::s3::S3Server::start("ready-blackhole").await;
+    let mut options = s3.options(None, drama_assets::SizeLimits::default());
+    let blackhole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    options.endpoint_url = format!("http://{}", blackhole.local_addr().unwrap());
+    let store = drama_assets::S3Store::new(options).unwrap();
+    let h = Harness::with_assets(
+        std::sync::Arc::new(store),
+        drama_ai::AiProviders::offline(0),
+    )
+    .await;
+    let svc = h.service(Harness::settings()).await;
+    let started = std::time::Instant::now();
+    let probes = (0..3).map(|_| send(&svc, TestRequest::get().uri("/ready")));
+    let answers = tokio::time::timeout(
+        drama_app::READINESS_CHECK_TIMEOUT + std::time::Duration::from_secs(3),
+        futures::future::join_all(probes),
+    )
+    .await
+    .expect("/ready waited for a bucket that never answers");
+    for (status, _, body) in answers {
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(
+            body,
+            json!({"status": "not ready", "database": "ok", "storage": "unavailable"})
+        );
+    }
+    println!("3 probes answered in {:?}", started.elapsed());
+    drop(blackhole);
+}
+
+#[actix_web::test]
 async fn every_drama_route_requires_credentials() {
     let h = Harness::new().await;
     let svc = h.service(Harness::settings()).await;

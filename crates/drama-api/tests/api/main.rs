@@ -10,6 +10,7 @@ mod embedding;
 mod error_table;
 mod forms;
 mod graphql;
+mod graphql_job_nodes;
 mod graphql_limits;
 mod idempotency;
 mod jobs;

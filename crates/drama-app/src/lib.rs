@@ -24,7 +24,10 @@ pub use drama_dal::{CreditReason, LedgerEntry};
 pub use dramas::delete_drama_of;
 pub use error::{AppError, Precondition};
 pub use identity::{KeyCaller, key_fingerprint, looks_like_api_key};
-pub use keys::{MAX_ACTIVE_KEYS, MAX_KEY_DAYS, MAX_KEY_NAME, NewKey};
+pub use keys::{
+    KEY_HISTORY_DAYS, MAX_ACTIVE_KEYS, MAX_KEY_DAYS, MAX_KEY_NAME, MAX_KEYS_PER_DAY,
+    MAX_LISTED_KEYS, NewKey,
+};
 pub use library::{
     LIBRARY_PAGE_BYTES, LIBRARY_PAGE_DEFAULT, LIBRARY_PAGE_MAX, LibraryItem, LibraryPage,
     LibraryQuery, LibraryTag, LibraryType, LibraryUpload,

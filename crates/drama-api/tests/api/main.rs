@@ -14,6 +14,7 @@ mod graphql_job_nodes;
 mod graphql_limits;
 mod idempotency;
 mod jobs;
+mod keys;
 mod library;
 mod library_pages;
 mod media_round_trip;

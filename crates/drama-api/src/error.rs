@@ -406,6 +406,10 @@ pub(crate) fn quota_message(quota: &str, limit: u64, used: u64) -> String {
             "You have {limit} generations in progress, the most allowed at once; wait for one \
              to finish or cancel one."
         ),
+        "api_keys_per_day" => format!(
+            "You made {used} API keys in the last 24 hours, the most allowed is {limit} \
+             (revoked ones count); try again later."
+        ),
         _ => format!("The {quota} quota of {limit} is reached."),
     }
 }

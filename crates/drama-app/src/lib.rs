@@ -24,7 +24,10 @@ pub use drama_dal::{CreditReason, LedgerEntry};
 pub use dramas::delete_drama_of;
 pub use error::{AppError, Precondition};
 pub use identity::{KeyCaller, key_fingerprint, looks_like_api_key};
-pub use keys::{MAX_ACTIVE_KEYS, MAX_KEY_DAYS, MAX_KEY_NAME, NewKey};
+pub use keys::{
+    KEY_HISTORY_DAYS, MAX_ACTIVE_KEYS, MAX_KEY_DAYS, MAX_KEY_NAME, MAX_KEYS_PER_DAY,
+    MAX_LISTED_KEYS, NewKey,
+};
 pub use library::{
     LIBRARY_PAGE_BYTES, LIBRARY_PAGE_DEFAULT, LIBRARY_PAGE_MAX, LibraryItem, LibraryPage,
     LibraryQuery, LibraryTag, LibraryType, LibraryUpload,
@@ -119,6 +122,8 @@ pub struct App {
     admission: Arc<admission::Admission>,
     /// What each user stores, as the quota checks last counted it; see `usage`.
     usage: Arc<usage::UsageCache>,
+    /// Job nodes one request may read for the `jobs` of dramas (`node_budget`).
+    tree_nodes: usize,
 }
 
 /// Where clients reach the API when nothing else is configured.
@@ -149,7 +154,23 @@ impl App {
             initial_credits: drama_dal::DEFAULT_TOKENS,
             admission: Arc::default(),
             usage,
+            tree_nodes: crate::pipeline::MAX_TREE_NODES,
         }
+    }
+
+    /// Sets how many job nodes one request may read for the `jobs` of dramas
+    /// ([`MAX_TREE_NODES`](crate::pipeline::MAX_TREE_NODES) by default); a test sets it
+    /// small to reach the bound with few jobs.
+    #[must_use]
+    pub fn with_max_tree_nodes(mut self, nodes: usize) -> Self {
+        self.tree_nodes = nodes;
+        self
+    }
+
+    /// The allowance of job nodes for one request's reads of the `jobs` of dramas
+    /// ([`App::trees_of_dramas`]).
+    pub fn node_budget(&self) -> crate::pipeline::NodeBudget {
+        crate::pipeline::NodeBudget::new(self.tree_nodes)
     }
 
     /// Sets the credits a user opens with (`INITIAL_CREDITS`; negative values count as 0).

@@ -1,4 +1,5 @@
-//! Deletes objects that no record refers to any more.
+//! Deletes objects that no record refers to any more (and, on the same round, API keys that
+//! stopped working long ago).
 
 use std::time::Duration;
 
@@ -65,13 +66,15 @@ impl App {
         deleted
     }
 
-    /// Sweeps orphans every `period` until the task is dropped.
+    /// Sweeps orphans, and deletes API keys that stopped working long ago
+    /// ([`App::purge_lapsed_keys`]), every `period` until the task is dropped.
     pub async fn run_sweeper(self, period: Duration) {
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
             while self.sweep_orphans(100).await == 100 {}
+            self.purge_lapsed_keys().await;
         }
     }
 }

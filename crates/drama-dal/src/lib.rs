@@ -25,7 +25,7 @@ pub use memory::MemoryStore;
 pub use page::{Cursor, MAX_PAGE_SIZE, Page, PageRequest};
 pub use repos::{
     ApiKeyRepository, AssetObject, CreatedApiKey, DEFAULT_TOKENS, DramaChange, DramaChangeStream,
-    DramaFeed, DramaRepository, KeyCreation, NewUser, Orphan, OrphanRepository, Store,
+    DramaFeed, DramaRepository, KeyCaps, KeyCreation, NewUser, Orphan, OrphanRepository, Store,
     StoredApiKey, StoredDrama, UserRepository, Version, is_library_key,
 };
 pub use usage::UsageRepository;

@@ -1,5 +1,6 @@
 //! The in-memory implementation: same contract as Postgres, for tests and the embedded mode.
 
+mod api_keys;
 mod credits;
 
 use std::collections::HashMap;
@@ -20,8 +21,8 @@ use crate::credits::LedgerEntry;
 use crate::error::{Entity, RepoError};
 use crate::page::{Cursor, Page, PageRequest};
 use crate::repos::{
-    ApiKeyRepository, AssetObject, CreatedApiKey, DramaChange, DramaChangeStream, DramaFeed,
-    DramaRepository, KeyCreation, Orphan, OrphanRepository, StoredApiKey, StoredDrama, Version,
+    AssetObject, CreatedApiKey, DramaChange, DramaChangeStream, DramaFeed, DramaRepository, Orphan,
+    OrphanRepository, StoredApiKey, StoredDrama, Version,
 };
 
 #[derive(Default)]
@@ -521,107 +522,6 @@ impl DramaRepository for MemoryStore {
             .map(|d| (d.updated_at, d.drama.id.clone(), d.clone()))
             .collect();
         page_of(rows, page)
-    }
-}
-
-#[async_trait]
-impl ApiKeyRepository for MemoryStore {
-    async fn create_api_key(
-        &self,
-        owner: UserId,
-        name: &str,
-        scopes: &[String],
-        expires_at: Option<DateTime<Utc>>,
-    ) -> Result<CreatedApiKey, RepoError> {
-        self.lock()
-            .insert_api_key(owner, name, scopes, expires_at, None)
-    }
-
-    async fn create_api_key_capped(
-        &self,
-        owner: UserId,
-        name: &str,
-        expires_at: Option<DateTime<Utc>>,
-        made_by: Option<ApiKeyId>,
-        max_active: usize,
-    ) -> Result<KeyCreation, RepoError> {
-        // One lock for the check of the maker, the count and the insert.
-        let mut s = self.lock();
-        let now = Utc::now();
-        if let Some(maker) = made_by
-            && !s
-                .keys
-                .get(&maker)
-                .is_some_and(|k| k.meta.owner == owner && k.meta.is_usable_at(now))
-        {
-            return Ok(KeyCreation::MakerUnusable);
-        }
-        let active = s
-            .keys
-            .values()
-            .filter(|k| k.meta.owner == owner && k.meta.is_usable_at(now))
-            .count();
-        if active >= max_active {
-            return Ok(KeyCreation::AtLimit { active });
-        }
-        s.insert_api_key(owner, name, &[], expires_at, made_by)
-            .map(KeyCreation::Created)
-    }
-
-    async fn find_api_key(&self, prefix: &str) -> Result<Option<StoredApiKey>, RepoError> {
-        Ok(self
-            .lock()
-            .keys
-            .values()
-            .find(|k| k.meta.prefix == prefix)
-            .cloned())
-    }
-
-    async fn list_api_keys(&self, owner: UserId) -> Result<Vec<ApiKeyMeta>, RepoError> {
-        let mut keys: Vec<ApiKeyMeta> = self
-            .lock()
-            .keys
-            .values()
-            .filter(|k| k.meta.owner == owner)
-            .map(|k| k.meta.clone())
-            .collect();
-        keys.sort_by_key(|k| std::cmp::Reverse((k.created_at, k.id)));
-        Ok(keys)
-    }
-
-    async fn revoke_api_key(&self, owner: UserId, id: ApiKeyId) -> Result<ApiKeyMeta, RepoError> {
-        let mut s = self.lock();
-        let now = s.tick();
-        if s.keys.get(&id).is_none_or(|k| k.meta.owner != owner) {
-            return Err(RepoError::not_found(Entity::ApiKey, id));
-        }
-        // The key, then the keys made with each revoked one, until no more are found.
-        let mut revoke = vec![id];
-        while let Some(next) = revoke.pop() {
-            for key in s.keys.values_mut() {
-                let made_by_next = key.meta.id == next || key.meta.made_by == Some(next);
-                if made_by_next && key.meta.owner == owner && key.meta.revoked_at.is_none() {
-                    key.meta.revoked_at = Some(now);
-                    if key.meta.id != next {
-                        revoke.push(key.meta.id);
-                    }
-                }
-            }
-        }
-        s.keys
-            .get(&id)
-            .map(|k| k.meta.clone())
-            .ok_or_else(|| RepoError::not_found(Entity::ApiKey, id))
-    }
-
-    async fn record_api_key_use(&self, id: ApiKeyId, at: DateTime<Utc>) -> Result<(), RepoError> {
-        let mut s = self.lock();
-        let key = s
-            .keys
-            .get_mut(&id)
-            .ok_or_else(|| RepoError::not_found(Entity::ApiKey, id))?;
-        key.meta.last_used_at = Some(at);
-        Ok(())
     }
 }
 

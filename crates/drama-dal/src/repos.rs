@@ -276,6 +276,16 @@ pub struct StoredApiKey {
     pub secret_hash: Vec<u8>,
 }
 
+/// The bounds of [`ApiKeyRepository::create_api_key_capped`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyCaps {
+    /// Most keys the owner may hold that are neither revoked nor expired.
+    pub usable: usize,
+    /// Most keys the owner may create in any 24 hours, revoked and expired ones included:
+    /// revoking makes room for a usable key, not for more rows.
+    pub per_day: usize,
+}
+
 /// What [`ApiKeyRepository::create_api_key_capped`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyCreation {
@@ -285,6 +295,11 @@ pub enum KeyCreation {
     AtLimit {
         /// Usable keys the owner holds.
         active: usize,
+    },
+    /// The owner created this many keys in the last 24 hours; nothing was created.
+    DailyLimit {
+        /// Keys the owner created in the last 24 hours.
+        made: usize,
     },
     /// The key that asks (`made_by`) was revoked or expired meanwhile; nothing was created.
     MakerUnusable,
@@ -305,9 +320,10 @@ pub trait ApiKeyRepository: Send + Sync {
         expires_at: Option<DateTime<Utc>>,
     ) -> Result<CreatedApiKey, RepoError>;
 
-    /// Creates a key for `owner` unless the owner already holds `max_active` keys that are
-    /// neither revoked nor expired: the count and the insert are one step per owner, so
-    /// requests that race cannot pass the limit together. `made_by` is the key of the caller
+    /// Creates a key for `owner` unless the owner already holds `caps.usable` keys that are
+    /// neither revoked nor expired, or created `caps.per_day` keys in the last 24 hours: the
+    /// counts and the insert are one step per owner, so requests that race cannot pass the
+    /// limits together. `made_by` is the key of the caller
     /// that asks, if any: the new key is revoked with it, and nothing is made once it is
     /// unusable (a revocation and a creation of the same owner take turns, so none slips
     /// between them).
@@ -320,7 +336,7 @@ pub trait ApiKeyRepository: Send + Sync {
         name: &str,
         expires_at: Option<DateTime<Utc>>,
         made_by: Option<ApiKeyId>,
-        max_active: usize,
+        caps: KeyCaps,
     ) -> Result<KeyCreation, RepoError>;
 
     /// The key with this lookup prefix, if any (revoked and expired keys included; the caller
@@ -336,12 +352,49 @@ pub trait ApiKeyRepository: Send + Sync {
     /// `Unavailable`.
     async fn list_api_keys(&self, owner: UserId) -> Result<Vec<ApiKeyMeta>, RepoError>;
 
+    /// `owner`'s usable keys and those that stopped working (revoked or expired) at
+    /// `lapsed_since` or later, newest first: at most `limit`, usable ones kept before the
+    /// others when there are more.
+    ///
+    /// # Errors
+    /// `Unavailable`.
+    async fn list_recent_api_keys(
+        &self,
+        owner: UserId,
+        lapsed_since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<ApiKeyMeta>, RepoError>;
+
     /// Revokes one of `owner`'s keys (again is a no-op) and every key made with it, and with
     /// those, down the line. Returns the named key's record.
     ///
     /// # Errors
     /// `NotFound` (ApiKey) when it is not `owner`'s; `Unavailable`.
     async fn revoke_api_key(&self, owner: UserId, id: ApiKeyId) -> Result<ApiKeyMeta, RepoError>;
+
+    /// As [`ApiKeyRepository::revoke_api_key`], for a key that must be `line` itself or made
+    /// with it, directly or down the line.
+    ///
+    /// # Errors
+    /// `NotFound` (ApiKey) when it is not `owner`'s or not in `line`'s line; `Unavailable`.
+    async fn revoke_api_key_in_line(
+        &self,
+        owner: UserId,
+        id: ApiKeyId,
+        line: ApiKeyId,
+    ) -> Result<ApiKeyMeta, RepoError>;
+
+    /// Deletes up to `limit` keys, of any owner, that stopped working (revoked or expired)
+    /// before `before`; answers how many. Keys made with them stopped working no later (a
+    /// key is revoked with its maker and expires no later), so no usable key loses its maker.
+    ///
+    /// # Errors
+    /// `Unavailable`.
+    async fn purge_lapsed_api_keys(
+        &self,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<usize, RepoError>;
 
     /// Records that the key was used at `at`.
     ///

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use drama_dal::{
-    ApiKeyRepository, CreatedApiKey, Entity, KeyCreation, RepoError, StoredApiKey, api_key,
+    ApiKeyRepository, CreatedApiKey, Entity, KeyCaps, KeyCreation, RepoError, StoredApiKey, api_key,
 };
 use drama_domain::{ApiKeyId, ApiKeyMeta, UserId};
 use sqlx::Row as _;
@@ -105,7 +105,7 @@ impl ApiKeyRepository for PgStore {
         name: &str,
         expires_at: Option<DateTime<Utc>>,
         made_by: Option<ApiKeyId>,
-        max_active: usize,
+        caps: KeyCaps,
     ) -> Result<KeyCreation, RepoError> {
         if name.trim().is_empty() {
             return Err(RepoError::invalid("name", "must not be empty"));
@@ -140,18 +140,27 @@ impl ApiKeyRepository for PgStore {
                 return Ok(KeyCreation::MakerUnusable);
             }
         }
-        let active: i64 = sqlx::query_scalar(
-            "select count(*) from public.api_keys \
-             where owner_id = $1 and revoked_at is null \
-               and (expires_at is null or expires_at > now())",
+        // Both counts read only a bounded set of the owner's rows: the unrevoked ones
+        // (`api_keys_owner_unrevoked_idx`), and those of the last day (by creation time).
+        let (active, made): (i64, i64) = sqlx::query_as(
+            "select \
+               (select count(*) from public.api_keys \
+                where owner_id = $1 and revoked_at is null \
+                  and (expires_at is null or expires_at > now())), \
+               (select count(*) from public.api_keys \
+                where owner_id = $1 and created_at > now() - interval '1 day')",
         )
         .bind(owner.0)
         .fetch_one(&mut *tx)
         .await
         .map_err(db)?;
         let active = usize::try_from(active).unwrap_or(usize::MAX);
-        if active >= max_active {
+        if active >= caps.usable {
             return Ok(KeyCreation::AtLimit { active });
+        }
+        let made = usize::try_from(made).unwrap_or(usize::MAX);
+        if made >= caps.per_day {
+            return Ok(KeyCreation::DailyLimit { made });
         }
         let created = insert_key(&mut tx, owner, name, &[], expires_at, made_by).await?;
         tx.commit().await.map_err(db)?;
@@ -192,45 +201,74 @@ impl ApiKeyRepository for PgStore {
         rows.iter().map(meta_from_row).collect()
     }
 
-    #[tracing::instrument(skip_all, fields(user.id = %owner, api_key.id = %id))]
-    async fn revoke_api_key(&self, owner: UserId, id: ApiKeyId) -> Result<ApiKeyMeta, RepoError> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        // The owner's row first, as a key creation takes it: a key being made with one of
-        // these keys is either in place for the walk below or refused after it.
-        sqlx::query("select 1 from public.users where id = $1 for no key update")
-            .bind(owner.0)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        // The key, and down the line every key made with a key revoked here (a key already
-        // revoked had its line revoked with it).
-        sqlx::query(
-            "with recursive line (id) as ( \
-                 select id from public.api_keys where id = $1 and owner_id = $2 \
-                 union \
-                 select k.id from public.api_keys k join line on k.made_by = line.id \
-                 where k.owner_id = $2 and k.revoked_at is null) \
-             update public.api_keys k set revoked_at = now() \
-             from line where k.id = line.id and k.revoked_at is null",
-        )
-        .bind(id)
-        .bind(owner.0)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        let row = sqlx::query(
+    #[tracing::instrument(skip_all, fields(user.id = %owner))]
+    async fn list_recent_api_keys(
+        &self,
+        owner: UserId,
+        lapsed_since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<ApiKeyMeta>, RepoError> {
+        // A key stopped working when it was revoked or expired, whichever came first
+        // (`least` skips nulls); usable ones are kept before the others.
+        let rows = sqlx::query(
             "select id, owner_id, name, prefix, scopes, created_at, last_used_at, expires_at, \
                  revoked_at, made_by \
-             from public.api_keys where id = $1 and owner_id = $2",
+             from public.api_keys \
+             where owner_id = $1 \
+               and ((revoked_at is null and (expires_at is null or expires_at > now())) \
+                    or least(revoked_at, expires_at) >= $2) \
+             order by (revoked_at is null and (expires_at is null or expires_at > now())) desc, \
+                 created_at desc, id desc \
+             limit $3",
         )
-        .bind(id)
         .bind(owner.0)
-        .fetch_optional(&mut *tx)
+        .bind(lapsed_since)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
         .await
-        .map_err(db)?
-        .ok_or_else(|| RepoError::not_found(Entity::ApiKey, id))?;
-        tx.commit().await.map_err(db)?;
-        meta_from_row(&row)
+        .map_err(db)?;
+        let mut keys = rows
+            .iter()
+            .map(meta_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        keys.sort_by_key(|k| std::cmp::Reverse((k.created_at, k.id)));
+        Ok(keys)
+    }
+
+    #[tracing::instrument(skip_all, fields(user.id = %owner, api_key.id = %id))]
+    async fn revoke_api_key(&self, owner: UserId, id: ApiKeyId) -> Result<ApiKeyMeta, RepoError> {
+        revoke(self, owner, id, None).await
+    }
+
+    #[tracing::instrument(skip_all, fields(user.id = %owner, api_key.id = %id))]
+    async fn revoke_api_key_in_line(
+        &self,
+        owner: UserId,
+        id: ApiKeyId,
+        line: ApiKeyId,
+    ) -> Result<ApiKeyMeta, RepoError> {
+        revoke(self, owner, id, Some(line)).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn purge_lapsed_api_keys(
+        &self,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<usize, RepoError> {
+        // Through `api_keys_lapsed_idx`; the keys made with these have their `made_by` set
+        // null by the foreign key.
+        let done = sqlx::query(
+            "delete from public.api_keys where id in ( \
+                 select id from public.api_keys where least(revoked_at, expires_at) < $1 \
+                 limit $2)",
+        )
+        .bind(before)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(usize::try_from(done.rows_affected()).unwrap_or(usize::MAX))
     }
 
     #[tracing::instrument(skip_all, fields(api_key.id = %id))]
@@ -246,4 +284,72 @@ impl ApiKeyRepository for PgStore {
         }
         Ok(())
     }
+}
+
+/// Revokes `owner`'s key `id` (which must be `line` or made down its line, when given) and
+/// every key made with it, down the line.
+async fn revoke(
+    store: &PgStore,
+    owner: UserId,
+    id: ApiKeyId,
+    line: Option<ApiKeyId>,
+) -> Result<ApiKeyMeta, RepoError> {
+    let mut tx = store.pool.begin().await.map_err(db)?;
+    // The owner's row first, as a key creation takes it: a key being made with one of
+    // these keys is either in place for the walk below or refused after it.
+    sqlx::query("select 1 from public.users where id = $1 for no key update")
+        .bind(owner.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    if let Some(line) = line {
+        // Up from the key through its makers (each made by at most one, so the walk is
+        // the key's line of makers): `line` must be on the way.
+        let within: bool = sqlx::query_scalar(
+            "with recursive up (id, made_by) as ( \
+                 select id, made_by from public.api_keys where id = $1 and owner_id = $2 \
+                 union \
+                 select k.id, k.made_by from public.api_keys k \
+                 join up on k.id = up.made_by where k.owner_id = $2) \
+             select exists (select 1 from up where id = $3)",
+        )
+        .bind(id)
+        .bind(owner.0)
+        .bind(line)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        if !within {
+            return Err(RepoError::not_found(Entity::ApiKey, id));
+        }
+    }
+    // The key, and down the line every key made with a key revoked here (a key already
+    // revoked had its line revoked with it).
+    sqlx::query(
+        "with recursive line (id) as ( \
+             select id from public.api_keys where id = $1 and owner_id = $2 \
+             union \
+             select k.id from public.api_keys k join line on k.made_by = line.id \
+             where k.owner_id = $2 and k.revoked_at is null) \
+         update public.api_keys k set revoked_at = now() \
+         from line where k.id = line.id and k.revoked_at is null",
+    )
+    .bind(id)
+    .bind(owner.0)
+    .execute(&mut *tx)
+    .await
+    .map_err(db)?;
+    let row = sqlx::query(
+        "select id, owner_id, name, prefix, scopes, created_at, last_used_at, expires_at, \
+             revoked_at, made_by \
+         from public.api_keys where id = $1 and owner_id = $2",
+    )
+    .bind(id)
+    .bind(owner.0)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db)?
+    .ok_or_else(|| RepoError::not_found(Entity::ApiKey, id))?;
+    tx.commit().await.map_err(db)?;
+    meta_from_row(&row)
 }

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use drama_dal::{ApiKeyRepository as _, KeyCreation, NewUser, UserRepository as _};
+use drama_dal::{ApiKeyRepository as _, KeyCaps, KeyCreation, NewUser, UserRepository as _};
 use drama_domain::UserId;
 use drama_postgres::PgStore;
 use sqlx::PgPool;
@@ -70,7 +70,16 @@ async fn a_revocation_racing_a_creation_with_the_key_leaves_no_successor(pool: P
             let store = store.clone();
             async move {
                 store
-                    .create_api_key_capped(owner, "made", None, Some(maker), 1000)
+                    .create_api_key_capped(
+                        owner,
+                        "made",
+                        None,
+                        Some(maker),
+                        KeyCaps {
+                            usable: 1000,
+                            per_day: 1000,
+                        },
+                    )
                     .await
             }
         });
@@ -112,7 +121,16 @@ async fn racing_key_creations_cannot_pass_the_limit_together(pool: PgPool) {
             let store = store.clone();
             tokio::spawn(async move {
                 store
-                    .create_api_key_capped(owner, &format!("k{i}"), None, None, 5)
+                    .create_api_key_capped(
+                        owner,
+                        &format!("k{i}"),
+                        None,
+                        None,
+                        KeyCaps {
+                            usable: 5,
+                            per_day: 1000,
+                        },
+                    )
                     .await
             })
         })

@@ -12,6 +12,7 @@ use serde_json::json;
 
 mod changes;
 mod conflicts;
+mod keys;
 mod ledger;
 mod objects;
 mod paging;
@@ -22,6 +23,10 @@ pub use changes::changes_are_announced_to_followers;
 pub use conflicts::{
     concurrent_writers_with_one_version_exactly_one_wins, patches_find_only_their_own_entities,
     stale_patches_conflict_and_change_nothing,
+};
+pub use keys::{
+    a_key_revokes_only_within_its_own_line, key_creations_are_capped_per_day,
+    lapsed_keys_are_listed_for_a_while_then_purged,
 };
 pub use ledger::{
     concurrent_movements_keep_the_ledger_whole, every_credit_movement_is_in_the_ledger,
@@ -66,6 +71,9 @@ macro_rules! for_each_scenario {
         $m!(api_keys_store_only_hashes_and_refuse_revoked_and_expired);
         $m!(capped_key_creation_holds_under_concurrency);
         $m!(a_revocation_reaches_the_keys_made_with_the_key);
+        $m!(a_key_revokes_only_within_its_own_line);
+        $m!(key_creations_are_capped_per_day);
+        $m!(lapsed_keys_are_listed_for_a_while_then_purged);
         $m!(asset_objects_follow_their_assets);
         $m!(dropped_objects_become_orphans_claimed_once);
         $m!(orphans_are_claimed_only_for_their_owner);

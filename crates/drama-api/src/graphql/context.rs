@@ -8,9 +8,8 @@ use crate::media_links::NamedOwners;
 use crate::realtime::{Realtime, SocketPlace};
 
 /// Per-request context: the use cases, the authenticated caller, and the request's loaders.
-/// Built for every request (and every subscription), never shared between callers, so
-/// nothing cached in it can leak across them.
-#[derive(Clone)]
+/// Built for every request (and every WebSocket), never shared between callers, so nothing
+/// cached in it can leak across them.
 pub struct Ctx {
     pub(crate) app: App,
     pub(crate) caller: Caller,
@@ -29,13 +28,32 @@ pub struct Ctx {
     truncated: Arc<Mutex<Vec<serde_json::Value>>>,
 }
 
+/// A socket's operations each run on a clone of its context (juniper clones it for every
+/// operation it starts): each gets a loader of its own, so an operation reads the jobs as they
+/// are now and has the allowance of job nodes of one request, not a share of the socket's.
+impl Clone for Ctx {
+    fn clone(&self) -> Self {
+        Self {
+            app: self.app.clone(),
+            caller: self.caller,
+            jobs: Arc::new(JobsLoader::new(self.app.node_budget())),
+            realtime: self.realtime.clone(),
+            socket: self.socket.clone(),
+            legacy_user: self.legacy_user,
+            named: self.named.clone(),
+            truncated: self.truncated.clone(),
+        }
+    }
+}
+
 impl Ctx {
     /// A context for one request.
     pub fn new(app: App, caller: Caller, realtime: Arc<Realtime>) -> Self {
+        let budget = app.node_budget();
         Self {
             app,
             caller,
-            jobs: Arc::new(JobsLoader::default()),
+            jobs: Arc::new(JobsLoader::new(budget)),
             realtime,
             socket: None,
             legacy_user: None,

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use drama_app::jobs::{JobId, JobView, NodeType};
+use drama_app::pipeline::NodeBudget;
 use drama_app::pipeline::spec::job_type_of;
 use drama_domain::DramaId;
 use juniper::graphql_object;
@@ -138,14 +139,32 @@ impl Job {
     }
 }
 
-/// Every job of the dramas a request shows, loaded together the first time one is asked for.
-#[derive(Default)]
+/// Every job of the dramas a request shows, loaded together the first time one is asked for,
+/// each drama's once, and all of them within one allowance of job nodes for the request
+/// ([`NodeBudget`]): aliased fields and several pages of dramas share it.
 pub struct JobsLoader {
     wanted: Mutex<Vec<DramaId>>,
-    loaded: tokio::sync::Mutex<HashMap<DramaId, Arc<Vec<Job>>>>,
+    loaded: tokio::sync::Mutex<Loaded>,
+}
+
+/// What a loader read, and what its request may still read.
+struct Loaded {
+    jobs: HashMap<DramaId, Arc<Vec<Job>>>,
+    budget: NodeBudget,
 }
 
 impl JobsLoader {
+    /// A loader that reads at most `budget` job nodes in all.
+    pub fn new(budget: NodeBudget) -> Self {
+        Self {
+            wanted: Mutex::default(),
+            loaded: tokio::sync::Mutex::new(Loaded {
+                jobs: HashMap::new(),
+                budget,
+            }),
+        }
+    }
+
     /// Notes dramas whose jobs may be asked for.
     pub fn want(&self, ids: impl IntoIterator<Item = DramaId>) {
         self.wanted
@@ -155,9 +174,12 @@ impl JobsLoader {
     }
 
     /// The jobs of one drama (loading every wanted drama's jobs at once if needed).
+    ///
+    /// # Errors
+    /// `TOO_LARGE` when the request's reads together hold more job nodes than it may read.
     pub async fn of(&self, ctx: &Ctx, drama: &DramaId) -> Result<Arc<Vec<Job>>, GqlError> {
         let mut loaded = self.loaded.lock().await;
-        if let Some(jobs) = loaded.get(drama) {
+        if let Some(jobs) = loaded.jobs.get(drama) {
             return Ok(jobs.clone());
         }
         let mut batch: Vec<DramaId> = std::mem::take(
@@ -167,20 +189,23 @@ impl JobsLoader {
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
         batch.push(drama.clone());
-        batch.retain(|d| !loaded.contains_key(d));
+        batch.retain(|d| !loaded.jobs.contains_key(d));
         batch.sort();
         batch.dedup();
-        let found = ctx.app.trees_of_dramas(&ctx.caller, &batch).await?;
+        let found = ctx
+            .app
+            .trees_of_dramas(&ctx.caller, &batch, &mut loaded.budget)
+            .await?;
         for id in batch {
             let views = found.get(&id).cloned().unwrap_or_default();
-            loaded.insert(id, Arc::new(with_children(views)));
+            loaded.jobs.insert(id, Arc::new(with_children(views)));
         }
-        Ok(loaded.get(drama).cloned().unwrap_or_default())
+        Ok(loaded.jobs.get(drama).cloned().unwrap_or_default())
     }
 }
 
 /// Jobs with the ids of their children filled in for runs and groups; newest first.
-pub fn with_children(views: Vec<JobView>) -> Vec<Job> {
+fn with_children(views: Vec<JobView>) -> Vec<Job> {
     let mut children: HashMap<JobId, Vec<JobId>> = HashMap::new();
     for v in &views {
         if let Some(p) = v.parent_id {

@@ -7,7 +7,8 @@
 //! - a list field multiplies the price of its selection by the number of items it can return:
 //!   its `limit` argument (a literal, a variable, the variable's default or the argument's
 //!   default, at most the largest page), or [`UNBOUNDED_LIST_ITEMS`] for a list without one
-//!   (a drama's characters, episodes, scenes, jobs);
+//!   (a drama's characters, episodes, scenes, jobs), except the top-level `jobs(dramaId)`,
+//!   every job of a drama, [`ROOT_JOBS_ITEMS`];
 //! - introspection (`__schema`, `__type`) counts each field once, lists included: the schema
 //!   is small and fixed, and GraphiQL and code generators send the full graphql-js query.
 //!
@@ -35,6 +36,11 @@ type Schema = SchemaType<DefaultScalarValue>;
 
 /// Items a list field without a `limit` argument is assumed to return.
 pub const UNBOUNDED_LIST_ITEMS: u64 = 5;
+
+/// Items the top-level `jobs(dramaId)` is priced for: every node of a drama's newest runs,
+/// which hold hundreds of nodes for a drama of a few episodes (the job nodes one request
+/// reads are bounded apart, `drama_app::pipeline::MAX_TREE_NODES`).
+pub const ROOT_JOBS_ITEMS: u64 = 1_000;
 
 /// A request over one of the limits.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -388,7 +394,11 @@ impl<'a> Pricer<'_, '_, '_, 'a> {
     /// How many items a list field can return.
     fn items(&self, field: &Shape<'_, 'a>, meta: &juniper::meta::Field<DefaultScalarValue>) -> u64 {
         let Some(argument) = meta.arguments.iter().flatten().find(|a| a.name == "limit") else {
-            return UNBOUNDED_LIST_ITEMS;
+            return if self.depth == 0 && field.name == "jobs" {
+                ROOT_JOBS_ITEMS
+            } else {
+                UNBOUNDED_LIST_ITEMS
+            };
         };
         let value = match field.limit {
             Some(InputValue::Variable(variable)) => self.variable(variable),
@@ -509,6 +519,39 @@ mod tests {
                 serde_json::json!({})
             ),
             Ok(5)
+        );
+    }
+
+    #[test]
+    fn the_top_level_jobs_of_a_drama_are_priced_as_its_runs_nodes() {
+        assert_eq!(
+            priced(
+                r#"{ jobs(dramaId: "x") { jobId status } }"#,
+                serde_json::json!({})
+            ),
+            Ok(2 * ROOT_JOBS_ITEMS + 1)
+        );
+        // A drama's nested `jobs` stay a short list: the request's job nodes bound them.
+        assert_eq!(
+            priced(
+                r#"{ drama(id: "x") { jobs { jobId } } }"#,
+                serde_json::json!({})
+            ),
+            Ok(1 + 1 + UNBOUNDED_LIST_ITEMS)
+        );
+        // Aliased, the documented selection of 30 fields is over the price.
+        let aliased: Vec<String> = (0..30)
+            .map(|i| format!(r#"j{i}: jobs(dramaId: "d{i}") {{ jobId status createdAt key }}"#))
+            .collect();
+        let price = priced(
+            &format!("{{ {} }}", aliased.join(" ")),
+            serde_json::json!({}),
+        );
+        assert!(
+            price
+                .clone()
+                .is_ok_and(|p| p > GraphqlLimits::default().max_complexity),
+            "{price:?}"
         );
     }
 

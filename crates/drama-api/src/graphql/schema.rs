@@ -11,7 +11,7 @@ use juniper::{Executor, FieldResult, GraphQLInputObject, RootNode, graphql_objec
 
 use super::context::Ctx;
 use super::error::{GqlError, bad_input};
-use super::jobs::{Job, with_children};
+use super::jobs::Job;
 use super::paging::{
     DRAMAS_PAGE, MAX_DRAMAS, MAX_SUMMARIES, SUMMARIES_PAGE, page_limit, read_pages, status_filter,
 };
@@ -408,16 +408,15 @@ impl Query {
         let Ok(id) = drama_id.parse::<DramaId>() else {
             return Ok(Vec::new());
         };
-        let trees = ctx
-            .app
-            .trees_of_dramas(&ctx.caller, std::slice::from_ref(&id))
-            .await?;
-        let jobs = with_children(trees.into_values().flatten().collect());
+        // Through the request's loader: a drama asked for again (an alias, a nested field)
+        // is read once, and every read counts against the request's job nodes.
+        let jobs = ctx.jobs.of(ctx, &id).await?;
         Ok(match status.map(status_filter) {
-            None => jobs,
+            None => jobs.to_vec(),
             Some(wanted) => jobs
-                .into_iter()
+                .iter()
                 .filter(|j| j.status_str() == wanted)
+                .cloned()
                 .collect(),
         })
     }

@@ -41,6 +41,7 @@ fn key_json(meta: &ApiKeyMeta) -> Value {
     path = "/api-keys",
     tag = "Account",
     summary = "The caller's API keys, newest first (never their secrets)",
+    description = "The usable keys and those revoked or expired in the last 30 days, at most 200 (the usable ones kept when there are more).",
     responses(
         (status = 200, description = "The keys.", body = inline(doc::ApiKeyList)),
     )
@@ -78,6 +79,7 @@ pub(crate) struct CreateKey {
     responses(
         (status = 201, description = "The key, with its secret.", body = doc::CreatedApiKey),
         (status = 422, description = "A bad name or lifetime, or 50 usable keys already.", body = doc::ValidationError),
+        (status = 403, description = "A legacy key or the service key (`forbidden`), or 100 keys made in the last 24 hours, revoked ones included (`quota_exceeded`).", body = doc::Error),
         (status = 400, description = "The request cannot be understood: a body that is not JSON, a malformed header or path.", body = doc::Error),
         (status = 413, description = "The body is above its limit.", body = doc::Error),
     )
@@ -114,12 +116,13 @@ async fn create(
     path = "/api-keys/{key_id}",
     tag = "Account",
     summary = "Revoke one of the caller's keys (at once in this process, within 30 s elsewhere)",
+    description = "Also revokes every key made with it, down the line. A request made with an API key may revoke only that key and the keys made with it.",
     params(
         ("key_id" = String, Path, description = "Key id (UUID)."),
     ),
     responses(
         (status = 200, description = "The revoked key.", body = doc::ApiKey),
-        (status = 404, description = "No such key of the caller.", body = doc::Error),
+        (status = 404, description = "No such key of the caller; for a caller with an API key, no such key in that key's line (itself and the keys made with it).", body = doc::Error),
         (status = 400, description = "The request cannot be understood: a body that is not JSON, a malformed header or path.", body = doc::Error),
     )
 )]

@@ -21,5 +21,5 @@ pub(crate) use usecases::job_error;
 pub use inspect::{DEFAULT_SCENES_PER_EPISODE, DramaOverview, Estimate, KindEstimate};
 pub use one_part::Target;
 pub use plan::{Models, Planned, Planner, Scope};
-pub use runs::MAX_TREE_NODES;
+pub use runs::{MAX_TREE_NODES, NodeBudget};
 pub use usecases::{GenerateOptions, PremiseRequest, ReferenceUpload, Started, Waited};

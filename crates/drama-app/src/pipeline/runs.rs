@@ -18,6 +18,27 @@ use crate::{App, AppError, Caller};
 /// GraphQL request can load bounded (a node carries its payload, prompts included).
 pub const MAX_TREE_NODES: usize = 20_000;
 
+/// What one request may still read of job nodes for the `jobs` of dramas
+/// ([`App::trees_of_dramas`]): one allowance for all its reads, so that neither aliases nor
+/// several pages of dramas multiply it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeBudget {
+    total: usize,
+    left: usize,
+}
+
+impl NodeBudget {
+    /// An allowance of `total` nodes.
+    pub fn new(total: usize) -> Self {
+        Self { total, left: total }
+    }
+
+    /// The nodes still allowed.
+    pub fn left(&self) -> usize {
+        self.left
+    }
+}
+
 /// Most runs a list of a drama's runs holds (the newest).
 const RUNS_LISTED: usize = 100;
 
@@ -229,37 +250,48 @@ impl App {
     }
 
     /// The runs of several dramas at once (GraphQL loads nested `jobs` fields this way): the
-    /// newest 100 runs of each, with every node, at most [`MAX_TREE_NODES`] nodes in all. For
-    /// one drama whose runs hold more, its newest runs that fit whole.
+    /// newest 100 runs of each, with every node, within what is left of `budget`, the job
+    /// nodes one request may read (at most [`MAX_TREE_NODES`] by default, over all its calls).
+    /// For one drama whose runs hold more than a whole budget, its newest runs that fit whole.
     ///
     /// # Errors
-    /// `TooLarge` when the runs of several dramas hold more nodes than that (ask for fewer
-    /// dramas); `Unavailable`.
+    /// `TooLarge` when the runs read hold more nodes than the budget has left (ask for fewer
+    /// dramas, or in more requests); `Unavailable`.
     pub async fn trees_of_dramas(
         &self,
         caller: &Caller,
         dramas: &[DramaId],
+        budget: &mut NodeBudget,
     ) -> Result<HashMap<DramaId, Vec<JobView>>, AppError> {
         let mut out: HashMap<DramaId, Vec<JobView>> =
             dramas.iter().map(|d| (d.clone(), Vec::new())).collect();
         let subjects: Vec<String> = dramas.iter().map(ToString::to_string).collect();
+        let left = budget.left;
         let mut nodes = self
             .jobs
-            .nodes_of_subjects(&subjects, Some(caller.user.0), RUNS_LISTED, MAX_TREE_NODES)
+            .nodes_of_subjects(&subjects, Some(caller.user.0), RUNS_LISTED, left)
             .await
             .map_err(job_error)?;
-        if nodes.len() > MAX_TREE_NODES {
-            if dramas.len() > 1 {
+        if nodes.len() > left {
+            // Several dramas, or one after earlier reads of the request: every further read
+            // would start a new allowance, so the request is refused rather than served
+            // from more nodes than one request may read.
+            if dramas.len() > 1 || left < budget.total {
+                budget.left = 0;
                 return Err(AppError::TooLarge(format!(
-                    "the jobs of these {} dramas hold more than {MAX_TREE_NODES} nodes; ask \
-                     for fewer dramas at once, or read one drama's jobs",
-                    dramas.len()
+                    "the jobs this request asks for hold more than {} nodes together; ask \
+                     for fewer dramas at once, or in more requests",
+                    budget.total
                 )));
             }
             // One drama: its newest runs that fit whole (the read was cut inside the last).
             if let Some(cut) = nodes.last().map(|n| n.run_id) {
                 nodes.retain(|n| n.run_id != cut);
             }
+            // Its read took the whole allowance.
+            budget.left = 0;
+        } else {
+            budget.left -= nodes.len();
         }
         // Only a run's root names its subject; its nodes follow it.
         let mut drama_of_run: HashMap<RunId, DramaId> = HashMap::new();

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use chrono::{Duration, Utc};
 use drama_dal::api_key::{self, KeyRejected};
-use drama_dal::{Entity, KeyCreation, NewUser, PageRequest, RepoError, Store};
+use drama_dal::{Entity, KeyCaps, KeyCreation, NewUser, PageRequest, RepoError, Store};
 use drama_domain::{
     AssetOwner, AssetPatch, CharacterPatch, DramaPatch, EntityPatch, EpisodePatch, ScenePatch,
     UserId,
@@ -298,7 +298,16 @@ pub async fn capped_key_creation_holds_under_concurrency(store: Arc<dyn Store>) 
             let store = store.clone();
             tokio::spawn(async move {
                 store
-                    .create_api_key_capped(owner, &format!("k{i}"), None, None, 5)
+                    .create_api_key_capped(
+                        owner,
+                        &format!("k{i}"),
+                        None,
+                        None,
+                        KeyCaps {
+                            usable: 5,
+                            per_day: 1000,
+                        },
+                    )
                     .await
             })
         })
@@ -314,7 +323,7 @@ pub async fn capped_key_creation_holds_under_concurrency(store: Arc<dyn Store>) 
                 assert_eq!(active, 5);
                 refused += 1;
             }
-            KeyCreation::MakerUnusable => panic!("no maker was named"),
+            other => panic!("no maker was named, no daily limit reached: {other:?}"),
         }
     }
     assert_eq!((created, refused), (5, 15));
@@ -327,25 +336,61 @@ pub async fn capped_key_creation_holds_under_concurrency(store: Arc<dyn Store>) 
     store.revoke_api_key(owner, some).await.unwrap();
     assert!(matches!(
         store
-            .create_api_key_capped(owner, "again", None, None, 5)
+            .create_api_key_capped(
+                owner,
+                "again",
+                None,
+                None,
+                KeyCaps {
+                    usable: 5,
+                    per_day: 1000
+                }
+            )
             .await,
         Ok(KeyCreation::Created(_))
     ));
     assert!(matches!(
         store
-            .create_api_key_capped(owner, "more", None, None, 5)
+            .create_api_key_capped(
+                owner,
+                "more",
+                None,
+                None,
+                KeyCaps {
+                    usable: 5,
+                    per_day: 1000
+                }
+            )
             .await,
         Ok(KeyCreation::AtLimit { active: 5 })
     ));
     assert_not_found(
         store
-            .create_api_key_capped(UserId::random(), "x", None, None, 5)
+            .create_api_key_capped(
+                UserId::random(),
+                "x",
+                None,
+                None,
+                KeyCaps {
+                    usable: 5,
+                    per_day: 1000,
+                },
+            )
             .await,
         Entity::User,
     );
     assert!(matches!(
         store
-            .create_api_key_capped(owner, " ", None, None, 50)
+            .create_api_key_capped(
+                owner,
+                " ",
+                None,
+                None,
+                KeyCaps {
+                    usable: 50,
+                    per_day: 1000
+                }
+            )
             .await,
         Err(RepoError::Invalid(_))
     ));
@@ -361,7 +406,16 @@ pub async fn a_revocation_reaches_the_keys_made_with_the_key(store: Arc<dyn Stor
         let store = store.clone();
         async move {
             match store
-                .create_api_key_capped(owner, name, None, maker, 50)
+                .create_api_key_capped(
+                    owner,
+                    name,
+                    None,
+                    maker,
+                    KeyCaps {
+                        usable: 50,
+                        per_day: 1000,
+                    },
+                )
                 .await
                 .unwrap()
             {
@@ -414,7 +468,16 @@ pub async fn a_revocation_reaches_the_keys_made_with_the_key(store: Arc<dyn Stor
 
     assert!(matches!(
         store
-            .create_api_key_capped(owner, "late", None, Some(taken), 50)
+            .create_api_key_capped(
+                owner,
+                "late",
+                None,
+                Some(taken),
+                KeyCaps {
+                    usable: 50,
+                    per_day: 1000
+                }
+            )
             .await,
         Ok(KeyCreation::MakerUnusable)
     ));
@@ -426,14 +489,32 @@ pub async fn a_revocation_reaches_the_keys_made_with_the_key(store: Arc<dyn Stor
         .id;
     assert!(matches!(
         store
-            .create_api_key_capped(owner, "late", None, Some(lapsed), 50)
+            .create_api_key_capped(
+                owner,
+                "late",
+                None,
+                Some(lapsed),
+                KeyCaps {
+                    usable: 50,
+                    per_day: 1000
+                }
+            )
             .await,
         Ok(KeyCreation::MakerUnusable)
     ));
     // Another owner's key is no maker of this owner's keys.
     assert!(matches!(
         store
-            .create_api_key_capped(owner, "late", None, Some(theirs), 50)
+            .create_api_key_capped(
+                owner,
+                "late",
+                None,
+                Some(theirs),
+                KeyCaps {
+                    usable: 50,
+                    per_day: 1000
+                }
+            )
             .await,
         Ok(KeyCreation::MakerUnusable)
     ));

@@ -98,8 +98,7 @@ pub async fn install_invariant_checks(pool: &PgPool) {
               coalesce(sum(t.cost), 0)::bigint as cost_total,
               coalesce(sum(t.cost) filter (where t.charged), 0)::bigint as cost_charged,
               coalesce(sum(t.cost) filter (where t.state in ('failed', 'skipped', 'cancelled')
-                and not coalesce(t.checkpoint @> '{"charge_kept": true}', false)
-                and not (t.state = 'cancelled' and t.checkpoint is not null)), 0)::bigint
+                and t.checkpoint is null), 0)::bigint
                 as cost_refundable
             from public.jobs t cross join lateral unnest(t.ancestors) as a(id)
             where t.run_id = new.run_id and t.node_type = 'task'

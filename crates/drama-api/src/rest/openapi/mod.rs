@@ -13,7 +13,7 @@ pub(crate) mod schemas;
 use std::sync::LazyLock;
 
 use utoipa::openapi::path::{Operation, Parameter, PathItem};
-use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, SchemaType, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{
     Content, Ref, RefOr, Required, ResponseBuilder, Schema, SecurityRequirement,
@@ -212,6 +212,46 @@ impl Modify for Shared {
             components
                 .parameters
                 .insert(IDEMPOTENCY_PARAMETER.into(), RefOr::T(parameter));
+        }
+        for path in NULL_IS_NO_OPTIONS {
+            if let Some(operation) = openapi
+                .paths
+                .paths
+                .get_mut(*path)
+                .and_then(|item| item.post.as_mut())
+            {
+                body_may_be_null(operation);
+            }
+        }
+    }
+}
+
+/// The operations whose body is read by `rest::generate::options`: JSON `null` is the same as
+/// no options there (a Dart client's `jsonEncode(null)`), so the document lists it as a form.
+const NULL_IS_NO_OPTIONS: &[&str] = &[
+    "/dramas/{drama_id}/generate",
+    "/dramas/{drama_id}/episodes/{episode_id}/generate",
+    "/dramas/{drama_id}/episodes/{episode_id}/scenes/{scene_id}/generate",
+    "/dramas/{drama_id}/estimate",
+    "/dramas/{drama_id}/critique",
+    "/dramas/{drama_id}/critic",
+    "/api-keys",
+];
+
+/// Makes the JSON body of `operation` `oneOf: [its schema, null]`.
+fn body_may_be_null(operation: &mut Operation) {
+    let Some(RefOr::T(body)) = operation.request_body.as_mut() else {
+        return;
+    };
+    for content in body.content.values_mut() {
+        let RefOr::T(content) = content else { continue };
+        if let Some(schema) = content.schema.take() {
+            content.schema = Some(RefOr::T(Schema::OneOf(
+                OneOfBuilder::new()
+                    .item(schema)
+                    .item(ObjectBuilder::new().schema_type(Type::Null))
+                    .build(),
+            )));
         }
     }
 }

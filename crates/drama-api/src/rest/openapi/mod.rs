@@ -226,8 +226,10 @@ impl Modify for Shared {
     }
 }
 
-/// The operations whose body is read by `rest::generate::options`: JSON `null` is the same as
-/// no options there (a Dart client's `jsonEncode(null)`), so the document lists it as a form.
+/// The operations whose body is read by `rest::generate::options` and needs no member: JSON
+/// `null` is the same as no options there (a Dart client's `jsonEncode(null)`), so the
+/// document lists it as a form. (`POST /api-keys` reads its body the same way, but a key needs
+/// a `name`: `null` is refused there, as the document's object says.)
 const NULL_IS_NO_OPTIONS: &[&str] = &[
     "/dramas/{drama_id}/generate",
     "/dramas/{drama_id}/episodes/{episode_id}/generate",
@@ -235,7 +237,6 @@ const NULL_IS_NO_OPTIONS: &[&str] = &[
     "/dramas/{drama_id}/estimate",
     "/dramas/{drama_id}/critique",
     "/dramas/{drama_id}/critic",
-    "/api-keys",
 ];
 
 /// Makes the JSON body of `operation` `oneOf: [its schema, null]`.

@@ -3,7 +3,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use drama_app::{App, Caller};
 use drama_domain::UserId;
 
-use super::jobs::JobsLoader;
+use super::jobs::{JobsLoader, JobsSlot};
 use crate::media_links::NamedOwners;
 use crate::realtime::{Realtime, SocketPlace};
 
@@ -13,7 +13,7 @@ use crate::realtime::{Realtime, SocketPlace};
 pub struct Ctx {
     pub(crate) app: App,
     pub(crate) caller: Caller,
-    pub(crate) jobs: Arc<JobsLoader>,
+    pub(crate) jobs: JobsSlot,
     pub(crate) realtime: Arc<Realtime>,
     /// The WebSocket's place among the streams, which its first subscription runs on (none
     /// for a request over HTTP).
@@ -36,7 +36,7 @@ impl Clone for Ctx {
         Self {
             app: self.app.clone(),
             caller: self.caller,
-            jobs: Arc::new(JobsLoader::new(self.app.node_budget())),
+            jobs: JobsSlot::new(JobsLoader::new(self.app.node_budget())),
             realtime: self.realtime.clone(),
             socket: self.socket.clone(),
             legacy_user: self.legacy_user,
@@ -53,7 +53,7 @@ impl Ctx {
         Self {
             app,
             caller,
-            jobs: Arc::new(JobsLoader::new(budget)),
+            jobs: JobsSlot::new(JobsLoader::new(budget)),
             realtime,
             socket: None,
             legacy_user: None,

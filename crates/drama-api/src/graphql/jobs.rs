@@ -1,10 +1,11 @@
 //! The `Job` type and the per-request loader that fetches the jobs of every drama a response
 //! shows in one batch.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use drama_app::AppError;
 use drama_app::jobs::{JobId, JobView, NodeType};
 use drama_app::pipeline::NodeBudget;
 use drama_app::pipeline::spec::job_type_of;
@@ -142,9 +143,27 @@ impl Job {
 /// Every job of the dramas a request shows, loaded together the first time one is asked for,
 /// each drama's once, and all of them within one allowance of job nodes for the request
 /// ([`NodeBudget`]): aliased fields and several pages of dramas share it.
+///
+/// What the request serves is bounded apart from what it reads: a drama's jobs read once can
+/// be served by any number of aliased or nested `jobs` fields (and by every operation of a
+/// batch), each a copy in the answer, so every field serving jobs charges what it serves
+/// against an allowance of the same size ([`JobsLoader::serve`]).
 pub struct JobsLoader {
-    wanted: Mutex<Vec<DramaId>>,
+    wanted: Mutex<Wanted>,
     loaded: tokio::sync::Mutex<Loaded>,
+    /// Job objects the request's fields may still serve.
+    serves_left: Mutex<usize>,
+    /// The whole of that allowance, named when it runs out.
+    serves_total: usize,
+}
+
+/// The dramas whose jobs a loader will read with the next one asked for, and every drama it
+/// was ever told of: a drama is noted once, however many fields (or, under a long-lived
+/// context, events) name it again.
+#[derive(Default)]
+struct Wanted {
+    pending: Vec<DramaId>,
+    seen: HashSet<DramaId>,
 }
 
 /// What a loader read, and what its request may still read.
@@ -158,6 +177,8 @@ impl JobsLoader {
     pub fn new(budget: NodeBudget) -> Self {
         Self {
             wanted: Mutex::default(),
+            serves_left: Mutex::new(budget.left()),
+            serves_total: budget.left(),
             loaded: tokio::sync::Mutex::new(Loaded {
                 jobs: HashMap::new(),
                 budget,
@@ -165,12 +186,46 @@ impl JobsLoader {
         }
     }
 
+    /// Charges `jobs`, which a field is about to answer, against the job objects the request
+    /// may serve, and answers them.
+    ///
+    /// # Errors
+    /// `TOO_LARGE` when the request's fields together would serve more job objects than the
+    /// allowance (the answer would copy the same lists over and over).
+    pub fn serve<'a>(
+        &self,
+        jobs: impl ExactSizeIterator<Item = &'a Job>,
+    ) -> Result<Vec<Job>, GqlError> {
+        let n = jobs.len();
+        {
+            let mut left = self
+                .serves_left
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let Some(rest) = left.checked_sub(n) else {
+                return Err(GqlError(AppError::TooLarge(format!(
+                    "the jobs fields of this request would serve more than {} jobs together; \
+                     ask for each drama's jobs once, or in more requests",
+                    self.serves_total
+                ))));
+            };
+            *left = rest;
+        }
+        Ok(jobs.cloned().collect())
+    }
+
     /// Notes dramas whose jobs may be asked for.
     pub fn want(&self, ids: impl IntoIterator<Item = DramaId>) {
-        self.wanted
+        let mut wanted = self
+            .wanted
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .extend(ids);
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Wanted { pending, seen } = &mut *wanted;
+        for id in ids {
+            if seen.insert(id.clone()) {
+                pending.push(id);
+            }
+        }
     }
 
     /// The jobs of one drama (loading every wanted drama's jobs at once if needed).
@@ -182,12 +237,14 @@ impl JobsLoader {
         if let Some(jobs) = loaded.jobs.get(drama) {
             return Ok(jobs.clone());
         }
-        let mut batch: Vec<DramaId> = std::mem::take(
-            &mut *self
+        let mut batch: Vec<DramaId> = {
+            let mut wanted = self
                 .wanted
                 .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            wanted.seen.insert(drama.clone());
+            std::mem::take(&mut wanted.pending)
+        };
         batch.push(drama.clone());
         batch.retain(|d| !loaded.jobs.contains_key(d));
         batch.sort();
@@ -201,6 +258,39 @@ impl JobsLoader {
             loaded.jobs.insert(id, Arc::new(with_children(views)));
         }
         Ok(loaded.jobs.get(drama).cloned().unwrap_or_default())
+    }
+}
+
+/// The loader a context's fields read jobs through: the request's own, or under
+/// `dramaChanged`, the one of the event being resolved (see [`JobsSlot::resolve_with`]).
+pub struct JobsSlot(Mutex<Arc<JobsLoader>>);
+
+impl JobsSlot {
+    /// A slot holding `loader`.
+    pub fn new(loader: JobsLoader) -> Self {
+        Self(Mutex::new(Arc::new(loader)))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Arc<JobsLoader>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The loader fields resolved now read through.
+    pub fn get(&self) -> Arc<JobsLoader> {
+        self.lock().clone()
+    }
+
+    /// Makes `loader` the one fields read through from now on. A subscription's context
+    /// lives as long as it does while each of its events is resolved on its own (one after
+    /// the other): an event resolved with a loader of its own shows the jobs as they are
+    /// then, not those cached at its first event, within an allowance of its own.
+    pub fn resolve_with(&self, loader: &Arc<JobsLoader>) {
+        let mut current = self.lock();
+        if !Arc::ptr_eq(&current, loader) {
+            *current = loader.clone();
+        }
     }
 }
 
@@ -230,4 +320,20 @@ fn with_children(views: Vec<JobView>) -> Vec<Job> {
             .then(b.view.id.0.cmp(&a.view.id.0))
     });
     jobs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_drama_wanted_again_is_noted_once() {
+        let loader = JobsLoader::new(NodeBudget::new(10));
+        let id: DramaId = "d1".parse().unwrap();
+        for _ in 0..10_000 {
+            loader.want([id.clone()]);
+        }
+        let wanted = loader.wanted.lock().unwrap();
+        assert!(wanted.pending.len() <= 1, "{}", wanted.pending.len());
+    }
 }

@@ -143,7 +143,9 @@ impl Drama {
     }
     /// Every job of the drama (runs, groups and tasks), newest first.
     async fn jobs(&self, ctx: &Ctx) -> Result<Vec<Job>, GqlError> {
-        Ok(ctx.jobs.of(ctx, &self.0.drama.id).await?.to_vec())
+        let loader = ctx.jobs.get();
+        let all = loader.of(ctx, &self.0.drama.id).await?;
+        loader.serve(all.iter())
     }
     /// The version for optimistic concurrency (send it back with updates).
     fn version(&self) -> i32 {
@@ -158,16 +160,17 @@ async fn jobs_about(
     assets: &[&domain::Asset],
     keys: &[String],
 ) -> Result<Vec<Job>, GqlError> {
-    let all = ctx.jobs.of(ctx, &drama.drama.id).await?;
-    Ok(all
+    let loader = ctx.jobs.get();
+    let all = loader.of(ctx, &drama.drama.id).await?;
+    let about: Vec<&Job> = all
         .iter()
         .filter(|j| {
             j.asset()
                 .is_some_and(|a| assets.iter().any(|x| x.id.as_str() == a))
                 || keys.iter().any(|k| k == j.node_key())
         })
-        .cloned()
-        .collect())
+        .collect();
+    loader.serve(about.into_iter())
 }
 
 #[graphql_object(context = Ctx)]
@@ -303,7 +306,7 @@ impl Query {
         };
         match ctx.app.get_drama(&ctx.caller, None, &id).await {
             Ok(stored) => {
-                ctx.jobs.want([stored.drama.id.clone()]);
+                ctx.jobs.get().want([stored.drama.id.clone()]);
                 Ok(Some(Drama(Arc::new(stored))))
             }
             Err(AppError::NotFound { .. }) => Ok(None),
@@ -352,7 +355,9 @@ impl Query {
         .await
         .map_err(|e| juniper::IntoFieldError::into_field_error(GqlError(e)))?;
         ctx.note_truncation(&key, limit, items.len(), more && limit > MAX_DRAMAS);
-        ctx.jobs.want(items.iter().map(|d| d.drama.id.clone()));
+        ctx.jobs
+            .get()
+            .want(items.iter().map(|d| d.drama.id.clone()));
         Ok(items.into_iter().map(|d| Drama(Arc::new(d))).collect())
     }
 
@@ -409,16 +414,17 @@ impl Query {
             return Ok(Vec::new());
         };
         // Through the request's loader: a drama asked for again (an alias, a nested field)
-        // is read once, and every read counts against the request's job nodes.
-        let jobs = ctx.jobs.of(ctx, &id).await?;
-        Ok(match status.map(status_filter) {
-            None => jobs.to_vec(),
-            Some(wanted) => jobs
-                .iter()
-                .filter(|j| j.status_str() == wanted)
-                .cloned()
-                .collect(),
-        })
+        // is read once, and every read counts against the request's job nodes; what each
+        // field serves counts too, since every alias copies the list into the answer.
+        let loader = ctx.jobs.get();
+        let jobs = loader.of(ctx, &id).await?;
+        match status.map(status_filter) {
+            None => loader.serve(jobs.iter()),
+            Some(wanted) => {
+                let picked: Vec<&Job> = jobs.iter().filter(|j| j.status_str() == wanted).collect();
+                loader.serve(picked.into_iter())
+            }
+        }
     }
 }
 

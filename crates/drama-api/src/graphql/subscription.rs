@@ -2,6 +2,7 @@
 //! `socket`.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use drama_app::jobs::{EventId, JobId};
 use drama_app::store::{DramaChange, Entity};
@@ -13,6 +14,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::context::Ctx;
 use super::error::{GqlError, bad_input};
+use super::jobs::JobsLoader;
 use super::schema::Drama;
 use crate::error::ErrorCode;
 use crate::follow::Progress;
@@ -68,6 +70,10 @@ pub struct DramaChanged {
     drama_id: DramaId,
     version: i64,
     deleted: bool,
+    /// The loader this event's fields read jobs through: each event's own, so its jobs are
+    /// read as they are when it is resolved, and the subscription's long-lived context does
+    /// not accumulate what every event wanted.
+    jobs: Arc<JobsLoader>,
 }
 
 #[graphql_object(context = Ctx)]
@@ -91,7 +97,8 @@ impl DramaChanged {
         }
         match ctx.app.get_drama(&ctx.caller, None, &self.drama_id).await {
             Ok(stored) => {
-                ctx.jobs.want([stored.drama.id.clone()]);
+                ctx.jobs.resolve_with(&self.jobs);
+                self.jobs.want([stored.drama.id.clone()]);
                 Ok(Some(Drama::new(stored)))
             }
             Err(AppError::NotFound { .. }) => Ok(None),
@@ -125,11 +132,21 @@ impl Subscription {
             .await
             .map_err(|e| juniper::IntoFieldError::into_field_error(GqlError(e)))?;
         let permit = open_stream(ctx)?;
+        let budget = app.node_budget();
+        let event = {
+            let drama_id = drama_id.clone();
+            move |version, deleted| DramaChanged {
+                drama_id: drama_id.clone(),
+                version,
+                deleted,
+                jobs: Arc::new(JobsLoader::new(budget)),
+            }
+        };
         let stream = async_stream::stream! {
             // Held as long as the subscription runs.
             let _permit = permit;
             let mut last = current.version;
-            yield Ok(DramaChanged { drama_id: drama_id.clone(), version: last, deleted: false });
+            yield Ok(event(last, false));
             loop {
                 let change = match changes.recv().await {
                     Ok(c) if c.drama_id == drama_id && App::may_follow(&caller, &c) => c,
@@ -158,12 +175,12 @@ impl Subscription {
                     Err(RecvError::Closed) => return,
                 };
                 if change.deleted {
-                    yield Ok(DramaChanged { drama_id: drama_id.clone(), version: change.version, deleted: true });
+                    yield Ok(event(change.version, true));
                     return;
                 }
                 if change.version > last {
                     last = change.version;
-                    yield Ok(DramaChanged { drama_id: drama_id.clone(), version: last, deleted: false });
+                    yield Ok(event(last, false));
                 }
             }
         };

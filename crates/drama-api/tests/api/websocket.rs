@@ -385,3 +385,67 @@ async fn old_client_documents_answer_over_the_socket_as_posted() {
     let answer = next(&mut ws).await.unwrap();
     assert_eq!(answer["type"], "next", "{answer}");
 }
+
+#[actix_web::test]
+async fn each_drama_changed_event_reads_the_jobs_as_they_are_then() {
+    let h = Harness::new().await;
+    let server = h.listen(Harness::settings());
+    let k = h.alice_key.clone();
+    let created = http(
+        &server,
+        reqwest::Method::POST,
+        "/dramas",
+        &k,
+        json!({"drama": drama_testkit::builders::drama_json("wj", 1, 1, 1)}),
+    )
+    .await;
+    assert_eq!(created, 201);
+
+    let mut ws = connect(&server).await;
+    send(
+        &mut ws,
+        json!({"type": "connection_init", "payload": {"authorization": format!("Bearer {k}")}}),
+    )
+    .await;
+    assert_eq!(next(&mut ws).await.unwrap()["type"], "connection_ack");
+    send(
+        &mut ws,
+        json!({"id": "d", "type": "subscribe", "payload": {
+            "query": r#"subscription { dramaChanged(id: "wj") { version drama { title jobs { jobId } } } }"#
+        }}),
+    )
+    .await;
+    let first = next(&mut ws).await.unwrap();
+    let jobs = &first["payload"]["data"]["dramaChanged"]["drama"]["jobs"];
+    assert_eq!(jobs.as_array().map(Vec::len), Some(0), "{first}");
+
+    // A run started after the first event, then a change to the drama.
+    let generated = http(
+        &server,
+        reqwest::Method::POST,
+        "/dramas/wj/generate",
+        &k,
+        json!({}),
+    )
+    .await;
+    assert_eq!(generated, 202);
+    let renamed = http(
+        &server,
+        reqwest::Method::PATCH,
+        "/dramas/wj",
+        &k,
+        json!({"title": "Renamed"}),
+    )
+    .await;
+    assert_eq!(renamed, 200);
+    for _ in 0..10 {
+        let event = next(&mut ws).await.unwrap();
+        let drama = &event["payload"]["data"]["dramaChanged"]["drama"];
+        if drama["title"] == "Renamed" {
+            let jobs = drama["jobs"].as_array().map_or(0, Vec::len);
+            assert!(jobs > 0, "the run started since is not shown: {event}");
+            return;
+        }
+    }
+    panic!("no event shows the drama renamed");
+}

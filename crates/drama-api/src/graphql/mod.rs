@@ -105,15 +105,16 @@ async fn one_request(
         return serde_json::json!({"data": null, "errors": errors});
     }
     let result = request.execute(&state.schema, ctx).await.into_result();
-    // An argument or variable the schema refuses (`createDrama(premise: 123)`) is the twin
-    // of a REST body field of the wrong type, 422 `validation_failed`: its errors carry that
-    // code's GraphQL name, which juniper's validation errors lack.
-    let refused = matches!(result, Err(juniper::GraphQLError::ValidationError(_)));
+    // juniper's errors of a request it did not run carry no code: each gets the one of the
+    // error table, whatever the transport (see `request_error_code`).
+    let refused = result.as_ref().err().map(request_error_code);
     let mut answer = serde_json::to_value(GraphQLResponse::from_result(result)).unwrap_or_else(
         |e| serde_json::json!({"data": null, "errors": [{"message": e.to_string()}]}),
     );
-    if refused && let Some(errors) = answer["errors"].as_array_mut() {
-        mark_refused(errors);
+    if let Some(code) = refused
+        && let Some(errors) = answer["errors"].as_array_mut()
+    {
+        mark_with(errors, code);
     }
     // juniper leaves `data` out when the document fails to parse or validate; the old server
     // answered `"data": null` beside the errors, and its clients read `data` first.
@@ -133,14 +134,33 @@ async fn one_request(
     answer
 }
 
+/// The code of a request juniper refused to run. A document that does not parse or that the
+/// schema refuses (`createDrama(premise: 123)`), or whose operation cannot be told (an unknown
+/// `operationName`, several operations and none named) is input that breaks a rule, the twin
+/// of REST's 422 `validation_failed`; a subscription is not served over HTTP, as a mutation is
+/// not over GET: `method_not_allowed` (its socket is `/subscriptions`). The socket runs every
+/// kind of operation, so its `error` messages only ever answer input errors, coded the same
+/// way (`socket::serialized`).
+fn request_error_code(error: &juniper::GraphQLError) -> ErrorCode {
+    match error {
+        juniper::GraphQLError::IsSubscription => ErrorCode::MethodNotAllowed,
+        _ => ErrorCode::ValidationFailed,
+    }
+}
+
 /// Gives errors of a document the schema refused (which juniper sends without extensions) the
 /// code of a REST body that breaks a rule, `BAD_USER_INPUT`; errors with a code keep theirs.
 pub(super) fn mark_refused(errors: &mut [serde_json::Value]) {
+    mark_with(errors, ErrorCode::ValidationFailed);
+}
+
+/// Gives errors without extensions the GraphQL name of `code`; errors with a code keep theirs.
+fn mark_with(errors: &mut [serde_json::Value], code: ErrorCode) {
     for error in errors {
         if let Some(error) = error.as_object_mut() {
-            error.entry("extensions").or_insert_with(
-                || serde_json::json!({"code": ErrorCode::ValidationFailed.graphql()}),
-            );
+            error
+                .entry("extensions")
+                .or_insert_with(|| serde_json::json!({"code": code.graphql()}));
         }
     }
 }

@@ -546,3 +546,52 @@ async fn a_document_that_fails_validation_answers_data_null_beside_its_errors() 
     assert!(body[0].get("data").is_some_and(Value::is_null), "{body}");
     assert_eq!(body[1]["data"]["dramaSummaries"], json!([]), "{body}");
 }
+
+#[actix_web::test]
+async fn every_document_juniper_refuses_carries_the_code_of_the_error_table() {
+    let h = Harness::new().await;
+    let svc = h.service(Harness::settings()).await;
+    let k = &h.alice_key;
+    let cases = [
+        // Does not parse.
+        (json!({"query": "{ dramas { id "}), "BAD_USER_INPUT"),
+        // Names an operation the document does not hold.
+        (
+            json!({"query": "query A { dramas { id } }", "operationName": "B"}),
+            "BAD_USER_INPUT",
+        ),
+        // Holds several operations and names none.
+        (
+            json!({"query": "query A { dramas { id } } query B { dramas { id } }"}),
+            "BAD_USER_INPUT",
+        ),
+        // A subscription, which is served over `/subscriptions`, as GET refuses it (405).
+        (
+            json!({"query": r#"subscription { dramaChanged(id: "x") { version } }"#}),
+            "METHOD_NOT_ALLOWED",
+        ),
+    ];
+    for (body, code) in cases {
+        let (status, _, answer) = send(&svc, post_json("/graphql", k, body.clone())).await;
+        assert_eq!(status, 200, "{body}: {answer}");
+        assert!(answer["data"].is_null(), "{body}: {answer}");
+        assert_eq!(
+            answer["errors"][0]["extensions"]["code"], code,
+            "{body}: {answer}"
+        );
+    }
+    // Over GET, a document that does not parse is coded as over POST.
+    let (status, _, answer) = send(
+        &svc,
+        get(
+            &format!("/graphql?query={}", percent_encoded("{ dramas { id ")),
+            k,
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+        "{answer}"
+    );
+}

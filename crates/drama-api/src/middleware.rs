@@ -82,9 +82,17 @@ fn oversized(req: &ServiceRequest) -> Option<ApiError> {
 /// Probes, the console's embedded files and signed media URLs are not counted: they cost next
 /// to nothing, and one page of a drama loads dozens of images and clips (a video player asks
 /// for many ranges) from one address without a header.
+///
+/// The upgrade of a GraphQL socket is counted whatever its headers: `/subscriptions` reads
+/// its credentials from `connection_init`, after the upgrade, never from headers, so a header
+/// of any value would otherwise open sockets past the rate, each held until its init timeout.
 fn anonymous_over_rate(req: &ServiceRequest) -> Option<ApiError> {
     let headers = req.headers();
-    if headers.contains_key("authorization") || headers.contains_key("x-api-key") {
+    let socket = *req.method() == Method::GET
+        && req
+            .match_pattern()
+            .is_some_and(|route| route.ends_with("/subscriptions"));
+    if !socket && (headers.contains_key("authorization") || headers.contains_key("x-api-key")) {
         return None;
     }
     let path = req.path();

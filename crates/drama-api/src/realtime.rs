@@ -5,6 +5,7 @@
 //! subscriber never loses anything.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -24,6 +25,27 @@ pub struct Realtime {
     dramas_started: OnceCell<()>,
     pub(crate) followers: crate::follow::Followers,
     streams: Arc<Streams>,
+    /// GraphQL sockets upgraded and not yet past `connection_init`.
+    waiting: Arc<AtomicUsize>,
+    /// How many of those the process holds at most ([`MAX_WAITING_SOCKETS`]).
+    waiting_cap: usize,
+}
+
+/// GraphQL sockets the process holds at once before their `connection_init`. Such a socket
+/// has shown no credentials (they come in `connection_init`), yet holds a task, its queues and
+/// a connection for up to `http.ws_init_timeout`: the anonymous rate bounds how fast one
+/// address opens them, this bounds them all, whatever the number of addresses. A client
+/// sends `connection_init` right after the upgrade, so a socket waits for it a round trip;
+/// 1,024 is far more than clients reconnecting together after a restart need at once.
+pub const MAX_WAITING_SOCKETS: usize = 1_024;
+
+/// A socket's place among those waiting for their `connection_init`, given back when dropped.
+pub(crate) struct WaitingSocket(Arc<AtomicUsize>);
+
+impl Drop for WaitingSocket {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Default for Realtime {
@@ -184,7 +206,20 @@ impl Realtime {
                 caps,
                 open: Mutex::default(),
             }),
+            waiting: Arc::default(),
+            waiting_cap: MAX_WAITING_SOCKETS,
         }
+    }
+
+    /// A place for a socket that waits for its `connection_init`; `None` when the process
+    /// holds [`MAX_WAITING_SOCKETS`] already.
+    pub(crate) fn socket_waiting(&self) -> Option<WaitingSocket> {
+        self.waiting
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.waiting_cap).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| WaitingSocket(self.waiting.clone()))
     }
 
     /// Counts a new stream of `user`, unless it would pass a cap.
@@ -316,4 +351,21 @@ where
             failures = failures.saturating_add(1);
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sockets_waiting_for_their_init_are_capped_and_give_their_place_back() {
+        let mut realtime = Realtime::new();
+        realtime.waiting_cap = 2;
+        let first = realtime.socket_waiting();
+        let second = realtime.socket_waiting();
+        assert!(first.is_some() && second.is_some());
+        assert!(realtime.socket_waiting().is_none());
+        drop(first);
+        assert!(realtime.socket_waiting().is_some());
+    }
 }

@@ -57,7 +57,7 @@ use crate::auth::{AuthError, Authenticated};
 use crate::error::{Chain, ErrorCode};
 use crate::lapse::{Credentials, lapsed};
 use crate::media_links::{NamedOwners, sign_text};
-use crate::realtime::SocketPlace;
+use crate::realtime::{SocketPlace, WaitingSocket};
 use crate::state::{ANONYMOUS_LIMITED, ApiState, AuthRefusal};
 
 /// The close code for a socket that did not send `connection_init` in time (the code
@@ -241,6 +241,13 @@ pub(crate) async fn websocket(
     } else {
         Protocol::Transport
     };
+    let Some(waiting) = state.realtime.socket_waiting() else {
+        return Err(crate::error::ApiError::message(
+            ErrorCode::Unavailable,
+            "Too many sockets are waiting for their connection_init; retry shortly",
+        )
+        .into());
+    };
     let (mut response, session, messages) = actix_ws::handle(&req, body)?;
     let messages = messages.aggregate_continuations();
     let slot: Slot = Arc::default();
@@ -280,6 +287,7 @@ pub(crate) async fn websocket(
         caller: Arc::default(),
         named,
         client,
+        waiting: Mutex::new(Some(waiting)),
     };
     match protocol {
         Protocol::Transport => {
@@ -315,6 +323,9 @@ struct Gate {
     named: NamedOwners,
     /// The client's address, which a refused `connection_init` is counted under.
     client: Option<IpAddr>,
+    /// The socket's place among those waiting for their `connection_init`, held until it
+    /// comes (or the socket ends).
+    waiting: Mutex<Option<WaitingSocket>>,
 }
 
 impl Gate {
@@ -452,6 +463,12 @@ impl Gate {
                 let kind = parsed["type"].as_str().unwrap_or_default();
                 if kind == "connection_init" && !initialised {
                     initialised = true;
+                    drop(
+                        self.waiting
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .take(),
+                    );
                     match self.initialise(&parsed["payload"]).await {
                         Ok(Some((known, until, held))) => {
                             caller = Some(known);

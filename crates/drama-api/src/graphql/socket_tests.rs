@@ -28,6 +28,7 @@ fn gate() -> Gate {
         caller: Arc::default(),
         named: crate::media_links::NamedOwners::default(),
         client: None,
+        waiting: Mutex::new(None),
     }
 }
 

@@ -487,6 +487,9 @@ impl Authenticator {
             validation.set_issuer(&[issuer]);
         }
         validation.set_required_spec_claims(&["exp", "sub", "aud"]);
+        // jsonwebtoken checks `nbf` only when asked: a token minted for later is refused
+        // until then, as `exp` refuses it after.
+        validation.validate_nbf = true;
         validation.leeway = JWT_LEEWAY;
         let claims = jsonwebtoken::decode::<Claims>(token, &key, &validation)
             .map_err(|e| AuthError::Invalid(format!("token rejected: {}", describe(&e))))?
@@ -520,6 +523,7 @@ impl Authenticator {
         let mut validation = Validation::new(alg);
         validation.validate_aud = false;
         validation.set_required_spec_claims(&["exp"]);
+        validation.validate_nbf = true;
         validation.leeway = JWT_LEEWAY;
         let claims = jsonwebtoken::decode::<ProjectClaims>(token, key, &validation)
             .map_err(|e| AuthError::Invalid(format!("token rejected: {}", describe(&e))))?

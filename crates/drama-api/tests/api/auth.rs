@@ -85,6 +85,10 @@ async fn bad_tokens_are_refused_with_the_reason() {
     for (token, reason) in [
         (hs256(&claims(sub, json!({"exp": past}))), "expired"),
         (
+            hs256(&claims(sub, json!({"nbf": Utc::now().timestamp() + 3600}))),
+            "not valid yet",
+        ),
+        (
             hs256(&claims(sub, json!({"aud": "anon-clients"}))),
             "wrong audience",
         ),
@@ -279,6 +283,14 @@ async fn the_projects_service_role_key_is_a_service_caller_and_anon_stays_refuse
                           "exp": Utc::now().timestamp() - 7200}),
             ),
             "expired",
+        ),
+        (
+            hs256(
+                &json!({"iss": "supabase", "ref": "project", "role": "service_role",
+                          "exp": Utc::now().timestamp() + 7200,
+                          "nbf": Utc::now().timestamp() + 3600}),
+            ),
+            "not valid yet",
         ),
         (
             encode(

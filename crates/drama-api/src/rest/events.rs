@@ -72,6 +72,15 @@ fn lapsed_frame(reason: &str) -> Bytes {
     ))
 }
 
+/// Frames made for a client and not yet taken by it, at most: a client that stops reading
+/// holds this many (beside what its connection buffers), not an ever-growing pile.
+const SSE_QUEUE: usize = 16;
+
+/// How long a stream waits for a client that takes none of its frames while its queue is full
+/// before it ends: the client stopped reading (a frozen tab, a dead connection the kernel has
+/// not noticed), and the stream's place among the streams and its follower go to others.
+const STALLED_GRACE: Duration = Duration::from_secs(30);
+
 /// `stream` while the credentials of `req` are accepted: once they are not (a revoked key, an
 /// expired token; see `lapse`), an `unauthenticated` frame and the end. It also ends when the
 /// server starts to stop, so the drain does not wait for it (the client reconnects with
@@ -88,26 +97,63 @@ where
 {
     let credentials = Credentials::of(req);
     let until = req.extensions().get::<Until>().and_then(|u| u.0);
-    let stopping = state.stopping();
-    async_stream::stream! {
-        let lapse = lapsed(state, credentials, caller, until);
+    let lapse = lapsed(state.clone(), credentials, caller, until);
+    pumped(state.stopping(), lapse, stream, STALLED_GRACE)
+}
+
+/// The frames of `stream`, made by a task of their own into a small queue the response body
+/// reads: actix polls a body only while the client takes what it wrote, so a stream polled
+/// from the body alone would never see `lapse` or `stopping` for a client that stopped
+/// reading, and would hold its place until the client went away. The task ends the stream
+/// when `stopping` or `lapse` resolves (with an `unauthenticated` frame for the latter), and
+/// when the queue stays full for `grace`.
+fn pumped<S>(
+    stopping: impl std::future::Future<Output = ()> + 'static,
+    lapse: impl std::future::Future<Output = String> + 'static,
+    stream: S,
+    grace: Duration,
+) -> impl Stream<Item = Result<Bytes, actix_web::Error>> + 'static
+where
+    S: Stream<Item = Result<Bytes, actix_web::Error>> + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(SSE_QUEUE);
+    actix_web::rt::spawn(async move {
         tokio::pin!(lapse);
         tokio::pin!(stream);
         tokio::pin!(stopping);
         loop {
+            // A place for the next frame first: a client that takes nothing for `grace`
+            // (or went away) ends the stream.
+            let place = tokio::select! {
+                () = &mut stopping => return,
+                reason = &mut lapse => {
+                    // Full: the client is not reading, and gets the end without the reason.
+                    let _ = tx.try_send(Ok(lapsed_frame(&reason)));
+                    return;
+                }
+                place = tokio::time::timeout(grace, tx.reserve()) => match place {
+                    Ok(Ok(place)) => place,
+                    Ok(Err(_)) | Err(_) => return,
+                },
+            };
             tokio::select! {
                 () = &mut stopping => return,
                 reason = &mut lapse => {
-                    yield Ok(lapsed_frame(&reason));
+                    place.send(Ok(lapsed_frame(&reason)));
                     return;
                 }
+                () = tx.closed() => return,
                 item = stream.next() => match item {
-                    Some(item) => yield item,
+                    Some(item) => place.send(item),
                     None => return,
                 },
             }
         }
-    }
+    });
+    futures::stream::unfold(rx, |mut rx| async move {
+        let item = rx.recv().await?;
+        Some((item, rx))
+    })
 }
 
 fn end_frame(view: &JobView) -> Bytes {
@@ -284,6 +330,77 @@ mod tests {
     use drama_domain::UserId;
 
     use super::*;
+
+    /// Endless frames, setting `dropped` once the stream is dropped.
+    fn endless(
+        dropped: &Arc<std::sync::atomic::AtomicBool>,
+    ) -> impl Stream<Item = Result<Bytes, actix_web::Error>> + 'static {
+        struct Flag(Arc<std::sync::atomic::AtomicBool>);
+        impl Drop for Flag {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        let flag = Flag(dropped.clone());
+        futures::stream::repeat_with(move || {
+            let _held = &flag;
+            Ok(Bytes::from_static(b"data: x\n\n"))
+        })
+    }
+
+    /// Waits up to 5 s for `flag`.
+    async fn set_soon(flag: &std::sync::atomic::AtomicBool) -> bool {
+        for _ in 0..100 {
+            if flag.load(std::sync::atomic::Ordering::SeqCst) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    /// A client that takes no frame (the body is never polled, as actix does not poll it
+    /// while the client does not read): the stream still ends at shutdown, at the end of its
+    /// credentials, and once its queue stayed full for the grace period.
+    #[actix_web::test]
+    async fn a_stream_whose_client_stopped_reading_still_ends() {
+        let never = || std::future::pending::<()>();
+        let long = Duration::from_secs(3600);
+
+        let dropped = Arc::default();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let body = pumped(
+            stop.clone().cancelled_owned(),
+            std::future::pending::<String>(),
+            endless(&dropped),
+            long,
+        );
+        stop.cancel();
+        assert!(set_soon(&dropped).await, "the stream outlived the shutdown");
+        drop(body);
+
+        let dropped = Arc::default();
+        let lapse = async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            "API key revoked".to_owned()
+        };
+        let body = pumped(never(), lapse, endless(&dropped), long);
+        assert!(
+            set_soon(&dropped).await,
+            "the stream outlived its credentials"
+        );
+        drop(body);
+
+        let dropped = Arc::default();
+        let body = pumped(
+            never(),
+            std::future::pending::<String>(),
+            endless(&dropped),
+            Duration::from_millis(200),
+        );
+        assert!(set_soon(&dropped).await, "a stalled stream did not end");
+        drop(body);
+    }
 
     #[tokio::test]
     async fn media_urls_in_an_event_leave_signed() {

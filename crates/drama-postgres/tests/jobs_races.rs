@@ -286,6 +286,82 @@ async fn a_claim_that_waited_for_its_run_gets_what_the_holder_released(pool: PgP
     assert_eq!(tree.nodes[0].counts.unwrap().running, 6);
 }
 
+/// A follower of one part of a run (an episode's group) reads the events of the nodes under it.
+/// An expansion commits its new nodes and their events in one transaction, so a scoped read
+/// must see both or neither. Here the read is held at the event table (the committing
+/// transaction locks it) after it could have looked its scope up; meanwhile one transaction
+/// completes `write` with an expansion (a scene group, born cancelled with an event, since the
+/// run is being cancelled) and then `write2` under the same episode. A read that took the
+/// scope before that commit would return `write2`'s later events without the scene's, and its
+/// cursor, past them, would never come back to it.
+#[sqlx::test(migrator = "drama_postgres::MIGRATOR")]
+async fn a_scoped_event_read_during_an_expansion_keeps_the_new_nodes_events(pool: PgPool) {
+    let store = Arc::new(PgJobStore::new(wide_pool(&pool, 4).await));
+    let worker = register(&store, Duration::from_secs(60)).await;
+    let mut graph = Graph::new(RunSpec::new("expand", Uuid::new_v4()));
+    graph.add(NodeSpec::group("ep", "episode"));
+    graph.add(NodeSpec::task("write", "k", json!({})).parent("ep"));
+    graph.add(NodeSpec::task("write2", "k", json!({})).parent("ep"));
+    let run = store.submit(&graph).await.unwrap();
+    let episode = run.ids["ep"];
+    let mut claimed = store
+        .claim(&ClaimRequest {
+            worker,
+            kinds: vec!["k".into()],
+            limit: 2,
+        })
+        .await
+        .unwrap();
+    claimed.sort_by(|a, b| a.key.cmp(&b.key));
+    store.cancel(run.run_id, "user").await.unwrap();
+    let seen = store
+        .events(run.run_id, None, Some(episode), 1000)
+        .await
+        .unwrap();
+    let cursor = seen.last().map(|e| e.id);
+
+    let mut tx = pool.begin().await.unwrap();
+    let expansion = drama_jobs::Expansion::new()
+        .with(NodeSpec::group("scene", "scene").parent("ep"))
+        .with(NodeSpec::task("clip", "k", json!({})).parent("scene"));
+    drama_postgres::jobs::complete_in_tx(&mut tx, &claimed[0].fence, json!(1), Some(expansion))
+        .await
+        .unwrap();
+    drama_postgres::jobs::complete_in_tx(&mut tx, &claimed[1].fence, json!(2), None)
+        .await
+        .unwrap();
+    sqlx::query("lock table public.job_event_batches in access exclusive mode")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let reader = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .events(run.run_id, cursor, Some(episode), 1000)
+                .await
+                .unwrap()
+        })
+    };
+    until_a_session_waits_for_a_lock(&pool).await;
+    tx.commit().await.unwrap();
+    let mut read = reader.await.unwrap();
+    let after = read.last().map(|e| e.id).or(cursor);
+    read.extend(
+        store
+            .events(run.run_id, after, Some(episode), 1000)
+            .await
+            .unwrap(),
+    );
+    let all = store.events(run.run_id, cursor, None, 1000).await.unwrap();
+    let expected: Vec<_> = all.iter().filter(|e| !e.key.is_empty()).cloned().collect();
+    assert!(
+        expected.iter().any(|e| e.key == "scene") && expected.last().unwrap().key != "scene",
+        "the scene's event comes before later events of the episode: {expected:?}"
+    );
+    assert_eq!(read, expected, "a follower of the episode missed events");
+}
+
 /// Node keys are unique within a run by constraint: a second node with a key the run has
 /// fails, through the engine's tables directly, and keys cannot be changed afterwards.
 #[sqlx::test(migrator = "drama_postgres::MIGRATOR")]

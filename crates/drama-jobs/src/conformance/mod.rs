@@ -233,11 +233,7 @@ pub fn check_tree(tree: &RunTree) {
             if ancestors[&t.id].contains(&g.id) {
                 counts.add(t.state);
                 cost += t.cost;
-                if crate::core::refundable(
-                    t.state,
-                    t.checkpoint.is_some(),
-                    t.checkpoint.as_ref().is_some_and(crate::charge_kept),
-                ) {
+                if crate::core::refundable(t.state, t.checkpoint.is_some()) {
                     refundable += t.cost;
                 }
             }

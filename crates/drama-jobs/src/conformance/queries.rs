@@ -182,7 +182,15 @@ pub async fn events_replay_since_an_id_and_notify<S: JobStore>(store: Arc<S>) {
         .await
         .unwrap();
     assert!(!scoped.is_empty());
-    assert!(scoped.iter().all(|e| e.key == "a" || e.key == "g"));
+    assert_eq!(
+        scoped,
+        events
+            .iter()
+            .filter(|e| e.key == "a" || e.key == "g")
+            .cloned()
+            .collect::<Vec<_>>(),
+        "a scoped read holds every event of the group and the nodes under it, in order"
+    );
     // Every transaction that appended events notified, with the newest event id.
     let mut newest = None;
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -79,8 +79,11 @@ pub fn check_invariants(tasks: &[TaskRow], groups: &[GroupRow]) -> Result<(), St
                     t.key
                 ));
             }
-            s if s.is_unsuccessful() && t.charged => {
-                return Err(format!("task {} is {s} but still charged", t.key));
+            s if s.is_unsuccessful() && t.charged && t.refundable() => {
+                return Err(format!(
+                    "task {} is {s} and refundable but still charged",
+                    t.key
+                ));
             }
             _ => {}
         }

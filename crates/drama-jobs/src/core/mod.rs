@@ -186,7 +186,13 @@ impl<'a> Workset<'a> {
         if to == JobState::Running && !task.charged {
             task.charged = true;
             charged = task.cost;
-        } else if matches!(to, JobState::Failed | JobState::Cancelled) && task.charged {
+        } else if matches!(to, JobState::Failed | JobState::Cancelled)
+            && task.charged
+            && task.refundable()
+        {
+            // Only a refund takes a cost out of what the run has spent. A task whose provider
+            // call was accepted stays paid for however it ends, and a budget that forgot it
+            // would let the next task spend the same credits again.
             task.charged = false;
             charged = -task.cost;
         }

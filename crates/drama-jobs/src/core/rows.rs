@@ -44,14 +44,12 @@ pub struct TaskRow {
     /// Whether `cost` counts in the ancestors' `charged` sums.
     pub charged: bool,
     /// Whether an attempt saved a checkpoint: its provider call was accepted (a video being
-    /// rendered). Ending the task failed, skipped or cancelled then no longer refunds its cost.
-    pub spent: bool,
-    /// Whether an attempt kept the task's charge ([`JobContext::keep_charge`]): its provider
-    /// call was made and billed, and what it answered could not be used. The task is then not
-    /// refunded whatever it ends in.
+    /// rendered), or the attempt kept its charge ([`JobContext::keep_charge`] writes a
+    /// checkpoint: the call was billed and what it answered could not be used). Ending the task
+    /// failed, skipped or cancelled then no longer refunds its cost.
     ///
     /// [`JobContext::keep_charge`]: crate::JobContext::keep_charge
-    pub charge_kept: bool,
+    pub spent: bool,
     /// The worker holding the lease while `running`.
     pub lease_owner: Option<WorkerId>,
     /// Not claimable before this.
@@ -72,9 +70,9 @@ pub struct TaskRow {
 
 impl TaskRow {
     /// Whether its cost is refundable in its current state: it failed, was skipped or was
-    /// cancelled before its provider call was accepted, and its charge was not kept.
+    /// cancelled before its provider call was accepted (and so before any charge was kept).
     pub fn refundable(&self) -> bool {
-        refundable(self.state, self.spent, self.charge_kept)
+        refundable(self.state, self.spent)
     }
 }
 
@@ -83,9 +81,9 @@ impl TaskRow {
 /// is charged however it ends: the provider bills that call, and a resume continues it (polls
 /// the same render, commits the saved product) at no further charge, since the resume's price
 /// is what the re-queued tasks had been refunded. A task whose charge was kept (its call was
-/// billed and answered what cannot be used) is never refunded either.
-pub fn refundable(state: JobState, spent: bool, charge_kept: bool) -> bool {
-    state.is_unsuccessful() && !spent && !charge_kept
+/// billed and answered what cannot be used) is spent too: keeping a charge is a checkpoint.
+pub fn refundable(state: JobState, spent: bool) -> bool {
+    state.is_unsuccessful() && !spent
 }
 
 /// The mutable part of a run or group.

@@ -393,7 +393,6 @@ impl Workset<'_> {
                 cost: spec.cost,
                 charged: false,
                 spent: false,
-                charge_kept: false,
                 lease_owner: None,
                 run_after: now,
                 cancel_requested: false,

@@ -290,6 +290,47 @@ fn budgets_cancel_what_would_overspend() {
 }
 
 #[test]
+fn a_paid_task_that_ends_unsuccessful_still_counts_against_the_budget() {
+    // `a` (6) is paid for (its render was accepted) and then fails for good; `b` (6) comes after a
+    // free task. A budget of 10 holds `a`'s 6, so `b` would overspend it.
+    let g = Graph::new(RunSpec::new("t", Uuid::nil()).budget(10))
+        .with(NodeSpec::task("a", "k", json!(1)).cost(6))
+        .with(NodeSpec::task("x", "k", json!(1)))
+        .with(NodeSpec::task("b", "k", json!(1)).cost(6).after(["x"]));
+    let mut rows = new_run(&g);
+    let w = WorkerId::new();
+    let fa = start(&mut rows, "a", w);
+    let a = rows.id("a");
+    rows.tasks.get_mut(&a).unwrap().spent = true;
+    finish(
+        &mut rows,
+        fa,
+        FinishKind::Fail {
+            error: "the render was lost".into(),
+        },
+    )
+    .unwrap();
+    assert_eq!(rows.state("a"), JobState::Failed);
+    let run = rows.run;
+    assert_eq!(rows.groups[&run].costs.charged, 6, "a stays paid for");
+    assert_eq!(rows.groups[&run].costs.refundable, 0);
+    let fx = start(&mut rows, "x", w);
+    finish(&mut rows, fx, ok(1)).unwrap();
+    let (changes, started) = apply_claims(&rows, Utc::now(), &[rows.id("b")], w, 1).unwrap();
+    rows.apply(changes);
+    assert!(started.is_empty(), "b would take the run to 12 of 10");
+    assert_eq!(rows.state("b"), JobState::Cancelled);
+    assert!(
+        rows.tasks[&rows.id("b")]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("budget")
+    );
+    assert_eq!(rows.groups[&run].costs.charged, 6);
+}
+
+#[test]
 fn cancel_and_resume_a_group() {
     let mut rows = new_run(&diamond());
     let w = WorkerId::new();

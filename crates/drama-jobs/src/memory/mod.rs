@@ -349,7 +349,6 @@ impl JobStore for MemoryJobStore {
         }
         if let Some(t) = mem.tasks.get_mut(&fence.job_id) {
             t.spent = !value.is_null();
-            t.charge_kept = crate::charge_kept(value);
         }
         Ok(())
     }

@@ -201,35 +201,33 @@ pub(super) async fn events(
     limit: usize,
 ) -> Result<Vec<Event>, Error> {
     let after = after.map_or(0, |e| e.0);
-    let in_scope: Option<HashSet<Uuid>> = match scope {
-        None => None,
-        Some(scope) => Some(
-            sqlx::query_scalar(
-                "select id from public.jobs where run_id = $1 and (id = $2 or $2 = any(ancestors))",
-            )
-            .bind(run.0)
-            .bind(scope.0)
-            .fetch_all(&mut *conn)
-            .await?
-            .into_iter()
-            .collect(),
-        ),
-    };
+    // Which of a batch's nodes lie in the scope is worked out by the statement that reads the
+    // batch, so both see one snapshot: an expansion commits its nodes and their events
+    // together, and a scope read apart from the batches could miss nodes whose events the
+    // batch read then finds (and the cursor would step past them for good).
     let mut out = Vec::new();
     let mut cursor = after;
     while out.len() < limit {
         let rows = sqlx::query(
-            "select first_id, last_id, at, job_ids, keys, kinds, states, attempts, details \
-             from public.job_event_batches where run_id = $1 and last_id > $2 \
-             order by last_id limit $3",
+            "select b.first_id, b.last_id, b.at, b.job_ids, b.keys, b.kinds, b.states, \
+                    b.attempts, b.details, \
+                    case when $4::uuid is null then null else array( \
+                      select j.id from public.jobs j \
+                      where j.run_id = $1 and j.id = any(b.job_ids) \
+                        and (j.id = $4 or $4 = any(j.ancestors))) end as in_scope \
+             from public.job_event_batches b where b.run_id = $1 and b.last_id > $2 \
+             order by b.last_id limit $3",
         )
         .bind(run.0)
         .bind(cursor)
         .bind(BATCHES_PER_READ)
+        .bind(scope.map(|s| s.0))
         .fetch_all(&mut *conn)
         .await?;
         for row in &rows {
             cursor = row.try_get("last_id")?;
+            let in_scope: Option<Vec<Uuid>> = row.try_get("in_scope")?;
+            let in_scope: Option<HashSet<Uuid>> = in_scope.map(|ids| ids.into_iter().collect());
             unpack_batch(row, run, after, in_scope.as_ref(), limit, &mut out)?;
         }
         if i64::try_from(rows.len()).unwrap_or(0) < BATCHES_PER_READ {

@@ -11,13 +11,11 @@ use uuid::Uuid;
 
 use super::error::{Error, unexpected};
 
-/// Task columns of `jobs j`, with the dependents of each task. `charge_kept` is the
-/// checkpoint field of [`drama_jobs::CHARGE_KEPT`].
+/// Task columns of `jobs j`, with the dependents of each task.
 pub(super) const TASK_COLUMNS: &str = "j.id, j.run_id, j.key, j.kind, j.ancestors, j.state, \
      j.deps_remaining, j.attempts, j.max_attempts, j.deferrals, j.epoch, j.cost, j.charged, \
      j.lease_owner, j.run_after, j.cancel_requested, j.error, j.started_at, j.finished_at, \
      j.checkpoint is not null as spent, \
-     coalesce(j.checkpoint @> '{\"charge_kept\": true}', false) as charge_kept, \
      array(select e.job_id from public.job_edges e where e.depends_on_id = j.id \
            order by e.job_id) as dependents";
 
@@ -27,7 +25,6 @@ pub(super) const TASK_COLUMNS_WITHOUT_DEPENDENTS: &str = "j.id, j.run_id, j.key,
      j.ancestors, j.state, j.deps_remaining, j.attempts, j.max_attempts, j.deferrals, j.epoch, \
      j.cost, j.charged, j.lease_owner, j.run_after, j.cancel_requested, j.error, j.started_at, \
      j.finished_at, j.checkpoint is not null as spent, \
-     coalesce(j.checkpoint @> '{\"charge_kept\": true}', false) as charge_kept, \
      '{}'::uuid[] as dependents";
 
 /// Columns of a run's root in `job_groups g`, without its `jobs` row (a root's key, type and
@@ -72,7 +69,6 @@ pub(super) fn task_from_row(row: &PgRow, with_prerequisites: bool) -> Result<Tas
         cost: row.try_get("cost")?,
         charged: row.try_get("charged")?,
         spent: row.try_get("spent")?,
-        charge_kept: row.try_get("charge_kept")?,
         lease_owner: row.try_get::<Option<Uuid>, _>("lease_owner")?.map(WorkerId),
         run_after: row.try_get("run_after")?,
         cancel_requested: row.try_get("cancel_requested")?,

@@ -34,6 +34,7 @@ on_every_backend!("under_runs":
     a_write_whose_id_was_taken_fails_before_its_call,
     deleting_a_drama_stops_its_runs,
     scenes_stored_while_scenes_are_written_stay,
+    scenes_stored_before_their_task_runs_cost_nothing,
     deleting_a_drama_while_its_scenes_are_written_charges_the_call,
 );
 
@@ -433,6 +434,68 @@ async fn scenes_stored_while_scenes_are_written_stay(backend: Backend) {
         "{ledger:?}"
     );
     assert_eq!(requests(&server).await, 1, "one call");
+    w.stop().await;
+}
+
+/// The user stores scenes in the episode while its `write_scenes` task is still queued: the
+/// task finds them and makes no call, so its price (per call here: the default catalog has no
+/// token prices) is given back whole, not kept for a call that was never made.
+async fn scenes_stored_before_their_task_runs_cost_nothing(backend: Backend) {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path_regex(":generateContent$"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(scenes_answer()))
+        .mount(&server)
+        .await;
+    let mut w = world(backend, gemini_at(&server)).await;
+    let drama = builders::drama("sc", 2, 1, 0);
+    w.store.create(w.caller.user, &drama).await.unwrap();
+    let before = w.balance().await;
+    let run = w
+        .app
+        .generate(
+            &w.caller,
+            &drama.id,
+            Scope::Episode(EpisodeId::parse("e0").unwrap()),
+            false,
+        )
+        .await
+        .unwrap()
+        .job_id;
+    let paid = before - w.balance().await;
+    assert!(paid > 0, "the scenes are paid for when the run starts");
+    let stored = w
+        .store
+        .get_complete(w.caller.user, &drama.id)
+        .await
+        .unwrap();
+    let mut mine = stored.drama.clone();
+    mine.episodes[0].scenes = builders::drama("sc", 2, 1, 1).episodes[0].scenes.clone();
+    w.store
+        .save_complete(w.caller.user, &mine, Some(stored.version))
+        .await
+        .unwrap();
+
+    w.start().await;
+    let (_, tasks) = w.settled(run).await;
+    w.app.settle_refunds().await;
+    assert_eq!(requests(&server).await, 0, "no script call");
+    let write = tasks.iter().find(|t| t.kind == kind::WRITE_SCENES).unwrap();
+    assert_eq!(write.state.as_str(), "completed", "{:?}", write.error);
+    assert_eq!(write.cost, 0, "a task that made no call costs nothing");
+    let others: i64 = tasks
+        .iter()
+        .filter(|t| t.kind != kind::WRITE_SCENES && t.state.as_str() == "completed")
+        .map(|t| t.cost)
+        .sum();
+    let ledger = w.store.ledger(w.caller.user, 100, 0).await.unwrap();
+    let of_run: i64 = ledger
+        .iter()
+        .filter(|e| e.run_id == Some(run.0))
+        .map(|e| e.amount)
+        .sum();
+    assert_eq!(of_run, -others, "the scenes' price is given back: {ledger:?}");
+    assert_eq!(before - w.balance().await, others);
     w.stop().await;
 }
 

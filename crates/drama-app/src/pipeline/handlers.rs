@@ -23,6 +23,7 @@ use super::stitch;
 use crate::App;
 
 use timeouts::HandlerTimeouts;
+use usage::{scenes_price, usage_price};
 
 /// Maps a provider error onto the engine's retry semantics.
 fn ai_outcome(e: &AiError) -> Outcome {
@@ -88,6 +89,7 @@ macro_rules! outcome {
 }
 
 mod timeouts;
+mod usage;
 mod video;
 
 /// Runs a paid provider call (an image, a script) unless the job was cancelled before it
@@ -543,9 +545,8 @@ impl App {
         let Some(episode) = drama.episode(episode_id.as_str()) else {
             return Outcome::fail(format!("episode {episode_id} no longer exists"));
         };
-        // Scenes kept from before cost no call: a token-priced task then costs nothing.
         let completion = ScriptCompletion {
-            usage_price: usage_price(spec.token_prices, &usage),
+            usage_price: scenes_price(&ctx, spec.token_prices, &usage, written.is_some()),
             expansion,
             expansion_cost: cost,
             result: json!({ "episodeId": episode_id, "scenes": episode.scenes.len(), "usage": usage }),
@@ -749,21 +750,4 @@ impl App {
             Err(e) => generation_outcome(&e),
         }
     }
-}
-
-/// What a script call's `usage` (as checkpointed) comes to at the per-token prices its task was
-/// submitted with; `None` keeps the task's per-call price (no token prices, or a call that
-/// reported no tokens). No usage (no call was made) comes to nothing.
-fn usage_price(prices: Option<drama_ai::TokenPrices>, usage: &Value) -> Option<i64> {
-    let prices = prices?;
-    let usage: drama_ai::Usage = if usage.is_null() {
-        drama_ai::Usage::default()
-    } else {
-        serde_json::from_value(usage.clone()).ok()?
-    };
-    let Some(price) = prices.price(&usage) else {
-        tracing::warn!("a script call reported no token usage; it is billed its per-call price");
-        return None;
-    };
-    Some(i64::try_from(price).unwrap_or(i64::MAX))
 }

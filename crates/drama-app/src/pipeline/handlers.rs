@@ -10,7 +10,7 @@ use drama_ai::{
 };
 use drama_assets::{Category, MediaType, ObjectKey, Scope as KeyScope, keys};
 use drama_dal::{DramaWrite, GenerationError, RepoError, ScriptCompletion};
-use drama_domain::{AssetKind, Drama, DramaId, EpisodeId, UserId};
+use drama_domain::{AssetId, AssetKind, Drama, DramaId, EpisodeId, UserId};
 use drama_jobs::{Expansion, HandlerOptions, JobContext, Outcome, Registry};
 use serde_json::{Value, json};
 
@@ -346,6 +346,23 @@ impl App {
         });
         if let Some(product) = self.reusable_object(ctx, owner, &drama, &hash).await? {
             return Err(self.commit_object(ctx, &task, product).await);
+        }
+        // The asset may have gone since the run was planned (its drama deleted, a resumed run
+        // of a deleted drama, its character removed): no paid call is made for it, and the
+        // task fails before spending anything, so it is refunded. A task an earlier attempt
+        // spent on (a product or a provider's task recorded) goes on and settles as before.
+        if ctx.last_checkpoint().is_none() {
+            let asset = AssetId::parse(task.asset.as_str()).map_err(Outcome::fail)?;
+            let exists = self
+                .generation
+                .asset_exists(owner, &drama, &asset)
+                .await
+                .map_err(|e| generation_outcome(&e))?;
+            if !exists {
+                return Err(Outcome::fail(format!(
+                    "asset {asset} of drama {drama} no longer exists; nothing was generated"
+                )));
+            }
         }
         Ok(MediaInputs {
             task,

@@ -31,6 +31,7 @@ on_every_backend!("charges":
     a_drama_the_model_wrote_against_the_rules_is_charged_once_and_not_refunded,
     scenes_written_past_the_text_bounds_are_charged_and_not_stored,
     a_generate_with_nothing_to_do_adds_no_run_and_no_ledger_row,
+    two_overlapping_generates_pay_for_the_work_once,
 );
 
 const START: i64 = 10_000;
@@ -44,15 +45,29 @@ struct World {
     app: App,
     store: Arc<dyn Store>,
     offline: Arc<OfflineProvider>,
+    idle: Option<Idle>,
     worker: Option<Workers>,
     database: Option<(ScratchDb, sqlx::PgPool)>,
     caller: Caller,
 }
 
+/// The engine of a world whose worker has not started yet.
+enum Idle {
+    Memory(Arc<MemoryJobStore>),
+    Postgres(Arc<PgJobStore>),
+}
+
 async fn world(backend: Backend, ai: AiProviders, limits: TextLimits) -> World {
+    let mut w = idle_world(backend, ai, limits).await;
+    w.start().await;
+    w
+}
+
+/// A world whose worker starts at [`World::start`]: runs submitted before it wait.
+async fn idle_world(backend: Backend, ai: AiProviders, limits: TextLimits) -> World {
     let assets = Arc::new(drama_assets::MemoryStore::default());
     let offline = ai.offline_provider();
-    let (app, store, worker, database) = match backend {
+    let (app, store, idle, database) = match backend {
         Backend::Memory => {
             let store = Arc::new(MemoryStore::new());
             let jobs = Arc::new(MemoryJobStore::with_invariant_checks());
@@ -66,11 +81,8 @@ async fn world(backend: Backend, ai: AiProviders, limits: TextLimits) -> World {
             let app = App::new(ports)
                 .with_offline_pricing(true)
                 .with_text_limits(limits);
-            let worker = Worker::start(jobs.clone(), app.registry(), worker_config())
-                .await
-                .unwrap();
             let store: Arc<dyn Store> = store;
-            (app, store, Workers::Memory(worker, jobs), None)
+            (app, store, Idle::Memory(jobs), None)
         }
         Backend::Postgres(db) => {
             let pool = migrated(&db, 16, "").await;
@@ -78,11 +90,8 @@ async fn world(backend: Backend, ai: AiProviders, limits: TextLimits) -> World {
             let app = App::new(ports)
                 .with_offline_pricing(true)
                 .with_text_limits(limits);
-            let worker = Worker::start(jobs, app.registry(), worker_config())
-                .await
-                .unwrap();
             let store: Arc<dyn Store> = pg;
-            (app, store, Workers::Postgres(worker), Some((db, pool)))
+            (app, store, Idle::Postgres(jobs), Some((db, pool)))
         }
     };
     let user = user_with(&*store, START).await;
@@ -90,13 +99,33 @@ async fn world(backend: Backend, ai: AiProviders, limits: TextLimits) -> World {
         app,
         store,
         offline,
-        worker: Some(worker),
+        idle: Some(idle),
+        worker: None,
         database,
         caller: Caller::user(user),
     }
 }
 
 impl World {
+    /// Starts the worker.
+    async fn start(&mut self) {
+        let registry = self.app.registry();
+        self.worker = match self.idle.take() {
+            Some(Idle::Memory(jobs)) => Some(Workers::Memory(
+                Worker::start(jobs.clone(), registry, worker_config())
+                    .await
+                    .unwrap(),
+                jobs,
+            )),
+            Some(Idle::Postgres(jobs)) => Some(Workers::Postgres(
+                Worker::start(jobs, registry, worker_config())
+                    .await
+                    .unwrap(),
+            )),
+            None => return,
+        };
+    }
+
     /// The run's status once it settled (refunds paid), and its tasks.
     async fn settled(&self, run: JobId) -> (JobStatus, Vec<JobView>) {
         for _ in 0..3000 {
@@ -382,5 +411,77 @@ async fn a_generate_with_nothing_to_do_adds_no_run_and_no_ledger_row(backend: Ba
         other => panic!("{other:?}"),
     }
     w.check_books(&[first, empty.job_id, once.job_id]).await;
+    w.stop().await;
+}
+
+/// Two `generate` requests for one drama, without a shared key (a double tap), before any of
+/// the first run's work has started: the second finds everything being made by the first
+/// run, answers with it, and adds no run and no charge; so does a request for an episode
+/// whose scenes the first run writes. Each asset is made once and paid for once.
+async fn two_overlapping_generates_pay_for_the_work_once(backend: Backend) {
+    let mut w = idle_world(backend, AiProviders::offline(7), TextLimits::default()).await;
+    let mut doc = drama_testkit::builders::drama_json("twice", 2, 2, 2);
+    doc["episodes"][1]["scenes"] = json!([]);
+    let drama = drama_domain::Drama::from_value(doc).unwrap();
+    w.store.create(w.caller.user, &drama).await.unwrap();
+    let id = drama.id.clone();
+    let first = w
+        .app
+        .generate(&w.caller, &id, Scope::Drama, false)
+        .await
+        .unwrap();
+    let one_plan = START - w.balance().await;
+    assert!(one_plan > 0, "the work is priced");
+    let second = w
+        .app
+        .generate(&w.caller, &id, Scope::Drama, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        (second.job_id, second.replayed),
+        (first.job_id, false),
+        "the run making the work answers"
+    );
+    // A part of it, asked for on its own while the drama's run is queued, is that run's too.
+    let episode = w
+        .app
+        .generate(
+            &w.caller,
+            &id,
+            Scope::Episode(EpisodeId::parse("e1").unwrap()),
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(episode.job_id, first.job_id);
+    assert_eq!(START - w.balance().await, one_plan, "paid once");
+
+    w.start().await;
+    let (status, tasks) = w.settled(first.job_id).await;
+    assert_eq!(status, JobStatus::Completed);
+    let paid_calls = tasks.iter().filter(|t| t.kind != kind::STITCH).count();
+    let calls = w.offline.calls();
+    assert_eq!(calls.scripts, 1, "the scenes are written once");
+    assert_eq!(
+        usize::try_from(calls.scripts + calls.images + calls.videos).unwrap(),
+        paid_calls,
+        "one provider call per asset: {calls:?}"
+    );
+    // The plan's cost, and the storyboards and clips of the scenes it wrote.
+    let expansion: i64 = w
+        .ledger()
+        .await
+        .iter()
+        .filter(|e| e.reason == CreditReason::Expansion)
+        .map(|e| -e.amount)
+        .sum();
+    assert!(expansion > 0);
+    assert_eq!(
+        START - w.balance().await,
+        one_plan + expansion,
+        "one plan's cost"
+    );
+    assert_eq!(w.runs(&id).await, 1);
+    w.check_books(&[first.job_id]).await;
     w.stop().await;
 }

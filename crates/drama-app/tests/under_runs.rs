@@ -16,7 +16,7 @@ use drama_ai::{
 use drama_app::pipeline::spec::kind;
 use drama_app::pipeline::{PremiseRequest, Scope};
 use drama_app::{App, AppError, Caller, Ports};
-use drama_dal::{CreditReason, Store};
+use drama_dal::{CreditReason, Entity, Store};
 use drama_domain::{EpisodeId, JobStatus};
 use drama_jobs::{JobId, JobView, MemoryJobStore, NodeType, Worker, WorkerConfig, WorkerHandle};
 use drama_postgres::jobs::PgJobStore;
@@ -34,6 +34,9 @@ on_every_backend!("under_runs":
     a_write_whose_id_was_taken_fails_before_its_call,
     deleting_a_drama_stops_its_runs,
     scenes_stored_while_scenes_are_written_stay,
+    scenes_stored_before_their_task_runs_cost_nothing,
+    resuming_a_run_of_a_deleted_drama_is_refused,
+    a_drama_deleted_under_a_queued_run_costs_no_portrait,
     deleting_a_drama_while_its_scenes_are_written_charges_the_call,
 );
 
@@ -337,6 +340,92 @@ async fn deleting_a_drama_stops_its_runs(backend: Backend) {
     w.stop().await;
 }
 
+/// The offline image provider behind an open gate, recording what it is asked for.
+fn open_gate() -> Arc<Gated> {
+    Arc::new(Gated {
+        inner: OfflineProvider::new(7),
+        started: Mutex::new(Vec::new()),
+        gate: tokio::sync::Semaphore::new(1000),
+    })
+}
+
+/// Deleting the drama cancelled its queued run and refunded it; resuming that run would pay
+/// for portraits that have nowhere to go (a portrait reads nothing of the drama before its
+/// call). The resume is refused as not found, naming the drama, and costs nothing.
+async fn resuming_a_run_of_a_deleted_drama_is_refused(backend: Backend) {
+    let provider = open_gate();
+    let ai = AiProviders::offline(7).with_image_model(provider.clone());
+    let mut w = world(backend, ai).await;
+    let before = w.balance().await;
+    let drama = builders::drama("gone", 2, 1, 1);
+    w.store.create(w.caller.user, &drama).await.unwrap();
+    let run = w
+        .app
+        .generate(&w.caller, &drama.id, Scope::Drama, false)
+        .await
+        .unwrap()
+        .job_id;
+    assert!(w.balance().await < before, "the run is paid for");
+    w.app.delete_drama(&w.caller, &drama.id).await.unwrap();
+    w.app.settle_refunds().await;
+    assert_eq!(w.balance().await, before, "the cancelled run was refunded");
+
+    let resumed = w.app.resume_job(&w.caller, run).await;
+    assert!(
+        matches!(
+            resumed,
+            Err(AppError::NotFound { entity: Entity::Drama, ref id }) if id == "gone"
+        ),
+        "{resumed:?}"
+    );
+    w.app.settle_refunds().await;
+    assert_eq!(w.balance().await, before, "nothing charged");
+    w.start().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, _) = w.settled(run).await;
+    assert_eq!(status, JobStatus::Cancelled, "nothing re-queued");
+    assert!(provider.started().is_empty(), "{:?}", provider.started());
+    w.stop().await;
+}
+
+/// The drama goes past the API (no run is cancelled) while its run is queued: its portraits
+/// find their assets gone before calling the provider, fail, and are refunded, where they
+/// used to pay for images that nothing could take.
+async fn a_drama_deleted_under_a_queued_run_costs_no_portrait(backend: Backend) {
+    let provider = open_gate();
+    let ai = AiProviders::offline(7).with_image_model(provider.clone());
+    let mut w = world(backend, ai).await;
+    let before = w.balance().await;
+    let drama = builders::drama("gone", 2, 1, 1);
+    w.store.create(w.caller.user, &drama).await.unwrap();
+    let run = w
+        .app
+        .generate(&w.caller, &drama.id, Scope::Drama, false)
+        .await
+        .unwrap()
+        .job_id;
+    w.store.delete(w.caller.user, &drama.id).await.unwrap();
+    w.start().await;
+    let (_, tasks) = w.settled(run).await;
+    assert!(provider.started().is_empty(), "{:?}", provider.started());
+    let portraits: Vec<&JobView> = tasks.iter().filter(|t| t.kind == kind::PORTRAIT).collect();
+    assert_eq!(portraits.len(), 2);
+    for p in portraits {
+        assert_eq!(p.state.as_str(), "failed", "{:?}", p.error);
+        assert!(
+            p.error
+                .as_deref()
+                .unwrap_or_default()
+                .contains("no longer exists"),
+            "{:?}",
+            p.error
+        );
+    }
+    w.app.settle_refunds().await;
+    assert_eq!(w.balance().await, before, "nothing was paid for");
+    w.stop().await;
+}
+
 /// A Gemini answer carrying scenes for episode `e0` of a builder drama.
 fn scenes_answer() -> serde_json::Value {
     let scenes: Vec<serde_json::Value> = (1..=3)
@@ -433,6 +522,71 @@ async fn scenes_stored_while_scenes_are_written_stay(backend: Backend) {
         "{ledger:?}"
     );
     assert_eq!(requests(&server).await, 1, "one call");
+    w.stop().await;
+}
+
+/// The user stores scenes in the episode while its `write_scenes` task is still queued: the
+/// task finds them and makes no call, so its price (per call here: the default catalog has no
+/// token prices) is given back whole, not kept for a call that was never made.
+async fn scenes_stored_before_their_task_runs_cost_nothing(backend: Backend) {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path_regex(":generateContent$"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(scenes_answer()))
+        .mount(&server)
+        .await;
+    let mut w = world(backend, gemini_at(&server)).await;
+    let drama = builders::drama("sc", 2, 1, 0);
+    w.store.create(w.caller.user, &drama).await.unwrap();
+    let before = w.balance().await;
+    let run = w
+        .app
+        .generate(
+            &w.caller,
+            &drama.id,
+            Scope::Episode(EpisodeId::parse("e0").unwrap()),
+            false,
+        )
+        .await
+        .unwrap()
+        .job_id;
+    let paid = before - w.balance().await;
+    assert!(paid > 0, "the scenes are paid for when the run starts");
+    let stored = w
+        .store
+        .get_complete(w.caller.user, &drama.id)
+        .await
+        .unwrap();
+    let mut mine = stored.drama.clone();
+    mine.episodes[0].scenes = builders::drama("sc", 2, 1, 1).episodes[0].scenes.clone();
+    w.store
+        .save_complete(w.caller.user, &mine, Some(stored.version))
+        .await
+        .unwrap();
+
+    w.start().await;
+    let (_, tasks) = w.settled(run).await;
+    w.app.settle_refunds().await;
+    assert_eq!(requests(&server).await, 0, "no script call");
+    let write = tasks.iter().find(|t| t.kind == kind::WRITE_SCENES).unwrap();
+    assert_eq!(write.state.as_str(), "completed", "{:?}", write.error);
+    assert_eq!(write.cost, 0, "a task that made no call costs nothing");
+    let others: i64 = tasks
+        .iter()
+        .filter(|t| t.kind != kind::WRITE_SCENES && t.state.as_str() == "completed")
+        .map(|t| t.cost)
+        .sum();
+    let ledger = w.store.ledger(w.caller.user, 100, 0).await.unwrap();
+    let of_run: i64 = ledger
+        .iter()
+        .filter(|e| e.run_id == Some(run.0))
+        .map(|e| e.amount)
+        .sum();
+    assert_eq!(
+        of_run, -others,
+        "the scenes' price is given back: {ledger:?}"
+    );
+    assert_eq!(before - w.balance().await, others);
     w.stop().await;
 }
 

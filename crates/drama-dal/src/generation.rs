@@ -154,6 +154,19 @@ pub trait GenerationStore: Send + Sync {
         graph: &Graph,
     ) -> Result<Submitted, GenerationError>;
 
+    /// Whether `owner`'s drama `drama` holds the asset `asset`: a media task asks before its
+    /// paid call, so that an asset deleted since the run was planned (its drama deleted, its
+    /// character removed) costs no call. `false` when the drama is gone or not the owner's.
+    ///
+    /// # Errors
+    /// `Unavailable`.
+    async fn asset_exists(
+        &self,
+        owner: UserId,
+        drama: &DramaId,
+        asset: &AssetId,
+    ) -> Result<bool, GenerationError>;
+
     /// Records a generated asset (object, urls, version bump) and completes the job with
     /// `result`. A deleted asset or drama does not fail the job: see [`Applied::AssetGone`].
     ///

@@ -22,7 +22,7 @@ use drama_dal::{
     Applied, CreditMove, CreditReason, DramaWrite, Entity, EntityUrl, GeneratedAsset,
     GenerationError, GenerationStore, Refund, RepoError, ResumeCharged, ScriptCompletion,
 };
-use drama_domain::{Drama, DramaId, EpisodeId, Scene, UserId};
+use drama_domain::{AssetId, Drama, DramaId, EpisodeId, Scene, UserId};
 use drama_jobs::{Expansion, Fence, Graph, JobId, NodeType, RunId, Submitted};
 use serde_json::Value;
 use sqlx::{PgConnection, Postgres, Row as _, Transaction};
@@ -269,6 +269,25 @@ impl GenerationStore for PgStore {
         let tx = Self::debit_or_roll_back(tx, owner, &charge, cost).await?;
         tx.commit().await.map_err(db)?;
         Ok(submitted)
+    }
+
+    async fn asset_exists(
+        &self,
+        owner: UserId,
+        drama: &DramaId,
+        asset: &AssetId,
+    ) -> Result<bool, GenerationError> {
+        let found: Option<i32> = sqlx::query_scalar(
+            "select 1 from public.assets a join public.dramas d on d.id = a.drama_id \
+             where a.drama_id = $1 and a.id = $2 and d.owner_id = $3",
+        )
+        .bind(drama.as_str())
+        .bind(asset.as_str())
+        .bind(owner.0)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(found.is_some())
     }
 
     #[tracing::instrument(skip_all, fields(drama.id = %drama, asset.id = %generated.asset_id))]

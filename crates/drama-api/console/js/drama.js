@@ -9,6 +9,21 @@ import { Edits, editable, versionOf } from "./edit.js";
 import { image, video } from "./media.js";
 import { follow } from "./sse.js";
 
+/**
+ * A fresh `Idempotency-Key` for one click that starts paid work: a network retry of that
+ * request replays its run, while each click is a request of its own. `crypto.randomUUID`
+ * needs a secure context; a console served over plain HTTP builds the same version-4 UUID
+ * from `crypto.getRandomValues`.
+ */
+function clickKey() {
+  if (typeof crypto.randomUUID === "function") return crypto.randomUUID();
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const x = Array.from(b, (v) => v.toString(16).padStart(2, "0")).join("");
+  return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20)}`;
+}
+
 export async function render(main, ctx, id) {
   const page = new DramaPage(main, ctx, id);
   ctx.onLeave(() => {
@@ -125,8 +140,12 @@ class DramaPage {
       text = `No estimate: ${e.message}`;
     }
     if (!(await confirmDialog(what, text, "Start"))) return;
+    const key = clickKey();
     try {
-      const { status, body } = await api("POST", startPath, { body: startBody });
+      const { status, body } = await api("POST", startPath, {
+        body: startBody,
+        headers: { "Idempotency-Key": key },
+      });
       if (body && body.jobId) this.ctx.go(`#/run/${seg(body.jobId)}`);
       else if (status < 300) this.load();
     } catch (e) {
@@ -208,8 +227,9 @@ class DramaPage {
         body.budget = cap;
       }
       go.disabled = true;
+      const key = clickKey();
       try {
-        const started = await post(`${this.base}/generate`, body);
+        const started = await post(`${this.base}/generate`, body, { headers: { "Idempotency-Key": key } });
         this.ctx.go(`#/run/${seg(started.jobId)}`);
       } catch (e) {
         this.ctx.notice(e.message, "error");

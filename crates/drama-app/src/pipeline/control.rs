@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use drama_dal::Entity;
+use drama_dal::{Entity, RepoError};
 use drama_domain::DramaId;
 use drama_jobs::{JobId, JobState, JobView};
 
@@ -57,6 +57,7 @@ impl App {
             }
             _ => None,
         };
+        self.ensure_subject_there(caller, &run).await?;
         let _id_turn = match &new_drama {
             Some(drama) => Some(self.admission.id(drama).await),
             None => None,
@@ -94,6 +95,28 @@ impl App {
             "run resumed"
         );
         self.job(caller, id).await
+    }
+
+    /// Refuses (`NotFound`, naming the drama) to resume a run whose drama is gone: deleting
+    /// it cancelled and refunded the run, and its tasks would pay for calls whose products
+    /// have nowhere to go (a portrait reads nothing of the drama before its call). A run that
+    /// writes its drama (from a premise, an improvement) and has not written it yet has no
+    /// drama to find: the checks of a new drama's id apply to it instead.
+    async fn ensure_subject_there(&self, caller: &Caller, run: &JobView) -> Result<(), AppError> {
+        let Some(drama) = run.subject.as_deref().and_then(|s| DramaId::parse(s).ok()) else {
+            return Ok(());
+        };
+        let writes_it = matches!(run.kind.as_str(), kind::CREATE_DRAMA | kind::IMPROVE_DRAMA);
+        if writes_it && !self.drama_written(run.id).await? {
+            return Ok(());
+        }
+        // One query that answers `NotFound` for a drama gone (or not the owner's), without
+        // reading the drama itself.
+        match self.store.asset_objects(caller.user, &drama).await {
+            Ok(_) => Ok(()),
+            Err(RepoError::NotFound { .. }) => Err(AppError::not_found(Entity::Drama, &drama)),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Whether the run's drama-writing task completed (it is among the run's first

@@ -10,7 +10,7 @@ use drama_ai::{
 };
 use drama_assets::{Category, MediaType, ObjectKey, Scope as KeyScope, keys};
 use drama_dal::{DramaWrite, GenerationError, RepoError, ScriptCompletion};
-use drama_domain::{AssetKind, Drama, DramaId, EpisodeId, UserId};
+use drama_domain::{AssetId, AssetKind, Drama, DramaId, EpisodeId, UserId};
 use drama_jobs::{Expansion, HandlerOptions, JobContext, Outcome, Registry};
 use serde_json::{Value, json};
 
@@ -23,6 +23,7 @@ use super::stitch;
 use crate::App;
 
 use timeouts::HandlerTimeouts;
+use usage::{scenes_price, usage_price};
 
 /// Maps a provider error onto the engine's retry semantics.
 fn ai_outcome(e: &AiError) -> Outcome {
@@ -88,6 +89,7 @@ macro_rules! outcome {
 }
 
 mod timeouts;
+mod usage;
 mod video;
 
 /// Runs a paid provider call (an image, a script) unless the job was cancelled before it
@@ -345,6 +347,23 @@ impl App {
         if let Some(product) = self.reusable_object(ctx, owner, &drama, &hash).await? {
             return Err(self.commit_object(ctx, &task, product).await);
         }
+        // The asset may have gone since the run was planned (its drama deleted, a resumed run
+        // of a deleted drama, its character removed): no paid call is made for it, and the
+        // task fails before spending anything, so it is refunded. A task an earlier attempt
+        // spent on (a product or a provider's task recorded) goes on and settles as before.
+        if ctx.last_checkpoint().is_none() {
+            let asset = AssetId::parse(task.asset.as_str()).map_err(Outcome::fail)?;
+            let exists = self
+                .generation
+                .asset_exists(owner, &drama, &asset)
+                .await
+                .map_err(|e| generation_outcome(&e))?;
+            if !exists {
+                return Err(Outcome::fail(format!(
+                    "asset {asset} of drama {drama} no longer exists; nothing was generated"
+                )));
+            }
+        }
         Ok(MediaInputs {
             task,
             references,
@@ -543,9 +562,8 @@ impl App {
         let Some(episode) = drama.episode(episode_id.as_str()) else {
             return Outcome::fail(format!("episode {episode_id} no longer exists"));
         };
-        // Scenes kept from before cost no call: a token-priced task then costs nothing.
         let completion = ScriptCompletion {
-            usage_price: usage_price(spec.token_prices, &usage),
+            usage_price: scenes_price(&ctx, spec.token_prices, &usage, written.is_some()),
             expansion,
             expansion_cost: cost,
             result: json!({ "episodeId": episode_id, "scenes": episode.scenes.len(), "usage": usage }),
@@ -749,21 +767,4 @@ impl App {
             Err(e) => generation_outcome(&e),
         }
     }
-}
-
-/// What a script call's `usage` (as checkpointed) comes to at the per-token prices its task was
-/// submitted with; `None` keeps the task's per-call price (no token prices, or a call that
-/// reported no tokens). No usage (no call was made) comes to nothing.
-fn usage_price(prices: Option<drama_ai::TokenPrices>, usage: &Value) -> Option<i64> {
-    let prices = prices?;
-    let usage: drama_ai::Usage = if usage.is_null() {
-        drama_ai::Usage::default()
-    } else {
-        serde_json::from_value(usage.clone()).ok()?
-    };
-    let Some(price) = prices.price(&usage) else {
-        tracing::warn!("a script call reported no token usage; it is billed its per-call price");
-        return None;
-    };
-    Some(i64::try_from(price).unwrap_or(i64::MAX))
 }

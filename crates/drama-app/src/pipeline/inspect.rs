@@ -175,7 +175,10 @@ impl App {
         let objects = self.store.asset_objects(owner, id).await?;
         let models = self.models(None);
         let costs = self.costs(&models);
-        let planned = Planner::new(&drama, &objects, &models, &costs)?.plan(&scope, force)?;
+        // Without what the drama's active runs are making: the request would leave it out.
+        let held = self.held_work(owner, id).await?;
+        let planned =
+            Planner::new(&drama, &objects, &models, &costs)?.plan_around(&scope, force, &held)?;
         Ok(estimate_of(&drama, &planned, &models, &costs))
     }
 

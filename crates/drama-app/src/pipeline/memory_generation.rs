@@ -12,7 +12,7 @@ use drama_dal::{
     GenerationError, GenerationStore, MemoryStore, OrphanRepository as _, Refund, RepoError,
     ResumeCharged, ScriptCompletion, UserRepository as _,
 };
-use drama_domain::{Drama, DramaId, EpisodeId, Scene, UserId};
+use drama_domain::{AssetId, Drama, DramaId, EpisodeId, Scene, UserId};
 use drama_jobs::core::{Finish, FinishKind};
 use drama_jobs::{Expansion, Fence, Graph, JobError, JobId, JobStore, MemoryJobStore, Submitted};
 use serde_json::Value;
@@ -192,6 +192,22 @@ fn set_entity_url(drama: &mut Drama, target: &EntityUrl, url: &str) {
 
 #[async_trait]
 impl GenerationStore for MemoryGeneration {
+    async fn asset_exists(
+        &self,
+        owner: UserId,
+        drama: &DramaId,
+        asset: &AssetId,
+    ) -> Result<bool, GenerationError> {
+        match self.store.get_complete(owner, drama).await {
+            Ok(stored) => Ok(stored
+                .drama
+                .assets_with_owner()
+                .any(|(_, a)| &a.id == asset)),
+            Err(RepoError::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     async fn submit_charged(
         &self,
         owner: UserId,

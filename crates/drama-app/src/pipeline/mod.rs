@@ -2,6 +2,7 @@
 //! cases that start and follow runs.
 
 mod control;
+mod generate;
 mod handlers;
 pub mod hash;
 mod inspect;

@@ -20,7 +20,10 @@ use super::hash::{Inputs, input_hash};
 use super::spec::{ScenesTask, kind};
 use crate::AppError;
 
+mod held;
 mod layout;
+
+pub use held::Held;
 
 /// What part of a drama to generate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +85,9 @@ pub struct Planned {
     pub cost: i64,
     /// Number of tasks (groups excluded).
     pub tasks: usize,
+    /// The active runs of the drama that make tasks this plan left out ([`Held`]), in plan
+    /// order.
+    pub held_by: Vec<drama_jobs::RunId>,
 }
 
 #[derive(Debug, Clone)]
@@ -292,7 +298,21 @@ impl<'a> Planner<'a> {
     /// `NotFound` when the scope names a part the drama does not have; `Internal` if a
     /// payload cannot be serialised.
     pub fn plan(&self, scope: &Scope, force: bool) -> Result<Planned, AppError> {
-        let chosen = self.select(scope, force)?;
+        self.plan_around(scope, force, &Held::default())
+    }
+
+    /// [`Planner::plan`] without the tasks that active runs of the drama are making
+    /// (`held`; see [`Held`]).
+    ///
+    /// # Errors
+    /// As [`Planner::plan`].
+    pub fn plan_around(
+        &self,
+        scope: &Scope,
+        force: bool,
+        held: &Held,
+    ) -> Result<Planned, AppError> {
+        let (chosen, held_by) = self.leave_out_held(self.select(scope, force)?, scope, force, held);
         let chosen_keys: HashSet<&str> =
             chosen.iter().map(|&i| self.tasks[i].key.as_str()).collect();
         let portraits_in_run: Vec<String> = self
@@ -306,7 +326,10 @@ impl<'a> Planner<'a> {
             })
             .map(|c| c.id.to_string())
             .collect();
-        let mut planned = Planned::default();
+        let mut planned = Planned {
+            held_by,
+            ..Planned::default()
+        };
         let mut groups_added = HashSet::new();
         for &i in &chosen {
             let t = &self.tasks[i];

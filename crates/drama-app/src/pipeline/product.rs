@@ -192,6 +192,12 @@ fn reusable_script(ctx: &JobContext, input_hash: &str) -> Option<Written> {
     checkpointed::<Written>(ctx).filter(|w| w.input_hash == input_hash)
 }
 
+/// The usage of the script call an earlier attempt of this task made (checkpointed, from
+/// whatever inputs): the provider billed it even when its script is not used.
+pub(super) fn earlier_script_usage(ctx: &JobContext) -> Option<Value> {
+    checkpointed::<Written>(ctx).map(|w| w.usage)
+}
+
 /// Checkpoints a written script before its completing transaction.
 async fn save_script(ctx: &JobContext, written: &Written) -> Result<(), Outcome> {
     save(ctx, json!(written)).await

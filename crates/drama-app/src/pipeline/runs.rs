@@ -9,6 +9,7 @@ use drama_domain::{DramaId, UserId};
 use drama_jobs::{Event, EventId, JobId, JobView, NodeType, RunFilter, RunId, RunTree};
 use serde_json::{Value, json};
 
+use super::plan::Held;
 use super::spec::kind;
 use super::usecases::job_error;
 use crate::{App, AppError, Caller};
@@ -110,6 +111,32 @@ fn run_results(views: &[JobView], nodes: &[JobView]) -> Vec<(usize, Value)> {
 }
 
 impl App {
+    /// What the owner's active runs on drama `id` are making ([`Held`]). The active runs are
+    /// read through the active-run rows (no settled run is read), and their nodes in one
+    /// query only when there are some.
+    pub(super) async fn held_work(&self, owner: UserId, id: &DramaId) -> Result<Held, AppError> {
+        let active = self
+            .jobs
+            .list_runs(&RunFilter {
+                owner: Some(owner.0),
+                subject: Some(id.as_str().to_owned()),
+                active_only: true,
+                limit: RUNS_LISTED,
+            })
+            .await
+            .map_err(job_error)?;
+        if active.is_empty() {
+            return Ok(Held::default());
+        }
+        let runs: Vec<RunId> = active.iter().map(|r| r.run_id).collect();
+        let nodes = self
+            .jobs
+            .nodes_of_runs(&runs, MAX_TREE_NODES)
+            .await
+            .map_err(job_error)?;
+        Ok(Held::from_nodes(&nodes))
+    }
+
     /// The newest generation run of `owner` on drama `id`, when it had no task.
     pub(super) async fn latest_empty_run(
         &self,

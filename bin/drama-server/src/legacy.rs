@@ -93,6 +93,9 @@ impl ImportFlags {
             delete_gone: self.delete_gone,
             jobs: usize::from(self.jobs),
             initial_credits: settings.credits.opening(),
+            trust_legacy_balances: false,
+            max_legacy_credits: settings.credits.legacy_cap(),
+            legacy_access: Vec::new(),
         })
     }
 }

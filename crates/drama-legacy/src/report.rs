@@ -309,6 +309,11 @@ pub struct ImportReport {
     /// tables that are not imported).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Who could write each old table before adoption (`migrate --adopt-legacy` only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub legacy_access: Vec<drama_dal::legacy_tables::LegacyTableAccess>,
+    /// The old balances were carried over (`--trust-legacy-balances`).
+    pub trust_legacy_balances: bool,
     /// Files per outcome.
     pub counts: Counts,
     /// How often each field took its default (`characters[].voice_description`), over every

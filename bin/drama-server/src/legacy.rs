@@ -18,8 +18,8 @@ use drama_app::pipeline::jobs_port::{EngineJobs, JobsPort};
 use drama_domain::UserId;
 use drama_legacy::{
     BucketUrls, CancellationToken, DramaRemover, ExportOptions, ExportOwners, ExportReport,
-    Exporter, ImportOptions, ImportReport, Importer, Layout, LibraryImporter, LibraryOptions,
-    LibraryReport, OwnerMap, Progress, Reason, Repositories,
+    ExportedDrama, Exporter, ImportOptions, ImportReport, Importer, Layout, LibraryImporter,
+    LibraryOptions, LibraryReport, OwnerMap, Progress, Reason, Repositories,
 };
 use drama_postgres::PgStore;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -528,6 +528,30 @@ fn export_summary(r: &ExportReport, report_file: Option<&Path>) -> String {
                 "  left out: {} drama(s) of {} other owner(s), created in the new system \
                  (--owner UUID or --all-owners exports them, public on the old server)",
                 r.left_out, r.left_out_owners
+            );
+        }
+    }
+    let set_aside: Vec<&ExportedDrama> =
+        r.dramas.iter().filter(|d| d.set_aside.is_some()).collect();
+    if !set_aside.is_empty() {
+        let verb = if r.dry_run {
+            "would be copied"
+        } else {
+            "copied"
+        };
+        let _ = writeln!(
+            s,
+            "  {} old drama file(s) that no import or earlier export explains (an old drama \
+             never imported, or changed since its import) {verb} aside before being \
+             overwritten; compare them with the exported drama of the same id:",
+            set_aside.len()
+        );
+        for d in set_aside {
+            let _ = writeln!(
+                s,
+                "    {} -> {}",
+                d.key,
+                d.set_aside.as_deref().unwrap_or_default()
             );
         }
     }

@@ -360,6 +360,11 @@ pub struct ExportedDrama {
     /// database keeps it. An exported drama with repairs is counted in `repaired` too.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub repairs: Vec<String>,
+    /// Where the file found at `key` was copied before this export overwrote it (in a dry
+    /// run: would be): no import record or earlier export of this owner explained it, so it
+    /// may be an old drama that was never imported (`dramas-conflict/{id}/{sha256}/…`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub set_aside: Option<String>,
 }
 
 /// The file of a drama deleted in the database since its import, which the export moved out

@@ -166,6 +166,7 @@ impl LibraryImporter {
         stop: &CancellationToken,
     ) -> Result<LibraryReport, LegacyError> {
         let mut found = Vec::new();
+        let mut refused = Vec::new();
         let mut owners = Vec::new();
         for (old, owner) in self.options.owners.entries() {
             let old = old.as_str();
@@ -180,13 +181,64 @@ impl LibraryImporter {
                 .await
                 .map_err(LegacyError::Bucket)?
             {
-                if let Some(f) = self.record_of(&object.key, old, owner, object.size) {
-                    found.push(f);
+                let Some((project_segment, folder)) =
+                    record_of(self.options.layout.prefix(), object.key.as_str(), old)
+                else {
+                    continue;
+                };
+                if object.size > MAX_RECORD_BYTES {
+                    refused.push(Self::refused(
+                        object.key.as_str(),
+                        old,
+                        owner,
+                        ReasonCode::TooLarge,
+                        format!(
+                            "the record is {} bytes, more than the {MAX_RECORD_BYTES} read",
+                            object.size
+                        ),
+                    ));
+                } else {
+                    found.push(Found {
+                        key: object.key,
+                        old_owner: old.to_owned(),
+                        owner,
+                        project_segment,
+                        folder,
+                    });
+                }
+            }
+            // Keys the bucket client cannot address are not in the listing above: those that
+            // would be records are reported rather than passed over.
+            for key in self
+                .bucket
+                .list_unaddressable(&prefix)
+                .await
+                .map_err(LegacyError::Bucket)?
+            {
+                if record_of(self.options.layout.prefix(), &key, old).is_some() {
+                    refused.push(Self::refused(
+                        &key,
+                        old,
+                        owner,
+                        ReasonCode::UnreadableKey,
+                        "the key breaks this server's key rules (the old server left the \
+                         project segment empty for a name without an ASCII letter or digit), \
+                         so the bucket client cannot read it; copy the item by hand or upload \
+                         it again"
+                            .to_owned(),
+                    ));
                 }
             }
         }
-        let total = found.len();
+        let total = found.len() + refused.len();
         progress.start(total);
+        for item in &refused {
+            progress.step(
+                &item.source_key,
+                item.outcome.as_str(),
+                item.reason.as_ref(),
+            );
+        }
         let mut items: Vec<LibraryItemReport> = futures::stream::iter(found)
             .map(|f| async move {
                 if stop.is_cancelled() {
@@ -204,6 +256,7 @@ impl LibraryImporter {
             .filter_map(|r| async move { r })
             .collect()
             .await;
+        items.extend(refused);
         items.sort_by(|a, b| a.source_key.cmp(&b.source_key));
         let mut report = LibraryReport {
             owners,
@@ -233,26 +286,24 @@ impl LibraryImporter {
         Ok(report)
     }
 
-    /// An old record's key: `{prefix}{old}/{project}/{images|videos|texts}/{uuid}.json`.
-    fn record_of(&self, key: &ObjectKey, old: &str, owner: UserId, size: u64) -> Option<Found> {
-        let rest = key
-            .as_str()
-            .strip_prefix(self.options.layout.prefix())?
-            .strip_prefix(old)?
-            .strip_prefix('/')?;
-        let mut parts = rest.split('/');
-        let (project, folder, file) = (parts.next()?, parts.next()?, parts.next()?);
-        if parts.next().is_some() || !matches!(folder, "images" | "videos" | "texts") {
-            return None;
-        }
-        let id = file.strip_suffix(".json")?;
-        (uuid::Uuid::parse_str(id).is_ok() && size <= MAX_RECORD_BYTES).then(|| Found {
-            key: key.clone(),
+    /// A record listed but not read, failed for `code`.
+    fn refused(
+        key: &str,
+        old: &str,
+        owner: UserId,
+        code: ReasonCode,
+        message: String,
+    ) -> LibraryItemReport {
+        LibraryItemReport {
+            source_key: key.to_owned(),
             old_owner: old.to_owned(),
             owner,
-            project_segment: project.to_owned(),
-            folder: folder.to_owned(),
-        })
+            project: String::new(),
+            asset_id: String::new(),
+            target_key: None,
+            outcome: Outcome::Failed,
+            reason: Some(Reason::new(code, message)),
+        }
     }
 
     async fn import_one(&self, f: Found) -> LibraryItemReport {
@@ -550,5 +601,42 @@ impl OldRecord {
             record.extend(core);
         }
         json!(record)
+    }
+}
+
+/// An old record's key: `{prefix}{old}/{project}/{images|videos|texts}/{uuid}.json`
+/// (the project segment may be empty: see [`ReasonCode::UnreadableKey`]): its project
+/// segment and folder.
+fn record_of(prefix: &str, key: &str, old: &str) -> Option<(String, String)> {
+    let rest = key
+        .strip_prefix(prefix)?
+        .strip_prefix(old)?
+        .strip_prefix('/')?;
+    let mut parts = rest.split('/');
+    let (project, folder, file) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || !matches!(folder, "images" | "videos" | "texts") {
+        return None;
+    }
+    let id = file.strip_suffix(".json")?;
+    uuid::Uuid::parse_str(id).ok()?;
+    Some((project.to_owned(), folder.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::record_of;
+
+    #[test]
+    fn a_record_under_an_empty_project_segment_is_still_a_record() {
+        let id = "0a7f7d0e-57f4-4d8e-9a4e-6a1b2f7c0a01";
+        let key = format!("10000//images/{id}.json");
+        assert_eq!(
+            record_of("", &key, "10000"),
+            Some((String::new(), "images".to_owned()))
+        );
+        assert_eq!(
+            record_of("", &format!("10000/p/meta/{id}.json"), "10000"),
+            None
+        );
     }
 }

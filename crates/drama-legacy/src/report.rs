@@ -116,6 +116,12 @@ pub enum ReasonCode {
     TargetUnavailable,
     /// Failed: an asset-library record cannot be used (its type, tag or id is not valid).
     InvalidRecord,
+    /// Failed: the old key breaks this server's key rules, so the bucket client cannot read
+    /// it (the old server wrote `{user}//images/{id}.json` for a project whose name had no
+    /// ASCII letter or digit); copy it by hand.
+    UnreadableKey,
+    /// Failed: the old asset-library record is larger than this server reads (1 MiB).
+    TooLarge,
     /// Kept: the source no longer holds the file (or row) the drama was imported from;
     /// `--delete-gone` deletes the drama when it was not edited since its import.
     SourceDeleted,

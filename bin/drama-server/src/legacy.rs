@@ -456,9 +456,9 @@ fn library_summary(s: &mut String, r: &LibraryReport, dry_run: bool) {
     let verb = if dry_run { "would copy" } else { "copied" };
     let _ = writeln!(
         s,
-        "asset library ({owners}): {} records; {verb} {}, again {}, unchanged {}, failed {}, \
-         not started {}",
-        r.total, r.imported, r.updated, r.unchanged, r.failed, r.not_started
+        "asset library ({owners}): {} records; {verb} {}, again {}, unchanged {}, deleted \
+         since their import {}, failed {}, not started {}",
+        r.total, r.imported, r.updated, r.unchanged, r.skipped, r.failed, r.not_started
     );
     if let Some(error) = &r.error {
         let _ = writeln!(s, "    stopped: {error}");

@@ -101,6 +101,9 @@ pub struct LibraryReport {
     pub updated: usize,
     /// Already copied, old record unchanged.
     pub unchanged: usize,
+    /// Copied by an earlier run and deleted in the new library since
+    /// (`deleted_since_import`): not copied again.
+    pub skipped: usize,
     /// Could not be copied.
     pub failed: usize,
     /// Not reached because the run was interrupted.
@@ -267,11 +270,11 @@ impl LibraryImporter {
             match item.outcome {
                 Outcome::Imported => report.imported += 1,
                 Outcome::Updated => report.updated += 1,
+                Outcome::Skipped => report.skipped += 1,
                 // Library items are never reported gone from the source.
-                Outcome::Unchanged
-                | Outcome::Skipped
-                | Outcome::SourceDeleted
-                | Outcome::Deleted => report.unchanged += 1,
+                Outcome::Unchanged | Outcome::SourceDeleted | Outcome::Deleted => {
+                    report.unchanged += 1;
+                }
                 Outcome::Failed => report.failed += 1,
             }
         }
@@ -361,7 +364,26 @@ impl LibraryImporter {
         .map_err(|e| invalid(e.to_string()))?;
         item.target_key = Some(target.to_string());
         let previous = self.copied_before(&meta_key, f).await?;
+        let marker = marker_key(f)?;
+        let marked = self.marked_target(&marker).await?;
+        if previous.is_none() && marked.as_deref() == Some(meta_key.as_str()) {
+            // The copy's record is the only memory the new library keeps, and deleting an
+            // upload deletes it: without this, a rerun would bring the item back.
+            item.reason = Some(Reason::new(
+                ReasonCode::DeletedSinceImport,
+                format!(
+                    "copied by an earlier run and deleted in the new library since; not copied \
+                     again (delete {marker} to import it anew)"
+                ),
+            ));
+            return Ok(Outcome::Skipped);
+        }
         if previous.as_deref() == Some(hash.as_str()) {
+            if marked.is_none() && !self.options.dry_run {
+                // Copied by a run from before the marks: marked now, so that a deletion from
+                // here on is remembered.
+                self.mark(&marker, &meta_key, &hash).await?;
+            }
             return Ok(Outcome::Unchanged);
         }
         let outcome = if previous.is_some() {
@@ -396,7 +418,42 @@ impl LibraryImporter {
             let _ = self.bucket.delete(&target).await;
             return Err(Reason::new(ReasonCode::TargetUnavailable, e.to_string()));
         }
+        self.mark(&marker, &meta_key, &hash).await?;
         Ok(outcome)
+    }
+
+    /// The metadata key a mark says the old record was copied to, if it was.
+    async fn marked_target(&self, marker: &ObjectKey) -> Result<Option<String>, Reason> {
+        match self.bucket.get_bytes(marker).await {
+            Ok((_, bytes)) => {
+                let mark: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                Ok(mark["target"].as_str().map(str::to_owned))
+            }
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(Reason::new(ReasonCode::SourceUnavailable, e.to_string())),
+        }
+    }
+
+    /// Remembers, outside every user's library, that the old record at the mark's key was
+    /// copied to `meta_key`: the tombstone a deletion in the new library leaves behind.
+    async fn mark(
+        &self,
+        marker: &ObjectKey,
+        meta_key: &ObjectKey,
+        hash: &str,
+    ) -> Result<(), Reason> {
+        let body = json!({
+            "target": meta_key.as_str(),
+            "source_hash": hash,
+            "marked_at": Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true),
+        });
+        let bytes = serde_json::to_vec(&body)
+            .map_err(|e| Reason::new(ReasonCode::InvalidRecord, e.to_string()))?;
+        self.bucket
+            .put_bytes(marker, Bytes::from(bytes), MediaType::Json.mime())
+            .await
+            .map(|_| ())
+            .map_err(|e| Reason::new(ReasonCode::TargetUnavailable, e.to_string()))
     }
 
     /// The source hash of an earlier copy of this very record, if there is one.
@@ -621,6 +678,16 @@ fn record_of(prefix: &str, key: &str, old: &str) -> Option<(String, String)> {
     uuid::Uuid::parse_str(id).ok()?;
     Some((project.to_owned(), folder.to_owned()))
 }
+
+/// Where the import marks an old record as copied: `legacy-imports/library/{source key}`,
+/// outside every user's prefix (so no user's listing, quota or deletion touches it).
+fn marker_key(f: &Found) -> Result<ObjectKey, Reason> {
+    ObjectKey::parse(format!("{MARKS}{}", f.key))
+        .map_err(|e| Reason::new(ReasonCode::InvalidRecord, e.to_string()))
+}
+
+/// The prefix of the marks [`marker_key`] names.
+const MARKS: &str = "legacy-imports/library/";
 
 #[cfg(test)]
 mod tests {

@@ -224,3 +224,45 @@ async fn records_the_import_cannot_read_are_reported_failed() {
     assert_eq!(reason(&oversize), ReasonCode::TooLarge);
     assert!(report.is_failure());
 }
+
+/// An upload deleted in the new library after its import stays deleted: the library's
+/// `DELETE` removes the copy and its record, the importer's only memory of the copy, so a
+/// rerun would otherwise bring it back.
+#[tokio::test]
+async fn an_upload_deleted_since_its_import_is_not_copied_again() {
+    let s3 = TestS3::start().await;
+    seed(&s3).await;
+    let owner = UserId::random();
+    let owners = OwnerMap::default().with_default_owner(owner);
+    let first = run(&s3, owners.clone(), false).await;
+    assert_eq!(first.imported, 2, "{first:#?}");
+
+    // What `DELETE /asset-library/{project}/{id}` does.
+    for key in [
+        format!("{owner}/~my-project/uploads/{A}.png"),
+        format!("{owner}/~my-project/metadata/{A}.json"),
+    ] {
+        s3.store
+            .delete(&ObjectKey::parse(key).unwrap())
+            .await
+            .unwrap();
+    }
+    let again = run(&s3, owners, false).await;
+    assert_eq!(
+        (again.skipped, again.unchanged, again.imported),
+        (1, 1, 0),
+        "{again:#?}"
+    );
+    let deleted = item(&again, A);
+    assert_eq!(deleted.outcome, Outcome::Skipped);
+    assert_eq!(
+        deleted.reason.as_ref().unwrap().code,
+        ReasonCode::DeletedSinceImport
+    );
+    assert!(
+        keys_under(&s3, &format!("{owner}/~my-project/uploads/"))
+            .await
+            .iter()
+            .all(|k| !k.contains(A))
+    );
+}

@@ -18,8 +18,8 @@ use drama_app::pipeline::jobs_port::{EngineJobs, JobsPort};
 use drama_domain::UserId;
 use drama_legacy::{
     BucketUrls, CancellationToken, DramaRemover, ExportOptions, ExportOwners, ExportReport,
-    Exporter, ImportOptions, ImportReport, Importer, Layout, LibraryImporter, LibraryOptions,
-    LibraryReport, OwnerMap, Progress, Reason, Repositories,
+    ExportedDrama, Exporter, ImportOptions, ImportReport, Importer, Layout, LibraryImporter,
+    LibraryOptions, LibraryReport, OwnerMap, Progress, Reason, Repositories,
 };
 use drama_postgres::PgStore;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -93,6 +93,9 @@ impl ImportFlags {
             delete_gone: self.delete_gone,
             jobs: usize::from(self.jobs),
             initial_credits: settings.credits.opening(),
+            trust_legacy_balances: false,
+            max_legacy_credits: settings.credits.legacy_cap(),
+            legacy_access: Vec::new(),
         })
     }
 }
@@ -453,9 +456,9 @@ fn library_summary(s: &mut String, r: &LibraryReport, dry_run: bool) {
     let verb = if dry_run { "would copy" } else { "copied" };
     let _ = writeln!(
         s,
-        "asset library ({owners}): {} records; {verb} {}, again {}, unchanged {}, failed {}, \
-         not started {}",
-        r.total, r.imported, r.updated, r.unchanged, r.failed, r.not_started
+        "asset library ({owners}): {} records; {verb} {}, again {}, unchanged {}, deleted \
+         since their import {}, failed {}, not started {}",
+        r.total, r.imported, r.updated, r.unchanged, r.skipped, r.failed, r.not_started
     );
     if let Some(error) = &r.error {
         let _ = writeln!(s, "    stopped: {error}");
@@ -525,6 +528,30 @@ fn export_summary(r: &ExportReport, report_file: Option<&Path>) -> String {
                 "  left out: {} drama(s) of {} other owner(s), created in the new system \
                  (--owner UUID or --all-owners exports them, public on the old server)",
                 r.left_out, r.left_out_owners
+            );
+        }
+    }
+    let set_aside: Vec<&ExportedDrama> =
+        r.dramas.iter().filter(|d| d.set_aside.is_some()).collect();
+    if !set_aside.is_empty() {
+        let verb = if r.dry_run {
+            "would be copied"
+        } else {
+            "copied"
+        };
+        let _ = writeln!(
+            s,
+            "  {} old drama file(s) that no import or earlier export explains (an old drama \
+             never imported, or changed since its import) {verb} aside before being \
+             overwritten; compare them with the exported drama of the same id:",
+            set_aside.len()
+        );
+        for d in set_aside {
+            let _ = writeln!(
+                s,
+                "    {} -> {}",
+                d.key,
+                d.set_aside.as_deref().unwrap_or_default()
             );
         }
     }

@@ -28,6 +28,11 @@ pub(crate) struct MigrateArgs {
     /// `import-r2`). Repeatable: a second run imports what changed and skips the rest.
     #[arg(long)]
     pub(crate) adopt_legacy: bool,
+    /// Carry the balances (`tokens`) of the old `users` table over (at most
+    /// `LEGACY_MAX_CREDITS`). Without it those users open with `INITIAL_CREDITS`: the old
+    /// tables were writable by anyone holding the anon key, so their balances prove nothing.
+    #[arg(long, requires = "adopt_legacy")]
+    pub(crate) trust_legacy_balances: bool,
     #[command(flatten)]
     pub(crate) flags: ImportFlags,
 }
@@ -46,7 +51,7 @@ pub(crate) fn adopt_hint() -> String {
 pub(crate) async fn run(settings: &Settings, args: MigrateArgs) -> anyhow::Result<ExitCode> {
     crate::check::require_database(settings)?;
     if args.adopt_legacy {
-        return adopt(settings, args.flags).await;
+        return adopt(settings, args.flags, args.trust_legacy_balances).await;
     }
     let pool = connect(&settings.database).await?;
     let before = drama_postgres::schema_report(&pool).await?;
@@ -110,7 +115,11 @@ async fn check_owners(tables: &PgLegacyTables, owners: &OwnerMap) -> anyhow::Res
     )
 }
 
-async fn adopt(settings: &Settings, flags: ImportFlags) -> anyhow::Result<ExitCode> {
+async fn adopt(
+    settings: &Settings,
+    flags: ImportFlags,
+    trust_legacy_balances: bool,
+) -> anyhow::Result<ExitCode> {
     let pool = connect(&settings.database).await?;
     let Some(found) = drama_postgres::legacy_schema(&pool).await? else {
         print("no tables of the old server found; migrating as usual\n")?;
@@ -120,6 +129,10 @@ async fn adopt(settings: &Settings, flags: ImportFlags) -> anyhow::Result<ExitCo
         return Ok(ExitCode::SUCCESS);
     };
     let mut options = flags.options(settings)?;
+    options.trust_legacy_balances = trust_legacy_balances;
+    // Before adoption: it revokes the client roles' grants, after which every table reads as
+    // closed. (A rerun, once the tables are in `legacy`, can only say they are closed now.)
+    options.legacy_access = drama_postgres::legacy_table_access(&pool, &found.schema).await?;
     let tables = PgLegacyTables::open(pool.clone(), &found.schema).await?;
     if !flags.dry_run {
         check_owners(&tables, &options.owners).await?;

@@ -178,6 +178,13 @@ impl Settings {
             }
         }
         layered.worker.check().map_err(anyhow::Error::msg)?;
+        if layered.credits.legacy_max > MAX_INITIAL_CREDITS {
+            anyhow::bail!(
+                "LEGACY_MAX_CREDITS must be at most {MAX_INITIAL_CREDITS}, got {}: a balance \
+                 near the largest number the database holds could take no further grant",
+                layered.credits.legacy_max
+            );
+        }
         if layered.credits.initial > MAX_INITIAL_CREDITS {
             anyhow::bail!(
                 "INITIAL_CREDITS must be at most {MAX_INITIAL_CREDITS}, got {}: a balance near \

@@ -12,6 +12,7 @@
 use std::fmt;
 
 use drama_domain::{DramaId, UserId};
+use sha2::{Digest as _, Sha256};
 
 use crate::error::AssetError;
 use crate::media::{MediaKind, MediaType};
@@ -333,12 +334,22 @@ impl Scope {
     }
 
     /// The scope of an asset-library project, from the user's project name. The name is
-    /// sanitised with [`sanitize_name`] and prefixed with `~`.
+    /// sanitised with [`sanitize_name`] and prefixed with `~`. A name with no ASCII letter
+    /// or digit (`短剧`, an emoji, `!!!`, empty), which the old server accepted (it stored
+    /// such a project under an empty segment), gets `~_` and the first 16 hex digits of the
+    /// SHA-256 of the trimmed name: the same scope for the same name every time, and never one
+    /// a sanitised name takes (those never start with `_`).
     ///
     /// # Errors
-    /// [`AssetError::InvalidKey`] when nothing usable is left of the name.
+    /// None today; kept so that a future rule can refuse a name.
     pub fn project(name: &str) -> Result<Self, AssetError> {
-        Ok(Self(format!("~{}", sanitize_name(name)?)))
+        Ok(Self(match sanitize_name(name) {
+            Ok(clean) => format!("~{clean}"),
+            Err(_) => {
+                let digest = hex::encode(Sha256::digest(name.trim().as_bytes()));
+                format!("~_{}", &digest[..16])
+            }
+        }))
     }
 
     /// The segment as it appears in keys.
@@ -602,6 +613,26 @@ mod tests {
         );
         assert!(sanitize_name("../..").is_err());
         assert!(sanitize_name("").is_err());
+    }
+
+    #[test]
+    fn project_names_without_a_letter_or_digit_get_a_scope_of_their_own() {
+        let drama = Scope::project("短剧").unwrap();
+        assert!(drama.as_str().starts_with("~_"), "{drama:?}");
+        assert_eq!(drama.as_str().len(), 2 + 16);
+        assert_eq!(Scope::project(" 短剧 ").unwrap(), drama, "trimmed, stable");
+        let others = ["🎬", "!!!", "", "電影"].map(|n| Scope::project(n).unwrap());
+        for (i, a) in others.iter().enumerate() {
+            assert_ne!(a, &drama);
+            assert!(others[i + 1..].iter().all(|b| b != a), "{a:?}");
+        }
+        let user = UserId::random();
+        let key = asset_key(user, &drama, Category::Uploads, "f", MediaType::Png).unwrap();
+        assert!(ObjectKey::parse(key.as_str()).is_ok(), "{key}");
+        assert_eq!(
+            Scope::project("My Project!").unwrap().as_str(),
+            "~my_project"
+        );
         assert_eq!(
             sanitize_filename("C:\\Users\\me\\Photo 1.PNG").as_deref(),
             Some("photo_1.png")

@@ -551,6 +551,16 @@ impl AssetStore for S3Store {
     }
 
     #[tracing::instrument(skip_all, fields(backend = "s3", prefix = %prefix))]
+    async fn list_unaddressable(&self, prefix: &KeyPrefix) -> Result<Vec<String>, AssetError> {
+        let raw = self.list_raw(prefix.as_str()).await?;
+        Ok(raw
+            .into_iter()
+            .map(|(key, _, _)| key)
+            .filter(|key| ObjectKey::parse(key.as_str()).is_err())
+            .collect())
+    }
+
+    #[tracing::instrument(skip_all, fields(backend = "s3", prefix = %prefix))]
     async fn list_page(
         &self,
         prefix: &KeyPrefix,

@@ -372,6 +372,19 @@ pub trait AssetStore: Send + Sync {
     /// `AccessDenied`, `Unavailable`, `Backend`.
     async fn list(&self, prefix: &KeyPrefix) -> Result<Vec<ObjectSummary>, AssetError>;
 
+    /// The keys under `prefix` that [`list`](Self::list) leaves out because they break the
+    /// key rules — objects this store never wrote, such as the old server's
+    /// `10000//images/{id}.json` of a project whose name had no ASCII letter or digit — as
+    /// text, in key order, so that a migration can report what it cannot read instead of
+    /// passing over it. None by default: the stores that only ever hold checked keys.
+    ///
+    /// # Errors
+    /// `AccessDenied`, `Unavailable`, `Backend`.
+    async fn list_unaddressable(&self, prefix: &KeyPrefix) -> Result<Vec<String>, AssetError> {
+        let _ = prefix;
+        Ok(Vec::new())
+    }
+
     /// At most `max` objects under `prefix` whose keys sort after `after` (from the first when
     /// `None`), in key order, and whether more follow: a listing that stops after the page,
     /// so its cost follows `max` rather than the number of objects under `prefix`. A `max` of

@@ -66,3 +66,20 @@ pub trait LegacyTables: Send + Sync {
     /// `Unavailable`; `Unexpected`.
     async fn legacy_users(&self) -> Result<Vec<LegacyRow>, RepoError>;
 }
+
+/// Who could write one old table from outside the server, as the database said before
+/// adoption closed it: on Supabase the client roles `anon` and `authenticated` reach every
+/// table of `public` through the Data API, so a table they could insert into or update (with
+/// no row security, or a permissive policy letting them) held rows anyone could have set.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct LegacyTableAccess {
+    /// The table's name.
+    pub table: String,
+    /// Row security was enabled on it.
+    pub row_security: bool,
+    /// The names of its permissive policies that allow inserts or updates.
+    pub write_policies: Vec<String>,
+    /// The client roles that could insert or update its rows (privilege and, under row
+    /// security, a permissive policy for them).
+    pub writable_by: Vec<String>,
+}

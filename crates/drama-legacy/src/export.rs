@@ -11,6 +11,7 @@ use drama_dal::legacy::RecordedImport;
 use drama_dal::{MAX_PAGE_SIZE, PageRequest, RepoError};
 use drama_domain::{DramaId, UserId};
 use futures::StreamExt as _;
+use sha2::{Digest as _, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::LegacyError;
@@ -118,6 +119,16 @@ impl Exporter {
             .recorded_imports("")
             .await
             .map_err(LegacyError::Target)?;
+        // Key → hashes of the files imported from it: a file in place that one of them
+        // explains may be overwritten.
+        let mut imported: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for r in &records {
+            imported
+                .entry(r.record.source_key.clone())
+                .or_default()
+                .insert(r.record.source_hash.clone());
+        }
+        let imported = &imported;
         let Selection {
             dramas,
             owners,
@@ -130,7 +141,7 @@ impl Exporter {
                 if stop.is_cancelled() {
                     return None;
                 }
-                let done = self.export_one(owner, id).await;
+                let done = self.export_one(owner, id, imported).await;
                 progress.step(&done.0.drama_id, done.0.outcome, done.0.reason.as_ref());
                 Some(done)
             })
@@ -459,8 +470,62 @@ impl Exporter {
         }
     }
 
+    /// Copies the file in place at `key` aside when nothing says it may be overwritten, and
+    /// answers where. An import of exactly these bytes (its record's hash), or an earlier
+    /// export of this owner's drama (it names the owner), may be overwritten: the database
+    /// holds what they held. Anything else — a file whose import failed, one the old server
+    /// wrote or changed after the import — may be the only full copy of an old drama (a drama
+    /// created after cutover can take a never-imported old drama's id), so it goes to
+    /// `dramas-conflict/{id}/{sha256}/drama.json` first (copied, not moved: the export
+    /// overwrites the original next), and the report names it. A file that cannot be read is
+    /// not overwritten.
+    async fn keep_unknown(
+        &self,
+        key: &ObjectKey,
+        id: &DramaId,
+        owner: UserId,
+        imported: &BTreeMap<String, BTreeSet<String>>,
+    ) -> Result<Option<String>, Reason> {
+        let unavailable =
+            |e: drama_assets::AssetError| Reason::new(ReasonCode::TargetUnavailable, e.to_string());
+        let bytes = match self.bucket.get_bytes(key).await {
+            Ok((_, bytes)) => bytes,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => {
+                return Err(Reason::new(
+                    ReasonCode::TargetUnavailable,
+                    format!(
+                        "the file in place cannot be read, so it is not overwritten (it may be \
+                         an old drama that was never imported): {e}"
+                    ),
+                ));
+            }
+        };
+        let hash = hex::encode(Sha256::digest(&bytes));
+        let explained = imported
+            .get(key.as_str())
+            .is_some_and(|hashes| hashes.contains(&hash))
+            || exported_owner(&bytes) == Some(owner);
+        if explained {
+            return Ok(None);
+        }
+        let to = self.options.layout.conflict_key_text(id.as_str(), &hash);
+        if !self.options.dry_run {
+            let to_key = ObjectKey::parse(&to)
+                .map_err(|e| Reason::new(ReasonCode::InvalidDrama, e.to_string()))?;
+            self.bucket.copy(key, &to_key).await.map_err(unavailable)?;
+            tracing::warn!(key = %key, to, "an old drama file no import explains was set aside");
+        }
+        Ok(Some(to))
+    }
+
     #[tracing::instrument(skip_all, fields(drama.id = %id))]
-    async fn export_one(&self, owner: UserId, id: DramaId) -> (ExportedDrama, Option<IndexEntry>) {
+    async fn export_one(
+        &self,
+        owner: UserId,
+        id: DramaId,
+        imported: &BTreeMap<String, BTreeSet<String>>,
+    ) -> (ExportedDrama, Option<IndexEntry>) {
         let layout = &self.options.layout;
         let mut done = ExportedDrama {
             drama_id: id.to_string(),
@@ -470,6 +535,7 @@ impl Exporter {
             outcome: FAILED,
             reason: None,
             repairs: Vec::new(),
+            set_aside: None,
         };
         let stored = match self.repos.dramas.get_complete(owner, &id).await {
             Ok(stored) => stored,
@@ -488,12 +554,13 @@ impl Exporter {
         let written = async {
             let bytes = drama_file(&readable, owner)
                 .map_err(|e| Reason::new(ReasonCode::InvalidDrama, e.to_string()))?;
-            if self.options.dry_run {
-                return Ok(());
-            }
             let key = layout
                 .drama_key(&id)
                 .map_err(|e| Reason::new(ReasonCode::InvalidDrama, e.to_string()))?;
+            done.set_aside = self.keep_unknown(&key, &id, owner, imported).await?;
+            if self.options.dry_run {
+                return Ok(());
+            }
             self.bucket
                 .put_bytes(&key, Bytes::from(bytes), MediaType::Json.mime())
                 .await

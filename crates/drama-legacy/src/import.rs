@@ -54,7 +54,20 @@ pub struct ImportOptions {
     /// The credits a user the import creates opens with (`INITIAL_CREDITS`, as a user who
     /// signs in for the first time); users that exist keep their balance.
     pub initial_credits: i64,
+    /// Carry the balances (`tokens`) of the old `users` table over. Off by default: the old
+    /// tables were writable by anyone holding the project's anon key (allow-all policies,
+    /// Supabase's default grants), so an old balance is a claim, not a record; without it
+    /// the old users open with `initial_credits` and larger old balances are only reported.
+    pub trust_legacy_balances: bool,
+    /// The most credits a user brought over from the old `users` table opens with, whatever
+    /// its old balance (`LEGACY_MAX_CREDITS`).
+    pub max_legacy_credits: i64,
+    /// Who could write the old tables, read before adoption closed them: reported as is.
+    pub legacy_access: Vec<drama_dal::legacy_tables::LegacyTableAccess>,
 }
+
+/// The default of `LEGACY_MAX_CREDITS`.
+pub const DEFAULT_MAX_LEGACY_CREDITS: i64 = 100_000;
 
 impl ImportOptions {
     /// Options for the bucket's root layout, with nothing mapped, one file at a time.
@@ -68,6 +81,9 @@ impl ImportOptions {
             delete_gone: false,
             jobs: 1,
             initial_credits: drama_dal::DEFAULT_TOKENS,
+            trust_legacy_balances: false,
+            max_legacy_credits: DEFAULT_MAX_LEGACY_CREDITS,
+            legacy_access: Vec::new(),
         }
     }
 }
@@ -150,6 +166,7 @@ impl Importer {
             ));
         }
         let mut notes = Vec::new();
+        self.access_notes(&mut notes);
         let users_created = self.bring_users(&mut notes).await?;
         let (candidates, mut source) = self.origin.gather(self.bucket.as_ref()).await?;
         source.bucket_urls = self.options.bucket_urls.bases().to_vec();
@@ -224,6 +241,8 @@ impl Importer {
                 Origin::Tables(_) => "migrate --adopt-legacy",
             },
             notes,
+            legacy_access: self.options.legacy_access.clone(),
+            trust_legacy_balances: self.options.trust_legacy_balances,
             dry_run: self.options.dry_run,
             overwrite: self.options.overwrite,
             delete_gone: self.options.delete_gone,

@@ -101,6 +101,9 @@ pub struct LibraryReport {
     pub updated: usize,
     /// Already copied, old record unchanged.
     pub unchanged: usize,
+    /// Copied by an earlier run and deleted in the new library since
+    /// (`deleted_since_import`): not copied again.
+    pub skipped: usize,
     /// Could not be copied.
     pub failed: usize,
     /// Not reached because the run was interrupted.
@@ -166,6 +169,7 @@ impl LibraryImporter {
         stop: &CancellationToken,
     ) -> Result<LibraryReport, LegacyError> {
         let mut found = Vec::new();
+        let mut refused = Vec::new();
         let mut owners = Vec::new();
         for (old, owner) in self.options.owners.entries() {
             let old = old.as_str();
@@ -180,13 +184,64 @@ impl LibraryImporter {
                 .await
                 .map_err(LegacyError::Bucket)?
             {
-                if let Some(f) = self.record_of(&object.key, old, owner, object.size) {
-                    found.push(f);
+                let Some((project_segment, folder)) =
+                    record_of(self.options.layout.prefix(), object.key.as_str(), old)
+                else {
+                    continue;
+                };
+                if object.size > MAX_RECORD_BYTES {
+                    refused.push(Self::refused(
+                        object.key.as_str(),
+                        old,
+                        owner,
+                        ReasonCode::TooLarge,
+                        format!(
+                            "the record is {} bytes, more than the {MAX_RECORD_BYTES} read",
+                            object.size
+                        ),
+                    ));
+                } else {
+                    found.push(Found {
+                        key: object.key,
+                        old_owner: old.to_owned(),
+                        owner,
+                        project_segment,
+                        folder,
+                    });
+                }
+            }
+            // Keys the bucket client cannot address are not in the listing above: those that
+            // would be records are reported rather than passed over.
+            for key in self
+                .bucket
+                .list_unaddressable(&prefix)
+                .await
+                .map_err(LegacyError::Bucket)?
+            {
+                if record_of(self.options.layout.prefix(), &key, old).is_some() {
+                    refused.push(Self::refused(
+                        &key,
+                        old,
+                        owner,
+                        ReasonCode::UnreadableKey,
+                        "the key breaks this server's key rules (the old server left the \
+                         project segment empty for a name without an ASCII letter or digit), \
+                         so the bucket client cannot read it; copy the item by hand or upload \
+                         it again"
+                            .to_owned(),
+                    ));
                 }
             }
         }
-        let total = found.len();
+        let total = found.len() + refused.len();
         progress.start(total);
+        for item in &refused {
+            progress.step(
+                &item.source_key,
+                item.outcome.as_str(),
+                item.reason.as_ref(),
+            );
+        }
         let mut items: Vec<LibraryItemReport> = futures::stream::iter(found)
             .map(|f| async move {
                 if stop.is_cancelled() {
@@ -204,6 +259,7 @@ impl LibraryImporter {
             .filter_map(|r| async move { r })
             .collect()
             .await;
+        items.extend(refused);
         items.sort_by(|a, b| a.source_key.cmp(&b.source_key));
         let mut report = LibraryReport {
             owners,
@@ -214,11 +270,11 @@ impl LibraryImporter {
             match item.outcome {
                 Outcome::Imported => report.imported += 1,
                 Outcome::Updated => report.updated += 1,
+                Outcome::Skipped => report.skipped += 1,
                 // Library items are never reported gone from the source.
-                Outcome::Unchanged
-                | Outcome::Skipped
-                | Outcome::SourceDeleted
-                | Outcome::Deleted => report.unchanged += 1,
+                Outcome::Unchanged | Outcome::SourceDeleted | Outcome::Deleted => {
+                    report.unchanged += 1;
+                }
                 Outcome::Failed => report.failed += 1,
             }
         }
@@ -233,26 +289,24 @@ impl LibraryImporter {
         Ok(report)
     }
 
-    /// An old record's key: `{prefix}{old}/{project}/{images|videos|texts}/{uuid}.json`.
-    fn record_of(&self, key: &ObjectKey, old: &str, owner: UserId, size: u64) -> Option<Found> {
-        let rest = key
-            .as_str()
-            .strip_prefix(self.options.layout.prefix())?
-            .strip_prefix(old)?
-            .strip_prefix('/')?;
-        let mut parts = rest.split('/');
-        let (project, folder, file) = (parts.next()?, parts.next()?, parts.next()?);
-        if parts.next().is_some() || !matches!(folder, "images" | "videos" | "texts") {
-            return None;
-        }
-        let id = file.strip_suffix(".json")?;
-        (uuid::Uuid::parse_str(id).is_ok() && size <= MAX_RECORD_BYTES).then(|| Found {
-            key: key.clone(),
+    /// A record listed but not read, failed for `code`.
+    fn refused(
+        key: &str,
+        old: &str,
+        owner: UserId,
+        code: ReasonCode,
+        message: String,
+    ) -> LibraryItemReport {
+        LibraryItemReport {
+            source_key: key.to_owned(),
             old_owner: old.to_owned(),
             owner,
-            project_segment: project.to_owned(),
-            folder: folder.to_owned(),
-        })
+            project: String::new(),
+            asset_id: String::new(),
+            target_key: None,
+            outcome: Outcome::Failed,
+            reason: Some(Reason::new(code, message)),
+        }
     }
 
     async fn import_one(&self, f: Found) -> LibraryItemReport {
@@ -310,7 +364,26 @@ impl LibraryImporter {
         .map_err(|e| invalid(e.to_string()))?;
         item.target_key = Some(target.to_string());
         let previous = self.copied_before(&meta_key, f).await?;
+        let marker = marker_key(f)?;
+        let marked = self.marked_target(&marker).await?;
+        if previous.is_none() && marked.as_deref() == Some(meta_key.as_str()) {
+            // The copy's record is the only memory the new library keeps, and deleting an
+            // upload deletes it: without this, a rerun would bring the item back.
+            item.reason = Some(Reason::new(
+                ReasonCode::DeletedSinceImport,
+                format!(
+                    "copied by an earlier run and deleted in the new library since; not copied \
+                     again (delete {marker} to import it anew)"
+                ),
+            ));
+            return Ok(Outcome::Skipped);
+        }
         if previous.as_deref() == Some(hash.as_str()) {
+            if marked.is_none() && !self.options.dry_run {
+                // Copied by a run from before the marks: marked now, so that a deletion from
+                // here on is remembered.
+                self.mark(&marker, &meta_key, &hash).await?;
+            }
             return Ok(Outcome::Unchanged);
         }
         let outcome = if previous.is_some() {
@@ -345,7 +418,42 @@ impl LibraryImporter {
             let _ = self.bucket.delete(&target).await;
             return Err(Reason::new(ReasonCode::TargetUnavailable, e.to_string()));
         }
+        self.mark(&marker, &meta_key, &hash).await?;
         Ok(outcome)
+    }
+
+    /// The metadata key a mark says the old record was copied to, if it was.
+    async fn marked_target(&self, marker: &ObjectKey) -> Result<Option<String>, Reason> {
+        match self.bucket.get_bytes(marker).await {
+            Ok((_, bytes)) => {
+                let mark: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                Ok(mark["target"].as_str().map(str::to_owned))
+            }
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(Reason::new(ReasonCode::SourceUnavailable, e.to_string())),
+        }
+    }
+
+    /// Remembers, outside every user's library, that the old record at the mark's key was
+    /// copied to `meta_key`: the tombstone a deletion in the new library leaves behind.
+    async fn mark(
+        &self,
+        marker: &ObjectKey,
+        meta_key: &ObjectKey,
+        hash: &str,
+    ) -> Result<(), Reason> {
+        let body = json!({
+            "target": meta_key.as_str(),
+            "source_hash": hash,
+            "marked_at": Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true),
+        });
+        let bytes = serde_json::to_vec(&body)
+            .map_err(|e| Reason::new(ReasonCode::InvalidRecord, e.to_string()))?;
+        self.bucket
+            .put_bytes(marker, Bytes::from(bytes), MediaType::Json.mime())
+            .await
+            .map(|_| ())
+            .map_err(|e| Reason::new(ReasonCode::TargetUnavailable, e.to_string()))
     }
 
     /// The source hash of an earlier copy of this very record, if there is one.
@@ -550,5 +658,52 @@ impl OldRecord {
             record.extend(core);
         }
         json!(record)
+    }
+}
+
+/// An old record's key: `{prefix}{old}/{project}/{images|videos|texts}/{uuid}.json`
+/// (the project segment may be empty: see [`ReasonCode::UnreadableKey`]): its project
+/// segment and folder.
+fn record_of(prefix: &str, key: &str, old: &str) -> Option<(String, String)> {
+    let rest = key
+        .strip_prefix(prefix)?
+        .strip_prefix(old)?
+        .strip_prefix('/')?;
+    let mut parts = rest.split('/');
+    let (project, folder, file) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || !matches!(folder, "images" | "videos" | "texts") {
+        return None;
+    }
+    let id = file.strip_suffix(".json")?;
+    uuid::Uuid::parse_str(id).ok()?;
+    Some((project.to_owned(), folder.to_owned()))
+}
+
+/// Where the import marks an old record as copied: `legacy-imports/library/{source key}`,
+/// outside every user's prefix (so no user's listing, quota or deletion touches it).
+fn marker_key(f: &Found) -> Result<ObjectKey, Reason> {
+    ObjectKey::parse(format!("{MARKS}{}", f.key))
+        .map_err(|e| Reason::new(ReasonCode::InvalidRecord, e.to_string()))
+}
+
+/// The prefix of the marks [`marker_key`] names.
+const MARKS: &str = "legacy-imports/library/";
+
+#[cfg(test)]
+mod tests {
+    use super::record_of;
+
+    #[test]
+    fn a_record_under_an_empty_project_segment_is_still_a_record() {
+        let id = "0a7f7d0e-57f4-4d8e-9a4e-6a1b2f7c0a01";
+        let key = format!("10000//images/{id}.json");
+        assert_eq!(
+            record_of("", &key, "10000"),
+            Some((String::new(), "images".to_owned()))
+        );
+        assert_eq!(
+            record_of("", &format!("10000/p/meta/{id}.json"), "10000"),
+            None
+        );
     }
 }

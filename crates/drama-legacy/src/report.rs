@@ -116,6 +116,12 @@ pub enum ReasonCode {
     TargetUnavailable,
     /// Failed: an asset-library record cannot be used (its type, tag or id is not valid).
     InvalidRecord,
+    /// Failed: the old key breaks this server's key rules, so the bucket client cannot read
+    /// it (the old server wrote `{user}//images/{id}.json` for a project whose name had no
+    /// ASCII letter or digit); copy it by hand.
+    UnreadableKey,
+    /// Failed: the old asset-library record is larger than this server reads (1 MiB).
+    TooLarge,
     /// Kept: the source no longer holds the file (or row) the drama was imported from;
     /// `--delete-gone` deletes the drama when it was not edited since its import.
     SourceDeleted,
@@ -309,6 +315,11 @@ pub struct ImportReport {
     /// tables that are not imported).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Who could write each old table before adoption (`migrate --adopt-legacy` only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub legacy_access: Vec<drama_dal::legacy_tables::LegacyTableAccess>,
+    /// The old balances were carried over (`--trust-legacy-balances`).
+    pub trust_legacy_balances: bool,
     /// Files per outcome.
     pub counts: Counts,
     /// How often each field took its default (`characters[].voice_description`), over every
@@ -355,6 +366,11 @@ pub struct ExportedDrama {
     /// database keeps it. An exported drama with repairs is counted in `repaired` too.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub repairs: Vec<String>,
+    /// Where the file found at `key` was copied before this export overwrote it (in a dry
+    /// run: would be): no import record or earlier export of this owner explained it, so it
+    /// may be an old drama that was never imported (`dramas-conflict/{id}/{sha256}/…`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub set_aside: Option<String>,
 }
 
 /// The file of a drama deleted in the database since its import, which the export moved out

@@ -81,6 +81,12 @@ impl Layout {
         format!("{}dramas-deleted/{id}/drama.json", self.prefix)
     }
 
+    /// Where the export keeps an old drama file it would otherwise overwrite without knowing
+    /// what it is: one key per content, so no two such files meet.
+    pub fn conflict_key_text(&self, id: &str, sha256: &str) -> String {
+        format!("{}dramas-conflict/{id}/{sha256}/drama.json", self.prefix)
+    }
+
     /// The drama id of a key of the form `{prefix}dramas/{id}/drama.json`.
     pub fn drama_id_of<'k>(&self, key: &'k str) -> Option<&'k str> {
         let rest = key.strip_prefix(self.prefix.as_str())?;

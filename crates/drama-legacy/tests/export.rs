@@ -604,3 +604,82 @@ async fn an_export_moves_aside_the_files_it_wrote_for_dramas_deleted_since(pool:
     let index = LegacyIndex::parse(&s3.get("dramas/index.json").await.unwrap()).unwrap();
     assert_eq!(index.dramas.keys().collect::<Vec<_>>(), ["theirs"]);
 }
+
+/// A rollback never destroys an old file it cannot vouch for: the old file of `broken`
+/// failed to import (no record), and its owner made a new drama `broken` after cutover; the
+/// old file of `good` was changed by the old server after its import. Both are copied aside
+/// before the export overwrites them; a file an import or an earlier export of this owner
+/// explains is overwritten as before.
+#[sqlx::test(migrator = "drama_postgres::MIGRATOR")]
+async fn a_rollback_sets_aside_old_files_no_import_explains(pool: PgPool) {
+    let s3 = TestS3::start().await;
+    let repos = repos(&pool);
+    let owner = UserId::random();
+    let mut refused = fixture_as("broken");
+    refused["episodes"][0]["scenes"][0]["assets"][1]["duration"] = json!(8);
+    s3.put_json(&drama_key("good"), &fixture_as("good")).await;
+    s3.put_json(&drama_key("kept"), &fixture_as("kept")).await;
+    s3.put_json(&drama_key("broken"), &refused).await;
+    let imported = import(&s3, &repos, options(&s3, owner)).await;
+    assert_eq!(
+        (imported.counts.imported, imported.counts.failed),
+        (2, 1),
+        "{imported:#?}"
+    );
+    let mut remade = LegacyDrama::parse(common::FIXTURE.as_bytes())
+        .unwrap()
+        .drama;
+    remade.id = id("broken");
+    repos.dramas.create(owner, &remade).await.unwrap();
+    let mut changed = fixture_as("good");
+    changed["title"] = json!("changed by the old server after the import");
+    s3.put_json(&drama_key("good"), &changed).await;
+    let old_broken = s3.get(&drama_key("broken")).await.unwrap();
+    let old_good = s3.get(&drama_key("good")).await.unwrap();
+
+    let set_aside = |report: &drama_legacy::ExportReport| -> Vec<(String, String)> {
+        report
+            .dramas
+            .iter()
+            .filter_map(|d| Some((d.drama_id.clone(), d.set_aside.clone()?)))
+            .collect()
+    };
+    let dry = export(&s3, &repos, true).await;
+    assert_eq!(
+        set_aside(&dry)
+            .iter()
+            .map(|(d, _)| d.as_str())
+            .collect::<Vec<_>>(),
+        ["broken", "good"],
+        "{dry:#?}"
+    );
+    assert_eq!(
+        s3.get(&set_aside(&dry)[0].1).await,
+        None,
+        "a dry run copies nothing"
+    );
+
+    let report = export(&s3, &repos, false).await;
+    assert!(!report.is_failure(), "{report:#?}");
+    assert_eq!(report.exported, 3);
+    let aside = set_aside(&report);
+    assert_eq!(aside, set_aside(&dry));
+    for ((drama, to), old) in aside.iter().zip([&old_broken, &old_good]) {
+        assert!(to.starts_with(&format!("dramas-conflict/{drama}/")), "{to}");
+        assert_eq!(
+            s3.get(to).await.as_ref(),
+            Some(old),
+            "{to} keeps the old file"
+        );
+        let now = s3.get(&drama_key(drama)).await.unwrap();
+        assert_eq!(
+            old_server_reads(&now),
+            stored_drama(&repos, owner, drama).await.drama
+        );
+    }
+
+    // The files are this owner's exports now: a second rollback overwrites them quietly.
+    let again = export(&s3, &repos, false).await;
+    assert!(!again.is_failure(), "{again:#?}");
+    assert!(set_aside(&again).is_empty(), "{again:#?}");
+}

@@ -192,3 +192,77 @@ async fn old_uploads_are_copied_into_the_owners_library_with_records() {
             .unwrap()
     );
 }
+
+/// Records the import cannot read are failed with a reason, never passed over: one under a
+/// key that breaks the key rules (the old server's keys for a project named `短剧` had an
+/// empty segment, `10000//images/…`, which no file system can hold, so a non-ASCII segment
+/// stands in for it here) and one larger than the import reads.
+#[tokio::test]
+async fn records_the_import_cannot_read_are_reported_failed() {
+    let s3 = TestS3::start().await;
+    seed(&s3).await;
+    let unreadable = format!("10000/短剧/images/{E}.json");
+    s3.put_unchecked(
+        &unreadable,
+        &serde_json::to_vec(&old_record("10000", "短剧", E, "image", "png", "poster")).unwrap(),
+    );
+    let mut big = old_record("10000", "big", E, "image", "png", "poster");
+    big["padding"] = json!("x".repeat(1024 * 1024));
+    let oversize = format!("10000/big/images/{E}.json");
+    s3.put_json(&oversize, &big).await;
+    let owner = UserId::random();
+
+    let report = run(&s3, OwnerMap::default().with_default_owner(owner), false).await;
+    assert_eq!(report.total, 6, "{report:#?}");
+    assert_eq!((report.imported, report.failed), (2, 4));
+    let reason = |key: &str| {
+        let found = report.items.iter().find(|i| i.source_key == key).unwrap();
+        assert_eq!(found.outcome, Outcome::Failed);
+        found.reason.as_ref().unwrap().code
+    };
+    assert_eq!(reason(&unreadable), ReasonCode::UnreadableKey);
+    assert_eq!(reason(&oversize), ReasonCode::TooLarge);
+    assert!(report.is_failure());
+}
+
+/// An upload deleted in the new library after its import stays deleted: the library's
+/// `DELETE` removes the copy and its record, the importer's only memory of the copy, so a
+/// rerun would otherwise bring it back.
+#[tokio::test]
+async fn an_upload_deleted_since_its_import_is_not_copied_again() {
+    let s3 = TestS3::start().await;
+    seed(&s3).await;
+    let owner = UserId::random();
+    let owners = OwnerMap::default().with_default_owner(owner);
+    let first = run(&s3, owners.clone(), false).await;
+    assert_eq!(first.imported, 2, "{first:#?}");
+
+    // What `DELETE /asset-library/{project}/{id}` does.
+    for key in [
+        format!("{owner}/~my-project/uploads/{A}.png"),
+        format!("{owner}/~my-project/metadata/{A}.json"),
+    ] {
+        s3.store
+            .delete(&ObjectKey::parse(key).unwrap())
+            .await
+            .unwrap();
+    }
+    let again = run(&s3, owners, false).await;
+    assert_eq!(
+        (again.skipped, again.unchanged, again.imported),
+        (1, 1, 0),
+        "{again:#?}"
+    );
+    let deleted = item(&again, A);
+    assert_eq!(deleted.outcome, Outcome::Skipped);
+    assert_eq!(
+        deleted.reason.as_ref().unwrap().code,
+        ReasonCode::DeletedSinceImport
+    );
+    assert!(
+        keys_under(&s3, &format!("{owner}/~my-project/uploads/"))
+            .await
+            .iter()
+            .all(|k| !k.contains(A))
+    );
+}

@@ -8,6 +8,7 @@ mod common;
 use std::sync::Arc;
 
 use common::{TestS3, database_snapshot, drama_report, id, memory_repos, png, repos, stored_drama};
+use drama_dal::legacy_tables::LegacyTableAccess;
 use drama_domain::UserId;
 use drama_legacy::{
     CancellationToken, ImportOptions, ImportReport, Importer, Outcome, OwnerMap, ReasonCode,
@@ -219,7 +220,10 @@ async fn the_old_repository_columns_and_users_table_are_understood(pool: PgPool)
     let demo: UserId = "a1111111-1111-1111-1111-111111111111".parse().unwrap();
     let user = repos.users.get_user(demo).await.unwrap();
     assert_eq!(user.email.as_deref(), Some("demo@shortformdramas.com"));
-    assert_eq!(user.tokens, 7);
+    assert_eq!(
+        user.tokens, 30,
+        "an old balance is carried only when trusted"
+    );
     assert!(report.users_created.contains(&demo));
     assert!(report.users_created.contains(&alice));
     assert!(
@@ -302,9 +306,10 @@ async fn a_mapped_owner_listed_in_the_old_users_table_keeps_its_row(pool: PgPool
     let user = repos.users.get_user(demo).await.unwrap();
     assert_eq!(user.email.as_deref(), Some("demo@shortformdramas.com"));
     assert_eq!(user.display_name.as_deref(), Some("Demo"));
-    assert_eq!(user.tokens, 7);
+    assert_eq!(user.tokens, 30);
     assert_eq!(user.subscription_tier, "pro");
-    // Credited once: the opening entry of its old balance, nothing else.
+    // Credited once: the opening entry (the initial credits: its old balance of 7 is not
+    // trusted without --trust-legacy-balances), nothing else.
     let ledger: Vec<(i64, i64, String)> = sqlx::query_as(
         "select amount, balance_after, reason from credit_ledger where owner_id = $1 order by id",
     )
@@ -312,7 +317,7 @@ async fn a_mapped_owner_listed_in_the_old_users_table_keeps_its_row(pool: PgPool
     .fetch_all(&pool)
     .await
     .unwrap();
-    assert_eq!(ledger, vec![(7, 7, "opening".to_owned())]);
+    assert_eq!(ledger, vec![(30, 30, "opening".to_owned())]);
     assert!(repos.dramas.get_complete(demo, &id("corgi")).await.is_ok());
 }
 
@@ -464,5 +469,125 @@ async fn the_bucket_copy_of_a_drama_adopted_from_the_tables_is_told_apart(pool: 
     assert_eq!(
         now.characters[0].premise_url.as_deref(),
         Some("https://images.example.org/w.png")
+    );
+}
+
+/// The old tables as Supabase left them: allow-all policies, and the client roles granted
+/// what Supabase grants them by default — here with a `users` table whose balance someone
+/// raised through the Data API, `scenes` under row security without a policy, and `jobs`
+/// granted to `anon` only.
+async fn old_tables_open_to_clients(pool: &PgPool) -> Vec<LegacyTableAccess> {
+    old_database(
+        pool,
+        "create table users (id text primary key, email text, display_name text,
+           tokens bigint default 30, subscription_tier text default 'free');
+         alter table users enable row level security;
+         create policy \"Allow all on users\" on users for all using (true) with check (true);
+         insert into users values
+           ('b2222222-2222-2222-2222-222222222222', 'rich@example.com', null,
+            1000000000000000, 'free'),
+           ('c3333333-3333-3333-3333-333333333333', 'poor@example.com', null, 7, 'free');
+         drop policy \"Allow all on scenes\" on scenes;
+         grant select, insert, update, delete on all tables in schema public
+           to anon, authenticated;
+         revoke insert, update on jobs from authenticated;",
+    )
+    .await;
+    let access = drama_postgres::legacy_table_access(pool, "public")
+        .await
+        .unwrap();
+    let of = |table: &str| access.iter().find(|a| a.table == table).unwrap().clone();
+    assert_eq!(of("users").writable_by, ["anon", "authenticated"]);
+    assert!(of("users").row_security);
+    assert_eq!(of("users").write_policies, ["Allow all on users"]);
+    assert!(
+        of("scenes").writable_by.is_empty(),
+        "row security, no policy"
+    );
+    assert_eq!(of("jobs").writable_by, ["anon"]);
+    drama_postgres::adopt_legacy_schema(pool).await.unwrap();
+    let closed = drama_postgres::legacy_table_access(pool, "legacy")
+        .await
+        .unwrap();
+    assert!(
+        closed.iter().all(|a| a.writable_by.is_empty()),
+        "{closed:?}"
+    );
+    access
+}
+
+const RICH: &str = "b2222222-2222-2222-2222-222222222222";
+const POOR: &str = "c3333333-3333-3333-3333-333333333333";
+
+async fn import_open_tables(
+    pool: &PgPool,
+    access: Vec<LegacyTableAccess>,
+    trust: bool,
+) -> (Repositories, ImportReport) {
+    let s3 = TestS3::start().await;
+    let repos = repos(pool);
+    let mut o = options(
+        &s3,
+        OwnerMap::default().with_default_owner(UserId::random()),
+        false,
+    );
+    o.legacy_access = access;
+    o.trust_legacy_balances = trust;
+    o.max_legacy_credits = 5000;
+    let report = run(&s3, &repos, pool, "legacy", o).await;
+    (repos, report)
+}
+
+async fn tokens(repos: &Repositories, user: &str) -> i64 {
+    repos
+        .users
+        .get_user(user.parse().unwrap())
+        .await
+        .unwrap()
+        .tokens
+}
+
+#[sqlx::test(migrations = false)]
+async fn balances_anyone_could_write_open_at_the_initial_credits(pool: PgPool) {
+    let access = old_tables_open_to_clients(&pool).await;
+    let (repos, report) = import_open_tables(&pool, access.clone(), false).await;
+    assert_eq!(tokens(&repos, RICH).await, 30, "{:?}", report.notes);
+    assert_eq!(tokens(&repos, POOR).await, 30);
+    assert!(!report.trust_legacy_balances);
+    assert_eq!(report.legacy_access, access);
+    let noted = |what: &[&str]| {
+        report
+            .notes
+            .iter()
+            .any(|n| what.iter().all(|w| n.contains(w)))
+    };
+    assert!(
+        noted(&[RICH, "1000000000000000", "--trust-legacy-balances"]),
+        "{:?}",
+        report.notes
+    );
+    assert!(noted(&["old table users:", "anon and authenticated"]));
+    assert!(!noted(&["old table scenes:"]));
+}
+
+#[sqlx::test(migrations = false)]
+async fn trusted_balances_are_carried_over_up_to_the_cap(pool: PgPool) {
+    let access = old_tables_open_to_clients(&pool).await;
+    let (repos, report) = import_open_tables(&pool, access, true).await;
+    assert_eq!(
+        tokens(&repos, RICH).await,
+        5000,
+        "capped: {:?}",
+        report.notes
+    );
+    assert_eq!(tokens(&repos, POOR).await, 7);
+    assert!(report.trust_legacy_balances);
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains(RICH) && n.contains("LEGACY_MAX_CREDITS")),
+        "{:?}",
+        report.notes
     );
 }

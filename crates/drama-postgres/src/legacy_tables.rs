@@ -10,7 +10,9 @@ use std::collections::{HashMap, HashSet};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use drama_dal::RepoError;
-use drama_dal::legacy_tables::{LegacyDramaEntry, LegacyDramaRows, LegacyRow, LegacyTables};
+use drama_dal::legacy_tables::{
+    LegacyDramaEntry, LegacyDramaRows, LegacyRow, LegacyTableAccess, LegacyTables,
+};
 use serde_json::Value;
 use sqlx::{AssertSqlSafe, PgPool, Row as _};
 
@@ -182,4 +184,50 @@ impl LegacyTables for PgLegacyTables {
             .map_err(db)?;
         Ok(rows_of(Value::Array(rows)))
     }
+}
+
+/// Who could write each table of `schema` from outside the server: for each of Supabase's
+/// client roles that exists (`anon`, `authenticated`), whether it holds INSERT or UPDATE (on
+/// the table or a column) and, where row security is on, whether a permissive policy for it
+/// (or for everyone) lets inserts or updates through. Read it before adoption: adoption
+/// revokes the roles' grants, after which every table reads as closed.
+///
+/// # Errors
+/// `Unavailable`; `Unexpected`.
+pub async fn legacy_table_access(
+    pool: &PgPool,
+    schema: &str,
+) -> Result<Vec<LegacyTableAccess>, RepoError> {
+    let rows = sqlx::query(
+        "select c.relname::text, c.relrowsecurity, \
+                coalesce((select array_agg(p.polname::text order by p.polname) from pg_policy p \
+                          where p.polrelid = c.oid and p.polpermissive \
+                            and p.polcmd in ('*', 'a', 'w')), '{}'), \
+                coalesce((select array_agg(r.rolname::text order by r.rolname) from pg_roles r \
+                          where r.rolname in ('anon', 'authenticated') \
+                            and (has_table_privilege(r.oid, c.oid, 'INSERT') \
+                                 or has_any_column_privilege(r.oid, c.oid, 'INSERT') \
+                                 or has_any_column_privilege(r.oid, c.oid, 'UPDATE')) \
+                            and (not c.relrowsecurity or r.rolbypassrls or exists ( \
+                                 select 1 from pg_policy p where p.polrelid = c.oid \
+                                   and p.polpermissive and p.polcmd in ('*', 'a', 'w') \
+                                   and (0 = any(p.polroles) or r.oid = any(p.polroles))))), \
+                         '{}') \
+         from pg_class c join pg_namespace n on n.oid = c.relnamespace \
+         where n.nspname = $1 and c.relkind in ('r', 'p') order by 1",
+    )
+    .bind(schema)
+    .fetch_all(pool)
+    .await
+    .map_err(db)?;
+    rows.iter()
+        .map(|row| {
+            Ok(LegacyTableAccess {
+                table: row.try_get(0).map_err(db)?,
+                row_security: row.try_get(1).map_err(db)?,
+                write_policies: row.try_get(2).map_err(db)?,
+                writable_by: row.try_get(3).map_err(db)?,
+            })
+        })
+        .collect()
 }

@@ -22,7 +22,7 @@ mod users;
 
 pub use error::PgError;
 pub use health::{AppliedMigration, SchemaReport, schema_report};
-pub use legacy_tables::PgLegacyTables;
+pub use legacy_tables::{PgLegacyTables, legacy_table_access};
 pub use metrics::{ClassWork, JobMetrics, job_metrics};
 pub use redact::redact;
 pub use schema::{

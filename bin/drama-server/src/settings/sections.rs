@@ -14,12 +14,20 @@ use serde::Deserialize;
 pub(crate) struct CreditSettings {
     /// What a new user opens with (`INITIAL_CREDITS`), recorded as their first ledger entry.
     pub(crate) initial: u64,
+    /// The most a user brought over from the old `users` table opens with
+    /// (`LEGACY_MAX_CREDITS`), whatever its old balance.
+    pub(crate) legacy_max: u64,
 }
 
 impl CreditSettings {
     /// As a balance (values past `i64::MAX` are a configuration slip; they cap).
     pub(crate) fn opening(self) -> i64 {
         i64::try_from(self.initial).unwrap_or(i64::MAX)
+    }
+
+    /// The cap on a balance carried over from the old `users` table.
+    pub(crate) fn legacy_cap(self) -> i64 {
+        i64::try_from(self.legacy_max).unwrap_or(i64::MAX)
     }
 }
 

@@ -53,6 +53,7 @@ pub(super) const PLAIN_VARIABLES: &[(&str, &str)] = &[
     ("QUOTA_ACTIVE_RUNS", "quotas.active_runs"),
     ("QUOTA_MAX_OBJECTS", "quotas.max_objects"),
     ("INITIAL_CREDITS", "credits.initial"),
+    ("LEGACY_MAX_CREDITS", "credits.legacy_max"),
     ("MAX_PREMISE_CHARS", "limits.premise_chars"),
     ("MAX_FEEDBACK_CHARS", "limits.feedback_chars"),
     ("MAX_PROMPT_CHARS", "limits.prompt_chars"),

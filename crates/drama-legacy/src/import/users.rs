@@ -1,6 +1,8 @@
 //! The users an import needs: created once each, before any drama is written, and looked up
 //! (with a cache) for files that name a user directly.
 
+use std::collections::HashMap;
+
 use drama_dal::{NewUser, RepoError};
 use drama_domain::UserId;
 
@@ -18,6 +20,64 @@ impl Importer {
         new
     }
 
+    /// An old user's opening balance. The old tables were open to every holder of the
+    /// project's anon key (allow-all policies, Supabase's default grants: see
+    /// [`ImportOptions::legacy_access`](crate::ImportOptions)), so its `tokens` are carried
+    /// over only when the operator vouches for them (`--trust-legacy-balances`); otherwise
+    /// the user opens as a new one would, and a larger old balance is reported for the
+    /// operator to grant by hand. Either way no more than `max_legacy_credits`.
+    fn opening_balance(&self, mut user: NewUser) -> (NewUser, Option<String>) {
+        let cap = self.options.max_legacy_credits.max(0);
+        let old = user.tokens;
+        let opening = if self.options.trust_legacy_balances {
+            old
+        } else {
+            self.options.initial_credits.max(0)
+        };
+        user.tokens = opening.min(cap);
+        let note = if !self.options.trust_legacy_balances && old > user.tokens {
+            Some(format!(
+                "users row {}: its old balance of {old} was not carried over (the old tables \
+                 were open to every holder of the anon key unless locked down, see \
+                 legacy_access; --trust-legacy-balances carries balances over); it opens \
+                 with {}",
+                user.id, user.tokens
+            ))
+        } else if old > user.tokens {
+            Some(format!(
+                "users row {}: its old balance of {old} is above LEGACY_MAX_CREDITS; it opens \
+                 with {}",
+                user.id, user.tokens
+            ))
+        } else {
+            None
+        };
+        (user, note)
+    }
+
+    /// Notes on the old tables client roles could write before adoption closed them.
+    pub(super) fn access_notes(&self, notes: &mut Vec<String>) {
+        for access in &self.options.legacy_access {
+            if access.writable_by.is_empty() {
+                continue;
+            }
+            let how = if access.row_security {
+                format!(
+                    "row security on, but permissive policies {} let writes through",
+                    access.write_policies.join(", ")
+                )
+            } else {
+                "no row security".to_owned()
+            };
+            notes.push(format!(
+                "old table {}: {} could insert or update its rows before adoption ({how}); \
+                 what it holds may have been set by any client",
+                access.table,
+                access.writable_by.join(" and ")
+            ));
+        }
+    }
+
     /// Creates the users the import needs, each once: from the old database (table origin),
     /// every row of its `users` table whose id is a UUID (the Supabase Auth id), with its
     /// email, name, balance and plan; then every mapped owner (`--owner`, `--owner-map`) the
@@ -32,6 +92,8 @@ impl Importer {
         notes: &mut Vec<String>,
     ) -> Result<Vec<UserId>, LegacyError> {
         let mut wanted: Vec<NewUser> = Vec::new();
+        // Said only of users this run creates: an existing user keeps its balance.
+        let mut balance_notes: HashMap<UserId, String> = HashMap::new();
         let tables = match &self.origin {
             Origin::Tables(tables) => Some(tables.as_ref()),
             Origin::Bucket(_) => None,
@@ -49,7 +111,13 @@ impl Importer {
                              of {} was not carried over",
                             user.id, user.tokens
                         )),
-                        _ => wanted.push(user),
+                        _ => {
+                            let (user, note) = self.opening_balance(user);
+                            if let Some(note) = note {
+                                balance_notes.insert(user.id, note);
+                            }
+                            wanted.push(user);
+                        }
                     },
                     Err(why) => notes.push(why),
                 }
@@ -74,6 +142,7 @@ impl Importer {
         for new in wanted {
             let user = new.id;
             if self.create_user(new).await? {
+                notes.extend(balance_notes.remove(&user));
                 created.push(user);
             }
             self.remember_user(user, true);

@@ -31,7 +31,7 @@ pub const FIXTURE: &str = include_str!("../../../../fixtures/legacy-r2/corgi_mus
 pub struct TestS3 {
     pub endpoint: String,
     pub store: Arc<dyn AssetStore>,
-    _server: S3Server,
+    server: S3Server,
 }
 
 impl TestS3 {
@@ -40,7 +40,7 @@ impl TestS3 {
         Self {
             endpoint: server.endpoint().to_owned(),
             store: Arc::new(server.store(Some(PUBLIC_BASE))),
-            _server: server,
+            server,
         }
     }
 
@@ -58,6 +58,14 @@ impl TestS3 {
             .put_bytes(&ObjectKey::parse(key).unwrap(), bytes.into(), content_type)
             .await
             .unwrap();
+    }
+
+    /// Writes an object the bucket client would refuse to (a key breaking the key rules, as
+    /// the old server's can): straight into the S3 server's directory, which it lists from.
+    pub fn put_unchecked(&self, key: &str, bytes: &[u8]) {
+        let path = self.server.root().join(BUCKET).join(key);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
     }
 
     pub async fn put_json(&self, key: &str, value: &Value) {

@@ -263,7 +263,7 @@ async fn a_generate_reading_its_drama_keeps_no_other_user_waiting(backend: Backe
     let id = w.create(&builders::drama("big", 2, 2, 2)).await;
     *w.gate.armed_for.lock().unwrap() = Some(w.caller.user);
     let a = {
-        let (app, caller, id) = (w.app.clone(), w.caller.clone(), id.clone());
+        let (app, caller, id) = (w.app.clone(), w.caller, id.clone());
         tokio::spawn(async move { app.generate(&caller, &id, Scope::Drama, false).await })
     };
     tokio::time::timeout(Duration::from_secs(10), w.gate.entered.notified())
@@ -297,7 +297,7 @@ async fn generates_at_once_pay_for_the_work_once(backend: Backend) {
     let w = world(backend).await;
     let id = w.create(&builders::drama("once", 2, 2, 2)).await;
     let requests = (0..6).map(|_| {
-        let (app, caller, id) = (w.app.clone(), w.caller.clone(), id.clone());
+        let (app, caller, id) = (w.app.clone(), w.caller, id.clone());
         tokio::spawn(async move { app.generate(&caller, &id, Scope::Drama, false).await })
     });
     let mut runs = Vec::new();

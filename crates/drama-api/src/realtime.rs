@@ -5,6 +5,7 @@
 //! subscriber never loses anything.
 
 use std::collections::HashMap;
+#[cfg(feature = "graphql")]
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -26,6 +27,7 @@ pub struct Realtime {
     pub(crate) followers: crate::follow::Followers,
     streams: Arc<Streams>,
     /// GraphQL sockets upgraded and not yet past `connection_init`.
+    #[cfg(feature = "graphql")]
     waiting: Arc<Waiting>,
 }
 
@@ -45,12 +47,14 @@ pub const MAX_WAITING_SOCKETS: usize = 1_024;
 pub const MAX_WAITING_SOCKETS_PER_CLIENT: usize = 16;
 
 /// The sockets waiting for their `connection_init`: in all, and per client address.
+#[cfg(feature = "graphql")]
 struct Waiting {
     held: Mutex<(usize, HashMap<IpAddr, usize>)>,
     cap: usize,
     per_client: usize,
 }
 
+#[cfg(feature = "graphql")]
 impl Waiting {
     fn held(&self) -> std::sync::MutexGuard<'_, (usize, HashMap<IpAddr, usize>)> {
         self.held.lock().unwrap_or_else(PoisonError::into_inner)
@@ -58,19 +62,23 @@ impl Waiting {
 }
 
 /// What a socket refused a place among those waiting is told (503 `unavailable`).
+#[cfg(feature = "graphql")]
 pub(crate) const TOO_MANY_WAITING: &str =
     "Too many sockets are waiting for their connection_init; retry shortly";
 
 /// The same, when it is the client address's sockets that are too many.
+#[cfg(feature = "graphql")]
 pub(crate) const TOO_MANY_WAITING_FROM_CLIENT: &str =
     "Too many sockets from this address are waiting for their connection_init; retry shortly";
 
 /// A socket's place among those waiting for their `connection_init`, given back when dropped.
+#[cfg(feature = "graphql")]
 pub(crate) struct WaitingSocket {
     waiting: Arc<Waiting>,
     client: Option<IpAddr>,
 }
 
+#[cfg(feature = "graphql")]
 impl Drop for WaitingSocket {
     fn drop(&mut self) {
         let mut held = self.waiting.held();
@@ -244,6 +252,7 @@ impl Realtime {
                 caps,
                 open: Mutex::default(),
             }),
+            #[cfg(feature = "graphql")]
             waiting: Arc::new(Waiting {
                 held: Mutex::default(),
                 cap: MAX_WAITING_SOCKETS,
@@ -258,6 +267,7 @@ impl Realtime {
     /// # Errors
     /// What the client is told when the process holds [`MAX_WAITING_SOCKETS`] already, or
     /// `client` [`MAX_WAITING_SOCKETS_PER_CLIENT`].
+    #[cfg(feature = "graphql")]
     pub(crate) fn socket_waiting(
         &self,
         client: Option<IpAddr>,
@@ -411,7 +421,8 @@ where
     });
 }
 
-#[cfg(test)]
+// The tests are of the GraphQL sockets' caps.
+#[cfg(all(test, feature = "graphql"))]
 mod tests {
     use super::*;
 

@@ -383,6 +383,7 @@ pub(crate) async fn serve(mut settings: Settings, args: ServeArgs) -> anyhow::Re
     let metrics = metrics_endpoint(&settings, &backend);
     tracing::info!(host = %bind.0, port = bind.1, http_workers, job_workers = workers.is_some(), "serving HTTP");
     let streams = state.clone();
+    let dead_peer_timeout = settings.http.dead_peer_timeout;
     let server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .wrap(from_fn(drama_api::metrics::observe))
@@ -394,6 +395,8 @@ pub(crate) async fn serve(mut settings: Settings, args: ServeArgs) -> anyhow::Re
     .workers(http_workers)
     .shutdown_timeout(30)
     .disable_signals()
+    // Before `bind`: it takes the callback then.
+    .on_connect(drama_api::connection::on_connect(dead_peer_timeout))
     .bind(&bind)
     .with_context(|| format!("cannot listen on {}:{}", bind.0, bind.1))?
     .run();

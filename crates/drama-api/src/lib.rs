@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod auth;
+pub mod connection;
 pub mod console;
 mod endpoint;
 mod error;

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 #[cfg(feature = "graphql")]
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -28,10 +28,7 @@ pub struct Realtime {
     streams: Arc<Streams>,
     /// GraphQL sockets upgraded and not yet past `connection_init`.
     #[cfg(feature = "graphql")]
-    waiting: Arc<AtomicUsize>,
-    /// How many of those the process holds at most ([`MAX_WAITING_SOCKETS`]).
-    #[cfg(feature = "graphql")]
-    waiting_cap: usize,
+    waiting: Arc<Waiting>,
 }
 
 /// GraphQL sockets the process holds at once before their `connection_init`. Such a socket
@@ -42,14 +39,58 @@ pub struct Realtime {
 /// 1,024 is far more than clients reconnecting together after a restart need at once.
 pub const MAX_WAITING_SOCKETS: usize = 1_024;
 
+/// GraphQL sockets one client address ([`crate::rate::client_key`]: an IPv6 address counts as
+/// its /64) holds at once before their `connection_init`: without it, a few addresses opening
+/// sockets at the anonymous rate and never initialising them would hold every one of
+/// [`MAX_WAITING_SOCKETS`], and every other client would be refused. A browser opens one
+/// socket per tab; 16 leave room for a household or an office behind one address.
+pub const MAX_WAITING_SOCKETS_PER_CLIENT: usize = 16;
+
+/// The sockets waiting for their `connection_init`: in all, and per client address.
+#[cfg(feature = "graphql")]
+struct Waiting {
+    held: Mutex<(usize, HashMap<IpAddr, usize>)>,
+    cap: usize,
+    per_client: usize,
+}
+
+#[cfg(feature = "graphql")]
+impl Waiting {
+    fn held(&self) -> std::sync::MutexGuard<'_, (usize, HashMap<IpAddr, usize>)> {
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// What a socket refused a place among those waiting is told (503 `unavailable`).
+#[cfg(feature = "graphql")]
+pub(crate) const TOO_MANY_WAITING: &str =
+    "Too many sockets are waiting for their connection_init; retry shortly";
+
+/// The same, when it is the client address's sockets that are too many.
+#[cfg(feature = "graphql")]
+pub(crate) const TOO_MANY_WAITING_FROM_CLIENT: &str =
+    "Too many sockets from this address are waiting for their connection_init; retry shortly";
+
 /// A socket's place among those waiting for their `connection_init`, given back when dropped.
 #[cfg(feature = "graphql")]
-pub(crate) struct WaitingSocket(Arc<AtomicUsize>);
+pub(crate) struct WaitingSocket {
+    waiting: Arc<Waiting>,
+    client: Option<IpAddr>,
+}
 
 #[cfg(feature = "graphql")]
 impl Drop for WaitingSocket {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        let mut held = self.waiting.held();
+        held.0 = held.0.saturating_sub(1);
+        if let Some(client) = self.client
+            && let Some(n) = held.1.get_mut(&client)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                held.1.remove(&client);
+            }
+        }
     }
 }
 
@@ -212,22 +253,41 @@ impl Realtime {
                 open: Mutex::default(),
             }),
             #[cfg(feature = "graphql")]
-            waiting: Arc::default(),
-            #[cfg(feature = "graphql")]
-            waiting_cap: MAX_WAITING_SOCKETS,
+            waiting: Arc::new(Waiting {
+                held: Mutex::default(),
+                cap: MAX_WAITING_SOCKETS,
+                per_client: MAX_WAITING_SOCKETS_PER_CLIENT,
+            }),
         }
     }
 
-    /// A place for a socket that waits for its `connection_init`; `None` when the process
-    /// holds [`MAX_WAITING_SOCKETS`] already.
+    /// A place for a socket of `client` (`None`: an address unknown, counted in the process's
+    /// cap alone) that waits for its `connection_init`.
+    ///
+    /// # Errors
+    /// What the client is told when the process holds [`MAX_WAITING_SOCKETS`] already, or
+    /// `client` [`MAX_WAITING_SOCKETS_PER_CLIENT`].
     #[cfg(feature = "graphql")]
-    pub(crate) fn socket_waiting(&self) -> Option<WaitingSocket> {
-        self.waiting
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.waiting_cap).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| WaitingSocket(self.waiting.clone()))
+    pub(crate) fn socket_waiting(
+        &self,
+        client: Option<IpAddr>,
+    ) -> Result<WaitingSocket, &'static str> {
+        let mut held = self.waiting.held();
+        if held.0 >= self.waiting.cap {
+            return Err(TOO_MANY_WAITING);
+        }
+        if let Some(client) = client {
+            let mine = held.1.entry(client).or_default();
+            if *mine >= self.waiting.per_client {
+                return Err(TOO_MANY_WAITING_FROM_CLIENT);
+            }
+            *mine += 1;
+        }
+        held.0 += 1;
+        Ok(WaitingSocket {
+            waiting: self.waiting.clone(),
+            client,
+        })
     }
 
     /// Counts a new stream of `user`, unless it would pass a cap.
@@ -361,20 +421,52 @@ where
     });
 }
 
-// The only test is of the GraphQL sockets' cap.
+// The tests are of the GraphQL sockets' caps.
 #[cfg(all(test, feature = "graphql"))]
 mod tests {
     use super::*;
 
+    /// Feeds whose waiting sockets are capped at `cap` in all and `per_client` per address.
+    fn waiting_at_most(cap: usize, per_client: usize) -> Realtime {
+        let mut realtime = Realtime::new();
+        realtime.waiting = Arc::new(Waiting {
+            held: Mutex::default(),
+            cap,
+            per_client,
+        });
+        realtime
+    }
+
     #[test]
     fn sockets_waiting_for_their_init_are_capped_and_give_their_place_back() {
-        let mut realtime = Realtime::new();
-        realtime.waiting_cap = 2;
-        let first = realtime.socket_waiting();
-        let second = realtime.socket_waiting();
-        assert!(first.is_some() && second.is_some());
-        assert!(realtime.socket_waiting().is_none());
+        let realtime = waiting_at_most(2, 16);
+        let first = realtime.socket_waiting(None);
+        let second = realtime.socket_waiting(Some([10, 0, 0, 1].into()));
+        assert!(first.is_ok() && second.is_ok());
+        assert_eq!(realtime.socket_waiting(None).err(), Some(TOO_MANY_WAITING));
         drop(first);
-        assert!(realtime.socket_waiting().is_some());
+        assert!(realtime.socket_waiting(None).is_ok());
+    }
+
+    #[test]
+    fn one_address_holds_at_most_its_share_of_the_waiting_sockets() {
+        let realtime = waiting_at_most(10, 2);
+        let one: IpAddr = [10, 0, 0, 1].into();
+        let mine: Vec<_> = (0..2).map(|_| realtime.socket_waiting(Some(one))).collect();
+        assert!(mine.iter().all(Result::is_ok));
+        assert_eq!(
+            realtime.socket_waiting(Some(one)).err(),
+            Some(TOO_MANY_WAITING_FROM_CLIENT)
+        );
+        // Others still get places, and a given back place is the address's again.
+        let other = realtime.socket_waiting(Some([10, 0, 0, 2].into()));
+        assert!(other.is_ok());
+        assert!(realtime.socket_waiting(None).is_ok());
+        drop(mine);
+        assert!(realtime.socket_waiting(Some(one)).is_ok());
+        assert!(
+            !realtime.waiting.held().1.contains_key(&one),
+            "no empty entries are kept"
+        );
     }
 }

@@ -66,6 +66,11 @@ pub struct HttpSettings {
     /// and at their expiry.
     #[serde(with = "seconds")]
     pub stream_auth_interval: Duration,
+    /// How long a connection's peer may leave what was sent to it unacknowledged, or keep its
+    /// receive window shut, before the kernel drops the connection (`TCP_USER_TIMEOUT`, on
+    /// Linux; see [`crate::connection::on_connect`]); 0 leaves the kernel's own behaviour.
+    #[serde(with = "seconds")]
+    pub dead_peer_timeout: Duration,
     /// How long a `/ready` answer is reused, so probes cannot turn into load on the
     /// database and the bucket.
     #[serde(with = "seconds")]
@@ -125,6 +130,7 @@ impl Default for HttpSettings {
             streams_per_user: 20,
             streams_per_process: 10_000,
             stream_auth_interval: Duration::from_secs(60),
+            dead_peer_timeout: Duration::from_secs(120),
             ready_cache: Duration::from_secs(1),
             anonymous_per_second: 20,
             anonymous_burst: 40,

@@ -5,7 +5,8 @@
 //! operation sent over a socket must cost what the same operation posted costs:
 //!
 //! - `connection_init` must come within `http.ws_init_timeout`, else the socket is closed with
-//!   4408, so a silent socket holds nothing for long;
+//!   4408, so a silent socket holds nothing for long; the sockets waiting for it are capped,
+//!   per client address and in all (503 past a cap);
 //! - the credentials of `connection_init` are checked here, before juniper sees the message
 //!   (browsers cannot set headers on a WebSocket, so they come in its payload:
 //!   `{"authorization": "Bearer …"}` or `{"x-api-key": …}`); a refused one costs the client's
@@ -78,9 +79,9 @@ pub const CREDENTIALS_LAPSED_CLOSE: u16 = 4403;
 /// Frames waiting for the client at most (the gate's answers and juniper's). A client that
 /// sends faster than it reads (pings, refused operations, anything juniper answers) is not
 /// read any further while the queue is full: its frames wait in the connection's buffers
-/// and then in its own, and the socket stays open for it to catch up (backpressure). Closing
-/// instead would cut off slow but honest clients on a bad network; pausing costs nothing but
-/// the socket's place, which the stream caps bound.
+/// and then in its own, and the socket stays open for it to catch up (backpressure; one that
+/// takes nothing for `http.dead_peer_timeout` loses its connection). Closing at once would cut
+/// off slow but honest clients on a bad network; pausing costs nothing but the socket's place.
 const OUTGOING_QUEUE: usize = 64;
 
 /// The close code for an initialised socket that ran no subscription and started no
@@ -241,13 +242,11 @@ pub(crate) async fn websocket(
     } else {
         Protocol::Transport
     };
-    let Some(waiting) = state.realtime.socket_waiting() else {
-        return Err(crate::error::ApiError::message(
-            ErrorCode::Unavailable,
-            "Too many sockets are waiting for their connection_init; retry shortly",
-        )
-        .into());
-    };
+    let client = state.client_address(&req);
+    let waiting = state
+        .realtime
+        .socket_waiting(client)
+        .map_err(|refused| crate::error::ApiError::message(ErrorCode::Unavailable, refused))?;
     let (mut response, session, messages) = actix_ws::handle(&req, body)?;
     let messages = messages.aggregate_continuations();
     let slot: Slot = Arc::default();
@@ -277,7 +276,6 @@ pub(crate) async fn websocket(
         }
     };
     let schema = ArcSchema(state.schema.clone());
-    let client = state.client_address(&req);
     let gate = Gate {
         state,
         protocol,

@@ -24,6 +24,7 @@ use crate::follow::Progress;
 use crate::headers::header_text;
 use crate::lapse::{Credentials, Until, lapsed};
 use crate::media_links::sign_text;
+use crate::realtime::StreamPermit;
 use crate::state::{ApiState, Auth};
 
 /// How often a comment keeps idle connections (and proxies) alive.
@@ -78,18 +79,20 @@ const SSE_QUEUE: usize = 16;
 
 /// How long a stream waits for a client that takes none of its frames while its queue is full
 /// before it ends: the client stopped reading (a frozen tab, a dead connection the kernel has
-/// not noticed), and the stream's place among the streams and its follower go to others.
+/// not noticed), and the stream's follower of the database goes. Its place among the streams
+/// stays taken until the connection closes (see [`pumped`]).
 const STALLED_GRACE: Duration = Duration::from_secs(30);
 
 /// `stream` while the credentials of `req` are accepted: once they are not (a revoked key, an
 /// expired token; see `lapse`), an `unauthenticated` frame and the end. It also ends when the
 /// server starts to stop, so the drain does not wait for it (the client reconnects with
-/// `Last-Event-ID` to a server that runs). Ending drops `stream`, and with it its place among
-/// the streams.
+/// `Last-Event-ID` to a server that runs). The stream's place among the streams (`permit`)
+/// goes with the response body, not with `stream`: see [`pumped`].
 fn while_accepted<S>(
     state: Arc<ApiState>,
     req: &HttpRequest,
     caller: Caller,
+    permit: StreamPermit,
     stream: S,
 ) -> impl Stream<Item = Result<Bytes, actix_web::Error>> + 'static
 where
@@ -98,7 +101,7 @@ where
     let credentials = Credentials::of(req);
     let until = req.extensions().get::<Until>().and_then(|u| u.0);
     let lapse = lapsed(state.clone(), credentials, caller, until);
-    pumped(state.stopping(), lapse, stream, STALLED_GRACE)
+    pumped(state.stopping(), lapse, stream, STALLED_GRACE, permit)
 }
 
 /// The frames of `stream`, made by a task of their own into a small queue the response body
@@ -106,15 +109,24 @@ where
 /// from the body alone would never see `lapse` or `stopping` for a client that stopped
 /// reading, and would hold its place until the client went away. The task ends the stream
 /// when `stopping` or `lapse` resolves (with an `unauthenticated` frame for the latter), and
-/// when the queue stays full for `grace`.
-fn pumped<S>(
+/// when the queue stays full for `grace` (ending `stream` frees what it holds, such as its
+/// follower of the database).
+///
+/// `held` (the stream's place among the streams) lives as long as the body does, not the
+/// task: a client that stops reading keeps its connection (actix has no write deadline; only
+/// the kernel cuts off a peer that takes nothing, after `http.dead_peer_timeout`), so the
+/// place stays taken until the connection goes. Otherwise a client could hold ever more
+/// stalled connections, taking a new place every `grace`.
+fn pumped<S, H>(
     stopping: impl std::future::Future<Output = ()> + 'static,
     lapse: impl std::future::Future<Output = String> + 'static,
     stream: S,
     grace: Duration,
+    held: H,
 ) -> impl Stream<Item = Result<Bytes, actix_web::Error>> + 'static
 where
     S: Stream<Item = Result<Bytes, actix_web::Error>> + 'static,
+    H: 'static,
 {
     let (tx, rx) = tokio::sync::mpsc::channel(SSE_QUEUE);
     actix_web::rt::spawn(async move {
@@ -150,9 +162,9 @@ where
             }
         }
     });
-    futures::stream::unfold(rx, |mut rx| async move {
+    futures::stream::unfold((rx, held), |(mut rx, held)| async move {
         let item = rx.recv().await?;
-        Some((item, rx))
+        Some((item, (rx, held)))
     })
 }
 
@@ -202,8 +214,6 @@ pub(crate) async fn events(
     let state = state.into_inner();
     let signing = state.clone();
     let stream = async_stream::stream! {
-        // Held as long as the stream is open.
-        let _permit = permit;
         tokio::pin!(progress);
         loop {
             let next = tokio::time::timeout(KEEPALIVE, progress.next()).await;
@@ -231,7 +241,7 @@ pub(crate) async fn events(
         .insert_header((header::CONTENT_TYPE, "text/event-stream"))
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .insert_header(("X-Accel-Buffering", "no"))
-        .streaming(while_accepted(state, &req, caller, stream)))
+        .streaming(while_accepted(state, &req, caller, permit, stream)))
 }
 
 fn version_frame(kind: &str, drama: &DramaId, version: i64) -> Bytes {
@@ -271,8 +281,6 @@ pub(crate) async fn drama_events(
     let permit = state.realtime.open_stream(caller.user)?;
     let state = state.into_inner();
     let stream = async_stream::stream! {
-        // Held as long as the stream is open.
-        let _permit = permit;
         let mut last = current.version;
         yield Ok::<Bytes, actix_web::Error>(version_frame("current", &id, last));
         loop {
@@ -318,7 +326,7 @@ pub(crate) async fn drama_events(
         .insert_header((header::CONTENT_TYPE, "text/event-stream"))
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .insert_header(("X-Accel-Buffering", "no"))
-        .streaming(while_accepted(state, &req, caller, stream)))
+        .streaming(while_accepted(state, &req, caller, permit, stream)))
 }
 
 #[cfg(test)]
@@ -331,16 +339,19 @@ mod tests {
 
     use super::*;
 
+    /// Sets its flag when dropped.
+    struct Flag(Arc<std::sync::atomic::AtomicBool>);
+
+    impl Drop for Flag {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
     /// Endless frames, setting `dropped` once the stream is dropped.
     fn endless(
         dropped: &Arc<std::sync::atomic::AtomicBool>,
     ) -> impl Stream<Item = Result<Bytes, actix_web::Error>> + 'static {
-        struct Flag(Arc<std::sync::atomic::AtomicBool>);
-        impl Drop for Flag {
-            fn drop(&mut self) {
-                self.0.store(true, std::sync::atomic::Ordering::SeqCst);
-            }
-        }
         let flag = Flag(dropped.clone());
         futures::stream::repeat_with(move || {
             let _held = &flag;
@@ -361,7 +372,8 @@ mod tests {
 
     /// A client that takes no frame (the body is never polled, as actix does not poll it
     /// while the client does not read): the stream still ends at shutdown, at the end of its
-    /// credentials, and once its queue stayed full for the grace period.
+    /// credentials, and once its queue stayed full for the grace period. What the body holds
+    /// (the stream's place) stays until the body itself is dropped.
     #[actix_web::test]
     async fn a_stream_whose_client_stopped_reading_still_ends() {
         let never = || std::future::pending::<()>();
@@ -374,6 +386,7 @@ mod tests {
             std::future::pending::<String>(),
             endless(&dropped),
             long,
+            (),
         );
         stop.cancel();
         assert!(set_soon(&dropped).await, "the stream outlived the shutdown");
@@ -384,7 +397,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(100)).await;
             "API key revoked".to_owned()
         };
-        let body = pumped(never(), lapse, endless(&dropped), long);
+        let body = pumped(never(), lapse, endless(&dropped), long, ());
         assert!(
             set_soon(&dropped).await,
             "the stream outlived its credentials"
@@ -392,14 +405,23 @@ mod tests {
         drop(body);
 
         let dropped = Arc::default();
+        let released = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let body = pumped(
             never(),
             std::future::pending::<String>(),
             endless(&dropped),
             Duration::from_millis(200),
+            Flag(released.clone()),
         );
         assert!(set_soon(&dropped).await, "a stalled stream did not end");
+        // The task is done; the body, which actix drops only with the connection, is not.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            !released.load(std::sync::atomic::Ordering::SeqCst),
+            "the place went before the body did"
+        );
         drop(body);
+        assert!(released.load(std::sync::atomic::Ordering::SeqCst));
     }
 
     #[tokio::test]

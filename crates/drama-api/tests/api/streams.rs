@@ -1,11 +1,13 @@
 //! Bounded streams: caps per user and per process on Server-Sent Events (429
 //! `too_many_streams` with `Retry-After`), and one follower per job shared by every stream.
 
+use std::time::Duration;
+
 use actix_web::test::{call_service, read_body};
 use drama_api::HttpSettings;
 use serde_json::Value;
 
-use crate::support::{Harness, create_drama, get, post, send};
+use crate::support::{Harness, Listening, create_drama, get, post, send};
 
 /// Lets the tasks of closed streams run: each ends as soon as it sees its response dropped.
 async fn settle() {
@@ -50,8 +52,7 @@ async fn two_hundred_streams_of_one_user_stop_at_the_cap_while_others_are_served
     let (status, _, _) = send(&svc, get("/dramas/alices", &h.alice_key)).await;
     assert_eq!(status, 200);
 
-    // A closed stream frees its place (once its task, which makes its frames apart from the
-    // response, sees the client gone).
+    // A closed stream frees its place.
     open.pop();
     settle().await;
     let again = call_service(
@@ -176,4 +177,133 @@ async fn a_long_run_replayed_from_the_start_arrives_complete_and_in_order() {
         assert!(ended, "the stream ends with the run's outcome");
         assert_eq!(ids, logged, "every event once, in order");
     }
+}
+
+/// A settled run of Alice's with thousands of events (a task each, all cancelled): megabytes
+/// of frames, far more than the buffers between the server and a client hold.
+async fn a_long_settled_run(h: &Harness) -> drama_jobs::RunId {
+    use drama_jobs::JobStore as _;
+
+    let mut graph = drama_jobs::Graph::new(drama_jobs::RunSpec::new("t", h.alice.0));
+    for i in 0..40_000 {
+        graph.add(drama_jobs::NodeSpec::task(
+            format!("t{i}"),
+            "k",
+            serde_json::json!({}),
+        ));
+    }
+    let run = h.jobs.submit(&graph).await.unwrap().run_id;
+    h.jobs.cancel(run, "test").await.unwrap();
+    run
+}
+
+/// A real connection with a small receive window that asks for `run`'s events as Alice and
+/// never reads a byte of the answer.
+async fn never_read(
+    server: &Listening,
+    h: &Harness,
+    run: drama_jobs::RunId,
+) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt as _;
+
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(server.base.parse().unwrap()).await.unwrap();
+    let request = format!(
+        "GET /jobs/{run}/events?after=0 HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\r\n",
+        server.base, h.alice_key
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream
+}
+
+/// The status of a new stream of `run`'s events for Alice (closed at once).
+async fn opens(server: &Listening, h: &Harness, run: drama_jobs::RunId) -> u16 {
+    reqwest::Client::new()
+        .get(format!("http://{}/jobs/{run}/events?after=0", server.base))
+        .bearer_auth(&h.alice_key)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Whether a new stream of `run` opens within `within`, trying every 100 ms.
+async fn opens_within(
+    server: &Listening,
+    h: &Harness,
+    run: drama_jobs::RunId,
+    within: Duration,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        if opens(server, h, run).await == 200 {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// A client that opens streams and never reads them holds its places for as long as its
+/// connections stay open, also once the server stopped making frames for them (after the
+/// grace a stalled stream gets): it cannot take a new place every 30 s.
+#[actix_web::test]
+async fn streams_never_read_hold_their_places_until_their_connections_close() {
+    let h = Harness::new().await;
+    let settings = HttpSettings {
+        streams_per_user: 2,
+        // The kernel does not cut the connections off here (see the next test).
+        dead_peer_timeout: Duration::ZERO,
+        ..Harness::settings()
+    };
+    let server = h.listen(settings);
+    let run = a_long_settled_run(&h).await;
+    let mut stalled = vec![
+        never_read(&server, &h, run).await,
+        never_read(&server, &h, run).await,
+    ];
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(opens(&server, &h, run).await, 429, "both places are taken");
+    // The streams give up on their client after the grace (30 s), and still hold their
+    // places, as their connections are open.
+    tokio::time::sleep(Duration::from_secs(35)).await;
+    assert_eq!(
+        opens(&server, &h, run).await,
+        429,
+        "a stalled connection gave its place back"
+    );
+
+    // Closed, they give them back.
+    stalled.clear();
+    assert!(
+        opens_within(&server, &h, run, Duration::from_secs(5)).await,
+        "closed connections kept their places"
+    );
+}
+
+/// The kernel drops the connection of a client that keeps its receive window shut for
+/// `http.dead_peer_timeout`, and the stream's place is given back although the client never
+/// closes it.
+#[actix_web::test]
+async fn a_connection_that_stopped_reading_is_dropped_after_the_dead_peer_timeout() {
+    let h = Harness::new().await;
+    let settings = HttpSettings {
+        streams_per_user: 1,
+        dead_peer_timeout: Duration::from_secs(2),
+        ..Harness::settings()
+    };
+    let server = h.listen(settings);
+    let run = a_long_settled_run(&h).await;
+    let stalled = never_read(&server, &h, run).await;
+    let opened = tokio::time::Instant::now();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(opens(&server, &h, run).await, 429, "the place is taken");
+    assert!(
+        opens_within(&server, &h, run, Duration::from_secs(20)).await,
+        "the stalled connection was not dropped"
+    );
+    assert!(opened.elapsed() >= Duration::from_secs(2));
+    drop(stalled);
 }

@@ -168,6 +168,7 @@ impl Harness {
 /// Serves `app` on 127.0.0.1 (one HTTP worker) inside the current actix system.
 pub fn listen_app(app: App, settings: HttpSettings) -> Listening {
     let cors = settings.clone();
+    let dead_peer_timeout = settings.dead_peer_timeout;
     let state = ApiState::new(app, settings);
     let server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
@@ -177,6 +178,7 @@ pub fn listen_app(app: App, settings: HttpSettings) -> Listening {
     })
     .workers(1)
     .disable_signals()
+    .on_connect(drama_api::connection::on_connect(dead_peer_timeout))
     .bind(("127.0.0.1", 0))
     .unwrap();
     let base = format!("127.0.0.1:{}", server.addrs()[0].port());

@@ -78,8 +78,9 @@ async fn a_silent_websocket_is_closed_with_4408_while_others_are_served() {
         ..Harness::settings()
     };
     let server = h.listen(settings);
+    // As many as one address may hold waiting, less the one that initialises.
     let mut silent = Vec::new();
-    for _ in 0..20 {
+    for _ in 1..drama_api::realtime::MAX_WAITING_SOCKETS_PER_CLIENT {
         silent.push(connect(&server).await);
     }
     // Meanwhile another caller's requests are served.
@@ -534,4 +535,97 @@ async fn an_idle_socket_is_closed_and_gives_its_place_back() {
     let (code, _) = close_frame(&mut ws).await.expect("a close frame");
     assert_eq!(code, drama_api::graphql::IDLE_CLOSE);
     assert!(stopped.elapsed() < idle * 3, "{:?}", stopped.elapsed());
+}
+
+/// An upgrade of `/subscriptions` on `server` from the loopback address `from`: the socket, or
+/// the refusal's status and body.
+async fn upgrade_from(
+    server: &Listening,
+    from: [u8; 4],
+) -> Result<tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>, (u16, Value)> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind((from, 0).into()).unwrap();
+    let stream = socket.connect(server.base.parse().unwrap()).await.unwrap();
+    let mut request = format!("ws://{}/subscriptions", server.base)
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    match tokio_tungstenite::client_async(request, stream).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            let body = response.body().as_deref().unwrap_or_default();
+            Err((
+                response.status().as_u16(),
+                serde_json::from_slice(body).unwrap_or(Value::Null),
+            ))
+        }
+        Err(e) => panic!("upgrade failed: {e}"),
+    }
+}
+
+/// A few addresses opening sockets and never initialising them cannot keep every other
+/// client out: one address holds at most its share of the sockets waiting for
+/// `connection_init`.
+#[actix_web::test]
+async fn one_address_holds_at_most_its_share_of_the_sockets_waiting_for_their_init() {
+    let h = Harness::new().await;
+    let server = h.listen(Harness::settings());
+    let cap = drama_api::realtime::MAX_WAITING_SOCKETS_PER_CLIENT;
+    let mut waiting = Vec::new();
+    for _ in 0..cap {
+        waiting.push(upgrade_from(&server, [127, 0, 0, 1]).await.unwrap());
+    }
+    let (status, body) = upgrade_from(&server, [127, 0, 0, 1]).await.err().unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["code"], ErrorCode::Unavailable.code(), "{body}");
+    assert_eq!(
+        body["detail"],
+        "Too many sockets from this address are waiting for their connection_init; retry \
+         shortly",
+        "{body}"
+    );
+
+    // Another address is not held up, and its socket serves.
+    let mut other = upgrade_from(&server, [127, 0, 0, 2]).await.unwrap();
+    send_on(
+        &mut other,
+        json!({"type": "connection_init", "payload": {"x-api-key": h.bob_key}}),
+    )
+    .await;
+    let ack = tokio::time::timeout(Duration::from_secs(10), other.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(ack.to_text().unwrap().contains("connection_ack"), "{ack}");
+
+    // A socket that initialises gives its waiting place back to its address.
+    send_on(
+        &mut waiting[0],
+        json!({"type": "connection_init", "payload": {"x-api-key": h.alice_key}}),
+    )
+    .await;
+    let ack = tokio::time::timeout(Duration::from_secs(10), waiting[0].next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(ack.to_text().unwrap().contains("connection_ack"), "{ack}");
+    assert!(upgrade_from(&server, [127, 0, 0, 1]).await.is_ok());
+}
+
+async fn send_on(
+    ws: &mut tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+    message: Value,
+) {
+    use futures::SinkExt as _;
+
+    ws.send(Message::Text(message.to_string().into()))
+        .await
+        .unwrap();
 }

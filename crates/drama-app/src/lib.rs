@@ -167,6 +167,15 @@ impl App {
         self
     }
 
+    /// Sets how many locks users (and drama ids) are spread over for the checks that guard
+    /// a write (256 by default; at least 1); users on one lock wait for each other's checks.
+    /// A test sets 1 so that every user shares one.
+    #[must_use]
+    pub fn with_admission_stripes(mut self, stripes: usize) -> Self {
+        self.admission = Arc::new(admission::Admission::new(stripes));
+        self
+    }
+
     /// The allowance of job nodes for one request's reads of the `jobs` of dramas
     /// ([`App::trees_of_dramas`]).
     pub fn node_budget(&self) -> crate::pipeline::NodeBudget {

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use drama_dal::{Entity, RepoError};
-use drama_domain::DramaId;
+use drama_domain::{DramaId, UserId};
 use drama_jobs::{JobId, JobState, JobView};
 
 use super::spec::kind;
@@ -50,7 +50,7 @@ impl App {
         // A run that writes a new drama (from a premise, or an improvement into a new id) and
         // settled before writing it would store one more drama once resumed: the drama quota
         // and the id are checked as when it started, in the id's turn and then the user's
-        // (the order every admission takes).
+        // (the order every admission takes, after the drama's turn).
         let new_drama = match (&run.subject, run.kind.as_str()) {
             (Some(subject), kind::CREATE_DRAMA | kind::IMPROVE_DRAMA) if starts_again => {
                 DramaId::parse(subject.as_str()).ok()
@@ -58,6 +58,13 @@ impl App {
             _ => None,
         };
         self.ensure_subject_there(caller, &run).await?;
+        // What it re-queues, a generation request of the drama reading the active runs would
+        // plan and pay for again: it waits for the drama's turn, which that request holds
+        // from its read to its submit.
+        let _drama_turn = match run.subject.as_deref().and_then(|s| DramaId::parse(s).ok()) {
+            Some(drama) => Some(self.admission.drama(UserId(run.owner), &drama).await),
+            None => None,
+        };
         let _id_turn = match &new_drama {
             Some(drama) => Some(self.admission.id(drama).await),
             None => None,

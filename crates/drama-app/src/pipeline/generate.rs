@@ -95,9 +95,11 @@ impl App {
                 .replay_part(owner, id, &target, options, &once, &run)
                 .await;
         }
-        // From the read of the active runs to the submit, in the user's turn: two requests
-        // of one drama (in this process) cannot both miss the other's run and pay twice.
-        let _turn = self.admission.user(owner).await;
+        // From the read of the active runs to the submit, in the drama's turn: two requests
+        // of one drama (in this process) cannot both miss the other's run and pay twice. Not
+        // in the user's, a stripe shared with other users and held only to check and write
+        // (`submit`): the reads and the plan grow with the drama and its active runs.
+        let _turn = self.admission.drama(owner, id).await;
         let drama = self.prepare(owner, id).await?;
         let (scope, shown) = target.resolve(&drama, id)?;
         let objects = self.store.asset_objects(owner, id).await?;
@@ -154,8 +156,7 @@ impl App {
                 replayed: false,
             });
         }
-        self.submit_admitted(owner, planned.cost, graph, &once)
-            .await
+        self.submit(owner, planned.cost, graph, &once).await
     }
 
     /// The drama with every generation target in place (added and saved when missing).

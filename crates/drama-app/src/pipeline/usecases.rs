@@ -254,26 +254,15 @@ impl App {
 
     /// Stores and pays for a run in one transaction. Under an idempotency key another request
     /// may have taken the key in the meantime; its answer is returned then.
-    async fn submit(
-        &self,
-        owner: UserId,
-        cost: i64,
-        graph: Graph,
-        once: &Once,
-    ) -> Result<Started, AppError> {
-        // The run quota's check and the run's write take the user's turn (`admission`).
-        let _turn = self.admission.user(owner).await;
-        self.submit_admitted(owner, cost, graph, once).await
-    }
-
-    /// [`App::submit`] for a caller that holds the user's turn already.
-    pub(super) async fn submit_admitted(
+    pub(super) async fn submit(
         &self,
         owner: UserId,
         cost: i64,
         mut graph: Graph,
         once: &Once,
     ) -> Result<Started, AppError> {
+        // The run quota's check and the run's write take the user's turn (`admission`).
+        let _turn = self.admission.user(owner).await;
         self.check_run_quota(owner).await?;
         // Every run but a critique stores media.
         if graph.run.kind != kind::CRITIQUE_DRAMA {

@@ -231,6 +231,21 @@ pub trait CreditLedger: Send + Sync {
     async fn check_ledger(&self) -> Result<Vec<LedgerMismatch>, RepoError>;
 }
 
+/// Checks the amount of an operator's debit or credit (`debit_tokens`, `credit_tokens`): the
+/// sign is the operation's, so the amount itself must be positive.
+///
+/// # Errors
+/// `Invalid` naming `amount`.
+pub fn check_amount(amount: i64) -> Result<(), RepoError> {
+    if amount <= 0 {
+        return Err(RepoError::invalid(
+            "amount",
+            format!("must be positive, got {amount}"),
+        ));
+    }
+    Ok(())
+}
+
 /// Checks a ledger page request.
 ///
 /// # Errors

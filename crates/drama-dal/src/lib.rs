@@ -13,7 +13,7 @@ mod usage;
 
 pub use credits::{
     CreditLedger, CreditMove, CreditReason, LedgerEntry, LedgerMismatch, MAX_NOTE_LEN,
-    check_ledger_limit, check_move,
+    check_amount, check_ledger_limit, check_move,
 };
 pub use error::{Entity, RepoError};
 pub use generation::{

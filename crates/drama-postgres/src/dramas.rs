@@ -30,7 +30,7 @@ use read::{
     LIST_HEADS_FIRST, SUMMARY_COLUMNS, bind_page, paginate, stored_from_row, summary_from_row,
 };
 use write::why_not_written;
-pub(crate) use write::{bump_version, write_children};
+pub(crate) use write::{bump_version, insert_drama, write_children};
 
 #[async_trait]
 impl DramaRepository for PgStore {
@@ -38,26 +38,16 @@ impl DramaRepository for PgStore {
     async fn create(&self, owner: UserId, drama: &Drama) -> Result<StoredDrama, RepoError> {
         drama.validate()?;
         let mut tx = self.pool.begin().await.map_err(db)?;
-        let row = sqlx::query(
-            "insert into public.dramas (id, owner_id, title, description, premise, url, metadata) \
-             values ($1, $2, $3, $4, $5, $6, $7) returning version, created_at, updated_at",
-        )
-        .bind(drama.id.as_str())
-        .bind(owner.0)
-        .bind(&drama.title)
-        .bind(&drama.description)
-        .bind(&drama.premise)
-        .bind(&drama.url)
-        .bind(&drama.metadata)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(|e| match map_err(e, Entity::Drama, drama.id.as_str()) {
-            RepoError::NotFound {
-                entity: Entity::User,
-                ..
-            } => RepoError::not_found(Entity::User, owner),
-            other => other,
-        })?;
+        let row = insert_drama(&mut tx, owner, drama)
+            .await
+            .map_err(|e| match e {
+                // `map_err` names the drama's id; the one missing is the owner.
+                RepoError::NotFound {
+                    entity: Entity::User,
+                    ..
+                } => RepoError::not_found(Entity::User, owner),
+                other => other,
+            })?;
         write_children(&mut tx, drama, false).await?;
         tx.commit().await.map_err(db)?;
         Ok(StoredDrama {

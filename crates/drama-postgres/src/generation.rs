@@ -30,7 +30,7 @@ use uuid::Uuid;
 
 use crate::PgStore;
 use crate::credits::{apply, balance, try_move};
-use crate::dramas::{bump_version, read_complete, write_children};
+use crate::dramas::{bump_version, insert_drama, read_complete, write_children};
 use crate::error::{db, map_err};
 use crate::jobs::{
     complete_in_tx, resume_priced_in_tx, settle_in_tx, submit_in_tx, take_refund_in_tx,
@@ -418,20 +418,7 @@ impl GenerationStore for PgStore {
         lock_run(&mut tx, fence.run_id).await?;
         match write {
             DramaWrite::Create => {
-                sqlx::query(
-                    "insert into public.dramas (id, owner_id, title, description, premise, url, \
-                         metadata) values ($1, $2, $3, $4, $5, $6, $7)",
-                )
-                .bind(drama.id.as_str())
-                .bind(owner.0)
-                .bind(&drama.title)
-                .bind(&drama.description)
-                .bind(&drama.premise)
-                .bind(&drama.url)
-                .bind(&drama.metadata)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| map_err(e, Entity::Drama, drama.id.as_str()))?;
+                insert_drama(&mut tx, owner, drama).await?;
                 write_children(&mut tx, drama, false).await?;
             }
             DramaWrite::Replace => {

@@ -1,7 +1,9 @@
 //! `UserRepository` on PostgreSQL.
 
 use async_trait::async_trait;
-use drama_dal::{CreditMove, CreditReason, Entity, NewUser, RepoError, UserRepository};
+use drama_dal::{
+    CreditMove, CreditReason, Entity, NewUser, RepoError, UserRepository, check_amount,
+};
 use drama_domain::{User, UserId};
 use sqlx::Row as _;
 use sqlx::postgres::PgRow;
@@ -20,16 +22,6 @@ fn user_from_row(row: &PgRow) -> Result<User, RepoError> {
         created_at: row.try_get("created_at").map_err(db)?,
         updated_at: row.try_get("updated_at").map_err(db)?,
     })
-}
-
-fn positive(amount: i64) -> Result<(), RepoError> {
-    if amount <= 0 {
-        return Err(RepoError::invalid(
-            "amount",
-            format!("must be positive, got {amount}"),
-        ));
-    }
-    Ok(())
 }
 
 #[async_trait]
@@ -100,7 +92,7 @@ impl UserRepository for PgStore {
 
     #[tracing::instrument(skip_all, fields(user.id = %id, amount))]
     async fn debit_tokens(&self, id: UserId, amount: i64) -> Result<i64, RepoError> {
-        positive(amount)?;
+        check_amount(amount)?;
         let mut conn = self.pool.acquire().await.map_err(db)?;
         credits::apply(
             &mut conn,
@@ -111,7 +103,7 @@ impl UserRepository for PgStore {
 
     #[tracing::instrument(skip_all, fields(user.id = %id, amount))]
     async fn credit_tokens(&self, id: UserId, amount: i64) -> Result<i64, RepoError> {
-        positive(amount)?;
+        check_amount(amount)?;
         let mut conn = self.pool.acquire().await.map_err(db)?;
         credits::apply(
             &mut conn,

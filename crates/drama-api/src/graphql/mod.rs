@@ -177,8 +177,8 @@ fn mark_with(errors: &mut [serde_json::Value], code: ErrorCode) {
     responses(
         (status = 200, description = "`{data, errors}`; field errors carry `extensions.code`."),
         (status = 400, description = "The body is not JSON, a member has the wrong type (`query` a string, `operationName` a string or null, `variables` an object or null), or the request is over a limit.", body = doc::Error),
-        (status = 413, description = "The body is above its limit.", body = doc::Error),
-        (status = 422, description = "The input breaks a rule; `detail` lists each field.", body = doc::ValidationError),
+        doc::TooLarge,
+        doc::Invalid,
     )
 )]
 async fn post(
@@ -301,7 +301,7 @@ struct GetQuery {
     ),
     responses(
         (status = 200, description = "`{data, errors}` or the GraphiQL page."),
-        (status = 422, description = "The input breaks a rule; `detail` lists each field.", body = doc::ValidationError),
+        doc::Invalid,
         (status = 400, description = "`query` missing, `variables` not a JSON object.", body = doc::Error),
         (status = 405, description = "The selected operation is a mutation or a subscription (`method_not_allowed`, `Allow: POST`): send it with POST. Nothing was run.", body = doc::Error),
     )

@@ -50,7 +50,7 @@ struct ListQuery {
     ),
     responses(
         (status = 200, description = "A page of summaries.", body = inline(doc::DramaPage)),
-        (status = 422, description = "The input breaks a rule; `detail` lists each field.", body = doc::ValidationError),
+        doc::Invalid,
     )
 )]
 async fn list(
@@ -122,8 +122,8 @@ async fn list(
         (status = 402, description = "Not enough tokens.", body = doc::Error),
         (status = 409, description = "The id is taken.", body = doc::Error),
         (status = 413, description = "Body too large.", body = doc::Error),
-        (status = 422, description = "The input breaks a rule; `detail` lists each field.", body = doc::ValidationError),
-        (status = 403, description = "A per-user quota would be exceeded (`quota_exceeded`: dramas held, bytes stored or runs in progress); nothing was done.", body = doc::Error),
+        doc::Invalid,
+        doc::OverQuota,
     )
 )]
 async fn create(
@@ -306,11 +306,9 @@ async fn get(
     request_body = doc::DramaPatch,
     responses(
         (status = 200, description = "The drama.", body = doc::Drama),
-        (status = 404, description = "No such drama.", body = doc::Error),
+        doc::NoSuchDrama,
         (status = 409, description = "Stale version.", body = doc::Error),
-        (status = 422, description = "The input breaks a rule; `detail` lists each field.", body = doc::ValidationError),
-        (status = 400, description = "The request cannot be understood: a body that is not JSON, a malformed header or path.", body = doc::Error),
-        (status = 413, description = "The body is above its limit.", body = doc::Error),
+        doc::BodyRefused,
     )
 )]
 async fn patch(
@@ -336,8 +334,8 @@ async fn patch(
     params(doc::DramaPath),
     responses(
         (status = 200, description = "`{\"success\": true}`"),
-        (status = 404, description = "No such drama.", body = doc::Error),
-        (status = 400, description = "The request cannot be understood: a body that is not JSON, a malformed header or path.", body = doc::Error),
+        doc::NoSuchDrama,
+        doc::Malformed,
     )
 )]
 async fn delete(

@@ -188,8 +188,8 @@ fn end_frame(view: &JobView) -> Bytes {
     responses(
         (status = 200, description = "`text/event-stream`; ends with an `end` event when the job settles.", body = inline(doc::ServerSentEvent), content_type = "text/event-stream"),
         (status = 404, description = "No such job.", body = doc::Error),
-        (status = 400, description = "The request cannot be understood: a body that is not JSON, a malformed header or path.", body = doc::Error),
-        (status = 422, description = "The input breaks a rule; `detail` lists each field.", body = doc::ValidationError),
+        doc::Malformed,
+        doc::Invalid,
     )
 )]
 pub(crate) async fn events(
@@ -264,7 +264,7 @@ fn version_frame(kind: &str, drama: &DramaId, version: i64) -> Bytes {
     ),
     responses(
         (status = 200, description = "`text/event-stream`: `current` with the version now, then `changed` with every newer version written by any process, then `deleted` when the drama is deleted. Each event's data is `{dramaId, version, deleted}`.", body = inline(doc::ServerSentEvent), content_type = "text/event-stream"),
-        (status = 404, description = "No such drama.", body = doc::Error),
+        doc::NoSuchDrama,
     )
 )]
 pub(crate) async fn drama_events(

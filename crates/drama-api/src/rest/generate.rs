@@ -122,12 +122,9 @@ pub(crate) struct ImproveRequest {
     responses(
         (status = 202, description = "Improvement started.", body = doc::ImproveResponse),
         (status = 402, description = "Not enough tokens.", body = doc::Error),
-        (status = 404, description = "No such drama.", body = doc::Error),
+        doc::NoSuchDrama,
         (status = 409, description = "The new id is taken.", body = doc::Error),
-        (status = 422, description = "The input breaks a rule; `detail` lists each field.", body = doc::ValidationError),
-        (status = 400, description = "The request cannot be understood: a body that is not JSON, a malformed header or path.", body = doc::Error),
-        (status = 413, description = "The body is above its limit.", body = doc::Error),
-        (status = 403, description = "A per-user quota would be exceeded (`quota_exceeded`: dramas held, bytes stored or runs in progress); nothing was done.", body = doc::Error),
+        doc::StartRefused,
     )
 )]
 async fn improve(
@@ -383,9 +380,7 @@ async fn generate_asset(
         (status = 202, description = "Stitching started.", body = doc::JobResponse),
         (status = 402, description = "Not enough tokens; nothing started.", body = doc::Error),
         (status = 404, description = "Missing drama or part.", body = doc::Error),
-        (status = 400, description = "The request cannot be understood: a body that is not JSON, a malformed header or path.", body = doc::Error),
-        (status = 422, description = "The input breaks a rule (an `Idempotency-Key` that is malformed or was used for a different request); `detail` lists each field.", body = doc::ValidationError),
-        (status = 403, description = "A per-user quota would be exceeded (`quota_exceeded`: dramas held, bytes stored or runs in progress); nothing was done.", body = doc::Error),
+        doc::BareStartRefused,
     )
 )]
 async fn stitch(
@@ -474,9 +469,7 @@ async fn get_audition(
         (status = 404, description = "Missing.", body = doc::Error),
         (status = 402, description = "Not enough tokens.", body = doc::Error),
         (status = 500, description = "The generation failed (`generation_failed`); `detail` carries the provider's reason (a refused prompt can be edited).", body = doc::Error),
-        (status = 400, description = "The request cannot be understood: a body that is not JSON, a malformed header or path.", body = doc::Error),
-        (status = 422, description = "The input breaks a rule (an `Idempotency-Key` that is malformed or was used for a different request); `detail` lists each field.", body = doc::ValidationError),
-        (status = 403, description = "A per-user quota would be exceeded (`quota_exceeded`: dramas held, bytes stored or runs in progress); nothing was done.", body = doc::Error),
+        doc::BareStartRefused,
     )
 )]
 async fn portrait(
@@ -561,10 +554,10 @@ async fn get_cover(
     responses(
         (status = 200, description = "The drama.", body = doc::Drama),
         (status = 400, description = "No main character, or one lacks a portrait.", body = doc::Error),
-        (status = 404, description = "No such drama.", body = doc::Error),
+        doc::NoSuchDrama,
         (status = 500, description = "The generation failed (`generation_failed`); `detail` carries the provider's reason (a refused prompt can be edited).", body = doc::Error),
-        (status = 422, description = "The input breaks a rule (an `Idempotency-Key` that is malformed or was used for a different request); `detail` lists each field.", body = doc::ValidationError),
-        (status = 403, description = "A per-user quota would be exceeded (`quota_exceeded`: dramas held, bytes stored or runs in progress); nothing was done.", body = doc::Error),
+        doc::KeyRefused,
+        doc::OverQuota,
     )
 )]
 async fn cover(

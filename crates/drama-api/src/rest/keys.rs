@@ -80,8 +80,8 @@ pub(crate) struct CreateKey {
         (status = 201, description = "The key, with its secret.", body = doc::CreatedApiKey),
         (status = 422, description = "A bad name or lifetime, or 50 usable keys already.", body = doc::ValidationError),
         (status = 403, description = "A legacy key or the service key (`forbidden`), or 100 keys made in the last 24 hours, revoked ones included (`quota_exceeded`).", body = doc::Error),
-        (status = 400, description = "The request cannot be understood: a body that is not JSON, a malformed header or path.", body = doc::Error),
-        (status = 413, description = "The body is above its limit.", body = doc::Error),
+        doc::Malformed,
+        doc::TooLarge,
     )
 )]
 async fn create(
@@ -123,7 +123,7 @@ async fn create(
     responses(
         (status = 200, description = "The revoked key.", body = doc::ApiKey),
         (status = 404, description = "No such key of the caller; for a caller with an API key, no such key in that key's line (itself and the keys made with it).", body = doc::Error),
-        (status = 400, description = "The request cannot be understood: a body that is not JSON, a malformed header or path.", body = doc::Error),
+        doc::Malformed,
     )
 )]
 async fn revoke(

@@ -194,7 +194,7 @@ fn item(
     responses(
         (status = 200, description = "The record."),
         (status = 404, description = "No such upload.", body = doc::Error),
-        (status = 422, description = "The input breaks a rule; `detail` lists each field.", body = doc::ValidationError),
+        doc::Invalid,
         (status = 400, description = "`project_name` or `asset_type` missing, or an unknown `asset_type`.", body = doc::Error),
     )
 )]
@@ -220,7 +220,7 @@ async fn metadata(
         (status = 200, description = "The bytes, with their type."),
         (status = 400, description = "Missing project or type.", body = doc::Error),
         (status = 404, description = "No such upload.", body = doc::Error),
-        (status = 422, description = "The input breaks a rule; `detail` lists each field.", body = doc::ValidationError),
+        doc::Invalid,
     )
 )]
 async fn download(
@@ -244,8 +244,8 @@ async fn download(
     responses(
         (status = 200, description = "`{success, message}`"),
         (status = 404, description = "No such upload.", body = doc::Error),
-        (status = 400, description = "The request cannot be understood: a body that is not JSON, a malformed header or path.", body = doc::Error),
-        (status = 422, description = "The input breaks a rule; `detail` lists each field.", body = doc::ValidationError),
+        doc::Malformed,
+        doc::Invalid,
     )
 )]
 async fn delete(
@@ -395,7 +395,7 @@ async fn read_upload(mut form_data: Multipart, limit: u64) -> Result<UploadParts
         (status = 200, description = "`{asset_id, asset_type, tag, r2_key, public_url, created_at}`"),
         (status = 413, description = "Too large: the file past the upload limit, a text part past 64 KB (naming it), the text parts past 1 MB together, or more than 16 parts.", body = doc::Error),
         (status = 422, description = "The input breaks a rule (a second `file` part among them); `detail` lists each field.", body = doc::ValidationError),
-        (status = 400, description = "The request cannot be understood: a body that is not JSON, a malformed header or path.", body = doc::Error),
+        doc::Malformed,
         (status = 403, description = "A per-user quota would be exceeded (`quota_exceeded`: bytes or objects stored); nothing was done. Checked before the body is read, with `Content-Length` (less 1,088 KiB for the other parts) when it is sent, and again with the file's size.", body = doc::Error),
         (status = 408, description = "The body sent nothing for `http.upload_idle_timeout` seconds, or took longer than `http.upload_timeout` (`request_timeout`); nothing was stored.", body = doc::Error),
     )

@@ -46,8 +46,8 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
         (status = 302, description = "Redirect to a presigned URL."),
         (status = 404, description = "Not the caller's object.", body = doc::Error),
         (status = 206, description = "The range asked for, with `Content-Range`."),
-        (status = 304, description = "`If-None-Match` names the current `ETag`."),
-        (status = 416, description = "The range starts past the end; `Content-Range: bytes */{size}`.", body = doc::Error),
+        doc::NotModified,
+        doc::RangePastEnd,
     )
 )]
 async fn media(
@@ -117,8 +117,8 @@ fn verify(
         (status = 200, description = "The headers a GET would answer (Content-Length, Content-Type, Accept-Ranges, ETag, Last-Modified), no body."),
         (status = 404, description = "Not the caller's object.", body = doc::Error),
         (status = 206, description = "With `Range`: the headers of that range."),
-        (status = 304, description = "`If-None-Match` names the current `ETag`."),
-        (status = 416, description = "The range starts past the end; `Content-Range: bytes */{size}`.", body = doc::Error),
+        doc::NotModified,
+        doc::RangePastEnd,
     )
 )]
 async fn media_head(
@@ -140,8 +140,8 @@ async fn media_head(
         (status = 200, description = "The headers a GET would answer (Content-Length, Content-Type, Accept-Ranges, ETag, Last-Modified), no body."),
         (status = 403, description = "Bad or expired signature.", body = doc::Error),
         (status = 206, description = "With `Range`: the headers of that range."),
-        (status = 304, description = "`If-None-Match` names the current `ETag`."),
-        (status = 416, description = "The range starts past the end; `Content-Range: bytes */{size}`.", body = doc::Error),
+        doc::NotModified,
+        doc::RangePastEnd,
     ),
     security(())
 )]
@@ -164,8 +164,8 @@ async fn signed_head(
         (status = 200, description = "The bytes, cached privately for the rest of the signature's life (ranges and conditional requests supported)."),
         (status = 403, description = "Bad or expired signature.", body = doc::Error),
         (status = 206, description = "The range asked for, with `Content-Range`."),
-        (status = 304, description = "`If-None-Match` names the current `ETag`."),
-        (status = 416, description = "The range starts past the end; `Content-Range: bytes */{size}`.", body = doc::Error),
+        doc::NotModified,
+        doc::RangePastEnd,
     ),
     security(())
 )]

@@ -1,6 +1,7 @@
 //! Characters, episodes, scenes and scene assets of a drama: reads and PATCHes.
 
 use actix_web::{HttpRequest, HttpResponse, web};
+use drama_app::Caller;
 use drama_app::store::Entity;
 use drama_domain::{
     Asset, AssetId, AssetOwner, AssetPatch, Character, CharacterId, CharacterPatch, Drama,
@@ -80,6 +81,20 @@ pub(super) fn find_asset<'a>(
         .ok_or_else(|| ApiError::not_found(Entity::Asset, asset))
 }
 
+/// A list of the parts of the caller's drama, answered as `{key: […]}` with the drama's version
+/// as its ETag. The list goes through a JSON value, as the answers of these routes always have.
+async fn read_list<T: serde::Serialize>(
+    state: &ApiState,
+    caller: &Caller,
+    raw: &str,
+    key: &str,
+    list: impl for<'d> FnOnce(&'d Drama) -> Result<&'d [T], ApiError>,
+) -> Result<HttpResponse, ApiError> {
+    let stored = load_drama(state, caller, raw).await?;
+    let items = list(&stored.drama)?;
+    Ok(with_etag(stored.version, &json!({ key: items })))
+}
+
 #[utoipa::path(
     get,
     path = "/dramas/{drama_id}/characters",
@@ -88,7 +103,7 @@ pub(super) fn find_asset<'a>(
     params(doc::DramaPath),
     responses(
         (status = 200, description = "`{\"characters\": […]}`"),
-        (status = 404, description = "A parent is missing.", body = doc::Error),
+        doc::ParentMissing,
     )
 )]
 async fn characters(
@@ -96,11 +111,7 @@ async fn characters(
     Auth(caller): Auth,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let stored = load_drama(&state, &caller, &path).await?;
-    Ok(with_etag(
-        stored.version,
-        &json!({"characters": stored.drama.characters}),
-    ))
+    read_list(&state, &caller, &path, "characters", |d| Ok(&d.characters)).await
 }
 
 #[utoipa::path(
@@ -155,7 +166,7 @@ async fn patch_character(
     params(doc::DramaPath),
     responses(
         (status = 200, description = "`{\"episodes\": […]}`"),
-        (status = 404, description = "A parent is missing.", body = doc::Error),
+        doc::ParentMissing,
     )
 )]
 async fn episodes(
@@ -163,11 +174,7 @@ async fn episodes(
     Auth(caller): Auth,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let stored = load_drama(&state, &caller, &path).await?;
-    Ok(with_etag(
-        stored.version,
-        &json!({"episodes": stored.drama.episodes}),
-    ))
+    read_list(&state, &caller, &path, "episodes", |d| Ok(&d.episodes)).await
 }
 
 #[utoipa::path(
@@ -222,7 +229,7 @@ async fn patch_episode(
     params(doc::EpisodePath),
     responses(
         (status = 200, description = "`{\"scenes\": […]}`"),
-        (status = 404, description = "A parent is missing.", body = doc::Error),
+        doc::ParentMissing,
     )
 )]
 async fn scenes(
@@ -231,12 +238,10 @@ async fn scenes(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (d, e) = path.into_inner();
-    let stored = load_drama(&state, &caller, &d).await?;
-    let episode = find_episode(&stored.drama, &e)?;
-    Ok(with_etag(
-        stored.version,
-        &json!({"scenes": episode.scenes}),
-    ))
+    read_list(&state, &caller, &d, "scenes", |drama| {
+        Ok(&find_episode(drama, &e)?.scenes)
+    })
+    .await
 }
 
 #[utoipa::path(
@@ -294,7 +299,7 @@ async fn patch_scene(
     params(doc::ScenePath),
     responses(
         (status = 200, description = "`{\"assets\": […]}`"),
-        (status = 404, description = "A parent is missing.", body = doc::Error),
+        doc::ParentMissing,
     )
 )]
 async fn scene_assets(
@@ -303,9 +308,10 @@ async fn scene_assets(
     path: web::Path<(String, String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (d, e, s) = path.into_inner();
-    let stored = load_drama(&state, &caller, &d).await?;
-    let scene = find_scene(&stored.drama, &e, &s)?;
-    Ok(with_etag(stored.version, &json!({"assets": scene.assets})))
+    read_list(&state, &caller, &d, "assets", |drama| {
+        Ok(&find_scene(drama, &e, &s)?.assets)
+    })
+    .await
 }
 
 #[utoipa::path(

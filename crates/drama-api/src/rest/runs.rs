@@ -153,8 +153,8 @@ impl EstimateRequest {
         (status = 200, description = "The estimate.", body = doc::Estimate),
         (status = 404, description = "No such drama, or no such part of it.", body = doc::Error),
         (status = 422, description = "A malformed body.", body = doc::ValidationError),
-        (status = 400, description = "The request cannot be understood: a body that is not JSON, a malformed header or path.", body = doc::Error),
-        (status = 413, description = "The body is above its limit.", body = doc::Error),
+        doc::Malformed,
+        doc::TooLarge,
     )
 )]
 async fn estimate(

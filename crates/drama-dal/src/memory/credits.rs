@@ -8,8 +8,8 @@ use drama_domain::{User, UserId};
 
 use super::{MemoryStore, State};
 use crate::credits::{
-    CreditLedger, CreditMove, CreditReason, LedgerEntry, LedgerMismatch, check_ledger_limit,
-    check_move,
+    CreditLedger, CreditMove, CreditReason, LedgerEntry, LedgerMismatch, check_amount,
+    check_ledger_limit, check_move,
 };
 use crate::error::{Entity, RepoError};
 use crate::repos::{NewUser, UserRepository};
@@ -75,16 +75,6 @@ impl MemoryStore {
     pub fn move_credits_now(&self, movement: &CreditMove) -> Result<i64, RepoError> {
         self.lock().move_credits(movement)
     }
-}
-
-fn check_amount(amount: i64) -> Result<(), RepoError> {
-    if amount <= 0 {
-        return Err(RepoError::invalid(
-            "amount",
-            format!("must be positive, got {amount}"),
-        ));
-    }
-    Ok(())
 }
 
 #[async_trait]

@@ -8,6 +8,7 @@ use drama_dal::{Entity, RepoError, Version};
 use drama_domain::{AssetOwner, Drama, DramaId, UserId};
 use serde_json::{Value, json};
 use sqlx::PgConnection;
+use sqlx::postgres::PgRow;
 
 use crate::error::{db, map_err};
 
@@ -167,6 +168,30 @@ with gone_assets as (delete from public.assets where drama_id = $1 and not (id =
      gone_characters as (delete from public.characters where drama_id = $1 and not (id = any($5)) returning 1) \
 select (select count(*) from gone_assets) + (select count(*) from gone_scenes) \
      + (select count(*) from gone_episodes) + (select count(*) from gone_characters)";
+
+/// Inserts a new drama's own row (its children are [`write_children`]'s) and answers the row's
+/// `version`, `created_at` and `updated_at`. A taken id is `AlreadyExists`; an owner that
+/// does not exist is `NotFound` of a user, named by the drama id (`map_err` knows no other).
+pub(crate) async fn insert_drama(
+    conn: &mut PgConnection,
+    owner: UserId,
+    drama: &Drama,
+) -> Result<PgRow, RepoError> {
+    sqlx::query(
+        "insert into public.dramas (id, owner_id, title, description, premise, url, metadata) \
+         values ($1, $2, $3, $4, $5, $6, $7) returning version, created_at, updated_at",
+    )
+    .bind(drama.id.as_str())
+    .bind(owner.0)
+    .bind(&drama.title)
+    .bind(&drama.description)
+    .bind(&drama.premise)
+    .bind(&drama.url)
+    .bind(&drama.metadata)
+    .fetch_one(conn)
+    .await
+    .map_err(|e| map_err(e, Entity::Drama, drama.id.as_str()))
+}
 
 /// Upserts every child of `d` (parents before children), then deletes what is gone.
 pub(crate) async fn write_children(

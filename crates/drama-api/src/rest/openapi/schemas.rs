@@ -599,7 +599,9 @@ impl<T: ToSchema> ToSchema for Closed<T> {}
 
 // The answers and paths several operations share, kept beside these schemas.
 pub(crate) use super::answers::{
-    AssetPath, CharacterPath, CritiqueStarted, DramaPath, EpisodePath, GenerationStarted,
-    GenerationStartedBare, Idempotent, IfMatch, JobChanged, JobPath, JobResumed, LibraryItem,
-    ObjectPath, PartPatched, PartRead, ScenePath, Signature, UploadPath,
+    AssetPath, BareStartRefused, BodyRefused, CharacterPath, CritiqueStarted, DramaPath,
+    EpisodePath, GenerationStarted, GenerationStartedBare, Idempotent, IfMatch, Invalid,
+    JobChanged, JobPath, JobResumed, KeyRefused, LibraryItem, Malformed, NoSuchDrama, NotModified,
+    ObjectPath, OverQuota, ParentMissing, PartPatched, PartRead, RangePastEnd, ScenePath,
+    Signature, StartRefused, TooLarge, UploadPath,
 };

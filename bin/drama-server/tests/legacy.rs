@@ -399,45 +399,35 @@ async fn the_old_asset_library_reaches_its_new_owner_through_the_api() {
     let owner = uuid::Uuid::new_v4().to_string();
     let id = "5d0c3f64-1b1e-4a44-9a57-3d2b8e6f0c11";
     let png: Vec<u8> = [b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".as_slice(), &[7u8; 200]].concat();
-    // Two long project names that share their first 64 characters stay two projects.
-    let long = "storyboards-for-the-second-season-of-the-corgi-drama-episodes-1-to";
-    let (first, second) = (format!("{long}-12"), format!("{long}-24"));
-    let items = [
-        ("my-project", id),
-        (first.as_str(), "6e1d4075-2c2f-4b55-8b68-4e3c9f7a1d22"),
-        (second.as_str(), "7f2e5186-3d30-4c66-9c79-5f4d0a8b2e33"),
-    ];
-    for (project, id) in items {
-        s3.put(
-            &format!("10000/{project}/images/{id}.png"),
-            png.clone(),
-            "image/png",
-        )
-        .await;
-        s3.put(
-            &format!("10000/{project}/images/{id}.json"),
-            serde_json::to_vec(&json!({
-                "asset_id": id, "user_id": "10000", "project_name": project,
-                "asset_type": "image", "tag": "character", "filename": "hero.png",
-                "created_at": "2025-11-02T10:00:00.000000Z", "updated_at": "2025-11-02T10:00:00.000000Z",
-                "file_size": png.len(), "r2_key": format!("10000/{project}/images/{id}.png"),
-                "content_type": "image/png"}))
-            .unwrap(),
-            "application/json",
-        )
-        .await;
-    }
+    s3.put(
+        &format!("10000/my-project/images/{id}.png"),
+        png.clone(),
+        "image/png",
+    )
+    .await;
+    s3.put(
+        &format!("10000/my-project/images/{id}.json"),
+        serde_json::to_vec(&json!({
+            "asset_id": id, "user_id": "10000", "project_name": "my-project",
+            "asset_type": "image", "tag": "character", "filename": "hero.png",
+            "created_at": "2025-11-02T10:00:00.000000Z", "updated_at": "2025-11-02T10:00:00.000000Z",
+            "file_size": png.len(), "r2_key": format!("10000/my-project/images/{id}.png"),
+            "content_type": "image/png"}))
+        .unwrap(),
+        "application/json",
+    )
+    .await;
 
     let run = s3.run(&["import-r2", "--owner", &owner], &db.url()).await;
     let out = text(&run);
     assert!(run.status.success(), "{out}");
     assert!(
-        out.contains("asset library (owners 10000): 3 records; copied 3"),
+        out.contains("asset library (owners 10000): 1 records; copied 1"),
         "{out}"
     );
     let again = s3.run(&["import-r2", "--owner", &owner], &db.url()).await;
     assert!(
-        text(&again).contains("unchanged 3, deleted since their import 0, failed 0"),
+        text(&again).contains("unchanged 1, deleted since their import 0, failed 0"),
         "{}",
         text(&again)
     );
@@ -481,22 +471,6 @@ async fn the_old_asset_library_reaches_its_new_owner_through_the_api() {
         .unwrap();
     assert!(bytes.status().is_success(), "{}", bytes.status());
     assert_eq!(bytes.bytes().await.unwrap().to_vec(), png);
-    // An old client asking for its long project name finds that project's item alone.
-    for (project, id) in &items[1..] {
-        let list: Value = http
-            .get(server.url("/asset-library/list"))
-            .query(&[("project_name", project)])
-            .bearer_auth(&key)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(list["total"], 1, "{project}: {list}");
-        assert_eq!(list["assets"][0]["asset_id"], *id, "{project}");
-        assert_eq!(list["assets"][0]["project_name"], *project);
-    }
     server.stop().await;
     db.drop_it().await;
 }

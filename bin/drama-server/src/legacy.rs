@@ -60,6 +60,10 @@ pub(crate) struct ImportFlags {
     /// Dramas imported at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub(crate) jobs: u16,
+    /// Most MiB of old drama files held at once across the jobs (read, parsed, being
+    /// written); a file larger than this waits until no other is held.
+    #[arg(long, value_name = "MIB", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub(crate) memory_mib: u32,
     /// Write the full report as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub(crate) report: Option<PathBuf>,
@@ -92,6 +96,7 @@ impl ImportFlags {
             overwrite: self.overwrite,
             delete_gone: self.delete_gone,
             jobs: usize::from(self.jobs),
+            memory_budget: u64::from(self.memory_mib) * 1024 * 1024,
             initial_credits: settings.credits.opening(),
             trust_legacy_balances: false,
             max_legacy_credits: settings.credits.legacy_cap(),
@@ -380,10 +385,14 @@ pub(crate) fn import_summary(r: &ImportReport, report_file: Option<&Path>) -> St
             c.deleted, c.source_deleted
         );
     }
+    let mib = |bytes: u64| bytes.div_ceil(1024 * 1024);
     let _ = writeln!(
         s,
-        "  {:.1} s, {:.1} dramas/s",
-        r.elapsed_seconds, r.dramas_per_second
+        "  {:.1} s, {:.1} dramas/s; drama files held at once: peak {} MiB of {} MiB (--memory-mib)",
+        r.elapsed_seconds,
+        r.dramas_per_second,
+        mib(r.memory.peak_bytes),
+        mib(r.memory.budget_bytes)
     );
     for user in &r.users_created {
         let verb = if r.dry_run { "would create" } else { "created" };

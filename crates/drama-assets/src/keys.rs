@@ -340,15 +340,28 @@ impl Scope {
     /// SHA-256 of the trimmed name: the same scope for the same name every time, and never one
     /// a sanitised name takes (those never start with `_`).
     ///
+    /// A name whose sanitised form is longer than [`MAX_NAME_CHARS`] keeps its cut form and
+    /// gets `~` and the first 16 hex digits of the SHA-256 of the whole sanitised form
+    /// appended (`~{cut}~{hex}`): two long names that share their first 64 characters stay
+    /// two projects, and no name that fits takes such a scope (a sanitised name holds no
+    /// `~`). Names that differ only where sanitising erases the difference (case,
+    /// punctuation) share a project, long or short. The library routes and the legacy
+    /// library import both name projects through this function alone.
+    ///
     /// # Errors
     /// None today; kept so that a future rule can refuse a name.
     pub fn project(name: &str) -> Result<Self, AssetError> {
+        let hex16 = |text: &str| hex::encode(&Sha256::digest(text.as_bytes())[..8]);
         Ok(Self(match sanitize_name(name) {
-            Ok(clean) => format!("~{clean}"),
-            Err(_) => {
-                let digest = hex::encode(Sha256::digest(name.trim().as_bytes()));
-                format!("~_{}", &digest[..16])
+            Ok(clean) => {
+                let whole = sanitize_uncut(name);
+                if whole == clean {
+                    format!("~{clean}")
+                } else {
+                    format!("~{clean}~{}", hex16(&whole))
+                }
             }
+            Err(_) => format!("~_{}", hex16(name.trim())),
         }))
     }
 
@@ -436,13 +449,7 @@ fn check_asset_id(id: &str) -> Result<(), AssetError> {
 pub fn sanitize_name(raw: &str) -> Result<String, AssetError> {
     let mut out = String::with_capacity(raw.len().min(MAX_NAME_CHARS));
     for c in raw.chars() {
-        let mapped = if c.is_ascii_alphanumeric() {
-            c.to_ascii_lowercase()
-        } else if c == '-' {
-            '-'
-        } else {
-            '_'
-        };
+        let mapped = name_char(c);
         if mapped == '_' && out.ends_with('_') {
             continue;
         }
@@ -464,6 +471,31 @@ pub fn sanitize_name(raw: &str) -> Result<String, AssetError> {
         ));
     }
     Ok(trimmed)
+}
+
+/// What [`sanitize_name`] makes of one character.
+fn name_char(c: char) -> char {
+    if c.is_ascii_alphanumeric() {
+        c.to_ascii_lowercase()
+    } else if c == '-' {
+        '-'
+    } else {
+        '_'
+    }
+}
+
+/// The whole sanitised name, uncut: what [`sanitize_name`] cuts (and stops reading after
+/// [`MAX_NAME_CHARS`] twice over).
+fn sanitize_uncut(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for c in raw.chars() {
+        let mapped = name_char(c);
+        if mapped == '_' && out.ends_with('_') {
+            continue;
+        }
+        out.push(mapped);
+    }
+    out.trim_matches(|c| c == '_' || c == '-').to_owned()
 }
 
 /// Cleans an uploaded file's original name for display and metadata (it never becomes part
@@ -643,6 +675,47 @@ mod tests {
         );
         assert_eq!(sanitize_filename(".bashrc").as_deref(), Some("bashrc"));
         assert_eq!(sanitize_filename("..."), None);
+    }
+
+    #[test]
+    fn long_project_names_that_share_their_cut_stay_apart() {
+        let stem = "Storyboards for the second season of the corgi drama, episodes 1 to";
+        let one = Scope::project(&format!("{stem} 12")).unwrap();
+        let two = Scope::project(&format!("{stem} 24")).unwrap();
+        assert_ne!(one, two, "they used to merge into one project");
+        for scope in [&one, &two] {
+            let (cut, hash) = scope.as_str()[1..].split_once('~').unwrap();
+            assert_eq!(
+                cut,
+                "storyboards_for_the_second_season_of_the_corgi_drama_episodes_1"
+            );
+            assert_eq!(hash.len(), 16, "{scope:?}");
+        }
+        assert_eq!(
+            one,
+            Scope::project(&format!("  {stem} 12  ")).unwrap(),
+            "stable"
+        );
+        // Past the 128 characters sanitising used to read, too.
+        let long = "x".repeat(300);
+        assert_ne!(
+            Scope::project(&format!("{long}a")).unwrap(),
+            Scope::project(&format!("{long}b")).unwrap()
+        );
+        // Every name that fits keeps its scope, up to the bound itself.
+        let fits = "a".repeat(MAX_NAME_CHARS);
+        assert_eq!(Scope::project(&fits).unwrap().as_str(), format!("~{fits}"));
+        for (name, scope) in [
+            ("my-project", "~my-project"),
+            ("My Project!", "~my_project"),
+            ("  Corgi  Musk v5 ", "~corgi_musk_v5"),
+        ] {
+            assert_eq!(Scope::project(name).unwrap().as_str(), scope);
+        }
+        let user = UserId::random();
+        let key = asset_key(user, &two, Category::Uploads, "f", MediaType::Png).unwrap();
+        assert!(key.is_under(&scope_prefix(user, &two)), "{key}");
+        assert_eq!(ObjectKey::parse(key.as_str()).unwrap(), key);
     }
 
     proptest::proptest! {

@@ -302,6 +302,31 @@ impl Drama {
         urls.into_iter().filter_map(Option::as_mut).collect()
     }
 
+    /// The same URLs as [`media_urls_mut`](Self::media_urls_mut), read only, in the same
+    /// order: every field of the drama that may name a stored object.
+    pub fn media_urls(&self) -> Vec<&str> {
+        fn assets(assets: &[Asset]) -> impl Iterator<Item = &Option<String>> {
+            assets.iter().map(|a| &a.url)
+        }
+        let mut urls: Vec<&Option<String>> = vec![&self.url];
+        urls.extend(assets(&self.assets));
+        for c in &self.characters {
+            urls.push(&c.url);
+            urls.push(&c.premise_url);
+            urls.extend(assets(&c.assets));
+        }
+        for e in &self.episodes {
+            urls.push(&e.url);
+            urls.extend(assets(&e.assets));
+            for s in &e.scenes {
+                urls.push(&s.image_url);
+                urls.push(&s.video_url);
+                urls.extend(assets(&s.assets));
+            }
+        }
+        urls.into_iter().filter_map(Option::as_deref).collect()
+    }
+
     /// Parses a drama from JSON and validates it.
     ///
     /// # Errors
@@ -462,6 +487,31 @@ mod tests {
 
     fn video(id: &str, metadata: Value) -> Value {
         json!({"id": id, "kind": "video", "prompt": "p", "duration": 10, "metadata": metadata})
+    }
+
+    #[test]
+    fn media_urls_reads_every_field_media_urls_mut_rewrites() {
+        let asset =
+            |id: &str| json!({"id": id, "kind": "image", "prompt": "p", "url": format!("a/{id}")});
+        let mut drama: Drama = serde_json::from_value(json!({
+            "id": "d", "title": "T", "description": "D", "premise": "P", "url": "cover",
+            "assets": [asset("d1")],
+            "characters": [{"id": "c", "name": "C", "description": "d", "gender": "other",
+                "url": "portrait", "premise_url": "premise", "assets": [asset("c1")]}],
+            "episodes": [{"id": "e", "title": "E", "description": "d", "premise": "p",
+                "url": "episode", "assets": [asset("e1")],
+                "scenes": [{"id": "s", "description": "d", "image_url": "board",
+                    "video_url": "clip", "assets": [asset("s1")]}]}],
+        }))
+        .unwrap();
+        let read: Vec<String> = drama.media_urls().into_iter().map(str::to_owned).collect();
+        let written: Vec<String> = drama
+            .media_urls_mut()
+            .into_iter()
+            .map(|u| u.clone())
+            .collect();
+        assert_eq!(read, written);
+        assert_eq!(read.len(), 10, "{read:?}");
     }
 
     #[test]

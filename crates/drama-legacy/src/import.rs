@@ -17,12 +17,13 @@ use crate::error::LegacyError;
 use crate::origin::{Candidate, Origin};
 use crate::parse::{LegacyDrama, LegacyFileError, field_pattern};
 use crate::report::{
-    AssetLinks, Counts, DramaReport, ImportReport, Outcome, Reason, ReasonCode, RunClock,
+    AssetLinks, Counts, DramaReport, ImportReport, MemoryUse, Outcome, Reason, ReasonCode, RunClock,
 };
 use crate::source::{BucketUrls, Layout, OwnerMap, OwnerTarget, UrlTarget};
 use crate::{DramaRemover, Progress, Repositories};
 
 mod audio;
+pub(crate) mod budget;
 mod gone;
 mod records;
 mod users;
@@ -30,6 +31,8 @@ mod users;
 use gone::{database_failure, deleted_since_import};
 
 use audio::carry_audio;
+pub use budget::DEFAULT_MEMORY_BUDGET;
+use budget::MemoryBudget;
 use records::Records;
 
 /// How an import runs.
@@ -51,6 +54,10 @@ pub struct ImportOptions {
     pub delete_gone: bool,
     /// Files handled at once (at least 1).
     pub jobs: usize,
+    /// Most bytes of old drama documents held at once across the jobs, from before a file is
+    /// read until its drama is written ([`DEFAULT_MEMORY_BUDGET`]); a file larger than the
+    /// whole budget waits until it has the budget to itself. At least 1.
+    pub memory_budget: u64,
     /// The credits a user the import creates opens with (`INITIAL_CREDITS`, as a user who
     /// signs in for the first time); users that exist keep their balance.
     pub initial_credits: i64,
@@ -80,6 +87,7 @@ impl ImportOptions {
             overwrite: false,
             delete_gone: false,
             jobs: 1,
+            memory_budget: DEFAULT_MEMORY_BUDGET,
             initial_credits: drama_dal::DEFAULT_TOKENS,
             trust_legacy_balances: false,
             max_legacy_credits: DEFAULT_MAX_LEGACY_CREDITS,
@@ -105,20 +113,27 @@ pub struct Importer {
     remover: Option<Arc<dyn DramaRemover>>,
     /// Whether users named directly by files exist.
     known_users: Mutex<HashMap<UserId, bool>>,
+    /// Bounds the bytes of documents the jobs hold at once.
+    budget: MemoryBudget,
 }
 
 impl Importer {
     /// An importer reading `bucket` and writing to `repos`.
     ///
     /// # Errors
-    /// [`LegacyError::InvalidOption`] (`--jobs`) for zero jobs.
+    /// [`LegacyError::InvalidOption`] for zero jobs (`--jobs`) or a zero memory budget
+    /// (`--memory-mib`).
     pub fn new(
         bucket: Arc<dyn AssetStore>,
         repos: Repositories,
         options: ImportOptions,
     ) -> Result<Self, LegacyError> {
         LegacyError::check_jobs(options.jobs)?;
+        if options.memory_budget == 0 {
+            return Err(LegacyError::option("--memory-mib", "must be at least 1"));
+        }
         Ok(Self {
+            budget: MemoryBudget::new(options.memory_budget),
             bucket,
             repos,
             origin: Origin::Bucket(options.layout.clone()),
@@ -255,6 +270,10 @@ impl Importer {
             users_created,
             counts,
             defaulted_fields,
+            memory: MemoryUse {
+                budget_bytes: self.budget.bytes(),
+                peak_bytes: self.budget.peak(),
+            },
             dramas,
             library: None,
         };
@@ -304,11 +323,17 @@ impl Importer {
         let fail = |report: DramaReport, code, message: String| {
             report.done(Outcome::Failed, Some(Reason::new(code, message)))
         };
-        let document = match self.origin.read(self.bucket.as_ref(), candidate).await {
+        let document = match self
+            .origin
+            .read(self.bucket.as_ref(), candidate, &self.budget)
+            .await
+        {
             Ok(document) => document,
             Err((reason, true)) => return Err(report.done(Outcome::Skipped, Some(reason))),
             Err((reason, false)) => return Err(report.done(Outcome::Failed, Some(reason))),
         };
+        // The bytes, the parsed file and the drama live until the write below is done.
+        let _held = document.held;
         let bytes = document.bytes;
         let hash = hex::encode(Sha256::digest(&bytes));
         let parsed = match LegacyDrama::parse(&bytes) {
@@ -389,9 +414,11 @@ impl Importer {
     /// Sorts the asset URLs into bucket and foreign ones. Only objects in the drama's own
     /// folder of the old layout (`{prefix}dramas/{id}/…`) get a storage record: any other
     /// object of the bucket may be another user's, and a record makes the server read, serve
-    /// and eventually delete it on this drama's behalf. The keys of the others are returned
-    /// as references (second), so that the object is not swept while this drama still
-    /// shows its URL (an old copy of a drama keeps its original's objects).
+    /// and eventually delete it on this drama's behalf. The keys of the others, named by any
+    /// URL field of the drama (assets, cover, portraits, premise images, episode videos,
+    /// storyboards, clips), are returned as references (second), so that the object is not
+    /// swept while this drama still shows its URL (an old copy of a drama keeps its
+    /// original's objects).
     fn bucket_assets(
         &self,
         owner: UserId,
@@ -399,21 +426,20 @@ impl Importer {
         links: &mut AssetLinks,
     ) -> (Vec<BucketAsset>, Vec<String>) {
         let folder = format!("{}dramas/{}/", self.options.layout.prefix(), drama.id);
+        let outside = |key: &ObjectKey| {
+            !key.as_str().starts_with(&folder)
+                || !drama_domain::storage_key_belongs(key.as_str(), owner, &drama.id)
+        };
         let mut found = Vec::new();
-        let mut references = std::collections::BTreeSet::new();
         for (_, asset) in drama.assets_with_owner() {
             let Some(url) = asset.url.as_deref() else {
                 continue;
             };
             match self.options.bucket_urls.target(url) {
-                UrlTarget::Bucket(key)
-                    if !key.as_str().starts_with(&folder)
-                        || !drama_domain::storage_key_belongs(key.as_str(), owner, &drama.id) =>
-                {
+                UrlTarget::Bucket(key) if outside(&key) => {
                     links.unusable.push(format!(
                         "{url} (not in the drama's folder {folder} of the old layout)"
                     ));
-                    references.insert(key.as_str().to_owned());
                 }
                 UrlTarget::Bucket(key) => {
                     links.in_bucket += 1;
@@ -429,6 +455,14 @@ impl Importer {
                 UrlTarget::Foreign => links.foreign += 1,
             }
         }
+        let references: std::collections::BTreeSet<String> = drama
+            .media_urls()
+            .into_iter()
+            .filter_map(|url| match self.options.bucket_urls.target(url) {
+                UrlTarget::Bucket(key) if outside(&key) => Some(key.to_string()),
+                _ => None,
+            })
+            .collect();
         (found, references.into_iter().collect())
     }
 

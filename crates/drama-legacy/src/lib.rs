@@ -19,13 +19,13 @@ use drama_domain::{DramaId, UserId};
 
 pub use error::LegacyError;
 pub use export::{ExportOptions, ExportOwners, Exporter};
-pub use import::{ImportOptions, Importer};
+pub use import::{DEFAULT_MEMORY_BUDGET, ImportOptions, Importer};
 pub use library::{LibraryImporter, LibraryItemReport, LibraryOptions, LibraryReport};
 pub use origin::MAX_FILE_BYTES;
 pub use parse::{LegacyDrama, LegacyFileError};
 pub use report::{
-    AssetLinks, Counts, DramaReport, ExportReport, ExportedDrama, ImportReport, MovedFile, Outcome,
-    Reason, ReasonCode, SourceSummary,
+    AssetLinks, Counts, DramaReport, ExportReport, ExportedDrama, ImportReport, MemoryUse,
+    MovedFile, Outcome, Reason, ReasonCode, SourceSummary,
 };
 pub use source::{BucketUrls, Layout, OwnerMap, OwnerTarget, UrlTarget};
 pub use tokio_util::sync::CancellationToken;

@@ -12,6 +12,7 @@ use drama_dal::legacy_tables::LegacyTables;
 
 use crate::error::LegacyError;
 use crate::format::LegacyIndex;
+use crate::import::budget::{Held, MemoryBudget};
 use crate::report::{Reason, ReasonCode, SourceSummary};
 use crate::source::Layout;
 use crate::tables::assemble;
@@ -45,11 +46,13 @@ pub(crate) struct Candidate {
 }
 
 /// What reading one candidate gave.
-pub(crate) struct Document {
+pub(crate) struct Document<'b> {
     /// The bytes that are parsed and hashed.
     pub(crate) bytes: Bytes,
     /// Repairs made while putting the document together.
     pub(crate) repairs: Vec<String>,
+    /// The document's share of the memory budget, to be kept until its drama is written.
+    pub(crate) held: Held<'b>,
 }
 
 /// Why a candidate could not be read: the reason, and whether it is a skip (`true`) rather
@@ -113,23 +116,30 @@ impl Origin {
         }
     }
 
-    /// The document of one candidate.
-    pub(crate) async fn read(
+    /// The document of one candidate, read within `budget`.
+    pub(crate) async fn read<'b>(
         &self,
         bucket: &dyn AssetStore,
         candidate: &Candidate,
-    ) -> Result<Document, Unreadable> {
+        budget: &'b MemoryBudget,
+    ) -> Result<Document<'b>, Unreadable> {
         match self {
-            Self::Bucket(_) => read_file(bucket, candidate).await,
+            Self::Bucket(_) => read_file(bucket, candidate, budget).await,
             Self::Tables(tables) => match tables.legacy_drama(&candidate.id).await {
                 Ok(Some(rows)) => {
                     let assembled = assemble(rows);
                     let bytes = serde_json::to_vec(&assembled.document).map_err(|e| {
                         (Reason::new(ReasonCode::InvalidDrama, e.to_string()), false)
                     })?;
+                    drop(assembled.document);
+                    // A drama's rows announce no size: its document waits for its share
+                    // once assembled, before it is parsed.
+                    let mut held = budget.hold(bytes.len() as u64).await;
+                    held.count(bytes.len() as u64);
                     Ok(Document {
                         bytes: Bytes::from(bytes),
                         repairs: assembled.repairs,
+                        held,
                     })
                 }
                 Ok(None) => Err((
@@ -149,8 +159,18 @@ impl Origin {
     }
 }
 
-async fn read_file(bucket: &dyn AssetStore, candidate: &Candidate) -> Result<Document, Unreadable> {
+async fn read_file<'b>(
+    bucket: &dyn AssetStore,
+    candidate: &Candidate,
+    budget: &'b MemoryBudget,
+) -> Result<Document<'b>, Unreadable> {
     let fail = |code, message: String| (Reason::new(code, message), false);
+    let too_large = |key: &ObjectKey, size: u64| {
+        fail(
+            ReasonCode::InvalidDrama,
+            format!("{key} is {size} bytes; a drama file may have at most {MAX_FILE_BYTES}"),
+        )
+    };
     let key = ObjectKey::parse(candidate.key.as_str()).map_err(|e| {
         fail(
             ReasonCode::InvalidDrama,
@@ -160,28 +180,74 @@ async fn read_file(bucket: &dyn AssetStore, candidate: &Candidate) -> Result<Doc
     if let Some(size) = candidate.size
         && size > MAX_FILE_BYTES
     {
-        return Err(fail(
-            ReasonCode::InvalidDrama,
-            format!("{key} is {size} bytes; a drama file may have at most {MAX_FILE_BYTES}"),
-        ));
+        return Err(too_large(&key, size));
     }
-    match bucket.get_bytes(&key).await {
-        Ok((_, bytes)) => Ok(Document {
-            bytes,
-            repairs: Vec::new(),
-        }),
-        Err(e) if e.is_not_found() => Err((
-            Reason::new(
-                ReasonCode::MissingFile,
-                format!("listed in dramas/index.json, but {key} does not exist"),
-            ),
-            true,
-        )),
-        Err(e) => Err(fail(
-            ReasonCode::SourceUnavailable,
-            format!("reading {key}: {e}"),
-        )),
+    // The share is taken before the body is read, for the size the listing announced; a
+    // file that grew since waits for a share of its new size before it is read.
+    let mut size = candidate.size.unwrap_or(0);
+    for _ in 0..3 {
+        let held = budget.hold(size).await;
+        let stream = match bucket.get(&key).await {
+            Ok(stream) => stream,
+            Err(e) if e.is_not_found() => {
+                return Err((
+                    Reason::new(
+                        ReasonCode::MissingFile,
+                        format!("listed in dramas/index.json, but {key} does not exist"),
+                    ),
+                    true,
+                ));
+            }
+            Err(e) => {
+                return Err(fail(
+                    ReasonCode::SourceUnavailable,
+                    format!("reading {key}: {e}"),
+                ));
+            }
+        };
+        size = stream.body_len();
+        if size > MAX_FILE_BYTES {
+            return Err(too_large(&key, size));
+        }
+        if held.covers(size) {
+            return collect(stream, held, &key)
+                .await
+                .map(|(bytes, held)| Document {
+                    bytes,
+                    repairs: Vec::new(),
+                    held,
+                });
+        }
     }
+    Err(fail(
+        ReasonCode::SourceUnavailable,
+        format!("{key} kept changing size while it was read; run again"),
+    ))
+}
+
+/// The body of `stream`, never more than it announced (nor than [`MAX_FILE_BYTES`]), counted
+/// against `held`.
+async fn collect<'b>(
+    stream: drama_assets::ObjectStream,
+    mut held: Held<'b>,
+    key: &ObjectKey,
+) -> Result<(Bytes, Held<'b>), Unreadable> {
+    use futures::StreamExt as _;
+    let fail = |message: String| (Reason::new(ReasonCode::SourceUnavailable, message), false);
+    let announced = stream.body_len();
+    let mut buf = bytes::BytesMut::with_capacity(usize::try_from(announced).unwrap_or(0));
+    let mut body = stream.body;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| fail(format!("reading {key}: {e}")))?;
+        if (buf.len() + chunk.len()) as u64 > announced {
+            return Err(fail(format!(
+                "{key} sent more than the {announced} bytes it announced; run again"
+            )));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    held.count(buf.len() as u64);
+    Ok((buf.freeze(), held))
 }
 
 /// The old index, or an empty one (with why) when it is missing or unreadable, as the old

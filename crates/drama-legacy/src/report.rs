@@ -285,6 +285,16 @@ pub struct SourceSummary {
     pub bucket_urls: Vec<String>,
 }
 
+/// The bytes of old drama documents the import's jobs held at once (`--memory-mib`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct MemoryUse {
+    /// The budget.
+    pub budget_bytes: u64,
+    /// The most held at once: at most the budget, unless one file larger than the whole
+    /// budget held it alone.
+    pub peak_bytes: u64,
+}
+
 /// The result of `import-r2`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ImportReport {
@@ -325,6 +335,8 @@ pub struct ImportReport {
     /// How often each field took its default (`characters[].voice_description`), over every
     /// file that parsed, whatever became of it.
     pub defaulted_fields: BTreeMap<String, usize>,
+    /// The memory budget of the documents held at once, and the most they held.
+    pub memory: MemoryUse,
     /// Every file, in key order; then every drama imported earlier whose source is gone
     /// (`source_deleted`, `deleted`), in key order.
     pub dramas: Vec<DramaReport>,

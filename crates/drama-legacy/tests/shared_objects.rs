@@ -13,7 +13,7 @@ use drama_dal::OrphanRepository as _;
 use drama_domain::UserId;
 use drama_legacy::Outcome;
 use drama_postgres::PgStore;
-use serde_json::json;
+use serde_json::{Value, json};
 use sqlx::PgPool;
 
 /// One pass of the sweeper over orphans recorded at least an hour ago: what the store lets
@@ -108,4 +108,80 @@ async fn an_object_a_copy_shows_outlives_the_drama_of_its_folder(pool: PgPool) {
     assert!(references(&pool).await.is_empty());
     assert_eq!(sweep(&pool, &s3).await, [shared]);
     assert!(s3.get(shared).await.is_none());
+}
+
+/// The copy shows the original's objects through its cover, portrait, premise image, episode
+/// video, storyboard and clip fields, not through assets: each is a reference all the same.
+#[sqlx::test(migrator = "drama_postgres::MIGRATOR")]
+async fn objects_a_copy_shows_through_any_url_field_outlive_the_drama_of_their_folder(
+    pool: PgPool,
+) {
+    let s3 = TestS3::start().await;
+    let repos = repos(&pool);
+    let owner = UserId::random();
+    let shown = [
+        ("cover", "dramas/original/cover.png"),
+        ("portrait", "dramas/original/characters/hero.png"),
+        ("premise", "dramas/original/characters/hero_premise.png"),
+        ("episode", "dramas/original/episodes/ep1.mp4"),
+        ("board", "dramas/original/scenes/ep1-sc1.png"),
+        ("clip", "dramas/original/scenes/ep1-sc1.mp4"),
+    ];
+    let own = "dramas/original/own.png";
+    let url = |key: &str| format!("{PUBLIC_BASE}/{key}");
+    let mut original = fixture_as("original");
+    let mut assets = vec![json!({"id": "own", "kind": "image", "prompt": "p", "url": url(own)})];
+    for (id, key) in shown {
+        let (kind, content_type, bytes) = if key.ends_with(".mp4") {
+            ("video", "video/mp4", b"\0\0\0\x18ftypmp42".repeat(30))
+        } else {
+            ("image", "image/png", png(300))
+        };
+        let mut asset = json!({"id": id, "kind": kind, "prompt": "p", "url": url(key)});
+        if kind == "video" {
+            asset["duration"] = json!(10);
+        }
+        assets.push(asset);
+        s3.put(key, bytes, content_type).await;
+    }
+    original["assets"] = Value::Array(assets);
+    s3.put(own, png(200), "image/png").await;
+    s3.put_json(&drama_key("original"), &original).await;
+
+    let mut copy = fixture_as("copy");
+    copy["url"] = json!(url(shown[0].1));
+    copy["characters"][0]["url"] = json!(url(shown[1].1));
+    copy["characters"][0]["premise_url"] = json!(url(shown[2].1));
+    copy["episodes"][0]["url"] = json!(url(shown[3].1));
+    copy["episodes"][0]["scenes"][0]["image_url"] = json!(url(shown[4].1));
+    copy["episodes"][0]["scenes"][0]["video_url"] = json!(url(shown[5].1));
+    s3.put_json(&drama_key("copy"), &copy).await;
+
+    let report = import(&s3, &repos, options(&s3, owner)).await;
+    assert_eq!(report.counts.imported, 2, "{report:?}");
+    let mut expected: Vec<(String, String)> = shown
+        .iter()
+        .map(|(_, key)| ("copy".to_owned(), (*key).to_owned()))
+        .collect();
+    expected.sort();
+    assert_eq!(references(&pool).await, expected);
+
+    // The original goes: only its own object is swept.
+    repos.dramas.delete(owner, &id("original")).await.unwrap();
+    assert_eq!(sweep(&pool, &s3).await, [own]);
+    for (_, key) in shown {
+        assert!(
+            s3.get(key).await.is_some(),
+            "{key}: the copy still shows it"
+        );
+    }
+
+    // The last drama that shows them goes: the next sweep takes them all.
+    repos.dramas.delete(owner, &id("copy")).await.unwrap();
+    let mut keys: Vec<&str> = shown.iter().map(|(_, key)| *key).collect();
+    keys.sort_unstable();
+    assert_eq!(sweep(&pool, &s3).await, keys);
+    for key in keys {
+        assert!(s3.get(key).await.is_none(), "{key}");
+    }
 }

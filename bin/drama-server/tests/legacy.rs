@@ -427,7 +427,7 @@ async fn the_old_asset_library_reaches_its_new_owner_through_the_api() {
     );
     let again = s3.run(&["import-r2", "--owner", &owner], &db.url()).await;
     assert!(
-        text(&again).contains("unchanged 1, failed 0"),
+        text(&again).contains("unchanged 1, deleted since their import 0, failed 0"),
         "{}",
         text(&again)
     );

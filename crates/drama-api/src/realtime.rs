@@ -5,6 +5,7 @@
 //! subscriber never loses anything.
 
 use std::collections::HashMap;
+#[cfg(feature = "graphql")]
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -26,8 +27,10 @@ pub struct Realtime {
     pub(crate) followers: crate::follow::Followers,
     streams: Arc<Streams>,
     /// GraphQL sockets upgraded and not yet past `connection_init`.
+    #[cfg(feature = "graphql")]
     waiting: Arc<AtomicUsize>,
     /// How many of those the process holds at most ([`MAX_WAITING_SOCKETS`]).
+    #[cfg(feature = "graphql")]
     waiting_cap: usize,
 }
 
@@ -40,8 +43,10 @@ pub struct Realtime {
 pub const MAX_WAITING_SOCKETS: usize = 1_024;
 
 /// A socket's place among those waiting for their `connection_init`, given back when dropped.
+#[cfg(feature = "graphql")]
 pub(crate) struct WaitingSocket(Arc<AtomicUsize>);
 
+#[cfg(feature = "graphql")]
 impl Drop for WaitingSocket {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
@@ -206,13 +211,16 @@ impl Realtime {
                 caps,
                 open: Mutex::default(),
             }),
+            #[cfg(feature = "graphql")]
             waiting: Arc::default(),
+            #[cfg(feature = "graphql")]
             waiting_cap: MAX_WAITING_SOCKETS,
         }
     }
 
     /// A place for a socket that waits for its `connection_init`; `None` when the process
     /// holds [`MAX_WAITING_SOCKETS`] already.
+    #[cfg(feature = "graphql")]
     pub(crate) fn socket_waiting(&self) -> Option<WaitingSocket> {
         self.waiting
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
@@ -353,7 +361,8 @@ where
     });
 }
 
-#[cfg(test)]
+// The only test is of the GraphQL sockets' cap.
+#[cfg(all(test, feature = "graphql"))]
 mod tests {
     use super::*;
 

@@ -243,7 +243,14 @@ async fn on_postgres_simultaneous_repeats_start_one_run_and_debit_once() {
     assert_ne!(stored.as_deref(), Some("race-1"));
     assert_eq!(stored.map(|s| s.len()), Some(64));
 
-    // Older than the window, the key starts new work again.
+    // Older than the window, the key starts new work again (the first run is cancelled: an
+    // active run making the same work would be answered instead, keyed or not).
+    let (status, _, _) = send(
+        &svc,
+        post(&format!("/jobs/{}/cancel", job.as_str().unwrap()), &key),
+    )
+    .await;
+    assert_eq!(status, 200);
     sqlx::query(
         "update public.jobs set created_at = now() - interval '25 hours' \
          where node_type = 'run' and subject = 'race'",

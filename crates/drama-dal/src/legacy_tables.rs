@@ -4,8 +4,11 @@
 //! never created: `user_id`, `is_main`, `sequence_number`, …), so rows are handed over as the
 //! JSON objects of their columns and the caller decides what each column means.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use drama_domain::UserId;
 use serde_json::{Map, Value};
 
 use crate::error::RepoError;
@@ -65,6 +68,27 @@ pub trait LegacyTables: Send + Sync {
     /// # Errors
     /// `Unavailable`; `Unexpected`.
     async fn legacy_users(&self) -> Result<Vec<LegacyRow>, RepoError>;
+
+    /// How Supabase Auth knows each of `ids`, the only record of who signed in that no client
+    /// could write: `None` when the database has no `auth.users` to ask (not a Supabase
+    /// project); otherwise, for each id it lists, whether that user is an anonymous session.
+    /// An id Auth does not list is left out.
+    ///
+    /// # Errors
+    /// `Unavailable`; `Unexpected`.
+    async fn auth_standing(
+        &self,
+        ids: &[UserId],
+    ) -> Result<Option<HashMap<UserId, AuthStanding>>, RepoError>;
+}
+
+/// What Supabase Auth says of one user id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthStanding {
+    /// A user who signed up (email, phone, a provider).
+    SignedUp,
+    /// An anonymous session: anyone can open one, so it is worth nothing on its own.
+    Anonymous,
 }
 
 /// Who could write one old table from outside the server, as the database said before

@@ -430,7 +430,7 @@ impl LibraryImporter {
                 Ok(mark["target"].as_str().map(str::to_owned))
             }
             Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(Reason::new(ReasonCode::SourceUnavailable, e.to_string())),
+            Err(e) => Err(Reason::new(ReasonCode::TargetUnavailable, e.to_string())),
         }
     }
 
@@ -478,7 +478,7 @@ impl LibraryImporter {
                 }
             }
             Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(Reason::new(ReasonCode::SourceUnavailable, e.to_string())),
+            Err(e) => Err(Reason::new(ReasonCode::TargetUnavailable, e.to_string())),
         }
     }
 }

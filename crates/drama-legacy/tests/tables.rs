@@ -221,8 +221,17 @@ async fn the_old_repository_columns_and_users_table_are_understood(pool: PgPool)
     let user = repos.users.get_user(demo).await.unwrap();
     assert_eq!(user.email.as_deref(), Some("demo@shortformdramas.com"));
     assert_eq!(
-        user.tokens, 30,
-        "an old balance is carried only when trusted"
+        user.tokens, 0,
+        "an old balance is carried only when trusted, and only the old tables name this user \
+         (Supabase Auth does not list it)"
+    );
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains(&demo.to_string()) && n.contains("not a user of Supabase Auth")),
+        "{:?}",
+        report.notes
     );
     assert!(report.users_created.contains(&demo));
     assert!(report.users_created.contains(&alice));
@@ -547,9 +556,31 @@ async fn tokens(repos: &Repositories, user: &str) -> i64 {
         .tokens
 }
 
+/// Supabase Auth as it stands at adoption: `users` signed up, with `is_anonymous` as
+/// Supabase has it since anonymous sign-ins; `anonymous` are anonymous sessions.
+async fn auth_users(pool: &PgPool, users: &[&str], anonymous: &[&str]) {
+    run_script(
+        pool,
+        "alter table auth.users add column if not exists is_anonymous boolean not null \
+         default false",
+    )
+    .await;
+    for (ids, anonymous) in [(users, false), (anonymous, true)] {
+        for id in ids {
+            sqlx::query("insert into auth.users (id, is_anonymous) values ($1::uuid, $2)")
+                .bind(id)
+                .bind(anonymous)
+                .execute(pool)
+                .await
+                .unwrap();
+        }
+    }
+}
+
 #[sqlx::test(migrations = false)]
 async fn balances_anyone_could_write_open_at_the_initial_credits(pool: PgPool) {
     let access = old_tables_open_to_clients(&pool).await;
+    auth_users(&pool, &[RICH, POOR], &[]).await;
     let (repos, report) = import_open_tables(&pool, access.clone(), false).await;
     assert_eq!(tokens(&repos, RICH).await, 30, "{:?}", report.notes);
     assert_eq!(tokens(&repos, POOR).await, 30);
@@ -587,6 +618,49 @@ async fn trusted_balances_are_carried_over_up_to_the_cap(pool: PgPool) {
             .notes
             .iter()
             .any(|n| n.contains(RICH) && n.contains("LEGACY_MAX_CREDITS")),
+        "{:?}",
+        report.notes
+    );
+}
+
+/// Rows anyone could insert into the old tables do not mint credits: without
+/// `--trust-legacy-balances`, a user only the old tables name opens with the initial credits
+/// only when Supabase Auth lists it as signed up; an anonymous session (anyone can open
+/// thousands) or an id Auth does not know opens with nothing, as a new anonymous session does.
+#[sqlx::test(migrations = false)]
+async fn users_rows_of_anonymous_sessions_or_unknown_ids_open_with_nothing(pool: PgPool) {
+    let access = old_tables_open_to_clients(&pool).await;
+    const GHOST: &str = "d4444444-4444-4444-4444-444444444444";
+    run_script(
+        &pool,
+        &format!(
+            "insert into legacy.users values ('{GHOST}', 'ghost@example.com', null, 30, 'pro')"
+        ),
+    )
+    .await;
+    auth_users(&pool, &[POOR], &[RICH]).await;
+    let (repos, report) = import_open_tables(&pool, access, false).await;
+    assert_eq!(tokens(&repos, POOR).await, 30, "{:?}", report.notes);
+    assert_eq!(tokens(&repos, RICH).await, 0);
+    assert_eq!(tokens(&repos, GHOST).await, 0);
+    let noted = |id: &str, why: &str| {
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains(id) && n.contains(why))
+    };
+    assert!(noted(RICH, "anonymous session"), "{:?}", report.notes);
+    assert!(
+        noted(GHOST, "not a user of Supabase Auth"),
+        "{:?}",
+        report.notes
+    );
+    assert!(!noted(POOR, "Supabase Auth"), "{:?}", report.notes);
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("old table users:") && n.contains("email and subscription_tier")),
         "{:?}",
         report.notes
     );

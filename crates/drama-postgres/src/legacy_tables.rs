@@ -11,8 +11,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use drama_dal::RepoError;
 use drama_dal::legacy_tables::{
-    LegacyDramaEntry, LegacyDramaRows, LegacyRow, LegacyTableAccess, LegacyTables,
+    AuthStanding, LegacyDramaEntry, LegacyDramaRows, LegacyRow, LegacyTableAccess, LegacyTables,
 };
+use drama_domain::UserId;
 use serde_json::Value;
 use sqlx::{AssertSqlSafe, PgPool, Row as _};
 
@@ -27,6 +28,9 @@ pub struct PgLegacyTables {
     list_dramas: String,
     read_drama: String,
     read_users: Option<String>,
+    /// How to ask Supabase Auth about user ids (`$1`, uuid[]), when the database has
+    /// `auth.users`.
+    read_auth: Option<String>,
 }
 
 impl PgLegacyTables {
@@ -107,14 +111,37 @@ impl PgLegacyTables {
         let read_users = columns
             .contains_key("users")
             .then(|| format!("select to_jsonb(u) from {s}.users u order by u.id"));
+        let read_auth = auth_statement(&pool).await?;
         Ok(Self {
             pool,
             schema: schema.to_owned(),
             list_dramas,
             read_drama,
             read_users,
+            read_auth,
         })
     }
+}
+
+/// The statement [`LegacyTables::auth_standing`] runs, when there is an `auth.users` (Supabase's
+/// has `is_anonymous` since anonymous sign-ins came; an older one has only signed-up users).
+async fn auth_statement(pool: &PgPool) -> Result<Option<String>, RepoError> {
+    let (exists, anonymous): (bool, bool) = sqlx::query_as(
+        "select to_regclass('auth.users') is not null, \
+                exists (select 1 from information_schema.columns where table_schema = 'auth' \
+                        and table_name = 'users' and column_name = 'is_anonymous')",
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(db)?;
+    let anonymous = if anonymous {
+        "coalesce(a.is_anonymous, false)"
+    } else {
+        "false"
+    };
+    Ok(exists.then(|| {
+        format!("select a.id, {anonymous} from auth.users a where a.id = any($1::uuid[])")
+    }))
 }
 
 fn rows_of(value: Value) -> Vec<LegacyRow> {
@@ -183,6 +210,34 @@ impl LegacyTables for PgLegacyTables {
             .await
             .map_err(db)?;
         Ok(rows_of(Value::Array(rows)))
+    }
+
+    #[tracing::instrument(skip_all, fields(ids = ids.len()))]
+    async fn auth_standing(
+        &self,
+        ids: &[UserId],
+    ) -> Result<Option<HashMap<UserId, AuthStanding>>, RepoError> {
+        let Some(statement) = &self.read_auth else {
+            return Ok(None);
+        };
+        let ids: Vec<uuid::Uuid> = ids.iter().map(|id| id.as_uuid()).collect();
+        let rows: Vec<(uuid::Uuid, bool)> = sqlx::query_as(AssertSqlSafe(statement.clone()))
+            .bind(&ids)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(Some(
+            rows.into_iter()
+                .map(|(id, anonymous)| {
+                    let standing = if anonymous {
+                        AuthStanding::Anonymous
+                    } else {
+                        AuthStanding::SignedUp
+                    };
+                    (UserId::from(id), standing)
+                })
+                .collect(),
+        ))
     }
 }
 

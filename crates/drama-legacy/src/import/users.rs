@@ -1,8 +1,9 @@
 //! The users an import needs: created once each, before any drama is written, and looked up
 //! (with a cache) for files that name a user directly.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
+use drama_dal::legacy_tables::{AuthStanding, LegacyTables};
 use drama_dal::{NewUser, RepoError};
 use drama_domain::UserId;
 
@@ -69,9 +70,16 @@ impl Importer {
             } else {
                 "no row security".to_owned()
             };
+            // The balances are vetted (`opening_balance`, `vet_against_auth`); the rest of a
+            // users row is only shown to its user, and is copied as it stands.
+            let copied = if access.table == "users" {
+                "; its email and subscription_tier were copied as they stood"
+            } else {
+                ""
+            };
             notes.push(format!(
                 "old table {}: {} could insert or update its rows before adoption ({how}); \
-                 what it holds may have been set by any client",
+                 what it holds may have been set by any client{copied}",
                 access.table,
                 access.writable_by.join(" and ")
             ));
@@ -94,6 +102,8 @@ impl Importer {
         let mut wanted: Vec<NewUser> = Vec::new();
         // Said only of users this run creates: an existing user keeps its balance.
         let mut balance_notes: HashMap<UserId, String> = HashMap::new();
+        // The ids only the old tables vouch for (not named by the operator).
+        let mut from_tables: HashSet<UserId> = HashSet::new();
         let tables = match &self.origin {
             Origin::Tables(tables) => Some(tables.as_ref()),
             Origin::Bucket(_) => None,
@@ -116,6 +126,7 @@ impl Importer {
                             if let Some(note) = note {
                                 balance_notes.insert(user.id, note);
                             }
+                            from_tables.insert(user.id);
                             wanted.push(user);
                         }
                     },
@@ -134,8 +145,15 @@ impl Importer {
                 if let Some(OwnerTarget::Direct(user)) = self.options.owners.resolve(owner)
                     && !wanted.iter().any(|w| w.id == user)
                 {
+                    from_tables.insert(user);
                     wanted.push(self.new_owner(user));
                 }
+            }
+            for named in self.options.owners.users() {
+                from_tables.remove(&named);
+            }
+            if !self.options.trust_legacy_balances {
+                vet_against_auth(tables, &mut wanted, &from_tables, &mut balance_notes).await?;
             }
         }
         let mut created = Vec::new();
@@ -195,4 +213,52 @@ impl Importer {
         self.remember_user(user, exists);
         Ok(exists)
     }
+}
+
+/// Without `--trust-legacy-balances`, the users only the old tables vouch for (its `users`
+/// rows, the owners its `dramas` name) are checked against Supabase Auth, which no client
+/// could write: one Auth does not list, or lists as an anonymous session, opens with nothing,
+/// as a new anonymous session does. Otherwise anyone could have minted credits before cutover
+/// by opening anonymous sessions and inserting a `users` or `dramas` row for each. Without
+/// `auth.users` (not a Supabase project) nothing is checked.
+async fn vet_against_auth(
+    tables: &dyn LegacyTables,
+    wanted: &mut [NewUser],
+    from_tables: &HashSet<UserId>,
+    notes: &mut HashMap<UserId, String>,
+) -> Result<(), LegacyError> {
+    let ids: Vec<UserId> = wanted
+        .iter()
+        .map(|w| w.id)
+        .filter(|id| from_tables.contains(id))
+        .collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let Some(standing) = tables
+        .auth_standing(&ids)
+        .await
+        .map_err(LegacyError::Target)?
+    else {
+        return Ok(());
+    };
+    for user in wanted.iter_mut().filter(|w| from_tables.contains(&w.id)) {
+        let why = match standing.get(&user.id) {
+            Some(AuthStanding::SignedUp) => continue,
+            Some(AuthStanding::Anonymous) => "is an anonymous session in Supabase Auth",
+            None => "is not a user of Supabase Auth",
+        };
+        if user.tokens > 0 {
+            notes.insert(
+                user.id,
+                format!(
+                    "user {}: {why} and only the old tables (open to clients) name it, so it \
+                     opens with 0 credits rather than {}",
+                    user.id, user.tokens
+                ),
+            );
+            user.tokens = 0;
+        }
+    }
+    Ok(())
 }

@@ -27,6 +27,12 @@ pub const MAX_SEGMENT_CHARS: usize = 128;
 /// whole key stays well under the file-name limits of disk-backed S3 servers.
 pub const MAX_NAME_CHARS: usize = 64;
 
+/// The characters a project name longer than [`MAX_NAME_CHARS`] keeps before its hash: the
+/// segment is then as long as the longest name that fits (`~`, 47, `~`, 16), since S3
+/// servers that keep objects on disk name a file after the key (s3s-fs, for one, after its
+/// base64) and a longer segment pushes a library key past a file name's 255 bytes.
+pub const LONG_NAME_KEPT: usize = 47;
+
 /// What an object is for; the third segment of a built key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
@@ -340,10 +346,10 @@ impl Scope {
     /// SHA-256 of the trimmed name: the same scope for the same name every time, and never one
     /// a sanitised name takes (those never start with `_`).
     ///
-    /// A name whose sanitised form is longer than [`MAX_NAME_CHARS`] keeps its cut form and
-    /// gets `~` and the first 16 hex digits of the SHA-256 of the whole sanitised form
-    /// appended (`~{cut}~{hex}`): two long names that share their first 64 characters stay
-    /// two projects, and no name that fits takes such a scope (a sanitised name holds no
+    /// A name whose sanitised form is longer than [`MAX_NAME_CHARS`] keeps its first
+    /// [`LONG_NAME_KEPT`] characters and gets `~` and the first 16 hex digits of the SHA-256
+    /// of the whole sanitised form appended (`~{first 47}~{hex}`, 65 characters like the
+    /// longest name that fits): two long names that share their beginning stay two projects, and no name that fits takes such a scope (a sanitised name holds no
     /// `~`). Names that differ only where sanitising erases the difference (case,
     /// punctuation) share a project, long or short. The library routes and the legacy
     /// library import both name projects through this function alone.
@@ -358,7 +364,12 @@ impl Scope {
                 if whole == clean {
                     format!("~{clean}")
                 } else {
-                    format!("~{clean}~{}", hex16(&whole))
+                    // Every cleaned name is ASCII, so a byte cut is a character cut.
+                    format!(
+                        "~{}~{}",
+                        clean.get(..LONG_NAME_KEPT).unwrap_or(&clean),
+                        hex16(&whole)
+                    )
                 }
             }
             Err(_) => format!("~_{}", hex16(name.trim())),
@@ -685,11 +696,13 @@ mod tests {
         assert_ne!(one, two, "they used to merge into one project");
         for scope in [&one, &two] {
             let (cut, hash) = scope.as_str()[1..].split_once('~').unwrap();
-            assert_eq!(
-                cut,
-                "storyboards_for_the_second_season_of_the_corgi_drama_episodes_1"
-            );
+            assert_eq!(cut, "storyboards_for_the_second_season_of_the_corgi_");
             assert_eq!(hash.len(), 16, "{scope:?}");
+            assert_eq!(
+                scope.as_str().len(),
+                MAX_NAME_CHARS + 1,
+                "no longer than one that fits"
+            );
         }
         assert_eq!(
             one,

@@ -75,7 +75,7 @@ struct ListQuery {
     summary = "List a project's uploads, one page at a time",
     params(
         ("user_id" = Option<String>, Query, description = "Another owner (service callers only)."),
-        ("project_name" = String, Query, min_length = 1, pattern = "[A-Za-z0-9]", description = "Project."),
+        ("project_name" = String, Query, min_length = 1, description = "Project."),
         ("asset_type" = inline(Option<doc::LibraryType>), Query, description = "image, video or text."),
         ("tag" = inline(Option<doc::LibraryTag>), Query, description = "character, storyboard or clip."),
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "Most items in the page, 1–1000 (default 1000). With `asset_type` or `tag` a page may hold fewer (even none) while `cursor` is not null: a page reads at most 1,000 records (and about 8 MB of them)."),

@@ -334,7 +334,7 @@ pub(crate) struct LibraryItem {
     /// Another owner (service callers only).
     user_id: Option<String>,
     /// Project.
-    #[param(min_length = 1, pattern = "[A-Za-z0-9]")]
+    #[param(min_length = 1)]
     project_name: String,
     /// image, video or text.
     #[param(inline)]

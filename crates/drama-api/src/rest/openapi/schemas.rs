@@ -539,7 +539,7 @@ pub(crate) type UploadForm = Closed<UploadFormParts>;
 pub(crate) struct UploadFormParts {
     #[schema(format = Binary)]
     file: String,
-    #[schema(min_length = 1, max_length = 500, pattern = "[A-Za-z0-9]")]
+    #[schema(min_length = 1, max_length = 500)]
     project_name: String,
     #[schema(inline)]
     asset_type: LibraryType,
